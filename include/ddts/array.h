@@ -1,0 +1,70 @@
+/*
+ * Typed n-dimensional arrays: what data loaders return and what travels on
+ * the wire. Data keeps its stored dtype; conversion to float32 is late.
+ * Arrays are C-ordered (row major), native endian, in one allocation.
+ */
+#ifndef DDTS_ARRAY_H
+#define DDTS_ARRAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+#include "limits.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum ddts_dtype {
+    DDTS_BOOL = 0,
+    DDTS_I8,
+    DDTS_U8,
+    DDTS_I16,
+    DDTS_U16,
+    DDTS_I32,
+    DDTS_U32,
+    DDTS_I64,
+    DDTS_U64,
+    DDTS_F16,
+    DDTS_F32,
+    DDTS_F64,
+    DDTS_N_DTYPES
+};
+
+/* Size of one element in bytes; 0 for an invalid dtype. */
+size_t ddts_dtype_size(enum ddts_dtype dtype);
+/* numpy's name ("float32", "uint8", "bool"); "?" for an invalid dtype. */
+const char *ddts_dtype_name(enum ddts_dtype dtype);
+/* Parses numpy's name; returns DDTS_EINVAL if unknown. */
+enum ddts_status ddts_dtype_parse(const char *name, enum ddts_dtype *out);
+
+struct ddts_array {
+    enum ddts_dtype dtype;
+    int rank; /* 0 ..= DDTS_MAX_ARRAY_RANK */
+    int64_t shape[DDTS_MAX_ARRAY_RANK];
+    void *data; /* owned, 64-byte aligned; NULL when empty */
+    size_t nbytes;
+};
+
+/* Allocates a zeroed array; checks the size for overflow and DDTS_MAX_ARRAY_BYTES. */
+DDTS_NODISCARD enum ddts_status ddts_array_create(enum ddts_dtype dtype, int rank,
+                                                  const int64_t *shape, struct ddts_array **out,
+                                                  struct ddts_error *err);
+void ddts_array_destroy(struct ddts_array *a);
+/* Number of elements (product of the shape; 1 for rank 0). */
+size_t ddts_array_count(const struct ddts_array *a);
+/* Elements per sample: product of shape[1..rank). */
+size_t ddts_array_sample_count(const struct ddts_array *a);
+/* Element i converted to double. */
+double ddts_array_get(const struct ddts_array *a, size_t i);
+/* Converts `n` elements starting at element `first` to float32. */
+void ddts_array_to_f32(const struct ddts_array *a, size_t first, size_t n, float *out);
+/* Formats the shape as "(60000, 28, 28)" into buf. */
+void ddts_array_shape_str(const struct ddts_array *a, char *buf, size_t buf_nbytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

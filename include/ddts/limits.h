@@ -1,0 +1,49 @@
+/*
+ * Every limit of ddts in one place, each with its reason. Inputs beyond a
+ * limit get DDTS_ELIMIT and a message naming the limit, before any large
+ * allocation.
+ */
+#ifndef DDTS_LIMITS_H
+#define DDTS_LIMITS_H
+
+/* Tensors: Keras models here use at most 5 dimensions (N, D, H, W, C). */
+#define DDTS_MAX_RANK 8
+
+/* Data arrays: rank of arrays in data files (npy allows 32; we need few). */
+#define DDTS_MAX_ARRAY_RANK 8
+
+/* A single data array: 64 GiB is beyond any machine this targets. */
+#define DDTS_MAX_ARRAY_BYTES (64ULL << 30)
+
+/* npy headers are at most 64 KiB in version 1.0; version 2/3 allow 4 GiB,
+ * but no real header needs more than a few hundred bytes. */
+#define DDTS_MAX_NPY_HEADER (1u << 16)
+
+/* Zip: members beyond this uncompressed size or ratio are a zip bomb. */
+#define DDTS_MAX_ZIP_RATIO   1100
+#define DDTS_MAX_ZIP_MEMBERS 65536
+
+/* CSV/XLSX: longest cell and widest row we accept. */
+#define DDTS_MAX_CELL_BYTES (1u << 20)
+#define DDTS_MAX_COLUMNS    (1u << 20)
+
+/* Keras files: config JSON and layer counts. */
+#define DDTS_MAX_CONFIG_BYTES (64u << 20)
+#define DDTS_MAX_LAYERS       100000
+
+/* Wire: frames before authentication are tiny (a hello and CPace shares);
+ * after it, a frame carries at most one chunk of a streamed transfer. */
+#define DDTS_MAX_FRAME_PREAUTH 1024u
+#define DDTS_MAX_FRAME         (16u << 20)
+
+/* Network: default I/O timeout and heartbeat period, in seconds. */
+#define DDTS_IO_TIMEOUT_S 30
+#define DDTS_HEARTBEAT_S  5
+
+/* Clients per job: the server handles at least 64 at once. */
+#define DDTS_MAX_CLIENTS 1024
+
+/* Default TCP port of the server (no IANA assignment; free on common hosts). */
+#define DDTS_DEFAULT_PORT 7878
+
+#endif
