@@ -7,6 +7,7 @@
  *   limits.h  every limit, with its reason
  *   array.h   typed n-dimensional arrays (what data loaders return)
  *   fs.h      atomic file writes (temporary name + rename)
+ *   keras.h   Keras model files (.h5, .keras) as plain data
  *
  * Each module below has its own header; this one includes them all. Every
  * fallible function returns an enum ddts_status and fills an optional
@@ -20,6 +21,7 @@
 #include "array.h"
 #include "core.h"
 #include "fs.h"
+#include "keras.h"
 #include "limits.h"
 
 #endif

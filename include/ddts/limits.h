@@ -31,6 +31,23 @@
 #define DDTS_MAX_CONFIG_BYTES (64u << 20)
 #define DDTS_MAX_LAYERS       100000
 
+/* Keras files (keras_h5.c, keras_zip.c, keras_config.c). */
+/* Names of layers and weights: real ones are a few dozen bytes. */
+#define DDTS_MAX_KERAS_NAME 4096
+/* Weights of one layer group: a nested model keeps all its weights in one
+ * group, so this is generous (a ResNet-152 has about 900). */
+#define DDTS_MAX_KERAS_WEIGHTS 65536
+/* All weights of a model, in float32 values: 2^31 values (8 GiB) is beyond
+ * any model ddts trains on a CPU. */
+#define DDTS_MAX_KERAS_PARAMS (1ULL << 31)
+/* A string attribute (model_config, training_config, layer_names, ...). */
+#define DDTS_MAX_KERAS_ATTR_BYTES DDTS_MAX_CONFIG_BYTES
+/* Models nested in models: real ones nest two or three deep; the bound
+ * keeps recursion on hostile configs shallow. */
+#define DDTS_MAX_KERAS_NESTING 32
+/* model.weights.h5 inside a .keras zip is read into memory. */
+#define DDTS_MAX_KERAS_FILE_BYTES (16ULL << 30)
+
 /* Wire: frames before authentication are tiny (a hello and CPace shares);
  * after it, a frame carries at most one chunk of a streamed transfer. */
 #define DDTS_MAX_FRAME_PREAUTH 1024u
