@@ -43,9 +43,10 @@ struct ddts_keras_weight {
      * config (Dense: kernel, bias; ...); "var<i>" for a class ddts does not
      * know. */
     char *short_name;
-    /* The (possibly nested) layer that owns the weight: h5: the part of
-     * `name` before the last '/' (may be "" for a bare name); .keras: the
-     * owning layer's name from config.json. */
+    /* The (possibly nested) layer that owns the weight: h5: the component
+     * of `name` before the last '/' ("dense" for "dense/kernel:0"; "" for a
+     * bare name); .keras: the owning layer's name from config.json (or the
+     * group's name for a sub-object that config.json does not list). */
     char *layer_name;
     /* Full path of the dataset in the HDF5 file ("/model_weights/dense/
      * dense/kernel:0"; .keras: "/layers/dense/vars/0" in model.weights.h5). */
