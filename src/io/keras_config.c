@@ -37,14 +37,13 @@ static enum ddts_status checked_string(json_t *v, const char *what, const char *
                                        struct ddts_error *err)
 {
     if (!json_is_string(v))
-        return ddts_error_set(err, DDTS_EFORMAT, "config %s: %s is missing or not a string", path,
-                              what);
+        return ddts_error_set(err, DDTS_EFORMAT, "%s: %s is missing or not a string", path, what);
     size_t len = json_string_length(v);
     if (len == 0 || len > DDTS_MAX_KERAS_NAME)
-        return ddts_error_set(err, DDTS_EFORMAT, "config %s: %s has %zu bytes (1 to %d allowed)",
-                              path, what, len, DDTS_MAX_KERAS_NAME);
+        return ddts_error_set(err, DDTS_EFORMAT, "%s: %s has %zu bytes (1 to %d allowed)", path,
+                              what, len, DDTS_MAX_KERAS_NAME);
     if (memchr(json_string_value(v), '\0', len) != NULL)
-        return ddts_error_set(err, DDTS_EFORMAT, "config %s: %s holds a NUL byte", path, what);
+        return ddts_error_set(err, DDTS_EFORMAT, "%s: %s holds a NUL byte", path, what);
     return DDTS_OK;
 }
 
@@ -66,8 +65,8 @@ static enum ddts_status list_layers(struct lister *l, json_t *layers, int depth,
                                     const char *path)
 {
     if (depth > DDTS_MAX_KERAS_NESTING)
-        return ddts_error_set(l->err, DDTS_ELIMIT, "config %s: models nested more than %d deep",
-                              path, DDTS_MAX_KERAS_NESTING);
+        return ddts_error_set(l->err, DDTS_ELIMIT, "%s: models nested more than %d deep", path,
+                              DDTS_MAX_KERAS_NESTING);
     size_t n = json_array_size(layers);
     for (size_t i = 0; i < n; i++) {
         char here[256];
@@ -75,7 +74,7 @@ static enum ddts_status list_layers(struct lister *l, json_t *layers, int depth,
             here[0] = '\0';
         json_t *entry = json_array_get(layers, i);
         if (!json_is_object(entry))
-            return ddts_error_set(l->err, DDTS_EFORMAT, "config %s: not an object", here);
+            return ddts_error_set(l->err, DDTS_EFORMAT, "%s: not an object", here);
         json_t *cls = json_object_get(entry, "class_name");
         enum ddts_status st = checked_string(cls, "class_name", here, l->err);
         if (st != DDTS_OK)
@@ -88,7 +87,7 @@ static enum ddts_status list_layers(struct lister *l, json_t *layers, int depth,
         if (st != DDTS_OK)
             return st;
         if (l->c->n_layers >= DDTS_MAX_LAYERS)
-            return ddts_error_set(l->err, DDTS_ELIMIT, "config %s: more than %d layers", here,
+            return ddts_error_set(l->err, DDTS_ELIMIT, "%s: more than %d layers", here,
                                   DDTS_MAX_LAYERS);
         if (l->c->n_layers == l->cap) {
             size_t cap = l->cap ? l->cap * 2 : 16;
@@ -146,7 +145,7 @@ enum ddts_status ddts_keras_config_parse(const char *json, size_t nbytes,
         st = ddts_error_set(err, DDTS_EFORMAT, "config: the top level is not an object");
         goto done;
     }
-    st = checked_string(json_object_get(root, "class_name"), "class_name", "(top)", err);
+    st = checked_string(json_object_get(root, "class_name"), "class_name", "config", err);
     if (st != DDTS_OK)
         goto done;
     c->model_class = ddts_strdup(json_string_value(json_object_get(root, "class_name")));
@@ -156,7 +155,7 @@ enum ddts_status ddts_keras_config_parse(const char *json, size_t nbytes,
     }
     json_t *cfg = json_object_get(root, "config");
     json_t *name = json_is_object(cfg) ? json_object_get(cfg, "name") : NULL;
-    if (json_is_string(name) && checked_string(name, "name", "config", NULL) == DDTS_OK) {
+    if (json_is_string(name) && checked_string(name, "name", "config.config", NULL) == DDTS_OK) {
         c->model_name = ddts_strdup(json_string_value(name));
         if (c->model_name == NULL) {
             st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");

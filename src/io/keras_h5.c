@@ -180,7 +180,7 @@ static enum ddts_status read_attr_strings(struct ctx *c, hid_t obj, const char *
             const char *p = ptrs[i] ? ptrs[i] : "";
             st = take_string(c, where, p, strnlen(p, max_len + 1), max_len, &list[i]);
         }
-        H5Treclaim(mt, s, H5P_DEFAULT, ptrs);
+        H5Dvlen_reclaim(mt, s, H5P_DEFAULT, ptrs);
         ddts_free(buf);
         buf = NULL;
         if (st != DDTS_OK)
@@ -742,6 +742,7 @@ done:
 struct child_list {
     char **names;
     size_t n, cap;
+    int oom;
 };
 
 static herr_t list_child(hid_t g, const char *name, const H5L_info_t *info, void *op_data)
@@ -754,14 +755,18 @@ static herr_t list_child(hid_t g, const char *name, const H5L_info_t *info, void
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 8;
         char **p = ddts_realloc(l->names, cap * sizeof *p);
-        if (p == NULL)
+        if (p == NULL) {
+            l->oom = 1;
             return -1;
+        }
         l->names = p;
         l->cap = cap;
     }
     l->names[l->n] = ddts_strdup(name);
-    if (l->names[l->n] == NULL)
+    if (l->names[l->n] == NULL) {
+        l->oom = 1;
         return -1;
+    }
     l->n++;
     return 0;
 }
@@ -835,7 +840,7 @@ static enum ddts_status collect(struct zip_reader *z, const char *path, long ci,
             return st;
     }
     /* Other sub-objects (e.g. an RNN layer's cell), in name order. */
-    struct child_list l = {NULL, 0, 0};
+    struct child_list l = {NULL, 0, 0, 0};
     hid_t g = H5Gopen2(z->f, path, H5P_DEFAULT);
     if (g < 0)
         return ddts_error_set(z->c->err, DDTS_EFORMAT, "%s: %s: cannot open group", z->c->label,
@@ -843,7 +848,9 @@ static enum ddts_status collect(struct zip_reader *z, const char *path, long ci,
     hsize_t idx = 0;
     herr_t it = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, list_child, &l);
     H5Gclose(g);
-    if (it < 0)
+    if (it < 0 && l.oom)
+        st = ddts_error_set(z->c->err, DDTS_ENOMEM, "%s: out of memory", z->c->label);
+    else if (it < 0)
         st = ddts_error_set(z->c->err, DDTS_EFORMAT, "%s: %s: cannot list the group", z->c->label,
                             path);
     for (size_t k = 0; k < l.n && st == DDTS_OK; k++) {
