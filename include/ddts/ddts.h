@@ -7,6 +7,7 @@
  *   limits.h  every limit, with its reason
  *   array.h   typed n-dimensional arrays (what data loaders return)
  *   fs.h      atomic file writes (temporary name + rename)
+ *   data.h    data loaders, Keras datasets, statistics, normalizers, splits
  *
  * Each module below has its own header; this one includes them all. Every
  * fallible function returns an enum ddts_status and fills an optional
@@ -19,6 +20,7 @@
 
 #include "array.h"
 #include "core.h"
+#include "data.h"
 #include "fs.h"
 #include "limits.h"
 
