@@ -264,10 +264,10 @@ DDTS_NODISCARD enum ddts_status ddts_stats_update(struct ddts_stats *stats,
 DDTS_NODISCARD enum ddts_status
 ddts_stats_merge(struct ddts_stats *dst, const struct ddts_stats *src, struct ddts_error *err);
 
-/* Serialized size: 16 + 48 * n_features bytes. */
+/* Serialized size: 24 + 40 * n_features bytes. */
 size_t ddts_stats_encoded_size(const struct ddts_stats *stats);
 /* Little-endian encoding: "DSTA" magic, u32 version 1, u64 n_features,
- * u64 count, then per feature f64 min, max, absmax, mean, m2 and pad u64 0.
+ * u64 count, then per feature f64 min, max, absmax, mean, m2 (IEEE bits).
  * `buf` holds at least ddts_stats_encoded_size bytes (DDTS_EINVAL if not). */
 DDTS_NODISCARD enum ddts_status ddts_stats_encode(const struct ddts_stats *stats, uint8_t *buf,
                                                   size_t buf_nbytes, struct ddts_error *err);
