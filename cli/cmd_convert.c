@@ -11,7 +11,9 @@ const char cli_usage_convert[] =
     "\n"
     "Input formats (by extension): .npy, .npz, .csv (header detected), .xlsx\n"
     "(first sheet, header detected), .idx and .idx.gz (also MNIST names such as\n"
-    "train-images-idx3-ubyte.gz).\n"
+    "train-images-idx3-ubyte.gz). IN may also be keras:NAME, a Keras built-in\n"
+    "dataset (mnist, fashion_mnist) read from Keras' cache or Debian's copy; --key\n"
+    "then picks x_train (default), y_train, x_test or y_test.\n"
     "\n"
     "Options:\n"
     "  --key NAME      the array of an .npz file or the sheet of an .xlsx file\n"
@@ -86,7 +88,7 @@ int cmd_convert(int argc, char **argv)
     struct ddts_error err;
     ddts_error_clear(&err);
     struct ddts_array *a = NULL, *b = NULL;
-    if (ddts_data_load(pos[0], key, &a, &err) != DDTS_OK)
+    if (cli_load_data(pos[0], key, &a, &err) != DDTS_OK)
         return cli_fail("convert", &err);
     if (!keep && a->dtype != to) {
         if (ddts_array_convert(a, to, &b, &err) != DDTS_OK) {

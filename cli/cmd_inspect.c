@@ -10,6 +10,7 @@ const char cli_usage_inspect[] =
     "\n"
     "For a data file (.npy .npz .csv .xlsx .idx .idx.gz) it prints each array\n"
     "(npz arrays, xlsx sheets) with its dtype, shape, min, max and mean.\n"
+    "FILE may also be keras:NAME for a Keras built-in dataset (mnist, fashion_mnist).\n"
     "\n"
     "Options:\n"
     "  --key NAME   only this npz array or xlsx sheet\n";
@@ -29,7 +30,7 @@ int cmd_inspect(int argc, char **argv)
     }
     if (path == NULL)
         return cli_usage_error("inspect", "expected a FILE (see 'ddts inspect --help')");
-    if (ddts_data_format_of(path) != DDTS_FORMAT_UNKNOWN)
+    if (ddts_data_format_of(path) != DDTS_FORMAT_UNKNOWN || strncmp(path, "keras:", 6) == 0)
         return cli_inspect_data(path, key);
     struct ddts_error err = {DDTS_EUNSUPPORTED, 0,
                              "'ddts inspect' of models is not implemented yet"};

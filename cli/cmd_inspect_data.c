@@ -40,10 +40,58 @@ static int print_array(const char *label, const struct ddts_array *a)
     return CLI_OK;
 }
 
+static const char *const keras_parts[4] = {"x_train", "y_train", "x_test", "y_test"};
+
+enum ddts_status cli_load_data(const char *path, const char *key, struct ddts_array **out,
+                               struct ddts_error *err)
+{
+    *out = NULL;
+    if (strncmp(path, "keras:", 6) != 0)
+        return ddts_data_load(path, key, out, err);
+    struct ddts_array **want[4] = {NULL, NULL, NULL, NULL};
+    int k = 0;
+    if (key != NULL) {
+        for (k = 0; k < 4; k++)
+            if (strcmp(key, keras_parts[k]) == 0)
+                break;
+        if (k == 4)
+            return ddts_error_set(err, DDTS_EINVAL,
+                                  "%s: key '%s' (expected x_train, y_train, x_test or y_test)",
+                                  path, key);
+    }
+    want[k] = out;
+    return ddts_keras_dataset_load(path + 6, want[0], want[1], want[2], want[3], err);
+}
+
+static int inspect_keras(const char *path, const char *key)
+{
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    struct ddts_array *a[4] = {NULL, NULL, NULL, NULL};
+    if (key != NULL) {
+        if (cli_load_data(path, key, &a[0], &err) != DDTS_OK)
+            return cli_fail("inspect", &err);
+        printf("%s (Keras dataset)\n", path);
+        print_array(key, a[0]);
+        ddts_array_destroy(a[0]);
+        return CLI_OK;
+    }
+    if (ddts_keras_dataset_load(path + 6, &a[0], &a[1], &a[2], &a[3], &err) != DDTS_OK)
+        return cli_fail("inspect", &err);
+    printf("%s (Keras dataset, 4 arrays)\n", path);
+    for (int i = 0; i < 4; i++) {
+        print_array(keras_parts[i], a[i]);
+        ddts_array_destroy(a[i]);
+    }
+    return CLI_OK;
+}
+
 int cli_inspect_data(const char *path, const char *key)
 {
     struct ddts_error err;
     ddts_error_clear(&err);
+    if (strncmp(path, "keras:", 6) == 0)
+        return inspect_keras(path, key);
     enum ddts_data_format f = ddts_data_format_of(path);
     if (f == DDTS_FORMAT_UNKNOWN) {
         ddts_error_set(&err, DDTS_EUNSUPPORTED, "%s: unknown data format", path);

@@ -354,7 +354,7 @@ struct sheet {
     /* The current row and cell. */
     long row, col, prev_col;
     enum cell_type type;
-    int in_c, in_v, in_is_t, have_v;
+    int in_c, in_v, in_is_t, have_v, in_f_seen;
     char *text;
     size_t text_n;
     /* Pass 0 findings. */
@@ -463,7 +463,10 @@ static void XMLCALL sh_start(void *ud, const XML_Char *el, const XML_Char **atts
         }
         s->in_c = 1;
         s->have_v = 0;
+        s->in_f_seen = 0;
         s->text_n = 0;
+    } else if (s->in_c && strcmp(n, "f") == 0) {
+        s->in_f_seen = 1;
     } else if (s->in_c && strcmp(n, "v") == 0) {
         s->in_v = 1;
         s->have_v = 1;
@@ -521,6 +524,11 @@ static void end_cell(struct sheet *s)
                         s->row);
     case CELL_BOOL:
     case CELL_NUMBER:
+        if (s->text_n == 0 && s->in_f_seen)
+            return xml_fail(&s->x, DDTS_EFORMAT,
+                            "cell %s%ld: a formula without a cached value (open and save the "
+                            "file in a spreadsheet program to compute it)",
+                            cn, s->row);
         if (ddts__parse_double(s->text, s->text_n, &v) != 0)
             return xml_fail(&s->x, DDTS_EFORMAT, "cell %s%ld: '%.40s' is not a number", cn, s->row,
                             s->text);
