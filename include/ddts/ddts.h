@@ -3,14 +3,20 @@
  *
  * A short tour of the library:
  *
- *   core.h    status codes, error messages, allocation, logging, RNG
- *   limits.h  every limit, with its reason
- *   array.h   typed n-dimensional arrays (what data loaders return)
- *   fs.h      atomic file writes (temporary name + rename)
- *   keras.h   Keras model files (.h5, .keras) as plain data
+ *   core.h     status codes, error messages, allocation, logging, RNG
+ *   limits.h   every limit, with its reason
+ *   array.h    typed n-dimensional arrays (what data loaders return)
+ *   fs.h       atomic file writes (temporary name + rename)
+ *   data.h     data loaders, Keras datasets, statistics, normalizers, splits
+ *   keras.h    Keras .h5 / .keras model files as plain data
+ *   nn.h       the training engine: layers, losses, optimizers, fit
+ *   job.h      job settings (flags, job files, JSON)
+ *   report.h   history.csv, train.log, plots, progress lines, summaries
+ *   wire.h, auth.h, net.h   the wire format, CPace handshake, connections
+ *   server.h, client.h      the coordinator and the clients
+ *   trainer.h  one training run of a job, tying the above together
  *
- * Each module below has its own header; this one includes them all. Every
- * fallible function returns an enum ddts_status and fills an optional
+ * Every fallible function returns an enum ddts_status and fills an optional
  * struct ddts_error with a message naming what is wrong.
  */
 #ifndef DDTS_DDTS_H
@@ -20,6 +26,7 @@
 
 #include "array.h"
 #include "core.h"
+#include "data.h"
 #include "fs.h"
 #include "keras.h"
 #include "limits.h"

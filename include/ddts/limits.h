@@ -27,6 +27,14 @@
 #define DDTS_MAX_CELL_BYTES (1u << 20)
 #define DDTS_MAX_COLUMNS    (1u << 20)
 
+/* XLSX: an XML member (a sheet) streams, so it may be large; shared strings
+ * are held in memory and numeric sheets need few. */
+#define DDTS_MAX_XLSX_XML     (16ULL << 30)
+#define DDTS_MAX_XLSX_STRINGS (256u << 20)
+
+/* Data folders: files per X/ or Y/ folder (each is opened and held at once). */
+#define DDTS_MAX_DATA_FILES 100000
+
 /* Keras files: config JSON and layer counts. */
 #define DDTS_MAX_CONFIG_BYTES (64u << 20)
 #define DDTS_MAX_LAYERS       100000
