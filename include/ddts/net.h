@@ -58,6 +58,8 @@ void ddts_conn_set_timeout(struct ddts_conn *c, double timeout_s);
 const char *ddts_conn_peer(const struct ddts_conn *c);
 /* The socket (for tests that play a hostile peer). */
 int ddts_conn_fd(const struct ddts_conn *c);
+/* Shuts the socket down (any thread): the owner's pending I/O fails at once. */
+void ddts_conn_shutdown(struct ddts_conn *c);
 /* Non-zero once the handshake succeeded. */
 int ddts_conn_is_authenticated(const struct ddts_conn *c);
 
