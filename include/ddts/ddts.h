@@ -12,8 +12,10 @@
  *   nn.h       the training engine: layers, losses, optimizers, fit
  *   job.h      job settings (flags, job files, JSON)
  *   report.h   history.csv, train.log, plots, progress lines, summaries
- *   wire.h, auth.h, net.h   the wire format, CPace handshake, connections
- *   server.h, client.h      the coordinator and the clients
+ *   wire.h     frames and messages of the protocol (pure encode/decode)
+ *   auth.h     CPace handshake, passphrases, encrypted channel
+ *   net.h      connections: handshake, typed messages, file streaming
+ *   server.h   the job server; client.h the client
  *   trainer.h  one training run of a job, tying the above together
  *
  * Every fallible function returns an enum ddts_status and fills an optional
@@ -26,9 +28,14 @@
 
 #include "array.h"
 #include "core.h"
-#include "data.h"
-#include "fs.h"
-#include "keras.h"
 #include "limits.h"
+#include "fs.h"
+#include "data.h"
+#include "keras.h"
+#include "wire.h"
+#include "auth.h"
+#include "net.h"
+#include "server.h"
+#include "client.h"
 
 #endif

@@ -71,4 +71,17 @@
 /* Default TCP port of the server (no IANA assignment; free on common hosts). */
 #define DDTS_DEFAULT_PORT 7878
 
+/* Net: a passphrase longer than this is a pasted file, not a passphrase. */
+#define DDTS_MAX_PASSPHRASE_BYTES 1024
+/* Net: relative paths of transferred files and client/job names. */
+#define DDTS_MAX_PATH_BYTES 1024
+#define DDTS_MAX_NAME_BYTES 64
+/* Net: job settings JSON sent to clients (one frame). */
+#define DDTS_MAX_SETTINGS_BYTES (1u << 20)
+/* Net: one received file and a client's whole upload (models, logs, plots). */
+#define DDTS_MAX_FILE_BYTES    (64ULL << 30)
+#define DDTS_MAX_UPLOAD_FILES  10000
+/* Net: a weight vector exchanged in a round: 2^31 float32 = 8 GiB. */
+#define DDTS_MAX_SYNC_FLOATS (1ULL << 31)
+
 #endif
