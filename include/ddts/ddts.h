@@ -7,6 +7,8 @@
  *   limits.h  every limit, with its reason
  *   array.h   typed n-dimensional arrays (what data loaders return)
  *   fs.h      atomic file writes (temporary name + rename)
+ *   job.h     job settings: defaults, flags, job files, JSON for clients
+ *   report.h  history.csv, train.log, PNG plots, progress lines, summary.json
  *
  * Each module below has its own header; this one includes them all. Every
  * fallible function returns an enum ddts_status and fills an optional
@@ -20,6 +22,8 @@
 #include "array.h"
 #include "core.h"
 #include "fs.h"
+#include "job.h"
 #include "limits.h"
+#include "report.h"
 
 #endif
