@@ -98,6 +98,16 @@ int cli_wizard_run(struct ddts_job *job, FILE *in, FILE *out, int in_fd, char *p
 int cli_job_complete(const char *cmd, struct ddts_job *job, bool force_wizard, const char *job_out,
                      char *passphrase, size_t cap);
 
+/*
+ * Prints the equivalent command line of `job` for `ddts CMD` to stderr and
+ * writes the settings given explicitly to `job_out` (NULL: WORKDIR/NAME/
+ * job.json). With `passphrase_to_save` (may be NULL), also writes it to a
+ * file "passphrase" (mode 0600) next to the job file and points
+ * --passphrase-file at it. Returns CLI_OK or CLI_FAIL (message printed).
+ */
+int cli_job_save_wizard_result(const char *cmd, struct ddts_job *job, const char *job_out,
+                               const char *passphrase_to_save);
+
 /* `ddts wizard`: the wizard alone, writing a job file (cli/cmd_wizard.c). */
 int cmd_wizard(int argc, char **argv);
 extern const char cli_usage_wizard[];
