@@ -59,4 +59,66 @@ int cli_parse_long(const char *cmd, const char *flag, const char *value, long mi
                    long *out);
 int cli_parse_double(const char *cmd, const char *flag, const char *value, double *out);
 
+/* ---- Job settings as flags, and the wizard (cli/job_flags.c, cli/wizard.c) ---- */
+#include <getopt.h>
+
+/* Called for each option of `extra` (getopt_long's struct option, val >= 1000)
+ * that cli_job_parse_flags meets; returns CLI_OK or an exit code. */
+typedef int (*cli_extra_flag_fn)(void *userdata, int val, const char *arg);
+
+/*
+ * Parses a command's job flags into `job` (already holding defaults):
+ * first `--job FILE` (loaded, wherever it appears), then every other flag in
+ * order, so flags override the file. Every setting of ddts_job_settings() is a
+ * flag `--NAME VALUE` (`--NAME=VALUE`); switches (--collect, --keep-serving)
+ * take no value. `extra` (may be NULL, terminated by a zero entry) adds the
+ * command's own options, handed to `on_extra`. `--passphrase` is refused
+ * with a hint (a secret never goes on a command line). Returns CLI_OK and
+ * the index of the first positional argument in *first_positional, or
+ * CLI_USAGE / CLI_FAIL after printing "ddts CMD: --flag: reason".
+ */
+int cli_job_parse_flags(const char *cmd, int argc, char **argv, struct ddts_job *job,
+                        const struct option *extra, cli_extra_flag_fn on_extra, void *userdata,
+                        int *first_positional);
+/* The job flags' help text (one line per setting, with defaults), for usage texts. */
+void cli_job_print_flags_help(FILE *fp);
+
+/*
+ * The server's wizard (SPEC §2): asks, in the original order, every setting
+ * not given explicitly; defaults in brackets; numeric answers accepted; an
+ * invalid answer is explained and asked again. The passphrase is read with
+ * echo off (termios on in_fd) into `passphrase` (cap bytes, NUL-terminated;
+ * the caller wipes it after use) unless `passphrase` is NULL or a passphrase
+ * file / $DDTS_PASSPHRASE is already available. Returns CLI_OK, or CLI_FAIL
+ * when input ends (EOF) before the questions are answered.
+ */
+int cli_wizard_run(struct ddts_job *job, FILE *in, FILE *out, int in_fd, char *passphrase,
+                   size_t cap);
+
+/*
+ * What `ddts server` and `ddts train` call after parsing flags: when stdin
+ * and stderr are terminals and a required setting is missing (or
+ * `force_wizard`), runs the wizard on the terminal, then prints the
+ * equivalent command line and writes the settings to `job_out` (NULL:
+ * WORKDIR/job.json); otherwise checks the required settings (usage error
+ * naming the flag). Then resolves the seed and name. `passphrase` as in
+ * cli_wizard_run (may be NULL). Returns CLI_OK or an exit code.
+ */
+int cli_job_complete(const char *cmd, struct ddts_job *job, bool force_wizard, const char *job_out,
+                     char *passphrase, size_t cap);
+
+/*
+ * Prints the equivalent command line of `job` for `ddts CMD` to stderr and
+ * writes the settings given explicitly to `job_out` (NULL: WORKDIR/NAME/
+ * job.json). With `passphrase_to_save` (may be NULL), also writes it to a
+ * file "passphrase" (mode 0600) next to the job file and points
+ * --passphrase-file at it. Returns CLI_OK or CLI_FAIL (message printed).
+ */
+int cli_job_save_wizard_result(const char *cmd, struct ddts_job *job, const char *job_out,
+                               const char *passphrase_to_save);
+
+/* `ddts wizard`: the wizard alone, writing a job file (cli/cmd_wizard.c). */
+int cmd_wizard(int argc, char **argv);
+extern const char cli_usage_wizard[];
+
 #endif

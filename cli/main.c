@@ -22,6 +22,8 @@ const struct cli_command cli_commands[] = {
     {"model", "create Keras model files without TensorFlow", cli_usage_model, cmd_model},
     {"demo", "a server and two clients training on Fashion-MNIST on 127.0.0.1", cli_usage_demo,
      cmd_demo},
+    {"wizard", "ask the job settings on a terminal and write a job file", cli_usage_wizard,
+     cmd_wizard},
 };
 const size_t cli_n_commands = sizeof cli_commands / sizeof cli_commands[0];
 

@@ -32,6 +32,8 @@
 #include "fs.h"
 #include "data.h"
 #include "keras.h"
+#include "job.h"
+#include "report.h"
 #include "wire.h"
 #include "auth.h"
 #include "net.h"

@@ -1,0 +1,87 @@
+/* ddts wizard: the server's questions alone, ending in a job file. */
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "job_help.h"
+
+const char cli_usage_wizard[] =
+    "usage: ddts wizard [--job-out FILE] [--for server|train] [JOB SETTINGS...]\n"
+    "\n"
+    "Ask, on a terminal, every job setting not given as a flag (the questions\n"
+    "'ddts server' asks), then print the equivalent command line and write the\n"
+    "settings to a job file (default WORKDIR/NAME/job.json). The passphrase is\n"
+    "read without echo and written next to the job file as 'passphrase' (mode\n"
+    "0600), so that 'ddts server --job FILE' then runs without questions.\n"
+    "Without a terminal, checks the settings given (an error names a missing\n"
+    "flag) and writes the job file.\n"
+    "\n"
+    "Options:\n"
+    "  --job-out FILE             where to write the job file\n"
+    "  --for server|train         the command the printed command line runs [server]\n"
+    "\n"
+    "Job settings (the same as 'ddts server'; see docs/cli.md):\n" CLI_JOB_FLAGS_HELP;
+
+enum { OPT_JOB_OUT = 1000, OPT_FOR, OPT_LIST };
+
+struct wizard_opts {
+    const char *job_out;
+    const char *for_cmd;
+    bool listed;
+};
+
+static int on_extra(void *userdata, int val, const char *arg)
+{
+    struct wizard_opts *o = userdata;
+    if (val == OPT_LIST) {
+        /* Hidden: the settings table as help lines, to check job_help.h. */
+        cli_job_print_flags_help(stdout);
+        o->listed = true;
+        return CLI_OK;
+    }
+    if (val == OPT_JOB_OUT) {
+        o->job_out = arg;
+        return CLI_OK;
+    }
+    if (strcmp(arg, "server") != 0 && strcmp(arg, "train") != 0)
+        return cli_usage_error("wizard", "--for: '%s' is not server or train", arg);
+    o->for_cmd = arg;
+    return CLI_OK;
+}
+
+int cmd_wizard(int argc, char **argv)
+{
+    static const struct option extra[] = {
+        {"job-out", required_argument, NULL, OPT_JOB_OUT},
+        {"for", required_argument, NULL, OPT_FOR},
+        {"list-settings", no_argument, NULL, OPT_LIST},
+        {NULL, 0, NULL, 0},
+    };
+    struct wizard_opts o = {NULL, "server", false};
+    struct ddts_job job;
+    ddts_job_init_defaults(&job);
+    int rc = cli_job_parse_flags("wizard", argc, argv, &job, extra, on_extra, &o, NULL);
+    if (rc != CLI_OK || o.listed)
+        return rc;
+    char pass[512] = {0};
+    bool server = strcmp(o.for_cmd, "server") == 0;
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    if (isatty(STDIN_FILENO)) {
+        rc = cli_wizard_run(&job, stdin, stderr, STDIN_FILENO, server ? pass : NULL, sizeof pass);
+        if (rc != CLI_OK)
+            goto out;
+    }
+    if (ddts_job_check_required(&job, &err) != DDTS_OK) {
+        rc = cli_usage_error("wizard", "%s", err.msg);
+        goto out;
+    }
+    if (ddts_job_resolve(&job, &err) != DDTS_OK) {
+        rc = cli_fail("wizard", &err);
+        goto out;
+    }
+    rc = cli_job_save_wizard_result(o.for_cmd, &job, o.job_out, pass);
+out:
+    explicit_bzero(pass, sizeof pass);
+    return rc;
+}
