@@ -7,6 +7,7 @@
  *   limits.h  every limit, with its reason
  *   array.h   typed n-dimensional arrays (what data loaders return)
  *   fs.h      atomic file writes (temporary name + rename)
+ *   nn.h      the training engine: Keras models, fit/evaluate/predict
  *
  * Each module below has its own header; this one includes them all. Every
  * fallible function returns an enum ddts_status and fills an optional
@@ -21,5 +22,6 @@
 #include "core.h"
 #include "fs.h"
 #include "limits.h"
+#include "nn.h"
 
 #endif
