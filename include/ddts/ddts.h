@@ -32,6 +32,7 @@
 #include "fs.h"
 #include "data.h"
 #include "keras.h"
+#include "nn.h"
 #include "job.h"
 #include "report.h"
 #include "wire.h"
