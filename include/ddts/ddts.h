@@ -40,5 +40,6 @@
 #include "net.h"
 #include "server.h"
 #include "client.h"
+#include "trainer.h"
 
 #endif
