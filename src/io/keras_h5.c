@@ -292,7 +292,8 @@ static enum ddts_status read_name_list(struct ctx *c, hid_t obj, const char *whe
             break;
         }
         all = grown;
-        memcpy(all + n_all, part, n_part * sizeof *part);
+        if (n_part > 0)
+            memcpy(all + n_all, part, n_part * sizeof *part);
         n_all += n_part;
         ddts_free(part);
     }
