@@ -184,6 +184,42 @@ DDTS_NODISCARD enum ddts_status ddts_keras_config_parse(const char *json, size_t
                                                         struct ddts_error *err);
 void ddts_keras_config_destroy(struct ddts_keras_config *c);
 
+/*
+ * A new model from a compact spec, for `ddts model new` (no TensorFlow).
+ * The spec lists layers separated by commas, each kind:arg:arg...:
+ *
+ *   dense:UNITS[:ACTIVATION]            Dense (glorot_uniform kernel, zero bias)
+ *   conv2d:FILTERS:K[xK2][:ACTIVATION][:same|valid]   Conv2D, strides 1
+ *   maxpool2d:P | avgpool2d:P           MaxPooling2D / AveragePooling2D, P x P
+ *   globalavgpool2d                     GlobalAveragePooling2D
+ *   flatten | dropout:RATE | batchnorm | activation:NAME | reshape:D1xD2x...
+ *
+ * e.g. "conv2d:32:3:relu,maxpool2d:2,flatten,dense:128:relu,dropout:0.2,dense:10:softmax".
+ * The result is a model (format DDTS_KERAS_H5, no source_path) whose
+ * model_config is a tf.keras 2.15 Sequential configuration (InputLayer with
+ * batch_input_shape, layers named as Keras names them: dense, dense_1, ...),
+ * whose training_config compiles `loss` with `optimizer` (Keras defaults),
+ * and whose weights are initialised as Keras does, from `seed`. Write it
+ * with ddts_keras_write_new. Documented in docs/file-formats.md.
+ */
+struct ddts_keras_spec {
+    const char *layers;         /* the compact layer list */
+    int input_rank;             /* 1 ..= DDTS_MAX_RANK - 1 */
+    const int64_t *input_shape; /* one sample's shape, e.g. {28, 28, 1} */
+    const char *loss;           /* Keras loss name; NULL: no training_config */
+    const char *optimizer;      /* adam, sgd, rmsprop, adagrad, adamax, nadam; NULL: adam */
+    double learning_rate;       /* <= 0: the optimizer's Keras default */
+    const char *metrics;        /* one Keras metric name ("accuracy") or NULL */
+    uint64_t seed;              /* weight initialisation */
+};
+/* Returns DDTS_EINVAL naming the layer (by position and text) or the
+ * setting at fault, DDTS_ESHAPE when a layer does not fit its input
+ * (a kernel larger than the image, a reshape of the wrong size), DDTS_ELIMIT
+ * (DDTS_MAX_LAYERS, DDTS_MAX_KERAS_PARAMS), DDTS_ENOMEM. */
+DDTS_NODISCARD enum ddts_status ddts_keras_spec_build(const struct ddts_keras_spec *spec,
+                                                      struct ddts_keras_model **out,
+                                                      struct ddts_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -292,7 +292,8 @@ static enum ddts_status read_name_list(struct ctx *c, hid_t obj, const char *whe
             break;
         }
         all = grown;
-        memcpy(all + n_all, part, n_part * sizeof *part);
+        if (n_part > 0)
+            memcpy(all + n_all, part, n_part * sizeof *part);
         n_all += n_part;
         ddts_free(part);
     }
@@ -1059,7 +1060,8 @@ static int write_vlen_attr(hid_t obj, const char *name, const char *value, H5T_c
  * np.asarray(list of bytes) is a 1-d array of fixed-length NUL-padded
  * strings as long as the longest (at least 1); an empty list is an empty
  * float64 array; above OBJECT_HEADER_LIMIT bytes it is split with
- * np.array_split into name0, name1, ... */
+ * np.array_split into name0, name1, ... Returns 0, -1 (HDF5 failed) or -2
+ * (out of memory). */
 static int write_name_list(hid_t obj, const char *name, char *const *names, size_t n)
 {
     if (n == 0) {
@@ -1080,7 +1082,7 @@ static int write_name_list(hid_t obj, const char *name, char *const *names, size
         chunks++;
     char *buf = ddts_calloc(n, item);
     if (buf == NULL)
-        return -1;
+        return -2;
     for (size_t i = 0; i < n; i++)
         memcpy(buf + i * item, names[i], strlen(names[i]));
     hid_t t = H5Tcopy(H5T_C_S1);
@@ -1150,7 +1152,10 @@ static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct d
                                     "bad layer name?)",
                                     c->label, L->name);
         }
-        if (st == DDTS_OK && write_name_list(g, "weight_names", names, nw) < 0)
+        int rc = st == DDTS_OK ? write_name_list(g, "weight_names", names, nw) : 0;
+        if (rc == -2)
+            st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
+        else if (rc < 0)
             st = ddts_error_set(c->err, DDTS_EIO,
                                 "%s: /model_weights/%s: cannot write "
                                 "weight_names",
@@ -1239,8 +1244,12 @@ enum ddts_status ddts_keras_write_new(const struct ddts_keras_model *m, const ch
     }
     for (size_t i = 0; i < m->n_layers; i++)
         layer_names[i] = m->layers[i].name;
-    if (write_name_list(mw, "layer_names", layer_names, m->n_layers) < 0 ||
-        write_vlen_attr(mw, "backend", backend, H5T_CSET_ASCII) < 0 ||
+    int rc = write_name_list(mw, "layer_names", layer_names, m->n_layers);
+    if (rc == -2) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    if (rc < 0 || write_vlen_attr(mw, "backend", backend, H5T_CSET_ASCII) < 0 ||
         write_vlen_attr(mw, "keras_version", version, H5T_CSET_ASCII) < 0) {
         st = ddts_error_set(err, DDTS_EIO, "%s: /model_weights: cannot write the attributes", path);
         goto done;

@@ -253,6 +253,46 @@ def test_write_new(tmp):
               "new %s: ddts reads it back: %s" % (fname, r2.stderr))
 
 
+def test_spec(tmp):
+    """ddts_keras_spec_build + write_new: a tf.keras 2.x Sequential with Keras' names,
+    shapes and initialisation, checked with h5py."""
+    out = os.path.join(tmp, "spec.h5")
+    spec = "conv2d:8:3:relu,maxpool2d:2,flatten,dense:16:relu,dropout:0.25,dense:10:softmax"
+    r = run("--spec", spec, "--input", "28x28x1", "--loss", "categorical_crossentropy",
+            "--optimizer", "sgd", out)
+    check(r.returncode == 0, "spec: %s" % r.stderr)
+    if r.returncode != 0:
+        return
+    with h5py.File(out, "r") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        layers = cfg["config"]["layers"]
+        check([l["class_name"] for l in layers] == ["InputLayer", "Conv2D", "MaxPooling2D",
+                                                    "Flatten", "Dense", "Dropout", "Dense"],
+              "spec: classes %s" % [l["class_name"] for l in layers])
+        check(layers[0]["config"]["batch_input_shape"] == [None, 28, 28, 1], "spec: input shape")
+        check([l["config"]["name"] for l in layers[1:]] ==
+              ["conv2d", "max_pooling2d", "flatten", "dense", "dropout", "dense_1"],
+              "spec: Keras automatic names")
+        tc = json.loads(f.attrs["training_config"])
+        check(tc["loss"] == "categorical_crossentropy" and
+              tc["optimizer_config"]["class_name"] == "SGD" and
+              tc["optimizer_config"]["config"]["learning_rate"] == 0.01, "spec: training_config")
+        mw = f["model_weights"]
+        k = mw["conv2d/conv2d/kernel:0"][()]
+        check(k.shape == (3, 3, 1, 8) and k.dtype == np.float32, "spec: conv kernel shape")
+        d = mw["dense/dense/kernel:0"][()]
+        check(d.shape == (13 * 13 * 8, 16), "spec: dense kernel shape %s" % (d.shape,))
+        limit = np.sqrt(6.0 / (13 * 13 * 8 + 16))
+        check(np.abs(d).max() <= limit and np.abs(d).max() > 0.9 * limit and
+              abs(d.mean()) < 0.01, "spec: glorot_uniform range")
+        check(not mw["dense/dense/bias:0"][()].any(), "spec: zero bias")
+        check(mw["dropout"].attrs["weight_names"].dtype == np.float64, "spec: weightless layer")
+    for bad, word in (("dense:0", "layer 1"), ("dense:4,conv2d:2:3", "conv2d"),
+                      ("dense:4:re lu", "activation"), ("pool:2", "unknown layer kind")):
+        r = run("--spec", bad, "--input", "8", out + ".bad")
+        check(r.returncode == 1 and word in r.stderr, "spec %r: %s" % (bad, r.stderr))
+
+
 def hostile_cases(tmp):
     """(name, maker, words the error must contain)."""
     cases = []
@@ -353,6 +393,7 @@ def main():
         test_roundtrips(tmp)
         test_listings(tmp)
         test_write_new(tmp)
+        test_spec(tmp)
         test_hostile(tmp)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0

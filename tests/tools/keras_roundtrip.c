@@ -5,6 +5,9 @@
  * ddts_keras_write_new).
  *
  *   keras_roundtrip [--scale F] [--new] IN [OUT]
+ *   keras_roundtrip --spec LAYERS --input 28x28x1 [--loss L] [--optimizer O] OUT
+ *       builds a model with ddts_keras_spec_build and writes it with
+ *       ddts_keras_write_new, then lists OUT as above.
  *
  * Output, one record a line (tab-separated):
  *   model  <format h5|keras>  <keras_version>  <backend>  <n_layers>  <has_optimizer>  <n_opt>
@@ -29,8 +32,53 @@ static void shape_str(const struct ddts_keras_weight *w, char *buf, size_t n)
         at += (size_t)snprintf(buf + at, n - at, "%s%lld", i ? "x" : "", (long long)w->shape[i]);
 }
 
+static int spec_main(int argc, char **argv)
+{
+    struct ddts_keras_spec spec = {0};
+    int64_t shape[DDTS_MAX_RANK];
+    const char *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--spec") == 0 && i + 1 < argc) {
+            spec.layers = argv[++i];
+        } else if (strcmp(argv[i], "--input") == 0 && i + 1 < argc) {
+            char *p = argv[++i];
+            while (p != NULL && *p && spec.input_rank < DDTS_MAX_RANK) {
+                shape[spec.input_rank++] = strtoll(p, &p, 10);
+                p = *p == 'x' ? p + 1 : NULL;
+            }
+        } else if (strcmp(argv[i], "--loss") == 0 && i + 1 < argc) {
+            spec.loss = argv[++i];
+        } else if (strcmp(argv[i], "--optimizer") == 0 && i + 1 < argc) {
+            spec.optimizer = argv[++i];
+        } else {
+            out = argv[i];
+        }
+    }
+    spec.input_shape = shape;
+    spec.metrics = "accuracy";
+    spec.seed = 42;
+    struct ddts_error err;
+    struct ddts_keras_model *m = NULL;
+    enum ddts_status st = ddts_keras_spec_build(&spec, &m, &err);
+    if (st == DDTS_OK)
+        st = ddts_keras_write_new(m, out, &err);
+    ddts_keras_destroy(m);
+    if (st != DDTS_OK) {
+        fprintf(stderr, "error (%s): %s\n", ddts_status_str(st), err.msg);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--spec") == 0) {
+        int rc = spec_main(argc, argv);
+        if (rc != 0)
+            return rc;
+        argv[1] = argv[argc - 1];
+        argc = 2;
+    }
     double scale = 1.0;
     int scaled = 0, make_new = 0;
     int i = 1;

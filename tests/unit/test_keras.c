@@ -307,12 +307,100 @@ static void test_alloc_failures(void **state)
     ddts_free(dir);
 }
 
+static void test_spec(void **state)
+{
+    (void)state;
+    int64_t in[3] = {8, 8, 3};
+    struct ddts_keras_spec spec = {
+        .layers = "conv2d:4:3:relu,avgpool2d:2,batchnorm,globalavgpool2d,dense:2:softmax",
+        .input_rank = 3,
+        .input_shape = in,
+        .loss = "categorical_crossentropy",
+        .optimizer = "rmsprop",
+        .learning_rate = 0.01,
+        .seed = 7,
+    };
+    struct ddts_keras_model *m = NULL;
+    struct ddts_error err;
+    if (ddts_keras_spec_build(&spec, &m, &err) != DDTS_OK)
+        fail_msg("%s", err.msg);
+    /* conv (3,3,3,4)+4, bn 4*4, dense (4,2)+2 */
+    assert_int_equal(ddts_keras_param_count(m), 3 * 3 * 3 * 4 + 4 + 16 + 8 + 2);
+    assert_int_equal(m->n_layers, 5);
+    assert_string_equal(m->layers[1].name, "average_pooling2d");
+    assert_string_equal(m->layers[3].class_name, "GlobalAveragePooling2D");
+    assert_non_null(strstr(m->training_config, "\"RMSprop\""));
+    assert_non_null(strstr(m->training_config, "\"learning_rate\": 0.01,"));
+    struct ddts_keras_config *c = NULL;
+    assert_int_equal(ddts_keras_config_parse(m->model_config, strlen(m->model_config), &c, &err),
+                     DDTS_OK);
+    assert_int_equal(c->n_layers, 6); /* with the InputLayer */
+    ddts_keras_config_destroy(c);
+    /* Same seed, same weights. */
+    struct ddts_keras_model *m2 = NULL;
+    assert_int_equal(ddts_keras_spec_build(&spec, &m2, &err), DDTS_OK);
+    assert_memory_equal(m->layers[0].weights[0].data, m2->layers[0].weights[0].data,
+                        m->layers[0].weights[0].count * sizeof(float));
+    ddts_keras_destroy(m2);
+    ddts_keras_destroy(m);
+
+    /* Errors, and every allocation failing in turn. */
+    static const struct {
+        const char *layers;
+        enum ddts_status want;
+    } bad[] = {
+        {"", DDTS_EINVAL},
+        {"dense", DDTS_EINVAL},
+        {"dense:x", DDTS_EINVAL},
+        {"conv2d:2:9", DDTS_ESHAPE},
+        {"maxpool2d:9", DDTS_ESHAPE},
+        {"reshape:7", DDTS_ESHAPE},
+        {"dropout:1.5", DDTS_EINVAL},
+        {"dense:2:a:b:c:d:e:f", DDTS_EINVAL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        spec.layers = bad[i].layers;
+        enum ddts_status st = ddts_keras_spec_build(&spec, &m, &err);
+        if (st != bad[i].want)
+            fail_msg("spec \"%s\": %s, want %s", bad[i].layers, ddts_status_str(st),
+                     ddts_status_str(bad[i].want));
+        assert_null(m);
+    }
+    spec.layers = "dense:3";
+    spec.optimizer = "adamw2";
+    assert_int_equal(ddts_keras_spec_build(&spec, &m, &err), DDTS_EINVAL);
+    assert_non_null(strstr(err.msg, "adamw2"));
+    spec.optimizer = NULL;
+    char *dir = test_tmpdir();
+    char *out = ddts_path_join(dir, "spec.h5");
+    int done = 0;
+    for (long k = 0; k < 10000 && !done; k++) {
+        ddts_alloc_fail_after(k);
+        enum ddts_status st = ddts_keras_spec_build(&spec, &m, &err);
+        if (st == DDTS_OK)
+            st = ddts_keras_write_new(m, out, &err);
+        ddts_alloc_fail_after(-1);
+        ddts_keras_destroy(m);
+        m = NULL;
+        if (st == DDTS_OK)
+            done = 1;
+        else if (st != DDTS_ENOMEM)
+            fail_msg("allocation %ld failing gave %s: %s", k, ddts_status_str(st), err.msg);
+    }
+    assert_true(done);
+    unlink(out);
+    rmdir(dir);
+    ddts_free(out);
+    ddts_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snake_case),   cmocka_unit_test(test_split_weight_name),
         cmocka_unit_test(test_config_parse), cmocka_unit_test(test_write_new_and_rewrite),
         cmocka_unit_test(test_fixtures),     cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_spec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
