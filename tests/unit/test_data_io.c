@@ -23,7 +23,8 @@ static size_t npy_with_header(const char *header, const void *data, size_t data_
     memcpy(out + 10, header, hn);
     memset(out + 10 + hn, ' ', pad);
     out[10 + hn + pad] = '\n';
-    memcpy(out + 10 + hlen, data, data_n);
+    if (data_n > 0)
+        memcpy(out + 10 + hlen, data, data_n);
     return 10 + hlen + data_n;
 }
 
