@@ -21,7 +21,7 @@ struct ddts__zip {
     zip_file_t *member;
     uint64_t member_left;
     char member_name[256]; /* the open member's name, for messages */
-    char *name; /* the archive's name in messages */
+    char *name;            /* the archive's name in messages */
 };
 
 static enum ddts_status zip_fail(struct ddts__zip *z, zip_error_t *ze, enum ddts_status st,
