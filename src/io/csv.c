@@ -203,6 +203,7 @@ enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name
     size_t n_cols = 0, n_rows = 0;
     int header = 0;
     double *data = NULL;
+    void *loc = NULL; /* the "C" locale of the number parser's slow path */
     for (int pass = 0; pass < 2; pass++) {
         struct csv c = {text, text + nbytes, delim, name, 0, 1, 1};
         size_t r = 0;
@@ -246,7 +247,7 @@ enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name
                 double v;
                 if (pass == 0) {
                     /* Numbers are parsed once, in pass 1; here only the header is judged. */
-                    if (is_header && n > 0 && ddts__parse_double(s, n, &v) != 0)
+                    if (is_header && n > 0 && ddts__parse_double(s, n, &v, &loc) != 0)
                         any_text = 1;
                     continue;
                 }
@@ -254,7 +255,7 @@ enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name
                     continue;
                 if (col > n_cols)
                     break; /* reported in pass 0 */
-                int ok = ddts__parse_double(s, n, &v) == 0;
+                int ok = ddts__parse_double(s, n, &v, &loc) == 0;
                 if (!ok) {
                     char shown[48];
                     show(s, n, shown, sizeof shown);
@@ -305,6 +306,7 @@ enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name
         }
     }
 out:
+    ddts__parse_locale_free(loc);
     ddts_free(scratch);
     if (st != DDTS_OK) {
         ddts_array_destroy(a);

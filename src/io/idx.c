@@ -9,11 +9,7 @@
  * (a few bytes), then, once its size is checked against the limits, the
  * compression ratio and the gzip trailer's ISIZE, the data.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include "io.h"

@@ -17,9 +17,12 @@ typedef enum ddts_status (*ddts__read_fn)(void *ctx, void *dst, size_t n, struct
 enum ddts_status ddts__npy_read(ddts__read_fn read, void *ctx, uint64_t total_nbytes,
                                 const char *name, struct ddts_array **out, struct ddts_error *err);
 
-/* Locale-independent number parsing of s[0..n) (spaces around allowed):
- * returns 0 and *out on success, -1 when the text is not a number. */
-int ddts__parse_double(const char *s, size_t n, double *out);
+/* Locale-independent, correctly rounded number parsing of s[0..n) (spaces
+ * around allowed): returns 0 and *out on success, -1 when the text is not a
+ * number. *c_locale caches a "C" locale_t for the rare slow path: start with
+ * NULL, release with ddts__parse_locale_free. */
+int ddts__parse_double(const char *s, size_t n, double *out, void **c_locale);
+void ddts__parse_locale_free(void *c_locale);
 
 /* .npz and .xlsx files read from disk through libzip (streamed, no whole-file copy). */
 enum ddts_status ddts__npz_load(const char *path, const char *key, struct ddts_array **out,

@@ -140,7 +140,7 @@ static void XMLCALL on_doctype(void *ud, const XML_Char *name, const XML_Char *s
     xml_fail(ud, DDTS_EFORMAT, "a DOCTYPE is not allowed in xlsx XML");
 }
 
-/* Streams member `path` of the workbook through a parser set up by `setup`. */
+/* Streams member `path` of the workbook through a new expat parser with these handlers. */
 static enum ddts_status parse_member(struct ddts__zip *z, const char *path, struct xml *x,
                                      XML_StartElementHandler start, XML_EndElementHandler end,
                                      XML_CharacterDataHandler text, uint8_t *chunk,
@@ -357,6 +357,7 @@ struct sheet {
     int in_c, in_v, in_is_t, have_v, in_f_seen;
     char *text;
     size_t text_n;
+    void *loc; /* the number parser's cached "C" locale */
     /* Pass 0 findings. */
     long first_row, last_row, c_min, c_max;
     int header;
@@ -529,7 +530,7 @@ static void end_cell(struct sheet *s)
                             "cell %s%ld: a formula without a cached value (open and save the "
                             "file in a spreadsheet program to compute it)",
                             cn, s->row);
-        if (ddts__parse_double(s->text, s->text_n, &v) != 0)
+        if (ddts__parse_double(s->text, s->text_n, &v, &s->loc) != 0)
             return xml_fail(&s->x, DDTS_EFORMAT, "cell %s%ld: '%.40s' is not a number", cn, s->row,
                             s->text);
         break;
@@ -721,6 +722,7 @@ out:
     }
     workbook_free(&w);
     strlist_free(&ss.s);
+    ddts__parse_locale_free(s.loc);
     ddts_free(s.text);
     ddts_free(chunk);
     *out = a;

@@ -7,6 +7,7 @@
  * member that inflates to more or fewer bytes than declared is refused.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <zip.h>
 
@@ -19,13 +20,20 @@ struct ddts__zip {
     zip_t *za;
     zip_file_t *member;
     uint64_t member_left;
-    char *name; /* the archive's name in messages */
+    char member_name[256]; /* the open member's name, for messages */
+    char *name;            /* the archive's name in messages */
 };
 
 static enum ddts_status zip_fail(struct ddts__zip *z, zip_error_t *ze, enum ddts_status st,
                                  const char *what, struct ddts_error *err)
 {
     return ddts_error_set(err, st, "%s: %s: %s", z->name, what, zip_error_strerror(ze));
+}
+
+static enum ddts_status member_fail(struct ddts__zip *z, struct ddts_error *err)
+{
+    return ddts_error_set(err, DDTS_EFORMAT, "%s: member '%s' is corrupt: %s", z->name,
+                          z->member_name, zip_error_strerror(zip_file_get_error(z->member)));
 }
 
 static enum ddts_status finish_open(struct ddts__zip *z, zip_source_t *src, struct ddts_error *err)
@@ -169,6 +177,7 @@ enum ddts_status ddts__zip_member_open(struct ddts__zip *z, size_t i, uint64_t m
     if (z->member == NULL)
         return zip_fail(z, zip_get_error(z->za), DDTS_EUNSUPPORTED, "cannot open a member", err);
     z->member_left = sb.size;
+    snprintf(z->member_name, sizeof z->member_name, "%s", mname);
     *size = sb.size;
     return DDTS_OK;
 }
@@ -194,11 +203,11 @@ enum ddts_status ddts__zip_member_read(struct ddts__zip *z, void *dst, size_t n,
     }
     zip_int64_t r = zip_fread(z->member, dst, n);
     if (r < 0)
-        return zip_fail(z, zip_file_get_error(z->member), DDTS_EFORMAT, "corrupt member", err);
+        return member_fail(z, err);
     if (r == 0)
         return ddts_error_set(err, DDTS_EFORMAT,
-                              "%s: a member ends %llu bytes before its declared size", z->name,
-                              (unsigned long long)z->member_left);
+                              "%s: member '%s' ends %llu bytes before its declared size", z->name,
+                              z->member_name, (unsigned long long)z->member_left);
     z->member_left -= (uint64_t)r;
     *got = (size_t)r;
     return DDTS_OK;
