@@ -53,7 +53,7 @@ struct shard {
     uint8_t owner[ID_BYTES];
     char results_name[RNAME_BYTES];
     struct session *sess; /* live session holding it, or NULL */
-    int training;         /* READY received, TRAINED not yet: a round participant */
+    int training;         /* JOB sent, TRAINED not yet: a round participant */
     uint64_t first_seq;   /* required in rounds with seq >= this */
     uint64_t contrib_seq; /* seq + 1 of the last round it contributed to */
     double ready_at;
@@ -862,6 +862,14 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
             return st != DDTS_OK ? st : DDTS_ECLOSED;
         }
         int has_files = same_job && (j.flags & 1) && j.share == (uint32_t)i;
+        /* A participant of the rounds from now on (it has client_timeout after a round
+         * opens to download its share and catch up). */
+        pthread_mutex_lock(&srv->mu);
+        struct shard *s = &srv->shards[i];
+        s->training = 1;
+        s->ready_at = ddts_now();
+        s->first_seq = srv->open ? srv->seq + 1 : srv->seq;
+        pthread_mutex_unlock(&srv->mu);
         ddts_log(srv->log, DDTS_LOG_INFO, "share %ld -> client '%s'%s", i, se->name,
                  has_files ? " (it has the files)" : "");
         st = send_job(se, i, has_files, err);
@@ -871,12 +879,6 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
             st = ddts_conn_expect(se->conn, DDTS_MSG_READY, &p, &n, err);
         if (st != DDTS_OK)
             return st;
-        pthread_mutex_lock(&srv->mu);
-        struct shard *s = &srv->shards[i];
-        s->training = 1;
-        s->ready_at = ddts_now();
-        s->first_seq = srv->open ? srv->seq + 1 : srv->seq;
-        pthread_mutex_unlock(&srv->mu);
         /* Training: rounds until TRAINED. Silence beyond client_timeout loses the client. */
         ddts_conn_set_timeout(se->conn, srv->client_timeout);
         uint8_t type = 0;
