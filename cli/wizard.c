@@ -166,19 +166,21 @@ static const char *map_model(const char *answer, void *ctx)
 /* Reads the passphrase with echo off; false at EOF. */
 static bool read_secret(struct wizard *w, const char *prompt, char *buf, size_t cap)
 {
-    fprintf(w->out, "%s: ", prompt);
-    fflush(w->out);
+    /* Echo goes off before the prompt appears, so that nothing typed after
+     * the prompt can be echoed; TCSANOW keeps what was typed ahead. */
     struct termios old, quiet;
     bool tty = tcgetattr(w->in_fd, &old) == 0;
     if (tty) {
         quiet = old;
         quiet.c_lflag &= (tcflag_t) ~(ECHO | ECHONL);
         quiet.c_lflag |= ICANON;
-        tcsetattr(w->in_fd, TCSAFLUSH, &quiet);
+        tcsetattr(w->in_fd, TCSANOW, &quiet);
     }
+    fprintf(w->out, "%s: ", prompt);
+    fflush(w->out);
     bool ok = fgets(buf, (int)cap, w->in) != NULL;
     if (tty)
-        tcsetattr(w->in_fd, TCSAFLUSH, &old);
+        tcsetattr(w->in_fd, TCSANOW, &old);
     fputc('\n', w->out);
     if (!ok) {
         buf[0] = '\0';
@@ -371,10 +373,13 @@ int cli_job_save_wizard_result(const char *cmd, struct ddts_job *job, const char
     if (passphrase_to_save != NULL && passphrase_to_save[0] != '\0') {
         /* Next to the job file, so `ddts server --job FILE` needs no prompt. */
         const char *slash = strrchr(path, '/');
-        size_t dl = slash ? (size_t)(slash - path) : 0;
-        char *pdir = slash ? ddts_strndup(path, dl) : ddts_strdup(".");
-        pass_path = pdir ? ddts_path_join(pdir, "passphrase") : NULL;
-        ddts_free(pdir);
+        if (slash == NULL) {
+            pass_path = ddts_strdup("passphrase");
+        } else {
+            char *pdir = ddts_strndup(path, (size_t)(slash - path) + 1);
+            pass_path = pdir ? ddts_path_join(pdir, "passphrase") : NULL;
+            ddts_free(pdir);
+        }
         if (pass_path == NULL)
             goto oom;
         if (write_secret_file(pass_path, passphrase_to_save) != 0) {

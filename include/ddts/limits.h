@@ -68,6 +68,11 @@
 /* Clients per job: the server handles at least 64 at once. */
 #define DDTS_MAX_CLIENTS 1024
 
+/* history.csv: Keras logs a handful of metrics per epoch; 1024 columns and
+ * 64 MiB (a million epochs) are far beyond any real history. */
+#define DDTS_MAX_HISTORY_COLUMNS 1024
+#define DDTS_MAX_HISTORY_BYTES   (64u << 20)
+
 /* Default TCP port of the server (no IANA assignment; free on common hosts). */
 #define DDTS_DEFAULT_PORT 7878
 

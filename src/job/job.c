@@ -707,7 +707,26 @@ static bool worth_writing(const struct ddts_job *job, int i, unsigned flags)
         return false;
     if (i == S_LEARNING_RATE && !(job->learning_rate > 0))
         return false;
+    if (i == S_CLIENTS && job->clients <= 0)
+        return false; /* not given yet: 0 is no valid value */
     return true;
+}
+
+/* Which JSON types a setting accepts besides a string: numbers for numeric
+ * settings and for the menus with numeric synonyms, booleans for switches. */
+static bool json_type_ok(int i, json_type t)
+{
+    enum kind k = setting_kind(i);
+    if (t == JSON_STRING || t == JSON_NULL)
+        return true;
+    if (t == JSON_TRUE || t == JSON_FALSE)
+        return k == K_BOOL;
+    if (t == JSON_INTEGER)
+        return k == K_INT || k == K_REAL || i == S_NORMALIZER || i == S_METHOD || i == S_DATA ||
+               i == S_ORDER;
+    if (t == JSON_REAL)
+        return k == K_INT || k == K_REAL; /* 5.0 for an integer is refused by its validator */
+    return false;
 }
 
 /* A growing string for JSON and the command line. */
@@ -832,6 +851,13 @@ enum ddts_status ddts_job_from_json(struct ddts_job *job, const char *json, size
         }
         char buf[64];
         const char *text = buf;
+        if (!json_type_ok(i, json_typeof(v))) {
+            st = ddts_error_set(err, DDTS_EFORMAT, "\"%s\": expected %s", key,
+                                setting_kind(i) == K_BOOL   ? "true or false"
+                                : setting_kind(i) == K_TEXT ? "a string"
+                                                            : "a number");
+            goto out;
+        }
         switch (json_typeof(v)) {
         case JSON_STRING:
             text = json_string_value(v);

@@ -219,7 +219,10 @@ static void test_json_errors(void **state)
     } cases[] = {
         {"{\"epochs\": 5, \"epoch\": 3}", DDTS_ENOTFOUND, "unknown setting \"epoch\""},
         {"{\"epochs\": \"five\"}", DDTS_EINVAL, "--epochs: 'five'"},
-        {"{\"epochs\": [5]}", DDTS_EFORMAT, "\"epochs\": expected"},
+        {"{\"epochs\": [5]}", DDTS_EFORMAT, "\"epochs\": expected a number"},
+        {"{\"model\": false}", DDTS_EFORMAT, "\"model\": expected a string"},
+        {"{\"model\": 5}", DDTS_EFORMAT, "\"model\": expected a string"},
+        {"{\"collect\": 1}", DDTS_EFORMAT, "\"collect\": expected true or false"},
         {"[1, 2]", DDTS_EFORMAT, "must be a JSON object"},
         {"{\"epochs\": 5,\n \"clients\": }", DDTS_EFORMAT, "line 2"},
         {"{\"epochs\": 5, \"epochs\": 6}", DDTS_EFORMAT, "duplicate"},
@@ -241,7 +244,8 @@ static void test_json_errors(void **state)
     /* null means "not given"; booleans and numbers are accepted. */
     struct ddts_job job;
     ddts_job_init_defaults(&job);
-    const char *ok = "{\"epochs\": null, \"collect\": true, \"validation_split\": 0.1}";
+    const char *ok =
+        "{\"epochs\": null, \"collect\": true, \"validation_split\": 0.1, \"method\": 1}";
     assert_int_equal(ddts_job_from_json(&job, ok, strlen(ok), NULL), DDTS_OK);
     assert_int_equal(job.epochs, 10);
     assert_true(job.collect);

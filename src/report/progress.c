@@ -1,0 +1,197 @@
+/*
+ * Terminal text: Keras-like progress lines and the server's table of
+ * clients. Pure functions over caller buffers, snprintf-like.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ddts/report.h"
+
+/* Appends to buf at *len (the length the full text needs), never overrunning cap. */
+static void put(char *buf, size_t cap, size_t *len, const char *fmt, ...) DDTS_PRINTF(4, 5);
+static void put(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = *len < cap ? cap - *len : 0;
+    int n = vsnprintf(room ? buf + *len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len += (size_t)n;
+}
+
+size_t ddts_progress_epoch_header(char *buf, size_t cap, int epoch, int epochs)
+{
+    size_t len = 0;
+    if (cap > 0)
+        buf[0] = '\0';
+    put(buf, cap, &len, "Epoch %d/%d", epoch, epochs);
+    return len;
+}
+
+size_t ddts_format_duration(char *buf, size_t cap, double s)
+{
+    size_t len = 0;
+    if (cap > 0)
+        buf[0] = '\0';
+    if (!isfinite(s) || s < 0 || s > 1e9) {
+        put(buf, cap, &len, "-");
+        return len;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        put(buf, cap, &len, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else if (t >= 60)
+        put(buf, cap, &len, "%ld:%02ld", t / 60, t % 60);
+    else
+        put(buf, cap, &len, "%lds", t);
+    return len;
+}
+
+/* Keras: "%.4f", or "%.4e" for tiny values. */
+static void put_metric(char *buf, size_t cap, size_t *len, const struct ddts_metric *m)
+{
+    if (!isfinite(m->value))
+        put(buf, cap, len, " - %s: %s", m->name, isnan(m->value) ? "nan" : "inf");
+    else if (fabs(m->value) > 1e-3 || m->value == 0)
+        put(buf, cap, len, " - %s: %.4f", m->name, m->value);
+    else
+        put(buf, cap, len, " - %s: %.4e", m->name, m->value);
+}
+
+#define BAR_WIDTH 30
+
+size_t ddts_progress_format(char *buf, size_t cap, int64_t done, int64_t total, double elapsed_s,
+                            const struct ddts_metric *metrics, size_t n_metrics)
+{
+    size_t len = 0;
+    if (cap > 0)
+        buf[0] = '\0';
+    if (total < 1)
+        total = 1;
+    if (done < 0)
+        done = 0;
+    if (done > total)
+        done = total;
+    int digits = 1;
+    for (int64_t t = total; t >= 10; t /= 10)
+        digits++;
+    put(buf, cap, &len, "%*lld/%lld [", digits, (long long)done, (long long)total);
+    /* Keras' bar: '=' for the part done, '>' at its head while running. */
+    int filled = (int)((double)BAR_WIDTH * (double)done / (double)total);
+    char bar[BAR_WIDTH + 1];
+    for (int i = 0; i < BAR_WIDTH; i++)
+        bar[i] = i < filled - 1 ? '=' : '.';
+    if (filled > 0)
+        bar[filled - 1] = done < total ? '>' : '=';
+    bar[BAR_WIDTH] = '\0';
+    put(buf, cap, &len, "%s]", bar);
+    char d[32];
+    ddts_format_duration(d, sizeof d, elapsed_s);
+    if (done < total) {
+        put(buf, cap, &len, " - %s", d);
+        if (done > 0 && elapsed_s > 0) {
+            char eta[32];
+            ddts_format_duration(eta, sizeof eta,
+                                 elapsed_s / (double)done * (double)(total - done));
+            put(buf, cap, &len, " - ETA: %s", eta);
+        }
+    } else {
+        double per = elapsed_s / (double)total;
+        if (per >= 1)
+            put(buf, cap, &len, " - %s %.0fs/sample", d, per);
+        else if (per >= 1e-3)
+            put(buf, cap, &len, " - %s %.0fms/sample", d, per * 1e3);
+        else
+            put(buf, cap, &len, " - %s %.0fus/sample", d, per * 1e6);
+    }
+    for (size_t i = 0; i < n_metrics; i++)
+        put_metric(buf, cap, &len, &metrics[i]);
+    return len;
+}
+
+/* Copies s into a column of `width`, cutting with '~'. */
+static void put_col(char *buf, size_t cap, size_t *len, const char *s, int width, bool right)
+{
+    if (s == NULL)
+        s = "-";
+    int n = (int)strlen(s);
+    if (n > width)
+        put(buf, cap, len, "%.*s~", width - 1, s);
+    else if (right)
+        put(buf, cap, len, "%*s", width, s);
+    else
+        put(buf, cap, len, "%-*s", width, s);
+}
+
+static void fmt_num(char *out, size_t cap, double v, const char *fmt)
+{
+    if (!isfinite(v))
+        snprintf(out, cap, "-");
+    else
+        snprintf(out, cap, fmt, v);
+}
+
+size_t ddts_client_table_format(char *buf, size_t cap, const struct ddts_client_row *rows,
+                                size_t n_rows, size_t *n_lines_out)
+{
+    size_t len = 0;
+    if (cap > 0)
+        buf[0] = '\0';
+    put(buf, cap, &len, "%-16s %-21s %-10s %5s %7s %-17s %8s %6s %9s %8s\n", "NAME", "ADDRESS",
+        "STATE", "FOLD", "EPOCH", "PROGRESS", "LOSS", "ACC", "SAMPLES/S", "ETA");
+    for (size_t i = 0; i < n_rows; i++) {
+        const struct ddts_client_row *r = &rows[i];
+        char t[64];
+        put_col(buf, cap, &len, r->name, 16, false);
+        put(buf, cap, &len, " ");
+        put_col(buf, cap, &len, r->address, 21, false);
+        put(buf, cap, &len, " ");
+        put_col(buf, cap, &len, r->state, 10, false);
+        if (r->n_folds > 0)
+            snprintf(t, sizeof t, "%d/%d", r->fold, r->n_folds);
+        else
+            snprintf(t, sizeof t, "-");
+        put(buf, cap, &len, " ");
+        put_col(buf, cap, &len, t, 5, true);
+        if (r->epochs > 0)
+            snprintf(t, sizeof t, "%d/%d", r->epoch, r->epochs);
+        else
+            snprintf(t, sizeof t, "-");
+        put(buf, cap, &len, " ");
+        put_col(buf, cap, &len, t, 7, true);
+        /* A 10-cell bar and the percent of the current epoch. */
+        if (r->total > 0) {
+            int64_t done = r->done < 0 ? 0 : r->done > r->total ? r->total : r->done;
+            int pct = (int)(100.0 * (double)done / (double)r->total);
+            int cells = pct / 10;
+            char bar[11];
+            for (int k = 0; k < 10; k++)
+                bar[k] = k < cells ? '#' : '.';
+            bar[10] = '\0';
+            snprintf(t, sizeof t, "[%s] %3d%%", bar, pct);
+        } else {
+            snprintf(t, sizeof t, "-");
+        }
+        put(buf, cap, &len, " ");
+        put_col(buf, cap, &len, t, 17, false);
+        fmt_num(t, sizeof t, r->loss, "%.4f");
+        put(buf, cap, &len, " ");
+        put_col(buf, cap, &len, t, 8, true);
+        fmt_num(t, sizeof t, r->accuracy, "%.4f");
+        put(buf, cap, &len, " ");
+        put_col(buf, cap, &len, t, 6, true);
+        fmt_num(t, sizeof t, r->samples_per_s, "%.0f");
+        put(buf, cap, &len, " ");
+        put_col(buf, cap, &len, t, 9, true);
+        ddts_format_duration(t, sizeof t, r->eta_s);
+        put(buf, cap, &len, " ");
+        put_col(buf, cap, &len, t, 8, true);
+        put(buf, cap, &len, "\n");
+    }
+    if (n_lines_out != NULL)
+        *n_lines_out = n_rows + 1;
+    return len;
+}
