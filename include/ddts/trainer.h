@@ -32,33 +32,33 @@ typedef enum ddts_status (*ddts_exchange_fn)(void *userdata, float *weights, siz
                                              uint64_t n_samples, struct ddts_error *err);
 
 struct ddts_train_request {
-    const struct ddts_job *job;           /* settings (epochs, batch size, loss, method, ...) */
-    const char *model_path;               /* the Keras .h5 or .keras file */
-    const struct ddts_array *x, *y;       /* training samples; y NULL with order XX */
+    const struct ddts_job *job;             /* settings (epochs, batch size, loss, method, ...) */
+    const char *model_path;                 /* the Keras .h5 or .keras file */
+    const struct ddts_array *x, *y;         /* training samples; y NULL with order XX */
     const struct ddts_array *x_val, *y_val; /* NULL: job->validation_split of x, y */
-    const struct ddts_stats *norm_stats;  /* job-wide normalizer statistics; NULL: from x */
-    const float *init_weights;            /* start from these (flat), or NULL: the file's */
+    const struct ddts_stats *norm_stats;    /* job-wide normalizer statistics; NULL: from x */
+    const float *init_weights;              /* start from these (flat), or NULL: the file's */
     size_t n_init_weights;
-    const char *out_dir;                  /* results go here (created) */
-    ddts_exchange_fn exchange;            /* NULL: train alone */
+    const char *out_dir;       /* results go here (created) */
+    ddts_exchange_fn exchange; /* NULL: train alone */
     void *exchange_userdata;
     /* Steps:K: exchange every K batches while batch < sync_batch_limit (the
      * batches every client has), and at each epoch end. 0: epoch ends only. */
     uint32_t sync_steps;
     size_t sync_batch_limit;
-    const char *run_name;                 /* shown in logs and plot titles */
-    const struct ddts_logger *logger;     /* may be NULL */
-    FILE *progress;                       /* Keras-like progress; NULL: none */
+    const char *run_name;             /* shown in logs and plot titles */
+    const struct ddts_logger *logger; /* may be NULL */
+    FILE *progress;                   /* Keras-like progress; NULL: none */
 };
 
 struct ddts_train_result {
-    size_t n_samples;      /* training samples per epoch */
-    double seconds;        /* wall time of training */
-    double samples_per_s;  /* training throughput */
-    double loss, accuracy; /* last epoch's training figures (accuracy NaN if none) */
+    size_t n_samples;              /* training samples per epoch */
+    double seconds;                /* wall time of training */
+    double samples_per_s;          /* training throughput */
+    double loss, accuracy;         /* last epoch's training figures (accuracy NaN if none) */
     double val_loss, val_accuracy; /* last epoch's validation figures (NaN if none) */
-    int n_folds;           /* 0 for fit */
-    double fold_mean, fold_std; /* k-fold: mean and std of val_accuracy (else val_loss) */
+    int n_folds;                   /* 0 for fit */
+    double fold_mean, fold_std;    /* k-fold: mean and std of val_accuracy (else val_loss) */
     char fold_metric[32];
 };
 
@@ -88,16 +88,15 @@ DDTS_NODISCARD enum ddts_status ddts_bridge_new_keras(struct ddts_model *m, cons
 DDTS_NODISCARD enum ddts_status ddts_bridge_write(struct ddts_model *m, struct ddts_keras_model *k,
                                                   const char *path, struct ddts_error *err);
 
-
 /* The server's global model: the source file with averaged weights, evaluated on test data. */
 struct ddts_global_request {
     const struct ddts_job *job;
-    const char *model_path;              /* the job's Keras file */
-    const float *weights;                /* averaged flat weights; NULL: the file's own */
+    const char *model_path; /* the job's Keras file */
+    const float *weights;   /* averaged flat weights; NULL: the file's own */
     size_t n_weights;
-    const struct ddts_stats *norm_stats; /* the job's normalizer statistics, or NULL */
+    const struct ddts_stats *norm_stats;      /* the job's normalizer statistics, or NULL */
     const struct ddts_array *x_test, *y_test; /* may be NULL: no evaluation */
-    const char *out_path;                /* where the global model is written; NULL: not written */
+    const char *out_path; /* where the global model is written; NULL: not written */
 };
 /* Writes and evaluates the global model; *loss and *accuracy are NaN without test data. */
 DDTS_NODISCARD enum ddts_status ddts_train_global(const struct ddts_global_request *req,
