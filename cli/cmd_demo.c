@@ -188,6 +188,8 @@ int cmd_demo(int argc, char **argv)
         server_argv[n++] = "--samples";
         server_argv[n++] = (char *)samples;
     }
+    server_argv[n++] = "--normalizer";
+    server_argv[n++] = "simple";
     server_argv[n++] = "--sync";
     server_argv[n++] = "epoch";
     server_argv[n++] = "--seed";
@@ -246,6 +248,9 @@ int cli_demo_report(const char *server_workdir, const char *job)
     struct ddts_error err;
     if (ddts_read_file(path, 1 << 20, &text, &n, &err) == DDTS_OK) {
         fwrite(text, 1, n, stdout);
+        const char *acc = strstr(text, "test_accuracy ");
+        if (acc != NULL)
+            printf("\nFinal test accuracy of the global model: %.6s\n", acc + 14);
         ddts_free(text);
     }
     printf("\nEverything the job produced is under %s/%s:\n"

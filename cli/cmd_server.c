@@ -183,6 +183,23 @@ static enum ddts_status read_f32(const char *path, float **out, size_t *n, struc
     return DDTS_OK;
 }
 
+/* "samples" of a client's summary.json (written by the trainer), or -1. */
+static int64_t client_samples(const char *clients_dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/summary.json", clients_dir, name);
+    char *text = NULL;
+    size_t n = 0;
+    if (ddts_read_file(path, 1 << 20, &text, &n, NULL) != DDTS_OK)
+        return -1;
+    int64_t samples = -1;
+    const char *p = strstr(text, "\"samples\": ");
+    if (p != NULL)
+        samples = strtoll(p + 11, NULL, 10);
+    ddts_free(text);
+    return samples;
+}
+
 /* The job's report: per-client final figures, combined plot, summary.json/.txt. */
 static void write_report(const struct ddts_job *job, const char *job_dir, double started,
                          double loss, double accuracy, int have_global,
@@ -223,7 +240,7 @@ static void write_report(const struct ddts_job *job, const char *job_dir, double
         struct ddts_summary_client *r = &rows[n];
         r->name = names[n];
         r->state = "done";
-        r->samples = -1;
+        r->samples = client_samples(clients_dir, e->d_name);
         r->epochs_done = (int)h->n_epochs;
         r->final = &finals[n * 8];
         r->dir = dirs[n];

@@ -45,7 +45,7 @@ done
 for i in 1 2; do
     for f in model.h5 history.csv train.log history.png; do
         [ -s "$JOB/clients/client-$i/$f" ] || fail "client-$i: $f not collected"
-        [ -s "$WORK/client$i/job1/results/$f" ] || fail "client-$i: local $f deleted"
+        ls "$WORK"/client$i/job1/share_*/results/$f >/dev/null 2>&1 || fail "client-$i: local $f deleted"
     done
 done
 acc=$(sed -n 's/^test accuracy: //p' "$WORK/server.out")
