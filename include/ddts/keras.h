@@ -127,7 +127,9 @@ DDTS_NODISCARD enum ddts_status ddts_keras_write(const struct ddts_keras_model *
  * m->keras_version (NULL: "2.15.0"), m->backend (NULL: "tensorflow") and
  * m->layers: root attributes as variable-length UTF-8 strings (as h5py
  * writes a str); group model_weights with attributes layer_names (every
- * layer of m, fixed-length strings), backend, keras_version; a group per
+ * layer of m: variable-length ASCII strings as h5py 3 writes a list of
+ * bytes, split into fixed-length chunks above 64512 bytes as tf.keras
+ * does), backend, keras_version; a group per
  * layer with attribute weight_names (an empty float64 array for a
  * weightless layer, as tf.keras writes it) and float32 datasets at
  * model_weights/<layer>/<weight name>, e.g. model_weights/dense/dense/kernel:0.
@@ -219,6 +221,51 @@ struct ddts_keras_spec {
 DDTS_NODISCARD enum ddts_status ddts_keras_spec_build(const struct ddts_keras_spec *spec,
                                                       struct ddts_keras_model **out,
                                                       struct ddts_error *err);
+
+/*
+ * The normalizer of a job travels with the model as a Keras Normalization
+ * layer placed right after the input, so that the saved model works on raw
+ * data in Keras too. Keras computes (x - mean) / max(sqrt(variance), 1e-7);
+ * ddts' normalizers map onto it exactly:
+ *   simple  x / max|x|           mean 0,    variance max|x|^2
+ *   minmax  (x - min)/(max-min)  mean min,  variance (max - min)^2
+ *   zscore  (x - mu) / sigma     mean mu,   variance sigma^2
+ * (sqrt of a correctly rounded square gives the value back exactly.)
+ * mean and variance hold `count` = prod(shape) float32 values in C order:
+ * rank 1 (C,) normalizes each index of the last axis (Keras axis -1); a
+ * larger rank (e.g. (28, 28, 1)) normalizes every element of a sample (axis
+ * [1, ..., rank]). They go into the layer's config ("mean", "variance"), not
+ * into weights: Keras creates no variables for a Normalization given its
+ * mean and variance (keras/src/layers/preprocessing/normalization.py).
+ *
+ * ddts_keras_add_normalization rewrites m->model_config (Sequential: after
+ * the InputLayer, or taking over batch_input_shape from the first layer of a
+ * Keras 2.2 list; Functional with one input: after the input layer, every
+ * consumer of the input rewired to it, in the Keras 2 or Keras 3 node form
+ * the config uses) and inserts a weightless layer into m->layers.
+ * ddts_keras_write then writes the new configuration: h5: model_config and
+ * layer_names rewritten in their stored string kinds plus a group for the
+ * new layer; .keras: config.json. Returns DDTS_EEXIST (the model already has
+ * a top-level Normalization layer), DDTS_ESHAPE (the values do not fit the
+ * input shape of the config), DDTS_EUNSUPPORTED (several inputs, or a
+ * configuration shape not listed), DDTS_EINVAL, DDTS_ENOMEM.
+ */
+DDTS_NODISCARD enum ddts_status
+ddts_keras_add_normalization(struct ddts_keras_model *m, int rank, const int64_t *shape,
+                             const float *mean, const float *variance, struct ddts_error *err);
+
+/*
+ * The first top-level Normalization layer of m's configuration that carries
+ * its mean and variance: its name, the shape of the values (rank 0 for
+ * scalars) and two new arrays of prod(shape) floats (free with ddts_free).
+ * Returns DDTS_ENOTFOUND when there is none, DDTS_EFORMAT for ragged or
+ * non-numeric lists, DDTS_ENOMEM.
+ */
+DDTS_NODISCARD enum ddts_status ddts_keras_get_normalization(const struct ddts_keras_model *m,
+                                                             char **name, int *rank,
+                                                             int64_t shape[DDTS_MAX_RANK],
+                                                             float **mean, float **variance,
+                                                             struct ddts_error *err);
 
 #ifdef __cplusplus
 }

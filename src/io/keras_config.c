@@ -12,6 +12,7 @@
  *   - Keras 3 adds {"module", "registered_name", "build_config", ...} around each object.
  * A layer's name is its entry's "name", else its config's "name".
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -216,5 +217,376 @@ enum ddts_status ddts__keras_json_string(const char *json, size_t nbytes, const 
             st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
     }
     json_decref(root);
+    return st;
+}
+
+/* ---- the normalizer as a Normalization layer --------------------------- */
+
+/* A nested JSON list of `shape` holding v[0..prod(shape)) in C order. */
+static json_t *nested_list(int rank, const int64_t *shape, const float *v, size_t *at)
+{
+    json_t *a = json_array();
+    if (a == NULL)
+        return NULL;
+    for (int64_t i = 0; i < shape[0]; i++) {
+        json_t *e =
+            rank == 1 ? json_real((double)v[(*at)++]) : nested_list(rank - 1, shape + 1, v, at);
+        if (e == NULL || json_array_append_new(a, e) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static const char *entry_name(json_t *entry)
+{
+    json_t *name = json_object_get(entry, "name");
+    if (!json_is_string(name))
+        name = json_object_get(json_object_get(entry, "config"), "name");
+    return json_is_string(name) ? json_string_value(name) : NULL;
+}
+
+/* Points every reference to layer `from` inside a node structure at `to`:
+ * Keras 2 [name, node, tensor, kwargs] lists and Keras 3 keras_history. */
+static int rewire(json_t *v, const char *from, const char *to, int depth)
+{
+    if (depth > 64)
+        return 0;
+    if (json_is_array(v)) {
+        json_t *first = json_array_get(v, 0);
+        if (json_array_size(v) >= 3 && json_is_string(first) &&
+            strcmp(json_string_value(first), from) == 0 && json_is_integer(json_array_get(v, 1)))
+            return json_array_set_new(v, 0, json_string(to));
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e)
+        {
+            if (rewire(e, from, to, depth + 1) != 0)
+                return -1;
+        }
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *e;
+        json_object_foreach(v, k, e)
+        {
+            if (rewire(e, from, to, depth + 1) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int is_class(json_t *entry, const char *cls)
+{
+    json_t *c = json_object_get(entry, "class_name");
+    return json_is_string(c) && strcmp(json_string_value(c), cls) == 0;
+}
+
+enum ddts_status ddts__keras_config_add_normalization(const char *json, int rank,
+                                                      const int64_t *shape, const float *mean,
+                                                      const float *variance, char **out_json,
+                                                      char **out_name, char **out_input,
+                                                      struct ddts_error *err)
+{
+    *out_json = NULL;
+    *out_name = NULL;
+    *out_input = NULL;
+    json_error_t jerr;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL)
+        return ddts_error_set(err, DDTS_EFORMAT, "config: not JSON: %s", jerr.text);
+    enum ddts_status st = DDTS_OK;
+    json_t *layer = NULL;
+    json_t *layers = json_is_object(root) ? layers_of(root) : NULL;
+    if (layers == NULL) {
+        st = ddts_error_set(err, DDTS_EUNSUPPORTED, "config: no list of layers");
+        goto done;
+    }
+    /* A free name: normalization, normalization_1, ... */
+    char name[64] = "normalization";
+    for (int k = 1;; k++) {
+        size_t i;
+        json_t *e;
+        int taken = 0;
+        json_array_foreach(layers, i, e)
+        {
+            const char *n = entry_name(e);
+            taken |= n != NULL && strcmp(n, name) == 0;
+            if (is_class(e, "Normalization")) {
+                st = ddts_error_set(err, DDTS_EEXIST,
+                                    "config: the model already has a Normalization layer (%s)",
+                                    n ? n : "?");
+                goto done;
+            }
+        }
+        if (!taken)
+            break;
+        snprintf(name, sizeof name, "normalization_%d", k);
+    }
+    int keras3 = json_object_get(root, "module") != NULL;
+    json_t *cfg = json_object();
+    layer = json_object();
+    if (cfg == NULL || layer == NULL) {
+        json_decref(cfg);
+        st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+        goto done;
+    }
+    size_t at = 0, at2 = 0;
+    json_t *axis;
+    if (rank == 1) {
+        axis = json_integer(-1);
+    } else {
+        axis = json_array();
+        for (int i = 1; i <= rank && axis != NULL; i++)
+            json_array_append_new(axis, json_integer(i));
+    }
+    json_t *jm = nested_list(rank, shape, mean, &at);
+    json_t *jv = nested_list(rank, shape, variance, &at2);
+    if (keras3)
+        json_object_set_new(layer, "module", json_string("keras.layers"));
+    json_object_set_new(layer, "class_name", json_string("Normalization"));
+    json_object_set_new(cfg, "name", json_string(name));
+    json_object_set_new(cfg, "trainable", json_true());
+    json_object_set_new(cfg, "dtype", json_string("float32"));
+    json_object_set_new(cfg, "axis", axis);
+    json_object_set_new(cfg, "mean", jm);
+    json_object_set_new(cfg, "variance", jv);
+    json_object_set_new(cfg, "invert", json_false());
+    json_object_set_new(layer, "config", cfg);
+    if (keras3)
+        json_object_set_new(layer, "registered_name", json_null());
+    if (axis == NULL || jm == NULL || jv == NULL) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+        goto done;
+    }
+    json_t *model_cfg = json_object_get(root, "config");
+    json_t *inputs = json_is_object(model_cfg) ? json_object_get(model_cfg, "input_layers") : NULL;
+    const char *input = NULL;
+    size_t insert_at = 0;
+    if (inputs != NULL) {
+        /* Functional: one input, [["in", 0, 0]] or (Keras 3) ["in", 0, 0]. */
+        json_t *first = json_array_get(inputs, 0);
+        if (json_is_array(first) && json_array_size(inputs) == 1)
+            first = json_array_get(first, 0);
+        else if (!json_is_string(first))
+            first = NULL;
+        if (!json_is_string(first)) {
+            st = ddts_error_set(err, DDTS_EUNSUPPORTED,
+                                "config: the normalizer needs a model with one input");
+            goto done;
+        }
+        input = json_string_value(first);
+        size_t i;
+        json_t *e;
+        int found = 0, k3nodes = 0;
+        json_array_foreach(layers, i, e)
+        {
+            const char *n = entry_name(e);
+            if (!found && n != NULL && strcmp(n, input) == 0) {
+                found = 1;
+                insert_at = i + 1;
+            }
+            json_t *nodes = json_object_get(e, "inbound_nodes");
+            if (json_is_object(json_array_get(nodes, 0)))
+                k3nodes = 1;
+        }
+        if (!found) {
+            st = ddts_error_set(err, DDTS_EFORMAT, "config: input layer %s is not listed", input);
+            goto done;
+        }
+        json_array_foreach(layers, i, e)
+        {
+            if (rewire(json_object_get(e, "inbound_nodes"), input, name, 0) != 0) {
+                st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+                goto done;
+            }
+        }
+        json_object_set_new(layer, "name", json_string(name));
+        json_t *node;
+        if (k3nodes) {
+            /* Keras 3: {"args": [{"class_name": "__keras_tensor__", "config":
+             * {"shape", "dtype", "keras_history": [input, 0, 0]}}], "kwargs": {}} */
+            json_t *in_cfg = json_object_get(json_array_get(layers, insert_at - 1), "config");
+            json_t *bshape = json_object_get(in_cfg, "batch_shape");
+            if (bshape == NULL)
+                bshape = json_object_get(in_cfg, "batch_input_shape");
+            node = json_pack("{s:[{s:s,s:{s:O?,s:s,s:[s,i,i]}}],s:{}}", "args", "class_name",
+                             "__keras_tensor__", "config", "shape", bshape, "dtype", "float32",
+                             "keras_history", input, 0, 0, "kwargs");
+        } else {
+            node = json_pack("[[s,i,i,{}]]", input, 0, 0);
+        }
+        json_t *nodes = node ? json_array() : NULL;
+        if (nodes == NULL || json_array_append_new(nodes, node) != 0 ||
+            json_object_set_new(layer, "inbound_nodes", nodes) != 0) {
+            st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+            goto done;
+        }
+    } else {
+        /* Sequential: after the InputLayer, or taking over the input shape. */
+        json_t *first = json_array_get(layers, 0);
+        if (is_class(first, "InputLayer")) {
+            insert_at = 1;
+            input = entry_name(first);
+        } else if (first != NULL) {
+            json_t *fc = json_object_get(first, "config");
+            static const char *const keys[] = {"batch_input_shape", "batch_shape", "input_shape"};
+            for (size_t k = 0; k < 3; k++) {
+                json_t *v = json_object_get(fc, keys[k]);
+                if (v != NULL) {
+                    json_object_set(cfg, keys[k], v);
+                    json_object_del(fc, keys[k]);
+                }
+            }
+        }
+    }
+    /* The values must fit the model's input when its shape is known. */
+    json_t *in_entry = input != NULL ? json_array_get(layers, insert_at - 1) : NULL;
+    json_t *in_cfg = in_entry != NULL ? json_object_get(in_entry, "config") : cfg;
+    json_t *bs = json_object_get(in_cfg, "batch_shape");
+    if (bs == NULL)
+        bs = json_object_get(in_cfg, "batch_input_shape");
+    if (json_is_array(bs) && json_array_size(bs) >= 2) {
+        size_t r = json_array_size(bs) - 1;
+        int fits = 1, known = 1;
+        for (size_t i = 0; i < r; i++)
+            known &= json_is_integer(json_array_get(bs, i + 1));
+        if (known && rank == 1)
+            fits = json_integer_value(json_array_get(bs, r)) == shape[0];
+        else if (known)
+            for (size_t i = 0; i < r && fits; i++)
+                fits =
+                    (size_t)rank == r && json_integer_value(json_array_get(bs, i + 1)) == shape[i];
+        if (!fits) {
+            st = ddts_error_set(err, DDTS_ESHAPE,
+                                "config: the normalizer's %d-d values do not fit the model "
+                                "input of rank %zu (dims %lld, ...)",
+                                rank, r, (long long)json_integer_value(json_array_get(bs, 1)));
+            goto done;
+        }
+    }
+    if (json_array_insert(layers, insert_at, layer) != 0) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+        goto done;
+    }
+    /* jansson's buffer comes from its own allocator: copy it into ours. */
+    char *dumped = json_dumps(root, 0);
+    *out_json = dumped ? ddts_strdup(dumped) : NULL;
+    free(dumped);
+    *out_name = ddts_strdup(name);
+    *out_input = input ? ddts_strdup(input) : NULL;
+    if (*out_json == NULL || *out_name == NULL || (input != NULL && *out_input == NULL))
+        st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+done:
+    json_decref(layer);
+    json_decref(root);
+    if (st != DDTS_OK) {
+        ddts_free(*out_json);
+        ddts_free(*out_name);
+        ddts_free(*out_input);
+        *out_json = NULL;
+        *out_name = NULL;
+        *out_input = NULL;
+    }
+    return st;
+}
+
+/* Flattens a rectangular nested list of numbers into v (NULL: count only). */
+static int flatten_list(json_t *a, int depth, int *rank, int64_t *shape, float *v, size_t *at)
+{
+    if (json_is_number(a)) {
+        if (*rank < 0)
+            *rank = depth;
+        if (*rank != depth)
+            return -1;
+        if (v != NULL)
+            v[*at] = (float)json_number_value(a);
+        (*at)++;
+        return 0;
+    }
+    if (!json_is_array(a) || depth >= DDTS_MAX_RANK)
+        return -1;
+    if (*rank >= 0 && depth >= *rank)
+        return -1;
+    if (shape[depth] < 0)
+        shape[depth] = (int64_t)json_array_size(a);
+    if (shape[depth] != (int64_t)json_array_size(a) || shape[depth] == 0)
+        return -1;
+    size_t i;
+    json_t *e;
+    json_array_foreach(a, i, e)
+    {
+        if (flatten_list(e, depth + 1, rank, shape, v, at) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+enum ddts_status ddts_keras_get_normalization(const struct ddts_keras_model *m, char **name,
+                                              int *rank, int64_t shape[DDTS_MAX_RANK], float **mean,
+                                              float **variance, struct ddts_error *err)
+{
+    *name = NULL;
+    *mean = NULL;
+    *variance = NULL;
+    *rank = 0;
+    if (m == NULL || m->model_config == NULL)
+        return ddts_error_set(err, DDTS_EINVAL, "keras: no model configuration");
+    json_t *root = json_loads(m->model_config, 0, NULL);
+    json_t *layers = json_is_object(root) ? layers_of(root) : NULL;
+    enum ddts_status st = DDTS_ENOTFOUND;
+    size_t i;
+    json_t *e;
+    json_array_foreach(layers, i, e)
+    {
+        if (!is_class(e, "Normalization"))
+            continue;
+        json_t *cfg = json_object_get(e, "config");
+        json_t *jm = json_object_get(cfg, "mean"), *jv = json_object_get(cfg, "variance");
+        if (jm == NULL || jv == NULL || json_is_null(jm) || json_is_null(jv))
+            continue;
+        int r1 = -1, r2 = -1;
+        int64_t s1[DDTS_MAX_RANK], s2[DDTS_MAX_RANK];
+        for (int k = 0; k < DDTS_MAX_RANK; k++)
+            s1[k] = s2[k] = -1;
+        size_t n1 = 0, n2 = 0;
+        if (flatten_list(jm, 0, &r1, s1, NULL, &n1) != 0 ||
+            flatten_list(jv, 0, &r2, s2, NULL, &n2) != 0 || r1 != r2 || n1 != n2 ||
+            memcmp(s1, s2, sizeof s1) != 0 || n1 > DDTS_MAX_KERAS_PARAMS) {
+            st = ddts_error_set(err, DDTS_EFORMAT,
+                                "config: layer %s: mean and variance are not two numeric lists "
+                                "of one shape",
+                                entry_name(e) ? entry_name(e) : "?");
+            break;
+        }
+        *mean = ddts_malloc(n1 * sizeof(float));
+        *variance = ddts_malloc(n1 * sizeof(float));
+        *name = entry_name(e) ? ddts_strdup(entry_name(e)) : ddts_strdup("normalization");
+        if (*mean == NULL || *variance == NULL || *name == NULL) {
+            st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+            break;
+        }
+        n1 = n2 = 0;
+        flatten_list(jm, 0, &r1, s1, *mean, &n1);
+        flatten_list(jv, 0, &r2, s2, *variance, &n2);
+        *rank = r1;
+        for (int k = 0; k < r1; k++)
+            shape[k] = s1[k];
+        st = DDTS_OK;
+        break;
+    }
+    json_decref(root);
+    if (st == DDTS_ENOTFOUND)
+        ddts_error_set(err, st,
+                       "keras: the model has no Normalization layer with mean and variance");
+    if (st != DDTS_OK) {
+        ddts_free(*mean);
+        ddts_free(*variance);
+        ddts_free(*name);
+        *mean = NULL;
+        *variance = NULL;
+        *name = NULL;
+    }
     return st;
 }

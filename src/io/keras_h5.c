@@ -1014,6 +1014,123 @@ static enum ddts_status take_image(struct ctx *c, hid_t f, void **out, size_t *o
     return DDTS_OK;
 }
 
+static int write_name_list(hid_t obj, const char *name, char *const *names, size_t n, int vlen);
+static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct ddts_keras_model *m,
+                                         int only_missing);
+
+/* Replaces string attribute `name` of `obj` by `value`, keeping its kind:
+ * variable-length (same character set) or fixed-length (same padding,
+ * sized to the new value). */
+static enum ddts_status rewrite_string_attr(struct ctx *c, hid_t obj, const char *where,
+                                            const char *name, const char *value)
+{
+    enum ddts_status st = DDTS_OK;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t t = a < 0 ? -1 : H5Aget_type(a);
+    hid_t nt = t < 0 ? -1 : H5Tcopy(t);
+    hid_t s = H5Screate(H5S_SCALAR);
+    close_id(a);
+    a = -1;
+    if (nt < 0 || s < 0 || H5Tget_class(t) != H5T_STRING) {
+        st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: %s: attribute %s is not a string", c->label,
+                            where, name);
+        goto done;
+    }
+    int vlen = H5Tis_variable_str(t) > 0;
+    size_t len = strlen(value);
+    if (!vlen && H5Tset_size(nt, len ? len : 1) < 0) {
+        st = ddts_error_set(c->err, DDTS_EIO, "%s: %s: cannot size attribute %s", c->label, where,
+                            name);
+        goto done;
+    }
+    if (H5Adelete(obj, name) < 0 ||
+        (a = H5Acreate2(obj, name, nt, s, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        H5Awrite(a, nt, vlen ? (const void *)&value : (const void *)value) < 0)
+        st = ddts_error_set(c->err, DDTS_EIO, "%s: %s: cannot rewrite attribute %s", c->label,
+                            where, name);
+done:
+    close_id(a);
+    close_id(s);
+    close_id(nt);
+    close_id(t);
+    return st;
+}
+
+/*
+ * A legacy file whose model changed shape (a layer added, e.g. the
+ * normalizer): rewrites model_config when it differs, layer_names when the
+ * layer list differs, and adds a group for each new layer. A file without
+ * /model_weights (model.weights.h5 of a .keras zip) has nothing to do here.
+ */
+static enum ddts_status update_structure(struct ctx *c, hid_t f, const struct ddts_keras_model *m)
+{
+    if (H5Lexists(f, "model_weights", H5P_DEFAULT) <= 0)
+        return DDTS_OK;
+    char *stored = NULL;
+    char **names = NULL;
+    size_t n = 0;
+    int found = 0;
+    hid_t mw = -1;
+    enum ddts_status st =
+        read_attr_string(c, f, "/", "model_config", DDTS_MAX_KERAS_ATTR_BYTES, &stored);
+    if (st == DDTS_OK && stored != NULL && m->model_config != NULL &&
+        strcmp(stored, m->model_config) != 0)
+        st = rewrite_string_attr(c, f, "/", "model_config", m->model_config);
+    if (st != DDTS_OK)
+        goto done;
+    mw = H5Gopen2(f, "model_weights", H5P_DEFAULT);
+    if (mw < 0) {
+        st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: /model_weights: not a group", c->label);
+        goto done;
+    }
+    st =
+        read_name_list(c, mw, "/model_weights", "layer_names", DDTS_MAX_LAYERS, &names, &n, &found);
+    if (st != DDTS_OK)
+        goto done;
+    int same = n == m->n_layers;
+    for (size_t i = 0; same && i < n; i++)
+        same = strcmp(names[i], m->layers[i].name) == 0;
+    if (!same) {
+        char **now = ddts_calloc(m->n_layers ? m->n_layers : 1, sizeof *now);
+        if (now == NULL) {
+            st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
+            goto done;
+        }
+        for (size_t i = 0; i < m->n_layers; i++)
+            now[i] = m->layers[i].name;
+        /* Keep the stored kind: unsplit lists of h5py >= 3 are vlen. */
+        int was_vlen = 0;
+        if (H5Aexists(mw, "layer_names") > 0) {
+            hid_t a = H5Aopen(mw, "layer_names", H5P_DEFAULT);
+            hid_t t = a < 0 ? -1 : H5Aget_type(a);
+            was_vlen = t >= 0 && H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) > 0;
+            close_id(t);
+            close_id(a);
+            H5Adelete(mw, "layer_names");
+        }
+        for (int k = 0;; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "layer_names%d", k);
+            if (H5Aexists(mw, key) <= 0 || H5Adelete(mw, key) < 0)
+                break;
+        }
+        int rc = write_name_list(mw, "layer_names", now, m->n_layers, was_vlen);
+        ddts_free(now);
+        if (rc == -2)
+            st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
+        else if (rc < 0)
+            st = ddts_error_set(c->err, DDTS_EIO, "%s: /model_weights: cannot write layer_names",
+                                c->label);
+        if (st == DDTS_OK)
+            st = write_new_layers(c, mw, m, 1);
+    }
+done:
+    close_id(mw);
+    free_strings(names, n);
+    ddts_free(stored);
+    return st;
+}
+
 enum ddts_status ddts__keras_h5_update_image(const void *image, size_t nbytes, const char *label,
                                              const struct ddts_keras_model *m, void **out,
                                              size_t *out_nbytes, struct ddts_error *err)
@@ -1025,10 +1142,12 @@ enum ddts_status ddts__keras_h5_update_image(const void *image, size_t nbytes, c
     hid_t f = open_image(image, nbytes, H5F_ACC_RDWR);
     if (f < 0)
         return ddts_error_set(err, DDTS_EFORMAT, "%s: not a readable HDF5 file", label);
-    enum ddts_status st = DDTS_OK;
+    enum ddts_status st = update_structure(&c, f, m);
+    /* Weights without a path belong to layers update_structure just wrote. */
     for (size_t i = 0; i < m->n_layers && st == DDTS_OK; i++)
         for (size_t j = 0; j < m->layers[i].n_weights && st == DDTS_OK; j++)
-            st = update_weight(&c, f, &m->layers[i].weights[j]);
+            if (m->layers[i].weights[j].h5_path != NULL)
+                st = update_weight(&c, f, &m->layers[i].weights[j]);
     for (size_t j = 0; j < m->n_optimizer_weights && st == DDTS_OK; j++)
         st = update_weight(&c, f, &m->optimizer_weights[j]);
     if (st == DDTS_OK)
@@ -1056,13 +1175,15 @@ static int write_vlen_attr(hid_t obj, const char *name, const char *value, H5T_c
     return rc;
 }
 
-/* A list of names as tf.keras' save_attributes_to_hdf5_group writes it:
- * np.asarray(list of bytes) is a 1-d array of fixed-length NUL-padded
- * strings as long as the longest (at least 1); an empty list is an empty
- * float64 array; above OBJECT_HEADER_LIMIT bytes it is split with
- * np.array_split into name0, name1, ... Returns 0, -1 (HDF5 failed) or -2
+/* A list of names as tf.keras' save_attributes_to_hdf5_group writes it
+ * with h5py 3: `attrs[name] = list of bytes` is a 1-d array of
+ * variable-length ASCII strings (vlen; with h5py 2, or vlen = 0, fixed-length
+ * NUL-padded strings as long as the longest); an empty list is an empty
+ * float64 array; when np.asarray(list) (fixed-length) is above
+ * OBJECT_HEADER_LIMIT bytes it is split with np.array_split into name0,
+ * name1, ..., numpy fixed-length arrays. Returns 0, -1 (HDF5 failed) or -2
  * (out of memory). */
-static int write_name_list(hid_t obj, const char *name, char *const *names, size_t n)
+static int write_name_list(hid_t obj, const char *name, char *const *names, size_t n, int vlen)
 {
     if (n == 0) {
         hsize_t zero = 0;
@@ -1080,6 +1201,20 @@ static int write_name_list(hid_t obj, const char *name, char *const *names, size
     size_t chunks = 1;
     while (((n + chunks - 1) / chunks) * item > OBJECT_HEADER_LIMIT && chunks < n)
         chunks++;
+    if (chunks == 1 && vlen) {
+        /* h5py >= 3 stores a Python list of bytes as variable-length ASCII. */
+        hsize_t dim = n;
+        hid_t vt = H5Tcopy(H5T_C_S1);
+        hid_t s = H5Screate_simple(1, &dim, NULL);
+        int rc = vt >= 0 && s >= 0 && H5Tset_size(vt, H5T_VARIABLE) >= 0 ? 0 : -1;
+        hid_t a = rc == 0 ? H5Acreate2(obj, name, vt, s, H5P_DEFAULT, H5P_DEFAULT) : -1;
+        if (a < 0 || H5Awrite(a, vt, names) < 0)
+            rc = -1;
+        close_id(a);
+        close_id(s);
+        close_id(vt);
+        return rc;
+    }
     char *buf = ddts_calloc(n, item);
     if (buf == NULL)
         return -2;
@@ -1110,7 +1245,10 @@ static int write_name_list(hid_t obj, const char *name, char *const *names, size
     return rc;
 }
 
-static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct ddts_keras_model *m)
+/* Creates /model_weights/<layer> groups with weight_names and float32
+ * datasets: for every layer, or (only_missing) for layers without a group. */
+static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct ddts_keras_model *m,
+                                         int only_missing)
 {
     enum ddts_status st = DDTS_OK;
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
@@ -1120,6 +1258,8 @@ static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct d
     }
     for (size_t i = 0; i < m->n_layers && st == DDTS_OK; i++) {
         const struct ddts_keras_layer *L = &m->layers[i];
+        if (only_missing && H5Lexists(mw, L->name, H5P_DEFAULT) > 0)
+            continue;
         size_t nw = L->n_weights;
         char **names = ddts_calloc(nw ? nw : 1, sizeof *names);
         if (names == NULL) {
@@ -1152,7 +1292,7 @@ static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct d
                                     "bad layer name?)",
                                     c->label, L->name);
         }
-        int rc = st == DDTS_OK ? write_name_list(g, "weight_names", names, nw) : 0;
+        int rc = st == DDTS_OK ? write_name_list(g, "weight_names", names, nw, 1) : 0;
         if (rc == -2)
             st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
         else if (rc < 0)
@@ -1244,7 +1384,7 @@ enum ddts_status ddts_keras_write_new(const struct ddts_keras_model *m, const ch
     }
     for (size_t i = 0; i < m->n_layers; i++)
         layer_names[i] = m->layers[i].name;
-    int rc = write_name_list(mw, "layer_names", layer_names, m->n_layers);
+    int rc = write_name_list(mw, "layer_names", layer_names, m->n_layers, 1);
     if (rc == -2) {
         st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", path);
         goto done;
@@ -1254,7 +1394,7 @@ enum ddts_status ddts_keras_write_new(const struct ddts_keras_model *m, const ch
         st = ddts_error_set(err, DDTS_EIO, "%s: /model_weights: cannot write the attributes", path);
         goto done;
     }
-    st = write_new_layers(&c, mw, m);
+    st = write_new_layers(&c, mw, m, 0);
     if (st == DDTS_OK)
         st = take_image(&c, f, &image, &n_image);
 done:

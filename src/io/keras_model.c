@@ -336,3 +336,56 @@ enum ddts_status ddts__keras_split_weight_name(const char *name, char **short_na
     }
     return DDTS_OK;
 }
+
+enum ddts_status ddts_keras_add_normalization(struct ddts_keras_model *m, int rank,
+                                              const int64_t *shape, const float *mean,
+                                              const float *variance, struct ddts_error *err)
+{
+    if (m == NULL || m->model_config == NULL || shape == NULL || mean == NULL || variance == NULL ||
+        rank < 1 || rank >= DDTS_MAX_RANK)
+        return ddts_error_set(err, DDTS_EINVAL,
+                              "normalizer: needs a model configuration, a shape of rank 1 to %d, "
+                              "mean and variance",
+                              DDTS_MAX_RANK - 1);
+    size_t count = 1;
+    for (int i = 0; i < rank; i++)
+        if (shape[i] < 1 || ddts_size_mul(count, (size_t)shape[i], &count) != 0 ||
+            count > DDTS_MAX_KERAS_PARAMS)
+            return ddts_error_set(err, DDTS_EINVAL, "normalizer: bad shape (dimension %d)", i);
+    for (size_t i = 0; i < count; i++)
+        if (!(mean[i] == mean[i]) || !(variance[i] >= 0.0f) || mean[i] - mean[i] != 0.0f ||
+            variance[i] - variance[i] != 0.0f)
+            return ddts_error_set(err, DDTS_EINVAL,
+                                  "normalizer: value %zu is not finite (mean %g, variance %g) "
+                                  "or the variance is negative",
+                                  i, (double)mean[i], (double)variance[i]);
+    char *json = NULL, *name = NULL, *input = NULL;
+    enum ddts_status st = ddts__keras_config_add_normalization(m->model_config, rank, shape, mean,
+                                                               variance, &json, &name, &input, err);
+    if (st != DDTS_OK)
+        return st;
+    size_t at = 0;
+    if (input != NULL)
+        for (size_t i = 0; i < m->n_layers; i++)
+            if (strcmp(m->layers[i].name, input) == 0)
+                at = i + 1;
+    char *cls = ddts_strdup("Normalization");
+    struct ddts_keras_layer *grown = ddts_realloc(m->layers, (m->n_layers + 1) * sizeof *grown);
+    if (cls == NULL || grown == NULL) {
+        ddts_free(cls);
+        ddts_free(json);
+        ddts_free(name);
+        ddts_free(input);
+        return ddts_error_set(err, DDTS_ENOMEM, "normalizer: out of memory");
+    }
+    m->layers = grown;
+    memmove(&m->layers[at + 1], &m->layers[at], (m->n_layers - at) * sizeof *grown);
+    memset(&m->layers[at], 0, sizeof *grown);
+    m->layers[at].name = name;
+    m->layers[at].class_name = cls;
+    m->n_layers++;
+    ddts_free(m->model_config);
+    m->model_config = json;
+    ddts_free(input);
+    return DDTS_OK;
+}

@@ -239,6 +239,9 @@ enum ddts_status ddts__keras_zip_write(const struct ddts_keras_model *m, const c
         zip_source_t *src;
         if (strcmp(zs.name, WEIGHTS_MEMBER) == 0)
             src = zip_source_buffer(zo, updated, n_updated, 0);
+        else if (strcmp(zs.name, "config.json") == 0 && m->model_config != NULL)
+            /* As read (byte for byte) unless the model changed shape. */
+            src = zip_source_buffer(zo, m->model_config, strlen(m->model_config), 0);
         else
             src = zip_source_zip(zo, za, (zip_uint64_t)i, 0, 0, -1);
         zip_int64_t at = src == NULL ? -1 : zip_file_add(zo, zs.name, src, 0);

@@ -222,8 +222,10 @@ def test_write_new(tmp):
             mw = f["model_weights"]
             names = []
             if "layer_names" in mw.attrs:
-                names = [n.decode() for n in mw.attrs["layer_names"]]
-                check(mw.attrs["layer_names"].dtype.kind == "S", "new: layer_names fixed-length")
+                names = [n.decode() if hasattr(n, "decode") else n for n in mw.attrs["layer_names"]]
+                t = mw.attrs.get_id("layer_names").get_type()
+                check(t.is_variable_str() and t.get_cset() == h5py.h5t.CSET_ASCII,
+                      "new: layer_names vlen ASCII as h5py 3 writes a list of bytes")
             else:
                 i = 0
                 while "layer_names%d" % i in mw.attrs:
@@ -237,9 +239,10 @@ def test_write_new(tmp):
                     check(wn.dtype == np.float64 and wn.shape == (0,),
                           "new: weightless %s has an empty float64 weight_names" % lname)
                 else:
-                    check(wn.dtype.kind == "S" and len(wn) == nw, "new: %s weight_names" % lname)
+                    check(mw[lname].attrs.get_id("weight_names").get_type().is_variable_str()
+                          and len(wn) == nw, "new: %s weight_names" % lname)
                     for n in wn:
-                        ds = mw[lname][n.decode()]
+                        ds = mw[lname][n.decode() if hasattr(n, "decode") else n]
                         check(ds.dtype == np.float32, "new: %s float32" % n)
         # The values equal the source's, and ddts reads its own file back.
         with h5_of(src) as fa, h5py.File(dst, "r") as fb:
@@ -251,6 +254,107 @@ def test_write_new(tmp):
         l2, w2 = parse_listing(r2.stdout)
         check(r2.returncode == 0 and [(l[0], l[1], l[2]) for l in l2] == layers,
               "new %s: ddts reads it back: %s" % (fname, r2.stderr))
+
+
+NORM_FEATURES = {"tf2_sequential.h5": 4, "keras22_sequential.h5": 5, "keras3_functional.h5": 4,
+                 "nested.h5": 3, "sequential.keras": 6, "nested.keras": 6,
+                 "split_layer_names.h5": 2}
+
+
+def config_of(path):
+    if path.endswith(".keras"):
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read("config.json"))
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs["model_config"])
+
+
+def layer_list(cfg):
+    c = cfg["config"]
+    return c if isinstance(c, list) else c["layers"]
+
+
+def test_normalizer(tmp):
+    """ddts_keras_add_normalization + ddts_keras_write: the normalizer as a Keras
+    Normalization layer after the input; everything else of the file unchanged."""
+    for fname, n in NORM_FEATURES.items():
+        src = os.path.join(tmp, "ns_" + fname)
+        K.LAYOUTS[fname](src)
+        dst = os.path.join(tmp, "norm_" + fname)
+        r = run("--norm", str(n), src, dst)
+        check(r.returncode == 0, "norm %s: %s" % (fname, r.stderr))
+        if r.returncode != 0:
+            continue
+        want_mean = [np.float32(k) / np.float32(2) for k in range(n)]
+        want_var = [np.float32((k + 1) ** 2) / np.float32(4) for k in range(n)]
+        cfg = config_of(dst)
+        layers = layer_list(cfg)
+        norm = [l for l in layers if l["class_name"] == "Normalization"]
+        check(len(norm) == 1, "norm %s: one Normalization layer" % fname)
+        if len(norm) != 1:
+            continue
+        nl = norm[0]
+        pos = layers.index(nl)
+        first = layers[0]["class_name"]
+        check(pos == (1 if first == "InputLayer" else 0), "norm %s: position %d" % (fname, pos))
+        check([np.float32(v) for v in nl["config"]["mean"]] == want_mean and
+              [np.float32(v) for v in nl["config"]["variance"]] == want_var,
+              "norm %s: mean/variance values" % fname)
+        # Rewired: no layer but the Normalization consumes the input layer any more.
+        if first == "InputLayer" and "input_layers" in cfg["config"]:
+            in_name = layers[0].get("name") or layers[0]["config"]["name"]
+            text = [json.dumps(l.get("inbound_nodes")) for l in layers if l is not nl]
+            check(all('"%s"' % in_name not in t for t in text), "norm %s: rewired" % fname)
+            check('"%s"' % in_name in json.dumps(nl["inbound_nodes"]), "norm %s: fed" % fname)
+        # The rest of the configuration is unchanged.
+        before = layer_list(config_of(src))
+        after = [l for l in layers if l is not nl]
+        for l in after:
+            l.pop("inbound_nodes", None)
+            l["config"].pop("batch_input_shape", None)
+        for l in before:
+            l.pop("inbound_nodes", None)
+            l["config"].pop("batch_input_shape", None)
+        check(before == after, "norm %s: other layers unchanged" % fname)
+        # The file: same objects plus the new layer group; weights bit-identical.
+        with h5_of(src) as fa, h5_of(dst) as fb:
+            da, db = describe(fa), describe(fb)
+            extra = set(db) - set(da)
+            check(extra == ({"model_weights/normalization"} if fname.endswith(".h5") else set()),
+                  "norm %s: new objects %s" % (fname, extra))
+            for k in da:
+                a, b = da[k], db.get(k)
+                if k in ("/", "model_weights"):
+                    changed = [x for x in a[1] if a[1][x] != b[1].get(x)]
+                    check(all(x == "model_config" or x.startswith("layer_names")
+                              for x in changed),
+                          "norm %s: %s attrs changed: %s" % (fname, k, changed))
+                    check(all(a[1][x][0][0] == b[1][x][0][0] for x in a[1]),
+                          "norm %s: %s string kinds kept" % (fname, k))
+                else:
+                    check(a == b, "norm %s: %s changed" % (fname, k))
+            va, vb = datasets(fa), datasets(fb)
+            check(all(va[k].tobytes() == vb[k].tobytes() for k in va),
+                  "norm %s: weights unchanged" % fname)
+            if fname.endswith(".h5"):
+                g = fb["model_weights/normalization"]
+                check(g.attrs["weight_names"].dtype == np.float64 and len(g) == 0,
+                      "norm %s: empty layer group" % fname)
+        if fname.endswith(".keras"):
+            with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst) as b:
+                check(a.namelist() == b.namelist(), "norm %s: members" % fname)
+                check(a.read("metadata.json") == b.read("metadata.json"), "norm %s: metadata")
+        # ddts reads it back, finds the normalizer, and refuses a second one.
+        r = run(dst)
+        line = [l for l in r.stdout.splitlines() if l.startswith("norm\t")]
+        check(line == ["norm\tnormalization\t1\t%d\t%.9g\t%.9g" % (n, want_mean[-1],
+                                                                     want_var[-1])],
+              "norm %s: read back %s" % (fname, line))
+        r = run("--norm", str(n), dst, dst + ".2")
+        check(r.returncode == 1 and "already has a Normalization" in r.stderr,
+              "norm %s: second normalizer refused: %s" % (fname, r.stderr))
+    r = run("--norm", "7", os.path.join(tmp, "ns_tf2_sequential.h5"), os.path.join(tmp, "x.h5"))
+    check(r.returncode == 1 and "do not fit" in r.stderr, "norm: wrong feature count refused")
 
 
 def test_spec(tmp):
@@ -394,6 +498,7 @@ def main():
         test_listings(tmp)
         test_write_new(tmp)
         test_spec(tmp)
+        test_normalizer(tmp)
         test_hostile(tmp)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0

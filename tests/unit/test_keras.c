@@ -394,13 +394,90 @@ static void test_spec(void **state)
     ddts_free(dir);
 }
 
+/* The normalizer: added after the input, found again, and every allocation
+ * of add + write failing in turn. */
+static void test_normalization(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"tf2_sequential.h5", "keras3_functional.h5",
+                                        "nested.keras"};
+    char *dir = test_tmpdir();
+    char *out = ddts_path_join(dir, "norm");
+    for (size_t i = 0; i < 3; i++) {
+        char *p = fixture(names[i]);
+        int64_t shape[1] = {i == 2 ? 6 : 4};
+        float mean[6] = {0, 1, 2, 3, 4, 5}, var[6] = {1, 4, 9, 16, 25, 36};
+        int done = 0;
+        for (long k = 0; k < 100000 && !done; k++) {
+            struct ddts_keras_model *m = NULL;
+            struct ddts_error err;
+            enum ddts_status st = ddts_keras_read(p, &m, &err);
+            assert_int_equal(st, DDTS_OK);
+            size_t n_before = m->n_layers;
+            ddts_alloc_fail_after(k);
+            st = ddts_keras_add_normalization(m, 1, shape, mean, var, &err);
+            if (st == DDTS_OK)
+                st = ddts_keras_write(m, out, &err);
+            ddts_alloc_fail_after(-1);
+            if (st == DDTS_OK) {
+                done = 1;
+                assert_int_equal(m->n_layers, n_before + 1);
+            } else if (st != DDTS_ENOMEM) {
+                fail_msg("%s: allocation %ld failing gave %s: %s", names[i], k, ddts_status_str(st),
+                         err.msg);
+            }
+            ddts_keras_destroy(m);
+        }
+        assert_true(done);
+        struct ddts_keras_model *m = NULL;
+        struct ddts_error err;
+        assert_int_equal(ddts_keras_read(out, &m, &err), DDTS_OK);
+        char *nname;
+        int rank;
+        int64_t nshape[DDTS_MAX_RANK];
+        float *nm, *nv;
+        assert_int_equal(ddts_keras_get_normalization(m, &nname, &rank, nshape, &nm, &nv, &err),
+                         DDTS_OK);
+        assert_string_equal(nname, "normalization");
+        assert_int_equal(rank, 1);
+        assert_int_equal(nshape[0], shape[0]);
+        assert_memory_equal(nm, mean, (size_t)shape[0] * sizeof(float));
+        assert_memory_equal(nv, var, (size_t)shape[0] * sizeof(float));
+        assert_non_null(ddts_keras_layer_find(m, "normalization"));
+        assert_int_equal(ddts_keras_add_normalization(m, 1, shape, mean, var, &err), DDTS_EEXIST);
+        ddts_free(nname);
+        ddts_free(nm);
+        ddts_free(nv);
+        ddts_keras_destroy(m);
+        ddts_free(p);
+    }
+    /* Bad values are refused before anything changes. */
+    char *p = fixture("tf2_sequential.h5");
+    struct ddts_keras_model *m = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_keras_read(p, &m, &err), DDTS_OK);
+    int64_t four[1] = {4};
+    float mean[4] = {0, 0, 0, 0}, bad[4] = {1, -1, 1, 1};
+    assert_int_equal(ddts_keras_add_normalization(m, 1, four, mean, bad, &err), DDTS_EINVAL);
+    int64_t five[1] = {5};
+    float m5[5] = {0}, v5[5] = {1, 1, 1, 1, 1};
+    assert_int_equal(ddts_keras_add_normalization(m, 1, five, m5, v5, &err), DDTS_ESHAPE);
+    assert_int_equal(m->n_layers, 4);
+    ddts_keras_destroy(m);
+    ddts_free(p);
+    unlink(out);
+    rmdir(dir);
+    ddts_free(out);
+    ddts_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snake_case),   cmocka_unit_test(test_split_weight_name),
         cmocka_unit_test(test_config_parse), cmocka_unit_test(test_write_new_and_rewrite),
         cmocka_unit_test(test_fixtures),     cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_spec),
+        cmocka_unit_test(test_spec),         cmocka_unit_test(test_normalization),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
