@@ -267,6 +267,31 @@ DDTS_NODISCARD enum ddts_status ddts_keras_get_normalization(const struct ddts_k
                                                              float **mean, float **variance,
                                                              struct ddts_error *err);
 
+/*
+ * The compiled loss and optimizer of a model, as plain data: from
+ * training_config (h5: {"loss", "optimizer_config": {"class_name",
+ * "config"}}) or config.json's compile_config (.keras: {"loss",
+ * "optimizer": {"class_name", "config"}}).
+ */
+struct ddts_keras_training {
+    /* Keras' lower-case name: "adam", "sgd", "rmsprop", ... ("Custom>Adam"
+     * of some tf.keras versions gives "adam"); NULL when not compiled. */
+    char *optimizer;
+    double
+        learning_rate; /* "learning_rate", or "lr" of Keras <= 2.2; NaN if absent or a schedule */
+    char *optimizer_config_json; /* the optimizer's "config" object as JSON text, or NULL */
+    /* A string loss as stored ("mse", "categorical_crossentropy"), or a loss
+     * object's class in snake case ("CategoricalCrossentropy" ->
+     * "categorical_crossentropy"); NULL when absent or several losses. */
+    char *loss;
+};
+/* Fills *out (zeroed first). Returns DDTS_OK also for a model that was not
+ * compiled (all NULL), DDTS_EFORMAT when the JSON does not parse, DDTS_ENOMEM. */
+DDTS_NODISCARD enum ddts_status ddts_keras_training_info(const struct ddts_keras_model *m,
+                                                         struct ddts_keras_training *out,
+                                                         struct ddts_error *err);
+void ddts_keras_training_deinit(struct ddts_keras_training *t);
+
 #ifdef __cplusplus
 }
 #endif

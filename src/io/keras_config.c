@@ -12,6 +12,8 @@
  *   - Keras 3 adds {"module", "registered_name", "build_config", ...} around each object.
  * A layer's name is its entry's "name", else its config's "name".
  */
+#include <ctype.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -589,4 +591,97 @@ enum ddts_status ddts_keras_get_normalization(const struct ddts_keras_model *m, 
         *name = NULL;
     }
     return st;
+}
+
+/* ---- compiled loss and optimizer --------------------------------------- */
+
+static char *dup_json_string(json_t *v)
+{
+    return json_is_string(v) ? ddts_strndup(json_string_value(v), json_string_length(v)) : NULL;
+}
+
+void ddts_keras_training_deinit(struct ddts_keras_training *t)
+{
+    if (t == NULL)
+        return;
+    ddts_free(t->optimizer);
+    ddts_free(t->optimizer_config_json);
+    ddts_free(t->loss);
+    memset(t, 0, sizeof *t);
+    t->learning_rate = NAN;
+}
+
+enum ddts_status ddts_keras_training_info(const struct ddts_keras_model *m,
+                                          struct ddts_keras_training *out, struct ddts_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->learning_rate = NAN;
+    if (m == NULL)
+        return ddts_error_set(err, DDTS_EINVAL, "keras: no model");
+    json_t *root = NULL, *tc = NULL, *opt = NULL;
+    if (m->training_config != NULL) {
+        root = json_loads(m->training_config, 0, NULL);
+        if (!json_is_object(root)) {
+            json_decref(root);
+            return ddts_error_set(err, DDTS_EFORMAT, "keras: training_config is not a JSON object");
+        }
+        tc = root;
+        opt = json_object_get(tc, "optimizer_config");
+    } else if (m->model_config != NULL && m->format == DDTS_KERAS_ZIP) {
+        root = json_loads(m->model_config, 0, NULL);
+        tc = json_is_object(root) ? json_object_get(root, "compile_config") : NULL;
+        opt = json_is_object(tc) ? json_object_get(tc, "optimizer") : NULL;
+    }
+    if (!json_is_object(tc)) {
+        json_decref(root);
+        return DDTS_OK; /* not compiled */
+    }
+    enum ddts_status st = DDTS_OK;
+    json_t *cls = json_object_get(opt, "class_name");
+    if (json_is_string(opt))
+        cls = opt; /* compile(optimizer="adam") kept as a name */
+    if (json_is_string(cls)) {
+        const char *c = json_string_value(cls);
+        const char *gt = strrchr(c, '>');
+        out->optimizer = ddts_strdup(gt ? gt + 1 : c);
+        if (out->optimizer == NULL)
+            st = DDTS_ENOMEM;
+        for (char *p = out->optimizer; p != NULL && *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+    }
+    json_t *ocfg = json_object_get(opt, "config");
+    if (json_is_object(ocfg)) {
+        json_t *lr = json_object_get(ocfg, "learning_rate");
+        if (lr == NULL)
+            lr = json_object_get(ocfg, "lr");
+        if (json_is_number(lr))
+            out->learning_rate = json_number_value(lr);
+        char *dumped = json_dumps(ocfg, JSON_COMPACT);
+        out->optimizer_config_json = dumped ? ddts_strdup(dumped) : NULL;
+        free(dumped);
+        if (out->optimizer_config_json == NULL)
+            st = DDTS_ENOMEM;
+    }
+    json_t *loss = json_object_get(tc, "loss");
+    if (json_is_string(loss)) {
+        out->loss = dup_json_string(loss);
+        if (out->loss == NULL)
+            st = DDTS_ENOMEM;
+    } else if (json_is_object(loss) && json_is_string(json_object_get(loss, "class_name"))) {
+        const char *c = json_string_value(json_object_get(loss, "class_name"));
+        json_t *fn = json_object_get(loss, "config");
+        /* Keras 3 serializes a loss function as {"class_name": "function",
+         * "config": "mean_squared_error"}. */
+        if (strcmp(c, "function") == 0 && json_is_string(fn))
+            c = json_string_value(fn);
+        out->loss = ddts__keras_snake_case(c);
+        if (out->loss == NULL)
+            st = DDTS_ENOMEM;
+    }
+    json_decref(root);
+    if (st != DDTS_OK) {
+        ddts_keras_training_deinit(out);
+        return ddts_error_set(err, st, "keras: out of memory");
+    }
+    return DDTS_OK;
 }

@@ -198,6 +198,20 @@ def test_listings(tmp):
     check(bn == ["beta", "moving_mean", "moving_variance"], "BN with scale=False: %s" % bn)
 
 
+def test_training_info(tmp):
+    """The compiled optimizer and loss, from training_config or compile_config."""
+    want = {"tf2_sequential.h5": "adam\t0.001\tcategorical_crossentropy",
+            "keras22_sequential.h5": "sgd\t0.00999999978\tbinary_crossentropy",
+            "keras3_functional.h5": "rmsprop\t0.001\tmean_squared_error",
+            "nested.h5": "-\tnan\t-",
+            "sequential.keras": "adam\t0.001\tcategorical_crossentropy"}
+    for fname, line in want.items():
+        p = os.path.join(tmp, "ti_" + fname)
+        K.LAYOUTS[fname](p)
+        got = [l for l in run(p).stdout.splitlines() if l.startswith("train\t")]
+        check(got == ["train\t" + line], "training info %s: %s" % (fname, got))
+
+
 def test_write_new(tmp):
     for fname in ("tf2_sequential.h5", "keras3_functional.h5", "sequential.keras", "nested.h5",
                   "split_layer_names.h5"):
@@ -496,6 +510,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="ddts-keras-") as tmp:
         test_roundtrips(tmp)
         test_listings(tmp)
+        test_training_info(tmp)
         test_write_new(tmp)
         test_spec(tmp)
         test_normalizer(tmp)

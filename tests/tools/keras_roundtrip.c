@@ -139,6 +139,12 @@ int main(int argc, char **argv)
         printf("opt\t%s\t%s\n", m->optimizer_weights[j].name, buf);
     }
     printf("params\t%zu\n", ddts_keras_param_count(m));
+    struct ddts_keras_training tr;
+    if (ddts_keras_training_info(m, &tr, &err) == DDTS_OK) {
+        printf("train\t%s\t%.9g\t%s\n", tr.optimizer ? tr.optimizer : "-", tr.learning_rate,
+               tr.loss ? tr.loss : "-");
+        ddts_keras_training_deinit(&tr);
+    }
     {
         char *nname = NULL;
         int nrank = 0;

@@ -267,6 +267,22 @@ static void test_fixtures(void **state)
         assert_int_equal(m->n_layers, n_layers[i]);
         for (size_t l = 0; l < m->n_layers; l++)
             assert_non_null(m->layers[l].class_name);
+        /* Compiled optimizer and loss, with every allocation failing in turn. */
+        static const char *const opt[] = {"adam", "sgd", "rmsprop", "adam"};
+        struct ddts_keras_training tr;
+        enum ddts_status st = DDTS_ENOMEM;
+        for (long k = 0; k < 100 && st != DDTS_OK; k++) {
+            ddts_alloc_fail_after(k);
+            st = ddts_keras_training_info(m, &tr, &err);
+            ddts_alloc_fail_after(-1);
+            if (st != DDTS_OK)
+                assert_int_equal(st, DDTS_ENOMEM);
+        }
+        assert_int_equal(st, DDTS_OK);
+        assert_string_equal(tr.optimizer, opt[i]);
+        assert_non_null(tr.loss);
+        assert_true(tr.learning_rate > 0);
+        ddts_keras_training_deinit(&tr);
         ddts_keras_destroy(m);
         ddts_free(p);
     }
