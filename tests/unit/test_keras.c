@@ -268,7 +268,8 @@ static void test_fixtures(void **state)
         for (size_t l = 0; l < m->n_layers; l++)
             assert_non_null(m->layers[l].class_name);
         /* Compiled optimizer and loss, with every allocation failing in turn. */
-        static const char *const opt[] = {"adam", "sgd", "rmsprop", "adam"};
+        /* nested.keras was saved without compile(): no compile_config. */
+        static const char *const opt[] = {"adam", "sgd", "rmsprop", NULL};
         struct ddts_keras_training tr;
         enum ddts_status st = DDTS_ENOMEM;
         for (long k = 0; k < 100 && st != DDTS_OK; k++) {
@@ -279,9 +280,15 @@ static void test_fixtures(void **state)
                 assert_int_equal(st, DDTS_ENOMEM);
         }
         assert_int_equal(st, DDTS_OK);
-        assert_string_equal(tr.optimizer, opt[i]);
-        assert_non_null(tr.loss);
-        assert_true(tr.learning_rate > 0);
+        if (opt[i] != NULL) {
+            assert_non_null(tr.optimizer);
+            assert_string_equal(tr.optimizer, opt[i]);
+            assert_non_null(tr.loss);
+            assert_true(tr.learning_rate > 0);
+        } else {
+            assert_null(tr.optimizer);
+            assert_null(tr.loss);
+        }
         ddts_keras_training_deinit(&tr);
         ddts_keras_destroy(m);
         ddts_free(p);
