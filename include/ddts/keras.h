@@ -14,6 +14,10 @@
  *   ... train: change d->weights[0].data in place (same shape) ...
  *   ddts_keras_write(m, "trained.h5", &err);  // same format, same layout
  *   ddts_keras_destroy(m);
+ *
+ * Threads: Debian's libhdf5 is the serial build, which is not thread-safe.
+ * Call the functions of this header from one thread at a time (the server
+ * and client read and write models from their control thread).
  */
 #ifndef DDTS_KERAS_H
 #define DDTS_KERAS_H
