@@ -651,6 +651,10 @@ struct zip_reader {
     const struct ddts_keras_config *cfg;
     struct ddts_keras_weight *w; /* weights of the current top-level layer */
     size_t n, cap;
+    /* The container of a model's layers: "layers" (Keras 3), or
+     * "_layer_checkpoint_dependencies" in .keras files of Keras 2.13-2.15
+     * (the compatibility branch of Keras 3's H5Entry). */
+    const char *container;
 };
 
 static enum ddts_status push_weight(struct zip_reader *z, struct ddts_keras_weight **slot)
@@ -824,7 +828,10 @@ static enum ddts_status collect(struct zip_reader *z, const char *path, long ci,
                 seen[n_seen].used = 0;
                 n_seen++;
             }
-            char *child = join3(path, "/layers/", snake);
+            char *child = join3(path, "/", z->container);
+            char *tmp = child ? join3(child, "/", snake) : NULL;
+            ddts_free(child);
+            child = tmp;
             char *child2 = child ? join3(child, suffix, "") : NULL;
             ddts_free(child);
             if (child2 == NULL) {
@@ -855,7 +862,8 @@ static enum ddts_status collect(struct zip_reader *z, const char *path, long ci,
         st = ddts_error_set(z->c->err, DDTS_EFORMAT, "%s: %s: cannot list the group", z->c->label,
                             path);
     for (size_t k = 0; k < l.n && st == DDTS_OK; k++) {
-        if (strcmp(l.names[k], "vars") == 0 || (has_children && strcmp(l.names[k], "layers") == 0))
+        if (strcmp(l.names[k], "vars") == 0 ||
+            (has_children && strcmp(l.names[k], z->container) == 0))
             continue;
         char *sub = join3(path, "/", l.names[k]);
         if (sub == NULL) {
@@ -879,7 +887,9 @@ enum ddts_status ddts__keras_h5_read_zip_weights(const void *image, size_t nbyte
     hid_t f = open_image(image, nbytes, H5F_ACC_RDONLY);
     if (f < 0)
         return ddts_error_set(err, DDTS_EFORMAT, "%s: not a readable HDF5 file", label);
-    struct zip_reader z = {&c, f, cfg, NULL, 0, 0};
+    struct zip_reader z = {&c, f, cfg, NULL, 0, 0, "layers"};
+    if (!is_group(f, "/layers") && is_group(f, "/_layer_checkpoint_dependencies"))
+        z.container = "_layer_checkpoint_dependencies";
     enum ddts_status st = DDTS_OK;
     size_t n_top = 0;
     for (size_t j = 0; j < cfg->n_layers; j++)
@@ -915,7 +925,9 @@ enum ddts_status ddts__keras_h5_read_zip_weights(const void *image, size_t nbyte
         char suffix[32] = "";
         if (used > 0)
             snprintf(suffix, sizeof suffix, "_%zu", used);
-        char *path = join3("/layers/", snakes[t], suffix);
+        char *prefix = join3("/", z.container, "/");
+        char *path = prefix ? join3(prefix, snakes[t], suffix) : NULL;
+        ddts_free(prefix);
         t++;
         if (path == NULL) {
             st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", label);

@@ -197,6 +197,15 @@ def test_listings(tmp):
     bn = [w[1] for w in weights if w[2] == "batch_normalization"]
     check(bn == ["beta", "moving_mean", "moving_variance"], "BN with scale=False: %s" % bn)
 
+    p2 = os.path.join(tmp, "l_tf213.keras")
+    K.LAYOUTS["tf213_nested.keras"](p2)
+    layers2, weights2 = parse_listing(run(p2).stdout)
+    check([l[2] for l in layers2] == [l[2] for l in layers] and
+          [w[1:] for w in weights2] == [w[1:] for w in weights] and
+          weights2[0][0].startswith("_layer_checkpoint_dependencies/sequential/"
+                                    "_layer_checkpoint_dependencies/dense/vars/0"),
+          "tf.keras 2.13 .keras container: %s" % weights2[:1])
+
 
 def test_training_info(tmp):
     """The compiled optimizer and loss, from training_config or compile_config."""
