@@ -137,8 +137,11 @@ DDTS_NODISCARD enum ddts_status ddts_keras_write(const struct ddts_keras_model *
  * layer with attribute weight_names (an empty float64 array for a
  * weightless layer, as tf.keras writes it) and float32 datasets at
  * model_weights/<layer>/<weight name>, e.g. model_weights/dense/dense/kernel:0.
- * A weight with name NULL is named "<layer>/<short_name>:0". Optimizer
- * weights are not written. Atomic (temporary name + rename).
+ * A weight with name NULL is named "<layer>/<short_name>:0". A model read
+ * from a .keras file is converted: each layer's weights in the legacy order
+ * (a nested model's trainable weights first, then moving statistics and
+ * Normalization values), named "<layer_name>/<short_name>" (Keras 3) or
+ * with ":0" (Keras 2). Optimizer weights are not written. Atomic (temporary name + rename).
  * Returns DDTS_EINVAL (no model_config, a layer or weight without a name,
  * duplicate names), DDTS_EIO, DDTS_ENOMEM.
  */

@@ -1274,17 +1274,38 @@ static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct d
             continue;
         size_t nw = L->n_weights;
         char **names = ddts_calloc(nw ? nw : 1, sizeof *names);
-        if (names == NULL) {
+        size_t *order = ddts_calloc(nw ? nw : 1, sizeof *order);
+        if (names == NULL || order == NULL) {
+            ddts_free(names);
+            ddts_free(order);
             st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
             break;
         }
+        /* Weights read from a .keras file are in per-layer vars order and
+         * named by their vars path. The legacy format wants a layer's (a
+         * nested model's) trainable weights first, then the non-trainable
+         * ones (_legacy_weights), named "<layer>/<weight>" (":0" before
+         * Keras 3); moving statistics and Normalization's values are the
+         * non-trainable ones. */
+        int from_zip = m->format == DDTS_KERAS_ZIP;
+        int k3 = m->keras_version != NULL && m->keras_version[0] == '3';
+        size_t at = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t j = 0; j < nw; j++) {
+                const char *sn = L->weights[j].short_name ? L->weights[j].short_name : "";
+                int fixed = strcmp(sn, "moving_mean") == 0 || strcmp(sn, "moving_variance") == 0 ||
+                            (L->class_name != NULL && strcmp(L->class_name, "Normalization") == 0);
+                if (!from_zip ? pass == 0 : fixed == pass)
+                    order[at++] = j;
+            }
         for (size_t j = 0; j < nw && st == DDTS_OK; j++) {
-            const struct ddts_keras_weight *w = &L->weights[j];
-            if (w->name != NULL) {
+            const struct ddts_keras_weight *w = &L->weights[order[j]];
+            if (w->name != NULL && !from_zip) {
                 names[j] = ddts_strdup(w->name);
             } else if (w->short_name != NULL) {
-                char *a = join3(L->name, "/", w->short_name);
-                names[j] = a ? join3(a, ":0", "") : NULL;
+                const char *owner = from_zip && w->layer_name ? w->layer_name : L->name;
+                char *a = join3(owner, "/", w->short_name);
+                names[j] = a ? join3(a, k3 ? "" : ":0", "") : NULL;
                 ddts_free(a);
             } else {
                 st = ddts_error_set(c->err, DDTS_EINVAL,
@@ -1313,7 +1334,7 @@ static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct d
                                 "weight_names",
                                 c->label, L->name);
         for (size_t j = 0; j < nw && st == DDTS_OK; j++) {
-            const struct ddts_keras_weight *w = &L->weights[j];
+            const struct ddts_keras_weight *w = &L->weights[order[j]];
             hsize_t dims[DDTS_MAX_RANK];
             size_t count = 1;
             int ok = w->rank >= 0 && w->rank <= DDTS_MAX_RANK;
@@ -1345,6 +1366,7 @@ static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct d
         }
         close_id(g);
         free_strings(names, nw);
+        ddts_free(order);
     }
     close_id(lcpl);
     return st;

@@ -222,6 +222,23 @@ def test_training_info(tmp):
 
 
 def test_write_new(tmp):
+    # A .keras model written as legacy h5: a nested model's weights in
+    # _legacy_weights order (trainable first), named <layer>/<weight>.
+    src = os.path.join(tmp, "wn_nested.keras")
+    K.keras_zip(src, nested=True)
+    dst = os.path.join(tmp, "wn_nested.h5")
+    r = run("--new", src, dst)
+    check(r.returncode == 0, "write_new nested.keras: %s" % r.stderr)
+    if r.returncode == 0:
+        with h5py.File(dst, "r") as f:
+            wn = [n.decode() if hasattr(n, "decode") else n
+                  for n in f["model_weights/sequential"].attrs["weight_names"]]
+            check(wn == ["dense/kernel", "dense/bias", "batch_normalization/beta",
+                         "dense_1/kernel", "dense_2/kernel", "dense_2/bias",
+                         "batch_normalization/moving_mean",
+                         "batch_normalization/moving_variance"],
+                  "write_new from .keras: nested order %s" % wn)
+            check(f.attrs["keras_version"] == "3.3.3", "write_new keeps keras_version")
     for fname in ("tf2_sequential.h5", "keras3_functional.h5", "sequential.keras", "nested.h5",
                   "split_layer_names.h5"):
         src = os.path.join(tmp, "n_" + fname)
