@@ -685,3 +685,106 @@ enum ddts_status ddts_keras_training_info(const struct ddts_keras_model *m,
     }
     return DDTS_OK;
 }
+
+/* ---- output-averaging ensembles ----------------------------------------- */
+
+enum ddts_status ddts__keras_config_ensemble(const char *const *configs, size_t n, char **out_json,
+                                             struct ddts_error *err)
+{
+    *out_json = NULL;
+    enum ddts_status st = DDTS_OK;
+    json_t *layers = json_array(), *avg_nodes = json_array(), *shape = NULL;
+    json_t *root = NULL;
+    if (layers == NULL || avg_nodes == NULL) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "ensemble: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n && st == DDTS_OK; i++) {
+        json_error_t jerr;
+        json_t *sub = json_loads(configs[i], JSON_REJECT_DUPLICATES, &jerr);
+        json_t *cfg = json_is_object(sub) ? json_object_get(sub, "config") : NULL;
+        if (cfg == NULL || json_object_get(sub, "module") != NULL) {
+            st = ddts_error_set(err,
+                                json_object_get(sub, "module") ? DDTS_EUNSUPPORTED : DDTS_EFORMAT,
+                                "ensemble: model %zu: %s", i + 1,
+                                cfg == NULL ? "not a model configuration"
+                                            : "a Keras 3 configuration (ensembles are written in "
+                                              "the tf.keras 2.x layout)");
+            json_decref(sub);
+            break;
+        }
+        if (json_is_array(cfg)) {
+            /* Keras <= 2.2.2: a bare list of layers. */
+            json_t *wrapped = json_pack("{s:O}", "layers", cfg);
+            json_object_set_new(sub, "config", wrapped);
+            cfg = wrapped;
+        }
+        json_t *sub_layers = layers_of(sub);
+        json_t *first = json_array_get(sub_layers, 0);
+        json_t *bs = json_object_get(json_object_get(first, "config"), "batch_input_shape");
+        if (!json_is_array(bs)) {
+            st = ddts_error_set(err, DDTS_EFORMAT,
+                                "ensemble: model %zu: its first layer has no batch_input_shape",
+                                i + 1);
+            json_decref(sub);
+            break;
+        }
+        if (shape == NULL) {
+            shape = json_deep_copy(bs);
+        } else if (!json_equal(shape, bs)) {
+            st = ddts_error_set(err, DDTS_ESHAPE,
+                                "ensemble: model %zu has another input shape than model 1", i + 1);
+            json_decref(sub);
+            break;
+        }
+        char name[32];
+        snprintf(name, sizeof name, "model_%zu", i);
+        json_object_set_new(cfg, "name", json_string(name));
+        json_object_set_new(sub, "name", json_string(name));
+        json_object_set_new(sub, "inbound_nodes",
+                            json_pack("[[[s,i,i,{}]]]", "ensemble_input", 0, 0));
+        /* A nested model's node 0 is its own construction: the ensemble's
+         * call is node 1 (what tf.keras writes for nested models). */
+        json_array_append_new(avg_nodes, json_pack("[s,i,i,{}]", name, 1, 0));
+        json_object_del(sub, "keras_version");
+        json_object_del(sub, "backend");
+        json_array_append_new(layers, sub);
+    }
+    if (st != DDTS_OK)
+        goto done;
+    json_t *input =
+        json_pack("{s:s,s:{s:O,s:s,s:b,s:b,s:s},s:s,s:[]}", "class_name", "InputLayer", "config",
+                  "batch_input_shape", shape, "dtype", "float32", "sparse", 0, "ragged", 0, "name",
+                  "ensemble_input", "name", "ensemble_input", "inbound_nodes");
+    json_t *avg = json_pack("{s:s,s:{s:s,s:b,s:s},s:s,s:[O]}", "class_name", "Average", "config",
+                            "name", "average", "trainable", 1, "dtype", "float32", "name",
+                            "average", "inbound_nodes", avg_nodes);
+    int bad = input == NULL || avg == NULL;
+    if (bad) {
+        json_decref(input);
+        json_decref(avg);
+    } else {
+        /* The _new calls take the reference even when they fail. */
+        bad = json_array_insert_new(layers, 0, input) != 0;
+        bad |= json_array_append_new(layers, avg) != 0;
+    }
+    if (bad) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "ensemble: out of memory");
+        goto done;
+    }
+    root = json_pack("{s:s,s:{s:s,s:O,s:[[s,i,i]],s:[[s,i,i]]},s:s,s:s}", "class_name",
+                     "Functional", "config", "name", "ensemble", "layers", layers, "input_layers",
+                     "ensemble_input", 0, 0, "output_layers", "average", 0, 0, "keras_version",
+                     "2.15.0", "backend", "tensorflow");
+    char *dumped = root ? json_dumps(root, 0) : NULL;
+    *out_json = dumped ? ddts_strdup(dumped) : NULL;
+    free(dumped);
+    if (*out_json == NULL)
+        st = ddts_error_set(err, DDTS_ENOMEM, "ensemble: out of memory");
+done:
+    json_decref(root);
+    json_decref(layers);
+    json_decref(avg_nodes);
+    json_decref(shape);
+    return st;
+}

@@ -52,6 +52,11 @@ enum ddts_status ddts__keras_config_add_normalization(const char *json, int rank
                                                       char **out_name, char **out_input,
                                                       struct ddts_error *err);
 
+/* The Functional configuration of an output-averaging ensemble of `n`
+ * tf.keras 2.x model configurations (see ddts_keras_ensemble_build). */
+enum ddts_status ddts__keras_config_ensemble(const char *const *configs, size_t n, char **out_json,
+                                             struct ddts_error *err);
+
 /* Keras 3's naming.to_snake_case(class_name) into a new string (NULL: ENOMEM). */
 char *ddts__keras_snake_case(const char *class_name);
 /* The short name of weight `index` of a layer of class `cl` (may be NULL)

@@ -389,3 +389,116 @@ enum ddts_status ddts_keras_add_normalization(struct ddts_keras_model *m, int ra
     ddts_free(input);
     return DDTS_OK;
 }
+
+static int non_trainable(const struct ddts_keras_layer *L, const struct ddts_keras_weight *w)
+{
+    const char *sn = w->short_name ? w->short_name : "";
+    return strcmp(sn, "moving_mean") == 0 || strcmp(sn, "moving_variance") == 0 ||
+           (L->class_name != NULL && strcmp(L->class_name, "Normalization") == 0);
+}
+
+static enum ddts_status copy_weight(const struct ddts_keras_layer *L,
+                                    const struct ddts_keras_weight *src,
+                                    struct ddts_keras_weight *dst)
+{
+    memset(dst, 0, sizeof *dst);
+    const char *owner = src->layer_name && src->layer_name[0] ? src->layer_name : L->name;
+    const char *sn = src->short_name ? src->short_name : "weight";
+    size_t n = strlen(owner) + strlen(sn) + 4;
+    dst->name = ddts_malloc(n);
+    if (dst->name != NULL)
+        snprintf(dst->name, n, "%s/%s:0", owner, sn);
+    dst->short_name = ddts_strdup(sn);
+    dst->layer_name = ddts_strdup(owner);
+    dst->rank = src->rank;
+    memcpy(dst->shape, src->shape, sizeof dst->shape);
+    dst->count = src->count;
+    dst->stored_dtype = src->stored_dtype;
+    dst->data = ddts_malloc((src->count ? src->count : 1) * sizeof(float));
+    if (dst->name == NULL || dst->short_name == NULL || dst->layer_name == NULL ||
+        dst->data == NULL)
+        return DDTS_ENOMEM;
+    if (src->count > 0)
+        memcpy(dst->data, src->data, src->count * sizeof(float));
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_keras_ensemble_build(const struct ddts_keras_model *const *models, size_t n,
+                                           struct ddts_keras_model **out, struct ddts_error *err)
+{
+    *out = NULL;
+    if (models == NULL || n < 2 || n > DDTS_MAX_CLIENTS)
+        return ddts_error_set(err, DDTS_EINVAL, "ensemble: needs 2 to %d models, got %zu",
+                              DDTS_MAX_CLIENTS, n);
+    const char **configs = ddts_calloc(n, sizeof *configs);
+    if (configs == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "ensemble: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (models[i] == NULL || models[i]->model_config == NULL) {
+            ddts_free(configs);
+            return ddts_error_set(err, DDTS_EINVAL, "ensemble: model %zu has no configuration",
+                                  i + 1);
+        }
+        configs[i] = models[i]->model_config;
+    }
+    char *json = NULL;
+    enum ddts_status st = ddts__keras_config_ensemble(configs, n, &json, err);
+    ddts_free(configs);
+    if (st != DDTS_OK)
+        return st;
+    struct ddts_keras_model *m = ddts_calloc(1, sizeof *m);
+    if (m == NULL) {
+        ddts_free(json);
+        return ddts_error_set(err, DDTS_ENOMEM, "ensemble: out of memory");
+    }
+    m->format = DDTS_KERAS_H5;
+    m->model_config = json;
+    m->keras_version = ddts_strdup("2.15.0");
+    m->backend = ddts_strdup("tensorflow");
+    if (models[0]->training_config != NULL)
+        m->training_config = ddts_strdup(models[0]->training_config);
+    m->layers = ddts_calloc(n + 2, sizeof *m->layers);
+    int oom = m->keras_version == NULL || m->backend == NULL || m->layers == NULL ||
+              (models[0]->training_config != NULL && m->training_config == NULL);
+    if (!oom) {
+        m->n_layers = n + 2;
+        m->layers[0].name = ddts_strdup("ensemble_input");
+        m->layers[0].class_name = ddts_strdup("InputLayer");
+        m->layers[n + 1].name = ddts_strdup("average");
+        m->layers[n + 1].class_name = ddts_strdup("Average");
+        oom = !m->layers[0].name || !m->layers[0].class_name || !m->layers[n + 1].name ||
+              !m->layers[n + 1].class_name;
+    }
+    for (size_t i = 0; i < n && !oom; i++) {
+        const struct ddts_keras_model *src = models[i];
+        struct ddts_keras_layer *L = &m->layers[i + 1];
+        char name[32];
+        snprintf(name, sizeof name, "model_%zu", i);
+        struct ddts_keras_config *c = NULL;
+        if (ddts_keras_config_parse(src->model_config, strlen(src->model_config), &c, NULL) ==
+            DDTS_OK)
+            L->class_name = ddts_strdup(c->model_class);
+        ddts_keras_config_destroy(c);
+        L->name = ddts_strdup(name);
+        size_t total = 0;
+        for (size_t l = 0; l < src->n_layers; l++)
+            total += src->layers[l].n_weights;
+        L->weights = ddts_calloc(total ? total : 1, sizeof *L->weights);
+        oom = L->name == NULL || L->class_name == NULL || L->weights == NULL;
+        /* _legacy_weights of a nested model: trainable first, then the rest. */
+        for (int pass = 0; pass < 2 && !oom; pass++)
+            for (size_t l = 0; l < src->n_layers && !oom; l++)
+                for (size_t j = 0; j < src->layers[l].n_weights && !oom; j++) {
+                    const struct ddts_keras_weight *w = &src->layers[l].weights[j];
+                    if (non_trainable(&src->layers[l], w) != pass)
+                        continue;
+                    oom = copy_weight(&src->layers[l], w, &L->weights[L->n_weights++]) != DDTS_OK;
+                }
+    }
+    if (oom) {
+        ddts_keras_destroy(m);
+        return ddts_error_set(err, DDTS_ENOMEM, "ensemble: out of memory");
+    }
+    *out = m;
+    return DDTS_OK;
+}

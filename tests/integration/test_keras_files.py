@@ -397,6 +397,50 @@ def test_normalizer(tmp):
     check(r.returncode == 1 and "do not fit" in r.stderr, "norm: wrong feature count refused")
 
 
+def test_ensemble(tmp):
+    """ddts_keras_ensemble_build: nested models averaged, weights in legacy order."""
+    a = os.path.join(tmp, "ea.h5")
+    b = os.path.join(tmp, "eb.h5")
+    K.tf2_sequential(a)
+    K.tf2_sequential(b)
+    with h5py.File(b, "a") as f:
+        f["model_weights/dense/dense/kernel:0"][...] *= 3
+    out = os.path.join(tmp, "ens.h5")
+    r = run("--ensemble", out, a, b)
+    check(r.returncode == 0, "ensemble: %s" % r.stderr)
+    if r.returncode == 0:
+        with h5py.File(out, "r") as f, h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+            cfg = json.loads(f.attrs["model_config"])
+            ls = cfg["config"]["layers"]
+            check([(l["class_name"], l["name"]) for l in ls] ==
+                  [("InputLayer", "ensemble_input"), ("Sequential", "model_0"),
+                   ("Sequential", "model_1"), ("Average", "average")], "ensemble: layers")
+            check(ls[3]["inbound_nodes"] == [[["model_0", 1, 0, {}], ["model_1", 1, 0, {}]]],
+                  "ensemble: Average fed by node 1 of each nested model")
+            check(ls[1]["config"]["layers"] == json.loads(fa.attrs["model_config"])["config"]["layers"],
+                  "ensemble: nested config unchanged")
+            wn = [n.decode() if hasattr(n, "decode") else n
+                  for n in f["model_weights/model_1"].attrs["weight_names"]]
+            check(wn[-2:] == ["batch_normalization/moving_mean:0",
+                              "batch_normalization/moving_variance:0"] and len(wn) == 8,
+                  "ensemble: trainable weights first: %s" % wn)
+            check(np.array_equal(f["model_weights/model_1/dense/kernel:0"][()],
+                                 fb["model_weights/dense/dense/kernel:0"][()]) and
+                  np.array_equal(f["model_weights/model_0/dense/kernel:0"][()],
+                                 fa["model_weights/dense/dense/kernel:0"][()]),
+                  "ensemble: weights copied")
+    k3 = os.path.join(tmp, "ek3.h5")
+    K.keras3_functional_h5(k3)
+    r = run("--ensemble", out + "2", k3, k3)
+    check(r.returncode == 1 and "Keras 3" in r.stderr, "ensemble: Keras 3 refused: %s" % r.stderr)
+    k22 = os.path.join(tmp, "ek22.h5")
+    K.keras22_sequential(k22)
+    r = run("--ensemble", out + "3", a, k22)
+    check(r.returncode == 1 and "input shape" in r.stderr, "ensemble: shapes: %s" % r.stderr)
+    r = run("--ensemble", out + "4", k22, k22)
+    check(r.returncode == 0, "ensemble of Keras 2.2 bare-list models: %s" % r.stderr)
+
+
 def test_spec(tmp):
     """ddts_keras_spec_build + write_new: a tf.keras 2.x Sequential with Keras' names,
     shapes and initialisation, checked with h5py."""
@@ -540,6 +584,7 @@ def main():
         test_write_new(tmp)
         test_spec(tmp)
         test_normalizer(tmp)
+        test_ensemble(tmp)
         test_hostile(tmp)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0

@@ -8,6 +8,8 @@
  *   keras_roundtrip --norm 4x2 IN OUT
  *       adds a Normalization layer (mean[i] = i / 2, variance[i] = (i + 1)^2 / 4)
  *       with ddts_keras_add_normalization before writing.
+ *   keras_roundtrip --ensemble OUT IN1 IN2 ...
+ *       ddts_keras_ensemble_build + ddts_keras_write_new, then lists OUT.
  *   keras_roundtrip --spec LAYERS --input 28x28x1 [--loss L] [--optimizer O] OUT
  *       builds a model with ddts_keras_spec_build and writes it with
  *       ddts_keras_write_new, then lists OUT as above.
@@ -73,8 +75,39 @@ static int spec_main(int argc, char **argv)
     return 0;
 }
 
+static int ensemble_main(int argc, char **argv)
+{
+    size_t n = (size_t)argc - 3;
+    struct ddts_keras_model **ms = calloc(n, sizeof *ms);
+    struct ddts_error err;
+    enum ddts_status st = DDTS_OK;
+    for (size_t i = 0; i < n && st == DDTS_OK; i++)
+        st = ddts_keras_read(argv[3 + i], &ms[i], &err);
+    struct ddts_keras_model *e = NULL;
+    if (st == DDTS_OK)
+        st = ddts_keras_ensemble_build((const struct ddts_keras_model *const *)ms, n, &e, &err);
+    if (st == DDTS_OK)
+        st = ddts_keras_write_new(e, argv[2], &err);
+    ddts_keras_destroy(e);
+    for (size_t i = 0; i < n; i++)
+        ddts_keras_destroy(ms[i]);
+    free(ms);
+    if (st != DDTS_OK) {
+        fprintf(stderr, "error (%s): %s\n", ddts_status_str(st), err.msg);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 4 && strcmp(argv[1], "--ensemble") == 0) {
+        int rc = ensemble_main(argc, argv);
+        if (rc != 0)
+            return rc;
+        argv[1] = argv[2];
+        argc = 2;
+    }
     if (argc > 1 && strcmp(argv[1], "--spec") == 0) {
         int rc = spec_main(argc, argv);
         if (rc != 0)
