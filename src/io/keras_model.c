@@ -70,6 +70,17 @@ enum ddts_status ddts_keras_read(const char *path, struct ddts_keras_model **out
         st = ddts__keras_h5_read_legacy(path, m, err);
     else
         st = ddts__keras_zip_read(path, m, err);
+    /* A layer of a class that always has weights (Dense, Conv2D, ...) but
+     * none in the file: a damaged or unbuilt model, refused here rather
+     * than trained from zeros. */
+    for (size_t i = 0; st == DDTS_OK && i < m->n_layers; i++) {
+        const struct ddts_keras_layer *L = &m->layers[i];
+        if (L->n_weights == 0 && ddts__keras_class_has_weights(L->class_name))
+            st = ddts_error_set(
+                err, DDTS_EFORMAT, "%s: layer %s (%s) has no weights in the file (%s)", path,
+                L->name, L->class_name,
+                fmt == DDTS_KERAS_H5 ? "empty weight_names" : "no layers/<class>/vars group");
+    }
     if (st != DDTS_OK) {
         ddts_keras_destroy(m);
         return st;
@@ -292,6 +303,15 @@ static const char *short_names(const struct ddts_keras_config_layer *cl, size_t 
     if (strcmp(c, "PReLU") == 0)
         return index == 0 ? "alpha" : NULL;
     return NULL;
+}
+
+int ddts__keras_class_has_weights(const char *class_name)
+{
+    if (class_name == NULL || strcmp(class_name, "Normalization") == 0)
+        return 0; /* Normalization given its mean and variance has none */
+    struct ddts_keras_config_layer cl = {
+        .class_name = (char *)class_name, .use_bias = 1, .center = 1, .scale = 1};
+    return short_names(&cl, 0) != NULL;
 }
 
 char *ddts__keras_short_name(const struct ddts_keras_config_layer *cl, size_t index)

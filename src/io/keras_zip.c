@@ -202,6 +202,14 @@ enum ddts_status ddts__keras_zip_write(const struct ddts_keras_model *m, const c
     char *weights = NULL;
     void *updated = NULL, *bytes = NULL;
     size_t n_weights = 0, n_updated = 0, n_bytes = 0;
+    /* Weights of layers added since reading have no place in the file yet. */
+    for (size_t i = 0; i < m->n_layers; i++)
+        for (size_t j = 0; j < m->layers[i].n_weights; j++)
+            if (m->layers[i].weights[j].h5_path == NULL)
+                return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                                      "%s: layer %s: a new layer with weights cannot be added to "
+                                      "a .keras file (write it with ddts_keras_write_new)",
+                                      path, m->layers[i].name);
     enum ddts_status st = open_zip(m->source_path, &za, err);
     if (st != DDTS_OK)
         return st;

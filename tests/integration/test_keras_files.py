@@ -533,6 +533,23 @@ def hostile_cases(tmp):
         f["model_weights/dense"].create_dataset("dense/bias:0", data=np.zeros((1,) * 9, "f4"))
     cases.append(("rank9.h5", mod("", rank9), ["rank 9"]))
 
+    def empty_dense(f):
+        f["model_weights/dense_1"].attrs["weight_names"] = np.asarray([])
+    cases.append(("empty_dense.h5", mod("", empty_dense), ["dense_1 (Dense)", "no weights"]))
+
+    def zip_missing_group(p):
+        K.keras_zip(p)
+        with zipfile.ZipFile(p) as z:
+            data = {n: z.read(n) for n in z.namelist()}
+        buf = io.BytesIO(data["model.weights.h5"])
+        with h5py.File(buf, "a") as f:
+            del f["layers/dense_2"]
+        data["model.weights.h5"] = buf.getvalue()
+        with zipfile.ZipFile(p, "w") as z:
+            for n, b in data.items():
+                z.writestr(n, b)
+    cases.append(("missing_group.keras", zip_missing_group, ["dense_2 (Dense)", "no weights"]))
+
     def truncated(p):
         K.tf2_sequential(p)
         with open(p, "r+b") as fh:
