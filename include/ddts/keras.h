@@ -97,7 +97,8 @@ struct ddts_keras_model {
  * model, to be released with ddts_keras_destroy.
  * Returns DDTS_EIO (cannot open), DDTS_EFORMAT (not a Keras file, a missing
  * group or attribute, a bad string, a weight whose shape or name does not
- * fit; the message names the file and the object path), DDTS_ELIMIT (a
+ * fit, a layer of a weighted class (Dense, Conv2D, ...) without weights;
+ * the message names the file and the object path), DDTS_ELIMIT (a
  * limit of limits.h: huge dimensions, too many layers or weights, a huge
  * attribute), DDTS_EUNSUPPORTED (a dataset dtype that is not numeric),
  * DDTS_ENOMEM.
