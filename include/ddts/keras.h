@@ -77,8 +77,8 @@ struct ddts_keras_model {
     char *keras_version; /* e.g. "2.15.0", "3.3.3"; NULL when absent */
     char *backend;       /* e.g. "tensorflow"; NULL when absent */
     char *model_config;  /* JSON text, exactly as stored (.keras: config.json) */
-    char *
-        training_config; /* JSON text or NULL (.keras: the "compile_config" stays in config.json) */
+    /* JSON text or NULL (.keras: the compile_config stays in config.json). */
+    char *training_config;
     char *metadata_json; /* .keras: metadata.json as stored; NULL for h5 */
     /* Weighted and weightless layers, in layer_names order (h5) / config
      * order (.keras), nested models as one layer holding all their weights. */
@@ -87,8 +87,8 @@ struct ddts_keras_model {
     /* Optimizer state: h5 group optimizer_weights / .keras optimizer/vars. */
     int has_optimizer_weights;
     size_t n_optimizer_weights;
-    struct ddts_keras_weight
-        *optimizer_weights; /* read as stored, written back by ddts_keras_write */
+    /* Read as stored, written back by ddts_keras_write. */
+    struct ddts_keras_weight *optimizer_weights;
 };
 
 /*
@@ -114,14 +114,14 @@ void ddts_keras_destroy(struct ddts_keras_model *m);
  * m->source_path again): the same attributes, string types, groups, dataset
  * names and dtypes, the configuration unchanged; only the weight values are
  * replaced by m->layers[*].weights[*].data (and
- * m->optimizer_weights[*].data). Values are converted to the stored dtype;
- * a non-float32 dataset whose values did not change is left untouched, so
- * an unchanged model round-trips bit-exactly. Atomic: written under a
- * temporary name in the same folder, then renamed. `path` may equal
- * m->source_path.
- * Returns DDTS_EINVAL (no source_path: use ddts_keras_write_new), DDTS_ESHAPE
- * (a weight whose shape no longer matches the file), DDTS_EIO, DDTS_EFORMAT
- * (the source changed since it was read), DDTS_ENOMEM.
+ * m->optimizer_weights[*].data). The one exception is a model whose layers
+ * changed (ddts_keras_add_normalization): then the new model_config and
+ * layer_names are written too, in their stored string kinds. Values are converted to the stored
+ * dtype; a non-float32 dataset whose values did not change is left untouched, so an unchanged model
+ * round-trips bit-exactly. Atomic: written under a temporary name in the same folder, then renamed.
+ * `path` may equal m->source_path. Returns DDTS_EINVAL (no source_path: use ddts_keras_write_new),
+ * DDTS_ESHAPE (a weight whose shape no longer matches the file), DDTS_EIO, DDTS_EFORMAT (the source
+ * changed since it was read), DDTS_ENOMEM.
  */
 DDTS_NODISCARD enum ddts_status ddts_keras_write(const struct ddts_keras_model *m, const char *path,
                                                  struct ddts_error *err);
@@ -130,21 +130,19 @@ DDTS_NODISCARD enum ddts_status ddts_keras_write(const struct ddts_keras_model *
  * Writes a NEW tf.keras-2.x-style .h5 file (readable by tf.keras and Keras 3
  * load_model) from m->model_config, m->training_config (may be NULL),
  * m->keras_version (NULL: "2.15.0"), m->backend (NULL: "tensorflow") and
- * m->layers: root attributes as variable-length UTF-8 strings (as h5py
- * writes a str); group model_weights with attributes layer_names (every
- * layer of m: variable-length ASCII strings as h5py 3 writes a list of
- * bytes, split into fixed-length chunks above 64512 bytes as tf.keras
- * does), backend, keras_version; a group per
- * layer with attribute weight_names (an empty float64 array for a
- * weightless layer, as tf.keras writes it) and float32 datasets at
- * model_weights/<layer>/<weight name>, e.g. model_weights/dense/dense/kernel:0.
- * A weight with name NULL is named "<layer>/<short_name>:0". A model read
- * from a .keras file is converted: each layer's weights in the legacy order
- * (a nested model's trainable weights first, then moving statistics and
- * Normalization values), named "<layer_name>/<short_name>" (Keras 3) or
- * with ":0" (Keras 2). Optimizer weights are not written. Atomic (temporary name + rename).
- * Returns DDTS_EINVAL (no model_config, a layer or weight without a name,
- * duplicate names), DDTS_EIO, DDTS_ENOMEM.
+ * m->layers: root attributes as variable-length strings as tf.keras 2.15
+ * writes them with h5py 3 (keras_version and backend UTF-8 from a str,
+ * model_config and training_config ASCII from bytes); group model_weights with attributes
+ * layer_names (every layer of m: variable-length ASCII strings as h5py 3 writes a list of bytes,
+ * split into fixed-length chunks above 64512 bytes as tf.keras does), backend, keras_version; a
+ * group per layer with attribute weight_names (an empty float64 array for a weightless layer, as
+ * tf.keras writes it) and float32 datasets at model_weights/<layer>/<weight name>, e.g.
+ * model_weights/dense/dense/kernel:0. A weight with name NULL is named "<layer>/<short_name>:0". A
+ * model read from a .keras file is converted: each layer's weights in the legacy order (a nested
+ * model's trainable weights first, then moving statistics and Normalization values), named
+ * "<layer_name>/<short_name>" (Keras 3) or with ":0" (Keras 2). Optimizer weights are not written.
+ * Atomic (temporary name + rename). Returns DDTS_EINVAL (no model_config, a layer or weight without
+ * a name, duplicate names), DDTS_EIO, DDTS_ENOMEM.
  */
 DDTS_NODISCARD enum ddts_status ddts_keras_write_new(const struct ddts_keras_model *m,
                                                      const char *path, struct ddts_error *err);
