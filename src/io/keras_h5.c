@@ -67,6 +67,48 @@ static void close_id(hid_t id)
     }
 }
 
+/* External links would make a hostile model read other HDF5 files of the
+ * machine into its weights: every open goes through a property list whose
+ * external-link callback refuses the traversal. */
+static herr_t deny_elink(const char *parent_file, const char *parent_group, const char *child_file,
+                         const char *child_object, unsigned *flags, hid_t fapl, void *op_data)
+{
+    (void)parent_file;
+    (void)parent_group;
+    (void)child_file;
+    (void)child_object;
+    (void)flags;
+    (void)fapl;
+    (void)op_data;
+    return -1;
+}
+
+static hid_t no_elinks(hid_t cls)
+{
+    hid_t p = H5Pcreate(cls);
+    if (p >= 0 && H5Pset_elink_cb(p, deny_elink, NULL) < 0) {
+        H5Pclose(p);
+        return -1;
+    }
+    return p;
+}
+
+static hid_t open_group(hid_t loc, const char *name)
+{
+    hid_t gapl = no_elinks(H5P_GROUP_ACCESS);
+    hid_t g = gapl < 0 ? -1 : H5Gopen2(loc, name, gapl);
+    close_id(gapl);
+    return g;
+}
+
+static hid_t open_dataset(hid_t loc, const char *name)
+{
+    hid_t dapl = no_elinks(H5P_DATASET_ACCESS);
+    hid_t d = dapl < 0 ? -1 : H5Dopen2(loc, name, dapl);
+    close_id(dapl);
+    return d;
+}
+
 static void free_strings(char **s, size_t n)
 {
     if (s == NULL)
@@ -341,7 +383,7 @@ static enum ddts_status read_weight(struct ctx *c, hid_t loc, const char *rel, c
 {
     enum ddts_status st = DDTS_OK;
     hid_t d = -1, t = -1, s = -1, dcpl = -1;
-    d = H5Dopen2(loc, rel, H5P_DEFAULT);
+    d = open_dataset(loc, rel);
     if (d < 0)
         return ddts_error_set(c->err, DDTS_EFORMAT, "%s: %s: missing dataset", c->label, full);
     t = H5Dget_type(d);
@@ -387,6 +429,15 @@ static enum ddts_status read_weight(struct ctx *c, hid_t loc, const char *rel, c
     if (count > DDTS_MAX_KERAS_PARAMS - c->total_params) {
         st = ddts_error_set(c->err, DDTS_ELIMIT, "%s: %s: the model has more than %llu weights",
                             c->label, full, DDTS_MAX_KERAS_PARAMS);
+        goto done;
+    }
+    /* Raw data kept in other files (external storage, virtual datasets)
+     * would read arbitrary files of the machine into the weights. */
+    if (H5Pget_external_count(dcpl) != 0 || H5Pget_layout(dcpl) == H5D_VIRTUAL) {
+        st = ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                            "%s: %s: dataset keeps its data in other files (external storage "
+                            "or a virtual dataset)",
+                            c->label, full);
         goto done;
     }
     size_t elem = ddts_dtype_size(dt);
@@ -515,7 +566,7 @@ static enum ddts_status read_legacy(struct ctx *c, hid_t f, struct ddts_keras_mo
         goto done;
     }
     htri_t ex = H5Lexists(f, "model_weights", H5P_DEFAULT);
-    mw = ex > 0 ? H5Gopen2(f, "model_weights", H5P_DEFAULT) : -1;
+    mw = ex > 0 ? open_group(f, "model_weights") : -1;
     if (mw < 0) {
         st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: /model_weights: missing group", c->label);
         goto done;
@@ -555,7 +606,7 @@ static enum ddts_status read_legacy(struct ctx *c, hid_t f, struct ddts_keras_mo
             st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
             goto done;
         }
-        g = L->name[0] != '\0' ? H5Gopen2(mw, L->name, H5P_DEFAULT) : -1;
+        g = L->name[0] != '\0' ? open_group(mw, L->name) : -1;
         if (g < 0) {
             st = ddts_error_set(c->err, DDTS_EFORMAT,
                                 "%s: %s: missing group (layer %zu of layer_names)", c->label, gpath,
@@ -573,7 +624,7 @@ static enum ddts_status read_legacy(struct ctx *c, hid_t f, struct ddts_keras_mo
     ex = H5Lexists(f, "optimizer_weights", H5P_DEFAULT);
     if (ex > 0) {
         m->has_optimizer_weights = 1;
-        g = H5Gopen2(f, "optimizer_weights", H5P_DEFAULT);
+        g = open_group(f, "optimizer_weights");
         if (g < 0) {
             st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: /optimizer_weights: not a group",
                                 c->label);
@@ -676,7 +727,9 @@ static int is_group(hid_t loc, const char *path)
 {
     if (H5Lexists(loc, path, H5P_DEFAULT) <= 0)
         return 0;
-    hid_t o = H5Oopen(loc, path, H5P_DEFAULT);
+    hid_t lapl = no_elinks(H5P_LINK_ACCESS);
+    hid_t o = lapl < 0 ? -1 : H5Oopen(loc, path, lapl);
+    close_id(lapl);
     if (o < 0)
         return 0;
     int yes = H5Iget_type(o) == H5I_GROUP;
@@ -849,7 +902,7 @@ static enum ddts_status collect(struct zip_reader *z, const char *path, long ci,
     }
     /* Other sub-objects (e.g. an RNN layer's cell), in name order. */
     struct child_list l = {NULL, 0, 0, 0};
-    hid_t g = H5Gopen2(z->f, path, H5P_DEFAULT);
+    hid_t g = open_group(z->f, path);
     if (g < 0)
         return ddts_error_set(z->c->err, DDTS_EFORMAT, "%s: %s: cannot open group", z->c->label,
                               path);
@@ -959,12 +1012,19 @@ static enum ddts_status update_weight(struct ctx *c, hid_t f, const struct ddts_
         return ddts_error_set(c->err, DDTS_EINVAL, "%s: weight %s has no path or no data", c->label,
                               w->name ? w->name : "?");
     enum ddts_status st = DDTS_OK;
-    hid_t d = H5Dopen2(f, w->h5_path, H5P_DEFAULT);
+    hid_t d = open_dataset(f, w->h5_path);
     hid_t s = d < 0 ? -1 : H5Dget_space(d);
+    hid_t dcpl = d < 0 ? -1 : H5Dget_create_plist(d);
     float *old = NULL;
-    if (d < 0 || s < 0) {
+    if (d < 0 || s < 0 || dcpl < 0) {
         st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: %s: missing dataset (the file changed?)",
                             c->label, w->h5_path);
+        goto done;
+    }
+    /* Never write through to other files (the source may have changed). */
+    if (H5Pget_external_count(dcpl) != 0 || H5Pget_layout(dcpl) == H5D_VIRTUAL) {
+        st = ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                            "%s: %s: dataset keeps its data in other files", c->label, w->h5_path);
         goto done;
     }
     hsize_t dims[H5S_MAX_RANK];
@@ -1002,6 +1062,7 @@ static enum ddts_status update_weight(struct ctx *c, hid_t f, const struct ddts_
                             w->h5_path);
 done:
     ddts_free(old);
+    close_id(dcpl);
     close_id(s);
     close_id(d);
     return st;
@@ -1090,7 +1151,7 @@ static enum ddts_status update_structure(struct ctx *c, hid_t f, const struct dd
         st = rewrite_string_attr(c, f, "/", "model_config", m->model_config);
     if (st != DDTS_OK)
         goto done;
-    mw = H5Gopen2(f, "model_weights", H5P_DEFAULT);
+    mw = open_group(f, "model_weights");
     if (mw < 0) {
         st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: /model_weights: not a group", c->label);
         goto done;

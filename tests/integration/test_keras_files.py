@@ -550,6 +550,27 @@ def hostile_cases(tmp):
                 z.writestr(n, b)
     cases.append(("missing_group.keras", zip_missing_group, ["dense_2 (Dense)", "no weights"]))
 
+    def external_link(p):
+        other = p + ".other.h5"
+        K.tf2_sequential(other)
+        K.tf2_sequential(p)
+        with h5py.File(p, "a") as f:
+            del f["model_weights/dense_1"]
+            f["model_weights/dense_1"] = h5py.ExternalLink(other, "/model_weights/dense_1")
+    cases.append(("external_link.h5", external_link, ["/model_weights/dense_1"]))
+
+    def external_storage(p):
+        secret = p + ".secret"
+        with open(secret, "wb") as fh:
+            fh.write(b"s3cr3t!!" * 4)
+        K.tf2_sequential(p)
+        with h5py.File(p, "a") as f:
+            del f["model_weights/dense_1/dense_1/bias:0"]
+            f["model_weights/dense_1"].create_dataset("dense_1/bias:0", shape=(3,), dtype="f4",
+                                                      external=[(secret, 0, 12)])
+    cases.append(("external_storage.h5", external_storage,
+                  ["dense_1/bias:0", "other files"]))
+
     def truncated(p):
         K.tf2_sequential(p)
         with open(p, "r+b") as fh:
