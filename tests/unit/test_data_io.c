@@ -254,6 +254,43 @@ static void test_numbers_locale_independent(void **state)
     }
 }
 
+/* Random 15-19 digit decimals with exponents in [-30, 30], the range of the
+ * fast and extended paths, parse to the same bits as glibc's strtod. */
+static void test_numbers_match_strtod(void **state)
+{
+    (void)state;
+    setlocale(LC_ALL, "C");
+    const size_t n = 20000;
+    char *text = malloc(n * 40);
+    double *want = malloc(n * sizeof *want);
+    size_t used = 0;
+    struct ddts_rng rng;
+    ddts_rng_seed(&rng, 2024);
+    for (size_t i = 0; i < n; i++) {
+        int digits = 15 + (int)ddts_rng_below(&rng, 5);
+        uint64_t m = 0;
+        for (int d = 0; d < digits; d++)
+            m = m * 10 + ddts_rng_below(&rng, 10);
+        int e = (int)ddts_rng_below(&rng, 61) - 30;
+        char one[40];
+        int k = i % 2 ? snprintf(one, sizeof one, "%llue%d", (unsigned long long)m, e)
+                      : snprintf(one, sizeof one, "-0.%0*llu", digits, (unsigned long long)m);
+        want[i] = strtod(one, NULL);
+        memcpy(text + used, one, (size_t)k);
+        used += (size_t)k;
+        text[used++] = '\n';
+    }
+    struct ddts_array *a = NULL;
+    assert_int_equal(ddts_csv_parse(text, used, "r.csv", &a, NULL), DDTS_OK);
+    assert_int_equal(a->shape[0], (int64_t)n);
+    for (size_t i = 0; i < n; i++)
+        if (((double *)a->data)[i] != want[i])
+            fail_msg("line %zu: %.17g, strtod says %.17g", i + 1, ((double *)a->data)[i], want[i]);
+    ddts_array_destroy(a);
+    free(text);
+    free(want);
+}
+
 static void test_csv_table(void **state)
 {
     (void)state;
@@ -536,6 +573,7 @@ int main(void)
         cmocka_unit_test(test_npy_headers),
         cmocka_unit_test(test_npy_data),
         cmocka_unit_test(test_numbers_locale_independent),
+        cmocka_unit_test(test_numbers_match_strtod),
         cmocka_unit_test(test_csv_table),
         cmocka_unit_test(test_idx_memory),
         cmocka_unit_test(test_folders),
