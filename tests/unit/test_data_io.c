@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io/io.h"
 #include "test.h"
 
 /* Builds a version 1.0 npy file around `header` (padded as numpy pads). */
@@ -567,6 +568,41 @@ static void test_parsers_alloc_failures(void **state)
     assert_true(done_csv && done_npy && done_idx);
 }
 
+/* FIPS 180-2 test vectors, fed in uneven pieces. */
+static void test_sha256(void **state)
+{
+    (void)state;
+    const struct {
+        const char *msg;
+        const char *hex;
+    } v[] = {
+        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        struct ddts__sha256 s;
+        ddts__sha256_init(&s);
+        size_t n = strlen(v[i].msg), a = n / 3;
+        ddts__sha256_update(&s, v[i].msg, a);
+        ddts__sha256_update(&s, v[i].msg + a, n - a);
+        char hex[65];
+        ddts__sha256_hex(&s, hex);
+        assert_string_equal(hex, v[i].hex);
+    }
+    /* One million 'a', 1000 bytes at a time. */
+    struct ddts__sha256 s;
+    ddts__sha256_init(&s);
+    char block[1000];
+    memset(block, 'a', sizeof block);
+    for (int i = 0; i < 1000; i++)
+        ddts__sha256_update(&s, block, sizeof block);
+    char hex[65];
+    ddts__sha256_hex(&s, hex);
+    assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -579,6 +615,7 @@ int main(void)
         cmocka_unit_test(test_folders),
         cmocka_unit_test(test_promote_convert_fit),
         cmocka_unit_test(test_parsers_alloc_failures),
+        cmocka_unit_test(test_sha256),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
