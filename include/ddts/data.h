@@ -309,6 +309,18 @@ DDTS_NODISCARD enum ddts_status ddts_normalizer_affine(enum ddts_normalizer kind
                                                        float *offset_out, float *scale_out,
                                                        struct ddts_error *err);
 
+/*
+ * Converts rows [first, first + n_rows) of `x` (shape (N, ...), F = elements
+ * per sample) to float32 and normalizes them: out[r * F + j] =
+ * (x - offset[j]) * scale[j] (offset and scale from ddts_normalizer_affine;
+ * both NULL: conversion only). `out` holds n_rows * F floats. Rows out of
+ * range: DDTS_EINVAL.
+ */
+DDTS_NODISCARD enum ddts_status ddts_normalize_rows(const struct ddts_array *x, size_t first,
+                                                    size_t n_rows, const float *offset,
+                                                    const float *scale, float *out,
+                                                    struct ddts_error *err);
+
 /* ------------------------------------------------------------------------ */
 /* Splits                                                                   */
 /* ------------------------------------------------------------------------ */

@@ -345,3 +345,25 @@ enum ddts_status ddts_normalizer_affine(enum ddts_normalizer kind, const struct 
     }
     return DDTS_OK;
 }
+
+enum ddts_status ddts_normalize_rows(const struct ddts_array *x, size_t first, size_t n_rows,
+                                     const float *offset, const float *scale, float *out,
+                                     struct ddts_error *err)
+{
+    if (x->rank == 0)
+        return ddts_error_set(err, DDTS_ESHAPE, "normalize: a scalar has no samples");
+    size_t rows = (size_t)x->shape[0];
+    if (first > rows || n_rows > rows - first)
+        return ddts_error_set(err, DDTS_EINVAL, "normalize: rows %zu..%zu of %zu", first,
+                              first + n_rows, rows);
+    size_t f = ddts_array_sample_count(x);
+    ddts_array_to_f32(x, first * f, n_rows * f, out);
+    if (offset == NULL || scale == NULL)
+        return DDTS_OK;
+    for (size_t r = 0; r < n_rows; r++) {
+        float *row = out + r * f;
+        for (size_t j = 0; j < f; j++)
+            row[j] = (row[j] - offset[j]) * scale[j];
+    }
+    return DDTS_OK;
+}
