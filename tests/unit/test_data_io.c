@@ -336,6 +336,34 @@ static void test_csv_table(void **state)
     }
 }
 
+/* Chunks parsed in parallel report the same row and line numbers as a serial
+ * parse: 10000 rows, a quoted newline in row 2, a bad cell in row 9001. */
+static void test_csv_chunks(void **state)
+{
+    (void)state;
+    const size_t rows = 10000;
+    char *text = malloc(rows * 32 + 64);
+    size_t used = (size_t)snprintf(text, rows * 32 + 64, "\"x\ny\",b\n");
+    for (size_t i = 0; i < rows; i++)
+        used += (size_t)snprintf(text + used, rows * 32 + 64 - used, "%zu,%zu.5\n", i, i);
+    struct ddts_array *a = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_csv_parse(text, used, "big.csv", &a, &err), DDTS_OK);
+    assert_int_equal(a->shape[0], (int64_t)rows);
+    for (size_t i = 0; i < rows; i++) {
+        assert_true(((double *)a->data)[2 * i] == (double)i);
+        assert_true(((double *)a->data)[2 * i + 1] == (double)i + 0.5);
+    }
+    ddts_array_destroy(a);
+    /* Data row 8999 is row 9001 and, after the header's two lines, line 9002. */
+    char *bad = strstr(text, "\n8999,");
+    assert_non_null(bad);
+    bad[1] = 'z';
+    assert_int_equal(ddts_csv_parse(text, used, "big.csv", &a, &err), DDTS_EFORMAT);
+    assert_string_equal(err.msg, "big.csv: row 9001 (line 9002), column 1: 'z999' is not a number");
+    free(text);
+}
+
 static void test_idx_memory(void **state)
 {
     (void)state;
@@ -611,6 +639,7 @@ int main(void)
         cmocka_unit_test(test_numbers_locale_independent),
         cmocka_unit_test(test_numbers_match_strtod),
         cmocka_unit_test(test_csv_table),
+        cmocka_unit_test(test_csv_chunks),
         cmocka_unit_test(test_idx_memory),
         cmocka_unit_test(test_folders),
         cmocka_unit_test(test_promote_convert_fit),
