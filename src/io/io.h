@@ -27,6 +27,7 @@ void ddts__parse_locale_free(void *c_locale);
 /* .npz and .xlsx files read from disk through libzip (streamed, no whole-file copy). */
 enum ddts_status ddts__npz_load(const char *path, const char *key, struct ddts_array **out,
                                 struct ddts_error *err);
+enum ddts_status ddts__idx_load(const char *path, struct ddts_array **out, struct ddts_error *err);
 enum ddts_status ddts__xlsx_load(const char *path, const char *sheet, struct ddts_array **out,
                                  struct ddts_error *err);
 /* Member names of an npz / sheet names of an xlsx; see ddts_data_keys for *names. */
