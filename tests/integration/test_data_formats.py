@@ -142,6 +142,24 @@ def test_npy():
     convert_ok(path("conv.npy"), f16, "--dtype",
                "float16", what="float64 to float16 rounds to nearest even")
 
+    # inspect: min, max, mean and std (population) as numpy computes them.
+    a = np.random.default_rng(8).normal(3, 2, size=(50, 4)).astype(np.float32)
+    np.save(path("stats.npy"), a)
+    rc, out, err = run("inspect", path("stats.npy"))
+    d = a.astype(np.float64)
+    want = f"min {d.min():.6g}  max {d.max():.6g}  mean {d.mean():.6g}  std {d.std():.6g}"
+    if rc != 0 or want not in out or "float32" not in out or "(50, 4)" not in out:
+        fail(f"inspect stats.npy: {out!r} lacks {want!r}")
+    else:
+        ok()
+    a[3, 1] = np.nan
+    np.save(path("nan.npy"), a)
+    rc, out, err = run("inspect", path("nan.npy"))
+    if rc != 0 or "(1 NaN)" not in out or f"max {np.nanmax(d):.6g}" not in out:
+        fail(f"inspect nan.npy: {out!r}")
+    else:
+        ok()
+
     # Errors.
     good = open(path("v1.npy"), "rb").read()
     convert_fails(write("trunc.npy", good[:-5]), "truncated data")
