@@ -193,6 +193,21 @@ struct chunk {
     struct ddts_error err;
 };
 
+static int is_blank(const char *s, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (s[k] != ' ' && s[k] != '\t')
+            return 0;
+    return 1;
+}
+
+static enum ddts_status empty_error(const struct csv *c, size_t col, struct ddts_error *err)
+{
+    return ddts_error_set(err, DDTS_EFORMAT,
+                          "%s: row %zu (line %zu), column %zu: empty cell (missing value)", c->name,
+                          c->row, c->line, col);
+}
+
 static enum ddts_status field_error(const struct csv *c, int too_long, size_t col,
                                     struct ddts_error *err)
 {
@@ -258,6 +273,10 @@ static enum ddts_status pass0(struct csv *c, char *scratch, size_t scratch_n, vo
             double v;
             if (c->row == 1 && n > 0 && ddts__parse_double(s, n, &v, loc) != 0)
                 any_text = 1;
+            /* Empty cells are refused here already, so that a file of delimiters
+             * cannot make us allocate 8 bytes per byte of input. */
+            if (c->row > 1 && is_blank(s, n))
+                return empty_error(c, col, err);
         }
         if (c->row == 1) {
             *n_cols = col;
@@ -310,18 +329,11 @@ static enum ddts_status pass1(struct csv *c, int header, size_t n_cols, double *
             if (ddts__parse_double(s, n, &v, &loc) != 0) {
                 char shown[48];
                 show(s, n, shown, sizeof shown);
-                int empty = 1;
-                for (size_t k = 0; k < n; k++)
-                    if (s[k] != ' ' && s[k] != '\t')
-                        empty = 0;
-                st = empty ? ddts_error_set(err, DDTS_EFORMAT,
-                                            "%s: row %zu (line %zu), column %zu: empty cell "
-                                            "(missing value)",
-                                            c->name, c->row, c->line, col)
-                           : ddts_error_set(err, DDTS_EFORMAT,
-                                            "%s: row %zu (line %zu), column %zu: '%s' is not a "
-                                            "number",
-                                            c->name, c->row, c->line, col, shown);
+                st = is_blank(s, n) ? empty_error(c, col, err)
+                                    : ddts_error_set(err, DDTS_EFORMAT,
+                                                     "%s: row %zu (line %zu), column %zu: '%s' is "
+                                                     "not a number",
+                                                     c->name, c->row, c->line, col, shown);
                 goto out;
             }
             data[r * n_cols + col - 1] = v;
