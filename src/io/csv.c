@@ -22,6 +22,7 @@ struct csv {
     size_t row;  /* 1-based record number, header included */
     size_t line; /* 1-based line number of the record's start */
     size_t cur_line;
+    const uint8_t *stop; /* stop[b]: b ends an unquoted field (delimiter, CR, LF, quote) */
 };
 
 /* Reads one field starting at c->p. Sets [*s, *s + *n) to the raw field
@@ -90,11 +91,10 @@ static int next_field(struct csv *c, char *scratch, size_t scratch_n, const char
             return -1;
     } else {
         const char *start = p;
-        while (p < c->end && *p != c->delim && *p != '\n' && *p != '\r') {
-            if (*p == '"')
-                return -1;
+        while (p < c->end && !c->stop[(uint8_t)*p])
             p++;
-        }
+        if (p < c->end && *p == '"')
+            return -1;
         *s = start;
         *n = (size_t)(p - start);
     }
@@ -369,7 +369,9 @@ enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name
     char delim = detect_delim(text, text + nbytes);
     size_t n_rows, n_cols, n_chunks = 0;
     int header;
-    struct csv c0 = {text, text + nbytes, delim, name, 0, 1, 1};
+    uint8_t stop[256] = {0};
+    stop[(uint8_t)delim] = stop['\n'] = stop['\r'] = stop['"'] = 1;
+    struct csv c0 = {text, text + nbytes, delim, name, 0, 1, 1, stop};
     st = pass0(&c0, scratch, scratch_n, &loc, &n_rows, &n_cols, &header, &chunks, &n_chunks, err);
     if (st != DDTS_OK)
         goto out;
@@ -386,7 +388,7 @@ enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name
 #pragma omp parallel for schedule(dynamic, 1) if (n_chunks > 1)
     for (size_t k = 0; k < n_chunks; k++) {
         struct chunk *ch = &chunks[k];
-        struct csv c = {ch->p, text + nbytes, delim, name, ch->row, ch->line, ch->line};
+        struct csv c = {ch->p, text + nbytes, delim, name, ch->row, ch->line, ch->line, stop};
         size_t r0 = k * CHUNK_ROWS;
         size_t max_rows = n_rows - r0 < CHUNK_ROWS ? n_rows - r0 : CHUNK_ROWS;
         ch->st = pass1(&c, header, n_cols, data + r0 * n_cols, max_rows, scratch_n, &ch->err);
