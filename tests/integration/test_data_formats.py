@@ -202,7 +202,8 @@ def test_npy():
     big = b"\x93NUMPY\x02\x00" + struct.pack("<I", 1 << 20) + b" " * 100
     convert_fails(write("bighead.npy", big), "max 65536")
     convert_fails(write("v9.npy", b"\x93NUMPY\x09\x00" + b"\0" * 60), "format version 9")
-    convert_fails(path("does-not-exist.npy"), "cannot open")
+    for ext in ["npy", "npz", "csv", "xlsx", "idx.gz"]:
+        convert_fails(path("does-not-exist." + ext), "cannot open")
 
 
 # --------------------------------------------------------------------------- npz
