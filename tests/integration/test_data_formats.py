@@ -606,7 +606,8 @@ def test_download():
 def test_usage():
     for args, needle in [(["convert"], "expected IN and OUT.npy"), (["convert", "a", "b", "c"], "unexpected argument"),
                          (["convert", "a.npy", "b.npy", "--dtype", "complex"], "unknown dtype"),
-                         (["convert", "a.npy", "b.npy", "--bogus"], "unknown")]:
+                         (["convert", "a.npy", "b.npy", "--bogus"], "unknown"),
+                         (["convert", "a.npy", "b.csv"], "OUT must be a .npy file name")]:
         rc, _, err = run(*args)
         if rc != 2 or needle not in err:
             fail(f"{args}: rc {rc}, stderr {err!r}")
