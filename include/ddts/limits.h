@@ -32,6 +32,9 @@
 #define DDTS_MAX_XLSX_XML     (16ULL << 30)
 #define DDTS_MAX_XLSX_STRINGS (256u << 20)
 
+/* Downloads of Keras datasets: the largest Keras dataset file is ~170 MB. */
+#define DDTS_MAX_DOWNLOAD (512ULL << 20)
+
 /* Data folders: files per X/ or Y/ folder (each is opened and held at once). */
 #define DDTS_MAX_DATA_FILES 100000
 
