@@ -69,7 +69,7 @@ enum ddts_status ddts__nn_add_weight(struct ddts_model *m, int node, const char 
     memset(w, 0, sizeof *w);
     size_t n = 1;
     for (int i = 0; i < rank; i++) {
-        if (shape[i] <= 0 || ddts_size_mul(n, (size_t)shape[i], &n) != 0 || n > (1ull << 34))
+        if (shape[i] <= 0 || ddts_size_mul(n, (size_t)shape[i], &n) != 0 || n > DDTS_MAX_PARAMS)
             return ddts_error_set(err, DDTS_ELIMIT, "layer '%s' (%s): weight '%s' is too large",
                                   nd->name, nd->class_name, name);
         w->shape[i] = shape[i];
@@ -351,6 +351,9 @@ enum ddts_status ddts__nn_finalize(struct ddts_model *m, struct ddts_error *err)
                         m->n_trainable += m->w[s].n;
                 }
     }
+    if (off > DDTS_MAX_PARAMS)
+        return ddts_error_set(err, DDTS_ELIMIT, "model: %zu parameters (max %llu)", off,
+                              (unsigned long long)DDTS_MAX_PARAMS);
     m->n_params = off;
     ddts_free(m->params);
     ddts_free(m->grads);

@@ -409,6 +409,31 @@ static void test_out_of_memory(void **state)
     }
 }
 
+/* The fuzz seeds are valid models (they cover every layer kind once). */
+static void test_fuzz_seeds(void **state)
+{
+    (void)state;
+    const char *names[] = {"cnn.json", "keras22_list.json", "keras2_nested.json",
+                           "keras3_functional.json"};
+    for (size_t i = 0; i < 4; i++) {
+        char path[512];
+        const char *src = getenv("DDTS_SOURCE_DIR");
+        snprintf(path, sizeof path, "%s/fuzz/corpus/fuzz_model_config/%s", src ? src : ".",
+                 names[i]);
+        FILE *f = fopen(path, "rb");
+        if (f == NULL)
+            fail_msg("cannot open %s", path);
+        char buf[16384];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        struct ddts_model *m = build(buf);
+        struct ddts_error err;
+        assert_int_equal(ddts_model_init_weights(m, 1, &err), DDTS_OK);
+        ddts_model_destroy(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,7 +441,7 @@ int main(void)
         cmocka_unit_test(test_keras3_sequential),   cmocka_unit_test(test_keras3_functional),
         cmocka_unit_test(test_nested_weight_order), cmocka_unit_test(test_init_weights),
         cmocka_unit_test(test_initializers),        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_out_of_memory),       cmocka_unit_test(test_fuzz_seeds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
