@@ -245,6 +245,18 @@ DDTS_NODISCARD enum ddts_status ddts_model_predict(struct ddts_model *m, const s
                                                    int batch_size, struct ddts_array **out,
                                                    struct ddts_error *err);
 
+/* The BLAS kernel family OpenBLAS chose for this CPU ("Haswell", "SkylakeX"). */
+const char *ddts_nn_blas_core(void);
+/*
+ * A value for the OPENBLAS_CORETYPE environment variable when OpenBLAS fell
+ * back to generic SSE3 kernels on a CPU that has AVX2 or AVX-512 (its CPU
+ * table does not know recent models): "SkylakeX" or "Haswell"; NULL when the
+ * detected kernels are fine. OpenBLAS reads the variable when it is loaded, so
+ * a program sets it and re-executes itself (the CLI does this at start-up).
+ * Measured here: sgemm 13 GFLOP/s with the fallback, 70-140 with SkylakeX.
+ */
+const char *ddts_nn_blas_coretype_hint(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -42,10 +42,33 @@ static void add_bias(size_t rows, size_t k, const float *bias, float *z, int nt)
     }
 }
 
+/* z += bias, then y = act(z); plain relu in place is fused into one pass.
+ * Returns 1 when the activation was applied. */
+static int bias_act(struct nn_node *nd, size_t rows, size_t k, const float *bias, int nt)
+{
+    const struct nn_act *a = &nd->act;
+    if (nd->z == nd->y && a->kind == ACT_RELU && a->alpha == 0 && a->threshold == 0 &&
+        a->max_value <= 0) {
+        float *y = nd->y;
+#pragma omp parallel for num_threads(nt) schedule(static) if (rows * k > 65536)
+        for (long r = 0; r < (long)rows; r++) {
+            float *yr = y + (size_t)r * k;
+            for (size_t j = 0; j < k; j++) {
+                float v = yr[j] + (bias ? bias[j] : 0.0f);
+                yr[j] = v > 0 ? v : 0.0f;
+            }
+        }
+        return 1;
+    }
+    if (bias)
+        add_bias(rows, k, bias, nd->z, nt);
+    return 0;
+}
+
 /* db (k) = sum over rows of dz (rows, k), as one GEMM with a ones vector. */
 static void bias_grad(const struct ddts_model *m, size_t rows, size_t k, const float *dz, float *db)
 {
-    ddts__tensor_sgemm(1, 0, k, 1, rows, 1.0f, dz, k, m->ones, 1, 0.0f, db, 1);
+    ddts__tensor_sgemm_par(m->threads, 1, 0, k, 1, rows, 1.0f, dz, k, m->ones, 1, 0.0f, db, 1);
 }
 
 static void put(float *dst, const float *src, size_t n, int acc)
@@ -94,10 +117,10 @@ static void dense_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
     size_t in = (size_t)a->shape[a->rank - 1], rows = b * (a->size / in);
-    ddts__tensor_sgemm(0, 0, rows, (size_t)nd->units, in, 1.0f, a->y, in, wdata(m, nd->w0),
-                       (size_t)nd->units, 0.0f, nd->z, (size_t)nd->units);
-    if (nd->use_bias)
-        add_bias(rows, (size_t)nd->units, wdata(m, nd->w0 + 1), nd->z, m->threads);
+    ddts__tensor_sgemm_par(m->threads, 0, 0, rows, (size_t)nd->units, in, 1.0f, a->y, in,
+                           wdata(m, nd->w0), (size_t)nd->units, 0.0f, nd->z, (size_t)nd->units);
+    nd->act_done = bias_act(nd, rows, (size_t)nd->units, nd->use_bias ? wdata(m, nd->w0 + 1) : NULL,
+                            m->threads);
 }
 
 static void dense_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
@@ -106,15 +129,16 @@ static void dense_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     size_t in = (size_t)a->shape[a->rank - 1], rows = b * (a->size / in), u = (size_t)nd->units;
     if (m->w[nd->w0].trainable) {
         /* dW (in, units) = x^T dz */
-        ddts__tensor_sgemm(1, 0, in, u, rows, 1.0f, a->y, in, nd->dz, u, 0.0f, gdata(m, nd->w0), u);
+        ddts__tensor_sgemm_par(m->threads, 1, 0, in, u, rows, 1.0f, a->y, in, nd->dz, u, 0.0f,
+                               gdata(m, nd->w0), u);
         if (nd->use_bias)
             bias_grad(m, rows, u, nd->dz, gdata(m, nd->w0 + 1));
     }
     int acc;
     float *dx = dx_of(m, nd, 0, &acc);
     if (dx) /* dx (R, in) = dz W^T */
-        ddts__tensor_sgemm(0, 1, rows, in, u, 1.0f, nd->dz, u, wdata(m, nd->w0), u,
-                           acc ? 1.0f : 0.0f, dx, in);
+        ddts__tensor_sgemm_par(m->threads, 0, 1, rows, in, u, 1.0f, nd->dz, u, wdata(m, nd->w0), u,
+                               acc ? 1.0f : 0.0f, dx, in);
 }
 
 /* ---- Conv2D: z (b*OH*OW, F) = im2col(x) (b*OH*OW, K) W (K, F) + b ---- */
@@ -126,17 +150,16 @@ static void conv_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     size_t K = (size_t)g.KH * g.KW * g.C, F = (size_t)nd->units, P = (size_t)g.OH * g.OW;
     const float *W = wdata(m, nd->w0);
     if (conv_is_pointwise(&g)) {
-        ddts__tensor_sgemm(0, 0, b * P, F, K, 1.0f, a->y, K, W, F, 0.0f, nd->z, F);
+        ddts__tensor_sgemm_par(m->threads, 0, 0, b * P, F, K, 1.0f, a->y, K, W, F, 0.0f, nd->z, F);
     } else {
         for (size_t n0 = 0; n0 < b; n0 += (size_t)nd->chunk) {
             size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
             ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
-            ddts__tensor_sgemm(0, 0, nb * P, F, K, 1.0f, m->col, K, W, F, 0.0f,
-                               nd->z + n0 * nd->size, F);
+            ddts__tensor_sgemm_par(m->threads, 0, 0, nb * P, F, K, 1.0f, m->col, K, W, F, 0.0f,
+                                   nd->z + n0 * nd->size, F);
         }
     }
-    if (nd->use_bias)
-        add_bias(b * P, F, wdata(m, nd->w0 + 1), nd->z, m->threads);
+    nd->act_done = bias_act(nd, b * P, F, nd->use_bias ? wdata(m, nd->w0 + 1) : NULL, m->threads);
 }
 
 static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
@@ -153,10 +176,11 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         bias_grad(m, b * P, F, nd->dz, gdata(m, nd->w0 + 1));
     if (conv_is_pointwise(&g)) {
         if (train)
-            ddts__tensor_sgemm(1, 0, K, F, b * P, 1.0f, a->y, K, nd->dz, F, 0.0f, gdata(m, nd->w0),
-                               F);
+            ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, b * P, 1.0f, a->y, K, nd->dz, F, 0.0f,
+                                   gdata(m, nd->w0), F);
         if (dx)
-            ddts__tensor_sgemm(0, 1, b * P, K, F, 1.0f, nd->dz, F, W, F, acc ? 1.0f : 0.0f, dx, K);
+            ddts__tensor_sgemm_par(m->threads, 0, 1, b * P, K, F, 1.0f, nd->dz, F, W, F,
+                                   acc ? 1.0f : 0.0f, dx, K);
         return;
     }
     for (size_t n0 = 0; n0 < b; n0 += (size_t)nd->chunk) {
@@ -165,12 +189,13 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         if (train) {
             /* dW (K, F) += col^T dz */
             ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
-            ddts__tensor_sgemm(1, 0, K, F, nb * P, 1.0f, m->col, K, dz, F, n0 ? 1.0f : 0.0f,
-                               gdata(m, nd->w0), F);
+            ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, nb * P, 1.0f, m->col, K, dz, F,
+                                   n0 ? 1.0f : 0.0f, gdata(m, nd->w0), F);
         }
         if (dx) {
             /* dcol (nb*P, K) = dz W^T, scattered back onto the image */
-            ddts__tensor_sgemm(0, 1, nb * P, K, F, 1.0f, dz, F, W, F, 0.0f, m->col, K);
+            ddts__tensor_sgemm_par(m->threads, 0, 1, nb * P, K, F, 1.0f, dz, F, W, F, 0.0f, m->col,
+                                   K);
             float *dxi = dx + n0 * a->size;
             if (!acc)
                 memset(dxi, 0, nb * a->size * sizeof *dxi);
@@ -190,8 +215,8 @@ static void convt_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     const float *W = wdata(m, nd->w0);
     for (size_t n0 = 0; n0 < b; n0 += (size_t)nd->chunk) {
         size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
-        ddts__tensor_sgemm(0, 1, nb * P, K, Cin, 1.0f, a->y + n0 * a->size, Cin, W, Cin, 0.0f,
-                           m->col, K);
+        ddts__tensor_sgemm_par(m->threads, 0, 1, nb * P, K, Cin, 1.0f, a->y + n0 * a->size, Cin, W,
+                               Cin, 0.0f, m->col, K);
         float *z = nd->z + n0 * nd->size;
         memset(z, 0, nb * nd->size * sizeof *z);
         ddts__tensor_col2im(&g, nb, m->col, z, m->threads);
@@ -218,11 +243,12 @@ static void convt_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
         ddts__tensor_im2col(&g, nb, nd->dz + n0 * nd->size, m->col, m->threads);
         if (train) /* dW (K, Cin) += col^T x */
-            ddts__tensor_sgemm(1, 0, K, Cin, nb * P, 1.0f, m->col, K, a->y + n0 * a->size, Cin,
-                               n0 ? 1.0f : 0.0f, gdata(m, nd->w0), Cin);
+            ddts__tensor_sgemm_par(m->threads, 1, 0, K, Cin, nb * P, 1.0f, m->col, K,
+                                   a->y + n0 * a->size, Cin, n0 ? 1.0f : 0.0f, gdata(m, nd->w0),
+                                   Cin);
         if (dx) /* dx (nb*P, Cin) = col W */
-            ddts__tensor_sgemm(0, 0, nb * P, Cin, K, 1.0f, m->col, K, W, Cin, acc ? 1.0f : 0.0f,
-                               dx + n0 * a->size, Cin);
+            ddts__tensor_sgemm_par(m->threads, 0, 0, nb * P, Cin, K, 1.0f, m->col, K, W, Cin,
+                                   acc ? 1.0f : 0.0f, dx + n0 * a->size, Cin);
     }
 }
 
@@ -241,29 +267,31 @@ static void maxpool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
         float *y = nd->y + n * nd->size + (size_t)oh * OW * C;
         int32_t *ar = arg + n * nd->size + (size_t)oh * OW * C;
         int h0 = oh * nd->sh - nd->pt;
+        int i0 = h0 < 0 ? 0 : h0, i1 = h0 + nd->kh > H ? H : h0 + nd->kh;
         for (int ow = 0; ow < OW; ow++) {
             int w0 = ow * nd->sw - nd->pl;
+            int j0 = w0 < 0 ? 0 : w0, j1 = w0 + nd->kw > W ? W : w0 + nd->kw;
+            float *yo = y + (size_t)ow * C;
+            int32_t *ao = ar + (size_t)ow * C;
+            /* the first cell of the window, then the others, vectorised over C */
+            int32_t base = (int32_t)(((size_t)i0 * W + j0) * C);
             for (int c = 0; c < C; c++) {
-                float best = -FLT_MAX;
-                int32_t bi = -1;
-                for (int i = 0; i < nd->kh; i++) {
-                    int ih = h0 + i;
-                    if (ih < 0 || ih >= H)
+                yo[c] = x[base + c];
+                ao[c] = base + c;
+            }
+            for (int ih = i0; ih < i1; ih++)
+                for (int iw = j0; iw < j1; iw++) {
+                    int32_t idx = (int32_t)(((size_t)ih * W + iw) * C);
+                    if (idx == base)
                         continue;
-                    for (int j = 0; j < nd->kw; j++) {
-                        int iw = w0 + j;
-                        if (iw < 0 || iw >= W)
-                            continue;
-                        int32_t idx = (int32_t)(((size_t)ih * W + iw) * C + c);
-                        if (bi < 0 || x[idx] > best) {
-                            best = x[idx];
-                            bi = idx;
-                        }
+                    const float *xc = x + idx;
+                    for (int c = 0; c < C; c++) {
+                        float v = xc[c];
+                        int gt = v > yo[c];
+                        yo[c] = gt ? v : yo[c];
+                        ao[c] = gt ? idx + c : ao[c];
                     }
                 }
-                y[(size_t)ow * C + c] = best;
-                ar[(size_t)ow * C + c] = bi;
-            }
         }
     }
 }
@@ -277,6 +305,42 @@ static void argmax_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     if (dx == NULL)
         return;
     const int32_t *arg = (const int32_t *)nd->aux;
+    /* Windows that tile the image exactly (stride = pool, no padding, sizes
+     * divisible): each input cell is written once, no zeroing pass. */
+    int tiles = nd->kind == NN_MAXPOOL && !acc && nd->sh == nd->kh && nd->sw == nd->kw &&
+                nd->pt == 0 && nd->pl == 0 && a->shape[0] == nd->shape[0] * nd->kh &&
+                a->shape[1] == nd->shape[1] * nd->kw;
+    if (tiles) {
+        int W = (int)a->shape[1], C = (int)a->shape[2], OH = (int)nd->shape[0],
+            OW = (int)nd->shape[1];
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
+        for (long r = 0; r < (long)(b * (size_t)OH); r++) {
+            size_t n = (size_t)r / (size_t)OH;
+            int oh = (int)((size_t)r % (size_t)OH);
+            float *d = dx + n * a->size;
+            const float *dy = nd->dy + n * nd->size + (size_t)oh * OW * C;
+            const int32_t *ar = arg + n * nd->size + (size_t)oh * OW * C;
+            const float *py = nd->y + n * nd->size + (size_t)oh * OW * C;
+            for (int i = 0; i < nd->kh; i++)
+                for (int ow = 0; ow < OW; ow++)
+                    for (int j = 0; j < nd->kw; j++) {
+                        int32_t idx =
+                            (int32_t)((((size_t)oh * nd->kh + i) * W + (size_t)ow * nd->kw + j) *
+                                      C);
+                        float *dd = d + idx;
+                        const float *g = dy + (size_t)ow * C;
+                        const int32_t *am = ar + (size_t)ow * C;
+                        const float *yo = py + (size_t)ow * C;
+                        if (nd->pool_relu)
+                            for (int c = 0; c < C; c++)
+                                dd[c] = am[c] == idx + c && yo[c] > 0 ? g[c] : 0.0f;
+                        else
+                            for (int c = 0; c < C; c++)
+                                dd[c] = am[c] == idx + c ? g[c] : 0.0f;
+                    }
+        }
+        return;
+    }
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
         float *d = dx + (size_t)n * a->size;
@@ -698,6 +762,7 @@ void ddts__nn_forward(struct ddts_model *m, size_t b)
         struct nn_node *nd = &m->nodes[i];
         const struct nn_node *a = nd->n_in > 0 ? &m->nodes[nd->in[0]] : NULL;
         size_t rows_k = (size_t)(nd->rank > 0 ? nd->shape[nd->rank - 1] : 1);
+        nd->act_done = 0;
         switch (nd->kind) {
         case NN_INPUT:
         case NN_FLATTEN:
@@ -755,7 +820,7 @@ void ddts__nn_forward(struct ddts_model *m, size_t b)
             break;
         }
         }
-        if (nd->act.kind != ACT_LINEAR)
+        if (nd->act.kind != ACT_LINEAR && !nd->act_done)
             ddts__nn_act_forward(&nd->act, b * nd->size / rows_k, rows_k, nd->z, nd->y, m->threads);
     }
 }
@@ -773,7 +838,7 @@ void ddts__nn_backward(struct ddts_model *m, size_t b)
             continue;
         size_t rows_k = (size_t)(nd->rank > 0 ? nd->shape[nd->rank - 1] : 1);
         int fused_here = m->fused && (int)ii == m->output_node;
-        if (nd->act.kind != ACT_LINEAR && !fused_here)
+        if (nd->act.kind != ACT_LINEAR && !fused_here && !nd->skip_act_bwd)
             ddts__nn_act_backward(&nd->act, b * nd->size / rows_k, rows_k, nd->z, nd->y, nd->dy,
                                   nd->dz, m->threads);
         int acc;

@@ -420,6 +420,20 @@ static int has_core_act(const struct nn_node *nd)
     return nd->act.kind != ACT_LINEAR;
 }
 
+/* Activations whose derivative is a function of their output run in place:
+ * z and y share a buffer, and so do dz and dy. Not for the output node, whose
+ * logits a fused loss reads, nor for Activation layers, whose z is their
+ * input's y. */
+static int act_in_place(const struct ddts_model *m, size_t i)
+{
+    const struct nn_node *nd = &m->nodes[i];
+    const struct nn_act *a = &nd->act;
+    if ((int)i == m->output_node || nd->kind == NN_ACTIVATION)
+        return 0;
+    return (a->kind == ACT_RELU && a->alpha == 0 && a->threshold == 0 && a->max_value <= 0) ||
+           a->kind == ACT_SIGMOID || a->kind == ACT_TANH || a->kind == ACT_SOFTMAX;
+}
+
 enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_error *err)
 {
     if (cap == m->cap && m->cap > 0)
@@ -439,7 +453,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
         } else {
             nd->y = fbuf(cap, nd->size, &fail);
             nd->own_y = 1;
-            if (has_core_act(nd)) {
+            if (has_core_act(nd) && !act_in_place(m, i)) {
                 nd->z = fbuf(cap, nd->size, &fail);
                 nd->own_z = 1;
             } else {
@@ -448,7 +462,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
         }
         if (nd->kind != NN_INPUT) {
             nd->dy = fbuf(cap, nd->size, &fail);
-            if (has_core_act(nd)) {
+            if (has_core_act(nd) && !act_in_place(m, i)) {
                 nd->dz = fbuf(cap, nd->size, &fail);
                 nd->own_dz = 1;
             } else {
@@ -490,6 +504,28 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
         }
         default:
             break;
+        }
+    }
+    /* Conv/Dense + relu + tiling max pooling: the pooling's backward applies
+     * the relu derivative (relu'(z) = [pool output > 0] at the argmax cell),
+     * saving a pass over the largest activation of a CNN. */
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        struct nn_node *nd = &m->nodes[i];
+        nd->pool_relu = nd->skip_act_bwd = 0;
+    }
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        struct nn_node *nd = &m->nodes[i];
+        if (nd->kind != NN_MAXPOOL)
+            continue;
+        struct nn_node *a = &m->nodes[nd->in[0]];
+        int tiles = nd->sh == nd->kh && nd->sw == nd->kw && nd->pt == 0 && nd->pl == 0 &&
+                    a->shape[0] == nd->shape[0] * nd->kh && a->shape[1] == nd->shape[1] * nd->kw;
+        if (tiles && a->n_consumers == 1 && a->needs_grad && a->z == a->y &&
+            a->act.kind == ACT_RELU && a->act.alpha == 0 && a->act.threshold == 0 &&
+            a->act.max_value <= 0 &&
+            (a->kind == NN_DENSE || a->kind == NN_CONV2D || a->kind == NN_CONV2DT)) {
+            nd->pool_relu = 1;
+            a->skip_act_bwd = 1;
         }
     }
     if (!fail && col_n > 0)

@@ -136,6 +136,9 @@ struct nn_node {
     float *aux;  /* dropout mask, BN xhat, pooling argmax (as int32) */
     float *aux2; /* BN batch mean and inverse std (2 C) */
     int own_y, own_z, own_dz;
+    int act_done; /* the forward pass already applied the activation */
+    int pool_relu; /* max pooling that also applies its input's relu backward */
+    int skip_act_bwd; /* relu backward done by the max pooling that consumes it */
 };
 
 struct nn_entry {

@@ -266,6 +266,13 @@ static void test_conv_transpose(void **state)
 static void test_pooling(void **state)
 {
     (void)state;
+    /* relu convolution into tiling max pooling: the pooling applies the relu
+     * derivative itself (a fused path) */
+    check("6,4,2",
+          "{\"class_name\":\"Conv2D\",\"config\":{\"name\":\"c\",\"filters\":3,\"kernel_size\":3,"
+          "\"padding\":\"same\",\"activation\":\"relu\"}},{\"class_name\":\"MaxPooling2D\","
+          "\"config\":{\"name\":\"p\",\"pool_size\":[2,2]}}" HEAD,
+          "mse", T_REAL);
     check("6,6,2",
           CONV("c", 3, 3, ",\"padding\":\"same\"") ",{\"class_name\":\"MaxPooling2D\",\"config\":"
                                                    "{\"name\":\"p\",\"pool_size\":[2,2]}}" HEAD,
