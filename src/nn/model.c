@@ -436,7 +436,9 @@ static int act_in_place(const struct ddts_model *m, size_t i)
 
 enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_error *err)
 {
-    if (cap == m->cap && m->cap > 0)
+    /* Buffers only grow: a smaller batch (evaluation, the last batch) runs in
+     * the planned ones. */
+    if (cap <= m->cap && m->cap > 0)
         return DDTS_OK;
     unplan(m);
     int fail = 0;

@@ -409,6 +409,11 @@ static void test_losses(void **state)
         check_json(j, cases[i].loss, cases[i].cfg, cases[i].t, 2e-2);
         free(j);
     }
+    /* a softmax Activation layer as the output: the fused loss reads its input */
+    char *j = seq("3", DENSE(4, "linear") ",{\"class_name\":\"Activation\",\"config\":{\"name\":"
+                                          "\"sm\",\"activation\":\"softmax\"}}");
+    check_json(j, "sparse_categorical_crossentropy", NULL, T_LABEL, 2e-2);
+    free(j);
 }
 
 /* Loss values against hand computation. */
