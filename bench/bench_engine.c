@@ -244,8 +244,8 @@ int main(int argc, char **argv)
                "PyTorch not installed\n",
                models[k].name, s1, s2);
         double secs;
-        double acc = accuracy(models[k].json, 2, x, raw[1], ntr, tx, raw[3], &secs);
-        printf("%s: test accuracy after 2 epochs (batch 32, adam, %zu samples): %.4f (%.1f s)\n",
+        double acc = accuracy(models[k].json, 1, x, raw[1], ntr, tx, raw[3], &secs);
+        printf("%s: test accuracy after 2 epochs (batch 32, adam, %zu samples, 1 thread): %.4f (%.1f s)\n",
                models[k].name, ntr, acc, secs);
         fflush(stdout);
     }

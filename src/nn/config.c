@@ -449,9 +449,9 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         const json_t *ax = json_object_get(cfg, "axis");
         if (json_is_array(ax) && json_array_size(ax) == 1)
             ax = json_array_get(ax, 0);
-        if (!json_is_integer(ax))
+        if (ax != NULL && !json_is_integer(ax))
             return unsup(c, name, cls, "this axis");
-        int a = (int)json_integer_value(ax), r = m->nodes[in[0]].rank;
+        int a = ax ? (int)json_integer_value(ax) : -1, r = m->nodes[in[0]].rank;
         if (!(a == -1 || a == r))
             return unsup(c, name, cls, "an axis other than the last");
         nd->momentum = (float)jnum(cfg, "momentum", 0.99);
