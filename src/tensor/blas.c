@@ -1,6 +1,8 @@
 /* The only user of CBLAS (OpenBLAS): sgemm and thread settings. */
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "ddts/nn.h"
@@ -75,4 +77,16 @@ const char *ddts_nn_blas_coretype_hint(void)
         return "Haswell";
 #endif
     return NULL;
+}
+
+size_t ddts_nn_env_hints(const char *out[], size_t max)
+{
+    size_t n = 0;
+    const char *core = ddts_nn_blas_coretype_hint();
+    if (core && getenv("OPENBLAS_CORETYPE") == NULL && n < max)
+        out[n++] = strcmp(core, "SkylakeX") == 0 ? "OPENBLAS_CORETYPE=SkylakeX"
+                                                 : "OPENBLAS_CORETYPE=Haswell";
+    if (getenv("OMP_WAIT_POLICY") == NULL && n < max)
+        out[n++] = "OMP_WAIT_POLICY=passive";
+    return n;
 }
