@@ -271,8 +271,8 @@ static void maxpool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
         for (int ow = 0; ow < OW; ow++) {
             int w0 = ow * nd->sw - nd->pl;
             int j0 = w0 < 0 ? 0 : w0, j1 = w0 + nd->kw > W ? W : w0 + nd->kw;
-            float *yo = y + (size_t)ow * C;
-            int32_t *ao = ar + (size_t)ow * C;
+            float *restrict yo = y + (size_t)ow * C;
+            int32_t *restrict ao = ar + (size_t)ow * C;
             /* the first cell of the window, then the others, vectorised over C */
             int32_t base = (int32_t)(((size_t)i0 * W + j0) * C);
             for (int c = 0; c < C; c++) {
@@ -284,12 +284,14 @@ static void maxpool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
                     int32_t idx = (int32_t)(((size_t)ih * W + iw) * C);
                     if (idx == base)
                         continue;
-                    const float *xc = x + idx;
+                    const float *restrict xc = x + idx;
+#pragma omp simd
                     for (int c = 0; c < C; c++) {
-                        float v = xc[c];
-                        int gt = v > yo[c];
-                        yo[c] = gt ? v : yo[c];
-                        ao[c] = gt ? idx + c : ao[c];
+                        /* a branch-free select, which the vectoriser takes */
+                        float v = xc[c], cur = yo[c];
+                        int32_t mk = -(int32_t)(v > cur);
+                        ao[c] = (ao[c] & ~mk) | ((idx + c) & mk);
+                        yo[c] = v > cur ? v : cur;
                     }
                 }
         }
@@ -327,16 +329,23 @@ static void argmax_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                         int32_t idx =
                             (int32_t)((((size_t)oh * nd->kh + i) * W + (size_t)ow * nd->kw + j) *
                                       C);
-                        float *dd = d + idx;
-                        const float *g = dy + (size_t)ow * C;
-                        const int32_t *am = ar + (size_t)ow * C;
-                        const float *yo = py + (size_t)ow * C;
-                        if (nd->pool_relu)
-                            for (int c = 0; c < C; c++)
-                                dd[c] = am[c] == idx + c && yo[c] > 0 ? g[c] : 0.0f;
-                        else
-                            for (int c = 0; c < C; c++)
-                                dd[c] = am[c] == idx + c ? g[c] : 0.0f;
+                        float *restrict dd = d + idx;
+                        const float *restrict g = dy + (size_t)ow * C;
+                        const int32_t *restrict am = ar + (size_t)ow * C;
+                        const float *restrict yo = py + (size_t)ow * C;
+                        if (nd->pool_relu) {
+#pragma omp simd
+                            for (int c = 0; c < C; c++) {
+                                float gv = g[c], yv = yo[c];
+                                dd[c] = ((am[c] == idx + c) & (yv > 0)) ? gv : 0.0f;
+                            }
+                        } else {
+#pragma omp simd
+                            for (int c = 0; c < C; c++) {
+                                float gv = g[c];
+                                dd[c] = am[c] == idx + c ? gv : 0.0f;
+                            }
+                        }
                     }
         }
         return;
