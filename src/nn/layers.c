@@ -413,7 +413,7 @@ static void avgpool(struct ddts_model *m, struct nn_node *nd, size_t b, int back
 static void global_pool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    size_t C = (size_t)a->shape[2], HW = a->size / C;
+    size_t C = (size_t)a->shape[a->rank - 1], HW = a->size / C;
     int32_t *arg = (int32_t *)nd->aux;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
@@ -450,7 +450,7 @@ static void gap_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     float *dx = dx_of(m, nd, 0, &acc);
     if (dx == NULL)
         return;
-    size_t C = (size_t)a->shape[2], HW = a->size / C;
+    size_t C = (size_t)a->shape[a->rank - 1], HW = a->size / C;
     float inv = 1.0f / (float)HW;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
@@ -618,6 +618,116 @@ static void bn_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
             else
                 v = g * inv[c] * dz[c];
             d[c] = acc ? d[c] + v : v;
+        }
+    }
+}
+
+/* ---- Embedding: y (R, D) = E[x (R)]; indices outside [0, V) give zeros ---- */
+static void embedding_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    const float *E = wdata(m, nd->w0);
+    size_t D = (size_t)nd->units, R = b * a->size;
+    float V = (float)m->w[nd->w0].shape[0];
+    for (size_t r = 0; r < R; r++) {
+        float v = a->y[r];
+        if (v >= 0 && v < V)
+            memcpy(nd->z + r * D, E + (size_t)v * D, D * sizeof(float));
+        else
+            memset(nd->z + r * D, 0, D * sizeof(float));
+    }
+}
+
+static void embedding_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    size_t D = (size_t)nd->units, R = b * a->size;
+    const struct nn_weight *w = &m->w[nd->w0];
+    float V = (float)w->shape[0];
+    if (w->trainable) {
+        float *dE = gdata(m, nd->w0);
+        memset(dE, 0, w->n * sizeof *dE);
+        for (size_t r = 0; r < R; r++) {
+            float v = a->y[r];
+            if (v >= 0 && v < V) {
+                float *d = dE + (size_t)v * D;
+                const float *g = nd->dz + r * D;
+                for (size_t j = 0; j < D; j++)
+                    d[j] += g[j];
+            }
+        }
+    }
+    int acc;
+    float *dx = dx_of(m, nd, 0, &acc);
+    if (dx && !acc) /* indices have no gradient */
+        memset(dx, 0, R * sizeof *dx);
+}
+
+/* ---- LayerNormalization over the last axis, per row ---- */
+static void layernorm(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    size_t C = (size_t)nd->shape[nd->rank - 1], R = b * (nd->size / C);
+    int s = nd->w0;
+    const float *gamma = nd->scale ? wdata(m, s) : NULL;
+    float *dgamma = nd->scale ? gdata(m, s) : NULL;
+    int train = nd->n_w > 0 && m->w[nd->w0].trainable;
+    if (nd->scale)
+        s++;
+    const float *beta = nd->center ? wdata(m, s) : NULL;
+    float *dbeta = nd->center ? gdata(m, s) : NULL;
+    float *xh = nd->aux, *inv = nd->aux2;
+    if (!backward) {
+        for (size_t r = 0; r < R; r++) {
+            const float *x = a->y + r * C;
+            double mu = 0, var = 0;
+            for (size_t c = 0; c < C; c++)
+                mu += x[c];
+            mu /= (double)C;
+            for (size_t c = 0; c < C; c++)
+                var += (x[c] - mu) * (x[c] - mu);
+            var /= (double)C;
+            inv[r] = (float)(1.0 / sqrt(var + nd->eps));
+            for (size_t c = 0; c < C; c++) {
+                float h = (float)(x[c] - mu) * inv[r];
+                xh[r * C + c] = h;
+                nd->z[r * C + c] = h * (gamma ? gamma[c] : 1.0f) + (beta ? beta[c] : 0.0f);
+            }
+        }
+        return;
+    }
+    if (train) {
+        double *sg = m->tmp, *sb = m->tmp + C;
+        for (size_t c = 0; c < C; c++)
+            sg[c] = sb[c] = 0;
+        for (size_t r = 0; r < R; r++)
+            for (size_t c = 0; c < C; c++) {
+                sg[c] += (double)nd->dz[r * C + c] * xh[r * C + c];
+                sb[c] += nd->dz[r * C + c];
+            }
+        for (size_t c = 0; c < C; c++) {
+            if (dgamma)
+                dgamma[c] = (float)sg[c];
+            if (dbeta)
+                dbeta[c] = (float)sb[c];
+        }
+    }
+    int acc;
+    float *dx = dx_of(m, nd, 0, &acc);
+    if (dx == NULL)
+        return;
+    for (size_t r = 0; r < R; r++) {
+        /* dx = inv / C (C dxh - sum dxh - xhat sum(dxh xhat)), dxh = dz gamma */
+        double s1 = 0, s2 = 0;
+        for (size_t c = 0; c < C; c++) {
+            double d = (double)nd->dz[r * C + c] * (gamma ? gamma[c] : 1.0f);
+            s1 += d;
+            s2 += d * xh[r * C + c];
+        }
+        for (size_t c = 0; c < C; c++) {
+            double d = (double)nd->dz[r * C + c] * (gamma ? gamma[c] : 1.0f);
+            float v = (float)(inv[r] * (d - s1 / (double)C - xh[r * C + c] * s2 / (double)C));
+            dx[r * C + c] = acc ? dx[r * C + c] + v : v;
         }
     }
 }
@@ -822,6 +932,12 @@ void ddts__nn_forward(struct ddts_model *m, size_t b)
         case NN_NORMALIZATION:
             normalization(m, nd, b, 0);
             break;
+        case NN_EMBEDDING:
+            embedding_forward(m, nd, b);
+            break;
+        case NN_LAYERNORM:
+            layernorm(m, nd, b, 0);
+            break;
         case NN_RESCALING: {
             size_t n = b * nd->size;
             for (size_t t = 0; t < n; t++)
@@ -904,6 +1020,12 @@ void ddts__nn_backward(struct ddts_model *m, size_t b)
             break;
         case NN_NORMALIZATION:
             normalization(m, nd, b, 1);
+            break;
+        case NN_EMBEDDING:
+            embedding_backward(m, nd, b);
+            break;
+        case NN_LAYERNORM:
+            layernorm(m, nd, b, 1);
             break;
         case NN_RESCALING:
             dx = dx_of(m, nd, 0, &acc);

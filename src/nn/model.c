@@ -198,17 +198,28 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
         break;
     }
     case NN_GAP:
-    case NN_GMP:
-        if (a->rank != 3)
-            return SHAPE_ERR("layer '%s' (%s) needs (H, W, C) input, got rank %d", nm, cl, a->rank);
+    case NN_GMP: {
+        int want = nd->pool1d ? 2 : 3;
+        if (a->rank != want)
+            return SHAPE_ERR("layer '%s' (%s) needs %s input, got rank %d", nm, cl,
+                             nd->pool1d ? "(T, C)" : "(H, W, C)", a->rank);
         if (nd->keepdims) {
-            nd->rank = 3;
-            nd->shape[0] = nd->shape[1] = 1;
-            nd->shape[2] = a->shape[2];
+            nd->rank = want;
+            for (int t = 0; t < want - 1; t++)
+                nd->shape[t] = 1;
+            nd->shape[want - 1] = a->shape[want - 1];
         } else {
             nd->rank = 1;
-            nd->shape[0] = a->shape[2];
+            nd->shape[0] = a->shape[want - 1];
         }
+        break;
+    }
+    case NN_EMBEDDING:
+        if (a->rank + 1 > DDTS_MAX_RANK)
+            return SHAPE_ERR("layer '%s' (%s): input rank %d", nm, cl, a->rank);
+        nd->rank = a->rank + 1;
+        memcpy(nd->shape, a->shape, sizeof nd->shape);
+        nd->shape[a->rank] = nd->units;
         break;
     case NN_FLATTEN:
         nd->rank = 1;
@@ -240,6 +251,7 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
         break;
     }
     case NN_DROPOUT:
+    case NN_LAYERNORM:
     case NN_ACTIVATION:
     case NN_BATCHNORM:
     case NN_NORMALIZATION:
@@ -475,7 +487,8 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
             size_t rows = cap * (nd->size / (size_t)nd->shape[nd->rank - 1]);
             ones_n = rows > ones_n ? rows : ones_n;
         }
-        if (nd->kind == NN_BATCHNORM && 4 * (size_t)nd->shape[nd->rank - 1] > tmp_n)
+        if ((nd->kind == NN_BATCHNORM || nd->kind == NN_LAYERNORM) &&
+            4 * (size_t)nd->shape[nd->rank - 1] > tmp_n)
             tmp_n = 4 * (size_t)nd->shape[nd->rank - 1];
         switch (nd->kind) {
         case NN_DROPOUT:
@@ -486,6 +499,10 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
         case NN_BATCHNORM:
             nd->aux = fbuf(cap, nd->size, &fail);
             nd->aux2 = fbuf(2, (size_t)nd->shape[nd->rank - 1], &fail);
+            break;
+        case NN_LAYERNORM: /* xhat, and 1/std per row */
+            nd->aux = fbuf(cap, nd->size, &fail);
+            nd->aux2 = fbuf(cap, nd->size / (size_t)nd->shape[nd->rank - 1], &fail);
             break;
         case NN_CONV2D:
         case NN_CONV2DT: {

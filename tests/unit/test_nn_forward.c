@@ -235,6 +235,21 @@ static void test_misc_layers(void **state)
     for (int i = 0; i < B * 4; i++)
         expect(&f, (size_t)i, (f.x[i] - W(&f, 0)[i % 4]) / sqrt(W(&f, 1)[i % 4]), "Normalization");
     ddts_model_destroy(f.m);
+    /* LayerNormalization: per row, biased variance */
+    f = run("3,4", "{\"class_name\":\"LayerNormalization\",\"config\":{\"name\":\"ln\","
+                   "\"epsilon\":0.01}}");
+    for (int r = 0; r < B * 3; r++) {
+        double mu = 0, var = 0;
+        for (int c = 0; c < 4; c++)
+            mu += f.x[r * 4 + c] / 4.0;
+        for (int c = 0; c < 4; c++)
+            var += (f.x[r * 4 + c] - mu) * (f.x[r * 4 + c] - mu) / 4.0;
+        for (int c = 0; c < 4; c++)
+            expect(&f, (size_t)(r * 4 + c),
+                   W(&f, 0)[c] * (f.x[r * 4 + c] - mu) / sqrt(var + 0.01) + W(&f, 1)[c],
+                   "LayerNormalization");
+    }
+    ddts_model_destroy(f.m);
     /* UpSampling2D (2, 3) nearest */
     f = run("2,2,1",
             "{\"class_name\":\"UpSampling2D\",\"config\":{\"name\":\"u\",\"size\":[2,3]}}");
