@@ -59,6 +59,15 @@
 /* model.weights.h5 inside a .keras zip is read into memory. */
 #define DDTS_MAX_KERAS_FILE_BYTES (16ULL << 30)
 
+/* Model parameters: 2^28 float32 weights (1 GiB) hold VGG-16 (138M) with room
+ * to spare; a config asking for more is refused before any allocation.
+ * Fuzzing builds lower it so that hostile configs cannot exhaust the fuzzer. */
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define DDTS_MAX_PARAMS (1ull << 22)
+#else
+#define DDTS_MAX_PARAMS (1ull << 28)
+#endif
+
 /* Wire: frames before authentication are tiny (a hello and CPace shares);
  * after it, a frame carries at most one chunk of a streamed transfer. */
 #define DDTS_MAX_FRAME_PREAUTH 1024u

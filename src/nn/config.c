@@ -300,6 +300,12 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         {"GlobalAvgPool2D", NN_GAP},
         {"GlobalMaxPooling2D", NN_GMP},
         {"GlobalMaxPool2D", NN_GMP},
+        {"GlobalAveragePooling1D", NN_GAP},
+        {"GlobalAvgPool1D", NN_GAP},
+        {"GlobalMaxPooling1D", NN_GMP},
+        {"GlobalMaxPool1D", NN_GMP},
+        {"Embedding", NN_EMBEDDING},
+        {"LayerNormalization", NN_LAYERNORM},
         {"Flatten", NN_FLATTEN},
         {"Reshape", NN_RESHAPE},
         {"Dropout", NN_DROPOUT},
@@ -401,7 +407,30 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
     case NN_GMP:
         TRY(check_channels_last(c, cfg, name, cls));
         nd->keepdims = jbool(cfg, "keepdims", 0);
+        nd->pool1d = strstr(cls, "1D") != NULL;
         break;
+    case NN_EMBEDDING:
+        nd->units = (int)jnum(cfg, "output_dim", 0);
+        if (nd->units <= 0 || nd->units > (1 << 24) || jnum(cfg, "input_dim", 0) <= 0)
+            return bad(c, name, cls, "input_dim and output_dim must be positive");
+        if (jbool(cfg, "mask_zero", 0))
+            return unsup(c, name, cls, "mask_zero");
+        break;
+    case NN_LAYERNORM: {
+        const json_t *ax = json_object_get(cfg, "axis");
+        if (json_is_array(ax) && json_array_size(ax) == 1)
+            ax = json_array_get(ax, 0);
+        int r = m->nodes[in[0]].rank;
+        if (ax != NULL && (!json_is_integer(ax) ||
+                           !(json_integer_value(ax) == -1 || json_integer_value(ax) == r)))
+            return unsup(c, name, cls, "an axis other than the last");
+        nd->eps = (float)jnum(cfg, "epsilon", 1e-3);
+        nd->center = jbool(cfg, "center", 1);
+        nd->scale = jbool(cfg, "scale", 1);
+        if (jbool(cfg, "rms_scaling", 0))
+            return unsup(c, name, cls, "rms_scaling");
+        break;
+    }
     case NN_FLATTEN:
         TRY(check_channels_last(c, cfg, name, cls));
         break;
@@ -449,9 +478,9 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         const json_t *ax = json_object_get(cfg, "axis");
         if (json_is_array(ax) && json_array_size(ax) == 1)
             ax = json_array_get(ax, 0);
-        if (!json_is_integer(ax))
+        if (ax != NULL && !json_is_integer(ax))
             return unsup(c, name, cls, "this axis");
-        int a = (int)json_integer_value(ax), r = m->nodes[in[0]].rank;
+        int a = ax ? (int)json_integer_value(ax) : -1, r = m->nodes[in[0]].rank;
         if (!(a == -1 || a == r))
             return unsup(c, name, cls, "an axis other than the last");
         nd->momentum = (float)jnum(cfg, "momentum", 0.99);
@@ -571,6 +600,23 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         TRY(add_w(c, idx, cfg, "moving_mean", 1, ws, 0, "moving_mean_initializer", INIT_Z, NULL));
         TRY(add_w(c, idx, cfg, "moving_variance", 1, ws, 0, "moving_variance_initializer", INIT_O,
                   NULL));
+        break;
+    case NN_EMBEDDING: {
+        static const struct nn_init INIT_EMB = {INIT_RANDOM_UNIFORM, -0.05, 0.05, 0, 0};
+        ws[0] = (int64_t)jnum(cfg, "input_dim", 0);
+        ws[1] = nd->units;
+        TRY(add_w(c, idx, cfg, "embeddings", 2, ws, 1, "embeddings_initializer", INIT_EMB,
+                  "embeddings_regularizer"));
+        break;
+    }
+    case NN_LAYERNORM:
+        ws[0] = nd->shape[nd->rank - 1];
+        if (nd->scale)
+            TRY(add_w(c, idx, cfg, "gamma", 1, ws, 1, "gamma_initializer", INIT_O,
+                      "gamma_regularizer"));
+        if (m->nodes[idx].center)
+            TRY(add_w(c, idx, cfg, "beta", 1, ws, 1, "beta_initializer", INIT_Z,
+                      "beta_regularizer"));
         break;
     case NN_NORMALIZATION:
         ws[0] = nd->shape[nd->rank - 1];

@@ -35,6 +35,8 @@ enum nn_kind {
     NN_CONCAT,
     NN_NORMALIZATION,
     NN_RESCALING,
+    NN_EMBEDDING,
+    NN_LAYERNORM,
 };
 
 enum nn_act_kind {
@@ -125,6 +127,7 @@ struct nn_node {
     float r_scale, r_off; /* rescaling */
     int axis;             /* concatenate: per-sample axis */
     int keepdims;         /* global pooling */
+    int pool1d;           /* global pooling over (T, C) instead of (H, W, C) */
     int chunk;            /* conv: images per im2col chunk */
     int w0, n_w;          /* weight slots w0 .. w0 + n_w - 1 */
 
@@ -136,6 +139,9 @@ struct nn_node {
     float *aux;  /* dropout mask, BN xhat, pooling argmax (as int32) */
     float *aux2; /* BN batch mean and inverse std (2 C) */
     int own_y, own_z, own_dz;
+    int act_done;     /* the forward pass already applied the activation */
+    int pool_relu;    /* max pooling that also applies its input's relu backward */
+    int skip_act_bwd; /* relu backward done by the max pooling that consumes it */
 };
 
 struct nn_entry {

@@ -301,7 +301,7 @@ static enum ddts_status run_eval(struct ddts_model *m, const struct data *dt, si
 static enum ddts_status prepare(struct ddts_model *m, const struct data *dt, size_t bs,
                                 struct ddts_error *err)
 {
-    ddts__tensor_set_threads(m->threads);
+    ddts__tensor_set_threads(1); /* GEMMs are split by our OpenMP threads */
     size_t ts = dt->y_count;
     if (ts != m->target_size) {
         m->target_size = ts;
@@ -321,10 +321,10 @@ enum ddts_status ddts_model_evaluate(struct ddts_model *m, const struct ddts_dat
     if (st != DDTS_OK)
         return st;
     size_t bs = batch_size > 0 ? (size_t)batch_size : 32;
+    if (bs > dt.n)
+        bs = dt.n;
     if (dt.n == 0)
         return ddts_error_set(err, DDTS_EINVAL, "evaluate: no samples");
-    if (m->cap >= bs && m->target_size == dt.y_count)
-        bs = m->cap < dt.n ? m->cap : bs; /* reuse the planned buffers */
     if ((st = prepare(m, &dt, bs, err)) != DDTS_OK)
         return st;
     struct sums s;
@@ -344,9 +344,7 @@ enum ddts_status ddts_model_predict(struct ddts_model *m, const struct ddts_arra
     if (st != DDTS_OK)
         return st;
     size_t bs = batch_size > 0 ? (size_t)batch_size : 32;
-    if (m->cap >= bs)
-        bs = m->cap;
-    ddts__tensor_set_threads(m->threads);
+    ddts__tensor_set_threads(1); /* GEMMs are split by our OpenMP threads */
     if ((st = ddts__nn_plan(m, bs, err)) != DDTS_OK)
         return st;
     const struct nn_node *o = &m->nodes[m->output_node];
