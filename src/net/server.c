@@ -81,6 +81,7 @@ struct ban {
     char addr[64];
     unsigned fails;
     double until; /* banned while now < until (0: not banned) */
+    int busy;     /* a handshake from this address is in progress */
     struct ban *next;
 };
 
@@ -250,6 +251,18 @@ static void pick_results_name(struct server *srv, size_t i, const char *name)
 }
 
 /*
+ * Makes share s a participant of the rounds from now on: required from the
+ * next round if one is open, else from the coming one. It has client_timeout
+ * after a round opens to download its share and catch up.
+ */
+static void participate(struct server *srv, struct shard *s)
+{
+    s->training = 1;
+    s->ready_at = ddts_now();
+    s->first_seq = srv->open ? srv->seq + 1 : srv->seq;
+}
+
+/*
  * Finds a share for a session (caller holds mu): its own share back, else a
  * free one, else one given up by its client. -1 when none.
  */
@@ -263,6 +276,7 @@ static long find_share(struct server *srv, struct session *se, int claims_traine
             s->sess = se;
             s->orphan_since = 0;
             s->lost = 0;
+            participate(srv, s);
             return (long)i;
         }
     }
@@ -288,7 +302,7 @@ static long find_share(struct server *srv, struct session *se, int claims_traine
     s->sess = se;
     s->orphan_since = 0;
     s->lost = 0;
-    s->training = 0;
+    participate(srv, s);
     pick_results_name(srv, (size_t)pick, se->name);
     if (!srv->started) {
         int any_free = 0;
@@ -451,20 +465,32 @@ static struct ban *ban_find(struct server *srv, const char *addr, int create)
     return b;
 }
 
-static int is_banned(struct server *srv, const char *addr)
+/*
+ * Handshakes from one address run one at a time, so that parallel
+ * connections cannot try more passphrases than ban_after before the ban
+ * (each one is a few milliseconds). Returns whether the address is banned.
+ */
+static int handshake_begin(struct server *srv, const char *addr)
 {
     pthread_mutex_lock(&srv->mu);
-    struct ban *b = ban_find(srv, addr, 0);
+    struct ban *b = ban_find(srv, addr, 1);
+    while (b != NULL && b->busy && !srv->stopping)
+        timed_wait(srv, 0.2);
+    if (b != NULL)
+        b->busy = 1;
     int banned = b != NULL && b->until > ddts_now();
     pthread_mutex_unlock(&srv->mu);
     return banned;
 }
 
-static void record_failure(struct server *srv, const char *addr)
+static void handshake_end(struct server *srv, const char *addr, int failed)
 {
     pthread_mutex_lock(&srv->mu);
-    struct ban *b = ban_find(srv, addr, 1);
-    if (b != NULL && ++b->fails >= srv->ban_after && b->until <= ddts_now()) {
+    struct ban *b = ban_find(srv, addr, 0);
+    if (b != NULL)
+        b->busy = 0;
+    pthread_cond_broadcast(&srv->cv);
+    if (b != NULL && failed && ++b->fails >= srv->ban_after && b->until <= ddts_now()) {
         double len = srv->cfg->ban_s > 0 ? srv->cfg->ban_s : 1e300;
         b->until = ddts_now() + len;
         b->fails = 0;
@@ -862,14 +888,7 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
             return st != DDTS_OK ? st : DDTS_ECLOSED;
         }
         int has_files = same_job && (j.flags & 1) && j.share == (uint32_t)i;
-        /* A participant of the rounds from now on (it has client_timeout after a round
-         * opens to download its share and catch up). */
-        pthread_mutex_lock(&srv->mu);
         struct shard *s = &srv->shards[i];
-        s->training = 1;
-        s->ready_at = ddts_now();
-        s->first_seq = srv->open ? srv->seq + 1 : srv->seq;
-        pthread_mutex_unlock(&srv->mu);
         ddts_log(srv->log, DDTS_LOG_INFO, "share %ld -> client '%s'%s", i, se->name,
                  has_files ? " (it has the files)" : "");
         st = send_job(se, i, has_files, err);
@@ -948,15 +967,16 @@ static void *session_main(void *arg)
     struct server *srv = se->srv;
     struct ddts_error err;
     ddts_error_clear(&err);
-    enum ddts_status refuse = is_banned(srv, se->addr) ? DDTS_EBANNED : DDTS_OK;
+    enum ddts_status refuse = handshake_begin(srv, se->addr) ? DDTS_EBANNED : DDTS_OK;
     enum ddts_status st =
         ddts_conn_handshake(se->conn, DDTS_ROLE_SERVER, srv->cfg->passphrase, refuse, &err);
+    handshake_end(srv, se->addr,
+                  st == DDTS_EAUTH || st == DDTS_EPROTO || st == DDTS_ELIMIT ||
+                      st == DDTS_EUNSUPPORTED);
     if (st == DDTS_EBANNED) {
         ddts_log(srv->log, DDTS_LOG_WARN, "refused banned address %s", se->addr);
     } else if (st != DDTS_OK) {
         ddts_log(srv->log, DDTS_LOG_WARN, "handshake with %s failed: %s", se->addr, err.msg);
-        if (st == DDTS_EAUTH || st == DDTS_EPROTO || st == DDTS_ELIMIT || st == DDTS_EUNSUPPORTED)
-            record_failure(srv, se->addr);
     } else {
         st = serve_client(se, &err);
         if (st != DDTS_OK && st != DDTS_ECLOSED && st != DDTS_EEXIST) {
