@@ -35,8 +35,9 @@ enum ddts_sync_mode {
 };
 
 struct ddts_server_config {
-    const char *host;                         /* listen address; NULL: 0.0.0.0 */
-    uint16_t port;                            /* 0: DDTS_DEFAULT_PORT (tests: see bound_port) */
+    const char *host; /* listen address; NULL: 0.0.0.0 */
+    uint16_t port;    /* 0: DDTS_DEFAULT_PORT */
+    int any_port;     /* non-zero: ignore port, bind a free one (tests; see bound_port) */
     const struct ddts_passphrase *passphrase; /* borrowed */
     size_t n_clients;                         /* shares of the job, 1..DDTS_MAX_CLIENTS */
     const char *workdir;                      /* results and state go under workdir/job */
@@ -59,7 +60,7 @@ struct ddts_server_config {
     int keep_serving;         /* non-zero: do not return when the job is complete */
     /* Polled every 0.2 s; a non-zero answer stops the server. May be NULL. */
     int (*should_stop)(void *userdata);
-    /* Out: the port actually bound (useful with port 0 in tests); may be NULL. */
+    /* Out: the port actually bound (useful with any_port); may be NULL. */
     uint16_t *bound_port;
     /* Out (may be NULL): called once the server is listening. */
     void (*on_listening)(void *userdata, uint16_t port);

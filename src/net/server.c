@@ -1131,7 +1131,11 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
         if ((st = save_state(&srv, err)) != DDTS_OK)
             goto out;
     }
-    st = ddts_listener_open(cfg->host, cfg->port ? cfg->port : DDTS_DEFAULT_PORT, &l, err);
+    st = ddts_listener_open(cfg->host,
+                            cfg->any_port ? 0
+                            : cfg->port   ? cfg->port
+                                          : DDTS_DEFAULT_PORT,
+                            &l, err);
     if (st != DDTS_OK)
         goto out;
     uint16_t port = ddts_listener_port(l);
