@@ -184,6 +184,7 @@ struct client_run {
     int check_exact; /* every share takes part in every round: check the means */
     size_t n_shares;
     atomic_int trained;  /* shares trained */
+    atomic_int calls;    /* train callbacks started */
     atomic_int failures; /* checks that failed inside train */
     char failure[256];
 };
@@ -203,6 +204,7 @@ static enum ddts_status fake_train(void *ud, const struct ddts_client_job *job,
                                    struct ddts_client_sync *sync, struct ddts_error *err)
 {
     struct client_run *cr = ud;
+    atomic_fetch_add(&cr->calls, 1);
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
@@ -235,7 +237,7 @@ static enum ddts_status fake_train(void *ud, const struct ddts_client_job *job,
         ddts_free(text);
     }
     enum ddts_status st = DDTS_OK;
-    for (int r = 0; r < cr->rounds && st == DDTS_OK; r++) {
+    for (int r = 0; job->sync != DDTS_SYNC_NONE && r < cr->rounds && st == DDTS_OK; r++) {
         float start = w[0];
         for (size_t i = 0; i < N_WEIGHTS; i++)
             w[i] += (float)(job->shard + 1);
@@ -546,12 +548,78 @@ static void test_dropped_client(void **state)
     run_lost_client(1);
 }
 
+/* ---- restart ---- */
+
+static atomic_int release_b;
+
+static enum ddts_status blocking_train(void *ud, const struct ddts_client_job *job,
+                                       struct ddts_client_sync *sync, struct ddts_error *err)
+{
+    while (!atomic_load(&release_b))
+        usleep(10000);
+    return fake_train(ud, job, sync, err);
+}
+
+static void test_server_restart(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_start(&sr, pw, 2, DDTS_SYNC_NONE, 3.0);
+    uint16_t port = (uint16_t)atomic_load(&sr.port);
+    struct client_run a, b;
+    atomic_store(&release_b, 0);
+    client_start(&a, &sr, pw, "a", NULL);
+    a.cfg.one_share = 1;
+    client_start(&b, &sr, pw, "b", NULL);
+    b.cfg.train = blocking_train;
+    b.cfg.retries = 100;
+    b.cfg.retry_s = 0.1;
+    client_go(&a);
+    client_go(&b);
+    client_join(&a, DDTS_OK);
+    /* Stop the server while b trains, then let b finish: it cannot report. */
+    atomic_store(&sr.stop, 1);
+    server_join(&sr, DDTS_ECANCELED);
+    atomic_store(&release_b, 1);
+    /* A new server on the same work folder and port resumes the job. */
+    char *jobdir = join2(sr.cfg.workdir, "job1");
+    char *st = read_text(jobdir, ".", "state");
+    assert_non_null(strstr(st, " done "));
+    ddts_free(st);
+    sr.cfg.any_port = 0;
+    sr.cfg.port = port;
+    atomic_store(&sr.stop, 0);
+    atomic_store(&sr.port, 0);
+    assert_int_equal(pthread_create(&sr.thread, NULL, server_main, &sr), 0);
+    client_join(&b, DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    assert_int_equal(log_count(&sr.log, "resuming job 'job1': 1 of 2 shares done"), 1);
+    /* b trained once: its work folder said "trained" when it reconnected. */
+    assert_int_equal(atomic_load(&a.trained), 1);
+    assert_int_equal(atomic_load(&b.trained), 1);
+    assert_int_equal(atomic_load(&b.calls), 1);
+    assert_int_equal(log_count(&sr.log, "marked lost"), 0);
+    char *clients = join2(jobdir, "clients");
+    char *ha = read_text(clients, "a", "history.csv"), *hb = read_text(clients, "b", "history.csv");
+    assert_non_null(ha);
+    assert_non_null(hb);
+    ddts_free(ha);
+    ddts_free(hb);
+    ddts_free(clients);
+    ddts_free(jobdir);
+    client_free(&a);
+    client_free(&b);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_happy_path),       cmocka_unit_test(test_wrong_passphrase_ban),
         cmocka_unit_test(test_duplicate_client), cmocka_unit_test(test_silent_client),
-        cmocka_unit_test(test_dropped_client),
+        cmocka_unit_test(test_dropped_client),   cmocka_unit_test(test_server_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
