@@ -419,8 +419,8 @@ static void test_wrong_passphrase_ban(void **state)
     wait_log(&sr.log, "address 127.0.0.1 banned", 1, 5);
     assert_int_equal(log_count(&sr.log, "handshake with 127.0.0.1 failed"), 3);
     /* The passphrase never reaches the log. */
-    assert_null(strstr(sr.log.text, "hunter2"));
-    assert_null(strstr(sr.log.text, "xyzzy"));
+    assert_int_equal(log_count(&sr.log, "hunter2"), 0);
+    assert_int_equal(log_count(&sr.log, "xyzzy"), 0);
     atomic_store(&sr.stop, 1);
     server_join(&sr, DDTS_ECANCELED);
     server_free(&sr);
