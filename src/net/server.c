@@ -354,11 +354,9 @@ static void maybe_complete(struct server *srv)
         pthread_cond_broadcast(&srv->cv);
         return;
     }
-    double scale = 1.0;
-    if (srv->op == 0) /* DDTS_REDUCE_MEAN */
-        scale = 1.0 / (double)srv->total_samples;
-    for (uint64_t i = 0; i < srv->n; i++)
-        v[i] = (float)(srv->acc[i] * scale);
+    double total = (double)srv->total_samples;
+    for (uint64_t i = 0; i < srv->n; i++) /* DDTS_REDUCE_MEAN divides by the samples */
+        v[i] = (float)(srv->op == 0 ? srv->acc[i] / total : srv->acc[i]);
     res->v = v;
     res->n = srv->n;
     res->total_samples = srv->total_samples;

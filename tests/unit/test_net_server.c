@@ -614,12 +614,43 @@ static void test_server_restart(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+static void test_64_clients(void **state)
+{
+    (void)state;
+    enum { N = 64 };
+    struct ddts_passphrase *pw = pass("many");
+    struct server_run sr;
+    server_start(&sr, pw, N, DDTS_SYNC_EPOCH, 10.0);
+    struct client_run *cr = ddts_calloc(N, sizeof *cr);
+    char names[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "c%02d", i);
+        client_start(&cr[i], &sr, pw, names[i], NULL);
+        cr[i].check_exact = 1;
+        cr[i].cfg.io_timeout_s = 20;
+        client_go(&cr[i]);
+    }
+    int trained = 0;
+    for (int i = 0; i < N; i++) {
+        client_join(&cr[i], DDTS_OK);
+        trained += atomic_load(&cr[i].trained);
+        client_free(&cr[i]);
+    }
+    server_join(&sr, DDTS_OK);
+    assert_int_equal(trained, N);
+    assert_int_equal(log_count(&sr.log, "round 2 complete: 64 contributions"), 1);
+    ddts_free(cr);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_happy_path),       cmocka_unit_test(test_wrong_passphrase_ban),
         cmocka_unit_test(test_duplicate_client), cmocka_unit_test(test_silent_client),
         cmocka_unit_test(test_dropped_client),   cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_64_clients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
