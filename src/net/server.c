@@ -652,6 +652,14 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
         return ddts_error_set(err, DDTS_EPROTO,
                               "SYNC: op %u, %" PRIu64 " values, %" PRIu64 " samples is invalid", op,
                               count, samples);
+    /* Lengths are checked against the round and the global weights before allocating. */
+    pthread_mutex_lock(&srv->mu);
+    uint64_t expect = srv->open ? srv->n : (flags & 1) ? srv->n_floats : 0;
+    pthread_mutex_unlock(&srv->mu);
+    if (expect != 0 && count != expect)
+        return ddts_error_set(err, DDTS_EPROTO,
+                              "SYNC of %" PRIu64 " values where the job has %" PRIu64, count,
+                              expect);
     float *v = ddts_mallocarray((size_t)count, sizeof *v);
     if (v == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "SYNC: out of memory for %" PRIu64 " values",

@@ -237,6 +237,17 @@ static enum ddts_status fake_train(void *ud, const struct ddts_client_job *job,
         ddts_free(text);
     }
     enum ddts_status st = DDTS_OK;
+    if (cr->check_exact) {
+        /* Normalizer-style reductions before training: max and min over the shares. */
+        float v[4] = {(float)job->shard, -(float)job->shard, 1, 2};
+        st = ddts_client_sync_reduce(sync, DDTS_REDUCE_MAX, v, 4, 1, err);
+        CHECK(st == DDTS_OK && v[0] == (float)(cr->n_shares - 1) && v[1] == 0 && v[3] == 2);
+        float u[2] = {(float)job->shard, 1};
+        if (st == DDTS_OK)
+            st = ddts_client_sync_reduce(sync, DDTS_REDUCE_SUM, u, 2, 1, err);
+        CHECK(st == DDTS_OK && u[1] == (float)cr->n_shares &&
+              u[0] == (float)(cr->n_shares * (cr->n_shares - 1) / 2));
+    }
     for (int r = 0; job->sync != DDTS_SYNC_NONE && r < cr->rounds && st == DDTS_OK; r++) {
         float start = w[0];
         for (size_t i = 0; i < N_WEIGHTS; i++)
