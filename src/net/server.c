@@ -987,7 +987,8 @@ static void *session_main(void *arg)
         st = serve_client(se, &err);
         if (st != DDTS_OK && st != DDTS_ECLOSED && st != DDTS_EEXIST) {
             ddts_log(srv->log, DDTS_LOG_WARN, "client '%s' (%s): %s", se->name, se->addr, err.msg);
-            if (st == DDTS_EPROTO || st == DDTS_ELIMIT || st == DDTS_ENUMERIC)
+            /* Tell the peer why, unless the connection itself is gone or untrusted. */
+            if (st != DDTS_ETIMEOUT && st != DDTS_EIO && st != DDTS_EAUTH)
                 ddts_conn_send_error(se->conn, st, err.msg);
         } else if (st == DDTS_EEXIST) {
             ddts_log(srv->log, DDTS_LOG_WARN, "refused %s: %s", se->addr, err.msg);

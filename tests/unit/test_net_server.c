@@ -3,9 +3,11 @@
  * train callback: weights = start + (share + 1), trained on 10 * (share + 1)
  * samples, so each round's weighted mean is known exactly.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -655,13 +657,102 @@ static void test_64_clients(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+/* Raw TCP to the server: returns the fd. */
+static int raw_connect(uint16_t port)
+{
+    struct ddts_conn *c = NULL;
+    assert_int_equal(ddts_conn_connect("127.0.0.1", port, 5, &c, NULL), DDTS_OK);
+    int fd = dup(ddts_conn_fd(c));
+    ddts_conn_destroy(c);
+    return fd;
+}
+
+/* Waits until the server closes fd (reads return 0 or fail); returns seconds waited. */
+static double wait_closed(int fd)
+{
+    double t0 = ddts_now();
+    char buf[256];
+    for (;;) {
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+            break;
+        if (r < 0)
+            usleep(1000);
+        if (ddts_now() - t0 > 20)
+            break;
+    }
+    close(fd);
+    return ddts_now() - t0;
+}
+
+static void test_hostile_peers(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_start(&sr, pw, 1, DDTS_SYNC_EPOCH, 3.0);
+    uint16_t port = (uint16_t)atomic_load(&sr.port);
+    /* Garbage before authentication: an HTTP request (two failures: below the ban). */
+    int fd = raw_connect(port);
+    const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(send(fd, http, sizeof http - 1, MSG_NOSIGNAL), (ssize_t)(sizeof http - 1));
+    assert_true(wait_closed(fd) < 5);
+    /* An oversized length before authentication. */
+    fd = raw_connect(port);
+    uint8_t hdr[4];
+    ddts_wire_frame_header_encode(hdr, 0x7fffffffu);
+    assert_int_equal(send(fd, hdr, 4, MSG_NOSIGNAL), 4);
+    assert_true(wait_closed(fd) < 5);
+    /* Authenticated, then a JOIN with a hostile name: an ERROR, then the connection closes. */
+    struct ddts_conn *c = NULL;
+    assert_int_equal(ddts_conn_connect("127.0.0.1", port, 5, &c, NULL), DDTS_OK);
+    assert_int_equal(ddts_conn_handshake(c, DDTS_ROLE_CLIENT, pw, DDTS_OK, NULL), DDTS_OK);
+    uint8_t m[128];
+    struct ddts_wire_writer w;
+    ddts_wire_writer_init(&w, m, sizeof m);
+    ddts_wire_put_u8(&w, DDTS_MSG_JOIN);
+    ddts_wire_put_raw(&w, "hostile-id-01234", 16);
+    ddts_wire_put_str(&w, "../../etc");
+    ddts_wire_put_str(&w, "");
+    ddts_wire_put_raw(&w, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+    ddts_wire_put_u32(&w, 0);
+    ddts_wire_put_u8(&w, 0);
+    assert_int_equal(ddts_conn_send_w(c, &w, NULL), DDTS_OK);
+    uint8_t type;
+    const uint8_t *p;
+    size_t n;
+    struct ddts_error err;
+    assert_int_equal(ddts_conn_recv(c, &type, &p, &n, &err), DDTS_EINVAL);
+    assert_non_null(strstr(err.msg, "name"));
+    ddts_conn_destroy(c);
+    /* Authenticated, then an oversized frame: closed. */
+    assert_int_equal(ddts_conn_connect("127.0.0.1", port, 5, &c, NULL), DDTS_OK);
+    assert_int_equal(ddts_conn_handshake(c, DDTS_ROLE_CLIENT, pw, DDTS_OK, NULL), DDTS_OK);
+    fd = dup(ddts_conn_fd(c));
+    ddts_conn_destroy(c);
+    ddts_wire_frame_header_encode(hdr, DDTS_MAX_FRAME + 1000);
+    assert_int_equal(send(fd, hdr, 4, MSG_NOSIGNAL), 4);
+    assert_true(wait_closed(fd) < 5);
+    /* The server still serves an honest client to the end of the job. */
+    struct client_run a;
+    client_start(&a, &sr, pw, "honest", NULL);
+    client_go(&a);
+    client_join(&a, DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    assert_int_equal(atomic_load(&a.trained), 1);
+    assert_int_equal(log_count(&sr.log, "frame of 2147483647 bytes (max 1024)"), 1);
+    client_free(&a);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_happy_path),       cmocka_unit_test(test_wrong_passphrase_ban),
         cmocka_unit_test(test_duplicate_client), cmocka_unit_test(test_silent_client),
         cmocka_unit_test(test_dropped_client),   cmocka_unit_test(test_server_restart),
-        cmocka_unit_test(test_64_clients),
+        cmocka_unit_test(test_64_clients),       cmocka_unit_test(test_hostile_peers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
