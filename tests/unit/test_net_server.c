@@ -187,6 +187,7 @@ struct client_run {
     size_t n_shares;
     atomic_int trained;  /* shares trained */
     atomic_int calls;    /* train callbacks started */
+    int no_files;        /* the server sends no model and no data */
     atomic_int failures; /* checks that failed inside train */
     char failure[256];
 };
@@ -217,6 +218,11 @@ static enum ddts_status fake_train(void *ud, const struct ddts_client_job *job,
     char *text = NULL;
     size_t n = 0;
     CHECK(strcmp(job->settings_json, "{\"epochs\": 2}") == 0);
+    if (cr->no_files) {
+        CHECK(job->model_path == NULL && job->shard_dir == NULL);
+        atomic_fetch_add(&cr->trained, 1);
+        return DDTS_OK;
+    }
     CHECK(job->model_path != NULL &&
           ddts_read_file(job->model_path, 100, &text, &n, NULL) == DDTS_OK &&
           strcmp(text, "MODEL") == 0);
@@ -746,6 +752,41 @@ static void test_hostile_peers(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+static void test_no_data_sent(void **state)
+{
+    (void)state;
+    /* --data client|keras: the server sends settings only; results may be empty. */
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_start(&sr, pw, 2, DDTS_SYNC_NONE, 3.0);
+    atomic_store(&sr.stop, 1);
+    server_join(&sr, DDTS_ECANCELED);
+    ddts_free((char *)sr.cfg.model_path);
+    ddts_free((char *)sr.cfg.shards_dir);
+    sr.cfg.model_path = NULL;
+    sr.cfg.shards_dir = NULL;
+    atomic_store(&sr.stop, 0);
+    atomic_store(&sr.port, 0);
+    assert_int_equal(pthread_create(&sr.thread, NULL, server_main, &sr), 0);
+    while (atomic_load(&sr.port) == 0)
+        usleep(5000);
+    struct client_run a, b;
+    client_start(&a, &sr, pw, "a", NULL);
+    client_start(&b, &sr, pw, "b", NULL);
+    a.no_files = b.no_files = 1;
+    client_go(&a);
+    client_go(&b);
+    client_join(&a, DDTS_OK);
+    client_join(&b, DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    assert_int_equal(atomic_load(&a.trained) + atomic_load(&b.trained), 2);
+    assert_int_equal(log_count(&sr.log, ": 0 result files (0 bytes) received"), 2);
+    client_free(&a);
+    client_free(&b);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -753,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_client), cmocka_unit_test(test_silent_client),
         cmocka_unit_test(test_dropped_client),   cmocka_unit_test(test_server_restart),
         cmocka_unit_test(test_64_clients),       cmocka_unit_test(test_hostile_peers),
+        cmocka_unit_test(test_no_data_sent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
