@@ -10,7 +10,8 @@
  *
  * Layout under WORKDIR/<job>/:
  *   state              the job state (rounds, shards done, client ids), rewritten atomically
- *   global/weights.f32 the latest averaged weights (raw little-endian float32)
+ *   global/weights.f32 the latest averaged weights (raw little-endian float32; the
+ *                      integrator turns them into a model file, see on_round)
  *   clients/<name>/    each client's uploaded results
  */
 #ifndef DDTS_SERVER_H
@@ -65,6 +66,13 @@ struct ddts_server_config {
     /* Out (may be NULL): called once the server is listening. */
     void (*on_listening)(void *userdata, uint16_t port);
     void *userdata;
+    /*
+     * May be NULL. Called after each weight-averaging round with the new global
+     * weights (`n` float32, borrowed for the call), e.g. to save a Keras model
+     * of the global state. Runs on a connection thread with the job locked: it
+     * must be quick and must not block on the network.
+     */
+    void (*on_round)(void *userdata, uint64_t round, const float *weights, size_t n);
 };
 
 /*

@@ -369,6 +369,8 @@ static void maybe_complete(struct server *srv)
             save_state(srv, &err) != DDTS_OK)
             ddts_log(srv->log, DDTS_LOG_ERROR, "round %" PRIu64 ": cannot save: %s", srv->round,
                      err.msg);
+        if (srv->cfg->on_round != NULL)
+            srv->cfg->on_round(srv->cfg->userdata, srv->round, v, (size_t)srv->n);
     }
     res->round = srv->round;
     ddts_log(srv->log, DDTS_LOG_INFO,

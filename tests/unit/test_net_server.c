@@ -67,6 +67,8 @@ struct server_run {
     struct ddts_error err;
     atomic_int port;
     atomic_int stop;
+    atomic_int rounds_seen;
+    float last_w0;
     char *dir;
 };
 
@@ -80,6 +82,15 @@ static void on_listening(void *ud, uint16_t port)
 {
     struct server_run *sr = ud;
     atomic_store(&sr->port, port);
+}
+
+static void on_round(void *ud, uint64_t round, const float *w, size_t n)
+{
+    struct server_run *sr = ud;
+    if (n == N_WEIGHTS && round == (uint64_t)atomic_load(&sr->rounds_seen) + 1) {
+        sr->last_w0 = w[0];
+        atomic_fetch_add(&sr->rounds_seen, 1);
+    }
 }
 
 static void *server_main(void *arg)
@@ -141,6 +152,7 @@ static void server_start(struct server_run *sr, struct ddts_passphrase *pw, size
         .should_stop = should_stop,
         .on_listening = on_listening,
         .userdata = sr,
+        .on_round = on_round,
     };
     /* Any free port: ddts_server_run reports it through on_listening. */
     sr->cfg.any_port = 1;
@@ -408,6 +420,8 @@ static void test_happy_path(void **state)
     memcpy(&g, gw + 4 * 17, 4);
     float e = expected_mean(3, expected_mean(3, 0));
     assert_close(g, e, 1e-6);
+    assert_int_equal(atomic_load(&sr.rounds_seen), 2);
+    assert_close(sr.last_w0, e, 1e-6);
     ddts_free(gw);
     char *st = read_text(jobdir, ".", "state");
     assert_non_null(strstr(st, "round 2\n"));
