@@ -4,6 +4,7 @@
  * samples, so each round's weighted mean is known exactly.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -801,6 +802,128 @@ static void test_no_data_sent(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+/* ---- a TCP proxy that can cut its connections, for a dropped-and-back client ---- */
+
+struct proxy {
+    struct ddts_listener *l;
+    uint16_t target;
+    atomic_int generation; /* cut: connections of older generations close */
+    atomic_int stop;
+    pthread_t thread;
+};
+
+struct pipe_pair {
+    struct proxy *px;
+    int a, b, gen;
+};
+
+static void *pipe_main(void *arg)
+{
+    struct pipe_pair *pp = arg;
+    char buf[65536];
+    for (;;) {
+        if (atomic_load(&pp->px->generation) != pp->gen || atomic_load(&pp->px->stop))
+            break;
+        struct pollfd fds[2] = {{.fd = pp->a, .events = POLLIN}, {.fd = pp->b, .events = POLLIN}};
+        if (poll(fds, 2, 20) <= 0)
+            continue;
+        int stop = 0;
+        for (int i = 0; i < 2 && !stop; i++) {
+            if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            ssize_t r = recv(fds[i].fd, buf, sizeof buf, 0);
+            if (r < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            if (r <= 0) {
+                stop = 1;
+                break;
+            }
+            int out = i == 0 ? pp->b : pp->a;
+            for (ssize_t off = 0; off < r;) {
+                ssize_t w = send(out, buf + off, (size_t)(r - off), MSG_NOSIGNAL);
+                if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+                    usleep(100);
+                    continue;
+                }
+                if (w <= 0) {
+                    stop = 1;
+                    break;
+                }
+                off += w;
+            }
+        }
+        if (stop)
+            break;
+    }
+    close(pp->a);
+    close(pp->b);
+    ddts_free(pp);
+    return NULL;
+}
+
+static void *proxy_main(void *arg)
+{
+    struct proxy *px = arg;
+    while (!atomic_load(&px->stop)) {
+        struct ddts_conn *in = NULL, *out = NULL;
+        if (ddts_listener_accept(px->l, 0.05, &in, NULL) != DDTS_OK)
+            continue;
+        if (ddts_conn_connect("127.0.0.1", px->target, 5, &out, NULL) != DDTS_OK) {
+            ddts_conn_destroy(in);
+            continue;
+        }
+        struct pipe_pair *pp = ddts_calloc(1, sizeof *pp);
+        pp->px = px;
+        pp->a = dup(ddts_conn_fd(in));
+        pp->b = dup(ddts_conn_fd(out));
+        pp->gen = atomic_load(&px->generation);
+        ddts_conn_destroy(in);
+        ddts_conn_destroy(out);
+        pthread_t t;
+        pthread_create(&t, NULL, pipe_main, pp);
+        pthread_detach(t);
+    }
+    return NULL;
+}
+
+static void test_dropped_and_back(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_start(&sr, pw, 2, DDTS_SYNC_EPOCH, 3.0);
+    struct proxy px = {.target = (uint16_t)atomic_load(&sr.port)};
+    assert_int_equal(ddts_listener_open("127.0.0.1", 0, &px.l, NULL), DDTS_OK);
+    assert_int_equal(pthread_create(&px.thread, NULL, proxy_main, &px), 0);
+    struct client_run a, b;
+    client_start(&a, &sr, pw, "a", NULL);
+    client_start(&b, &sr, pw, "b", NULL);
+    a.cfg.port = ddts_listener_port(px.l); /* a goes through the proxy */
+    a.cfg.retries = 100;
+    a.cfg.retry_s = 0.05;
+    a.rounds = b.rounds = 3;
+    client_go(&a);
+    client_go(&b);
+    wait_log(&sr.log, "round 1 complete", 1, 10);
+    atomic_fetch_add(&px.generation, 1); /* cut a's connection */
+    client_join(&a, DDTS_OK);
+    client_join(&b, DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    atomic_store(&px.stop, 1);
+    pthread_join(px.thread, NULL);
+    ddts_listener_close(px.l);
+    /* a came back, got its own share without downloading it again, and trained it. */
+    assert_int_equal(log_count(&sr.log, "client 'a' joined"), 2);
+    assert_int_equal(log_count(&sr.log, "-> client 'a' (it has the files)"), 1);
+    assert_int_equal(log_count(&sr.log, "reassigned"), 0);
+    assert_int_equal(atomic_load(&a.calls), 2);
+    assert_int_equal(atomic_load(&a.trained) + atomic_load(&b.trained), 2);
+    client_free(&a);
+    client_free(&b);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -808,7 +931,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_client), cmocka_unit_test(test_silent_client),
         cmocka_unit_test(test_dropped_client),   cmocka_unit_test(test_server_restart),
         cmocka_unit_test(test_64_clients),       cmocka_unit_test(test_hostile_peers),
-        cmocka_unit_test(test_no_data_sent),
+        cmocka_unit_test(test_no_data_sent),     cmocka_unit_test(test_dropped_and_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
