@@ -198,9 +198,11 @@ struct client_run {
     int rounds;      /* exchanges per share */
     int check_exact; /* every share takes part in every round: check the means */
     size_t n_shares;
-    atomic_int trained;  /* shares trained */
-    atomic_int calls;    /* train callbacks started */
-    int no_files;        /* the server sends no model and no data */
+    atomic_int trained; /* shares trained */
+    atomic_int calls;   /* train callbacks started */
+    int no_files;       /* the server sends no model and no data */
+    int pause;          /* first call: after round 1, wait for `resume` */
+    atomic_int paused, resume;
     atomic_int failures; /* checks that failed inside train */
     char failure[256];
 };
@@ -274,6 +276,11 @@ static enum ddts_status fake_train(void *ud, const struct ddts_client_job *job,
         for (size_t i = 0; i < N_WEIGHTS; i++)
             w[i] += (float)(job->shard + 1);
         st = ddts_client_sync_exchange(sync, w, N_WEIGHTS, 10 * (job->shard + 1), err);
+        if (r == 0 && cr->pause && atomic_load(&cr->calls) == 1) {
+            atomic_store(&cr->paused, 1);
+            while (!atomic_load(&cr->resume))
+                usleep(5000);
+        }
         if (st == DDTS_OK && cr->check_exact) {
             float e = expected_mean(cr->n_shares, start);
             for (size_t i = 0; i < N_WEIGHTS; i++)
@@ -902,10 +909,16 @@ static void test_dropped_and_back(void **state)
     a.cfg.retries = 100;
     a.cfg.retry_s = 0.05;
     a.rounds = b.rounds = 3;
+    a.pause = 1;
     client_go(&a);
     client_go(&b);
-    wait_log(&sr.log, "round 1 complete", 1, 10);
-    atomic_fetch_add(&px.generation, 1); /* cut a's connection */
+    double end = ddts_now() + 10;
+    while (!atomic_load(&a.paused) && ddts_now() < end)
+        usleep(5000);
+    assert_true(atomic_load(&a.paused));
+    atomic_fetch_add(&px.generation, 1); /* cut a's connection between two rounds */
+    usleep(100000);
+    atomic_store(&a.resume, 1);
     client_join(&a, DDTS_OK);
     client_join(&b, DDTS_OK);
     server_join(&sr, DDTS_OK);
