@@ -937,6 +937,52 @@ static void test_dropped_and_back(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+static void test_bad_state_file(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    char *dir = test_tmpdir();
+    char *jobdir = join2(dir, "job1");
+    char *path = join2(jobdir, "state");
+    assert_int_equal(ddts_mkdir_p(jobdir, NULL), DDTS_OK);
+    static const struct {
+        const char *text;
+        enum ddts_status st;
+        const char *msg;
+    } cases[] = {
+        {"hello\n", DDTS_EFORMAT, "not a ddts server state file"},
+        {"ddts-server-state 1\nn_shards 5\n", DDTS_EINVAL, "5 shares"},
+        {"ddts-server-state 1\nshard 9 done - - 0\n", DDTS_EFORMAT, "out of range"},
+        {"ddts-server-state 1\njob_id xyz\n", DDTS_EFORMAT, "bad job id"},
+        {"ddts-server-state 1\n%%%\n", DDTS_EFORMAT, "unreadable line"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_text(path, cases[i].text);
+        struct ddts_server_config cfg = {.host = "127.0.0.1",
+                                         .any_port = 1,
+                                         .passphrase = pw,
+                                         .n_clients = 2,
+                                         .workdir = dir,
+                                         .job = "job1"};
+        struct ddts_error err;
+        enum ddts_status st = ddts_server_run(&cfg, &err);
+        if (st != cases[i].st || strstr(err.msg, cases[i].msg) == NULL)
+            fail_msg("state '%s': %s (%s), expected %s (%s)", cases[i].text, ddts_status_str(st),
+                     err.msg, ddts_status_str(cases[i].st), cases[i].msg);
+    }
+    unlink(path);
+    rmdir(jobdir);
+    char *g = join2(jobdir, "global");
+    rmdir(g);
+    rmdir(jobdir);
+    rmdir(dir);
+    ddts_free(g);
+    ddts_free(path);
+    ddts_free(jobdir);
+    ddts_free(dir);
+    ddts_passphrase_destroy(pw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -945,6 +991,7 @@ int main(void)
         cmocka_unit_test(test_dropped_client),   cmocka_unit_test(test_server_restart),
         cmocka_unit_test(test_64_clients),       cmocka_unit_test(test_hostile_peers),
         cmocka_unit_test(test_no_data_sent),     cmocka_unit_test(test_dropped_and_back),
+        cmocka_unit_test(test_bad_state_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
