@@ -121,4 +121,12 @@ int cli_job_save_wizard_result(const char *cmd, struct ddts_job *job, const char
 int cmd_wizard(int argc, char **argv);
 extern const char cli_usage_wizard[];
 
+/*
+ * The passphrase of `ddts server` / `ddts client`: from `file` (--passphrase-file; NULL if not
+ * given), else the environment variable DDTS_PASSPHRASE, else a prompt on the terminal without
+ * echo (asked twice when `confirm`). Never from a plain flag value. On failure prints the error
+ * and returns CLI_FAIL or CLI_USAGE; on success the caller owns *out (ddts_passphrase_destroy).
+ */
+int cli_passphrase(const char *cmd, const char *file, int confirm, struct ddts_passphrase **out);
+
 #endif

@@ -81,6 +81,7 @@ struct ban {
     char addr[64];
     unsigned fails;
     double until; /* banned while now < until (0: not banned) */
+    int busy;     /* a handshake from this address is in progress */
     struct ban *next;
 };
 
@@ -250,6 +251,18 @@ static void pick_results_name(struct server *srv, size_t i, const char *name)
 }
 
 /*
+ * Makes share s a participant of the rounds from now on: required from the
+ * next round if one is open, else from the coming one. It has client_timeout
+ * after a round opens to download its share and catch up.
+ */
+static void participate(struct server *srv, struct shard *s)
+{
+    s->training = 1;
+    s->ready_at = ddts_now();
+    s->first_seq = srv->open ? srv->seq + 1 : srv->seq;
+}
+
+/*
  * Finds a share for a session (caller holds mu): its own share back, else a
  * free one, else one given up by its client. -1 when none.
  */
@@ -263,6 +276,7 @@ static long find_share(struct server *srv, struct session *se, int claims_traine
             s->sess = se;
             s->orphan_since = 0;
             s->lost = 0;
+            participate(srv, s);
             return (long)i;
         }
     }
@@ -288,7 +302,7 @@ static long find_share(struct server *srv, struct session *se, int claims_traine
     s->sess = se;
     s->orphan_since = 0;
     s->lost = 0;
-    s->training = 0;
+    participate(srv, s);
     pick_results_name(srv, (size_t)pick, se->name);
     if (!srv->started) {
         int any_free = 0;
@@ -340,11 +354,9 @@ static void maybe_complete(struct server *srv)
         pthread_cond_broadcast(&srv->cv);
         return;
     }
-    double scale = 1.0;
-    if (srv->op == 0) /* DDTS_REDUCE_MEAN */
-        scale = 1.0 / (double)srv->total_samples;
-    for (uint64_t i = 0; i < srv->n; i++)
-        v[i] = (float)(srv->acc[i] * scale);
+    double total = (double)srv->total_samples;
+    for (uint64_t i = 0; i < srv->n; i++) /* DDTS_REDUCE_MEAN divides by the samples */
+        v[i] = (float)(srv->op == 0 ? srv->acc[i] / total : srv->acc[i]);
     res->v = v;
     res->n = srv->n;
     res->total_samples = srv->total_samples;
@@ -357,6 +369,8 @@ static void maybe_complete(struct server *srv)
             save_state(srv, &err) != DDTS_OK)
             ddts_log(srv->log, DDTS_LOG_ERROR, "round %" PRIu64 ": cannot save: %s", srv->round,
                      err.msg);
+        if (srv->cfg->on_round != NULL)
+            srv->cfg->on_round(srv->cfg->userdata, srv->round, v, (size_t)srv->n);
     }
     res->round = srv->round;
     ddts_log(srv->log, DDTS_LOG_INFO,
@@ -451,20 +465,32 @@ static struct ban *ban_find(struct server *srv, const char *addr, int create)
     return b;
 }
 
-static int is_banned(struct server *srv, const char *addr)
+/*
+ * Handshakes from one address run one at a time, so that parallel
+ * connections cannot try more passphrases than ban_after before the ban
+ * (each one is a few milliseconds). Returns whether the address is banned.
+ */
+static int handshake_begin(struct server *srv, const char *addr)
 {
     pthread_mutex_lock(&srv->mu);
-    struct ban *b = ban_find(srv, addr, 0);
+    struct ban *b = ban_find(srv, addr, 1);
+    while (b != NULL && b->busy && !srv->stopping)
+        timed_wait(srv, 0.2);
+    if (b != NULL)
+        b->busy = 1;
     int banned = b != NULL && b->until > ddts_now();
     pthread_mutex_unlock(&srv->mu);
     return banned;
 }
 
-static void record_failure(struct server *srv, const char *addr)
+static void handshake_end(struct server *srv, const char *addr, int failed)
 {
     pthread_mutex_lock(&srv->mu);
-    struct ban *b = ban_find(srv, addr, 1);
-    if (b != NULL && ++b->fails >= srv->ban_after && b->until <= ddts_now()) {
+    struct ban *b = ban_find(srv, addr, 0);
+    if (b != NULL)
+        b->busy = 0;
+    pthread_cond_broadcast(&srv->cv);
+    if (b != NULL && failed && ++b->fails >= srv->ban_after && b->until <= ddts_now()) {
         double len = srv->cfg->ban_s > 0 ? srv->cfg->ban_s : 1e300;
         b->until = ddts_now() + len;
         b->fails = 0;
@@ -628,6 +654,14 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
         return ddts_error_set(err, DDTS_EPROTO,
                               "SYNC: op %u, %" PRIu64 " values, %" PRIu64 " samples is invalid", op,
                               count, samples);
+    /* Lengths are checked against the round and the global weights before allocating. */
+    pthread_mutex_lock(&srv->mu);
+    uint64_t expect = srv->open ? srv->n : (flags & 1) ? srv->n_floats : 0;
+    pthread_mutex_unlock(&srv->mu);
+    if (expect != 0 && count != expect)
+        return ddts_error_set(err, DDTS_EPROTO,
+                              "SYNC of %" PRIu64 " values where the job has %" PRIu64, count,
+                              expect);
     float *v = ddts_mallocarray((size_t)count, sizeof *v);
     if (v == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "SYNC: out of memory for %" PRIu64 " values",
@@ -862,14 +896,7 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
             return st != DDTS_OK ? st : DDTS_ECLOSED;
         }
         int has_files = same_job && (j.flags & 1) && j.share == (uint32_t)i;
-        /* A participant of the rounds from now on (it has client_timeout after a round
-         * opens to download its share and catch up). */
-        pthread_mutex_lock(&srv->mu);
         struct shard *s = &srv->shards[i];
-        s->training = 1;
-        s->ready_at = ddts_now();
-        s->first_seq = srv->open ? srv->seq + 1 : srv->seq;
-        pthread_mutex_unlock(&srv->mu);
         ddts_log(srv->log, DDTS_LOG_INFO, "share %ld -> client '%s'%s", i, se->name,
                  has_files ? " (it has the files)" : "");
         st = send_job(se, i, has_files, err);
@@ -948,20 +975,22 @@ static void *session_main(void *arg)
     struct server *srv = se->srv;
     struct ddts_error err;
     ddts_error_clear(&err);
-    enum ddts_status refuse = is_banned(srv, se->addr) ? DDTS_EBANNED : DDTS_OK;
+    enum ddts_status refuse = handshake_begin(srv, se->addr) ? DDTS_EBANNED : DDTS_OK;
     enum ddts_status st =
         ddts_conn_handshake(se->conn, DDTS_ROLE_SERVER, srv->cfg->passphrase, refuse, &err);
+    handshake_end(srv, se->addr,
+                  st == DDTS_EAUTH || st == DDTS_EPROTO || st == DDTS_ELIMIT ||
+                      st == DDTS_EUNSUPPORTED);
     if (st == DDTS_EBANNED) {
         ddts_log(srv->log, DDTS_LOG_WARN, "refused banned address %s", se->addr);
     } else if (st != DDTS_OK) {
         ddts_log(srv->log, DDTS_LOG_WARN, "handshake with %s failed: %s", se->addr, err.msg);
-        if (st == DDTS_EAUTH || st == DDTS_EPROTO || st == DDTS_ELIMIT || st == DDTS_EUNSUPPORTED)
-            record_failure(srv, se->addr);
     } else {
         st = serve_client(se, &err);
         if (st != DDTS_OK && st != DDTS_ECLOSED && st != DDTS_EEXIST) {
             ddts_log(srv->log, DDTS_LOG_WARN, "client '%s' (%s): %s", se->name, se->addr, err.msg);
-            if (st == DDTS_EPROTO || st == DDTS_ELIMIT || st == DDTS_ENUMERIC)
+            /* Tell the peer why, unless the connection itself is gone or untrusted. */
+            if (st != DDTS_ETIMEOUT && st != DDTS_EIO && st != DDTS_EAUTH)
                 ddts_conn_send_error(se->conn, st, err.msg);
         } else if (st == DDTS_EEXIST) {
             ddts_log(srv->log, DDTS_LOG_WARN, "refused %s: %s", se->addr, err.msg);
@@ -1111,7 +1140,11 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
         if ((st = save_state(&srv, err)) != DDTS_OK)
             goto out;
     }
-    st = ddts_listener_open(cfg->host, cfg->port ? cfg->port : DDTS_DEFAULT_PORT, &l, err);
+    st = ddts_listener_open(cfg->host,
+                            cfg->any_port ? 0
+                            : cfg->port   ? cfg->port
+                                          : DDTS_DEFAULT_PORT,
+                            &l, err);
     if (st != DDTS_OK)
         goto out;
     uint16_t port = ddts_listener_port(l);

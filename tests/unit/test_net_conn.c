@@ -402,6 +402,7 @@ static void test_loopback_connect(void **state)
     assert_int_equal(ddts_conn_connect("127.0.0.1", port, 2, &c, NULL), DDTS_OK);
     assert_int_equal(ddts_listener_accept(l, 2, &s, NULL), DDTS_OK);
     assert_string_equal(ddts_conn_peer(s), "127.0.0.1");
+    ddts_conn_destroy(s);
     assert_int_equal(ddts_listener_accept(l, 0.05, &s, NULL), DDTS_ETIMEOUT);
     ddts_conn_destroy(c);
     ddts_listener_close(l);
