@@ -450,3 +450,47 @@ int cli_job_complete(const char *cmd, struct ddts_job *job, bool force_wizard, c
                 (unsigned long long)job->seed, (unsigned long long)job->seed);
     return CLI_OK;
 }
+
+int cli_read_passphrase(const char *cmd, const char *file, char *buf, size_t cap, bool confirm)
+{
+    if (cap == 0)
+        return CLI_FAIL;
+    if (buf[0] != '\0')
+        return CLI_OK;
+    if (file != NULL && file[0] != '\0') {
+        FILE *fp = fopen(file, "r");
+        if (fp == NULL) {
+            struct ddts_error err;
+            ddts_error_set_errno(&err, DDTS_EIO, errno, "--passphrase-file %s: cannot open", file);
+            return cli_fail(cmd, &err);
+        }
+        bool ok = fgets(buf, (int)cap, fp) != NULL;
+        fclose(fp);
+        size_t n = ok ? strlen(buf) : 0;
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+            buf[--n] = '\0';
+        if (n == 0) {
+            explicit_bzero(buf, cap);
+            return cli_usage_error(cmd, "--passphrase-file %s: the file holds no passphrase", file);
+        }
+        return CLI_OK;
+    }
+    const char *env = getenv("DDTS_PASSPHRASE");
+    if (env != NULL && env[0] != '\0') {
+        if (strlen(env) >= cap)
+            return cli_usage_error(cmd, "DDTS_PASSPHRASE: longer than %zu bytes", cap - 1);
+        memcpy(buf, env, strlen(env) + 1);
+        return CLI_OK;
+    }
+    if (!isatty(STDIN_FILENO))
+        return cli_usage_error(cmd, "no passphrase: give --passphrase-file FILE or set "
+                                    "DDTS_PASSPHRASE (stdin is not a terminal to ask)");
+    struct wizard w = {NULL, stdin, stderr, STDIN_FILENO};
+    bool ok = confirm ? ask_passphrase(&w, buf, cap)
+                      : read_secret(&w, "Passphrase (not echoed)", buf, cap);
+    if (!ok || buf[0] == '\0') {
+        explicit_bzero(buf, cap);
+        return cli_usage_error(cmd, "no passphrase given");
+    }
+    return CLI_OK;
+}
