@@ -216,6 +216,35 @@ def collect_and_eof(work):
     check(not os.path.exists(os.path.join(work, "never.json")), "no job file after EOF")
 
 
+def progress_lines(work):
+    """Keras-like progress: redrawn in place on a terminal, one line per epoch otherwise."""
+    import subprocess
+    r = subprocess.run([DDTS, "wizard", "--selftest-progress"], cwd=work, capture_output=True,
+                       text=True, timeout=30)
+    err = r.stderr
+    check(r.returncode == 0, "progress self-test exit 0")
+    check("\r" not in err and "\033" not in err, "no carriage returns or escapes in a pipe")
+    lines = err.splitlines()
+    check(lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2",
+          "one header and one line per epoch in a pipe: %r" % lines[:4])
+    check(lines[1].startswith("1000/1000 [==============================] - ") and
+          "/sample - loss: " in lines[1] and "val_accuracy: 0.7500" in lines[1],
+          "end-of-epoch line: %r" % lines[1])
+    check(sum("ETA:" in l for l in lines) == 0, "no running lines in a pipe")
+    check(any(l.startswith("model.h5  4.00 MiB [====================] 100%") for l in lines),
+          "finished transfer line: %r" % lines)
+    check(sum(l.startswith("NAME ") for l in lines) == 2, "table printed when forced")
+
+    p = Pty([DDTS, "wizard", "--selftest-progress"], work)
+    rc = p.wait(timeout=30)
+    t = p.transcript
+    check(rc == 0, "progress self-test on a terminal exit 0")
+    check("\r 500/1000 [==============>...............] - " in t and "ETA: " in t,
+          "running line redrawn in place on a terminal: %r" % t[:400])
+    check("\033[K" in t, "stale text erased on a terminal")
+    check("\033[3A" in t, "table redrawn in place (cursor up 3 lines)")
+
+
 def main():
     if not os.path.exists(DDTS):
         print("ddts binary not found at", DDTS)
@@ -224,6 +253,7 @@ def main():
     try:
         dialogue(work)
         collect_and_eof(work)
+        progress_lines(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("%d passed, %d failed" % (passes, failures))

@@ -252,6 +252,29 @@ static void test_progress(void **state)
     assert_string_equal(buf, "-");
 }
 
+static void test_transfer(void **state)
+{
+    (void)state;
+    char buf[160];
+    ddts_format_bytes(buf, sizeof buf, 512);
+    assert_string_equal(buf, "512 B");
+    ddts_format_bytes(buf, sizeof buf, 1536);
+    assert_string_equal(buf, "1.50 KiB");
+    ddts_format_bytes(buf, sizeof buf, 12.34 * 1048576);
+    assert_string_equal(buf, "12.3 MiB");
+    ddts_format_bytes(buf, sizeof buf, 3.0 * 1073741824.0);
+    assert_string_equal(buf, "3.00 GiB");
+    uint64_t mib = 1048576;
+    size_t n = ddts_transfer_format(buf, sizeof buf, "model.h5", 10 * mib, 40 * mib, 4);
+    assert_int_equal(n, strlen(buf));
+    assert_string_equal(
+        buf, "model.h5  10.0 MiB/40.0 MiB [====>...............]  25% 2.50 MiB/s ETA 12s");
+    ddts_transfer_format(buf, sizeof buf, "shard", 40 * mib, 40 * mib, 16);
+    assert_string_equal(buf, "shard  40.0 MiB [====================] 100% 2.50 MiB/s 16s");
+    ddts_transfer_format(buf, sizeof buf, "x", 100, 0, 0);
+    assert_string_equal(buf, "x  100 B -/s");
+}
+
 static void test_client_table(void **state)
 {
     (void)state;
@@ -453,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_history_parse_errors),
         cmocka_unit_test(test_textlog),
         cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_transfer),
         cmocka_unit_test(test_client_table),
         cmocka_unit_test(test_summary),
         cmocka_unit_test(test_plots),
