@@ -117,6 +117,14 @@ int cmd_wizard(int argc, char **argv)
         if (rc != CLI_OK)
             goto out;
     }
+    if (job.passphrase_file[0] != '\0') {
+        /* A job file must not point at a passphrase file that cannot be read. */
+        char check[512] = {0};
+        rc = cli_read_passphrase("wizard", job.passphrase_file, check, sizeof check, false);
+        explicit_bzero(check, sizeof check);
+        if (rc != CLI_OK)
+            goto out;
+    }
     if (ddts_job_check_required(&job, &err) != DDTS_OK) {
         rc = cli_usage_error("wizard", "%s", err.msg);
         goto out;

@@ -192,7 +192,9 @@ def dialogue(work):
 
 def collect_and_eof(work):
     """Collect mode asks only what collecting needs; EOF mid-way fails cleanly."""
-    p = Pty([DDTS, "wizard", "--port", "7000", "--passphrase-file", "/dev/null",
+    with open(os.path.join(work, "pass"), "w") as f:
+        f.write("from a file\n")
+    p = Pty([DDTS, "wizard", "--port", "7000", "--passphrase-file", "pass",
              "--job-out", "c.json"], work)
     check(p.expect("Address to listen on [0.0.0.0]: "), "address question (collect run)")
     p.send("127.0.0.1")
