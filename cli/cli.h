@@ -157,6 +157,10 @@ void cli_table_refresh(struct cli_table *t, const struct ddts_client_row *rows, 
  * next refresh draws a fresh table instead of moving up over those lines. */
 void cli_table_forget(struct cli_table *t);
 
+/* Without a terminal: a --model folder holding exactly one model file becomes
+ * that file; none or several is a usage error listing them. A file: CLI_OK. */
+int cli_job_resolve_model_folder(const char *cmd, struct ddts_job *job);
+
 /* `ddts wizard`: the wizard alone, writing a job file (cli/cmd_wizard.c). */
 int cmd_wizard(int argc, char **argv);
 extern const char cli_usage_wizard[];

@@ -116,6 +116,10 @@ int cmd_wizard(int argc, char **argv)
         rc = cli_wizard_run(&job, stdin, stderr, STDIN_FILENO, server ? pass : NULL, sizeof pass);
         if (rc != CLI_OK)
             goto out;
+    } else {
+        rc = cli_job_resolve_model_folder("wizard", &job);
+        if (rc != CLI_OK)
+            goto out;
     }
     if (job.passphrase_file[0] != '\0') {
         /* A job file must not point at a passphrase file that cannot be read. */

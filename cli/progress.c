@@ -86,7 +86,8 @@ void cli_table_init(struct cli_table *t, FILE *fp)
 {
     memset(t, 0, sizeof *t);
     t->fp = fp;
-    t->tty = isatty(fileno(fp)) != 0 && getenv("TERM") != NULL && strcmp(getenv("TERM"), "dumb");
+    const char *term = getenv("TERM");
+    t->tty = isatty(fileno(fp)) != 0 && term != NULL && strcmp(term, "dumb") != 0;
 }
 
 void cli_table_refresh(struct cli_table *t, const struct ddts_client_row *rows, size_t n_rows,

@@ -91,6 +91,22 @@ static size_t list_models(const char *dir, char **list, size_t n, size_t max)
     return n;
 }
 
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Whether `dir` holds the X/ and Y/ folders of a dataset. */
+static bool has_xy(const char *dir)
+{
+    char *x = ddts_path_join(dir, "X"), *y = ddts_path_join(dir, "Y");
+    bool ok = x != NULL && y != NULL && is_dir(x) && is_dir(y);
+    ddts_free(x);
+    ddts_free(y);
+    return ok;
+}
+
 /*
  * Asks one setting until the answer is valid. `def_text` is shown in
  * brackets (NULL: the setting's current value); an empty answer keeps the
@@ -307,13 +323,25 @@ int cli_wizard_run(struct ddts_job *job, FILE *in, FILE *out, int in_fd, char *p
         snprintf(def, sizeof def, "%d", (int)job->data + 1);
         ok = ask(&w, "data", "Data source", def, true, NULL, NULL);
     }
-    if (job->data == DDTS_JOB_DATA_KERAS)
+    if (job->data == DDTS_JOB_DATA_KERAS) {
         ASK("keras-dataset",
             "Keras dataset (mnist, fashion_mnist, cifar10, cifar100, boston_housing, imdb, "
             "reuters)",
             "", false);
-    else if (job->data == DDTS_JOB_DATA_SERVER)
-        ASK("dataset", "Dataset folder (holding X/ and Y/)", "", false);
+    } else if (job->data == DDTS_JOB_DATA_SERVER) {
+        while (ok && !ddts_job_is_set(job, "dataset")) {
+            /* Asked on a copy, kept only when the folder looks like a dataset. */
+            struct ddts_job scratch = *job;
+            w.job = &scratch;
+            ok = ask(&w, "dataset", "Dataset folder (holding X/ and Y/)", "", false, NULL, NULL);
+            w.job = job;
+            if (ok && has_xy(scratch.dataset))
+                *job = scratch;
+            else if (ok)
+                fprintf(out, "  invalid answer: %s has no X/ and Y/ folders; please try again\n",
+                        scratch.dataset);
+        }
+    }
     ASK("samples", "Training samples to use", "all", true);
     if (ok && !ddts_job_is_set(job, "order"))
         ok = ask(&w, "order", "Predict Y from X (XY) or reconstruct X, an autoencoder (XX)?", NULL,
@@ -413,6 +441,33 @@ out:
     return rc;
 }
 
+int cli_job_resolve_model_folder(const char *cmd, struct ddts_job *job)
+{
+    struct stat st;
+    if (job->collect || job->model[0] == '\0' || stat(job->model, &st) != 0 || !S_ISDIR(st.st_mode))
+        return CLI_OK;
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    /* A folder with exactly one model file: that one; several: say which. */
+    char *paths[MAX_MODELS];
+    size_t n = list_models(job->model, paths, 0, MAX_MODELS);
+    int rc = CLI_OK;
+    if (n == 1) {
+        if (ddts_job_set(job, "model", paths[0], &err) != DDTS_OK)
+            rc = cli_usage_error(cmd, "%s", err.msg);
+    } else if (n == 0) {
+        rc = cli_usage_error(cmd, "--model %s: no *.h5 or *.keras file in the folder", job->model);
+    } else {
+        rc = cli_usage_error(cmd,
+                             "--model %s holds %zu models (%s, %s%s): name one, or run on a "
+                             "terminal to choose",
+                             job->model, n, paths[0], paths[1], n > 2 ? ", ..." : "");
+    }
+    for (size_t i = 0; i < n; i++)
+        ddts_free(paths[i]);
+    return rc;
+}
+
 int cli_job_complete(const char *cmd, struct ddts_job *job, bool force_wizard, const char *job_out,
                      char *passphrase, size_t cap)
 {
@@ -440,8 +495,11 @@ int cli_job_complete(const char *cmd, struct ddts_job *job, bool force_wizard, c
     } else {
         if (missing)
             return cli_usage_error(cmd, "%s", err.msg);
-        if (folder_model)
-            return cli_usage_error(cmd, "--model %s is a folder: name the model file", job->model);
+        if (folder_model) {
+            int rc = cli_job_resolve_model_folder(cmd, job);
+            if (rc != CLI_OK)
+                return rc;
+        }
         if (ddts_job_resolve(job, &err) != DDTS_OK)
             return cli_fail(cmd, &err);
     }

@@ -218,6 +218,37 @@ def collect_and_eof(work):
     check(not os.path.exists(os.path.join(work, "never.json")), "no job file after EOF")
 
 
+def folder_and_dataset(work):
+    """--model FOLDER lists that folder's models; a dataset folder without X/ and Y/ is refused."""
+    os.makedirs(os.path.join(work, "zoo"))
+    for name in ("mlp.keras", "cnn.h5"):
+        open(os.path.join(work, "zoo", name), "w").close()
+    os.makedirs(os.path.join(work, "data", "X"))
+    os.makedirs(os.path.join(work, "data", "Y"))
+    p = Pty([DDTS, "wizard", "--host", "127.0.0.1", "--port", "7001", "--collect=no",
+             "--passphrase-file", "pass", "--model", "zoo", "--clients", "2", "--epochs", "1",
+             "--batch-size", "8", "--optimizer", "adam", "--loss", "mse", "--normalizer", "none",
+             "--method", "fit", "--samples", "all", "--order", "XY", "--job-out", "d.json"], work)
+    check(p.expect("Model files found:\r\n  1) zoo/cnn.h5\r\n  2) zoo/mlp.keras\r\n"),
+          "models of the --model folder listed")
+    check(p.expect("Model (number or path) [1]: "), "model question for a folder")
+    p.send("")
+    check(p.expect("Data source [1]: "), "data source question")
+    p.send("")
+    check(p.expect("Dataset folder (holding X/ and Y/): "), "dataset folder question")
+    p.send("zoo")
+    check(p.expect("invalid answer: zoo has no X/ and Y/ folders"), "non-dataset folder refused")
+    check(p.expect("Dataset folder (holding X/ and Y/): "), "dataset folder asked again")
+    p.send("data")
+    rc = p.wait()
+    check(rc == 0, "folder dialogue exit 0 (got %s): %s" % (rc, p.transcript[-300:]))
+    job = json.load(open(os.path.join(work, "d.json")))
+    check(job.get("model") == "zoo/cnn.h5" and job.get("dataset") == "data" and
+          job.get("data", "server") == "server", "folder dialogue job file: %r" % job)
+    check("Address to listen on" not in p.transcript and "Epochs" not in p.transcript,
+          "settings given as flags are not asked")
+
+
 def progress_lines(work):
     """Keras-like progress: redrawn in place on a terminal, one line per epoch otherwise."""
     import subprocess
@@ -255,6 +286,7 @@ def main():
     try:
         dialogue(work)
         collect_and_eof(work)
+        folder_and_dataset(work)
         progress_lines(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
