@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cairo.h>
+#include <jansson.h>
 
 #include "test.h"
 
@@ -326,6 +327,27 @@ static void test_summary(void **state)
     assert_non_null(strstr(text, "\"val_loss\": null"));
     assert_non_null(strstr(text, "\"name\": \"b\\\"eta\""));
     assert_non_null(strstr(text, "\"duration_s\": 75.0"));
+    /* A JSON parser agrees. */
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
+    if (root == NULL)
+        fail_msg("summary.json does not parse: line %d: %s\n%s", jerr.line, jerr.text, text);
+    assert_string_equal(json_string_value(json_object_get(root, "job")), "mnist");
+    assert_int_equal(json_integer_value(json_object_get(root, "seed")), 42);
+    json_t *clients = json_object_get(root, "clients");
+    assert_int_equal(json_array_size(clients), 2);
+    json_t *c0 = json_array_get(clients, 0);
+    assert_int_equal(json_integer_value(json_object_get(c0, "samples")), 30000);
+    assert_true(json_real_value(json_object_get(json_object_get(c0, "final"), "loss")) == 0.25);
+    assert_true(json_is_null(json_object_get(json_object_get(c0, "final"), "val_loss")));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(clients, 1), "name")),
+                        "b\"eta");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(root, "settings"), "epochs")), 10);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(root, "global"), "model")),
+        "global/model.h5");
+    json_decref(root);
     ddts_free(text);
     text = slurp(tpath, &n);
     assert_non_null(strstr(text, "Job        mnist"));
