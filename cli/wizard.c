@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -179,6 +180,19 @@ static const char *map_model(const char *answer, void *ctx)
     return answer;
 }
 
+/* The terminal's settings while echo is off, for the signal handler: Ctrl-C
+ * at the passphrase prompt must not leave the user's terminal silent. */
+static struct termios echo_saved;
+static volatile sig_atomic_t echo_fd = -1;
+
+static void restore_echo_and_die(int sig)
+{
+    if (echo_fd >= 0)
+        tcsetattr(echo_fd, TCSANOW, &echo_saved);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 /* Reads the passphrase with echo off; false at EOF. */
 static bool read_secret(struct wizard *w, const char *prompt, char *buf, size_t cap)
 {
@@ -186,7 +200,17 @@ static bool read_secret(struct wizard *w, const char *prompt, char *buf, size_t 
      * the prompt can be echoed; TCSANOW keeps what was typed ahead. */
     struct termios old, quiet;
     bool tty = tcgetattr(w->in_fd, &old) == 0;
+    struct sigaction act, old_int, old_term, old_quit, old_hup;
     if (tty) {
+        echo_saved = old;
+        echo_fd = w->in_fd;
+        memset(&act, 0, sizeof act);
+        act.sa_handler = restore_echo_and_die;
+        sigemptyset(&act.sa_mask);
+        sigaction(SIGINT, &act, &old_int);
+        sigaction(SIGTERM, &act, &old_term);
+        sigaction(SIGQUIT, &act, &old_quit);
+        sigaction(SIGHUP, &act, &old_hup);
         quiet = old;
         quiet.c_lflag &= (tcflag_t) ~(ECHO | ECHONL);
         quiet.c_lflag |= ICANON;
@@ -195,8 +219,14 @@ static bool read_secret(struct wizard *w, const char *prompt, char *buf, size_t 
     fprintf(w->out, "%s: ", prompt);
     fflush(w->out);
     bool ok = fgets(buf, (int)cap, w->in) != NULL;
-    if (tty)
+    if (tty) {
         tcsetattr(w->in_fd, TCSANOW, &old);
+        echo_fd = -1;
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        sigaction(SIGQUIT, &old_quit, NULL);
+        sigaction(SIGHUP, &old_hup, NULL);
+    }
     fputc('\n', w->out);
     if (!ok) {
         buf[0] = '\0';

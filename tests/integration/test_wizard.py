@@ -249,6 +249,24 @@ def folder_and_dataset(work):
           "settings given as flags are not asked")
 
 
+def ctrl_c_restores_echo(work):
+    """Ctrl-C at the passphrase prompt leaves the terminal echoing again."""
+    import termios
+    p = Pty([DDTS, "wizard", "--host", "h", "--port", "1", "--collect=no", "--job-out", "z.json"],
+            work)
+    check(p.expect("Passphrase (not echoed; clients need the same): "), "passphrase prompt")
+    echo_off = not (termios.tcgetattr(p.fd)[3] & termios.ECHO)
+    check(echo_off, "echo is off at the passphrase prompt")
+    os.write(p.fd, b"\x03")  # Ctrl-C: SIGINT to the foreground process
+    rc = p.wait()
+    check(rc == -2, "Ctrl-C ends the wizard by SIGINT (got %s)" % rc)
+    try:
+        echo_on = bool(termios.tcgetattr(p.fd)[3] & termios.ECHO)
+    except termios.error:
+        echo_on = None
+    check(echo_on is True, "echo restored after Ctrl-C (got %r)" % echo_on)
+
+
 def progress_lines(work):
     """Keras-like progress: redrawn in place on a terminal, one line per epoch otherwise."""
     import subprocess
@@ -288,6 +306,7 @@ def main():
         collect_and_eof(work)
         folder_and_dataset(work)
         progress_lines(work)
+        ctrl_c_restores_echo(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("%d passed, %d failed" % (passes, failures))
