@@ -80,7 +80,9 @@ void cli_job_print_flags_help(FILE *fp);
  * invalid answer is explained and asked again. The passphrase is read with
  * echo off (termios on in_fd) into `passphrase` (cap bytes, NUL-terminated;
  * the caller wipes it after use) unless `passphrase` is NULL or a passphrase
- * file / $DDTS_PASSPHRASE is already available. Returns CLI_OK, or CLI_FAIL
+ * file / $DDTS_PASSPHRASE is already available. With `passphrase` NULL
+ * (ddts train) the network questions (address, port, train or collect) are
+ * not asked either. Returns CLI_OK, or CLI_FAIL
  * when input ends (EOF) before the questions are answered.
  */
 int cli_wizard_run(struct ddts_job *job, FILE *in, FILE *out, int in_fd, char *passphrase,

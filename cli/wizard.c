@@ -315,9 +315,14 @@ int cli_wizard_run(struct ddts_job *job, FILE *in, FILE *out, int in_fd, char *p
         if (ok && !ddts_job_is_set(job, setting))                                                  \
             ok = ask(&w, setting, question, def, keep, NULL, NULL);                                \
     } while (0)
-    ASK("host", "Address to listen on", NULL, true);
-    ASK("port", "Port", NULL, true);
-    if (ok && !ddts_job_is_set(job, "collect"))
+    /* Without a passphrase to ask (ddts train) there is no network: no
+     * address, port or collecting. */
+    bool network = passphrase != NULL;
+    if (network) {
+        ASK("host", "Address to listen on", NULL, true);
+        ASK("port", "Port", NULL, true);
+    }
+    if (ok && network && !ddts_job_is_set(job, "collect"))
         ok = ask(&w, "collect", "Train a model (y) or collect the results of an earlier job (n)?",
                  "y", true, map_train, NULL);
     bool need_pass = passphrase != NULL && cap > 0 && job->passphrase_file[0] == '\0' &&

@@ -267,6 +267,23 @@ def ctrl_c_restores_echo(work):
     check(echo_on is True, "echo restored after Ctrl-C (got %r)" % echo_on)
 
 
+def train_questions(work):
+    """For ddts train (--for train) the network questions are not asked."""
+    p = Pty([DDTS, "wizard", "--for", "train", "--model", "model/a_mlp.h5", "--clients", "1",
+             "--data", "keras", "--keras-dataset", "mnist", "--job-out", "t.json"], work)
+    for prompt in ("Epochs [10]: ", "Batch size [32]: ", "[the model's, else adam]: ",
+                   "[the model's]: ", "Normalizer [none]: ", "2 fit [2]: ",
+                   "Training samples to use [all]: ", "(XX)? [XY]: "):
+        check(p.expect(prompt), "train wizard asks %r" % prompt)
+        p.send("")
+    rc = p.wait()
+    check(rc == 0, "train wizard exit 0 (got %s)" % rc)
+    check("Address to listen on" not in p.transcript and "Passphrase" not in p.transcript and
+          "collect" not in p.transcript, "no network questions for train")
+    check("ddts train --model model/a_mlp.h5 --clients 1 --data keras --keras-dataset mnist"
+          in p.transcript, "train command line printed")
+
+
 def progress_lines(work):
     """Keras-like progress: redrawn in place on a terminal, one line per epoch otherwise."""
     import subprocess
@@ -306,6 +323,7 @@ def main():
         collect_and_eof(work)
         folder_and_dataset(work)
         progress_lines(work)
+        train_questions(work)
         ctrl_c_restores_echo(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
