@@ -32,6 +32,15 @@ int cmd_ensemble(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
+/* `ddts inspect DATAFILE`: prints each array of a data file (npz arrays, xlsx
+ * sheets) with its shape, dtype, min, max and mean; `key` (may be NULL)
+ * restricts it to one array or sheet. Returns a CLI exit code. */
+int cli_inspect_data(const char *path, const char *key);
+/* ddts_data_load, plus "keras:NAME" for a Keras built-in dataset (key: x_train
+ * (default), y_train, x_test or y_test). */
+enum ddts_status cli_load_data(const char *path, const char *key, struct ddts_array **out,
+                               struct ddts_error *err);
+
 /* Help texts, defined next to each command. */
 extern const char cli_usage_train[], cli_usage_server[], cli_usage_client[], cli_usage_inspect[],
     cli_usage_convert[], cli_usage_evaluate[], cli_usage_predict[], cli_usage_ensemble[],

@@ -1,15 +1,255 @@
-/* ddts client */
+/*
+ * ddts client: joins a server, receives the model, the settings and its
+ * share, trains it (averaging weights with the other clients through the
+ * server when the job synchronises), uploads the results and keeps them.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "cli.h"
+#include "integ.h"
 
 const char cli_usage_client[] =
-    "usage: ddts client --server HOST:PORT [OPTIONS]\n"
+    "usage: ddts client --server HOST:PORT [--passphrase-file F] [--workdir DIR]\n"
+    "                   [--name NAME] [--threads N] [--dataset DIR] [--retries N]\n"
     "\n"
-    "Join a server, receive model, settings and data, train, upload results.\n";
+    "Join a ddts server, receive the model, the settings and a share of the data,\n"
+    "train it, upload the results (models, history.csv, train.log, plots) and\n"
+    "wait for the server's receipt. Nothing is deleted: results stay in\n"
+    "WORKDIR/<job>/results. A client restarted with the same --workdir keeps its\n"
+    "identity and continues where it was.\n"
+    "\n"
+    "  --server HOST:PORT     the server (port 7878 when left out)\n"
+    "  --passphrase-file F    file holding the job passphrase (else\n"
+    "                         $DDTS_PASSPHRASE, else a prompt without echo)\n"
+    "  --workdir DIR          identity, job, shard and results (./ddts-client)\n"
+    "  --name NAME            results folder name on the server (client-<id>)\n"
+    "  --threads N            compute threads (all cores)\n"
+    "  --dataset DIR          this client's own X/ and Y/ (jobs with --data client)\n"
+    "  --retries N            reconnection attempts after a lost connection (5)\n";
+
+struct client_ctx {
+    int threads;
+    const char *dataset;
+    struct ddts_logger log;
+};
+
+static enum ddts_status exchange(void *userdata, float *w, size_t n, uint64_t n_samples,
+                                 struct ddts_error *err)
+{
+    return ddts_client_sync_exchange(userdata, w, n, n_samples, err);
+}
+
+static enum ddts_status load_opt(const char *dir, const char *name, struct ddts_array **out,
+                                 struct ddts_error *err)
+{
+    *out = NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (access(path, R_OK) != 0)
+        return DDTS_OK;
+    return ddts_data_load(path, NULL, out, err);
+}
+
+static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
+                              struct ddts_client_sync *sync, struct ddts_error *err)
+{
+    struct client_ctx *ctx = userdata;
+    struct ddts_job job;
+    ddts_job_init_defaults(&job);
+    enum ddts_status st =
+        ddts_job_from_json(&job, cj->settings_json, strlen(cj->settings_json), err);
+    if (st != DDTS_OK) {
+        ddts_error_prefix(err, "settings from the server: ");
+        return st;
+    }
+    if (ctx->threads > 0)
+        job.threads = ctx->threads;
+    struct ddts_array *x = NULL, *y = NULL, *xt = NULL, *yt = NULL;
+    struct ddts_stats *stats = NULL;
+    float *init = NULL;
+    size_t n_init = 0, min_share = 0;
+    if (cj->shard_dir != NULL) {
+        st = load_opt(cj->shard_dir, "x.npy", &x, err);
+        if (st == DDTS_OK)
+            st = load_opt(cj->shard_dir, "y.npy", &y, err);
+        if (st == DDTS_OK)
+            st = load_opt(cj->shard_dir, "x_test.npy", &xt, err);
+        if (st == DDTS_OK)
+            st = load_opt(cj->shard_dir, "y_test.npy", &yt, err);
+        if (st == DDTS_OK && x == NULL)
+            st = ddts_error_set(err, DDTS_ENOTFOUND, "the share from the server has no x.npy");
+        char path[4096];
+        snprintf(path, sizeof path, "%s/stats.bin", cj->shard_dir);
+        char *buf = NULL;
+        size_t nbytes = 0;
+        if (st == DDTS_OK && access(path, R_OK) == 0) {
+            st = ddts_read_file(path, (size_t)1 << 30, &buf, &nbytes, err);
+            if (st == DDTS_OK)
+                st = ddts_stats_decode((const uint8_t *)buf, nbytes, &stats, err);
+            ddts_free(buf);
+        }
+        snprintf(path, sizeof path, "%s/info.txt", cj->shard_dir);
+        if (st == DDTS_OK && access(path, R_OK) == 0) {
+            st = ddts_read_file(path, 4096, &buf, &nbytes, err);
+            if (st == DDTS_OK) {
+                char *end = NULL;
+                const char *p = strstr(buf, "min_share ");
+                if (p != NULL)
+                    min_share = (size_t)strtoull(p + 10, &end, 10);
+            }
+            ddts_free(buf);
+        }
+    } else {
+        /* --data client: this machine's own X/ and Y/. */
+        if (ctx->dataset != NULL)
+            snprintf(job.dataset, sizeof job.dataset, "%s", ctx->dataset);
+        st = ddts_data_load_xy(job.dataset, &x, &y, err);
+    }
+    if (st == DDTS_OK && cj->init_weights_path != NULL) {
+        char *buf = NULL;
+        size_t nbytes = 0;
+        st = ddts_read_file(cj->init_weights_path, (size_t)4 << 30, &buf, &nbytes, err);
+        init = (float *)(void *)buf;
+        n_init = nbytes / sizeof(float);
+    }
+    if (st != DDTS_OK)
+        goto out;
+    if (min_share == 0 && x != NULL)
+        min_share = (size_t)x->shape[0];
+    size_t batch = job.batch_size > 0 ? (size_t)job.batch_size : 32;
+    int syncing = cj->sync != DDTS_SYNC_NONE;
+    char run_name[256];
+    snprintf(run_name, sizeof run_name, "%s %s (share %u/%u)", cj->job, cj->client_name,
+             cj->shard + 1, cj->n_shards);
+    struct ddts_train_request req = {
+        .job = &job,
+        .model_path = cj->model_path,
+        .x = x,
+        .y = y,
+        .x_val = job.method == DDTS_JOB_FIT ? xt : NULL,
+        .y_val = job.method == DDTS_JOB_FIT ? yt : NULL,
+        .norm_stats = stats,
+        .init_weights = init,
+        .n_init_weights = n_init,
+        .out_dir = cj->result_dir,
+        .exchange = syncing ? exchange : NULL,
+        .exchange_userdata = sync,
+        .sync_steps = cj->sync == DDTS_SYNC_STEPS || cj->sync == DDTS_SYNC_STEP
+                          ? (cj->sync_steps > 0 ? cj->sync_steps : 1)
+                          : 0,
+        .sync_batch_limit = min_share / batch,
+        .run_name = run_name,
+        .logger = &ctx->log,
+        .progress = stderr,
+    };
+    struct ddts_train_result res;
+    st = ddts_train_run(&req, &res, err);
+    if (st == DDTS_OK)
+        ddts_log(&ctx->log, DDTS_LOG_INFO,
+                 "trained %zu samples in %.1f s (%.0f samples/s): loss %.4f, val_accuracy %.4f",
+                 res.n_samples, res.seconds, res.samples_per_s, res.loss, res.val_accuracy);
+out:
+    ddts_free(init);
+    ddts_stats_destroy(stats);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    ddts_array_destroy(xt);
+    ddts_array_destroy(yt);
+    return st;
+}
 
 int cmd_client(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    struct ddts_error err = {DDTS_EUNSUPPORTED, 0, "'ddts client' is not implemented yet"};
-    return cli_fail("client", &err);
+    const char *server = NULL, *pass_file = NULL, *workdir = "ddts-client", *name = NULL;
+    struct client_ctx ctx = {0, NULL, cli_logger(DDTS_LOG_INFO)};
+    long threads = 0, retries = 5;
+    static const struct option opts[] = {
+        {"server", required_argument, NULL, 's'},
+        {"passphrase-file", required_argument, NULL, 'p'},
+        {"workdir", required_argument, NULL, 'w'},
+        {"name", required_argument, NULL, 'n'},
+        {"threads", required_argument, NULL, 't'},
+        {"dataset", required_argument, NULL, 'd'},
+        {"retries", required_argument, NULL, 'r'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            server = optarg;
+            break;
+        case 'p':
+            pass_file = optarg;
+            break;
+        case 'w':
+            workdir = optarg;
+            break;
+        case 'n':
+            name = optarg;
+            break;
+        case 'd':
+            ctx.dataset = optarg;
+            break;
+        case 't':
+            if (cli_parse_long("client", "--threads", optarg, 0, 1024, &threads) != CLI_OK)
+                return CLI_USAGE;
+            break;
+        case 'r':
+            if (cli_parse_long("client", "--retries", optarg, 0, 1000000, &retries) != CLI_OK)
+                return CLI_USAGE;
+            break;
+        default:
+            return cli_usage_error("client", "unknown option '%s' (see 'ddts help client')",
+                                   argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("client", "unexpected argument '%s'", argv[optind]);
+    if (server == NULL)
+        return cli_usage_error("client", "--server HOST:PORT is required");
+    ctx.threads = (int)threads;
+    char host[256];
+    long port = DDTS_DEFAULT_PORT;
+    const char *colon = strrchr(server, ':');
+    if (colon != NULL) {
+        if (cli_parse_long("client", "--server", colon + 1, 1, 65535, &port) != CLI_OK)
+            return CLI_USAGE;
+        snprintf(host, sizeof host, "%.*s", (int)(colon - server), server);
+    } else {
+        snprintf(host, sizeof host, "%s", server);
+    }
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    struct ddts_passphrase *pw = NULL;
+    enum ddts_status st = cli_get_passphrase(pass_file, NULL, &pw, &err);
+    if (st == DDTS_ENOTFOUND)
+        return cli_usage_error("client", "a passphrase is required: --passphrase-file F or "
+                                         "DDTS_PASSPHRASE");
+    if (st != DDTS_OK)
+        return cli_fail("client", &err);
+    signal(SIGPIPE, SIG_IGN);
+    struct ddts_client_config cfg = {
+        .host = host,
+        .port = (uint16_t)port,
+        .passphrase = pw,
+        .workdir = workdir,
+        .name = name,
+        .logger = &ctx.log,
+        .train = train,
+        .userdata = &ctx,
+        .retries = (unsigned)retries,
+        .retry_s = 2.0,
+    };
+    st = ddts_client_run(&cfg, &err);
+    ddts_passphrase_destroy(pw);
+    if (st != DDTS_OK)
+        return cli_fail("client", &err);
+    ddts_log(&ctx.log, DDTS_LOG_INFO, "done: results kept in %s", workdir);
+    return CLI_OK;
 }

@@ -1,15 +1,108 @@
-/* ddts convert */
+/* ddts convert: any supported data file to .npy. */
+#include <getopt.h>
+#include <string.h>
+
 #include "cli.h"
 
 const char cli_usage_convert[] =
     "usage: ddts convert IN OUT.npy [--key NAME] [--dtype DTYPE]\n"
     "\n"
-    "Load any supported data file and write it as .npy (float64 unless --dtype).\n";
+    "Load any supported data file and write it as .npy (written atomically).\n"
+    "\n"
+    "Input formats (by extension): .npy, .npz, .csv (header detected), .xlsx\n"
+    "(first sheet, header detected), .idx and .idx.gz (also MNIST names such as\n"
+    "train-images-idx3-ubyte.gz). IN may also be keras:NAME, a Keras built-in\n"
+    "dataset (mnist, fashion_mnist) read from Keras' cache or Debian's copy; --key\n"
+    "then picks x_train (default), y_train, x_test or y_test.\n"
+    "\n"
+    "Options:\n"
+    "  --key NAME      the array of an .npz file or the sheet of an .xlsx file\n"
+    "                  (default: the only array / the first sheet)\n"
+    "  --dtype DTYPE   dtype of the output: float64 (default), float32, float16,\n"
+    "                  int8 ... int64, uint8 ... uint64, bool, or 'keep' for the\n"
+    "                  stored dtype\n"
+    "  -h, --help      show this help\n"
+    "\n"
+    "Example:\n"
+    "  ddts convert /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz y.npy --dtype "
+    "uint8\n";
 
 int cmd_convert(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    struct ddts_error err = {DDTS_EUNSUPPORTED, 0, "'ddts convert' is not implemented yet"};
-    return cli_fail("convert", &err);
+    static const struct option opts[] = {
+        {"key", required_argument, NULL, 'k'},
+        {"dtype", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *key = NULL, *dtype = "float64";
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'k':
+            key = optarg;
+            break;
+        case 'd':
+            dtype = optarg;
+            break;
+        case 'h':
+            return cli_print_help("convert");
+        default:
+            return cli_usage_error("convert",
+                                   "unknown or incomplete option '%s' (see 'ddts convert --help')",
+                                   argv[optind - 1]);
+        }
+    }
+    /* Options may also follow the positional arguments. */
+    const char *pos[2];
+    int n_pos = 0;
+    for (int i = optind; i < argc; i++) {
+        if (strcmp(argv[i], "--key") == 0 || strcmp(argv[i], "--dtype") == 0) {
+            if (i + 1 >= argc)
+                return cli_usage_error("convert", "%s needs a value", argv[i]);
+            if (argv[i][2] == 'k')
+                key = argv[++i];
+            else
+                dtype = argv[++i];
+            continue;
+        }
+        if (argv[i][0] == '-' && argv[i][1] != '\0')
+            return cli_usage_error("convert", "unknown option '%s' (see 'ddts convert --help')",
+                                   argv[i]);
+        if (n_pos == 2)
+            return cli_usage_error("convert", "unexpected argument '%s'", argv[i]);
+        pos[n_pos++] = argv[i];
+    }
+    if (n_pos != 2)
+        return cli_usage_error("convert", "expected IN and OUT.npy (see 'ddts convert --help')");
+    enum ddts_dtype to = DDTS_F64;
+    int keep = strcmp(dtype, "keep") == 0;
+    if (!keep && ddts_dtype_parse(dtype, &to) != DDTS_OK)
+        return cli_usage_error(
+            "convert",
+            "--dtype: unknown dtype '%s' (float64, float32, float16, int8..int64, "
+            "uint8..uint64, bool, keep)",
+            dtype);
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    struct ddts_array *a = NULL, *b = NULL;
+    if (cli_load_data(pos[0], key, &a, &err) != DDTS_OK)
+        return cli_fail("convert", &err);
+    if (!keep && a->dtype != to) {
+        if (ddts_array_convert(a, to, &b, &err) != DDTS_OK) {
+            ddts_array_destroy(a);
+            return cli_fail("convert", &err);
+        }
+        ddts_array_destroy(a);
+        a = b;
+    }
+    enum ddts_status st = ddts_npy_write(pos[1], a, &err);
+    char shape[160];
+    ddts_array_shape_str(a, shape, sizeof shape);
+    if (st == DDTS_OK)
+        fprintf(stderr, "wrote %s: %s %s\n", pos[1], ddts_dtype_name(a->dtype), shape);
+    ddts_array_destroy(a);
+    return st == DDTS_OK ? CLI_OK : cli_fail("convert", &err);
 }

@@ -1,15 +1,116 @@
-/* ddts inspect */
+/* ddts inspect: a Keras model's summary, or a data file's arrays. */
+#include <string.h>
+#include <strings.h>
+
 #include "cli.h"
+#include "integ.h"
 
 const char cli_usage_inspect[] =
-    "usage: ddts inspect FILE\n"
+    "usage: ddts inspect FILE [--key NAME]\n"
     "\n"
-    "Summarise a Keras model (layers, shapes, parameters) or a data file.\n";
+    "A Keras model (.h5, .hdf5, .keras): a summary like Keras' model.summary():\n"
+    "each layer's name, type, output shape and parameter count, the totals\n"
+    "(trainable and non-trainable), the compiled optimizer and loss.\n"
+    "A data file (.npy, .npz, .csv, .xlsx, .idx, .idx.gz): each array's shape,\n"
+    "dtype, minimum, maximum and mean; --key picks an npz array or xlsx sheet.\n";
+
+static int is_model_path(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    return dot != NULL && (strcasecmp(dot, ".h5") == 0 || strcasecmp(dot, ".hdf5") == 0 ||
+                           strcasecmp(dot, ".keras") == 0);
+}
+
+static void shape_text(const struct ddts_layer_info *info, char *buf, size_t cap)
+{
+    size_t used = (size_t)snprintf(buf, cap, "(None");
+    for (int i = 1; i < info->out_rank && used < cap; i++)
+        used += (size_t)snprintf(buf + used, cap - used, ", %lld", (long long)info->out_shape[i]);
+    if (used < cap)
+        snprintf(buf + used, cap - used, ")");
+}
+
+static void bytes_text(size_t n_params, char *buf, size_t cap)
+{
+    double b = (double)n_params * 4.0;
+    if (b >= 1024.0 * 1024.0)
+        snprintf(buf, cap, "%.2f MB", b / (1024.0 * 1024.0));
+    else if (b >= 1024.0)
+        snprintf(buf, cap, "%.2f KB", b / 1024.0);
+    else
+        snprintf(buf, cap, "%.0f Byte", b);
+}
+
+int cli_inspect_model(const char *path)
+{
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    struct ddts_keras_model *k = NULL;
+    struct ddts_model *m = NULL;
+    if (ddts_keras_read(path, &k, &err) != DDTS_OK)
+        return cli_fail("inspect", &err);
+    if (ddts_bridge_load(k, 0, &m, &err) != DDTS_OK) {
+        ddts_error_prefix(&err, "%s: ", path);
+        ddts_keras_destroy(k);
+        return cli_fail("inspect", &err);
+    }
+    const char *rule = "_________________________________________________________________";
+    const char *dbl = "=================================================================";
+    printf("Model: \"%s\"  (%s, Keras %s)\n%s\n", ddts_model_name(m),
+           k->format == DDTS_KERAS_ZIP ? ".keras" : "HDF5",
+           k->keras_version ? k->keras_version : "?", rule);
+    printf(" %-28s %-25s %s\n%s\n", "Layer (type)", "Output Shape", "Param #", dbl);
+    size_t n_layers = ddts_model_n_layers(m);
+    for (size_t i = 0; i < n_layers; i++) {
+        struct ddts_layer_info info;
+        if (ddts_model_layer_info(m, i, &info) != DDTS_OK)
+            continue;
+        char name[128], shape[128];
+        snprintf(name, sizeof name, "%s (%s)", info.name, info.class_name);
+        shape_text(&info, shape, sizeof shape);
+        printf(" %-28s %-25s %zu\n", name, shape, info.n_params);
+        if (i + 1 < n_layers)
+            printf("\n");
+    }
+    size_t total = ddts_model_n_params(m), trainable = ddts_model_n_trainable(m);
+    char b1[32], b2[32], b3[32];
+    bytes_text(total, b1, sizeof b1);
+    bytes_text(trainable, b2, sizeof b2);
+    bytes_text(total - trainable, b3, sizeof b3);
+    printf("%s\nTotal params: %zu (%s)\nTrainable params: %zu (%s)\n"
+           "Non-trainable params: %zu (%s)\n%s\n",
+           dbl, total, b1, trainable, b2, total - trainable, b3, rule);
+    struct ddts_compile_options co = {.training_config_json = k->training_config};
+    if (k->training_config != NULL && ddts_model_compile(m, &co, &err) == DDTS_OK)
+        printf("Optimizer: %s (learning rate %g)\nLoss: %s\n", ddts_model_optimizer_name(m),
+               ddts_model_learning_rate(m), ddts_model_loss_name(m));
+    else if (k->training_config != NULL)
+        printf("Compiled with: %s\n", err.msg);
+    else
+        printf("Not compiled (no training configuration in the file)\n");
+    ddts_model_destroy(m);
+    ddts_keras_destroy(k);
+    return CLI_OK;
+}
 
 int cmd_inspect(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    struct ddts_error err = {DDTS_EUNSUPPORTED, 0, "'ddts inspect' is not implemented yet"};
-    return cli_fail("inspect", &err);
+    const char *key = NULL, *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
+            key = argv[++i];
+        else if (strncmp(argv[i], "--key=", 6) == 0)
+            key = argv[i] + 6;
+        else if (argv[i][0] == '-' && argv[i][1] != '\0')
+            return cli_usage_error("inspect", "unknown option '%s'", argv[i]);
+        else if (path == NULL)
+            path = argv[i];
+        else
+            return cli_usage_error("inspect", "unexpected argument '%s'", argv[i]);
+    }
+    if (path == NULL)
+        return cli_usage_error("inspect", "missing FILE");
+    if (is_model_path(path))
+        return cli_inspect_model(path);
+    return cli_inspect_data(path, key);
 }

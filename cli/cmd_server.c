@@ -1,16 +1,442 @@
-/* ddts server */
+/*
+ * ddts server: the coordinator. Prepares the job (model, data split into
+ * shards, global normalizer statistics), serves it to the clients through
+ * the network layer, then writes the global model and the job's report.
+ */
+#include <dirent.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "cli.h"
+#include "integ.h"
 
 const char cli_usage_server[] =
-    "usage: ddts server [OPTIONS]\n"
+    "usage: ddts server [--job FILE] [JOB SETTINGS...]\n"
     "\n"
-    "Start a coordinator: split the data among clients, send model and settings,\n"
-    "gather trained models and logs. See ddts(1) and docs/ for every job setting.\n";
+    "Start a coordinator: split the data among --clients clients, send them the\n"
+    "model, the settings and their shares, average their weights (--sync), and\n"
+    "gather every trained model and log under WORKDIR/NAME/. Exits 0 once every\n"
+    "result is received (--keep-serving to stay up). With --collect, gathers the\n"
+    "results of an earlier job in --workdir that were not received yet.\n"
+    "When stdin is a terminal and a required setting is missing, asks for it.\n"
+    "The passphrase comes from --passphrase-file F, $DDTS_PASSPHRASE, or a prompt.\n"
+    "\n"
+    "Job settings (also the keys of a JSON job file given with --job FILE):\n"
+    "  --host ADDR            listen address (0.0.0.0)\n"
+    "  --port N               listen port (7878)\n"
+    "  --collect              collect results instead of training\n"
+    "  --passphrase-file F    file holding the passphrase (mode 0600)\n"
+    "  --model PATH           Keras .h5 or .keras file, or a folder with one\n"
+    "  --clients N            clients that share the data (required)\n"
+    "  --epochs N             (10)      --batch-size N (32)\n"
+    "  --optimizer NAME       adam, sgd, rmsprop, ... (the model's compiled one)\n"
+    "  --learning-rate F      (the optimizer's default)\n"
+    "  --loss NAME            (the model's compiled loss)\n"
+    "  --metrics LIST         (accuracy where it applies)\n"
+    "  --normalizer KIND      none, simple, minmax, zscore or 0-3 (none)\n"
+    "  --method fit|kfold     (fit)     --folds K (10)\n"
+    "  --data SOURCE          server (--dataset DIR/X, DIR/Y), client, keras (server)\n"
+    "  --dataset DIR          folder with X/ and Y/\n"
+    "  --keras-dataset NAME   mnist or fashion_mnist\n"
+    "  --samples N            training samples used (all)\n"
+    "  --order XY|XX          XX: reconstruct X (autoencoder) (XY)\n"
+    "  --validation-split F   held out on each client without a test split (0.3)\n"
+    "  --sync MODE            none, epoch, steps:K, step (epoch)\n"
+    "  --seed N               (random, printed)\n"
+    "  --workdir DIR          job state and results (./ddts-work)\n"
+    "  --name NAME            job name (the model's file name)\n"
+    "  --ban-after N          failed handshakes before an address is refused (3)\n"
+    "  --client-timeout S     seconds of silence before a share moves (120)\n"
+    "  --threads N            compute threads for evaluation (all cores)\n";
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static int should_stop(void *userdata)
+{
+    (void)userdata;
+    return stop_requested;
+}
+
+static int dir_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static enum ddts_status write_part(const char *dir, const char *name, const struct ddts_array *a,
+                                   const uint32_t *idx, size_t n, struct ddts_error *err)
+{
+    struct ddts_array *part = NULL;
+    enum ddts_status st = ddts_array_take(a, idx, n, &part, err);
+    if (st != DDTS_OK)
+        return st;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    st = ddts_npy_write(path, part, err);
+    ddts_array_destroy(part);
+    return st;
+}
+
+/*
+ * Writes WORKDIR/NAME/shards/shard_i/ for every client: x.npy, y.npy (the
+ * share, in the stored dtype), x_test.npy and y_test.npy (a Keras dataset's
+ * test split, the validation data), stats.bin (the job's normalizer
+ * statistics over all training samples) and info.txt (the smallest share).
+ */
+static enum ddts_status prepare_shards(const struct ddts_job *job, const char *shards_dir,
+                                       const struct ddts_array *x, const struct ddts_array *y,
+                                       const struct ddts_array *xt, const struct ddts_array *yt,
+                                       const struct ddts_stats *stats, struct ddts_error *err)
+{
+    size_t n = (size_t)x->shape[0];
+    size_t n_clients = (size_t)job->clients;
+    uint32_t *idx = NULL, *all = NULL;
+    size_t *counts = ddts_calloc(n_clients, sizeof *counts);
+    uint8_t *enc = NULL;
+    if (counts == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    enum ddts_status st = ddts_split_shards(n, n_clients, job->seed, NULL, &idx, counts, err);
+    if (st != DDTS_OK)
+        goto out;
+    size_t enc_n = ddts_stats_encoded_size(stats);
+    enc = ddts_malloc(enc_n);
+    if (enc == NULL) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        goto out;
+    }
+    st = ddts_stats_encode(stats, enc, enc_n, err);
+    if (st != DDTS_OK)
+        goto out;
+    size_t n_min = counts[0];
+    for (size_t c = 0; c < n_clients; c++)
+        n_min = counts[c] < n_min ? counts[c] : n_min;
+    size_t n_test = xt != NULL ? (size_t)xt->shape[0] : 0;
+    all = ddts_mallocarray(n_test ? n_test : 1, sizeof(uint32_t));
+    if (all == NULL) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n_test; i++)
+        all[i] = (uint32_t)i;
+    size_t offset = 0;
+    for (size_t c = 0; c < n_clients; c++) {
+        char dir[4096], path[4096];
+        snprintf(dir, sizeof dir, "%s/shard_%zu", shards_dir, c);
+        st = ddts_mkdir_p(dir, err);
+        if (st == DDTS_OK)
+            st = write_part(dir, "x.npy", x, idx + offset, counts[c], err);
+        if (st == DDTS_OK && y != NULL)
+            st = write_part(dir, "y.npy", y, idx + offset, counts[c], err);
+        if (st == DDTS_OK && xt != NULL && yt != NULL) {
+            st = write_part(dir, "x_test.npy", xt, all, n_test, err);
+            if (st == DDTS_OK)
+                st = write_part(dir, "y_test.npy", yt, all, n_test, err);
+        }
+        if (st == DDTS_OK) {
+            snprintf(path, sizeof path, "%s/stats.bin", dir);
+            st = ddts_write_file_atomic(path, enc, enc_n, err);
+        }
+        if (st == DDTS_OK) {
+            char info[128];
+            int len = snprintf(info, sizeof info, "min_share %zu\n", n_min);
+            snprintf(path, sizeof path, "%s/info.txt", dir);
+            st = ddts_write_file_atomic(path, info, (size_t)len, err);
+        }
+        if (st != DDTS_OK)
+            goto out;
+        offset += counts[c];
+    }
+out:
+    ddts_free(enc);
+    ddts_free(all);
+    ddts_free(idx);
+    ddts_free(counts);
+    return st;
+}
+
+/* Reads raw little-endian float32 weights. */
+static enum ddts_status read_f32(const char *path, float **out, size_t *n, struct ddts_error *err)
+{
+    char *buf = NULL;
+    size_t nbytes = 0;
+    enum ddts_status st = ddts_read_file(path, (size_t)4 << 30, &buf, &nbytes, err);
+    if (st != DDTS_OK)
+        return st;
+    if (nbytes % 4 != 0) {
+        ddts_free(buf);
+        return ddts_error_set(err, DDTS_EFORMAT, "%s: %zu bytes is not whole float32 values", path,
+                              nbytes);
+    }
+    *out = (float *)(void *)buf;
+    *n = nbytes / 4;
+    return DDTS_OK;
+}
+
+/* "samples" of a client's summary.json (written by the trainer), or -1. */
+static int64_t client_samples(const char *clients_dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/summary.json", clients_dir, name);
+    char *text = NULL;
+    size_t n = 0;
+    if (ddts_read_file(path, 1 << 20, &text, &n, NULL) != DDTS_OK)
+        return -1;
+    int64_t samples = -1;
+    const char *p = strstr(text, "\"samples\": ");
+    if (p != NULL)
+        samples = strtoll(p + 11, NULL, 10);
+    ddts_free(text);
+    return samples;
+}
+
+/* The job's report: per-client final figures, combined plot, summary.json/.txt. */
+static void write_report(const struct ddts_job *job, const char *job_dir, double started,
+                         double loss, double accuracy, int have_global,
+                         const struct ddts_logger *log)
+{
+    struct ddts_error err;
+    char clients_dir[4096];
+    snprintf(clients_dir, sizeof clients_dir, "%s/clients", job_dir);
+    enum { MAXC = DDTS_MAX_CLIENTS };
+    char **names = ddts_calloc(MAXC, sizeof *names);
+    struct ddts_csv_history **hist = ddts_calloc(MAXC, sizeof *hist);
+    struct ddts_summary_client *rows = ddts_calloc(MAXC, sizeof *rows);
+    struct ddts_metric *finals = ddts_calloc((size_t)MAXC * 8, sizeof *finals);
+    char **dirs = ddts_calloc(MAXC, sizeof *dirs);
+    size_t n = 0;
+    if (names == NULL || hist == NULL || rows == NULL || finals == NULL || dirs == NULL)
+        goto out;
+    DIR *d = opendir(clients_dir);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL && n < MAXC) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s/history.csv", clients_dir, e->d_name);
+        if (access(path, R_OK) != 0)
+            snprintf(path, sizeof path, "%s/%s/fold_1/history.csv", clients_dir, e->d_name);
+        struct ddts_csv_history *h = NULL;
+        if (ddts_csv_history_read(path, &h, &err) != DDTS_OK)
+            continue;
+        names[n] = ddts_strdup(e->d_name);
+        dirs[n] = ddts_malloc(strlen(e->d_name) + 16);
+        if (names[n] == NULL || dirs[n] == NULL) {
+            ddts_csv_history_destroy(h);
+            break;
+        }
+        snprintf(dirs[n], strlen(e->d_name) + 16, "clients/%s", e->d_name);
+        hist[n] = h;
+        struct ddts_summary_client *r = &rows[n];
+        r->name = names[n];
+        r->state = "done";
+        r->samples = client_samples(clients_dir, e->d_name);
+        r->epochs_done = (int)h->n_epochs;
+        r->final = &finals[n * 8];
+        r->dir = dirs[n];
+        for (size_t kcol = 0; kcol < h->n_keys && kcol < 8 && h->n_epochs > 0; kcol++) {
+            finals[n * 8 + kcol].name = h->keys[kcol];
+            finals[n * 8 + kcol].value = h->values[(h->n_epochs - 1) * h->n_keys + kcol];
+            r->n_final++;
+        }
+        n++;
+    }
+    if (d != NULL)
+        closedir(d);
+    char plot[4096];
+    snprintf(plot, sizeof plot, "%s/report.png", job_dir);
+    int have_plot =
+        n > 0 && ddts_plot_combined(plot, job->name, (const struct ddts_csv_history *const *)hist,
+                                    (const char *const *)names, n, NULL, &err) == DDTS_OK;
+    if (n > 0 && !have_plot)
+        ddts_log(log, DDTS_LOG_WARN, "combined plot: %s", err.msg);
+    char *settings = NULL;
+    if (ddts_job_to_json(job, DDTS_JOB_JSON_ALL | DDTS_JOB_JSON_COMPACT, &settings, &err) !=
+        DDTS_OK)
+        settings = NULL;
+    struct ddts_metric global[2] = {{"test_loss", loss}, {"test_accuracy", accuracy}};
+    struct ddts_summary s = {
+        .job = job->name,
+        .status = "ok",
+        .settings_json = settings,
+        .seed = job->seed,
+        .started = started,
+        .finished = (double)time(NULL),
+        .clients = rows,
+        .n_clients = n,
+        .global_final = global,
+        .n_global_final = isfinite(accuracy) ? 2 : (isfinite(loss) ? 1 : 0),
+        .global_model = have_global ? "global/model.h5" : NULL,
+        .plot = have_plot ? "report.png" : NULL,
+    };
+    char path[4096];
+    snprintf(path, sizeof path, "%s/summary.json", job_dir);
+    if (ddts_summary_write_json(path, &s, &err) != DDTS_OK)
+        ddts_log(log, DDTS_LOG_WARN, "summary.json: %s", err.msg);
+    snprintf(path, sizeof path, "%s/summary.txt", job_dir);
+    if (ddts_summary_write_text(path, &s, &err) != DDTS_OK)
+        ddts_log(log, DDTS_LOG_WARN, "summary.txt: %s", err.msg);
+    ddts_free(settings);
+out:
+    for (size_t i = 0; i < n; i++) {
+        ddts_free(names[i]);
+        ddts_free(dirs[i]);
+        ddts_csv_history_destroy(hist[i]);
+    }
+    ddts_free(names);
+    ddts_free(dirs);
+    ddts_free(hist);
+    ddts_free(rows);
+    ddts_free(finals);
+}
 
 int cmd_server(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    struct ddts_error err = {DDTS_EUNSUPPORTED, 0, "'ddts server' is not implemented yet"};
-    return cli_fail("server", &err);
+    struct ddts_job job;
+    ddts_job_init_defaults(&job);
+    int first = 0;
+    int rc = cli_job_parse_flags("server", argc, argv, &job, NULL, NULL, NULL, &first);
+    if (rc != CLI_OK)
+        return rc;
+    if (first < argc)
+        return cli_usage_error("server", "unexpected argument '%s'", argv[first]);
+    char typed[1024] = "";
+    rc = cli_job_complete("server", &job, false, NULL, typed, sizeof typed);
+    if (rc != CLI_OK)
+        return rc;
+    struct ddts_logger log = cli_logger(DDTS_LOG_INFO);
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    struct ddts_passphrase *pw = NULL;
+    enum ddts_status st = cli_get_passphrase(job.passphrase_file, typed, &pw, &err);
+    for (volatile char *p = typed; p < typed + sizeof typed; p++)
+        *p = 0;
+    if (st != DDTS_OK) {
+        if (st == DDTS_ENOTFOUND)
+            return cli_usage_error("server", "a passphrase is required: --passphrase-file F or "
+                                             "DDTS_PASSPHRASE");
+        return cli_fail("server", &err);
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    double started = (double)time(NULL);
+
+    struct ddts_array *x = NULL, *y = NULL, *xt = NULL, *yt = NULL;
+    struct ddts_stats *stats = NULL;
+    float *weights = NULL;
+    char *settings = NULL;
+    char job_dir[4096], shards_dir[4096], model_path[4096] = "";
+    snprintf(job_dir, sizeof job_dir, "%s/%s", job.workdir, job.name);
+    snprintf(shards_dir, sizeof shards_dir, "%s/shards", job_dir);
+    if (!job.collect) {
+        st = cli_find_model(job.model, model_path, sizeof model_path, &err);
+        if (st != DDTS_OK)
+            goto out;
+        ddts_log(&log, DDTS_LOG_INFO, "job %s: model %s, %d clients, seed %llu", job.name,
+                 model_path, job.clients, (unsigned long long)job.seed);
+        if (job.data != DDTS_JOB_DATA_CLIENT) {
+            st = cli_load_job_data(&job, &x, &y, &xt, &yt, &err);
+            if (st != DDTS_OK)
+                goto out;
+            if ((size_t)x->shape[0] < (size_t)job.clients) {
+                st = ddts_error_set(&err, DDTS_EINVAL, "--clients %d: only %lld samples",
+                                    job.clients, (long long)x->shape[0]);
+                goto out;
+            }
+            st = ddts_stats_create(ddts_array_sample_count(x), &stats, &err);
+            if (st == DDTS_OK)
+                st = ddts_stats_update(stats, x, NULL, (size_t)x->shape[0], &err);
+            if (st != DDTS_OK)
+                goto out;
+            char ready[4096];
+            snprintf(ready, sizeof ready, "%s/READY", shards_dir);
+            if (access(ready, F_OK) != 0) {
+                ddts_log(&log, DDTS_LOG_INFO, "splitting %lld samples into %d shares",
+                         (long long)x->shape[0], job.clients);
+                st = prepare_shards(&job, shards_dir, x, y, xt, yt, stats, &err);
+                if (st == DDTS_OK)
+                    st = ddts_write_file_atomic(ready, "", 0, &err);
+                if (st != DDTS_OK)
+                    goto out;
+            } else {
+                ddts_log(&log, DDTS_LOG_INFO, "resuming: shares already in %s", shards_dir);
+            }
+        }
+    }
+    st = ddts_job_to_json(&job, DDTS_JOB_JSON_FOR_CLIENT | DDTS_JOB_JSON_COMPACT, &settings, &err);
+    if (st != DDTS_OK)
+        goto out;
+    struct ddts_server_config cfg = {
+        .host = job.host,
+        .port = (uint16_t)job.port,
+        .passphrase = pw,
+        .n_clients = job.collect && job.clients <= 0 ? 1 : (size_t)job.clients,
+        .workdir = job.workdir,
+        .job = job.name,
+        .ban_after = (unsigned)job.ban_after,
+        .client_timeout_s = job.client_timeout,
+        .logger = &log,
+        .settings_json = settings,
+        .model_path = model_path[0] ? model_path : NULL,
+        .shards_dir = dir_exists(shards_dir) ? shards_dir : NULL,
+        .sync = (enum ddts_sync_mode)job.sync,
+        .sync_steps = (uint32_t)job.sync_steps,
+        .keep_serving = job.keep_serving,
+        .should_stop = should_stop,
+    };
+    st = ddts_server_run(&cfg, &err);
+    if (st != DDTS_OK)
+        goto out;
+
+    /* The global model and the report. */
+    double loss = NAN, accuracy = NAN;
+    int have_global = 0;
+    char wpath[4096], gpath[4096];
+    snprintf(wpath, sizeof wpath, "%s/global/weights.f32", job_dir);
+    snprintf(gpath, sizeof gpath, "%s/global/model%s", job_dir,
+             strstr(model_path, ".keras") ? ".keras" : ".h5");
+    if (model_path[0] && access(wpath, R_OK) == 0) {
+        size_t n_w = 0;
+        st = read_f32(wpath, &weights, &n_w, &err);
+        if (st == DDTS_OK) {
+            struct ddts_global_request g = {&job, model_path, weights, n_w, stats, xt, yt, gpath};
+            st = ddts_train_global(&g, &loss, &accuracy, &err);
+        }
+        if (st != DDTS_OK)
+            goto out;
+        have_global = 1;
+        ddts_log(&log, DDTS_LOG_INFO, "global model: %s", gpath);
+        if (isfinite(accuracy))
+            ddts_log(&log, DDTS_LOG_INFO,
+                     "global model on the test data: loss %.4f, accuracy "
+                     "%.4f",
+                     loss, accuracy);
+    }
+    write_report(&job, job_dir, started, loss, accuracy, have_global, &log);
+    printf("job: %s\nresults: %s\n", job.name, job_dir);
+    if (have_global)
+        printf("global model: %s\n", gpath);
+    if (isfinite(accuracy))
+        printf("test accuracy: %.4f\ntest loss: %.4f\n", accuracy, loss);
+out:
+    ddts_free(weights);
+    ddts_free(settings);
+    ddts_stats_destroy(stats);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    ddts_array_destroy(xt);
+    ddts_array_destroy(yt);
+    ddts_passphrase_destroy(pw);
+    return st == DDTS_OK ? CLI_OK : cli_fail("server", &err);
 }

@@ -1,12 +1,12 @@
-/* libFuzzer target: history.csv through ddts_history_parse. */
+/* libFuzzer target: history.csv through ddts_csv_history_parse. */
 #include <math.h>
 
 #include "ddts/ddts.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
-    struct ddts_history *h = NULL;
-    if (ddts_history_parse("fuzz.csv", (const char *)data, size, &h, NULL) != DDTS_OK)
+    struct ddts_csv_history *h = NULL;
+    if (ddts_csv_history_parse("fuzz.csv", (const char *)data, size, &h, NULL) != DDTS_OK)
         return 0;
     /* Touch every value: the shape must be what the struct says. */
     double sum = 0;
@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     for (size_t i = 0; i < h->n_epochs; i++)
         sum += (double)h->epochs[i];
     for (size_t k = 0; k < h->n_keys; k++)
-        sum += (double)ddts_history_column(h, h->keys[k]);
-    ddts_history_destroy(h);
+        sum += (double)ddts_csv_history_column(h, h->keys[k]);
+    ddts_csv_history_destroy(h);
     return sum < -1 ? 1 : 0;
 }

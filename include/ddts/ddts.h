@@ -3,15 +3,22 @@
  *
  * A short tour of the library:
  *
- *   core.h    status codes, error messages, allocation, logging, RNG
- *   limits.h  every limit, with its reason
- *   array.h   typed n-dimensional arrays (what data loaders return)
- *   fs.h      atomic file writes (temporary name + rename)
- *   job.h     job settings: defaults, flags, job files, JSON for clients
- *   report.h  history.csv, train.log, PNG plots, progress lines, summary.json
+ *   core.h     status codes, error messages, allocation, logging, RNG
+ *   limits.h   every limit, with its reason
+ *   array.h    typed n-dimensional arrays (what data loaders return)
+ *   fs.h       atomic file writes (temporary name + rename)
+ *   data.h     data loaders, Keras datasets, statistics, normalizers, splits
+ *   keras.h    Keras .h5 / .keras model files as plain data
+ *   nn.h       the training engine: layers, losses, optimizers, fit
+ *   job.h      job settings (flags, job files, JSON)
+ *   report.h   history.csv, train.log, plots, progress lines, summaries
+ *   wire.h     frames and messages of the protocol (pure encode/decode)
+ *   auth.h     CPace handshake, passphrases, encrypted channel
+ *   net.h      connections: handshake, typed messages, file streaming
+ *   server.h   the job server; client.h the client
+ *   trainer.h  one training run of a job, tying the above together
  *
- * Each module below has its own header; this one includes them all. Every
- * fallible function returns an enum ddts_status and fills an optional
+ * Every fallible function returns an enum ddts_status and fills an optional
  * struct ddts_error with a message naming what is wrong.
  */
 #ifndef DDTS_DDTS_H
@@ -21,9 +28,18 @@
 
 #include "array.h"
 #include "core.h"
-#include "fs.h"
-#include "job.h"
 #include "limits.h"
+#include "fs.h"
+#include "data.h"
+#include "keras.h"
+#include "nn.h"
+#include "job.h"
 #include "report.h"
+#include "wire.h"
+#include "auth.h"
+#include "net.h"
+#include "server.h"
+#include "client.h"
+#include "trainer.h"
 
 #endif

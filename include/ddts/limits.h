@@ -27,9 +27,34 @@
 #define DDTS_MAX_CELL_BYTES (1u << 20)
 #define DDTS_MAX_COLUMNS    (1u << 20)
 
+/* XLSX: an XML member (a sheet) streams, so it may be large; shared strings
+ * are held in memory and numeric sheets need few. */
+#define DDTS_MAX_XLSX_XML     (16ULL << 30)
+#define DDTS_MAX_XLSX_STRINGS (256u << 20)
+
+/* Data folders: files per X/ or Y/ folder (each is opened and held at once). */
+#define DDTS_MAX_DATA_FILES 100000
+
 /* Keras files: config JSON and layer counts. */
 #define DDTS_MAX_CONFIG_BYTES (64u << 20)
 #define DDTS_MAX_LAYERS       100000
+
+/* Keras files (keras_h5.c, keras_zip.c, keras_config.c). */
+/* Names of layers and weights: real ones are a few dozen bytes. */
+#define DDTS_MAX_KERAS_NAME 4096
+/* Weights of one layer group: a nested model keeps all its weights in one
+ * group, so this is generous (a ResNet-152 has about 900). */
+#define DDTS_MAX_KERAS_WEIGHTS 65536
+/* All weights of a model, in float32 values: 2^31 values (8 GiB) is beyond
+ * any model ddts trains on a CPU. */
+#define DDTS_MAX_KERAS_PARAMS (1ULL << 31)
+/* A string attribute (model_config, training_config, layer_names, ...). */
+#define DDTS_MAX_KERAS_ATTR_BYTES DDTS_MAX_CONFIG_BYTES
+/* Models nested in models: real ones nest two or three deep; the bound
+ * keeps recursion on hostile configs shallow. */
+#define DDTS_MAX_KERAS_NESTING 32
+/* model.weights.h5 inside a .keras zip is read into memory. */
+#define DDTS_MAX_KERAS_FILE_BYTES (16ULL << 30)
 
 /* Wire: frames before authentication are tiny (a hello and CPace shares);
  * after it, a frame carries at most one chunk of a streamed transfer. */
@@ -50,5 +75,18 @@
 
 /* Default TCP port of the server (no IANA assignment; free on common hosts). */
 #define DDTS_DEFAULT_PORT 7878
+
+/* Net: a passphrase longer than this is a pasted file, not a passphrase. */
+#define DDTS_MAX_PASSPHRASE_BYTES 1024
+/* Net: relative paths of transferred files and client/job names. */
+#define DDTS_MAX_PATH_BYTES 1024
+#define DDTS_MAX_NAME_BYTES 64
+/* Net: job settings JSON sent to clients (one frame). */
+#define DDTS_MAX_SETTINGS_BYTES (1u << 20)
+/* Net: one received file and a client's whole upload (models, logs, plots). */
+#define DDTS_MAX_FILE_BYTES    (64ULL << 30)
+#define DDTS_MAX_UPLOAD_FILES  10000
+/* Net: a weight vector exchanged in a round: 2^31 float32 = 8 GiB. */
+#define DDTS_MAX_SYNC_FLOATS (1ULL << 31)
 
 #endif

@@ -79,7 +79,7 @@ DDTS_NODISCARD enum ddts_status ddts_history_writer_row(struct ddts_history_writ
 void ddts_history_writer_close(struct ddts_history_writer *w);
 
 /* A history read back: n_epochs rows of n_keys values (NaN for "NA"). */
-struct ddts_history {
+struct ddts_csv_history {
     size_t n_keys;   /* columns after "epoch" */
     char **keys;     /* n_keys names, in file order */
     size_t n_epochs; /* rows */
@@ -89,16 +89,16 @@ struct ddts_history {
 
 /* Reads a CSVLogger file (any line ending; "," separator). Errors name the
  * file, row and column: DDTS_EIO, DDTS_EFORMAT, DDTS_ELIMIT, DDTS_ENOMEM.
- * *out is a new history (ddts_history_destroy). */
-DDTS_NODISCARD enum ddts_status ddts_history_read(const char *path, struct ddts_history **out,
+ * *out is a new history (ddts_csv_history_destroy). */
+DDTS_NODISCARD enum ddts_status ddts_csv_history_read(const char *path, struct ddts_csv_history **out,
                                                   struct ddts_error *err);
-/* As ddts_history_read, from a buffer (`name` is used in messages). */
-DDTS_NODISCARD enum ddts_status ddts_history_parse(const char *name, const char *text,
-                                                   size_t nbytes, struct ddts_history **out,
+/* As ddts_csv_history_read, from a buffer (`name` is used in messages). */
+DDTS_NODISCARD enum ddts_status ddts_csv_history_parse(const char *name, const char *text,
+                                                   size_t nbytes, struct ddts_csv_history **out,
                                                    struct ddts_error *err);
-void ddts_history_destroy(struct ddts_history *h);
+void ddts_csv_history_destroy(struct ddts_csv_history *h);
 /* Column index of `key`, or -1. */
-long ddts_history_column(const struct ddts_history *h, const char *key);
+long ddts_csv_history_column(const struct ddts_csv_history *h, const char *key);
 
 /* ------------------------------------------------------------------------ */
 /* train.log, error.log                                                     */
@@ -168,7 +168,7 @@ DDTS_NODISCARD enum ddts_status ddts_plot_write_png(const char *path, const char
  * without a loss column or without rows.
  */
 DDTS_NODISCARD enum ddts_status ddts_plot_history(const char *path, const char *title,
-                                                  const struct ddts_history *h,
+                                                  const struct ddts_csv_history *h,
                                                   struct ddts_error *err);
 
 /*
@@ -178,9 +178,9 @@ DDTS_NODISCARD enum ddts_status ddts_plot_history(const char *path, const char *
  * none) thick and black. Same layout and size as ddts_plot_history.
  */
 DDTS_NODISCARD enum ddts_status ddts_plot_combined(const char *path, const char *title,
-                                                   const struct ddts_history *const *clients,
+                                                   const struct ddts_csv_history *const *clients,
                                                    const char *const *names, size_t n_clients,
-                                                   const struct ddts_history *global,
+                                                   const struct ddts_csv_history *global,
                                                    struct ddts_error *err);
 
 /* ------------------------------------------------------------------------ */

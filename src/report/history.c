@@ -128,7 +128,7 @@ enum ddts_status ddts_history_writer_open(const char *path, bool append,
     }
     if (append) {
         /* Continue an earlier history: its header fixes the columns. */
-        struct ddts_history *h = NULL;
+        struct ddts_csv_history *h = NULL;
         char *text = NULL;
         size_t n = 0;
         st = ddts_read_file(path, DDTS_MAX_HISTORY_BYTES, &text, &n, err);
@@ -136,7 +136,7 @@ enum ddts_status ddts_history_writer_open(const char *path, bool append,
             st = DDTS_OK; /* no file yet: start afresh */
             ddts_error_clear(err);
         } else if (st == DDTS_OK && n > 0) {
-            st = ddts_history_parse(path, text, n, &h, err);
+            st = ddts_csv_history_parse(path, text, n, &h, err);
             if (st == DDTS_OK) {
                 w->keys = h->keys;
                 w->n_keys = h->n_keys;
@@ -144,7 +144,7 @@ enum ddts_status ddts_history_writer_open(const char *path, bool append,
                 h->n_keys = 0;
                 w->header_done = true;
             }
-            ddts_history_destroy(h);
+            ddts_csv_history_destroy(h);
         }
         ddts_free(text);
         if (st != DDTS_OK)
@@ -221,7 +221,7 @@ enum ddts_status ddts_history_writer_row(struct ddts_history_writer *w, int64_t 
     return DDTS_OK;
 }
 
-void ddts_history_destroy(struct ddts_history *h)
+void ddts_csv_history_destroy(struct ddts_csv_history *h)
 {
     if (h == NULL)
         return;
@@ -231,7 +231,7 @@ void ddts_history_destroy(struct ddts_history *h)
     ddts_free(h);
 }
 
-long ddts_history_column(const struct ddts_history *h, const char *key)
+long ddts_csv_history_column(const struct ddts_csv_history *h, const char *key)
 {
     for (size_t i = 0; h != NULL && i < h->n_keys; i++)
         if (strcmp(h->keys[i], key) == 0)
@@ -264,12 +264,12 @@ static size_t count_fields(const char *s, size_t len)
     return c;
 }
 
-enum ddts_status ddts_history_parse(const char *name, const char *text, size_t nbytes,
-                                    struct ddts_history **out, struct ddts_error *err)
+enum ddts_status ddts_csv_history_parse(const char *name, const char *text, size_t nbytes,
+                                    struct ddts_csv_history **out, struct ddts_error *err)
 {
     *out = NULL;
     enum ddts_status st = DDTS_OK;
-    struct ddts_history *h = ddts_calloc(1, sizeof *h);
+    struct ddts_csv_history *h = ddts_calloc(1, sizeof *h);
     if (h == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", name);
     size_t pos = 0, start = 0, len = 0;
@@ -375,11 +375,11 @@ enum ddts_status ddts_history_parse(const char *name, const char *text, size_t n
 oom:
     st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", name);
 fail:
-    ddts_history_destroy(h);
+    ddts_csv_history_destroy(h);
     return st;
 }
 
-enum ddts_status ddts_history_read(const char *path, struct ddts_history **out,
+enum ddts_status ddts_csv_history_read(const char *path, struct ddts_csv_history **out,
                                    struct ddts_error *err)
 {
     *out = NULL;
@@ -387,7 +387,7 @@ enum ddts_status ddts_history_read(const char *path, struct ddts_history **out,
     size_t n = 0;
     enum ddts_status st = ddts_read_file(path, DDTS_MAX_HISTORY_BYTES, &text, &n, err);
     if (st == DDTS_OK)
-        st = ddts_history_parse(path, text, n, out, err);
+        st = ddts_csv_history_parse(path, text, n, out, err);
     ddts_free(text);
     return st;
 }

@@ -369,9 +369,9 @@ out:
 }
 
 /* A history column as a contiguous array (NULL when absent). */
-static double *column(const struct ddts_history *h, const char *key, bool *oom)
+static double *column(const struct ddts_csv_history *h, const char *key, bool *oom)
 {
-    long c = ddts_history_column(h, key);
+    long c = ddts_csv_history_column(h, key);
     if (c < 0)
         return NULL;
     double *v = ddts_mallocarray(h->n_epochs ? h->n_epochs : 1, sizeof *v);
@@ -385,7 +385,7 @@ static double *column(const struct ddts_history *h, const char *key, bool *oom)
 }
 
 /* Epoch numbers counted from 1, as a reader expects. */
-static double *epochs_x(const struct ddts_history *h, bool *oom)
+static double *epochs_x(const struct ddts_csv_history *h, bool *oom)
 {
     double *x = ddts_mallocarray(h->n_epochs ? h->n_epochs : 1, sizeof *x);
     if (x == NULL) {
@@ -399,11 +399,11 @@ static double *epochs_x(const struct ddts_history *h, bool *oom)
 
 /* The metric of the second panel: accuracy (Keras 2/3) or acc (Keras 1), else
  * the first column that is neither a loss nor a validation figure. */
-static const char *second_metric(const struct ddts_history *h)
+static const char *second_metric(const struct ddts_csv_history *h)
 {
-    if (ddts_history_column(h, "accuracy") >= 0)
+    if (ddts_csv_history_column(h, "accuracy") >= 0)
         return "accuracy";
-    if (ddts_history_column(h, "acc") >= 0)
+    if (ddts_csv_history_column(h, "acc") >= 0)
         return "acc";
     for (size_t i = 0; i < h->n_keys; i++)
         if (strcmp(h->keys[i], "loss") != 0 && strncmp(h->keys[i], "val_", 4) != 0)
@@ -412,9 +412,9 @@ static const char *second_metric(const struct ddts_history *h)
 }
 
 enum ddts_status ddts_plot_history(const char *path, const char *title,
-                                   const struct ddts_history *h, struct ddts_error *err)
+                                   const struct ddts_csv_history *h, struct ddts_error *err)
 {
-    if (h == NULL || h->n_epochs == 0 || ddts_history_column(h, "loss") < 0)
+    if (h == NULL || h->n_epochs == 0 || ddts_csv_history_column(h, "loss") < 0)
         return ddts_error_set(err, DDTS_EINVAL, "%s: the history has no loss column or no rows",
                               path);
     const char *metric = second_metric(h);
@@ -461,9 +461,9 @@ out:
 }
 
 enum ddts_status ddts_plot_combined(const char *path, const char *title,
-                                    const struct ddts_history *const *clients,
+                                    const struct ddts_csv_history *const *clients,
                                     const char *const *names, size_t n_clients,
-                                    const struct ddts_history *global, struct ddts_error *err)
+                                    const struct ddts_csv_history *global, struct ddts_error *err)
 {
     size_t n_h = n_clients + (global != NULL ? 1 : 0);
     if (n_h == 0)
@@ -478,14 +478,14 @@ enum ddts_status ddts_plot_combined(const char *path, const char *title,
     bool validation = false;
     size_t nl = 0, nm = 0;
     for (size_t k = 0; !oom && k < n_h; k++) {
-        const struct ddts_history *h = k < n_clients ? clients[k] : global;
+        const struct ddts_csv_history *h = k < n_clients ? clients[k] : global;
         if (h == NULL || h->n_epochs == 0)
             continue;
         bool is_global = k == n_clients;
         const char *label = is_global ? "global" : names != NULL ? names[k] : NULL;
         uint32_t rgb = is_global ? 0x000001 : palette[k % 10];
         double width = is_global ? 3.5 : 1.6;
-        bool has_val = ddts_history_column(h, "val_loss") >= 0;
+        bool has_val = ddts_csv_history_column(h, "val_loss") >= 0;
         validation = validation || has_val;
         bufs[3 * k] = epochs_x(h, &oom);
         bufs[3 * k + 1] = column(h, has_val ? "val_loss" : "loss", &oom);
@@ -495,7 +495,7 @@ enum ddts_status ddts_plot_combined(const char *path, const char *title,
         char vm[80];
         snprintf(vm, sizeof vm, "val_%s", metric ? metric : "");
         if (metric != NULL)
-            bufs[3 * k + 2] = column(h, ddts_history_column(h, vm) >= 0 ? vm : metric, &oom);
+            bufs[3 * k + 2] = column(h, ddts_csv_history_column(h, vm) >= 0 ? vm : metric, &oom);
         if (bufs[3 * k + 1] != NULL)
             ls[nl++] = (struct ddts_plot_series){
                 label, bufs[3 * k], bufs[3 * k + 1], h->n_epochs, rgb, false, width};

@@ -90,19 +90,19 @@ static void test_history_matches_csvlogger(void **state)
         fail_msg("history.csv differs from CSVLogger's:\n--- ddts\n%s--- keras\n%s", got, want);
 
     /* Read back: columns, epochs, values, NA. */
-    struct ddts_history *h = NULL;
-    assert_int_equal(ddts_history_read(path, &h, NULL), DDTS_OK);
+    struct ddts_csv_history *h = NULL;
+    assert_int_equal(ddts_csv_history_read(path, &h, NULL), DDTS_OK);
     assert_int_equal(h->n_keys, 4);
     assert_string_equal(h->keys[0], "accuracy");
     assert_string_equal(h->keys[3], "val_loss");
     assert_int_equal(h->n_epochs, 3);
     assert_int_equal(h->epochs[2], 2);
-    long c = ddts_history_column(h, "loss");
+    long c = ddts_csv_history_column(h, "loss");
     assert_int_equal(c, 1);
     assert_true(h->values[1 * 4 + c] == (double)(float)(0.9 / 2)); /* exact round trip */
-    assert_true(isnan(h->values[2 * 4 + ddts_history_column(h, "val_accuracy")]));
-    assert_int_equal(ddts_history_column(h, "nope"), -1);
-    ddts_history_destroy(h);
+    assert_true(isnan(h->values[2 * 4 + ddts_csv_history_column(h, "val_accuracy")]));
+    assert_int_equal(ddts_csv_history_column(h, "nope"), -1);
+    ddts_csv_history_destroy(h);
 
     /* Appending continues the columns without a second header. */
     struct ddts_history_writer *w = NULL;
@@ -110,11 +110,11 @@ static void test_history_matches_csvlogger(void **state)
     struct ddts_metric extra[2] = {{"val_loss", 0.25}, {"loss", 0.125}};
     assert_int_equal(ddts_history_writer_row(w, 3, extra, 2, NULL), DDTS_OK);
     ddts_history_writer_close(w);
-    assert_int_equal(ddts_history_read(path, &h, NULL), DDTS_OK);
+    assert_int_equal(ddts_csv_history_read(path, &h, NULL), DDTS_OK);
     assert_int_equal(h->n_epochs, 4);
     assert_true(h->values[3 * 4 + 1] == 0.125 && h->values[3 * 4 + 3] == 0.25);
     assert_true(isnan(h->values[3 * 4 + 0]));
-    ddts_history_destroy(h);
+    ddts_csv_history_destroy(h);
     ddts_free(got);
     got = slurp(path, &n1);
     assert_non_null(strstr(got, "\r\n3,NA,0.125,NA,0.25\r\n"));
@@ -151,35 +151,35 @@ static void test_history_parse_errors(void **state)
         {"epoch,,loss\n", DDTS_EFORMAT, "empty column name"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        struct ddts_history *h = (struct ddts_history *)1;
+        struct ddts_csv_history *h = (struct ddts_csv_history *)1;
         struct ddts_error err;
         ddts_error_clear(&err);
         enum ddts_status st =
-            ddts_history_parse("h.csv", cases[k].text, strlen(cases[k].text), &h, &err);
+            ddts_csv_history_parse("h.csv", cases[k].text, strlen(cases[k].text), &h, &err);
         if (st != cases[k].status || strstr(err.msg, cases[k].msg) == NULL)
             fail_msg("'%s': %d '%s', want %d '%s'", cases[k].text, st, err.msg, cases[k].status,
                      cases[k].msg);
         assert_null(h);
     }
     /* Any line ending, a final line without one, "epoch" alone. */
-    struct ddts_history *h = NULL;
+    struct ddts_csv_history *h = NULL;
     const char *ok = "epoch,loss\n0,1.5\r\n1,NA";
-    assert_int_equal(ddts_history_parse("h.csv", ok, strlen(ok), &h, NULL), DDTS_OK);
+    assert_int_equal(ddts_csv_history_parse("h.csv", ok, strlen(ok), &h, NULL), DDTS_OK);
     assert_int_equal(h->n_epochs, 2);
     assert_true(h->values[0] == 1.5 && isnan(h->values[1]));
-    ddts_history_destroy(h);
-    assert_int_equal(ddts_history_parse("h.csv", "epoch\n0\n", 8, &h, NULL), DDTS_OK);
+    ddts_csv_history_destroy(h);
+    assert_int_equal(ddts_csv_history_parse("h.csv", "epoch\n0\n", 8, &h, NULL), DDTS_OK);
     assert_int_equal(h->n_keys, 0);
     assert_int_equal(h->n_epochs, 1);
-    ddts_history_destroy(h);
+    ddts_csv_history_destroy(h);
     /* Every allocation failing in turn gives ENOMEM and no leak. */
     const char *text = "epoch,accuracy,loss\n0,0.5,0.7\n1,0.6,0.5\n";
     for (long k = 0; k < 20; k++) {
         ddts_alloc_fail_after(k);
-        enum ddts_status st = ddts_history_parse("h.csv", text, strlen(text), &h, NULL);
+        enum ddts_status st = ddts_csv_history_parse("h.csv", text, strlen(text), &h, NULL);
         ddts_alloc_fail_after(-1);
         if (st == DDTS_OK) {
-            ddts_history_destroy(h);
+            ddts_csv_history_destroy(h);
             break;
         }
         assert_int_equal(st, DDTS_ENOMEM);
@@ -419,8 +419,8 @@ static void test_plots(void **state)
         assert_int_equal(ddts_history_writer_row(w, e, m, 4, NULL), DDTS_OK);
     }
     ddts_history_writer_close(w);
-    struct ddts_history *h = NULL;
-    assert_int_equal(ddts_history_read(csv, &h, NULL), DDTS_OK);
+    struct ddts_csv_history *h = NULL;
+    assert_int_equal(ddts_csv_history_read(csv, &h, NULL), DDTS_OK);
     char *png = ddts_path_join(dir, "history.png");
     struct ddts_error err;
     if (ddts_plot_history(png, "client alpha, fold 1", h, &err) != DDTS_OK)
@@ -428,9 +428,9 @@ static void test_plots(void **state)
     check_png(png, DDTS_PLOT_WIDTH, DDTS_PLOT_HEIGHT, 12);
 
     /* Combined: three clients (shifted curves) and the global model. */
-    struct ddts_history copy[3];
+    struct ddts_csv_history copy[3];
     double *vals[3];
-    const struct ddts_history *hs[3];
+    const struct ddts_csv_history *hs[3];
     for (int k = 0; k < 3; k++) {
         copy[k] = *h;
         vals[k] = ddts_mallocarray(h->n_epochs * h->n_keys, sizeof(double));
@@ -447,8 +447,8 @@ static void test_plots(void **state)
 
     /* A history without accuracy: one panel, narrower. */
     const char *lonly = "epoch,loss\n0,1.0\n1,0.5\n2,NA\n3,0.3\n";
-    struct ddts_history *h2 = NULL;
-    assert_int_equal(ddts_history_parse("l.csv", lonly, strlen(lonly), &h2, NULL), DDTS_OK);
+    struct ddts_csv_history *h2 = NULL;
+    assert_int_equal(ddts_csv_history_parse("l.csv", lonly, strlen(lonly), &h2, NULL), DDTS_OK);
     char *png2 = ddts_path_join(dir, "loss.png");
     assert_int_equal(ddts_plot_history(png2, "loss only", h2, NULL), DDTS_OK);
     check_png(png2, DDTS_PLOT_WIDTH / 2 + 100, DDTS_PLOT_HEIGHT, 6);
@@ -457,17 +457,17 @@ static void test_plots(void **state)
     struct ddts_plot_panel p = {"t", "x", "y", NULL, 0};
     assert_int_equal(ddts_plot_write_png(png2, "t", &p, 1, 10, 10, &err), DDTS_EINVAL);
     const char *noloss = "epoch,accuracy\n0,0.5\n";
-    struct ddts_history *h3 = NULL;
-    assert_int_equal(ddts_history_parse("n.csv", noloss, strlen(noloss), &h3, NULL), DDTS_OK);
+    struct ddts_csv_history *h3 = NULL;
+    assert_int_equal(ddts_csv_history_parse("n.csv", noloss, strlen(noloss), &h3, NULL), DDTS_OK);
     assert_int_equal(ddts_plot_history(png2, "t", h3, &err), DDTS_EINVAL);
     char *missing = ddts_path_join(dir, "no/such/dir/x.png");
     assert_int_equal(ddts_plot_history(missing, "t", h, &err), DDTS_EIO);
 
     for (int k = 0; k < 3; k++)
         ddts_free(vals[k]);
-    ddts_history_destroy(h);
-    ddts_history_destroy(h2);
-    ddts_history_destroy(h3);
+    ddts_csv_history_destroy(h);
+    ddts_csv_history_destroy(h2);
+    ddts_csv_history_destroy(h3);
     unlink(csv);
     unlink(png);
     unlink(png2);

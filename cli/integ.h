@@ -1,0 +1,30 @@
+/* The CLI's integration helpers: model files, job data, the demo's report. */
+#ifndef DDTS_CLI_INTEG_H
+#define DDTS_CLI_INTEG_H
+
+#include "ddts/ddts.h"
+
+/* `path` names a model file, or a folder holding exactly one (.h5, .hdf5,
+ * .keras); the file's path goes to out. DDTS_ENOTFOUND / DDTS_EINVAL
+ * listing the candidates. */
+enum ddts_status cli_find_model(const char *path, char *out, size_t cap, struct ddts_error *err);
+/* Loads the job's training data (and a Keras dataset's test split). */
+enum ddts_status cli_load_job_data(const struct ddts_job *job, struct ddts_array **x,
+                                   struct ddts_array **y, struct ddts_array **x_test,
+                                   struct ddts_array **y_test, struct ddts_error *err);
+/* Builds a Keras .h5 file with fresh weights from a model JSON (Keras'
+ * model.to_json() format) and a compile configuration. */
+enum ddts_status cli_model_new(const char *spec_path, const char *out_path, uint64_t seed,
+                               const char *loss, const char *optimizer, double learning_rate,
+                               const char *metrics, struct ddts_error *err);
+/* Prints a Keras-like summary of a model file. */
+int cli_inspect_model(const char *path);
+/* Prints the demo's final figures and where its results are. */
+int cli_demo_report(const char *server_workdir, const char *job);
+
+/* The passphrase from `typed` (the wizard's answer), else --passphrase-file,
+ * else $DDTS_PASSPHRASE, else a prompt without echo when stdin is a terminal. */
+enum ddts_status cli_get_passphrase(const char *file, const char *typed,
+                                    struct ddts_passphrase **out, struct ddts_error *err);
+
+#endif

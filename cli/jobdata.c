@@ -1,0 +1,60 @@
+/* Loading a job's data on this machine: X/Y folders or a Keras dataset. */
+#include <string.h>
+
+#include "cli.h"
+#include "integ.h"
+
+static enum ddts_status take_first(struct ddts_array **a, size_t n, struct ddts_error *err)
+{
+    if (*a == NULL || (*a)->rank == 0 || (size_t)(*a)->shape[0] <= n)
+        return DDTS_OK;
+    uint32_t *idx = ddts_mallocarray(n ? n : 1, sizeof(uint32_t));
+    if (idx == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        idx[i] = (uint32_t)i;
+    struct ddts_array *out = NULL;
+    enum ddts_status st = ddts_array_take(*a, idx, n, &out, err);
+    ddts_free(idx);
+    if (st != DDTS_OK)
+        return st;
+    ddts_array_destroy(*a);
+    *a = out;
+    return DDTS_OK;
+}
+
+enum ddts_status cli_load_job_data(const struct ddts_job *job, struct ddts_array **x,
+                                   struct ddts_array **y, struct ddts_array **x_test,
+                                   struct ddts_array **y_test, struct ddts_error *err)
+{
+    *x = *y = NULL;
+    if (x_test != NULL)
+        *x_test = NULL;
+    if (y_test != NULL)
+        *y_test = NULL;
+    enum ddts_status st;
+    if (job->data == DDTS_JOB_DATA_KERAS) {
+        st = ddts_keras_dataset_load(job->keras_dataset, x, y, x_test, y_test, err);
+    } else {
+        st = ddts_data_load_xy(job->dataset, x, y, err);
+    }
+    if (st == DDTS_OK && job->samples > 0) {
+        st = take_first(x, (size_t)job->samples, err);
+        if (st == DDTS_OK)
+            st = take_first(y, (size_t)job->samples, err);
+    }
+    if (st != DDTS_OK) {
+        ddts_array_destroy(*x);
+        ddts_array_destroy(*y);
+        *x = *y = NULL;
+        if (x_test != NULL) {
+            ddts_array_destroy(*x_test);
+            *x_test = NULL;
+        }
+        if (y_test != NULL) {
+            ddts_array_destroy(*y_test);
+            *y_test = NULL;
+        }
+    }
+    return st;
+}

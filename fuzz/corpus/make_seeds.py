@@ -1,0 +1,84 @@
+#!/usr/bin/python3
+"""Writes the small seed corpora of the data fuzz targets (run from the repo root:
+/usr/bin/python3 fuzz/corpus/make_seeds.py). Each seed is a few hundred bytes."""
+import gzip
+import io
+import os
+import struct
+import zipfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def put(target, name, data):
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def npy(a, version=None):
+    b = io.BytesIO()
+    if version:
+        np.lib.format.write_array(b, a, version=version)
+    else:
+        np.save(b, a)
+    return b.getvalue()
+
+
+put("fuzz_npy", "f4_2x3", npy(np.arange(6, dtype="<f4").reshape(2, 3)))
+put("fuzz_npy", "i2_be_fortran", npy(np.asfortranarray(np.arange(6, dtype=">i2").reshape(2, 3))))
+put("fuzz_npy", "bool_1d", npy(np.array([True, False, True])))
+put("fuzz_npy", "u1_v2", npy(np.arange(4, dtype="u1"), version=(2, 0)))
+put("fuzz_npy", "f8_scalar_v3", npy(np.float64(1.5), version=(3, 0)))
+put("fuzz_npy", "f2_3d", npy(np.ones((2, 1, 2), "<f2")))
+
+for name, comp in [("stored", zipfile.ZIP_STORED), ("deflated", zipfile.ZIP_DEFLATED)]:
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w", compression=comp) as z:
+        z.writestr("x_train.npy", npy(np.arange(8, dtype="u1").reshape(2, 4)))
+        z.writestr("y_train.npy", npy(np.array([1, 0], "<i8")))
+    put("fuzz_zip", name, b.getvalue())
+b = io.BytesIO()
+with zipfile.ZipFile(b, "w", compression=zipfile.ZIP_DEFLATED) as z:
+    with z.open("x_train.npy", "w", force_zip64=True) as f:
+        f.write(npy(np.arange(3, dtype="<f4")))
+put("fuzz_zip", "zip64", b.getvalue())
+
+for name, text in [
+    ("header", "a,b,c\n1,2.5,-3e2\n4,5,6\n"),
+    ("semicolon_crlf_bom", "\ufeffx;y\r\n1;2\r\n3;4\r\n"),
+    ("quoted", '"a ""q""","b\nc"\n"1",2\n'),
+    ("tabs", "1\t2\n3\t4\n"),
+    ("special", "a\nnan\ninf\n-0\n1.7976931348623157e308\n4.9e-324\n"),
+    ("error", "a,b\n1,\n"),
+]:
+    put("fuzz_csv", name, text.encode("utf-8"))
+
+sheet = ('<worksheet><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="inlineStr"><is><t>h</t></is></c></row>'
+         '<row r="2"><c r="A2"><v>1.5</v></c><c r="B2" t="b"><v>1</v></c></row>'
+         '<row r="3"><c r="A3"><f>A2*2</f><v>3</v></c><c><v>-2E-3</v></c></row></sheetData></worksheet>')
+put("fuzz_xlsx", "sheet_xml", sheet.encode())
+put("fuzz_xlsx", "sheet_sparse", b'<worksheet><sheetData><row r="2"><c r="C2"><v>1</v></c></row><row r="3"><c r="C3" t="e"><v>#N/A</v></c></row></sheetData></worksheet>')
+b = io.BytesIO()
+with zipfile.ZipFile(b, "w", compression=zipfile.ZIP_DEFLATED) as z:
+    z.writestr("xl/workbook.xml", '<workbook xmlns:r="r"><sheets><sheet name="S" sheetId="1" r:id="rId1"/></sheets></workbook>')
+    z.writestr("xl/_rels/workbook.xml.rels", '<Relationships><Relationship Id="rId1" Target="worksheets/sheet1.xml"/></Relationships>')
+    z.writestr("xl/sharedStrings.xml", "<sst><si><t>a</t></si></sst>")
+    z.writestr("xl/worksheets/sheet1.xml", sheet)
+put("fuzz_xlsx", "workbook", b.getvalue())
+
+
+def idx(a):
+    codes = {"u1": 8, "i1": 9, "i2": 11, "i4": 12, "f4": 13, "f8": 14}
+    head = bytes([0, 0, codes[a.dtype.str[1:]], a.ndim]) + b"".join(struct.pack(">I", d) for d in a.shape)
+    return head + a.astype(a.dtype.newbyteorder(">")).tobytes()
+
+
+put("fuzz_idx", "u1_3d", idx(np.arange(12, dtype="u1").reshape(2, 2, 3)))
+put("fuzz_idx", "i2_1d", idx(np.array([1, -2, 300], "i2")))
+put("fuzz_idx", "f8_2d", idx(np.ones((2, 2), "f8")))
+put("fuzz_idx", "u1_gz", gzip.compress(idx(np.arange(30, dtype="u1").reshape(3, 10)), mtime=0))
+put("fuzz_idx", "f4_gz", gzip.compress(idx(np.arange(4, dtype="f4")), mtime=0))

@@ -1,0 +1,251 @@
+/*
+ * ddts nn: the training engine. Keras models built from their JSON config,
+ * trained natively in C on OpenBLAS and OpenMP.
+ *
+ * A short tour:
+ *
+ *   struct ddts_model *m;
+ *   ddts_model_from_keras_config(json, strlen(json), &m, &err);   build the graph
+ *   ddts_model_init_weights(m, seed, &err);                        or copy weights in
+ *   struct ddts_compile_options co = {.loss = "sparse_categorical_crossentropy"};
+ *   ddts_model_compile(m, &co, &err);                              loss, optimizer
+ *   struct ddts_dataset train = {.x = x, .y = y};
+ *   struct ddts_fit_options fo = {.epochs = 2, .batch_size = 32, .shuffle = 1};
+ *   ddts_model_fit(m, &train, &fo, &history, &err);
+ *   ddts_model_evaluate(m, &test, 128, &logs, &err);
+ *   ddts_model_destroy(m);
+ *
+ * Tensors are float32, batch first and channels last (N, H, W, C) as in Keras,
+ * so that Keras weights need no conversion. All weights of a model live in one
+ * flat buffer (ddts_model_weights_flat), in Keras' own order: layers in the
+ * order of the config (the order of model_weights/layer_names in an .h5 file),
+ * and within a layer its weights in Keras' order (kernel, bias; gamma, beta,
+ * moving_mean, moving_variance). A nested model is one layer entry whose
+ * weights are its sublayers' trainable weights in order, then their
+ * non-trainable weights in order (Keras' legacy weight order).
+ *
+ * A model is used by one thread at a time. Its compute uses `threads` threads
+ * (OpenMP and OpenBLAS, never both at once); for a fixed seed and thread count
+ * results are bit-identical.
+ */
+#ifndef DDTS_NN_H
+#define DDTS_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "array.h"
+#include "core.h"
+#include "limits.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ddts_model;
+
+/*
+ * Builds a model from a Keras model config JSON: the `model_config` root
+ * attribute of a Keras .h5 file or config.json of a .keras zip,
+ * {"class_name": "Sequential"|"Functional"|"Model", "config": {...}}.
+ * Handles Keras 2.2 to Keras 3 spellings (bare-list Sequential configs,
+ * batch_input_shape/batch_shape/input_shape, dtype policies, both forms of
+ * inbound_nodes, nested models). Weights are zero until ddts_model_init_weights
+ * or a copy into ddts_model_weights_flat.
+ * Returns DDTS_EFORMAT for malformed JSON or config, DDTS_EUNSUPPORTED naming
+ * the layer name and class for a layer, activation or option ddts does not
+ * implement, DDTS_ESHAPE when shapes do not agree, DDTS_ELIMIT beyond
+ * DDTS_MAX_CONFIG_BYTES or DDTS_MAX_LAYERS, DDTS_ENOMEM.
+ */
+DDTS_NODISCARD enum ddts_status ddts_model_from_keras_config(const char *json, size_t json_nbytes,
+                                                             struct ddts_model **out,
+                                                             struct ddts_error *err);
+void ddts_model_destroy(struct ddts_model *m);
+
+/* The model's name from its config ("sequential"). */
+const char *ddts_model_name(const struct ddts_model *m);
+
+/* Number of top-level layers, weightless ones (InputLayer, Flatten...) included. */
+size_t ddts_model_n_layers(const struct ddts_model *m);
+
+struct ddts_layer_info {
+    const char *name;                 /* Keras layer name ("dense_1") */
+    const char *class_name;           /* Keras class ("Dense", "Sequential" for a nested model) */
+    size_t n_weights;                 /* weights of this entry (see ddts_model_weight) */
+    int out_rank;                     /* rank of out_shape, batch included */
+    int64_t out_shape[DDTS_MAX_RANK]; /* out_shape[0] = -1 (batch) */
+    size_t n_params;                  /* all parameters */
+    size_t n_trainable;               /* trainable parameters */
+};
+/* Describes top-level layer `i` (< ddts_model_n_layers). DDTS_EINVAL when out of range. */
+DDTS_NODISCARD enum ddts_status ddts_model_layer_info(const struct ddts_model *m, size_t i,
+                                                      struct ddts_layer_info *out);
+
+struct ddts_weight_view {
+    const char *name;       /* Keras weight name without layer prefix: "kernel", "bias",
+                               "gamma", "beta", "moving_mean", "moving_variance", "mean",
+                               "variance", "count" */
+    const char *layer_name; /* the (sub)layer that owns it ("dense_1") */
+    int rank;
+    int64_t shape[DDTS_MAX_RANK]; /* Keras' shape: Dense (in, out), Conv2D (kh, kw, cin, cout) */
+    float *data;                  /* points into the flat buffer; C order */
+    size_t n_floats;
+    size_t offset; /* offset of data in ddts_model_weights_flat, in floats */
+    int trainable;
+};
+/* Weight `j` (< n_weights) of top-level layer `layer`. DDTS_EINVAL when out of range. */
+DDTS_NODISCARD enum ddts_status ddts_model_weight(struct ddts_model *m, size_t layer, size_t j,
+                                                  struct ddts_weight_view *out);
+
+/* The flat buffer of all weights (trainable and not, BN moving statistics
+ * included), in the order of the header comment; its length in *n_floats.
+ * Writable: the cluster layer averages and overwrites it between steps. */
+float *ddts_model_weights_flat(struct ddts_model *m, size_t *n_floats);
+/* Total and trainable parameter counts. */
+size_t ddts_model_n_params(const struct ddts_model *m);
+size_t ddts_model_n_trainable(const struct ddts_model *m);
+
+/* Fresh weights from each layer's configured initializers (kernel_initializer
+ * etc., Keras defaults: glorot_uniform kernels, zero biases, BN ones/zeros),
+ * drawn from one RNG seeded with `seed`, layer by layer in order. Initializer
+ * seeds in the config are ignored so that `seed` decides everything.
+ * DDTS_EUNSUPPORTED was already reported at build time for unknown ones. */
+DDTS_NODISCARD enum ddts_status ddts_model_init_weights(struct ddts_model *m, uint64_t seed,
+                                                        struct ddts_error *err);
+
+/* Per-sample input/output shape, batch excluded; returns the rank and fills
+ * shape[0..rank). (28, 28, 1) for a Conv2D MNIST model, (10) for its output. */
+int ddts_model_input_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK]);
+int ddts_model_output_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK]);
+/* Elements per sample of the input and of the output. */
+size_t ddts_model_input_size(const struct ddts_model *m);
+size_t ddts_model_output_size(const struct ddts_model *m);
+
+struct ddts_compile_options {
+    const char *loss;      /* Keras name or alias ("sparse_categorical_crossentropy", "mse");
+                              NULL: from training_config_json, else an error */
+    const char *optimizer; /* "adam", "sgd", "rmsprop", "adamw", "adagrad", "adadelta",
+                              "adamax", "nadam"; NULL: from training_config_json, else "adam" */
+    double learning_rate;  /* <= 0: training_config's, else the optimizer's Keras default */
+    const char *metrics;   /* comma-separated: "accuracy", "mse", "mae"; NULL: training_config's
+                              metrics, else "accuracy" for crossentropy losses; "" for none */
+    const char *training_config_json; /* Keras `training_config` attribute; may be NULL */
+    int threads;                      /* <= 0: 1 */
+};
+/* Sets loss, metrics and optimizer (state reset to zero). May be called again.
+ * DDTS_EUNSUPPORTED for an unknown loss/optimizer/metric, DDTS_EFORMAT for a bad
+ * training_config, DDTS_EINVAL when no loss is given anywhere. */
+DDTS_NODISCARD enum ddts_status ddts_model_compile(struct ddts_model *m,
+                                                   const struct ddts_compile_options *o,
+                                                   struct ddts_error *err);
+/* After compile: canonical loss and optimizer names ("sparse_categorical_crossentropy",
+ * "adam"), the learning rate in use; NULL/0 before compile. */
+const char *ddts_model_loss_name(const struct ddts_model *m);
+const char *ddts_model_optimizer_name(const struct ddts_model *m);
+double ddts_model_learning_rate(const struct ddts_model *m);
+/* Changes the learning rate (e.g. a schedule run by the caller). */
+void ddts_model_set_learning_rate(struct ddts_model *m, double lr);
+/* Changes the thread count (<= 0: 1). */
+void ddts_model_set_threads(struct ddts_model *m, int threads);
+
+/* Optimizer state (moments, accumulators, step counter as a float at the end)
+ * as one flat buffer, for checkpoints; NULL before compile. Writable: import by
+ * copying into it. Its layout depends on the optimizer only through its size. */
+float *ddts_model_optimizer_state(struct ddts_model *m, size_t *n_floats);
+/* Optimizer steps taken (Keras' `iterations`). */
+uint64_t ddts_model_iterations(const struct ddts_model *m);
+void ddts_model_set_iterations(struct ddts_model *m, uint64_t iterations);
+
+/*
+ * Data: samples selected by index from arrays of any dtype, converted to
+ * float32 per batch. x: (N, ...) whose per-sample element count equals the
+ * model's input size (reshaped to it). y: labels (N) or (N, 1) for sparse
+ * losses, or (N, ...) with the model's output size.
+ */
+struct ddts_dataset {
+    const struct ddts_array *x, *y;
+    const uint32_t *idx; /* sample indices into x and y; NULL: all samples 0..n */
+    size_t n;            /* number of samples (of idx, or of x when idx is NULL; 0: all of x) */
+};
+
+#define DDTS_LOGS_MAX 16
+struct ddts_logs {
+    size_t n;
+    const char *names[DDTS_LOGS_MAX]; /* "loss", "accuracy", "val_loss", "val_accuracy" */
+    double values[DDTS_LOGS_MAX];
+};
+/* Value of log `name`; returns 0 and sets *value when found, -1 otherwise. */
+int ddts_logs_get(const struct ddts_logs *logs, const char *name, double *value);
+
+struct ddts_fit_callbacks {
+    void *userdata;
+    /* After each batch: progress (running means over the epoch so far). May
+     * modify the model's flat weights (steps:K synchronisation). Non-zero
+     * stops fit with DDTS_ECANCELED. May be NULL. */
+    int (*on_batch_end)(void *userdata, struct ddts_model *m, int epoch, size_t batch,
+                        size_t n_batches, size_t samples_done, const struct ddts_logs *running);
+    /* After each epoch with its logs (validation included). May modify the
+     * flat weights. Non-zero stops fit with DDTS_ECANCELED. May be NULL. */
+    int (*on_epoch_end)(void *userdata, struct ddts_model *m, int epoch,
+                        const struct ddts_logs *logs);
+};
+
+struct ddts_fit_options {
+    int epochs;        /* last epoch (exclusive), as in Keras: runs initial_epoch..epochs */
+    int initial_epoch; /* 0 usually */
+    int batch_size;    /* <= 0: 32 */
+    int shuffle;       /* shuffle the samples each epoch (seeded by seed and epoch) */
+    uint64_t seed;     /* shuffling and dropout */
+    const struct ddts_dataset *validation; /* NULL: none */
+    const struct ddts_fit_callbacks *callbacks;
+    const char *checkpoint_monitor; /* e.g. "val_loss", "val_accuracy": keep a copy of the best
+                                       weights (ddts_model_best_weights); NULL: none */
+    int early_stopping_patience;    /* epochs without improvement of the monitor
+                                       (checkpoint_monitor, else val_loss or loss); 0: off */
+};
+
+struct ddts_history {
+    size_t n_epochs;
+    size_t n_columns;
+    char **columns; /* Keras' names: loss, accuracy, val_loss, val_accuracy */
+    int *epochs;    /* epoch number of each row */
+    double *values; /* n_epochs x n_columns, row-major */
+    int best_epoch; /* epoch of the best monitored value; -1 without checkpoint_monitor */
+    int stopped_early;
+};
+
+/*
+ * Trains: epochs initial_epoch..epochs-1 over `train`, minibatches in order
+ * (shuffled per epoch when asked), one optimizer step per batch, the last
+ * batch partial. Calling fit again with a later initial_epoch continues with
+ * the optimizer state kept. *out (may be NULL) gets the history, caller frees.
+ * DDTS_ENUMERIC when the loss becomes NaN or infinite (naming the epoch and
+ * batch), DDTS_ESHAPE when data and model disagree, DDTS_ESTATE before compile,
+ * DDTS_ECANCELED when a callback asked to stop (the history so far is still
+ * returned).
+ */
+DDTS_NODISCARD enum ddts_status ddts_model_fit(struct ddts_model *m,
+                                               const struct ddts_dataset *train,
+                                               const struct ddts_fit_options *o,
+                                               struct ddts_history **out, struct ddts_error *err);
+void ddts_history_destroy(struct ddts_history *h);
+
+/* Best weights kept by fit's checkpoint_monitor (same layout as the flat
+ * buffer), or NULL when none; *epoch (may be NULL) gets its epoch. */
+const float *ddts_model_best_weights(const struct ddts_model *m, int *epoch);
+
+/* Loss and metrics over `d` in inference mode (dropout off, BN moving stats).
+ * Keras' sample-weighted means over all samples. */
+DDTS_NODISCARD enum ddts_status ddts_model_evaluate(struct ddts_model *m,
+                                                    const struct ddts_dataset *d, int batch_size,
+                                                    struct ddts_logs *out, struct ddts_error *err);
+
+/* Outputs for every sample of x: float32 (N, out...), caller destroys it. */
+DDTS_NODISCARD enum ddts_status ddts_model_predict(struct ddts_model *m, const struct ddts_array *x,
+                                                   int batch_size, struct ddts_array **out,
+                                                   struct ddts_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

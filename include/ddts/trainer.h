@@ -1,0 +1,109 @@
+/*
+ * The trainer: one training run of a job on one machine, as `ddts train`
+ * runs it and as each client runs its share. It ties the modules together:
+ * the Keras file (keras.h) gives the model and its weights, the engine (nn.h)
+ * trains it, data arrive as arrays (data.h), and results are written as
+ * SPEC §5 lists them: per run (or per fold) the trained model in its source
+ * format, the best model by the monitored metric, history.csv, train.log,
+ * loss and accuracy plots; summary.json for the whole request.
+ *
+ * Synchronisation across clients is a callback (`exchange`): it receives the
+ * flat weights and the samples trained since the last call and overwrites
+ * the weights with the global average.
+ */
+#ifndef DDTS_TRAINER_H
+#define DDTS_TRAINER_H
+
+#include <stdio.h>
+
+#include "array.h"
+#include "core.h"
+#include "data.h"
+#include "job.h"
+#include "keras.h"
+#include "nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Averages `weights` (`n` floats) with the other clients; see ddts_client_sync_exchange. */
+typedef enum ddts_status (*ddts_exchange_fn)(void *userdata, float *weights, size_t n,
+                                             uint64_t n_samples, struct ddts_error *err);
+
+struct ddts_train_request {
+    const struct ddts_job *job;             /* settings (epochs, batch size, loss, method, ...) */
+    const char *model_path;                 /* the Keras .h5 or .keras file */
+    const struct ddts_array *x, *y;         /* training samples; y NULL with order XX */
+    const struct ddts_array *x_val, *y_val; /* NULL: job->validation_split of x, y */
+    const struct ddts_stats *norm_stats;    /* job-wide normalizer statistics; NULL: from x */
+    const float *init_weights;              /* start from these (flat), or NULL: the file's */
+    size_t n_init_weights;
+    const char *out_dir;       /* results go here (created) */
+    ddts_exchange_fn exchange; /* NULL: train alone */
+    void *exchange_userdata;
+    /* Steps:K: exchange every K batches while batch < sync_batch_limit (the
+     * batches every client has), and at each epoch end. 0: epoch ends only. */
+    uint32_t sync_steps;
+    size_t sync_batch_limit;
+    const char *run_name;             /* shown in logs and plot titles */
+    const struct ddts_logger *logger; /* may be NULL */
+    FILE *progress;                   /* Keras-like progress; NULL: none */
+};
+
+struct ddts_train_result {
+    size_t n_samples;              /* training samples per epoch */
+    double seconds;                /* wall time of training */
+    double samples_per_s;          /* training throughput */
+    double loss, accuracy;         /* last epoch's training figures (accuracy NaN if none) */
+    double val_loss, val_accuracy; /* last epoch's validation figures (NaN if none) */
+    int n_folds;                   /* 0 for fit */
+    double fold_mean, fold_std;    /* k-fold: mean and std of val_accuracy (else val_loss) */
+    char fold_metric[32];
+};
+
+/* Runs the request; see the header comment. Statuses of the modules it uses. */
+DDTS_NODISCARD enum ddts_status ddts_train_run(const struct ddts_train_request *req,
+                                               struct ddts_train_result *out,
+                                               struct ddts_error *err);
+
+/*
+ * Bridges between Keras files and the engine.
+ * ddts_bridge_load: builds the engine's model from a Keras file's config and
+ * copies its weights in (by layer name, then position), checking every
+ * shape; a layer the file has no weights for keeps fresh weights from
+ * `seed`. ddts_bridge_store: copies the model's weights back into `k`.
+ */
+DDTS_NODISCARD enum ddts_status ddts_bridge_load(const struct ddts_keras_model *k, uint64_t seed,
+                                                 struct ddts_model **out, struct ddts_error *err);
+DDTS_NODISCARD enum ddts_status ddts_bridge_store(struct ddts_model *m, struct ddts_keras_model *k,
+                                                  struct ddts_error *err);
+/* A new in-memory Keras file for `m` (config and training config given as
+ * JSON text), to be written with ddts_keras_write_new. */
+DDTS_NODISCARD enum ddts_status ddts_bridge_new_keras(struct ddts_model *m, const char *config_json,
+                                                      const char *training_config_json,
+                                                      struct ddts_keras_model **out,
+                                                      struct ddts_error *err);
+/* Writes `m` to `path` in the format of `k` (k's layout, m's weights). */
+DDTS_NODISCARD enum ddts_status ddts_bridge_write(struct ddts_model *m, struct ddts_keras_model *k,
+                                                  const char *path, struct ddts_error *err);
+
+/* The server's global model: the source file with averaged weights, evaluated on test data. */
+struct ddts_global_request {
+    const struct ddts_job *job;
+    const char *model_path; /* the job's Keras file */
+    const float *weights;   /* averaged flat weights; NULL: the file's own */
+    size_t n_weights;
+    const struct ddts_stats *norm_stats;      /* the job's normalizer statistics, or NULL */
+    const struct ddts_array *x_test, *y_test; /* may be NULL: no evaluation */
+    const char *out_path; /* where the global model is written; NULL: not written */
+};
+/* Writes and evaluates the global model; *loss and *accuracy are NaN without test data. */
+DDTS_NODISCARD enum ddts_status ddts_train_global(const struct ddts_global_request *req,
+                                                  double *loss, double *accuracy,
+                                                  struct ddts_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,335 @@
+/*
+ * Data files by name: format detection, loading one file, a folder, or an
+ * X/ and Y/ pair.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "ddts/fs.h"
+#include "io.h"
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcasecmp(s + n - k, suffix) == 0;
+}
+
+enum ddts_data_format ddts_data_format_of(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (ends_with(base, ".npy"))
+        return DDTS_FORMAT_NPY;
+    if (ends_with(base, ".npz"))
+        return DDTS_FORMAT_NPZ;
+    if (ends_with(base, ".csv"))
+        return DDTS_FORMAT_CSV;
+    if (ends_with(base, ".xlsx"))
+        return DDTS_FORMAT_XLSX;
+    if (ends_with(base, ".idx") || ends_with(base, ".idx.gz") || ends_with(base, "-ubyte") ||
+        ends_with(base, "-ubyte.gz"))
+        return DDTS_FORMAT_IDX;
+    /* MNIST's own names: "train-images.idx3-ubyte", "t10k-labels-idx1-ubyte.gz". */
+    if (strstr(base, "idx1") || strstr(base, "idx2") || strstr(base, "idx3") ||
+        strstr(base, "idx4"))
+        return DDTS_FORMAT_IDX;
+    return DDTS_FORMAT_UNKNOWN;
+}
+
+const char *ddts_data_format_name(enum ddts_data_format format)
+{
+    switch (format) {
+    case DDTS_FORMAT_NPY:
+        return "npy";
+    case DDTS_FORMAT_NPZ:
+        return "npz";
+    case DDTS_FORMAT_CSV:
+        return "csv";
+    case DDTS_FORMAT_XLSX:
+        return "xlsx";
+    case DDTS_FORMAT_IDX:
+        return "idx";
+    case DDTS_FORMAT_UNKNOWN:
+        break;
+    }
+    return "unknown";
+}
+
+struct file_reader {
+    FILE *fp;
+    const char *path;
+};
+
+static enum ddts_status file_read(void *ctx, void *dst, size_t n, struct ddts_error *err)
+{
+    struct file_reader *f = ctx;
+    if (fread(dst, 1, n, f->fp) != n) {
+        if (ferror(f->fp))
+            return ddts_error_set_errno(err, DDTS_EIO, errno, "read failed");
+        return ddts_error_set(err, DDTS_EFORMAT, "file truncated");
+    }
+    return DDTS_OK;
+}
+
+/* .npy straight from the file into the array: no whole-file buffer. */
+static enum ddts_status load_npy(const char *path, struct ddts_array **out, struct ddts_error *err)
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL)
+        return ddts_error_set_errno(err, errno == ENOENT ? DDTS_ENOTFOUND : DDTS_EIO, errno,
+                                    "%s: cannot open", path);
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(fp);
+        return ddts_error_set(err, DDTS_EIO, "%s: not a regular file", path);
+    }
+    struct file_reader fr = {fp, path};
+    enum ddts_status st = ddts__npy_read(file_read, &fr, (uint64_t)sb.st_size, path, out, err);
+    fclose(fp);
+    return st;
+}
+
+static enum ddts_status check_key(const char *path, enum ddts_data_format f, const char *key,
+                                  struct ddts_error *err)
+{
+    if (key != NULL && f != DDTS_FORMAT_NPZ && f != DDTS_FORMAT_XLSX)
+        return ddts_error_set(err, DDTS_EINVAL,
+                              "%s: a key ('%s') applies to .npz arrays and .xlsx sheets only", path,
+                              key);
+    return DDTS_OK;
+}
+
+/* Whole files up to this size are read into memory for csv and idx. */
+#define MAX_WHOLE_FILE (DDTS_MAX_ARRAY_BYTES)
+
+enum ddts_status ddts_data_load(const char *path, const char *key, struct ddts_array **out,
+                                struct ddts_error *err)
+{
+    *out = NULL;
+    enum ddts_data_format f = ddts_data_format_of(path);
+    if (f == DDTS_FORMAT_UNKNOWN)
+        return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                              "%s: unknown data format (expected .npy, .npz, .csv, .xlsx, .idx or "
+                              ".idx.gz)",
+                              path);
+    enum ddts_status st = check_key(path, f, key, err);
+    if (st != DDTS_OK)
+        return st;
+    switch (f) {
+    case DDTS_FORMAT_NPY:
+        return load_npy(path, out, err);
+    case DDTS_FORMAT_NPZ:
+        return ddts__npz_load(path, key, out, err);
+    case DDTS_FORMAT_XLSX:
+        return ddts__xlsx_load(path, key, out, err);
+    default:
+        break;
+    }
+    char *buf = NULL;
+    size_t n = 0;
+    st = ddts_read_file(path, MAX_WHOLE_FILE, &buf, &n, err);
+    if (st != DDTS_OK) {
+        if (err != NULL && err->sys_errno == ENOENT)
+            err->status = st = DDTS_ENOTFOUND;
+        return st;
+    }
+    st = ddts_data_parse(buf, n, f, path, NULL, out, err);
+    ddts_free(buf);
+    return st;
+}
+
+enum ddts_status ddts_data_parse(const void *buf, size_t nbytes, enum ddts_data_format format,
+                                 const char *name, const char *key, struct ddts_array **out,
+                                 struct ddts_error *err)
+{
+    *out = NULL;
+    if (name == NULL)
+        name = ddts_data_format_name(format);
+    enum ddts_status st = check_key(name, format, key, err);
+    if (st != DDTS_OK)
+        return st;
+    switch (format) {
+    case DDTS_FORMAT_NPY:
+        st = ddts_npy_parse(buf, nbytes, out, err);
+        break;
+    case DDTS_FORMAT_IDX:
+        st = ddts_idx_parse(buf, nbytes, out, err);
+        break;
+    case DDTS_FORMAT_CSV:
+        return ddts_csv_parse(buf, nbytes, name, out, err);
+    case DDTS_FORMAT_NPZ:
+        return ddts_npz_parse(buf, nbytes, name, key, out, err);
+    case DDTS_FORMAT_XLSX:
+        return ddts_xlsx_parse(buf, nbytes, name, key, out, err);
+    case DDTS_FORMAT_UNKNOWN:
+        return ddts_error_set(err, DDTS_EINVAL, "%s: unknown data format", name);
+    }
+    if (st != DDTS_OK)
+        ddts_error_prefix(err, "%s: ", name);
+    return st;
+}
+
+enum ddts_status ddts_data_keys(const char *path, char ***names, size_t *n_names,
+                                struct ddts_error *err)
+{
+    *names = NULL;
+    *n_names = 0;
+    enum ddts_data_format f = ddts_data_format_of(path);
+    if (f == DDTS_FORMAT_NPZ || f == DDTS_FORMAT_XLSX)
+        return ddts__zip_keys(path, f == DDTS_FORMAT_XLSX, names, n_names, err);
+    if (f == DDTS_FORMAT_UNKNOWN)
+        return ddts_error_set(err, DDTS_EUNSUPPORTED, "%s: unknown data format", path);
+    char **v = ddts_malloc(sizeof(char *) + 1);
+    if (v == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    v[0] = (char *)(v + 1);
+    v[0][0] = '\0';
+    *names = v;
+    *n_names = 1;
+    return DDTS_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+enum ddts_status ddts_data_load_dir(const char *dir, struct ddts_array **out,
+                                    struct ddts_error *err)
+{
+    *out = NULL;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return ddts_error_set_errno(err, errno == ENOENT ? DDTS_ENOTFOUND : DDTS_EIO, errno,
+                                    "%s: cannot open the folder", dir);
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct ddts_array **parts = NULL;
+    enum ddts_status st = DDTS_OK;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || ddts_data_format_of(e->d_name) == DDTS_FORMAT_UNKNOWN)
+            continue;
+        if (n == DDTS_MAX_DATA_FILES) {
+            st = ddts_error_set(err, DDTS_ELIMIT, "%s: more than %d data files", dir,
+                                DDTS_MAX_DATA_FILES);
+            goto out;
+        }
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            char **nn = ddts_realloc(names, nc * sizeof *nn);
+            if (nn == NULL) {
+                st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", dir);
+                goto out;
+            }
+            names = nn;
+            cap = nc;
+        }
+        names[n] = ddts_path_join(dir, e->d_name);
+        if (names[n] == NULL) {
+            st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", dir);
+            goto out;
+        }
+        n++;
+    }
+    /* Regular files only. */
+    for (size_t i = 0; i < n;) {
+        struct stat sb;
+        if (stat(names[i], &sb) != 0 || !S_ISREG(sb.st_mode)) {
+            ddts_free(names[i]);
+            names[i] = names[--n];
+            continue;
+        }
+        i++;
+    }
+    if (n == 0) {
+        st = ddts_error_set(err, DDTS_ENOTFOUND,
+                            "%s: no data files (.npy .npz .csv .xlsx .idx .idx.gz)", dir);
+        goto out;
+    }
+    qsort(names, n, sizeof *names, cmp_str);
+    parts = ddts_calloc(n, sizeof *parts);
+    if (parts == NULL) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", dir);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        st = ddts_data_load(names[i], NULL, &parts[i], err);
+        if (st != DDTS_OK)
+            goto out;
+        if (parts[i]->rank == 0) {
+            st = ddts_error_set(err, DDTS_ESHAPE, "%s: a scalar, not samples", names[i]);
+            goto out;
+        }
+        if (i > 0) {
+            const struct ddts_array *p0 = parts[0], *pi = parts[i];
+            int same = p0->rank == pi->rank;
+            for (int k = 1; same && k < p0->rank; k++)
+                same = p0->shape[k] == pi->shape[k];
+            if (!same) {
+                char s0[160], si[160];
+                ddts_array_shape_str(p0, s0, sizeof s0);
+                ddts_array_shape_str(pi, si, sizeof si);
+                st = ddts_error_set(err, DDTS_ESHAPE,
+                                    "%s has shape %s but %s has shape %s: samples differ", names[0],
+                                    s0, names[i], si);
+                goto out;
+            }
+        }
+    }
+    if (n == 1) {
+        *out = parts[0];
+        parts[0] = NULL;
+    } else {
+        st = ddts_array_concat((const struct ddts_array *const *)parts, n, out, err);
+        if (st != DDTS_OK)
+            ddts_error_prefix(err, "%s: ", dir);
+    }
+out:
+    closedir(d);
+    for (size_t i = 0; i < n; i++) {
+        ddts_free(names[i]);
+        if (parts != NULL)
+            ddts_array_destroy(parts[i]);
+    }
+    ddts_free(names);
+    ddts_free(parts);
+    return st;
+}
+
+enum ddts_status ddts_data_load_xy(const char *dir, struct ddts_array **x, struct ddts_array **y,
+                                   struct ddts_error *err)
+{
+    *x = NULL;
+    *y = NULL;
+    char *xd = ddts_path_join(dir, "X"), *yd = ddts_path_join(dir, "Y");
+    enum ddts_status st;
+    if (xd == NULL || yd == NULL) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        goto out;
+    }
+    st = ddts_data_load_dir(xd, x, err);
+    if (st != DDTS_OK)
+        goto out;
+    st = ddts_data_load_dir(yd, y, err);
+    if (st != DDTS_OK)
+        goto out;
+    if ((*x)->shape[0] != (*y)->shape[0])
+        st = ddts_error_set(err, DDTS_ESHAPE, "%s holds %lld samples but %s holds %lld", xd,
+                            (long long)(*x)->shape[0], yd, (long long)(*y)->shape[0]);
+out:
+    if (st != DDTS_OK) {
+        ddts_array_destroy(*x);
+        ddts_array_destroy(*y);
+        *x = NULL;
+        *y = NULL;
+    }
+    ddts_free(xd);
+    ddts_free(yd);
+    return st;
+}

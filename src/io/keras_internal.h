@@ -1,0 +1,58 @@
+/*
+ * Internal interface between the Keras file modules: keras_model.c (format
+ * detection, ownership, names), keras_config.c (the only user of jansson
+ * here), keras_h5.c (the only user of libhdf5) and keras_zip.c (the only
+ * user of libzip).
+ */
+#ifndef DDTS_IO_KERAS_INTERNAL_H
+#define DDTS_IO_KERAS_INTERNAL_H
+
+#include <stddef.h>
+
+#include "ddts/keras.h"
+
+/* Reads a legacy HDF5 model file at `path` into `m` (already zeroed, format
+ * and source_path set). On failure `m` may hold partial results: the caller
+ * destroys it. */
+enum ddts_status ddts__keras_h5_read_legacy(const char *path, struct ddts_keras_model *m,
+                                            struct ddts_error *err);
+/* As above from a file image in memory; `label` names it in messages. */
+enum ddts_status ddts__keras_h5_read_legacy_image(const void *image, size_t nbytes,
+                                                  const char *label, struct ddts_keras_model *m,
+                                                  struct ddts_error *err);
+/* Reads the weights of a .keras model.weights.h5 image into m->layers (one
+ * per top-level entry of `cfg`) and m->optimizer_weights. */
+enum ddts_status ddts__keras_h5_read_zip_weights(const void *image, size_t nbytes,
+                                                 const char *label,
+                                                 const struct ddts_keras_config *cfg,
+                                                 struct ddts_keras_model *m,
+                                                 struct ddts_error *err);
+/* Opens the HDF5 image, writes every weight of m (by h5_path) into it and
+ * returns the new image in *out (ddts_malloc'd). */
+enum ddts_status ddts__keras_h5_update_image(const void *image, size_t nbytes, const char *label,
+                                             const struct ddts_keras_model *m, void **out,
+                                             size_t *out_nbytes, struct ddts_error *err);
+/* Reads a .keras zip at `path` into `m`. */
+enum ddts_status ddts__keras_zip_read(const char *path, struct ddts_keras_model *m,
+                                      struct ddts_error *err);
+/* Rewrites the .keras zip m->source_path to `path` with new weights. */
+enum ddts_status ddts__keras_zip_write(const struct ddts_keras_model *m, const char *path,
+                                       struct ddts_error *err);
+/* The string value of top-level `key` of a JSON object, or NULL in *out when
+ * absent or not a string. */
+enum ddts_status ddts__keras_json_string(const char *json, size_t nbytes, const char *key,
+                                         char **out, struct ddts_error *err);
+
+/* Keras 3's naming.to_snake_case(class_name) into a new string (NULL: ENOMEM). */
+char *ddts__keras_snake_case(const char *class_name);
+/* The short name of weight `index` of a layer of class `cl` (may be NULL)
+ * into a new string, following the variable order of Keras 3's layers. */
+char *ddts__keras_short_name(const struct ddts_keras_config_layer *cl, size_t index);
+/* Splits an h5 weight name "a/b/kernel:0" into short_name "kernel" and
+ * layer_name "b", both new strings. Returns DDTS_ENOMEM or DDTS_OK. */
+enum ddts_status ddts__keras_split_weight_name(const char *name, char **short_name,
+                                               char **layer_name);
+/* Frees the strings and data of `n` weights and the array itself. */
+void ddts__keras_weights_free(struct ddts_keras_weight *w, size_t n);
+
+#endif

@@ -1,0 +1,111 @@
+/* Internal helpers shared by the server and the client. */
+#include <dirent.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ddts/fs.h"
+#include "ddts/wire.h"
+#include "netutil.h"
+
+void ddts__hex(const uint8_t *id, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[id[i] >> 4];
+        out[2 * i + 1] = digits[id[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int ddts__unhex(const char *s, uint8_t *out, size_t n)
+{
+    if (strlen(s) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < 2 * n; i++) {
+        char c = s[i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0)
+            return -1;
+        if (i % 2 == 0)
+            out[i / 2] = (uint8_t)(v << 4);
+        else
+            out[i / 2] |= (uint8_t)v;
+    }
+    return 0;
+}
+
+void ddts__file_list_free(struct ddts__file_list *fl)
+{
+    for (size_t i = 0; i < fl->n; i++)
+        ddts_free(fl->rel[i]);
+    ddts_free(fl->rel);
+    memset(fl, 0, sizeof *fl);
+}
+
+enum ddts_status ddts__list_files(const char *root, const char *rel, struct ddts__file_list *fl,
+                                  int depth, struct ddts_error *err)
+{
+    char *dir = rel[0] ? ddts_path_join(root, rel) : ddts_strdup(root);
+    if (dir == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        enum ddts_status st =
+            ddts_error_set_errno(err, DDTS_ENOTFOUND, errno, "%s: cannot open", dir);
+        ddts_free(dir);
+        return st;
+    }
+    enum ddts_status st = DDTS_OK;
+    struct dirent *e;
+    while (st == DDTS_OK && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char *r = rel[0] ? ddts_path_join(rel, e->d_name) : ddts_strdup(e->d_name);
+        char *full = r != NULL ? ddts_path_join(root, r) : NULL;
+        struct stat sb;
+        if (r == NULL || full == NULL) {
+            st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        } else if (stat(full, &sb) != 0) {
+            st = ddts_error_set_errno(err, DDTS_EIO, errno, "%s: cannot stat", full);
+        } else if (S_ISDIR(sb.st_mode) && depth < 16) {
+            st = ddts__list_files(root, r, fl, depth + 1, err);
+        } else if (S_ISREG(sb.st_mode)) {
+            st = ddts_wire_check_relpath(r, err);
+            if (st == DDTS_OK && fl->n == fl->cap) {
+                size_t cap = fl->cap ? fl->cap * 2 : 16;
+                char **p = ddts_realloc(fl->rel, cap * sizeof *p);
+                if (p == NULL)
+                    st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+                else {
+                    fl->rel = p;
+                    fl->cap = cap;
+                }
+            }
+            if (st == DDTS_OK) {
+                fl->rel[fl->n++] = r;
+                r = NULL;
+            }
+        }
+        ddts_free(r);
+        ddts_free(full);
+    }
+    closedir(d);
+    ddts_free(dir);
+    return st;
+}
+
+enum ddts_status ddts__mkdir_parent(const char *path, struct ddts_error *err)
+{
+    char *dir = ddts_strdup(path);
+    if (dir == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    char *slash = strrchr(dir, '/');
+    enum ddts_status st = DDTS_OK;
+    if (slash != NULL && slash != dir) {
+        *slash = '\0';
+        st = ddts_mkdir_p(dir, err);
+    }
+    ddts_free(dir);
+    return st;
+}

@@ -1,0 +1,27 @@
+/* Internal helpers shared by the server and the client (not installed). */
+#ifndef DDTS_NET_NETUTIL_H
+#define DDTS_NET_NETUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ddts/core.h"
+
+/* Relative paths of the regular files under a folder, recursively (16 levels). */
+struct ddts__file_list {
+    char **rel;
+    size_t n, cap;
+};
+void ddts__file_list_free(struct ddts__file_list *fl);
+/* Appends the files under root/rel; each path passes ddts_wire_check_relpath. */
+DDTS_NODISCARD enum ddts_status ddts__list_files(const char *root, const char *rel,
+                                                 struct ddts__file_list *fl, int depth,
+                                                 struct ddts_error *err);
+/* Lower-case hex of n bytes into out (2n + 1 bytes). */
+void ddts__hex(const uint8_t *p, size_t n, char *out);
+/* Parses exactly 2n hex digits; 0 on success, -1 otherwise. */
+int ddts__unhex(const char *s, uint8_t *out, size_t n);
+/* Creates the parent folder of `path`. */
+DDTS_NODISCARD enum ddts_status ddts__mkdir_parent(const char *path, struct ddts_error *err);
+
+#endif

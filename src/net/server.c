@@ -1,0 +1,1201 @@
+/*
+ * The job server (docs/protocol.md, "A client's life").
+ *
+ * One thread accepts connections and watches deadlines; each connection gets
+ * its own thread (a session). All job state lives in `struct server` under
+ * one mutex, which is never held across network I/O, so a slow or hostile
+ * client only ever blocks its own thread. Waiting sessions sleep on a
+ * condition variable and wake every heartbeat period to send a heartbeat.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ddts/fs.h"
+#include "ddts/limits.h"
+#include "ddts/net.h"
+#include "ddts/server.h"
+#include "ddts/wire.h"
+#include "netutil.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "ddts sends float32 vectors in host order, which must be little-endian"
+#endif
+
+#define ID_BYTES    16
+#define RNAME_BYTES (DDTS_MAX_NAME_BYTES + 16)
+#define STATE_MAGIC "ddts-server-state 1"
+/* Seconds the server waits, once the job is complete, for clients to leave. */
+#define COMPLETE_GRACE_S 5.0
+
+enum shard_state { SH_FREE, SH_ASSIGNED, SH_DONE };
+
+struct result {
+    float *v; /* (n) */
+    uint64_t n;
+    uint64_t round;
+    uint64_t total_samples;
+    unsigned refs; /* sessions that still have to send it */
+};
+
+struct session;
+
+struct shard {
+    enum shard_state state;
+    int has_owner;
+    uint8_t owner[ID_BYTES];
+    char results_name[RNAME_BYTES];
+    struct session *sess; /* live session holding it, or NULL */
+    int training;         /* JOB sent, TRAINED not yet: a round participant */
+    uint64_t first_seq;   /* required in rounds with seq >= this */
+    uint64_t contrib_seq; /* seq + 1 of the last round it contributed to */
+    double ready_at;
+    double orphan_since; /* its session left at this time (0: it has one or never had) */
+    int lost;            /* given up by a deadline: reassignable at once */
+    int status;          /* training status reported with TRAINED */
+};
+
+struct session {
+    struct server *srv;
+    struct ddts_conn *conn;
+    pthread_t thread;
+    int finished; /* the thread is done: the accept loop joins it */
+    int joined;
+    uint8_t id[ID_BYTES];
+    char name[DDTS_MAX_NAME_BYTES + 1];
+    char addr[64];
+    long shard;
+    int timed_out;      /* ended by silence: its share is reassignable at once */
+    struct result *res; /* the round result to send, set when the round completes */
+    struct session *next;
+};
+
+struct ban {
+    char addr[64];
+    unsigned fails;
+    double until; /* banned while now < until (0: not banned) */
+    struct ban *next;
+};
+
+struct server {
+    const struct ddts_server_config *cfg;
+    const struct ddts_logger *log;
+    char *jobdir;
+    char *state_path;
+    char *weights_path;
+    double client_timeout;
+    double io_timeout;
+    double heartbeat;
+    unsigned ban_after;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* Job state (under mu). */
+    uint8_t job_id[ID_BYTES];
+    size_t n_shards;
+    struct shard *shards;
+    int started;
+    uint64_t round;    /* weight-averaging rounds completed */
+    uint64_t n_floats; /* length of the saved global weights (0: none yet) */
+    int complete;
+    int stopping;
+    /* The open round. */
+    int open;
+    uint64_t seq; /* rounds of any kind completed */
+    uint8_t op, flags;
+    uint64_t n;
+    double *acc; /* (n) running sum, or running min/max */
+    uint64_t total_samples;
+    unsigned n_contrib;
+    double opened_at;
+    /* Connections. */
+    struct session *sessions;
+    size_t n_sessions;
+    struct ban *bans;
+};
+
+/* ---- small helpers ---- */
+
+static void timed_wait(struct server *srv, double seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long ns = (long)((seconds - (double)(long)seconds) * 1e9);
+    ts.tv_sec += (time_t)seconds;
+    ts.tv_nsec += ns;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&srv->cv, &srv->mu, &ts);
+}
+
+/* ---- persistence ---- */
+
+/* Writes the state file atomically; caller holds mu. */
+static enum ddts_status save_state(struct server *srv, struct ddts_error *err)
+{
+    struct ddts_atomic_file f;
+    enum ddts_status st = ddts_atomic_open(&f, srv->state_path, err);
+    if (st != DDTS_OK)
+        return st;
+    char idhex[2 * ID_BYTES + 1];
+    ddts__hex(srv->job_id, ID_BYTES, idhex);
+    fprintf(f.fp,
+            "%s\njob_id %s\nn_shards %zu\nstarted %d\nround %" PRIu64 "\nn_floats %" PRIu64 "\n",
+            STATE_MAGIC, idhex, srv->n_shards, srv->started, srv->round, srv->n_floats);
+    static const char *names[] = {"free", "assigned", "done"};
+    for (size_t i = 0; i < srv->n_shards; i++) {
+        const struct shard *s = &srv->shards[i];
+        char owner[2 * ID_BYTES + 1] = "-";
+        if (s->has_owner)
+            ddts__hex(s->owner, ID_BYTES, owner);
+        fprintf(f.fp, "shard %zu %s %s %s %d\n", i, names[s->state], owner,
+                s->results_name[0] ? s->results_name : "-", s->status);
+    }
+    return ddts_atomic_commit(&f, err);
+}
+
+static enum ddts_status load_state(struct server *srv, struct ddts_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    enum ddts_status st = ddts_read_file(srv->state_path, 64u << 20, &text, &len, err);
+    if (st != DDTS_OK)
+        return st;
+    char *save = NULL;
+    int line_no = 0;
+    st = DDTS_OK;
+    for (char *line = strtok_r(text, "\n", &save); line != NULL && st == DDTS_OK;
+         line = strtok_r(NULL, "\n", &save)) {
+        line_no++;
+        char key[32], a[RNAME_BYTES], b[RNAME_BYTES], c[RNAME_BYTES];
+        unsigned long long v = 0, idx = 0;
+        int status = 0;
+        if (line_no == 1) {
+            if (strcmp(line, STATE_MAGIC) != 0)
+                st = ddts_error_set(err, DDTS_EFORMAT, "%s: not a ddts server state file",
+                                    srv->state_path);
+            continue;
+        }
+        if (sscanf(line, "shard %llu %79s %79s %79s %d", &idx, a, b, c, &status) == 5) {
+            if (idx >= srv->n_shards) {
+                st = ddts_error_set(err, DDTS_EFORMAT, "%s:%d: share %llu out of range",
+                                    srv->state_path, line_no, idx);
+                break;
+            }
+            struct shard *s = &srv->shards[idx];
+            s->state = strcmp(a, "done") == 0       ? SH_DONE
+                       : strcmp(a, "assigned") == 0 ? SH_ASSIGNED
+                                                    : SH_FREE;
+            s->has_owner = strcmp(b, "-") != 0 && ddts__unhex(b, s->owner, ID_BYTES) == 0;
+            if (strcmp(c, "-") != 0 && ddts_wire_check_name(c, NULL) == DDTS_OK)
+                snprintf(s->results_name, sizeof s->results_name, "%s", c);
+            s->status = status;
+            /* Reserved for its owner for one client timeout after the restart. */
+            s->orphan_since = s->state == SH_ASSIGNED ? ddts_now() : 0;
+        } else if (sscanf(line, "job_id %79s", a) == 1) {
+            if (ddts__unhex(a, srv->job_id, ID_BYTES) != 0)
+                st = ddts_error_set(err, DDTS_EFORMAT, "%s:%d: bad job id", srv->state_path,
+                                    line_no);
+        } else if (sscanf(line, "%31s %llu", key, &v) == 2) {
+            if (strcmp(key, "n_shards") == 0 && v != srv->n_shards)
+                st = ddts_error_set(err, DDTS_EINVAL,
+                                    "%s: the saved job has %llu shares, the configuration %zu",
+                                    srv->state_path, v, srv->n_shards);
+            else if (strcmp(key, "started") == 0)
+                srv->started = v != 0;
+            else if (strcmp(key, "round") == 0)
+                srv->round = v;
+            else if (strcmp(key, "n_floats") == 0)
+                srv->n_floats = v;
+        } else {
+            st = ddts_error_set(err, DDTS_EFORMAT, "%s:%d: unreadable line", srv->state_path,
+                                line_no);
+        }
+    }
+    ddts_free(text);
+    return st;
+}
+
+/* ---- shares ---- */
+
+static int all_done(const struct server *srv)
+{
+    for (size_t i = 0; i < srv->n_shards; i++)
+        if (srv->shards[i].state != SH_DONE)
+            return 0;
+    return 1;
+}
+
+/* A results folder name for share i held by `name`: the name itself when no
+ * other share uses it, else name-s<i>. */
+static void pick_results_name(struct server *srv, size_t i, const char *name)
+{
+    int taken = 0;
+    for (size_t k = 0; k < srv->n_shards; k++)
+        if (k != i && strcmp(srv->shards[k].results_name, name) == 0)
+            taken = 1;
+    struct shard *s = &srv->shards[i];
+    if (taken)
+        snprintf(s->results_name, sizeof s->results_name, "%.50s-s%zu", name, i % 100000);
+    else
+        snprintf(s->results_name, sizeof s->results_name, "%s", name);
+}
+
+/*
+ * Finds a share for a session (caller holds mu): its own share back, else a
+ * free one, else one given up by its client. -1 when none.
+ */
+static long find_share(struct server *srv, struct session *se, int claims_trained)
+{
+    double now = ddts_now();
+    for (size_t i = 0; i < srv->n_shards; i++) {
+        struct shard *s = &srv->shards[i];
+        if (s->has_owner && memcmp(s->owner, se->id, ID_BYTES) == 0 && s->sess == NULL &&
+            (s->state == SH_ASSIGNED || (s->state == SH_DONE && claims_trained))) {
+            s->sess = se;
+            s->orphan_since = 0;
+            s->lost = 0;
+            return (long)i;
+        }
+    }
+    long pick = -1;
+    for (size_t i = 0; i < srv->n_shards && pick < 0; i++)
+        if (srv->shards[i].state == SH_FREE)
+            pick = (long)i;
+    for (size_t i = 0; i < srv->n_shards && pick < 0; i++) {
+        struct shard *s = &srv->shards[i];
+        if (s->state == SH_ASSIGNED && s->sess == NULL &&
+            (s->lost || now - s->orphan_since >= srv->client_timeout))
+            pick = (long)i;
+    }
+    if (pick < 0)
+        return -1;
+    struct shard *s = &srv->shards[pick];
+    if (s->state == SH_ASSIGNED)
+        ddts_log(srv->log, DDTS_LOG_WARN, "share %ld: reassigned from '%s' to '%s'", pick,
+                 s->results_name, se->name);
+    s->state = SH_ASSIGNED;
+    s->has_owner = 1;
+    memcpy(s->owner, se->id, ID_BYTES);
+    s->sess = se;
+    s->orphan_since = 0;
+    s->lost = 0;
+    s->training = 0;
+    pick_results_name(srv, (size_t)pick, se->name);
+    if (!srv->started) {
+        int any_free = 0;
+        for (size_t i = 0; i < srv->n_shards; i++)
+            any_free |= srv->shards[i].state == SH_FREE;
+        if (!any_free) {
+            srv->started = 1;
+            ddts_log(srv->log, DDTS_LOG_INFO, "all %zu shares given out: the job starts",
+                     srv->n_shards);
+            pthread_cond_broadcast(&srv->cv);
+        }
+    }
+    struct ddts_error err;
+    if (save_state(srv, &err) != DDTS_OK)
+        ddts_log(srv->log, DDTS_LOG_ERROR, "cannot save the job state: %s", err.msg);
+    return pick;
+}
+
+/* ---- rounds ---- */
+
+static void close_round(struct server *srv)
+{
+    srv->open = 0;
+    ddts_free(srv->acc);
+    srv->acc = NULL;
+    srv->n_contrib = 0;
+    srv->total_samples = 0;
+    srv->seq++;
+}
+
+/* Completes the open round when every required participant contributed. Caller holds mu. */
+static void maybe_complete(struct server *srv)
+{
+    if (!srv->open)
+        return;
+    for (size_t i = 0; i < srv->n_shards; i++) {
+        const struct shard *s = &srv->shards[i];
+        if (s->training && s->sess != NULL && s->first_seq <= srv->seq &&
+            s->contrib_seq != srv->seq + 1)
+            return;
+    }
+    struct result *res = ddts_calloc(1, sizeof *res);
+    float *v = ddts_mallocarray(srv->n, sizeof *v);
+    if (res == NULL || v == NULL) {
+        ddts_free(res);
+        ddts_free(v);
+        ddts_log(srv->log, DDTS_LOG_ERROR, "round %" PRIu64 ": out of memory", srv->seq);
+        srv->stopping = 1;
+        pthread_cond_broadcast(&srv->cv);
+        return;
+    }
+    double scale = 1.0;
+    if (srv->op == 0) /* DDTS_REDUCE_MEAN */
+        scale = 1.0 / (double)srv->total_samples;
+    for (uint64_t i = 0; i < srv->n; i++)
+        v[i] = (float)(srv->acc[i] * scale);
+    res->v = v;
+    res->n = srv->n;
+    res->total_samples = srv->total_samples;
+    int weights = srv->flags & 1;
+    if (weights) {
+        struct ddts_error err;
+        srv->round++;
+        srv->n_floats = srv->n;
+        if (ddts_write_file_atomic(srv->weights_path, v, srv->n * sizeof *v, &err) != DDTS_OK ||
+            save_state(srv, &err) != DDTS_OK)
+            ddts_log(srv->log, DDTS_LOG_ERROR, "round %" PRIu64 ": cannot save: %s", srv->round,
+                     err.msg);
+    }
+    res->round = srv->round;
+    ddts_log(srv->log, DDTS_LOG_INFO,
+             "%s %" PRIu64 " complete: %u contributions, %" PRIu64 " samples, %" PRIu64 " values",
+             weights ? "round" : "reduction", weights ? srv->round : srv->seq, srv->n_contrib,
+             srv->total_samples, srv->n);
+    for (size_t i = 0; i < srv->n_shards; i++) {
+        struct shard *s = &srv->shards[i];
+        if (s->sess != NULL && s->contrib_seq == srv->seq + 1) {
+            s->sess->res = res;
+            res->refs++;
+        }
+    }
+    if (res->refs == 0) {
+        ddts_free(res->v);
+        ddts_free(res);
+    }
+    close_round(srv);
+    pthread_cond_broadcast(&srv->cv);
+}
+
+/* Marks participants that missed the round's deadline as lost. Caller holds mu. */
+static void check_deadlines(struct server *srv)
+{
+    if (!srv->open)
+        return;
+    double now = ddts_now();
+    for (size_t i = 0; i < srv->n_shards; i++) {
+        struct shard *s = &srv->shards[i];
+        if (!s->training || s->sess == NULL || s->first_seq > srv->seq ||
+            s->contrib_seq == srv->seq + 1)
+            continue;
+        double since = s->ready_at > srv->opened_at ? s->ready_at : srv->opened_at;
+        if (now - since < srv->client_timeout)
+            continue;
+        ddts_log(srv->log, DDTS_LOG_WARN,
+                 "client '%s' (%s) missed the round deadline (%.1f s): marked lost, share %zu "
+                 "released",
+                 s->sess->name, s->sess->addr, srv->client_timeout, i);
+        ddts_conn_shutdown(s->sess->conn);
+        s->training = 0;
+        s->lost = 1;
+        s->sess->shard = -1;
+        s->sess = NULL;
+        s->orphan_since = now;
+    }
+    maybe_complete(srv);
+}
+
+/* Releases the share a session holds (disconnect). Caller holds mu. */
+static void release_share(struct server *srv, struct session *se)
+{
+    if (se->shard < 0)
+        return;
+    struct shard *s = &srv->shards[se->shard];
+    if (s->sess == se) {
+        s->sess = NULL;
+        s->training = 0;
+        if (s->state == SH_ASSIGNED && se->timed_out) {
+            s->lost = 1;
+            s->orphan_since = ddts_now();
+            ddts_log(srv->log, DDTS_LOG_WARN,
+                     "client '%s' (%s) silent for %.1f s: marked lost, share %ld released",
+                     se->name, se->addr, srv->client_timeout, se->shard);
+        } else if (s->state == SH_ASSIGNED) {
+            s->orphan_since = ddts_now();
+            ddts_log(srv->log, DDTS_LOG_WARN,
+                     "client '%s' (%s) left holding share %ld; kept for it for %.1f s", se->name,
+                     se->addr, se->shard, srv->client_timeout);
+        }
+    }
+    se->shard = -1;
+    maybe_complete(srv);
+    pthread_cond_broadcast(&srv->cv);
+}
+
+/* ---- bans ---- */
+
+static struct ban *ban_find(struct server *srv, const char *addr, int create)
+{
+    for (struct ban *b = srv->bans; b != NULL; b = b->next)
+        if (strcmp(b->addr, addr) == 0)
+            return b;
+    if (!create)
+        return NULL;
+    struct ban *b = ddts_calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    snprintf(b->addr, sizeof b->addr, "%s", addr);
+    b->next = srv->bans;
+    srv->bans = b;
+    return b;
+}
+
+static int is_banned(struct server *srv, const char *addr)
+{
+    pthread_mutex_lock(&srv->mu);
+    struct ban *b = ban_find(srv, addr, 0);
+    int banned = b != NULL && b->until > ddts_now();
+    pthread_mutex_unlock(&srv->mu);
+    return banned;
+}
+
+static void record_failure(struct server *srv, const char *addr)
+{
+    pthread_mutex_lock(&srv->mu);
+    struct ban *b = ban_find(srv, addr, 1);
+    if (b != NULL && ++b->fails >= srv->ban_after && b->until <= ddts_now()) {
+        double len = srv->cfg->ban_s > 0 ? srv->cfg->ban_s : 1e300;
+        b->until = ddts_now() + len;
+        b->fails = 0;
+        if (srv->cfg->ban_s > 0)
+            ddts_log(srv->log, DDTS_LOG_WARN,
+                     "address %s banned for %.0f s after %u failed handshakes", addr,
+                     srv->cfg->ban_s, srv->ban_after);
+        else
+            ddts_log(srv->log, DDTS_LOG_WARN,
+                     "address %s banned for the rest of the job after %u failed handshakes", addr,
+                     srv->ban_after);
+    }
+    pthread_mutex_unlock(&srv->mu);
+}
+
+/* ---- a session ---- */
+
+/* Sends a heartbeat without holding mu; returns with mu held. */
+static enum ddts_status heartbeat_unlocked(struct session *se, struct ddts_error *err)
+{
+    pthread_mutex_unlock(&se->srv->mu);
+    enum ddts_status st = ddts_conn_heartbeat(se->conn, err);
+    pthread_mutex_lock(&se->srv->mu);
+    return st;
+}
+
+struct join {
+    uint8_t id[ID_BYTES];
+    char name[DDTS_MAX_NAME_BYTES + 1];
+    char job[DDTS_MAX_NAME_BYTES + 1];
+    uint8_t job_id[ID_BYTES];
+    uint32_t share;
+    uint8_t flags; /* 1 has files, 2 trained, 4 received */
+};
+
+static enum ddts_status recv_join(struct session *se, struct join *j, struct ddts_error *err)
+{
+    const uint8_t *p;
+    size_t n;
+    enum ddts_status st = ddts_conn_expect(se->conn, DDTS_MSG_JOIN, &p, &n, err);
+    if (st != DDTS_OK)
+        return st;
+    struct ddts_wire_reader r;
+    ddts_wire_reader_init(&r, p, n);
+    ddts_wire_get_raw(&r, j->id, ID_BYTES);
+    ddts_wire_get_str(&r, DDTS_MAX_NAME_BYTES, j->name, sizeof j->name);
+    ddts_wire_get_str(&r, DDTS_MAX_NAME_BYTES, j->job, sizeof j->job);
+    ddts_wire_get_raw(&r, j->job_id, ID_BYTES);
+    ddts_wire_get_u32(&r, &j->share);
+    ddts_wire_get_u8(&r, &j->flags);
+    st = ddts_wire_reader_end(&r, "JOIN", err);
+    if (st == DDTS_OK)
+        st = ddts_wire_check_name(j->name, err);
+    return st;
+}
+
+static char *shard_dir(const struct server *srv, size_t i)
+{
+    char name[32];
+    snprintf(name, sizeof name, "shard_%zu", i);
+    return ddts_path_join(srv->cfg->shards_dir, name);
+}
+
+static const char *model_remote_name(const char *path, char *buf, size_t cap)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *dot = strrchr(base, '.');
+    snprintf(buf, cap, "model%s", dot != NULL && strlen(dot) < 16 ? dot : "");
+    if (ddts_wire_check_relpath(buf, NULL) != DDTS_OK)
+        snprintf(buf, cap, "model");
+    return buf;
+}
+
+/* Sends JOB and the share's files. */
+static enum ddts_status send_job(struct session *se, long i, int client_has_files,
+                                 struct ddts_error *err)
+{
+    struct server *srv = se->srv;
+    const struct ddts_server_config *cfg = srv->cfg;
+    size_t settings_n = cfg->settings_json ? strlen(cfg->settings_json) : 0;
+    size_t cap = settings_n + 512;
+    uint8_t *buf = ddts_malloc(cap);
+    if (buf == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    pthread_mutex_lock(&srv->mu);
+    uint64_t round = srv->round, n_floats = srv->n_floats;
+    char rname[RNAME_BYTES];
+    snprintf(rname, sizeof rname, "%s", srv->shards[i].results_name);
+    pthread_mutex_unlock(&srv->mu);
+    struct ddts_wire_writer w;
+    ddts_wire_writer_init(&w, buf, cap);
+    ddts_wire_put_u8(&w, DDTS_MSG_JOB);
+    ddts_wire_put_str(&w, cfg->job);
+    ddts_wire_put_raw(&w, srv->job_id, ID_BYTES);
+    ddts_wire_put_str(&w, rname);
+    ddts_wire_put_u32(&w, (uint32_t)i);
+    ddts_wire_put_u32(&w, (uint32_t)srv->n_shards);
+    ddts_wire_put_u8(&w, (uint8_t)cfg->sync);
+    ddts_wire_put_u32(&w, cfg->sync_steps);
+    ddts_wire_put_u64(&w, round);
+    ddts_wire_put_f64(&w, srv->heartbeat);
+    ddts_wire_put_str(&w, cfg->settings_json);
+    enum ddts_status st = ddts_conn_send_w(se->conn, &w, err);
+    ddts_free(buf);
+    uint32_t count = 0;
+    if (st == DDTS_OK && !client_has_files && cfg->model_path != NULL) {
+        char remote[32];
+        st = ddts_conn_send_file(se->conn, 1, cfg->model_path,
+                                 model_remote_name(cfg->model_path, remote, sizeof remote), NULL,
+                                 NULL, err);
+        count++;
+    }
+    if (st == DDTS_OK && !client_has_files && cfg->shards_dir != NULL) {
+        struct ddts__file_list fl = {0};
+        char *dir = shard_dir(srv, (size_t)i);
+        st = dir == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
+                         : ddts__list_files(dir, "", &fl, 0, err);
+        for (size_t k = 0; st == DDTS_OK && k < fl.n; k++) {
+            char *path = ddts_path_join(dir, fl.rel[k]);
+            st = path == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
+                              : ddts_conn_send_file(se->conn, 2, path, fl.rel[k], NULL, NULL, err);
+            ddts_free(path);
+            count++;
+        }
+        ddts__file_list_free(&fl);
+        ddts_free(dir);
+    }
+    if (st == DDTS_OK && cfg->sync != DDTS_SYNC_NONE && n_floats > 0) {
+        st = ddts_conn_send_file(se->conn, 3, srv->weights_path, "init_weights.f32", NULL, NULL,
+                                 err);
+        count++;
+    }
+    if (st == DDTS_OK) {
+        uint8_t m[8];
+        ddts_wire_writer_init(&w, m, sizeof m);
+        ddts_wire_put_u8(&w, DDTS_MSG_FILES_DONE);
+        ddts_wire_put_u32(&w, count);
+        st = ddts_conn_send_w(se->conn, &w, err);
+    }
+    return st;
+}
+
+/* Receives one SYNC contribution, waits for the round and sends the result. */
+static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t n,
+                                    struct ddts_error *err)
+{
+    struct server *srv = se->srv;
+    struct ddts_wire_reader r;
+    uint8_t op, flags;
+    uint64_t samples, count;
+    ddts_wire_reader_init(&r, p, n);
+    ddts_wire_get_u8(&r, &op);
+    ddts_wire_get_u8(&r, &flags);
+    ddts_wire_get_u64(&r, &samples);
+    ddts_wire_get_u64(&r, &count);
+    enum ddts_status st = ddts_wire_reader_end(&r, "SYNC", err);
+    if (st != DDTS_OK)
+        return st;
+    if (op > 3 || count == 0 || count > DDTS_MAX_SYNC_FLOATS || (op == 0 && samples == 0))
+        return ddts_error_set(err, DDTS_EPROTO,
+                              "SYNC: op %u, %" PRIu64 " values, %" PRIu64 " samples is invalid", op,
+                              count, samples);
+    float *v = ddts_mallocarray((size_t)count, sizeof *v);
+    if (v == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "SYNC: out of memory for %" PRIu64 " values",
+                              count);
+    st = ddts_conn_recv_data(se->conn, v, (size_t)count * sizeof *v, err);
+    if (st != DDTS_OK) {
+        ddts_free(v);
+        return st;
+    }
+    for (uint64_t i = 0; i < count; i++)
+        if (!(v[i] == v[i]) || v[i] - v[i] != 0) { /* NaN or infinity */
+            ddts_free(v);
+            return ddts_error_set(err, DDTS_ENUMERIC, "SYNC: value %" PRIu64 " is not finite", i);
+        }
+    pthread_mutex_lock(&srv->mu);
+    struct shard *s = se->shard >= 0 ? &srv->shards[se->shard] : NULL;
+    if (s == NULL || !s->training || s->sess != se) {
+        st = ddts_error_set(err, DDTS_EPROTO, "SYNC from a client that is not training");
+    } else if (srv->open && (srv->op != op || srv->flags != flags || srv->n != count)) {
+        st = ddts_error_set(err, DDTS_EPROTO,
+                            "SYNC of %" PRIu64 " values (op %u) in a round of %" PRIu64
+                            " values (op %u)",
+                            count, op, srv->n, srv->op);
+    } else if (s->contrib_seq == srv->seq + 1) {
+        st = ddts_error_set(err, DDTS_EPROTO, "two SYNC in one round");
+    } else if (!srv->open) {
+        srv->acc = ddts_mallocarray((size_t)count, sizeof *srv->acc);
+        if (srv->acc == NULL) {
+            st = ddts_error_set(err, DDTS_ENOMEM, "round: out of memory");
+        } else {
+            srv->open = 1;
+            srv->op = op;
+            srv->flags = flags;
+            srv->n = count;
+            srv->opened_at = ddts_now();
+            for (uint64_t i = 0; i < count; i++)
+                srv->acc[i] = op == 2 ? 1e300 : op == 3 ? -1e300 : 0.0;
+        }
+    }
+    if (st == DDTS_OK) {
+        /* The running reduction: memory of one model, whatever the number of clients. */
+        double w = (double)samples;
+        for (uint64_t i = 0; i < count; i++) {
+            double x = v[i];
+            double *a = &srv->acc[i];
+            if (op == 0)
+                *a += w * x;
+            else if (op == 1)
+                *a += x;
+            else if (op == 2)
+                *a = x < *a ? x : *a;
+            else
+                *a = x > *a ? x : *a;
+        }
+        srv->total_samples += samples;
+        srv->n_contrib++;
+        s->contrib_seq = srv->seq + 1;
+        maybe_complete(srv);
+    }
+    ddts_free(v);
+    /* Wait for the result, sending heartbeats. */
+    double last_hb = ddts_now();
+    while (st == DDTS_OK && se->res == NULL && !srv->stopping) {
+        timed_wait(srv, srv->heartbeat / 2);
+        if (se->res == NULL && ddts_now() - last_hb >= srv->heartbeat) {
+            st = heartbeat_unlocked(se, err);
+            last_hb = ddts_now();
+        }
+    }
+    struct result *res = se->res;
+    se->res = NULL;
+    pthread_mutex_unlock(&srv->mu);
+    if (st == DDTS_OK && res == NULL)
+        st = ddts_error_set(err, DDTS_ECANCELED, "server stopping");
+    if (res != NULL) {
+        if (st == DDTS_OK) {
+            uint8_t m[32];
+            struct ddts_wire_writer w;
+            ddts_wire_writer_init(&w, m, sizeof m);
+            ddts_wire_put_u8(&w, DDTS_MSG_SYNC_RESULT);
+            ddts_wire_put_u64(&w, res->round);
+            ddts_wire_put_u64(&w, res->total_samples);
+            ddts_wire_put_u64(&w, res->n);
+            st = ddts_conn_send_w(se->conn, &w, err);
+            if (st == DDTS_OK)
+                st = ddts_conn_send_data(se->conn, res->v, (size_t)res->n * sizeof(float), err);
+        }
+        pthread_mutex_lock(&srv->mu);
+        if (--res->refs == 0) {
+            ddts_free(res->v);
+            ddts_free(res);
+        }
+        pthread_mutex_unlock(&srv->mu);
+    }
+    return st;
+}
+
+/* Receives TRAINED's files into clients/<results name>/ and answers RECEIPT. */
+static enum ddts_status receive_results(struct session *se, long i, struct ddts_error *err)
+{
+    struct server *srv = se->srv;
+    char rname[RNAME_BYTES];
+    pthread_mutex_lock(&srv->mu);
+    snprintf(rname, sizeof rname, "%s", srv->shards[i].results_name);
+    pthread_mutex_unlock(&srv->mu);
+    char *clients = ddts_path_join(srv->jobdir, "clients");
+    char *dest = clients ? ddts_path_join(clients, rname) : NULL;
+    ddts_free(clients);
+    if (dest == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    enum ddts_status st = ddts_mkdir_p(dest, err);
+    uint32_t files = 0;
+    uint64_t bytes = 0;
+    while (st == DDTS_OK) {
+        uint8_t type;
+        const uint8_t *p;
+        size_t n;
+        st = ddts_conn_recv(se->conn, &type, &p, &n, err);
+        if (st != DDTS_OK)
+            break;
+        struct ddts_wire_reader r;
+        ddts_wire_reader_init(&r, p, n);
+        if (type == DDTS_MSG_FILES_DONE) {
+            uint32_t count;
+            ddts_wire_get_u32(&r, &count);
+            st = ddts_wire_reader_end(&r, "FILES_DONE", err);
+            if (st == DDTS_OK && count != files)
+                st = ddts_error_set(err, DDTS_EPROTO, "FILES_DONE says %u files, %u came", count,
+                                    files);
+            break;
+        }
+        if (type != DDTS_MSG_FILE_BEGIN) {
+            st =
+                ddts_error_set(err, DDTS_EPROTO, "expected FILE_BEGIN, got %s", ddts_msg_str(type));
+            break;
+        }
+        uint8_t kind;
+        char rel[DDTS_MAX_PATH_BYTES + 1];
+        uint64_t size;
+        ddts_wire_get_u8(&r, &kind);
+        ddts_wire_get_str(&r, DDTS_MAX_PATH_BYTES, rel, sizeof rel);
+        ddts_wire_get_u64(&r, &size);
+        st = ddts_wire_reader_end(&r, "FILE_BEGIN", err);
+        if (st == DDTS_OK && kind != 4)
+            st = ddts_error_set(err, DDTS_EPROTO, "result file of kind %u", kind);
+        if (st == DDTS_OK)
+            st = ddts_wire_check_relpath(rel, err);
+        if (st == DDTS_OK && ++files > DDTS_MAX_UPLOAD_FILES)
+            st = ddts_error_set(err, DDTS_ELIMIT, "more than %d result files",
+                                DDTS_MAX_UPLOAD_FILES);
+        char *path = st == DDTS_OK ? ddts_path_join(dest, rel) : NULL;
+        if (st == DDTS_OK && path == NULL)
+            st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        if (st == DDTS_OK) {
+            char *slash = strrchr(path, '/');
+            *slash = '\0';
+            st = ddts_mkdir_p(path, err);
+            *slash = '/';
+        }
+        if (st == DDTS_OK)
+            st = ddts_conn_recv_file_data(se->conn, path, size, NULL, NULL, err);
+        bytes += size;
+        ddts_free(path);
+    }
+    if (st == DDTS_OK) {
+        uint8_t m[16];
+        struct ddts_wire_writer w;
+        ddts_wire_writer_init(&w, m, sizeof m);
+        ddts_wire_put_u8(&w, DDTS_MSG_RECEIPT);
+        ddts_wire_put_u32(&w, files);
+        ddts_wire_put_u64(&w, bytes);
+        st = ddts_conn_send_w(se->conn, &w, err);
+    }
+    if (st == DDTS_OK)
+        ddts_log(srv->log, DDTS_LOG_INFO,
+                 "share %ld: %u result files (%" PRIu64 " bytes) received from '%s' into %s", i,
+                 files, bytes, se->name, dest);
+    ddts_free(dest);
+    return st;
+}
+
+static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
+{
+    struct server *srv = se->srv;
+    struct join j;
+    enum ddts_status st = recv_join(se, &j, err);
+    if (st != DDTS_OK)
+        return st;
+    pthread_mutex_lock(&srv->mu);
+    for (struct session *o = srv->sessions; o != NULL; o = o->next)
+        if (o != se && o->joined && memcmp(o->id, j.id, ID_BYTES) == 0)
+            st = DDTS_EEXIST;
+    if (st == DDTS_OK) {
+        memcpy(se->id, j.id, ID_BYTES);
+        snprintf(se->name, sizeof se->name, "%s", j.name);
+        se->joined = 1;
+    }
+    pthread_mutex_unlock(&srv->mu);
+    if (st == DDTS_EEXIST) {
+        ddts_conn_send_error(se->conn, DDTS_EEXIST, "a client with this id is already connected");
+        return ddts_error_set(err, DDTS_EEXIST, "'%s': a client with this id is already connected",
+                              j.name);
+    }
+    ddts_log(srv->log, DDTS_LOG_INFO, "client '%s' joined from %s", se->name, se->addr);
+    int same_job = memcmp(j.job_id, srv->job_id, ID_BYTES) == 0;
+    int claims_trained = same_job && (j.flags & 2) && !(j.flags & 4);
+    for (;;) {
+        /* A share, then the job's start. */
+        long i = -1;
+        double last_hb = ddts_now();
+        pthread_mutex_lock(&srv->mu);
+        while (st == DDTS_OK && !srv->stopping) {
+            if (i < 0 && !srv->complete)
+                i = find_share(srv, se, claims_trained);
+            if (i >= 0)
+                se->shard = i;
+            if ((i >= 0 && srv->started) || (i < 0 && srv->complete))
+                break;
+            timed_wait(srv, srv->heartbeat / 2);
+            if (ddts_now() - last_hb >= srv->heartbeat) {
+                st = heartbeat_unlocked(se, err);
+                last_hb = ddts_now();
+            }
+        }
+        int stopping = srv->stopping;
+        pthread_mutex_unlock(&srv->mu);
+        if (st != DDTS_OK)
+            return st;
+        if (i < 0 || stopping) {
+            if (!stopping)
+                st = ddts_conn_send(se->conn, DDTS_MSG_DONE, NULL, 0, err);
+            return st != DDTS_OK ? st : DDTS_ECLOSED;
+        }
+        int has_files = same_job && (j.flags & 1) && j.share == (uint32_t)i;
+        /* A participant of the rounds from now on (it has client_timeout after a round
+         * opens to download its share and catch up). */
+        pthread_mutex_lock(&srv->mu);
+        struct shard *s = &srv->shards[i];
+        s->training = 1;
+        s->ready_at = ddts_now();
+        s->first_seq = srv->open ? srv->seq + 1 : srv->seq;
+        pthread_mutex_unlock(&srv->mu);
+        ddts_log(srv->log, DDTS_LOG_INFO, "share %ld -> client '%s'%s", i, se->name,
+                 has_files ? " (it has the files)" : "");
+        st = send_job(se, i, has_files, err);
+        const uint8_t *p;
+        size_t n;
+        if (st == DDTS_OK)
+            st = ddts_conn_expect(se->conn, DDTS_MSG_READY, &p, &n, err);
+        if (st != DDTS_OK)
+            return st;
+        /* Training: rounds until TRAINED. Silence beyond client_timeout loses the client. */
+        ddts_conn_set_timeout(se->conn, srv->client_timeout);
+        uint8_t type = 0;
+        while (st == DDTS_OK) {
+            st = ddts_conn_recv(se->conn, &type, &p, &n, err);
+            if (st != DDTS_OK || type == DDTS_MSG_TRAINED)
+                break;
+            if (type == DDTS_MSG_SYNC)
+                st = handle_sync(se, p, n, err);
+            else
+                st = ddts_error_set(err, DDTS_EPROTO, "unexpected %s while training",
+                                    ddts_msg_str(type));
+        }
+        ddts_conn_set_timeout(se->conn, srv->io_timeout);
+        if (st != DDTS_OK)
+            return st;
+        struct ddts_wire_reader r;
+        uint32_t status;
+        char msg[DDTS_ERROR_MSG_MAX];
+        ddts_wire_reader_init(&r, p, n);
+        ddts_wire_get_u32(&r, &status);
+        ddts_wire_get_str(&r, DDTS_ERROR_MSG_MAX - 1, msg, sizeof msg);
+        st = ddts_wire_reader_end(&r, "TRAINED", err);
+        if (st != DDTS_OK)
+            return st;
+        pthread_mutex_lock(&srv->mu);
+        int ours = se->shard == i;
+        if (ours)
+            srv->shards[i].training = 0;
+        maybe_complete(srv);
+        pthread_mutex_unlock(&srv->mu);
+        if (!ours)
+            return ddts_error_set(err, DDTS_ETIMEOUT, "share %ld was given up meanwhile", i);
+        if (status != 0)
+            ddts_log(srv->log, DDTS_LOG_ERROR, "share %ld: client '%s' failed: %s", i, se->name,
+                     msg);
+        st = receive_results(se, i, err);
+        if (st != DDTS_OK)
+            return st;
+        pthread_mutex_lock(&srv->mu);
+        s->state = SH_DONE;
+        s->status = (int)status;
+        s->training = 0;
+        if (s->sess == se)
+            s->sess = NULL;
+        se->shard = -1;
+        struct ddts_error e2;
+        if (save_state(srv, &e2) != DDTS_OK)
+            ddts_log(srv->log, DDTS_LOG_ERROR, "cannot save the job state: %s", e2.msg);
+        if (all_done(srv) && !srv->complete) {
+            srv->complete = 1;
+            ddts_log(srv->log, DDTS_LOG_INFO, "every share's results are received");
+        }
+        pthread_cond_broadcast(&srv->cv);
+        pthread_mutex_unlock(&srv->mu);
+        claims_trained = 0;
+        /* NEXT asks for more work; anything else ends the session. */
+        st = ddts_conn_expect(se->conn, DDTS_MSG_NEXT, &p, &n, err);
+        if (st != DDTS_OK)
+            return st;
+    }
+}
+
+static void *session_main(void *arg)
+{
+    struct session *se = arg;
+    struct server *srv = se->srv;
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    enum ddts_status refuse = is_banned(srv, se->addr) ? DDTS_EBANNED : DDTS_OK;
+    enum ddts_status st =
+        ddts_conn_handshake(se->conn, DDTS_ROLE_SERVER, srv->cfg->passphrase, refuse, &err);
+    if (st == DDTS_EBANNED) {
+        ddts_log(srv->log, DDTS_LOG_WARN, "refused banned address %s", se->addr);
+    } else if (st != DDTS_OK) {
+        ddts_log(srv->log, DDTS_LOG_WARN, "handshake with %s failed: %s", se->addr, err.msg);
+        if (st == DDTS_EAUTH || st == DDTS_EPROTO || st == DDTS_ELIMIT || st == DDTS_EUNSUPPORTED)
+            record_failure(srv, se->addr);
+    } else {
+        st = serve_client(se, &err);
+        if (st != DDTS_OK && st != DDTS_ECLOSED && st != DDTS_EEXIST) {
+            ddts_log(srv->log, DDTS_LOG_WARN, "client '%s' (%s): %s", se->name, se->addr, err.msg);
+            if (st == DDTS_EPROTO || st == DDTS_ELIMIT || st == DDTS_ENUMERIC)
+                ddts_conn_send_error(se->conn, st, err.msg);
+        } else if (st == DDTS_EEXIST) {
+            ddts_log(srv->log, DDTS_LOG_WARN, "refused %s: %s", se->addr, err.msg);
+        }
+    }
+    pthread_mutex_lock(&srv->mu);
+    se->timed_out = st == DDTS_ETIMEOUT;
+    release_share(srv, se);
+    if (se->res != NULL && --se->res->refs == 0) {
+        ddts_free(se->res->v);
+        ddts_free(se->res);
+    }
+    se->res = NULL;
+    se->joined = 0;
+    se->finished = 1;
+    pthread_cond_broadcast(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
+    return NULL;
+}
+
+/* Joins finished sessions (all of them when `all`). */
+static void reap(struct server *srv, int all)
+{
+    for (;;) {
+        struct session *done = NULL;
+        pthread_mutex_lock(&srv->mu);
+        for (struct session **pp = &srv->sessions; *pp != NULL; pp = &(*pp)->next) {
+            if ((*pp)->finished) {
+                done = *pp;
+                *pp = done->next;
+                srv->n_sessions--;
+                break;
+            }
+        }
+        if (done == NULL && all && srv->sessions != NULL) {
+            for (struct session *s = srv->sessions; s != NULL; s = s->next)
+                ddts_conn_shutdown(s->conn);
+            timed_wait(srv, 0.1);
+            pthread_mutex_unlock(&srv->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&srv->mu);
+        if (done == NULL)
+            return;
+        pthread_join(done->thread, NULL);
+        ddts_conn_close(done->conn);
+        ddts_free(done);
+    }
+}
+
+static enum ddts_status check_config(const struct ddts_server_config *cfg, struct ddts_error *err)
+{
+    if (cfg->passphrase == NULL)
+        return ddts_error_set(err, DDTS_EINVAL, "server: no passphrase");
+    if (cfg->n_clients < 1 || cfg->n_clients > DDTS_MAX_CLIENTS)
+        return ddts_error_set(err, DDTS_EINVAL, "--clients %zu: must be 1..%d", cfg->n_clients,
+                              DDTS_MAX_CLIENTS);
+    if (cfg->workdir == NULL || cfg->job == NULL)
+        return ddts_error_set(err, DDTS_EINVAL, "server: workdir and job name are required");
+    enum ddts_status st = ddts_wire_check_name(cfg->job, err);
+    if (st != DDTS_OK) {
+        ddts_error_prefix(err, "job: ");
+        return st;
+    }
+    if (cfg->settings_json != NULL && strlen(cfg->settings_json) > DDTS_MAX_SETTINGS_BYTES)
+        return ddts_error_set(err, DDTS_ELIMIT, "settings: %zu bytes (max %u)",
+                              strlen(cfg->settings_json), DDTS_MAX_SETTINGS_BYTES);
+    if (cfg->model_path != NULL && access(cfg->model_path, R_OK) != 0)
+        return ddts_error_set_errno(err, DDTS_ENOTFOUND, errno, "%s: cannot read the model",
+                                    cfg->model_path);
+    if (cfg->sync == DDTS_SYNC_STEPS && cfg->sync_steps == 0)
+        return ddts_error_set(err, DDTS_EINVAL, "--sync steps:K needs K >= 1");
+    return DDTS_OK;
+}
+
+static void server_deinit(struct server *srv)
+{
+    ddts_free(srv->jobdir);
+    ddts_free(srv->state_path);
+    ddts_free(srv->weights_path);
+    ddts_free(srv->shards);
+    ddts_free(srv->acc);
+    while (srv->bans != NULL) {
+        struct ban *b = srv->bans;
+        srv->bans = b->next;
+        ddts_free(b);
+    }
+    pthread_mutex_destroy(&srv->mu);
+    pthread_cond_destroy(&srv->cv);
+}
+
+enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct ddts_error *err)
+{
+    enum ddts_status st = check_config(cfg, err);
+    if (st != DDTS_OK)
+        return st;
+    if ((st = ddts_auth_init(err)) != DDTS_OK)
+        return st;
+    struct server srv;
+    memset(&srv, 0, sizeof srv);
+    pthread_mutex_init(&srv.mu, NULL);
+    pthread_cond_init(&srv.cv, NULL);
+    srv.cfg = cfg;
+    srv.log = cfg->logger;
+    srv.client_timeout = cfg->client_timeout_s > 0 ? cfg->client_timeout_s : 60;
+    srv.io_timeout = cfg->io_timeout_s > 0 ? cfg->io_timeout_s : DDTS_IO_TIMEOUT_S;
+    srv.heartbeat =
+        srv.client_timeout / 4 < DDTS_HEARTBEAT_S ? srv.client_timeout / 4 : DDTS_HEARTBEAT_S;
+    srv.ban_after = cfg->ban_after > 0 ? cfg->ban_after : 3;
+    srv.n_shards = cfg->n_clients;
+    srv.shards = ddts_calloc(srv.n_shards, sizeof *srv.shards);
+    srv.jobdir = ddts_path_join(cfg->workdir, cfg->job);
+    char *global = srv.jobdir ? ddts_path_join(srv.jobdir, "global") : NULL;
+    srv.state_path = srv.jobdir ? ddts_path_join(srv.jobdir, "state") : NULL;
+    srv.weights_path = global ? ddts_path_join(global, "weights.f32") : NULL;
+    struct ddts_listener *l = NULL;
+    if (srv.shards == NULL || global == NULL || srv.state_path == NULL ||
+        srv.weights_path == NULL) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "server: out of memory");
+        goto out;
+    }
+    if ((st = ddts_mkdir_p(global, err)) != DDTS_OK)
+        goto out;
+    /* Every share's folder must exist before anyone is served. */
+    for (size_t i = 0; cfg->shards_dir != NULL && i < srv.n_shards; i++) {
+        struct ddts__file_list fl = {0};
+        char *dir = shard_dir(&srv, i);
+        st = dir == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
+                         : ddts__list_files(dir, "", &fl, 0, err);
+        ddts__file_list_free(&fl);
+        ddts_free(dir);
+        if (st != DDTS_OK)
+            goto out;
+    }
+    if (access(srv.state_path, F_OK) == 0) {
+        if ((st = load_state(&srv, err)) != DDTS_OK)
+            goto out;
+        size_t done = 0;
+        for (size_t i = 0; i < srv.n_shards; i++)
+            done += srv.shards[i].state == SH_DONE;
+        ddts_log(srv.log, DDTS_LOG_INFO,
+                 "resuming job '%s': %zu of %zu shares done, round %" PRIu64, cfg->job, done,
+                 srv.n_shards, srv.round);
+        srv.complete = all_done(&srv);
+    } else {
+        ddts_secure_random(srv.job_id, ID_BYTES);
+        if ((st = save_state(&srv, err)) != DDTS_OK)
+            goto out;
+    }
+    st = ddts_listener_open(cfg->host, cfg->port ? cfg->port : DDTS_DEFAULT_PORT, &l, err);
+    if (st != DDTS_OK)
+        goto out;
+    uint16_t port = ddts_listener_port(l);
+    if (cfg->bound_port != NULL)
+        *cfg->bound_port = port;
+    ddts_log(srv.log, DDTS_LOG_INFO, "job '%s': waiting for %zu clients on %s:%u", cfg->job,
+             srv.n_shards, cfg->host ? cfg->host : "0.0.0.0", (unsigned)port);
+    if (cfg->on_listening != NULL)
+        cfg->on_listening(cfg->userdata, port);
+    double complete_at = 0;
+    for (;;) {
+        pthread_mutex_lock(&srv.mu);
+        check_deadlines(&srv);
+        int complete = srv.complete, stopping = srv.stopping;
+        size_t n_sessions = srv.n_sessions;
+        pthread_mutex_unlock(&srv.mu);
+        if (stopping) {
+            st = ddts_error_set(err, DDTS_ENOMEM, "server: stopped after an internal failure");
+            break;
+        }
+        if (cfg->should_stop != NULL && cfg->should_stop(cfg->userdata)) {
+            st = ddts_error_set(err, DDTS_ECANCELED, "server: stopped on request");
+            break;
+        }
+        if (complete && complete_at == 0)
+            complete_at = ddts_now();
+        /* Once complete, stragglers get a few seconds to say goodbye. */
+        if (complete && !cfg->keep_serving &&
+            (n_sessions == 0 || ddts_now() - complete_at > COMPLETE_GRACE_S)) {
+            st = DDTS_OK;
+            break;
+        }
+        reap(&srv, 0);
+        struct ddts_conn *c = NULL;
+        struct ddts_error aerr;
+        enum ddts_status ast = ddts_listener_accept(l, 0.2, &c, &aerr);
+        if (ast == DDTS_ETIMEOUT)
+            continue;
+        if (ast != DDTS_OK) {
+            ddts_log(srv.log, DDTS_LOG_WARN, "accept: %s", aerr.msg);
+            continue;
+        }
+        if (n_sessions >= DDTS_MAX_CLIENTS) {
+            ddts_log(srv.log, DDTS_LOG_WARN, "refused %s: %d connections already",
+                     ddts_conn_peer(c), DDTS_MAX_CLIENTS);
+            ddts_conn_destroy(c);
+            continue;
+        }
+        struct session *se = ddts_calloc(1, sizeof *se);
+        if (se == NULL) {
+            ddts_conn_destroy(c);
+            continue;
+        }
+        se->srv = &srv;
+        se->conn = c;
+        se->shard = -1;
+        snprintf(se->addr, sizeof se->addr, "%s", ddts_conn_peer(c));
+        snprintf(se->name, sizeof se->name, "?");
+        ddts_conn_set_timeout(c, srv.io_timeout);
+        pthread_mutex_lock(&srv.mu);
+        se->next = srv.sessions;
+        srv.sessions = se;
+        srv.n_sessions++;
+        if (pthread_create(&se->thread, NULL, session_main, se) != 0) {
+            srv.sessions = se->next;
+            srv.n_sessions--;
+            pthread_mutex_unlock(&srv.mu);
+            ddts_log(srv.log, DDTS_LOG_WARN, "refused %s: cannot start a thread", se->addr);
+            ddts_conn_destroy(c);
+            ddts_free(se);
+            continue;
+        }
+        pthread_mutex_unlock(&srv.mu);
+    }
+    pthread_mutex_lock(&srv.mu);
+    srv.stopping = 1;
+    pthread_cond_broadcast(&srv.cv);
+    pthread_mutex_unlock(&srv.mu);
+    reap(&srv, 1);
+    if (st == DDTS_OK)
+        ddts_log(srv.log, DDTS_LOG_INFO, "job '%s' complete: results in %s", cfg->job, srv.jobdir);
+out:
+    ddts_listener_close(l);
+    ddts_free(global);
+    server_deinit(&srv);
+    return st;
+}

@@ -1,0 +1,1126 @@
+/*
+ * Keras model configs (JSON) to ddts models: the only user of jansson.
+ * Understands Keras 2.2 to Keras 3 spellings; see docs/engine.md.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nn/nn.h"
+
+struct ctx {
+    struct ddts_model *m;
+    struct ddts_error *err;
+    int depth;
+};
+
+#define MAX_DEPTH 32
+
+static const char *jstr(const json_t *o, const char *key)
+{
+    const json_t *v = json_is_object(o) ? json_object_get(o, key) : NULL;
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static int jbool(const json_t *o, const char *key, int def)
+{
+    const json_t *v = json_object_get(o, key);
+    if (json_is_boolean(v))
+        return json_is_true(v);
+    return def;
+}
+
+static double jnum(const json_t *o, const char *key, double def)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? json_number_value(v) : def;
+}
+
+/* An int or a list of n ints ([2, 2]); -1 when malformed. */
+static int jints(const json_t *v, int *out, int n, int def)
+{
+    if (v == NULL || json_is_null(v)) {
+        for (int i = 0; i < n; i++)
+            out[i] = def;
+        return 0;
+    }
+    if (json_is_integer(v)) {
+        for (int i = 0; i < n; i++)
+            out[i] = (int)json_integer_value(v);
+        return out[0] > 0 && json_integer_value(v) < (1 << 24) ? 0 : -1;
+    }
+    if (!json_is_array(v) || json_array_size(v) != (size_t)n)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        const json_t *e = json_array_get(v, (size_t)i);
+        if (!json_is_integer(e) || json_integer_value(e) <= 0 || json_integer_value(e) >= (1 << 24))
+            return -1;
+        out[i] = (int)json_integer_value(e);
+    }
+    return 0;
+}
+
+static enum ddts_status bad(struct ctx *c, const char *name, const char *cls, const char *what)
+{
+    return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): %s", name, cls, what);
+}
+
+static enum ddts_status unsup(struct ctx *c, const char *name, const char *cls, const char *what)
+{
+    return ddts_error_set(c->err, DDTS_EUNSUPPORTED, "layer '%s' (%s): %s is not supported", name,
+                          cls, what);
+}
+
+/* ---- activations, initializers, regularizers ---- */
+static enum ddts_status parse_act(struct ctx *c, const json_t *v, const char *name, const char *cls,
+                                  struct nn_act *out)
+{
+    const char *an = NULL;
+    if (v == NULL || json_is_null(v))
+        an = "linear";
+    else if (json_is_string(v))
+        an = json_string_value(v);
+    else if (json_is_object(v)) {
+        /* Keras 3 may serialize a function as {"class_name": "function", "config": "relu"}. */
+        const json_t *cf = json_object_get(v, "config");
+        an = json_is_string(cf) ? json_string_value(cf) : jstr(v, "class_name");
+    }
+    if (an == NULL)
+        return bad(c, name, cls, "activation is not a name");
+    if (ddts__nn_act_parse(an, c->m->keras3, out) != 0)
+        return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                              "layer '%s' (%s): activation '%s' is not supported", name, cls, an);
+    return DDTS_OK;
+}
+
+static void lower_snake(const char *in, char *out, size_t n)
+{
+    size_t j = 0;
+    for (size_t i = 0; in[i] && j + 2 < n; i++) {
+        char ch = in[i];
+        if (ch >= 'A' && ch <= 'Z') {
+            if (i > 0 && j > 0 && out[j - 1] != '_')
+                out[j++] = '_';
+            ch = (char)(ch - 'A' + 'a');
+        }
+        out[j++] = ch;
+    }
+    out[j] = 0;
+}
+
+static enum ddts_status parse_init(struct ctx *c, const json_t *v, const char *name,
+                                   const char *cls, struct nn_init def, struct nn_init *out)
+{
+    *out = def;
+    if (v == NULL || json_is_null(v))
+        return DDTS_OK;
+    const char *cn = json_is_string(v) ? json_string_value(v) : jstr(v, "class_name");
+    const json_t *cf = json_is_object(v) ? json_object_get(v, "config") : NULL;
+    if (cn == NULL)
+        return bad(c, name, cls, "initializer without class_name");
+    char k[64];
+    lower_snake(cn, k, sizeof k);
+    memset(out, 0, sizeof *out);
+    struct {
+        const char *n;
+        double scale;
+        int mode, dist;
+    } vs[] = {
+        {"glorot_uniform", 1, FAN_AVG, DIST_UNIFORM}, {"glorot_normal", 1, FAN_AVG, DIST_TRUNCATED},
+        {"he_uniform", 2, FAN_IN, DIST_UNIFORM},      {"he_normal", 2, FAN_IN, DIST_TRUNCATED},
+        {"lecun_uniform", 1, FAN_IN, DIST_UNIFORM},   {"lecun_normal", 1, FAN_IN, DIST_TRUNCATED},
+    };
+    for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+        if (strcmp(k, vs[i].n) == 0) {
+            out->kind = INIT_VARIANCE_SCALING;
+            out->a = vs[i].scale;
+            out->mode = vs[i].mode;
+            out->dist = vs[i].dist;
+            return DDTS_OK;
+        }
+    }
+    if (strcmp(k, "zeros") == 0 || strcmp(k, "zero") == 0) {
+        out->kind = INIT_ZEROS;
+    } else if (strcmp(k, "ones") == 0 || strcmp(k, "one") == 0) {
+        out->kind = INIT_ONES;
+    } else if (strcmp(k, "constant") == 0) {
+        out->kind = INIT_CONSTANT;
+        out->a = jnum(cf, "value", 0);
+    } else if (strcmp(k, "random_normal") == 0 || strcmp(k, "normal") == 0) {
+        out->kind = INIT_RANDOM_NORMAL;
+        out->a = jnum(cf, "mean", 0);
+        out->b = jnum(cf, "stddev", 0.05);
+    } else if (strcmp(k, "random_uniform") == 0 || strcmp(k, "uniform") == 0) {
+        out->kind = INIT_RANDOM_UNIFORM;
+        out->a = jnum(cf, "minval", -0.05);
+        out->b = jnum(cf, "maxval", 0.05);
+    } else if (strcmp(k, "truncated_normal") == 0) {
+        out->kind = INIT_TRUNCATED_NORMAL;
+        out->a = jnum(cf, "mean", 0);
+        out->b = jnum(cf, "stddev", 0.05);
+    } else if (strcmp(k, "variance_scaling") == 0) {
+        out->kind = INIT_VARIANCE_SCALING;
+        out->a = jnum(cf, "scale", 1);
+        const char *mo = jstr(cf, "mode"), *di = jstr(cf, "distribution");
+        out->mode = mo == NULL || strcmp(mo, "fan_in") == 0 ? FAN_IN
+                    : strcmp(mo, "fan_out") == 0            ? FAN_OUT
+                                                            : FAN_AVG;
+        out->dist = di == NULL || strcmp(di, "truncated_normal") == 0 || strcmp(di, "normal") == 0
+                        ? DIST_TRUNCATED
+                    : strcmp(di, "untruncated_normal") == 0 ? DIST_NORMAL
+                                                            : DIST_UNIFORM;
+    } else if (strcmp(k, "orthogonal") == 0) {
+        out->kind = INIT_ORTHOGONAL;
+        out->a = jnum(cf, "gain", 1);
+    } else if (strcmp(k, "identity") == 0) {
+        out->kind = INIT_IDENTITY;
+        out->a = jnum(cf, "gain", 1);
+    } else {
+        return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                              "layer '%s' (%s): initializer '%s' is not supported", name, cls, cn);
+    }
+    return DDTS_OK;
+}
+
+static enum ddts_status parse_reg(struct ctx *c, const json_t *v, const char *name, const char *cls,
+                                  struct nn_reg *out)
+{
+    memset(out, 0, sizeof *out);
+    if (v == NULL || json_is_null(v))
+        return DDTS_OK;
+    const char *cn = json_is_string(v) ? json_string_value(v) : jstr(v, "class_name");
+    const json_t *cf = json_is_object(v) ? json_object_get(v, "config") : NULL;
+    if (cn == NULL)
+        return bad(c, name, cls, "regularizer without class_name");
+    if (strcmp(cn, "L2") == 0 || strcmp(cn, "l2") == 0) {
+        out->l2 = jnum(cf, "l2", 0.01);
+    } else if (strcmp(cn, "L1") == 0 || strcmp(cn, "l1") == 0) {
+        out->l1 = jnum(cf, "l1", 0.01);
+    } else if (strcmp(cn, "L1L2") == 0 || strcmp(cn, "l1_l2") == 0) {
+        out->l1 = jnum(cf, "l1", 0.0);
+        out->l2 = jnum(cf, "l2", 0.0);
+    } else {
+        return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                              "layer '%s' (%s): regularizer '%s' is not supported", name, cls, cn);
+    }
+    return DDTS_OK;
+}
+
+static const struct nn_init INIT_GLOROT = {INIT_VARIANCE_SCALING, 1, 0, FAN_AVG, DIST_UNIFORM};
+static const struct nn_init INIT_Z = {INIT_ZEROS, 0, 0, 0, 0};
+static const struct nn_init INIT_O = {INIT_ONES, 0, 0, 0, 0};
+
+/* Adds a weight with initializer/regularizer read from cfg[init_key]/cfg[reg_key]. */
+static enum ddts_status add_w(struct ctx *c, int node, const json_t *cfg, const char *wname,
+                              int rank, const int64_t *shape, int trainable, const char *init_key,
+                              struct nn_init def, const char *reg_key)
+{
+    struct nn_node *nd = &c->m->nodes[node];
+    struct nn_init in;
+    struct nn_reg rg;
+    enum ddts_status st = parse_init(c, init_key ? json_object_get(cfg, init_key) : NULL, nd->name,
+                                     nd->class_name, def, &in);
+    if (st == DDTS_OK)
+        st = parse_reg(c, reg_key ? json_object_get(cfg, reg_key) : NULL, nd->name, nd->class_name,
+                       &rg);
+    if (st == DDTS_OK)
+        st = ddts__nn_add_weight(c->m, node, wname, rank, shape, trainable, &in, c->err);
+    if (st == DDTS_OK)
+        c->m->w[c->m->n_w - 1].reg = rg;
+    return st;
+}
+
+static int is_model_class(const char *cls)
+{
+    return strcmp(cls, "Sequential") == 0 || strcmp(cls, "Functional") == 0 ||
+           strcmp(cls, "Model") == 0;
+}
+
+static enum ddts_status check_null(struct ctx *c, const json_t *cfg, const char *key,
+                                   const char *name, const char *cls)
+{
+    const json_t *v = json_object_get(cfg, key);
+    if (v != NULL && !json_is_null(v))
+        return unsup(c, name, cls, key);
+    return DDTS_OK;
+}
+
+static enum ddts_status check_channels_last(struct ctx *c, const json_t *cfg, const char *name,
+                                            const char *cls)
+{
+    const char *df = jstr(cfg, "data_format");
+    if (df != NULL && strcmp(df, "channels_last") != 0)
+        return unsup(c, name, cls, "data_format channels_first");
+    return DDTS_OK;
+}
+
+static enum ddts_status parse_padding(struct ctx *c, const json_t *cfg, const char *name,
+                                      const char *cls, int *same)
+{
+    const char *p = jstr(cfg, "padding");
+    if (p == NULL || strcmp(p, "valid") == 0)
+        *same = 0;
+    else if (strcmp(p, "same") == 0)
+        *same = 1;
+    else
+        return unsup(c, name, cls, "this padding");
+    return DDTS_OK;
+}
+
+/* ---- one layer ---- */
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        st = (x);                                                                                  \
+        if (st != DDTS_OK)                                                                         \
+            return st;                                                                             \
+    } while (0)
+
+static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *name,
+                                  const json_t *cfg, const int *in, int n_in, int entry, int *out)
+{
+    enum ddts_status st;
+    struct ddts_model *m = c->m;
+    enum nn_kind kind;
+    static const struct {
+        const char *cls;
+        enum nn_kind kind;
+    } kinds[] = {
+        {"Dense", NN_DENSE},
+        {"Conv2D", NN_CONV2D},
+        {"Convolution2D", NN_CONV2D},
+        {"Conv2DTranspose", NN_CONV2DT},
+        {"Convolution2DTranspose", NN_CONV2DT},
+        {"Deconvolution2D", NN_CONV2DT},
+        {"MaxPooling2D", NN_MAXPOOL},
+        {"MaxPool2D", NN_MAXPOOL},
+        {"AveragePooling2D", NN_AVGPOOL},
+        {"AvgPool2D", NN_AVGPOOL},
+        {"GlobalAveragePooling2D", NN_GAP},
+        {"GlobalAvgPool2D", NN_GAP},
+        {"GlobalMaxPooling2D", NN_GMP},
+        {"GlobalMaxPool2D", NN_GMP},
+        {"Flatten", NN_FLATTEN},
+        {"Reshape", NN_RESHAPE},
+        {"Dropout", NN_DROPOUT},
+        {"Activation", NN_ACTIVATION},
+        {"ReLU", NN_ACTIVATION},
+        {"LeakyReLU", NN_ACTIVATION},
+        {"Softmax", NN_ACTIVATION},
+        {"ELU", NN_ACTIVATION},
+        {"BatchNormalization", NN_BATCHNORM},
+        {"UpSampling2D", NN_UPSAMPLE},
+        {"ZeroPadding2D", NN_ZEROPAD},
+        {"Add", NN_ADD},
+        {"Average", NN_AVERAGE},
+        {"Subtract", NN_SUBTRACT},
+        {"Multiply", NN_MULTIPLY},
+        {"Concatenate", NN_CONCAT},
+        {"Normalization", NN_NORMALIZATION},
+        {"Rescaling", NN_RESCALING},
+    };
+    size_t ki;
+    for (ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++)
+        if (strcmp(cls, kinds[ki].cls) == 0)
+            break;
+    if (ki == sizeof kinds / sizeof kinds[0])
+        return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                              "layer '%s' (%s): layer class '%s' is not supported", name, cls, cls);
+    kind = kinds[ki].kind;
+    int merge = kind == NN_ADD || kind == NN_AVERAGE || kind == NN_SUBTRACT ||
+                kind == NN_MULTIPLY || kind == NN_CONCAT;
+    if (!merge && n_in != 1)
+        return bad(c, name, cls, "expects exactly one input");
+    if (merge && n_in < 1)
+        return bad(c, name, cls, "has no inputs");
+    int idx;
+    TRY(ddts__nn_add_node(m, name, cls, kind, entry, in, n_in, &idx, c->err));
+    struct nn_node *nd = &m->nodes[idx];
+    nd->trainable = jbool(cfg, "trainable", 1);
+    if (entry >= 0 && !m->entries[entry].name[0])
+        nd->trainable = nd->trainable;
+    int two[2];
+    switch (kind) {
+    case NN_DENSE:
+        nd->units = (int)jnum(cfg, "units", 0);
+        if (nd->units <= 0 || nd->units > (1 << 24))
+            return bad(c, name, cls, "units must be a positive integer");
+        nd->use_bias = jbool(cfg, "use_bias", 1);
+        TRY(parse_act(c, json_object_get(cfg, "activation"), name, cls, &nd->act));
+        break;
+    case NN_CONV2D:
+    case NN_CONV2DT:
+        nd->units = (int)jnum(cfg, "filters", 0);
+        if (nd->units <= 0 || nd->units > (1 << 24))
+            return bad(c, name, cls, "filters must be a positive integer");
+        if (jints(json_object_get(cfg, "kernel_size"), two, 2, 0) != 0 || two[0] <= 0)
+            return bad(c, name, cls, "bad kernel_size");
+        nd->kh = two[0];
+        nd->kw = two[1];
+        if (jints(json_object_get(cfg, "strides"), two, 2, 1) != 0)
+            return bad(c, name, cls, "bad strides");
+        nd->sh = two[0];
+        nd->sw = two[1];
+        if (jints(json_object_get(cfg, "dilation_rate"), two, 2, 1) != 0)
+            return bad(c, name, cls, "bad dilation_rate");
+        nd->dh = two[0];
+        nd->dw = two[1];
+        if ((nd->dh > 1 || nd->dw > 1) && (nd->sh > 1 || nd->sw > 1))
+            return unsup(c, name, cls, "dilation with strides");
+        if (jnum(cfg, "groups", 1) != 1)
+            return unsup(c, name, cls, "groups");
+        if (kind == NN_CONV2DT)
+            TRY(check_null(c, cfg, "output_padding", name, cls));
+        TRY(check_channels_last(c, cfg, name, cls));
+        TRY(parse_padding(c, cfg, name, cls, &nd->same));
+        nd->use_bias = jbool(cfg, "use_bias", 1);
+        TRY(parse_act(c, json_object_get(cfg, "activation"), name, cls, &nd->act));
+        break;
+    case NN_MAXPOOL:
+    case NN_AVGPOOL:
+        if (jints(json_object_get(cfg, "pool_size"), two, 2, 2) != 0)
+            return bad(c, name, cls, "bad pool_size");
+        nd->kh = two[0];
+        nd->kw = two[1];
+        {
+            const json_t *s = json_object_get(cfg, "strides");
+            if (s == NULL || json_is_null(s)) {
+                nd->sh = nd->kh;
+                nd->sw = nd->kw;
+            } else if (jints(s, two, 2, 1) != 0) {
+                return bad(c, name, cls, "bad strides");
+            } else {
+                nd->sh = two[0];
+                nd->sw = two[1];
+            }
+        }
+        TRY(check_channels_last(c, cfg, name, cls));
+        TRY(parse_padding(c, cfg, name, cls, &nd->same));
+        break;
+    case NN_GAP:
+    case NN_GMP:
+        TRY(check_channels_last(c, cfg, name, cls));
+        nd->keepdims = jbool(cfg, "keepdims", 0);
+        break;
+    case NN_FLATTEN:
+        TRY(check_channels_last(c, cfg, name, cls));
+        break;
+    case NN_RESHAPE: {
+        const json_t *ts = json_object_get(cfg, "target_shape");
+        if (!json_is_array(ts) || json_array_size(ts) > DDTS_MAX_RANK)
+            return bad(c, name, cls, "bad target_shape");
+        nd->rank = (int)json_array_size(ts);
+        for (int t = 0; t < nd->rank; t++) {
+            const json_t *e = json_array_get(ts, (size_t)t);
+            if (!json_is_integer(e))
+                return bad(c, name, cls, "bad target_shape");
+            nd->shape[t] = json_integer_value(e);
+        }
+        break;
+    }
+    case NN_DROPOUT:
+        nd->rate = (float)jnum(cfg, "rate", 0);
+        if (!(nd->rate >= 0 && nd->rate < 1))
+            return bad(c, name, cls, "rate must be in [0, 1)");
+        TRY(check_null(c, cfg, "noise_shape", name, cls));
+        break;
+    case NN_ACTIVATION:
+        if (strcmp(cls, "Activation") == 0) {
+            TRY(parse_act(c, json_object_get(cfg, "activation"), name, cls, &nd->act));
+        } else if (strcmp(cls, "ReLU") == 0) {
+            nd->act.kind = ACT_RELU;
+            nd->act.alpha = (float)jnum(cfg, "negative_slope", 0);
+            nd->act.max_value = (float)jnum(cfg, "max_value", 0);
+            nd->act.threshold = (float)jnum(cfg, "threshold", 0);
+        } else if (strcmp(cls, "LeakyReLU") == 0) {
+            nd->act.kind = ACT_RELU;
+            nd->act.alpha = (float)jnum(cfg, "alpha", jnum(cfg, "negative_slope", 0.3));
+        } else if (strcmp(cls, "ELU") == 0) {
+            nd->act.kind = ACT_ELU;
+            nd->act.alpha = (float)jnum(cfg, "alpha", 1.0);
+        } else {
+            const json_t *ax = json_object_get(cfg, "axis");
+            if (ax != NULL && !(json_is_integer(ax) && json_integer_value(ax) == -1))
+                return unsup(c, name, cls, "softmax over an axis other than -1");
+            nd->act.kind = ACT_SOFTMAX;
+        }
+        break;
+    case NN_BATCHNORM: {
+        const json_t *ax = json_object_get(cfg, "axis");
+        if (json_is_array(ax) && json_array_size(ax) == 1)
+            ax = json_array_get(ax, 0);
+        if (!json_is_integer(ax))
+            return unsup(c, name, cls, "this axis");
+        int a = (int)json_integer_value(ax), r = m->nodes[in[0]].rank;
+        if (!(a == -1 || a == r))
+            return unsup(c, name, cls, "an axis other than the last");
+        nd->momentum = (float)jnum(cfg, "momentum", 0.99);
+        nd->eps = (float)jnum(cfg, "epsilon", 1e-3);
+        nd->center = jbool(cfg, "center", 1);
+        nd->scale = jbool(cfg, "scale", 1);
+        if (jbool(cfg, "renorm", 0))
+            return unsup(c, name, cls, "renorm");
+        break;
+    }
+    case NN_UPSAMPLE: {
+        if (jints(json_object_get(cfg, "size"), two, 2, 2) != 0)
+            return bad(c, name, cls, "bad size");
+        nd->kh = two[0];
+        nd->kw = two[1];
+        const char *ip = jstr(cfg, "interpolation");
+        if (ip != NULL && strcmp(ip, "nearest") != 0)
+            return unsup(c, name, cls, "interpolation other than nearest");
+        TRY(check_channels_last(c, cfg, name, cls));
+        break;
+    }
+    case NN_ZEROPAD: {
+        const json_t *p = json_object_get(cfg, "padding");
+        int v[4];
+        if (json_is_integer(p)) {
+            v[0] = v[1] = v[2] = v[3] = (int)json_integer_value(p);
+        } else if (json_is_array(p) && json_array_size(p) == 2 &&
+                   json_is_integer(json_array_get(p, 0))) {
+            v[0] = v[1] = (int)json_integer_value(json_array_get(p, 0));
+            v[2] = v[3] = (int)json_integer_value(json_array_get(p, 1));
+        } else if (json_is_array(p) && json_array_size(p) == 2) {
+            for (int t = 0; t < 2; t++) {
+                const json_t *q = json_array_get(p, (size_t)t);
+                if (!json_is_array(q) || json_array_size(q) != 2)
+                    return bad(c, name, cls, "bad padding");
+                v[2 * t] = (int)json_integer_value(json_array_get(q, 0));
+                v[2 * t + 1] = (int)json_integer_value(json_array_get(q, 1));
+            }
+        } else {
+            return bad(c, name, cls, "bad padding");
+        }
+        for (int t = 0; t < 4; t++)
+            if (v[t] < 0 || v[t] > (1 << 20))
+                return bad(c, name, cls, "bad padding");
+        nd->pt = v[0];
+        nd->pb = v[1];
+        nd->pl = v[2];
+        nd->pr = v[3];
+        TRY(check_channels_last(c, cfg, name, cls));
+        break;
+    }
+    case NN_CONCAT:
+        nd->axis = (int)jnum(cfg, "axis", -1);
+        break;
+    case NN_NORMALIZATION: {
+        const json_t *ax = json_object_get(cfg, "axis");
+        if (json_is_array(ax) && json_array_size(ax) == 1)
+            ax = json_array_get(ax, 0);
+        int r = m->nodes[in[0]].rank;
+        if (!json_is_integer(ax) || !(json_integer_value(ax) == -1 || json_integer_value(ax) == r))
+            return unsup(c, name, cls, "an axis other than the last");
+        TRY(check_null(c, cfg, "mean", name, cls));
+        TRY(check_null(c, cfg, "variance", name, cls));
+        if (jbool(cfg, "invert", 0))
+            return unsup(c, name, cls, "invert");
+        break;
+    }
+    case NN_RESCALING:
+        if (!json_is_number(json_object_get(cfg, "scale")))
+            return unsup(c, name, cls, "a non-scalar scale");
+        nd->r_scale = (float)jnum(cfg, "scale", 1);
+        nd->r_off = (float)jnum(cfg, "offset", 0);
+        break;
+    default:
+        break;
+    }
+    if (kind == NN_DENSE || kind == NN_CONV2D || kind == NN_CONV2DT) {
+        TRY(check_null(c, cfg, "activity_regularizer", name, cls));
+        TRY(check_null(c, cfg, "kernel_constraint", name, cls));
+        TRY(check_null(c, cfg, "bias_constraint", name, cls));
+    }
+    TRY(ddts__nn_infer_shape(m, idx, c->err));
+    nd = &m->nodes[idx];
+    const struct nn_node *a = &m->nodes[in[0]];
+    int64_t ws[4];
+    switch (kind) {
+    case NN_DENSE:
+        ws[0] = a->shape[a->rank - 1];
+        ws[1] = nd->units;
+        TRY(add_w(c, idx, cfg, "kernel", 2, ws, 1, "kernel_initializer", INIT_GLOROT,
+                  "kernel_regularizer"));
+        if (m->nodes[idx].use_bias)
+            TRY(add_w(c, idx, cfg, "bias", 1, ws + 1, 1, "bias_initializer", INIT_Z,
+                      "bias_regularizer"));
+        break;
+    case NN_CONV2D:
+    case NN_CONV2DT:
+        ws[0] = nd->kh;
+        ws[1] = nd->kw;
+        ws[2] = kind == NN_CONV2D ? a->shape[2] : nd->units;
+        ws[3] = kind == NN_CONV2D ? nd->units : a->shape[2];
+        TRY(add_w(c, idx, cfg, "kernel", 4, ws, 1, "kernel_initializer", INIT_GLOROT,
+                  "kernel_regularizer"));
+        ws[0] = m->nodes[idx].units;
+        if (m->nodes[idx].use_bias)
+            TRY(add_w(c, idx, cfg, "bias", 1, ws, 1, "bias_initializer", INIT_Z,
+                      "bias_regularizer"));
+        break;
+    case NN_BATCHNORM:
+        ws[0] = nd->shape[nd->rank - 1];
+        if (nd->scale)
+            TRY(add_w(c, idx, cfg, "gamma", 1, ws, 1, "gamma_initializer", INIT_O,
+                      "gamma_regularizer"));
+        if (m->nodes[idx].center)
+            TRY(add_w(c, idx, cfg, "beta", 1, ws, 1, "beta_initializer", INIT_Z,
+                      "beta_regularizer"));
+        TRY(add_w(c, idx, cfg, "moving_mean", 1, ws, 0, "moving_mean_initializer", INIT_Z, NULL));
+        TRY(add_w(c, idx, cfg, "moving_variance", 1, ws, 0, "moving_variance_initializer", INIT_O,
+                  NULL));
+        break;
+    case NN_NORMALIZATION:
+        ws[0] = nd->shape[nd->rank - 1];
+        TRY(add_w(c, idx, cfg, "mean", 1, ws, 0, NULL, INIT_Z, NULL));
+        TRY(add_w(c, idx, cfg, "variance", 1, ws, 0, NULL, INIT_O, NULL));
+        if (!m->keras3) /* Keras 2 also stores the sample count, a scalar */
+            TRY(add_w(c, idx, cfg, "count", 0, ws, 0, NULL, INIT_Z, NULL));
+        break;
+    default:
+        break;
+    }
+    *out = idx;
+    return DDTS_OK;
+}
+
+/* Shape (batch dimension first, dropped) from a JSON list; 0 if absent. */
+static enum ddts_status read_shape(struct ctx *c, const json_t *v, int drop_batch, const char *name,
+                                   const char *cls, int *rank, int64_t *shape)
+{
+    if (!json_is_array(v))
+        return bad(c, name, cls, "input shape is not a list");
+    size_t n = json_array_size(v), s = drop_batch ? 1 : 0;
+    if (n < s || n - s > DDTS_MAX_RANK)
+        return ddts_error_set(c->err, DDTS_ELIMIT, "layer '%s' (%s): input rank %zu (max %d)", name,
+                              cls, n - s, DDTS_MAX_RANK);
+    *rank = (int)(n - s);
+    for (size_t i = s; i < n; i++) {
+        const json_t *e = json_array_get(v, i);
+        if (json_is_null(e))
+            return unsup(c, name, cls, "an input dimension of unknown size (None)");
+        if (!json_is_integer(e) || json_integer_value(e) <= 0 || json_integer_value(e) > (1 << 30))
+            return bad(c, name, cls, "bad input shape");
+        shape[i - s] = json_integer_value(e);
+    }
+    return DDTS_OK;
+}
+
+static enum ddts_status make_input(struct ctx *c, const char *name, const char *cls, int rank,
+                                   const int64_t *shape, int entry, int *out)
+{
+    enum ddts_status st;
+    TRY(ddts__nn_add_node(c->m, name, cls, NN_INPUT, entry, NULL, 0, out, c->err));
+    struct nn_node *nd = &c->m->nodes[*out];
+    nd->rank = rank;
+    memcpy(nd->shape, shape, (size_t)rank * sizeof *shape);
+    return ddts__nn_infer_shape(c->m, *out, c->err);
+}
+
+/* Input shape of an InputLayer config or of a first layer. */
+static enum ddts_status input_shape_of(struct ctx *c, const json_t *layer, const json_t *cfg,
+                                       const char *name, const char *cls, int *rank, int64_t *shape,
+                                       int *found)
+{
+    const json_t *v;
+    *found = 1;
+    if ((v = json_object_get(cfg, "batch_input_shape")) != NULL && !json_is_null(v))
+        return read_shape(c, v, 1, name, cls, rank, shape);
+    if ((v = json_object_get(cfg, "batch_shape")) != NULL && !json_is_null(v))
+        return read_shape(c, v, 1, name, cls, rank, shape);
+    if ((v = json_object_get(cfg, "input_shape")) != NULL && !json_is_null(v))
+        return read_shape(c, v, 0, name, cls, rank, shape);
+    if ((v = json_object_get(cfg, "shape")) != NULL && !json_is_null(v))
+        return read_shape(c, v, 0, name, cls, rank, shape);
+    const json_t *bc = json_object_get(layer, "build_config");
+    if ((v = json_object_get(bc, "input_shape")) != NULL && json_is_array(v))
+        return read_shape(c, v, 1, name, cls, rank, shape);
+    *found = 0;
+    return DDTS_OK;
+}
+
+static enum ddts_status parse_model(struct ctx *c, const json_t *obj, int in_node, int entry,
+                                    int *out_node);
+
+static const char *layer_name(const json_t *layer, const json_t *cfg)
+{
+    const char *n = jstr(cfg, "name");
+    if (n == NULL)
+        n = jstr(layer, "name");
+    return n ? n : "?";
+}
+
+static enum ddts_status new_entry(struct ctx *c, const char *name, const char *cls, int *e)
+{
+    return ddts__nn_add_entry(c->m, name, cls, e, c->err);
+}
+
+static enum ddts_status parse_sequential(struct ctx *c, const json_t *cfg, int in_node, int entry,
+                                         int *out_node)
+{
+    enum ddts_status st;
+    const json_t *layers = json_is_array(cfg) ? cfg : json_object_get(cfg, "layers");
+    if (!json_is_array(layers))
+        return ddts_error_set(c->err, DDTS_EFORMAT, "Sequential config has no layer list");
+    int cur = in_node;
+    int mtrain = json_is_object(cfg) ? jbool(cfg, "trainable", 1) : 1;
+    size_t i;
+    json_t *layer;
+    json_array_foreach(layers, i, layer)
+    {
+        const char *cls = jstr(layer, "class_name");
+        const json_t *lc = json_object_get(layer, "config");
+        if (cls == NULL || !json_is_object(lc))
+            return ddts_error_set(c->err, DDTS_EFORMAT,
+                                  "Sequential layer %zu: no class_name/config", i);
+        const char *name = layer_name(layer, lc);
+        int rank, found, e = entry;
+        int64_t shape[DDTS_MAX_RANK];
+        if (strcmp(cls, "InputLayer") == 0) {
+            if (cur >= 0)
+                continue;
+            TRY(input_shape_of(c, layer, lc, name, cls, &rank, shape, &found));
+            if (!found)
+                return bad(c, name, cls, "no input shape");
+            TRY(make_input(c, name, cls, rank, shape, entry, &cur));
+            continue;
+        }
+        if (cur < 0) {
+            if (!is_model_class(cls)) {
+                TRY(input_shape_of(c, layer, lc, name, cls, &rank, shape, &found));
+                if (!found)
+                    return ddts_error_set(c->err, DDTS_EFORMAT,
+                                          "layer '%s' (%s): the model's input shape is unknown "
+                                          "(no InputLayer or batch_input_shape)",
+                                          name, cls);
+                TRY(make_input(c, "input", "InputLayer", rank, shape, entry, &cur));
+            }
+        }
+        if (e < 0)
+            TRY(new_entry(c, name, cls, &e));
+        size_t first = c->m->n_nodes;
+        if (is_model_class(cls)) {
+            TRY(parse_model(c, layer, cur, e, &cur));
+        } else {
+            TRY(add_layer(c, cls, name, lc, &cur, 1, e, &cur));
+        }
+        if (!mtrain)
+            for (size_t q = first; q < c->m->n_nodes; q++)
+                c->m->nodes[q].trainable = 0;
+        if (entry < 0)
+            c->m->entries[e].node_out = cur;
+    }
+    if (cur < 0)
+        return ddts_error_set(c->err, DDTS_EFORMAT, "Sequential model has no layers");
+    *out_node = cur;
+    return DDTS_OK;
+}
+
+/* Collects layer names of Keras 2 refs ["name", node, tensor, {...}] and
+ * Keras 3 {"class_name": "__keras_tensor__", "config": {"keras_history": [...]}}. */
+static enum ddts_status collect_refs(struct ctx *c, const json_t *v, const char **names, int *n,
+                                     int max, int depth)
+{
+    if (depth > 16)
+        return ddts_error_set(c->err, DDTS_EFORMAT, "inbound_nodes nested too deeply");
+    if (json_is_array(v)) {
+        if (json_array_size(v) >= 3 && json_is_string(json_array_get(v, 0)) &&
+            json_is_integer(json_array_get(v, 1))) {
+            const json_t *ti = json_array_get(v, 2);
+            if (json_is_integer(ti) && json_integer_value(ti) != 0)
+                return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                                      "layer '%s': outputs other than the first of a layer are "
+                                      "not supported",
+                                      json_string_value(json_array_get(v, 0)));
+            if (*n >= max)
+                return ddts_error_set(c->err, DDTS_ELIMIT, "a layer has more than %d inputs", max);
+            names[(*n)++] = json_string_value(json_array_get(v, 0));
+            return DDTS_OK;
+        }
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e)
+        {
+            enum ddts_status st = collect_refs(c, e, names, n, max, depth + 1);
+            if (st != DDTS_OK)
+                return st;
+        }
+        return DDTS_OK;
+    }
+    if (json_is_object(v)) {
+        const char *cn = jstr(v, "class_name");
+        if (cn && strcmp(cn, "__keras_tensor__") == 0) {
+            const json_t *h = json_object_get(json_object_get(v, "config"), "keras_history");
+            return collect_refs(c, h, names, n, max, depth + 1);
+        }
+        const json_t *args = json_object_get(v, "args");
+        if (args)
+            return collect_refs(c, args, names, n, max, depth + 1);
+    }
+    return DDTS_OK;
+}
+
+#define MAX_INBOUND 256
+
+static enum ddts_status lookup(struct ctx *c, json_t *scope, const char **names, int n, int *out,
+                               const char *who)
+{
+    for (int i = 0; i < n; i++) {
+        const json_t *v = json_object_get(scope, names[i]);
+        if (!json_is_integer(v))
+            return ddts_error_set(c->err, DDTS_EFORMAT,
+                                  "layer '%s': inbound layer '%s' is not defined before it", who,
+                                  names[i]);
+        out[i] = (int)json_integer_value(v);
+    }
+    return DDTS_OK;
+}
+
+static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int in_node, int entry,
+                                         int *out_node)
+{
+    enum ddts_status st = DDTS_OK;
+    const json_t *layers = json_object_get(cfg, "layers");
+    if (!json_is_array(layers))
+        return ddts_error_set(c->err, DDTS_EFORMAT, "Functional config has no layer list");
+    const char *names[MAX_INBOUND];
+    int ids[MAX_INBOUND], n = 0;
+    int mtrain = jbool(cfg, "trainable", 1);
+    st = collect_refs(c, json_object_get(cfg, "input_layers"), names, &n, MAX_INBOUND, 0);
+    if (st != DDTS_OK)
+        return st;
+    if (n != 1)
+        return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                              "model '%s': %d inputs (only single-input models are supported)",
+                              jstr(cfg, "name") ? jstr(cfg, "name") : "?", n);
+    const char *input_name = names[0];
+    json_t *scope = json_object();
+    if (scope == NULL)
+        return ddts_error_set(c->err, DDTS_ENOMEM, "out of memory");
+    size_t i;
+    json_t *layer;
+    json_array_foreach(layers, i, layer)
+    {
+        const char *cls = jstr(layer, "class_name");
+        const json_t *lc = json_object_get(layer, "config");
+        if (cls == NULL || !json_is_object(lc)) {
+            st = ddts_error_set(c->err, DDTS_EFORMAT, "Functional layer %zu: no class_name/config",
+                                i);
+            goto done;
+        }
+        const char *name = jstr(layer, "name");
+        if (name == NULL)
+            name = layer_name(layer, lc);
+        int node = -1, e = entry;
+        size_t first = c->m->n_nodes;
+        if (strcmp(cls, "InputLayer") == 0) {
+            if (strcmp(name, input_name) != 0) {
+                st = ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                                    "layer '%s' (InputLayer): models with several inputs are "
+                                    "not supported",
+                                    name);
+                goto done;
+            }
+            if (e < 0 && (st = new_entry(c, name, cls, &e)) != DDTS_OK)
+                goto done;
+            if (in_node >= 0) {
+                node = in_node;
+            } else {
+                int rank, found;
+                int64_t shape[DDTS_MAX_RANK];
+                st = input_shape_of(c, layer, lc, name, cls, &rank, shape, &found);
+                if (st == DDTS_OK && !found)
+                    st = bad(c, name, cls, "no input shape");
+                if (st == DDTS_OK)
+                    st = make_input(c, name, cls, rank, shape, e, &node);
+                if (st != DDTS_OK)
+                    goto done;
+            }
+        } else {
+            const json_t *ib = json_object_get(layer, "inbound_nodes");
+            if (!json_is_array(ib) || json_array_size(ib) == 0) {
+                st = ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inbound_nodes", name,
+                                    cls);
+                goto done;
+            }
+            if (json_array_size(ib) > 1) {
+                st = unsup(c, name, cls, "a layer called several times (shared layer)");
+                goto done;
+            }
+            n = 0;
+            if ((st = collect_refs(c, json_array_get(ib, 0), names, &n, MAX_INBOUND, 0)) !=
+                    DDTS_OK ||
+                (st = lookup(c, scope, names, n, ids, name)) != DDTS_OK)
+                goto done;
+            if (n == 0) {
+                st = ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inputs", name, cls);
+                goto done;
+            }
+            if (e < 0 && (st = new_entry(c, name, cls, &e)) != DDTS_OK)
+                goto done;
+            if (is_model_class(cls)) {
+                if (n != 1) {
+                    st = unsup(c, name, cls, "a nested model with several inputs");
+                    goto done;
+                }
+                st = parse_model(c, layer, ids[0], e, &node);
+            } else {
+                st = add_layer(c, cls, name, lc, ids, n, e, &node);
+            }
+            if (st != DDTS_OK)
+                goto done;
+        }
+        if (!mtrain)
+            for (size_t q = first; q < c->m->n_nodes; q++)
+                c->m->nodes[q].trainable = 0;
+        if (entry < 0)
+            c->m->entries[e].node_out = node;
+        json_t *jv = json_integer(node);
+        if (jv == NULL || json_object_set_new(scope, name, jv) != 0) {
+            st = ddts_error_set(c->err, DDTS_ENOMEM, "out of memory");
+            goto done;
+        }
+    }
+    n = 0;
+    if ((st = collect_refs(c, json_object_get(cfg, "output_layers"), names, &n, MAX_INBOUND, 0)) !=
+        DDTS_OK)
+        goto done;
+    if (n != 1) {
+        st = ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                            "model '%s': %d outputs (only single-output models are supported)",
+                            jstr(cfg, "name") ? jstr(cfg, "name") : "?", n);
+        goto done;
+    }
+    st = lookup(c, scope, names, 1, ids, "output_layers");
+    if (st == DDTS_OK)
+        *out_node = ids[0];
+done:
+    json_decref(scope);
+    return st;
+}
+
+static enum ddts_status parse_model(struct ctx *c, const json_t *obj, int in_node, int entry,
+                                    int *out_node)
+{
+    const char *cls = jstr(obj, "class_name");
+    const json_t *cfg = json_object_get(obj, "config");
+    if (cls == NULL || cfg == NULL)
+        return ddts_error_set(c->err, DDTS_EFORMAT, "model config has no class_name/config");
+    if (++c->depth > MAX_DEPTH)
+        return ddts_error_set(c->err, DDTS_ELIMIT, "models nested deeper than %d", MAX_DEPTH);
+    enum ddts_status st;
+    if (strcmp(cls, "Sequential") == 0)
+        st = parse_sequential(c, cfg, in_node, entry, out_node);
+    else if ((strcmp(cls, "Functional") == 0 || strcmp(cls, "Model") == 0) &&
+             json_object_get(cfg, "layers") != NULL)
+        st = parse_functional(c, cfg, in_node, entry, out_node);
+    else
+        st = ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                            "model class '%s' (subclassed models) is not supported", cls);
+    c->depth--;
+    return st;
+}
+
+/* Keras 3 configs carry "module" keys and dtype policies as objects. */
+static int looks_keras3(const json_t *v, int depth)
+{
+    if (depth > 6)
+        return 0;
+    if (json_is_object(v)) {
+        if (json_object_get(v, "module") != NULL || json_object_get(v, "build_config") != NULL)
+            return 1;
+        const json_t *cfg = json_object_get(v, "config");
+        const json_t *layers = json_is_array(cfg) ? cfg : json_object_get(cfg, "layers");
+        if (json_is_array(layers) && json_array_size(layers) > 0)
+            return looks_keras3(json_array_get(layers, 0), depth + 1);
+    }
+    return 0;
+}
+
+enum ddts_status ddts_model_from_keras_config(const char *json, size_t json_nbytes,
+                                              struct ddts_model **out, struct ddts_error *err)
+{
+    *out = NULL;
+    if (json_nbytes > DDTS_MAX_CONFIG_BYTES)
+        return ddts_error_set(err, DDTS_ELIMIT, "model config: %zu bytes (max %u)", json_nbytes,
+                              DDTS_MAX_CONFIG_BYTES);
+    json_error_t je;
+    json_t *root = json_loadb(json, json_nbytes, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL)
+        return ddts_error_set(err, DDTS_EFORMAT,
+                              "model config: JSON error at line %d column %d: %s", je.line,
+                              je.column, je.text);
+    enum ddts_status st;
+    struct ddts_model *m = ddts_calloc(1, sizeof *m);
+    if (m == NULL) {
+        json_decref(root);
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    }
+    m->threads = 1;
+    m->input_node = m->output_node = -1;
+    /* Some files wrap the config once more ({"model_config": {...}}). */
+    const json_t *obj = root;
+    if (json_object_get(obj, "class_name") == NULL && json_object_get(obj, "model_config"))
+        obj = json_object_get(obj, "model_config");
+    m->keras3 = looks_keras3(obj, 0);
+    const json_t *cfg = json_object_get(obj, "config");
+    const char *nm = json_is_object(cfg) ? jstr(cfg, "name") : NULL;
+    m->name = ddts_strdup(nm ? nm : "model");
+    struct ctx c = {m, err, 0};
+    if (m->name == NULL) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        goto fail;
+    }
+    st = parse_model(&c, obj, -1, -1, &m->output_node);
+    if (st != DDTS_OK)
+        goto fail;
+    m->input_node = -1;
+    for (size_t i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].kind == NN_INPUT) {
+            m->input_node = (int)i;
+            break;
+        }
+    if (m->input_node < 0 || m->output_node < 0) {
+        st = ddts_error_set(err, DDTS_EFORMAT, "model config: no input or output");
+        goto fail;
+    }
+    st = ddts__nn_finalize(m, err);
+    if (st != DDTS_OK)
+        goto fail;
+    json_decref(root);
+    *out = m;
+    return DDTS_OK;
+fail:
+    json_decref(root);
+    ddts_model_destroy(m);
+    return st;
+}
+
+/* ---- training_config (compile) ---- */
+
+static double opt_num(const json_t *cf, const char *key, double def)
+{
+    const json_t *v = json_object_get(cf, key);
+    if (json_is_number(v))
+        return json_number_value(v);
+    /* a learning-rate schedule: take its initial rate */
+    if (json_is_object(v)) {
+        const json_t *sc = json_object_get(v, "config");
+        if (json_is_number(json_object_get(sc, "initial_learning_rate")))
+            return json_number_value(json_object_get(sc, "initial_learning_rate"));
+    }
+    return def;
+}
+
+enum ddts_status ddts__nn_parse_training_config(const char *json, int keras3,
+                                                struct ddts__nn_tc *tc, struct ddts_error *err)
+{
+    (void)keras3;
+    memset(tc, 0, sizeof *tc);
+    json_error_t je;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL)
+        return ddts_error_set(err, DDTS_EFORMAT,
+                              "training_config: JSON error at line %d column %d: %s", je.line,
+                              je.column, je.text);
+    enum ddts_status st = DDTS_OK;
+    const json_t *loss = json_object_get(root, "loss");
+    if (json_is_object(loss) && json_object_size(loss) > 0 &&
+        !json_object_get(loss, "class_name")) {
+        /* {"output_name": loss} for one output */
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)loss, k, v)
+        {
+            loss = v;
+            break;
+        }
+    }
+    if (json_is_array(loss) && json_array_size(loss) == 1)
+        loss = json_array_get(loss, 0);
+    if (json_is_string(loss)) {
+        snprintf(tc->loss, sizeof tc->loss, "%s", json_string_value(loss));
+        tc->have_loss = 1;
+    } else if (json_is_object(loss)) {
+        const char *cn = jstr(loss, "class_name");
+        const json_t *cf = json_object_get(loss, "config");
+        if (cn) {
+            /* Keras 3 may serialize a loss function as {"class_name": "function", "config": name}
+             */
+            const char *nm =
+                strcmp(cn, "function") == 0 && json_is_string(cf) ? json_string_value(cf) : cn;
+            snprintf(tc->loss, sizeof tc->loss, "%s", nm);
+            tc->have_loss = 1;
+            tc->from_logits = jbool(cf, "from_logits", 0);
+            tc->label_smoothing = jnum(cf, "label_smoothing", 0);
+            tc->delta = jnum(cf, "delta", 1.0);
+        }
+    }
+    const json_t *oc = json_object_get(root, "optimizer_config");
+    if (json_is_object(oc)) {
+        const char *cn = jstr(oc, "class_name");
+        const json_t *cf = json_object_get(oc, "config");
+        if (cn && strncmp(cn, "Custom>", 7) == 0)
+            cn += 7;
+        if (cn && ddts__nn_opt_parse(cn, &tc->optc) == 0) {
+            struct nn_opt *o = &tc->optc;
+            snprintf(tc->opt, sizeof tc->opt, "%s", cn);
+            tc->have_opt = 1;
+            o->lr = opt_num(cf, "learning_rate", opt_num(cf, "lr", o->lr));
+            o->beta1 = opt_num(cf, "beta_1", o->beta1);
+            o->beta2 = opt_num(cf, "beta_2", o->beta2);
+            o->eps = opt_num(cf, "epsilon", o->eps);
+            o->momentum = opt_num(cf, "momentum", o->momentum);
+            o->rho = opt_num(cf, "rho", o->rho);
+            o->weight_decay = opt_num(cf, "weight_decay", o->weight_decay);
+            o->initial_accumulator =
+                opt_num(cf, "initial_accumulator_value", o->initial_accumulator);
+            o->nesterov = jbool(cf, "nesterov", 0);
+            o->amsgrad = jbool(cf, "amsgrad", 0);
+            o->centered = jbool(cf, "centered", 0);
+            o->clipnorm = opt_num(cf, "clipnorm", 0);
+            o->clipvalue = opt_num(cf, "clipvalue", 0);
+            o->global_clipnorm = opt_num(cf, "global_clipnorm", 0);
+            if (o->kind == OPT_ADAMW && o->weight_decay <= 0)
+                o->weight_decay = 0.004;
+            if (o->kind != OPT_ADAMW && json_is_null(json_object_get(cf, "weight_decay")))
+                o->weight_decay = 0;
+            if (jnum(cf, "decay", 0) != 0)
+                st = ddts_error_set(err, DDTS_EUNSUPPORTED,
+                                    "training_config: optimizer 'decay' is not supported");
+            if (jbool(cf, "use_ema", 0))
+                st = ddts_error_set(err, DDTS_EUNSUPPORTED,
+                                    "training_config: optimizer use_ema is not supported");
+        } else if (cn) {
+            st = ddts_error_set(err, DDTS_EUNSUPPORTED,
+                                "training_config: optimizer '%s' is not supported", cn);
+        }
+    }
+    const json_t *met = json_object_get(root, "metrics");
+    if (json_is_array(met)) {
+        tc->have_metrics = 1;
+        size_t i;
+        json_t *v;
+        json_array_foreach(met, i, v)
+        {
+            const json_t *e = v;
+            if (json_is_array(e) && json_array_size(e) > 0)
+                e = json_array_get(e, 0);
+            const char *s = json_is_string(e) ? json_string_value(e) : jstr(e, "class_name");
+            if (json_is_object(e) && jstr(json_object_get(e, "config"), "name"))
+                s = jstr(json_object_get(e, "config"), "name");
+            if (s == NULL)
+                continue;
+            if (strcmp(s, "accuracy") == 0 || strcmp(s, "acc") == 0 || strstr(s, "ccuracy") != NULL)
+                tc->metrics |= MET_ACCURACY;
+            else if (strcmp(s, "mse") == 0 || strcmp(s, "mean_squared_error") == 0)
+                tc->metrics |= MET_MSE;
+            else if (strcmp(s, "mae") == 0 || strcmp(s, "mean_absolute_error") == 0)
+                tc->metrics |= MET_MAE;
+        }
+    }
+    json_decref(root);
+    return st;
+}

@@ -1,0 +1,305 @@
+/*
+ * Internal structures of the training engine: a model is a list of nodes in
+ * topological order (nested models flattened into it), weight slots viewing
+ * one flat parameter buffer, and top-level layer entries that group them the
+ * way Keras lists layers and weights.
+ */
+#ifndef DDTS_NN_NN_H
+#define DDTS_NN_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ddts/nn.h"
+
+enum nn_kind {
+    NN_INPUT,
+    NN_DENSE,
+    NN_CONV2D,
+    NN_CONV2DT,
+    NN_MAXPOOL,
+    NN_AVGPOOL,
+    NN_GAP,
+    NN_GMP,
+    NN_FLATTEN,
+    NN_RESHAPE,
+    NN_DROPOUT,
+    NN_ACTIVATION,
+    NN_BATCHNORM,
+    NN_UPSAMPLE,
+    NN_ZEROPAD,
+    NN_ADD,
+    NN_AVERAGE,
+    NN_SUBTRACT,
+    NN_MULTIPLY,
+    NN_CONCAT,
+    NN_NORMALIZATION,
+    NN_RESCALING,
+};
+
+enum nn_act_kind {
+    ACT_LINEAR,
+    ACT_RELU, /* with alpha (negative slope), max_value, threshold */
+    ACT_SIGMOID,
+    ACT_TANH,
+    ACT_SOFTMAX,
+    ACT_ELU,
+    ACT_SELU,
+    ACT_SOFTPLUS,
+    ACT_SOFTSIGN,
+    ACT_SWISH,
+    ACT_GELU,
+    ACT_GELU_TANH,
+    ACT_HARD_SIGMOID, /* max(0, min(1, slope * x + 0.5)) */
+    ACT_EXPONENTIAL,
+    ACT_HARD_SWISH,
+    ACT_MISH,
+};
+
+struct nn_act {
+    enum nn_act_kind kind;
+    float alpha;     /* relu negative slope, elu alpha, hard_sigmoid slope */
+    float max_value; /* relu cap; <= 0: none */
+    float threshold; /* relu threshold */
+};
+
+enum nn_init_kind {
+    INIT_ZEROS,
+    INIT_ONES,
+    INIT_CONSTANT,
+    INIT_RANDOM_NORMAL,
+    INIT_RANDOM_UNIFORM,
+    INIT_TRUNCATED_NORMAL,
+    INIT_VARIANCE_SCALING,
+    INIT_ORTHOGONAL,
+    INIT_IDENTITY,
+};
+enum { FAN_IN, FAN_OUT, FAN_AVG };
+enum { DIST_TRUNCATED, DIST_NORMAL, DIST_UNIFORM };
+
+struct nn_init {
+    enum nn_init_kind kind;
+    double a, b; /* constant value; mean/stddev; minval/maxval; scale (VS); gain */
+    int mode, dist;
+};
+
+struct nn_reg {
+    double l1, l2;
+};
+
+struct nn_weight {
+    char *name;       /* "kernel" */
+    char *layer_name; /* owner layer, borrowed from its node */
+    int node;
+    int rank;
+    int64_t shape[DDTS_MAX_RANK];
+    size_t n;   /* floats */
+    size_t off; /* in the flat buffer */
+    int trainable;
+    struct nn_init init;
+    struct nn_reg reg;
+};
+
+struct nn_node {
+    char *name;
+    char *class_name;
+    enum nn_kind kind;
+    int entry; /* top-level entry, -1 for an implicit input */
+    int n_in;
+    int *in; /* input node indices */
+    int n_consumers;
+    int needs_grad; /* dy must be computed */
+    int rank;       /* per-sample output shape, batch excluded */
+    int64_t shape[DDTS_MAX_RANK];
+    size_t size; /* per-sample output elements */
+    struct nn_act act;
+    int trainable;
+
+    /* Dense/Conv/Pool geometry */
+    int units, use_bias;
+    int kh, kw, sh, sw, dh, dw, same;
+    int pt, pl, pb, pr;
+    float rate;           /* dropout */
+    float eps, momentum;  /* batch norm */
+    int center, scale;    /* batch norm */
+    float r_scale, r_off; /* rescaling */
+    int axis;             /* concatenate: per-sample axis */
+    int keepdims;         /* global pooling */
+    int chunk;            /* conv: images per im2col chunk */
+    int w0, n_w;          /* weight slots w0 .. w0 + n_w - 1 */
+
+    /* buffers planned for the model's batch capacity: (cap, size) each */
+    float *z;    /* pre-activation; == y when the activation is linear */
+    float *y;    /* output */
+    float *dy;   /* gradient of the loss w.r.t. y */
+    float *dz;   /* gradient w.r.t. z; == dy when linear */
+    float *aux;  /* dropout mask, BN xhat, pooling argmax (as int32) */
+    float *aux2; /* BN batch mean and inverse std (2 C) */
+    int own_y, own_z, own_dz;
+};
+
+struct nn_entry {
+    char *name;
+    char *class_name;
+    int node_out; /* node giving its output shape */
+    size_t n_w;
+    int *w; /* weight slots in Keras order */
+};
+
+enum nn_loss_kind {
+    LOSS_SPARSE_CCE,
+    LOSS_CCE,
+    LOSS_BCE,
+    LOSS_MSE,
+    LOSS_MAE,
+    LOSS_MAPE,
+    LOSS_MSLE,
+    LOSS_HUBER,
+    LOSS_KLD,
+    LOSS_HINGE,
+    LOSS_SQUARED_HINGE,
+    LOSS_LOGCOSH,
+    LOSS_POISSON,
+};
+
+struct nn_loss {
+    enum nn_loss_kind kind;
+    int from_logits;
+    double label_smoothing;
+    double delta; /* huber */
+};
+
+enum nn_opt_kind {
+    OPT_SGD,
+    OPT_ADAM,
+    OPT_ADAMW,
+    OPT_RMSPROP,
+    OPT_ADAGRAD,
+    OPT_ADADELTA,
+    OPT_ADAMAX,
+    OPT_NADAM
+};
+
+struct nn_opt {
+    enum nn_opt_kind kind;
+    double lr, beta1, beta2, eps, momentum, rho, weight_decay, initial_accumulator;
+    int nesterov, amsgrad, centered;
+    double clipnorm, clipvalue, global_clipnorm; /* <= 0: off */
+    size_t n_state_vec;                          /* state vectors of n_params floats each */
+    float *state; /* n_state_vec * n_params (+ 1 for Nadam's momentum product) */
+    size_t n_state;
+};
+
+enum { ACC_NONE, ACC_BINARY, ACC_CATEGORICAL, ACC_SPARSE };
+enum { MET_ACCURACY = 1, MET_MSE = 2, MET_MAE = 4 };
+
+struct ddts_model {
+    char *name;
+    int keras3;
+    struct nn_node *nodes;
+    size_t n_nodes, cap_nodes;
+    struct nn_weight *w;
+    size_t n_w, cap_w;
+    struct nn_entry *entries;
+    size_t n_entries, cap_entries;
+    int input_node, output_node;
+
+    float *params, *grads; /* n_params each */
+    size_t n_params, n_trainable;
+
+    /* compile */
+    int compiled;
+    struct nn_loss loss;
+    const char *loss_name;
+    struct nn_opt opt;
+    const char *opt_name;
+    int metrics;  /* MET_* bits */
+    int acc_kind; /* ACC_* for the accuracy metric */
+    char acc_name[16];
+    int threads;
+    uint64_t iterations;
+    int fused;    /* the loss reads the output node's z (softmax/sigmoid logits) */
+    int has_reg;  /* some weight has a regularizer */
+    int training; /* current pass is a training pass */
+    struct ddts_rng drop_rng;
+
+    /* plan */
+    size_t cap;    /* batch capacity of the buffers */
+    float *target; /* (cap, target_size) */
+    size_t target_size;
+    float *col; /* im2col scratch */
+    size_t col_n;
+    double *tmp; /* per-channel scratch in double (batch norm sums) */
+    size_t tmp_n;
+    float *ones; /* ones_n ones: bias gradients as one GEMM */
+    size_t ones_n;
+
+    float *best;
+    int best_epoch;
+};
+
+/* model.c: building (used by config.c) */
+enum ddts_status ddts__nn_add_node(struct ddts_model *m, const char *name, const char *class_name,
+                                   enum nn_kind kind, int entry, const int *in, int n_in,
+                                   int *out_idx, struct ddts_error *err);
+enum ddts_status ddts__nn_add_weight(struct ddts_model *m, int node, const char *name, int rank,
+                                     const int64_t *shape, int trainable,
+                                     const struct nn_init *init, struct ddts_error *err);
+enum ddts_status ddts__nn_add_entry(struct ddts_model *m, const char *name, const char *class_name,
+                                    int *out_idx, struct ddts_error *err);
+/* Shapes of node `i` from its inputs and settings. */
+enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_error *err);
+/* After all nodes: entries' weight lists, flat buffer, consumers. */
+enum ddts_status ddts__nn_finalize(struct ddts_model *m, struct ddts_error *err);
+/* Buffers for batch capacity `cap`. */
+enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_error *err);
+
+/* activations.c */
+void ddts__nn_act_forward(const struct nn_act *a, size_t rows, size_t k, const float *z, float *y,
+                          int threads);
+/* dz = dy * act'(z); may alias dz == dy. */
+void ddts__nn_act_backward(const struct nn_act *a, size_t rows, size_t k, const float *z,
+                           const float *y, const float *dy, float *dz, int threads);
+/* Parses an activation name; -1 if unknown. keras3 selects Keras 3's hard_sigmoid. */
+int ddts__nn_act_parse(const char *name, int keras3, struct nn_act *out);
+
+/* layers.c: forward and backward of node i for batch b */
+void ddts__nn_forward(struct ddts_model *m, size_t b);
+void ddts__nn_backward(struct ddts_model *m, size_t b);
+
+/* losses.c */
+int ddts__nn_loss_parse(const char *name, struct nn_loss *out);
+const char *ddts__nn_loss_name(enum nn_loss_kind k);
+/* Mean loss over the batch; writes the output gradient (dz when fused, else dy)
+ * when grad is non-zero; metrics sums into met[] (accuracy, mse, mae counts). */
+double ddts__nn_loss(struct ddts_model *m, size_t b, int grad, double *acc_sum, double *mse_sum,
+                     double *mae_sum, size_t *rows);
+
+/* optim.c */
+int ddts__nn_opt_parse(const char *name, struct nn_opt *out);
+const char *ddts__nn_opt_name(enum nn_opt_kind k);
+enum ddts_status ddts__nn_opt_alloc(struct ddts_model *m, struct ddts_error *err);
+void ddts__nn_opt_step(struct ddts_model *m);
+
+/* config.c: the parts of a Keras training_config that compile uses */
+struct ddts__nn_tc {
+    char loss[64];
+    int from_logits;
+    double label_smoothing;
+    double delta;
+    int have_loss;
+    char opt[32];
+    int have_opt;
+    struct nn_opt optc;
+    int have_metrics;
+    int metrics;
+};
+
+enum ddts_status ddts__nn_parse_training_config(const char *json, int keras3,
+                                                struct ddts__nn_tc *tc, struct ddts_error *err);
+
+/* init.c */
+enum ddts_status ddts__nn_init_weight(struct ddts_model *m, struct nn_weight *w,
+                                      struct ddts_rng *rng, struct ddts_error *err);
+
+#endif

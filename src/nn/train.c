@@ -1,0 +1,549 @@
+/* compile, fit, evaluate, predict: the training loop over planned buffers. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nn/nn.h"
+#include "tensor/tensor.h"
+
+static int loss_is_ce(enum nn_loss_kind k)
+{
+    return k == LOSS_SPARSE_CCE || k == LOSS_CCE || k == LOSS_BCE;
+}
+
+static enum ddts_status parse_metrics(const char *s, int *out, struct ddts_error *err)
+{
+    *out = 0;
+    while (*s) {
+        const char *e = strchr(s, ',');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        while (n > 0 && *s == ' ') {
+            s++;
+            n--;
+        }
+        while (n > 0 && s[n - 1] == ' ')
+            n--;
+        if (n == 0) {
+        } else if ((n == 8 && strncmp(s, "accuracy", 8) == 0) ||
+                   (n == 3 && strncmp(s, "acc", 3) == 0)) {
+            *out |= MET_ACCURACY;
+        } else if (n == 3 && strncmp(s, "mse", 3) == 0) {
+            *out |= MET_MSE;
+        } else if (n == 3 && strncmp(s, "mae", 3) == 0) {
+            *out |= MET_MAE;
+        } else {
+            return ddts_error_set(err, DDTS_EUNSUPPORTED, "metric '%.*s' is not supported", (int)n,
+                                  s);
+        }
+        if (!e)
+            break;
+        s = e + 1;
+    }
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_model_compile(struct ddts_model *m, const struct ddts_compile_options *o,
+                                    struct ddts_error *err)
+{
+    struct ddts__nn_tc tc;
+    memset(&tc, 0, sizeof tc);
+    enum ddts_status st;
+    if (o->training_config_json) {
+        st = ddts__nn_parse_training_config(o->training_config_json, m->keras3, &tc, err);
+        if (st != DDTS_OK)
+            return st;
+    }
+    struct nn_loss loss;
+    if (o->loss) {
+        if (ddts__nn_loss_parse(o->loss, &loss) != 0)
+            return ddts_error_set(err, DDTS_EUNSUPPORTED, "loss '%s' is not supported", o->loss);
+        struct nn_loss tl;
+        if (tc.have_loss && ddts__nn_loss_parse(tc.loss, &tl) == 0 && tl.kind == loss.kind) {
+            loss.from_logits = tc.from_logits;
+            loss.label_smoothing = tc.label_smoothing;
+            loss.delta = tc.delta;
+        }
+    } else if (tc.have_loss) {
+        if (ddts__nn_loss_parse(tc.loss, &loss) != 0)
+            return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                                  "loss '%s' of the model's training_config is not supported",
+                                  tc.loss);
+        loss.from_logits = tc.from_logits;
+        loss.label_smoothing = tc.label_smoothing;
+        loss.delta = tc.delta > 0 ? tc.delta : 1.0;
+    } else {
+        return ddts_error_set(err, DDTS_EINVAL, "no loss given and the model has no compiled loss");
+    }
+    struct nn_opt opt;
+    if (o->optimizer) {
+        if (ddts__nn_opt_parse(o->optimizer, &opt) != 0)
+            return ddts_error_set(err, DDTS_EUNSUPPORTED, "optimizer '%s' is not supported",
+                                  o->optimizer);
+    } else if (tc.have_opt) {
+        opt = tc.optc;
+    } else {
+        (void)ddts__nn_opt_parse("adam", &opt);
+    }
+    if (o->learning_rate > 0)
+        opt.lr = o->learning_rate;
+    int metrics;
+    if (o->metrics) {
+        st = parse_metrics(o->metrics, &metrics, err);
+        if (st != DDTS_OK)
+            return st;
+    } else if (tc.have_metrics) {
+        metrics = tc.metrics;
+    } else {
+        metrics = loss_is_ce(loss.kind) ? MET_ACCURACY : 0;
+    }
+    struct nn_node *out = &m->nodes[m->output_node];
+    size_t K = (size_t)out->shape[out->rank - 1];
+    ddts_free(m->opt.state);
+    m->opt = opt;
+    m->opt.state = NULL;
+    m->loss = loss;
+    m->loss_name = ddts__nn_loss_name(loss.kind);
+    m->opt_name = ddts__nn_opt_name(opt.kind);
+    m->metrics = metrics;
+    m->acc_kind = ACC_NONE;
+    if (metrics & MET_ACCURACY) {
+        if (loss.kind == LOSS_SPARSE_CCE)
+            m->acc_kind = ACC_SPARSE;
+        else if (loss.kind == LOSS_BCE || K == 1)
+            m->acc_kind = ACC_BINARY;
+        else
+            m->acc_kind = ACC_CATEGORICAL;
+    }
+    m->fused = !loss.from_logits && (((loss.kind == LOSS_SPARSE_CCE || loss.kind == LOSS_CCE) &&
+                                      out->act.kind == ACT_SOFTMAX) ||
+                                     (loss.kind == LOSS_BCE && out->act.kind == ACT_SIGMOID));
+    if (m->fused && out->kind == NN_ACTIVATION) {
+        /* Logits live in the Activation layer's input, which it aliases. */
+    }
+    m->threads = o->threads > 0 ? o->threads : 1;
+    st = ddts__nn_opt_alloc(m, err);
+    if (st != DDTS_OK)
+        return st;
+    m->compiled = 1;
+    return DDTS_OK;
+}
+
+/* ---- data ---- */
+struct data {
+    const struct ddts_dataset *d;
+    size_t n;       /* samples */
+    size_t x_count; /* elements per sample in x */
+    size_t y_count;
+};
+
+static enum ddts_status check_data(struct ddts_model *m, const struct ddts_dataset *d, int need_y,
+                                   struct data *o, const char *what, struct ddts_error *err)
+{
+    memset(o, 0, sizeof *o);
+    o->d = d;
+    if (d == NULL || d->x == NULL)
+        return ddts_error_set(err, DDTS_EINVAL, "%s: no x data", what);
+    const struct ddts_array *x = d->x;
+    size_t nx = x->rank > 0 ? (size_t)x->shape[0] : 1;
+    o->x_count = ddts_array_sample_count(x);
+    size_t in_size = ddts_model_input_size(m);
+    if (o->x_count != in_size) {
+        char b1[128];
+        ddts_array_shape_str(x, b1, sizeof b1);
+        return ddts_error_set(err, DDTS_ESHAPE,
+                              "%s: x of shape %s has %zu elements per sample, the model's input "
+                              "needs %zu",
+                              what, b1, o->x_count, in_size);
+    }
+    o->n = d->idx ? d->n : (d->n ? d->n : nx);
+    if (!d->idx && o->n > nx)
+        return ddts_error_set(err, DDTS_EINVAL, "%s: %zu samples requested, x has %zu", what, o->n,
+                              nx);
+    if (d->idx)
+        for (size_t i = 0; i < o->n; i++)
+            if (d->idx[i] >= nx)
+                return ddts_error_set(err, DDTS_EINVAL, "%s: sample index %u out of range (%zu)",
+                                      what, d->idx[i], nx);
+    if (need_y) {
+        if (d->y == NULL)
+            return ddts_error_set(err, DDTS_EINVAL, "%s: no y data", what);
+        size_t ny = d->y->rank > 0 ? (size_t)d->y->shape[0] : 1;
+        if (ny != nx)
+            return ddts_error_set(err, DDTS_ESHAPE, "%s: x has %zu samples, y has %zu", what, nx,
+                                  ny);
+        o->y_count = ddts_array_sample_count(d->y);
+        const struct nn_node *out = &m->nodes[m->output_node];
+        size_t K = (size_t)out->shape[out->rank - 1];
+        size_t want = m->loss.kind == LOSS_SPARSE_CCE ? out->size / K : out->size;
+        if (o->y_count != want) {
+            char b1[128];
+            ddts_array_shape_str(d->y, b1, sizeof b1);
+            return ddts_error_set(err, DDTS_ESHAPE,
+                                  "%s: y of shape %s has %zu elements per sample; the model's "
+                                  "output with loss %s needs %zu",
+                                  what, b1, o->y_count, m->loss_name, want);
+        }
+    }
+    return DDTS_OK;
+}
+
+static inline size_t sample_at(const struct ddts_dataset *d, const uint32_t *order, size_t k)
+{
+    if (order)
+        return order[k];
+    return d->idx ? d->idx[k] : k;
+}
+
+/* Copies samples [start, start+b) of the order into the input and target buffers. */
+static enum ddts_status gather(struct ddts_model *m, const struct data *dt, const uint32_t *order,
+                               size_t start, size_t b, int with_y, struct ddts_error *err)
+{
+    struct nn_node *in = &m->nodes[m->input_node];
+    const struct ddts_dataset *d = dt->d;
+    size_t xc = dt->x_count, yc = dt->y_count;
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b * xc > 65536)
+    for (long s = 0; s < (long)b; s++) {
+        size_t i = sample_at(d, order, start + (size_t)s);
+        ddts_array_to_f32(d->x, i * xc, xc, in->y + (size_t)s * xc);
+        if (with_y)
+            ddts_array_to_f32(d->y, i * yc, yc, m->target + (size_t)s * yc);
+    }
+    if (with_y && m->loss.kind == LOSS_SPARSE_CCE) {
+        const struct nn_node *out = &m->nodes[m->output_node];
+        float K = (float)out->shape[out->rank - 1];
+        for (size_t s = 0; s < b * yc; s++) {
+            float v = m->target[s];
+            if (!(v >= 0 && v < K && v == floorf(v)))
+                return ddts_error_set(err, DDTS_EINVAL,
+                                      "label %g of sample %zu is not a class index in [0, %g)",
+                                      (double)v, sample_at(d, order, start + s / yc), (double)K);
+        }
+    }
+    return DDTS_OK;
+}
+
+static double reg_loss(const struct ddts_model *m)
+{
+    double r = 0;
+    if (!m->has_reg)
+        return 0;
+    for (size_t i = 0; i < m->n_w; i++) {
+        const struct nn_weight *w = &m->w[i];
+        if (!w->trainable || (w->reg.l1 == 0 && w->reg.l2 == 0))
+            continue;
+        const float *p = m->params + w->off;
+        double s1 = 0, s2 = 0;
+        for (size_t j = 0; j < w->n; j++) {
+            s1 += fabs(p[j]);
+            s2 += (double)p[j] * p[j];
+        }
+        r += w->reg.l1 * s1 + w->reg.l2 * s2;
+    }
+    return r;
+}
+
+/* Log names, without and with the "val_" prefix. */
+static const char *const NAMES[2][4] = {{"loss", "accuracy", "mse", "mae"},
+                                        {"val_loss", "val_accuracy", "val_mse", "val_mae"}};
+
+struct sums {
+    double loss, acc, mse, mae;
+    size_t samples, rows;
+};
+
+static void fill_logs(const struct ddts_model *m, const struct sums *s, int val,
+                      struct ddts_logs *l)
+{
+    double ns = s->samples ? (double)s->samples : 1, nr = s->rows ? (double)s->rows : 1;
+    l->names[l->n] = NAMES[val][0];
+    l->values[l->n++] = s->loss / ns;
+    if (m->acc_kind != ACC_NONE) {
+        l->names[l->n] = NAMES[val][1];
+        l->values[l->n++] = s->acc / nr;
+    }
+    if (m->metrics & MET_MSE) {
+        l->names[l->n] = NAMES[val][2];
+        l->values[l->n++] = s->mse / nr;
+    }
+    if (m->metrics & MET_MAE) {
+        l->names[l->n] = NAMES[val][3];
+        l->values[l->n++] = s->mae / nr;
+    }
+}
+
+/* One forward pass (+ loss) over a batch, adding to the sums. */
+static double batch_loss(struct ddts_model *m, size_t b, int grad, struct sums *s)
+{
+    ddts__nn_forward(m, b);
+    size_t rows = 0;
+    double l = ddts__nn_loss(m, b, grad, &s->acc, &s->mse, &s->mae, &rows) + reg_loss(m);
+    s->loss += l * (double)b;
+    s->samples += b;
+    s->rows += rows;
+    return l;
+}
+
+static enum ddts_status run_eval(struct ddts_model *m, const struct data *dt, size_t bs,
+                                 struct sums *s, struct ddts_error *err)
+{
+    memset(s, 0, sizeof *s);
+    m->training = 0;
+    for (size_t start = 0; start < dt->n; start += bs) {
+        size_t b = dt->n - start < bs ? dt->n - start : bs;
+        enum ddts_status st = gather(m, dt, NULL, start, b, 1, err);
+        if (st != DDTS_OK)
+            return st;
+        (void)batch_loss(m, b, 0, s);
+    }
+    return DDTS_OK;
+}
+
+static enum ddts_status prepare(struct ddts_model *m, const struct data *dt, size_t bs,
+                                struct ddts_error *err)
+{
+    ddts__tensor_set_threads(m->threads);
+    size_t ts = dt->y_count;
+    if (ts != m->target_size) {
+        m->target_size = ts;
+        m->cap = 0; /* force a re-plan with the new target size */
+    }
+    return ddts__nn_plan(m, bs, err);
+}
+
+enum ddts_status ddts_model_evaluate(struct ddts_model *m, const struct ddts_dataset *d,
+                                     int batch_size, struct ddts_logs *out, struct ddts_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!m->compiled)
+        return ddts_error_set(err, DDTS_ESTATE, "evaluate: the model is not compiled");
+    struct data dt;
+    enum ddts_status st = check_data(m, d, 1, &dt, "evaluate", err);
+    if (st != DDTS_OK)
+        return st;
+    size_t bs = batch_size > 0 ? (size_t)batch_size : 32;
+    if (dt.n == 0)
+        return ddts_error_set(err, DDTS_EINVAL, "evaluate: no samples");
+    if (m->cap >= bs && m->target_size == dt.y_count)
+        bs = m->cap < dt.n ? m->cap : bs; /* reuse the planned buffers */
+    if ((st = prepare(m, &dt, bs, err)) != DDTS_OK)
+        return st;
+    struct sums s;
+    if ((st = run_eval(m, &dt, bs, &s, err)) != DDTS_OK)
+        return st;
+    fill_logs(m, &s, 0, out);
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_model_predict(struct ddts_model *m, const struct ddts_array *x,
+                                    int batch_size, struct ddts_array **out, struct ddts_error *err)
+{
+    *out = NULL;
+    struct ddts_dataset d = {.x = x};
+    struct data dt;
+    enum ddts_status st = check_data(m, &d, 0, &dt, "predict", err);
+    if (st != DDTS_OK)
+        return st;
+    size_t bs = batch_size > 0 ? (size_t)batch_size : 32;
+    if (m->cap >= bs)
+        bs = m->cap;
+    ddts__tensor_set_threads(m->threads);
+    if ((st = ddts__nn_plan(m, bs, err)) != DDTS_OK)
+        return st;
+    const struct nn_node *o = &m->nodes[m->output_node];
+    int64_t shape[DDTS_MAX_ARRAY_RANK];
+    if (o->rank + 1 > DDTS_MAX_ARRAY_RANK)
+        return ddts_error_set(err, DDTS_ELIMIT, "predict: output rank %d", o->rank + 1);
+    shape[0] = (int64_t)dt.n;
+    for (int i = 0; i < o->rank; i++)
+        shape[i + 1] = o->shape[i];
+    struct ddts_array *a;
+    if ((st = ddts_array_create(DDTS_F32, o->rank + 1, shape, &a, err)) != DDTS_OK)
+        return st;
+    m->training = 0;
+    for (size_t start = 0; start < dt.n; start += bs) {
+        size_t b = dt.n - start < bs ? dt.n - start : bs;
+        (void)gather(m, &dt, NULL, start, b, 0, err);
+        ddts__nn_forward(m, b);
+        memcpy((float *)a->data + start * o->size, o->y, b * o->size * sizeof(float));
+    }
+    *out = a;
+    return DDTS_OK;
+}
+
+void ddts_history_destroy(struct ddts_history *h)
+{
+    if (h == NULL)
+        return;
+    for (size_t i = 0; i < h->n_columns; i++)
+        ddts_free(h->columns[i]);
+    ddts_free(h->columns);
+    ddts_free(h->epochs);
+    ddts_free(h->values);
+    ddts_free(h);
+}
+
+static struct ddts_history *history_create(size_t n_epochs, const struct ddts_logs *proto)
+{
+    struct ddts_history *h = ddts_calloc(1, sizeof *h);
+    if (h == NULL)
+        return NULL;
+    h->best_epoch = -1;
+    h->n_columns = proto->n;
+    h->columns = ddts_calloc(proto->n ? proto->n : 1, sizeof *h->columns);
+    h->epochs = ddts_calloc(n_epochs ? n_epochs : 1, sizeof *h->epochs);
+    h->values =
+        ddts_calloc((n_epochs ? n_epochs : 1) * (proto->n ? proto->n : 1), sizeof *h->values);
+    if (h->columns == NULL || h->epochs == NULL || h->values == NULL) {
+        ddts_history_destroy(h);
+        return NULL;
+    }
+    for (size_t i = 0; i < proto->n; i++) {
+        h->columns[i] = ddts_strdup(proto->names[i]);
+        if (h->columns[i] == NULL) {
+            ddts_history_destroy(h);
+            return NULL;
+        }
+    }
+    return h;
+}
+
+static int monitor_is_max(const char *name)
+{
+    return strstr(name, "acc") != NULL;
+}
+
+enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset *train,
+                                const struct ddts_fit_options *o, struct ddts_history **out,
+                                struct ddts_error *err)
+{
+    if (out)
+        *out = NULL;
+    if (!m->compiled)
+        return ddts_error_set(err, DDTS_ESTATE, "fit: the model is not compiled");
+    struct data dt, dv;
+    enum ddts_status st = check_data(m, train, 1, &dt, "fit", err);
+    if (st != DDTS_OK)
+        return st;
+    if (o->validation && (st = check_data(m, o->validation, 1, &dv, "validation", err)) != DDTS_OK)
+        return st;
+    if (dt.n == 0)
+        return ddts_error_set(err, DDTS_EINVAL, "fit: no training samples");
+    if (dt.n > UINT32_MAX)
+        return ddts_error_set(err, DDTS_ELIMIT, "fit: more than 2^32 samples");
+    size_t bs = o->batch_size > 0 ? (size_t)o->batch_size : 32;
+    if (bs > dt.n)
+        bs = dt.n;
+    if ((st = prepare(m, &dt, bs, err)) != DDTS_OK)
+        return st;
+    int e0 = o->initial_epoch > 0 ? o->initial_epoch : 0;
+    size_t n_ep = o->epochs > e0 ? (size_t)(o->epochs - e0) : 0;
+    uint32_t *order = ddts_mallocarray(dt.n, sizeof *order);
+    if (order == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "fit: out of memory");
+    /* Column layout: training logs, then validation logs. */
+    struct ddts_logs proto = {0};
+    struct sums zero = {0};
+    fill_logs(m, &zero, 0, &proto);
+    if (o->validation)
+        fill_logs(m, &zero, 1, &proto);
+    struct ddts_history *h = history_create(n_ep, &proto);
+    if (h == NULL) {
+        ddts_free(order);
+        return ddts_error_set(err, DDTS_ENOMEM, "fit: out of memory");
+    }
+    const char *mon = o->checkpoint_monitor;
+    const char *es_mon = mon ? mon : (o->validation ? "val_loss" : "loss");
+    double best_ck = 0, best_es = 0;
+    int have_ck = 0, have_es = 0, wait = 0;
+    size_t n_batches = (dt.n + bs - 1) / bs;
+    for (int ep = e0; ep < o->epochs; ep++) {
+        for (size_t i = 0; i < dt.n; i++)
+            order[i] = (uint32_t)(train->idx ? train->idx[i] : i);
+        if (o->shuffle) {
+            struct ddts_rng r;
+            ddts_rng_derive(&r, o->seed, (uint64_t)ep);
+            ddts_rng_shuffle_u32(&r, order, dt.n);
+        }
+        ddts_rng_derive(&m->drop_rng, o->seed ^ 0x9e3779b97f4a7c15ull, (uint64_t)ep);
+        struct sums s = {0};
+        for (size_t bi = 0; bi < n_batches; bi++) {
+            size_t start = bi * bs, b = dt.n - start < bs ? dt.n - start : bs;
+            if ((st = gather(m, &dt, order, start, b, 1, err)) != DDTS_OK)
+                goto done;
+            m->training = 1;
+            double l = batch_loss(m, b, 1, &s);
+            if (!isfinite(l)) {
+                st = ddts_error_set(err, DDTS_ENUMERIC,
+                                    "fit: the loss became %g at epoch %d, batch %zu", l, ep + 1,
+                                    bi + 1);
+                goto done;
+            }
+            ddts__nn_backward(m, b);
+            ddts__nn_opt_step(m);
+            m->training = 0;
+            if (o->callbacks && o->callbacks->on_batch_end) {
+                struct ddts_logs run = {0};
+                fill_logs(m, &s, 0, &run);
+                if (o->callbacks->on_batch_end(o->callbacks->userdata, m, ep, bi, n_batches,
+                                               s.samples, &run) != 0) {
+                    st = ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
+                    goto done;
+                }
+            }
+        }
+        struct ddts_logs logs = {0};
+        fill_logs(m, &s, 0, &logs);
+        if (o->validation) {
+            struct sums vs;
+            if ((st = run_eval(m, &dv, bs, &vs, err)) != DDTS_OK)
+                goto done;
+            fill_logs(m, &vs, 1, &logs);
+        }
+        double *row = h->values + h->n_epochs * h->n_columns;
+        for (size_t c = 0; c < h->n_columns && c < logs.n; c++)
+            row[c] = logs.values[c];
+        h->epochs[h->n_epochs++] = ep;
+        double v;
+        if (mon && ddts_logs_get(&logs, mon, &v) == 0) {
+            int better = !have_ck || (monitor_is_max(mon) ? v > best_ck : v < best_ck);
+            if (better) {
+                if (m->best == NULL) {
+                    m->best = ddts_aligned_alloc((m->n_params ? m->n_params : 1) * sizeof(float));
+                    if (m->best == NULL) {
+                        st = ddts_error_set(err, DDTS_ENOMEM, "fit: out of memory");
+                        goto done;
+                    }
+                }
+                memcpy(m->best, m->params, m->n_params * sizeof(float));
+                m->best_epoch = ep;
+                h->best_epoch = ep;
+                best_ck = v;
+                have_ck = 1;
+            }
+        }
+        if (o->callbacks && o->callbacks->on_epoch_end &&
+            o->callbacks->on_epoch_end(o->callbacks->userdata, m, ep, &logs) != 0) {
+            st = ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
+            goto done;
+        }
+        if (o->early_stopping_patience > 0 && ddts_logs_get(&logs, es_mon, &v) == 0) {
+            int better = !have_es || (monitor_is_max(es_mon) ? v > best_es : v < best_es);
+            if (better) {
+                best_es = v;
+                have_es = 1;
+                wait = 0;
+            } else if (++wait >= o->early_stopping_patience) {
+                h->stopped_early = 1;
+                break;
+            }
+        }
+    }
+done:
+    m->training = 0;
+    ddts_free(order);
+    if (out && (st == DDTS_OK || st == DDTS_ECANCELED))
+        *out = h;
+    else
+        ddts_history_destroy(h);
+    return st;
+}

@@ -1,0 +1,43 @@
+/*
+ * Internal tensor kernels: the one wrapper over CBLAS and the im2col family
+ * used by convolutions. All matrices are row-major float32.
+ */
+#ifndef DDTS_TENSOR_TENSOR_H
+#define DDTS_TENSOR_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * C (M, N) = alpha * op(A) * op(B) + beta * C, row major, where op(A) is
+ * (M, K) and op(B) is (K, N); ta/tb non-zero transpose A/B as stored.
+ */
+void ddts__tensor_sgemm(int ta, int tb, size_t M, size_t N, size_t K, float alpha, const float *A,
+                        size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
+
+/* Sets the number of BLAS threads (<= 0: 1). OpenBLAS keeps this per process. */
+void ddts__tensor_set_threads(int n);
+
+/* Geometry of a 2-D convolution window over an (H, W, C) image. */
+struct ddts__conv_geom {
+    int H, W, C; /* input image */
+    int KH, KW;  /* kernel */
+    int SH, SW;  /* strides */
+    int DH, DW;  /* dilations */
+    int PT, PL;  /* padding at top and left (bottom/right implied by OH, OW) */
+    int OH, OW;  /* output */
+};
+
+/*
+ * im2col: images x (n, H, W, C) -> col (n * OH * OW, KH * KW * C), rows in
+ * (n, oh, ow) order, columns in (kh, kw, c) order (the Keras kernel's order);
+ * out-of-image taps are zero. Runs on `threads` OpenMP threads.
+ */
+void ddts__tensor_im2col(const struct ddts__conv_geom *g, size_t n, const float *x, float *col,
+                         int threads);
+/* col2im: the adjoint of im2col; adds col's taps into dx (n, H, W, C), which
+ * the caller zeroes (or not, to accumulate). Parallel over images. */
+void ddts__tensor_col2im(const struct ddts__conv_geom *g, size_t n, const float *col, float *dx,
+                         int threads);
+
+#endif

@@ -1,0 +1,632 @@
+/*
+ * One training run of a job on one machine (ddts train, and each client's
+ * share): load the Keras file, build the engine's model, normalise the data,
+ * fit (or k-fold), synchronise through the exchange callback, and write the
+ * results of SPEC §5.
+ */
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ddts/fs.h"
+#include "ddts/report.h"
+#include "ddts/trainer.h"
+
+/* The state of one run (or fold) shared with the engine's callbacks. */
+struct run {
+    const struct ddts_train_request *req;
+    struct ddts_model *model;
+    struct ddts_history_writer *history;
+    struct ddts_textlog *textlog;
+    int epochs;
+    int fold, n_folds; /* 1-based fold, 0 for fit */
+    size_t n_train;
+    size_t last_samples_done; /* samples_done at the previous batch */
+    uint64_t since_sync;      /* samples trained since the last exchange */
+    double epoch_t0, last_draw;
+    int tty;
+    enum ddts_status status; /* a callback's failure, reported after fit */
+    struct ddts_error error;
+};
+
+static void to_metrics(const struct ddts_logs *logs, struct ddts_metric *out, size_t *n)
+{
+    *n = 0;
+    for (size_t i = 0; i < logs->n && i < DDTS_LOGS_MAX; i++) {
+        out[*n].name = logs->names[i];
+        out[*n].value = logs->values[i];
+        (*n)++;
+    }
+}
+
+static int exchange_now(struct run *r)
+{
+    size_t n = 0;
+    float *w = ddts_model_weights_flat(r->model, &n);
+    enum ddts_status st =
+        r->req->exchange(r->req->exchange_userdata, w, n, r->since_sync, &r->error);
+    r->since_sync = 0;
+    if (st != DDTS_OK) {
+        r->status = st;
+        return 1;
+    }
+    return 0;
+}
+
+static void draw_progress(struct run *r, int64_t done, const struct ddts_logs *logs, int final)
+{
+    FILE *fp = r->req->progress;
+    if (fp == NULL)
+        return;
+    struct ddts_metric metrics[DDTS_LOGS_MAX];
+    size_t n_metrics;
+    to_metrics(logs, metrics, &n_metrics);
+    char line[1024];
+    ddts_progress_format(line, sizeof line, done, (int64_t)r->n_train, ddts_now() - r->epoch_t0,
+                         metrics, n_metrics);
+    if (r->tty)
+        fprintf(fp, "\r%s\033[K%s", line, final ? "\n" : "");
+    else if (final)
+        fprintf(fp, "%s\n", line);
+    fflush(fp);
+}
+
+static void epoch_header(struct run *r, int epoch)
+{
+    FILE *fp = r->req->progress;
+    if (fp == NULL)
+        return;
+    char head[64];
+    ddts_progress_epoch_header(head, sizeof head, epoch + 1, r->epochs);
+    if (r->n_folds > 0)
+        fprintf(fp, "Fold %d/%d - %s\n", r->fold, r->n_folds, head);
+    else
+        fprintf(fp, "%s\n", head);
+}
+
+static int on_batch_end(void *userdata, struct ddts_model *m, int epoch, size_t batch,
+                        size_t n_batches, size_t samples_done, const struct ddts_logs *running)
+{
+    (void)m;
+    (void)n_batches;
+    struct run *r = userdata;
+    if (batch == 0) {
+        r->epoch_t0 = ddts_now();
+        r->last_samples_done = 0;
+        if (r->tty)
+            epoch_header(r, epoch);
+    }
+    r->since_sync += samples_done - r->last_samples_done;
+    r->last_samples_done = samples_done;
+    double now = ddts_now();
+    if (r->tty && now - r->last_draw > 0.2) {
+        draw_progress(r, (int64_t)samples_done, running, 0);
+        r->last_draw = now;
+    }
+    uint32_t k = r->req->sync_steps;
+    if (r->req->exchange != NULL && k > 0 && (batch + 1) % k == 0 &&
+        batch + 1 <= r->req->sync_batch_limit)
+        return exchange_now(r);
+    return 0;
+}
+
+static int on_epoch_end(void *userdata, struct ddts_model *m, int epoch,
+                        const struct ddts_logs *logs)
+{
+    (void)m;
+    struct run *r = userdata;
+    if (!r->tty)
+        epoch_header(r, epoch);
+    draw_progress(r, (int64_t)r->n_train, logs, 1);
+    struct ddts_metric metrics[DDTS_LOGS_MAX];
+    size_t n_metrics;
+    to_metrics(logs, metrics, &n_metrics);
+    enum ddts_status st = ddts_history_writer_row(r->history, epoch, metrics, n_metrics, &r->error);
+    if (st != DDTS_OK) {
+        r->status = st;
+        return 1;
+    }
+    char line[1024];
+    size_t used = (size_t)snprintf(line, sizeof line, "epoch %d/%d", epoch + 1, r->epochs);
+    for (size_t i = 0; i < n_metrics && used < sizeof line; i++)
+        used += (size_t)snprintf(line + used, sizeof line - used, " %s=%.6g", metrics[i].name,
+                                 metrics[i].value);
+    ddts_textlog_printf(r->textlog, "%s", line);
+    ddts_log(r->req->logger, DDTS_LOG_DEBUG, "%s: %s", r->req->run_name ? r->req->run_name : "",
+             line);
+    if (r->req->exchange != NULL)
+        return exchange_now(r);
+    return 0;
+}
+
+/* x' = (x - offset) * scale per feature, as a new float32 array. */
+static enum ddts_status normalize(const struct ddts_array *x, const float *offset,
+                                  const float *scale, struct ddts_array **out,
+                                  struct ddts_error *err)
+{
+    enum ddts_status st = ddts_array_create(DDTS_F32, x->rank, x->shape, out, err);
+    if (st != DDTS_OK)
+        return st;
+    size_t n = x->rank > 0 ? (size_t)x->shape[0] : 1;
+    size_t f = ddts_array_sample_count(x);
+    float *dst = (*out)->data;
+    for (size_t i = 0; i < n; i++) {
+        float *row = dst + i * f;
+        ddts_array_to_f32(x, i * f, f, row);
+        for (size_t j = 0; j < f; j++)
+            row[j] = (row[j] - offset[j]) * scale[j];
+    }
+    return DDTS_OK;
+}
+
+static const char *model_ext(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    return dot != NULL && strcmp(dot, ".keras") == 0 ? ".keras" : ".h5";
+}
+
+/* Writes the model's current weights, or `weights` when not NULL, as DIR/NAME<ext>. */
+static enum ddts_status write_model(struct ddts_model *m, struct ddts_keras_model *k,
+                                    const float *weights, const char *dir, const char *name,
+                                    const char *ext, struct ddts_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
+    if (weights == NULL)
+        return ddts_bridge_write(m, k, path, err);
+    size_t n = 0;
+    float *flat = ddts_model_weights_flat(m, &n);
+    float *saved = ddts_mallocarray(n, sizeof(float));
+    if (saved == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    memcpy(saved, flat, n * sizeof(float));
+    memcpy(flat, weights, n * sizeof(float));
+    enum ddts_status st = ddts_bridge_write(m, k, path, err);
+    memcpy(flat, saved, n * sizeof(float));
+    ddts_free(saved);
+    return st;
+}
+
+static double log_value(const struct ddts_history *h, const char *name)
+{
+    for (size_t c = 0; c < h->n_columns; c++)
+        if (strcmp(h->columns[c], name) == 0 && h->n_epochs > 0)
+            return h->values[(h->n_epochs - 1) * h->n_columns + c];
+    return NAN;
+}
+
+/* One fit (a whole run, or one fold) into `dir`. */
+static enum ddts_status run_one(const struct ddts_train_request *req, struct ddts_model *m,
+                                struct ddts_keras_model *k, const struct ddts_dataset *train,
+                                const struct ddts_dataset *val, const char *dir, int fold,
+                                int n_folds, struct ddts_train_result *res, struct ddts_error *err)
+{
+    const struct ddts_job *job = req->job;
+    struct run r;
+    memset(&r, 0, sizeof r);
+    r.req = req;
+    r.model = m;
+    r.epochs = job->epochs;
+    r.fold = fold;
+    r.n_folds = n_folds;
+    r.n_train = train->n;
+    r.tty = req->progress != NULL && isatty(fileno(req->progress));
+    struct ddts_history *hist = NULL;
+    struct ddts_csv_history *csv = NULL;
+    char path[4096];
+    enum ddts_status st = ddts_mkdir_p(dir, err);
+    if (st != DDTS_OK)
+        return st;
+    snprintf(path, sizeof path, "%s/history.csv", dir);
+    st = ddts_history_writer_open(path, false, &r.history, err);
+    if (st != DDTS_OK)
+        goto out;
+    snprintf(path, sizeof path, "%s/train.log", dir);
+    st = ddts_textlog_open(path, &r.textlog, err);
+    if (st != DDTS_OK)
+        goto out;
+    ddts_textlog_printf(r.textlog,
+                        "run %s: %zu training samples, %zu validation samples, %d "
+                        "epochs, batch size %d, loss %s, optimizer %s (lr %g)",
+                        req->run_name ? req->run_name : "train", train->n, val ? val->n : 0,
+                        job->epochs, job->batch_size, ddts_model_loss_name(m),
+                        ddts_model_optimizer_name(m), ddts_model_learning_rate(m));
+
+    struct ddts_fit_callbacks cbs = {&r, on_batch_end, on_epoch_end};
+    struct ddts_fit_options fo = {
+        .epochs = job->epochs,
+        .initial_epoch = 0,
+        .batch_size = job->batch_size,
+        .shuffle = 1,
+        .seed = job->seed + (uint64_t)fold,
+        .validation = val,
+        .callbacks = &cbs,
+        .checkpoint_monitor = val != NULL ? "val_loss" : "loss",
+    };
+    double t0 = ddts_now();
+    st = ddts_model_fit(m, train, &fo, &hist, err);
+    double seconds = ddts_now() - t0;
+    if (st == DDTS_ECANCELED && r.status != DDTS_OK) {
+        st = r.status;
+        if (err != NULL)
+            *err = r.error;
+    }
+    if (st != DDTS_OK) {
+        ddts_textlog_printf(r.textlog, "training failed: %s", err ? err->msg : "");
+        goto out;
+    }
+    res->n_samples = train->n;
+    res->seconds += seconds;
+    res->samples_per_s = seconds > 0 ? (double)train->n * job->epochs / seconds : 0;
+    res->loss = log_value(hist, "loss");
+    res->accuracy = log_value(hist, "accuracy");
+    res->val_loss = log_value(hist, "val_loss");
+    res->val_accuracy = log_value(hist, "val_accuracy");
+    ddts_textlog_printf(r.textlog, "done in %.1f s (%.0f samples/s)", seconds, res->samples_per_s);
+
+    const char *ext = model_ext(req->model_path);
+    st = write_model(m, k, NULL, dir, "model", ext, err);
+    if (st != DDTS_OK)
+        goto out;
+    int best_epoch = -1;
+    const float *best = ddts_model_best_weights(m, &best_epoch);
+    st = write_model(m, k, best, dir, "best_model", ext, err);
+    if (st != DDTS_OK)
+        goto out;
+    if (best != NULL)
+        ddts_textlog_printf(r.textlog, "best model: epoch %d by %s", best_epoch + 1,
+                            fo.checkpoint_monitor);
+    ddts_history_writer_close(r.history);
+    r.history = NULL;
+    snprintf(path, sizeof path, "%s/history.csv", dir);
+    st = ddts_csv_history_read(path, &csv, err);
+    if (st != DDTS_OK)
+        goto out;
+    snprintf(path, sizeof path, "%s/history.png", dir);
+    char title[256];
+    if (n_folds > 0)
+        snprintf(title, sizeof title, "%s - fold %d/%d", req->run_name ? req->run_name : "train",
+                 fold, n_folds);
+    else
+        snprintf(title, sizeof title, "%s", req->run_name ? req->run_name : "train");
+    st = ddts_plot_history(path, title, csv, err);
+out:
+    ddts_csv_history_destroy(csv);
+    ddts_history_destroy(hist);
+    ddts_history_writer_close(r.history);
+    ddts_textlog_close(r.textlog);
+    return st;
+}
+
+static enum ddts_status write_summary(const struct ddts_train_request *req,
+                                      const struct ddts_train_result *res, const double *fold_vals,
+                                      struct ddts_error *err)
+{
+    char buf[8192];
+    size_t used = 0;
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        if (used < sizeof buf)                                                                     \
+            used += (size_t)snprintf(buf + used, sizeof buf - used, __VA_ARGS__);                  \
+    } while (0)
+#define NUM(name, v)                                                                               \
+    do {                                                                                           \
+        if (isfinite(v))                                                                           \
+            PUT(",\n  \"%s\": %.10g", name, v);                                                    \
+        else                                                                                       \
+            PUT(",\n  \"%s\": null", name);                                                        \
+    } while (0)
+    PUT("{\n  \"run\": \"%s\"", req->run_name ? req->run_name : "train");
+    PUT(",\n  \"samples\": %zu", res->n_samples);
+    PUT(",\n  \"epochs\": %d", req->job->epochs);
+    NUM("seconds", res->seconds);
+    NUM("samples_per_second", res->samples_per_s);
+    NUM("loss", res->loss);
+    NUM("accuracy", res->accuracy);
+    NUM("val_loss", res->val_loss);
+    NUM("val_accuracy", res->val_accuracy);
+    if (res->n_folds > 0) {
+        PUT(",\n  \"folds\": %d,\n  \"fold_metric\": \"%s\",\n  \"fold_values\": [", res->n_folds,
+            res->fold_metric);
+        for (int i = 0; i < res->n_folds; i++)
+            PUT("%s%.10g", i ? ", " : "", fold_vals[i]);
+        PUT("]");
+        NUM("fold_mean", res->fold_mean);
+        NUM("fold_std", res->fold_std);
+    }
+    PUT("\n}\n");
+#undef PUT
+#undef NUM
+    if (used >= sizeof buf)
+        return ddts_error_set(err, DDTS_ELIMIT, "summary.json: too long");
+    char *path = ddts_path_join(req->out_dir, "summary.json");
+    if (path == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    enum ddts_status st = ddts_write_file_atomic(path, buf, used, err);
+    ddts_free(path);
+    return st;
+}
+
+enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddts_train_result *out,
+                                struct ddts_error *err)
+{
+    const struct ddts_job *job = req->job;
+    memset(out, 0, sizeof *out);
+    out->loss = out->accuracy = out->val_loss = out->val_accuracy = NAN;
+    struct ddts_keras_model *k = NULL;
+    struct ddts_model *m = NULL;
+    struct ddts_stats *stats = NULL;
+    struct ddts_array *xn = NULL, *xvn = NULL;
+    float *offset = NULL, *scale = NULL, *init = NULL;
+    uint32_t *idx = NULL, *tr = NULL, *va = NULL;
+    double *fold_vals = NULL;
+
+    enum ddts_status st = ddts_keras_read(req->model_path, &k, err);
+    if (st != DDTS_OK)
+        goto out;
+    st = ddts_bridge_load(k, job->seed, &m, err);
+    if (st != DDTS_OK) {
+        ddts_error_prefix(err, "%s: ", req->model_path);
+        goto out;
+    }
+    size_t n_weights = 0;
+    float *flat = ddts_model_weights_flat(m, &n_weights);
+    if (req->init_weights != NULL) {
+        if (req->n_init_weights != n_weights) {
+            st = ddts_error_set(err, DDTS_ESHAPE, "initial weights hold %zu values, the model %zu",
+                                req->n_init_weights, n_weights);
+            goto out;
+        }
+        memcpy(flat, req->init_weights, n_weights * sizeof(float));
+    }
+    struct ddts_compile_options co = {
+        .loss = job->loss[0] ? job->loss : NULL,
+        .optimizer = job->optimizer[0] ? job->optimizer : NULL,
+        .learning_rate = job->learning_rate,
+        .metrics = job->metrics[0] ? job->metrics : NULL,
+        .training_config_json = k->training_config,
+        .threads = job->threads > 0 ? job->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
+    };
+    st = ddts_model_compile(m, &co, err);
+    if (st != DDTS_OK) {
+        ddts_error_prefix(err, "%s: ", req->model_path);
+        goto out;
+    }
+
+    /* The data must fit the model's input, reshaped when element counts agree. */
+    const struct ddts_array *x = req->x, *xv = req->x_val;
+    size_t n = x->rank > 0 ? (size_t)x->shape[0] : 0;
+    size_t in_size = ddts_model_input_size(m);
+    if (ddts_array_sample_count(x) != in_size) {
+        int64_t shape[DDTS_MAX_RANK];
+        int rank = ddts_model_input_shape(m, shape);
+        char a[128], b[128];
+        ddts_array_shape_str(x, a, sizeof a);
+        struct ddts_array tmp = {.rank = rank};
+        memcpy(tmp.shape, shape, sizeof(int64_t) * (size_t)rank);
+        ddts_array_shape_str(&tmp, b, sizeof b);
+        st = ddts_error_set(err, DDTS_ESHAPE,
+                            "X has shape %s (%zu values per sample), the model's input is %s (%zu "
+                            "values)",
+                            a, ddts_array_sample_count(x), b, in_size);
+        goto out;
+    }
+    if (job->normalizer != DDTS_JOB_NORM_NONE) {
+        const struct ddts_stats *use = req->norm_stats;
+        if (use == NULL) {
+            st = ddts_stats_create(in_size, &stats, err);
+            if (st == DDTS_OK)
+                st = ddts_stats_update(stats, x, NULL, n, err);
+            if (st != DDTS_OK)
+                goto out;
+            use = stats;
+        }
+        offset = ddts_mallocarray(in_size, sizeof(float));
+        scale = ddts_mallocarray(in_size, sizeof(float));
+        if (offset == NULL || scale == NULL) {
+            st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+            goto out;
+        }
+        st = ddts_normalizer_affine((enum ddts_normalizer)job->normalizer, use, offset, scale, err);
+        if (st == DDTS_OK)
+            st = normalize(x, offset, scale, &xn, err);
+        if (st == DDTS_OK && xv != NULL)
+            st = normalize(xv, offset, scale, &xvn, err);
+        if (st != DDTS_OK)
+            goto out;
+        x = xn;
+        if (xv != NULL)
+            xv = xvn;
+        ddts_log(req->logger, DDTS_LOG_INFO, "normalizer %s over %zu features",
+                 ddts_job_normalizer_name(job->normalizer), in_size);
+    }
+    const struct ddts_array *y = job->order == DDTS_JOB_ORDER_XX ? x : req->y;
+    const struct ddts_array *yv = job->order == DDTS_JOB_ORDER_XX ? xv : req->y_val;
+    if (y == NULL) {
+        st = ddts_error_set(err, DDTS_EINVAL, "no Y data for order XY");
+        goto out;
+    }
+    size_t ny = y->rank > 0 ? (size_t)y->shape[0] : 0;
+    if (ny != n) {
+        st = ddts_error_set(err, DDTS_ESHAPE, "X holds %zu samples but Y holds %zu", n, ny);
+        goto out;
+    }
+    st = ddts_mkdir_p(req->out_dir, err);
+    if (st != DDTS_OK)
+        goto out;
+
+    if (job->method == DDTS_JOB_KFOLD) {
+        size_t kf = (size_t)job->folds;
+        init = ddts_mallocarray(n_weights, sizeof(float));
+        fold_vals = ddts_calloc(kf, sizeof(double));
+        if (init == NULL || fold_vals == NULL) {
+            st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+            goto out;
+        }
+        memcpy(init, flat, n_weights * sizeof(float));
+        out->n_folds = (int)kf;
+        for (size_t f = 0; f < kf; f++) {
+            size_t ntr = 0, nva = 0;
+            st = ddts_kfold(n, kf, job->seed, f, &tr, &ntr, &va, &nva, err);
+            if (st != DDTS_OK)
+                goto out;
+            /* Every fold starts from the same initial weights and a fresh optimizer. */
+            memcpy(flat, init, n_weights * sizeof(float));
+            st = ddts_model_compile(m, &co, err);
+            if (st != DDTS_OK)
+                goto out;
+            struct ddts_dataset dtr = {x, y, tr, ntr}, dva = {x, y, va, nva};
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s/fold_%zu", req->out_dir, f + 1);
+            struct ddts_train_result fr;
+            memset(&fr, 0, sizeof fr);
+            st = run_one(req, m, k, &dtr, &dva, dir, (int)f + 1, (int)kf, &fr, err);
+            if (st != DDTS_OK)
+                goto out;
+            int acc = isfinite(fr.val_accuracy);
+            snprintf(out->fold_metric, sizeof out->fold_metric, "%s",
+                     acc ? "val_accuracy" : "val_loss");
+            fold_vals[f] = acc ? fr.val_accuracy : fr.val_loss;
+            out->seconds += fr.seconds;
+            out->n_samples = fr.n_samples;
+            out->samples_per_s = fr.samples_per_s;
+            out->loss = fr.loss;
+            out->accuracy = fr.accuracy;
+            out->val_loss = fr.val_loss;
+            out->val_accuracy = fr.val_accuracy;
+            ddts_free(tr);
+            ddts_free(va);
+            tr = va = NULL;
+        }
+        double mean = 0, var = 0;
+        for (size_t f = 0; f < kf; f++)
+            mean += fold_vals[f];
+        mean /= (double)kf;
+        for (size_t f = 0; f < kf; f++)
+            var += (fold_vals[f] - mean) * (fold_vals[f] - mean);
+        out->fold_mean = mean;
+        out->fold_std = sqrt(var / (double)kf);
+        ddts_log(req->logger, DDTS_LOG_INFO, "%zu-fold %s: %.4f +/- %.4f", kf, out->fold_metric,
+                 out->fold_mean, out->fold_std);
+    } else {
+        struct ddts_dataset dtr = {x, y, NULL, n}, dva = {xv, yv, NULL, 0};
+        const struct ddts_dataset *val = NULL;
+        if (xv != NULL) {
+            dva.n = xv->rank > 0 ? (size_t)xv->shape[0] : 0;
+            val = &dva;
+        } else if (job->validation_split > 0) {
+            size_t ntr = 0, nva = 0;
+            st = ddts_validation_split(n, job->validation_split, &ntr, &nva, err);
+            if (st != DDTS_OK)
+                goto out;
+            idx = ddts_mallocarray(n ? n : 1, sizeof(uint32_t));
+            if (idx == NULL) {
+                st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+                goto out;
+            }
+            for (size_t i = 0; i < n; i++)
+                idx[i] = (uint32_t)i;
+            dtr.idx = idx;
+            dtr.n = ntr;
+            dva = (struct ddts_dataset){x, y, idx + ntr, nva};
+            val = nva > 0 ? &dva : NULL;
+        }
+        st = run_one(req, m, k, &dtr, val, req->out_dir, 0, 0, out, err);
+        if (st != DDTS_OK)
+            goto out;
+    }
+    st = write_summary(req, out, fold_vals, err);
+out:
+    ddts_free(fold_vals);
+    ddts_free(tr);
+    ddts_free(va);
+    ddts_free(idx);
+    ddts_free(init);
+    ddts_free(offset);
+    ddts_free(scale);
+    ddts_array_destroy(xn);
+    ddts_array_destroy(xvn);
+    ddts_stats_destroy(stats);
+    ddts_model_destroy(m);
+    ddts_keras_destroy(k);
+    return st;
+}
+
+enum ddts_status ddts_train_global(const struct ddts_global_request *req, double *loss,
+                                   double *accuracy, struct ddts_error *err)
+{
+    const struct ddts_job *job = req->job;
+    *loss = *accuracy = NAN;
+    struct ddts_keras_model *k = NULL;
+    struct ddts_model *m = NULL;
+    struct ddts_array *xn = NULL;
+    float *offset = NULL, *scale = NULL;
+    enum ddts_status st = ddts_keras_read(req->model_path, &k, err);
+    if (st != DDTS_OK)
+        return st;
+    st = ddts_bridge_load(k, job->seed, &m, err);
+    if (st != DDTS_OK)
+        goto out;
+    size_t n = 0;
+    float *flat = ddts_model_weights_flat(m, &n);
+    if (req->weights != NULL) {
+        if (req->n_weights != n) {
+            st = ddts_error_set(err, DDTS_ESHAPE, "global weights hold %zu values, the model %zu",
+                                req->n_weights, n);
+            goto out;
+        }
+        memcpy(flat, req->weights, n * sizeof(float));
+    }
+    if (req->out_path != NULL) {
+        st = ddts_bridge_write(m, k, req->out_path, err);
+        if (st != DDTS_OK)
+            goto out;
+    }
+    if (req->x_test == NULL || req->y_test == NULL)
+        goto out;
+    struct ddts_compile_options co = {
+        .loss = job->loss[0] ? job->loss : NULL,
+        .optimizer = job->optimizer[0] ? job->optimizer : NULL,
+        .metrics = job->metrics[0] ? job->metrics : NULL,
+        .training_config_json = k->training_config,
+        .threads = job->threads > 0 ? job->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
+    };
+    st = ddts_model_compile(m, &co, err);
+    if (st != DDTS_OK)
+        goto out;
+    const struct ddts_array *x = req->x_test;
+    size_t in_size = ddts_model_input_size(m);
+    if (job->normalizer != DDTS_JOB_NORM_NONE && req->norm_stats != NULL) {
+        offset = ddts_mallocarray(in_size, sizeof(float));
+        scale = ddts_mallocarray(in_size, sizeof(float));
+        if (offset == NULL || scale == NULL) {
+            st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+            goto out;
+        }
+        st = ddts_normalizer_affine((enum ddts_normalizer)job->normalizer, req->norm_stats, offset,
+                                    scale, err);
+        if (st == DDTS_OK)
+            st = normalize(x, offset, scale, &xn, err);
+        if (st != DDTS_OK)
+            goto out;
+        x = xn;
+    }
+    const struct ddts_array *y = job->order == DDTS_JOB_ORDER_XX ? x : req->y_test;
+    struct ddts_dataset d = {x, y, NULL, x->rank > 0 ? (size_t)x->shape[0] : 0};
+    struct ddts_logs logs;
+    st = ddts_model_evaluate(m, &d, job->batch_size > 0 ? job->batch_size : 32, &logs, err);
+    if (st != DDTS_OK)
+        goto out;
+    double v;
+    if (ddts_logs_get(&logs, "loss", &v) == 0)
+        *loss = v;
+    if (ddts_logs_get(&logs, "accuracy", &v) == 0)
+        *accuracy = v;
+out:
+    ddts_free(offset);
+    ddts_free(scale);
+    ddts_array_destroy(xn);
+    ddts_model_destroy(m);
+    ddts_keras_destroy(k);
+    return st;
+}

@@ -1,0 +1,403 @@
+"""Keras model files: read, write back, and compare with h5py (an independent oracle).
+
+For each layout of keras_layouts.py (tf.keras 2.x, Keras 2.2, Keras 3 h5, split
+layer_names, nested model, .keras zips) the helper tests/tools/keras_roundtrip
+reads the file with ddts and writes it back (unchanged, then with every layer
+weight scaled by 2). The written file must have exactly the input's structure
+(attributes with their values and string kinds, groups, dataset names,
+shapes, dtypes), unchanged weights bit for bit, scaled weights doubled, the
+optimizer state untouched. Files from ddts_keras_write_new are checked
+against the tf.keras 2.x layout. Hostile files must give a clear error (exit
+1 naming the file and the object), never a crash.
+
+Run by CTest with the build folder as working directory.
+"""
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import keras_layouts as K  # noqa: E402
+
+TOOL = os.path.abspath("keras_roundtrip")
+passed = 0
+failed = 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL:", what)
+
+
+def run(*args):
+    return subprocess.run([TOOL] + list(args), capture_output=True, text=True, timeout=120)
+
+
+def type_desc(t):
+    """What kind of HDF5 type: string kind (vlen/fixed, cset, padding, size) or numpy dtype."""
+    if isinstance(t, h5py.h5t.TypeStringID):
+        if t.is_variable_str():
+            return ("vlen-str", t.get_cset())
+        return ("fixed-str", t.get_cset(), t.get_strpad(), t.get_size())
+    return ("num", str(t.dtype))
+
+
+def attrs_desc(obj):
+    out = {}
+    for k in obj.attrs:
+        a = obj.attrs.get_id(k)
+        v = obj.attrs[k]
+        if isinstance(v, np.ndarray):
+            v = (v.dtype.str, v.shape, v.tolist())
+        out[k] = (type_desc(a.get_type()), a.shape, repr(v))
+    return out
+
+
+def describe(f):
+    """Every object of an open h5 file: kind, attributes, dataset shape and dtype."""
+    d = {"/": ("group", attrs_desc(f))}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            d[name] = ("dataset", attrs_desc(obj), obj.shape, obj.dtype.str,
+                       obj.id.get_create_plist().get_layout())
+        else:
+            d[name] = ("group", attrs_desc(obj))
+    f.visititems(visit)
+    return d
+
+
+def datasets(f):
+    out = {}
+    f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+def h5_of(path):
+    """An open h5py File for an .h5 file, or for the model.weights.h5 inside a .keras zip."""
+    if path.endswith(".keras"):
+        with zipfile.ZipFile(path) as z:
+            return h5py.File(io.BytesIO(z.read("model.weights.h5")), "r")
+    return h5py.File(path, "r")
+
+
+def is_optimizer(name):
+    return name.startswith("optimizer_weights/") or name.startswith("optimizer/")
+
+
+def compare(src, dst, scale, label):
+    if src.endswith(".keras"):
+        with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst) as b:
+            ia, ib = a.infolist(), b.infolist()
+            check([i.filename for i in ia] == [i.filename for i in ib],
+                  "%s: zip members %s vs %s" % (label, [i.filename for i in ia],
+                                                [i.filename for i in ib]))
+            check([i.compress_type for i in ia] == [i.compress_type for i in ib],
+                  "%s: zip compression methods differ" % label)
+            for i in ia:
+                if i.filename != "model.weights.h5":
+                    check(a.read(i.filename) == b.read(i.filename),
+                          "%s: zip member %s changed" % (label, i.filename))
+    with h5_of(src) as fa, h5_of(dst) as fb:
+        da, db = describe(fa), describe(fb)
+        check(da == db, "%s: structure differs:\n  %s" % (
+            label, [(k, da.get(k), db.get(k)) for k in set(da) | set(db) if da.get(k) != db.get(k)][:3]))
+        va, vb = datasets(fa), datasets(fb)
+        n_changed = 0
+        for name, a in va.items():
+            b = vb.get(name)
+            if b is None:
+                continue
+            if scale == 1.0 or is_optimizer(name):
+                ok = a.dtype == b.dtype and a.tobytes() == b.tobytes()
+                check(ok, "%s: %s not bit-identical" % (label, name))
+            else:
+                want = (a.astype(np.float32) * np.float32(scale)).astype(a.dtype)
+                ok = np.array_equal(b, want)
+                n_changed += a.size > 0
+                check(ok, "%s: %s: got %s, want %s" % (label, name, b.ravel()[:3], want.ravel()[:3]))
+        if scale != 1.0:
+            check(n_changed > 0, "%s: no weight was scaled" % label)
+
+
+def parse_listing(text):
+    layers, weights = [], []
+    for line in text.splitlines():
+        p = line.split("\t")
+        if p[0] == "layer":
+            layers.append((p[1], p[2], int(p[3])))
+        elif p[0] == "weight":
+            weights.append(tuple(p[1:]))
+    return layers, weights
+
+
+def test_roundtrips(tmp):
+    for fname, make in K.LAYOUTS.items():
+        src = os.path.join(tmp, fname)
+        make(src)
+        for scale in (1.0, 2.0):
+            dst = os.path.join(tmp, "out_%g_%s" % (scale, fname))
+            args = ([] if scale == 1.0 else ["--scale", str(scale)]) + [src, dst]
+            r = run(*args)
+            check(r.returncode == 0, "%s: roundtrip exit %d: %s" % (fname, r.returncode, r.stderr))
+            if r.returncode == 0:
+                compare(src, dst, scale, "%s x%g" % (fname, scale))
+        # Reading what ddts wrote gives the same listing.
+        r1 = run(src)
+        r2 = run(os.path.join(tmp, "out_1_%s" % fname))
+        check(r1.stdout == r2.stdout and r1.returncode == 0,
+              "%s: listing of the written file differs" % fname)
+        # In place: writing over the source file itself.
+        inplace = os.path.join(tmp, "inplace_" + fname)
+        make(inplace)
+        r = run("--scale", "2", inplace, inplace)
+        check(r.returncode == 0, "%s: in-place write failed: %s" % (fname, r.stderr))
+        if r.returncode == 0:
+            compare(src, inplace, 2.0, "%s in place" % fname)
+
+
+def test_listings(tmp):
+    """What the reader reports: layers in order, classes, weights, short names."""
+    p = os.path.join(tmp, "l_tf2.h5")
+    K.tf2_sequential(p)
+    r = run(p)
+    layers, weights = parse_listing(r.stdout)
+    check([l[0] for l in layers] == ["dense", "dropout", "batch_normalization", "dense_1"],
+          "tf2 layer order: %s" % layers)
+    check(layers[1] == ("dropout", "Dropout", 0), "weightless dropout: %s" % (layers[1],))
+    check([w[1] for w in weights if w[2] == "batch_normalization"] ==
+          ["gamma", "beta", "moving_mean", "moving_variance"], "bn short names")
+    check("model\th5\t2.15.0\ttensorflow\t4\t1\t7" in r.stdout, "tf2 model line: %s" % r.stdout[:80])
+
+    p = os.path.join(tmp, "l_k22.h5")
+    K.keras22_sequential(p)
+    layers, weights = parse_listing(run(p).stdout)
+    check(layers == [("dense_1", "Dense", 2), ("activation_1", "Activation", 0),
+                     ("dense_2", "Dense", 2)], "keras 2.2 bare-list config: %s" % layers)
+
+    p = os.path.join(tmp, "l_nested.keras")
+    K.keras_zip(p, nested=True)
+    layers, weights = parse_listing(run(p).stdout)
+    check([l[:2] for l in layers] == [("input_layer_1", "InputLayer"),
+                                      ("sequential", "Sequential"), ("dense_3", "Dense")],
+          "nested .keras layers: %s" % layers)
+    check(("layers/dense/vars/0", "kernel", "dense_3", "2x1", "float32") in weights,
+          "nested .keras: top-level dense_3 maps to layers/dense: %s" % weights[-2:])
+    bn = [w[1] for w in weights if w[2] == "batch_normalization"]
+    check(bn == ["beta", "moving_mean", "moving_variance"], "BN with scale=False: %s" % bn)
+
+
+def test_write_new(tmp):
+    for fname in ("tf2_sequential.h5", "keras3_functional.h5", "sequential.keras", "nested.h5",
+                  "split_layer_names.h5"):
+        src = os.path.join(tmp, "n_" + fname)
+        K.LAYOUTS[fname](src)
+        dst = os.path.join(tmp, "new_%s.h5" % fname)
+        r = run("--new", src, dst)
+        check(r.returncode == 0, "write_new %s: %s" % (fname, r.stderr))
+        if r.returncode != 0:
+            continue
+        layers, weights = parse_listing(r.stdout)
+        with h5py.File(dst, "r") as f:
+            ta = f.attrs.get_id("keras_version").get_type()
+            check(ta.is_variable_str() and ta.get_cset() == h5py.h5t.CSET_UTF8,
+                  "new: keras_version is a vlen UTF-8 str")
+            check(isinstance(f.attrs["keras_version"], str), "new: keras_version reads as str")
+            mc = f.attrs["model_config"]
+            mc = mc.decode() if hasattr(mc, "decode") else mc
+            json.loads(mc)
+            check(f.attrs.get_id("model_config").get_type().is_variable_str(),
+                  "new: model_config is a vlen string")
+            mw = f["model_weights"]
+            names = []
+            if "layer_names" in mw.attrs:
+                names = [n.decode() for n in mw.attrs["layer_names"]]
+                check(mw.attrs["layer_names"].dtype.kind == "S", "new: layer_names fixed-length")
+            else:
+                i = 0
+                while "layer_names%d" % i in mw.attrs:
+                    names += [n.decode() for n in mw.attrs["layer_names%d" % i]]
+                    i += 1
+            check(names == [l[0] for l in layers], "new %s: layer_names %s" % (fname, names[:4]))
+            check(mw.attrs["backend"] in ("tensorflow", b"tensorflow"), "new: model_weights backend")
+            for lname, _, nw in layers:
+                wn = mw[lname].attrs["weight_names"]
+                if nw == 0:
+                    check(wn.dtype == np.float64 and wn.shape == (0,),
+                          "new: weightless %s has an empty float64 weight_names" % lname)
+                else:
+                    check(wn.dtype.kind == "S" and len(wn) == nw, "new: %s weight_names" % lname)
+                    for n in wn:
+                        ds = mw[lname][n.decode()]
+                        check(ds.dtype == np.float32, "new: %s float32" % n)
+        # The values equal the source's, and ddts reads its own file back.
+        with h5_of(src) as fa, h5py.File(dst, "r") as fb:
+            va = [v for k, v in sorted(datasets(fa).items()) if not is_optimizer(k)]
+            vb = [v for k, v in sorted(datasets(fb).items())]
+            check(sorted(a.astype(np.float32).tobytes() for a in va) ==
+                  sorted(b.tobytes() for b in vb), "new %s: weight values" % fname)
+        r2 = run(dst)
+        l2, w2 = parse_listing(r2.stdout)
+        check(r2.returncode == 0 and [(l[0], l[1], l[2]) for l in l2] == layers,
+              "new %s: ddts reads it back: %s" % (fname, r2.stderr))
+
+
+def test_spec(tmp):
+    """ddts_keras_spec_build + write_new: a tf.keras 2.x Sequential with Keras' names,
+    shapes and initialisation, checked with h5py."""
+    out = os.path.join(tmp, "spec.h5")
+    spec = "conv2d:8:3:relu,maxpool2d:2,flatten,dense:16:relu,dropout:0.25,dense:10:softmax"
+    r = run("--spec", spec, "--input", "28x28x1", "--loss", "categorical_crossentropy",
+            "--optimizer", "sgd", out)
+    check(r.returncode == 0, "spec: %s" % r.stderr)
+    if r.returncode != 0:
+        return
+    with h5py.File(out, "r") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        layers = cfg["config"]["layers"]
+        check([l["class_name"] for l in layers] == ["InputLayer", "Conv2D", "MaxPooling2D",
+                                                    "Flatten", "Dense", "Dropout", "Dense"],
+              "spec: classes %s" % [l["class_name"] for l in layers])
+        check(layers[0]["config"]["batch_input_shape"] == [None, 28, 28, 1], "spec: input shape")
+        check([l["config"]["name"] for l in layers[1:]] ==
+              ["conv2d", "max_pooling2d", "flatten", "dense", "dropout", "dense_1"],
+              "spec: Keras automatic names")
+        tc = json.loads(f.attrs["training_config"])
+        check(tc["loss"] == "categorical_crossentropy" and
+              tc["optimizer_config"]["class_name"] == "SGD" and
+              tc["optimizer_config"]["config"]["learning_rate"] == 0.01, "spec: training_config")
+        mw = f["model_weights"]
+        k = mw["conv2d/conv2d/kernel:0"][()]
+        check(k.shape == (3, 3, 1, 8) and k.dtype == np.float32, "spec: conv kernel shape")
+        d = mw["dense/dense/kernel:0"][()]
+        check(d.shape == (13 * 13 * 8, 16), "spec: dense kernel shape %s" % (d.shape,))
+        limit = np.sqrt(6.0 / (13 * 13 * 8 + 16))
+        check(np.abs(d).max() <= limit and np.abs(d).max() > 0.9 * limit and
+              abs(d.mean()) < 0.01, "spec: glorot_uniform range")
+        check(not mw["dense/dense/bias:0"][()].any(), "spec: zero bias")
+        check(mw["dropout"].attrs["weight_names"].dtype == np.float64, "spec: weightless layer")
+    for bad, word in (("dense:0", "layer 1"), ("dense:4,conv2d:2:3", "conv2d"),
+                      ("dense:4:re lu", "activation"), ("pool:2", "unknown layer kind")):
+        r = run("--spec", bad, "--input", "8", out + ".bad")
+        check(r.returncode == 1 and word in r.stderr, "spec %r: %s" % (bad, r.stderr))
+
+
+def hostile_cases(tmp):
+    """(name, maker, words the error must contain)."""
+    cases = []
+
+    def mod(fname, fn):
+        def make(p):
+            K.tf2_sequential(p)
+            with h5py.File(p, "a") as f:
+                fn(f)
+        return make
+
+    def missing_group(f):
+        del f["model_weights/dense_1"]
+    cases.append(("missing_group.h5", mod("", missing_group), ["/model_weights/dense_1"]))
+
+    def missing_dataset(f):
+        del f["model_weights/dense/dense/bias:0"]
+    cases.append(("missing_dataset.h5", mod("", missing_dataset), ["dense/bias:0"]))
+
+    def huge_dims(f):
+        del f["model_weights/dense/dense/kernel:0"]
+        f["model_weights/dense"].create_dataset("dense/kernel:0", shape=(1 << 20, 1 << 20),
+                                                dtype="f4")
+    cases.append(("huge_dims.h5", mod("", huge_dims), ["dense/kernel:0"]))
+
+    def unwritten(f):
+        del f["model_weights/dense/dense/kernel:0"]
+        f["model_weights/dense"].create_dataset("dense/kernel:0", shape=(4000, 4000), dtype="f4")
+    cases.append(("unwritten.h5", mod("", unwritten), ["dense/kernel:0", "stores"]))
+
+    def bad_names(f):
+        f["model_weights"].attrs["layer_names"] = np.arange(3)
+    cases.append(("bad_layer_names.h5", mod("", bad_names), ["layer_names", "not a string"]))
+
+    def string_weight(f):
+        del f["model_weights/dense/dense/bias:0"]
+        f["model_weights/dense"].create_dataset("dense/bias:0", data=np.array([b"ab", b"cd"]))
+    cases.append(("string_weight.h5", mod("", string_weight), ["dense/bias:0", "not a number"]))
+
+    def bad_json(f):
+        f.attrs["model_config"] = b"{not json"
+    cases.append(("bad_json.h5", mod("", bad_json), ["model_config", "not JSON"]))
+
+    def no_model_weights(f):
+        del f["model_weights"]
+    cases.append(("no_model_weights.h5", mod("", no_model_weights), ["/model_weights"]))
+
+    def rank9(f):
+        del f["model_weights/dense/dense/bias:0"]
+        f["model_weights/dense"].create_dataset("dense/bias:0", data=np.zeros((1,) * 9, "f4"))
+    cases.append(("rank9.h5", mod("", rank9), ["rank 9"]))
+
+    def truncated(p):
+        K.tf2_sequential(p)
+        with open(p, "r+b") as fh:
+            fh.truncate(3000)
+    cases.append(("truncated.h5", truncated, ["truncated.h5"]))
+
+    def zip_no_weights(p):
+        with zipfile.ZipFile(p, "w") as z:
+            z.writestr("config.json", "{}")
+    cases.append(("no_weights.keras", zip_no_weights, ["no_weights.keras"]))
+
+    def zip_bad_config(p):
+        K.keras_zip(p)
+        data = {}
+        with zipfile.ZipFile(p) as z:
+            for n in z.namelist():
+                data[n] = z.read(n)
+        data["config.json"] = b'{"class_name": "Sequential", "config": {"layers": [{"x": 1}]}}'
+        with zipfile.ZipFile(p, "w") as z:
+            for n, b in data.items():
+                z.writestr(n, b)
+    cases.append(("bad_config.keras", zip_bad_config, ["config.json", "layers[0]"]))
+
+    def not_keras(p):
+        with open(p, "w") as fh:
+            fh.write("hello")
+    cases.append(("text.h5", not_keras, ["text.h5"]))
+    return cases
+
+
+def test_hostile(tmp):
+    for name, make, words in hostile_cases(tmp):
+        p = os.path.join(tmp, name)
+        make(p)
+        r = run(p)
+        ok = r.returncode == 1 and all(w in r.stderr for w in words) and name in r.stderr
+        check(ok, "%s: exit %d, stderr %r (want the words %s)" % (name, r.returncode,
+                                                                  r.stderr.strip(), words))
+
+
+def main():
+    if not os.path.exists(TOOL):
+        print("keras_roundtrip not built at", TOOL)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="ddts-keras-") as tmp:
+        test_roundtrips(tmp)
+        test_listings(tmp)
+        test_write_new(tmp)
+        test_spec(tmp)
+        test_hostile(tmp)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

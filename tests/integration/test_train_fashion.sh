@@ -1,0 +1,53 @@
+#!/bin/bash
+# ddts train on Fashion-MNIST (Debian's dataset-fashion-mnist): the example
+# MLP and CNN, built with `ddts model new`, reach the accuracy bars of the
+# engine after 2 epochs at batch size 32, and every result file is written.
+set -u
+. "$DDTS_SOURCE_DIR/tests/integration/lib.sh"
+PY=/usr/bin/python3
+
+for model in mlp cnn; do
+    run_expect 0 "$DDTS" model new "$DDTS_SOURCE_DIR/examples/fashion_$model.json" \
+        -o "$WORK/$model.h5" --seed 3
+    run_expect 0 "$DDTS" train --model "$WORK/$model.h5" --data keras \
+        --keras-dataset fashion_mnist --epochs 2 --batch-size 32 --normalizer simple \
+        --seed 7 --threads 2 --out "$WORK/out-$model"
+    cat "$OUT"
+    acc=$(sed -n 's/^val_accuracy: //p' "$OUT")
+    want=0.85
+    [ "$model" = cnn ] && want=0.88
+    echo "$model: test accuracy $acc (bar $want)"
+    $PY -c "import sys; sys.exit(0 if float('$acc') >= $want else 1)" ||
+        fail "$model: test accuracy $acc < $want"
+    for f in model.h5 best_model.h5 history.csv train.log history.png summary.json; do
+        [ -s "$WORK/out-$model/$f" ] || fail "$model: $f missing"
+    done
+    # history.csv has Keras CSVLogger's columns, one row per epoch.
+    $PY - "$WORK/out-$model/history.csv" <<'PYEOF' || fail "$model: history.csv"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert [r['epoch'] for r in rows] == ['0', '1'], rows
+cols = list(rows[0].keys())
+assert cols == ['epoch', 'accuracy', 'loss', 'val_accuracy', 'val_loss'], cols
+assert float(rows[1]['loss']) < float(rows[0]['loss']) * 1.05, rows
+print('history.csv ok:', cols)
+PYEOF
+    # The trained file keeps the structure of the file it came from, with new weights.
+    $PY - "$WORK/$model.h5" "$WORK/out-$model/model.h5" <<'PYEOF' || fail "$model: model.h5 layout"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], 'r'), h5py.File(sys.argv[2], 'r')
+na, nb = [], []
+a.visit(na.append); b.visit(nb.append)
+assert na == nb, (na, nb)
+assert dict(a.attrs) .keys() == dict(b.attrs).keys()
+assert a.attrs['model_config'] == b.attrs['model_config']
+changed = 0
+for n in na:
+    if isinstance(a[n], h5py.Dataset):
+        assert a[n].shape == b[n].shape and a[n].dtype == b[n].dtype, n
+        changed += not np.array_equal(a[n][()], b[n][()])
+assert changed > 0, 'no weight changed'
+print('model.h5 layout ok,', changed, 'datasets changed')
+PYEOF
+done
+finish

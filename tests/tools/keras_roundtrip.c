@@ -1,0 +1,142 @@
+/*
+ * Test helper for tests/integration/test_keras_files.py: reads a Keras model
+ * file with ddts_keras_read, prints what it found, optionally scales every
+ * layer weight, and writes it back with ddts_keras_write (or, with --new,
+ * ddts_keras_write_new).
+ *
+ *   keras_roundtrip [--scale F] [--new] IN [OUT]
+ *   keras_roundtrip --spec LAYERS --input 28x28x1 [--loss L] [--optimizer O] OUT
+ *       builds a model with ddts_keras_spec_build and writes it with
+ *       ddts_keras_write_new, then lists OUT as above.
+ *
+ * Output, one record a line (tab-separated):
+ *   model  <format h5|keras>  <keras_version>  <backend>  <n_layers>  <has_optimizer>  <n_opt>
+ *   layer  <name>  <class_name or ->  <n_weights>
+ *   weight <name>  <short_name>  <layer_name>  <shape as 3x4>  <stored dtype>
+ *   opt    <name>  <shape>
+ * Exit status 0 on success, 1 with the error message on stderr on failure.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ddts/ddts.h"
+
+static void shape_str(const struct ddts_keras_weight *w, char *buf, size_t n)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    if (w->rank == 0)
+        snprintf(buf, n, "scalar");
+    for (int i = 0; i < w->rank && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s%lld", i ? "x" : "", (long long)w->shape[i]);
+}
+
+static int spec_main(int argc, char **argv)
+{
+    struct ddts_keras_spec spec = {0};
+    int64_t shape[DDTS_MAX_RANK];
+    const char *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--spec") == 0 && i + 1 < argc) {
+            spec.layers = argv[++i];
+        } else if (strcmp(argv[i], "--input") == 0 && i + 1 < argc) {
+            char *p = argv[++i];
+            while (p != NULL && *p && spec.input_rank < DDTS_MAX_RANK) {
+                shape[spec.input_rank++] = strtoll(p, &p, 10);
+                p = *p == 'x' ? p + 1 : NULL;
+            }
+        } else if (strcmp(argv[i], "--loss") == 0 && i + 1 < argc) {
+            spec.loss = argv[++i];
+        } else if (strcmp(argv[i], "--optimizer") == 0 && i + 1 < argc) {
+            spec.optimizer = argv[++i];
+        } else {
+            out = argv[i];
+        }
+    }
+    spec.input_shape = shape;
+    spec.metrics = "accuracy";
+    spec.seed = 42;
+    struct ddts_error err;
+    struct ddts_keras_model *m = NULL;
+    enum ddts_status st = ddts_keras_spec_build(&spec, &m, &err);
+    if (st == DDTS_OK)
+        st = ddts_keras_write_new(m, out, &err);
+    ddts_keras_destroy(m);
+    if (st != DDTS_OK) {
+        fprintf(stderr, "error (%s): %s\n", ddts_status_str(st), err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--spec") == 0) {
+        int rc = spec_main(argc, argv);
+        if (rc != 0)
+            return rc;
+        argv[1] = argv[argc - 1];
+        argc = 2;
+    }
+    double scale = 1.0;
+    int scaled = 0, make_new = 0;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
+        if (strcmp(argv[i], "--scale") == 0 && i + 1 < argc) {
+            scale = strtod(argv[++i], NULL);
+            scaled = 1;
+        } else if (strcmp(argv[i], "--new") == 0) {
+            make_new = 1;
+        } else {
+            fprintf(stderr, "usage: keras_roundtrip [--scale F] [--new] IN [OUT]\n");
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        fprintf(stderr, "usage: keras_roundtrip [--scale F] [--new] IN [OUT]\n");
+        return 2;
+    }
+    const char *in = argv[i];
+    const char *out = i + 1 < argc ? argv[i + 1] : NULL;
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    struct ddts_keras_model *m = NULL;
+    enum ddts_status st = ddts_keras_read(in, &m, &err);
+    if (st != DDTS_OK) {
+        fprintf(stderr, "error (%s): %s\n", ddts_status_str(st), err.msg);
+        return 1;
+    }
+    printf("model\t%s\t%s\t%s\t%zu\t%d\t%zu\n", m->format == DDTS_KERAS_H5 ? "h5" : "keras",
+           m->keras_version ? m->keras_version : "-", m->backend ? m->backend : "-", m->n_layers,
+           m->has_optimizer_weights, m->n_optimizer_weights);
+    char buf[256];
+    for (size_t l = 0; l < m->n_layers; l++) {
+        struct ddts_keras_layer *L = &m->layers[l];
+        printf("layer\t%s\t%s\t%zu\n", L->name, L->class_name ? L->class_name : "-", L->n_weights);
+        for (size_t j = 0; j < L->n_weights; j++) {
+            struct ddts_keras_weight *w = &L->weights[j];
+            shape_str(w, buf, sizeof buf);
+            printf("weight\t%s\t%s\t%s\t%s\t%s\n", w->name, w->short_name, w->layer_name, buf,
+                   ddts_dtype_name((enum ddts_dtype)w->stored_dtype));
+            if (scaled)
+                for (size_t k = 0; k < w->count; k++)
+                    w->data[k] = (float)(w->data[k] * scale);
+        }
+    }
+    for (size_t j = 0; j < m->n_optimizer_weights; j++) {
+        shape_str(&m->optimizer_weights[j], buf, sizeof buf);
+        printf("opt\t%s\t%s\n", m->optimizer_weights[j].name, buf);
+    }
+    printf("params\t%zu\n", ddts_keras_param_count(m));
+    if (out != NULL) {
+        st = make_new ? ddts_keras_write_new(m, out, &err) : ddts_keras_write(m, out, &err);
+        if (st != DDTS_OK) {
+            fprintf(stderr, "error (%s): %s\n", ddts_status_str(st), err.msg);
+            ddts_keras_destroy(m);
+            return 1;
+        }
+    }
+    ddts_keras_destroy(m);
+    return 0;
+}

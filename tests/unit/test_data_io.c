@@ -1,0 +1,546 @@
+/* Unit tests of the data loaders: npy header parsing, number parsing under a
+ * comma-decimal locale, CSV and idx in memory, folders, dtype promotion and
+ * conversion, reshaping to a model's input, and allocation failures. */
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test.h"
+
+/* Builds a version 1.0 npy file around `header` (padded as numpy pads). */
+static size_t npy_with_header(const char *header, const void *data, size_t data_n, uint8_t *out,
+                              size_t cap)
+{
+    size_t hn = strlen(header);
+    size_t pad = (64 - (10 + hn + 1) % 64) % 64;
+    size_t hlen = hn + pad + 1;
+    assert_true(10 + hlen + data_n <= cap);
+    memcpy(out, "\x93NUMPY\x01\x00", 8);
+    out[8] = (uint8_t)(hlen & 0xff);
+    out[9] = (uint8_t)(hlen >> 8);
+    memcpy(out + 10, header, hn);
+    memset(out + 10 + hn, ' ', pad);
+    out[10 + hn + pad] = '\n';
+    if (data_n > 0)
+        memcpy(out + 10 + hlen, data, data_n);
+    return 10 + hlen + data_n;
+}
+
+static void test_npy_headers(void **state)
+{
+    (void)state;
+    const struct {
+        const char *header;
+        enum ddts_status want;
+        enum ddts_dtype dtype;
+        int rank;
+        int64_t d0, d1;
+        bool big, fortran;
+    } cases[] = {
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }", DDTS_OK, DDTS_F32, 2, 3, 4,
+         false, false},
+        {"{'shape': (7,), 'fortran_order': True, 'descr': '>i8'}", DDTS_OK, DDTS_I64, 1, 7, 0, true,
+         true},
+        {"{\"descr\":\"|u1\",\"fortran_order\":False,\"shape\":()}", DDTS_OK, DDTS_U8, 0, 0, 0,
+         false, false},
+        {"{'descr': '|b1', 'fortran_order': False, 'shape': (2L, 3L), }", DDTS_OK, DDTS_BOOL, 2, 2,
+         3, false, false},
+        {"{'descr': '<f2', 'fortran_order': False, 'shape': (0, 5), }", DDTS_OK, DDTS_F16, 2, 0, 5,
+         false, false},
+        {"{'descr': '>u2', 'fortran_order': False, 'shape': ( 5 , 6 ) , }", DDTS_OK, DDTS_U16, 2, 5,
+         6, true, false},
+        {"{'descr': '<c8', 'fortran_order': False, 'shape': (3,), }", DDTS_EUNSUPPORTED, DDTS_BOOL,
+         0, 0, 0, false, false},
+        {"{'descr': '|O', 'fortran_order': False, 'shape': (3,), }", DDTS_EUNSUPPORTED, DDTS_BOOL,
+         0, 0, 0, false, false},
+        {"{'descr': '<U5', 'fortran_order': False, 'shape': (3,), }", DDTS_EUNSUPPORTED, DDTS_BOOL,
+         0, 0, 0, false, false},
+        {"{'descr': '<M8[ns]', 'fortran_order': False, 'shape': (3,), }", DDTS_EUNSUPPORTED,
+         DDTS_BOOL, 0, 0, 0, false, false},
+        {"{'descr': [('a', '<i4')], 'fortran_order': False, 'shape': (3,), }", DDTS_EUNSUPPORTED,
+         DDTS_BOOL, 0, 0, 0, false, false},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (3,4,5,6,7,8,9,10,11), }", DDTS_ELIMIT,
+         DDTS_BOOL, 0, 0, 0, false, false},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296), }",
+         DDTS_ELIMIT, DDTS_BOOL, 0, 0, 0, false, false},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (9223372036854775808,), }",
+         DDTS_EFORMAT, DDTS_BOOL, 0, 0, 0, false, false},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (-3,), }", DDTS_EFORMAT, DDTS_BOOL, 0,
+         0, 0, false, false},
+        {"{'descr': '<f8', 'fortran_order': False}", DDTS_EFORMAT, DDTS_BOOL, 0, 0, 0, false,
+         false},
+        {"{'descr': '<f8', 'fortran_order': 0, 'shape': (3,)}", DDTS_EFORMAT, DDTS_BOOL, 0, 0, 0,
+         false, false},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (3,), 'extra': 1}", DDTS_EFORMAT,
+         DDTS_BOOL, 0, 0, 0, false, false},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (3,)", DDTS_EFORMAT, DDTS_BOOL, 0, 0, 0,
+         false, false},
+        {"{'descr': 'f8', 'fortran_order': False, 'shape': (3,)}", DDTS_EUNSUPPORTED, DDTS_BOOL, 0,
+         0, 0, false, false},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': [3]}", DDTS_EFORMAT, DDTS_BOOL, 0, 0, 0,
+         false, false},
+        {"{'descr': '<f\\8', 'fortran_order': False, 'shape': (3,)}", DDTS_EFORMAT, DDTS_BOOL, 0, 0,
+         0, false, false},
+        {"", DDTS_EFORMAT, DDTS_BOOL, 0, 0, 0, false, false},
+    };
+    uint8_t buf[1024];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = npy_with_header(cases[i].header, NULL, 0, buf, sizeof buf);
+        struct ddts_npy_header h;
+        struct ddts_error err;
+        ddts_error_clear(&err);
+        enum ddts_status st = ddts_npy_parse_header(buf, n, &h, &err);
+        if (st != cases[i].want)
+            fail_msg("header %s: status %d (%s), expected %d", cases[i].header, st, err.msg,
+                     cases[i].want);
+        if (st != DDTS_OK) {
+            assert_true(err.msg[0] != '\0');
+            continue;
+        }
+        assert_int_equal(h.dtype, cases[i].dtype);
+        assert_int_equal(h.rank, cases[i].rank);
+        if (h.rank > 0)
+            assert_int_equal(h.shape[0], cases[i].d0);
+        if (h.rank > 1)
+            assert_int_equal(h.shape[1], cases[i].d1);
+        assert_int_equal(h.big_endian, cases[i].big && ddts_dtype_size(h.dtype) > 1);
+        assert_int_equal(h.fortran_order, cases[i].fortran);
+        assert_int_equal(h.data_offset % 64, 0);
+    }
+    /* Versions 2.0 and 3.0 use a 4-byte length; version 4 is unknown; bad magic. */
+    struct ddts_npy_header h;
+    size_t n = npy_with_header("{'descr': '<i2', 'fortran_order': False, 'shape': (2,), }", NULL, 0,
+                               buf, sizeof buf);
+    uint8_t v2[1100];
+    memcpy(v2, "\x93NUMPY\x02\x00", 8);
+    uint32_t hl = (uint32_t)(n - 10);
+    v2[8] = (uint8_t)hl, v2[9] = (uint8_t)(hl >> 8), v2[10] = 0, v2[11] = 0;
+    memcpy(v2 + 12, buf + 10, n - 10);
+    assert_int_equal(ddts_npy_parse_header(v2, n + 2, &h, NULL), DDTS_OK);
+    assert_int_equal(h.version_major, 2);
+    assert_int_equal(h.data_offset, n + 2);
+    v2[6] = 4;
+    assert_int_equal(ddts_npy_parse_header(v2, n + 2, &h, NULL), DDTS_EUNSUPPORTED);
+    v2[6] = 3;
+    v2[11] = 1; /* 16 MiB header */
+    assert_int_equal(ddts_npy_parse_header(v2, n + 2, &h, NULL), DDTS_ELIMIT);
+    buf[1] = 'X';
+    assert_int_equal(ddts_npy_parse_header(buf, n, &h, NULL), DDTS_EFORMAT);
+    assert_int_equal(ddts_npy_parse_header(buf, 5, &h, NULL), DDTS_EFORMAT);
+}
+
+static void test_npy_data(void **state)
+{
+    (void)state;
+    /* Big-endian int16 in Fortran order: [[1, 2, 3], [4, 5, 6]] stored column by column. */
+    const uint8_t be[12] = {0, 1, 0, 4, 0, 2, 0, 5, 0, 3, 0, 6};
+    uint8_t buf[256];
+    size_t n = npy_with_header("{'descr': '>i2', 'fortran_order': True, 'shape': (2, 3), }", be,
+                               sizeof be, buf, sizeof buf);
+    struct ddts_array *a = NULL;
+    assert_int_equal(ddts_npy_parse(buf, n, &a, NULL), DDTS_OK);
+    assert_int_equal(a->dtype, DDTS_I16);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(((int16_t *)a->data)[i], i + 1);
+    ddts_array_destroy(a);
+    /* Every truncation of the data is refused. */
+    for (size_t k = 0; k < n; k++) {
+        struct ddts_error err;
+        assert_int_not_equal(ddts_npy_parse(buf, k, &a, &err), DDTS_OK);
+        assert_null(a);
+    }
+    /* Round trip through ddts_npy_write for every dtype. */
+    char *dir = test_tmpdir();
+    char *p = ddts_path_join(dir, "r.npy");
+    for (int dt = 0; dt < DDTS_N_DTYPES; dt++) {
+        int64_t shape[3] = {2, 3, 2};
+        struct ddts_array *w = NULL, *r = NULL;
+        assert_int_equal(ddts_array_create((enum ddts_dtype)dt, 3, shape, &w, NULL), DDTS_OK);
+        for (size_t i = 0; i < w->nbytes; i++)
+            ((uint8_t *)w->data)[i] = (uint8_t)(dt == DDTS_BOOL ? i % 2 : i * 7 + 1);
+        assert_int_equal(ddts_npy_write(p, w, NULL), DDTS_OK);
+        assert_int_equal(ddts_data_load(p, NULL, &r, NULL), DDTS_OK);
+        assert_int_equal(r->dtype, dt);
+        assert_int_equal(r->rank, 3);
+        assert_memory_equal(r->shape, shape, sizeof shape);
+        assert_memory_equal(r->data, w->data, w->nbytes);
+        ddts_array_destroy(w);
+        ddts_array_destroy(r);
+    }
+    unlink(p);
+    rmdir(dir);
+    ddts_free(p);
+    ddts_free(dir);
+}
+
+static double parse(const char *s)
+{
+    struct ddts_array *a = NULL;
+    struct ddts_error err;
+    enum ddts_status st = ddts_csv_parse(s, strlen(s), "t.csv", &a, &err);
+    if (st != DDTS_OK)
+        fail_msg("parse '%s': %s", s, err.msg);
+    double v = ((double *)a->data)[0];
+    ddts_array_destroy(a);
+    return v;
+}
+
+/* glibc finds locales under $LOCPATH: build de_DE there when the system lacks it. */
+static int comma_locale(char *dir_out, size_t n)
+{
+    if (setlocale(LC_ALL, "de_DE.UTF-8") != NULL)
+        return 1;
+    char *dir = test_tmpdir();
+    if (dir == NULL)
+        return 0;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
+    int rc = system(cmd);
+    setenv("LOCPATH", dir, 1);
+    snprintf(dir_out, n, "%s", dir);
+    ddts_free(dir);
+    return rc == 0 && setlocale(LC_ALL, "de_DE.UTF-8") != NULL;
+}
+
+static void test_numbers_locale_independent(void **state)
+{
+    (void)state;
+    const struct {
+        const char *text;
+        double want;
+    } cases[] = {
+        {"0.1", 0.1},
+        {"-2.5e-3", -2.5e-3},
+        {"1E5", 1e5},
+        {" 42 ", 42},
+        {"+7", 7},
+        {".5", 0.5},
+        {"5.", 5},
+        {"0.30000000000000004", 0.30000000000000004},
+        {"9007199254740993", 9007199254740992.0}, /* ties to even */
+        {"123456789012345678901234567890", 1.2345678901234568e29},
+        {"1.7976931348623157e308", 1.7976931348623157e308},
+        {"4.9e-324", 4.9e-324},
+        {"1e23", 1e23},
+        {"0.000000000000000000000000000001", 1e-30},
+    };
+    char locdir[256] = "";
+    int have = comma_locale(locdir, sizeof locdir);
+    if (have) {
+        /* The locale really is comma-decimal: strtod reads "1,5" as 1.5 there. */
+        assert_true(strtod("1,5", NULL) == 1.5);
+        print_message("testing under the de_DE.UTF-8 locale (decimal comma)\n");
+    } else {
+        print_message("de_DE.UTF-8 unavailable: testing in the C locale only\n");
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double got = parse(cases[i].text);
+        if (got != cases[i].want)
+            fail_msg("'%s' parsed as %.17g, expected %.17g", cases[i].text, got, cases[i].want);
+    }
+    /* "1,5" is two fields, never one and a half. */
+    struct ddts_array *a = NULL;
+    assert_int_equal(ddts_csv_parse("1,5\n", 4, "t.csv", &a, NULL), DDTS_OK);
+    assert_int_equal(a->shape[1], 2);
+    assert_true(((double *)a->data)[0] == 1.0 && ((double *)a->data)[1] == 5.0);
+    ddts_array_destroy(a);
+    setlocale(LC_ALL, "C");
+    if (locdir[0] != '\0') {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", locdir);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
+static void test_csv_table(void **state)
+{
+    (void)state;
+    const struct {
+        const char *text;
+        enum ddts_status want;
+        long rows, cols;
+        const char *msg; /* part of the error message */
+    } cases[] = {
+        {"a,b\n1,2\n3,4\n", DDTS_OK, 2, 2, NULL},
+        {"1,2\n3,4", DDTS_OK, 2, 2, NULL},
+        {"\xEF\xBB\xBFx;y\r\n1;2\r\n", DDTS_OK, 1, 2, NULL},
+        {"a\tb\n1\t2\n\n\n3\t4\n", DDTS_OK, 2, 2, NULL},
+        {"\"a\"\"\",\"b\nc\"\n\"1\",2\n", DDTS_OK, 1, 2, NULL},
+        {"a|b|c\n1|2|3\n", DDTS_OK, 1, 3, NULL},
+        {"1\r2\r3\r", DDTS_OK, 3, 1, NULL},
+        {"a,b\n1,\n", DDTS_EFORMAT, 0, 0, "row 2 (line 2), column 2: empty cell"},
+        {"a,b\n1,2\n3,x\n", DDTS_EFORMAT, 0, 0, "row 3 (line 3), column 2: 'x' is not a number"},
+        {"a,b\n1,2\n\n3\n", DDTS_EFORMAT, 0, 0, "row 3 (line 4) has 1 columns, row 1 has 2"},
+        {"a,\"b\n1,2\n", DDTS_EFORMAT, 0, 0, "malformed quoted field"},
+        {"\"a\"x,b\n1,2\n", DDTS_EFORMAT, 0, 0, "row 1 (line 1), column 1: malformed"},
+        {"", DDTS_EFORMAT, 0, 0, "no data rows"},
+        {"\n\n  \n", DDTS_EFORMAT, 0, 0, "no data rows"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct ddts_array *a = NULL;
+        struct ddts_error err;
+        ddts_error_clear(&err);
+        enum ddts_status st =
+            ddts_csv_parse(cases[i].text, strlen(cases[i].text), "t.csv", &a, &err);
+        if (st != cases[i].want)
+            fail_msg("case %zu: status %d (%s), expected %d", i, st, err.msg, cases[i].want);
+        if (st == DDTS_OK) {
+            assert_int_equal(a->shape[0], cases[i].rows);
+            assert_int_equal(a->shape[1], cases[i].cols);
+            ddts_array_destroy(a);
+        } else {
+            assert_null(a);
+            if (strstr(err.msg, cases[i].msg) == NULL || strncmp(err.msg, "t.csv: ", 7) != 0)
+                fail_msg("case %zu: message '%s' lacks 't.csv: ... %s'", i, err.msg, cases[i].msg);
+        }
+    }
+}
+
+static void test_idx_memory(void **state)
+{
+    (void)state;
+    /* int16 (2, 2) big endian: 1, -2, 300, -400. */
+    const uint8_t idx[] = {0, 0, 0x0B, 2, 0,    0,    0,    2,    0,    0,
+                           0, 2, 0,    1, 0xff, 0xfe, 0x01, 0x2c, 0xfe, 0x70};
+    struct ddts_array *a = NULL;
+    assert_int_equal(ddts_idx_parse(idx, sizeof idx, &a, NULL), DDTS_OK);
+    assert_int_equal(a->dtype, DDTS_I16);
+    const int16_t want[4] = {1, -2, 300, -400};
+    assert_memory_equal(a->data, want, sizeof want);
+    ddts_array_destroy(a);
+    for (size_t k = 0; k < sizeof idx; k++) {
+        struct ddts_error err;
+        assert_int_not_equal(ddts_idx_parse(idx, k, &a, &err), DDTS_OK);
+        assert_null(a);
+    }
+}
+
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    char *p = ddts_path_join(dir, name);
+    assert_int_equal(ddts_write_file_atomic(p, text, strlen(text), NULL), DDTS_OK);
+    ddts_free(p);
+}
+
+static void write_npy(const char *dir, const char *name, enum ddts_dtype dt, int rank,
+                      const int64_t *shape, double start)
+{
+    struct ddts_array *a = NULL;
+    assert_int_equal(ddts_array_create(dt, rank, shape, &a, NULL), DDTS_OK);
+    struct ddts_array *f = NULL;
+    int64_t s1[1] = {(int64_t)ddts_array_count(a)};
+    assert_int_equal(ddts_array_create(DDTS_F64, 1, s1, &f, NULL), DDTS_OK);
+    for (size_t i = 0; i < ddts_array_count(a); i++)
+        ((double *)f->data)[i] = start + (double)i;
+    struct ddts_array *c = NULL;
+    assert_int_equal(ddts_array_convert(f, dt, &c, NULL), DDTS_OK);
+    memcpy(a->data, c->data, a->nbytes);
+    char *p = ddts_path_join(dir, name);
+    assert_int_equal(ddts_npy_write(p, a, NULL), DDTS_OK);
+    ddts_free(p);
+    ddts_array_destroy(a);
+    ddts_array_destroy(f);
+    ddts_array_destroy(c);
+}
+
+static void test_folders(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    char *xd = ddts_path_join(dir, "X"), *yd = ddts_path_join(dir, "Y");
+    assert_int_equal(ddts_mkdir_p(xd, NULL), DDTS_OK);
+    assert_int_equal(ddts_mkdir_p(yd, NULL), DDTS_OK);
+    /* X: b.npy (uint8, 2 samples of 3) then c.csv (2 samples) then a0.npy (int16, first). */
+    int64_t s23[2] = {2, 3}, s13[2] = {1, 3};
+    write_npy(xd, "b.npy", DDTS_U8, 2, s23, 10);
+    write_npy(xd, "a0.npy", DDTS_I16, 2, s13, -5);
+    write_text(xd, "c.csv", "f1,f2,f3\n0.5,1,2\n3,4,5\n");
+    write_text(xd, ".hidden.npy", "not data");
+    write_text(xd, "README.txt", "ignored");
+    /* Y: one label per sample, in two files. */
+    int64_t s2[1] = {2}, s3[1] = {3};
+    write_npy(yd, "y1.npy", DDTS_U8, 1, s2, 0);
+    write_npy(yd, "y2.npy", DDTS_U8, 1, s3, 2);
+    struct ddts_array *x = NULL, *y = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_data_load_xy(dir, &x, &y, &err), DDTS_OK);
+    /* int16, uint8 and float64 promote to float64; order a0, b, c. */
+    assert_int_equal(x->dtype, DDTS_F64);
+    assert_int_equal(x->shape[0], 5);
+    assert_int_equal(x->shape[1], 3);
+    const double want[15] = {-5, -4, -3, 10, 11, 12, 13, 14, 15, 0.5, 1, 2, 3, 4, 5};
+    for (int i = 0; i < 15; i++)
+        assert_close(((double *)x->data)[i], want[i], 0);
+    assert_int_equal(y->dtype, DDTS_U8);
+    assert_int_equal(y->shape[0], 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(((uint8_t *)y->data)[i], i);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    /* Counts that disagree name both counts and folders. */
+    write_npy(yd, "y3.npy", DDTS_U8, 1, s2, 0);
+    assert_int_equal(ddts_data_load_xy(dir, &x, &y, &err), DDTS_ESHAPE);
+    assert_null(x);
+    assert_null(y);
+    assert_non_null(strstr(err.msg, "/X holds 5 samples but"));
+    assert_non_null(strstr(err.msg, "/Y holds 7"));
+    /* Sample shapes that disagree name both files. */
+    write_text(xd, "d.csv", "1,2\n3,4\n");
+    assert_int_equal(ddts_data_load_dir(xd, &x, &err), DDTS_ESHAPE);
+    assert_non_null(strstr(err.msg, "a0.npy has shape (1, 3)"));
+    assert_non_null(strstr(err.msg, "d.csv has shape (2, 2)"));
+    /* A bad cell names the file. */
+    write_text(xd, "d.csv", "1,2,3\n3,,4\n");
+    assert_int_equal(ddts_data_load_dir(xd, &x, &err), DDTS_EFORMAT);
+    assert_non_null(strstr(err.msg, "d.csv: row 2 (line 2), column 2: empty cell"));
+    /* Empty and missing folders. */
+    char *ed = ddts_path_join(dir, "E");
+    assert_int_equal(ddts_mkdir_p(ed, NULL), DDTS_OK);
+    assert_int_equal(ddts_data_load_dir(ed, &x, &err), DDTS_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "no data files"));
+    assert_int_equal(ddts_data_load_dir("/nonexistent/ddts", &x, &err), DDTS_ENOTFOUND);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    ddts_free(ed);
+    ddts_free(xd);
+    ddts_free(yd);
+    ddts_free(dir);
+}
+
+static void test_promote_convert_fit(void **state)
+{
+    (void)state;
+    /* numpy.promote_types. */
+    const enum ddts_dtype t[][3] = {
+        {DDTS_U8, DDTS_I8, DDTS_I16},   {DDTS_U8, DDTS_F16, DDTS_F16},
+        {DDTS_I16, DDTS_F16, DDTS_F32}, {DDTS_I32, DDTS_F32, DDTS_F64},
+        {DDTS_U64, DDTS_I64, DDTS_F64}, {DDTS_U32, DDTS_I64, DDTS_I64},
+        {DDTS_U32, DDTS_I32, DDTS_I64}, {DDTS_BOOL, DDTS_U8, DDTS_U8},
+        {DDTS_F16, DDTS_F64, DDTS_F64}, {DDTS_U16, DDTS_U64, DDTS_U64},
+        {DDTS_I8, DDTS_BOOL, DDTS_I8},  {DDTS_U8, DDTS_F32, DDTS_F32},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        assert_int_equal(ddts_dtype_promote(t[i][0], t[i][1]), t[i][2]);
+        assert_int_equal(ddts_dtype_promote(t[i][1], t[i][0]), t[i][2]);
+    }
+    /* Conversion: saturation, truncation, NaN, large integers exactly. */
+    int64_t s[1] = {6};
+    struct ddts_array *a = NULL, *b = NULL;
+    assert_int_equal(ddts_array_create(DDTS_F64, 1, s, &a, NULL), DDTS_OK);
+    const double in[6] = {-1.9, 2.9, 300, NAN, -1e300, 0.5};
+    memcpy(a->data, in, sizeof in);
+    assert_int_equal(ddts_array_convert(a, DDTS_U8, &b, NULL), DDTS_OK);
+    const uint8_t want_u8[6] = {0, 2, 255, 0, 0, 0};
+    assert_memory_equal(b->data, want_u8, 6);
+    ddts_array_destroy(b);
+    assert_int_equal(ddts_array_convert(a, DDTS_I8, &b, NULL), DDTS_OK);
+    const int8_t want_i8[6] = {-1, 2, 127, 0, -128, 0};
+    assert_memory_equal(b->data, want_i8, 6);
+    ddts_array_destroy(b);
+    assert_int_equal(ddts_array_convert(a, DDTS_F16, &b, NULL), DDTS_OK);
+    struct ddts_array *c = NULL;
+    assert_int_equal(ddts_array_convert(b, DDTS_F64, &c, NULL), DDTS_OK);
+    assert_close(((double *)c->data)[0], -1.900390625, 0); /* nearest half */
+    assert_true(isnan(((double *)c->data)[3]));
+    assert_true(isinf(((double *)c->data)[4]));
+    ddts_array_destroy(b);
+    ddts_array_destroy(c);
+    ddts_array_destroy(a);
+    assert_int_equal(ddts_array_create(DDTS_I64, 1, s, &a, NULL), DDTS_OK);
+    ((int64_t *)a->data)[0] = INT64_MAX - 1;
+    ((int64_t *)a->data)[1] = -70000;
+    assert_int_equal(ddts_array_convert(a, DDTS_U64, &b, NULL), DDTS_OK);
+    assert_true(((uint64_t *)b->data)[0] == (uint64_t)INT64_MAX - 1);
+    assert_true(((uint64_t *)b->data)[1] == 0);
+    ddts_array_destroy(b);
+    assert_int_equal(ddts_array_convert(a, DDTS_I16, &b, NULL), DDTS_OK);
+    assert_int_equal(((int16_t *)b->data)[1], INT16_MIN);
+    ddts_array_destroy(b);
+    ddts_array_destroy(a);
+
+    /* Reshaping samples to the model's input. */
+    int64_t s3[3] = {4, 28, 28};
+    assert_int_equal(ddts_array_create(DDTS_U8, 3, s3, &a, NULL), DDTS_OK);
+    const int64_t in4[3] = {28, 28, 1}, flat[1] = {784}, wrong[2] = {32, 32};
+    bool changed;
+    assert_int_equal(ddts_array_fit_samples(a, 3, in4, "X", &changed, NULL), DDTS_OK);
+    assert_true(changed);
+    assert_int_equal(a->rank, 4);
+    assert_int_equal(a->shape[3], 1);
+    assert_int_equal(ddts_array_fit_samples(a, 3, in4, "X", &changed, NULL), DDTS_OK);
+    assert_false(changed);
+    assert_int_equal(ddts_array_fit_samples(a, 1, flat, "X", &changed, NULL), DDTS_OK);
+    assert_int_equal(a->rank, 2);
+    assert_int_equal(a->shape[1], 784);
+    struct ddts_error err;
+    assert_int_equal(ddts_array_fit_samples(a, 2, wrong, "X", &changed, &err), DDTS_ESHAPE);
+    assert_string_equal(err.msg, "X has shape (4, 784) (784 values per sample) but the model "
+                                 "expects (None, 32, 32) (1024 values per sample)");
+    /* Gather samples. */
+    const uint32_t pick[2] = {3, 1};
+    ((uint8_t *)a->data)[3 * 784] = 9;
+    assert_int_equal(ddts_array_take(a, pick, 2, &b, NULL), DDTS_OK);
+    assert_int_equal(b->shape[0], 2);
+    assert_int_equal(((uint8_t *)b->data)[0], 9);
+    ddts_array_destroy(b);
+    const uint32_t bad[1] = {4};
+    assert_int_equal(ddts_array_take(a, bad, 1, &b, &err), DDTS_EINVAL);
+    ddts_array_destroy(a);
+}
+
+/* Fails every allocation of the parsers in turn: each run returns ENOMEM (or
+ * succeeds once enough allocations are allowed) and leaks nothing (ASan). */
+static void test_parsers_alloc_failures(void **state)
+{
+    (void)state;
+    const char *csv = "a,b\n1,2\n3,4\n";
+    uint8_t npy[256];
+    size_t nn = npy_with_header("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }",
+                                "\0\0\x80?\0\0\0@\0\0@@\0\0\x80@", 16, npy, sizeof npy);
+    const uint8_t idx[] = {0, 0, 8, 1, 0, 0, 0, 2, 7, 9};
+    int done_csv = 0, done_npy = 0, done_idx = 0;
+    for (long k = 0; k < 40 && !(done_csv && done_npy && done_idx); k++) {
+        struct ddts_array *a = NULL, *b = NULL, *c = NULL;
+        ddts_alloc_fail_after(k);
+        enum ddts_status s1 = ddts_csv_parse(csv, strlen(csv), "t.csv", &a, NULL);
+        ddts_alloc_fail_after(k);
+        enum ddts_status s2 = ddts_npy_parse(npy, nn, &b, NULL);
+        ddts_alloc_fail_after(k);
+        enum ddts_status s3 = ddts_idx_parse(idx, sizeof idx, &c, NULL);
+        ddts_alloc_fail_after(-1);
+        assert_true(s1 == DDTS_OK || s1 == DDTS_ENOMEM);
+        assert_true(s2 == DDTS_OK || s2 == DDTS_ENOMEM);
+        assert_true(s3 == DDTS_OK || s3 == DDTS_ENOMEM);
+        assert_true((s1 == DDTS_OK) == (a != NULL));
+        assert_true((s2 == DDTS_OK) == (b != NULL));
+        done_csv |= s1 == DDTS_OK;
+        done_npy |= s2 == DDTS_OK;
+        done_idx |= s3 == DDTS_OK;
+        if (s2 == DDTS_OK) {
+            const float want[4] = {1, 3, 2, 4}; /* Fortran order to C order */
+            assert_memory_equal(b->data, want, sizeof want);
+        }
+        ddts_array_destroy(a);
+        ddts_array_destroy(b);
+        ddts_array_destroy(c);
+    }
+    assert_true(done_csv && done_npy && done_idx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_npy_headers),
+        cmocka_unit_test(test_npy_data),
+        cmocka_unit_test(test_numbers_locale_independent),
+        cmocka_unit_test(test_csv_table),
+        cmocka_unit_test(test_idx_memory),
+        cmocka_unit_test(test_folders),
+        cmocka_unit_test(test_promote_convert_fit),
+        cmocka_unit_test(test_parsers_alloc_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,459 @@
+/*
+ * Finite-difference gradient checks of every layer, activation and loss of
+ * the engine. Each case builds a tiny model from a Keras config, computes the
+ * analytic gradient of the loss w.r.t. every trainable parameter (forward,
+ * loss, backward) and compares it with central differences of the loss
+ * (accumulated in double). Gradients reach early layers only through the
+ * backward passes of the later ones, so weightless layers are checked too.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "nn/nn.h"
+#include "test.h"
+
+#define B 3 /* batch */
+
+static int n_checked, n_skipped;
+
+/* A Sequential config from an input shape and a list of layer JSON objects. */
+static char *seq(const char *input_shape, const char *layers)
+{
+    size_t n = strlen(layers) + strlen(input_shape) + 256;
+    char *s = malloc(n);
+    snprintf(s, n,
+             "{\"class_name\":\"Sequential\",\"config\":{\"name\":\"t\",\"layers\":["
+             "{\"class_name\":\"InputLayer\",\"config\":{\"name\":\"in\",\"batch_input_shape\":"
+             "[null,%s]}},%s]}}",
+             input_shape, layers);
+    return s;
+}
+
+static void fill_uniform(struct ddts_rng *r, float *p, size_t n, double lo, double hi)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)(lo + (hi - lo) * ddts_rng_uniform(r));
+}
+
+/* Loss of the current parameters on the staged batch (dropout mask replayed). */
+static double eval_loss(struct ddts_model *m, const struct ddts_rng *drop)
+{
+    m->drop_rng = *drop;
+    m->training = 1;
+    ddts__nn_forward(m, B);
+    double l = ddts__nn_loss(m, B, 0, NULL, NULL, NULL, NULL);
+    m->training = 0;
+    return l;
+}
+
+enum tgt { T_REAL, T_PROB, T_BIN, T_LABEL, T_POS };
+
+static void check_json(const char *json, const char *loss, const char *loss_cfg, enum tgt tk,
+                       double tol)
+{
+    struct ddts_error err = {0};
+    struct ddts_model *m = NULL;
+    enum ddts_status st = ddts_model_from_keras_config(json, strlen(json), &m, &err);
+    if (st != DDTS_OK)
+        fail_msg("config: %s", err.msg);
+    assert_int_equal(ddts_model_init_weights(m, 11, &err), DDTS_OK);
+    struct ddts_compile_options co = {
+        .loss = loss, .optimizer = "sgd", .training_config_json = loss_cfg};
+    st = ddts_model_compile(m, &co, &err);
+    if (st != DDTS_OK)
+        fail_msg("compile: %s", err.msg);
+    struct ddts_rng r;
+    ddts_rng_seed(&r, 5);
+    /* Perturb every weight (biases, BN gamma/beta too) so that nothing is degenerate. */
+    for (size_t i = 0; i < m->n_w; i++) {
+        float *p = m->params + m->w[i].off;
+        if (strcmp(m->w[i].name, "moving_variance") == 0 || strcmp(m->w[i].name, "variance") == 0)
+            fill_uniform(&r, p, m->w[i].n, 0.5, 2.0);
+        else
+            fill_uniform(&r, p, m->w[i].n, -0.6, 0.6);
+    }
+    const struct nn_node *out = &m->nodes[m->output_node];
+    size_t K = (size_t)out->shape[out->rank - 1];
+    m->target_size = tk == T_LABEL ? out->size / K : out->size;
+    assert_int_equal(ddts__nn_plan(m, B, &err), DDTS_OK);
+    fill_uniform(&r, m->nodes[m->input_node].y, B * ddts_model_input_size(m), -1, 1);
+    size_t tn = B * m->target_size;
+    for (size_t i = 0; i < tn; i++) {
+        double u = ddts_rng_uniform(&r);
+        switch (tk) {
+        case T_REAL:
+            m->target[i] = (float)(2 * u - 1);
+            break;
+        case T_PROB:
+        case T_POS:
+            m->target[i] = (float)(0.05 + 0.9 * u);
+            break;
+        case T_BIN:
+            m->target[i] = u < 0.5 ? 0.0f : 1.0f;
+            break;
+        case T_LABEL:
+            m->target[i] = (float)ddts_rng_below(&r, K);
+            break;
+        }
+    }
+    if (tk == T_PROB) /* rows that sum to one */
+        for (size_t rr = 0; rr < tn / K; rr++) {
+            double s = 0;
+            for (size_t j = 0; j < K; j++)
+                s += m->target[rr * K + j];
+            for (size_t j = 0; j < K; j++)
+                m->target[rr * K + j] = (float)(m->target[rr * K + j] / s);
+        }
+    struct ddts_rng drop;
+    ddts_rng_seed(&drop, 99);
+    /* Analytic gradients. BN moving statistics change in training passes;
+     * they do not enter the training output, so they are left to drift. */
+    m->drop_rng = drop;
+    m->training = 1;
+    ddts__nn_forward(m, B);
+    (void)ddts__nn_loss(m, B, 1, NULL, NULL, NULL, NULL);
+    ddts__nn_backward(m, B);
+    m->training = 0;
+    float *ana = malloc(m->n_params * sizeof *ana);
+    memcpy(ana, m->grads, m->n_params * sizeof *ana);
+    /* Central differences at h and h/2: where they disagree the loss has a
+     * kink within h (relu, max pooling) and the entry is skipped; elsewhere
+     * their Richardson extrapolation is compared with the analytic value.
+     * float32 forward passes make the loss noisy by ~1e-7 relative, hence
+     * the absolute floor proportional to the loss. */
+    const double h = 1e-2;
+    double l0 = eval_loss(m, &drop);
+    double floor_abs = 3e-4 * fmax(1.0, fabs(l0));
+    int checked = 0, skipped = 0;
+    for (size_t wi = 0; wi < m->n_w; wi++) {
+        const struct nn_weight *w = &m->w[wi];
+        if (!w->trainable)
+            continue;
+        size_t step = w->n > 40 ? w->n / 40 : 1;
+        for (size_t j = 0; j < w->n; j += step) {
+            float *p = m->params + w->off + j, p0 = *p;
+            double d[2], lpk[2], lmk[2], hpk[2], hmk[2];
+            for (int k = 0; k < 2; k++) {
+                double hk = k ? h / 2 : h;
+                *p = (float)(p0 + hk);
+                hpk[k] = (double)*p - p0;
+                lpk[k] = eval_loss(m, &drop);
+                *p = (float)(p0 - hk);
+                hmk[k] = p0 - (double)*p;
+                lmk[k] = eval_loss(m, &drop);
+                *p = p0;
+                d[k] = (lpk[k] - lmk[k]) / (hpk[k] + hmk[k]);
+            }
+            double a = ana[w->off + j];
+            /* one-sided slopes differ across a kink even when it sits at p0 */
+            double dplus = (lpk[1] - l0) / hpk[1], dminus = (l0 - lmk[1]) / hmk[1];
+            double sc0 = fmax(fabs(d[0]), fabs(d[1]));
+            if (fabs(d[0] - d[1]) > 0.05 * sc0 + floor_abs ||
+                fabs(dplus - dminus) > 0.1 * sc0 + 2 * floor_abs) {
+                skipped++;
+                continue;
+            }
+            double num = (4 * d[1] - d[0]) / 3;
+            double diff = fabs(num - a), scale = fmax(fabs(num), fabs(a));
+            if (diff > tol * scale + floor_abs)
+                fail_msg("%s: d loss / d %s/%s[%zu]: analytic %.7g, numeric %.7g (loss %s = %g)",
+                         json, w->layer_name, w->name, j, a, num, loss ? loss : "cfg", l0);
+            checked++;
+        }
+    }
+    if (skipped * 5 > checked)
+        fail_msg("%s: %d of %d entries sit on kinks", json, skipped, checked + skipped);
+    assert_true(checked > 0);
+    n_checked += checked;
+    n_skipped += skipped;
+    free(ana);
+    ddts_model_destroy(m);
+}
+
+static void check(const char *input_shape, const char *layers, const char *loss, enum tgt tk)
+{
+    char *j = seq(input_shape, layers);
+    check_json(j, loss, NULL, tk, 2e-2);
+    free(j);
+}
+
+#define DENSE(n, act)                                                                              \
+    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"d" #n "\",\"units\":" #n                     \
+    ",\"activation\":\"" act "\"}}"
+
+static void test_dense(void **state)
+{
+    (void)state;
+    check("4", DENSE(5, "tanh") "," DENSE(3, "linear"), "mse", T_REAL);
+    /* Dense on a rank-3 input applies to the last axis. */
+    check("2,4", DENSE(5, "relu") "," DENSE(3, "linear"), "mse", T_REAL);
+    check("4",
+          "{\"class_name\":\"Dense\",\"config\":{\"name\":\"nb\",\"units\":3,\"use_bias\":false,"
+          "\"activation\":\"sigmoid\"}}",
+          "mse", T_REAL);
+}
+
+static void test_activations(void **state)
+{
+    (void)state;
+    const char *acts[] = {"relu",   "sigmoid",      "tanh",       "softmax", "elu",
+                          "selu",   "softplus",     "softsign",   "swish",   "silu",
+                          "gelu",   "hard_sigmoid", "leaky_relu", "relu6",   "exponential",
+                          "linear", "mish",         "hard_silu"};
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++) {
+        char layers[512];
+        snprintf(layers, sizeof layers,
+                 "{\"class_name\":\"Dense\",\"config\":{\"name\":\"a\",\"units\":6,"
+                 "\"activation\":\"%s\"}}," DENSE(2, "linear"),
+                 acts[i]);
+        check("4", layers, "mse", T_REAL);
+    }
+    /* Activation layers, and the ReLU/LeakyReLU/ELU/Softmax layer classes. */
+    check("4",
+          DENSE(6, "linear") ",{\"class_name\":\"Activation\",\"config\":{\"name\":\"x\","
+                             "\"activation\":\"tanh\"}}," DENSE(2, "linear"),
+          "mse", T_REAL);
+    check("4",
+          DENSE(6, "linear") ",{\"class_name\":\"LeakyReLU\",\"config\":{\"name\":\"x\","
+                             "\"alpha\":0.1}}," DENSE(2, "linear"),
+          "mse", T_REAL);
+    check("4",
+          DENSE(6, "linear") ",{\"class_name\":\"ReLU\",\"config\":{\"name\":\"x\","
+                             "\"max_value\":0.3,\"threshold\":0.05}}," DENSE(2, "linear"),
+          "mse", T_REAL);
+    check("4",
+          DENSE(6, "linear") ",{\"class_name\":\"ELU\",\"config\":{\"name\":\"x\","
+                             "\"alpha\":0.7}}," DENSE(2, "linear"),
+          "mse", T_REAL);
+    check("4", DENSE(6, "linear") ",{\"class_name\":\"Softmax\",\"config\":{\"name\":\"x\"}}",
+          "mse", T_REAL);
+}
+
+#define CONV(name, f, k, extra)                                                                    \
+    "{\"class_name\":\"Conv2D\",\"config\":{\"name\":\"" name "\",\"filters\":" #f                 \
+    ",\"kernel_size\":[" #k "," #k "],\"activation\":\"tanh\"" extra "}}"
+#define HEAD ",{\"class_name\":\"Flatten\",\"config\":{\"name\":\"f\"}}," DENSE(2, "linear")
+
+static void test_conv(void **state)
+{
+    (void)state;
+    check("5,5,2", CONV("c", 3, 3, "") HEAD, "mse", T_REAL);
+    check("6,5,2", CONV("c", 3, 3, ",\"padding\":\"same\"") HEAD, "mse", T_REAL);
+    check("7,6,2", CONV("c", 2, 3, ",\"strides\":[2,2],\"padding\":\"same\"") HEAD, "mse", T_REAL);
+    check("7,7,1", CONV("c", 2, 3, ",\"strides\":[2,1]") HEAD, "mse", T_REAL);
+    check("7,7,2", CONV("c", 2, 2, ",\"dilation_rate\":[2,2],\"padding\":\"same\"") HEAD, "mse",
+          T_REAL);
+    check("4,4,3", CONV("c", 2, 1, "") HEAD, "mse", T_REAL); /* pointwise fast path */
+    /* two convolutions: the second's backward feeds the first */
+    check("6,6,2", CONV("c1", 3, 3, "") "," CONV("c2", 2, 2, ",\"use_bias\":false") HEAD, "mse",
+          T_REAL);
+}
+
+static void test_conv_transpose(void **state)
+{
+    (void)state;
+    check("3,3,2",
+          "{\"class_name\":\"Conv2DTranspose\",\"config\":{\"name\":\"t\",\"filters\":2,"
+          "\"kernel_size\":[3,3],\"strides\":[2,2],\"activation\":\"tanh\"}}" HEAD,
+          "mse", T_REAL);
+    check("3,4,2",
+          "{\"class_name\":\"Conv2DTranspose\",\"config\":{\"name\":\"t\",\"filters\":3,"
+          "\"kernel_size\":[3,3],\"strides\":[2,2],\"padding\":\"same\",\"activation\":\"linear\"}}"
+          "," CONV("c", 2, 2, "") HEAD,
+          "mse", T_REAL);
+}
+
+static void test_pooling(void **state)
+{
+    (void)state;
+    check("6,6,2",
+          CONV("c", 3, 3, ",\"padding\":\"same\"") ",{\"class_name\":\"MaxPooling2D\",\"config\":"
+                                                   "{\"name\":\"p\",\"pool_size\":[2,2]}}" HEAD,
+          "mse", T_REAL);
+    check("5,5,2",
+          CONV("c", 3, 3, ",\"padding\":\"same\"") ",{\"class_name\":\"MaxPooling2D\",\"config\":"
+                                                   "{\"name\":\"p\",\"pool_size\":[2,2],"
+                                                   "\"padding\":\"same\"}}" HEAD,
+          "mse", T_REAL);
+    check(
+        "5,5,2",
+        CONV("c", 3, 3, ",\"padding\":\"same\"") ",{\"class_name\":\"AveragePooling2D\","
+                                                 "\"config\":{\"name\":\"p\",\"pool_size\":[2,"
+                                                 "2],\"strides\":[1,1],\"padding\":\"same\"}}" HEAD,
+        "mse", T_REAL);
+    check("5,5,2",
+          CONV("c", 3, 3, "") ",{\"class_name\":\"GlobalAveragePooling2D\",\"config\":{"
+                              "\"name\":\"g\"}}," DENSE(2, "linear"),
+          "mse", T_REAL);
+    check("5,5,2",
+          CONV("c", 3, 3, "") ",{\"class_name\":\"GlobalMaxPooling2D\",\"config\":{"
+                              "\"name\":\"g\",\"keepdims\":true}}" HEAD,
+          "mse", T_REAL);
+}
+
+static void test_shape_layers(void **state)
+{
+    (void)state;
+    check("3,3,2",
+          CONV("c", 2, 2, "") ",{\"class_name\":\"UpSampling2D\",\"config\":{\"name\":\"u\","
+                              "\"size\":[2,3]}}" HEAD,
+          "mse", T_REAL);
+    check("3,3,2",
+          CONV("c", 2, 2, "") ",{\"class_name\":\"ZeroPadding2D\",\"config\":{\"name\":\"z\","
+                              "\"padding\":[[1,0],[2,1]]}}," CONV("c2", 2, 2, "") HEAD,
+          "mse", T_REAL);
+    check("6",
+          DENSE(8, "tanh") ",{\"class_name\":\"Reshape\",\"config\":{\"name\":\"r\","
+                           "\"target_shape\":[2,2,-1]}}," CONV("c", 2, 2, "") HEAD,
+          "mse", T_REAL);
+    check(
+        "6",
+        DENSE(8, "tanh") ",{\"class_name\":\"Dropout\",\"config\":{\"name\":\"dr\",\"rate\":0.4}},"
+                         "{\"class_name\":\"Rescaling\",\"config\":{\"name\":\"rs\",\"scale\":"
+                         "0.5,\"offset\":0.1}}," DENSE(2, "linear"),
+        "mse", T_REAL);
+    check("6",
+          "{\"class_name\":\"Normalization\",\"config\":{\"name\":\"n\",\"axis\":-1}}," DENSE(
+              3, "tanh"),
+          "mse", T_REAL);
+}
+
+static void test_batchnorm(void **state)
+{
+    (void)state;
+    check("5",
+          DENSE(4, "linear") ",{\"class_name\":\"BatchNormalization\",\"config\":{\"name\":\"bn\","
+                             "\"axis\":-1}}," DENSE(2, "tanh"),
+          "mse", T_REAL);
+    check("4,4,2",
+          CONV("c", 3, 2, "") ",{\"class_name\":\"BatchNormalization\",\"config\":{\"name\":"
+                              "\"bn\",\"axis\":[3],\"center\":false}}" HEAD,
+          "mse", T_REAL);
+}
+
+/* Functional graphs: a residual Add, Concatenate, Average, Subtract, Multiply. */
+static void test_merge(void **state)
+{
+    (void)state;
+    const char *merges[] = {"Add", "Average", "Subtract", "Multiply", "Concatenate"};
+    for (size_t i = 0; i < sizeof merges / sizeof merges[0]; i++) {
+        char j[4096];
+        snprintf(j, sizeof j,
+                 "{\"class_name\":\"Functional\",\"config\":{\"name\":\"f\",\"layers\":["
+                 "{\"name\":\"in\",\"class_name\":\"InputLayer\",\"config\":{\"name\":\"in\","
+                 "\"batch_input_shape\":[null,4]},\"inbound_nodes\":[]},"
+                 "{\"name\":\"a\",\"class_name\":\"Dense\",\"config\":{\"name\":\"a\",\"units\":3,"
+                 "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"in\",0,0,{}]]]},"
+                 "{\"name\":\"b\",\"class_name\":\"Dense\",\"config\":{\"name\":\"b\",\"units\":3,"
+                 "\"activation\":\"sigmoid\"},\"inbound_nodes\":[[[\"a\",0,0,{}]]]},"
+                 "{\"name\":\"m\",\"class_name\":\"%s\",\"config\":{\"name\":\"m\"},"
+                 "\"inbound_nodes\":[[[\"a\",0,0,{}],[\"b\",0,0,{}]]]},"
+                 "{\"name\":\"o\",\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":2},"
+                 "\"inbound_nodes\":[[[\"m\",0,0,{}]]]}],"
+                 "\"input_layers\":[[\"in\",0,0]],\"output_layers\":[[\"o\",0,0]]}}",
+                 merges[i]);
+        check_json(j, "mse", NULL, T_REAL, 2e-2);
+    }
+}
+
+static void test_losses(void **state)
+{
+    (void)state;
+    struct {
+        const char *act, *loss, *cfg;
+        enum tgt t;
+    } cases[] = {
+        {"softmax", "sparse_categorical_crossentropy", NULL, T_LABEL}, /* fused */
+        {"linear", NULL,
+         "{\"loss\":{\"class_name\":\"SparseCategoricalCrossentropy\",\"config\":{"
+         "\"from_logits\":true}}}",
+         T_LABEL},
+        {"sigmoid", "sparse_categorical_crossentropy", NULL, T_LABEL}, /* on probabilities */
+        {"softmax", "categorical_crossentropy", NULL, T_PROB},
+        {"linear", NULL,
+         "{\"loss\":{\"class_name\":\"CategoricalCrossentropy\",\"config\":{\"from_logits\":true,"
+         "\"label_smoothing\":0.1}}}",
+         T_PROB},
+        {"sigmoid", "categorical_crossentropy", NULL, T_PROB},
+        {"sigmoid", "binary_crossentropy", NULL, T_BIN}, /* fused */
+        {"linear", NULL,
+         "{\"loss\":{\"class_name\":\"BinaryCrossentropy\",\"config\":{\"from_logits\":true,"
+         "\"label_smoothing\":0.2}}}",
+         T_BIN},
+        {"softmax", "binary_crossentropy", NULL, T_BIN}, /* on probabilities */
+        {"linear", "mse", NULL, T_REAL},
+        {"linear", "mae", NULL, T_REAL},
+        {"linear", "mape", NULL, T_POS},
+        {"softplus", "msle", NULL, T_POS},
+        {"linear", "huber", NULL, T_REAL},
+        {"softmax", "kl_divergence", NULL, T_PROB},
+        {"linear", "hinge", NULL, T_BIN},
+        {"linear", "squared_hinge", NULL, T_BIN},
+        {"linear", "log_cosh", NULL, T_REAL},
+        {"softplus", "poisson", NULL, T_POS},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char layers[512];
+        snprintf(layers, sizeof layers,
+                 DENSE(5, "tanh") ",{\"class_name\":\"Dense\",\"config\":{\"name\":\"o\","
+                                  "\"units\":4,\"activation\":\"%s\"}}",
+                 cases[i].act);
+        char *j = seq("3", layers);
+        check_json(j, cases[i].loss, cases[i].cfg, cases[i].t, 2e-2);
+        free(j);
+    }
+}
+
+/* Loss values against hand computation. */
+static void test_loss_values(void **state)
+{
+    (void)state;
+    const char *j = "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+                    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"d\",\"units\":3,"
+                    "\"use_bias\":false,\"activation\":\"softmax\",\"batch_input_shape\":[null,"
+                    "1]}}]}}";
+    struct ddts_error err;
+    struct ddts_model *m;
+    assert_int_equal(ddts_model_from_keras_config(j, strlen(j), &m, &err), DDTS_OK);
+    float *w = ddts_model_weights_flat(m, NULL);
+    w[0] = 1;
+    w[1] = 2;
+    w[2] = 3;
+    struct ddts_compile_options co = {.loss = "sparse_categorical_crossentropy"};
+    assert_int_equal(ddts_model_compile(m, &co, &err), DDTS_OK);
+    int64_t xs[2] = {2, 1}, ys[1] = {2};
+    struct ddts_array *x, *y;
+    assert_int_equal(ddts_array_create(DDTS_F32, 2, xs, &x, &err), DDTS_OK);
+    assert_int_equal(ddts_array_create(DDTS_U8, 1, ys, &y, &err), DDTS_OK);
+    ((float *)x->data)[0] = 1;
+    ((float *)x->data)[1] = 0;
+    ((uint8_t *)y->data)[0] = 2;
+    ((uint8_t *)y->data)[1] = 0;
+    struct ddts_dataset d = {.x = x, .y = y};
+    struct ddts_logs logs;
+    assert_int_equal(ddts_model_evaluate(m, &d, 8, &logs, &err), DDTS_OK);
+    /* sample 1: logits (1,2,3), label 2; sample 2: logits 0, label 0 */
+    double l1 = log(exp(1) + exp(2) + exp(3)) - 3, l2 = log(3.0);
+    double v;
+    assert_int_equal(ddts_logs_get(&logs, "loss", &v), 0);
+    assert_close(v, (l1 + l2) / 2, 1e-6);
+    assert_int_equal(ddts_logs_get(&logs, "accuracy", &v), 0);
+    assert_close(v, 1.0, 1e-12); /* argmax of equal logits is class 0 */
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    ddts_model_destroy(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dense),     cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_conv),      cmocka_unit_test(test_conv_transpose),
+        cmocka_unit_test(test_pooling),   cmocka_unit_test(test_shape_layers),
+        cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_losses),    cmocka_unit_test(test_loss_values),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    printf("gradient entries checked: %d (%d skipped on kinks)\n", n_checked, n_skipped);
+    return failed;
+}

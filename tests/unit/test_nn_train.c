@@ -1,0 +1,393 @@
+/*
+ * Training: a tiny model learns XOR; same seed and threads give identical
+ * bits; fit continues across calls; no allocation inside a training step;
+ * evaluate/predict agree; callbacks, early stopping, checkpoints, NaN and
+ * data errors.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "nn/nn.h"
+#include "test.h"
+
+static struct ddts_model *build(const char *j, const char *loss, const char *opt, double lr,
+                                int threads)
+{
+    struct ddts_error err = {0};
+    struct ddts_model *m = NULL;
+    if (ddts_model_from_keras_config(j, strlen(j), &m, &err) != DDTS_OK)
+        fail_msg("config: %s", err.msg);
+    if (ddts_model_init_weights(m, 1234, &err) != DDTS_OK)
+        fail_msg("init: %s", err.msg);
+    struct ddts_compile_options co = {
+        .loss = loss, .optimizer = opt, .learning_rate = lr, .threads = threads};
+    if (ddts_model_compile(m, &co, &err) != DDTS_OK)
+        fail_msg("compile: %s", err.msg);
+    return m;
+}
+
+static struct ddts_array *arr(enum ddts_dtype dt, int rank, int64_t a, int64_t b, int64_t c,
+                              int64_t d)
+{
+    int64_t s[4] = {a, b, c, d};
+    struct ddts_array *x;
+    assert_int_equal(ddts_array_create(dt, rank, s, &x, NULL), DDTS_OK);
+    return x;
+}
+
+static const char *XOR = "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+                         "{\"class_name\":\"Dense\",\"config\":{\"name\":\"h\",\"units\":8,"
+                         "\"activation\":\"tanh\",\"batch_input_shape\":[null,2]}},"
+                         "{\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":1,"
+                         "\"activation\":\"sigmoid\"}}]}}";
+
+static void test_xor(void **state)
+{
+    (void)state;
+    struct ddts_model *m = build(XOR, "binary_crossentropy", "adam", 0.05, 1);
+    struct ddts_array *x = arr(DDTS_F32, 2, 4, 2, 0, 0), *y = arr(DDTS_U8, 1, 4, 0, 0, 0);
+    float *xd = x->data;
+    uint8_t *yd = y->data;
+    for (int i = 0; i < 4; i++) {
+        xd[2 * i] = (float)(i & 1);
+        xd[2 * i + 1] = (float)(i >> 1);
+        yd[i] = (uint8_t)((i & 1) ^ (i >> 1));
+    }
+    struct ddts_dataset d = {.x = x, .y = y};
+    struct ddts_fit_options fo = {.epochs = 300, .batch_size = 4, .shuffle = 1, .seed = 3};
+    struct ddts_history *h;
+    struct ddts_error err;
+    assert_int_equal(ddts_model_fit(m, &d, &fo, &h, &err), DDTS_OK);
+    assert_int_equal(h->n_epochs, 300);
+    assert_int_equal(h->n_columns, 2);
+    assert_string_equal(h->columns[0], "loss");
+    assert_string_equal(h->columns[1], "accuracy");
+    double first = h->values[0], last = h->values[299 * 2];
+    printf("XOR: loss %.4f -> %.4f, accuracy %.2f\n", first, last, h->values[299 * 2 + 1]);
+    assert_true(last < 0.1);
+    assert_true(last < first);
+    struct ddts_logs logs;
+    assert_int_equal(ddts_model_evaluate(m, &d, 4, &logs, &err), DDTS_OK);
+    double acc;
+    assert_int_equal(ddts_logs_get(&logs, "accuracy", &acc), 0);
+    assert_close(acc, 1.0, 0);
+    ddts_history_destroy(h);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    ddts_model_destroy(m);
+}
+
+/* A small CNN with every stochastic part: shuffling, dropout, batch norm. */
+static const char *CNN =
+    "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+    "{\"class_name\":\"InputLayer\",\"config\":{\"name\":\"in\",\"batch_input_shape\":[null,6,6,"
+    "1]}},"
+    "{\"class_name\":\"Conv2D\",\"config\":{\"name\":\"c\",\"filters\":4,\"kernel_size\":3,"
+    "\"padding\":\"same\",\"activation\":\"relu\"}},"
+    "{\"class_name\":\"BatchNormalization\",\"config\":{\"name\":\"bn\",\"axis\":-1}},"
+    "{\"class_name\":\"MaxPooling2D\",\"config\":{\"name\":\"p\"}},"
+    "{\"class_name\":\"Flatten\",\"config\":{\"name\":\"f\"}},"
+    "{\"class_name\":\"Dropout\",\"config\":{\"name\":\"dr\",\"rate\":0.3}},"
+    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":3,\"activation\":"
+    "\"softmax\"}}]}}";
+
+#define N 40
+
+static void make_data(struct ddts_array **x, struct ddts_array **y)
+{
+    /* x (N, 36) uint8 reshaped to (6, 6, 1); label = which third holds the brightest pixel */
+    *x = arr(DDTS_U8, 2, N, 36, 0, 0);
+    *y = arr(DDTS_I64, 2, N, 1, 0, 0);
+    struct ddts_rng r;
+    ddts_rng_seed(&r, 77);
+    uint8_t *xd = (*x)->data;
+    int64_t *yd = (*y)->data;
+    for (int i = 0; i < N; i++) {
+        int best = 0;
+        for (int j = 0; j < 36; j++) {
+            xd[i * 36 + j] = (uint8_t)ddts_rng_below(&r, 200);
+            if (xd[i * 36 + j] > xd[i * 36 + best])
+                best = j;
+        }
+        yd[i] = best / 12;
+    }
+}
+
+static void train_cnn(int threads, uint64_t seed, float *out, size_t *n_out, uint64_t *iters)
+{
+    struct ddts_model *m = build(CNN, "sparse_categorical_crossentropy", "adam", 0, threads);
+    struct ddts_array *x, *y;
+    make_data(&x, &y);
+    struct ddts_dataset d = {.x = x, .y = y};
+    struct ddts_fit_options fo = {.epochs = 3, .batch_size = 8, .shuffle = 1, .seed = seed};
+    struct ddts_error err;
+    assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK);
+    size_t n;
+    float *w = ddts_model_weights_flat(m, &n);
+    memcpy(out, w, n * sizeof *w);
+    *n_out = n;
+    *iters = ddts_model_iterations(m);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    ddts_model_destroy(m);
+}
+
+static void test_determinism(void **state)
+{
+    (void)state;
+    float a[512], b[512];
+    size_t na, nb;
+    uint64_t ia, ib;
+    for (int threads = 1; threads <= 2; threads++) {
+        train_cnn(threads, 5, a, &na, &ia);
+        train_cnn(threads, 5, b, &nb, &ib);
+        assert_true(na < 512);
+        assert_int_equal(na, nb);
+        assert_int_equal(ia, 15); /* 3 epochs x 5 batches */
+        assert_memory_equal(a, b, na * sizeof *a);
+    }
+    train_cnn(1, 6, b, &nb, &ib);
+    assert_memory_not_equal(a, b, na * sizeof *a);
+}
+
+/* fit(0..2) equals fit(0..1) then fit(1..2): optimizer state carries over. */
+static void test_continue(void **state)
+{
+    (void)state;
+    struct ddts_array *x, *y;
+    make_data(&x, &y);
+    struct ddts_dataset d = {.x = x, .y = y};
+    struct ddts_error err;
+    struct ddts_model *m1 = build(CNN, "sparse_categorical_crossentropy", "adam", 0, 1);
+    struct ddts_model *m2 = build(CNN, "sparse_categorical_crossentropy", "adam", 0, 1);
+    struct ddts_fit_options fo = {.epochs = 2, .batch_size = 8, .shuffle = 1, .seed = 9};
+    assert_int_equal(ddts_model_fit(m1, &d, &fo, NULL, &err), DDTS_OK);
+    fo.epochs = 1;
+    assert_int_equal(ddts_model_fit(m2, &d, &fo, NULL, &err), DDTS_OK);
+    fo.initial_epoch = 1;
+    fo.epochs = 2;
+    struct ddts_history *h;
+    assert_int_equal(ddts_model_fit(m2, &d, &fo, &h, &err), DDTS_OK);
+    assert_int_equal(h->n_epochs, 1);
+    assert_int_equal(h->epochs[0], 1);
+    size_t n;
+    float *w1 = ddts_model_weights_flat(m1, &n), *w2 = ddts_model_weights_flat(m2, NULL);
+    assert_memory_equal(w1, w2, n * sizeof *w1);
+    size_t ns1, ns2;
+    float *s1 = ddts_model_optimizer_state(m1, &ns1), *s2 = ddts_model_optimizer_state(m2, &ns2);
+    assert_int_equal(ns1, ns2);
+    assert_memory_equal(s1, s2, ns1 * sizeof *s1);
+    ddts_history_destroy(h);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    ddts_model_destroy(m1);
+    ddts_model_destroy(m2);
+}
+
+/* A training step (forward, loss, backward, update) allocates nothing. */
+static void test_no_alloc_in_step(void **state)
+{
+    (void)state;
+    struct ddts_model *m = build(CNN, "sparse_categorical_crossentropy", "adam", 0, 2);
+    struct ddts_error err;
+    m->target_size = 1;
+    assert_int_equal(ddts__nn_plan(m, 8, &err), DDTS_OK);
+    for (size_t i = 0; i < 8; i++)
+        m->target[i] = (float)(i % 3);
+    (void)ddts_alloc_fail_after(-1);
+    for (int step = 0; step < 3; step++) {
+        m->training = 1;
+        ddts__nn_forward(m, 8);
+        (void)ddts__nn_loss(m, 8, 1, NULL, NULL, NULL, NULL);
+        ddts__nn_backward(m, 8);
+        ddts__nn_opt_step(m);
+        m->training = 0;
+    }
+    assert_int_equal(ddts_alloc_fail_after(-1), 0);
+    ddts_model_destroy(m);
+}
+
+static void test_predict_evaluate(void **state)
+{
+    (void)state;
+    struct ddts_array *x, *y;
+    make_data(&x, &y);
+    struct ddts_model *m = build(CNN, "sparse_categorical_crossentropy", "adam", 0, 1);
+    struct ddts_dataset d = {.x = x, .y = y};
+    struct ddts_fit_options fo = {.epochs = 2, .batch_size = 8, .shuffle = 1, .seed = 1};
+    struct ddts_error err;
+    assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK);
+    struct ddts_array *p;
+    assert_int_equal(ddts_model_predict(m, x, 16, &p, &err), DDTS_OK);
+    assert_int_equal(p->dtype, DDTS_F32);
+    assert_int_equal(p->rank, 2);
+    assert_int_equal(p->shape[0], N);
+    assert_int_equal(p->shape[1], 3);
+    const float *pd = p->data;
+    const int64_t *yd = y->data;
+    double correct = 0, nll = 0;
+    for (int i = 0; i < N; i++) {
+        double s = pd[3 * i] + pd[3 * i + 1] + pd[3 * i + 2];
+        assert_close(s, 1.0, 1e-5);
+        int am = 0;
+        for (int k = 1; k < 3; k++)
+            if (pd[3 * i + k] > pd[3 * i + am])
+                am = k;
+        correct += am == yd[i];
+        nll -= log(pd[3 * i + yd[i]]);
+    }
+    struct ddts_logs logs;
+    assert_int_equal(ddts_model_evaluate(m, &d, 16, &logs, &err), DDTS_OK);
+    double v;
+    assert_int_equal(ddts_logs_get(&logs, "accuracy", &v), 0);
+    assert_close(v, correct / N, 1e-12);
+    assert_int_equal(ddts_logs_get(&logs, "loss", &v), 0);
+    assert_close(v, nll / N, 1e-5);
+    /* a subset by index */
+    uint32_t idx[3] = {5, 0, 39};
+    struct ddts_dataset sub = {.x = x, .y = y, .idx = idx, .n = 3};
+    assert_int_equal(ddts_model_evaluate(m, &sub, 2, &logs, &err), DDTS_OK);
+    double sub_nll = -(log(pd[15 + yd[5]]) + log(pd[yd[0]]) + log(pd[3 * 39 + yd[39]])) / 3;
+    assert_int_equal(ddts_logs_get(&logs, "loss", &v), 0);
+    assert_close(v, sub_nll, 1e-5);
+    ddts_array_destroy(p);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    ddts_model_destroy(m);
+}
+
+struct cb_state {
+    size_t batches, epochs;
+    int stop_at_batch;
+};
+
+static int on_batch(void *u, struct ddts_model *m, int epoch, size_t batch, size_t n_batches,
+                    size_t done, const struct ddts_logs *run)
+{
+    (void)m;
+    (void)epoch;
+    struct cb_state *s = u;
+    s->batches++;
+    assert_int_equal(n_batches, 5);
+    assert_int_equal(done, batch == 4 ? 40 : (batch + 1) * 8);
+    assert_string_equal(run->names[0], "loss");
+    return s->stop_at_batch >= 0 && s->batches == (size_t)s->stop_at_batch;
+}
+
+static int on_epoch(void *u, struct ddts_model *m, int epoch, const struct ddts_logs *logs)
+{
+    (void)m;
+    (void)epoch;
+    struct cb_state *s = u;
+    s->epochs++;
+    double v;
+    assert_int_equal(ddts_logs_get(logs, "val_loss", &v), 0);
+    return 0;
+}
+
+static void test_callbacks_and_stopping(void **state)
+{
+    (void)state;
+    struct ddts_array *x, *y;
+    make_data(&x, &y);
+    struct ddts_dataset d = {.x = x, .y = y};
+    struct ddts_error err;
+    struct cb_state cs = {0, 0, -1};
+    struct ddts_fit_callbacks cb = {&cs, on_batch, on_epoch};
+    /* SGD with a zero rate never improves: early stopping after patience epochs */
+    const char *mlp = "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+                      "{\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":3,"
+                      "\"activation\":\"softmax\",\"batch_input_shape\":[null,36]}}]}}";
+    struct ddts_model *m = build(mlp, "sparse_categorical_crossentropy", "sgd", 1e-30, 1);
+    struct ddts_fit_options fo = {.epochs = 10,
+                                  .batch_size = 8,
+                                  .seed = 1,
+                                  .validation = &d,
+                                  .callbacks = &cb,
+                                  .checkpoint_monitor = "val_accuracy",
+                                  .early_stopping_patience = 2};
+    struct ddts_history *h;
+    assert_int_equal(ddts_model_fit(m, &d, &fo, &h, &err), DDTS_OK);
+    assert_int_equal(h->n_epochs, 3);
+    assert_true(h->stopped_early);
+    assert_int_equal(h->n_columns, 4);
+    assert_string_equal(h->columns[2], "val_loss");
+    assert_string_equal(h->columns[3], "val_accuracy");
+    assert_int_equal(cs.batches, 15);
+    assert_int_equal(cs.epochs, 3);
+    int be;
+    assert_non_null(ddts_model_best_weights(m, &be));
+    assert_int_equal(be, 0);
+    assert_int_equal(h->best_epoch, 0);
+    ddts_history_destroy(h);
+    /* a callback stops training */
+    cs.stop_at_batch = 22;
+    fo.early_stopping_patience = 0;
+    assert_int_equal(ddts_model_fit(m, &d, &fo, &h, &err), DDTS_ECANCELED);
+    assert_non_null(h);
+    assert_int_equal(h->n_epochs, 1);
+    ddts_history_destroy(h);
+    ddts_model_destroy(m);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    struct ddts_error err;
+    struct ddts_model *m = build(XOR, "mse", "sgd", 1e30, 1);
+    struct ddts_array *x = arr(DDTS_F64, 2, 4, 2, 0, 0), *y = arr(DDTS_F64, 2, 4, 1, 0, 0);
+    double *xd = x->data, *yd = y->data;
+    for (int i = 0; i < 8; i++)
+        xd[i] = 1e3 * (i + 1);
+    for (int i = 0; i < 4; i++)
+        yd[i] = 1e30;
+    struct ddts_dataset d = {.x = x, .y = y};
+    struct ddts_fit_options fo = {.epochs = 50, .batch_size = 2};
+    assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_ENUMERIC);
+    assert_non_null(strstr(err.msg, "epoch"));
+    /* x of the wrong size */
+    struct ddts_array *x3 = arr(DDTS_F32, 2, 4, 3, 0, 0);
+    struct ddts_dataset d3 = {.x = x3, .y = y};
+    assert_int_equal(ddts_model_fit(m, &d3, &fo, NULL, &err), DDTS_ESHAPE);
+    assert_non_null(strstr(err.msg, "(4, 3)"));
+    /* y with another sample count */
+    struct ddts_array *y5 = arr(DDTS_F32, 1, 5, 0, 0, 0);
+    struct ddts_dataset d5 = {.x = x, .y = y5};
+    assert_int_equal(ddts_model_evaluate(m, &d5, 2, &(struct ddts_logs){0}, &err), DDTS_ESHAPE);
+    ddts_model_destroy(m);
+    /* labels out of range for a sparse loss; not compiled */
+    m = build(CNN, "sparse_categorical_crossentropy", "adam", 0, 1);
+    struct ddts_array *cx, *cy;
+    make_data(&cx, &cy);
+    ((int64_t *)cy->data)[7] = 3;
+    struct ddts_dataset cd = {.x = cx, .y = cy};
+    assert_int_equal(ddts_model_fit(m, &cd, &fo, NULL, &err), DDTS_EINVAL);
+    assert_non_null(strstr(err.msg, "sample 7"));
+    ddts_model_destroy(m);
+    const char *j = XOR;
+    assert_int_equal(ddts_model_from_keras_config(j, strlen(j), &m, &err), DDTS_OK);
+    assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_ESTATE);
+    ddts_model_destroy(m);
+    ddts_array_destroy(cx);
+    ddts_array_destroy(cy);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    ddts_array_destroy(x3);
+    ddts_array_destroy(y5);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_xor),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_continue),
+        cmocka_unit_test(test_no_alloc_in_step),
+        cmocka_unit_test(test_predict_evaluate),
+        cmocka_unit_test(test_callbacks_and_stopping),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
