@@ -227,12 +227,10 @@ int cmd_client(int argc, char **argv)
     struct ddts_error err;
     ddts_error_clear(&err);
     struct ddts_passphrase *pw = NULL;
-    enum ddts_status st = cli_get_passphrase(pass_file, NULL, &pw, &err);
-    if (st == DDTS_ENOTFOUND)
-        return cli_usage_error("client", "a passphrase is required: --passphrase-file F or "
-                                         "DDTS_PASSPHRASE");
-    if (st != DDTS_OK)
-        return cli_fail("client", &err);
+    int rc = cli_passphrase("client", pass_file, 0, &pw);
+    if (rc != CLI_OK)
+        return rc;
+    enum ddts_status st;
     signal(SIGPIPE, SIG_IGN);
     struct ddts_client_config cfg = {
         .host = host,
