@@ -285,7 +285,6 @@ static void maxpool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
                     if (idx == base)
                         continue;
                     const float *restrict xc = x + idx;
-#pragma omp simd
                     for (int c = 0; c < C; c++) {
                         /* a branch-free select, which the vectoriser takes */
                         float v = xc[c], cur = yo[c];
@@ -334,13 +333,11 @@ static void argmax_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                         const int32_t *restrict am = ar + (size_t)ow * C;
                         const float *restrict yo = py + (size_t)ow * C;
                         if (nd->pool_relu) {
-#pragma omp simd
                             for (int c = 0; c < C; c++) {
                                 float gv = g[c], yv = yo[c];
                                 dd[c] = ((am[c] == idx + c) & (yv > 0)) ? gv : 0.0f;
                             }
                         } else {
-#pragma omp simd
                             for (int c = 0; c < C; c++) {
                                 float gv = g[c];
                                 dd[c] = am[c] == idx + c ? gv : 0.0f;

@@ -158,7 +158,7 @@ static void update(const struct nn_opt *o, float *restrict p, const float *restr
             }
             break;
         }
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (N > 262144)
+#pragma omp parallel for num_threads(nt) schedule(static) if (N > 262144)
         for (long j = 0; j < N; j++) {
             float gj = g[j];
             float mm = s0[j] + (gj - s0[j]) * c1;
