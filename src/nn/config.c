@@ -343,8 +343,6 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
     TRY(ddts__nn_add_node(m, name, cls, kind, entry, in, n_in, &idx, c->err));
     struct nn_node *nd = &m->nodes[idx];
     nd->trainable = jbool(cfg, "trainable", 1);
-    if (entry >= 0 && !m->entries[entry].name[0])
-        nd->trainable = nd->trainable;
     int two[2];
     switch (kind) {
     case NN_DENSE:

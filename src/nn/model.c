@@ -110,14 +110,6 @@ enum ddts_status ddts__nn_add_entry(struct ddts_model *m, const char *name, cons
     return DDTS_OK;
 }
 
-static size_t prod(const int64_t *s, int r)
-{
-    size_t n = 1;
-    for (int i = 0; i < r; i++)
-        n *= (size_t)s[i];
-    return n;
-}
-
 /* TF's output length and leading padding of a window over `in` cells. */
 static int out_len(int in, int k, int s, int d, int same, int *pad_lead, int *pad_total)
 {
@@ -314,7 +306,6 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
             return ddts_error_set(err, DDTS_ELIMIT, "layer '%s' (%s): output is too large", nm, cl);
     }
     nd->size = n;
-    (void)prod;
     return DDTS_OK;
 }
 

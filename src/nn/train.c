@@ -24,6 +24,7 @@ static enum ddts_status parse_metrics(const char *s, int *out, struct ddts_error
         while (n > 0 && s[n - 1] == ' ')
             n--;
         if (n == 0) {
+            /* an empty item: nothing */
         } else if ((n == 8 && strncmp(s, "accuracy", 8) == 0) ||
                    (n == 3 && strncmp(s, "acc", 3) == 0)) {
             *out |= MET_ACCURACY;
@@ -117,9 +118,6 @@ enum ddts_status ddts_model_compile(struct ddts_model *m, const struct ddts_comp
     m->fused = !loss.from_logits && (((loss.kind == LOSS_SPARSE_CCE || loss.kind == LOSS_CCE) &&
                                       out->act.kind == ACT_SOFTMAX) ||
                                      (loss.kind == LOSS_BCE && out->act.kind == ACT_SIGMOID));
-    if (m->fused && out->kind == NN_ACTIVATION) {
-        /* Logits live in the Activation layer's input, which it aliases. */
-    }
     m->threads = o->threads > 0 ? o->threads : 1;
     st = ddts__nn_opt_alloc(m, err);
     if (st != DDTS_OK)
