@@ -1,5 +1,6 @@
 /*
- * Keras model configs (JSON) to ddts models: the only user of jansson.
+ * Keras model configs (JSON) to ddts models: the nn module's only user of
+ * jansson.
  * Understands Keras 2.2 to Keras 3 spellings; see docs/engine.md.
  */
 #include <jansson.h>
