@@ -152,10 +152,11 @@ static void conv_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     if (conv_is_pointwise(&g)) {
         ddts__tensor_sgemm_par(m->threads, 0, 0, b * P, F, K, 1.0f, a->y, K, W, F, 0.0f, nd->z, F);
     } else {
+        float *col = nd->colbuf ? nd->colbuf : m->col;
         for (size_t n0 = 0; n0 < b; n0 += (size_t)nd->chunk) {
             size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
-            ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
-            ddts__tensor_sgemm_par(m->threads, 0, 0, nb * P, F, K, 1.0f, m->col, K, W, F, 0.0f,
+            ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, col, m->threads);
+            ddts__tensor_sgemm_par(m->threads, 0, 0, nb * P, F, K, 1.0f, col, K, W, F, 0.0f,
                                    nd->z + n0 * nd->size, F);
         }
     }
@@ -187,9 +188,13 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
         const float *dz = nd->dz + n0 * nd->size;
         if (train) {
-            /* dW (K, F) += col^T dz */
-            ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
-            ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, nb * P, 1.0f, m->col, K, dz, F,
+            /* dW (K, F) += col^T dz; the forward pass's im2col when kept */
+            const float *col = nd->colbuf;
+            if (col == NULL) {
+                ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
+                col = m->col;
+            }
+            ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, nb * P, 1.0f, col, K, dz, F,
                                    n0 ? 1.0f : 0.0f, gdata(m, nd->w0), F);
         }
         if (dx) {

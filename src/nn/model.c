@@ -389,7 +389,8 @@ static void unplan(struct ddts_model *m)
         ddts_free(nd->dy);
         ddts_free(nd->aux);
         ddts_free(nd->aux2);
-        nd->y = nd->z = nd->dy = nd->dz = nd->aux = nd->aux2 = NULL;
+        ddts_free(nd->colbuf);
+        nd->y = nd->z = nd->dy = nd->dz = nd->aux = nd->aux2 = nd->colbuf = NULL;
         nd->own_y = nd->own_z = nd->own_dz = 0;
     }
     ddts_free(m->target);
@@ -446,6 +447,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
     unplan(m);
     int fail = 0;
     size_t col_n = 0, ones_n = 1, tmp_n = 1;
+    size_t kept = 0; /* floats of im2col kept across passes (at most 256 MiB) */
     for (size_t i = 0; i < m->n_nodes && !fail; i++) {
         struct nn_node *nd = &m->nodes[i];
         const struct nn_node *a = nd->n_in > 0 ? &m->nodes[nd->in[0]] : NULL;
@@ -510,6 +512,15 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
             nd->chunk = (int)nb;
             if (nb * per > col_n)
                 col_n = nb * per;
+            /* A convolution whose whole batch fits one chunk keeps its im2col
+             * for the backward pass instead of recomputing it. */
+            int pointwise = nd->kh == 1 && nd->kw == 1 && nd->sh == 1 && nd->sw == 1 &&
+                            nd->pt == 0 && nd->pl == 0;
+            if (nd->kind == NN_CONV2D && !pointwise && nb == cap && nd->needs_grad &&
+                m->w[nd->w0].trainable && kept + cap * per <= 4 * COL_MAX_FLOATS) {
+                nd->colbuf = fbuf(cap, per, &fail);
+                kept += cap * per;
+            }
             break;
         }
         default:

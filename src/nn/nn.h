@@ -132,12 +132,13 @@ struct nn_node {
     int w0, n_w;          /* weight slots w0 .. w0 + n_w - 1 */
 
     /* buffers planned for the model's batch capacity: (cap, size) each */
-    float *z;    /* pre-activation; == y when the activation is linear */
-    float *y;    /* output */
-    float *dy;   /* gradient of the loss w.r.t. y */
-    float *dz;   /* gradient w.r.t. z; == dy when linear */
-    float *aux;  /* dropout mask, BN xhat, pooling argmax (as int32) */
-    float *aux2; /* BN batch mean and inverse std (2 C) */
+    float *z;      /* pre-activation; == y when the activation is linear */
+    float *y;      /* output */
+    float *dy;     /* gradient of the loss w.r.t. y */
+    float *dz;     /* gradient w.r.t. z; == dy when linear */
+    float *aux;    /* dropout mask, BN xhat, pooling argmax (as int32) */
+    float *aux2;   /* BN batch mean and inverse std (2 C) */
+    float *colbuf; /* conv: this layer's im2col, kept for the backward pass */
     int own_y, own_z, own_dz;
     int act_done;     /* the forward pass already applied the activation */
     int pool_relu;    /* max pooling that also applies its input's relu backward */
