@@ -235,7 +235,9 @@ DDTS_NODISCARD enum ddts_status ddts_model_fit(struct ddts_model *m,
 void ddts_history_destroy(struct ddts_history *h);
 
 /* Best weights kept by fit's checkpoint_monitor (same layout as the flat
- * buffer), or NULL when none; *epoch (may be NULL) gets its epoch. */
+ * buffer), or NULL when none; *epoch (may be NULL) gets its epoch. The best
+ * value carries over fit calls (fitting epoch by epoch) until the next
+ * compile or a different monitor. */
 const float *ddts_model_best_weights(const struct ddts_model *m, int *epoch);
 
 /* Loss and metrics over `d` in inference mode (dropout off, BN moving stats).

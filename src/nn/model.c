@@ -741,8 +741,8 @@ void ddts_model_set_iterations(struct ddts_model *m, uint64_t iterations)
 const float *ddts_model_best_weights(const struct ddts_model *m, int *epoch)
 {
     if (epoch)
-        *epoch = m->best ? m->best_epoch : -1;
-    return m->best;
+        *epoch = m->best && m->best_valid ? m->best_epoch : -1;
+    return m->best_valid ? m->best : NULL;
 }
 
 int ddts_logs_get(const struct ddts_logs *logs, const char *name, double *value)

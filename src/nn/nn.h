@@ -243,6 +243,9 @@ struct ddts_model {
 
     float *best;
     int best_epoch;
+    int best_valid;    /* best/best_value hold a result of this training */
+    double best_value; /* the monitored value of `best` */
+    char best_monitor[32];
 };
 
 /* model.c: building (used by config.c) */
