@@ -560,6 +560,7 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         TRY(check_null(c, cfg, "activity_regularizer", name, cls));
         TRY(check_null(c, cfg, "kernel_constraint", name, cls));
         TRY(check_null(c, cfg, "bias_constraint", name, cls));
+        TRY(check_null(c, cfg, "lora_rank", name, cls));
     }
     TRY(ddts__nn_infer_shape(m, idx, c->err));
     nd = &m->nodes[idx];
