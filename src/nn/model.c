@@ -152,20 +152,28 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
     case NN_CONV2D:
     case NN_MAXPOOL:
     case NN_AVGPOOL: {
-        if (a->rank != 3)
-            return SHAPE_ERR("layer '%s' (%s) needs (H, W, C) input, got rank %d", nm, cl, a->rank);
+        int want = nd->dim1 ? 2 : 3;
+        if (a->rank != want)
+            return SHAPE_ERR("layer '%s' (%s) needs %s input, got rank %d", nm, cl,
+                             nd->dim1 ? "(T, C)" : "(H, W, C)", a->rank);
         int tph, tpw;
-        int oh = out_len((int)a->shape[0], nd->kh, nd->sh, nd->dh, nd->same, &nd->pt, &tph);
-        int ow = out_len((int)a->shape[1], nd->kw, nd->sw, nd->dw, nd->same, &nd->pl, &tpw);
+        int oh = out_len((int)nn_h(a), nd->kh, nd->sh, nd->dh, nd->same, &nd->pt, &tph);
+        int ow = out_len((int)nn_w(a), nd->kw, nd->sw, nd->dw, nd->same, &nd->pl, &tpw);
         nd->pb = tph - nd->pt;
         nd->pr = tpw - nd->pl;
         if (oh <= 0 || ow <= 0)
             return SHAPE_ERR("layer '%s' (%s): input (%lld, %lld) is smaller than the window", nm,
-                             cl, (long long)a->shape[0], (long long)a->shape[1]);
-        nd->rank = 3;
-        nd->shape[0] = oh;
-        nd->shape[1] = ow;
-        nd->shape[2] = nd->kind == NN_CONV2D ? nd->units : a->shape[2];
+                             cl, (long long)nn_h(a), (long long)nn_w(a));
+        int64_t ch = nd->kind == NN_CONV2D ? nd->units : nn_c(a);
+        nd->rank = want;
+        if (nd->dim1) {
+            nd->shape[0] = ow;
+            nd->shape[1] = ch;
+        } else {
+            nd->shape[0] = oh;
+            nd->shape[1] = ow;
+            nd->shape[2] = ch;
+        }
         break;
     }
     case NN_CONV2DT: {
@@ -501,7 +509,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
         case NN_CONV2DT: {
             size_t per;
             if (nd->kind == NN_CONV2D)
-                per = (size_t)nd->shape[0] * nd->shape[1] * nd->kh * nd->kw * a->shape[2];
+                per = (size_t)(nn_h(nd) * nn_w(nd)) * nd->kh * nd->kw * (size_t)nn_c(a);
             else
                 per = (size_t)a->shape[0] * a->shape[1] * nd->kh * nd->kw * nd->shape[2];
             size_t nb = per > 0 ? COL_MAX_FLOATS / per : cap;
@@ -540,7 +548,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
             continue;
         struct nn_node *a = &m->nodes[nd->in[0]];
         int tiles = nd->sh == nd->kh && nd->sw == nd->kw && nd->pt == 0 && nd->pl == 0 &&
-                    a->shape[0] == nd->shape[0] * nd->kh && a->shape[1] == nd->shape[1] * nd->kw;
+                    nn_h(a) == nn_h(nd) * nd->kh && nn_w(a) == nn_w(nd) * nd->kw;
         if (tiles && a->n_consumers == 1 && a->needs_grad && a->z == a->y &&
             a->act.kind == ACT_RELU && a->act.alpha == 0 && a->act.threshold == 0 &&
             a->act.max_value <= 0 &&

@@ -128,6 +128,7 @@ struct nn_node {
     int axis;             /* concatenate: per-sample axis */
     int keepdims;         /* global pooling */
     int pool1d;           /* global pooling over (T, C) instead of (H, W, C) */
+    int dim1;             /* Conv1D / pooling 1D: (T, C) seen as (1, T, C) */
     int chunk;            /* conv: images per im2col chunk */
     int w0, n_w;          /* weight slots w0 .. w0 + n_w - 1 */
 
@@ -247,6 +248,21 @@ struct ddts_model {
     double best_value; /* the monitored value of `best` */
     char best_monitor[32];
 };
+
+/* (H, W, C) of a convolution or pooling node's per-sample image; 1-D layers
+ * see their (T, C) as (1, T, C). */
+static inline int64_t nn_h(const struct nn_node *x)
+{
+    return x->rank == 2 ? 1 : x->shape[0];
+}
+static inline int64_t nn_w(const struct nn_node *x)
+{
+    return x->rank == 2 ? x->shape[0] : x->shape[1];
+}
+static inline int64_t nn_c(const struct nn_node *x)
+{
+    return x->shape[x->rank - 1];
+}
 
 /* model.c: building (used by config.c) */
 enum ddts_status ddts__nn_add_node(struct ddts_model *m, const char *name, const char *class_name,
