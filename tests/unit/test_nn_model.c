@@ -270,7 +270,7 @@ static void test_init_weights(void **state)
         mx = fmax(mx, fabs(k.data[i]));
     assert_true(mx <= lim);
     assert_true(mx > lim * 0.5); /* 30 uniform draws reach the upper half */
-    for (size_t i = 0; i < 5; i++) {
+    for (size_t i = 0; i < 6; i++) {
         assert_close(b.data[i], 0, 0);
         assert_close(g.data[i], 1, 0);
         assert_close(mv.data[i], 1, 0);
@@ -476,9 +476,9 @@ static void test_ensemble(void **state)
 static void test_fuzz_seeds(void **state)
 {
     (void)state;
-    const char *names[] = {"cnn.json", "keras22_list.json", "keras2_nested.json", "text.json",
-                           "keras3_functional.json"};
-    for (size_t i = 0; i < 5; i++) {
+    const char *names[] = {"cnn.json",  "keras22_list.json", "keras2_nested.json",
+                           "text.json", "seq1d.json",        "keras3_functional.json"};
+    for (size_t i = 0; i < 6; i++) {
         char path[512];
         const char *src = getenv("DDTS_SOURCE_DIR");
         snprintf(path, sizeof path, "%s/fuzz/corpus/fuzz_model_config/%s", src ? src : ".",
