@@ -148,9 +148,13 @@ void ddts_model_set_learning_rate(struct ddts_model *m, double lr);
 /* Changes the thread count (<= 0: 1). */
 void ddts_model_set_threads(struct ddts_model *m, int threads);
 
-/* Optimizer state (moments, accumulators, step counter as a float at the end)
- * as one flat buffer, for checkpoints; NULL before compile. Writable: import by
- * copying into it. Its layout depends on the optimizer only through its size. */
+/* Optimizer state as one flat buffer, for checkpoints: k vectors of
+ * ddts_model_n_params floats each, in the flat weight layout (Adam: m then v
+ * [then vhat]; SGD with momentum: velocity; RMSprop: v [momentum] [mean g];
+ * Adagrad: accumulator; Adadelta: accumulated g^2 then updates^2; Adamax:
+ * m then u; Nadam: m, v, then one float, the momentum product). NULL (and 0)
+ * for plain SGD or before compile. Writable: import by copying into it; the
+ * step counter is ddts_model_iterations. compile resets both. */
 float *ddts_model_optimizer_state(struct ddts_model *m, size_t *n_floats);
 /* Optimizer steps taken (Keras' `iterations`). */
 uint64_t ddts_model_iterations(const struct ddts_model *m);
@@ -231,7 +235,9 @@ DDTS_NODISCARD enum ddts_status ddts_model_fit(struct ddts_model *m,
 void ddts_history_destroy(struct ddts_history *h);
 
 /* Best weights kept by fit's checkpoint_monitor (same layout as the flat
- * buffer), or NULL when none; *epoch (may be NULL) gets its epoch. */
+ * buffer), or NULL when none; *epoch (may be NULL) gets its epoch. The best
+ * value carries over fit calls (fitting epoch by epoch) until the next
+ * compile or a different monitor. */
 const float *ddts_model_best_weights(const struct ddts_model *m, int *epoch);
 
 /* Loss and metrics over `d` in inference mode (dropout off, BN moving stats).

@@ -1,5 +1,6 @@
 /*
- * Keras model configs (JSON) to ddts models: the only user of jansson.
+ * Keras model configs (JSON) to ddts models: the nn module's only user of
+ * jansson.
  * Understands Keras 2.2 to Keras 3 spellings; see docs/engine.md.
  */
 #include <jansson.h>
@@ -289,6 +290,12 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         {"Dense", NN_DENSE},
         {"Conv2D", NN_CONV2D},
         {"Convolution2D", NN_CONV2D},
+        {"Conv1D", NN_CONV2D},
+        {"Convolution1D", NN_CONV2D},
+        {"MaxPooling1D", NN_MAXPOOL},
+        {"MaxPool1D", NN_MAXPOOL},
+        {"AveragePooling1D", NN_AVGPOOL},
+        {"AvgPool1D", NN_AVGPOOL},
         {"Conv2DTranspose", NN_CONV2DT},
         {"Convolution2DTranspose", NN_CONV2DT},
         {"Deconvolution2D", NN_CONV2DT},
@@ -343,8 +350,6 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
     TRY(ddts__nn_add_node(m, name, cls, kind, entry, in, n_in, &idx, c->err));
     struct nn_node *nd = &m->nodes[idx];
     nd->trainable = jbool(cfg, "trainable", 1);
-    if (entry >= 0 && !m->entries[entry].name[0])
-        nd->trainable = nd->trainable;
     int two[2];
     switch (kind) {
     case NN_DENSE:
@@ -355,22 +360,25 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         TRY(parse_act(c, json_object_get(cfg, "activation"), name, cls, &nd->act));
         break;
     case NN_CONV2D:
-    case NN_CONV2DT:
+    case NN_CONV2DT: {
         nd->units = (int)jnum(cfg, "filters", 0);
         if (nd->units <= 0 || nd->units > (1 << 24))
             return bad(c, name, cls, "filters must be a positive integer");
-        if (jints(json_object_get(cfg, "kernel_size"), two, 2, 0) != 0 || two[0] <= 0)
+        /* 1-D layers run as 2-D ones over a (1, T) image */
+        nd->dim1 = strstr(cls, "1D") != NULL;
+        int nk = nd->dim1 ? 1 : 2;
+        if (jints(json_object_get(cfg, "kernel_size"), two, nk, 0) != 0 || two[0] <= 0)
             return bad(c, name, cls, "bad kernel_size");
-        nd->kh = two[0];
-        nd->kw = two[1];
-        if (jints(json_object_get(cfg, "strides"), two, 2, 1) != 0)
+        nd->kh = nd->dim1 ? 1 : two[0];
+        nd->kw = nd->dim1 ? two[0] : two[1];
+        if (jints(json_object_get(cfg, "strides"), two, nk, 1) != 0)
             return bad(c, name, cls, "bad strides");
-        nd->sh = two[0];
-        nd->sw = two[1];
-        if (jints(json_object_get(cfg, "dilation_rate"), two, 2, 1) != 0)
+        nd->sh = nd->dim1 ? 1 : two[0];
+        nd->sw = nd->dim1 ? two[0] : two[1];
+        if (jints(json_object_get(cfg, "dilation_rate"), two, nk, 1) != 0)
             return bad(c, name, cls, "bad dilation_rate");
-        nd->dh = two[0];
-        nd->dw = two[1];
+        nd->dh = nd->dim1 ? 1 : two[0];
+        nd->dw = nd->dim1 ? two[0] : two[1];
         if ((nd->dh > 1 || nd->dw > 1) && (nd->sh > 1 || nd->sw > 1))
             return unsup(c, name, cls, "dilation with strides");
         if (jnum(cfg, "groups", 1) != 1)
@@ -382,27 +390,29 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         nd->use_bias = jbool(cfg, "use_bias", 1);
         TRY(parse_act(c, json_object_get(cfg, "activation"), name, cls, &nd->act));
         break;
+    }
     case NN_MAXPOOL:
-    case NN_AVGPOOL:
-        if (jints(json_object_get(cfg, "pool_size"), two, 2, 2) != 0)
+    case NN_AVGPOOL: {
+        nd->dim1 = strstr(cls, "1D") != NULL;
+        int nk = nd->dim1 ? 1 : 2;
+        if (jints(json_object_get(cfg, "pool_size"), two, nk, 2) != 0)
             return bad(c, name, cls, "bad pool_size");
-        nd->kh = two[0];
-        nd->kw = two[1];
-        {
-            const json_t *s = json_object_get(cfg, "strides");
-            if (s == NULL || json_is_null(s)) {
-                nd->sh = nd->kh;
-                nd->sw = nd->kw;
-            } else if (jints(s, two, 2, 1) != 0) {
-                return bad(c, name, cls, "bad strides");
-            } else {
-                nd->sh = two[0];
-                nd->sw = two[1];
-            }
+        nd->kh = nd->dim1 ? 1 : two[0];
+        nd->kw = nd->dim1 ? two[0] : two[1];
+        const json_t *sv = json_object_get(cfg, "strides");
+        if (sv == NULL || json_is_null(sv)) {
+            nd->sh = nd->kh;
+            nd->sw = nd->kw;
+        } else if (jints(sv, two, nk, 1) != 0) {
+            return bad(c, name, cls, "bad strides");
+        } else {
+            nd->sh = nd->dim1 ? 1 : two[0];
+            nd->sw = nd->dim1 ? two[0] : two[1];
         }
         TRY(check_channels_last(c, cfg, name, cls));
         TRY(parse_padding(c, cfg, name, cls, &nd->same));
         break;
+    }
     case NN_GAP:
     case NN_GMP:
         TRY(check_channels_last(c, cfg, name, cls));
@@ -561,6 +571,7 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         TRY(check_null(c, cfg, "activity_regularizer", name, cls));
         TRY(check_null(c, cfg, "kernel_constraint", name, cls));
         TRY(check_null(c, cfg, "bias_constraint", name, cls));
+        TRY(check_null(c, cfg, "lora_rank", name, cls));
     }
     TRY(ddts__nn_infer_shape(m, idx, c->err));
     nd = &m->nodes[idx];
@@ -580,10 +591,11 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
     case NN_CONV2DT:
         ws[0] = nd->kh;
         ws[1] = nd->kw;
-        ws[2] = kind == NN_CONV2D ? a->shape[2] : nd->units;
-        ws[3] = kind == NN_CONV2D ? nd->units : a->shape[2];
-        TRY(add_w(c, idx, cfg, "kernel", 4, ws, 1, "kernel_initializer", INIT_GLOROT,
-                  "kernel_regularizer"));
+        ws[2] = kind == NN_CONV2D ? nn_c(a) : nd->units;
+        ws[3] = kind == NN_CONV2D ? nd->units : nn_c(a);
+        /* Conv1D kernels are (k, cin, cout): the same floats without the 1 */
+        TRY(add_w(c, idx, cfg, "kernel", nd->dim1 ? 3 : 4, nd->dim1 ? ws + 1 : ws, 1,
+                  "kernel_initializer", INIT_GLOROT, "kernel_regularizer"));
         ws[0] = m->nodes[idx].units;
         if (m->nodes[idx].use_bias)
             TRY(add_w(c, idx, cfg, "bias", 1, ws, 1, "bias_initializer", INIT_Z,

@@ -91,11 +91,11 @@ static void conv_geom(const struct nn_node *nd, const struct nn_node *a, struct 
         g->OH = (int)a->shape[0];
         g->OW = (int)a->shape[1];
     } else {
-        g->H = (int)a->shape[0];
-        g->W = (int)a->shape[1];
-        g->C = (int)a->shape[2];
-        g->OH = (int)nd->shape[0];
-        g->OW = (int)nd->shape[1];
+        g->H = (int)nn_h(a);
+        g->W = (int)nn_w(a);
+        g->C = (int)nn_c(a);
+        g->OH = (int)nn_h(nd);
+        g->OW = (int)nn_w(nd);
     }
     g->KH = nd->kh;
     g->KW = nd->kw;
@@ -152,10 +152,11 @@ static void conv_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     if (conv_is_pointwise(&g)) {
         ddts__tensor_sgemm_par(m->threads, 0, 0, b * P, F, K, 1.0f, a->y, K, W, F, 0.0f, nd->z, F);
     } else {
+        float *col = nd->colbuf ? nd->colbuf : m->col;
         for (size_t n0 = 0; n0 < b; n0 += (size_t)nd->chunk) {
             size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
-            ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
-            ddts__tensor_sgemm_par(m->threads, 0, 0, nb * P, F, K, 1.0f, m->col, K, W, F, 0.0f,
+            ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, col, m->threads);
+            ddts__tensor_sgemm_par(m->threads, 0, 0, nb * P, F, K, 1.0f, col, K, W, F, 0.0f,
                                    nd->z + n0 * nd->size, F);
         }
     }
@@ -187,9 +188,13 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
         const float *dz = nd->dz + n0 * nd->size;
         if (train) {
-            /* dW (K, F) += col^T dz */
-            ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
-            ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, nb * P, 1.0f, m->col, K, dz, F,
+            /* dW (K, F) += col^T dz; the forward pass's im2col when kept */
+            const float *col = nd->colbuf;
+            if (col == NULL) {
+                ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
+                col = m->col;
+            }
+            ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, nb * P, 1.0f, col, K, dz, F,
                                    n0 ? 1.0f : 0.0f, gdata(m, nd->w0), F);
         }
         if (dx) {
@@ -256,8 +261,8 @@ static void convt_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 static void maxpool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    int H = (int)a->shape[0], W = (int)a->shape[1], C = (int)a->shape[2];
-    int OH = (int)nd->shape[0], OW = (int)nd->shape[1];
+    int H = (int)nn_h(a), W = (int)nn_w(a), C = (int)nn_c(a);
+    int OH = (int)nn_h(nd), OW = (int)nn_w(nd);
     int32_t *arg = (int32_t *)nd->aux;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b * nd->size > 65536)
     for (long r = 0; r < (long)(b * (size_t)OH); r++) {
@@ -285,7 +290,6 @@ static void maxpool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
                     if (idx == base)
                         continue;
                     const float *restrict xc = x + idx;
-#pragma omp simd
                     for (int c = 0; c < C; c++) {
                         /* a branch-free select, which the vectoriser takes */
                         float v = xc[c], cur = yo[c];
@@ -310,11 +314,10 @@ static void argmax_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     /* Windows that tile the image exactly (stride = pool, no padding, sizes
      * divisible): each input cell is written once, no zeroing pass. */
     int tiles = nd->kind == NN_MAXPOOL && !acc && nd->sh == nd->kh && nd->sw == nd->kw &&
-                nd->pt == 0 && nd->pl == 0 && a->shape[0] == nd->shape[0] * nd->kh &&
-                a->shape[1] == nd->shape[1] * nd->kw;
+                nd->pt == 0 && nd->pl == 0 && nn_h(a) == nn_h(nd) * nd->kh &&
+                nn_w(a) == nn_w(nd) * nd->kw;
     if (tiles) {
-        int W = (int)a->shape[1], C = (int)a->shape[2], OH = (int)nd->shape[0],
-            OW = (int)nd->shape[1];
+        int W = (int)nn_w(a), C = (int)nn_c(a), OH = (int)nn_h(nd), OW = (int)nn_w(nd);
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
         for (long r = 0; r < (long)(b * (size_t)OH); r++) {
             size_t n = (size_t)r / (size_t)OH;
@@ -334,13 +337,11 @@ static void argmax_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                         const int32_t *restrict am = ar + (size_t)ow * C;
                         const float *restrict yo = py + (size_t)ow * C;
                         if (nd->pool_relu) {
-#pragma omp simd
                             for (int c = 0; c < C; c++) {
                                 float gv = g[c], yv = yo[c];
                                 dd[c] = ((am[c] == idx + c) & (yv > 0)) ? gv : 0.0f;
                             }
                         } else {
-#pragma omp simd
                             for (int c = 0; c < C; c++) {
                                 float gv = g[c];
                                 dd[c] = am[c] == idx + c ? gv : 0.0f;
@@ -367,8 +368,8 @@ static void argmax_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 static void avgpool(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    int H = (int)a->shape[0], W = (int)a->shape[1], C = (int)a->shape[2];
-    int OH = (int)nd->shape[0], OW = (int)nd->shape[1];
+    int H = (int)nn_h(a), W = (int)nn_w(a), C = (int)nn_c(a);
+    int OH = (int)nn_h(nd), OW = (int)nn_w(nd);
     int acc = 0;
     float *dx = backward ? dx_of(m, nd, 0, &acc) : NULL;
     if (backward && dx == NULL)
@@ -736,8 +737,8 @@ static void layernorm(struct ddts_model *m, struct nn_node *nd, size_t b, int ba
 static void upsample(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    int H = (int)a->shape[0], W = (int)a->shape[1], C = (int)a->shape[2];
-    int OH = (int)nd->shape[0], OW = (int)nd->shape[1];
+    int H = (int)nn_h(a), W = (int)nn_w(a), C = (int)nn_c(a);
+    int OH = (int)nn_h(nd), OW = (int)nn_w(nd);
     int acc = 0;
     float *dx = backward ? dx_of(m, nd, 0, &acc) : NULL;
     if (backward && dx == NULL)

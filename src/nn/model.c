@@ -110,14 +110,6 @@ enum ddts_status ddts__nn_add_entry(struct ddts_model *m, const char *name, cons
     return DDTS_OK;
 }
 
-static size_t prod(const int64_t *s, int r)
-{
-    size_t n = 1;
-    for (int i = 0; i < r; i++)
-        n *= (size_t)s[i];
-    return n;
-}
-
 /* TF's output length and leading padding of a window over `in` cells. */
 static int out_len(int in, int k, int s, int d, int same, int *pad_lead, int *pad_total)
 {
@@ -160,20 +152,28 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
     case NN_CONV2D:
     case NN_MAXPOOL:
     case NN_AVGPOOL: {
-        if (a->rank != 3)
-            return SHAPE_ERR("layer '%s' (%s) needs (H, W, C) input, got rank %d", nm, cl, a->rank);
+        int want = nd->dim1 ? 2 : 3;
+        if (a->rank != want)
+            return SHAPE_ERR("layer '%s' (%s) needs %s input, got rank %d", nm, cl,
+                             nd->dim1 ? "(T, C)" : "(H, W, C)", a->rank);
         int tph, tpw;
-        int oh = out_len((int)a->shape[0], nd->kh, nd->sh, nd->dh, nd->same, &nd->pt, &tph);
-        int ow = out_len((int)a->shape[1], nd->kw, nd->sw, nd->dw, nd->same, &nd->pl, &tpw);
+        int oh = out_len((int)nn_h(a), nd->kh, nd->sh, nd->dh, nd->same, &nd->pt, &tph);
+        int ow = out_len((int)nn_w(a), nd->kw, nd->sw, nd->dw, nd->same, &nd->pl, &tpw);
         nd->pb = tph - nd->pt;
         nd->pr = tpw - nd->pl;
         if (oh <= 0 || ow <= 0)
             return SHAPE_ERR("layer '%s' (%s): input (%lld, %lld) is smaller than the window", nm,
-                             cl, (long long)a->shape[0], (long long)a->shape[1]);
-        nd->rank = 3;
-        nd->shape[0] = oh;
-        nd->shape[1] = ow;
-        nd->shape[2] = nd->kind == NN_CONV2D ? nd->units : a->shape[2];
+                             cl, (long long)nn_h(a), (long long)nn_w(a));
+        int64_t ch = nd->kind == NN_CONV2D ? nd->units : nn_c(a);
+        nd->rank = want;
+        if (nd->dim1) {
+            nd->shape[0] = ow;
+            nd->shape[1] = ch;
+        } else {
+            nd->shape[0] = oh;
+            nd->shape[1] = ow;
+            nd->shape[2] = ch;
+        }
         break;
     }
     case NN_CONV2DT: {
@@ -314,7 +314,6 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
             return ddts_error_set(err, DDTS_ELIMIT, "layer '%s' (%s): output is too large", nm, cl);
     }
     nd->size = n;
-    (void)prod;
     return DDTS_OK;
 }
 
@@ -398,7 +397,8 @@ static void unplan(struct ddts_model *m)
         ddts_free(nd->dy);
         ddts_free(nd->aux);
         ddts_free(nd->aux2);
-        nd->y = nd->z = nd->dy = nd->dz = nd->aux = nd->aux2 = NULL;
+        ddts_free(nd->colbuf);
+        nd->y = nd->z = nd->dy = nd->dz = nd->aux = nd->aux2 = nd->colbuf = NULL;
         nd->own_y = nd->own_z = nd->own_dz = 0;
     }
     ddts_free(m->target);
@@ -455,6 +455,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
     unplan(m);
     int fail = 0;
     size_t col_n = 0, ones_n = 1, tmp_n = 1;
+    size_t kept = 0; /* floats of im2col kept across passes (at most 256 MiB) */
     for (size_t i = 0; i < m->n_nodes && !fail; i++) {
         struct nn_node *nd = &m->nodes[i];
         const struct nn_node *a = nd->n_in > 0 ? &m->nodes[nd->in[0]] : NULL;
@@ -508,7 +509,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
         case NN_CONV2DT: {
             size_t per;
             if (nd->kind == NN_CONV2D)
-                per = (size_t)nd->shape[0] * nd->shape[1] * nd->kh * nd->kw * a->shape[2];
+                per = (size_t)(nn_h(nd) * nn_w(nd)) * nd->kh * nd->kw * (size_t)nn_c(a);
             else
                 per = (size_t)a->shape[0] * a->shape[1] * nd->kh * nd->kw * nd->shape[2];
             size_t nb = per > 0 ? COL_MAX_FLOATS / per : cap;
@@ -519,6 +520,15 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
             nd->chunk = (int)nb;
             if (nb * per > col_n)
                 col_n = nb * per;
+            /* A convolution whose whole batch fits one chunk keeps its im2col
+             * for the backward pass instead of recomputing it. */
+            int pointwise = nd->kh == 1 && nd->kw == 1 && nd->sh == 1 && nd->sw == 1 &&
+                            nd->pt == 0 && nd->pl == 0;
+            if (nd->kind == NN_CONV2D && !pointwise && nb == cap && nd->needs_grad &&
+                m->w[nd->w0].trainable && kept + cap * per <= 4 * COL_MAX_FLOATS) {
+                nd->colbuf = fbuf(cap, per, &fail);
+                kept += cap * per;
+            }
             break;
         }
         default:
@@ -538,7 +548,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
             continue;
         struct nn_node *a = &m->nodes[nd->in[0]];
         int tiles = nd->sh == nd->kh && nd->sw == nd->kw && nd->pt == 0 && nd->pl == 0 &&
-                    a->shape[0] == nd->shape[0] * nd->kh && a->shape[1] == nd->shape[1] * nd->kw;
+                    nn_h(a) == nn_h(nd) * nd->kh && nn_w(a) == nn_w(nd) * nd->kw;
         if (tiles && a->n_consumers == 1 && a->needs_grad && a->z == a->y &&
             a->act.kind == ACT_RELU && a->act.alpha == 0 && a->act.threshold == 0 &&
             a->act.max_value <= 0 &&
@@ -739,8 +749,8 @@ void ddts_model_set_iterations(struct ddts_model *m, uint64_t iterations)
 const float *ddts_model_best_weights(const struct ddts_model *m, int *epoch)
 {
     if (epoch)
-        *epoch = m->best ? m->best_epoch : -1;
-    return m->best;
+        *epoch = m->best && m->best_valid ? m->best_epoch : -1;
+    return m->best_valid ? m->best : NULL;
 }
 
 int ddts_logs_get(const struct ddts_logs *logs, const char *name, double *value)

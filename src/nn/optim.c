@@ -145,6 +145,19 @@ static void update(const struct nn_opt *o, float *restrict p, const float *restr
     case OPT_ADAM:
     case OPT_ADAMW: {
         const float a = k->alpha_adam, c1 = 1 - b1, c2 = 1 - b2;
+        if (o->amsgrad) {
+            for (long j = 0; j < N; j++) {
+                float gj = g[j];
+                float mm = s0[j] + (gj - s0[j]) * c1;
+                float vv = s1[j] + (gj * gj - s1[j]) * c2;
+                s0[j] = mm;
+                s1[j] = vv;
+                vv = vv > s2[j] ? vv : s2[j];
+                s2[j] = vv;
+                p[j] -= a * mm / (sqrtf(vv) + eps);
+            }
+            break;
+        }
 #pragma omp parallel for num_threads(nt) schedule(static) if (N > 262144)
         for (long j = 0; j < N; j++) {
             float gj = g[j];
@@ -152,10 +165,6 @@ static void update(const struct nn_opt *o, float *restrict p, const float *restr
             float vv = s1[j] + (gj * gj - s1[j]) * c2;
             s0[j] = mm;
             s1[j] = vv;
-            if (o->amsgrad) {
-                vv = vv > s2[j] ? vv : s2[j];
-                s2[j] = vv;
-            }
             p[j] -= a * mm / (sqrtf(vv) + eps);
         }
         break;

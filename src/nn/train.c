@@ -24,6 +24,7 @@ static enum ddts_status parse_metrics(const char *s, int *out, struct ddts_error
         while (n > 0 && s[n - 1] == ' ')
             n--;
         if (n == 0) {
+            /* an empty item: nothing */
         } else if ((n == 8 && strncmp(s, "accuracy", 8) == 0) ||
                    (n == 3 && strncmp(s, "acc", 3) == 0)) {
             *out |= MET_ACCURACY;
@@ -117,10 +118,8 @@ enum ddts_status ddts_model_compile(struct ddts_model *m, const struct ddts_comp
     m->fused = !loss.from_logits && (((loss.kind == LOSS_SPARSE_CCE || loss.kind == LOSS_CCE) &&
                                       out->act.kind == ACT_SOFTMAX) ||
                                      (loss.kind == LOSS_BCE && out->act.kind == ACT_SIGMOID));
-    if (m->fused && out->kind == NN_ACTIVATION) {
-        /* Logits live in the Activation layer's input, which it aliases. */
-    }
     m->threads = o->threads > 0 ? o->threads : 1;
+    m->best_valid = 0; /* a new training: no best weights yet */
     st = ddts__nn_opt_alloc(m, err);
     if (st != DDTS_OK)
         return st;
@@ -451,8 +450,11 @@ enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset 
     }
     const char *mon = o->checkpoint_monitor;
     const char *es_mon = mon ? mon : (o->validation ? "val_loss" : "loss");
-    double best_ck = 0, best_es = 0;
-    int have_ck = 0, have_es = 0, wait = 0;
+    /* The best value carries over fit calls (epoch-by-epoch fitting) until
+     * the next compile or a change of monitor. */
+    int have_ck = mon && m->best_valid && m->best && strcmp(m->best_monitor, mon) == 0;
+    double best_ck = have_ck ? m->best_value : 0, best_es = 0;
+    int have_es = 0, wait = 0;
     size_t n_batches = (dt.n + bs - 1) / bs;
     for (int ep = e0; ep < o->epochs; ep++) {
         for (size_t i = 0; i < dt.n; i++)
@@ -517,6 +519,9 @@ enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset 
                 h->best_epoch = ep;
                 best_ck = v;
                 have_ck = 1;
+                m->best_valid = 1;
+                m->best_value = v;
+                snprintf(m->best_monitor, sizeof m->best_monitor, "%s", mon);
             }
         }
         if (o->callbacks && o->callbacks->on_epoch_end &&

@@ -117,6 +117,35 @@ static void test_conv2d(void **state)
     conv_case(4, 4, 5, 3, 1, 1, 1, 1, 1, 1, 0); /* pointwise */
 }
 
+/* Conv1D: y[t, f] = b[f] + sum_{k, c} x[t s + k d - pad, c] K[k, c, f] */
+static void test_conv1d(void **state)
+{
+    (void)state;
+    struct fx f = run("9,2", "{\"class_name\":\"Conv1D\",\"config\":{\"name\":\"c\",\"filters\":3,"
+                             "\"kernel_size\":[3],\"strides\":[2],\"padding\":\"same\"}}");
+    const struct nn_node *o = &f.m->nodes[f.m->output_node];
+    assert_int_equal(o->rank, 2);
+    assert_int_equal(o->shape[0], 5);
+    struct ddts_weight_view k;
+    assert_int_equal(ddts_model_weight(f.m, 0, 0, &k), DDTS_OK);
+    assert_int_equal(k.rank, 3);
+    assert_int_equal(k.shape[0], 3);
+    int pad = pad_top(9, 5, 3, 2, 1);
+    for (int n = 0; n < B; n++)
+        for (int t = 0; t < 5; t++)
+            for (int g = 0; g < 3; g++) {
+                double s = W(&f, 1)[g];
+                for (int a = 0; a < 3; a++)
+                    for (int c = 0; c < 2; c++) {
+                        int it = t * 2 - pad + a;
+                        if (it >= 0 && it < 9)
+                            s += (double)f.x[(n * 9 + it) * 2 + c] * W(&f, 0)[(a * 2 + c) * 3 + g];
+                    }
+                expect(&f, (size_t)((n * 5 + t) * 3 + g), s, "Conv1D");
+            }
+    ddts_model_destroy(f.m);
+}
+
 static void convt_case(int H, int Wd, int C, int F, int k, int s, int same)
 {
     char layer[512], shape[64];
@@ -343,11 +372,9 @@ static void test_activation_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv2d),
-        cmocka_unit_test(test_conv2d_transpose),
-        cmocka_unit_test(test_pooling),
-        cmocka_unit_test(test_misc_layers),
-        cmocka_unit_test(test_activation_values),
+        cmocka_unit_test(test_conv2d),      cmocka_unit_test(test_conv2d_transpose),
+        cmocka_unit_test(test_conv1d),      cmocka_unit_test(test_pooling),
+        cmocka_unit_test(test_misc_layers), cmocka_unit_test(test_activation_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

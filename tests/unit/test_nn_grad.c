@@ -253,6 +253,22 @@ static void test_conv(void **state)
           T_REAL);
 }
 
+static void test_conv1d(void **state)
+{
+    (void)state;
+    check("9,2",
+          "{\"class_name\":\"Conv1D\",\"config\":{\"name\":\"c\",\"filters\":3,\"kernel_size\":[3],"
+          "\"strides\":[2],\"padding\":\"same\",\"activation\":\"relu\"}},"
+          "{\"class_name\":\"MaxPooling1D\",\"config\":{\"name\":\"p\",\"pool_size\":2}}" HEAD,
+          "mse", T_REAL);
+    check("10,2",
+          "{\"class_name\":\"Conv1D\",\"config\":{\"name\":\"c\",\"filters\":3,\"kernel_size\":2,"
+          "\"dilation_rate\":2,\"activation\":\"tanh\"}},"
+          "{\"class_name\":\"AveragePooling1D\",\"config\":{\"name\":\"p\",\"pool_size\":3,"
+          "\"strides\":2,\"padding\":\"same\"}}" HEAD,
+          "mse", T_REAL);
+}
+
 static void test_conv_transpose(void **state)
 {
     (void)state;
@@ -488,11 +504,17 @@ static void test_loss_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dense),       cmocka_unit_test(test_activations),
-        cmocka_unit_test(test_conv),        cmocka_unit_test(test_conv_transpose),
-        cmocka_unit_test(test_pooling),     cmocka_unit_test(test_shape_layers),
-        cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_layernorm_embedding),
-        cmocka_unit_test(test_merge),       cmocka_unit_test(test_losses),
+        cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_conv_transpose),
+        cmocka_unit_test(test_conv1d),
+        cmocka_unit_test(test_pooling),
+        cmocka_unit_test(test_shape_layers),
+        cmocka_unit_test(test_batchnorm),
+        cmocka_unit_test(test_layernorm_embedding),
+        cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_losses),
         cmocka_unit_test(test_loss_values),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
