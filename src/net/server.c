@@ -111,7 +111,7 @@ struct server {
     uint64_t seq; /* rounds of any kind completed */
     uint8_t op, flags;
     uint64_t n;
-    double *acc; /* (n) running sum, or running min/max */
+    double *acc; /* (n, 2) running sum as hi + lo (double-double), or min/max in hi */
     uint64_t total_samples;
     unsigned n_contrib;
     double opened_at;
@@ -356,7 +356,8 @@ static void maybe_complete(struct server *srv)
     }
     double total = (double)srv->total_samples;
     for (uint64_t i = 0; i < srv->n; i++) /* DDTS_REDUCE_MEAN divides by the samples */
-        v[i] = (float)(srv->op == 0 ? srv->acc[i] / total : srv->acc[i]);
+        v[i] = (float)(srv->op == 0 ? (srv->acc[2 * i] + srv->acc[2 * i + 1]) / total
+                                    : srv->acc[2 * i] + srv->acc[2 * i + 1]);
     res->v = v;
     res->n = srv->n;
     res->total_samples = srv->total_samples;
@@ -688,7 +689,7 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
     } else if (s->contrib_seq == srv->seq + 1) {
         st = ddts_error_set(err, DDTS_EPROTO, "two SYNC in one round");
     } else if (!srv->open) {
-        srv->acc = ddts_mallocarray((size_t)count, sizeof *srv->acc);
+        srv->acc = ddts_mallocarray((size_t)count, 2 * sizeof *srv->acc);
         if (srv->acc == NULL) {
             st = ddts_error_set(err, DDTS_ENOMEM, "round: out of memory");
         } else {
@@ -697,24 +698,35 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
             srv->flags = flags;
             srv->n = count;
             srv->opened_at = ddts_now();
-            for (uint64_t i = 0; i < count; i++)
-                srv->acc[i] = op == 2 ? 1e300 : op == 3 ? -1e300 : 0.0;
+            for (uint64_t i = 0; i < count; i++) {
+                srv->acc[2 * i] = op == 2 ? 1e300 : op == 3 ? -1e300 : 0.0;
+                srv->acc[2 * i + 1] = 0.0;
+            }
         }
     }
     if (st == DDTS_OK) {
-        /* The running reduction: memory of one model, whatever the number of clients. */
-        double w = (double)samples;
+        /*
+         * The running reduction: memory of one model, whatever the number of clients.
+         * Sums are double-double (Knuth's TwoSum keeps each addition's rounding error in
+         * lo), so the result does not depend on the order in which clients arrive: the
+         * float it rounds to is the same unless the exact mean lies within ~2^-100 of a
+         * rounding boundary. samples * x is exact in double for samples < 2^29.
+         */
+        double w = op == 0 ? (double)samples : 1.0;
         for (uint64_t i = 0; i < count; i++) {
             double x = v[i];
-            double *a = &srv->acc[i];
-            if (op == 0)
-                *a += w * x;
-            else if (op == 1)
-                *a += x;
-            else if (op == 2)
-                *a = x < *a ? x : *a;
-            else
-                *a = x > *a ? x : *a;
+            double *hi = &srv->acc[2 * i], *lo = &srv->acc[2 * i + 1];
+            if (op <= 1) {
+                double t = w * x;
+                double sum = *hi + t;
+                double bv = sum - *hi;
+                *lo += (*hi - (sum - bv)) + (t - bv);
+                *hi = sum;
+            } else if (op == 2) {
+                *hi = x < *hi ? x : *hi;
+            } else {
+                *hi = x > *hi ? x : *hi;
+            }
         }
         srv->total_samples += samples;
         srv->n_contrib++;
