@@ -33,7 +33,7 @@ static void log_keep(void *ud, enum ddts_log_level level, const char *msg)
     if (n > 0 && lb->len + (size_t)n < sizeof lb->text)
         lb->len += (size_t)n;
     if (getenv("DDTS_TEST_VERBOSE"))
-        fprintf(stderr, "%s: %s\n", ddts_log_level_str(level), msg);
+        fprintf(stderr, "%.3f %s: %s\n", ddts_now(), ddts_log_level_str(level), msg);
     pthread_mutex_unlock(&lb->mu);
 }
 
