@@ -990,14 +990,14 @@ static void *session_main(void *arg)
     enum ddts_status refuse = handshake_begin(srv, se->addr) ? DDTS_EBANNED : DDTS_OK;
     enum ddts_status st =
         ddts_conn_handshake(se->conn, DDTS_ROLE_SERVER, srv->cfg->passphrase, refuse, &err);
+    if (st == DDTS_EBANNED)
+        ddts_log(srv->log, DDTS_LOG_WARN, "refused banned address %s", se->addr);
+    else if (st != DDTS_OK)
+        ddts_log(srv->log, DDTS_LOG_WARN, "handshake with %s failed: %s", se->addr, err.msg);
     handshake_end(srv, se->addr,
                   st == DDTS_EAUTH || st == DDTS_EPROTO || st == DDTS_ELIMIT ||
                       st == DDTS_EUNSUPPORTED);
-    if (st == DDTS_EBANNED) {
-        ddts_log(srv->log, DDTS_LOG_WARN, "refused banned address %s", se->addr);
-    } else if (st != DDTS_OK) {
-        ddts_log(srv->log, DDTS_LOG_WARN, "handshake with %s failed: %s", se->addr, err.msg);
-    } else {
+    if (st == DDTS_OK) {
         st = serve_client(se, &err);
         if (st != DDTS_OK && st != DDTS_ECLOSED && st != DDTS_EEXIST) {
             ddts_log(srv->log, DDTS_LOG_WARN, "client '%s' (%s): %s", se->name, se->addr, err.msg);
