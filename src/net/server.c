@@ -103,7 +103,11 @@ struct server {
     struct shard *shards;
     int started;
     uint64_t round;    /* weight-averaging rounds completed */
-    uint64_t n_floats; /* length of the saved global weights (0: none yet) */
+    uint64_t n_floats; /* length of the global weights (0: none yet) */
+    /* What global/weights.f32 holds: the accept thread writes it off the rounds' path. */
+    uint64_t saved_round, saved_n;
+    struct result *pending;   /* latest weights not yet written */
+    pthread_mutex_t flush_mu; /* one writer of weights.f32 at a time, in round order */
     int complete;
     int stopping;
     /* The open round. */
@@ -150,7 +154,7 @@ static enum ddts_status save_state(struct server *srv, struct ddts_error *err)
     ddts__hex(srv->job_id, ID_BYTES, idhex);
     fprintf(f.fp,
             "%s\njob_id %s\nn_shards %zu\nstarted %d\nround %" PRIu64 "\nn_floats %" PRIu64 "\n",
-            STATE_MAGIC, idhex, srv->n_shards, srv->started, srv->round, srv->n_floats);
+            STATE_MAGIC, idhex, srv->n_shards, srv->started, srv->saved_round, srv->saved_n);
     static const char *names[] = {"free", "assigned", "done"};
     for (size_t i = 0; i < srv->n_shards; i++) {
         const struct shard *s = &srv->shards[i];
@@ -213,9 +217,9 @@ static enum ddts_status load_state(struct server *srv, struct ddts_error *err)
             else if (strcmp(key, "started") == 0)
                 srv->started = v != 0;
             else if (strcmp(key, "round") == 0)
-                srv->round = v;
+                srv->round = srv->saved_round = v;
             else if (strcmp(key, "n_floats") == 0)
-                srv->n_floats = v;
+                srv->n_floats = srv->saved_n = v;
         } else {
             st = ddts_error_set(err, DDTS_EFORMAT, "%s:%d: unreadable line", srv->state_path,
                                 line_no);
@@ -363,15 +367,17 @@ static void maybe_complete(struct server *srv)
     res->total_samples = srv->total_samples;
     int weights = srv->flags & 1;
     if (weights) {
-        struct ddts_error err;
         srv->round++;
         srv->n_floats = srv->n;
-        if (ddts_write_file_atomic(srv->weights_path, v, srv->n * sizeof *v, &err) != DDTS_OK ||
-            save_state(srv, &err) != DDTS_OK)
-            ddts_log(srv->log, DDTS_LOG_ERROR, "round %" PRIu64 ": cannot save: %s", srv->round,
-                     err.msg);
         if (srv->cfg->on_round != NULL)
             srv->cfg->on_round(srv->cfg->userdata, srv->round, v, (size_t)srv->n);
+        /* The accept thread writes it to disk (flush_weights), coalescing fast rounds. */
+        if (srv->pending != NULL && --srv->pending->refs == 0) {
+            ddts_free(srv->pending->v);
+            ddts_free(srv->pending);
+        }
+        srv->pending = res;
+        res->refs++;
     }
     res->round = srv->round;
     ddts_log(srv->log, DDTS_LOG_INFO,
@@ -391,6 +397,41 @@ static void maybe_complete(struct server *srv)
     }
     close_round(srv);
     pthread_cond_broadcast(&srv->cv);
+}
+
+/*
+ * Writes the latest global weights and the state (caller does not hold mu):
+ * disk I/O stays off the path of the rounds, and rounds that complete faster
+ * than the accept loop ticks are saved only once.
+ */
+static void flush_weights(struct server *srv)
+{
+    pthread_mutex_lock(&srv->flush_mu);
+    pthread_mutex_lock(&srv->mu);
+    struct result *p = srv->pending;
+    srv->pending = NULL;
+    pthread_mutex_unlock(&srv->mu);
+    if (p == NULL) {
+        pthread_mutex_unlock(&srv->flush_mu);
+        return;
+    }
+    struct ddts_error err;
+    enum ddts_status st =
+        ddts_write_file_atomic(srv->weights_path, p->v, (size_t)p->n * sizeof *p->v, &err);
+    pthread_mutex_lock(&srv->mu);
+    if (st == DDTS_OK) {
+        srv->saved_round = p->round;
+        srv->saved_n = p->n;
+        st = save_state(srv, &err);
+    }
+    if (st != DDTS_OK)
+        ddts_log(srv->log, DDTS_LOG_ERROR, "round %" PRIu64 ": cannot save: %s", p->round, err.msg);
+    if (--p->refs == 0) {
+        ddts_free(p->v);
+        ddts_free(p);
+    }
+    pthread_mutex_unlock(&srv->mu);
+    pthread_mutex_unlock(&srv->flush_mu);
 }
 
 /* Marks participants that missed the round's deadline as lost. Caller holds mu. */
@@ -577,8 +618,9 @@ static enum ddts_status send_job(struct session *se, long i, int client_has_file
     uint8_t *buf = ddts_malloc(cap);
     if (buf == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    flush_weights(srv); /* a share taken over mid-job starts from the latest weights */
     pthread_mutex_lock(&srv->mu);
-    uint64_t round = srv->round, n_floats = srv->n_floats;
+    uint64_t round = srv->saved_round, n_floats = srv->saved_n;
     char rname[RNAME_BYTES];
     snprintf(rname, sizeof rname, "%s", srv->shards[i].results_name);
     pthread_mutex_unlock(&srv->mu);
@@ -1091,6 +1133,7 @@ static void server_deinit(struct server *srv)
         ddts_free(b);
     }
     pthread_mutex_destroy(&srv->mu);
+    pthread_mutex_destroy(&srv->flush_mu);
     pthread_cond_destroy(&srv->cv);
 }
 
@@ -1104,6 +1147,7 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
     struct server srv;
     memset(&srv, 0, sizeof srv);
     pthread_mutex_init(&srv.mu, NULL);
+    pthread_mutex_init(&srv.flush_mu, NULL);
     pthread_cond_init(&srv.cv, NULL);
     srv.cfg = cfg;
     srv.log = cfg->logger;
@@ -1190,6 +1234,7 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
             break;
         }
         reap(&srv, 0);
+        flush_weights(&srv);
         struct ddts_conn *c = NULL;
         struct ddts_error aerr;
         enum ddts_status ast = ddts_listener_accept(l, 0.2, &c, &aerr);
@@ -1236,6 +1281,7 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
     pthread_cond_broadcast(&srv.cv);
     pthread_mutex_unlock(&srv.mu);
     reap(&srv, 1);
+    flush_weights(&srv);
     if (st == DDTS_OK)
         ddts_log(srv.log, DDTS_LOG_INFO, "job '%s' complete: results in %s", cfg->job, srv.jobdir);
 out:
