@@ -538,7 +538,7 @@ static void handshake_end(struct server *srv, const char *addr, int failed)
         b->fails = 0;
         if (srv->cfg->ban_s > 0)
             ddts_log(srv->log, DDTS_LOG_WARN,
-                     "address %s banned for %.0f s after %u failed handshakes", addr,
+                     "address %s banned for %.1f s after %u failed handshakes", addr,
                      srv->cfg->ban_s, srv->ban_after);
         else
             ddts_log(srv->log, DDTS_LOG_WARN,
