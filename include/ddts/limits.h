@@ -96,8 +96,8 @@
 /* Net: job settings JSON sent to clients (one frame). */
 #define DDTS_MAX_SETTINGS_BYTES (1u << 20)
 /* Net: one received file and a client's whole upload (models, logs, plots). */
-#define DDTS_MAX_FILE_BYTES    (64ULL << 30)
-#define DDTS_MAX_UPLOAD_FILES  10000
+#define DDTS_MAX_FILE_BYTES   (64ULL << 30)
+#define DDTS_MAX_UPLOAD_FILES 10000
 /* Net: a weight vector exchanged in a round: 2^31 float32 = 8 GiB. */
 #define DDTS_MAX_SYNC_FLOATS (1ULL << 31)
 

@@ -33,7 +33,7 @@ static void log_keep(void *ud, enum ddts_log_level level, const char *msg)
     if (n > 0 && lb->len + (size_t)n < sizeof lb->text)
         lb->len += (size_t)n;
     if (getenv("DDTS_TEST_VERBOSE"))
-        fprintf(stderr, "%s: %s\n", ddts_log_level_str(level), msg);
+        fprintf(stderr, "%.3f %s: %s\n", ddts_now(), ddts_log_level_str(level), msg);
     pthread_mutex_unlock(&lb->mu);
 }
 
@@ -113,9 +113,9 @@ static void write_text(const char *path, const char *text)
     assert_int_equal(ddts_write_file_atomic(path, text, strlen(text), NULL), DDTS_OK);
 }
 
-/* Starts a server for `n` clients with a model, settings and one shard folder per client. */
-static void server_start(struct server_run *sr, struct ddts_passphrase *pw, size_t n,
-                         enum ddts_sync_mode sync, double client_timeout)
+/* Prepares a server for `n` clients with a model, settings and one shard folder per client. */
+static void server_prepare(struct server_run *sr, struct ddts_passphrase *pw, size_t n,
+                           enum ddts_sync_mode sync, double client_timeout)
 {
     memset(sr, 0, sizeof *sr);
     pthread_mutex_init(&sr->log.mu, NULL);
@@ -157,12 +157,23 @@ static void server_start(struct server_run *sr, struct ddts_passphrase *pw, size
     };
     /* Any free port: ddts_server_run reports it through on_listening. */
     sr->cfg.any_port = 1;
+}
+
+static void server_go(struct server_run *sr)
+{
     assert_int_equal(pthread_create(&sr->thread, NULL, server_main, sr), 0);
     double end = ddts_now() + 10;
     while (atomic_load(&sr->port) == 0 && ddts_now() < end)
         usleep(5000);
     if (atomic_load(&sr->port) == 0)
         fail_msg("server did not start: %s", sr->err.msg);
+}
+
+static void server_start(struct server_run *sr, struct ddts_passphrase *pw, size_t n,
+                         enum ddts_sync_mode sync, double client_timeout)
+{
+    server_prepare(sr, pw, n, sync, client_timeout);
+    server_go(sr);
 }
 
 static void server_join(struct server_run *sr, enum ddts_status expect)
@@ -203,6 +214,7 @@ struct client_run {
     int no_files;       /* the server sends no model and no data */
     int pause;          /* first call: after round 1, wait for `resume` */
     atomic_int paused, resume;
+    atomic_int progress_calls;
     atomic_int failures; /* checks that failed inside train */
     char failure[256];
 };
@@ -313,6 +325,13 @@ static enum ddts_status fake_train(void *ud, const struct ddts_client_job *job,
 #undef CHECK
 }
 
+static void count_progress(void *ud, const char *what, uint64_t done, uint64_t total)
+{
+    struct client_run *cr = ud;
+    if (what != NULL && done <= total)
+        atomic_fetch_add(&cr->progress_calls, 1);
+}
+
 static void *client_main(void *arg)
 {
     struct client_run *cr = arg;
@@ -337,6 +356,7 @@ static void client_start(struct client_run *cr, struct server_run *sr, struct dd
         .logger = &cr->logger,
         .train = fake_train,
         .userdata = cr,
+        .progress = count_progress,
         .connect_timeout_s = 5,
         .io_timeout_s = 5,
     };
@@ -404,6 +424,9 @@ static void test_happy_path(void **state)
     for (int i = 0; i < 3; i++)
         trained += atomic_load(&cr[i].trained);
     assert_int_equal(trained, 3);
+    /* Progress: model, shard file and results, for each client. */
+    for (int i = 0; i < 3; i++)
+        assert_true(atomic_load(&cr[i].progress_calls) >= 4);
     /* Results under WORKDIR/job1/clients/<name>/, receipts given. */
     char *jobdir = join2(sr.cfg.workdir, "job1");
     char *clients = join2(jobdir, "clients");
@@ -457,7 +480,9 @@ static void test_wrong_passphrase_ban(void **state)
         client_join(&cr, i < 3 ? DDTS_EAUTH : DDTS_EBANNED);
         client_free(&cr);
     }
-    wait_log(&sr.log, "address 127.0.0.1 banned", 1, 5);
+    /* The ban is logged with the address; the 4th attempt was refused, not counted. */
+    wait_log(&sr.log, "refused banned address 127.0.0.1", 1, 5);
+    assert_int_equal(log_count(&sr.log, "address 127.0.0.1 banned"), 1);
     assert_int_equal(log_count(&sr.log, "handshake with 127.0.0.1 failed"), 3);
     /* The passphrase never reaches the log. */
     assert_int_equal(log_count(&sr.log, "hunter2"), 0);
@@ -983,6 +1008,39 @@ static void test_bad_state_file(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+static void test_ban_expires(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("good-pw"), *bad = pass("bad-pw");
+    struct server_run sr;
+    server_prepare(&sr, pw, 1, DDTS_SYNC_NONE, 3.0);
+    sr.cfg.ban_s = 0.5;
+    server_go(&sr);
+    struct client_run cr;
+    for (int i = 0; i < 3; i++) {
+        client_start(&cr, &sr, bad, "x", NULL);
+        client_go(&cr);
+        client_join(&cr, DDTS_EAUTH);
+        client_free(&cr);
+    }
+    client_start(&cr, &sr, pw, "x", NULL);
+    client_go(&cr);
+    client_join(&cr, DDTS_EBANNED);
+    client_free(&cr);
+    usleep(700000);
+    /* The ban is over: the right passphrase gets in and the job completes. */
+    client_start(&cr, &sr, pw, "x", NULL);
+    client_go(&cr);
+    client_join(&cr, DDTS_OK);
+    client_free(&cr);
+    server_join(&sr, DDTS_OK);
+    assert_int_equal(log_count(&sr.log, "banned for 0.5 s"), 1);
+    assert_int_equal(log_count(&sr.log, "address 127.0.0.1 banned for"), 1);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+    ddts_passphrase_destroy(bad);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -991,7 +1049,7 @@ int main(void)
         cmocka_unit_test(test_dropped_client),   cmocka_unit_test(test_server_restart),
         cmocka_unit_test(test_64_clients),       cmocka_unit_test(test_hostile_peers),
         cmocka_unit_test(test_no_data_sent),     cmocka_unit_test(test_dropped_and_back),
-        cmocka_unit_test(test_bad_state_file),
+        cmocka_unit_test(test_bad_state_file),   cmocka_unit_test(test_ban_expires),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
