@@ -56,10 +56,10 @@ for i, src in ((1, m1), (2, m2)):
     assert nested['name'] == 'member_%d' % i
     assert nested['layers'] == mc['layers']
 g = f['model_weights']
-assert [n.decode() for n in g.attrs['layer_names']] == ['input', 'member_1', 'member_2', 'average']
+assert [(n.decode() if isinstance(n, bytes) else str(n)) for n in g.attrs['layer_names']] == ['input', 'member_1', 'member_2', 'average']
 for i, src in ((1, m1), (2, m2)):
     s = h5py.File(src, 'r')['model_weights']
-    names = [w.decode() for w in g['member_%d' % i].attrs['weight_names']]
+    names = [(w.decode() if isinstance(w, bytes) else str(w)) for w in g['member_%d' % i].attrs['weight_names']]
     assert names == ['dense/kernel:0', 'dense/bias:0', 'dense_1/kernel:0', 'dense_1/bias:0',
                      'dense_2/kernel:0', 'dense_2/bias:0'], names
     for w in names:

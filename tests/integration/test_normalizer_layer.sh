@@ -45,7 +45,7 @@ assert nc['axis'] == [-1] and nc['mean'] is None and nc['variance'] is None, nc
 assert 'invert' not in nc, nc  # tf.keras < 2.12 rejects it; False is the default
 assert cb[1]['config']['target_shape'] == [784] and cb[3]['config']['target_shape'] == [28, 28, 1]
 g = b['model_weights/normalization']
-wn = [w.decode() for w in g.attrs['weight_names']]
+wn = [(w.decode() if isinstance(w, bytes) else str(w)) for w in g.attrs['weight_names']]
 assert wn == ['normalization/mean:0', 'normalization/variance:0', 'normalization/count:0'], wn
 mean, var, count = (g[w][()] for w in wn)
 assert mean.shape == (784,) and var.shape == (784,) and count.shape == (), (mean.shape, count.shape)
@@ -64,7 +64,7 @@ a['model_weights'].visit(names.append)
 for n in names:
     if isinstance(a['model_weights'][n], h5py.Dataset):
         assert b['model_weights'][n].shape == a['model_weights'][n].shape, n
-lb = [n.decode() for n in b['model_weights'].attrs['layer_names']]
+lb = [(n.decode() if isinstance(n, bytes) else str(n)) for n in b['model_weights'].attrs['layer_names']]
 assert lb[:3] == ['reshape', 'normalization', 'reshape_1'], lb
 assert b.attrs['training_config'] == a.attrs['training_config']
 print(norm, 'layer ok: %d constant features' % const.sum())
