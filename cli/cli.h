@@ -89,7 +89,9 @@ void cli_job_print_flags_help(FILE *fp);
  * invalid answer is explained and asked again. The passphrase is read with
  * echo off (termios on in_fd) into `passphrase` (cap bytes, NUL-terminated;
  * the caller wipes it after use) unless `passphrase` is NULL or a passphrase
- * file / $DDTS_PASSPHRASE is already available. Returns CLI_OK, or CLI_FAIL
+ * file / $DDTS_PASSPHRASE is already available. With `passphrase` NULL
+ * (ddts train) the network questions (address, port, train or collect) are
+ * not asked either. Returns CLI_OK, or CLI_FAIL
  * when input ends (EOF) before the questions are answered.
  */
 int cli_wizard_run(struct ddts_job *job, FILE *in, FILE *out, int in_fd, char *passphrase,
@@ -117,8 +119,69 @@ int cli_job_complete(const char *cmd, struct ddts_job *job, bool force_wizard, c
 int cli_job_save_wizard_result(const char *cmd, struct ddts_job *job, const char *job_out,
                                const char *passphrase_to_save);
 
+/*
+ * The passphrase of a job, for `ddts server` and `ddts client`: from `file`
+ * (may be NULL or "": its first line), else $DDTS_PASSPHRASE, else a prompt
+ * without echo when stdin is a terminal (asked twice when `confirm`). Fills
+ * buf (cap bytes, NUL-terminated; the caller wipes it with explicit_bzero).
+ * An already filled buf (the wizard asked) is kept. Returns CLI_OK, CLI_USAGE
+ * (no source, naming --passphrase-file and DDTS_PASSPHRASE) or CLI_FAIL.
+ */
+int cli_read_passphrase(const char *cmd, const char *file, char *buf, size_t cap, bool confirm);
+
+/* ---- Progress on stderr (cli/progress.c) ---- */
+
+/* Keras-like epoch progress and transfer lines. On a terminal the line is
+ * redrawn in place (at most every 0.1 s); otherwise only finished lines are
+ * printed. One per thread that prints. */
+struct cli_progress {
+    FILE *fp;
+    bool tty;
+    bool drawn; /* an unfinished line is on screen */
+    double start, last;
+};
+void cli_progress_init(struct cli_progress *p, FILE *fp);
+/* Prints "Epoch E/N" and starts the epoch's clock. */
+void cli_progress_begin_epoch(struct cli_progress *p, int epoch, int epochs);
+/* After each batch: samples done of total, running metrics (terminal only). */
+void cli_progress_update(struct cli_progress *p, int64_t done, int64_t total,
+                         const struct ddts_metric *metrics, size_t n_metrics);
+/* The epoch's last line, with validation metrics among `metrics` (always printed). */
+void cli_progress_end_epoch(struct cli_progress *p, int64_t total,
+                            const struct ddts_metric *metrics, size_t n_metrics);
+/* A transfer's progress (bytes); the line ends when done == total. */
+void cli_transfer_update(struct cli_progress *p, const char *label, uint64_t done, uint64_t total);
+
+/* The server's live table of clients: redrawn in place on a terminal (at most
+ * every 0.5 s unless `force`); without a terminal printed only when `force`
+ * (e.g. once per epoch), next to the log lines. */
+struct cli_table {
+    FILE *fp;
+    bool tty;
+    size_t lines_drawn;
+    double last;
+};
+void cli_table_init(struct cli_table *t, FILE *fp);
+void cli_table_refresh(struct cli_table *t, const struct ddts_client_row *rows, size_t n_rows,
+                       bool force);
+/* Call after printing other lines (a log line) below the table, so that the
+ * next refresh draws a fresh table instead of moving up over those lines. */
+void cli_table_forget(struct cli_table *t);
+
+/* Without a terminal: a --model folder holding exactly one model file becomes
+ * that file; none or several is a usage error listing them. A file: CLI_OK. */
+int cli_job_resolve_model_folder(const char *cmd, struct ddts_job *job);
+
 /* `ddts wizard`: the wizard alone, writing a job file (cli/cmd_wizard.c). */
 int cmd_wizard(int argc, char **argv);
 extern const char cli_usage_wizard[];
+
+/*
+ * The passphrase of `ddts server` / `ddts client`: from `file` (--passphrase-file; NULL if not
+ * given), else the environment variable DDTS_PASSPHRASE, else a prompt on the terminal without
+ * echo (asked twice when `confirm`). Never from a plain flag value. On failure prints the error
+ * and returns CLI_FAIL or CLI_USAGE; on success the caller owns *out (ddts_passphrase_destroy).
+ */
+int cli_passphrase(const char *cmd, const char *file, int confirm, struct ddts_passphrase **out);
 
 #endif

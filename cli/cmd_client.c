@@ -35,7 +35,15 @@ struct client_ctx {
     int threads;
     const char *dataset;
     struct ddts_logger log;
+    struct cli_progress transfer;
 };
+
+/* Transfers (model, share, results) show progress like Keras' bar. */
+static void on_transfer(void *userdata, const char *what, uint64_t done, uint64_t total)
+{
+    struct client_ctx *ctx = userdata;
+    cli_transfer_update(&ctx->transfer, what, done, total);
+}
 
 static enum ddts_status exchange(void *userdata, float *w, size_t n, uint64_t n_samples,
                                  struct ddts_error *err)
@@ -165,7 +173,7 @@ out:
 int cmd_client(int argc, char **argv)
 {
     const char *server = NULL, *pass_file = NULL, *workdir = "ddts-client", *name = NULL;
-    struct client_ctx ctx = {0, NULL, cli_logger(DDTS_LOG_INFO)};
+    struct client_ctx ctx = {.threads = 0, .dataset = NULL, .log = cli_logger(DDTS_LOG_INFO)};
     long threads = 0, retries = 5;
     static const struct option opts[] = {
         {"server", required_argument, NULL, 's'},
@@ -214,6 +222,7 @@ int cmd_client(int argc, char **argv)
     if (server == NULL)
         return cli_usage_error("client", "--server HOST:PORT is required");
     ctx.threads = (int)threads;
+    cli_progress_init(&ctx.transfer, stderr);
     char host[256];
     long port = DDTS_DEFAULT_PORT;
     const char *colon = strrchr(server, ':');
@@ -227,12 +236,10 @@ int cmd_client(int argc, char **argv)
     struct ddts_error err;
     ddts_error_clear(&err);
     struct ddts_passphrase *pw = NULL;
-    enum ddts_status st = cli_get_passphrase(pass_file, NULL, &pw, &err);
-    if (st == DDTS_ENOTFOUND)
-        return cli_usage_error("client", "a passphrase is required: --passphrase-file F or "
-                                         "DDTS_PASSPHRASE");
-    if (st != DDTS_OK)
-        return cli_fail("client", &err);
+    int rc = cli_passphrase("client", pass_file, 0, &pw);
+    if (rc != CLI_OK)
+        return rc;
+    enum ddts_status st;
     signal(SIGPIPE, SIG_IGN);
     struct ddts_client_config cfg = {
         .host = host,
@@ -243,6 +250,7 @@ int cmd_client(int argc, char **argv)
         .logger = &ctx.log,
         .train = train,
         .userdata = &ctx,
+        .progress = on_transfer,
         .retries = (unsigned)retries,
         .retry_s = 2.0,
     };

@@ -77,6 +77,9 @@ int cmd_convert(int argc, char **argv)
     }
     if (n_pos != 2)
         return cli_usage_error("convert", "expected IN and OUT.npy (see 'ddts convert --help')");
+    size_t out_len = strlen(pos[1]);
+    if (out_len < 4 || strcmp(pos[1] + out_len - 4, ".npy") != 0)
+        return cli_usage_error("convert", "OUT must be a .npy file name, not '%s'", pos[1]);
     enum ddts_dtype to = DDTS_F64;
     int keep = strcmp(dtype, "keep") == 0;
     if (!keep && ddts_dtype_parse(dtype, &to) != DDTS_OK)

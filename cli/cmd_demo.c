@@ -204,7 +204,19 @@ int cmd_demo(int argc, char **argv)
              server_log);
     pid_t server = spawn(server_argv, server_log);
     pid_t clients[2] = {-1, -1};
-    usleep(300 * 1000);
+    /* The server loads and splits the data before it listens: wait for its log line. */
+    for (int i = 0; i < 1200; i++) {
+        char *text = NULL;
+        size_t len = 0;
+        int up = 0;
+        if (ddts_read_file(server_log, 1 << 24, &text, &len, NULL) == DDTS_OK) {
+            up = strstr(text, "waiting for") != NULL;
+            ddts_free(text);
+        }
+        if (up || waitpid(server, NULL, WNOHANG) != 0)
+            break;
+        usleep(100 * 1000);
+    }
     for (int i = 0; i < 2; i++) {
         snprintf(client_dir[i], sizeof client_dir[i], "%s/client-%d", workdir, i + 1);
         snprintf(client_log[i], sizeof client_log[i], "%s/client-%d.log", workdir, i + 1);

@@ -6,19 +6,56 @@
 #include "integ.h"
 
 const char cli_usage_ensemble[] =
-    "usage: ddts ensemble -o OUT --average-weights M1 M2 ...\n"
+    "usage: ddts ensemble -o OUT.h5 M1 M2 ...\n"
+    "       ddts ensemble -o OUT --average-weights M1 M2 ...\n"
     "\n"
-    "Combine several trained Keras models of the same architecture (e.g. the\n"
-    "models of a --sync none job, gathered under WORKDIR/JOB/clients/) into one\n"
-    "whose every weight is the mean of the members' weights. OUT is written in\n"
-    "the format and layout of M1, so Keras' load_model opens it.\n"
+    "Combine several trained Keras models (e.g. the models of a --sync none job,\n"
+    "gathered under WORKDIR/JOB/clients/) into one.\n"
+    "\n"
+    "By default OUT averages the members' outputs: a Keras functional model with\n"
+    "an InputLayer, each member nested as a model (member_1, member_2, ...) and\n"
+    "an Average layer, written as a new tf.keras 2.x .h5 file that Keras'\n"
+    "load_model, 'ddts evaluate' and 'ddts predict' open. Members need the same\n"
+    "input and output shapes, not the same architecture. OUT is compiled like M1.\n"
+    "\n"
+    "With --average-weights, OUT is M1 with every weight the mean of the\n"
+    "members' weights (members of the same architecture), written in the\n"
+    "format and layout of M1.\n"
     "\n"
     "  -o, --output FILE     the model to write (required)\n"
-    "  --average-weights     average the weights (members must have the same layers\n"
-    "                        and weight shapes)\n"
-    "\n"
-    "An ensemble that averages the members' outputs (a Keras Average layer over\n"
-    "the member models) is not implemented yet.\n";
+    "  --average-weights     average the weights instead of the outputs (members\n"
+    "                        must have the same layers and weight shapes)\n";
+
+/* The output-averaging ensemble of argv[0..n). */
+static int average_outputs(const char *out, char **argv, size_t n)
+{
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    const char *dot = strrchr(out, '.');
+    if (dot != NULL && strcmp(dot, ".keras") == 0)
+        return cli_usage_error("ensemble",
+                               "the ensemble is a new .h5 file (tf.keras 2.x layout): name it "
+                               "*.h5, not %s",
+                               out);
+    struct ddts_keras_model **ms = ddts_calloc(n, sizeof *ms);
+    if (ms == NULL) {
+        ddts_error_set(&err, DDTS_ENOMEM, "out of memory");
+        return cli_fail("ensemble", &err);
+    }
+    enum ddts_status st = DDTS_OK;
+    for (size_t i = 0; st == DDTS_OK && i < n; i++)
+        st = ddts_keras_read(argv[i], &ms[i], &err);
+    if (st == DDTS_OK)
+        st = ddts_surgery_write_ensemble((const struct ddts_keras_model *const *)ms,
+                                         (const char *const *)argv, n, out, &err);
+    for (size_t i = 0; i < n; i++)
+        ddts_keras_destroy(ms[i]);
+    ddts_free((void *)ms);
+    if (st != DDTS_OK)
+        return cli_fail("ensemble", &err);
+    printf("%s: mean of %zu models' outputs\n", out, n);
+    return CLI_OK;
+}
 
 int cmd_ensemble(int argc, char **argv)
 {
@@ -47,11 +84,8 @@ int cmd_ensemble(int argc, char **argv)
         return cli_usage_error("ensemble", "-o OUT is required");
     if (argc - optind < 2)
         return cli_usage_error("ensemble", "at least two member models are required");
-    if (!average) {
-        struct ddts_error e = {DDTS_EUNSUPPORTED, 0,
-                               "output averaging is not implemented yet; use --average-weights"};
-        return cli_fail("ensemble", &e);
-    }
+    if (!average)
+        return average_outputs(out, argv + optind, (size_t)(argc - optind));
     struct ddts_error err;
     ddts_error_clear(&err);
     struct ddts_keras_model *sum = NULL, *k = NULL;

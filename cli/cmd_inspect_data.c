@@ -4,8 +4,9 @@
 
 #include "cli.h"
 
-/* Prints one array's line; the figures come from the same statistics the
- * normalizers use (one feature over all elements). */
+/* Prints one array's line. The figures come from the statistics the
+ * normalizers use (ddts_stats), over all elements as one feature; arrays with
+ * NaN fall back to a loop that skips and counts them. */
 static int print_array(const char *label, const struct ddts_array *a)
 {
     char shape[160];
@@ -16,7 +17,21 @@ static int print_array(const char *label, const struct ddts_array *a)
         printf("  (empty)\n");
         return CLI_OK;
     }
-    /* min, max and mean over every element, in double (Welford). */
+    struct ddts_array flat = *a; /* a view: (n, 1), same data, not owned */
+    flat.rank = 2;
+    flat.shape[0] = (int64_t)n;
+    flat.shape[1] = 1;
+    struct ddts_stats *st = NULL;
+    struct ddts_feature_stats f;
+    if (ddts_stats_create(1, &st, NULL) == DDTS_OK &&
+        ddts_stats_update(st, &flat, NULL, n, NULL) == DDTS_OK) {
+        ddts_stats_feature(st, 0, &f);
+        printf("  min %.6g  max %.6g  mean %.6g  std %.6g\n", f.min, f.max, f.mean,
+               sqrt(f.m2 / (double)f.count));
+        ddts_stats_destroy(st);
+        return CLI_OK;
+    }
+    ddts_stats_destroy(st);
     double mn = INFINITY, mx = -INFINITY, mean = 0;
     size_t n_nan = 0, k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -26,17 +41,13 @@ static int print_array(const char *label, const struct ddts_array *a)
             continue;
         }
         k++;
-        if (v < mn)
-            mn = v;
-        if (v > mx)
-            mx = v;
+        mn = v < mn ? v : mn;
+        mx = v > mx ? v : mx;
         mean += (v - mean) / (double)k;
     }
     if (k > 0)
         printf("  min %.6g  max %.6g  mean %.6g", mn, mx, mean);
-    if (n_nan > 0)
-        printf("  (%zu NaN)", n_nan);
-    printf("\n");
+    printf("  (%zu NaN)\n", n_nan);
     return CLI_OK;
 }
 

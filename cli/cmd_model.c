@@ -1,6 +1,7 @@
 /* ddts model new: Keras model files without TensorFlow. */
 #include <dirent.h>
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -8,8 +9,9 @@
 #include "integ.h"
 
 const char cli_usage_model[] =
-    "usage: ddts model new SPEC.json -o OUT.h5 [--loss NAME] [--optimizer NAME]\n"
-    "                      [--learning-rate F] [--metrics LIST] [--seed N]\n"
+    "usage: ddts model new (SPEC.json | --layers LIST --input-shape D1,D2,...) -o OUT.h5\n"
+    "                      [--loss NAME] [--optimizer NAME] [--learning-rate F]\n"
+    "                      [--metrics LIST] [--seed N]\n"
     "\n"
     "Create a Keras model file (tf.keras 2.x .h5 layout, which tf.keras and Keras 3\n"
     "load_model read) without TensorFlow. SPEC.json is a model architecture in\n"
@@ -17,6 +19,11 @@ const char cli_usage_model[] =
     "\"Sequential\", \"config\": {\"layers\": [...]}} (see examples/). Weights are\n"
     "drawn from each layer's initializers with --seed; the compile configuration\n"
     "(loss, optimizer, metrics) is stored as Keras' training_config.\n"
+    "\n"
+    "Or a Sequential model from a compact layer list, e.g.\n"
+    "  --layers conv2d:32:3:relu,maxpool2d:2,flatten,dense:128:relu,dense:10:softmax\n"
+    "  --input-shape 28,28,1\n"
+    "(the syntax is in docs/file-formats.md).\n"
     "\n"
     "  -o, --output FILE     the .h5 file to write (required)\n"
     "  --loss NAME           Keras loss (default sparse_categorical_crossentropy)\n"
@@ -116,6 +123,7 @@ int cmd_model(int argc, char **argv)
         return cli_usage_error("model", "unknown subcommand '%s' (new)", argv[1]);
     const char *out = NULL, *loss = "sparse_categorical_crossentropy", *opt = "adam";
     const char *metrics = "accuracy";
+    const char *layers = NULL, *input_shape = NULL;
     double lr = 0;
     long seed = 1;
     static const struct option opts[] = {
@@ -125,6 +133,8 @@ int cmd_model(int argc, char **argv)
         {"learning-rate", required_argument, NULL, 'r'},
         {"metrics", required_argument, NULL, 'm'},
         {"seed", required_argument, NULL, 's'},
+        {"layers", required_argument, NULL, 'L'},
+        {"input-shape", required_argument, NULL, 'I'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -144,6 +154,12 @@ int cmd_model(int argc, char **argv)
         case 'm':
             metrics = optarg;
             break;
+        case 'L':
+            layers = optarg;
+            break;
+        case 'I':
+            input_shape = optarg;
+            break;
         case 'r':
             if (cli_parse_double("model", "--learning-rate", optarg, &lr) != CLI_OK)
                 return CLI_USAGE;
@@ -156,12 +172,39 @@ int cmd_model(int argc, char **argv)
             return cli_usage_error("model", "unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind != argc - 1)
-        return cli_usage_error("model", "new needs exactly one SPEC.json");
     if (out == NULL)
         return cli_usage_error("model", "-o OUT.h5 is required");
     struct ddts_error err;
     ddts_error_clear(&err);
+    if (layers != NULL) {
+        if (optind != argc)
+            return cli_usage_error("model", "give either SPEC.json or --layers, not both");
+        if (input_shape == NULL)
+            return cli_usage_error("model", "--layers needs --input-shape D1,D2,...");
+        int64_t shape[DDTS_MAX_RANK];
+        int rank = 0;
+        for (const char *p = input_shape; *p != '\0' && rank < DDTS_MAX_RANK - 1;) {
+            char *end = NULL;
+            long long d = strtoll(p, &end, 10);
+            if (end == p || d <= 0 || (*end != ',' && *end != '\0'))
+                return cli_usage_error("model", "--input-shape: '%s' is not D1,D2,...",
+                                       input_shape);
+            shape[rank++] = d;
+            p = *end == ',' ? end + 1 : end;
+        }
+        struct ddts_keras_spec spec = {layers, rank, shape, loss, opt, lr, metrics, (uint64_t)seed};
+        struct ddts_keras_model *k = NULL;
+        if (ddts_keras_spec_build(&spec, &k, &err) != DDTS_OK ||
+            ddts_keras_write_new(k, out, &err) != DDTS_OK) {
+            ddts_keras_destroy(k);
+            return cli_fail("model", &err);
+        }
+        ddts_keras_destroy(k);
+        printf("%s\n", out);
+        return CLI_OK;
+    }
+    if (optind != argc - 1)
+        return cli_usage_error("model", "new needs exactly one SPEC.json (or --layers)");
     if (cli_model_new(argv[optind], out, (uint64_t)seed, loss, opt, lr, metrics, &err) != DDTS_OK)
         return cli_fail("model", &err);
     printf("%s\n", out);

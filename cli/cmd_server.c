@@ -318,14 +318,16 @@ int cmd_server(int argc, char **argv)
     struct ddts_error err;
     ddts_error_clear(&err);
     struct ddts_passphrase *pw = NULL;
-    enum ddts_status st = cli_get_passphrase(job.passphrase_file, typed, &pw, &err);
-    for (volatile char *p = typed; p < typed + sizeof typed; p++)
-        *p = 0;
-    if (st != DDTS_OK) {
-        if (st == DDTS_ENOTFOUND)
-            return cli_usage_error("server", "a passphrase is required: --passphrase-file F or "
-                                             "DDTS_PASSPHRASE");
-        return cli_fail("server", &err);
+    enum ddts_status st = DDTS_OK;
+    if (typed[0] != '\0') {
+        st = ddts_passphrase_create(typed, strlen(typed), &pw, &err);
+        ddts_secure_wipe(typed, sizeof typed);
+        if (st != DDTS_OK)
+            return cli_fail("server", &err);
+    } else {
+        rc = cli_passphrase("server", job.passphrase_file[0] ? job.passphrase_file : NULL, 1, &pw);
+        if (rc != CLI_OK)
+            return rc;
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

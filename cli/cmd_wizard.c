@@ -22,13 +22,51 @@ const char cli_usage_wizard[] =
     "\n"
     "Job settings (the same as 'ddts server'; see docs/cli.md):\n" CLI_JOB_FLAGS_HELP;
 
-enum { OPT_JOB_OUT = 1000, OPT_FOR, OPT_LIST };
+enum { OPT_JOB_OUT = 1000, OPT_FOR, OPT_LIST, OPT_SELFTEST };
 
 struct wizard_opts {
     const char *job_out;
     const char *for_cmd;
     bool listed;
+    bool selftest;
 };
+
+/*
+ * Hidden: prints two short fake epochs, a transfer and the client table with
+ * the printers of cli/progress.c, so that tests/integration/test_wizard.py
+ * can check what a terminal and a pipe get.
+ */
+static int progress_selftest(void)
+{
+    struct cli_progress p;
+    cli_progress_init(&p, stderr);
+    struct ddts_metric m[4] = {
+        {"loss", 0.5}, {"accuracy", 0.8}, {"val_loss", 0.6}, {"val_accuracy", 0.75}};
+    for (int e = 1; e <= 2; e++) {
+        cli_progress_begin_epoch(&p, e, 2);
+        for (int64_t done = 100; done < 1000; done += 100) {
+            m[0].value = 0.5 / e - (double)done * 1e-5;
+            cli_progress_update(&p, done, 1000, m, 2);
+            usleep(30000);
+        }
+        cli_progress_end_epoch(&p, 1000, m, 4);
+    }
+    for (uint64_t b = 0; b <= 4u << 20; b += 1u << 20) {
+        cli_transfer_update(&p, "model.h5", b, 4u << 20);
+        usleep(30000);
+    }
+    struct ddts_client_row rows[2] = {
+        {"alpha", "127.0.0.1:5000", "training", 0, 0, 1, 2, 500, 1000, 0.4, 0.8, 1000, 1},
+        {"beta", "127.0.0.1:5001", "training", 0, 0, 1, 2, 250, 1000, 0.5, 0.7, 900, 2},
+    };
+    struct cli_table t;
+    cli_table_init(&t, stderr);
+    cli_table_refresh(&t, rows, 2, true);
+    rows[0].done = 1000;
+    rows[0].state = "done";
+    cli_table_refresh(&t, rows, 2, true);
+    return CLI_OK;
+}
 
 static int on_extra(void *userdata, int val, const char *arg)
 {
@@ -37,6 +75,10 @@ static int on_extra(void *userdata, int val, const char *arg)
         /* Hidden: the settings table as help lines, to check job_help.h. */
         cli_job_print_flags_help(stdout);
         o->listed = true;
+        return CLI_OK;
+    }
+    if (val == OPT_SELFTEST) {
+        o->selftest = true;
         return CLI_OK;
     }
     if (val == OPT_JOB_OUT) {
@@ -55,20 +97,35 @@ int cmd_wizard(int argc, char **argv)
         {"job-out", required_argument, NULL, OPT_JOB_OUT},
         {"for", required_argument, NULL, OPT_FOR},
         {"list-settings", no_argument, NULL, OPT_LIST},
+        {"selftest-progress", no_argument, NULL, OPT_SELFTEST},
         {NULL, 0, NULL, 0},
     };
-    struct wizard_opts o = {NULL, "server", false};
+    struct wizard_opts o = {NULL, "server", false, false};
     struct ddts_job job;
     ddts_job_init_defaults(&job);
     int rc = cli_job_parse_flags("wizard", argc, argv, &job, extra, on_extra, &o, NULL);
     if (rc != CLI_OK || o.listed)
         return rc;
+    if (o.selftest)
+        return progress_selftest();
     char pass[512] = {0};
     bool server = strcmp(o.for_cmd, "server") == 0;
     struct ddts_error err;
     ddts_error_clear(&err);
     if (isatty(STDIN_FILENO)) {
         rc = cli_wizard_run(&job, stdin, stderr, STDIN_FILENO, server ? pass : NULL, sizeof pass);
+        if (rc != CLI_OK)
+            goto out;
+    } else {
+        rc = cli_job_resolve_model_folder("wizard", &job);
+        if (rc != CLI_OK)
+            goto out;
+    }
+    if (job.passphrase_file[0] != '\0') {
+        /* A job file must not point at a passphrase file that cannot be read. */
+        char check[512] = {0};
+        rc = cli_read_passphrase("wizard", job.passphrase_file, check, sizeof check, false);
+        explicit_bzero(check, sizeof check);
         if (rc != CLI_OK)
             goto out;
     }

@@ -22,9 +22,4 @@ int cli_inspect_model(const char *path);
 /* Prints the demo's final figures and where its results are. */
 int cli_demo_report(const char *server_workdir, const char *job);
 
-/* The passphrase from `typed` (the wizard's answer), else --passphrase-file,
- * else $DDTS_PASSPHRASE, else a prompt without echo when stdin is a terminal. */
-enum ddts_status cli_get_passphrase(const char *file, const char *typed,
-                                    struct ddts_passphrase **out, struct ddts_error *err);
-
 #endif

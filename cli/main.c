@@ -125,8 +125,29 @@ int cli_parse_double(const char *cmd, const char *flag, const char *value, doubl
     return CLI_OK;
 }
 
+/*
+ * OpenBLAS and OpenMP read their settings when they are loaded, so the
+ * engine's hints (docs/engine.md: OPENBLAS_CORETYPE where OpenBLAS falls back
+ * to slow generic kernels, OMP_WAIT_POLICY=passive) take effect only in a
+ * fresh process: export them and re-execute once. On failure, carry on.
+ */
+static void apply_engine_hints(char **argv)
+{
+    if (getenv("DDTS_REEXEC") != NULL)
+        return;
+    const char *hints[4];
+    size_t n = ddts_nn_env_hints(hints, 4);
+    if (n == 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        putenv((char *)hints[i]);
+    setenv("DDTS_REEXEC", "1", 1);
+    execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv)
 {
+    apply_engine_hints(argv);
     if (argc < 2) {
         print_main_help(stderr);
         return CLI_USAGE;

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -91,6 +92,22 @@ static size_t list_models(const char *dir, char **list, size_t n, size_t max)
     return n;
 }
 
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Whether `dir` holds the X/ and Y/ folders of a dataset. */
+static bool has_xy(const char *dir)
+{
+    char *x = ddts_path_join(dir, "X"), *y = ddts_path_join(dir, "Y");
+    bool ok = x != NULL && y != NULL && is_dir(x) && is_dir(y);
+    ddts_free(x);
+    ddts_free(y);
+    return ok;
+}
+
 /*
  * Asks one setting until the answer is valid. `def_text` is shown in
  * brackets (NULL: the setting's current value); an empty answer keeps the
@@ -163,6 +180,19 @@ static const char *map_model(const char *answer, void *ctx)
     return answer;
 }
 
+/* The terminal's settings while echo is off, for the signal handler: Ctrl-C
+ * at the passphrase prompt must not leave the user's terminal silent. */
+static struct termios echo_saved;
+static volatile sig_atomic_t echo_fd = -1;
+
+static void restore_echo_and_die(int sig)
+{
+    if (echo_fd >= 0)
+        tcsetattr(echo_fd, TCSANOW, &echo_saved);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 /* Reads the passphrase with echo off; false at EOF. */
 static bool read_secret(struct wizard *w, const char *prompt, char *buf, size_t cap)
 {
@@ -170,7 +200,17 @@ static bool read_secret(struct wizard *w, const char *prompt, char *buf, size_t 
      * the prompt can be echoed; TCSANOW keeps what was typed ahead. */
     struct termios old, quiet;
     bool tty = tcgetattr(w->in_fd, &old) == 0;
+    struct sigaction act, old_int, old_term, old_quit, old_hup;
     if (tty) {
+        echo_saved = old;
+        echo_fd = w->in_fd;
+        memset(&act, 0, sizeof act);
+        act.sa_handler = restore_echo_and_die;
+        sigemptyset(&act.sa_mask);
+        sigaction(SIGINT, &act, &old_int);
+        sigaction(SIGTERM, &act, &old_term);
+        sigaction(SIGQUIT, &act, &old_quit);
+        sigaction(SIGHUP, &act, &old_hup);
         quiet = old;
         quiet.c_lflag &= (tcflag_t) ~(ECHO | ECHONL);
         quiet.c_lflag |= ICANON;
@@ -179,8 +219,14 @@ static bool read_secret(struct wizard *w, const char *prompt, char *buf, size_t 
     fprintf(w->out, "%s: ", prompt);
     fflush(w->out);
     bool ok = fgets(buf, (int)cap, w->in) != NULL;
-    if (tty)
+    if (tty) {
         tcsetattr(w->in_fd, TCSANOW, &old);
+        echo_fd = -1;
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        sigaction(SIGQUIT, &old_quit, NULL);
+        sigaction(SIGHUP, &old_hup, NULL);
+    }
     fputc('\n', w->out);
     if (!ok) {
         buf[0] = '\0';
@@ -269,9 +315,14 @@ int cli_wizard_run(struct ddts_job *job, FILE *in, FILE *out, int in_fd, char *p
         if (ok && !ddts_job_is_set(job, setting))                                                  \
             ok = ask(&w, setting, question, def, keep, NULL, NULL);                                \
     } while (0)
-    ASK("host", "Address to listen on", NULL, true);
-    ASK("port", "Port", NULL, true);
-    if (ok && !ddts_job_is_set(job, "collect"))
+    /* Without a passphrase to ask (ddts train) there is no network: no
+     * address, port or collecting. */
+    bool network = passphrase != NULL;
+    if (network) {
+        ASK("host", "Address to listen on", NULL, true);
+        ASK("port", "Port", NULL, true);
+    }
+    if (ok && network && !ddts_job_is_set(job, "collect"))
         ok = ask(&w, "collect", "Train a model (y) or collect the results of an earlier job (n)?",
                  "y", true, map_train, NULL);
     bool need_pass = passphrase != NULL && cap > 0 && job->passphrase_file[0] == '\0' &&
@@ -307,13 +358,25 @@ int cli_wizard_run(struct ddts_job *job, FILE *in, FILE *out, int in_fd, char *p
         snprintf(def, sizeof def, "%d", (int)job->data + 1);
         ok = ask(&w, "data", "Data source", def, true, NULL, NULL);
     }
-    if (job->data == DDTS_JOB_DATA_KERAS)
+    if (job->data == DDTS_JOB_DATA_KERAS) {
         ASK("keras-dataset",
             "Keras dataset (mnist, fashion_mnist, cifar10, cifar100, boston_housing, imdb, "
             "reuters)",
             "", false);
-    else if (job->data == DDTS_JOB_DATA_SERVER)
-        ASK("dataset", "Dataset folder (holding X/ and Y/)", "", false);
+    } else if (job->data == DDTS_JOB_DATA_SERVER) {
+        while (ok && !ddts_job_is_set(job, "dataset")) {
+            /* Asked on a copy, kept only when the folder looks like a dataset. */
+            struct ddts_job scratch = *job;
+            w.job = &scratch;
+            ok = ask(&w, "dataset", "Dataset folder (holding X/ and Y/)", "", false, NULL, NULL);
+            w.job = job;
+            if (ok && has_xy(scratch.dataset))
+                *job = scratch;
+            else if (ok)
+                fprintf(out, "  invalid answer: %s has no X/ and Y/ folders; please try again\n",
+                        scratch.dataset);
+        }
+    }
     ASK("samples", "Training samples to use", "all", true);
     if (ok && !ddts_job_is_set(job, "order"))
         ok = ask(&w, "order", "Predict Y from X (XY) or reconstruct X, an autoencoder (XX)?", NULL,
@@ -413,6 +476,33 @@ out:
     return rc;
 }
 
+int cli_job_resolve_model_folder(const char *cmd, struct ddts_job *job)
+{
+    struct stat st;
+    if (job->collect || job->model[0] == '\0' || stat(job->model, &st) != 0 || !S_ISDIR(st.st_mode))
+        return CLI_OK;
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    /* A folder with exactly one model file: that one; several: say which. */
+    char *paths[MAX_MODELS];
+    size_t n = list_models(job->model, paths, 0, MAX_MODELS);
+    int rc = CLI_OK;
+    if (n == 1) {
+        if (ddts_job_set(job, "model", paths[0], &err) != DDTS_OK)
+            rc = cli_usage_error(cmd, "%s", err.msg);
+    } else if (n == 0) {
+        rc = cli_usage_error(cmd, "--model %s: no *.h5 or *.keras file in the folder", job->model);
+    } else {
+        rc = cli_usage_error(cmd,
+                             "--model %s holds %zu models (%s, %s%s): name one, or run on a "
+                             "terminal to choose",
+                             job->model, n, paths[0], paths[1], n > 2 ? ", ..." : "");
+    }
+    for (size_t i = 0; i < n; i++)
+        ddts_free(paths[i]);
+    return rc;
+}
+
 int cli_job_complete(const char *cmd, struct ddts_job *job, bool force_wizard, const char *job_out,
                      char *passphrase, size_t cap)
 {
@@ -440,13 +530,60 @@ int cli_job_complete(const char *cmd, struct ddts_job *job, bool force_wizard, c
     } else {
         if (missing)
             return cli_usage_error(cmd, "%s", err.msg);
-        if (folder_model)
-            return cli_usage_error(cmd, "--model %s is a folder: name the model file", job->model);
+        if (folder_model) {
+            int rc = cli_job_resolve_model_folder(cmd, job);
+            if (rc != CLI_OK)
+                return rc;
+        }
         if (ddts_job_resolve(job, &err) != DDTS_OK)
             return cli_fail(cmd, &err);
     }
     if (!ddts_job_is_set(job, "seed"))
         fprintf(stderr, "ddts %s: seed %llu (random; --seed %llu repeats this run)\n", cmd,
                 (unsigned long long)job->seed, (unsigned long long)job->seed);
+    return CLI_OK;
+}
+
+int cli_read_passphrase(const char *cmd, const char *file, char *buf, size_t cap, bool confirm)
+{
+    if (cap == 0)
+        return CLI_FAIL;
+    if (buf[0] != '\0')
+        return CLI_OK;
+    if (file != NULL && file[0] != '\0') {
+        FILE *fp = fopen(file, "r");
+        if (fp == NULL) {
+            struct ddts_error err;
+            ddts_error_set_errno(&err, DDTS_EIO, errno, "--passphrase-file %s: cannot open", file);
+            return cli_fail(cmd, &err);
+        }
+        bool ok = fgets(buf, (int)cap, fp) != NULL;
+        fclose(fp);
+        size_t n = ok ? strlen(buf) : 0;
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+            buf[--n] = '\0';
+        if (n == 0) {
+            explicit_bzero(buf, cap);
+            return cli_usage_error(cmd, "--passphrase-file %s: the file holds no passphrase", file);
+        }
+        return CLI_OK;
+    }
+    const char *env = getenv("DDTS_PASSPHRASE");
+    if (env != NULL && env[0] != '\0') {
+        if (strlen(env) >= cap)
+            return cli_usage_error(cmd, "DDTS_PASSPHRASE: longer than %zu bytes", cap - 1);
+        memcpy(buf, env, strlen(env) + 1);
+        return CLI_OK;
+    }
+    if (!isatty(STDIN_FILENO))
+        return cli_usage_error(cmd, "no passphrase: give --passphrase-file FILE or set "
+                                    "DDTS_PASSPHRASE (stdin is not a terminal to ask)");
+    struct wizard w = {NULL, stdin, stderr, STDIN_FILENO};
+    bool ok = confirm ? ask_passphrase(&w, buf, cap)
+                      : read_secret(&w, "Passphrase (not echoed)", buf, cap);
+    if (!ok || buf[0] == '\0') {
+        explicit_bzero(buf, cap);
+        return cli_usage_error(cmd, "no passphrase given");
+    }
     return CLI_OK;
 }

@@ -290,6 +290,14 @@ static void read_and_write(const void *img, size_t n, int zip, const struct ddts
         size_t n_out = 0;
         if (ddts__keras_h5_update_image(img, n, "fuzz", m, &out, &n_out, &err) == DDTS_OK)
             ddts_free(out);
+        /* The structure rewrite: a Normalization layer added, then written. */
+        if (!zip) {
+            int64_t shape[1] = {4};
+            float mean[4] = {0, 1, 2, 3}, var[4] = {1, 1, 1, 1};
+            if (ddts_keras_add_normalization(m, 1, shape, mean, var, &err) == DDTS_OK &&
+                ddts__keras_h5_update_image(img, n, "fuzz", m, &out, &n_out, &err) == DDTS_OK)
+                ddts_free(out);
+        }
     } else if (err.msg[0] == '\0') {
         __builtin_trap(); /* every failure explains itself */
     }

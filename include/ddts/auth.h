@@ -63,8 +63,8 @@ DDTS_NODISCARD enum ddts_status ddts_passphrase_create(const char *s, size_t n,
 void ddts_passphrase_destroy(struct ddts_passphrase *pw);
 /*
  * Reads the passphrase from `file` (when not NULL: its first line, without
- * the line end; the file must not be readable by others: DDTS_EINVAL if it is
- * group- or world-readable) or else from the environment variable
+ * the line end; DDTS_EINVAL if the file is readable by every user) or else
+ * from the environment variable
  * DDTS_PASSPHRASE. DDTS_ENOTFOUND when neither is given (the CLI then
  * prompts without echo), DDTS_EIO when the file cannot be read.
  */
@@ -97,8 +97,9 @@ void ddts_handshake_refuse(struct ddts_handshake *hs, enum ddts_status status);
  * Returns DDTS_EPROTO for a malformed or unexpected message, DDTS_EUNSUPPORTED
  * for another protocol version, DDTS_EAUTH for a wrong passphrase or an
  * invalid share, DDTS_EBANNED (or the refusal status) when the server refused.
- * After a failure the handshake is dead; on the client's DDTS_EAUTH, `out`
- * still holds the AUTH_FAIL message to send.
+ * After a failure the handshake is dead; when *out_n > 0, `out` still holds
+ * a message to send before closing (the client's AUTH_FAIL, the server's
+ * refusing HELLO_S).
  */
 DDTS_NODISCARD enum ddts_status ddts_handshake_step(struct ddts_handshake *hs, const uint8_t *in,
                                                     size_t in_n, uint8_t *out, size_t out_cap,

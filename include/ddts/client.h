@@ -95,7 +95,7 @@ struct ddts_client_config {
     void *userdata;                   /* given to train and progress */
     ddts_client_progress_fn progress; /* may be NULL */
     double connect_timeout_s;         /* 0: 10 */
-    double io_timeout_s;              /* 0: DDTS_IO_TIMEOUT_S; waits for rounds allow longer */
+    double io_timeout_s; /* 0: DDTS_IO_TIMEOUT_S (the server heartbeats during waits) */
     /* Reconnect attempts after a lost connection (0: none), pausing retry_s between. */
     unsigned retries;
     double retry_s;

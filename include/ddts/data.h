@@ -212,14 +212,19 @@ DDTS_NODISCARD enum ddts_status ddts_array_fit_samples(struct ddts_array *a, int
 /*
  * Loads a Keras built-in dataset as keras.datasets.NAME.load_data() would.
  * Supported: "mnist" and "fashion_mnist" (x: uint8 (N, 28, 28), y: uint8 (N,)).
- * Looked up, in order, in $KERAS_HOME/datasets, ~/.keras/datasets (Keras'
- * own files: mnist.npz; fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}
- * -ubyte.gz) and /usr/share/datasets/fashion-mnist (Debian's
- * dataset-fashion-mnist). cifar10/cifar100 (python pickles), imdb/reuters
- * (pickled object arrays of word-index lists) and boston_housing are
- * DDTS_EUNSUPPORTED with the reason; see docs/data.md. Any of the four
- * outputs may be NULL when not wanted. Missing files: DDTS_ENOTFOUND naming
- * every place searched.
+ * Looked up, in order, in $KERAS_HOME/datasets, ~/.keras/datasets,
+ * /tmp/.keras/datasets (Keras' own files: mnist.npz;
+ * fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz) and, for
+ * Fashion-MNIST, /usr/share/datasets/fashion-mnist (Debian's
+ * dataset-fashion-mnist). When absent, the files are downloaded from Keras'
+ * address into the first cache folder (mnist.npz checked against Keras'
+ * SHA-256), unless the environment sets DDTS_OFFLINE=1; DDTS_KERAS_ORIGIN
+ * and DDTS_SYSTEM_DATASETS replace the address and /usr/share/datasets.
+ * cifar10/cifar100 (python pickles), imdb/reuters (pickled object arrays of
+ * word-index lists) and boston_housing are DDTS_EUNSUPPORTED with the
+ * reason; see docs/data.md. Any of the four outputs may be NULL when not
+ * wanted. Missing files: DDTS_ENOTFOUND naming every place searched and why
+ * the download failed. Downloads block the calling thread.
  */
 DDTS_NODISCARD enum ddts_status
 ddts_keras_dataset_load(const char *name, struct ddts_array **x_train, struct ddts_array **y_train,
@@ -303,6 +308,18 @@ DDTS_NODISCARD enum ddts_status ddts_normalizer_affine(enum ddts_normalizer kind
                                                        const struct ddts_stats *stats,
                                                        float *offset_out, float *scale_out,
                                                        struct ddts_error *err);
+
+/*
+ * Converts rows [first, first + n_rows) of `x` (shape (N, ...), F = elements
+ * per sample) to float32 and normalizes them: out[r * F + j] =
+ * (x - offset[j]) * scale[j] (offset and scale from ddts_normalizer_affine;
+ * both NULL: conversion only). `out` holds n_rows * F floats. Rows out of
+ * range: DDTS_EINVAL.
+ */
+DDTS_NODISCARD enum ddts_status ddts_normalize_rows(const struct ddts_array *x, size_t first,
+                                                    size_t n_rows, const float *offset,
+                                                    const float *scale, float *out,
+                                                    struct ddts_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Splits                                                                   */

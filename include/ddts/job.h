@@ -163,9 +163,12 @@ bool ddts_job_is_set(const struct ddts_job *job, const char *name);
 /*
  * Reads a job file (a JSON object, see above) into `job`; each key is applied
  * with ddts_job_set, so later flags override it. Errors name the file and the
- * key: DDTS_EIO, DDTS_EFORMAT (not JSON, not an object, a nested value, with
- * the line and column), DDTS_ENOTFOUND (unknown key), DDTS_EINVAL,
- * DDTS_ELIMIT (file over 1 MiB).
+ * key: DDTS_EIO, DDTS_ENOTFOUND (no such file, or an unknown key),
+ * DDTS_EFORMAT (not JSON, with the line and column; not an object; a nested
+ * value; a value of the wrong type: a text setting takes a string, a switch
+ * true/false, a number setting a number or a string), DDTS_EINVAL (a value
+ * its flag would refuse), DDTS_ELIMIT (file over 1 MiB). `null` and "" mean
+ * "not given". On failure the job is unchanged.
  */
 DDTS_NODISCARD enum ddts_status ddts_job_load_file(struct ddts_job *job, const char *path,
                                                    struct ddts_error *err);
@@ -183,7 +186,9 @@ DDTS_NODISCARD enum ddts_status ddts_job_from_json(struct ddts_job *job, const c
 /*
  * Serializes `job` as a JSON object (keys are flag names) into a new
  * NUL-terminated string *out (ddts_free). Never contains a passphrase (a job
- * holds none). The seed is included only when set. DDTS_ENOMEM.
+ * holds none). Left out: the seed and the learning rate unless set, --clients
+ * while 0, text settings that are "" (their default applies). Indented with a
+ * final newline unless DDTS_JOB_JSON_COMPACT. DDTS_ENOMEM.
  */
 DDTS_NODISCARD enum ddts_status ddts_job_to_json(const struct ddts_job *job, unsigned flags,
                                                  char **out, struct ddts_error *err);

@@ -14,6 +14,10 @@
  *   ... train: change d->weights[0].data in place (same shape) ...
  *   ddts_keras_write(m, "trained.h5", &err);  // same format, same layout
  *   ddts_keras_destroy(m);
+ *
+ * Threads: Debian's libhdf5 is the serial build, which is not thread-safe.
+ * Call the functions of this header from one thread at a time (the server
+ * and client read and write models from their control thread).
  */
 #ifndef DDTS_KERAS_H
 #define DDTS_KERAS_H
@@ -73,8 +77,8 @@ struct ddts_keras_model {
     char *keras_version; /* e.g. "2.15.0", "3.3.3"; NULL when absent */
     char *backend;       /* e.g. "tensorflow"; NULL when absent */
     char *model_config;  /* JSON text, exactly as stored (.keras: config.json) */
-    char *
-        training_config; /* JSON text or NULL (.keras: the "compile_config" stays in config.json) */
+    /* JSON text or NULL (.keras: the compile_config stays in config.json). */
+    char *training_config;
     char *metadata_json; /* .keras: metadata.json as stored; NULL for h5 */
     /* Weighted and weightless layers, in layer_names order (h5) / config
      * order (.keras), nested models as one layer holding all their weights. */
@@ -83,8 +87,8 @@ struct ddts_keras_model {
     /* Optimizer state: h5 group optimizer_weights / .keras optimizer/vars. */
     int has_optimizer_weights;
     size_t n_optimizer_weights;
-    struct ddts_keras_weight
-        *optimizer_weights; /* read as stored, written back by ddts_keras_write */
+    /* Read as stored, written back by ddts_keras_write. */
+    struct ddts_keras_weight *optimizer_weights;
 };
 
 /*
@@ -93,7 +97,8 @@ struct ddts_keras_model {
  * model, to be released with ddts_keras_destroy.
  * Returns DDTS_EIO (cannot open), DDTS_EFORMAT (not a Keras file, a missing
  * group or attribute, a bad string, a weight whose shape or name does not
- * fit; the message names the file and the object path), DDTS_ELIMIT (a
+ * fit, a layer of a weighted class (Dense, Conv2D, ...) without weights;
+ * the message names the file and the object path), DDTS_ELIMIT (a
  * limit of limits.h: huge dimensions, too many layers or weights, a huge
  * attribute), DDTS_EUNSUPPORTED (a dataset dtype that is not numeric),
  * DDTS_ENOMEM.
@@ -109,14 +114,14 @@ void ddts_keras_destroy(struct ddts_keras_model *m);
  * m->source_path again): the same attributes, string types, groups, dataset
  * names and dtypes, the configuration unchanged; only the weight values are
  * replaced by m->layers[*].weights[*].data (and
- * m->optimizer_weights[*].data). Values are converted to the stored dtype;
- * a non-float32 dataset whose values did not change is left untouched, so
- * an unchanged model round-trips bit-exactly. Atomic: written under a
- * temporary name in the same folder, then renamed. `path` may equal
- * m->source_path.
- * Returns DDTS_EINVAL (no source_path: use ddts_keras_write_new), DDTS_ESHAPE
- * (a weight whose shape no longer matches the file), DDTS_EIO, DDTS_EFORMAT
- * (the source changed since it was read), DDTS_ENOMEM.
+ * m->optimizer_weights[*].data). The one exception is a model whose layers
+ * changed (ddts_keras_add_normalization): then the new model_config and
+ * layer_names are written too, in their stored string kinds. Values are converted to the stored
+ * dtype; a non-float32 dataset whose values did not change is left untouched, so an unchanged model
+ * round-trips bit-exactly. Atomic: written under a temporary name in the same folder, then renamed.
+ * `path` may equal m->source_path. Returns DDTS_EINVAL (no source_path: use ddts_keras_write_new),
+ * DDTS_ESHAPE (a weight whose shape no longer matches the file), DDTS_EIO, DDTS_EFORMAT (the source
+ * changed since it was read), DDTS_ENOMEM.
  */
 DDTS_NODISCARD enum ddts_status ddts_keras_write(const struct ddts_keras_model *m, const char *path,
                                                  struct ddts_error *err);
@@ -125,16 +130,19 @@ DDTS_NODISCARD enum ddts_status ddts_keras_write(const struct ddts_keras_model *
  * Writes a NEW tf.keras-2.x-style .h5 file (readable by tf.keras and Keras 3
  * load_model) from m->model_config, m->training_config (may be NULL),
  * m->keras_version (NULL: "2.15.0"), m->backend (NULL: "tensorflow") and
- * m->layers: root attributes as variable-length UTF-8 strings (as h5py
- * writes a str); group model_weights with attributes layer_names (every
- * layer of m, fixed-length strings), backend, keras_version; a group per
- * layer with attribute weight_names (an empty float64 array for a
- * weightless layer, as tf.keras writes it) and float32 datasets at
- * model_weights/<layer>/<weight name>, e.g. model_weights/dense/dense/kernel:0.
- * A weight with name NULL is named "<layer>/<short_name>:0". Optimizer
- * weights are not written. Atomic (temporary name + rename).
- * Returns DDTS_EINVAL (no model_config, a layer or weight without a name,
- * duplicate names), DDTS_EIO, DDTS_ENOMEM.
+ * m->layers: root attributes as variable-length strings as tf.keras 2.15
+ * writes them with h5py 3 (keras_version and backend UTF-8 from a str,
+ * model_config and training_config ASCII from bytes); group model_weights with attributes
+ * layer_names (every layer of m: variable-length ASCII strings as h5py 3 writes a list of bytes,
+ * split into fixed-length chunks above 64512 bytes as tf.keras does), backend, keras_version; a
+ * group per layer with attribute weight_names (an empty float64 array for a weightless layer, as
+ * tf.keras writes it) and float32 datasets at model_weights/<layer>/<weight name>, e.g.
+ * model_weights/dense/dense/kernel:0. A weight with name NULL is named "<layer>/<short_name>:0". A
+ * model read from a .keras file is converted: each layer's weights in the legacy order (a nested
+ * model's trainable weights first, then moving statistics and Normalization values), named
+ * "<layer_name>/<short_name>" (Keras 3) or with ":0" (Keras 2). Optimizer weights are not written.
+ * Atomic (temporary name + rename). Returns DDTS_EINVAL (no model_config, a layer or weight without
+ * a name, duplicate names), DDTS_EIO, DDTS_ENOMEM.
  */
 DDTS_NODISCARD enum ddts_status ddts_keras_write_new(const struct ddts_keras_model *m,
                                                      const char *path, struct ddts_error *err);
@@ -219,6 +227,95 @@ struct ddts_keras_spec {
 DDTS_NODISCARD enum ddts_status ddts_keras_spec_build(const struct ddts_keras_spec *spec,
                                                       struct ddts_keras_model **out,
                                                       struct ddts_error *err);
+
+/*
+ * The normalizer of a job travels with the model as a Keras Normalization
+ * layer placed right after the input, so that the saved model works on raw
+ * data in Keras too. Keras computes (x - mean) / max(sqrt(variance), 1e-7);
+ * ddts' normalizers map onto it exactly:
+ *   simple  x / max|x|           mean 0,    variance max|x|^2
+ *   minmax  (x - min)/(max-min)  mean min,  variance (max - min)^2
+ *   zscore  (x - mu) / sigma     mean mu,   variance sigma^2
+ * (sqrt of a correctly rounded square gives the value back exactly.)
+ * mean and variance hold `count` = prod(shape) float32 values in C order:
+ * rank 1 (C,) normalizes each index of the last axis (Keras axis -1); a
+ * larger rank (e.g. (28, 28, 1)) normalizes every element of a sample (axis
+ * [1, ..., rank]). They go into the layer's config ("mean", "variance"), not
+ * into weights: Keras creates no variables for a Normalization given its
+ * mean and variance (keras/src/layers/preprocessing/normalization.py).
+ *
+ * ddts_keras_add_normalization rewrites m->model_config (Sequential: after
+ * the InputLayer, or taking over batch_input_shape from the first layer of a
+ * Keras 2.2 list; Functional with one input: after the input layer, every
+ * consumer of the input rewired to it, in the Keras 2 or Keras 3 node form
+ * the config uses) and inserts a weightless layer into m->layers.
+ * ddts_keras_write then writes the new configuration: h5: model_config and
+ * layer_names rewritten in their stored string kinds plus a group for the
+ * new layer; .keras: config.json. Returns DDTS_EEXIST (the model already has
+ * a top-level Normalization layer), DDTS_ESHAPE (the values do not fit the
+ * input shape of the config), DDTS_EUNSUPPORTED (several inputs, or a
+ * configuration shape not listed), DDTS_EINVAL, DDTS_ENOMEM.
+ */
+DDTS_NODISCARD enum ddts_status
+ddts_keras_add_normalization(struct ddts_keras_model *m, int rank, const int64_t *shape,
+                             const float *mean, const float *variance, struct ddts_error *err);
+
+/*
+ * The first top-level Normalization layer of m's configuration that carries
+ * its mean and variance: its name, the shape of the values (rank 0 for
+ * scalars) and two new arrays of prod(shape) floats (free with ddts_free).
+ * Returns DDTS_ENOTFOUND when there is none, DDTS_EFORMAT for ragged or
+ * non-numeric lists, DDTS_ENOMEM.
+ */
+DDTS_NODISCARD enum ddts_status ddts_keras_get_normalization(const struct ddts_keras_model *m,
+                                                             char **name, int *rank,
+                                                             int64_t shape[DDTS_MAX_RANK],
+                                                             float **mean, float **variance,
+                                                             struct ddts_error *err);
+
+/*
+ * The compiled loss and optimizer of a model, as plain data: from
+ * training_config (h5: {"loss", "optimizer_config": {"class_name",
+ * "config"}}) or config.json's compile_config (.keras: {"loss",
+ * "optimizer": {"class_name", "config"}}).
+ */
+struct ddts_keras_training {
+    /* Keras' lower-case name: "adam", "sgd", "rmsprop", ... ("Custom>Adam"
+     * of some tf.keras versions gives "adam"); NULL when not compiled. */
+    char *optimizer;
+    double
+        learning_rate; /* "learning_rate", or "lr" of Keras <= 2.2; NaN if absent or a schedule */
+    char *optimizer_config_json; /* the optimizer's "config" object as JSON text, or NULL */
+    /* A string loss as stored ("mse", "categorical_crossentropy"), or a loss
+     * object's class in snake case ("CategoricalCrossentropy" ->
+     * "categorical_crossentropy"); NULL when absent or several losses. */
+    char *loss;
+};
+/* Fills *out (zeroed first). Returns DDTS_OK also for a model that was not
+ * compiled (all NULL), DDTS_EFORMAT when the JSON does not parse, DDTS_ENOMEM. */
+DDTS_NODISCARD enum ddts_status ddts_keras_training_info(const struct ddts_keras_model *m,
+                                                         struct ddts_keras_training *out,
+                                                         struct ddts_error *err);
+void ddts_keras_training_deinit(struct ddts_keras_training *t);
+
+/*
+ * One model from several, averaging their outputs (`ddts ensemble`): a
+ * tf.keras 2.x Functional model with an InputLayer "ensemble_input", each
+ * model nested as "model_<i>" (called at node index 1, as tf.keras writes
+ * nested models), and an Average layer "average" as output. Every model
+ * must be a tf.keras 2.x / Keras 2 configuration (from an .h5 file) with the
+ * same batch_input_shape and, for Keras, the same output shape. The result
+ * (no source_path) owns copies of all weights: model_<i> holds model i's
+ * weights in the legacy order of a nested model (trainable first, then
+ * moving statistics and Normalization values), named
+ * "<layer>/<weight>:0"; training_config is model 1's. Write it with
+ * ddts_keras_write_new. Returns DDTS_EINVAL (fewer than 2 or more than
+ * DDTS_MAX_CLIENTS models), DDTS_EUNSUPPORTED (a Keras 3 configuration),
+ * DDTS_ESHAPE (input shapes differ), DDTS_EFORMAT, DDTS_ENOMEM.
+ */
+DDTS_NODISCARD enum ddts_status
+ddts_keras_ensemble_build(const struct ddts_keras_model *const *models, size_t n,
+                          struct ddts_keras_model **out, struct ddts_error *err);
 
 #ifdef __cplusplus
 }

@@ -32,6 +32,9 @@
 #define DDTS_MAX_XLSX_XML     (16ULL << 30)
 #define DDTS_MAX_XLSX_STRINGS (256u << 20)
 
+/* Downloads of Keras datasets: the largest Keras dataset file is ~170 MB. */
+#define DDTS_MAX_DOWNLOAD (512ULL << 20)
+
 /* Data folders: files per X/ or Y/ folder (each is opened and held at once). */
 #define DDTS_MAX_DATA_FILES 100000
 
@@ -55,6 +58,15 @@
 #define DDTS_MAX_KERAS_NESTING 32
 /* model.weights.h5 inside a .keras zip is read into memory. */
 #define DDTS_MAX_KERAS_FILE_BYTES (16ULL << 30)
+
+/* Model parameters: 2^28 float32 weights (1 GiB) hold VGG-16 (138M) with room
+ * to spare; a config asking for more is refused before any allocation.
+ * Fuzzing builds lower it so that hostile configs cannot exhaust the fuzzer. */
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define DDTS_MAX_PARAMS (1ull << 22)
+#else
+#define DDTS_MAX_PARAMS (1ull << 28)
+#endif
 
 /* Wire: frames before authentication are tiny (a hello and CPace shares);
  * after it, a frame carries at most one chunk of a streamed transfer. */
@@ -84,8 +96,8 @@
 /* Net: job settings JSON sent to clients (one frame). */
 #define DDTS_MAX_SETTINGS_BYTES (1u << 20)
 /* Net: one received file and a client's whole upload (models, logs, plots). */
-#define DDTS_MAX_FILE_BYTES    (64ULL << 30)
-#define DDTS_MAX_UPLOAD_FILES  10000
+#define DDTS_MAX_FILE_BYTES   (64ULL << 30)
+#define DDTS_MAX_UPLOAD_FILES 10000
 /* Net: a weight vector exchanged in a round: 2^31 float32 = 8 GiB. */
 #define DDTS_MAX_SYNC_FLOATS (1ULL << 31)
 

@@ -123,7 +123,8 @@ DDTS_NODISCARD enum ddts_status ddts_conn_send_file(struct ddts_conn *c, uint8_t
 /*
  * After FILE_BEGIN was received and parsed (size `size`), receives the data
  * into `path` atomically (temporary name, fsync, rename) and consumes
- * FILE_END. Refuses more than `max_bytes` in all (DDTS_ELIMIT).
+ * FILE_END. DDTS_ELIMIT when `size` exceeds DDTS_MAX_FILE_BYTES, DDTS_EPROTO
+ * when the peer sends more data than announced or another message.
  */
 DDTS_NODISCARD enum ddts_status ddts_conn_recv_file_data(struct ddts_conn *c, const char *path,
                                                          uint64_t size, ddts_progress_fn progress,

@@ -148,9 +148,13 @@ void ddts_model_set_learning_rate(struct ddts_model *m, double lr);
 /* Changes the thread count (<= 0: 1). */
 void ddts_model_set_threads(struct ddts_model *m, int threads);
 
-/* Optimizer state (moments, accumulators, step counter as a float at the end)
- * as one flat buffer, for checkpoints; NULL before compile. Writable: import by
- * copying into it. Its layout depends on the optimizer only through its size. */
+/* Optimizer state as one flat buffer, for checkpoints: k vectors of
+ * ddts_model_n_params floats each, in the flat weight layout (Adam: m then v
+ * [then vhat]; SGD with momentum: velocity; RMSprop: v [momentum] [mean g];
+ * Adagrad: accumulator; Adadelta: accumulated g^2 then updates^2; Adamax:
+ * m then u; Nadam: m, v, then one float, the momentum product). NULL (and 0)
+ * for plain SGD or before compile. Writable: import by copying into it; the
+ * step counter is ddts_model_iterations. compile resets both. */
 float *ddts_model_optimizer_state(struct ddts_model *m, size_t *n_floats);
 /* Optimizer steps taken (Keras' `iterations`). */
 uint64_t ddts_model_iterations(const struct ddts_model *m);
@@ -231,7 +235,9 @@ DDTS_NODISCARD enum ddts_status ddts_model_fit(struct ddts_model *m,
 void ddts_history_destroy(struct ddts_history *h);
 
 /* Best weights kept by fit's checkpoint_monitor (same layout as the flat
- * buffer), or NULL when none; *epoch (may be NULL) gets its epoch. */
+ * buffer), or NULL when none; *epoch (may be NULL) gets its epoch. The best
+ * value carries over fit calls (fitting epoch by epoch) until the next
+ * compile or a different monitor. */
 const float *ddts_model_best_weights(const struct ddts_model *m, int *epoch);
 
 /* Loss and metrics over `d` in inference mode (dropout off, BN moving stats).
@@ -244,6 +250,38 @@ DDTS_NODISCARD enum ddts_status ddts_model_evaluate(struct ddts_model *m,
 DDTS_NODISCARD enum ddts_status ddts_model_predict(struct ddts_model *m, const struct ddts_array *x,
                                                    int batch_size, struct ddts_array **out,
                                                    struct ddts_error *err);
+
+/* The BLAS kernel family OpenBLAS chose for this CPU ("Haswell", "SkylakeX"). */
+const char *ddts_nn_blas_core(void);
+/*
+ * A value for the OPENBLAS_CORETYPE environment variable when OpenBLAS fell
+ * back to generic SSE3 kernels on a CPU that has AVX2 or AVX-512 (its CPU
+ * table does not know recent models): "SkylakeX" or "Haswell"; NULL when the
+ * detected kernels are fine. OpenBLAS reads the variable when it is loaded, so
+ * a program sets it and re-executes itself (the CLI does this at start-up).
+ * Measured here: sgemm 13 GFLOP/s with the fallback, 70-140 with SkylakeX.
+ */
+const char *ddts_nn_blas_coretype_hint(void);
+
+/*
+ * Environment settings the engine runs best with, for variables not already
+ * set: "OPENBLAS_CORETYPE=SkylakeX" when OpenBLAS's detection fell back (see
+ * above) and "OMP_WAIT_POLICY=passive" (idle OpenMP threads sleep instead of
+ * spinning; on a shared 2-core machine this made 2-thread training 6x faster
+ * and cost nothing with 1 thread). Both libraries read them when loaded, so a
+ * program exports them and re-executes itself once, early in main():
+ *
+ *   const char *hints[4];
+ *   size_t n = ddts_nn_env_hints(hints, 4);
+ *   if (n > 0 && getenv("DDTS_REEXEC") == NULL) {
+ *       for (size_t i = 0; i < n; i++) putenv((char *)hints[i]);
+ *       setenv("DDTS_REEXEC", "1", 1);
+ *       execv("/proc/self/exe", argv);   (on failure, just continue)
+ *   }
+ *
+ * Fills out[0..max) with static "NAME=value" strings; returns how many.
+ */
+size_t ddts_nn_env_hints(const char *out[], size_t max);
 
 #ifdef __cplusplus
 }

@@ -205,6 +205,18 @@ size_t ddts_progress_format(char *buf, size_t cap, int64_t done, int64_t total, 
 /* "3:01", "1:02:03" or "12s" (Keras' ETA format); negative or non-finite: "-". */
 size_t ddts_format_duration(char *buf, size_t cap, double seconds);
 
+/* "1.5 KiB", "12.3 MiB", "2.00 GiB" (binary units), "512 B". Returns the length needed. */
+size_t ddts_format_bytes(char *buf, size_t cap, double nbytes);
+
+/*
+ * A transfer's progress line, e.g.
+ *   "model.h5  12.3 MiB/45.0 MiB [======>.............]  27% 3.2 MiB/s ETA 0:10"
+ * and once done == total: "model.h5  45.0 MiB [====================] 100% 3.1 MiB/s 14s".
+ * total 0 (unknown): no bar, no ETA. Returns the length needed (snprintf-like).
+ */
+size_t ddts_transfer_format(char *buf, size_t cap, const char *label, uint64_t done, uint64_t total,
+                            double elapsed_s);
+
 /* One client in the server's live view. NaN numbers print as "-". */
 struct ddts_client_row {
     const char *name;

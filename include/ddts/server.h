@@ -10,7 +10,8 @@
  *
  * Layout under WORKDIR/<job>/:
  *   state              the job state (rounds, shards done, client ids), rewritten atomically
- *   global/weights.f32 the latest averaged weights (raw little-endian float32)
+ *   global/weights.f32 the latest averaged weights (raw little-endian float32; the
+ *                      integrator turns them into a model file, see on_round)
  *   clients/<name>/    each client's uploaded results
  */
 #ifndef DDTS_SERVER_H
@@ -35,8 +36,9 @@ enum ddts_sync_mode {
 };
 
 struct ddts_server_config {
-    const char *host;                         /* listen address; NULL: 0.0.0.0 */
-    uint16_t port;                            /* 0: DDTS_DEFAULT_PORT (tests: see bound_port) */
+    const char *host; /* listen address; NULL: 0.0.0.0 */
+    uint16_t port;    /* 0: DDTS_DEFAULT_PORT */
+    int any_port;     /* non-zero: ignore port, bind a free one (tests; see bound_port) */
     const struct ddts_passphrase *passphrase; /* borrowed */
     size_t n_clients;                         /* shares of the job, 1..DDTS_MAX_CLIENTS */
     const char *workdir;                      /* results and state go under workdir/job */
@@ -59,11 +61,18 @@ struct ddts_server_config {
     int keep_serving;         /* non-zero: do not return when the job is complete */
     /* Polled every 0.2 s; a non-zero answer stops the server. May be NULL. */
     int (*should_stop)(void *userdata);
-    /* Out: the port actually bound (useful with port 0 in tests); may be NULL. */
+    /* Out: the port actually bound (useful with any_port); may be NULL. */
     uint16_t *bound_port;
     /* Out (may be NULL): called once the server is listening. */
     void (*on_listening)(void *userdata, uint16_t port);
     void *userdata;
+    /*
+     * May be NULL. Called after each weight-averaging round with the new global
+     * weights (`n` float32, borrowed for the call), e.g. to save a Keras model
+     * of the global state. Runs on a connection thread with the job locked: it
+     * must be quick and must not block on the network.
+     */
+    void (*on_round)(void *userdata, uint64_t round, const float *weights, size_t n);
 };
 
 /*

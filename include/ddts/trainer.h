@@ -103,6 +103,74 @@ DDTS_NODISCARD enum ddts_status ddts_train_global(const struct ddts_global_reque
                                                   double *loss, double *accuracy,
                                                   struct ddts_error *err);
 
+/*
+ * Model surgery (src/train/surgery.c): configuration JSON in, JSON out, and
+ * new model files written with ddts_keras_write_new. Documented in
+ * docs/file-formats.md ("Model surgery").
+ */
+
+/* A job's normalizer as a Keras Normalization layer: y = (x - mean) / sqrt(variance). */
+struct ddts_norm_layer {
+    const float *mean;     /* n_features values (ddts_normalizer_from_stats) */
+    const float *variance; /* n_features values */
+    size_t n_features;     /* elements per sample of the model's input */
+    uint64_t count;        /* samples the statistics came from (Keras' `count` weight) */
+};
+
+/*
+ * Inserts a Normalization layer (axis -1, mean/variance null: "adapted") at
+ * the input of the model configuration `config_json` (a Sequential: after
+ * its InputLayer; a Functional: after its input, every consumer of the
+ * input rewired to it). For an input of rank > 1 (one sample's shape
+ * `input_shape[0..input_rank)`), the layer is wrapped as Reshape((F,)) ->
+ * Normalization -> Reshape(input_shape) so that every feature keeps its own
+ * statistics. *out_json: the new configuration; *norm_name: the name given
+ * to the Normalization layer (unique in the model); both ddts_free.
+ * Returns DDTS_EFORMAT (not a model config), DDTS_EUNSUPPORTED (several
+ * inputs), DDTS_ENOMEM.
+ */
+DDTS_NODISCARD enum ddts_status ddts_surgery_insert_normalization(const char *config_json,
+                                                                  int input_rank,
+                                                                  const int64_t *input_shape,
+                                                                  char **out_json, char **norm_name,
+                                                                  struct ddts_error *err);
+
+/*
+ * Writes `m` (its current weights; built from `k`) as a new tf.keras 2.x .h5
+ * file at `path` whose configuration is k's with the Normalization layer of
+ * `norm` inserted (ddts_surgery_insert_normalization); k's training config,
+ * keras_version and backend are kept. DDTS_ESHAPE when norm->n_features is
+ * not the model's input size.
+ */
+DDTS_NODISCARD enum ddts_status ddts_surgery_write_normalized(struct ddts_model *m,
+                                                              const struct ddts_keras_model *k,
+                                                              const struct ddts_norm_layer *norm,
+                                                              const char *path,
+                                                              struct ddts_error *err);
+
+/*
+ * The configuration of a Functional model that averages the outputs of
+ * `n` (>= 2) member models: an InputLayer "input" of one sample's shape
+ * `input_shape[0..input_rank)`, each member (its model configuration JSON,
+ * Sequential or Functional) nested as "member_<i>" (1-based) and called at
+ * node index 1, and an Average layer "average". *out_json: ddts_free.
+ */
+DDTS_NODISCARD enum ddts_status
+ddts_surgery_ensemble_config(const char *const *member_configs, size_t n, int input_rank,
+                             const int64_t *input_shape, char **out_json, struct ddts_error *err);
+
+/*
+ * Writes the output-averaging ensemble of `members` (read with
+ * ddts_keras_read; same input and output shapes) as a new tf.keras 2.x .h5
+ * file at `path`: configuration from ddts_surgery_ensemble_config, each
+ * member's weights in its one group ("<sublayer>/<weight>:0"), the first
+ * member's training config. `names` (the members' file names) appear in
+ * error messages. DDTS_ESHAPE when members' inputs or outputs differ.
+ */
+DDTS_NODISCARD enum ddts_status
+ddts_surgery_write_ensemble(const struct ddts_keras_model *const *members, const char *const *names,
+                            size_t n, const char *path, struct ddts_error *err);
+
 #ifdef __cplusplus
 }
 #endif

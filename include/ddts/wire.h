@@ -62,8 +62,8 @@ enum ddts_msg {
     DDTS_MSG_HEARTBEAT = 0x10,   /* empty; resets the peer's read timeout */
     DDTS_MSG_ERROR = 0x11,       /* u32 status, string message; then close */
     DDTS_MSG_BYE = 0x12,         /* empty, sent with the stream's FINAL tag */
-    DDTS_MSG_JOIN = 0x20,        /* c->s: id[16], name, job id, u32 shard, u8 state */
-    DDTS_MSG_JOB = 0x21,         /* s->c: job description (protocol.md) */
+    DDTS_MSG_JOIN = 0x20,        /* c->s: id[16], name, job, job_id[16], u32 share, u8 flags */
+    DDTS_MSG_JOB = 0x21,         /* s->c: job (protocol.md), then files, FILES_DONE */
     DDTS_MSG_FILE_BEGIN = 0x22,  /* u8 kind, string relative path, u64 size */
     DDTS_MSG_FILE_DATA = 0x23,   /* bytes (raw, no length prefix: the rest of the message) */
     DDTS_MSG_FILE_END = 0x24,    /* empty */

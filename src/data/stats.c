@@ -81,6 +81,33 @@ void ddts_stats_feature(const struct ddts_stats *s, size_t j, struct ddts_featur
     out->m2 = s->m2[j];
 }
 
+/* Sample r of x (nf elements) as doubles, with the dtype switch outside the loop. */
+static void row_to_f64(const struct ddts_array *x, size_t r, size_t nf, double *out)
+{
+    size_t first = r * nf;
+    switch (x->dtype) {
+    case DDTS_U8: {
+        const uint8_t *p = (const uint8_t *)x->data + first;
+        for (size_t j = 0; j < nf; j++)
+            out[j] = p[j];
+        return;
+    }
+    case DDTS_F32: {
+        const float *p = (const float *)x->data + first;
+        for (size_t j = 0; j < nf; j++)
+            out[j] = p[j];
+        return;
+    }
+    case DDTS_F64:
+        memcpy(out, (const double *)x->data + first, nf * sizeof *out);
+        return;
+    default:
+        for (size_t j = 0; j < nf; j++)
+            out[j] = ddts_array_get(x, first + j);
+        return;
+    }
+}
+
 enum ddts_status ddts_stats_update(struct ddts_stats *s, const struct ddts_array *x,
                                    const uint32_t *idx, size_t n, struct ddts_error *err)
 {
@@ -97,36 +124,40 @@ enum ddts_status ddts_stats_update(struct ddts_stats *s, const struct ddts_array
         if (idx[i] >= rows)
             return ddts_error_set(err, DDTS_EINVAL, "stats: row index %u out of range (%zu rows)",
                                   idx[i], rows);
+    double *row = ddts_mallocarray(nf, sizeof *row);
+    if (row == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "stats: out of memory");
     /* NaN is checked before any update, so that a failure leaves the stats as they were. */
     if (x->dtype == DDTS_F16 || x->dtype == DDTS_F32 || x->dtype == DDTS_F64) {
         for (size_t i = 0; i < n; i++) {
             size_t r = idx ? idx[i] : i;
-            for (size_t j = 0; j < nf; j++) {
-                double v = ddts_array_get(x, r * nf + j);
-                if (isnan(v))
+            row_to_f64(x, r, nf, row);
+            for (size_t j = 0; j < nf; j++)
+                if (isnan(row[j])) {
+                    ddts_free(row);
                     return ddts_error_set(err, DDTS_ENUMERIC,
                                           "stats: NaN in sample %zu, feature %zu", r, j);
-            }
+                }
         }
     }
+    double *mn = s->min, *mx = s->max, *am = s->absmax, *mean = s->mean, *m2 = s->m2;
     for (size_t i = 0; i < n; i++) {
         size_t r = idx ? idx[i] : i;
+        row_to_f64(x, r, nf, row);
         s->count++;
         double inv = 1.0 / (double)s->count;
         for (size_t j = 0; j < nf; j++) {
-            double v = ddts_array_get(x, r * nf + j);
-            if (v < s->min[j])
-                s->min[j] = v;
-            if (v > s->max[j])
-                s->max[j] = v;
+            double v = row[j];
+            mn[j] = v < mn[j] ? v : mn[j];
+            mx[j] = v > mx[j] ? v : mx[j];
             double a = fabs(v);
-            if (a > s->absmax[j])
-                s->absmax[j] = a;
-            double d = v - s->mean[j];
-            s->mean[j] += d * inv;
-            s->m2[j] += d * (v - s->mean[j]);
+            am[j] = a > am[j] ? a : am[j];
+            double d = v - mean[j];
+            mean[j] += d * inv;
+            m2[j] += d * (v - mean[j]);
         }
     }
+    ddts_free(row);
     return DDTS_OK;
 }
 
@@ -342,6 +373,28 @@ enum ddts_status ddts_normalizer_affine(enum ddts_normalizer kind, const struct 
             offset_out[j] = (float)off;
         if (scale_out != NULL)
             scale_out[j] = (float)(1.0 / d);
+    }
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_normalize_rows(const struct ddts_array *x, size_t first, size_t n_rows,
+                                     const float *offset, const float *scale, float *out,
+                                     struct ddts_error *err)
+{
+    if (x->rank == 0)
+        return ddts_error_set(err, DDTS_ESHAPE, "normalize: a scalar has no samples");
+    size_t rows = (size_t)x->shape[0];
+    if (first > rows || n_rows > rows - first)
+        return ddts_error_set(err, DDTS_EINVAL, "normalize: rows %zu..%zu of %zu", first,
+                              first + n_rows, rows);
+    size_t f = ddts_array_sample_count(x);
+    ddts_array_to_f32(x, first * f, n_rows * f, out);
+    if (offset == NULL || scale == NULL)
+        return DDTS_OK;
+    for (size_t r = 0; r < n_rows; r++) {
+        float *row = out + r * f;
+        for (size_t j = 0; j < f; j++)
+            row[j] = (row[j] - offset[j]) * scale[j];
     }
     return DDTS_OK;
 }

@@ -104,7 +104,7 @@ static enum ddts_status check_key(const char *path, enum ddts_data_format f, con
     return DDTS_OK;
 }
 
-/* Whole files up to this size are read into memory for csv and idx. */
+/* Whole files up to this size are read into memory for csv. */
 #define MAX_WHOLE_FILE (DDTS_MAX_ARRAY_BYTES)
 
 enum ddts_status ddts_data_load(const char *path, const char *key, struct ddts_array **out,
@@ -127,6 +127,8 @@ enum ddts_status ddts_data_load(const char *path, const char *key, struct ddts_a
         return ddts__npz_load(path, key, out, err);
     case DDTS_FORMAT_XLSX:
         return ddts__xlsx_load(path, key, out, err);
+    case DDTS_FORMAT_IDX:
+        return ddts__idx_load(path, out, err);
     default:
         break;
     }

@@ -27,11 +27,35 @@ void ddts__parse_locale_free(void *c_locale);
 /* .npz and .xlsx files read from disk through libzip (streamed, no whole-file copy). */
 enum ddts_status ddts__npz_load(const char *path, const char *key, struct ddts_array **out,
                                 struct ddts_error *err);
+enum ddts_status ddts__idx_load(const char *path, struct ddts_array **out, struct ddts_error *err);
 enum ddts_status ddts__xlsx_load(const char *path, const char *sheet, struct ddts_array **out,
                                  struct ddts_error *err);
 /* Member names of an npz / sheet names of an xlsx; see ddts_data_keys for *names. */
 enum ddts_status ddts__zip_keys(const char *path, int xlsx, char ***names, size_t *n_names,
                                 struct ddts_error *err);
+
+/* SHA-256 of a stream (sha256.c). */
+struct ddts__sha256 {
+    uint32_t h[8];
+    uint64_t nbytes;
+    uint8_t buf[64];
+    size_t used;
+};
+void ddts__sha256_init(struct ddts__sha256 *s);
+void ddts__sha256_update(struct ddts__sha256 *s, const void *data, size_t n);
+void ddts__sha256_final(struct ddts__sha256 *s, uint8_t out[32]);
+/* Finishes and writes the 64 lowercase hex digits and a NUL. */
+void ddts__sha256_hex(struct ddts__sha256 *s, char out[65]);
+
+/*
+ * Downloads `url` (http or https) to `dest` atomically (download.c, the only
+ * user of libcurl): at most `max_nbytes`, checked against `sha256_hex` when
+ * not NULL (a mismatch leaves no file). DDTS_EIO for network and HTTP
+ * failures (the message names the URL), DDTS_ELIMIT above max_nbytes,
+ * DDTS_EFORMAT for a checksum mismatch.
+ */
+enum ddts_status ddts__download(const char *url, const char *dest, uint64_t max_nbytes,
+                                const char *sha256_hex, struct ddts_error *err);
 
 /* A zip archive read through libzip (src/io/zipfile.c, its only user). */
 struct ddts__zip;

@@ -12,6 +12,9 @@
  *   - Keras 3 adds {"module", "registered_name", "build_config", ...} around each object.
  * A layer's name is its entry's "name", else its config's "name".
  */
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -216,5 +219,572 @@ enum ddts_status ddts__keras_json_string(const char *json, size_t nbytes, const 
             st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
     }
     json_decref(root);
+    return st;
+}
+
+/* ---- the normalizer as a Normalization layer --------------------------- */
+
+/* A nested JSON list of `shape` holding v[0..prod(shape)) in C order. */
+static json_t *nested_list(int rank, const int64_t *shape, const float *v, size_t *at)
+{
+    json_t *a = json_array();
+    if (a == NULL)
+        return NULL;
+    for (int64_t i = 0; i < shape[0]; i++) {
+        json_t *e =
+            rank == 1 ? json_real((double)v[(*at)++]) : nested_list(rank - 1, shape + 1, v, at);
+        if (e == NULL || json_array_append_new(a, e) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+static const char *entry_name(json_t *entry)
+{
+    json_t *name = json_object_get(entry, "name");
+    if (!json_is_string(name))
+        name = json_object_get(json_object_get(entry, "config"), "name");
+    return json_is_string(name) ? json_string_value(name) : NULL;
+}
+
+/* Points every reference to layer `from` inside a node structure at `to`:
+ * Keras 2 [name, node, tensor, kwargs] lists and Keras 3 keras_history. */
+static int rewire(json_t *v, const char *from, const char *to, int depth)
+{
+    if (depth > 64)
+        return 0;
+    if (json_is_array(v)) {
+        json_t *first = json_array_get(v, 0);
+        if (json_array_size(v) >= 3 && json_is_string(first) &&
+            strcmp(json_string_value(first), from) == 0 && json_is_integer(json_array_get(v, 1)))
+            return json_array_set_new(v, 0, json_string(to));
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e)
+        {
+            if (rewire(e, from, to, depth + 1) != 0)
+                return -1;
+        }
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *e;
+        json_object_foreach(v, k, e)
+        {
+            if (rewire(e, from, to, depth + 1) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int is_class(json_t *entry, const char *cls)
+{
+    json_t *c = json_object_get(entry, "class_name");
+    return json_is_string(c) && strcmp(json_string_value(c), cls) == 0;
+}
+
+enum ddts_status ddts__keras_config_add_normalization(const char *json, int rank,
+                                                      const int64_t *shape, const float *mean,
+                                                      const float *variance, char **out_json,
+                                                      char **out_name, char **out_input,
+                                                      struct ddts_error *err)
+{
+    *out_json = NULL;
+    *out_name = NULL;
+    *out_input = NULL;
+    json_error_t jerr;
+    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL)
+        return ddts_error_set(err, DDTS_EFORMAT, "config: not JSON: %s", jerr.text);
+    enum ddts_status st = DDTS_OK;
+    json_t *layer = NULL;
+    json_t *layers = json_is_object(root) ? layers_of(root) : NULL;
+    if (layers == NULL) {
+        st = ddts_error_set(err, DDTS_EUNSUPPORTED, "config: no list of layers");
+        goto done;
+    }
+    /* A free name: normalization, normalization_1, ... */
+    char name[64] = "normalization";
+    for (int k = 1;; k++) {
+        size_t i;
+        json_t *e;
+        int taken = 0;
+        json_array_foreach(layers, i, e)
+        {
+            const char *n = entry_name(e);
+            taken |= n != NULL && strcmp(n, name) == 0;
+            if (is_class(e, "Normalization")) {
+                st = ddts_error_set(err, DDTS_EEXIST,
+                                    "config: the model already has a Normalization layer (%s)",
+                                    n ? n : "?");
+                goto done;
+            }
+        }
+        if (!taken)
+            break;
+        snprintf(name, sizeof name, "normalization_%d", k);
+    }
+    int keras3 = json_object_get(root, "module") != NULL;
+    json_t *cfg = json_object();
+    layer = json_object();
+    if (cfg == NULL || layer == NULL) {
+        json_decref(cfg);
+        st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+        goto done;
+    }
+    size_t at = 0, at2 = 0;
+    json_t *axis;
+    if (rank == 1) {
+        axis = json_integer(-1);
+    } else {
+        axis = json_array();
+        for (int i = 1; i <= rank && axis != NULL; i++)
+            json_array_append_new(axis, json_integer(i));
+    }
+    json_t *jm = nested_list(rank, shape, mean, &at);
+    json_t *jv = nested_list(rank, shape, variance, &at2);
+    if (keras3)
+        json_object_set_new(layer, "module", json_string("keras.layers"));
+    json_object_set_new(layer, "class_name", json_string("Normalization"));
+    json_object_set_new(cfg, "name", json_string(name));
+    json_object_set_new(cfg, "trainable", json_true());
+    json_object_set_new(cfg, "dtype", json_string("float32"));
+    json_object_set_new(cfg, "axis", axis);
+    json_object_set_new(cfg, "mean", jm);
+    json_object_set_new(cfg, "variance", jv);
+    json_object_set_new(cfg, "invert", json_false());
+    json_object_set_new(layer, "config", cfg);
+    if (keras3)
+        json_object_set_new(layer, "registered_name", json_null());
+    if (axis == NULL || jm == NULL || jv == NULL) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+        goto done;
+    }
+    json_t *model_cfg = json_object_get(root, "config");
+    json_t *inputs = json_is_object(model_cfg) ? json_object_get(model_cfg, "input_layers") : NULL;
+    const char *input = NULL;
+    size_t insert_at = 0;
+    if (inputs != NULL) {
+        /* Functional: one input, [["in", 0, 0]] or (Keras 3) ["in", 0, 0]. */
+        json_t *first = json_array_get(inputs, 0);
+        if (json_is_array(first) && json_array_size(inputs) == 1)
+            first = json_array_get(first, 0);
+        else if (!json_is_string(first))
+            first = NULL;
+        if (!json_is_string(first)) {
+            st = ddts_error_set(err, DDTS_EUNSUPPORTED,
+                                "config: the normalizer needs a model with one input");
+            goto done;
+        }
+        input = json_string_value(first);
+        size_t i;
+        json_t *e;
+        int found = 0, k3nodes = 0;
+        json_array_foreach(layers, i, e)
+        {
+            const char *n = entry_name(e);
+            if (!found && n != NULL && strcmp(n, input) == 0) {
+                found = 1;
+                insert_at = i + 1;
+            }
+            json_t *nodes = json_object_get(e, "inbound_nodes");
+            if (json_is_object(json_array_get(nodes, 0)))
+                k3nodes = 1;
+        }
+        if (!found) {
+            st = ddts_error_set(err, DDTS_EFORMAT, "config: input layer %s is not listed", input);
+            goto done;
+        }
+        json_array_foreach(layers, i, e)
+        {
+            if (rewire(json_object_get(e, "inbound_nodes"), input, name, 0) != 0) {
+                st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+                goto done;
+            }
+        }
+        json_object_set_new(layer, "name", json_string(name));
+        json_t *node;
+        if (k3nodes) {
+            /* Keras 3: {"args": [{"class_name": "__keras_tensor__", "config":
+             * {"shape", "dtype", "keras_history": [input, 0, 0]}}], "kwargs": {}} */
+            json_t *in_cfg = json_object_get(json_array_get(layers, insert_at - 1), "config");
+            json_t *bshape = json_object_get(in_cfg, "batch_shape");
+            if (bshape == NULL)
+                bshape = json_object_get(in_cfg, "batch_input_shape");
+            node = json_pack("{s:[{s:s,s:{s:O?,s:s,s:[s,i,i]}}],s:{}}", "args", "class_name",
+                             "__keras_tensor__", "config", "shape", bshape, "dtype", "float32",
+                             "keras_history", input, 0, 0, "kwargs");
+        } else {
+            node = json_pack("[[s,i,i,{}]]", input, 0, 0);
+        }
+        json_t *nodes = node ? json_array() : NULL;
+        if (nodes == NULL || json_array_append_new(nodes, node) != 0 ||
+            json_object_set_new(layer, "inbound_nodes", nodes) != 0) {
+            st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+            goto done;
+        }
+    } else {
+        /* Sequential: after the InputLayer, or taking over the input shape. */
+        json_t *first = json_array_get(layers, 0);
+        if (is_class(first, "InputLayer")) {
+            insert_at = 1;
+            input = entry_name(first);
+        } else if (first != NULL) {
+            json_t *fc = json_object_get(first, "config");
+            static const char *const keys[] = {"batch_input_shape", "batch_shape", "input_shape"};
+            for (size_t k = 0; k < 3; k++) {
+                json_t *v = json_object_get(fc, keys[k]);
+                if (v != NULL) {
+                    json_object_set(cfg, keys[k], v);
+                    json_object_del(fc, keys[k]);
+                }
+            }
+        }
+    }
+    /* The values must fit the model's input when its shape is known. */
+    json_t *in_entry = input != NULL ? json_array_get(layers, insert_at - 1) : NULL;
+    json_t *in_cfg = in_entry != NULL ? json_object_get(in_entry, "config") : cfg;
+    json_t *bs = json_object_get(in_cfg, "batch_shape");
+    if (bs == NULL)
+        bs = json_object_get(in_cfg, "batch_input_shape");
+    if (json_is_array(bs) && json_array_size(bs) >= 2) {
+        size_t r = json_array_size(bs) - 1;
+        int fits = 1, known = 1;
+        for (size_t i = 0; i < r; i++)
+            known &= json_is_integer(json_array_get(bs, i + 1));
+        if (known && rank == 1)
+            fits = json_integer_value(json_array_get(bs, r)) == shape[0];
+        else if (known)
+            for (size_t i = 0; i < r && fits; i++)
+                fits =
+                    (size_t)rank == r && json_integer_value(json_array_get(bs, i + 1)) == shape[i];
+        if (!fits) {
+            st = ddts_error_set(err, DDTS_ESHAPE,
+                                "config: the normalizer's %d-d values do not fit the model "
+                                "input of rank %zu (dims %lld, ...)",
+                                rank, r, (long long)json_integer_value(json_array_get(bs, 1)));
+            goto done;
+        }
+    }
+    if (json_array_insert(layers, insert_at, layer) != 0) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+        goto done;
+    }
+    /* jansson's buffer comes from its own allocator: copy it into ours. */
+    char *dumped = json_dumps(root, 0);
+    *out_json = dumped ? ddts_strdup(dumped) : NULL;
+    free(dumped);
+    *out_name = ddts_strdup(name);
+    *out_input = input ? ddts_strdup(input) : NULL;
+    if (*out_json == NULL || *out_name == NULL || (input != NULL && *out_input == NULL))
+        st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+done:
+    json_decref(layer);
+    json_decref(root);
+    if (st != DDTS_OK) {
+        ddts_free(*out_json);
+        ddts_free(*out_name);
+        ddts_free(*out_input);
+        *out_json = NULL;
+        *out_name = NULL;
+        *out_input = NULL;
+    }
+    return st;
+}
+
+/* Flattens a rectangular nested list of numbers into v (NULL: count only). */
+static int flatten_list(json_t *a, int depth, int *rank, int64_t *shape, float *v, size_t *at)
+{
+    if (json_is_number(a)) {
+        if (*rank < 0)
+            *rank = depth;
+        if (*rank != depth)
+            return -1;
+        if (v != NULL)
+            v[*at] = (float)json_number_value(a);
+        (*at)++;
+        return 0;
+    }
+    if (!json_is_array(a) || depth >= DDTS_MAX_RANK)
+        return -1;
+    if (*rank >= 0 && depth >= *rank)
+        return -1;
+    if (shape[depth] < 0)
+        shape[depth] = (int64_t)json_array_size(a);
+    if (shape[depth] != (int64_t)json_array_size(a) || shape[depth] == 0)
+        return -1;
+    size_t i;
+    json_t *e;
+    json_array_foreach(a, i, e)
+    {
+        if (flatten_list(e, depth + 1, rank, shape, v, at) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+enum ddts_status ddts_keras_get_normalization(const struct ddts_keras_model *m, char **name,
+                                              int *rank, int64_t shape[DDTS_MAX_RANK], float **mean,
+                                              float **variance, struct ddts_error *err)
+{
+    *name = NULL;
+    *mean = NULL;
+    *variance = NULL;
+    *rank = 0;
+    if (m == NULL || m->model_config == NULL)
+        return ddts_error_set(err, DDTS_EINVAL, "keras: no model configuration");
+    json_t *root = json_loads(m->model_config, 0, NULL);
+    json_t *layers = json_is_object(root) ? layers_of(root) : NULL;
+    enum ddts_status st = DDTS_ENOTFOUND;
+    size_t i;
+    json_t *e;
+    json_array_foreach(layers, i, e)
+    {
+        if (!is_class(e, "Normalization"))
+            continue;
+        json_t *cfg = json_object_get(e, "config");
+        json_t *jm = json_object_get(cfg, "mean"), *jv = json_object_get(cfg, "variance");
+        if (jm == NULL || jv == NULL || json_is_null(jm) || json_is_null(jv))
+            continue;
+        int r1 = -1, r2 = -1;
+        int64_t s1[DDTS_MAX_RANK], s2[DDTS_MAX_RANK];
+        for (int k = 0; k < DDTS_MAX_RANK; k++)
+            s1[k] = s2[k] = -1;
+        size_t n1 = 0, n2 = 0;
+        if (flatten_list(jm, 0, &r1, s1, NULL, &n1) != 0 ||
+            flatten_list(jv, 0, &r2, s2, NULL, &n2) != 0 || r1 != r2 || n1 != n2 ||
+            memcmp(s1, s2, sizeof s1) != 0 || n1 > DDTS_MAX_KERAS_PARAMS) {
+            st = ddts_error_set(err, DDTS_EFORMAT,
+                                "config: layer %s: mean and variance are not two numeric lists "
+                                "of one shape",
+                                entry_name(e) ? entry_name(e) : "?");
+            break;
+        }
+        *mean = ddts_malloc(n1 * sizeof(float));
+        *variance = ddts_malloc(n1 * sizeof(float));
+        *name = entry_name(e) ? ddts_strdup(entry_name(e)) : ddts_strdup("normalization");
+        if (*mean == NULL || *variance == NULL || *name == NULL) {
+            st = ddts_error_set(err, DDTS_ENOMEM, "config: out of memory");
+            break;
+        }
+        n1 = n2 = 0;
+        flatten_list(jm, 0, &r1, s1, *mean, &n1);
+        flatten_list(jv, 0, &r2, s2, *variance, &n2);
+        *rank = r1;
+        for (int k = 0; k < r1; k++)
+            shape[k] = s1[k];
+        st = DDTS_OK;
+        break;
+    }
+    json_decref(root);
+    if (st == DDTS_ENOTFOUND)
+        ddts_error_set(err, st,
+                       "keras: the model has no Normalization layer with mean and variance");
+    if (st != DDTS_OK) {
+        ddts_free(*mean);
+        ddts_free(*variance);
+        ddts_free(*name);
+        *mean = NULL;
+        *variance = NULL;
+        *name = NULL;
+    }
+    return st;
+}
+
+/* ---- compiled loss and optimizer --------------------------------------- */
+
+static char *dup_json_string(json_t *v)
+{
+    return json_is_string(v) ? ddts_strndup(json_string_value(v), json_string_length(v)) : NULL;
+}
+
+void ddts_keras_training_deinit(struct ddts_keras_training *t)
+{
+    if (t == NULL)
+        return;
+    ddts_free(t->optimizer);
+    ddts_free(t->optimizer_config_json);
+    ddts_free(t->loss);
+    memset(t, 0, sizeof *t);
+    t->learning_rate = NAN;
+}
+
+enum ddts_status ddts_keras_training_info(const struct ddts_keras_model *m,
+                                          struct ddts_keras_training *out, struct ddts_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->learning_rate = NAN;
+    if (m == NULL)
+        return ddts_error_set(err, DDTS_EINVAL, "keras: no model");
+    json_t *root = NULL, *tc = NULL, *opt = NULL;
+    if (m->training_config != NULL) {
+        root = json_loads(m->training_config, 0, NULL);
+        if (!json_is_object(root)) {
+            json_decref(root);
+            return ddts_error_set(err, DDTS_EFORMAT, "keras: training_config is not a JSON object");
+        }
+        tc = root;
+        opt = json_object_get(tc, "optimizer_config");
+    } else if (m->model_config != NULL && m->format == DDTS_KERAS_ZIP) {
+        root = json_loads(m->model_config, 0, NULL);
+        tc = json_is_object(root) ? json_object_get(root, "compile_config") : NULL;
+        opt = json_is_object(tc) ? json_object_get(tc, "optimizer") : NULL;
+    }
+    if (!json_is_object(tc)) {
+        json_decref(root);
+        return DDTS_OK; /* not compiled */
+    }
+    enum ddts_status st = DDTS_OK;
+    json_t *cls = json_object_get(opt, "class_name");
+    if (json_is_string(opt))
+        cls = opt; /* compile(optimizer="adam") kept as a name */
+    if (json_is_string(cls)) {
+        const char *c = json_string_value(cls);
+        const char *gt = strrchr(c, '>');
+        out->optimizer = ddts_strdup(gt ? gt + 1 : c);
+        if (out->optimizer == NULL)
+            st = DDTS_ENOMEM;
+        for (char *p = out->optimizer; p != NULL && *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+    }
+    json_t *ocfg = json_object_get(opt, "config");
+    if (json_is_object(ocfg)) {
+        json_t *lr = json_object_get(ocfg, "learning_rate");
+        if (lr == NULL)
+            lr = json_object_get(ocfg, "lr");
+        if (json_is_number(lr))
+            out->learning_rate = json_number_value(lr);
+        char *dumped = json_dumps(ocfg, JSON_COMPACT);
+        out->optimizer_config_json = dumped ? ddts_strdup(dumped) : NULL;
+        free(dumped);
+        if (out->optimizer_config_json == NULL)
+            st = DDTS_ENOMEM;
+    }
+    json_t *loss = json_object_get(tc, "loss");
+    if (json_is_string(loss)) {
+        out->loss = dup_json_string(loss);
+        if (out->loss == NULL)
+            st = DDTS_ENOMEM;
+    } else if (json_is_object(loss) && json_is_string(json_object_get(loss, "class_name"))) {
+        const char *c = json_string_value(json_object_get(loss, "class_name"));
+        json_t *fn = json_object_get(loss, "config");
+        /* Keras 3 serializes a loss function as {"class_name": "function",
+         * "config": "mean_squared_error"}. */
+        if (strcmp(c, "function") == 0 && json_is_string(fn))
+            c = json_string_value(fn);
+        out->loss = ddts__keras_snake_case(c);
+        if (out->loss == NULL)
+            st = DDTS_ENOMEM;
+    }
+    json_decref(root);
+    if (st != DDTS_OK) {
+        ddts_keras_training_deinit(out);
+        return ddts_error_set(err, st, "keras: out of memory");
+    }
+    return DDTS_OK;
+}
+
+/* ---- output-averaging ensembles ----------------------------------------- */
+
+enum ddts_status ddts__keras_config_ensemble(const char *const *configs, size_t n, char **out_json,
+                                             struct ddts_error *err)
+{
+    *out_json = NULL;
+    enum ddts_status st = DDTS_OK;
+    json_t *layers = json_array(), *avg_nodes = json_array(), *shape = NULL;
+    json_t *root = NULL;
+    if (layers == NULL || avg_nodes == NULL) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "ensemble: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n && st == DDTS_OK; i++) {
+        json_error_t jerr;
+        json_t *sub = json_loads(configs[i], JSON_REJECT_DUPLICATES, &jerr);
+        json_t *cfg = json_is_object(sub) ? json_object_get(sub, "config") : NULL;
+        if (cfg == NULL || json_object_get(sub, "module") != NULL) {
+            st = ddts_error_set(err,
+                                json_object_get(sub, "module") ? DDTS_EUNSUPPORTED : DDTS_EFORMAT,
+                                "ensemble: model %zu: %s", i + 1,
+                                cfg == NULL ? "not a model configuration"
+                                            : "a Keras 3 configuration (ensembles are written in "
+                                              "the tf.keras 2.x layout)");
+            json_decref(sub);
+            break;
+        }
+        if (json_is_array(cfg)) {
+            /* Keras <= 2.2.2: a bare list of layers. */
+            json_t *wrapped = json_pack("{s:O}", "layers", cfg);
+            json_object_set_new(sub, "config", wrapped);
+            cfg = wrapped;
+        }
+        json_t *sub_layers = layers_of(sub);
+        json_t *first = json_array_get(sub_layers, 0);
+        json_t *bs = json_object_get(json_object_get(first, "config"), "batch_input_shape");
+        if (!json_is_array(bs)) {
+            st = ddts_error_set(err, DDTS_EFORMAT,
+                                "ensemble: model %zu: its first layer has no batch_input_shape",
+                                i + 1);
+            json_decref(sub);
+            break;
+        }
+        if (shape == NULL) {
+            shape = json_deep_copy(bs);
+        } else if (!json_equal(shape, bs)) {
+            st = ddts_error_set(err, DDTS_ESHAPE,
+                                "ensemble: model %zu has another input shape than model 1", i + 1);
+            json_decref(sub);
+            break;
+        }
+        char name[32];
+        snprintf(name, sizeof name, "model_%zu", i);
+        json_object_set_new(cfg, "name", json_string(name));
+        json_object_set_new(sub, "name", json_string(name));
+        json_object_set_new(sub, "inbound_nodes",
+                            json_pack("[[[s,i,i,{}]]]", "ensemble_input", 0, 0));
+        /* A nested model's node 0 is its own construction: the ensemble's
+         * call is node 1 (what tf.keras writes for nested models). */
+        json_array_append_new(avg_nodes, json_pack("[s,i,i,{}]", name, 1, 0));
+        json_object_del(sub, "keras_version");
+        json_object_del(sub, "backend");
+        json_array_append_new(layers, sub);
+    }
+    if (st != DDTS_OK)
+        goto done;
+    json_t *input =
+        json_pack("{s:s,s:{s:O,s:s,s:b,s:b,s:s},s:s,s:[]}", "class_name", "InputLayer", "config",
+                  "batch_input_shape", shape, "dtype", "float32", "sparse", 0, "ragged", 0, "name",
+                  "ensemble_input", "name", "ensemble_input", "inbound_nodes");
+    json_t *avg = json_pack("{s:s,s:{s:s,s:b,s:s},s:s,s:[O]}", "class_name", "Average", "config",
+                            "name", "average", "trainable", 1, "dtype", "float32", "name",
+                            "average", "inbound_nodes", avg_nodes);
+    int bad = input == NULL || avg == NULL;
+    if (bad) {
+        json_decref(input);
+        json_decref(avg);
+    } else {
+        /* The _new calls take the reference even when they fail. */
+        bad = json_array_insert_new(layers, 0, input) != 0;
+        bad |= json_array_append_new(layers, avg) != 0;
+    }
+    if (bad) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "ensemble: out of memory");
+        goto done;
+    }
+    root = json_pack("{s:s,s:{s:s,s:O,s:[[s,i,i]],s:[[s,i,i]]},s:s,s:s}", "class_name",
+                     "Functional", "config", "name", "ensemble", "layers", layers, "input_layers",
+                     "ensemble_input", 0, 0, "output_layers", "average", 0, 0, "keras_version",
+                     "2.15.0", "backend", "tensorflow");
+    char *dumped = root ? json_dumps(root, 0) : NULL;
+    *out_json = dumped ? ddts_strdup(dumped) : NULL;
+    free(dumped);
+    if (*out_json == NULL)
+        st = ddts_error_set(err, DDTS_ENOMEM, "ensemble: out of memory");
+done:
+    json_decref(root);
+    json_decref(layers);
+    json_decref(avg_nodes);
+    json_decref(shape);
     return st;
 }

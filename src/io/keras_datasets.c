@@ -7,6 +7,9 @@
  *
  * DATASETS is $KERAS_HOME/datasets, then ~/.keras/datasets, then
  * /tmp/.keras/datasets (where Keras falls back when home is not writable).
+ * When none holds the files (and, for Fashion-MNIST, Debian's copy is
+ * absent), they are downloaded from Keras' own address into the first of
+ * those folders, unless DDTS_OFFLINE is set.
  * The other names are refused with their reason: cifar10 and cifar100 are
  * cached as Python pickles, imdb and reuters as pickled object arrays of
  * variable-length lists, and boston_housing was removed from Keras 3.
@@ -20,7 +23,12 @@
 #include "ddts/fs.h"
 #include "io.h"
 
-#define DEBIAN_FASHION_MNIST "/usr/share/datasets/fashion-mnist"
+#define DEBIAN_DATASETS "/usr/share/datasets"
+/* Where Keras downloads both datasets from, and the checksum Keras gives for
+ * mnist.npz (keras/datasets/mnist.py; Keras publishes none for Fashion-MNIST,
+ * whose files are checked by the idx parser instead). */
+#define KERAS_ORIGIN "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+#define MNIST_SHA256 "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
 
 static const struct {
     const char *name;
@@ -113,6 +121,56 @@ static int idx_set_present(const char *dir, const struct outs *o)
     return 1;
 }
 
+/* Downloads are on unless DDTS_OFFLINE is set (to anything but "" or "0"). */
+static int download_allowed(void)
+{
+    const char *v = getenv("DDTS_OFFLINE");
+    return v == NULL || v[0] == '\0' || strcmp(v, "0") == 0;
+}
+
+/* Fetches the missing files from Keras' origin (or $DDTS_KERAS_ORIGIN, a
+ * test hook) into the cache folder, as keras.utils.get_file would, then loads. */
+static enum ddts_status download(const char *cache, int mnist, struct outs *o,
+                                 struct ddts_error *err)
+{
+    static const char *const fashion[4] = {
+        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz"};
+    const char *origin = getenv("DDTS_KERAS_ORIGIN");
+    if (origin == NULL || origin[0] == '\0')
+        origin = KERAS_ORIGIN;
+    char *dir = ddts_path_join(cache, mnist ? "" : "fashion-mnist");
+    if (dir == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    enum ddts_status st = ddts_mkdir_p(dir, err);
+    for (int i = 0; i < (mnist ? 1 : 4) && st == DDTS_OK; i++) {
+        if (!mnist && o->a[i] == NULL)
+            continue;
+        const char *file = mnist ? "mnist.npz" : fashion[i];
+        char url[1024];
+        snprintf(url, sizeof url, "%s%s%s", origin, origin[strlen(origin) - 1] == '/' ? "" : "/",
+                 file);
+        char *dest = ddts_path_join(dir, file);
+        if (dest == NULL) {
+            st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+            break;
+        }
+        if (!exists(dest))
+            st = ddts__download(url, dest, DDTS_MAX_DOWNLOAD, mnist ? MNIST_SHA256 : NULL, err);
+        ddts_free(dest);
+    }
+    if (st == DDTS_OK) {
+        char *path = ddts_path_join(dir, "mnist.npz");
+        if (path == NULL)
+            st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        else
+            st = mnist ? load_mnist_npz(path, o, err) : load_idx_set(dir, o, err);
+        ddts_free(path);
+    }
+    ddts_free(dir);
+    return st;
+}
+
 enum ddts_status ddts_keras_dataset_load(const char *name, struct ddts_array **x_train,
                                          struct ddts_array **y_train, struct ddts_array **x_test,
                                          struct ddts_array **y_test, struct ddts_error *err)
@@ -158,16 +216,41 @@ enum ddts_status ddts_keras_dataset_load(const char *name, struct ddts_array **x
         ddts_free(path);
     }
     if (st == DDTS_ENOTFOUND && !mnist) {
-        int w = snprintf(searched + used, sizeof searched - used, ", %s", DEBIAN_FASHION_MNIST);
-        if (w > 0 && (size_t)w < sizeof searched - used)
-            used += (size_t)w;
-        if (idx_set_present(DEBIAN_FASHION_MNIST, &o))
-            st = load_idx_set(DEBIAN_FASHION_MNIST, &o, err);
+        /* System copies: Debian's dataset-fashion-mnist ($DDTS_SYSTEM_DATASETS
+         * replaces /usr/share/datasets, for tests). */
+        const char *sys = getenv("DDTS_SYSTEM_DATASETS");
+        char *sysdir = ddts_path_join(sys && sys[0] ? sys : DEBIAN_DATASETS, "fashion-mnist");
+        if (sysdir == NULL) {
+            st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        } else {
+            int w = snprintf(searched + used, sizeof searched - used, ", %s", sysdir);
+            if (w > 0 && (size_t)w < sizeof searched - used)
+                used += (size_t)w;
+            if (idx_set_present(sysdir, &o))
+                st = load_idx_set(sysdir, &o, err);
+            ddts_free(sysdir);
+        }
+    }
+    if (st == DDTS_ENOTFOUND && download_allowed()) {
+        const char *cache = dirs[0] ? dirs[0] : dirs[1] ? dirs[1] : dirs[2];
+        struct ddts_error derr;
+        ddts_error_clear(&derr);
+        enum ddts_status ds = cache ? download(cache, mnist, &o, &derr)
+                                    : ddts_error_set(&derr, DDTS_ENOMEM, "out of memory");
+        for (int d = 0; d < 3; d++)
+            ddts_free(dirs[d]);
+        if (ds == DDTS_OK)
+            return DDTS_OK;
+        return ddts_error_set(err, ds == DDTS_ENOMEM ? ds : DDTS_ENOTFOUND,
+                              "Keras dataset '%s' not found (searched %s) and not downloaded: %s",
+                              name, searched, derr.msg);
     }
     for (int d = 0; d < 3; d++)
         ddts_free(dirs[d]);
     if (st == DDTS_ENOTFOUND)
-        return ddts_error_set(err, DDTS_ENOTFOUND, "Keras dataset '%s' not found (searched %s)%s",
+        return ddts_error_set(err, DDTS_ENOTFOUND,
+                              "Keras dataset '%s' not found (searched %s; downloads are off: "
+                              "DDTS_OFFLINE)%s",
                               name, searched,
                               mnist ? "" : "; on Debian: apt-get install dataset-fashion-mnist");
     return st;

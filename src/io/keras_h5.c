@@ -67,6 +67,48 @@ static void close_id(hid_t id)
     }
 }
 
+/* External links would make a hostile model read other HDF5 files of the
+ * machine into its weights: every open goes through a property list whose
+ * external-link callback refuses the traversal. */
+static herr_t deny_elink(const char *parent_file, const char *parent_group, const char *child_file,
+                         const char *child_object, unsigned *flags, hid_t fapl, void *op_data)
+{
+    (void)parent_file;
+    (void)parent_group;
+    (void)child_file;
+    (void)child_object;
+    (void)flags;
+    (void)fapl;
+    (void)op_data;
+    return -1;
+}
+
+static hid_t no_elinks(hid_t cls)
+{
+    hid_t p = H5Pcreate(cls);
+    if (p >= 0 && H5Pset_elink_cb(p, deny_elink, NULL) < 0) {
+        H5Pclose(p);
+        return -1;
+    }
+    return p;
+}
+
+static hid_t open_group(hid_t loc, const char *name)
+{
+    hid_t gapl = no_elinks(H5P_GROUP_ACCESS);
+    hid_t g = gapl < 0 ? -1 : H5Gopen2(loc, name, gapl);
+    close_id(gapl);
+    return g;
+}
+
+static hid_t open_dataset(hid_t loc, const char *name)
+{
+    hid_t dapl = no_elinks(H5P_DATASET_ACCESS);
+    hid_t d = dapl < 0 ? -1 : H5Dopen2(loc, name, dapl);
+    close_id(dapl);
+    return d;
+}
+
 static void free_strings(char **s, size_t n)
 {
     if (s == NULL)
@@ -341,7 +383,7 @@ static enum ddts_status read_weight(struct ctx *c, hid_t loc, const char *rel, c
 {
     enum ddts_status st = DDTS_OK;
     hid_t d = -1, t = -1, s = -1, dcpl = -1;
-    d = H5Dopen2(loc, rel, H5P_DEFAULT);
+    d = open_dataset(loc, rel);
     if (d < 0)
         return ddts_error_set(c->err, DDTS_EFORMAT, "%s: %s: missing dataset", c->label, full);
     t = H5Dget_type(d);
@@ -387,6 +429,15 @@ static enum ddts_status read_weight(struct ctx *c, hid_t loc, const char *rel, c
     if (count > DDTS_MAX_KERAS_PARAMS - c->total_params) {
         st = ddts_error_set(c->err, DDTS_ELIMIT, "%s: %s: the model has more than %llu weights",
                             c->label, full, DDTS_MAX_KERAS_PARAMS);
+        goto done;
+    }
+    /* Raw data kept in other files (external storage, virtual datasets)
+     * would read arbitrary files of the machine into the weights. */
+    if (H5Pget_external_count(dcpl) != 0 || H5Pget_layout(dcpl) == H5D_VIRTUAL) {
+        st = ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                            "%s: %s: dataset keeps its data in other files (external storage "
+                            "or a virtual dataset)",
+                            c->label, full);
         goto done;
     }
     size_t elem = ddts_dtype_size(dt);
@@ -515,7 +566,7 @@ static enum ddts_status read_legacy(struct ctx *c, hid_t f, struct ddts_keras_mo
         goto done;
     }
     htri_t ex = H5Lexists(f, "model_weights", H5P_DEFAULT);
-    mw = ex > 0 ? H5Gopen2(f, "model_weights", H5P_DEFAULT) : -1;
+    mw = ex > 0 ? open_group(f, "model_weights") : -1;
     if (mw < 0) {
         st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: /model_weights: missing group", c->label);
         goto done;
@@ -555,7 +606,7 @@ static enum ddts_status read_legacy(struct ctx *c, hid_t f, struct ddts_keras_mo
             st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
             goto done;
         }
-        g = L->name[0] != '\0' ? H5Gopen2(mw, L->name, H5P_DEFAULT) : -1;
+        g = L->name[0] != '\0' ? open_group(mw, L->name) : -1;
         if (g < 0) {
             st = ddts_error_set(c->err, DDTS_EFORMAT,
                                 "%s: %s: missing group (layer %zu of layer_names)", c->label, gpath,
@@ -573,7 +624,7 @@ static enum ddts_status read_legacy(struct ctx *c, hid_t f, struct ddts_keras_mo
     ex = H5Lexists(f, "optimizer_weights", H5P_DEFAULT);
     if (ex > 0) {
         m->has_optimizer_weights = 1;
-        g = H5Gopen2(f, "optimizer_weights", H5P_DEFAULT);
+        g = open_group(f, "optimizer_weights");
         if (g < 0) {
             st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: /optimizer_weights: not a group",
                                 c->label);
@@ -651,6 +702,10 @@ struct zip_reader {
     const struct ddts_keras_config *cfg;
     struct ddts_keras_weight *w; /* weights of the current top-level layer */
     size_t n, cap;
+    /* The container of a model's layers: "layers" (Keras 3), or
+     * "_layer_checkpoint_dependencies" in .keras files of Keras 2.13-2.15
+     * (the compatibility branch of Keras 3's H5Entry). */
+    const char *container;
 };
 
 static enum ddts_status push_weight(struct zip_reader *z, struct ddts_keras_weight **slot)
@@ -672,7 +727,9 @@ static int is_group(hid_t loc, const char *path)
 {
     if (H5Lexists(loc, path, H5P_DEFAULT) <= 0)
         return 0;
-    hid_t o = H5Oopen(loc, path, H5P_DEFAULT);
+    hid_t lapl = no_elinks(H5P_LINK_ACCESS);
+    hid_t o = lapl < 0 ? -1 : H5Oopen(loc, path, lapl);
+    close_id(lapl);
     if (o < 0)
         return 0;
     int yes = H5Iget_type(o) == H5I_GROUP;
@@ -824,7 +881,10 @@ static enum ddts_status collect(struct zip_reader *z, const char *path, long ci,
                 seen[n_seen].used = 0;
                 n_seen++;
             }
-            char *child = join3(path, "/layers/", snake);
+            char *child = join3(path, "/", z->container);
+            char *tmp = child ? join3(child, "/", snake) : NULL;
+            ddts_free(child);
+            child = tmp;
             char *child2 = child ? join3(child, suffix, "") : NULL;
             ddts_free(child);
             if (child2 == NULL) {
@@ -842,7 +902,7 @@ static enum ddts_status collect(struct zip_reader *z, const char *path, long ci,
     }
     /* Other sub-objects (e.g. an RNN layer's cell), in name order. */
     struct child_list l = {NULL, 0, 0, 0};
-    hid_t g = H5Gopen2(z->f, path, H5P_DEFAULT);
+    hid_t g = open_group(z->f, path);
     if (g < 0)
         return ddts_error_set(z->c->err, DDTS_EFORMAT, "%s: %s: cannot open group", z->c->label,
                               path);
@@ -855,7 +915,8 @@ static enum ddts_status collect(struct zip_reader *z, const char *path, long ci,
         st = ddts_error_set(z->c->err, DDTS_EFORMAT, "%s: %s: cannot list the group", z->c->label,
                             path);
     for (size_t k = 0; k < l.n && st == DDTS_OK; k++) {
-        if (strcmp(l.names[k], "vars") == 0 || (has_children && strcmp(l.names[k], "layers") == 0))
+        if (strcmp(l.names[k], "vars") == 0 ||
+            (has_children && strcmp(l.names[k], z->container) == 0))
             continue;
         char *sub = join3(path, "/", l.names[k]);
         if (sub == NULL) {
@@ -879,7 +940,9 @@ enum ddts_status ddts__keras_h5_read_zip_weights(const void *image, size_t nbyte
     hid_t f = open_image(image, nbytes, H5F_ACC_RDONLY);
     if (f < 0)
         return ddts_error_set(err, DDTS_EFORMAT, "%s: not a readable HDF5 file", label);
-    struct zip_reader z = {&c, f, cfg, NULL, 0, 0};
+    struct zip_reader z = {&c, f, cfg, NULL, 0, 0, "layers"};
+    if (!is_group(f, "/layers") && is_group(f, "/_layer_checkpoint_dependencies"))
+        z.container = "_layer_checkpoint_dependencies";
     enum ddts_status st = DDTS_OK;
     size_t n_top = 0;
     for (size_t j = 0; j < cfg->n_layers; j++)
@@ -915,7 +978,9 @@ enum ddts_status ddts__keras_h5_read_zip_weights(const void *image, size_t nbyte
         char suffix[32] = "";
         if (used > 0)
             snprintf(suffix, sizeof suffix, "_%zu", used);
-        char *path = join3("/layers/", snakes[t], suffix);
+        char *prefix = join3("/", z.container, "/");
+        char *path = prefix ? join3(prefix, snakes[t], suffix) : NULL;
+        ddts_free(prefix);
         t++;
         if (path == NULL) {
             st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", label);
@@ -947,12 +1012,19 @@ static enum ddts_status update_weight(struct ctx *c, hid_t f, const struct ddts_
         return ddts_error_set(c->err, DDTS_EINVAL, "%s: weight %s has no path or no data", c->label,
                               w->name ? w->name : "?");
     enum ddts_status st = DDTS_OK;
-    hid_t d = H5Dopen2(f, w->h5_path, H5P_DEFAULT);
+    hid_t d = open_dataset(f, w->h5_path);
     hid_t s = d < 0 ? -1 : H5Dget_space(d);
+    hid_t dcpl = d < 0 ? -1 : H5Dget_create_plist(d);
     float *old = NULL;
-    if (d < 0 || s < 0) {
+    if (d < 0 || s < 0 || dcpl < 0) {
         st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: %s: missing dataset (the file changed?)",
                             c->label, w->h5_path);
+        goto done;
+    }
+    /* Never write through to other files (the source may have changed). */
+    if (H5Pget_external_count(dcpl) != 0 || H5Pget_layout(dcpl) == H5D_VIRTUAL) {
+        st = ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                            "%s: %s: dataset keeps its data in other files", c->label, w->h5_path);
         goto done;
     }
     hsize_t dims[H5S_MAX_RANK];
@@ -990,6 +1062,7 @@ static enum ddts_status update_weight(struct ctx *c, hid_t f, const struct ddts_
                             w->h5_path);
 done:
     ddts_free(old);
+    close_id(dcpl);
     close_id(s);
     close_id(d);
     return st;
@@ -1014,6 +1087,123 @@ static enum ddts_status take_image(struct ctx *c, hid_t f, void **out, size_t *o
     return DDTS_OK;
 }
 
+static int write_name_list(hid_t obj, const char *name, char *const *names, size_t n, int vlen);
+static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct ddts_keras_model *m,
+                                         int only_missing);
+
+/* Replaces string attribute `name` of `obj` by `value`, keeping its kind:
+ * variable-length (same character set) or fixed-length (same padding,
+ * sized to the new value). */
+static enum ddts_status rewrite_string_attr(struct ctx *c, hid_t obj, const char *where,
+                                            const char *name, const char *value)
+{
+    enum ddts_status st = DDTS_OK;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t t = a < 0 ? -1 : H5Aget_type(a);
+    hid_t nt = t < 0 ? -1 : H5Tcopy(t);
+    hid_t s = H5Screate(H5S_SCALAR);
+    close_id(a);
+    a = -1;
+    if (nt < 0 || s < 0 || H5Tget_class(t) != H5T_STRING) {
+        st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: %s: attribute %s is not a string", c->label,
+                            where, name);
+        goto done;
+    }
+    int vlen = H5Tis_variable_str(t) > 0;
+    size_t len = strlen(value);
+    if (!vlen && H5Tset_size(nt, len ? len : 1) < 0) {
+        st = ddts_error_set(c->err, DDTS_EIO, "%s: %s: cannot size attribute %s", c->label, where,
+                            name);
+        goto done;
+    }
+    if (H5Adelete(obj, name) < 0 ||
+        (a = H5Acreate2(obj, name, nt, s, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        H5Awrite(a, nt, vlen ? (const void *)&value : (const void *)value) < 0)
+        st = ddts_error_set(c->err, DDTS_EIO, "%s: %s: cannot rewrite attribute %s", c->label,
+                            where, name);
+done:
+    close_id(a);
+    close_id(s);
+    close_id(nt);
+    close_id(t);
+    return st;
+}
+
+/*
+ * A legacy file whose model changed shape (a layer added, e.g. the
+ * normalizer): rewrites model_config when it differs, layer_names when the
+ * layer list differs, and adds a group for each new layer. A file without
+ * /model_weights (model.weights.h5 of a .keras zip) has nothing to do here.
+ */
+static enum ddts_status update_structure(struct ctx *c, hid_t f, const struct ddts_keras_model *m)
+{
+    if (H5Lexists(f, "model_weights", H5P_DEFAULT) <= 0)
+        return DDTS_OK;
+    char *stored = NULL;
+    char **names = NULL;
+    size_t n = 0;
+    int found = 0;
+    hid_t mw = -1;
+    enum ddts_status st =
+        read_attr_string(c, f, "/", "model_config", DDTS_MAX_KERAS_ATTR_BYTES, &stored);
+    if (st == DDTS_OK && stored != NULL && m->model_config != NULL &&
+        strcmp(stored, m->model_config) != 0)
+        st = rewrite_string_attr(c, f, "/", "model_config", m->model_config);
+    if (st != DDTS_OK)
+        goto done;
+    mw = open_group(f, "model_weights");
+    if (mw < 0) {
+        st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: /model_weights: not a group", c->label);
+        goto done;
+    }
+    st =
+        read_name_list(c, mw, "/model_weights", "layer_names", DDTS_MAX_LAYERS, &names, &n, &found);
+    if (st != DDTS_OK)
+        goto done;
+    int same = n == m->n_layers;
+    for (size_t i = 0; same && i < n; i++)
+        same = strcmp(names[i], m->layers[i].name) == 0;
+    if (!same) {
+        char **now = ddts_calloc(m->n_layers ? m->n_layers : 1, sizeof *now);
+        if (now == NULL) {
+            st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
+            goto done;
+        }
+        for (size_t i = 0; i < m->n_layers; i++)
+            now[i] = m->layers[i].name;
+        /* Keep the stored kind: unsplit lists of h5py >= 3 are vlen. */
+        int was_vlen = 0;
+        if (H5Aexists(mw, "layer_names") > 0) {
+            hid_t a = H5Aopen(mw, "layer_names", H5P_DEFAULT);
+            hid_t t = a < 0 ? -1 : H5Aget_type(a);
+            was_vlen = t >= 0 && H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) > 0;
+            close_id(t);
+            close_id(a);
+            H5Adelete(mw, "layer_names");
+        }
+        for (int k = 0;; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "layer_names%d", k);
+            if (H5Aexists(mw, key) <= 0 || H5Adelete(mw, key) < 0)
+                break;
+        }
+        int rc = write_name_list(mw, "layer_names", now, m->n_layers, was_vlen);
+        ddts_free(now);
+        if (rc == -2)
+            st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
+        else if (rc < 0)
+            st = ddts_error_set(c->err, DDTS_EIO, "%s: /model_weights: cannot write layer_names",
+                                c->label);
+        if (st == DDTS_OK)
+            st = write_new_layers(c, mw, m, 1);
+    }
+done:
+    close_id(mw);
+    free_strings(names, n);
+    ddts_free(stored);
+    return st;
+}
+
 enum ddts_status ddts__keras_h5_update_image(const void *image, size_t nbytes, const char *label,
                                              const struct ddts_keras_model *m, void **out,
                                              size_t *out_nbytes, struct ddts_error *err)
@@ -1025,10 +1215,12 @@ enum ddts_status ddts__keras_h5_update_image(const void *image, size_t nbytes, c
     hid_t f = open_image(image, nbytes, H5F_ACC_RDWR);
     if (f < 0)
         return ddts_error_set(err, DDTS_EFORMAT, "%s: not a readable HDF5 file", label);
-    enum ddts_status st = DDTS_OK;
+    enum ddts_status st = update_structure(&c, f, m);
+    /* Weights without a path belong to layers update_structure just wrote. */
     for (size_t i = 0; i < m->n_layers && st == DDTS_OK; i++)
         for (size_t j = 0; j < m->layers[i].n_weights && st == DDTS_OK; j++)
-            st = update_weight(&c, f, &m->layers[i].weights[j]);
+            if (m->layers[i].weights[j].h5_path != NULL)
+                st = update_weight(&c, f, &m->layers[i].weights[j]);
     for (size_t j = 0; j < m->n_optimizer_weights && st == DDTS_OK; j++)
         st = update_weight(&c, f, &m->optimizer_weights[j]);
     if (st == DDTS_OK)
@@ -1056,13 +1248,15 @@ static int write_vlen_attr(hid_t obj, const char *name, const char *value, H5T_c
     return rc;
 }
 
-/* A list of names as tf.keras' save_attributes_to_hdf5_group writes it:
- * np.asarray(list of bytes) is a 1-d array of fixed-length NUL-padded
- * strings as long as the longest (at least 1); an empty list is an empty
- * float64 array; above OBJECT_HEADER_LIMIT bytes it is split with
- * np.array_split into name0, name1, ... Returns 0, -1 (HDF5 failed) or -2
+/* A list of names as tf.keras' save_attributes_to_hdf5_group writes it
+ * with h5py 3: `attrs[name] = list of bytes` is a 1-d array of
+ * variable-length ASCII strings (vlen; with h5py 2, or vlen = 0, fixed-length
+ * NUL-padded strings as long as the longest); an empty list is an empty
+ * float64 array; when np.asarray(list) (fixed-length) is above
+ * OBJECT_HEADER_LIMIT bytes it is split with np.array_split into name0,
+ * name1, ..., numpy fixed-length arrays. Returns 0, -1 (HDF5 failed) or -2
  * (out of memory). */
-static int write_name_list(hid_t obj, const char *name, char *const *names, size_t n)
+static int write_name_list(hid_t obj, const char *name, char *const *names, size_t n, int vlen)
 {
     if (n == 0) {
         hsize_t zero = 0;
@@ -1080,6 +1274,20 @@ static int write_name_list(hid_t obj, const char *name, char *const *names, size
     size_t chunks = 1;
     while (((n + chunks - 1) / chunks) * item > OBJECT_HEADER_LIMIT && chunks < n)
         chunks++;
+    if (chunks == 1 && vlen) {
+        /* h5py >= 3 stores a Python list of bytes as variable-length ASCII. */
+        hsize_t dim = n;
+        hid_t vt = H5Tcopy(H5T_C_S1);
+        hid_t s = H5Screate_simple(1, &dim, NULL);
+        int rc = vt >= 0 && s >= 0 && H5Tset_size(vt, H5T_VARIABLE) >= 0 ? 0 : -1;
+        hid_t a = rc == 0 ? H5Acreate2(obj, name, vt, s, H5P_DEFAULT, H5P_DEFAULT) : -1;
+        if (a < 0 || H5Awrite(a, vt, names) < 0)
+            rc = -1;
+        close_id(a);
+        close_id(s);
+        close_id(vt);
+        return rc;
+    }
     char *buf = ddts_calloc(n, item);
     if (buf == NULL)
         return -2;
@@ -1110,7 +1318,10 @@ static int write_name_list(hid_t obj, const char *name, char *const *names, size
     return rc;
 }
 
-static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct ddts_keras_model *m)
+/* Creates /model_weights/<layer> groups with weight_names and float32
+ * datasets: for every layer, or (only_missing) for layers without a group. */
+static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct ddts_keras_model *m,
+                                         int only_missing)
 {
     enum ddts_status st = DDTS_OK;
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
@@ -1120,19 +1331,42 @@ static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct d
     }
     for (size_t i = 0; i < m->n_layers && st == DDTS_OK; i++) {
         const struct ddts_keras_layer *L = &m->layers[i];
+        if (only_missing && H5Lexists(mw, L->name, H5P_DEFAULT) > 0)
+            continue;
         size_t nw = L->n_weights;
         char **names = ddts_calloc(nw ? nw : 1, sizeof *names);
-        if (names == NULL) {
+        size_t *order = ddts_calloc(nw ? nw : 1, sizeof *order);
+        if (names == NULL || order == NULL) {
+            ddts_free(names);
+            ddts_free(order);
             st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
             break;
         }
+        /* Weights read from a .keras file are in per-layer vars order and
+         * named by their vars path. The legacy format wants a layer's (a
+         * nested model's) trainable weights first, then the non-trainable
+         * ones (_legacy_weights), named "<layer>/<weight>" (":0" before
+         * Keras 3); moving statistics and Normalization's values are the
+         * non-trainable ones. */
+        int from_zip = m->format == DDTS_KERAS_ZIP;
+        int k3 = m->keras_version != NULL && m->keras_version[0] == '3';
+        size_t at = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t j = 0; j < nw; j++) {
+                const char *sn = L->weights[j].short_name ? L->weights[j].short_name : "";
+                int fixed = strcmp(sn, "moving_mean") == 0 || strcmp(sn, "moving_variance") == 0 ||
+                            (L->class_name != NULL && strcmp(L->class_name, "Normalization") == 0);
+                if (!from_zip ? pass == 0 : fixed == pass)
+                    order[at++] = j;
+            }
         for (size_t j = 0; j < nw && st == DDTS_OK; j++) {
-            const struct ddts_keras_weight *w = &L->weights[j];
-            if (w->name != NULL) {
+            const struct ddts_keras_weight *w = &L->weights[order[j]];
+            if (w->name != NULL && !from_zip) {
                 names[j] = ddts_strdup(w->name);
             } else if (w->short_name != NULL) {
-                char *a = join3(L->name, "/", w->short_name);
-                names[j] = a ? join3(a, ":0", "") : NULL;
+                const char *owner = from_zip && w->layer_name ? w->layer_name : L->name;
+                char *a = join3(owner, "/", w->short_name);
+                names[j] = a ? join3(a, k3 ? "" : ":0", "") : NULL;
                 ddts_free(a);
             } else {
                 st = ddts_error_set(c->err, DDTS_EINVAL,
@@ -1152,7 +1386,7 @@ static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct d
                                     "bad layer name?)",
                                     c->label, L->name);
         }
-        int rc = st == DDTS_OK ? write_name_list(g, "weight_names", names, nw) : 0;
+        int rc = st == DDTS_OK ? write_name_list(g, "weight_names", names, nw, 1) : 0;
         if (rc == -2)
             st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
         else if (rc < 0)
@@ -1161,7 +1395,7 @@ static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct d
                                 "weight_names",
                                 c->label, L->name);
         for (size_t j = 0; j < nw && st == DDTS_OK; j++) {
-            const struct ddts_keras_weight *w = &L->weights[j];
+            const struct ddts_keras_weight *w = &L->weights[order[j]];
             hsize_t dims[DDTS_MAX_RANK];
             size_t count = 1;
             int ok = w->rank >= 0 && w->rank <= DDTS_MAX_RANK;
@@ -1193,6 +1427,7 @@ static enum ddts_status write_new_layers(struct ctx *c, hid_t mw, const struct d
         }
         close_id(g);
         free_strings(names, nw);
+        ddts_free(order);
     }
     close_id(lcpl);
     return st;
@@ -1244,7 +1479,7 @@ enum ddts_status ddts_keras_write_new(const struct ddts_keras_model *m, const ch
     }
     for (size_t i = 0; i < m->n_layers; i++)
         layer_names[i] = m->layers[i].name;
-    int rc = write_name_list(mw, "layer_names", layer_names, m->n_layers);
+    int rc = write_name_list(mw, "layer_names", layer_names, m->n_layers, 1);
     if (rc == -2) {
         st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", path);
         goto done;
@@ -1254,7 +1489,7 @@ enum ddts_status ddts_keras_write_new(const struct ddts_keras_model *m, const ch
         st = ddts_error_set(err, DDTS_EIO, "%s: /model_weights: cannot write the attributes", path);
         goto done;
     }
-    st = write_new_layers(&c, mw, m);
+    st = write_new_layers(&c, mw, m, 0);
     if (st == DDTS_OK)
         st = take_image(&c, f, &image, &n_image);
 done:

@@ -43,11 +43,27 @@ enum ddts_status ddts__keras_zip_write(const struct ddts_keras_model *m, const c
 enum ddts_status ddts__keras_json_string(const char *json, size_t nbytes, const char *key,
                                          char **out, struct ddts_error *err);
 
+/* Inserts a Normalization layer (see ddts_keras_add_normalization) into the
+ * configuration `json`; returns the new JSON, the new layer's name and the
+ * name of the input layer it follows (NULL when it is the first layer). */
+enum ddts_status ddts__keras_config_add_normalization(const char *json, int rank,
+                                                      const int64_t *shape, const float *mean,
+                                                      const float *variance, char **out_json,
+                                                      char **out_name, char **out_input,
+                                                      struct ddts_error *err);
+
+/* The Functional configuration of an output-averaging ensemble of `n`
+ * tf.keras 2.x model configurations (see ddts_keras_ensemble_build). */
+enum ddts_status ddts__keras_config_ensemble(const char *const *configs, size_t n, char **out_json,
+                                             struct ddts_error *err);
+
 /* Keras 3's naming.to_snake_case(class_name) into a new string (NULL: ENOMEM). */
 char *ddts__keras_snake_case(const char *class_name);
 /* The short name of weight `index` of a layer of class `cl` (may be NULL)
  * into a new string, following the variable order of Keras 3's layers. */
 char *ddts__keras_short_name(const struct ddts_keras_config_layer *cl, size_t index);
+/* 1 when every layer of this class has weights (Dense, Conv2D, ...). */
+int ddts__keras_class_has_weights(const char *class_name);
 /* Splits an h5 weight name "a/b/kernel:0" into short_name "kernel" and
  * layer_name "b", both new strings. Returns DDTS_ENOMEM or DDTS_OK. */
 enum ddts_status ddts__keras_split_weight_name(const char *name, char **short_name,

@@ -70,6 +70,17 @@ enum ddts_status ddts_keras_read(const char *path, struct ddts_keras_model **out
         st = ddts__keras_h5_read_legacy(path, m, err);
     else
         st = ddts__keras_zip_read(path, m, err);
+    /* A layer of a class that always has weights (Dense, Conv2D, ...) but
+     * none in the file: a damaged or unbuilt model, refused here rather
+     * than trained from zeros. */
+    for (size_t i = 0; st == DDTS_OK && i < m->n_layers; i++) {
+        const struct ddts_keras_layer *L = &m->layers[i];
+        if (L->n_weights == 0 && ddts__keras_class_has_weights(L->class_name))
+            st = ddts_error_set(
+                err, DDTS_EFORMAT, "%s: layer %s (%s) has no weights in the file (%s)", path,
+                L->name, L->class_name,
+                fmt == DDTS_KERAS_H5 ? "empty weight_names" : "no layers/<class>/vars group");
+    }
     if (st != DDTS_OK) {
         ddts_keras_destroy(m);
         return st;
@@ -294,6 +305,15 @@ static const char *short_names(const struct ddts_keras_config_layer *cl, size_t 
     return NULL;
 }
 
+int ddts__keras_class_has_weights(const char *class_name)
+{
+    if (class_name == NULL || strcmp(class_name, "Normalization") == 0)
+        return 0; /* Normalization given its mean and variance has none */
+    struct ddts_keras_config_layer cl = {
+        .class_name = (char *)class_name, .use_bias = 1, .center = 1, .scale = 1};
+    return short_names(&cl, 0) != NULL;
+}
+
 char *ddts__keras_short_name(const struct ddts_keras_config_layer *cl, size_t index)
 {
     const char *s = cl != NULL && cl->class_name != NULL ? short_names(cl, index) : NULL;
@@ -334,5 +354,171 @@ enum ddts_status ddts__keras_split_weight_name(const char *name, char **short_na
         *layer_name = NULL;
         return DDTS_ENOMEM;
     }
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_keras_add_normalization(struct ddts_keras_model *m, int rank,
+                                              const int64_t *shape, const float *mean,
+                                              const float *variance, struct ddts_error *err)
+{
+    if (m == NULL || m->model_config == NULL || shape == NULL || mean == NULL || variance == NULL ||
+        rank < 1 || rank >= DDTS_MAX_RANK)
+        return ddts_error_set(err, DDTS_EINVAL,
+                              "normalizer: needs a model configuration, a shape of rank 1 to %d, "
+                              "mean and variance",
+                              DDTS_MAX_RANK - 1);
+    size_t count = 1;
+    for (int i = 0; i < rank; i++)
+        if (shape[i] < 1 || ddts_size_mul(count, (size_t)shape[i], &count) != 0 ||
+            count > DDTS_MAX_KERAS_PARAMS)
+            return ddts_error_set(err, DDTS_EINVAL, "normalizer: bad shape (dimension %d)", i);
+    for (size_t i = 0; i < count; i++)
+        if (!(mean[i] == mean[i]) || !(variance[i] >= 0.0f) || mean[i] - mean[i] != 0.0f ||
+            variance[i] - variance[i] != 0.0f)
+            return ddts_error_set(err, DDTS_EINVAL,
+                                  "normalizer: value %zu is not finite (mean %g, variance %g) "
+                                  "or the variance is negative",
+                                  i, (double)mean[i], (double)variance[i]);
+    char *json = NULL, *name = NULL, *input = NULL;
+    enum ddts_status st = ddts__keras_config_add_normalization(m->model_config, rank, shape, mean,
+                                                               variance, &json, &name, &input, err);
+    if (st != DDTS_OK)
+        return st;
+    size_t at = 0;
+    if (input != NULL)
+        for (size_t i = 0; i < m->n_layers; i++)
+            if (strcmp(m->layers[i].name, input) == 0)
+                at = i + 1;
+    char *cls = ddts_strdup("Normalization");
+    struct ddts_keras_layer *grown = ddts_realloc(m->layers, (m->n_layers + 1) * sizeof *grown);
+    if (cls == NULL || grown == NULL) {
+        ddts_free(cls);
+        ddts_free(json);
+        ddts_free(name);
+        ddts_free(input);
+        return ddts_error_set(err, DDTS_ENOMEM, "normalizer: out of memory");
+    }
+    m->layers = grown;
+    memmove(&m->layers[at + 1], &m->layers[at], (m->n_layers - at) * sizeof *grown);
+    memset(&m->layers[at], 0, sizeof *grown);
+    m->layers[at].name = name;
+    m->layers[at].class_name = cls;
+    m->n_layers++;
+    ddts_free(m->model_config);
+    m->model_config = json;
+    ddts_free(input);
+    return DDTS_OK;
+}
+
+static int non_trainable(const struct ddts_keras_layer *L, const struct ddts_keras_weight *w)
+{
+    const char *sn = w->short_name ? w->short_name : "";
+    return strcmp(sn, "moving_mean") == 0 || strcmp(sn, "moving_variance") == 0 ||
+           (L->class_name != NULL && strcmp(L->class_name, "Normalization") == 0);
+}
+
+static enum ddts_status copy_weight(const struct ddts_keras_layer *L,
+                                    const struct ddts_keras_weight *src,
+                                    struct ddts_keras_weight *dst)
+{
+    memset(dst, 0, sizeof *dst);
+    const char *owner = src->layer_name && src->layer_name[0] ? src->layer_name : L->name;
+    const char *sn = src->short_name ? src->short_name : "weight";
+    size_t n = strlen(owner) + strlen(sn) + 4;
+    dst->name = ddts_malloc(n);
+    if (dst->name != NULL)
+        snprintf(dst->name, n, "%s/%s:0", owner, sn);
+    dst->short_name = ddts_strdup(sn);
+    dst->layer_name = ddts_strdup(owner);
+    dst->rank = src->rank;
+    memcpy(dst->shape, src->shape, sizeof dst->shape);
+    dst->count = src->count;
+    dst->stored_dtype = src->stored_dtype;
+    dst->data = ddts_malloc((src->count ? src->count : 1) * sizeof(float));
+    if (dst->name == NULL || dst->short_name == NULL || dst->layer_name == NULL ||
+        dst->data == NULL)
+        return DDTS_ENOMEM;
+    if (src->count > 0)
+        memcpy(dst->data, src->data, src->count * sizeof(float));
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_keras_ensemble_build(const struct ddts_keras_model *const *models, size_t n,
+                                           struct ddts_keras_model **out, struct ddts_error *err)
+{
+    *out = NULL;
+    if (models == NULL || n < 2 || n > DDTS_MAX_CLIENTS)
+        return ddts_error_set(err, DDTS_EINVAL, "ensemble: needs 2 to %d models, got %zu",
+                              DDTS_MAX_CLIENTS, n);
+    const char **configs = ddts_calloc(n, sizeof *configs);
+    if (configs == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "ensemble: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (models[i] == NULL || models[i]->model_config == NULL) {
+            ddts_free(configs);
+            return ddts_error_set(err, DDTS_EINVAL, "ensemble: model %zu has no configuration",
+                                  i + 1);
+        }
+        configs[i] = models[i]->model_config;
+    }
+    char *json = NULL;
+    enum ddts_status st = ddts__keras_config_ensemble(configs, n, &json, err);
+    ddts_free(configs);
+    if (st != DDTS_OK)
+        return st;
+    struct ddts_keras_model *m = ddts_calloc(1, sizeof *m);
+    if (m == NULL) {
+        ddts_free(json);
+        return ddts_error_set(err, DDTS_ENOMEM, "ensemble: out of memory");
+    }
+    m->format = DDTS_KERAS_H5;
+    m->model_config = json;
+    m->keras_version = ddts_strdup("2.15.0");
+    m->backend = ddts_strdup("tensorflow");
+    if (models[0]->training_config != NULL)
+        m->training_config = ddts_strdup(models[0]->training_config);
+    m->layers = ddts_calloc(n + 2, sizeof *m->layers);
+    int oom = m->keras_version == NULL || m->backend == NULL || m->layers == NULL ||
+              (models[0]->training_config != NULL && m->training_config == NULL);
+    if (!oom) {
+        m->n_layers = n + 2;
+        m->layers[0].name = ddts_strdup("ensemble_input");
+        m->layers[0].class_name = ddts_strdup("InputLayer");
+        m->layers[n + 1].name = ddts_strdup("average");
+        m->layers[n + 1].class_name = ddts_strdup("Average");
+        oom = !m->layers[0].name || !m->layers[0].class_name || !m->layers[n + 1].name ||
+              !m->layers[n + 1].class_name;
+    }
+    for (size_t i = 0; i < n && !oom; i++) {
+        const struct ddts_keras_model *src = models[i];
+        struct ddts_keras_layer *L = &m->layers[i + 1];
+        char name[32];
+        snprintf(name, sizeof name, "model_%zu", i);
+        struct ddts_keras_config *c = NULL;
+        if (ddts_keras_config_parse(src->model_config, strlen(src->model_config), &c, NULL) ==
+            DDTS_OK)
+            L->class_name = ddts_strdup(c->model_class);
+        ddts_keras_config_destroy(c);
+        L->name = ddts_strdup(name);
+        size_t total = 0;
+        for (size_t l = 0; l < src->n_layers; l++)
+            total += src->layers[l].n_weights;
+        L->weights = ddts_calloc(total ? total : 1, sizeof *L->weights);
+        oom = L->name == NULL || L->class_name == NULL || L->weights == NULL;
+        /* _legacy_weights of a nested model: trainable first, then the rest. */
+        for (int pass = 0; pass < 2 && !oom; pass++)
+            for (size_t l = 0; l < src->n_layers && !oom; l++)
+                for (size_t j = 0; j < src->layers[l].n_weights && !oom; j++) {
+                    const struct ddts_keras_weight *w = &src->layers[l].weights[j];
+                    if (non_trainable(&src->layers[l], w) != pass)
+                        continue;
+                    oom = copy_weight(&src->layers[l], w, &L->weights[L->n_weights++]) != DDTS_OK;
+                }
+    }
+    if (oom) {
+        ddts_keras_destroy(m);
+        return ddts_error_set(err, DDTS_ENOMEM, "ensemble: out of memory");
+    }
+    *out = m;
     return DDTS_OK;
 }

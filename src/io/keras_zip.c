@@ -202,6 +202,14 @@ enum ddts_status ddts__keras_zip_write(const struct ddts_keras_model *m, const c
     char *weights = NULL;
     void *updated = NULL, *bytes = NULL;
     size_t n_weights = 0, n_updated = 0, n_bytes = 0;
+    /* Weights of layers added since reading have no place in the file yet. */
+    for (size_t i = 0; i < m->n_layers; i++)
+        for (size_t j = 0; j < m->layers[i].n_weights; j++)
+            if (m->layers[i].weights[j].h5_path == NULL)
+                return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                                      "%s: layer %s: a new layer with weights cannot be added to "
+                                      "a .keras file (write it with ddts_keras_write_new)",
+                                      path, m->layers[i].name);
     enum ddts_status st = open_zip(m->source_path, &za, err);
     if (st != DDTS_OK)
         return st;
@@ -239,6 +247,9 @@ enum ddts_status ddts__keras_zip_write(const struct ddts_keras_model *m, const c
         zip_source_t *src;
         if (strcmp(zs.name, WEIGHTS_MEMBER) == 0)
             src = zip_source_buffer(zo, updated, n_updated, 0);
+        else if (strcmp(zs.name, "config.json") == 0 && m->model_config != NULL)
+            /* As read (byte for byte) unless the model changed shape. */
+            src = zip_source_buffer(zo, m->model_config, strlen(m->model_config), 0);
         else
             src = zip_source_zip(zo, za, (zip_uint64_t)i, 0, 0, -1);
         zip_int64_t at = src == NULL ? -1 : zip_file_add(zo, zs.name, src, 0);

@@ -499,8 +499,9 @@ static void end_cell(struct sheet *s)
     char cn[8];
     col_name(s->col, cn);
     s->text[s->text_n] = '\0';
-    if (!s->have_v)
-        return; /* a styled but empty cell is an absent cell */
+    if (!s->have_v ||
+        (s->text_n == 0 && !s->in_f_seen && (s->type == CELL_NUMBER || s->type == CELL_BOOL)))
+        return; /* a styled but empty cell (no <v>, or <v/>) is an absent cell */
     const char *str = NULL;
     double v = 0;
     switch (s->type) {

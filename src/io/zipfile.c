@@ -43,7 +43,12 @@ static enum ddts_status finish_open(struct ddts__zip *z, zip_source_t *src, stru
     z->za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &ze);
     if (z->za == NULL) {
         zip_source_free(src);
-        enum ddts_status st = zip_fail(z, &ze, DDTS_EFORMAT, "not a valid zip archive", err);
+        int code = zip_error_code_zip(&ze);
+        enum ddts_status st = code == ZIP_ER_NOENT
+                                  ? zip_fail(z, &ze, DDTS_ENOTFOUND, "cannot open", err)
+                              : code == ZIP_ER_OPEN || code == ZIP_ER_READ || code == ZIP_ER_SEEK
+                                  ? zip_fail(z, &ze, DDTS_EIO, "cannot read", err)
+                                  : zip_fail(z, &ze, DDTS_EFORMAT, "not a valid zip archive", err);
         zip_error_fini(&ze);
         return st;
     }

@@ -101,7 +101,7 @@ static const struct ddts_job_setting_info settings[S_COUNT] = {
     [S_BAN_AFTER] = {"ban-after", "N", "failed handshakes before an address is refused", "3", true},
     [S_CLIENT_TIMEOUT] = {"client-timeout", "SECONDS", "silence before a client's share moves on",
                           "120", true},
-    [S_THREADS] = {"threads", "N", "compute threads per process (0: all cores)", "0", false},
+    [S_THREADS] = {"threads", "N", "compute threads per process (0: all cores)", "0", true},
     [S_KEEP_SERVING] = {"keep-serving", NULL, "stay up after the job is done", "off", true},
 };
 

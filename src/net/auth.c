@@ -70,7 +70,10 @@ enum ddts_status ddts_passphrase_create(const char *s, size_t n, struct ddts_pas
                               DDTS_MAX_PASSPHRASE_BYTES);
     if (ddts_auth_init(err) != DDTS_OK)
         return DDTS_EIO;
-    struct ddts_passphrase *pw = sodium_malloc(sizeof *pw + n);
+    /* sodium_malloc places the block against a guard page: its start is only as aligned
+     * as its size, so round the size up to 16. */
+    size_t size = (sizeof(struct ddts_passphrase) + n + 15) & ~(size_t)15;
+    struct ddts_passphrase *pw = sodium_malloc(size);
     if (pw == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "passphrase: out of guarded memory");
     pw->n = n;

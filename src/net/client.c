@@ -599,8 +599,10 @@ static enum ddts_status run_connection(struct client *cl, int *fatal,
         }
         st = ddts_conn_send(c, DDTS_MSG_NEXT, NULL, 0, err);
     }
-    if (st == DDTS_EEXIST || st == DDTS_EPROTO || st == DDTS_ELIMIT || st == DDTS_ENOMEM ||
-        st == DDTS_EINVAL || st == DDTS_EFORMAT || st == DDTS_EAUTH)
+    /* EEXIST is worth retrying: after a drop, the server keeps our old session until it
+     * times out. */
+    if (st == DDTS_EPROTO || st == DDTS_ELIMIT || st == DDTS_ENOMEM || st == DDTS_EINVAL ||
+        st == DDTS_EFORMAT || st == DDTS_EAUTH)
         *fatal = 1;
     if (st == DDTS_OK || st == DDTS_ECLOSED)
         ddts_conn_close(c);

@@ -81,6 +81,7 @@ struct ban {
     char addr[64];
     unsigned fails;
     double until; /* banned while now < until (0: not banned) */
+    int busy;     /* a handshake from this address is in progress */
     struct ban *next;
 };
 
@@ -102,7 +103,11 @@ struct server {
     struct shard *shards;
     int started;
     uint64_t round;    /* weight-averaging rounds completed */
-    uint64_t n_floats; /* length of the saved global weights (0: none yet) */
+    uint64_t n_floats; /* length of the global weights (0: none yet) */
+    /* What global/weights.f32 holds: the accept thread writes it off the rounds' path. */
+    uint64_t saved_round, saved_n;
+    struct result *pending;   /* latest weights not yet written */
+    pthread_mutex_t flush_mu; /* one writer of weights.f32 at a time, in round order */
     int complete;
     int stopping;
     /* The open round. */
@@ -110,7 +115,7 @@ struct server {
     uint64_t seq; /* rounds of any kind completed */
     uint8_t op, flags;
     uint64_t n;
-    double *acc; /* (n) running sum, or running min/max */
+    double *acc; /* (n, 2) running sum as hi + lo (double-double), or min/max in hi */
     uint64_t total_samples;
     unsigned n_contrib;
     double opened_at;
@@ -149,7 +154,7 @@ static enum ddts_status save_state(struct server *srv, struct ddts_error *err)
     ddts__hex(srv->job_id, ID_BYTES, idhex);
     fprintf(f.fp,
             "%s\njob_id %s\nn_shards %zu\nstarted %d\nround %" PRIu64 "\nn_floats %" PRIu64 "\n",
-            STATE_MAGIC, idhex, srv->n_shards, srv->started, srv->round, srv->n_floats);
+            STATE_MAGIC, idhex, srv->n_shards, srv->started, srv->saved_round, srv->saved_n);
     static const char *names[] = {"free", "assigned", "done"};
     for (size_t i = 0; i < srv->n_shards; i++) {
         const struct shard *s = &srv->shards[i];
@@ -212,9 +217,9 @@ static enum ddts_status load_state(struct server *srv, struct ddts_error *err)
             else if (strcmp(key, "started") == 0)
                 srv->started = v != 0;
             else if (strcmp(key, "round") == 0)
-                srv->round = v;
+                srv->round = srv->saved_round = v;
             else if (strcmp(key, "n_floats") == 0)
-                srv->n_floats = v;
+                srv->n_floats = srv->saved_n = v;
         } else {
             st = ddts_error_set(err, DDTS_EFORMAT, "%s:%d: unreadable line", srv->state_path,
                                 line_no);
@@ -250,6 +255,18 @@ static void pick_results_name(struct server *srv, size_t i, const char *name)
 }
 
 /*
+ * Makes share s a participant of the rounds from now on: required from the
+ * next round if one is open, else from the coming one. It has client_timeout
+ * after a round opens to download its share and catch up.
+ */
+static void participate(struct server *srv, struct shard *s)
+{
+    s->training = 1;
+    s->ready_at = ddts_now();
+    s->first_seq = srv->open ? srv->seq + 1 : srv->seq;
+}
+
+/*
  * Finds a share for a session (caller holds mu): its own share back, else a
  * free one, else one given up by its client. -1 when none.
  */
@@ -263,6 +280,7 @@ static long find_share(struct server *srv, struct session *se, int claims_traine
             s->sess = se;
             s->orphan_since = 0;
             s->lost = 0;
+            participate(srv, s);
             return (long)i;
         }
     }
@@ -288,7 +306,7 @@ static long find_share(struct server *srv, struct session *se, int claims_traine
     s->sess = se;
     s->orphan_since = 0;
     s->lost = 0;
-    s->training = 0;
+    participate(srv, s);
     pick_results_name(srv, (size_t)pick, se->name);
     if (!srv->started) {
         int any_free = 0;
@@ -340,23 +358,26 @@ static void maybe_complete(struct server *srv)
         pthread_cond_broadcast(&srv->cv);
         return;
     }
-    double scale = 1.0;
-    if (srv->op == 0) /* DDTS_REDUCE_MEAN */
-        scale = 1.0 / (double)srv->total_samples;
-    for (uint64_t i = 0; i < srv->n; i++)
-        v[i] = (float)(srv->acc[i] * scale);
+    double total = (double)srv->total_samples;
+    for (uint64_t i = 0; i < srv->n; i++) /* DDTS_REDUCE_MEAN divides by the samples */
+        v[i] = (float)(srv->op == 0 ? (srv->acc[2 * i] + srv->acc[2 * i + 1]) / total
+                                    : srv->acc[2 * i] + srv->acc[2 * i + 1]);
     res->v = v;
     res->n = srv->n;
     res->total_samples = srv->total_samples;
     int weights = srv->flags & 1;
     if (weights) {
-        struct ddts_error err;
         srv->round++;
         srv->n_floats = srv->n;
-        if (ddts_write_file_atomic(srv->weights_path, v, srv->n * sizeof *v, &err) != DDTS_OK ||
-            save_state(srv, &err) != DDTS_OK)
-            ddts_log(srv->log, DDTS_LOG_ERROR, "round %" PRIu64 ": cannot save: %s", srv->round,
-                     err.msg);
+        if (srv->cfg->on_round != NULL)
+            srv->cfg->on_round(srv->cfg->userdata, srv->round, v, (size_t)srv->n);
+        /* The accept thread writes it to disk (flush_weights), coalescing fast rounds. */
+        if (srv->pending != NULL && --srv->pending->refs == 0) {
+            ddts_free(srv->pending->v);
+            ddts_free(srv->pending);
+        }
+        srv->pending = res;
+        res->refs++;
     }
     res->round = srv->round;
     ddts_log(srv->log, DDTS_LOG_INFO,
@@ -376,6 +397,41 @@ static void maybe_complete(struct server *srv)
     }
     close_round(srv);
     pthread_cond_broadcast(&srv->cv);
+}
+
+/*
+ * Writes the latest global weights and the state (caller does not hold mu):
+ * disk I/O stays off the path of the rounds, and rounds that complete faster
+ * than the accept loop ticks are saved only once.
+ */
+static void flush_weights(struct server *srv)
+{
+    pthread_mutex_lock(&srv->flush_mu);
+    pthread_mutex_lock(&srv->mu);
+    struct result *p = srv->pending;
+    srv->pending = NULL;
+    pthread_mutex_unlock(&srv->mu);
+    if (p == NULL) {
+        pthread_mutex_unlock(&srv->flush_mu);
+        return;
+    }
+    struct ddts_error err;
+    enum ddts_status st =
+        ddts_write_file_atomic(srv->weights_path, p->v, (size_t)p->n * sizeof *p->v, &err);
+    pthread_mutex_lock(&srv->mu);
+    if (st == DDTS_OK) {
+        srv->saved_round = p->round;
+        srv->saved_n = p->n;
+        st = save_state(srv, &err);
+    }
+    if (st != DDTS_OK)
+        ddts_log(srv->log, DDTS_LOG_ERROR, "round %" PRIu64 ": cannot save: %s", p->round, err.msg);
+    if (--p->refs == 0) {
+        ddts_free(p->v);
+        ddts_free(p);
+    }
+    pthread_mutex_unlock(&srv->mu);
+    pthread_mutex_unlock(&srv->flush_mu);
 }
 
 /* Marks participants that missed the round's deadline as lost. Caller holds mu. */
@@ -451,26 +507,38 @@ static struct ban *ban_find(struct server *srv, const char *addr, int create)
     return b;
 }
 
-static int is_banned(struct server *srv, const char *addr)
+/*
+ * Handshakes from one address run one at a time, so that parallel
+ * connections cannot try more passphrases than ban_after before the ban
+ * (each one is a few milliseconds). Returns whether the address is banned.
+ */
+static int handshake_begin(struct server *srv, const char *addr)
 {
     pthread_mutex_lock(&srv->mu);
-    struct ban *b = ban_find(srv, addr, 0);
+    struct ban *b = ban_find(srv, addr, 1);
+    while (b != NULL && b->busy && !srv->stopping)
+        timed_wait(srv, 0.2);
+    if (b != NULL)
+        b->busy = 1;
     int banned = b != NULL && b->until > ddts_now();
     pthread_mutex_unlock(&srv->mu);
     return banned;
 }
 
-static void record_failure(struct server *srv, const char *addr)
+static void handshake_end(struct server *srv, const char *addr, int failed)
 {
     pthread_mutex_lock(&srv->mu);
-    struct ban *b = ban_find(srv, addr, 1);
-    if (b != NULL && ++b->fails >= srv->ban_after && b->until <= ddts_now()) {
+    struct ban *b = ban_find(srv, addr, 0);
+    if (b != NULL)
+        b->busy = 0;
+    pthread_cond_broadcast(&srv->cv);
+    if (b != NULL && failed && ++b->fails >= srv->ban_after && b->until <= ddts_now()) {
         double len = srv->cfg->ban_s > 0 ? srv->cfg->ban_s : 1e300;
         b->until = ddts_now() + len;
         b->fails = 0;
         if (srv->cfg->ban_s > 0)
             ddts_log(srv->log, DDTS_LOG_WARN,
-                     "address %s banned for %.0f s after %u failed handshakes", addr,
+                     "address %s banned for %.1f s after %u failed handshakes", addr,
                      srv->cfg->ban_s, srv->ban_after);
         else
             ddts_log(srv->log, DDTS_LOG_WARN,
@@ -550,8 +618,9 @@ static enum ddts_status send_job(struct session *se, long i, int client_has_file
     uint8_t *buf = ddts_malloc(cap);
     if (buf == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    flush_weights(srv); /* a share taken over mid-job starts from the latest weights */
     pthread_mutex_lock(&srv->mu);
-    uint64_t round = srv->round, n_floats = srv->n_floats;
+    uint64_t round = srv->saved_round, n_floats = srv->saved_n;
     char rname[RNAME_BYTES];
     snprintf(rname, sizeof rname, "%s", srv->shards[i].results_name);
     pthread_mutex_unlock(&srv->mu);
@@ -628,6 +697,14 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
         return ddts_error_set(err, DDTS_EPROTO,
                               "SYNC: op %u, %" PRIu64 " values, %" PRIu64 " samples is invalid", op,
                               count, samples);
+    /* Lengths are checked against the round and the global weights before allocating. */
+    pthread_mutex_lock(&srv->mu);
+    uint64_t expect = srv->open ? srv->n : (flags & 1) ? srv->n_floats : 0;
+    pthread_mutex_unlock(&srv->mu);
+    if (expect != 0 && count != expect)
+        return ddts_error_set(err, DDTS_EPROTO,
+                              "SYNC of %" PRIu64 " values where the job has %" PRIu64, count,
+                              expect);
     float *v = ddts_mallocarray((size_t)count, sizeof *v);
     if (v == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "SYNC: out of memory for %" PRIu64 " values",
@@ -654,7 +731,7 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
     } else if (s->contrib_seq == srv->seq + 1) {
         st = ddts_error_set(err, DDTS_EPROTO, "two SYNC in one round");
     } else if (!srv->open) {
-        srv->acc = ddts_mallocarray((size_t)count, sizeof *srv->acc);
+        srv->acc = ddts_mallocarray((size_t)count, 2 * sizeof *srv->acc);
         if (srv->acc == NULL) {
             st = ddts_error_set(err, DDTS_ENOMEM, "round: out of memory");
         } else {
@@ -663,24 +740,35 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
             srv->flags = flags;
             srv->n = count;
             srv->opened_at = ddts_now();
-            for (uint64_t i = 0; i < count; i++)
-                srv->acc[i] = op == 2 ? 1e300 : op == 3 ? -1e300 : 0.0;
+            for (uint64_t i = 0; i < count; i++) {
+                srv->acc[2 * i] = op == 2 ? 1e300 : op == 3 ? -1e300 : 0.0;
+                srv->acc[2 * i + 1] = 0.0;
+            }
         }
     }
     if (st == DDTS_OK) {
-        /* The running reduction: memory of one model, whatever the number of clients. */
-        double w = (double)samples;
+        /*
+         * The running reduction: memory of one model, whatever the number of clients.
+         * Sums are double-double (Knuth's TwoSum keeps each addition's rounding error in
+         * lo), so the result does not depend on the order in which clients arrive: the
+         * float it rounds to is the same unless the exact mean lies within ~2^-100 of a
+         * rounding boundary. samples * x is exact in double for samples < 2^29.
+         */
+        double w = op == 0 ? (double)samples : 1.0;
         for (uint64_t i = 0; i < count; i++) {
             double x = v[i];
-            double *a = &srv->acc[i];
-            if (op == 0)
-                *a += w * x;
-            else if (op == 1)
-                *a += x;
-            else if (op == 2)
-                *a = x < *a ? x : *a;
-            else
-                *a = x > *a ? x : *a;
+            double *hi = &srv->acc[2 * i], *lo = &srv->acc[2 * i + 1];
+            if (op <= 1) {
+                double t = w * x;
+                double sum = *hi + t;
+                double bv = sum - *hi;
+                *lo += (*hi - (sum - bv)) + (t - bv);
+                *hi = sum;
+            } else if (op == 2) {
+                *hi = x < *hi ? x : *hi;
+            } else {
+                *hi = x > *hi ? x : *hi;
+            }
         }
         srv->total_samples += samples;
         srv->n_contrib++;
@@ -862,14 +950,7 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
             return st != DDTS_OK ? st : DDTS_ECLOSED;
         }
         int has_files = same_job && (j.flags & 1) && j.share == (uint32_t)i;
-        /* A participant of the rounds from now on (it has client_timeout after a round
-         * opens to download its share and catch up). */
-        pthread_mutex_lock(&srv->mu);
         struct shard *s = &srv->shards[i];
-        s->training = 1;
-        s->ready_at = ddts_now();
-        s->first_seq = srv->open ? srv->seq + 1 : srv->seq;
-        pthread_mutex_unlock(&srv->mu);
         ddts_log(srv->log, DDTS_LOG_INFO, "share %ld -> client '%s'%s", i, se->name,
                  has_files ? " (it has the files)" : "");
         st = send_job(se, i, has_files, err);
@@ -948,20 +1029,22 @@ static void *session_main(void *arg)
     struct server *srv = se->srv;
     struct ddts_error err;
     ddts_error_clear(&err);
-    enum ddts_status refuse = is_banned(srv, se->addr) ? DDTS_EBANNED : DDTS_OK;
+    enum ddts_status refuse = handshake_begin(srv, se->addr) ? DDTS_EBANNED : DDTS_OK;
     enum ddts_status st =
         ddts_conn_handshake(se->conn, DDTS_ROLE_SERVER, srv->cfg->passphrase, refuse, &err);
-    if (st == DDTS_EBANNED) {
+    if (st == DDTS_EBANNED)
         ddts_log(srv->log, DDTS_LOG_WARN, "refused banned address %s", se->addr);
-    } else if (st != DDTS_OK) {
+    else if (st != DDTS_OK)
         ddts_log(srv->log, DDTS_LOG_WARN, "handshake with %s failed: %s", se->addr, err.msg);
-        if (st == DDTS_EAUTH || st == DDTS_EPROTO || st == DDTS_ELIMIT || st == DDTS_EUNSUPPORTED)
-            record_failure(srv, se->addr);
-    } else {
+    handshake_end(srv, se->addr,
+                  st == DDTS_EAUTH || st == DDTS_EPROTO || st == DDTS_ELIMIT ||
+                      st == DDTS_EUNSUPPORTED);
+    if (st == DDTS_OK) {
         st = serve_client(se, &err);
         if (st != DDTS_OK && st != DDTS_ECLOSED && st != DDTS_EEXIST) {
             ddts_log(srv->log, DDTS_LOG_WARN, "client '%s' (%s): %s", se->name, se->addr, err.msg);
-            if (st == DDTS_EPROTO || st == DDTS_ELIMIT || st == DDTS_ENUMERIC)
+            /* Tell the peer why, unless the connection itself is gone or untrusted. */
+            if (st != DDTS_ETIMEOUT && st != DDTS_EIO && st != DDTS_EAUTH)
                 ddts_conn_send_error(se->conn, st, err.msg);
         } else if (st == DDTS_EEXIST) {
             ddts_log(srv->log, DDTS_LOG_WARN, "refused %s: %s", se->addr, err.msg);
@@ -1050,6 +1133,7 @@ static void server_deinit(struct server *srv)
         ddts_free(b);
     }
     pthread_mutex_destroy(&srv->mu);
+    pthread_mutex_destroy(&srv->flush_mu);
     pthread_cond_destroy(&srv->cv);
 }
 
@@ -1063,6 +1147,7 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
     struct server srv;
     memset(&srv, 0, sizeof srv);
     pthread_mutex_init(&srv.mu, NULL);
+    pthread_mutex_init(&srv.flush_mu, NULL);
     pthread_cond_init(&srv.cv, NULL);
     srv.cfg = cfg;
     srv.log = cfg->logger;
@@ -1111,7 +1196,11 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
         if ((st = save_state(&srv, err)) != DDTS_OK)
             goto out;
     }
-    st = ddts_listener_open(cfg->host, cfg->port ? cfg->port : DDTS_DEFAULT_PORT, &l, err);
+    st = ddts_listener_open(cfg->host,
+                            cfg->any_port ? 0
+                            : cfg->port   ? cfg->port
+                                          : DDTS_DEFAULT_PORT,
+                            &l, err);
     if (st != DDTS_OK)
         goto out;
     uint16_t port = ddts_listener_port(l);
@@ -1145,6 +1234,7 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
             break;
         }
         reap(&srv, 0);
+        flush_weights(&srv);
         struct ddts_conn *c = NULL;
         struct ddts_error aerr;
         enum ddts_status ast = ddts_listener_accept(l, 0.2, &c, &aerr);
@@ -1191,6 +1281,7 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
     pthread_cond_broadcast(&srv.cv);
     pthread_mutex_unlock(&srv.mu);
     reap(&srv, 1);
+    flush_weights(&srv);
     if (st == DDTS_OK)
         ddts_log(srv.log, DDTS_LOG_INFO, "job '%s' complete: results in %s", cfg->job, srv.jobdir);
 out:

@@ -1,5 +1,6 @@
 /*
- * Keras model configs (JSON) to ddts models: the only user of jansson.
+ * Keras model configs (JSON) to ddts models: the nn module's only user of
+ * jansson.
  * Understands Keras 2.2 to Keras 3 spellings; see docs/engine.md.
  */
 #include <jansson.h>
@@ -289,6 +290,12 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         {"Dense", NN_DENSE},
         {"Conv2D", NN_CONV2D},
         {"Convolution2D", NN_CONV2D},
+        {"Conv1D", NN_CONV2D},
+        {"Convolution1D", NN_CONV2D},
+        {"MaxPooling1D", NN_MAXPOOL},
+        {"MaxPool1D", NN_MAXPOOL},
+        {"AveragePooling1D", NN_AVGPOOL},
+        {"AvgPool1D", NN_AVGPOOL},
         {"Conv2DTranspose", NN_CONV2DT},
         {"Convolution2DTranspose", NN_CONV2DT},
         {"Deconvolution2D", NN_CONV2DT},
@@ -300,6 +307,12 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         {"GlobalAvgPool2D", NN_GAP},
         {"GlobalMaxPooling2D", NN_GMP},
         {"GlobalMaxPool2D", NN_GMP},
+        {"GlobalAveragePooling1D", NN_GAP},
+        {"GlobalAvgPool1D", NN_GAP},
+        {"GlobalMaxPooling1D", NN_GMP},
+        {"GlobalMaxPool1D", NN_GMP},
+        {"Embedding", NN_EMBEDDING},
+        {"LayerNormalization", NN_LAYERNORM},
         {"Flatten", NN_FLATTEN},
         {"Reshape", NN_RESHAPE},
         {"Dropout", NN_DROPOUT},
@@ -337,8 +350,6 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
     TRY(ddts__nn_add_node(m, name, cls, kind, entry, in, n_in, &idx, c->err));
     struct nn_node *nd = &m->nodes[idx];
     nd->trainable = jbool(cfg, "trainable", 1);
-    if (entry >= 0 && !m->entries[entry].name[0])
-        nd->trainable = nd->trainable;
     int two[2];
     switch (kind) {
     case NN_DENSE:
@@ -349,22 +360,25 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         TRY(parse_act(c, json_object_get(cfg, "activation"), name, cls, &nd->act));
         break;
     case NN_CONV2D:
-    case NN_CONV2DT:
+    case NN_CONV2DT: {
         nd->units = (int)jnum(cfg, "filters", 0);
         if (nd->units <= 0 || nd->units > (1 << 24))
             return bad(c, name, cls, "filters must be a positive integer");
-        if (jints(json_object_get(cfg, "kernel_size"), two, 2, 0) != 0 || two[0] <= 0)
+        /* 1-D layers run as 2-D ones over a (1, T) image */
+        nd->dim1 = strstr(cls, "1D") != NULL;
+        int nk = nd->dim1 ? 1 : 2;
+        if (jints(json_object_get(cfg, "kernel_size"), two, nk, 0) != 0 || two[0] <= 0)
             return bad(c, name, cls, "bad kernel_size");
-        nd->kh = two[0];
-        nd->kw = two[1];
-        if (jints(json_object_get(cfg, "strides"), two, 2, 1) != 0)
+        nd->kh = nd->dim1 ? 1 : two[0];
+        nd->kw = nd->dim1 ? two[0] : two[1];
+        if (jints(json_object_get(cfg, "strides"), two, nk, 1) != 0)
             return bad(c, name, cls, "bad strides");
-        nd->sh = two[0];
-        nd->sw = two[1];
-        if (jints(json_object_get(cfg, "dilation_rate"), two, 2, 1) != 0)
+        nd->sh = nd->dim1 ? 1 : two[0];
+        nd->sw = nd->dim1 ? two[0] : two[1];
+        if (jints(json_object_get(cfg, "dilation_rate"), two, nk, 1) != 0)
             return bad(c, name, cls, "bad dilation_rate");
-        nd->dh = two[0];
-        nd->dw = two[1];
+        nd->dh = nd->dim1 ? 1 : two[0];
+        nd->dw = nd->dim1 ? two[0] : two[1];
         if ((nd->dh > 1 || nd->dw > 1) && (nd->sh > 1 || nd->sw > 1))
             return unsup(c, name, cls, "dilation with strides");
         if (jnum(cfg, "groups", 1) != 1)
@@ -376,32 +390,57 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         nd->use_bias = jbool(cfg, "use_bias", 1);
         TRY(parse_act(c, json_object_get(cfg, "activation"), name, cls, &nd->act));
         break;
+    }
     case NN_MAXPOOL:
-    case NN_AVGPOOL:
-        if (jints(json_object_get(cfg, "pool_size"), two, 2, 2) != 0)
+    case NN_AVGPOOL: {
+        nd->dim1 = strstr(cls, "1D") != NULL;
+        int nk = nd->dim1 ? 1 : 2;
+        if (jints(json_object_get(cfg, "pool_size"), two, nk, 2) != 0)
             return bad(c, name, cls, "bad pool_size");
-        nd->kh = two[0];
-        nd->kw = two[1];
-        {
-            const json_t *s = json_object_get(cfg, "strides");
-            if (s == NULL || json_is_null(s)) {
-                nd->sh = nd->kh;
-                nd->sw = nd->kw;
-            } else if (jints(s, two, 2, 1) != 0) {
-                return bad(c, name, cls, "bad strides");
-            } else {
-                nd->sh = two[0];
-                nd->sw = two[1];
-            }
+        nd->kh = nd->dim1 ? 1 : two[0];
+        nd->kw = nd->dim1 ? two[0] : two[1];
+        const json_t *sv = json_object_get(cfg, "strides");
+        if (sv == NULL || json_is_null(sv)) {
+            nd->sh = nd->kh;
+            nd->sw = nd->kw;
+        } else if (jints(sv, two, nk, 1) != 0) {
+            return bad(c, name, cls, "bad strides");
+        } else {
+            nd->sh = nd->dim1 ? 1 : two[0];
+            nd->sw = nd->dim1 ? two[0] : two[1];
         }
         TRY(check_channels_last(c, cfg, name, cls));
         TRY(parse_padding(c, cfg, name, cls, &nd->same));
         break;
+    }
     case NN_GAP:
     case NN_GMP:
         TRY(check_channels_last(c, cfg, name, cls));
         nd->keepdims = jbool(cfg, "keepdims", 0);
+        nd->pool1d = strstr(cls, "1D") != NULL;
         break;
+    case NN_EMBEDDING:
+        nd->units = (int)jnum(cfg, "output_dim", 0);
+        if (nd->units <= 0 || nd->units > (1 << 24) || jnum(cfg, "input_dim", 0) <= 0)
+            return bad(c, name, cls, "input_dim and output_dim must be positive");
+        if (jbool(cfg, "mask_zero", 0))
+            return unsup(c, name, cls, "mask_zero");
+        break;
+    case NN_LAYERNORM: {
+        const json_t *ax = json_object_get(cfg, "axis");
+        if (json_is_array(ax) && json_array_size(ax) == 1)
+            ax = json_array_get(ax, 0);
+        int r = m->nodes[in[0]].rank;
+        if (ax != NULL && (!json_is_integer(ax) ||
+                           !(json_integer_value(ax) == -1 || json_integer_value(ax) == r)))
+            return unsup(c, name, cls, "an axis other than the last");
+        nd->eps = (float)jnum(cfg, "epsilon", 1e-3);
+        nd->center = jbool(cfg, "center", 1);
+        nd->scale = jbool(cfg, "scale", 1);
+        if (jbool(cfg, "rms_scaling", 0))
+            return unsup(c, name, cls, "rms_scaling");
+        break;
+    }
     case NN_FLATTEN:
         TRY(check_channels_last(c, cfg, name, cls));
         break;
@@ -449,9 +488,9 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         const json_t *ax = json_object_get(cfg, "axis");
         if (json_is_array(ax) && json_array_size(ax) == 1)
             ax = json_array_get(ax, 0);
-        if (!json_is_integer(ax))
+        if (ax != NULL && !json_is_integer(ax))
             return unsup(c, name, cls, "this axis");
-        int a = (int)json_integer_value(ax), r = m->nodes[in[0]].rank;
+        int a = ax ? (int)json_integer_value(ax) : -1, r = m->nodes[in[0]].rank;
         if (!(a == -1 || a == r))
             return unsup(c, name, cls, "an axis other than the last");
         nd->momentum = (float)jnum(cfg, "momentum", 0.99);
@@ -532,6 +571,7 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         TRY(check_null(c, cfg, "activity_regularizer", name, cls));
         TRY(check_null(c, cfg, "kernel_constraint", name, cls));
         TRY(check_null(c, cfg, "bias_constraint", name, cls));
+        TRY(check_null(c, cfg, "lora_rank", name, cls));
     }
     TRY(ddts__nn_infer_shape(m, idx, c->err));
     nd = &m->nodes[idx];
@@ -551,10 +591,11 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
     case NN_CONV2DT:
         ws[0] = nd->kh;
         ws[1] = nd->kw;
-        ws[2] = kind == NN_CONV2D ? a->shape[2] : nd->units;
-        ws[3] = kind == NN_CONV2D ? nd->units : a->shape[2];
-        TRY(add_w(c, idx, cfg, "kernel", 4, ws, 1, "kernel_initializer", INIT_GLOROT,
-                  "kernel_regularizer"));
+        ws[2] = kind == NN_CONV2D ? nn_c(a) : nd->units;
+        ws[3] = kind == NN_CONV2D ? nd->units : nn_c(a);
+        /* Conv1D kernels are (k, cin, cout): the same floats without the 1 */
+        TRY(add_w(c, idx, cfg, "kernel", nd->dim1 ? 3 : 4, nd->dim1 ? ws + 1 : ws, 1,
+                  "kernel_initializer", INIT_GLOROT, "kernel_regularizer"));
         ws[0] = m->nodes[idx].units;
         if (m->nodes[idx].use_bias)
             TRY(add_w(c, idx, cfg, "bias", 1, ws, 1, "bias_initializer", INIT_Z,
@@ -571,6 +612,23 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         TRY(add_w(c, idx, cfg, "moving_mean", 1, ws, 0, "moving_mean_initializer", INIT_Z, NULL));
         TRY(add_w(c, idx, cfg, "moving_variance", 1, ws, 0, "moving_variance_initializer", INIT_O,
                   NULL));
+        break;
+    case NN_EMBEDDING: {
+        static const struct nn_init INIT_EMB = {INIT_RANDOM_UNIFORM, -0.05, 0.05, 0, 0};
+        ws[0] = (int64_t)jnum(cfg, "input_dim", 0);
+        ws[1] = nd->units;
+        TRY(add_w(c, idx, cfg, "embeddings", 2, ws, 1, "embeddings_initializer", INIT_EMB,
+                  "embeddings_regularizer"));
+        break;
+    }
+    case NN_LAYERNORM:
+        ws[0] = nd->shape[nd->rank - 1];
+        if (nd->scale)
+            TRY(add_w(c, idx, cfg, "gamma", 1, ws, 1, "gamma_initializer", INIT_O,
+                      "gamma_regularizer"));
+        if (m->nodes[idx].center)
+            TRY(add_w(c, idx, cfg, "beta", 1, ws, 1, "beta_initializer", INIT_Z,
+                      "beta_regularizer"));
         break;
     case NN_NORMALIZATION:
         ws[0] = nd->shape[nd->rank - 1];

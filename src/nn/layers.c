@@ -42,10 +42,33 @@ static void add_bias(size_t rows, size_t k, const float *bias, float *z, int nt)
     }
 }
 
+/* z += bias, then y = act(z); plain relu in place is fused into one pass.
+ * Returns 1 when the activation was applied. */
+static int bias_act(struct nn_node *nd, size_t rows, size_t k, const float *bias, int nt)
+{
+    const struct nn_act *a = &nd->act;
+    if (nd->z == nd->y && a->kind == ACT_RELU && a->alpha == 0 && a->threshold == 0 &&
+        a->max_value <= 0) {
+        float *y = nd->y;
+#pragma omp parallel for num_threads(nt) schedule(static) if (rows * k > 65536)
+        for (long r = 0; r < (long)rows; r++) {
+            float *yr = y + (size_t)r * k;
+            for (size_t j = 0; j < k; j++) {
+                float v = yr[j] + (bias ? bias[j] : 0.0f);
+                yr[j] = v > 0 ? v : 0.0f;
+            }
+        }
+        return 1;
+    }
+    if (bias)
+        add_bias(rows, k, bias, nd->z, nt);
+    return 0;
+}
+
 /* db (k) = sum over rows of dz (rows, k), as one GEMM with a ones vector. */
 static void bias_grad(const struct ddts_model *m, size_t rows, size_t k, const float *dz, float *db)
 {
-    ddts__tensor_sgemm(1, 0, k, 1, rows, 1.0f, dz, k, m->ones, 1, 0.0f, db, 1);
+    ddts__tensor_sgemm_par(m->threads, 1, 0, k, 1, rows, 1.0f, dz, k, m->ones, 1, 0.0f, db, 1);
 }
 
 static void put(float *dst, const float *src, size_t n, int acc)
@@ -68,11 +91,11 @@ static void conv_geom(const struct nn_node *nd, const struct nn_node *a, struct 
         g->OH = (int)a->shape[0];
         g->OW = (int)a->shape[1];
     } else {
-        g->H = (int)a->shape[0];
-        g->W = (int)a->shape[1];
-        g->C = (int)a->shape[2];
-        g->OH = (int)nd->shape[0];
-        g->OW = (int)nd->shape[1];
+        g->H = (int)nn_h(a);
+        g->W = (int)nn_w(a);
+        g->C = (int)nn_c(a);
+        g->OH = (int)nn_h(nd);
+        g->OW = (int)nn_w(nd);
     }
     g->KH = nd->kh;
     g->KW = nd->kw;
@@ -94,10 +117,10 @@ static void dense_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
     size_t in = (size_t)a->shape[a->rank - 1], rows = b * (a->size / in);
-    ddts__tensor_sgemm(0, 0, rows, (size_t)nd->units, in, 1.0f, a->y, in, wdata(m, nd->w0),
-                       (size_t)nd->units, 0.0f, nd->z, (size_t)nd->units);
-    if (nd->use_bias)
-        add_bias(rows, (size_t)nd->units, wdata(m, nd->w0 + 1), nd->z, m->threads);
+    ddts__tensor_sgemm_par(m->threads, 0, 0, rows, (size_t)nd->units, in, 1.0f, a->y, in,
+                           wdata(m, nd->w0), (size_t)nd->units, 0.0f, nd->z, (size_t)nd->units);
+    nd->act_done = bias_act(nd, rows, (size_t)nd->units, nd->use_bias ? wdata(m, nd->w0 + 1) : NULL,
+                            m->threads);
 }
 
 static void dense_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
@@ -106,15 +129,16 @@ static void dense_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     size_t in = (size_t)a->shape[a->rank - 1], rows = b * (a->size / in), u = (size_t)nd->units;
     if (m->w[nd->w0].trainable) {
         /* dW (in, units) = x^T dz */
-        ddts__tensor_sgemm(1, 0, in, u, rows, 1.0f, a->y, in, nd->dz, u, 0.0f, gdata(m, nd->w0), u);
+        ddts__tensor_sgemm_par(m->threads, 1, 0, in, u, rows, 1.0f, a->y, in, nd->dz, u, 0.0f,
+                               gdata(m, nd->w0), u);
         if (nd->use_bias)
             bias_grad(m, rows, u, nd->dz, gdata(m, nd->w0 + 1));
     }
     int acc;
     float *dx = dx_of(m, nd, 0, &acc);
     if (dx) /* dx (R, in) = dz W^T */
-        ddts__tensor_sgemm(0, 1, rows, in, u, 1.0f, nd->dz, u, wdata(m, nd->w0), u,
-                           acc ? 1.0f : 0.0f, dx, in);
+        ddts__tensor_sgemm_par(m->threads, 0, 1, rows, in, u, 1.0f, nd->dz, u, wdata(m, nd->w0), u,
+                               acc ? 1.0f : 0.0f, dx, in);
 }
 
 /* ---- Conv2D: z (b*OH*OW, F) = im2col(x) (b*OH*OW, K) W (K, F) + b ---- */
@@ -126,17 +150,17 @@ static void conv_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     size_t K = (size_t)g.KH * g.KW * g.C, F = (size_t)nd->units, P = (size_t)g.OH * g.OW;
     const float *W = wdata(m, nd->w0);
     if (conv_is_pointwise(&g)) {
-        ddts__tensor_sgemm(0, 0, b * P, F, K, 1.0f, a->y, K, W, F, 0.0f, nd->z, F);
+        ddts__tensor_sgemm_par(m->threads, 0, 0, b * P, F, K, 1.0f, a->y, K, W, F, 0.0f, nd->z, F);
     } else {
+        float *col = nd->colbuf ? nd->colbuf : m->col;
         for (size_t n0 = 0; n0 < b; n0 += (size_t)nd->chunk) {
             size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
-            ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
-            ddts__tensor_sgemm(0, 0, nb * P, F, K, 1.0f, m->col, K, W, F, 0.0f,
-                               nd->z + n0 * nd->size, F);
+            ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, col, m->threads);
+            ddts__tensor_sgemm_par(m->threads, 0, 0, nb * P, F, K, 1.0f, col, K, W, F, 0.0f,
+                                   nd->z + n0 * nd->size, F);
         }
     }
-    if (nd->use_bias)
-        add_bias(b * P, F, wdata(m, nd->w0 + 1), nd->z, m->threads);
+    nd->act_done = bias_act(nd, b * P, F, nd->use_bias ? wdata(m, nd->w0 + 1) : NULL, m->threads);
 }
 
 static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
@@ -153,24 +177,30 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         bias_grad(m, b * P, F, nd->dz, gdata(m, nd->w0 + 1));
     if (conv_is_pointwise(&g)) {
         if (train)
-            ddts__tensor_sgemm(1, 0, K, F, b * P, 1.0f, a->y, K, nd->dz, F, 0.0f, gdata(m, nd->w0),
-                               F);
+            ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, b * P, 1.0f, a->y, K, nd->dz, F, 0.0f,
+                                   gdata(m, nd->w0), F);
         if (dx)
-            ddts__tensor_sgemm(0, 1, b * P, K, F, 1.0f, nd->dz, F, W, F, acc ? 1.0f : 0.0f, dx, K);
+            ddts__tensor_sgemm_par(m->threads, 0, 1, b * P, K, F, 1.0f, nd->dz, F, W, F,
+                                   acc ? 1.0f : 0.0f, dx, K);
         return;
     }
     for (size_t n0 = 0; n0 < b; n0 += (size_t)nd->chunk) {
         size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
         const float *dz = nd->dz + n0 * nd->size;
         if (train) {
-            /* dW (K, F) += col^T dz */
-            ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
-            ddts__tensor_sgemm(1, 0, K, F, nb * P, 1.0f, m->col, K, dz, F, n0 ? 1.0f : 0.0f,
-                               gdata(m, nd->w0), F);
+            /* dW (K, F) += col^T dz; the forward pass's im2col when kept */
+            const float *col = nd->colbuf;
+            if (col == NULL) {
+                ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
+                col = m->col;
+            }
+            ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, nb * P, 1.0f, col, K, dz, F,
+                                   n0 ? 1.0f : 0.0f, gdata(m, nd->w0), F);
         }
         if (dx) {
             /* dcol (nb*P, K) = dz W^T, scattered back onto the image */
-            ddts__tensor_sgemm(0, 1, nb * P, K, F, 1.0f, dz, F, W, F, 0.0f, m->col, K);
+            ddts__tensor_sgemm_par(m->threads, 0, 1, nb * P, K, F, 1.0f, dz, F, W, F, 0.0f, m->col,
+                                   K);
             float *dxi = dx + n0 * a->size;
             if (!acc)
                 memset(dxi, 0, nb * a->size * sizeof *dxi);
@@ -190,8 +220,8 @@ static void convt_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     const float *W = wdata(m, nd->w0);
     for (size_t n0 = 0; n0 < b; n0 += (size_t)nd->chunk) {
         size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
-        ddts__tensor_sgemm(0, 1, nb * P, K, Cin, 1.0f, a->y + n0 * a->size, Cin, W, Cin, 0.0f,
-                           m->col, K);
+        ddts__tensor_sgemm_par(m->threads, 0, 1, nb * P, K, Cin, 1.0f, a->y + n0 * a->size, Cin, W,
+                               Cin, 0.0f, m->col, K);
         float *z = nd->z + n0 * nd->size;
         memset(z, 0, nb * nd->size * sizeof *z);
         ddts__tensor_col2im(&g, nb, m->col, z, m->threads);
@@ -218,11 +248,12 @@ static void convt_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
         ddts__tensor_im2col(&g, nb, nd->dz + n0 * nd->size, m->col, m->threads);
         if (train) /* dW (K, Cin) += col^T x */
-            ddts__tensor_sgemm(1, 0, K, Cin, nb * P, 1.0f, m->col, K, a->y + n0 * a->size, Cin,
-                               n0 ? 1.0f : 0.0f, gdata(m, nd->w0), Cin);
+            ddts__tensor_sgemm_par(m->threads, 1, 0, K, Cin, nb * P, 1.0f, m->col, K,
+                                   a->y + n0 * a->size, Cin, n0 ? 1.0f : 0.0f, gdata(m, nd->w0),
+                                   Cin);
         if (dx) /* dx (nb*P, Cin) = col W */
-            ddts__tensor_sgemm(0, 0, nb * P, Cin, K, 1.0f, m->col, K, W, Cin, acc ? 1.0f : 0.0f,
-                               dx + n0 * a->size, Cin);
+            ddts__tensor_sgemm_par(m->threads, 0, 0, nb * P, Cin, K, 1.0f, m->col, K, W, Cin,
+                                   acc ? 1.0f : 0.0f, dx + n0 * a->size, Cin);
     }
 }
 
@@ -230,8 +261,8 @@ static void convt_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 static void maxpool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    int H = (int)a->shape[0], W = (int)a->shape[1], C = (int)a->shape[2];
-    int OH = (int)nd->shape[0], OW = (int)nd->shape[1];
+    int H = (int)nn_h(a), W = (int)nn_w(a), C = (int)nn_c(a);
+    int OH = (int)nn_h(nd), OW = (int)nn_w(nd);
     int32_t *arg = (int32_t *)nd->aux;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b * nd->size > 65536)
     for (long r = 0; r < (long)(b * (size_t)OH); r++) {
@@ -241,29 +272,32 @@ static void maxpool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
         float *y = nd->y + n * nd->size + (size_t)oh * OW * C;
         int32_t *ar = arg + n * nd->size + (size_t)oh * OW * C;
         int h0 = oh * nd->sh - nd->pt;
+        int i0 = h0 < 0 ? 0 : h0, i1 = h0 + nd->kh > H ? H : h0 + nd->kh;
         for (int ow = 0; ow < OW; ow++) {
             int w0 = ow * nd->sw - nd->pl;
+            int j0 = w0 < 0 ? 0 : w0, j1 = w0 + nd->kw > W ? W : w0 + nd->kw;
+            float *restrict yo = y + (size_t)ow * C;
+            int32_t *restrict ao = ar + (size_t)ow * C;
+            /* the first cell of the window, then the others, vectorised over C */
+            int32_t base = (int32_t)(((size_t)i0 * W + j0) * C);
             for (int c = 0; c < C; c++) {
-                float best = -FLT_MAX;
-                int32_t bi = -1;
-                for (int i = 0; i < nd->kh; i++) {
-                    int ih = h0 + i;
-                    if (ih < 0 || ih >= H)
+                yo[c] = x[base + c];
+                ao[c] = base + c;
+            }
+            for (int ih = i0; ih < i1; ih++)
+                for (int iw = j0; iw < j1; iw++) {
+                    int32_t idx = (int32_t)(((size_t)ih * W + iw) * C);
+                    if (idx == base)
                         continue;
-                    for (int j = 0; j < nd->kw; j++) {
-                        int iw = w0 + j;
-                        if (iw < 0 || iw >= W)
-                            continue;
-                        int32_t idx = (int32_t)(((size_t)ih * W + iw) * C + c);
-                        if (bi < 0 || x[idx] > best) {
-                            best = x[idx];
-                            bi = idx;
-                        }
+                    const float *restrict xc = x + idx;
+                    for (int c = 0; c < C; c++) {
+                        /* a branch-free select, which the vectoriser takes */
+                        float v = xc[c], cur = yo[c];
+                        int32_t mk = -(int32_t)(v > cur);
+                        ao[c] = (ao[c] & ~mk) | ((idx + c) & mk);
+                        yo[c] = v > cur ? v : cur;
                     }
                 }
-                y[(size_t)ow * C + c] = best;
-                ar[(size_t)ow * C + c] = bi;
-            }
         }
     }
 }
@@ -277,6 +311,46 @@ static void argmax_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     if (dx == NULL)
         return;
     const int32_t *arg = (const int32_t *)nd->aux;
+    /* Windows that tile the image exactly (stride = pool, no padding, sizes
+     * divisible): each input cell is written once, no zeroing pass. */
+    int tiles = nd->kind == NN_MAXPOOL && !acc && nd->sh == nd->kh && nd->sw == nd->kw &&
+                nd->pt == 0 && nd->pl == 0 && nn_h(a) == nn_h(nd) * nd->kh &&
+                nn_w(a) == nn_w(nd) * nd->kw;
+    if (tiles) {
+        int W = (int)nn_w(a), C = (int)nn_c(a), OH = (int)nn_h(nd), OW = (int)nn_w(nd);
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
+        for (long r = 0; r < (long)(b * (size_t)OH); r++) {
+            size_t n = (size_t)r / (size_t)OH;
+            int oh = (int)((size_t)r % (size_t)OH);
+            float *d = dx + n * a->size;
+            const float *dy = nd->dy + n * nd->size + (size_t)oh * OW * C;
+            const int32_t *ar = arg + n * nd->size + (size_t)oh * OW * C;
+            const float *py = nd->y + n * nd->size + (size_t)oh * OW * C;
+            for (int i = 0; i < nd->kh; i++)
+                for (int ow = 0; ow < OW; ow++)
+                    for (int j = 0; j < nd->kw; j++) {
+                        int32_t idx =
+                            (int32_t)((((size_t)oh * nd->kh + i) * W + (size_t)ow * nd->kw + j) *
+                                      C);
+                        float *restrict dd = d + idx;
+                        const float *restrict g = dy + (size_t)ow * C;
+                        const int32_t *restrict am = ar + (size_t)ow * C;
+                        const float *restrict yo = py + (size_t)ow * C;
+                        if (nd->pool_relu) {
+                            for (int c = 0; c < C; c++) {
+                                float gv = g[c], yv = yo[c];
+                                dd[c] = ((am[c] == idx + c) & (yv > 0)) ? gv : 0.0f;
+                            }
+                        } else {
+                            for (int c = 0; c < C; c++) {
+                                float gv = g[c];
+                                dd[c] = am[c] == idx + c ? gv : 0.0f;
+                            }
+                        }
+                    }
+        }
+        return;
+    }
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
         float *d = dx + (size_t)n * a->size;
@@ -294,8 +368,8 @@ static void argmax_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 static void avgpool(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    int H = (int)a->shape[0], W = (int)a->shape[1], C = (int)a->shape[2];
-    int OH = (int)nd->shape[0], OW = (int)nd->shape[1];
+    int H = (int)nn_h(a), W = (int)nn_w(a), C = (int)nn_c(a);
+    int OH = (int)nn_h(nd), OW = (int)nn_w(nd);
     int acc = 0;
     float *dx = backward ? dx_of(m, nd, 0, &acc) : NULL;
     if (backward && dx == NULL)
@@ -340,7 +414,7 @@ static void avgpool(struct ddts_model *m, struct nn_node *nd, size_t b, int back
 static void global_pool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    size_t C = (size_t)a->shape[2], HW = a->size / C;
+    size_t C = (size_t)a->shape[a->rank - 1], HW = a->size / C;
     int32_t *arg = (int32_t *)nd->aux;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
@@ -377,7 +451,7 @@ static void gap_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     float *dx = dx_of(m, nd, 0, &acc);
     if (dx == NULL)
         return;
-    size_t C = (size_t)a->shape[2], HW = a->size / C;
+    size_t C = (size_t)a->shape[a->rank - 1], HW = a->size / C;
     float inv = 1.0f / (float)HW;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
@@ -549,12 +623,122 @@ static void bn_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     }
 }
 
+/* ---- Embedding: y (R, D) = E[x (R)]; indices outside [0, V) give zeros ---- */
+static void embedding_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    const float *E = wdata(m, nd->w0);
+    size_t D = (size_t)nd->units, R = b * a->size;
+    float V = (float)m->w[nd->w0].shape[0];
+    for (size_t r = 0; r < R; r++) {
+        float v = a->y[r];
+        if (v >= 0 && v < V)
+            memcpy(nd->z + r * D, E + (size_t)v * D, D * sizeof(float));
+        else
+            memset(nd->z + r * D, 0, D * sizeof(float));
+    }
+}
+
+static void embedding_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    size_t D = (size_t)nd->units, R = b * a->size;
+    const struct nn_weight *w = &m->w[nd->w0];
+    float V = (float)w->shape[0];
+    if (w->trainable) {
+        float *dE = gdata(m, nd->w0);
+        memset(dE, 0, w->n * sizeof *dE);
+        for (size_t r = 0; r < R; r++) {
+            float v = a->y[r];
+            if (v >= 0 && v < V) {
+                float *d = dE + (size_t)v * D;
+                const float *g = nd->dz + r * D;
+                for (size_t j = 0; j < D; j++)
+                    d[j] += g[j];
+            }
+        }
+    }
+    int acc;
+    float *dx = dx_of(m, nd, 0, &acc);
+    if (dx && !acc) /* indices have no gradient */
+        memset(dx, 0, R * sizeof *dx);
+}
+
+/* ---- LayerNormalization over the last axis, per row ---- */
+static void layernorm(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    size_t C = (size_t)nd->shape[nd->rank - 1], R = b * (nd->size / C);
+    int s = nd->w0;
+    const float *gamma = nd->scale ? wdata(m, s) : NULL;
+    float *dgamma = nd->scale ? gdata(m, s) : NULL;
+    int train = nd->n_w > 0 && m->w[nd->w0].trainable;
+    if (nd->scale)
+        s++;
+    const float *beta = nd->center ? wdata(m, s) : NULL;
+    float *dbeta = nd->center ? gdata(m, s) : NULL;
+    float *xh = nd->aux, *inv = nd->aux2;
+    if (!backward) {
+        for (size_t r = 0; r < R; r++) {
+            const float *x = a->y + r * C;
+            double mu = 0, var = 0;
+            for (size_t c = 0; c < C; c++)
+                mu += x[c];
+            mu /= (double)C;
+            for (size_t c = 0; c < C; c++)
+                var += (x[c] - mu) * (x[c] - mu);
+            var /= (double)C;
+            inv[r] = (float)(1.0 / sqrt(var + nd->eps));
+            for (size_t c = 0; c < C; c++) {
+                float h = (float)(x[c] - mu) * inv[r];
+                xh[r * C + c] = h;
+                nd->z[r * C + c] = h * (gamma ? gamma[c] : 1.0f) + (beta ? beta[c] : 0.0f);
+            }
+        }
+        return;
+    }
+    if (train) {
+        double *sg = m->tmp, *sb = m->tmp + C;
+        for (size_t c = 0; c < C; c++)
+            sg[c] = sb[c] = 0;
+        for (size_t r = 0; r < R; r++)
+            for (size_t c = 0; c < C; c++) {
+                sg[c] += (double)nd->dz[r * C + c] * xh[r * C + c];
+                sb[c] += nd->dz[r * C + c];
+            }
+        for (size_t c = 0; c < C; c++) {
+            if (dgamma)
+                dgamma[c] = (float)sg[c];
+            if (dbeta)
+                dbeta[c] = (float)sb[c];
+        }
+    }
+    int acc;
+    float *dx = dx_of(m, nd, 0, &acc);
+    if (dx == NULL)
+        return;
+    for (size_t r = 0; r < R; r++) {
+        /* dx = inv / C (C dxh - sum dxh - xhat sum(dxh xhat)), dxh = dz gamma */
+        double s1 = 0, s2 = 0;
+        for (size_t c = 0; c < C; c++) {
+            double d = (double)nd->dz[r * C + c] * (gamma ? gamma[c] : 1.0f);
+            s1 += d;
+            s2 += d * xh[r * C + c];
+        }
+        for (size_t c = 0; c < C; c++) {
+            double d = (double)nd->dz[r * C + c] * (gamma ? gamma[c] : 1.0f);
+            float v = (float)(inv[r] * (d - s1 / (double)C - xh[r * C + c] * s2 / (double)C));
+            dx[r * C + c] = acc ? dx[r * C + c] + v : v;
+        }
+    }
+}
+
 /* ---- Shape plumbing ---- */
 static void upsample(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    int H = (int)a->shape[0], W = (int)a->shape[1], C = (int)a->shape[2];
-    int OH = (int)nd->shape[0], OW = (int)nd->shape[1];
+    int H = (int)nn_h(a), W = (int)nn_w(a), C = (int)nn_c(a);
+    int OH = (int)nn_h(nd), OW = (int)nn_w(nd);
     int acc = 0;
     float *dx = backward ? dx_of(m, nd, 0, &acc) : NULL;
     if (backward && dx == NULL)
@@ -698,6 +882,7 @@ void ddts__nn_forward(struct ddts_model *m, size_t b)
         struct nn_node *nd = &m->nodes[i];
         const struct nn_node *a = nd->n_in > 0 ? &m->nodes[nd->in[0]] : NULL;
         size_t rows_k = (size_t)(nd->rank > 0 ? nd->shape[nd->rank - 1] : 1);
+        nd->act_done = 0;
         switch (nd->kind) {
         case NN_INPUT:
         case NN_FLATTEN:
@@ -748,6 +933,12 @@ void ddts__nn_forward(struct ddts_model *m, size_t b)
         case NN_NORMALIZATION:
             normalization(m, nd, b, 0);
             break;
+        case NN_EMBEDDING:
+            embedding_forward(m, nd, b);
+            break;
+        case NN_LAYERNORM:
+            layernorm(m, nd, b, 0);
+            break;
         case NN_RESCALING: {
             size_t n = b * nd->size;
             for (size_t t = 0; t < n; t++)
@@ -755,7 +946,7 @@ void ddts__nn_forward(struct ddts_model *m, size_t b)
             break;
         }
         }
-        if (nd->act.kind != ACT_LINEAR)
+        if (nd->act.kind != ACT_LINEAR && !nd->act_done)
             ddts__nn_act_forward(&nd->act, b * nd->size / rows_k, rows_k, nd->z, nd->y, m->threads);
     }
 }
@@ -773,7 +964,7 @@ void ddts__nn_backward(struct ddts_model *m, size_t b)
             continue;
         size_t rows_k = (size_t)(nd->rank > 0 ? nd->shape[nd->rank - 1] : 1);
         int fused_here = m->fused && (int)ii == m->output_node;
-        if (nd->act.kind != ACT_LINEAR && !fused_here)
+        if (nd->act.kind != ACT_LINEAR && !fused_here && !nd->skip_act_bwd)
             ddts__nn_act_backward(&nd->act, b * nd->size / rows_k, rows_k, nd->z, nd->y, nd->dy,
                                   nd->dz, m->threads);
         int acc;
@@ -830,6 +1021,12 @@ void ddts__nn_backward(struct ddts_model *m, size_t b)
             break;
         case NN_NORMALIZATION:
             normalization(m, nd, b, 1);
+            break;
+        case NN_EMBEDDING:
+            embedding_backward(m, nd, b);
+            break;
+        case NN_LAYERNORM:
+            layernorm(m, nd, b, 1);
             break;
         case NN_RESCALING:
             dx = dx_of(m, nd, 0, &acc);

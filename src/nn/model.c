@@ -69,7 +69,7 @@ enum ddts_status ddts__nn_add_weight(struct ddts_model *m, int node, const char 
     memset(w, 0, sizeof *w);
     size_t n = 1;
     for (int i = 0; i < rank; i++) {
-        if (shape[i] <= 0 || ddts_size_mul(n, (size_t)shape[i], &n) != 0 || n > (1ull << 34))
+        if (shape[i] <= 0 || ddts_size_mul(n, (size_t)shape[i], &n) != 0 || n > DDTS_MAX_PARAMS)
             return ddts_error_set(err, DDTS_ELIMIT, "layer '%s' (%s): weight '%s' is too large",
                                   nd->name, nd->class_name, name);
         w->shape[i] = shape[i];
@@ -108,14 +108,6 @@ enum ddts_status ddts__nn_add_entry(struct ddts_model *m, const char *name, cons
     e->node_out = -1;
     *out_idx = (int)m->n_entries++;
     return DDTS_OK;
-}
-
-static size_t prod(const int64_t *s, int r)
-{
-    size_t n = 1;
-    for (int i = 0; i < r; i++)
-        n *= (size_t)s[i];
-    return n;
 }
 
 /* TF's output length and leading padding of a window over `in` cells. */
@@ -160,20 +152,28 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
     case NN_CONV2D:
     case NN_MAXPOOL:
     case NN_AVGPOOL: {
-        if (a->rank != 3)
-            return SHAPE_ERR("layer '%s' (%s) needs (H, W, C) input, got rank %d", nm, cl, a->rank);
+        int want = nd->dim1 ? 2 : 3;
+        if (a->rank != want)
+            return SHAPE_ERR("layer '%s' (%s) needs %s input, got rank %d", nm, cl,
+                             nd->dim1 ? "(T, C)" : "(H, W, C)", a->rank);
         int tph, tpw;
-        int oh = out_len((int)a->shape[0], nd->kh, nd->sh, nd->dh, nd->same, &nd->pt, &tph);
-        int ow = out_len((int)a->shape[1], nd->kw, nd->sw, nd->dw, nd->same, &nd->pl, &tpw);
+        int oh = out_len((int)nn_h(a), nd->kh, nd->sh, nd->dh, nd->same, &nd->pt, &tph);
+        int ow = out_len((int)nn_w(a), nd->kw, nd->sw, nd->dw, nd->same, &nd->pl, &tpw);
         nd->pb = tph - nd->pt;
         nd->pr = tpw - nd->pl;
         if (oh <= 0 || ow <= 0)
             return SHAPE_ERR("layer '%s' (%s): input (%lld, %lld) is smaller than the window", nm,
-                             cl, (long long)a->shape[0], (long long)a->shape[1]);
-        nd->rank = 3;
-        nd->shape[0] = oh;
-        nd->shape[1] = ow;
-        nd->shape[2] = nd->kind == NN_CONV2D ? nd->units : a->shape[2];
+                             cl, (long long)nn_h(a), (long long)nn_w(a));
+        int64_t ch = nd->kind == NN_CONV2D ? nd->units : nn_c(a);
+        nd->rank = want;
+        if (nd->dim1) {
+            nd->shape[0] = ow;
+            nd->shape[1] = ch;
+        } else {
+            nd->shape[0] = oh;
+            nd->shape[1] = ow;
+            nd->shape[2] = ch;
+        }
         break;
     }
     case NN_CONV2DT: {
@@ -198,17 +198,28 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
         break;
     }
     case NN_GAP:
-    case NN_GMP:
-        if (a->rank != 3)
-            return SHAPE_ERR("layer '%s' (%s) needs (H, W, C) input, got rank %d", nm, cl, a->rank);
+    case NN_GMP: {
+        int want = nd->pool1d ? 2 : 3;
+        if (a->rank != want)
+            return SHAPE_ERR("layer '%s' (%s) needs %s input, got rank %d", nm, cl,
+                             nd->pool1d ? "(T, C)" : "(H, W, C)", a->rank);
         if (nd->keepdims) {
-            nd->rank = 3;
-            nd->shape[0] = nd->shape[1] = 1;
-            nd->shape[2] = a->shape[2];
+            nd->rank = want;
+            for (int t = 0; t < want - 1; t++)
+                nd->shape[t] = 1;
+            nd->shape[want - 1] = a->shape[want - 1];
         } else {
             nd->rank = 1;
-            nd->shape[0] = a->shape[2];
+            nd->shape[0] = a->shape[want - 1];
         }
+        break;
+    }
+    case NN_EMBEDDING:
+        if (a->rank + 1 > DDTS_MAX_RANK)
+            return SHAPE_ERR("layer '%s' (%s): input rank %d", nm, cl, a->rank);
+        nd->rank = a->rank + 1;
+        memcpy(nd->shape, a->shape, sizeof nd->shape);
+        nd->shape[a->rank] = nd->units;
         break;
     case NN_FLATTEN:
         nd->rank = 1;
@@ -240,6 +251,7 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
         break;
     }
     case NN_DROPOUT:
+    case NN_LAYERNORM:
     case NN_ACTIVATION:
     case NN_BATCHNORM:
     case NN_NORMALIZATION:
@@ -302,7 +314,6 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
             return ddts_error_set(err, DDTS_ELIMIT, "layer '%s' (%s): output is too large", nm, cl);
     }
     nd->size = n;
-    (void)prod;
     return DDTS_OK;
 }
 
@@ -351,6 +362,9 @@ enum ddts_status ddts__nn_finalize(struct ddts_model *m, struct ddts_error *err)
                         m->n_trainable += m->w[s].n;
                 }
     }
+    if (off > DDTS_MAX_PARAMS)
+        return ddts_error_set(err, DDTS_ELIMIT, "model: %zu parameters (max %llu)", off,
+                              (unsigned long long)DDTS_MAX_PARAMS);
     m->n_params = off;
     ddts_free(m->params);
     ddts_free(m->grads);
@@ -383,7 +397,8 @@ static void unplan(struct ddts_model *m)
         ddts_free(nd->dy);
         ddts_free(nd->aux);
         ddts_free(nd->aux2);
-        nd->y = nd->z = nd->dy = nd->dz = nd->aux = nd->aux2 = NULL;
+        ddts_free(nd->colbuf);
+        nd->y = nd->z = nd->dy = nd->dz = nd->aux = nd->aux2 = nd->colbuf = NULL;
         nd->own_y = nd->own_z = nd->own_dz = 0;
     }
     ddts_free(m->target);
@@ -417,13 +432,30 @@ static int has_core_act(const struct nn_node *nd)
     return nd->act.kind != ACT_LINEAR;
 }
 
+/* Activations whose derivative is a function of their output run in place:
+ * z and y share a buffer, and so do dz and dy. Not for the output node, whose
+ * logits a fused loss reads, nor for Activation layers, whose z is their
+ * input's y. */
+static int act_in_place(const struct ddts_model *m, size_t i)
+{
+    const struct nn_node *nd = &m->nodes[i];
+    const struct nn_act *a = &nd->act;
+    if ((int)i == m->output_node || nd->kind == NN_ACTIVATION)
+        return 0;
+    return (a->kind == ACT_RELU && a->alpha == 0 && a->threshold == 0 && a->max_value <= 0) ||
+           a->kind == ACT_SIGMOID || a->kind == ACT_TANH || a->kind == ACT_SOFTMAX;
+}
+
 enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_error *err)
 {
-    if (cap == m->cap && m->cap > 0)
+    /* Buffers only grow: a smaller batch (evaluation, the last batch) runs in
+     * the planned ones. */
+    if (cap <= m->cap && m->cap > 0)
         return DDTS_OK;
     unplan(m);
     int fail = 0;
     size_t col_n = 0, ones_n = 1, tmp_n = 1;
+    size_t kept = 0; /* floats of im2col kept across passes (at most 256 MiB) */
     for (size_t i = 0; i < m->n_nodes && !fail; i++) {
         struct nn_node *nd = &m->nodes[i];
         const struct nn_node *a = nd->n_in > 0 ? &m->nodes[nd->in[0]] : NULL;
@@ -436,7 +468,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
         } else {
             nd->y = fbuf(cap, nd->size, &fail);
             nd->own_y = 1;
-            if (has_core_act(nd)) {
+            if (has_core_act(nd) && !act_in_place(m, i)) {
                 nd->z = fbuf(cap, nd->size, &fail);
                 nd->own_z = 1;
             } else {
@@ -445,7 +477,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
         }
         if (nd->kind != NN_INPUT) {
             nd->dy = fbuf(cap, nd->size, &fail);
-            if (has_core_act(nd)) {
+            if (has_core_act(nd) && !act_in_place(m, i)) {
                 nd->dz = fbuf(cap, nd->size, &fail);
                 nd->own_dz = 1;
             } else {
@@ -456,7 +488,8 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
             size_t rows = cap * (nd->size / (size_t)nd->shape[nd->rank - 1]);
             ones_n = rows > ones_n ? rows : ones_n;
         }
-        if (nd->kind == NN_BATCHNORM && 4 * (size_t)nd->shape[nd->rank - 1] > tmp_n)
+        if ((nd->kind == NN_BATCHNORM || nd->kind == NN_LAYERNORM) &&
+            4 * (size_t)nd->shape[nd->rank - 1] > tmp_n)
             tmp_n = 4 * (size_t)nd->shape[nd->rank - 1];
         switch (nd->kind) {
         case NN_DROPOUT:
@@ -468,11 +501,15 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
             nd->aux = fbuf(cap, nd->size, &fail);
             nd->aux2 = fbuf(2, (size_t)nd->shape[nd->rank - 1], &fail);
             break;
+        case NN_LAYERNORM: /* xhat, and 1/std per row */
+            nd->aux = fbuf(cap, nd->size, &fail);
+            nd->aux2 = fbuf(cap, nd->size / (size_t)nd->shape[nd->rank - 1], &fail);
+            break;
         case NN_CONV2D:
         case NN_CONV2DT: {
             size_t per;
             if (nd->kind == NN_CONV2D)
-                per = (size_t)nd->shape[0] * nd->shape[1] * nd->kh * nd->kw * a->shape[2];
+                per = (size_t)(nn_h(nd) * nn_w(nd)) * nd->kh * nd->kw * (size_t)nn_c(a);
             else
                 per = (size_t)a->shape[0] * a->shape[1] * nd->kh * nd->kw * nd->shape[2];
             size_t nb = per > 0 ? COL_MAX_FLOATS / per : cap;
@@ -483,10 +520,41 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
             nd->chunk = (int)nb;
             if (nb * per > col_n)
                 col_n = nb * per;
+            /* A convolution whose whole batch fits one chunk keeps its im2col
+             * for the backward pass instead of recomputing it. */
+            int pointwise = nd->kh == 1 && nd->kw == 1 && nd->sh == 1 && nd->sw == 1 &&
+                            nd->pt == 0 && nd->pl == 0;
+            if (nd->kind == NN_CONV2D && !pointwise && nb == cap && nd->needs_grad &&
+                m->w[nd->w0].trainable && kept + cap * per <= 4 * COL_MAX_FLOATS) {
+                nd->colbuf = fbuf(cap, per, &fail);
+                kept += cap * per;
+            }
             break;
         }
         default:
             break;
+        }
+    }
+    /* Conv/Dense + relu + tiling max pooling: the pooling's backward applies
+     * the relu derivative (relu'(z) = [pool output > 0] at the argmax cell),
+     * saving a pass over the largest activation of a CNN. */
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        struct nn_node *nd = &m->nodes[i];
+        nd->pool_relu = nd->skip_act_bwd = 0;
+    }
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        struct nn_node *nd = &m->nodes[i];
+        if (nd->kind != NN_MAXPOOL)
+            continue;
+        struct nn_node *a = &m->nodes[nd->in[0]];
+        int tiles = nd->sh == nd->kh && nd->sw == nd->kw && nd->pt == 0 && nd->pl == 0 &&
+                    nn_h(a) == nn_h(nd) * nd->kh && nn_w(a) == nn_w(nd) * nd->kw;
+        if (tiles && a->n_consumers == 1 && a->needs_grad && a->z == a->y &&
+            a->act.kind == ACT_RELU && a->act.alpha == 0 && a->act.threshold == 0 &&
+            a->act.max_value <= 0 &&
+            (a->kind == NN_DENSE || a->kind == NN_CONV2D || a->kind == NN_CONV2DT)) {
+            nd->pool_relu = 1;
+            a->skip_act_bwd = 1;
         }
     }
     if (!fail && col_n > 0)
@@ -681,8 +749,8 @@ void ddts_model_set_iterations(struct ddts_model *m, uint64_t iterations)
 const float *ddts_model_best_weights(const struct ddts_model *m, int *epoch)
 {
     if (epoch)
-        *epoch = m->best ? m->best_epoch : -1;
-    return m->best;
+        *epoch = m->best && m->best_valid ? m->best_epoch : -1;
+    return m->best_valid ? m->best : NULL;
 }
 
 int ddts_logs_get(const struct ddts_logs *logs, const char *name, double *value)

@@ -35,6 +35,8 @@ enum nn_kind {
     NN_CONCAT,
     NN_NORMALIZATION,
     NN_RESCALING,
+    NN_EMBEDDING,
+    NN_LAYERNORM,
 };
 
 enum nn_act_kind {
@@ -125,17 +127,23 @@ struct nn_node {
     float r_scale, r_off; /* rescaling */
     int axis;             /* concatenate: per-sample axis */
     int keepdims;         /* global pooling */
+    int pool1d;           /* global pooling over (T, C) instead of (H, W, C) */
+    int dim1;             /* Conv1D / pooling 1D: (T, C) seen as (1, T, C) */
     int chunk;            /* conv: images per im2col chunk */
     int w0, n_w;          /* weight slots w0 .. w0 + n_w - 1 */
 
     /* buffers planned for the model's batch capacity: (cap, size) each */
-    float *z;    /* pre-activation; == y when the activation is linear */
-    float *y;    /* output */
-    float *dy;   /* gradient of the loss w.r.t. y */
-    float *dz;   /* gradient w.r.t. z; == dy when linear */
-    float *aux;  /* dropout mask, BN xhat, pooling argmax (as int32) */
-    float *aux2; /* BN batch mean and inverse std (2 C) */
+    float *z;      /* pre-activation; == y when the activation is linear */
+    float *y;      /* output */
+    float *dy;     /* gradient of the loss w.r.t. y */
+    float *dz;     /* gradient w.r.t. z; == dy when linear */
+    float *aux;    /* dropout mask, BN xhat, pooling argmax (as int32) */
+    float *aux2;   /* BN batch mean and inverse std (2 C) */
+    float *colbuf; /* conv: this layer's im2col, kept for the backward pass */
     int own_y, own_z, own_dz;
+    int act_done;     /* the forward pass already applied the activation */
+    int pool_relu;    /* max pooling that also applies its input's relu backward */
+    int skip_act_bwd; /* relu backward done by the max pooling that consumes it */
 };
 
 struct nn_entry {
@@ -236,7 +244,25 @@ struct ddts_model {
 
     float *best;
     int best_epoch;
+    int best_valid;    /* best/best_value hold a result of this training */
+    double best_value; /* the monitored value of `best` */
+    char best_monitor[32];
 };
+
+/* (H, W, C) of a convolution or pooling node's per-sample image; 1-D layers
+ * see their (T, C) as (1, T, C). */
+static inline int64_t nn_h(const struct nn_node *x)
+{
+    return x->rank == 2 ? 1 : x->shape[0];
+}
+static inline int64_t nn_w(const struct nn_node *x)
+{
+    return x->rank == 2 ? x->shape[0] : x->shape[1];
+}
+static inline int64_t nn_c(const struct nn_node *x)
+{
+    return x->shape[x->rank - 1];
+}
 
 /* model.c: building (used by config.c) */
 enum ddts_status ddts__nn_add_node(struct ddts_model *m, const char *name, const char *class_name,

@@ -110,17 +110,155 @@ enum ddts_status ddts__nn_opt_alloc(struct ddts_model *m, struct ddts_error *err
     return DDTS_OK;
 }
 
+/* Per-step constants, in float as Keras computes. */
+struct step_k {
+    float lr, b1, b2, eps, mom, rho, alpha_adam, lr_adamax, u_t, u_t1, up_t, up_t1, b2p;
+};
+
+/* One optimizer update of n parameters p with gradients g and state s0..s2,
+ * each a straight loop the compiler can vectorise. */
+static void update(const struct nn_opt *o, float *restrict p, const float *restrict g,
+                   float *restrict s0, float *restrict s1, float *restrict s2, size_t n,
+                   const struct step_k *k, int nt)
+{
+    const long N = (long)n;
+    const float lr = k->lr, b1 = k->b1, b2 = k->b2, eps = k->eps, mom = k->mom, rho = k->rho;
+    switch (o->kind) {
+    case OPT_SGD:
+        if (mom > 0 && o->nesterov) {
+            for (long j = 0; j < N; j++) {
+                float v = mom * s0[j] - lr * g[j];
+                s0[j] = v;
+                p[j] += mom * v - lr * g[j];
+            }
+        } else if (mom > 0) {
+            for (long j = 0; j < N; j++) {
+                float v = mom * s0[j] - lr * g[j];
+                s0[j] = v;
+                p[j] += v;
+            }
+        } else {
+            for (long j = 0; j < N; j++)
+                p[j] -= lr * g[j];
+        }
+        break;
+    case OPT_ADAM:
+    case OPT_ADAMW: {
+        const float a = k->alpha_adam, c1 = 1 - b1, c2 = 1 - b2;
+        if (o->amsgrad) {
+            for (long j = 0; j < N; j++) {
+                float gj = g[j];
+                float mm = s0[j] + (gj - s0[j]) * c1;
+                float vv = s1[j] + (gj * gj - s1[j]) * c2;
+                s0[j] = mm;
+                s1[j] = vv;
+                vv = vv > s2[j] ? vv : s2[j];
+                s2[j] = vv;
+                p[j] -= a * mm / (sqrtf(vv) + eps);
+            }
+            break;
+        }
+#pragma omp parallel for num_threads(nt) schedule(static) if (N > 262144)
+        for (long j = 0; j < N; j++) {
+            float gj = g[j];
+            float mm = s0[j] + (gj - s0[j]) * c1;
+            float vv = s1[j] + (gj * gj - s1[j]) * c2;
+            s0[j] = mm;
+            s1[j] = vv;
+            p[j] -= a * mm / (sqrtf(vv) + eps);
+        }
+        break;
+    }
+    case OPT_RMSPROP: {
+        float *mo = mom > 0 ? s1 : NULL;
+        float *avg = o->centered ? (mo ? s2 : s1) : NULL;
+        for (long j = 0; j < N; j++) {
+            float gj = g[j];
+            float v = rho * s0[j] + (1 - rho) * gj * gj;
+            s0[j] = v;
+            float den = v;
+            if (avg) {
+                float av = rho * avg[j] + (1 - rho) * gj;
+                avg[j] = av;
+                den = v - av * av;
+            }
+            float inc = lr * gj / sqrtf(den + eps);
+            if (mo) {
+                float mv = mom * mo[j] + inc;
+                mo[j] = mv;
+                p[j] -= mv;
+            } else {
+                p[j] -= inc;
+            }
+        }
+        break;
+    }
+    case OPT_ADAGRAD:
+        for (long j = 0; j < N; j++) {
+            float acc = s0[j] + g[j] * g[j];
+            s0[j] = acc;
+            p[j] -= lr * g[j] / sqrtf(acc + eps);
+        }
+        break;
+    case OPT_ADADELTA:
+        for (long j = 0; j < N; j++) {
+            float gj = g[j];
+            float ag = rho * s0[j] + (1 - rho) * gj * gj;
+            s0[j] = ag;
+            float d = sqrtf(s1[j] + eps) / sqrtf(ag + eps) * gj;
+            s1[j] = rho * s1[j] + (1 - rho) * d * d;
+            p[j] -= lr * d;
+        }
+        break;
+    case OPT_ADAMAX:
+        for (long j = 0; j < N; j++) {
+            float gj = g[j];
+            float mm = b1 * s0[j] + (1 - b1) * gj;
+            float ag = fabsf(gj), u = b2 * s1[j];
+            u = ag > u ? ag : u;
+            s0[j] = mm;
+            s1[j] = u;
+            p[j] -= k->lr_adamax * mm / (u + eps);
+        }
+        break;
+    case OPT_NADAM:
+        for (long j = 0; j < N; j++) {
+            float gj = g[j];
+            float mm = s0[j] + (gj - s0[j]) * (1 - b1);
+            float vv = s1[j] + (gj * gj - s1[j]) * (1 - b2);
+            s0[j] = mm;
+            s1[j] = vv;
+            float mh = k->u_t1 * mm / (1 - k->up_t1) + (1 - k->u_t) * gj / (1 - k->up_t);
+            float vh = vv / (1 - k->b2p);
+            p[j] -= lr * mh / (sqrtf(vh) + eps);
+        }
+        break;
+    }
+}
+
 /* Adds regularization gradients, clips, and applies one update. */
 void ddts__nn_opt_step(struct ddts_model *m)
 {
     struct nn_opt *o = &m->opt;
     const size_t P = m->n_params;
-    float *S0 = o->state, *S1 = o->state ? o->state + P : NULL,
+    float *S0 = o->state && o->n_state_vec > 0 ? o->state : NULL,
+          *S1 = o->state && o->n_state_vec > 1 ? o->state + P : NULL,
           *S2 = o->state && o->n_state_vec > 2 ? o->state + 2 * P : NULL;
     double t = (double)m->iterations + 1;
     double lr = o->lr;
     int nt = m->threads;
     double gscale = 1;
+    /* Regularization gradients first: they are part of the loss's gradient. */
+    if (m->has_reg)
+        for (size_t wi = 0; wi < m->n_w; wi++) {
+            const struct nn_weight *w = &m->w[wi];
+            if (!w->trainable || (w->reg.l1 == 0 && w->reg.l2 == 0))
+                continue;
+            float *p = m->params + w->off, *g = m->grads + w->off;
+            for (size_t j = 0; j < w->n; j++)
+                g[j] += (float)(2 * w->reg.l2 * p[j] +
+                                w->reg.l1 * (p[j] > 0 ? 1 : (p[j] < 0 ? -1 : 0)));
+        }
     if (o->global_clipnorm > 0) {
         double s = 0;
         for (size_t i = 0; i < m->n_w; i++) {
@@ -146,16 +284,27 @@ void ddts__nn_opt_step(struct ddts_model *m)
         *up = (float)up_t;
     }
     double b1p = pow(o->beta1, t), b2p = pow(o->beta2, t);
+    struct step_k k = {
+        .lr = (float)lr,
+        .b1 = (float)o->beta1,
+        .b2 = (float)o->beta2,
+        .eps = (float)o->eps,
+        .mom = (float)o->momentum,
+        .rho = (float)o->rho,
+        .alpha_adam = (float)(lr * sqrt(1 - b2p) / (1 - b1p)),
+        .lr_adamax = (float)(lr / (1 - b1p)),
+        .u_t = (float)u_t,
+        .u_t1 = (float)u_t1,
+        .up_t = (float)up_t,
+        .up_t1 = (float)up_t1,
+        .b2p = (float)b2p,
+    };
     for (size_t wi = 0; wi < m->n_w; wi++) {
         const struct nn_weight *w = &m->w[wi];
         if (!w->trainable)
             continue;
         float *p = m->params + w->off, *g = m->grads + w->off;
         const size_t n = w->n, off = w->off;
-        if (w->reg.l1 != 0 || w->reg.l2 != 0)
-            for (size_t j = 0; j < n; j++)
-                g[j] += (float)(2 * w->reg.l2 * p[j] +
-                                w->reg.l1 * (p[j] > 0 ? 1 : (p[j] < 0 ? -1 : 0)));
         double sc = gscale;
         if (o->clipnorm > 0) {
             double s = 0;
@@ -169,92 +318,17 @@ void ddts__nn_opt_step(struct ddts_model *m)
         if (o->weight_decay > 0) /* Keras 3: decoupled decay on every optimizer */
             for (size_t j = 0; j < n; j++)
                 p[j] -= (float)(p[j] * o->weight_decay * lr);
-#pragma omp parallel for num_threads(nt) schedule(static) if (n > 32768)
-        for (long jj = 0; jj < (long)n; jj++) {
-            size_t j = (size_t)jj, q = off + j;
-            double gj = g[j] * sc;
-            if (cv > 0)
-                gj = gj > cv ? cv : (gj < -cv ? -cv : gj);
-            switch (o->kind) {
-            case OPT_SGD:
-                if (o->momentum > 0) {
-                    double v = o->momentum * S0[q] - lr * gj;
-                    S0[q] = (float)v;
-                    p[j] += (float)(o->nesterov ? o->momentum * v - lr * gj : v);
-                } else {
-                    p[j] -= (float)(lr * gj);
-                }
-                break;
-            case OPT_ADAM:
-            case OPT_ADAMW: {
-                double mm = S0[q] + (gj - S0[q]) * (1 - o->beta1);
-                double vv = S1[q] + (gj * gj - S1[q]) * (1 - o->beta2);
-                S0[q] = (float)mm;
-                S1[q] = (float)vv;
-                if (o->amsgrad) {
-                    if (vv > S2[q])
-                        S2[q] = (float)vv;
-                    vv = S2[q];
-                }
-                double alpha = lr * sqrt(1 - b2p) / (1 - b1p);
-                p[j] -= (float)(alpha * mm / (sqrt(vv) + o->eps));
-                break;
+        /* The scaled, clipped gradient replaces g in place (g is rewritten
+         * by the next backward pass). */
+        if (sc != 1.0 || cv > 0)
+            for (size_t j = 0; j < n; j++) {
+                float gj = (float)(g[j] * sc);
+                if (cv > 0)
+                    gj = gj > cv ? cv : (gj < -cv ? -cv : gj);
+                g[j] = gj;
             }
-            case OPT_RMSPROP: {
-                double v = o->rho * S0[q] + (1 - o->rho) * gj * gj;
-                S0[q] = (float)v;
-                double den = v;
-                float *mom = o->momentum > 0 ? S1 : NULL;
-                float *avg = o->centered ? (mom ? S2 : S1) : NULL;
-                if (avg) {
-                    double a = o->rho * avg[q] + (1 - o->rho) * gj;
-                    avg[q] = (float)a;
-                    den = v - a * a;
-                }
-                double inc = lr * gj / sqrt(den + o->eps);
-                if (mom) {
-                    double mv = o->momentum * mom[q] + inc;
-                    mom[q] = (float)mv;
-                    p[j] -= (float)mv;
-                } else {
-                    p[j] -= (float)inc;
-                }
-                break;
-            }
-            case OPT_ADAGRAD: {
-                double a = S0[q] + gj * gj;
-                S0[q] = (float)a;
-                p[j] -= (float)(lr * gj / sqrt(a + o->eps));
-                break;
-            }
-            case OPT_ADADELTA: {
-                double ag = o->rho * S0[q] + (1 - o->rho) * gj * gj;
-                S0[q] = (float)ag;
-                double d = sqrt(S1[q] + o->eps) / sqrt(ag + o->eps) * gj;
-                S1[q] = (float)(o->rho * S1[q] + (1 - o->rho) * d * d);
-                p[j] -= (float)(lr * d);
-                break;
-            }
-            case OPT_ADAMAX: {
-                double mm = o->beta1 * S0[q] + (1 - o->beta1) * gj;
-                double u = fabs(gj) > o->beta2 * S1[q] ? fabs(gj) : o->beta2 * S1[q];
-                S0[q] = (float)mm;
-                S1[q] = (float)u;
-                p[j] -= (float)(lr / (1 - b1p) * mm / (u + o->eps));
-                break;
-            }
-            case OPT_NADAM: {
-                double mm = S0[q] + (gj - S0[q]) * (1 - o->beta1);
-                double vv = S1[q] + (gj * gj - S1[q]) * (1 - o->beta2);
-                S0[q] = (float)mm;
-                S1[q] = (float)vv;
-                double mh = u_t1 * mm / (1 - up_t1) + (1 - u_t) * gj / (1 - up_t);
-                double vh = vv / (1 - b2p);
-                p[j] -= (float)(lr * mh / (sqrt(vh) + o->eps));
-                break;
-            }
-            }
-        }
+        update(o, p, g, S0 ? S0 + off : NULL, S1 ? S1 + off : NULL, S2 ? S2 + off : NULL, n, &k,
+               nt);
     }
     m->iterations++;
 }

@@ -24,6 +24,7 @@ static enum ddts_status parse_metrics(const char *s, int *out, struct ddts_error
         while (n > 0 && s[n - 1] == ' ')
             n--;
         if (n == 0) {
+            /* an empty item: nothing */
         } else if ((n == 8 && strncmp(s, "accuracy", 8) == 0) ||
                    (n == 3 && strncmp(s, "acc", 3) == 0)) {
             *out |= MET_ACCURACY;
@@ -117,10 +118,8 @@ enum ddts_status ddts_model_compile(struct ddts_model *m, const struct ddts_comp
     m->fused = !loss.from_logits && (((loss.kind == LOSS_SPARSE_CCE || loss.kind == LOSS_CCE) &&
                                       out->act.kind == ACT_SOFTMAX) ||
                                      (loss.kind == LOSS_BCE && out->act.kind == ACT_SIGMOID));
-    if (m->fused && out->kind == NN_ACTIVATION) {
-        /* Logits live in the Activation layer's input, which it aliases. */
-    }
     m->threads = o->threads > 0 ? o->threads : 1;
+    m->best_valid = 0; /* a new training: no best weights yet */
     st = ddts__nn_opt_alloc(m, err);
     if (st != DDTS_OK)
         return st;
@@ -301,7 +300,7 @@ static enum ddts_status run_eval(struct ddts_model *m, const struct data *dt, si
 static enum ddts_status prepare(struct ddts_model *m, const struct data *dt, size_t bs,
                                 struct ddts_error *err)
 {
-    ddts__tensor_set_threads(m->threads);
+    ddts__tensor_set_threads(1); /* GEMMs are split by our OpenMP threads */
     size_t ts = dt->y_count;
     if (ts != m->target_size) {
         m->target_size = ts;
@@ -321,10 +320,10 @@ enum ddts_status ddts_model_evaluate(struct ddts_model *m, const struct ddts_dat
     if (st != DDTS_OK)
         return st;
     size_t bs = batch_size > 0 ? (size_t)batch_size : 32;
+    if (bs > dt.n)
+        bs = dt.n;
     if (dt.n == 0)
         return ddts_error_set(err, DDTS_EINVAL, "evaluate: no samples");
-    if (m->cap >= bs && m->target_size == dt.y_count)
-        bs = m->cap < dt.n ? m->cap : bs; /* reuse the planned buffers */
     if ((st = prepare(m, &dt, bs, err)) != DDTS_OK)
         return st;
     struct sums s;
@@ -344,9 +343,7 @@ enum ddts_status ddts_model_predict(struct ddts_model *m, const struct ddts_arra
     if (st != DDTS_OK)
         return st;
     size_t bs = batch_size > 0 ? (size_t)batch_size : 32;
-    if (m->cap >= bs)
-        bs = m->cap;
-    ddts__tensor_set_threads(m->threads);
+    ddts__tensor_set_threads(1); /* GEMMs are split by our OpenMP threads */
     if ((st = ddts__nn_plan(m, bs, err)) != DDTS_OK)
         return st;
     const struct nn_node *o = &m->nodes[m->output_node];
@@ -453,8 +450,11 @@ enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset 
     }
     const char *mon = o->checkpoint_monitor;
     const char *es_mon = mon ? mon : (o->validation ? "val_loss" : "loss");
-    double best_ck = 0, best_es = 0;
-    int have_ck = 0, have_es = 0, wait = 0;
+    /* The best value carries over fit calls (epoch-by-epoch fitting) until
+     * the next compile or a change of monitor. */
+    int have_ck = mon && m->best_valid && m->best && strcmp(m->best_monitor, mon) == 0;
+    double best_ck = have_ck ? m->best_value : 0, best_es = 0;
+    int have_es = 0, wait = 0;
     size_t n_batches = (dt.n + bs - 1) / bs;
     for (int ep = e0; ep < o->epochs; ep++) {
         for (size_t i = 0; i < dt.n; i++)
@@ -519,6 +519,9 @@ enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset 
                 h->best_epoch = ep;
                 best_ck = v;
                 have_ck = 1;
+                m->best_valid = 1;
+                m->best_value = v;
+                snprintf(m->best_monitor, sizeof m->best_monitor, "%s", mon);
             }
         }
         if (o->callbacks && o->callbacks->on_epoch_end &&

@@ -195,3 +195,72 @@ size_t ddts_client_table_format(char *buf, size_t cap, const struct ddts_client_
         *n_lines_out = n_rows + 1;
     return len;
 }
+
+size_t ddts_format_bytes(char *buf, size_t cap, double n)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    size_t len = 0;
+    if (cap > 0)
+        buf[0] = '\0';
+    if (!isfinite(n) || n < 0)
+        n = 0;
+    int u = 0;
+    while (n >= 1024 && u < 5) {
+        n /= 1024;
+        u++;
+    }
+    if (u == 0)
+        put(buf, cap, &len, "%.0f B", n);
+    else if (n < 10)
+        put(buf, cap, &len, "%.2f %s", n, units[u]);
+    else if (n < 100)
+        put(buf, cap, &len, "%.1f %s", n, units[u]);
+    else
+        put(buf, cap, &len, "%.0f %s", n, units[u]);
+    return len;
+}
+
+#define TRANSFER_BAR 20
+
+size_t ddts_transfer_format(char *buf, size_t cap, const char *label, uint64_t done, uint64_t total,
+                            double elapsed_s)
+{
+    size_t len = 0;
+    if (cap > 0)
+        buf[0] = '\0';
+    char a[32], b[32], rate[32], t[32];
+    ddts_format_bytes(a, sizeof a, (double)done);
+    ddts_format_bytes(b, sizeof b, (double)total);
+    double r = elapsed_s > 0 ? (double)done / elapsed_s : NAN;
+    if (isfinite(r))
+        ddts_format_bytes(rate, sizeof rate, r);
+    else
+        snprintf(rate, sizeof rate, "-");
+    bool finished = total > 0 && done >= total;
+    if (label != NULL && label[0] != '\0')
+        put(buf, cap, &len, "%s  ", label);
+    if (total == 0) {
+        put(buf, cap, &len, "%s %s/s", a, rate);
+        return len;
+    }
+    if (finished)
+        put(buf, cap, &len, "%s [", b);
+    else
+        put(buf, cap, &len, "%s/%s [", a, b);
+    double frac = done >= total ? 1.0 : (double)done / (double)total;
+    int filled = (int)(TRANSFER_BAR * frac);
+    for (int i = 0; i < TRANSFER_BAR; i++)
+        put(buf, cap, &len, "%c",
+            i < filled - 1 || (finished && i < filled) ? '='
+            : i == filled - 1                          ? '>'
+                                                       : '.');
+    put(buf, cap, &len, "] %3d%% %s/s", (int)(100 * frac), rate);
+    if (finished) {
+        ddts_format_duration(t, sizeof t, elapsed_s);
+        put(buf, cap, &len, " %s", t);
+    } else if (done > 0 && elapsed_s > 0) {
+        ddts_format_duration(t, sizeof t, elapsed_s / (double)done * (double)(total - done));
+        put(buf, cap, &len, " ETA %s", t);
+    }
+    return len;
+}

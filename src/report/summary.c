@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ddts/ddts.h"
 #include "ddts/fs.h"
 #include "ddts/report.h"
 
@@ -90,7 +91,9 @@ enum ddts_status ddts_summary_write_json(const char *path, const struct ddts_sum
     char t0[32], t1[32];
     iso_time(s->started, t0, sizeof t0);
     iso_time(s->finished, t1, sizeof t1);
-    fputs("{\n  \"job\": ", fp);
+    fputs("{\n  \"ddts_version\": ", fp);
+    json_str(fp, DDTS_VERSION);
+    fputs(",\n  \"job\": ", fp);
     json_str(fp, s->job);
     fputs(",\n  \"status\": ", fp);
     json_str(fp, s->status);

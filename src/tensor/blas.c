@@ -1,5 +1,11 @@
 /* The only user of CBLAS (OpenBLAS): sgemm and thread settings. */
 #include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ddts/nn.h"
 
 #include "tensor/tensor.h"
 
@@ -13,7 +19,74 @@ void ddts__tensor_sgemm(int ta, int tb, size_t M, size_t N, size_t K, float alph
                 C, (blasint)ldc);
 }
 
+void ddts__tensor_sgemm_par(int threads, int ta, int tb, size_t M, size_t N, size_t K, float alpha,
+                            const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                            float *C, size_t ldc)
+{
+    /* Below ~2 MFLOP a split costs more than it saves. */
+    if (threads <= 1 || (double)M * N * K < 1e6 || (M < 32 && N < 32)) {
+        ddts__tensor_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int by_rows = M >= N;
+    size_t len = by_rows ? M : N;
+#pragma omp parallel num_threads(threads)
+    {
+        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        /* blocks rounded to 16 rows/columns, the kernels' register tiles */
+        size_t blk = (len + nt - 1) / nt;
+        blk = (blk + 15) / 16 * 16;
+        size_t lo = t * blk, hi = lo + blk < len ? lo + blk : len;
+        if (lo < hi) {
+            if (by_rows) {
+                const float *a = ta ? A + lo : A + lo * lda;
+                ddts__tensor_sgemm(ta, tb, hi - lo, N, K, alpha, a, lda, B, ldb, beta, C + lo * ldc,
+                                   ldc);
+            } else {
+                const float *b = tb ? B + lo * ldb : B + lo;
+                ddts__tensor_sgemm(ta, tb, M, hi - lo, K, alpha, A, lda, b, ldb, beta, C + lo, ldc);
+            }
+        }
+    }
+}
+
 void ddts__tensor_set_threads(int n)
 {
     openblas_set_num_threads(n > 0 ? n : 1);
+}
+
+const char *ddts_nn_blas_core(void)
+{
+    const char *c = openblas_get_corename();
+    return c ? c : "?";
+}
+
+const char *ddts_nn_blas_coretype_hint(void)
+{
+    /* OpenBLAS 0.3.21 does not know recent Xeon models and falls back to its
+     * SSE3 "Prescott" kernels, 4-10x slower than the AVX-512/AVX2 ones. */
+    const char *c = openblas_get_corename();
+    if (c == NULL || (strcasecmp(c, "prescott") != 0 && strcasecmp(c, "core2") != 0 &&
+                      strcasecmp(c, "nehalem") != 0 && strcasecmp(c, "unknown") != 0))
+        return NULL;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return "Haswell";
+#endif
+    return NULL;
+}
+
+size_t ddts_nn_env_hints(const char *out[], size_t max)
+{
+    size_t n = 0;
+    const char *core = ddts_nn_blas_coretype_hint();
+    if (core && getenv("OPENBLAS_CORETYPE") == NULL && n < max)
+        out[n++] = strcmp(core, "SkylakeX") == 0 ? "OPENBLAS_CORETYPE=SkylakeX"
+                                                 : "OPENBLAS_CORETYPE=Haswell";
+    if (getenv("OMP_WAIT_POLICY") == NULL && n < max)
+        out[n++] = "OMP_WAIT_POLICY=passive";
+    return n;
 }

@@ -20,7 +20,10 @@ void ddts__tensor_im2col(const struct ddts__conv_geom *g, size_t n, const float 
                 int ih = oh * g->SH - g->PT + kh * g->DH;
                 for (int kw = 0; kw < g->KW; kw++) {
                     int iw = ow * g->SW - g->PL + kw * g->DW;
-                    if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W)
+                    int out = ih < 0 || ih >= g->H || iw < 0 || iw >= g->W;
+                    if (g->C == 1) /* single-channel images: no call per tap */
+                        *dst = out ? 0.0f : xi[(size_t)ih * g->W + iw];
+                    else if (out)
                         memset(dst, 0, csz);
                     else
                         memcpy(dst, xi + ((size_t)ih * g->W + iw) * g->C, csz);

@@ -15,7 +15,19 @@
 void ddts__tensor_sgemm(int ta, int tb, size_t M, size_t N, size_t K, float alpha, const float *A,
                         size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc);
 
-/* Sets the number of BLAS threads (<= 0: 1). OpenBLAS keeps this per process. */
+/*
+ * As ddts__tensor_sgemm, split into `threads` blocks of rows (or of columns
+ * when C is wider than tall) computed by OpenMP threads, each calling a
+ * single-threaded BLAS. All parallelism of the engine is OpenMP's, so BLAS
+ * threads and ours never compete for cores. A fixed thread count gives a
+ * fixed split, hence bit-identical results.
+ */
+void ddts__tensor_sgemm_par(int threads, int ta, int tb, size_t M, size_t N, size_t K, float alpha,
+                            const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                            float *C, size_t ldc);
+
+/* Sets the number of OpenBLAS's own threads (<= 0: 1). OpenBLAS keeps this
+ * per process; the engine sets 1 and splits GEMMs itself. */
 void ddts__tensor_set_threads(int n);
 
 /* Geometry of a 2-D convolution window over an (H, W, C) image. */

@@ -165,15 +165,27 @@ static const char *model_ext(const char *path)
     return dot != NULL && strcmp(dot, ".keras") == 0 ? ".keras" : ".h5";
 }
 
+/* The model as `k` (in place, k's format) or, with a normalizer, as a new
+ * tf.keras 2.x .h5 file with a Normalization layer at its input. */
+static enum ddts_status save(struct ddts_model *m, struct ddts_keras_model *k,
+                             const struct ddts_norm_layer *norm, const char *path,
+                             struct ddts_error *err)
+{
+    if (norm == NULL)
+        return ddts_bridge_write(m, k, path, err);
+    return ddts_surgery_write_normalized(m, k, norm, path, err);
+}
+
 /* Writes the model's current weights, or `weights` when not NULL, as DIR/NAME<ext>. */
 static enum ddts_status write_model(struct ddts_model *m, struct ddts_keras_model *k,
                                     const float *weights, const char *dir, const char *name,
-                                    const char *ext, struct ddts_error *err)
+                                    const char *ext, const struct ddts_norm_layer *norm,
+                                    struct ddts_error *err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
     if (weights == NULL)
-        return ddts_bridge_write(m, k, path, err);
+        return save(m, k, norm, path, err);
     size_t n = 0;
     float *flat = ddts_model_weights_flat(m, &n);
     float *saved = ddts_mallocarray(n, sizeof(float));
@@ -181,10 +193,41 @@ static enum ddts_status write_model(struct ddts_model *m, struct ddts_keras_mode
         return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
     memcpy(saved, flat, n * sizeof(float));
     memcpy(flat, weights, n * sizeof(float));
-    enum ddts_status st = ddts_bridge_write(m, k, path, err);
+    enum ddts_status st = save(m, k, norm, path, err);
     memcpy(flat, saved, n * sizeof(float));
     ddts_free(saved);
     return st;
+}
+
+/* The job's normalizer as a Normalization layer's mean and variance (*mean, *var: ddts_free). */
+static enum ddts_status norm_layer(const struct ddts_job *job, const struct ddts_stats *stats,
+                                   size_t n_features, float **mean, float **var,
+                                   struct ddts_norm_layer *out, struct ddts_error *err)
+{
+    *mean = ddts_mallocarray(n_features ? n_features : 1, sizeof(float));
+    *var = ddts_mallocarray(n_features ? n_features : 1, sizeof(float));
+    if (*mean == NULL || *var == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    enum ddts_status st =
+        ddts_normalizer_from_stats((enum ddts_normalizer)job->normalizer, stats, *mean, *var, err);
+    if (st != DDTS_OK)
+        return st;
+    out->mean = *mean;
+    out->variance = *var;
+    out->n_features = n_features;
+    out->count = ddts_stats_count(stats);
+    return DDTS_OK;
+}
+
+/* "DIR/model.keras" -> "DIR/model.h5": a model with a normalizer layer is a new .h5 file. */
+static void h5_path(const char *path, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", path);
+    char *dot = strrchr(out, '.');
+    char *slash = strrchr(out, '/');
+    if (dot != NULL && (slash == NULL || dot > slash) && strcmp(dot, ".keras") == 0 &&
+        (size_t)(dot - out) + 4 < cap)
+        memcpy(dot, ".h5", 4);
 }
 
 static double log_value(const struct ddts_history *h, const char *name)
@@ -197,9 +240,10 @@ static double log_value(const struct ddts_history *h, const char *name)
 
 /* One fit (a whole run, or one fold) into `dir`. */
 static enum ddts_status run_one(const struct ddts_train_request *req, struct ddts_model *m,
-                                struct ddts_keras_model *k, const struct ddts_dataset *train,
-                                const struct ddts_dataset *val, const char *dir, int fold,
-                                int n_folds, struct ddts_train_result *res, struct ddts_error *err)
+                                struct ddts_keras_model *k, const struct ddts_norm_layer *norm,
+                                const struct ddts_dataset *train, const struct ddts_dataset *val,
+                                const char *dir, int fold, int n_folds,
+                                struct ddts_train_result *res, struct ddts_error *err)
 {
     const struct ddts_job *job = req->job;
     struct run r;
@@ -264,13 +308,14 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     res->val_accuracy = log_value(hist, "val_accuracy");
     ddts_textlog_printf(r.textlog, "done in %.1f s (%.0f samples/s)", seconds, res->samples_per_s);
 
-    const char *ext = model_ext(req->model_path);
-    st = write_model(m, k, NULL, dir, "model", ext, err);
+    /* With a normalizer the model changes structure: always a new .h5 file. */
+    const char *ext = norm != NULL ? ".h5" : model_ext(req->model_path);
+    st = write_model(m, k, NULL, dir, "model", ext, norm, err);
     if (st != DDTS_OK)
         goto out;
     int best_epoch = -1;
     const float *best = ddts_model_best_weights(m, &best_epoch);
-    st = write_model(m, k, best, dir, "best_model", ext, err);
+    st = write_model(m, k, best, dir, "best_model", ext, norm, err);
     if (st != DDTS_OK)
         goto out;
     if (best != NULL)
@@ -357,8 +402,9 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
     struct ddts_model *m = NULL;
     struct ddts_stats *stats = NULL;
     struct ddts_array *xn = NULL, *xvn = NULL;
-    float *offset = NULL, *scale = NULL, *init = NULL;
+    float *offset = NULL, *scale = NULL, *init = NULL, *nmean = NULL, *nvar = NULL;
     uint32_t *idx = NULL, *tr = NULL, *va = NULL;
+    struct ddts_norm_layer norm, *normp = NULL;
     double *fold_vals = NULL;
 
     enum ddts_status st = ddts_keras_read(req->model_path, &k, err);
@@ -429,6 +475,10 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
         }
         st = ddts_normalizer_affine((enum ddts_normalizer)job->normalizer, use, offset, scale, err);
         if (st == DDTS_OK)
+            st = norm_layer(job, use, in_size, &nmean, &nvar, &norm, err);
+        if (st == DDTS_OK)
+            normp = &norm;
+        if (st == DDTS_OK)
             st = normalize(x, offset, scale, &xn, err);
         if (st == DDTS_OK && xv != NULL)
             st = normalize(xv, offset, scale, &xvn, err);
@@ -480,7 +530,7 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
             snprintf(dir, sizeof dir, "%s/fold_%zu", req->out_dir, f + 1);
             struct ddts_train_result fr;
             memset(&fr, 0, sizeof fr);
-            st = run_one(req, m, k, &dtr, &dva, dir, (int)f + 1, (int)kf, &fr, err);
+            st = run_one(req, m, k, normp, &dtr, &dva, dir, (int)f + 1, (int)kf, &fr, err);
             if (st != DDTS_OK)
                 goto out;
             int acc = isfinite(fr.val_accuracy);
@@ -531,7 +581,7 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
             dva = (struct ddts_dataset){x, y, idx + ntr, nva};
             val = nva > 0 ? &dva : NULL;
         }
-        st = run_one(req, m, k, &dtr, val, req->out_dir, 0, 0, out, err);
+        st = run_one(req, m, k, normp, &dtr, val, req->out_dir, 0, 0, out, err);
         if (st != DDTS_OK)
             goto out;
     }
@@ -544,6 +594,8 @@ out:
     ddts_free(init);
     ddts_free(offset);
     ddts_free(scale);
+    ddts_free(nmean);
+    ddts_free(nvar);
     ddts_array_destroy(xn);
     ddts_array_destroy(xvn);
     ddts_stats_destroy(stats);
@@ -560,7 +612,7 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
     struct ddts_keras_model *k = NULL;
     struct ddts_model *m = NULL;
     struct ddts_array *xn = NULL;
-    float *offset = NULL, *scale = NULL;
+    float *offset = NULL, *scale = NULL, *nmean = NULL, *nvar = NULL;
     enum ddts_status st = ddts_keras_read(req->model_path, &k, err);
     if (st != DDTS_OK)
         return st;
@@ -578,7 +630,17 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
         memcpy(flat, req->weights, n * sizeof(float));
     }
     if (req->out_path != NULL) {
-        st = ddts_bridge_write(m, k, req->out_path, err);
+        if (job->normalizer != DDTS_JOB_NORM_NONE && req->norm_stats != NULL) {
+            struct ddts_norm_layer norm;
+            char path[4096];
+            h5_path(req->out_path, path, sizeof path);
+            st = norm_layer(job, req->norm_stats, ddts_model_input_size(m), &nmean, &nvar, &norm,
+                            err);
+            if (st == DDTS_OK)
+                st = ddts_surgery_write_normalized(m, k, &norm, path, err);
+        } else {
+            st = ddts_bridge_write(m, k, req->out_path, err);
+        }
         if (st != DDTS_OK)
             goto out;
     }
@@ -625,6 +687,8 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
 out:
     ddts_free(offset);
     ddts_free(scale);
+    ddts_free(nmean);
+    ddts_free(nvar);
     ddts_array_destroy(xn);
     ddts_model_destroy(m);
     ddts_keras_destroy(k);

@@ -238,8 +238,12 @@ def nested_h5(path):
     write_legacy(path, layers, cfg)
 
 
-def keras_zip(path, nested=False):
-    """Keras 3 .keras: config.json, metadata.json, model.weights.h5."""
+def keras_zip(path, nested=False, container="layers", version="3.3.3"):
+    """Keras 3 .keras: config.json, metadata.json, model.weights.h5.
+
+    container="_layer_checkpoint_dependencies", version="2.13.1": the .keras
+    files of tf.keras 2.13-2.15, which Keras 3 reads through a compatibility
+    branch of H5Entry."""
     policy = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
               "registered_name": None}
 
@@ -303,18 +307,18 @@ def keras_zip(path, nested=False):
                 for i, w in enumerate(ws):
                     v.create_dataset(str(i), data=w)
         if nested:
-            put_layers(f.create_group("layers"), {"input_layer": []})
-            s = f["layers"].create_group("sequential")
+            put_layers(f.create_group(container), {"input_layer": []})
+            s = f[container].create_group("sequential")
             s.create_group("vars")
-            put_layers(s.create_group("layers"), groups)
-            put_layers(f["layers"], {"dense": [k3, b3]})
+            put_layers(s.create_group(container), groups)
+            put_layers(f[container], {"dense": [k3, b3]})
         else:
-            put_layers(f.create_group("layers"), groups)
+            put_layers(f.create_group(container), groups)
         ov = f.create_group("optimizer").create_group("vars")
         ov.create_dataset("0", data=np.array(3, dtype=np.int64))
         ov.create_dataset("1", data=np.array(0.001, dtype=np.float32))
         ov.create_dataset("2", data=np.zeros((6, 4), np.float32))
-    meta = {"keras_version": "3.3.3", "date_saved": "2024-05-01@12:00:00"}
+    meta = {"keras_version": version, "date_saved": "2024-05-01@12:00:00"}
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("metadata.json", json.dumps(meta))
         z.writestr(zipfile.ZipInfo("config.json", (2024, 5, 1, 12, 0, 0)), json.dumps(config),
@@ -330,4 +334,7 @@ LAYOUTS = {
     "nested.h5": nested_h5,
     "sequential.keras": keras_zip,
     "nested.keras": lambda p: keras_zip(p, nested=True),
+    "tf213_nested.keras": lambda p: keras_zip(p, nested=True,
+                                              container="_layer_checkpoint_dependencies",
+                                              version="2.13.1"),
 }

@@ -142,6 +142,24 @@ def test_npy():
     convert_ok(path("conv.npy"), f16, "--dtype",
                "float16", what="float64 to float16 rounds to nearest even")
 
+    # inspect: min, max, mean and std (population) as numpy computes them.
+    a = np.random.default_rng(8).normal(3, 2, size=(50, 4)).astype(np.float32)
+    np.save(path("stats.npy"), a)
+    rc, out, err = run("inspect", path("stats.npy"))
+    d = a.astype(np.float64)
+    want = f"min {d.min():.6g}  max {d.max():.6g}  mean {d.mean():.6g}  std {d.std():.6g}"
+    if rc != 0 or want not in out or "float32" not in out or "(50, 4)" not in out:
+        fail(f"inspect stats.npy: {out!r} lacks {want!r}")
+    else:
+        ok()
+    a[3, 1] = np.nan
+    np.save(path("nan.npy"), a)
+    rc, out, err = run("inspect", path("nan.npy"))
+    if rc != 0 or "(1 NaN)" not in out or f"max {np.nanmax(d):.6g}" not in out:
+        fail(f"inspect nan.npy: {out!r}")
+    else:
+        ok()
+
     # Errors.
     good = open(path("v1.npy"), "rb").read()
     convert_fails(write("trunc.npy", good[:-5]), "truncated data")
@@ -184,7 +202,8 @@ def test_npy():
     big = b"\x93NUMPY\x02\x00" + struct.pack("<I", 1 << 20) + b" " * 100
     convert_fails(write("bighead.npy", big), "max 65536")
     convert_fails(write("v9.npy", b"\x93NUMPY\x09\x00" + b"\0" * 60), "format version 9")
-    convert_fails(path("does-not-exist.npy"), "cannot open")
+    for ext in ["npy", "npz", "csv", "xlsx", "idx.gz"]:
+        convert_fails(path("does-not-exist." + ext), "cannot open")
 
 
 # --------------------------------------------------------------------------- npz
@@ -503,9 +522,10 @@ def test_keras():
         ok()
     # Without a cache: mnist is not found (naming where it looked); fashion_mnist
     # falls back to Debian's copy when installed.
-    empty = {"KERAS_HOME": path("nowhere"), "HOME": path("nowhere")}
+    empty = {"KERAS_HOME": path("nowhere"), "HOME": path("nowhere"), "DDTS_OFFLINE": "1"}
     rc, _, err = run("convert", "keras:mnist", path("never.npy"), env=empty)
-    if rc != 1 or "not found (searched" not in err or "nowhere/datasets/mnist.npz" not in err:
+    if rc != 1 or "not found (searched" not in err or "nowhere/datasets/mnist.npz" not in err or \
+            "downloads are off" not in err:
         fail(f"keras:mnist without cache: {rc} {err}")
     else:
         ok()
@@ -519,10 +539,75 @@ def test_keras():
     convert_fails("keras:mnist", "expected x_train", "--key", "z_train", what="keras bad key")
 
 
+def test_download():
+    """Missing Keras datasets come from Keras' address: here a loopback HTTP server."""
+    import functools
+    import http.server
+    import threading
+
+    served = path("origin")
+    os.makedirs(served)
+    rng = np.random.default_rng(4)
+    want = {}
+    for pre, n in [("train", 5), ("t10k", 2)]:
+        x = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        y = rng.integers(0, 10, size=n, dtype=np.uint8)
+        want[pre] = (x, y)
+        with open(os.path.join(served, f"{pre}-images-idx3-ubyte.gz"), "wb") as f:
+            f.write(gzip.compress(idx_bytes(x)))
+        with open(os.path.join(served, f"{pre}-labels-idx1-ubyte.gz"), "wb") as f:
+            f.write(gzip.compress(idx_bytes(y)))
+    np.savez(os.path.join(served, "mnist.npz"), x_train=np.zeros((1, 28, 28), np.uint8))
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=served))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        home = path("dl_home")
+        env = {"KERAS_HOME": home, "HOME": path("nowhere"), "DDTS_SYSTEM_DATASETS": path("nosys"),
+               "DDTS_KERAS_ORIGIN": origin}
+        convert_ok("keras:fashion_mnist", want["t10k"][1], "--key", "y_test", "--dtype", "uint8", env=env,
+                   what="fashion_mnist downloaded from the loopback origin")
+        cached = os.path.join(home, "datasets", "fashion-mnist", "t10k-labels-idx1-ubyte.gz")
+        if not os.path.exists(cached):
+            fail("the downloaded file is not in the Keras cache")
+        else:
+            ok()
+        # Now from the cache, even with the origin gone.
+        env2 = dict(env, DDTS_KERAS_ORIGIN="http://127.0.0.1:1/")
+        convert_ok("keras:fashion_mnist", want["t10k"][1], "--key", "y_test", "--dtype", "uint8", env=env2,
+                   what="fashion_mnist from the cache after download")
+        convert_ok("keras:fashion_mnist", want["train"][0], "--key", "x_train", "--dtype", "uint8", env=env,
+                   what="fashion_mnist x_train downloaded")
+        # mnist.npz must match Keras' SHA-256: the served file does not, and is discarded.
+        rc, _, err = run("convert", "keras:mnist", path("never.npy"), env=env)
+        if rc != 1 or "SHA-256" not in err or "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1" not in err:
+            fail(f"mnist checksum mismatch: rc {rc}: {err}")
+        elif os.path.exists(os.path.join(home, "datasets", "mnist.npz")) or \
+                any(".tmp." in f for f in os.listdir(os.path.join(home, "datasets"))):
+            fail("a file was left behind after a checksum mismatch")
+        else:
+            ok()
+        # A missing file on the server: the HTTP error is named.
+        env3 = dict(env, KERAS_HOME=path("dl_home3"), DDTS_KERAS_ORIGIN=origin + "nothing/")
+        rc, _, err = run("convert", "keras:fashion_mnist", path("never.npy"), env=env3)
+        if rc != 1 or "404" not in err or "not downloaded" not in err:
+            fail(f"404: rc {rc}: {err}")
+        else:
+            ok()
+    finally:
+        server.shutdown()
+
+
 def test_usage():
     for args, needle in [(["convert"], "expected IN and OUT.npy"), (["convert", "a", "b", "c"], "unexpected argument"),
                          (["convert", "a.npy", "b.npy", "--dtype", "complex"], "unknown dtype"),
-                         (["convert", "a.npy", "b.npy", "--bogus"], "unknown")]:
+                         (["convert", "a.npy", "b.npy", "--bogus"], "unknown"),
+                         (["convert", "a.npy", "b.csv"], "OUT must be a .npy file name")]:
         rc, _, err = run(*args)
         if rc != 2 or needle not in err:
             fail(f"{args}: rc {rc}, stderr {err!r}")
@@ -537,7 +622,7 @@ def test_usage():
 
 def main():
     try:
-        for t in [test_npy, test_npz, test_csv, test_xlsx, test_idx, test_keras, test_usage]:
+        for t in [test_npy, test_npz, test_csv, test_xlsx, test_idx, test_keras, test_download, test_usage]:
             t()
     finally:
         if N_FAIL == 0:

@@ -71,4 +71,23 @@ run_expect 2 "$DDTS" wizard --job broken.json </dev/null
 grep -q 'broken.json: line' "$ERR" || fail "broken job file not located: $(cat "$ERR")"
 run_expect 2 "$DDTS" wizard --job missing.json </dev/null
 grep -q 'missing.json' "$ERR" || fail "missing job file not named"
+# --model FOLDER: its one model file, or an error listing several.
+mkdir -p models && : >models/only.h5
+run_expect 0 "$DDTS" wizard --model models --clients 2 --data keras --keras-dataset mnist --job-out f.json </dev/null
+grep -q '"model": "models/only.h5"' f.json || fail "folder with one model not resolved: $(cat f.json)"
+: >models/other.keras
+run_expect 2 "$DDTS" wizard --model models --clients 2 --data keras --keras-dataset mnist --job-out f.json </dev/null
+grep -q -- "--model models holds 2 models (models/only.h5, models/other.keras)" "$ERR" || fail "several models not listed: $(cat "$ERR")"
+
+# A passphrase file that cannot be read, or holds nothing, is refused.
+OK_FLAGS="--model m.h5 --clients 2 --data keras --keras-dataset mnist --job-out p.json"
+run_expect 1 "$DDTS" wizard $OK_FLAGS --passphrase-file nowhere </dev/null
+grep -q -- "--passphrase-file nowhere: cannot open" "$ERR" || fail "unreadable passphrase file: $(cat "$ERR")"
+: >empty-pass
+run_expect 2 "$DDTS" wizard $OK_FLAGS --passphrase-file empty-pass </dev/null
+grep -q -- "--passphrase-file empty-pass: the file holds no passphrase" "$ERR" || fail "empty passphrase file"
+echo 'a fine passphrase' >pass
+run_expect 0 "$DDTS" wizard $OK_FLAGS --passphrase-file pass </dev/null
+grep -q '"passphrase-file": "pass"' p.json || fail "passphrase file path not in the job file"
+grep -q 'a fine passphrase' p.json && fail "the passphrase itself is in the job file"
 finish

@@ -197,8 +197,48 @@ def test_listings(tmp):
     bn = [w[1] for w in weights if w[2] == "batch_normalization"]
     check(bn == ["beta", "moving_mean", "moving_variance"], "BN with scale=False: %s" % bn)
 
+    p2 = os.path.join(tmp, "l_tf213.keras")
+    K.LAYOUTS["tf213_nested.keras"](p2)
+    layers2, weights2 = parse_listing(run(p2).stdout)
+    check([l[2] for l in layers2] == [l[2] for l in layers] and
+          [w[1:] for w in weights2] == [w[1:] for w in weights] and
+          weights2[0][0].startswith("_layer_checkpoint_dependencies/sequential/"
+                                    "_layer_checkpoint_dependencies/dense/vars/0"),
+          "tf.keras 2.13 .keras container: %s" % weights2[:1])
+
+
+def test_training_info(tmp):
+    """The compiled optimizer and loss, from training_config or compile_config."""
+    want = {"tf2_sequential.h5": "adam\t0.001\tcategorical_crossentropy",
+            "keras22_sequential.h5": "sgd\t0.00999999978\tbinary_crossentropy",
+            "keras3_functional.h5": "rmsprop\t0.001\tmean_squared_error",
+            "nested.h5": "-\tnan\t-",
+            "sequential.keras": "adam\t0.001\tcategorical_crossentropy"}
+    for fname, line in want.items():
+        p = os.path.join(tmp, "ti_" + fname)
+        K.LAYOUTS[fname](p)
+        got = [l for l in run(p).stdout.splitlines() if l.startswith("train\t")]
+        check(got == ["train\t" + line], "training info %s: %s" % (fname, got))
+
 
 def test_write_new(tmp):
+    # A .keras model written as legacy h5: a nested model's weights in
+    # _legacy_weights order (trainable first), named <layer>/<weight>.
+    src = os.path.join(tmp, "wn_nested.keras")
+    K.keras_zip(src, nested=True)
+    dst = os.path.join(tmp, "wn_nested.h5")
+    r = run("--new", src, dst)
+    check(r.returncode == 0, "write_new nested.keras: %s" % r.stderr)
+    if r.returncode == 0:
+        with h5py.File(dst, "r") as f:
+            wn = [n.decode() if hasattr(n, "decode") else n
+                  for n in f["model_weights/sequential"].attrs["weight_names"]]
+            check(wn == ["dense/kernel", "dense/bias", "batch_normalization/beta",
+                         "dense_1/kernel", "dense_2/kernel", "dense_2/bias",
+                         "batch_normalization/moving_mean",
+                         "batch_normalization/moving_variance"],
+                  "write_new from .keras: nested order %s" % wn)
+            check(f.attrs["keras_version"] == "3.3.3", "write_new keeps keras_version")
     for fname in ("tf2_sequential.h5", "keras3_functional.h5", "sequential.keras", "nested.h5",
                   "split_layer_names.h5"):
         src = os.path.join(tmp, "n_" + fname)
@@ -222,8 +262,10 @@ def test_write_new(tmp):
             mw = f["model_weights"]
             names = []
             if "layer_names" in mw.attrs:
-                names = [n.decode() for n in mw.attrs["layer_names"]]
-                check(mw.attrs["layer_names"].dtype.kind == "S", "new: layer_names fixed-length")
+                names = [n.decode() if hasattr(n, "decode") else n for n in mw.attrs["layer_names"]]
+                t = mw.attrs.get_id("layer_names").get_type()
+                check(t.is_variable_str() and t.get_cset() == h5py.h5t.CSET_ASCII,
+                      "new: layer_names vlen ASCII as h5py 3 writes a list of bytes")
             else:
                 i = 0
                 while "layer_names%d" % i in mw.attrs:
@@ -237,9 +279,10 @@ def test_write_new(tmp):
                     check(wn.dtype == np.float64 and wn.shape == (0,),
                           "new: weightless %s has an empty float64 weight_names" % lname)
                 else:
-                    check(wn.dtype.kind == "S" and len(wn) == nw, "new: %s weight_names" % lname)
+                    check(mw[lname].attrs.get_id("weight_names").get_type().is_variable_str()
+                          and len(wn) == nw, "new: %s weight_names" % lname)
                     for n in wn:
-                        ds = mw[lname][n.decode()]
+                        ds = mw[lname][n.decode() if hasattr(n, "decode") else n]
                         check(ds.dtype == np.float32, "new: %s float32" % n)
         # The values equal the source's, and ddts reads its own file back.
         with h5_of(src) as fa, h5py.File(dst, "r") as fb:
@@ -251,6 +294,151 @@ def test_write_new(tmp):
         l2, w2 = parse_listing(r2.stdout)
         check(r2.returncode == 0 and [(l[0], l[1], l[2]) for l in l2] == layers,
               "new %s: ddts reads it back: %s" % (fname, r2.stderr))
+
+
+NORM_FEATURES = {"tf2_sequential.h5": 4, "keras22_sequential.h5": 5, "keras3_functional.h5": 4,
+                 "nested.h5": 3, "sequential.keras": 6, "nested.keras": 6,
+                 "split_layer_names.h5": 2}
+
+
+def config_of(path):
+    if path.endswith(".keras"):
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read("config.json"))
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs["model_config"])
+
+
+def layer_list(cfg):
+    c = cfg["config"]
+    return c if isinstance(c, list) else c["layers"]
+
+
+def test_normalizer(tmp):
+    """ddts_keras_add_normalization + ddts_keras_write: the normalizer as a Keras
+    Normalization layer after the input; everything else of the file unchanged."""
+    for fname, n in NORM_FEATURES.items():
+        src = os.path.join(tmp, "ns_" + fname)
+        K.LAYOUTS[fname](src)
+        dst = os.path.join(tmp, "norm_" + fname)
+        r = run("--norm", str(n), src, dst)
+        check(r.returncode == 0, "norm %s: %s" % (fname, r.stderr))
+        if r.returncode != 0:
+            continue
+        want_mean = [np.float32(k) / np.float32(2) for k in range(n)]
+        want_var = [np.float32((k + 1) ** 2) / np.float32(4) for k in range(n)]
+        cfg = config_of(dst)
+        layers = layer_list(cfg)
+        norm = [l for l in layers if l["class_name"] == "Normalization"]
+        check(len(norm) == 1, "norm %s: one Normalization layer" % fname)
+        if len(norm) != 1:
+            continue
+        nl = norm[0]
+        pos = layers.index(nl)
+        first = layers[0]["class_name"]
+        check(pos == (1 if first == "InputLayer" else 0), "norm %s: position %d" % (fname, pos))
+        check([np.float32(v) for v in nl["config"]["mean"]] == want_mean and
+              [np.float32(v) for v in nl["config"]["variance"]] == want_var,
+              "norm %s: mean/variance values" % fname)
+        # Rewired: no layer but the Normalization consumes the input layer any more.
+        if first == "InputLayer" and "input_layers" in cfg["config"]:
+            in_name = layers[0].get("name") or layers[0]["config"]["name"]
+            text = [json.dumps(l.get("inbound_nodes")) for l in layers if l is not nl]
+            check(all('"%s"' % in_name not in t for t in text), "norm %s: rewired" % fname)
+            check('"%s"' % in_name in json.dumps(nl["inbound_nodes"]), "norm %s: fed" % fname)
+        # The rest of the configuration is unchanged.
+        before = layer_list(config_of(src))
+        after = [l for l in layers if l is not nl]
+        for l in after:
+            l.pop("inbound_nodes", None)
+            l["config"].pop("batch_input_shape", None)
+        for l in before:
+            l.pop("inbound_nodes", None)
+            l["config"].pop("batch_input_shape", None)
+        check(before == after, "norm %s: other layers unchanged" % fname)
+        # The file: same objects plus the new layer group; weights bit-identical.
+        with h5_of(src) as fa, h5_of(dst) as fb:
+            da, db = describe(fa), describe(fb)
+            extra = set(db) - set(da)
+            check(extra == ({"model_weights/normalization"} if fname.endswith(".h5") else set()),
+                  "norm %s: new objects %s" % (fname, extra))
+            for k in da:
+                a, b = da[k], db.get(k)
+                if k in ("/", "model_weights"):
+                    changed = [x for x in a[1] if a[1][x] != b[1].get(x)]
+                    check(all(x == "model_config" or x.startswith("layer_names")
+                              for x in changed),
+                          "norm %s: %s attrs changed: %s" % (fname, k, changed))
+                    check(all(a[1][x][0][0] == b[1][x][0][0] for x in a[1]),
+                          "norm %s: %s string kinds kept" % (fname, k))
+                else:
+                    check(a == b, "norm %s: %s changed" % (fname, k))
+            va, vb = datasets(fa), datasets(fb)
+            check(all(va[k].tobytes() == vb[k].tobytes() for k in va),
+                  "norm %s: weights unchanged" % fname)
+            if fname.endswith(".h5"):
+                g = fb["model_weights/normalization"]
+                check(g.attrs["weight_names"].dtype == np.float64 and len(g) == 0,
+                      "norm %s: empty layer group" % fname)
+        if fname.endswith(".keras"):
+            with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst) as b:
+                check(a.namelist() == b.namelist(), "norm %s: members" % fname)
+                check(a.read("metadata.json") == b.read("metadata.json"), "norm %s: metadata")
+        # ddts reads it back, finds the normalizer, and refuses a second one.
+        r = run(dst)
+        line = [l for l in r.stdout.splitlines() if l.startswith("norm\t")]
+        check(line == ["norm\tnormalization\t1\t%d\t%.9g\t%.9g" % (n, want_mean[-1],
+                                                                     want_var[-1])],
+              "norm %s: read back %s" % (fname, line))
+        r = run("--norm", str(n), dst, dst + ".2")
+        check(r.returncode == 1 and "already has a Normalization" in r.stderr,
+              "norm %s: second normalizer refused: %s" % (fname, r.stderr))
+    r = run("--norm", "7", os.path.join(tmp, "ns_tf2_sequential.h5"), os.path.join(tmp, "x.h5"))
+    check(r.returncode == 1 and "do not fit" in r.stderr, "norm: wrong feature count refused")
+
+
+def test_ensemble(tmp):
+    """ddts_keras_ensemble_build: nested models averaged, weights in legacy order."""
+    a = os.path.join(tmp, "ea.h5")
+    b = os.path.join(tmp, "eb.h5")
+    K.tf2_sequential(a)
+    K.tf2_sequential(b)
+    with h5py.File(b, "a") as f:
+        f["model_weights/dense/dense/kernel:0"][...] *= 3
+    out = os.path.join(tmp, "ens.h5")
+    r = run("--ensemble", out, a, b)
+    check(r.returncode == 0, "ensemble: %s" % r.stderr)
+    if r.returncode == 0:
+        with h5py.File(out, "r") as f, h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+            cfg = json.loads(f.attrs["model_config"])
+            ls = cfg["config"]["layers"]
+            check([(l["class_name"], l["name"]) for l in ls] ==
+                  [("InputLayer", "ensemble_input"), ("Sequential", "model_0"),
+                   ("Sequential", "model_1"), ("Average", "average")], "ensemble: layers")
+            check(ls[3]["inbound_nodes"] == [[["model_0", 1, 0, {}], ["model_1", 1, 0, {}]]],
+                  "ensemble: Average fed by node 1 of each nested model")
+            check(ls[1]["config"]["layers"] == json.loads(fa.attrs["model_config"])["config"]["layers"],
+                  "ensemble: nested config unchanged")
+            wn = [n.decode() if hasattr(n, "decode") else n
+                  for n in f["model_weights/model_1"].attrs["weight_names"]]
+            check(wn[-2:] == ["batch_normalization/moving_mean:0",
+                              "batch_normalization/moving_variance:0"] and len(wn) == 8,
+                  "ensemble: trainable weights first: %s" % wn)
+            check(np.array_equal(f["model_weights/model_1/dense/kernel:0"][()],
+                                 fb["model_weights/dense/dense/kernel:0"][()]) and
+                  np.array_equal(f["model_weights/model_0/dense/kernel:0"][()],
+                                 fa["model_weights/dense/dense/kernel:0"][()]),
+                  "ensemble: weights copied")
+    k3 = os.path.join(tmp, "ek3.h5")
+    K.keras3_functional_h5(k3)
+    r = run("--ensemble", out + "2", k3, k3)
+    check(r.returncode == 1 and "Keras 3" in r.stderr, "ensemble: Keras 3 refused: %s" % r.stderr)
+    k22 = os.path.join(tmp, "ek22.h5")
+    K.keras22_sequential(k22)
+    r = run("--ensemble", out + "3", a, k22)
+    check(r.returncode == 1 and "input shape" in r.stderr, "ensemble: shapes: %s" % r.stderr)
+    r = run("--ensemble", out + "4", k22, k22)
+    check(r.returncode == 0, "ensemble of Keras 2.2 bare-list models: %s" % r.stderr)
 
 
 def test_spec(tmp):
@@ -345,6 +533,44 @@ def hostile_cases(tmp):
         f["model_weights/dense"].create_dataset("dense/bias:0", data=np.zeros((1,) * 9, "f4"))
     cases.append(("rank9.h5", mod("", rank9), ["rank 9"]))
 
+    def empty_dense(f):
+        f["model_weights/dense_1"].attrs["weight_names"] = np.asarray([])
+    cases.append(("empty_dense.h5", mod("", empty_dense), ["dense_1 (Dense)", "no weights"]))
+
+    def zip_missing_group(p):
+        K.keras_zip(p)
+        with zipfile.ZipFile(p) as z:
+            data = {n: z.read(n) for n in z.namelist()}
+        buf = io.BytesIO(data["model.weights.h5"])
+        with h5py.File(buf, "a") as f:
+            del f["layers/dense_2"]
+        data["model.weights.h5"] = buf.getvalue()
+        with zipfile.ZipFile(p, "w") as z:
+            for n, b in data.items():
+                z.writestr(n, b)
+    cases.append(("missing_group.keras", zip_missing_group, ["dense_2 (Dense)", "no weights"]))
+
+    def external_link(p):
+        other = p + ".other.h5"
+        K.tf2_sequential(other)
+        K.tf2_sequential(p)
+        with h5py.File(p, "a") as f:
+            del f["model_weights/dense_1"]
+            f["model_weights/dense_1"] = h5py.ExternalLink(other, "/model_weights/dense_1")
+    cases.append(("external_link.h5", external_link, ["/model_weights/dense_1"]))
+
+    def external_storage(p):
+        secret = p + ".secret"
+        with open(secret, "wb") as fh:
+            fh.write(b"s3cr3t!!" * 4)
+        K.tf2_sequential(p)
+        with h5py.File(p, "a") as f:
+            del f["model_weights/dense_1/dense_1/bias:0"]
+            f["model_weights/dense_1"].create_dataset("dense_1/bias:0", shape=(3,), dtype="f4",
+                                                      external=[(secret, 0, 12)])
+    cases.append(("external_storage.h5", external_storage,
+                  ["dense_1/bias:0", "other files"]))
+
     def truncated(p):
         K.tf2_sequential(p)
         with open(p, "r+b") as fh:
@@ -392,8 +618,11 @@ def main():
     with tempfile.TemporaryDirectory(prefix="ddts-keras-") as tmp:
         test_roundtrips(tmp)
         test_listings(tmp)
+        test_training_info(tmp)
         test_write_new(tmp)
         test_spec(tmp)
+        test_normalizer(tmp)
+        test_ensemble(tmp)
         test_hostile(tmp)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0

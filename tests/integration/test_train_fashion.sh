@@ -32,15 +32,21 @@ assert cols == ['epoch', 'accuracy', 'loss', 'val_accuracy', 'val_loss'], cols
 assert float(rows[1]['loss']) < float(rows[0]['loss']) * 1.05, rows
 print('history.csv ok:', cols)
 PYEOF
-    # The trained file keeps the structure of the file it came from, with new weights.
+    # The trained file keeps the structure of the file it came from, with new
+    # weights, plus the normalizer's Reshape/Normalization/Reshape at the input
+    # (test_normalizer_layer.sh checks those layers).
     $PY - "$WORK/$model.h5" "$WORK/out-$model/model.h5" <<'PYEOF' || fail "$model: model.h5 layout"
-import sys, h5py, numpy as np
+import json, sys, h5py, numpy as np
 a, b = h5py.File(sys.argv[1], 'r'), h5py.File(sys.argv[2], 'r')
+added = {'reshape', 'normalization', 'reshape_1'}
 na, nb = [], []
 a.visit(na.append); b.visit(nb.append)
-assert na == nb, (na, nb)
-assert dict(a.attrs) .keys() == dict(b.attrs).keys()
-assert a.attrs['model_config'] == b.attrs['model_config']
+extra = set(nb) - set(na)
+assert set(na) <= set(nb) and all(n.split('/')[1] in added for n in extra), (na, nb)
+assert dict(a.attrs).keys() == dict(b.attrs).keys()
+ca = json.loads(a.attrs['model_config'])['config']['layers']
+cb = json.loads(b.attrs['model_config'])['config']['layers']
+assert [l for l in cb if l['config']['name'] not in added] == ca
 changed = 0
 for n in na:
     if isinstance(a[n], h5py.Dataset):

@@ -192,7 +192,9 @@ def dialogue(work):
 
 def collect_and_eof(work):
     """Collect mode asks only what collecting needs; EOF mid-way fails cleanly."""
-    p = Pty([DDTS, "wizard", "--port", "7000", "--passphrase-file", "/dev/null",
+    with open(os.path.join(work, "pass"), "w") as f:
+        f.write("from a file\n")
+    p = Pty([DDTS, "wizard", "--port", "7000", "--passphrase-file", "pass",
              "--job-out", "c.json"], work)
     check(p.expect("Address to listen on [0.0.0.0]: "), "address question (collect run)")
     p.send("127.0.0.1")
@@ -216,6 +218,101 @@ def collect_and_eof(work):
     check(not os.path.exists(os.path.join(work, "never.json")), "no job file after EOF")
 
 
+def folder_and_dataset(work):
+    """--model FOLDER lists that folder's models; a dataset folder without X/ and Y/ is refused."""
+    os.makedirs(os.path.join(work, "zoo"))
+    for name in ("mlp.keras", "cnn.h5"):
+        open(os.path.join(work, "zoo", name), "w").close()
+    os.makedirs(os.path.join(work, "data", "X"))
+    os.makedirs(os.path.join(work, "data", "Y"))
+    p = Pty([DDTS, "wizard", "--host", "127.0.0.1", "--port", "7001", "--collect=no",
+             "--passphrase-file", "pass", "--model", "zoo", "--clients", "2", "--epochs", "1",
+             "--batch-size", "8", "--optimizer", "adam", "--loss", "mse", "--normalizer", "none",
+             "--method", "fit", "--samples", "all", "--order", "XY", "--job-out", "d.json"], work)
+    check(p.expect("Model files found:\r\n  1) zoo/cnn.h5\r\n  2) zoo/mlp.keras\r\n"),
+          "models of the --model folder listed")
+    check(p.expect("Model (number or path) [1]: "), "model question for a folder")
+    p.send("")
+    check(p.expect("Data source [1]: "), "data source question")
+    p.send("")
+    check(p.expect("Dataset folder (holding X/ and Y/): "), "dataset folder question")
+    p.send("zoo")
+    check(p.expect("invalid answer: zoo has no X/ and Y/ folders"), "non-dataset folder refused")
+    check(p.expect("Dataset folder (holding X/ and Y/): "), "dataset folder asked again")
+    p.send("data")
+    rc = p.wait()
+    check(rc == 0, "folder dialogue exit 0 (got %s): %s" % (rc, p.transcript[-300:]))
+    job = json.load(open(os.path.join(work, "d.json")))
+    check(job.get("model") == "zoo/cnn.h5" and job.get("dataset") == "data" and
+          job.get("data", "server") == "server", "folder dialogue job file: %r" % job)
+    check("Address to listen on" not in p.transcript and "Epochs" not in p.transcript,
+          "settings given as flags are not asked")
+
+
+def ctrl_c_restores_echo(work):
+    """Ctrl-C at the passphrase prompt leaves the terminal echoing again."""
+    import termios
+    p = Pty([DDTS, "wizard", "--host", "h", "--port", "1", "--collect=no", "--job-out", "z.json"],
+            work)
+    check(p.expect("Passphrase (not echoed; clients need the same): "), "passphrase prompt")
+    echo_off = not (termios.tcgetattr(p.fd)[3] & termios.ECHO)
+    check(echo_off, "echo is off at the passphrase prompt")
+    os.write(p.fd, b"\x03")  # Ctrl-C: SIGINT to the foreground process
+    rc = p.wait()
+    check(rc == -2, "Ctrl-C ends the wizard by SIGINT (got %s)" % rc)
+    try:
+        echo_on = bool(termios.tcgetattr(p.fd)[3] & termios.ECHO)
+    except termios.error:
+        echo_on = None
+    check(echo_on is True, "echo restored after Ctrl-C (got %r)" % echo_on)
+
+
+def train_questions(work):
+    """For ddts train (--for train) the network questions are not asked."""
+    p = Pty([DDTS, "wizard", "--for", "train", "--model", "model/a_mlp.h5", "--clients", "1",
+             "--data", "keras", "--keras-dataset", "mnist", "--job-out", "t.json"], work)
+    for prompt in ("Epochs [10]: ", "Batch size [32]: ", "[the model's, else adam]: ",
+                   "[the model's]: ", "Normalizer [none]: ", "2 fit [2]: ",
+                   "Training samples to use [all]: ", "(XX)? [XY]: "):
+        check(p.expect(prompt), "train wizard asks %r" % prompt)
+        p.send("")
+    rc = p.wait()
+    check(rc == 0, "train wizard exit 0 (got %s)" % rc)
+    check("Address to listen on" not in p.transcript and "Passphrase" not in p.transcript and
+          "collect" not in p.transcript, "no network questions for train")
+    check("ddts train --model model/a_mlp.h5 --clients 1 --data keras --keras-dataset mnist"
+          in p.transcript, "train command line printed")
+
+
+def progress_lines(work):
+    """Keras-like progress: redrawn in place on a terminal, one line per epoch otherwise."""
+    import subprocess
+    r = subprocess.run([DDTS, "wizard", "--selftest-progress"], cwd=work, capture_output=True,
+                       text=True, timeout=30)
+    err = r.stderr
+    check(r.returncode == 0, "progress self-test exit 0")
+    check("\r" not in err and "\033" not in err, "no carriage returns or escapes in a pipe")
+    lines = err.splitlines()
+    check(lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2",
+          "one header and one line per epoch in a pipe: %r" % lines[:4])
+    check(lines[1].startswith("1000/1000 [==============================] - ") and
+          "/sample - loss: " in lines[1] and "val_accuracy: 0.7500" in lines[1],
+          "end-of-epoch line: %r" % lines[1])
+    check(sum("ETA:" in l for l in lines) == 0, "no running lines in a pipe")
+    check(any(l.startswith("model.h5  4.00 MiB [====================] 100%") for l in lines),
+          "finished transfer line: %r" % lines)
+    check(sum(l.startswith("NAME ") for l in lines) == 2, "table printed when forced")
+
+    p = Pty([DDTS, "wizard", "--selftest-progress"], work)
+    rc = p.wait(timeout=30)
+    t = p.transcript
+    check(rc == 0, "progress self-test on a terminal exit 0")
+    check("\r 500/1000 [==============>...............] - " in t and "ETA: " in t,
+          "running line redrawn in place on a terminal: %r" % t[:400])
+    check("\033[K" in t, "stale text erased on a terminal")
+    check("\033[3A" in t, "table redrawn in place (cursor up 3 lines)")
+
+
 def main():
     if not os.path.exists(DDTS):
         print("ddts binary not found at", DDTS)
@@ -224,6 +321,10 @@ def main():
     try:
         dialogue(work)
         collect_and_eof(work)
+        folder_and_dataset(work)
+        progress_lines(work)
+        train_questions(work)
+        ctrl_c_restores_echo(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("%d passed, %d failed" % (passes, failures))

@@ -5,6 +5,11 @@
  * ddts_keras_write_new).
  *
  *   keras_roundtrip [--scale F] [--new] IN [OUT]
+ *   keras_roundtrip --norm 4x2 IN OUT
+ *       adds a Normalization layer (mean[i] = i / 2, variance[i] = (i + 1)^2 / 4)
+ *       with ddts_keras_add_normalization before writing.
+ *   keras_roundtrip --ensemble OUT IN1 IN2 ...
+ *       ddts_keras_ensemble_build + ddts_keras_write_new, then lists OUT.
  *   keras_roundtrip --spec LAYERS --input 28x28x1 [--loss L] [--optimizer O] OUT
  *       builds a model with ddts_keras_spec_build and writes it with
  *       ddts_keras_write_new, then lists OUT as above.
@@ -70,8 +75,39 @@ static int spec_main(int argc, char **argv)
     return 0;
 }
 
+static int ensemble_main(int argc, char **argv)
+{
+    size_t n = (size_t)argc - 3;
+    struct ddts_keras_model **ms = calloc(n, sizeof *ms);
+    struct ddts_error err;
+    enum ddts_status st = DDTS_OK;
+    for (size_t i = 0; i < n && st == DDTS_OK; i++)
+        st = ddts_keras_read(argv[3 + i], &ms[i], &err);
+    struct ddts_keras_model *e = NULL;
+    if (st == DDTS_OK)
+        st = ddts_keras_ensemble_build((const struct ddts_keras_model *const *)ms, n, &e, &err);
+    if (st == DDTS_OK)
+        st = ddts_keras_write_new(e, argv[2], &err);
+    ddts_keras_destroy(e);
+    for (size_t i = 0; i < n; i++)
+        ddts_keras_destroy(ms[i]);
+    free(ms);
+    if (st != DDTS_OK) {
+        fprintf(stderr, "error (%s): %s\n", ddts_status_str(st), err.msg);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 4 && strcmp(argv[1], "--ensemble") == 0) {
+        int rc = ensemble_main(argc, argv);
+        if (rc != 0)
+            return rc;
+        argv[1] = argv[2];
+        argc = 2;
+    }
     if (argc > 1 && strcmp(argv[1], "--spec") == 0) {
         int rc = spec_main(argc, argv);
         if (rc != 0)
@@ -80,12 +116,19 @@ int main(int argc, char **argv)
         argc = 2;
     }
     double scale = 1.0;
-    int scaled = 0, make_new = 0;
+    int scaled = 0, make_new = 0, norm_rank = 0;
+    int64_t norm_shape[DDTS_MAX_RANK];
     int i = 1;
     for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
         if (strcmp(argv[i], "--scale") == 0 && i + 1 < argc) {
             scale = strtod(argv[++i], NULL);
             scaled = 1;
+        } else if (strcmp(argv[i], "--norm") == 0 && i + 1 < argc) {
+            char *p = argv[++i];
+            while (p != NULL && *p && norm_rank < DDTS_MAX_RANK) {
+                norm_shape[norm_rank++] = strtoll(p, &p, 10);
+                p = *p == 'x' ? p + 1 : NULL;
+            }
         } else if (strcmp(argv[i], "--new") == 0) {
             make_new = 1;
         } else {
@@ -129,6 +172,48 @@ int main(int argc, char **argv)
         printf("opt\t%s\t%s\n", m->optimizer_weights[j].name, buf);
     }
     printf("params\t%zu\n", ddts_keras_param_count(m));
+    struct ddts_keras_training tr;
+    if (ddts_keras_training_info(m, &tr, &err) == DDTS_OK) {
+        printf("train\t%s\t%.9g\t%s\n", tr.optimizer ? tr.optimizer : "-", tr.learning_rate,
+               tr.loss ? tr.loss : "-");
+        ddts_keras_training_deinit(&tr);
+    }
+    {
+        char *nname = NULL;
+        int nrank = 0;
+        int64_t nshape[DDTS_MAX_RANK];
+        float *nmean = NULL, *nvar = NULL;
+        if (ddts_keras_get_normalization(m, &nname, &nrank, nshape, &nmean, &nvar, &err) ==
+            DDTS_OK) {
+            size_t count = 1;
+            for (int k = 0; k < nrank; k++)
+                count *= (size_t)nshape[k];
+            printf("norm\t%s\t%d\t%zu\t%.9g\t%.9g\n", nname, nrank, count, (double)nmean[count - 1],
+                   (double)nvar[count - 1]);
+        }
+        ddts_free(nname);
+        ddts_free(nmean);
+        ddts_free(nvar);
+    }
+    if (norm_rank > 0) {
+        size_t count = 1;
+        for (int k = 0; k < norm_rank; k++)
+            count *= (size_t)norm_shape[k];
+        float *mean = ddts_malloc(count * sizeof(float));
+        float *var = ddts_malloc(count * sizeof(float));
+        for (size_t k = 0; k < count; k++) {
+            mean[k] = (float)k / 2.0f;
+            var[k] = (float)((k + 1) * (k + 1)) / 4.0f;
+        }
+        st = ddts_keras_add_normalization(m, norm_rank, norm_shape, mean, var, &err);
+        ddts_free(mean);
+        ddts_free(var);
+        if (st != DDTS_OK) {
+            fprintf(stderr, "error (%s): %s\n", ddts_status_str(st), err.msg);
+            ddts_keras_destroy(m);
+            return 1;
+        }
+    }
     if (out != NULL) {
         st = make_new ? ddts_keras_write_new(m, out, &err) : ddts_keras_write(m, out, &err);
         if (st != DDTS_OK) {

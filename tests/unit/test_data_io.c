@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io/io.h"
 #include "test.h"
 
 /* Builds a version 1.0 npy file around `header` (padded as numpy pads). */
@@ -254,6 +255,43 @@ static void test_numbers_locale_independent(void **state)
     }
 }
 
+/* Random 15-19 digit decimals with exponents in [-30, 30], the range of the
+ * fast and extended paths, parse to the same bits as glibc's strtod. */
+static void test_numbers_match_strtod(void **state)
+{
+    (void)state;
+    setlocale(LC_ALL, "C");
+    const size_t n = 20000;
+    char *text = malloc(n * 40);
+    double *want = malloc(n * sizeof *want);
+    size_t used = 0;
+    struct ddts_rng rng;
+    ddts_rng_seed(&rng, 2024);
+    for (size_t i = 0; i < n; i++) {
+        int digits = 15 + (int)ddts_rng_below(&rng, 5);
+        uint64_t m = 0;
+        for (int d = 0; d < digits; d++)
+            m = m * 10 + ddts_rng_below(&rng, 10);
+        int e = (int)ddts_rng_below(&rng, 61) - 30;
+        char one[40];
+        int k = i % 2 ? snprintf(one, sizeof one, "%llue%d", (unsigned long long)m, e)
+                      : snprintf(one, sizeof one, "-0.%0*llu", digits, (unsigned long long)m);
+        want[i] = strtod(one, NULL);
+        memcpy(text + used, one, (size_t)k);
+        used += (size_t)k;
+        text[used++] = '\n';
+    }
+    struct ddts_array *a = NULL;
+    assert_int_equal(ddts_csv_parse(text, used, "r.csv", &a, NULL), DDTS_OK);
+    assert_int_equal(a->shape[0], (int64_t)n);
+    for (size_t i = 0; i < n; i++)
+        if (((double *)a->data)[i] != want[i])
+            fail_msg("line %zu: %.17g, strtod says %.17g", i + 1, ((double *)a->data)[i], want[i]);
+    ddts_array_destroy(a);
+    free(text);
+    free(want);
+}
+
 static void test_csv_table(void **state)
 {
     (void)state;
@@ -296,6 +334,34 @@ static void test_csv_table(void **state)
                 fail_msg("case %zu: message '%s' lacks 't.csv: ... %s'", i, err.msg, cases[i].msg);
         }
     }
+}
+
+/* Chunks parsed in parallel report the same row and line numbers as a serial
+ * parse: 10000 rows, a quoted newline in row 2, a bad cell in row 9001. */
+static void test_csv_chunks(void **state)
+{
+    (void)state;
+    const size_t rows = 10000;
+    char *text = malloc(rows * 32 + 64);
+    size_t used = (size_t)snprintf(text, rows * 32 + 64, "\"x\ny\",b\n");
+    for (size_t i = 0; i < rows; i++)
+        used += (size_t)snprintf(text + used, rows * 32 + 64 - used, "%zu,%zu.5\n", i, i);
+    struct ddts_array *a = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_csv_parse(text, used, "big.csv", &a, &err), DDTS_OK);
+    assert_int_equal(a->shape[0], (int64_t)rows);
+    for (size_t i = 0; i < rows; i++) {
+        assert_true(((double *)a->data)[2 * i] == (double)i);
+        assert_true(((double *)a->data)[2 * i + 1] == (double)i + 0.5);
+    }
+    ddts_array_destroy(a);
+    /* Data row 8999 is row 9001 and, after the header's two lines, line 9002. */
+    char *bad = strstr(text, "\n8999,");
+    assert_non_null(bad);
+    bad[1] = 'z';
+    assert_int_equal(ddts_csv_parse(text, used, "big.csv", &a, &err), DDTS_EFORMAT);
+    assert_string_equal(err.msg, "big.csv: row 9001 (line 9002), column 1: 'z999' is not a number");
+    free(text);
 }
 
 static void test_idx_memory(void **state)
@@ -530,17 +596,55 @@ static void test_parsers_alloc_failures(void **state)
     assert_true(done_csv && done_npy && done_idx);
 }
 
+/* FIPS 180-2 test vectors, fed in uneven pieces. */
+static void test_sha256(void **state)
+{
+    (void)state;
+    const struct {
+        const char *msg;
+        const char *hex;
+    } v[] = {
+        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        struct ddts__sha256 s;
+        ddts__sha256_init(&s);
+        size_t n = strlen(v[i].msg), a = n / 3;
+        ddts__sha256_update(&s, v[i].msg, a);
+        ddts__sha256_update(&s, v[i].msg + a, n - a);
+        char hex[65];
+        ddts__sha256_hex(&s, hex);
+        assert_string_equal(hex, v[i].hex);
+    }
+    /* One million 'a', 1000 bytes at a time. */
+    struct ddts__sha256 s;
+    ddts__sha256_init(&s);
+    char block[1000];
+    memset(block, 'a', sizeof block);
+    for (int i = 0; i < 1000; i++)
+        ddts__sha256_update(&s, block, sizeof block);
+    char hex[65];
+    ddts__sha256_hex(&s, hex);
+    assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_npy_headers),
         cmocka_unit_test(test_npy_data),
         cmocka_unit_test(test_numbers_locale_independent),
+        cmocka_unit_test(test_numbers_match_strtod),
         cmocka_unit_test(test_csv_table),
+        cmocka_unit_test(test_csv_chunks),
         cmocka_unit_test(test_idx_memory),
         cmocka_unit_test(test_folders),
         cmocka_unit_test(test_promote_convert_fit),
         cmocka_unit_test(test_parsers_alloc_failures),
+        cmocka_unit_test(test_sha256),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -233,6 +233,16 @@ static void test_normalizers(void **state)
         for (int j = 0; j < 3; j++)
             assert_close((v[r][j] - mean[j]) / sqrt(var[j]), (v[r][j] - off[j]) * scale[j], 1e-6);
 
+    /* Applied to the rows as float32. */
+    float rows[2 * 3];
+    assert_int_equal(ddts_normalize_rows(a, 1, 2, off, scale, rows, NULL), DDTS_OK);
+    for (int r = 0; r < 2; r++)
+        for (int j = 0; j < 3; j++)
+            assert_close(rows[r * 3 + j], (v[r + 1][j] - off[j]) * scale[j], 1e-6);
+    assert_int_equal(ddts_normalize_rows(a, 3, 2, off, scale, rows, &err), DDTS_EINVAL);
+    assert_int_equal(ddts_normalize_rows(a, 0, 2, NULL, NULL, rows, NULL), DDTS_OK);
+    assert_close(rows[3], 3, 0);
+
     enum ddts_normalizer k;
     const char *names[] = {"none", "simple", "MinMax", "zscore", "0", "1", "2", "3"};
     const enum ddts_normalizer want[] = {DDTS_NORM_NONE,   DDTS_NORM_SIMPLE, DDTS_NORM_MINMAX,

@@ -204,6 +204,7 @@ static void test_json_round_trip(void **state)
     assert_null(strstr(json, "passphrase"));
     assert_null(strstr(json, "\"host\""));
     assert_null(strstr(json, "\"workdir\""));
+    assert_null(strstr(json, "\"threads\""));
     assert_non_null(strstr(json, "\"epochs\":7"));
     assert_null(strchr(json, '\n'));
     ddts_free(json);

@@ -267,6 +267,29 @@ static void test_fixtures(void **state)
         assert_int_equal(m->n_layers, n_layers[i]);
         for (size_t l = 0; l < m->n_layers; l++)
             assert_non_null(m->layers[l].class_name);
+        /* Compiled optimizer and loss, with every allocation failing in turn. */
+        /* nested.keras was saved without compile(): no compile_config. */
+        static const char *const opt[] = {"adam", "sgd", "rmsprop", NULL};
+        struct ddts_keras_training tr;
+        enum ddts_status st = DDTS_ENOMEM;
+        for (long k = 0; k < 100 && st != DDTS_OK; k++) {
+            ddts_alloc_fail_after(k);
+            st = ddts_keras_training_info(m, &tr, &err);
+            ddts_alloc_fail_after(-1);
+            if (st != DDTS_OK)
+                assert_int_equal(st, DDTS_ENOMEM);
+        }
+        assert_int_equal(st, DDTS_OK);
+        if (opt[i] != NULL) {
+            assert_non_null(tr.optimizer);
+            assert_string_equal(tr.optimizer, opt[i]);
+            assert_non_null(tr.loss);
+            assert_true(tr.learning_rate > 0);
+        } else {
+            assert_null(tr.optimizer);
+            assert_null(tr.loss);
+        }
+        ddts_keras_training_deinit(&tr);
         ddts_keras_destroy(m);
         ddts_free(p);
     }
@@ -394,13 +417,135 @@ static void test_spec(void **state)
     ddts_free(dir);
 }
 
+/* The normalizer: added after the input, found again, and every allocation
+ * of add + write failing in turn. */
+static void test_normalization(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"tf2_sequential.h5", "keras3_functional.h5",
+                                        "nested.keras"};
+    char *dir = test_tmpdir();
+    char *out = ddts_path_join(dir, "norm");
+    for (size_t i = 0; i < 3; i++) {
+        char *p = fixture(names[i]);
+        int64_t shape[1] = {i == 2 ? 6 : 4};
+        float mean[6] = {0, 1, 2, 3, 4, 5}, var[6] = {1, 4, 9, 16, 25, 36};
+        int done = 0;
+        for (long k = 0; k < 100000 && !done; k++) {
+            struct ddts_keras_model *m = NULL;
+            struct ddts_error err;
+            enum ddts_status st = ddts_keras_read(p, &m, &err);
+            assert_int_equal(st, DDTS_OK);
+            size_t n_before = m->n_layers;
+            ddts_alloc_fail_after(k);
+            st = ddts_keras_add_normalization(m, 1, shape, mean, var, &err);
+            if (st == DDTS_OK)
+                st = ddts_keras_write(m, out, &err);
+            ddts_alloc_fail_after(-1);
+            if (st == DDTS_OK) {
+                done = 1;
+                assert_int_equal(m->n_layers, n_before + 1);
+            } else if (st != DDTS_ENOMEM) {
+                fail_msg("%s: allocation %ld failing gave %s: %s", names[i], k, ddts_status_str(st),
+                         err.msg);
+            }
+            ddts_keras_destroy(m);
+        }
+        assert_true(done);
+        struct ddts_keras_model *m = NULL;
+        struct ddts_error err;
+        assert_int_equal(ddts_keras_read(out, &m, &err), DDTS_OK);
+        char *nname;
+        int rank;
+        int64_t nshape[DDTS_MAX_RANK];
+        float *nm, *nv;
+        assert_int_equal(ddts_keras_get_normalization(m, &nname, &rank, nshape, &nm, &nv, &err),
+                         DDTS_OK);
+        assert_string_equal(nname, "normalization");
+        assert_int_equal(rank, 1);
+        assert_int_equal(nshape[0], shape[0]);
+        assert_memory_equal(nm, mean, (size_t)shape[0] * sizeof(float));
+        assert_memory_equal(nv, var, (size_t)shape[0] * sizeof(float));
+        assert_non_null(ddts_keras_layer_find(m, "normalization"));
+        assert_int_equal(ddts_keras_add_normalization(m, 1, shape, mean, var, &err), DDTS_EEXIST);
+        ddts_free(nname);
+        ddts_free(nm);
+        ddts_free(nv);
+        ddts_keras_destroy(m);
+        ddts_free(p);
+    }
+    /* Bad values are refused before anything changes. */
+    char *p = fixture("tf2_sequential.h5");
+    struct ddts_keras_model *m = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_keras_read(p, &m, &err), DDTS_OK);
+    int64_t four[1] = {4};
+    float mean[4] = {0, 0, 0, 0}, bad[4] = {1, -1, 1, 1};
+    assert_int_equal(ddts_keras_add_normalization(m, 1, four, mean, bad, &err), DDTS_EINVAL);
+    int64_t five[1] = {5};
+    float m5[5] = {0}, v5[5] = {1, 1, 1, 1, 1};
+    assert_int_equal(ddts_keras_add_normalization(m, 1, five, m5, v5, &err), DDTS_ESHAPE);
+    assert_int_equal(m->n_layers, 4);
+    ddts_keras_destroy(m);
+    ddts_free(p);
+    unlink(out);
+    rmdir(dir);
+    ddts_free(out);
+    ddts_free(dir);
+}
+
+static void test_ensemble(void **state)
+{
+    (void)state;
+    char *p = fixture("tf2_sequential.h5");
+    struct ddts_keras_model *a = NULL, *b = NULL, *e = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_keras_read(p, &a, &err), DDTS_OK);
+    assert_int_equal(ddts_keras_read(p, &b, &err), DDTS_OK);
+    const struct ddts_keras_model *ms[2] = {a, b};
+    assert_int_equal(ddts_keras_ensemble_build(ms, 1, &e, &err), DDTS_EINVAL);
+    char *dir = test_tmpdir();
+    char *out = ddts_path_join(dir, "ens.h5");
+    int done = 0;
+    for (long k = 0; k < 100000 && !done; k++) {
+        ddts_alloc_fail_after(k);
+        enum ddts_status st = ddts_keras_ensemble_build(ms, 2, &e, &err);
+        if (st == DDTS_OK)
+            st = ddts_keras_write_new(e, out, &err);
+        ddts_alloc_fail_after(-1);
+        if (st == DDTS_OK) {
+            done = 1;
+            assert_int_equal(e->n_layers, 4);
+            assert_int_equal(ddts_keras_param_count(e), 2 * ddts_keras_param_count(a));
+        } else if (st != DDTS_ENOMEM) {
+            fail_msg("allocation %ld failing gave %s: %s", k, ddts_status_str(st), err.msg);
+        }
+        ddts_keras_destroy(e);
+        e = NULL;
+    }
+    assert_true(done);
+    struct ddts_keras_model *r = NULL;
+    assert_int_equal(ddts_keras_read(out, &r, &err), DDTS_OK);
+    assert_string_equal(r->layers[1].class_name, "Sequential");
+    assert_string_equal(r->layers[3].class_name, "Average");
+    ddts_keras_destroy(r);
+    ddts_keras_destroy(a);
+    ddts_keras_destroy(b);
+    unlink(out);
+    rmdir(dir);
+    ddts_free(out);
+    ddts_free(dir);
+    ddts_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snake_case),   cmocka_unit_test(test_split_weight_name),
         cmocka_unit_test(test_config_parse), cmocka_unit_test(test_write_new_and_rewrite),
         cmocka_unit_test(test_fixtures),     cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_spec),
+        cmocka_unit_test(test_spec),         cmocka_unit_test(test_normalization),
+        cmocka_unit_test(test_ensemble),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

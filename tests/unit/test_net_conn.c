@@ -402,11 +402,42 @@ static void test_loopback_connect(void **state)
     assert_int_equal(ddts_conn_connect("127.0.0.1", port, 2, &c, NULL), DDTS_OK);
     assert_int_equal(ddts_listener_accept(l, 2, &s, NULL), DDTS_OK);
     assert_string_equal(ddts_conn_peer(s), "127.0.0.1");
+    ddts_conn_destroy(s);
     assert_int_equal(ddts_listener_accept(l, 0.05, &s, NULL), DDTS_ETIMEOUT);
     ddts_conn_destroy(c);
     ddts_listener_close(l);
     /* Nobody listens there any more. */
     assert_int_equal(ddts_conn_connect("127.0.0.1", port, 2, &c, NULL), DDTS_EIO);
+}
+
+static void test_send_out_of_memory(void **state)
+{
+    (void)state;
+    struct side c, s;
+    pair("pw", "pw", DDTS_OK, &c, &s);
+    assert_int_equal(c.st, DDTS_OK);
+    size_t n = 200000; /* bigger than the buffers so far: sending must grow them */
+    uint8_t *big = ddts_calloc(1, n);
+    /* Fail each allocation in turn: ENOMEM, nothing sent, the connection stays usable. */
+    int ok = 0;
+    for (long k = 0; k < 8 && !ok; k++) {
+        ddts_alloc_fail_after(k);
+        enum ddts_status st = ddts_conn_send(c.conn, DDTS_MSG_FILE_DATA, big, n, NULL);
+        ddts_alloc_fail_after(-1);
+        if (st == DDTS_OK)
+            ok = 1;
+        else
+            assert_int_equal(st, DDTS_ENOMEM);
+    }
+    assert_true(ok);
+    uint8_t type;
+    const uint8_t *p;
+    size_t got;
+    assert_int_equal(ddts_conn_recv(s.conn, &type, &p, &got, NULL), DDTS_OK);
+    assert_int_equal(type, DDTS_MSG_FILE_DATA);
+    assert_int_equal(got, n);
+    ddts_free(big);
+    unpair(&c, &s);
 }
 
 int main(void)
@@ -418,7 +449,7 @@ int main(void)
         cmocka_unit_test(test_truncated),        cmocka_unit_test(test_oversized),
         cmocka_unit_test(test_zero_frame),       cmocka_unit_test(test_preauth_limit),
         cmocka_unit_test(test_file_transfer),    cmocka_unit_test(test_passphrase_read),
-        cmocka_unit_test(test_loopback_connect),
+        cmocka_unit_test(test_loopback_connect), cmocka_unit_test(test_send_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

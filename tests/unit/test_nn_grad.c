@@ -15,6 +15,7 @@
 #define B 3 /* batch */
 
 static int n_checked, n_skipped;
+static int int_inputs; /* stage class indices 0..int_inputs-1 as input (Embedding) */
 
 /* A Sequential config from an input shape and a list of layer JSON objects. */
 static char *seq(const char *input_shape, const char *layers)
@@ -77,6 +78,9 @@ static void check_json(const char *json, const char *loss, const char *loss_cfg,
     m->target_size = tk == T_LABEL ? out->size / K : out->size;
     assert_int_equal(ddts__nn_plan(m, B, &err), DDTS_OK);
     fill_uniform(&r, m->nodes[m->input_node].y, B * ddts_model_input_size(m), -1, 1);
+    if (int_inputs)
+        for (size_t i = 0; i < B * ddts_model_input_size(m); i++)
+            m->nodes[m->input_node].y[i] = (float)ddts_rng_below(&r, (uint64_t)int_inputs);
     size_t tn = B * m->target_size;
     for (size_t i = 0; i < tn; i++) {
         double u = ddts_rng_uniform(&r);
@@ -249,6 +253,22 @@ static void test_conv(void **state)
           T_REAL);
 }
 
+static void test_conv1d(void **state)
+{
+    (void)state;
+    check("9,2",
+          "{\"class_name\":\"Conv1D\",\"config\":{\"name\":\"c\",\"filters\":3,\"kernel_size\":[3],"
+          "\"strides\":[2],\"padding\":\"same\",\"activation\":\"relu\"}},"
+          "{\"class_name\":\"MaxPooling1D\",\"config\":{\"name\":\"p\",\"pool_size\":2}}" HEAD,
+          "mse", T_REAL);
+    check("10,2",
+          "{\"class_name\":\"Conv1D\",\"config\":{\"name\":\"c\",\"filters\":3,\"kernel_size\":2,"
+          "\"dilation_rate\":2,\"activation\":\"tanh\"}},"
+          "{\"class_name\":\"AveragePooling1D\",\"config\":{\"name\":\"p\",\"pool_size\":3,"
+          "\"strides\":2,\"padding\":\"same\"}}" HEAD,
+          "mse", T_REAL);
+}
+
 static void test_conv_transpose(void **state)
 {
     (void)state;
@@ -266,6 +286,13 @@ static void test_conv_transpose(void **state)
 static void test_pooling(void **state)
 {
     (void)state;
+    /* relu convolution into tiling max pooling: the pooling applies the relu
+     * derivative itself (a fused path) */
+    check("6,4,2",
+          "{\"class_name\":\"Conv2D\",\"config\":{\"name\":\"c\",\"filters\":3,\"kernel_size\":3,"
+          "\"padding\":\"same\",\"activation\":\"relu\"}},{\"class_name\":\"MaxPooling2D\","
+          "\"config\":{\"name\":\"p\",\"pool_size\":[2,2]}}" HEAD,
+          "mse", T_REAL);
     check("6,6,2",
           CONV("c", 3, 3, ",\"padding\":\"same\"") ",{\"class_name\":\"MaxPooling2D\",\"config\":"
                                                    "{\"name\":\"p\",\"pool_size\":[2,2]}}" HEAD,
@@ -316,6 +343,31 @@ static void test_shape_layers(void **state)
           "{\"class_name\":\"Normalization\",\"config\":{\"name\":\"n\",\"axis\":-1}}," DENSE(
               3, "tanh"),
           "mse", T_REAL);
+}
+
+static void test_layernorm_embedding(void **state)
+{
+    (void)state;
+    check("5",
+          DENSE(4, "linear") ",{\"class_name\":\"LayerNormalization\",\"config\":{\"name\":"
+                             "\"ln\",\"axis\":[-1],\"epsilon\":0.001}}," DENSE(2, "tanh"),
+          "mse", T_REAL);
+    check("2,5",
+          DENSE(4, "linear") ",{\"class_name\":\"LayerNormalization\",\"config\":{\"name\":"
+                             "\"ln\",\"center\":false}}," DENSE(2, "tanh"),
+          "mse", T_REAL);
+    int_inputs = 7;
+    check("4",
+          "{\"class_name\":\"Embedding\",\"config\":{\"name\":\"e\",\"input_dim\":7,"
+          "\"output_dim\":3}},{\"class_name\":\"GlobalAveragePooling1D\",\"config\":{"
+          "\"name\":\"g\"}}," DENSE(2, "tanh"),
+          "mse", T_REAL);
+    check("4",
+          "{\"class_name\":\"Embedding\",\"config\":{\"name\":\"e\",\"input_dim\":7,"
+          "\"output_dim\":3}},{\"class_name\":\"GlobalMaxPooling1D\",\"config\":{"
+          "\"name\":\"g\"}}," DENSE(2, "tanh"),
+          "mse", T_REAL);
+    int_inputs = 0;
 }
 
 static void test_batchnorm(void **state)
@@ -402,6 +454,11 @@ static void test_losses(void **state)
         check_json(j, cases[i].loss, cases[i].cfg, cases[i].t, 2e-2);
         free(j);
     }
+    /* a softmax Activation layer as the output: the fused loss reads its input */
+    char *j = seq("3", DENSE(4, "linear") ",{\"class_name\":\"Activation\",\"config\":{\"name\":"
+                                          "\"sm\",\"activation\":\"softmax\"}}");
+    check_json(j, "sparse_categorical_crossentropy", NULL, T_LABEL, 2e-2);
+    free(j);
 }
 
 /* Loss values against hand computation. */
@@ -447,11 +504,18 @@ static void test_loss_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dense),     cmocka_unit_test(test_activations),
-        cmocka_unit_test(test_conv),      cmocka_unit_test(test_conv_transpose),
-        cmocka_unit_test(test_pooling),   cmocka_unit_test(test_shape_layers),
-        cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_merge),
-        cmocka_unit_test(test_losses),    cmocka_unit_test(test_loss_values),
+        cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_conv_transpose),
+        cmocka_unit_test(test_conv1d),
+        cmocka_unit_test(test_pooling),
+        cmocka_unit_test(test_shape_layers),
+        cmocka_unit_test(test_batchnorm),
+        cmocka_unit_test(test_layernorm_embedding),
+        cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_losses),
+        cmocka_unit_test(test_loss_values),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     printf("gradient entries checked: %d (%d skipped on kinks)\n", n_checked, n_skipped);

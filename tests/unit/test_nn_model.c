@@ -409,14 +409,108 @@ static void test_out_of_memory(void **state)
     }
 }
 
+/* An ensemble as ddts builds it: two nested models with the same layer
+ * names, averaged by an Average layer; the output is the mean of theirs. */
+static void test_ensemble(void **state)
+{
+    (void)state;
+#define SUB(n)                                                                                     \
+    "{\"class_name\": \"Sequential\", \"name\": \"" n "\", \"config\": {\"name\": \"" n "\", "     \
+    "\"layers\": [{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, "    \
+    "3], "                                                                                         \
+    "\"name\": \"i\"}}, {\"class_name\": \"Dense\", \"config\": {\"name\": \"dense\", \"units\": " \
+    "2, "                                                                                          \
+    "\"activation\": \"softmax\"}}]}, \"inbound_nodes\": [[[\"x\", 0, 0, {}]]]}"
+    const char *j =
+        "{\"class_name\": \"Functional\", \"config\": {\"name\": \"ensemble\", "
+        "\"layers\": [{\"class_name\": \"InputLayer\", \"name\": \"x\", \"config\": "
+        "{\"batch_input_shape\": [null, 3], \"name\": \"x\"}, \"inbound_nodes\": []}, " SUB(
+            "m1") ", " SUB("m2") ", {\"class_name\": \"Average\", \"name\": \"avg\", "
+                                 "\"config\": {\"name\": \"avg\"}, \"inbound_nodes\": "
+                                 "[[[\"m1\", 1, 0, {}], [\"m2\", 1, 0, {}]]]}], "
+                                 "\"input_layers\": [[\"x\", 0, 0]], \"output_layers\": "
+                                 "[[\"avg\", 0, 0]]}}";
+#undef SUB
+    struct ddts_model *m = build(j);
+    struct ddts_error err;
+    assert_int_equal(ddts_model_n_layers(m), 4);
+    assert_int_equal(ddts_model_init_weights(m, 4, &err), DDTS_OK);
+    struct ddts_weight_view k1, b1, k2, b2;
+    assert_int_equal(ddts_model_weight(m, 1, 0, &k1), DDTS_OK);
+    assert_int_equal(ddts_model_weight(m, 1, 1, &b1), DDTS_OK);
+    assert_int_equal(ddts_model_weight(m, 2, 0, &k2), DDTS_OK);
+    assert_int_equal(ddts_model_weight(m, 2, 1, &b2), DDTS_OK);
+    assert_string_equal(k2.layer_name, "dense");
+    b1.data[0] = 0.3f;
+    b2.data[1] = -0.2f;
+    int64_t shape[2] = {1, 3};
+    struct ddts_array *x, *p;
+    assert_int_equal(ddts_array_create(DDTS_F32, 2, shape, &x, &err), DDTS_OK);
+    float *xd = x->data;
+    xd[0] = 0.5f;
+    xd[1] = -1.0f;
+    xd[2] = 2.0f;
+    assert_int_equal(ddts_model_predict(m, x, 4, &p, &err), DDTS_OK);
+    double want[2] = {0, 0};
+    const struct ddts_weight_view *ks[2] = {&k1, &k2}, *bs[2] = {&b1, &b2};
+    for (int e = 0; e < 2; e++) {
+        double z[2], s = 0;
+        for (int u = 0; u < 2; u++) {
+            z[u] = bs[e]->data[u];
+            for (int i = 0; i < 3; i++)
+                z[u] += (double)xd[i] * ks[e]->data[i * 2 + u];
+        }
+        for (int u = 0; u < 2; u++)
+            s += exp(z[u]);
+        for (int u = 0; u < 2; u++)
+            want[u] += exp(z[u]) / s / 2;
+    }
+    assert_close(((float *)p->data)[0], want[0], 1e-6);
+    assert_close(((float *)p->data)[1], want[1], 1e-6);
+    ddts_array_destroy(x);
+    ddts_array_destroy(p);
+    ddts_model_destroy(m);
+}
+
+/* The fuzz seeds are valid models (they cover every layer kind once). */
+static void test_fuzz_seeds(void **state)
+{
+    (void)state;
+    const char *names[] = {"cnn.json",  "keras22_list.json", "keras2_nested.json",
+                           "text.json", "seq1d.json",        "keras3_functional.json"};
+    for (size_t i = 0; i < 6; i++) {
+        char path[512];
+        const char *src = getenv("DDTS_SOURCE_DIR");
+        snprintf(path, sizeof path, "%s/fuzz/corpus/fuzz_model_config/%s", src ? src : ".",
+                 names[i]);
+        FILE *f = fopen(path, "rb");
+        if (f == NULL)
+            fail_msg("cannot open %s", path);
+        char buf[16384];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        struct ddts_model *m = build(buf);
+        struct ddts_error err;
+        assert_int_equal(ddts_model_init_weights(m, 1, &err), DDTS_OK);
+        ddts_model_destroy(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_keras22_bare_list),   cmocka_unit_test(test_cnn_shapes),
-        cmocka_unit_test(test_keras3_sequential),   cmocka_unit_test(test_keras3_functional),
-        cmocka_unit_test(test_nested_weight_order), cmocka_unit_test(test_init_weights),
-        cmocka_unit_test(test_initializers),        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_keras22_bare_list),
+        cmocka_unit_test(test_cnn_shapes),
+        cmocka_unit_test(test_keras3_sequential),
+        cmocka_unit_test(test_keras3_functional),
+        cmocka_unit_test(test_nested_weight_order),
+        cmocka_unit_test(test_init_weights),
+        cmocka_unit_test(test_initializers),
+        cmocka_unit_test(test_errors),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_fuzz_seeds),
+        cmocka_unit_test(test_ensemble),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

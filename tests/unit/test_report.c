@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cairo.h>
+#include <jansson.h>
 
 #include "test.h"
 
@@ -252,6 +253,29 @@ static void test_progress(void **state)
     assert_string_equal(buf, "-");
 }
 
+static void test_transfer(void **state)
+{
+    (void)state;
+    char buf[160];
+    ddts_format_bytes(buf, sizeof buf, 512);
+    assert_string_equal(buf, "512 B");
+    ddts_format_bytes(buf, sizeof buf, 1536);
+    assert_string_equal(buf, "1.50 KiB");
+    ddts_format_bytes(buf, sizeof buf, 12.34 * 1048576);
+    assert_string_equal(buf, "12.3 MiB");
+    ddts_format_bytes(buf, sizeof buf, 3.0 * 1073741824.0);
+    assert_string_equal(buf, "3.00 GiB");
+    uint64_t mib = 1048576;
+    size_t n = ddts_transfer_format(buf, sizeof buf, "model.h5", 10 * mib, 40 * mib, 4);
+    assert_int_equal(n, strlen(buf));
+    assert_string_equal(
+        buf, "model.h5  10.0 MiB/40.0 MiB [====>...............]  25% 2.50 MiB/s ETA 12s");
+    ddts_transfer_format(buf, sizeof buf, "shard", 40 * mib, 40 * mib, 16);
+    assert_string_equal(buf, "shard  40.0 MiB [====================] 100% 2.50 MiB/s 16s");
+    ddts_transfer_format(buf, sizeof buf, "x", 100, 0, 0);
+    assert_string_equal(buf, "x  100 B -/s");
+}
+
 static void test_client_table(void **state)
 {
     (void)state;
@@ -303,6 +327,27 @@ static void test_summary(void **state)
     assert_non_null(strstr(text, "\"val_loss\": null"));
     assert_non_null(strstr(text, "\"name\": \"b\\\"eta\""));
     assert_non_null(strstr(text, "\"duration_s\": 75.0"));
+    /* A JSON parser agrees. */
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
+    if (root == NULL)
+        fail_msg("summary.json does not parse: line %d: %s\n%s", jerr.line, jerr.text, text);
+    assert_string_equal(json_string_value(json_object_get(root, "job")), "mnist");
+    assert_int_equal(json_integer_value(json_object_get(root, "seed")), 42);
+    json_t *clients = json_object_get(root, "clients");
+    assert_int_equal(json_array_size(clients), 2);
+    json_t *c0 = json_array_get(clients, 0);
+    assert_int_equal(json_integer_value(json_object_get(c0, "samples")), 30000);
+    assert_true(json_real_value(json_object_get(json_object_get(c0, "final"), "loss")) == 0.25);
+    assert_true(json_is_null(json_object_get(json_object_get(c0, "final"), "val_loss")));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(clients, 1), "name")),
+                        "b\"eta");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(root, "settings"), "epochs")), 10);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(root, "global"), "model")),
+        "global/model.h5");
+    json_decref(root);
     ddts_free(text);
     text = slurp(tpath, &n);
     assert_non_null(strstr(text, "Job        mnist"));
@@ -453,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_history_parse_errors),
         cmocka_unit_test(test_textlog),
         cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_transfer),
         cmocka_unit_test(test_client_table),
         cmocka_unit_test(test_summary),
         cmocka_unit_test(test_plots),

@@ -1,0 +1,123 @@
+/*
+ * Coordination overhead of averaging rounds: N clients (threads) and a server
+ * on loopback, a tiny model (1000 float32), R exchanges each and no compute:
+ * the time per round is pure protocol cost (encryption, framing, waiting for
+ * the slowest, averaging).
+ *
+ *     bench_sync [clients] [rounds]      (default 32 clients, 200 rounds)
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ddts/ddts.h"
+
+#define N_WEIGHTS 1000
+
+static int rounds = 200;
+static atomic_int port;
+
+static enum ddts_status train(void *ud, const struct ddts_client_job *job,
+                              struct ddts_client_sync *sync, struct ddts_error *err)
+{
+    (void)ud;
+    float w[N_WEIGHTS];
+    for (size_t i = 0; i < N_WEIGHTS; i++)
+        w[i] = (float)job->shard;
+    for (int r = 0; r < rounds; r++) {
+        enum ddts_status st = ddts_client_sync_exchange(sync, w, N_WEIGHTS, 1, err);
+        if (st != DDTS_OK)
+            return st;
+    }
+    return DDTS_OK;
+}
+
+static void on_listening(void *ud, uint16_t p)
+{
+    (void)ud;
+    atomic_store(&port, p);
+}
+
+static void *server_main(void *arg)
+{
+    struct ddts_server_config *cfg = arg;
+    struct ddts_error err;
+    if (ddts_server_run(cfg, &err) != DDTS_OK)
+        fprintf(stderr, "server: %s\n", err.msg);
+    return NULL;
+}
+
+struct client_arg {
+    struct ddts_client_config cfg;
+    char dir[64];
+};
+
+static void *client_main(void *arg)
+{
+    struct client_arg *ca = arg;
+    struct ddts_error err;
+    if (ddts_client_run(&ca->cfg, &err) != DDTS_OK)
+        fprintf(stderr, "client: %s\n", err.msg);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    int n = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 32;
+    rounds = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 200;
+    if (n < 1 || n > 256 || rounds < 1)
+        return 2;
+    char tmpl[] = "/tmp/ddts-bench-sync-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    struct ddts_passphrase *pw = NULL;
+    if (dir == NULL || ddts_passphrase_create("bench", 5, &pw, NULL) != DDTS_OK)
+        return 1;
+    struct ddts_server_config sc = {
+        .host = "127.0.0.1",
+        .any_port = 1,
+        .passphrase = pw,
+        .n_clients = (size_t)n,
+        .workdir = dir,
+        .job = "bench",
+        .client_timeout_s = 60,
+        .sync = DDTS_SYNC_STEP,
+        .on_listening = on_listening,
+    };
+    pthread_t st;
+    pthread_create(&st, NULL, server_main, &sc);
+    while (atomic_load(&port) == 0)
+        usleep(1000);
+    struct client_arg *ca = calloc((size_t)n, sizeof *ca);
+    pthread_t *ct = calloc((size_t)n, sizeof *ct);
+    double t0 = ddts_now();
+    for (int i = 0; i < n; i++) {
+        snprintf(ca[i].dir, sizeof ca[i].dir, "%s/c%d", dir, i);
+        ca[i].cfg = (struct ddts_client_config){
+            .host = "127.0.0.1",
+            .port = (uint16_t)atomic_load(&port),
+            .passphrase = pw,
+            .workdir = ca[i].dir,
+            .train = train,
+            .one_share = 1,
+        };
+        pthread_create(&ct[i], NULL, client_main, &ca[i]);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(ct[i], NULL);
+    double t1 = ddts_now();
+    pthread_join(st, NULL);
+    printf("sync rounds: %d clients x %d rounds of %d floats on loopback: %.1f s in all "
+           "(setup included), %.2f ms per round\n",
+           n, rounds, N_WEIGHTS, t1 - t0, (t1 - t0) / rounds * 1e3);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup of %s failed\n", dir);
+    free(ca);
+    free(ct);
+    ddts_passphrase_destroy(pw);
+    return 0;
+}
