@@ -210,6 +210,9 @@ wait_pid 150 "$C1" || fail "restart: client 1 failed: $(tail -3 "$WORK/restart/c
 wait_pid 150 "$C2" || fail "restart: client 2 failed: $(tail -3 "$WORK/restart/c2.err")"
 wait_pid 60 "$S" || fail "restart: restarted server failed: $(tail -5 "$WORK/restart/server.err")"
 log_has restart "resuming job 'restart'" || fail "restart: the server did not resume"
+# The clients continue at the epoch after the saved round, not from scratch.
+grep -q "already contributed [1-9][0-9]* rounds" "$WORK/restart/c1.err" "$WORK/restart/c2.err" ||
+    fail "restart: the clients started their shares over"
 echo "server restarted mid-job: test accuracy $(accuracy restart)"
 [ -n "$(accuracy restart)" ] || fail "restart: no final accuracy"
 fi
