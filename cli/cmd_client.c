@@ -144,8 +144,7 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         initial_epoch = e >= (uint64_t)job.epochs ? job.epochs - 1 : (int)e;
         ddts_log(&ctx->log, DDTS_LOG_INFO,
                  "share %u already contributed %llu rounds: training from epoch %d of %d",
-                 cj->shard, (unsigned long long)cj->share_rounds, initial_epoch + 1,
-                 job.epochs);
+                 cj->shard, (unsigned long long)cj->share_rounds, initial_epoch + 1, job.epochs);
     }
     struct ddts_train_request req = {
         .job = &job,
