@@ -338,6 +338,37 @@ out:
     return h;
 }
 
+/*
+ * "fold_values" of a client's summary.json (k-fold jobs) into vals (at most
+ * max); the count, 0 when absent.
+ */
+static int client_folds(const char *clients_dir, const char *name, double *vals, int max)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/summary.json", clients_dir, name);
+    char *text = NULL;
+    size_t n = 0;
+    if (ddts_read_file(path, 1 << 20, &text, &n, NULL) != DDTS_OK)
+        return 0;
+    int k = 0;
+    const char *p = strstr(text, "\"fold_values\": [");
+    if (p != NULL) {
+        p += 16;
+        while (k < max) {
+            char *end = NULL;
+            double v = strtod(p, &end);
+            if (end == p)
+                break;
+            vals[k++] = v;
+            p = end;
+            while (*p == ' ' || *p == ',')
+                p++;
+        }
+    }
+    ddts_free(text);
+    return k;
+}
+
 /* The job's report: per-client final figures, combined plot, summary.json/.txt. */
 static void write_report(const struct ddts_job *job, const char *job_dir, double started,
                          double loss, double accuracy, int have_global,
@@ -402,7 +433,38 @@ static void write_report(const struct ddts_job *job, const char *job_dir, double
     if (ddts_job_to_json(job, DDTS_JOB_JSON_ALL | DDTS_JOB_JSON_COMPACT, &settings, &err) !=
         DDTS_OK)
         settings = NULL;
-    struct ddts_metric global[2] = {{"test_loss", loss}, {"test_accuracy", accuracy}};
+    /* k-fold: per fold, the sample-weighted mean of the clients' fold values
+     * (each client's validation fold, as its summary.json gives them); then
+     * the mean and the standard deviation over the folds. */
+    struct ddts_metric global[4] = {{"test_loss", loss}, {"test_accuracy", accuracy}};
+    size_t n_global = isfinite(accuracy) ? 2 : (isfinite(loss) ? 1 : 0);
+    if (job->method == DDTS_JOB_KFOLD && job->folds > 0 && job->folds <= 1000) {
+        double *sum = ddts_calloc((size_t)job->folds, sizeof *sum);
+        double *vals = ddts_calloc((size_t)job->folds, sizeof *vals);
+        double weight = 0;
+        for (size_t c = 0; sum != NULL && vals != NULL && c < n; c++) {
+            if (client_folds(clients_dir, names[c], vals, job->folds) != job->folds)
+                continue;
+            double w = rows[c].samples > 0 ? (double)rows[c].samples : 1;
+            for (int f = 0; f < job->folds; f++)
+                sum[f] += w * vals[f];
+            weight += w;
+        }
+        if (weight > 0) {
+            double mean = 0, var = 0;
+            for (int f = 0; f < job->folds; f++)
+                mean += sum[f] / weight;
+            mean /= job->folds;
+            for (int f = 0; f < job->folds; f++)
+                var += (sum[f] / weight - mean) * (sum[f] / weight - mean);
+            global[n_global++] = (struct ddts_metric){"kfold_mean", mean};
+            global[n_global++] = (struct ddts_metric){"kfold_std", sqrt(var / job->folds)};
+            ddts_log(log, DDTS_LOG_INFO, "%d-fold result over the clients: %.4f +/- %.4f",
+                     job->folds, mean, sqrt(var / job->folds));
+        }
+        ddts_free(sum);
+        ddts_free(vals);
+    }
     struct ddts_summary s = {
         .job = job->name,
         .status = "ok",
@@ -413,7 +475,7 @@ static void write_report(const struct ddts_job *job, const char *job_dir, double
         .clients = rows,
         .n_clients = n,
         .global_final = global,
-        .n_global_final = isfinite(accuracy) ? 2 : (isfinite(loss) ? 1 : 0),
+        .n_global_final = n_global,
         .global_model = have_global ? "global/model.h5" : NULL,
         .plot = have_plot ? "report.png" : NULL,
     };
@@ -519,8 +581,10 @@ int cmd_server(int argc, char **argv)
         goto out;
     struct round_saver saver = {.every = 0, .log = &log};
     snprintf(saver.dir, sizeof saver.dir, "%s/global", job_dir);
-    if (!job.collect && model_path[0] && ddts_mkdir_p(saver.dir, NULL) == DDTS_OK)
+    if (!job.collect && model_path[0])
         saver.every = rounds_per_epoch(&job, read_min_share(shards_dir));
+    if (saver.every > 0 && ddts_mkdir_p(saver.dir, NULL) != DDTS_OK)
+        saver.every = 0;
     struct ddts_server_config cfg = {
         .host = job.host,
         .port = (uint16_t)job.port,

@@ -235,7 +235,10 @@ for t in steps step; do
         fail "$t: the clients end with different weights"
 done
 run_job none 2 --sync none
-[ -e "$WORK/none/server/none/global/model.h5" ] && fail "none: a global model was written"
+# The server creates global/ for every job; without rounds it stays empty.
+[ -z "$(ls -A "$WORK/none/server/none/global" 2>/dev/null)" ] ||
+    fail "none: global/ holds $(ls "$WORK/none/server/none/global")"
+grep -q '"c2"' "$WORK/none/server/none/summary.json" || fail "none: summary.json lacks c2"
 same_weights "$WORK/none/server/none/clients/c1/model.h5" \
     "$WORK/none/server/none/clients/c2/model.h5" >/dev/null &&
     fail "none: the two clients' models are identical"
@@ -248,6 +251,10 @@ for i in 1 2; do
     grep -q '"fold_values"' "$WORK/kfold/server/kfold/clients/c$i/summary.json" ||
         fail "kfold: c$i has no per-fold results"
 done
+grep -q 'kfold_mean' "$WORK/kfold/server/kfold/summary.json" ||
+    fail "kfold: the job's summary has no k-fold mean"
+grep -q 'kfold_std' "$WORK/kfold/server/kfold/summary.txt" ||
+    fail "kfold: the readable summary has no k-fold std"
 fi
 
 finish
