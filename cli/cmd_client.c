@@ -133,6 +133,19 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
     char run_name[256];
     snprintf(run_name, sizeof run_name, "%s %s (share %u/%u)", cj->job, cj->client_name,
              cj->shard + 1, cj->n_shards);
+    /* A share taken over (or resumed) mid-job skips the epochs it already
+     * contributed to the rounds: rounds per epoch as trainer.c exchanges. */
+    int initial_epoch = 0;
+    if (syncing && job.method == DDTS_JOB_FIT && cj->share_rounds > 0) {
+        uint64_t k = cj->sync_steps > 0 ? cj->sync_steps : 1;
+        uint64_t per_epoch =
+            cj->sync == DDTS_SYNC_EPOCH ? 1 : (uint64_t)(min_share / batch) / k + 1;
+        uint64_t e = cj->share_rounds / per_epoch;
+        initial_epoch = e >= (uint64_t)job.epochs ? job.epochs - 1 : (int)e;
+        ddts_log(&ctx->log, DDTS_LOG_INFO,
+                 "share %u already contributed %llu rounds: training from epoch %d of %d",
+                 cj->shard, (unsigned long long)cj->share_rounds, initial_epoch + 1, job.epochs);
+    }
     struct ddts_train_request req = {
         .job = &job,
         .model_path = cj->model_path,
@@ -150,6 +163,7 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
                           ? (cj->sync_steps > 0 ? cj->sync_steps : 1)
                           : 0,
         .sync_batch_limit = min_share / batch,
+        .initial_epoch = initial_epoch,
         .run_name = run_name,
         .logger = &ctx->log,
         .progress = stderr,

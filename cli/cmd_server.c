@@ -200,10 +200,179 @@ static int64_t client_samples(const char *clients_dir, const char *name)
     return samples;
 }
 
+/*
+ * The global model's curve: the weights of every epoch-end round are saved as
+ * global/round_<R>.f32 (on_round), evaluated on the test data after the job
+ * into global/history.csv, and drawn in the combined plot.
+ */
+struct round_saver {
+    char dir[4096]; /* WORKDIR/NAME/global */
+    uint64_t every; /* rounds per epoch (0: no snapshots) */
+    const struct ddts_logger *log;
+};
+
+static void on_round(void *userdata, uint64_t round, const float *w, size_t n)
+{
+    const struct round_saver *rs = userdata;
+    if (rs->every == 0 || round % rs->every != 0)
+        return;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/round_%06llu.f32", rs->dir, (unsigned long long)round);
+    struct ddts_error err;
+    if (ddts_write_file_atomic(path, w, n * sizeof *w, &err) != DDTS_OK)
+        ddts_log(rs->log, DDTS_LOG_WARN, "global snapshot: %s", err.msg);
+}
+
+/* "min_share" of a share's info.txt (0: unknown). */
+static size_t read_min_share(const char *shards_dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/shard_0/info.txt", shards_dir);
+    char *text = NULL;
+    size_t n = 0;
+    if (ddts_read_file(path, 4096, &text, &n, NULL) != DDTS_OK)
+        return 0;
+    size_t v = 0;
+    const char *p = strstr(text, "min_share ");
+    if (p != NULL)
+        v = (size_t)strtoull(p + 10, NULL, 10);
+    ddts_free(text);
+    return v;
+}
+
+/* Rounds per epoch of a job: the client's exchanges (trainer.c) every K batches
+ * up to the smallest share's whole batches, plus one at the end of the epoch. */
+static uint64_t rounds_per_epoch(const struct ddts_job *job, size_t min_share)
+{
+    if (job->method != DDTS_JOB_FIT || job->sync == DDTS_JOB_SYNC_NONE)
+        return 0;
+    if (job->sync == DDTS_JOB_SYNC_EPOCH)
+        return 1;
+    size_t batch = job->batch_size > 0 ? (size_t)job->batch_size : 32;
+    size_t k = job->sync_steps > 0 ? (size_t)job->sync_steps : 1;
+    if (min_share == 0)
+        return 0;
+    return (uint64_t)(min_share / batch / k) + 1;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * Evaluates every global/round_*.f32 on the test data, writes
+ * global/history.csv (epoch,val_loss,val_accuracy, one row per epoch-end
+ * round) and returns it read back, or NULL.
+ */
+static struct ddts_csv_history *
+global_history(const struct ddts_job *job, const char *job_dir, const char *model_path,
+               const struct ddts_stats *stats, const struct ddts_array *xt,
+               const struct ddts_array *yt, const struct ddts_logger *log)
+{
+    enum { MAXR = 10000 };
+    if (xt == NULL || yt == NULL || model_path[0] == 0)
+        return NULL;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/global", job_dir);
+    uint64_t *rounds = ddts_mallocarray(MAXR, sizeof *rounds);
+    size_t nr = 0, used = 0, cap = 64;
+    char *csv = ddts_malloc(cap);
+    struct ddts_csv_history *h = NULL;
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    DIR *d = rounds != NULL && csv != NULL ? opendir(dir) : NULL;
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL && nr < MAXR) {
+        unsigned long long r;
+        char tail[8];
+        if (sscanf(e->d_name, "round_%llu.%7s", &r, tail) == 2 && strcmp(tail, "f32") == 0)
+            rounds[nr++] = (uint64_t)r;
+    }
+    if (d != NULL)
+        closedir(d);
+    if (nr == 0)
+        goto out;
+    qsort(rounds, nr, sizeof *rounds, cmp_u64);
+    used = (size_t)snprintf(csv, cap, "epoch,val_loss,val_accuracy\n");
+    for (size_t i = 0; i < nr; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/round_%06llu.f32", dir, (unsigned long long)rounds[i]);
+        float *w = NULL;
+        size_t n_w = 0;
+        double loss = NAN, acc = NAN;
+        enum ddts_status st = read_f32(path, &w, &n_w, &err);
+        if (st == DDTS_OK) {
+            struct ddts_global_request g = {job, model_path, w, n_w, stats, xt, yt, NULL};
+            st = ddts_train_global(&g, &loss, &acc, &err);
+        }
+        ddts_free(w);
+        if (st != DDTS_OK || !isfinite(loss)) {
+            ddts_log(log, DDTS_LOG_WARN, "global curve: %s", st != DDTS_OK ? err.msg : path);
+            goto out;
+        }
+        char row[128];
+        int len = isfinite(acc) ? snprintf(row, sizeof row, "%zu,%.9g,%.9g\n", i, loss, acc)
+                                : snprintf(row, sizeof row, "%zu,%.9g,\n", i, loss);
+        if (used + (size_t)len + 1 > cap) {
+            char *bigger = ddts_realloc(csv, cap * 2 + (size_t)len);
+            if (bigger == NULL)
+                goto out;
+            csv = bigger;
+            cap = cap * 2 + (size_t)len;
+        }
+        memcpy(csv + used, row, (size_t)len + 1);
+        used += (size_t)len;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/history.csv", dir);
+    if (ddts_write_file_atomic(path, csv, used, &err) != DDTS_OK ||
+        ddts_csv_history_parse(path, csv, used, &h, &err) != DDTS_OK) {
+        ddts_log(log, DDTS_LOG_WARN, "global curve: %s", err.msg);
+        h = NULL;
+    }
+out:
+    ddts_free(rounds);
+    ddts_free(csv);
+    return h;
+}
+
+/*
+ * "fold_values" of a client's summary.json (k-fold jobs) into vals (at most
+ * max); the count, 0 when absent.
+ */
+static int client_folds(const char *clients_dir, const char *name, double *vals, int max)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/summary.json", clients_dir, name);
+    char *text = NULL;
+    size_t n = 0;
+    if (ddts_read_file(path, 1 << 20, &text, &n, NULL) != DDTS_OK)
+        return 0;
+    int k = 0;
+    const char *p = strstr(text, "\"fold_values\": [");
+    if (p != NULL) {
+        p += 16;
+        while (k < max) {
+            char *end = NULL;
+            double v = strtod(p, &end);
+            if (end == p)
+                break;
+            vals[k++] = v;
+            p = end;
+            while (*p == ' ' || *p == ',')
+                p++;
+        }
+    }
+    ddts_free(text);
+    return k;
+}
+
 /* The job's report: per-client final figures, combined plot, summary.json/.txt. */
 static void write_report(const struct ddts_job *job, const char *job_dir, double started,
                          double loss, double accuracy, const char *global_rel,
-                         const struct ddts_logger *log)
+                         const struct ddts_csv_history *global_curve, const struct ddts_logger *log)
 {
     struct ddts_error err;
     char clients_dir[4096];
@@ -257,14 +426,45 @@ static void write_report(const struct ddts_job *job, const char *job_dir, double
     snprintf(plot, sizeof plot, "%s/report.png", job_dir);
     int have_plot =
         n > 0 && ddts_plot_combined(plot, job->name, (const struct ddts_csv_history *const *)hist,
-                                    (const char *const *)names, n, NULL, &err) == DDTS_OK;
+                                    (const char *const *)names, n, global_curve, &err) == DDTS_OK;
     if (n > 0 && !have_plot)
         ddts_log(log, DDTS_LOG_WARN, "combined plot: %s", err.msg);
     char *settings = NULL;
     if (ddts_job_to_json(job, DDTS_JOB_JSON_ALL | DDTS_JOB_JSON_COMPACT, &settings, &err) !=
         DDTS_OK)
         settings = NULL;
-    struct ddts_metric global[2] = {{"test_loss", loss}, {"test_accuracy", accuracy}};
+    /* k-fold: per fold, the sample-weighted mean of the clients' fold values
+     * (each client's validation fold, as its summary.json gives them); then
+     * the mean and the standard deviation over the folds. */
+    struct ddts_metric global[4] = {{"test_loss", loss}, {"test_accuracy", accuracy}};
+    size_t n_global = isfinite(accuracy) ? 2 : (isfinite(loss) ? 1 : 0);
+    if (job->method == DDTS_JOB_KFOLD && job->folds > 0 && job->folds <= 1000) {
+        double *sum = ddts_calloc((size_t)job->folds, sizeof *sum);
+        double *vals = ddts_calloc((size_t)job->folds, sizeof *vals);
+        double weight = 0;
+        for (size_t c = 0; sum != NULL && vals != NULL && c < n; c++) {
+            if (client_folds(clients_dir, names[c], vals, job->folds) != job->folds)
+                continue;
+            double w = rows[c].samples > 0 ? (double)rows[c].samples : 1;
+            for (int f = 0; f < job->folds; f++)
+                sum[f] += w * vals[f];
+            weight += w;
+        }
+        if (weight > 0) {
+            double mean = 0, var = 0;
+            for (int f = 0; f < job->folds; f++)
+                mean += sum[f] / weight;
+            mean /= job->folds;
+            for (int f = 0; f < job->folds; f++)
+                var += (sum[f] / weight - mean) * (sum[f] / weight - mean);
+            global[n_global++] = (struct ddts_metric){"kfold_mean", mean};
+            global[n_global++] = (struct ddts_metric){"kfold_std", sqrt(var / job->folds)};
+            ddts_log(log, DDTS_LOG_INFO, "%d-fold result over the clients: %.4f +/- %.4f",
+                     job->folds, mean, sqrt(var / job->folds));
+        }
+        ddts_free(sum);
+        ddts_free(vals);
+    }
     struct ddts_summary s = {
         .job = job->name,
         .status = "ok",
@@ -275,7 +475,7 @@ static void write_report(const struct ddts_job *job, const char *job_dir, double
         .clients = rows,
         .n_clients = n,
         .global_final = global,
-        .n_global_final = isfinite(accuracy) ? 2 : (isfinite(loss) ? 1 : 0),
+        .n_global_final = n_global,
         .global_model = global_rel,
         .plot = have_plot ? "report.png" : NULL,
     };
@@ -379,6 +579,12 @@ int cmd_server(int argc, char **argv)
     st = ddts_job_to_json(&job, DDTS_JOB_JSON_FOR_CLIENT | DDTS_JOB_JSON_COMPACT, &settings, &err);
     if (st != DDTS_OK)
         goto out;
+    struct round_saver saver = {.every = 0, .log = &log};
+    snprintf(saver.dir, sizeof saver.dir, "%s/global", job_dir);
+    if (!job.collect && model_path[0])
+        saver.every = rounds_per_epoch(&job, read_min_share(shards_dir));
+    if (saver.every > 0 && ddts_mkdir_p(saver.dir, NULL) != DDTS_OK)
+        saver.every = 0;
     struct ddts_server_config cfg = {
         .host = job.host,
         .port = (uint16_t)job.port,
@@ -396,6 +602,8 @@ int cmd_server(int argc, char **argv)
         .sync_steps = (uint32_t)job.sync_steps,
         .keep_serving = job.keep_serving,
         .should_stop = should_stop,
+        .on_round = on_round,
+        .userdata = &saver,
     };
     st = ddts_server_run(&cfg, &err);
     if (st != DDTS_OK)
@@ -427,8 +635,11 @@ int cmd_server(int argc, char **argv)
                      "%.4f",
                      loss, accuracy);
     }
+    struct ddts_csv_history *curve =
+        have_global ? global_history(&job, job_dir, model_path, stats, xt, yt, &log) : NULL;
     write_report(&job, job_dir, started, loss, accuracy,
-                 have_global ? strstr(gpath, "global/model") : NULL, &log);
+                 have_global ? strstr(gpath, "global/model") : NULL, curve, &log);
+    ddts_csv_history_destroy(curve);
     printf("job: %s\nresults: %s\n", job.name, job_dir);
     if (have_global)
         printf("global model: %s\n", gpath);

@@ -41,6 +41,12 @@ struct ddts_client_job {
     enum ddts_sync_mode sync;      /* when to call ddts_client_sync_exchange */
     uint32_t sync_steps;           /* K of steps:K */
     uint64_t round;                /* averaging rounds completed before this share started */
+    /*
+     * Weight rounds this share already contributed to (0 for a fresh share):
+     * a share taken over from a lost client, or resumed after a restart, can
+     * skip the epochs they cover and start from the global weights.
+     */
+    uint64_t share_rounds;
 };
 
 /* The averaging handle given to train (valid during the callback only). */

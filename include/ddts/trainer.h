@@ -46,6 +46,9 @@ struct ddts_train_request {
      * batches every client has), and at each epoch end. 0: epoch ends only. */
     uint32_t sync_steps;
     size_t sync_batch_limit;
+    /* fit only: the first epoch to train (a share taken over or resumed mid-job
+     * skips the epochs it already contributed); at most epochs - 1. */
+    int initial_epoch;
     const char *run_name;             /* shown in logs and plot titles */
     const struct ddts_logger *logger; /* may be NULL */
     FILE *progress;                   /* Keras-like progress; NULL: none */

@@ -240,6 +240,7 @@ struct job_msg {
     uint32_t share, n_shares, sync_steps;
     uint8_t sync;
     uint64_t round;
+    uint64_t share_rounds;
     double heartbeat;
     char *settings; /* owned */
 };
@@ -262,6 +263,7 @@ static enum ddts_status parse_job(const uint8_t *p, size_t n, struct job_msg *j,
     ddts_wire_get_u64(&r, &j->round);
     ddts_wire_get_f64(&r, &j->heartbeat);
     ddts_wire_get_bytes(&r, DDTS_MAX_SETTINGS_BYTES, &set, &set_n);
+    ddts_wire_get_u64(&r, &j->share_rounds);
     enum ddts_status st = ddts_wire_reader_end(&r, "JOB", err);
     if (st == DDTS_OK && (ddts_wire_check_name(j->job, err) != DDTS_OK ||
                           ddts_wire_check_name(j->results_name, err) != DDTS_OK))
@@ -487,6 +489,7 @@ static enum ddts_status run_share(struct client *cl, struct ddts_conn *c, const 
             .sync = (enum ddts_sync_mode)j.sync,
             .sync_steps = j.sync_steps,
             .round = j.round,
+            .share_rounds = j.share_rounds,
         };
         struct ddts_client_sync sync = {.conn = c, .round = j.round, .net_failure = DDTS_OK};
         struct heartbeat hb = {.conn = c, .period = j.heartbeat};

@@ -57,9 +57,10 @@ struct shard {
     uint64_t first_seq;   /* required in rounds with seq >= this */
     uint64_t contrib_seq; /* seq + 1 of the last round it contributed to */
     double ready_at;
-    double orphan_since; /* its session left at this time (0: it has one or never had) */
-    int lost;            /* given up by a deadline: reassignable at once */
-    int status;          /* training status reported with TRAINED */
+    double orphan_since;  /* its session left at this time (0: it has one or never had) */
+    int lost;             /* given up by a deadline: reassignable at once */
+    int status;           /* training status reported with TRAINED */
+    uint64_t rounds_done; /* weight rounds contributed to, by any holder (sent in JOB) */
 };
 
 struct session {
@@ -161,8 +162,8 @@ static enum ddts_status save_state(struct server *srv, struct ddts_error *err)
         char owner[2 * ID_BYTES + 1] = "-";
         if (s->has_owner)
             ddts__hex(s->owner, ID_BYTES, owner);
-        fprintf(f.fp, "shard %zu %s %s %s %d\n", i, names[s->state], owner,
-                s->results_name[0] ? s->results_name : "-", s->status);
+        fprintf(f.fp, "shard %zu %s %s %s %d %" PRIu64 "\n", i, names[s->state], owner,
+                s->results_name[0] ? s->results_name : "-", s->status, s->rounds_done);
     }
     return ddts_atomic_commit(&f, err);
 }
@@ -189,7 +190,10 @@ static enum ddts_status load_state(struct server *srv, struct ddts_error *err)
                                     srv->state_path);
             continue;
         }
-        if (sscanf(line, "shard %llu %79s %79s %79s %d", &idx, a, b, c, &status) == 5) {
+        unsigned long long done_rounds = 0;
+        int fields =
+            sscanf(line, "shard %llu %79s %79s %79s %d %llu", &idx, a, b, c, &status, &done_rounds);
+        if (fields >= 5) {
             if (idx >= srv->n_shards) {
                 st = ddts_error_set(err, DDTS_EFORMAT, "%s:%d: share %llu out of range",
                                     srv->state_path, line_no, idx);
@@ -203,6 +207,7 @@ static enum ddts_status load_state(struct server *srv, struct ddts_error *err)
             if (strcmp(c, "-") != 0 && ddts_wire_check_name(c, NULL) == DDTS_OK)
                 snprintf(s->results_name, sizeof s->results_name, "%s", c);
             s->status = status;
+            s->rounds_done = fields == 6 ? (uint64_t)done_rounds : 0;
             /* Reserved for its owner for one client timeout after the restart. */
             s->orphan_since = s->state == SH_ASSIGNED ? ddts_now() : 0;
         } else if (sscanf(line, "job_id %79s", a) == 1) {
@@ -368,6 +373,9 @@ static void maybe_complete(struct server *srv)
     int weights = srv->flags & 1;
     if (weights) {
         srv->round++;
+        for (size_t i = 0; i < srv->n_shards; i++)
+            if (srv->shards[i].contrib_seq == srv->seq + 1)
+                srv->shards[i].rounds_done++;
         srv->n_floats = srv->n;
         if (srv->cfg->on_round != NULL)
             srv->cfg->on_round(srv->cfg->userdata, srv->round, v, (size_t)srv->n);
@@ -621,6 +629,7 @@ static enum ddts_status send_job(struct session *se, long i, int client_has_file
     flush_weights(srv); /* a share taken over mid-job starts from the latest weights */
     pthread_mutex_lock(&srv->mu);
     uint64_t round = srv->saved_round, n_floats = srv->saved_n;
+    uint64_t share_rounds = srv->shards[i].rounds_done;
     char rname[RNAME_BYTES];
     snprintf(rname, sizeof rname, "%s", srv->shards[i].results_name);
     pthread_mutex_unlock(&srv->mu);
@@ -637,6 +646,7 @@ static enum ddts_status send_job(struct session *se, long i, int client_has_file
     ddts_wire_put_u64(&w, round);
     ddts_wire_put_f64(&w, srv->heartbeat);
     ddts_wire_put_str(&w, cfg->settings_json);
+    ddts_wire_put_u64(&w, share_rounds);
     enum ddts_status st = ddts_conn_send_w(se->conn, &w, err);
     ddts_free(buf);
     uint32_t count = 0;

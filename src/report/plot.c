@@ -408,6 +408,12 @@ static const char *second_metric(const struct ddts_csv_history *h)
     for (size_t i = 0; i < h->n_keys; i++)
         if (strcmp(h->keys[i], "loss") != 0 && strncmp(h->keys[i], "val_", 4) != 0)
             return h->keys[i];
+    /* Validation figures only (the server's global model): val_<metric>. */
+    if (ddts_csv_history_column(h, "val_accuracy") >= 0)
+        return "accuracy";
+    for (size_t i = 0; i < h->n_keys; i++)
+        if (strncmp(h->keys[i], "val_", 4) == 0 && strcmp(h->keys[i], "val_loss") != 0)
+            return h->keys[i] + 4;
     return NULL;
 }
 

@@ -279,7 +279,9 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     struct ddts_fit_callbacks cbs = {&r, on_batch_end, on_epoch_end};
     struct ddts_fit_options fo = {
         .epochs = job->epochs,
-        .initial_epoch = 0,
+        .initial_epoch = n_folds > 0 || req->initial_epoch < 0 ? 0
+                         : req->initial_epoch < job->epochs    ? req->initial_epoch
+                                                               : job->epochs - 1,
         .batch_size = job->batch_size,
         .shuffle = 1,
         .seed = job->seed + (uint64_t)fold,

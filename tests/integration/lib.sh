@@ -9,7 +9,7 @@ PIDS=()
 
 cleanup() {
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    [ "$N_FAIL" = 0 ] && rm -rf "$WORK"
+    [ "$N_FAIL" = 0 ] && [ -z "${DDTS_KEEP_WORK:-}" ] && rm -rf "$WORK"
 }
 trap cleanup EXIT
 
