@@ -542,9 +542,8 @@ int cmd_server(int argc, char **argv)
     snprintf(job_dir, sizeof job_dir, "%s/%s", job.workdir, job.name);
     snprintf(shards_dir, sizeof shards_dir, "%s/shards", job_dir);
     if (!job.collect) {
-        st = cli_find_model(job.model, model_path, sizeof model_path, &err);
-        if (st != DDTS_OK)
-            goto out;
+        /* cli_job_complete already turned a --model folder into its one model file. */
+        snprintf(model_path, sizeof model_path, "%s", job.model);
         ddts_log(&log, DDTS_LOG_INFO, "job %s: model %s, %d clients, seed %llu", job.name,
                  model_path, job.clients, (unsigned long long)job.seed);
         if (job.data != DDTS_JOB_DATA_CLIENT) {

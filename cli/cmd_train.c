@@ -68,9 +68,8 @@ int cmd_train(int argc, char **argv)
     if (st != DDTS_OK)
         return cli_fail("train", &err);
     char model_path[4096];
-    st = cli_find_model(job.model, model_path, sizeof model_path, &err);
-    if (st != DDTS_OK)
-        goto out;
+    /* cli_job_complete already turned a --model folder into its one model file. */
+    snprintf(model_path, sizeof model_path, "%s", job.model);
     struct ddts_train_request req = {
         .job = &job,
         .model_path = model_path,

@@ -4,10 +4,6 @@
 
 #include "ddts/ddts.h"
 
-/* `path` names a model file, or a folder holding exactly one (.h5, .hdf5,
- * .keras); the file's path goes to out. DDTS_ENOTFOUND / DDTS_EINVAL
- * listing the candidates. */
-enum ddts_status cli_find_model(const char *path, char *out, size_t cap, struct ddts_error *err);
 /* Loads the job's training data (and a Keras dataset's test split). */
 enum ddts_status cli_load_job_data(const struct ddts_job *job, struct ddts_array **x,
                                    struct ddts_array **y, struct ddts_array **x_test,
