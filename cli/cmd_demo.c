@@ -28,7 +28,7 @@ const char cli_usage_demo[] =
     "\n"
     "  --workdir DIR    where everything goes (default ./demo-work, emptied first)\n"
     "  --model NAME     mlp (default) or cnn: the example models of examples/\n"
-    "  --epochs N       epochs (default 2)\n"
+    "  --epochs N       epochs (default 5)\n"
     "  --samples N      training samples used (default 60000: all)\n"
     "  --threads N      threads per client (default 1)\n";
 
@@ -94,7 +94,7 @@ int cmd_demo(int argc, char **argv)
 {
     const char *workdir = "demo-work";
     const char *model_name = "mlp";
-    const char *epochs = "2", *samples = NULL, *threads = "1";
+    const char *epochs = "5", *samples = NULL, *threads = "1";
     static const struct option opts[] = {
         {"workdir", required_argument, NULL, 'w'}, {"model", required_argument, NULL, 'm'},
         {"epochs", required_argument, NULL, 'e'},  {"samples", required_argument, NULL, 's'},

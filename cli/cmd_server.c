@@ -371,7 +371,7 @@ static int client_folds(const char *clients_dir, const char *name, double *vals,
 
 /* The job's report: per-client final figures, combined plot, summary.json/.txt. */
 static void write_report(const struct ddts_job *job, const char *job_dir, double started,
-                         double loss, double accuracy, int have_global,
+                         double loss, double accuracy, const char *global_rel,
                          const struct ddts_csv_history *global_curve, const struct ddts_logger *log)
 {
     struct ddts_error err;
@@ -476,7 +476,7 @@ static void write_report(const struct ddts_job *job, const char *job_dir, double
         .n_clients = n,
         .global_final = global,
         .n_global_final = n_global,
-        .global_model = have_global ? "global/model.h5" : NULL,
+        .global_model = global_rel,
         .plot = have_plot ? "report.png" : NULL,
     };
     char path[4096];
@@ -614,8 +614,10 @@ int cmd_server(int argc, char **argv)
     int have_global = 0;
     char wpath[4096], gpath[4096];
     snprintf(wpath, sizeof wpath, "%s/global/weights.f32", job_dir);
-    snprintf(gpath, sizeof gpath, "%s/global/model%s", job_dir,
-             strstr(model_path, ".keras") ? ".keras" : ".h5");
+    /* With a normalizer the model gains a Normalization layer and is written as a
+     * new tf.keras 2.x .h5 file (src/train/surgery.c); otherwise in its source format. */
+    int keep_keras = strstr(model_path, ".keras") != NULL && job.normalizer == DDTS_JOB_NORM_NONE;
+    snprintf(gpath, sizeof gpath, "%s/global/model%s", job_dir, keep_keras ? ".keras" : ".h5");
     if (model_path[0] && access(wpath, R_OK) == 0) {
         size_t n_w = 0;
         st = read_f32(wpath, &weights, &n_w, &err);
@@ -635,7 +637,8 @@ int cmd_server(int argc, char **argv)
     }
     struct ddts_csv_history *curve =
         have_global ? global_history(&job, job_dir, model_path, stats, xt, yt, &log) : NULL;
-    write_report(&job, job_dir, started, loss, accuracy, have_global, curve, &log);
+    write_report(&job, job_dir, started, loss, accuracy,
+                 have_global ? strstr(gpath, "global/model") : NULL, curve, &log);
     ddts_csv_history_destroy(curve);
     printf("job: %s\nresults: %s\n", job.name, job_dir);
     if (have_global)

@@ -158,13 +158,21 @@ static int rewire(json_t *v, const char *from, const char *to, int depth)
             return json_array_set_new(v, 0, json_string(to));
         size_t i;
         json_t *e;
-        json_array_foreach(v, i, e) if (rewire(e, from, to, depth + 1) != 0) return -1;
+        json_array_foreach(v, i, e)
+        {
+            if (rewire(e, from, to, depth + 1) != 0)
+                return -1;
+        }
         return 0;
     }
     if (json_is_object(v)) {
         const char *k;
         json_t *e;
-        json_object_foreach(v, k, e) if (rewire(e, from, to, depth + 1) != 0) return -1;
+        json_object_foreach(v, k, e)
+        {
+            if (rewire(e, from, to, depth + 1) != 0)
+                return -1;
+        }
     }
     return 0;
 }
