@@ -162,6 +162,8 @@ else
         fail "kill: the share contributed nothing, yet the taker skipped epochs"
 fi
 echo "kill: the share had contributed $N2 rounds when it was lost"
+grep -q "reassigned from 'c1' to 'c2'" "$WORK/kill/server/kill/summary.txt" ||
+    fail "kill: summary.txt does not list the reassignment"
 grep -q '"c2-s' "$WORK/kill/server/kill/summary.json" ||
     fail "kill: summary.json lacks the reassigned share's results"
 ACC1=$(accuracy kill)
@@ -192,6 +194,8 @@ wait_pid 150 "$C2" || fail "stop: client 2 failed: $(tail -3 "$WORK/stop/c2.err"
 wait_pid 60 "$S" || fail "stop: the job did not finish while a client was stopped"
 echo "stop: job finished $((SECONDS - T0)) s after SIGSTOP (client timeout 10 s)"
 log_has stop "'c1'.*marked lost" || fail "stop: the stopped client was not marked lost"
+grep -q "'c1'.*marked lost" "$WORK/stop/server/stop/events.log" ||
+    fail "stop: events.log does not list the lost client"
 # Woken up, it finds its connection closed and the server gone (it would retry
 # --retries times): done with it.
 kill -CONT "$C1" 2>/dev/null
