@@ -268,7 +268,7 @@ int cli_demo_report(const char *server_workdir, const char *job)
     printf("\nEverything the job produced is under %s/%s:\n"
            "  global/        the averaged model (load it with keras.models.load_model)\n"
            "  clients/NAME/  each client's models, history.csv, train.log, history.png\n"
-           "  report.png     every client's curves in one plot\n"
+           "  report.png     every client's curves and the global model's\n"
            "  summary.json   the figures above, machine-readable\n",
            server_workdir, job);
     return CLI_OK;

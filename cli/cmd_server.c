@@ -4,6 +4,7 @@
  * the network layer, then writes the global model and the job's report.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -369,6 +370,70 @@ static int client_folds(const char *clients_dir, const char *name, double *vals,
     return k;
 }
 
+/*
+ * Failures and reassignments: the server's warnings about lost clients and
+ * reassigned shares are also appended to WORKDIR/NAME/events.log (which
+ * survives a restart) and listed at the end of summary.txt.
+ */
+struct event_log {
+    struct ddts_logger inner;
+    char path[4200];
+};
+
+static void event_sink(void *userdata, enum ddts_log_level level, const char *msg)
+{
+    struct event_log *ev = userdata;
+    if (ev->inner.fn != NULL)
+        ev->inner.fn(ev->inner.userdata, level, msg);
+    if (level < DDTS_LOG_WARN ||
+        (strstr(msg, "marked lost") == NULL && strstr(msg, "reassigned") == NULL &&
+         strstr(msg, "left holding") == NULL && strstr(msg, "failed:") == NULL))
+        return;
+    char line[1200], stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int len = snprintf(line, sizeof line, "%s %s\n", stamp, msg);
+    if (len <= 0)
+        return;
+    if ((size_t)len >= sizeof line)
+        len = (int)sizeof line - 1;
+    int fd = open(ev->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    ssize_t w = write(fd, line, (size_t)len); /* one short append: not interleaved */
+    (void)w;
+    close(fd);
+}
+
+/* Appends events.log to summary.txt (rewritten atomically). */
+static void summary_events(const char *job_dir, const struct ddts_logger *log)
+{
+    char path[4200], spath[4200];
+    snprintf(path, sizeof path, "%s/events.log", job_dir);
+    snprintf(spath, sizeof spath, "%s/summary.txt", job_dir);
+    char *ev = NULL, *sum = NULL, *both = NULL;
+    size_t n_ev = 0, n_sum = 0;
+    struct ddts_error err;
+    if (ddts_read_file(path, 16 << 20, &ev, &n_ev, NULL) != DDTS_OK || n_ev == 0 ||
+        ddts_read_file(spath, 16 << 20, &sum, &n_sum, NULL) != DDTS_OK)
+        goto out;
+    static const char head[] = "\nFailures and reassignments (events.log):\n";
+    both = ddts_malloc(n_sum + sizeof head + n_ev);
+    if (both == NULL)
+        goto out;
+    memcpy(both, sum, n_sum);
+    memcpy(both + n_sum, head, sizeof head - 1);
+    memcpy(both + n_sum + sizeof head - 1, ev, n_ev);
+    if (ddts_write_file_atomic(spath, both, n_sum + sizeof head - 1 + n_ev, &err) != DDTS_OK)
+        ddts_log(log, DDTS_LOG_WARN, "summary.txt: %s", err.msg);
+out:
+    ddts_free(ev);
+    ddts_free(sum);
+    ddts_free(both);
+}
+
 /* The job's report: per-client final figures, combined plot, summary.json/.txt. */
 static void write_report(const struct ddts_job *job, const char *job_dir, double started,
                          double loss, double accuracy, const char *global_rel,
@@ -486,6 +551,8 @@ static void write_report(const struct ddts_job *job, const char *job_dir, double
     snprintf(path, sizeof path, "%s/summary.txt", job_dir);
     if (ddts_summary_write_text(path, &s, &err) != DDTS_OK)
         ddts_log(log, DDTS_LOG_WARN, "summary.txt: %s", err.msg);
+    else
+        summary_events(job_dir, log);
     ddts_free(settings);
 out:
     for (size_t i = 0; i < n; i++) {
@@ -540,6 +607,10 @@ int cmd_server(int argc, char **argv)
     char *settings = NULL;
     char job_dir[4096], shards_dir[4096], model_path[4096] = "";
     snprintf(job_dir, sizeof job_dir, "%s/%s", job.workdir, job.name);
+    struct event_log events = {.inner = log};
+    snprintf(events.path, sizeof events.path, "%s/events.log", job_dir);
+    log.fn = event_sink;
+    log.userdata = &events;
     snprintf(shards_dir, sizeof shards_dir, "%s/shards", job_dir);
     if (!job.collect) {
         /* cli_job_complete already turned a --model folder into its one model file. */
