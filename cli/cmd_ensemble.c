@@ -37,6 +37,7 @@ static int average_outputs(const char *out, char **argv, size_t n)
                                "the ensemble is a new .h5 file (tf.keras 2.x layout): name it "
                                "*.h5, not %s",
                                out);
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): sizeof *p of a pointer array is the idiom */
     struct ddts_keras_model **ms = ddts_calloc(n, sizeof *ms);
     if (ms == NULL) {
         ddts_error_set(&err, DDTS_ENOMEM, "out of memory");

@@ -444,6 +444,7 @@ static void write_report(const struct ddts_job *job, const char *job_dir, double
     snprintf(clients_dir, sizeof clients_dir, "%s/clients", job_dir);
     enum { MAXC = DDTS_MAX_CLIENTS };
     char **names = ddts_calloc(MAXC, sizeof *names);
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): sizeof *p of a pointer array is the idiom */
     struct ddts_csv_history **hist = ddts_calloc(MAXC, sizeof *hist);
     struct ddts_summary_client *rows = ddts_calloc(MAXC, sizeof *rows);
     struct ddts_metric *finals = ddts_calloc((size_t)MAXC * 8, sizeof *finals);

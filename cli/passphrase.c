@@ -58,7 +58,7 @@ int cli_passphrase(const char *cmd, const char *file, int confirm, struct ddts_p
         rc = cli_usage_error(cmd, "no passphrase read from the terminal");
     } else if (confirm && (na != nb || ddts_secure_compare(a, b, (size_t)na) != 0)) {
         rc = cli_usage_error(cmd, "the two passphrases differ");
-    } else if ((st = ddts_passphrase_create(a, (size_t)na, out, &err)) != DDTS_OK) {
+    } else if (ddts_passphrase_create(a, (size_t)na, out, &err) != DDTS_OK) {
         rc = cli_fail(cmd, &err);
     }
     ddts_secure_wipe(a, sizeof a);

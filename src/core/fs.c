@@ -17,6 +17,7 @@ char *ddts_path_join(const char *a, const char *b)
     char *p = ddts_malloc(la + (size_t)slash + lb + 1);
     if (p == NULL)
         return NULL;
+    /* NOLINTNEXTLINE(bugprone-not-null-terminated-result): the NUL comes with b */
     memcpy(p, a, la);
     if (slash)
         p[la] = '/';

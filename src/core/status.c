@@ -5,6 +5,10 @@
 
 #include "ddts/core.h"
 
+/* The analyzer-only macros of core.h must not rename the definitions below. */
+#undef ddts_error_set
+#undef ddts_error_set_errno
+
 const char *ddts_status_str(enum ddts_status status)
 {
     switch (status) {

@@ -255,6 +255,7 @@ enum ddts_status ddts_data_load_dir(const char *dir, struct ddts_array **out,
         goto out;
     }
     qsort(names, n, sizeof *names, cmp_str);
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): sizeof *p of a pointer array is the idiom */
     parts = ddts_calloc(n, sizeof *parts);
     if (parts == NULL) {
         st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", dir);

@@ -223,9 +223,7 @@ enum ddts_status ddts_keras_dataset_load(const char *name, struct ddts_array **x
         if (sysdir == NULL) {
             st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
         } else {
-            int w = snprintf(searched + used, sizeof searched - used, ", %s", sysdir);
-            if (w > 0 && (size_t)w < sizeof searched - used)
-                used += (size_t)w;
+            snprintf(searched + used, sizeof searched - used, ", %s", sysdir);
             if (idx_set_present(sysdir, &o))
                 st = load_idx_set(sysdir, &o, err);
             ddts_free(sysdir);

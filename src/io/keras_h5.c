@@ -482,7 +482,9 @@ static char *join3(const char *a, const char *b, const char *c3)
     char *p = ddts_malloc(na + nb + nc + 1);
     if (p == NULL)
         return NULL;
+    /* NOLINTNEXTLINE(bugprone-not-null-terminated-result): NUL copied with c3 */
     memcpy(p, a, na);
+    /* NOLINTNEXTLINE(bugprone-not-null-terminated-result): NUL copied with c3 */
     memcpy(p + na, b, nb);
     memcpy(p + na + nb, c3, nc + 1);
     return p;

@@ -107,7 +107,7 @@ void ddts_keras_destroy(struct ddts_keras_model *m)
 {
     if (m == NULL)
         return;
-    for (size_t i = 0; i < m->n_layers; i++) {
+    for (size_t i = 0; m->layers != NULL && i < m->n_layers; i++) {
         ddts_free(m->layers[i].name);
         ddts_free(m->layers[i].class_name);
         ddts__keras_weights_free(m->layers[i].weights, m->layers[i].n_weights);

@@ -48,7 +48,7 @@ static int strlist_reserve(struct strlist *l, size_t extra)
     size_t need;
     if (ddts_size_add(l->used, extra, &need) != 0 || need > DDTS_MAX_XLSX_STRINGS)
         return -1;
-    if (need <= l->cap)
+    if (need <= l->cap && l->buf != NULL)
         return 0;
     size_t cap = l->cap ? l->cap : 256;
     while (cap < need)

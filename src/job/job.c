@@ -250,7 +250,7 @@ static enum ddts_status copy_text(int i, char *dst, size_t cap, const char *valu
 static enum ddts_status copy_word(int i, char *dst, size_t cap, const char *value,
                                   const char *const *allowed, struct ddts_error *err)
 {
-    char low[DDTS_JOB_WORD_MAX];
+    char low[DDTS_JOB_WORD_MAX] = {0};
     size_t n = strlen(value);
     if (n == 0 || n >= sizeof low)
         return bad(err, i, value, "is not a known name");
@@ -745,7 +745,7 @@ static void sb_add(struct sbuf *b, const char *s, size_t n)
         b->oom = true;
         return;
     }
-    if (need > b->cap) {
+    if (need > b->cap || b->p == NULL) {
         size_t cap = b->cap ? b->cap * 2 : 256;
         while (cap < need)
             cap *= 2;

@@ -76,6 +76,7 @@ static void load_held(struct client *cl)
     memset(&h, 0, sizeof h);
     char job[80], idhex[80], model[80];
     if (strncmp(text, STATE_MAGIC "\n", sizeof STATE_MAGIC) == 0 &&
+        /* NOLINTNEXTLINE(cert-err34-c): own state file, share validated on use */
         sscanf(text + sizeof STATE_MAGIC,
                "job %79s\njob_id %79s\nshare %u\nflags %u\nstatus %d\nmodel %79s", job, idhex,
                &h.share, &h.flags, &h.status, model) == 6 &&

@@ -75,7 +75,7 @@ static int set_nonblock(int fd)
 
 static void describe_peer(struct ddts_conn *c)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0};
     socklen_t len = sizeof ss;
     snprintf(c->peer, sizeof c->peer, "socketpair");
     if (getpeername(c->fd, (struct sockaddr *)&ss, &len) != 0)
@@ -717,11 +717,12 @@ enum ddts_status ddts_listener_open(const char *host, uint16_t port, struct ddts
         close(fd);
         return ddts_error_set(err, DDTS_ENOMEM, "listener: out of memory");
     }
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0};
     socklen_t len = sizeof ss;
     l->fd = fd;
     l->port = port;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+        /* NOLINTNEXTLINE(clang-analyzer-core.CallAndMessage): ss is zeroed, then filled */
         l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                  : ((struct sockaddr_in *)&ss)->sin_port);
     *out = l;

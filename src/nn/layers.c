@@ -883,6 +883,8 @@ void ddts__nn_forward(struct ddts_model *m, size_t b)
         const struct nn_node *a = nd->n_in > 0 ? &m->nodes[nd->in[0]] : NULL;
         size_t rows_k = (size_t)(nd->rank > 0 ? nd->shape[nd->rank - 1] : 1);
         nd->act_done = 0;
+        if (a == NULL && nd->kind != NN_INPUT)
+            continue; /* unreachable: the graph builder gives every other kind an input */
         switch (nd->kind) {
         case NN_INPUT:
         case NN_FLATTEN:

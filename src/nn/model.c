@@ -353,7 +353,8 @@ enum ddts_status ddts__nn_finalize(struct ddts_model *m, struct ddts_error *err)
         en->n_w = 0;
         for (int pass = 1; pass >= 0; pass--)
             for (size_t s = 0; s < m->n_w; s++)
-                if (m->nodes[m->w[s].node].entry == (int)e && m->w[s].trainable == pass) {
+                if (en->n_w < cnt && m->nodes[m->w[s].node].entry == (int)e &&
+                    m->w[s].trainable == pass) {
                     en->w[en->n_w++] = (int)s;
                     m->w[s].off = off;
                     if (ddts_size_add(off, m->w[s].n, &off) != 0)
@@ -459,6 +460,10 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
     for (size_t i = 0; i < m->n_nodes && !fail; i++) {
         struct nn_node *nd = &m->nodes[i];
         const struct nn_node *a = nd->n_in > 0 ? &m->nodes[nd->in[0]] : NULL;
+        if (a == NULL && nd->kind != NN_INPUT) {
+            fail = 1; /* unreachable: the graph builder gives every other kind an input */
+            break;
+        }
         if (nd->kind == NN_FLATTEN || nd->kind == NN_RESHAPE) {
             nd->y = nd->z = a->y;
         } else if (nd->kind == NN_ACTIVATION) {

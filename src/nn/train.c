@@ -371,7 +371,7 @@ void ddts_history_destroy(struct ddts_history *h)
 {
     if (h == NULL)
         return;
-    for (size_t i = 0; i < h->n_columns; i++)
+    for (size_t i = 0; h->columns != NULL && i < h->n_columns; i++)
         ddts_free(h->columns[i]);
     ddts_free(h->columns);
     ddts_free(h->epochs);
