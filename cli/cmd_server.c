@@ -286,9 +286,12 @@ global_history(const struct ddts_job *job, const char *job_dir, const char *mode
     DIR *d = rounds != NULL && csv != NULL ? opendir(dir) : NULL;
     struct dirent *e;
     while (d != NULL && (e = readdir(d)) != NULL && nr < MAXR) {
-        unsigned long long r;
-        char tail[8];
-        if (sscanf(e->d_name, "round_%llu.%7s", &r, tail) == 2 && strcmp(tail, "f32") == 0)
+        /* Snapshots are named round_<R>.f32 by the server. */
+        if (strncmp(e->d_name, "round_", 6) != 0)
+            continue;
+        char *end = NULL;
+        unsigned long long r = strtoull(e->d_name + 6, &end, 10);
+        if (end != e->d_name + 6 && strcmp(end, ".f32") == 0)
             rounds[nr++] = (uint64_t)r;
     }
     if (d != NULL)
@@ -516,7 +519,7 @@ static void write_report(const struct ddts_job *job, const char *job_dir, double
                 sum[f] += w * vals[f];
             weight += w;
         }
-        if (weight > 0) {
+        if (weight > 0 && sum != NULL) {
             double mean = 0, var = 0;
             for (int f = 0; f < job->folds; f++)
                 mean += sum[f] / weight;

@@ -191,9 +191,10 @@ static enum ddts_status load_state(struct server *srv, struct ddts_error *err)
             continue;
         }
         unsigned long long done_rounds = 0;
-        /* NOLINTNEXTLINE(cert-err34-c): own state file, idx range-checked below */
+        /* Our own state file; idx is range-checked below. */
+        const char *fmt = "shard %llu %79s %79s %79s %d %llu";
         int fields =
-            sscanf(line, "shard %llu %79s %79s %79s %d %llu", &idx, a, b, c, &status, &done_rounds);
+            sscanf(line, fmt, &idx, a, b, c, &status, &done_rounds); /* NOLINT(cert-err34-c) */
         if (fields >= 5) {
             if (idx >= srv->n_shards) {
                 st = ddts_error_set(err, DDTS_EFORMAT, "%s:%d: share %llu out of range",
@@ -215,7 +216,7 @@ static enum ddts_status load_state(struct server *srv, struct ddts_error *err)
             if (ddts__unhex(a, srv->job_id, ID_BYTES) != 0)
                 st = ddts_error_set(err, DDTS_EFORMAT, "%s:%d: bad job id", srv->state_path,
                                     line_no);
-        /* NOLINTNEXTLINE(cert-err34-c): own state file, values checked below */
+            /* NOLINTNEXTLINE(cert-err34-c): own state file, values checked below */
         } else if (sscanf(line, "%31s %llu", key, &v) == 2) {
             if (strcmp(key, "n_shards") == 0 && v != srv->n_shards)
                 st = ddts_error_set(err, DDTS_EINVAL,
