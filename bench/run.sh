@@ -92,9 +92,9 @@ case " $CASES " in *" transfer "*)
 ;; esac
 
 case " $CASES " in *" dist "*)
-    echo "== distributed (issue 7): Fashion-MNIST, 4 epochs, --sync epoch, --threads 1 per client =="
     EP=4; N=${BENCH_SAMPLES:-60000}
     [ "$Q" = 1 ] && { EP=1; N=6000; }
+    echo "== distributed (issue 7): Fashion-MNIST, $EP epochs, --sync epoch, --threads 1 per client =="
     printf 'bench passphrase\n' >"$W/pass"
     chmod 600 "$W/pass"
     for m in mlp cnn; do
