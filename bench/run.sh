@@ -1,11 +1,131 @@
 #!/bin/sh
-# Runs every benchmark program built in BUILD (default build/): `make bench`.
-BUILD=${1:-build}
-export DDTS_SOURCE_DIR="$(cd "$(dirname "$0")/.." && pwd)"
-status=0
-for b in "$BUILD"/bench_*; do
-    [ -x "$b" ] || continue
-    echo "== $(basename "$b")"
-    "$b" || status=1
-done
-exit $status
+# ddts benchmarks (`make bench`): never tests. One result line per case, the
+# peer's figure beside ddts' and the ratio ddts/peer. See docs/benchmarks.md.
+#   sh bench/run.sh BUILD_DIR        BENCH_QUICK=1: a fast smoke run
+#   BENCH_CASES="engine data transfer dist" picks cases; BENCH_MB sets the shard size.
+set -u
+B=${1:-build}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+PY=/usr/bin/python3
+Q=${BENCH_QUICK:-0}
+CASES=${BENCH_CASES:-engine data transfer dist}
+W=$(mktemp -d "${TMPDIR:-/tmp}/ddts-bench.XXXXXX")
+trap 'rm -rf "$W"' EXIT INT TERM
+HAVE_TORCH=0
+$PY -c 'import torch' 2>/dev/null && HAVE_TORCH=1
+# ratio A B: A/B with two decimals, "n/a" when either is missing
+ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN{ if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+now() { date +%s.%N; }
+echo "ddts bench on $(uname -n), $(nproc) cores, load:$(uptime | sed 's/.*load average://'), quick=$Q"
+
+case " $CASES " in *" engine "*)
+    echo "== engine (issue 3): Fashion-MNIST, Adam; samples/s at batch 128, test accuracy after 2 epochs at batch 32 =="
+    # Reduced window by default (--quick: accuracy on 6000 training samples), full with BENCH_FULL=1.
+    EQ=--quick; [ "${BENCH_FULL:-0}" = 1 ] && EQ=
+    "$B/bench_engine" $EQ >"$W/ddts_engine.txt" 2>&1 || echo "bench_engine failed: $(tail -3 "$W/ddts_engine.txt")"
+    grep -E 'sgemm|OpenBLAS' "$W/ddts_engine.txt"
+    if [ $HAVE_TORCH = 1 ]; then
+        $PY "$SRC/bench/torch_engine.py" $EQ >"$W/torch_engine.txt" 2>&1 || echo "torch_engine failed"
+    else
+        echo "(PyTorch not installed: Debian python3-torch; peer figures n/a)" >"$W/torch_engine.txt"
+    fi
+    for m in mlp cnn; do
+        for t in 1 2; do
+            d=$(sed -n "s/^$m: train samples\/s.*: \([0-9.]*\) (1 thread), \([0-9.]*\) (2 threads).*/\\$t/p" "$W/ddts_engine.txt")
+            p=$(sed -n "s/^$m: train samples\/s.*: \([0-9.]*\) (1 thread), \([0-9.]*\) (2 threads).*/\\$t/p" "$W/torch_engine.txt")
+            echo "engine $m samples/s, $t thread(s): ddts ${d:-n/a}  PyTorch ${p:-n/a}  ratio $(ratio "$d" "$p")"
+        done
+        d=$(sed -n "s/^$m: test accuracy.*: \([0-9.]*\) (.*/\1/p" "$W/ddts_engine.txt")
+        p=$(sed -n "s/^$m: test accuracy.*: \([0-9.]*\) (.*/\1/p" "$W/torch_engine.txt")
+        echo "engine $m test accuracy: ddts ${d:-n/a}  PyTorch ${p:-n/a}  difference $(awk -v a="$d" -v b="$p" 'BEGIN{ if (a == "" || b == "") print "n/a"; else printf "%+.4f", a - b }')"
+    done
+    d=$(sed -n 's/^peak RSS: \([0-9.]*\).*/\1/p' "$W/ddts_engine.txt")
+    p=$(sed -n 's/^peak RSS: \([0-9.]*\).*/\1/p' "$W/torch_engine.txt")
+    echo "engine peak RSS MiB: ddts ${d:-n/a}  PyTorch ${p:-n/a}  ratio $(ratio "$d" "$p")"
+;; esac
+
+case " $CASES " in *" data "*)
+    echo "== data (issue 5): load time, median of repeats; each load in its own process =="
+    R=5; [ "$Q" = 1 ] && R=3
+    GQ=; [ "$Q" = 1 ] && GQ=--quick
+    $PY "$SRC/bench/data_peers.py" gen "$W/data" $GQ
+    for f in data.npz data_z.npz data.csv data.xlsx; do
+        [ -f "$W/data/$f" ] || { echo "data $f: not generated (openpyxl missing?)"; continue; }
+        k=; case $f in *.npz) k="--key x" ;; esac
+        dl=$("$B/bench_data" "$W/data/$f" $k --repeats $R)
+        pl=$($PY "$SRC/bench/data_peers.py" load "$W/data/$f" $k --repeats $R)
+        ds=$(echo "$dl" | sed -n 's/.*median \([0-9.]*\) s.*/\1/p')
+        ps=$(echo "$pl" | sed -n 's/.*median \([0-9.]*\) s.*/\1/p')
+        dr=$(echo "$dl" | sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p')
+        pr=$(echo "$pl" | sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p')
+        pb=$(echo "$pl" | sed -n 's/.*baseline \([0-9.]*\) MiB.*/\1/p')
+        case $f in *.npz) peer="np.load" ;; *.csv) peer="pandas.read_csv" ;; *) peer="pandas.read_excel" ;; esac
+        echo "data $f ($(($(wc -c <"$W/data/$f") / 1000000)) MB): ddts ${ds}s  $peer ${ps}s  speed ratio $(ratio "$ps" "$ds")x; peak RSS ddts ${dr} MiB, peer ${pr} MiB (python alone ${pb})"
+    done
+;; esac
+
+case " $CASES " in *" transfer "*)
+    MB=${BENCH_MB:-500}; [ "$Q" = 1 ] && MB=50
+    echo "== transfer (issue 6): a ${MB} MB shard over loopback, encrypted ddts vs plain TCP =="
+    F="$W/shard.bin"
+    line=$("$B/bench_transfer" --size "$MB" --repeats 3 --file "$F" 2>/dev/null)
+    echo "$line"
+    if command -v socat >/dev/null 2>&1; then
+        port=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        rates=
+        for i in 1 2 3; do
+            socat -u TCP-LISTEN:$port,reuseaddr,bind=127.0.0.1 OPEN:/dev/null &
+            lp=$!
+            sleep 0.3
+            t0=$(now)
+            socat -u OPEN:"$F" TCP:127.0.0.1:$port
+            wait $lp
+            t1=$(now)
+            rates="$rates $(awk -v a="$t0" -v b="$t1" -v m="$MB" 'BEGIN{printf "%.0f", m / (b - a)}')"
+        done
+        s=$(echo $rates | tr ' ' '\n' | sort -n | sed -n 2p)
+        d=$(echo "$line" | sed -n 's/.*ddts encrypted \([0-9.]*\) MB.*/\1/p')
+        echo "transfer ${MB} MB: ddts encrypted ${d:-n/a} MB/s  socat (cat over TCP) ${s} MB/s  ratio $(ratio "$d" "$s") (target >= 0.70)"
+    else
+        echo "(socat not installed: only the in-process plain TCP copy is the peer)"
+    fi
+;; esac
+
+case " $CASES " in *" dist "*)
+    EP=4; N=${BENCH_SAMPLES:-60000}
+    [ "$Q" = 1 ] && { EP=1; N=6000; }
+    echo "== distributed (issue 7): Fashion-MNIST, $EP epochs, --sync epoch, --threads 1 per client =="
+    printf 'bench passphrase\n' >"$W/pass"
+    chmod 600 "$W/pass"
+    for m in mlp cnn; do
+        "$B/ddts" model new "$SRC/examples/fashion_$m.json" -o "$W/$m.h5" >/dev/null 2>&1 || { echo "model new $m failed"; continue; }
+        for k in 1 2; do
+            port=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+            d="$W/dist-$m-$k"
+            mkdir -p "$d"
+            t0=$(now)
+            "$B/ddts" server --host 127.0.0.1 --port "$port" --passphrase-file "$W/pass" \
+                --model "$W/$m.h5" --clients $k --epochs $EP --batch-size 32 --data keras \
+                --keras-dataset fashion_mnist --samples $N --normalizer simple --sync epoch \
+                --seed 5 --threads 1 --workdir "$d/server" --name job --client-timeout 600 \
+                >"$d/server.out" 2>"$d/server.err" &
+            sp=$!
+            sleep 0.5
+            i=1
+            while [ $i -le $k ]; do
+                "$B/ddts" client --server "127.0.0.1:$port" --passphrase-file "$W/pass" \
+                    --workdir "$d/c$i" --name "c$i" --threads 1 >"$d/c$i.out" 2>"$d/c$i.err" &
+                i=$((i + 1))
+            done
+            wait
+            t1=$(now)
+            acc=$(sed -n 's/^test accuracy: //p' "$d/server.out")
+            eval "T_$k=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b - a}')"
+            eval "A_$k=\${acc:-n/a}"
+        done
+        echo "dist $m $EP epochs on $N samples: 1 client ${T_1}s acc ${A_1}; 2 clients ${T_2}s acc ${A_2}; speed-up $(ratio "$T_1" "$T_2")x (target >= 1.8)"
+    done
+    [ $HAVE_TORCH = 1 ] || echo "(PyTorch DDP peer skipped: python3-torch not installed)"
+    [ $HAVE_TORCH = 1 ] && echo "(PyTorch DDP gloo peer: not implemented yet)"
+;; esac
+echo "load at the end:$(uptime | sed 's/.*load average://')"

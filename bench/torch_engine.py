@@ -1,0 +1,145 @@
+#!/usr/bin/python3
+"""PyTorch peer of bench_engine (issue 3): the same MLP and CNN on Fashion-MNIST.
+
+Prints, in bench_engine's line format (run.sh parses both):
+  mlp: train samples/s at batch 128: S1 (1 thread), S2 (2 threads)
+  mlp: test accuracy after 2 epochs (batch 32, adam, N samples): ACC (T s)
+  ...
+  peak RSS: R MiB
+
+Same method as bench_engine: Keras initialisation (glorot_uniform kernels,
+zero biases), Adam with Keras' defaults (lr 1e-3, eps 1e-7), x / 255,
+throughput = best of 3 one-epoch passes over n samples at batch 128 after a
+512-sample warm-up; accuracy after 2 epochs at batch 32 with 2 threads.
+
+  torch_engine.py [--quick] [--only mlp|cnn] [--mlp-n N] [--cnn-n N] [--acc-n N]
+"""
+import argparse
+import gzip
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+try:
+    import torch
+    import torch.nn as nn
+except ImportError:
+    print("PyTorch not installed", file=sys.stderr)
+    sys.exit(3)
+
+DATA = "/usr/share/datasets/fashion-mnist"
+
+
+def load_idx(name):
+    with gzip.open(os.path.join(DATA, name), "rb") as f:
+        buf = f.read()
+    rank = buf[3]
+    shape = [int.from_bytes(buf[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
+    return np.frombuffer(buf, dtype=np.uint8, offset=4 + 4 * rank).reshape(shape)
+
+
+def keras_init(model):
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
+                         nn.ReLU(), nn.Linear(128, 10))
+
+
+def cnn():
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 5 * 5, 128),
+                         nn.ReLU(), nn.Linear(128, 10))
+
+
+def build(factory, seed=42):
+    torch.manual_seed(seed)
+    m = factory()
+    keras_init(m)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3, eps=1e-7)
+    return m, opt
+
+
+def run_epoch(m, opt, x, y, batch, gen):
+    """One shuffled epoch; softmax + sparse categorical crossentropy."""
+    m.train()
+    loss_fn = nn.CrossEntropyLoss()
+    perm = torch.randperm(x.shape[0], generator=gen)
+    for i in range(0, x.shape[0], batch):
+        idx = perm[i:i + batch]
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(m(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
+
+
+def throughput(factory, threads, x, y, n):
+    torch.set_num_threads(threads)
+    m, opt = build(factory)
+    gen = torch.Generator().manual_seed(1)
+    run_epoch(m, opt, x[:512], y[:512], 128, gen)
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        run_epoch(m, opt, x[:n], y[:n], 128, gen)
+        best = max(best, n / (time.perf_counter() - t0))
+    return best
+
+
+def accuracy(factory, threads, x, y, n, tx, ty):
+    torch.set_num_threads(threads)
+    m, opt = build(factory)
+    gen = torch.Generator().manual_seed(7)
+    t0 = time.perf_counter()
+    for _ in range(2):
+        run_epoch(m, opt, x[:n], y[:n], 32, gen)
+    secs = time.perf_counter() - t0
+    m.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, tx.shape[0], 256):
+            correct += (m(tx[i:i + 256]).argmax(1) == ty[i:i + 256]).sum().item()
+    return correct / tx.shape[0], secs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only")
+    ap.add_argument("--mlp-n", type=int)
+    ap.add_argument("--cnn-n", type=int)
+    ap.add_argument("--acc-n", type=int)
+    a = ap.parse_args()
+    x = torch.from_numpy(load_idx("train-images-idx3-ubyte.gz").astype(np.float32) / 255.0)
+    x = x.reshape(-1, 1, 28, 28)
+    y = torch.from_numpy(load_idx("train-labels-idx1-ubyte.gz").astype(np.int64))
+    tx = torch.from_numpy(load_idx("t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0)
+    tx = tx.reshape(-1, 1, 28, 28)
+    ty = torch.from_numpy(load_idx("t10k-labels-idx1-ubyte.gz").astype(np.int64))
+    ntr = a.acc_n or (6000 if a.quick else x.shape[0])
+    print("PyTorch %s, %s" % (torch.__version__, torch.__config__.parallel_info().splitlines()[0]))
+    models = [("mlp", mlp, a.mlp_n or (6000 if a.quick else 20000)),
+              ("cnn", cnn, a.cnn_n or (1024 if a.quick else 4096))]
+    for name, factory, n_tp in models:
+        if a.only and a.only != name:
+            continue
+        s1 = throughput(factory, 1, x, y, n_tp)
+        s2 = throughput(factory, 2, x, y, n_tp)
+        print("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads)" %
+              (name, s1, s2))
+        acc, secs = accuracy(factory, 2, x, y, ntr, tx, ty)
+        print("%s: test accuracy after 2 epochs (batch 32, adam, %d samples): %.4f (%.1f s)" %
+              (name, ntr, acc, secs))
+        sys.stdout.flush()
+    print("peak RSS: %.1f MiB" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+
+
+if __name__ == "__main__":
+    main()
