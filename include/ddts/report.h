@@ -90,12 +90,12 @@ struct ddts_csv_history {
 /* Reads a CSVLogger file (any line ending; "," separator). Errors name the
  * file, row and column: DDTS_EIO, DDTS_EFORMAT, DDTS_ELIMIT, DDTS_ENOMEM.
  * *out is a new history (ddts_csv_history_destroy). */
-DDTS_NODISCARD enum ddts_status ddts_csv_history_read(const char *path, struct ddts_csv_history **out,
-                                                  struct ddts_error *err);
+DDTS_NODISCARD enum ddts_status
+ddts_csv_history_read(const char *path, struct ddts_csv_history **out, struct ddts_error *err);
 /* As ddts_csv_history_read, from a buffer (`name` is used in messages). */
 DDTS_NODISCARD enum ddts_status ddts_csv_history_parse(const char *name, const char *text,
-                                                   size_t nbytes, struct ddts_csv_history **out,
-                                                   struct ddts_error *err);
+                                                       size_t nbytes, struct ddts_csv_history **out,
+                                                       struct ddts_error *err);
 void ddts_csv_history_destroy(struct ddts_csv_history *h);
 /* Column index of `key`, or -1. */
 long ddts_csv_history_column(const struct ddts_csv_history *h, const char *key);

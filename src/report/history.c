@@ -265,7 +265,7 @@ static size_t count_fields(const char *s, size_t len)
 }
 
 enum ddts_status ddts_csv_history_parse(const char *name, const char *text, size_t nbytes,
-                                    struct ddts_csv_history **out, struct ddts_error *err)
+                                        struct ddts_csv_history **out, struct ddts_error *err)
 {
     *out = NULL;
     enum ddts_status st = DDTS_OK;
@@ -380,7 +380,7 @@ fail:
 }
 
 enum ddts_status ddts_csv_history_read(const char *path, struct ddts_csv_history **out,
-                                   struct ddts_error *err)
+                                       struct ddts_error *err)
 {
     *out = NULL;
     char *text = NULL;
