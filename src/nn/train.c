@@ -98,7 +98,8 @@ enum ddts_status ddts_model_compile(struct ddts_model *m, const struct ddts_comp
         metrics = loss_is_ce(loss.kind) ? MET_ACCURACY : 0;
     }
     struct nn_node *out = &m->nodes[m->output_node];
-    size_t K = (size_t)out->shape[out->rank - 1];
+    /* A scalar output (rank 0 per sample, e.g. batch_input_shape [null]) has one value. */
+    size_t K = out->rank > 0 ? (size_t)out->shape[out->rank - 1] : 1;
     ddts_free(m->opt.state);
     m->opt = opt;
     m->opt.state = NULL;
@@ -172,7 +173,8 @@ static enum ddts_status check_data(struct ddts_model *m, const struct ddts_datas
                                   ny);
         o->y_count = ddts_array_sample_count(d->y);
         const struct nn_node *out = &m->nodes[m->output_node];
-        size_t K = (size_t)out->shape[out->rank - 1];
+        /* A scalar output (rank 0 per sample, e.g. batch_input_shape [null]) has one value. */
+    size_t K = out->rank > 0 ? (size_t)out->shape[out->rank - 1] : 1;
         size_t want = m->loss.kind == LOSS_SPARSE_CCE ? out->size / K : out->size;
         if (o->y_count != want) {
             char b1[128];
