@@ -174,7 +174,7 @@ static enum ddts_status check_data(struct ddts_model *m, const struct ddts_datas
         o->y_count = ddts_array_sample_count(d->y);
         const struct nn_node *out = &m->nodes[m->output_node];
         /* A scalar output (rank 0 per sample, e.g. batch_input_shape [null]) has one value. */
-    size_t K = out->rank > 0 ? (size_t)out->shape[out->rank - 1] : 1;
+        size_t K = out->rank > 0 ? (size_t)out->shape[out->rank - 1] : 1;
         size_t want = m->loss.kind == LOSS_SPARSE_CCE ? out->size / K : out->size;
         if (o->y_count != want) {
             char b1[128];
