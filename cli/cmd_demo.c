@@ -205,6 +205,7 @@ int cmd_demo(int argc, char **argv)
     pid_t server = spawn(server_argv, server_log);
     pid_t clients[2] = {-1, -1};
     /* The server loads and splits the data before it listens: wait for its log line. */
+    int server_done = 0, server_status = 0;
     for (int i = 0; i < 1200; i++) {
         char *text = NULL;
         size_t len = 0;
@@ -213,8 +214,12 @@ int cmd_demo(int argc, char **argv)
             up = strstr(text, "waiting for") != NULL;
             ddts_free(text);
         }
-        if (up || waitpid(server, NULL, WNOHANG) != 0)
+        if (up)
             break;
+        if (waitpid(server, &server_status, WNOHANG) == server) {
+            server_done = 1; /* it failed before listening: reaped here */
+            break;
+        }
         usleep(100 * 1000);
     }
     for (int i = 0; i < 2; i++) {
@@ -238,11 +243,11 @@ int cmd_demo(int argc, char **argv)
             failed = 1;
         }
     }
-    int status = 0;
-    if (failed)
+    if (failed && !server_done)
         kill(server, SIGTERM);
-    waitpid(server, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (!server_done)
+        waitpid(server, &server_status, 0);
+    if (!WIFEXITED(server_status) || WEXITSTATUS(server_status) != 0) {
         ddts_log(&log, DDTS_LOG_ERROR, "demo: the server failed; see %s", server_log);
         failed = 1;
     }

@@ -139,7 +139,7 @@ static int on_epoch_end(void *userdata, struct ddts_model *m, int epoch,
     return 0;
 }
 
-/* x' = (x - offset) * scale per feature, as a new float32 array. */
+/* x' = (x - offset) * scale per feature, as a new float32 array (data.h does the rows). */
 static enum ddts_status normalize(const struct ddts_array *x, const float *offset,
                                   const float *scale, struct ddts_array **out,
                                   struct ddts_error *err)
@@ -148,15 +148,12 @@ static enum ddts_status normalize(const struct ddts_array *x, const float *offse
     if (st != DDTS_OK)
         return st;
     size_t n = x->rank > 0 ? (size_t)x->shape[0] : 1;
-    size_t f = ddts_array_sample_count(x);
-    float *dst = (*out)->data;
-    for (size_t i = 0; i < n; i++) {
-        float *row = dst + i * f;
-        ddts_array_to_f32(x, i * f, f, row);
-        for (size_t j = 0; j < f; j++)
-            row[j] = (row[j] - offset[j]) * scale[j];
+    st = ddts_normalize_rows(x, 0, n, offset, scale, (*out)->data, err);
+    if (st != DDTS_OK) {
+        ddts_array_destroy(*out);
+        *out = NULL;
     }
-    return DDTS_OK;
+    return st;
 }
 
 static const char *model_ext(const char *path)
