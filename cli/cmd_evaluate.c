@@ -150,7 +150,7 @@ int cmd_evaluate(int argc, char **argv)
     if (st == DDTS_OK)
         st = open_model(&a, &m, &err);
     if (st == DDTS_OK) {
-        struct ddts_dataset d = {x, y, NULL, (size_t)x->shape[0]};
+        struct ddts_dataset d = {.x = x, .y = y, .n = (size_t)x->shape[0]};
         struct ddts_logs logs;
         st = ddts_model_evaluate(m, &d, (int)a.batch, &logs, &err);
         if (st == DDTS_OK) {

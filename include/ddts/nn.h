@@ -162,14 +162,21 @@ void ddts_model_set_iterations(struct ddts_model *m, uint64_t iterations);
 
 /*
  * Data: samples selected by index from arrays of any dtype, converted to
- * float32 per batch. x: (N, ...) whose per-sample element count equals the
- * model's input size (reshaped to it). y: labels (N) or (N, 1) for sparse
- * losses, or (N, ...) with the model's output size.
+ * float32 (and normalized, when asked) per batch. x: (N, ...) whose per-sample element count equals
+ * the model's input size (reshaped to it). y: labels (N) or (N, 1) for sparse losses, or (N, ...)
+ * with the model's output size.
  */
 struct ddts_dataset {
     const struct ddts_array *x, *y;
     const uint32_t *idx; /* sample indices into x and y; NULL: all samples 0..n */
     size_t n;            /* number of samples (of idx, or of x when idx is NULL; 0: all of x) */
+    /* Optional per-feature normalizers applied as each batch is gathered:
+     * v = (v - offset[j]) * scale[j], exactly as ddts_normalize_rows does, so
+     * data can stay in its stored dtype (uint8 images: a quarter of float32's
+     * memory) instead of being normalized into a float copy. Each pair is
+     * both NULL (none) or both x_count (y_count) long. */
+    const float *x_offset, *x_scale;
+    const float *y_offset, *y_scale;
 };
 
 #define DDTS_LOGS_MAX 16

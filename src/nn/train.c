@@ -205,9 +205,18 @@ static enum ddts_status gather(struct ddts_model *m, const struct data *dt, cons
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b * xc > 65536)
     for (long s = 0; s < (long)b; s++) {
         size_t i = sample_at(d, order, start + (size_t)s);
-        ddts_array_to_f32(d->x, i * xc, xc, in->y + (size_t)s * xc);
-        if (with_y)
-            ddts_array_to_f32(d->y, i * yc, yc, m->target + (size_t)s * yc);
+        float *xr = in->y + (size_t)s * xc;
+        ddts_array_to_f32(d->x, i * xc, xc, xr);
+        if (d->x_offset != NULL && d->x_scale != NULL)
+            for (size_t j = 0; j < xc; j++)
+                xr[j] = (xr[j] - d->x_offset[j]) * d->x_scale[j];
+        if (with_y) {
+            float *yr = m->target + (size_t)s * yc;
+            ddts_array_to_f32(d->y, i * yc, yc, yr);
+            if (d->y_offset != NULL && d->y_scale != NULL)
+                for (size_t j = 0; j < yc; j++)
+                    yr[j] = (yr[j] - d->y_offset[j]) * d->y_scale[j];
+        }
     }
     if (with_y && m->loss.kind == LOSS_SPARSE_CCE) {
         const struct nn_node *out = &m->nodes[m->output_node];
@@ -299,6 +308,14 @@ static enum ddts_status run_eval(struct ddts_model *m, const struct data *dt, si
     return DDTS_OK;
 }
 
+/* A model already planned (by fit) evaluates and predicts in chunks of its
+ * planned batch: a larger inference batch would re-plan every training
+ * buffer (gradients, kept im2col) at the larger size, for no gain. */
+static size_t inference_batch(const struct ddts_model *m, size_t bs, size_t target_size)
+{
+    return m->cap > 0 && bs > m->cap && target_size == m->target_size ? m->cap : bs;
+}
+
 static enum ddts_status prepare(struct ddts_model *m, const struct data *dt, size_t bs,
                                 struct ddts_error *err)
 {
@@ -326,6 +343,7 @@ enum ddts_status ddts_model_evaluate(struct ddts_model *m, const struct ddts_dat
         bs = dt.n;
     if (dt.n == 0)
         return ddts_error_set(err, DDTS_EINVAL, "evaluate: no samples");
+    bs = inference_batch(m, bs, dt.y_count);
     if ((st = prepare(m, &dt, bs, err)) != DDTS_OK)
         return st;
     struct sums s;
@@ -344,7 +362,7 @@ enum ddts_status ddts_model_predict(struct ddts_model *m, const struct ddts_arra
     enum ddts_status st = check_data(m, &d, 0, &dt, "predict", err);
     if (st != DDTS_OK)
         return st;
-    size_t bs = batch_size > 0 ? (size_t)batch_size : 32;
+    size_t bs = inference_batch(m, batch_size > 0 ? (size_t)batch_size : 32, m->target_size);
     ddts__tensor_set_threads(1); /* GEMMs are split by our OpenMP threads */
     if ((st = ddts__nn_plan(m, bs, err)) != DDTS_OK)
         return st;

@@ -139,23 +139,6 @@ static int on_epoch_end(void *userdata, struct ddts_model *m, int epoch,
     return 0;
 }
 
-/* x' = (x - offset) * scale per feature, as a new float32 array (data.h does the rows). */
-static enum ddts_status normalize(const struct ddts_array *x, const float *offset,
-                                  const float *scale, struct ddts_array **out,
-                                  struct ddts_error *err)
-{
-    enum ddts_status st = ddts_array_create(DDTS_F32, x->rank, x->shape, out, err);
-    if (st != DDTS_OK)
-        return st;
-    size_t n = x->rank > 0 ? (size_t)x->shape[0] : 1;
-    st = ddts_normalize_rows(x, 0, n, offset, scale, (*out)->data, err);
-    if (st != DDTS_OK) {
-        ddts_array_destroy(*out);
-        *out = NULL;
-    }
-    return st;
-}
-
 static const char *model_ext(const char *path)
 {
     const char *dot = strrchr(path, '.');
@@ -400,7 +383,6 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
     struct ddts_keras_model *k = NULL;
     struct ddts_model *m = NULL;
     struct ddts_stats *stats = NULL;
-    struct ddts_array *xn = NULL, *xvn = NULL;
     float *offset = NULL, *scale = NULL, *init = NULL, *nmean = NULL, *nvar = NULL;
     uint32_t *idx = NULL, *tr = NULL, *va = NULL;
     struct ddts_norm_layer norm, *normp = NULL;
@@ -477,20 +459,18 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
             st = norm_layer(job, use, in_size, &nmean, &nvar, &norm, err);
         if (st == DDTS_OK)
             normp = &norm;
-        if (st == DDTS_OK)
-            st = normalize(x, offset, scale, &xn, err);
-        if (st == DDTS_OK && xv != NULL)
-            st = normalize(xv, offset, scale, &xvn, err);
         if (st != DDTS_OK)
             goto out;
-        x = xn;
-        if (xv != NULL)
-            xv = xvn;
+        /* Applied per batch as fit gathers samples: the data stays in its
+         * stored dtype (no float32 copy of the whole shard). */
         ddts_log(req->logger, DDTS_LOG_INFO, "normalizer %s over %zu features",
                  ddts_job_normalizer_name(job->normalizer), in_size);
     }
     const struct ddts_array *y = job->order == DDTS_JOB_ORDER_XX ? x : req->y;
     const struct ddts_array *yv = job->order == DDTS_JOB_ORDER_XX ? xv : req->y_val;
+    /* XX (autoencoder): the target is the normalized input. */
+    const float *yo = job->order == DDTS_JOB_ORDER_XX ? offset : NULL;
+    const float *ys = job->order == DDTS_JOB_ORDER_XX ? scale : NULL;
     if (y == NULL) {
         st = ddts_error_set(err, DDTS_EINVAL, "no Y data for order XY");
         goto out;
@@ -524,7 +504,8 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
             st = ddts_model_compile(m, &co, err);
             if (st != DDTS_OK)
                 goto out;
-            struct ddts_dataset dtr = {x, y, tr, ntr}, dva = {x, y, va, nva};
+            struct ddts_dataset dtr = {x, y, tr, ntr, offset, scale, yo, ys},
+                                dva = {x, y, va, nva, offset, scale, yo, ys};
             char dir[4096];
             snprintf(dir, sizeof dir, "%s/fold_%zu", req->out_dir, f + 1);
             struct ddts_train_result fr;
@@ -558,7 +539,8 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
         ddts_log(req->logger, DDTS_LOG_INFO, "%zu-fold %s: %.4f +/- %.4f", kf, out->fold_metric,
                  out->fold_mean, out->fold_std);
     } else {
-        struct ddts_dataset dtr = {x, y, NULL, n}, dva = {xv, yv, NULL, 0};
+        struct ddts_dataset dtr = {x, y, NULL, n, offset, scale, yo, ys},
+                            dva = {xv, yv, NULL, 0, offset, scale, yo, ys};
         const struct ddts_dataset *val = NULL;
         if (xv != NULL) {
             dva.n = xv->rank > 0 ? (size_t)xv->shape[0] : 0;
@@ -577,7 +559,7 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
                 idx[i] = (uint32_t)i;
             dtr.idx = idx;
             dtr.n = ntr;
-            dva = (struct ddts_dataset){x, y, idx + ntr, nva};
+            dva = (struct ddts_dataset){x, y, idx + ntr, nva, offset, scale, yo, ys};
             val = nva > 0 ? &dva : NULL;
         }
         st = run_one(req, m, k, normp, &dtr, val, req->out_dir, 0, 0, out, err);
@@ -595,8 +577,6 @@ out:
     ddts_free(scale);
     ddts_free(nmean);
     ddts_free(nvar);
-    ddts_array_destroy(xn);
-    ddts_array_destroy(xvn);
     ddts_stats_destroy(stats);
     ddts_model_destroy(m);
     ddts_keras_destroy(k);
@@ -610,7 +590,6 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
     *loss = *accuracy = NAN;
     struct ddts_keras_model *k = NULL;
     struct ddts_model *m = NULL;
-    struct ddts_array *xn = NULL;
     float *offset = NULL, *scale = NULL, *nmean = NULL, *nvar = NULL;
     enum ddts_status st = ddts_keras_read(req->model_path, &k, err);
     if (st != DDTS_OK)
@@ -666,14 +645,19 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
         }
         st = ddts_normalizer_affine((enum ddts_normalizer)job->normalizer, req->norm_stats, offset,
                                     scale, err);
-        if (st == DDTS_OK)
-            st = normalize(x, offset, scale, &xn, err);
         if (st != DDTS_OK)
             goto out;
-        x = xn;
     }
-    const struct ddts_array *y = job->order == DDTS_JOB_ORDER_XX ? x : req->y_test;
-    struct ddts_dataset d = {x, y, NULL, x->rank > 0 ? (size_t)x->shape[0] : 0};
+    int xx = job->order == DDTS_JOB_ORDER_XX;
+    const struct ddts_array *y = xx ? x : req->y_test;
+    struct ddts_dataset d = {x,
+                             y,
+                             NULL,
+                             x->rank > 0 ? (size_t)x->shape[0] : 0,
+                             offset,
+                             scale,
+                             xx ? offset : NULL,
+                             xx ? scale : NULL};
     struct ddts_logs logs;
     st = ddts_model_evaluate(m, &d, job->batch_size > 0 ? job->batch_size : 32, &logs, err);
     if (st != DDTS_OK)
@@ -688,7 +672,6 @@ out:
     ddts_free(scale);
     ddts_free(nmean);
     ddts_free(nvar);
-    ddts_array_destroy(xn);
     ddts_model_destroy(m);
     ddts_keras_destroy(k);
     return st;

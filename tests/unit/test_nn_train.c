@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "ddts/data.h"
 #include "nn/nn.h"
 #include "test.h"
 
@@ -419,6 +420,63 @@ static void test_errors(void **state)
     ddts_array_destroy(y5);
 }
 
+static const char *AE = "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+                        "{\"class_name\":\"Dense\",\"config\":{\"name\":\"h\",\"units\":3,"
+                        "\"activation\":\"tanh\",\"batch_input_shape\":[null,6]}},"
+                        "{\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":6}}]}}";
+
+/* Normalizing per batch (uint8 data, offset/scale in the dataset) trains
+ * exactly as a float32 copy normalized up front with ddts_normalize_rows:
+ * same weights bit for bit, for inputs and for XX targets. */
+static void test_normalize_per_batch(void **state)
+{
+    (void)state;
+    enum { NS = 50, NF = 6 };
+    struct ddts_array *x = arr(DDTS_U8, 2, NS, NF, 0, 0), *xf = arr(DDTS_F32, 2, NS, NF, 0, 0);
+    uint8_t *xd = x->data;
+    for (int i = 0; i < NS * NF; i++)
+        xd[i] = (uint8_t)((i * 37 + i / NF * 11) % 256);
+    float offset[NF], scale[NF];
+    for (int j = 0; j < NF; j++) {
+        offset[j] = 10.0f * (float)j;
+        scale[j] = 1.0f / (97.0f + (float)j);
+    }
+    struct ddts_error err;
+    assert_int_equal(ddts_normalize_rows(x, 0, NS, offset, scale, xf->data, &err), DDTS_OK);
+    /* the normalized values differ from the raw ones (the test can fail) */
+    assert_true(((float *)xf->data)[NF + 1] != (float)xd[NF + 1]);
+
+    struct ddts_model *a = build(AE, "mse", "adam", 0.01, 2),
+                      *b = build(AE, "mse", "adam", 0.01, 2);
+    struct ddts_dataset da = {.x = xf, .y = xf};
+    struct ddts_dataset db = {
+        .x = x, .y = x, .x_offset = offset, .x_scale = scale, .y_offset = offset, .y_scale = scale};
+    struct ddts_fit_options fo = {.epochs = 3, .batch_size = 8, .shuffle = 1, .seed = 5};
+    assert_int_equal(ddts_model_fit(a, &da, &fo, NULL, &err), DDTS_OK);
+    assert_int_equal(ddts_model_fit(b, &db, &fo, NULL, &err), DDTS_OK);
+    size_t na, nb;
+    const float *wa = ddts_model_weights_flat(a, &na), *wb = ddts_model_weights_flat(b, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(wa, wb, na * sizeof(float));
+    /* evaluate sees the same normalized data */
+    struct ddts_logs la, lb;
+    assert_int_equal(ddts_model_evaluate(a, &da, 16, &la, &err), DDTS_OK);
+    assert_int_equal(ddts_model_evaluate(b, &db, 16, &lb, &err), DDTS_OK);
+    assert_true(la.values[0] == lb.values[0]);
+    /* and without the normalizer the raw data gives different weights */
+    struct ddts_model *c = build(AE, "mse", "adam", 0.01, 2);
+    struct ddts_dataset dc = {.x = x, .y = x};
+    assert_int_equal(ddts_model_fit(c, &dc, &fo, NULL, &err), DDTS_OK);
+    size_t nc;
+    const float *wc = ddts_model_weights_flat(c, &nc);
+    assert_true(memcmp(wa, wc, na * sizeof(float)) != 0);
+    ddts_model_destroy(a);
+    ddts_model_destroy(b);
+    ddts_model_destroy(c);
+    ddts_array_destroy(x);
+    ddts_array_destroy(xf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -430,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_callbacks_and_stopping),
         cmocka_unit_test(test_best_across_calls),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_normalize_per_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
