@@ -184,28 +184,26 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                                    acc ? 1.0f : 0.0f, dx, K);
         return;
     }
-    for (size_t n0 = 0; n0 < b; n0 += (size_t)nd->chunk) {
+    /* dW (K, F) += col^T dz; the forward pass's im2col when kept */
+    for (size_t n0 = 0; train && n0 < b; n0 += (size_t)nd->chunk) {
         size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
-        const float *dz = nd->dz + n0 * nd->size;
-        if (train) {
-            /* dW (K, F) += col^T dz; the forward pass's im2col when kept */
-            const float *col = nd->colbuf;
-            if (col == NULL) {
-                ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
-                col = m->col;
-            }
-            ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, nb * P, 1.0f, col, K, dz, F,
-                                   n0 ? 1.0f : 0.0f, gdata(m, nd->w0), F);
+        const float *col = nd->colbuf;
+        if (col == NULL) {
+            ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
+            col = m->col;
         }
-        if (dx) {
-            /* dcol (nb*P, K) = dz W^T, scattered back onto the image */
-            ddts__tensor_sgemm_par(m->threads, 0, 1, nb * P, K, F, 1.0f, dz, F, W, F, 0.0f, m->col,
-                                   K);
-            float *dxi = dx + n0 * a->size;
-            if (!acc)
-                memset(dxi, 0, nb * a->size * sizeof *dxi);
-            ddts__tensor_col2im(&g, nb, m->col, dxi, m->threads);
-        }
+        ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, nb * P, 1.0f, col, K, nd->dz + n0 * nd->size,
+                               F, n0 ? 1.0f : 0.0f, gdata(m, nd->w0), F);
+    }
+    /* dcol (nb*P, K) = dz W^T, scattered back onto the image, in dchunks */
+    for (size_t n0 = 0; dx && n0 < b; n0 += (size_t)nd->dchunk) {
+        size_t nb = b - n0 < (size_t)nd->dchunk ? b - n0 : (size_t)nd->dchunk;
+        ddts__tensor_sgemm_par(m->threads, 0, 1, nb * P, K, F, 1.0f, nd->dz + n0 * nd->size, F, W,
+                               F, 0.0f, m->col, K);
+        float *dxi = dx + n0 * a->size;
+        if (!acc)
+            memset(dxi, 0, nb * a->size * sizeof *dxi);
+        ddts__tensor_col2im(&g, nb, m->col, dxi, m->threads);
     }
 }
 

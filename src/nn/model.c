@@ -10,6 +10,11 @@
 /* Largest im2col scratch we plan, in floats (64 MiB): bigger batches are
  * convolved in chunks of images. */
 #define COL_MAX_FLOATS ((size_t)1 << 24)
+/* A convolution that keeps its im2col for the backward pass needs the
+ * shared scratch only for the input gradient's columns; those are computed
+ * in chunks of at most this many floats (2 MiB) rather than for the whole
+ * batch: the GEMMs stay large (thousands of rows) and the scratch small. */
+#define DCOL_MAX_FLOATS ((size_t)1 << 19)
 
 static int grow(void **p, size_t *cap, size_t n, size_t elem)
 {
@@ -522,18 +527,23 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
                 nb = 1;
             if (nb > cap)
                 nb = cap;
-            nd->chunk = (int)nb;
-            if (nb * per > col_n)
-                col_n = nb * per;
+            nd->chunk = nd->dchunk = (int)nb;
             /* A convolution whose whole batch fits one chunk keeps its im2col
              * for the backward pass instead of recomputing it. */
             int pointwise = nd->kh == 1 && nd->kw == 1 && nd->sh == 1 && nd->sw == 1 &&
                             nd->pt == 0 && nd->pl == 0;
+            size_t need = nb * per;
             if (nd->kind == NN_CONV2D && !pointwise && nb == cap && nd->needs_grad &&
                 m->w[nd->w0].trainable && kept + cap * per <= 4 * COL_MAX_FLOATS) {
                 nd->colbuf = fbuf(cap, per, &fail);
                 kept += cap * per;
+                size_t dn = per > 0 ? DCOL_MAX_FLOATS / per : cap;
+                dn = dn < 1 ? 1 : dn > cap ? cap : dn;
+                nd->dchunk = (int)dn;
+                need = a->needs_grad ? dn * per : 0;
             }
+            if (need > col_n)
+                col_n = need;
             break;
         }
         default:

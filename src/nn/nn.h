@@ -130,6 +130,7 @@ struct nn_node {
     int pool1d;           /* global pooling over (T, C) instead of (H, W, C) */
     int dim1;             /* Conv1D / pooling 1D: (T, C) seen as (1, T, C) */
     int chunk;            /* conv: images per im2col chunk */
+    int dchunk;           /* conv: images per input-gradient (dcol) chunk */
     int w0, n_w;          /* weight slots w0 .. w0 + n_w - 1 */
 
     /* buffers planned for the model's batch capacity: (cap, size) each */

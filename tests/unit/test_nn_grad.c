@@ -16,6 +16,8 @@
 
 static int n_checked, n_skipped;
 static int int_inputs; /* stage class indices 0..int_inputs-1 as input (Embedding) */
+/* input gradients of convolutions one image at a time (the path big layers take) */
+static int dchunk_one;
 
 /* A Sequential config from an input shape and a list of layer JSON objects. */
 static char *seq(const char *input_shape, const char *layers)
@@ -77,6 +79,9 @@ static void check_json(const char *json, const char *loss, const char *loss_cfg,
     size_t K = (size_t)out->shape[out->rank - 1];
     m->target_size = tk == T_LABEL ? out->size / K : out->size;
     assert_int_equal(ddts__nn_plan(m, B, &err), DDTS_OK);
+    for (size_t i = 0; dchunk_one && i < m->n_nodes; i++)
+        if (m->nodes[i].kind == NN_CONV2D)
+            m->nodes[i].dchunk = 1;
     fill_uniform(&r, m->nodes[m->input_node].y, B * ddts_model_input_size(m), -1, 1);
     if (int_inputs)
         for (size_t i = 0; i < B * ddts_model_input_size(m); i++)
@@ -251,6 +256,12 @@ static void test_conv(void **state)
     /* two convolutions: the second's backward feeds the first */
     check("6,6,2", CONV("c1", 3, 3, "") "," CONV("c2", 2, 2, ",\"use_bias\":false") HEAD, "mse",
           T_REAL);
+    /* the same with the input gradient computed image by image, as a layer
+     * whose columns exceed the scratch is (model.c, DCOL_MAX_FLOATS) */
+    dchunk_one = 1;
+    check("6,6,2", CONV("c1", 3, 3, "") "," CONV("c2", 2, 2, ",\"padding\":\"same\"") HEAD, "mse",
+          T_REAL);
+    dchunk_one = 0;
 }
 
 static void test_conv1d(void **state)
