@@ -139,12 +139,13 @@ static double throughput(const char *json, int threads, struct ddts_array *x, st
 }
 
 static double accuracy(const char *json, int threads, struct ddts_array *x, struct ddts_array *y,
-                       size_t n, struct ddts_array *tx, struct ddts_array *ty, double *secs)
+                       size_t n, struct ddts_array *tx, struct ddts_array *ty, uint64_t seed,
+                       double *secs)
 {
     struct ddts_model *m = build(json, threads);
     struct ddts_dataset d = {.x = x, .y = y, .n = n, .x_offset = OFFSET, .x_scale = SCALE};
     struct ddts_dataset t = {.x = tx, .y = ty, .x_offset = OFFSET, .x_scale = SCALE};
-    struct ddts_fit_options fo = {.epochs = 2, .batch_size = 32, .shuffle = 1, .seed = 7};
+    struct ddts_fit_options fo = {.epochs = 2, .batch_size = 32, .shuffle = 1, .seed = seed};
     struct ddts_error err = {0};
     struct ddts_history *h = NULL;
     double t0 = ddts_now();
@@ -259,11 +260,21 @@ int main(int argc, char **argv)
         printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads); peer: "
                "PyTorch not installed\n",
                models[k].name, s1, s2);
-        double secs;
-        double acc = accuracy(models[k].json, 1, x, raw[1], ntr, tx, raw[3], &secs);
+        /* The shuffling order alone moves accuracy by +-2 points on 6000
+         * samples: the median over three shuffling seeds (same initial weights). */
+        double accs[3], secs = 0;
+        for (int sd = 0; sd < 3; sd++) {
+            double s;
+            accs[sd] =
+                accuracy(models[k].json, 1, x, raw[1], ntr, tx, raw[3], (uint64_t)sd + 1, &s);
+            secs += s / 3;
+        }
+        double lo = accs[0] < accs[1] ? accs[0] : accs[1],
+               hi = accs[0] < accs[1] ? accs[1] : accs[0];
+        double med = accs[2] < lo ? lo : accs[2] > hi ? hi : accs[2];
         printf("%s: test accuracy after 2 epochs (batch 32, adam, %zu samples, 1 thread): %.4f "
-               "(%.1f s)\n",
-               models[k].name, ntr, acc, secs);
+               "(%.1f s) median of shuffling seeds 1-3: %.4f %.4f %.4f\n",
+               models[k].name, ntr, med, secs, accs[0], accs[1], accs[2]);
         fflush(stdout);
     }
     struct rusage ru;
