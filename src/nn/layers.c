@@ -309,13 +309,15 @@ static void argmax_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     if (dx == NULL)
         return;
     const int32_t *arg = (const int32_t *)nd->aux;
-    /* Windows that tile the image exactly (stride = pool, no padding, sizes
-     * divisible): each input cell is written once, no zeroing pass. */
+    /* Windows that tile the image (stride = pool, no padding; a bottom or
+     * right remainder that no window covers, as 'valid' pooling of 11 by 2
+     * leaves, is zeroed): each input cell is written once, no zeroing pass. */
     int tiles = nd->kind == NN_MAXPOOL && !acc && nd->sh == nd->kh && nd->sw == nd->kw &&
-                nd->pt == 0 && nd->pl == 0 && nn_h(a) == nn_h(nd) * nd->kh &&
-                nn_w(a) == nn_w(nd) * nd->kw;
+                nd->pt == 0 && nd->pl == 0 && nn_h(a) >= nn_h(nd) * nd->kh &&
+                nn_w(a) >= nn_w(nd) * nd->kw;
     if (tiles) {
         int W = (int)nn_w(a), C = (int)nn_c(a), OH = (int)nn_h(nd), OW = (int)nn_w(nd);
+        int H = (int)nn_h(a), tail = (W - OW * nd->kw) * C;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
         for (long r = 0; r < (long)(b * (size_t)OH); r++) {
             size_t n = (size_t)r / (size_t)OH;
@@ -346,6 +348,14 @@ static void argmax_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                             }
                         }
                     }
+            /* the uncovered right columns of these rows, and below the last
+             * window row the uncovered bottom rows */
+            for (int i = 0; tail > 0 && i < nd->kh; i++)
+                memset(d + (((size_t)oh * nd->kh + (size_t)i) * W + (size_t)OW * nd->kw) * C, 0,
+                       (size_t)tail * sizeof *d);
+            if (oh == OH - 1 && H > OH * nd->kh)
+                memset(d + (size_t)OH * nd->kh * W * C, 0,
+                       (size_t)(H - OH * nd->kh) * W * C * sizeof *d);
         }
         return;
     }

@@ -550,9 +550,10 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
             break;
         }
     }
-    /* Conv/Dense + relu + tiling max pooling: the pooling's backward applies
-     * the relu derivative (relu'(z) = [pool output > 0] at the argmax cell),
-     * saving a pass over the largest activation of a CNN. */
+    /* Conv/Dense + relu + tiling max pooling (stride = pool size; a remainder
+     * no window covers gets a zero gradient either way): the pooling's
+     * backward applies the relu derivative (relu'(z) = [pool output > 0] at
+     * the argmax cell), saving a pass over the largest activation of a CNN. */
     for (size_t i = 0; i < m->n_nodes; i++) {
         struct nn_node *nd = &m->nodes[i];
         nd->pool_relu = nd->skip_act_bwd = 0;
@@ -563,7 +564,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
             continue;
         struct nn_node *a = &m->nodes[nd->in[0]];
         int tiles = nd->sh == nd->kh && nd->sw == nd->kw && nd->pt == 0 && nd->pl == 0 &&
-                    nn_h(a) == nn_h(nd) * nd->kh && nn_w(a) == nn_w(nd) * nd->kw;
+                    nn_h(a) >= nn_h(nd) * nd->kh && nn_w(a) >= nn_w(nd) * nd->kw;
         if (tiles && a->n_consumers == 1 && a->needs_grad && a->z == a->y &&
             a->act.kind == ACT_RELU && a->act.alpha == 0 && a->act.threshold == 0 &&
             a->act.max_value <= 0 &&
