@@ -16,7 +16,8 @@
 
 #include "cli.h"
 
-/* Seconds between redraws while a client trains (its ETA counts down). */
+/* At most 4 redraws a second; one a second while a client trains (its ETA counts down). */
+#define REDRAW_S      0.25
 #define TICK_REDRAW_S 1.0
 /* Distinct clients kept (each new id is a row; the server serves 1024 at once). */
 #define MAX_ROWS (4 * DDTS_MAX_CLIENTS)
@@ -108,8 +109,12 @@ static void live_sink(void *userdata, enum ddts_log_level level, const char *msg
     cli_table_clear(&lv->table);
     if (lv->inner.fn != NULL)
         lv->inner.fn(lv->inner.userdata, level, msg);
-    if (shown)
+    /* The table goes back below the line, now or at the next tick (a burst of
+     * log lines does not redraw it for each). */
+    if (shown && ddts_now() - lv->table.last >= REDRAW_S)
         draw_locked(lv);
+    else if (shown)
+        lv->dirty = true;
     pthread_mutex_unlock(&lv->mu);
 }
 
@@ -174,7 +179,6 @@ void cli_live_on_client(void *userdata, const struct ddts_server_client *c)
     }
     snprintf(r->name, sizeof r->name, "%s", c->name);
     snprintf(r->address, sizeof r->address, "%s", c->address);
-    bool changed = r->state != c->state;
     r->state = c->state;
     /* A new share starts without figures; a finished one keeps its last ones. */
     if (c->has_progress || c->state == DDTS_CLIENT_SENDING) {
@@ -193,7 +197,7 @@ void cli_live_on_client(void *userdata, const struct ddts_server_client *c)
             r->printed_epoch = p->epoch;
             log_epoch_end(lv, r, ddts_server_client_eta(c, ddts_now()));
         }
-    } else if (changed || lv->table.lines_drawn == 0 || ddts_now() - lv->table.last >= 0.25) {
+    } else if (ddts_now() - lv->table.last >= REDRAW_S) {
         draw_locked(lv);
     }
     pthread_mutex_unlock(&lv->mu);
@@ -208,7 +212,7 @@ void cli_live_tick(struct cli_live *lv)
     for (size_t i = 0; i < lv->n_rows; i++)
         running |= lv->rows[i].state == DDTS_CLIENT_TRAINING;
     double since = ddts_now() - lv->table.last;
-    if (lv->table.tty && ((lv->dirty && since >= 0.25) || (running && since >= TICK_REDRAW_S)))
+    if (lv->table.tty && ((lv->dirty && since >= REDRAW_S) || (running && since >= TICK_REDRAW_S)))
         draw_locked(lv);
     pthread_mutex_unlock(&lv->mu);
 }

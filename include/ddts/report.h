@@ -238,7 +238,7 @@ struct ddts_client_row {
  * each line ends with "\n" and is at most `width` - 1 characters long
  * (width < 78 is taken as 78): the NAME column takes what the others leave
  * (10 characters at width 80, at most 40). Long names and addresses are cut
- * in the middle with "~" ("client-~1b2c3d4"), so that names differing only at
+ * in the middle with "~" ("clie~b3c4d"), so that names differing only at
  * their end stay apart. Returns the length needed (snprintf-like);
  * *n_lines_out (may be NULL) receives the line count, so a terminal caller
  * can move the cursor up that many lines before the next refresh.
