@@ -73,8 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                       prog.samples_per_s,
                                       ddts_server_client_eta(&c, prog.elapsed_s)};
         char table[512];
-        size_t len = ddts_client_table_format(table, sizeof table, &row, 1, NULL);
-        if (len >= sizeof table || strlen(table) != len)
+        size_t text_len = ddts_client_table_format(table, sizeof table, &row, 1, NULL);
+        if (text_len >= sizeof table || strlen(table) != text_len)
             __builtin_trap();
     }
 

@@ -43,9 +43,15 @@ extern "C" {
 #endif
 
 /* Protocol identity, sent in both hellos. */
-#define DDTS_WIRE_MAGIC        "DDTS" /* 4 bytes, no NUL on the wire */
-#define DDTS_WIRE_MAGIC_BYTES  4
-#define DDTS_WIRE_VERSION      2 /* 2: PROGRESS (a version-1 server refuses it) */
+#define DDTS_WIRE_MAGIC       "DDTS" /* 4 bytes, no NUL on the wire */
+#define DDTS_WIRE_MAGIC_BYTES 4
+/*
+ * 2 added PROGRESS, which a version-1 server refuses. A server accepts
+ * clients of DDTS_WIRE_VERSION_MIN..DDTS_WIRE_VERSION and answers in the
+ * client's version; a client needs a server of its own version or newer.
+ */
+#define DDTS_WIRE_VERSION      2
+#define DDTS_WIRE_VERSION_MIN  1
 #define DDTS_WIRE_HEADER_BYTES 4 /* the frame's u32 length */
 
 /* Message types (the first byte of every message). Values are stable. */

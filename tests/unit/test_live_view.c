@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -230,6 +231,85 @@ static void test_table(void **state)
              "  -     -     -\n");
 }
 
+/* ---- protocol versions ---- */
+
+struct handshake_side {
+    struct ddts_conn *conn;
+    const struct ddts_passphrase *pw;
+    enum ddts_status st;
+};
+
+static void *server_handshake(void *arg)
+{
+    struct handshake_side *h = arg;
+    h->st = ddts_conn_handshake(h->conn, DDTS_ROLE_SERVER, h->pw, DDTS_OK, NULL);
+    return NULL;
+}
+
+/* Sends a HELLO_C of `version` to a server handshake; returns HELLO_S's version and status. */
+static void hello_with(const struct ddts_passphrase *pw, uint16_t version, uint16_t *got_version,
+                       uint8_t *got_status)
+{
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    struct handshake_side h = {.pw = pw};
+    assert_int_equal(ddts_conn_from_fd(fds[0], &h.conn, NULL), DDTS_OK);
+    ddts_conn_set_timeout(h.conn, 5);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, server_handshake, &h), 0);
+    uint8_t msg[4 + 23] = {23,
+                           0,
+                           0,
+                           0,
+                           DDTS_MSG_HELLO_C,
+                           'D',
+                           'D',
+                           'T',
+                           'S',
+                           (uint8_t)version,
+                           (uint8_t)(version >> 8)};
+    assert_int_equal(write(fds[1], msg, sizeof msg), (ssize_t)sizeof msg);
+    /* HELLO_S: u32 length, type, magic, u16 version, u8 status, sid[16]. */
+    uint8_t in[4 + 24];
+    size_t got = 0;
+    while (got < sizeof in) {
+        ssize_t n = read(fds[1], in + got, sizeof in - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    assert_int_equal(in[4], DDTS_MSG_HELLO_S);
+    *got_version = (uint16_t)(in[9] | in[10] << 8);
+    *got_status = in[11];
+    close(fds[1]);
+    pthread_join(th, NULL);
+    assert_int_not_equal(h.st, DDTS_OK); /* the fake client went away */
+    ddts_conn_destroy(h.conn);
+}
+
+static void test_versions(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = NULL;
+    assert_int_equal(ddts_auth_init(NULL), DDTS_OK);
+    assert_int_equal(ddts_passphrase_create("versions", 8, &pw, NULL), DDTS_OK);
+    uint16_t v;
+    uint8_t status;
+    /* A version-1 client (before PROGRESS) is served, in its own version. */
+    hello_with(pw, 1, &v, &status);
+    assert_int_equal(status, 0);
+    assert_int_equal(v, 1);
+    hello_with(pw, DDTS_WIRE_VERSION, &v, &status);
+    assert_int_equal(status, 0);
+    assert_int_equal(v, DDTS_WIRE_VERSION);
+    /* A newer client, or version 0, is refused, the answer naming ours. */
+    hello_with(pw, DDTS_WIRE_VERSION + 1, &v, &status);
+    assert_int_equal(status, DDTS_EUNSUPPORTED);
+    assert_int_equal(v, DDTS_WIRE_VERSION);
+    hello_with(pw, 0, &v, &status);
+    assert_int_equal(status, DDTS_EUNSUPPORTED);
+    ddts_passphrase_destroy(pw);
+}
+
 /* ---- a server and a client in one process ---- */
 
 #define MAX_EVENTS 256
@@ -384,11 +464,9 @@ static void test_server_reports(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_hostile),
-        cmocka_unit_test(test_eta),
-        cmocka_unit_test(test_table),
-        cmocka_unit_test(test_server_reports),
+        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_eta),        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_versions),   cmocka_unit_test(test_server_reports),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
