@@ -236,8 +236,10 @@ struct ddts_client_row {
  * ADDRESS, STATE, FOLD ("2/5"), EPOCH ("3/10"), PROG (percent of the epoch),
  * LOSS, ACC, SMP/S (samples per second), ETA ("12:34", "1h02m"), aligned;
  * each line ends with "\n" and is at most `width` - 1 characters long
- * (width < 78 is taken as 78): the NAME column takes what the others leave
- * (10 characters at width 80, at most 40). Long names and addresses are cut
+ * (width < 78 is taken as 78; a figure wider than its column, such as epoch
+ * "100/200", is not cut but pushes the rest of its line right): the NAME
+ * column takes what the others leave (10 characters at width 80, at most
+ * 40). Long names and addresses are cut
  * in the middle with "~" ("clie~b3c4d"), so that names differing only at
  * their end stay apart. Returns the length needed (snprintf-like);
  * *n_lines_out (may be NULL) receives the line count, so a terminal caller
