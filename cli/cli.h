@@ -153,8 +153,8 @@ void cli_progress_end_epoch(struct cli_progress *p, int64_t total,
 void cli_transfer_update(struct cli_progress *p, const char *label, uint64_t done, uint64_t total);
 
 /* The server's live table of clients: redrawn in place on a terminal (at most
- * every 0.5 s unless `force`); without a terminal printed only when `force`
- * (e.g. once per epoch), next to the log lines. */
+ * every 0.25 s unless `force`, fitted to the terminal's width and height);
+ * without a terminal printed only when `force`, next to the log lines. */
 struct cli_table {
     FILE *fp;
     bool tty;
@@ -167,6 +167,29 @@ void cli_table_refresh(struct cli_table *t, const struct ddts_client_row *rows, 
 /* Call after printing other lines (a log line) below the table, so that the
  * next refresh draws a fresh table instead of moving up over those lines. */
 void cli_table_forget(struct cli_table *t);
+/* Erases the table from a terminal (the cursor goes back to where it began),
+ * e.g. to print a log line and then redraw the table below it. */
+void cli_table_clear(struct cli_table *t);
+
+/*
+ * The live view of `ddts server` (cli/live.c): the clients the server
+ * reports (on_client) in a table kept at the bottom of a terminal, log lines
+ * printed above it; without a terminal, one log line per client per epoch.
+ * Thread-safe: the server calls in from its connection threads.
+ */
+struct cli_live;
+/* `inner` (copied) prints the log lines; NULL on out of memory. */
+struct cli_live *cli_live_create(FILE *fp, const struct ddts_logger *inner);
+void cli_live_destroy(struct cli_live *lv);
+/* A logger that prints through `inner` without breaking the table. */
+struct ddts_logger cli_live_logger(struct cli_live *lv);
+/* ddts_server_config.on_client, with the cli_live as userdata. */
+void cli_live_on_client(void *lv, const struct ddts_server_client *c);
+/* Call often (every 0.2 s): redraws when the table changed, or each second
+ * while a client trains (its ETA counts down). */
+void cli_live_tick(struct cli_live *lv);
+/* Draws the table a last time and leaves it on screen; later lines go below. */
+void cli_live_finish(struct cli_live *lv);
 
 /* Without a terminal: a --model folder holding exactly one model file becomes
  * that file; none or several is a usage error listing them. A file: CLI_OK. */

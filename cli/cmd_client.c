@@ -51,6 +51,26 @@ static enum ddts_status exchange(void *userdata, float *w, size_t n, uint64_t n_
     return ddts_client_sync_exchange(userdata, w, n, n_samples, err);
 }
 
+/* Training progress goes to the server's live view (the library throttles it). */
+static void forward_progress(void *userdata, const struct ddts_train_progress *tp)
+{
+    struct ddts_wire_progress p = {
+        .fold = (uint32_t)(tp->fold > 0 ? tp->fold : 0),
+        .n_folds = (uint32_t)(tp->n_folds > 0 ? tp->n_folds : 0),
+        .epoch = (uint32_t)(tp->epoch > 0 ? tp->epoch : 1),
+        .epochs = (uint32_t)(tp->epochs > 0 ? tp->epochs : 1),
+        .done = (uint64_t)(tp->done > 0 ? tp->done : 0),
+        .total = (uint64_t)(tp->total > 0 ? tp->total : 0),
+        .loss = tp->loss,
+        .accuracy = tp->accuracy,
+        .samples_per_s = tp->samples_per_s,
+        .elapsed_s = tp->elapsed_s,
+        .flags = tp->epoch_end ? DDTS_PROGRESS_EPOCH_END : 0,
+    };
+    /* Best effort: a lost connection shows at the next exchange or the upload. */
+    (void)!ddts_client_send_progress(userdata, &p, NULL);
+}
+
 static enum ddts_status load_opt(const char *dir, const char *name, struct ddts_array **out,
                                  struct ddts_error *err)
 {
@@ -167,6 +187,8 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         .run_name = run_name,
         .logger = &ctx->log,
         .progress = stderr,
+        .on_progress = forward_progress,
+        .progress_userdata = sync,
     };
     struct ddts_train_result res;
     st = ddts_train_run(&req, &res, err);

@@ -26,6 +26,9 @@ const char cli_usage_server[] =
     "results of an earlier job in --workdir that were not received yet.\n"
     "When stdin is a terminal and a required setting is missing, asks for it.\n"
     "The passphrase comes from --passphrase-file F, $DDTS_PASSPHRASE, or a prompt.\n"
+    "On a terminal, a table of the clients (state, fold, epoch, progress, loss,\n"
+    "accuracy, samples/s, ETA) stays below the log lines, redrawn in place;\n"
+    "otherwise each client's epoch ends are logged, one line each.\n"
     "\n"
     "Job settings (also the keys of a JSON job file given with --job FILE):\n"
     "  --host ADDR            listen address (0.0.0.0)\n"
@@ -63,10 +66,25 @@ static void on_signal(int sig)
     stop_requested = 1;
 }
 
+/* What the server's callbacks share (ddts_server_config.userdata). */
+struct server_ctx {
+    struct round_saver *saver;
+    struct cli_live *live;
+};
+
+/* Polled every 0.2 s by the server: also the live view's clock. */
 static int should_stop(void *userdata)
 {
-    (void)userdata;
+    struct server_ctx *ctx = userdata;
+    cli_live_tick(ctx->live);
     return stop_requested;
+}
+
+static void on_client(void *userdata, const struct ddts_server_client *c)
+{
+    struct server_ctx *ctx = userdata;
+    if (ctx->live != NULL)
+        cli_live_on_client(ctx->live, c);
 }
 
 static int dir_exists(const char *path)
@@ -214,7 +232,7 @@ struct round_saver {
 
 static void on_round(void *userdata, uint64_t round, const float *w, size_t n)
 {
-    const struct round_saver *rs = userdata;
+    const struct round_saver *rs = ((const struct server_ctx *)userdata)->saver;
     if (rs->every == 0 || round % rs->every != 0)
         return;
     char path[4200];
@@ -611,7 +629,9 @@ int cmd_server(int argc, char **argv)
     char *settings = NULL;
     char job_dir[4096], shards_dir[4096], model_path[4096] = "";
     snprintf(job_dir, sizeof job_dir, "%s/%s", job.workdir, job.name);
-    struct event_log events = {.inner = log};
+    /* Log lines go through the live view, which keeps its table below them. */
+    struct cli_live *live = cli_live_create(stderr, &log);
+    struct event_log events = {.inner = live != NULL ? cli_live_logger(live) : log};
     snprintf(events.path, sizeof events.path, "%s/events.log", job_dir);
     log.fn = event_sink;
     log.userdata = &events;
@@ -659,6 +679,7 @@ int cmd_server(int argc, char **argv)
         saver.every = rounds_per_epoch(&job, read_min_share(shards_dir));
     if (saver.every > 0 && ddts_mkdir_p(saver.dir, NULL) != DDTS_OK)
         saver.every = 0;
+    struct server_ctx ctx = {&saver, live};
     struct ddts_server_config cfg = {
         .host = job.host,
         .port = (uint16_t)job.port,
@@ -677,9 +698,11 @@ int cmd_server(int argc, char **argv)
         .keep_serving = job.keep_serving,
         .should_stop = should_stop,
         .on_round = on_round,
-        .userdata = &saver,
+        .on_client = on_client,
+        .userdata = &ctx,
     };
     st = ddts_server_run(&cfg, &err);
+    cli_live_finish(live);
     if (st != DDTS_OK)
         goto out;
 
@@ -720,6 +743,7 @@ int cmd_server(int argc, char **argv)
     if (isfinite(accuracy))
         printf("test accuracy: %.4f\ntest loss: %.4f\n", accuracy, loss);
 out:
+    cli_live_finish(live);
     ddts_free(weights);
     ddts_free(settings);
     ddts_stats_destroy(stats);
@@ -728,5 +752,7 @@ out:
     ddts_array_destroy(xt);
     ddts_array_destroy(yt);
     ddts_passphrase_destroy(pw);
-    return st == DDTS_OK ? CLI_OK : cli_fail("server", &err);
+    int rc_out = st == DDTS_OK ? CLI_OK : cli_fail("server", &err);
+    cli_live_destroy(live);
+    return rc_out;
 }

@@ -1,6 +1,7 @@
 /* libFuzzer target: frame headers and every message decoder shape of the wire format. */
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ddts/ddts.h"
 
@@ -41,6 +42,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (r.status == DDTS_OK)
         (void)!ddts_wire_check_relpath(path, &err);
     (void)!ddts_wire_reader_end(&r, "FILE_BEGIN", &err);
+
+    /* PROGRESS: the input as a payload (and after a type byte, as a whole
+     * message). What decodes must encode back to the same bytes, and must
+     * give the live view figures it can print. */
+    for (size_t skip = 0; skip <= 1 && skip <= size; skip++) {
+        struct ddts_wire_progress prog;
+        if (ddts_wire_progress_decode(data + skip, size - skip, &prog, &err) != DDTS_OK)
+            continue;
+        uint8_t back[DDTS_WIRE_PROGRESS_BYTES];
+        struct ddts_wire_writer w;
+        ddts_wire_writer_init(&w, back, sizeof back);
+        ddts_wire_progress_encode(&w, &prog);
+        if (w.status != DDTS_OK || w.len != size - skip + 1 ||
+            memcmp(back + 1, data + skip, size - skip) != 0)
+            __builtin_trap();
+        struct ddts_server_client c = {
+            .name = "fuzz", .address = "127.0.0.1", .has_progress = 1, .progress = prog};
+        struct ddts_client_row row = {"fuzz",
+                                      "127.0.0.1",
+                                      "training",
+                                      (int)prog.fold,
+                                      (int)prog.n_folds,
+                                      (int)prog.epoch,
+                                      (int)prog.epochs,
+                                      (int64_t)prog.done,
+                                      (int64_t)prog.total,
+                                      prog.loss,
+                                      prog.accuracy,
+                                      prog.samples_per_s,
+                                      ddts_server_client_eta(&c, prog.elapsed_s)};
+        char table[512];
+        size_t text_len = ddts_client_table_format(table, sizeof table, &row, 1, NULL);
+        if (text_len >= sizeof table || strlen(table) != text_len)
+            __builtin_trap();
+    }
 
     /* Paths straight from the input. */
     if (size > 0 && size <= DDTS_MAX_PATH_BYTES + 8) {

@@ -82,6 +82,22 @@ DDTS_NODISCARD enum ddts_status ddts_client_sync_reduce(struct ddts_client_sync 
                                                         size_t n, uint64_t n_samples,
                                                         struct ddts_error *err);
 
+/*
+ * Reports training progress to the server (a PROGRESS message, for its live
+ * view), from the thread that calls the exchanges. Throttled: sent only when
+ * `p` ends an epoch (DDTS_PROGRESS_EPOCH_END) or DDTS_PROGRESS_INTERVAL_S
+ * passed since the last one; otherwise nothing happens and DDTS_OK is
+ * returned. Out-of-range figures are clamped (an infinite loss or rate is
+ * sent as NaN / 0). Best effort: a send waits at most the connection's I/O
+ * timeout, and after a failure later reports are skipped, so training goes
+ * on and the broken connection is reported by the next exchange or the
+ * upload. Returns DDTS_OK, DDTS_EINVAL (sync or p NULL), or the send's
+ * failure.
+ */
+DDTS_NODISCARD enum ddts_status ddts_client_send_progress(struct ddts_client_sync *sync,
+                                                          const struct ddts_wire_progress *p,
+                                                          struct ddts_error *err);
+
 /* Trains one share; returns DDTS_OK or a failure status (err filled). */
 typedef enum ddts_status (*ddts_train_fn)(void *userdata, const struct ddts_client_job *job,
                                           struct ddts_client_sync *sync, struct ddts_error *err);

@@ -100,5 +100,17 @@
 #define DDTS_MAX_UPLOAD_FILES 10000
 /* Net: a weight vector exchanged in a round: 2^31 float32 = 8 GiB. */
 #define DDTS_MAX_SYNC_FLOATS (1ULL << 31)
+/* Net: a PROGRESS report's counts, refused beyond the ranges a job can have
+ * (src/job/job.c: epochs 1..10^6, folds 2..1000) and beyond 2^40 samples per
+ * epoch (arrays are at most 64 GiB); rates and durations beyond 10^12 per
+ * second and 10^9 s (31 years) are not measurements. */
+#define DDTS_MAX_PROGRESS_EPOCHS  1000000u
+#define DDTS_MAX_PROGRESS_FOLDS   1000u
+#define DDTS_MAX_PROGRESS_SAMPLES (1ULL << 40)
+#define DDTS_MAX_PROGRESS_RATE    1e12
+#define DDTS_MAX_PROGRESS_SECONDS 1e9
+/* Net: a client sends at most one PROGRESS per this many seconds, plus one at
+ * each epoch end (the server's live view redraws at most 4 times a second). */
+#define DDTS_PROGRESS_INTERVAL_S 0.5
 
 #endif

@@ -233,12 +233,21 @@ struct ddts_client_row {
 
 /*
  * The live table: a header line and one line per client, columns NAME,
- * ADDRESS, STATE, FOLD, EPOCH, PROGRESS (a 10-cell bar and percent), LOSS,
- * ACC, SAMPLES/S, ETA, aligned; each line ends with "\n". Long names are cut
- * with "~". Returns the length needed (snprintf-like); *n_lines_out (may be
- * NULL) receives the line count, so a terminal caller can move the cursor up
- * that many lines before the next refresh.
+ * ADDRESS, STATE, FOLD ("2/5"), EPOCH ("3/10"), PROG (percent of the epoch),
+ * LOSS, ACC, SMP/S (samples per second), ETA ("12:34", "1h02m"), aligned;
+ * each line ends with "\n" and is at most `width` - 1 characters long
+ * (width < 78 is taken as 78; a figure wider than its column, such as epoch
+ * "100/200", is not cut but pushes the rest of its line right): the NAME
+ * column takes what the others leave (10 characters at width 80, at most
+ * 40). Long names and addresses are cut
+ * in the middle with "~" ("clie~b3c4d"), so that names differing only at
+ * their end stay apart. Returns the length needed (snprintf-like);
+ * *n_lines_out (may be NULL) receives the line count, so a terminal caller
+ * can move the cursor up that many lines before the next refresh.
  */
+size_t ddts_client_table_format_width(char *buf, size_t cap, const struct ddts_client_row *rows,
+                                      size_t n_rows, int width, size_t *n_lines_out);
+/* ddts_client_table_format_width for an 80-column terminal. */
 size_t ddts_client_table_format(char *buf, size_t cap, const struct ddts_client_row *rows,
                                 size_t n_rows, size_t *n_lines_out);
 

@@ -22,6 +22,7 @@
 
 #include "auth.h"
 #include "core.h"
+#include "wire.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,6 +35,45 @@ enum ddts_sync_mode {
     DDTS_SYNC_STEPS = 2, /* every sync_steps steps */
     DDTS_SYNC_STEP = 3,  /* every step (synchronous data parallel) */
 };
+
+/* What a client is doing, as the server sees it (the live view's STATE column). */
+enum ddts_client_state {
+    DDTS_CLIENT_WAITING = 0,   /* joined; waiting for a share or for the job to start */
+    DDTS_CLIENT_SENDING = 1,   /* receiving its share from the server (JOB and files) */
+    DDTS_CLIENT_TRAINING = 2,  /* training (PROGRESS reports arrive) */
+    DDTS_CLIENT_SYNCING = 3,   /* its weights are in; waiting for the round to complete */
+    DDTS_CLIENT_UPLOADING = 4, /* sending its results */
+    DDTS_CLIENT_DONE = 5,      /* its share's results are received */
+    DDTS_CLIENT_FAILED = 6,    /* its training failed (results received, TRAINED status) */
+    DDTS_CLIENT_LEFT = 7,      /* disconnected */
+    DDTS_CLIENT_LOST = 8,      /* silent beyond client_timeout or missed a round: dropped */
+};
+/* "waiting", "sending", "training", "syncing", "uploading", "done", "failed", "left", "lost"
+ * (at most 9 characters); "?" for another value. */
+const char *ddts_client_state_str(enum ddts_client_state s);
+
+#define DDTS_CLIENT_ID_BYTES 16
+
+/* One client as the server sees it: given to on_client, borrowed for the call. */
+struct ddts_server_client {
+    uint64_t session;  /* connection number (1, 2, ...), unique during ddts_server_run */
+    const uint8_t *id; /* the client's persistent id (DDTS_CLIENT_ID_BYTES): a table's key */
+    const char *name;  /* as the client announced it in JOIN */
+    const char *address;
+    enum ddts_client_state state;
+    long share;       /* the share it holds, or -1 */
+    int has_progress; /* progress holds the latest PROGRESS of the current share */
+    struct ddts_wire_progress progress;
+    double progress_at; /* ddts_now() when that PROGRESS arrived */
+};
+
+/*
+ * Seconds until the client finishes its share, at time `now` (ddts_now()):
+ * the samples left (of this epoch, the epochs after it, and the folds after
+ * this one) over its rate, less the time since the report arrived (never
+ * below 0). NaN when unknown: no progress, or a rate of 0.
+ */
+double ddts_server_client_eta(const struct ddts_server_client *c, double now);
 
 struct ddts_server_config {
     const char *host; /* listen address; NULL: 0.0.0.0 */
@@ -73,6 +113,15 @@ struct ddts_server_config {
      * must be quick and must not block on the network.
      */
     void (*on_round)(void *userdata, uint64_t round, const float *weights, size_t n);
+    /*
+     * May be NULL. Called when a joined client changes state or reports
+     * training progress (at most every DDTS_PROGRESS_INTERVAL_S per client,
+     * plus each epoch end), and once more when it leaves (LEFT, LOST, or DONE
+     * and FAILED kept). Runs on that client's connection thread, without the
+     * job locked, possibly on several threads at once: it must be
+     * thread-safe and quick (the live view of `ddts server` draws from it).
+     */
+    void (*on_client)(void *userdata, const struct ddts_server_client *c);
 };
 
 /*

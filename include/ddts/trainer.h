@@ -31,6 +31,20 @@ extern "C" {
 typedef enum ddts_status (*ddts_exchange_fn)(void *userdata, float *weights, size_t n,
                                              uint64_t n_samples, struct ddts_error *err);
 
+/* Where a run is, for a caller that shows or forwards it (ddts client sends it to the server). */
+struct ddts_train_progress {
+    int fold, n_folds;    /* 1-based fold of n_folds; 0, 0 for fit */
+    int epoch, epochs;    /* 1-based epoch of epochs */
+    int64_t done, total;  /* samples done in this epoch, samples per epoch */
+    double loss;          /* running mean of the epoch so far (NaN: none) */
+    double accuracy;      /* running accuracy (NaN when the model has none) */
+    double samples_per_s; /* this epoch's throughput so far */
+    double elapsed_s;     /* seconds since the epoch began */
+    int epoch_end;        /* non-zero: the epoch is over (done == total) */
+};
+/* Called after every batch and once at each epoch end, on the training thread. */
+typedef void (*ddts_train_progress_fn)(void *userdata, const struct ddts_train_progress *p);
+
 struct ddts_train_request {
     const struct ddts_job *job;             /* settings (epochs, batch size, loss, method, ...) */
     const char *model_path;                 /* the Keras .h5 or .keras file */
@@ -49,9 +63,11 @@ struct ddts_train_request {
     /* fit only: the first epoch to train (a share taken over or resumed mid-job
      * skips the epochs it already contributed); at most epochs - 1. */
     int initial_epoch;
-    const char *run_name;             /* shown in logs and plot titles */
-    const struct ddts_logger *logger; /* may be NULL */
-    FILE *progress;                   /* Keras-like progress; NULL: none */
+    const char *run_name;               /* shown in logs and plot titles */
+    const struct ddts_logger *logger;   /* may be NULL */
+    FILE *progress;                     /* Keras-like progress; NULL: none */
+    ddts_train_progress_fn on_progress; /* NULL: none */
+    void *progress_userdata;
 };
 
 struct ddts_train_result {

@@ -43,9 +43,15 @@ extern "C" {
 #endif
 
 /* Protocol identity, sent in both hellos. */
-#define DDTS_WIRE_MAGIC        "DDTS" /* 4 bytes, no NUL on the wire */
-#define DDTS_WIRE_MAGIC_BYTES  4
-#define DDTS_WIRE_VERSION      1
+#define DDTS_WIRE_MAGIC       "DDTS" /* 4 bytes, no NUL on the wire */
+#define DDTS_WIRE_MAGIC_BYTES 4
+/*
+ * 2 added PROGRESS, which a version-1 server refuses. A server accepts
+ * clients of DDTS_WIRE_VERSION_MIN..DDTS_WIRE_VERSION and answers in the
+ * client's version; a client needs a server of its own version or newer.
+ */
+#define DDTS_WIRE_VERSION      2
+#define DDTS_WIRE_VERSION_MIN  1
 #define DDTS_WIRE_HEADER_BYTES 4 /* the frame's u32 length */
 
 /* Message types (the first byte of every message). Values are stable. */
@@ -75,6 +81,7 @@ enum ddts_msg {
     DDTS_MSG_RECEIPT = 0x33,     /* s->c: u32 files, u64 bytes */
     DDTS_MSG_NEXT = 0x34,        /* c->s: ready for another share */
     DDTS_MSG_DONE = 0x35,        /* s->c: the job is complete; no more work */
+    DDTS_MSG_PROGRESS = 0x36,    /* c->s: training progress (struct ddts_wire_progress) */
 };
 
 /* Returns a name for a message type ("JOIN"), "?" when unknown. */
@@ -142,6 +149,41 @@ void ddts_wire_get_rest(struct ddts_wire_reader *r, const uint8_t **p, size_t *n
  */
 DDTS_NODISCARD enum ddts_status ddts_wire_reader_end(const struct ddts_wire_reader *r,
                                                      const char *what, struct ddts_error *err);
+
+/*
+ * PROGRESS (client to server, while training): where the client is in its
+ * share, for the server's live view. 66 bytes with the type byte:
+ *   u8 type, u32 fold, u32 n_folds, u32 epoch, u32 epochs, u64 done, u64 total,
+ *   f64 loss, f64 accuracy, f64 samples_per_s, f64 elapsed_s, u8 flags
+ */
+struct ddts_wire_progress {
+    uint32_t fold, n_folds; /* 1-based fold of n_folds; both 0 without k-fold */
+    uint32_t epoch, epochs; /* 1-based epoch of epochs */
+    uint64_t done, total;   /* samples done in this epoch, samples in the epoch */
+    double loss;            /* running mean over the epoch so far; NaN: unknown */
+    double accuracy;        /* in [0, 1]; NaN: the model has no accuracy metric */
+    double samples_per_s;   /* throughput of this epoch so far, >= 0 */
+    double elapsed_s;       /* seconds since the epoch began, >= 0 */
+    uint8_t flags;          /* DDTS_PROGRESS_EPOCH_END, other bits 0 */
+};
+#define DDTS_PROGRESS_EPOCH_END  1u /* the epoch is over: done == total, final figures */
+#define DDTS_WIRE_PROGRESS_BYTES 66 /* the whole message, type byte included */
+
+/* Writes a whole PROGRESS message (type byte first); check w->status. */
+void ddts_wire_progress_encode(struct ddts_wire_writer *w, const struct ddts_wire_progress *p);
+/*
+ * Decodes a PROGRESS payload (the `n` bytes after the type byte, as
+ * ddts_conn_recv gives them) into *out. DDTS_EPROTO, and *out zeroed, when
+ * the length is not exact or a value is out of range: fold not in
+ * 1..n_folds (or both not 0), n_folds > DDTS_MAX_PROGRESS_FOLDS, epoch not in
+ * 1..epochs, epochs > DDTS_MAX_PROGRESS_EPOCHS, done > total, total >
+ * DDTS_MAX_PROGRESS_SAMPLES, loss infinite, accuracy neither NaN nor in
+ * [0, 1], samples_per_s or elapsed_s negative, not finite or beyond
+ * DDTS_MAX_PROGRESS_RATE / DDTS_MAX_PROGRESS_SECONDS, unknown flag bits.
+ */
+DDTS_NODISCARD enum ddts_status ddts_wire_progress_decode(const uint8_t *payload, size_t n,
+                                                          struct ddts_wire_progress *out,
+                                                          struct ddts_error *err);
 
 /*
  * Validates a relative path received from a peer: 1..DDTS_MAX_PATH_BYTES

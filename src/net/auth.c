@@ -312,11 +312,11 @@ static void make_tag(const uint8_t key[32], char who, const struct ddts_handshak
     sodium_memzero(&st, sizeof st);
 }
 
-static void put_hello(struct ddts_wire_writer *w, uint8_t type)
+static void put_hello(struct ddts_wire_writer *w, uint8_t type, uint16_t version)
 {
     ddts_wire_put_u8(w, type);
     ddts_wire_put_raw(w, DDTS_WIRE_MAGIC, DDTS_WIRE_MAGIC_BYTES);
-    ddts_wire_put_u16(w, DDTS_WIRE_VERSION);
+    ddts_wire_put_u16(w, version);
 }
 
 /* Reads magic and version of a hello. */
@@ -351,7 +351,7 @@ static enum ddts_status client_step(struct ddts_handshake *hs, struct ddts_wire_
     switch (hs->state) {
     case HS_START:
         randombytes_buf(hs->sid + DDTS_AUTH_NONCE_BYTES, DDTS_AUTH_NONCE_BYTES);
-        put_hello(w, DDTS_MSG_HELLO_C);
+        put_hello(w, DDTS_MSG_HELLO_C, DDTS_WIRE_VERSION);
         ddts_wire_put_raw(w, hs->sid + DDTS_AUTH_NONCE_BYTES, DDTS_AUTH_NONCE_BYTES);
         hs->state = HS_HELLO;
         return DDTS_OK;
@@ -446,10 +446,13 @@ static enum ddts_status server_step(struct ddts_handshake *hs, struct ddts_wire_
         if ((st = ddts_wire_reader_end(r, "HELLO_C", err)) != DDTS_OK)
             return st;
         enum ddts_status refuse = hs->refuse;
-        if (refuse == DDTS_OK && version != DDTS_WIRE_VERSION)
+        /* The server speaks every version from DDTS_WIRE_VERSION_MIN and answers
+         * in the client's, so that older clients keep working. */
+        int known = version >= DDTS_WIRE_VERSION_MIN && version <= DDTS_WIRE_VERSION;
+        if (refuse == DDTS_OK && !known)
             refuse = DDTS_EUNSUPPORTED;
         randombytes_buf(hs->sid, DDTS_AUTH_NONCE_BYTES);
-        put_hello(w, DDTS_MSG_HELLO_S);
+        put_hello(w, DDTS_MSG_HELLO_S, known ? version : DDTS_WIRE_VERSION);
         ddts_wire_put_u8(w, (uint8_t)refuse);
         ddts_wire_put_raw(w, refuse == DDTS_OK ? hs->sid : (const uint8_t[16]){0},
                           DDTS_AUTH_NONCE_BYTES);

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,8 @@ struct ddts_client_sync {
     struct ddts_conn *conn;
     uint64_t round;
     enum ddts_status net_failure; /* a connection failure seen by an exchange */
+    double progress_at;           /* ddts_now() of the last PROGRESS sent (0: none) */
+    int progress_off;             /* a PROGRESS send failed: no more */
 };
 
 static enum ddts_status save_held(struct client *cl, struct ddts_error *err)
@@ -183,6 +186,55 @@ enum ddts_status ddts_client_sync_reduce(struct ddts_client_sync *sync, enum ddt
                                          struct ddts_error *err)
 {
     return sync_run(sync, (unsigned)op, 0, values, n, n_samples, err);
+}
+
+static double clamp_figure(double v, double max)
+{
+    return isfinite(v) && v > 0 ? (v < max ? v : max) : 0;
+}
+
+enum ddts_status ddts_client_send_progress(struct ddts_client_sync *sync,
+                                           const struct ddts_wire_progress *p,
+                                           struct ddts_error *err)
+{
+    if (sync == NULL || p == NULL)
+        return ddts_error_set(err, DDTS_EINVAL, "progress: no connection or no report");
+    if (sync->progress_off || sync->net_failure != DDTS_OK)
+        return DDTS_OK;
+    double now = ddts_now();
+    int epoch_end = (p->flags & DDTS_PROGRESS_EPOCH_END) != 0;
+    if (!epoch_end && sync->progress_at > 0 && now - sync->progress_at < DDTS_PROGRESS_INTERVAL_S)
+        return DDTS_OK;
+    /* What the server's decoder accepts: figures clamped into their ranges. */
+    struct ddts_wire_progress q = *p;
+    q.flags &= DDTS_PROGRESS_EPOCH_END;
+    if (q.n_folds > DDTS_MAX_PROGRESS_FOLDS || q.fold > q.n_folds || (q.n_folds > 0 && q.fold == 0))
+        q.fold = q.n_folds = 0;
+    if (q.epochs > DDTS_MAX_PROGRESS_EPOCHS)
+        q.epochs = DDTS_MAX_PROGRESS_EPOCHS;
+    if (q.epochs == 0)
+        q.epochs = 1;
+    if (q.epoch < 1 || q.epoch > q.epochs)
+        q.epoch = q.epoch < 1 ? 1 : q.epochs;
+    if (q.total > DDTS_MAX_PROGRESS_SAMPLES)
+        q.total = DDTS_MAX_PROGRESS_SAMPLES;
+    if (q.done > q.total)
+        q.done = q.total;
+    if (isinf(q.loss))
+        q.loss = NAN;
+    if (!(q.accuracy >= 0 && q.accuracy <= 1))
+        q.accuracy = NAN;
+    q.samples_per_s = clamp_figure(q.samples_per_s, DDTS_MAX_PROGRESS_RATE);
+    q.elapsed_s = clamp_figure(q.elapsed_s, DDTS_MAX_PROGRESS_SECONDS);
+    uint8_t m[DDTS_WIRE_PROGRESS_BYTES];
+    struct ddts_wire_writer w;
+    ddts_wire_writer_init(&w, m, sizeof m);
+    ddts_wire_progress_encode(&w, &q);
+    enum ddts_status st = ddts_conn_send_w(sync->conn, &w, err);
+    sync->progress_at = now;
+    if (st != DDTS_OK)
+        sync->progress_off = 1;
+    return st;
 }
 
 /* ---- heartbeats while training ---- */

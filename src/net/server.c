@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,13 @@ struct session {
     int timed_out;      /* ended by silence: its share is reassignable at once */
     struct result *res; /* the round result to send, set when the round completes */
     struct session *next;
+    /* The live view (on_client); written by the session's own thread only, except lost. */
+    uint64_t number; /* connection number */
+    enum ddts_client_state state;
+    int lost; /* check_deadlines gave up on it (under mu) */
+    int has_progress;
+    struct ddts_wire_progress progress;
+    double progress_at;
 };
 
 struct ban {
@@ -123,6 +131,7 @@ struct server {
     /* Connections. */
     struct session *sessions;
     size_t n_sessions;
+    uint64_t n_accepted; /* connections accepted so far (the accept thread's) */
     struct ban *bans;
 };
 
@@ -140,6 +149,89 @@ static void timed_wait(struct server *srv, double seconds)
         ts.tv_nsec -= 1000000000L;
     }
     pthread_cond_timedwait(&srv->cv, &srv->mu, &ts);
+}
+
+/* ---- the live view ---- */
+
+const char *ddts_client_state_str(enum ddts_client_state s)
+{
+    switch (s) {
+    case DDTS_CLIENT_WAITING:
+        return "waiting";
+    case DDTS_CLIENT_SENDING:
+        return "sending";
+    case DDTS_CLIENT_TRAINING:
+        return "training";
+    case DDTS_CLIENT_SYNCING:
+        return "syncing";
+    case DDTS_CLIENT_UPLOADING:
+        return "uploading";
+    case DDTS_CLIENT_DONE:
+        return "done";
+    case DDTS_CLIENT_FAILED:
+        return "failed";
+    case DDTS_CLIENT_LEFT:
+        return "left";
+    case DDTS_CLIENT_LOST:
+        return "lost";
+    }
+    return "?";
+}
+
+double ddts_server_client_eta(const struct ddts_server_client *c, double now)
+{
+    if (c == NULL || !c->has_progress)
+        return NAN;
+    const struct ddts_wire_progress *p = &c->progress;
+    if (!isfinite(p->samples_per_s) || p->samples_per_s <= 0)
+        return NAN;
+    double total = (double)p->total;
+    double done = p->done < p->total ? (double)p->done : total;
+    double epochs_after = p->epoch < p->epochs ? (double)(p->epochs - p->epoch) : 0;
+    double folds_after = p->fold < p->n_folds ? (double)(p->n_folds - p->fold) : 0;
+    /* Samples left: this epoch's, the later epochs', the later folds' (each all epochs). */
+    double left = total - done + epochs_after * total + folds_after * (double)p->epochs * total;
+    double eta = left / p->samples_per_s - (now - c->progress_at);
+    return eta > 0 ? eta : 0;
+}
+
+/* Sets the session's state and tells on_client (from the session's thread, mu not held). */
+static void notify(struct session *se, enum ddts_client_state state)
+{
+    struct server *srv = se->srv;
+    se->state = state;
+    if (srv->cfg->on_client == NULL || !se->joined)
+        return;
+    pthread_mutex_lock(&srv->mu);
+    long share = se->shard;
+    pthread_mutex_unlock(&srv->mu);
+    struct ddts_server_client c = {
+        .session = se->number,
+        .id = se->id,
+        .name = se->name,
+        .address = se->addr,
+        .state = state,
+        .share = share,
+        .has_progress = se->has_progress,
+        .progress = se->progress,
+        .progress_at = se->progress_at,
+    };
+    srv->cfg->on_client(srv->cfg->userdata, &c);
+}
+
+/* A PROGRESS report while training: checked, kept, passed on. */
+static enum ddts_status handle_progress(struct session *se, const uint8_t *p, size_t n,
+                                        struct ddts_error *err)
+{
+    struct ddts_wire_progress prog;
+    enum ddts_status st = ddts_wire_progress_decode(p, n, &prog, err);
+    if (st != DDTS_OK)
+        return st;
+    se->progress = prog;
+    se->has_progress = 1;
+    se->progress_at = ddts_now();
+    notify(se, DDTS_CLIENT_TRAINING);
+    return DDTS_OK;
 }
 
 /* ---- persistence ---- */
@@ -464,6 +556,7 @@ static void check_deadlines(struct server *srv)
                  "released",
                  s->sess->name, s->sess->addr, srv->client_timeout, i);
         ddts_conn_shutdown(s->sess->conn);
+        s->sess->lost = 1;
         s->training = 0;
         s->lost = 1;
         s->sess->shard = -1;
@@ -789,6 +882,12 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
         maybe_complete(srv);
     }
     ddts_free(v);
+    int waits = st == DDTS_OK && se->res == NULL && !srv->stopping;
+    if (waits) {
+        pthread_mutex_unlock(&srv->mu);
+        notify(se, DDTS_CLIENT_SYNCING);
+        pthread_mutex_lock(&srv->mu);
+    }
     /* Wait for the result, sending heartbeats. */
     double last_hb = ddts_now();
     while (st == DDTS_OK && se->res == NULL && !srv->stopping) {
@@ -823,6 +922,8 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
         }
         pthread_mutex_unlock(&srv->mu);
     }
+    if (waits && st == DDTS_OK)
+        notify(se, DDTS_CLIENT_TRAINING);
     return st;
 }
 
@@ -936,6 +1037,9 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
     int same_job = memcmp(j.job_id, srv->job_id, ID_BYTES) == 0;
     int claims_trained = same_job && (j.flags & 2) && !(j.flags & 4);
     for (;;) {
+        /* After a share, it stays "done" while it waits for another. */
+        if (se->state != DDTS_CLIENT_DONE && se->state != DDTS_CLIENT_FAILED)
+            notify(se, DDTS_CLIENT_WAITING);
         /* A share, then the job's start. */
         long i = -1;
         double last_hb = ddts_now();
@@ -966,6 +1070,8 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
         struct shard *s = &srv->shards[i];
         ddts_log(srv->log, DDTS_LOG_INFO, "share %ld -> client '%s'%s", i, se->name,
                  has_files ? " (it has the files)" : "");
+        se->has_progress = 0;
+        notify(se, DDTS_CLIENT_SENDING);
         st = send_job(se, i, has_files, err);
         const uint8_t *p;
         size_t n;
@@ -975,6 +1081,7 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
             return st;
         /* Training: rounds until TRAINED. Silence beyond client_timeout loses the client. */
         ddts_conn_set_timeout(se->conn, srv->client_timeout);
+        notify(se, DDTS_CLIENT_TRAINING);
         uint8_t type = 0;
         while (st == DDTS_OK) {
             st = ddts_conn_recv(se->conn, &type, &p, &n, err);
@@ -982,6 +1089,8 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
                 break;
             if (type == DDTS_MSG_SYNC)
                 st = handle_sync(se, p, n, err);
+            else if (type == DDTS_MSG_PROGRESS)
+                st = handle_progress(se, p, n, err);
             else
                 st = ddts_error_set(err, DDTS_EPROTO, "unexpected %s while training",
                                     ddts_msg_str(type));
@@ -1009,6 +1118,7 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
         if (status != 0)
             ddts_log(srv->log, DDTS_LOG_ERROR, "share %ld: client '%s' failed: %s", i, se->name,
                      msg);
+        notify(se, DDTS_CLIENT_UPLOADING);
         st = receive_results(se, i, err);
         if (st != DDTS_OK)
             return st;
@@ -1028,6 +1138,7 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
         }
         pthread_cond_broadcast(&srv->cv);
         pthread_mutex_unlock(&srv->mu);
+        notify(se, status != 0 ? DDTS_CLIENT_FAILED : DDTS_CLIENT_DONE);
         claims_trained = 0;
         /* NEXT asks for more work; anything else ends the session. */
         st = ddts_conn_expect(se->conn, DDTS_MSG_NEXT, &p, &n, err);
@@ -1062,6 +1173,14 @@ static void *session_main(void *arg)
         } else if (st == DDTS_EEXIST) {
             ddts_log(srv->log, DDTS_LOG_WARN, "refused %s: %s", se->addr, err.msg);
         }
+    }
+    if (se->joined && se->state != DDTS_CLIENT_DONE && se->state != DDTS_CLIENT_FAILED) {
+        pthread_mutex_lock(&srv->mu);
+        int lost = se->lost || st == DDTS_ETIMEOUT;
+        pthread_mutex_unlock(&srv->mu);
+        notify(se, lost ? DDTS_CLIENT_LOST : DDTS_CLIENT_LEFT);
+    } else if (se->joined) {
+        notify(se, se->state);
     }
     pthread_mutex_lock(&srv->mu);
     se->timed_out = st == DDTS_ETIMEOUT;
@@ -1271,6 +1390,7 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
         se->srv = &srv;
         se->conn = c;
         se->shard = -1;
+        se->number = ++srv.n_accepted;
         snprintf(se->addr, sizeof se->addr, "%s", ddts_conn_peer(c));
         snprintf(se->name, sizeof se->name, "?");
         ddts_conn_set_timeout(c, srv.io_timeout);

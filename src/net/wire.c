@@ -12,6 +12,7 @@
  * Nothing here allocates or performs I/O: readers borrow their input and
  * writers fill caller storage, so the functions are fuzzed directly.
  */
+#include <math.h>
 #include <string.h>
 
 #include "ddts/limits.h"
@@ -64,6 +65,8 @@ const char *ddts_msg_str(uint8_t type)
         return "NEXT";
     case DDTS_MSG_DONE:
         return "DONE";
+    case DDTS_MSG_PROGRESS:
+        return "PROGRESS";
     default:
         return "?";
     }
@@ -298,6 +301,73 @@ enum ddts_status ddts_wire_reader_end(const struct ddts_wire_reader *r, const ch
     if (r->pos != r->len)
         return ddts_error_set(err, DDTS_EPROTO, "wire: %s: %zu unexpected trailing bytes", what,
                               r->len - r->pos);
+    return DDTS_OK;
+}
+
+void ddts_wire_progress_encode(struct ddts_wire_writer *w, const struct ddts_wire_progress *p)
+{
+    ddts_wire_put_u8(w, DDTS_MSG_PROGRESS);
+    ddts_wire_put_u32(w, p->fold);
+    ddts_wire_put_u32(w, p->n_folds);
+    ddts_wire_put_u32(w, p->epoch);
+    ddts_wire_put_u32(w, p->epochs);
+    ddts_wire_put_u64(w, p->done);
+    ddts_wire_put_u64(w, p->total);
+    ddts_wire_put_f64(w, p->loss);
+    ddts_wire_put_f64(w, p->accuracy);
+    ddts_wire_put_f64(w, p->samples_per_s);
+    ddts_wire_put_f64(w, p->elapsed_s);
+    ddts_wire_put_u8(w, p->flags);
+}
+
+/* A rate or a duration: finite, 0 <= v <= max. */
+static int in_range(double v, double max)
+{
+    return isfinite(v) && v >= 0 && v <= max;
+}
+
+enum ddts_status ddts_wire_progress_decode(const uint8_t *payload, size_t n,
+                                           struct ddts_wire_progress *out, struct ddts_error *err)
+{
+    struct ddts_wire_progress p;
+    struct ddts_wire_reader r;
+    memset(out, 0, sizeof *out);
+    ddts_wire_reader_init(&r, payload, n);
+    ddts_wire_get_u32(&r, &p.fold);
+    ddts_wire_get_u32(&r, &p.n_folds);
+    ddts_wire_get_u32(&r, &p.epoch);
+    ddts_wire_get_u32(&r, &p.epochs);
+    ddts_wire_get_u64(&r, &p.done);
+    ddts_wire_get_u64(&r, &p.total);
+    ddts_wire_get_f64(&r, &p.loss);
+    ddts_wire_get_f64(&r, &p.accuracy);
+    ddts_wire_get_f64(&r, &p.samples_per_s);
+    ddts_wire_get_f64(&r, &p.elapsed_s);
+    ddts_wire_get_u8(&r, &p.flags);
+    enum ddts_status st = ddts_wire_reader_end(&r, "PROGRESS", err);
+    if (st != DDTS_OK)
+        return st;
+    /* Every count and figure is checked here, so the server never trusts one. */
+    if (p.n_folds > DDTS_MAX_PROGRESS_FOLDS ||
+        (p.n_folds == 0 ? p.fold != 0 : p.fold < 1 || p.fold > p.n_folds))
+        return ddts_error_set(err, DDTS_EPROTO, "PROGRESS: fold %u of %u", p.fold, p.n_folds);
+    if (p.epochs < 1 || p.epochs > DDTS_MAX_PROGRESS_EPOCHS || p.epoch < 1 || p.epoch > p.epochs)
+        return ddts_error_set(err, DDTS_EPROTO, "PROGRESS: epoch %u of %u", p.epoch, p.epochs);
+    if (p.total > DDTS_MAX_PROGRESS_SAMPLES || p.done > p.total)
+        return ddts_error_set(err, DDTS_EPROTO,
+                              "PROGRESS: %llu of %llu samples (at most %llu per epoch)",
+                              (unsigned long long)p.done, (unsigned long long)p.total,
+                              (unsigned long long)DDTS_MAX_PROGRESS_SAMPLES);
+    if (isinf(p.loss) || !(isnan(p.accuracy) || (p.accuracy >= 0 && p.accuracy <= 1)))
+        return ddts_error_set(err, DDTS_EPROTO, "PROGRESS: loss %g, accuracy %g", p.loss,
+                              p.accuracy);
+    if (!in_range(p.samples_per_s, DDTS_MAX_PROGRESS_RATE) ||
+        !in_range(p.elapsed_s, DDTS_MAX_PROGRESS_SECONDS))
+        return ddts_error_set(err, DDTS_EPROTO, "PROGRESS: %g samples/s, %g s elapsed",
+                              p.samples_per_s, p.elapsed_s);
+    if ((p.flags & ~DDTS_PROGRESS_EPOCH_END) != 0)
+        return ddts_error_set(err, DDTS_EPROTO, "PROGRESS: unknown flags 0x%02x", p.flags);
+    *out = p;
     return DDTS_OK;
 }
 

@@ -112,88 +112,150 @@ size_t ddts_progress_format(char *buf, size_t cap, int64_t done, int64_t total, 
     return len;
 }
 
-/* Copies s into a column of `width`, cutting with '~'. */
-static void put_col(char *buf, size_t cap, size_t *len, const char *s, int width, bool right)
+/*
+ * Copies s into a column of `width`; a longer s is cut in the middle with
+ * '~' (its head and its tail kept: client names often differ at the end).
+ */
+static void put_col(char *buf, size_t cap, size_t *len, const char *s, int width)
 {
-    if (s == NULL)
+    if (s == NULL || s[0] == '\0')
         s = "-";
-    int n = (int)strlen(s);
-    if (n > width)
-        put(buf, cap, len, "%.*s~", width - 1, s);
-    else if (right)
-        put(buf, cap, len, "%*s", width, s);
-    else
+    size_t n = strlen(s);
+    if (n > (size_t)width) {
+        int head = (width - 1) / 2, tail = width - 1 - head;
+        put(buf, cap, len, "%.*s~%s", head, s, s + n - (size_t)tail);
+    } else {
         put(buf, cap, len, "%-*s", width, s);
+    }
 }
 
-static void fmt_num(char *out, size_t cap, double v, const char *fmt)
+/* A number in at most `width` characters: "%.4f", fewer decimals when it
+ * does not fit, then "%.0e"; "-" when not finite. */
+static void fmt_fit(char *out, size_t cap, double v, int width)
 {
-    if (!isfinite(v))
+    if (!isfinite(v)) {
         snprintf(out, cap, "-");
+        return;
+    }
+    for (int prec = 4; prec >= 0; prec--) {
+        int n = snprintf(out, cap, "%.*f", prec, v);
+        if (n > 0 && n <= width)
+            return;
+    }
+    snprintf(out, cap, "%.0e", v);
+}
+
+/* Samples per second in 5 characters: "12345", "123k", "4567M". */
+static void fmt_rate(char *out, size_t cap, double v)
+{
+    if (!isfinite(v) || v < 0)
+        snprintf(out, cap, "-");
+    else if (v < 99999.5)
+        snprintf(out, cap, "%.0f", v);
+    else if (v < 9999.5e3)
+        snprintf(out, cap, "%.0fk", v / 1e3);
+    else if (v < 9999.5e6)
+        snprintf(out, cap, "%.0fM", v / 1e6);
     else
-        snprintf(out, cap, fmt, v);
+        snprintf(out, cap, "%.0e", v);
+}
+
+/* A duration in 5 characters: "42s", "12:34", "1h02m", "31h", "12d"; "-" when unknown. */
+static void fmt_eta(char *out, size_t cap, double s)
+{
+    if (!isfinite(s) || s < 0 || s > 1e9) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t < 60)
+        snprintf(out, cap, "%lds", t);
+    else if (t < 3600)
+        snprintf(out, cap, "%ld:%02ld", t / 60, t % 60);
+    else if (t < 36000)
+        snprintf(out, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t < 100 * 3600)
+        snprintf(out, cap, "%ldh", t / 3600);
+    else
+        snprintf(out, cap, "%ldd", t / 86400);
+}
+
+/*
+ * Column widths of the live table. NAME takes what the others leave of the
+ * line (width - 1 characters, so that a terminal never wraps): 10 at 80.
+ */
+enum {
+    COL_ADDR = 15, /* "255.255.255.255" */
+    COL_STATE = 9, /* "uploading" */
+    COL_FOLD = 5,  /* "10/10" */
+    COL_EPOCH = 6, /* "99/100" */
+    COL_PROG = 4,  /* "100%" */
+    COL_LOSS = 6,  /* "0.4123" */
+    COL_ACC = 5,   /* "0.851" */
+    COL_RATE = 5,  /* "12345" */
+    COL_ETA = 5,   /* "12:34" */
+    COLS_FIXED = COL_ADDR + COL_STATE + COL_FOLD + COL_EPOCH + COL_PROG + COL_LOSS + COL_ACC +
+                 COL_RATE + COL_ETA + 9, /* nine separating spaces */
+    COL_NAME_MIN = 8,
+    COL_NAME_MAX = 40,
+};
+
+size_t ddts_client_table_format_width(char *buf, size_t cap, const struct ddts_client_row *rows,
+                                      size_t n_rows, int width, size_t *n_lines_out)
+{
+    size_t len = 0;
+    if (cap > 0)
+        buf[0] = '\0';
+    int wn = width - 1 - COLS_FIXED;
+    wn = wn < COL_NAME_MIN ? COL_NAME_MIN : wn > COL_NAME_MAX ? COL_NAME_MAX : wn;
+    put(buf, cap, &len, "%-*s %-*s %-*s %*s %*s %*s %*s %*s %*s %*s\n", wn, "NAME", COL_ADDR,
+        "ADDRESS", COL_STATE, "STATE", COL_FOLD, "FOLD", COL_EPOCH, "EPOCH", COL_PROG, "PROG",
+        COL_LOSS, "LOSS", COL_ACC, "ACC", COL_RATE, "SMP/S", COL_ETA, "ETA");
+    for (size_t i = 0; i < n_rows; i++) {
+        const struct ddts_client_row *r = &rows[i];
+        char t[64];
+        put_col(buf, cap, &len, r->name, wn);
+        put(buf, cap, &len, " ");
+        put_col(buf, cap, &len, r->address, COL_ADDR);
+        put(buf, cap, &len, " ");
+        put_col(buf, cap, &len, r->state, COL_STATE);
+        /* Figures wider than their column are not cut (a misaligned row is
+         * better than a wrong number): they push the rest of the line right. */
+        if (r->n_folds > 0)
+            snprintf(t, sizeof t, "%d/%d", r->fold, r->n_folds);
+        else
+            snprintf(t, sizeof t, "-");
+        put(buf, cap, &len, " %*s", COL_FOLD, t);
+        if (r->epochs > 0)
+            snprintf(t, sizeof t, "%d/%d", r->epoch, r->epochs);
+        else
+            snprintf(t, sizeof t, "-");
+        put(buf, cap, &len, " %*s", COL_EPOCH, t);
+        if (r->total > 0) {
+            int64_t done = r->done < 0 ? 0 : r->done > r->total ? r->total : r->done;
+            snprintf(t, sizeof t, "%d%%", (int)(100.0 * (double)done / (double)r->total));
+        } else {
+            snprintf(t, sizeof t, "-");
+        }
+        put(buf, cap, &len, " %*s", COL_PROG, t);
+        fmt_fit(t, sizeof t, r->loss, COL_LOSS);
+        put(buf, cap, &len, " %*s", COL_LOSS, t);
+        fmt_fit(t, sizeof t, r->accuracy, COL_ACC);
+        put(buf, cap, &len, " %*s", COL_ACC, t);
+        fmt_rate(t, sizeof t, r->samples_per_s);
+        put(buf, cap, &len, " %*s", COL_RATE, t);
+        fmt_eta(t, sizeof t, r->eta_s);
+        put(buf, cap, &len, " %*s\n", COL_ETA, t);
+    }
+    if (n_lines_out != NULL)
+        *n_lines_out = n_rows + 1;
+    return len;
 }
 
 size_t ddts_client_table_format(char *buf, size_t cap, const struct ddts_client_row *rows,
                                 size_t n_rows, size_t *n_lines_out)
 {
-    size_t len = 0;
-    if (cap > 0)
-        buf[0] = '\0';
-    put(buf, cap, &len, "%-16s %-21s %-10s %5s %7s %-17s %8s %6s %9s %8s\n", "NAME", "ADDRESS",
-        "STATE", "FOLD", "EPOCH", "PROGRESS", "LOSS", "ACC", "SAMPLES/S", "ETA");
-    for (size_t i = 0; i < n_rows; i++) {
-        const struct ddts_client_row *r = &rows[i];
-        char t[64];
-        put_col(buf, cap, &len, r->name, 16, false);
-        put(buf, cap, &len, " ");
-        put_col(buf, cap, &len, r->address, 21, false);
-        put(buf, cap, &len, " ");
-        put_col(buf, cap, &len, r->state, 10, false);
-        if (r->n_folds > 0)
-            snprintf(t, sizeof t, "%d/%d", r->fold, r->n_folds);
-        else
-            snprintf(t, sizeof t, "-");
-        put(buf, cap, &len, " ");
-        put_col(buf, cap, &len, t, 5, true);
-        if (r->epochs > 0)
-            snprintf(t, sizeof t, "%d/%d", r->epoch, r->epochs);
-        else
-            snprintf(t, sizeof t, "-");
-        put(buf, cap, &len, " ");
-        put_col(buf, cap, &len, t, 7, true);
-        /* A 10-cell bar and the percent of the current epoch. */
-        if (r->total > 0) {
-            int64_t done = r->done < 0 ? 0 : r->done > r->total ? r->total : r->done;
-            int pct = (int)(100.0 * (double)done / (double)r->total);
-            int cells = pct / 10;
-            char bar[11];
-            for (int k = 0; k < 10; k++)
-                bar[k] = k < cells ? '#' : '.';
-            bar[10] = '\0';
-            snprintf(t, sizeof t, "[%s] %3d%%", bar, pct);
-        } else {
-            snprintf(t, sizeof t, "-");
-        }
-        put(buf, cap, &len, " ");
-        put_col(buf, cap, &len, t, 17, false);
-        fmt_num(t, sizeof t, r->loss, "%.4f");
-        put(buf, cap, &len, " ");
-        put_col(buf, cap, &len, t, 8, true);
-        fmt_num(t, sizeof t, r->accuracy, "%.4f");
-        put(buf, cap, &len, " ");
-        put_col(buf, cap, &len, t, 6, true);
-        fmt_num(t, sizeof t, r->samples_per_s, "%.0f");
-        put(buf, cap, &len, " ");
-        put_col(buf, cap, &len, t, 9, true);
-        ddts_format_duration(t, sizeof t, r->eta_s);
-        put(buf, cap, &len, " ");
-        put_col(buf, cap, &len, t, 8, true);
-        put(buf, cap, &len, "\n");
-    }
-    if (n_lines_out != NULL)
-        *n_lines_out = n_rows + 1;
-    return len;
+    return ddts_client_table_format_width(buf, cap, rows, n_rows, 80, n_lines_out);
 }
 
 size_t ddts_format_bytes(char *buf, size_t cap, double n)

@@ -53,6 +53,45 @@ static int exchange_now(struct run *r)
     return 0;
 }
 
+/* The training accuracy of `logs` ("accuracy", "acc", "sparse_categorical_accuracy", ...). */
+static double logs_accuracy(const struct ddts_logs *logs)
+{
+    for (size_t i = 0; i < logs->n && i < DDTS_LOGS_MAX; i++) {
+        const char *name = logs->names[i];
+        size_t len = strlen(name);
+        if (strncmp(name, "val_", 4) != 0 &&
+            ((len >= 3 && strcmp(name + len - 3, "acc") == 0) ||
+             (len >= 8 && strcmp(name + len - 8, "accuracy") == 0)))
+            return logs->values[i];
+    }
+    return NAN;
+}
+
+/* Tells req->on_progress where the run is. */
+static void report_progress(struct run *r, int epoch, size_t done, const struct ddts_logs *logs,
+                            int epoch_end)
+{
+    if (r->req->on_progress == NULL)
+        return;
+    double elapsed = ddts_now() - r->epoch_t0, loss = NAN;
+    if (ddts_logs_get(logs, "loss", &loss) != 0)
+        loss = NAN;
+    struct ddts_train_progress p = {
+        .fold = r->n_folds > 0 ? r->fold : 0,
+        .n_folds = r->n_folds,
+        .epoch = epoch + 1,
+        .epochs = r->epochs,
+        .done = (int64_t)done,
+        .total = (int64_t)r->n_train,
+        .loss = loss,
+        .accuracy = logs_accuracy(logs),
+        .samples_per_s = elapsed > 0 ? (double)done / elapsed : 0,
+        .elapsed_s = elapsed,
+        .epoch_end = epoch_end,
+    };
+    r->req->on_progress(r->req->progress_userdata, &p);
+}
+
 static void draw_progress(struct run *r, int64_t done, const struct ddts_logs *logs, int final)
 {
     FILE *fp = r->req->progress;
@@ -103,6 +142,7 @@ static int on_batch_end(void *userdata, struct ddts_model *m, int epoch, size_t 
         draw_progress(r, (int64_t)samples_done, running, 0);
         r->last_draw = now;
     }
+    report_progress(r, epoch, samples_done, running, 0);
     uint32_t k = r->req->sync_steps;
     if (r->req->exchange != NULL && k > 0 && (batch + 1) % k == 0 &&
         batch + 1 <= r->req->sync_batch_limit)
@@ -118,6 +158,7 @@ static int on_epoch_end(void *userdata, struct ddts_model *m, int epoch,
     if (!r->tty)
         epoch_header(r, epoch);
     draw_progress(r, (int64_t)r->n_train, logs, 1);
+    report_progress(r, epoch, r->n_train, logs, 1);
     struct ddts_metric metrics[DDTS_LOGS_MAX];
     size_t n_metrics;
     to_metrics(logs, metrics, &n_metrics);

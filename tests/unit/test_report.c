@@ -293,15 +293,16 @@ static void test_client_table(void **state)
     /* Columns align: every line has the same length. */
     assert_int_equal(l1 - buf, l2 - l1);
     assert_non_null(strstr(buf, "NAME"));
-    assert_non_null(strstr(buf, "SAMPLES/S"));
+    assert_non_null(strstr(buf, "SMP/S"));
     assert_non_null(strstr(l1, "alpha "));
     assert_non_null(strstr(l1, "2/5"));
     assert_non_null(strstr(l1, "3/10"));
-    assert_non_null(strstr(l1, "[####......]  45%"));
+    assert_non_null(strstr(l1, " 45% "));
     assert_non_null(strstr(l1, "0.4123"));
     assert_non_null(strstr(l1, "1234"));
     assert_non_null(strstr(l1, "1:15"));
-    assert_non_null(strstr(l2, "a-very-long-cli~"));
+    /* Cut in the middle (tests/unit/test_live_view.c checks the whole text). */
+    assert_non_null(strstr(l2, "a-ve~-name "));
     assert_non_null(strstr(l2, "lost"));
 }
 
