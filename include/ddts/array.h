@@ -52,6 +52,12 @@ struct ddts_array {
 DDTS_NODISCARD enum ddts_status ddts_array_create(enum ddts_dtype dtype, int rank,
                                                   const int64_t *shape, struct ddts_array **out,
                                                   struct ddts_error *err);
+/* The same without zeroing, for loaders that write every element (the
+ * kernel then maps the pages as they are first written, in parallel). */
+DDTS_NODISCARD enum ddts_status ddts_array_create_uninit(enum ddts_dtype dtype, int rank,
+                                                         const int64_t *shape,
+                                                         struct ddts_array **out,
+                                                         struct ddts_error *err);
 void ddts_array_destroy(struct ddts_array *a);
 /* Number of elements (product of the shape; 1 for rank 0). */
 size_t ddts_array_count(const struct ddts_array *a);

@@ -39,8 +39,8 @@ enum ddts_status ddts_dtype_parse(const char *name, enum ddts_dtype *out)
     return DDTS_EINVAL;
 }
 
-enum ddts_status ddts_array_create(enum ddts_dtype dtype, int rank, const int64_t *shape,
-                                   struct ddts_array **out, struct ddts_error *err)
+static enum ddts_status create(enum ddts_dtype dtype, int rank, const int64_t *shape, int zero,
+                               struct ddts_array **out, struct ddts_error *err)
 {
     *out = NULL;
     if ((unsigned)dtype >= DDTS_N_DTYPES)
@@ -71,10 +71,23 @@ enum ddts_status ddts_array_create(enum ddts_dtype dtype, int rank, const int64_
             ddts_free(a);
             return ddts_error_set(err, DDTS_ENOMEM, "array: cannot allocate %zu bytes", nbytes);
         }
-        memset(a->data, 0, nbytes);
+        if (zero)
+            memset(a->data, 0, nbytes);
     }
     *out = a;
     return DDTS_OK;
+}
+
+enum ddts_status ddts_array_create(enum ddts_dtype dtype, int rank, const int64_t *shape,
+                                   struct ddts_array **out, struct ddts_error *err)
+{
+    return create(dtype, rank, shape, 1, out, err);
+}
+
+enum ddts_status ddts_array_create_uninit(enum ddts_dtype dtype, int rank, const int64_t *shape,
+                                          struct ddts_array **out, struct ddts_error *err)
+{
+    return create(dtype, rank, shape, 0, out, err);
 }
 
 void ddts_array_destroy(struct ddts_array *a)

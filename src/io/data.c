@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ddts/fs.h"
 #include "io.h"
@@ -60,6 +63,9 @@ const char *ddts_data_format_name(enum ddts_data_format format)
     return "unknown";
 }
 
+/* Whole files up to this size are read into memory (or mapped) for csv. */
+#define MAX_WHOLE_FILE (DDTS_MAX_ARRAY_BYTES)
+
 struct file_reader {
     FILE *fp;
     const char *path;
@@ -94,6 +100,45 @@ static enum ddts_status load_npy(const char *path, struct ddts_array **out, stru
     return st;
 }
 
+/*
+ * CSV text mapped read-only and prefaulted: no copy of the file into a
+ * buffer. The mapping lives only while the text is parsed (a file truncated
+ * by another process in that window would fault); a failed mmap falls back
+ * to reading the file.
+ */
+static enum ddts_status load_csv(const char *path, struct ddts_array **out, struct ddts_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ddts_error_set_errno(err, errno == ENOENT ? DDTS_ENOTFOUND : DDTS_EIO, errno,
+                                    "%s: cannot open", path);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return ddts_error_set(err, DDTS_EIO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)sb.st_size > MAX_WHOLE_FILE) {
+        close(fd);
+        return ddts_error_set(err, DDTS_ELIMIT, "%s: %lld bytes (max %llu)", path,
+                              (long long)sb.st_size, (unsigned long long)MAX_WHOLE_FILE);
+    }
+    size_t n = (size_t)sb.st_size;
+    void *m = n > 0 ? mmap(NULL, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (m == MAP_FAILED) {
+        char *buf = NULL;
+        enum ddts_status st = ddts_read_file(path, MAX_WHOLE_FILE, &buf, &n, err);
+        if (st != DDTS_OK)
+            return st;
+        st = ddts_csv_parse(buf, n, path, out, err);
+        ddts_free(buf);
+        return st;
+    }
+    enum ddts_status st = ddts_csv_parse(m, n, path, out, err);
+    munmap(m, n);
+    return st;
+}
+
 static enum ddts_status check_key(const char *path, enum ddts_data_format f, const char *key,
                                   struct ddts_error *err)
 {
@@ -103,9 +148,6 @@ static enum ddts_status check_key(const char *path, enum ddts_data_format f, con
                               key);
     return DDTS_OK;
 }
-
-/* Whole files up to this size are read into memory for csv. */
-#define MAX_WHOLE_FILE (DDTS_MAX_ARRAY_BYTES)
 
 enum ddts_status ddts_data_load(const char *path, const char *key, struct ddts_array **out,
                                 struct ddts_error *err)
@@ -129,6 +171,8 @@ enum ddts_status ddts_data_load(const char *path, const char *key, struct ddts_a
         return ddts__xlsx_load(path, key, out, err);
     case DDTS_FORMAT_IDX:
         return ddts__idx_load(path, out, err);
+    case DDTS_FORMAT_CSV:
+        return load_csv(path, out, err);
     default:
         break;
     }

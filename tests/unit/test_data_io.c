@@ -292,6 +292,158 @@ static void test_numbers_match_strtod(void **state)
     free(want);
 }
 
+/* One random decimal string into buf (always a complete strtod number). */
+static void random_decimal(struct ddts_rng *rng, char *buf, size_t cap)
+{
+    static const char *const edge[] = {"0",
+                                       "-0",
+                                       "+0",
+                                       ".5",
+                                       "5.",
+                                       "+.5",
+                                       "-5.",
+                                       "0e0",
+                                       "0.0e-999",
+                                       "1e-400",
+                                       "1e400",
+                                       "-1e400",
+                                       "inf",
+                                       "-inf",
+                                       "+inf",
+                                       "Infinity",
+                                       "nan",
+                                       "-nan",
+                                       "NaN",
+                                       "4.9e-324",
+                                       "2.4703282292062327e-324",
+                                       "2.4703282292062328e-324",
+                                       "5e-324",
+                                       "2.2250738585072011e-308",
+                                       "2.2250738585072014e-308",
+                                       "1.7976931348623157e308",
+                                       "1.7976931348623158e308",
+                                       "1.7976931348623159e308",
+                                       "9007199254740992",
+                                       "9007199254740993",
+                                       "9007199254740995",
+                                       "18446744073709551615",
+                                       "18446744073709551616",
+                                       "99999999999999999999",
+                                       "0.1",
+                                       "0.30000000000000004",
+                                       "123456789012345678901234567890",
+                                       "1e22",
+                                       "1e23",
+                                       "1e-22",
+                                       "1e-23",
+                                       "8.5e-23",
+                                       "00000000000000000000001",
+                                       "0.00000000000000000000000000000000000001",
+                                       "7.2057594037927933e16",
+                                       "1e-5",
+                                       "3.14159265358979323846264338327950288"};
+    size_t n_edge = sizeof edge / sizeof edge[0];
+    unsigned kind = (unsigned)ddts_rng_below(rng, 5);
+    if (kind == 0) {
+        snprintf(buf, cap, "%s", edge[ddts_rng_below(rng, n_edge)]);
+        return;
+    }
+    if (kind == 1) {
+        /* What programs write: a random double printed with 1 to 17 digits. */
+        uint64_t bits = ddts_rng_u64(rng);
+        double d;
+        memcpy(&d, &bits, sizeof d);
+        if (!isfinite(d))
+            d = 1.5;
+        static const char *const fmts[] = {"%.*g", "%.*e", "%.*f"};
+        int prec = 1 + (int)ddts_rng_below(rng, 17);
+        const char *f = fmts[ddts_rng_below(rng, 3)];
+        if (f[3] == 'f' && fabs(d) > 1e30)
+            f = fmts[0];
+        snprintf(buf, cap, f, prec, d);
+        return;
+    }
+    /* Random digits (1 to 25, a point somewhere or none), sign, exponent. */
+    size_t k = 0;
+    unsigned sign = (unsigned)ddts_rng_below(rng, 3);
+    if (sign)
+        buf[k++] = sign == 1 ? '-' : '+';
+    int digits = 1 + (int)ddts_rng_below(rng, kind == 2 ? 8 : 25);
+    int point = (int)ddts_rng_below(rng, (uint64_t)digits + 2) - 1;
+    int zeros = ddts_rng_below(rng, 4) == 0 ? (int)ddts_rng_below(rng, 6) : 0;
+    for (int d = 0; d < digits; d++) {
+        if (d == point)
+            buf[k++] = '.';
+        buf[k++] = d < zeros ? '0' : (char)('0' + ddts_rng_below(rng, 10));
+    }
+    if (point == digits)
+        buf[k++] = '.';
+    if (ddts_rng_below(rng, 2)) {
+        int e = (int)ddts_rng_below(rng, kind == 2 ? 61 : 721) - (kind == 2 ? 30 : 360);
+        k += (size_t)snprintf(buf + k, cap - k, "%c%s%d", ddts_rng_below(rng, 2) ? 'e' : 'E',
+                              e >= 0 && ddts_rng_below(rng, 2) ? "+" : "", e);
+    }
+    buf[k] = '\0';
+}
+
+static int same_bits(double a, double b)
+{
+    if (isnan(a) && isnan(b))
+        return signbit(a) == signbit(b);
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* ddts__parse_double and the CSV fast path give strtod's bits for 60000
+ * random and edge-case decimals (seeded), and refuse what strtod does not
+ * read to the end. */
+static void test_numbers_random_vs_strtod(void **state)
+{
+    (void)state;
+    setlocale(LC_ALL, "C");
+    const size_t n = 60000, cols = 6;
+    char *text = malloc(n * 48);
+    double *want = malloc(n * sizeof *want);
+    size_t used = 0;
+    struct ddts_rng rng;
+    ddts_rng_seed(&rng, 77);
+    void *loc = NULL;
+    for (size_t i = 0; i < n; i++) {
+        char one[48];
+        random_decimal(&rng, one, sizeof one);
+        char *end;
+        want[i] = strtod(one, &end);
+        if (*end != '\0')
+            fail_msg("generator bug: strtod stops early in '%s'", one);
+        double got;
+        if (ddts__parse_double(one, strlen(one), &got, &loc) != 0 || !same_bits(got, want[i]))
+            fail_msg("'%s': %.17g, strtod says %.17g", one, got, want[i]);
+        size_t k = strlen(one);
+        memcpy(text + used, one, k);
+        used += k;
+        text[used++] = (i + 1) % cols ? ',' : '\n';
+    }
+    static const char *const bad[] = {"",      "-",   "+",  ".",   "e5",  "1e",   "1e+",
+                                      "1.2.3", "--1", "1-", "1 2", "1,5", "0x10", "1e5x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double got;
+        if (ddts__parse_double(bad[i], strlen(bad[i]), &got, &loc) == 0)
+            fail_msg("'%s' accepted as %.17g", bad[i], got);
+    }
+    ddts__parse_locale_free(loc);
+    struct ddts_array *a = NULL;
+    struct ddts_error err;
+    if (ddts_csv_parse(text, used, "r.csv", &a, &err) != DDTS_OK)
+        fail_msg("%s", err.msg);
+    assert_int_equal(a->shape[0], (int64_t)(n / cols));
+    assert_int_equal(a->shape[1], (int64_t)cols);
+    for (size_t i = 0; i < n; i++)
+        if (!same_bits(((double *)a->data)[i], want[i]))
+            fail_msg("cell %zu: %.17g, strtod says %.17g", i, ((double *)a->data)[i], want[i]);
+    ddts_array_destroy(a);
+    free(text);
+    free(want);
+}
+
 static void test_csv_table(void **state)
 {
     (void)state;
@@ -313,6 +465,11 @@ static void test_csv_table(void **state)
         {"a,b\n1,2\n\n3\n", DDTS_EFORMAT, 0, 0, "row 3 (line 4) has 1 columns, row 1 has 2"},
         {"a,\"b\n1,2\n", DDTS_EFORMAT, 0, 0, "malformed quoted field"},
         {"\"a\"x,b\n1,2\n", DDTS_EFORMAT, 0, 0, "row 1 (line 1), column 1: malformed"},
+        {"a,b\n1,2,3,4\n", DDTS_EFORMAT, 0, 0, "row 2 (line 2) has 4 columns, row 1 has 2"},
+        {"a,b\r\n1,2\r\n3\r\n", DDTS_EFORMAT, 0, 0, "row 3 (line 3) has 1 columns, row 1 has 2"},
+        {"x,y\n 1 ,\t2\n+inf,-nan\n1e400,1\n", DDTS_OK, 3, 2, NULL},
+        {"a,b\n1,2\n1,2e\n", DDTS_EFORMAT, 0, 0, "row 3 (line 3), column 2: '2e' is not a number"},
+        {",,,,,,,,\n1\n1\n1\n", DDTS_EFORMAT, 0, 0, "row 2 (line 2) has 1 columns, row 1 has 9"},
         {"", DDTS_EFORMAT, 0, 0, "no data rows"},
         {"\n\n  \n", DDTS_EFORMAT, 0, 0, "no data rows"},
     };
@@ -638,6 +795,7 @@ int main(void)
         cmocka_unit_test(test_npy_data),
         cmocka_unit_test(test_numbers_locale_independent),
         cmocka_unit_test(test_numbers_match_strtod),
+        cmocka_unit_test(test_numbers_random_vs_strtod),
         cmocka_unit_test(test_csv_table),
         cmocka_unit_test(test_csv_chunks),
         cmocka_unit_test(test_idx_memory),
