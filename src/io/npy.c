@@ -353,7 +353,7 @@ enum ddts_status ddts__npy_read(ddts__read_fn read, void *ctx, uint64_t total_nb
                             (unsigned long long)(total_nbytes - hdr.data_offset), hdr.data_nbytes);
         goto fail;
     }
-    st = ddts_array_create(hdr.dtype, hdr.rank, hdr.shape, &a, err);
+    st = ddts_array_create_uninit(hdr.dtype, hdr.rank, hdr.shape, &a, err);
     if (st != DDTS_OK)
         goto fail;
     if (a->nbytes > 0) {

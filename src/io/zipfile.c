@@ -15,6 +15,8 @@
 
 /* Members this small may have any ratio (a run of zeros compresses ~1000:1). */
 #define SMALL_MEMBER_NBYTES (1u << 16)
+/* Bytes per libzip read when filling a large buffer (see member_read_exact). */
+#define READ_PIECE (512u << 10)
 
 struct ddts__zip {
     zip_t *za;
@@ -224,7 +226,10 @@ enum ddts_status ddts__zip_member_read_exact(void *ctx, void *dst, size_t n, str
     uint8_t *p = dst;
     while (n > 0) {
         size_t got;
-        enum ddts_status st = ddts__zip_member_read(z, p, n, &got, err);
+        /* Pieces small enough that libzip's CRC (or inflate's output) reads
+         * the bytes while they are still in cache. */
+        enum ddts_status st =
+            ddts__zip_member_read(z, p, n < READ_PIECE ? n : READ_PIECE, &got, err);
         if (st != DDTS_OK)
             return st;
         if (got == 0)
