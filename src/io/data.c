@@ -82,8 +82,48 @@ static enum ddts_status file_read(void *ctx, void *dst, size_t n, struct ddts_er
     return DDTS_OK;
 }
 
+static int host_is_little(void)
+{
+    const uint16_t one = 1;
+    uint8_t b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+/*
+ * DDTS_LOAD_MMAP: maps the file when its data can be used as it lies.
+ * Returns 1 with *out set, 0 when the caller should read the file instead
+ * (any doubt, including a header we refuse: the read path reports it).
+ */
+static int map_npy(int fd, uint64_t file_nbytes, struct ddts_array **out)
+{
+    uint8_t head[4096];
+    size_t n = file_nbytes < sizeof head ? (size_t)file_nbytes : sizeof head;
+    if (pread(fd, head, n, 0) != (ssize_t)n)
+        return 0;
+    struct ddts_npy_header hdr;
+    if (ddts_npy_parse_header(head, n, &hdr, NULL) != DDTS_OK)
+        return 0;
+    int swap = hdr.big_endian == (bool)host_is_little() && ddts_dtype_size(hdr.dtype) > 1;
+    if (hdr.data_nbytes == 0 || swap || (hdr.fortran_order && hdr.rank > 1) ||
+        hdr.data_offset % 64 != 0 || file_nbytes < hdr.data_offset ||
+        file_nbytes - hdr.data_offset < hdr.data_nbytes)
+        return 0;
+    size_t map_n = hdr.data_offset + hdr.data_nbytes;
+    void *m = mmap(NULL, map_n, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED)
+        return 0;
+    if (ddts_array_wrap_mapping(hdr.dtype, hdr.rank, hdr.shape, m, map_n, hdr.data_offset, out,
+                                NULL) != DDTS_OK) {
+        munmap(m, map_n);
+        return 0;
+    }
+    return 1;
+}
+
 /* .npy straight from the file into the array: no whole-file buffer. */
-static enum ddts_status load_npy(const char *path, struct ddts_array **out, struct ddts_error *err)
+static enum ddts_status load_npy(const char *path, unsigned flags, struct ddts_array **out,
+                                 struct ddts_error *err)
 {
     FILE *fp = fopen(path, "rb");
     if (fp == NULL)
@@ -93,6 +133,10 @@ static enum ddts_status load_npy(const char *path, struct ddts_array **out, stru
     if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
         fclose(fp);
         return ddts_error_set(err, DDTS_EIO, "%s: not a regular file", path);
+    }
+    if ((flags & DDTS_LOAD_MMAP) && map_npy(fileno(fp), (uint64_t)sb.st_size, out)) {
+        fclose(fp);
+        return DDTS_OK;
     }
     struct file_reader fr = {fp, path};
     enum ddts_status st = ddts__npy_read(file_read, &fr, (uint64_t)sb.st_size, path, out, err);
@@ -152,6 +196,12 @@ static enum ddts_status check_key(const char *path, enum ddts_data_format f, con
 enum ddts_status ddts_data_load(const char *path, const char *key, struct ddts_array **out,
                                 struct ddts_error *err)
 {
+    return ddts_data_load_ex(path, key, 0, out, err);
+}
+
+enum ddts_status ddts_data_load_ex(const char *path, const char *key, unsigned flags,
+                                   struct ddts_array **out, struct ddts_error *err)
+{
     *out = NULL;
     enum ddts_data_format f = ddts_data_format_of(path);
     if (f == DDTS_FORMAT_UNKNOWN)
@@ -164,7 +214,7 @@ enum ddts_status ddts_data_load(const char *path, const char *key, struct ddts_a
         return st;
     switch (f) {
     case DDTS_FORMAT_NPY:
-        return load_npy(path, out, err);
+        return load_npy(path, flags, out, err);
     case DDTS_FORMAT_NPZ:
         return ddts__npz_load(path, key, out, err);
     case DDTS_FORMAT_XLSX:

@@ -568,6 +568,58 @@ static void write_npy(const char *dir, const char *name, enum ddts_dtype dt, int
     ddts_array_destroy(c);
 }
 
+/* DDTS_LOAD_MMAP maps a native C-order npy (writes stay private), and reads
+ * the files it cannot use as they lie (big endian, Fortran order). */
+static void test_npy_mmap(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    int64_t shape[2] = {300, 7};
+    write_npy(dir, "m.npy", DDTS_F32, 2, shape, 1.0);
+    char *path = ddts_path_join(dir, "m.npy");
+    struct ddts_array *a = NULL, *b = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_data_load_ex(path, NULL, DDTS_LOAD_MMAP, &a, &err), DDTS_OK);
+    assert_non_null(a->map);
+    assert_true(((uintptr_t)a->data) % 64 == 0);
+    assert_int_equal(a->dtype, DDTS_F32);
+    assert_int_equal(a->shape[0], 300);
+    assert_int_equal(a->shape[1], 7);
+    for (size_t i = 0; i < 2100; i++)
+        assert_true(((float *)a->data)[i] == (float)(1.0 + (double)i));
+    /* Copy on write: the file keeps its values. */
+    ((float *)a->data)[5] = -1.0f;
+    assert_int_equal(ddts_data_load(path, NULL, &b, &err), DDTS_OK);
+    assert_null(b->map);
+    assert_true(((float *)b->data)[5] == 6.0f);
+    ddts_array_destroy(a);
+    ddts_array_destroy(b);
+    /* Big endian and Fortran order: read, converted, not mapped. */
+    const char *hdrs[2] = {"{'descr': '>i4', 'fortran_order': False, 'shape': (2, 3), }",
+                           "{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3), }"};
+    const int32_t want[2][6] = {{1, 2, 3, 4, 5, 6}, {1, 3, 5, 2, 4, 6}};
+    for (int k = 0; k < 2; k++) {
+        uint8_t raw[6 * 4], file[256];
+        for (int i = 0; i < 6; i++) {
+            uint32_t v = (uint32_t)(i + 1);
+            for (int j = 0; j < 4; j++)
+                raw[4 * i + j] = (uint8_t)(k == 0 ? v >> (24 - 8 * j) : v >> (8 * j));
+        }
+        size_t n = npy_with_header(hdrs[k], raw, sizeof raw, file, sizeof file);
+        assert_int_equal(ddts_write_file_atomic(path, file, n, NULL), DDTS_OK);
+        assert_int_equal(ddts_data_load_ex(path, NULL, DDTS_LOAD_MMAP, &a, &err), DDTS_OK);
+        assert_null(a->map);
+        for (int i = 0; i < 6; i++)
+            assert_int_equal(((int32_t *)a->data)[i], want[k][i]);
+        ddts_array_destroy(a);
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    ddts_free(path);
+    ddts_free(dir);
+}
+
 static void test_folders(void **state)
 {
     (void)state;
@@ -799,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_csv_table),
         cmocka_unit_test(test_csv_chunks),
         cmocka_unit_test(test_idx_memory),
+        cmocka_unit_test(test_npy_mmap),
         cmocka_unit_test(test_folders),
         cmocka_unit_test(test_promote_convert_fit),
         cmocka_unit_test(test_parsers_alloc_failures),
