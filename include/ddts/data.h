@@ -198,6 +198,8 @@ enum ddts_dtype ddts_dtype_promote(enum ddts_dtype a, enum ddts_dtype b);
  * integers truncate toward zero, out of range saturates; to bool: != 0). */
 DDTS_NODISCARD enum ddts_status ddts_array_convert(const struct ddts_array *a, enum ddts_dtype to,
                                                    struct ddts_array **out, struct ddts_error *err);
+/* The same into dst, a buffer of ddts_array_count(a) elements of `to`. */
+void ddts_array_convert_into(const struct ddts_array *a, enum ddts_dtype to, void *dst);
 
 /* Samples idx[0..n) of `a` (axis 0) gathered into a new array of shape
  * (n, a.shape[1:]). An index out of range is DDTS_EINVAL. */

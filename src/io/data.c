@@ -290,6 +290,47 @@ enum ddts_status ddts_data_keys(const char *path, char ***names, size_t *n_names
     return DDTS_OK;
 }
 
+/* The dtype, rank and shape of a .npy file from its header (data NULL);
+ * -1 when the header cannot be read here (a full load then reports why). */
+static int probe_npy(const char *path, struct ddts_array *info)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    uint8_t head[4096];
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    close(fd);
+    struct ddts_npy_header hdr;
+    if (n <= 0 || ddts_npy_parse_header(head, (size_t)n, &hdr, NULL) != DDTS_OK)
+        return -1;
+    memset(info, 0, sizeof *info);
+    info->dtype = hdr.dtype;
+    info->rank = hdr.rank;
+    memcpy(info->shape, hdr.shape, sizeof hdr.shape);
+    info->nbytes = hdr.data_nbytes;
+    return 0;
+}
+
+/* A .npy file read into view->data (its dtype and shape checked). */
+static enum ddts_status read_npy_into(const char *path, struct ddts_array *view,
+                                      struct ddts_error *err)
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL)
+        return ddts_error_set_errno(err, errno == ENOENT ? DDTS_ENOTFOUND : DDTS_EIO, errno,
+                                    "%s: cannot open", path);
+    struct stat sb;
+    enum ddts_status st;
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = ddts_error_set(err, DDTS_EIO, "%s: not a regular file", path);
+    } else {
+        struct file_reader fr = {fp, path};
+        st = ddts__npy_read_into(file_read, &fr, (uint64_t)sb.st_size, path, view, err);
+    }
+    fclose(fp);
+    return st;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -306,6 +347,7 @@ enum ddts_status ddts_data_load_dir(const char *dir, struct ddts_array **out,
     char **names = NULL;
     size_t n = 0, cap = 0;
     struct ddts_array **parts = NULL;
+    struct ddts_array *infos = NULL;
     enum ddts_status st = DDTS_OK;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
@@ -351,41 +393,95 @@ enum ddts_status ddts_data_load_dir(const char *dir, struct ddts_array **out,
     qsort(names, n, sizeof *names, cmp_str);
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): sizeof *p of a pointer array is the idiom */
     parts = ddts_calloc(n, sizeof *parts);
-    if (parts == NULL) {
+    infos = ddts_calloc(n, sizeof *infos);
+    if (parts == NULL || infos == NULL) {
         st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", dir);
         goto out;
     }
+    /* Phase 1: every file's dtype and shape; .npy files from their headers
+     * alone, the other formats by loading them (their shape is only known
+     * then), kept for phase 2. */
+    enum ddts_dtype dt = DDTS_BOOL;
+    int64_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        st = ddts_data_load(names[i], NULL, &parts[i], err);
-        if (st != DDTS_OK)
-            goto out;
-        if (parts[i]->rank == 0) {
+        if (ddts_data_format_of(names[i]) != DDTS_FORMAT_NPY ||
+            probe_npy(names[i], &infos[i]) != 0) {
+            st = ddts_data_load(names[i], NULL, &parts[i], err);
+            if (st != DDTS_OK)
+                goto out;
+            infos[i] = *parts[i];
+            infos[i].data = NULL;
+        }
+        const struct ddts_array *p0 = &infos[0], *pi = &infos[i];
+        if (pi->rank == 0) {
             st = ddts_error_set(err, DDTS_ESHAPE, "%s: a scalar, not samples", names[i]);
             goto out;
         }
-        if (i > 0) {
-            const struct ddts_array *p0 = parts[0], *pi = parts[i];
-            int same = p0->rank == pi->rank;
-            for (int k = 1; same && k < p0->rank; k++)
-                same = p0->shape[k] == pi->shape[k];
+        int same = p0->rank == pi->rank;
+        for (int k = 1; same && k < p0->rank; k++)
+            same = p0->shape[k] == pi->shape[k];
+        if (!same) {
+            char s0[160], si[160];
+            ddts_array_shape_str(p0, s0, sizeof s0);
+            ddts_array_shape_str(pi, si, sizeof si);
+            st = ddts_error_set(err, DDTS_ESHAPE,
+                                "%s has shape %s but %s has shape %s: samples differ", names[0], s0,
+                                names[i], si);
+            goto out;
+        }
+        if (__builtin_add_overflow(total, pi->shape[0], &total)) {
+            st = ddts_error_set(err, DDTS_ELIMIT, "%s: too many samples", dir);
+            goto out;
+        }
+        dt = i == 0 ? pi->dtype : ddts_dtype_promote(dt, pi->dtype);
+    }
+    if (n == 1 && parts[0] != NULL) {
+        *out = parts[0];
+        parts[0] = NULL;
+        goto out;
+    }
+    /* Phase 2: the result is allocated once and every file lands in its
+     * slice: a .npy of the result's dtype is read straight there, anything
+     * else is converted there and released at once. Peak memory: the result
+     * plus the non-npy files (plus one npy file needing a conversion). */
+    int64_t shape[DDTS_MAX_ARRAY_RANK];
+    memcpy(shape, infos[0].shape, sizeof shape);
+    shape[0] = total;
+    st = ddts_array_create_uninit(dt, infos[0].rank, shape, out, err);
+    if (st != DDTS_OK) {
+        ddts_error_prefix(err, "%s: ", dir);
+        goto out;
+    }
+    size_t es = ddts_dtype_size(dt), at = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct ddts_array view = infos[i];
+        view.dtype = dt;
+        view.nbytes = ddts_array_count(&infos[i]) * es;
+        view.data = (uint8_t *)(*out)->data + at;
+        view.map = NULL;
+        at += view.nbytes;
+        if (parts[i] == NULL && infos[i].dtype == dt) {
+            st = read_npy_into(names[i], &view, err);
+            if (st != DDTS_OK)
+                goto out;
+            continue;
+        }
+        if (parts[i] == NULL) {
+            st = ddts_data_load(names[i], NULL, &parts[i], err);
+            if (st != DDTS_OK)
+                goto out;
+            int same = parts[i]->rank == infos[i].rank;
+            for (int k = 0; same && k < infos[i].rank; k++)
+                same = parts[i]->shape[k] == infos[i].shape[k];
             if (!same) {
-                char s0[160], si[160];
-                ddts_array_shape_str(p0, s0, sizeof s0);
-                ddts_array_shape_str(pi, si, sizeof si);
-                st = ddts_error_set(err, DDTS_ESHAPE,
-                                    "%s has shape %s but %s has shape %s: samples differ", names[0],
-                                    s0, names[i], si);
+                st = ddts_error_set(err, DDTS_ESTATE, "%s: the file changed while it was loaded",
+                                    names[i]);
                 goto out;
             }
         }
-    }
-    if (n == 1) {
-        *out = parts[0];
-        parts[0] = NULL;
-    } else {
-        st = ddts_array_concat((const struct ddts_array *const *)parts, n, out, err);
-        if (st != DDTS_OK)
-            ddts_error_prefix(err, "%s: ", dir);
+        ddts_array_convert_into(parts[i], dt, view.data);
+        ddts_array_destroy(parts[i]);
+        parts[i] = NULL;
     }
 out:
     closedir(d);
@@ -396,6 +492,11 @@ out:
     }
     ddts_free(names);
     ddts_free(parts);
+    ddts_free(infos);
+    if (st != DDTS_OK) {
+        ddts_array_destroy(*out);
+        *out = NULL;
+    }
     return st;
 }
 

@@ -17,6 +17,12 @@ typedef enum ddts_status (*ddts__read_fn)(void *ctx, void *dst, size_t n, struct
 enum ddts_status ddts__npy_read(ddts__read_fn read, void *ctx, uint64_t total_nbytes,
                                 const char *name, struct ddts_array **out, struct ddts_error *err);
 
+/* The same into view->data (view: dtype and shape the header must state,
+ * data the caller's buffer of view->nbytes, e.g. a slice of a larger array). */
+enum ddts_status ddts__npy_read_into(ddts__read_fn read, void *ctx, uint64_t total_nbytes,
+                                     const char *name, struct ddts_array *view,
+                                     struct ddts_error *err);
+
 /* Locale-independent, correctly rounded number parsing of s[0..n) (spaces
  * around allowed): returns 0 and *out on success, -1 when the text is not a
  * number. *c_locale caches a "C" locale_t for the rare slow path: start with

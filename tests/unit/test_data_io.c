@@ -685,6 +685,83 @@ static void test_folders(void **state)
     ddts_free(dir);
 }
 
+/* A folder of .npy files read straight into the result's slices (native,
+ * big endian, Fortran order, a csv among them) equals the concatenation of
+ * the files loaded one by one. */
+static void test_folder_slices(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    int64_t s1[2] = {4, 3}, s2[2] = {2, 3};
+    write_npy(dir, "a.npy", DDTS_F32, 2, s1, 0.5);
+    write_npy(dir, "c.npy", DDTS_F32, 2, s2, 100);
+    write_text(dir, "d.csv", "x,y,z\n7,8,9\n");
+    const char *hdrs[2] = {"{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3), }",
+                           "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }"};
+    const char *files[2] = {"b.npy", "e.npy"};
+    for (int k = 0; k < 2; k++) {
+        uint8_t raw[6 * 4], file[256];
+        for (int i = 0; i < 6; i++) {
+            float f = (float)(10 * (k + 1) + i);
+            uint32_t v;
+            memcpy(&v, &f, 4);
+            for (int j = 0; j < 4; j++)
+                raw[4 * i + j] = (uint8_t)(k == 0 ? v >> (24 - 8 * j) : v >> (8 * j));
+        }
+        size_t n = npy_with_header(hdrs[k], raw, sizeof raw, file, sizeof file);
+        char *path = ddts_path_join(dir, files[k]);
+        assert_int_equal(ddts_write_file_atomic(path, file, n, NULL), DDTS_OK);
+        ddts_free(path);
+    }
+    const char *order[5] = {"a.npy", "b.npy", "c.npy", "d.csv", "e.npy"};
+    struct ddts_array *one[5];
+    for (int i = 0; i < 5; i++) {
+        char *path = ddts_path_join(dir, order[i]);
+        assert_int_equal(ddts_data_load(path, NULL, &one[i], NULL), DDTS_OK);
+        ddts_free(path);
+    }
+    struct ddts_array *want = NULL, *got = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_array_concat((const struct ddts_array *const *)one, 5, &want, NULL),
+                     DDTS_OK);
+    assert_int_equal(ddts_data_load_dir(dir, &got, &err), DDTS_OK);
+    assert_int_equal(got->dtype, DDTS_F64);
+    assert_int_equal(got->rank, 2);
+    assert_int_equal(got->shape[0], 11);
+    assert_int_equal(got->nbytes, want->nbytes);
+    assert_memory_equal(got->data, want->data, want->nbytes);
+    assert_true(((double *)got->data)[12] == 10.0);        /* b.npy, byte swapped */
+    assert_true(((double *)got->data)[9 * 3 + 1] == 22.0); /* e.npy, Fortran order */
+    ddts_array_destroy(got);
+    ddts_array_destroy(want);
+    /* Without the csv everything stays float32 and lands in place. */
+    char *csv = ddts_path_join(dir, "d.csv");
+    assert_int_equal(unlink(csv), 0);
+    assert_int_equal(ddts_array_concat((const struct ddts_array *const *)one, 3, &want, NULL),
+                     DDTS_OK);
+    assert_int_equal(ddts_data_load_dir(dir, &got, &err), DDTS_OK);
+    assert_int_equal(got->dtype, DDTS_F32);
+    assert_int_equal(got->shape[0], 10);
+    assert_memory_equal(got->data, want->data, want->nbytes);
+    assert_memory_equal((char *)got->data + want->nbytes, one[4]->data, one[4]->nbytes);
+    ddts_array_destroy(got);
+    ddts_array_destroy(want);
+    /* A truncated file found in phase 2 names it and leaves no result. */
+    char *c = ddts_path_join(dir, "c.npy");
+    assert_int_equal(truncate(c, 128 + 20), 0);
+    assert_int_equal(ddts_data_load_dir(dir, &got, &err), DDTS_EFORMAT);
+    assert_null(got);
+    assert_non_null(strstr(err.msg, "c.npy"));
+    for (int i = 0; i < 5; i++)
+        ddts_array_destroy(one[i]);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    ddts_free(c);
+    ddts_free(csv);
+    ddts_free(dir);
+}
+
 static void test_promote_convert_fit(void **state)
 {
     (void)state;
@@ -853,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_idx_memory),
         cmocka_unit_test(test_npy_mmap),
         cmocka_unit_test(test_folders),
+        cmocka_unit_test(test_folder_slices),
         cmocka_unit_test(test_promote_convert_fit),
         cmocka_unit_test(test_parsers_alloc_failures),
         cmocka_unit_test(test_sha256),
