@@ -297,8 +297,7 @@ static enum ddts_status read_npy(ddts__read_fn read, void *ctx, uint64_t total_n
                                  const char *name, struct ddts_array *view, struct ddts_array **out,
                                  struct ddts_error *err)
 {
-    if (out != NULL)
-        *out = NULL;
+    *out = NULL;
     uint8_t pre[12];
     uint8_t *head = NULL;
     struct ddts_array *a = NULL;
@@ -407,7 +406,8 @@ enum ddts_status ddts__npy_read_into(ddts__read_fn read, void *ctx, uint64_t tot
                                      const char *name, struct ddts_array *view,
                                      struct ddts_error *err)
 {
-    return read_npy(read, ctx, total_nbytes, name, view, NULL, err);
+    struct ddts_array *unused = NULL;
+    return read_npy(read, ctx, total_nbytes, name, view, &unused, err);
 }
 
 struct mem_reader {
