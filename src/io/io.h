@@ -40,6 +40,12 @@ enum ddts_status ddts__xlsx_load(const char *path, const char *sheet, struct ddt
 enum ddts_status ddts__zip_keys(const char *path, int xlsx, char ***names, size_t *n_names,
                                 struct ddts_error *err);
 
+/* zip's CRC-32 of data[0..n), continuing `crc` (0 to start) (crc32.c);
+ * ddts__crc32_fast() is 1 when the CPU has carry-less multiplication, the
+ * fast path (otherwise the computation is bit by bit, slow). */
+uint32_t ddts__crc32(uint32_t crc, const void *data, size_t n);
+int ddts__crc32_fast(void);
+
 /* SHA-256 of a stream (sha256.c). */
 struct ddts__sha256 {
     uint32_t h[8];
