@@ -57,8 +57,9 @@ enum ddts_status cli_load_data(const char *path, const char *key, struct ddts_ar
                                struct ddts_error *err)
 {
     *out = NULL;
+    /* convert and inspect only read the array, briefly: a .npy is mapped. */
     if (strncmp(path, "keras:", 6) != 0)
-        return ddts_data_load(path, key, out, err);
+        return ddts_data_load_ex(path, key, DDTS_LOAD_MMAP, out, err);
     struct ddts_array **want[4] = {NULL, NULL, NULL, NULL};
     int k = 0;
     if (key != NULL) {
@@ -112,7 +113,7 @@ int cli_inspect_data(const char *path, const char *key)
     size_t n_names = 0;
     if (key != NULL) {
         struct ddts_array *a = NULL;
-        if (ddts_data_load(path, key, &a, &err) != DDTS_OK)
+        if (ddts_data_load_ex(path, key, DDTS_LOAD_MMAP, &a, &err) != DDTS_OK)
             return cli_fail("inspect", &err);
         printf("%s (%s)\n", path, ddts_data_format_name(f));
         print_array(key, a);
@@ -128,7 +129,7 @@ int cli_inspect_data(const char *path, const char *key)
     for (size_t i = 0; i < n_names; i++) {
         struct ddts_array *a = NULL;
         const char *k = names[i][0] ? names[i] : NULL;
-        if (ddts_data_load(path, k, &a, &err) != DDTS_OK) {
+        if (ddts_data_load_ex(path, k, DDTS_LOAD_MMAP, &a, &err) != DDTS_OK) {
             printf("  %-12s error: %s\n", names[i], err.msg);
             rc = CLI_FAIL;
             continue;

@@ -46,12 +46,31 @@ struct ddts_array {
     int64_t shape[DDTS_MAX_ARRAY_RANK];
     void *data; /* owned, 64-byte aligned; NULL when empty */
     size_t nbytes;
+    /* Non-NULL when data lies in a file mapping (ddts_data_load_ex with
+     * DDTS_LOAD_MMAP) that ddts_array_destroy unmaps; NULL otherwise. */
+    void *map;
+    size_t map_nbytes;
 };
 
 /* Allocates a zeroed array; checks the size for overflow and DDTS_MAX_ARRAY_BYTES. */
 DDTS_NODISCARD enum ddts_status ddts_array_create(enum ddts_dtype dtype, int rank,
                                                   const int64_t *shape, struct ddts_array **out,
                                                   struct ddts_error *err);
+/* The same without zeroing, for loaders that write every element (the
+ * kernel then maps the pages as they are first written, in parallel). */
+DDTS_NODISCARD enum ddts_status ddts_array_create_uninit(enum ddts_dtype dtype, int rank,
+                                                         const int64_t *shape,
+                                                         struct ddts_array **out,
+                                                         struct ddts_error *err);
+/* An array over a mapping made with mmap: data is map + data_offset (a
+ * multiple of 64), and ddts_array_destroy munmaps [map, map + map_nbytes).
+ * Same checks as ddts_array_create; DDTS_EINVAL when the mapping is too
+ * short. On failure the mapping stays the caller's. */
+DDTS_NODISCARD enum ddts_status ddts_array_wrap_mapping(enum ddts_dtype dtype, int rank,
+                                                        const int64_t *shape, void *map,
+                                                        size_t map_nbytes, size_t data_offset,
+                                                        struct ddts_array **out,
+                                                        struct ddts_error *err);
 void ddts_array_destroy(struct ddts_array *a);
 /* Number of elements (product of the shape; 1 for rank 0). */
 size_t ddts_array_count(const struct ddts_array *a);

@@ -79,6 +79,24 @@ const char *ddts_data_format_name(enum ddts_data_format format);
 DDTS_NODISCARD enum ddts_status ddts_data_load(const char *path, const char *key,
                                                struct ddts_array **out, struct ddts_error *err);
 
+/* Flags of ddts_data_load_ex. */
+enum ddts_load_flags {
+    /*
+     * A .npy file whose data needs no conversion (C order, native endian,
+     * data 64-byte aligned in the file, as numpy writes it) is mapped
+     * instead of read: loading costs no copy and pages come in as they are
+     * touched. The mapping is private (copy on write): writing into the
+     * array never changes the file. The caller promises that nobody
+     * truncates the file while the array lives (reading a page past the
+     * new end would raise SIGBUS). Other files load as without the flag.
+     */
+    DDTS_LOAD_MMAP = 1u << 0,
+};
+
+/* ddts_data_load with flags (enum ddts_load_flags, or 0). */
+DDTS_NODISCARD enum ddts_status ddts_data_load_ex(const char *path, const char *key, unsigned flags,
+                                                  struct ddts_array **out, struct ddts_error *err);
+
 /*
  * Parses a file already in memory (what the fuzz targets call). `name` is
  * used in messages only; `format` must not be UNKNOWN. Same statuses as
@@ -180,6 +198,8 @@ enum ddts_dtype ddts_dtype_promote(enum ddts_dtype a, enum ddts_dtype b);
  * integers truncate toward zero, out of range saturates; to bool: != 0). */
 DDTS_NODISCARD enum ddts_status ddts_array_convert(const struct ddts_array *a, enum ddts_dtype to,
                                                    struct ddts_array **out, struct ddts_error *err);
+/* The same into dst, a buffer of ddts_array_count(a) elements of `to`. */
+void ddts_array_convert_into(const struct ddts_array *a, enum ddts_dtype to, void *dst);
 
 /* Samples idx[0..n) of `a` (axis 0) gathered into a new array of shape
  * (n, a.shape[1:]). An index out of range is DDTS_EINVAL. */

@@ -1,6 +1,7 @@
 /* Typed arrays: creation with checked sizes, element access, conversion. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "ddts/array.h"
 
@@ -39,8 +40,9 @@ enum ddts_status ddts_dtype_parse(const char *name, enum ddts_dtype *out)
     return DDTS_EINVAL;
 }
 
-enum ddts_status ddts_array_create(enum ddts_dtype dtype, int rank, const int64_t *shape,
-                                   struct ddts_array **out, struct ddts_error *err)
+/* mode: 0 uninitialised, 1 zeroed, 2 no data (the caller maps it). */
+static enum ddts_status create(enum ddts_dtype dtype, int rank, const int64_t *shape, int mode,
+                               struct ddts_array **out, struct ddts_error *err)
 {
     *out = NULL;
     if ((unsigned)dtype >= DDTS_N_DTYPES)
@@ -65,15 +67,47 @@ enum ddts_status ddts_array_create(enum ddts_dtype dtype, int rank, const int64_
     for (int i = 0; i < rank; i++)
         a->shape[i] = shape[i];
     a->nbytes = nbytes;
-    if (nbytes > 0) {
+    if (nbytes > 0 && mode != 2) {
         a->data = ddts_aligned_alloc(nbytes);
         if (a->data == NULL) {
             ddts_free(a);
             return ddts_error_set(err, DDTS_ENOMEM, "array: cannot allocate %zu bytes", nbytes);
         }
-        memset(a->data, 0, nbytes);
+        if (mode == 1)
+            memset(a->data, 0, nbytes);
     }
     *out = a;
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_array_create(enum ddts_dtype dtype, int rank, const int64_t *shape,
+                                   struct ddts_array **out, struct ddts_error *err)
+{
+    return create(dtype, rank, shape, 1, out, err);
+}
+
+enum ddts_status ddts_array_create_uninit(enum ddts_dtype dtype, int rank, const int64_t *shape,
+                                          struct ddts_array **out, struct ddts_error *err)
+{
+    return create(dtype, rank, shape, 0, out, err);
+}
+
+enum ddts_status ddts_array_wrap_mapping(enum ddts_dtype dtype, int rank, const int64_t *shape,
+                                         void *map, size_t map_nbytes, size_t data_offset,
+                                         struct ddts_array **out, struct ddts_error *err)
+{
+    enum ddts_status st = create(dtype, rank, shape, 2, out, err);
+    if (st != DDTS_OK)
+        return st;
+    struct ddts_array *a = *out;
+    if (data_offset > map_nbytes || map_nbytes - data_offset < a->nbytes || data_offset % 64 != 0) {
+        ddts_free(a);
+        *out = NULL;
+        return ddts_error_set(err, DDTS_EINVAL, "array: the mapping does not hold the data");
+    }
+    a->data = a->nbytes > 0 ? (char *)map + data_offset : NULL;
+    a->map = map;
+    a->map_nbytes = map_nbytes;
     return DDTS_OK;
 }
 
@@ -81,7 +115,10 @@ void ddts_array_destroy(struct ddts_array *a)
 {
     if (a == NULL)
         return;
-    ddts_free(a->data);
+    if (a->map != NULL)
+        munmap(a->map, a->map_nbytes);
+    else
+        ddts_free(a->data);
     ddts_free(a);
 }
 

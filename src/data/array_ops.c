@@ -296,6 +296,11 @@ enum ddts_status ddts_array_convert(const struct ddts_array *a, enum ddts_dtype 
     return DDTS_OK;
 }
 
+void ddts_array_convert_into(const struct ddts_array *a, enum ddts_dtype to, void *dst)
+{
+    convert_range(a, 0, ddts_array_count(a), dst, to, 0);
+}
+
 enum ddts_status ddts_array_take(const struct ddts_array *a, const uint32_t *idx, size_t n,
                                  struct ddts_array **out, struct ddts_error *err)
 {

@@ -9,7 +9,10 @@
  * an empty or non-numeric field is an error naming the row and column.
  *
  * Two passes over the bytes: the first validates the structure and counts
- * the records, the second parses numbers into the array, allocated once.
+ * the records, the second parses numbers into the array, allocated once,
+ * in chunks of CHUNK_ROWS rows on every OpenMP thread. A file without
+ * quotes takes a fast path (see pass0_fast): pass 0 only finds lines, and
+ * pass 1 parses numbers in place and checks the field counts.
  */
 #include <string.h>
 
@@ -23,6 +26,7 @@ struct csv {
     size_t line; /* 1-based line number of the record's start */
     size_t cur_line;
     const uint8_t *stop; /* stop[b]: b ends an unquoted field (delimiter, CR, LF, quote) */
+    const char *start1;  /* where row 1 starts (fast path) */
 };
 
 /* Reads one field starting at c->p. Sets [*s, *s + *n) to the raw field
@@ -347,6 +351,331 @@ out:
     return st;
 }
 
+/*
+ * The quote-free fast path. Most numeric CSV files hold no '"' and no lone
+ * CR: then every record is one line, so pass 0 only finds line starts
+ * (memchr) and counts the non-blank ones, and pass 1 parses each number
+ * straight from the bytes with fast_number, which stops at the delimiter.
+ * Anything fast_number does not take (spaces, "inf", more than 19 digits,
+ * exponents outside the exact range) is handed to next_field's rules and
+ * ddts__parse_double, so results and messages are those of the general path.
+ */
+static const double pow10_tab[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Clinger's fast path on [p, end) up to a field end: *e is where it stopped.
+ * Returns 1 and *out when the decimal is exact in one IEEE operation (the
+ * same arithmetic as ddts__parse_double's fast path, so the same bits),
+ * 0 when the general parser must decide. */
+static inline int fast_number(const char *p, const char *end, char delim, double *out,
+                              const char **e)
+{
+    const char *s = p;
+    int neg = 0;
+    if (s < end && (*s == '-' || *s == '+')) {
+        neg = *s == '-';
+        s++;
+    }
+    uint64_t m = 0;
+    const char *d0 = s;
+    while (s < end && (unsigned)(*s - '0') < 10u) {
+        m = m * 10 + (uint64_t)(*s - '0');
+        s++;
+    }
+    size_t n_int = (size_t)(s - d0), n_frac = 0;
+    if (s < end && *s == '.') {
+        s++;
+        const char *f0 = s;
+        while (s < end && (unsigned)(*s - '0') < 10u) {
+            m = m * 10 + (uint64_t)(*s - '0');
+            s++;
+        }
+        n_frac = (size_t)(s - f0);
+    }
+    /* 19 digits always fit in 64 bits; counting leading zeros only sends a
+     * few more strings to the general parser. */
+    if (n_int + n_frac == 0 || n_int + n_frac > 19)
+        return 0;
+    int exp10 = -(int)n_frac;
+    if (s < end && (*s == 'e' || *s == 'E')) {
+        s++;
+        int eneg = 0, x = 0;
+        if (s < end && (*s == '-' || *s == '+')) {
+            eneg = *s == '-';
+            s++;
+        }
+        const char *x0 = s;
+        while (s < end && (unsigned)(*s - '0') < 10u && s - x0 < 4) {
+            x = x * 10 + (*s - '0');
+            s++;
+        }
+        if (s == x0)
+            return 0;
+        exp10 += eneg ? -x : x;
+    }
+    if (s < end && *s != delim && *s != '\n' && *s != '\r')
+        return 0;
+    double v;
+    if (m == 0)
+        v = 0.0;
+    else if (m <= (1ULL << 53) && exp10 >= -22 && exp10 <= 22)
+        v = exp10 >= 0 ? (double)m * pow10_tab[exp10] : (double)m / pow10_tab[-exp10];
+    else
+        return 0;
+    *out = neg ? -v : v;
+    *e = s;
+    return 1;
+}
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+
+static const uint64_t pow10_u64[9] = {1,      10,      100,      1000,     10000,
+                                      100000, 1000000, 10000000, 100000000};
+
+/* The value of the n (1..8) ASCII digits at q, 8 bytes readable: one load,
+ * no loop. Bytes past the digits may borrow in the subtraction, but only
+ * into higher bytes, which the shift drops; then the three multiply steps
+ * of simdjson's parse_eight_digits, byte 0 most significant. */
+static inline uint64_t swar_digits(const char *q, unsigned n)
+{
+    uint64_t v;
+    memcpy(&v, q, 8);
+    v -= 0x3030303030303030ULL;
+    v <<= 8 * (8 - n);
+    v = v * 10 + (v >> 8);
+    v = ((v & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32)) +
+         ((v >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32))) >>
+        32;
+    return v;
+}
+
+/*
+ * fast_number without a branch per digit, for decimals of at most 8 + 8
+ * digits with no exponent, when 32 bytes are readable at p: one 16-byte
+ * compare finds the digit runs, swar_digits converts them. The mantissa
+ * and exponent are those fast_number computes, so the result is the same;
+ * anything else returns 0 and fast_number decides.
+ */
+static inline int fast_number_sse(const char *p, char delim, double *out, const char **e)
+{
+    int neg = *p == '-';
+    const char *s = p + (neg | (*p == '+'));
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+    __m128i d = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                              _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+    unsigned mask = (unsigned)_mm_movemask_epi8(d);
+    unsigned n_int = (unsigned)__builtin_ctz(~mask), n_frac = 0, pos = n_int;
+    if (n_int > 8)
+        return 0;
+    if (s[pos] == '.') {
+        n_frac = (unsigned)__builtin_ctz(~(mask >> (pos + 1)));
+        if (n_frac > 8)
+            return 0;
+        pos += 1 + n_frac;
+    }
+    char t = s[pos];
+    if (n_int + n_frac == 0 || (t != delim && t != '\n' && t != '\r'))
+        return 0;
+    uint64_t m = n_int ? swar_digits(s, n_int) : 0;
+    if (n_frac)
+        m = m * pow10_u64[n_frac] + swar_digits(s + n_int + 1, n_frac);
+    if (m > (1ULL << 53))
+        return 0;
+    double x = m == 0 ? 0.0 : (double)m / pow10_tab[n_frac];
+    *out = neg ? -x : x;
+    *e = s + pos;
+    return 1;
+}
+#endif
+
+/* True when the file can take the fast path: no quotes, every CR before a LF. */
+static int quote_free(const char *p, const char *end)
+{
+    if (memchr(p, '"', (size_t)(end - p)) != NULL)
+        return 0;
+    const char *q = p;
+    while ((q = memchr(q, '\r', (size_t)(end - q))) != NULL) {
+        if (q + 1 >= end || q[1] != '\n')
+            return 0;
+        q++;
+    }
+    return 1;
+}
+
+/* The start of the next line after the one at p (or end). */
+static const char *next_line(const char *p, const char *end)
+{
+    const char *q = memchr(p, '\n', (size_t)(end - p));
+    return q ? q + 1 : end;
+}
+
+/* Blank: only spaces and tabs before the line's end. */
+static int blank_line(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    return p >= end || *p == '\n' || *p == '\r';
+}
+
+/* Pass 0 of the fast path from c->p, just after row 1 (already read by the
+ * caller): counts the data rows and records every CHUNK_ROWS-th. */
+static enum ddts_status pass0_fast(struct csv *c, size_t *n_rows, struct chunk **chunks,
+                                   size_t *n_chunks, struct ddts_error *err)
+{
+    size_t cap = 16, rows = 0, line = c->cur_line;
+    const char *p = c->p, *end = c->end;
+    *n_rows = 0;
+    *n_chunks = 1;
+    *chunks = ddts_calloc(cap, sizeof **chunks);
+    if (*chunks == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", c->name);
+    (*chunks)[0].p = p;
+    (*chunks)[0].row = c->row;
+    (*chunks)[0].line = line;
+    while (p < end) {
+        if (blank_line(p, end)) {
+            p = next_line(p, end);
+            line++;
+            continue;
+        }
+        if (rows > 0 && rows % CHUNK_ROWS == 0) {
+            if (*n_chunks == cap) {
+                struct chunk *g = ddts_realloc(*chunks, 2 * cap * sizeof *g);
+                if (g == NULL)
+                    return ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", c->name);
+                memset(g + cap, 0, cap * sizeof *g);
+                *chunks = g;
+                cap *= 2;
+            }
+            struct chunk *k = &(*chunks)[(*n_chunks)++];
+            k->p = p;
+            k->row = c->row;
+            k->line = line;
+        }
+        c->row++;
+        rows++;
+        p = next_line(p, end);
+        line++;
+    }
+    if (rows == 0)
+        return ddts_error_set(err, DDTS_EFORMAT, "%s: no data rows", c->name);
+    *n_rows = rows;
+    return DDTS_OK;
+}
+
+/* The general rules for one unquoted field at p (spaces, "inf", long
+ * mantissas): *v, or the error the general path would give. */
+static enum ddts_status slow_field(const struct csv *c, const char *p, size_t col, double *v,
+                                   const char **e, void **loc, struct ddts_error *err)
+{
+    const char *q = p;
+    while (q < c->end && !c->stop[(uint8_t)*q])
+        q++;
+    *e = q;
+    size_t n = (size_t)(q - p);
+    if (ddts__parse_double(p, n, v, loc) == 0)
+        return DDTS_OK;
+    if (is_blank(p, n))
+        return empty_error(c, col, err);
+    char shown[48];
+    show(p, n, shown, sizeof shown);
+    return ddts_error_set(err, DDTS_EFORMAT,
+                          "%s: row %zu (line %zu), column %zu: '%s' is not a number", c->name,
+                          c->row, c->line, col, shown);
+}
+
+/* Pass 1 of the fast path over one chunk: `max_rows` data rows from c->p. */
+static enum ddts_status pass1_fast(struct csv *c, size_t n_cols, double *data, size_t max_rows,
+                                   struct ddts_error *err)
+{
+    void *loc = NULL;
+    enum ddts_status st = DDTS_OK;
+    const char *p = c->p, *end = c->end;
+    const char delim = c->delim;
+    for (size_t r = 0; r < max_rows && p < end;) {
+        if (blank_line(p, end)) {
+            p = next_line(p, end);
+            c->cur_line++;
+            continue;
+        }
+        c->row++;
+        c->line = c->cur_line;
+        double *dst = data + r * n_cols;
+        for (size_t col = 0;; col++) {
+            double v;
+            const char *e;
+            int got = 0;
+#ifdef __SSE2__
+            if (end - p >= 32)
+                got = fast_number_sse(p, delim, &v, &e);
+#endif
+            if (!got && !fast_number(p, end, delim, &v, &e)) {
+                st = slow_field(c, p, col + 1, &v, &e, &loc, err);
+                if (st != DDTS_OK)
+                    goto out;
+            }
+            dst[col] = v;
+            int more = e < end && *e == delim;
+            if (col + 1 == n_cols || !more) {
+                if (col + 1 != n_cols || more) {
+                    size_t n = col + 1;
+                    for (const char *q = e; q < end && *q != '\n' && *q != '\r'; q++)
+                        n += *q == delim;
+                    st = ddts_error_set(err, DDTS_EFORMAT,
+                                        "%s: row %zu (line %zu) has %zu columns, row 1 has %zu",
+                                        c->name, c->row, c->line, n, n_cols);
+                    goto out;
+                }
+                p = e;
+                break;
+            }
+            p = e + 1;
+        }
+        if (p < end && *p == '\r')
+            p++;
+        if (p < end && *p == '\n')
+            p++;
+        c->cur_line++;
+        r++;
+    }
+out:
+    ddts__parse_locale_free(loc);
+    return st;
+}
+
+/* Row 1 with the general rules: its field count and whether it is a header. */
+static enum ddts_status read_row1(struct csv *c, char *scratch, size_t scratch_n, void **loc,
+                                  size_t *n_cols, int *header, struct ddts_error *err)
+{
+    while (c->p < c->end && skip_blank(c))
+        ;
+    if (c->p >= c->end)
+        return ddts_error_set(err, DDTS_EFORMAT, "%s: no data rows", c->name);
+    c->start1 = c->p;
+    c->row = 1;
+    c->line = c->cur_line;
+    size_t col = 0;
+    int last = 0, any_text = 0;
+    while (!last) {
+        const char *s;
+        size_t n;
+        int too_long;
+        if (next_field(c, scratch, scratch_n, &s, &n, &last, &too_long) != 0)
+            return field_error(c, too_long, col + 1, err);
+        if (++col > DDTS_MAX_COLUMNS)
+            return ddts_error_set(err, DDTS_ELIMIT, "%s: row %zu: more than %u columns", c->name,
+                                  c->row, (unsigned)DDTS_MAX_COLUMNS);
+        double v;
+        if (n > 0 && ddts__parse_double(s, n, &v, loc) != 0)
+            any_text = 1;
+    }
+    *n_cols = col;
+    *header = any_text;
+    return DDTS_OK;
+}
+
 enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name,
                                 struct ddts_array **out, struct ddts_error *err)
 {
@@ -371,12 +700,38 @@ enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name
     int header;
     uint8_t stop[256] = {0};
     stop[(uint8_t)delim] = stop['\n'] = stop['\r'] = stop['"'] = 1;
-    struct csv c0 = {text, text + nbytes, delim, name, 0, 1, 1, stop};
-    st = pass0(&c0, scratch, scratch_n, &loc, &n_rows, &n_cols, &header, &chunks, &n_chunks, err);
-    if (st != DDTS_OK)
-        goto out;
+    struct csv c0 = {text, text + nbytes, delim, name, 0, 1, 1, stop, NULL};
+    int fast = quote_free(text, text + nbytes);
+    if (fast) {
+        st = read_row1(&c0, scratch, scratch_n, &loc, &n_cols, &header, err);
+        if (st != DDTS_OK)
+            goto out;
+        if (!header) {
+            c0.p = c0.start1;
+            c0.row = 0;
+            c0.cur_line = c0.line;
+        }
+        st = pass0_fast(&c0, &n_rows, &chunks, &n_chunks, err);
+        if (st != DDTS_OK)
+            goto out;
+        /* Valid rows hold at least 2 bytes per cell: when the lines are too
+         * short for row 1's width, the file is malformed, and the general
+         * pass 0 finds the error before we allocate 8 bytes per cell. */
+        if (n_rows > nbytes / 2 / n_cols) {
+            fast = 0;
+            ddts_free(chunks);
+            chunks = NULL;
+            c0 = (struct csv){text, text + nbytes, delim, name, 0, 1, 1, stop, NULL};
+        }
+    }
+    if (!fast) {
+        st = pass0(&c0, scratch, scratch_n, &loc, &n_rows, &n_cols, &header, &chunks, &n_chunks,
+                   err);
+        if (st != DDTS_OK)
+            goto out;
+    }
     int64_t shape[2] = {(int64_t)n_rows, (int64_t)n_cols};
-    st = ddts_array_create(DDTS_F64, 2, shape, &a, err);
+    st = ddts_array_create_uninit(DDTS_F64, 2, shape, &a, err);
     if (st != DDTS_OK) {
         ddts_error_prefix(err, "%s: ", name);
         goto out;
@@ -388,10 +743,13 @@ enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name
 #pragma omp parallel for schedule(dynamic, 1) if (n_chunks > 1)
     for (size_t k = 0; k < n_chunks; k++) {
         struct chunk *ch = &chunks[k];
-        struct csv c = {ch->p, text + nbytes, delim, name, ch->row, ch->line, ch->line, stop};
+        struct csv c = {ch->p, text + nbytes, delim, name, ch->row, ch->line, ch->line, stop, NULL};
         size_t r0 = k * CHUNK_ROWS;
         size_t max_rows = n_rows - r0 < CHUNK_ROWS ? n_rows - r0 : CHUNK_ROWS;
-        ch->st = pass1(&c, header, n_cols, data + r0 * n_cols, max_rows, scratch_n, &ch->err);
+        if (fast)
+            ch->st = pass1_fast(&c, n_cols, data + r0 * n_cols, max_rows, &ch->err);
+        else
+            ch->st = pass1(&c, header, n_cols, data + r0 * n_cols, max_rows, scratch_n, &ch->err);
     }
     for (size_t k = 0; k < n_chunks; k++) {
         if (chunks[k].st != DDTS_OK) {

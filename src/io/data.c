@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ddts/fs.h"
 #include "io.h"
@@ -60,6 +63,9 @@ const char *ddts_data_format_name(enum ddts_data_format format)
     return "unknown";
 }
 
+/* Whole files up to this size are read into memory (or mapped) for csv. */
+#define MAX_WHOLE_FILE (DDTS_MAX_ARRAY_BYTES)
+
 struct file_reader {
     FILE *fp;
     const char *path;
@@ -76,8 +82,48 @@ static enum ddts_status file_read(void *ctx, void *dst, size_t n, struct ddts_er
     return DDTS_OK;
 }
 
+static int host_is_little(void)
+{
+    const uint16_t one = 1;
+    uint8_t b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+/*
+ * DDTS_LOAD_MMAP: maps the file when its data can be used as it lies.
+ * Returns 1 with *out set, 0 when the caller should read the file instead
+ * (any doubt, including a header we refuse: the read path reports it).
+ */
+static int map_npy(int fd, uint64_t file_nbytes, struct ddts_array **out)
+{
+    uint8_t head[4096];
+    size_t n = file_nbytes < sizeof head ? (size_t)file_nbytes : sizeof head;
+    if (pread(fd, head, n, 0) != (ssize_t)n)
+        return 0;
+    struct ddts_npy_header hdr;
+    if (ddts_npy_parse_header(head, n, &hdr, NULL) != DDTS_OK)
+        return 0;
+    int swap = hdr.big_endian == (bool)host_is_little() && ddts_dtype_size(hdr.dtype) > 1;
+    if (hdr.data_nbytes == 0 || swap || (hdr.fortran_order && hdr.rank > 1) ||
+        hdr.data_offset % 64 != 0 || file_nbytes < hdr.data_offset ||
+        file_nbytes - hdr.data_offset < hdr.data_nbytes)
+        return 0;
+    size_t map_n = hdr.data_offset + hdr.data_nbytes;
+    void *m = mmap(NULL, map_n, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED)
+        return 0;
+    if (ddts_array_wrap_mapping(hdr.dtype, hdr.rank, hdr.shape, m, map_n, hdr.data_offset, out,
+                                NULL) != DDTS_OK) {
+        munmap(m, map_n);
+        return 0;
+    }
+    return 1;
+}
+
 /* .npy straight from the file into the array: no whole-file buffer. */
-static enum ddts_status load_npy(const char *path, struct ddts_array **out, struct ddts_error *err)
+static enum ddts_status load_npy(const char *path, unsigned flags, struct ddts_array **out,
+                                 struct ddts_error *err)
 {
     FILE *fp = fopen(path, "rb");
     if (fp == NULL)
@@ -88,9 +134,52 @@ static enum ddts_status load_npy(const char *path, struct ddts_array **out, stru
         fclose(fp);
         return ddts_error_set(err, DDTS_EIO, "%s: not a regular file", path);
     }
+    if ((flags & DDTS_LOAD_MMAP) && map_npy(fileno(fp), (uint64_t)sb.st_size, out)) {
+        fclose(fp);
+        return DDTS_OK;
+    }
     struct file_reader fr = {fp, path};
     enum ddts_status st = ddts__npy_read(file_read, &fr, (uint64_t)sb.st_size, path, out, err);
     fclose(fp);
+    return st;
+}
+
+/*
+ * CSV text mapped read-only and prefaulted: no copy of the file into a
+ * buffer. The mapping lives only while the text is parsed (a file truncated
+ * by another process in that window would fault); a failed mmap falls back
+ * to reading the file.
+ */
+static enum ddts_status load_csv(const char *path, struct ddts_array **out, struct ddts_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ddts_error_set_errno(err, errno == ENOENT ? DDTS_ENOTFOUND : DDTS_EIO, errno,
+                                    "%s: cannot open", path);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return ddts_error_set(err, DDTS_EIO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)sb.st_size > MAX_WHOLE_FILE) {
+        close(fd);
+        return ddts_error_set(err, DDTS_ELIMIT, "%s: %lld bytes (max %llu)", path,
+                              (long long)sb.st_size, (unsigned long long)MAX_WHOLE_FILE);
+    }
+    size_t n = (size_t)sb.st_size;
+    void *m = n > 0 ? mmap(NULL, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (m == MAP_FAILED) {
+        char *buf = NULL;
+        enum ddts_status st = ddts_read_file(path, MAX_WHOLE_FILE, &buf, &n, err);
+        if (st != DDTS_OK)
+            return st;
+        st = ddts_csv_parse(buf, n, path, out, err);
+        ddts_free(buf);
+        return st;
+    }
+    enum ddts_status st = ddts_csv_parse(m, n, path, out, err);
+    munmap(m, n);
     return st;
 }
 
@@ -104,11 +193,14 @@ static enum ddts_status check_key(const char *path, enum ddts_data_format f, con
     return DDTS_OK;
 }
 
-/* Whole files up to this size are read into memory for csv. */
-#define MAX_WHOLE_FILE (DDTS_MAX_ARRAY_BYTES)
-
 enum ddts_status ddts_data_load(const char *path, const char *key, struct ddts_array **out,
                                 struct ddts_error *err)
+{
+    return ddts_data_load_ex(path, key, 0, out, err);
+}
+
+enum ddts_status ddts_data_load_ex(const char *path, const char *key, unsigned flags,
+                                   struct ddts_array **out, struct ddts_error *err)
 {
     *out = NULL;
     enum ddts_data_format f = ddts_data_format_of(path);
@@ -122,13 +214,15 @@ enum ddts_status ddts_data_load(const char *path, const char *key, struct ddts_a
         return st;
     switch (f) {
     case DDTS_FORMAT_NPY:
-        return load_npy(path, out, err);
+        return load_npy(path, flags, out, err);
     case DDTS_FORMAT_NPZ:
         return ddts__npz_load(path, key, out, err);
     case DDTS_FORMAT_XLSX:
         return ddts__xlsx_load(path, key, out, err);
     case DDTS_FORMAT_IDX:
         return ddts__idx_load(path, out, err);
+    case DDTS_FORMAT_CSV:
+        return load_csv(path, out, err);
     default:
         break;
     }
@@ -196,6 +290,47 @@ enum ddts_status ddts_data_keys(const char *path, char ***names, size_t *n_names
     return DDTS_OK;
 }
 
+/* The dtype, rank and shape of a .npy file from its header (data NULL);
+ * -1 when the header cannot be read here (a full load then reports why). */
+static int probe_npy(const char *path, struct ddts_array *info)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    uint8_t head[4096];
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    close(fd);
+    struct ddts_npy_header hdr;
+    if (n <= 0 || ddts_npy_parse_header(head, (size_t)n, &hdr, NULL) != DDTS_OK)
+        return -1;
+    memset(info, 0, sizeof *info);
+    info->dtype = hdr.dtype;
+    info->rank = hdr.rank;
+    memcpy(info->shape, hdr.shape, sizeof hdr.shape);
+    info->nbytes = hdr.data_nbytes;
+    return 0;
+}
+
+/* A .npy file read into view->data (its dtype and shape checked). */
+static enum ddts_status read_npy_into(const char *path, struct ddts_array *view,
+                                      struct ddts_error *err)
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL)
+        return ddts_error_set_errno(err, errno == ENOENT ? DDTS_ENOTFOUND : DDTS_EIO, errno,
+                                    "%s: cannot open", path);
+    struct stat sb;
+    enum ddts_status st;
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = ddts_error_set(err, DDTS_EIO, "%s: not a regular file", path);
+    } else {
+        struct file_reader fr = {fp, path};
+        st = ddts__npy_read_into(file_read, &fr, (uint64_t)sb.st_size, path, view, err);
+    }
+    fclose(fp);
+    return st;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -212,6 +347,7 @@ enum ddts_status ddts_data_load_dir(const char *dir, struct ddts_array **out,
     char **names = NULL;
     size_t n = 0, cap = 0;
     struct ddts_array **parts = NULL;
+    struct ddts_array *infos = NULL;
     enum ddts_status st = DDTS_OK;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
@@ -257,41 +393,95 @@ enum ddts_status ddts_data_load_dir(const char *dir, struct ddts_array **out,
     qsort(names, n, sizeof *names, cmp_str);
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): sizeof *p of a pointer array is the idiom */
     parts = ddts_calloc(n, sizeof *parts);
-    if (parts == NULL) {
+    infos = ddts_calloc(n, sizeof *infos);
+    if (parts == NULL || infos == NULL) {
         st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", dir);
         goto out;
     }
+    /* Phase 1: every file's dtype and shape; .npy files from their headers
+     * alone, the other formats by loading them (their shape is only known
+     * then), kept for phase 2. */
+    enum ddts_dtype dt = DDTS_BOOL;
+    int64_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        st = ddts_data_load(names[i], NULL, &parts[i], err);
-        if (st != DDTS_OK)
-            goto out;
-        if (parts[i]->rank == 0) {
+        if (ddts_data_format_of(names[i]) != DDTS_FORMAT_NPY ||
+            probe_npy(names[i], &infos[i]) != 0) {
+            st = ddts_data_load(names[i], NULL, &parts[i], err);
+            if (st != DDTS_OK)
+                goto out;
+            infos[i] = *parts[i];
+            infos[i].data = NULL;
+        }
+        const struct ddts_array *p0 = &infos[0], *pi = &infos[i];
+        if (pi->rank == 0) {
             st = ddts_error_set(err, DDTS_ESHAPE, "%s: a scalar, not samples", names[i]);
             goto out;
         }
-        if (i > 0) {
-            const struct ddts_array *p0 = parts[0], *pi = parts[i];
-            int same = p0->rank == pi->rank;
-            for (int k = 1; same && k < p0->rank; k++)
-                same = p0->shape[k] == pi->shape[k];
+        int same = p0->rank == pi->rank;
+        for (int k = 1; same && k < p0->rank; k++)
+            same = p0->shape[k] == pi->shape[k];
+        if (!same) {
+            char s0[160], si[160];
+            ddts_array_shape_str(p0, s0, sizeof s0);
+            ddts_array_shape_str(pi, si, sizeof si);
+            st = ddts_error_set(err, DDTS_ESHAPE,
+                                "%s has shape %s but %s has shape %s: samples differ", names[0], s0,
+                                names[i], si);
+            goto out;
+        }
+        if (__builtin_add_overflow(total, pi->shape[0], &total)) {
+            st = ddts_error_set(err, DDTS_ELIMIT, "%s: too many samples", dir);
+            goto out;
+        }
+        dt = i == 0 ? pi->dtype : ddts_dtype_promote(dt, pi->dtype);
+    }
+    if (n == 1 && parts[0] != NULL) {
+        *out = parts[0];
+        parts[0] = NULL;
+        goto out;
+    }
+    /* Phase 2: the result is allocated once and every file lands in its
+     * slice: a .npy of the result's dtype is read straight there, anything
+     * else is converted there and released at once. Peak memory: the result
+     * plus the non-npy files (plus one npy file needing a conversion). */
+    int64_t shape[DDTS_MAX_ARRAY_RANK];
+    memcpy(shape, infos[0].shape, sizeof shape);
+    shape[0] = total;
+    st = ddts_array_create_uninit(dt, infos[0].rank, shape, out, err);
+    if (st != DDTS_OK) {
+        ddts_error_prefix(err, "%s: ", dir);
+        goto out;
+    }
+    size_t es = ddts_dtype_size(dt), at = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct ddts_array view = infos[i];
+        view.dtype = dt;
+        view.nbytes = ddts_array_count(&infos[i]) * es;
+        view.data = (uint8_t *)(*out)->data + at;
+        view.map = NULL;
+        at += view.nbytes;
+        if (parts[i] == NULL && infos[i].dtype == dt) {
+            st = read_npy_into(names[i], &view, err);
+            if (st != DDTS_OK)
+                goto out;
+            continue;
+        }
+        if (parts[i] == NULL) {
+            st = ddts_data_load(names[i], NULL, &parts[i], err);
+            if (st != DDTS_OK)
+                goto out;
+            int same = parts[i]->rank == infos[i].rank;
+            for (int k = 0; same && k < infos[i].rank; k++)
+                same = parts[i]->shape[k] == infos[i].shape[k];
             if (!same) {
-                char s0[160], si[160];
-                ddts_array_shape_str(p0, s0, sizeof s0);
-                ddts_array_shape_str(pi, si, sizeof si);
-                st = ddts_error_set(err, DDTS_ESHAPE,
-                                    "%s has shape %s but %s has shape %s: samples differ", names[0],
-                                    s0, names[i], si);
+                st = ddts_error_set(err, DDTS_ESTATE, "%s: the file changed while it was loaded",
+                                    names[i]);
                 goto out;
             }
         }
-    }
-    if (n == 1) {
-        *out = parts[0];
-        parts[0] = NULL;
-    } else {
-        st = ddts_array_concat((const struct ddts_array *const *)parts, n, out, err);
-        if (st != DDTS_OK)
-            ddts_error_prefix(err, "%s: ", dir);
+        ddts_array_convert_into(parts[i], dt, view.data);
+        ddts_array_destroy(parts[i]);
+        parts[i] = NULL;
     }
 out:
     closedir(d);
@@ -302,6 +492,11 @@ out:
     }
     ddts_free(names);
     ddts_free(parts);
+    ddts_free(infos);
+    if (st != DDTS_OK) {
+        ddts_array_destroy(*out);
+        *out = NULL;
+    }
     return st;
 }
 

@@ -17,6 +17,12 @@ typedef enum ddts_status (*ddts__read_fn)(void *ctx, void *dst, size_t n, struct
 enum ddts_status ddts__npy_read(ddts__read_fn read, void *ctx, uint64_t total_nbytes,
                                 const char *name, struct ddts_array **out, struct ddts_error *err);
 
+/* The same into view->data (view: dtype and shape the header must state,
+ * data the caller's buffer of view->nbytes, e.g. a slice of a larger array). */
+enum ddts_status ddts__npy_read_into(ddts__read_fn read, void *ctx, uint64_t total_nbytes,
+                                     const char *name, struct ddts_array *view,
+                                     struct ddts_error *err);
+
 /* Locale-independent, correctly rounded number parsing of s[0..n) (spaces
  * around allowed): returns 0 and *out on success, -1 when the text is not a
  * number. *c_locale caches a "C" locale_t for the rare slow path: start with
@@ -33,6 +39,12 @@ enum ddts_status ddts__xlsx_load(const char *path, const char *sheet, struct ddt
 /* Member names of an npz / sheet names of an xlsx; see ddts_data_keys for *names. */
 enum ddts_status ddts__zip_keys(const char *path, int xlsx, char ***names, size_t *n_names,
                                 struct ddts_error *err);
+
+/* zip's CRC-32 of data[0..n), continuing `crc` (0 to start) (crc32.c);
+ * ddts__crc32_fast() is 1 when the CPU has carry-less multiplication, the
+ * fast path (otherwise the computation is bit by bit, slow). */
+uint32_t ddts__crc32(uint32_t crc, const void *data, size_t n);
+int ddts__crc32_fast(void);
 
 /* SHA-256 of a stream (sha256.c). */
 struct ddts__sha256 {

@@ -290,8 +290,12 @@ static enum ddts_status fortran_to_c(struct ddts_array *a, struct ddts_error *er
     return DDTS_OK;
 }
 
-enum ddts_status ddts__npy_read(ddts__read_fn read, void *ctx, uint64_t total_nbytes,
-                                const char *name, struct ddts_array **out, struct ddts_error *err)
+/* Reads a .npy stream into a new array (*out), or, when `view` is given,
+ * into view->data after checking that the header states view's dtype and
+ * shape (the caller allocated it from an earlier look at the header). */
+static enum ddts_status read_npy(ddts__read_fn read, void *ctx, uint64_t total_nbytes,
+                                 const char *name, struct ddts_array *view, struct ddts_array **out,
+                                 struct ddts_error *err)
 {
     *out = NULL;
     uint8_t pre[12];
@@ -353,9 +357,20 @@ enum ddts_status ddts__npy_read(ddts__read_fn read, void *ctx, uint64_t total_nb
                             (unsigned long long)(total_nbytes - hdr.data_offset), hdr.data_nbytes);
         goto fail;
     }
-    st = ddts_array_create(hdr.dtype, hdr.rank, hdr.shape, &a, err);
-    if (st != DDTS_OK)
-        goto fail;
+    if (view != NULL) {
+        int same = view->dtype == hdr.dtype && view->rank == hdr.rank;
+        for (int i = 0; same && i < hdr.rank; i++)
+            same = view->shape[i] == hdr.shape[i];
+        if (!same) {
+            st = ddts_error_set(err, DDTS_ESTATE, "npy: the file changed while it was loaded");
+            goto fail;
+        }
+        a = view;
+    } else {
+        st = ddts_array_create_uninit(hdr.dtype, hdr.rank, hdr.shape, &a, err);
+        if (st != DDTS_OK)
+            goto fail;
+    }
     if (a->nbytes > 0) {
         st = read(ctx, a->data, a->nbytes, err);
         if (st != DDTS_OK)
@@ -369,14 +384,30 @@ enum ddts_status ddts__npy_read(ddts__read_fn read, void *ctx, uint64_t total_nb
             goto fail;
     }
     ddts_free(head);
-    *out = a;
+    if (view == NULL)
+        *out = a;
     return DDTS_OK;
 fail:
     ddts_free(head);
-    ddts_array_destroy(a);
+    if (a != view)
+        ddts_array_destroy(a);
     if (name != NULL)
         ddts_error_prefix(err, "%s: ", name);
     return st;
+}
+
+enum ddts_status ddts__npy_read(ddts__read_fn read, void *ctx, uint64_t total_nbytes,
+                                const char *name, struct ddts_array **out, struct ddts_error *err)
+{
+    return read_npy(read, ctx, total_nbytes, name, NULL, out, err);
+}
+
+enum ddts_status ddts__npy_read_into(ddts__read_fn read, void *ctx, uint64_t total_nbytes,
+                                     const char *name, struct ddts_array *view,
+                                     struct ddts_error *err)
+{
+    struct ddts_array *unused = NULL;
+    return read_npy(read, ctx, total_nbytes, name, view, &unused, err);
 }
 
 struct mem_reader {

@@ -8,13 +8,14 @@
  *   xl/worksheets/sheetN.xml    <row r="2"><c r="B2" t="s|str|inlineStr|b|e|n"><f>..</f><v>..</v>
  *                               or <is><t>..</t></is></c></row>
  *
- * The sheet is streamed twice through expat, member bytes inflated in 64 KiB
- * chunks: pass 0 finds the rectangle of cells, the header row and checks
- * every cell; pass 1 writes numbers into the array, allocated once in
- * between. A first row holding any text is the header. Cells are numbers,
- * booleans (0/1) or cached formula results; inside the data rectangle an
- * absent cell, a text cell or an error cell (#DIV/0!) is an error naming it.
- * A DOCTYPE is refused, so entity expansion (billion laughs) cannot happen.
+ * The sheet is streamed through expat, member bytes inflated in 64 KiB
+ * chunks: pass 0 finds the rectangle of cells, the header row, checks every
+ * cell and keeps the values in 1 MiB blocks; when the cells fill the
+ * rectangle the blocks are copied into the array (one pass). Otherwise a
+ * second pass finds the first gap, to name it. A first row holding any text is the header. Cells
+ * are numbers, booleans (0/1) or cached formula results; inside the data rectangle an absent cell,
+ * a text cell or an error cell (#DIV/0!) is an error naming it. A DOCTYPE is refused, so entity
+ * expansion (billion laughs) cannot happen.
  */
 #include <expat.h>
 #include <stdarg.h>
@@ -363,6 +364,9 @@ struct sheet {
     int header;
     size_t n_cells, first_row_cells; /* data cells after the first row; cells of the first */
     long data_first, n_data_rows;
+    /* Pass 0 keeps every cell's value, in order, in blocks of VAL_BLOCK. */
+    double **blocks;
+    size_t n_blocks, n_vals;
     /* Pass 1: where rows go. */
     double *data;
     size_t n_cols;
@@ -493,6 +497,43 @@ static void XMLCALL sh_text(void *ud, const XML_Char *t, int n)
     s->text_n += (size_t)n;
 }
 
+/* Values per block of pass 0 (1 MiB): blocks, not one growing buffer, so
+ * that copying them into the array holds at most one block twice. */
+#define VAL_BLOCK ((size_t)1 << 17)
+
+static void keep_value(struct sheet *s, double v)
+{
+    if (s->x.st != DDTS_OK)
+        return; /* expat may still call after a failure */
+    if (s->n_vals % VAL_BLOCK == 0) {
+        size_t nb = s->n_vals / VAL_BLOCK;
+        if ((nb + 1) * VAL_BLOCK * sizeof(double) > DDTS_MAX_ARRAY_BYTES)
+            return xml_fail(&s->x, DDTS_ELIMIT, "more than %llu bytes of cells",
+                            (unsigned long long)DDTS_MAX_ARRAY_BYTES);
+        if ((nb & (nb - 1)) == 0) { /* 0, 1, 2, 4, ...: grow the list */
+            double **g = ddts_realloc(s->blocks, (nb ? 2 * nb : 1) * sizeof *g);
+            if (g == NULL)
+                return xml_fail(&s->x, DDTS_ENOMEM, "out of memory");
+            s->blocks = g;
+        }
+        s->blocks[nb] = ddts_malloc(VAL_BLOCK * sizeof(double));
+        if (s->blocks[nb] == NULL)
+            return xml_fail(&s->x, DDTS_ENOMEM, "out of memory");
+        s->n_blocks = nb + 1;
+    }
+    s->blocks[s->n_vals / VAL_BLOCK][s->n_vals % VAL_BLOCK] = v;
+    s->n_vals++;
+}
+
+static void free_blocks(struct sheet *s)
+{
+    for (size_t i = 0; i < s->n_blocks; i++)
+        ddts_free(s->blocks[i]);
+    ddts_free(s->blocks);
+    s->blocks = NULL;
+    s->n_blocks = s->n_vals = 0;
+}
+
 /* A finished cell: judge it (pass 0) or store it (pass 1). */
 static void end_cell(struct sheet *s)
 {
@@ -548,7 +589,7 @@ static void end_cell(struct sheet *s)
             if (str != NULL)
                 s->header = 1;
             s->first_row_cells++;
-            return;
+            return keep_value(s, v);
         }
         if (str != NULL)
             return xml_fail(&s->x, DDTS_EFORMAT,
@@ -560,7 +601,7 @@ static void end_cell(struct sheet *s)
             s->n_data_rows++;
         s->last_row = s->row;
         s->n_cells++;
-        return;
+        return keep_value(s, v);
     }
     /* Pass 1: cells arrive row by row in column order; any skip is a gap. */
     if (s->header && s->row == s->first_row)
@@ -697,12 +738,28 @@ static enum ddts_status load_sheet(struct ddts__zip *z, const char *name, const 
      * sheet's size); otherwise pass 1 runs without an array to name the gap. */
     int complete = s.n_cells == n_rows * s.n_cols;
     if (complete) {
+        /* n_rows * n_cols distinct cells, in row-major order, inside the
+         * rectangle: they are all of its cells, and pass 0 kept their values
+         * in that order (after the header's, if any). */
         int64_t shape[2] = {(int64_t)n_rows, (int64_t)s.n_cols};
-        st = ddts_array_create(DDTS_F64, 2, shape, &a, err);
+        st = ddts_array_create_uninit(DDTS_F64, 2, shape, &a, err);
         if (st != DDTS_OK)
             goto out;
-        s.data = a->data;
+        size_t skip = s.header ? s.first_row_cells : 0, at = 0;
+        for (size_t b = 0; b < s.n_blocks; b++) {
+            size_t lo = b * VAL_BLOCK, hi = lo + VAL_BLOCK < s.n_vals ? lo + VAL_BLOCK : s.n_vals;
+            if (hi > skip) {
+                size_t from = lo > skip ? lo : skip;
+                memcpy((double *)a->data + at, s.blocks[b] + (from - lo),
+                       (hi - from) * sizeof(double));
+                at += hi - from;
+            }
+            ddts_free(s.blocks[b]);
+            s.blocks[b] = NULL;
+        }
+        goto out;
     }
+    free_blocks(&s);
     s.pass = 1;
     s.row = 0;
     s.expect_row = s.data_first;
@@ -721,6 +778,7 @@ out:
         ddts_array_destroy(a);
         a = NULL;
     }
+    free_blocks(&s);
     workbook_free(&w);
     strlist_free(&ss.s);
     ddts__parse_locale_free(s.loc);

@@ -279,6 +279,22 @@ def test_npz():
     b[j] ^= 0xFF
     b[j + 1] ^= 0xFF
     convert_fails(write("corrupt.npz", bytes(b)), "x_train", "--key", "x_train")
+    # Stored members are read at their offset and checksummed by ddts itself:
+    # a flipped data byte is a CRC error; zip64 records and an archive
+    # comment (the end record is searched for) still work.
+    big = np.arange(3000, dtype=np.float32).reshape(100, 30)
+    np.savez(path("stored_big.npz"), a=big, b=y)
+    b = bytearray(open(path("stored_big.npz"), "rb").read())
+    j = b.find(b"a.npy") + len("a.npy") + 200
+    b[j] ^= 0x01
+    convert_fails(write("stored_crc.npz", bytes(b)), "CRC error", "--key", "a", what="stored CRC")
+    with zipfile.ZipFile(path("stored64.npz"), "w", compression=zipfile.ZIP_STORED) as zf:
+        for key, arr in [("a", big), ("b", y)]:
+            with zf.open(key + ".npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, arr)
+        zf.comment = b"an archive comment"
+    convert_ok(path("stored64.npz"), big, "--key", "a", "--dtype", "keep", what="stored zip64 + comment")
+    convert_ok(path("stored64.npz"), y, "--key", "b", "--dtype", "keep", what="stored zip64 second")
 
 
 # --------------------------------------------------------------------------- csv

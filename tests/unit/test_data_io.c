@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "io/io.h"
 #include "test.h"
@@ -292,6 +293,187 @@ static void test_numbers_match_strtod(void **state)
     free(want);
 }
 
+/* One random decimal string into buf (always a complete strtod number). */
+static void random_decimal(struct ddts_rng *rng, char *buf, size_t cap)
+{
+    static const char *const edge[] = {"0",
+                                       "-0",
+                                       "+0",
+                                       ".5",
+                                       "5.",
+                                       "+.5",
+                                       "-5.",
+                                       "0e0",
+                                       "0.0e-999",
+                                       "1e-400",
+                                       "1e400",
+                                       "-1e400",
+                                       "inf",
+                                       "-inf",
+                                       "+inf",
+                                       "Infinity",
+                                       "nan",
+                                       "-nan",
+                                       "NaN",
+                                       "4.9e-324",
+                                       "2.4703282292062327e-324",
+                                       "2.4703282292062328e-324",
+                                       "5e-324",
+                                       "2.2250738585072011e-308",
+                                       "2.2250738585072014e-308",
+                                       "1.7976931348623157e308",
+                                       "1.7976931348623158e308",
+                                       "1.7976931348623159e308",
+                                       "9007199254740992",
+                                       "9007199254740993",
+                                       "9007199254740995",
+                                       "18446744073709551615",
+                                       "18446744073709551616",
+                                       "99999999999999999999",
+                                       "0.1",
+                                       "0.30000000000000004",
+                                       "123456789012345678901234567890",
+                                       "1e22",
+                                       "1e23",
+                                       "1e-22",
+                                       "1e-23",
+                                       "8.5e-23",
+                                       "00000000000000000000001",
+                                       "0.00000000000000000000000000000000000001",
+                                       "7.2057594037927933e16",
+                                       "1e-5",
+                                       "3.14159265358979323846264338327950288"};
+    size_t n_edge = sizeof edge / sizeof edge[0];
+    unsigned kind = (unsigned)ddts_rng_below(rng, 5);
+    if (kind == 0) {
+        snprintf(buf, cap, "%s", edge[ddts_rng_below(rng, n_edge)]);
+        return;
+    }
+    if (kind == 1) {
+        /* What programs write: a random double printed with 1 to 17 digits. */
+        uint64_t bits = ddts_rng_u64(rng);
+        double d;
+        memcpy(&d, &bits, sizeof d);
+        if (!isfinite(d))
+            d = 1.5;
+        static const char *const fmts[] = {"%.*g", "%.*e", "%.*f"};
+        int prec = 1 + (int)ddts_rng_below(rng, 17);
+        const char *f = fmts[ddts_rng_below(rng, 3)];
+        if (f[3] == 'f' && fabs(d) > 1e30)
+            f = fmts[0];
+        snprintf(buf, cap, f, prec, d);
+        return;
+    }
+    /* Random digits (1 to 25, a point somewhere or none), sign, exponent. */
+    size_t k = 0;
+    unsigned sign = (unsigned)ddts_rng_below(rng, 3);
+    if (sign)
+        buf[k++] = sign == 1 ? '-' : '+';
+    int digits = 1 + (int)ddts_rng_below(rng, kind == 2 ? 8 : 25);
+    int point = (int)ddts_rng_below(rng, (uint64_t)digits + 2) - 1;
+    int zeros = ddts_rng_below(rng, 4) == 0 ? (int)ddts_rng_below(rng, 6) : 0;
+    for (int d = 0; d < digits; d++) {
+        if (d == point)
+            buf[k++] = '.';
+        buf[k++] = d < zeros ? '0' : (char)('0' + ddts_rng_below(rng, 10));
+    }
+    if (point == digits)
+        buf[k++] = '.';
+    if (ddts_rng_below(rng, 2)) {
+        int e = (int)ddts_rng_below(rng, kind == 2 ? 61 : 721) - (kind == 2 ? 30 : 360);
+        k += (size_t)snprintf(buf + k, cap - k, "%c%s%d", ddts_rng_below(rng, 2) ? 'e' : 'E',
+                              e >= 0 && ddts_rng_below(rng, 2) ? "+" : "", e);
+    }
+    buf[k] = '\0';
+}
+
+static int same_bits(double a, double b)
+{
+    if (isnan(a) && isnan(b))
+        return signbit(a) == signbit(b);
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* ddts__parse_double and the CSV fast path give strtod's bits for 60000
+ * random and edge-case decimals (seeded), and refuse what strtod does not
+ * read to the end. */
+static void test_numbers_random_vs_strtod(void **state)
+{
+    (void)state;
+    setlocale(LC_ALL, "C");
+    const size_t n = 60000, cols = 6;
+    char *text = malloc(n * 48);
+    double *want = malloc(n * sizeof *want);
+    size_t used = 0;
+    struct ddts_rng rng;
+    ddts_rng_seed(&rng, 77);
+    void *loc = NULL;
+    for (size_t i = 0; i < n; i++) {
+        char one[48];
+        random_decimal(&rng, one, sizeof one);
+        char *end;
+        want[i] = strtod(one, &end);
+        if (*end != '\0')
+            fail_msg("generator bug: strtod stops early in '%s'", one);
+        double got;
+        if (ddts__parse_double(one, strlen(one), &got, &loc) != 0 || !same_bits(got, want[i]))
+            fail_msg("'%s': %.17g, strtod says %.17g", one, got, want[i]);
+        size_t k = strlen(one);
+        memcpy(text + used, one, k);
+        used += k;
+        text[used++] = (i + 1) % cols ? ',' : '\n';
+    }
+    static const char *const bad[] = {"",      "-",   "+",  ".",   "e5",  "1e",   "1e+",
+                                      "1.2.3", "--1", "1-", "1 2", "1,5", "0x10", "1e5x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double got;
+        if (ddts__parse_double(bad[i], strlen(bad[i]), &got, &loc) == 0)
+            fail_msg("'%s' accepted as %.17g", bad[i], got);
+    }
+    ddts__parse_locale_free(loc);
+    struct ddts_array *a = NULL;
+    struct ddts_error err;
+    if (ddts_csv_parse(text, used, "r.csv", &a, &err) != DDTS_OK)
+        fail_msg("%s", err.msg);
+    assert_int_equal(a->shape[0], (int64_t)(n / cols));
+    assert_int_equal(a->shape[1], (int64_t)cols);
+    for (size_t i = 0; i < n; i++)
+        if (!same_bits(((double *)a->data)[i], want[i]))
+            fail_msg("cell %zu: %.17g, strtod says %.17g", i, ((double *)a->data)[i], want[i]);
+    ddts_array_destroy(a);
+    free(text);
+    free(want);
+}
+
+/* The carry-less-multiplication CRC-32 equals zlib's for every length 0-300
+ * at three alignments, chained over uneven pieces, and on 1 MiB; "123456789"
+ * gives the standard check value. */
+static void test_crc32(void **state)
+{
+    (void)state;
+    const size_t n = 1u << 20;
+    uint8_t *b = malloc(n);
+    struct ddts_rng rng;
+    ddts_rng_seed(&rng, 9);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)ddts_rng_u64(&rng);
+    assert_int_equal(ddts__crc32(0, "123456789", 9), 0xCBF43926u);
+    for (size_t len = 0; len <= 300; len++)
+        for (size_t off = 0; off < 3; off++)
+            if (ddts__crc32(0, b + off, len) != (uint32_t)crc32(0, b + off, (uInt)len))
+                fail_msg("length %zu at offset %zu differs from zlib", len, off);
+    uint32_t c = 0;
+    for (size_t at = 0, k = 1; at < n; k = k * 7 % 100003 + 1) {
+        size_t m = n - at < k ? n - at : k;
+        c = ddts__crc32(c, b + at, m);
+        at += m;
+    }
+    assert_int_equal(c, (uint32_t)crc32(0, b, (uInt)n));
+    assert_int_equal(ddts__crc32(0, b, n), (uint32_t)crc32(0, b, (uInt)n));
+    print_message("carry-less multiplication %s\n", ddts__crc32_fast() ? "used" : "unavailable");
+    free(b);
+}
+
 static void test_csv_table(void **state)
 {
     (void)state;
@@ -313,6 +495,11 @@ static void test_csv_table(void **state)
         {"a,b\n1,2\n\n3\n", DDTS_EFORMAT, 0, 0, "row 3 (line 4) has 1 columns, row 1 has 2"},
         {"a,\"b\n1,2\n", DDTS_EFORMAT, 0, 0, "malformed quoted field"},
         {"\"a\"x,b\n1,2\n", DDTS_EFORMAT, 0, 0, "row 1 (line 1), column 1: malformed"},
+        {"a,b\n1,2,3,4\n", DDTS_EFORMAT, 0, 0, "row 2 (line 2) has 4 columns, row 1 has 2"},
+        {"a,b\r\n1,2\r\n3\r\n", DDTS_EFORMAT, 0, 0, "row 3 (line 3) has 1 columns, row 1 has 2"},
+        {"x,y\n 1 ,\t2\n+inf,-nan\n1e400,1\n", DDTS_OK, 3, 2, NULL},
+        {"a,b\n1,2\n1,2e\n", DDTS_EFORMAT, 0, 0, "row 3 (line 3), column 2: '2e' is not a number"},
+        {",,,,,,,,\n1\n1\n1\n", DDTS_EFORMAT, 0, 0, "row 2 (line 2) has 1 columns, row 1 has 9"},
         {"", DDTS_EFORMAT, 0, 0, "no data rows"},
         {"\n\n  \n", DDTS_EFORMAT, 0, 0, "no data rows"},
     };
@@ -411,6 +598,58 @@ static void write_npy(const char *dir, const char *name, enum ddts_dtype dt, int
     ddts_array_destroy(c);
 }
 
+/* DDTS_LOAD_MMAP maps a native C-order npy (writes stay private), and reads
+ * the files it cannot use as they lie (big endian, Fortran order). */
+static void test_npy_mmap(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    int64_t shape[2] = {300, 7};
+    write_npy(dir, "m.npy", DDTS_F32, 2, shape, 1.0);
+    char *path = ddts_path_join(dir, "m.npy");
+    struct ddts_array *a = NULL, *b = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_data_load_ex(path, NULL, DDTS_LOAD_MMAP, &a, &err), DDTS_OK);
+    assert_non_null(a->map);
+    assert_true(((uintptr_t)a->data) % 64 == 0);
+    assert_int_equal(a->dtype, DDTS_F32);
+    assert_int_equal(a->shape[0], 300);
+    assert_int_equal(a->shape[1], 7);
+    for (size_t i = 0; i < 2100; i++)
+        assert_true(((float *)a->data)[i] == (float)(1.0 + (double)i));
+    /* Copy on write: the file keeps its values. */
+    ((float *)a->data)[5] = -1.0f;
+    assert_int_equal(ddts_data_load(path, NULL, &b, &err), DDTS_OK);
+    assert_null(b->map);
+    assert_true(((float *)b->data)[5] == 6.0f);
+    ddts_array_destroy(a);
+    ddts_array_destroy(b);
+    /* Big endian and Fortran order: read, converted, not mapped. */
+    const char *hdrs[2] = {"{'descr': '>i4', 'fortran_order': False, 'shape': (2, 3), }",
+                           "{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3), }"};
+    const int32_t want[2][6] = {{1, 2, 3, 4, 5, 6}, {1, 3, 5, 2, 4, 6}};
+    for (int k = 0; k < 2; k++) {
+        uint8_t raw[6 * 4], file[256];
+        for (int i = 0; i < 6; i++) {
+            uint32_t v = (uint32_t)(i + 1);
+            for (int j = 0; j < 4; j++)
+                raw[4 * i + j] = (uint8_t)(k == 0 ? v >> (24 - 8 * j) : v >> (8 * j));
+        }
+        size_t n = npy_with_header(hdrs[k], raw, sizeof raw, file, sizeof file);
+        assert_int_equal(ddts_write_file_atomic(path, file, n, NULL), DDTS_OK);
+        assert_int_equal(ddts_data_load_ex(path, NULL, DDTS_LOAD_MMAP, &a, &err), DDTS_OK);
+        assert_null(a->map);
+        for (int i = 0; i < 6; i++)
+            assert_int_equal(((int32_t *)a->data)[i], want[k][i]);
+        ddts_array_destroy(a);
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    ddts_free(path);
+    ddts_free(dir);
+}
+
 static void test_folders(void **state)
 {
     (void)state;
@@ -473,6 +712,83 @@ static void test_folders(void **state)
     ddts_free(ed);
     ddts_free(xd);
     ddts_free(yd);
+    ddts_free(dir);
+}
+
+/* A folder of .npy files read straight into the result's slices (native,
+ * big endian, Fortran order, a csv among them) equals the concatenation of
+ * the files loaded one by one. */
+static void test_folder_slices(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    int64_t s1[2] = {4, 3}, s2[2] = {2, 3};
+    write_npy(dir, "a.npy", DDTS_F32, 2, s1, 0.5);
+    write_npy(dir, "c.npy", DDTS_F32, 2, s2, 100);
+    write_text(dir, "d.csv", "x,y,z\n7,8,9\n");
+    const char *hdrs[2] = {"{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3), }",
+                           "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }"};
+    const char *files[2] = {"b.npy", "e.npy"};
+    for (int k = 0; k < 2; k++) {
+        uint8_t raw[6 * 4], file[256];
+        for (int i = 0; i < 6; i++) {
+            float f = (float)(10 * (k + 1) + i);
+            uint32_t v;
+            memcpy(&v, &f, 4);
+            for (int j = 0; j < 4; j++)
+                raw[4 * i + j] = (uint8_t)(k == 0 ? v >> (24 - 8 * j) : v >> (8 * j));
+        }
+        size_t n = npy_with_header(hdrs[k], raw, sizeof raw, file, sizeof file);
+        char *path = ddts_path_join(dir, files[k]);
+        assert_int_equal(ddts_write_file_atomic(path, file, n, NULL), DDTS_OK);
+        ddts_free(path);
+    }
+    const char *order[5] = {"a.npy", "b.npy", "c.npy", "d.csv", "e.npy"};
+    struct ddts_array *one[5];
+    for (int i = 0; i < 5; i++) {
+        char *path = ddts_path_join(dir, order[i]);
+        assert_int_equal(ddts_data_load(path, NULL, &one[i], NULL), DDTS_OK);
+        ddts_free(path);
+    }
+    struct ddts_array *want = NULL, *got = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_array_concat((const struct ddts_array *const *)one, 5, &want, NULL),
+                     DDTS_OK);
+    assert_int_equal(ddts_data_load_dir(dir, &got, &err), DDTS_OK);
+    assert_int_equal(got->dtype, DDTS_F64);
+    assert_int_equal(got->rank, 2);
+    assert_int_equal(got->shape[0], 11);
+    assert_int_equal(got->nbytes, want->nbytes);
+    assert_memory_equal(got->data, want->data, want->nbytes);
+    assert_true(((double *)got->data)[12] == 10.0);        /* b.npy, byte swapped */
+    assert_true(((double *)got->data)[9 * 3 + 1] == 22.0); /* e.npy, Fortran order */
+    ddts_array_destroy(got);
+    ddts_array_destroy(want);
+    /* Without the csv everything stays float32 and lands in place. */
+    char *csv = ddts_path_join(dir, "d.csv");
+    assert_int_equal(unlink(csv), 0);
+    assert_int_equal(ddts_array_concat((const struct ddts_array *const *)one, 3, &want, NULL),
+                     DDTS_OK);
+    assert_int_equal(ddts_data_load_dir(dir, &got, &err), DDTS_OK);
+    assert_int_equal(got->dtype, DDTS_F32);
+    assert_int_equal(got->shape[0], 10);
+    assert_memory_equal(got->data, want->data, want->nbytes);
+    assert_memory_equal((char *)got->data + want->nbytes, one[4]->data, one[4]->nbytes);
+    ddts_array_destroy(got);
+    ddts_array_destroy(want);
+    /* A truncated file found in phase 2 names it and leaves no result. */
+    char *c = ddts_path_join(dir, "c.npy");
+    assert_int_equal(truncate(c, 128 + 20), 0);
+    assert_int_equal(ddts_data_load_dir(dir, &got, &err), DDTS_EFORMAT);
+    assert_null(got);
+    assert_non_null(strstr(err.msg, "c.npy"));
+    for (int i = 0; i < 5; i++)
+        ddts_array_destroy(one[i]);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    ddts_free(c);
+    ddts_free(csv);
     ddts_free(dir);
 }
 
@@ -638,10 +954,14 @@ int main(void)
         cmocka_unit_test(test_npy_data),
         cmocka_unit_test(test_numbers_locale_independent),
         cmocka_unit_test(test_numbers_match_strtod),
+        cmocka_unit_test(test_numbers_random_vs_strtod),
+        cmocka_unit_test(test_crc32),
         cmocka_unit_test(test_csv_table),
         cmocka_unit_test(test_csv_chunks),
         cmocka_unit_test(test_idx_memory),
+        cmocka_unit_test(test_npy_mmap),
         cmocka_unit_test(test_folders),
+        cmocka_unit_test(test_folder_slices),
         cmocka_unit_test(test_promote_convert_fit),
         cmocka_unit_test(test_parsers_alloc_failures),
         cmocka_unit_test(test_sha256),
