@@ -36,6 +36,12 @@
  * exactly over its plaintext, then the 16-byte MAC follows).
  */
 #define PLAIN_OFF (DDTS_WIRE_HEADER_BYTES + 1)
+/*
+ * Data bytes per FILE_DATA message: with the type byte, messages of exactly
+ * DDTS_CHUNK_BYTES (1 MiB), a length that takes the fast sealing path of
+ * auth.c (a multiple of 16).
+ */
+#define DATA_CHUNK (DDTS_CHUNK_BYTES - 1)
 
 struct ddts_conn {
     int fd;
@@ -499,7 +505,7 @@ enum ddts_status ddts_conn_send_data(struct ddts_conn *c, const void *data, size
 {
     const uint8_t *p = data;
     while (n > 0) {
-        size_t k = n < DDTS_CHUNK_BYTES ? n : DDTS_CHUNK_BYTES;
+        size_t k = n < DATA_CHUNK ? n : DATA_CHUNK;
         enum ddts_status st = ddts_conn_send(c, DDTS_MSG_FILE_DATA, p, k, err);
         if (st != DDTS_OK)
             return st;
@@ -574,10 +580,10 @@ enum ddts_status ddts_conn_send_file(struct ddts_conn *c, uint8_t kind, const ch
     while (st == DDTS_OK && done < size) {
         /* Read straight into the frame, encrypted where it lies: one copy per chunk. */
         pthread_mutex_lock(&c->send_mu);
-        st = reserve_locked(c, 1 + DDTS_CHUNK_BYTES, err);
+        st = reserve_locked(c, 1 + DATA_CHUNK, err);
         if (st == DDTS_OK) {
             uint64_t left = size - done;
-            size_t want = left < DDTS_CHUNK_BYTES ? (size_t)left : DDTS_CHUNK_BYTES;
+            size_t want = left < DATA_CHUNK ? (size_t)left : DATA_CHUNK;
             size_t got = read_full(fd, c->sbuf + PLAIN_OFF + 1, want);
             if (got != want) {
                 st = ddts_error_set(err, DDTS_EIO, "%s: file changed or unreadable while sending",
