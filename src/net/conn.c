@@ -391,9 +391,11 @@ enum ddts_status ddts_conn_recv(struct ddts_conn *c, uint8_t *type, const uint8_
         int final;
         enum ddts_status st = recv_frame(c, &len, err);
         /* Decrypted in place: the message lies over its ciphertext, at rbuf + 1. */
-        uint8_t *msg = c->rbuf + 1;
-        if (st == DDTS_OK)
+        uint8_t *msg = NULL;
+        if (st == DDTS_OK) {
+            msg = c->rbuf + 1;
             st = ddts_channel_open(c->ch, c->rbuf, len, msg, len - 1, &mlen, &final, err);
+        }
         if (st == DDTS_OK && mlen == 0)
             st = ddts_error_set(err, DDTS_EPROTO, "%s: empty message", c->peer);
         if (st != DDTS_OK) {
