@@ -15,12 +15,14 @@
  *
  * Output (parsed by bench/run.sh):
  *   transfer N MB: ddts encrypted X MB/s, plain TCP Y MB/s (medians of R), ratio Z
+ *   transfer CPU s/GB (sender + receiver): ddts encrypted A, plain TCP B (medians)
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -142,8 +144,22 @@ static int send_plain(int fd, const char *path)
     return rc;
 }
 
-/* One transfer; returns MB/s or a negative value on failure. */
-static double one(int encrypted, const char *path, uint64_t bytes, const struct ddts_passphrase *pw)
+static double cpu_s(int who)
+{
+    struct rusage ru;
+    if (getrusage(who, &ru) != 0)
+        return 0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+/*
+ * One transfer; returns MB/s or a negative value on failure. *cpu gets the
+ * CPU seconds of sender and receiver together (user + system), a figure
+ * that depends much less on the machine's load than the rate.
+ */
+static double one(int encrypted, const char *path, uint64_t bytes, const struct ddts_passphrase *pw,
+                  double *cpu)
 {
     struct ddts_error err = {0};
     struct ddts_listener *l = NULL;
@@ -153,6 +169,7 @@ static double one(int encrypted, const char *path, uint64_t bytes, const struct 
     }
     uint16_t port = ddts_listener_port(l);
     fflush(NULL);
+    double c0 = cpu_s(RUSAGE_SELF) + cpu_s(RUSAGE_CHILDREN);
     double t0 = ddts_now();
     pid_t pid = fork();
     if (pid == 0) {
@@ -176,6 +193,7 @@ static double one(int encrypted, const char *path, uint64_t bytes, const struct 
     if (pid > 0)
         waitpid(pid, &status, 0);
     double dt = ddts_now() - t0;
+    *cpu = cpu_s(RUSAGE_SELF) + cpu_s(RUSAGE_CHILDREN) - c0;
     ddts_listener_close(l);
     if (!ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "transfer failed (receiver status %d)\n", status);
@@ -216,22 +234,31 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    double enc[50], plain[50];
+    double enc[50], plain[50], enc_cpu[50], plain_cpu[50];
     for (int r = 0; r < repeats; r++) {
-        enc[r] = one(1, path, bytes, pw);
-        plain[r] = one(0, path, bytes, pw);
+        enc[r] = one(1, path, bytes, pw, &enc_cpu[r]);
+        plain[r] = one(0, path, bytes, pw, &plain_cpu[r]);
         if (enc[r] < 0 || plain[r] < 0)
             return 1;
-        fprintf(stderr, "  repeat %d: ddts %.0f MB/s, plain %.0f MB/s\n", r + 1, enc[r], plain[r]);
+        /* CPU seconds per GB, both processes together. */
+        enc_cpu[r] *= 1e9 / (double)bytes;
+        plain_cpu[r] *= 1e9 / (double)bytes;
+        fprintf(stderr,
+                "  repeat %d: ddts %.0f MB/s (%.2f CPU s/GB), plain %.0f MB/s (%.2f CPU s/GB)\n",
+                r + 1, enc[r], enc_cpu[r], plain[r], plain_cpu[r]);
     }
     ddts_passphrase_destroy(pw);
     qsort(enc, (size_t)repeats, sizeof enc[0], cmp_double);
     qsort(plain, (size_t)repeats, sizeof plain[0], cmp_double);
+    qsort(enc_cpu, (size_t)repeats, sizeof enc_cpu[0], cmp_double);
+    qsort(plain_cpu, (size_t)repeats, sizeof plain_cpu[0], cmp_double);
     double me = repeats % 2 ? enc[repeats / 2] : 0.5 * (enc[repeats / 2 - 1] + enc[repeats / 2]);
     double mp =
         repeats % 2 ? plain[repeats / 2] : 0.5 * (plain[repeats / 2 - 1] + plain[repeats / 2]);
     printf("transfer %ld MB: ddts encrypted %.0f MB/s, plain TCP %.0f MB/s (medians of %d), "
            "ratio %.2f\n",
            mb, me, mp, repeats, me / mp);
+    printf("transfer CPU s/GB (sender + receiver): ddts encrypted %.2f, plain TCP %.2f (medians)\n",
+           enc_cpu[repeats / 2], plain_cpu[repeats / 2]);
     return 0;
 }

@@ -71,7 +71,9 @@ case " $CASES " in *" transfer "*)
     F="$W/shard.bin"
     line=$("$B/bench_transfer" --size "$MB" --repeats 3 --file "$F" 2>/dev/null)
     echo "$line"
-    if command -v socat >/dev/null 2>&1; then
+    if [ ! -s "$F" ]; then
+        echo "(bench_transfer failed or is not built: no shard file, socat skipped)"
+    elif command -v socat >/dev/null 2>&1; then
         port=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
         rates=
         for i in 1 2 3; do

@@ -56,6 +56,7 @@ const char cli_usage_server[] =
     "  --name NAME            job name (the model's file name)\n"
     "  --ban-after N          failed handshakes before an address is refused (3)\n"
     "  --client-timeout S     seconds of silence before a share moves (120)\n"
+    "  --io-timeout S         limit of every network read and write (30)\n"
     "  --threads N            compute threads for evaluation (all cores)\n";
 
 static volatile sig_atomic_t stop_requested;
@@ -689,6 +690,7 @@ int cmd_server(int argc, char **argv)
         .job = job.name,
         .ban_after = (unsigned)job.ban_after,
         .client_timeout_s = job.client_timeout,
+        .io_timeout_s = job.io_timeout,
         .logger = &log,
         .settings_json = settings,
         .model_path = model_path[0] ? model_path : NULL,

@@ -36,6 +36,7 @@
     "  --ban-after N              failed handshakes before an address is refused [3]\n"            \
     "  --client-timeout SECONDS   silence before a client's share moves on [120]\n"                \
     "  --threads N                compute threads per process (0: all cores) [0]\n"                \
-    "  --keep-serving             stay up after the job is done [off]\n"
+    "  --keep-serving             stay up after the job is done [off]\n"                           \
+    "  --io-timeout SECONDS       limit of every network read and write [30]\n"
 
 #endif

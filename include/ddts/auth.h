@@ -116,7 +116,8 @@ void ddts_channel_destroy(struct ddts_channel *ch);
 /*
  * Encrypts message `msg` (`n` bytes) into `out` (`n` + DDTS_AUTH_ABYTES
  * bytes; `out_cap` must allow it, else DDTS_ELIMIT). `final` marks the last
- * message of the stream.
+ * message of the stream. `msg` may be `out` + 1: sealed in place (the fast
+ * way for large messages); otherwise the two must not overlap.
  */
 DDTS_NODISCARD enum ddts_status ddts_channel_seal(struct ddts_channel *ch, const uint8_t *msg,
                                                   size_t n, int final, uint8_t *out, size_t out_cap,
@@ -126,6 +127,8 @@ DDTS_NODISCARD enum ddts_status ddts_channel_seal(struct ddts_channel *ch, const
  * in_n - DDTS_AUTH_ABYTES). DDTS_EAUTH when the frame was tampered with,
  * replayed, reordered or comes after the final one; `*final` is set when the
  * peer ended its stream. After a failure the channel refuses everything.
+ * `out` may be `in` + 1: opened in place (the fast way; `in` is then
+ * overwritten, also when authentication fails); otherwise no overlap.
  */
 DDTS_NODISCARD enum ddts_status ddts_channel_open(struct ddts_channel *ch, const uint8_t *in,
                                                   size_t in_n, uint8_t *out, size_t out_cap,

@@ -115,6 +115,7 @@ struct ddts_job {
     char name[DDTS_JOB_NAME_MAX];    /* "" = derived from the model's file name */
     int ban_after;                   /* 3 failed handshakes */
     int client_timeout;              /* seconds of silence before a share moves: 120 */
+    int io_timeout;                  /* seconds a network read or write may wait: 30 */
     int threads;                     /* compute threads per process; 0 = all cores */
 
     /* Which settings were given explicitly (file, flag or wizard); bit i is

@@ -55,6 +55,7 @@ enum setting {
     S_CLIENT_TIMEOUT,
     S_THREADS,
     S_KEEP_SERVING,
+    S_IO_TIMEOUT,
     S_COUNT
 };
 
@@ -103,6 +104,7 @@ static const struct ddts_job_setting_info settings[S_COUNT] = {
                           "120", true},
     [S_THREADS] = {"threads", "N", "compute threads per process (0: all cores)", "0", true},
     [S_KEEP_SERVING] = {"keep-serving", NULL, "stay up after the job is done", "off", true},
+    [S_IO_TIMEOUT] = {"io-timeout", "SECONDS", "limit of every network read and write", "30", true},
 };
 
 static const char *const optimizers[] = {"adam",    "adamw",    "sgd",    "rmsprop",
@@ -156,6 +158,7 @@ void ddts_job_init_defaults(struct ddts_job *job)
     memcpy(job->workdir, "./ddts-work", 12);
     job->ban_after = 3;
     job->client_timeout = 120;
+    job->io_timeout = 30;
 }
 
 /* "batch_size", "--batch-size", "Batch-Size" -> index, or -1. */
@@ -468,6 +471,9 @@ static enum ddts_status job_set_index(struct ddts_job *job, int i, const char *v
     case S_CLIENT_TIMEOUT:
         st = parse_int(i, v, 1, 7 * 86400, &j.client_timeout, err);
         break;
+    case S_IO_TIMEOUT:
+        st = parse_int(i, v, 1, 86400, &j.io_timeout, err);
+        break;
     case S_THREADS:
         st = parse_int(i, v, 0, 4096, &j.threads, err);
         break;
@@ -570,6 +576,7 @@ static enum kind setting_kind(int i)
     case S_SEED:
     case S_BAN_AFTER:
     case S_CLIENT_TIMEOUT:
+    case S_IO_TIMEOUT:
     case S_THREADS:
         return K_INT;
     case S_LEARNING_RATE:
@@ -673,6 +680,9 @@ static void get_index(const struct ddts_job *job, int i, char *buf, size_t cap)
         return;
     case S_CLIENT_TIMEOUT:
         snprintf(buf, cap, "%d", job->client_timeout);
+        return;
+    case S_IO_TIMEOUT:
+        snprintf(buf, cap, "%d", job->io_timeout);
         return;
     case S_THREADS:
         snprintf(buf, cap, "%d", job->threads);

@@ -5,7 +5,11 @@
  *
  * Memory per connection: a receive buffer and a send buffer that grow to the
  * largest frame seen (at most DDTS_MAX_FRAME + overhead; transfers use
- * DDTS_CHUNK_BYTES chunks, so in practice about 1 MiB each).
+ * DDTS_CHUNK_BYTES chunks, so in practice about 1 MiB each). Messages are
+ * sealed and opened in place: a message is built (a file chunk read)
+ * straight into the send buffer at PLAIN_OFF and encrypted where it lies; a
+ * received frame is decrypted where it arrived. No plaintext copy, one
+ * buffer per direction.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,6 +30,18 @@
 #include "ddts/net.h"
 
 #define MAX_BODY_AUTH ((size_t)DDTS_MAX_FRAME + DDTS_AUTH_ABYTES)
+/*
+ * Where a message's plaintext starts in a frame: after the length and the
+ * secretstream's encrypted tag byte (the ciphertext of the message lies
+ * exactly over its plaintext, then the 16-byte MAC follows).
+ */
+#define PLAIN_OFF (DDTS_WIRE_HEADER_BYTES + 1)
+/*
+ * Data bytes per FILE_DATA message: with the type byte, messages of exactly
+ * DDTS_CHUNK_BYTES (1 MiB), a length that takes the fast sealing path of
+ * auth.c (a multiple of 16).
+ */
+#define DATA_CHUNK (DDTS_CHUNK_BYTES - 1)
 
 struct ddts_conn {
     int fd;
@@ -36,14 +52,10 @@ struct ddts_conn {
     enum ddts_status send_dead; /* sticky failure of the sending side */
     enum ddts_status recv_dead; /* sticky failure of the receiving side */
     /* Receiving (one thread). */
-    uint8_t *rbuf; /* frame body */
+    uint8_t *rbuf; /* frame body; after opening, the message at rbuf + 1 */
     size_t rcap;
-    uint8_t *mbuf; /* decrypted message */
-    size_t mcap;
     /* Sending (under send_mu). */
-    uint8_t *pbuf; /* plaintext message */
-    size_t pcap;
-    uint8_t *sbuf; /* frame header + ciphertext */
+    uint8_t *sbuf; /* frame header + ciphertext; the plaintext at PLAIN_OFF before sealing */
     size_t scap;
 };
 
@@ -118,11 +130,9 @@ void ddts_conn_destroy(struct ddts_conn *c)
     ddts_channel_destroy(c->ch);
     pthread_mutex_destroy(&c->send_mu);
     /* The buffers held plaintext: wipe before freeing. */
-    ddts_secure_wipe(c->mbuf, c->mcap);
-    ddts_secure_wipe(c->pbuf, c->pcap);
+    ddts_secure_wipe(c->rbuf, c->rcap);
+    ddts_secure_wipe(c->sbuf, c->scap);
     ddts_free(c->rbuf);
-    ddts_free(c->mbuf);
-    ddts_free(c->pbuf);
     ddts_free(c->sbuf);
     ddts_free(c);
 }
@@ -268,22 +278,31 @@ static enum ddts_status send_plain_frame(struct ddts_conn *c, const uint8_t *msg
     return write_all(c, c->sbuf, n + DDTS_WIRE_HEADER_BYTES, err);
 }
 
-/* Seals pbuf[0..n) and sends it; caller holds send_mu. */
-static enum ddts_status send_sealed_locked(struct ddts_conn *c, size_t n, int final,
-                                           struct ddts_error *err)
+/*
+ * Makes room in sbuf for a message of n bytes at PLAIN_OFF and its frame;
+ * caller holds send_mu.
+ */
+static enum ddts_status reserve_locked(struct ddts_conn *c, size_t n, struct ddts_error *err)
 {
-    enum ddts_status st;
     if (c->send_dead != DDTS_OK)
         return ddts_error_set(err, c->send_dead, "%s: connection is closed after an error",
                               c->peer);
     if (c->ch == NULL)
         return ddts_error_set(err, DDTS_ESTATE, "%s: not authenticated", c->peer);
-    size_t body = n + DDTS_AUTH_ABYTES;
-    if (grow(&c->sbuf, &c->scap, body + DDTS_WIRE_HEADER_BYTES) != 0)
+    if (grow(&c->sbuf, &c->scap, DDTS_WIRE_HEADER_BYTES + n + DDTS_AUTH_ABYTES) != 0)
         return ddts_error_set(err, DDTS_ENOMEM, "connection: out of memory");
+    return DDTS_OK;
+}
+
+/* Seals the message sbuf[PLAIN_OFF..PLAIN_OFF+n) in place and sends it; caller holds send_mu. */
+static enum ddts_status send_sealed_locked(struct ddts_conn *c, size_t n, int final,
+                                           struct ddts_error *err)
+{
+    enum ddts_status st;
+    size_t body = n + DDTS_AUTH_ABYTES;
     size_t out_n;
-    st = ddts_channel_seal(c->ch, c->pbuf, n, final, c->sbuf + DDTS_WIRE_HEADER_BYTES, body, &out_n,
-                           err);
+    st = ddts_channel_seal(c->ch, c->sbuf + PLAIN_OFF, n, final, c->sbuf + DDTS_WIRE_HEADER_BYTES,
+                           body, &out_n, err);
     if (st == DDTS_OK) {
         ddts_wire_frame_header_encode(c->sbuf, (uint32_t)out_n);
         st = write_all(c, c->sbuf, out_n + DDTS_WIRE_HEADER_BYTES, err);
@@ -300,13 +319,11 @@ static enum ddts_status send_msg(struct ddts_conn *c, uint8_t type, const void *
         return ddts_error_set(err, DDTS_ELIMIT, "%s: message of %zu bytes (max %u)", c->peer, n,
                               DDTS_MAX_FRAME - 1);
     pthread_mutex_lock(&c->send_mu);
-    enum ddts_status st;
-    if (grow(&c->pbuf, &c->pcap, n + 1) != 0) {
-        st = ddts_error_set(err, DDTS_ENOMEM, "connection: out of memory");
-    } else {
-        c->pbuf[0] = type;
+    enum ddts_status st = reserve_locked(c, n + 1, err);
+    if (st == DDTS_OK) {
+        c->sbuf[PLAIN_OFF] = type;
         if (n > 0)
-            memcpy(c->pbuf + 1, payload, n);
+            memcpy(c->sbuf + PLAIN_OFF + 1, payload, n);
         st = send_sealed_locked(c, n + 1, final, err);
     }
     pthread_mutex_unlock(&c->send_mu);
@@ -370,13 +387,15 @@ enum ddts_status ddts_conn_recv(struct ddts_conn *c, uint8_t *type, const uint8_
     if (c->ch == NULL)
         return ddts_error_set(err, DDTS_ESTATE, "%s: not authenticated", c->peer);
     for (;;) {
-        size_t len, mlen;
+        size_t len, mlen = 0;
         int final;
         enum ddts_status st = recv_frame(c, &len, err);
-        if (st == DDTS_OK && grow(&c->mbuf, &c->mcap, len) != 0)
-            st = ddts_error_set(err, DDTS_ENOMEM, "connection: out of memory");
-        if (st == DDTS_OK)
-            st = ddts_channel_open(c->ch, c->rbuf, len, c->mbuf, c->mcap, &mlen, &final, err);
+        /* Decrypted in place: the message lies over its ciphertext, at rbuf + 1. */
+        uint8_t *msg = NULL;
+        if (st == DDTS_OK) {
+            msg = c->rbuf + 1;
+            st = ddts_channel_open(c->ch, c->rbuf, len, msg, len - 1, &mlen, &final, err);
+        }
         if (st == DDTS_OK && mlen == 0)
             st = ddts_error_set(err, DDTS_EPROTO, "%s: empty message", c->peer);
         if (st != DDTS_OK) {
@@ -385,7 +404,7 @@ enum ddts_status ddts_conn_recv(struct ddts_conn *c, uint8_t *type, const uint8_
             c->recv_dead = st;
             return st;
         }
-        uint8_t t = c->mbuf[0];
+        uint8_t t = msg[0];
         if (final || t == DDTS_MSG_BYE) {
             c->recv_dead = DDTS_ECLOSED;
             return ddts_error_set(err, DDTS_ECLOSED, "%s: the peer said goodbye", c->peer);
@@ -396,7 +415,7 @@ enum ddts_status ddts_conn_recv(struct ddts_conn *c, uint8_t *type, const uint8_
             struct ddts_wire_reader r;
             uint32_t status = 0;
             char text[DDTS_ERROR_MSG_MAX];
-            ddts_wire_reader_init(&r, c->mbuf + 1, mlen - 1);
+            ddts_wire_reader_init(&r, msg + 1, mlen - 1);
             ddts_wire_get_u32(&r, &status);
             ddts_wire_get_str(&r, DDTS_ERROR_MSG_MAX - 1, text, sizeof text);
             c->recv_dead = DDTS_ECLOSED;
@@ -408,7 +427,7 @@ enum ddts_status ddts_conn_recv(struct ddts_conn *c, uint8_t *type, const uint8_
                                   text);
         }
         *type = t;
-        *payload = c->mbuf + 1;
+        *payload = msg + 1;
         *n = mlen - 1;
         return DDTS_OK;
     }
@@ -488,7 +507,7 @@ enum ddts_status ddts_conn_send_data(struct ddts_conn *c, const void *data, size
 {
     const uint8_t *p = data;
     while (n > 0) {
-        size_t k = n < DDTS_CHUNK_BYTES ? n : DDTS_CHUNK_BYTES;
+        size_t k = n < DATA_CHUNK ? n : DATA_CHUNK;
         enum ddts_status st = ddts_conn_send(c, DDTS_MSG_FILE_DATA, p, k, err);
         if (st != DDTS_OK)
             return st;
@@ -520,6 +539,21 @@ enum ddts_status ddts_conn_recv_data(struct ddts_conn *c, void *out, size_t n,
     return DDTS_OK;
 }
 
+/* Reads up to n bytes (fewer only at the end of the file or on an error). */
+static size_t read_full(int fd, uint8_t *p, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, p + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    return got;
+}
+
 enum ddts_status ddts_conn_send_file(struct ddts_conn *c, uint8_t kind, const char *path,
                                      const char *remote, ddts_progress_fn progress, void *userdata,
                                      struct ddts_error *err)
@@ -527,14 +561,15 @@ enum ddts_status ddts_conn_send_file(struct ddts_conn *c, uint8_t kind, const ch
     enum ddts_status st = ddts_wire_check_relpath(remote, err);
     if (st != DDTS_OK)
         return st;
-    FILE *fp = fopen(path, "rb");
-    if (fp == NULL)
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return ddts_error_set_errno(err, DDTS_EIO, errno, "%s: cannot open", path);
     struct stat sb;
-    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(fp);
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
         return ddts_error_set(err, DDTS_EIO, "%s: not a regular file", path);
     }
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     uint64_t size = (uint64_t)sb.st_size, done = 0;
     uint8_t head[DDTS_MAX_PATH_BYTES + 32];
     struct ddts_wire_writer w;
@@ -545,19 +580,18 @@ enum ddts_status ddts_conn_send_file(struct ddts_conn *c, uint8_t kind, const ch
     ddts_wire_put_u64(&w, size);
     st = ddts_conn_send_w(c, &w, err);
     while (st == DDTS_OK && done < size) {
-        /* Read straight into the plaintext buffer: one copy per chunk. */
+        /* Read straight into the frame, encrypted where it lies: one copy per chunk. */
         pthread_mutex_lock(&c->send_mu);
-        if (grow(&c->pbuf, &c->pcap, 1 + DDTS_CHUNK_BYTES) != 0) {
-            st = ddts_error_set(err, DDTS_ENOMEM, "connection: out of memory");
-        } else {
+        st = reserve_locked(c, 1 + DATA_CHUNK, err);
+        if (st == DDTS_OK) {
             uint64_t left = size - done;
-            size_t want = left < DDTS_CHUNK_BYTES ? (size_t)left : DDTS_CHUNK_BYTES;
-            size_t got = fread(c->pbuf + 1, 1, want, fp);
+            size_t want = left < DATA_CHUNK ? (size_t)left : DATA_CHUNK;
+            size_t got = read_full(fd, c->sbuf + PLAIN_OFF + 1, want);
             if (got != want) {
                 st = ddts_error_set(err, DDTS_EIO, "%s: file changed or unreadable while sending",
                                     path);
             } else {
-                c->pbuf[0] = DDTS_MSG_FILE_DATA;
+                c->sbuf[PLAIN_OFF] = DDTS_MSG_FILE_DATA;
                 st = send_sealed_locked(c, got + 1, 0, err);
                 done += got;
             }
@@ -566,7 +600,7 @@ enum ddts_status ddts_conn_send_file(struct ddts_conn *c, uint8_t kind, const ch
         if (st == DDTS_OK && progress != NULL && progress(userdata, done, size) != 0)
             st = ddts_error_set(err, DDTS_ECANCELED, "%s: transfer canceled", path);
     }
-    fclose(fp);
+    close(fd);
     if (st == DDTS_OK)
         st = ddts_conn_send(c, DDTS_MSG_FILE_END, NULL, 0, err);
     return st;

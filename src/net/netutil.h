@@ -24,4 +24,11 @@ int ddts__unhex(const char *s, uint8_t *out, size_t n);
 /* Creates the parent folder of `path`. */
 DDTS_NODISCARD enum ddts_status ddts__mkdir_parent(const char *path, struct ddts_error *err);
 
+/*
+ * With on = 0, a channel seals and opens every message through libsodium
+ * alone (auth.c): for tests that compare that with the OpenSSL fast path.
+ */
+struct ddts_channel;
+void ddts__channel_set_fast(struct ddts_channel *ch, int on);
+
 #endif
