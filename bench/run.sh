@@ -127,8 +127,35 @@ case " $CASES " in *" dist "*)
             eval "A_$k=\${acc:-n/a}"
         done
         echo "dist $m $EP epochs on $N samples: 1 client ${T_1}s acc ${A_1}; 2 clients ${T_2}s acc ${A_2}; speed-up $(ratio "$T_1" "$T_2")x (target >= 1.8)"
+        eval "DT1_$m=\$T_1 DT2_$m=\$T_2 DA1_$m=\$A_1 DA2_$m=\$A_2"
     done
-    [ $HAVE_TORCH = 1 ] || echo "(PyTorch DDP peer skipped: python3-torch not installed)"
-    [ $HAVE_TORCH = 1 ] && echo "(PyTorch DDP gloo peer: not implemented yet)"
+    # The peer: PyTorch DDP (gloo), 1 and 2 processes of 1 thread, the same
+    # task (bench/torch_ddp.py). DDP all-reduces gradients every step; ddts
+    # --sync epoch averages weights once per epoch (docs/benchmarks.md).
+    if [ $HAVE_TORCH = 1 ]; then
+        $PY "$SRC/bench/torch_ddp.py" --epochs $EP --samples $N --batch 32 --seed 5 \
+            >"$W/torch_ddp.txt" 2>"$W/torch_ddp.err" ||
+            echo "torch_ddp failed: $(tail -3 "$W/torch_ddp.err")"
+        head -1 "$W/torch_ddp.txt"
+    else
+        echo "(PyTorch DDP peer skipped: python3-torch not installed, Debian python3-torch)"
+    fi
+    # ddp_field MODEL WORLD FIELD: wall | train | acc from torch_ddp.txt
+    ddp_field() {
+        [ -f "$W/torch_ddp.txt" ] || return 0
+        case $3 in
+        wall) sed -n "s/^ddp $1 world $2: wall \([0-9.]*\) s.*/\1/p" "$W/torch_ddp.txt" ;;
+        train) sed -n "s/^ddp $1 world $2: .*train \([0-9.]*\) s.*/\1/p" "$W/torch_ddp.txt" ;;
+        acc) sed -n "s/^ddp $1 world $2: .*accuracy \([0-9.]*\).*/\1/p" "$W/torch_ddp.txt" ;;
+        esac
+    }
+    echo "dist table: wall s for 1 | 2 workers, speed-up 1->2, test accuracy 1 | 2 (PyTorch DDP train-loop s in brackets)"
+    for m in mlp cnn; do
+        eval "t1=\${DT1_$m:-} t2=\${DT2_$m:-} a1=\${DA1_$m:-} a2=\${DA2_$m:-}"
+        echo "dist $m ddts --sync epoch:  ${t1:-n/a} | ${t2:-n/a} s  speed-up $(ratio "$t1" "$t2")x  accuracy ${a1:-n/a} | ${a2:-n/a}"
+        w1=$(ddp_field $m 1 wall) w2=$(ddp_field $m 2 wall)
+        r1=$(ddp_field $m 1 train) r2=$(ddp_field $m 2 train)
+        echo "dist $m PyTorch DDP gloo:   ${w1:-n/a} | ${w2:-n/a} s ([${r1:-n/a} | ${r2:-n/a}])  speed-up $(ratio "$w1" "$w2")x ([$(ratio "$r1" "$r2")x])  accuracy $(ddp_field $m 1 acc) | $(ddp_field $m 2 acc)"
+    done
 ;; esac
 echo "load at the end:$(uptime | sed 's/.*load average://')"

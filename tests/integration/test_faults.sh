@@ -162,18 +162,33 @@ else
         fail "kill: the share contributed nothing, yet the taker skipped epochs"
 fi
 echo "kill: the share had contributed $N2 rounds when it was lost"
+# Every sample trained for every epoch, none twice: the taker's history of the
+# lost share holds the epochs it still owed, and the rounds' samples add up to
+# EPOCHS x SAMPLES (each share trains alone once its partner is gone; the lost
+# client's unfinished epoch never reached a round).
+H=$(ls "$WORK"/kill/server/kill/clients/c2-s*/history.csv 2>/dev/null | head -1)
+E2=$(($(cat "${H:-/dev/null}" | wc -l) - 1))
+[ "$E2" = $((EPOCHS - N2)) ] ||
+    fail "kill: the taker trained $E2 epochs of the lost share, expected $((EPOCHS - N2))"
+TOTAL=$(sed -n 's/.*round [0-9]* complete: [0-9]* contributions, \([0-9]*\) samples.*/\1/p' \
+    "$WORK/kill/server.err" | awk '{ t += $1 } END { print t }')
+[ "$TOTAL" = $((EPOCHS * SAMPLES)) ] ||
+    fail "kill: the rounds trained $TOTAL samples in all, expected $EPOCHS x $SAMPLES"
 grep -q "reassigned from 'c1' to 'c2'" "$WORK/kill/server/kill/summary.txt" ||
     fail "kill: summary.txt does not list the reassignment"
 grep -q '"c2-s' "$WORK/kill/server/kill/summary.json" ||
     fail "kill: summary.json lacks the reassigned share's results"
 ACC1=$(accuracy kill)
 echo "client killed after epoch 1: test accuracy $ACC1 (undisturbed $ACC0)"
-# The issue asks for 1 point. Measured differences at this size (seeds 1-6, 11):
-# -0.67 to +1.25 points (docs/distributed.md): the taken-over share trains
-# alone, i.e. with more optimizer steps per epoch than the averaged job, and a
-# 3-epoch job is far from converged. 2 points is the honest bar here.
-$PY -c "import sys; sys.exit(0 if abs(float('${ACC1:-0}') - float('${ACC0:-1}')) <= 0.02 else 1)" ||
-    fail "kill: accuracy $ACC1 is more than 2 points from $ACC0"
+# The failure must not make the model worse: at most 1 point below the
+# undisturbed run (the issue's bar). It may come out *better*: once the share's
+# partner is gone, the two shares are trained one after the other from the
+# global weights (the data accounting above is exact), i.e. with twice the
+# sequential optimizer steps per epoch of the averaged job, and this 3-epoch job
+# is far from converged. Measured over seeds 1-7 (docs/distributed.md): -0.67
+# to +1.22 points, median +0.58; 2 points above is the sanity bound.
+$PY -c "import sys; d = float('${ACC1:-0}') - float('${ACC0:-1}'); sys.exit(0 if -0.01 <= d <= 0.02 else 1)" ||
+    fail "kill: accuracy $ACC1 is not within [-1, +2] points of the undisturbed $ACC0"
 fi
 
 # ---- 3. SIGSTOP: a stopped client does not hold the rounds ----

@@ -1,0 +1,164 @@
+#!/usr/bin/python3
+"""PyTorch DistributedDataParallel (gloo) peer of the distributed bench (issue 7).
+
+The task of bench/run.sh's `dist` case: Fashion-MNIST (the first N training
+samples, Debian's dataset-fashion-mnist files that ddts reads too), the MLP
+784-256-128-10 or the CNN Conv(32,3x3)-MaxPool-Conv(64,3x3)-MaxPool-Dense(128)-
+Dense(10) of examples/fashion_*.json, Keras initialisation (glorot-uniform
+kernels, zero biases), Adam with Keras' defaults (lr 1e-3, eps 1e-7), ddts'
+`--normalizer simple` (x / the feature's largest |x| over the training data),
+a batch of B samples per process, E epochs, one thread per process
+(torch.set_num_threads(1)), world size 1 and 2 started with
+torch.multiprocessing.spawn, gloo on 127.0.0.1 at a free port, a
+DistributedSampler giving each process its half of the shuffled data every
+epoch. Test accuracy of rank 0's model (DDP keeps the replicas identical) on
+the 10000 test samples.
+
+DDP is synchronous: the gradients are all-reduced (averaged) at every step, so
+world size 2 at batch B is single-process training at batch 2B. ddts `--sync
+epoch` instead trains each share alone for an epoch and averages the weights
+once per epoch.
+
+Prints one line per model and world size (bench/run.sh parses them):
+  ddp mlp world 1: wall 21.3 s, train 18.9 s, test accuracy 0.8712
+wall: from spawning the processes to their end (start-up, data loading,
+process group, training, evaluation); train: rank 0's training loop alone.
+
+  torch_ddp.py [--models mlp,cnn] [--worlds 1,2] [--epochs 4] [--batch 32]
+               [--samples 60000] [--seed 5]
+Exit status 3 when PyTorch is not importable.
+"""
+import argparse
+import gzip
+import os
+import socket
+import sys
+import time
+
+import numpy as np
+
+try:
+    import torch
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+    import torch.nn as nn
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+except ImportError:
+    print("PyTorch not installed", file=sys.stderr)
+    sys.exit(3)
+
+DATA = os.environ.get("DDTS_SYSTEM_DATASETS", "/usr/share/datasets") + "/fashion-mnist"
+
+
+def load_idx(name):
+    with gzip.open(os.path.join(DATA, name), "rb") as f:
+        buf = f.read()
+    rank = buf[3]
+    shape = [int.from_bytes(buf[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
+    return np.frombuffer(buf, dtype=np.uint8, offset=4 + 4 * rank).reshape(shape)
+
+
+def load(n):
+    """The first n training samples and the test set, normalised as ddts' `simple`."""
+    x = load_idx("train-images-idx3-ubyte.gz")[:n].astype(np.float32)
+    y = load_idx("train-labels-idx1-ubyte.gz")[:n].astype(np.int64)
+    tx = load_idx("t10k-images-idx3-ubyte.gz").astype(np.float32)
+    ty = load_idx("t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    d = np.abs(x).reshape(x.shape[0], -1).max(axis=0)
+    d[d == 0] = 1
+    d = d.reshape(1, 28, 28)
+    x, tx = x / d, tx / d
+    return (torch.from_numpy(x).reshape(-1, 1, 28, 28), torch.from_numpy(y),
+            torch.from_numpy(tx).reshape(-1, 1, 28, 28), torch.from_numpy(ty))
+
+
+def mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
+                         nn.ReLU(), nn.Linear(128, 10))
+
+
+def cnn():
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 5 * 5, 128),
+                         nn.ReLU(), nn.Linear(128, 10))
+
+
+MODELS = {"mlp": mlp, "cnn": cnn}
+
+
+def worker(rank, world, port, a, name, results):
+    torch.set_num_threads(1)
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    x, y, tx, ty = load(a.samples)
+    torch.manual_seed(a.seed)
+    model = MODELS[name]()
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    ddp = DistributedDataParallel(model)  # broadcasts rank 0's weights
+    opt = torch.optim.Adam(ddp.parameters(), lr=1e-3, eps=1e-7)
+    sampler = DistributedSampler(TensorDataset(x, y), num_replicas=world, rank=rank,
+                                 shuffle=True, seed=a.seed)
+    loader = DataLoader(TensorDataset(x, y), batch_size=a.batch, sampler=sampler)
+    loss_fn = nn.CrossEntropyLoss()
+    dist.barrier()
+    t0 = time.perf_counter()
+    for epoch in range(a.epochs):
+        sampler.set_epoch(epoch)
+        ddp.train()
+        for xb, yb in loader:
+            opt.zero_grad(set_to_none=True)
+            loss_fn(ddp(xb), yb).backward()  # gradients all-reduced here
+            opt.step()
+    train_s = time.perf_counter() - t0
+    if rank == 0:
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for i in range(0, tx.shape[0], 1000):
+                correct += (model(tx[i:i + 1000]).argmax(1) == ty[i:i + 1000]).sum().item()
+        results.put((train_s, correct / tx.shape[0]))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="mlp,cnn")
+    ap.add_argument("--worlds", default="1,2")
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--samples", type=int, default=60000)
+    ap.add_argument("--seed", type=int, default=5)
+    a = ap.parse_args()
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned processes
+    print("PyTorch %s, DDP gloo on 127.0.0.1, 1 thread per process, batch %d per process" %
+          (torch.__version__, a.batch))
+    sys.stdout.flush()
+    ctx = mp.get_context("spawn")
+    for name in a.models.split(","):
+        for world in (int(w) for w in a.worlds.split(",")):
+            results = ctx.SimpleQueue()
+            t0 = time.perf_counter()
+            mp.spawn(worker, args=(world, free_port(), a, name, results), nprocs=world)
+            wall = time.perf_counter() - t0
+            train_s, acc = results.get()
+            print("ddp %s world %d: wall %.1f s, train %.1f s, test accuracy %.4f" %
+                  (name, world, wall, train_s, acc))
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
