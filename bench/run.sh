@@ -40,6 +40,18 @@ case " $CASES " in *" engine "*)
         p=$(sed -n "s/^$m: test accuracy.*: \([0-9.]*\) (.*/\1/p" "$W/torch_engine.txt")
         echo "engine $m test accuracy: ddts ${d:-n/a}  PyTorch ${p:-n/a}  difference $(awk -v a="$d" -v b="$p" 'BEGIN{ if (a == "" || b == "") print "n/a"; else printf "%+.4f", a - b }')"
     done
+    # Fidelity apart from seeds: same initial weights and batches on both sides.
+    FN=60000; [ "$Q" = 1 ] && FN=6000
+    for m in mlp cnn; do
+        mkdir -p "$W/fid_$m"
+        if ! "$B/bench_fidelity" $m $FN "$W/fid_$m" >/dev/null 2>"$W/fid_$m.err"; then
+            echo "fidelity $m: bench_fidelity failed: $(tail -1 "$W/fid_$m.err")"
+        elif [ $HAVE_TORCH = 1 ]; then
+            $PY "$SRC/bench/torch_fidelity.py" $m $FN "$W/fid_$m" || echo "fidelity $m: torch_fidelity failed"
+        else
+            echo "fidelity $m: n/a (PyTorch not installed)"
+        fi
+    done
     d=$(sed -n 's/^peak RSS: \([0-9.]*\).*/\1/p' "$W/ddts_engine.txt")
     p=$(sed -n 's/^peak RSS: \([0-9.]*\).*/\1/p' "$W/torch_engine.txt")
     echo "engine peak RSS MiB: ddts ${d:-n/a}  PyTorch ${p:-n/a}  ratio $(ratio "$d" "$p")"
