@@ -295,6 +295,16 @@ def test_npz():
         zf.comment = b"an archive comment"
     convert_ok(path("stored64.npz"), big, "--key", "a", "--dtype", "keep", what="stored zip64 + comment")
     convert_ok(path("stored64.npz"), y, "--key", "b", "--dtype", "keep", what="stored zip64 second")
+    # 65536 members: Python writes the zip64 end of central directory record
+    # from 0xFFFF entries on, and the central directory is searched past them.
+    with zipfile.ZipFile(path("many.npz"), "w", compression=zipfile.ZIP_STORED) as zf:
+        for i in range(65535):
+            zf.writestr("p%d.txt" % i, b"")
+        with zf.open("a.npy", "w") as f:
+            np.lib.format.write_array(f, big)
+    with open(path("many.npz"), "rb") as f:
+        assert b"PK\x06\x06" in f.read()[-200:], "no zip64 end record written"
+    convert_ok(path("many.npz"), big, "--key", "a", "--dtype", "keep", what="zip64 end record")
 
 
 # --------------------------------------------------------------------------- csv
