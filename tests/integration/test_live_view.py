@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The server's live view with real processes on 127.0.0.1 (issue 8).
 
-A small job (4000 samples of 8 features, an MLP, 5 epochs) runs twice
+A small job (16000 samples of 8 features, an MLP, 5 epochs: long enough for
+several redraws while the clients train) runs twice
 with two real clients, `alpha` and `a-client-with-a-long-name`:
 
 1. `ddts server` under a pseudo-terminal (80 x 24, TERM=xterm): the table of
@@ -20,7 +21,6 @@ import pty
 import re
 import select
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -30,27 +30,13 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import Checks, free_port  # noqa: E402
+
 DDTS = os.path.abspath(os.environ.get("DDTS", "build/ddts"))
 NAMES = ["alpha", "a-client-with-a-long-name"]
-failures = 0
-passes = 0
+check = Checks()
 
-
-def check(cond, what):
-    global failures, passes
-    if cond:
-        passes += 1
-    else:
-        failures += 1
-        print("FAIL:", what)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def server_argv(work, tag, port):
@@ -148,7 +134,7 @@ def main():
     rng = np.random.default_rng(1)
     os.makedirs(os.path.join(work, "data", "X"))
     os.makedirs(os.path.join(work, "data", "Y"))
-    x = rng.normal(size=(4000, 8)).astype("float32")
+    x = rng.normal(size=(16000, 8)).astype("float32")
     y = (x[:, 0] + x[:, 1] > 0).astype("int64") + (x[:, 2] > 1)
     np.save(os.path.join(work, "data", "X", "x.npy"), x)
     np.save(os.path.join(work, "data", "Y", "y.npy"), y)
@@ -223,12 +209,12 @@ def main():
             check(n == 1, "%d lines for %s epoch %d (expected 1):\n%s" % (n, name, e, log))
     check("joined from 127.0.0.1" in log, "the usual event lines are gone")
 
-    print("test_live_view: %d passed, %d failed" % (passes, failures))
-    if failures == 0:
+    print("test_live_view: %d passed, %d failed" % (check.passed, check.failed))
+    if check.failed == 0:
         subprocess.run(["rm", "-rf", work])
     else:
         print("work folder kept:", work)
-    return 1 if failures else 0
+    return 1 if check.failed else 0
 
 
 if __name__ == "__main__":
