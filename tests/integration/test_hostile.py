@@ -27,30 +27,14 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import Checks, free_port  # noqa: E402
+
 DDTS = os.environ["DDTS"]
 SRC = os.environ["DDTS_SOURCE_DIR"]
 IO_TIMEOUT = 2.0
 CLIENT_TIMEOUT = 4
-passed = 0
-failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
-    return cond
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+check = Checks()
 
 
 def wait_closed(sock, limit):
@@ -360,8 +344,8 @@ def main():
                 p.kill()
                 p.wait()
         print("test_hostile: %d passed, %d failed (%.1f s)" %
-              (passed, failed, time.monotonic() - t_start), flush=True)
-        if failed == 0 and not os.environ.get("DDTS_KEEP_WORK"):
+              (check.passed, check.failed, time.monotonic() - t_start), flush=True)
+        if check.failed == 0 and not os.environ.get("DDTS_KEEP_WORK"):
             shutil.rmtree(work, ignore_errors=True)
         else:
             print("work folder kept:", work)
@@ -369,4 +353,4 @@ def main():
 
 if __name__ == "__main__":
     main()
-    sys.exit(0 if failed == 0 and passed > 0 else 1)
+    sys.exit(0 if check.failed == 0 and check.passed > 0 else 1)

@@ -25,19 +25,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras_layouts as K  # noqa: E402
+from checks import Checks  # noqa: E402
 
 TOOL = os.path.abspath("keras_roundtrip")
-passed = 0
-failed = 0
+check = Checks()
 
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
 
 
 def run(*args):
@@ -624,8 +616,8 @@ def main():
         test_normalizer(tmp)
         test_ensemble(tmp)
         test_hostile(tmp)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print("%d passed, %d failed" % (check.passed, check.failed))
+    return 1 if check.failed else 0
 
 
 if __name__ == "__main__":

@@ -18,19 +18,13 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import Checks  # noqa: E402
+
 DDTS = os.path.abspath(os.environ.get("DDTS", "build/ddts"))
 PASSPHRASE = "correct horse battery"
-failures = 0
-passes = 0
+check = Checks()
 
-
-def check(cond, what):
-    global failures, passes
-    if cond:
-        passes += 1
-    else:
-        failures += 1
-        print("FAIL:", what)
 
 
 class Pty:
@@ -327,8 +321,8 @@ def main():
         ctrl_c_restores_echo(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("%d passed, %d failed" % (passes, failures))
-    return 1 if failures else 0
+    print("%d passed, %d failed" % (check.passed, check.failed))
+    return 1 if check.failed else 0
 
 
 if __name__ == "__main__":
