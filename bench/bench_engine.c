@@ -20,6 +20,7 @@
 
 #include "ddts/ddts.h"
 #include "../src/tensor/tensor.h"
+#include "models.h"
 
 static struct ddts_array *load_idx(const char *path)
 {
@@ -67,30 +68,6 @@ static void as_images(struct ddts_array *a)
     a->rank = 4;
     a->shape[3] = 1;
 }
-
-static const char *MLP =
-    "{\"class_name\":\"Sequential\",\"config\":{\"name\":\"mlp\",\"layers\":["
-    "{\"class_name\":\"Flatten\",\"config\":{\"name\":\"flatten\",\"batch_input_shape\":[null,28,"
-    "28,1]}},"
-    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"d1\",\"units\":256,\"activation\":\"relu\"}},"
-    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"d2\",\"units\":128,\"activation\":\"relu\"}},"
-    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"d3\",\"units\":10,\"activation\":"
-    "\"softmax\"}}]}}";
-
-static const char *CNN =
-    "{\"class_name\":\"Sequential\",\"config\":{\"name\":\"cnn\",\"layers\":["
-    "{\"class_name\":\"InputLayer\",\"config\":{\"name\":\"in\",\"batch_input_shape\":[null,28,28,"
-    "1]}},"
-    "{\"class_name\":\"Conv2D\",\"config\":{\"name\":\"c1\",\"filters\":32,\"kernel_size\":[3,3],"
-    "\"activation\":\"relu\"}},"
-    "{\"class_name\":\"MaxPooling2D\",\"config\":{\"name\":\"p1\",\"pool_size\":[2,2]}},"
-    "{\"class_name\":\"Conv2D\",\"config\":{\"name\":\"c2\",\"filters\":64,\"kernel_size\":[3,3],"
-    "\"activation\":\"relu\"}},"
-    "{\"class_name\":\"MaxPooling2D\",\"config\":{\"name\":\"p2\",\"pool_size\":[2,2]}},"
-    "{\"class_name\":\"Flatten\",\"config\":{\"name\":\"f\"}},"
-    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"d1\",\"units\":128,\"activation\":\"relu\"}},"
-    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"d2\",\"units\":10,\"activation\":"
-    "\"softmax\"}}]}}";
 
 static struct ddts_model *build(const char *json, int threads)
 {

@@ -18,30 +18,7 @@
 #include <string.h>
 
 #include "ddts/ddts.h"
-
-static const char *MLP =
-    "{\"class_name\":\"Sequential\",\"config\":{\"name\":\"mlp\",\"layers\":["
-    "{\"class_name\":\"Flatten\",\"config\":{\"name\":\"flatten\",\"batch_input_shape\":[null,28,"
-    "28,1]}},"
-    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"d1\",\"units\":256,\"activation\":\"relu\"}},"
-    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"d2\",\"units\":128,\"activation\":\"relu\"}},"
-    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"d3\",\"units\":10,\"activation\":"
-    "\"softmax\"}}]}}";
-
-static const char *CNN =
-    "{\"class_name\":\"Sequential\",\"config\":{\"name\":\"cnn\",\"layers\":["
-    "{\"class_name\":\"InputLayer\",\"config\":{\"name\":\"in\",\"batch_input_shape\":[null,28,28,"
-    "1]}},"
-    "{\"class_name\":\"Conv2D\",\"config\":{\"name\":\"c1\",\"filters\":32,\"kernel_size\":[3,3],"
-    "\"activation\":\"relu\"}},"
-    "{\"class_name\":\"MaxPooling2D\",\"config\":{\"name\":\"p1\",\"pool_size\":[2,2]}},"
-    "{\"class_name\":\"Conv2D\",\"config\":{\"name\":\"c2\",\"filters\":64,\"kernel_size\":[3,3],"
-    "\"activation\":\"relu\"}},"
-    "{\"class_name\":\"MaxPooling2D\",\"config\":{\"name\":\"p2\",\"pool_size\":[2,2]}},"
-    "{\"class_name\":\"Flatten\",\"config\":{\"name\":\"f\"}},"
-    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"d1\",\"units\":128,\"activation\":\"relu\"}},"
-    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"d2\",\"units\":10,\"activation\":"
-    "\"softmax\"}}]}}";
+#include "models.h"
 
 static int save(const char *dir, const char *name, const float *w, size_t n)
 {

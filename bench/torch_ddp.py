@@ -29,7 +29,6 @@ process group, training, evaluation); train: rank 0's training loop alone.
 Exit status 3 when PyTorch is not importable.
 """
 import argparse
-import gzip
 import os
 import socket
 import sys
@@ -48,15 +47,8 @@ except ImportError:
     print("PyTorch not installed", file=sys.stderr)
     sys.exit(3)
 
-DATA = os.environ.get("DDTS_SYSTEM_DATASETS", "/usr/share/datasets") + "/fashion-mnist"
-
-
-def load_idx(name):
-    with gzip.open(os.path.join(DATA, name), "rb") as f:
-        buf = f.read()
-    rank = buf[3]
-    shape = [int.from_bytes(buf[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
-    return np.frombuffer(buf, dtype=np.uint8, offset=4 + 4 * rank).reshape(shape)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_engine import cnn, keras_init, load_idx, mlp  # noqa: E402 (the engine bench's models)
 
 
 def load(n):
@@ -73,17 +65,6 @@ def load(n):
             torch.from_numpy(tx).reshape(-1, 1, 28, 28), torch.from_numpy(ty))
 
 
-def mlp():
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
-                         nn.ReLU(), nn.Linear(128, 10))
-
-
-def cnn():
-    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3),
-                         nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 5 * 5, 128),
-                         nn.ReLU(), nn.Linear(128, 10))
-
-
 MODELS = {"mlp": mlp, "cnn": cnn}
 
 
@@ -95,10 +76,7 @@ def worker(rank, world, port, a, name, results):
     x, y, tx, ty = load(a.samples)
     torch.manual_seed(a.seed)
     model = MODELS[name]()
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
+    keras_init(model)
     ddp = DistributedDataParallel(model)  # broadcasts rank 0's weights
     opt = torch.optim.Adam(ddp.parameters(), lr=1e-3, eps=1e-7)
     sampler = DistributedSampler(TensorDataset(x, y), num_replicas=world, rank=rank,

@@ -31,7 +31,7 @@ except ImportError:
     print("PyTorch not installed", file=sys.stderr)
     sys.exit(3)
 
-DATA = "/usr/share/datasets/fashion-mnist"
+DATA = os.environ.get("DDTS_SYSTEM_DATASETS", "/usr/share/datasets") + "/fashion-mnist"
 
 
 def load_idx(name):
