@@ -225,6 +225,37 @@ static enum ddts_status field_error(const struct csv *c, int too_long, size_t co
 }
 
 /*
+ * One record's fields from c->p: their count and, with want_text, whether a
+ * non-empty field is not a number (row 1 is then a header); with no_blank an
+ * empty field is an error.
+ */
+static enum ddts_status read_record(struct csv *c, char *scratch, size_t scratch_n, void **loc,
+                                    int want_text, int no_blank, size_t *n_cols, int *any_text,
+                                    struct ddts_error *err)
+{
+    size_t col = 0;
+    int last = 0;
+    *any_text = 0;
+    while (!last) {
+        const char *s;
+        size_t n;
+        int too_long;
+        if (next_field(c, scratch, scratch_n, &s, &n, &last, &too_long) != 0)
+            return field_error(c, too_long, col + 1, err);
+        if (++col > DDTS_MAX_COLUMNS)
+            return ddts_error_set(err, DDTS_ELIMIT, "%s: row %zu: more than %u columns", c->name,
+                                  c->row, (unsigned)DDTS_MAX_COLUMNS);
+        double v;
+        if (want_text && n > 0 && ddts__parse_double(s, n, &v, loc) != 0)
+            *any_text = 1;
+        if (no_blank && is_blank(s, n))
+            return empty_error(c, col, err);
+    }
+    *n_cols = col;
+    return DDTS_OK;
+}
+
+/*
  * Pass 0: the structure. Counts columns (row 1) and data rows, checks every
  * record's field count, judges whether row 1 is a header, and records where
  * every CHUNK_ROWS-th data row starts. Numbers are parsed in pass 1 only.
@@ -263,25 +294,14 @@ static enum ddts_status pass0(struct csv *c, char *scratch, size_t scratch_n, vo
         }
         c->row++;
         c->line = c->cur_line;
-        size_t col = 0;
-        int last = 0, any_text = 0;
-        while (!last) {
-            const char *s;
-            size_t n;
-            int too_long;
-            if (next_field(c, scratch, scratch_n, &s, &n, &last, &too_long) != 0)
-                return field_error(c, too_long, col + 1, err);
-            if (++col > DDTS_MAX_COLUMNS)
-                return ddts_error_set(err, DDTS_ELIMIT, "%s: row %zu: more than %u columns",
-                                      c->name, c->row, (unsigned)DDTS_MAX_COLUMNS);
-            double v;
-            if (c->row == 1 && n > 0 && ddts__parse_double(s, n, &v, loc) != 0)
-                any_text = 1;
-            /* Empty cells are refused here already, so that a file of delimiters
-             * cannot make us allocate 8 bytes per byte of input. */
-            if (c->row > 1 && is_blank(s, n))
-                return empty_error(c, col, err);
-        }
+        size_t col;
+        int any_text;
+        /* Empty cells are refused here already, so that a file of delimiters
+         * cannot make us allocate 8 bytes per byte of input. */
+        enum ddts_status st =
+            read_record(c, scratch, scratch_n, loc, c->row == 1, c->row > 1, &col, &any_text, err);
+        if (st != DDTS_OK)
+            return st;
         if (c->row == 1) {
             *n_cols = col;
             *header = any_text;
@@ -656,24 +676,7 @@ static enum ddts_status read_row1(struct csv *c, char *scratch, size_t scratch_n
     c->start1 = c->p;
     c->row = 1;
     c->line = c->cur_line;
-    size_t col = 0;
-    int last = 0, any_text = 0;
-    while (!last) {
-        const char *s;
-        size_t n;
-        int too_long;
-        if (next_field(c, scratch, scratch_n, &s, &n, &last, &too_long) != 0)
-            return field_error(c, too_long, col + 1, err);
-        if (++col > DDTS_MAX_COLUMNS)
-            return ddts_error_set(err, DDTS_ELIMIT, "%s: row %zu: more than %u columns", c->name,
-                                  c->row, (unsigned)DDTS_MAX_COLUMNS);
-        double v;
-        if (n > 0 && ddts__parse_double(s, n, &v, loc) != 0)
-            any_text = 1;
-    }
-    *n_cols = col;
-    *header = any_text;
-    return DDTS_OK;
+    return read_record(c, scratch, scratch_n, loc, 1, 0, n_cols, header, err);
 }
 
 enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name,

@@ -121,25 +121,39 @@ static int map_npy(int fd, uint64_t file_nbytes, struct ddts_array **out)
     return 1;
 }
 
+/* `path` opened for reading when it is a regular file, with its size. */
+static enum ddts_status open_regular(const char *path, FILE **fp, uint64_t *size,
+                                     struct ddts_error *err)
+{
+    *fp = fopen(path, "rb");
+    if (*fp == NULL)
+        return ddts_error_set_errno(err, errno == ENOENT ? DDTS_ENOTFOUND : DDTS_EIO, errno,
+                                    "%s: cannot open", path);
+    struct stat sb;
+    if (fstat(fileno(*fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(*fp);
+        *fp = NULL;
+        return ddts_error_set(err, DDTS_EIO, "%s: not a regular file", path);
+    }
+    *size = (uint64_t)sb.st_size;
+    return DDTS_OK;
+}
+
 /* .npy straight from the file into the array: no whole-file buffer. */
 static enum ddts_status load_npy(const char *path, unsigned flags, struct ddts_array **out,
                                  struct ddts_error *err)
 {
-    FILE *fp = fopen(path, "rb");
-    if (fp == NULL)
-        return ddts_error_set_errno(err, errno == ENOENT ? DDTS_ENOTFOUND : DDTS_EIO, errno,
-                                    "%s: cannot open", path);
-    struct stat sb;
-    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(fp);
-        return ddts_error_set(err, DDTS_EIO, "%s: not a regular file", path);
-    }
-    if ((flags & DDTS_LOAD_MMAP) && map_npy(fileno(fp), (uint64_t)sb.st_size, out)) {
+    FILE *fp = NULL;
+    uint64_t size = 0;
+    enum ddts_status st = open_regular(path, &fp, &size, err);
+    if (st != DDTS_OK)
+        return st;
+    if ((flags & DDTS_LOAD_MMAP) && map_npy(fileno(fp), size, out)) {
         fclose(fp);
         return DDTS_OK;
     }
     struct file_reader fr = {fp, path};
-    enum ddts_status st = ddts__npy_read(file_read, &fr, (uint64_t)sb.st_size, path, out, err);
+    st = ddts__npy_read(file_read, &fr, size, path, out, err);
     fclose(fp);
     return st;
 }
@@ -315,18 +329,13 @@ static int probe_npy(const char *path, struct ddts_array *info)
 static enum ddts_status read_npy_into(const char *path, struct ddts_array *view,
                                       struct ddts_error *err)
 {
-    FILE *fp = fopen(path, "rb");
-    if (fp == NULL)
-        return ddts_error_set_errno(err, errno == ENOENT ? DDTS_ENOTFOUND : DDTS_EIO, errno,
-                                    "%s: cannot open", path);
-    struct stat sb;
-    enum ddts_status st;
-    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = ddts_error_set(err, DDTS_EIO, "%s: not a regular file", path);
-    } else {
-        struct file_reader fr = {fp, path};
-        st = ddts__npy_read_into(file_read, &fr, (uint64_t)sb.st_size, path, view, err);
-    }
+    FILE *fp = NULL;
+    uint64_t size = 0;
+    enum ddts_status st = open_regular(path, &fp, &size, err);
+    if (st != DDTS_OK)
+        return st;
+    struct file_reader fr = {fp, path};
+    st = ddts__npy_read_into(file_read, &fr, size, path, view, err);
     fclose(fp);
     return st;
 }
