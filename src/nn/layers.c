@@ -42,13 +42,19 @@ static void add_bias(size_t rows, size_t k, const float *bias, float *z, int nt)
     }
 }
 
+/* Whether the node's activation is a plain relu applied in place (z == y). */
+static int plain_relu_in_place(const struct nn_node *nd)
+{
+    const struct nn_act *a = &nd->act;
+    return nd->z == nd->y && a->kind == ACT_RELU && a->alpha == 0 && a->threshold == 0 &&
+           a->max_value <= 0;
+}
+
 /* z += bias, then y = act(z); plain relu in place is fused into one pass.
  * Returns 1 when the activation was applied. */
 static int bias_act(struct nn_node *nd, size_t rows, size_t k, const float *bias, int nt)
 {
-    const struct nn_act *a = &nd->act;
-    if (nd->z == nd->y && a->kind == ACT_RELU && a->alpha == 0 && a->threshold == 0 &&
-        a->max_value <= 0) {
+    if (plain_relu_in_place(nd)) {
         float *y = nd->y;
 #pragma omp parallel for num_threads(nt) schedule(static) if (rows * k > 65536)
         for (long r = 0; r < (long)rows; r++) {
@@ -149,6 +155,13 @@ static void conv_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     conv_geom(nd, a, &g);
     size_t K = (size_t)g.KH * g.KW * g.C, F = (size_t)nd->units, P = (size_t)g.OH * g.OW;
     const float *W = wdata(m, nd->w0);
+    const float *bias = nd->use_bias ? wdata(m, nd->w0 + 1) : NULL;
+    if (nd->direct) {
+        int relu = plain_relu_in_place(nd);
+        ddts__tensor_conv_direct(&g, b, a->y, W, F, bias, relu, nd->z, m->threads);
+        nd->act_done = relu;
+        return;
+    }
     if (conv_is_pointwise(&g)) {
         ddts__tensor_sgemm_par(m->threads, 0, 0, b * P, F, K, 1.0f, a->y, K, W, F, 0.0f, nd->z, F);
     } else {
@@ -160,7 +173,7 @@ static void conv_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
                                    nd->z + n0 * nd->size, F);
         }
     }
-    nd->act_done = bias_act(nd, b * P, F, nd->use_bias ? wdata(m, nd->w0 + 1) : NULL, m->threads);
+    nd->act_done = bias_act(nd, b * P, F, bias, m->threads);
 }
 
 static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
@@ -173,7 +186,11 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     int train = m->w[nd->w0].trainable;
     int acc;
     float *dx = dx_of(m, nd, 0, &acc);
-    if (train && nd->use_bias)
+    if (train && nd->direct)
+        ddts__tensor_conv_direct_wgrad(&g, b, a->y, nd->dz, F, gdata(m, nd->w0),
+                                       nd->use_bias ? gdata(m, nd->w0 + 1) : NULL, m->col,
+                                       m->threads);
+    else if (train && nd->use_bias)
         bias_grad(m, b * P, F, nd->dz, gdata(m, nd->w0 + 1));
     if (conv_is_pointwise(&g)) {
         if (train)
@@ -185,7 +202,7 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         return;
     }
     /* dW (K, F) += col^T dz; the forward pass's im2col when kept */
-    for (size_t n0 = 0; train && n0 < b; n0 += (size_t)nd->chunk) {
+    for (size_t n0 = 0; train && !nd->direct && n0 < b; n0 += (size_t)nd->chunk) {
         size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
         const float *col = nd->colbuf;
         if (col == NULL) {

@@ -533,7 +533,22 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
             int pointwise = nd->kh == 1 && nd->kw == 1 && nd->sh == 1 && nd->sw == 1 &&
                             nd->pt == 0 && nd->pl == 0;
             size_t need = nb * per;
-            if (nd->kind == NN_CONV2D && !pointwise && nb == cap && nd->needs_grad &&
+            size_t taps = (size_t)nd->kh * nd->kw * (size_t)nn_c(a);
+            nd->direct = nd->kind == NN_CONV2D && !pointwise && !m->conv_gemm_only &&
+                         taps <= DDTS_CONV_DIRECT_MAX_K;
+            if (nd->direct) {
+                /* no im2col but the input gradient's, in dchunks; the
+                 * weight gradient's per-thread sums */
+                size_t dn = per > 0 ? DCOL_MAX_FLOATS / per : cap;
+                dn = dn < 1 ? 1 : dn > cap ? cap : dn;
+                nd->dchunk = (int)dn;
+                need = a->needs_grad ? dn * per : 0;
+                struct ddts__conv_geom tg = {.KH = nd->kh, .KW = nd->kw, .C = (int)nn_c(a)};
+                size_t wg = ddts__tensor_conv_direct_scratch(&tg, (size_t)nd->units, m->threads);
+                if (nd->needs_grad && m->w[nd->w0].trainable && wg > need)
+                    need = wg;
+            }
+            if (nd->kind == NN_CONV2D && !pointwise && !nd->direct && nb == cap && nd->needs_grad &&
                 m->w[nd->w0].trainable && kept + cap * per <= 4 * COL_MAX_FLOATS) {
                 nd->colbuf = fbuf(cap, per, &fail);
                 kept += cap * per;

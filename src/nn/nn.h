@@ -131,6 +131,7 @@ struct nn_node {
     int dim1;             /* Conv1D / pooling 1D: (T, C) seen as (1, T, C) */
     int chunk;            /* conv: images per im2col chunk */
     int dchunk;           /* conv: images per input-gradient (dcol) chunk */
+    int direct;           /* conv: direct kernels (short windows), no im2col GEMM */
     int w0, n_w;          /* weight slots w0 .. w0 + n_w - 1 */
 
     /* buffers planned for the model's batch capacity: (cap, size) each */
@@ -238,7 +239,8 @@ struct ddts_model {
     size_t target_size;
     float *col; /* im2col scratch */
     size_t col_n;
-    double *tmp; /* per-channel scratch in double (batch norm sums) */
+    int conv_gemm_only; /* set before planning: no direct convolutions (tests) */
+    double *tmp;        /* per-channel scratch in double (batch norm sums) */
     size_t tmp_n;
     float *ones; /* ones_n ones: bias gradients as one GEMM */
     size_t ones_n;

@@ -52,4 +52,27 @@ void ddts__tensor_im2col(const struct ddts__conv_geom *g, size_t n, const float 
 void ddts__tensor_col2im(const struct ddts__conv_geom *g, size_t n, const float *col, float *dx,
                          int threads);
 
+/*
+ * Direct convolution (conv_direct.c) for windows of at most
+ * DDTS_CONV_DIRECT_MAX_K taps (KH * KW * C), where a GEMM over im2col rows
+ * that short is slower than the arithmetic it does.
+ */
+#define DDTS_CONV_DIRECT_MAX_K 64
+int ddts__tensor_conv_direct_fits(const struct ddts__conv_geom *g);
+/* z (n * OH * OW, F) = im2col(x) W (K, F) + bias (may be NULL), then relu
+ * when `relu`; the same sums as the GEMM path, in another order. */
+void ddts__tensor_conv_direct(const struct ddts__conv_geom *g, size_t n, const float *x,
+                              const float *W, size_t F, const float *bias, int relu, float *z,
+                              int threads);
+/* dW (K, F) = im2col(x)^T dz and db (F) = column sums of dz, either NULL
+ * when not wanted; scratch holds ddts__tensor_conv_direct_scratch floats. A
+ * fixed thread count gives bit-identical results. */
+void ddts__tensor_conv_direct_wgrad(const struct ddts__conv_geom *g, size_t n, const float *x,
+                                    const float *dz, size_t F, float *dW, float *db, float *scratch,
+                                    int threads);
+size_t ddts__tensor_conv_direct_scratch(const struct ddts__conv_geom *g, size_t F, int threads);
+/* Caps the instruction set the direct kernels use (2: AVX-512, 1: AVX2,
+ * 0: generic) so that tests reach each build; returns the previous cap. */
+int ddts__tensor_conv_direct_cap_isa(int level);
+
 #endif

@@ -18,6 +18,8 @@ static int n_checked, n_skipped;
 static int int_inputs; /* stage class indices 0..int_inputs-1 as input (Embedding) */
 /* input gradients of convolutions one image at a time (the path big layers take) */
 static int dchunk_one;
+/* convolutions through im2col and GEMM even where direct kernels would run */
+static int gemm_only;
 
 /* A Sequential config from an input shape and a list of layer JSON objects. */
 static char *seq(const char *input_shape, const char *layers)
@@ -78,6 +80,7 @@ static void check_json(const char *json, const char *loss, const char *loss_cfg,
     const struct nn_node *out = &m->nodes[m->output_node];
     size_t K = (size_t)out->shape[out->rank - 1];
     m->target_size = tk == T_LABEL ? out->size / K : out->size;
+    m->conv_gemm_only = gemm_only;
     assert_int_equal(ddts__nn_plan(m, B, &err), DDTS_OK);
     for (size_t i = 0; dchunk_one && i < m->n_nodes; i++)
         if (m->nodes[i].kind == NN_CONV2D)
@@ -255,22 +258,32 @@ static void test_activations(void **state)
 static void test_conv(void **state)
 {
     (void)state;
-    check("5,5,2", CONV("c", 3, 3, "") HEAD, "mse", T_REAL);
-    check("6,5,2", CONV("c", 3, 3, ",\"padding\":\"same\"") HEAD, "mse", T_REAL);
-    check("7,6,2", CONV("c", 2, 3, ",\"strides\":[2,2],\"padding\":\"same\"") HEAD, "mse", T_REAL);
-    check("7,7,1", CONV("c", 2, 3, ",\"strides\":[2,1]") HEAD, "mse", T_REAL);
-    check("7,7,2", CONV("c", 2, 2, ",\"dilation_rate\":[2,2],\"padding\":\"same\"") HEAD, "mse",
-          T_REAL);
-    check("4,4,3", CONV("c", 2, 1, "") HEAD, "mse", T_REAL); /* pointwise fast path */
-    /* two convolutions: the second's backward feeds the first */
-    check("6,6,2", CONV("c1", 3, 3, "") "," CONV("c2", 2, 2, ",\"use_bias\":false") HEAD, "mse",
-          T_REAL);
-    /* the same with the input gradient computed image by image, as a layer
-     * whose columns exceed the scratch is (model.c, DCOL_MAX_FLOATS) */
-    dchunk_one = 1;
-    check("6,6,2", CONV("c1", 3, 3, "") "," CONV("c2", 2, 2, ",\"padding\":\"same\"") HEAD, "mse",
-          T_REAL);
-    dchunk_one = 0;
+    /* windows of up to 64 taps take the direct kernels (conv_direct.c), the
+     * others im2col and GEMM: each case both ways */
+    for (gemm_only = 0; gemm_only <= 1; gemm_only++) {
+        check("5,5,2", CONV("c", 3, 3, "") HEAD, "mse", T_REAL);
+        check("6,5,2", CONV("c", 3, 3, ",\"padding\":\"same\"") HEAD, "mse", T_REAL);
+        check("7,6,2", CONV("c", 2, 3, ",\"strides\":[2,2],\"padding\":\"same\"") HEAD, "mse",
+              T_REAL);
+        check("7,7,1", CONV("c", 2, 3, ",\"strides\":[2,1]") HEAD, "mse", T_REAL);
+        check("7,7,2", CONV("c", 2, 2, ",\"dilation_rate\":[2,2],\"padding\":\"same\"") HEAD, "mse",
+              T_REAL);
+        /* 16 filters in vectors and 3 more (relu in the kernel: test_pooling) */
+        check("6,5,2", CONV("c", 19, 3, ",\"padding\":\"same\"") HEAD, "mse", T_REAL);
+        check("4,4,3", CONV("c", 2, 1, "") HEAD, "mse", T_REAL); /* pointwise fast path */
+        /* two convolutions: the second's backward feeds the first */
+        check("6,6,2", CONV("c1", 3, 3, "") "," CONV("c2", 2, 2, ",\"use_bias\":false") HEAD, "mse",
+              T_REAL);
+        /* the same with the input gradient computed image by image, as a
+         * layer whose columns exceed the scratch is (model.c, DCOL_MAX_FLOATS) */
+        dchunk_one = 1;
+        check("6,6,2", CONV("c1", 3, 3, "") "," CONV("c2", 2, 2, ",\"padding\":\"same\"") HEAD,
+              "mse", T_REAL);
+        dchunk_one = 0;
+    }
+    gemm_only = 0;
+    /* 8 channels by 3x3: 72 taps, past the direct kernels' limit */
+    check("5,5,8", CONV("c", 3, 3, "") HEAD, "mse", T_REAL);
 }
 
 static void test_conv1d(void **state)

@@ -1,4 +1,5 @@
-/* Tensor kernels: the split GEMM against a naive product, im2col/col2im adjointness. */
+/* Tensor kernels: the split GEMM against a naive product, im2col/col2im
+ * adjointness, the direct convolution against im2col and a naive product. */
 #include <math.h>
 #include <string.h>
 
@@ -78,11 +79,106 @@ static void test_im2col_adjoint(void **state)
     }
 }
 
+/* The direct convolution and its weight gradient against im2col and a naive
+ * product in double, for each instruction set the CPU has, 1 to 3 threads;
+ * a second run with the same thread count gives the same bits. */
+static void test_conv_direct(void **state)
+{
+    (void)state;
+    /* H W C KH KW SH SW DH DW PT PL OH OW */
+    struct ddts__conv_geom geoms[] = {
+        {28, 28, 1, 3, 3, 1, 1, 1, 1, 0, 0, 26, 26}, /* the benchmark's first layer */
+        {9, 11, 3, 3, 3, 2, 1, 1, 1, 1, 1, 5, 11},   /* strided, 'same' padding */
+        {8, 8, 2, 2, 3, 1, 2, 2, 1, 1, 0, 7, 3},     /* dilated, padded at the top */
+        {5, 19, 7, 1, 9, 1, 1, 1, 1, 0, 4, 5, 19},   /* K = 63, wide padding */
+    };
+    size_t filters[] = {32, 19, 16, 5};
+    struct ddts_rng r;
+    ddts_rng_seed(&r, 3);
+    for (size_t gi = 0; gi < sizeof geoms / sizeof geoms[0]; gi++) {
+        const struct ddts__conv_geom *G = &geoms[gi];
+        assert_true(ddts__tensor_conv_direct_fits(G));
+        size_t n = 3, F = filters[gi], K = (size_t)G->KH * G->KW * G->C;
+        size_t P = (size_t)G->OH * G->OW, xs = n * G->H * G->W * G->C;
+        float *x = malloc(xs * 4), *W = malloc(K * F * 4), *bias = malloc(F * 4);
+        float *col = malloc(n * P * K * 4), *z = malloc(n * P * F * 4), *z2 = malloc(n * P * F * 4);
+        float *dz = malloc(n * P * F * 4), *dW = malloc(K * F * 4), *db = malloc(F * 4);
+        float *dW2 = malloc(K * F * 4), *db2 = malloc(F * 4);
+        float *scratch = malloc(ddts__tensor_conv_direct_scratch(G, F, 3) * 4);
+        for (size_t i = 0; i < xs; i++)
+            x[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (size_t i = 0; i < K * F; i++)
+            W[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (size_t i = 0; i < F; i++)
+            bias[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (size_t i = 0; i < n * P * F; i++)
+            dz[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        ddts__tensor_im2col(G, n, x, col, 1);
+        for (int isa = 2; isa >= 0; isa--) {
+            int old = ddts__tensor_conv_direct_cap_isa(isa);
+            for (int threads = 1; threads <= 3; threads++) {
+                int relu = threads == 2;
+                ddts__tensor_conv_direct(G, n, x, W, F, threads == 3 ? NULL : bias, relu, z,
+                                         threads);
+                for (size_t p = 0; p < n * P; p++)
+                    for (size_t f = 0; f < F; f++) {
+                        double ref = threads == 3 ? 0 : bias[f];
+                        for (size_t k = 0; k < K; k++)
+                            ref += (double)col[p * K + k] * W[k * F + f];
+                        if (relu && ref < 0)
+                            ref = 0;
+                        if (fabs(z[p * F + f] - ref) > 1e-5)
+                            fail_msg("geometry %zu isa %d threads %d: z[%zu,%zu] = %.7g, naive "
+                                     "%.7g",
+                                     gi, isa, threads, p, f, (double)z[p * F + f], ref);
+                    }
+                ddts__tensor_conv_direct_wgrad(G, n, x, dz, F, dW, db, scratch, threads);
+                for (size_t k = 0; k < K; k++)
+                    for (size_t f = 0; f < F; f++) {
+                        double ref = 0;
+                        for (size_t p = 0; p < n * P; p++)
+                            ref += (double)col[p * K + k] * dz[p * F + f];
+                        if (fabs(dW[k * F + f] - ref) > 1e-4)
+                            fail_msg("geometry %zu isa %d threads %d: dW[%zu,%zu] = %.7g, naive "
+                                     "%.7g",
+                                     gi, isa, threads, k, f, (double)dW[k * F + f], ref);
+                    }
+                for (size_t f = 0; f < F; f++) {
+                    double ref = 0;
+                    for (size_t p = 0; p < n * P; p++)
+                        ref += dz[p * F + f];
+                    assert_close(db[f], ref, 1e-4);
+                }
+                /* the same thread count again: the same bits; no bias gradient wanted */
+                ddts__tensor_conv_direct(G, n, x, W, F, threads == 3 ? NULL : bias, relu, z2,
+                                         threads);
+                assert_memory_equal(z, z2, n * P * F * 4);
+                ddts__tensor_conv_direct_wgrad(G, n, x, dz, F, dW2, NULL, scratch, threads);
+                assert_memory_equal(dW, dW2, K * F * 4);
+            }
+            ddts__tensor_conv_direct_cap_isa(old);
+        }
+        free(x);
+        free(W);
+        free(bias);
+        free(col);
+        free(z);
+        free(z2);
+        free(dz);
+        free(dW);
+        free(db);
+        free(dW2);
+        free(db2);
+        free(scratch);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sgemm_split),
         cmocka_unit_test(test_im2col_adjoint),
+        cmocka_unit_test(test_conv_direct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

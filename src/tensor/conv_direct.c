@@ -1,0 +1,427 @@
+/*
+ * Direct 2-D convolution for layers with short im2col rows (K = KH*KW*C up to
+ * DDTS_CONV_DIRECT_MAX_K: a first layer over grey or colour images). There a
+ * GEMM of inner dimension K spends more on packing and zeroing its operands
+ * than on arithmetic, and the bias, relu and bias-gradient passes each stream
+ * the layer's output (the largest activation of a CNN) once more. Here the
+ * forward pass writes z once, bias and relu applied in registers, and the
+ * weight gradient reads dz once, the bias gradient summed on the way.
+ *
+ * Hand-written because no Debian library offers it: OpenBLAS has no
+ * convolution, and a convolution library (oneDNN) would be a large new
+ * dependency for one kind of layer. The kernels are plain C over GCC vector
+ * types of 16 floats; the x86-64 build compiles them again for AVX2 and for
+ * AVX-512 and picks by the CPU at run time.
+ *
+ * Output positions are taken PB at a time. Where a block's windows lie wholly
+ * inside the image the taps are read from x in place; elsewhere (padding, the
+ * last partial block of a row) they are first gathered into a small zero-
+ * padded im2col block, as ddts__tensor_im2col would write them.
+ */
+#include <omp.h>
+#include <string.h>
+
+#include "tensor/tensor.h"
+
+/* The vector helpers below are always inlined, so no v16 ever crosses a
+ * call boundary whose ABI the target attributes would change. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#define PB_MAX 8 /* output positions per block, at most */
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE v16 vload(const float *p)
+{
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+ALWAYS_INLINE void vstore(float *p, v16 v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+ALWAYS_INLINE v16 vrelu(v16 v)
+{
+    const v16 zero = {0};
+    return (v16)((v16i)v & (v16i)(v > zero)); /* NaN -> 0, as the fused relu pass */
+}
+
+int ddts__tensor_conv_direct_fits(const struct ddts__conv_geom *g)
+{
+    return g->KH * g->KW * g->C <= DDTS_CONV_DIRECT_MAX_K;
+}
+
+size_t ddts__tensor_conv_direct_scratch(const struct ddts__conv_geom *g, size_t F, int threads)
+{
+    size_t K = (size_t)g->KH * g->KW * g->C;
+    return (size_t)(threads > 1 ? threads : 1) * 2 * (K + 1) * F;
+}
+
+/* Tap offsets within a window: off[k] for k = (kh, kw, c), relative to the
+ * window's first tap in an (H, W, C) image. */
+static void window_offsets(const struct ddts__conv_geom *g, int *off)
+{
+    int k = 0;
+    for (int kh = 0; kh < g->KH; kh++)
+        for (int kw = 0; kw < g->KW; kw++)
+            for (int c = 0; c < g->C; c++)
+                off[k++] = (kh * g->DH * g->W + kw * g->DW) * g->C + c;
+}
+
+/* Whether the windows of positions (oh, ow0 .. ow0 + pb - 1) all lie inside. */
+static int block_inside(const struct ddts__conv_geom *g, int oh, int ow0, int pb)
+{
+    int ih0 = oh * g->SH - g->PT, iw0 = ow0 * g->SW - g->PL;
+    int ih1 = ih0 + (g->KH - 1) * g->DH, iw1 = (ow0 + pb - 1) * g->SW - g->PL + (g->KW - 1) * g->DW;
+    return ow0 + pb <= g->OW && ih0 >= 0 && iw0 >= 0 && ih1 < g->H && iw1 < g->W;
+}
+
+/* The block of a row's positions from ow on: PB positions from *ow0, of
+ * which *lo .. *hi - 1 are new. A short last block is moved back to end at
+ * the row's end, so that its windows are more often wholly inside, and
+ * repeats positions it does not store (hi - lo = OW - ow); a row shorter
+ * than PB gives one block from 0 with hi = OW. */
+static void block_at(const struct ddts__conv_geom *g, int ow, int PB, int *ow0, int *lo, int *hi)
+{
+    int left = g->OW - ow;
+    *ow0 = ow;
+    *lo = 0;
+    *hi = left < PB ? left : PB;
+    if (left < PB && g->OW >= PB) {
+        *ow0 = g->OW - PB;
+        *lo = PB - left;
+        *hi = PB;
+    }
+}
+
+/* im2col rows of positions (oh, ow0 .. ow0 + np - 1) of image xi, then zero
+ * rows up to pb. */
+static void gather(const struct ddts__conv_geom *g, const float *xi, int oh, int ow0, int np,
+                   int pb, float *col)
+{
+    const int K = g->KH * g->KW * g->C;
+    for (int p = 0; p < pb; p++) {
+        float *dst = col + (size_t)p * K;
+        if (p >= np) {
+            memset(dst, 0, (size_t)K * sizeof *dst);
+            continue;
+        }
+        for (int kh = 0; kh < g->KH; kh++) {
+            int ih = oh * g->SH - g->PT + kh * g->DH;
+            for (int kw = 0; kw < g->KW; kw++) {
+                int iw = (ow0 + p) * g->SW - g->PL + kw * g->DW;
+                if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) {
+                    memset(dst, 0, (size_t)g->C * sizeof *dst);
+                } else {
+                    const float *s = xi + ((size_t)ih * g->W + iw) * g->C;
+                    for (int c = 0; c < g->C; c++)
+                        dst[c] = s[c];
+                }
+                dst += g->C;
+            }
+        }
+    }
+}
+
+/* z (PB positions, F) = bias + taps W, relu optional; src[p * ps + off[k]] is
+ * tap k of position p. Only positions lo .. hi - 1 are stored. */
+ALWAYS_INLINE void fwd_block(const float *src, size_t ps, const int *off, int K, const float *W,
+                             int F, const float *bias, int relu, int lo, int hi, float *z,
+                             const int PB)
+{
+    int f0 = 0;
+    for (; f0 + 16 <= F; f0 += 16) {
+        v16 acc[PB_MAX];
+        const v16 b0 = bias ? vload(bias + f0) : (v16){0};
+        for (int p = 0; p < PB; p++)
+            acc[p] = b0;
+        const float *w = W + f0;
+        for (int k = 0; k < K; k++, w += F) {
+            const v16 wk = vload(w);
+            const float *s = src + off[k];
+            for (int p = 0; p < PB; p++)
+                acc[p] += s[(size_t)p * ps] * wk;
+        }
+        for (int p = lo; p < hi; p++)
+            vstore(z + (size_t)p * F + f0, relu ? vrelu(acc[p]) : acc[p]);
+    }
+    for (; f0 < F; f0++) /* filters beyond the last 16 */
+        for (int p = lo; p < hi; p++) {
+            float v = bias ? bias[f0] : 0.0f;
+            for (int k = 0; k < K; k++)
+                v += src[(size_t)p * ps + off[k]] * W[(size_t)k * F + f0];
+            z[(size_t)p * F + f0] = relu ? (v > 0 ? v : 0.0f) : v;
+        }
+}
+
+/* dW (K, F) += taps^T dz and db (F) += column sums of dz over positions
+ * lo .. hi - 1 (src has PB readable positions, dz those from lo to hi). */
+ALWAYS_INLINE void wgrad_block(const float *src, size_t ps, const int *off, int K, const float *dz,
+                               int F, int lo, int hi, float *dW, float *db, const int PB)
+{
+    int f0 = 0;
+    for (; f0 + 16 <= F; f0 += 16) {
+        v16 d[PB_MAX];
+        v16 sum = {0};
+        for (int p = 0; p < PB; p++) {
+            d[p] = p >= lo && p < hi ? vload(dz + (size_t)p * F + f0) : (v16){0};
+            sum += d[p];
+        }
+        vstore(db + f0, vload(db + f0) + sum);
+        float *w = dW + f0;
+        for (int k = 0; k < K; k++, w += F) {
+            v16 a = vload(w);
+            const float *s = src + off[k];
+            for (int p = 0; p < PB; p++)
+                a += s[(size_t)p * ps] * d[p];
+            vstore(w, a);
+        }
+    }
+    for (; f0 < F; f0++)
+        for (int p = lo; p < hi; p++) {
+            float dv = dz[(size_t)p * F + f0];
+            db[f0] += dv;
+            for (int k = 0; k < K; k++)
+                dW[(size_t)k * F + f0] += src[(size_t)p * ps + off[k]] * dv;
+        }
+}
+
+/* Arguments of one call, shared by the per-ISA bodies. */
+struct direct_args {
+    const struct ddts__conv_geom *g;
+    size_t n, F;
+    const float *x, *W, *bias, *dz;
+    float *z;
+    int relu;
+};
+
+/* Output rows [r0, r1) of the batch, a row being (image, oh). */
+ALWAYS_INLINE void forward_rows(const struct direct_args *a, long r0, long r1, const int PB)
+{
+    const struct ddts__conv_geom *g = a->g;
+    const int K = g->KH * g->KW * g->C, F = (int)a->F;
+    int off_x[DDTS_CONV_DIRECT_MAX_K], off_col[DDTS_CONV_DIRECT_MAX_K];
+    float col[PB_MAX * DDTS_CONV_DIRECT_MAX_K];
+    window_offsets(g, off_x);
+    for (int k = 0; k < K; k++)
+        off_col[k] = k;
+    const size_t img = (size_t)g->H * g->W * g->C;
+    for (long r = r0; r < r1; r++) {
+        size_t i = (size_t)r / (size_t)g->OH;
+        int oh = (int)((size_t)r % (size_t)g->OH);
+        const float *xi = a->x + i * img;
+        float *zr = a->z + (size_t)r * g->OW * a->F;
+        for (int ow = 0; ow < g->OW; ow += PB) {
+            int ow0, lo, hi;
+            block_at(g, ow, PB, &ow0, &lo, &hi);
+            float *zp = zr + (size_t)ow0 * a->F;
+            if (block_inside(g, oh, ow0, PB)) {
+                const float *s =
+                    xi +
+                    ((size_t)(oh * g->SH - g->PT) * g->W + (ow0 * g->SW - g->PL)) * (size_t)g->C;
+                fwd_block(s, (size_t)g->SW * g->C, off_x, K, a->W, F, a->bias, a->relu, lo, hi, zp,
+                          PB);
+            } else {
+                gather(g, xi, oh, ow0, hi, PB, col);
+                fwd_block(col, (size_t)K, off_col, K, a->W, F, a->bias, a->relu, lo, hi, zp, PB);
+            }
+        }
+    }
+}
+
+/* Images [i0, i1) into sums (dW (K, F) then db (F), zeroed here), each image
+ * summed apart first (in img, as large) so that no float sum runs over a
+ * whole batch. */
+ALWAYS_INLINE void wgrad_images(const struct direct_args *a, size_t i0, size_t i1, float *sums,
+                                float *img_sums, const int PB)
+{
+    const struct ddts__conv_geom *g = a->g;
+    const int K = g->KH * g->KW * g->C, F = (int)a->F;
+    int off_x[DDTS_CONV_DIRECT_MAX_K], off_col[DDTS_CONV_DIRECT_MAX_K];
+    float col[PB_MAX * DDTS_CONV_DIRECT_MAX_K];
+    window_offsets(g, off_x);
+    for (int k = 0; k < K; k++)
+        off_col[k] = k;
+    const size_t kf = (size_t)K * a->F, img = (size_t)g->H * g->W * g->C;
+    memset(sums, 0, (kf + a->F) * sizeof *sums);
+    for (size_t i = i0; i < i1; i++) {
+        memset(img_sums, 0, (kf + a->F) * sizeof *img_sums);
+        const float *xi = a->x + i * img;
+        for (int oh = 0; oh < g->OH; oh++) {
+            const float *dzr = a->dz + (i * (size_t)g->OH + (size_t)oh) * g->OW * a->F;
+            for (int ow = 0; ow < g->OW; ow += PB) {
+                int ow0, lo, hi;
+                block_at(g, ow, PB, &ow0, &lo, &hi);
+                const float *dzp = dzr + (size_t)ow0 * a->F;
+                if (block_inside(g, oh, ow0, PB)) {
+                    const float *s =
+                        xi + ((size_t)(oh * g->SH - g->PT) * g->W + (ow0 * g->SW - g->PL)) *
+                                 (size_t)g->C;
+                    wgrad_block(s, (size_t)g->SW * g->C, off_x, K, dzp, F, lo, hi, img_sums,
+                                img_sums + kf, PB);
+                } else {
+                    gather(g, xi, oh, ow0, hi, PB, col);
+                    wgrad_block(col, (size_t)K, off_col, K, dzp, F, lo, hi, img_sums, img_sums + kf,
+                                PB);
+                }
+            }
+        }
+        for (size_t j = 0; j < kf + a->F; j++)
+            sums[j] += img_sums[j];
+    }
+}
+
+/* The kernels, compiled once per instruction set. The OpenMP regions stay in
+ * the callers below: a region inside a target-specific function would be
+ * outlined without its target. */
+typedef void (*forward_fn)(const struct direct_args *, long, long);
+typedef void (*wgrad_fn)(const struct direct_args *, size_t, size_t, float *, float *);
+
+static void forward_generic(const struct direct_args *a, long r0, long r1)
+{
+    forward_rows(a, r0, r1, 4);
+}
+
+static void wgrad_generic(const struct direct_args *a, size_t i0, size_t i1, float *s, float *t)
+{
+    wgrad_images(a, i0, i1, s, t, 4);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2,fma"))) static void forward_avx2(const struct direct_args *a, long r0,
+                                                             long r1)
+{
+    forward_rows(a, r0, r1, 4);
+}
+
+__attribute__((target("avx2,fma"))) static void wgrad_avx2(const struct direct_args *a, size_t i0,
+                                                           size_t i1, float *s, float *t)
+{
+    wgrad_images(a, i0, i1, s, t, 4);
+}
+
+__attribute__((target("avx512f,fma"))) static void forward_avx512(const struct direct_args *a,
+                                                                  long r0, long r1)
+{
+    forward_rows(a, r0, r1, 8);
+}
+
+__attribute__((target("avx512f,fma"))) static void
+wgrad_avx512(const struct direct_args *a, size_t i0, size_t i1, float *s, float *t)
+{
+    wgrad_images(a, i0, i1, s, t, 8);
+}
+#endif
+
+static int isa_cap = 2;
+
+int ddts__tensor_conv_direct_cap_isa(int level)
+{
+    int old = isa_cap;
+    isa_cap = level;
+    return old;
+}
+
+/* 2: AVX-512, 1: AVX2 with FMA, 0: the generic build; at most isa_cap. */
+static int isa_level(void)
+{
+    int level = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        level = 2;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        level = 1;
+#endif
+    return level < isa_cap ? level : isa_cap;
+}
+
+static forward_fn pick_forward(void)
+{
+    switch (isa_level()) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    case 2:
+        return forward_avx512;
+    case 1:
+        return forward_avx2;
+#endif
+    default:
+        return forward_generic;
+    }
+}
+
+static wgrad_fn pick_wgrad(void)
+{
+    switch (isa_level()) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    case 2:
+        return wgrad_avx512;
+    case 1:
+        return wgrad_avx2;
+#endif
+    default:
+        return wgrad_generic;
+    }
+}
+
+/* [lo, hi) of n items for thread t of T: contiguous static blocks. */
+static void split(size_t n, int t, int T, size_t *lo, size_t *hi)
+{
+    size_t blk = (n + (size_t)T - 1) / (size_t)T;
+    *lo = (size_t)t * blk < n ? (size_t)t * blk : n;
+    *hi = *lo + blk < n ? *lo + blk : n;
+}
+
+void ddts__tensor_conv_direct(const struct ddts__conv_geom *g, size_t n, const float *x,
+                              const float *W, size_t F, const float *bias, int relu, float *z,
+                              int threads)
+{
+    struct direct_args a = {
+        .g = g, .n = n, .F = F, .x = x, .W = W, .bias = bias, .z = z, .relu = relu};
+    forward_fn fn = pick_forward();
+    size_t rows = n * (size_t)g->OH;
+    int nt = threads > 1 && rows > 8 ? threads : 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        size_t lo, hi;
+        split(rows, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        fn(&a, (long)lo, (long)hi);
+    }
+}
+
+void ddts__tensor_conv_direct_wgrad(const struct ddts__conv_geom *g, size_t n, const float *x,
+                                    const float *dz, size_t F, float *dW, float *db, float *scratch,
+                                    int threads)
+{
+    struct direct_args a = {.g = g, .n = n, .F = F, .x = x, .dz = dz};
+    wgrad_fn fn = pick_wgrad();
+    const size_t K = (size_t)g->KH * g->KW * g->C, kf = K * F, per = 2 * (kf + F);
+    int nt = threads > 1 && n > 1 ? threads : 1, used = 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        size_t lo, hi;
+        split(n, t, T, &lo, &hi);
+        float *mine = scratch + (size_t)t * per;
+        fn(&a, lo, hi, mine, mine + kf + F);
+        if (t == 0)
+            used = T;
+    }
+    /* partial sums added in thread order: a fixed thread count gives
+     * bit-identical results */
+    for (int t = 1; t < used; t++) {
+        const float *p = scratch + (size_t)t * per;
+        for (size_t j = 0; j < kf + F; j++)
+            scratch[j] += p[j];
+    }
+    if (dW)
+        memcpy(dW, scratch, kf * sizeof *dW);
+    if (db)
+        memcpy(db, scratch + kf, F * sizeof *db);
+}
