@@ -147,6 +147,23 @@ static void dense_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                                acc ? 1.0f : 0.0f, dx, in);
 }
 
+/* The max pooling a direct convolution computes too (model.c), or NULL. */
+static const struct ddts__conv_pool *fused_pool(const struct ddts_model *m,
+                                                const struct nn_node *nd, struct ddts__conv_pool *p)
+{
+    if (nd->pool_node == 0)
+        return NULL;
+    const struct nn_node *pn = &m->nodes[nd->pool_node];
+    *p = (struct ddts__conv_pool){.PH = pn->kh,
+                                  .PW = pn->kw,
+                                  .POH = (int)nn_h(pn),
+                                  .POW = (int)nn_w(pn),
+                                  .y = pn->y,
+                                  .arg = (int32_t *)pn->aux,
+                                  .dy = pn->dy};
+    return p;
+}
+
 /* ---- Conv2D: z (b*OH*OW, F) = im2col(x) (b*OH*OW, K) W (K, F) + b ---- */
 static void conv_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
@@ -157,8 +174,10 @@ static void conv_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     const float *W = wdata(m, nd->w0);
     const float *bias = nd->use_bias ? wdata(m, nd->w0 + 1) : NULL;
     if (nd->direct) {
+        struct ddts__conv_pool pool;
         int relu = plain_relu_in_place(nd);
-        ddts__tensor_conv_direct(&g, b, a->y, W, F, bias, relu, nd->z, m->threads);
+        ddts__tensor_conv_direct(&g, b, a->y, W, F, bias, relu, nd->z, fused_pool(m, nd, &pool),
+                                 m->col, m->threads);
         nd->act_done = relu;
         return;
     }
@@ -186,10 +205,11 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     int train = m->w[nd->w0].trainable;
     int acc;
     float *dx = dx_of(m, nd, 0, &acc);
+    struct ddts__conv_pool pool;
     if (train && nd->direct)
         ddts__tensor_conv_direct_wgrad(&g, b, a->y, nd->dz, F, gdata(m, nd->w0),
-                                       nd->use_bias ? gdata(m, nd->w0 + 1) : NULL, m->col,
-                                       m->threads);
+                                       nd->use_bias ? gdata(m, nd->w0 + 1) : NULL,
+                                       fused_pool(m, nd, &pool), m->col, m->threads);
     else if (train && nd->use_bias)
         bias_grad(m, b * P, F, nd->dz, gdata(m, nd->w0 + 1));
     if (conv_is_pointwise(&g)) {
@@ -925,7 +945,8 @@ void ddts__nn_forward(struct ddts_model *m, size_t b)
             convt_forward(m, nd, b);
             break;
         case NN_MAXPOOL:
-            maxpool_forward(m, nd, b);
+            if (!nd->in_conv)
+                maxpool_forward(m, nd, b);
             break;
         case NN_AVGPOOL:
             avgpool(m, nd, b, 0);
@@ -1010,7 +1031,8 @@ void ddts__nn_backward(struct ddts_model *m, size_t b)
             break;
         case NN_MAXPOOL:
         case NN_GMP:
-            argmax_backward(m, nd, b);
+            if (!nd->in_conv)
+                argmax_backward(m, nd, b);
             break;
         case NN_AVGPOOL:
             avgpool(m, nd, b, 1);

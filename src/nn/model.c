@@ -544,7 +544,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
                 nd->dchunk = (int)dn;
                 need = a->needs_grad ? dn * per : 0;
                 struct ddts__conv_geom tg = {.KH = nd->kh, .KW = nd->kw, .C = (int)nn_c(a)};
-                size_t wg = ddts__tensor_conv_direct_scratch(&tg, (size_t)nd->units, m->threads);
+                size_t wg = ddts__tensor_conv_direct_scratch(&tg, (size_t)nd->units, 0, m->threads);
                 if (nd->needs_grad && m->w[nd->w0].trainable && wg > need)
                     need = wg;
             }
@@ -571,7 +571,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
      * the argmax cell), saving a pass over the largest activation of a CNN. */
     for (size_t i = 0; i < m->n_nodes; i++) {
         struct nn_node *nd = &m->nodes[i];
-        nd->pool_relu = nd->skip_act_bwd = 0;
+        nd->pool_relu = nd->skip_act_bwd = nd->pool_node = nd->in_conv = 0;
     }
     for (size_t i = 0; i < m->n_nodes; i++) {
         struct nn_node *nd = &m->nodes[i];
@@ -586,6 +586,21 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
             (a->kind == NN_DENSE || a->kind == NN_CONV2D || a->kind == NN_CONV2DT)) {
             nd->pool_relu = 1;
             a->skip_act_bwd = 1;
+            /* A direct convolution over the model's input computes the
+             * pooling too, and its gradient from the pooling's: its own
+             * output and gradient never reach memory. (Over an input that
+             * needs a gradient, the input gradient's GEMM needs its dz.) */
+            if (a->direct && !m->nodes[a->in[0]].needs_grad) {
+                a->pool_node = (int)i;
+                nd->in_conv = 1;
+                struct ddts__conv_geom tg = {.KH = a->kh,
+                                             .KW = a->kw,
+                                             .C = (int)nn_c(&m->nodes[a->in[0]]),
+                                             .OW = (int)nn_w(a)};
+                size_t need =
+                    ddts__tensor_conv_direct_scratch(&tg, (size_t)a->units, nd->kh, m->threads);
+                col_n = need > col_n ? need : col_n;
+            }
         }
     }
     if (!fail && col_n > 0)

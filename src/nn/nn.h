@@ -146,6 +146,8 @@ struct nn_node {
     int act_done;     /* the forward pass already applied the activation */
     int pool_relu;    /* max pooling that also applies its input's relu backward */
     int skip_act_bwd; /* relu backward done by the max pooling that consumes it */
+    int pool_node;    /* direct conv: the max pooling it computes too (0: none) */
+    int in_conv;      /* max pooling computed by the convolution before it */
 };
 
 struct nn_entry {

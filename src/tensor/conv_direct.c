@@ -57,12 +57,6 @@ int ddts__tensor_conv_direct_fits(const struct ddts__conv_geom *g)
     return g->KH * g->KW * g->C <= DDTS_CONV_DIRECT_MAX_K;
 }
 
-size_t ddts__tensor_conv_direct_scratch(const struct ddts__conv_geom *g, size_t F, int threads)
-{
-    size_t K = (size_t)g->KH * g->KW * g->C;
-    return (size_t)(threads > 1 ? threads : 1) * 2 * (K + 1) * F;
-}
-
 /* Tap offsets within a window: off[k] for k = (kh, kw, c), relative to the
  * window's first tap in an (H, W, C) image. */
 static void window_offsets(const struct ddts__conv_geom *g, int *off)
@@ -199,77 +193,157 @@ struct direct_args {
     const float *x, *W, *bias, *dz;
     float *z;
     int relu;
+    const struct ddts__conv_pool *pool; /* or NULL */
 };
 
-/* Output rows [r0, r1) of the batch, a row being (image, oh). */
-ALWAYS_INLINE void forward_rows(const struct direct_args *a, long r0, long r1, const int PB)
+/* What the row kernels of one thread share: tap offsets and a gather block. */
+struct row_ctx {
+    int off_x[DDTS_CONV_DIRECT_MAX_K], off_col[DDTS_CONV_DIRECT_MAX_K];
+    float col[PB_MAX * DDTS_CONV_DIRECT_MAX_K];
+};
+
+static void row_ctx_init(const struct ddts__conv_geom *g, struct row_ctx *c)
+{
+    window_offsets(g, c->off_x);
+    for (int k = 0; k < g->KH * g->KW * g->C; k++)
+        c->off_col[k] = k;
+}
+
+/* Output row oh of image xi into zr (OW, F). */
+ALWAYS_INLINE void conv_row(const struct direct_args *a, struct row_ctx *c, const float *xi, int oh,
+                            float *zr, const int PB)
 {
     const struct ddts__conv_geom *g = a->g;
     const int K = g->KH * g->KW * g->C, F = (int)a->F;
-    int off_x[DDTS_CONV_DIRECT_MAX_K], off_col[DDTS_CONV_DIRECT_MAX_K];
-    float col[PB_MAX * DDTS_CONV_DIRECT_MAX_K];
-    window_offsets(g, off_x);
-    for (int k = 0; k < K; k++)
-        off_col[k] = k;
-    const size_t img = (size_t)g->H * g->W * g->C;
-    for (long r = r0; r < r1; r++) {
-        size_t i = (size_t)r / (size_t)g->OH;
-        int oh = (int)((size_t)r % (size_t)g->OH);
-        const float *xi = a->x + i * img;
-        float *zr = a->z + (size_t)r * g->OW * a->F;
-        for (int ow = 0; ow < g->OW; ow += PB) {
-            int ow0, lo, hi;
-            block_at(g, ow, PB, &ow0, &lo, &hi);
-            float *zp = zr + (size_t)ow0 * a->F;
-            if (block_inside(g, oh, ow0, PB)) {
-                const float *s =
-                    xi +
-                    ((size_t)(oh * g->SH - g->PT) * g->W + (ow0 * g->SW - g->PL)) * (size_t)g->C;
-                fwd_block(s, (size_t)g->SW * g->C, off_x, K, a->W, F, a->bias, a->relu, lo, hi, zp,
-                          PB);
-            } else {
-                gather(g, xi, oh, ow0, hi, PB, col);
-                fwd_block(col, (size_t)K, off_col, K, a->W, F, a->bias, a->relu, lo, hi, zp, PB);
-            }
+    for (int ow = 0; ow < g->OW; ow += PB) {
+        int ow0, lo, hi;
+        block_at(g, ow, PB, &ow0, &lo, &hi);
+        float *zp = zr + (size_t)ow0 * a->F;
+        if (block_inside(g, oh, ow0, PB)) {
+            const float *s =
+                xi + ((size_t)(oh * g->SH - g->PT) * g->W + (ow0 * g->SW - g->PL)) * (size_t)g->C;
+            fwd_block(s, (size_t)g->SW * g->C, c->off_x, K, a->W, F, a->bias, a->relu, lo, hi, zp,
+                      PB);
+        } else {
+            gather(g, xi, oh, ow0, hi, PB, c->col);
+            fwd_block(c->col, (size_t)K, c->off_col, K, a->W, F, a->bias, a->relu, lo, hi, zp, PB);
         }
     }
 }
 
-/* Images [i0, i1) into sums (dW (K, F) then db (F), zeroed here), each image
- * summed apart first (in img, as large) so that no float sum runs over a
- * whole batch. */
-ALWAYS_INLINE void wgrad_images(const struct direct_args *a, size_t i0, size_t i1, float *sums,
-                                float *img_sums, const int PB)
+/* Sums of row oh's weight gradient (dW then db) into sums, dz the row's. */
+ALWAYS_INLINE void wgrad_row(const struct direct_args *a, struct row_ctx *c, const float *xi,
+                             int oh, const float *dzr, float *sums, const int PB)
 {
     const struct ddts__conv_geom *g = a->g;
     const int K = g->KH * g->KW * g->C, F = (int)a->F;
-    int off_x[DDTS_CONV_DIRECT_MAX_K], off_col[DDTS_CONV_DIRECT_MAX_K];
-    float col[PB_MAX * DDTS_CONV_DIRECT_MAX_K];
-    window_offsets(g, off_x);
-    for (int k = 0; k < K; k++)
-        off_col[k] = k;
-    const size_t kf = (size_t)K * a->F, img = (size_t)g->H * g->W * g->C;
+    float *db = sums + (size_t)K * a->F;
+    for (int ow = 0; ow < g->OW; ow += PB) {
+        int ow0, lo, hi;
+        block_at(g, ow, PB, &ow0, &lo, &hi);
+        const float *dzp = dzr + (size_t)ow0 * a->F;
+        if (block_inside(g, oh, ow0, PB)) {
+            const float *s =
+                xi + ((size_t)(oh * g->SH - g->PT) * g->W + (ow0 * g->SW - g->PL)) * (size_t)g->C;
+            wgrad_block(s, (size_t)g->SW * g->C, c->off_x, K, dzp, F, lo, hi, sums, db, PB);
+        } else {
+            gather(g, xi, oh, ow0, hi, PB, c->col);
+            wgrad_block(c->col, (size_t)K, c->off_col, K, dzp, F, lo, hi, sums, db, PB);
+        }
+    }
+}
+
+/* Max pooling of the PH conv rows in rows (PH, OW, F) into pooled row po of
+ * image i: the first cell of each window, then the others where strictly
+ * greater (the order of the max pooling layer, ties to the first). */
+ALWAYS_INLINE void pool_rows(const struct direct_args *a, const float *rows, size_t i, int po)
+{
+    const struct ddts__conv_pool *pl = a->pool;
+    const int OW = a->g->OW, F = (int)a->F;
+    size_t at = (i * (size_t)pl->POH + (size_t)po) * pl->POW * a->F;
+    float *y = pl->y + at;
+    int32_t *arg = pl->arg + at;
+    for (int pw = 0; pw < pl->POW; pw++) {
+        float *restrict yo = y + (size_t)pw * F;
+        int32_t *restrict ao = arg + (size_t)pw * F;
+        for (int q = 0; q < pl->PH; q++)
+            for (int j = 0; j < pl->PW; j++) {
+                int32_t cell = (int32_t)(((po * pl->PH + q) * OW + pw * pl->PW + j) * F);
+                const float *restrict v = rows + ((size_t)q * OW + (size_t)pw * pl->PW + j) * F;
+                if (q == 0 && j == 0) {
+                    for (int f = 0; f < F; f++) {
+                        yo[f] = v[f];
+                        ao[f] = cell + f;
+                    }
+                    continue;
+                }
+                for (int f = 0; f < F; f++) {
+                    int32_t mk = -(int32_t)(v[f] > yo[f]);
+                    ao[f] = (ao[f] & ~mk) | ((cell + f) & mk);
+                    yo[f] = v[f] > yo[f] ? v[f] : yo[f];
+                }
+            }
+    }
+}
+
+/* Rows [r0, r1) of the batch: output rows (image, oh), or with pooling
+ * pooled rows (image, po), whose PH conv rows go through tmp (PH, OW, F). */
+ALWAYS_INLINE void forward_rows(const struct direct_args *a, long r0, long r1, float *tmp,
+                                const int PB)
+{
+    const struct ddts__conv_geom *g = a->g;
+    const struct ddts__conv_pool *pl = a->pool;
+    struct row_ctx c;
+    row_ctx_init(g, &c);
+    const size_t img = (size_t)g->H * g->W * g->C, row = (size_t)g->OW * a->F;
+    const size_t per = pl ? (size_t)pl->POH : (size_t)g->OH;
+    for (long r = r0; r < r1; r++) {
+        size_t i = (size_t)r / per;
+        int o = (int)((size_t)r % per);
+        const float *xi = a->x + i * img;
+        if (pl == NULL) {
+            conv_row(a, &c, xi, o, a->z + (size_t)r * row, PB);
+            continue;
+        }
+        for (int q = 0; q < pl->PH; q++)
+            conv_row(a, &c, xi, o * pl->PH + q, tmp + (size_t)q * row, PB);
+        pool_rows(a, tmp, i, o);
+    }
+}
+
+/* Images [i0, i1) into sums (dW (K, F) then db (F), zeroed here), each image
+ * summed apart first (in img_sums, as large) so that no float sum runs over
+ * a whole batch. With pooling, dz of the PH conv rows under each pooled row
+ * is rebuilt in tmp (PH, OW, F) from the pooling's gradient: dy where the
+ * argmax cell's value is positive (relu), zero elsewhere. */
+ALWAYS_INLINE void wgrad_images(const struct direct_args *a, size_t i0, size_t i1, float *sums,
+                                float *img_sums, float *tmp, const int PB)
+{
+    const struct ddts__conv_geom *g = a->g;
+    const struct ddts__conv_pool *pl = a->pool;
+    struct row_ctx c;
+    row_ctx_init(g, &c);
+    const size_t kf = (size_t)g->KH * g->KW * g->C * a->F, img = (size_t)g->H * g->W * g->C;
+    const size_t row = (size_t)g->OW * a->F;
     memset(sums, 0, (kf + a->F) * sizeof *sums);
     for (size_t i = i0; i < i1; i++) {
         memset(img_sums, 0, (kf + a->F) * sizeof *img_sums);
         const float *xi = a->x + i * img;
-        for (int oh = 0; oh < g->OH; oh++) {
-            const float *dzr = a->dz + (i * (size_t)g->OH + (size_t)oh) * g->OW * a->F;
-            for (int ow = 0; ow < g->OW; ow += PB) {
-                int ow0, lo, hi;
-                block_at(g, ow, PB, &ow0, &lo, &hi);
-                const float *dzp = dzr + (size_t)ow0 * a->F;
-                if (block_inside(g, oh, ow0, PB)) {
-                    const float *s =
-                        xi + ((size_t)(oh * g->SH - g->PT) * g->W + (ow0 * g->SW - g->PL)) *
-                                 (size_t)g->C;
-                    wgrad_block(s, (size_t)g->SW * g->C, off_x, K, dzp, F, lo, hi, img_sums,
-                                img_sums + kf, PB);
-                } else {
-                    gather(g, xi, oh, ow0, hi, PB, col);
-                    wgrad_block(col, (size_t)K, off_col, K, dzp, F, lo, hi, img_sums, img_sums + kf,
-                                PB);
-                }
+        if (pl == NULL) {
+            for (int oh = 0; oh < g->OH; oh++)
+                wgrad_row(a, &c, xi, oh, a->dz + (i * (size_t)g->OH + (size_t)oh) * row, img_sums,
+                          PB);
+        } else {
+            size_t prow = (size_t)pl->POW * a->F;
+            for (int po = 0; po < pl->POH; po++) {
+                size_t at = (i * (size_t)pl->POH + (size_t)po) * prow;
+                size_t base = (size_t)po * pl->PH * row;
+                memset(tmp, 0, (size_t)pl->PH * row * sizeof *tmp);
+                for (size_t e = 0; e < prow; e++)
+                    if (pl->y[at + e] > 0)
+                        tmp[(size_t)pl->arg[at + e] - base] = pl->dy[at + e];
+                for (int q = 0; q < pl->PH; q++)
+                    wgrad_row(a, &c, xi, po * pl->PH + q, tmp + (size_t)q * row, img_sums, PB);
             }
         }
         for (size_t j = 0; j < kf + a->F; j++)
@@ -280,42 +354,43 @@ ALWAYS_INLINE void wgrad_images(const struct direct_args *a, size_t i0, size_t i
 /* The kernels, compiled once per instruction set. The OpenMP regions stay in
  * the callers below: a region inside a target-specific function would be
  * outlined without its target. */
-typedef void (*forward_fn)(const struct direct_args *, long, long);
-typedef void (*wgrad_fn)(const struct direct_args *, size_t, size_t, float *, float *);
+typedef void (*forward_fn)(const struct direct_args *, long, long, float *);
+typedef void (*wgrad_fn)(const struct direct_args *, size_t, size_t, float *, float *, float *);
 
-static void forward_generic(const struct direct_args *a, long r0, long r1)
+static void forward_generic(const struct direct_args *a, long r0, long r1, float *tmp)
 {
-    forward_rows(a, r0, r1, 4);
+    forward_rows(a, r0, r1, tmp, 4);
 }
 
-static void wgrad_generic(const struct direct_args *a, size_t i0, size_t i1, float *s, float *t)
+static void wgrad_generic(const struct direct_args *a, size_t i0, size_t i1, float *s, float *t,
+                          float *tmp)
 {
-    wgrad_images(a, i0, i1, s, t, 4);
+    wgrad_images(a, i0, i1, s, t, tmp, 4);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("avx2,fma"))) static void forward_avx2(const struct direct_args *a, long r0,
-                                                             long r1)
+                                                             long r1, float *tmp)
 {
-    forward_rows(a, r0, r1, 4);
+    forward_rows(a, r0, r1, tmp, 4);
 }
 
-__attribute__((target("avx2,fma"))) static void wgrad_avx2(const struct direct_args *a, size_t i0,
-                                                           size_t i1, float *s, float *t)
+__attribute__((target("avx2,fma"))) static void
+wgrad_avx2(const struct direct_args *a, size_t i0, size_t i1, float *s, float *t, float *tmp)
 {
-    wgrad_images(a, i0, i1, s, t, 4);
+    wgrad_images(a, i0, i1, s, t, tmp, 4);
 }
 
 __attribute__((target("avx512f,fma"))) static void forward_avx512(const struct direct_args *a,
-                                                                  long r0, long r1)
+                                                                  long r0, long r1, float *tmp)
 {
-    forward_rows(a, r0, r1, 8);
+    forward_rows(a, r0, r1, tmp, 8);
 }
 
 __attribute__((target("avx512f,fma"))) static void
-wgrad_avx512(const struct direct_args *a, size_t i0, size_t i1, float *s, float *t)
+wgrad_avx512(const struct direct_args *a, size_t i0, size_t i1, float *s, float *t, float *tmp)
 {
-    wgrad_images(a, i0, i1, s, t, 8);
+    wgrad_images(a, i0, i1, s, t, tmp, 8);
 }
 #endif
 
@@ -378,30 +453,53 @@ static void split(size_t n, int t, int T, size_t *lo, size_t *hi)
     *hi = *lo + blk < n ? *lo + blk : n;
 }
 
+/* Floats per thread of the scratch: two sums of (K + 1) F, the PH conv rows. */
+static size_t per_thread(const struct ddts__conv_geom *g, size_t F, int PH)
+{
+    size_t K = (size_t)g->KH * g->KW * g->C;
+    return 2 * (K + 1) * F + (size_t)PH * g->OW * F;
+}
+
+size_t ddts__tensor_conv_direct_scratch(const struct ddts__conv_geom *g, size_t F, int PH,
+                                        int threads)
+{
+    return (size_t)(threads > 1 ? threads : 1) * per_thread(g, F, PH);
+}
+
 void ddts__tensor_conv_direct(const struct ddts__conv_geom *g, size_t n, const float *x,
                               const float *W, size_t F, const float *bias, int relu, float *z,
-                              int threads)
+                              const struct ddts__conv_pool *pool, float *scratch, int threads)
 {
-    struct direct_args a = {
-        .g = g, .n = n, .F = F, .x = x, .W = W, .bias = bias, .z = z, .relu = relu};
+    struct direct_args a = {.g = g,
+                            .n = n,
+                            .F = F,
+                            .x = x,
+                            .W = W,
+                            .bias = bias,
+                            .z = z,
+                            .relu = relu || pool != NULL,
+                            .pool = pool};
     forward_fn fn = pick_forward();
-    size_t rows = n * (size_t)g->OH;
+    size_t rows = n * (size_t)(pool ? pool->POH : g->OH);
+    size_t per = per_thread(g, F, pool ? pool->PH : 0), sums = per_thread(g, F, 0);
     int nt = threads > 1 && rows > 8 ? threads : 1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         size_t lo, hi;
-        split(rows, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
-        fn(&a, (long)lo, (long)hi);
+        int t = omp_get_thread_num();
+        split(rows, t, omp_get_num_threads(), &lo, &hi);
+        fn(&a, (long)lo, (long)hi, pool ? scratch + (size_t)t * per + sums : NULL);
     }
 }
 
 void ddts__tensor_conv_direct_wgrad(const struct ddts__conv_geom *g, size_t n, const float *x,
-                                    const float *dz, size_t F, float *dW, float *db, float *scratch,
-                                    int threads)
+                                    const float *dz, size_t F, float *dW, float *db,
+                                    const struct ddts__conv_pool *pool, float *scratch, int threads)
 {
-    struct direct_args a = {.g = g, .n = n, .F = F, .x = x, .dz = dz};
+    struct direct_args a = {.g = g, .n = n, .F = F, .x = x, .dz = dz, .pool = pool};
     wgrad_fn fn = pick_wgrad();
-    const size_t K = (size_t)g->KH * g->KW * g->C, kf = K * F, per = 2 * (kf + F);
+    const size_t K = (size_t)g->KH * g->KW * g->C, kf = K * F;
+    const size_t per = per_thread(g, F, pool ? pool->PH : 0);
     int nt = threads > 1 && n > 1 ? threads : 1, used = 1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -409,7 +507,7 @@ void ddts__tensor_conv_direct_wgrad(const struct ddts__conv_geom *g, size_t n, c
         size_t lo, hi;
         split(n, t, T, &lo, &hi);
         float *mine = scratch + (size_t)t * per;
-        fn(&a, lo, hi, mine, mine + kf + F);
+        fn(&a, lo, hi, mine, mine + kf + F, mine + 2 * (kf + F));
         if (t == 0)
             used = T;
     }

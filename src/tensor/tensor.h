@@ -59,18 +59,37 @@ void ddts__tensor_col2im(const struct ddts__conv_geom *g, size_t n, const float 
  */
 #define DDTS_CONV_DIRECT_MAX_K 64
 int ddts__tensor_conv_direct_fits(const struct ddts__conv_geom *g);
+
+/* Max pooling fused onto a direct convolution with relu: windows (PH, PW),
+ * strides equal to the window, no padding, from the top left; a remainder
+ * of the convolution's output that no window covers is never computed. */
+struct ddts__conv_pool {
+    int PH, PW, POH, POW;
+    float *y;        /* pooled output (n, POH, POW, F) */
+    int32_t *arg;    /* argmax of each pooled value: (oh * OW + ow) * F + f */
+    const float *dy; /* for the weight gradient: the gradient w.r.t. y */
+};
+
 /* z (n * OH * OW, F) = im2col(x) W (K, F) + bias (may be NULL), then relu
- * when `relu`; the same sums as the GEMM path, in another order. */
+ * when `relu`: the same sums as the GEMM path, in another order. With pool,
+ * relu is implied and the pooled y and arg are written instead of z (which
+ * may be NULL). scratch holds ddts__tensor_conv_direct_scratch floats (none
+ * is used without pool). */
 void ddts__tensor_conv_direct(const struct ddts__conv_geom *g, size_t n, const float *x,
                               const float *W, size_t F, const float *bias, int relu, float *z,
-                              int threads);
+                              const struct ddts__conv_pool *pool, float *scratch, int threads);
 /* dW (K, F) = im2col(x)^T dz and db (F) = column sums of dz, either NULL
- * when not wanted; scratch holds ddts__tensor_conv_direct_scratch floats. A
+ * when not wanted. With pool, dz is the relu'd pooling's input gradient,
+ * rebuilt from pool's y, arg and dy (and the dz argument is not read). A
  * fixed thread count gives bit-identical results. */
 void ddts__tensor_conv_direct_wgrad(const struct ddts__conv_geom *g, size_t n, const float *x,
-                                    const float *dz, size_t F, float *dW, float *db, float *scratch,
+                                    const float *dz, size_t F, float *dW, float *db,
+                                    const struct ddts__conv_pool *pool, float *scratch,
                                     int threads);
-size_t ddts__tensor_conv_direct_scratch(const struct ddts__conv_geom *g, size_t F, int threads);
+/* Scratch floats for either call; PH is the pooling's window height, 0
+ * without pooling. */
+size_t ddts__tensor_conv_direct_scratch(const struct ddts__conv_geom *g, size_t F, int PH,
+                                        int threads);
 /* Caps the instruction set the direct kernels use (2: AVX-512, 1: AVX2,
  * 0: generic) so that tests reach each build; returns the previous cap. */
 int ddts__tensor_conv_direct_cap_isa(int level);

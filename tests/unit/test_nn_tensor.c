@@ -104,7 +104,7 @@ static void test_conv_direct(void **state)
         float *col = malloc(n * P * K * 4), *z = malloc(n * P * F * 4), *z2 = malloc(n * P * F * 4);
         float *dz = malloc(n * P * F * 4), *dW = malloc(K * F * 4), *db = malloc(F * 4);
         float *dW2 = malloc(K * F * 4), *db2 = malloc(F * 4);
-        float *scratch = malloc(ddts__tensor_conv_direct_scratch(G, F, 3) * 4);
+        float *scratch = malloc(ddts__tensor_conv_direct_scratch(G, F, 0, 3) * 4);
         for (size_t i = 0; i < xs; i++)
             x[i] = (float)(ddts_rng_uniform(&r) - 0.5);
         for (size_t i = 0; i < K * F; i++)
@@ -118,8 +118,8 @@ static void test_conv_direct(void **state)
             int old = ddts__tensor_conv_direct_cap_isa(isa);
             for (int threads = 1; threads <= 3; threads++) {
                 int relu = threads == 2;
-                ddts__tensor_conv_direct(G, n, x, W, F, threads == 3 ? NULL : bias, relu, z,
-                                         threads);
+                ddts__tensor_conv_direct(G, n, x, W, F, threads == 3 ? NULL : bias, relu, z, NULL,
+                                         scratch, threads);
                 for (size_t p = 0; p < n * P; p++)
                     for (size_t f = 0; f < F; f++) {
                         double ref = threads == 3 ? 0 : bias[f];
@@ -132,7 +132,7 @@ static void test_conv_direct(void **state)
                                      "%.7g",
                                      gi, isa, threads, p, f, (double)z[p * F + f], ref);
                     }
-                ddts__tensor_conv_direct_wgrad(G, n, x, dz, F, dW, db, scratch, threads);
+                ddts__tensor_conv_direct_wgrad(G, n, x, dz, F, dW, db, NULL, scratch, threads);
                 for (size_t k = 0; k < K; k++)
                     for (size_t f = 0; f < F; f++) {
                         double ref = 0;
@@ -150,10 +150,10 @@ static void test_conv_direct(void **state)
                     assert_close(db[f], ref, 1e-4);
                 }
                 /* the same thread count again: the same bits; no bias gradient wanted */
-                ddts__tensor_conv_direct(G, n, x, W, F, threads == 3 ? NULL : bias, relu, z2,
-                                         threads);
+                ddts__tensor_conv_direct(G, n, x, W, F, threads == 3 ? NULL : bias, relu, z2, NULL,
+                                         scratch, threads);
                 assert_memory_equal(z, z2, n * P * F * 4);
-                ddts__tensor_conv_direct_wgrad(G, n, x, dz, F, dW2, NULL, scratch, threads);
+                ddts__tensor_conv_direct_wgrad(G, n, x, dz, F, dW2, NULL, NULL, scratch, threads);
                 assert_memory_equal(dW, dW2, K * F * 4);
             }
             ddts__tensor_conv_direct_cap_isa(old);
@@ -173,12 +173,121 @@ static void test_conv_direct(void **state)
     }
 }
 
+/* Max pooling fused onto the direct convolution: the pooled values and
+ * argmax cells of relu(conv) pooled apart, and the weight gradient of the dz
+ * that the pooling's backward pass (relu folded in) would give. */
+static void test_conv_direct_pool(void **state)
+{
+    (void)state;
+    /* 26x25 by 2x2 leaves the right column uncovered; 3x2 windows on 11x11
+     * leave two bottom rows and a right column */
+    struct ddts__conv_geom geoms[] = {
+        {28, 27, 1, 3, 3, 1, 1, 1, 1, 0, 0, 26, 25},
+        {11, 11, 3, 3, 3, 1, 1, 1, 1, 1, 1, 11, 11},
+    };
+    int ph[] = {2, 3}, pw[] = {2, 2};
+    size_t filters[] = {32, 21};
+    struct ddts_rng r;
+    ddts_rng_seed(&r, 4);
+    for (size_t gi = 0; gi < 2; gi++) {
+        const struct ddts__conv_geom *G = &geoms[gi];
+        size_t n = 3, F = filters[gi], K = (size_t)G->KH * G->KW * G->C;
+        size_t P = (size_t)G->OH * G->OW, xs = n * G->H * G->W * G->C;
+        int POH = G->OH / ph[gi], POW = G->OW / pw[gi];
+        size_t ps = n * (size_t)POH * POW * F;
+        float *x = malloc(xs * 4), *W = malloc(K * F * 4), *bias = malloc(F * 4);
+        float *z = malloc(n * P * F * 4), *dz = calloc(n * P * F, 4), *y = malloc(ps * 4);
+        float *dy = malloc(ps * 4), *dW = malloc(K * F * 4), *db = malloc(F * 4);
+        float *ref_y = malloc(ps * 4), *dW2 = malloc(K * F * 4), *db2 = malloc(F * 4);
+        int32_t *arg = malloc(ps * 4);
+        float *scratch = malloc(ddts__tensor_conv_direct_scratch(G, F, ph[gi], 3) * 4);
+        for (size_t i = 0; i < xs; i++)
+            x[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (size_t i = 0; i < K * F; i++)
+            W[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (size_t i = 0; i < F; i++)
+            bias[i] = (float)(ddts_rng_uniform(&r) - 0.6);
+        for (size_t i = 0; i < ps; i++)
+            dy[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        struct ddts__conv_pool pool = {
+            .PH = ph[gi], .PW = pw[gi], .POH = POH, .POW = POW, .y = y, .arg = arg, .dy = dy};
+        for (int isa = 2; isa >= 0; isa--) {
+            int old = ddts__tensor_conv_direct_cap_isa(isa);
+            /* the reference, in this instruction set's sums: relu(conv),
+             * then pooling and its backward by hand */
+            ddts__tensor_conv_direct(G, n, x, W, F, bias, 1, z, NULL, NULL, 1);
+            size_t positive = 0;
+            memset(dz, 0, n * P * F * 4);
+            for (size_t i = 0; i < n; i++)
+                for (int po = 0; po < POH; po++)
+                    for (int q = 0; q < POW; q++)
+                        for (size_t f = 0; f < F; f++) {
+                            size_t best = 0;
+                            float bv = -INFINITY;
+                            for (int u = 0; u < ph[gi]; u++)
+                                for (int v = 0; v < pw[gi]; v++) {
+                                    size_t cell = ((size_t)(po * ph[gi] + u) * G->OW +
+                                                   (size_t)(q * pw[gi] + v)) *
+                                                      F +
+                                                  f;
+                                    if (z[i * P * F + cell] > bv) {
+                                        bv = z[i * P * F + cell];
+                                        best = cell;
+                                    }
+                                }
+                            size_t o = ((i * POH + (size_t)po) * POW + (size_t)q) * F + f;
+                            ref_y[o] = bv;
+                            if (bv > 0) {
+                                dz[i * P * F + best] = dy[o];
+                                positive++;
+                            }
+                        }
+            assert_true(positive > ps / 4 && positive < ps); /* relu both ways */
+            ddts__tensor_conv_direct_wgrad(G, n, x, dz, F, dW, db, NULL, scratch, 1);
+            for (int threads = 1; threads <= 3; threads++) {
+                ddts__tensor_conv_direct(G, n, x, W, F, bias, 1, NULL, &pool, scratch, threads);
+                for (size_t i = 0; i < n; i++)
+                    for (size_t e = 0; e < ps / n; e++) {
+                        size_t o = i * (ps / n) + e;
+                        /* arg names a cell holding the window's maximum */
+                        float at = z[i * P * F + (size_t)arg[o]];
+                        if (y[o] != ref_y[o] || y[o] != at || (size_t)arg[o] % F != e % F)
+                            fail_msg("geometry %zu isa %d threads %d: pooled %zu = %g, cell %d "
+                                     "holds %g",
+                                     gi, isa, threads, o, (double)y[o], arg[o], (double)at);
+                    }
+                ddts__tensor_conv_direct_wgrad(G, n, x, NULL, F, dW2, db2, &pool, scratch, threads);
+                for (size_t k = 0; k < K * F; k++)
+                    assert_close(dW2[k], dW[k], 1e-4);
+                for (size_t f = 0; f < F; f++)
+                    assert_close(db2[f], db[f], 1e-4);
+            }
+            ddts__tensor_conv_direct_cap_isa(old);
+        }
+        free(x);
+        free(W);
+        free(bias);
+        free(z);
+        free(dz);
+        free(y);
+        free(dy);
+        free(ref_y);
+        free(dW);
+        free(db);
+        free(dW2);
+        free(db2);
+        free(arg);
+        free(scratch);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sgemm_split),
         cmocka_unit_test(test_im2col_adjoint),
         cmocka_unit_test(test_conv_direct),
+        cmocka_unit_test(test_conv_direct_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
