@@ -5,10 +5,11 @@
  * at batch 32, peak RSS (of training: the images stay uint8 and are
  * normalized per batch, as `ddts train` does), and OpenBLAS's sgemm GFLOP/s.
  *
- *   bench_engine [--quick] [--throughput] [--only mlp|cnn] [--data DIR]
+ *   bench_engine [--quick] [--throughput | --accuracy] [--only mlp|cnn] [--data DIR]
  *
  * --quick trains on 6000 samples only (a smoke run); --throughput measures
- * one-thread speed only (for profiling).
+ * samples/s only (run.sh alternates it with the peer's), --accuracy the
+ * accuracy only.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,13 +188,15 @@ int main(int argc, char **argv)
     printf("OpenBLAS core: %s, OMP_WAIT_POLICY=%s\n", ddts_nn_blas_core(),
            getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(default)");
     const char *dir = "/usr/share/datasets/fashion-mnist";
-    int quick = 0, tp_only = 0;
+    int quick = 0, tp_only = 0, acc_only = 0;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = 1;
         else if (strcmp(argv[i], "--throughput") == 0)
             tp_only = 1;
+        else if (strcmp(argv[i], "--accuracy") == 0)
+            acc_only = 1;
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
         else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
@@ -240,11 +243,12 @@ int main(int argc, char **argv)
                    throughput(models[k].json, 2, x, raw[1], models[k].n_tp));
             continue;
         }
-        double s1 = throughput(models[k].json, 1, x, raw[1], models[k].n_tp);
-        double s2 = throughput(models[k].json, 2, x, raw[1], models[k].n_tp);
-        printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads); peer: "
-               "PyTorch not installed\n",
-               models[k].name, s1, s2);
+        if (!acc_only) {
+            double s1 = throughput(models[k].json, 1, x, raw[1], models[k].n_tp);
+            double s2 = throughput(models[k].json, 2, x, raw[1], models[k].n_tp);
+            printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads)\n",
+                   models[k].name, s1, s2);
+        }
         /* One draw of initial weights and one shuffling order move the
          * accuracy by up to a point (by +-2 on 6000 samples): the median of
          * SEEDS runs, seed s giving both the initial weights and the order. */

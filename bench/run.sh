@@ -31,11 +31,32 @@ case " $CASES " in *" engine "*)
     else
         echo "(PyTorch not installed: Debian python3-torch; peer figures n/a)" >"$W/torch_engine.txt"
     fi
+    # Samples/s move by 10-25 % over minutes on a shared VM, on both sides:
+    # two more throughput rounds, ddts and PyTorch alternating, and the
+    # median over the three rounds of each side's figure and of the ratio.
+    cp "$W/ddts_engine.txt" "$W/ddts_tp1.txt"
+    cp "$W/torch_engine.txt" "$W/torch_tp1.txt"
+    for r in 2 3; do
+        "$B/bench_engine" $EQ --throughput >"$W/ddts_tp$r.txt" 2>&1
+        if [ $HAVE_TORCH = 1 ]; then
+            $PY "$SRC/bench/torch_engine.py" $EQ --throughput >"$W/torch_tp$r.txt" 2>&1
+        else
+            : >"$W/torch_tp$r.txt"
+        fi
+    done
+    # tp FILE MODEL THREADS: samples/s from one bench_engine / torch_engine output
+    tp() { sed -n "s/^$2: train samples\/s.*: \([0-9.]*\) (1 thread), \([0-9.]*\) (2 threads).*/\\$3/p" "$1"; }
+    med3() { printf '%s\n' "$@" | grep -v '^n/a$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 3) print v[2]; else if (NR > 0) print v[int((NR + 1) / 2)] }'; }
     for m in mlp cnn; do
         for t in 1 2; do
-            d=$(sed -n "s/^$m: train samples\/s.*: \([0-9.]*\) (1 thread), \([0-9.]*\) (2 threads).*/\\$t/p" "$W/ddts_engine.txt")
-            p=$(sed -n "s/^$m: train samples\/s.*: \([0-9.]*\) (1 thread), \([0-9.]*\) (2 threads).*/\\$t/p" "$W/torch_engine.txt")
-            echo "engine $m samples/s, $t thread(s): ddts ${d:-n/a}  PyTorch ${p:-n/a}  ratio $(ratio "$d" "$p")"
+            ds= ps= rs=
+            for r in 1 2 3; do
+                d=$(tp "$W/ddts_tp$r.txt" $m $t)
+                p=$(tp "$W/torch_tp$r.txt" $m $t)
+                ds="$ds ${d:-n/a}" ps="$ps ${p:-n/a}" rs="$rs $(ratio "$d" "$p")"
+            done
+            # shellcheck disable=SC2086
+            echo "engine $m samples/s, $t thread(s): ddts $(med3 $ds)  PyTorch $(med3 $ps)  ratio $(med3 $rs)  (rounds: ddts$ds; PyTorch$ps; ratios$rs)"
         done
         d=$(sed -n "s/^$m: test accuracy.*: \([0-9.]*\) (.*/\1/p" "$W/ddts_engine.txt")
         p=$(sed -n "s/^$m: test accuracy.*: \([0-9.]*\) (.*/\1/p" "$W/torch_engine.txt")

@@ -14,7 +14,8 @@ throughput = best of 3 one-epoch passes over n samples at batch 128 after a
 median over seeds 1-5, seed s giving both the initial weights and the
 shuffling order.
 
-  torch_engine.py [--quick] [--only mlp|cnn] [--mlp-n N] [--cnn-n N] [--acc-n N]
+  torch_engine.py [--quick] [--only mlp|cnn] [--throughput | --accuracy]
+                  [--mlp-n N] [--cnn-n N] [--acc-n N]
 """
 import argparse
 import gzip
@@ -118,6 +119,8 @@ def main():
     ap.add_argument("--mlp-n", type=int)
     ap.add_argument("--cnn-n", type=int)
     ap.add_argument("--acc-n", type=int)
+    ap.add_argument("--throughput", action="store_true", help="samples/s only")
+    ap.add_argument("--accuracy", action="store_true", help="accuracy only")
     a = ap.parse_args()
     x = torch.from_numpy(load_idx("train-images-idx3-ubyte.gz").astype(np.float32) / 255.0)
     x = x.reshape(-1, 1, 28, 28)
@@ -132,10 +135,14 @@ def main():
     for name, factory, n_tp in models:
         if a.only and a.only != name:
             continue
-        s1 = throughput(factory, 1, x, y, n_tp)
-        s2 = throughput(factory, 2, x, y, n_tp)
-        print("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads)" %
-              (name, s1, s2))
+        if not a.accuracy:
+            s1 = throughput(factory, 1, x, y, n_tp)
+            s2 = throughput(factory, 2, x, y, n_tp)
+            print("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads)" %
+                  (name, s1, s2))
+            sys.stdout.flush()
+        if a.throughput:
+            continue
         # median over seeds 1-5 (initial weights and shuffling), as bench_engine
         runs = [accuracy(factory, 2, x, y, ntr, tx, ty, seed) for seed in range(1, 6)]
         accs = [r[0] for r in runs]
