@@ -417,33 +417,17 @@ static int isa_level(void)
     return level < isa_cap ? level : isa_cap;
 }
 
-static forward_fn pick_forward(void)
-{
-    switch (isa_level()) {
+/* The kernels of each build, by isa_level(). */
+static const struct {
+    forward_fn forward;
+    wgrad_fn wgrad;
+} kernels[] = {
+    {forward_generic, wgrad_generic},
 #if defined(__x86_64__) && defined(__GNUC__)
-    case 2:
-        return forward_avx512;
-    case 1:
-        return forward_avx2;
+    {forward_avx2, wgrad_avx2},
+    {forward_avx512, wgrad_avx512},
 #endif
-    default:
-        return forward_generic;
-    }
-}
-
-static wgrad_fn pick_wgrad(void)
-{
-    switch (isa_level()) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    case 2:
-        return wgrad_avx512;
-    case 1:
-        return wgrad_avx2;
-#endif
-    default:
-        return wgrad_generic;
-    }
-}
+};
 
 /* [lo, hi) of n items for thread t of T: contiguous static blocks. */
 static void split(size_t n, int t, int T, size_t *lo, size_t *hi)
@@ -479,7 +463,7 @@ void ddts__tensor_conv_direct(const struct ddts__conv_geom *g, size_t n, const f
                             .z = z,
                             .relu = relu || pool != NULL,
                             .pool = pool};
-    forward_fn fn = pick_forward();
+    forward_fn fn = kernels[isa_level()].forward;
     size_t rows = n * (size_t)(pool ? pool->POH : g->OH);
     size_t per = per_thread(g, F, pool ? pool->PH : 0), sums = per_thread(g, F, 0);
     int nt = threads > 1 && rows > 8 ? threads : 1;
@@ -497,7 +481,7 @@ void ddts__tensor_conv_direct_wgrad(const struct ddts__conv_geom *g, size_t n, c
                                     const struct ddts__conv_pool *pool, float *scratch, int threads)
 {
     struct direct_args a = {.g = g, .n = n, .F = F, .x = x, .dz = dz, .pool = pool};
-    wgrad_fn fn = pick_wgrad();
+    wgrad_fn fn = kernels[isa_level()].wgrad;
     const size_t K = (size_t)g->KH * g->KW * g->C, kf = K * F;
     const size_t per = per_thread(g, F, pool ? pool->PH : 0);
     int nt = threads > 1 && n > 1 ? threads : 1, used = 1;
