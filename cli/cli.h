@@ -119,16 +119,6 @@ int cli_job_complete(const char *cmd, struct ddts_job *job, bool force_wizard, c
 int cli_job_save_wizard_result(const char *cmd, struct ddts_job *job, const char *job_out,
                                const char *passphrase_to_save);
 
-/*
- * The passphrase of a job, for `ddts server` and `ddts client`: from `file`
- * (may be NULL or "": its first line), else $DDTS_PASSPHRASE, else a prompt
- * without echo when stdin is a terminal (asked twice when `confirm`). Fills
- * buf (cap bytes, NUL-terminated; the caller wipes it with explicit_bzero).
- * An already filled buf (the wizard asked) is kept. Returns CLI_OK, CLI_USAGE
- * (no source, naming --passphrase-file and DDTS_PASSPHRASE) or CLI_FAIL.
- */
-int cli_read_passphrase(const char *cmd, const char *file, char *buf, size_t cap, bool confirm);
-
 /* ---- Progress on stderr (cli/progress.c) ---- */
 
 /* Keras-like epoch progress and transfer lines. On a terminal the line is

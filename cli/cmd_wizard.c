@@ -122,12 +122,14 @@ int cmd_wizard(int argc, char **argv)
             goto out;
     }
     if (job.passphrase_file[0] != '\0') {
-        /* A job file must not point at a passphrase file that cannot be read. */
-        char check[512] = {0};
-        rc = cli_read_passphrase("wizard", job.passphrase_file, check, sizeof check, false);
-        explicit_bzero(check, sizeof check);
-        if (rc != CLI_OK)
+        /* A job file must not point at a passphrase file that `ddts server`
+         * would refuse: read it with the server's and client's reader. */
+        struct ddts_passphrase *pw = NULL;
+        if (ddts_passphrase_read(job.passphrase_file, &pw, &err) != DDTS_OK) {
+            rc = cli_fail("wizard", &err);
             goto out;
+        }
+        ddts_passphrase_destroy(pw);
     }
     if (ddts_job_check_required(&job, &err) != DDTS_OK) {
         rc = cli_usage_error("wizard", "%s", err.msg);

@@ -79,14 +79,20 @@ grep -q '"model": "models/only.h5"' f.json || fail "folder with one model not re
 run_expect 2 "$DDTS" wizard --model models --clients 2 --data keras --keras-dataset mnist --job-out f.json </dev/null
 grep -q -- "--model models holds 2 models (models/only.h5, models/other.keras)" "$ERR" || fail "several models not listed: $(cat "$ERR")"
 
-# A passphrase file that cannot be read, or holds nothing, is refused.
+# A passphrase file that ddts server would refuse (unreadable, empty, readable
+# by every user) is refused, with the server's messages.
 OK_FLAGS="--model m.h5 --clients 2 --data keras --keras-dataset mnist --job-out p.json"
 run_expect 1 "$DDTS" wizard $OK_FLAGS --passphrase-file nowhere </dev/null
-grep -q -- "--passphrase-file nowhere: cannot open" "$ERR" || fail "unreadable passphrase file: $(cat "$ERR")"
+grep -q -- "nowhere: cannot open passphrase file" "$ERR" || fail "unreadable passphrase file: $(cat "$ERR")"
 : >empty-pass
-run_expect 2 "$DDTS" wizard $OK_FLAGS --passphrase-file empty-pass </dev/null
-grep -q -- "--passphrase-file empty-pass: the file holds no passphrase" "$ERR" || fail "empty passphrase file"
+chmod 600 empty-pass
+run_expect 1 "$DDTS" wizard $OK_FLAGS --passphrase-file empty-pass </dev/null
+grep -q -- "empty-pass: passphrase is empty" "$ERR" || fail "empty passphrase file: $(cat "$ERR")"
 echo 'a fine passphrase' >pass
+chmod 644 pass
+run_expect 1 "$DDTS" wizard $OK_FLAGS --passphrase-file pass </dev/null
+grep -q -- "pass: passphrase file is readable by every user" "$ERR" || fail "world-readable passphrase file: $(cat "$ERR")"
+chmod 600 pass
 run_expect 0 "$DDTS" wizard $OK_FLAGS --passphrase-file pass </dev/null
 grep -q '"passphrase-file": "pass"' p.json || fail "passphrase file path not in the job file"
 grep -q 'a fine passphrase' p.json && fail "the passphrase itself is in the job file"

@@ -188,6 +188,7 @@ def collect_and_eof(work):
     """Collect mode asks only what collecting needs; EOF mid-way fails cleanly."""
     with open(os.path.join(work, "pass"), "w") as f:
         f.write("from a file\n")
+    os.chmod(os.path.join(work, "pass"), 0o600)  # as ddts server demands
     p = Pty([DDTS, "wizard", "--port", "7000", "--passphrase-file", "pass",
              "--job-out", "c.json"], work)
     check(p.expect("Address to listen on [0.0.0.0]: "), "address question (collect run)")
