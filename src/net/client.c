@@ -380,37 +380,14 @@ static enum ddts_status recv_files(struct client *cl, struct ddts_conn *c,
 {
     uint32_t files = 0;
     for (;;) {
-        uint8_t type;
-        const uint8_t *p;
-        size_t n;
-        enum ddts_status st = ddts_conn_recv(c, &type, &p, &n, err);
-        if (st != DDTS_OK)
+        struct ddts__file_begin fb;
+        int done;
+        enum ddts_status st = ddts__recv_file_begin(c, files, &fb, &done, err);
+        if (st != DDTS_OK || done)
             return st;
-        struct ddts_wire_reader r;
-        ddts_wire_reader_init(&r, p, n);
-        if (type == DDTS_MSG_FILES_DONE) {
-            uint32_t count;
-            ddts_wire_get_u32(&r, &count);
-            st = ddts_wire_reader_end(&r, "FILES_DONE", err);
-            if (st == DDTS_OK && count != files)
-                st = ddts_error_set(err, DDTS_EPROTO, "FILES_DONE says %u files, %u came", count,
-                                    files);
-            return st;
-        }
-        if (type != DDTS_MSG_FILE_BEGIN)
-            return ddts_error_set(err, DDTS_EPROTO, "expected FILE_BEGIN, got %s",
-                                  ddts_msg_str(type));
-        uint8_t kind;
-        char rel[DDTS_MAX_PATH_BYTES + 1];
-        uint64_t size;
-        ddts_wire_get_u8(&r, &kind);
-        ddts_wire_get_str(&r, DDTS_MAX_PATH_BYTES, rel, sizeof rel);
-        ddts_wire_get_u64(&r, &size);
-        st = ddts_wire_reader_end(&r, "FILE_BEGIN", err);
-        if (st == DDTS_OK)
-            st = ddts_wire_check_relpath(rel, err);
-        if (st != DDTS_OK)
-            return st;
+        uint8_t kind = fb.kind;
+        const char *rel = fb.rel;
+        uint64_t size = fb.size;
         char *path = NULL;
         if (kind == 1 && strchr(rel, '/') == NULL && strncmp(rel, "model", 5) == 0 &&
             strlen(rel) < sizeof cl->held.model) {

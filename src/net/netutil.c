@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "ddts/fs.h"
+#include "ddts/net.h"
 #include "ddts/wire.h"
 #include "netutil.h"
 
@@ -107,5 +108,39 @@ enum ddts_status ddts__mkdir_parent(const char *path, struct ddts_error *err)
         st = ddts_mkdir_p(dir, err);
     }
     ddts_free(dir);
+    return st;
+}
+
+enum ddts_status ddts__recv_file_begin(struct ddts_conn *c, uint32_t files,
+                                       struct ddts__file_begin *fb, int *done,
+                                       struct ddts_error *err)
+{
+    uint8_t type;
+    const uint8_t *p;
+    size_t n;
+    *done = 0;
+    enum ddts_status st = ddts_conn_recv(c, &type, &p, &n, err);
+    if (st != DDTS_OK)
+        return st;
+    struct ddts_wire_reader r;
+    ddts_wire_reader_init(&r, p, n);
+    if (type == DDTS_MSG_FILES_DONE) {
+        uint32_t count;
+        ddts_wire_get_u32(&r, &count);
+        st = ddts_wire_reader_end(&r, "FILES_DONE", err);
+        if (st == DDTS_OK && count != files)
+            st =
+                ddts_error_set(err, DDTS_EPROTO, "FILES_DONE says %u files, %u came", count, files);
+        *done = 1;
+        return st;
+    }
+    if (type != DDTS_MSG_FILE_BEGIN)
+        return ddts_error_set(err, DDTS_EPROTO, "expected FILE_BEGIN, got %s", ddts_msg_str(type));
+    ddts_wire_get_u8(&r, &fb->kind);
+    ddts_wire_get_str(&r, DDTS_MAX_PATH_BYTES, fb->rel, sizeof fb->rel);
+    ddts_wire_get_u64(&r, &fb->size);
+    st = ddts_wire_reader_end(&r, "FILE_BEGIN", err);
+    if (st == DDTS_OK)
+        st = ddts_wire_check_relpath(fb->rel, err);
     return st;
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "ddts/core.h"
+#include "ddts/limits.h"
 
 /* Relative paths of the regular files under a folder, recursively (16 levels). */
 struct ddts__file_list {
@@ -23,6 +24,23 @@ void ddts__hex(const uint8_t *p, size_t n, char *out);
 int ddts__unhex(const char *s, uint8_t *out, size_t n);
 /* Creates the parent folder of `path`. */
 DDTS_NODISCARD enum ddts_status ddts__mkdir_parent(const char *path, struct ddts_error *err);
+
+/* The announcement of one file of a sequence (the job's files, a share's
+ * results), or its end. */
+struct ddts__file_begin {
+    uint8_t kind;
+    char rel[DDTS_MAX_PATH_BYTES + 1]; /* checked by ddts_wire_check_relpath */
+    uint64_t size;
+};
+/*
+ * Receives the next message of a file sequence after `files` files: the
+ * closing FILES_DONE, whose count must be `files` (*done = 1), or a
+ * FILE_BEGIN parsed into fb (*done = 0); anything else is a protocol error.
+ */
+struct ddts_conn;
+DDTS_NODISCARD enum ddts_status ddts__recv_file_begin(struct ddts_conn *c, uint32_t files,
+                                                      struct ddts__file_begin *fb, int *done,
+                                                      struct ddts_error *err);
 
 /*
  * With on = 0, a channel seals and opens every message through libsodium

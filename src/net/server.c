@@ -944,39 +944,15 @@ static enum ddts_status receive_results(struct session *se, long i, struct ddts_
     uint32_t files = 0;
     uint64_t bytes = 0;
     while (st == DDTS_OK) {
-        uint8_t type;
-        const uint8_t *p;
-        size_t n;
-        st = ddts_conn_recv(se->conn, &type, &p, &n, err);
-        if (st != DDTS_OK)
+        struct ddts__file_begin fb;
+        int done;
+        st = ddts__recv_file_begin(se->conn, files, &fb, &done, err);
+        if (st != DDTS_OK || done)
             break;
-        struct ddts_wire_reader r;
-        ddts_wire_reader_init(&r, p, n);
-        if (type == DDTS_MSG_FILES_DONE) {
-            uint32_t count;
-            ddts_wire_get_u32(&r, &count);
-            st = ddts_wire_reader_end(&r, "FILES_DONE", err);
-            if (st == DDTS_OK && count != files)
-                st = ddts_error_set(err, DDTS_EPROTO, "FILES_DONE says %u files, %u came", count,
-                                    files);
-            break;
-        }
-        if (type != DDTS_MSG_FILE_BEGIN) {
-            st =
-                ddts_error_set(err, DDTS_EPROTO, "expected FILE_BEGIN, got %s", ddts_msg_str(type));
-            break;
-        }
-        uint8_t kind;
-        char rel[DDTS_MAX_PATH_BYTES + 1];
-        uint64_t size;
-        ddts_wire_get_u8(&r, &kind);
-        ddts_wire_get_str(&r, DDTS_MAX_PATH_BYTES, rel, sizeof rel);
-        ddts_wire_get_u64(&r, &size);
-        st = ddts_wire_reader_end(&r, "FILE_BEGIN", err);
-        if (st == DDTS_OK && kind != 4)
-            st = ddts_error_set(err, DDTS_EPROTO, "result file of kind %u", kind);
-        if (st == DDTS_OK)
-            st = ddts_wire_check_relpath(rel, err);
+        const char *rel = fb.rel;
+        uint64_t size = fb.size;
+        if (fb.kind != 4)
+            st = ddts_error_set(err, DDTS_EPROTO, "result file of kind %u", fb.kind);
         if (st == DDTS_OK && ++files > DDTS_MAX_UPLOAD_FILES)
             st = ddts_error_set(err, DDTS_ELIMIT, "more than %d result files",
                                 DDTS_MAX_UPLOAD_FILES);
