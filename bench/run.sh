@@ -20,7 +20,7 @@ echo "ddts bench on $(uname -n), $(nproc) cores, load:$(uptime | sed 's/.*load a
 
 case " $CASES " in *" engine "*)
     echo "== engine (issue 3): Fashion-MNIST, Adam; samples/s at batch 128, test accuracy after 2 epochs at batch 32 =="
-    # Full data (accuracy on all 60000 training samples, median of seeds 1-5, each
+    # Full data (accuracy on all 60000 training samples, median of seeds 1-10, each
     # giving the initial weights and the shuffling order); BENCH_QUICK=1 trains on
     # 6000 (a smoke run: +-2 points from the shuffling alone).
     EQ=; [ "$Q" = 1 ] && EQ=--quick
