@@ -455,9 +455,12 @@ static int act_in_place(const struct ddts_model *m, size_t i)
 enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_error *err)
 {
     /* Buffers only grow: a smaller batch (evaluation, the last batch) runs in
-     * the planned ones. */
-    if (cap <= m->cap && m->cap > 0)
+     * the planned ones. Per-thread scratch (direct convolutions) is sized for
+     * the thread count planned with: another count plans again. */
+    if (cap <= m->cap && m->cap > 0 && m->plan_threads == m->threads)
         return DDTS_OK;
+    if (cap < m->cap)
+        cap = m->cap;
     unplan(m);
     int fail = 0;
     size_t col_n = 0, ones_n = 1, tmp_n = 1;
@@ -533,9 +536,9 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
             int pointwise = nd->kh == 1 && nd->kw == 1 && nd->sh == 1 && nd->sw == 1 &&
                             nd->pt == 0 && nd->pl == 0;
             size_t need = nb * per;
-            size_t taps = (size_t)nd->kh * nd->kw * (size_t)nn_c(a);
+            struct ddts__conv_geom tg = {.KH = nd->kh, .KW = nd->kw, .C = (int)nn_c(a)};
             nd->direct = nd->kind == NN_CONV2D && !pointwise && !m->conv_gemm_only &&
-                         taps <= DDTS_CONV_DIRECT_MAX_K;
+                         ddts__tensor_conv_direct_fits(&tg);
             if (nd->direct) {
                 /* no im2col but the input gradient's, in dchunks; the
                  * weight gradient's per-thread sums */
@@ -543,7 +546,6 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
                 dn = dn < 1 ? 1 : dn > cap ? cap : dn;
                 nd->dchunk = (int)dn;
                 need = a->needs_grad ? dn * per : 0;
-                struct ddts__conv_geom tg = {.KH = nd->kh, .KW = nd->kw, .C = (int)nn_c(a)};
                 size_t wg = ddts__tensor_conv_direct_scratch(&tg, (size_t)nd->units, 0, m->threads);
                 if (nd->needs_grad && m->w[nd->w0].trainable && wg > need)
                     need = wg;
@@ -624,6 +626,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
         return ddts_error_set(err, DDTS_ENOMEM, "model: out of memory planning batch %zu", cap);
     }
     m->cap = cap;
+    m->plan_threads = m->threads;
     return DDTS_OK;
 }
 

@@ -236,8 +236,9 @@ struct ddts_model {
     struct ddts_rng drop_rng;
 
     /* plan */
-    size_t cap;    /* batch capacity of the buffers */
-    float *target; /* (cap, target_size) */
+    size_t cap;       /* batch capacity of the buffers */
+    int plan_threads; /* the thread count the buffers were planned for */
+    float *target;    /* (cap, target_size) */
     size_t target_size;
     float *col; /* im2col scratch */
     size_t col_n;

@@ -157,6 +157,40 @@ static void test_determinism(void **state)
     assert_memory_not_equal(a, b, na * sizeof *a);
 }
 
+/* A model planned at one thread count and trained on at another plans
+ * again: the direct convolution's per-thread scratch (sized by the count
+ * planned with) would otherwise overflow (ASan); replays give the same bits. */
+static void test_threads_changed(void **state)
+{
+    (void)state;
+    float w[2][512];
+    size_t n = 0;
+    for (int rep = 0; rep < 2; rep++) {
+        struct ddts_model *m = build(CNN, "sparse_categorical_crossentropy", "adam", 0, 1);
+        struct ddts_array *x, *y;
+        make_data(&x, &y);
+        struct ddts_dataset d = {.x = x, .y = y};
+        struct ddts_fit_options fo = {.epochs = 1, .batch_size = 8, .shuffle = 1, .seed = 3};
+        struct ddts_error err;
+        assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK);
+        assert_int_equal(m->plan_threads, 1);
+        ddts_model_set_threads(m, 3);
+        fo.initial_epoch = 1;
+        fo.epochs = 2;
+        assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK);
+        assert_int_equal(m->plan_threads, 3);
+        float *p = ddts_model_weights_flat(m, &n);
+        assert_true(n < 512);
+        for (size_t i = 0; i < n; i++)
+            assert_true(isfinite(p[i]));
+        memcpy(w[rep], p, n * sizeof *p);
+        ddts_array_destroy(x);
+        ddts_array_destroy(y);
+        ddts_model_destroy(m);
+    }
+    assert_memory_equal(w[0], w[1], n * sizeof(float));
+}
+
 /* fit(0..2) equals fit(0..1) then fit(1..2): optimizer state carries over. */
 static void test_continue(void **state)
 {
@@ -482,6 +516,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_xor),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_threads_changed),
         cmocka_unit_test(test_continue),
         cmocka_unit_test(test_no_alloc_in_step),
         cmocka_unit_test(test_predict_evaluate),
