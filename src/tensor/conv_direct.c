@@ -106,20 +106,7 @@ static void gather(const struct ddts__conv_geom *g, const float *xi, int oh, int
             memset(dst, 0, (size_t)K * sizeof *dst);
             continue;
         }
-        for (int kh = 0; kh < g->KH; kh++) {
-            int ih = oh * g->SH - g->PT + kh * g->DH;
-            for (int kw = 0; kw < g->KW; kw++) {
-                int iw = (ow0 + p) * g->SW - g->PL + kw * g->DW;
-                if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) {
-                    memset(dst, 0, (size_t)g->C * sizeof *dst);
-                } else {
-                    const float *s = xi + ((size_t)ih * g->W + iw) * g->C;
-                    for (int c = 0; c < g->C; c++)
-                        dst[c] = s[c];
-                }
-                dst += g->C;
-            }
-        }
+        ddts__tensor_im2col_row(g, xi, oh, ow0 + p, dst);
     }
 }
 

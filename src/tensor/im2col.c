@@ -8,29 +8,14 @@ void ddts__tensor_im2col(const struct ddts__conv_geom *g, size_t n, const float 
 {
     const size_t K = (size_t)g->KH * g->KW * g->C;
     const long rows = (long)(n * (size_t)g->OH);
-    const size_t csz = (size_t)g->C * sizeof(float);
 #pragma omp parallel for num_threads(threads) schedule(static) if (rows > 8)
     for (long r = 0; r < rows; r++) {
         size_t img = (size_t)r / (size_t)g->OH;
         int oh = (int)((size_t)r % (size_t)g->OH);
         const float *xi = x + img * (size_t)g->H * g->W * g->C; /* (H, W, C) */
         float *dst = col + (size_t)r * g->OW * K;
-        for (int ow = 0; ow < g->OW; ow++) {
-            for (int kh = 0; kh < g->KH; kh++) {
-                int ih = oh * g->SH - g->PT + kh * g->DH;
-                for (int kw = 0; kw < g->KW; kw++) {
-                    int iw = ow * g->SW - g->PL + kw * g->DW;
-                    int out = ih < 0 || ih >= g->H || iw < 0 || iw >= g->W;
-                    if (g->C == 1) /* single-channel images: no call per tap */
-                        *dst = out ? 0.0f : xi[(size_t)ih * g->W + iw];
-                    else if (out)
-                        memset(dst, 0, csz);
-                    else
-                        memcpy(dst, xi + ((size_t)ih * g->W + iw) * g->C, csz);
-                    dst += g->C;
-                }
-            }
-        }
+        for (int ow = 0; ow < g->OW; ow++)
+            ddts__tensor_im2col_row(g, xi, oh, ow, dst + (size_t)ow * K);
     }
 }
 

@@ -40,6 +40,28 @@ struct ddts__conv_geom {
     int OH, OW;  /* output */
 };
 
+/* The im2col row of output position (oh, ow) of one image xi (H, W, C):
+ * K = KH * KW * C taps in (kh, kw, c) order, zero outside the image. */
+static inline void ddts__tensor_im2col_row(const struct ddts__conv_geom *g, const float *xi, int oh,
+                                           int ow, float *dst)
+{
+    for (int kh = 0; kh < g->KH; kh++) {
+        int ih = oh * g->SH - g->PT + kh * g->DH;
+        for (int kw = 0; kw < g->KW; kw++) {
+            int iw = ow * g->SW - g->PL + kw * g->DW;
+            if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) {
+                for (int c = 0; c < g->C; c++)
+                    dst[c] = 0.0f;
+            } else {
+                const float *s = xi + ((size_t)ih * g->W + iw) * g->C;
+                for (int c = 0; c < g->C; c++)
+                    dst[c] = s[c];
+            }
+            dst += g->C;
+        }
+    }
+}
+
 /*
  * im2col: images x (n, H, W, C) -> col (n * OH * OW, KH * KW * C), rows in
  * (n, oh, ow) order, columns in (kh, kw, c) order (the Keras kernel's order);
