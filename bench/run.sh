@@ -46,7 +46,8 @@ case " $CASES " in *" engine "*)
     done
     # tp FILE MODEL THREADS: samples/s from one bench_engine / torch_engine output
     tp() { sed -n "s/^$2: train samples\/s.*: \([0-9.]*\) (1 thread), \([0-9.]*\) (2 threads).*/\\$3/p" "$1"; }
-    med3() { printf '%s\n' "$@" | grep -v '^n/a$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 3) print v[2]; else if (NR > 0) print v[int((NR + 1) / 2)] }'; }
+    # med3 V...: the median of the values that are not n/a (the lower middle of two)
+    med3() { printf '%s\n' "$@" | grep -v '^n/a$' | sort -g | awk '{ v[NR] = $1 } END { if (NR > 0) print v[int((NR + 1) / 2)] }'; }
     for m in mlp cnn; do
         for t in 1 2; do
             ds= ps= rs=
