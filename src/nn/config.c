@@ -795,9 +795,14 @@ static enum ddts_status parse_model(struct ctx *c, const json_t *obj, int in_nod
     return st;
 }
 
-/* Keras 3 configs carry "module" keys and dtype policies as objects. */
+/* Keras 3 configs carry "module" keys and dtype policies as objects. A
+ * "keras_version" at the top (model.to_json(), `ddts model new`, surgery)
+ * decides: tf.keras 2.13+ writes "module" keys too. */
 static int looks_keras3(const json_t *v, int depth)
 {
+    const char *kv = depth == 0 ? jstr(v, "keras_version") : NULL;
+    if (kv != NULL)
+        return kv[0] >= '3' && kv[0] <= '9';
     if (depth > 6)
         return 0;
     if (json_is_object(v)) {

@@ -6,7 +6,7 @@
  * Weights in Keras' order:
  *   BatchNormalization  gamma (scale), beta (center), moving_mean, moving_variance   (C)
  *   LayerNormalization  gamma (scale), beta (center)                                 (C)
- *   Normalization       mean, variance (C), and for Keras 2 count (a scalar)
+ *   Normalization       mean, variance (C), count (a scalar)
  */
 #include <math.h>
 #include <string.h>
@@ -133,15 +133,18 @@ static enum ddts_status ln_weights(struct nn_parse *p, struct nn_node *nd)
     return gamma_beta(p, nd, nd->shape[nd->rank - 1]);
 }
 
-/* The adapted state, non-trainable: tf.keras 2.x Normalization.build adds
- * mean, variance and count; Keras 3 mean and variance only. */
+/* The adapted state, non-trainable, in Normalization.build's order: mean,
+ * variance (C) and count (a scalar), in tf.keras 2.x and in Keras 3 alike
+ * (keras/src/layers/preprocessing/normalization.py keeps count "for
+ * backwards compatibility with older saved models"); Keras refuses to load
+ * a file whose layer has fewer weights than build() creates. */
 static enum ddts_status normalization_weights(struct nn_parse *p, struct nn_node *nd)
 {
     int64_t c = nd->shape[nd->rank - 1];
     enum ddts_status st = ddts__nn_cfg_weight(p, "mean", 1, &c, 0, NULL, ddts__nn_init_zeros, NULL);
     if (st == DDTS_OK)
         st = ddts__nn_cfg_weight(p, "variance", 1, &c, 0, NULL, ddts__nn_init_ones, NULL);
-    if (st == DDTS_OK && !p->m->keras3)
+    if (st == DDTS_OK)
         st = ddts__nn_cfg_weight(p, "count", 0, &c, 0, NULL, ddts__nn_init_zeros, NULL);
     return st;
 }

@@ -7,7 +7,7 @@
  *   Global*2D       (H, W, C) -> (C), or (1, 1, C) with keepdims
  *
  * A max pooling keeps its argmax (nd->aux, int32) for the backward pass;
- * after a relu Dense/Conv with tiling windows it also applies the relu's
+ * after a relu dense or convolution layer with tiling windows it also applies the relu's
  * backward, and a direct convolution over the model's input computes it in
  * its own kernel (plan_link below).
  */
@@ -80,7 +80,7 @@ static void argmax_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_pl
     nd->aux = ddts__nn_plan_buf(cap, nd->size, &need->fail);
 }
 
-/* Conv/Dense + relu + tiling max pooling (stride = pool size; a remainder
+/* Convolution/dense + relu + tiling max pooling (stride = pool size; a remainder
  * no window covers gets a zero gradient either way): the pooling's
  * backward applies the relu derivative (relu'(z) = [pool output > 0] at
  * the argmax cell), saving a pass over the largest activation of a CNN. */
