@@ -650,6 +650,75 @@ static enum ddts_status lookup(struct ctx *c, json_t *scope, const char **names,
     return DDTS_OK;
 }
 
+/* Layer `i` of a Functional config: its node(s) added (a nested model's
+ * too), the name bound to its output node in `scope`. */
+static enum ddts_status functional_layer(struct ctx *c, const json_t *layer, size_t i,
+                                         const char *input_name, int in_node, int entry, int mtrain,
+                                         json_t *scope)
+{
+    enum ddts_status st;
+    const char *names[MAX_INBOUND];
+    int ids[MAX_INBOUND], n = 0;
+    const char *cls = jstr(layer, "class_name");
+    const json_t *lc = json_object_get(layer, "config");
+    if (cls == NULL || !json_is_object(lc))
+        return ddts_error_set(c->err, DDTS_EFORMAT, "Functional layer %zu: no class_name/config",
+                              i);
+    const char *name = jstr(layer, "name");
+    if (name == NULL)
+        name = layer_name(layer, lc);
+    int node = -1, e = entry;
+    size_t first = c->m->n_nodes;
+    if (strcmp(cls, "InputLayer") == 0) {
+        if (strcmp(name, input_name) != 0)
+            return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                                  "layer '%s' (InputLayer): models with several inputs are "
+                                  "not supported",
+                                  name);
+        if (e < 0)
+            TRY(new_entry(c, name, cls, &e));
+        if (in_node >= 0) {
+            node = in_node;
+        } else {
+            int rank, found;
+            int64_t shape[DDTS_MAX_RANK];
+            TRY(input_shape_of(c, layer, lc, name, cls, &rank, shape, &found));
+            if (!found)
+                return bad(c, name, cls, "no input shape");
+            TRY(make_input(c, name, cls, rank, shape, e, &node));
+        }
+    } else {
+        const json_t *ib = json_object_get(layer, "inbound_nodes");
+        if (!json_is_array(ib) || json_array_size(ib) == 0)
+            return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inbound_nodes", name,
+                                  cls);
+        if (json_array_size(ib) > 1)
+            return unsup(c, name, cls, "a layer called several times (shared layer)");
+        TRY(collect_refs(c, json_array_get(ib, 0), names, &n, MAX_INBOUND, 0));
+        TRY(lookup(c, scope, names, n, ids, name));
+        if (n == 0)
+            return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inputs", name, cls);
+        if (e < 0)
+            TRY(new_entry(c, name, cls, &e));
+        if (is_model_class(cls)) {
+            if (n != 1)
+                return unsup(c, name, cls, "a nested model with several inputs");
+            TRY(parse_model(c, layer, ids[0], e, &node));
+        } else {
+            TRY(add_layer(c, cls, name, lc, ids, n, e, &node));
+        }
+    }
+    if (!mtrain)
+        for (size_t q = first; q < c->m->n_nodes; q++)
+            c->m->nodes[q].trainable = 0;
+    if (entry < 0)
+        c->m->entries[e].node_out = node;
+    json_t *jv = json_integer(node);
+    if (jv == NULL || json_object_set_new(scope, name, jv) != 0)
+        return ddts_error_set(c->err, DDTS_ENOMEM, "out of memory");
+    return DDTS_OK;
+}
+
 static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int in_node, int entry,
                                          int *out_node)
 {
@@ -658,7 +727,7 @@ static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int i
     if (!json_is_array(layers))
         return ddts_error_set(c->err, DDTS_EFORMAT, "Functional config has no layer list");
     const char *names[MAX_INBOUND];
-    int ids[MAX_INBOUND], n = 0;
+    int ids[1] = {-1}, n = 0;
     int mtrain = jbool(cfg, "trainable", 1);
     st = collect_refs(c, json_object_get(cfg, "input_layers"), names, &n, MAX_INBOUND, 0);
     if (st != DDTS_OK)
@@ -675,85 +744,9 @@ static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int i
     json_t *layer;
     json_array_foreach(layers, i, layer)
     {
-        const char *cls = jstr(layer, "class_name");
-        const json_t *lc = json_object_get(layer, "config");
-        if (cls == NULL || !json_is_object(lc)) {
-            st = ddts_error_set(c->err, DDTS_EFORMAT, "Functional layer %zu: no class_name/config",
-                                i);
+        st = functional_layer(c, layer, i, input_name, in_node, entry, mtrain, scope);
+        if (st != DDTS_OK)
             goto done;
-        }
-        const char *name = jstr(layer, "name");
-        if (name == NULL)
-            name = layer_name(layer, lc);
-        int node = -1, e = entry;
-        size_t first = c->m->n_nodes;
-        if (strcmp(cls, "InputLayer") == 0) {
-            if (strcmp(name, input_name) != 0) {
-                st = ddts_error_set(c->err, DDTS_EUNSUPPORTED,
-                                    "layer '%s' (InputLayer): models with several inputs are "
-                                    "not supported",
-                                    name);
-                goto done;
-            }
-            if (e < 0 && (st = new_entry(c, name, cls, &e)) != DDTS_OK)
-                goto done;
-            if (in_node >= 0) {
-                node = in_node;
-            } else {
-                int rank, found;
-                int64_t shape[DDTS_MAX_RANK];
-                st = input_shape_of(c, layer, lc, name, cls, &rank, shape, &found);
-                if (st == DDTS_OK && !found)
-                    st = bad(c, name, cls, "no input shape");
-                if (st == DDTS_OK)
-                    st = make_input(c, name, cls, rank, shape, e, &node);
-                if (st != DDTS_OK)
-                    goto done;
-            }
-        } else {
-            const json_t *ib = json_object_get(layer, "inbound_nodes");
-            if (!json_is_array(ib) || json_array_size(ib) == 0) {
-                st = ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inbound_nodes", name,
-                                    cls);
-                goto done;
-            }
-            if (json_array_size(ib) > 1) {
-                st = unsup(c, name, cls, "a layer called several times (shared layer)");
-                goto done;
-            }
-            n = 0;
-            if ((st = collect_refs(c, json_array_get(ib, 0), names, &n, MAX_INBOUND, 0)) !=
-                    DDTS_OK ||
-                (st = lookup(c, scope, names, n, ids, name)) != DDTS_OK)
-                goto done;
-            if (n == 0) {
-                st = ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inputs", name, cls);
-                goto done;
-            }
-            if (e < 0 && (st = new_entry(c, name, cls, &e)) != DDTS_OK)
-                goto done;
-            if (is_model_class(cls)) {
-                if (n != 1) {
-                    st = unsup(c, name, cls, "a nested model with several inputs");
-                    goto done;
-                }
-                st = parse_model(c, layer, ids[0], e, &node);
-            } else {
-                st = add_layer(c, cls, name, lc, ids, n, e, &node);
-            }
-            if (st != DDTS_OK)
-                goto done;
-        }
-        if (!mtrain)
-            for (size_t q = first; q < c->m->n_nodes; q++)
-                c->m->nodes[q].trainable = 0;
-        if (entry < 0)
-            c->m->entries[e].node_out = node;
-        json_t *jv = json_integer(node);
-        if (jv == NULL || json_object_set_new(scope, name, jv) != 0) {
-            st = ddts_error_set(c->err, DDTS_ENOMEM, "out of memory");
-            goto done;
-        }
     }
     n = 0;
     if ((st = collect_refs(c, json_object_get(cfg, "output_layers"), names, &n, MAX_INBOUND, 0)) !=
