@@ -94,6 +94,23 @@ int ddts__nn_layer_always_weighted(const char *cls)
            d->weight_name(&all, 0) != NULL;
 }
 
+enum ddts_status ddts_nn_layer_class(size_t i, struct ddts_layer_class *out)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t f = 0; ddts__nn_families[f] != NULL; f++)
+        for (size_t k = 0; ddts__nn_families[f][k] != NULL; k++, i--)
+            if (i == 0) {
+                const struct nn_layer_ops *d = ddts__nn_families[f][k];
+                out->name = d->class_names[0];
+                out->aliases = d->class_names + 1;
+                out->doc = d->doc;
+                out->runs = d->parse != NULL;
+                out->spec_usage = d->spec_usage;
+                return DDTS_OK;
+            }
+    return DDTS_ENOTFOUND;
+}
+
 /* ---- helpers for spec hooks ---- */
 
 int ddts__nn_spec_int(const char *s, long lo, long hi, long *out)
