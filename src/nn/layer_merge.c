@@ -149,23 +149,53 @@ static void concat_bwd(struct ddts_model *m, struct nn_node *nd, size_t b)
     concat(m, nd, b, 1);
 }
 
-#define MERGE_OPS(var, cls, k, what)                                                               \
-    static const struct nn_layer_ops var = {                                                       \
-        .class_names = (const char *const[]){cls, NULL},                                           \
-        .kind = k,                                                                                 \
-        .doc = what,                                                                               \
-        .min_in = 1,                                                                               \
-        .max_in = NN_MAX_INPUTS,                                                                   \
-        .parse = no_options,                                                                       \
-        .infer_shape = elementwise_shape,                                                          \
-        .forward = merge_forward,                                                                  \
-        .backward = merge_backward,                                                                \
-    }
+static const struct nn_layer_ops add_ops = {
+    .class_names = (const char *const[]){"Add", NULL},
+    .kind = NN_ADD,
+    .doc = "sum of its inputs",
+    .min_in = 1,
+    .max_in = NN_MAX_INPUTS,
+    .parse = no_options,
+    .infer_shape = elementwise_shape,
+    .forward = merge_forward,
+    .backward = merge_backward,
+};
 
-MERGE_OPS(add_ops, "Add", NN_ADD, "sum of its inputs");
-MERGE_OPS(average_ops, "Average", NN_AVERAGE, "mean of its inputs");
-MERGE_OPS(subtract_ops, "Subtract", NN_SUBTRACT, "first input minus the second");
-MERGE_OPS(multiply_ops, "Multiply", NN_MULTIPLY, "product of its inputs");
+static const struct nn_layer_ops average_ops = {
+    .class_names = (const char *const[]){"Average", NULL},
+    .kind = NN_AVERAGE,
+    .doc = "mean of its inputs",
+    .min_in = 1,
+    .max_in = NN_MAX_INPUTS,
+    .parse = no_options,
+    .infer_shape = elementwise_shape,
+    .forward = merge_forward,
+    .backward = merge_backward,
+};
+
+static const struct nn_layer_ops subtract_ops = {
+    .class_names = (const char *const[]){"Subtract", NULL},
+    .kind = NN_SUBTRACT,
+    .doc = "first input minus the second",
+    .min_in = 1,
+    .max_in = NN_MAX_INPUTS,
+    .parse = no_options,
+    .infer_shape = elementwise_shape,
+    .forward = merge_forward,
+    .backward = merge_backward,
+};
+
+static const struct nn_layer_ops multiply_ops = {
+    .class_names = (const char *const[]){"Multiply", NULL},
+    .kind = NN_MULTIPLY,
+    .doc = "product of its inputs",
+    .min_in = 1,
+    .max_in = NN_MAX_INPUTS,
+    .parse = no_options,
+    .infer_shape = elementwise_shape,
+    .forward = merge_forward,
+    .backward = merge_backward,
+};
 
 static const struct nn_layer_ops concat_ops = {
     .class_names = (const char *const[]){"Concatenate", NULL},

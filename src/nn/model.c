@@ -266,9 +266,10 @@ static void plan_outputs(struct ddts_model *m, size_t i, size_t cap, int *fail)
     struct nn_node *nd = &m->nodes[i];
     const struct nn_node *a = nd->n_in > 0 ? &m->nodes[nd->in[0]] : NULL;
     int separate = has_core_act(nd) && !act_in_place(m, i);
-    if (nd->ops->out == NN_OUT_VIEW) {
+    /* (a is NULL only for the input, whose output is its own) */
+    if (a != NULL && nd->ops->out == NN_OUT_VIEW) {
         nd->y = nd->z = a->y;
-    } else if (nd->ops->out == NN_OUT_ACT) {
+    } else if (a != NULL && nd->ops->out == NN_OUT_ACT) {
         nd->z = a->y;
         nd->y = ddts__nn_plan_buf(cap, nd->size, fail);
         nd->own_y = 1;
