@@ -77,7 +77,7 @@ static const struct nn_layer_ops activation_ops = {
 
 static const struct nn_layer_ops prelu_ops = {
     .class_names = (const char *const[]){"PReLU", NULL},
-    .kind = NN_ACTIVATION,
+    .kind = NN_NAMED,
     .doc = "not supported by the engine; weight alpha",
     .weight_name = prelu_names,
 };

@@ -506,21 +506,21 @@ static const struct nn_layer_ops conv_other_ops = {
     .class_names =
         (const char *const[]){"Conv3D", "Convolution3D", "Conv1DTranspose", "Conv3DTranspose",
                               "Convolution3DTranspose", "Deconvolution3D", NULL},
-    .kind = NN_CONV2D,
+    .kind = NN_NAMED,
     .doc = "not supported by the engine; weights kernel, bias",
     .weight_name = kernel_bias,
 };
 
 static const struct nn_layer_ops depthwise_ops = {
     .class_names = (const char *const[]){"DepthwiseConv1D", "DepthwiseConv2D", NULL},
-    .kind = NN_CONV2D,
+    .kind = NN_NAMED,
     .doc = "not supported by the engine; weights depthwise_kernel, bias",
     .weight_name = depthwise_names,
 };
 
 static const struct nn_layer_ops separable_ops = {
     .class_names = (const char *const[]){"SeparableConv1D", "SeparableConv2D", NULL},
-    .kind = NN_CONV2D,
+    .kind = NN_NAMED,
     .doc = "not supported by the engine; weights depthwise_kernel, pointwise_kernel, bias",
     .weight_name = separable_names,
 };

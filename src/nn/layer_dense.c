@@ -140,7 +140,7 @@ static const struct nn_layer_ops dense_ops = {
 static const struct nn_layer_ops dense_like_ops = {
     .class_names =
         (const char *const[]){"EinsumDense", "LocallyConnected1D", "LocallyConnected2D", NULL},
-    .kind = NN_DENSE,
+    .kind = NN_NAMED,
     .doc = "not supported by the engine; weights kernel, bias",
     .weight_name = kernel_bias,
 };

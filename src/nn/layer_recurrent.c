@@ -18,7 +18,7 @@ static const char *recurrent_names(const struct nn_weight_flags *f, size_t index
 static const struct nn_layer_ops recurrent_ops = {
     .class_names = (const char *const[]){"SimpleRNN", "LSTM", "GRU", "SimpleRNNCell", "LSTMCell",
                                          "GRUCell", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", NULL},
-    .kind = NN_DENSE,
+    .kind = NN_NAMED,
     .doc = "not supported by the engine yet; weights kernel, recurrent_kernel, bias",
     .weight_name = recurrent_names,
 };

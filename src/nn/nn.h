@@ -37,6 +37,7 @@ enum nn_kind {
     NN_RESCALING,
     NN_EMBEDDING,
     NN_LAYERNORM,
+    NN_NAMED, /* a class known by name only (its files' weight names), not built */
 };
 
 enum nn_act_kind {

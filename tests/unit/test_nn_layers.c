@@ -57,6 +57,7 @@ static void test_hooks(void **state)
         assert_non_null(d->doc);
         if (d->parse == NULL) {
             /* Known by name: only weight names (for files). */
+            assert_int_equal(d->kind, NN_NAMED);
             assert_null(d->forward);
             assert_null(d->spec);
             assert_non_null(d->weight_name);
