@@ -8,7 +8,7 @@
  * config is parsed, its weights in Keras' order, its shape, the buffers it
  * plans, its forward and backward pass, and the words `ddts model new
  * --layers` knows it by. Each family exports `struct nn_layer_ops`
- * descriptors; `ddts__nn_layers` (layer.c) lists them all. The config reader
+ * descriptors; `ddts__nn_families` (layer.c) lists them all. The config reader
  * (config.c), the planner and the passes (model.c, layer.c), the Keras file
  * code (src/io/keras_*.c: weight names, the spec builder) and `ddts inspect`
  * consult this one table; nothing else switches on layer classes. kann's
@@ -48,6 +48,12 @@
  *  - backward reads nd->dz (the engine already applied the activation's
  *    derivative), writes the weight gradients and adds or writes its inputs'
  *    dy (ddts__nn_dx says which).
+ *
+ * Settings a family reads from its config live in struct nn_node (nn.h):
+ * reuse its geometry fields (units, kh/kw, sh/sw, rate, eps...) or add
+ * fields there. A class known by name only (kind NN_NAMED, parse NULL) has
+ * just class_names, doc and weight_name: files with it are read with their
+ * weights named, and the engine refuses to build it.
  *
  * Several inputs: min_in/max_in (merge layers take 1..NN_MAX_INPUTS);
  * nd->in[0 .. n_in) in call order. Several outputs (LSTM return_state) are
