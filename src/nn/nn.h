@@ -37,6 +37,8 @@ enum nn_kind {
     NN_RESCALING,
     NN_EMBEDDING,
     NN_LAYERNORM,
+    NN_DEPTHWISE,
+    NN_SEPARABLE,
     NN_NAMED, /* a class known by name only (its files' weight names), not built */
 };
 
@@ -123,6 +125,7 @@ struct nn_node {
 
     /* Dense/Conv/Pool geometry */
     int units, use_bias;
+    int depth_mult; /* depthwise/separable: depth_multiplier */
     int kh, kw, sh, sw, dh, dw, same;
     int pt, pl, pb, pr;
     float rate;           /* dropout */

@@ -243,6 +243,10 @@ static void test_activations(void **state)
                              "\"max_value\":0.3,\"threshold\":0.05}}," DENSE(2, "linear"),
           "mse", T_REAL);
     check("4",
+          DENSE(6, "linear") ",{\"class_name\":\"ReLU\",\"config\":{\"name\":\"x\","
+                             "\"max_value\":6.0,\"negative_slope\":0.2}}," DENSE(2, "linear"),
+          "mse", T_REAL);
+    check("4",
           DENSE(6, "linear") ",{\"class_name\":\"ELU\",\"config\":{\"name\":\"x\","
                              "\"alpha\":0.7}}," DENSE(2, "linear"),
           "mse", T_REAL);
@@ -314,6 +318,43 @@ static void test_conv_transpose(void **state)
           "\"kernel_size\":[3,3],\"strides\":[2,2],\"padding\":\"same\",\"activation\":\"linear\"}}"
           "," CONV("c", 2, 2, "") HEAD,
           "mse", T_REAL);
+}
+
+#define DW(cls, name, k, extra)                                                                    \
+    "{\"class_name\":\"" cls "\",\"config\":{\"name\":\"" name "\",\"kernel_size\":" k             \
+    ",\"activation\":\"tanh\"" extra "}}"
+
+/* DepthwiseConv2D / SeparableConv2D (layer_depthwise.c): direct kernels, every
+ * geometry; a convolution before them checks their input gradient. */
+static void test_depthwise(void **state)
+{
+    (void)state;
+    check("5,5,2", DW("DepthwiseConv2D", "d", "[3,3]", "") HEAD, "mse", T_REAL);
+    check("6,5,2",
+          DW("DepthwiseConv2D", "d", "[3,3]", ",\"depth_multiplier\":2,\"padding\":\"same\"") HEAD,
+          "mse", T_REAL);
+    check("7,6,3",
+          DW("DepthwiseConv2D", "d", "[3,2]",
+             ",\"strides\":[2,2],\"padding\":\"same\",\"use_bias\":false") HEAD,
+          "mse", T_REAL);
+    check("7,7,2",
+          DW("DepthwiseConv2D", "d", "[2,2]", ",\"dilation_rate\":[2,2],\"padding\":\"same\"") HEAD,
+          "mse", T_REAL);
+    check("6,6,2",
+          CONV("c", 3, 2, "") "," DW("DepthwiseConv2D", "d", "[3,3]",
+                                     ",\"depth_multiplier\":2,\"strides\":[2,1]") HEAD,
+          "mse", T_REAL);
+    check("9,2", DW("DepthwiseConv1D", "d", "3", ",\"strides\":2,\"padding\":\"same\"") HEAD, "mse",
+          T_REAL);
+    check("6,6,2",
+          CONV("c", 3, 2, "") "," DW("SeparableConv2D", "s", "[3,3]",
+                                     ",\"filters\":4,\"depth_multiplier\":2,\"strides\":[2,2],"
+                                     "\"padding\":\"same\"") HEAD,
+          "mse", T_REAL);
+    check("5,5,3", DW("SeparableConv2D", "s", "[2,2]", ",\"filters\":2,\"use_bias\":false") HEAD,
+          "mse", T_REAL);
+    check("8,2", DW("SeparableConv1D", "s", "3", ",\"filters\":3,\"dilation_rate\":2") HEAD, "mse",
+          T_REAL);
 }
 
 static void test_pooling(void **state)
@@ -546,17 +587,12 @@ static void test_loss_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dense),
-        cmocka_unit_test(test_activations),
-        cmocka_unit_test(test_conv),
-        cmocka_unit_test(test_conv_transpose),
-        cmocka_unit_test(test_conv1d),
-        cmocka_unit_test(test_pooling),
-        cmocka_unit_test(test_shape_layers),
-        cmocka_unit_test(test_batchnorm),
-        cmocka_unit_test(test_layernorm_embedding),
-        cmocka_unit_test(test_merge),
-        cmocka_unit_test(test_losses),
+        cmocka_unit_test(test_dense),       cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_conv),        cmocka_unit_test(test_conv_transpose),
+        cmocka_unit_test(test_conv1d),      cmocka_unit_test(test_depthwise),
+        cmocka_unit_test(test_pooling),     cmocka_unit_test(test_shape_layers),
+        cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_layernorm_embedding),
+        cmocka_unit_test(test_merge),       cmocka_unit_test(test_losses),
         cmocka_unit_test(test_loss_values),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
