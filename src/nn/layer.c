@@ -26,6 +26,7 @@ const struct nn_layer_ops *const *const ddts__nn_families[] = {
     ddts__nn_family_embedding,
     ddts__nn_family_recurrent,
     ddts__nn_family_depthwise,
+    ddts__nn_family_attention,
     NULL,
 };
 

@@ -4,9 +4,9 @@
  * Everything ddts knows about a layer class lives in one family file under
  * src/nn/ (layer_dense.c, layer_conv.c, layer_pool.c, layer_norm.c,
  * layer_reshape.c, layer_merge.c, layer_activation.c, layer_dropout.c,
- * layer_embedding.c, layer_recurrent.c, layer_depthwise.c): its Keras class names, how its
- * config is parsed, its weights in Keras' order, its shape, the buffers it
- * plans, its forward and backward pass, and the words `ddts model new
+ * layer_embedding.c, layer_recurrent.c, layer_depthwise.c, layer_attention.c): its Keras class
+ * names, how its config is parsed, its weights in Keras' order, its shape, the buffers it plans,
+ * its forward and backward pass, and the words `ddts model new
  * --layers` knows it by. Each family exports `struct nn_layer_ops`
  * descriptors; `ddts__nn_families` (layer.c) lists them all. The config reader
  * (config.c), the planner and the passes (model.c, layer.c), the Keras file
@@ -185,6 +185,7 @@ extern const struct nn_layer_ops *const ddts__nn_family_dropout[];
 extern const struct nn_layer_ops *const ddts__nn_family_embedding[];
 extern const struct nn_layer_ops *const ddts__nn_family_recurrent[];
 extern const struct nn_layer_ops *const ddts__nn_family_depthwise[];
+extern const struct nn_layer_ops *const ddts__nn_family_attention[];
 
 /* ---- config accessors for parse hooks (config.c) ---- */
 

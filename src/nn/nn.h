@@ -39,6 +39,7 @@ enum nn_kind {
     NN_LAYERNORM,
     NN_DEPTHWISE,
     NN_SEPARABLE,
+    NN_MHA,
     NN_NAMED, /* a class known by name only (its files' weight names), not built */
 };
 
@@ -125,7 +126,8 @@ struct nn_node {
 
     /* Dense/Conv/Pool geometry */
     int units, use_bias;
-    int depth_mult; /* depthwise/separable: depth_multiplier */
+    int depth_mult;                /* depthwise/separable: depth_multiplier */
+    int heads, key_dim, value_dim; /* MultiHeadAttention */
     int kh, kw, sh, sw, dh, dw, same;
     int pt, pl, pb, pr;
     float rate;           /* dropout */

@@ -177,8 +177,8 @@ static void check_json(const char *json, const char *loss, const char *loss_cfg,
             double num = (4 * d[1] - d[0]) / 3;
             double diff = fabs(num - a), scale = fmax(fabs(num), fabs(a));
             if (!(diff <= tol * scale + floor_abs)) /* NaN-safe */
-                fail_msg("%s: d loss / d %s/%s[%zu]: analytic %.7g, numeric %.7g (loss %s = %g)",
-                         json, w->layer_name, w->name, j, a, num, loss ? loss : "cfg", l0);
+                fail_msg("d loss / d %s/%s[%zu]: analytic %.7g, numeric %.7g (loss %s = %g) in %s",
+                         w->layer_name, w->name, j, a, num, loss ? loss : "cfg", l0, json);
             checked++;
         }
     }
@@ -355,6 +355,57 @@ static void test_depthwise(void **state)
           "mse", T_REAL);
     check("8,2", DW("SeparableConv1D", "s", "3", ",\"filters\":3,\"dilation_rate\":2") HEAD, "mse",
           T_REAL);
+}
+
+/* A functional model: "in" (6, 4) -> Dense q (5); with `branches` >= 1 also
+ * Dense v (3) -> AveragePooling1D pv (3 steps), with 2 Dense k (2) -> pk; then
+ * MultiHeadAttention on `mha_args`, Flatten, Dense. */
+static void check_mha(int branches, const char *mha_cfg, const char *mha_args)
+{
+    char j[4096];
+    const char *vb =
+        "{\"class_name\":\"Dense\",\"name\":\"v\",\"config\":{\"name\":\"v\",\"units\":3,"
+        "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"in\",0,0,{}]]]},"
+        "{\"class_name\":\"AveragePooling1D\",\"name\":\"pv\",\"config\":{\"name\":"
+        "\"pv\",\"pool_size\":2},\"inbound_nodes\":[[[\"v\",0,0,{}]]]},";
+    const char *kb =
+        "{\"class_name\":\"Dense\",\"name\":\"k\",\"config\":{\"name\":\"k\",\"units\":2,"
+        "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"in\",0,0,{}]]]},"
+        "{\"class_name\":\"AveragePooling1D\",\"name\":\"pk\",\"config\":{\"name\":"
+        "\"pk\",\"pool_size\":2},\"inbound_nodes\":[[[\"k\",0,0,{}]]]},";
+    snprintf(j, sizeof j,
+             "{\"class_name\":\"Functional\",\"config\":{\"name\":\"t\",\"layers\":["
+             "{\"class_name\":\"InputLayer\",\"name\":\"in\",\"config\":{\"name\":\"in\","
+             "\"batch_input_shape\":[null,6,4]},\"inbound_nodes\":[]},"
+             "{\"class_name\":\"Dense\",\"name\":\"q\",\"config\":{\"name\":\"q\",\"units\":5,"
+             "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"in\",0,0,{}]]]},%s%s"
+             "{\"class_name\":\"MultiHeadAttention\",\"name\":\"mha\",\"config\":{\"name\":\"mha\","
+             "%s},\"inbound_nodes\":[[%s]]},"
+             "{\"class_name\":\"Flatten\",\"name\":\"f\",\"config\":{\"name\":\"f\"},"
+             "\"inbound_nodes\":[[[\"mha\",0,0,{}]]]},"
+             "{\"class_name\":\"Dense\",\"name\":\"o\",\"config\":{\"name\":\"o\",\"units\":2},"
+             "\"inbound_nodes\":[[[\"f\",0,0,{}]]]}],"
+             "\"input_layers\":[[\"in\",0,0]],\"output_layers\":[[\"o\",0,0]]}}",
+             branches >= 1 ? vb : "", branches >= 2 ? kb : "", mha_cfg, mha_args);
+    check_json(j, "mse", NULL, T_REAL, 2e-2);
+}
+
+/* MultiHeadAttention (layer_attention.c): self-attention (query = value = key,
+ * as Keras writes it: the same tensor twice), cross-attention with key =
+ * value, and three distinct inputs. */
+static void test_attention(void **state)
+{
+    (void)state;
+    check_mha(0, "\"num_heads\":2,\"key_dim\":3", "[\"q\",0,0,{}],[\"q\",0,0,{}]");
+    check_mha(1, "\"num_heads\":2,\"key_dim\":2,\"value_dim\":3,\"output_shape\":4",
+              "[\"q\",0,0,{}],[\"pv\",0,0,{}]");
+    check_mha(2, "\"num_heads\":3,\"key_dim\":2,\"use_bias\":false,\"attention_axes\":[1]",
+              "[\"q\",0,0,{}],[\"pv\",0,0,{}],[\"pk\",0,0,{}]");
+    /* one input (a Sequential use): query, value and key are the same tensor */
+    check("5,4",
+          DENSE(4, "tanh") ",{\"class_name\":\"MultiHeadAttention\",\"config\":{\"name\":\"m\","
+                           "\"num_heads\":2,\"key_dim\":2}}" HEAD,
+          "mse", T_REAL);
 }
 
 static void test_pooling(void **state)
@@ -587,12 +638,19 @@ static void test_loss_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dense),       cmocka_unit_test(test_activations),
-        cmocka_unit_test(test_conv),        cmocka_unit_test(test_conv_transpose),
-        cmocka_unit_test(test_conv1d),      cmocka_unit_test(test_depthwise),
-        cmocka_unit_test(test_pooling),     cmocka_unit_test(test_shape_layers),
-        cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_layernorm_embedding),
-        cmocka_unit_test(test_merge),       cmocka_unit_test(test_losses),
+        cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_conv_transpose),
+        cmocka_unit_test(test_conv1d),
+        cmocka_unit_test(test_depthwise),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_pooling),
+        cmocka_unit_test(test_shape_layers),
+        cmocka_unit_test(test_batchnorm),
+        cmocka_unit_test(test_layernorm_embedding),
+        cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_losses),
         cmocka_unit_test(test_loss_values),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
