@@ -81,6 +81,16 @@ void ddts__nn_layer_spec_words(char *buf, size_t cap)
         }
 }
 
+size_t ddts__nn_layer_sub_rank(const char *cls, const char *sub)
+{
+    const struct nn_layer_ops *d = ddts__nn_layer_find(cls);
+    size_t k = 0;
+    for (; d != NULL && d->sub_groups != NULL && d->sub_groups[k] != NULL; k++)
+        if (strcmp(d->sub_groups[k], sub) == 0)
+            return k;
+    return k + 1;
+}
+
 const char *ddts__nn_layer_weight_name(const char *cls, const struct nn_weight_flags *f,
                                        size_t index)
 {

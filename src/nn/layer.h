@@ -134,6 +134,9 @@ struct nn_layer_ops {
      * variables first, then the others), or NULL past the last. */
     const char *(*weight_name)(const struct nn_weight_flags *f, size_t index);
     int weights_optional; /* a config may give them instead (Normalization) */
+    /* .keras files: the sub-groups holding its variables (MultiHeadAttention's
+     * query_dense, ...) in Keras' weight order, NULL-terminated; NULL: by name. */
+    const char *const *sub_groups;
     /* The engine's hooks; NULL parse: a class ddts knows by name only. */
     enum ddts_status (*parse)(struct nn_parse *p, struct nn_node *nd);
     enum ddts_status (*infer_shape)(struct ddts_model *m, struct nn_node *nd,
@@ -168,6 +171,9 @@ void ddts__nn_layer_spec_words(char *buf, size_t cap);
  * class or past its last weight). */
 const char *ddts__nn_layer_weight_name(const char *cls, const struct nn_weight_flags *f,
                                        size_t index);
+/* Position of sub-group `sub` in the sub_groups of class `cls`, or a number
+ * past them all (unknown class, no list, not listed). */
+size_t ddts__nn_layer_sub_rank(const char *cls, const char *sub);
 /* 1 when every layer of class `cls` has weights in a file (Dense, Conv2D...). */
 int ddts__nn_layer_always_weighted(const char *cls);
 

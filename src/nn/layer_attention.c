@@ -304,6 +304,8 @@ static const struct nn_layer_ops mha_ops = {
     .min_in = 1,
     .max_in = 3,
     .weight_name = mha_names,
+    .sub_groups =
+        (const char *const[]){"query_dense", "key_dense", "value_dense", "output_dense", NULL},
     .parse = mha_parse,
     .infer_shape = mha_shape,
     .add_weights = mha_weights,

@@ -14,15 +14,19 @@ For each file of FIXTURES:
      tolerance: the trained weights were written where Keras looks for them.
 
 Not here: tfk2_4_mobilenetv2 (8 x 224 x 224 x 3 is too heavy for this shared test
-machine; it matches by hand, see docs/engine.md); the .keras attention files, the
-Attention (Luong) files, Conv3D and two-input files (not supported yet).
+machine; it matches by hand, see docs/engine.md); k3_10 (Keras 3 op nodes and
+GlobalAveragePooling1D channels_first), the Attention (Luong) files, Conv3D and
+two-input files (not supported yet).
 
 Run by CTest with the build folder as working directory.
 """
+import io
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import zipfile
 
 import h5py
 import numpy as np
@@ -41,6 +45,8 @@ FIXTURES = [
     ("tfk2_14_dscnn_wakeword_depthwise.h5", "tfjs", "depthwise_conv2d"),
     ("k3_3_mobilenetv1_vww_depthwise.h5", "tfjs", "depthwise_conv2d"),
     ("k3_11_transformer_nested_sequential_ffn.h5", "numpy", "multi_head_attention"),
+    ("k3_9_transformer_prenorm_conv1d.keras", "numpy", "query_dense"),
+    ("k3_4_transformer_mha_layernorm_gap.keras", "numpy", "output_dense"),
 ]
 
 
@@ -59,11 +65,31 @@ def predict(model, x, out):
     return np.load(out)
 
 
-def structure(path):
-    """Top-level attribute names and every model_weights object: (kind, shape, dtype)."""
+def h5_of(path):
+    """(open h5py File, weights group name): model_weights of an .h5, layers of a .keras."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            return h5py.File(io.BytesIO(z.read("model.weights.h5")), "r"), "layers"
+    return h5py.File(path, "r"), "model_weights"
+
+
+def loss_text(path):
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            return json.dumps(json.loads(z.read("config.json")).get("compile_config"))
     with h5py.File(path, "r") as f:
+        return str(f.attrs.get("training_config", ""))
+
+
+def structure(path):
+    """Top-level attribute names and every weights object: (kind, shape, dtype)."""
+    f, top = h5_of(path)
+    with f:
         d = {"attrs": sorted(f.attrs.keys())}
-        g = f["model_weights"]
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                d["zip"] = sorted(z.namelist())
+        g = f[top]
 
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
@@ -76,8 +102,9 @@ def structure(path):
 
 def kernels(path):
     out = {}
-    with h5py.File(path, "r") as f:
-        f["model_weights"].visititems(
+    f, top = h5_of(path)
+    with f:
+        f[top].visititems(
             lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
     return out
 
@@ -100,14 +127,20 @@ def one(tmp, fname, ref_kind, trained_layer):
     xs = np.load(x)
     k = ref.shape[1]
     labels = np.arange(len(xs)) % k
-    with h5py.File(model, "r") as f:
-        sparse = "sparse" in str(f.attrs.get("training_config", ""))
+    sparse = "sparse" in loss_text(model)
     np.save(os.path.join(data, "X", "x.npy"), xs)
     np.save(os.path.join(data, "Y", "y.npy"),
             labels.astype(np.float32) if sparse else np.eye(k, dtype=np.float32)[labels])
     out = os.path.join(tmp, name + "_train")
+    extra = []
+    if zipfile.is_zipfile(model):
+        # ddts does not yet take the loss of these Keras 3 .keras files' compile_config
+        # (a known gap, reported separately): the test gives the file's own loss
+        with zipfile.ZipFile(model) as z:
+            extra = ["--loss", json.loads(z.read("config.json"))["compile_config"]["loss"]]
     p = run([DDTS, "train", "--model", model, "--data", "server", "--dataset", data, "--epochs",
-             "1", "--batch-size", "4", "--validation-split", "0", "--threads", "2", "--out", out])
+             "1", "--batch-size", "4", "--validation-split", "0", "--threads", "2", "--out", out]
+            + extra)
     if not check(p.returncode == 0, "%s: train: %s" % (name, p.stderr.strip()[-500:])):
         return
     written = [n for n in os.listdir(out) if n.startswith("model.")]
