@@ -137,6 +137,7 @@ struct nn_node {
     int axis;             /* concatenate: per-sample axis */
     int keepdims;         /* global pooling */
     int pool1d;           /* global pooling over (T, C) instead of (H, W, C) */
+    int chfirst;          /* GlobalAveragePooling1D channels_first: mean over the last axis */
     int dim1;             /* Conv1D / pooling 1D: (T, C) seen as (1, T, C) */
     int chunk;            /* conv: images per im2col chunk */
     int dchunk;           /* conv: images per input-gradient (dcol) chunk */

@@ -14,9 +14,8 @@ For each file of FIXTURES:
      tolerance: the trained weights were written where Keras looks for them.
 
 Not here: tfk2_4_mobilenetv2 (8 x 224 x 224 x 3 is too heavy for this shared test
-machine; it matches by hand, see docs/engine.md); k3_10 (Keras 3 op nodes and
-GlobalAveragePooling1D channels_first), the Attention (Luong) files, Conv3D and
-two-input files (not supported yet).
+machine; it matches by hand, see docs/engine.md); the Attention (Luong) files,
+Conv3D and two-input files (not supported yet).
 
 Run by CTest with the build folder as working directory.
 """
@@ -47,6 +46,7 @@ FIXTURES = [
     ("k3_11_transformer_nested_sequential_ffn.h5", "numpy", "multi_head_attention"),
     ("k3_9_transformer_prenorm_conv1d.keras", "numpy", "query_dense"),
     ("k3_4_transformer_mha_layernorm_gap.keras", "numpy", "output_dense"),
+    ("k3_10_transformer_ops_add_gap_channels_first.keras", "numpy", "value_dense"),
 ]
 
 
@@ -150,6 +150,10 @@ def one(tmp, fname, ref_kind, trained_layer):
     # legacy HDF5 stays HDF5 (.hdf5 is written as .h5)
     check(written[0].endswith("5") == ext.endswith("5"), "%s: wrote %s" % (name, written[0]))
     check(structure(trained) == structure(model), "%s: written file's structure differs" % name)
+    if zipfile.is_zipfile(model):  # the model config (Keras 3 op nodes included) unchanged
+        with zipfile.ZipFile(model) as a, zipfile.ZipFile(trained) as b:
+            ca, cb = json.loads(a.read("config.json")), json.loads(b.read("config.json"))
+        check(ca["config"] == cb["config"], "%s: model config changed on write-back" % name)
     before, after = kernels(model), kernels(trained)
     changed = [n for n in before if n in after and before[n].shape == after[n].shape
                and before[n].dtype.kind == "f" and not np.array_equal(before[n], after[n])]

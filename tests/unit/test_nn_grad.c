@@ -490,6 +490,17 @@ static void test_layernorm_embedding(void **state)
           DENSE(4, "linear") ",{\"class_name\":\"LayerNormalization\",\"config\":{\"name\":"
                              "\"ln\",\"center\":false}}," DENSE(2, "tanh"),
           "mse", T_REAL);
+    /* GlobalAveragePooling1D channels_first: the mean over the last axis */
+    check("3,5",
+          DENSE(4, "tanh") ",{\"class_name\":\"GlobalAveragePooling1D\",\"config\":{"
+                           "\"name\":\"g\",\"data_format\":\"channels_first\"}}," DENSE(2, "tanh"),
+          "mse", T_REAL);
+    check(
+        "3,5",
+        DENSE(4,
+              "tanh") ",{\"class_name\":\"GlobalAveragePooling1D\",\"config\":{"
+                      "\"name\":\"g\",\"data_format\":\"channels_first\",\"keepdims\":true}}" HEAD,
+        "mse", T_REAL);
     int_inputs = 7;
     check("4",
           "{\"class_name\":\"Embedding\",\"config\":{\"name\":\"e\",\"input_dim\":7,"
