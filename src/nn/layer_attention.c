@@ -314,4 +314,127 @@ static const struct nn_layer_ops mha_ops = {
     .backward = mha_backward,
 };
 
-const struct nn_layer_ops *const ddts__nn_family_attention[] = {&mha_ops, NULL};
+/* ---- Attention (Luong): z = softmax(q k^T) v, no scaling, no weights ----
+ * inputs [query (T, D), value (S, D)] or [query, value, key]; P kept in aux
+ * (cap, T, S), its gradient in aux2. */
+
+static enum ddts_status luong_parse(struct nn_parse *p, struct nn_node *nd)
+{
+    const char *mode = ddts__nn_cfg_str(p, "score_mode");
+    if (mode != NULL && strcmp(mode, "dot") != 0)
+        return ddts__nn_unsup(p, "score_mode other than dot");
+    if (ddts__nn_cfg_bool(p, "use_scale", 0))
+        return ddts__nn_unsup(p, "use_scale");
+    if (ddts__nn_cfg_bool(p, "causal", 0))
+        return ddts__nn_unsup(p, "causal");
+    if (ddts__nn_cfg_float(p, "dropout", 0, 1, 0, &nd->rate) != 0 || nd->rate >= 1)
+        return ddts__nn_bad(p, "dropout must be in [0, 1)");
+    return DDTS_OK;
+}
+
+static enum ddts_status luong_shape(struct ddts_model *m, struct nn_node *nd,
+                                    struct ddts_error *err)
+{
+    const struct nn_node *q = in_q(m, nd), *v = in_v(m, nd), *k = in_k(m, nd);
+    if (nd->n_in < 2 || q->rank != 2 || v->rank != 2 || k->rank != 2)
+        return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                              "layer '%s' (%s): needs [query, value(, key)] of shape (T, D)",
+                              nd->name, nd->class_name);
+    if (k->shape[0] != v->shape[0] || q->shape[1] != k->shape[1])
+        return ddts_error_set(err, DDTS_ESHAPE,
+                              "layer '%s' (%s): key must have value's steps and query's features",
+                              nd->name, nd->class_name);
+    nd->rank = 2;
+    nd->shape[0] = q->shape[0];
+    nd->shape[1] = v->shape[1];
+    return DDTS_OK;
+}
+
+static void luong_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_need *need)
+{
+    struct nn_node *nd = &m->nodes[i];
+    size_t ts = (size_t)in_q(m, nd)->shape[0] * (size_t)in_v(m, nd)->shape[0];
+    nd->aux = ddts__nn_plan_buf(cap, ts, &need->fail);
+    if (nd->needs_grad)
+        nd->aux2 = ddts__nn_plan_buf(cap, ts, &need->fail);
+}
+
+static void luong_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    const struct nn_node *q = in_q(m, nd), *v = in_v(m, nd), *k = in_k(m, nd);
+    size_t T = (size_t)q->shape[0], S = (size_t)v->shape[0], D = (size_t)q->shape[1];
+    size_t E = (size_t)v->shape[1];
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
+    for (long n = 0; n < (long)b; n++) {
+        float *P = nd->aux + (size_t)n * T * S;
+        ddts__tensor_sgemm(0, 1, T, S, D, 1.0f, q->y + (size_t)n * q->size, D,
+                           k->y + (size_t)n * k->size, D, 0.0f, P, S);
+        for (size_t t = 0; t < T; t++) { /* fused, stable softmax over s */
+            float *r = P + t * S, mx = r[0];
+            for (size_t s = 1; s < S; s++)
+                mx = r[s] > mx ? r[s] : mx;
+            float sum = 0.0f;
+            for (size_t s = 0; s < S; s++)
+                sum += (r[s] = expf(r[s] - mx));
+            for (size_t s = 0; s < S; s++)
+                r[s] /= sum;
+        }
+        ddts__tensor_sgemm(0, 0, T, E, S, 1.0f, P, S, v->y + (size_t)n * v->size, E, 0.0f,
+                           nd->z + (size_t)n * nd->size, E);
+    }
+}
+
+static void luong_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    const struct nn_node *q = in_q(m, nd), *v = in_v(m, nd), *k = in_k(m, nd);
+    size_t T = (size_t)q->shape[0], S = (size_t)v->shape[0], D = (size_t)q->shape[1];
+    size_t E = (size_t)v->shape[1];
+    int aq = 0, av = 0, ak = 1;
+    float *dq = ddts__nn_dx(m, nd, 0, &aq);
+    float *dv = ddts__nn_dx(m, nd, 1, &av);
+    float *dk = nd->n_in > 2 ? ddts__nn_dx(m, nd, 2, &ak) : dv;
+    if (nd->n_in == 2)
+        ak = 1; /* key = value: its gradient adds to the value's */
+        /* Each sample writes only its own rows; inputs shared between the
+         * slots (self-attention) are written in slot order within a sample. */
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
+    for (long n = 0; n < (long)b; n++) {
+        const float *P = nd->aux + (size_t)n * T * S, *dz = nd->dz + (size_t)n * nd->size;
+        float *dP = nd->aux2 + (size_t)n * T * S;
+        const float *vy = v->y + (size_t)n * v->size, *ky = k->y + (size_t)n * k->size;
+        const float *qy = q->y + (size_t)n * q->size;
+        ddts__tensor_sgemm(0, 1, T, S, E, 1.0f, dz, E, vy, E, 0.0f, dP, S);
+        for (size_t t = 0; t < T; t++) {
+            const float *pr = P + t * S;
+            float *r = dP + t * S, dot = 0.0f;
+            for (size_t s = 0; s < S; s++)
+                dot += pr[s] * r[s];
+            for (size_t s = 0; s < S; s++)
+                r[s] = pr[s] * (r[s] - dot);
+        }
+        if (dq != NULL)
+            ddts__tensor_sgemm(0, 0, T, D, S, 1.0f, dP, S, ky, D, aq ? 1.0f : 0.0f,
+                               dq + (size_t)n * q->size, D);
+        if (dv != NULL)
+            ddts__tensor_sgemm(1, 0, S, E, T, 1.0f, P, S, dz, E, av ? 1.0f : 0.0f,
+                               dv + (size_t)n * v->size, E);
+        if (dk != NULL)
+            ddts__tensor_sgemm(1, 0, S, D, T, 1.0f, dP, S, qy, D, ak ? 1.0f : 0.0f,
+                               dk + (size_t)n * k->size, D);
+    }
+}
+
+static const struct nn_layer_ops luong_ops = {
+    .class_names = (const char *const[]){"Attention", NULL},
+    .kind = NN_LUONG,
+    .doc = "dot-product attention softmax(q k^T) v (Luong), no scaling",
+    .min_in = 2,
+    .max_in = 3,
+    .parse = luong_parse,
+    .infer_shape = luong_shape,
+    .plan = luong_plan,
+    .forward = luong_forward,
+    .backward = luong_backward,
+};
+
+const struct nn_layer_ops *const ddts__nn_family_attention[] = {&mha_ops, &luong_ops, NULL};

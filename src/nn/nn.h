@@ -40,6 +40,7 @@ enum nn_kind {
     NN_DEPTHWISE,
     NN_SEPARABLE,
     NN_MHA,
+    NN_LUONG,
     NN_NAMED, /* a class known by name only (its files' weight names), not built */
 };
 

@@ -358,9 +358,9 @@ static void test_depthwise(void **state)
 }
 
 /* A functional model: "in" (6, 4) -> Dense q (5); with `branches` >= 1 also
- * Dense v (3) -> AveragePooling1D pv (3 steps), with 2 Dense k (2) -> pk; then
+ * Dense v (3) -> AveragePooling1D pv (3 steps), with 2 Dense k (5) -> pk; then
  * MultiHeadAttention on `mha_args`, Flatten, Dense. */
-static void check_mha(int branches, const char *mha_cfg, const char *mha_args)
+static void check_att(const char *cls, int branches, const char *mha_cfg, const char *mha_args)
 {
     char j[4096];
     const char *vb =
@@ -369,7 +369,7 @@ static void check_mha(int branches, const char *mha_cfg, const char *mha_args)
         "{\"class_name\":\"AveragePooling1D\",\"name\":\"pv\",\"config\":{\"name\":"
         "\"pv\",\"pool_size\":2},\"inbound_nodes\":[[[\"v\",0,0,{}]]]},";
     const char *kb =
-        "{\"class_name\":\"Dense\",\"name\":\"k\",\"config\":{\"name\":\"k\",\"units\":2,"
+        "{\"class_name\":\"Dense\",\"name\":\"k\",\"config\":{\"name\":\"k\",\"units\":5,"
         "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"in\",0,0,{}]]]},"
         "{\"class_name\":\"AveragePooling1D\",\"name\":\"pk\",\"config\":{\"name\":"
         "\"pk\",\"pool_size\":2},\"inbound_nodes\":[[[\"k\",0,0,{}]]]},";
@@ -379,14 +379,14 @@ static void check_mha(int branches, const char *mha_cfg, const char *mha_args)
              "\"batch_input_shape\":[null,6,4]},\"inbound_nodes\":[]},"
              "{\"class_name\":\"Dense\",\"name\":\"q\",\"config\":{\"name\":\"q\",\"units\":5,"
              "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"in\",0,0,{}]]]},%s%s"
-             "{\"class_name\":\"MultiHeadAttention\",\"name\":\"mha\",\"config\":{\"name\":\"mha\","
+             "{\"class_name\":\"%s\",\"name\":\"mha\",\"config\":{\"name\":\"mha\","
              "%s},\"inbound_nodes\":[[%s]]},"
              "{\"class_name\":\"Flatten\",\"name\":\"f\",\"config\":{\"name\":\"f\"},"
              "\"inbound_nodes\":[[[\"mha\",0,0,{}]]]},"
              "{\"class_name\":\"Dense\",\"name\":\"o\",\"config\":{\"name\":\"o\",\"units\":2},"
              "\"inbound_nodes\":[[[\"f\",0,0,{}]]]}],"
              "\"input_layers\":[[\"in\",0,0]],\"output_layers\":[[\"o\",0,0]]}}",
-             branches >= 1 ? vb : "", branches >= 2 ? kb : "", mha_cfg, mha_args);
+             branches >= 1 ? vb : "", branches >= 2 ? kb : "", cls, mha_cfg, mha_args);
     check_json(j, "mse", NULL, T_REAL, 2e-2);
 }
 
@@ -396,10 +396,18 @@ static void check_mha(int branches, const char *mha_cfg, const char *mha_args)
 static void test_attention(void **state)
 {
     (void)state;
-    check_mha(0, "\"num_heads\":2,\"key_dim\":3", "[\"q\",0,0,{}],[\"q\",0,0,{}]");
-    check_mha(1, "\"num_heads\":2,\"key_dim\":2,\"value_dim\":3,\"output_shape\":4",
+    check_att("MultiHeadAttention", 0, "\"num_heads\":2,\"key_dim\":3",
+              "[\"q\",0,0,{}],[\"q\",0,0,{}]");
+    check_att("MultiHeadAttention", 1,
+              "\"num_heads\":2,\"key_dim\":2,\"value_dim\":3,\"output_shape\":4",
               "[\"q\",0,0,{}],[\"pv\",0,0,{}]");
-    check_mha(2, "\"num_heads\":3,\"key_dim\":2,\"use_bias\":false,\"attention_axes\":[1]",
+    check_att("MultiHeadAttention", 2,
+              "\"num_heads\":3,\"key_dim\":2,\"use_bias\":false,\"attention_axes\":[1]",
+              "[\"q\",0,0,{}],[\"pv\",0,0,{}],[\"pk\",0,0,{}]");
+    /* Attention (Luong, no scaling): self ([h, h] as Keras writes it), and
+     * [query, value, key] with value/key of other lengths and widths */
+    check_att("Attention", 0, "\"use_scale\":false", "[\"q\",0,0,{}],[\"q\",0,0,{}]");
+    check_att("Attention", 2, "\"score_mode\":\"dot\"",
               "[\"q\",0,0,{}],[\"pv\",0,0,{}],[\"pk\",0,0,{}]");
     /* one input (a Sequential use): query, value and key are the same tensor */
     check("5,4",
