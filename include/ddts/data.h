@@ -91,6 +91,13 @@ enum ddts_load_flags {
      * new end would raise SIGBUS). Other files load as without the flag.
      */
     DDTS_LOAD_MMAP = 1u << 0,
+    /*
+     * Training data: NaN and infinite values (CSV "nan", "inf", an overflowing
+     * "1e999"; float arrays of npy, npz and idx files) are DDTS_EFORMAT,
+     * naming the file, the row and the column (CSV, xlsx) or the element
+     * (x[3, 2] for arrays). Empty cells are always errors.
+     */
+    DDTS_LOAD_FINITE = 1u << 1,
 };
 
 /* ddts_data_load with flags (enum ddts_load_flags, or 0). */
@@ -133,6 +140,28 @@ DDTS_NODISCARD enum ddts_status ddts_data_load_dir(const char *dir, struct ddts_
  */
 DDTS_NODISCARD enum ddts_status ddts_data_load_xy(const char *dir, struct ddts_array **x,
                                                   struct ddts_array **y, struct ddts_error *err);
+
+/* ddts_data_load_dir with an npz array name (`key`, applied to the folder's
+ * .npz files; NULL: each one's only array) and ddts_data_load_ex flags. */
+DDTS_NODISCARD enum ddts_status ddts_data_load_dir_ex(const char *dir, const char *key,
+                                                      unsigned flags, struct ddts_array **out,
+                                                      struct ddts_error *err);
+
+/* How ddts_data_load_xy_ex reads dir/X and dir/Y. */
+struct ddts_xy_options {
+    /* The array taken from each .npz file of X/ (Y/); NULL: its only array,
+     * else one named "x" or "x_train" ("y", "y_train"), else DDTS_EINVAL
+     * listing the names and the flag that chooses (--x-key, --y-key). */
+    const char *x_key, *y_key;
+    unsigned flags; /* enum ddts_load_flags: DDTS_LOAD_FINITE for training data */
+    bool no_y;      /* X/ only (--order XX): *y stays NULL and Y/ need not exist */
+};
+
+/* ddts_data_load_xy with options (NULL: the defaults above). */
+DDTS_NODISCARD enum ddts_status ddts_data_load_xy_ex(const char *dir,
+                                                     const struct ddts_xy_options *opts,
+                                                     struct ddts_array **x, struct ddts_array **y,
+                                                     struct ddts_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Per-format entry points (in memory; used by ddts_data_parse and fuzzing) */
