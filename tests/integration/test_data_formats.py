@@ -345,8 +345,8 @@ def test_csv():
         convert_ok(path("pandas_semi.csv"), df.to_numpy(), what="csv written by pandas (; CRLF)")
 
     # Errors naming file, row and column.
-    convert_fails(write("missing.csv", "a,b,c\n1,2,3\n4,,6\n", "w"), "missing.csv: row 3 (line 3), column 2: empty cell")
-    convert_fails(write("text.csv", "a,b,c\n1,2,3\n4,5,six\n", "w"), "row 3 (line 3), column 3: 'six' is not a number")
+    convert_fails(write("missing.csv", "a,b,c\n1,2,3\n4,,6\n", "w"), "missing.csv: row 3 (line 3), column 2 ('b'): empty cell")
+    convert_fails(write("text.csv", "a,b,c\n1,2,3\n4,5,six\n", "w"), "row 3 (line 3), column 3 ('c'): 'six' is not a number")
     convert_fails(write("ragged.csv", "a,b,c\n1,2,3\n4,5\n", "w"), "row 3 (line 3) has 2 columns, row 1 has 3")
     convert_fails(write("unterminated.csv", 'a,b\n1,"2\n', "w"), "malformed quoted field")
     convert_fails(write("stray.csv", 'a,b\n1,2"x"\n', "w"), "malformed quoted field")
