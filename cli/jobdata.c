@@ -45,7 +45,9 @@ enum ddts_status cli_load_job_data(const struct ddts_job *job, struct ddts_array
         *y_test = NULL;
     enum ddts_status st;
     if (job->data == DDTS_JOB_DATA_KERAS) {
-        st = ddts_keras_dataset_load(job->keras_dataset, x, y, x_test, y_test, err);
+        struct ddts_keras_dataset_options ko = {job->num_words, job->skip_top, job->maxlen,
+                                                job->label_mode[0] ? job->label_mode : NULL};
+        st = ddts_keras_dataset_load_ex(job->keras_dataset, &ko, x, y, x_test, y_test, err);
     } else {
         st = cli_load_job_xy(job, job->dataset, x, y, err);
     }

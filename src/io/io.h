@@ -40,6 +40,15 @@ enum ddts_status ddts__npz_load(const char *path, const char *key, struct ddts_a
 enum ddts_status ddts__idx_load(const char *path, struct ddts_array **out, struct ddts_error *err);
 enum ddts_status ddts__xlsx_load(const char *path, const char *sheet, unsigned flags,
                                  struct ddts_array **out, struct ddts_error *err);
+/* A gzip file inflated whole into *out (at most max_nbytes); idx.c, zlib's home. */
+enum ddts_status ddts__gunzip_file(const char *path, size_t max_nbytes, uint8_t **out, size_t *n,
+                                   struct ddts_error *err);
+/* An npz member holding an object array, unpickled by pickle.c (see pickle.h). */
+struct ddts__pickle;
+struct ddts__pk_value;
+enum ddts_status ddts__npz_load_object(const char *path, const char *key, uint8_t **buf,
+                                       struct ddts__pickle **pk, struct ddts__pk_value *root,
+                                       struct ddts_error *err);
 /* Member names of an npz / sheet names of an xlsx; see ddts_data_keys for *names. */
 enum ddts_status ddts__zip_keys(const char *path, int xlsx, char ***names, size_t *n_names,
                                 struct ddts_error *err);
