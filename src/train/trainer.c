@@ -259,6 +259,16 @@ static double log_value(const struct ddts_history *h, const char *name)
     return NAN;
 }
 
+/* The monitor fit chose for the best model ("auto" resolved as fit does). */
+static const char *best_monitor_name(const struct ddts_history *h, const struct ddts_job *job,
+                                     int has_val)
+{
+    if (job->monitor[0] != '\0' && strcmp(job->monitor, "auto") != 0)
+        return job->monitor;
+    const char *acc = has_val ? "val_accuracy" : "accuracy";
+    return !isnan(log_value(h, acc)) ? acc : has_val ? "val_loss" : "loss";
+}
+
 /* One fit (a whole run, or one fold) into `dir`. */
 static enum ddts_status run_one(const struct ddts_train_request *req, struct ddts_model *m,
                                 struct ddts_keras_model *k, const struct ddts_norm_layer *norm,
@@ -308,7 +318,7 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
         .seed = job->seed + (uint64_t)fold,
         .validation = val,
         .callbacks = &cbs,
-        .checkpoint_monitor = val != NULL ? "val_loss" : "loss",
+        .checkpoint_monitor = job->monitor[0] ? job->monitor : "auto",
     };
     double t0 = ddts_now();
     st = ddts_model_fit(m, train, &fo, &hist, err);
@@ -343,7 +353,7 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
         goto out;
     if (best != NULL)
         ddts_textlog_printf(r.textlog, "best model: epoch %d by %s", best_epoch + 1,
-                            fo.checkpoint_monitor);
+                            best_monitor_name(hist, job, val != NULL));
     ddts_history_writer_close(r.history);
     r.history = NULL;
     snprintf(path, sizeof path, "%s/history.csv", dir);
