@@ -554,8 +554,7 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
             return unsup(c, name, cls, "an axis other than the last");
         TRY(check_null(c, cfg, "mean", name, cls));
         TRY(check_null(c, cfg, "variance", name, cls));
-        if (jbool(cfg, "invert", 0))
-            return unsup(c, name, cls, "invert");
+        nd->invert = jbool(cfg, "invert", 0);
         break;
     }
     case NN_RESCALING:

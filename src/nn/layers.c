@@ -899,7 +899,8 @@ static void concat(struct ddts_model *m, struct nn_node *nd, size_t b, int backw
     }
 }
 
-/* Normalization: y = (x - mean) / max(sqrt(variance), 1e-7) over the last axis. */
+/* Normalization: y = (x - mean) / max(sqrt(variance), 1e-7) over the last axis;
+ * with invert (Keras >= 2.10, 3): y = mean + x * max(sqrt(variance), 1e-7). */
 static void normalization(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
@@ -915,9 +916,9 @@ static void normalization(struct ddts_model *m, struct nn_node *nd, size_t b, in
             float den = sd > 1e-7f ? sd : 1e-7f;
             size_t i = r * C + c;
             if (backward)
-                dx[i] = (acc ? dx[i] : 0) + nd->dz[i] / den;
+                dx[i] = (acc ? dx[i] : 0) + (nd->invert ? nd->dz[i] * den : nd->dz[i] / den);
             else
-                nd->z[i] = (a->y[i] - mean[c]) / den;
+                nd->z[i] = nd->invert ? mean[c] + a->y[i] * den : (a->y[i] - mean[c]) / den;
         }
 }
 

@@ -225,6 +225,7 @@ static enum ddts_status norm_layer(const struct ddts_job *job, const struct ddts
                                    size_t n_features, float **mean, float **var,
                                    struct ddts_norm_layer *out, struct ddts_error *err)
 {
+    out->invert_output = job->order == DDTS_JOB_ORDER_XX;
     *mean = ddts_mallocarray(n_features ? n_features : 1, sizeof(float));
     *var = ddts_mallocarray(n_features ? n_features : 1, sizeof(float));
     if (*mean == NULL || *var == NULL)

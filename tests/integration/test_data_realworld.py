@@ -163,6 +163,63 @@ check(rc == 0, "XX without Y/: " + out)
 rc, out = train(d, model="ae.h5")
 check(rc == 1 and "xx/Y" in out, "XY without Y/ still needs it: " + out)
 
+# The model saved from an XX job maps raw X to raw X: the output carries
+# Normalization(invert=True) with the input's statistics. Oracle: numpy runs
+# the saved layers from the file's own weights as Keras defines them
+# (Normalization: (x - mean) / sqrt(var); invert: mean + x * sqrt(var)).
+try:
+    import h5py
+except ImportError:  # pragma: no cover
+    h5py = None
+z = rng.standard_normal((300, 3))
+xr = (50 + 10 * z @ rng.standard_normal((3, 4)) + rng.standard_normal((300, 4))).astype(np.float32)
+d = folder("xx_raw", {"x.npy": xr}, None)
+rc, out = run("model", "new", "--layers", "dense:2,dense:4", "--input-shape", "4", "--loss", "mse",
+              "--learning-rate", "0.02", "-o", "ae2.h5")
+rc, out = train(d, "--order", "XX", "--normalizer", "zscore", "--epochs", "20",
+                "--validation-split", "0", model="ae2.h5")
+saved = path("out-xx_raw", "model.h5")
+if check(rc == 0, "XX zscore: " + out):
+    rc, out = run("predict", "--model", saved, "--x", "xx_raw/X/x.npy", "-o", "pred.npy")
+    pred = np.load(path("pred.npy")) if rc == 0 else None
+    check(pred is not None, "predict: " + out)
+    rc, out = run("evaluate", "--model", saved, "--x", "xx_raw/X/x.npy", "--y", "xx_raw/X/x.npy")
+    ev = [float(l.split()[1]) for l in out.splitlines() if l.startswith("loss:")]
+    hist = np.genfromtxt(path("out-xx_raw", "history.csv"), delimiter=",", names=True)
+    train_loss = float(np.atleast_1d(hist["loss"])[-1])
+    if pred is not None and ev:
+        raw_mse = float(np.mean((pred.astype(np.float64) - xr) ** 2))
+        check(abs(ev[0] - raw_mse) <= 1e-3 * raw_mse + 1e-6,
+              "evaluate %g vs numpy mse of the predictions %g" % (ev[0], raw_mse))
+        # Raw units: the normalized training loss times the features' variance
+        # (within the spread of per-feature errors), far from the ~2500 of an
+        # output left in normalized units.
+        ratio = ev[0] / (train_loss * float(np.mean(xr.var(0))))
+        check(0.3 < ratio < 3, "raw loss %g, training loss %g, ratio %g" % (ev[0], train_loss,
+                                                                          ratio))
+    if h5py is not None and pred is not None:
+        import json
+        f = h5py.File(saved, "r")
+        layers = json.loads(f.attrs["model_config"])["config"]["layers"]
+        kinds = [(l["class_name"], l["config"].get("invert", False)) for l in layers]
+        check(kinds[-1] == ("Normalization", True) and ("Normalization", False) in kinds,
+              "layers: %s" % kinds)
+        w = {}
+        f["model_weights"].visititems(
+            lambda n, o: w.__setitem__(n.split("/")[-1].split(":")[0] + "@" + n.split("/")[0], o[()])
+            if isinstance(o, h5py.Dataset) else None)
+        names = [l["config"]["name"] for l in layers]
+        nin, d1, d2, nout = names[1], names[2], names[3], names[4]
+        h = (xr - w["mean@" + nin]) / np.sqrt(w["variance@" + nin])
+        h = h @ w["kernel@" + d1] + w["bias@" + d1]
+        h = h @ w["kernel@" + d2] + w["bias@" + d2]
+        h = w["mean@" + nout] + h * np.sqrt(w["variance@" + nout])
+        check(np.allclose(w["mean@" + nin], w["mean@" + nout]) and
+              np.allclose(w["mean@" + nin], xr.mean(0), rtol=1e-4),
+              "denormalizer statistics are the input's")
+        check(np.allclose(pred, h, rtol=1e-4, atol=1e-3), "ddts predict vs numpy: max diff %g"
+              % float(np.max(np.abs(pred - h))))
+
 # --samples larger than the data says the data's size.
 rc, out = train(path("labels"), "--samples", "100")
 check(rc == 1 and "--samples 100" in out and "holds only 10 training samples" in out,
