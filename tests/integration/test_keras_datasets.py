@@ -303,6 +303,43 @@ for cut in (1, 10, len(body) // 2, len(body) - 1):
     rc, msg = run(h, "convert", "keras:imdb", os.path.join(WORK, "o.npy"))
     check(rc == 1 and "pickle byte" in msg, "truncated at %d: %s" % (cut, msg))
 
+# Downloads: from Keras' address (a loopback origin here), checked against
+# Keras' SHA-256; the synthetic files do not match and are discarded.
+import functools  # noqa: E402
+import http.server  # noqa: E402
+import threading  # noqa: E402
+
+served = os.path.join(WORK, "origin")
+os.makedirs(served)
+shutil.copy(os.path.join(WORK, "imdb", "datasets", "imdb.npz"), served)
+shutil.copy(os.path.join(WORK, "cifar10tar", "datasets", "cifar-10-python.tar.gz"), served)
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                         functools.partial(Quiet, directory=served))
+threading.Thread(target=server.serve_forever, daemon=True).start()
+try:
+    for ds, sha in (("imdb", "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"),
+                    ("cifar10", "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce")):
+        h = home("dl_" + ds)
+        env = dict(os.environ, KERAS_HOME=h, HOME=os.path.join(WORK, "nohome"),
+                   DDTS_KERAS_ORIGIN="http://127.0.0.1:%d/" % server.server_address[1])
+        env.pop("DDTS_OFFLINE", None)
+        p = subprocess.run([DDTS, "convert", "keras:" + ds, os.path.join(WORK, "o.npy")],
+                           capture_output=True, text=True, timeout=120, env=env)
+        msg = p.stdout + p.stderr
+        check(p.returncode == 1 and "not downloaded" in msg and sha in msg,
+              "%s download checked against Keras' SHA-256: %s" % (ds, msg))
+        check(os.listdir(os.path.join(h, "datasets")) == [], "%s: left behind %s"
+              % (ds, os.listdir(os.path.join(h, "datasets"))))
+finally:
+    server.shutdown()
+
 # Not found: names every place searched.
 rc, msg = run(home("empty"), "convert", "keras:reuters", os.path.join(WORK, "o.npy"))
 check(rc == 1 and "reuters" in msg and "empty/datasets" in msg, "not found: " + msg)
