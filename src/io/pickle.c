@@ -16,8 +16,10 @@
  *
  * Bounds: every length is checked against the bytes left; the stack, the
  * memo and the items of lists and dicts grow only by values the input
- * pushed (each takes at least one input byte), and memo indices must lie
- * below DDTS_MAX_PICKLE_MEMO; objects are counted (DDTS_MAX_PICKLE_OBJECTS).
+ * pushed (each takes at least one input byte, so at most 16 bytes of values
+ * per input byte), memo indices are at most the memo's length (as
+ * Python numbers them: 0, 1, 2...), and objects are counted
+ * (DDTS_MAX_PICKLE_OBJECTS).
  * All objects live in one chain freed with the result: aliasing through the
  * memo needs no reference counts, and freeing never recurses.
  */
@@ -27,10 +29,9 @@
 #include "io.h"
 #include "pickle.h"
 
-/* Memo indices above this are refused (Python numbers them 0, 1, 2...). */
-#define DDTS_MAX_PICKLE_MEMO (1u << 26)
-/* Containers, strings and arrays of one pickle (imdb: 50,000 lists). */
-#define DDTS_MAX_PICKLE_OBJECTS (1u << 24)
+/* Containers, strings and arrays of one pickle (imdb: 25,000 lists per
+ * array; an object costs about 200 bytes, so at most ~200 MB of them). */
+#define DDTS_MAX_PICKLE_OBJECTS (1u << 20)
 
 enum { G_RECONSTRUCT = 1, G_NDARRAY, G_DTYPE, G_ENCODE, G_BYTES };
 
@@ -126,7 +127,7 @@ struct vm {
     size_t *marks; /* stack heights of MARKs */
     size_t n_marks, marks_cap;
     struct ddts__pk_value *memo;
-    size_t memo_cap;
+    size_t memo_cap, n_memo; /* slots [0, n_memo) are filled */
     struct ddts_error *err;
 };
 
@@ -376,8 +377,8 @@ static enum ddts_status memo_put(struct vm *m, uint64_t idx)
 {
     if (m->sp == 0)
         return bad(m, "PUT on an empty stack%s", NULL);
-    if (idx >= DDTS_MAX_PICKLE_MEMO || idx > m->n)
-        return bad(m, "memo index above the limit%s", NULL);
+    if (idx > m->n_memo)
+        return bad(m, "memo index beyond the memo (Python numbers them in order)%s", NULL);
     if (idx >= m->memo_cap) {
         size_t cap = m->memo_cap ? m->memo_cap : 64;
         while (cap <= idx)
@@ -390,6 +391,8 @@ static enum ddts_status memo_put(struct vm *m, uint64_t idx)
         m->memo_cap = cap;
     }
     m->memo[idx] = m->stack[m->sp - 1];
+    if (idx == m->n_memo)
+        m->n_memo++;
     return DDTS_OK;
 }
 
@@ -591,12 +594,8 @@ static enum ddts_status step(struct vm *m, int *stop)
         if (take(m, 4, &s) != 0)
             return bad(m, "truncated LONG_BINPUT%s", NULL);
         return memo_put(m, le(s, 4));
-    case 0x94: { /* MEMOIZE: the next free index */
-        size_t idx = 0;
-        while (idx < m->memo_cap && m->memo[idx].kind != PK_NONE_SLOT)
-            idx++;
-        return memo_put(m, idx);
-    }
+    case 0x94: /* MEMOIZE: the next index, len(memo) */
+        return memo_put(m, m->n_memo);
     case 'h':
         if (take(m, 1, &s) != 0)
             return bad(m, "truncated BINGET%s", NULL);

@@ -118,6 +118,19 @@ if openpyxl is not None:
     rc, out = run("convert", "iris.xlsx", "iris2.npy")
     check(rc == 1 and "row 3, column C ('species') (cell C3): text 'oops'" in out,
           "xlsx column name: " + out)
+    # openpyxl writes NaN as an empty value: a missing cell in training data.
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["f1", "f2", "f3", "f4"])
+    ws.append([1, 2, 3, 4])
+    ws.append([5, float("nan"), 7, 8])
+    os.makedirs(path("bad_xlsx", "X"))
+    os.makedirs(path("bad_xlsx", "Y"))
+    wb.save(path("bad_xlsx", "X", "a.xlsx"))
+    np.save(path("bad_xlsx", "Y", "a.npy"), np.array([0, 1]))
+    rc, out = train(path("bad_xlsx"))
+    check(rc == 1 and "X/a.xlsx: row 3, column B ('f2') (cell B3): empty cell" in out,
+          "NaN in xlsx: " + out)
 
 # NaN, nan, inf and empty cells in training data: file, row and column.
 cases = [("nan", "NaN"), ("nan", "nan"), ("inf", "inf"), ("ninf", "-inf"), ("big", "1e999")]
