@@ -110,3 +110,5 @@ py2 += b"(K\x01K\x02K\x03\x86cnumpy\ndtype\nU\x02u1K\x00K\x01\x87R"
 py2 += b"(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89" + py2_str(bytes(range(6)))
 py2 += b"tb" + py2_str(b"labels") + b"](K\x03K\x01eu."
 put("fuzz_pickle", "cifar_py2", py2)
+# A list that holds itself (through the memo), twice: consumers must not recurse.
+put("fuzz_pickle", "self_reference", b"\x80\x03]q\x00h\x00ah\x00ah\x00ah\x00a.")
