@@ -139,6 +139,14 @@ enum ddts_status ddts__npz_load_object(const char *path, const char *key, uint8_
     if (st == DDTS_OK)
         st = ddts__zip_member_read_exact(z, *buf, (size_t)size, err);
     if (st == DDTS_OK) {
+        /* Reading to the declared end lets libzip check the CRC. */
+        size_t got = 0;
+        char extra[16];
+        st = ddts__zip_member_read(z, extra, sizeof extra, &got, err);
+        if (st == DDTS_OK && got != 0)
+            st = ddts_error_set(err, DDTS_EFORMAT, "%s: bytes after the array", name);
+    }
+    if (st == DDTS_OK) {
         ddts__zip_member_close(z);
         const uint8_t *b = *buf;
         size_t start = 0, hlen = 0;

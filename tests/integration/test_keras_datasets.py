@@ -340,6 +340,16 @@ try:
 finally:
     server.shutdown()
 
+# A flipped bit inside the pickle of a stored npz member: the zip CRC says so.
+h = home("crc")
+p = os.path.join(h, "datasets", "imdb.npz")
+shutil.copy(os.path.join(WORK, "imdb", "datasets", "imdb.npz"), p)
+b = bytearray(open(p, "rb").read())
+b[b.index(b"\x80\x03") + 40] ^= 1
+open(p, "wb").write(bytes(b))
+rc, msg = run(h, "convert", "keras:imdb", os.path.join(WORK, "o.npy"))
+check(rc == 1 and "x_train.npy' is corrupt: CRC error" in msg, "CRC: " + msg)
+
 # Not found: names every place searched.
 rc, msg = run(home("empty"), "convert", "keras:reuters", os.path.join(WORK, "o.npy"))
 check(rc == 1 and "reuters" in msg and "empty/datasets" in msg, "not found: " + msg)
