@@ -33,9 +33,9 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
-#include "ddts/auth.h"
+#include "auth.h"
 #include "ddts/limits.h"
-#include "ddts/wire.h"
+#include "wire.h"
 #include "netutil.h"
 
 #define DSI       "CPaceRistretto255-BLAKE2b"

@@ -20,8 +20,8 @@
 #include "ddts/client.h"
 #include "ddts/fs.h"
 #include "ddts/limits.h"
-#include "ddts/net.h"
-#include "ddts/wire.h"
+#include "conn.h"
+#include "wire.h"
 #include "netutil.h"
 
 #define ID_BYTES    16

@@ -5,8 +5,8 @@
 #include <sys/stat.h>
 
 #include "ddts/fs.h"
-#include "ddts/net.h"
-#include "ddts/wire.h"
+#include "conn.h"
+#include "wire.h"
 #include "netutil.h"
 
 void ddts__hex(const uint8_t *id, size_t n, char *out)

@@ -21,9 +21,9 @@
 
 #include "ddts/fs.h"
 #include "ddts/limits.h"
-#include "ddts/net.h"
+#include "conn.h"
 #include "ddts/server.h"
-#include "ddts/wire.h"
+#include "wire.h"
 #include "netutil.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__

@@ -10,7 +10,7 @@
  */
 #include <string.h>
 
-#include "ddts/auth.h"
+#include "net/auth.h"
 #include "net/netutil.h"
 #include "test.h"
 
