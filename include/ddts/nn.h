@@ -26,7 +26,9 @@
  *
  * A model is used by one thread at a time. Its compute uses `threads` threads
  * (OpenMP and OpenBLAS, never both at once); for a fixed seed and thread count
- * results are bit-identical.
+ * results are bit-identical. OpenBLAS's own thread count is process-wide:
+ * fit, evaluate and predict set it to 1 while they run and put the program's
+ * value back when they return (the last of concurrent calls, if several).
  */
 #ifndef DDTS_NN_H
 #define DDTS_NN_H

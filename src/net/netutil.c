@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "ddts/fs.h"
 #include "conn.h"
@@ -143,4 +144,33 @@ enum ddts_status ddts__recv_file_begin(struct ddts_conn *c, uint32_t files,
     if (st == DDTS_OK)
         st = ddts_wire_check_relpath(fb->rel, err);
     return st;
+}
+
+int ddts__cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    int rc = pthread_condattr_init(&attr);
+    if (rc != 0)
+        return rc;
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc;
+}
+
+void ddts__cond_wait_for(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (!(seconds > 0))
+        seconds = 0;
+    double whole = (double)(time_t)seconds;
+    ts.tv_sec += (time_t)whole;
+    ts.tv_nsec += (long)((seconds - whole) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, mu, &ts);
 }

@@ -2,6 +2,7 @@
 #ifndef DDTS_NET_NETUTIL_H
 #define DDTS_NET_NETUTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,5 +49,14 @@ DDTS_NODISCARD enum ddts_status ddts__recv_file_begin(struct ddts_conn *c, uint3
  */
 struct ddts_channel;
 void ddts__channel_set_fast(struct ddts_channel *ch, int on);
+
+/*
+ * Timed waits measure on CLOCK_MONOTONIC, so that a change of the wall clock
+ * (NTP, an administrator) neither stretches nor cuts a heartbeat or a poll.
+ * ddts__cond_init makes such a condition variable (0, or an errno value);
+ * ddts__cond_wait_for waits on it (`mu` held) at most `seconds`.
+ */
+int ddts__cond_init(pthread_cond_t *cv);
+void ddts__cond_wait_for(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds);
 
 #endif
