@@ -47,25 +47,7 @@
 
 enum ddts_status ddts_auth_init(struct ddts_error *err)
 {
-    if (sodium_init() < 0)
-        return ddts_error_set(err, DDTS_EIO, "auth: libsodium failed to initialise");
-    return DDTS_OK;
-}
-
-void ddts_secure_wipe(void *p, size_t n)
-{
-    if (p != NULL && n > 0)
-        sodium_memzero(p, n);
-}
-
-int ddts_secure_compare(const void *a, const void *b, size_t n)
-{
-    return sodium_memcmp(a, b, n) == 0 ? 0 : -1;
-}
-
-void ddts_secure_random(void *buf, size_t n)
-{
-    randombytes_buf(buf, n);
+    return ddts__crypto_init(err);
 }
 
 /* ---- passphrases ---- */

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../crypto/crypto.h" /* ddts_secure_random */
 #include "ddts/core.h"
 #include "ddts/passphrase.h"
 
@@ -44,9 +45,6 @@ extern "C" {
 
 /* Initialises libsodium (idempotent, thread-safe). DDTS_EIO if it fails. */
 DDTS_NODISCARD enum ddts_status ddts_auth_init(struct ddts_error *err);
-
-/* Fills `buf` with `n` bytes from the system CSPRNG. */
-void ddts_secure_random(void *buf, size_t n);
 
 enum ddts_role {
     DDTS_ROLE_CLIENT = 0, /* CPace initiator */
