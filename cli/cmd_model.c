@@ -78,19 +78,28 @@ enum ddts_status cli_model_new(const char *spec_path, const char *out_path, uint
     char metrics_json[512] = "";
     size_t used = 0;
     const char *p = metrics;
-    while (p != NULL && *p != '\0' && used < sizeof metrics_json) {
+    while (p != NULL && *p != '\0') {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        used += (size_t)snprintf(metrics_json + used, sizeof metrics_json - used, "%s\"%.*s\"",
-                                 used ? ", " : "", (int)len, p);
+        st = ddts_format(metrics_json + used, sizeof metrics_json - used, err, "%s\"%.*s\"",
+                         used ? ", " : "", (int)len, p);
+        if (st != DDTS_OK) {
+            ddts_error_prefix(err, "--metrics: ");
+            goto out;
+        }
+        used += strlen(metrics_json + used);
         p = comma ? comma + 1 : NULL;
     }
     char training_config[2048];
-    snprintf(training_config, sizeof training_config,
-             "{\"loss\": \"%s\", \"metrics\": [%s], \"weighted_metrics\": null, "
-             "\"loss_weights\": null, \"optimizer_config\": {\"class_name\": \"%s\", "
-             "\"config\": {\"name\": \"%s\", \"learning_rate\": %.17g}}}",
-             loss, metrics_json, cls, cls, learning_rate);
+    st = ddts_format(training_config, sizeof training_config, err,
+                     "{\"loss\": \"%s\", \"metrics\": [%s], \"weighted_metrics\": null, "
+                     "\"loss_weights\": null, \"optimizer_config\": {\"class_name\": \"%s\", "
+                     "\"config\": {\"name\": \"%s\", \"learning_rate\": %.17g}}}",
+                     loss, metrics_json, cls, cls, learning_rate);
+    if (st != DDTS_OK) {
+        ddts_error_prefix(err, "--loss/--metrics: ");
+        goto out;
+    }
     st = ddts_model_from_keras_config(spec, n, &m, err);
     if (st != DDTS_OK) {
         ddts_error_prefix(err, "%s: ", spec_path);

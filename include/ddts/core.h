@@ -105,6 +105,17 @@ DDTS_API enum ddts_status ddts_error_set_errno(struct ddts_error *err, enum ddts
 DDTS_API void ddts_error_prefix(struct ddts_error *err, const char *fmt, ...) DDTS_PRINTF(2, 3);
 
 /*
+ * snprintf for text that must not be cut short (a path, a name): formats
+ * into `buf` (capacity `cap`) and returns DDTS_OK, or DDTS_ELIMIT when the
+ * text needs more room (the message shows its start and length) and
+ * DDTS_EINVAL for an encoding error; on failure `buf` holds "" rather than
+ * a truncated text. Text that may be shortened (a message, a terminal line)
+ * uses plain snprintf; error messages are cut at DDTS_ERROR_MSG_MAX.
+ */
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_format(char *buf, size_t cap, struct ddts_error *err,
+                                                     const char *fmt, ...) DDTS_PRINTF(4, 5);
+
+/*
  * Allocation. Every allocation of the library goes through these wrappers so
  * that tests can fail the k-th allocation (ddts_alloc_fail_after) and check
  * that each path returns DDTS_ENOMEM and leaks nothing.

@@ -148,8 +148,10 @@ static enum ddts_status download(const char *cache, int mnist, struct outs *o,
             continue;
         const char *file = mnist ? "mnist.npz" : fashion[i];
         char url[1024];
-        snprintf(url, sizeof url, "%s%s%s", origin, origin[strlen(origin) - 1] == '/' ? "" : "/",
-                 file);
+        st = ddts_format(url, sizeof url, err, "%s%s%s", origin,
+                         origin[strlen(origin) - 1] == '/' ? "" : "/", file);
+        if (st != DDTS_OK)
+            break;
         char *dest = ddts_path_join(dir, file);
         if (dest == NULL) {
             st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");

@@ -204,7 +204,9 @@ static enum ddts_status write_model(struct ddts_model *m, struct ddts_keras_mode
                                     struct ddts_error *err)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
+    enum ddts_status fst = ddts_format(path, sizeof path, err, "%s/%s%s", dir, name, ext);
+    if (fst != DDTS_OK)
+        return fst;
     if (weights == NULL)
         return save(m, k, norm, path, err);
     size_t n = 0;
@@ -241,14 +243,17 @@ static enum ddts_status norm_layer(const struct ddts_job *job, const struct ddts
 }
 
 /* "DIR/model.keras" -> "DIR/model.h5": a model with a normalizer layer is a new .h5 file. */
-static void h5_path(const char *path, char *out, size_t cap)
+static enum ddts_status h5_path(const char *path, char *out, size_t cap, struct ddts_error *err)
 {
-    snprintf(out, cap, "%s", path);
+    enum ddts_status st = ddts_format(out, cap, err, "%s", path);
+    if (st != DDTS_OK)
+        return st;
     char *dot = strrchr(out, '.');
     char *slash = strrchr(out, '/');
     if (dot != NULL && (slash == NULL || dot > slash) && strcmp(dot, ".keras") == 0 &&
         (size_t)(dot - out) + 4 < cap)
         memcpy(dot, ".h5", 4);
+    return DDTS_OK;
 }
 
 static double log_value(const struct ddts_history *h, const char *name)
@@ -282,12 +287,14 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     enum ddts_status st = ddts_mkdir_p(dir, err);
     if (st != DDTS_OK)
         return st;
-    snprintf(path, sizeof path, "%s/history.csv", dir);
-    st = ddts_history_writer_open(path, false, &r.history, err);
+    st = ddts_format(path, sizeof path, err, "%s/history.csv", dir);
+    if (st == DDTS_OK)
+        st = ddts_history_writer_open(path, false, &r.history, err);
     if (st != DDTS_OK)
         goto out;
-    snprintf(path, sizeof path, "%s/train.log", dir);
-    st = ddts_textlog_open(path, &r.textlog, err);
+    st = ddts_format(path, sizeof path, err, "%s/train.log", dir);
+    if (st == DDTS_OK)
+        st = ddts_textlog_open(path, &r.textlog, err);
     if (st != DDTS_OK)
         goto out;
     ddts_textlog_printf(r.textlog,
@@ -346,11 +353,13 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
                             fo.checkpoint_monitor);
     ddts_history_writer_close(r.history);
     r.history = NULL;
-    snprintf(path, sizeof path, "%s/history.csv", dir);
-    st = ddts_csv_history_read(path, &csv, err);
+    st = ddts_format(path, sizeof path, err, "%s/history.csv", dir);
+    if (st == DDTS_OK)
+        st = ddts_csv_history_read(path, &csv, err);
+    if (st == DDTS_OK)
+        st = ddts_format(path, sizeof path, err, "%s/history.png", dir);
     if (st != DDTS_OK)
         goto out;
-    snprintf(path, sizeof path, "%s/history.png", dir);
     char title[256];
     if (n_folds > 0)
         snprintf(title, sizeof title, "%s - fold %d/%d", req->run_name ? req->run_name : "train",
@@ -548,10 +557,11 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
             struct ddts_dataset dtr = {x, y, tr, ntr, offset, scale, yo, ys},
                                 dva = {x, y, va, nva, offset, scale, yo, ys};
             char dir[4096];
-            snprintf(dir, sizeof dir, "%s/fold_%zu", req->out_dir, f + 1);
             struct ddts_train_result fr;
             memset(&fr, 0, sizeof fr);
-            st = run_one(req, m, k, normp, &dtr, &dva, dir, (int)f + 1, (int)kf, &fr, err);
+            st = ddts_format(dir, sizeof dir, err, "%s/fold_%zu", req->out_dir, f + 1);
+            if (st == DDTS_OK)
+                st = run_one(req, m, k, normp, &dtr, &dva, dir, (int)f + 1, (int)kf, &fr, err);
             if (st != DDTS_OK)
                 goto out;
             int acc = isfinite(fr.val_accuracy);
@@ -652,9 +662,10 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
         if (job->normalizer != DDTS_JOB_NORM_NONE && req->norm_stats != NULL) {
             struct ddts_norm_layer norm;
             char path[4096];
-            h5_path(req->out_path, path, sizeof path);
-            st = norm_layer(job, req->norm_stats, ddts_model_input_size(m), &nmean, &nvar, &norm,
-                            err);
+            st = h5_path(req->out_path, path, sizeof path, err);
+            if (st == DDTS_OK)
+                st = norm_layer(job, req->norm_stats, ddts_model_input_size(m), &nmean, &nvar,
+                                &norm, err);
             if (st == DDTS_OK)
                 st = ddts_surgery_write_normalized(m, k, &norm, path, err);
         } else {
