@@ -2,6 +2,8 @@
  * Hashing and secrets on libsodium (crypto.h). Error mapping: sodium_init is
  * the only call that can fail (DDTS_EIO); the rest cannot.
  */
+#include <string.h>
+
 #include <sodium.h>
 
 #include "crypto/crypto.h"
@@ -33,6 +35,21 @@ int ddts_secure_compare(const void *a, const void *b, size_t n)
 void ddts_secure_random(void *buf, size_t n)
 {
     randombytes_buf(buf, n);
+}
+
+void ddts__hex(const uint8_t *p, size_t n, char *out)
+{
+    sodium_bin2hex(out, 2 * n + 1, p, n);
+}
+
+int ddts__unhex(const char *s, uint8_t *out, size_t n)
+{
+    size_t got = 0;
+    const char *end = NULL;
+    if (strlen(s) != 2 * n || sodium_hex2bin(out, n, s, 2 * n, NULL, &got, &end) != 0 || got != n ||
+        *end != '\0')
+        return -1;
+    return 0;
 }
 
 static crypto_hash_sha256_state *sha_state(struct ddts__sha256 *s)

@@ -21,6 +21,11 @@ DDTS_NODISCARD enum ddts_status ddts__crypto_init(struct ddts_error *err);
 /* Fills `buf` with `n` bytes from the system CSPRNG (libsodium initialised). */
 void ddts_secure_random(void *buf, size_t n);
 
+/* Lower-case hex of n bytes into out (2n + 1 bytes) (libsodium's sodium_bin2hex). */
+void ddts__hex(const uint8_t *p, size_t n, char *out);
+/* Parses exactly 2n hex digits (either case) into out; 0 on success, -1 otherwise. */
+int ddts__unhex(const char *s, uint8_t *out, size_t n);
+
 #define DDTS_SHA256_BYTES 32
 /*
  * SHA-256 (FIPS 180-4) of a stream: libsodium's crypto_hash_sha256, whose

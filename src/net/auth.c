@@ -1,8 +1,9 @@
 /*
  * CPace (draft-irtf-cfrg-cpace) over ristretto255 with BLAKE2b-512, key
  * confirmation in both directions, then crypto_secretstream_xchacha20poly1305
- * in each direction. The only user of libsodium in ddts. The computation is
- * written out in docs/protocol.md ("Handshake").
+ * in each direction. With src/crypto/crypto.c (hashing, random bytes, hex,
+ * wiping), the only user of libsodium in ddts. The computation is written
+ * out in docs/protocol.md ("Handshake").
  *
  * Bulk frames go through OpenSSL's ChaCha20-Poly1305 (libcrypto; this is its
  * only user in ddts), about 2.5 times faster than libsodium's on AVX-512

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../crypto/crypto.h"
 #include "ddts/core.h"
 #include "ddts/limits.h"
 
@@ -19,10 +20,7 @@ void ddts__file_list_free(struct ddts__file_list *fl);
 DDTS_NODISCARD enum ddts_status ddts__list_files(const char *root, const char *rel,
                                                  struct ddts__file_list *fl, int depth,
                                                  struct ddts_error *err);
-/* Lower-case hex of n bytes into out (2n + 1 bytes). */
-void ddts__hex(const uint8_t *p, size_t n, char *out);
-/* Parses exactly 2n hex digits; 0 on success, -1 otherwise. */
-int ddts__unhex(const char *s, uint8_t *out, size_t n);
+/* ddts__hex and ddts__unhex: crypto/crypto.h. */
 /* Creates the parent folder of `path`. */
 DDTS_NODISCARD enum ddts_status ddts__mkdir_parent(const char *path, struct ddts_error *err);
 

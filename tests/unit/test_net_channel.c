@@ -267,6 +267,25 @@ static void test_cond_wait_for(void **state)
     pthread_mutex_destroy(&sg.mu);
 }
 
+/* Client and job ids in state files: hex through libsodium (src/crypto). */
+static void test_hex(void **state)
+{
+    (void)state;
+    const uint8_t id[4] = {0x00, 0x9f, 0xa0, 0xff};
+    char hex[9];
+    ddts__hex(id, sizeof id, hex);
+    assert_string_equal(hex, "009fa0ff");
+    uint8_t back[4] = {0};
+    assert_int_equal(ddts__unhex("009fa0ff", back, 4), 0);
+    assert_memory_equal(back, id, 4);
+    assert_int_equal(ddts__unhex("009FA0FF", back, 4), 0);
+    assert_memory_equal(back, id, 4);
+    assert_int_equal(ddts__unhex("009fa0f", back, 4), -1);   /* too short */
+    assert_int_equal(ddts__unhex("009fa0ff0", back, 4), -1); /* too long */
+    assert_int_equal(ddts__unhex("009fa0fg", back, 4), -1);  /* not a digit */
+    assert_int_equal(ddts__unhex("009f a0f", back, 4), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_fast_tamper),
         cmocka_unit_test(test_fast_replay_reorder),
         cmocka_unit_test(test_cond_wait_for),
+        cmocka_unit_test(test_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
