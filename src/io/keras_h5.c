@@ -58,7 +58,8 @@ static void quiet_end(const struct h5_handler *h)
     H5Eset_auto2(H5E_DEFAULT, h->fn, h->data);
 }
 
-#define QUIET() __attribute__((cleanup(quiet_end))) struct h5_handler quiet_scope_ = quiet_begin()
+#define QUIET()                                                                                    \
+    __attribute__((cleanup(quiet_end), unused)) struct h5_handler quiet_scope_ = quiet_begin()
 
 static void close_id(hid_t id)
 {
