@@ -18,7 +18,9 @@
  *   trainer.h  one training run of a job, tying the above together
  *
  * Every fallible function returns an enum ddts_status and fills an optional
- * struct ddts_error with a message naming what is wrong.
+ * struct ddts_error with a message naming what is wrong. These headers are
+ * the whole public API: libddts.so exports the functions they declare
+ * (DDTS_API) and nothing else.
  */
 #ifndef DDTS_DDTS_H
 #define DDTS_DDTS_H
