@@ -27,6 +27,11 @@ comm -23 "$WORK/declared" "$WORK/exported" >"$WORK/missing"
 [ -s "$WORK/missing" ] && fail "declared in include/ddts but not exported: $(tr '\n' ' ' <"$WORK/missing")"
 comm -13 "$WORK/declared" "$WORK/exported" >"$WORK/extra"
 [ -s "$WORK/extra" ] && fail "exported but declared in no public header: $(tr '\n' ' ' <"$WORK/extra")"
+# The CLI needs nothing beyond that API: the same objects linked against
+# libddts.so (ddts_shared_cli, built next to ddts) link and run.
+run_expect 0 "$BUILD_DIR/ddts_shared_cli" --version
+grep -q '^ddts ' "$OUT" || fail "ddts_shared_cli --version: $(cat "$OUT")"
+ldd "$BUILD_DIR/ddts_shared_cli" | grep -q 'libddts\.so' || fail "ddts_shared_cli is not linked dynamically"
 cat >"$WORK/use.c" <<'CEOF'
 #include <ddts/ddts.h>
 #include <stdio.h>
