@@ -17,7 +17,9 @@
  *
  * Threads: Debian's libhdf5 is the serial build, which is not thread-safe.
  * Call the functions of this header from one thread at a time (the server
- * and client read and write models from their control thread).
+ * and client read and write models from their control thread). HDF5's
+ * automatic error printing is off while a call runs; the program's own
+ * handler (H5Eset_auto2) is back in place when it returns.
  */
 #ifndef DDTS_KERAS_H
 #define DDTS_KERAS_H
