@@ -144,9 +144,10 @@ DDTS_API DDTS_NODISCARD enum ddts_status ddts_data_load_xy(const char *dir, stru
 
 /* ddts_data_load_dir with an npz array name (`key`, applied to the folder's
  * .npz files; NULL: each one's only array) and ddts_data_load_ex flags. */
-DDTS_NODISCARD enum ddts_status ddts_data_load_dir_ex(const char *dir, const char *key,
-                                                      unsigned flags, struct ddts_array **out,
-                                                      struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_data_load_dir_ex(const char *dir, const char *key,
+                                                               unsigned flags,
+                                                               struct ddts_array **out,
+                                                               struct ddts_error *err);
 
 /* How ddts_data_load_xy_ex reads dir/X and dir/Y. */
 struct ddts_xy_options {
@@ -159,10 +160,9 @@ struct ddts_xy_options {
 };
 
 /* ddts_data_load_xy with options (NULL: the defaults above). */
-DDTS_NODISCARD enum ddts_status ddts_data_load_xy_ex(const char *dir,
-                                                     const struct ddts_xy_options *opts,
-                                                     struct ddts_array **x, struct ddts_array **y,
-                                                     struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_data_load_xy_ex(const char *dir, const struct ddts_xy_options *opts, struct ddts_array **x,
+                     struct ddts_array **y, struct ddts_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Per-format entry points (in memory; used by ddts_data_parse and fuzzing) */
@@ -305,7 +305,7 @@ struct ddts_keras_dataset_options {
 };
 
 /* ddts_keras_dataset_load with options (NULL: the defaults). */
-DDTS_NODISCARD enum ddts_status
+DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_keras_dataset_load_ex(const char *name, const struct ddts_keras_dataset_options *opt,
                            struct ddts_array **x_train, struct ddts_array **y_train,
                            struct ddts_array **x_test, struct ddts_array **y_test,
