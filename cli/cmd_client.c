@@ -76,9 +76,9 @@ static enum ddts_status load_opt(const char *dir, const char *name, struct ddts_
 {
     *out = NULL;
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (access(path, R_OK) != 0)
-        return DDTS_OK;
+    enum ddts_status st = ddts_format(path, sizeof path, err, "%s/%s", dir, name);
+    if (st != DDTS_OK || access(path, R_OK) != 0)
+        return st;
     return ddts_data_load(path, NULL, out, err);
 }
 
@@ -111,7 +111,8 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         if (st == DDTS_OK && x == NULL)
             st = ddts_error_set(err, DDTS_ENOTFOUND, "the share from the server has no x.npy");
         char path[4096];
-        snprintf(path, sizeof path, "%s/stats.bin", cj->shard_dir);
+        if (st == DDTS_OK)
+            st = ddts_format(path, sizeof path, err, "%s/stats.bin", cj->shard_dir);
         char *buf = NULL;
         size_t nbytes = 0;
         if (st == DDTS_OK && access(path, R_OK) == 0) {
@@ -120,7 +121,8 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
                 st = ddts_stats_decode((const uint8_t *)buf, nbytes, &stats, err);
             ddts_free(buf);
         }
-        snprintf(path, sizeof path, "%s/info.txt", cj->shard_dir);
+        if (st == DDTS_OK)
+            st = ddts_format(path, sizeof path, err, "%s/info.txt", cj->shard_dir);
         if (st == DDTS_OK && access(path, R_OK) == 0) {
             st = ddts_read_file(path, 4096, &buf, &nbytes, err);
             if (st == DDTS_OK) {
@@ -135,7 +137,7 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         /* --data client: this machine's own X/ and Y/. */
         if (ctx->dataset != NULL)
             snprintf(job.dataset, sizeof job.dataset, "%s", ctx->dataset);
-        st = ddts_data_load_xy(job.dataset, &x, &y, err);
+        st = cli_load_job_xy(&job, job.dataset, &x, &y, err);
     }
     if (st == DDTS_OK && cj->init_weights_path != NULL) {
         char *buf = NULL;
@@ -265,9 +267,10 @@ int cmd_client(int argc, char **argv)
     if (colon != NULL) {
         if (cli_parse_long("client", "--server", colon + 1, 1, 65535, &port) != CLI_OK)
             return CLI_USAGE;
-        snprintf(host, sizeof host, "%.*s", (int)(colon - server), server);
-    } else {
-        snprintf(host, sizeof host, "%s", server);
+        if (ddts_format(host, sizeof host, NULL, "%.*s", (int)(colon - server), server) != DDTS_OK)
+            return cli_usage_error("client", "--server: host name longer than 255 bytes");
+    } else if (ddts_format(host, sizeof host, NULL, "%s", server) != DDTS_OK) {
+        return cli_usage_error("client", "--server: host name longer than 255 bytes");
     }
     struct ddts_error err;
     ddts_error_clear(&err);

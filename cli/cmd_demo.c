@@ -133,6 +133,10 @@ int cmd_demo(int argc, char **argv)
     else
         return cli_usage_error("demo", "--model: '%s' is not mlp or cnn", model_name);
 
+    /* Every path below is the work folder plus at most 64 bytes (the job and
+     * file names are ours), so bounding the folder once rules out truncation. */
+    if (strlen(workdir) > 4000)
+        return cli_usage_error("demo", "--workdir: longer than 4000 bytes");
     struct ddts_error err;
     ddts_error_clear(&err);
     struct ddts_logger log = cli_logger(DDTS_LOG_INFO);

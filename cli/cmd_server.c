@@ -46,9 +46,13 @@ const char cli_usage_server[] =
     "  --method fit|kfold     (fit)     --folds K (10)\n"
     "  --data SOURCE          server (--dataset DIR/X, DIR/Y), client, keras (server)\n"
     "  --dataset DIR          folder with X/ and Y/\n"
-    "  --keras-dataset NAME   mnist or fashion_mnist\n"
+    "  --keras-dataset NAME   mnist, fashion_mnist, cifar10, cifar100, imdb, reuters,\n"
+    "                         boston_housing (imdb/reuters: --num-words, --skip-top,\n"
+    "                         --maxlen; cifar100: --label-mode fine|coarse)\n"
     "  --samples N            training samples used (all)\n"
-    "  --order XY|XX          XX: reconstruct X (autoencoder) (XY)\n"
+    "  --order XY|XX          XX: reconstruct X (autoencoder), DIR/X only (XY)\n"
+    "  --x-key, --y-key NAME  the array of .npz files in DIR/X, DIR/Y (x/x_train, y/y_train)\n"
+    "  --monitor NAME         best model by (val_accuracy with accuracy, else val_loss)\n"
     "  --validation-split F   held out on each client without a test split (0.3)\n"
     "  --sync MODE            none, epoch, steps:K, step (epoch)\n"
     "  --seed N               (random, printed)\n"
@@ -102,8 +106,9 @@ static enum ddts_status write_part(const char *dir, const char *name, const stru
     if (st != DDTS_OK)
         return st;
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    st = ddts_npy_write(path, part, err);
+    st = ddts_format(path, sizeof path, err, "%s/%s", dir, name);
+    if (st == DDTS_OK)
+        st = ddts_npy_write(path, part, err);
     ddts_array_destroy(part);
     return st;
 }
@@ -152,8 +157,9 @@ static enum ddts_status prepare_shards(const struct ddts_job *job, const char *s
     size_t offset = 0;
     for (size_t c = 0; c < n_clients; c++) {
         char dir[4096], path[4096];
-        snprintf(dir, sizeof dir, "%s/shard_%zu", shards_dir, c);
-        st = ddts_mkdir_p(dir, err);
+        st = ddts_format(dir, sizeof dir, err, "%s/shard_%zu", shards_dir, c);
+        if (st == DDTS_OK)
+            st = ddts_mkdir_p(dir, err);
         if (st == DDTS_OK)
             st = write_part(dir, "x.npy", x, idx + offset, counts[c], err);
         if (st == DDTS_OK && y != NULL)
@@ -163,15 +169,15 @@ static enum ddts_status prepare_shards(const struct ddts_job *job, const char *s
             if (st == DDTS_OK)
                 st = write_part(dir, "y_test.npy", yt, all, n_test, err);
         }
-        if (st == DDTS_OK) {
-            snprintf(path, sizeof path, "%s/stats.bin", dir);
+        if (st == DDTS_OK &&
+            (st = ddts_format(path, sizeof path, err, "%s/stats.bin", dir)) == DDTS_OK)
             st = ddts_write_file_atomic(path, enc, enc_n, err);
-        }
         if (st == DDTS_OK) {
             char info[128];
             int len = snprintf(info, sizeof info, "min_share %zu\n", n_min);
-            snprintf(path, sizeof path, "%s/info.txt", dir);
-            st = ddts_write_file_atomic(path, info, (size_t)len, err);
+            st = ddts_format(path, sizeof path, err, "%s/info.txt", dir);
+            if (st == DDTS_OK)
+                st = ddts_write_file_atomic(path, info, (size_t)len, err);
         }
         if (st != DDTS_OK)
             goto out;
@@ -207,10 +213,10 @@ static enum ddts_status read_f32(const char *path, float **out, size_t *n, struc
 static int64_t client_samples(const char *clients_dir, const char *name)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s/summary.json", clients_dir, name);
     char *text = NULL;
     size_t n = 0;
-    if (ddts_read_file(path, 1 << 20, &text, &n, NULL) != DDTS_OK)
+    if (ddts_format(path, sizeof path, NULL, "%s/%s/summary.json", clients_dir, name) != DDTS_OK ||
+        ddts_read_file(path, 1 << 20, &text, &n, NULL) != DDTS_OK)
         return -1;
     int64_t samples = -1;
     const char *p = strstr(text, "\"samples\": ");
@@ -247,10 +253,10 @@ static void on_round(void *userdata, uint64_t round, const float *w, size_t n)
 static size_t read_min_share(const char *shards_dir)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/shard_0/info.txt", shards_dir);
     char *text = NULL;
     size_t n = 0;
-    if (ddts_read_file(path, 4096, &text, &n, NULL) != DDTS_OK)
+    if (ddts_format(path, sizeof path, NULL, "%s/shard_0/info.txt", shards_dir) != DDTS_OK ||
+        ddts_read_file(path, 4096, &text, &n, NULL) != DDTS_OK)
         return 0;
     size_t v = 0;
     const char *p = strstr(text, "min_share ");
@@ -295,7 +301,8 @@ global_history(const struct ddts_job *job, const char *job_dir, const char *mode
     if (xt == NULL || yt == NULL || model_path[0] == 0)
         return NULL;
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/global", job_dir);
+    if (ddts_format(dir, sizeof dir, NULL, "%s/global", job_dir) != DDTS_OK)
+        return NULL;
     uint64_t *rounds = ddts_mallocarray(MAXR, sizeof *rounds);
     size_t nr = 0, used = 0, cap = 64;
     char *csv = ddts_malloc(cap);
@@ -368,10 +375,10 @@ out:
 static int client_folds(const char *clients_dir, const char *name, double *vals, int max)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s/summary.json", clients_dir, name);
     char *text = NULL;
     size_t n = 0;
-    if (ddts_read_file(path, 1 << 20, &text, &n, NULL) != DDTS_OK)
+    if (ddts_format(path, sizeof path, NULL, "%s/%s/summary.json", clients_dir, name) != DDTS_OK ||
+        ddts_read_file(path, 1 << 20, &text, &n, NULL) != DDTS_OK)
         return 0;
     int k = 0;
     const char *p = strstr(text, "\"fold_values\": [");
@@ -463,7 +470,10 @@ static void write_report(const struct ddts_job *job, const char *job_dir, double
 {
     struct ddts_error err;
     char clients_dir[4096];
-    snprintf(clients_dir, sizeof clients_dir, "%s/clients", job_dir);
+    if (ddts_format(clients_dir, sizeof clients_dir, &err, "%s/clients", job_dir) != DDTS_OK) {
+        ddts_log(log, DDTS_LOG_WARN, "report: %s", err.msg);
+        return;
+    }
     enum { MAXC = DDTS_MAX_CLIENTS };
     char **names = ddts_calloc(MAXC, sizeof *names);
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): sizeof *p of a pointer array is the idiom */
@@ -480,9 +490,13 @@ static void write_report(const struct ddts_job *job, const char *job_dir, double
         if (e->d_name[0] == '.')
             continue;
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s/history.csv", clients_dir, e->d_name);
-        if (access(path, R_OK) != 0)
-            snprintf(path, sizeof path, "%s/%s/fold_1/history.csv", clients_dir, e->d_name);
+        if (ddts_format(path, sizeof path, &err, "%s/%s/history.csv", clients_dir, e->d_name) !=
+            DDTS_OK)
+            continue;
+        if (access(path, R_OK) != 0 &&
+            ddts_format(path, sizeof path, &err, "%s/%s/fold_1/history.csv", clients_dir,
+                        e->d_name) != DDTS_OK)
+            continue;
         struct ddts_csv_history *h = NULL;
         if (ddts_csv_history_read(path, &h, &err) != DDTS_OK)
             continue;
@@ -511,10 +525,10 @@ static void write_report(const struct ddts_job *job, const char *job_dir, double
     if (d != NULL)
         closedir(d);
     char plot[4096];
-    snprintf(plot, sizeof plot, "%s/report.png", job_dir);
     int have_plot =
-        n > 0 && ddts_plot_combined(plot, job->name, (const struct ddts_csv_history *const *)hist,
-                                    (const char *const *)names, n, global_curve, &err) == DDTS_OK;
+        n > 0 && ddts_format(plot, sizeof plot, &err, "%s/report.png", job_dir) == DDTS_OK &&
+        ddts_plot_combined(plot, job->name, (const struct ddts_csv_history *const *)hist,
+                           (const char *const *)names, n, global_curve, &err) == DDTS_OK;
     if (n > 0 && !have_plot)
         ddts_log(log, DDTS_LOG_WARN, "combined plot: %s", err.msg);
     char *settings = NULL;
@@ -568,11 +582,11 @@ static void write_report(const struct ddts_job *job, const char *job_dir, double
         .plot = have_plot ? "report.png" : NULL,
     };
     char path[4096];
-    snprintf(path, sizeof path, "%s/summary.json", job_dir);
-    if (ddts_summary_write_json(path, &s, &err) != DDTS_OK)
+    if (ddts_format(path, sizeof path, &err, "%s/summary.json", job_dir) != DDTS_OK ||
+        ddts_summary_write_json(path, &s, &err) != DDTS_OK)
         ddts_log(log, DDTS_LOG_WARN, "summary.json: %s", err.msg);
-    snprintf(path, sizeof path, "%s/summary.txt", job_dir);
-    if (ddts_summary_write_text(path, &s, &err) != DDTS_OK)
+    if (ddts_format(path, sizeof path, &err, "%s/summary.txt", job_dir) != DDTS_OK ||
+        ddts_summary_write_text(path, &s, &err) != DDTS_OK)
         ddts_log(log, DDTS_LOG_WARN, "summary.txt: %s", err.msg);
     else
         summary_events(job_dir, log);
@@ -629,17 +643,24 @@ int cmd_server(int argc, char **argv)
     float *weights = NULL;
     char *settings = NULL;
     char job_dir[4096], shards_dir[4096], model_path[4096] = "";
-    snprintf(job_dir, sizeof job_dir, "%s/%s", job.workdir, job.name);
+    /* Paths that do not fit are errors (a truncated path would be another file). */
+    if (ddts_format(job_dir, sizeof job_dir, &err, "%s/%s", job.workdir, job.name) != DDTS_OK) {
+        ddts_passphrase_destroy(pw);
+        return cli_fail("server", &err);
+    }
     /* Log lines go through the live view, which keeps its table below them. */
     struct cli_live *live = cli_live_create(stderr, &log);
     struct event_log events = {.inner = live != NULL ? cli_live_logger(live) : log};
-    snprintf(events.path, sizeof events.path, "%s/events.log", job_dir);
+    if ((st = ddts_format(events.path, sizeof events.path, &err, "%s/events.log", job_dir)) !=
+            DDTS_OK ||
+        (st = ddts_format(shards_dir, sizeof shards_dir, &err, "%s/shards", job_dir)) != DDTS_OK)
+        goto out;
     log.fn = event_sink;
     log.userdata = &events;
-    snprintf(shards_dir, sizeof shards_dir, "%s/shards", job_dir);
     if (!job.collect) {
         /* cli_job_complete already turned a --model folder into its one model file. */
-        snprintf(model_path, sizeof model_path, "%s", job.model);
+        if ((st = ddts_format(model_path, sizeof model_path, &err, "%s", job.model)) != DDTS_OK)
+            goto out;
         ddts_log(&log, DDTS_LOG_INFO, "job %s: model %s, %d clients, seed %llu", job.name,
                  model_path, job.clients, (unsigned long long)job.seed);
         if (job.data != DDTS_JOB_DATA_CLIENT) {
@@ -657,7 +678,8 @@ int cmd_server(int argc, char **argv)
             if (st != DDTS_OK)
                 goto out;
             char ready[4096];
-            snprintf(ready, sizeof ready, "%s/READY", shards_dir);
+            if ((st = ddts_format(ready, sizeof ready, &err, "%s/READY", shards_dir)) != DDTS_OK)
+                goto out;
             if (access(ready, F_OK) != 0) {
                 ddts_log(&log, DDTS_LOG_INFO, "splitting %lld samples into %d shares",
                          (long long)x->shape[0], job.clients);
@@ -675,7 +697,8 @@ int cmd_server(int argc, char **argv)
     if (st != DDTS_OK)
         goto out;
     struct round_saver saver = {.every = 0, .log = &log};
-    snprintf(saver.dir, sizeof saver.dir, "%s/global", job_dir);
+    if ((st = ddts_format(saver.dir, sizeof saver.dir, &err, "%s/global", job_dir)) != DDTS_OK)
+        goto out;
     if (!job.collect && model_path[0])
         saver.every = rounds_per_epoch(&job, read_min_share(shards_dir));
     if (saver.every > 0 && ddts_mkdir_p(saver.dir, NULL) != DDTS_OK)
@@ -712,11 +735,14 @@ int cmd_server(int argc, char **argv)
     double loss = NAN, accuracy = NAN;
     int have_global = 0;
     char wpath[4096], gpath[4096];
-    snprintf(wpath, sizeof wpath, "%s/global/weights.f32", job_dir);
     /* With a normalizer the model gains a Normalization layer and is written as a
      * new tf.keras 2.x .h5 file (src/train/surgery.c); otherwise in its source format. */
     int keep_keras = strstr(model_path, ".keras") != NULL && job.normalizer == DDTS_JOB_NORM_NONE;
-    snprintf(gpath, sizeof gpath, "%s/global/model%s", job_dir, keep_keras ? ".keras" : ".h5");
+    if ((st = ddts_format(wpath, sizeof wpath, &err, "%s/global/weights.f32", job_dir)) !=
+            DDTS_OK ||
+        (st = ddts_format(gpath, sizeof gpath, &err, "%s/global/model%s", job_dir,
+                          keep_keras ? ".keras" : ".h5")) != DDTS_OK)
+        goto out;
     if (model_path[0] && access(wpath, R_OK) == 0) {
         size_t n_w = 0;
         st = read_f32(wpath, &weights, &n_w, &err);

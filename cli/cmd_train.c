@@ -56,20 +56,19 @@ int cmd_train(int argc, char **argv)
     struct ddts_logger log = cli_logger(DDTS_LOG_INFO);
     struct ddts_error err;
     ddts_error_clear(&err);
-    char out_dir[4096];
-    if (flags.out != NULL)
-        snprintf(out_dir, sizeof out_dir, "%s", flags.out);
-    else
-        snprintf(out_dir, sizeof out_dir, "%s/%s/train", job.workdir, job.name);
+    char out_dir[4096], model_path[4096];
+    if ((flags.out != NULL ? ddts_format(out_dir, sizeof out_dir, &err, "%s", flags.out)
+                           : ddts_format(out_dir, sizeof out_dir, &err, "%s/%s/train", job.workdir,
+                                         job.name)) != DDTS_OK ||
+        /* cli_job_complete already turned a --model folder into its one model file. */
+        ddts_format(model_path, sizeof model_path, &err, "%s", job.model) != DDTS_OK)
+        return cli_fail("train", &err);
     ddts_log(&log, DDTS_LOG_INFO, "seed %llu", (unsigned long long)job.seed);
 
     struct ddts_array *x = NULL, *y = NULL, *xt = NULL, *yt = NULL;
     enum ddts_status st = cli_load_job_data(&job, &x, &y, &xt, &yt, &err);
     if (st != DDTS_OK)
         return cli_fail("train", &err);
-    char model_path[4096];
-    /* cli_job_complete already turned a --model folder into its one model file. */
-    snprintf(model_path, sizeof model_path, "%s", job.model);
     struct ddts_train_request req = {
         .job = &job,
         .model_path = model_path,

@@ -152,18 +152,26 @@ static void log_epoch_end(struct cli_live *lv, const struct live_row *r, double 
     const struct ddts_wire_progress *p = &r->progress;
     char line[512], t[32];
     size_t n = 0;
-    n += (size_t)snprintf(line + n, sizeof line - n, "client '%s' (%s): ", r->name, r->address);
+    /* A log line may be cut short, but n never passes the end of line. */
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        if (n < sizeof line) {                                                                     \
+            int w_ = snprintf(line + n, sizeof line - n, __VA_ARGS__);                             \
+            n = w_ < 0 ? sizeof line : n + (size_t)w_;                                             \
+        }                                                                                          \
+    } while (0)
+    ADD("client '%s' (%s): ", r->name, r->address);
     if (p->n_folds > 0)
-        n += (size_t)snprintf(line + n, sizeof line - n, "fold %u/%u ", p->fold, p->n_folds);
-    n += (size_t)snprintf(line + n, sizeof line - n, "epoch %u/%u", p->epoch, p->epochs);
+        ADD("fold %u/%u ", p->fold, p->n_folds);
+    ADD("epoch %u/%u", p->epoch, p->epochs);
     if (isfinite(p->loss))
-        n += (size_t)snprintf(line + n, sizeof line - n, " - loss %.4f", p->loss);
+        ADD(" - loss %.4f", p->loss);
     if (isfinite(p->accuracy))
-        n += (size_t)snprintf(line + n, sizeof line - n, " - accuracy %.4f", p->accuracy);
-    n += (size_t)snprintf(line + n, sizeof line - n, " - %.0f samples/s", p->samples_per_s);
+        ADD(" - accuracy %.4f", p->accuracy);
+    ADD(" - %.0f samples/s", p->samples_per_s);
     ddts_format_duration(t, sizeof t, eta);
-    if (n < sizeof line)
-        snprintf(line + n, sizeof line - n, " - ETA %s", t);
+    ADD(" - ETA %s", t);
+#undef ADD
     if (lv->inner.fn != NULL && lv->inner.min <= DDTS_LOG_INFO)
         lv->inner.fn(lv->inner.userdata, DDTS_LOG_INFO, line);
 }

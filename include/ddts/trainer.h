@@ -82,9 +82,9 @@ struct ddts_train_result {
 };
 
 /* Runs the request; see the header comment. Statuses of the modules it uses. */
-DDTS_NODISCARD enum ddts_status ddts_train_run(const struct ddts_train_request *req,
-                                               struct ddts_train_result *out,
-                                               struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_train_run(const struct ddts_train_request *req,
+                                                        struct ddts_train_result *out,
+                                                        struct ddts_error *err);
 
 /*
  * Bridges between Keras files and the engine.
@@ -93,19 +93,23 @@ DDTS_NODISCARD enum ddts_status ddts_train_run(const struct ddts_train_request *
  * shape; a layer the file has no weights for keeps fresh weights from
  * `seed`. ddts_bridge_store: copies the model's weights back into `k`.
  */
-DDTS_NODISCARD enum ddts_status ddts_bridge_load(const struct ddts_keras_model *k, uint64_t seed,
-                                                 struct ddts_model **out, struct ddts_error *err);
-DDTS_NODISCARD enum ddts_status ddts_bridge_store(struct ddts_model *m, struct ddts_keras_model *k,
-                                                  struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_bridge_load(const struct ddts_keras_model *k,
+                                                          uint64_t seed, struct ddts_model **out,
+                                                          struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_bridge_store(struct ddts_model *m, struct ddts_keras_model *k, struct ddts_error *err);
 /* A new in-memory Keras file for `m` (config and training config given as
  * JSON text), to be written with ddts_keras_write_new. */
-DDTS_NODISCARD enum ddts_status ddts_bridge_new_keras(struct ddts_model *m, const char *config_json,
-                                                      const char *training_config_json,
-                                                      struct ddts_keras_model **out,
-                                                      struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_bridge_new_keras(struct ddts_model *m,
+                                                               const char *config_json,
+                                                               const char *training_config_json,
+                                                               struct ddts_keras_model **out,
+                                                               struct ddts_error *err);
 /* Writes `m` to `path` in the format of `k` (k's layout, m's weights). */
-DDTS_NODISCARD enum ddts_status ddts_bridge_write(struct ddts_model *m, struct ddts_keras_model *k,
-                                                  const char *path, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_bridge_write(struct ddts_model *m,
+                                                           struct ddts_keras_model *k,
+                                                           const char *path,
+                                                           struct ddts_error *err);
 
 /* The server's global model: the source file with averaged weights, evaluated on test data. */
 struct ddts_global_request {
@@ -118,9 +122,9 @@ struct ddts_global_request {
     const char *out_path; /* where the global model is written; NULL: not written */
 };
 /* Writes and evaluates the global model; *loss and *accuracy are NaN without test data. */
-DDTS_NODISCARD enum ddts_status ddts_train_global(const struct ddts_global_request *req,
-                                                  double *loss, double *accuracy,
-                                                  struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_train_global(const struct ddts_global_request *req,
+                                                           double *loss, double *accuracy,
+                                                           struct ddts_error *err);
 
 /*
  * Model surgery (src/train/surgery.c): configuration JSON in, JSON out, and
@@ -134,6 +138,8 @@ struct ddts_norm_layer {
     const float *variance; /* n_features values */
     size_t n_features;     /* elements per sample of the model's input */
     uint64_t count;        /* samples the statistics came from (Keras' `count` weight) */
+    bool invert_output;    /* --order XX: the output gets Normalization(invert=True) with the
+                              same statistics, so the saved model maps raw X to raw X */
 };
 
 /*
@@ -148,24 +154,25 @@ struct ddts_norm_layer {
  * Returns DDTS_EFORMAT (not a model config), DDTS_EUNSUPPORTED (several
  * inputs), DDTS_ENOMEM.
  */
-DDTS_NODISCARD enum ddts_status ddts_surgery_insert_normalization(const char *config_json,
-                                                                  int input_rank,
-                                                                  const int64_t *input_shape,
-                                                                  char **out_json, char **norm_name,
-                                                                  struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_surgery_insert_normalization(const char *config_json, int input_rank,
+                                  const int64_t *input_shape, char **out_json, char **norm_name,
+                                  struct ddts_error *err);
 
 /*
  * Writes `m` (its current weights; built from `k`) as a new tf.keras 2.x .h5
  * file at `path` whose configuration is k's with the Normalization layer of
  * `norm` inserted (ddts_surgery_insert_normalization); k's training config,
  * keras_version and backend are kept. DDTS_ESHAPE when norm->n_features is
- * not the model's input size.
+ * not the model's input size. With norm->invert_output (an autoencoder) the
+ * model's output also gets a Normalization(invert=True) layer (Keras >= 2.10
+ * and Keras 3 load it) with the same statistics, wrapped in Reshapes like the
+ * input's; the output must then have n_features values too.
  */
-DDTS_NODISCARD enum ddts_status ddts_surgery_write_normalized(struct ddts_model *m,
-                                                              const struct ddts_keras_model *k,
-                                                              const struct ddts_norm_layer *norm,
-                                                              const char *path,
-                                                              struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_surgery_write_normalized(struct ddts_model *m, const struct ddts_keras_model *k,
+                              const struct ddts_norm_layer *norm, const char *path,
+                              struct ddts_error *err);
 
 /*
  * The configuration of a Functional model that averages the outputs of
@@ -174,7 +181,7 @@ DDTS_NODISCARD enum ddts_status ddts_surgery_write_normalized(struct ddts_model 
  * Sequential or Functional) nested as "member_<i>" (1-based) and called at
  * node index 1, and an Average layer "average". *out_json: ddts_free.
  */
-DDTS_NODISCARD enum ddts_status
+DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_surgery_ensemble_config(const char *const *member_configs, size_t n, int input_rank,
                              const int64_t *input_shape, char **out_json, struct ddts_error *err);
 
@@ -186,7 +193,7 @@ ddts_surgery_ensemble_config(const char *const *member_configs, size_t n, int in
  * member's training config. `names` (the members' file names) appear in
  * error messages. DDTS_ESHAPE when members' inputs or outputs differ.
  */
-DDTS_NODISCARD enum ddts_status
+DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_surgery_write_ensemble(const struct ddts_keras_model *const *members, const char *const *names,
                             size_t n, const char *path, struct ddts_error *err);
 

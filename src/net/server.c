@@ -21,9 +21,9 @@
 
 #include "ddts/fs.h"
 #include "ddts/limits.h"
-#include "ddts/net.h"
+#include "conn.h"
 #include "ddts/server.h"
-#include "ddts/wire.h"
+#include "wire.h"
 #include "netutil.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -139,16 +139,7 @@ struct server {
 
 static void timed_wait(struct server *srv, double seconds)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long ns = (long)((seconds - (double)(long)seconds) * 1e9);
-    ts.tv_sec += (time_t)seconds;
-    ts.tv_nsec += ns;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&srv->cv, &srv->mu, &ts);
+    ddts__cond_wait_for(&srv->cv, &srv->mu, seconds);
 }
 
 /* ---- the live view ---- */
@@ -1256,7 +1247,11 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
     memset(&srv, 0, sizeof srv);
     pthread_mutex_init(&srv.mu, NULL);
     pthread_mutex_init(&srv.flush_mu, NULL);
-    pthread_cond_init(&srv.cv, NULL);
+    if (ddts__cond_init(&srv.cv) != 0) {
+        pthread_mutex_destroy(&srv.flush_mu);
+        pthread_mutex_destroy(&srv.mu);
+        return ddts_error_set(err, DDTS_ENOMEM, "server: cannot create a condition variable");
+    }
     srv.cfg = cfg;
     srv.log = cfg->logger;
     srv.client_timeout = cfg->client_timeout_s > 0 ? cfg->client_timeout_s : 60;

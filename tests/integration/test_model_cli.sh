@@ -21,6 +21,14 @@ grep -q -- '--layers dense:UNITS\[:ACTIVATION\]' "$OUT" || fail "inspect --layer
 grep -q '^read-only SimpleRNN (LSTM, GRU' "$OUT" || fail "inspect --layers: LSTM row"
 run_expect 2 "$DDTS" model new --layers dense:3 -o "$WORK/x.h5"
 run_expect 1 "$DDTS" model new --layers dense:zz --input-shape 4 -o "$WORK/x.h5"
+# Loss and metric names go into the file's JSON: anything but a name is refused, naming the flag.
+run_expect 1 "$DDTS" model new "$DDTS_SOURCE_DIR/examples/fashion_mlp.json" --loss 'mse"' \
+    -o "$WORK/q.h5"
+grep -q -- "--loss: 'mse\"' is not a Keras loss name" "$ERR" || fail "quoted --loss: $(cat "$ERR")"
+run_expect 1 "$DDTS" model new "$DDTS_SOURCE_DIR/examples/fashion_mlp.json" \
+    --metrics 'accuracy,a"b' -o "$WORK/q.h5"
+grep -q -- "--metrics: 'a\"b' is not a Keras metric name" "$ERR" || fail "quoted --metrics: $(cat "$ERR")"
+[ -e "$WORK/q.h5" ] && fail "a refused model was written"
 # An unsupported layer is an error naming the layer and its class.
 sed 's/"MaxPooling2D"/"LSTM"/' "$DDTS_SOURCE_DIR/examples/fashion_cnn.json" >"$WORK/bad.json"
 run_expect 1 "$DDTS" model new "$WORK/bad.json" -o "$WORK/bad.h5"
