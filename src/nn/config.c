@@ -171,7 +171,7 @@ static enum ddts_status parse_init(struct ctx *c, const json_t *v, const char *n
                         ? DIST_TRUNCATED
                     : strcmp(di, "untruncated_normal") == 0 ? DIST_NORMAL
                                                             : DIST_UNIFORM;
-    } else if (strcmp(k, "orthogonal") == 0) {
+    } else if (strcmp(k, "orthogonal") == 0 || strcmp(k, "orthogonal_initializer") == 0) {
         out->kind = INIT_ORTHOGONAL;
         out->a = jnum(cf, "gain", 1);
     } else if (strcmp(k, "identity") == 0) {
@@ -208,9 +208,9 @@ static enum ddts_status parse_reg(struct ctx *c, const json_t *v, const char *na
     return DDTS_OK;
 }
 
-static const struct nn_init INIT_GLOROT = {INIT_VARIANCE_SCALING, 1, 0, FAN_AVG, DIST_UNIFORM};
-static const struct nn_init INIT_Z = {INIT_ZEROS, 0, 0, 0, 0};
-static const struct nn_init INIT_O = {INIT_ONES, 0, 0, 0, 0};
+static const struct nn_init INIT_GLOROT = {INIT_VARIANCE_SCALING, 1, 0, FAN_AVG, DIST_UNIFORM, 0};
+static const struct nn_init INIT_Z = {INIT_ZEROS, 0, 0, 0, 0, 0};
+static const struct nn_init INIT_O = {INIT_ONES, 0, 0, 0, 0, 0};
 
 /* Adds a weight with initializer/regularizer read from cfg[init_key]/cfg[reg_key]. */
 static enum ddts_status add_w(struct ctx *c, int node, const json_t *cfg, const char *wname,
@@ -269,13 +269,200 @@ static enum ddts_status parse_padding(struct ctx *c, const json_t *cfg, const ch
     return DDTS_OK;
 }
 
-/* ---- one layer ---- */
 #define TRY(x)                                                                                     \
     do {                                                                                           \
         st = (x);                                                                                  \
         if (st != DDTS_OK)                                                                         \
             return st;                                                                             \
     } while (0)
+
+/* ---- sequences: masks, recurrent layers, wrappers ---- */
+
+/* 1 + the node that starts the mask node i emits, 0 for none: Embedding
+ * with mask_zero and Masking start one; layers that keep the time axis
+ * pass theirs on; a recurrent layer returning only its last step, pooling,
+ * Flatten and the rest end it (as Keras' compute_mask does). */
+static int mask_out(const struct ddts_model *m, int i)
+{
+    const struct nn_node *nd = &m->nodes[i];
+    switch (nd->kind) {
+    case NN_EMBEDDING:
+        return nd->mask_zero ? i + 1 : 0;
+    case NN_MASKING:
+        return i + 1;
+    case NN_RNN:
+        return nd->rnn.return_sequences ? nd->mask_src : 0;
+    case NN_DROPOUT:
+    case NN_ACTIVATION:
+    case NN_DENSE:
+    case NN_CONCAT:
+    case NN_ADD:
+    case NN_AVERAGE:
+    case NN_MULTIPLY:
+        return nd->mask_src;
+    default:
+        return 0;
+    }
+}
+
+static enum ddts_status parse_rnn(struct ctx *c, const char *cls, const char *name,
+                                  const json_t *cfg, struct nn_node *nd)
+{
+    enum ddts_status st;
+    struct ddts__rnn_spec *s = &nd->rnn;
+    s->cell = strcmp(cls, "LSTM") == 0 ? RNN_LSTM : strcmp(cls, "GRU") == 0 ? RNN_GRU : RNN_SIMPLE;
+    double u = jnum(cfg, "units", 0);
+    if (!(u >= 1 && u <= (1 << 20)) || u != (int)u)
+        return bad(c, name, cls, "units must be a positive integer");
+    s->U = nd->units = (int)u;
+    if (jbool(cfg, "stateful", 0))
+        return unsup(c, name, cls, "stateful=True (state kept across batches)");
+    if (jbool(cfg, "return_state", 0))
+        return unsup(c, name, cls, "return_state (a layer with several outputs)");
+    if (jbool(cfg, "time_major", 0))
+        return unsup(c, name, cls, "time_major");
+    s->return_sequences = jbool(cfg, "return_sequences", 0);
+    s->go_backwards = jbool(cfg, "go_backwards", 0);
+    s->use_bias = nd->use_bias = jbool(cfg, "use_bias", 1);
+    /* Keras 2.0 predates reset_after (and used the v1 formula); TF2 and
+     * Keras 3 write the key, default True. */
+    s->reset_after = s->cell == RNN_GRU && jbool(cfg, "reset_after", 0);
+    s->dropout = (float)jnum(cfg, "dropout", 0);
+    s->recurrent_dropout = (float)jnum(cfg, "recurrent_dropout", 0);
+    if (!(s->dropout >= 0 && s->dropout < 1 && s->recurrent_dropout >= 0 &&
+          s->recurrent_dropout < 1))
+        return bad(c, name, cls, "dropout and recurrent_dropout must be in [0, 1)");
+    const json_t *a = json_object_get(cfg, "activation");
+    if (a == NULL)
+        (void)ddts__nn_act_parse("tanh", 0, &nd->cell_act);
+    else
+        TRY(parse_act(c, a, name, cls, &nd->cell_act));
+    if (nd->cell_act.kind == ACT_SOFTMAX)
+        return unsup(c, name, cls, "activation softmax in a recurrent cell");
+    const json_t *ra = json_object_get(cfg, "recurrent_activation");
+    if (s->cell != RNN_SIMPLE) {
+        if (ra == NULL)
+            (void)ddts__nn_act_parse("sigmoid", 0, &nd->ract);
+        else
+            TRY(parse_act(c, ra, name, cls, &nd->ract));
+        if (nd->ract.kind == ACT_SOFTMAX)
+            return unsup(c, name, cls, "recurrent_activation softmax");
+    }
+    TRY(check_null(c, cfg, "recurrent_constraint", name, cls));
+    /* the cell's activation is applied inside the kernel, not after it */
+    return DDTS_OK;
+}
+
+static enum ddts_status add_rnn_weights(struct ctx *c, int idx, const json_t *cfg)
+{
+    enum ddts_status st;
+    static const struct nn_init INIT_ORTHO = {INIT_ORTHOGONAL, 1, 0, 0, 0, 0};
+    const struct nn_node *nd = &c->m->nodes[idx];
+    int64_t U = nd->rnn.U, G = (int64_t)ddts__rnn_gates(&nd->rnn) * U;
+    int64_t ws[2] = {nd->rnn.F, G};
+    TRY(add_w(c, idx, cfg, "kernel", 2, ws, 1, "kernel_initializer", INIT_GLOROT,
+              "kernel_regularizer"));
+    ws[0] = U;
+    TRY(add_w(c, idx, cfg, "recurrent_kernel", 2, ws, 1, "recurrent_initializer", INIT_ORTHO,
+              "recurrent_regularizer"));
+    if (!nd->rnn.use_bias)
+        return DDTS_OK;
+    int reset_after = nd->rnn.cell == RNN_GRU && nd->rnn.reset_after;
+    ws[0] = 2;
+    TRY(add_w(c, idx, cfg, "bias", reset_after ? 2 : 1, reset_after ? ws : ws + 1, 1,
+              "bias_initializer", INIT_Z, "bias_regularizer"));
+    if (nd->rnn.cell == RNN_LSTM && jbool(cfg, "unit_forget_bias", 1))
+        c->m->w[c->m->n_w - 1].init.unit_forget = 1;
+    return DDTS_OK;
+}
+
+static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *name,
+                                  const json_t *cfg, const int *in, int n_in, int entry, int *out);
+
+/* Bidirectional: a forward and a backward recurrent node (weights in that
+ * order, as Keras lists them) and a merge node named after the wrapper.
+ * TimeDistributed: its inner layer when that layer already maps the last
+ * axis alone (Dense, Dropout, Activation), which is what TimeDistributed
+ * makes of it. */
+static enum ddts_status add_wrapper(struct ctx *c, const char *cls, const char *name,
+                                    const json_t *cfg, const int *in, int n_in, int entry, int *out)
+{
+    enum ddts_status st;
+    const json_t *l = json_object_get(cfg, "layer");
+    const char *icls = jstr(l, "class_name");
+    const json_t *icfg = json_object_get(l, "config");
+    if (icls == NULL || !json_is_object(icfg))
+        return bad(c, name, cls, "no inner layer");
+    if (n_in != 1)
+        return bad(c, name, cls, "expects exactly one input");
+    if (strcmp(cls, "TimeDistributed") == 0) {
+        if (strcmp(icls, "Dense") != 0 && strcmp(icls, "Dropout") != 0 &&
+            strcmp(icls, "Activation") != 0)
+            return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                                  "layer '%s' (%s): an inner %s is not supported (Dense, Dropout "
+                                  "and Activation are)",
+                                  name, cls, icls);
+        return add_layer(c, icls, name, icfg, in, 1, entry, out);
+    }
+    if (strcmp(icls, "LSTM") != 0 && strcmp(icls, "GRU") != 0 && strcmp(icls, "SimpleRNN") != 0)
+        return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                              "layer '%s' (%s): an inner %s is not supported (LSTM, GRU and "
+                              "SimpleRNN are)",
+                              name, cls, icls);
+    const json_t *mm = json_object_get(cfg, "merge_mode");
+    const char *mode = json_is_string(mm) ? json_string_value(mm) : NULL;
+    enum nn_kind kind;
+    if (mode == NULL)
+        return unsup(c, name, cls, "merge_mode None (a layer with two outputs)");
+    if (strcmp(mode, "concat") == 0)
+        kind = NN_CONCAT;
+    else if (strcmp(mode, "sum") == 0)
+        kind = NN_ADD;
+    else if (strcmp(mode, "mul") == 0)
+        kind = NN_MULTIPLY;
+    else if (strcmp(mode, "ave") == 0)
+        kind = NN_AVERAGE;
+    else
+        return unsup(c, name, cls, "this merge_mode");
+    /* Keras 3 writes the backward layer's own config (go_backwards already
+     * flipped); older files leave it to be derived from the forward one. */
+    const json_t *bl = json_object_get(cfg, "backward_layer");
+    const char *bcls = icls;
+    const json_t *bcfg = icfg;
+    if (bl != NULL && !json_is_null(bl)) {
+        bcls = jstr(bl, "class_name");
+        bcfg = json_object_get(bl, "config");
+        if (bcls == NULL || !json_is_object(bcfg))
+            return bad(c, name, cls, "bad backward_layer");
+        if (strcmp(bcls, icls) != 0)
+            return unsup(c, name, cls, "a backward_layer of another class");
+    }
+    const char *iname = jstr(icfg, "name");
+    char fname[256], bname[256];
+    snprintf(fname, sizeof fname, "forward_%s", iname ? iname : "rnn");
+    snprintf(bname, sizeof bname, "backward_%s", iname ? iname : "rnn");
+    int two[2];
+    TRY(add_layer(c, icls, fname, icfg, in, 1, entry, &two[0]));
+    TRY(add_layer(c, bcls, bname, bcfg, in, 1, entry, &two[1]));
+    struct ddts__rnn_spec *fs = &c->m->nodes[two[0]].rnn, *bs = &c->m->nodes[two[1]].rnn;
+    if (bcfg == icfg)
+        bs->go_backwards = !bs->go_backwards;
+    if (bs->U != fs->U || bs->return_sequences != fs->return_sequences ||
+        bs->go_backwards == fs->go_backwards)
+        return unsup(c, name, cls, "a backward_layer that does not mirror the forward one");
+    bs->reverse_out = bs->return_sequences;
+    int idx;
+    TRY(ddts__nn_add_node(c->m, name, cls, kind, entry, two, 2, &idx, c->err));
+    struct nn_node *nd = &c->m->nodes[idx];
+    nd->trainable = jbool(cfg, "trainable", 1);
+    nd->axis = -1;
+    TRY(ddts__nn_infer_shape(c->m, idx, c->err));
+    c->m->nodes[idx].mask_src = mask_out(c->m, two[0]);
+    *out = idx;
+    return DDTS_OK;
+}
+
+/* ---- one layer ---- */
 
 static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *name,
                                   const json_t *cfg, const int *in, int n_in, int entry, int *out)
@@ -331,7 +518,15 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         {"Concatenate", NN_CONCAT},
         {"Normalization", NN_NORMALIZATION},
         {"Rescaling", NN_RESCALING},
+        {"SimpleRNN", NN_RNN},
+        {"LSTM", NN_RNN},
+        {"GRU", NN_RNN},
+        {"Masking", NN_MASKING},
+        {"RepeatVector", NN_REPEAT},
+        {"SpatialDropout1D", NN_DROPOUT},
     };
+    if (strcmp(cls, "Bidirectional") == 0 || strcmp(cls, "TimeDistributed") == 0)
+        return add_wrapper(c, cls, name, cfg, in, n_in, entry, out);
     size_t ki;
     for (ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++)
         if (strcmp(cls, kinds[ki].cls) == 0)
@@ -423,8 +618,7 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         nd->units = (int)jnum(cfg, "output_dim", 0);
         if (nd->units <= 0 || nd->units > (1 << 24) || jnum(cfg, "input_dim", 0) <= 0)
             return bad(c, name, cls, "input_dim and output_dim must be positive");
-        if (jbool(cfg, "mask_zero", 0))
-            return unsup(c, name, cls, "mask_zero");
+        nd->mask_zero = jbool(cfg, "mask_zero", 0);
         break;
     case NN_LAYERNORM: {
         const json_t *ax = json_object_get(cfg, "axis");
@@ -457,7 +651,19 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         }
         break;
     }
+    case NN_RNN:
+        TRY(parse_rnn(c, cls, name, cfg, nd));
+        break;
+    case NN_MASKING:
+        nd->mask_value = (float)jnum(cfg, "mask_value", 0);
+        break;
+    case NN_REPEAT:
+        nd->repeat = (int)jnum(cfg, "n", 0);
+        if (nd->repeat <= 0 || nd->repeat > (1 << 24))
+            return bad(c, name, cls, "n must be a positive integer");
+        break;
     case NN_DROPOUT:
+        nd->spatial = strcmp(cls, "SpatialDropout1D") == 0;
         nd->rate = (float)jnum(cfg, "rate", 0);
         if (!(nd->rate >= 0 && nd->rate < 1))
             return bad(c, name, cls, "rate must be in [0, 1)");
@@ -567,7 +773,7 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
     default:
         break;
     }
-    if (kind == NN_DENSE || kind == NN_CONV2D || kind == NN_CONV2DT) {
+    if (kind == NN_DENSE || kind == NN_CONV2D || kind == NN_CONV2DT || kind == NN_RNN) {
         TRY(check_null(c, cfg, "activity_regularizer", name, cls));
         TRY(check_null(c, cfg, "kernel_constraint", name, cls));
         TRY(check_null(c, cfg, "bias_constraint", name, cls));
@@ -614,13 +820,16 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
                   NULL));
         break;
     case NN_EMBEDDING: {
-        static const struct nn_init INIT_EMB = {INIT_RANDOM_UNIFORM, -0.05, 0.05, 0, 0};
+        static const struct nn_init INIT_EMB = {INIT_RANDOM_UNIFORM, -0.05, 0.05, 0, 0, 0};
         ws[0] = (int64_t)jnum(cfg, "input_dim", 0);
         ws[1] = nd->units;
         TRY(add_w(c, idx, cfg, "embeddings", 2, ws, 1, "embeddings_initializer", INIT_EMB,
                   "embeddings_regularizer"));
         break;
     }
+    case NN_RNN:
+        TRY(add_rnn_weights(c, idx, cfg));
+        break;
     case NN_LAYERNORM:
         ws[0] = nd->shape[nd->rank - 1];
         if (nd->scale)
@@ -640,6 +849,7 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
     default:
         break;
     }
+    m->nodes[idx].mask_src = mask_out(m, in[0]);
     *out = idx;
     return DDTS_OK;
 }

@@ -456,11 +456,54 @@ static void avgpool(struct ddts_model *m, struct nn_node *nd, size_t b, int back
     }
 }
 
+/* GlobalAveragePooling1D after a mask: the mean over the steps that count
+ * (zero when none does). */
+static void masked_gap(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    size_t C = (size_t)a->shape[a->rank - 1], T = a->size / C;
+    float *mask = nd->scratch;
+    if (!backward)
+        ddts__nn_mask(m, nd, b, mask);
+    int acc;
+    float *dx = backward ? dx_of(m, nd, 0, &acc) : NULL;
+    for (size_t n = 0; n < b; n++) {
+        const float *mk = mask + n * T;
+        float cnt = 0;
+        for (size_t t = 0; t < T; t++)
+            cnt += mk[t];
+        float inv = cnt > 0 ? 1.0f / cnt : 0.0f;
+        if (!backward) {
+            float *y = nd->y + n * C;
+            const float *x = a->y + n * a->size;
+            for (size_t c = 0; c < C; c++)
+                y[c] = 0;
+            for (size_t t = 0; t < T; t++)
+                for (size_t c = 0; c < C && mk[t] != 0.0f; c++)
+                    y[c] += x[t * C + c];
+            for (size_t c = 0; c < C; c++)
+                y[c] *= inv;
+        } else {
+            float *d = dx + n * a->size;
+            const float *dy = nd->dy + n * C;
+            for (size_t t = 0; t < T; t++)
+                for (size_t c = 0; c < C; c++) {
+                    float v = dy[c] * inv * mk[t];
+                    d[t * C + c] = acc ? d[t * C + c] + v : v;
+                }
+        }
+    }
+}
+
 static void global_pool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
     size_t C = (size_t)a->shape[a->rank - 1], HW = a->size / C;
     int32_t *arg = (int32_t *)nd->aux;
+    if (nd->kind == NN_GAP && nd->mask_src) {
+        masked_gap(m, nd, b, 0);
+        return;
+    }
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
         const float *x = a->y + (size_t)n * a->size;
@@ -496,6 +539,10 @@ static void gap_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     float *dx = dx_of(m, nd, 0, &acc);
     if (dx == NULL)
         return;
+    if (nd->mask_src) {
+        masked_gap(m, nd, b, 1);
+        return;
+    }
     size_t C = (size_t)a->shape[a->rank - 1], HW = a->size / C;
     float inv = 1.0f / (float)HW;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
@@ -518,6 +565,19 @@ static void dropout_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
         return;
     }
     float keep = 1.0f / (1.0f - nd->rate);
+    if (nd->spatial) {
+        /* SpatialDropout1D: one draw per (sample, channel), kept for every step */
+        size_t C = (size_t)nd->shape[nd->rank - 1], T = nd->size / C;
+        for (size_t s = 0; s < b; s++)
+            for (size_t c = 0; c < C; c++) {
+                float k = ddts_rng_uniform(&m->drop_rng) >= nd->rate ? keep : 0.0f;
+                for (size_t t = 0; t < T; t++)
+                    nd->aux[(s * T + t) * C + c] = k;
+            }
+        for (size_t i = 0; i < n; i++)
+            nd->y[i] = a->y[i] * nd->aux[i];
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         nd->aux[i] = ddts_rng_uniform(&m->drop_rng) >= nd->rate ? keep : 0.0f;
         nd->y[i] = a->y[i] * nd->aux[i];
@@ -987,6 +1047,13 @@ void ddts__nn_forward(struct ddts_model *m, size_t b)
         case NN_LAYERNORM:
             layernorm(m, nd, b, 0);
             break;
+        case NN_RNN:
+            ddts__nn_rnn_forward(m, nd, b);
+            break;
+        case NN_MASKING:
+        case NN_REPEAT:
+            ddts__nn_seq_forward(m, nd, b);
+            break;
         case NN_RESCALING: {
             size_t n = b * nd->size;
             for (size_t t = 0; t < n; t++)
@@ -1076,6 +1143,13 @@ void ddts__nn_backward(struct ddts_model *m, size_t b)
             break;
         case NN_LAYERNORM:
             layernorm(m, nd, b, 1);
+            break;
+        case NN_RNN:
+            ddts__nn_rnn_backward(m, nd, b);
+            break;
+        case NN_MASKING:
+        case NN_REPEAT:
+            ddts__nn_seq_backward(m, nd, b);
             break;
         case NN_RESCALING:
             dx = dx_of(m, nd, 0, &acc);

@@ -255,6 +255,23 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
                              known, a->size);
         break;
     }
+    case NN_RNN:
+        if (a->rank != 2)
+            return SHAPE_ERR("layer '%s' (%s) needs (T, F) input, got rank %d", nm, cl, a->rank);
+        nd->rnn.T = (int)a->shape[0];
+        nd->rnn.F = (int)a->shape[1];
+        nd->rank = nd->rnn.return_sequences ? 2 : 1;
+        nd->shape[0] = nd->rnn.return_sequences ? a->shape[0] : nd->rnn.U;
+        nd->shape[1] = nd->rnn.U;
+        break;
+    case NN_REPEAT:
+        if (a->rank != 1)
+            return SHAPE_ERR("layer '%s' (%s) needs (F) input, got rank %d", nm, cl, a->rank);
+        nd->rank = 2;
+        nd->shape[0] = nd->repeat;
+        nd->shape[1] = a->shape[0];
+        break;
+    case NN_MASKING:
     case NN_DROPOUT:
     case NN_LAYERNORM:
     case NN_ACTIVATION:
@@ -404,6 +421,8 @@ static void unplan(struct ddts_model *m)
         ddts_free(nd->aux);
         ddts_free(nd->aux2);
         ddts_free(nd->colbuf);
+        ddts_free(nd->scratch);
+        nd->scratch = NULL;
         nd->y = nd->z = nd->dy = nd->dz = nd->aux = nd->aux2 = nd->colbuf = NULL;
         nd->own_y = nd->own_z = nd->own_dz = 0;
     }
@@ -504,6 +523,9 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
         if ((nd->kind == NN_BATCHNORM || nd->kind == NN_LAYERNORM) &&
             4 * (size_t)nd->shape[nd->rank - 1] > tmp_n)
             tmp_n = 4 * (size_t)nd->shape[nd->rank - 1];
+        size_t seq = ddts__nn_seq_scratch(m, nd, cap);
+        if (seq > 0)
+            nd->scratch = fbuf(seq, 1, &fail);
         switch (nd->kind) {
         case NN_DROPOUT:
         case NN_MAXPOOL:

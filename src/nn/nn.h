@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "ddts/nn.h"
+#include "nn/recurrent.h"
 
 enum nn_kind {
     NN_INPUT,
@@ -37,6 +38,9 @@ enum nn_kind {
     NN_RESCALING,
     NN_EMBEDDING,
     NN_LAYERNORM,
+    NN_RNN,     /* SimpleRNN, LSTM, GRU (layer_recurrent.c); Bidirectional is two plus a merge */
+    NN_MASKING, /* Masking: zeroes masked steps and starts a mask */
+    NN_REPEAT,  /* RepeatVector: (F) -> (n, F) */
 };
 
 enum nn_act_kind {
@@ -83,6 +87,7 @@ struct nn_init {
     enum nn_init_kind kind;
     double a, b; /* constant value; mean/stddev; minval/maxval; scale (VS); gain */
     int mode, dist;
+    int unit_forget; /* LSTM bias: the forget block (second quarter) set to ones after */
 };
 
 struct nn_reg {
@@ -133,6 +138,17 @@ struct nn_node {
     int dchunk;           /* conv: images per input-gradient (dcol) chunk */
     int direct;           /* conv: direct kernels (short windows), no im2col GEMM */
     int w0, n_w;          /* weight slots w0 .. w0 + n_w - 1 */
+
+    /* sequences (layer_recurrent.c) */
+    struct ddts__rnn_spec rnn; /* recurrent cell settings */
+    struct nn_act cell_act;    /* the cell's activation (nd->act stays linear) */
+    struct nn_act ract;        /* recurrent activation */
+    int mask_src;              /* 1 + the node that starts this node's input mask; 0: none */
+    int mask_zero;             /* Embedding: id 0 is masked */
+    float mask_value;          /* Masking */
+    int spatial;               /* SpatialDropout1D: one draw per (sample, channel) */
+    int repeat;                /* RepeatVector n */
+    float *scratch;            /* recurrent: planned scratch (ddts__rnn_scratch_floats) */
 
     /* buffers planned for the model's batch capacity: (cap, size) each */
     float *z;      /* pre-activation; == y when the activation is linear */
@@ -269,6 +285,16 @@ static inline int64_t nn_c(const struct nn_node *x)
 {
     return x->shape[x->rank - 1];
 }
+
+/* layer_recurrent.c: the engine's side of the recurrent layers, Masking and
+ * RepeatVector; masks as (b, T) floats, 1 for a step that counts */
+void ddts__nn_mask(const struct ddts_model *m, const struct nn_node *nd, size_t b, float *out);
+void ddts__nn_rnn_forward(struct ddts_model *m, struct nn_node *nd, size_t b);
+void ddts__nn_rnn_backward(struct ddts_model *m, struct nn_node *nd, size_t b);
+void ddts__nn_seq_forward(struct ddts_model *m, struct nn_node *nd, size_t b);
+void ddts__nn_seq_backward(struct ddts_model *m, struct nn_node *nd, size_t b);
+/* Scratch floats a node of these kinds needs for batch capacity cap. */
+size_t ddts__nn_seq_scratch(const struct ddts_model *m, const struct nn_node *nd, size_t cap);
 
 /* model.c: building (used by config.c) */
 enum ddts_status ddts__nn_add_node(struct ddts_model *m, const char *name, const char *class_name,
