@@ -117,6 +117,16 @@ DDTS_NODISCARD enum ddts_status ddts_model_init_weights(struct ddts_model *m, ui
  * shape[0..rank). (28, 28, 1) for a Conv2D MNIST model, (10) for its output. */
 int ddts_model_input_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK]);
 int ddts_model_output_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK]);
+/*
+ * For a model whose config leaves an input dimension of unknown size (None,
+ * as variable-length sequence models do): gives it the size of x's matching
+ * dimension (x is (samples, ...)) and sizes every layer again. Models
+ * without such dimensions are left alone. DDTS_ESHAPE when x's rank does
+ * not fit or some layer's weights would not fit the new size (the model is
+ * then unchanged). fit, evaluate and predict call it themselves.
+ */
+enum ddts_status ddts_model_bind_input(struct ddts_model *m, const struct ddts_array *x,
+                                       struct ddts_error *err);
 /* Elements per sample of the input and of the output. */
 size_t ddts_model_input_size(const struct ddts_model *m);
 size_t ddts_model_output_size(const struct ddts_model *m);

@@ -14,6 +14,7 @@ struct ctx {
     struct ddts_model *m;
     struct ddts_error *err;
     int depth;
+    unsigned free_dims; /* None dimensions of the shape read_shape read last */
 };
 
 #define MAX_DEPTH 32
@@ -860,6 +861,7 @@ static enum ddts_status read_shape(struct ctx *c, const json_t *v, int drop_batc
 {
     if (!json_is_array(v))
         return bad(c, name, cls, "input shape is not a list");
+    c->free_dims = 0;
     size_t n = json_array_size(v), s = drop_batch ? 1 : 0;
     if (n < s || n - s > DDTS_MAX_RANK)
         return ddts_error_set(c->err, DDTS_ELIMIT, "layer '%s' (%s): input rank %zu (max %d)", name,
@@ -867,8 +869,13 @@ static enum ddts_status read_shape(struct ctx *c, const json_t *v, int drop_batc
     *rank = (int)(n - s);
     for (size_t i = s; i < n; i++) {
         const json_t *e = json_array_get(v, i);
-        if (json_is_null(e))
-            return unsup(c, name, cls, "an input dimension of unknown size (None)");
+        if (json_is_null(e)) {
+            /* a dimension of unknown size (variable-length sequences): a
+             * placeholder until the data binds it (ddts_model_bind_input) */
+            c->free_dims |= 1u << (i - s);
+            shape[i - s] = DDTS_FREE_DIM_PLACEHOLDER;
+            continue;
+        }
         if (!json_is_integer(e) || json_integer_value(e) <= 0 || json_integer_value(e) > (1 << 30))
             return bad(c, name, cls, "bad input shape");
         shape[i - s] = json_integer_value(e);
@@ -884,6 +891,8 @@ static enum ddts_status make_input(struct ctx *c, const char *name, const char *
     struct nn_node *nd = &c->m->nodes[*out];
     nd->rank = rank;
     memcpy(nd->shape, shape, (size_t)rank * sizeof *shape);
+    nd->free_dims = c->free_dims;
+    c->free_dims = 0;
     return ddts__nn_infer_shape(c->m, *out, c->err);
 }
 
@@ -1236,7 +1245,7 @@ enum ddts_status ddts_model_from_keras_config(const char *json, size_t json_nbyt
     const json_t *cfg = json_object_get(obj, "config");
     const char *nm = json_is_object(cfg) ? jstr(cfg, "name") : NULL;
     m->name = ddts_strdup(nm ? nm : "model");
-    struct ctx c = {m, err, 0};
+    struct ctx c = {m, err, 0, 0};
     if (m->name == NULL) {
         st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
         goto fail;

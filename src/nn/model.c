@@ -233,6 +233,8 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
     case NN_RESHAPE: {
         int neg = -1;
         size_t known = 1;
+        if (nd->axis > 0) /* inferred again (ddts_model_bind_input): the -1 it resolved */
+            nd->shape[nd->axis - 1] = -1;
         for (int t = 0; t < nd->rank; t++) {
             if (nd->shape[t] == -1) {
                 if (neg >= 0)
@@ -248,6 +250,7 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
             if (known == 0 || a->size % known != 0)
                 return SHAPE_ERR("layer '%s' (%s): cannot reshape %zu elements", nm, cl, a->size);
             nd->shape[neg] = (int64_t)(a->size / known);
+            nd->axis = neg + 1;
             known = a->size;
         }
         if (known != a->size)
@@ -311,7 +314,9 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
         memcpy(nd->shape, a->shape, sizeof nd->shape);
         break;
     case NN_CONCAT: {
-        int ax = nd->axis < 0 ? a->rank + nd->axis : nd->axis - 1;
+        if (nd->keras_axis == 0) /* the config's axis, kept for inferring again */
+            nd->keras_axis = nd->axis;
+        int ax = nd->keras_axis < 0 ? a->rank + nd->keras_axis : nd->keras_axis - 1;
         if (ax < 0 || ax >= a->rank)
             return SHAPE_ERR("layer '%s' (%s): axis %d out of range", nm, cl, nd->axis);
         nd->axis = ax;
@@ -756,6 +761,78 @@ int ddts_model_input_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RA
     const struct nn_node *nd = &m->nodes[m->input_node];
     memcpy(shape, nd->shape, sizeof nd->shape);
     return nd->rank;
+}
+
+/* Whether node i's weights still fit its input after shapes were inferred again. */
+static int weights_fit(const struct ddts_model *m, const struct nn_node *nd)
+{
+    if (nd->n_w == 0 || nd->n_in == 0)
+        return 1;
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    const struct nn_weight *w = &m->w[nd->w0];
+    switch (nd->kind) {
+    case NN_DENSE:
+    case NN_RNN:
+        return w->shape[0] == a->shape[a->rank - 1];
+    case NN_CONV2D:
+        return w->shape[w->rank - 2] == nn_c(a);
+    case NN_EMBEDDING:
+        return 1;
+    default:
+        return (int64_t)w->n == nd->shape[nd->rank - 1] || w->rank == 0;
+    }
+}
+
+static enum ddts_status infer_all(struct ddts_model *m, struct ddts_error *err)
+{
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        enum ddts_status st = ddts__nn_infer_shape(m, (int)i, err);
+        if (st != DDTS_OK)
+            return st;
+        if (!weights_fit(m, &m->nodes[i]))
+            return ddts_error_set(err, DDTS_ESHAPE,
+                                  "layer '%s' (%s): its weights do not fit an input of this size",
+                                  m->nodes[i].name, m->nodes[i].class_name);
+    }
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_model_bind_input(struct ddts_model *m, const struct ddts_array *x,
+                                       struct ddts_error *err)
+{
+    struct nn_node *in = &m->nodes[m->input_node];
+    if (in->free_dims == 0 || x == NULL)
+        return DDTS_OK;
+    if (x->rank != in->rank + 1)
+        return ddts_error_set(err, DDTS_ESHAPE,
+                              "the model's input has a dimension of unknown size (None): x needs "
+                              "rank %d (samples first) to give it, got rank %d",
+                              in->rank + 1, x->rank);
+    int64_t old[DDTS_MAX_RANK];
+    memcpy(old, in->shape, sizeof old);
+    int changed = 0;
+    for (int i = 0; i < in->rank; i++) {
+        if (!(in->free_dims & (1u << i)))
+            continue;
+        int64_t v = x->shape[i + 1];
+        if (v <= 0 || v > (1 << 24))
+            return ddts_error_set(err, DDTS_ESHAPE,
+                                  "x dimension %d is %lld, cannot size the model's input", i + 1,
+                                  (long long)v);
+        changed |= v != in->shape[i];
+        in->shape[i] = v;
+    }
+    if (!changed)
+        return DDTS_OK;
+    enum ddts_status st = infer_all(m, err);
+    if (st != DDTS_OK) {
+        /* back to the shapes before: they were consistent */
+        memcpy(m->nodes[m->input_node].shape, old, sizeof old);
+        (void)infer_all(m, NULL);
+        return st;
+    }
+    unplan(m);
+    return DDTS_OK;
 }
 
 int ddts_model_output_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK])

@@ -131,6 +131,7 @@ struct nn_node {
     int center, scale;    /* batch norm */
     float r_scale, r_off; /* rescaling */
     int axis;             /* concatenate: per-sample axis */
+    int keras_axis;       /* concatenate: the config's axis (batch included) */
     int keepdims;         /* global pooling */
     int pool1d;           /* global pooling over (T, C) instead of (H, W, C) */
     int dim1;             /* Conv1D / pooling 1D: (T, C) seen as (1, T, C) */
@@ -149,6 +150,7 @@ struct nn_node {
     int spatial;               /* SpatialDropout1D: one draw per (sample, channel) */
     int repeat;                /* RepeatVector n */
     float *scratch;            /* recurrent: planned scratch (ddts__rnn_scratch_floats) */
+    unsigned free_dims;        /* input: bit i set when dimension i was None in the config */
 
     /* buffers planned for the model's batch capacity: (cap, size) each */
     float *z;      /* pre-activation; == y when the activation is linear */
@@ -295,6 +297,10 @@ void ddts__nn_seq_forward(struct ddts_model *m, struct nn_node *nd, size_t b);
 void ddts__nn_seq_backward(struct ddts_model *m, struct nn_node *nd, size_t b);
 /* Scratch floats a node of these kinds needs for batch capacity cap. */
 size_t ddts__nn_seq_scratch(const struct ddts_model *m, const struct nn_node *nd, size_t cap);
+
+/* A None input dimension's size until data binds it: large enough for the
+ * windows of 1-D convolutions and poolings over it. */
+#define DDTS_FREE_DIM_PLACEHOLDER 64
 
 /* model.c: building (used by config.c) */
 enum ddts_status ddts__nn_add_node(struct ddts_model *m, const char *name, const char *class_name,
