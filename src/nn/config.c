@@ -306,6 +306,49 @@ static int mask_out(const struct ddts_model *m, int i)
     }
 }
 
+/* Which axes of node i's output follow a None input dimension; refuses one
+ * that would size the node's weights. */
+static enum ddts_status track_free_dims(struct ctx *c, int i)
+{
+    struct nn_node *nd = &c->m->nodes[i];
+    unsigned f = 0;
+    for (int t = 0; t < nd->n_in; t++)
+        f |= c->m->nodes[nd->in[t]].free_dims;
+    const struct nn_node *a = &c->m->nodes[nd->in[0]];
+    if (f == 0) {
+        nd->free_dims = 0;
+        return DDTS_OK;
+    }
+    unsigned last = 1u << (a->rank - 1);
+    int weighted = nd->kind == NN_DENSE || nd->kind == NN_CONV2D || nd->kind == NN_CONV2DT ||
+                   nd->kind == NN_RNN || nd->kind == NN_BATCHNORM || nd->kind == NN_LAYERNORM ||
+                   nd->kind == NN_NORMALIZATION;
+    if (weighted && (f & last))
+        return unsup(c, nd->name, nd->class_name,
+                     "an input dimension of unknown size (None) that sizes the weights");
+    switch (nd->kind) {
+    case NN_EMBEDDING:
+        nd->free_dims = f;
+        break;
+    case NN_RNN:
+        nd->free_dims = nd->rnn.return_sequences ? (f & 1u) : 0;
+        break;
+    case NN_GAP:
+    case NN_GMP:
+        nd->free_dims = nd->keepdims ? f & ~last : 0;
+        break;
+    case NN_REPEAT:
+        nd->free_dims = f << 1;
+        break;
+    default:
+        /* same rank: the same axes (a weighted layer's last is its own);
+         * otherwise every axis may depend on them */
+        nd->free_dims = nd->rank == a->rank ? (weighted ? f & ~last : f) : (1u << nd->rank) - 1;
+        break;
+    }
+    return DDTS_OK;
+}
+
 static enum ddts_status parse_rnn(struct ctx *c, const char *cls, const char *name,
                                   const json_t *cfg, struct nn_node *nd)
 {
@@ -458,6 +501,7 @@ static enum ddts_status add_wrapper(struct ctx *c, const char *cls, const char *
     nd->trainable = jbool(cfg, "trainable", 1);
     nd->axis = -1;
     TRY(ddts__nn_infer_shape(c->m, idx, c->err));
+    TRY(track_free_dims(c, idx));
     c->m->nodes[idx].mask_src = mask_out(c->m, two[0]);
     *out = idx;
     return DDTS_OK;
@@ -783,6 +827,7 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
     TRY(ddts__nn_infer_shape(m, idx, c->err));
     nd = &m->nodes[idx];
     const struct nn_node *a = &m->nodes[in[0]];
+    TRY(track_free_dims(c, idx));
     int64_t ws[4];
     switch (kind) {
     case NN_DENSE:

@@ -150,7 +150,7 @@ struct nn_node {
     int spatial;               /* SpatialDropout1D: one draw per (sample, channel) */
     int repeat;                /* RepeatVector n */
     float *scratch;            /* recurrent: planned scratch (ddts__rnn_scratch_floats) */
-    unsigned free_dims;        /* input: bit i set when dimension i was None in the config */
+    unsigned free_dims;        /* bit i: output axis i follows an input dimension that was None */
 
     /* buffers planned for the model's batch capacity: (cap, size) each */
     float *z;      /* pre-activation; == y when the activation is linear */
