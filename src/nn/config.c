@@ -265,6 +265,9 @@ static enum ddts_status parse_padding(struct ctx *c, const json_t *cfg, const ch
         *same = 0;
     else if (strcmp(p, "same") == 0)
         *same = 1;
+    else if (strcmp(p, "causal") == 0 &&
+             (strcmp(cls, "Conv1D") == 0 || strcmp(cls, "Convolution1D") == 0))
+        *same = 2; /* left padding of dilation * (kernel - 1) steps */
     else
         return unsup(c, name, cls, "this padding");
     return DDTS_OK;
@@ -569,6 +572,9 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         {"Masking", NN_MASKING},
         {"RepeatVector", NN_REPEAT},
         {"SpatialDropout1D", NN_DROPOUT},
+        {"UpSampling1D", NN_UPSAMPLE},
+        {"ZeroPadding1D", NN_ZEROPAD},
+        {"Cropping1D", NN_ZEROPAD},
     };
     if (strcmp(cls, "Bidirectional") == 0 || strcmp(cls, "TimeDistributed") == 0)
         return add_wrapper(c, cls, name, cfg, in, n_in, entry, out);
@@ -753,6 +759,13 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         break;
     }
     case NN_UPSAMPLE: {
+        if (strcmp(cls, "UpSampling1D") == 0) {
+            nd->dim1 = 1;
+            if (jints(json_object_get(cfg, "size"), two, 1, 2) != 0)
+                return bad(c, name, cls, "bad size");
+            nd->kw = two[0];
+            break;
+        }
         if (jints(json_object_get(cfg, "size"), two, 2, 2) != 0)
             return bad(c, name, cls, "bad size");
         nd->kh = two[0];
@@ -764,6 +777,22 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
         break;
     }
     case NN_ZEROPAD: {
+        if (strstr(cls, "1D") != NULL) {
+            /* ZeroPadding1D / Cropping1D: an int or [left, right] steps;
+             * cropping is padding by a negative amount */
+            int crop = strcmp(cls, "Cropping1D") == 0;
+            const json_t *p = json_object_get(cfg, crop ? "cropping" : "padding");
+            int lr[2];
+            if (json_is_integer(p) && json_integer_value(p) >= 0 &&
+                json_integer_value(p) <= (1 << 20))
+                lr[0] = lr[1] = (int)json_integer_value(p);
+            else if (jints(p, lr, 2, 1) != 0 || lr[0] > (1 << 20) || lr[1] > (1 << 20))
+                return bad(c, name, cls, crop ? "bad cropping" : "bad padding");
+            nd->dim1 = 1;
+            nd->pl = crop ? -lr[0] : lr[0];
+            nd->pr = crop ? -lr[1] : lr[1];
+            break;
+        }
         const json_t *p = json_object_get(cfg, "padding");
         int v[4];
         if (json_is_integer(p)) {

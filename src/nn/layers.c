@@ -868,23 +868,35 @@ static void upsample(struct ddts_model *m, struct nn_node *nd, size_t b, int bac
 
 static void zeropad(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
 {
+    /* ZeroPadding1D/2D and Cropping1D (negative pl, pr): the input rows and
+     * columns that land inside the output are copied, the rest is zero */
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    int H = (int)a->shape[0], W = (int)a->shape[1], C = (int)a->shape[2];
-    int OW = (int)nd->shape[1];
+    int H = (int)nn_h(a), W = (int)nn_w(a), C = (int)nn_c(a);
+    int OH = (int)nn_h(nd), OW = (int)nn_w(nd);
+    int pt = nd->dim1 ? 0 : nd->pt;
+    int w0 = nd->pl < 0 ? -nd->pl : 0, w1 = W < OW - nd->pl ? W : OW - nd->pl;
     int acc = 0;
     float *dx = backward ? dx_of(m, nd, 0, &acc) : NULL;
     if (backward && dx == NULL)
         return;
     if (!backward)
         memset(nd->y, 0, b * nd->size * sizeof *nd->y);
+    else if (!acc)
+        memset(dx, 0, b * a->size * sizeof *dx);
+    if (w1 <= w0)
+        return;
+    size_t len = (size_t)(w1 - w0) * C;
     for (size_t n = 0; n < b; n++)
         for (int h = 0; h < H; h++) {
-            size_t i = n * a->size + (size_t)h * W * C;
-            size_t o = n * nd->size + ((size_t)(h + nd->pt) * OW + nd->pl) * C;
+            int oh = h + pt;
+            if (oh < 0 || oh >= OH)
+                continue;
+            size_t i = n * a->size + ((size_t)h * W + w0) * C;
+            size_t o = n * nd->size + ((size_t)oh * OW + w0 + nd->pl) * C;
             if (backward)
-                put(dx + i, nd->dy + o, (size_t)W * C, acc);
+                put(dx + i, nd->dy + o, len, 1);
             else
-                memcpy(nd->y + o, a->y + i, (size_t)W * C * sizeof *nd->y);
+                memcpy(nd->y + o, a->y + i, len * sizeof *nd->y);
         }
 }
 

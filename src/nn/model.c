@@ -163,7 +163,14 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
                              nd->dim1 ? "(T, C)" : "(H, W, C)", a->rank);
         int tph, tpw;
         int oh = out_len((int)nn_h(a), nd->kh, nd->sh, nd->dh, nd->same, &nd->pt, &tph);
-        int ow = out_len((int)nn_w(a), nd->kw, nd->sw, nd->dw, nd->same, &nd->pl, &tpw);
+        int ow;
+        if (nd->same == 2) { /* causal (Conv1D): all the padding on the left */
+            tpw = nd->dw * (nd->kw - 1);
+            nd->pl = tpw;
+            ow = ((int)nn_w(a) - 1) / nd->sw + 1;
+        } else {
+            ow = out_len((int)nn_w(a), nd->kw, nd->sw, nd->dw, nd->same, &nd->pl, &tpw);
+        }
         nd->pb = tph - nd->pt;
         nd->pr = tpw - nd->pl;
         if (oh <= 0 || ow <= 0)
@@ -286,6 +293,19 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
         break;
     case NN_UPSAMPLE:
     case NN_ZEROPAD:
+        if (nd->dim1) { /* (T, C) */
+            if (a->rank != 2)
+                return SHAPE_ERR("layer '%s' (%s) needs (T, C) input, got rank %d", nm, cl,
+                                 a->rank);
+            nd->rank = 2;
+            nd->shape[0] =
+                nd->kind == NN_UPSAMPLE ? a->shape[0] * nd->kw : a->shape[0] + nd->pl + nd->pr;
+            nd->shape[1] = a->shape[1];
+            if (nd->shape[0] <= 0)
+                return SHAPE_ERR("layer '%s' (%s): cropping leaves no step of %lld", nm, cl,
+                                 (long long)a->shape[0]);
+            break;
+        }
         if (a->rank != 3)
             return SHAPE_ERR("layer '%s' (%s) needs (H, W, C) input, got rank %d", nm, cl, a->rank);
         nd->rank = 3;

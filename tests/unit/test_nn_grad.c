@@ -302,6 +302,21 @@ static void test_conv1d(void **state)
           "mse", T_REAL);
 }
 
+/* causal Conv1D (strided and dilated), UpSampling1D, ZeroPadding1D, Cropping1D */
+static void test_conv1d_seq(void **state)
+{
+    (void)state;
+    check("9,2",
+          "{\"class_name\":\"Conv1D\",\"config\":{\"name\":\"c\",\"filters\":3,\"kernel_size\":3,"
+          "\"dilation_rate\":2,\"padding\":\"causal\",\"activation\":\"tanh\"}},"
+          "{\"class_name\":\"Cropping1D\",\"config\":{\"name\":\"k\",\"cropping\":[2,1]}},"
+          "{\"class_name\":\"UpSampling1D\",\"config\":{\"name\":\"u\",\"size\":2}},"
+          "{\"class_name\":\"Conv1D\",\"config\":{\"name\":\"c2\",\"filters\":2,\"kernel_size\":2,"
+          "\"strides\":2,\"padding\":\"causal\"}},"
+          "{\"class_name\":\"ZeroPadding1D\",\"config\":{\"name\":\"z\",\"padding\":1}}" HEAD,
+          "mse", T_REAL);
+}
+
 static void test_conv_transpose(void **state)
 {
     (void)state;
@@ -652,19 +667,13 @@ static void test_recurrent(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dense),
-        cmocka_unit_test(test_activations),
-        cmocka_unit_test(test_conv),
-        cmocka_unit_test(test_conv_transpose),
-        cmocka_unit_test(test_conv1d),
-        cmocka_unit_test(test_pooling),
-        cmocka_unit_test(test_shape_layers),
-        cmocka_unit_test(test_batchnorm),
-        cmocka_unit_test(test_layernorm_embedding),
-        cmocka_unit_test(test_merge),
-        cmocka_unit_test(test_recurrent),
-        cmocka_unit_test(test_losses),
-        cmocka_unit_test(test_loss_values),
+        cmocka_unit_test(test_dense),     cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_conv),      cmocka_unit_test(test_conv_transpose),
+        cmocka_unit_test(test_conv1d),    cmocka_unit_test(test_conv1d_seq),
+        cmocka_unit_test(test_pooling),   cmocka_unit_test(test_shape_layers),
+        cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_layernorm_embedding),
+        cmocka_unit_test(test_merge),     cmocka_unit_test(test_recurrent),
+        cmocka_unit_test(test_losses),    cmocka_unit_test(test_loss_values),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     printf("gradient entries checked: %d (%d skipped on kinks)\n", n_checked, n_skipped);

@@ -218,12 +218,64 @@ static void test_unit_forget_bias(void **state)
     ddts_model_destroy(m);
 }
 
+/* Causal Conv1D, Cropping1D, UpSampling1D, ZeroPadding1D on hand-computed values. */
+static void run_1d(const char *layers, int T_in, const float *x, const float *want, int n_want)
+{
+    char json[2048];
+    snprintf(
+        json, sizeof json,
+        "{\"class_name\":\"Sequential\",\"config\":{\"name\":\"s\",\"layers\":[{\"class_name\":"
+        "\"InputLayer\",\"config\":{\"name\":\"i\",\"batch_input_shape\":[null,%d,1]}},%s]}}",
+        T_in, layers);
+    struct ddts_error err = {0};
+    struct ddts_model *m = NULL;
+    if (ddts_model_from_keras_config(json, strlen(json), &m, &err) != DDTS_OK)
+        fail_msg("config: %s", err.msg);
+    struct ddts_compile_options co = {.loss = "mse", .optimizer = "sgd"};
+    assert_int_equal(ddts_model_compile(m, &co, &err), DDTS_OK);
+    if (m->n_w > 0) { /* the Conv1D: kernel (2, 1, 1) = [1, 10], bias 0 */
+        m->params[m->w[0].off] = 1;
+        m->params[m->w[0].off + 1] = 10;
+        m->params[m->w[1].off] = 0;
+    }
+    assert_int_equal(ddts__nn_plan(m, 1, &err), DDTS_OK);
+    memcpy(m->nodes[m->input_node].y, x, (size_t)T_in * sizeof *x);
+    ddts__nn_forward(m, 1);
+    const struct nn_node *o = &m->nodes[m->output_node];
+    assert_int_equal((int)o->size, n_want);
+    for (int i = 0; i < n_want; i++)
+        if (o->y[i] != want[i])
+            fail_msg("%s: y[%d] = %g, want %g", layers, i, o->y[i], want[i]);
+    ddts_model_destroy(m);
+}
+
+static void test_1d_layers(void **state)
+{
+    (void)state;
+    const float x[5] = {1, 2, 3, 4, 5};
+#define CAUSAL                                                                                     \
+    "{\"class_name\":\"Conv1D\",\"config\":{\"name\":\"c\",\"filters\":1,\"kernel_size\":2,"       \
+    "\"dilation_rate\":2,\"padding\":\"causal\"}}"
+    /* y[t] = 1 * x[t - 2] + 10 * x[t], zero before the start */
+    const float causal[5] = {10, 20, 31, 42, 53};
+    run_1d(CAUSAL, 5, x, causal, 5);
+    const float cropped[2] = {20, 31};
+    run_1d(CAUSAL ",{\"class_name\":\"Cropping1D\",\"config\":{\"name\":\"k\",\"cropping\":[1,2]}}",
+           5, x, cropped, 2);
+    const float up[6] = {1, 1, 2, 2, 3, 3};
+    run_1d("{\"class_name\":\"UpSampling1D\",\"config\":{\"name\":\"u\",\"size\":2}}", 3, x, up, 6);
+    const float pad[6] = {0, 0, 1, 2, 3, 0};
+    run_1d("{\"class_name\":\"ZeroPadding1D\",\"config\":{\"name\":\"z\",\"padding\":[2,1]}}", 3, x,
+           pad, 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_reference),
         cmocka_unit_test(test_hard_sigmoid_versions),
         cmocka_unit_test(test_unit_forget_bias),
+        cmocka_unit_test(test_1d_layers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
