@@ -59,7 +59,7 @@ for i in 1 2; do
 done
 acc=$(sed -n 's/^test accuracy: //p' "$WORK/server.out")
 echo "global LSTM model test accuracy: $acc"
-# 2400 samples, 2 epochs: about 0.65 here; chance is 0.1
+# 2400 samples, 2 epochs: 0.58 with this seed (0.69 with 128 units); chance is 0.1
 $PY -c "import sys; sys.exit(0 if float('${acc:-0}') >= 0.5 else 1)" &&
     N_PASS=$((N_PASS + 1)) || fail "global accuracy $acc < 0.5"
 $PY - "$JOB/clients/client-1/model.h5" "$JOB/clients/client-2/model.h5" "$JOB/global/model.h5" <<'PYEOF' && N_PASS=$((N_PASS + 1)) || fail "clients' final weights differ"
