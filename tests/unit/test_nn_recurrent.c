@@ -269,13 +269,52 @@ static void test_1d_layers(void **state)
            pad, 6);
 }
 
+/* A training step of a sequence model (mask, Bidirectional, dropout in the
+ * cells) allocates nothing: every array is planned scratch. */
+static void test_no_alloc_in_step(void **state)
+{
+    (void)state;
+    const char *j =
+        "{\"class_name\":\"Sequential\",\"config\":{\"name\":\"s\",\"layers\":[{\"class_name\":"
+        "\"Embedding\",\"config\":{\"name\":\"e\",\"input_dim\":5,\"output_dim\":4,\"mask_zero\":"
+        "true,\"batch_input_shape\":[null,6]}},{\"class_name\":\"Bidirectional\",\"config\":{"
+        "\"name\":\"b\",\"merge_mode\":\"concat\",\"layer\":{\"class_name\":\"LSTM\",\"config\":{"
+        "\"name\":\"l\",\"units\":3,\"return_sequences\":true}}}},{\"class_name\":\"GRU\","
+        "\"config\":{\"name\":\"g\",\"units\":3,\"dropout\":0.2,\"recurrent_dropout\":0.2}},{"
+        "\"class_name\":\"Dense\",\"config\":{\"name\":\"d\",\"units\":2,\"activation\":"
+        "\"softmax\"}}]}}";
+    struct ddts_error err = {0};
+    struct ddts_model *m = NULL;
+    assert_int_equal(ddts_model_from_keras_config(j, strlen(j), &m, &err), DDTS_OK);
+    assert_int_equal(ddts_model_init_weights(m, 1, &err), DDTS_OK);
+    struct ddts_compile_options co = {.loss = "sparse_categorical_crossentropy",
+                                      .optimizer = "adam"};
+    assert_int_equal(ddts_model_compile(m, &co, &err), DDTS_OK);
+    m->target_size = 1;
+    assert_int_equal(ddts__nn_plan(m, 8, &err), DDTS_OK);
+    for (size_t i = 0; i < 8; i++)
+        m->target[i] = (float)(i % 2);
+    for (size_t i = 0; i < 8 * 6; i++)
+        m->nodes[m->input_node].y[i] = (float)(i * 7 % 5);
+    (void)ddts_alloc_fail_after(-1);
+    for (int step = 0; step < 3; step++) {
+        m->training = 1;
+        ddts__nn_forward(m, 8);
+        (void)ddts__nn_loss(m, 8, 1, NULL, NULL, NULL, NULL);
+        ddts__nn_backward(m, 8);
+        ddts__nn_opt_step(m);
+        m->training = 0;
+    }
+    assert_int_equal(ddts_alloc_fail_after(-1), 0);
+    ddts_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_forward_reference),
-        cmocka_unit_test(test_hard_sigmoid_versions),
-        cmocka_unit_test(test_unit_forget_bias),
-        cmocka_unit_test(test_1d_layers),
+        cmocka_unit_test(test_forward_reference), cmocka_unit_test(test_hard_sigmoid_versions),
+        cmocka_unit_test(test_unit_forget_bias),  cmocka_unit_test(test_1d_layers),
+        cmocka_unit_test(test_no_alloc_in_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
