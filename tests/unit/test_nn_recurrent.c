@@ -309,12 +309,51 @@ static void test_no_alloc_in_step(void **state)
     ddts_model_destroy(m);
 }
 
+/* Failing each allocation in turn while a variable-length sequence model is
+ * read, bound to data and planned gives DDTS_ENOMEM (no leak: ASan build). */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    const char *j =
+        "{\"class_name\":\"Sequential\",\"config\":{\"name\":\"s\",\"layers\":[{\"class_name\":"
+        "\"Embedding\",\"config\":{\"name\":\"e\",\"input_dim\":5,\"output_dim\":4,\"mask_zero\":"
+        "true,\"batch_input_shape\":[null,null]}},{\"class_name\":\"Bidirectional\",\"config\":{"
+        "\"name\":\"b\",\"merge_mode\":\"ave\",\"layer\":{\"class_name\":\"GRU\",\"config\":{"
+        "\"name\":\"g\",\"units\":3}}}},{\"class_name\":\"Dense\",\"config\":{\"name\":\"d\","
+        "\"units\":1}}]}}";
+    int64_t shape[2] = {4, 9};
+    struct ddts_array *x = NULL;
+    assert_int_equal(ddts_array_create(DDTS_F32, 2, shape, &x, NULL), DDTS_OK);
+    int ok = 0;
+    for (long k = 0; k < 500 && !ok; k++) {
+        struct ddts_error err = {0};
+        struct ddts_model *m = NULL;
+        ddts_alloc_fail_after(k);
+        enum ddts_status st = ddts_model_from_keras_config(j, strlen(j), &m, &err);
+        if (st == DDTS_OK)
+            st = ddts_model_bind_input(m, x, &err);
+        if (st == DDTS_OK)
+            st = ddts__nn_plan(m, 4, &err);
+        ddts_alloc_fail_after(-1);
+        if (st == DDTS_OK) {
+            ok = 1;
+            assert_int_equal(m->nodes[m->output_node].size, 1);
+            assert_int_equal(m->nodes[1].shape[0], 9); /* the Embedding's steps */
+        } else if (st != DDTS_ENOMEM) {
+            fail_msg("allocation %ld: %s (%s)", k, ddts_status_str(st), err.msg);
+        }
+        ddts_model_destroy(m);
+    }
+    assert_true(ok);
+    ddts_array_destroy(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_reference), cmocka_unit_test(test_hard_sigmoid_versions),
         cmocka_unit_test(test_unit_forget_bias),  cmocka_unit_test(test_1d_layers),
-        cmocka_unit_test(test_no_alloc_in_step),
+        cmocka_unit_test(test_no_alloc_in_step),  cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
