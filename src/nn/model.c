@@ -1,7 +1,9 @@
 /* The model graph: building, shape inference, the flat weight buffer, buffer
  * planning and the public accessors. */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nn/nn.h"
@@ -946,4 +948,20 @@ enum ddts_status ddts_model_init_weights(struct ddts_model *m, uint64_t seed,
         }
     }
     return DDTS_OK;
+}
+
+void ddts_model_set_keras_version(struct ddts_model *m, const char *version)
+{
+    if (m == NULL || version == NULL || !isdigit((unsigned char)version[0]))
+        return;
+    long major = strtol(version, NULL, 10);
+    m->keras3 = major >= 3;
+    /* hard_sigmoid: clip(0.2 x + 0.5) up to Keras 2, clip(x / 6 + 0.5) in Keras 3 */
+    float slope = m->keras3 ? 1.0f / 6.0f : 0.2f;
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        struct nn_act *acts[3] = {&m->nodes[i].act, &m->nodes[i].cell_act, &m->nodes[i].ract};
+        for (int k = 0; k < 3; k++)
+            if (acts[k]->kind == ACT_HARD_SIGMOID)
+                acts[k]->alpha = slope;
+    }
 }
