@@ -18,8 +18,10 @@
  */
 #include <string.h>
 
+#include <float.h>
+
 #include "nn/act.h"
-#include "nn/nn.h"
+#include "nn/layer.h"
 #include "nn/recurrent.h"
 #include "tensor/tensor.h"
 
@@ -529,7 +531,7 @@ void ddts__rnn_backward(const struct ddts__rnn_spec *s, const struct nn_act *act
 
 /* ---- the engine's side: recurrent nodes, masks, Masking, RepeatVector ---- */
 
-size_t ddts__nn_seq_scratch(const struct ddts_model *m, const struct nn_node *nd, size_t cap)
+static size_t seq_scratch(const struct ddts_model *m, const struct nn_node *nd, size_t cap)
 {
     /* a received mask: (cap, T) floats after the layer's own scratch */
     if (nd->kind == NN_RNN)
@@ -566,7 +568,7 @@ static float *mask_buf(const struct nn_node *nd, size_t cap)
     return nd->scratch + ddts__rnn_scratch_floats(&nd->rnn, cap);
 }
 
-void ddts__nn_rnn_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+static void rnn_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
     float *mask = NULL;
@@ -581,7 +583,7 @@ void ddts__nn_rnn_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
                       m->threads);
 }
 
-void ddts__nn_rnn_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+static void rnn_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
     const float *mask = nd->mask_src ? mask_buf(nd, m->cap) : NULL;
@@ -595,7 +597,7 @@ void ddts__nn_rnn_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                        db, nd->scratch, m->training, m->threads);
 }
 
-void ddts__nn_seq_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+static void seq_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
     if (nd->kind == NN_REPEAT) {
@@ -618,7 +620,7 @@ void ddts__nn_seq_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     }
 }
 
-void ddts__nn_seq_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+static void seq_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
     if (!a->needs_grad)
@@ -648,3 +650,187 @@ void ddts__nn_seq_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         }
     }
 }
+
+/* ---- descriptors ---- */
+
+static const char *recurrent_names(const struct nn_weight_flags *f, size_t index)
+{
+    static const char *const r[] = {"kernel", "recurrent_kernel", "bias"};
+    return index < 3 && (index < 2 || f->use_bias) ? r[index] : NULL;
+}
+
+static enum ddts_status rnn_acts(struct nn_parse *p, struct nn_node *nd)
+{
+    enum ddts_status st = DDTS_OK;
+    if (ddts__nn_cfg_has(p, "activation"))
+        st = ddts__nn_cfg_act(p, "activation", &nd->cell_act);
+    else
+        (void)ddts__nn_act_parse("tanh", 0, &nd->cell_act);
+    if (st != DDTS_OK)
+        return st;
+    if (nd->cell_act.kind == ACT_SOFTMAX)
+        return ddts__nn_unsup(p, "activation softmax in a recurrent cell");
+    if (nd->rnn.cell == RNN_SIMPLE)
+        return DDTS_OK;
+    if (ddts__nn_cfg_has(p, "recurrent_activation"))
+        st = ddts__nn_cfg_act(p, "recurrent_activation", &nd->ract);
+    else
+        (void)ddts__nn_act_parse("sigmoid", 0, &nd->ract);
+    if (st == DDTS_OK && nd->ract.kind == ACT_SOFTMAX)
+        return ddts__nn_unsup(p, "recurrent_activation softmax");
+    return st;
+}
+
+static enum ddts_status rnn_parse(struct nn_parse *p, struct nn_node *nd)
+{
+    struct ddts__rnn_spec *s = &nd->rnn;
+    const char *cls = nd->class_name;
+    s->cell = strcmp(cls, "LSTM") == 0 ? RNN_LSTM : strcmp(cls, "GRU") == 0 ? RNN_GRU : RNN_SIMPLE;
+    if (ddts__nn_cfg_int(p, "units", 1, 1 << 20, 0, &s->U) != 0)
+        return ddts__nn_bad(p, "units must be a positive integer");
+    nd->units = s->U;
+    if (ddts__nn_cfg_bool(p, "stateful", 0))
+        return ddts__nn_unsup(p, "stateful=True (state kept across batches)");
+    if (ddts__nn_cfg_bool(p, "return_state", 0))
+        return ddts__nn_unsup(p, "return_state (a layer with several outputs)");
+    if (ddts__nn_cfg_bool(p, "time_major", 0))
+        return ddts__nn_unsup(p, "time_major");
+    s->return_sequences = ddts__nn_cfg_bool(p, "return_sequences", 0);
+    s->go_backwards = ddts__nn_cfg_bool(p, "go_backwards", 0);
+    s->use_bias = nd->use_bias = ddts__nn_cfg_bool(p, "use_bias", 1);
+    /* Keras 2.0 predates reset_after (and used the v1 formula); TF2 and
+     * Keras 3 write the key, default True. */
+    s->reset_after = s->cell == RNN_GRU && ddts__nn_cfg_bool(p, "reset_after", 0);
+    if (ddts__nn_cfg_float(p, "dropout", 0, 1, 0, &s->dropout) != 0 || !(s->dropout < 1) ||
+        ddts__nn_cfg_float(p, "recurrent_dropout", 0, 1, 0, &s->recurrent_dropout) != 0 ||
+        !(s->recurrent_dropout < 1))
+        return ddts__nn_bad(p, "dropout and recurrent_dropout must be in [0, 1)");
+    enum ddts_status st = rnn_acts(p, nd);
+    static const char *const nulls[] = {"recurrent_constraint", "kernel_constraint",
+                                        "bias_constraint", "activity_regularizer"};
+    for (size_t i = 0; st == DDTS_OK && i < sizeof nulls / sizeof nulls[0]; i++)
+        st = ddts__nn_cfg_null(p, nulls[i]);
+    return st;
+}
+
+static enum ddts_status rnn_shape(struct ddts_model *m, struct nn_node *nd, struct ddts_error *err)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    if (a->rank != 2)
+        return ddts_error_set(err, DDTS_ESHAPE, "layer '%s' (%s) needs (T, F) input, got rank %d",
+                              nd->name, nd->class_name, a->rank);
+    nd->rnn.T = (int)a->shape[0];
+    nd->rnn.F = (int)a->shape[1];
+    nd->rank = nd->rnn.return_sequences ? 2 : 1;
+    nd->shape[0] = nd->rnn.return_sequences ? a->shape[0] : nd->rnn.U;
+    nd->shape[1] = nd->rnn.U;
+    return DDTS_OK;
+}
+
+static enum ddts_status rnn_weights(struct nn_parse *p, struct nn_node *nd)
+{
+    static const struct nn_init ortho = {INIT_ORTHOGONAL, 1, 0, 0, 0, 0};
+    int64_t U = nd->rnn.U, G = (int64_t)ddts__rnn_gates(&nd->rnn) * U;
+    int64_t ws[2] = {nd->rnn.F, G};
+    enum ddts_status st = ddts__nn_cfg_weight(p, "kernel", 2, ws, 1, "kernel_initializer",
+                                              ddts__nn_init_glorot, "kernel_regularizer");
+    ws[0] = U;
+    if (st == DDTS_OK)
+        st = ddts__nn_cfg_weight(p, "recurrent_kernel", 2, ws, 1, "recurrent_initializer", ortho,
+                                 "recurrent_regularizer");
+    if (st != DDTS_OK || !nd->rnn.use_bias)
+        return st;
+    int reset_after = nd->rnn.cell == RNN_GRU && nd->rnn.reset_after;
+    ws[0] = 2;
+    st = ddts__nn_cfg_weight(p, "bias", reset_after ? 2 : 1, reset_after ? ws : ws + 1, 1,
+                             "bias_initializer", ddts__nn_init_zeros, "bias_regularizer");
+    if (st == DDTS_OK && nd->rnn.cell == RNN_LSTM && ddts__nn_cfg_bool(p, "unit_forget_bias", 1))
+        p->m->w[p->m->n_w - 1].init.unit_forget = 1;
+    return st;
+}
+
+static void seq_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_need *need)
+{
+    struct nn_node *nd = &m->nodes[i];
+    size_t n = seq_scratch(m, nd, cap);
+    if (n > 0)
+        nd->scratch = ddts__nn_plan_buf(n, 1, &need->fail);
+}
+
+static const struct nn_layer_ops recurrent_ops = {
+    .class_names = (const char *const[]){"LSTM", "GRU", "SimpleRNN", NULL},
+    .kind = NN_RNN,
+    .doc = "recurrent layers over (T, F): one GEMM for the inputs of all steps, fused gates",
+    .min_in = 1,
+    .max_in = 1,
+    .weight_name = recurrent_names,
+    .parse = rnn_parse,
+    .infer_shape = rnn_shape,
+    .add_weights = rnn_weights,
+    .plan = seq_plan,
+    .forward = rnn_forward,
+    .backward = rnn_backward,
+};
+
+static enum ddts_status masking_parse(struct nn_parse *p, struct nn_node *nd)
+{
+    if (ddts__nn_cfg_float(p, "mask_value", -FLT_MAX, FLT_MAX, 0, &nd->mask_value) != 0)
+        return ddts__nn_bad(p, "bad mask_value");
+    return DDTS_OK;
+}
+
+static const struct nn_layer_ops masking_ops = {
+    .class_names = (const char *const[]){"Masking", NULL},
+    .kind = NN_MASKING,
+    .doc = "zeroes the steps whose features all equal mask_value and starts a mask",
+    .min_in = 1,
+    .max_in = 1,
+    .parse = masking_parse,
+    .infer_shape = ddts__nn_shape_same,
+    .forward = seq_forward,
+    .backward = seq_backward,
+};
+
+static enum ddts_status repeat_parse(struct nn_parse *p, struct nn_node *nd)
+{
+    if (ddts__nn_cfg_int(p, "n", 1, 1 << 24, 0, &nd->repeat) != 0)
+        return ddts__nn_bad(p, "n must be a positive integer");
+    return DDTS_OK;
+}
+
+static enum ddts_status repeat_shape(struct ddts_model *m, struct nn_node *nd,
+                                     struct ddts_error *err)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    if (a->rank != 1)
+        return ddts_error_set(err, DDTS_ESHAPE, "layer '%s' (%s) needs (F) input, got rank %d",
+                              nd->name, nd->class_name, a->rank);
+    nd->rank = 2;
+    nd->shape[0] = nd->repeat;
+    nd->shape[1] = a->shape[0];
+    return DDTS_OK;
+}
+
+static const struct nn_layer_ops repeat_ops = {
+    .class_names = (const char *const[]){"RepeatVector", NULL},
+    .kind = NN_REPEAT,
+    .doc = "(F) -> (n, F)",
+    .min_in = 1,
+    .max_in = 1,
+    .parse = repeat_parse,
+    .infer_shape = repeat_shape,
+    .forward = seq_forward,
+    .backward = seq_backward,
+};
+
+/* Known by name only: cells inside a generic RNN layer, ConvLSTM. */
+static const struct nn_layer_ops named_ops = {
+    .class_names = (const char *const[]){"SimpleRNNCell", "LSTMCell", "GRUCell", "ConvLSTM1D",
+                                         "ConvLSTM2D", "ConvLSTM3D", NULL},
+    .kind = NN_NAMED,
+    .doc = "not supported by the engine; weights kernel, recurrent_kernel, bias",
+    .weight_name = recurrent_names,
+};
+
+const struct nn_layer_ops *const ddts__nn_family_recurrent[] = {&recurrent_ops, &masking_ops,
+                                                                &repeat_ops, &named_ops, NULL};
