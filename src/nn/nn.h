@@ -134,6 +134,7 @@ struct nn_node {
     float eps, momentum;  /* batch norm */
     int center, scale;    /* batch norm */
     float r_scale, r_off; /* rescaling */
+    int invert;           /* Normalization(invert=True): y = mean + x * max(sqrt(var), eps) */
     int axis;             /* concatenate: per-sample axis */
     int keras_axis;       /* concatenate: the config's axis (batch included) */
     int keepdims;         /* global pooling */
