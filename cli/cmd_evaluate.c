@@ -119,10 +119,10 @@ static enum ddts_status open_model(const struct eval_args *a, struct ddts_model 
     st = ddts_bridge_load(k, 0, m, err);
     if (st == DDTS_OK) {
         struct ddts_compile_options co = {
-            .training_config_json = ddts_keras_training_json(k),
+            .training_config_json = k->training_config,
             .threads = a->threads > 0 ? (int)a->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
         };
-        if (co.training_config_json == NULL)
+        if (k->training_config == NULL)
             co.loss = "mse";
         st = ddts_model_compile(*m, &co, err);
         if (st != DDTS_OK) {

@@ -84,11 +84,11 @@ int cli_inspect_model(const char *path)
     printf("%s\nTotal params: %zu (%s)\nTrainable params: %zu (%s)\n"
            "Non-trainable params: %zu (%s)\n%s\n",
            dbl, total, b1, trainable, b2, total - trainable, b3, rule);
-    struct ddts_compile_options co = {.training_config_json = ddts_keras_training_json(k)};
-    if (co.training_config_json != NULL && ddts_model_compile(m, &co, &err) == DDTS_OK)
+    struct ddts_compile_options co = {.training_config_json = k->training_config};
+    if (k->training_config != NULL && ddts_model_compile(m, &co, &err) == DDTS_OK)
         printf("Optimizer: %s (learning rate %g)\nLoss: %s\n", ddts_model_optimizer_name(m),
                ddts_model_learning_rate(m), ddts_model_loss_name(m));
-    else if (co.training_config_json != NULL)
+    else if (k->training_config != NULL)
         printf("Compiled with: %s\n", err.msg);
     else
         printf("Not compiled (no training configuration in the file)\n");

@@ -92,14 +92,6 @@ struct ddts_keras_model {
 };
 
 /*
- * The JSON a model's compile settings are read from (loss, optimizer,
- * metrics), for ddts_compile_options.training_config_json: the h5
- * training_config, else a .keras file's config.json (whose compile_config
- * holds them), else NULL (never compiled). Borrowed from m.
- */
-const char *ddts_keras_training_json(const struct ddts_keras_model *m);
-
-/*
  * Reads a Keras model file; the format is detected from the first bytes
  * (HDF5 signature or zip), not from the name. On success *out is a new
  * model, to be released with ddts_keras_destroy.

@@ -458,15 +458,3 @@ done:
     json_decref(shape);
     return st;
 }
-
-const char *ddts_keras_training_json(const struct ddts_keras_model *m)
-{
-    if (m->training_config != NULL)
-        return m->training_config;
-    if (m->format != DDTS_KERAS_ZIP || m->model_config == NULL)
-        return NULL;
-    json_t *root = json_loads(m->model_config, 0, NULL);
-    int compiled = json_is_object(json_object_get(root, "compile_config"));
-    json_decref(root);
-    return compiled ? m->model_config : NULL;
-}

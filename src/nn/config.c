@@ -1073,12 +1073,6 @@ enum ddts_status ddts__nn_parse_training_config(const char *json, int keras3,
                               "training_config: JSON error at line %d column %d: %s", je.line,
                               je.column, je.text);
     enum ddts_status st = DDTS_OK;
-    /* A .keras config.json: its compile_config holds loss, optimizer and
-     * metrics (the optimizer under "optimizer" rather than
-     * "optimizer_config"). */
-    json_t *top = root;
-    if (json_is_object(json_object_get(root, "compile_config")))
-        root = json_object_get(root, "compile_config");
     const json_t *loss = json_object_get(root, "loss");
     if (json_is_object(loss) && json_object_size(loss) > 0 &&
         !json_object_get(loss, "class_name")) {
@@ -1112,13 +1106,7 @@ enum ddts_status ddts__nn_parse_training_config(const char *json, int keras3,
         }
     }
     const json_t *oc = json_object_get(root, "optimizer_config");
-    if (oc == NULL)
-        oc = json_object_get(root, "optimizer");
-    if (json_is_string(oc) && ddts__nn_opt_parse(json_string_value(oc), &tc->optc) == 0) {
-        /* compile(optimizer="adam"): Keras' defaults */
-        snprintf(tc->opt, sizeof tc->opt, "%s", json_string_value(oc));
-        tc->have_opt = 1;
-    } else if (json_is_object(oc)) {
+    if (json_is_object(oc)) {
         const char *cn = jstr(oc, "class_name");
         const json_t *cf = json_object_get(oc, "config");
         if (cn && strncmp(cn, "Custom>", 7) == 0)
@@ -1180,6 +1168,6 @@ enum ddts_status ddts__nn_parse_training_config(const char *json, int keras3,
                 tc->metrics |= MET_MAE;
         }
     }
-    json_decref(top);
+    json_decref(root);
     return st;
 }

@@ -463,7 +463,7 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
         .optimizer = job->optimizer[0] ? job->optimizer : NULL,
         .learning_rate = job->learning_rate,
         .metrics = job->metrics[0] ? job->metrics : NULL,
-        .training_config_json = ddts_keras_training_json(k),
+        .training_config_json = k->training_config,
         .threads = job->threads > 0 ? job->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
     };
     st = ddts_model_compile(m, &co, err);
@@ -683,7 +683,7 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
         .loss = job->loss[0] ? job->loss : NULL,
         .optimizer = job->optimizer[0] ? job->optimizer : NULL,
         .metrics = job->metrics[0] ? job->metrics : NULL,
-        .training_config_json = ddts_keras_training_json(k),
+        .training_config_json = k->training_config,
         .threads = job->threads > 0 ? job->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
     };
     st = ddts_model_compile(m, &co, err);

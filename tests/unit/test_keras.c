@@ -442,7 +442,7 @@ static void test_normalization(void **state)
         size_t f = ddts_model_input_size(m);
         assert_true(f <= 6);
         float mean[6] = {0, 1, 2, 3, 4, 5}, var[6] = {1, 4, 9, 16, 25, 36};
-        struct ddts_norm_layer norm = {mean, var, f, 77};
+        struct ddts_norm_layer norm = {mean, var, f, 77, false};
         int done = 0;
         for (long n = 0; n < 100000 && !done; n++) {
             ddts_alloc_fail_after(n);
@@ -475,9 +475,9 @@ static void test_normalization(void **state)
         unlink(out);
         /* Bad values are refused before anything is written. */
         float bad[6] = {1, -1, 1, 1, 1, 1};
-        struct ddts_norm_layer nb = {mean, bad, f, 1};
+        struct ddts_norm_layer nb = {mean, bad, f, 1, false};
         assert_int_equal(ddts_surgery_write_normalized(m, k, &nb, out, &err), DDTS_EINVAL);
-        struct ddts_norm_layer n5 = {mean, var, f + 1, 1};
+        struct ddts_norm_layer n5 = {mean, var, f + 1, 1, false};
         assert_int_equal(ddts_surgery_write_normalized(m, k, &n5, out, &err), DDTS_ESHAPE);
         assert_int_equal(access(out, F_OK), -1);
         ddts_model_destroy(m);
