@@ -493,6 +493,9 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
     /* The data must fit the model's input, reshaped when element counts agree. */
     const struct ddts_array *x = req->x, *xv = req->x_val;
     size_t n = x->rank > 0 ? (size_t)x->shape[0] : 0;
+    st = ddts_model_bind_input(m, x, err);
+    if (st != DDTS_OK)
+        goto out;
     size_t in_size = ddts_model_input_size(m);
     if (ddts_array_sample_count(x) != in_size) {
         int64_t shape[DDTS_MAX_RANK];
@@ -707,6 +710,9 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
     if (st != DDTS_OK)
         goto out;
     const struct ddts_array *x = req->x_test;
+    st = ddts_model_bind_input(m, x, err);
+    if (st != DDTS_OK)
+        goto out;
     size_t in_size = ddts_model_input_size(m);
     if (job->normalizer != DDTS_JOB_NORM_NONE && req->norm_stats != NULL) {
         offset = ddts_mallocarray(in_size, sizeof(float));
