@@ -64,7 +64,7 @@ int cmd_train(int argc, char **argv)
     ddts_log(&log, DDTS_LOG_INFO, "seed %llu", (unsigned long long)job.seed);
 
     struct ddts_array *x = NULL, *y = NULL, *xt = NULL, *yt = NULL;
-    enum ddts_status st = cli_load_job_data(&job, &x, &y, &xt, &yt, &err);
+    enum ddts_status st = ddts_serve_load_data(&job, &x, &y, &xt, &yt, &err);
     if (st != DDTS_OK)
         return cli_fail("train", &err);
     char model_path[4096];

@@ -16,6 +16,7 @@
  *   auth.h     CPace handshake, passphrases, encrypted channel
  *   net.h      connections: handshake, typed messages, file streaming
  *   server.h   the job server; client.h the client
+ *   serve.h    a whole job served from this machine (what `ddts server` runs)
  *   trainer.h  one training run of a job, tying the above together
  *
  * Every fallible function returns an enum ddts_status and fills an optional
@@ -39,6 +40,7 @@
 #include "auth.h"
 #include "net.h"
 #include "server.h"
+#include "serve.h"
 #include "client.h"
 #include "trainer.h"
 
