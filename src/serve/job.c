@@ -169,6 +169,9 @@ static enum ddts_status prepare_data(struct ddts_serve *sv, struct ddts_error *e
     if ((size_t)sv->x->shape[0] < (size_t)job->clients)
         return ddts_error_set(err, DDTS_EINVAL, "--clients %d: only %lld samples", job->clients,
                               (long long)sv->x->shape[0]);
+    st = ddts__serve_check(sv, err);
+    if (st != DDTS_OK)
+        return st;
     st = ddts_stats_create(ddts_array_sample_count(sv->x), &sv->stats, err);
     if (st == DDTS_OK)
         st = ddts_stats_update(sv->stats, sv->x, NULL, (size_t)sv->x->shape[0], err);
@@ -199,6 +202,8 @@ enum ddts_status ddts_serve_prepare(struct ddts_serve *sv, struct ddts_error *er
     enum ddts_status st = DDTS_OK;
     if (job->data != DDTS_JOB_DATA_CLIENT)
         st = prepare_data(sv, err);
+    else
+        st = ddts__serve_check(sv, err); /* the model alone: the data is the clients' */
     if (st == DDTS_OK) {
         sv->rounds_per_epoch = ddts__serve_rounds_per_epoch(job, sv->shards_dir);
         char global[4200];

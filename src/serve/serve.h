@@ -47,6 +47,9 @@ void ddts__serve_round(struct ddts_serve *sv);
 bool ddts__serve_on_client(struct ddts_serve *sv, const struct ddts_server_client *c);
 void ddts__serve_rows_free(struct ddts_serve *sv);
 
+/* Checks the model against the settings and the loaded data, before anything is split (check.c). */
+enum ddts_status ddts__serve_check(const struct ddts_serve *sv, struct ddts_error *err);
+
 /* Shares (shards.c). */
 enum ddts_status ddts__serve_write_shards(struct ddts_serve *sv, struct ddts_error *err);
 uint64_t ddts__serve_rounds_per_epoch(const struct ddts_job *job, const char *shards_dir);
