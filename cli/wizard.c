@@ -294,10 +294,19 @@ static bool ask_model(struct wizard *w)
                  false, map_model, &menu);
         if (!ok)
             break;
-        if (stat(w->job->model, &st) == 0 && S_ISREG(st.st_mode))
+        if (stat(w->job->model, &st) != 0 || !S_ISREG(st.st_mode)) {
+            fprintf(w->out, "  invalid answer: %s is not a model file; please try again\n",
+                    w->job->model);
+            continue;
+        }
+        /* The file must load as a Keras model: checked now, not after the questions. */
+        struct ddts_keras_model *k = NULL;
+        struct ddts_error err;
+        if (ddts_keras_read(w->job->model, &k, &err) == DDTS_OK) {
+            ddts_keras_destroy(k);
             break;
-        fprintf(w->out, "  invalid answer: %s is not a model file; please try again\n",
-                w->job->model);
+        }
+        fprintf(w->out, "  invalid answer: %s; please try again\n", err.msg);
     }
     for (size_t i = 0; i < n; i++)
         ddts_free(paths[i]);
@@ -359,10 +368,21 @@ int cli_wizard_run(struct ddts_job *job, FILE *in, FILE *out, int in_fd, char *p
         ok = ask(&w, "data", "Data source", def, true, NULL, NULL);
     }
     if (job->data == DDTS_JOB_DATA_KERAS) {
-        ASK("keras-dataset",
-            "Keras dataset (mnist, fashion_mnist, cifar10, cifar100, boston_housing, imdb, "
-            "reuters)",
-            "", false);
+        /* Only the datasets ddts loads are offered; another answer is asked again. */
+        while (ok && !ddts_job_is_set(job, "keras-dataset")) {
+            struct ddts_job scratch = *job;
+            w.job = &scratch;
+            ok = ask(&w, "keras-dataset", "Keras dataset (mnist, fashion_mnist)", "", false, NULL,
+                     NULL);
+            w.job = job;
+            if (ok && ddts_keras_dataset_supported(scratch.keras_dataset))
+                *job = scratch;
+            else if (ok)
+                fprintf(out,
+                        "  invalid answer: ddts cannot load the Keras dataset '%s' (it loads "
+                        "mnist and fashion_mnist); please try again\n",
+                        scratch.keras_dataset);
+        }
     } else if (job->data == DDTS_JOB_DATA_SERVER) {
         while (ok && !ddts_job_is_set(job, "dataset")) {
             /* Asked on a copy, kept only when the folder looks like a dataset. */
