@@ -197,6 +197,17 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
                  "trained %zu samples in %.1f s (%.0f samples/s): loss %.4f, val_accuracy %.4f",
                  res.n_samples, res.seconds, res.samples_per_s, res.loss, res.val_accuracy);
 out:
+    if (st != DDTS_OK) {
+        /* error.log beside train.log, uploaded with the results: the full error and context. */
+        char context[512];
+        snprintf(context, sizeof context, "job %s, share %u of %u, client %s, model %s", cj->job,
+                 cj->shard + 1, cj->n_shards, cj->client_name,
+                 cj->model_path != NULL ? cj->model_path : "-");
+        struct ddts_error e2;
+        const char *settings = cj->settings_json[0] ? cj->settings_json : NULL;
+        if (ddts_error_log_write(cj->result_dir, err, context, settings, &e2) != DDTS_OK)
+            ddts_log(&ctx->log, DDTS_LOG_WARN, "error.log: %s", e2.msg);
+    }
     ddts_free(init);
     ddts_stats_destroy(stats);
     ddts_array_destroy(x);

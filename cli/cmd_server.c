@@ -110,7 +110,12 @@ static enum ddts_status serve_job(const struct ddts_job *job, const struct ddts_
     struct ddts_serve_result res;
     if (st == DDTS_OK)
         st = ddts_serve_report(sv, &res, err);
-    if (st == DDTS_OK) {
+    if (st == DDTS_OK && res.n_failed > 0)
+        st = ddts_error_set(err, DDTS_EINVAL,
+                            "%zu of %zu shares failed: their training produced no results (the "
+                            "reasons are in %s/summary.txt)",
+                            res.n_failed, res.n_shares, res.job_dir);
+    else if (st == DDTS_OK) {
         printf("job: %s\nresults: %s\n", job->name, res.job_dir);
         if (res.global_model[0])
             printf("global model: %s\n", res.global_model);

@@ -119,6 +119,19 @@ enum ddts_status ddts_textlog_printf(struct ddts_textlog *log, const char *fmt, 
 struct ddts_logger ddts_textlog_logger(struct ddts_textlog *log, enum ddts_log_level min);
 void ddts_textlog_close(struct ddts_textlog *log);
 
+/*
+ * error.log in `dir` (created; appended to): the exception log of a failed
+ * run, beside its train.log, uploaded with a client's results. Lines:
+ * "error: <message>", "status: <status name>[, <errno text>]", "context:
+ * <context>" and "settings: <settings_json>" (both when not NULL).
+ */
+DDTS_NODISCARD enum ddts_status ddts_error_log_write(const char *dir,
+                                                     const struct ddts_error *failure,
+                                                     const char *context, const char *settings_json,
+                                                     struct ddts_error *err);
+/* The message of the first "error:" line of dir/error.log into buf; false when there is none. */
+bool ddts_error_log_reason(const char *dir, char *buf, size_t cap);
+
 /* ------------------------------------------------------------------------ */
 /* Plots (PNG, cairo)                                                       */
 /* ------------------------------------------------------------------------ */
@@ -263,12 +276,13 @@ struct ddts_summary_client {
     int epochs_done;
     const struct ddts_metric *final; /* last epoch's metrics (loss, val_loss, ...) */
     size_t n_final;
-    const char *dir; /* its results folder, relative to the job folder */
+    const char *dir;   /* its results folder, relative to the job folder */
+    const char *error; /* why its training failed (the client's error text), or NULL */
 };
 
 struct ddts_summary {
     const char *job;           /* job name */
-    const char *status;        /* "ok", "failed", "canceled" */
+    const char *status;        /* "ok", "partial" (some shares failed), "failed", "canceled" */
     const char *error;         /* why, when failed; NULL otherwise */
     const char *settings_json; /* ddts_job_to_json output (an object), or NULL */
     uint64_t seed;

@@ -109,7 +109,12 @@ struct ddts_serve_hooks {
     void *userdata;
 };
 
-/* Serves the job until every share's results are received (ddts_server_run). */
+/*
+ * Serves the job until every share's results are received (ddts_server_run).
+ * When two clients' training fails with the same error (but for its
+ * numbers), the failure is deterministic: the job stops at once, its summary
+ * says "failed" with that error, and DDTS_EINVAL is returned with it.
+ */
 DDTS_NODISCARD enum ddts_status
 ddts_serve_run(struct ddts_serve *sv, const struct ddts_serve_hooks *hooks, struct ddts_error *err);
 
@@ -119,13 +124,19 @@ struct ddts_serve_result {
     char global_model[4096]; /* global/model.h5 or .keras; "" when none was written */
     double test_loss;        /* the global model on the test data; NaN without */
     double test_accuracy;    /* NaN without test data or an accuracy metric */
+    size_t n_shares;         /* the job's shares */
+    size_t n_failed;         /* shares whose training failed (no results): see summary.txt */
 };
 
 /*
  * Writes the global model from the last averaged weights (with a normalizer:
  * a tf.keras 2.x .h5 with a Normalization layer first), evaluates it and
  * every epoch's global weights on the test data (global/history.csv), and
- * writes summary.json, summary.txt (with events.log) and report.png.
+ * writes summary.json, summary.txt (with events.log) and report.png. The
+ * summary's status is "ok" when every share produced results, "partial" when
+ * some failed, "failed" when all did; each failed share is listed with the
+ * client's error text (its error.log). out->n_failed counts them: a front
+ * end reports the job as failed unless it is 0.
  */
 DDTS_NODISCARD enum ddts_status
 ddts_serve_report(struct ddts_serve *sv, struct ddts_serve_result *out, struct ddts_error *err);

@@ -65,6 +65,7 @@ struct ddts_server_client {
     int has_progress; /* progress holds the latest PROGRESS of the current share */
     struct ddts_wire_progress progress;
     double progress_at; /* ddts_now() when that PROGRESS arrived */
+    const char *error;  /* state FAILED: the client's error text (as it sent it); else NULL */
 };
 
 /*

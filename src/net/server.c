@@ -84,6 +84,7 @@ struct session {
     int has_progress;
     struct ddts_wire_progress progress;
     double progress_at;
+    char failure[DDTS_ERROR_MSG_MAX]; /* the error text of its last failed share */
 };
 
 struct ban {
@@ -215,6 +216,7 @@ static void notify(struct session *se, enum ddts_client_state state)
         .has_progress = se->has_progress,
         .progress = se->progress,
         .progress_at = se->progress_at,
+        .error = state == DDTS_CLIENT_FAILED ? se->failure : NULL,
     };
     srv->cfg->on_client(srv->cfg->userdata, &c);
 }
@@ -1091,9 +1093,11 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
         pthread_mutex_unlock(&srv->mu);
         if (!ours)
             return ddts_error_set(err, DDTS_ETIMEOUT, "share %ld was given up meanwhile", i);
-        if (status != 0)
+        if (status != 0) {
             ddts_log(srv->log, DDTS_LOG_ERROR, "share %ld: client '%s' failed: %s", i, se->name,
                      msg);
+            snprintf(se->failure, sizeof se->failure, "%s", msg[0] ? msg : "failed");
+        }
         notify(se, DDTS_CLIENT_UPLOADING);
         st = receive_results(se, i, err);
         if (st != DDTS_OK)

@@ -245,7 +245,9 @@ static void on_client(void *userdata, const struct ddts_server_client *c)
 
 static int should_stop(void *userdata)
 {
-    const struct ddts_serve *sv = userdata;
+    struct ddts_serve *sv = userdata;
+    if (ddts__serve_stopping(sv, NULL, 0))
+        return 1;
     return sv->hooks->should_stop != NULL ? sv->hooks->should_stop(sv->hooks->userdata) : 0;
 }
 
@@ -300,6 +302,13 @@ enum ddts_status ddts_serve_run(struct ddts_serve *sv, const struct ddts_serve_h
     ddts__serve_set_phase(sv, DDTS_SERVE_SERVING, NULL);
     st = ddts_server_run(&cfg, err);
     ddts_free(settings);
+    char why[DDTS_ERROR_MSG_MAX];
+    if (st == DDTS_ECANCELED && ddts__serve_stopping(sv, why, sizeof why)) {
+        /* A deterministic failure: the report says so, the job ends with it. */
+        size_t n_failed = 0;
+        ddts__serve_write_summary(sv, NAN, NAN, NULL, NULL, why, &n_failed);
+        st = ddts_error_set(err, DDTS_EINVAL, "the job is stopped: %s", why);
+    }
     ddts__serve_set_phase(sv, st == DDTS_OK ? DDTS_SERVE_REPORTING : DDTS_SERVE_FAILED,
                           st == DDTS_OK ? NULL : err);
     return st;
@@ -356,8 +365,10 @@ enum ddts_status ddts_serve_report(struct ddts_serve *sv, struct ddts_serve_resu
         return st;
     }
     struct ddts_csv_history *curve = have ? ddts__serve_global_history(sv) : NULL;
+    out->n_shares = sv->job.clients > 0 ? (size_t)sv->job.clients : 0;
     ddts__serve_write_summary(sv, out->test_loss, out->test_accuracy,
-                              have ? strstr(out->global_model, "global/model") : NULL, curve);
+                              have ? strstr(out->global_model, "global/model") : NULL, curve, NULL,
+                              &out->n_failed);
     ddts_csv_history_destroy(curve);
     ddts__serve_set_phase(sv, DDTS_SERVE_DONE, NULL);
     return DDTS_OK;

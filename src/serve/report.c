@@ -180,7 +180,8 @@ out:
 /* The clients whose history.csv is in clients/ (at most DDTS_MAX_CLIENTS). */
 struct client_table {
     char **names;
-    char **dirs; /* "clients/<name>" */
+    char **errors; /* why its training failed, or NULL */
+    char **dirs;   /* "clients/<name>" */
     struct ddts_csv_history **hist;
     struct ddts_summary_client *rows;
     struct ddts_metric *finals; /* 8 per client */
@@ -194,8 +195,10 @@ static void table_free(struct client_table *t)
     for (size_t i = 0; i < t->n; i++) {
         ddts_free(t->names[i]);
         ddts_free(t->dirs[i]);
+        ddts_free(t->errors[i]);
         ddts_csv_history_destroy(t->hist[i]);
     }
+    ddts_free(t->errors);
     ddts_free(t->names);
     ddts_free(t->dirs);
     ddts_free(t->hist);
@@ -203,9 +206,27 @@ static void table_free(struct client_table *t)
     ddts_free(t->finals);
 }
 
-/* Adds client `name` (its history `h`, taken) to the table; 0 on out of memory. */
-static int table_add(struct client_table *t, const char *clients_dir, const char *name,
-                     struct ddts_csv_history *h)
+/*
+ * Why the client in clients/<name> failed: its error.log, else what it told
+ * the server in this run, else the missing history; NULL when it did not.
+ */
+static char *failure_of(const struct ddts_serve *sv, const char *clients_dir, const char *name,
+                        const struct ddts_csv_history *h)
+{
+    char dir[4400], reason[DDTS_ERROR_MSG_MAX];
+    snprintf(dir, sizeof dir, "%s/%s", clients_dir, name);
+    if (ddts_error_log_reason(dir, reason, sizeof reason))
+        return ddts_strdup(reason);
+    for (size_t i = 0; i < sv->n_failures; i++)
+        if (strncmp(name, sv->failures[i].name, strlen(sv->failures[i].name)) == 0)
+            return ddts_strdup(sv->failures[i].msg);
+    return h == NULL ? ddts_strdup("no results (no history.csv)") : NULL;
+}
+
+/* Adds client `name` (its history `h`, taken; NULL when it has none) to the table; 0 on
+ * out of memory. */
+static int table_add(struct client_table *t, const struct ddts_serve *sv, const char *clients_dir,
+                     const char *name, struct ddts_csv_history *h)
 {
     size_t n = t->n;
     t->names[n] = ddts_strdup(name);
@@ -218,14 +239,16 @@ static int table_add(struct client_table *t, const char *clients_dir, const char
     }
     snprintf(t->dirs[n], strlen(name) + 16, "clients/%s", name);
     t->hist[n] = h;
+    t->errors[n] = failure_of(sv, clients_dir, name, h);
     struct ddts_summary_client *r = &t->rows[n];
     r->name = t->names[n];
-    r->state = "done";
+    r->state = t->errors[n] != NULL ? "failed" : "done";
+    r->error = t->errors[n];
     r->samples = client_samples(clients_dir, name);
-    r->epochs_done = (int)h->n_epochs;
+    r->epochs_done = h != NULL ? (int)h->n_epochs : 0;
     r->final = &t->finals[n * MAX_FINALS];
     r->dir = t->dirs[n];
-    for (size_t k = 0; k < h->n_keys && k < MAX_FINALS && h->n_epochs > 0; k++) {
+    for (size_t k = 0; h != NULL && k < h->n_keys && k < MAX_FINALS && h->n_epochs > 0; k++) {
         t->finals[n * MAX_FINALS + k].name = h->keys[k];
         t->finals[n * MAX_FINALS + k].value = h->values[(h->n_epochs - 1) * h->n_keys + k];
         r->n_final++;
@@ -235,17 +258,18 @@ static int table_add(struct client_table *t, const char *clients_dir, const char
 }
 
 /* Reads every client's history.csv (fit) or fold_1/history.csv (k-fold). */
-static int table_read(struct client_table *t, const char *clients_dir)
+static int table_read(struct client_table *t, const struct ddts_serve *sv, const char *clients_dir)
 {
     memset(t, 0, sizeof *t);
     t->names = ddts_calloc(MAXC, sizeof *t->names);
+    t->errors = ddts_calloc(MAXC, sizeof *t->errors);
     t->dirs = ddts_calloc(MAXC, sizeof *t->dirs);
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): sizeof *p of a pointer array is the idiom */
     t->hist = ddts_calloc(MAXC, sizeof *t->hist);
     t->rows = ddts_calloc(MAXC, sizeof *t->rows);
     t->finals = ddts_calloc((size_t)MAXC * MAX_FINALS, sizeof *t->finals);
     if (t->names == NULL || t->hist == NULL || t->rows == NULL || t->finals == NULL ||
-        t->dirs == NULL)
+        t->dirs == NULL || t->errors == NULL)
         return 0;
     DIR *d = opendir(clients_dir);
     struct dirent *e;
@@ -259,8 +283,8 @@ static int table_read(struct client_table *t, const char *clients_dir)
             snprintf(path, sizeof path, "%s/%s/fold_1/history.csv", clients_dir, e->d_name);
         struct ddts_csv_history *h = NULL;
         if (ddts_csv_history_read(path, &h, &err) != DDTS_OK)
-            continue;
-        if (!table_add(t, clients_dir, e->d_name, h))
+            h = NULL;
+        if (!table_add(t, sv, clients_dir, e->d_name, h))
             break;
     }
     if (d != NULL)
@@ -307,9 +331,36 @@ static void kfold_figures(const struct ddts_serve *sv, const char *clients_dir,
     ddts_free(vals);
 }
 
+/* The combined plot of the clients that have a history (and the global curve). */
+static int write_plot(const struct ddts_serve *sv, const struct client_table *t,
+                      const struct ddts_csv_history *curve)
+{
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): sizeof *p of a pointer array is the idiom */
+    const struct ddts_csv_history **hist = ddts_calloc(t->n ? t->n : 1, sizeof *hist);
+    const char **names = ddts_calloc(t->n ? t->n : 1, sizeof *names);
+    size_t n = 0;
+    for (size_t i = 0; hist != NULL && names != NULL && i < t->n; i++) {
+        if (t->hist[i] == NULL)
+            continue;
+        hist[n] = t->hist[i];
+        names[n++] = t->names[i];
+    }
+    char plot[4200];
+    snprintf(plot, sizeof plot, "%s/report.png", sv->job_dir);
+    struct ddts_error err;
+    int ok =
+        n > 0 && ddts_plot_combined(plot, sv->job.name, hist, names, n, curve, &err) == DDTS_OK;
+    if (n > 0 && !ok)
+        ddts_log(&sv->log, DDTS_LOG_WARN, "combined plot: %s", err.msg);
+    ddts_free(hist);
+    ddts_free(names);
+    return ok;
+}
+
 /* The job's report: per-client final figures, combined plot, summary.json/.txt. */
-void ddts__serve_write_summary(const struct ddts_serve *sv, double loss, double accuracy,
-                               const char *global_rel, const struct ddts_csv_history *curve)
+void ddts__serve_write_summary(struct ddts_serve *sv, double loss, double accuracy,
+                               const char *global_rel, const struct ddts_csv_history *curve,
+                               const char *stopped, size_t *n_failed)
 {
     const struct ddts_job *job = &sv->job;
     const struct ddts_logger *log = &sv->log;
@@ -317,15 +368,14 @@ void ddts__serve_write_summary(const struct ddts_serve *sv, double loss, double 
     char clients_dir[4200];
     snprintf(clients_dir, sizeof clients_dir, "%s/clients", sv->job_dir);
     struct client_table t;
-    if (!table_read(&t, clients_dir))
+    *n_failed = 0;
+    if (!table_read(&t, sv, clients_dir))
         goto out;
-    char plot[4200];
-    snprintf(plot, sizeof plot, "%s/report.png", sv->job_dir);
-    int have_plot = t.n > 0 && ddts_plot_combined(
-                                   plot, job->name, (const struct ddts_csv_history *const *)t.hist,
-                                   (const char *const *)t.names, t.n, curve, &err) == DDTS_OK;
-    if (t.n > 0 && !have_plot)
-        ddts_log(log, DDTS_LOG_WARN, "combined plot: %s", err.msg);
+    size_t n_ok = 0;
+    for (size_t i = 0; i < t.n; i++)
+        n_ok += t.errors[i] == NULL;
+    *n_failed = t.n - n_ok;
+    int have_plot = write_plot(sv, &t, curve);
     char *settings = NULL;
     if (ddts_job_to_json(job, DDTS_JOB_JSON_ALL | DDTS_JOB_JSON_COMPACT, &settings, &err) !=
         DDTS_OK)
@@ -333,9 +383,16 @@ void ddts__serve_write_summary(const struct ddts_serve *sv, double loss, double 
     struct ddts_metric global[4] = {{"test_loss", loss}, {"test_accuracy", accuracy}};
     size_t n_global = isfinite(accuracy) ? 2 : (isfinite(loss) ? 1 : 0);
     kfold_figures(sv, clients_dir, &t, global, &n_global);
+    char why[DDTS_ERROR_MSG_MAX + 64] = "";
+    if (stopped != NULL)
+        snprintf(why, sizeof why, "stopped: %s", stopped);
+    else if (*n_failed > 0)
+        snprintf(why, sizeof why, "%zu of %zu shares failed (see each client's error)", *n_failed,
+                 t.n);
     struct ddts_summary s = {
         .job = job->name,
-        .status = "ok",
+        .status = stopped != NULL || n_ok == 0 ? "failed" : (*n_failed > 0 ? "partial" : "ok"),
+        .error = why[0] ? why : NULL,
         .settings_json = settings,
         .seed = job->seed,
         .started = sv->started,

@@ -34,6 +34,18 @@ struct ddts_serve {
     uint64_t rounds;
     struct ddts__serve_row *rows;
     size_t n_rows, cap_rows;
+    /* Failed shares reported in this run, and why the job stops early ("": it does not). */
+    struct ddts__serve_failure *failures;
+    size_t n_failures;
+    char stop_reason[DDTS_ERROR_MSG_MAX];
+};
+
+/* A share whose training failed, as the client reported it. */
+struct ddts__serve_failure {
+    long share;
+    uint8_t id[DDTS_CLIENT_ID_BYTES];
+    char name[DDTS_MAX_NAME_BYTES + 1];
+    char msg[DDTS_ERROR_MSG_MAX];
 };
 
 /* The logger that also appends failures to events.log (sv->log's sink). */
@@ -59,8 +71,12 @@ enum ddts_status ddts__serve_read_f32(const char *path, float **out, size_t *n,
                                       struct ddts_error *err);
 /* The global curve: global/history.csv from global/round_*.f32, read back, or NULL (report.c). */
 struct ddts_csv_history *ddts__serve_global_history(const struct ddts_serve *sv);
-/* summary.json, summary.txt, report.png (summary.c). */
-void ddts__serve_write_summary(const struct ddts_serve *sv, double loss, double accuracy,
-                               const char *global_rel, const struct ddts_csv_history *curve);
+/* summary.json, summary.txt, report.png (report.c); `stopped`: why the job stopped early,
+ * or NULL. *n_failed: the shares without results (failed). */
+void ddts__serve_write_summary(struct ddts_serve *sv, double loss, double accuracy,
+                               const char *global_rel, const struct ddts_csv_history *curve,
+                               const char *stopped, size_t *n_failed);
+/* The stop reason, if any, into buf (under mu); false when the job goes on. */
+bool ddts__serve_stopping(struct ddts_serve *sv, char *buf, size_t cap);
 
 #endif

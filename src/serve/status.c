@@ -40,6 +40,9 @@ void ddts__serve_round(struct ddts_serve *sv)
 
 void ddts__serve_rows_free(struct ddts_serve *sv)
 {
+    ddts_free(sv->failures);
+    sv->failures = NULL;
+    sv->n_failures = 0;
     ddts_free(sv->rows);
     sv->rows = NULL;
     sv->n_rows = sv->cap_rows = 0;
@@ -67,10 +70,71 @@ static struct ddts__serve_row *row_for(struct ddts_serve *sv, const uint8_t *id)
     return r;
 }
 
+/* Two error texts alike but for their numbers (a sample index, a batch, a share). */
+static bool same_error(const char *a, const char *b)
+{
+    for (;;) {
+        bool da = *a >= '0' && *a <= '9', db = *b >= '0' && *b <= '9';
+        if (da && db) {
+            while (*a >= '0' && *a <= '9')
+                a++;
+            while (*b >= '0' && *b <= '9')
+                b++;
+            continue;
+        }
+        if (*a != *b)
+            return false;
+        if (*a == '\0')
+            return true;
+        a++;
+        b++;
+    }
+}
+
+/*
+ * Records a failed share (caller holds mu). The same error from a second
+ * client is deterministic (the data, the model or the settings): the job
+ * stops instead of failing every other share the same way.
+ */
+static void record_failure(struct ddts_serve *sv, const struct ddts_server_client *c, long share)
+{
+    for (size_t i = 0; i < sv->n_failures; i++) {
+        const struct ddts__serve_failure *f = &sv->failures[i];
+        if (memcmp(f->id, c->id, DDTS_CLIENT_ID_BYTES) != 0 && same_error(f->msg, c->error) &&
+            sv->stop_reason[0] == '\0')
+            snprintf(sv->stop_reason, sizeof sv->stop_reason,
+                     "share %ld (client '%s') and share %ld (client '%s') failed with the same "
+                     "error: %s",
+                     f->share, f->name, share, c->name, c->error);
+    }
+    struct ddts__serve_failure *bigger =
+        ddts_realloc(sv->failures, (sv->n_failures + 1) * sizeof *bigger);
+    if (bigger == NULL)
+        return;
+    sv->failures = bigger;
+    struct ddts__serve_failure *f = &sv->failures[sv->n_failures++];
+    f->share = share;
+    memcpy(f->id, c->id, DDTS_CLIENT_ID_BYTES);
+    snprintf(f->name, sizeof f->name, "%s", c->name);
+    snprintf(f->msg, sizeof f->msg, "%s", c->error);
+}
+
+bool ddts__serve_stopping(struct ddts_serve *sv, char *buf, size_t cap)
+{
+    pthread_mutex_lock(&sv->mu);
+    bool stop = sv->stop_reason[0] != '\0';
+    if (stop && buf != NULL)
+        snprintf(buf, cap, "%s", sv->stop_reason);
+    pthread_mutex_unlock(&sv->mu);
+    return stop;
+}
+
 bool ddts__serve_on_client(struct ddts_serve *sv, const struct ddts_server_client *c)
 {
     pthread_mutex_lock(&sv->mu);
     struct ddts__serve_row *r = row_for(sv, c->id);
+    if (c->state == DDTS_CLIENT_FAILED && c->error != NULL)
+        record_failure(sv, c, c->share >= 0 || r == NULL ? c->share : r->info.share);
     if (r == NULL) {
         pthread_mutex_unlock(&sv->mu);
         return false;
@@ -79,7 +143,8 @@ bool ddts__serve_on_client(struct ddts_serve *sv, const struct ddts_server_clien
     snprintf(in->name, sizeof in->name, "%s", c->name);
     snprintf(in->address, sizeof in->address, "%s", c->address);
     in->state = c->state;
-    in->share = c->share;
+    if (c->share >= 0 || c->state != DDTS_CLIENT_FAILED)
+        in->share = c->share;
     /* A new share starts without figures; a finished one keeps its last ones. */
     if (c->has_progress || c->state == DDTS_CLIENT_SENDING) {
         in->has_progress = c->has_progress;

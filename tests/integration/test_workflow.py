@@ -7,7 +7,15 @@
    fails at once, naming the file, and leaves no job in the work folder
    (nothing split, nothing served; before, it split the data and waited for
    clients that could only fail).
+2. Honest status: with --data client, a client whose data folder does not
+   exist fails its share; the server exits non-zero, summary.json says
+   "partial" with the failed share's client and its error text, summary.txt
+   too, and the client's error.log (error, status, context, settings) is
+   uploaded beside the other results. When two clients fail with the same
+   error the job stops at once (the third client, still training a larger
+   share, is not waited for), summary.json says "failed" with that error.
 """
+import json
 import os
 import subprocess
 import sys
@@ -90,10 +98,100 @@ def section1(work):
               "%s: the data was split into shares anyway: %s" % (what, jobs))
 
 
+def start_client(work, port, name, dataset):
+    log = open(os.path.join(work, "%s.err" % name), "w")
+    return subprocess.Popen(
+        [DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
+         os.path.join(work, "pass"), "--workdir", os.path.join(work, "c-" + name), "--name", name,
+         "--threads", "1", "--retries", "0", "--dataset", dataset],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+
+def serve_with_clients(work, wd, name, clients, timeout=90, extra=()):
+    """`ddts server --data client` with clients [(name, dataset)]; (rc, stderr, seconds)."""
+    port = free_port()
+    argv = [DDTS, "server", "--host", "127.0.0.1", "--port", str(port), "--passphrase-file",
+            os.path.join(work, "pass"), "--model", os.path.join(work, "m.h5"), "--clients",
+            str(len(clients)), "--data", "client", "--threads", "1", "--seed", "1",
+            "--workdir", wd, "--name", name, "--client-timeout", "30"] + list(extra)
+    srv = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    procs = [start_client(work, port, n, d) for n, d in clients]
+    t0 = time.time()
+    try:
+        _, err = srv.communicate(timeout=timeout)
+        rc = srv.returncode
+    except subprocess.TimeoutExpired:
+        srv.kill()
+        _, err = srv.communicate()
+        rc = "timeout"
+    took = time.time() - t0
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return rc, err, took
+
+
+def section2(work):
+    rng = np.random.default_rng(2)
+    os.makedirs(os.path.join(work, "big/X"))
+    os.makedirs(os.path.join(work, "big/Y"))
+    xb = rng.normal(size=(40000, 8)).astype("float32")
+    np.save(os.path.join(work, "big/X/x.npy"), xb)
+    np.save(os.path.join(work, "big/Y/y.npy"), (xb[:, 0] > 0).astype("int64"))
+    missing = os.path.join(work, "no-such-data")
+
+    # One share of two fails: partial, exit 1, the reason in both summaries.
+    wd = os.path.join(work, "s2a")
+    rc, err, _ = serve_with_clients(work, wd, "p", [("alpha", os.path.join(work, "data")),
+                                                    ("beta", missing)],
+                                    extra=["--epochs", "1"])
+    check(rc == 1, "partial job: server exited %s (expected 1): %s" % (rc, err[-800:]))
+    check("1 of 2 shares failed" in err, "the server does not say a share failed: %s" % err[-800:])
+    sj = os.path.join(wd, "p", "summary.json")
+    summary = json.load(open(sj)) if os.path.exists(sj) else {}
+    check(summary.get("status") == "partial", "summary.json status %r" % summary.get("status"))
+    by_name = {c["name"]: c for c in summary.get("clients", [])}
+    beta = by_name.get("beta", {})
+    check(beta.get("state") == "failed" and "no-such-data/X" in (beta.get("error") or ""),
+          "summary.json: beta's failure and reason: %r" % beta)
+    check(by_name.get("alpha", {}).get("state") == "done" and "error" not in by_name.get("alpha", {}),
+          "summary.json: alpha done: %r" % by_name.get("alpha"))
+    txt = open(os.path.join(wd, "p", "summary.txt")).read() if os.path.exists(
+        os.path.join(wd, "p", "summary.txt")) else ""
+    check("Status     partial" in txt and "failed: " + missing + "/X" in txt,
+          "summary.txt does not give the status and the reason:\n" + txt)
+    elog = os.path.join(wd, "p", "clients", "beta", "error.log")
+    text = open(elog).read() if os.path.exists(elog) else ""
+    for needle in (" error: " + missing + "/X", " status: not found", " context: job p, share",
+                   " settings: {"):
+        check(needle in text, "uploaded error.log lacks %r:\n%s" % (needle, text))
+
+    # The same error on two clients stops the job before the third finishes.
+    wd = os.path.join(work, "s2b")
+    rc, err, took = serve_with_clients(work, wd, "d", [
+        ("c1", missing), ("c2", missing), ("c3", os.path.join(work, "big"))],
+        extra=["--epochs", "400"])
+    check(rc == 1, "deterministic failure: server exited %s (expected 1): %s" % (rc, err[-800:]))
+    check("the job is stopped" in err and "failed with the same error" in err,
+          "the server does not say why it stopped: %s" % err[-800:])
+    print("deterministic failure: the server ended after %.1f s" % took)
+    check(took < 15, "the job was not stopped early (%.0f s)" % took)
+    sj = os.path.join(wd, "d", "summary.json")
+    summary = json.load(open(sj)) if os.path.exists(sj) else {}
+    check(summary.get("status") == "failed" and "same error" in (summary.get("error") or ""),
+          "deterministic failure: summary.json %r" % {k: summary.get(k) for k in ("status", "error")})
+
+
 def main():
     work = tempfile.mkdtemp(prefix="ddts-test_workflow-")
     make_data(work)
     section1(work)
+    section2(work)
     print("test_workflow: %d passed, %d failed" % (check.passed, check.failed))
     if check.failed == 0:
         subprocess.run(["rm", "-rf", work])

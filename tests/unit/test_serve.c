@@ -15,7 +15,9 @@ static void job_in(struct ddts_job *job, const char *dir)
     ddts_job_init_defaults(job);
     snprintf(job->workdir, sizeof job->workdir, "%s", dir);
     snprintf(job->name, sizeof job->name, "t");
-    snprintf(job->model, sizeof job->model, "%s/model.h5", dir);
+    /* A Dense(6) -> Dense(2) model over 5 features. */
+    snprintf(job->model, sizeof job->model, "tests/data/keras/keras22_sequential.h5");
+    snprintf(job->loss, sizeof job->loss, "sparse_categorical_crossentropy");
     job->clients = 2;
 }
 
@@ -96,20 +98,18 @@ static void snapshot_rows(void **state)
     free(dir);
 }
 
-/* Prepare writes one share per client with every sample once. */
-static void prepare_writes_shares(void **state)
+/* Writes DIR/data/X/x.npy (5, 5) and DIR/data/Y/y.npy (labels 0, 1, ..., with `bad` at row 3). */
+static void write_data(const char *dir, float bad)
 {
-    (void)state;
-    char *dir = test_tmpdir();
     char path[4200];
-    int64_t xs[2] = {5, 3}, ys[1] = {5};
+    int64_t xs[2] = {5, 5}, ys[1] = {5};
     struct ddts_array *x = NULL, *y = NULL;
     assert_int_equal(ddts_array_create(DDTS_F32, 2, xs, &x, NULL), DDTS_OK);
     assert_int_equal(ddts_array_create(DDTS_F32, 1, ys, &y, NULL), DDTS_OK);
-    for (int i = 0; i < 15; i++)
+    for (int i = 0; i < 25; i++)
         ((float *)x->data)[i] = (float)i;
     for (int i = 0; i < 5; i++)
-        ((float *)y->data)[i] = (float)(i % 2);
+        ((float *)y->data)[i] = i == 3 ? bad : (float)(i % 2);
     snprintf(path, sizeof path, "%s/data/X", dir);
     assert_int_equal(ddts_mkdir_p(path, NULL), DDTS_OK);
     snprintf(path, sizeof path, "%s/data/Y", dir);
@@ -118,18 +118,31 @@ static void prepare_writes_shares(void **state)
     assert_int_equal(ddts_npy_write(path, x, NULL), DDTS_OK);
     snprintf(path, sizeof path, "%s/data/Y/y.npy", dir);
     assert_int_equal(ddts_npy_write(path, y, NULL), DDTS_OK);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+}
+
+/* Prepare writes one share per client with every sample once. */
+static void prepare_writes_shares(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    char path[4200];
+    write_data(dir, 1);
     struct ddts_job job;
     job_in(&job, dir);
     snprintf(job.dataset, sizeof job.dataset, "%s/data", dir);
     struct ddts_serve *sv = NULL;
     assert_int_equal(ddts_serve_create(&job, NULL, &sv, NULL), DDTS_OK);
-    assert_int_equal(ddts_serve_prepare(sv, NULL), DDTS_OK);
+    struct ddts_error err;
+    if (ddts_serve_prepare(sv, &err) != DDTS_OK)
+        fail_msg("prepare: %s", err.msg);
     size_t total = 0;
     for (int c = 0; c < 2; c++) {
         struct ddts_array *part = NULL;
         snprintf(path, sizeof path, "%s/t/shards/shard_%d/x.npy", dir, c);
         assert_int_equal(ddts_data_load(path, NULL, &part, NULL), DDTS_OK);
-        assert_int_equal(part->shape[1], 3);
+        assert_int_equal(part->shape[1], 5);
         total += (size_t)part->shape[0];
         ddts_array_destroy(part);
     }
@@ -141,8 +154,32 @@ static void prepare_writes_shares(void **state)
     assert_int_equal(s.phase, DDTS_SERVE_READY);
     ddts_serve_snapshot_deinit(&s);
     ddts_serve_destroy(sv);
-    ddts_array_destroy(x);
-    ddts_array_destroy(y);
+    free(dir);
+}
+
+/* A label the model's outputs cannot hold stops prepare before any share is written. */
+static void prepare_checks_labels(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    char path[4200];
+    write_data(dir, 2); /* 2 outputs: class 2 does not exist */
+    struct ddts_job job;
+    job_in(&job, dir);
+    snprintf(job.dataset, sizeof job.dataset, "%s/data", dir);
+    struct ddts_serve *sv = NULL;
+    assert_int_equal(ddts_serve_create(&job, NULL, &sv, NULL), DDTS_OK);
+    struct ddts_error err;
+    assert_int_equal(ddts_serve_prepare(sv, &err), DDTS_EINVAL);
+    assert_non_null(strstr(err.msg, "data/Y/y.npy, sample 3 (0-based): label 2"));
+    snprintf(path, sizeof path, "%s/t/shards", dir);
+    assert_int_not_equal(access(path, F_OK), 0);
+    struct ddts_serve_snapshot s;
+    assert_int_equal(ddts_serve_snapshot(sv, &s, NULL), DDTS_OK);
+    assert_int_equal(s.phase, DDTS_SERVE_FAILED);
+    assert_non_null(strstr(s.message, "label 2"));
+    ddts_serve_snapshot_deinit(&s);
+    ddts_serve_destroy(sv);
     free(dir);
 }
 
@@ -151,6 +188,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(snapshot_rows),
         cmocka_unit_test(prepare_writes_shares),
+        cmocka_unit_test(prepare_checks_labels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
