@@ -148,7 +148,6 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         goto out;
     if (min_share == 0 && x != NULL)
         min_share = (size_t)x->shape[0];
-    size_t batch = job.batch_size > 0 ? (size_t)job.batch_size : 32;
     int syncing = cj->sync != DDTS_SYNC_NONE;
     char run_name[256];
     snprintf(run_name, sizeof run_name, "%s %s (share %u/%u)", cj->job, cj->client_name,
@@ -156,10 +155,10 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
     /* A share taken over (or resumed) mid-job skips the epochs it already
      * contributed to the rounds: rounds per epoch as trainer.c exchanges. */
     int initial_epoch = 0;
+    /* Every client exchanges at the same points (src/train/syncplan.c). */
+    int has_val = job.method == DDTS_JOB_FIT && xt != NULL && yt != NULL;
     if (syncing && job.method == DDTS_JOB_FIT && cj->share_rounds > 0) {
-        uint64_t k = cj->sync_steps > 0 ? cj->sync_steps : 1;
-        uint64_t per_epoch =
-            cj->sync == DDTS_SYNC_EPOCH ? 1 : (uint64_t)(min_share / batch) / k + 1;
+        uint64_t per_epoch = ddts_train_rounds_per_epoch(&job, min_share, has_val);
         uint64_t e = cj->share_rounds / per_epoch;
         initial_epoch = e >= (uint64_t)job.epochs ? job.epochs - 1 : (int)e;
         ddts_log(&ctx->log, DDTS_LOG_INFO,
@@ -182,7 +181,7 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         .sync_steps = cj->sync == DDTS_SYNC_STEPS || cj->sync == DDTS_SYNC_STEP
                           ? (cj->sync_steps > 0 ? cj->sync_steps : 1)
                           : 0,
-        .sync_batch_limit = min_share / batch,
+        .sync_batch_limit = ddts_train_sync_batch_limit(&job, min_share, has_val),
         .initial_epoch = initial_epoch,
         .run_name = run_name,
         .logger = &ctx->log,

@@ -205,7 +205,8 @@ enum ddts_status ddts_serve_prepare(struct ddts_serve *sv, struct ddts_error *er
     else
         st = ddts__serve_check(sv, err); /* the model alone: the data is the clients' */
     if (st == DDTS_OK) {
-        sv->rounds_per_epoch = ddts__serve_rounds_per_epoch(job, sv->shards_dir);
+        sv->rounds_per_epoch =
+            ddts__serve_rounds_per_epoch(job, sv->shards_dir, sv->x_test != NULL);
         char global[4200];
         snprintf(global, sizeof global, "%s/global", sv->job_dir);
         if (sv->rounds_per_epoch > 0 && ddts_mkdir_p(global, NULL) != DDTS_OK)

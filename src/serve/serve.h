@@ -64,7 +64,8 @@ enum ddts_status ddts__serve_check(const struct ddts_serve *sv, struct ddts_erro
 
 /* Shares (shards.c). */
 enum ddts_status ddts__serve_write_shards(struct ddts_serve *sv, struct ddts_error *err);
-uint64_t ddts__serve_rounds_per_epoch(const struct ddts_job *job, const char *shards_dir);
+uint64_t ddts__serve_rounds_per_epoch(const struct ddts_job *job, const char *shards_dir,
+                                      int has_val_data);
 
 /* Raw little-endian float32 weights. */
 enum ddts_status ddts__serve_read_f32(const char *path, float **out, size_t *n,

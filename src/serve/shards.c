@@ -5,6 +5,7 @@
 
 #include "ddts/data.h"
 #include "ddts/fs.h"
+#include "ddts/trainer.h"
 #include "serve.h"
 
 static enum ddts_status write_part(const char *dir, const char *name, const struct ddts_array *a,
@@ -135,18 +136,12 @@ static size_t read_min_share(const char *shards_dir)
     return v;
 }
 
-/* Rounds per epoch of a job: the client's exchanges (trainer.c) every K batches
- * up to the smallest share's whole batches, plus one at the end of the epoch. */
-uint64_t ddts__serve_rounds_per_epoch(const struct ddts_job *job, const char *shards_dir)
+/* Rounds per epoch of a job, as its clients exchange (ddts_train_rounds_per_epoch). */
+uint64_t ddts__serve_rounds_per_epoch(const struct ddts_job *job, const char *shards_dir,
+                                      int has_val_data)
 {
     size_t min_share = read_min_share(shards_dir);
-    if (job->method != DDTS_JOB_FIT || job->sync == DDTS_JOB_SYNC_NONE)
+    if (job->sync != DDTS_JOB_SYNC_EPOCH && min_share == 0)
         return 0;
-    if (job->sync == DDTS_JOB_SYNC_EPOCH)
-        return 1;
-    size_t batch = job->batch_size > 0 ? (size_t)job->batch_size : 32;
-    size_t k = job->sync_steps > 0 ? (size_t)job->sync_steps : 1;
-    if (min_share == 0)
-        return 0;
-    return (uint64_t)(min_share / batch / k) + 1;
+    return ddts_train_rounds_per_epoch(job, min_share, has_val_data);
 }

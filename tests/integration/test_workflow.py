@@ -14,6 +14,11 @@
    uploaded beside the other results. When two clients fail with the same
    error the job stops at once (the third client, still training a larger
    share, is not waited for), summary.json says "failed" with that error.
+   --sync step / steps:K with a validation split, with shares that are whole
+   batches (share % batch == 0) and with uneven shares: every client agrees
+   on the exchange points, no exchange is empty and the job succeeds
+   (before, the exchange at the epoch end carried no sample and the clients
+   failed).
 """
 import json
 import os
@@ -187,11 +192,71 @@ def section2(work):
           "deterministic failure: summary.json %r" % {k: summary.get(k) for k in ("status", "error")})
 
 
+def serve_data(work, wd, name, data, n_clients, extra, timeout=120):
+    """`ddts server --data server` with n_clients clients; (rc, stderr, client logs)."""
+    port = free_port()
+    argv = [DDTS, "server", "--host", "127.0.0.1", "--port", str(port), "--passphrase-file",
+            os.path.join(work, "pass"), "--model", os.path.join(work, "m.h5"), "--clients",
+            str(n_clients), "--data", "server", "--dataset", data, "--threads", "1",
+            "--seed", "1", "--workdir", wd, "--name", name, "--client-timeout", "30"] + list(extra)
+    srv = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    names = ["%s-c%d" % (name, i) for i in range(n_clients)]
+    procs = [start_client(work, port, n, "-") for n in names]
+    try:
+        _, err = srv.communicate(timeout=timeout)
+        rc = srv.returncode
+    except subprocess.TimeoutExpired:
+        srv.kill()
+        _, err = srv.communicate()
+        rc = "timeout"
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    logs = "".join(open(os.path.join(work, "%s.err" % n)).read() for n in names)
+    return rc, err, logs
+
+
+def section2_sync(work):
+    rng = np.random.default_rng(3)
+    for n in (120, 121):
+        d = os.path.join(work, "sync%d" % n)
+        os.makedirs(os.path.join(d, "X"))
+        os.makedirs(os.path.join(d, "Y"))
+        x = rng.normal(size=(n, 8)).astype("float32")
+        np.save(os.path.join(d, "X", "x.npy"), x)
+        np.save(os.path.join(d, "Y", "y.npy"), (x[:, 0] > 0).astype("int64"))
+    cases = [
+        # 60 per share, 42 train after the 0.3 split: batches of 6 end exactly.
+        ("step-split", 120, ["--sync", "step", "--batch-size", "6"]),
+        # 60 per share, no split, batches of 6, an exchange every 2: 10 batches.
+        ("steps-whole", 120, ["--sync", "steps:2", "--batch-size", "6", "--validation-split",
+                              "0"]),
+        # 61 and 60: uneven shares, steps:3 with the split.
+        ("steps-uneven", 121, ["--sync", "steps:3", "--batch-size", "7"]),
+    ]
+    for tag, n, extra in cases:
+        wd = os.path.join(work, "s2-" + tag)
+        rc, err, logs = serve_data(work, wd, tag, os.path.join(work, "sync%d" % n), 2,
+                                   ["--epochs", "2"] + extra)
+        check(rc == 0, "%s: server exited %s: %s\n%s" % (tag, rc, err[-800:], logs[-800:]))
+        check("n_samples >= 1" not in logs and "failed" not in logs,
+              "%s: a client failed an exchange:\n%s" % (tag, logs[-1500:]))
+        sj = os.path.join(wd, tag, "summary.json")
+        summary = json.load(open(sj)) if os.path.exists(sj) else {}
+        check(summary.get("status") == "ok", "%s: summary status %r" % (tag, summary.get("status")))
+
+
 def main():
     work = tempfile.mkdtemp(prefix="ddts-test_workflow-")
     make_data(work)
     section1(work)
     section2(work)
+    section2_sync(work)
     print("test_workflow: %d passed, %d failed" % (check.passed, check.failed))
     if check.failed == 0:
         subprocess.run(["rm", "-rf", work])
