@@ -96,6 +96,8 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
     }
     if (ctx->threads > 0)
         job.threads = ctx->threads;
+    /* A new attempt (a retry after a lost connection): an earlier error.log is stale. */
+    ddts_error_log_remove(cj->result_dir);
     struct ddts_array *x = NULL, *y = NULL, *xt = NULL, *yt = NULL;
     struct ddts_stats *stats = NULL;
     float *init = NULL;

@@ -83,6 +83,7 @@ int cmd_train(int argc, char **argv)
         .progress = stderr,
     };
     struct ddts_train_result res;
+    ddts_error_log_remove(out_dir);
     st = ddts_train_run(&req, &res, &err);
     if (st != DDTS_OK) {
         /* error.log beside train.log: the full error and what ran. */

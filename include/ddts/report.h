@@ -129,6 +129,8 @@ DDTS_NODISCARD enum ddts_status ddts_error_log_write(const char *dir,
                                                      const struct ddts_error *failure,
                                                      const char *context, const char *settings_json,
                                                      struct ddts_error *err);
+/* Removes dir/error.log, if any: a new attempt at the run begins. */
+void ddts_error_log_remove(const char *dir);
 /* The message of the first "error:" line of dir/error.log into buf; false when there is none. */
 bool ddts_error_log_reason(const char *dir, char *buf, size_t cap);
 

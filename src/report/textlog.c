@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ddts/fs.h"
 #include "ddts/report.h"
@@ -133,4 +134,11 @@ bool ddts_error_log_reason(const char *dir, char *buf, size_t cap)
     }
     ddts_free(text);
     return found;
+}
+
+void ddts_error_log_remove(const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/error.log", dir);
+    (void)unlink(path);
 }
