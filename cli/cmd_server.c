@@ -110,6 +110,8 @@ static enum ddts_status serve_job(const struct ddts_job *job, const struct ddts_
     struct ddts_serve_result res;
     if (st == DDTS_OK)
         st = ddts_serve_report(sv, &res, err);
+    if (sv != NULL)
+        job = ddts_serve_job(sv);
     if (st == DDTS_OK && res.n_failed > 0)
         st = ddts_error_set(err, DDTS_EINVAL,
                             "%zu of %zu shares failed: their training produced no results (the "

@@ -75,6 +75,15 @@ DDTS_NODISCARD enum ddts_status ddts_serve_load_data(const struct ddts_job *job,
  * collecting). Log lines go to `logger` (borrowed; may be NULL); warnings
  * about lost clients, reassigned shares and failures are also appended to
  * WORKDIR/NAME/events.log.
+ *
+ * An existing job: WORKDIR/NAME/job.json records a job's settings once it
+ * is served. A rerun whose settings differ from it (model, clients, epochs,
+ * data, seed, ...: every setting that makes the job) is DDTS_EEXIST naming
+ * each difference, unless job->resume (then the recorded settings are used);
+ * identical settings resume the job. A seed not given explicitly is the
+ * job's. With job->collect the job must exist: job->name when given, else
+ * the one job of WORKDIR (several: DDTS_EINVAL listing them; none:
+ * DDTS_ENOTFOUND), with its recorded settings.
  */
 DDTS_NODISCARD enum ddts_status ddts_serve_create(const struct ddts_job *job,
                                                   const struct ddts_logger *logger,
@@ -83,6 +92,14 @@ void ddts_serve_destroy(struct ddts_serve *sv);
 
 /* WORKDIR/NAME: where the job's state and results are (borrowed from sv). */
 const char *ddts_serve_dir(const struct ddts_serve *sv);
+/* The job's settings as served (after --collect or --resume took the recorded ones). */
+const struct ddts_job *ddts_serve_job(const struct ddts_serve *sv);
+
+/* The jobs of a work folder (its sub-folders that hold a served job's state), sorted;
+ * release with ddts_serve_jobs_free. DDTS_ENOTFOUND when the folder does not exist. */
+DDTS_NODISCARD enum ddts_status ddts_serve_list_jobs(const char *workdir, char ***names, size_t *n,
+                                                     struct ddts_error *err);
+void ddts_serve_jobs_free(char **names, size_t n);
 
 /*
  * Loads the data (--data server or keras), computes the job-wide normalizer

@@ -56,6 +56,7 @@ enum setting {
     S_THREADS,
     S_KEEP_SERVING,
     S_IO_TIMEOUT,
+    S_RESUME,
     S_COUNT
 };
 
@@ -105,6 +106,9 @@ static const struct ddts_job_setting_info settings[S_COUNT] = {
     [S_THREADS] = {"threads", "N", "compute threads per process (0: all cores)", "0", true},
     [S_KEEP_SERVING] = {"keep-serving", NULL, "stay up after the job is done", "off", true},
     [S_IO_TIMEOUT] = {"io-timeout", "SECONDS", "limit of every network read and write", "30", true},
+    [S_RESUME] = {"resume", NULL,
+                  "continue the job in --workdir with its own settings, even where they differ",
+                  "off", true},
 };
 
 static const char *const optimizers[] = {"adam",    "adamw",    "sgd",    "rmsprop",
@@ -360,6 +364,9 @@ static enum ddts_status job_set_index(struct ddts_job *job, int i, const char *v
     case S_KEEP_SERVING:
         st = parse_bool(i, v, &j.keep_serving, err);
         break;
+    case S_RESUME:
+        st = parse_bool(i, v, &j.resume, err);
+        break;
     case S_PASSPHRASE_FILE:
         st = copy_text(i, j.passphrase_file, sizeof j.passphrase_file, v, err);
         break;
@@ -584,6 +591,7 @@ static enum kind setting_kind(int i)
         return K_REAL;
     case S_COLLECT:
     case S_KEEP_SERVING:
+    case S_RESUME:
         return K_BOOL;
     default:
         return K_TEXT;
@@ -605,6 +613,9 @@ static void get_index(const struct ddts_job *job, int i, char *buf, size_t cap)
         break;
     case S_KEEP_SERVING:
         t = job->keep_serving ? "true" : "false";
+        break;
+    case S_RESUME:
+        t = job->resume ? "true" : "false";
         break;
     case S_PASSPHRASE_FILE:
         t = job->passphrase_file;

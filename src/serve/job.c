@@ -121,10 +121,16 @@ enum ddts_status ddts_serve_create(const struct ddts_job *job, const struct ddts
         return ddts_error_set(err, DDTS_EINVAL, "the job has no name or no work folder");
     if (!job->collect && job->model[0] == '\0')
         return ddts_error_set(err, DDTS_EINVAL, "the job has no model (--model)");
+    struct ddts_job settled = *job;
+    enum ddts_status st = job->collect ? ddts__serve_find_collect(&settled, err)
+                                       : ddts__serve_check_rerun(&settled, err);
+    if (st != DDTS_OK)
+        return st;
     struct ddts_serve *sv = ddts_calloc(1, sizeof *sv);
     if (sv == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-    sv->job = *job;
+    sv->job = settled;
+    job = &sv->job;
     snprintf(sv->job_dir, sizeof sv->job_dir, "%s/%s", job->workdir, job->name);
     snprintf(sv->shards_dir, sizeof sv->shards_dir, "%s/shards", sv->job_dir);
     if (!job->collect)
@@ -158,6 +164,11 @@ const char *ddts_serve_dir(const struct ddts_serve *sv)
     return sv->job_dir;
 }
 
+const struct ddts_job *ddts_serve_job(const struct ddts_serve *sv)
+{
+    return &sv->job;
+}
+
 static enum ddts_status prepare_data(struct ddts_serve *sv, struct ddts_error *err)
 {
     const struct ddts_job *job = &sv->job;
@@ -177,14 +188,17 @@ static enum ddts_status prepare_data(struct ddts_serve *sv, struct ddts_error *e
         st = ddts_stats_update(sv->stats, sv->x, NULL, (size_t)sv->x->shape[0], err);
     if (st != DDTS_OK)
         return st;
-    char ready[4300];
+    char ready[4300], state[4300];
     snprintf(ready, sizeof ready, "%s/READY", sv->shards_dir);
-    if (access(ready, F_OK) == 0) {
+    snprintf(state, sizeof state, "%s/state", sv->job_dir);
+    /* Shares are kept only for a job that was served (a failed start's are made again). */
+    if (access(ready, F_OK) == 0 && access(state, F_OK) == 0) {
         ddts_log(&sv->log, DDTS_LOG_INFO, "resuming: shares already in %s", sv->shards_dir);
         return DDTS_OK;
     }
     ddts_log(&sv->log, DDTS_LOG_INFO, "splitting %lld samples into %d shares",
              (long long)sv->x->shape[0], job->clients);
+    (void)unlink(ready);
     st = ddts__serve_write_shards(sv, err);
     if (st == DDTS_OK)
         st = ddts_write_file_atomic(ready, "", 0, err);
@@ -255,6 +269,8 @@ static int should_stop(void *userdata)
 static void on_listening(void *userdata, uint16_t port)
 {
     const struct ddts_serve *sv = userdata;
+    if (!sv->job.collect)
+        ddts__serve_record(sv); /* the job exists from now on */
     if (sv->hooks->on_listening != NULL)
         sv->hooks->on_listening(sv->hooks->userdata, port);
 }
@@ -293,6 +309,7 @@ enum ddts_status ddts_serve_run(struct ddts_serve *sv, const struct ddts_serve_h
         .sync = (enum ddts_sync_mode)job->sync,
         .sync_steps = (uint32_t)job->sync_steps,
         .keep_serving = job->keep_serving,
+        .collect = job->collect,
         .should_stop = should_stop,
         .bound_port = hooks->bound_port,
         .on_listening = on_listening,

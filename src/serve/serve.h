@@ -62,6 +62,12 @@ void ddts__serve_rows_free(struct ddts_serve *sv);
 /* Checks the model against the settings and the loaded data, before anything is split (check.c). */
 enum ddts_status ddts__serve_check(const struct ddts_serve *sv, struct ddts_error *err);
 
+/* An existing job (rerun.c): found for --collect (name and recorded settings), compared
+ * with a rerun's settings, recorded once the server listens. */
+enum ddts_status ddts__serve_find_collect(struct ddts_job *job, struct ddts_error *err);
+enum ddts_status ddts__serve_check_rerun(struct ddts_job *job, struct ddts_error *err);
+void ddts__serve_record(const struct ddts_serve *sv);
+
 /* Shares (shards.c). */
 enum ddts_status ddts__serve_write_shards(struct ddts_serve *sv, struct ddts_error *err);
 uint64_t ddts__serve_rounds_per_epoch(const struct ddts_job *job, const char *shards_dir,

@@ -19,6 +19,15 @@
    on the exchange points, no exchange is empty and the job succeeds
    (before, the exchange at the epoch end carried no sample and the clients
    failed).
+3. Reruns and collect mode: `ddts server` again in a work folder whose job
+   was made with other settings refuses at once, naming each difference and
+   pointing at --name and --resume; the same settings resume the finished
+   job as before; --resume takes the job's own settings. `--collect` finds
+   the one job of --workdir, lists several (--name required), refuses a
+   folder without a job at once, and tells a client that holds nothing of
+   the job that it is done without changing the client's current job. A
+   failed start (port in use) leaves no job: the next run with other
+   settings is not refused.
 """
 import json
 import os
@@ -251,12 +260,108 @@ def section2_sync(work):
         check(summary.get("status") == "ok", "%s: summary status %r" % (tag, summary.get("status")))
 
 
+def section3(work):
+    wd = os.path.join(work, "s3")
+    data = os.path.join(work, "data")
+    rc, err, logs = serve_data(work, wd, "r", data, 2, ["--epochs", "1"])
+    check(rc == 0, "first run: server exited %s: %s" % (rc, err[-600:]))
+    check(os.path.exists(os.path.join(wd, "r", "job.json")), "the job's settings are not recorded")
+
+    # Other settings: refused at once, every difference named.
+    t0 = time.time()
+    rc, err, _ = server(work, "--model", os.path.join(work, "m.h5"), "--clients", "3",
+                        "--epochs", "2", "--data", "server", "--dataset", data, "--workdir", wd,
+                        "--name", "r", timeout=30)
+    check(rc == 1 and time.time() - t0 < 20, "rerun with other settings: exit %s" % rc)
+    for needle in ("job 'r'", "--epochs 1 (now 2)", "--clients 2 (now 3)", "--name", "--resume"):
+        check(needle in err, "the refusal does not name %r: %s" % (needle, err[-600:]))
+    # The same settings (the seed was given the first time): the finished job, as before.
+    rc, err, _ = server(work, "--model", os.path.join(work, "m.h5"), "--clients", "2",
+                        "--epochs", "1", "--data", "server", "--dataset", data, "--workdir", wd,
+                        "--name", "r", "--seed", "1", timeout=30)
+    check(rc == 0 and "resuming job 'r'" in err, "rerun with the same settings: %s %s" %
+          (rc, err[-600:]))
+    # --resume: the job's own settings, whatever this run says.
+    rc, err, _ = server(work, "--model", os.path.join(work, "m.h5"), "--clients", "3",
+                        "--epochs", "7", "--data", "server", "--dataset", data, "--workdir", wd,
+                        "--name", "r", "--resume", timeout=30)
+    check(rc == 0 and "resuming job 'r'" in err, "--resume: %s %s" % (rc, err[-600:]))
+
+    # --collect: no job, several jobs, one job.
+    empty = os.path.join(work, "s3-empty")
+    os.makedirs(empty)
+    t0 = time.time()
+    rc, err, _ = server(work, "--collect", "--workdir", empty, timeout=20)
+    check(rc == 1 and "holds no job" in err and time.time() - t0 < 10,
+          "collect in a folder without a job: %s %s" % (rc, err[-400:]))
+    check(os.listdir(empty) == [], "collect created something in an empty folder: %s" %
+          os.listdir(empty))
+    two = os.path.join(work, "s3-two")
+    os.makedirs(two)
+    subprocess.run(["cp", "-r", os.path.join(wd, "r"), os.path.join(two, "a")], check=True)
+    subprocess.run(["cp", "-r", os.path.join(wd, "r"), os.path.join(two, "b")], check=True)
+    rc, err, _ = server(work, "--collect", "--workdir", two, timeout=20)
+    check(rc == 1 and "holds 2 jobs (a, b)" in err and "--name" in err,
+          "collect with two jobs: %s %s" % (rc, err[-400:]))
+    # One job: a client whose current job is another one is told it is done; its pointer stays.
+    cur = os.path.join(work, "c-r-c0", "current")
+    before = open(cur, "rb").read() if os.path.exists(cur) else None
+    other = os.path.join(work, "s3-one")
+    os.makedirs(other)
+    subprocess.run(["cp", "-r", os.path.join(wd, "r"), os.path.join(other, "x")], check=True)
+    os.remove(os.path.join(other, "x", "state"))
+    with open(os.path.join(other, "x", "state"), "w") as f:  # not complete: 1 share to collect
+        f.write(open(os.path.join(wd, "r", "state")).read().replace(" done ", " assigned ", 1))
+    port = free_port()
+    srv = subprocess.Popen([DDTS, "server", "--host", "127.0.0.1", "--port", str(port),
+                            "--passphrase-file", os.path.join(work, "pass"), "--collect",
+                            "--workdir", other, "--threads", "1"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    cl = subprocess.run([DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
+                         os.path.join(work, "pass"), "--workdir", os.path.join(work, "c-r-c0"),
+                         "--name", "r-c0", "--threads", "1", "--retries", "0"],
+                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    srv.kill()
+    _, serr = srv.communicate()
+    check("job 'x'" in serr or "resuming job 'x'" in serr, "collect did not take the one job: %s" %
+          serr[-600:])
+    check("holds no results of this job" in serr, "the client was not turned away: %s" %
+          serr[-600:])
+    check("training" not in cl.stderr.lower() or "epoch" not in cl.stderr,
+          "collect made a client train: %s" % cl.stderr[-600:])
+    after = open(cur, "rb").read() if os.path.exists(cur) else None
+    check(before is not None and before == after, "collect changed the client's current job")
+    check(not os.path.exists(os.path.join(other, "job")), "collect created a new job")
+
+    # A failed start leaves no job: the next run, with other settings, is not refused.
+    busy = os.path.join(work, "s3-busy")
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    bport = s.getsockname()[1]
+    p = subprocess.run([DDTS, "server", "--host", "127.0.0.1", "--port", str(bport),
+                        "--passphrase-file", os.path.join(work, "pass"), "--model",
+                        os.path.join(work, "m.h5"), "--clients", "2", "--epochs", "1",
+                        "--dataset", data, "--workdir", busy, "--name", "b", "--seed", "1"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    s.close()
+    check(p.returncode == 1 and "in use" in p.stderr, "port in use: %s" % p.stderr[-300:])
+    check(not os.path.exists(os.path.join(busy, "b", "state")) and
+          not os.path.exists(os.path.join(busy, "b", "job.json")),
+          "a failed start left a job behind")
+    rc, err, _ = serve_data(work, busy, "b", data, 3, ["--epochs", "1"])
+    check(rc == 0, "the run after a failed start: %s %s" % (rc, err[-600:]))
+
+
 def main():
     work = tempfile.mkdtemp(prefix="ddts-test_workflow-")
     make_data(work)
     section1(work)
     section2(work)
     section2_sync(work)
+    section3(work)
     print("test_workflow: %d passed, %d failed" % (check.passed, check.failed))
     if check.failed == 0:
         subprocess.run(["rm", "-rf", work])
