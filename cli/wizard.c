@@ -313,6 +313,41 @@ static bool ask_model(struct wizard *w)
     return ok;
 }
 
+/*
+ * Collecting: the work folder must hold a job (asked again otherwise); with
+ * several, the user picks one (a number or a name) unless --name gave it.
+ */
+static bool ask_collect_job(struct wizard *w)
+{
+    struct ddts_job *job = w->job;
+    char **names = NULL;
+    size_t n = 0;
+    for (bool asked = false;; asked = true) {
+        if ((asked || !ddts_job_is_set(job, "workdir")) &&
+            !ask(w, "workdir", "Work folder of the job", NULL, true, NULL, NULL))
+            return false;
+        if (ddts_serve_list_jobs(job->workdir, &names, &n, NULL) == DDTS_OK && n > 0)
+            break;
+        ddts_serve_jobs_free(names, n);
+        names = NULL;
+        n = 0;
+        fprintf(w->out, "  invalid answer: %s holds no job to collect; please try again\n",
+                job->workdir);
+    }
+    bool ok = true;
+    if (n > 1 && !ddts_job_is_set(job, "name")) {
+        fprintf(w->out, "Jobs in %s:\n", job->workdir);
+        for (size_t i = 0; i < n; i++)
+            fprintf(w->out, "  %zu) %s\n", i + 1, names[i]);
+        struct model_menu menu = {names, n};
+        ok = ask(w, "name", "Job to collect (number or name)", "1", false, map_model, &menu);
+    } else if (n == 1 && !ddts_job_is_set(job, "name")) {
+        ok = ddts_job_set(job, "name", names[0], NULL) == DDTS_OK;
+    }
+    ddts_serve_jobs_free(names, n);
+    return ok;
+}
+
 int cli_wizard_run(struct ddts_job *job, FILE *in, FILE *out, int in_fd, char *passphrase,
                    size_t cap)
 {
@@ -339,7 +374,8 @@ int cli_wizard_run(struct ddts_job *job, FILE *in, FILE *out, int in_fd, char *p
     if (ok && need_pass)
         ok = ask_passphrase(&w, passphrase, cap);
     if (job->collect) {
-        ASK("workdir", "Work folder of the job", NULL, true);
+        if (ok)
+            ok = ask_collect_job(&w);
         goto done;
     }
     if (ok)

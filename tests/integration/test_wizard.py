@@ -208,14 +208,27 @@ def collect_and_eof(work):
     p.send("127.0.0.1")
     check(p.expect("(n)? [y]: "), "port given as flag is not asked")
     p.send("n")
+    for job in ("first", "second"):
+        os.makedirs(os.path.join(work, "results", job))
+        open(os.path.join(work, "results", job, "state"), "w").close()
+    os.makedirs(os.path.join(work, "nojobs"))
     check(p.expect("Work folder of the job [./ddts-work]: "), "collect asks the work folder")
+    p.send("nojobs")
+    check(p.expect("invalid answer: nojobs holds no job to collect"),
+          "a folder without a job is refused when given")
+    check(p.expect("Work folder of the job [nojobs]: "), "the work folder asked again")
     p.send("results")
+    check(p.expect("Jobs in results:\r\n  1) first\r\n  2) second\r\n"),
+          "the jobs of the folder listed")
+    check(p.expect("Job to collect (number or name) [1]: "), "which job to collect")
+    p.send("2")
     rc = p.wait()
     check(rc == 0, "collect wizard exit 0 (got %s)" % rc)
     check("Passphrase" not in p.transcript, "no passphrase question with --passphrase-file")
     job = json.load(open(os.path.join(work, "c.json")))
     check(job.get("collect") is True and job.get("workdir") == "results" and
-          job.get("host") == "127.0.0.1" and job.get("port") == 7000, "collect job file: %r" % job)
+          job.get("host") == "127.0.0.1" and job.get("port") == 7000 and
+          job.get("name") == "second", "collect job file: %r" % job)
 
     p = Pty([DDTS, "wizard", "--job-out", "never.json"], work)
     check(p.expect("Address to listen on [0.0.0.0]: "), "address question (EOF run)")
