@@ -37,6 +37,8 @@
     "  --client-timeout SECONDS   silence before a client's share moves on [120]\n"                \
     "  --threads N                compute threads per process (0: all cores) [0]\n"                \
     "  --keep-serving             stay up after the job is done [off]\n"                           \
-    "  --io-timeout SECONDS       limit of every network read and write [30]\n"
+    "  --io-timeout SECONDS       limit of every network read and write [30]\n"                    \
+    "  --resume                   continue the job in --workdir with its recorded settings "       \
+    "[off]\n"
 
 #endif

@@ -106,9 +106,8 @@ static const struct ddts_job_setting_info settings[S_COUNT] = {
     [S_THREADS] = {"threads", "N", "compute threads per process (0: all cores)", "0", true},
     [S_KEEP_SERVING] = {"keep-serving", NULL, "stay up after the job is done", "off", true},
     [S_IO_TIMEOUT] = {"io-timeout", "SECONDS", "limit of every network read and write", "30", true},
-    [S_RESUME] = {"resume", NULL,
-                  "continue the job in --workdir with its own settings, even where they differ",
-                  "off", true},
+    [S_RESUME] = {"resume", NULL, "continue the job in --workdir with its recorded settings", "off",
+                  true},
 };
 
 static const char *const optimizers[] = {"adam",    "adamw",    "sgd",    "rmsprop",
