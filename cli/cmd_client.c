@@ -304,8 +304,15 @@ int cmd_client(int argc, char **argv)
     };
     st = ddts_client_run(&cfg, &err);
     ddts_passphrase_destroy(pw);
-    if (st != DDTS_OK)
+    if (st != DDTS_OK) {
+        /* Retries spent (or a failure they cannot fix): what was done is kept here. */
+        ddts_log(&ctx.log, DDTS_LOG_INFO,
+                 "this client's results (if any) are kept in %s: when the server runs again "
+                 "with 'ddts server --collect --workdir DIR' (DIR: the job's work folder), run "
+                 "this client again with the same --workdir to hand them over",
+                 workdir);
         return cli_fail("client", &err);
+    }
     ddts_log(&ctx.log, DDTS_LOG_INFO, "done: results kept in %s", workdir);
     return CLI_OK;
 }

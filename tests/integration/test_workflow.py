@@ -28,6 +28,9 @@
    the job that it is done without changing the client's current job. A
    failed start (port in use) leaves no job: the next run with other
    settings is not refused.
+6. A client whose retries are spent says its results are kept in its folder
+   and how --collect fetches them; `ddts inspect` aligns every row of its
+   table, however long a layer's name.
 """
 import json
 import os
@@ -355,6 +358,32 @@ def section3(work):
     check(rc == 0, "the run after a failed start: %s %s" % (rc, err[-600:]))
 
 
+def section6(work):
+    port = free_port()  # nothing listens there
+    cl = subprocess.run([DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
+                         os.path.join(work, "pass"), "--workdir", os.path.join(work, "c-lone"),
+                         "--retries", "0"], stdin=subprocess.DEVNULL, capture_output=True,
+                        text=True, timeout=60)
+    check(cl.returncode == 1, "client without a server exited %s" % cl.returncode)
+    check("kept in " + os.path.join(work, "c-lone") in cl.stderr and
+          "ddts server --collect --workdir" in cl.stderr,
+          "the client does not say where its results are and how to collect them: %s" %
+          cl.stderr[-600:])
+    src = os.environ.get("DDTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+    out = subprocess.run([DDTS, "inspect", os.path.join(src, "tests/data/keras/tf2_sequential.h5")],
+                         capture_output=True, text=True, timeout=60).stdout
+    lines = out.split("\n")
+    head = [l for l in lines if "Output Shape" in l]
+    rows = [l for l in lines if "(None" in l]
+    check(len(head) == 1 and len(rows) == 4, "inspect table: %r" % out)
+    if head and rows:
+        col = head[0].index("Output Shape")
+        pcol = head[0].index("Param #")
+        for r in rows:
+            check(r.index("(None") == col and r[pcol - 1] == " " and r[pcol].isdigit(),
+                  "inspect row not aligned with its header:\n%s\n%s" % (head[0], r))
+
+
 def main():
     work = tempfile.mkdtemp(prefix="ddts-test_workflow-")
     make_data(work)
@@ -362,6 +391,7 @@ def main():
     section2(work)
     section2_sync(work)
     section3(work)
+    section6(work)
     print("test_workflow: %d passed, %d failed" % (check.passed, check.failed))
     if check.failed == 0:
         subprocess.run(["rm", "-rf", work])
