@@ -129,7 +129,8 @@ struct ddts_global_request {
     size_t n_weights;
     const struct ddts_stats *norm_stats;      /* the job's normalizer statistics, or NULL */
     const struct ddts_array *x_test, *y_test; /* may be NULL: no evaluation */
-    const char *out_path; /* where the global model is written; NULL: not written */
+    const char *out_path;   /* where the global model is written; NULL: not written */
+    struct ddts_logs *logs; /* out (may be NULL): every figure of the evaluation (n 0: none) */
 };
 /* Writes and evaluates the global model; *loss and *accuracy are NaN without test data. */
 DDTS_NODISCARD enum ddts_status ddts_train_global(const struct ddts_global_request *req,

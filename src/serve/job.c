@@ -352,8 +352,15 @@ static enum ddts_status global_model(struct ddts_serve *sv, struct ddts_serve_re
     size_t n_w = 0;
     enum ddts_status st = ddts__serve_read_f32(wpath, &weights, &n_w, err);
     if (st == DDTS_OK) {
-        struct ddts_global_request g = {job,       sv->model_path, weights,    n_w,
-                                        sv->stats, sv->x_test,     sv->y_test, out->global_model};
+        struct ddts_global_request g = {.job = job,
+                                        .model_path = sv->model_path,
+                                        .weights = weights,
+                                        .n_weights = n_w,
+                                        .norm_stats = sv->stats,
+                                        .x_test = sv->x_test,
+                                        .y_test = sv->y_test,
+                                        .out_path = out->global_model,
+                                        .logs = &sv->global_logs};
         st = ddts_train_global(&g, &out->test_loss, &out->test_accuracy, err);
     }
     ddts_free(weights);

@@ -85,7 +85,7 @@ struct ddts_csv_history *ddts__serve_global_history(const struct ddts_serve *sv)
         double loss = NAN, acc = NAN;
         enum ddts_status st = ddts__serve_read_f32(path, &w, &n_w, &err);
         if (st == DDTS_OK) {
-            struct ddts_global_request g = {job, model_path, w, n_w, stats, xt, yt, NULL};
+            struct ddts_global_request g = {job, model_path, w, n_w, stats, xt, yt, NULL, NULL};
             st = ddts_train_global(&g, &loss, &acc, &err);
         }
         ddts_free(w);
@@ -123,7 +123,8 @@ out:
  * "fold_values" of a client's summary.json (k-fold jobs) into vals (at most
  * max); the count, 0 when absent.
  */
-static int client_folds(const char *clients_dir, const char *name, double *vals, int max)
+static int client_folds(const char *clients_dir, const char *name, double *vals, int max,
+                        char *metric, size_t metric_cap)
 {
     char path[4400];
     snprintf(path, sizeof path, "%s/%s/summary.json", clients_dir, name);
@@ -132,6 +133,12 @@ static int client_folds(const char *clients_dir, const char *name, double *vals,
     if (ddts_read_file(path, 1 << 20, &text, &n, NULL) != DDTS_OK)
         return 0;
     int k = 0;
+    const char *m = strstr(text, "\"fold_metric\": \"");
+    if (m != NULL && metric_cap > 0) {
+        m += 16;
+        size_t len = strcspn(m, "\"");
+        snprintf(metric, metric_cap, "%.*s", (int)(len < metric_cap ? len : metric_cap - 1), m);
+    }
     const char *p = strstr(text, "\"fold_values\": [");
     if (p != NULL) {
         p += 16;
@@ -292,14 +299,31 @@ static int table_read(struct client_table *t, const struct ddts_serve *sv, const
     return 1;
 }
 
+/* The global figures of summary.json: names kept here (the metrics borrow them). */
+struct global_figures {
+    struct ddts_metric m[DDTS_LOGS_MAX + 2 + 2 * 16];
+    char names[DDTS_LOGS_MAX + 2 + 2 * 16][64];
+    size_t n;
+};
+
+static void add_figure(struct global_figures *g, const char *prefix, const char *name, double v)
+{
+    if (g->n >= sizeof g->m / sizeof g->m[0])
+        return;
+    snprintf(g->names[g->n], sizeof g->names[g->n], "%s%s", prefix, name);
+    g->m[g->n] = (struct ddts_metric){g->names[g->n], v};
+    g->n++;
+}
+
 /*
  * k-fold: per fold, the sample-weighted mean of the clients' fold values
- * (each client's validation fold, as its summary.json gives them); then the
- * mean and the standard deviation over the folds, appended to `global`.
+ * (each client's validation fold, as its summary.json gives them, with the
+ * metric it names); then the mean and the standard deviation over the folds.
+ * Figures "fold_<i>_<metric>" (up to 16 folds), "kfold_mean_<metric>" and
+ * "kfold_std_<metric>".
  */
 static void kfold_figures(const struct ddts_serve *sv, const char *clients_dir,
-                          const struct client_table *t, struct ddts_metric *global,
-                          size_t *n_global)
+                          const struct client_table *t, struct global_figures *g)
 {
     const struct ddts_job *job = &sv->job;
     if (job->method != DDTS_JOB_KFOLD || job->folds <= 0 || job->folds > 1000)
@@ -307,8 +331,10 @@ static void kfold_figures(const struct ddts_serve *sv, const char *clients_dir,
     double *sum = ddts_calloc((size_t)job->folds, sizeof *sum);
     double *vals = ddts_calloc((size_t)job->folds, sizeof *vals);
     double weight = 0;
+    char metric[32] = "val_loss";
     for (size_t c = 0; sum != NULL && vals != NULL && c < t->n; c++) {
-        if (client_folds(clients_dir, t->names[c], vals, job->folds) != job->folds)
+        if (client_folds(clients_dir, t->names[c], vals, job->folds, metric, sizeof metric) !=
+            job->folds)
             continue;
         double w = t->rows[c].samples > 0 ? (double)t->rows[c].samples : 1;
         for (int f = 0; f < job->folds; f++)
@@ -317,15 +343,21 @@ static void kfold_figures(const struct ddts_serve *sv, const char *clients_dir,
     }
     if (weight > 0 && sum != NULL) {
         double mean = 0, var = 0;
-        for (int f = 0; f < job->folds; f++)
+        for (int f = 0; f < job->folds; f++) {
             mean += sum[f] / weight;
+            if (f < 16) {
+                char prefix[32];
+                snprintf(prefix, sizeof prefix, "fold_%d_", f + 1);
+                add_figure(g, prefix, metric, sum[f] / weight);
+            }
+        }
         mean /= job->folds;
         for (int f = 0; f < job->folds; f++)
             var += (sum[f] / weight - mean) * (sum[f] / weight - mean);
-        global[(*n_global)++] = (struct ddts_metric){"kfold_mean", mean};
-        global[(*n_global)++] = (struct ddts_metric){"kfold_std", sqrt(var / job->folds)};
-        ddts_log(&sv->log, DDTS_LOG_INFO, "%d-fold result over the clients: %.4f +/- %.4f",
-                 job->folds, mean, sqrt(var / job->folds));
+        add_figure(g, "kfold_mean_", metric, mean);
+        add_figure(g, "kfold_std_", metric, sqrt(var / job->folds));
+        ddts_log(&sv->log, DDTS_LOG_INFO, "%d-fold %s over the clients: %.4f +/- %.4f", job->folds,
+                 metric, mean, sqrt(var / job->folds));
     }
     ddts_free(sum);
     ddts_free(vals);
@@ -380,9 +412,15 @@ void ddts__serve_write_summary(struct ddts_serve *sv, double loss, double accura
     if (ddts_job_to_json(job, DDTS_JOB_JSON_ALL | DDTS_JOB_JSON_COMPACT, &settings, &err) !=
         DDTS_OK)
         settings = NULL;
-    struct ddts_metric global[4] = {{"test_loss", loss}, {"test_accuracy", accuracy}};
-    size_t n_global = isfinite(accuracy) ? 2 : (isfinite(loss) ? 1 : 0);
-    kfold_figures(sv, clients_dir, &t, global, &n_global);
+    /* Every figure of the global model on the test data (loss, accuracy, mae, ...). */
+    struct global_figures g = {.n = 0};
+    for (size_t i = 0; i < sv->global_logs.n && i < DDTS_LOGS_MAX; i++)
+        add_figure(&g, "test_", sv->global_logs.names[i], sv->global_logs.values[i]);
+    if (sv->global_logs.n == 0 && isfinite(loss))
+        add_figure(&g, "test_", "loss", loss);
+    if (sv->global_logs.n == 0 && isfinite(accuracy))
+        add_figure(&g, "test_", "accuracy", accuracy);
+    kfold_figures(sv, clients_dir, &t, &g);
     char why[DDTS_ERROR_MSG_MAX + 64] = "";
     if (stopped != NULL)
         snprintf(why, sizeof why, "stopped: %s", stopped);
@@ -399,8 +437,8 @@ void ddts__serve_write_summary(struct ddts_serve *sv, double loss, double accura
         .finished = (double)time(NULL),
         .clients = t.rows,
         .n_clients = t.n,
-        .global_final = global,
-        .n_global_final = n_global,
+        .global_final = g.m,
+        .n_global_final = g.n,
         .global_model = global_rel,
         .plot = have_plot ? "report.png" : NULL,
     };

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "ddts/nn.h"
 #include "ddts/serve.h"
 
 /* Failures and reassignments go to the caller's logger and to events.log. */
@@ -24,7 +25,8 @@ struct ddts_serve {
     /* Prepared data: the test split evaluates the global model. */
     struct ddts_array *x, *y, *x_test, *y_test;
     struct ddts_stats *stats;
-    uint64_t rounds_per_epoch; /* global/round_<R>.f32 snapshots every R rounds (0: none) */
+    uint64_t rounds_per_epoch;    /* global/round_<R>.f32 snapshots every R rounds (0: none) */
+    struct ddts_logs global_logs; /* the global model's figures on the test data (n 0: none) */
     const struct ddts_serve_hooks *hooks; /* during ddts_serve_run */
 
     /* The snapshot (src/serve/status.c), under mu. */

@@ -629,6 +629,8 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
 {
     const struct ddts_job *job = req->job;
     *loss = *accuracy = NAN;
+    if (req->logs != NULL)
+        req->logs->n = 0;
     struct ddts_keras_model *k = NULL;
     struct ddts_model *m = NULL;
     float *offset = NULL, *scale = NULL, *nmean = NULL, *nvar = NULL;
@@ -703,6 +705,8 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
     st = ddts_model_evaluate(m, &d, job->batch_size > 0 ? job->batch_size : 32, &logs, err);
     if (st != DDTS_OK)
         goto out;
+    if (req->logs != NULL)
+        *req->logs = logs;
     double v;
     if (ddts_logs_get(&logs, "loss", &v) == 0)
         *loss = v;

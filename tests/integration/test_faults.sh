@@ -283,10 +283,14 @@ for i in 1 2; do
     grep -q '"fold_values"' "$WORK/kfold/server/kfold/clients/c$i/summary.json" ||
         fail "kfold: c$i has no per-fold results"
 done
-grep -q 'kfold_mean' "$WORK/kfold/server/kfold/summary.json" ||
-    fail "kfold: the job's summary has no k-fold mean"
-grep -q 'kfold_std' "$WORK/kfold/server/kfold/summary.txt" ||
-    fail "kfold: the readable summary has no k-fold std"
+grep -q '"kfold_mean_val_accuracy"' "$WORK/kfold/server/kfold/summary.json" ||
+    fail "kfold: the job's summary has no k-fold mean naming its metric"
+grep -q 'kfold_std_val_accuracy' "$WORK/kfold/server/kfold/summary.txt" ||
+    fail "kfold: the readable summary has no k-fold std naming its metric"
+for f in 1 2 3; do
+    grep -q "\"fold_${f}_val_accuracy\"" "$WORK/kfold/server/kfold/summary.json" ||
+        fail "kfold: fold $f is not labelled in the job's summary"
+done
 fi
 
 finish

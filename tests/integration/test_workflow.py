@@ -30,7 +30,9 @@
    settings is not refused.
 6. A client whose retries are spent says its results are kept in its folder
    and how --collect fetches them; `ddts inspect` aligns every row of its
-   table, however long a layer's name.
+   table, however long a layer's name. summary.json carries every metric of
+   the global model (test_mae beside test_loss and test_accuracy) and of each
+   client.
 """
 import json
 import os
@@ -115,12 +117,12 @@ def section1(work):
               "%s: the data was split into shares anyway: %s" % (what, jobs))
 
 
-def start_client(work, port, name, dataset):
+def start_client(work, port, name, dataset, retries=0):
     log = open(os.path.join(work, "%s.err" % name), "w")
     return subprocess.Popen(
         [DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
          os.path.join(work, "pass"), "--workdir", os.path.join(work, "c-" + name), "--name", name,
-         "--threads", "1", "--retries", "0", "--dataset", dataset],
+         "--threads", "1", "--retries", str(retries), "--dataset", dataset],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
 
@@ -384,6 +386,43 @@ def section6(work):
                   "inspect row not aligned with its header:\n%s\n%s" % (head[0], r))
 
 
+def section6_metrics(work):
+    model = os.path.join(work, "mnist.h5")
+    subprocess.run([DDTS, "model", "new", "--layers", "dense:16:relu,dense:10:softmax",
+                    "--input-shape", "784", "-o", model],
+                   check=True, stdout=subprocess.DEVNULL)
+    wd = os.path.join(work, "s6")
+    port = free_port()
+    srv = subprocess.Popen([DDTS, "server", "--host", "127.0.0.1", "--port", str(port),
+                            "--passphrase-file", os.path.join(work, "pass"), "--model", model,
+                            "--clients", "1", "--epochs", "1", "--data", "keras",
+                            "--keras-dataset", "fashion_mnist", "--samples", "600", "--threads", "1",
+                            "--metrics", "accuracy,mae",
+                            "--seed", "1", "--workdir", wd, "--name", "mt"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    cl = start_client(work, port, "mt-c", "-", retries=20)  # mnist loads first
+    try:
+        _, err = srv.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        srv.kill()
+        _, err = srv.communicate()
+    try:
+        cl.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        cl.kill()
+        cl.wait()
+    sj = os.path.join(wd, "mt", "summary.json")
+    summary = json.load(open(sj)) if os.path.exists(sj) else {}
+    final = summary.get("global", {}).get("final", {})
+    for k in ("test_loss", "test_accuracy", "test_mae"):
+        check(isinstance(final.get(k), float), "global %s missing: %r (%s)" % (k, final, err[-400:]))
+    cfinal = (summary.get("clients") or [{}])[0].get("final", {})
+    for k in ("mae", "val_mae", "accuracy", "loss"):
+        check(k in cfinal, "client metric %s missing: %r" % (k, cfinal))
+
+
 def main():
     work = tempfile.mkdtemp(prefix="ddts-test_workflow-")
     make_data(work)
@@ -392,6 +431,7 @@ def main():
     section2_sync(work)
     section3(work)
     section6(work)
+    section6_metrics(work)
     print("test_workflow: %d passed, %d failed" % (check.passed, check.failed))
     if check.failed == 0:
         subprocess.run(["rm", "-rf", work])
