@@ -28,7 +28,8 @@
    the job that it is done without changing the client's current job. A
    failed start (port in use) leaves no job: the next run with other
    settings is not refused.
-6. A client whose retries are spent says its results are kept in its folder
+6. A client says what it waits for (the other clients) instead of silence.
+   A client whose retries are spent says its results are kept in its folder
    and how --collect fetches them; `ddts inspect` aligns every row of its
    table, however long a layer's name. summary.json carries every metric of
    the global model (test_mae beside test_loss and test_accuracy) and of each
@@ -360,6 +361,30 @@ def section3(work):
     check(rc == 0, "the run after a failed start: %s %s" % (rc, err[-600:]))
 
 
+def section6_waiting(work):
+    port = free_port()
+    srv = subprocess.Popen([DDTS, "server", "--host", "127.0.0.1", "--port", str(port),
+                            "--passphrase-file", os.path.join(work, "pass"), "--model",
+                            os.path.join(work, "m.h5"), "--clients", "2", "--epochs", "1",
+                            "--dataset", os.path.join(work, "data"), "--threads", "1",
+                            "--workdir", os.path.join(work, "s6w"), "--name", "w"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    cl = start_client(work, port, "lonely", "-", retries=5)
+    log = ""
+    end = time.time() + 20
+    while time.time() < end and "waiting for" not in log:
+        time.sleep(0.3)
+        log = open(os.path.join(work, "lonely.err")).read()
+    cl.kill()
+    srv.kill()
+    cl.wait()
+    srv.wait()
+    check("joined: waiting for a share (a job starts once every client has joined)" in log,
+          "a client waiting for the others says nothing: %r" % log[-600:])
+
+
 def section6(work):
     port = free_port()  # nothing listens there
     cl = subprocess.run([DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
@@ -430,6 +455,7 @@ def main():
     section2(work)
     section2_sync(work)
     section3(work)
+    section6_waiting(work)
     section6(work)
     section6_metrics(work)
     print("test_workflow: %d passed, %d failed" % (check.passed, check.failed))
