@@ -62,6 +62,14 @@ struct ddts_history_writer; /* opaque */
  * written. DDTS_EIO, DDTS_ENOMEM, DDTS_EFORMAT (append to a file that is
  * not a history).
  */
+/*
+ * Keeps the header of history.csv at `path` and its rows of epochs below
+ * `n_epochs` (0-based, in order), dropping the rest: a run resumed at epoch
+ * n_epochs appends its rows after the ones it keeps, so that no epoch is
+ * lost or written twice. A missing file is DDTS_OK.
+ */
+DDTS_NODISCARD enum ddts_status ddts_history_keep_epochs(const char *path, long n_epochs,
+                                                         struct ddts_error *err);
 DDTS_NODISCARD enum ddts_status ddts_history_writer_open(const char *path, bool append,
                                                          struct ddts_history_writer **out,
                                                          struct ddts_error *err);

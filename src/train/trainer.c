@@ -282,8 +282,15 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     enum ddts_status st = ddts_mkdir_p(dir, err);
     if (st != DDTS_OK)
         return st;
+    int initial_epoch = n_folds > 0 || req->initial_epoch < 0 ? 0
+                        : req->initial_epoch < job->epochs    ? req->initial_epoch
+                                                              : job->epochs - 1;
     snprintf(path, sizeof path, "%s/history.csv", dir);
-    st = ddts_history_writer_open(path, false, &r.history, err);
+    /* Resumed at epoch E: the rows of epochs 0..E-1 stay, the new ones follow them. */
+    if (initial_epoch > 0)
+        st = ddts_history_keep_epochs(path, initial_epoch, err);
+    if (st == DDTS_OK)
+        st = ddts_history_writer_open(path, initial_epoch > 0, &r.history, err);
     if (st != DDTS_OK)
         goto out;
     snprintf(path, sizeof path, "%s/train.log", dir);
@@ -300,9 +307,7 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     struct ddts_fit_callbacks cbs = {&r, on_batch_end, on_epoch_end};
     struct ddts_fit_options fo = {
         .epochs = job->epochs,
-        .initial_epoch = n_folds > 0 || req->initial_epoch < 0 ? 0
-                         : req->initial_epoch < job->epochs    ? req->initial_epoch
-                                                               : job->epochs - 1,
+        .initial_epoch = initial_epoch,
         .batch_size = job->batch_size,
         .shuffle = 1,
         .seed = job->seed + (uint64_t)fold,

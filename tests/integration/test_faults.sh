@@ -247,6 +247,13 @@ grep -q "already contributed [1-9][0-9]* rounds" "$WORK/restart/c1.err" "$WORK/r
     fail "restart: the clients started their shares over"
 echo "server restarted mid-job: test accuracy $(accuracy restart)"
 [ -n "$(accuracy restart)" ] || fail "restart: no final accuracy"
+# Every epoch once in each client's history.csv: none lost, none twice (issue 13).
+for i in 1 2; do
+    h="$WORK/restart/server/restart/clients/c$i/history.csv"
+    want=$(seq 0 $((EPOCHS - 1)) | tr '\n' ' ')
+    got=$(tail -n +2 "$h" | cut -d, -f1 | tr '\n' ' ')
+    [ "$got" = "$want" ] || fail "restart: c$i's history.csv epochs '$got' (want '$want')"
+done
 fi
 
 # ---- 5. the other synchronisation modes and k-fold ----
