@@ -138,7 +138,7 @@ DDTS_API void ddts_model_set_keras_version(struct ddts_model *m, const char *ver
  * then unchanged). fit, evaluate and predict call it themselves.
  */
 DDTS_API enum ddts_status ddts_model_bind_input(struct ddts_model *m, const struct ddts_array *x,
-                                       struct ddts_error *err);
+                                                struct ddts_error *err);
 /* Elements per sample of the input and of the output. */
 DDTS_API size_t ddts_model_input_size(const struct ddts_model *m);
 DDTS_API size_t ddts_model_output_size(const struct ddts_model *m);
