@@ -96,6 +96,8 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
     }
     if (ctx->threads > 0)
         job.threads = ctx->threads;
+    /* A new attempt (a retry after a lost connection): an earlier error.log is stale. */
+    ddts_error_log_remove(cj->result_dir);
     struct ddts_array *x = NULL, *y = NULL, *xt = NULL, *yt = NULL;
     struct ddts_stats *stats = NULL;
     float *init = NULL;
@@ -137,7 +139,7 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         /* --data client: this machine's own X/ and Y/. */
         if (ctx->dataset != NULL)
             snprintf(job.dataset, sizeof job.dataset, "%s", ctx->dataset);
-        st = cli_load_job_xy(&job, job.dataset, &x, &y, err);
+        st = ddts_serve_load_xy(&job, job.dataset, &x, &y, err);
     }
     if (st == DDTS_OK && cj->init_weights_path != NULL) {
         char *buf = NULL;
@@ -150,7 +152,6 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         goto out;
     if (min_share == 0 && x != NULL)
         min_share = (size_t)x->shape[0];
-    size_t batch = job.batch_size > 0 ? (size_t)job.batch_size : 32;
     int syncing = cj->sync != DDTS_SYNC_NONE;
     char run_name[256];
     snprintf(run_name, sizeof run_name, "%s %s (share %u/%u)", cj->job, cj->client_name,
@@ -158,10 +159,10 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
     /* A share taken over (or resumed) mid-job skips the epochs it already
      * contributed to the rounds: rounds per epoch as trainer.c exchanges. */
     int initial_epoch = 0;
+    /* Every client exchanges at the same points (src/train/syncplan.c). */
+    int has_val = job.method == DDTS_JOB_FIT && xt != NULL && yt != NULL;
     if (syncing && job.method == DDTS_JOB_FIT && cj->share_rounds > 0) {
-        uint64_t k = cj->sync_steps > 0 ? cj->sync_steps : 1;
-        uint64_t per_epoch =
-            cj->sync == DDTS_SYNC_EPOCH ? 1 : (uint64_t)(min_share / batch) / k + 1;
+        uint64_t per_epoch = ddts_train_rounds_per_epoch(&job, min_share, has_val);
         uint64_t e = cj->share_rounds / per_epoch;
         initial_epoch = e >= (uint64_t)job.epochs ? job.epochs - 1 : (int)e;
         ddts_log(&ctx->log, DDTS_LOG_INFO,
@@ -184,7 +185,7 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         .sync_steps = cj->sync == DDTS_SYNC_STEPS || cj->sync == DDTS_SYNC_STEP
                           ? (cj->sync_steps > 0 ? cj->sync_steps : 1)
                           : 0,
-        .sync_batch_limit = min_share / batch,
+        .sync_batch_limit = ddts_train_sync_batch_limit(&job, min_share, has_val),
         .initial_epoch = initial_epoch,
         .run_name = run_name,
         .logger = &ctx->log,
@@ -199,6 +200,17 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
                  "trained %zu samples in %.1f s (%.0f samples/s): loss %.4f, val_accuracy %.4f",
                  res.n_samples, res.seconds, res.samples_per_s, res.loss, res.val_accuracy);
 out:
+    if (st != DDTS_OK) {
+        /* error.log beside train.log, uploaded with the results: the full error and context. */
+        char context[512];
+        snprintf(context, sizeof context, "job %s, share %u of %u, client %s, model %s", cj->job,
+                 cj->shard + 1, cj->n_shards, cj->client_name,
+                 cj->model_path != NULL ? cj->model_path : "-");
+        struct ddts_error e2;
+        const char *settings = cj->settings_json[0] ? cj->settings_json : NULL;
+        if (ddts_error_log_write(cj->result_dir, err, context, settings, &e2) != DDTS_OK)
+            ddts_log(&ctx->log, DDTS_LOG_WARN, "error.log: %s", e2.msg);
+    }
     ddts_free(init);
     ddts_stats_destroy(stats);
     ddts_array_destroy(x);
@@ -295,8 +307,15 @@ int cmd_client(int argc, char **argv)
     };
     st = ddts_client_run(&cfg, &err);
     ddts_passphrase_destroy(pw);
-    if (st != DDTS_OK)
+    if (st != DDTS_OK) {
+        /* Retries spent (or a failure they cannot fix): what was done is kept here. */
+        ddts_log(&ctx.log, DDTS_LOG_INFO,
+                 "this client's results (if any) are kept in %s: when the server runs again "
+                 "with 'ddts server --collect --workdir DIR' (DIR: the job's work folder), run "
+                 "this client again with the same --workdir to hand them over",
+                 workdir);
         return cli_fail("client", &err);
+    }
     ddts_log(&ctx.log, DDTS_LOG_INFO, "done: results kept in %s", workdir);
     return CLI_OK;
 }

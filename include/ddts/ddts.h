@@ -15,6 +15,7 @@
  *   passphrase.h  passphrases in guarded memory (the server and client borrow one)
  *   server.h   the job server; client.h the client (the protocol itself,
  *              docs/protocol.md, is private to the library: src/net/)
+ *   serve.h    a whole job served from this machine (what `ddts server` runs)
  *   trainer.h  one training run of a job, tying the above together
  *
  * Every fallible function returns an enum ddts_status and fills an optional
@@ -38,6 +39,7 @@
 #include "report.h"
 #include "passphrase.h"
 #include "server.h"
+#include "serve.h"
 #include "client.h"
 #include "trainer.h"
 

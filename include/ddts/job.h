@@ -81,6 +81,7 @@ struct ddts_job {
     int port;                     /* DDTS_DEFAULT_PORT (limits.h) */
     bool collect;                 /* collect an earlier job's results instead of training */
     bool keep_serving;            /* stay up after the job is done */
+    bool resume; /* continue the job in workdir/name with its recorded settings (serve.h) */
     char passphrase_file[DDTS_JOB_PATH_MAX]; /* "" = $DDTS_PASSPHRASE or a prompt */
 
     /* The model and how it trains. */

@@ -120,6 +120,25 @@ ddts_model_init_weights(struct ddts_model *m, uint64_t seed, struct ddts_error *
  * shape[0..rank). (28, 28, 1) for a Conv2D MNIST model, (10) for its output. */
 DDTS_API int ddts_model_input_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK]);
 DDTS_API int ddts_model_output_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK]);
+/*
+ * The Keras version that wrote the model's file ("2.15.0", "3.3.3"; NULL or
+ * unparsable: no change) decides what the config alone can only guess (the
+ * config reader goes by Keras 3's module keys, which tf.keras 2.13+ .keras
+ * files have too): hard_sigmoid's slope (0.2 up to Keras 2, 1/6 in Keras 3)
+ * and the batch-norm variance update. ddts_bridge_load calls it.
+ */
+DDTS_API void ddts_model_set_keras_version(struct ddts_model *m, const char *version);
+
+/*
+ * For a model whose config leaves an input dimension of unknown size (None,
+ * as variable-length sequence models do): gives it the size of x's matching
+ * dimension (x is (samples, ...)) and sizes every layer again. Models
+ * without such dimensions are left alone. DDTS_ESHAPE when x's rank does
+ * not fit or some layer's weights would not fit the new size (the model is
+ * then unchanged). fit, evaluate and predict call it themselves.
+ */
+DDTS_API enum ddts_status ddts_model_bind_input(struct ddts_model *m, const struct ddts_array *x,
+                                                struct ddts_error *err);
 /* Elements per sample of the input and of the output. */
 DDTS_API size_t ddts_model_input_size(const struct ddts_model *m);
 DDTS_API size_t ddts_model_output_size(const struct ddts_model *m);

@@ -62,6 +62,14 @@ struct ddts_history_writer; /* opaque */
  * written. DDTS_EIO, DDTS_ENOMEM, DDTS_EFORMAT (append to a file that is
  * not a history).
  */
+/*
+ * Keeps the header of history.csv at `path` and its rows of epochs below
+ * `n_epochs` (0-based, in order), dropping the rest: a run resumed at epoch
+ * n_epochs appends its rows after the ones it keeps, so that no epoch is
+ * lost or written twice. A missing file is DDTS_OK.
+ */
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_history_keep_epochs(const char *path, long n_epochs,
+                                                                  struct ddts_error *err);
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_history_writer_open(const char *path, bool append,
                                                                   struct ddts_history_writer **out,
                                                                   struct ddts_error *err);
@@ -120,6 +128,20 @@ DDTS_API enum ddts_status ddts_textlog_printf(struct ddts_textlog *log, const ch
  * must outlive the logger's use. */
 DDTS_API struct ddts_logger ddts_textlog_logger(struct ddts_textlog *log, enum ddts_log_level min);
 DDTS_API void ddts_textlog_close(struct ddts_textlog *log);
+
+/*
+ * error.log in `dir` (created; appended to): the exception log of a failed
+ * run, beside its train.log, uploaded with a client's results. Lines:
+ * "error: <message>", "status: <status name>[, <errno text>]", "context:
+ * <context>" and "settings: <settings_json>" (both when not NULL).
+ */
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_error_log_write(const char *dir, const struct ddts_error *failure, const char *context,
+                     const char *settings_json, struct ddts_error *err);
+/* Removes dir/error.log, if any: a new attempt at the run begins. */
+DDTS_API void ddts_error_log_remove(const char *dir);
+/* The message of the first "error:" line of dir/error.log into buf; false when there is none. */
+DDTS_API bool ddts_error_log_reason(const char *dir, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------ */
 /* Plots (PNG, cairo)                                                       */
@@ -266,12 +288,13 @@ struct ddts_summary_client {
     int epochs_done;
     const struct ddts_metric *final; /* last epoch's metrics (loss, val_loss, ...) */
     size_t n_final;
-    const char *dir; /* its results folder, relative to the job folder */
+    const char *dir;   /* its results folder, relative to the job folder */
+    const char *error; /* why its training failed (the client's error text), or NULL */
 };
 
 struct ddts_summary {
     const char *job;           /* job name */
-    const char *status;        /* "ok", "failed", "canceled" */
+    const char *status;        /* "ok", "partial" (some shares failed), "failed", "canceled" */
     const char *error;         /* why, when failed; NULL otherwise */
     const char *settings_json; /* ddts_job_to_json output (an object), or NULL */
     uint64_t seed;

@@ -80,6 +80,7 @@ struct ddts_server_client {
     int has_progress; /* progress holds the latest PROGRESS of the current share */
     struct ddts_wire_progress progress;
     double progress_at; /* ddts_now() when that PROGRESS arrived */
+    const char *error;  /* state FAILED: the client's error text (as it sent it); else NULL */
 };
 
 /*
@@ -114,6 +115,10 @@ struct ddts_server_config {
     enum ddts_sync_mode sync; /* sent to clients; any mode but NONE enables rounds */
     uint32_t sync_steps;      /* K of steps:K */
     int keep_serving;         /* non-zero: do not return when the job is complete */
+    /* Non-zero: collect only. The job must exist (its state file); a client is
+     * only taken when it holds trained results of this job not yet received,
+     * any other is told the job is done (DONE) and given nothing to train. */
+    int collect;
     /* Polled every 0.2 s; a non-zero answer stops the server. May be NULL. */
     int (*should_stop)(void *userdata);
     /* Out: the port actually bound (useful with any_port); may be NULL. */
@@ -140,7 +145,9 @@ struct ddts_server_config {
 };
 
 /*
- * Runs the job to completion; resumes from WORKDIR/<job>/state when present.
+ * Runs the job to completion; resumes from WORKDIR/<job>/state when present
+ * (a new job's state is written once the server listens: a failed start
+ * leaves none).
  * Returns DDTS_OK once every share's results are received, DDTS_ECANCELED
  * when stopped, or the status of a fatal failure (the listening socket,
  * the work folder).

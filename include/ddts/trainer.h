@@ -81,6 +81,21 @@ struct ddts_train_result {
     char fold_metric[32];
 };
 
+/*
+ * The exchange points of --sync steps:K and step, the same on every client:
+ * from the smallest share of the job (`min_share` samples) less the
+ * validation part held out when the share has no separate validation data
+ * (`has_val_data` 0), mid-epoch exchanges after batches K, 2K, ... up to
+ * ddts_train_sync_batch_limit, which always ends before the last batch of
+ * every share, so that the exchange at each epoch end is never empty.
+ * ddts_train_rounds_per_epoch: the averaging rounds of one epoch (fit;
+ * 1 for --sync epoch; 0 without sync or for k-fold).
+ */
+DDTS_API size_t ddts_train_sync_batch_limit(const struct ddts_job *job, size_t min_share,
+                                            int has_val_data);
+DDTS_API uint64_t ddts_train_rounds_per_epoch(const struct ddts_job *job, size_t min_share,
+                                              int has_val_data);
+
 /* Runs the request; see the header comment. Statuses of the modules it uses. */
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_train_run(const struct ddts_train_request *req,
                                                         struct ddts_train_result *out,
@@ -119,7 +134,8 @@ struct ddts_global_request {
     size_t n_weights;
     const struct ddts_stats *norm_stats;      /* the job's normalizer statistics, or NULL */
     const struct ddts_array *x_test, *y_test; /* may be NULL: no evaluation */
-    const char *out_path; /* where the global model is written; NULL: not written */
+    const char *out_path;   /* where the global model is written; NULL: not written */
+    struct ddts_logs *logs; /* out (may be NULL): every figure of the evaluation (n 0: none) */
 };
 /* Writes and evaluates the global model; *loss and *accuracy are NaN without test data. */
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_train_global(const struct ddts_global_request *req,

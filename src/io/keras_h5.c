@@ -955,6 +955,16 @@ static enum ddts_status collect(struct zip_reader *z, const char *path, long ci,
     else if (it < 0)
         st = ddts_error_set(z->c->err, DDTS_EFORMAT, "%s: %s: cannot list the group", z->c->label,
                             path);
+    /* Bidirectional: Keras lists the forward layer's weights first, while
+     * name order would put backward_layer first. */
+    for (size_t k = 0; k + 1 < l.n; k++)
+        if (strcmp(l.names[k], "backward_layer") == 0)
+            for (size_t q = k + 1; q < l.n; q++)
+                if (strcmp(l.names[q], "forward_layer") == 0) {
+                    char *t = l.names[k];
+                    l.names[k] = l.names[q];
+                    l.names[q] = t;
+                }
     /* A class whose variables live in named sub-groups takes them in its
      * weight order (stable: unlisted ones keep name order, after). */
     for (size_t k = 1; cl != NULL && k < l.n; k++)

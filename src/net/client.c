@@ -604,6 +604,9 @@ static enum ddts_status run_connection(struct client *cl, int *fatal,
     ddts_wire_put_u32(&w, cl->held.share);
     ddts_wire_put_u8(&w, (uint8_t)cl->held.flags);
     st = ddts_conn_send_w(c, &w, err);
+    if (st == DDTS_OK)
+        ddts_log(cl->log, DDTS_LOG_INFO,
+                 "joined: waiting for a share (a job starts once every client has joined)");
     while (st == DDTS_OK) {
         uint8_t type;
         const uint8_t *p;
@@ -629,6 +632,9 @@ static enum ddts_status run_connection(struct client *cl, int *fatal,
             break;
         }
         st = ddts_conn_send(c, DDTS_MSG_NEXT, NULL, 0, err);
+        if (st == DDTS_OK)
+            ddts_log(cl->log, DDTS_LOG_INFO,
+                     "waiting for another share or the end of the job (the other clients)");
     }
     /* EEXIST is worth retrying: after a drop, the server keeps our old session until it
      * times out. */

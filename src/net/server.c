@@ -84,6 +84,7 @@ struct session {
     int has_progress;
     struct ddts_wire_progress progress;
     double progress_at;
+    char failure[DDTS_ERROR_MSG_MAX]; /* the error text of its last failed share */
 };
 
 struct ban {
@@ -206,6 +207,7 @@ static void notify(struct session *se, enum ddts_client_state state)
         .has_progress = se->has_progress,
         .progress = se->progress,
         .progress_at = se->progress_at,
+        .error = state == DDTS_CLIENT_FAILED ? se->failure : NULL,
     };
     srv->cfg->on_client(srv->cfg->userdata, &c);
 }
@@ -1003,6 +1005,12 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
     ddts_log(srv->log, DDTS_LOG_INFO, "client '%s' joined from %s", se->name, se->addr);
     int same_job = memcmp(j.job_id, srv->job_id, ID_BYTES) == 0;
     int claims_trained = same_job && (j.flags & 2) && !(j.flags & 4);
+    if (srv->cfg->collect && !claims_trained) {
+        /* Collecting: nothing to train, and its pointer to its own job stays. */
+        ddts_log(srv->log, DDTS_LOG_INFO, "client '%s' holds no results of this job", se->name);
+        st = ddts_conn_send(se->conn, DDTS_MSG_DONE, NULL, 0, err);
+        return st != DDTS_OK ? st : DDTS_ECLOSED;
+    }
     for (;;) {
         /* After a share, it stays "done" while it waits for another. */
         if (se->state != DDTS_CLIENT_DONE && se->state != DDTS_CLIENT_FAILED)
@@ -1082,9 +1090,11 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
         pthread_mutex_unlock(&srv->mu);
         if (!ours)
             return ddts_error_set(err, DDTS_ETIMEOUT, "share %ld was given up meanwhile", i);
-        if (status != 0)
+        if (status != 0) {
             ddts_log(srv->log, DDTS_LOG_ERROR, "share %ld: client '%s' failed: %s", i, se->name,
                      msg);
+            snprintf(se->failure, sizeof se->failure, "%s", msg[0] ? msg : "failed");
+        }
         notify(se, DDTS_CLIENT_UPLOADING);
         st = receive_results(se, i, err);
         if (st != DDTS_OK)
@@ -1294,10 +1304,10 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
                  "resuming job '%s': %zu of %zu shares done, round %" PRIu64, cfg->job, done,
                  srv.n_shards, srv.round);
         srv.complete = all_done(&srv);
-    } else {
-        ddts_secure_random(srv.job_id, ID_BYTES);
-        if ((st = save_state(&srv, err)) != DDTS_OK)
-            goto out;
+    } else if (cfg->collect) {
+        st = ddts_error_set(err, DDTS_ENOTFOUND, "%s: no job to collect (no state file)",
+                            srv.jobdir);
+        goto out;
     }
     st = ddts_listener_open(cfg->host,
                             cfg->any_port ? 0
@@ -1306,6 +1316,12 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
                             &l, err);
     if (st != DDTS_OK)
         goto out;
+    if (access(srv.state_path, F_OK) != 0) {
+        /* A new job exists once the server listens: a failed start leaves no state. */
+        ddts_secure_random(srv.job_id, ID_BYTES);
+        if ((st = save_state(&srv, err)) != DDTS_OK)
+            goto out;
+    }
     uint16_t port = ddts_listener_port(l);
     if (cfg->bound_port != NULL)
         *cfg->bound_port = port;

@@ -144,6 +144,9 @@ static enum ddts_status check_data(struct ddts_model *m, const struct ddts_datas
     if (d == NULL || d->x == NULL)
         return ddts_error_set(err, DDTS_EINVAL, "%s: no x data", what);
     const struct ddts_array *x = d->x;
+    enum ddts_status st = ddts_model_bind_input(m, x, err);
+    if (st != DDTS_OK)
+        return st;
     size_t nx = x->rank > 0 ? (size_t)x->shape[0] : 1;
     o->x_count = ddts_array_sample_count(x);
     size_t in_size = ddts_model_input_size(m);

@@ -302,9 +302,15 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     enum ddts_status st = ddts_mkdir_p(dir, err);
     if (st != DDTS_OK)
         return st;
+    int initial_epoch = n_folds > 0 || req->initial_epoch < 0 ? 0
+                        : req->initial_epoch < job->epochs    ? req->initial_epoch
+                                                              : job->epochs - 1;
     st = ddts_format(path, sizeof path, err, "%s/history.csv", dir);
+    /* Resumed at epoch E: the rows of epochs 0..E-1 stay, the new ones follow them. */
+    if (st == DDTS_OK && initial_epoch > 0)
+        st = ddts_history_keep_epochs(path, initial_epoch, err);
     if (st == DDTS_OK)
-        st = ddts_history_writer_open(path, false, &r.history, err);
+        st = ddts_history_writer_open(path, initial_epoch > 0, &r.history, err);
     if (st != DDTS_OK)
         goto out;
     st = ddts_format(path, sizeof path, err, "%s/train.log", dir);
@@ -322,9 +328,7 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     struct ddts_fit_callbacks cbs = {&r, on_batch_end, on_epoch_end};
     struct ddts_fit_options fo = {
         .epochs = job->epochs,
-        .initial_epoch = n_folds > 0 || req->initial_epoch < 0 ? 0
-                         : req->initial_epoch < job->epochs    ? req->initial_epoch
-                                                               : job->epochs - 1,
+        .initial_epoch = initial_epoch,
         .batch_size = job->batch_size,
         .shuffle = 1,
         .seed = job->seed + (uint64_t)fold,
@@ -493,6 +497,9 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
     /* The data must fit the model's input, reshaped when element counts agree. */
     const struct ddts_array *x = req->x, *xv = req->x_val;
     size_t n = x->rank > 0 ? (size_t)x->shape[0] : 0;
+    st = ddts_model_bind_input(m, x, err);
+    if (st != DDTS_OK)
+        goto out;
     size_t in_size = ddts_model_input_size(m);
     if (ddts_array_sample_count(x) != in_size) {
         int64_t shape[DDTS_MAX_RANK];
@@ -659,6 +666,8 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
 {
     const struct ddts_job *job = req->job;
     *loss = *accuracy = NAN;
+    if (req->logs != NULL)
+        req->logs->n = 0;
     struct ddts_keras_model *k = NULL;
     struct ddts_model *m = NULL;
     float *offset = NULL, *scale = NULL, *nmean = NULL, *nvar = NULL;
@@ -707,6 +716,9 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
     if (st != DDTS_OK)
         goto out;
     const struct ddts_array *x = req->x_test;
+    st = ddts_model_bind_input(m, x, err);
+    if (st != DDTS_OK)
+        goto out;
     size_t in_size = ddts_model_input_size(m);
     if (job->normalizer != DDTS_JOB_NORM_NONE && req->norm_stats != NULL) {
         offset = ddts_mallocarray(in_size, sizeof(float));
@@ -734,6 +746,8 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
     st = ddts_model_evaluate(m, &d, job->batch_size > 0 ? job->batch_size : 32, &logs, err);
     if (st != DDTS_OK)
         goto out;
+    if (req->logs != NULL)
+        *req->logs = logs;
     double v;
     if (ddts_logs_get(&logs, "loss", &v) == 0)
         *loss = v;
