@@ -965,6 +965,16 @@ static enum ddts_status collect(struct zip_reader *z, const char *path, long ci,
                     l.names[k] = l.names[q];
                     l.names[q] = t;
                 }
+    /* A class whose variables live in named sub-groups takes them in its
+     * weight order (stable: unlisted ones keep name order, after). */
+    for (size_t k = 1; cl != NULL && k < l.n; k++)
+        for (size_t j = k; j > 0 && ddts__keras_sub_rank(cl->class_name, l.names[j]) <
+                                        ddts__keras_sub_rank(cl->class_name, l.names[j - 1]);
+             j--) {
+            char *t = l.names[j];
+            l.names[j] = l.names[j - 1];
+            l.names[j - 1] = t;
+        }
     for (size_t k = 0; k < l.n && st == DDTS_OK; k++) {
         if (strcmp(l.names[k], "vars") == 0 ||
             (has_children && strcmp(l.names[k], z->container) == 0))

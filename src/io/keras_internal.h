@@ -59,6 +59,9 @@ enum ddts_status ddts__keras_compile_config(const char *config_json, char **out,
 char *ddts__keras_short_name(const struct ddts_keras_config_layer *cl, size_t index);
 /* 1 when every layer of this class has weights (Dense, Conv2D, ...). */
 int ddts__keras_class_has_weights(const char *class_name);
+/* Where sub-group `sub` of a layer of class `class_name` comes in Keras' weight
+ * order (MultiHeadAttention's query_dense, key_dense, ...); larger: after, by name. */
+size_t ddts__keras_sub_rank(const char *class_name, const char *sub);
 /* Splits an h5 weight name "a/b/kernel:0" into short_name "kernel" and
  * layer_name "b", both new strings. Returns DDTS_ENOMEM or DDTS_OK. */
 enum ddts_status ddts__keras_split_weight_name(const char *name, char **short_name,

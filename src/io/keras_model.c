@@ -256,6 +256,11 @@ int ddts__keras_class_has_weights(const char *class_name)
     return ddts__nn_layer_always_weighted(class_name);
 }
 
+size_t ddts__keras_sub_rank(const char *class_name, const char *sub)
+{
+    return ddts__nn_layer_sub_rank(class_name, sub);
+}
+
 char *ddts__keras_short_name(const struct ddts_keras_config_layer *cl, size_t index)
 {
     /* The layer's family knows its weights in Keras 3's variable order

@@ -25,6 +25,8 @@ const struct nn_layer_ops *const *const ddts__nn_families[] = {
     ddts__nn_family_dropout,
     ddts__nn_family_embedding,
     ddts__nn_family_recurrent,
+    ddts__nn_family_depthwise,
+    ddts__nn_family_attention,
     NULL,
 };
 
@@ -77,6 +79,16 @@ void ddts__nn_layer_spec_words(char *buf, size_t cap)
                 return;
             n += (size_t)k;
         }
+}
+
+size_t ddts__nn_layer_sub_rank(const char *cls, const char *sub)
+{
+    const struct nn_layer_ops *d = ddts__nn_layer_find(cls);
+    size_t k = 0;
+    for (; d != NULL && d->sub_groups != NULL && d->sub_groups[k] != NULL; k++)
+        if (strcmp(d->sub_groups[k], sub) == 0)
+            return k;
+    return k + 1;
 }
 
 const char *ddts__nn_layer_weight_name(const char *cls, const struct nn_weight_flags *f,

@@ -4,9 +4,9 @@
  * Everything ddts knows about a layer class lives in one family file under
  * src/nn/ (layer_dense.c, layer_conv.c, layer_pool.c, layer_norm.c,
  * layer_reshape.c, layer_merge.c, layer_activation.c, layer_dropout.c,
- * layer_embedding.c, layer_recurrent.c): its Keras class names, how its
- * config is parsed, its weights in Keras' order, its shape, the buffers it
- * plans, its forward and backward pass, and the words `ddts model new
+ * layer_embedding.c, layer_recurrent.c, layer_depthwise.c, layer_attention.c): its Keras class
+ * names, how its config is parsed, its weights in Keras' order, its shape, the buffers it plans,
+ * its forward and backward pass, and the words `ddts model new
  * --layers` knows it by. Each family exports `struct nn_layer_ops`
  * descriptors; `ddts__nn_families` (layer.c) lists them all. The config reader
  * (config.c), the planner and the passes (model.c, layer.c), the Keras file
@@ -138,6 +138,9 @@ struct nn_layer_ops {
      * variables first, then the others), or NULL past the last. */
     const char *(*weight_name)(const struct nn_weight_flags *f, size_t index);
     int weights_optional; /* a config may give them instead (Normalization) */
+    /* .keras files: the sub-groups holding its variables (MultiHeadAttention's
+     * query_dense, ...) in Keras' weight order, NULL-terminated; NULL: by name. */
+    const char *const *sub_groups;
     /* The engine's hooks; NULL parse: a class ddts knows by name only. */
     enum ddts_status (*parse)(struct nn_parse *p, struct nn_node *nd);
     enum ddts_status (*infer_shape)(struct ddts_model *m, struct nn_node *nd,
@@ -172,6 +175,9 @@ void ddts__nn_layer_spec_words(char *buf, size_t cap);
  * class or past its last weight). */
 const char *ddts__nn_layer_weight_name(const char *cls, const struct nn_weight_flags *f,
                                        size_t index);
+/* Position of sub-group `sub` in the sub_groups of class `cls`, or a number
+ * past them all (unknown class, no list, not listed). */
+size_t ddts__nn_layer_sub_rank(const char *cls, const char *sub);
 /* 1 when every layer of class `cls` has weights in a file (Dense, Conv2D...). */
 int ddts__nn_layer_always_weighted(const char *cls);
 
@@ -188,6 +194,8 @@ extern const struct nn_layer_ops *const ddts__nn_family_activation[];
 extern const struct nn_layer_ops *const ddts__nn_family_dropout[];
 extern const struct nn_layer_ops *const ddts__nn_family_embedding[];
 extern const struct nn_layer_ops *const ddts__nn_family_recurrent[];
+extern const struct nn_layer_ops *const ddts__nn_family_depthwise[];
+extern const struct nn_layer_ops *const ddts__nn_family_attention[];
 
 /* ---- config accessors for parse hooks (config.c) ---- */
 

@@ -1,7 +1,8 @@
 /*
  * The convolution family: Conv2D and Conv1D (a 1-D layer runs as the 2-D
  * one over a (1, T) image), Conv2DTranspose, and the convolution classes of
- * Keras files ddts reads by name only (Conv3D, depthwise, separable).
+ * Keras files ddts reads by name only (Conv3D); depthwise and separable
+ * convolutions live in layer_depthwise.c.
  *
  *   Conv2D           (H, W, C) -> (H', W', F)   kernel (kh, kw, C, F), bias (F)
  *                    valid: H' = (H - dk) / s + 1; same: H' = ceil(H / s)
@@ -32,18 +33,6 @@ static const char *kernel_bias(const struct nn_weight_flags *f, size_t index)
 {
     static const char *const kb[] = {"kernel", "bias"};
     return index < 2 && (index == 0 || f->use_bias) ? kb[index] : NULL;
-}
-
-static const char *depthwise_names(const struct nn_weight_flags *f, size_t index)
-{
-    static const char *const d[] = {"depthwise_kernel", "bias"};
-    return index < 2 && (index == 0 || f->use_bias) ? d[index] : NULL;
-}
-
-static const char *separable_names(const struct nn_weight_flags *f, size_t index)
-{
-    static const char *const s[] = {"depthwise_kernel", "pointwise_kernel", "bias"};
-    return index < 3 && (index < 2 || f->use_bias) ? s[index] : NULL;
 }
 
 /* ---- config ---- */
@@ -518,20 +507,9 @@ static const struct nn_layer_ops conv_other_ops = {
     .weight_name = kernel_bias,
 };
 
-static const struct nn_layer_ops depthwise_ops = {
-    .class_names = (const char *const[]){"DepthwiseConv1D", "DepthwiseConv2D", NULL},
-    .kind = NN_NAMED,
-    .doc = "not supported by the engine; weights depthwise_kernel, bias",
-    .weight_name = depthwise_names,
-};
-
-static const struct nn_layer_ops separable_ops = {
-    .class_names = (const char *const[]){"SeparableConv1D", "SeparableConv2D", NULL},
-    .kind = NN_NAMED,
-    .doc = "not supported by the engine; weights depthwise_kernel, pointwise_kernel, bias",
-    .weight_name = separable_names,
-};
-
 const struct nn_layer_ops *const ddts__nn_family_conv[] = {
-    &conv_ops, &convt_ops, &conv_other_ops, &depthwise_ops, &separable_ops, NULL,
+    &conv_ops,
+    &convt_ops,
+    &conv_other_ops,
+    NULL,
 };

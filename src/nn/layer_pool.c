@@ -49,6 +49,13 @@ static enum ddts_status global_parse(struct nn_parse *p, struct nn_node *nd)
 {
     nd->keepdims = ddts__nn_cfg_bool(p, "keepdims", 0);
     nd->pool1d = strstr(nd->class_name, "1D") != NULL;
+    const char *df = ddts__nn_cfg_str(p, "data_format");
+    /* Keras' time-series transformer example: GlobalAveragePooling1D
+     * (channels_first) on (T, C) averages the last axis, giving (T) */
+    if (nd->pool1d && nd->kind == NN_GAP && df != NULL && strcmp(df, "channels_first") == 0) {
+        nd->chfirst = 1;
+        return DDTS_OK;
+    }
     return ddts__nn_cfg_channels_last(p);
 }
 
@@ -61,7 +68,11 @@ static enum ddts_status global_shape(struct ddts_model *m, struct nn_node *nd,
         return ddts_error_set(err, DDTS_ESHAPE, "layer '%s' (%s) needs %s input, got rank %d",
                               nd->name, nd->class_name, nd->pool1d ? "(T, C)" : "(H, W, C)",
                               a->rank);
-    if (nd->keepdims) {
+    if (nd->chfirst) { /* (T, C) -> (T) or (T, 1) */
+        nd->rank = nd->keepdims ? 2 : 1;
+        nd->shape[0] = a->shape[0];
+        nd->shape[1] = 1;
+    } else if (nd->keepdims) {
         nd->rank = want;
         for (int t = 0; t < want - 1; t++)
             nd->shape[t] = 1;
@@ -274,6 +285,29 @@ static void avgpool(struct ddts_model *m, struct nn_node *nd, size_t b, int back
     }
 }
 
+/* channels_first GlobalAveragePooling1D: y (b, T) = mean over c of x (b, T, C). */
+static void gap_rows(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    size_t C = (size_t)a->shape[1], rows = b * (size_t)a->shape[0];
+    int acc = 0;
+    float *dx = backward ? ddts__nn_dx(m, nd, 0, &acc) : NULL;
+    if (backward && dx == NULL)
+        return;
+    float inv = 1.0f / (float)C;
+    for (size_t r = 0; r < rows; r++) {
+        if (backward) {
+            for (size_t c = 0; c < C; c++)
+                dx[r * C + c] = (acc ? dx[r * C + c] : 0) + nd->dy[r] * inv;
+        } else {
+            float s = 0.0f;
+            for (size_t c = 0; c < C; c++)
+                s += a->y[r * C + c];
+            nd->y[r] = s * inv;
+        }
+    }
+}
+
 /* GlobalAveragePooling1D after a mask: the mean over the steps that count
  * (zero when none does). nd->scratch holds the mask (cap, T). */
 static void masked_gap(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
@@ -324,6 +358,10 @@ static void gap_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_
 static void global_pool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
+    if (nd->chfirst) {
+        gap_rows(m, nd, b, 0);
+        return;
+    }
     size_t C = (size_t)a->shape[a->rank - 1], HW = a->size / C;
     int32_t *arg = (int32_t *)nd->aux;
     if (nd->kind == NN_GAP && nd->mask_src) {
@@ -361,6 +399,10 @@ static void global_pool_forward(struct ddts_model *m, struct nn_node *nd, size_t
 static void gap_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
+    if (nd->chfirst) {
+        gap_rows(m, nd, b, 1);
+        return;
+    }
     int acc;
     float *dx = ddts__nn_dx(m, nd, 0, &acc);
     if (dx == NULL)

@@ -38,6 +38,10 @@ enum nn_kind {
     NN_RESCALING,
     NN_EMBEDDING,
     NN_LAYERNORM,
+    NN_DEPTHWISE,
+    NN_SEPARABLE,
+    NN_MHA,
+    NN_LUONG,
     NN_RNN,     /* SimpleRNN, LSTM, GRU (layer_recurrent.c); Bidirectional is two plus a merge */
     NN_MASKING, /* Masking: zeroes masked steps and starts a mask */
     NN_REPEAT,  /* RepeatVector: (F) -> (n, F) */
@@ -128,6 +132,8 @@ struct nn_node {
 
     /* Dense/Conv/Pool geometry */
     int units, use_bias;
+    int depth_mult;                /* depthwise/separable: depth_multiplier */
+    int heads, key_dim, value_dim; /* MultiHeadAttention */
     int kh, kw, sh, sw, dh, dw, same;
     int pt, pl, pb, pr;
     float rate;           /* dropout */
@@ -139,6 +145,7 @@ struct nn_node {
     int keras_axis;       /* concatenate: the config's axis (batch included) */
     int keepdims;         /* global pooling */
     int pool1d;           /* global pooling over (T, C) instead of (H, W, C) */
+    int chfirst;          /* GlobalAveragePooling1D channels_first: mean over the last axis */
     int dim1;             /* Conv1D / pooling 1D: (T, C) seen as (1, T, C) */
     int chunk;            /* conv: images per im2col chunk */
     int dchunk;           /* conv: images per input-gradient (dcol) chunk */

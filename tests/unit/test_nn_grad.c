@@ -177,8 +177,8 @@ static void check_json(const char *json, const char *loss, const char *loss_cfg,
             double num = (4 * d[1] - d[0]) / 3;
             double diff = fabs(num - a), scale = fmax(fabs(num), fabs(a));
             if (!(diff <= tol * scale + floor_abs)) /* NaN-safe */
-                fail_msg("%s: d loss / d %s/%s[%zu]: analytic %.7g, numeric %.7g (loss %s = %g)",
-                         json, w->layer_name, w->name, j, a, num, loss ? loss : "cfg", l0);
+                fail_msg("d loss / d %s/%s[%zu]: analytic %.7g, numeric %.7g (loss %s = %g) in %s",
+                         w->layer_name, w->name, j, a, num, loss ? loss : "cfg", l0, json);
             checked++;
         }
     }
@@ -241,6 +241,10 @@ static void test_activations(void **state)
     check("4",
           DENSE(6, "linear") ",{\"class_name\":\"ReLU\",\"config\":{\"name\":\"x\","
                              "\"max_value\":0.3,\"threshold\":0.05}}," DENSE(2, "linear"),
+          "mse", T_REAL);
+    check("4",
+          DENSE(6, "linear") ",{\"class_name\":\"ReLU\",\"config\":{\"name\":\"x\","
+                             "\"max_value\":6.0,\"negative_slope\":0.2}}," DENSE(2, "linear"),
           "mse", T_REAL);
     check("4",
           DENSE(6, "linear") ",{\"class_name\":\"ELU\",\"config\":{\"name\":\"x\","
@@ -331,6 +335,102 @@ static void test_conv_transpose(void **state)
           "mse", T_REAL);
 }
 
+#define DW(cls, name, k, extra)                                                                    \
+    "{\"class_name\":\"" cls "\",\"config\":{\"name\":\"" name "\",\"kernel_size\":" k             \
+    ",\"activation\":\"tanh\"" extra "}}"
+
+/* DepthwiseConv2D / SeparableConv2D (layer_depthwise.c): direct kernels, every
+ * geometry; a convolution before them checks their input gradient. */
+static void test_depthwise(void **state)
+{
+    (void)state;
+    check("5,5,2", DW("DepthwiseConv2D", "d", "[3,3]", "") HEAD, "mse", T_REAL);
+    check("6,5,2",
+          DW("DepthwiseConv2D", "d", "[3,3]", ",\"depth_multiplier\":2,\"padding\":\"same\"") HEAD,
+          "mse", T_REAL);
+    check("7,6,3",
+          DW("DepthwiseConv2D", "d", "[3,2]",
+             ",\"strides\":[2,2],\"padding\":\"same\",\"use_bias\":false") HEAD,
+          "mse", T_REAL);
+    check("7,7,2",
+          DW("DepthwiseConv2D", "d", "[2,2]", ",\"dilation_rate\":[2,2],\"padding\":\"same\"") HEAD,
+          "mse", T_REAL);
+    check("6,6,2",
+          CONV("c", 3, 2, "") "," DW("DepthwiseConv2D", "d", "[3,3]",
+                                     ",\"depth_multiplier\":2,\"strides\":[2,1]") HEAD,
+          "mse", T_REAL);
+    check("9,2", DW("DepthwiseConv1D", "d", "3", ",\"strides\":2,\"padding\":\"same\"") HEAD, "mse",
+          T_REAL);
+    check("6,6,2",
+          CONV("c", 3, 2, "") "," DW("SeparableConv2D", "s", "[3,3]",
+                                     ",\"filters\":4,\"depth_multiplier\":2,\"strides\":[2,2],"
+                                     "\"padding\":\"same\"") HEAD,
+          "mse", T_REAL);
+    check("5,5,3", DW("SeparableConv2D", "s", "[2,2]", ",\"filters\":2,\"use_bias\":false") HEAD,
+          "mse", T_REAL);
+    check("8,2", DW("SeparableConv1D", "s", "3", ",\"filters\":3,\"dilation_rate\":2") HEAD, "mse",
+          T_REAL);
+}
+
+/* A functional model: "in" (6, 4) -> Dense q (5); with `branches` >= 1 also
+ * Dense v (3) -> AveragePooling1D pv (3 steps), with 2 Dense k (5) -> pk; then
+ * MultiHeadAttention on `mha_args`, Flatten, Dense. */
+static void check_att(const char *cls, int branches, const char *mha_cfg, const char *mha_args)
+{
+    char j[4096];
+    const char *vb =
+        "{\"class_name\":\"Dense\",\"name\":\"v\",\"config\":{\"name\":\"v\",\"units\":3,"
+        "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"in\",0,0,{}]]]},"
+        "{\"class_name\":\"AveragePooling1D\",\"name\":\"pv\",\"config\":{\"name\":"
+        "\"pv\",\"pool_size\":2},\"inbound_nodes\":[[[\"v\",0,0,{}]]]},";
+    const char *kb =
+        "{\"class_name\":\"Dense\",\"name\":\"k\",\"config\":{\"name\":\"k\",\"units\":5,"
+        "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"in\",0,0,{}]]]},"
+        "{\"class_name\":\"AveragePooling1D\",\"name\":\"pk\",\"config\":{\"name\":"
+        "\"pk\",\"pool_size\":2},\"inbound_nodes\":[[[\"k\",0,0,{}]]]},";
+    snprintf(j, sizeof j,
+             "{\"class_name\":\"Functional\",\"config\":{\"name\":\"t\",\"layers\":["
+             "{\"class_name\":\"InputLayer\",\"name\":\"in\",\"config\":{\"name\":\"in\","
+             "\"batch_input_shape\":[null,6,4]},\"inbound_nodes\":[]},"
+             "{\"class_name\":\"Dense\",\"name\":\"q\",\"config\":{\"name\":\"q\",\"units\":5,"
+             "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"in\",0,0,{}]]]},%s%s"
+             "{\"class_name\":\"%s\",\"name\":\"mha\",\"config\":{\"name\":\"mha\","
+             "%s},\"inbound_nodes\":[[%s]]},"
+             "{\"class_name\":\"Flatten\",\"name\":\"f\",\"config\":{\"name\":\"f\"},"
+             "\"inbound_nodes\":[[[\"mha\",0,0,{}]]]},"
+             "{\"class_name\":\"Dense\",\"name\":\"o\",\"config\":{\"name\":\"o\",\"units\":2},"
+             "\"inbound_nodes\":[[[\"f\",0,0,{}]]]}],"
+             "\"input_layers\":[[\"in\",0,0]],\"output_layers\":[[\"o\",0,0]]}}",
+             branches >= 1 ? vb : "", branches >= 2 ? kb : "", cls, mha_cfg, mha_args);
+    check_json(j, "mse", NULL, T_REAL, 2e-2);
+}
+
+/* MultiHeadAttention (layer_attention.c): self-attention (query = value = key,
+ * as Keras writes it: the same tensor twice), cross-attention with key =
+ * value, and three distinct inputs. */
+static void test_attention(void **state)
+{
+    (void)state;
+    check_att("MultiHeadAttention", 0, "\"num_heads\":2,\"key_dim\":3",
+              "[\"q\",0,0,{}],[\"q\",0,0,{}]");
+    check_att("MultiHeadAttention", 1,
+              "\"num_heads\":2,\"key_dim\":2,\"value_dim\":3,\"output_shape\":4",
+              "[\"q\",0,0,{}],[\"pv\",0,0,{}]");
+    check_att("MultiHeadAttention", 2,
+              "\"num_heads\":3,\"key_dim\":2,\"use_bias\":false,\"attention_axes\":[1]",
+              "[\"q\",0,0,{}],[\"pv\",0,0,{}],[\"pk\",0,0,{}]");
+    /* Attention (Luong, no scaling): self ([h, h] as Keras writes it), and
+     * [query, value, key] with value/key of other lengths and widths */
+    check_att("Attention", 0, "\"use_scale\":false", "[\"q\",0,0,{}],[\"q\",0,0,{}]");
+    check_att("Attention", 2, "\"score_mode\":\"dot\"",
+              "[\"q\",0,0,{}],[\"pv\",0,0,{}],[\"pk\",0,0,{}]");
+    /* one input (a Sequential use): query, value and key are the same tensor */
+    check("5,4",
+          DENSE(4, "tanh") ",{\"class_name\":\"MultiHeadAttention\",\"config\":{\"name\":\"m\","
+                           "\"num_heads\":2,\"key_dim\":2}}" HEAD,
+          "mse", T_REAL);
+}
+
 static void test_pooling(void **state)
 {
     (void)state;
@@ -413,6 +513,17 @@ static void test_layernorm_embedding(void **state)
           DENSE(4, "linear") ",{\"class_name\":\"LayerNormalization\",\"config\":{\"name\":"
                              "\"ln\",\"center\":false}}," DENSE(2, "tanh"),
           "mse", T_REAL);
+    /* GlobalAveragePooling1D channels_first: the mean over the last axis */
+    check("3,5",
+          DENSE(4, "tanh") ",{\"class_name\":\"GlobalAveragePooling1D\",\"config\":{"
+                           "\"name\":\"g\",\"data_format\":\"channels_first\"}}," DENSE(2, "tanh"),
+          "mse", T_REAL);
+    check(
+        "3,5",
+        DENSE(4,
+              "tanh") ",{\"class_name\":\"GlobalAveragePooling1D\",\"config\":{"
+                      "\"name\":\"g\",\"data_format\":\"channels_first\",\"keepdims\":true}}" HEAD,
+        "mse", T_REAL);
     int_inputs = 7;
     check("4",
           "{\"class_name\":\"Embedding\",\"config\":{\"name\":\"e\",\"input_dim\":7,"
@@ -670,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_dense),     cmocka_unit_test(test_activations),
         cmocka_unit_test(test_conv),      cmocka_unit_test(test_conv_transpose),
         cmocka_unit_test(test_conv1d),    cmocka_unit_test(test_conv1d_seq),
+        cmocka_unit_test(test_depthwise), cmocka_unit_test(test_attention),
         cmocka_unit_test(test_pooling),   cmocka_unit_test(test_shape_layers),
         cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_layernorm_embedding),
         cmocka_unit_test(test_merge),     cmocka_unit_test(test_recurrent),

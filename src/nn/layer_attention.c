@@ -1,0 +1,440 @@
+/*
+ * The attention family: MultiHeadAttention over (T, D) sequences, as Keras
+ * defines it (keras.layers.MultiHeadAttention, attention over axis 1).
+ *
+ *   inputs   query (T, Dq), value (S, Dv), key (S, Dk) (key = value when absent)
+ *   weights  query kernel (Dq, H, dk), bias (H, dk); key kernel (Dk, H, dk), bias;
+ *            value kernel (Dv, H, dv), bias (H, dv); output kernel (H, dv, Do),
+ *            bias (Do); Do = output_shape, or Dq when null
+ *   forward  Q = (xq Wq + bq) / sqrt(dk), K = xk Wk + bk, V = xv Wv + bv
+ *            P[h] = softmax over s of Q[h] K[h]^T      (T, S) per head
+ *            O[h] = P[h] V[h]                            (T, dv)
+ *            z = O (T, H dv) Wo (H dv, Do) + bo
+ *
+ * Projections are one GEMM each over the batch; scores and the weighted sums
+ * are GEMMs per (sample, head) on strided views (row stride H dk), threads
+ * over (sample, head); the softmax is fused in the score rows (max
+ * subtracted, exp and sum in one pass). Q, K, V, P and O are planned buffers
+ * (aux) kept for the backward pass; its gradients use a second one (aux2).
+ * Supported: self- and cross-attention without masks, `attention_axes` null
+ * or [1] on (T, D) inputs, use_bias, output_shape an integer. The attention
+ * dropout is not applied in training (documented in docs/engine.md).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "nn/layer.h"
+#include "tensor/tensor.h"
+
+static const char *mha_names(const struct nn_weight_flags *f, size_t index)
+{
+    static const char *const all[] = {"kernel", "bias", "kernel", "bias",
+                                      "kernel", "bias", "kernel", "bias"};
+    static const char *const nb[] = {"kernel", "kernel", "kernel", "kernel"};
+    if (f->use_bias)
+        return index < 8 ? all[index] : NULL;
+    return index < 4 ? nb[index] : NULL;
+}
+
+static enum ddts_status mha_parse(struct nn_parse *p, struct nn_node *nd)
+{
+    enum ddts_status st;
+    if (ddts__nn_cfg_int(p, "num_heads", 1, 1 << 16, 0, &nd->heads) != 0)
+        return ddts__nn_bad(p, "num_heads must be a positive integer");
+    if (ddts__nn_cfg_int(p, "key_dim", 1, 1 << 20, 0, &nd->key_dim) != 0)
+        return ddts__nn_bad(p, "key_dim must be a positive integer");
+    if (ddts__nn_cfg_int(p, "value_dim", 1, 1 << 20, nd->key_dim, &nd->value_dim) != 0)
+        return ddts__nn_bad(p, "value_dim must be a positive integer");
+    nd->units = 0;
+    if (ddts__nn_cfg_has(p, "output_shape") &&
+        ddts__nn_cfg_int(p, "output_shape", 1, 1 << 24, 0, &nd->units) != 0) {
+        int64_t os[2];
+        if (ddts__nn_cfg_int_list(p, "output_shape", 2, os) != 1 || os[0] < 1 || os[0] > (1 << 24))
+            return ddts__nn_unsup(p, "output_shape other than an integer");
+        nd->units = (int)os[0];
+    }
+    int64_t ax[DDTS_MAX_RANK];
+    if (ddts__nn_cfg_has(p, "attention_axes")) {
+        int n = ddts__nn_cfg_int_list(p, "attention_axes", DDTS_MAX_RANK, ax);
+        if (n < 0) {
+            int one;
+            if (ddts__nn_cfg_int(p, "attention_axes", 1, 1, 1, &one) != 0)
+                return ddts__nn_unsup(p, "attention_axes other than [1]");
+        } else if (n != 1 || ax[0] != 1) {
+            return ddts__nn_unsup(p, "attention_axes other than [1]");
+        }
+    }
+    nd->use_bias = ddts__nn_cfg_bool(p, "use_bias", 1);
+    if (ddts__nn_cfg_float(p, "dropout", 0, 1, 0, &nd->rate) != 0 || nd->rate >= 1)
+        return ddts__nn_bad(p, "dropout must be in [0, 1)");
+    static const char *const nulls[] = {"activity_regularizer", "kernel_constraint",
+                                        "bias_constraint"};
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
+        if ((st = ddts__nn_cfg_null(p, nulls[i])) != DDTS_OK)
+            return st;
+    return DDTS_OK;
+}
+
+static const struct nn_node *in_q(const struct ddts_model *m, const struct nn_node *nd)
+{
+    return &m->nodes[nd->in[0]];
+}
+static const struct nn_node *in_v(const struct ddts_model *m, const struct nn_node *nd)
+{
+    return &m->nodes[nd->in[nd->n_in > 1 ? 1 : 0]];
+}
+static const struct nn_node *in_k(const struct ddts_model *m, const struct nn_node *nd)
+{
+    return &m->nodes[nd->in[nd->n_in > 2 ? 2 : nd->n_in > 1 ? 1 : 0]];
+}
+
+static enum ddts_status mha_shape(struct ddts_model *m, struct nn_node *nd, struct ddts_error *err)
+{
+    const struct nn_node *q = in_q(m, nd), *v = in_v(m, nd), *k = in_k(m, nd);
+    if (q->rank != 2 || v->rank != 2 || k->rank != 2)
+        return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                              "layer '%s' (%s): only (T, D) query, value and key inputs are "
+                              "supported",
+                              nd->name, nd->class_name);
+    if (k->shape[0] != v->shape[0])
+        return ddts_error_set(err, DDTS_ESHAPE, "layer '%s' (%s): key has %lld steps, value %lld",
+                              nd->name, nd->class_name, (long long)k->shape[0],
+                              (long long)v->shape[0]);
+    if (nd->units == 0)
+        nd->units = (int)q->shape[1];
+    nd->rank = 2;
+    nd->shape[0] = q->shape[0];
+    nd->shape[1] = nd->units;
+    return DDTS_OK;
+}
+
+static enum ddts_status mha_weights(struct nn_parse *p, struct nn_node *nd)
+{
+    const struct ddts_model *m = p->m;
+    int64_t H = nd->heads, dk = nd->key_dim, dv = nd->value_dim;
+    int64_t shp[4][3] = {{in_q(m, nd)->shape[1], H, dk},
+                         {in_k(m, nd)->shape[1], H, dk},
+                         {in_v(m, nd)->shape[1], H, dv},
+                         {H, dv, nd->units}};
+    int64_t bs[4][2] = {{H, dk}, {H, dk}, {H, dv}, {nd->units, 0}};
+    enum ddts_status st = DDTS_OK;
+    for (int i = 0; i < 4 && st == DDTS_OK; i++) {
+        st = ddts__nn_cfg_weight(p, "kernel", 3, shp[i], 1, "kernel_initializer",
+                                 ddts__nn_init_glorot, "kernel_regularizer");
+        if (st == DDTS_OK && nd->use_bias)
+            st = ddts__nn_cfg_weight(p, "bias", i < 3 ? 2 : 1, bs[i], 1, "bias_initializer",
+                                     ddts__nn_init_zeros, "bias_regularizer");
+    }
+    return st;
+}
+
+/* Per-sample sizes of the kept buffers (floats). */
+struct mha_dims {
+    size_t T, S, H, dk, dv, Dq, Dk, Dv, Do;
+    size_t q, k, v, p, o; /* offsets in a sample's aux block */
+    size_t per;           /* floats per sample */
+};
+
+static void mha_dims(const struct ddts_model *m, const struct nn_node *nd, struct mha_dims *d)
+{
+    d->T = (size_t)in_q(m, nd)->shape[0];
+    d->S = (size_t)in_v(m, nd)->shape[0];
+    d->H = (size_t)nd->heads;
+    d->dk = (size_t)nd->key_dim;
+    d->dv = (size_t)nd->value_dim;
+    d->Dq = (size_t)in_q(m, nd)->shape[1];
+    d->Dk = (size_t)in_k(m, nd)->shape[1];
+    d->Dv = (size_t)in_v(m, nd)->shape[1];
+    d->Do = (size_t)nd->units;
+    /* buffers over the whole batch: Q (b T, H dk), K (b S, H dk), V (b S, H dv),
+     * P (b H T, S), O (b T, H dv); offsets are per-sample multiples */
+    d->q = 0;
+    d->k = d->T * d->H * d->dk;
+    d->v = d->k + d->S * d->H * d->dk;
+    d->p = d->v + d->S * d->H * d->dv;
+    d->o = d->p + d->H * d->T * d->S;
+    d->per = d->o + d->T * d->H * d->dv;
+}
+
+static void mha_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_need *need)
+{
+    struct nn_node *nd = &m->nodes[i];
+    struct mha_dims d;
+    mha_dims(m, nd, &d);
+    size_t rows = cap * (d.T > d.S ? d.T : d.S);
+    need->ones_n = rows > need->ones_n ? rows : need->ones_n;
+    nd->aux = ddts__nn_plan_buf(cap, d.per, &need->fail);
+    if (nd->needs_grad)
+        nd->aux2 = ddts__nn_plan_buf(cap, d.per, &need->fail);
+}
+
+/* The batch regions of a block laid out as mha_dims says (cap-major). */
+struct mha_bufs {
+    float *q, *k, *v, *p, *o;
+};
+
+static void mha_bufs(const struct mha_dims *d, float *base, size_t cap, struct mha_bufs *b)
+{
+    b->q = base;
+    b->k = base + cap * d->k;
+    b->v = base + cap * d->v;
+    b->p = base + cap * d->p;
+    b->o = base + cap * d->o;
+}
+
+/* Y (rows, n) = X (rows, in) W (in, n) + bias. */
+static void project(const struct ddts_model *m, size_t rows, size_t in, size_t n, const float *x,
+                    int wslot, const float *bias, float *y)
+{
+    ddts__tensor_sgemm_par(m->threads, 0, 0, rows, n, in, 1.0f, x, in, ddts__nn_wdata(m, wslot), n,
+                           0.0f, y, n);
+    if (bias != NULL)
+        ddts__nn_add_bias(rows, n, bias, y, m->threads);
+}
+
+static void mha_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    struct mha_dims d;
+    mha_dims(m, nd, &d);
+    struct mha_bufs u;
+    mha_bufs(&d, nd->aux, m->cap, &u);
+    int ub = nd->use_bias, w = nd->w0;
+    size_t HK = d.H * d.dk, HV = d.H * d.dv;
+    project(m, b * d.T, d.Dq, HK, in_q(m, nd)->y, w, ub ? ddts__nn_wdata(m, w + 1) : NULL, u.q);
+    w += 1 + ub;
+    project(m, b * d.S, d.Dk, HK, in_k(m, nd)->y, w, ub ? ddts__nn_wdata(m, w + 1) : NULL, u.k);
+    w += 1 + ub;
+    project(m, b * d.S, d.Dv, HV, in_v(m, nd)->y, w, ub ? ddts__nn_wdata(m, w + 1) : NULL, u.v);
+    w += 1 + ub;
+    float scale = 1.0f / sqrtf((float)d.dk);
+    for (size_t i = 0; i < b * d.T * HK; i++)
+        u.q[i] *= scale;
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b * d.H > 1)
+    for (long nh = 0; nh < (long)(b * d.H); nh++) {
+        size_t n = (size_t)nh / d.H, h = (size_t)nh % d.H;
+        const float *Q = u.q + n * d.T * HK + h * d.dk, *K = u.k + n * d.S * HK + h * d.dk;
+        const float *V = u.v + n * d.S * HV + h * d.dv;
+        float *P = u.p + (size_t)nh * d.T * d.S, *O = u.o + n * d.T * HV + h * d.dv;
+        ddts__tensor_sgemm(0, 1, d.T, d.S, d.dk, 1.0f, Q, HK, K, HK, 0.0f, P, d.S);
+        for (size_t t = 0; t < d.T; t++) { /* fused, stable softmax over s */
+            float *r = P + t * d.S, mx = r[0];
+            for (size_t s = 1; s < d.S; s++)
+                mx = r[s] > mx ? r[s] : mx;
+            float sum = 0.0f;
+            for (size_t s = 0; s < d.S; s++)
+                sum += (r[s] = expf(r[s] - mx));
+            float inv = 1.0f / sum;
+            for (size_t s = 0; s < d.S; s++)
+                r[s] *= inv;
+        }
+        ddts__tensor_sgemm(0, 0, d.T, d.dv, d.S, 1.0f, P, d.S, V, HV, 0.0f, O, HV);
+    }
+    project(m, b * d.T, HV, d.Do, u.o, w, ub ? ddts__nn_wdata(m, w + 1) : NULL, nd->z);
+}
+
+/* Weight gradients of a projection Y = X W + b from dY, and dX (+)= dY W^T. */
+static void project_back(const struct ddts_model *m, const struct nn_node *nd, size_t rows,
+                         size_t in, size_t n, const float *x, int wslot, int ub, const float *dy,
+                         float *dx, int acc)
+{
+    if (m->w[wslot].trainable) {
+        ddts__tensor_sgemm_par(m->threads, 1, 0, in, n, rows, 1.0f, x, in, dy, n, 0.0f,
+                               ddts__nn_gdata(m, wslot), n);
+        if (ub)
+            ddts__nn_bias_grad(m, rows, n, dy, ddts__nn_gdata(m, wslot + 1));
+    }
+    (void)nd;
+    if (dx != NULL)
+        ddts__tensor_sgemm_par(m->threads, 0, 1, rows, in, n, 1.0f, dy, n, ddts__nn_wdata(m, wslot),
+                               n, acc ? 1.0f : 0.0f, dx, in);
+}
+
+static void mha_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    struct mha_dims d;
+    mha_dims(m, nd, &d);
+    struct mha_bufs u, g;
+    mha_bufs(&d, nd->aux, m->cap, &u);
+    mha_bufs(&d, nd->aux2, m->cap, &g);
+    int ub = nd->use_bias, step = 1 + ub;
+    int wq = nd->w0, wk = wq + step, wv = wk + step, wo = wv + step;
+    size_t HK = d.H * d.dk, HV = d.H * d.dv;
+    /* dO = dz Wo^T; dWo, dbo */
+    project_back(m, nd, b * d.T, HV, d.Do, u.o, wo, ub, nd->dz, g.o, 0);
+    float scale = 1.0f / sqrtf((float)d.dk);
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b * d.H > 1)
+    for (long nh = 0; nh < (long)(b * d.H); nh++) {
+        size_t n = (size_t)nh / d.H, h = (size_t)nh % d.H;
+        size_t oq = n * d.T * HK + h * d.dk, ok = n * d.S * HK + h * d.dk;
+        size_t ov = n * d.S * HV + h * d.dv, oo = n * d.T * HV + h * d.dv;
+        const float *P = u.p + (size_t)nh * d.T * d.S;
+        float *dP = g.p + (size_t)nh * d.T * d.S;
+        /* dV = P^T dO; dP = dO V^T */
+        ddts__tensor_sgemm(1, 0, d.S, d.dv, d.T, 1.0f, P, d.S, g.o + oo, HV, 0.0f, g.v + ov, HV);
+        ddts__tensor_sgemm(0, 1, d.T, d.S, d.dv, 1.0f, g.o + oo, HV, u.v + ov, HV, 0.0f, dP, d.S);
+        for (size_t t = 0; t < d.T; t++) { /* dScore = P (dP - sum_s P dP) */
+            const float *pr = P + t * d.S;
+            float *r = dP + t * d.S, dot = 0.0f;
+            for (size_t s = 0; s < d.S; s++)
+                dot += pr[s] * r[s];
+            for (size_t s = 0; s < d.S; s++)
+                r[s] = pr[s] * (r[s] - dot);
+        }
+        /* dQ (before the scale) = scale dS K; dK = dS^T Q (Q already scaled) */
+        ddts__tensor_sgemm(0, 0, d.T, d.dk, d.S, scale, dP, d.S, u.k + ok, HK, 0.0f, g.q + oq, HK);
+        ddts__tensor_sgemm(1, 0, d.S, d.dk, d.T, 1.0f, dP, d.S, u.q + oq, HK, 0.0f, g.k + ok, HK);
+    }
+    int aq = 0, ak = 1, av = 1;
+    float *dxq = ddts__nn_dx(m, nd, 0, &aq);
+    float *dxv = nd->n_in > 1 ? ddts__nn_dx(m, nd, 1, &av) : dxq;
+    float *dxk = nd->n_in > 2 ? ddts__nn_dx(m, nd, 2, &ak) : dxv;
+    if (nd->n_in == 1) /* one input for all three: add the second and third */
+        av = ak = 1;
+    else if (nd->n_in == 2)
+        ak = 1;
+    project_back(m, nd, b * d.T, d.Dq, HK, in_q(m, nd)->y, wq, ub, g.q, dxq, aq);
+    project_back(m, nd, b * d.S, d.Dv, HV, in_v(m, nd)->y, wv, ub, g.v, dxv, av);
+    project_back(m, nd, b * d.S, d.Dk, HK, in_k(m, nd)->y, wk, ub, g.k, dxk, ak);
+}
+
+static const struct nn_layer_ops mha_ops = {
+    .class_names = (const char *const[]){"MultiHeadAttention", NULL},
+    .kind = NN_MHA,
+    .doc = "multi-head scaled dot-product attention over (T, D) query and (S, D) value/key",
+    .min_in = 1,
+    .max_in = 3,
+    .weight_name = mha_names,
+    .sub_groups =
+        (const char *const[]){"query_dense", "key_dense", "value_dense", "output_dense", NULL},
+    .parse = mha_parse,
+    .infer_shape = mha_shape,
+    .add_weights = mha_weights,
+    .plan = mha_plan,
+    .forward = mha_forward,
+    .backward = mha_backward,
+};
+
+/* ---- Attention (Luong): z = softmax(q k^T) v, no scaling, no weights ----
+ * inputs [query (T, D), value (S, D)] or [query, value, key]; P kept in aux
+ * (cap, T, S), its gradient in aux2. */
+
+static enum ddts_status luong_parse(struct nn_parse *p, struct nn_node *nd)
+{
+    const char *mode = ddts__nn_cfg_str(p, "score_mode");
+    if (mode != NULL && strcmp(mode, "dot") != 0)
+        return ddts__nn_unsup(p, "score_mode other than dot");
+    if (ddts__nn_cfg_bool(p, "use_scale", 0))
+        return ddts__nn_unsup(p, "use_scale");
+    if (ddts__nn_cfg_bool(p, "causal", 0))
+        return ddts__nn_unsup(p, "causal");
+    if (ddts__nn_cfg_float(p, "dropout", 0, 1, 0, &nd->rate) != 0 || nd->rate >= 1)
+        return ddts__nn_bad(p, "dropout must be in [0, 1)");
+    return DDTS_OK;
+}
+
+static enum ddts_status luong_shape(struct ddts_model *m, struct nn_node *nd,
+                                    struct ddts_error *err)
+{
+    const struct nn_node *q = in_q(m, nd), *v = in_v(m, nd), *k = in_k(m, nd);
+    if (nd->n_in < 2 || q->rank != 2 || v->rank != 2 || k->rank != 2)
+        return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                              "layer '%s' (%s): needs [query, value(, key)] of shape (T, D)",
+                              nd->name, nd->class_name);
+    if (k->shape[0] != v->shape[0] || q->shape[1] != k->shape[1])
+        return ddts_error_set(err, DDTS_ESHAPE,
+                              "layer '%s' (%s): key must have value's steps and query's features",
+                              nd->name, nd->class_name);
+    nd->rank = 2;
+    nd->shape[0] = q->shape[0];
+    nd->shape[1] = v->shape[1];
+    return DDTS_OK;
+}
+
+static void luong_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_need *need)
+{
+    struct nn_node *nd = &m->nodes[i];
+    size_t ts = (size_t)in_q(m, nd)->shape[0] * (size_t)in_v(m, nd)->shape[0];
+    nd->aux = ddts__nn_plan_buf(cap, ts, &need->fail);
+    if (nd->needs_grad)
+        nd->aux2 = ddts__nn_plan_buf(cap, ts, &need->fail);
+}
+
+static void luong_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    const struct nn_node *q = in_q(m, nd), *v = in_v(m, nd), *k = in_k(m, nd);
+    size_t T = (size_t)q->shape[0], S = (size_t)v->shape[0], D = (size_t)q->shape[1];
+    size_t E = (size_t)v->shape[1];
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
+    for (long n = 0; n < (long)b; n++) {
+        float *P = nd->aux + (size_t)n * T * S;
+        ddts__tensor_sgemm(0, 1, T, S, D, 1.0f, q->y + (size_t)n * q->size, D,
+                           k->y + (size_t)n * k->size, D, 0.0f, P, S);
+        for (size_t t = 0; t < T; t++) { /* fused, stable softmax over s */
+            float *r = P + t * S, mx = r[0];
+            for (size_t s = 1; s < S; s++)
+                mx = r[s] > mx ? r[s] : mx;
+            float sum = 0.0f;
+            for (size_t s = 0; s < S; s++)
+                sum += (r[s] = expf(r[s] - mx));
+            for (size_t s = 0; s < S; s++)
+                r[s] /= sum;
+        }
+        ddts__tensor_sgemm(0, 0, T, E, S, 1.0f, P, S, v->y + (size_t)n * v->size, E, 0.0f,
+                           nd->z + (size_t)n * nd->size, E);
+    }
+}
+
+static void luong_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    const struct nn_node *q = in_q(m, nd), *v = in_v(m, nd), *k = in_k(m, nd);
+    size_t T = (size_t)q->shape[0], S = (size_t)v->shape[0], D = (size_t)q->shape[1];
+    size_t E = (size_t)v->shape[1];
+    int aq = 0, av = 0, ak = 1;
+    float *dq = ddts__nn_dx(m, nd, 0, &aq);
+    float *dv = ddts__nn_dx(m, nd, 1, &av);
+    float *dk = nd->n_in > 2 ? ddts__nn_dx(m, nd, 2, &ak) : dv;
+    if (nd->n_in == 2)
+        ak = 1; /* key = value: its gradient adds to the value's */
+        /* Each sample writes only its own rows; inputs shared between the
+         * slots (self-attention) are written in slot order within a sample. */
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
+    for (long n = 0; n < (long)b; n++) {
+        const float *P = nd->aux + (size_t)n * T * S, *dz = nd->dz + (size_t)n * nd->size;
+        float *dP = nd->aux2 + (size_t)n * T * S;
+        const float *vy = v->y + (size_t)n * v->size, *ky = k->y + (size_t)n * k->size;
+        const float *qy = q->y + (size_t)n * q->size;
+        ddts__tensor_sgemm(0, 1, T, S, E, 1.0f, dz, E, vy, E, 0.0f, dP, S);
+        for (size_t t = 0; t < T; t++) {
+            const float *pr = P + t * S;
+            float *r = dP + t * S, dot = 0.0f;
+            for (size_t s = 0; s < S; s++)
+                dot += pr[s] * r[s];
+            for (size_t s = 0; s < S; s++)
+                r[s] = pr[s] * (r[s] - dot);
+        }
+        if (dq != NULL)
+            ddts__tensor_sgemm(0, 0, T, D, S, 1.0f, dP, S, ky, D, aq ? 1.0f : 0.0f,
+                               dq + (size_t)n * q->size, D);
+        if (dv != NULL)
+            ddts__tensor_sgemm(1, 0, S, E, T, 1.0f, P, S, dz, E, av ? 1.0f : 0.0f,
+                               dv + (size_t)n * v->size, E);
+        if (dk != NULL)
+            ddts__tensor_sgemm(1, 0, S, D, T, 1.0f, dP, S, qy, D, ak ? 1.0f : 0.0f,
+                               dk + (size_t)n * k->size, D);
+    }
+}
+
+static const struct nn_layer_ops luong_ops = {
+    .class_names = (const char *const[]){"Attention", NULL},
+    .kind = NN_LUONG,
+    .doc = "dot-product attention softmax(q k^T) v (Luong), no scaling",
+    .min_in = 2,
+    .max_in = 3,
+    .parse = luong_parse,
+    .infer_shape = luong_shape,
+    .plan = luong_plan,
+    .forward = luong_forward,
+    .backward = luong_backward,
+};
+
+const struct nn_layer_ops *const ddts__nn_family_attention[] = {&mha_ops, &luong_ops, NULL};
