@@ -74,7 +74,8 @@ enum ddts_status ddts_serve_load_data(const struct ddts_job *job, struct ddts_ar
     } else {
         st = ddts_serve_load_xy(job, job->dataset, x, y, err);
     }
-    if (st == DDTS_OK && job->samples > 0 && (*x)->rank > 0 && job->samples > (*x)->shape[0])
+    if (st == DDTS_OK && job->samples > 0 && *x != NULL && (*x)->rank > 0 &&
+        job->samples > (*x)->shape[0])
         st = ddts_error_set(err, DDTS_EINVAL,
                             "--samples %lld: the data (%s) holds only %lld training samples",
                             (long long)job->samples,
