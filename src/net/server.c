@@ -12,9 +12,11 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,6 +75,8 @@ struct session {
     uint8_t id[ID_BYTES];
     char name[DDTS_MAX_NAME_BYTES + 1];
     char addr[64];
+    char key[DDTS__ADDR_KEY_BYTES]; /* the address as counted for limits and bans */
+    double deadline;                /* to authenticate by (ddts_now() time) */
     long shard;
     int timed_out;      /* ended by silence: its share is reassignable at once */
     struct result *res; /* the round result to send, set when the round completes */
@@ -86,13 +90,28 @@ struct session {
     double progress_at;
 };
 
-struct ban {
-    char addr[64];
-    unsigned fails;
-    double until; /* banned while now < until (0: not banned) */
-    int busy;     /* a handshake from this address is in progress */
-    struct ban *next;
+/* An address as the server counts it (ddts__addr_key): limits, failures, bans. */
+struct peer {
+    char key[DDTS__ADDR_KEY_BYTES];
+    unsigned fails;   /* real failed attempts since the last ban */
+    double until;     /* banned while ddts_now() < until (1e300: for the job) */
+    int busy;         /* a handshake from this address is in progress */
+    unsigned pending; /* its unauthenticated connections with a thread */
+    unsigned queued;  /* its connections waiting for a turn (struct queued) */
+    double warn_at;   /* rate limit of its warning lines */
+    unsigned warned, suppressed;
+    struct peer *next;
 };
+
+/* An accepted socket waiting for its address's turn (the accept thread's). */
+struct queued {
+    int fd;
+    double deadline;
+    char key[DDTS__ADDR_KEY_BYTES];
+};
+
+/* Refused sockets kept until the peer read its HELLO_S (see refuse_banned). */
+#define LINGER_SLOTS 32
 
 struct server {
     const struct ddts_server_config *cfg;
@@ -132,7 +151,17 @@ struct server {
     struct session *sessions;
     size_t n_sessions;
     uint64_t n_accepted; /* connections accepted so far (the accept thread's) */
-    struct ban *bans;
+    /* Before authentication (under mu). */
+    struct peer *peers;
+    size_t n_peers;
+    unsigned n_preauth;                              /* unauthenticated connections */
+    double fail_times[DDTS_MAX_FAILED_AUTH_PER_MIN]; /* last failed attempts (a ring) */
+    size_t fail_next;
+    char *bans_path;
+    struct queued queue[DDTS_MAX_QUEUED]; /* in order of arrival */
+    size_t n_queued;
+    int linger_fd[LINGER_SLOTS]; /* the accept thread's */
+    double linger_at[LINGER_SLOTS];
 };
 
 /* ---- small helpers ---- */
@@ -593,63 +622,298 @@ static void release_share(struct server *srv, struct session *se)
     pthread_cond_broadcast(&srv->cv);
 }
 
-/* ---- bans ---- */
+/* ---- peers: limits before authentication, failures, bans ---- */
 
-static struct ban *ban_find(struct server *srv, const char *addr, int create)
+static struct peer *peer_find(struct server *srv, const char *key, int create)
 {
-    for (struct ban *b = srv->bans; b != NULL; b = b->next)
-        if (strcmp(b->addr, addr) == 0)
-            return b;
+    for (struct peer *p = srv->peers; p != NULL; p = p->next)
+        if (strcmp(p->key, key) == 0)
+            return p;
     if (!create)
         return NULL;
-    struct ban *b = ddts_calloc(1, sizeof *b);
-    if (b == NULL)
+    if (srv->n_peers >= DDTS_MAX_PEERS) {
+        /* Forget an idle address that is not banned to make room. */
+        double now = ddts_now();
+        for (struct peer **pp = &srv->peers; *pp != NULL; pp = &(*pp)->next) {
+            struct peer *o = *pp;
+            if (o->pending == 0 && o->queued == 0 && !o->busy && o->until <= now) {
+                *pp = o->next;
+                ddts_free(o);
+                srv->n_peers--;
+                break;
+            }
+        }
+        if (srv->n_peers >= DDTS_MAX_PEERS)
+            return NULL;
+    }
+    struct peer *p = ddts_calloc(1, sizeof *p);
+    if (p == NULL)
         return NULL;
-    snprintf(b->addr, sizeof b->addr, "%s", addr);
-    b->next = srv->bans;
-    srv->bans = b;
-    return b;
+    snprintf(p->key, sizeof p->key, "%s", key);
+    p->next = srv->peers;
+    srv->peers = p;
+    srv->n_peers++;
+    return p;
+}
+
+/*
+ * Logs a warning about an address, at most DDTS_WARN_BURST lines per
+ * DDTS_WARN_INTERVAL_S per address; the next line that passes says how many
+ * were left out. Caller does not hold mu.
+ */
+DDTS_PRINTF(3, 4)
+static void peer_warn(struct server *srv, const char *key, const char *fmt, ...)
+{
+    pthread_mutex_lock(&srv->mu);
+    struct peer *p = peer_find(srv, key, 0);
+    unsigned suppressed = 0;
+    int ok = 1;
+    if (p != NULL) {
+        double now = ddts_now();
+        if (now - p->warn_at >= DDTS_WARN_INTERVAL_S) {
+            suppressed = p->suppressed;
+            p->suppressed = 0;
+            p->warned = 0;
+            p->warn_at = now;
+        }
+        ok = p->warned < DDTS_WARN_BURST;
+        if (ok)
+            p->warned++;
+        else
+            p->suppressed++;
+    }
+    pthread_mutex_unlock(&srv->mu);
+    if (!ok)
+        return;
+    char msg[DDTS_ERROR_MSG_MAX + 128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (suppressed > 0)
+        ddts_log(srv->log, DDTS_LOG_WARN, "%s (and %u more from %s in the last %.0f s)", msg,
+                 suppressed, key, DDTS_WARN_INTERVAL_S);
+    else
+        ddts_log(srv->log, DDTS_LOG_WARN, "%s", msg);
+}
+
+/* Failed authentication attempts of the whole job in the last minute. Caller holds mu. */
+static size_t recent_failures(const struct server *srv, double now)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < DDTS_MAX_FAILED_AUTH_PER_MIN; i++)
+        n += srv->fail_times[i] > 0 && now - srv->fail_times[i] < 60;
+    return n;
+}
+
+enum admit { ADMIT_OK, ADMIT_QUEUE, ADMIT_BANNED, ADMIT_ADDR_FULL, ADMIT_FULL, ADMIT_GUESSES };
+
+/*
+ * Decides at accept, before any thread or allocation for the connection,
+ * whether an unauthenticated connection from `key` may proceed; counts it
+ * when it may. Caller holds mu.
+ */
+static enum admit admit(struct server *srv, const char *key)
+{
+    double now = ddts_now();
+    struct peer *p = peer_find(srv, key, 1);
+    if (p != NULL && p->until > now)
+        return ADMIT_BANNED;
+    if (recent_failures(srv, now) >= DDTS_MAX_FAILED_AUTH_PER_MIN)
+        return ADMIT_GUESSES;
+    if (p == NULL)
+        return ADMIT_FULL;
+    if (p->pending < DDTS_MAX_PREAUTH_PER_ADDR && srv->n_preauth < DDTS_MAX_PREAUTH) {
+        p->pending++;
+        srv->n_preauth++;
+        return ADMIT_OK;
+    }
+    if (p->queued >= DDTS_MAX_QUEUED_PER_ADDR)
+        return ADMIT_ADDR_FULL;
+    if (srv->n_queued >= DDTS_MAX_QUEUED)
+        return ADMIT_FULL;
+    p->queued++;
+    return ADMIT_QUEUE;
+}
+
+/* Writes WORKDIR/<job>/bans: the bans outlive a restart of the server. */
+static void save_bans(struct server *srv)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int oom = 0;
+    pthread_mutex_lock(&srv->mu);
+    double now = ddts_now();
+    double wall = (double)time(NULL);
+    for (struct peer *p = srv->peers; p != NULL && !oom; p = p->next) {
+        if (p->until <= now)
+            continue;
+        char line[DDTS__ADDR_KEY_BYTES + 40];
+        int n = p->until >= 1e299
+                    ? snprintf(line, sizeof line, "%s forever\n", p->key)
+                    : snprintf(line, sizeof line, "%s %.0f\n", p->key, wall + (p->until - now) + 1);
+        if (len + (size_t)n + 1 > cap) {
+            size_t ncap = cap ? 2 * cap : 1024;
+            char *nb = ddts_realloc(buf, ncap);
+            oom = nb == NULL;
+            if (oom)
+                break;
+            buf = nb;
+            cap = ncap;
+        }
+        memcpy(buf + len, line, (size_t)n);
+        len += (size_t)n;
+    }
+    pthread_mutex_unlock(&srv->mu);
+    struct ddts_error err;
+    if (!oom && ddts_write_file_atomic(srv->bans_path, len ? buf : "", len, &err) != DDTS_OK)
+        ddts_log(srv->log, DDTS_LOG_ERROR, "cannot save the bans: %s", err.msg);
+    ddts_free(buf);
+}
+
+static enum ddts_status load_bans(struct server *srv, struct ddts_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (access(srv->bans_path, F_OK) != 0)
+        return DDTS_OK;
+    enum ddts_status st = ddts_read_file(srv->bans_path, 16u << 20, &text, &len, err);
+    if (st != DDTS_OK)
+        return st;
+    double now = ddts_now(), wall = (double)time(NULL);
+    char *save = NULL;
+    size_t n = 0;
+    for (char *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char key[DDTS__ADDR_KEY_BYTES], when[32];
+        /* Our own file: a malformed line is skipped. */
+        if (sscanf(line, "%63s %31s", key, when) != 2)
+            continue;
+        char *end = NULL;
+        double until = strcmp(when, "forever") == 0 ? 1e300 : strtod(when, &end);
+        if (until < 1e299 && (end == NULL || *end != '\0' || !(until > wall)))
+            continue;
+        struct peer *p = peer_find(srv, key, 1);
+        if (p == NULL)
+            break;
+        p->until = until >= 1e299 ? 1e300 : now + (until - wall);
+        n++;
+    }
+    ddts_free(text);
+    if (n > 0)
+        ddts_log(srv->log, DDTS_LOG_INFO, "%zu addresses still banned (%s)", n, srv->bans_path);
+    return DDTS_OK;
 }
 
 /*
  * Handshakes from one address run one at a time, so that parallel
  * connections cannot try more passphrases than ban_after before the ban
- * (each one is a few milliseconds). Returns whether the address is banned.
+ * (each one is a few milliseconds); the wait counts against the
+ * connection's deadline. Returns 1 when the address is banned, -1 when the
+ * deadline passed while waiting, 0 to go ahead.
  */
-static int handshake_begin(struct server *srv, const char *addr)
+static int handshake_begin(struct server *srv, const char *key, double deadline)
 {
     pthread_mutex_lock(&srv->mu);
-    struct ban *b = ban_find(srv, addr, 1);
-    while (b != NULL && b->busy && !srv->stopping)
+    struct peer *p = peer_find(srv, key, 0);
+    while (p != NULL && p->busy && !srv->stopping && ddts_now() < deadline)
         timed_wait(srv, 0.2);
-    if (b != NULL)
-        b->busy = 1;
-    int banned = b != NULL && b->until > ddts_now();
+    int r = p != NULL && p->busy ? -1 : 0;
+    if (p != NULL && r == 0) {
+        p->busy = 1;
+        r = p->until > ddts_now();
+    }
     pthread_mutex_unlock(&srv->mu);
-    return banned;
+    return r;
 }
 
-static void handshake_end(struct server *srv, const char *addr, int failed)
+/*
+ * The end of an unauthenticated connection's life: `ran` when it held the
+ * address's handshake turn, `failed` for a real failed attempt (a wrong
+ * passphrase, or a stall past the deadline; garbage does not count).
+ */
+static void handshake_end(struct server *srv, const char *key, int ran, int failed)
 {
+    int banned = 0;
     pthread_mutex_lock(&srv->mu);
-    struct ban *b = ban_find(srv, addr, 0);
-    if (b != NULL)
-        b->busy = 0;
+    struct peer *p = peer_find(srv, key, 0);
+    double now = ddts_now();
+    if (p != NULL) {
+        if (ran)
+            p->busy = 0;
+        p->pending--;
+    }
+    srv->n_preauth--;
     pthread_cond_broadcast(&srv->cv);
-    if (b != NULL && failed && ++b->fails >= srv->ban_after && b->until <= ddts_now()) {
+    if (failed) {
+        srv->fail_times[srv->fail_next] = now;
+        srv->fail_next = (srv->fail_next + 1) % DDTS_MAX_FAILED_AUTH_PER_MIN;
+    }
+    if (p != NULL && failed && ++p->fails >= srv->ban_after && p->until <= now) {
         double len = srv->cfg->ban_s > 0 ? srv->cfg->ban_s : 1e300;
-        b->until = ddts_now() + len;
-        b->fails = 0;
+        p->until = srv->cfg->ban_s > 0 ? now + len : 1e300;
+        p->fails = 0;
+        banned = 1;
         if (srv->cfg->ban_s > 0)
             ddts_log(srv->log, DDTS_LOG_WARN,
-                     "address %s banned for %.1f s after %u failed handshakes", addr,
+                     "address %s banned for %.1f s after %u failed handshakes", key,
                      srv->cfg->ban_s, srv->ban_after);
         else
             ddts_log(srv->log, DDTS_LOG_WARN,
-                     "address %s banned for the rest of the job after %u failed handshakes", addr,
+                     "address %s banned for the rest of the job after %u failed handshakes", key,
                      srv->ban_after);
     }
     pthread_mutex_unlock(&srv->mu);
+    if (banned)
+        save_bans(srv);
+}
+
+/*
+ * Refuses a banned address at accept: a HELLO_S with status DDTS_EBANNED is
+ * written without waiting (no thread, no allocation), and the socket is kept
+ * only until the peer closes or 2 s pass, so the refusal is not lost to a
+ * reset.
+ */
+static void refuse_banned(struct server *srv, int fd)
+{
+    uint8_t m[64];
+    struct ddts_wire_writer w;
+    ddts_wire_writer_init(&w, m + DDTS_WIRE_HEADER_BYTES, sizeof m - DDTS_WIRE_HEADER_BYTES);
+    ddts_wire_put_u8(&w, DDTS_MSG_HELLO_S);
+    ddts_wire_put_raw(&w, DDTS_WIRE_MAGIC, DDTS_WIRE_MAGIC_BYTES);
+    ddts_wire_put_u16(&w, DDTS_WIRE_VERSION);
+    ddts_wire_put_u8(&w, (uint8_t)DDTS_EBANNED);
+    ddts_wire_put_raw(&w, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+    ddts_wire_frame_header_encode(m, (uint32_t)w.len);
+    (void)!send(fd, m, w.len + DDTS_WIRE_HEADER_BYTES, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)shutdown(fd, SHUT_WR);
+    for (size_t i = 0; i < LINGER_SLOTS; i++)
+        if (srv->linger_fd[i] < 0) {
+            srv->linger_fd[i] = fd;
+            srv->linger_at[i] = ddts_now();
+            return;
+        }
+    close(fd);
+}
+
+/* Closes refused sockets whose peer has gone, or that waited long enough. */
+static void drain_refused(struct server *srv, int all)
+{
+    double now = ddts_now();
+    for (size_t i = 0; i < LINGER_SLOTS; i++) {
+        int fd = srv->linger_fd[i];
+        if (fd < 0)
+            continue;
+        uint8_t junk[256];
+        ssize_t r;
+        while ((r = recv(fd, junk, sizeof junk, MSG_DONTWAIT)) > 0) {
+        }
+        if (all || r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
+            now - srv->linger_at[i] > 2.0) {
+            close(fd);
+            srv->linger_fd[i] = -1;
+        }
+    }
 }
 
 /* ---- a session ---- */
@@ -1129,16 +1393,23 @@ static void *session_main(void *arg)
     struct server *srv = se->srv;
     struct ddts_error err;
     ddts_error_clear(&err);
-    enum ddts_status refuse = handshake_begin(srv, se->addr) ? DDTS_EBANNED : DDTS_OK;
-    enum ddts_status st =
-        ddts_conn_handshake(se->conn, DDTS_ROLE_SERVER, srv->cfg->passphrase, refuse, &err);
+    int turn = handshake_begin(srv, se->key, se->deadline);
+    enum ddts_status st;
+    if (turn < 0)
+        st = ddts_error_set(&err, DDTS_ETIMEOUT,
+                            "%s: no progress: other handshakes from the address took its time",
+                            se->addr);
+    else
+        st = ddts_conn_handshake(se->conn, DDTS_ROLE_SERVER, srv->cfg->passphrase,
+                                 turn ? DDTS_EBANNED : DDTS_OK, &err);
     if (st == DDTS_EBANNED)
-        ddts_log(srv->log, DDTS_LOG_WARN, "refused banned address %s", se->addr);
+        peer_warn(srv, se->key, "refused banned address %s", se->addr);
     else if (st != DDTS_OK)
-        ddts_log(srv->log, DDTS_LOG_WARN, "handshake with %s failed: %s", se->addr, err.msg);
-    handshake_end(srv, se->addr,
-                  st == DDTS_EAUTH || st == DDTS_EPROTO || st == DDTS_ELIMIT ||
-                      st == DDTS_EUNSUPPORTED);
+        peer_warn(srv, se->key, "handshake with %s failed: %s", se->addr, err.msg);
+    /* Only real attempts count toward a ban: a wrong passphrase, or a stall past the
+     * deadline (which held a slot); garbage and unknown versions cost nothing. */
+    handshake_end(srv, se->key, turn >= 0, turn >= 0 && (st == DDTS_EAUTH || st == DDTS_ETIMEOUT));
+    ddts__conn_set_deadline(se->conn, 0);
     if (st == DDTS_OK) {
         st = serve_client(se, &err);
         if (st != DDTS_OK && st != DDTS_ECLOSED && st != DDTS_EEXIST) {
@@ -1203,6 +1474,140 @@ static void reap(struct server *srv, int all)
     }
 }
 
+/* Gives up an unauthenticated connection that was counted as pending. Caller holds mu. */
+static void unpend(struct server *srv, const char *key)
+{
+    struct peer *p = peer_find(srv, key, 0);
+    if (p != NULL)
+        p->pending--;
+    srv->n_preauth--;
+}
+
+/* Starts the session thread of an admitted socket, which must authenticate by `deadline`. */
+static void start_session(struct server *srv, int fd, const char *key, double deadline)
+{
+    struct ddts_conn *c = NULL;
+    struct session *se = NULL;
+    struct ddts_error err;
+    if (ddts_conn_from_fd(fd, &c, &err) != DDTS_OK || (se = ddts_calloc(1, sizeof *se)) == NULL) {
+        ddts_conn_destroy(c);
+        pthread_mutex_lock(&srv->mu);
+        unpend(srv, key);
+        pthread_mutex_unlock(&srv->mu);
+        return;
+    }
+    se->srv = srv;
+    se->conn = c;
+    se->shard = -1;
+    se->number = ++srv->n_accepted;
+    snprintf(se->addr, sizeof se->addr, "%s", ddts_conn_peer(c));
+    snprintf(se->key, sizeof se->key, "%s", key);
+    snprintf(se->name, sizeof se->name, "?");
+    ddts_conn_set_timeout(c, srv->io_timeout);
+    se->deadline = deadline;
+    ddts__conn_set_deadline(c, deadline);
+    pthread_mutex_lock(&srv->mu);
+    se->next = srv->sessions;
+    srv->sessions = se;
+    srv->n_sessions++;
+    if (pthread_create(&se->thread, NULL, session_main, se) != 0) {
+        srv->sessions = se->next;
+        srv->n_sessions--;
+        unpend(srv, key);
+        pthread_mutex_unlock(&srv->mu);
+        ddts_log(srv->log, DDTS_LOG_WARN, "refused %s: cannot start a thread", se->addr);
+        ddts_conn_destroy(c);
+        ddts_free(se);
+        return;
+    }
+    pthread_mutex_unlock(&srv->mu);
+}
+
+/*
+ * Admits one accepted socket: refused at once (no thread, no allocation)
+ * when its address is banned or over its limits, queued as a bare socket
+ * when its address has DDTS_MAX_PREAUTH_PER_ADDR handshakes going, else a
+ * session thread. Either way it has one deadline from now to authenticate.
+ */
+static void accept_one(struct server *srv, int fd, const struct sockaddr_storage *peer,
+                       size_t n_sessions)
+{
+    char key[DDTS__ADDR_KEY_BYTES];
+    ddts__addr_key(peer, key);
+    double deadline = ddts_now() + srv->io_timeout;
+    pthread_mutex_lock(&srv->mu);
+    enum admit a = n_sessions >= DDTS_MAX_CLIENTS ? ADMIT_FULL : admit(srv, key);
+    if (a == ADMIT_QUEUE) {
+        struct queued *q = &srv->queue[srv->n_queued++];
+        q->fd = fd;
+        q->deadline = deadline;
+        snprintf(q->key, sizeof q->key, "%s", key);
+    }
+    unsigned n_preauth = srv->n_preauth;
+    pthread_mutex_unlock(&srv->mu);
+    switch (a) {
+    case ADMIT_OK:
+        start_session(srv, fd, key, deadline);
+        break;
+    case ADMIT_QUEUE:
+        break;
+    case ADMIT_BANNED:
+        refuse_banned(srv, fd);
+        peer_warn(srv, key, "refused banned address %s", key);
+        break;
+    case ADMIT_ADDR_FULL:
+        close(fd);
+        peer_warn(srv, key, "refused %s: %d connections from it wait to authenticate", key,
+                  DDTS_MAX_PREAUTH_PER_ADDR + DDTS_MAX_QUEUED_PER_ADDR);
+        break;
+    case ADMIT_GUESSES:
+        close(fd);
+        peer_warn(srv, key,
+                  "refused %s: %d failed handshakes in the last minute (from any address)", key,
+                  DDTS_MAX_FAILED_AUTH_PER_MIN);
+        break;
+    case ADMIT_FULL:
+        close(fd);
+        peer_warn(srv, key, "refused %s: %zu connections, %u of them not authenticated", key,
+                  n_sessions, n_preauth);
+        break;
+    }
+}
+
+/* Starts the queued sockets whose address has a free turn; closes expired ones. */
+static void promote_queued(struct server *srv)
+{
+    double now = ddts_now();
+    size_t k = 0;
+    struct queued start[DDTS_MAX_PREAUTH];
+    size_t n_start = 0;
+    pthread_mutex_lock(&srv->mu);
+    for (size_t i = 0; i < srv->n_queued; i++) {
+        struct queued q = srv->queue[i];
+        struct peer *p = peer_find(srv, q.key, 0);
+        int expired = now >= q.deadline || srv->stopping || p == NULL || p->until > now;
+        int go = !expired && p->pending < DDTS_MAX_PREAUTH_PER_ADDR &&
+                 srv->n_preauth < DDTS_MAX_PREAUTH && n_start < DDTS_MAX_PREAUTH;
+        if (expired || go) {
+            if (p != NULL)
+                p->queued--;
+            if (expired) {
+                close(q.fd);
+            } else {
+                p->pending++;
+                srv->n_preauth++;
+                start[n_start++] = q;
+            }
+            continue;
+        }
+        srv->queue[k++] = q;
+    }
+    srv->n_queued = k;
+    pthread_mutex_unlock(&srv->mu);
+    for (size_t i = 0; i < n_start; i++)
+        start_session(srv, start[i].fd, start[i].key, start[i].deadline);
+}
+
 static enum ddts_status check_config(const struct ddts_server_config *cfg, struct ddts_error *err)
 {
     if (cfg->passphrase == NULL)
@@ -1235,10 +1640,11 @@ static void server_deinit(struct server *srv)
     ddts_free(srv->weights_path);
     ddts_free(srv->shards);
     ddts_free(srv->acc);
-    while (srv->bans != NULL) {
-        struct ban *b = srv->bans;
-        srv->bans = b->next;
-        ddts_free(b);
+    ddts_free(srv->bans_path);
+    while (srv->peers != NULL) {
+        struct peer *p = srv->peers;
+        srv->peers = p->next;
+        ddts_free(p);
     }
     pthread_mutex_destroy(&srv->mu);
     pthread_mutex_destroy(&srv->flush_mu);
@@ -1270,9 +1676,12 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
     char *global = srv.jobdir ? ddts_path_join(srv.jobdir, "global") : NULL;
     srv.state_path = srv.jobdir ? ddts_path_join(srv.jobdir, "state") : NULL;
     srv.weights_path = global ? ddts_path_join(global, "weights.f32") : NULL;
+    srv.bans_path = srv.jobdir ? ddts_path_join(srv.jobdir, "bans") : NULL;
+    for (size_t i = 0; i < LINGER_SLOTS; i++)
+        srv.linger_fd[i] = -1;
     struct ddts_listener *l = NULL;
     if (srv.shards == NULL || global == NULL || srv.state_path == NULL ||
-        srv.weights_path == NULL) {
+        srv.weights_path == NULL || srv.bans_path == NULL) {
         st = ddts_error_set(err, DDTS_ENOMEM, "server: out of memory");
         goto out;
     }
@@ -1289,6 +1698,8 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
         if (st != DDTS_OK)
             goto out;
     }
+    if ((st = load_bans(&srv, err)) != DDTS_OK)
+        goto out;
     if (access(srv.state_path, F_OK) == 0) {
         if ((st = load_state(&srv, err)) != DDTS_OK)
             goto out;
@@ -1343,53 +1754,32 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
         }
         reap(&srv, 0);
         flush_weights(&srv);
-        struct ddts_conn *c = NULL;
+        drain_refused(&srv, 0);
+        promote_queued(&srv);
+        int fd = -1;
+        struct sockaddr_storage peer;
         struct ddts_error aerr;
-        enum ddts_status ast = ddts_listener_accept(l, 0.2, &c, &aerr);
+        enum ddts_status ast =
+            ddts__listener_accept_fd(l, srv.n_queued > 0 ? 0.01 : 0.2, &fd, &peer, &aerr);
         if (ast == DDTS_ETIMEOUT)
             continue;
         if (ast != DDTS_OK) {
             ddts_log(srv.log, DDTS_LOG_WARN, "accept: %s", aerr.msg);
             continue;
         }
-        if (n_sessions >= DDTS_MAX_CLIENTS) {
-            ddts_log(srv.log, DDTS_LOG_WARN, "refused %s: %d connections already",
-                     ddts_conn_peer(c), DDTS_MAX_CLIENTS);
-            ddts_conn_destroy(c);
-            continue;
-        }
-        struct session *se = ddts_calloc(1, sizeof *se);
-        if (se == NULL) {
-            ddts_conn_destroy(c);
-            continue;
-        }
-        se->srv = &srv;
-        se->conn = c;
-        se->shard = -1;
-        se->number = ++srv.n_accepted;
-        snprintf(se->addr, sizeof se->addr, "%s", ddts_conn_peer(c));
-        snprintf(se->name, sizeof se->name, "?");
-        ddts_conn_set_timeout(c, srv.io_timeout);
-        pthread_mutex_lock(&srv.mu);
-        se->next = srv.sessions;
-        srv.sessions = se;
-        srv.n_sessions++;
-        if (pthread_create(&se->thread, NULL, session_main, se) != 0) {
-            srv.sessions = se->next;
-            srv.n_sessions--;
-            pthread_mutex_unlock(&srv.mu);
-            ddts_log(srv.log, DDTS_LOG_WARN, "refused %s: cannot start a thread", se->addr);
-            ddts_conn_destroy(c);
-            ddts_free(se);
-            continue;
-        }
-        pthread_mutex_unlock(&srv.mu);
+        accept_one(&srv, fd, &peer, n_sessions);
     }
     pthread_mutex_lock(&srv.mu);
     srv.stopping = 1;
     pthread_cond_broadcast(&srv.cv);
     pthread_mutex_unlock(&srv.mu);
     reap(&srv, 1);
+    promote_queued(&srv); /* stopping: closes them all */
+    drain_refused(&srv, 1);
+    for (struct peer *p = srv.peers; p != NULL; p = p->next)
+        if (p->suppressed > 0)
+            ddts_log(srv.log, DDTS_LOG_WARN, "%u more warnings about %s were left out",
+                     p->suppressed, p->key);
     flush_weights(&srv);
     if (st == DDTS_OK)
         ddts_log(srv.log, DDTS_LOG_INFO, "job '%s' complete: results in %s", cfg->job, srv.jobdir);

@@ -1008,6 +1008,57 @@ static void test_bad_state_file(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+/*
+ * Issue 14 item 8: garbage is not an authentication attempt (three garbage
+ * connections used to ban the address, and with it every real client
+ * behind the same NAT), and a ban outlives a restart of the server.
+ */
+static void test_ban_counts_real_attempts(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("good-pw"), *bad = pass("bad-pw");
+    struct server_run sr;
+    server_start(&sr, pw, 1, DDTS_SYNC_NONE, 3.0);
+    uint16_t port = (uint16_t)atomic_load(&sr.port);
+    for (int i = 0; i < 5; i++) {
+        int fd = raw_connect(port);
+        const char junk[] = "\x10\0\0\0garbage garbage!";
+        assert_int_equal(send(fd, junk, sizeof junk - 1, MSG_NOSIGNAL), (ssize_t)(sizeof junk - 1));
+        assert_true(wait_closed(fd) < 5);
+    }
+    wait_log(&sr.log, "handshake with 127.0.0.1 failed", 5, 5);
+    assert_int_equal(log_count(&sr.log, "banned"), 0);
+    /* Three wrong passphrases are real attempts: banned, and the ban is kept on disk. */
+    struct client_run cr;
+    for (int i = 0; i < 3; i++) {
+        client_start(&cr, &sr, bad, "mallory", NULL);
+        client_go(&cr);
+        client_join(&cr, DDTS_EAUTH);
+        client_free(&cr);
+    }
+    wait_log(&sr.log, "address 127.0.0.1 banned", 1, 5);
+    atomic_store(&sr.stop, 1);
+    server_join(&sr, DDTS_ECANCELED);
+    char *bans = read_text(sr.cfg.workdir, "job1", "bans");
+    assert_non_null(bans);
+    assert_non_null(strstr(bans, "127.0.0.1 forever"));
+    ddts_free(bans);
+    /* Restarted on the same work folder: the right passphrase is still refused. */
+    atomic_store(&sr.stop, 0);
+    atomic_store(&sr.port, 0);
+    server_go(&sr);
+    client_start(&cr, &sr, pw, "alice", NULL);
+    client_go(&cr);
+    client_join(&cr, DDTS_EBANNED);
+    client_free(&cr);
+    wait_log(&sr.log, "addresses still banned", 1, 5);
+    atomic_store(&sr.stop, 1);
+    server_join(&sr, DDTS_ECANCELED);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+    ddts_passphrase_destroy(bad);
+}
+
 static void test_ban_expires(void **state)
 {
     (void)state;
@@ -1044,12 +1095,19 @@ static void test_ban_expires(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_happy_path),       cmocka_unit_test(test_wrong_passphrase_ban),
-        cmocka_unit_test(test_duplicate_client), cmocka_unit_test(test_silent_client),
-        cmocka_unit_test(test_dropped_client),   cmocka_unit_test(test_server_restart),
-        cmocka_unit_test(test_64_clients),       cmocka_unit_test(test_hostile_peers),
-        cmocka_unit_test(test_no_data_sent),     cmocka_unit_test(test_dropped_and_back),
-        cmocka_unit_test(test_bad_state_file),   cmocka_unit_test(test_ban_expires),
+        cmocka_unit_test(test_happy_path),
+        cmocka_unit_test(test_wrong_passphrase_ban),
+        cmocka_unit_test(test_duplicate_client),
+        cmocka_unit_test(test_silent_client),
+        cmocka_unit_test(test_dropped_client),
+        cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_64_clients),
+        cmocka_unit_test(test_hostile_peers),
+        cmocka_unit_test(test_no_data_sent),
+        cmocka_unit_test(test_dropped_and_back),
+        cmocka_unit_test(test_bad_state_file),
+        cmocka_unit_test(test_ban_expires),
+        cmocka_unit_test(test_ban_counts_real_attempts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
