@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -834,6 +835,63 @@ static void test_no_data_sent(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+/*
+ * Issue 14 item 2: a hostile server names a folder of the client's machine in
+ * its settings and sends no share. The real `ddts client` (no --dataset) must
+ * refuse the setting and never open the folder (it used to train on it).
+ */
+static void test_client_takes_no_path(void **state)
+{
+    (void)state;
+    const char *bin = getenv("DDTS_BIN");
+    if (bin == NULL)
+        skip();
+    struct ddts_passphrase *pw = pass("pw-for-the-hostile-server");
+    struct server_run sr;
+    server_prepare(&sr, pw, 1, DDTS_SYNC_NONE, 10.0);
+    char *private_dir = join2(sr.dir, "private-records");
+    char *settings = NULL;
+    {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "{\"data\": \"client\", \"dataset\": \"%s\", \"epochs\": 1}",
+                 private_dir);
+        settings = ddts_strdup(buf);
+    }
+    ddts_free((char *)sr.cfg.model_path);
+    ddts_free((char *)sr.cfg.shards_dir);
+    sr.cfg.model_path = NULL;
+    sr.cfg.shards_dir = NULL;
+    sr.cfg.settings_json = settings;
+    server_go(&sr);
+    char *passfile = join2(sr.dir, "pass");
+    write_text(passfile, "pw-for-the-hostile-server\n");
+    assert_int_equal(chmod(passfile, 0600), 0);
+    char *cwork = join2(sr.dir, "client");
+    char *errfile = join2(sr.dir, "client.err");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "'%s' client --server 127.0.0.1:%d --passphrase-file '%s' --workdir '%s' --name c1 "
+             "--retries 0 > /dev/null 2> '%s'",
+             bin, atomic_load(&sr.port), passfile, cwork, errfile);
+    int rc = system(cmd);
+    assert_true(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    char *text = NULL;
+    size_t n = 0;
+    assert_int_equal(ddts_read_file(errfile, 1 << 20, &text, &n, NULL), DDTS_OK);
+    if (strstr(text, "\"dataset\" is the server's own setting") == NULL ||
+        strstr(text, "private-records") != NULL)
+        fail_msg("client log:\n%s", text);
+    ddts_free(text);
+    server_join(&sr, DDTS_OK);
+    ddts_free(cwork);
+    ddts_free(errfile);
+    ddts_free(passfile);
+    ddts_free(private_dir);
+    ddts_free(settings);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
 /* ---- a TCP proxy that can cut its connections, for a dropped-and-back client ---- */
 
 struct proxy {
@@ -1108,6 +1166,7 @@ int main(void)
         cmocka_unit_test(test_bad_state_file),
         cmocka_unit_test(test_ban_expires),
         cmocka_unit_test(test_ban_counts_real_attempts),
+        cmocka_unit_test(test_client_takes_no_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
