@@ -26,9 +26,9 @@
 
 #define ID_BYTES    16
 #define STATE_MAGIC "ddts-client-state 1"
-#define F_FILES     1u
-#define F_TRAINED   2u
-#define F_RECEIVED  4u
+#define F_FILES     DDTS_JOIN_HAS_FILES
+#define F_TRAINED   DDTS_JOIN_TRAINED
+#define F_RECEIVED  DDTS_JOIN_RECEIVED
 
 /* What the client holds (WORKDIR/current). */
 struct held {
@@ -129,7 +129,8 @@ static enum ddts_status sync_run(struct ddts_client_sync *sync, unsigned op, uns
                                  float *values, size_t n, uint64_t n_samples,
                                  struct ddts_error *err)
 {
-    if (sync == NULL || values == NULL || n == 0 || n > DDTS_MAX_SYNC_FLOATS || op > 3)
+    if (sync == NULL || values == NULL || n == 0 || n > DDTS_MAX_SYNC_FLOATS ||
+        op > DDTS_REDUCE_MAX)
         return ddts_error_set(err, DDTS_EINVAL, "sync: %zu values (1..%llu) or op %u invalid", n,
                               (unsigned long long)DDTS_MAX_SYNC_FLOATS, op);
     if (op == DDTS_REDUCE_MEAN && n_samples == 0)
@@ -137,7 +138,7 @@ static enum ddts_status sync_run(struct ddts_client_sync *sync, unsigned op, uns
     if (sync->net_failure != DDTS_OK)
         return ddts_error_set(err, sync->net_failure, "sync: the connection is lost");
     for (size_t i = 0; i < n; i++)
-        if (!(values[i] == values[i]) || values[i] - values[i] != 0)
+        if (!isfinite(values[i]))
             return ddts_error_set(err, DDTS_ENUMERIC, "sync: value %zu is not finite", i);
     uint8_t m[32];
     struct ddts_wire_writer w;
@@ -168,7 +169,7 @@ static enum ddts_status sync_run(struct ddts_client_sync *sync, unsigned op, uns
     }
     if (st == DDTS_OK)
         st = ddts_conn_recv_data(sync->conn, values, n * sizeof *values, err);
-    if (st == DDTS_OK && (flags & 1))
+    if (st == DDTS_OK && (flags & DDTS_SYNC_WEIGHTS))
         sync->round = round;
     if (st != DDTS_OK)
         sync->net_failure = is_net_failure(st) ? st : DDTS_EPROTO;
@@ -178,7 +179,7 @@ static enum ddts_status sync_run(struct ddts_client_sync *sync, unsigned op, uns
 enum ddts_status ddts_client_sync_exchange(struct ddts_client_sync *sync, float *weights, size_t n,
                                            uint64_t n_samples, struct ddts_error *err)
 {
-    return sync_run(sync, DDTS_REDUCE_MEAN, 1, weights, n, n_samples, err);
+    return sync_run(sync, DDTS_REDUCE_MEAN, DDTS_SYNC_WEIGHTS, weights, n, n_samples, err);
 }
 
 enum ddts_status ddts_client_sync_reduce(struct ddts_client_sync *sync, enum ddts_reduce_op op,
@@ -389,15 +390,15 @@ static enum ddts_status recv_files(struct client *cl, struct ddts_conn *c,
         const char *rel = fb.rel;
         uint64_t size = fb.size;
         char *path = NULL;
-        if (kind == 1 && strchr(rel, '/') == NULL && strncmp(rel, "model", 5) == 0 &&
+        if (kind == DDTS_FILE_MODEL && strchr(rel, '/') == NULL && strncmp(rel, "model", 5) == 0 &&
             strlen(rel) < sizeof cl->held.model) {
             path = ddts_path_join(sp->jobdir, rel);
             snprintf(cl->held.model, sizeof cl->held.model, "%.*s", (int)sizeof cl->held.model - 1,
                      rel);
-        } else if (kind == 2) {
+        } else if (kind == DDTS_FILE_SHARD) {
             path = ddts_path_join(sp->shard, rel);
             *got_shard = 1;
-        } else if (kind == 3 && strcmp(rel, "init_weights.f32") == 0) {
+        } else if (kind == DDTS_FILE_INIT_WEIGHTS && strcmp(rel, "init_weights.f32") == 0) {
             path = ddts_strdup(sp->init);
             *got_init = 1;
         } else {
@@ -426,8 +427,9 @@ static enum ddts_status upload_results(struct client *cl, struct ddts_conn *c, c
     for (size_t i = 0; st == DDTS_OK && i < fl.n; i++) {
         char *path = ddts_path_join(dir, fl.rel[i]);
         pc.what = fl.rel[i];
-        st = path == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
-                          : ddts_conn_send_file(c, 4, path, fl.rel[i], progress_cb, &pc, err);
+        st = path == NULL
+                 ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
+                 : ddts_conn_send_file(c, DDTS_FILE_RESULT, path, fl.rel[i], progress_cb, &pc, err);
         ddts_free(path);
     }
     if (st == DDTS_OK) {

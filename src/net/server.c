@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ddts/client.h"
 #include "ddts/fs.h"
 #include "ddts/limits.h"
 #include "ddts/net.h"
@@ -489,12 +490,12 @@ static void maybe_complete(struct server *srv)
     }
     double total = (double)srv->total_samples;
     for (uint64_t i = 0; i < srv->n; i++) /* DDTS_REDUCE_MEAN divides by the samples */
-        v[i] = (float)(srv->op == 0 ? (srv->acc[2 * i] + srv->acc[2 * i + 1]) / total
-                                    : srv->acc[2 * i] + srv->acc[2 * i + 1]);
+        v[i] = (float)(srv->op == DDTS_REDUCE_MEAN ? (srv->acc[2 * i] + srv->acc[2 * i + 1]) / total
+                                                   : srv->acc[2 * i] + srv->acc[2 * i + 1]);
     res->v = v;
     res->n = srv->n;
     res->total_samples = srv->total_samples;
-    int weights = srv->flags & 1;
+    int weights = (srv->flags & DDTS_SYNC_WEIGHTS) != 0;
     if (weights) {
         srv->round++;
         for (size_t i = 0; i < srv->n_shards; i++)
@@ -933,7 +934,7 @@ struct join {
     char job[DDTS_MAX_NAME_BYTES + 1];
     uint8_t job_id[ID_BYTES];
     uint32_t share;
-    uint8_t flags; /* 1 has files, 2 trained, 4 received */
+    uint8_t flags; /* enum ddts_join_flags */
 };
 
 static enum ddts_status recv_join(struct session *se, struct join *j, struct ddts_error *err)
@@ -1012,7 +1013,7 @@ static enum ddts_status send_job(struct session *se, long i, int client_has_file
     uint32_t count = 0;
     if (st == DDTS_OK && !client_has_files && cfg->model_path != NULL) {
         char remote[32];
-        st = ddts_conn_send_file(se->conn, 1, cfg->model_path,
+        st = ddts_conn_send_file(se->conn, DDTS_FILE_MODEL, cfg->model_path,
                                  model_remote_name(cfg->model_path, remote, sizeof remote), NULL,
                                  NULL, err);
         count++;
@@ -1025,7 +1026,8 @@ static enum ddts_status send_job(struct session *se, long i, int client_has_file
         for (size_t k = 0; st == DDTS_OK && k < fl.n; k++) {
             char *path = ddts_path_join(dir, fl.rel[k]);
             st = path == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
-                              : ddts_conn_send_file(se->conn, 2, path, fl.rel[k], NULL, NULL, err);
+                              : ddts_conn_send_file(se->conn, DDTS_FILE_SHARD, path, fl.rel[k],
+                                                    NULL, NULL, err);
             ddts_free(path);
             count++;
         }
@@ -1033,8 +1035,8 @@ static enum ddts_status send_job(struct session *se, long i, int client_has_file
         ddts_free(dir);
     }
     if (st == DDTS_OK && cfg->sync != DDTS_SYNC_NONE && n_floats > 0) {
-        st = ddts_conn_send_file(se->conn, 3, srv->weights_path, "init_weights.f32", NULL, NULL,
-                                 err);
+        st = ddts_conn_send_file(se->conn, DDTS_FILE_INIT_WEIGHTS, srv->weights_path,
+                                 "init_weights.f32", NULL, NULL, err);
         count++;
     }
     if (st == DDTS_OK) {
@@ -1063,13 +1065,14 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
     enum ddts_status st = ddts_wire_reader_end(&r, "SYNC", err);
     if (st != DDTS_OK)
         return st;
-    if (op > 3 || count == 0 || count > DDTS_MAX_SYNC_FLOATS || (op == 0 && samples == 0))
+    if (op > DDTS_REDUCE_MAX || count == 0 || count > DDTS_MAX_SYNC_FLOATS ||
+        (op == DDTS_REDUCE_MEAN && samples == 0))
         return ddts_error_set(err, DDTS_EPROTO,
                               "SYNC: op %u, %" PRIu64 " values, %" PRIu64 " samples is invalid", op,
                               count, samples);
     /* Lengths are checked against the round and the global weights before allocating. */
     pthread_mutex_lock(&srv->mu);
-    uint64_t expect = srv->open ? srv->n : (flags & 1) ? srv->n_floats : 0;
+    uint64_t expect = srv->open ? srv->n : (flags & DDTS_SYNC_WEIGHTS) ? srv->n_floats : 0;
     pthread_mutex_unlock(&srv->mu);
     if (expect != 0 && count != expect)
         return ddts_error_set(err, DDTS_EPROTO,
@@ -1085,7 +1088,7 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
         return st;
     }
     for (uint64_t i = 0; i < count; i++)
-        if (!(v[i] == v[i]) || v[i] - v[i] != 0) { /* NaN or infinity */
+        if (!isfinite(v[i])) {
             ddts_free(v);
             return ddts_error_set(err, DDTS_ENUMERIC, "SYNC: value %" PRIu64 " is not finite", i);
         }
@@ -1111,7 +1114,9 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
             srv->n = count;
             srv->opened_at = ddts_now();
             for (uint64_t i = 0; i < count; i++) {
-                srv->acc[2 * i] = op == 2 ? 1e300 : op == 3 ? -1e300 : 0.0;
+                srv->acc[2 * i] = op == DDTS_REDUCE_MIN   ? 1e300
+                                  : op == DDTS_REDUCE_MAX ? -1e300
+                                                          : 0.0;
                 srv->acc[2 * i + 1] = 0.0;
             }
         }
@@ -1124,17 +1129,17 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
          * float it rounds to is the same unless the exact mean lies within ~2^-100 of a
          * rounding boundary. samples * x is exact in double for samples < 2^29.
          */
-        double w = op == 0 ? (double)samples : 1.0;
+        double w = op == DDTS_REDUCE_MEAN ? (double)samples : 1.0;
         for (uint64_t i = 0; i < count; i++) {
             double x = v[i];
             double *hi = &srv->acc[2 * i], *lo = &srv->acc[2 * i + 1];
-            if (op <= 1) {
+            if (op == DDTS_REDUCE_MEAN || op == DDTS_REDUCE_SUM) {
                 double t = w * x;
                 double sum = *hi + t;
                 double bv = sum - *hi;
                 *lo += (*hi - (sum - bv)) + (t - bv);
                 *hi = sum;
-            } else if (op == 2) {
+            } else if (op == DDTS_REDUCE_MIN) {
                 *hi = x < *hi ? x : *hi;
             } else {
                 *hi = x > *hi ? x : *hi;
@@ -1215,7 +1220,7 @@ static enum ddts_status receive_results(struct session *se, long i, struct ddts_
             break;
         const char *rel = fb.rel;
         uint64_t size = fb.size;
-        if (fb.kind != 4)
+        if (fb.kind != DDTS_FILE_RESULT)
             st = ddts_error_set(err, DDTS_EPROTO, "result file of kind %u", fb.kind);
         if (st == DDTS_OK && ++files > DDTS_MAX_UPLOAD_FILES)
             st = ddts_error_set(err, DDTS_ELIMIT, "more than %d result files",
@@ -1275,7 +1280,8 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
     }
     ddts_log(srv->log, DDTS_LOG_INFO, "client '%s' joined from %s", se->name, se->addr);
     int same_job = memcmp(j.job_id, srv->job_id, ID_BYTES) == 0;
-    int claims_trained = same_job && (j.flags & 2) && !(j.flags & 4);
+    int claims_trained =
+        same_job && (j.flags & DDTS_JOIN_TRAINED) && !(j.flags & DDTS_JOIN_RECEIVED);
     for (;;) {
         /* After a share, it stays "done" while it waits for another. */
         if (se->state != DDTS_CLIENT_DONE && se->state != DDTS_CLIENT_FAILED)
@@ -1306,7 +1312,7 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
                 st = ddts_conn_send(se->conn, DDTS_MSG_DONE, NULL, 0, err);
             return st != DDTS_OK ? st : DDTS_ECLOSED;
         }
-        int has_files = same_job && (j.flags & 1) && j.share == (uint32_t)i;
+        int has_files = same_job && (j.flags & DDTS_JOIN_HAS_FILES) && j.share == (uint32_t)i;
         struct shard *s = &srv->shards[i];
         ddts_log(srv->log, DDTS_LOG_INFO, "share %ld -> client '%s'%s", i, se->name,
                  has_files ? " (it has the files)" : "");
