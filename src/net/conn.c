@@ -48,6 +48,7 @@ struct ddts_conn {
     int fd;
     double timeout_s;
     double deadline;      /* ddts_now() by which everything must be done (0: none) */
+    uint16_t version;     /* protocol version, once authenticated */
     double deadline_span; /* seconds from the start to `deadline`, for the message */
     char peer[INET6_ADDRSTRLEN + 8];
     struct ddts_channel *ch; /* NULL before authentication */
@@ -143,6 +144,11 @@ void ddts_conn_destroy(struct ddts_conn *c)
 void ddts_conn_set_timeout(struct ddts_conn *c, double timeout_s)
 {
     c->timeout_s = timeout_s > 0 ? timeout_s : DDTS_IO_TIMEOUT_S;
+}
+
+uint16_t ddts__conn_version(const struct ddts_conn *c)
+{
+    return c->ch != NULL ? c->version : 0;
 }
 
 void ddts__conn_set_deadline(struct ddts_conn *c, double deadline)
@@ -509,6 +515,8 @@ enum ddts_status ddts_conn_handshake(struct ddts_conn *c, enum ddts_role role,
     }
     if (st == DDTS_OK)
         st = ddts_handshake_channel(hs, &c->ch, err);
+    if (st == DDTS_OK)
+        c->version = ddts__handshake_version(hs);
     ddts_handshake_destroy(hs);
     ddts_secure_wipe(c->rbuf, c->rcap);
     if (st != DDTS_OK)

@@ -72,6 +72,12 @@ void ddts__addr_key(const struct sockaddr_storage *peer, char *key);
  */
 void ddts__escape(const char *in, char *out, size_t cap);
 
+/* The protocol version a handshake settled on (the client's, on the server). */
+struct ddts_handshake;
+uint16_t ddts__handshake_version(const struct ddts_handshake *hs);
+/* The protocol version an authenticated connection speaks (0 before). */
+uint16_t ddts__conn_version(const struct ddts_conn *c);
+
 /*
  * With on = 0, a channel seals and opens every message through libsodium
  * alone (auth.c): for tests that compare that with the OpenSSL fast path.

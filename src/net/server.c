@@ -86,6 +86,11 @@ struct session {
     uint64_t number; /* connection number */
     enum ddts_client_state state;
     int lost; /* check_deadlines gave up on it (under mu) */
+    /* Progress-based liveness (under mu): a client of protocol 2 or later that trains
+     * reports PROGRESS; one whose training does not advance for client_timeout is lost
+     * even though its heartbeats arrive. 0: not training, or waiting for a round. */
+    int reports_progress;
+    double alive_at;
     int has_progress;
     struct ddts_wire_progress progress;
     double progress_at;
@@ -257,6 +262,15 @@ static enum ddts_status handle_progress(struct session *se, const uint8_t *p, si
     enum ddts_status st = ddts_wire_progress_decode(p, n, &prog, err);
     if (st != DDTS_OK)
         return st;
+    const struct ddts_wire_progress *o = &se->progress;
+    int advanced = !se->has_progress || prog.fold != o->fold || prog.epoch != o->epoch ||
+                   prog.done != o->done || prog.flags != o->flags;
+    if (advanced) {
+        pthread_mutex_lock(&se->srv->mu);
+        if (se->alive_at > 0)
+            se->alive_at = ddts_now();
+        pthread_mutex_unlock(&se->srv->mu);
+    }
     se->progress = prog;
     se->has_progress = 1;
     se->progress_at = ddts_now();
@@ -567,9 +581,45 @@ static void flush_weights(struct server *srv)
     pthread_mutex_unlock(&srv->flush_mu);
 }
 
+/* Gives up the share of a training client (deadline or no progress). Caller holds mu. */
+static void lose(struct server *srv, size_t i, double now)
+{
+    struct shard *s = &srv->shards[i];
+    ddts_conn_shutdown(s->sess->conn);
+    s->sess->lost = 1;
+    s->sess->alive_at = 0;
+    s->training = 0;
+    s->lost = 1;
+    s->sess->shard = -1;
+    s->sess = NULL;
+    s->orphan_since = now;
+}
+
+/*
+ * Marks as lost the training clients whose training made no progress (no
+ * advancing PROGRESS, no SYNC) for client_timeout, whatever the sync mode:
+ * heartbeats alone do not keep a stuck client. Caller holds mu.
+ */
+static void check_progress(struct server *srv)
+{
+    double now = ddts_now();
+    for (size_t i = 0; i < srv->n_shards; i++) {
+        struct shard *s = &srv->shards[i];
+        if (!s->training || s->sess == NULL || s->sess->alive_at <= 0 ||
+            now - s->sess->alive_at < srv->client_timeout)
+            continue;
+        ddts_log(srv->log, DDTS_LOG_WARN,
+                 "client '%s' (%s) made no training progress for %.1f s: marked lost, share %zu "
+                 "released",
+                 s->sess->name, s->sess->addr, srv->client_timeout, i);
+        lose(srv, i, now);
+    }
+}
+
 /* Marks participants that missed the round's deadline as lost. Caller holds mu. */
 static void check_deadlines(struct server *srv)
 {
+    check_progress(srv);
     if (!srv->open)
         return;
     double now = ddts_now();
@@ -585,13 +635,7 @@ static void check_deadlines(struct server *srv)
                  "client '%s' (%s) missed the round deadline (%.1f s): marked lost, share %zu "
                  "released",
                  s->sess->name, s->sess->addr, srv->client_timeout, i);
-        ddts_conn_shutdown(s->sess->conn);
-        s->sess->lost = 1;
-        s->training = 0;
-        s->lost = 1;
-        s->sess->shard = -1;
-        s->sess = NULL;
-        s->orphan_since = now;
+        lose(srv, i, now);
     }
     maybe_complete(srv);
 }
@@ -1148,6 +1192,9 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
         srv->total_samples += samples;
         srv->n_contrib++;
         s->contrib_seq = srv->seq + 1;
+        /* Waiting for the round is not a lack of progress: the round's deadline applies. */
+        if (se->alive_at > 0)
+            se->alive_at = -1;
         maybe_complete(srv);
     }
     ddts_free(v);
@@ -1191,6 +1238,10 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
         }
         pthread_mutex_unlock(&srv->mu);
     }
+    pthread_mutex_lock(&srv->mu);
+    if (se->alive_at != 0)
+        se->alive_at = ddts_now();
+    pthread_mutex_unlock(&srv->mu);
     if (waits && st == DDTS_OK)
         notify(se, DDTS_CLIENT_TRAINING);
     return st;
@@ -1271,6 +1322,7 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
         memcpy(se->id, j.id, ID_BYTES);
         snprintf(se->name, sizeof se->name, "%s", j.name);
         se->joined = 1;
+        se->reports_progress = ddts__conn_version(se->conn) >= 2;
     }
     pthread_mutex_unlock(&srv->mu);
     if (st == DDTS_EEXIST) {
@@ -1325,8 +1377,12 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
             st = ddts_conn_expect(se->conn, DDTS_MSG_READY, &p, &n, err);
         if (st != DDTS_OK)
             return st;
-        /* Training: rounds until TRAINED. Silence beyond client_timeout loses the client. */
+        /* Training: rounds until TRAINED. Silence beyond client_timeout loses the client,
+         * and so does training that makes no progress for as long (check_deadlines). */
         ddts_conn_set_timeout(se->conn, srv->client_timeout);
+        pthread_mutex_lock(&srv->mu);
+        se->alive_at = se->reports_progress ? ddts_now() : 0;
+        pthread_mutex_unlock(&srv->mu);
         notify(se, DDTS_CLIENT_TRAINING);
         uint8_t type = 0;
         while (st == DDTS_OK) {
@@ -1342,6 +1398,9 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
                                     ddts_msg_str(type));
         }
         ddts_conn_set_timeout(se->conn, srv->io_timeout);
+        pthread_mutex_lock(&srv->mu);
+        se->alive_at = 0;
+        pthread_mutex_unlock(&srv->mu);
         if (st != DDTS_OK)
             return st;
         struct ddts_wire_reader r;

@@ -217,6 +217,7 @@ struct client_run {
     atomic_int paused, resume;
     atomic_int progress_calls;
     atomic_int failures; /* checks that failed inside train */
+    double stall_s;      /* first call: hang this long without progress, then return */
     char failure[256];
 };
 
@@ -243,6 +244,11 @@ static enum ddts_status fake_train(void *ud, const struct ddts_client_job *job,
             atomic_fetch_add(&cr->failures, 1);                                                    \
         }                                                                                          \
     } while (0)
+    if (cr->stall_s > 0 && atomic_load(&cr->calls) == 1) {
+        /* Stuck (as in a hostile file's endless loop): heartbeats only. */
+        usleep((useconds_t)(cr->stall_s * 1e6));
+        return DDTS_OK;
+    }
     char *text = NULL;
     size_t n = 0;
     CHECK(strcmp(job->settings_json, "{\"epochs\": 2}") == 0);
@@ -892,6 +898,40 @@ static void test_client_takes_no_path(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+/*
+ * Issue 14 item 3: a client whose training makes no progress (no PROGRESS
+ * that advances, no SYNC) for client_timeout is lost although its heartbeat
+ * thread keeps the connection busy, in every sync mode; its share moves on.
+ */
+static void test_no_progress_is_lost(void **state)
+{
+    (void)state;
+    static const enum ddts_sync_mode modes[] = {DDTS_SYNC_NONE, DDTS_SYNC_EPOCH};
+    for (size_t k = 0; k < 2; k++) {
+        struct ddts_passphrase *pw = pass("pw");
+        struct server_run sr;
+        server_start(&sr, pw, 1, modes[k], 1.5);
+        struct client_run stuck, good;
+        client_start(&stuck, &sr, pw, "stuck", NULL);
+        stuck.stall_s = 5;
+        stuck.cfg.retries = 0;
+        client_go(&stuck);
+        wait_log(&sr.log, "share 0 -> client 'stuck'", 1, 5);
+        wait_log(&sr.log, "client 'stuck' (127.0.0.1) made no training progress for 1.5 s", 1, 5);
+        client_start(&good, &sr, pw, "good", NULL);
+        client_go(&good);
+        client_join(&good, DDTS_OK);
+        server_join(&sr, DDTS_OK);
+        pthread_join(stuck.thread, NULL);
+        assert_int_not_equal(stuck.st, DDTS_OK);
+        assert_int_equal(log_count(&sr.log, "share 0: reassigned from 'stuck' to 'good'"), 1);
+        client_free(&stuck);
+        client_free(&good);
+        server_free(&sr);
+        ddts_passphrase_destroy(pw);
+    }
+}
+
 /* ---- a TCP proxy that can cut its connections, for a dropped-and-back client ---- */
 
 struct proxy {
@@ -1167,6 +1207,7 @@ int main(void)
         cmocka_unit_test(test_ban_expires),
         cmocka_unit_test(test_ban_counts_real_attempts),
         cmocka_unit_test(test_client_takes_no_path),
+        cmocka_unit_test(test_no_progress_is_lost),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
