@@ -243,6 +243,28 @@ static void on_round(void *userdata, uint64_t round, const float *w, size_t n)
         ddts_log(rs->log, DDTS_LOG_WARN, "global snapshot: %s", err.msg);
 }
 
+/* The samples of each share, as prepare_shards splits them. */
+static enum ddts_status share_sizes(const struct ddts_job *job, size_t n, uint64_t **out,
+                                    struct ddts_error *err)
+{
+    size_t n_clients = (size_t)job->clients;
+    uint32_t *idx = NULL;
+    size_t *counts = ddts_calloc(n_clients, sizeof *counts);
+    *out = ddts_calloc(n_clients, sizeof **out);
+    enum ddts_status st = counts == NULL || *out == NULL
+                              ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
+                              : ddts_split_shards(n, n_clients, job->seed, NULL, &idx, counts, err);
+    for (size_t c = 0; st == DDTS_OK && c < n_clients; c++)
+        (*out)[c] = counts[c];
+    if (st != DDTS_OK) {
+        ddts_free(*out);
+        *out = NULL;
+    }
+    ddts_free(idx);
+    ddts_free(counts);
+    return st;
+}
+
 /* "min_share" of a share's info.txt (0: unknown). */
 static size_t read_min_share(const char *shards_dir)
 {
@@ -628,6 +650,7 @@ int cmd_server(int argc, char **argv)
     struct ddts_stats *stats = NULL;
     float *weights = NULL;
     char *settings = NULL;
+    uint64_t *share_samples = NULL;
     char job_dir[4096], shards_dir[4096], model_path[4096] = "";
     snprintf(job_dir, sizeof job_dir, "%s/%s", job.workdir, job.name);
     /* Log lines go through the live view, which keeps its table below them. */
@@ -674,6 +697,14 @@ int cmd_server(int argc, char **argv)
     st = ddts_job_to_json(&job, DDTS_JOB_JSON_FOR_CLIENT | DDTS_JOB_JSON_COMPACT, &settings, &err);
     if (st != DDTS_OK)
         goto out;
+    /* What no client may choose: the weight vector's length and each share's size. */
+    size_t n_model_weights = 0;
+    if (!job.collect && model_path[0] &&
+        (st = ddts_train_count_weights(model_path, &n_model_weights, &err)) != DDTS_OK)
+        goto out;
+    if (x != NULL && !job.collect &&
+        (st = share_sizes(&job, (size_t)x->shape[0], &share_samples, &err)) != DDTS_OK)
+        goto out;
     struct round_saver saver = {.every = 0, .log = &log};
     snprintf(saver.dir, sizeof saver.dir, "%s/global", job_dir);
     if (!job.collect && model_path[0])
@@ -695,6 +726,8 @@ int cmd_server(int argc, char **argv)
         .settings_json = settings,
         .model_path = model_path[0] ? model_path : NULL,
         .shards_dir = dir_exists(shards_dir) ? shards_dir : NULL,
+        .n_weights = n_model_weights,
+        .share_samples = share_samples,
         .sync = (enum ddts_sync_mode)job.sync,
         .sync_steps = (uint32_t)job.sync_steps,
         .keep_serving = job.keep_serving,
@@ -747,6 +780,7 @@ int cmd_server(int argc, char **argv)
 out:
     cli_live_finish(live);
     ddts_free(weights);
+    ddts_free(share_samples);
     ddts_free(settings);
     ddts_stats_destroy(stats);
     ddts_array_destroy(x);

@@ -383,19 +383,32 @@ static int all_done(const struct server *srv)
     return 1;
 }
 
-/* A results folder name for share i held by `name`: the name itself when no
- * other share uses it, else name-s<i>. */
-static void pick_results_name(struct server *srv, size_t i, const char *name)
+static int results_name_taken(const struct server *srv, size_t i, const char *name)
 {
-    int taken = 0;
     for (size_t k = 0; k < srv->n_shards; k++)
         if (k != i && strcmp(srv->shards[k].results_name, name) == 0)
-            taken = 1;
+            return 1;
+    return 0;
+}
+
+/*
+ * A results folder name for share i held by `name`: the name itself when no
+ * other share uses it, else name-s<i>, else name-s<i>-2, -3, ...: one folder
+ * per share, whatever names clients choose (a client named "x-s2" cannot make
+ * two shares share a folder).
+ */
+static void pick_results_name(struct server *srv, size_t i, const char *name)
+{
     struct shard *s = &srv->shards[i];
-    if (taken)
-        snprintf(s->results_name, sizeof s->results_name, "%.50s-s%zu", name, i % 100000);
-    else
-        snprintf(s->results_name, sizeof s->results_name, "%s", name);
+    char cand[RNAME_BYTES];
+    snprintf(cand, sizeof cand, "%s", name);
+    for (unsigned k = 1; results_name_taken(srv, i, cand); k++) {
+        if (k == 1)
+            snprintf(cand, sizeof cand, "%.50s-s%zu", name, i % 100000);
+        else
+            snprintf(cand, sizeof cand, "%.50s-s%zu-%u", name, i % 100000, k);
+    }
+    snprintf(s->results_name, sizeof s->results_name, "%s", cand);
 }
 
 /*
@@ -1114,14 +1127,34 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
         return ddts_error_set(err, DDTS_EPROTO,
                               "SYNC: op %u, %" PRIu64 " values, %" PRIu64 " samples is invalid", op,
                               count, samples);
-    /* Lengths are checked against the round and the global weights before allocating. */
+    /* Lengths are checked against the model, the round and the global weights before
+     * allocating: with the model's length known, no client sets it. */
+    uint64_t model_n = srv->cfg->n_weights;
+    if (model_n > 0 && (flags & DDTS_SYNC_WEIGHTS) && count != model_n)
+        return ddts_error_set(err, DDTS_EPROTO,
+                              "SYNC of %" PRIu64 " weights where the model has %" PRIu64, count,
+                              model_n);
+    if (model_n > 0 && count > model_n)
+        return ddts_error_set(err, DDTS_EPROTO,
+                              "SYNC of %" PRIu64 " values: more than the model's %" PRIu64, count,
+                              model_n);
     pthread_mutex_lock(&srv->mu);
     uint64_t expect = srv->open ? srv->n : (flags & DDTS_SYNC_WEIGHTS) ? srv->n_floats : 0;
+    uint64_t cap = UINT64_MAX;
+    if (srv->cfg->share_samples != NULL && se->shard >= 0)
+        cap = srv->cfg->share_samples[se->shard];
     pthread_mutex_unlock(&srv->mu);
     if (expect != 0 && count != expect)
         return ddts_error_set(err, DDTS_EPROTO,
                               "SYNC of %" PRIu64 " values where the job has %" PRIu64, count,
                               expect);
+    if (op == DDTS_REDUCE_MEAN && samples > cap) {
+        peer_warn(srv, se->key,
+                  "client '%s' (%s) claims %" PRIu64 " samples for share %ld of %" PRIu64
+                  ": counted as %" PRIu64,
+                  se->name, se->addr, samples, se->shard, cap, cap);
+        samples = cap > 0 ? cap : 1;
+    }
     float *v = ddts_mallocarray((size_t)count, sizeof *v);
     if (v == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "SYNC: out of memory for %" PRIu64 " values",
@@ -1774,6 +1807,13 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
         ddts_log(srv.log, DDTS_LOG_INFO,
                  "resuming job '%s': %zu of %zu shares done, round %" PRIu64, cfg->job, done,
                  srv.n_shards, srv.round);
+        if (cfg->n_weights > 0 && srv.n_floats > 0 && srv.n_floats != cfg->n_weights) {
+            ddts_log(srv.log, DDTS_LOG_WARN,
+                     "the saved global weights hold %" PRIu64 " values, the model %" PRIu64
+                     ": not used",
+                     srv.n_floats, cfg->n_weights);
+            srv.n_floats = srv.saved_n = 0;
+        }
         srv.complete = all_done(&srv);
     } else {
         ddts_secure_random(srv.job_id, ID_BYTES);

@@ -3,6 +3,7 @@
  * train callback: weights = start + (share + 1), trained on 10 * (share + 1)
  * samples, so each round's weighted mean is known exactly.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -218,6 +219,8 @@ struct client_run {
     atomic_int progress_calls;
     atomic_int failures; /* checks that failed inside train */
     double stall_s;      /* first call: hang this long without progress, then return */
+    size_t hostile_n;    /* exchanges this many values instead of N_WEIGHTS */
+    int inflate;         /* claims 1e12 samples per exchange */
     char failure[256];
 };
 
@@ -294,7 +297,9 @@ static enum ddts_status fake_train(void *ud, const struct ddts_client_job *job,
         float start = w[0];
         for (size_t i = 0; i < N_WEIGHTS; i++)
             w[i] += (float)(job->shard + 1);
-        st = ddts_client_sync_exchange(sync, w, N_WEIGHTS, 10 * (job->shard + 1), err);
+        uint64_t claimed = cr->inflate ? 1000000000000ull : 10 * (job->shard + 1);
+        st = ddts_client_sync_exchange(sync, w, cr->hostile_n ? cr->hostile_n : N_WEIGHTS, claimed,
+                                       err);
         if (r == 0 && cr->pause && atomic_load(&cr->calls) == 1) {
             atomic_store(&cr->paused, 1);
             while (!atomic_load(&cr->resume))
@@ -932,6 +937,127 @@ static void test_no_progress_is_lost(void **state)
     }
 }
 
+/*
+ * Issue 14 item 4: the model fixes the job's vector length. A hostile client
+ * that sends the first SYNC with 10 values is refused; the real clients'
+ * rounds of N_WEIGHTS values go on (before, its SYNC fixed the length and
+ * threw every real client out).
+ */
+static void test_model_fixes_length(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_prepare(&sr, pw, 2, DDTS_SYNC_EPOCH, 2.0);
+    sr.cfg.n_weights = N_WEIGHTS;
+    server_go(&sr);
+    struct client_run bad, a, b;
+    client_start(&bad, &sr, pw, "mallory", NULL);
+    bad.hostile_n = 10;
+    bad.rounds = 1;
+    client_go(&bad);
+    wait_log(&sr.log, "client 'mallory' joined", 1, 5);
+    client_start(&a, &sr, pw, "alice", NULL);
+    client_go(&a);
+    client_join(&bad, DDTS_EPROTO);
+    wait_log(&sr.log, "SYNC of 10 weights where the model has 1000", 1, 5);
+    client_start(&b, &sr, pw, "bob", NULL);
+    client_go(&b);
+    client_join(&a, DDTS_OK);
+    client_join(&b, DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    assert_true(atomic_load(&sr.rounds_seen) >= 2);
+    assert_int_equal(log_count(&sr.log, "values in a round of 10"), 0);
+    client_free(&bad);
+    client_free(&a);
+    client_free(&b);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
+/*
+ * Issue 14 item 5: a client that claims 1e12 samples counts for no more than
+ * its share: with every share's size known, the weighted means stay exact.
+ */
+static void test_samples_capped(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_prepare(&sr, pw, 3, DDTS_SYNC_EPOCH, 5.0);
+    static const uint64_t sizes[3] = {10, 20, 30}; /* what fake_train trains on */
+    sr.cfg.share_samples = sizes;
+    server_go(&sr);
+    struct client_run cr[3];
+    static const char *names[] = {"alice", "bob", "carol"};
+    for (int i = 0; i < 3; i++) {
+        client_start(&cr[i], &sr, pw, names[i], NULL);
+        cr[i].check_exact = 1;
+        cr[i].inflate = i == 1;
+        client_go(&cr[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        client_join(&cr[i], DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    assert_true(log_count(&sr.log, "claims 1000000000000 samples for share") >= 1);
+    for (int i = 0; i < 3; i++)
+        client_free(&cr[i]);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
+/*
+ * Issue 14 item 6: clients named "x-s2", "x" and "x" get three results
+ * folders (before, the third share's name "x-s2" was the first's folder).
+ */
+static void test_results_folders_unique(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_start(&sr, pw, 3, DDTS_SYNC_NONE, 5.0);
+    struct client_run cr[3];
+    static const char *names[] = {"x-s2", "x", "x"};
+    for (int i = 0; i < 3; i++) {
+        char wd[64];
+        snprintf(wd, sizeof wd, "c%d", i);
+        char *w = join2(sr.dir, wd);
+        client_start(&cr[i], &sr, pw, names[i], w);
+        ddts_free(w);
+        client_go(&cr[i]);
+        wait_log(&sr.log, "joined from", i + 1, 5);
+    }
+    for (int i = 0; i < 3; i++)
+        client_join(&cr[i], DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    char *jobdir = join2(sr.cfg.workdir, "job1");
+    char *clients = join2(jobdir, "clients");
+    int seen[3] = {0, 0, 0};
+    size_t n_dirs = 0;
+    DIR *d = opendir(clients);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        n_dirs++;
+        char *h = read_text(clients, e->d_name, "history.csv");
+        unsigned share = 99;
+        if (h != NULL && sscanf(h, "share,%u", &share) == 1 && share < 3)
+            seen[share]++;
+        ddts_free(h);
+    }
+    closedir(d);
+    if (n_dirs != 3 || seen[0] != 1 || seen[1] != 1 || seen[2] != 1)
+        fail_msg("%zu results folders; shares seen %d %d %d; log:\n%s", n_dirs, seen[0], seen[1],
+                 seen[2], sr.log.text);
+    ddts_free(clients);
+    ddts_free(jobdir);
+    for (int i = 0; i < 3; i++)
+        client_free(&cr[i]);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
 /* ---- a TCP proxy that can cut its connections, for a dropped-and-back client ---- */
 
 struct proxy {
@@ -1208,6 +1334,9 @@ int main(void)
         cmocka_unit_test(test_ban_counts_real_attempts),
         cmocka_unit_test(test_client_takes_no_path),
         cmocka_unit_test(test_no_progress_is_lost),
+        cmocka_unit_test(test_model_fixes_length),
+        cmocka_unit_test(test_samples_capped),
+        cmocka_unit_test(test_results_folders_unique),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
