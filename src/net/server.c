@@ -36,6 +36,8 @@
 #define ID_BYTES    16
 #define RNAME_BYTES (DDTS_MAX_NAME_BYTES + 16)
 #define STATE_MAGIC "ddts-server-state 1"
+/* Seconds the server keeps retrying to save the global weights before it fails the job. */
+#define SAVE_RETRY_S 10.0
 /* Seconds the server waits, once the job is complete, for clients to leave. */
 #define COMPLETE_GRACE_S 5.0
 
@@ -140,7 +142,10 @@ struct server {
     uint64_t n_floats; /* length of the global weights (0: none yet) */
     /* What global/weights.f32 holds: the accept thread writes it off the rounds' path. */
     uint64_t saved_round, saved_n;
-    struct result *pending;   /* latest weights not yet written */
+    struct result *pending; /* latest weights not yet written (kept until a write succeeds) */
+    int state_dirty;        /* the state file lags behind saved_round */
+    int save_failing;       /* the last write failed (logged once until it succeeds) */
+    struct ddts_error save_err;
     pthread_mutex_t flush_mu; /* one writer of weights.f32 at a time, in round order */
     int complete;
     int stopping;
@@ -562,36 +567,64 @@ static void maybe_complete(struct server *srv)
 /*
  * Writes the latest global weights and the state (caller does not hold mu):
  * disk I/O stays off the path of the rounds, and rounds that complete faster
- * than the accept loop ticks are saved only once.
+ * than the accept loop ticks are saved only once. A write that fails (a full
+ * disk) keeps the round's weights in memory and is retried at the next tick;
+ * the job does not end successfully until they are on disk. Returns whether
+ * everything is saved.
  */
-static void flush_weights(struct server *srv)
+static int flush_weights(struct server *srv)
 {
     pthread_mutex_lock(&srv->flush_mu);
     pthread_mutex_lock(&srv->mu);
     struct result *p = srv->pending;
     srv->pending = NULL;
     pthread_mutex_unlock(&srv->mu);
-    if (p == NULL) {
-        pthread_mutex_unlock(&srv->flush_mu);
-        return;
-    }
     struct ddts_error err;
-    enum ddts_status st =
-        ddts_write_file_atomic(srv->weights_path, p->v, (size_t)p->n * sizeof *p->v, &err);
+    if (p != NULL) {
+        enum ddts_status st =
+            ddts_write_file_atomic(srv->weights_path, p->v, (size_t)p->n * sizeof *p->v, &err);
+        pthread_mutex_lock(&srv->mu);
+        if (st == DDTS_OK) {
+            srv->saved_round = p->round;
+            srv->saved_n = p->n;
+            srv->state_dirty = 1;
+            if (srv->save_failing)
+                ddts_log(srv->log, DDTS_LOG_INFO, "round %" PRIu64 ": global weights saved",
+                         p->round);
+            srv->save_failing = 0;
+        } else {
+            if (!srv->save_failing)
+                ddts_log(srv->log, DDTS_LOG_ERROR,
+                         "round %" PRIu64 ": cannot save the global weights (kept in memory, "
+                         "retrying): %s",
+                         p->round, err.msg);
+            srv->save_failing = 1;
+            srv->save_err = err;
+            if (srv->pending == NULL) { /* no newer round: keep this one for the retry */
+                srv->pending = p;
+                p = NULL;
+            }
+        }
+        if (p != NULL && --p->refs == 0) {
+            ddts_free(p->v);
+            ddts_free(p);
+        }
+        pthread_mutex_unlock(&srv->mu);
+    }
     pthread_mutex_lock(&srv->mu);
-    if (st == DDTS_OK) {
-        srv->saved_round = p->round;
-        srv->saved_n = p->n;
-        st = save_state(srv, &err);
+    if (srv->state_dirty) {
+        if (save_state(srv, &err) == DDTS_OK) {
+            srv->state_dirty = 0;
+        } else if (!srv->save_failing) {
+            ddts_log(srv->log, DDTS_LOG_ERROR, "cannot save the job state (retrying): %s", err.msg);
+            srv->save_failing = 1;
+            srv->save_err = err;
+        }
     }
-    if (st != DDTS_OK)
-        ddts_log(srv->log, DDTS_LOG_ERROR, "round %" PRIu64 ": cannot save: %s", p->round, err.msg);
-    if (--p->refs == 0) {
-        ddts_free(p->v);
-        ddts_free(p);
-    }
+    int saved = srv->pending == NULL && !srv->state_dirty;
     pthread_mutex_unlock(&srv->mu);
     pthread_mutex_unlock(&srv->flush_mu);
+    return saved;
 }
 
 /* Gives up the share of a training client (deadline or no progress). Caller holds mu. */
@@ -1739,6 +1772,10 @@ static void server_deinit(struct server *srv)
     ddts_free(srv->shards);
     ddts_free(srv->acc);
     ddts_free(srv->bans_path);
+    if (srv->pending != NULL && --srv->pending->refs == 0) {
+        ddts_free(srv->pending->v);
+        ddts_free(srv->pending);
+    }
     while (srv->peers != NULL) {
         struct peer *p = srv->peers;
         srv->peers = p->next;
@@ -1879,13 +1916,22 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
     pthread_cond_broadcast(&srv.cv);
     pthread_mutex_unlock(&srv.mu);
     reap(&srv, 1);
+    /* The global weights must be on disk before the job ends well: retry a while. */
+    for (double t0 = ddts_now(); !flush_weights(&srv) && ddts_now() - t0 < SAVE_RETRY_S;) {
+        struct timespec ts = {0, 250000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (!flush_weights(&srv) && st == DDTS_OK)
+        st = ddts_error_set(err, DDTS_EIO,
+                            "job '%s': the global weights of round %" PRIu64
+                            " could not be saved: %s",
+                            cfg->job, srv.round, srv.save_err.msg);
     promote_queued(&srv); /* stopping: closes them all */
     drain_refused(&srv, 1);
     for (struct peer *p = srv.peers; p != NULL; p = p->next)
         if (p->suppressed > 0)
             ddts_log(srv.log, DDTS_LOG_WARN, "%u more warnings about %s were left out",
                      p->suppressed, p->key);
-    flush_weights(&srv);
     if (st == DDTS_OK)
         ddts_log(srv.log, DDTS_LOG_INFO, "job '%s' complete: results in %s", cfg->job, srv.jobdir);
 out:

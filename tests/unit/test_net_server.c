@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1058,6 +1059,72 @@ static void test_results_folders_unique(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+/*
+ * Issue 14 item 7: a brief full disk must not lose the global model. The
+ * server's work folder is a 1 MiB tmpfs, filled up before the only round
+ * completes: the weights stay in memory and are written once space is back
+ * (before, the failed write dropped them and the job still ended "complete").
+ */
+static void test_full_disk_keeps_weights(void **state)
+{
+    (void)state;
+    char *mnt = test_tmpdir();
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=1m") != 0) {
+        fprintf(stderr, "test_full_disk_keeps_weights: cannot mount a tmpfs (%s): skipped\n",
+                strerror(errno));
+        rmdir(mnt);
+        ddts_free(mnt);
+        skip();
+    }
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_prepare(&sr, pw, 1, DDTS_SYNC_EPOCH, 10.0);
+    ddts_free((char *)sr.cfg.workdir);
+    sr.cfg.workdir = join2(mnt, "work");
+    server_go(&sr);
+    /* Fill the disk. */
+    char *filler = join2(mnt, "filler");
+    FILE *f = fopen(filler, "wb");
+    assert_non_null(f);
+    static char block[4096];
+    while (fwrite(block, 1, sizeof block, f) == sizeof block) {
+    }
+    fclose(f);
+    struct client_run cr;
+    client_start(&cr, &sr, pw, "alice", NULL);
+    cr.rounds = 1;
+    cr.pause = 1;
+    client_go(&cr);
+    while (!atomic_load(&cr.paused))
+        usleep(5000);
+    wait_log(&sr.log, "round 1: cannot save the global weights (kept in memory, retrying)", 1, 5);
+    /* Space again: the kept weights are written without another round. */
+    assert_int_equal(unlink(filler), 0);
+    wait_log(&sr.log, "round 1: global weights saved", 1, 5);
+    char *global = join2(sr.cfg.workdir, "job1/global");
+    char *text = read_text(global, "", "weights.f32");
+    assert_non_null(text);
+    float w0;
+    memcpy(&w0, text, sizeof w0);
+    assert_true(atomic_load(&sr.rounds_seen) == 1 && w0 == sr.last_w0);
+    ddts_free(text);
+    atomic_store(&cr.resume, 1);
+    client_join(&cr, DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    char *st = read_text(sr.cfg.workdir, "job1", "state");
+    assert_non_null(st);
+    assert_non_null(strstr(st, "\nround 1\n"));
+    ddts_free(st);
+    ddts_free(global);
+    ddts_free(filler);
+    client_free(&cr);
+    server_free(&sr);
+    assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+    rmdir(mnt);
+    ddts_free(mnt);
+    ddts_passphrase_destroy(pw);
+}
+
 /* ---- a TCP proxy that can cut its connections, for a dropped-and-back client ---- */
 
 struct proxy {
@@ -1337,6 +1404,7 @@ int main(void)
         cmocka_unit_test(test_model_fixes_length),
         cmocka_unit_test(test_samples_capped),
         cmocka_unit_test(test_results_folders_unique),
+        cmocka_unit_test(test_full_disk_keeps_weights),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
