@@ -122,7 +122,8 @@ static enum ddts_status load_or_create_id(struct client *cl, struct ddts_error *
 
 static int is_net_failure(enum ddts_status st)
 {
-    return st == DDTS_ECLOSED || st == DDTS_ETIMEOUT || st == DDTS_EIO;
+    /* EAUTH after the handshake: a damaged or tampered frame, a connection error too. */
+    return st == DDTS_ECLOSED || st == DDTS_ETIMEOUT || st == DDTS_EIO || st == DDTS_EAUTH;
 }
 
 static enum ddts_status sync_run(struct ddts_client_sync *sync, unsigned op, unsigned flags,
@@ -322,6 +323,12 @@ static enum ddts_status parse_job(const uint8_t *p, size_t n, struct job_msg *j,
     if (st == DDTS_OK && (ddts_wire_check_name(j->job, err) != DDTS_OK ||
                           ddts_wire_check_name(j->results_name, err) != DDTS_OK))
         st = DDTS_EPROTO;
+    /* WORKDIR holds the job folders beside the client's own files: a job cannot be named
+     * after one of them. */
+    if (st == DDTS_OK && (strcmp(j->job, "current") == 0 || strcmp(j->job, "id") == 0 ||
+                          strncmp(j->job, "current.", 8) == 0 || strncmp(j->job, "id.", 3) == 0))
+        st = ddts_error_set(err, DDTS_EPROTO,
+                            "JOB: job name '%s' is one of this client's own files", j->job);
     if (st == DDTS_OK && (j->share >= j->n_shares || j->sync > DDTS_SYNC_STEP ||
                           !(j->heartbeat > 0.01 && j->heartbeat < 3600)))
         st = ddts_error_set(err, DDTS_EPROTO, "JOB: share %u of %u, sync %u, heartbeat %g",
@@ -636,8 +643,10 @@ static enum ddts_status run_connection(struct client *cl, int *fatal,
     }
     /* EEXIST is worth retrying: after a drop, the server keeps our old session until it
      * times out. */
+    /* After the handshake, a frame that fails authentication (EAUTH) was damaged or
+     * tampered with on the way: a connection error like a drop, worth a reconnect. */
     if (st == DDTS_EPROTO || st == DDTS_ELIMIT || st == DDTS_ENOMEM || st == DDTS_EINVAL ||
-        st == DDTS_EFORMAT || st == DDTS_EAUTH)
+        st == DDTS_EFORMAT)
         *fatal = 1;
     if (st == DDTS_OK || st == DDTS_ECLOSED)
         ddts_conn_close(c);

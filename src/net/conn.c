@@ -445,8 +445,11 @@ enum ddts_status ddts_conn_recv(struct ddts_conn *c, uint8_t *type, const uint8_
                 return DDTS_EPROTO;
             if (status == 0 || status > DDTS_ESTATE)
                 status = DDTS_EPROTO;
+            /* The peer's words reach logs and terminals: control bytes escaped. */
+            char safe[DDTS_ERROR_MSG_MAX];
+            ddts__escape(text, safe, sizeof safe);
             return ddts_error_set(err, (enum ddts_status)status, "%s: peer reports: %s", c->peer,
-                                  text);
+                                  safe);
         }
         *type = t;
         *payload = msg + 1;

@@ -1486,9 +1486,12 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
         pthread_mutex_unlock(&srv->mu);
         if (!ours)
             return ddts_error_set(err, DDTS_ETIMEOUT, "share %ld was given up meanwhile", i);
-        if (status != 0)
+        if (status != 0) {
+            char safe[DDTS_ERROR_MSG_MAX];
+            ddts__escape(msg, safe, sizeof safe); /* the client's words: control bytes escaped */
             ddts_log(srv->log, DDTS_LOG_ERROR, "share %ld: client '%s' failed: %s", i, se->name,
-                     msg);
+                     safe);
+        }
         notify(se, DDTS_CLIENT_UPLOADING);
         st = receive_results(se, i, err);
         if (st != DDTS_OK)

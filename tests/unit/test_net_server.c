@@ -218,10 +218,11 @@ struct client_run {
     int pause;          /* first call: after round 1, wait for `resume` */
     atomic_int paused, resume;
     atomic_int progress_calls;
-    atomic_int failures; /* checks that failed inside train */
-    double stall_s;      /* first call: hang this long without progress, then return */
-    size_t hostile_n;    /* exchanges this many values instead of N_WEIGHTS */
-    int inflate;         /* claims 1e12 samples per exchange */
+    atomic_int failures;   /* checks that failed inside train */
+    double stall_s;        /* first call: hang this long without progress, then return */
+    size_t hostile_n;      /* exchanges this many values instead of N_WEIGHTS */
+    int inflate;           /* claims 1e12 samples per exchange */
+    const char *fail_with; /* training fails with this message */
     char failure[256];
 };
 
@@ -248,6 +249,8 @@ static enum ddts_status fake_train(void *ud, const struct ddts_client_job *job,
             atomic_fetch_add(&cr->failures, 1);                                                    \
         }                                                                                          \
     } while (0)
+    if (cr->fail_with != NULL)
+        return ddts_error_set(err, DDTS_EINVAL, "%s", cr->fail_with);
     if (cr->stall_s > 0 && atomic_load(&cr->calls) == 1) {
         /* Stuck (as in a hostile file's endless loop): heartbeats only. */
         usleep((useconds_t)(cr->stall_s * 1e6));
@@ -1131,6 +1134,7 @@ struct proxy {
     struct ddts_listener *l;
     uint16_t target;
     atomic_int generation; /* cut: connections of older generations close */
+    atomic_int tamper;     /* flip a bit of the next server-to-client bytes */
     atomic_int stop;
     pthread_t thread;
 };
@@ -1162,6 +1166,8 @@ static void *pipe_main(void *arg)
                 break;
             }
             int out = i == 0 ? pp->b : pp->a;
+            if (i == 1 && atomic_exchange(&pp->px->tamper, 0))
+                buf[r - 1] ^= 1; /* the frame's MAC no longer matches */
             for (ssize_t off = 0; off < r;) {
                 ssize_t w = send(out, buf + off, (size_t)(r - off), MSG_NOSIGNAL);
                 if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -1249,6 +1255,105 @@ static void test_dropped_and_back(void **state)
     assert_int_equal(atomic_load(&a.trained) + atomic_load(&b.trained), 2);
     client_free(&a);
     client_free(&b);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
+/*
+ * Issue 14 item 13: one tampered server-to-client frame is a connection
+ * error: the client reconnects (--retries) and finishes its share (before,
+ * it took it for a failed authentication and gave up for good).
+ */
+static void test_tampered_frame_reconnects(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_start(&sr, pw, 2, DDTS_SYNC_EPOCH, 3.0);
+    struct proxy px = {.target = (uint16_t)atomic_load(&sr.port)};
+    assert_int_equal(ddts_listener_open("127.0.0.1", 0, &px.l, NULL), DDTS_OK);
+    assert_int_equal(pthread_create(&px.thread, NULL, proxy_main, &px), 0);
+    struct client_run a, b;
+    client_start(&a, &sr, pw, "a", NULL);
+    client_start(&b, &sr, pw, "b", NULL);
+    a.cfg.port = ddts_listener_port(px.l);
+    a.cfg.retries = 3;
+    a.cfg.retry_s = 0.05;
+    a.rounds = b.rounds = 3;
+    a.pause = 1;
+    client_go(&a);
+    client_go(&b);
+    double end = ddts_now() + 10;
+    while (!atomic_load(&a.paused) && ddts_now() < end)
+        usleep(5000);
+    assert_true(atomic_load(&a.paused));
+    atomic_store(&px.tamper, 1); /* the SYNC_RESULT of round 2 arrives damaged */
+    atomic_store(&a.resume, 1);
+    client_join(&a, DDTS_OK);
+    client_join(&b, DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    atomic_store(&px.stop, 1);
+    pthread_join(px.thread, NULL);
+    ddts_listener_close(px.l);
+    assert_int_equal(atomic_load(&px.tamper), 0);
+    assert_int_equal(log_count(&sr.log, "client 'a' joined"), 2);
+    assert_int_equal(atomic_load(&a.calls), 2);
+    client_free(&a);
+    client_free(&b);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
+/*
+ * Issue 14 item 12: a hostile server names its job "current" (the client's
+ * state file): the client refuses the job instead of turning its state file
+ * into a folder.
+ */
+static void test_job_named_current(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_prepare(&sr, pw, 1, DDTS_SYNC_NONE, 3.0);
+    sr.cfg.job = "current";
+    server_go(&sr);
+    struct client_run cr;
+    client_start(&cr, &sr, pw, "alice", NULL);
+    client_go(&cr);
+    client_join(&cr, DDTS_EPROTO);
+    assert_non_null(strstr(cr.err.msg, "one of this client's own files"));
+    char *cur = join2(cr.workdir, "current");
+    struct stat sb;
+    assert_true(stat(cur, &sb) != 0 || !S_ISDIR(sb.st_mode));
+    ddts_free(cur);
+    atomic_store(&sr.stop, 1);
+    server_join(&sr, DDTS_ECANCELED);
+    client_free(&cr);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
+/*
+ * Issue 14 item 10: a client's failure message with terminal escapes and a
+ * forged log line reaches the server's log escaped.
+ */
+static void test_peer_text_escaped(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_start(&sr, pw, 1, DDTS_SYNC_NONE, 3.0);
+    struct client_run cr;
+    client_start(&cr, &sr, pw, "alice", NULL);
+    cr.fail_with = "boom\x1b[2J\nINFO: every share's results are received";
+    cr.cfg.logger = NULL; /* the log holds the server's lines only */
+    client_go(&cr);
+    client_join(&cr, DDTS_EINVAL);
+    server_join(&sr, DDTS_OK);
+    assert_int_equal(log_count(&sr.log, "boom\\x1b[2J\\nINFO: every share"), 1);
+    assert_null(strchr(sr.log.text, '\x1b'));
+    assert_int_equal(log_count(&sr.log, "\nINFO: every share's results are received"), 0);
+    client_free(&cr);
     server_free(&sr);
     ddts_passphrase_destroy(pw);
 }
@@ -1405,6 +1510,9 @@ int main(void)
         cmocka_unit_test(test_samples_capped),
         cmocka_unit_test(test_results_folders_unique),
         cmocka_unit_test(test_full_disk_keeps_weights),
+        cmocka_unit_test(test_tampered_frame_reconnects),
+        cmocka_unit_test(test_job_named_current),
+        cmocka_unit_test(test_peer_text_escaped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
