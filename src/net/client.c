@@ -376,6 +376,8 @@ static enum ddts_status share_paths_make(const char *workdir, const struct job_m
         return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
     }
     enum ddts_status st = ddts_mkdir_p(sp->results, err);
+    if (st == DDTS_OK)
+        (void)chmod(sp->jobdir, 0700); /* the share holds training data */
     if (st != DDTS_OK)
         share_paths_free(sp);
     return st;

@@ -1326,7 +1326,7 @@ static enum ddts_status receive_results(struct session *se, long i, struct ddts_
     ddts_free(clients);
     if (dest == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-    enum ddts_status st = ddts_mkdir_p(dest, err);
+    enum ddts_status st = DDTS_OK;
     uint32_t files = 0;
     uint64_t bytes = 0;
     while (st == DDTS_OK) {
@@ -1342,19 +1342,26 @@ static enum ddts_status receive_results(struct session *se, long i, struct ddts_
         if (st == DDTS_OK && ++files > DDTS_MAX_UPLOAD_FILES)
             st = ddts_error_set(err, DDTS_ELIMIT, "more than %d result files",
                                 DDTS_MAX_UPLOAD_FILES);
-        char *path = st == DDTS_OK ? ddts_path_join(dest, rel) : NULL;
-        if (st == DDTS_OK && path == NULL)
-            st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        /* The folder is opened below the job folder without following any symbolic link
+         * (ddts_open_dir_beneath), and the file written through that descriptor. */
+        char reldir[DDTS_MAX_PATH_BYTES + RNAME_BYTES + 16], path[64];
+        const char *base = strrchr(rel, '/');
+        int dirfd = -1;
         if (st == DDTS_OK) {
-            char *slash = strrchr(path, '/');
-            *slash = '\0';
-            st = ddts_mkdir_p(path, err);
-            *slash = '/';
+            snprintf(reldir, sizeof reldir, "clients/%s/%.*s", rname, base ? (int)(base - rel) : 0,
+                     rel);
+            st = ddts_open_dir_beneath(srv->jobdir, reldir, &dirfd, err);
         }
-        if (st == DDTS_OK)
-            st = ddts_conn_recv_file_data(se->conn, path, size, NULL, NULL, err);
+        if (st == DDTS_OK) {
+            snprintf(path, sizeof path, "/proc/self/fd/%d", dirfd);
+            char *full = ddts_path_join(path, base ? base + 1 : rel);
+            st = full == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
+                              : ddts_conn_recv_file_data(se->conn, full, size, NULL, NULL, err);
+            ddts_free(full);
+        }
+        if (dirfd >= 0)
+            close(dirfd);
         bytes += size;
-        ddts_free(path);
     }
     if (st == DDTS_OK) {
         uint8_t m[16];
@@ -1825,6 +1832,7 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
     }
     if ((st = ddts_mkdir_p(global, err)) != DDTS_OK)
         goto out;
+    (void)chmod(srv.jobdir, 0700); /* the job's shares and results are private */
     /* Every share's folder must exist before anyone is served. */
     for (size_t i = 0; cfg->shards_dir != NULL && i < srv.n_shards; i++) {
         struct ddts__file_list fl = {0};

@@ -1358,6 +1358,50 @@ static void test_peer_text_escaped(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+/*
+ * Issue 14 items 9 and 15: a symbolic link planted in the server's results
+ * folder is not followed (the upload fails instead of writing elsewhere); the
+ * job folder is private (0700) and result files honour the umask.
+ */
+static void test_upload_no_symlinks(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_start(&sr, pw, 1, DDTS_SYNC_NONE, 3.0);
+    char *jobdir = join2(sr.cfg.workdir, "job1");
+    struct stat sb;
+    assert_int_equal(stat(jobdir, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    char *clients = join2(jobdir, "clients");
+    char *outside = join2(sr.dir, "outside");
+    char *link = join2(clients, "alice");
+    assert_int_equal(ddts_mkdir_p(clients, NULL), DDTS_OK);
+    assert_int_equal(ddts_mkdir_p(outside, NULL), DDTS_OK);
+    assert_int_equal(symlink(outside, link), 0);
+    struct client_run cr;
+    client_start(&cr, &sr, pw, "alice", NULL);
+    client_go(&cr);
+    wait_log(&sr.log, "a symbolic link or not a folder: not followed", 1, 10);
+    atomic_store(&sr.stop, 1);
+    pthread_join(cr.thread, NULL);
+    server_join(&sr, DDTS_ECANCELED);
+    DIR *d = opendir(outside);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(n, 0);
+    ddts_free(link);
+    ddts_free(outside);
+    ddts_free(clients);
+    ddts_free(jobdir);
+    client_free(&cr);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
 static void test_bad_state_file(void **state)
 {
     (void)state;
@@ -1513,6 +1557,7 @@ int main(void)
         cmocka_unit_test(test_tampered_frame_reconnects),
         cmocka_unit_test(test_job_named_current),
         cmocka_unit_test(test_peer_text_escaped),
+        cmocka_unit_test(test_upload_no_symlinks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
