@@ -38,6 +38,16 @@
 /* Data folders: files per X/ or Y/ folder (each is opened and held at once). */
 #define DDTS_MAX_DATA_FILES 100000
 
+/* Keras text datasets (imdb, reuters): word indices and padded lengths.
+ * imdb has 88,584 words and reviews of up to 2,494 words; the bounds leave
+ * room while keeping a hostile file from asking for absurd padding. */
+#define DDTS_MAX_DATASET_WORDS   10000000
+#define DDTS_MAX_SEQUENCE_LENGTH 1000000
+/* A pickle (an npz object array; a CIFAR batch: 31 MB, cifar-100's train:
+ * 155 MB; a CIFAR .tar.gz inflated: 178 MB) is read whole; the unpickler's
+ * values take at most 16 bytes per input byte. */
+#define DDTS_MAX_PICKLE_BYTES (256ULL << 20)
+
 /* Keras files: config JSON and layer counts. */
 #define DDTS_MAX_CONFIG_BYTES (64u << 20)
 #define DDTS_MAX_LAYERS       100000
@@ -83,7 +93,7 @@
 /*
  * Connections that have not authenticated yet: a few per address (one real
  * client needs one; a restart or a NAT a few more) and DDTS_MAX_PREAUTH in
- * all, each with one deadline (the I/O timeout) from accept. Beyond them a
+ * all, each with the I/O timeout to authenticate from its turn (below). Beyond them a
  * connection is closed at accept, before a thread or any allocation, so idle
  * sockets from other addresses cannot lock a real client out.
  */
@@ -92,11 +102,18 @@
 /*
  * Beyond those, connections wait their turn as bare sockets (no thread, no
  * buffer), up to 64 per address (many clients started at once on one
- * machine) and 256 in all, still within the deadline from accept; the rest
- * are closed at accept.
+ * machine) and 256 in all; the rest are closed at accept.
  */
 #define DDTS_MAX_QUEUED_PER_ADDR 64
 #define DDTS_MAX_QUEUED          256
+/*
+ * Handshakes from one address run one at a time. A connection's I/O timeout
+ * to authenticate counts from its turn, so that many clients started at once
+ * on one machine do not run out of time in the queue; the wait for the turn
+ * (as a bare socket and with a thread) is bounded apart, by this many I/O
+ * timeouts from accept, so that idle sockets cannot hold slots for ever.
+ */
+#define DDTS_TURN_WAIT_FACTOR 8
 /*
  * Failed authentication attempts (wrong passphrase, or a handshake stalled
  * past its deadline) the whole job accepts per minute, whatever the address:

@@ -24,9 +24,9 @@
 #include "ddts/client.h"
 #include "ddts/fs.h"
 #include "ddts/limits.h"
-#include "ddts/net.h"
+#include "conn.h"
 #include "ddts/server.h"
-#include "ddts/wire.h"
+#include "wire.h"
 #include "netutil.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -79,7 +79,7 @@ struct session {
     char name[DDTS_MAX_NAME_BYTES + 1];
     char addr[64];
     char key[DDTS__ADDR_KEY_BYTES]; /* the address as counted for limits and bans */
-    double deadline;                /* to authenticate by (ddts_now() time) */
+    double deadline;                /* to get a turn by, then to authenticate by (ddts_now()) */
     long shard;
     int timed_out;      /* ended by silence: its share is reassignable at once */
     struct result *res; /* the round result to send, set when the round completes */
@@ -96,6 +96,7 @@ struct session {
     int has_progress;
     struct ddts_wire_progress progress;
     double progress_at;
+    char failure[DDTS_ERROR_MSG_MAX]; /* the error text of its last failed share */
 };
 
 /* An address as the server counts it (ddts__addr_key): limits, failures, bans. */
@@ -114,7 +115,7 @@ struct peer {
 /* An accepted socket waiting for its address's turn (the accept thread's). */
 struct queued {
     int fd;
-    double deadline;
+    double wait_until; /* closed if its turn has not come by then (ddts_now() time) */
     char key[DDTS__ADDR_KEY_BYTES];
 };
 
@@ -129,6 +130,7 @@ struct server {
     char *weights_path;
     double client_timeout;
     double io_timeout;
+    double turn_wait; /* the bound on a connection's wait for its address's handshake turn */
     double heartbeat;
     unsigned ban_after;
     pthread_mutex_t mu;
@@ -179,16 +181,7 @@ struct server {
 
 static void timed_wait(struct server *srv, double seconds)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long ns = (long)((seconds - (double)(long)seconds) * 1e9);
-    ts.tv_sec += (time_t)seconds;
-    ts.tv_nsec += ns;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&srv->cv, &srv->mu, &ts);
+    ddts__cond_wait_for(&srv->cv, &srv->mu, seconds);
 }
 
 /* ---- the live view ---- */
@@ -255,6 +248,7 @@ static void notify(struct session *se, enum ddts_client_state state)
         .has_progress = se->has_progress,
         .progress = se->progress,
         .progress_at = se->progress_at,
+        .error = state == DDTS_CLIENT_FAILED ? se->failure : NULL,
     };
     srv->cfg->on_client(srv->cfg->userdata, &c);
 }
@@ -899,15 +893,16 @@ static enum ddts_status load_bans(struct server *srv, struct ddts_error *err)
 /*
  * Handshakes from one address run one at a time, so that parallel
  * connections cannot try more passphrases than ban_after before the ban
- * (each one is a few milliseconds); the wait counts against the
- * connection's deadline. Returns 1 when the address is banned, -1 when the
- * deadline passed while waiting, 0 to go ahead.
+ * (each one is a few milliseconds). The wait does not count against the
+ * connection's handshake deadline (which starts with its turn), only
+ * against `wait_until`, the bound on the wait itself. Returns 1 when the
+ * address is banned, -1 when wait_until passed while waiting, 0 to go ahead.
  */
-static int handshake_begin(struct server *srv, const char *key, double deadline)
+static int handshake_begin(struct server *srv, const char *key, double wait_until)
 {
     pthread_mutex_lock(&srv->mu);
     struct peer *p = peer_find(srv, key, 0);
-    while (p != NULL && p->busy && !srv->stopping && ddts_now() < deadline)
+    while (p != NULL && p->busy && !srv->stopping && ddts_now() < wait_until)
         timed_wait(srv, 0.2);
     int r = p != NULL && p->busy ? -1 : 0;
     if (p != NULL && r == 0) {
@@ -1407,6 +1402,12 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
     int same_job = memcmp(j.job_id, srv->job_id, ID_BYTES) == 0;
     int claims_trained =
         same_job && (j.flags & DDTS_JOIN_TRAINED) && !(j.flags & DDTS_JOIN_RECEIVED);
+    if (srv->cfg->collect && !claims_trained) {
+        /* Collecting: nothing to train, and its pointer to its own job stays. */
+        ddts_log(srv->log, DDTS_LOG_INFO, "client '%s' holds no results of this job", se->name);
+        st = ddts_conn_send(se->conn, DDTS_MSG_DONE, NULL, 0, err);
+        return st != DDTS_OK ? st : DDTS_ECLOSED;
+    }
     for (;;) {
         /* After a share, it stays "done" while it waits for another. */
         if (se->state != DDTS_CLIENT_DONE && se->state != DDTS_CLIENT_FAILED)
@@ -1498,6 +1499,7 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
             ddts__escape(msg, safe, sizeof safe); /* the client's words: control bytes escaped */
             ddts_log(srv->log, DDTS_LOG_ERROR, "share %ld: client '%s' failed: %s", i, se->name,
                      safe);
+            snprintf(se->failure, sizeof se->failure, "%s", safe[0] ? safe : "failed");
         }
         notify(se, DDTS_CLIENT_UPLOADING);
         st = receive_results(se, i, err);
@@ -1536,13 +1538,18 @@ static void *session_main(void *arg)
     ddts_error_clear(&err);
     int turn = handshake_begin(srv, se->key, se->deadline);
     enum ddts_status st;
-    if (turn < 0)
+    if (turn < 0) {
         st = ddts_error_set(&err, DDTS_ETIMEOUT,
-                            "%s: no progress: other handshakes from the address took its time",
-                            se->addr);
-    else
+                            "%s: no turn to authenticate within %.1f s: other handshakes from "
+                            "the address took the time",
+                            se->addr, srv->turn_wait);
+    } else {
+        /* Its own deadline counts from its turn, not from accept. */
+        se->deadline = ddts_now() + srv->io_timeout;
+        ddts__conn_set_deadline(se->conn, se->deadline);
         st = ddts_conn_handshake(se->conn, DDTS_ROLE_SERVER, srv->cfg->passphrase,
                                  turn ? DDTS_EBANNED : DDTS_OK, &err);
+    }
     if (st == DDTS_EBANNED)
         peer_warn(srv, se->key, "refused banned address %s", se->addr);
     else if (st != DDTS_OK)
@@ -1624,8 +1631,9 @@ static void unpend(struct server *srv, const char *key)
     srv->n_preauth--;
 }
 
-/* Starts the session thread of an admitted socket, which must authenticate by `deadline`. */
-static void start_session(struct server *srv, int fd, const char *key, double deadline)
+/* Starts the session thread of an admitted socket, which must get its address's
+ * handshake turn by `wait_until` (session_main then gives it the I/O timeout). */
+static void start_session(struct server *srv, int fd, const char *key, double wait_until)
 {
     struct ddts_conn *c = NULL;
     struct session *se = NULL;
@@ -1645,8 +1653,8 @@ static void start_session(struct server *srv, int fd, const char *key, double de
     snprintf(se->key, sizeof se->key, "%s", key);
     snprintf(se->name, sizeof se->name, "?");
     ddts_conn_set_timeout(c, srv->io_timeout);
-    se->deadline = deadline;
-    ddts__conn_set_deadline(c, deadline);
+    se->deadline = wait_until;
+    ddts__conn_set_deadline(c, wait_until); /* nothing is read before its turn */
     pthread_mutex_lock(&srv->mu);
     se->next = srv->sessions;
     srv->sessions = se;
@@ -1668,27 +1676,28 @@ static void start_session(struct server *srv, int fd, const char *key, double de
  * Admits one accepted socket: refused at once (no thread, no allocation)
  * when its address is banned or over its limits, queued as a bare socket
  * when its address has DDTS_MAX_PREAUTH_PER_ADDR handshakes going, else a
- * session thread. Either way it has one deadline from now to authenticate.
+ * session thread. Either way it waits at most srv->turn_wait from now for its
+ * address's handshake turn, then has the I/O timeout to authenticate.
  */
 static void accept_one(struct server *srv, int fd, const struct sockaddr_storage *peer,
                        size_t n_sessions)
 {
     char key[DDTS__ADDR_KEY_BYTES];
     ddts__addr_key(peer, key);
-    double deadline = ddts_now() + srv->io_timeout;
+    double wait_until = ddts_now() + srv->turn_wait;
     pthread_mutex_lock(&srv->mu);
     enum admit a = n_sessions >= DDTS_MAX_CLIENTS ? ADMIT_FULL : admit(srv, key);
     if (a == ADMIT_QUEUE) {
         struct queued *q = &srv->queue[srv->n_queued++];
         q->fd = fd;
-        q->deadline = deadline;
+        q->wait_until = wait_until;
         snprintf(q->key, sizeof q->key, "%s", key);
     }
     unsigned n_preauth = srv->n_preauth;
     pthread_mutex_unlock(&srv->mu);
     switch (a) {
     case ADMIT_OK:
-        start_session(srv, fd, key, deadline);
+        start_session(srv, fd, key, wait_until);
         break;
     case ADMIT_QUEUE:
         break;
@@ -1726,7 +1735,7 @@ static void promote_queued(struct server *srv)
     for (size_t i = 0; i < srv->n_queued; i++) {
         struct queued q = srv->queue[i];
         struct peer *p = peer_find(srv, q.key, 0);
-        int expired = now >= q.deadline || srv->stopping || p == NULL || p->until > now;
+        int expired = now >= q.wait_until || srv->stopping || p == NULL || p->until > now;
         int go = !expired && p->pending < DDTS_MAX_PREAUTH_PER_ADDR &&
                  srv->n_preauth < DDTS_MAX_PREAUTH && n_start < DDTS_MAX_PREAUTH;
         if (expired || go) {
@@ -1746,7 +1755,7 @@ static void promote_queued(struct server *srv)
     srv->n_queued = k;
     pthread_mutex_unlock(&srv->mu);
     for (size_t i = 0; i < n_start; i++)
-        start_session(srv, start[i].fd, start[i].key, start[i].deadline);
+        start_session(srv, start[i].fd, start[i].key, start[i].wait_until);
 }
 
 static enum ddts_status check_config(const struct ddts_server_config *cfg, struct ddts_error *err)
@@ -1807,11 +1816,16 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
     memset(&srv, 0, sizeof srv);
     pthread_mutex_init(&srv.mu, NULL);
     pthread_mutex_init(&srv.flush_mu, NULL);
-    pthread_cond_init(&srv.cv, NULL);
+    if (ddts__cond_init(&srv.cv) != 0) {
+        pthread_mutex_destroy(&srv.flush_mu);
+        pthread_mutex_destroy(&srv.mu);
+        return ddts_error_set(err, DDTS_ENOMEM, "server: cannot create a condition variable");
+    }
     srv.cfg = cfg;
     srv.log = cfg->logger;
     srv.client_timeout = cfg->client_timeout_s > 0 ? cfg->client_timeout_s : 60;
     srv.io_timeout = cfg->io_timeout_s > 0 ? cfg->io_timeout_s : DDTS_IO_TIMEOUT_S;
+    srv.turn_wait = srv.io_timeout * DDTS_TURN_WAIT_FACTOR;
     srv.heartbeat =
         srv.client_timeout / 4 < DDTS_HEARTBEAT_S ? srv.client_timeout / 4 : DDTS_HEARTBEAT_S;
     srv.ban_after = cfg->ban_after > 0 ? cfg->ban_after : 3;
@@ -1863,10 +1877,10 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
             srv.n_floats = srv.saved_n = 0;
         }
         srv.complete = all_done(&srv);
-    } else {
-        ddts_secure_random(srv.job_id, ID_BYTES);
-        if ((st = save_state(&srv, err)) != DDTS_OK)
-            goto out;
+    } else if (cfg->collect) {
+        st = ddts_error_set(err, DDTS_ENOTFOUND, "%s: no job to collect (no state file)",
+                            srv.jobdir);
+        goto out;
     }
     st = ddts_listener_open(cfg->host,
                             cfg->any_port ? 0
@@ -1875,6 +1889,12 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
                             &l, err);
     if (st != DDTS_OK)
         goto out;
+    if (access(srv.state_path, F_OK) != 0) {
+        /* A new job exists once the server listens: a failed start leaves no state. */
+        ddts_secure_random(srv.job_id, ID_BYTES);
+        if ((st = save_state(&srv, err)) != DDTS_OK)
+            goto out;
+    }
     uint16_t port = ddts_listener_port(l);
     if (cfg->bound_port != NULL)
         *cfg->bound_port = port;

@@ -7,7 +7,7 @@ limit of 1,024 open files. The server must:
     fix, the idle sockets took a thread and a file each until the server
     could accept nothing more, and each waited out its own timeout, one
     after another, since handshakes from one address ran one at a time);
-  - count the stalled handshakes (past --io-timeout from accept) as failures
+  - count the stalled handshakes (past --io-timeout from their turn) as failures
     of 127.0.0.2, ban it (--ban-after 3), keep the ban in WORKDIR/<job>/bans,
     and refuse the banned address at accept with HELLO_S status EBANNED;
   - keep its log short: the per-address warnings are rate-limited.

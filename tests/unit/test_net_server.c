@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "net/conn.h"
 #include "test.h"
 
 #define N_WEIGHTS 1000
