@@ -22,13 +22,19 @@ const char cli_usage_client[] =
     "WORKDIR/<job>/results. A client restarted with the same --workdir keeps its\n"
     "identity and continues where it was.\n"
     "\n"
+    "A client runs the server's model on the data it trains; what training\n"
+    "reveals (the weights it sends) goes to the server. It takes no path from\n"
+    "the server: its data come only from the share the server sends or from\n"
+    "--dataset (docs/protocol.md, \"Threat model\").\n"
+    "\n"
     "  --server HOST:PORT     the server (port 7878 when left out)\n"
     "  --passphrase-file F    file holding the job passphrase (else\n"
     "                         $DDTS_PASSPHRASE, else a prompt without echo)\n"
     "  --workdir DIR          identity, job, shard and results (./ddts-client)\n"
     "  --name NAME            results folder name on the server (client-<id>)\n"
     "  --threads N            compute threads (all cores)\n"
-    "  --dataset DIR          this client's own X/ and Y/ (jobs with --data client)\n"
+    "  --dataset DIR          this client's own X/ and Y/ (required by jobs with\n"
+    "                         --data client)\n"
     "  --retries N            reconnection attempts after a lost connection (5)\n";
 
 struct client_ctx {
@@ -89,7 +95,7 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
     struct ddts_job job;
     ddts_job_init_defaults(&job);
     enum ddts_status st =
-        ddts_job_from_json(&job, cj->settings_json, strlen(cj->settings_json), err);
+        ddts_job_from_server_json(&job, cj->settings_json, strlen(cj->settings_json), err);
     if (st != DDTS_OK) {
         ddts_error_prefix(err, "settings from the server: ");
         return st;
@@ -135,11 +141,17 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
             }
             ddts_free(buf);
         }
+    } else if (job.data != DDTS_JOB_DATA_CLIENT) {
+        st = ddts_error_set(err, DDTS_EPROTO,
+                            "the server sent no share of the data (a job with --data %s must)",
+                            job.data == DDTS_JOB_DATA_KERAS ? "keras" : "server");
+    } else if (ctx->dataset == NULL) {
+        st = ddts_error_set(err, DDTS_EINVAL,
+                            "this job trains on each client's own data: give --dataset DIR "
+                            "(a client never takes a folder from the server)");
     } else {
-        /* --data client: this machine's own X/ and Y/. */
-        if (ctx->dataset != NULL)
-            snprintf(job.dataset, sizeof job.dataset, "%s", ctx->dataset);
-        st = ddts_serve_load_xy(&job, job.dataset, &x, &y, err);
+        /* --data client: this machine's own X/ and Y/, named on this machine only. */
+        st = ddts_serve_load_xy(&job, ctx->dataset, &x, &y, err);
     }
     if (st == DDTS_OK && cj->init_weights_path != NULL) {
         char *buf = NULL;

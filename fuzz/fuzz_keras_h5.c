@@ -277,9 +277,9 @@ static void read_and_write(const void *img, size_t n, int zip, const struct ddts
     struct ddts_error err;
     enum ddts_status st;
     if (zip)
-        st = ddts__keras_h5_read_zip_weights(img, n, "fuzz", cfg, m, &err);
+        st = ddts__keras_h5_read_zip_weights_inproc(img, n, "fuzz", cfg, m, &err);
     else
-        st = ddts__keras_h5_read_legacy_image(img, n, "fuzz", m, &err);
+        st = ddts__keras_h5_read_legacy_image_inproc(img, n, "fuzz", m, &err);
     if (st == DDTS_OK) {
         for (size_t i = 0; i < m->n_layers; i++)
             for (size_t j = 0; j < m->layers[i].n_weights; j++) {
@@ -289,7 +289,7 @@ static void read_and_write(const void *img, size_t n, int zip, const struct ddts
             }
         void *out = NULL;
         size_t n_out = 0;
-        if (ddts__keras_h5_update_image(img, n, "fuzz", m, &out, &n_out, &err) == DDTS_OK)
+        if (ddts__keras_h5_update_image_inproc(img, n, "fuzz", m, &out, &n_out, &err) == DDTS_OK)
             ddts_free(out);
         /* The normalizer's surgery on the file's configuration (src/train/surgery.c). */
         if (m->model_config != NULL) {

@@ -21,7 +21,7 @@ struct ddts_atomic_file {
     char *tmp_path; /* temporary name (owned) */
 };
 
-/* Opens `path`.tmp.XXXXXX for writing. */
+/* Opens `path`.tmp.XXXXXX for writing; the file gets mode 0666 less the umask. */
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_atomic_open(struct ddts_atomic_file *f,
                                                           const char *path, struct ddts_error *err);
 /* Flushes, fsyncs and renames onto the final name; on any failure removes the
@@ -40,6 +40,16 @@ DDTS_API DDTS_NODISCARD enum ddts_status ddts_read_file(const char *path, size_t
                                                         struct ddts_error *err);
 /* Creates `path` and its parents (mode 0755); existing folders are fine. */
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_mkdir_p(const char *path, struct ddts_error *err);
+/*
+ * Opens (creating with mode 0700 what is missing) the folder `rel` below
+ * `root`, never following a symbolic link below root (O_NOFOLLOW on every
+ * component), for writing files that a peer names: *dirfd is an open
+ * descriptor of it (close it), to reach as "/proc/self/fd/<dirfd>/NAME".
+ * A link or a non-folder on the way is DDTS_EIO naming it; "." or ".."
+ * DDTS_EINVAL.
+ */
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_open_dir_beneath(const char *root, const char *rel,
+                                                               int *dirfd, struct ddts_error *err);
 /* Joins two path parts into a new string; NULL when out of memory. */
 DDTS_API char *ddts_path_join(const char *a, const char *b);
 

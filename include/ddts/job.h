@@ -188,6 +188,14 @@ DDTS_API DDTS_NODISCARD enum ddts_status ddts_job_load_file(struct ddts_job *job
 /* As ddts_job_load_file, from `nbytes` bytes of JSON text (need not end in NUL). */
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_job_from_json(struct ddts_job *job, const char *json,
                                                             size_t nbytes, struct ddts_error *err);
+/*
+ * As ddts_job_from_json, for the settings a client receives from a server:
+ * a server_only setting (a path of the server's, its address, its work
+ * folder...) is DDTS_EPROTO, since a client never takes a path from a server.
+ */
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_job_from_server_json(struct ddts_job *job,
+                                                                   const char *json, size_t nbytes,
+                                                                   struct ddts_error *err);
 
 /* Flags of ddts_job_to_json. */
 #define DDTS_JOB_JSON_ALL        0u /* every setting (a job file) */

@@ -90,6 +90,44 @@
 /* Clients per job: the server handles at least 64 at once. */
 #define DDTS_MAX_CLIENTS 1024
 
+/*
+ * Connections that have not authenticated yet: a few per address (one real
+ * client needs one; a restart or a NAT a few more) and DDTS_MAX_PREAUTH in
+ * all, each with the I/O timeout to authenticate from its turn (below). Beyond them a
+ * connection is closed at accept, before a thread or any allocation, so idle
+ * sockets from other addresses cannot lock a real client out.
+ */
+#define DDTS_MAX_PREAUTH_PER_ADDR 4
+#define DDTS_MAX_PREAUTH          64
+/*
+ * Beyond those, connections wait their turn as bare sockets (no thread, no
+ * buffer), up to 64 per address (many clients started at once on one
+ * machine) and 256 in all; the rest are closed at accept.
+ */
+#define DDTS_MAX_QUEUED_PER_ADDR 64
+#define DDTS_MAX_QUEUED          256
+/*
+ * Handshakes from one address run one at a time. A connection's I/O timeout
+ * to authenticate counts from its turn, so that many clients started at once
+ * on one machine do not run out of time in the queue; the wait for the turn
+ * (as a bare socket and with a thread) is bounded apart, by this many I/O
+ * timeouts from accept, so that idle sockets cannot hold slots for ever.
+ */
+#define DDTS_TURN_WAIT_FACTOR 8
+/*
+ * Failed authentication attempts (wrong passphrase, or a handshake stalled
+ * past its deadline) the whole job accepts per minute, whatever the address:
+ * beyond it new connections are refused until the minute has passed, so
+ * rotating addresses gives an attacker no more than this many guesses a minute.
+ */
+#define DDTS_MAX_FAILED_AUTH_PER_MIN 30
+/* Addresses the server remembers (failures, bans); an old idle one is
+ * forgotten to make room, a banned one never. */
+#define DDTS_MAX_PEERS 4096
+/* Warning lines per address per interval; the rest are counted in one summary line. */
+#define DDTS_WARN_BURST      20
+#define DDTS_WARN_INTERVAL_S 60.0
+
 /* history.csv: Keras logs a handful of metrics per epoch; 1024 columns and
  * 64 MiB (a million epochs) are far beyond any real history. */
 #define DDTS_MAX_HISTORY_COLUMNS 1024

@@ -112,6 +112,20 @@ struct ddts_server_config {
      * NULL: no data is sent (clients load their own).
      */
     const char *shards_dir;
+    /*
+     * Values in the model's weight vector (ddts_train_count_weights), or 0
+     * when unknown. When known, a SYNC of the weights must have exactly this
+     * length and every other reduction at most this length, so that no client
+     * chooses the job's vector length (nor the server's 16 bytes per value of
+     * running sum).
+     */
+    uint64_t n_weights;
+    /*
+     * Samples of each share (n_clients values), or NULL when unknown (each
+     * client's own data). When known, a contribution to a weighted mean counts
+     * for at most its share's samples, whatever the client claims.
+     */
+    const uint64_t *share_samples;
     enum ddts_sync_mode sync; /* sent to clients; any mode but NONE enables rounds */
     uint32_t sync_steps;      /* K of steps:K */
     int keep_serving;         /* non-zero: do not return when the job is complete */

@@ -137,6 +137,14 @@ struct ddts_global_request {
     const char *out_path;   /* where the global model is written; NULL: not written */
     struct ddts_logs *logs; /* out (may be NULL): every figure of the evaluation (n 0: none) */
 };
+/*
+ * The length of the flat weight vector that clients exchange for the model
+ * at `model_path` (what the server's rounds average): the server passes it
+ * to ddts_server_config.n_weights so that no client chooses it.
+ */
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_train_count_weights(const char *model_path, size_t *n,
+                                                                  struct ddts_error *err);
+
 /* Writes and evaluates the global model; *loss and *accuracy are NaN without test data. */
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_train_global(const struct ddts_global_request *req,
                                                            double *loss, double *accuracy,

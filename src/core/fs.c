@@ -25,6 +25,32 @@ char *ddts_path_join(const char *a, const char *b)
     return p;
 }
 
+/*
+ * The mode of new files: 0666 less the process's umask, read from
+ * /proc/self/status (umask(2) cannot read it without changing it, which is
+ * not thread-safe); 0600 when it cannot be read.
+ */
+static mode_t file_mode(void)
+{
+    char buf[2048];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0600;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0600;
+    buf[n] = '\0';
+    const char *p = strstr(buf, "\nUmask:");
+    if (p == NULL)
+        return 0600;
+    char *end = NULL;
+    unsigned long mask = strtoul(p + 8, &end, 8);
+    if (end == p + 8 || mask > 0777)
+        return 0600;
+    return (mode_t)(0666 & ~mask);
+}
+
 enum ddts_status ddts_atomic_open(struct ddts_atomic_file *f, const char *path,
                                   struct ddts_error *err)
 {
@@ -46,7 +72,7 @@ enum ddts_status ddts_atomic_open(struct ddts_atomic_file *f, const char *path,
         ddts_atomic_abort(f);
         return ddts_error_set_errno(err, DDTS_EIO, e, "%s: cannot create temporary file", path);
     }
-    (void)fchmod(fd, 0644);
+    (void)fchmod(fd, file_mode());
     f->fp = fdopen(fd, "wb");
     if (f->fp == NULL) {
         int e = errno;
@@ -172,4 +198,50 @@ enum ddts_status ddts_mkdir_p(const char *path, struct ddts_error *err)
     }
     ddts_free(p);
     return st;
+}
+
+enum ddts_status ddts_open_dir_beneath(const char *root, const char *rel, int *dirfd,
+                                       struct ddts_error *err)
+{
+    *dirfd = -1;
+    int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return ddts_error_set_errno(err, DDTS_EIO, errno, "%s: cannot open the folder", root);
+    char *copy = ddts_strdup(rel);
+    if (copy == NULL) {
+        close(fd);
+        return ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", root);
+    }
+    enum ddts_status st = DDTS_OK;
+    char *save = NULL;
+    for (char *c = strtok_r(copy, "/", &save); c != NULL; c = strtok_r(NULL, "/", &save)) {
+        if (strcmp(c, ".") == 0 || strcmp(c, "..") == 0) {
+            st = ddts_error_set(err, DDTS_EINVAL, "%s/%s: '%s' in a path", root, rel, c);
+            break;
+        }
+        if (mkdirat(fd, c, 0700) != 0 && errno != EEXIST) {
+            st = ddts_error_set_errno(err, DDTS_EIO, errno, "%s/%s: cannot create '%s'", root, rel,
+                                      c);
+            break;
+        }
+        /* O_NOFOLLOW on every component: a symbolic link anywhere below root is refused. */
+        int next = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0) {
+            int e = errno;
+            st = ddts_error_set_errno(err, DDTS_EIO, e, "%s/%s: '%s' is %s", root, rel, c,
+                                      e == ELOOP || e == ENOTDIR
+                                          ? "a symbolic link or not a folder: not followed"
+                                          : "not a folder that can be opened");
+            break;
+        }
+        close(fd);
+        fd = next;
+    }
+    ddts_free(copy);
+    if (st != DDTS_OK) {
+        close(fd);
+        return st;
+    }
+    *dirfd = fd;
+    return DDTS_OK;
 }

@@ -708,8 +708,8 @@ static hid_t open_image(const void *image, size_t nbytes, unsigned flags)
     return f;
 }
 
-enum ddts_status ddts__keras_h5_read_legacy(const char *path, struct ddts_keras_model *m,
-                                            struct ddts_error *err)
+enum ddts_status ddts__keras_h5_read_legacy_inproc(const char *path, struct ddts_keras_model *m,
+                                                   struct ddts_error *err)
 {
     QUIET();
     struct ctx c = {path, err, 0};
@@ -721,9 +721,10 @@ enum ddts_status ddts__keras_h5_read_legacy(const char *path, struct ddts_keras_
     return st;
 }
 
-enum ddts_status ddts__keras_h5_read_legacy_image(const void *image, size_t nbytes,
-                                                  const char *label, struct ddts_keras_model *m,
-                                                  struct ddts_error *err)
+enum ddts_status ddts__keras_h5_read_legacy_image_inproc(const void *image, size_t nbytes,
+                                                         const char *label,
+                                                         struct ddts_keras_model *m,
+                                                         struct ddts_error *err)
 {
     QUIET();
     struct ctx c = {label, err, 0};
@@ -991,10 +992,11 @@ static enum ddts_status collect(struct zip_reader *z, const char *path, long ci,
     return st;
 }
 
-enum ddts_status ddts__keras_h5_read_zip_weights(const void *image, size_t nbytes,
-                                                 const char *label,
-                                                 const struct ddts_keras_config *cfg,
-                                                 struct ddts_keras_model *m, struct ddts_error *err)
+enum ddts_status ddts__keras_h5_read_zip_weights_inproc(const void *image, size_t nbytes,
+                                                        const char *label,
+                                                        const struct ddts_keras_config *cfg,
+                                                        struct ddts_keras_model *m,
+                                                        struct ddts_error *err)
 {
     QUIET();
     struct ctx c = {label, err, 0};
@@ -1265,9 +1267,10 @@ done:
     return st;
 }
 
-enum ddts_status ddts__keras_h5_update_image(const void *image, size_t nbytes, const char *label,
-                                             const struct ddts_keras_model *m, void **out,
-                                             size_t *out_nbytes, struct ddts_error *err)
+enum ddts_status ddts__keras_h5_update_image_inproc(const void *image, size_t nbytes,
+                                                    const char *label,
+                                                    const struct ddts_keras_model *m, void **out,
+                                                    size_t *out_nbytes, struct ddts_error *err)
 {
     QUIET();
     *out = NULL;

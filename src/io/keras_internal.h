@@ -11,6 +11,17 @@
 
 #include "ddts/keras.h"
 
+/*
+ * HDF5 input that did not come from this process is parsed in a child
+ * process (keras_h5_isolated.c): libhdf5 has crashed and hung on damaged
+ * files. The four functions below run their *_inproc twin (keras_h5.c) in a
+ * forked child with limits on CPU time, address space, open files and file
+ * writes, every inherited descriptor closed and (Linux x86-64/arm64) a
+ * seccomp filter that refuses sockets and exec; the result comes back over
+ * a pipe. A crash, a limit or a hang of the child is DDTS_EFORMAT "LABEL:
+ * the HDF5 reader crashed (...)/timed out: the file is damaged or hostile".
+ */
+
 /* Reads a legacy HDF5 model file at `path` into `m` (already zeroed, format
  * and source_path set). On failure `m` may hold partial results: the caller
  * destroys it. */
@@ -32,6 +43,25 @@ enum ddts_status ddts__keras_h5_read_zip_weights(const void *image, size_t nbyte
 enum ddts_status ddts__keras_h5_update_image(const void *image, size_t nbytes, const char *label,
                                              const struct ddts_keras_model *m, void **out,
                                              size_t *out_nbytes, struct ddts_error *err);
+/* For tests: the child's base CPU limit in seconds (>= 1; else the default, 10 s). */
+void ddts__keras_h5_set_child_cpu(double seconds);
+/* The same in this process: for the fuzz targets and the child. */
+enum ddts_status ddts__keras_h5_read_legacy_inproc(const char *path, struct ddts_keras_model *m,
+                                                   struct ddts_error *err);
+enum ddts_status ddts__keras_h5_read_legacy_image_inproc(const void *image, size_t nbytes,
+                                                         const char *label,
+                                                         struct ddts_keras_model *m,
+                                                         struct ddts_error *err);
+enum ddts_status ddts__keras_h5_read_zip_weights_inproc(const void *image, size_t nbytes,
+                                                        const char *label,
+                                                        const struct ddts_keras_config *cfg,
+                                                        struct ddts_keras_model *m,
+                                                        struct ddts_error *err);
+enum ddts_status ddts__keras_h5_update_image_inproc(const void *image, size_t nbytes,
+                                                    const char *label,
+                                                    const struct ddts_keras_model *m, void **out,
+                                                    size_t *out_nbytes, struct ddts_error *err);
+
 /* Reads a .keras zip at `path` into `m`. */
 enum ddts_status ddts__keras_zip_read(const char *path, struct ddts_keras_model *m,
                                       struct ddts_error *err);

@@ -76,7 +76,7 @@ static const struct ddts_job_setting_info settings[S_COUNT] = {
                            "file holding the passphrase (else $DDTS_PASSPHRASE, a prompt)", "-",
                            true},
     [S_MODEL] = {"model", "PATH", "Keras .h5 or .keras file, or a folder holding some", "required",
-                 false},
+                 true},
     [S_CLIENTS] = {"clients", "N", "number of clients that share the data", "required", false},
     [S_EPOCHS] = {"epochs", "N", "epochs, as in Keras fit", "10", false},
     [S_BATCH_SIZE] = {"batch-size", "N", "batch size, as in Keras fit", "32", false},
@@ -90,7 +90,7 @@ static const struct ddts_job_setting_info settings[S_COUNT] = {
     [S_FOLDS] = {"folds", "K", "folds of k-fold cross-validation", "10", false},
     [S_DATA] = {"data", "SRC", "server (its DIR/X, DIR/Y), client (their own), keras (1-3)",
                 "server", false},
-    [S_DATASET] = {"dataset", "DIR", "folder holding X/ and Y/ data files", "-", false},
+    [S_DATASET] = {"dataset", "DIR", "folder holding X/ and Y/ data files", "-", true},
     [S_KERAS_DATASET] = {"keras-dataset", "NAME",
                          "Keras dataset (mnist, fashion_mnist, cifar10, ...)", "-", false},
     [S_SAMPLES] = {"samples", "N", "training samples the job uses (0: all)", "all", false},
@@ -913,8 +913,8 @@ enum ddts_status ddts_job_to_json(const struct ddts_job *job, unsigned flags, ch
     return DDTS_OK;
 }
 
-enum ddts_status ddts_job_from_json(struct ddts_job *job, const char *json, size_t nbytes,
-                                    struct ddts_error *err)
+static enum ddts_status from_json(struct ddts_job *job, const char *json, size_t nbytes,
+                                  int from_server, struct ddts_error *err)
 {
     if (nbytes > JOB_FILE_MAX)
         return ddts_error_set(err, DDTS_ELIMIT, "job: %zu bytes of JSON (max %u)", nbytes,
@@ -938,6 +938,13 @@ enum ddts_status ddts_job_from_json(struct ddts_job *job, const char *json, size
         int i = find_setting(key);
         if (i < 0 || strncmp(key, "-", 1) == 0) {
             st = ddts_error_set(err, DDTS_ENOTFOUND, "unknown setting \"%s\"", key);
+            goto out;
+        }
+        if (from_server && settings[i].server_only) {
+            st = ddts_error_set(err, DDTS_EPROTO,
+                                "\"%s\" is the server's own setting: a client never takes it "
+                                "from a server",
+                                key);
             goto out;
         }
         char buf[64];
@@ -986,6 +993,18 @@ enum ddts_status ddts_job_from_json(struct ddts_job *job, const char *json, size
 out:
     json_decref(root);
     return st;
+}
+
+enum ddts_status ddts_job_from_json(struct ddts_job *job, const char *json, size_t nbytes,
+                                    struct ddts_error *err)
+{
+    return from_json(job, json, nbytes, 0, err);
+}
+
+enum ddts_status ddts_job_from_server_json(struct ddts_job *job, const char *json, size_t nbytes,
+                                           struct ddts_error *err)
+{
+    return from_json(job, json, nbytes, 1, err);
 }
 
 enum ddts_status ddts_job_load_file(struct ddts_job *job, const char *path, struct ddts_error *err)

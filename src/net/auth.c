@@ -152,6 +152,7 @@ struct ddts_handshake {
     enum ddts_role role;
     enum hs_state state;
     enum ddts_status refuse;
+    uint16_t version; /* the protocol version the connection speaks */
     const struct ddts_passphrase *pw;
     uint8_t sid[SID_BYTES]; /* sid_s || nonce_c */
     uint8_t g[crypto_core_ristretto255_BYTES];
@@ -188,6 +189,7 @@ enum ddts_status ddts_handshake_create(enum ddts_role role, const struct ddts_pa
     hs->role = role;
     hs->state = HS_START;
     hs->refuse = DDTS_OK;
+    hs->version = DDTS_WIRE_VERSION;
     hs->pw = pw;
     *out = hs;
     return DDTS_OK;
@@ -450,6 +452,8 @@ static enum ddts_status server_step(struct ddts_handshake *hs, struct ddts_wire_
         /* The server speaks every version from DDTS_WIRE_VERSION_MIN and answers
          * in the client's, so that older clients keep working. */
         int known = version >= DDTS_WIRE_VERSION_MIN && version <= DDTS_WIRE_VERSION;
+        if (known)
+            hs->version = version;
         if (refuse == DDTS_OK && !known)
             refuse = DDTS_EUNSUPPORTED;
         randombytes_buf(hs->sid, DDTS_AUTH_NONCE_BYTES);
@@ -755,4 +759,9 @@ enum ddts_status ddts_channel_open(struct ddts_channel *ch, const uint8_t *in, s
     }
     *out_n = (size_t)mlen;
     return DDTS_OK;
+}
+
+uint16_t ddts__handshake_version(const struct ddts_handshake *hs)
+{
+    return hs->version;
 }

@@ -26,9 +26,9 @@
 
 #define ID_BYTES    16
 #define STATE_MAGIC "ddts-client-state 1"
-#define F_FILES     1u
-#define F_TRAINED   2u
-#define F_RECEIVED  4u
+#define F_FILES     DDTS_JOIN_HAS_FILES
+#define F_TRAINED   DDTS_JOIN_TRAINED
+#define F_RECEIVED  DDTS_JOIN_RECEIVED
 
 /* What the client holds (WORKDIR/current). */
 struct held {
@@ -122,14 +122,16 @@ static enum ddts_status load_or_create_id(struct client *cl, struct ddts_error *
 
 static int is_net_failure(enum ddts_status st)
 {
-    return st == DDTS_ECLOSED || st == DDTS_ETIMEOUT || st == DDTS_EIO;
+    /* EAUTH after the handshake: a damaged or tampered frame, a connection error too. */
+    return st == DDTS_ECLOSED || st == DDTS_ETIMEOUT || st == DDTS_EIO || st == DDTS_EAUTH;
 }
 
 static enum ddts_status sync_run(struct ddts_client_sync *sync, unsigned op, unsigned flags,
                                  float *values, size_t n, uint64_t n_samples,
                                  struct ddts_error *err)
 {
-    if (sync == NULL || values == NULL || n == 0 || n > DDTS_MAX_SYNC_FLOATS || op > 3)
+    if (sync == NULL || values == NULL || n == 0 || n > DDTS_MAX_SYNC_FLOATS ||
+        op > DDTS_REDUCE_MAX)
         return ddts_error_set(err, DDTS_EINVAL, "sync: %zu values (1..%llu) or op %u invalid", n,
                               (unsigned long long)DDTS_MAX_SYNC_FLOATS, op);
     if (op == DDTS_REDUCE_MEAN && n_samples == 0)
@@ -137,7 +139,7 @@ static enum ddts_status sync_run(struct ddts_client_sync *sync, unsigned op, uns
     if (sync->net_failure != DDTS_OK)
         return ddts_error_set(err, sync->net_failure, "sync: the connection is lost");
     for (size_t i = 0; i < n; i++)
-        if (!(values[i] == values[i]) || values[i] - values[i] != 0)
+        if (!isfinite(values[i]))
             return ddts_error_set(err, DDTS_ENUMERIC, "sync: value %zu is not finite", i);
     uint8_t m[32];
     struct ddts_wire_writer w;
@@ -168,7 +170,7 @@ static enum ddts_status sync_run(struct ddts_client_sync *sync, unsigned op, uns
     }
     if (st == DDTS_OK)
         st = ddts_conn_recv_data(sync->conn, values, n * sizeof *values, err);
-    if (st == DDTS_OK && (flags & 1))
+    if (st == DDTS_OK && (flags & DDTS_SYNC_WEIGHTS))
         sync->round = round;
     if (st != DDTS_OK)
         sync->net_failure = is_net_failure(st) ? st : DDTS_EPROTO;
@@ -178,7 +180,7 @@ static enum ddts_status sync_run(struct ddts_client_sync *sync, unsigned op, uns
 enum ddts_status ddts_client_sync_exchange(struct ddts_client_sync *sync, float *weights, size_t n,
                                            uint64_t n_samples, struct ddts_error *err)
 {
-    return sync_run(sync, DDTS_REDUCE_MEAN, 1, weights, n, n_samples, err);
+    return sync_run(sync, DDTS_REDUCE_MEAN, DDTS_SYNC_WEIGHTS, weights, n, n_samples, err);
 }
 
 enum ddts_status ddts_client_sync_reduce(struct ddts_client_sync *sync, enum ddts_reduce_op op,
@@ -316,6 +318,12 @@ static enum ddts_status parse_job(const uint8_t *p, size_t n, struct job_msg *j,
     if (st == DDTS_OK && (ddts_wire_check_name(j->job, err) != DDTS_OK ||
                           ddts_wire_check_name(j->results_name, err) != DDTS_OK))
         st = DDTS_EPROTO;
+    /* WORKDIR holds the job folders beside the client's own files: a job cannot be named
+     * after one of them. */
+    if (st == DDTS_OK && (strcmp(j->job, "current") == 0 || strcmp(j->job, "id") == 0 ||
+                          strncmp(j->job, "current.", 8) == 0 || strncmp(j->job, "id.", 3) == 0))
+        st = ddts_error_set(err, DDTS_EPROTO,
+                            "JOB: job name '%s' is one of this client's own files", j->job);
     if (st == DDTS_OK && (j->share >= j->n_shares || j->sync > DDTS_SYNC_STEP ||
                           !(j->heartbeat > 0.01 && j->heartbeat < 3600)))
         st = ddts_error_set(err, DDTS_EPROTO, "JOB: share %u of %u, sync %u, heartbeat %g",
@@ -363,6 +371,8 @@ static enum ddts_status share_paths_make(const char *workdir, const struct job_m
         return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
     }
     enum ddts_status st = ddts_mkdir_p(sp->results, err);
+    if (st == DDTS_OK)
+        (void)chmod(sp->jobdir, 0700); /* the share holds training data */
     if (st != DDTS_OK)
         share_paths_free(sp);
     return st;
@@ -384,15 +394,15 @@ static enum ddts_status recv_files(struct client *cl, struct ddts_conn *c,
         const char *rel = fb.rel;
         uint64_t size = fb.size;
         char *path = NULL;
-        if (kind == 1 && strchr(rel, '/') == NULL && strncmp(rel, "model", 5) == 0 &&
+        if (kind == DDTS_FILE_MODEL && strchr(rel, '/') == NULL && strncmp(rel, "model", 5) == 0 &&
             strlen(rel) < sizeof cl->held.model) {
             path = ddts_path_join(sp->jobdir, rel);
             snprintf(cl->held.model, sizeof cl->held.model, "%.*s", (int)sizeof cl->held.model - 1,
                      rel);
-        } else if (kind == 2) {
+        } else if (kind == DDTS_FILE_SHARD) {
             path = ddts_path_join(sp->shard, rel);
             *got_shard = 1;
-        } else if (kind == 3 && strcmp(rel, "init_weights.f32") == 0) {
+        } else if (kind == DDTS_FILE_INIT_WEIGHTS && strcmp(rel, "init_weights.f32") == 0) {
             path = ddts_strdup(sp->init);
             *got_init = 1;
         } else {
@@ -421,8 +431,9 @@ static enum ddts_status upload_results(struct client *cl, struct ddts_conn *c, c
     for (size_t i = 0; st == DDTS_OK && i < fl.n; i++) {
         char *path = ddts_path_join(dir, fl.rel[i]);
         pc.what = fl.rel[i];
-        st = path == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
-                          : ddts_conn_send_file(c, 4, path, fl.rel[i], progress_cb, &pc, err);
+        st = path == NULL
+                 ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
+                 : ddts_conn_send_file(c, DDTS_FILE_RESULT, path, fl.rel[i], progress_cb, &pc, err);
         ddts_free(path);
     }
     if (st == DDTS_OK) {
@@ -638,8 +649,10 @@ static enum ddts_status run_connection(struct client *cl, int *fatal,
     }
     /* EEXIST is worth retrying: after a drop, the server keeps our old session until it
      * times out. */
+    /* After the handshake, a frame that fails authentication (EAUTH) was damaged or
+     * tampered with on the way: a connection error like a drop, worth a reconnect. */
     if (st == DDTS_EPROTO || st == DDTS_ELIMIT || st == DDTS_ENOMEM || st == DDTS_EINVAL ||
-        st == DDTS_EFORMAT || st == DDTS_EAUTH)
+        st == DDTS_EFORMAT)
         *fatal = 1;
     if (st == DDTS_OK || st == DDTS_ECLOSED)
         ddts_conn_close(c);

@@ -28,6 +28,7 @@
 #include "ddts/fs.h"
 #include "ddts/limits.h"
 #include "conn.h"
+#include "netutil.h"
 
 #define MAX_BODY_AUTH ((size_t)DDTS_MAX_FRAME + DDTS_AUTH_ABYTES)
 /*
@@ -46,6 +47,9 @@
 struct ddts_conn {
     int fd;
     double timeout_s;
+    double deadline;      /* ddts_now() by which everything must be done (0: none) */
+    uint16_t version;     /* protocol version, once authenticated */
+    double deadline_span; /* seconds from the start to `deadline`, for the message */
     char peer[INET6_ADDRSTRLEN + 8];
     struct ddts_channel *ch; /* NULL before authentication */
     pthread_mutex_t send_mu;
@@ -142,6 +146,17 @@ void ddts_conn_set_timeout(struct ddts_conn *c, double timeout_s)
     c->timeout_s = timeout_s > 0 ? timeout_s : DDTS_IO_TIMEOUT_S;
 }
 
+uint16_t ddts__conn_version(const struct ddts_conn *c)
+{
+    return c->ch != NULL ? c->version : 0;
+}
+
+void ddts__conn_set_deadline(struct ddts_conn *c, double deadline)
+{
+    c->deadline = deadline;
+    c->deadline_span = deadline > 0 ? deadline - ddts_now() : 0;
+}
+
 const char *ddts_conn_peer(const struct ddts_conn *c)
 {
     return c->peer;
@@ -166,8 +181,15 @@ void ddts_conn_shutdown(struct ddts_conn *c)
 static enum ddts_status wait_fd(struct ddts_conn *c, short events, double deadline,
                                 struct ddts_error *err)
 {
+    int overall = c->deadline > 0 && c->deadline < deadline;
+    if (overall)
+        deadline = c->deadline;
     for (;;) {
         double left = deadline - ddts_now();
+        if (left <= 0 && overall)
+            return ddts_error_set(err, DDTS_ETIMEOUT,
+                                  "%s: no progress: not authenticated %.1f s after connecting",
+                                  c->peer, c->deadline_span);
         if (left <= 0)
             return ddts_error_set(err, DDTS_ETIMEOUT, "%s: no progress for %.1f s", c->peer,
                                   c->timeout_s);
@@ -423,8 +445,11 @@ enum ddts_status ddts_conn_recv(struct ddts_conn *c, uint8_t *type, const uint8_
                 return DDTS_EPROTO;
             if (status == 0 || status > DDTS_ESTATE)
                 status = DDTS_EPROTO;
+            /* The peer's words reach logs and terminals: control bytes escaped. */
+            char safe[DDTS_ERROR_MSG_MAX];
+            ddts__escape(text, safe, sizeof safe);
             return ddts_error_set(err, (enum ddts_status)status, "%s: peer reports: %s", c->peer,
-                                  text);
+                                  safe);
         }
         *type = t;
         *payload = msg + 1;
@@ -493,6 +518,8 @@ enum ddts_status ddts_conn_handshake(struct ddts_conn *c, enum ddts_role role,
     }
     if (st == DDTS_OK)
         st = ddts_handshake_channel(hs, &c->ch, err);
+    if (st == DDTS_OK)
+        c->version = ddts__handshake_version(hs);
     ddts_handshake_destroy(hs);
     ddts_secure_wipe(c->rbuf, c->rcap);
     if (st != DDTS_OK)
@@ -776,21 +803,34 @@ uint16_t ddts_listener_port(const struct ddts_listener *l)
     return l->port;
 }
 
-enum ddts_status ddts_listener_accept(struct ddts_listener *l, double timeout_s,
-                                      struct ddts_conn **out, struct ddts_error *err)
+enum ddts_status ddts__listener_accept_fd(struct ddts_listener *l, double timeout_s, int *fd,
+                                          struct sockaddr_storage *peer, struct ddts_error *err)
 {
-    *out = NULL;
+    *fd = -1;
+    memset(peer, 0, sizeof *peer);
     struct pollfd p = {.fd = l->fd, .events = POLLIN};
     int rc = poll(&p, 1, timeout_s > 0 ? (int)(timeout_s * 1000) : 0);
     if (rc < 0 && errno != EINTR)
         return ddts_error_set_errno(err, DDTS_EIO, errno, "accept: poll failed");
     if (rc <= 0)
         return ddts_error_set(err, DDTS_ETIMEOUT, "accept: no connection");
-    int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd < 0) {
+    socklen_t len = sizeof *peer;
+    int s = accept4(l->fd, (struct sockaddr *)peer, &len, SOCK_CLOEXEC);
+    if (s < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
             return ddts_error_set(err, DDTS_ETIMEOUT, "accept: no connection");
         return ddts_error_set_errno(err, DDTS_EIO, errno, "accept failed");
     }
-    return ddts_conn_from_fd(fd, out, err);
+    *fd = s;
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_listener_accept(struct ddts_listener *l, double timeout_s,
+                                      struct ddts_conn **out, struct ddts_error *err)
+{
+    *out = NULL;
+    int fd;
+    struct sockaddr_storage peer;
+    enum ddts_status st = ddts__listener_accept_fd(l, timeout_s, &fd, &peer, err);
+    return st != DDTS_OK ? st : ddts_conn_from_fd(fd, out, err);
 }

@@ -1,5 +1,8 @@
 /* Internal helpers shared by the server and the client. */
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -117,6 +120,53 @@ enum ddts_status ddts__recv_file_begin(struct ddts_conn *c, uint32_t files,
     if (st == DDTS_OK)
         st = ddts_wire_check_relpath(fb->rel, err);
     return st;
+}
+
+void ddts__addr_key(const struct sockaddr_storage *peer, char *key)
+{
+    snprintf(key, DDTS__ADDR_KEY_BYTES, "unknown");
+    if (peer->ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)peer)->sin_addr, key,
+                  DDTS__ADDR_KEY_BYTES);
+    } else if (peer->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            inet_ntop(AF_INET, &a->s6_addr[12], key, DDTS__ADDR_KEY_BYTES);
+            return;
+        }
+        struct in6_addr net;
+        memset(&net, 0, sizeof net);
+        memcpy(net.s6_addr, a->s6_addr, 8); /* the /64 prefix */
+        char buf[INET6_ADDRSTRLEN];
+        if (inet_ntop(AF_INET6, &net, buf, sizeof buf) != NULL)
+            snprintf(key, DDTS__ADDR_KEY_BYTES, "%s/64", buf);
+    }
+}
+
+void ddts__escape(const char *in, char *out, size_t cap)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p != '\0'; p++) {
+        char e[5];
+        size_t k = 0;
+        if (*p == '\n' || *p == '\t' || *p == '\r' || *p == '\\') {
+            e[k++] = '\\';
+            e[k++] = *p == '\n' ? 'n' : *p == '\t' ? 't' : *p == '\r' ? 'r' : '\\';
+        } else if (*p < 0x20 || *p == 0x7f) {
+            e[k++] = '\\';
+            e[k++] = 'x';
+            e[k++] = digits[*p >> 4];
+            e[k++] = digits[*p & 15];
+        } else {
+            e[k++] = (char)*p;
+        }
+        if (o + k + 1 > cap)
+            break;
+        memcpy(out + o, e, k);
+        o += k;
+    }
+    out[o] = '\0';
 }
 
 int ddts__cond_init(pthread_cond_t *cv)

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "../crypto/crypto.h"
 #include "ddts/core.h"
@@ -40,6 +41,41 @@ struct ddts_conn;
 DDTS_NODISCARD enum ddts_status ddts__recv_file_begin(struct ddts_conn *c, uint32_t files,
                                                       struct ddts__file_begin *fb, int *done,
                                                       struct ddts_error *err);
+
+/*
+ * Sets one deadline (ddts_now() time; 0: none) for everything on the
+ * connection, on top of the per-read/write timeout: the server gives an
+ * unauthenticated connection one deadline from its handshake turn.
+ */
+struct ddts_listener;
+void ddts__conn_set_deadline(struct ddts_conn *c, double deadline);
+/*
+ * Accepts one connection as a bare socket and its peer address (nothing is
+ * allocated, so a refused peer costs nothing). DDTS_ETIMEOUT when none came.
+ */
+DDTS_NODISCARD enum ddts_status ddts__listener_accept_fd(struct ddts_listener *l, double timeout_s,
+                                                         int *fd, struct sockaddr_storage *peer,
+                                                         struct ddts_error *err);
+/*
+ * The address a peer is counted under (bans, limits): an IPv4 address as
+ * "a.b.c.d" (also when mapped into IPv6), an IPv6 address by its /64 prefix
+ * ("2001:db8:1:2::/64"), since one host can hold a whole /64. `key` holds
+ * at least DDTS__ADDR_KEY_BYTES.
+ */
+#define DDTS__ADDR_KEY_BYTES 64
+void ddts__addr_key(const struct sockaddr_storage *peer, char *key);
+/*
+ * Copies `in` into out (capacity cap >= 1) with every control byte, DEL and
+ * backslash escaped (\n, \xHH), so that text from a peer cannot move a
+ * terminal's cursor or forge a line of a log; truncated to fit.
+ */
+void ddts__escape(const char *in, char *out, size_t cap);
+
+/* The protocol version a handshake settled on (the client's, on the server). */
+struct ddts_handshake;
+uint16_t ddts__handshake_version(const struct ddts_handshake *hs);
+/* The protocol version an authenticated connection speaks (0 before). */
+uint16_t ddts__conn_version(const struct ddts_conn *c);
 
 /*
  * With on = 0, a channel seals and opens every message through libsodium

@@ -12,13 +12,16 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "ddts/client.h"
 #include "ddts/fs.h"
 #include "ddts/limits.h"
 #include "conn.h"
@@ -33,6 +36,8 @@
 #define ID_BYTES    16
 #define RNAME_BYTES (DDTS_MAX_NAME_BYTES + 16)
 #define STATE_MAGIC "ddts-server-state 1"
+/* Seconds the server keeps retrying to save the global weights before it fails the job. */
+#define SAVE_RETRY_S 10.0
 /* Seconds the server waits, once the job is complete, for clients to leave. */
 #define COMPLETE_GRACE_S 5.0
 
@@ -73,6 +78,8 @@ struct session {
     uint8_t id[ID_BYTES];
     char name[DDTS_MAX_NAME_BYTES + 1];
     char addr[64];
+    char key[DDTS__ADDR_KEY_BYTES]; /* the address as counted for limits and bans */
+    double deadline;                /* to get a turn by, then to authenticate by (ddts_now()) */
     long shard;
     int timed_out;      /* ended by silence: its share is reassignable at once */
     struct result *res; /* the round result to send, set when the round completes */
@@ -81,19 +88,39 @@ struct session {
     uint64_t number; /* connection number */
     enum ddts_client_state state;
     int lost; /* check_deadlines gave up on it (under mu) */
+    /* Progress-based liveness (under mu): a client of protocol 2 or later that trains
+     * reports PROGRESS; one whose training does not advance for client_timeout is lost
+     * even though its heartbeats arrive. 0: not training, or waiting for a round. */
+    int reports_progress;
+    double alive_at;
     int has_progress;
     struct ddts_wire_progress progress;
     double progress_at;
     char failure[DDTS_ERROR_MSG_MAX]; /* the error text of its last failed share */
 };
 
-struct ban {
-    char addr[64];
-    unsigned fails;
-    double until; /* banned while now < until (0: not banned) */
-    int busy;     /* a handshake from this address is in progress */
-    struct ban *next;
+/* An address as the server counts it (ddts__addr_key): limits, failures, bans. */
+struct peer {
+    char key[DDTS__ADDR_KEY_BYTES];
+    unsigned fails;   /* real failed attempts since the last ban */
+    double until;     /* banned while ddts_now() < until (1e300: for the job) */
+    int busy;         /* a handshake from this address is in progress */
+    unsigned pending; /* its unauthenticated connections with a thread */
+    unsigned queued;  /* its connections waiting for a turn (struct queued) */
+    double warn_at;   /* rate limit of its warning lines */
+    unsigned warned, suppressed;
+    struct peer *next;
 };
+
+/* An accepted socket waiting for its address's turn (the accept thread's). */
+struct queued {
+    int fd;
+    double wait_until; /* closed if its turn has not come by then (ddts_now() time) */
+    char key[DDTS__ADDR_KEY_BYTES];
+};
+
+/* Refused sockets kept until the peer read its HELLO_S (see refuse_banned). */
+#define LINGER_SLOTS 32
 
 struct server {
     const struct ddts_server_config *cfg;
@@ -103,6 +130,7 @@ struct server {
     char *weights_path;
     double client_timeout;
     double io_timeout;
+    double turn_wait; /* the bound on a connection's wait for its address's handshake turn */
     double heartbeat;
     unsigned ban_after;
     pthread_mutex_t mu;
@@ -116,7 +144,10 @@ struct server {
     uint64_t n_floats; /* length of the global weights (0: none yet) */
     /* What global/weights.f32 holds: the accept thread writes it off the rounds' path. */
     uint64_t saved_round, saved_n;
-    struct result *pending;   /* latest weights not yet written */
+    struct result *pending; /* latest weights not yet written (kept until a write succeeds) */
+    int state_dirty;        /* the state file lags behind saved_round */
+    int save_failing;       /* the last write failed (logged once until it succeeds) */
+    struct ddts_error save_err;
     pthread_mutex_t flush_mu; /* one writer of weights.f32 at a time, in round order */
     int complete;
     int stopping;
@@ -133,7 +164,17 @@ struct server {
     struct session *sessions;
     size_t n_sessions;
     uint64_t n_accepted; /* connections accepted so far (the accept thread's) */
-    struct ban *bans;
+    /* Before authentication (under mu). */
+    struct peer *peers;
+    size_t n_peers;
+    unsigned n_preauth;                              /* unauthenticated connections */
+    double fail_times[DDTS_MAX_FAILED_AUTH_PER_MIN]; /* last failed attempts (a ring) */
+    size_t fail_next;
+    char *bans_path;
+    struct queued queue[DDTS_MAX_QUEUED]; /* in order of arrival */
+    size_t n_queued;
+    int linger_fd[LINGER_SLOTS]; /* the accept thread's */
+    double linger_at[LINGER_SLOTS];
 };
 
 /* ---- small helpers ---- */
@@ -220,6 +261,15 @@ static enum ddts_status handle_progress(struct session *se, const uint8_t *p, si
     enum ddts_status st = ddts_wire_progress_decode(p, n, &prog, err);
     if (st != DDTS_OK)
         return st;
+    const struct ddts_wire_progress *o = &se->progress;
+    int advanced = !se->has_progress || prog.fold != o->fold || prog.epoch != o->epoch ||
+                   prog.done != o->done || prog.flags != o->flags;
+    if (advanced) {
+        pthread_mutex_lock(&se->srv->mu);
+        if (se->alive_at > 0)
+            se->alive_at = ddts_now();
+        pthread_mutex_unlock(&se->srv->mu);
+    }
     se->progress = prog;
     se->has_progress = 1;
     se->progress_at = ddts_now();
@@ -332,19 +382,32 @@ static int all_done(const struct server *srv)
     return 1;
 }
 
-/* A results folder name for share i held by `name`: the name itself when no
- * other share uses it, else name-s<i>. */
-static void pick_results_name(struct server *srv, size_t i, const char *name)
+static int results_name_taken(const struct server *srv, size_t i, const char *name)
 {
-    int taken = 0;
     for (size_t k = 0; k < srv->n_shards; k++)
         if (k != i && strcmp(srv->shards[k].results_name, name) == 0)
-            taken = 1;
+            return 1;
+    return 0;
+}
+
+/*
+ * A results folder name for share i held by `name`: the name itself when no
+ * other share uses it, else name-s<i>, else name-s<i>-2, -3, ...: one folder
+ * per share, whatever names clients choose (a client named "x-s2" cannot make
+ * two shares share a folder).
+ */
+static void pick_results_name(struct server *srv, size_t i, const char *name)
+{
     struct shard *s = &srv->shards[i];
-    if (taken)
-        snprintf(s->results_name, sizeof s->results_name, "%.50s-s%zu", name, i % 100000);
-    else
-        snprintf(s->results_name, sizeof s->results_name, "%s", name);
+    char cand[RNAME_BYTES];
+    snprintf(cand, sizeof cand, "%s", name);
+    for (unsigned k = 1; results_name_taken(srv, i, cand); k++) {
+        if (k == 1)
+            snprintf(cand, sizeof cand, "%.50s-s%zu", name, i % 100000);
+        else
+            snprintf(cand, sizeof cand, "%.50s-s%zu-%u", name, i % 100000, k);
+    }
+    snprintf(s->results_name, sizeof s->results_name, "%s", cand);
 }
 
 /*
@@ -453,12 +516,12 @@ static void maybe_complete(struct server *srv)
     }
     double total = (double)srv->total_samples;
     for (uint64_t i = 0; i < srv->n; i++) /* DDTS_REDUCE_MEAN divides by the samples */
-        v[i] = (float)(srv->op == 0 ? (srv->acc[2 * i] + srv->acc[2 * i + 1]) / total
-                                    : srv->acc[2 * i] + srv->acc[2 * i + 1]);
+        v[i] = (float)(srv->op == DDTS_REDUCE_MEAN ? (srv->acc[2 * i] + srv->acc[2 * i + 1]) / total
+                                                   : srv->acc[2 * i] + srv->acc[2 * i + 1]);
     res->v = v;
     res->n = srv->n;
     res->total_samples = srv->total_samples;
-    int weights = srv->flags & 1;
+    int weights = (srv->flags & DDTS_SYNC_WEIGHTS) != 0;
     if (weights) {
         srv->round++;
         for (size_t i = 0; i < srv->n_shards; i++)
@@ -498,41 +561,105 @@ static void maybe_complete(struct server *srv)
 /*
  * Writes the latest global weights and the state (caller does not hold mu):
  * disk I/O stays off the path of the rounds, and rounds that complete faster
- * than the accept loop ticks are saved only once.
+ * than the accept loop ticks are saved only once. A write that fails (a full
+ * disk) keeps the round's weights in memory and is retried at the next tick;
+ * the job does not end successfully until they are on disk. Returns whether
+ * everything is saved.
  */
-static void flush_weights(struct server *srv)
+static int flush_weights(struct server *srv)
 {
     pthread_mutex_lock(&srv->flush_mu);
     pthread_mutex_lock(&srv->mu);
     struct result *p = srv->pending;
     srv->pending = NULL;
     pthread_mutex_unlock(&srv->mu);
-    if (p == NULL) {
-        pthread_mutex_unlock(&srv->flush_mu);
-        return;
-    }
     struct ddts_error err;
-    enum ddts_status st =
-        ddts_write_file_atomic(srv->weights_path, p->v, (size_t)p->n * sizeof *p->v, &err);
+    if (p != NULL) {
+        enum ddts_status st =
+            ddts_write_file_atomic(srv->weights_path, p->v, (size_t)p->n * sizeof *p->v, &err);
+        pthread_mutex_lock(&srv->mu);
+        if (st == DDTS_OK) {
+            srv->saved_round = p->round;
+            srv->saved_n = p->n;
+            srv->state_dirty = 1;
+            if (srv->save_failing)
+                ddts_log(srv->log, DDTS_LOG_INFO, "round %" PRIu64 ": global weights saved",
+                         p->round);
+            srv->save_failing = 0;
+        } else {
+            if (!srv->save_failing)
+                ddts_log(srv->log, DDTS_LOG_ERROR,
+                         "round %" PRIu64 ": cannot save the global weights (kept in memory, "
+                         "retrying): %s",
+                         p->round, err.msg);
+            srv->save_failing = 1;
+            srv->save_err = err;
+            if (srv->pending == NULL) { /* no newer round: keep this one for the retry */
+                srv->pending = p;
+                p = NULL;
+            }
+        }
+        if (p != NULL && --p->refs == 0) {
+            ddts_free(p->v);
+            ddts_free(p);
+        }
+        pthread_mutex_unlock(&srv->mu);
+    }
     pthread_mutex_lock(&srv->mu);
-    if (st == DDTS_OK) {
-        srv->saved_round = p->round;
-        srv->saved_n = p->n;
-        st = save_state(srv, &err);
+    if (srv->state_dirty) {
+        if (save_state(srv, &err) == DDTS_OK) {
+            srv->state_dirty = 0;
+        } else if (!srv->save_failing) {
+            ddts_log(srv->log, DDTS_LOG_ERROR, "cannot save the job state (retrying): %s", err.msg);
+            srv->save_failing = 1;
+            srv->save_err = err;
+        }
     }
-    if (st != DDTS_OK)
-        ddts_log(srv->log, DDTS_LOG_ERROR, "round %" PRIu64 ": cannot save: %s", p->round, err.msg);
-    if (--p->refs == 0) {
-        ddts_free(p->v);
-        ddts_free(p);
-    }
+    int saved = srv->pending == NULL && !srv->state_dirty;
     pthread_mutex_unlock(&srv->mu);
     pthread_mutex_unlock(&srv->flush_mu);
+    return saved;
+}
+
+/* Gives up the share of a training client (deadline or no progress). Caller holds mu. */
+static void lose(struct server *srv, size_t i, double now)
+{
+    struct shard *s = &srv->shards[i];
+    ddts_conn_shutdown(s->sess->conn);
+    s->sess->lost = 1;
+    s->sess->alive_at = 0;
+    s->training = 0;
+    s->lost = 1;
+    s->sess->shard = -1;
+    s->sess = NULL;
+    s->orphan_since = now;
+}
+
+/*
+ * Marks as lost the training clients whose training made no progress (no
+ * advancing PROGRESS, no SYNC) for client_timeout, whatever the sync mode:
+ * heartbeats alone do not keep a stuck client. Caller holds mu.
+ */
+static void check_progress(struct server *srv)
+{
+    double now = ddts_now();
+    for (size_t i = 0; i < srv->n_shards; i++) {
+        struct shard *s = &srv->shards[i];
+        if (!s->training || s->sess == NULL || s->sess->alive_at <= 0 ||
+            now - s->sess->alive_at < srv->client_timeout)
+            continue;
+        ddts_log(srv->log, DDTS_LOG_WARN,
+                 "client '%s' (%s) made no training progress for %.1f s: marked lost, share %zu "
+                 "released",
+                 s->sess->name, s->sess->addr, srv->client_timeout, i);
+        lose(srv, i, now);
+    }
 }
 
 /* Marks participants that missed the round's deadline as lost. Caller holds mu. */
 static void check_deadlines(struct server *srv)
 {
+    check_progress(srv);
     if (!srv->open)
         return;
     double now = ddts_now();
@@ -548,13 +675,7 @@ static void check_deadlines(struct server *srv)
                  "client '%s' (%s) missed the round deadline (%.1f s): marked lost, share %zu "
                  "released",
                  s->sess->name, s->sess->addr, srv->client_timeout, i);
-        ddts_conn_shutdown(s->sess->conn);
-        s->sess->lost = 1;
-        s->training = 0;
-        s->lost = 1;
-        s->sess->shard = -1;
-        s->sess = NULL;
-        s->orphan_since = now;
+        lose(srv, i, now);
     }
     maybe_complete(srv);
 }
@@ -586,63 +707,299 @@ static void release_share(struct server *srv, struct session *se)
     pthread_cond_broadcast(&srv->cv);
 }
 
-/* ---- bans ---- */
+/* ---- peers: limits before authentication, failures, bans ---- */
 
-static struct ban *ban_find(struct server *srv, const char *addr, int create)
+static struct peer *peer_find(struct server *srv, const char *key, int create)
 {
-    for (struct ban *b = srv->bans; b != NULL; b = b->next)
-        if (strcmp(b->addr, addr) == 0)
-            return b;
+    for (struct peer *p = srv->peers; p != NULL; p = p->next)
+        if (strcmp(p->key, key) == 0)
+            return p;
     if (!create)
         return NULL;
-    struct ban *b = ddts_calloc(1, sizeof *b);
-    if (b == NULL)
+    if (srv->n_peers >= DDTS_MAX_PEERS) {
+        /* Forget an idle address that is not banned to make room. */
+        double now = ddts_now();
+        for (struct peer **pp = &srv->peers; *pp != NULL; pp = &(*pp)->next) {
+            struct peer *o = *pp;
+            if (o->pending == 0 && o->queued == 0 && !o->busy && o->until <= now) {
+                *pp = o->next;
+                ddts_free(o);
+                srv->n_peers--;
+                break;
+            }
+        }
+        if (srv->n_peers >= DDTS_MAX_PEERS)
+            return NULL;
+    }
+    struct peer *p = ddts_calloc(1, sizeof *p);
+    if (p == NULL)
         return NULL;
-    snprintf(b->addr, sizeof b->addr, "%s", addr);
-    b->next = srv->bans;
-    srv->bans = b;
-    return b;
+    snprintf(p->key, sizeof p->key, "%s", key);
+    p->next = srv->peers;
+    srv->peers = p;
+    srv->n_peers++;
+    return p;
+}
+
+/*
+ * Logs a warning about an address, at most DDTS_WARN_BURST lines per
+ * DDTS_WARN_INTERVAL_S per address; the next line that passes says how many
+ * were left out. Caller does not hold mu.
+ */
+DDTS_PRINTF(3, 4)
+static void peer_warn(struct server *srv, const char *key, const char *fmt, ...)
+{
+    pthread_mutex_lock(&srv->mu);
+    struct peer *p = peer_find(srv, key, 0);
+    unsigned suppressed = 0;
+    int ok = 1;
+    if (p != NULL) {
+        double now = ddts_now();
+        if (now - p->warn_at >= DDTS_WARN_INTERVAL_S) {
+            suppressed = p->suppressed;
+            p->suppressed = 0;
+            p->warned = 0;
+            p->warn_at = now;
+        }
+        ok = p->warned < DDTS_WARN_BURST;
+        if (ok)
+            p->warned++;
+        else
+            p->suppressed++;
+    }
+    pthread_mutex_unlock(&srv->mu);
+    if (!ok)
+        return;
+    char msg[DDTS_ERROR_MSG_MAX + 128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (suppressed > 0)
+        ddts_log(srv->log, DDTS_LOG_WARN, "%s (and %u more from %s in the last %.0f s)", msg,
+                 suppressed, key, DDTS_WARN_INTERVAL_S);
+    else
+        ddts_log(srv->log, DDTS_LOG_WARN, "%s", msg);
+}
+
+/* Failed authentication attempts of the whole job in the last minute. Caller holds mu. */
+static size_t recent_failures(const struct server *srv, double now)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < DDTS_MAX_FAILED_AUTH_PER_MIN; i++)
+        n += srv->fail_times[i] > 0 && now - srv->fail_times[i] < 60;
+    return n;
+}
+
+enum admit { ADMIT_OK, ADMIT_QUEUE, ADMIT_BANNED, ADMIT_ADDR_FULL, ADMIT_FULL, ADMIT_GUESSES };
+
+/*
+ * Decides at accept, before any thread or allocation for the connection,
+ * whether an unauthenticated connection from `key` may proceed; counts it
+ * when it may. Caller holds mu.
+ */
+static enum admit admit(struct server *srv, const char *key)
+{
+    double now = ddts_now();
+    struct peer *p = peer_find(srv, key, 1);
+    if (p != NULL && p->until > now)
+        return ADMIT_BANNED;
+    if (recent_failures(srv, now) >= DDTS_MAX_FAILED_AUTH_PER_MIN)
+        return ADMIT_GUESSES;
+    if (p == NULL)
+        return ADMIT_FULL;
+    if (p->pending < DDTS_MAX_PREAUTH_PER_ADDR && srv->n_preauth < DDTS_MAX_PREAUTH) {
+        p->pending++;
+        srv->n_preauth++;
+        return ADMIT_OK;
+    }
+    if (p->queued >= DDTS_MAX_QUEUED_PER_ADDR)
+        return ADMIT_ADDR_FULL;
+    if (srv->n_queued >= DDTS_MAX_QUEUED)
+        return ADMIT_FULL;
+    p->queued++;
+    return ADMIT_QUEUE;
+}
+
+/* Writes WORKDIR/<job>/bans: the bans outlive a restart of the server. */
+static void save_bans(struct server *srv)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int oom = 0;
+    pthread_mutex_lock(&srv->mu);
+    double now = ddts_now();
+    double wall = (double)time(NULL);
+    for (struct peer *p = srv->peers; p != NULL && !oom; p = p->next) {
+        if (p->until <= now)
+            continue;
+        char line[DDTS__ADDR_KEY_BYTES + 40];
+        int n = p->until >= 1e299
+                    ? snprintf(line, sizeof line, "%s forever\n", p->key)
+                    : snprintf(line, sizeof line, "%s %.0f\n", p->key, wall + (p->until - now) + 1);
+        if (len + (size_t)n + 1 > cap) {
+            size_t ncap = cap ? 2 * cap : 1024;
+            char *nb = ddts_realloc(buf, ncap);
+            oom = nb == NULL;
+            if (oom)
+                break;
+            buf = nb;
+            cap = ncap;
+        }
+        memcpy(buf + len, line, (size_t)n);
+        len += (size_t)n;
+    }
+    pthread_mutex_unlock(&srv->mu);
+    struct ddts_error err;
+    if (!oom && ddts_write_file_atomic(srv->bans_path, len ? buf : "", len, &err) != DDTS_OK)
+        ddts_log(srv->log, DDTS_LOG_ERROR, "cannot save the bans: %s", err.msg);
+    ddts_free(buf);
+}
+
+static enum ddts_status load_bans(struct server *srv, struct ddts_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (access(srv->bans_path, F_OK) != 0)
+        return DDTS_OK;
+    enum ddts_status st = ddts_read_file(srv->bans_path, 16u << 20, &text, &len, err);
+    if (st != DDTS_OK)
+        return st;
+    double now = ddts_now(), wall = (double)time(NULL);
+    char *save = NULL;
+    size_t n = 0;
+    for (char *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char key[DDTS__ADDR_KEY_BYTES], when[32];
+        /* Our own file: a malformed line is skipped. */
+        if (sscanf(line, "%63s %31s", key, when) != 2)
+            continue;
+        char *end = NULL;
+        double until = strcmp(when, "forever") == 0 ? 1e300 : strtod(when, &end);
+        if (until < 1e299 && (end == NULL || *end != '\0' || !(until > wall)))
+            continue;
+        struct peer *p = peer_find(srv, key, 1);
+        if (p == NULL)
+            break;
+        p->until = until >= 1e299 ? 1e300 : now + (until - wall);
+        n++;
+    }
+    ddts_free(text);
+    if (n > 0)
+        ddts_log(srv->log, DDTS_LOG_INFO, "%zu addresses still banned (%s)", n, srv->bans_path);
+    return DDTS_OK;
 }
 
 /*
  * Handshakes from one address run one at a time, so that parallel
  * connections cannot try more passphrases than ban_after before the ban
- * (each one is a few milliseconds). Returns whether the address is banned.
+ * (each one is a few milliseconds). The wait does not count against the
+ * connection's handshake deadline (which starts with its turn), only
+ * against `wait_until`, the bound on the wait itself. Returns 1 when the
+ * address is banned, -1 when wait_until passed while waiting, 0 to go ahead.
  */
-static int handshake_begin(struct server *srv, const char *addr)
+static int handshake_begin(struct server *srv, const char *key, double wait_until)
 {
     pthread_mutex_lock(&srv->mu);
-    struct ban *b = ban_find(srv, addr, 1);
-    while (b != NULL && b->busy && !srv->stopping)
+    struct peer *p = peer_find(srv, key, 0);
+    while (p != NULL && p->busy && !srv->stopping && ddts_now() < wait_until)
         timed_wait(srv, 0.2);
-    if (b != NULL)
-        b->busy = 1;
-    int banned = b != NULL && b->until > ddts_now();
+    int r = p != NULL && p->busy ? -1 : 0;
+    if (p != NULL && r == 0) {
+        p->busy = 1;
+        r = p->until > ddts_now();
+    }
     pthread_mutex_unlock(&srv->mu);
-    return banned;
+    return r;
 }
 
-static void handshake_end(struct server *srv, const char *addr, int failed)
+/*
+ * The end of an unauthenticated connection's life: `ran` when it held the
+ * address's handshake turn, `failed` for a real failed attempt (a wrong
+ * passphrase, or a stall past the deadline; garbage does not count).
+ */
+static void handshake_end(struct server *srv, const char *key, int ran, int failed)
 {
+    int banned = 0;
     pthread_mutex_lock(&srv->mu);
-    struct ban *b = ban_find(srv, addr, 0);
-    if (b != NULL)
-        b->busy = 0;
+    struct peer *p = peer_find(srv, key, 0);
+    double now = ddts_now();
+    if (p != NULL) {
+        if (ran)
+            p->busy = 0;
+        p->pending--;
+    }
+    srv->n_preauth--;
     pthread_cond_broadcast(&srv->cv);
-    if (b != NULL && failed && ++b->fails >= srv->ban_after && b->until <= ddts_now()) {
+    if (failed) {
+        srv->fail_times[srv->fail_next] = now;
+        srv->fail_next = (srv->fail_next + 1) % DDTS_MAX_FAILED_AUTH_PER_MIN;
+    }
+    if (p != NULL && failed && ++p->fails >= srv->ban_after && p->until <= now) {
         double len = srv->cfg->ban_s > 0 ? srv->cfg->ban_s : 1e300;
-        b->until = ddts_now() + len;
-        b->fails = 0;
+        p->until = srv->cfg->ban_s > 0 ? now + len : 1e300;
+        p->fails = 0;
+        banned = 1;
         if (srv->cfg->ban_s > 0)
             ddts_log(srv->log, DDTS_LOG_WARN,
-                     "address %s banned for %.1f s after %u failed handshakes", addr,
+                     "address %s banned for %.1f s after %u failed handshakes", key,
                      srv->cfg->ban_s, srv->ban_after);
         else
             ddts_log(srv->log, DDTS_LOG_WARN,
-                     "address %s banned for the rest of the job after %u failed handshakes", addr,
+                     "address %s banned for the rest of the job after %u failed handshakes", key,
                      srv->ban_after);
     }
     pthread_mutex_unlock(&srv->mu);
+    if (banned)
+        save_bans(srv);
+}
+
+/*
+ * Refuses a banned address at accept: a HELLO_S with status DDTS_EBANNED is
+ * written without waiting (no thread, no allocation), and the socket is kept
+ * only until the peer closes or 2 s pass, so the refusal is not lost to a
+ * reset.
+ */
+static void refuse_banned(struct server *srv, int fd)
+{
+    uint8_t m[64];
+    struct ddts_wire_writer w;
+    ddts_wire_writer_init(&w, m + DDTS_WIRE_HEADER_BYTES, sizeof m - DDTS_WIRE_HEADER_BYTES);
+    ddts_wire_put_u8(&w, DDTS_MSG_HELLO_S);
+    ddts_wire_put_raw(&w, DDTS_WIRE_MAGIC, DDTS_WIRE_MAGIC_BYTES);
+    ddts_wire_put_u16(&w, DDTS_WIRE_VERSION);
+    ddts_wire_put_u8(&w, (uint8_t)DDTS_EBANNED);
+    ddts_wire_put_raw(&w, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+    ddts_wire_frame_header_encode(m, (uint32_t)w.len);
+    (void)!send(fd, m, w.len + DDTS_WIRE_HEADER_BYTES, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)shutdown(fd, SHUT_WR);
+    for (size_t i = 0; i < LINGER_SLOTS; i++)
+        if (srv->linger_fd[i] < 0) {
+            srv->linger_fd[i] = fd;
+            srv->linger_at[i] = ddts_now();
+            return;
+        }
+    close(fd);
+}
+
+/* Closes refused sockets whose peer has gone, or that waited long enough. */
+static void drain_refused(struct server *srv, int all)
+{
+    double now = ddts_now();
+    for (size_t i = 0; i < LINGER_SLOTS; i++) {
+        int fd = srv->linger_fd[i];
+        if (fd < 0)
+            continue;
+        uint8_t junk[256];
+        ssize_t r;
+        while ((r = recv(fd, junk, sizeof junk, MSG_DONTWAIT)) > 0) {
+        }
+        if (all || r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
+            now - srv->linger_at[i] > 2.0) {
+            close(fd);
+            srv->linger_fd[i] = -1;
+        }
+    }
 }
 
 /* ---- a session ---- */
@@ -662,7 +1019,7 @@ struct join {
     char job[DDTS_MAX_NAME_BYTES + 1];
     uint8_t job_id[ID_BYTES];
     uint32_t share;
-    uint8_t flags; /* 1 has files, 2 trained, 4 received */
+    uint8_t flags; /* enum ddts_join_flags */
 };
 
 static enum ddts_status recv_join(struct session *se, struct join *j, struct ddts_error *err)
@@ -741,7 +1098,7 @@ static enum ddts_status send_job(struct session *se, long i, int client_has_file
     uint32_t count = 0;
     if (st == DDTS_OK && !client_has_files && cfg->model_path != NULL) {
         char remote[32];
-        st = ddts_conn_send_file(se->conn, 1, cfg->model_path,
+        st = ddts_conn_send_file(se->conn, DDTS_FILE_MODEL, cfg->model_path,
                                  model_remote_name(cfg->model_path, remote, sizeof remote), NULL,
                                  NULL, err);
         count++;
@@ -754,7 +1111,8 @@ static enum ddts_status send_job(struct session *se, long i, int client_has_file
         for (size_t k = 0; st == DDTS_OK && k < fl.n; k++) {
             char *path = ddts_path_join(dir, fl.rel[k]);
             st = path == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
-                              : ddts_conn_send_file(se->conn, 2, path, fl.rel[k], NULL, NULL, err);
+                              : ddts_conn_send_file(se->conn, DDTS_FILE_SHARD, path, fl.rel[k],
+                                                    NULL, NULL, err);
             ddts_free(path);
             count++;
         }
@@ -762,8 +1120,8 @@ static enum ddts_status send_job(struct session *se, long i, int client_has_file
         ddts_free(dir);
     }
     if (st == DDTS_OK && cfg->sync != DDTS_SYNC_NONE && n_floats > 0) {
-        st = ddts_conn_send_file(se->conn, 3, srv->weights_path, "init_weights.f32", NULL, NULL,
-                                 err);
+        st = ddts_conn_send_file(se->conn, DDTS_FILE_INIT_WEIGHTS, srv->weights_path,
+                                 "init_weights.f32", NULL, NULL, err);
         count++;
     }
     if (st == DDTS_OK) {
@@ -792,18 +1150,39 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
     enum ddts_status st = ddts_wire_reader_end(&r, "SYNC", err);
     if (st != DDTS_OK)
         return st;
-    if (op > 3 || count == 0 || count > DDTS_MAX_SYNC_FLOATS || (op == 0 && samples == 0))
+    if (op > DDTS_REDUCE_MAX || count == 0 || count > DDTS_MAX_SYNC_FLOATS ||
+        (op == DDTS_REDUCE_MEAN && samples == 0))
         return ddts_error_set(err, DDTS_EPROTO,
                               "SYNC: op %u, %" PRIu64 " values, %" PRIu64 " samples is invalid", op,
                               count, samples);
-    /* Lengths are checked against the round and the global weights before allocating. */
+    /* Lengths are checked against the model, the round and the global weights before
+     * allocating: with the model's length known, no client sets it. */
+    uint64_t model_n = srv->cfg->n_weights;
+    if (model_n > 0 && (flags & DDTS_SYNC_WEIGHTS) && count != model_n)
+        return ddts_error_set(err, DDTS_EPROTO,
+                              "SYNC of %" PRIu64 " weights where the model has %" PRIu64, count,
+                              model_n);
+    if (model_n > 0 && count > model_n)
+        return ddts_error_set(err, DDTS_EPROTO,
+                              "SYNC of %" PRIu64 " values: more than the model's %" PRIu64, count,
+                              model_n);
     pthread_mutex_lock(&srv->mu);
-    uint64_t expect = srv->open ? srv->n : (flags & 1) ? srv->n_floats : 0;
+    uint64_t expect = srv->open ? srv->n : (flags & DDTS_SYNC_WEIGHTS) ? srv->n_floats : 0;
+    uint64_t cap = UINT64_MAX;
+    if (srv->cfg->share_samples != NULL && se->shard >= 0)
+        cap = srv->cfg->share_samples[se->shard];
     pthread_mutex_unlock(&srv->mu);
     if (expect != 0 && count != expect)
         return ddts_error_set(err, DDTS_EPROTO,
                               "SYNC of %" PRIu64 " values where the job has %" PRIu64, count,
                               expect);
+    if (op == DDTS_REDUCE_MEAN && samples > cap) {
+        peer_warn(srv, se->key,
+                  "client '%s' (%s) claims %" PRIu64 " samples for share %ld of %" PRIu64
+                  ": counted as %" PRIu64,
+                  se->name, se->addr, samples, se->shard, cap, cap);
+        samples = cap > 0 ? cap : 1;
+    }
     float *v = ddts_mallocarray((size_t)count, sizeof *v);
     if (v == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "SYNC: out of memory for %" PRIu64 " values",
@@ -814,7 +1193,7 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
         return st;
     }
     for (uint64_t i = 0; i < count; i++)
-        if (!(v[i] == v[i]) || v[i] - v[i] != 0) { /* NaN or infinity */
+        if (!isfinite(v[i])) {
             ddts_free(v);
             return ddts_error_set(err, DDTS_ENUMERIC, "SYNC: value %" PRIu64 " is not finite", i);
         }
@@ -840,7 +1219,9 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
             srv->n = count;
             srv->opened_at = ddts_now();
             for (uint64_t i = 0; i < count; i++) {
-                srv->acc[2 * i] = op == 2 ? 1e300 : op == 3 ? -1e300 : 0.0;
+                srv->acc[2 * i] = op == DDTS_REDUCE_MIN   ? 1e300
+                                  : op == DDTS_REDUCE_MAX ? -1e300
+                                                          : 0.0;
                 srv->acc[2 * i + 1] = 0.0;
             }
         }
@@ -853,17 +1234,17 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
          * float it rounds to is the same unless the exact mean lies within ~2^-100 of a
          * rounding boundary. samples * x is exact in double for samples < 2^29.
          */
-        double w = op == 0 ? (double)samples : 1.0;
+        double w = op == DDTS_REDUCE_MEAN ? (double)samples : 1.0;
         for (uint64_t i = 0; i < count; i++) {
             double x = v[i];
             double *hi = &srv->acc[2 * i], *lo = &srv->acc[2 * i + 1];
-            if (op <= 1) {
+            if (op == DDTS_REDUCE_MEAN || op == DDTS_REDUCE_SUM) {
                 double t = w * x;
                 double sum = *hi + t;
                 double bv = sum - *hi;
                 *lo += (*hi - (sum - bv)) + (t - bv);
                 *hi = sum;
-            } else if (op == 2) {
+            } else if (op == DDTS_REDUCE_MIN) {
                 *hi = x < *hi ? x : *hi;
             } else {
                 *hi = x > *hi ? x : *hi;
@@ -872,6 +1253,9 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
         srv->total_samples += samples;
         srv->n_contrib++;
         s->contrib_seq = srv->seq + 1;
+        /* Waiting for the round is not a lack of progress: the round's deadline applies. */
+        if (se->alive_at > 0)
+            se->alive_at = -1;
         maybe_complete(srv);
     }
     ddts_free(v);
@@ -915,6 +1299,10 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
         }
         pthread_mutex_unlock(&srv->mu);
     }
+    pthread_mutex_lock(&srv->mu);
+    if (se->alive_at != 0)
+        se->alive_at = ddts_now();
+    pthread_mutex_unlock(&srv->mu);
     if (waits && st == DDTS_OK)
         notify(se, DDTS_CLIENT_TRAINING);
     return st;
@@ -933,7 +1321,7 @@ static enum ddts_status receive_results(struct session *se, long i, struct ddts_
     ddts_free(clients);
     if (dest == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-    enum ddts_status st = ddts_mkdir_p(dest, err);
+    enum ddts_status st = DDTS_OK;
     uint32_t files = 0;
     uint64_t bytes = 0;
     while (st == DDTS_OK) {
@@ -944,24 +1332,31 @@ static enum ddts_status receive_results(struct session *se, long i, struct ddts_
             break;
         const char *rel = fb.rel;
         uint64_t size = fb.size;
-        if (fb.kind != 4)
+        if (fb.kind != DDTS_FILE_RESULT)
             st = ddts_error_set(err, DDTS_EPROTO, "result file of kind %u", fb.kind);
         if (st == DDTS_OK && ++files > DDTS_MAX_UPLOAD_FILES)
             st = ddts_error_set(err, DDTS_ELIMIT, "more than %d result files",
                                 DDTS_MAX_UPLOAD_FILES);
-        char *path = st == DDTS_OK ? ddts_path_join(dest, rel) : NULL;
-        if (st == DDTS_OK && path == NULL)
-            st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        /* The folder is opened below the job folder without following any symbolic link
+         * (ddts_open_dir_beneath), and the file written through that descriptor. */
+        char reldir[DDTS_MAX_PATH_BYTES + RNAME_BYTES + 16], path[64];
+        const char *base = strrchr(rel, '/');
+        int dirfd = -1;
         if (st == DDTS_OK) {
-            char *slash = strrchr(path, '/');
-            *slash = '\0';
-            st = ddts_mkdir_p(path, err);
-            *slash = '/';
+            snprintf(reldir, sizeof reldir, "clients/%s/%.*s", rname, base ? (int)(base - rel) : 0,
+                     rel);
+            st = ddts_open_dir_beneath(srv->jobdir, reldir, &dirfd, err);
         }
-        if (st == DDTS_OK)
-            st = ddts_conn_recv_file_data(se->conn, path, size, NULL, NULL, err);
+        if (st == DDTS_OK) {
+            snprintf(path, sizeof path, "/proc/self/fd/%d", dirfd);
+            char *full = ddts_path_join(path, base ? base + 1 : rel);
+            st = full == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
+                              : ddts_conn_recv_file_data(se->conn, full, size, NULL, NULL, err);
+            ddts_free(full);
+        }
+        if (dirfd >= 0)
+            close(dirfd);
         bytes += size;
-        ddts_free(path);
     }
     if (st == DDTS_OK) {
         uint8_t m[16];
@@ -995,6 +1390,7 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
         memcpy(se->id, j.id, ID_BYTES);
         snprintf(se->name, sizeof se->name, "%s", j.name);
         se->joined = 1;
+        se->reports_progress = ddts__conn_version(se->conn) >= 2;
     }
     pthread_mutex_unlock(&srv->mu);
     if (st == DDTS_EEXIST) {
@@ -1004,7 +1400,8 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
     }
     ddts_log(srv->log, DDTS_LOG_INFO, "client '%s' joined from %s", se->name, se->addr);
     int same_job = memcmp(j.job_id, srv->job_id, ID_BYTES) == 0;
-    int claims_trained = same_job && (j.flags & 2) && !(j.flags & 4);
+    int claims_trained =
+        same_job && (j.flags & DDTS_JOIN_TRAINED) && !(j.flags & DDTS_JOIN_RECEIVED);
     if (srv->cfg->collect && !claims_trained) {
         /* Collecting: nothing to train, and its pointer to its own job stays. */
         ddts_log(srv->log, DDTS_LOG_INFO, "client '%s' holds no results of this job", se->name);
@@ -1041,7 +1438,7 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
                 st = ddts_conn_send(se->conn, DDTS_MSG_DONE, NULL, 0, err);
             return st != DDTS_OK ? st : DDTS_ECLOSED;
         }
-        int has_files = same_job && (j.flags & 1) && j.share == (uint32_t)i;
+        int has_files = same_job && (j.flags & DDTS_JOIN_HAS_FILES) && j.share == (uint32_t)i;
         struct shard *s = &srv->shards[i];
         ddts_log(srv->log, DDTS_LOG_INFO, "share %ld -> client '%s'%s", i, se->name,
                  has_files ? " (it has the files)" : "");
@@ -1054,8 +1451,12 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
             st = ddts_conn_expect(se->conn, DDTS_MSG_READY, &p, &n, err);
         if (st != DDTS_OK)
             return st;
-        /* Training: rounds until TRAINED. Silence beyond client_timeout loses the client. */
+        /* Training: rounds until TRAINED. Silence beyond client_timeout loses the client,
+         * and so does training that makes no progress for as long (check_deadlines). */
         ddts_conn_set_timeout(se->conn, srv->client_timeout);
+        pthread_mutex_lock(&srv->mu);
+        se->alive_at = se->reports_progress ? ddts_now() : 0;
+        pthread_mutex_unlock(&srv->mu);
         notify(se, DDTS_CLIENT_TRAINING);
         uint8_t type = 0;
         while (st == DDTS_OK) {
@@ -1071,6 +1472,9 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
                                     ddts_msg_str(type));
         }
         ddts_conn_set_timeout(se->conn, srv->io_timeout);
+        pthread_mutex_lock(&srv->mu);
+        se->alive_at = 0;
+        pthread_mutex_unlock(&srv->mu);
         if (st != DDTS_OK)
             return st;
         struct ddts_wire_reader r;
@@ -1091,9 +1495,11 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
         if (!ours)
             return ddts_error_set(err, DDTS_ETIMEOUT, "share %ld was given up meanwhile", i);
         if (status != 0) {
+            char safe[DDTS_ERROR_MSG_MAX];
+            ddts__escape(msg, safe, sizeof safe); /* the client's words: control bytes escaped */
             ddts_log(srv->log, DDTS_LOG_ERROR, "share %ld: client '%s' failed: %s", i, se->name,
-                     msg);
-            snprintf(se->failure, sizeof se->failure, "%s", msg[0] ? msg : "failed");
+                     safe);
+            snprintf(se->failure, sizeof se->failure, "%s", safe[0] ? safe : "failed");
         }
         notify(se, DDTS_CLIENT_UPLOADING);
         st = receive_results(se, i, err);
@@ -1130,16 +1536,28 @@ static void *session_main(void *arg)
     struct server *srv = se->srv;
     struct ddts_error err;
     ddts_error_clear(&err);
-    enum ddts_status refuse = handshake_begin(srv, se->addr) ? DDTS_EBANNED : DDTS_OK;
-    enum ddts_status st =
-        ddts_conn_handshake(se->conn, DDTS_ROLE_SERVER, srv->cfg->passphrase, refuse, &err);
+    int turn = handshake_begin(srv, se->key, se->deadline);
+    enum ddts_status st;
+    if (turn < 0) {
+        st = ddts_error_set(&err, DDTS_ETIMEOUT,
+                            "%s: no turn to authenticate within %.1f s: other handshakes from "
+                            "the address took the time",
+                            se->addr, srv->turn_wait);
+    } else {
+        /* Its own deadline counts from its turn, not from accept. */
+        se->deadline = ddts_now() + srv->io_timeout;
+        ddts__conn_set_deadline(se->conn, se->deadline);
+        st = ddts_conn_handshake(se->conn, DDTS_ROLE_SERVER, srv->cfg->passphrase,
+                                 turn ? DDTS_EBANNED : DDTS_OK, &err);
+    }
     if (st == DDTS_EBANNED)
-        ddts_log(srv->log, DDTS_LOG_WARN, "refused banned address %s", se->addr);
+        peer_warn(srv, se->key, "refused banned address %s", se->addr);
     else if (st != DDTS_OK)
-        ddts_log(srv->log, DDTS_LOG_WARN, "handshake with %s failed: %s", se->addr, err.msg);
-    handshake_end(srv, se->addr,
-                  st == DDTS_EAUTH || st == DDTS_EPROTO || st == DDTS_ELIMIT ||
-                      st == DDTS_EUNSUPPORTED);
+        peer_warn(srv, se->key, "handshake with %s failed: %s", se->addr, err.msg);
+    /* Only real attempts count toward a ban: a wrong passphrase, or a stall past the
+     * deadline (which held a slot); garbage and unknown versions cost nothing. */
+    handshake_end(srv, se->key, turn >= 0, turn >= 0 && (st == DDTS_EAUTH || st == DDTS_ETIMEOUT));
+    ddts__conn_set_deadline(se->conn, 0);
     if (st == DDTS_OK) {
         st = serve_client(se, &err);
         if (st != DDTS_OK && st != DDTS_ECLOSED && st != DDTS_EEXIST) {
@@ -1204,6 +1622,142 @@ static void reap(struct server *srv, int all)
     }
 }
 
+/* Gives up an unauthenticated connection that was counted as pending. Caller holds mu. */
+static void unpend(struct server *srv, const char *key)
+{
+    struct peer *p = peer_find(srv, key, 0);
+    if (p != NULL)
+        p->pending--;
+    srv->n_preauth--;
+}
+
+/* Starts the session thread of an admitted socket, which must get its address's
+ * handshake turn by `wait_until` (session_main then gives it the I/O timeout). */
+static void start_session(struct server *srv, int fd, const char *key, double wait_until)
+{
+    struct ddts_conn *c = NULL;
+    struct session *se = NULL;
+    struct ddts_error err;
+    if (ddts_conn_from_fd(fd, &c, &err) != DDTS_OK || (se = ddts_calloc(1, sizeof *se)) == NULL) {
+        ddts_conn_destroy(c);
+        pthread_mutex_lock(&srv->mu);
+        unpend(srv, key);
+        pthread_mutex_unlock(&srv->mu);
+        return;
+    }
+    se->srv = srv;
+    se->conn = c;
+    se->shard = -1;
+    se->number = ++srv->n_accepted;
+    snprintf(se->addr, sizeof se->addr, "%s", ddts_conn_peer(c));
+    snprintf(se->key, sizeof se->key, "%s", key);
+    snprintf(se->name, sizeof se->name, "?");
+    ddts_conn_set_timeout(c, srv->io_timeout);
+    se->deadline = wait_until;
+    ddts__conn_set_deadline(c, wait_until); /* nothing is read before its turn */
+    pthread_mutex_lock(&srv->mu);
+    se->next = srv->sessions;
+    srv->sessions = se;
+    srv->n_sessions++;
+    if (pthread_create(&se->thread, NULL, session_main, se) != 0) {
+        srv->sessions = se->next;
+        srv->n_sessions--;
+        unpend(srv, key);
+        pthread_mutex_unlock(&srv->mu);
+        ddts_log(srv->log, DDTS_LOG_WARN, "refused %s: cannot start a thread", se->addr);
+        ddts_conn_destroy(c);
+        ddts_free(se);
+        return;
+    }
+    pthread_mutex_unlock(&srv->mu);
+}
+
+/*
+ * Admits one accepted socket: refused at once (no thread, no allocation)
+ * when its address is banned or over its limits, queued as a bare socket
+ * when its address has DDTS_MAX_PREAUTH_PER_ADDR handshakes going, else a
+ * session thread. Either way it waits at most srv->turn_wait from now for its
+ * address's handshake turn, then has the I/O timeout to authenticate.
+ */
+static void accept_one(struct server *srv, int fd, const struct sockaddr_storage *peer,
+                       size_t n_sessions)
+{
+    char key[DDTS__ADDR_KEY_BYTES];
+    ddts__addr_key(peer, key);
+    double wait_until = ddts_now() + srv->turn_wait;
+    pthread_mutex_lock(&srv->mu);
+    enum admit a = n_sessions >= DDTS_MAX_CLIENTS ? ADMIT_FULL : admit(srv, key);
+    if (a == ADMIT_QUEUE) {
+        struct queued *q = &srv->queue[srv->n_queued++];
+        q->fd = fd;
+        q->wait_until = wait_until;
+        snprintf(q->key, sizeof q->key, "%s", key);
+    }
+    unsigned n_preauth = srv->n_preauth;
+    pthread_mutex_unlock(&srv->mu);
+    switch (a) {
+    case ADMIT_OK:
+        start_session(srv, fd, key, wait_until);
+        break;
+    case ADMIT_QUEUE:
+        break;
+    case ADMIT_BANNED:
+        refuse_banned(srv, fd);
+        peer_warn(srv, key, "refused banned address %s", key);
+        break;
+    case ADMIT_ADDR_FULL:
+        close(fd);
+        peer_warn(srv, key, "refused %s: %d connections from it wait to authenticate", key,
+                  DDTS_MAX_PREAUTH_PER_ADDR + DDTS_MAX_QUEUED_PER_ADDR);
+        break;
+    case ADMIT_GUESSES:
+        close(fd);
+        peer_warn(srv, key,
+                  "refused %s: %d failed handshakes in the last minute (from any address)", key,
+                  DDTS_MAX_FAILED_AUTH_PER_MIN);
+        break;
+    case ADMIT_FULL:
+        close(fd);
+        peer_warn(srv, key, "refused %s: %zu connections, %u of them not authenticated", key,
+                  n_sessions, n_preauth);
+        break;
+    }
+}
+
+/* Starts the queued sockets whose address has a free turn; closes expired ones. */
+static void promote_queued(struct server *srv)
+{
+    double now = ddts_now();
+    size_t k = 0;
+    struct queued start[DDTS_MAX_PREAUTH];
+    size_t n_start = 0;
+    pthread_mutex_lock(&srv->mu);
+    for (size_t i = 0; i < srv->n_queued; i++) {
+        struct queued q = srv->queue[i];
+        struct peer *p = peer_find(srv, q.key, 0);
+        int expired = now >= q.wait_until || srv->stopping || p == NULL || p->until > now;
+        int go = !expired && p->pending < DDTS_MAX_PREAUTH_PER_ADDR &&
+                 srv->n_preauth < DDTS_MAX_PREAUTH && n_start < DDTS_MAX_PREAUTH;
+        if (expired || go) {
+            if (p != NULL)
+                p->queued--;
+            if (expired) {
+                close(q.fd);
+            } else {
+                p->pending++;
+                srv->n_preauth++;
+                start[n_start++] = q;
+            }
+            continue;
+        }
+        srv->queue[k++] = q;
+    }
+    srv->n_queued = k;
+    pthread_mutex_unlock(&srv->mu);
+    for (size_t i = 0; i < n_start; i++)
+        start_session(srv, start[i].fd, start[i].key, start[i].wait_until);
+}
+
 static enum ddts_status check_config(const struct ddts_server_config *cfg, struct ddts_error *err)
 {
     if (cfg->passphrase == NULL)
@@ -1236,10 +1790,15 @@ static void server_deinit(struct server *srv)
     ddts_free(srv->weights_path);
     ddts_free(srv->shards);
     ddts_free(srv->acc);
-    while (srv->bans != NULL) {
-        struct ban *b = srv->bans;
-        srv->bans = b->next;
-        ddts_free(b);
+    ddts_free(srv->bans_path);
+    if (srv->pending != NULL && --srv->pending->refs == 0) {
+        ddts_free(srv->pending->v);
+        ddts_free(srv->pending);
+    }
+    while (srv->peers != NULL) {
+        struct peer *p = srv->peers;
+        srv->peers = p->next;
+        ddts_free(p);
     }
     pthread_mutex_destroy(&srv->mu);
     pthread_mutex_destroy(&srv->flush_mu);
@@ -1266,6 +1825,7 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
     srv.log = cfg->logger;
     srv.client_timeout = cfg->client_timeout_s > 0 ? cfg->client_timeout_s : 60;
     srv.io_timeout = cfg->io_timeout_s > 0 ? cfg->io_timeout_s : DDTS_IO_TIMEOUT_S;
+    srv.turn_wait = srv.io_timeout * DDTS_TURN_WAIT_FACTOR;
     srv.heartbeat =
         srv.client_timeout / 4 < DDTS_HEARTBEAT_S ? srv.client_timeout / 4 : DDTS_HEARTBEAT_S;
     srv.ban_after = cfg->ban_after > 0 ? cfg->ban_after : 3;
@@ -1275,14 +1835,18 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
     char *global = srv.jobdir ? ddts_path_join(srv.jobdir, "global") : NULL;
     srv.state_path = srv.jobdir ? ddts_path_join(srv.jobdir, "state") : NULL;
     srv.weights_path = global ? ddts_path_join(global, "weights.f32") : NULL;
+    srv.bans_path = srv.jobdir ? ddts_path_join(srv.jobdir, "bans") : NULL;
+    for (size_t i = 0; i < LINGER_SLOTS; i++)
+        srv.linger_fd[i] = -1;
     struct ddts_listener *l = NULL;
     if (srv.shards == NULL || global == NULL || srv.state_path == NULL ||
-        srv.weights_path == NULL) {
+        srv.weights_path == NULL || srv.bans_path == NULL) {
         st = ddts_error_set(err, DDTS_ENOMEM, "server: out of memory");
         goto out;
     }
     if ((st = ddts_mkdir_p(global, err)) != DDTS_OK)
         goto out;
+    (void)chmod(srv.jobdir, 0700); /* the job's shares and results are private */
     /* Every share's folder must exist before anyone is served. */
     for (size_t i = 0; cfg->shards_dir != NULL && i < srv.n_shards; i++) {
         struct ddts__file_list fl = {0};
@@ -1294,6 +1858,8 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
         if (st != DDTS_OK)
             goto out;
     }
+    if ((st = load_bans(&srv, err)) != DDTS_OK)
+        goto out;
     if (access(srv.state_path, F_OK) == 0) {
         if ((st = load_state(&srv, err)) != DDTS_OK)
             goto out;
@@ -1303,6 +1869,13 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
         ddts_log(srv.log, DDTS_LOG_INFO,
                  "resuming job '%s': %zu of %zu shares done, round %" PRIu64, cfg->job, done,
                  srv.n_shards, srv.round);
+        if (cfg->n_weights > 0 && srv.n_floats > 0 && srv.n_floats != cfg->n_weights) {
+            ddts_log(srv.log, DDTS_LOG_WARN,
+                     "the saved global weights hold %" PRIu64 " values, the model %" PRIu64
+                     ": not used",
+                     srv.n_floats, cfg->n_weights);
+            srv.n_floats = srv.saved_n = 0;
+        }
         srv.complete = all_done(&srv);
     } else if (cfg->collect) {
         st = ddts_error_set(err, DDTS_ENOTFOUND, "%s: no job to collect (no state file)",
@@ -1354,54 +1927,42 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
         }
         reap(&srv, 0);
         flush_weights(&srv);
-        struct ddts_conn *c = NULL;
+        drain_refused(&srv, 0);
+        promote_queued(&srv);
+        int fd = -1;
+        struct sockaddr_storage peer;
         struct ddts_error aerr;
-        enum ddts_status ast = ddts_listener_accept(l, 0.2, &c, &aerr);
+        enum ddts_status ast =
+            ddts__listener_accept_fd(l, srv.n_queued > 0 ? 0.01 : 0.2, &fd, &peer, &aerr);
         if (ast == DDTS_ETIMEOUT)
             continue;
         if (ast != DDTS_OK) {
             ddts_log(srv.log, DDTS_LOG_WARN, "accept: %s", aerr.msg);
             continue;
         }
-        if (n_sessions >= DDTS_MAX_CLIENTS) {
-            ddts_log(srv.log, DDTS_LOG_WARN, "refused %s: %d connections already",
-                     ddts_conn_peer(c), DDTS_MAX_CLIENTS);
-            ddts_conn_destroy(c);
-            continue;
-        }
-        struct session *se = ddts_calloc(1, sizeof *se);
-        if (se == NULL) {
-            ddts_conn_destroy(c);
-            continue;
-        }
-        se->srv = &srv;
-        se->conn = c;
-        se->shard = -1;
-        se->number = ++srv.n_accepted;
-        snprintf(se->addr, sizeof se->addr, "%s", ddts_conn_peer(c));
-        snprintf(se->name, sizeof se->name, "?");
-        ddts_conn_set_timeout(c, srv.io_timeout);
-        pthread_mutex_lock(&srv.mu);
-        se->next = srv.sessions;
-        srv.sessions = se;
-        srv.n_sessions++;
-        if (pthread_create(&se->thread, NULL, session_main, se) != 0) {
-            srv.sessions = se->next;
-            srv.n_sessions--;
-            pthread_mutex_unlock(&srv.mu);
-            ddts_log(srv.log, DDTS_LOG_WARN, "refused %s: cannot start a thread", se->addr);
-            ddts_conn_destroy(c);
-            ddts_free(se);
-            continue;
-        }
-        pthread_mutex_unlock(&srv.mu);
+        accept_one(&srv, fd, &peer, n_sessions);
     }
     pthread_mutex_lock(&srv.mu);
     srv.stopping = 1;
     pthread_cond_broadcast(&srv.cv);
     pthread_mutex_unlock(&srv.mu);
     reap(&srv, 1);
-    flush_weights(&srv);
+    /* The global weights must be on disk before the job ends well: retry a while. */
+    for (double t0 = ddts_now(); !flush_weights(&srv) && ddts_now() - t0 < SAVE_RETRY_S;) {
+        struct timespec ts = {0, 250000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (!flush_weights(&srv) && st == DDTS_OK)
+        st = ddts_error_set(err, DDTS_EIO,
+                            "job '%s': the global weights of round %" PRIu64
+                            " could not be saved: %s",
+                            cfg->job, srv.round, srv.save_err.msg);
+    promote_queued(&srv); /* stopping: closes them all */
+    drain_refused(&srv, 1);
+    for (struct peer *p = srv.peers; p != NULL; p = p->next)
+        if (p->suppressed > 0)
+            ddts_log(srv.log, DDTS_LOG_WARN, "%u more warnings about %s were left out",
+                     p->suppressed, p->key);
     if (st == DDTS_OK)
         ddts_log(srv.log, DDTS_LOG_INFO, "job '%s' complete: results in %s", cfg->job, srv.jobdir);
 out:

@@ -86,6 +86,24 @@ enum ddts_msg {
     DDTS_MSG_PROGRESS = 0x36,    /* c->s: training progress (struct ddts_wire_progress) */
 };
 
+/* FILE_BEGIN's kind: what a file is. Values are stable. */
+enum ddts_file_kind {
+    DDTS_FILE_MODEL = 1,        /* s->c: the job's model file ("model" + its extension) */
+    DDTS_FILE_SHARD = 2,        /* s->c: a file of the client's share of the data */
+    DDTS_FILE_INIT_WEIGHTS = 3, /* s->c: the latest global weights ("init_weights.f32") */
+    DDTS_FILE_RESULT = 4,       /* c->s: a result file of a trained share */
+};
+
+/* JOIN's flags: what the client already holds of its last share. */
+enum ddts_join_flags {
+    DDTS_JOIN_HAS_FILES = 1u, /* the job's files are stored */
+    DDTS_JOIN_TRAINED = 2u,   /* the share is trained */
+    DDTS_JOIN_RECEIVED = 4u,  /* the server confirmed receipt of its results */
+};
+
+/* SYNC's flags. */
+#define DDTS_SYNC_WEIGHTS 1u /* the vector is the model's weights: a round of the job */
+
 /* Returns a name for a message type ("JOIN"), "?" when unknown. */
 const char *ddts_msg_str(uint8_t type);
 

@@ -312,6 +312,17 @@ enum ddts_status ddts_serve_run(struct ddts_serve *sv, const struct ddts_serve_h
         ddts_job_to_json(job, DDTS_JOB_JSON_FOR_CLIENT | DDTS_JOB_JSON_COMPACT, &settings, err);
     if (st != DDTS_OK)
         return st;
+    /* What no client may choose: the weight vector's length and each share's size. */
+    size_t n_model_weights = 0;
+    uint64_t *share_samples = NULL;
+    if (!job->collect && sv->model_path[0] != '\0')
+        st = ddts_train_count_weights(sv->model_path, &n_model_weights, err);
+    if (st == DDTS_OK && !job->collect && sv->x != NULL)
+        st = ddts__serve_share_sizes(job, (size_t)sv->x->shape[0], &share_samples, err);
+    if (st != DDTS_OK) {
+        ddts_free(settings);
+        return st;
+    }
     sv->hooks = hooks;
     struct ddts_server_config cfg = {
         .host = job->host,
@@ -328,6 +339,8 @@ enum ddts_status ddts_serve_run(struct ddts_serve *sv, const struct ddts_serve_h
         .settings_json = settings,
         .model_path = sv->model_path[0] ? sv->model_path : NULL,
         .shards_dir = dir_exists(sv->shards_dir) ? sv->shards_dir : NULL,
+        .n_weights = n_model_weights,
+        .share_samples = share_samples,
         .sync = (enum ddts_sync_mode)job->sync,
         .sync_steps = (uint32_t)job->sync_steps,
         .keep_serving = job->keep_serving,
@@ -341,6 +354,7 @@ enum ddts_status ddts_serve_run(struct ddts_serve *sv, const struct ddts_serve_h
     };
     ddts__serve_set_phase(sv, DDTS_SERVE_SERVING, NULL);
     st = ddts_server_run(&cfg, err);
+    ddts_free(share_samples);
     ddts_free(settings);
     char why[DDTS_ERROR_MSG_MAX];
     if (st == DDTS_ECANCELED && ddts__serve_stopping(sv, why, sizeof why)) {

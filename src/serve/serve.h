@@ -72,6 +72,10 @@ void ddts__serve_record(const struct ddts_serve *sv);
 
 /* Shares (shards.c). */
 enum ddts_status ddts__serve_write_shards(struct ddts_serve *sv, struct ddts_error *err);
+/* The samples of each share as ddts__serve_write_shards splits n samples (job->clients values;
+ * ddts_free it): the server's sample cap, so that no client chooses its share's size. */
+enum ddts_status ddts__serve_share_sizes(const struct ddts_job *job, size_t n, uint64_t **out,
+                                         struct ddts_error *err);
 uint64_t ddts__serve_rounds_per_epoch(const struct ddts_job *job, const char *shards_dir,
                                       int has_val_data);
 

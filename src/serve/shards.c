@@ -119,6 +119,28 @@ enum ddts_status ddts__serve_read_f32(const char *path, float **out, size_t *n,
     return DDTS_OK;
 }
 
+/* The samples of each share, as ddts__serve_write_shards splits them. */
+enum ddts_status ddts__serve_share_sizes(const struct ddts_job *job, size_t n, uint64_t **out,
+                                         struct ddts_error *err)
+{
+    size_t n_clients = (size_t)job->clients;
+    uint32_t *idx = NULL;
+    size_t *counts = ddts_calloc(n_clients, sizeof *counts);
+    *out = ddts_calloc(n_clients, sizeof **out);
+    enum ddts_status st = counts == NULL || *out == NULL
+                              ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
+                              : ddts_split_shards(n, n_clients, job->seed, NULL, &idx, counts, err);
+    for (size_t c = 0; st == DDTS_OK && c < n_clients; c++)
+        (*out)[c] = counts[c];
+    if (st != DDTS_OK) {
+        ddts_free(*out);
+        *out = NULL;
+    }
+    ddts_free(idx);
+    ddts_free(counts);
+    return st;
+}
+
 /* "min_share" of a share's info.txt (0: unknown). */
 static size_t read_min_share(const char *shards_dir)
 {

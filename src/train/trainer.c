@@ -762,3 +762,18 @@ out:
     ddts_keras_destroy(k);
     return st;
 }
+
+enum ddts_status ddts_train_count_weights(const char *model_path, size_t *n, struct ddts_error *err)
+{
+    *n = 0;
+    struct ddts_keras_model *k = NULL;
+    struct ddts_model *m = NULL;
+    enum ddts_status st = ddts_keras_read(model_path, &k, err);
+    if (st == DDTS_OK && (st = ddts_bridge_load(k, 0, &m, err)) != DDTS_OK)
+        ddts_error_prefix(err, "%s: ", model_path);
+    if (st == DDTS_OK)
+        (void)ddts_model_weights_flat(m, n);
+    ddts_model_destroy(m);
+    ddts_keras_destroy(k);
+    return st;
+}

@@ -178,13 +178,34 @@ static void test_atomic_write(void **state)
     ddts_free(dir);
 }
 
+/* Issue 14 item 15: files written atomically honour the umask (they were always 0644). */
+static void test_atomic_write_umask(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    char *path = ddts_path_join(dir, "f");
+    static const mode_t masks[] = {077, 027, 022};
+    for (size_t i = 0; i < 3; i++) {
+        mode_t old = umask(masks[i]);
+        assert_int_equal(ddts_write_file_atomic(path, "x", 1, NULL), DDTS_OK);
+        umask(old);
+        struct stat sb;
+        assert_int_equal(stat(path, &sb), 0);
+        assert_int_equal(sb.st_mode & 0777, 0666 & ~masks[i]);
+    }
+    unlink(path);
+    rmdir(dir);
+    ddts_free(path);
+    ddts_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_messages),        cmocka_unit_test(test_format),
         cmocka_unit_test(test_alloc_fault_injection), cmocka_unit_test(test_rng_deterministic),
         cmocka_unit_test(test_array_basics),          cmocka_unit_test(test_half_conversion),
-        cmocka_unit_test(test_atomic_write),
+        cmocka_unit_test(test_atomic_write),          cmocka_unit_test(test_atomic_write_umask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -205,9 +205,28 @@ static void test_json_round_trip(void **state)
     assert_null(strstr(json, "\"host\""));
     assert_null(strstr(json, "\"workdir\""));
     assert_null(strstr(json, "\"threads\""));
+    /* Nor the server's paths (issue 14 item 2): a client never learns or takes them. */
+    assert_null(strstr(json, "\"model\""));
+    assert_null(strstr(json, "my cnn"));
+    assert_null(strstr(json, "\"dataset\""));
     assert_non_null(strstr(json, "\"epochs\":7"));
     assert_null(strchr(json, '\n'));
+    /* What a client accepts from a server: the same, and a server-only setting is refused. */
+    ddts_job_init_defaults(&b);
+    assert_int_equal(ddts_job_from_server_json(&b, json, strlen(json), NULL), DDTS_OK);
+    assert_int_equal(b.epochs, 7);
     ddts_free(json);
+    static const char *hostile[] = {"{\"dataset\": \"/home/alice/private\"}",
+                                    "{\"model\": \"/etc/passwd\"}", "{\"workdir\": \"/\"}",
+                                    "{\"host\": \"10.0.0.1\"}"};
+    for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+        ddts_job_init_defaults(&b);
+        struct ddts_error e;
+        assert_int_equal(ddts_job_from_server_json(&b, hostile[i], strlen(hostile[i]), &e),
+                         DDTS_EPROTO);
+        assert_non_null(strstr(e.msg, "server's own setting"));
+        assert_string_equal(b.dataset, "");
+    }
 }
 
 static void test_json_errors(void **state)

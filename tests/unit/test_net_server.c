@@ -3,13 +3,16 @@
  * train callback: weights = start + (share + 1), trained on 10 * (share + 1)
  * samples, so each round's weighted mean is known exactly.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "net/conn.h"
@@ -216,7 +219,11 @@ struct client_run {
     int pause;          /* first call: after round 1, wait for `resume` */
     atomic_int paused, resume;
     atomic_int progress_calls;
-    atomic_int failures; /* checks that failed inside train */
+    atomic_int failures;   /* checks that failed inside train */
+    double stall_s;        /* first call: hang this long without progress, then return */
+    size_t hostile_n;      /* exchanges this many values instead of N_WEIGHTS */
+    int inflate;           /* claims 1e12 samples per exchange */
+    const char *fail_with; /* training fails with this message */
     char failure[256];
 };
 
@@ -243,6 +250,13 @@ static enum ddts_status fake_train(void *ud, const struct ddts_client_job *job,
             atomic_fetch_add(&cr->failures, 1);                                                    \
         }                                                                                          \
     } while (0)
+    if (cr->fail_with != NULL)
+        return ddts_error_set(err, DDTS_EINVAL, "%s", cr->fail_with);
+    if (cr->stall_s > 0 && atomic_load(&cr->calls) == 1) {
+        /* Stuck (as in a hostile file's endless loop): heartbeats only. */
+        usleep((useconds_t)(cr->stall_s * 1e6));
+        return DDTS_OK;
+    }
     char *text = NULL;
     size_t n = 0;
     CHECK(strcmp(job->settings_json, "{\"epochs\": 2}") == 0);
@@ -288,7 +302,9 @@ static enum ddts_status fake_train(void *ud, const struct ddts_client_job *job,
         float start = w[0];
         for (size_t i = 0; i < N_WEIGHTS; i++)
             w[i] += (float)(job->shard + 1);
-        st = ddts_client_sync_exchange(sync, w, N_WEIGHTS, 10 * (job->shard + 1), err);
+        uint64_t claimed = cr->inflate ? 1000000000000ull : 10 * (job->shard + 1);
+        st = ddts_client_sync_exchange(sync, w, cr->hostile_n ? cr->hostile_n : N_WEIGHTS, claimed,
+                                       err);
         if (r == 0 && cr->pause && atomic_load(&cr->calls) == 1) {
             atomic_store(&cr->paused, 1);
             while (!atomic_load(&cr->resume))
@@ -835,12 +851,291 @@ static void test_no_data_sent(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+/*
+ * Issue 14 item 2: a hostile server names a folder of the client's machine in
+ * its settings and sends no share. The real `ddts client` (no --dataset) must
+ * refuse the setting and never open the folder (it used to train on it).
+ */
+static void test_client_takes_no_path(void **state)
+{
+    (void)state;
+    const char *bin = getenv("DDTS_BIN");
+    if (bin == NULL)
+        skip();
+    struct ddts_passphrase *pw = pass("pw-for-the-hostile-server");
+    struct server_run sr;
+    server_prepare(&sr, pw, 1, DDTS_SYNC_NONE, 10.0);
+    char *private_dir = join2(sr.dir, "private-records");
+    char *settings = NULL;
+    {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "{\"data\": \"client\", \"dataset\": \"%s\", \"epochs\": 1}",
+                 private_dir);
+        settings = ddts_strdup(buf);
+    }
+    ddts_free((char *)sr.cfg.model_path);
+    ddts_free((char *)sr.cfg.shards_dir);
+    sr.cfg.model_path = NULL;
+    sr.cfg.shards_dir = NULL;
+    sr.cfg.settings_json = settings;
+    server_go(&sr);
+    char *passfile = join2(sr.dir, "pass");
+    write_text(passfile, "pw-for-the-hostile-server\n");
+    assert_int_equal(chmod(passfile, 0600), 0);
+    char *cwork = join2(sr.dir, "client");
+    char *errfile = join2(sr.dir, "client.err");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "'%s' client --server 127.0.0.1:%d --passphrase-file '%s' --workdir '%s' --name c1 "
+             "--retries 0 > /dev/null 2> '%s'",
+             bin, atomic_load(&sr.port), passfile, cwork, errfile);
+    int rc = system(cmd);
+    assert_true(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    char *text = NULL;
+    size_t n = 0;
+    assert_int_equal(ddts_read_file(errfile, 1 << 20, &text, &n, NULL), DDTS_OK);
+    if (strstr(text, "\"dataset\" is the server's own setting") == NULL ||
+        strstr(text, "private-records") != NULL)
+        fail_msg("client log:\n%s", text);
+    ddts_free(text);
+    server_join(&sr, DDTS_OK);
+    ddts_free(cwork);
+    ddts_free(errfile);
+    ddts_free(passfile);
+    ddts_free(private_dir);
+    ddts_free(settings);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
+/*
+ * Issue 14 item 3: a client whose training makes no progress (no PROGRESS
+ * that advances, no SYNC) for client_timeout is lost although its heartbeat
+ * thread keeps the connection busy, in every sync mode; its share moves on.
+ */
+static void test_no_progress_is_lost(void **state)
+{
+    (void)state;
+    static const enum ddts_sync_mode modes[] = {DDTS_SYNC_NONE, DDTS_SYNC_EPOCH};
+    for (size_t k = 0; k < 2; k++) {
+        struct ddts_passphrase *pw = pass("pw");
+        struct server_run sr;
+        server_start(&sr, pw, 1, modes[k], 1.5);
+        struct client_run stuck, good;
+        client_start(&stuck, &sr, pw, "stuck", NULL);
+        stuck.stall_s = 5;
+        stuck.cfg.retries = 0;
+        client_go(&stuck);
+        wait_log(&sr.log, "share 0 -> client 'stuck'", 1, 5);
+        wait_log(&sr.log, "client 'stuck' (127.0.0.1) made no training progress for 1.5 s", 1, 5);
+        client_start(&good, &sr, pw, "good", NULL);
+        client_go(&good);
+        client_join(&good, DDTS_OK);
+        server_join(&sr, DDTS_OK);
+        pthread_join(stuck.thread, NULL);
+        assert_int_not_equal(stuck.st, DDTS_OK);
+        assert_int_equal(log_count(&sr.log, "share 0: reassigned from 'stuck' to 'good'"), 1);
+        client_free(&stuck);
+        client_free(&good);
+        server_free(&sr);
+        ddts_passphrase_destroy(pw);
+    }
+}
+
+/*
+ * Issue 14 item 4: the model fixes the job's vector length. A hostile client
+ * that sends the first SYNC with 10 values is refused; the real clients'
+ * rounds of N_WEIGHTS values go on (before, its SYNC fixed the length and
+ * threw every real client out).
+ */
+static void test_model_fixes_length(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_prepare(&sr, pw, 2, DDTS_SYNC_EPOCH, 2.0);
+    sr.cfg.n_weights = N_WEIGHTS;
+    server_go(&sr);
+    struct client_run bad, a, b;
+    client_start(&bad, &sr, pw, "mallory", NULL);
+    bad.hostile_n = 10;
+    bad.rounds = 1;
+    client_go(&bad);
+    wait_log(&sr.log, "client 'mallory' joined", 1, 5);
+    client_start(&a, &sr, pw, "alice", NULL);
+    client_go(&a);
+    client_join(&bad, DDTS_EPROTO);
+    wait_log(&sr.log, "SYNC of 10 weights where the model has 1000", 1, 5);
+    client_start(&b, &sr, pw, "bob", NULL);
+    client_go(&b);
+    client_join(&a, DDTS_OK);
+    client_join(&b, DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    assert_true(atomic_load(&sr.rounds_seen) >= 2);
+    assert_int_equal(log_count(&sr.log, "values in a round of 10"), 0);
+    client_free(&bad);
+    client_free(&a);
+    client_free(&b);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
+/*
+ * Issue 14 item 5: a client that claims 1e12 samples counts for no more than
+ * its share: with every share's size known, the weighted means stay exact.
+ */
+static void test_samples_capped(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_prepare(&sr, pw, 3, DDTS_SYNC_EPOCH, 5.0);
+    static const uint64_t sizes[3] = {10, 20, 30}; /* what fake_train trains on */
+    sr.cfg.share_samples = sizes;
+    server_go(&sr);
+    struct client_run cr[3];
+    static const char *names[] = {"alice", "bob", "carol"};
+    for (int i = 0; i < 3; i++) {
+        client_start(&cr[i], &sr, pw, names[i], NULL);
+        cr[i].check_exact = 1;
+        cr[i].inflate = i == 1;
+        client_go(&cr[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        client_join(&cr[i], DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    assert_true(log_count(&sr.log, "claims 1000000000000 samples for share") >= 1);
+    for (int i = 0; i < 3; i++)
+        client_free(&cr[i]);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
+/*
+ * Issue 14 item 6: clients named "x-s2", "x" and "x" get three results
+ * folders (before, the third share's name "x-s2" was the first's folder).
+ */
+static void test_results_folders_unique(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_start(&sr, pw, 3, DDTS_SYNC_NONE, 5.0);
+    struct client_run cr[3];
+    static const char *names[] = {"x-s2", "x", "x"};
+    for (int i = 0; i < 3; i++) {
+        char wd[64];
+        snprintf(wd, sizeof wd, "c%d", i);
+        char *w = join2(sr.dir, wd);
+        client_start(&cr[i], &sr, pw, names[i], w);
+        ddts_free(w);
+        client_go(&cr[i]);
+        wait_log(&sr.log, "joined from", i + 1, 5);
+    }
+    for (int i = 0; i < 3; i++)
+        client_join(&cr[i], DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    char *jobdir = join2(sr.cfg.workdir, "job1");
+    char *clients = join2(jobdir, "clients");
+    int seen[3] = {0, 0, 0};
+    size_t n_dirs = 0;
+    DIR *d = opendir(clients);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        n_dirs++;
+        char *h = read_text(clients, e->d_name, "history.csv");
+        unsigned share = 99;
+        if (h != NULL && sscanf(h, "share,%u", &share) == 1 && share < 3)
+            seen[share]++;
+        ddts_free(h);
+    }
+    closedir(d);
+    if (n_dirs != 3 || seen[0] != 1 || seen[1] != 1 || seen[2] != 1)
+        fail_msg("%zu results folders; shares seen %d %d %d; log:\n%s", n_dirs, seen[0], seen[1],
+                 seen[2], sr.log.text);
+    ddts_free(clients);
+    ddts_free(jobdir);
+    for (int i = 0; i < 3; i++)
+        client_free(&cr[i]);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
+/*
+ * Issue 14 item 7: a brief full disk must not lose the global model. The
+ * server's work folder is a 1 MiB tmpfs, filled up before the only round
+ * completes: the weights stay in memory and are written once space is back
+ * (before, the failed write dropped them and the job still ended "complete").
+ */
+static void test_full_disk_keeps_weights(void **state)
+{
+    (void)state;
+    char *mnt = test_tmpdir();
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=1m") != 0) {
+        fprintf(stderr, "test_full_disk_keeps_weights: cannot mount a tmpfs (%s): skipped\n",
+                strerror(errno));
+        rmdir(mnt);
+        ddts_free(mnt);
+        skip();
+    }
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_prepare(&sr, pw, 1, DDTS_SYNC_EPOCH, 10.0);
+    ddts_free((char *)sr.cfg.workdir);
+    sr.cfg.workdir = join2(mnt, "work");
+    server_go(&sr);
+    /* Fill the disk. */
+    char *filler = join2(mnt, "filler");
+    FILE *f = fopen(filler, "wb");
+    assert_non_null(f);
+    static char block[4096];
+    while (fwrite(block, 1, sizeof block, f) == sizeof block) {
+    }
+    fclose(f);
+    struct client_run cr;
+    client_start(&cr, &sr, pw, "alice", NULL);
+    cr.rounds = 1;
+    cr.pause = 1;
+    client_go(&cr);
+    while (!atomic_load(&cr.paused))
+        usleep(5000);
+    wait_log(&sr.log, "round 1: cannot save the global weights (kept in memory, retrying)", 1, 5);
+    /* Space again: the kept weights are written without another round. */
+    assert_int_equal(unlink(filler), 0);
+    wait_log(&sr.log, "round 1: global weights saved", 1, 5);
+    char *global = join2(sr.cfg.workdir, "job1/global");
+    char *text = read_text(global, "", "weights.f32");
+    assert_non_null(text);
+    float w0;
+    memcpy(&w0, text, sizeof w0);
+    assert_true(atomic_load(&sr.rounds_seen) == 1 && w0 == sr.last_w0);
+    ddts_free(text);
+    atomic_store(&cr.resume, 1);
+    client_join(&cr, DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    char *st = read_text(sr.cfg.workdir, "job1", "state");
+    assert_non_null(st);
+    assert_non_null(strstr(st, "\nround 1\n"));
+    ddts_free(st);
+    ddts_free(global);
+    ddts_free(filler);
+    client_free(&cr);
+    server_free(&sr);
+    assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+    rmdir(mnt);
+    ddts_free(mnt);
+    ddts_passphrase_destroy(pw);
+}
+
 /* ---- a TCP proxy that can cut its connections, for a dropped-and-back client ---- */
 
 struct proxy {
     struct ddts_listener *l;
     uint16_t target;
     atomic_int generation; /* cut: connections of older generations close */
+    atomic_int tamper;     /* flip a bit of the next server-to-client bytes */
     atomic_int stop;
     pthread_t thread;
 };
@@ -872,6 +1167,8 @@ static void *pipe_main(void *arg)
                 break;
             }
             int out = i == 0 ? pp->b : pp->a;
+            if (i == 1 && atomic_exchange(&pp->px->tamper, 0))
+                buf[r - 1] ^= 1; /* the frame's MAC no longer matches */
             for (ssize_t off = 0; off < r;) {
                 ssize_t w = send(out, buf + off, (size_t)(r - off), MSG_NOSIGNAL);
                 if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -963,6 +1260,149 @@ static void test_dropped_and_back(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+/*
+ * Issue 14 item 13: one tampered server-to-client frame is a connection
+ * error: the client reconnects (--retries) and finishes its share (before,
+ * it took it for a failed authentication and gave up for good).
+ */
+static void test_tampered_frame_reconnects(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_start(&sr, pw, 2, DDTS_SYNC_EPOCH, 3.0);
+    struct proxy px = {.target = (uint16_t)atomic_load(&sr.port)};
+    assert_int_equal(ddts_listener_open("127.0.0.1", 0, &px.l, NULL), DDTS_OK);
+    assert_int_equal(pthread_create(&px.thread, NULL, proxy_main, &px), 0);
+    struct client_run a, b;
+    client_start(&a, &sr, pw, "a", NULL);
+    client_start(&b, &sr, pw, "b", NULL);
+    a.cfg.port = ddts_listener_port(px.l);
+    a.cfg.retries = 3;
+    a.cfg.retry_s = 0.05;
+    a.rounds = b.rounds = 3;
+    a.pause = 1;
+    client_go(&a);
+    client_go(&b);
+    double end = ddts_now() + 10;
+    while (!atomic_load(&a.paused) && ddts_now() < end)
+        usleep(5000);
+    assert_true(atomic_load(&a.paused));
+    atomic_store(&px.tamper, 1); /* the SYNC_RESULT of round 2 arrives damaged */
+    atomic_store(&a.resume, 1);
+    client_join(&a, DDTS_OK);
+    client_join(&b, DDTS_OK);
+    server_join(&sr, DDTS_OK);
+    atomic_store(&px.stop, 1);
+    pthread_join(px.thread, NULL);
+    ddts_listener_close(px.l);
+    assert_int_equal(atomic_load(&px.tamper), 0);
+    assert_int_equal(log_count(&sr.log, "client 'a' joined"), 2);
+    assert_int_equal(atomic_load(&a.calls), 2);
+    client_free(&a);
+    client_free(&b);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
+/*
+ * Issue 14 item 12: a hostile server names its job "current" (the client's
+ * state file): the client refuses the job instead of turning its state file
+ * into a folder.
+ */
+static void test_job_named_current(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_prepare(&sr, pw, 1, DDTS_SYNC_NONE, 3.0);
+    sr.cfg.job = "current";
+    server_go(&sr);
+    struct client_run cr;
+    client_start(&cr, &sr, pw, "alice", NULL);
+    client_go(&cr);
+    client_join(&cr, DDTS_EPROTO);
+    assert_non_null(strstr(cr.err.msg, "one of this client's own files"));
+    char *cur = join2(cr.workdir, "current");
+    struct stat sb;
+    assert_true(stat(cur, &sb) != 0 || !S_ISDIR(sb.st_mode));
+    ddts_free(cur);
+    atomic_store(&sr.stop, 1);
+    server_join(&sr, DDTS_ECANCELED);
+    client_free(&cr);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
+/*
+ * Issue 14 item 10: a client's failure message with terminal escapes and a
+ * forged log line reaches the server's log escaped.
+ */
+static void test_peer_text_escaped(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_start(&sr, pw, 1, DDTS_SYNC_NONE, 3.0);
+    struct client_run cr;
+    client_start(&cr, &sr, pw, "alice", NULL);
+    cr.fail_with = "boom\x1b[2J\nINFO: every share's results are received";
+    cr.cfg.logger = NULL; /* the log holds the server's lines only */
+    client_go(&cr);
+    client_join(&cr, DDTS_EINVAL);
+    server_join(&sr, DDTS_OK);
+    assert_int_equal(log_count(&sr.log, "boom\\x1b[2J\\nINFO: every share"), 1);
+    assert_null(strchr(sr.log.text, '\x1b'));
+    assert_int_equal(log_count(&sr.log, "\nINFO: every share's results are received"), 0);
+    client_free(&cr);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
+/*
+ * Issue 14 items 9 and 15: a symbolic link planted in the server's results
+ * folder is not followed (the upload fails instead of writing elsewhere); the
+ * job folder is private (0700) and result files honour the umask.
+ */
+static void test_upload_no_symlinks(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("pw");
+    struct server_run sr;
+    server_start(&sr, pw, 1, DDTS_SYNC_NONE, 3.0);
+    char *jobdir = join2(sr.cfg.workdir, "job1");
+    struct stat sb;
+    assert_int_equal(stat(jobdir, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    char *clients = join2(jobdir, "clients");
+    char *outside = join2(sr.dir, "outside");
+    char *link = join2(clients, "alice");
+    assert_int_equal(ddts_mkdir_p(clients, NULL), DDTS_OK);
+    assert_int_equal(ddts_mkdir_p(outside, NULL), DDTS_OK);
+    assert_int_equal(symlink(outside, link), 0);
+    struct client_run cr;
+    client_start(&cr, &sr, pw, "alice", NULL);
+    client_go(&cr);
+    wait_log(&sr.log, "a symbolic link or not a folder: not followed", 1, 10);
+    atomic_store(&sr.stop, 1);
+    pthread_join(cr.thread, NULL);
+    server_join(&sr, DDTS_ECANCELED);
+    DIR *d = opendir(outside);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(n, 0);
+    ddts_free(link);
+    ddts_free(outside);
+    ddts_free(clients);
+    ddts_free(jobdir);
+    client_free(&cr);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+}
+
 static void test_bad_state_file(void **state)
 {
     (void)state;
@@ -1009,6 +1449,57 @@ static void test_bad_state_file(void **state)
     ddts_passphrase_destroy(pw);
 }
 
+/*
+ * Issue 14 item 8: garbage is not an authentication attempt (three garbage
+ * connections used to ban the address, and with it every real client
+ * behind the same NAT), and a ban outlives a restart of the server.
+ */
+static void test_ban_counts_real_attempts(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("good-pw"), *bad = pass("bad-pw");
+    struct server_run sr;
+    server_start(&sr, pw, 1, DDTS_SYNC_NONE, 3.0);
+    uint16_t port = (uint16_t)atomic_load(&sr.port);
+    for (int i = 0; i < 5; i++) {
+        int fd = raw_connect(port);
+        const char junk[] = "\x10\0\0\0garbage garbage!";
+        assert_int_equal(send(fd, junk, sizeof junk - 1, MSG_NOSIGNAL), (ssize_t)(sizeof junk - 1));
+        assert_true(wait_closed(fd) < 5);
+    }
+    wait_log(&sr.log, "handshake with 127.0.0.1 failed", 5, 5);
+    assert_int_equal(log_count(&sr.log, "banned"), 0);
+    /* Three wrong passphrases are real attempts: banned, and the ban is kept on disk. */
+    struct client_run cr;
+    for (int i = 0; i < 3; i++) {
+        client_start(&cr, &sr, bad, "mallory", NULL);
+        client_go(&cr);
+        client_join(&cr, DDTS_EAUTH);
+        client_free(&cr);
+    }
+    wait_log(&sr.log, "address 127.0.0.1 banned", 1, 5);
+    atomic_store(&sr.stop, 1);
+    server_join(&sr, DDTS_ECANCELED);
+    char *bans = read_text(sr.cfg.workdir, "job1", "bans");
+    assert_non_null(bans);
+    assert_non_null(strstr(bans, "127.0.0.1 forever"));
+    ddts_free(bans);
+    /* Restarted on the same work folder: the right passphrase is still refused. */
+    atomic_store(&sr.stop, 0);
+    atomic_store(&sr.port, 0);
+    server_go(&sr);
+    client_start(&cr, &sr, pw, "alice", NULL);
+    client_go(&cr);
+    client_join(&cr, DDTS_EBANNED);
+    client_free(&cr);
+    wait_log(&sr.log, "addresses still banned", 1, 5);
+    atomic_store(&sr.stop, 1);
+    server_join(&sr, DDTS_ECANCELED);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+    ddts_passphrase_destroy(bad);
+}
+
 static void test_ban_expires(void **state)
 {
     (void)state;
@@ -1045,12 +1536,29 @@ static void test_ban_expires(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_happy_path),       cmocka_unit_test(test_wrong_passphrase_ban),
-        cmocka_unit_test(test_duplicate_client), cmocka_unit_test(test_silent_client),
-        cmocka_unit_test(test_dropped_client),   cmocka_unit_test(test_server_restart),
-        cmocka_unit_test(test_64_clients),       cmocka_unit_test(test_hostile_peers),
-        cmocka_unit_test(test_no_data_sent),     cmocka_unit_test(test_dropped_and_back),
-        cmocka_unit_test(test_bad_state_file),   cmocka_unit_test(test_ban_expires),
+        cmocka_unit_test(test_happy_path),
+        cmocka_unit_test(test_wrong_passphrase_ban),
+        cmocka_unit_test(test_duplicate_client),
+        cmocka_unit_test(test_silent_client),
+        cmocka_unit_test(test_dropped_client),
+        cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_64_clients),
+        cmocka_unit_test(test_hostile_peers),
+        cmocka_unit_test(test_no_data_sent),
+        cmocka_unit_test(test_dropped_and_back),
+        cmocka_unit_test(test_bad_state_file),
+        cmocka_unit_test(test_ban_expires),
+        cmocka_unit_test(test_ban_counts_real_attempts),
+        cmocka_unit_test(test_client_takes_no_path),
+        cmocka_unit_test(test_no_progress_is_lost),
+        cmocka_unit_test(test_model_fixes_length),
+        cmocka_unit_test(test_samples_capped),
+        cmocka_unit_test(test_results_folders_unique),
+        cmocka_unit_test(test_full_disk_keeps_weights),
+        cmocka_unit_test(test_tampered_frame_reconnects),
+        cmocka_unit_test(test_job_named_current),
+        cmocka_unit_test(test_peer_text_escaped),
+        cmocka_unit_test(test_upload_no_symlinks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
