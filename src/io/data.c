@@ -492,18 +492,19 @@ enum ddts_status ddts_data_load_dir_ex(const char *dir, const char *key, unsigne
     return load_dir(dir, &o, out, err);
 }
 
-static enum ddts_status load_dir(const char *dir, const struct dir_opts *o, struct ddts_array **out,
+/* The data files of a folder: regular files of a known format, their paths
+ * sorted; names and *n are set even on error, for the caller to free. */
+static enum ddts_status list_dir(const char *dir, char ***names_out, size_t *n_out,
                                  struct ddts_error *err)
 {
-    *out = NULL;
+    *names_out = NULL;
+    *n_out = 0;
     DIR *d = opendir(dir);
     if (d == NULL)
         return ddts_error_set_errno(err, errno == ENOENT ? DDTS_ENOTFOUND : DDTS_EIO, errno,
                                     "%s: cannot open the folder", dir);
     char **names = NULL;
     size_t n = 0, cap = 0;
-    struct ddts_array **parts = NULL;
-    struct ddts_array *infos = NULL;
     enum ddts_status st = DDTS_OK;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
@@ -547,71 +548,70 @@ static enum ddts_status load_dir(const char *dir, const struct dir_opts *o, stru
         goto out;
     }
     qsort(names, n, sizeof *names, cmp_str);
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): sizeof *p of a pointer array is the idiom */
-    parts = ddts_calloc(n, sizeof *parts);
-    infos = ddts_calloc(n, sizeof *infos);
-    if (parts == NULL || infos == NULL) {
-        st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", dir);
-        goto out;
-    }
-    /* Phase 1: every file's dtype and shape; .npy files from their headers
-     * alone, the other formats by loading them (their shape is only known
-     * then), kept for phase 2. */
+out:
+    closedir(d);
+    *names_out = names;
+    *n_out = n;
+    return st;
+}
+
+/* Phase 1 of load_dir: every file's dtype and shape into infos[i]; .npy
+ * files from their headers alone, the other formats by loading them (their
+ * shape is only known then) into parts[i], kept for phase 2. Sets the
+ * result's dtype and total sample count. */
+static enum ddts_status probe_members(const char *dir, char *const *names, size_t n,
+                                      const struct dir_opts *o, struct ddts_array **parts,
+                                      struct ddts_array *infos, enum ddts_dtype *dt_out,
+                                      int64_t *total_out, struct ddts_error *err)
+{
     enum ddts_dtype dt = DDTS_BOOL;
     int64_t total = 0;
+    enum ddts_status st;
     for (size_t i = 0; i < n; i++) {
         if (ddts_data_format_of(names[i]) != DDTS_FORMAT_NPY ||
             probe_npy(names[i], &infos[i]) != 0) {
             st = load_member(names[i], o, &parts[i], err);
             if (st != DDTS_OK)
-                goto out;
+                return st;
             infos[i] = *parts[i];
             infos[i].data = NULL;
         }
         const struct ddts_array *p0 = &infos[0], *pi = &infos[i];
-        if (pi->rank == 0) {
-            st = ddts_error_set(err, DDTS_ESHAPE, "%s: a scalar, not samples", names[i]);
-            goto out;
-        }
+        if (pi->rank == 0)
+            return ddts_error_set(err, DDTS_ESHAPE, "%s: a scalar, not samples", names[i]);
         if (!same_samples(p0, pi)) {
             char s0[160], si[160];
             ddts_array_shape_str(p0, s0, sizeof s0);
             ddts_array_shape_str(pi, si, sizeof si);
-            st = ddts_error_set(err, DDTS_ESHAPE,
-                                "%s has shape %s but %s has shape %s: their samples differ in "
-                                "shape",
-                                names[0], s0, names[i], si);
-            goto out;
+            return ddts_error_set(err, DDTS_ESHAPE,
+                                  "%s has shape %s but %s has shape %s: their samples differ in "
+                                  "shape",
+                                  names[0], s0, names[i], si);
         }
-        if (__builtin_add_overflow(total, pi->shape[0], &total)) {
-            st = ddts_error_set(err, DDTS_ELIMIT, "%s: too many samples", dir);
-            goto out;
-        }
+        if (__builtin_add_overflow(total, pi->shape[0], &total))
+            return ddts_error_set(err, DDTS_ELIMIT, "%s: too many samples", dir);
         dt = i == 0 ? pi->dtype : ddts_dtype_promote(dt, pi->dtype);
     }
-    if (n == 1 && parts[0] != NULL) {
-        *out = parts[0];
-        parts[0] = NULL;
-        goto out;
-    }
-    /* Phase 2: the result is allocated once and every file lands in its
-     * slice: a .npy of the result's dtype is read straight there, anything
-     * else is converted there and released at once. Peak memory: the result
-     * plus the non-npy files (plus one npy file needing a conversion). */
-    int64_t shape[DDTS_MAX_ARRAY_RANK];
-    memcpy(shape, infos[0].shape, sizeof shape);
-    shape[0] = total;
-    st = ddts_array_create_uninit(dt, infos[0].rank, shape, out, err);
-    if (st != DDTS_OK) {
-        ddts_error_prefix(err, "%s: ", dir);
-        goto out;
-    }
+    *dt_out = dt;
+    *total_out = total;
+    return DDTS_OK;
+}
+
+/* Phase 2 of load_dir: every file lands in its slice of the allocated result
+ * res: a .npy of the result's dtype is read straight there, anything else is
+ * converted there and released at once. */
+static enum ddts_status fill_members(char *const *names, size_t n, const struct dir_opts *o,
+                                     struct ddts_array **parts, const struct ddts_array *infos,
+                                     struct ddts_array *res, struct ddts_error *err)
+{
+    enum ddts_dtype dt = res->dtype;
     size_t es = ddts_dtype_size(dt), at = 0;
+    enum ddts_status st;
     for (size_t i = 0; i < n; i++) {
         struct ddts_array view = infos[i];
         view.dtype = dt;
         view.nbytes = ddts_array_count(&infos[i]) * es;
-        view.data = (uint8_t *)(*out)->data + at;
+        view.data = (uint8_t *)res->data + at;
         view.map = NULL;
         at += view.nbytes;
         if (parts[i] == NULL && infos[i].dtype == dt) {
@@ -621,28 +621,67 @@ static enum ddts_status load_dir(const char *dir, const struct dir_opts *o, stru
                 st = check_finite(names[i], &view, err);
             }
             if (st != DDTS_OK)
-                goto out;
+                return st;
             continue;
         }
         if (parts[i] == NULL) {
             st = load_member(names[i], o, &parts[i], err);
             if (st != DDTS_OK)
-                goto out;
+                return st;
             int same = parts[i]->rank == infos[i].rank;
             for (int k = 0; same && k < infos[i].rank; k++)
                 same = parts[i]->shape[k] == infos[i].shape[k];
-            if (!same) {
-                st = ddts_error_set(err, DDTS_ESTATE, "%s: the file changed while it was loaded",
-                                    names[i]);
-                goto out;
-            }
+            if (!same)
+                return ddts_error_set(err, DDTS_ESTATE, "%s: the file changed while it was loaded",
+                                      names[i]);
         }
         ddts_array_convert_into(parts[i], dt, view.data);
         ddts_array_destroy(parts[i]);
         parts[i] = NULL;
     }
+    return DDTS_OK;
+}
+
+static enum ddts_status load_dir(const char *dir, const struct dir_opts *o, struct ddts_array **out,
+                                 struct ddts_error *err)
+{
+    *out = NULL;
+    char **names = NULL;
+    size_t n = 0;
+    struct ddts_array **parts = NULL;
+    struct ddts_array *infos = NULL;
+    enum ddts_status st = list_dir(dir, &names, &n, err);
+    if (st != DDTS_OK)
+        goto out;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): sizeof *p of a pointer array is the idiom */
+    parts = ddts_calloc(n, sizeof *parts);
+    infos = ddts_calloc(n, sizeof *infos);
+    if (parts == NULL || infos == NULL) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", dir);
+        goto out;
+    }
+    enum ddts_dtype dt = DDTS_BOOL;
+    int64_t total = 0;
+    st = probe_members(dir, names, n, o, parts, infos, &dt, &total, err);
+    if (st != DDTS_OK)
+        goto out;
+    if (n == 1 && parts[0] != NULL) {
+        *out = parts[0];
+        parts[0] = NULL;
+        goto out;
+    }
+    /* The result is allocated once (see fill_members). Peak memory: the
+     * result plus the non-npy files (plus one npy file needing a conversion). */
+    int64_t shape[DDTS_MAX_ARRAY_RANK];
+    memcpy(shape, infos[0].shape, sizeof shape);
+    shape[0] = total;
+    st = ddts_array_create_uninit(dt, infos[0].rank, shape, out, err);
+    if (st != DDTS_OK) {
+        ddts_error_prefix(err, "%s: ", dir);
+        goto out;
+    }
+    st = fill_members(names, n, o, parts, infos, *out, err);
 out:
-    closedir(d);
     for (size_t i = 0; i < n; i++) {
         ddts_free(names[i]);
         if (parts != NULL)

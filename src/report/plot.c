@@ -86,14 +86,30 @@ static double xval(const struct ddts_plot_series *s, size_t i)
     return s->x != NULL ? s->x[i] : (double)(i + 1);
 }
 
-static void draw_panel(cairo_t *cr, const struct ddts_plot_panel *p, double px, double py,
-                       double pw, double ph, size_t *colour_next)
-{
-    double left = px + 78, right = px + pw - 22, top = py + 34, bottom = py + ph - 58;
-    if (right - left < 20 || bottom - top < 20)
-        return;
+/* A panel's plot area in pixels and its axes, mapping data to pixels. */
+struct frame {
+    double left, right, top, bottom;
+    struct axis ax, ay;
+    double sx, sy;
+};
 
-    /* Data ranges over finite points. */
+/* The pixel column of data x value v. */
+static double fx(const struct frame *f, double v)
+{
+    return f->left + (v - f->ax.lo) * f->sx;
+}
+
+/* The pixel row of data y value v. */
+static double fy(const struct frame *f, double v)
+{
+    return f->bottom - (v - f->ay.lo) * f->sy;
+}
+
+/* The data ranges over the finite points of a panel; false when it has none
+ * (the ranges are then 1..2 and 0..1). integral: every x is an integer. */
+static bool data_range(const struct ddts_plot_panel *p, double *xlo_out, double *xhi_out,
+                       double *ylo_out, double *yhi_out, bool *integral_out)
+{
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     bool integral = true;
     for (size_t k = 0; k < p->n_series; k++) {
@@ -116,81 +132,65 @@ static void draw_panel(cairo_t *cr, const struct ddts_plot_panel *p, double px, 
         ylo = 0;
         yhi = 1;
     }
-    struct axis ax, ay;
-    nice_axis(xlo, xhi, 8, integral, &ax);
-    double pad = (yhi - ylo) * 0.05;
-    nice_axis(ylo - pad, yhi + pad, 6, false, &ay);
-    double sx = (right - left) / (ax.hi - ax.lo), sy = (bottom - top) / (ay.hi - ay.lo);
-#define X(v) (left + ((v)-ax.lo) * sx)
-#define Y(v) (bottom - ((v)-ay.lo) * sy)
+    *xlo_out = xlo;
+    *xhi_out = xhi;
+    *ylo_out = ylo;
+    *yhi_out = yhi;
+    *integral_out = integral;
+    return !empty;
+}
 
-    /* Panel title. */
-    set_rgb(cr, 0x000000);
-    font(cr, 16, true);
-    if (p->title != NULL)
-        text_at(cr, p->title, (left + right) / 2, py + 8, 0.5, 0);
-
-    /* Grid and ticks. */
+/* The grid lines, tick marks and tick labels of both axes, and the frame. */
+static void draw_grid(cairo_t *cr, const struct frame *f)
+{
     font(cr, 12, false);
     cairo_set_line_width(cr, 1);
     char lab[48];
     for (int i = 0;; i++) {
-        double v = ay.lo + i * ay.step;
-        if (v > ay.hi + ay.step * 1e-6 || i > 100)
+        double v = f->ay.lo + i * f->ay.step;
+        if (v > f->ay.hi + f->ay.step * 1e-6 || i > 100)
             break;
-        double y = floor(Y(v)) + 0.5;
+        double y = floor(fy(f, v)) + 0.5;
         set_rgb(cr, 0xe4e4e4);
-        cairo_move_to(cr, left, y);
-        cairo_line_to(cr, right, y);
+        cairo_move_to(cr, f->left, y);
+        cairo_line_to(cr, f->right, y);
         cairo_stroke(cr);
         set_rgb(cr, 0x000000);
-        cairo_move_to(cr, left - 5, y);
-        cairo_line_to(cr, left, y);
+        cairo_move_to(cr, f->left - 5, y);
+        cairo_line_to(cr, f->left, y);
         cairo_stroke(cr);
-        tick_label(lab, sizeof lab, v, ay.step);
-        text_at(cr, lab, left - 8, y, 1, 0.5);
+        tick_label(lab, sizeof lab, v, f->ay.step);
+        text_at(cr, lab, f->left - 8, y, 1, 0.5);
     }
     for (int i = 0;; i++) {
-        double v = ax.lo + i * ax.step;
-        if (v > ax.hi + ax.step * 1e-6 || i > 100)
+        double v = f->ax.lo + i * f->ax.step;
+        if (v > f->ax.hi + f->ax.step * 1e-6 || i > 100)
             break;
-        double x = floor(X(v)) + 0.5;
+        double x = floor(fx(f, v)) + 0.5;
         set_rgb(cr, 0xe4e4e4);
-        cairo_move_to(cr, x, top);
-        cairo_line_to(cr, x, bottom);
+        cairo_move_to(cr, x, f->top);
+        cairo_line_to(cr, x, f->bottom);
         cairo_stroke(cr);
         set_rgb(cr, 0x000000);
-        cairo_move_to(cr, x, bottom);
-        cairo_line_to(cr, x, bottom + 5);
+        cairo_move_to(cr, x, f->bottom);
+        cairo_line_to(cr, x, f->bottom + 5);
         cairo_stroke(cr);
-        tick_label(lab, sizeof lab, v, ax.step);
-        text_at(cr, lab, x, bottom + 8, 0.5, 0);
+        tick_label(lab, sizeof lab, v, f->ax.step);
+        text_at(cr, lab, x, f->bottom + 8, 0.5, 0);
     }
     set_rgb(cr, 0x000000);
-    cairo_rectangle(cr, floor(left) + 0.5, floor(top) + 0.5, floor(right - left),
-                    floor(bottom - top));
+    cairo_rectangle(cr, floor(f->left) + 0.5, floor(f->top) + 0.5, floor(f->right - f->left),
+                    floor(f->bottom - f->top));
     cairo_stroke(cr);
+}
 
-    /* Axis labels. */
-    font(cr, 13, false);
-    if (p->xlabel != NULL)
-        text_at(cr, p->xlabel, (left + right) / 2, bottom + 30, 0.5, 0);
-    if (p->ylabel != NULL) {
-        cairo_save(cr);
-        cairo_translate(cr, px + 16, (top + bottom) / 2);
-        cairo_rotate(cr, -M_PI / 2);
-        text_at(cr, p->ylabel, 0, 0, 0.5, 0.5);
-        cairo_restore(cr);
-    }
-    if (empty) {
-        set_rgb(cr, 0x888888);
-        text_at(cr, "no data", (left + right) / 2, (top + bottom) / 2, 0.5, 0.5);
-    }
-
-    /* Curves, clipped to the plot area. */
-    uint32_t colours[64];
+/* The curves (dots too for up to 60 points), clipped to the plot area;
+ * colours[k] gets series k's colour (k < 64) for the legend. */
+static void draw_curves(cairo_t *cr, const struct ddts_plot_panel *p, const struct frame *f,
+                        size_t *colour_next, uint32_t colours[64])
+{
     cairo_save(cr);
-    cairo_rectangle(cr, left, top, right - left, bottom - top);
+    cairo_rectangle(cr, f->left, f->top, f->right - f->left, f->bottom - f->top);
     cairo_clip(cr);
     cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
     cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
@@ -211,9 +211,9 @@ static void draw_panel(cairo_t *cr, const struct ddts_plot_panel *p, double px, 
                 continue;
             }
             if (pen)
-                cairo_line_to(cr, X(x), Y(y));
+                cairo_line_to(cr, fx(f, x), fy(f, y));
             else
-                cairo_move_to(cr, X(x), Y(y));
+                cairo_move_to(cr, fx(f, x), fy(f, y));
             pen = true;
         }
         cairo_stroke(cr);
@@ -223,35 +223,26 @@ static void draw_panel(cairo_t *cr, const struct ddts_plot_panel *p, double px, 
                 double x = xval(s, i), y = s->y[i];
                 if (!isfinite(x) || !isfinite(y))
                     continue;
-                cairo_arc(cr, X(x), Y(y), s->width > 2.5 ? 4 : 3, 0, 2 * M_PI);
+                cairo_arc(cr, fx(f, x), fy(f, y), s->width > 2.5 ? 4 : 3, 0, 2 * M_PI);
                 cairo_fill(cr);
             }
         }
     }
     cairo_restore(cr);
+}
 
-    /* Legend, top right inside the plot area. */
-    font(cr, 12, false);
-    double lw = 0;
-    size_t n_leg = 0;
-    for (size_t k = 0; k < p->n_series; k++) {
-        if (p->series[k].label == NULL)
-            continue;
-        cairo_text_extents_t e;
-        cairo_text_extents(cr, p->series[k].label, &e);
-        lw = fmax(lw, e.x_advance);
-        n_leg++;
-    }
-    if (n_leg == 0)
-        return;
-    double row = 18, bw = lw + 52, bh = (double)n_leg * row + 10;
-    /* The corner whose box covers the fewest curve points (and segment
-     * midpoints), top right first on ties, as matplotlib's loc="best". */
-    double bx = right - bw - 8, by = top + 8;
+/* The corner for a bw x bh legend box whose box covers the fewest curve
+ * points (and segment midpoints), top right first on ties, as matplotlib's
+ * loc="best". */
+static void legend_corner(const struct ddts_plot_panel *p, const struct frame *f, double bw,
+                          double bh, double *bx, double *by)
+{
+    *bx = f->right - bw - 8;
+    *by = f->top + 8;
     long best = -1;
     for (int corner = 0; corner < 4; corner++) {
-        double cx = corner % 2 == 0 ? right - bw - 8 : left + 8;
-        double cy = corner < 2 ? top + 8 : bottom - bh - 8;
+        double cx = corner % 2 == 0 ? f->right - bw - 8 : f->left + 8;
+        double cy = corner < 2 ? f->top + 8 : f->bottom - bh - 8;
         long hits = 0;
         for (size_t k = 0; k < p->n_series; k++) {
             const struct ddts_plot_series *s = &p->series[k];
@@ -266,17 +257,40 @@ static void draw_panel(cairo_t *cr, const struct ddts_plot_panel *p, double px, 
                     }
                     if (!isfinite(x) || !isfinite(y))
                         continue;
-                    double qx = X(x), qy = Y(y);
+                    double qx = fx(f, x), qy = fy(f, y);
                     hits += qx >= cx - 4 && qx <= cx + bw + 4 && qy >= cy - 4 && qy <= cy + bh + 4;
                 }
             }
         }
         if (best < 0 || hits < best) {
             best = hits;
-            bx = cx;
-            by = cy;
+            *bx = cx;
+            *by = cy;
         }
     }
+}
+
+/* The legend of the labelled series (none when no series has a label),
+ * in the corner legend_corner picks; colours from draw_curves. */
+static void draw_legend(cairo_t *cr, const struct ddts_plot_panel *p, const struct frame *f,
+                        const uint32_t colours[64])
+{
+    font(cr, 12, false);
+    double lw = 0;
+    size_t n_leg = 0;
+    for (size_t k = 0; k < p->n_series; k++) {
+        if (p->series[k].label == NULL)
+            continue;
+        cairo_text_extents_t e;
+        cairo_text_extents(cr, p->series[k].label, &e);
+        lw = fmax(lw, e.x_advance);
+        n_leg++;
+    }
+    if (n_leg == 0)
+        return;
+    double row = 18, bw = lw + 52, bh = (double)n_leg * row + 10;
+    double bx, by;
+    legend_corner(p, f, bw, bh, &bx, &by);
     cairo_set_source_rgba(cr, 1, 1, 1, 0.88);
     cairo_rectangle(cr, bx, by, bw, bh);
     cairo_fill_preserve(cr);
@@ -301,8 +315,52 @@ static void draw_panel(cairo_t *cr, const struct ddts_plot_panel *p, double px, 
         text_at(cr, s->label, bx + 44, y, 0, 0.5);
         j++;
     }
-#undef X
-#undef Y
+}
+
+/* One panel in the box (px, py, pw, ph): title, axes, labels, curves, legend. */
+static void draw_panel(cairo_t *cr, const struct ddts_plot_panel *p, double px, double py,
+                       double pw, double ph, size_t *colour_next)
+{
+    struct frame f = {
+        .left = px + 78, .right = px + pw - 22, .top = py + 34, .bottom = py + ph - 58};
+    if (f.right - f.left < 20 || f.bottom - f.top < 20)
+        return;
+    double xlo, xhi, ylo, yhi;
+    bool integral;
+    bool empty = !data_range(p, &xlo, &xhi, &ylo, &yhi, &integral);
+    nice_axis(xlo, xhi, 8, integral, &f.ax);
+    double pad = (yhi - ylo) * 0.05;
+    nice_axis(ylo - pad, yhi + pad, 6, false, &f.ay);
+    f.sx = (f.right - f.left) / (f.ax.hi - f.ax.lo);
+    f.sy = (f.bottom - f.top) / (f.ay.hi - f.ay.lo);
+
+    /* Panel title. */
+    set_rgb(cr, 0x000000);
+    font(cr, 16, true);
+    if (p->title != NULL)
+        text_at(cr, p->title, (f.left + f.right) / 2, py + 8, 0.5, 0);
+
+    draw_grid(cr, &f);
+
+    /* Axis labels. */
+    font(cr, 13, false);
+    if (p->xlabel != NULL)
+        text_at(cr, p->xlabel, (f.left + f.right) / 2, f.bottom + 30, 0.5, 0);
+    if (p->ylabel != NULL) {
+        cairo_save(cr);
+        cairo_translate(cr, px + 16, (f.top + f.bottom) / 2);
+        cairo_rotate(cr, -M_PI / 2);
+        text_at(cr, p->ylabel, 0, 0, 0.5, 0.5);
+        cairo_restore(cr);
+    }
+    if (empty) {
+        set_rgb(cr, 0x888888);
+        text_at(cr, "no data", (f.left + f.right) / 2, (f.top + f.bottom) / 2, 0.5, 0.5);
+    }
+
+    uint32_t colours[64];
+    draw_curves(cr, p, &f, colour_next, colours);
+    draw_legend(cr, p, &f, colours);
 }
 
 static cairo_status_t write_png_chunk(void *closure, const unsigned char *data, unsigned int n)
