@@ -499,6 +499,12 @@ enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset 
                 goto done;
             }
             ddts__nn_backward(m, b);
+            if (o->callbacks && o->callbacks->on_gradients &&
+                o->callbacks->on_gradients(o->callbacks->userdata, m, m->grads, m->n_params, b) !=
+                    0) {
+                st = ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
+                goto done;
+            }
             ddts__nn_opt_step(m);
             m->training = 0;
             if (o->callbacks && o->callbacks->on_batch_end) {

@@ -162,7 +162,9 @@ static int on_epoch_end(void *userdata, struct ddts_model *m, int epoch,
     struct ddts_metric metrics[DDTS_LOGS_MAX];
     size_t n_metrics;
     to_metrics(logs, metrics, &n_metrics);
-    enum ddts_status st = ddts_history_writer_row(r->history, epoch, metrics, n_metrics, &r->error);
+    enum ddts_status st = DDTS_OK;
+    if (r->history != NULL)
+        st = ddts_history_writer_row(r->history, epoch, metrics, n_metrics, &r->error);
     if (st != DDTS_OK) {
         r->status = st;
         return 1;
@@ -175,8 +177,29 @@ static int on_epoch_end(void *userdata, struct ddts_model *m, int epoch,
     ddts_textlog_printf(r->textlog, "%s", line);
     ddts_log(r->req->logger, DDTS_LOG_DEBUG, "%s: %s", r->req->run_name ? r->req->run_name : "",
              line);
-    if (r->req->exchange != NULL)
-        return exchange_now(r);
+    if (r->req->exchange != NULL && exchange_now(r) != 0)
+        return 1;
+    if (r->req->on_epoch_done != NULL) {
+        st = r->req->on_epoch_done(r->req->epoch_done_userdata, m, epoch, &r->error);
+        if (st != DDTS_OK) {
+            r->status = st;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int on_gradients(void *userdata, struct ddts_model *m, float *grads, size_t n,
+                        size_t batch_samples)
+{
+    (void)m;
+    struct run *r = userdata;
+    enum ddts_status st =
+        r->req->grad_exchange(r->req->grad_exchange_userdata, grads, n, batch_samples, &r->error);
+    if (st != DDTS_OK) {
+        r->status = st;
+        return 1;
+    }
     return 0;
 }
 
@@ -279,17 +302,20 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     struct ddts_history *hist = NULL;
     struct ddts_csv_history *csv = NULL;
     char path[4096];
-    enum ddts_status st = ddts_mkdir_p(dir, err);
-    if (st != DDTS_OK)
-        return st;
-    snprintf(path, sizeof path, "%s/history.csv", dir);
-    st = ddts_history_writer_open(path, false, &r.history, err);
-    if (st != DDTS_OK)
-        goto out;
-    snprintf(path, sizeof path, "%s/train.log", dir);
-    st = ddts_textlog_open(path, &r.textlog, err);
-    if (st != DDTS_OK)
-        goto out;
+    enum ddts_status st = DDTS_OK;
+    if (dir != NULL) {
+        st = ddts_mkdir_p(dir, err);
+        if (st != DDTS_OK)
+            return st;
+        snprintf(path, sizeof path, "%s/history.csv", dir);
+        st = ddts_history_writer_open(path, req->append_history, &r.history, err);
+        if (st != DDTS_OK)
+            goto out;
+        snprintf(path, sizeof path, "%s/train.log", dir);
+        st = ddts_textlog_open(path, &r.textlog, err);
+        if (st != DDTS_OK)
+            goto out;
+    }
     ddts_textlog_printf(r.textlog,
                         "run %s: %zu training samples, %zu validation samples, %d "
                         "epochs, batch size %d, loss %s, optimizer %s (lr %g)",
@@ -297,7 +323,12 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
                         job->epochs, job->batch_size, ddts_model_loss_name(m),
                         ddts_model_optimizer_name(m), ddts_model_learning_rate(m));
 
-    struct ddts_fit_callbacks cbs = {&r, on_batch_end, on_epoch_end};
+    struct ddts_fit_callbacks cbs = {
+        .userdata = &r,
+        .on_batch_end = on_batch_end,
+        .on_epoch_end = on_epoch_end,
+        .on_gradients = req->grad_exchange != NULL ? on_gradients : NULL,
+    };
     struct ddts_fit_options fo = {
         .epochs = job->epochs,
         .initial_epoch = n_folds > 0 || req->initial_epoch < 0 ? 0
@@ -305,7 +336,7 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
                                                                : job->epochs - 1,
         .batch_size = job->batch_size,
         .shuffle = 1,
-        .seed = job->seed + (uint64_t)fold,
+        .seed = job->seed + (uint64_t)fold + req->seed_offset,
         .validation = val,
         .callbacks = &cbs,
         .checkpoint_monitor = val != NULL ? "val_loss" : "loss",
@@ -330,6 +361,8 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     res->val_loss = log_value(hist, "val_loss");
     res->val_accuracy = log_value(hist, "val_accuracy");
     ddts_textlog_printf(r.textlog, "done in %.1f s (%.0f samples/s)", seconds, res->samples_per_s);
+    if (dir == NULL)
+        goto out;
 
     /* With a normalizer the model changes structure: always a new .h5 file. */
     const char *ext = norm != NULL ? ".h5" : model_ext(req->model_path);
@@ -387,6 +420,9 @@ static enum ddts_status write_summary(const struct ddts_train_request *req,
     PUT("{\n  \"run\": \"%s\"", req->run_name ? req->run_name : "train");
     PUT(",\n  \"samples\": %zu", res->n_samples);
     PUT(",\n  \"epochs\": %d", req->job->epochs);
+    if (req->n_ranks > 0)
+        PUT(",\n  \"ranks\": %d,\n  \"sync\": \"%s\"", req->n_ranks,
+            req->sync_name != NULL ? req->sync_name : "");
     NUM("seconds", res->seconds);
     NUM("samples_per_second", res->samples_per_s);
     NUM("loss", res->loss);
@@ -460,6 +496,19 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
         ddts_error_prefix(err, "%s: ", req->model_path);
         goto out;
     }
+    if (req->init_opt_state != NULL && job->method != DDTS_JOB_KFOLD) {
+        size_t n_state = 0;
+        float *state = ddts_model_optimizer_state(m, &n_state);
+        if (n_state != req->n_init_opt_state) {
+            st = ddts_error_set(err, DDTS_ESHAPE,
+                                "the saved optimizer state holds %zu values, the optimizer %zu",
+                                req->n_init_opt_state, n_state);
+            goto out;
+        }
+        if (n_state > 0)
+            memcpy(state, req->init_opt_state, n_state * sizeof(float));
+        ddts_model_set_iterations(m, req->init_iterations);
+    }
 
     /* The data must fit the model's input, reshaped when element counts agree. */
     const struct ddts_array *x = req->x, *xv = req->x_val;
@@ -521,9 +570,11 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
         st = ddts_error_set(err, DDTS_ESHAPE, "X holds %zu samples but Y holds %zu", n, ny);
         goto out;
     }
-    st = ddts_mkdir_p(req->out_dir, err);
-    if (st != DDTS_OK)
-        goto out;
+    if (req->out_dir != NULL) {
+        st = ddts_mkdir_p(req->out_dir, err);
+        if (st != DDTS_OK)
+            goto out;
+    }
 
     if (job->method == DDTS_JOB_KFOLD) {
         size_t kf = (size_t)job->folds;
@@ -548,10 +599,12 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
             struct ddts_dataset dtr = {x, y, tr, ntr, offset, scale, yo, ys},
                                 dva = {x, y, va, nva, offset, scale, yo, ys};
             char dir[4096];
-            snprintf(dir, sizeof dir, "%s/fold_%zu", req->out_dir, f + 1);
+            if (req->out_dir != NULL)
+                snprintf(dir, sizeof dir, "%s/fold_%zu", req->out_dir, f + 1);
             struct ddts_train_result fr;
             memset(&fr, 0, sizeof fr);
-            st = run_one(req, m, k, normp, &dtr, &dva, dir, (int)f + 1, (int)kf, &fr, err);
+            st = run_one(req, m, k, normp, &dtr, &dva, req->out_dir != NULL ? dir : NULL,
+                         (int)f + 1, (int)kf, &fr, err);
             if (st != DDTS_OK)
                 goto out;
             int acc = isfinite(fr.val_accuracy);
@@ -607,7 +660,8 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
         if (st != DDTS_OK)
             goto out;
     }
-    st = write_summary(req, out, fold_vals, err);
+    if (req->out_dir != NULL)
+        st = write_summary(req, out, fold_vals, err);
 out:
     ddts_free(fold_vals);
     ddts_free(tr);

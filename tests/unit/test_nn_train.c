@@ -334,7 +334,8 @@ static void test_callbacks_and_stopping(void **state)
     struct ddts_dataset d = {.x = x, .y = y};
     struct ddts_error err;
     struct cb_state cs = {0, 0, -1};
-    struct ddts_fit_callbacks cb = {&cs, on_batch, on_epoch};
+    struct ddts_fit_callbacks cb = {
+        .userdata = &cs, .on_batch_end = on_batch, .on_epoch_end = on_epoch};
     /* SGD with a zero rate never improves: early stopping after patience epochs */
     const char *mlp = "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
                       "{\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":3,"

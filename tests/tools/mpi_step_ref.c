@@ -1,0 +1,183 @@
+/*
+ * The single-process reference of tests/integration/test_mpi.sh: checks that
+ * `mpirun -np N ddts train --distributed mpi --sync step` at batch b computed
+ * what one process computes at batch N*b.
+ *
+ * usage: mpi_step_ref MODEL.h5 X.npy Y.npy N B SEED EPOCHS OPTIMIZER LR NORMALIZER CHECKPOINT
+ *
+ * It rebuilds, with the library's public functions, the global batches of
+ * the MPI run: the equal shares (ddts_split_shards with the job's seed, each
+ * share cut to the smallest), each rank's per-epoch shuffle of its share
+ * (seed + rank * DDTS_RANK_SEED_STEP, as fit draws it), and global batch i =
+ * rank 0's batch i, then rank 1's, ... Then one process fits the job's model
+ * on those batches in that order at batch N*b (no shuffling), with the
+ * normalizer's statistics computed over all samples at once (the MPI run
+ * merged per-rank statistics), and compares its weights with the checkpoint
+ * rank 0 wrote after the last epoch. A control fits the same samples at batch
+ * b (the combined batch not formed): it must differ by far more than the
+ * tolerance, or the comparison would prove nothing.
+ *
+ * Prints both comparisons; exit 0 when the MPI weights match within the
+ * tolerance and the control does not, 1 otherwise.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ddts/ddts.h"
+
+static int die(const char *what, const struct ddts_error *err)
+{
+    fprintf(stderr, "mpi_step_ref: %s: %s\n", what, err->msg);
+    return 1;
+}
+
+/* Fits `m` (fresh from the file) epoch by epoch over the given global orders. */
+static enum ddts_status fit_orders(struct ddts_model *m, struct ddts_dataset *d, uint32_t **orders,
+                                   size_t n, int epochs, int batch, struct ddts_error *err)
+{
+    for (int ep = 0; ep < epochs; ep++) {
+        d->idx = orders[ep];
+        d->n = n;
+        struct ddts_fit_options fo = {
+            .epochs = ep + 1, .initial_epoch = ep, .batch_size = batch, .shuffle = 0};
+        struct ddts_history *h = NULL;
+        enum ddts_status st = ddts_model_fit(m, d, &fo, &h, err);
+        ddts_history_destroy(h);
+        if (st != DDTS_OK)
+            return st;
+    }
+    return DDTS_OK;
+}
+
+static double max_diff(const float *a, const float *b, size_t n, double *max_abs)
+{
+    double d = 0;
+    *max_abs = 0;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - (double)b[i]));
+        *max_abs = fmax(*max_abs, fabs((double)b[i]));
+    }
+    return d;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 12) {
+        fprintf(stderr, "usage: mpi_step_ref MODEL X Y N B SEED EPOCHS OPTIMIZER LR NORMALIZER "
+                        "CHECKPOINT\n");
+        return 2;
+    }
+    size_t n_ranks = strtoul(argv[4], NULL, 10), b = strtoul(argv[5], NULL, 10);
+    uint64_t seed = strtoull(argv[6], NULL, 10);
+    int epochs = atoi(argv[7]);
+    const char *opt = argv[8];
+    double lr = strtod(argv[9], NULL);
+    int normalize = strcmp(argv[10], "none") != 0;
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    struct ddts_array *x = NULL, *y = NULL;
+    if (ddts_data_load(argv[2], NULL, &x, &err) != DDTS_OK ||
+        ddts_data_load(argv[3], NULL, &y, &err) != DDTS_OK)
+        return die("data", &err);
+    size_t n = (size_t)x->shape[0];
+
+    /* The shares and each rank's order, as ddts-mpi and fit draw them. */
+    uint32_t *idx = NULL;
+    size_t *counts = calloc(n_ranks, sizeof *counts);
+    if (ddts_split_shards(n, n_ranks, seed, NULL, &idx, counts, &err) != DDTS_OK)
+        return die("split", &err);
+    size_t share = counts[n_ranks - 1], total = share * n_ranks, n_batches = (share + b - 1) / b;
+    uint32_t **orders = calloc((size_t)epochs, sizeof *orders);
+    uint32_t *perm = malloc(share * sizeof *perm);
+    for (int ep = 0; ep < epochs; ep++) {
+        orders[ep] = malloc(total * sizeof **orders);
+        size_t k = 0, off = 0;
+        uint32_t **rank_perm = calloc(n_ranks, sizeof *rank_perm);
+        for (size_t r = 0; r < n_ranks; r++) {
+            rank_perm[r] = malloc(share * sizeof *perm);
+            for (size_t i = 0; i < share; i++)
+                rank_perm[r][i] = idx[off + i];
+            off += counts[r];
+            struct ddts_rng rng;
+            ddts_rng_derive(&rng, seed + r * DDTS_RANK_SEED_STEP, (uint64_t)ep);
+            for (size_t i = 0; i < share; i++)
+                perm[i] = (uint32_t)i;
+            ddts_rng_shuffle_u32(&rng, perm, share);
+            uint32_t *tmp = malloc(share * sizeof *tmp);
+            for (size_t i = 0; i < share; i++)
+                tmp[i] = rank_perm[r][perm[i]];
+            free(rank_perm[r]);
+            rank_perm[r] = tmp;
+        }
+        for (size_t bi = 0; bi < n_batches; bi++)
+            for (size_t r = 0; r < n_ranks; r++)
+                for (size_t j = bi * b; j < share && j < (bi + 1) * b; j++)
+                    orders[ep][k++] = rank_perm[r][j];
+        for (size_t r = 0; r < n_ranks; r++)
+            free(rank_perm[r]);
+        free(rank_perm);
+    }
+
+    /* The normalizer over every trained sample at once. */
+    size_t nf = ddts_array_sample_count(x);
+    float *offset = NULL, *scale = NULL;
+    if (normalize) {
+        struct ddts_stats *stats = NULL;
+        enum ddts_normalizer kind;
+        offset = malloc(nf * sizeof *offset);
+        scale = malloc(nf * sizeof *scale);
+        if (ddts_normalizer_parse(argv[10], &kind, &err) != DDTS_OK ||
+            ddts_stats_create(nf, &stats, &err) != DDTS_OK ||
+            ddts_stats_update(stats, x, orders[0], total, &err) != DDTS_OK ||
+            ddts_normalizer_affine(kind, stats, offset, scale, &err) != DDTS_OK)
+            return die("normalizer", &err);
+        ddts_stats_destroy(stats);
+    }
+
+    struct ddts_checkpoint ck;
+    char *bytes = NULL;
+    size_t nb = 0;
+    if (ddts_read_file(argv[11], (size_t)1 << 30, &bytes, &nb, &err) != DDTS_OK ||
+        ddts_checkpoint_decode((const uint8_t *)bytes, nb, &ck, &err) != DDTS_OK)
+        return die("checkpoint", &err);
+
+    double diff[2], wmax[2];
+    for (int control = 0; control < 2; control++) {
+        struct ddts_keras_model *k = NULL;
+        struct ddts_model *m = NULL;
+        if (ddts_keras_read(argv[1], &k, &err) != DDTS_OK ||
+            ddts_bridge_load(k, seed, &m, &err) != DDTS_OK)
+            return die("model", &err);
+        struct ddts_compile_options co = {.loss = "sparse_categorical_crossentropy",
+                                          .optimizer = opt,
+                                          .learning_rate = lr,
+                                          .threads = 1};
+        if (ddts_model_compile(m, &co, &err) != DDTS_OK)
+            return die("compile", &err);
+        struct ddts_dataset d = {.x = x, .y = y, .x_offset = offset, .x_scale = scale};
+        int batch = control ? (int)b : (int)(b * n_ranks);
+        if (fit_orders(m, &d, orders, total, epochs, batch, &err) != DDTS_OK)
+            return die("fit", &err);
+        size_t nw = 0;
+        const float *w = ddts_model_weights_flat(m, &nw);
+        if (nw != ck.n_weights) {
+            fprintf(stderr, "mpi_step_ref: %zu weights, the checkpoint holds %zu\n", nw,
+                    ck.n_weights);
+            return 1;
+        }
+        diff[control] = max_diff(ck.weights, w, nw, &wmax[control]);
+        ddts_model_destroy(m);
+        ddts_keras_destroy(k);
+    }
+    double tol = 1e-5 * fmax(1.0, wmax[0]);
+    printf("%zu ranks x batch %zu, %zu steps: max |w_mpi - w_one_process(batch %zu)| = %.3g "
+           "(tolerance %.3g, max |w| = %.3g)\n",
+           n_ranks, b, n_batches * (size_t)epochs, b * n_ranks, diff[0], tol, wmax[0]);
+    printf("control: max |w_mpi - w_one_process(batch %zu)| = %.3g (must exceed %.3g)\n", b,
+           diff[1], 100 * tol);
+    int ok = diff[0] <= tol && diff[1] > 100 * tol;
+    printf("%s\n", ok ? "match" : "MISMATCH");
+    return ok ? 0 : 1;
+}
