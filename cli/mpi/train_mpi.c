@@ -179,8 +179,17 @@ static enum ddts_status scatter_data(struct mpi_run *r, struct ddts_array **stat
         if (st == DDTS_OK && n_train < (size_t)r->size)
             st = ddts_error_set(err, DDTS_EINVAL, "%zu training samples for %d ranks", n_train,
                                 r->size);
-        if (st == DDTS_OK)
+        if (st == DDTS_OK && r->size == 1) {
+            /* One rank trains the samples in their order, exactly as `ddts train`. */
+            idx = ddts_mallocarray(n_train, sizeof *idx);
+            if (idx == NULL)
+                st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+            for (size_t i = 0; idx != NULL && i < n_train; i++)
+                idx[i] = (uint32_t)i;
+            counts[0] = n_train;
+        } else if (st == DDTS_OK) {
             st = ddts_split_shards(n_train, (size_t)r->size, job->seed, NULL, &idx, counts, err);
+        }
     }
     st = agree(r, st, err);
     if (st != DDTS_OK)
@@ -345,6 +354,41 @@ static enum ddts_status epoch_done(void *userdata, struct ddts_model *m, int epo
     return st;
 }
 
+/* --resume: history.csv keeps the rows of the epochs the checkpoint holds (a
+ * rank that died may have ended the job after an epoch's row was written
+ * but before its checkpoint). */
+static enum ddts_status trim_history(const char *out_dir, int epochs_done, struct ddts_error *err)
+{
+    char *path = ddts_path_join(out_dir, "history.csv"), *text = NULL;
+    size_t n = 0;
+    if (path == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    if (access(path, F_OK) != 0) {
+        ddts_free(path);
+        return DDTS_OK;
+    }
+    enum ddts_status st = ddts_read_file(path, DDTS_MAX_HISTORY_BYTES, &text, &n, err);
+    size_t kept = 0;
+    for (size_t i = 0, line = 0; st == DDTS_OK && i < n; line++) {
+        size_t end = i;
+        while (end < n && text[end] != '\n')
+            end++;
+        if (end < n)
+            end++;
+        /* The header, then rows "EPOCH,..." with a 0-based epoch. */
+        if (line == 0 || strtol(text + i, NULL, 10) < epochs_done) {
+            memmove(text + kept, text + i, end - i);
+            kept += end - i;
+        }
+        i = end;
+    }
+    if (st == DDTS_OK)
+        st = ddts_write_file_atomic(path, text, kept, err);
+    ddts_free(text);
+    ddts_free(path);
+    return st;
+}
+
 /* --resume: rank 0 reads the checkpoint, every rank gets it. */
 static enum ddts_status share_checkpoint(struct mpi_run *r, struct ddts_error *err)
 {
@@ -375,6 +419,10 @@ static enum ddts_status share_checkpoint(struct mpi_run *r, struct ddts_error *e
                             "--resume: the checkpoint has all %d epochs done (raise --epochs to "
                             "train more)",
                             r->resume.epochs_done);
+    if (st != DDTS_OK)
+        r->all_know = true; /* every rank decoded the same bytes and failed alike */
+    if (st == DDTS_OK && r->rank == 0)
+        st = trim_history(r->out_dir, r->resume.epochs_done, err);
     ddts_free(bytes);
     r->resuming = st == DDTS_OK;
     return st;
