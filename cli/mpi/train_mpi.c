@@ -195,6 +195,10 @@ static enum ddts_status scatter_data(struct mpi_run *r, struct ddts_array **stat
     if (st != DDTS_OK)
         goto out;
     if (r->rank == 0) {
+        if (counts == NULL || idx == NULL) { /* agree() returned their failure already */
+            st = ddts_error_set(err, DDTS_ESTATE, "no shares");
+            goto out;
+        }
         /* Equal shares: every rank takes the same steps in every epoch and fold. */
         size_t share = counts[r->size - 1], off = 0;
         r->n_total = (uint64_t)share * (uint64_t)r->size;

@@ -4,9 +4,10 @@
 #include "ddts/trainer.h"
 #include "io/io.h"
 
-#define MAGIC      "DDTSCKPT"
 #define VERSION    1u
 #define HEAD_BYTES (8 + 4 + 4 + 8 + 8 + 8 + 8)
+
+static const uint8_t MAGIC[8] = {'D', 'D', 'T', 'S', 'C', 'K', 'P', 'T'};
 
 static void put_u32(uint8_t *p, uint32_t v)
 {
@@ -70,7 +71,7 @@ enum ddts_status ddts_checkpoint_encode(const struct ddts_checkpoint *c, uint8_t
     uint8_t *buf = ddts_malloc(total);
     if (buf == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-    memcpy(buf, MAGIC, 8);
+    memcpy(buf, MAGIC, sizeof MAGIC);
     put_u32(buf + 8, VERSION);
     put_u32(buf + 12, (uint32_t)c->epochs_done);
     put_u64(buf + 16, c->iterations);
@@ -98,7 +99,7 @@ enum ddts_status ddts_checkpoint_decode(const uint8_t *buf, size_t nbytes,
                                         struct ddts_checkpoint *out, struct ddts_error *err)
 {
     memset(out, 0, sizeof *out);
-    if (nbytes < HEAD_BYTES + 4 || memcmp(buf, MAGIC, 8) != 0)
+    if (nbytes < HEAD_BYTES + 4 || memcmp(buf, MAGIC, sizeof MAGIC) != 0)
         return ddts_error_set(err, DDTS_EFORMAT, "checkpoint: not a ddts checkpoint");
     uint32_t version = get_u32(buf + 8);
     if (version != VERSION)
