@@ -1,10 +1,11 @@
 /*
  * Coordination overhead of averaging rounds: N clients (threads) and a server
- * on loopback, a tiny model (1000 float32), R exchanges each and no compute:
- * the time per round is pure protocol cost (encryption, framing, waiting for
- * the slowest, averaging).
+ * on loopback, a tiny model (1000 float32) unless told otherwise, R exchanges
+ * each and no compute: the time per round is pure protocol cost (encryption,
+ * framing, waiting for the slowest, averaging), plus the transfer of the
+ * model for larger sizes (the peer of bench_mpi's exchanges, bench/run.sh).
  *
- *     bench_sync [clients] [rounds]      (default 32 clients, 200 rounds)
+ *     bench_sync [clients] [rounds] [floats]   (default 32 clients, 200 rounds, 1000)
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,24 +16,24 @@
 
 #include "ddts/ddts.h"
 
-#define N_WEIGHTS 1000
-
 static int rounds = 200;
+static size_t n_weights = 1000;
 static atomic_int port;
 
 static enum ddts_status train(void *ud, const struct ddts_client_job *job,
                               struct ddts_client_sync *sync, struct ddts_error *err)
 {
     (void)ud;
-    float w[N_WEIGHTS];
-    for (size_t i = 0; i < N_WEIGHTS; i++)
+    float *w = ddts_mallocarray(n_weights, sizeof(float));
+    if (w == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n_weights; i++)
         w[i] = (float)job->shard;
-    for (int r = 0; r < rounds; r++) {
-        enum ddts_status st = ddts_client_sync_exchange(sync, w, N_WEIGHTS, 1, err);
-        if (st != DDTS_OK)
-            return st;
-    }
-    return DDTS_OK;
+    enum ddts_status st = DDTS_OK;
+    for (int r = 0; r < rounds && st == DDTS_OK; r++)
+        st = ddts_client_sync_exchange(sync, w, n_weights, 1, err);
+    ddts_free(w);
+    return st;
 }
 
 static void on_listening(void *ud, uint16_t p)
@@ -68,8 +69,10 @@ int main(int argc, char **argv)
 {
     int n = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 32;
     rounds = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 200;
-    if (n < 1 || n > 256 || rounds < 1)
+    long nw = argc > 3 ? strtol(argv[3], NULL, 10) : 1000;
+    if (n < 1 || n > 256 || rounds < 1 || nw < 1 || nw > (1L << 28))
         return 2;
+    n_weights = (size_t)nw;
     char tmpl[] = "/tmp/ddts-bench-sync-XXXXXX";
     char *dir = mkdtemp(tmpl);
     struct ddts_passphrase *pw = NULL;
@@ -109,9 +112,9 @@ int main(int argc, char **argv)
         pthread_join(ct[i], NULL);
     double t1 = ddts_now();
     pthread_join(st, NULL);
-    printf("sync rounds: %d clients x %d rounds of %d floats on loopback: %.1f s in all "
+    printf("sync rounds: %d clients x %d rounds of %zu floats on loopback: %.1f s in all "
            "(setup included), %.2f ms per round\n",
-           n, rounds, N_WEIGHTS, t1 - t0, (t1 - t0) / rounds * 1e3);
+           n, rounds, n_weights, t1 - t0, (t1 - t0) / rounds * 1e3);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

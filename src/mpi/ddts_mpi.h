@@ -40,6 +40,8 @@ int ddts_mpi_rank(const struct ddts_mpi *c);
 int ddts_mpi_size(const struct ddts_mpi *c);
 void ddts_mpi_traffic(const struct ddts_mpi *c, struct ddts_mpi_traffic *out);
 
+/* Waits until every rank has called it. */
+DDTS_NODISCARD enum ddts_status ddts_mpi_barrier(struct ddts_mpi *c, struct ddts_error *err);
 /* `nbytes` bytes of `buf` from rank `root` to every rank (any size: chunked). */
 DDTS_NODISCARD enum ddts_status ddts_mpi_bcast(struct ddts_mpi *c, void *buf, size_t nbytes,
                                                int root, struct ddts_error *err);

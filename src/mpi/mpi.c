@@ -95,6 +95,13 @@ void ddts_mpi_traffic(const struct ddts_mpi *c, struct ddts_mpi_traffic *out)
     *out = c->traffic;
 }
 
+enum ddts_status ddts_mpi_barrier(struct ddts_mpi *c, struct ddts_error *err)
+{
+    (void)c;
+    int rc = MPI_Barrier(MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? DDTS_OK : mpi_error(rc, "MPI_Barrier", err);
+}
+
 enum ddts_status ddts_mpi_bcast(struct ddts_mpi *c, void *buf, size_t nbytes, int root,
                                 struct ddts_error *err)
 {
