@@ -503,6 +503,11 @@ static enum ddts_status train(struct mpi_run *r, struct ddts_error *err)
         req.sync_steps = job->sync == DDTS_JOB_SYNC_STEPS ? (uint32_t)job->sync_steps : 0;
         req.sync_batch_limit = SIZE_MAX; /* equal shares: every rank has every batch */
     }
+    if (job->sync != DDTS_JOB_SYNC_NONE && r->size > 1) {
+        /* One model: its training figures are those over every rank's samples. */
+        req.merge_logs = ddts_mpi_merge_logs;
+        req.merge_logs_userdata = r->c;
+    }
     req.on_epoch_done = epoch_done;
     req.epoch_done_userdata = r;
     if (r->resuming) {

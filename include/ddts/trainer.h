@@ -35,6 +35,12 @@ typedef enum ddts_status (*ddts_exchange_fn)(void *userdata, float *weights, siz
  * `batch_samples` samples) with the other data-parallel workers, in place. */
 typedef enum ddts_status (*ddts_grad_exchange_fn)(void *userdata, float *grads, size_t n,
                                                   size_t batch_samples, struct ddts_error *err);
+/* Replaces an epoch's training figures (the logs not named "val_...") of
+ * this worker's `n_samples` samples with those over every worker's samples,
+ * e.g. their sample-weighted mean over MPI ranks. Called on every worker at
+ * the end of every epoch, before the figures are shown or written. */
+typedef enum ddts_status (*ddts_merge_logs_fn)(void *userdata, struct ddts_logs *logs,
+                                               uint64_t n_samples, struct ddts_error *err);
 /* Called at the end of every epoch (0-based `epoch`), after the exchange: the
  * model holds the epoch's final weights (checkpoints). A failure stops the run. */
 typedef enum ddts_status (*ddts_epoch_done_fn)(void *userdata, struct ddts_model *m, int epoch,
@@ -87,7 +93,9 @@ struct ddts_train_request {
     const float *init_opt_state;
     size_t n_init_opt_state;
     uint64_t init_iterations;
-    bool append_history;              /* resume: history.csv and train.log continue */
+    bool append_history;           /* resume: history.csv and train.log continue */
+    ddts_merge_logs_fn merge_logs; /* NULL: this worker's figures */
+    void *merge_logs_userdata;
     ddts_epoch_done_fn on_epoch_done; /* NULL: none */
     void *epoch_done_userdata;
     int n_ranks;           /* > 0: summary.json records the ranks and sync mode of an MPI job */

@@ -15,6 +15,7 @@
 
 #include "ddts/array.h"
 #include "ddts/core.h"
+#include "ddts/nn.h"
 
 struct ddts_mpi; /* the communicator, its scratch buffers and traffic counters */
 
@@ -91,5 +92,16 @@ DDTS_NODISCARD enum ddts_status ddts_mpi_grad_exchange(void *userdata, float *gr
 DDTS_NODISCARD enum ddts_status ddts_mpi_weight_exchange(void *userdata, float *weights, size_t n,
                                                          uint64_t n_samples,
                                                          struct ddts_error *err);
+
+/*
+ * ddts_mpi_merge_logs (a ddts_merge_logs_fn): an epoch's training figures
+ * (every log not named "val_...", in the same order on every rank) become
+ * their mean over the ranks weighted by each rank's `n_samples`: one
+ * MPI_Allreduce of at most DDTS_LOGS_MAX + 1 doubles. The loss is a mean over
+ * samples, so with --sync step this is the loss one process reports at the
+ * combined batch. Validation figures (rank 0's) stay.
+ */
+DDTS_NODISCARD enum ddts_status ddts_mpi_merge_logs(void *userdata, struct ddts_logs *logs,
+                                                    uint64_t n_samples, struct ddts_error *err);
 
 #endif

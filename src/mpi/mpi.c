@@ -284,3 +284,25 @@ enum ddts_status ddts_mpi_weight_exchange(void *userdata, float *weights, size_t
         weights[i] = (float)(buf[i] / buf[n]);
     return DDTS_OK;
 }
+
+enum ddts_status ddts_mpi_merge_logs(void *userdata, struct ddts_logs *logs, uint64_t n_samples,
+                                     struct ddts_error *err)
+{
+    (void)userdata;
+    double buf[DDTS_LOGS_MAX + 1];
+    size_t k = 0;
+    for (size_t i = 0; i < logs->n && i < DDTS_LOGS_MAX; i++)
+        if (strncmp(logs->names[i], "val_", 4) != 0)
+            buf[k++] = logs->values[i] * (double)n_samples;
+    buf[k] = (double)n_samples;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)(k + 1), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS)
+        return mpi_error(rc, "MPI_Allreduce (logs)", err);
+    if (!(buf[k] > 0))
+        return DDTS_OK;
+    size_t j = 0;
+    for (size_t i = 0; i < logs->n && i < DDTS_LOGS_MAX; i++)
+        if (strncmp(logs->names[i], "val_", 4) != 0)
+            logs->values[i] = buf[j++] / buf[k];
+    return DDTS_OK;
+}

@@ -27,6 +27,8 @@ struct run {
     int tty;
     enum ddts_status status; /* a callback's failure, reported after fit */
     struct ddts_error error;
+    struct ddts_logs merged; /* the last epoch's logs after req->merge_logs */
+    int have_merged;
 };
 
 static void to_metrics(const struct ddts_logs *logs, struct ddts_metric *out, size_t *n)
@@ -155,6 +157,18 @@ static int on_epoch_end(void *userdata, struct ddts_model *m, int epoch,
 {
     (void)m;
     struct run *r = userdata;
+    if (r->req->merge_logs != NULL) {
+        /* The training figures over every worker's samples (MPI ranks). */
+        r->merged = *logs;
+        enum ddts_status mst =
+            r->req->merge_logs(r->req->merge_logs_userdata, &r->merged, r->n_train, &r->error);
+        if (mst != DDTS_OK) {
+            r->status = mst;
+            return 1;
+        }
+        r->have_merged = 1;
+        logs = &r->merged;
+    }
     if (!r->tty)
         epoch_header(r, epoch);
     draw_progress(r, (int64_t)r->n_train, logs, 1);
@@ -358,6 +372,11 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     res->samples_per_s = seconds > 0 ? (double)train->n * job->epochs / seconds : 0;
     res->loss = log_value(hist, "loss");
     res->accuracy = log_value(hist, "accuracy");
+    double v;
+    if (r.have_merged && ddts_logs_get(&r.merged, "loss", &v) == 0)
+        res->loss = v;
+    if (r.have_merged && ddts_logs_get(&r.merged, "accuracy", &v) == 0)
+        res->accuracy = v;
     res->val_loss = log_value(hist, "val_loss");
     res->val_accuracy = log_value(hist, "val_accuracy");
     ddts_textlog_printf(r.textlog, "done in %.1f s (%.0f samples/s)", seconds, res->samples_per_s);

@@ -1,8 +1,9 @@
 #!/bin/bash
 # ddts train --distributed mpi under mpirun: --sync step on 2 and 4 ranks at
 # batch b equals one process at batch N*b (tests/tools/mpi_step_ref.c
-# rebuilds the global batches), --sync epoch equals the mean of N models
-# trained on the shares, and one rank without mpirun equals `ddts train`.
+# rebuilds the global batches), weights and the training loss history.csv
+# shows; --sync epoch equals the mean of N models trained on the shares; and
+# one rank without mpirun equals `ddts train`.
 set -u
 . "$DDTS_SOURCE_DIR/tests/integration/mpi_lib.sh"
 
@@ -28,6 +29,16 @@ check_sync() {
     local rc=$?
     cat "$WORK/ref.out"
     if [ "$rc" = 0 ]; then N_PASS=$((N_PASS + 1)); else fail "$n ranks, --sync $sync, $opt: $(cat "$WORK/ref.out")"; fi
+    # history.csv's training loss is over every rank's samples: the reference's.
+    if $PY - "$WORK/ref.out" "$out/history.csv" <<'PYEOF'; then N_PASS=$((N_PASS + 1)); else fail "$n ranks, $sync, $opt: history.csv loss"; fi
+import csv, sys
+ref = [float(v) for v in open(sys.argv[1]).read().split("per epoch:")[1].split("\n")[0].split()]
+got = [float(r["loss"]) for r in csv.DictReader(open(sys.argv[2]))]
+assert len(ref) == len(got), (ref, got)
+for a, b in zip(got, ref):
+    assert abs(a - b) <= 1e-5 * max(1.0, abs(b)), "history.csv loss %r, reference %r" % (got, ref)
+print("history.csv loss %s = reference %s" % (got, ref))
+PYEOF
 }
 
 check_sync 2 step sgd

@@ -40,10 +40,14 @@ static int die(const char *what, const struct ddts_error *err)
     return 1;
 }
 
-/* Fits epoch `ep` of `m` over the samples order[0..n), in that order. */
+/* Training loss of each epoch of the reference (not the control), for the caller to print. */
+static double ref_loss[64];
+
+/* Fits epoch `ep` of `m` over the samples order[0..n), in that order; adds
+ * `share` times the epoch's training loss to *loss_sum (may be NULL). */
 static enum ddts_status fit_epoch(struct ddts_model *m, struct ddts_dataset *d,
-                                  const uint32_t *order, size_t n, int ep, int batch,
-                                  struct ddts_error *err)
+                                  const uint32_t *order, size_t n, int ep, int batch, double share,
+                                  double *loss_sum, struct ddts_error *err)
 {
     d->idx = order;
     d->n = n;
@@ -51,16 +55,21 @@ static enum ddts_status fit_epoch(struct ddts_model *m, struct ddts_dataset *d,
         .epochs = ep + 1, .initial_epoch = ep, .batch_size = batch, .shuffle = 0};
     struct ddts_history *h = NULL;
     enum ddts_status st = ddts_model_fit(m, d, &fo, &h, err);
+    if (st == DDTS_OK && loss_sum != NULL && h->n_epochs == 1 && h->n_columns > 0 &&
+        strcmp(h->columns[0], "loss") == 0)
+        *loss_sum += share * h->values[0];
     ddts_history_destroy(h);
     return st;
 }
 
 /* Fits `m` (fresh from the file) epoch by epoch over the given global orders. */
 static enum ddts_status fit_orders(struct ddts_model *m, struct ddts_dataset *d, uint32_t **orders,
-                                   size_t n, int epochs, int batch, struct ddts_error *err)
+                                   size_t n, int epochs, int batch, double *losses,
+                                   struct ddts_error *err)
 {
     for (int ep = 0; ep < epochs; ep++) {
-        enum ddts_status st = fit_epoch(m, d, orders[ep], n, ep, batch, err);
+        enum ddts_status st =
+            fit_epoch(m, d, orders[ep], n, ep, batch, 1.0, losses ? &losses[ep] : NULL, err);
         if (st != DDTS_OK)
             return st;
     }
@@ -90,6 +99,8 @@ int main(int argc, char **argv)
     size_t n_ranks = strtoul(argv[4], NULL, 10), b = strtoul(argv[5], NULL, 10);
     uint64_t seed = strtoull(argv[6], NULL, 10);
     int epochs = atoi(argv[7]);
+    if (epochs < 1 || epochs > 64)
+        return 2;
     const char *opt = argv[8];
     double lr = strtod(argv[9], NULL);
     int normalize = strcmp(argv[10], "none") != 0;
@@ -184,14 +195,16 @@ int main(int argc, char **argv)
         float *w = ddts_model_weights_flat(m[0], &nw);
         if (!epoch_mode) {
             int batch = control ? (int)b : (int)(b * n_ranks);
-            if (fit_orders(m[0], &d, orders, total, epochs, batch, &err) != DDTS_OK)
+            if (fit_orders(m[0], &d, orders, total, epochs, batch, control ? NULL : ref_loss,
+                           &err) != DDTS_OK)
                 return die("fit", &err);
         } else {
             double *sum = calloc(nw, sizeof *sum);
             for (int ep = 0; ep < epochs; ep++) {
                 for (size_t r = 0; r < n_models; r++)
                     if (fit_epoch(m[r], &d, rank_orders[(size_t)ep * n_ranks + r], share, ep,
-                                  (int)b, &err) != DDTS_OK)
+                                  (int)b, 1.0 / (double)n_ranks, control ? NULL : &ref_loss[ep],
+                                  &err) != DDTS_OK)
                         return die("fit", &err);
                 if (control)
                     continue;
@@ -236,6 +249,12 @@ int main(int argc, char **argv)
         printf("control: max |w_mpi - w_one_process(batch %zu)| = %.3g (must exceed %.3g)\n", b,
                diff[1], 100 * tol);
     }
+    /* The training loss history.csv must show: one process's at the combined
+     * batch (step), the ranks' mean (epoch). */
+    printf("reference training loss per epoch:");
+    for (int ep = 0; ep < epochs; ep++)
+        printf(" %.9g", ref_loss[ep]);
+    printf("\n");
     int ok = diff[0] <= tol && diff[1] > 100 * tol;
     printf("%s\n", ok ? "match" : "MISMATCH");
     return ok ? 0 : 1;
