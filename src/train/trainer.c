@@ -470,6 +470,22 @@ static enum ddts_status write_summary(const struct ddts_train_request *req,
     return st;
 }
 
+/* A resumed run's optimizer state and step count (req->init_opt_state). */
+static enum ddts_status import_opt_state(struct ddts_model *m, const struct ddts_train_request *req,
+                                         struct ddts_error *err)
+{
+    size_t n_state = 0;
+    float *state = ddts_model_optimizer_state(m, &n_state);
+    if (n_state != req->n_init_opt_state)
+        return ddts_error_set(err, DDTS_ESHAPE,
+                              "the saved optimizer state holds %zu values, the optimizer %zu",
+                              req->n_init_opt_state, n_state);
+    if (n_state > 0)
+        memcpy(state, req->init_opt_state, n_state * sizeof(float));
+    ddts_model_set_iterations(m, req->init_iterations);
+    return DDTS_OK;
+}
+
 enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddts_train_result *out,
                                 struct ddts_error *err)
 {
@@ -516,17 +532,9 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
         goto out;
     }
     if (req->init_opt_state != NULL && job->method != DDTS_JOB_KFOLD) {
-        size_t n_state = 0;
-        float *state = ddts_model_optimizer_state(m, &n_state);
-        if (n_state != req->n_init_opt_state) {
-            st = ddts_error_set(err, DDTS_ESHAPE,
-                                "the saved optimizer state holds %zu values, the optimizer %zu",
-                                req->n_init_opt_state, n_state);
+        st = import_opt_state(m, req, err);
+        if (st != DDTS_OK)
             goto out;
-        }
-        if (n_state > 0)
-            memcpy(state, req->init_opt_state, n_state * sizeof(float));
-        ddts_model_set_iterations(m, req->init_iterations);
     }
 
     /* The data must fit the model's input, reshaped when element counts agree. */
