@@ -40,7 +40,6 @@ const char cli_usage_train[] =
 struct train_flags {
     const char *out;
     const char *distributed;
-    bool resume;
 };
 
 static int on_extra(void *userdata, int val, const char *arg)
@@ -50,8 +49,6 @@ static int on_extra(void *userdata, int val, const char *arg)
         f->out = arg;
     else if (val == 1001)
         f->distributed = arg;
-    else if (val == 1002)
-        f->resume = true;
     return CLI_OK;
 }
 
@@ -60,10 +57,9 @@ int cmd_train(int argc, char **argv)
     struct ddts_job job;
     ddts_job_init_defaults(&job);
     job.clients = 1;
-    struct train_flags flags = {NULL, NULL, false};
+    struct train_flags flags = {NULL, NULL};
     static const struct option extra[] = {{"out", required_argument, NULL, 1000},
                                           {"distributed", required_argument, NULL, 1001},
-                                          {"resume", no_argument, NULL, 1002},
                                           {NULL, 0, NULL, 0}};
     int first = 0;
     int rc = cli_job_parse_flags("train", argc, argv, &job, extra, on_extra, &flags, &first);
@@ -74,9 +70,10 @@ int cmd_train(int argc, char **argv)
     if (flags.distributed != NULL && strcmp(flags.distributed, "mpi") != 0)
         return cli_usage_error("train", "--distributed: '%s' is not a mode (mpi)",
                                flags.distributed);
+    /* --resume is a job setting (the server's too); train takes it with MPI only. */
     if (flags.distributed != NULL)
-        return cli_train_mpi(argc, argv, &job, flags.out, flags.resume);
-    if (flags.resume)
+        return cli_train_mpi(argc, argv, &job, flags.out, job.resume);
+    if (job.resume)
         return cli_usage_error("train", "--resume needs --distributed mpi");
     rc = cli_job_complete("train", &job, false, NULL, NULL, 0);
     if (rc != CLI_OK)
@@ -84,20 +81,19 @@ int cmd_train(int argc, char **argv)
     struct ddts_logger log = cli_logger(DDTS_LOG_INFO);
     struct ddts_error err;
     ddts_error_clear(&err);
-    char out_dir[4096];
-    if (flags.out != NULL)
-        snprintf(out_dir, sizeof out_dir, "%s", flags.out);
-    else
-        snprintf(out_dir, sizeof out_dir, "%s/%s/train", job.workdir, job.name);
+    char out_dir[4096], model_path[4096];
+    if ((flags.out != NULL ? ddts_format(out_dir, sizeof out_dir, &err, "%s", flags.out)
+                           : ddts_format(out_dir, sizeof out_dir, &err, "%s/%s/train", job.workdir,
+                                         job.name)) != DDTS_OK ||
+        /* cli_job_complete already turned a --model folder into its one model file. */
+        ddts_format(model_path, sizeof model_path, &err, "%s", job.model) != DDTS_OK)
+        return cli_fail("train", &err);
     ddts_log(&log, DDTS_LOG_INFO, "seed %llu", (unsigned long long)job.seed);
 
     struct ddts_array *x = NULL, *y = NULL, *xt = NULL, *yt = NULL;
-    enum ddts_status st = cli_load_job_data(&job, &x, &y, &xt, &yt, &err);
+    enum ddts_status st = ddts_serve_load_data(&job, &x, &y, &xt, &yt, &err);
     if (st != DDTS_OK)
         return cli_fail("train", &err);
-    char model_path[4096];
-    /* cli_job_complete already turned a --model folder into its one model file. */
-    snprintf(model_path, sizeof model_path, "%s", job.model);
     struct ddts_train_request req = {
         .job = &job,
         .model_path = model_path,
@@ -111,9 +107,17 @@ int cmd_train(int argc, char **argv)
         .progress = stderr,
     };
     struct ddts_train_result res;
+    ddts_error_log_remove(out_dir);
     st = ddts_train_run(&req, &res, &err);
-    if (st != DDTS_OK)
+    if (st != DDTS_OK) {
+        /* error.log beside train.log: the full error and what ran. */
+        char context[4400]; /* the model path and job name whole */
+        snprintf(context, sizeof context, "ddts train of job %s, model %s", job.name, model_path);
+        struct ddts_error e2;
+        if (ddts_error_log_write(out_dir, &err, context, NULL, &e2) != DDTS_OK)
+            ddts_log(&log, DDTS_LOG_WARN, "error.log: %s", e2.msg);
         goto out;
+    }
     printf("samples: %zu\nseconds: %.2f\nsamples_per_second: %.1f\n", res.n_samples, res.seconds,
            res.samples_per_s);
     printf("loss: %.6f\naccuracy: %.6f\nval_loss: %.6f\nval_accuracy: %.6f\n", res.loss,

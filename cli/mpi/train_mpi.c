@@ -114,8 +114,10 @@ static enum ddts_status share_job(struct mpi_run *r, struct ddts_error *err)
             r->tmp_dir[0] = '\0';
             st = ddts_error_set(err, DDTS_EIO, "cannot create a temporary folder");
         } else {
-            snprintf(r->model_path, sizeof r->model_path, "%s/model%s", r->tmp_dir, ext);
-            st = ddts_write_file_atomic(r->model_path, model, model_n, err);
+            st = ddts_format(r->model_path, sizeof r->model_path, err, "%s/model%s", r->tmp_dir,
+                             ext);
+            if (st == DDTS_OK)
+                st = ddts_write_file_atomic(r->model_path, model, model_n, err);
         }
     }
     ddts_free(json);
@@ -155,7 +157,7 @@ static enum ddts_status scatter_data(struct mpi_run *r, struct ddts_array **stat
     size_t *counts = NULL;
     enum ddts_status st = DDTS_OK;
     if (r->rank == 0) {
-        st = cli_load_job_data(job, &x, &y, &xt, &yt, err);
+        st = ddts_serve_load_data(job, &x, &y, &xt, &yt, err);
         size_t n = st == DDTS_OK && x->rank > 0 ? (size_t)x->shape[0] : 0, n_train = n;
         if (st == DDTS_OK && job->method == DDTS_JOB_FIT && xt != NULL) {
             r->x_val = xt;
@@ -248,7 +250,7 @@ static enum ddts_status load_own_data(struct mpi_run *r, struct ddts_array **sta
                                       struct ddts_error *err)
 {
     struct ddts_array *x = NULL, *y = NULL;
-    enum ddts_status st = cli_load_job_data(r->job, &x, &y, NULL, NULL, err);
+    enum ddts_status st = ddts_serve_load_data(r->job, &x, &y, NULL, NULL, err);
     size_t n_all = st == DDTS_OK && x->rank > 0 ? (size_t)x->shape[0] : 0, n_train = n_all;
     if (st == DDTS_OK && r->rank == 0 && r->job->method == DDTS_JOB_FIT &&
         r->job->validation_split > 0) {
@@ -358,41 +360,6 @@ static enum ddts_status epoch_done(void *userdata, struct ddts_model *m, int epo
     return st;
 }
 
-/* --resume: history.csv keeps the rows of the epochs the checkpoint holds (a
- * rank that died may have ended the job after an epoch's row was written
- * but before its checkpoint). */
-static enum ddts_status trim_history(const char *out_dir, int epochs_done, struct ddts_error *err)
-{
-    char *path = ddts_path_join(out_dir, "history.csv"), *text = NULL;
-    size_t n = 0;
-    if (path == NULL)
-        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-    if (access(path, F_OK) != 0) {
-        ddts_free(path);
-        return DDTS_OK;
-    }
-    enum ddts_status st = ddts_read_file(path, DDTS_MAX_HISTORY_BYTES, &text, &n, err);
-    size_t kept = 0;
-    for (size_t i = 0, line = 0; st == DDTS_OK && i < n; line++) {
-        size_t end = i;
-        while (end < n && text[end] != '\n')
-            end++;
-        if (end < n)
-            end++;
-        /* The header, then rows "EPOCH,..." with a 0-based epoch. */
-        if (line == 0 || strtol(text + i, NULL, 10) < epochs_done) {
-            memmove(text + kept, text + i, end - i);
-            kept += end - i;
-        }
-        i = end;
-    }
-    if (st == DDTS_OK)
-        st = ddts_write_file_atomic(path, text, kept, err);
-    ddts_free(text);
-    ddts_free(path);
-    return st;
-}
-
 /* --resume: rank 0 reads the checkpoint, every rank gets it. */
 static enum ddts_status share_checkpoint(struct mpi_run *r, struct ddts_error *err)
 {
@@ -425,8 +392,14 @@ static enum ddts_status share_checkpoint(struct mpi_run *r, struct ddts_error *e
                             r->resume.epochs_done);
     if (st != DDTS_OK)
         r->all_know = true; /* every rank decoded the same bytes and failed alike */
+    /* history.csv keeps the rows of the epochs the checkpoint holds (a rank that
+     * died may have ended the job after an epoch's row was written but before
+     * its checkpoint). */
+    char *hist = st == DDTS_OK && r->rank == 0 ? ddts_path_join(r->out_dir, "history.csv") : NULL;
     if (st == DDTS_OK && r->rank == 0)
-        st = trim_history(r->out_dir, r->resume.epochs_done, err);
+        st = hist == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
+                          : ddts_history_keep_epochs(hist, r->resume.epochs_done, err);
+    ddts_free(hist);
     ddts_free(bytes);
     r->resuming = st == DDTS_OK;
     return st;
@@ -445,10 +418,12 @@ static enum ddts_status gather_models(struct mpi_run *r, const float *weights, s
     for (int i = 1; i < r->size && st == DDTS_OK; i++) {
         st = ddts_mpi_recv(r->c, w, n * sizeof(float), i, err);
         char dir[4200], path[4300];
-        snprintf(dir, sizeof dir, "%s/rank_%d", r->out_dir, i);
         const char *dot = strrchr(r->model_path, '.');
-        snprintf(path, sizeof path, "%s/model%s", dir,
-                 dot != NULL && strcmp(dot, ".keras") == 0 ? ".keras" : ".h5");
+        if (st == DDTS_OK)
+            st = ddts_format(dir, sizeof dir, err, "%s/rank_%d", r->out_dir, i);
+        if (st == DDTS_OK)
+            st = ddts_format(path, sizeof path, err, "%s/model%s", dir,
+                             dot != NULL && strcmp(dot, ".keras") == 0 ? ".keras" : ".h5");
         if (st == DDTS_OK)
             st = ddts_mkdir_p(dir, err);
         struct ddts_global_request g = {.job = r->job,
@@ -586,10 +561,11 @@ int cli_train_mpi(int argc, char **argv, struct ddts_job *job, const char *out, 
     }
     st = share_job(&r, &err);
     if (r.rank == 0) {
-        if (out != NULL)
-            snprintf(r.out_dir, sizeof r.out_dir, "%s", out);
-        else
-            snprintf(r.out_dir, sizeof r.out_dir, "%s/%s/train", job->workdir, job->name);
+        if (st == DDTS_OK && out != NULL)
+            st = ddts_format(r.out_dir, sizeof r.out_dir, &err, "%s", out);
+        else if (st == DDTS_OK)
+            st = ddts_format(r.out_dir, sizeof r.out_dir, &err, "%s/%s/train", job->workdir,
+                             job->name);
         struct ddts_logger log = cli_logger(DDTS_LOG_INFO);
         ddts_log(&log, DDTS_LOG_INFO, "seed %llu", (unsigned long long)job->seed);
     }
