@@ -2,13 +2,13 @@
 # ddts benchmarks (`make bench`): never tests. One result line per case, the
 # peer's figure beside ddts' and the ratio ddts/peer. See docs/benchmarks.md.
 #   sh bench/run.sh BUILD_DIR        BENCH_QUICK=1: a fast smoke run
-#   BENCH_CASES="engine data transfer dist" picks cases; BENCH_MB sets the shard size.
+#   BENCH_CASES="engine data transfer dist mpi" picks cases; BENCH_MB sets the shard size.
 set -u
 B=${1:-build}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 PY=/usr/bin/python3
 Q=${BENCH_QUICK:-0}
-CASES=${BENCH_CASES:-engine data transfer dist}
+CASES=${BENCH_CASES:-engine data transfer dist mpi}
 W=$(mktemp -d "${TMPDIR:-/tmp}/ddts-bench.XXXXXX")
 trap 'rm -rf "$W"' EXIT INT TERM
 HAVE_TORCH=0
@@ -193,5 +193,55 @@ case " $CASES " in *" dist "*)
         r1=$(ddp_field $m 1 train) r2=$(ddp_field $m 2 train)
         echo "dist $m PyTorch DDP gloo:   ${w1:-n/a} | ${w2:-n/a} s ([${r1:-n/a} | ${r2:-n/a}])  speed-up $(ratio "$w1" "$w2")x ([$(ratio "$r1" "$r2")x])  accuracy $(ddp_field $m 1 acc) | $(ddp_field $m 2 acc)"
     done
+;; esac
+case " $CASES " in *" mpi "*)
+    # ddts train --distributed mpi (issue 17): 1 vs 2 ranks of 1 thread, MLP and
+    # CNN of the engine case, --sync step (gradients every step: 2 ranks at
+    # batch 32 train like one process at batch 64) and --sync epoch; then the
+    # exchanges alone, MPI against the server/client path, per model size.
+    EP=2; N=${BENCH_SAMPLES:-60000}
+    [ "$Q" = 1 ] && { EP=1; N=6000; }
+    if [ ! -x "$B/ddts-mpi" ] || ! command -v mpirun >/dev/null 2>&1; then
+        echo "== mpi: skipped (ddts-mpi or mpirun missing: make deps, then a build with OpenMPI) =="
+    else
+        echo "== mpi (issue 17): Fashion-MNIST, $EP epochs on $N samples, batch 32 per rank, --threads 1 per rank =="
+        export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+        export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
+        # field FILE NAME: a "NAME: value" line of ddts train's output
+        field() { sed -n "s/^$2: //p" "$1" 2>/dev/null; }
+        for m in mlp cnn; do
+            [ -s "$W/$m.h5" ] || "$B/ddts" model new "$SRC/examples/fashion_$m.json" -o "$W/$m.h5" >/dev/null 2>&1 ||
+                { echo "model new $m failed"; continue; }
+            for sync in step epoch; do
+                for k in 1 2; do
+                    o="$W/mpi-$m-$sync-$k"
+                    t0=$(now)
+                    mpirun --oversubscribe --bind-to none -np $k "$B/ddts" train --distributed mpi \
+                        --model "$W/$m.h5" --epochs $EP --batch-size 32 --data keras \
+                        --keras-dataset fashion_mnist --samples $N --normalizer simple --sync $sync \
+                        --seed 5 --threads 1 --out "$o" >"$o.out" 2>"$o.err" ||
+                        echo "mpi $m $sync $k ranks failed: $(tail -2 "$o.err")"
+                    t1=$(now)
+                    eval "MW_$k=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b - a}')"
+                    eval "MT_$k=$(field "$o.out" seconds) MA_$k=$(field "$o.out" val_accuracy)"
+                    eval "MX_$k=$(field "$o.out" exchanges) MB_$k=$(field "$o.out" exchange_bytes_per_rank) MS_$k=$(field "$o.out" exchange_seconds)"
+                done
+                per_x=$(awk -v b="${MB_2:-}" -v x="${MX_2:-}" -v s="${MS_2:-}" 'BEGIN{ if (x + 0 > 0) printf "%.3f MB, %.3f ms", b / x / 1e6, s / x * 1e3; else print "n/a" }')
+                echo "mpi $m --sync $sync: 1 rank ${MW_1}s (train ${MT_1:-n/a}s) acc ${MA_1:-n/a}; 2 ranks ${MW_2}s (train ${MT_2:-n/a}s) acc ${MA_2:-n/a}; speed-up $(ratio "$MT_1" "$MT_2")x train, $(ratio "$MW_1" "$MW_2")x wall (target >= 1.8, accuracy within 1 point); ${MX_2:-n/a} exchanges, per exchange ${per_x} (incl. waiting)"
+            done
+        done
+        # The exchanges alone: MPI_Allreduce (bench_mpi) and a server round
+        # (bench_sync: 2 clients on loopback, encrypted) for the same model sizes.
+        SIZES="0.2 1 5 25"; R=20
+        [ "$Q" = 1 ] && { SIZES="0.2 1"; R=5; }
+        if [ -x "$B/bench_mpi" ]; then
+            mpirun --oversubscribe --bind-to none -np 2 "$B/bench_mpi" --sizes "$(echo $SIZES | tr ' ' ',')" --repeats $R 2>&1
+        fi
+        for mb in $SIZES; do
+            fl=$(awk -v m="$mb" 'BEGIN{printf "%d", m * 1e6 / 4}')
+            "$B/bench_sync" 2 $R "$fl" 2>&1 | sed "s/^/server path, $mb MB model: /"
+            echo "server path, $mb MB model: each client sends and receives $(awk -v m="$mb" 'BEGIN{printf "%.2f", m}') MB per round; the server moves $(awk -v m="$mb" 'BEGIN{printf "%.2f", 4 * m}') MB (2 clients)"
+        done
+    fi
 ;; esac
 echo "load at the end:$(uptime | sed 's/.*load average://')"

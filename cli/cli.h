@@ -32,6 +32,15 @@ int cmd_ensemble(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
+/*
+ * `ddts train --distributed mpi`, after the flags were parsed into `job` (not
+ * yet completed): in the `ddts` program (cli/mpi_launch.c) it re-executes
+ * the same command line as the `ddts-mpi` program; in `ddts-mpi`
+ * (cli/mpi/train_mpi.c) it runs the job on the MPI ranks. `out`: --out or
+ * NULL; `resume`: --resume. argv[0] is "train". Returns a CLI exit code.
+ */
+int cli_train_mpi(int argc, char **argv, struct ddts_job *job, const char *out, bool resume);
+
 /* `ddts inspect DATAFILE`: prints each array of a data file (npz arrays, xlsx
  * sheets) with its shape, dtype, min, max and mean; `key` (may be NULL)
  * restricts it to one array or sheet. Returns a CLI exit code. */

@@ -9,6 +9,8 @@
 const char cli_usage_train[] =
     "usage: ddts train --model PATH [--data server --dataset DIR | --data keras\n"
     "                  --keras-dataset NAME] [--out DIR] [JOB SETTINGS...]\n"
+    "       mpirun -np N ddts train --distributed mpi [--resume] [--data client]\n"
+    "                  --model PATH ... [JOB SETTINGS...]\n"
     "\n"
     "Train a Keras model (.h5 or .keras) on this machine with the job settings of\n"
     "'ddts server' (epochs, batch size, optimizer, loss, normalizer, method, ...).\n"
@@ -21,11 +23,23 @@ const char cli_usage_train[] =
     "  --out DIR          where results go\n"
     "  --job FILE         settings from a job file (flags override it)\n"
     "  --threads N        compute threads (default: all cores)\n"
+    "  --distributed mpi  data-parallel training over the ranks of an MPI job\n"
+    "                     (mpirun, srun): rank 0 reads the data and scatters\n"
+    "                     the shares (--data client: each rank reads its own\n"
+    "                     --dataset); --sync step averages the gradients of\n"
+    "                     every step (N ranks at batch b = one process at batch\n"
+    "                     N*b), epoch / steps:K average the weights, none\n"
+    "                     trains N models. Rank 0 writes the results. Runs the\n"
+    "                     ddts-mpi program installed next to ddts (docs/mpi.md).\n"
+    "  --resume           with --distributed mpi: continue from the checkpoint\n"
+    "                     that rank 0 writes after every epoch (OUT/checkpoint),\n"
+    "                     with any number of ranks\n"
     "\n"
     "Run 'ddts help server' for every job setting.\n";
 
 struct train_flags {
     const char *out;
+    const char *distributed;
 };
 
 static int on_extra(void *userdata, int val, const char *arg)
@@ -33,6 +47,8 @@ static int on_extra(void *userdata, int val, const char *arg)
     struct train_flags *f = userdata;
     if (val == 1000)
         f->out = arg;
+    else if (val == 1001)
+        f->distributed = arg;
     return CLI_OK;
 }
 
@@ -41,8 +57,9 @@ int cmd_train(int argc, char **argv)
     struct ddts_job job;
     ddts_job_init_defaults(&job);
     job.clients = 1;
-    struct train_flags flags = {NULL};
+    struct train_flags flags = {NULL, NULL};
     static const struct option extra[] = {{"out", required_argument, NULL, 1000},
+                                          {"distributed", required_argument, NULL, 1001},
                                           {NULL, 0, NULL, 0}};
     int first = 0;
     int rc = cli_job_parse_flags("train", argc, argv, &job, extra, on_extra, &flags, &first);
@@ -50,6 +67,14 @@ int cmd_train(int argc, char **argv)
         return rc;
     if (first < argc)
         return cli_usage_error("train", "unexpected argument '%s'", argv[first]);
+    if (flags.distributed != NULL && strcmp(flags.distributed, "mpi") != 0)
+        return cli_usage_error("train", "--distributed: '%s' is not a mode (mpi)",
+                               flags.distributed);
+    /* --resume is a job setting (the server's too); train takes it with MPI only. */
+    if (flags.distributed != NULL)
+        return cli_train_mpi(argc, argv, &job, flags.out, job.resume);
+    if (job.resume)
+        return cli_usage_error("train", "--resume needs --distributed mpi");
     rc = cli_job_complete("train", &job, false, NULL, NULL, 0);
     if (rc != CLI_OK)
         return rc;

@@ -133,6 +133,10 @@
 #define DDTS_MAX_HISTORY_COLUMNS 1024
 #define DDTS_MAX_HISTORY_BYTES   (64u << 20)
 
+/* A training checkpoint (ddts train --distributed mpi): weights plus at most
+ * three optimizer vectors of a model under the Keras file limit. */
+#define DDTS_MAX_CHECKPOINT_BYTES (4 * DDTS_MAX_KERAS_FILE_BYTES)
+
 /* Default TCP port of the server (no IANA assignment; free on common hosts). */
 #define DDTS_DEFAULT_PORT 7878
 

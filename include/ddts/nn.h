@@ -221,6 +221,14 @@ struct ddts_fit_callbacks {
      * flat weights. Non-zero stops fit with DDTS_ECANCELED. May be NULL. */
     int (*on_epoch_end)(void *userdata, struct ddts_model *m, int epoch,
                         const struct ddts_logs *logs);
+    /* After the backward pass of each batch, before the optimizer step:
+     * `grads` (n floats, the flat weight layout) hold the gradient of the
+     * batch's mean loss over its `batch_samples` samples (regularization is
+     * added later, by the step). May overwrite them, e.g. with the average
+     * over data-parallel workers. Non-zero stops fit with DDTS_ECANCELED.
+     * May be NULL. */
+    int (*on_gradients)(void *userdata, struct ddts_model *m, float *grads, size_t n,
+                        size_t batch_samples);
 };
 
 struct ddts_fit_options {

@@ -121,7 +121,7 @@ DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_textlog_open(const char *path, struct ddts_textlog **out, struct ddts_error *err);
 /* Writes "YYYY-MM-DD HH:MM:SS <message>\n" (local time) and flushes. A message
  * with line breaks becomes several lines with the same stamp. Returns
- * DDTS_EIO when the write failed (the log stays usable). */
+ * DDTS_EIO when the write failed (the log stays usable). A NULL log: nothing, DDTS_OK. */
 DDTS_API enum ddts_status ddts_textlog_printf(struct ddts_textlog *log, const char *fmt, ...)
     DDTS_PRINTF(2, 3);
 /* A logger (core.h) that writes "<LEVEL> message" lines to this log; the log

@@ -31,6 +31,26 @@ extern "C" {
 typedef enum ddts_status (*ddts_exchange_fn)(void *userdata, float *weights, size_t n,
                                              uint64_t n_samples, struct ddts_error *err);
 
+/* Averages a batch's gradients (`n` floats, the gradient of the mean loss over
+ * `batch_samples` samples) with the other data-parallel workers, in place. */
+typedef enum ddts_status (*ddts_grad_exchange_fn)(void *userdata, float *grads, size_t n,
+                                                  size_t batch_samples, struct ddts_error *err);
+/* Replaces an epoch's training figures (the logs not named "val_...") of
+ * this worker's `n_samples` samples with those over every worker's samples,
+ * e.g. their sample-weighted mean over MPI ranks. Called on every worker at
+ * the end of every epoch, before the figures are shown or written. */
+typedef enum ddts_status (*ddts_merge_logs_fn)(void *userdata, struct ddts_logs *logs,
+                                               uint64_t n_samples, struct ddts_error *err);
+/* Called at the end of every epoch (0-based `epoch`), after the exchange: the
+ * model holds the epoch's final weights (checkpoints). A failure stops the run. */
+typedef enum ddts_status (*ddts_epoch_done_fn)(void *userdata, struct ddts_model *m, int epoch,
+                                               struct ddts_error *err);
+
+/* Rank r of an MPI job shuffles (and draws dropout masks) with the job's seed
+ * plus r times this constant (the golden ratio in 64 bits): rank 0 draws what
+ * `ddts train` draws, the others independent streams. */
+#define DDTS_RANK_SEED_STEP 0x9e3779b97f4a7c15ull
+
 /* Where a run is, for a caller that shows or forwards it (ddts client sends it to the server). */
 struct ddts_train_progress {
     int fold, n_folds;    /* 1-based fold of n_folds; 0, 0 for fit */
@@ -53,7 +73,7 @@ struct ddts_train_request {
     const struct ddts_stats *norm_stats;    /* job-wide normalizer statistics; NULL: from x */
     const float *init_weights;              /* start from these (flat), or NULL: the file's */
     size_t n_init_weights;
-    const char *out_dir;       /* results go here (created) */
+    const char *out_dir;       /* results go here (created); NULL: no files written */
     ddts_exchange_fn exchange; /* NULL: train alone */
     void *exchange_userdata;
     /* Steps:K: exchange every K batches while batch < sync_batch_limit (the
@@ -63,7 +83,24 @@ struct ddts_train_request {
     /* fit only: the first epoch to train (a share taken over or resumed mid-job
      * skips the epochs it already contributed); at most epochs - 1. */
     int initial_epoch;
-    const char *run_name;               /* shown in logs and plot titles */
+    /* Data-parallel SGD (--sync step on MPI): before every optimizer step the
+     * batch's gradients go through grad_exchange. NULL: none. */
+    ddts_grad_exchange_fn grad_exchange;
+    void *grad_exchange_userdata;
+    uint64_t seed_offset; /* added to the shuffling and dropout seed (MPI rank r: r * step) */
+    /* Resume: the optimizer state (ddts_model_optimizer_state's layout) and
+     * step count to continue from; NULL: a fresh optimizer. fit only. */
+    const float *init_opt_state;
+    size_t n_init_opt_state;
+    uint64_t init_iterations;
+    bool append_history;           /* resume: history.csv and train.log continue */
+    ddts_merge_logs_fn merge_logs; /* NULL: this worker's figures */
+    void *merge_logs_userdata;
+    ddts_epoch_done_fn on_epoch_done; /* NULL: none */
+    void *epoch_done_userdata;
+    int n_ranks;           /* > 0: summary.json records the ranks and sync mode of an MPI job */
+    const char *sync_name; /* "step", "epoch", "steps:K", "none" (with n_ranks) */
+    const char *run_name;  /* shown in logs and plot titles */
     const struct ddts_logger *logger;   /* may be NULL */
     FILE *progress;                     /* Keras-like progress; NULL: none */
     ddts_train_progress_fn on_progress; /* NULL: none */
@@ -125,6 +162,34 @@ DDTS_API DDTS_NODISCARD enum ddts_status ddts_bridge_write(struct ddts_model *m,
                                                            struct ddts_keras_model *k,
                                                            const char *path,
                                                            struct ddts_error *err);
+
+/*
+ * A training checkpoint: what `ddts train --distributed mpi` writes after
+ * every epoch (OUT/checkpoint.bin) and --resume continues from. The file:
+ * "DDTSCKPT", then little-endian u32 version (1), i32 epochs_done, u64
+ * iterations, u64 seed, u64 n_weights, u64 n_opt_state, the weights and the
+ * optimizer state as float32, and a CRC-32 (zip's) of everything before it.
+ */
+struct ddts_checkpoint {
+    int32_t epochs_done; /* epochs completed (the next epoch to train, 0-based) */
+    uint64_t iterations; /* optimizer steps taken (ddts_model_iterations) */
+    uint64_t seed;       /* the job's seed: a resumed job continues with it */
+    float *weights;      /* n_weights floats (the flat weight layout) */
+    size_t n_weights;
+    float *opt_state; /* ddts_model_optimizer_state's layout; NULL when 0 */
+    size_t n_opt_state;
+};
+/* Encodes `c` into a new buffer *out of *out_nbytes bytes (ddts_free). DDTS_ENOMEM. */
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_checkpoint_encode(const struct ddts_checkpoint *c,
+                                                                uint8_t **out, size_t *out_nbytes,
+                                                                struct ddts_error *err);
+/* Decodes `buf` into *out (its arrays new allocations: ddts_checkpoint_deinit).
+ * DDTS_EFORMAT for a wrong magic, version, length or CRC; DDTS_ENOMEM. */
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_checkpoint_decode(const uint8_t *buf, size_t nbytes,
+                                                                struct ddts_checkpoint *out,
+                                                                struct ddts_error *err);
+/* Frees the arrays of `c` (fields cleared); NULL: nothing. */
+DDTS_API void ddts_checkpoint_deinit(struct ddts_checkpoint *c);
 
 /* The server's global model: the source file with averaged weights, evaluated on test data. */
 struct ddts_global_request {

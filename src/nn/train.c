@@ -458,6 +458,9 @@ static enum ddts_status fit_epoch(struct ddts_model *m, const struct ddts_datase
                                   "fit: the loss became %g at epoch %d, batch %zu", l, ep + 1,
                                   bi + 1);
         ddts__nn_backward(m, b);
+        if (o->callbacks && o->callbacks->on_gradients &&
+            o->callbacks->on_gradients(o->callbacks->userdata, m, m->grads, m->n_params, b) != 0)
+            return ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
         ddts__nn_opt_step(m);
         m->training = 0;
         if (o->callbacks && o->callbacks->on_batch_end) {

@@ -65,6 +65,8 @@ static enum ddts_status write_lines(struct ddts_textlog *log, const char *prefix
 
 enum ddts_status ddts_textlog_printf(struct ddts_textlog *log, const char *fmt, ...)
 {
+    if (log == NULL)
+        return DDTS_OK;
     char line[2048];
     va_list ap;
     va_start(ap, fmt);

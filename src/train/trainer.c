@@ -31,6 +31,8 @@ struct run {
     int tty;
     enum ddts_status status; /* a callback's failure, reported after fit */
     struct ddts_error error;
+    struct ddts_logs merged; /* the last epoch's logs after req->merge_logs */
+    int have_merged;
 };
 
 static void to_metrics(const struct ddts_logs *logs, struct ddts_metric *out, size_t *n)
@@ -159,6 +161,18 @@ static int on_epoch_end(void *userdata, struct ddts_model *m, int epoch,
 {
     (void)m;
     struct run *r = userdata;
+    if (r->req->merge_logs != NULL) {
+        /* The training figures over every worker's samples (MPI ranks). */
+        r->merged = *logs;
+        enum ddts_status mst =
+            r->req->merge_logs(r->req->merge_logs_userdata, &r->merged, r->n_train, &r->error);
+        if (mst != DDTS_OK) {
+            r->status = mst;
+            return 1;
+        }
+        r->have_merged = 1;
+        logs = &r->merged;
+    }
     if (!r->tty)
         epoch_header(r, epoch);
     draw_progress(r, (int64_t)r->n_train, logs, 1);
@@ -166,7 +180,9 @@ static int on_epoch_end(void *userdata, struct ddts_model *m, int epoch,
     struct ddts_metric metrics[DDTS_LOGS_MAX];
     size_t n_metrics;
     to_metrics(logs, metrics, &n_metrics);
-    enum ddts_status st = ddts_history_writer_row(r->history, epoch, metrics, n_metrics, &r->error);
+    enum ddts_status st = DDTS_OK;
+    if (r->history != NULL)
+        st = ddts_history_writer_row(r->history, epoch, metrics, n_metrics, &r->error);
     if (st != DDTS_OK) {
         r->status = st;
         return 1;
@@ -179,8 +195,29 @@ static int on_epoch_end(void *userdata, struct ddts_model *m, int epoch,
     ddts_textlog_printf(r->textlog, "%s", line);
     ddts_log(r->req->logger, DDTS_LOG_DEBUG, "%s: %s", r->req->run_name ? r->req->run_name : "",
              line);
-    if (r->req->exchange != NULL)
-        return exchange_now(r);
+    if (r->req->exchange != NULL && exchange_now(r) != 0)
+        return 1;
+    if (r->req->on_epoch_done != NULL) {
+        st = r->req->on_epoch_done(r->req->epoch_done_userdata, m, epoch, &r->error);
+        if (st != DDTS_OK) {
+            r->status = st;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int on_gradients(void *userdata, struct ddts_model *m, float *grads, size_t n,
+                        size_t batch_samples)
+{
+    (void)m;
+    struct run *r = userdata;
+    enum ddts_status st =
+        r->req->grad_exchange(r->req->grad_exchange_userdata, grads, n, batch_samples, &r->error);
+    if (st != DDTS_OK) {
+        r->status = st;
+        return 1;
+    }
     return 0;
 }
 
@@ -299,25 +336,29 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     struct ddts_history *hist = NULL;
     struct ddts_csv_history *csv = NULL;
     char path[4096];
-    enum ddts_status st = ddts_mkdir_p(dir, err);
-    if (st != DDTS_OK)
-        return st;
     int initial_epoch = n_folds > 0 || req->initial_epoch < 0 ? 0
                         : req->initial_epoch < job->epochs    ? req->initial_epoch
                                                               : job->epochs - 1;
-    st = ddts_format(path, sizeof path, err, "%s/history.csv", dir);
-    /* Resumed at epoch E: the rows of epochs 0..E-1 stay, the new ones follow them. */
-    if (st == DDTS_OK && initial_epoch > 0)
-        st = ddts_history_keep_epochs(path, initial_epoch, err);
-    if (st == DDTS_OK)
-        st = ddts_history_writer_open(path, initial_epoch > 0, &r.history, err);
-    if (st != DDTS_OK)
-        goto out;
-    st = ddts_format(path, sizeof path, err, "%s/train.log", dir);
-    if (st == DDTS_OK)
-        st = ddts_textlog_open(path, &r.textlog, err);
-    if (st != DDTS_OK)
-        goto out;
+    enum ddts_status st = DDTS_OK;
+    if (dir != NULL) {
+        st = ddts_mkdir_p(dir, err);
+        if (st != DDTS_OK)
+            return st;
+        st = ddts_format(path, sizeof path, err, "%s/history.csv", dir);
+        /* Resumed at epoch E: the rows of epochs 0..E-1 stay, the new ones follow them. */
+        if (st == DDTS_OK && initial_epoch > 0)
+            st = ddts_history_keep_epochs(path, initial_epoch, err);
+        if (st == DDTS_OK)
+            st = ddts_history_writer_open(path, initial_epoch > 0 || req->append_history,
+                                          &r.history, err);
+        if (st != DDTS_OK)
+            goto out;
+        st = ddts_format(path, sizeof path, err, "%s/train.log", dir);
+        if (st == DDTS_OK)
+            st = ddts_textlog_open(path, &r.textlog, err);
+        if (st != DDTS_OK)
+            goto out;
+    }
     ddts_textlog_printf(r.textlog,
                         "run %s: %zu training samples, %zu validation samples, %d "
                         "epochs, batch size %d, loss %s, optimizer %s (lr %g)",
@@ -325,13 +366,18 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
                         job->epochs, job->batch_size, ddts_model_loss_name(m),
                         ddts_model_optimizer_name(m), ddts_model_learning_rate(m));
 
-    struct ddts_fit_callbacks cbs = {&r, on_batch_end, on_epoch_end};
+    struct ddts_fit_callbacks cbs = {
+        .userdata = &r,
+        .on_batch_end = on_batch_end,
+        .on_epoch_end = on_epoch_end,
+        .on_gradients = req->grad_exchange != NULL ? on_gradients : NULL,
+    };
     struct ddts_fit_options fo = {
         .epochs = job->epochs,
         .initial_epoch = initial_epoch,
         .batch_size = job->batch_size,
         .shuffle = 1,
-        .seed = job->seed + (uint64_t)fold,
+        .seed = job->seed + (uint64_t)fold + req->seed_offset,
         .validation = val,
         .callbacks = &cbs,
         .checkpoint_monitor = job->monitor[0] ? job->monitor : "auto",
@@ -353,9 +399,16 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     res->samples_per_s = seconds > 0 ? (double)train->n * job->epochs / seconds : 0;
     res->loss = log_value(hist, "loss");
     res->accuracy = log_value(hist, "accuracy");
+    double v;
+    if (r.have_merged && ddts_logs_get(&r.merged, "loss", &v) == 0)
+        res->loss = v;
+    if (r.have_merged && ddts_logs_get(&r.merged, "accuracy", &v) == 0)
+        res->accuracy = v;
     res->val_loss = log_value(hist, "val_loss");
     res->val_accuracy = log_value(hist, "val_accuracy");
     ddts_textlog_printf(r.textlog, "done in %.1f s (%.0f samples/s)", seconds, res->samples_per_s);
+    if (dir == NULL)
+        goto out;
 
     /* With a normalizer the model changes structure: always a new .h5 file. */
     const char *ext = norm != NULL ? ".h5" : model_ext(req->model_path);
@@ -412,6 +465,11 @@ static enum ddts_status write_summary(const struct ddts_train_request *req,
         bad || json_object_set_new(o, "run", json_string(req->run_name ? req->run_name : "train"));
     bad = bad || json_object_set_new(o, "samples", json_integer((json_int_t)res->n_samples));
     bad = bad || json_object_set_new(o, "epochs", json_integer(req->job->epochs));
+    if (req->n_ranks > 0) {
+        bad = bad || json_object_set_new(o, "ranks", json_integer(req->n_ranks));
+        bad = bad || json_object_set_new(o, "sync",
+                                         json_string(req->sync_name != NULL ? req->sync_name : ""));
+    }
     bad = bad || put_num(o, "seconds", res->seconds);
     bad = bad || put_num(o, "samples_per_second", res->samples_per_s);
     bad = bad || put_num(o, "loss", res->loss);
@@ -446,6 +504,22 @@ static enum ddts_status write_summary(const struct ddts_train_request *req,
     free(text);
     ddts_free(path);
     return st;
+}
+
+/* A resumed run's optimizer state and step count (req->init_opt_state). */
+static enum ddts_status import_opt_state(struct ddts_model *m, const struct ddts_train_request *req,
+                                         struct ddts_error *err)
+{
+    size_t n_state = 0;
+    float *state = ddts_model_optimizer_state(m, &n_state);
+    if (n_state != req->n_init_opt_state)
+        return ddts_error_set(err, DDTS_ESHAPE,
+                              "the saved optimizer state holds %zu values, the optimizer %zu",
+                              req->n_init_opt_state, n_state);
+    if (n_state > 0)
+        memcpy(state, req->init_opt_state, n_state * sizeof(float));
+    ddts_model_set_iterations(m, req->init_iterations);
+    return DDTS_OK;
 }
 
 enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddts_train_result *out,
@@ -492,6 +566,11 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
     if (st != DDTS_OK) {
         ddts_error_prefix(err, "%s: ", req->model_path);
         goto out;
+    }
+    if (req->init_opt_state != NULL && job->method != DDTS_JOB_KFOLD) {
+        st = import_opt_state(m, req, err);
+        if (st != DDTS_OK)
+            goto out;
     }
 
     /* The data must fit the model's input, reshaped when element counts agree. */
@@ -557,9 +636,11 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
         st = ddts_error_set(err, DDTS_ESHAPE, "X holds %zu samples but Y holds %zu", n, ny);
         goto out;
     }
-    st = ddts_mkdir_p(req->out_dir, err);
-    if (st != DDTS_OK)
-        goto out;
+    if (req->out_dir != NULL) {
+        st = ddts_mkdir_p(req->out_dir, err);
+        if (st != DDTS_OK)
+            goto out;
+    }
 
     if (job->method == DDTS_JOB_KFOLD) {
         size_t kf = (size_t)job->folds;
@@ -586,9 +667,11 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
             char dir[4096];
             struct ddts_train_result fr;
             memset(&fr, 0, sizeof fr);
-            st = ddts_format(dir, sizeof dir, err, "%s/fold_%zu", req->out_dir, f + 1);
+            if (req->out_dir != NULL)
+                st = ddts_format(dir, sizeof dir, err, "%s/fold_%zu", req->out_dir, f + 1);
             if (st == DDTS_OK)
-                st = run_one(req, m, k, normp, &dtr, &dva, dir, (int)f + 1, (int)kf, &fr, err);
+                st = run_one(req, m, k, normp, &dtr, &dva, req->out_dir != NULL ? dir : NULL,
+                             (int)f + 1, (int)kf, &fr, err);
             if (st != DDTS_OK)
                 goto out;
             int acc = isfinite(fr.val_accuracy);
@@ -644,7 +727,8 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
         if (st != DDTS_OK)
             goto out;
     }
-    st = write_summary(req, out, fold_vals, err);
+    if (req->out_dir != NULL)
+        st = write_summary(req, out, fold_vals, err);
 out:
     ddts_free(fold_vals);
     ddts_free(tr);

@@ -10,6 +10,23 @@ for f in bin/ddts lib/libddts.a lib/libddts.so include/ddts/ddts.h lib/pkgconfig
     [ -e "$WORK/inst/$f" ] || fail "install: $f missing"
 done
 run_expect 0 "$WORK/inst/bin/ddts" --version
+# ddts itself never links MPI; ddts-mpi (when built) is installed beside it and
+# is what `ddts train --distributed mpi` runs.
+if ldd "$WORK/inst/bin/ddts" | grep -q libmpi; then
+    fail "ddts links libmpi: $(ldd "$WORK/inst/bin/ddts" | grep mpi)"
+else
+    N_PASS=$((N_PASS + 1))
+fi
+if [ -x "$BUILD_DIR/ddts-mpi" ]; then
+    [ -x "$WORK/inst/bin/ddts-mpi" ] || fail "install: bin/ddts-mpi missing"
+    ldd "$WORK/inst/bin/ddts-mpi" | grep -q libmpi || fail "ddts-mpi does not link libmpi"
+    # One rank without mpirun: the installed ddts finds the installed ddts-mpi,
+    # which reports the missing model file (ddts itself would not get that far).
+    run_expect 1 env -u DDTS_MPI "$WORK/inst/bin/ddts" train --distributed mpi \
+        --model "$WORK/none.h5" --data keras --keras-dataset mnist --out "$WORK/o"
+    grep -q "none.h5" "$ERR" || fail "installed ddts-mpi: $(cat "$ERR")"
+    grep -q "needs the ddts-mpi program" "$ERR" && fail "installed ddts did not find ddts-mpi"
+fi
 
 # The shared library exports exactly the public API: every function that the
 # installed headers declare (DDTS_API), and nothing else, no internal ddts__

@@ -1,0 +1,107 @@
+/*
+ * MPI for `ddts train --distributed mpi` (docs/mpi.md): the only interface to
+ * MPI in ddts. src/mpi/mpi.c is the one file that includes <mpi.h>; it is
+ * compiled into the separate program `ddts-mpi` only, never into libddts or
+ * the `ddts` program, so every other command runs without MPI's libraries.
+ *
+ * Every function here is collective over MPI_COMM_WORLD unless it says
+ * otherwise: all ranks call it in the same order with matching arguments.
+ * MPI is fail-stop: a rank that dies ends the job (mpirun kills the others);
+ * a rank that fails on its own calls ddts_mpi_fail, which ends all ranks.
+ * MPI errors are returned (MPI_ERRORS_RETURN) as DDTS_EIO with MPI's message.
+ */
+#ifndef DDTS_MPI_H
+#define DDTS_MPI_H
+
+#include "ddts/array.h"
+#include "ddts/core.h"
+#include "ddts/nn.h"
+
+struct ddts_mpi; /* the communicator, its scratch buffers and traffic counters */
+
+/* Traffic of the exchanges, for logs and benchmarks. */
+struct ddts_mpi_traffic {
+    uint64_t n_exchanges; /* allreduce calls of the gradient and weight exchanges */
+    uint64_t bytes;       /* payload bytes each rank handed to those allreduces */
+    double seconds;       /* wall time spent in them (waiting for slower ranks included) */
+};
+
+/* MPI_Init (a singleton when not started by mpirun: one rank). Not collective
+ * before MPI exists; DDTS_EIO when MPI cannot start, DDTS_ENOMEM. */
+DDTS_NODISCARD enum ddts_status ddts_mpi_init(int *argc, char ***argv, struct ddts_mpi **out,
+                                              struct ddts_error *err);
+/* MPI_Finalize and frees `c` (NULL: nothing). */
+void ddts_mpi_finalize(struct ddts_mpi *c);
+/* Ends every rank of the job with exit code `code` (MPI_Abort): what a rank
+ * that cannot continue does, since the others would wait for it forever.
+ * Not collective. Does not return. */
+void ddts_mpi_fail(struct ddts_mpi *c, int code);
+
+int ddts_mpi_rank(const struct ddts_mpi *c);
+int ddts_mpi_size(const struct ddts_mpi *c);
+void ddts_mpi_traffic(const struct ddts_mpi *c, struct ddts_mpi_traffic *out);
+
+/* Waits until every rank has called it. */
+DDTS_NODISCARD enum ddts_status ddts_mpi_barrier(struct ddts_mpi *c, struct ddts_error *err);
+/* `nbytes` bytes of `buf` from rank `root` to every rank (any size: chunked). */
+DDTS_NODISCARD enum ddts_status ddts_mpi_bcast(struct ddts_mpi *c, void *buf, size_t nbytes,
+                                               int root, struct ddts_error *err);
+/* Each rank's `nbytes` bytes (the same count everywhere) into `all`
+ * (size * nbytes, rank order), on every rank. */
+DDTS_NODISCARD enum ddts_status ddts_mpi_allgather(struct ddts_mpi *c, const void *mine,
+                                                   size_t nbytes, void *all,
+                                                   struct ddts_error *err);
+/* Element-wise minimum and sum of `n` values over the ranks, in place. */
+DDTS_NODISCARD enum ddts_status ddts_mpi_allreduce_min_u64(struct ddts_mpi *c, uint64_t *v,
+                                                           size_t n, struct ddts_error *err);
+DDTS_NODISCARD enum ddts_status ddts_mpi_allreduce_max_i32(struct ddts_mpi *c, int32_t *v, size_t n,
+                                                           struct ddts_error *err);
+
+/* Point to point (not collective): an array (dtype, shape, data) from this
+ * rank to rank `dest`, and its receipt from `src`. The receiver checks the
+ * header (dtype, rank, sizes) before it allocates: DDTS_EPROTO when bad. */
+DDTS_NODISCARD enum ddts_status ddts_mpi_send_array(struct ddts_mpi *c, const struct ddts_array *a,
+                                                    int dest, struct ddts_error *err);
+DDTS_NODISCARD enum ddts_status
+ddts_mpi_recv_array(struct ddts_mpi *c, int src, struct ddts_array **out, struct ddts_error *err);
+/* Raw bytes between two ranks (not collective). */
+DDTS_NODISCARD enum ddts_status ddts_mpi_send(struct ddts_mpi *c, const void *buf, size_t nbytes,
+                                              int dest, struct ddts_error *err);
+DDTS_NODISCARD enum ddts_status ddts_mpi_recv(struct ddts_mpi *c, void *buf, size_t nbytes, int src,
+                                              struct ddts_error *err);
+
+/*
+ * The trainer's exchanges (ddts_grad_exchange_fn and ddts_exchange_fn of
+ * include/ddts/trainer.h; `userdata` is the struct ddts_mpi).
+ *
+ * ddts_mpi_grad_exchange: synchronous data-parallel SGD. `grads` (n floats)
+ * is the gradient of the mean loss over this rank's `batch_samples` samples;
+ * it becomes sum_r(b_r * g_r) / sum_r(b_r), the gradient of the mean loss
+ * over all ranks' samples of the step, i.e. what one process computes on the
+ * combined batch. One MPI_Allreduce (MPI_FLOAT, MPI_SUM) over one fused
+ * buffer of n + 1 floats (the weighted gradients, then b_r), allocated once.
+ *
+ * ddts_mpi_weight_exchange: the server's weighted model average:
+ * sum_r(n_r * w_r) / sum_r(n_r) with n_r the samples rank r trained since the
+ * last exchange, accumulated in double (one MPI_Allreduce of n + 1 doubles)
+ * and rounded to float once. When no rank trained a sample, the weights stay.
+ */
+DDTS_NODISCARD enum ddts_status ddts_mpi_grad_exchange(void *userdata, float *grads, size_t n,
+                                                       size_t batch_samples,
+                                                       struct ddts_error *err);
+DDTS_NODISCARD enum ddts_status ddts_mpi_weight_exchange(void *userdata, float *weights, size_t n,
+                                                         uint64_t n_samples,
+                                                         struct ddts_error *err);
+
+/*
+ * ddts_mpi_merge_logs (a ddts_merge_logs_fn): an epoch's training figures
+ * (every log not named "val_...", in the same order on every rank) become
+ * their mean over the ranks weighted by each rank's `n_samples`: one
+ * MPI_Allreduce of at most DDTS_LOGS_MAX + 1 doubles. The loss is a mean over
+ * samples, so with --sync step this is the loss one process reports at the
+ * combined batch. Validation figures (rank 0's) stay.
+ */
+DDTS_NODISCARD enum ddts_status ddts_mpi_merge_logs(void *userdata, struct ddts_logs *logs,
+                                                    uint64_t n_samples, struct ddts_error *err);
+
+#endif

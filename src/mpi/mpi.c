@@ -1,0 +1,308 @@
+/*
+ * The one file of ddts that includes <mpi.h> (see ddts_mpi.h and docs/mpi.md).
+ *
+ * Why a separate program (`ddts-mpi`) rather than libmpi in `ddts`: OpenMPI's
+ * libmpi can be linked into a program started without mpirun (MPI_Init then
+ * makes a singleton), but linking it into `ddts` would load libmpi,
+ * libopen-pal, hwloc and PMIx into every command (server, client, inspect...)
+ * and make every machine that runs ddts install OpenMPI. dlopen would keep
+ * the dependency optional but needs a hand-written table of MPI entry points
+ * whose ABI differs between MPI implementations. A second program built from
+ * the same CLI sources plus this file keeps `ddts` free of MPI and is found
+ * next to it: `ddts train --distributed mpi` re-executes itself as ddts-mpi
+ * (cli/mpi_launch.c), so `mpirun -np N ddts train --distributed mpi ...`
+ * works as documented, and only machines that run MPI jobs need OpenMPI.
+ */
+#include "mpi/ddts_mpi.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <string.h>
+
+#include "ddts/limits.h"
+
+struct ddts_mpi {
+    int rank, size;
+    float *grad_buf; /* n + 1 floats of the gradient exchange, kept between steps */
+    size_t grad_cap;
+    double *weight_buf; /* n + 1 doubles of the weight exchange */
+    size_t weight_cap;
+    struct ddts_mpi_traffic traffic;
+};
+
+/* The largest message of one MPI call: counts are ints. */
+#define CHUNK_BYTES ((size_t)1 << 30)
+
+static enum ddts_status mpi_error(int rc, const char *what, struct ddts_error *err)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS)
+        len = 0;
+    msg[len < MPI_MAX_ERROR_STRING ? len : MPI_MAX_ERROR_STRING - 1] = '\0';
+    return ddts_error_set(err, DDTS_EIO, "MPI: %s failed: %s", what, len > 0 ? msg : "error");
+}
+
+enum ddts_status ddts_mpi_init(int *argc, char ***argv, struct ddts_mpi **out,
+                               struct ddts_error *err)
+{
+    *out = NULL;
+    int provided = 0;
+    /* Only the training thread calls MPI (the engine's OpenMP threads never do). */
+    int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    if (rc != MPI_SUCCESS)
+        return ddts_error_set(err, DDTS_EIO, "MPI: MPI_Init failed (code %d)", rc);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    struct ddts_mpi *c = ddts_calloc(1, sizeof *c);
+    if (c == NULL) {
+        MPI_Finalize();
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &c->size);
+    *out = c;
+    return DDTS_OK;
+}
+
+void ddts_mpi_finalize(struct ddts_mpi *c)
+{
+    if (c == NULL)
+        return;
+    ddts_free(c->grad_buf);
+    ddts_free(c->weight_buf);
+    ddts_free(c);
+    MPI_Finalize();
+}
+
+void ddts_mpi_fail(struct ddts_mpi *c, int code)
+{
+    (void)c;
+    MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+int ddts_mpi_rank(const struct ddts_mpi *c)
+{
+    return c->rank;
+}
+
+int ddts_mpi_size(const struct ddts_mpi *c)
+{
+    return c->size;
+}
+
+void ddts_mpi_traffic(const struct ddts_mpi *c, struct ddts_mpi_traffic *out)
+{
+    *out = c->traffic;
+}
+
+enum ddts_status ddts_mpi_barrier(struct ddts_mpi *c, struct ddts_error *err)
+{
+    (void)c;
+    int rc = MPI_Barrier(MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? DDTS_OK : mpi_error(rc, "MPI_Barrier", err);
+}
+
+enum ddts_status ddts_mpi_bcast(struct ddts_mpi *c, void *buf, size_t nbytes, int root,
+                                struct ddts_error *err)
+{
+    (void)c;
+    for (size_t off = 0; off < nbytes; off += CHUNK_BYTES) {
+        size_t len = nbytes - off < CHUNK_BYTES ? nbytes - off : CHUNK_BYTES;
+        int rc = MPI_Bcast((char *)buf + off, (int)len, MPI_BYTE, root, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS)
+            return mpi_error(rc, "MPI_Bcast", err);
+    }
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_mpi_allgather(struct ddts_mpi *c, const void *mine, size_t nbytes, void *all,
+                                    struct ddts_error *err)
+{
+    (void)c;
+    if (nbytes > INT_MAX)
+        return ddts_error_set(err, DDTS_ELIMIT, "MPI: allgather of %zu bytes (max %d)", nbytes,
+                              INT_MAX);
+    int rc = MPI_Allgather(mine, (int)nbytes, MPI_BYTE, all, (int)nbytes, MPI_BYTE, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? DDTS_OK : mpi_error(rc, "MPI_Allgather", err);
+}
+
+enum ddts_status ddts_mpi_allreduce_min_u64(struct ddts_mpi *c, uint64_t *v, size_t n,
+                                            struct ddts_error *err)
+{
+    (void)c;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? DDTS_OK : mpi_error(rc, "MPI_Allreduce", err);
+}
+
+enum ddts_status ddts_mpi_allreduce_max_i32(struct ddts_mpi *c, int32_t *v, size_t n,
+                                            struct ddts_error *err)
+{
+    (void)c;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_INT32_T, MPI_MAX, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? DDTS_OK : mpi_error(rc, "MPI_Allreduce", err);
+}
+
+enum ddts_status ddts_mpi_send(struct ddts_mpi *c, const void *buf, size_t nbytes, int dest,
+                               struct ddts_error *err)
+{
+    (void)c;
+    for (size_t off = 0; off < nbytes; off += CHUNK_BYTES) {
+        size_t len = nbytes - off < CHUNK_BYTES ? nbytes - off : CHUNK_BYTES;
+        int rc = MPI_Send((const char *)buf + off, (int)len, MPI_BYTE, dest, 0, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS)
+            return mpi_error(rc, "MPI_Send", err);
+    }
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_mpi_recv(struct ddts_mpi *c, void *buf, size_t nbytes, int src,
+                               struct ddts_error *err)
+{
+    (void)c;
+    for (size_t off = 0; off < nbytes; off += CHUNK_BYTES) {
+        size_t len = nbytes - off < CHUNK_BYTES ? nbytes - off : CHUNK_BYTES;
+        MPI_Status status;
+        int rc = MPI_Recv((char *)buf + off, (int)len, MPI_BYTE, src, 0, MPI_COMM_WORLD, &status);
+        if (rc != MPI_SUCCESS)
+            return mpi_error(rc, "MPI_Recv", err);
+        int got = 0;
+        MPI_Get_count(&status, MPI_BYTE, &got);
+        if (got != (int)len)
+            return ddts_error_set(err, DDTS_EPROTO, "MPI: rank %d sent %d bytes, expected %zu", src,
+                                  got, len);
+    }
+    return DDTS_OK;
+}
+
+/* An array on the wire: dtype, rank, shape[DDTS_MAX_ARRAY_RANK] as int64, then the data. */
+enum ddts_status ddts_mpi_send_array(struct ddts_mpi *c, const struct ddts_array *a, int dest,
+                                     struct ddts_error *err)
+{
+    int64_t head[2 + DDTS_MAX_ARRAY_RANK];
+    memset(head, 0, sizeof head);
+    head[0] = (int64_t)a->dtype;
+    head[1] = a->rank;
+    for (int i = 0; i < a->rank; i++)
+        head[2 + i] = a->shape[i];
+    enum ddts_status st = ddts_mpi_send(c, head, sizeof head, dest, err);
+    if (st == DDTS_OK)
+        st = ddts_mpi_send(c, a->data, a->nbytes, dest, err);
+    return st;
+}
+
+enum ddts_status ddts_mpi_recv_array(struct ddts_mpi *c, int src, struct ddts_array **out,
+                                     struct ddts_error *err)
+{
+    *out = NULL;
+    int64_t head[2 + DDTS_MAX_ARRAY_RANK];
+    enum ddts_status st = ddts_mpi_recv(c, head, sizeof head, src, err);
+    if (st != DDTS_OK)
+        return st;
+    if (head[0] < 0 || head[0] >= DDTS_N_DTYPES || head[1] < 0 || head[1] > DDTS_MAX_ARRAY_RANK)
+        return ddts_error_set(err, DDTS_EPROTO, "MPI: rank %d sent a bad array header", src);
+    int64_t shape[DDTS_MAX_ARRAY_RANK];
+    for (int i = 0; i < (int)head[1]; i++)
+        shape[i] = head[2 + i];
+    /* ddts_array_create checks every dimension and the byte count's overflow. */
+    struct ddts_array *a = NULL;
+    st = ddts_array_create_uninit((enum ddts_dtype)head[0], (int)head[1], shape, &a, err);
+    if (st != DDTS_OK)
+        return st;
+    st = ddts_mpi_recv(c, a->data, a->nbytes, src, err);
+    if (st != DDTS_OK) {
+        ddts_array_destroy(a);
+        return st;
+    }
+    *out = a;
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_mpi_grad_exchange(void *userdata, float *grads, size_t n,
+                                        size_t batch_samples, struct ddts_error *err)
+{
+    struct ddts_mpi *c = userdata;
+    if (n + 1 > INT_MAX)
+        return ddts_error_set(err, DDTS_ELIMIT, "MPI: %zu gradients in one message (max %d)", n,
+                              INT_MAX - 1);
+    if (c->grad_cap < n + 1) {
+        ddts_free(c->grad_buf);
+        c->grad_cap = 0;
+        c->grad_buf = ddts_mallocarray(n + 1, sizeof(float));
+        if (c->grad_buf == NULL)
+            return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        c->grad_cap = n + 1;
+    }
+    /* (n + 1): b_r * g_r, then b_r. A float counts samples exactly up to 2^24. */
+    float *buf = c->grad_buf, b = (float)batch_samples;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = grads[i] * b;
+    buf[n] = b;
+    double t0 = MPI_Wtime();
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)(n + 1), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    c->traffic.seconds += MPI_Wtime() - t0;
+    c->traffic.n_exchanges++;
+    c->traffic.bytes += (n + 1) * sizeof(float);
+    if (rc != MPI_SUCCESS)
+        return mpi_error(rc, "MPI_Allreduce (gradients)", err);
+    if (!(buf[n] > 0))
+        return ddts_error_set(err, DDTS_ESTATE, "MPI: a step without samples on any rank");
+    float inv = 1.0f / buf[n];
+    for (size_t i = 0; i < n; i++)
+        grads[i] = buf[i] * inv;
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_mpi_weight_exchange(void *userdata, float *weights, size_t n,
+                                          uint64_t n_samples, struct ddts_error *err)
+{
+    struct ddts_mpi *c = userdata;
+    if (n + 1 > INT_MAX)
+        return ddts_error_set(err, DDTS_ELIMIT, "MPI: %zu weights in one message (max %d)", n,
+                              INT_MAX - 1);
+    if (c->weight_cap < n + 1) {
+        ddts_free(c->weight_buf);
+        c->weight_cap = 0;
+        c->weight_buf = ddts_mallocarray(n + 1, sizeof(double));
+        if (c->weight_buf == NULL)
+            return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        c->weight_cap = n + 1;
+    }
+    double *buf = c->weight_buf, w = (double)n_samples;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (double)weights[i] * w;
+    buf[n] = w;
+    double t0 = MPI_Wtime();
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)(n + 1), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    c->traffic.seconds += MPI_Wtime() - t0;
+    c->traffic.n_exchanges++;
+    c->traffic.bytes += (n + 1) * sizeof(double);
+    if (rc != MPI_SUCCESS)
+        return mpi_error(rc, "MPI_Allreduce (weights)", err);
+    if (!(buf[n] > 0))
+        return DDTS_OK;
+    for (size_t i = 0; i < n; i++)
+        weights[i] = (float)(buf[i] / buf[n]);
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_mpi_merge_logs(void *userdata, struct ddts_logs *logs, uint64_t n_samples,
+                                     struct ddts_error *err)
+{
+    (void)userdata;
+    double buf[DDTS_LOGS_MAX + 1];
+    size_t k = 0;
+    for (size_t i = 0; i < logs->n && i < DDTS_LOGS_MAX; i++)
+        if (strncmp(logs->names[i], "val_", 4) != 0)
+            buf[k++] = logs->values[i] * (double)n_samples;
+    buf[k] = (double)n_samples;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)(k + 1), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS)
+        return mpi_error(rc, "MPI_Allreduce (logs)", err);
+    if (!(buf[k] > 0))
+        return DDTS_OK;
+    size_t j = 0;
+    for (size_t i = 0; i < logs->n && i < DDTS_LOGS_MAX; i++)
+        if (strncmp(logs->names[i], "val_", 4) != 0)
+            logs->values[i] = buf[j++] / buf[k];
+    return DDTS_OK;
+}
