@@ -185,6 +185,18 @@ void cli_live_finish(struct cli_live *lv);
  * that file; none or several is a usage error listing them. A file: CLI_OK. */
 int cli_job_resolve_model_folder(const char *cmd, struct ddts_job *job);
 
+/* `ddts dashboard`: the jobs of a work folder as a web page (cli/cmd_dashboard.c). */
+int cmd_dashboard(int argc, char **argv);
+extern const char cli_usage_dashboard[];
+/*
+ * Starts the dashboard on `listen` ("[ADDR:]PORT") for the jobs under
+ * `workdir`, `live_job` (may be NULL) being the one this process runs with
+ * `settings_json` (may be NULL); prints its URL (with the token where one is
+ * needed) to stderr. CLI_OK with *out set, or an exit code after a message.
+ */
+int cli_dashboard_start(const char *cmd, const char *listen, const char *workdir,
+                        const char *live_job, const char *settings_json, struct ddts_dash **out);
+
 /* `ddts wizard`: the wizard alone, writing a job file (cli/cmd_wizard.c). */
 int cmd_wizard(int argc, char **argv);
 extern const char cli_usage_wizard[];

@@ -17,7 +17,7 @@
 #include "integ.h"
 
 const char cli_usage_server[] =
-    "usage: ddts server [--job FILE] [JOB SETTINGS...]\n"
+    "usage: ddts server [--job FILE] [--dashboard [ADDR:]PORT] [JOB SETTINGS...]\n"
     "\n"
     "Start a coordinator: split the data among --clients clients, send them the\n"
     "model, the settings and their shares, average their weights (--sync), and\n"
@@ -29,6 +29,9 @@ const char cli_usage_server[] =
     "On a terminal, a table of the clients (state, fold, epoch, progress, loss,\n"
     "accuracy, samples/s, ETA) stays below the log lines, redrawn in place;\n"
     "otherwise each client's epoch ends are logged, one line each.\n"
+    "With --dashboard [ADDR:]PORT (address 127.0.0.1 unless given; port 0: any),\n"
+    "also serves the job as a live web page (see `ddts dashboard --help`); its\n"
+    "URL is printed at start, with a token when the address is not loopback.\n"
     "\n"
     "Job settings (also the keys of a JSON job file given with --job FILE):\n"
     "  --host ADDR            listen address (0.0.0.0)\n"
@@ -71,6 +74,7 @@ static void on_signal(int sig)
 struct server_ctx {
     struct round_saver *saver;
     struct cli_live *live;
+    struct ddts_dash *dash; /* NULL without --dashboard */
 };
 
 /* Polled every 0.2 s by the server: also the live view's clock. */
@@ -86,6 +90,7 @@ static void on_client(void *userdata, const struct ddts_server_client *c)
     struct server_ctx *ctx = userdata;
     if (ctx->live != NULL)
         cli_live_on_client(ctx->live, c);
+    ddts_dash_on_client(ctx->dash, c);
 }
 
 static int dir_exists(const char *path)
@@ -234,6 +239,7 @@ struct round_saver {
 static void on_round(void *userdata, uint64_t round, const float *w, size_t n)
 {
     const struct round_saver *rs = ((const struct server_ctx *)userdata)->saver;
+    ddts_dash_on_round(((const struct server_ctx *)userdata)->dash, round);
     if (rs->every == 0 || round % rs->every != 0)
         return;
     char path[4200];
@@ -399,6 +405,7 @@ static int client_folds(const char *clients_dir, const char *name, double *vals,
  */
 struct event_log {
     struct ddts_logger inner;
+    struct ddts_dash *dash; /* also shows every line (NULL: none) */
     char path[4200];
 };
 
@@ -407,6 +414,8 @@ static void event_sink(void *userdata, enum ddts_log_level level, const char *ms
     struct event_log *ev = userdata;
     if (ev->inner.fn != NULL)
         ev->inner.fn(ev->inner.userdata, level, msg);
+    if (level >= ev->inner.min)
+        ddts_dash_on_log(ev->dash, level, msg);
     if (level < DDTS_LOG_WARN ||
         (strstr(msg, "marked lost") == NULL && strstr(msg, "reassigned") == NULL &&
          strstr(msg, "left holding") == NULL && strstr(msg, "failed:") == NULL))
@@ -590,12 +599,23 @@ out:
     ddts_free(finals);
 }
 
+static int server_flag(void *userdata, int val, const char *arg)
+{
+    (void)val;
+    *(const char **)userdata = arg; /* --dashboard, checked when the page starts */
+    return CLI_OK;
+}
+
 int cmd_server(int argc, char **argv)
 {
     struct ddts_job job;
     ddts_job_init_defaults(&job);
     int first = 0;
-    int rc = cli_job_parse_flags("server", argc, argv, &job, NULL, NULL, NULL, &first);
+    const char *dash_listen = NULL;
+    static const struct option extra[] = {{"dashboard", required_argument, NULL, 1000},
+                                          {NULL, 0, NULL, 0}};
+    int rc =
+        cli_job_parse_flags("server", argc, argv, &job, extra, server_flag, &dash_listen, &first);
     if (rc != CLI_OK)
         return rc;
     if (first < argc)
@@ -607,17 +627,32 @@ int cmd_server(int argc, char **argv)
     struct ddts_logger log = cli_logger(DDTS_LOG_INFO);
     struct ddts_error err;
     ddts_error_clear(&err);
+    struct ddts_dash *dash = NULL;
+    if (dash_listen != NULL) {
+        char *all = NULL;
+        if (ddts_job_to_json(&job, DDTS_JOB_JSON_ALL | DDTS_JOB_JSON_COMPACT, &all, &err) !=
+            DDTS_OK)
+            return cli_fail("server", &err);
+        rc = cli_dashboard_start("server", dash_listen, job.workdir, job.name, all, &dash);
+        ddts_free(all);
+        if (rc != CLI_OK)
+            return rc;
+    }
     struct ddts_passphrase *pw = NULL;
     enum ddts_status st = DDTS_OK;
     if (typed[0] != '\0') {
         st = ddts_passphrase_create(typed, strlen(typed), &pw, &err);
         ddts_secure_wipe(typed, sizeof typed);
-        if (st != DDTS_OK)
+        if (st != DDTS_OK) {
+            ddts_dash_destroy(dash);
             return cli_fail("server", &err);
+        }
     } else {
         rc = cli_passphrase("server", job.passphrase_file[0] ? job.passphrase_file : NULL, 1, &pw);
-        if (rc != CLI_OK)
+        if (rc != CLI_OK) {
+            ddts_dash_destroy(dash);
             return rc;
+        }
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -632,7 +667,7 @@ int cmd_server(int argc, char **argv)
     snprintf(job_dir, sizeof job_dir, "%s/%s", job.workdir, job.name);
     /* Log lines go through the live view, which keeps its table below them. */
     struct cli_live *live = cli_live_create(stderr, &log);
-    struct event_log events = {.inner = live != NULL ? cli_live_logger(live) : log};
+    struct event_log events = {.inner = live != NULL ? cli_live_logger(live) : log, .dash = dash};
     snprintf(events.path, sizeof events.path, "%s/events.log", job_dir);
     log.fn = event_sink;
     log.userdata = &events;
@@ -680,7 +715,7 @@ int cmd_server(int argc, char **argv)
         saver.every = rounds_per_epoch(&job, read_min_share(shards_dir));
     if (saver.every > 0 && ddts_mkdir_p(saver.dir, NULL) != DDTS_OK)
         saver.every = 0;
-    struct server_ctx ctx = {&saver, live};
+    struct server_ctx ctx = {&saver, live, dash};
     struct ddts_server_config cfg = {
         .host = job.host,
         .port = (uint16_t)job.port,
@@ -707,6 +742,7 @@ int cmd_server(int argc, char **argv)
     cli_live_finish(live);
     if (st != DDTS_OK)
         goto out;
+    ddts_dash_set_status(dash, "finishing");
 
     /* The global model and the report. */
     double loss = NAN, accuracy = NAN;
@@ -755,6 +791,10 @@ out:
     ddts_array_destroy(yt);
     ddts_passphrase_destroy(pw);
     int rc_out = st == DDTS_OK ? CLI_OK : cli_fail("server", &err);
+    ddts_dash_set_status(dash, st == DDTS_OK          ? "finished"
+                               : st == DDTS_ECANCELED ? "stopped"
+                                                      : "failed");
+    ddts_dash_destroy(dash);
     cli_live_destroy(live);
     return rc_out;
 }

@@ -41,5 +41,6 @@
 #include "server.h"
 #include "client.h"
 #include "trainer.h"
+#include "dash.h"
 
 #endif
