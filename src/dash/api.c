@@ -218,47 +218,39 @@ static const char *disk_status(int jobfd)
 static json_t *api_jobs(struct ddts_dash *d)
 {
     json_t *jobs = json_array();
+    /* The live job first (listed before its folder exists), then the most recently changed. */
+    if (d->live_job[0] != '\0') {
+        char status[16];
+        pthread_mutex_lock(&d->live.mu);
+        memcpy(status, d->live.status, sizeof status);
+        pthread_mutex_unlock(&d->live.mu);
+        json_array_append_new(jobs, json_pack("{s:s, s:b, s:s, s:f}", "name", d->live_job, "live",
+                                              1, "status", status, "modified", (double)time(NULL)));
+    }
     DIR *dir = opendir(d->workdir);
     struct dirent *e;
     while (dir != NULL && (e = readdir(dir)) != NULL) {
         double mtime = 0;
-        if (e->d_name[0] == '.' || !is_job(d, e->d_name, &mtime))
+        if (e->d_name[0] == '.' || strcmp(e->d_name, d->live_job) == 0 ||
+            !is_job(d, e->d_name, &mtime))
             continue;
-        int live = strcmp(e->d_name, d->live_job) == 0;
         const char *status = "interrupted";
-        char live_status[16];
-        if (live) {
-            pthread_mutex_lock(&d->live.mu);
-            memcpy(live_status, d->live.status, sizeof live_status);
-            pthread_mutex_unlock(&d->live.mu);
-            status = live_status;
-        } else {
-            int fd = open_job(d, e->d_name);
-            if (fd >= 0) {
-                status = disk_status(fd);
-                close(fd);
-            }
+        int fd = open_job(d, e->d_name);
+        if (fd >= 0) {
+            status = disk_status(fd);
+            close(fd);
         }
-        json_array_append_new(jobs, json_pack("{s:s, s:b, s:s, s:f}", "name", e->d_name, "live",
-                                              live, "status", status, "modified", mtime));
+        json_t *job = json_pack("{s:s, s:b, s:s, s:f}", "name", e->d_name, "live", 0, "status",
+                                status, "modified", mtime);
+        /* Insertion by modification time, newest first, after the live job. */
+        size_t at = d->live_job[0] != '\0' ? 1 : 0;
+        while (at < json_array_size(jobs) &&
+               json_real_value(json_object_get(json_array_get(jobs, at), "modified")) >= mtime)
+            at++;
+        json_array_insert_new(jobs, at, job);
     }
     if (dir != NULL)
         closedir(dir);
-    /* The live job first, then the most recently changed. */
-    size_t n = json_array_size(jobs);
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0; j--) {
-            json_t *a = json_array_get(jobs, j - 1), *b = json_array_get(jobs, j);
-            int la = json_is_true(json_object_get(a, "live"));
-            int lb = json_is_true(json_object_get(b, "live"));
-            double ma = json_real_value(json_object_get(a, "modified"));
-            double mb = json_real_value(json_object_get(b, "modified"));
-            if (la || (!lb && ma >= mb))
-                break;
-            json_incref(a);
-            json_array_set(jobs, j - 1, b);
-            json_array_set_new(jobs, j, a);
-        }
     return json_pack("{s:o}", "jobs", jobs);
 }
 
