@@ -30,7 +30,10 @@ After the job, `ddts dashboard --workdir` serves it from disk:
    with a message carrying `<img src=x onerror=...>` (the name of its data
    folder) has that text in the event log as text: the DOM holds no such
    element and the API returns the string JSON-escaped.
-7. The token: on 0.0.0.0 the page and the API answer 403 without the token or
+7. A k-fold job (3 folds): while it trains /api/history shows each finished
+   fold's epochs; afterwards each fold_K/history.csv, the page's fold choice
+   and the k-fold mean +- std.
+8. The token: on 0.0.0.0 the page and the API answer 403 without the token or
    with a wrong one, 200 with the one printed at start; the page's script and
    style need none.
 
@@ -438,6 +441,61 @@ def check_escaping(work, chrome):
         server.wait(timeout=30)
 
 
+def check_kfold(work, chrome):
+    """A k-fold job: each fold's curve live, then from each fold_K/history.csv."""
+    rng = np.random.default_rng(2)
+    data = os.path.join(work, "kdata")
+    os.makedirs(os.path.join(data, "X"))
+    os.makedirs(os.path.join(data, "Y"))
+    x = rng.normal(size=(6000, 8)).astype("float32")
+    np.save(os.path.join(data, "X", "x.npy"), x)
+    np.save(os.path.join(data, "Y", "y.npy"), (x[:, 0] > 0).astype("int64"))
+    port = free_port()
+    errf = os.path.join(work, "kfold-server.err")
+    server = subprocess.Popen(
+        [DDTS, "server", "--host", "127.0.0.1", "--port", str(port), "--dashboard", "127.0.0.1:0",
+         "--passphrase-file", os.path.join(work, "pass"), "--model", os.path.join(work, "m.h5"),
+         "--clients", "1", "--epochs", "2", "--method", "kfold", "--folds", "3", "--sync", "none",
+         "--batch-size", "16", "--data", "server", "--dataset", data, "--seed", "5",
+         "--threads", "1", "--workdir", os.path.join(work, "w3"), "--name", "kf"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(errf, "w"))
+    base = read_url(errf).rstrip("/")
+    wait_for(lambda: "waiting for 1 clients" in open(errf).read(), 30)
+    c = start_client(work, port, "kf-client")
+
+    def two_folds():
+        h = api(base, "/api/history?client=kf-client")
+        folds = [f["fold"] for f in h.get("folds", [])] if h.get("source") == "live" else []
+        return folds if len(folds) >= 2 else None
+    seen = wait_for(two_folds, 90, 0.2)
+    check(seen and seen[:2] == [1, 2], "live k-fold history never showed folds 1 and 2: %r" % seen)
+    cl = api(base, "/api/clients").get("clients", [{}])
+    check(cl and cl[0].get("folds") == 3 and cl[0].get("fold") in (2, 3),
+          "live k-fold client row: %r" % cl)
+    check(c.wait(timeout=120) == 0, "the k-fold client failed")
+    check(server.wait(timeout=120) == 0, "the k-fold server failed: %s" % open(errf).read()[-2000:])
+    p, url = start_dashboard(work, os.path.join(work, "w3"), "127.0.0.1:0", "dash-kfold")
+    base = url.rstrip("/")
+    try:
+        h = api(base, "/api/history?client=kf-client")
+        check(h.get("source") == "history.csv" and [f["fold"] for f in h["folds"]] == [1, 2, 3] and
+              all(f["columns"]["epoch"] == [1, 2] for f in h["folds"]), "k-fold history %r" % h)
+        j = api(base, "/api/job")
+        final = (j.get("summary") or {}).get("global", {}).get("final")
+        check("kfold_mean" in json.dumps(final), "k-fold summary has no kfold_mean: %r" % final)
+        if chrome.ok:
+            dom = chrome.dom(base + "/")
+            opts = re.findall(r'<option value="(\d+)"[^>]*>Fold \d+</option>', dom)
+            check(opts == ["1", "2", "3"], "k-fold page: fold choices %r" % opts)
+            check(chart_points(dom, "loss", "kf-client") == 2,
+                  "k-fold page: %d loss points for the shown fold, want 2" %
+                  chart_points(dom, "loss", "kf-client"))
+            check("±" in dom, "k-fold page: no mean ± std card")
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+
+
 def check_token(work, workdir):
     p, url = start_dashboard(work, workdir, "0.0.0.0:0", "dash-token")
     try:
@@ -487,6 +545,7 @@ def main():
     if workdir is not None:
         check_finished(work, workdir, chrome)
         check_token(work, workdir)
+    check_kfold(work, chrome)
     check_escaping(work, chrome)
     print("%d checks passed, %d failed" % (check.passed, check.failed))
     if check.failed == 0:
