@@ -186,7 +186,8 @@ enum ddts_status ddts__dash_snapshot_take(struct ddts__dash_live *lv,
     out->n_rounds_total = lv->n_rounds;
     out->rows = ddts_mallocarray(lv->n_rows ? lv->n_rows : 1, sizeof *out->rows);
     if (out->rows != NULL) {
-        memcpy(out->rows, lv->rows, lv->n_rows * sizeof *out->rows);
+        if (lv->n_rows > 0)
+            memcpy(out->rows, lv->rows, lv->n_rows * sizeof *out->rows);
         out->n_rows = lv->n_rows;
         for (size_t i = 0; i < out->n_rows; i++) {
             out->rows[i].points = NULL;

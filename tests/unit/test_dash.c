@@ -380,6 +380,69 @@ static void test_files(void **state)
     stop(&f);
 }
 
+/* `ddts dashboard`: the jobs of a work folder, finished or interrupted. */
+static void test_jobs_on_disk(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    char path[1024];
+    static const char *const folders[] = {"done", "cut", "failed", "notajob"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, folders[i]);
+        assert_int_equal(ddts_mkdir_p(path, NULL), DDTS_OK);
+    }
+    snprintf(path, sizeof path, "%s/done/summary.json", dir);
+    write_file(path, "{\"status\": \"ok\", \"settings\": {\"epochs\": 3}}");
+    snprintf(path, sizeof path, "%s/cut/state", dir);
+    write_file(path, "ddts-server-state 1\njob_id 00\nn_shards 2\nstarted 1\nround 17\n");
+    snprintf(path, sizeof path, "%s/failed/summary.json", dir);
+    write_file(path, "{\"status\": \"failed\"}");
+    char target[1024];
+    snprintf(target, sizeof target, "%s/done", dir);
+    snprintf(path, sizeof path, "%s/linked", dir);
+    assert_int_equal(symlink(target, path), 0);
+    struct ddts_dash_config cfg = {.workdir = dir};
+    struct ddts_dash *d = NULL;
+    assert_int_equal(ddts_dash_create(&cfg, &d, NULL), DDTS_OK);
+    uint16_t port = ddts_dash_port(d);
+    json_t *j = get_json(port, "/api/jobs");
+    json_t *jobs = json_object_get(j, "jobs");
+    assert_int_equal(json_array_size(jobs), 3); /* not the empty folder, not the link */
+    for (size_t i = 0; i < 3; i++) {
+        json_t *e = json_array_get(jobs, i);
+        const char *name = json_string_value(json_object_get(e, "name"));
+        const char *st = json_string_value(json_object_get(e, "status"));
+        assert_true(json_is_false(json_object_get(e, "live")));
+        if (strcmp(name, "done") == 0)
+            assert_string_equal(st, "finished");
+        else if (strcmp(name, "cut") == 0)
+            assert_string_equal(st, "interrupted");
+        else if (strcmp(name, "failed") == 0)
+            assert_string_equal(st, "failed");
+        else
+            fail_msg("listed '%s'", name);
+    }
+    json_decref(j);
+    j = get_json(port, "/api/job?job=cut");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "rounds"), "count")),
+                     17);
+    assert_true(json_is_null(json_object_get(j, "settings")));
+    json_decref(j);
+    j = get_json(port, "/api/job?job=done");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "settings"), "epochs")),
+                     3);
+    json_decref(j);
+    char *body = NULL;
+    assert_int_equal(http_get(port, "/api/job?job=linked", &body), 404);
+    ddts_free(body);
+    assert_int_equal(http_get(port, "/api/job?job=notajob", &body), 404);
+    ddts_free(body);
+    ddts_dash_destroy(d);
+    snprintf(path, sizeof path, "rm -rf '%s'", dir);
+    assert_int_equal(system(path), 0);
+    ddts_free(dir);
+}
+
 /* Off loopback, job data needs the token; the page's code does not. */
 static void test_token(void **state)
 {
@@ -467,8 +530,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_listen), cmocka_unit_test(test_check_path),
         cmocka_unit_test(test_live_api),     cmocka_unit_test(test_rings),
-        cmocka_unit_test(test_files),        cmocka_unit_test(test_token),
-        cmocka_unit_test(test_bad_config),   cmocka_unit_test(test_enomem),
+        cmocka_unit_test(test_files),        cmocka_unit_test(test_jobs_on_disk),
+        cmocka_unit_test(test_token),        cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_enomem),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
