@@ -791,9 +791,6 @@ out:
     ddts_array_destroy(yt);
     ddts_passphrase_destroy(pw);
     int rc_out = st == DDTS_OK ? CLI_OK : cli_fail("server", &err);
-    ddts_dash_set_status(dash, st == DDTS_OK          ? "finished"
-                               : st == DDTS_ECANCELED ? "stopped"
-                                                      : "failed");
     ddts_dash_destroy(dash);
     cli_live_destroy(live);
     return rc_out;

@@ -68,8 +68,9 @@ void ddts_dash_on_round(struct ddts_dash *d, uint64_t round);
 /* Every log line is an event, except the server's "round N complete: ..." lines
  * (the rounds are on the page's timeline, from ddts_dash_on_round). */
 void ddts_dash_on_log(struct ddts_dash *d, enum ddts_log_level level, const char *msg);
-/* The live job's status as the page shows it: "running" (initially), "finishing"
- * (evaluating, writing the report), "finished", "failed" or "stopped". Copied. */
+/* The live job's status as the page shows it (at most 15 characters, copied):
+ * "running" initially; `ddts server` sets "finishing" while it evaluates the
+ * global model and writes the report. */
 void ddts_dash_set_status(struct ddts_dash *d, const char *status);
 
 /*

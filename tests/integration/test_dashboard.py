@@ -491,6 +491,8 @@ def check_kfold(work, chrome):
                   "k-fold page: %d loss points for the shown fold, want 2" %
                   chart_points(dom, "loss", "kf-client"))
             check("±" in dom, "k-fold page: no mean ± std card")
+            check(chrome.screenshot(base + "/", os.path.join(ARTEFACTS, "dashboard-kfold.png")),
+                  "k-fold page: no screenshot")
     finally:
         p.terminate()
         p.wait(timeout=10)
