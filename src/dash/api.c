@@ -209,7 +209,10 @@ static const char *disk_status(int jobfd)
     const char *st = "interrupted";
     if (s != NULL) {
         const char *v = json_string_value(json_object_get(s, "status"));
-        st = v != NULL && strcmp(v, "ok") == 0 ? "finished" : "failed";
+        /* summary.json's status: ok, partial (some shares failed) or failed. */
+        st = v != NULL && strcmp(v, "ok") == 0        ? "finished"
+             : v != NULL && strcmp(v, "partial") == 0 ? "partial"
+                                                      : "failed";
         json_decref(s);
     }
     return st;
@@ -337,12 +340,12 @@ static json_t *sorted_files(int jobfd)
     json_t *files = json_array();
     list_files(jobfd, "", 3, files);
     size_t n = json_array_size(files);
-    json_t **items = ddts_mallocarray(n ? n : 1, sizeof *items);
+    json_t **items = ddts_mallocarray(n ? n : 1, sizeof(json_t *));
     if (items == NULL)
         return files;
     for (size_t i = 0; i < n; i++)
         items[i] = json_incref(json_array_get(files, i));
-    qsort(items, n, sizeof *items, cmp_path);
+    qsort(items, n, sizeof(json_t *), cmp_path);
     json_array_clear(files);
     for (size_t i = 0; i < n; i++)
         json_array_append_new(files, items[i]);
@@ -697,6 +700,7 @@ void ddts__dash_route(struct ddts_dash *d, const char *path,
         return;
     }
     struct ddts__dash_snapshot snap;
+    memset(&snap, 0, sizeof snap);
     int need_snap = live && (strcmp(path, "/api/job") == 0 || strcmp(path, "/api/clients") == 0);
     if (need_snap && ddts__dash_snapshot_take(&d->live, &snap) != DDTS_OK) {
         reply_error(r, 500, "out of memory");
@@ -704,9 +708,9 @@ void ddts__dash_route(struct ddts_dash *d, const char *path,
         return;
     }
     if (strcmp(path, "/api/job") == 0) {
-        reply_json(r, 200, api_job(d, job, jobfd, live ? &snap : NULL));
+        reply_json(r, 200, api_job(d, job, jobfd, need_snap ? &snap : NULL));
     } else if (strcmp(path, "/api/clients") == 0) {
-        reply_json(r, 200, api_clients(job, jobfd, live ? &snap : NULL));
+        reply_json(r, 200, api_clients(job, jobfd, need_snap ? &snap : NULL));
     } else if (strcmp(path, "/api/history") == 0) {
         const char *client = arg(cls, "client");
         unsigned status = 200;
