@@ -196,6 +196,17 @@ extern const char cli_usage_dashboard[];
  */
 int cli_dashboard_start(const char *cmd, const char *listen, const char *workdir,
                         const char *live_job, const char *settings_json, struct ddts_dash **out);
+/* cli_dashboard_start for the live job `job` (its settings shown on the page). */
+int cli_dashboard_start_job(const char *cmd, const char *listen, const struct ddts_job *job,
+                            struct ddts_dash **out);
+/* A logger that prints through `inner` (copied) and adds every line to the page's
+ * event log; `tee` (caller's storage) must outlive the logger. */
+struct cli_dash_tee {
+    struct ddts_logger inner;
+    struct ddts_dash *dash;
+};
+struct ddts_logger cli_dashboard_logger(struct cli_dash_tee *tee, const struct ddts_logger *inner,
+                                        struct ddts_dash *dash);
 
 /* `ddts wizard`: the wizard alone, writing a job file (cli/cmd_wizard.c). */
 int cmd_wizard(int argc, char **argv);

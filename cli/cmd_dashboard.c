@@ -53,6 +53,37 @@ int cli_dashboard_start(const char *cmd, const char *listen, const char *workdir
     return CLI_OK;
 }
 
+int cli_dashboard_start_job(const char *cmd, const char *listen, const struct ddts_job *job,
+                            struct ddts_dash **out)
+{
+    char *settings = NULL;
+    struct ddts_error err;
+    *out = NULL;
+    if (ddts_job_to_json(job, DDTS_JOB_JSON_ALL | DDTS_JOB_JSON_COMPACT, &settings, &err) !=
+        DDTS_OK)
+        return cli_fail(cmd, &err);
+    int rc = cli_dashboard_start(cmd, listen, job->workdir, job->name, settings, out);
+    ddts_free(settings);
+    return rc;
+}
+
+static void tee_sink(void *userdata, enum ddts_log_level level, const char *msg)
+{
+    struct cli_dash_tee *tee = userdata;
+    if (tee->inner.fn != NULL)
+        tee->inner.fn(tee->inner.userdata, level, msg);
+    ddts_dash_on_log(tee->dash, level, msg);
+}
+
+struct ddts_logger cli_dashboard_logger(struct cli_dash_tee *tee, const struct ddts_logger *inner,
+                                        struct ddts_dash *dash)
+{
+    tee->inner = *inner;
+    tee->dash = dash;
+    struct ddts_logger l = {tee_sink, tee, inner->min};
+    return l;
+}
+
 static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig)

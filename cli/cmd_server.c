@@ -405,7 +405,6 @@ static int client_folds(const char *clients_dir, const char *name, double *vals,
  */
 struct event_log {
     struct ddts_logger inner;
-    struct ddts_dash *dash; /* also shows every line (NULL: none) */
     char path[4200];
 };
 
@@ -414,8 +413,6 @@ static void event_sink(void *userdata, enum ddts_log_level level, const char *ms
     struct event_log *ev = userdata;
     if (ev->inner.fn != NULL)
         ev->inner.fn(ev->inner.userdata, level, msg);
-    if (level >= ev->inner.min)
-        ddts_dash_on_log(ev->dash, level, msg);
     if (level < DDTS_LOG_WARN ||
         (strstr(msg, "marked lost") == NULL && strstr(msg, "reassigned") == NULL &&
          strstr(msg, "left holding") == NULL && strstr(msg, "failed:") == NULL))
@@ -629,12 +626,7 @@ int cmd_server(int argc, char **argv)
     ddts_error_clear(&err);
     struct ddts_dash *dash = NULL;
     if (dash_listen != NULL) {
-        char *all = NULL;
-        if (ddts_job_to_json(&job, DDTS_JOB_JSON_ALL | DDTS_JOB_JSON_COMPACT, &all, &err) !=
-            DDTS_OK)
-            return cli_fail("server", &err);
-        rc = cli_dashboard_start("server", dash_listen, job.workdir, job.name, all, &dash);
-        ddts_free(all);
+        rc = cli_dashboard_start_job("server", dash_listen, &job, &dash);
         if (rc != CLI_OK)
             return rc;
     }
@@ -667,7 +659,11 @@ int cmd_server(int argc, char **argv)
     snprintf(job_dir, sizeof job_dir, "%s/%s", job.workdir, job.name);
     /* Log lines go through the live view, which keeps its table below them. */
     struct cli_live *live = cli_live_create(stderr, &log);
-    struct event_log events = {.inner = live != NULL ? cli_live_logger(live) : log, .dash = dash};
+    struct event_log events = {.inner = live != NULL ? cli_live_logger(live) : log};
+    /* Every line also goes to the web page's event log. */
+    struct cli_dash_tee tee;
+    if (dash != NULL)
+        events.inner = cli_dashboard_logger(&tee, &events.inner, dash);
     snprintf(events.path, sizeof events.path, "%s/events.log", job_dir);
     log.fn = event_sink;
     log.userdata = &events;
