@@ -33,6 +33,23 @@ static json_t *num(double v)
     return isfinite(v) ? json_real(v) : json_null();
 }
 
+/* A JSON string of text a peer may have written: bytes that are not UTF-8 become '?'. */
+static json_t *peer_text(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j != NULL)
+        return j;
+    char *copy = ddts_strdup(s);
+    if (copy == NULL)
+        return json_null();
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    j = json_string(copy);
+    ddts_free(copy);
+    return j != NULL ? j : json_null();
+}
+
 /* ---- paths ---------------------------------------------------------------- */
 
 static int name_char(char c)
@@ -373,8 +390,8 @@ static json_t *disk_events(int jobfd)
         if (msg == NULL)
             continue;
         const char *level = strstr(msg, "failed") != NULL ? "error" : "warn";
-        json_array_append_new(events, json_pack("{s:f, s:s, s:s}", "t", (double)timegm(&tm),
-                                                "level", level, "msg", msg));
+        json_array_append_new(events, json_pack("{s:f, s:s, s:o}", "t", (double)timegm(&tm),
+                                                "level", level, "msg", peer_text(msg)));
         if (json_array_size(events) > DDTS_DASH_MAX_EVENTS)
             json_array_remove(events, 0);
     }
@@ -406,9 +423,9 @@ static json_t *api_job(struct ddts_dash *d, const char *job, int jobfd,
         settings = d->settings_json != NULL ? json_loads(d->settings_json, 0, NULL) : NULL;
         events = json_array();
         for (size_t i = 0; i < s->n_events; i++)
-            json_array_append_new(events, json_pack("{s:f, s:s, s:s}", "t", s->events[i].t, "level",
+            json_array_append_new(events, json_pack("{s:f, s:s, s:o}", "t", s->events[i].t, "level",
                                                     level_str(s->events[i].level), "msg",
-                                                    s->events[i].msg));
+                                                    peer_text(s->events[i].msg)));
         for (size_t i = 0; i < s->n_rounds; i++)
             json_array_append_new(rounds,
                                   json_pack("{s:I, s:f}", "round", (json_int_t)s->rounds[i].round,

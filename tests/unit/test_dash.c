@@ -212,6 +212,7 @@ static void test_live_api(void **state)
     const char hostile[] = "client 'x': <script>alert(\"1\")</script> \x01\x1f\xc3\xa9";
     ddts_dash_on_log(f.d, DDTS_LOG_WARN, hostile);
     ddts_dash_on_log(f.d, DDTS_LOG_INFO, "round 3 complete: 2 contributions, 10 samples");
+    ddts_dash_on_log(f.d, DDTS_LOG_WARN, "name '\xff\xfe<b>' refused");
     for (uint64_t r = 1; r <= 3; r++)
         ddts_dash_on_round(f.d, r);
 
@@ -266,10 +267,14 @@ static void test_live_api(void **state)
     assert_int_equal(json_integer_value(json_object_get(rounds, "count")), 3);
     assert_int_equal(json_array_size(json_object_get(rounds, "recent")), 3);
     json_t *events = json_object_get(j, "events");
-    assert_int_equal(json_array_size(events), 1); /* the round line is not an event */
+    assert_int_equal(json_array_size(events), 2); /* the round line is not an event */
     json_t *e = json_array_get(events, 0);
     assert_string_equal(json_string_value(json_object_get(e, "msg")), hostile);
     assert_string_equal(json_string_value(json_object_get(e, "level")), "warn");
+    /* Bytes that are not UTF-8 (a refused name, echoed) are kept as '?'. */
+    e = json_array_get(events, 1);
+    assert_string_equal(json_string_value(json_object_get(e, "msg")), "name '?"
+                                                                      "?<b>' refused");
     json_decref(j);
 
     ddts_dash_set_status(f.d, "finished");
