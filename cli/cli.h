@@ -189,12 +189,12 @@ int cli_job_resolve_model_folder(const char *cmd, struct ddts_job *job);
 int cmd_dashboard(int argc, char **argv);
 extern const char cli_usage_dashboard[];
 /*
- * Starts the dashboard on `listen` ("[ADDR:]PORT") for the jobs under
+ * Starts the dashboard on `listen` ("[ADDR:]PORT", given with `flag`) for the jobs under
  * `workdir`, `live_job` (may be NULL) being the one this process runs with
  * `settings_json` (may be NULL); prints its URL (with the token where one is
  * needed) to stderr. CLI_OK with *out set, or an exit code after a message.
  */
-int cli_dashboard_start(const char *cmd, const char *listen, const char *workdir,
+int cli_dashboard_start(const char *cmd, const char *flag, const char *listen, const char *workdir,
                         const char *live_job, const char *settings_json, struct ddts_dash **out);
 /* cli_dashboard_start for the live job `job` (its settings shown on the page). */
 int cli_dashboard_start_job(const char *cmd, const char *listen, const struct ddts_job *job,

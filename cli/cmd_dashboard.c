@@ -28,7 +28,7 @@ const char cli_usage_dashboard[] =
     "The page polls a JSON API that scripts can use too: /api/jobs, /api/job,\n"
     "/api/clients, /api/history?client=NAME (docs/cli.md).\n";
 
-int cli_dashboard_start(const char *cmd, const char *listen, const char *workdir,
+int cli_dashboard_start(const char *cmd, const char *flag, const char *listen, const char *workdir,
                         const char *live_job, const char *settings_json, struct ddts_dash **out)
 {
     char addr[128];
@@ -37,7 +37,7 @@ int cli_dashboard_start(const char *cmd, const char *listen, const char *workdir
     ddts_error_clear(&err);
     *out = NULL;
     if (ddts_dash_parse_listen(listen, addr, sizeof addr, &port, &err) != DDTS_OK)
-        return cli_usage_error(cmd, "--dashboard: %s", err.msg);
+        return cli_usage_error(cmd, "%s: %s", flag, err.msg);
     struct ddts_dash_config cfg = {
         .address = addr,
         .port = port,
@@ -45,7 +45,10 @@ int cli_dashboard_start(const char *cmd, const char *listen, const char *workdir
         .live_job = live_job,
         .settings_json = settings_json,
     };
-    if (ddts_dash_create(&cfg, out, &err) != DDTS_OK)
+    enum ddts_status st = ddts_dash_create(&cfg, out, &err);
+    if (st == DDTS_EINVAL)
+        return cli_usage_error(cmd, "%s: %s", flag, err.msg);
+    if (st != DDTS_OK)
         return cli_fail(cmd, &err);
     /* On stderr, not through the logger: the token must not reach the logs or the page. */
     fprintf(stderr, "dashboard: %s\n", ddts_dash_url(*out));
@@ -62,7 +65,8 @@ int cli_dashboard_start_job(const char *cmd, const char *listen, const struct dd
     if (ddts_job_to_json(job, DDTS_JOB_JSON_ALL | DDTS_JOB_JSON_COMPACT, &settings, &err) !=
         DDTS_OK)
         return cli_fail(cmd, &err);
-    int rc = cli_dashboard_start(cmd, listen, job->workdir, job->name, settings, out);
+    int rc =
+        cli_dashboard_start(cmd, "--dashboard", listen, job->workdir, job->name, settings, out);
     ddts_free(settings);
     return rc;
 }
@@ -126,7 +130,7 @@ int cmd_dashboard(int argc, char **argv)
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
     struct ddts_dash *dash = NULL;
-    int rc = cli_dashboard_start("dashboard", listen, workdir, NULL, NULL, &dash);
+    int rc = cli_dashboard_start("dashboard", "--listen", listen, workdir, NULL, NULL, &dash);
     if (rc != CLI_OK)
         return rc;
     while (!stop_requested)

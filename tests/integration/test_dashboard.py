@@ -537,9 +537,31 @@ def check_token(work, workdir):
         p.wait(timeout=10)
 
 
+def check_usage(work):
+    """Bad --listen / --dashboard values and folders: usage errors naming the flag."""
+    for argv, want in (([DDTS, "dashboard", "--workdir", work, "--listen", "nope"], "--listen"),
+                       ([DDTS, "dashboard", "--workdir", work, "--listen", "127.0.0.1:99999"],
+                        "port is not 0..65535"),
+                       ([DDTS, "dashboard", "--workdir", work, "--listen", "localhost:80"],
+                        "--listen: dashboard: 'localhost' is not a numeric IP address"),
+                       ([DDTS, "dashboard", "--workdir", os.path.join(work, "none")],
+                        "not a readable folder"),
+                       ([DDTS, "server", "--dashboard", "x:y", "--clients", "1", "--model",
+                         os.path.join(work, "m.h5"), "--dataset", os.path.join(work, "data")],
+                        "--dashboard")):
+        r = subprocess.run(argv, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode == 2 and want in err, "%s: exit %s, %r" % (argv[1:], r.returncode,
+                                                                        err[-300:]))
+    r = subprocess.run([DDTS, "dashboard", "--help"], capture_output=True, timeout=30)
+    check(r.returncode == 0 and b"--listen" in r.stdout and b"/api/clients" in r.stdout,
+          "ddts dashboard --help: %r" % r.stdout[:200])
+
+
 def main():
     work = tempfile.mkdtemp(prefix="ddts-test_dashboard-")
     make_job(work)
+    check_usage(work)
     chrome = Chromium(work)
     if not chrome.ok:
         print("SKIP (browser parts): %s" % chrome.why, flush=True)
