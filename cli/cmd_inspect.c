@@ -7,12 +7,16 @@
 
 const char cli_usage_inspect[] =
     "usage: ddts inspect FILE [--key NAME]\n"
+    "       ddts inspect --layers\n"
     "\n"
     "A Keras model (.h5, .hdf5, .keras): a summary like Keras' model.summary():\n"
     "each layer's name, type, output shape and parameter count, the totals\n"
     "(trainable and non-trainable), the compiled optimizer and loss.\n"
     "A data file (.npy, .npz, .csv, .xlsx, .idx, .idx.gz): each array's shape,\n"
-    "dtype, minimum, maximum and mean; --key picks an npz array or xlsx sheet.\n";
+    "dtype, minimum, maximum and mean; --key picks an npz array or xlsx sheet.\n"
+    "--layers: the Keras layer classes ddts knows (its layer registry): each\n"
+    "class with its aliases, whether the engine trains it or only reads its\n"
+    "weights from files, its `ddts model new --layers` form, and what it computes.\n";
 
 static int is_model_path(const char *path)
 {
@@ -93,8 +97,30 @@ int cli_inspect_model(const char *path)
     return CLI_OK;
 }
 
+/* The layer registry, one class a line. */
+static int inspect_layers(void)
+{
+    struct ddts_layer_class lc;
+    for (size_t i = 0; ddts_nn_layer_class(i, &lc) == DDTS_OK; i++) {
+        char names[512];
+        size_t used = (size_t)snprintf(names, sizeof names, "%s", lc.name);
+        for (size_t a = 0; lc.aliases[a] != NULL && used < sizeof names; a++)
+            used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", a ? ", " : " (",
+                                     lc.aliases[a]);
+        if (lc.aliases[0] != NULL && used < sizeof names)
+            snprintf(names + used, sizeof names - used, ")");
+        printf("%-9s %s\n", lc.runs ? "trains" : "read-only", names);
+        if (lc.spec_usage != NULL)
+            printf("          --layers %s\n", lc.spec_usage);
+        printf("          %s\n", lc.doc ? lc.doc : "");
+    }
+    return CLI_OK;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--layers") == 0)
+        return inspect_layers();
     const char *key = NULL, *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)

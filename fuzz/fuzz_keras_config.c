@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ddts/keras.h"
+#include "ddts/trainer.h"
 #include "io/keras_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -29,20 +30,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ddts_free(sn);
         }
         ddts_keras_config_destroy(c);
-        /* The normalizer's config rewrite on the same (NUL-terminated) text. */
+        /* The normalizer's config rewrite (its one implementation, src/train/surgery.c)
+         * on the same (NUL-terminated) text. */
         char *text = ddts_strndup((const char *)data, size);
-        float mean[3] = {0, 1, 2}, var[3] = {1, 1, 4};
         int64_t shape[1] = {3};
-        char *json = NULL, *name = NULL, *input = NULL;
-        if (text != NULL && ddts__keras_config_add_normalization(text, 1, shape, mean, var, &json,
-                                                                 &name, &input, &err) == DDTS_OK) {
+        char *json = NULL, *name = NULL;
+        if (text != NULL &&
+            ddts_surgery_insert_normalization(text, 1, shape, &json, &name, &err) == DDTS_OK) {
             struct ddts_keras_config *c2 = NULL;
             if (ddts_keras_config_parse(json, strlen(json), &c2, &err) != DDTS_OK)
                 __builtin_trap(); /* our output must parse */
             ddts_keras_config_destroy(c2);
             ddts_free(json);
             ddts_free(name);
-            ddts_free(input);
         }
         ddts_free(text);
     }

@@ -25,6 +25,7 @@
 #include <hdf5.h>
 
 #include "ddts/keras.h"
+#include "ddts/trainer.h"
 #include "io/keras_internal.h"
 
 struct recipe {
@@ -290,13 +291,15 @@ static void read_and_write(const void *img, size_t n, int zip, const struct ddts
         size_t n_out = 0;
         if (ddts__keras_h5_update_image(img, n, "fuzz", m, &out, &n_out, &err) == DDTS_OK)
             ddts_free(out);
-        /* The structure rewrite: a Normalization layer added, then written. */
-        if (!zip) {
+        /* The normalizer's surgery on the file's configuration (src/train/surgery.c). */
+        if (m->model_config != NULL) {
             int64_t shape[1] = {4};
-            float mean[4] = {0, 1, 2, 3}, var[4] = {1, 1, 1, 1};
-            if (ddts_keras_add_normalization(m, 1, shape, mean, var, &err) == DDTS_OK &&
-                ddts__keras_h5_update_image(img, n, "fuzz", m, &out, &n_out, &err) == DDTS_OK)
-                ddts_free(out);
+            char *json = NULL, *name = NULL;
+            if (ddts_surgery_insert_normalization(m->model_config, 1, shape, &json, &name, &err) ==
+                DDTS_OK) {
+                ddts_free(json);
+                ddts_free(name);
+            }
         }
     } else if (err.msg[0] == '\0') {
         __builtin_trap(); /* every failure explains itself */

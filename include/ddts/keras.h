@@ -114,9 +114,9 @@ void ddts_keras_destroy(struct ddts_keras_model *m);
  * m->source_path again): the same attributes, string types, groups, dataset
  * names and dtypes, the configuration unchanged; only the weight values are
  * replaced by m->layers[*].weights[*].data (and
- * m->optimizer_weights[*].data). The one exception is a model whose layers
- * changed (ddts_keras_add_normalization): then the new model_config and
- * layer_names are written too, in their stored string kinds. Values are converted to the stored
+ * m->optimizer_weights[*].data). The one exception is a model whose layer
+ * list a caller changed: then the new model_config and layer_names are
+ * written too, in their stored string kinds. Values are converted to the stored
  * dtype; a non-float32 dataset whose values did not change is left untouched, so an unchanged model
  * round-trips bit-exactly. Atomic: written under a temporary name in the same folder, then renamed.
  * `path` may equal m->source_path. Returns DDTS_EINVAL (no source_path: use ddts_keras_write_new),
@@ -230,48 +230,10 @@ DDTS_NODISCARD enum ddts_status ddts_keras_spec_build(const struct ddts_keras_sp
 
 /*
  * The normalizer of a job travels with the model as a Keras Normalization
- * layer placed right after the input, so that the saved model works on raw
- * data in Keras too. Keras computes (x - mean) / max(sqrt(variance), 1e-7);
- * ddts' normalizers map onto it exactly:
- *   simple  x / max|x|           mean 0,    variance max|x|^2
- *   minmax  (x - min)/(max-min)  mean min,  variance (max - min)^2
- *   zscore  (x - mu) / sigma     mean mu,   variance sigma^2
- * (sqrt of a correctly rounded square gives the value back exactly.)
- * mean and variance hold `count` = prod(shape) float32 values in C order:
- * rank 1 (C,) normalizes each index of the last axis (Keras axis -1); a
- * larger rank (e.g. (28, 28, 1)) normalizes every element of a sample (axis
- * [1, ..., rank]). They go into the layer's config ("mean", "variance"), not
- * into weights: Keras creates no variables for a Normalization given its
- * mean and variance (keras/src/layers/preprocessing/normalization.py).
- *
- * ddts_keras_add_normalization rewrites m->model_config (Sequential: after
- * the InputLayer, or taking over batch_input_shape from the first layer of a
- * Keras 2.2 list; Functional with one input: after the input layer, every
- * consumer of the input rewired to it, in the Keras 2 or Keras 3 node form
- * the config uses) and inserts a weightless layer into m->layers.
- * ddts_keras_write then writes the new configuration: h5: model_config and
- * layer_names rewritten in their stored string kinds plus a group for the
- * new layer; .keras: config.json. Returns DDTS_EEXIST (the model already has
- * a top-level Normalization layer), DDTS_ESHAPE (the values do not fit the
- * input shape of the config), DDTS_EUNSUPPORTED (several inputs, or a
- * configuration shape not listed), DDTS_EINVAL, DDTS_ENOMEM.
+ * layer: one implementation, ddts_surgery_write_normalized
+ * (include/ddts/trainer.h, src/train/surgery.c), which writes the layer's
+ * adapted weights (mean, variance, and count for tf.keras 2.x).
  */
-DDTS_NODISCARD enum ddts_status
-ddts_keras_add_normalization(struct ddts_keras_model *m, int rank, const int64_t *shape,
-                             const float *mean, const float *variance, struct ddts_error *err);
-
-/*
- * The first top-level Normalization layer of m's configuration that carries
- * its mean and variance: its name, the shape of the values (rank 0 for
- * scalars) and two new arrays of prod(shape) floats (free with ddts_free).
- * Returns DDTS_ENOTFOUND when there is none, DDTS_EFORMAT for ragged or
- * non-numeric lists, DDTS_ENOMEM.
- */
-DDTS_NODISCARD enum ddts_status ddts_keras_get_normalization(const struct ddts_keras_model *m,
-                                                             char **name, int *rank,
-                                                             int64_t shape[DDTS_MAX_RANK],
-                                                             float **mean, float **variance,
-                                                             struct ddts_error *err);
 
 /*
  * The compiled loss and optimizer of a model, as plain data: from

@@ -258,6 +258,20 @@ DDTS_NODISCARD enum ddts_status ddts_model_predict(struct ddts_model *m, const s
                                                    int batch_size, struct ddts_array **out,
                                                    struct ddts_error *err);
 
+/* A layer class of the engine's registry (src/nn/layer.h), for listings
+ * (`ddts inspect --layers`). Strings are static. */
+struct ddts_layer_class {
+    const char *name;           /* Keras class name ("Conv2D") */
+    const char *const *aliases; /* other accepted spellings, NULL-terminated */
+    const char *doc;            /* one line: what it computes */
+    int runs;                   /* 1: the engine builds and trains it; 0: known by name (its
+                                   files' weights are named) but refused by the engine */
+    const char *spec_usage;     /* its `ddts model new --layers` form, or NULL */
+};
+/* Layer class `i` of the registry, in registry order (families, then their
+ * classes). DDTS_ENOTFOUND past the last. */
+DDTS_NODISCARD enum ddts_status ddts_nn_layer_class(size_t i, struct ddts_layer_class *out);
+
 /* The BLAS kernel family OpenBLAS chose for this CPU ("Haswell", "SkylakeX"). */
 const char *ddts_nn_blas_core(void);
 /*

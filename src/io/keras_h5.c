@@ -138,6 +138,81 @@ static enum ddts_status take_string(struct ctx *c, const char *where, const char
  * np.asarray([]): a weightless layer's weight_names) is an empty list.
  * *found is 0 and the list empty when the attribute does not exist.
  */
+/* The n variable-length strings of attribute `a` (type t, space s) into list[]. */
+static enum ddts_status read_vlen_strings(struct ctx *c, hid_t a, hid_t t, hid_t s,
+                                          const char *where, const char *name, size_t n,
+                                          size_t max_len, char **list)
+{
+    enum ddts_status st = DDTS_OK;
+    char **ptrs = NULL;
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0) {
+        st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: %s: bad string type of attribute %s",
+                            c->label, where, name);
+        goto done;
+    }
+    ptrs = ddts_calloc(n ? n : 1, sizeof *ptrs);
+    if (ptrs == NULL) {
+        st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
+        goto done;
+    }
+    if (H5Aread(a, mt, ptrs) < 0) {
+        st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: %s: cannot read attribute %s", c->label,
+                            where, name);
+        goto done;
+    }
+    for (size_t i = 0; i < n && st == DDTS_OK; i++) {
+        const char *p = ptrs[i] ? ptrs[i] : "";
+        st = take_string(c, where, p, strnlen(p, max_len + 1), max_len, &list[i]);
+    }
+    H5Dvlen_reclaim(mt, s, H5P_DEFAULT, ptrs);
+done:
+    ddts_free(ptrs);
+    close_id(mt);
+    return st;
+}
+
+/* The n fixed-length strings of attribute `a` (type t) into list[]: NUL-padded,
+ * NUL-terminated or space-padded. */
+static enum ddts_status read_fixed_strings(struct ctx *c, hid_t a, hid_t t, const char *where,
+                                           const char *name, size_t n, size_t max_len, char **list)
+{
+    enum ddts_status st = DDTS_OK;
+    hid_t mt = -1;
+    void *buf = NULL;
+    size_t size = H5Tget_size(t);
+    size_t total;
+    if (size == 0 || ddts_size_mul(size, n, &total) != 0 || total > DDTS_MAX_KERAS_ATTR_BYTES) {
+        st = ddts_error_set(c->err, DDTS_ELIMIT,
+                            "%s: %s: attribute %s: %zu strings of %zu bytes (max %u bytes)",
+                            c->label, where, name, n, size, DDTS_MAX_KERAS_ATTR_BYTES);
+        goto done;
+    }
+    mt = H5Tcopy(t);
+    buf = ddts_malloc(total ? total : 1);
+    if (mt < 0 || buf == NULL) {
+        st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
+        goto done;
+    }
+    if (n > 0 && H5Aread(a, mt, buf) < 0) {
+        st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: %s: cannot read attribute %s", c->label,
+                            where, name);
+        goto done;
+    }
+    int spacepad = H5Tget_strpad(t) == H5T_STR_SPACEPAD;
+    for (size_t i = 0; i < n && st == DDTS_OK; i++) {
+        const char *p = (const char *)buf + i * size;
+        size_t len = strnlen(p, size);
+        while (spacepad && len > 0 && p[len - 1] == ' ')
+            len--;
+        st = take_string(c, where, p, len, max_len, &list[i]);
+    }
+done:
+    ddts_free(buf);
+    close_id(mt);
+    return st;
+}
+
 static enum ddts_status read_attr_strings(struct ctx *c, hid_t obj, const char *where,
                                           const char *name, size_t max_items, size_t max_len,
                                           char ***out, size_t *n_out, int *found)
@@ -153,10 +228,9 @@ static enum ddts_status read_attr_strings(struct ctx *c, hid_t obj, const char *
         return DDTS_OK;
     *found = 1;
     enum ddts_status st = DDTS_OK;
-    hid_t a = -1, t = -1, s = -1, mt = -1;
+    hid_t a = -1, t = -1, s = -1;
     char **list = NULL;
     size_t n = 0;
-    void *buf = NULL;
     a = H5Aopen(obj, name, H5P_DEFAULT);
     t = a < 0 ? -1 : H5Aget_type(a);
     s = a < 0 ? -1 : H5Aget_space(a);
@@ -198,69 +272,9 @@ static enum ddts_status read_attr_strings(struct ctx *c, hid_t obj, const char *
                             c->label, where, name);
         goto done;
     }
-    if (vlen) {
-        mt = H5Tcopy(H5T_C_S1);
-        if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0) {
-            st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: %s: bad string type of attribute %s",
-                                c->label, where, name);
-            goto done;
-        }
-        char **ptrs = ddts_calloc(n ? n : 1, sizeof *ptrs);
-        if (ptrs == NULL) {
-            st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
-            goto done;
-        }
-        buf = ptrs;
-        if (H5Aread(a, mt, ptrs) < 0) {
-            ddts_free(buf);
-            buf = NULL;
-            st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: %s: cannot read attribute %s", c->label,
-                                where, name);
-            goto done;
-        }
-        for (size_t i = 0; i < n && st == DDTS_OK; i++) {
-            const char *p = ptrs[i] ? ptrs[i] : "";
-            st = take_string(c, where, p, strnlen(p, max_len + 1), max_len, &list[i]);
-        }
-        H5Dvlen_reclaim(mt, s, H5P_DEFAULT, ptrs);
-        ddts_free(buf);
-        buf = NULL;
-        if (st != DDTS_OK)
-            goto done;
-    } else {
-        size_t size = H5Tget_size(t);
-        size_t total;
-        if (size == 0 || ddts_size_mul(size, n, &total) != 0 || total > DDTS_MAX_KERAS_ATTR_BYTES) {
-            st = ddts_error_set(c->err, DDTS_ELIMIT,
-                                "%s: %s: attribute %s: %zu strings of %zu bytes (max %u bytes)",
-                                c->label, where, name, n, size, DDTS_MAX_KERAS_ATTR_BYTES);
-            goto done;
-        }
-        mt = H5Tcopy(t);
-        buf = ddts_malloc(total ? total : 1);
-        if (mt < 0 || buf == NULL) {
-            st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: out of memory", c->label);
-            goto done;
-        }
-        if (n > 0 && H5Aread(a, mt, buf) < 0) {
-            st = ddts_error_set(c->err, DDTS_EFORMAT, "%s: %s: cannot read attribute %s", c->label,
-                                where, name);
-            goto done;
-        }
-        int spacepad = H5Tget_strpad(t) == H5T_STR_SPACEPAD;
-        for (size_t i = 0; i < n && st == DDTS_OK; i++) {
-            const char *p = (const char *)buf + i * size;
-            size_t len = strnlen(p, size);
-            while (spacepad && len > 0 && p[len - 1] == ' ')
-                len--;
-            st = take_string(c, where, p, len, max_len, &list[i]);
-        }
-        if (st != DDTS_OK)
-            goto done;
-    }
+    st = vlen ? read_vlen_strings(c, a, t, s, where, name, n, max_len, list)
+              : read_fixed_strings(c, a, t, where, name, n, max_len, list);
 done:
-    ddts_free(buf);
-    close_id(mt);
     close_id(s);
     close_id(t);
     close_id(a);

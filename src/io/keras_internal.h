@@ -43,15 +43,6 @@ enum ddts_status ddts__keras_zip_write(const struct ddts_keras_model *m, const c
 enum ddts_status ddts__keras_json_string(const char *json, size_t nbytes, const char *key,
                                          char **out, struct ddts_error *err);
 
-/* Inserts a Normalization layer (see ddts_keras_add_normalization) into the
- * configuration `json`; returns the new JSON, the new layer's name and the
- * name of the input layer it follows (NULL when it is the first layer). */
-enum ddts_status ddts__keras_config_add_normalization(const char *json, int rank,
-                                                      const int64_t *shape, const float *mean,
-                                                      const float *variance, char **out_json,
-                                                      char **out_name, char **out_input,
-                                                      struct ddts_error *err);
-
 /* The Functional configuration of an output-averaging ensemble of `n`
  * tf.keras 2.x model configurations (see ddts_keras_ensemble_build). */
 enum ddts_status ddts__keras_config_ensemble(const char *const *configs, size_t n, char **out_json,

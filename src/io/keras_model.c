@@ -11,6 +11,7 @@
 #include "ddts/fs.h"
 #include "ddts/keras.h"
 #include "io/keras_internal.h"
+#include "nn/layer.h"
 
 /* HDF5 files begin with this signature (at offset 0 for files Keras writes;
  * a user block would move it to 512, 1024, ...: see detect()). */
@@ -70,7 +71,7 @@ enum ddts_status ddts_keras_read(const char *path, struct ddts_keras_model **out
         st = ddts__keras_h5_read_legacy(path, m, err);
     else
         st = ddts__keras_zip_read(path, m, err);
-    /* A layer of a class that always has weights (Dense, Conv2D, ...) but
+    /* A layer of a class that always has weights (kernels, moving statistics) but
      * none in the file: a damaged or unbuilt model, refused here rather
      * than trained from zeros. */
     for (size_t i = 0; st == DDTS_OK && i < m->n_layers; i++) {
@@ -250,73 +251,20 @@ char *ddts__keras_snake_case(const char *class_name)
     return a;
 }
 
-/* Variables of Keras 3 layers, in the order of _trainable_variables then
- * _non_trainable_variables (the order of save_own_variables). */
-static const char *short_names(const struct ddts_keras_config_layer *cl, size_t index)
-{
-    static const char *const kb[] = {"kernel", "bias"};
-    const char *c = cl->class_name;
-    if (strcmp(c, "SimpleRNN") == 0 || strcmp(c, "LSTM") == 0 || strcmp(c, "GRU") == 0 ||
-        strcmp(c, "SimpleRNNCell") == 0 || strcmp(c, "LSTMCell") == 0 ||
-        strcmp(c, "GRUCell") == 0 || strncmp(c, "ConvLSTM", 8) == 0) {
-        static const char *const r[] = {"kernel", "recurrent_kernel", "bias"};
-        return index < 3 && (index < 2 || cl->use_bias) ? r[index] : NULL;
-    }
-    if (strcmp(c, "Dense") == 0 || strcmp(c, "EinsumDense") == 0 || strncmp(c, "Conv", 4) == 0 ||
-        strcmp(c, "LocallyConnected1D") == 0 || strcmp(c, "LocallyConnected2D") == 0)
-        return index < 2 && (index == 0 || cl->use_bias) ? kb[index] : NULL;
-    if (strcmp(c, "DepthwiseConv1D") == 0 || strcmp(c, "DepthwiseConv2D") == 0) {
-        static const char *const d[] = {"depthwise_kernel", "bias"};
-        return index < 2 && (index == 0 || cl->use_bias) ? d[index] : NULL;
-    }
-    if (strcmp(c, "SeparableConv1D") == 0 || strcmp(c, "SeparableConv2D") == 0) {
-        static const char *const s[] = {"depthwise_kernel", "pointwise_kernel", "bias"};
-        return index < 3 && (index < 2 || cl->use_bias) ? s[index] : NULL;
-    }
-    if (strcmp(c, "BatchNormalization") == 0) {
-        /* gamma only with scale, beta only with center. */
-        const char *order[4];
-        size_t n = 0;
-        if (cl->scale)
-            order[n++] = "gamma";
-        if (cl->center)
-            order[n++] = "beta";
-        order[n++] = "moving_mean";
-        order[n++] = "moving_variance";
-        return index < n ? order[index] : NULL;
-    }
-    if (strcmp(c, "LayerNormalization") == 0) {
-        const char *order[2];
-        size_t n = 0;
-        if (cl->scale)
-            order[n++] = "gamma";
-        if (cl->center)
-            order[n++] = "beta";
-        return index < n ? order[index] : NULL;
-    }
-    if (strcmp(c, "Embedding") == 0)
-        return index == 0 ? "embeddings" : NULL;
-    if (strcmp(c, "Normalization") == 0) {
-        static const char *const nv[] = {"mean", "variance", "count"};
-        return index < 3 ? nv[index] : NULL;
-    }
-    if (strcmp(c, "PReLU") == 0)
-        return index == 0 ? "alpha" : NULL;
-    return NULL;
-}
-
 int ddts__keras_class_has_weights(const char *class_name)
 {
-    if (class_name == NULL || strcmp(class_name, "Normalization") == 0)
-        return 0; /* Normalization given its mean and variance has none */
-    struct ddts_keras_config_layer cl = {
-        .class_name = (char *)class_name, .use_bias = 1, .center = 1, .scale = 1};
-    return short_names(&cl, 0) != NULL;
+    return ddts__nn_layer_always_weighted(class_name);
 }
 
 char *ddts__keras_short_name(const struct ddts_keras_config_layer *cl, size_t index)
 {
-    const char *s = cl != NULL && cl->class_name != NULL ? short_names(cl, index) : NULL;
+    /* The layer's family knows its weights in Keras 3's variable order
+     * (src/nn/layer_*.c); "var<i>" for a class no family knows. */
+    const char *s = NULL;
+    if (cl != NULL && cl->class_name != NULL) {
+        struct nn_weight_flags f = {cl->use_bias, cl->center, cl->scale};
+        s = ddts__nn_layer_weight_name(cl->class_name, &f, index);
+    }
     if (s != NULL)
         return ddts_strdup(s);
     char buf[32];
@@ -354,59 +302,6 @@ enum ddts_status ddts__keras_split_weight_name(const char *name, char **short_na
         *layer_name = NULL;
         return DDTS_ENOMEM;
     }
-    return DDTS_OK;
-}
-
-enum ddts_status ddts_keras_add_normalization(struct ddts_keras_model *m, int rank,
-                                              const int64_t *shape, const float *mean,
-                                              const float *variance, struct ddts_error *err)
-{
-    if (m == NULL || m->model_config == NULL || shape == NULL || mean == NULL || variance == NULL ||
-        rank < 1 || rank >= DDTS_MAX_RANK)
-        return ddts_error_set(err, DDTS_EINVAL,
-                              "normalizer: needs a model configuration, a shape of rank 1 to %d, "
-                              "mean and variance",
-                              DDTS_MAX_RANK - 1);
-    size_t count = 1;
-    for (int i = 0; i < rank; i++)
-        if (shape[i] < 1 || ddts_size_mul(count, (size_t)shape[i], &count) != 0 ||
-            count > DDTS_MAX_KERAS_PARAMS)
-            return ddts_error_set(err, DDTS_EINVAL, "normalizer: bad shape (dimension %d)", i);
-    for (size_t i = 0; i < count; i++)
-        if (!(mean[i] == mean[i]) || !(variance[i] >= 0.0f) || mean[i] - mean[i] != 0.0f ||
-            variance[i] - variance[i] != 0.0f)
-            return ddts_error_set(err, DDTS_EINVAL,
-                                  "normalizer: value %zu is not finite (mean %g, variance %g) "
-                                  "or the variance is negative",
-                                  i, (double)mean[i], (double)variance[i]);
-    char *json = NULL, *name = NULL, *input = NULL;
-    enum ddts_status st = ddts__keras_config_add_normalization(m->model_config, rank, shape, mean,
-                                                               variance, &json, &name, &input, err);
-    if (st != DDTS_OK)
-        return st;
-    size_t at = 0;
-    if (input != NULL)
-        for (size_t i = 0; i < m->n_layers; i++)
-            if (strcmp(m->layers[i].name, input) == 0)
-                at = i + 1;
-    char *cls = ddts_strdup("Normalization");
-    struct ddts_keras_layer *grown = ddts_realloc(m->layers, (m->n_layers + 1) * sizeof *grown);
-    if (cls == NULL || grown == NULL) {
-        ddts_free(cls);
-        ddts_free(json);
-        ddts_free(name);
-        ddts_free(input);
-        return ddts_error_set(err, DDTS_ENOMEM, "normalizer: out of memory");
-    }
-    m->layers = grown;
-    memmove(&m->layers[at + 1], &m->layers[at], (m->n_layers - at) * sizeof *grown);
-    memset(&m->layers[at], 0, sizeof *grown);
-    m->layers[at].name = name;
-    m->layers[at].class_name = cls;
-    m->n_layers++;
-    ddts_free(m->model_config);
-    m->model_config = json;
-    ddts_free(input);
     return DDTS_OK;
 }
 

@@ -5,14 +5,11 @@
  * generated here (every name and number is ours, so nothing needs escaping
  * beyond the identifier check of user words).
  *
- * Shapes follow Keras (channels last, one sample, no batch axis):
- *   Dense           (..., in) -> (..., units)      kernel (in, units), bias (units)
- *   Conv2D          (H, W, C) -> (H', W', F)       kernel (kh, kw, C, F), bias (F)
- *                   valid: H' = H - kh + 1; same: H' = H
- *   Max/AvgPool2D   (H, W, C) -> (H / P, W / P, C) (floor, strides P, valid)
- *   GlobalAvgPool2D (H, W, C) -> (C)
- *   Flatten         (...) -> (prod)
- *   BatchNorm       (..., C)                       gamma, beta, moving_mean, moving_variance (C)
+ * Each word ("dense", "conv2d", ...) belongs to a layer family
+ * (src/nn/layer_*.c, its descriptor's spec hook): the family checks the
+ * fields, writes its config keys and weights (Keras' shapes, channels last,
+ * one sample) and the output shape; this file names the layers, frames their
+ * JSON and holds the weights.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -25,6 +22,7 @@
 #include "ddts/array.h"
 #include "ddts/keras.h"
 #include "io/keras_internal.h"
+#include "nn/layer.h"
 
 struct sb {
     char *p;
@@ -61,28 +59,6 @@ static void sb_add(struct sb *b, const char *fmt, ...)
         b->p = q;
         b->cap = cap;
     }
-}
-
-/* Keras names (activations, losses, metrics): letters, digits, '_', '.', '>'. */
-static int word_ok(const char *s)
-{
-    if (s == NULL || *s == '\0' || strlen(s) > 64)
-        return 0;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '.' && *s != '>')
-            return 0;
-    return 1;
-}
-
-static int parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 struct builder {
@@ -173,267 +149,118 @@ static enum ddts_status add_weight(struct builder *b, struct ddts_keras_layer *L
     return DDTS_OK;
 }
 
-static const char *const initializers =
-    "\"kernel_regularizer\": null, \"bias_regularizer\": null, \"activity_regularizer\": null, "
-    "\"kernel_constraint\": null, \"bias_constraint\": null, "
-    "\"kernel_initializer\": {\"module\": \"keras.initializers\", \"class_name\": "
-    "\"GlorotUniform\", \"config\": {\"seed\": null}, \"registered_name\": null}, "
-    "\"bias_initializer\": {\"module\": \"keras.initializers\", \"class_name\": \"Zeros\", "
-    "\"config\": {}, \"registered_name\": null}";
-
 static void shape_json(struct sb *s, int rank, const int64_t *shape)
 {
     for (int i = 0; i < rank; i++)
         sb_add(s, "%s%lld", i ? ", " : "", (long long)shape[i]);
 }
 
+/* The layer entry as tf.keras 2.x writes it in an .h5 file's model_config
+ * (no "module" or "build_config" on layer entries: Keras 3 adds those, and
+ * ddts reads a config with them as Keras 3's). */
 static void open_layer(struct builder *b, const char *cls, const char *name)
 {
     b->cls = cls;
     sb_add(&b->cfg,
-           ", {\"module\": \"keras.layers\", \"class_name\": \"%s\", \"config\": {\"name\": "
-           "\"%s\", \"trainable\": true, \"dtype\": \"float32\"",
+           ", {\"class_name\": \"%s\", \"config\": {\"name\": \"%s\", \"trainable\": true, "
+           "\"dtype\": \"float32\"",
            cls, name);
 }
 
-/* Closes a layer's config and adds build_config with its input shape. */
-static void close_layer(struct builder *b, int in_rank, const int64_t *in_shape)
+static void close_layer(struct builder *b)
 {
-    sb_add(&b->cfg, "}, \"registered_name\": null, \"build_config\": {\"input_shape\": [null");
-    for (int i = 0; i < in_rank; i++)
-        sb_add(&b->cfg, ", %lld", (long long)in_shape[i]);
-    sb_add(&b->cfg, "]}}");
+    sb_add(&b->cfg, "}}");
 }
 
-static enum ddts_status bad(struct builder *b, size_t idx, const char *text, const char *why)
+/* The callbacks of struct nn_spec (nn/layer.h) for one layer. */
+struct spec_layer {
+    struct nn_spec s; /* first: the hooks get &s */
+    struct builder *b;
+    size_t idx;
+    const char *text;
+    struct ddts_keras_layer *L;
+};
+
+static enum ddts_status spec_fail(struct nn_spec *s, enum ddts_status st, const char *fmt, ...)
+    DDTS_PRINTF(3, 4);
+static enum ddts_status spec_fail(struct nn_spec *s, enum ddts_status st, const char *fmt, ...)
 {
-    return ddts_error_set(b->err, DDTS_EINVAL, "model spec: layer %zu (\"%s\"): %s", idx + 1, text,
-                          why);
+    struct spec_layer *sl = (struct spec_layer *)s;
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return ddts_error_set(sl->b->err, st, "model spec: layer %zu (\"%s\"): %s", sl->idx + 1,
+                          sl->text, why);
+}
+
+static enum ddts_status spec_open(struct nn_spec *s, const char *cls, const char *base)
+{
+    struct spec_layer *sl = (struct spec_layer *)s;
+    char name[64];
+    auto_name(sl->b, base, name, sizeof name);
+    open_layer(sl->b, cls, name);
+    sl->L = new_layer(sl->b, name);
+    return sl->L != NULL ? DDTS_OK
+                         : ddts_error_set(sl->b->err, DDTS_ENOMEM, "model spec: out of memory");
+}
+
+static void spec_json(struct nn_spec *s, const char *fmt, ...) DDTS_PRINTF(2, 3);
+static void spec_json(struct nn_spec *s, const char *fmt, ...)
+{
+    struct spec_layer *sl = (struct spec_layer *)s;
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= sizeof buf)
+        sl->b->cfg.oom = 1; /* our own fixed texts: never longer */
+    else
+        sb_add(&sl->b->cfg, "%s", buf);
+}
+
+static enum ddts_status spec_weight(struct nn_spec *s, const char *short_name, int rank,
+                                    const int64_t *shape, int fill, double fan_in, double fan_out)
+{
+    struct spec_layer *sl = (struct spec_layer *)s;
+    return add_weight(sl->b, sl->L, short_name, rank, shape, fill, fan_in, fan_out);
 }
 
 static enum ddts_status add_layer(struct builder *b, size_t idx, const char *text, char **arg,
                                   int n_arg)
 {
-    const char *kind = arg[0];
-    int in_rank = b->rank;
-    int64_t in_shape[DDTS_MAX_RANK];
-    memcpy(in_shape, b->shape, sizeof in_shape);
-    char name[64];
-    enum ddts_status st = DDTS_OK;
-    long v = 0;
-    if (strcmp(kind, "dense") == 0) {
-        if (n_arg < 2 || n_arg > 3 || parse_int(arg[1], 1, 1L << 24, &v) != 0)
-            return bad(b, idx, text, "expected dense:UNITS[:ACTIVATION]");
-        const char *act = n_arg == 3 ? arg[2] : "linear";
-        if (!word_ok(act))
-            return bad(b, idx, text, "bad activation name");
-        auto_name(b, "dense", name, sizeof name);
-        open_layer(b, "Dense", name);
-        sb_add(&b->cfg, ", \"units\": %ld, \"activation\": \"%s\", \"use_bias\": true, %s", v, act,
-               initializers);
-        close_layer(b, in_rank, in_shape);
-        struct ddts_keras_layer *L = new_layer(b, name);
-        if (L == NULL)
-            return ddts_error_set(b->err, DDTS_ENOMEM, "model spec: out of memory");
-        int64_t k[2] = {b->shape[b->rank - 1], v};
-        st = add_weight(b, L, "kernel", 2, k, 2, (double)k[0], (double)k[1]);
-        if (st == DDTS_OK)
-            st = add_weight(b, L, "bias", 1, &k[1], 0, 0, 0);
-        b->shape[b->rank - 1] = v;
-        return st;
+    const struct nn_layer_ops *d = ddts__nn_layer_find_spec(arg[0]);
+    if (d == NULL || d->spec == NULL) {
+        char words[256];
+        ddts__nn_layer_spec_words(words, sizeof words);
+        return ddts_error_set(b->err, DDTS_EINVAL,
+                              "model spec: layer %zu (\"%s\"): unknown layer kind (%s)", idx + 1,
+                              text, words);
     }
-    if (strcmp(kind, "conv2d") == 0) {
-        if (n_arg < 3 || n_arg > 5 || parse_int(arg[1], 1, 1L << 20, &v) != 0)
-            return bad(b, idx, text, "expected conv2d:FILTERS:K[xK][:ACTIVATION][:same|valid]");
-        long kh = 0, kw = 0;
-        char *x = strchr(arg[2], 'x');
-        if (x != NULL)
-            *x = '\0';
-        if (parse_int(arg[2], 1, 4096, &kh) != 0 ||
-            (x != NULL ? parse_int(x + 1, 1, 4096, &kw) : (kw = kh, 0)) != 0)
-            return bad(b, idx, text, "bad kernel size");
-        const char *act = n_arg >= 4 ? arg[3] : "linear";
-        const char *pad = n_arg == 5 ? arg[4] : "valid";
-        if (!word_ok(act) || (strcmp(pad, "same") != 0 && strcmp(pad, "valid") != 0))
-            return bad(b, idx, text, "bad activation or padding");
-        if (b->rank != 3)
-            return ddts_error_set(b->err, DDTS_ESHAPE,
-                                  "model spec: layer %zu (\"%s\"): conv2d needs an (H, W, C) "
-                                  "input, got rank %d",
-                                  idx + 1, text, b->rank);
-        int same = strcmp(pad, "same") == 0;
-        if (!same && (b->shape[0] < kh || b->shape[1] < kw))
-            return ddts_error_set(b->err, DDTS_ESHAPE,
-                                  "model spec: layer %zu (\"%s\"): kernel %ldx%ld larger than "
-                                  "the %lldx%lld input",
-                                  idx + 1, text, kh, kw, (long long)b->shape[0],
-                                  (long long)b->shape[1]);
-        auto_name(b, "conv2d", name, sizeof name);
-        open_layer(b, "Conv2D", name);
-        sb_add(&b->cfg,
-               ", \"filters\": %ld, \"kernel_size\": [%ld, %ld], \"strides\": [1, 1], "
-               "\"padding\": \"%s\", \"data_format\": \"channels_last\", \"dilation_rate\": "
-               "[1, 1], \"groups\": 1, \"activation\": \"%s\", \"use_bias\": true, %s",
-               v, kh, kw, pad, act, initializers);
-        close_layer(b, in_rank, in_shape);
-        struct ddts_keras_layer *L = new_layer(b, name);
-        if (L == NULL)
-            return ddts_error_set(b->err, DDTS_ENOMEM, "model spec: out of memory");
-        int64_t k[4] = {kh, kw, b->shape[2], v};
-        double rf = (double)kh * (double)kw;
-        st = add_weight(b, L, "kernel", 4, k, 2, rf * (double)k[2], rf * (double)v);
-        if (st == DDTS_OK)
-            st = add_weight(b, L, "bias", 1, &k[3], 0, 0, 0);
-        if (!same) {
-            b->shape[0] -= kh - 1;
-            b->shape[1] -= kw - 1;
-        }
-        b->shape[2] = v;
-        return st;
+    struct spec_layer sl = {
+        .s = {.arg = arg,
+              .n_arg = n_arg,
+              .rank = b->rank,
+              .open = spec_open,
+              .json = spec_json,
+              .weight = spec_weight,
+              .fail = spec_fail},
+        .b = b,
+        .idx = idx,
+        .text = text,
+    };
+    memcpy(sl.s.shape, b->shape, sizeof b->shape);
+    sl.s.ctx = &sl;
+    enum ddts_status st = d->spec(&sl.s);
+    if (sl.L != NULL)
+        close_layer(b);
+    if (st == DDTS_OK) {
+        b->rank = sl.s.rank;
+        memcpy(b->shape, sl.s.shape, sizeof b->shape);
     }
-    if (strcmp(kind, "maxpool2d") == 0 || strcmp(kind, "avgpool2d") == 0) {
-        if (n_arg != 2 || parse_int(arg[1], 1, 4096, &v) != 0)
-            return bad(b, idx, text, "expected maxpool2d:P or avgpool2d:P");
-        if (b->rank != 3 || b->shape[0] < v || b->shape[1] < v)
-            return ddts_error_set(b->err, DDTS_ESHAPE,
-                                  "model spec: layer %zu (\"%s\"): needs an (H, W, C) input of "
-                                  "at least %ldx%ld",
-                                  idx + 1, text, v, v);
-        int max = kind[0] == 'm';
-        auto_name(b, max ? "max_pooling2d" : "average_pooling2d", name, sizeof name);
-        open_layer(b, max ? "MaxPooling2D" : "AveragePooling2D", name);
-        sb_add(&b->cfg,
-               ", \"pool_size\": [%ld, %ld], \"padding\": \"valid\", \"strides\": [%ld, %ld], "
-               "\"data_format\": \"channels_last\"",
-               v, v, v, v);
-        close_layer(b, in_rank, in_shape);
-        b->shape[0] /= v;
-        b->shape[1] /= v;
-        return new_layer(b, name) ? DDTS_OK
-                                  : ddts_error_set(b->err, DDTS_ENOMEM, "model spec: no memory");
-    }
-    if (strcmp(kind, "globalavgpool2d") == 0) {
-        if (n_arg != 1 || b->rank != 3)
-            return bad(b, idx, text, "globalavgpool2d takes no argument and an (H, W, C) input");
-        auto_name(b, "global_average_pooling2d", name, sizeof name);
-        open_layer(b, "GlobalAveragePooling2D", name);
-        sb_add(&b->cfg, ", \"data_format\": \"channels_last\", \"keepdims\": false");
-        close_layer(b, in_rank, in_shape);
-        b->shape[0] = b->shape[2];
-        b->rank = 1;
-        return new_layer(b, name) ? DDTS_OK
-                                  : ddts_error_set(b->err, DDTS_ENOMEM, "model spec: no memory");
-    }
-    if (strcmp(kind, "flatten") == 0) {
-        if (n_arg != 1)
-            return bad(b, idx, text, "flatten takes no argument");
-        int64_t prod = 1;
-        for (int i = 0; i < b->rank; i++)
-            if (__builtin_mul_overflow(prod, b->shape[i], &prod) || prod > (1LL << 40))
-                return ddts_error_set(b->err, DDTS_ELIMIT,
-                                      "model spec: layer %zu (\"%s\"): too many values", idx + 1,
-                                      text);
-        auto_name(b, "flatten", name, sizeof name);
-        open_layer(b, "Flatten", name);
-        sb_add(&b->cfg, ", \"data_format\": \"channels_last\"");
-        close_layer(b, in_rank, in_shape);
-        b->shape[0] = prod;
-        b->rank = 1;
-        return new_layer(b, name) ? DDTS_OK
-                                  : ddts_error_set(b->err, DDTS_ENOMEM, "model spec: no memory");
-    }
-    if (strcmp(kind, "dropout") == 0) {
-        char *end;
-        double rate = n_arg == 2 ? strtod(arg[1], &end) : -1.0;
-        if (n_arg != 2 || *end != '\0' || !(rate >= 0.0 && rate < 1.0))
-            return bad(b, idx, text, "expected dropout:RATE with 0 <= RATE < 1");
-        auto_name(b, "dropout", name, sizeof name);
-        open_layer(b, "Dropout", name);
-        sb_add(&b->cfg, ", \"rate\": %.9g, \"noise_shape\": null, \"seed\": null", rate);
-        close_layer(b, in_rank, in_shape);
-        return new_layer(b, name) ? DDTS_OK
-                                  : ddts_error_set(b->err, DDTS_ENOMEM, "model spec: no memory");
-    }
-    if (strcmp(kind, "batchnorm") == 0) {
-        if (n_arg != 1)
-            return bad(b, idx, text, "batchnorm takes no argument");
-        auto_name(b, "batch_normalization", name, sizeof name);
-        open_layer(b, "BatchNormalization", name);
-        sb_add(&b->cfg,
-               ", \"axis\": -1, \"momentum\": 0.99, \"epsilon\": 0.001, \"center\": true, "
-               "\"scale\": true, \"beta_initializer\": {\"module\": \"keras.initializers\", "
-               "\"class_name\": \"Zeros\", \"config\": {}, \"registered_name\": null}, "
-               "\"gamma_initializer\": {\"module\": \"keras.initializers\", \"class_name\": "
-               "\"Ones\", \"config\": {}, \"registered_name\": null}, "
-               "\"moving_mean_initializer\": {\"module\": \"keras.initializers\", "
-               "\"class_name\": \"Zeros\", \"config\": {}, \"registered_name\": null}, "
-               "\"moving_variance_initializer\": {\"module\": \"keras.initializers\", "
-               "\"class_name\": \"Ones\", \"config\": {}, \"registered_name\": null}, "
-               "\"beta_regularizer\": null, \"gamma_regularizer\": null, \"beta_constraint\": "
-               "null, \"gamma_constraint\": null");
-        close_layer(b, in_rank, in_shape);
-        struct ddts_keras_layer *L = new_layer(b, name);
-        if (L == NULL)
-            return ddts_error_set(b->err, DDTS_ENOMEM, "model spec: out of memory");
-        const int64_t *c = &b->shape[b->rank - 1];
-        st = add_weight(b, L, "gamma", 1, c, 1, 0, 0);
-        if (st == DDTS_OK)
-            st = add_weight(b, L, "beta", 1, c, 0, 0, 0);
-        if (st == DDTS_OK)
-            st = add_weight(b, L, "moving_mean", 1, c, 0, 0, 0);
-        if (st == DDTS_OK)
-            st = add_weight(b, L, "moving_variance", 1, c, 1, 0, 0);
-        return st;
-    }
-    if (strcmp(kind, "activation") == 0) {
-        if (n_arg != 2 || !word_ok(arg[1]))
-            return bad(b, idx, text, "expected activation:NAME");
-        auto_name(b, "activation", name, sizeof name);
-        open_layer(b, "Activation", name);
-        sb_add(&b->cfg, ", \"activation\": \"%s\"", arg[1]);
-        close_layer(b, in_rank, in_shape);
-        return new_layer(b, name) ? DDTS_OK
-                                  : ddts_error_set(b->err, DDTS_ENOMEM, "model spec: no memory");
-    }
-    if (strcmp(kind, "reshape") == 0) {
-        if (n_arg != 2)
-            return bad(b, idx, text, "expected reshape:D1xD2x...");
-        int64_t dims[DDTS_MAX_RANK];
-        int r = 0;
-        int64_t prod = 1, have = 1;
-        for (char *tok = arg[1]; tok != NULL && r < DDTS_MAX_RANK - 1;) {
-            char *x = strchr(tok, 'x');
-            if (x != NULL)
-                *x = '\0';
-            if (parse_int(tok, 1, 1L << 30, &v) != 0)
-                return bad(b, idx, text, "bad reshape dimension");
-            dims[r++] = v;
-            if (__builtin_mul_overflow(prod, (int64_t)v, &prod))
-                return bad(b, idx, text, "reshape too large");
-            tok = x ? x + 1 : NULL;
-        }
-        for (int i = 0; i < b->rank; i++)
-            if (__builtin_mul_overflow(have, b->shape[i], &have))
-                return bad(b, idx, text, "input too large");
-        if (prod != have)
-            return ddts_error_set(b->err, DDTS_ESHAPE,
-                                  "model spec: layer %zu (\"%s\"): reshape to %lld values of an "
-                                  "input of %lld",
-                                  idx + 1, text, (long long)prod, (long long)have);
-        auto_name(b, "reshape", name, sizeof name);
-        open_layer(b, "Reshape", name);
-        sb_add(&b->cfg, ", \"target_shape\": [");
-        shape_json(&b->cfg, r, dims);
-        sb_add(&b->cfg, "]");
-        close_layer(b, in_rank, in_shape);
-        b->rank = r;
-        memcpy(b->shape, dims, (size_t)r * sizeof *dims);
-        return new_layer(b, name) ? DDTS_OK
-                                  : ddts_error_set(b->err, DDTS_ENOMEM, "model spec: no memory");
-    }
-    return bad(b, idx, text,
-               "unknown layer kind (dense, conv2d, maxpool2d, avgpool2d, globalavgpool2d, "
-               "flatten, dropout, batchnorm, activation, reshape)");
+    return st;
 }
 
 /* Keras optimizer defaults (keras.optimizers, tf.keras 2.11+ and Keras 3). */
@@ -480,9 +307,9 @@ enum ddts_status ddts_keras_spec_build(const struct ddts_keras_spec *spec,
             return ddts_error_set(err, DDTS_EINVAL, "model spec: input dimension %d is %lld", i,
                                   (long long)spec->input_shape[i]);
     const char *opt = spec->optimizer ? spec->optimizer : "adam";
-    if (spec->loss != NULL && !word_ok(spec->loss))
+    if (spec->loss != NULL && !ddts__nn_spec_word_ok(spec->loss))
         return ddts_error_set(err, DDTS_EINVAL, "model spec: bad loss name \"%s\"", spec->loss);
-    if (spec->metrics != NULL && !word_ok(spec->metrics))
+    if (spec->metrics != NULL && !ddts__nn_spec_word_ok(spec->metrics))
         return ddts_error_set(err, DDTS_EINVAL, "model spec: bad metric name \"%s\"",
                               spec->metrics);
     struct builder b;
@@ -504,14 +331,14 @@ enum ddts_status ddts_keras_spec_build(const struct ddts_keras_spec *spec,
     b.m->backend = ddts_strdup("tensorflow");
     /* The InputLayer: tf.keras names it after the first layer ("dense_input"). */
     sb_add(&b.cfg, "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"sequential\", "
-                   "\"layers\": [{\"module\": \"keras.layers\", \"class_name\": \"InputLayer\", "
+                   "\"layers\": [{\"class_name\": \"InputLayer\", "
                    "\"config\": {\"batch_input_shape\": [null, ");
     shape_json(&b.cfg, spec->input_rank, spec->input_shape);
     char first[32] = "";
     sscanf(text, "%31[a-z0-9]", first);
     sb_add(&b.cfg,
            "], \"dtype\": \"float32\", \"sparse\": false, \"ragged\": false, \"name\": "
-           "\"%s_input\"}, \"registered_name\": null}",
+           "\"%s_input\"}}",
            first[0] ? first : "input");
     size_t idx = 0;
     char *save = NULL;
@@ -537,7 +364,8 @@ enum ddts_status ddts_keras_spec_build(const struct ddts_keras_spec *spec,
             arg[n_arg++] = a;
         }
         if (n_arg == 0 || n_arg > 6)
-            st = bad(&b, idx, shown, "empty or too many fields");
+            st = ddts_error_set(err, DDTS_EINVAL, "model spec: layer %zu (\"%s\"): %s", idx + 1,
+                                shown, "empty or too many fields");
         else
             st = add_layer(&b, idx, shown, arg, n_arg);
     }

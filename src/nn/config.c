@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "nn/nn.h"
+#include "nn/layer.h"
 
 struct ctx {
     struct ddts_model *m;
@@ -38,30 +38,6 @@ static double jnum(const json_t *o, const char *key, double def)
     return json_is_number(v) ? json_number_value(v) : def;
 }
 
-/* An int or a list of n ints ([2, 2]); -1 when malformed. */
-static int jints(const json_t *v, int *out, int n, int def)
-{
-    if (v == NULL || json_is_null(v)) {
-        for (int i = 0; i < n; i++)
-            out[i] = def;
-        return 0;
-    }
-    if (json_is_integer(v)) {
-        for (int i = 0; i < n; i++)
-            out[i] = (int)json_integer_value(v);
-        return out[0] > 0 && json_integer_value(v) < (1 << 24) ? 0 : -1;
-    }
-    if (!json_is_array(v) || json_array_size(v) != (size_t)n)
-        return -1;
-    for (int i = 0; i < n; i++) {
-        const json_t *e = json_array_get(v, (size_t)i);
-        if (!json_is_integer(e) || json_integer_value(e) <= 0 || json_integer_value(e) >= (1 << 24))
-            return -1;
-        out[i] = (int)json_integer_value(e);
-    }
-    return 0;
-}
-
 static enum ddts_status bad(struct ctx *c, const char *name, const char *cls, const char *what)
 {
     return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): %s", name, cls, what);
@@ -74,8 +50,8 @@ static enum ddts_status unsup(struct ctx *c, const char *name, const char *cls, 
 }
 
 /* ---- activations, initializers, regularizers ---- */
-static enum ddts_status parse_act(struct ctx *c, const json_t *v, const char *name, const char *cls,
-                                  struct nn_act *out)
+static enum ddts_status parse_act(struct ddts_model *m, struct ddts_error *err, const json_t *v,
+                                  const char *name, const char *cls, struct nn_act *out)
 {
     const char *an = NULL;
     if (v == NULL || json_is_null(v))
@@ -88,9 +64,10 @@ static enum ddts_status parse_act(struct ctx *c, const json_t *v, const char *na
         an = json_is_string(cf) ? json_string_value(cf) : jstr(v, "class_name");
     }
     if (an == NULL)
-        return bad(c, name, cls, "activation is not a name");
-    if (ddts__nn_act_parse(an, c->m->keras3, out) != 0)
-        return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+        return ddts_error_set(err, DDTS_EFORMAT, "layer '%s' (%s): activation is not a name", name,
+                              cls);
+    if (ddts__nn_act_parse(an, m->keras3, out) != 0)
+        return ddts_error_set(err, DDTS_EUNSUPPORTED,
                               "layer '%s' (%s): activation '%s' is not supported", name, cls, an);
     return DDTS_OK;
 }
@@ -208,29 +185,9 @@ static enum ddts_status parse_reg(struct ctx *c, const json_t *v, const char *na
     return DDTS_OK;
 }
 
-static const struct nn_init INIT_GLOROT = {INIT_VARIANCE_SCALING, 1, 0, FAN_AVG, DIST_UNIFORM};
-static const struct nn_init INIT_Z = {INIT_ZEROS, 0, 0, 0, 0};
-static const struct nn_init INIT_O = {INIT_ONES, 0, 0, 0, 0};
-
-/* Adds a weight with initializer/regularizer read from cfg[init_key]/cfg[reg_key]. */
-static enum ddts_status add_w(struct ctx *c, int node, const json_t *cfg, const char *wname,
-                              int rank, const int64_t *shape, int trainable, const char *init_key,
-                              struct nn_init def, const char *reg_key)
-{
-    struct nn_node *nd = &c->m->nodes[node];
-    struct nn_init in;
-    struct nn_reg rg;
-    enum ddts_status st = parse_init(c, init_key ? json_object_get(cfg, init_key) : NULL, nd->name,
-                                     nd->class_name, def, &in);
-    if (st == DDTS_OK)
-        st = parse_reg(c, reg_key ? json_object_get(cfg, reg_key) : NULL, nd->name, nd->class_name,
-                       &rg);
-    if (st == DDTS_OK)
-        st = ddts__nn_add_weight(c->m, node, wname, rank, shape, trainable, &in, c->err);
-    if (st == DDTS_OK)
-        c->m->w[c->m->n_w - 1].reg = rg;
-    return st;
-}
+const struct nn_init ddts__nn_init_glorot = {INIT_VARIANCE_SCALING, 1, 0, FAN_AVG, DIST_UNIFORM};
+const struct nn_init ddts__nn_init_zeros = {INIT_ZEROS, 0, 0, 0, 0};
+const struct nn_init ddts__nn_init_ones = {INIT_ONES, 0, 0, 0, 0};
 
 static int is_model_class(const char *cls)
 {
@@ -238,35 +195,231 @@ static int is_model_class(const char *cls)
            strcmp(cls, "Model") == 0;
 }
 
-static enum ddts_status check_null(struct ctx *c, const json_t *cfg, const char *key,
-                                   const char *name, const char *cls)
+/* ---- the accessors of layer.h: a family's parse hook reads its config here ---- */
+
+static const json_t *cfg_of(const struct nn_parse *p)
 {
-    const json_t *v = json_object_get(cfg, key);
-    if (v != NULL && !json_is_null(v))
-        return unsup(c, name, cls, key);
-    return DDTS_OK;
+    return (const json_t *)p->cfg;
 }
 
-static enum ddts_status check_channels_last(struct ctx *c, const json_t *cfg, const char *name,
-                                            const char *cls)
+static const json_t *cfg_get(const struct nn_parse *p, const char *key)
 {
-    const char *df = jstr(cfg, "data_format");
+    const json_t *v = json_object_get(cfg_of(p), key);
+    return v == NULL || json_is_null(v) ? NULL : v;
+}
+
+enum ddts_status ddts__nn_bad(struct nn_parse *p, const char *what)
+{
+    const struct nn_node *nd = &p->m->nodes[p->idx];
+    return ddts_error_set(p->err, DDTS_EFORMAT, "layer '%s' (%s): %s", nd->name, nd->class_name,
+                          what);
+}
+
+enum ddts_status ddts__nn_unsup(struct nn_parse *p, const char *what)
+{
+    const struct nn_node *nd = &p->m->nodes[p->idx];
+    return ddts_error_set(p->err, DDTS_EUNSUPPORTED, "layer '%s' (%s): %s is not supported",
+                          nd->name, nd->class_name, what);
+}
+
+int ddts__nn_cfg_has(const struct nn_parse *p, const char *key)
+{
+    return cfg_get(p, key) != NULL;
+}
+
+int ddts__nn_cfg_is_number(const struct nn_parse *p, const char *key)
+{
+    return json_is_number(cfg_get(p, key));
+}
+
+const char *ddts__nn_cfg_str(const struct nn_parse *p, const char *key)
+{
+    return jstr(cfg_of(p), key);
+}
+
+int ddts__nn_cfg_bool(const struct nn_parse *p, const char *key, int def)
+{
+    return jbool(cfg_of(p), key, def);
+}
+
+/* A JSON number that is an integer in [lo, hi]: checked in double before any
+ * conversion, so 1e30 or NaN never reach an int. */
+static int int_in(const json_t *v, long lo, long hi, long *out)
+{
+    if (json_is_integer(v)) {
+        json_int_t x = json_integer_value(v);
+        if (x < lo || x > hi)
+            return -1;
+        *out = (long)x;
+        return 0;
+    }
+    if (!json_is_real(v))
+        return -1;
+    double d = json_real_value(v);
+    if (!(d >= (double)lo && d <= (double)hi) || d != floor(d))
+        return -1;
+    *out = (long)d;
+    return 0;
+}
+
+int ddts__nn_cfg_int(const struct nn_parse *p, const char *key, long lo, long hi, long def,
+                     int *out)
+{
+    const json_t *v = cfg_get(p, key);
+    long x = def;
+    if (v != NULL && int_in(v, lo, hi, &x) != 0)
+        return -1;
+    if (v == NULL && (def < lo || def > hi))
+        return -1;
+    *out = (int)x;
+    return 0;
+}
+
+int ddts__nn_cfg_float(const struct nn_parse *p, const char *key, double lo, double hi, double def,
+                       float *out)
+{
+    const json_t *v = cfg_get(p, key);
+    double x = v == NULL ? def : json_is_number(v) ? json_number_value(v) : NAN;
+    if (!(x >= lo && x <= hi))
+        return -1;
+    *out = (float)x;
+    return 0;
+}
+
+int ddts__nn_cfg_ints(const struct nn_parse *p, const char *key, int n, int def, int *out)
+{
+    const json_t *v = cfg_get(p, key);
+    long x;
+    if (v == NULL) {
+        for (int i = 0; i < n; i++)
+            out[i] = def;
+        return 0;
+    }
+    if (json_is_number(v)) {
+        if (int_in(v, 1, (1 << 24) - 1, &x) != 0)
+            return -1;
+        for (int i = 0; i < n; i++)
+            out[i] = (int)x;
+        return 0;
+    }
+    if (!json_is_array(v) || json_array_size(v) != (size_t)n)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (int_in(json_array_get(v, (size_t)i), 1, (1 << 24) - 1, &x) != 0)
+            return -1;
+        out[i] = (int)x;
+    }
+    return 0;
+}
+
+int ddts__nn_cfg_int_list(const struct nn_parse *p, const char *key, int max, int64_t *out)
+{
+    const json_t *v = cfg_get(p, key);
+    if (!json_is_array(v) || json_array_size(v) > (size_t)max)
+        return -1;
+    for (size_t t = 0; t < json_array_size(v); t++) {
+        long x;
+        if (int_in(json_array_get(v, t), -(1L << 31) + 1, (1L << 31) - 1, &x) != 0)
+            return -1;
+        out[t] = x;
+    }
+    return (int)json_array_size(v);
+}
+
+int ddts__nn_cfg_pad4(const struct nn_parse *p, const char *key, int out[4])
+{
+    const json_t *v = cfg_get(p, key);
+    long x[4];
+    const long hi = 1L << 20;
+    if (json_is_number(v)) {
+        if (int_in(v, 0, hi, &x[0]) != 0)
+            return -1;
+        x[1] = x[2] = x[3] = x[0];
+    } else if (json_is_array(v) && json_array_size(v) == 2 &&
+               json_is_number(json_array_get(v, 0))) {
+        if (int_in(json_array_get(v, 0), 0, hi, &x[0]) != 0 ||
+            int_in(json_array_get(v, 1), 0, hi, &x[2]) != 0)
+            return -1;
+        x[1] = x[0];
+        x[3] = x[2];
+    } else if (json_is_array(v) && json_array_size(v) == 2) {
+        for (size_t t = 0; t < 2; t++) {
+            const json_t *q = json_array_get(v, t);
+            if (!json_is_array(q) || json_array_size(q) != 2 ||
+                int_in(json_array_get(q, 0), 0, hi, &x[2 * t]) != 0 ||
+                int_in(json_array_get(q, 1), 0, hi, &x[2 * t + 1]) != 0)
+                return -1;
+        }
+    } else {
+        return -1;
+    }
+    for (int t = 0; t < 4; t++)
+        out[t] = (int)x[t];
+    return 0;
+}
+
+enum ddts_status ddts__nn_cfg_act(struct nn_parse *p, const char *key, struct nn_act *out)
+{
+    const struct nn_node *nd = &p->m->nodes[p->idx];
+    return parse_act(p->m, p->err, json_object_get(cfg_of(p), key), nd->name, nd->class_name, out);
+}
+
+enum ddts_status ddts__nn_cfg_null(struct nn_parse *p, const char *key)
+{
+    return cfg_get(p, key) != NULL ? ddts__nn_unsup(p, key) : DDTS_OK;
+}
+
+enum ddts_status ddts__nn_cfg_channels_last(struct nn_parse *p)
+{
+    const char *df = jstr(cfg_of(p), "data_format");
     if (df != NULL && strcmp(df, "channels_last") != 0)
-        return unsup(c, name, cls, "data_format channels_first");
+        return ddts__nn_unsup(p, "data_format channels_first");
     return DDTS_OK;
 }
 
-static enum ddts_status parse_padding(struct ctx *c, const json_t *cfg, const char *name,
-                                      const char *cls, int *same)
+enum ddts_status ddts__nn_cfg_padding(struct nn_parse *p, int *same)
 {
-    const char *p = jstr(cfg, "padding");
-    if (p == NULL || strcmp(p, "valid") == 0)
+    const char *s = jstr(cfg_of(p), "padding");
+    if (s == NULL || strcmp(s, "valid") == 0)
         *same = 0;
-    else if (strcmp(p, "same") == 0)
+    else if (strcmp(s, "same") == 0)
         *same = 1;
     else
-        return unsup(c, name, cls, "this padding");
+        return ddts__nn_unsup(p, "this padding");
     return DDTS_OK;
+}
+
+enum ddts_status ddts__nn_cfg_axis_last(struct nn_parse *p, int rank, int required)
+{
+    const json_t *ax = json_object_get(cfg_of(p), "axis");
+    if (json_is_array(ax) && json_array_size(ax) == 1)
+        ax = json_array_get(ax, 0);
+    if (ax == NULL && !required)
+        return DDTS_OK;
+    if (!json_is_integer(ax) || !(json_integer_value(ax) == -1 || json_integer_value(ax) == rank))
+        return ddts__nn_unsup(p, "an axis other than the last");
+    return DDTS_OK;
+}
+
+enum ddts_status ddts__nn_cfg_weight(struct nn_parse *p, const char *wname, int rank,
+                                     const int64_t *shape, int trainable, const char *init_key,
+                                     struct nn_init def, const char *reg_key)
+{
+    struct ctx c = {p->m, p->err, 0};
+    const struct nn_node *nd = &p->m->nodes[p->idx];
+    const json_t *cfg = cfg_of(p);
+    struct nn_init in;
+    struct nn_reg rg;
+    enum ddts_status st = parse_init(&c, init_key ? json_object_get(cfg, init_key) : NULL, nd->name,
+                                     nd->class_name, def, &in);
+    if (st == DDTS_OK)
+        st = parse_reg(&c, reg_key ? json_object_get(cfg, reg_key) : NULL, nd->name, nd->class_name,
+                       &rg);
+    if (st == DDTS_OK)
+        st = ddts__nn_add_weight(p->m, p->idx, wname, rank, shape, trainable, &in, p->err);
+    if (st == DDTS_OK)
+        p->m->w[p->m->n_w - 1].reg = rg;
+    return st;
 }
 
 /* ---- one layer ---- */
@@ -277,369 +430,30 @@ static enum ddts_status parse_padding(struct ctx *c, const json_t *cfg, const ch
             return st;                                                                             \
     } while (0)
 
+/* A layer of class `cls`: its descriptor parses the config, infers the
+ * shape and adds the weights (src/nn/layer_*.c). */
 static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *name,
                                   const json_t *cfg, const int *in, int n_in, int entry, int *out)
 {
     enum ddts_status st;
-    struct ddts_model *m = c->m;
-    enum nn_kind kind;
-    static const struct {
-        const char *cls;
-        enum nn_kind kind;
-    } kinds[] = {
-        {"Dense", NN_DENSE},
-        {"Conv2D", NN_CONV2D},
-        {"Convolution2D", NN_CONV2D},
-        {"Conv1D", NN_CONV2D},
-        {"Convolution1D", NN_CONV2D},
-        {"MaxPooling1D", NN_MAXPOOL},
-        {"MaxPool1D", NN_MAXPOOL},
-        {"AveragePooling1D", NN_AVGPOOL},
-        {"AvgPool1D", NN_AVGPOOL},
-        {"Conv2DTranspose", NN_CONV2DT},
-        {"Convolution2DTranspose", NN_CONV2DT},
-        {"Deconvolution2D", NN_CONV2DT},
-        {"MaxPooling2D", NN_MAXPOOL},
-        {"MaxPool2D", NN_MAXPOOL},
-        {"AveragePooling2D", NN_AVGPOOL},
-        {"AvgPool2D", NN_AVGPOOL},
-        {"GlobalAveragePooling2D", NN_GAP},
-        {"GlobalAvgPool2D", NN_GAP},
-        {"GlobalMaxPooling2D", NN_GMP},
-        {"GlobalMaxPool2D", NN_GMP},
-        {"GlobalAveragePooling1D", NN_GAP},
-        {"GlobalAvgPool1D", NN_GAP},
-        {"GlobalMaxPooling1D", NN_GMP},
-        {"GlobalMaxPool1D", NN_GMP},
-        {"Embedding", NN_EMBEDDING},
-        {"LayerNormalization", NN_LAYERNORM},
-        {"Flatten", NN_FLATTEN},
-        {"Reshape", NN_RESHAPE},
-        {"Dropout", NN_DROPOUT},
-        {"Activation", NN_ACTIVATION},
-        {"ReLU", NN_ACTIVATION},
-        {"LeakyReLU", NN_ACTIVATION},
-        {"Softmax", NN_ACTIVATION},
-        {"ELU", NN_ACTIVATION},
-        {"BatchNormalization", NN_BATCHNORM},
-        {"UpSampling2D", NN_UPSAMPLE},
-        {"ZeroPadding2D", NN_ZEROPAD},
-        {"Add", NN_ADD},
-        {"Average", NN_AVERAGE},
-        {"Subtract", NN_SUBTRACT},
-        {"Multiply", NN_MULTIPLY},
-        {"Concatenate", NN_CONCAT},
-        {"Normalization", NN_NORMALIZATION},
-        {"Rescaling", NN_RESCALING},
-    };
-    size_t ki;
-    for (ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++)
-        if (strcmp(cls, kinds[ki].cls) == 0)
-            break;
-    if (ki == sizeof kinds / sizeof kinds[0])
+    const struct nn_layer_ops *d = ddts__nn_layer_find(cls);
+    if (d == NULL || d->parse == NULL || d == &ddts__nn_input_ops)
         return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
                               "layer '%s' (%s): layer class '%s' is not supported", name, cls, cls);
-    kind = kinds[ki].kind;
-    int merge = kind == NN_ADD || kind == NN_AVERAGE || kind == NN_SUBTRACT ||
-                kind == NN_MULTIPLY || kind == NN_CONCAT;
-    if (!merge && n_in != 1)
+    if (d->max_in == 1 && n_in != 1)
         return bad(c, name, cls, "expects exactly one input");
-    if (merge && n_in < 1)
+    if (n_in < d->min_in || n_in < 1)
         return bad(c, name, cls, "has no inputs");
+    if (n_in > d->max_in)
+        return bad(c, name, cls, "has too many inputs");
     int idx;
-    TRY(ddts__nn_add_node(m, name, cls, kind, entry, in, n_in, &idx, c->err));
-    struct nn_node *nd = &m->nodes[idx];
-    nd->trainable = jbool(cfg, "trainable", 1);
-    int two[2];
-    switch (kind) {
-    case NN_DENSE:
-        nd->units = (int)jnum(cfg, "units", 0);
-        if (nd->units <= 0 || nd->units > (1 << 24))
-            return bad(c, name, cls, "units must be a positive integer");
-        nd->use_bias = jbool(cfg, "use_bias", 1);
-        TRY(parse_act(c, json_object_get(cfg, "activation"), name, cls, &nd->act));
-        break;
-    case NN_CONV2D:
-    case NN_CONV2DT: {
-        nd->units = (int)jnum(cfg, "filters", 0);
-        if (nd->units <= 0 || nd->units > (1 << 24))
-            return bad(c, name, cls, "filters must be a positive integer");
-        /* 1-D layers run as 2-D ones over a (1, T) image */
-        nd->dim1 = strstr(cls, "1D") != NULL;
-        int nk = nd->dim1 ? 1 : 2;
-        if (jints(json_object_get(cfg, "kernel_size"), two, nk, 0) != 0 || two[0] <= 0)
-            return bad(c, name, cls, "bad kernel_size");
-        nd->kh = nd->dim1 ? 1 : two[0];
-        nd->kw = nd->dim1 ? two[0] : two[1];
-        if (jints(json_object_get(cfg, "strides"), two, nk, 1) != 0)
-            return bad(c, name, cls, "bad strides");
-        nd->sh = nd->dim1 ? 1 : two[0];
-        nd->sw = nd->dim1 ? two[0] : two[1];
-        if (jints(json_object_get(cfg, "dilation_rate"), two, nk, 1) != 0)
-            return bad(c, name, cls, "bad dilation_rate");
-        nd->dh = nd->dim1 ? 1 : two[0];
-        nd->dw = nd->dim1 ? two[0] : two[1];
-        if ((nd->dh > 1 || nd->dw > 1) && (nd->sh > 1 || nd->sw > 1))
-            return unsup(c, name, cls, "dilation with strides");
-        if (jnum(cfg, "groups", 1) != 1)
-            return unsup(c, name, cls, "groups");
-        if (kind == NN_CONV2DT)
-            TRY(check_null(c, cfg, "output_padding", name, cls));
-        TRY(check_channels_last(c, cfg, name, cls));
-        TRY(parse_padding(c, cfg, name, cls, &nd->same));
-        nd->use_bias = jbool(cfg, "use_bias", 1);
-        TRY(parse_act(c, json_object_get(cfg, "activation"), name, cls, &nd->act));
-        break;
-    }
-    case NN_MAXPOOL:
-    case NN_AVGPOOL: {
-        nd->dim1 = strstr(cls, "1D") != NULL;
-        int nk = nd->dim1 ? 1 : 2;
-        if (jints(json_object_get(cfg, "pool_size"), two, nk, 2) != 0)
-            return bad(c, name, cls, "bad pool_size");
-        nd->kh = nd->dim1 ? 1 : two[0];
-        nd->kw = nd->dim1 ? two[0] : two[1];
-        const json_t *sv = json_object_get(cfg, "strides");
-        if (sv == NULL || json_is_null(sv)) {
-            nd->sh = nd->kh;
-            nd->sw = nd->kw;
-        } else if (jints(sv, two, nk, 1) != 0) {
-            return bad(c, name, cls, "bad strides");
-        } else {
-            nd->sh = nd->dim1 ? 1 : two[0];
-            nd->sw = nd->dim1 ? two[0] : two[1];
-        }
-        TRY(check_channels_last(c, cfg, name, cls));
-        TRY(parse_padding(c, cfg, name, cls, &nd->same));
-        break;
-    }
-    case NN_GAP:
-    case NN_GMP:
-        TRY(check_channels_last(c, cfg, name, cls));
-        nd->keepdims = jbool(cfg, "keepdims", 0);
-        nd->pool1d = strstr(cls, "1D") != NULL;
-        break;
-    case NN_EMBEDDING:
-        nd->units = (int)jnum(cfg, "output_dim", 0);
-        if (nd->units <= 0 || nd->units > (1 << 24) || jnum(cfg, "input_dim", 0) <= 0)
-            return bad(c, name, cls, "input_dim and output_dim must be positive");
-        if (jbool(cfg, "mask_zero", 0))
-            return unsup(c, name, cls, "mask_zero");
-        break;
-    case NN_LAYERNORM: {
-        const json_t *ax = json_object_get(cfg, "axis");
-        if (json_is_array(ax) && json_array_size(ax) == 1)
-            ax = json_array_get(ax, 0);
-        int r = m->nodes[in[0]].rank;
-        if (ax != NULL && (!json_is_integer(ax) ||
-                           !(json_integer_value(ax) == -1 || json_integer_value(ax) == r)))
-            return unsup(c, name, cls, "an axis other than the last");
-        nd->eps = (float)jnum(cfg, "epsilon", 1e-3);
-        nd->center = jbool(cfg, "center", 1);
-        nd->scale = jbool(cfg, "scale", 1);
-        if (jbool(cfg, "rms_scaling", 0))
-            return unsup(c, name, cls, "rms_scaling");
-        break;
-    }
-    case NN_FLATTEN:
-        TRY(check_channels_last(c, cfg, name, cls));
-        break;
-    case NN_RESHAPE: {
-        const json_t *ts = json_object_get(cfg, "target_shape");
-        if (!json_is_array(ts) || json_array_size(ts) > DDTS_MAX_RANK)
-            return bad(c, name, cls, "bad target_shape");
-        nd->rank = (int)json_array_size(ts);
-        for (int t = 0; t < nd->rank; t++) {
-            const json_t *e = json_array_get(ts, (size_t)t);
-            if (!json_is_integer(e))
-                return bad(c, name, cls, "bad target_shape");
-            nd->shape[t] = json_integer_value(e);
-        }
-        break;
-    }
-    case NN_DROPOUT:
-        nd->rate = (float)jnum(cfg, "rate", 0);
-        if (!(nd->rate >= 0 && nd->rate < 1))
-            return bad(c, name, cls, "rate must be in [0, 1)");
-        TRY(check_null(c, cfg, "noise_shape", name, cls));
-        break;
-    case NN_ACTIVATION:
-        if (strcmp(cls, "Activation") == 0) {
-            TRY(parse_act(c, json_object_get(cfg, "activation"), name, cls, &nd->act));
-        } else if (strcmp(cls, "ReLU") == 0) {
-            nd->act.kind = ACT_RELU;
-            nd->act.alpha = (float)jnum(cfg, "negative_slope", 0);
-            nd->act.max_value = (float)jnum(cfg, "max_value", 0);
-            nd->act.threshold = (float)jnum(cfg, "threshold", 0);
-        } else if (strcmp(cls, "LeakyReLU") == 0) {
-            nd->act.kind = ACT_RELU;
-            nd->act.alpha = (float)jnum(cfg, "alpha", jnum(cfg, "negative_slope", 0.3));
-        } else if (strcmp(cls, "ELU") == 0) {
-            nd->act.kind = ACT_ELU;
-            nd->act.alpha = (float)jnum(cfg, "alpha", 1.0);
-        } else {
-            const json_t *ax = json_object_get(cfg, "axis");
-            if (ax != NULL && !(json_is_integer(ax) && json_integer_value(ax) == -1))
-                return unsup(c, name, cls, "softmax over an axis other than -1");
-            nd->act.kind = ACT_SOFTMAX;
-        }
-        break;
-    case NN_BATCHNORM: {
-        const json_t *ax = json_object_get(cfg, "axis");
-        if (json_is_array(ax) && json_array_size(ax) == 1)
-            ax = json_array_get(ax, 0);
-        if (ax != NULL && !json_is_integer(ax))
-            return unsup(c, name, cls, "this axis");
-        int a = ax ? (int)json_integer_value(ax) : -1, r = m->nodes[in[0]].rank;
-        if (!(a == -1 || a == r))
-            return unsup(c, name, cls, "an axis other than the last");
-        nd->momentum = (float)jnum(cfg, "momentum", 0.99);
-        nd->eps = (float)jnum(cfg, "epsilon", 1e-3);
-        nd->center = jbool(cfg, "center", 1);
-        nd->scale = jbool(cfg, "scale", 1);
-        if (jbool(cfg, "renorm", 0))
-            return unsup(c, name, cls, "renorm");
-        break;
-    }
-    case NN_UPSAMPLE: {
-        if (jints(json_object_get(cfg, "size"), two, 2, 2) != 0)
-            return bad(c, name, cls, "bad size");
-        nd->kh = two[0];
-        nd->kw = two[1];
-        const char *ip = jstr(cfg, "interpolation");
-        if (ip != NULL && strcmp(ip, "nearest") != 0)
-            return unsup(c, name, cls, "interpolation other than nearest");
-        TRY(check_channels_last(c, cfg, name, cls));
-        break;
-    }
-    case NN_ZEROPAD: {
-        const json_t *p = json_object_get(cfg, "padding");
-        int v[4];
-        if (json_is_integer(p)) {
-            v[0] = v[1] = v[2] = v[3] = (int)json_integer_value(p);
-        } else if (json_is_array(p) && json_array_size(p) == 2 &&
-                   json_is_integer(json_array_get(p, 0))) {
-            v[0] = v[1] = (int)json_integer_value(json_array_get(p, 0));
-            v[2] = v[3] = (int)json_integer_value(json_array_get(p, 1));
-        } else if (json_is_array(p) && json_array_size(p) == 2) {
-            for (int t = 0; t < 2; t++) {
-                const json_t *q = json_array_get(p, (size_t)t);
-                if (!json_is_array(q) || json_array_size(q) != 2)
-                    return bad(c, name, cls, "bad padding");
-                v[2 * t] = (int)json_integer_value(json_array_get(q, 0));
-                v[2 * t + 1] = (int)json_integer_value(json_array_get(q, 1));
-            }
-        } else {
-            return bad(c, name, cls, "bad padding");
-        }
-        for (int t = 0; t < 4; t++)
-            if (v[t] < 0 || v[t] > (1 << 20))
-                return bad(c, name, cls, "bad padding");
-        nd->pt = v[0];
-        nd->pb = v[1];
-        nd->pl = v[2];
-        nd->pr = v[3];
-        TRY(check_channels_last(c, cfg, name, cls));
-        break;
-    }
-    case NN_CONCAT:
-        nd->axis = (int)jnum(cfg, "axis", -1);
-        break;
-    case NN_NORMALIZATION: {
-        const json_t *ax = json_object_get(cfg, "axis");
-        if (json_is_array(ax) && json_array_size(ax) == 1)
-            ax = json_array_get(ax, 0);
-        int r = m->nodes[in[0]].rank;
-        if (!json_is_integer(ax) || !(json_integer_value(ax) == -1 || json_integer_value(ax) == r))
-            return unsup(c, name, cls, "an axis other than the last");
-        TRY(check_null(c, cfg, "mean", name, cls));
-        TRY(check_null(c, cfg, "variance", name, cls));
-        if (jbool(cfg, "invert", 0))
-            return unsup(c, name, cls, "invert");
-        break;
-    }
-    case NN_RESCALING:
-        if (!json_is_number(json_object_get(cfg, "scale")))
-            return unsup(c, name, cls, "a non-scalar scale");
-        nd->r_scale = (float)jnum(cfg, "scale", 1);
-        nd->r_off = (float)jnum(cfg, "offset", 0);
-        break;
-    default:
-        break;
-    }
-    if (kind == NN_DENSE || kind == NN_CONV2D || kind == NN_CONV2DT) {
-        TRY(check_null(c, cfg, "activity_regularizer", name, cls));
-        TRY(check_null(c, cfg, "kernel_constraint", name, cls));
-        TRY(check_null(c, cfg, "bias_constraint", name, cls));
-        TRY(check_null(c, cfg, "lora_rank", name, cls));
-    }
-    TRY(ddts__nn_infer_shape(m, idx, c->err));
-    nd = &m->nodes[idx];
-    const struct nn_node *a = &m->nodes[in[0]];
-    int64_t ws[4];
-    switch (kind) {
-    case NN_DENSE:
-        ws[0] = a->shape[a->rank - 1];
-        ws[1] = nd->units;
-        TRY(add_w(c, idx, cfg, "kernel", 2, ws, 1, "kernel_initializer", INIT_GLOROT,
-                  "kernel_regularizer"));
-        if (m->nodes[idx].use_bias)
-            TRY(add_w(c, idx, cfg, "bias", 1, ws + 1, 1, "bias_initializer", INIT_Z,
-                      "bias_regularizer"));
-        break;
-    case NN_CONV2D:
-    case NN_CONV2DT:
-        ws[0] = nd->kh;
-        ws[1] = nd->kw;
-        ws[2] = kind == NN_CONV2D ? nn_c(a) : nd->units;
-        ws[3] = kind == NN_CONV2D ? nd->units : nn_c(a);
-        /* Conv1D kernels are (k, cin, cout): the same floats without the 1 */
-        TRY(add_w(c, idx, cfg, "kernel", nd->dim1 ? 3 : 4, nd->dim1 ? ws + 1 : ws, 1,
-                  "kernel_initializer", INIT_GLOROT, "kernel_regularizer"));
-        ws[0] = m->nodes[idx].units;
-        if (m->nodes[idx].use_bias)
-            TRY(add_w(c, idx, cfg, "bias", 1, ws, 1, "bias_initializer", INIT_Z,
-                      "bias_regularizer"));
-        break;
-    case NN_BATCHNORM:
-        ws[0] = nd->shape[nd->rank - 1];
-        if (nd->scale)
-            TRY(add_w(c, idx, cfg, "gamma", 1, ws, 1, "gamma_initializer", INIT_O,
-                      "gamma_regularizer"));
-        if (m->nodes[idx].center)
-            TRY(add_w(c, idx, cfg, "beta", 1, ws, 1, "beta_initializer", INIT_Z,
-                      "beta_regularizer"));
-        TRY(add_w(c, idx, cfg, "moving_mean", 1, ws, 0, "moving_mean_initializer", INIT_Z, NULL));
-        TRY(add_w(c, idx, cfg, "moving_variance", 1, ws, 0, "moving_variance_initializer", INIT_O,
-                  NULL));
-        break;
-    case NN_EMBEDDING: {
-        static const struct nn_init INIT_EMB = {INIT_RANDOM_UNIFORM, -0.05, 0.05, 0, 0};
-        ws[0] = (int64_t)jnum(cfg, "input_dim", 0);
-        ws[1] = nd->units;
-        TRY(add_w(c, idx, cfg, "embeddings", 2, ws, 1, "embeddings_initializer", INIT_EMB,
-                  "embeddings_regularizer"));
-        break;
-    }
-    case NN_LAYERNORM:
-        ws[0] = nd->shape[nd->rank - 1];
-        if (nd->scale)
-            TRY(add_w(c, idx, cfg, "gamma", 1, ws, 1, "gamma_initializer", INIT_O,
-                      "gamma_regularizer"));
-        if (m->nodes[idx].center)
-            TRY(add_w(c, idx, cfg, "beta", 1, ws, 1, "beta_initializer", INIT_Z,
-                      "beta_regularizer"));
-        break;
-    case NN_NORMALIZATION:
-        ws[0] = nd->shape[nd->rank - 1];
-        TRY(add_w(c, idx, cfg, "mean", 1, ws, 0, NULL, INIT_Z, NULL));
-        TRY(add_w(c, idx, cfg, "variance", 1, ws, 0, NULL, INIT_O, NULL));
-        if (!m->keras3) /* Keras 2 also stores the sample count, a scalar */
-            TRY(add_w(c, idx, cfg, "count", 0, ws, 0, NULL, INIT_Z, NULL));
-        break;
-    default:
-        break;
-    }
+    TRY(ddts__nn_add_node(c->m, name, cls, d, entry, in, n_in, &idx, c->err));
+    struct nn_parse p = {c->m, c->err, (const struct nn_cfg *)cfg, idx};
+    c->m->nodes[idx].trainable = jbool(cfg, "trainable", 1);
+    TRY(d->parse(&p, &c->m->nodes[idx]));
+    TRY(ddts__nn_infer_shape(c->m, idx, c->err));
+    if (d->add_weights != NULL)
+        TRY(d->add_weights(&p, &c->m->nodes[idx]));
     *out = idx;
     return DDTS_OK;
 }
@@ -670,7 +484,7 @@ static enum ddts_status make_input(struct ctx *c, const char *name, const char *
                                    const int64_t *shape, int entry, int *out)
 {
     enum ddts_status st;
-    TRY(ddts__nn_add_node(c->m, name, cls, NN_INPUT, entry, NULL, 0, out, c->err));
+    TRY(ddts__nn_add_node(c->m, name, cls, &ddts__nn_input_ops, entry, NULL, 0, out, c->err));
     struct nn_node *nd = &c->m->nodes[*out];
     nd->rank = rank;
     memcpy(nd->shape, shape, (size_t)rank * sizeof *shape);
@@ -836,6 +650,75 @@ static enum ddts_status lookup(struct ctx *c, json_t *scope, const char **names,
     return DDTS_OK;
 }
 
+/* Layer `i` of a Functional config: its node(s) added (a nested model's
+ * too), the name bound to its output node in `scope`. */
+static enum ddts_status functional_layer(struct ctx *c, const json_t *layer, size_t i,
+                                         const char *input_name, int in_node, int entry, int mtrain,
+                                         json_t *scope)
+{
+    enum ddts_status st;
+    const char *names[MAX_INBOUND];
+    int ids[MAX_INBOUND], n = 0;
+    const char *cls = jstr(layer, "class_name");
+    const json_t *lc = json_object_get(layer, "config");
+    if (cls == NULL || !json_is_object(lc))
+        return ddts_error_set(c->err, DDTS_EFORMAT, "Functional layer %zu: no class_name/config",
+                              i);
+    const char *name = jstr(layer, "name");
+    if (name == NULL)
+        name = layer_name(layer, lc);
+    int node = -1, e = entry;
+    size_t first = c->m->n_nodes;
+    if (strcmp(cls, "InputLayer") == 0) {
+        if (strcmp(name, input_name) != 0)
+            return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                                  "layer '%s' (InputLayer): models with several inputs are "
+                                  "not supported",
+                                  name);
+        if (e < 0)
+            TRY(new_entry(c, name, cls, &e));
+        if (in_node >= 0) {
+            node = in_node;
+        } else {
+            int rank, found;
+            int64_t shape[DDTS_MAX_RANK];
+            TRY(input_shape_of(c, layer, lc, name, cls, &rank, shape, &found));
+            if (!found)
+                return bad(c, name, cls, "no input shape");
+            TRY(make_input(c, name, cls, rank, shape, e, &node));
+        }
+    } else {
+        const json_t *ib = json_object_get(layer, "inbound_nodes");
+        if (!json_is_array(ib) || json_array_size(ib) == 0)
+            return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inbound_nodes", name,
+                                  cls);
+        if (json_array_size(ib) > 1)
+            return unsup(c, name, cls, "a layer called several times (shared layer)");
+        TRY(collect_refs(c, json_array_get(ib, 0), names, &n, MAX_INBOUND, 0));
+        TRY(lookup(c, scope, names, n, ids, name));
+        if (n == 0)
+            return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inputs", name, cls);
+        if (e < 0)
+            TRY(new_entry(c, name, cls, &e));
+        if (is_model_class(cls)) {
+            if (n != 1)
+                return unsup(c, name, cls, "a nested model with several inputs");
+            TRY(parse_model(c, layer, ids[0], e, &node));
+        } else {
+            TRY(add_layer(c, cls, name, lc, ids, n, e, &node));
+        }
+    }
+    if (!mtrain)
+        for (size_t q = first; q < c->m->n_nodes; q++)
+            c->m->nodes[q].trainable = 0;
+    if (entry < 0)
+        c->m->entries[e].node_out = node;
+    json_t *jv = json_integer(node);
+    if (jv == NULL || json_object_set_new(scope, name, jv) != 0)
+        return ddts_error_set(c->err, DDTS_ENOMEM, "out of memory");
+    return DDTS_OK;
+}
+
 static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int in_node, int entry,
                                          int *out_node)
 {
@@ -844,7 +727,7 @@ static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int i
     if (!json_is_array(layers))
         return ddts_error_set(c->err, DDTS_EFORMAT, "Functional config has no layer list");
     const char *names[MAX_INBOUND];
-    int ids[MAX_INBOUND], n = 0;
+    int ids[1] = {-1}, n = 0;
     int mtrain = jbool(cfg, "trainable", 1);
     st = collect_refs(c, json_object_get(cfg, "input_layers"), names, &n, MAX_INBOUND, 0);
     if (st != DDTS_OK)
@@ -861,85 +744,9 @@ static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int i
     json_t *layer;
     json_array_foreach(layers, i, layer)
     {
-        const char *cls = jstr(layer, "class_name");
-        const json_t *lc = json_object_get(layer, "config");
-        if (cls == NULL || !json_is_object(lc)) {
-            st = ddts_error_set(c->err, DDTS_EFORMAT, "Functional layer %zu: no class_name/config",
-                                i);
+        st = functional_layer(c, layer, i, input_name, in_node, entry, mtrain, scope);
+        if (st != DDTS_OK)
             goto done;
-        }
-        const char *name = jstr(layer, "name");
-        if (name == NULL)
-            name = layer_name(layer, lc);
-        int node = -1, e = entry;
-        size_t first = c->m->n_nodes;
-        if (strcmp(cls, "InputLayer") == 0) {
-            if (strcmp(name, input_name) != 0) {
-                st = ddts_error_set(c->err, DDTS_EUNSUPPORTED,
-                                    "layer '%s' (InputLayer): models with several inputs are "
-                                    "not supported",
-                                    name);
-                goto done;
-            }
-            if (e < 0 && (st = new_entry(c, name, cls, &e)) != DDTS_OK)
-                goto done;
-            if (in_node >= 0) {
-                node = in_node;
-            } else {
-                int rank, found;
-                int64_t shape[DDTS_MAX_RANK];
-                st = input_shape_of(c, layer, lc, name, cls, &rank, shape, &found);
-                if (st == DDTS_OK && !found)
-                    st = bad(c, name, cls, "no input shape");
-                if (st == DDTS_OK)
-                    st = make_input(c, name, cls, rank, shape, e, &node);
-                if (st != DDTS_OK)
-                    goto done;
-            }
-        } else {
-            const json_t *ib = json_object_get(layer, "inbound_nodes");
-            if (!json_is_array(ib) || json_array_size(ib) == 0) {
-                st = ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inbound_nodes", name,
-                                    cls);
-                goto done;
-            }
-            if (json_array_size(ib) > 1) {
-                st = unsup(c, name, cls, "a layer called several times (shared layer)");
-                goto done;
-            }
-            n = 0;
-            if ((st = collect_refs(c, json_array_get(ib, 0), names, &n, MAX_INBOUND, 0)) !=
-                    DDTS_OK ||
-                (st = lookup(c, scope, names, n, ids, name)) != DDTS_OK)
-                goto done;
-            if (n == 0) {
-                st = ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inputs", name, cls);
-                goto done;
-            }
-            if (e < 0 && (st = new_entry(c, name, cls, &e)) != DDTS_OK)
-                goto done;
-            if (is_model_class(cls)) {
-                if (n != 1) {
-                    st = unsup(c, name, cls, "a nested model with several inputs");
-                    goto done;
-                }
-                st = parse_model(c, layer, ids[0], e, &node);
-            } else {
-                st = add_layer(c, cls, name, lc, ids, n, e, &node);
-            }
-            if (st != DDTS_OK)
-                goto done;
-        }
-        if (!mtrain)
-            for (size_t q = first; q < c->m->n_nodes; q++)
-                c->m->nodes[q].trainable = 0;
-        if (entry < 0)
-            c->m->entries[e].node_out = node;
-        json_t *jv = json_integer(node);
-        if (jv == NULL || json_object_set_new(scope, name, jv) != 0) {
-            st = ddts_error_set(c->err, DDTS_ENOMEM, "out of memory");
-            goto done;
-        }
     }
     n = 0;
     if ((st = collect_refs(c, json_object_get(cfg, "output_layers"), names, &n, MAX_INBOUND, 0)) !=
@@ -981,9 +788,14 @@ static enum ddts_status parse_model(struct ctx *c, const json_t *obj, int in_nod
     return st;
 }
 
-/* Keras 3 configs carry "module" keys and dtype policies as objects. */
+/* Keras 3 configs carry "module" keys and dtype policies as objects. A
+ * "keras_version" at the top (model.to_json(), `ddts model new`, surgery)
+ * decides: tf.keras 2.13+ writes "module" keys too. */
 static int looks_keras3(const json_t *v, int depth)
 {
+    const char *kv = depth == 0 ? jstr(v, "keras_version") : NULL;
+    if (kv != NULL)
+        return kv[0] >= '3' && kv[0] <= '9';
     if (depth > 6)
         return 0;
     if (json_is_object(v)) {

@@ -4,8 +4,8 @@
 
 #include "nn/nn.h"
 
-/* Fans as Keras computes them: Dense (in, out); Conv (kh, kw, cin, cout)
- * with the receptive field multiplying both. */
+/* Fans as Keras computes them from the weight shape: (in, out) matrices; (kh, kw, cin, cout)
+ * kernels with the receptive field multiplying both. */
 static void fans(const struct nn_weight *w, double *fan_in, double *fan_out)
 {
     if (w->rank < 1) {

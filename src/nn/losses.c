@@ -86,7 +86,10 @@ static size_t argmax(const float *v, size_t k)
     return b;
 }
 
-/* Per-row loss and gradient (scaled by `sc` = 1 / rows) of one row. */
+/* Per-row loss and gradient (scaled by `sc` = 1 / rows) of one row.
+ * Longer than our ~120-line rule on purpose: one switch with a short case
+ * per Keras loss, each formula beside its gradient; split per loss the cases
+ * would only be harder to compare with Keras' definitions. */
 static double row_loss(const struct nn_loss *L, int logits, size_t K, const float *y,
                        const float *t, float *g, double sc)
 {

@@ -4,17 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "nn/nn.h"
-#include "tensor/tensor.h"
-
-/* Largest im2col scratch we plan, in floats (64 MiB): bigger batches are
- * convolved in chunks of images. */
-#define COL_MAX_FLOATS ((size_t)1 << 24)
-/* A convolution that keeps its im2col for the backward pass needs the
- * shared scratch only for the input gradient's columns; those are computed
- * in chunks of at most this many floats (2 MiB) rather than for the whole
- * batch: the GEMMs stay large (thousands of rows) and the scratch small. */
-#define DCOL_MAX_FLOATS ((size_t)1 << 19)
+#include "nn/layer.h"
 
 static int grow(void **p, size_t *cap, size_t n, size_t elem)
 {
@@ -31,8 +21,8 @@ static int grow(void **p, size_t *cap, size_t n, size_t elem)
 }
 
 enum ddts_status ddts__nn_add_node(struct ddts_model *m, const char *name, const char *class_name,
-                                   enum nn_kind kind, int entry, const int *in, int n_in,
-                                   int *out_idx, struct ddts_error *err)
+                                   const struct nn_layer_ops *ops, int entry, const int *in,
+                                   int n_in, int *out_idx, struct ddts_error *err)
 {
     if (m->n_nodes >= DDTS_MAX_LAYERS)
         return ddts_error_set(err, DDTS_ELIMIT, "model: more than %d layers", DDTS_MAX_LAYERS);
@@ -53,7 +43,8 @@ enum ddts_status ddts__nn_add_node(struct ddts_model *m, const char *name, const
     if (n_in > 0)
         memcpy(nd->in, in, (size_t)n_in * sizeof *in);
     nd->n_in = n_in;
-    nd->kind = kind;
+    nd->ops = ops;
+    nd->kind = ops->kind;
     nd->entry = entry;
     nd->trainable = 1;
     nd->use_bias = 1;
@@ -115,201 +106,18 @@ enum ddts_status ddts__nn_add_entry(struct ddts_model *m, const char *name, cons
     return DDTS_OK;
 }
 
-/* TF's output length and leading padding of a window over `in` cells. */
-static int out_len(int in, int k, int s, int d, int same, int *pad_lead, int *pad_total)
-{
-    int dk = d * (k - 1) + 1;
-    int o;
-    if (same) {
-        o = (in + s - 1) / s;
-        int pt = (o - 1) * s + dk - in;
-        if (pt < 0)
-            pt = 0;
-        *pad_lead = pt / 2;
-        *pad_total = pt;
-    } else {
-        o = in >= dk ? (in - dk) / s + 1 : 0;
-        *pad_lead = 0;
-        *pad_total = 0;
-    }
-    return o;
-}
-
 #define SHAPE_ERR(...) ddts_error_set(err, DDTS_ESHAPE, __VA_ARGS__)
 
 enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_error *err)
 {
     struct nn_node *nd = &m->nodes[i];
-    const struct nn_node *a = nd->n_in > 0 ? &m->nodes[nd->in[0]] : NULL;
     const char *nm = nd->name, *cl = nd->class_name;
-    if (nd->kind != NN_INPUT && a == NULL)
+    if (nd->kind != NN_INPUT && nd->n_in < 1)
         return SHAPE_ERR("layer '%s' (%s) has no input", nm, cl);
-    switch (nd->kind) {
-    case NN_INPUT:
-        break;
-    case NN_DENSE:
-        if (a->rank < 1)
-            return SHAPE_ERR("layer '%s' (%s): input has rank 0", nm, cl);
-        nd->rank = a->rank;
-        memcpy(nd->shape, a->shape, sizeof nd->shape);
-        nd->shape[nd->rank - 1] = nd->units;
-        break;
-    case NN_CONV2D:
-    case NN_MAXPOOL:
-    case NN_AVGPOOL: {
-        int want = nd->dim1 ? 2 : 3;
-        if (a->rank != want)
-            return SHAPE_ERR("layer '%s' (%s) needs %s input, got rank %d", nm, cl,
-                             nd->dim1 ? "(T, C)" : "(H, W, C)", a->rank);
-        int tph, tpw;
-        int oh = out_len((int)nn_h(a), nd->kh, nd->sh, nd->dh, nd->same, &nd->pt, &tph);
-        int ow = out_len((int)nn_w(a), nd->kw, nd->sw, nd->dw, nd->same, &nd->pl, &tpw);
-        nd->pb = tph - nd->pt;
-        nd->pr = tpw - nd->pl;
-        if (oh <= 0 || ow <= 0)
-            return SHAPE_ERR("layer '%s' (%s): input (%lld, %lld) is smaller than the window", nm,
-                             cl, (long long)nn_h(a), (long long)nn_w(a));
-        int64_t ch = nd->kind == NN_CONV2D ? nd->units : nn_c(a);
-        nd->rank = want;
-        if (nd->dim1) {
-            nd->shape[0] = ow;
-            nd->shape[1] = ch;
-        } else {
-            nd->shape[0] = oh;
-            nd->shape[1] = ow;
-            nd->shape[2] = ch;
-        }
-        break;
-    }
-    case NN_CONV2DT: {
-        if (a->rank != 3)
-            return SHAPE_ERR("layer '%s' (%s) needs (H, W, C) input, got rank %d", nm, cl, a->rank);
-        int o[2];
-        int in[2] = {(int)a->shape[0], (int)a->shape[1]};
-        int k[2] = {nd->kh, nd->kw}, s[2] = {nd->sh, nd->sw}, d[2] = {nd->dh, nd->dw};
-        int pl[2];
-        for (int t = 0; t < 2; t++) {
-            int dk = d[t] * (k[t] - 1) + 1;
-            o[t] = nd->same ? in[t] * s[t] : in[t] * s[t] + (dk > s[t] ? dk - s[t] : 0);
-            int tot = (in[t] - 1) * s[t] + dk - o[t];
-            pl[t] = tot > 0 ? tot / 2 : 0;
-        }
-        nd->pt = pl[0];
-        nd->pl = pl[1];
-        nd->rank = 3;
-        nd->shape[0] = o[0];
-        nd->shape[1] = o[1];
-        nd->shape[2] = nd->units;
-        break;
-    }
-    case NN_GAP:
-    case NN_GMP: {
-        int want = nd->pool1d ? 2 : 3;
-        if (a->rank != want)
-            return SHAPE_ERR("layer '%s' (%s) needs %s input, got rank %d", nm, cl,
-                             nd->pool1d ? "(T, C)" : "(H, W, C)", a->rank);
-        if (nd->keepdims) {
-            nd->rank = want;
-            for (int t = 0; t < want - 1; t++)
-                nd->shape[t] = 1;
-            nd->shape[want - 1] = a->shape[want - 1];
-        } else {
-            nd->rank = 1;
-            nd->shape[0] = a->shape[want - 1];
-        }
-        break;
-    }
-    case NN_EMBEDDING:
-        if (a->rank + 1 > DDTS_MAX_RANK)
-            return SHAPE_ERR("layer '%s' (%s): input rank %d", nm, cl, a->rank);
-        nd->rank = a->rank + 1;
-        memcpy(nd->shape, a->shape, sizeof nd->shape);
-        nd->shape[a->rank] = nd->units;
-        break;
-    case NN_FLATTEN:
-        nd->rank = 1;
-        nd->shape[0] = (int64_t)a->size;
-        break;
-    case NN_RESHAPE: {
-        int neg = -1;
-        size_t known = 1;
-        for (int t = 0; t < nd->rank; t++) {
-            if (nd->shape[t] == -1) {
-                if (neg >= 0)
-                    return SHAPE_ERR("layer '%s' (%s): two -1 in target_shape", nm, cl);
-                neg = t;
-            } else if (nd->shape[t] <= 0) {
-                return SHAPE_ERR("layer '%s' (%s): bad target_shape", nm, cl);
-            } else {
-                known *= (size_t)nd->shape[t];
-            }
-        }
-        if (neg >= 0) {
-            if (known == 0 || a->size % known != 0)
-                return SHAPE_ERR("layer '%s' (%s): cannot reshape %zu elements", nm, cl, a->size);
-            nd->shape[neg] = (int64_t)(a->size / known);
-            known = a->size;
-        }
-        if (known != a->size)
-            return SHAPE_ERR("layer '%s' (%s): target_shape has %zu elements, input %zu", nm, cl,
-                             known, a->size);
-        break;
-    }
-    case NN_DROPOUT:
-    case NN_LAYERNORM:
-    case NN_ACTIVATION:
-    case NN_BATCHNORM:
-    case NN_NORMALIZATION:
-    case NN_RESCALING:
-        nd->rank = a->rank;
-        memcpy(nd->shape, a->shape, sizeof nd->shape);
-        break;
-    case NN_UPSAMPLE:
-    case NN_ZEROPAD:
-        if (a->rank != 3)
-            return SHAPE_ERR("layer '%s' (%s) needs (H, W, C) input, got rank %d", nm, cl, a->rank);
-        nd->rank = 3;
-        if (nd->kind == NN_UPSAMPLE) {
-            nd->shape[0] = a->shape[0] * nd->kh;
-            nd->shape[1] = a->shape[1] * nd->kw;
-        } else {
-            nd->shape[0] = a->shape[0] + nd->pt + nd->pb;
-            nd->shape[1] = a->shape[1] + nd->pl + nd->pr;
-        }
-        nd->shape[2] = a->shape[2];
-        break;
-    case NN_ADD:
-    case NN_AVERAGE:
-    case NN_SUBTRACT:
-    case NN_MULTIPLY:
-        if (nd->kind == NN_SUBTRACT && nd->n_in != 2)
-            return SHAPE_ERR("layer '%s' (%s) needs 2 inputs, got %d", nm, cl, nd->n_in);
-        for (int t = 1; t < nd->n_in; t++) {
-            const struct nn_node *b = &m->nodes[nd->in[t]];
-            if (b->rank != a->rank || memcmp(b->shape, a->shape, sizeof a->shape) != 0)
-                return SHAPE_ERR("layer '%s' (%s): inputs '%s' and '%s' differ in shape", nm, cl,
-                                 a->name, b->name);
-        }
-        nd->rank = a->rank;
-        memcpy(nd->shape, a->shape, sizeof nd->shape);
-        break;
-    case NN_CONCAT: {
-        int ax = nd->axis < 0 ? a->rank + nd->axis : nd->axis - 1;
-        if (ax < 0 || ax >= a->rank)
-            return SHAPE_ERR("layer '%s' (%s): axis %d out of range", nm, cl, nd->axis);
-        nd->axis = ax;
-        nd->rank = a->rank;
-        memcpy(nd->shape, a->shape, sizeof nd->shape);
-        for (int t = 1; t < nd->n_in; t++) {
-            const struct nn_node *b = &m->nodes[nd->in[t]];
-            for (int q = 0; q < a->rank; q++)
-                if (b->rank != a->rank || (q != ax && b->shape[q] != a->shape[q]))
-                    return SHAPE_ERR("layer '%s' (%s): inputs '%s' and '%s' differ in shape", nm,
-                                     cl, a->name, b->name);
-            nd->shape[ax] += b->shape[ax];
-        }
-        break;
-    }
+    if (nd->ops->infer_shape != NULL) {
+        enum ddts_status st = nd->ops->infer_shape(m, nd, err);
+        if (st != DDTS_OK)
+            return st;
     }
     if (nd->rank < 0 || nd->rank > DDTS_MAX_RANK)
         return SHAPE_ERR("layer '%s' (%s): rank %d", nm, cl, nd->rank);
@@ -418,7 +226,7 @@ static void unplan(struct ddts_model *m)
     m->cap = 0;
 }
 
-static float *fbuf(size_t a, size_t b, int *fail)
+float *ddts__nn_plan_buf(size_t a, size_t b, int *fail)
 {
     size_t n;
     if (ddts_size_mul(a, b, &n) != 0 || ddts_size_mul(n ? n : 1, sizeof(float), &n) != 0) {
@@ -446,10 +254,66 @@ static int act_in_place(const struct ddts_model *m, size_t i)
 {
     const struct nn_node *nd = &m->nodes[i];
     const struct nn_act *a = &nd->act;
-    if ((int)i == m->output_node || nd->kind == NN_ACTIVATION)
+    if ((int)i == m->output_node || nd->ops->out == NN_OUT_ACT)
         return 0;
     return (a->kind == ACT_RELU && a->alpha == 0 && a->threshold == 0 && a->max_value <= 0) ||
            a->kind == ACT_SIGMOID || a->kind == ACT_TANH || a->kind == ACT_SOFTMAX;
+}
+
+/* y, z, dy, dz of node i for `cap` samples (views and aliases where they can be). */
+static void plan_outputs(struct ddts_model *m, size_t i, size_t cap, int *fail)
+{
+    struct nn_node *nd = &m->nodes[i];
+    const struct nn_node *a = nd->n_in > 0 ? &m->nodes[nd->in[0]] : NULL;
+    int separate = has_core_act(nd) && !act_in_place(m, i);
+    /* (a is NULL only for the input, whose output is its own) */
+    if (a != NULL && nd->ops->out == NN_OUT_VIEW) {
+        nd->y = nd->z = a->y;
+    } else if (a != NULL && nd->ops->out == NN_OUT_ACT) {
+        nd->z = a->y;
+        nd->y = ddts__nn_plan_buf(cap, nd->size, fail);
+        nd->own_y = 1;
+    } else {
+        nd->y = ddts__nn_plan_buf(cap, nd->size, fail);
+        nd->own_y = 1;
+        if (separate) {
+            nd->z = ddts__nn_plan_buf(cap, nd->size, fail);
+            nd->own_z = 1;
+        } else {
+            nd->z = nd->y;
+        }
+    }
+    if (nd->kind != NN_INPUT) {
+        nd->dy = ddts__nn_plan_buf(cap, nd->size, fail);
+        if (separate) {
+            nd->dz = ddts__nn_plan_buf(cap, nd->size, fail);
+            nd->own_dz = 1;
+        } else {
+            nd->dz = nd->dy;
+        }
+    }
+}
+
+/* The shared scratch every node asked for, and the loss target. */
+static void plan_shared(struct ddts_model *m, size_t cap, const struct nn_plan_need *need,
+                        int *fail)
+{
+    if (!*fail && need->col_n > 0)
+        m->col = ddts__nn_plan_buf(need->col_n, 1, fail);
+    m->col_n = need->col_n;
+    if (!*fail) {
+        m->ones = ddts__nn_plan_buf(need->ones_n, 1, fail);
+        for (size_t i = 0; !*fail && i < need->ones_n; i++)
+            m->ones[i] = 1.0f;
+        m->ones_n = need->ones_n;
+    }
+    if (!*fail) {
+        m->tmp = ddts_mallocarray(need->tmp_n, sizeof(double));
+        *fail = m->tmp == NULL;
+        m->tmp_n = need->tmp_n;
+    }
+    if (!*fail && m->target_size > 0)
+        m->target = ddts__nn_plan_buf(cap, m->target_size, fail);
 }
 
 enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_error *err)
@@ -462,166 +326,27 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
     if (cap < m->cap)
         cap = m->cap;
     unplan(m);
-    int fail = 0;
-    size_t col_n = 0, ones_n = 1, tmp_n = 1;
-    size_t kept = 0; /* floats of im2col kept across passes (at most 256 MiB) */
-    for (size_t i = 0; i < m->n_nodes && !fail; i++) {
+    struct nn_plan_need need = {.col_n = 0, .ones_n = 1, .tmp_n = 1};
+    for (size_t i = 0; i < m->n_nodes && !need.fail; i++) {
         struct nn_node *nd = &m->nodes[i];
-        const struct nn_node *a = nd->n_in > 0 ? &m->nodes[nd->in[0]] : NULL;
-        if (a == NULL && nd->kind != NN_INPUT) {
-            fail = 1; /* unreachable: the graph builder gives every other kind an input */
+        if (nd->n_in < 1 && nd->kind != NN_INPUT) {
+            need.fail = 1; /* unreachable: the graph builder gives every other kind an input */
             break;
         }
-        if (nd->kind == NN_FLATTEN || nd->kind == NN_RESHAPE) {
-            nd->y = nd->z = a->y;
-        } else if (nd->kind == NN_ACTIVATION) {
-            nd->z = a->y;
-            nd->y = fbuf(cap, nd->size, &fail);
-            nd->own_y = 1;
-        } else {
-            nd->y = fbuf(cap, nd->size, &fail);
-            nd->own_y = 1;
-            if (has_core_act(nd) && !act_in_place(m, i)) {
-                nd->z = fbuf(cap, nd->size, &fail);
-                nd->own_z = 1;
-            } else {
-                nd->z = nd->y;
-            }
-        }
-        if (nd->kind != NN_INPUT) {
-            nd->dy = fbuf(cap, nd->size, &fail);
-            if (has_core_act(nd) && !act_in_place(m, i)) {
-                nd->dz = fbuf(cap, nd->size, &fail);
-                nd->own_dz = 1;
-            } else {
-                nd->dz = nd->dy;
-            }
-        }
-        if (nd->kind == NN_DENSE || nd->kind == NN_CONV2D || nd->kind == NN_CONV2DT) {
-            size_t rows = cap * (nd->size / (size_t)nd->shape[nd->rank - 1]);
-            ones_n = rows > ones_n ? rows : ones_n;
-        }
-        if ((nd->kind == NN_BATCHNORM || nd->kind == NN_LAYERNORM) &&
-            4 * (size_t)nd->shape[nd->rank - 1] > tmp_n)
-            tmp_n = 4 * (size_t)nd->shape[nd->rank - 1];
-        switch (nd->kind) {
-        case NN_DROPOUT:
-        case NN_MAXPOOL:
-        case NN_GMP:
-            nd->aux = fbuf(cap, nd->size, &fail);
-            break;
-        case NN_BATCHNORM:
-            nd->aux = fbuf(cap, nd->size, &fail);
-            nd->aux2 = fbuf(2, (size_t)nd->shape[nd->rank - 1], &fail);
-            break;
-        case NN_LAYERNORM: /* xhat, and 1/std per row */
-            nd->aux = fbuf(cap, nd->size, &fail);
-            nd->aux2 = fbuf(cap, nd->size / (size_t)nd->shape[nd->rank - 1], &fail);
-            break;
-        case NN_CONV2D:
-        case NN_CONV2DT: {
-            size_t per;
-            if (nd->kind == NN_CONV2D)
-                per = (size_t)(nn_h(nd) * nn_w(nd)) * nd->kh * nd->kw * (size_t)nn_c(a);
-            else
-                per = (size_t)a->shape[0] * a->shape[1] * nd->kh * nd->kw * nd->shape[2];
-            size_t nb = per > 0 ? COL_MAX_FLOATS / per : cap;
-            if (nb < 1)
-                nb = 1;
-            if (nb > cap)
-                nb = cap;
-            nd->chunk = nd->dchunk = (int)nb;
-            /* A convolution whose whole batch fits one chunk keeps its im2col
-             * for the backward pass instead of recomputing it. */
-            int pointwise = nd->kh == 1 && nd->kw == 1 && nd->sh == 1 && nd->sw == 1 &&
-                            nd->pt == 0 && nd->pl == 0;
-            size_t need = nb * per;
-            struct ddts__conv_geom tg = {.KH = nd->kh, .KW = nd->kw, .C = (int)nn_c(a)};
-            nd->direct = nd->kind == NN_CONV2D && !pointwise && !m->conv_gemm_only &&
-                         ddts__tensor_conv_direct_fits(&tg);
-            if (nd->direct) {
-                /* no im2col but the input gradient's, in dchunks; the
-                 * weight gradient's per-thread sums */
-                size_t dn = per > 0 ? DCOL_MAX_FLOATS / per : cap;
-                dn = dn < 1 ? 1 : dn > cap ? cap : dn;
-                nd->dchunk = (int)dn;
-                need = a->needs_grad ? dn * per : 0;
-                size_t wg = ddts__tensor_conv_direct_scratch(&tg, (size_t)nd->units, 0, m->threads);
-                if (nd->needs_grad && m->w[nd->w0].trainable && wg > need)
-                    need = wg;
-            }
-            if (nd->kind == NN_CONV2D && !pointwise && !nd->direct && nb == cap && nd->needs_grad &&
-                m->w[nd->w0].trainable && kept + cap * per <= 4 * COL_MAX_FLOATS) {
-                nd->colbuf = fbuf(cap, per, &fail);
-                kept += cap * per;
-                size_t dn = per > 0 ? DCOL_MAX_FLOATS / per : cap;
-                dn = dn < 1 ? 1 : dn > cap ? cap : dn;
-                nd->dchunk = (int)dn;
-                need = a->needs_grad ? dn * per : 0;
-            }
-            if (need > col_n)
-                col_n = need;
-            break;
-        }
-        default:
-            break;
-        }
+        plan_outputs(m, i, cap, &need.fail);
+        if (nd->ops->plan != NULL)
+            nd->ops->plan(m, i, cap, &need);
     }
-    /* Conv/Dense + relu + tiling max pooling (stride = pool size; a remainder
-     * no window covers gets a zero gradient either way): the pooling's
-     * backward applies the relu derivative (relu'(z) = [pool output > 0] at
-     * the argmax cell), saving a pass over the largest activation of a CNN. */
+    /* Fusions across nodes (layer_pool.c: max pooling with the layer before it). */
     for (size_t i = 0; i < m->n_nodes; i++) {
         struct nn_node *nd = &m->nodes[i];
         nd->pool_relu = nd->skip_act_bwd = nd->pool_node = nd->in_conv = 0;
     }
-    for (size_t i = 0; i < m->n_nodes; i++) {
-        struct nn_node *nd = &m->nodes[i];
-        if (nd->kind != NN_MAXPOOL)
-            continue;
-        struct nn_node *a = &m->nodes[nd->in[0]];
-        int tiles = nd->sh == nd->kh && nd->sw == nd->kw && nd->pt == 0 && nd->pl == 0 &&
-                    nn_h(a) >= nn_h(nd) * nd->kh && nn_w(a) >= nn_w(nd) * nd->kw;
-        if (tiles && a->n_consumers == 1 && a->needs_grad && a->z == a->y &&
-            a->act.kind == ACT_RELU && a->act.alpha == 0 && a->act.threshold == 0 &&
-            a->act.max_value <= 0 &&
-            (a->kind == NN_DENSE || a->kind == NN_CONV2D || a->kind == NN_CONV2DT)) {
-            nd->pool_relu = 1;
-            a->skip_act_bwd = 1;
-            /* A direct convolution over the model's input computes the
-             * pooling too, and its gradient from the pooling's: its own
-             * output and gradient never reach memory. (Over an input that
-             * needs a gradient, the input gradient's GEMM needs its dz.) */
-            if (a->direct && !m->nodes[a->in[0]].needs_grad) {
-                a->pool_node = (int)i;
-                nd->in_conv = 1;
-                struct ddts__conv_geom tg = {.KH = a->kh,
-                                             .KW = a->kw,
-                                             .C = (int)nn_c(&m->nodes[a->in[0]]),
-                                             .OW = (int)nn_w(a)};
-                size_t need =
-                    ddts__tensor_conv_direct_scratch(&tg, (size_t)a->units, nd->kh, m->threads);
-                col_n = need > col_n ? need : col_n;
-            }
-        }
-    }
-    if (!fail && col_n > 0)
-        m->col = fbuf(col_n, 1, &fail);
-    m->col_n = col_n;
-    if (!fail) {
-        m->ones = fbuf(ones_n, 1, &fail);
-        for (size_t i = 0; !fail && i < ones_n; i++)
-            m->ones[i] = 1.0f;
-        m->ones_n = ones_n;
-    }
-    if (!fail) {
-        m->tmp = ddts_mallocarray(tmp_n, sizeof(double));
-        fail = m->tmp == NULL;
-        m->tmp_n = tmp_n;
-    }
-    if (!fail && m->target_size > 0)
-        m->target = fbuf(cap, m->target_size, &fail);
-    if (fail) {
+    for (size_t i = 0; i < m->n_nodes && !need.fail; i++)
+        if (m->nodes[i].ops->plan_link != NULL)
+            m->nodes[i].ops->plan_link(m, i, &need);
+    plan_shared(m, cap, &need, &need.fail);
+    if (need.fail) {
         unplan(m);
         return ddts_error_set(err, DDTS_ENOMEM, "model: out of memory planning batch %zu", cap);
     }

@@ -37,6 +37,7 @@ enum nn_kind {
     NN_RESCALING,
     NN_EMBEDDING,
     NN_LAYERNORM,
+    NN_NAMED, /* a class known by name only (its files' weight names), not built */
 };
 
 enum nn_act_kind {
@@ -102,9 +103,12 @@ struct nn_weight {
     struct nn_reg reg;
 };
 
+struct nn_layer_ops; /* nn/layer.h */
+
 struct nn_node {
     char *name;
     char *class_name;
+    const struct nn_layer_ops *ops; /* its family's descriptor (nn/layer.h) */
     enum nn_kind kind;
     int entry; /* top-level entry, -1 for an implicit input */
     int n_in;
@@ -270,10 +274,10 @@ static inline int64_t nn_c(const struct nn_node *x)
     return x->shape[x->rank - 1];
 }
 
-/* model.c: building (used by config.c) */
+/* model.c: building (used by config.c); a node's class lives in its descriptor (layer.h) */
 enum ddts_status ddts__nn_add_node(struct ddts_model *m, const char *name, const char *class_name,
-                                   enum nn_kind kind, int entry, const int *in, int n_in,
-                                   int *out_idx, struct ddts_error *err);
+                                   const struct nn_layer_ops *ops, int entry, const int *in,
+                                   int n_in, int *out_idx, struct ddts_error *err);
 enum ddts_status ddts__nn_add_weight(struct ddts_model *m, int node, const char *name, int rank,
                                      const int64_t *shape, int trainable,
                                      const struct nn_init *init, struct ddts_error *err);
@@ -295,7 +299,7 @@ void ddts__nn_act_backward(const struct nn_act *a, size_t rows, size_t k, const 
 /* Parses an activation name; -1 if unknown. keras3 selects Keras 3's hard_sigmoid. */
 int ddts__nn_act_parse(const char *name, int keras3, struct nn_act *out);
 
-/* layers.c: forward and backward of node i for batch b */
+/* layer.c: the forward and backward passes over all nodes for batch b */
 void ddts__nn_forward(struct ddts_model *m, size_t b);
 void ddts__nn_backward(struct ddts_model *m, size_t b);
 

@@ -429,6 +429,72 @@ static int monitor_is_max(const char *name)
     return strstr(name, "acc") != NULL;
 }
 
+/* One epoch of fit: the sample order (shuffled from (seed, epoch)), then a
+ * forward, backward and optimizer step per batch; running sums in *s. */
+static enum ddts_status fit_epoch(struct ddts_model *m, const struct ddts_dataset *train,
+                                  const struct ddts_fit_options *o, const struct data *dt,
+                                  uint32_t *order, size_t bs, int ep, struct sums *s,
+                                  struct ddts_error *err)
+{
+    enum ddts_status st;
+    size_t n_batches = (dt->n + bs - 1) / bs;
+    for (size_t i = 0; i < dt->n; i++)
+        order[i] = (uint32_t)(train->idx ? train->idx[i] : i);
+    if (o->shuffle) {
+        struct ddts_rng r;
+        ddts_rng_derive(&r, o->seed, (uint64_t)ep);
+        ddts_rng_shuffle_u32(&r, order, dt->n);
+    }
+    ddts_rng_derive(&m->drop_rng, o->seed ^ 0x9e3779b97f4a7c15ull, (uint64_t)ep);
+    for (size_t bi = 0; bi < n_batches; bi++) {
+        size_t start = bi * bs, b = dt->n - start < bs ? dt->n - start : bs;
+        if ((st = gather(m, dt, order, start, b, 1, err)) != DDTS_OK)
+            return st;
+        m->training = 1;
+        double l = batch_loss(m, b, 1, s);
+        if (!isfinite(l))
+            return ddts_error_set(err, DDTS_ENUMERIC,
+                                  "fit: the loss became %g at epoch %d, batch %zu", l, ep + 1,
+                                  bi + 1);
+        ddts__nn_backward(m, b);
+        ddts__nn_opt_step(m);
+        m->training = 0;
+        if (o->callbacks && o->callbacks->on_batch_end) {
+            struct ddts_logs run = {0};
+            fill_logs(m, s, 0, &run);
+            if (o->callbacks->on_batch_end(o->callbacks->userdata, m, ep, bi, n_batches, s->samples,
+                                           &run) != 0)
+                return ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
+        }
+    }
+    return DDTS_OK;
+}
+
+/* checkpoint_monitor: keeps a copy of the weights when the monitored value
+ * `v` improves on *best (*have: there is one). */
+static enum ddts_status keep_best(struct ddts_model *m, const char *mon, double v, int *have,
+                                  double *best, struct ddts_history *h, int ep,
+                                  struct ddts_error *err)
+{
+    int better = !*have || (monitor_is_max(mon) ? v > *best : v < *best);
+    if (!better)
+        return DDTS_OK;
+    if (m->best == NULL) {
+        m->best = ddts_aligned_alloc((m->n_params ? m->n_params : 1) * sizeof(float));
+        if (m->best == NULL)
+            return ddts_error_set(err, DDTS_ENOMEM, "fit: out of memory");
+    }
+    memcpy(m->best, m->params, m->n_params * sizeof(float));
+    m->best_epoch = ep;
+    h->best_epoch = ep;
+    *best = v;
+    *have = 1;
+    m->best_valid = 1;
+    m->best_value = v;
+    snprintf(m->best_monitor, sizeof m->best_monitor, "%s", mon);
+    return DDTS_OK;
+}
+
 enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset *train,
                                 const struct ddts_fit_options *o, struct ddts_history **out,
                                 struct ddts_error *err)
@@ -475,42 +541,10 @@ enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset 
     int have_ck = mon && m->best_valid && m->best && strcmp(m->best_monitor, mon) == 0;
     double best_ck = have_ck ? m->best_value : 0, best_es = 0;
     int have_es = 0, wait = 0;
-    size_t n_batches = (dt.n + bs - 1) / bs;
     for (int ep = e0; ep < o->epochs; ep++) {
-        for (size_t i = 0; i < dt.n; i++)
-            order[i] = (uint32_t)(train->idx ? train->idx[i] : i);
-        if (o->shuffle) {
-            struct ddts_rng r;
-            ddts_rng_derive(&r, o->seed, (uint64_t)ep);
-            ddts_rng_shuffle_u32(&r, order, dt.n);
-        }
-        ddts_rng_derive(&m->drop_rng, o->seed ^ 0x9e3779b97f4a7c15ull, (uint64_t)ep);
         struct sums s = {0};
-        for (size_t bi = 0; bi < n_batches; bi++) {
-            size_t start = bi * bs, b = dt.n - start < bs ? dt.n - start : bs;
-            if ((st = gather(m, &dt, order, start, b, 1, err)) != DDTS_OK)
-                goto done;
-            m->training = 1;
-            double l = batch_loss(m, b, 1, &s);
-            if (!isfinite(l)) {
-                st = ddts_error_set(err, DDTS_ENUMERIC,
-                                    "fit: the loss became %g at epoch %d, batch %zu", l, ep + 1,
-                                    bi + 1);
-                goto done;
-            }
-            ddts__nn_backward(m, b);
-            ddts__nn_opt_step(m);
-            m->training = 0;
-            if (o->callbacks && o->callbacks->on_batch_end) {
-                struct ddts_logs run = {0};
-                fill_logs(m, &s, 0, &run);
-                if (o->callbacks->on_batch_end(o->callbacks->userdata, m, ep, bi, n_batches,
-                                               s.samples, &run) != 0) {
-                    st = ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
-                    goto done;
-                }
-            }
-        }
+        if ((st = fit_epoch(m, train, o, &dt, order, bs, ep, &s, err)) != DDTS_OK)
+            goto done;
         struct ddts_logs logs = {0};
         fill_logs(m, &s, 0, &logs);
         if (o->validation) {
@@ -524,26 +558,9 @@ enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset 
             row[c] = logs.values[c];
         h->epochs[h->n_epochs++] = ep;
         double v;
-        if (mon && ddts_logs_get(&logs, mon, &v) == 0) {
-            int better = !have_ck || (monitor_is_max(mon) ? v > best_ck : v < best_ck);
-            if (better) {
-                if (m->best == NULL) {
-                    m->best = ddts_aligned_alloc((m->n_params ? m->n_params : 1) * sizeof(float));
-                    if (m->best == NULL) {
-                        st = ddts_error_set(err, DDTS_ENOMEM, "fit: out of memory");
-                        goto done;
-                    }
-                }
-                memcpy(m->best, m->params, m->n_params * sizeof(float));
-                m->best_epoch = ep;
-                h->best_epoch = ep;
-                best_ck = v;
-                have_ck = 1;
-                m->best_valid = 1;
-                m->best_value = v;
-                snprintf(m->best_monitor, sizeof m->best_monitor, "%s", mon);
-            }
-        }
+        if (mon && ddts_logs_get(&logs, mon, &v) == 0 &&
+            (st = keep_best(m, mon, v, &have_ck, &best_ck, h, ep, err)) != DDTS_OK)
+            goto done;
         if (o->callbacks && o->callbacks->on_epoch_end &&
             o->callbacks->on_epoch_end(o->callbacks->userdata, m, ep, &logs) != 0) {
             st = ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");

@@ -6,8 +6,9 @@
 #include <string.h>
 
 #include "ddts/trainer.h"
+#include "train/bridge.h"
 
-static int same_shape(int ra, const int64_t *a, int rb, const int64_t *b)
+int ddts__bridge_same_shape(int ra, const int64_t *a, int rb, const int64_t *b)
 {
     if (ra != rb)
         return 0;
@@ -65,7 +66,7 @@ enum ddts_status ddts_bridge_load(const struct ddts_keras_model *k, uint64_t see
             if (st != DDTS_OK)
                 goto fail;
             const struct ddts_keras_weight *w = &kl->weights[j];
-            if (!same_shape(v.rank, v.shape, w->rank, w->shape)) {
+            if (!ddts__bridge_same_shape(v.rank, v.shape, w->rank, w->shape)) {
                 char a[128], b[128];
                 shape_str(w->rank, w->shape, a, sizeof a);
                 shape_str(v.rank, v.shape, b, sizeof b);

@@ -12,10 +12,12 @@
  * The layouts are documented in docs/file-formats.md ("Model surgery").
  */
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ddts/trainer.h"
+#include "train/bridge.h"
 
 static const char *jstr(const json_t *o, const char *key)
 {
@@ -449,6 +451,12 @@ enum ddts_status ddts_surgery_write_normalized(struct ddts_model *m,
         return ddts_error_set(err, DDTS_ESHAPE,
                               "normalizer: %zu features, the model's input has %zu values",
                               norm->n_features, ddts_model_input_size(m));
+    for (size_t i = 0; i < norm->n_features; i++)
+        if (!isfinite(norm->mean[i]) || !isfinite(norm->variance[i]) || norm->variance[i] < 0)
+            return ddts_error_set(err, DDTS_EINVAL,
+                                  "normalizer: value %zu is not finite (mean %g, variance %g) or "
+                                  "the variance is negative",
+                                  i, (double)norm->mean[i], (double)norm->variance[i]);
     char *config = NULL, *norm_name = NULL;
     struct ddts_model *m2 = NULL;
     enum ddts_status st =
@@ -631,16 +639,6 @@ static const struct ddts_keras_weight *member_weight(const struct ddts_keras_mod
     return NULL;
 }
 
-static int same_shape(int ra, const int64_t *a, int rb, const int64_t *b)
-{
-    if (ra != rb)
-        return 0;
-    for (int i = 0; i < ra; i++)
-        if (a[i] != b[i])
-            return 0;
-    return 1;
-}
-
 enum ddts_status ddts_surgery_write_ensemble(const struct ddts_keras_model *const *members,
                                              const char *const *names, size_t n, const char *path,
                                              struct ddts_error *err)
@@ -671,7 +669,8 @@ enum ddts_status ddts_surgery_write_ensemble(const struct ddts_keras_model *cons
             rout0 = rout;
             memcpy(in0, in, sizeof in);
             memcpy(out0, out, sizeof out);
-        } else if (!same_shape(rin, in, rin0, in0) || !same_shape(rout, out, rout0, out0)) {
+        } else if (!ddts__bridge_same_shape(rin, in, rin0, in0) ||
+                   !ddts__bridge_same_shape(rout, out, rout0, out0)) {
             st = ddts_error_set(err, DDTS_ESHAPE,
                                 "%s: its input or output shape differs from %s's: an ensemble "
                                 "averages outputs of the same shape on the same input",
@@ -708,7 +707,7 @@ enum ddts_status ddts_surgery_write_ensemble(const struct ddts_keras_model *cons
             if (w == NULL)
                 st = ddts_error_set(err, DDTS_EFORMAT, "%s: no weight '%s' of layer '%s'",
                                     names[mi - 1], v.name, v.layer_name);
-            else if (!same_shape(w->rank, w->shape, v.rank, v.shape))
+            else if (!ddts__bridge_same_shape(w->rank, w->shape, v.rank, v.shape))
                 st = ddts_error_set(err, DDTS_ESHAPE,
                                     "%s: weight '%s' of layer '%s' does not fit its config",
                                     names[mi - 1], v.name, v.layer_name);

@@ -14,6 +14,11 @@ run_expect 0 "$DDTS" model new --layers dense:16:relu,dense:3:softmax --input-sh
     -o "$WORK/small.h5" --seed 2
 run_expect 0 "$DDTS" inspect "$WORK/small.h5"
 grep -q 'Total params: 131' "$OUT" || fail "compact model: params $(cat "$OUT")"
+# The layer registry: every spec word's class is trained, LSTM is known by name only.
+run_expect 0 "$DDTS" inspect --layers
+grep -q '^trains    BatchNormalization' "$OUT" || fail "inspect --layers: BN row: $(cat "$OUT")"
+grep -q -- '--layers dense:UNITS\[:ACTIVATION\]' "$OUT" || fail "inspect --layers: dense spec"
+grep -q '^read-only SimpleRNN (LSTM, GRU' "$OUT" || fail "inspect --layers: LSTM row"
 run_expect 2 "$DDTS" model new --layers dense:3 -o "$WORK/x.h5"
 run_expect 1 "$DDTS" model new --layers dense:zz --input-shape 4 -o "$WORK/x.h5"
 # An unsupported layer is an error naming the layer and its class.

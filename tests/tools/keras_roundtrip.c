@@ -6,8 +6,9 @@
  *
  *   keras_roundtrip [--scale F] [--new] IN [OUT]
  *   keras_roundtrip --norm 4x2 IN OUT
- *       adds a Normalization layer (mean[i] = i / 2, variance[i] = (i + 1)^2 / 4)
- *       with ddts_keras_add_normalization before writing.
+ *       writes OUT as a new .h5 with a Normalization layer at the input
+ *       (mean[i] = i / 2, variance[i] = (i + 1)^2 / 4, count 7) through the one
+ *       implementation, ddts_surgery_write_normalized, after listing IN.
  *   keras_roundtrip --ensemble OUT IN1 IN2 ...
  *       ddts_keras_ensemble_build + ddts_keras_write_new, then lists OUT.
  *   keras_roundtrip --spec LAYERS --input 28x28x1 [--loss L] [--optimizer O] OUT
@@ -178,22 +179,18 @@ int main(int argc, char **argv)
                tr.loss ? tr.loss : "-");
         ddts_keras_training_deinit(&tr);
     }
-    {
-        char *nname = NULL;
-        int nrank = 0;
-        int64_t nshape[DDTS_MAX_RANK];
-        float *nmean = NULL, *nvar = NULL;
-        if (ddts_keras_get_normalization(m, &nname, &nrank, nshape, &nmean, &nvar, &err) ==
-            DDTS_OK) {
-            size_t count = 1;
-            for (int k = 0; k < nrank; k++)
-                count *= (size_t)nshape[k];
-            printf("norm\t%s\t%d\t%zu\t%.9g\t%.9g\n", nname, nrank, count, (double)nmean[count - 1],
-                   (double)nvar[count - 1]);
-        }
-        ddts_free(nname);
-        ddts_free(nmean);
-        ddts_free(nvar);
+    /* A Normalization layer's adapted weights, as read back. */
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const struct ddts_keras_layer *L = &m->layers[l];
+        const struct ddts_keras_weight *wm = ddts_keras_weight_find(L, "mean");
+        const struct ddts_keras_weight *wv = ddts_keras_weight_find(L, "variance");
+        const struct ddts_keras_weight *wc = ddts_keras_weight_find(L, "count");
+        if (L->class_name == NULL || strcmp(L->class_name, "Normalization") != 0 || wm == NULL ||
+            wv == NULL || wm->count == 0 || wm->count != wv->count)
+            continue;
+        printf("norm\t%s\t%zu\t%zu\t%.9g\t%.9g\t%.9g\n", L->name, L->n_weights, wm->count,
+               (double)wm->data[wm->count - 1], (double)wv->data[wv->count - 1],
+               wc != NULL && wc->count == 1 ? (double)wc->data[0] : -1.0);
     }
     if (norm_rank > 0) {
         size_t count = 1;
@@ -205,14 +202,20 @@ int main(int argc, char **argv)
             mean[k] = (float)k / 2.0f;
             var[k] = (float)((k + 1) * (k + 1)) / 4.0f;
         }
-        st = ddts_keras_add_normalization(m, norm_rank, norm_shape, mean, var, &err);
+        struct ddts_model *e = NULL;
+        struct ddts_norm_layer norm = {mean, var, count, 7};
+        st = ddts_bridge_load(m, 0, &e, &err);
+        if (st == DDTS_OK && out != NULL)
+            st = ddts_surgery_write_normalized(e, m, &norm, out, &err);
+        ddts_model_destroy(e);
         ddts_free(mean);
         ddts_free(var);
+        ddts_keras_destroy(m);
         if (st != DDTS_OK) {
             fprintf(stderr, "error (%s): %s\n", ddts_status_str(st), err.msg);
-            ddts_keras_destroy(m);
             return 1;
         }
+        return 0;
     }
     if (out != NULL) {
         st = make_new ? ddts_keras_write_new(m, out, &err) : ddts_keras_write(m, out, &err);

@@ -417,78 +417,73 @@ static void test_spec(void **state)
     ddts_free(dir);
 }
 
-/* The normalizer: added after the input, found again, and every allocation
- * of add + write failing in turn. */
+/* The normalizer through its one implementation (ddts_surgery_write_normalized):
+ * on each fixture the Normalization layer is written with the weights Keras'
+ * Normalization.build creates (mean, variance, count: tf.keras 2.x and Keras 3
+ * alike), found again, and every allocation of the write failing in turn
+ * gives DDTS_ENOMEM and no file. */
 static void test_normalization(void **state)
 {
     (void)state;
-    static const char *const names[] = {"tf2_sequential.h5", "keras3_functional.h5",
-                                        "nested.keras"};
+    static const struct {
+        const char *name;
+        size_t n_weights; /* of the Normalization layer written */
+    } cases[] = {
+        {"tf2_sequential.h5", 3}, {"keras3_functional.h5", 3}, {"keras22_sequential.h5", 3}};
     char *dir = test_tmpdir();
-    char *out = ddts_path_join(dir, "norm");
-    for (size_t i = 0; i < 3; i++) {
-        char *p = fixture(names[i]);
-        int64_t shape[1] = {i == 2 ? 6 : 4};
+    char *out = ddts_path_join(dir, "norm.h5");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *p = fixture(cases[i].name);
+        struct ddts_keras_model *k = NULL;
+        struct ddts_model *m = NULL;
+        struct ddts_error err;
+        assert_int_equal(ddts_keras_read(p, &k, &err), DDTS_OK);
+        assert_int_equal(ddts_bridge_load(k, 1, &m, &err), DDTS_OK);
+        size_t f = ddts_model_input_size(m);
+        assert_true(f <= 6);
         float mean[6] = {0, 1, 2, 3, 4, 5}, var[6] = {1, 4, 9, 16, 25, 36};
+        struct ddts_norm_layer norm = {mean, var, f, 77};
         int done = 0;
-        for (long k = 0; k < 100000 && !done; k++) {
-            struct ddts_keras_model *m = NULL;
-            struct ddts_error err;
-            enum ddts_status st = ddts_keras_read(p, &m, &err);
-            assert_int_equal(st, DDTS_OK);
-            size_t n_before = m->n_layers;
-            ddts_alloc_fail_after(k);
-            st = ddts_keras_add_normalization(m, 1, shape, mean, var, &err);
-            if (st == DDTS_OK)
-                st = ddts_keras_write(m, out, &err);
+        for (long n = 0; n < 100000 && !done; n++) {
+            ddts_alloc_fail_after(n);
+            enum ddts_status st = ddts_surgery_write_normalized(m, k, &norm, out, &err);
             ddts_alloc_fail_after(-1);
-            if (st == DDTS_OK) {
+            if (st == DDTS_OK)
                 done = 1;
-                assert_int_equal(m->n_layers, n_before + 1);
-            } else if (st != DDTS_ENOMEM) {
-                fail_msg("%s: allocation %ld failing gave %s: %s", names[i], k, ddts_status_str(st),
-                         err.msg);
-            }
-            ddts_keras_destroy(m);
+            else if (st != DDTS_ENOMEM)
+                fail_msg("%s: allocation %ld failing gave %s: %s", cases[i].name, n,
+                         ddts_status_str(st), err.msg);
+            else
+                assert_int_equal(access(out, F_OK), -1);
         }
         assert_true(done);
-        struct ddts_keras_model *m = NULL;
-        struct ddts_error err;
-        assert_int_equal(ddts_keras_read(out, &m, &err), DDTS_OK);
-        char *nname;
-        int rank;
-        int64_t nshape[DDTS_MAX_RANK];
-        float *nm, *nv;
-        assert_int_equal(ddts_keras_get_normalization(m, &nname, &rank, nshape, &nm, &nv, &err),
-                         DDTS_OK);
-        assert_string_equal(nname, "normalization");
-        assert_int_equal(rank, 1);
-        assert_int_equal(nshape[0], shape[0]);
-        assert_memory_equal(nm, mean, (size_t)shape[0] * sizeof(float));
-        assert_memory_equal(nv, var, (size_t)shape[0] * sizeof(float));
-        assert_non_null(ddts_keras_layer_find(m, "normalization"));
-        assert_int_equal(ddts_keras_add_normalization(m, 1, shape, mean, var, &err), DDTS_EEXIST);
-        ddts_free(nname);
-        ddts_free(nm);
-        ddts_free(nv);
-        ddts_keras_destroy(m);
+        struct ddts_keras_model *k2 = NULL;
+        assert_int_equal(ddts_keras_read(out, &k2, &err), DDTS_OK);
+        assert_int_equal(k2->n_layers, k->n_layers + 1);
+        const struct ddts_keras_layer *nl = ddts_keras_layer_find(k2, "normalization");
+        assert_non_null(nl);
+        assert_string_equal(nl->class_name, "Normalization");
+        assert_int_equal(nl->n_weights, cases[i].n_weights);
+        static const char *const names[] = {"mean", "variance", "count"};
+        for (size_t j = 0; j < nl->n_weights; j++)
+            assert_string_equal(nl->weights[j].short_name, names[j]);
+        assert_memory_equal(nl->weights[0].data, mean, f * sizeof(float));
+        assert_memory_equal(nl->weights[1].data, var, f * sizeof(float));
+        if (nl->n_weights == 3)
+            assert_true(nl->weights[2].rank == 0 && nl->weights[2].data[0] == 77.0f);
+        ddts_keras_destroy(k2);
+        unlink(out);
+        /* Bad values are refused before anything is written. */
+        float bad[6] = {1, -1, 1, 1, 1, 1};
+        struct ddts_norm_layer nb = {mean, bad, f, 1};
+        assert_int_equal(ddts_surgery_write_normalized(m, k, &nb, out, &err), DDTS_EINVAL);
+        struct ddts_norm_layer n5 = {mean, var, f + 1, 1};
+        assert_int_equal(ddts_surgery_write_normalized(m, k, &n5, out, &err), DDTS_ESHAPE);
+        assert_int_equal(access(out, F_OK), -1);
+        ddts_model_destroy(m);
+        ddts_keras_destroy(k);
         ddts_free(p);
     }
-    /* Bad values are refused before anything changes. */
-    char *p = fixture("tf2_sequential.h5");
-    struct ddts_keras_model *m = NULL;
-    struct ddts_error err;
-    assert_int_equal(ddts_keras_read(p, &m, &err), DDTS_OK);
-    int64_t four[1] = {4};
-    float mean[4] = {0, 0, 0, 0}, bad[4] = {1, -1, 1, 1};
-    assert_int_equal(ddts_keras_add_normalization(m, 1, four, mean, bad, &err), DDTS_EINVAL);
-    int64_t five[1] = {5};
-    float m5[5] = {0}, v5[5] = {1, 1, 1, 1, 1};
-    assert_int_equal(ddts_keras_add_normalization(m, 1, five, m5, v5, &err), DDTS_ESHAPE);
-    assert_int_equal(m->n_layers, 4);
-    ddts_keras_destroy(m);
-    ddts_free(p);
-    unlink(out);
     rmdir(dir);
     ddts_free(out);
     ddts_free(dir);

@@ -1,0 +1,258 @@
+/*
+ * The layer registry and the passes: the table of every layer family's
+ * descriptors (layer.h), lookups by Keras class name and spec word, the
+ * helpers family files share, and the forward and backward loops that call
+ * each node's hooks. Shapes: a node's buffers are (b, size) with size the
+ * product of its per-sample shape; images are (b, H, W, C).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/layer.h"
+#include "tensor/tensor.h"
+
+const struct nn_layer_ops *const *const ddts__nn_families[] = {
+    ddts__nn_family_dense,
+    ddts__nn_family_conv,
+    ddts__nn_family_pool,
+    ddts__nn_family_norm,
+    ddts__nn_family_reshape,
+    ddts__nn_family_merge,
+    ddts__nn_family_activation,
+    ddts__nn_family_dropout,
+    ddts__nn_family_embedding,
+    ddts__nn_family_recurrent,
+    NULL,
+};
+
+const struct nn_layer_ops ddts__nn_input_ops = {
+    .class_names = (const char *const[]){"InputLayer", NULL},
+    .kind = NN_INPUT,
+    .doc = "the model's input: data is copied into its output",
+    .min_in = 0,
+    .max_in = 0,
+};
+
+const struct nn_layer_ops *ddts__nn_layer_find(const char *cls)
+{
+    if (cls == NULL)
+        return NULL;
+    for (size_t f = 0; ddts__nn_families[f] != NULL; f++)
+        for (size_t i = 0; ddts__nn_families[f][i] != NULL; i++) {
+            const struct nn_layer_ops *d = ddts__nn_families[f][i];
+            for (size_t k = 0; d->class_names[k] != NULL; k++)
+                if (strcmp(d->class_names[k], cls) == 0)
+                    return d;
+        }
+    return NULL;
+}
+
+const struct nn_layer_ops *ddts__nn_layer_find_spec(const char *word)
+{
+    for (size_t f = 0; ddts__nn_families[f] != NULL; f++)
+        for (size_t i = 0; ddts__nn_families[f][i] != NULL; i++) {
+            const struct nn_layer_ops *d = ddts__nn_families[f][i];
+            if (d->spec_word != NULL && strcmp(d->spec_word, word) == 0)
+                return d;
+        }
+    return NULL;
+}
+
+void ddts__nn_layer_spec_words(char *buf, size_t cap)
+{
+    size_t n = 0;
+    if (cap == 0)
+        return;
+    buf[0] = '\0';
+    for (size_t f = 0; ddts__nn_families[f] != NULL; f++)
+        for (size_t i = 0; ddts__nn_families[f][i] != NULL; i++) {
+            const char *w = ddts__nn_families[f][i]->spec_word;
+            if (w == NULL)
+                continue;
+            int k = snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", w);
+            if (k < 0 || (size_t)k >= cap - n)
+                return;
+            n += (size_t)k;
+        }
+}
+
+const char *ddts__nn_layer_weight_name(const char *cls, const struct nn_weight_flags *f,
+                                       size_t index)
+{
+    const struct nn_layer_ops *d = ddts__nn_layer_find(cls);
+    return d != NULL && d->weight_name != NULL ? d->weight_name(f, index) : NULL;
+}
+
+int ddts__nn_layer_always_weighted(const char *cls)
+{
+    const struct nn_layer_ops *d = ddts__nn_layer_find(cls);
+    static const struct nn_weight_flags all = {1, 1, 1};
+    return d != NULL && !d->weights_optional && d->weight_name != NULL &&
+           d->weight_name(&all, 0) != NULL;
+}
+
+enum ddts_status ddts_nn_layer_class(size_t i, struct ddts_layer_class *out)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t f = 0; ddts__nn_families[f] != NULL; f++)
+        for (size_t k = 0; ddts__nn_families[f][k] != NULL; k++, i--)
+            if (i == 0) {
+                const struct nn_layer_ops *d = ddts__nn_families[f][k];
+                out->name = d->class_names[0];
+                out->aliases = d->class_names + 1;
+                out->doc = d->doc;
+                out->runs = d->parse != NULL;
+                out->spec_usage = d->spec_usage;
+                return DDTS_OK;
+            }
+    return DDTS_ENOTFOUND;
+}
+
+/* ---- helpers for spec hooks ---- */
+
+int ddts__nn_spec_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int ddts__nn_spec_word_ok(const char *s)
+{
+    if (s == NULL || *s == '\0' || strlen(s) > 64)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '.' && *s != '>')
+            return 0;
+    return 1;
+}
+
+const char ddts__nn_spec_initializers[] =
+    "\"kernel_regularizer\": null, \"bias_regularizer\": null, \"activity_regularizer\": null, "
+    "\"kernel_constraint\": null, \"bias_constraint\": null, "
+    "\"kernel_initializer\": {\"module\": \"keras.initializers\", \"class_name\": "
+    "\"GlorotUniform\", \"config\": {\"seed\": null}, \"registered_name\": null}, "
+    "\"bias_initializer\": {\"module\": \"keras.initializers\", \"class_name\": \"Zeros\", "
+    "\"config\": {}, \"registered_name\": null}";
+
+/* ---- helpers shared by the family files ---- */
+
+void ddts__nn_add_bias(size_t rows, size_t k, const float *bias, float *z, int nt)
+{
+#pragma omp parallel for num_threads(nt) schedule(static) if (rows * k > 65536)
+    for (long r = 0; r < (long)rows; r++) {
+        float *zr = z + (size_t)r * k;
+        for (size_t j = 0; j < k; j++)
+            zr[j] += bias[j];
+    }
+}
+
+/* Whether the node's activation is a plain relu applied in place (z == y). */
+int ddts__nn_plain_relu_in_place(const struct nn_node *nd)
+{
+    const struct nn_act *a = &nd->act;
+    return nd->z == nd->y && a->kind == ACT_RELU && a->alpha == 0 && a->threshold == 0 &&
+           a->max_value <= 0;
+}
+
+/* z += bias, then y = act(z); plain relu in place is fused into one pass.
+ * Returns 1 when the activation was applied. */
+int ddts__nn_bias_act(struct nn_node *nd, size_t rows, size_t k, const float *bias, int nt)
+{
+    if (ddts__nn_plain_relu_in_place(nd)) {
+        float *y = nd->y;
+#pragma omp parallel for num_threads(nt) schedule(static) if (rows * k > 65536)
+        for (long r = 0; r < (long)rows; r++) {
+            float *yr = y + (size_t)r * k;
+            for (size_t j = 0; j < k; j++) {
+                float v = yr[j] + (bias ? bias[j] : 0.0f);
+                yr[j] = v > 0 ? v : 0.0f;
+            }
+        }
+        return 1;
+    }
+    if (bias)
+        ddts__nn_add_bias(rows, k, bias, nd->z, nt);
+    return 0;
+}
+
+/* db (k) = sum over rows of dz (rows, k), as one GEMM with a ones vector. */
+void ddts__nn_bias_grad(const struct ddts_model *m, size_t rows, size_t k, const float *dz,
+                        float *db)
+{
+    ddts__tensor_sgemm_par(m->threads, 1, 0, k, 1, rows, 1.0f, dz, k, m->ones, 1, 0.0f, db, 1);
+}
+
+void ddts__nn_put(float *dst, const float *src, size_t n, int acc)
+{
+    if (acc) {
+        for (size_t i = 0; i < n; i++)
+            dst[i] += src[i];
+    } else {
+        memcpy(dst, src, n * sizeof *dst);
+    }
+}
+
+enum ddts_status ddts__nn_shape_same(struct ddts_model *m, struct nn_node *nd,
+                                     struct ddts_error *err)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    (void)err;
+    nd->rank = a->rank;
+    memcpy(nd->shape, a->shape, sizeof nd->shape);
+    return DDTS_OK;
+}
+
+void ddts__nn_identity_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    int acc;
+    float *dx = ddts__nn_dx(m, nd, 0, &acc);
+    if (dx)
+        ddts__nn_put(dx, nd->dz, b * nd->size, acc);
+}
+
+/* ---- the passes ---- */
+
+void ddts__nn_forward(struct ddts_model *m, size_t b)
+{
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        struct nn_node *nd = &m->nodes[i];
+        nd->act_done = 0;
+        /* No hook: the input, views (Flatten, Reshape) and Activation, whose z is its
+         * input's y. */
+        if (nd->ops->forward != NULL)
+            nd->ops->forward(m, nd, b);
+        if (nd->act.kind != ACT_LINEAR && !nd->act_done) {
+            size_t k = (size_t)(nd->rank > 0 ? nd->shape[nd->rank - 1] : 1);
+            ddts__nn_act_forward(&nd->act, b * nd->size / k, k, nd->z, nd->y, m->threads);
+        }
+    }
+}
+
+void ddts__nn_backward(struct ddts_model *m, size_t b)
+{
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        struct nn_node *nd = &m->nodes[i];
+        if (nd->needs_grad && nd->n_consumers > 1)
+            memset(nd->dy, 0, b * nd->size * sizeof *nd->dy);
+    }
+    for (size_t ii = m->n_nodes; ii-- > 0;) {
+        struct nn_node *nd = &m->nodes[ii];
+        if (!nd->needs_grad || nd->kind == NN_INPUT)
+            continue;
+        size_t k = (size_t)(nd->rank > 0 ? nd->shape[nd->rank - 1] : 1);
+        int fused_here = m->fused && (int)ii == m->output_node;
+        if (nd->act.kind != ACT_LINEAR && !fused_here && !nd->skip_act_bwd)
+            ddts__nn_act_backward(&nd->act, b * nd->size / k, k, nd->z, nd->y, nd->dy, nd->dz,
+                                  m->threads);
+        if (nd->ops->backward != NULL)
+            nd->ops->backward(m, nd, b);
+    }
+}
