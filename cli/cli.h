@@ -38,7 +38,8 @@ int cmd_demo(int argc, char **argv);
 int cli_inspect_data(const char *path, const char *key);
 /* ddts_data_load, plus "keras:NAME" for a Keras built-in dataset (key: x_train
  * (default), y_train, x_test or y_test). */
-enum ddts_status cli_load_data(const char *path, const char *key, struct ddts_array **out,
+enum ddts_status cli_load_data(const char *path, const char *key,
+                               const struct ddts_keras_dataset_options *ko, struct ddts_array **out,
                                struct ddts_error *err);
 
 /* Help texts, defined next to each command. */

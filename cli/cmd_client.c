@@ -135,7 +135,7 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         /* --data client: this machine's own X/ and Y/. */
         if (ctx->dataset != NULL)
             snprintf(job.dataset, sizeof job.dataset, "%s", ctx->dataset);
-        st = ddts_data_load_xy(job.dataset, &x, &y, err);
+        st = cli_load_job_xy(&job, job.dataset, &x, &y, err);
     }
     if (st == DDTS_OK && cj->init_weights_path != NULL) {
         char *buf = NULL;

@@ -1,18 +1,20 @@
 /* ddts convert: any supported data file to .npy. */
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
 const char cli_usage_convert[] =
-    "usage: ddts convert IN OUT.npy [--key NAME] [--dtype DTYPE]\n"
+    "usage: ddts convert IN OUT.npy [--key NAME] [--dtype DTYPE] [KERAS DATASET OPTIONS]\n"
     "\n"
     "Load any supported data file and write it as .npy (written atomically).\n"
     "\n"
     "Input formats (by extension): .npy, .npz, .csv (header detected), .xlsx\n"
     "(first sheet, header detected), .idx and .idx.gz (also MNIST names such as\n"
     "train-images-idx3-ubyte.gz). IN may also be keras:NAME, a Keras built-in\n"
-    "dataset (mnist, fashion_mnist) read from Keras' cache or Debian's copy; --key\n"
+    "dataset (mnist, fashion_mnist, cifar10, cifar100, imdb, reuters,\n"
+    "boston_housing) read from Keras' cache (or downloaded) or Debian's copy; --key\n"
     "then picks x_train (default), y_train, x_test or y_test.\n"
     "\n"
     "Options:\n"
@@ -21,6 +23,11 @@ const char cli_usage_convert[] =
     "  --dtype DTYPE   dtype of the output: float64 (default), float32, float16,\n"
     "                  int8 ... int64, uint8 ... uint64, bool, or 'keep' for the\n"
     "                  stored dtype\n"
+    "  --num-words N   imdb, reuters: keep the N most frequent words (Keras num_words)\n"
+    "  --skip-top N    imdb, reuters: the N most frequent words become OOV (2)\n"
+    "  --maxlen N      imdb, reuters: drop sequences of N words or more, pad to N\n"
+    "                  (default: pad to the longest)\n"
+    "  --label-mode M  cifar100: fine (100 classes, default) or coarse (20)\n"
     "  -h, --help      show this help\n"
     "\n"
     "Example:\n"
@@ -32,10 +39,15 @@ int cmd_convert(int argc, char **argv)
     static const struct option opts[] = {
         {"key", required_argument, NULL, 'k'},
         {"dtype", required_argument, NULL, 'd'},
+        {"num-words", required_argument, NULL, 'n'},
+        {"skip-top", required_argument, NULL, 's'},
+        {"maxlen", required_argument, NULL, 'm'},
+        {"label-mode", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *key = NULL, *dtype = "float64";
+    struct ddts_keras_dataset_options ko = {0, 0, 0, NULL};
     optind = 1;
     opterr = 0;
     int c;
@@ -46,6 +58,23 @@ int cmd_convert(int argc, char **argv)
             break;
         case 'd':
             dtype = optarg;
+            break;
+        case 'n':
+        case 's':
+        case 'm': {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || v < 0 || v > DDTS_MAX_SEQUENCE_LENGTH)
+                return cli_usage_error("convert", "%s: '%s' is not a count in [0, %d]",
+                                       argv[optind - 1], optarg, DDTS_MAX_SEQUENCE_LENGTH);
+            *(c == 'n' ? &ko.num_words : c == 's' ? &ko.skip_top : &ko.maxlen) = (int)v;
+            break;
+        }
+        case 'l':
+            if (strcmp(optarg, "fine") != 0 && strcmp(optarg, "coarse") != 0)
+                return cli_usage_error("convert", "--label-mode: '%s' is not fine or coarse",
+                                       optarg);
+            ko.label_mode = optarg;
             break;
         case 'h':
             return cli_print_help("convert");
@@ -91,7 +120,7 @@ int cmd_convert(int argc, char **argv)
     struct ddts_error err;
     ddts_error_clear(&err);
     struct ddts_array *a = NULL, *b = NULL;
-    if (cli_load_data(pos[0], key, &a, &err) != DDTS_OK)
+    if (cli_load_data(pos[0], key, &ko, &a, &err) != DDTS_OK)
         return cli_fail("convert", &err);
     if (!keep && a->dtype != to) {
         if (ddts_array_convert(a, to, &b, &err) != DDTS_OK) {

@@ -53,7 +53,8 @@ static int print_array(const char *label, const struct ddts_array *a)
 
 static const char *const keras_parts[4] = {"x_train", "y_train", "x_test", "y_test"};
 
-enum ddts_status cli_load_data(const char *path, const char *key, struct ddts_array **out,
+enum ddts_status cli_load_data(const char *path, const char *key,
+                               const struct ddts_keras_dataset_options *ko, struct ddts_array **out,
                                struct ddts_error *err)
 {
     *out = NULL;
@@ -72,7 +73,7 @@ enum ddts_status cli_load_data(const char *path, const char *key, struct ddts_ar
                                   path, key);
     }
     want[k] = out;
-    return ddts_keras_dataset_load(path + 6, want[0], want[1], want[2], want[3], err);
+    return ddts_keras_dataset_load_ex(path + 6, ko, want[0], want[1], want[2], want[3], err);
 }
 
 static int inspect_keras(const char *path, const char *key)
@@ -81,7 +82,7 @@ static int inspect_keras(const char *path, const char *key)
     ddts_error_clear(&err);
     struct ddts_array *a[4] = {NULL, NULL, NULL, NULL};
     if (key != NULL) {
-        if (cli_load_data(path, key, &a[0], &err) != DDTS_OK)
+        if (cli_load_data(path, key, NULL, &a[0], &err) != DDTS_OK)
             return cli_fail("inspect", &err);
         printf("%s (Keras dataset)\n", path);
         print_array(key, a[0]);

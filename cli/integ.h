@@ -4,6 +4,9 @@
 
 #include "ddts/ddts.h"
 
+/* DIR/X and DIR/Y as the job's settings say (npz keys, X only for XX). */
+enum ddts_status cli_load_job_xy(const struct ddts_job *job, const char *dir, struct ddts_array **x,
+                                 struct ddts_array **y, struct ddts_error *err);
 /* Loads the job's training data (and a Keras dataset's test split). */
 enum ddts_status cli_load_job_data(const struct ddts_job *job, struct ddts_array **x,
                                    struct ddts_array **y, struct ddts_array **x_test,

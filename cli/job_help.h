@@ -37,6 +37,14 @@
     "  --client-timeout SECONDS   silence before a client's share moves on [120]\n"                \
     "  --threads N                compute threads per process (0: all cores) [0]\n"                \
     "  --keep-serving             stay up after the job is done [off]\n"                           \
-    "  --io-timeout SECONDS       limit of every network read and write [30]\n"
+    "  --io-timeout SECONDS       limit of every network read and write [30]\n"                    \
+    "  --x-key NAME               array taken from .npz files in DIR/X [x or x_train]\n"           \
+    "  --y-key NAME               array taken from .npz files in DIR/Y [y or y_train]\n"           \
+    "  --num-words N              imdb, reuters: keep the N most frequent words (0: all) [all]\n"  \
+    "  --skip-top N               imdb, reuters: drop the N most frequent words [0]\n"             \
+    "  --maxlen N                 imdb, reuters: drop longer sequences, pad to N [the longest]\n"  \
+    "  --label-mode MODE          cifar100: fine (100 classes) or coarse (20) [fine]\n"            \
+    "  --monitor NAME             best model by: val_loss, val_accuracy, val_mae, ... "            \
+    "[val_accuracy, else val_loss]\n"
 
 #endif

@@ -82,3 +82,33 @@ put("fuzz_idx", "i2_1d", idx(np.array([1, -2, 300], "i2")))
 put("fuzz_idx", "f8_2d", idx(np.ones((2, 2), "f8")))
 put("fuzz_idx", "u1_gz", gzip.compress(idx(np.arange(30, dtype="u1").reshape(3, 10)), mtime=0))
 put("fuzz_idx", "f4_gz", gzip.compress(idx(np.arange(4, dtype="f4")), mtime=0))
+
+# fuzz_pickle: what the restricted unpickler reads (src/io/pickle.c): numpy's
+# object array of lists (imdb.npz), a CIFAR batch at protocol 2 from Python 3
+# (bytes through _codecs.encode) and from Python 2 (SHORT_BINSTRING), and a
+# protocol 4 dict (FRAME, MEMOIZE, STACK_GLOBAL would be refused, SHORT_BINUNICODE).
+import pickle  # noqa: E402
+
+
+objs = np.empty(3, dtype=object)
+objs[0], objs[1], objs[2] = [1, 2, 300], [70000, 5], [2 ** 40]
+put("fuzz_pickle", "object_array", pickle.dumps(objs, protocol=3))
+put("fuzz_pickle", "cifar_p2", pickle.dumps(
+    {b"data": np.arange(12, dtype=np.uint8).reshape(2, 6), b"labels": [1, 2],
+     b"batch_label": b"training batch 1 of 5"}, protocol=2))
+put("fuzz_pickle", "dict_p4", pickle.dumps({"x": [1.5, None, True, (1, 2, 3)], "y": b"\x00" * 3},
+                                           protocol=4))
+
+
+def py2_str(b):
+    return (b"U" + bytes([len(b)]) + b) if len(b) < 256 else (b"T" + struct.pack("<I", len(b)) + b)
+
+
+py2 = b"\x80\x02}q\x00(" + py2_str(b"data")
+py2 += b"cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02K\x00\x85U\x01b\x87R"
+py2 += b"(K\x01K\x02K\x03\x86cnumpy\ndtype\nU\x02u1K\x00K\x01\x87R"
+py2 += b"(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89" + py2_str(bytes(range(6)))
+py2 += b"tb" + py2_str(b"labels") + b"](K\x03K\x01eu."
+put("fuzz_pickle", "cifar_py2", py2)
+# A list that holds itself (through the memo), twice: consumers must not recurse.
+put("fuzz_pickle", "self_reference", b"\x80\x03]q\x00h\x00ah\x00ah\x00ah\x00a.")

@@ -91,6 +91,13 @@ enum ddts_load_flags {
      * new end would raise SIGBUS). Other files load as without the flag.
      */
     DDTS_LOAD_MMAP = 1u << 0,
+    /*
+     * Training data: NaN and infinite values (CSV "nan", "inf", an overflowing
+     * "1e999"; float arrays of npy, npz and idx files) are DDTS_EFORMAT,
+     * naming the file, the row and the column (CSV, xlsx) or the element
+     * (x[3, 2] for arrays). Empty cells are always errors.
+     */
+    DDTS_LOAD_FINITE = 1u << 1,
 };
 
 /* ddts_data_load with flags (enum ddts_load_flags, or 0). */
@@ -133,6 +140,28 @@ DDTS_NODISCARD enum ddts_status ddts_data_load_dir(const char *dir, struct ddts_
  */
 DDTS_NODISCARD enum ddts_status ddts_data_load_xy(const char *dir, struct ddts_array **x,
                                                   struct ddts_array **y, struct ddts_error *err);
+
+/* ddts_data_load_dir with an npz array name (`key`, applied to the folder's
+ * .npz files; NULL: each one's only array) and ddts_data_load_ex flags. */
+DDTS_NODISCARD enum ddts_status ddts_data_load_dir_ex(const char *dir, const char *key,
+                                                      unsigned flags, struct ddts_array **out,
+                                                      struct ddts_error *err);
+
+/* How ddts_data_load_xy_ex reads dir/X and dir/Y. */
+struct ddts_xy_options {
+    /* The array taken from each .npz file of X/ (Y/); NULL: its only array,
+     * else one named "x" or "x_train" ("y", "y_train"), else DDTS_EINVAL
+     * listing the names and the flag that chooses (--x-key, --y-key). */
+    const char *x_key, *y_key;
+    unsigned flags; /* enum ddts_load_flags: DDTS_LOAD_FINITE for training data */
+    bool no_y;      /* X/ only (--order XX): *y stays NULL and Y/ need not exist */
+};
+
+/* ddts_data_load_xy with options (NULL: the defaults above). */
+DDTS_NODISCARD enum ddts_status ddts_data_load_xy_ex(const char *dir,
+                                                     const struct ddts_xy_options *opts,
+                                                     struct ddts_array **x, struct ddts_array **y,
+                                                     struct ddts_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Per-format entry points (in memory; used by ddts_data_parse and fuzzing) */
@@ -230,26 +259,51 @@ DDTS_NODISCARD enum ddts_status ddts_array_fit_samples(struct ddts_array *a, int
 /* ------------------------------------------------------------------------ */
 
 /*
- * Loads a Keras built-in dataset as keras.datasets.NAME.load_data() would.
- * Supported: "mnist" and "fashion_mnist" (x: uint8 (N, 28, 28), y: uint8 (N,)).
+ * Loads a Keras built-in dataset as keras.datasets.NAME.load_data() would:
+ *   mnist, fashion_mnist  x uint8 (N, 28, 28), y uint8 (N,)
+ *   cifar10               x uint8 (N, 32, 32, 3), y uint8 (N, 1)
+ *   cifar100              x uint8 (N, 32, 32, 3), y int64 (N, 1) (label_mode fine or coarse)
+ *   imdb, reuters         x int32 (N, L): word indices as Keras maps them
+ *                         (start 1, OOV 2, index_from 3, num_words, skip_top,
+ *                         maxlen; shuffled with Keras' RandomState(113)),
+ *                         padded like pad_sequences (pre, value 0) to
+ *                         maxlen or the longest sequence; y int64 (N,)
+ *   boston_housing        x float64 (404, 13), y float64 (404,) (Keras' split)
  * Looked up, in order, in $KERAS_HOME/datasets, ~/.keras/datasets,
- * /tmp/.keras/datasets (Keras' own files: mnist.npz;
- * fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz) and, for
- * Fashion-MNIST, /usr/share/datasets/fashion-mnist (Debian's
- * dataset-fashion-mnist). When absent, the files are downloaded from Keras'
- * address into the first cache folder (mnist.npz checked against Keras'
- * SHA-256), unless the environment sets DDTS_OFFLINE=1; DDTS_KERAS_ORIGIN
- * and DDTS_SYSTEM_DATASETS replace the address and /usr/share/datasets.
- * cifar10/cifar100 (python pickles), imdb/reuters (pickled object arrays of
- * word-index lists) and boston_housing are DDTS_EUNSUPPORTED with the
- * reason; see docs/data.md. Any of the four outputs may be NULL when not
- * wanted. Missing files: DDTS_ENOTFOUND naming every place searched and why
- * the download failed. Downloads block the calling thread.
+ * /tmp/.keras/datasets (Keras' own files: mnist.npz, imdb.npz, ...;
+ * fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz; the CIFAR
+ * batch folders or their .tar.gz) and, for Fashion-MNIST,
+ * /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist). When
+ * absent, the files are downloaded from Keras' address into the first cache
+ * folder (checked against Keras' SHA-256 where Keras gives one), unless the
+ * environment sets DDTS_OFFLINE=1; DDTS_KERAS_ORIGIN and
+ * DDTS_SYSTEM_DATASETS replace the address and /usr/share/datasets. The
+ * pickles inside imdb/reuters/CIFAR files are read by a restricted
+ * unpickler (numpy arrays, lists, dicts, numbers and strings only). Any of
+ * the four outputs may be NULL when not wanted. Missing files:
+ * DDTS_ENOTFOUND naming every place searched and why the download failed.
+ * Downloads block the calling thread.
  */
 DDTS_NODISCARD enum ddts_status
 ddts_keras_dataset_load(const char *name, struct ddts_array **x_train, struct ddts_array **y_train,
                         struct ddts_array **x_test, struct ddts_array **y_test,
                         struct ddts_error *err);
+
+/* Keras load_data options (zero: Keras' defaults). */
+struct ddts_keras_dataset_options {
+    int num_words;          /* imdb, reuters: keep words below num_words; 0 = all */
+    int skip_top;           /* imdb, reuters: words below skip_top become OOV */
+    int maxlen;             /* imdb, reuters: drop sequences of maxlen words or more (with
+                               the start char), pad to maxlen; 0 = no limit, the longest */
+    const char *label_mode; /* cifar100: "fine" (NULL) or "coarse" */
+};
+
+/* ddts_keras_dataset_load with options (NULL: the defaults). */
+DDTS_NODISCARD enum ddts_status
+ddts_keras_dataset_load_ex(const char *name, const struct ddts_keras_dataset_options *opt,
+                           struct ddts_array **x_train, struct ddts_array **y_train,
+                           struct ddts_array **x_test, struct ddts_array **y_test,
+                           struct ddts_error *err);
 /* True for the dataset names ddts_keras_dataset_load supports. */
 bool ddts_keras_dataset_supported(const char *name);
 

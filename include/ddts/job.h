@@ -103,6 +103,15 @@ struct ddts_job {
     int64_t samples;                       /* training samples used; 0 = all */
     enum ddts_job_order order;             /* XY */
     double validation_split;               /* 0.3, in [0, 1) */
+    char x_key[DDTS_JOB_WORD_MAX];         /* npz array in DIR/X files; "" = x, x_train */
+    char y_key[DDTS_JOB_WORD_MAX];         /* npz array in DIR/Y files; "" = y, y_train */
+    /* Keras datasets' load_data options (imdb, reuters; cifar100). */
+    int num_words;                   /* keep the num_words most frequent words; 0 = all */
+    int skip_top;                    /* drop the skip_top most frequent words: 0 */
+    int maxlen;                      /* drop longer sequences, pad to maxlen; 0 = the longest */
+    char label_mode[16];             /* cifar100: "fine" (default) or "coarse" */
+    char monitor[DDTS_JOB_WORD_MAX]; /* best model by; "" = val_accuracy with accuracy, else
+                                        val_loss */
 
     /* Training across clients. */
     enum ddts_job_sync sync; /* epoch */

@@ -38,6 +38,16 @@
 /* Data folders: files per X/ or Y/ folder (each is opened and held at once). */
 #define DDTS_MAX_DATA_FILES 100000
 
+/* Keras text datasets (imdb, reuters): word indices and padded lengths.
+ * imdb has 88,584 words and reviews of up to 2,494 words; the bounds leave
+ * room while keeping a hostile file from asking for absurd padding. */
+#define DDTS_MAX_DATASET_WORDS 10000000
+#define DDTS_MAX_SEQUENCE_LENGTH 1000000
+/* A pickle (an npz object array; a CIFAR batch: 31 MB, cifar-100's train:
+ * 155 MB; a CIFAR .tar.gz inflated: 178 MB) is read whole; the unpickler's
+ * values take at most 16 bytes per input byte. */
+#define DDTS_MAX_PICKLE_BYTES (256ULL << 20)
+
 /* Keras files: config JSON and layer counts. */
 #define DDTS_MAX_CONFIG_BYTES (64u << 20)
 #define DDTS_MAX_LAYERS       100000

@@ -209,7 +209,9 @@ struct ddts_fit_options {
     uint64_t seed;     /* shuffling and dropout */
     const struct ddts_dataset *validation; /* NULL: none */
     const struct ddts_fit_callbacks *callbacks;
-    const char *checkpoint_monitor; /* e.g. "val_loss", "val_accuracy": keep a copy of the best
+    const char *checkpoint_monitor; /* e.g. "val_loss", "val_accuracy", or "auto" (val_accuracy
+                                       with an accuracy metric, else val_loss; without
+                                       validation accuracy / loss): keep a copy of the best
                                        weights (ddts_model_best_weights); NULL: none */
     int early_stopping_patience;    /* epochs without improvement of the monitor
                                        (checkpoint_monitor, else val_loss or loss); 0: off */

@@ -134,6 +134,8 @@ struct ddts_norm_layer {
     const float *variance; /* n_features values */
     size_t n_features;     /* elements per sample of the model's input */
     uint64_t count;        /* samples the statistics came from (Keras' `count` weight) */
+    bool invert_output;    /* --order XX: the output gets Normalization(invert=True) with the
+                              same statistics, so the saved model maps raw X to raw X */
 };
 
 /*
@@ -159,7 +161,10 @@ DDTS_NODISCARD enum ddts_status ddts_surgery_insert_normalization(const char *co
  * file at `path` whose configuration is k's with the Normalization layer of
  * `norm` inserted (ddts_surgery_insert_normalization); k's training config,
  * keras_version and backend are kept. DDTS_ESHAPE when norm->n_features is
- * not the model's input size.
+ * not the model's input size. With norm->invert_output (an autoencoder) the
+ * model's output also gets a Normalization(invert=True) layer (Keras >= 2.10
+ * and Keras 3 load it) with the same statistics, wrapped in Reshapes like the
+ * input's; the output must then have n_features values too.
  */
 DDTS_NODISCARD enum ddts_status ddts_surgery_write_normalized(struct ddts_model *m,
                                                               const struct ddts_keras_model *k,

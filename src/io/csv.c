@@ -14,6 +14,8 @@
  * quotes takes a fast path (see pass0_fast): pass 0 only finds lines, and
  * pass 1 parses numbers in place and checks the field counts.
  */
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "io.h"
@@ -27,6 +29,8 @@ struct csv {
     size_t cur_line;
     const uint8_t *stop; /* stop[b]: b ends an unquoted field (delimiter, CR, LF, quote) */
     const char *start1;  /* where row 1 starts (fast path) */
+    char **names;        /* the header's fields (shortened), or NULL: messages name columns */
+    int finite;          /* NaN and infinities are errors (DDTS_LOAD_FINITE) */
 };
 
 /* Reads one field starting at c->p. Sets [*s, *s + *n) to the raw field
@@ -205,23 +209,131 @@ static int is_blank(const char *s, size_t n)
     return 1;
 }
 
+/* "column 4" or, in a file with a header, "column 4 ('species')". */
+static const char *col_text(const struct csv *c, size_t col, char *buf, size_t cap)
+{
+    size_t k = 0; /* names ends with NULL; a record may have more fields than the header */
+    while (c->names != NULL && k + 1 < col && c->names[k] != NULL)
+        k++;
+    if (c->names != NULL && k + 1 == col && c->names[k] != NULL)
+        snprintf(buf, cap, "column %zu ('%s')", col, c->names[k]);
+    else
+        snprintf(buf, cap, "column %zu", col);
+    return buf;
+}
+
+#define COL_TEXT_MAX 96
+
 static enum ddts_status empty_error(const struct csv *c, size_t col, struct ddts_error *err)
 {
+    char ct[COL_TEXT_MAX];
     return ddts_error_set(err, DDTS_EFORMAT,
-                          "%s: row %zu (line %zu), column %zu: empty cell (missing value)", c->name,
-                          c->row, c->line, col);
+                          "%s: row %zu (line %zu), %s: empty cell (missing value)", c->name, c->row,
+                          c->line, col_text(c, col, ct, sizeof ct));
+}
+
+/* A number that was parsed: an error when it is NaN or infinite and c->finite. */
+static enum ddts_status finite_check(const struct csv *c, size_t col, double v, const char *s,
+                                     size_t n, struct ddts_error *err)
+{
+    if (!c->finite || isfinite(v))
+        return DDTS_OK;
+    char shown[48], ct[COL_TEXT_MAX];
+    show(s, n, shown, sizeof shown);
+    return ddts_error_set(err, DDTS_EFORMAT,
+                          "%s: row %zu (line %zu), %s: '%s' is not a finite number (training data "
+                          "must not hold NaN or infinities)",
+                          c->name, c->row, c->line, col_text(c, col, ct, sizeof ct), shown);
 }
 
 static enum ddts_status field_error(const struct csv *c, int too_long, size_t col,
                                     struct ddts_error *err)
 {
+    char ct[COL_TEXT_MAX];
+    col_text(c, col, ct, sizeof ct);
     if (too_long)
-        return ddts_error_set(err, DDTS_ELIMIT,
-                              "%s: row %zu (line %zu), column %zu: cell above %u bytes", c->name,
-                              c->row, c->line, col, (unsigned)DDTS_MAX_CELL_BYTES);
-    return ddts_error_set(err, DDTS_EFORMAT,
-                          "%s: row %zu (line %zu), column %zu: malformed quoted field", c->name,
-                          c->row, c->line, col);
+        return ddts_error_set(err, DDTS_ELIMIT, "%s: row %zu (line %zu), %s: cell above %u bytes",
+                              c->name, c->row, c->line, ct, (unsigned)DDTS_MAX_CELL_BYTES);
+    return ddts_error_set(err, DDTS_EFORMAT, "%s: row %zu (line %zu), %s: malformed quoted field",
+                          c->name, c->row, c->line, ct);
+}
+
+/*
+ * Whether the record at rec is the column index 0,1,...,K-1 (K >= 2) that
+ * pandas.DataFrame.to_csv writes as the header of unnamed columns: the
+ * exact bytes, and no other record among the next INDEX_LOOKAHEAD lines is
+ * the same text (one-hot rows "0,1" of a 2-column file are data then).
+ */
+#define INDEX_LOOKAHEAD 1000
+
+static int is_index_header(const char *rec, const char *end, char delim, size_t n_cols)
+{
+    if (n_cols < 2)
+        return 0;
+    const char *p = rec;
+    for (size_t k = 0; k < n_cols; k++) {
+        char num[24];
+        int w = snprintf(num, sizeof num, "%zu", k);
+        if (w <= 0 || end - p < w || memcmp(p, num, (size_t)w) != 0)
+            return 0;
+        p += w;
+        if (k + 1 < n_cols) {
+            if (p >= end || *p != delim)
+                return 0;
+            p++;
+        }
+    }
+    if (p < end && *p != '\r' && *p != '\n')
+        return 0;
+    size_t len = (size_t)(p - rec);
+    for (int l = 0; l < INDEX_LOOKAHEAD && p < end; l++) {
+        const char *q = memchr(p, '\n', (size_t)(end - p));
+        p = q ? q + 1 : end;
+        const char *e = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((e ? e : end) - p);
+        if (n > 0 && p[n - 1] == '\r')
+            n--;
+        if (n == len && memcmp(p, rec, len) == 0)
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * The header's fields from rec (n_cols of them), shortened to 40 bytes for
+ * messages: one allocation (pointers, then the strings); NULL when out of
+ * memory (messages then give numbers only).
+ */
+static char **header_names(const struct csv *c0, const char *rec, size_t n_cols, char *scratch,
+                           size_t scratch_n)
+{
+    struct csv c = *c0;
+    c.p = rec;
+    size_t total;
+    if (__builtin_mul_overflow(n_cols + 1, sizeof(char *) + 48, &total))
+        return NULL;
+    char **v = ddts_malloc(total);
+    if (v == NULL)
+        return NULL;
+    v[n_cols] = NULL;
+    char *text = (char *)(v + n_cols + 1);
+    int last = 0;
+    for (size_t k = 0; k < n_cols; k++) {
+        const char *s = "";
+        size_t n = 0;
+        int too_long = 0;
+        if (!last && next_field(&c, scratch, scratch_n, &s, &n, &last, &too_long) != 0) {
+            s = "";
+            n = 0;
+            last = 1;
+        }
+        v[k] = text + k * 48;
+        show(s, n, v[k], 48);
+        for (char *q = v[k]; *q != '\0'; q++)
+            if ((unsigned char)*q < 0x20)
+                *q = ' ';
+    }
+    return v;
 }
 
 /*
@@ -236,6 +348,7 @@ static enum ddts_status read_record(struct csv *c, char *scratch, size_t scratch
     size_t col = 0;
     int last = 0;
     *any_text = 0;
+    const char *rec = c->p;
     while (!last) {
         const char *s;
         size_t n;
@@ -252,6 +365,12 @@ static enum ddts_status read_record(struct csv *c, char *scratch, size_t scratch
             return empty_error(c, col, err);
     }
     *n_cols = col;
+    if (want_text && !*any_text)
+        *any_text = is_index_header(rec, c->end, c->delim, col);
+    if (want_text && *any_text) {
+        ddts_free(c->names);
+        c->names = header_names(c, rec, col, scratch, scratch_n);
+    }
     return DDTS_OK;
 }
 
@@ -351,15 +470,19 @@ static enum ddts_status pass1(struct csv *c, int header, size_t n_cols, double *
                 continue; /* a wrong field count was reported in pass 0 */
             double v;
             if (ddts__parse_double(s, n, &v, &loc) != 0) {
-                char shown[48];
+                char shown[48], ct[COL_TEXT_MAX];
                 show(s, n, shown, sizeof shown);
                 st = is_blank(s, n) ? empty_error(c, col, err)
                                     : ddts_error_set(err, DDTS_EFORMAT,
-                                                     "%s: row %zu (line %zu), column %zu: '%s' is "
-                                                     "not a number",
-                                                     c->name, c->row, c->line, col, shown);
+                                                     "%s: row %zu (line %zu), %s: '%s' is not a "
+                                                     "number",
+                                                     c->name, c->row, c->line,
+                                                     col_text(c, col, ct, sizeof ct), shown);
                 goto out;
             }
+            st = finite_check(c, col, v, s, n, err);
+            if (st != DDTS_OK)
+                goto out;
             data[r * n_cols + col - 1] = v;
         }
         if (!is_header)
@@ -596,14 +719,13 @@ static enum ddts_status slow_field(const struct csv *c, const char *p, size_t co
     *e = q;
     size_t n = (size_t)(q - p);
     if (ddts__parse_double(p, n, v, loc) == 0)
-        return DDTS_OK;
+        return finite_check(c, col, *v, p, n, err);
     if (is_blank(p, n))
         return empty_error(c, col, err);
-    char shown[48];
+    char shown[48], ct[COL_TEXT_MAX];
     show(p, n, shown, sizeof shown);
-    return ddts_error_set(err, DDTS_EFORMAT,
-                          "%s: row %zu (line %zu), column %zu: '%s' is not a number", c->name,
-                          c->row, c->line, col, shown);
+    return ddts_error_set(err, DDTS_EFORMAT, "%s: row %zu (line %zu), %s: '%s' is not a number",
+                          c->name, c->row, c->line, col_text(c, col, ct, sizeof ct), shown);
 }
 
 /* Pass 1 of the fast path over one chunk: `max_rows` data rows from c->p. */
@@ -682,6 +804,12 @@ static enum ddts_status read_row1(struct csv *c, char *scratch, size_t scratch_n
 enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name,
                                 struct ddts_array **out, struct ddts_error *err)
 {
+    return ddts__csv_parse(buf, nbytes, name, 0, out, err);
+}
+
+enum ddts_status ddts__csv_parse(const void *buf, size_t nbytes, const char *name, unsigned flags,
+                                 struct ddts_array **out, struct ddts_error *err)
+{
     *out = NULL;
     if (name == NULL)
         name = "csv";
@@ -703,7 +831,8 @@ enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name
     int header;
     uint8_t stop[256] = {0};
     stop[(uint8_t)delim] = stop['\n'] = stop['\r'] = stop['"'] = 1;
-    struct csv c0 = {text, text + nbytes, delim, name, 0, 1, 1, stop, NULL};
+    int finite = (flags & DDTS_LOAD_FINITE) != 0;
+    struct csv c0 = {text, text + nbytes, delim, name, 0, 1, 1, stop, NULL, NULL, finite};
     int fast = quote_free(text, text + nbytes);
     if (fast) {
         st = read_row1(&c0, scratch, scratch_n, &loc, &n_cols, &header, err);
@@ -724,7 +853,8 @@ enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name
             fast = 0;
             ddts_free(chunks);
             chunks = NULL;
-            c0 = (struct csv){text, text + nbytes, delim, name, 0, 1, 1, stop, NULL};
+            ddts_free(c0.names);
+            c0 = (struct csv){text, text + nbytes, delim, name, 0, 1, 1, stop, NULL, NULL, finite};
         }
     }
     if (!fast) {
@@ -746,7 +876,8 @@ enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name
 #pragma omp parallel for schedule(dynamic, 1) if (n_chunks > 1)
     for (size_t k = 0; k < n_chunks; k++) {
         struct chunk *ch = &chunks[k];
-        struct csv c = {ch->p, text + nbytes, delim, name, ch->row, ch->line, ch->line, stop, NULL};
+        struct csv c = {ch->p,    text + nbytes, delim, name,     ch->row, ch->line,
+                        ch->line, stop,          NULL,  c0.names, finite};
         size_t r0 = k * CHUNK_ROWS;
         size_t max_rows = n_rows - r0 < CHUNK_ROWS ? n_rows - r0 : CHUNK_ROWS;
         if (fast)
@@ -766,6 +897,7 @@ out:
     ddts__parse_locale_free(loc);
     ddts_free(scratch);
     ddts_free(chunks);
+    ddts_free(c0.names);
     if (st != DDTS_OK) {
         ddts_array_destroy(a);
         return st;

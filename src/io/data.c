@@ -4,6 +4,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +165,8 @@ static enum ddts_status load_npy(const char *path, unsigned flags, struct ddts_a
  * by another process in that window would fault); a failed mmap falls back
  * to reading the file.
  */
-static enum ddts_status load_csv(const char *path, struct ddts_array **out, struct ddts_error *err)
+static enum ddts_status load_csv(const char *path, unsigned flags, struct ddts_array **out,
+                                 struct ddts_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -188,11 +190,11 @@ static enum ddts_status load_csv(const char *path, struct ddts_array **out, stru
         enum ddts_status st = ddts_read_file(path, MAX_WHOLE_FILE, &buf, &n, err);
         if (st != DDTS_OK)
             return st;
-        st = ddts_csv_parse(buf, n, path, out, err);
+        st = ddts__csv_parse(buf, n, path, flags, out, err);
         ddts_free(buf);
         return st;
     }
-    enum ddts_status st = ddts_csv_parse(m, n, path, out, err);
+    enum ddts_status st = ddts__csv_parse(m, n, path, flags, out, err);
     munmap(m, n);
     return st;
 }
@@ -204,6 +206,41 @@ static enum ddts_status check_key(const char *path, enum ddts_data_format f, con
         return ddts_error_set(err, DDTS_EINVAL,
                               "%s: a key ('%s') applies to .npz arrays and .xlsx sheets only", path,
                               key);
+    return DDTS_OK;
+}
+
+/*
+ * DDTS_LOAD_FINITE for arrays: the first NaN or infinity of a float array,
+ * named by its numpy index (x[3, 2]).
+ */
+static enum ddts_status check_finite(const char *path, const struct ddts_array *a,
+                                     struct ddts_error *err)
+{
+    if (a->dtype != DDTS_F16 && a->dtype != DDTS_F32 && a->dtype != DDTS_F64)
+        return DDTS_OK;
+    size_t n = ddts_array_count(a);
+    for (size_t i = 0; i < n; i++) {
+        double v = ddts_array_get(a, i);
+        if (isfinite(v))
+            continue;
+        char idx[200];
+        size_t at = 0, rest = i;
+        int64_t pos[DDTS_MAX_ARRAY_RANK];
+        for (int k = a->rank - 1; k >= 0; k--) {
+            pos[k] = a->shape[k] > 0 ? (int64_t)(rest % (size_t)a->shape[k]) : 0;
+            rest = a->shape[k] > 0 ? rest / (size_t)a->shape[k] : 0;
+        }
+        for (int k = 0; k < a->rank && at < sizeof idx; k++)
+            at += (size_t)snprintf(idx + at, sizeof idx - at, "%s%lld", k ? ", " : "",
+                                   (long long)pos[k]);
+        return ddts_error_set(err, DDTS_EFORMAT,
+                              "%s: element [%s] (sample %lld) is %s: training data must not hold "
+                              "NaN or infinities",
+                              path, idx, a->rank > 0 ? (long long)pos[0] : 0LL,
+                              isnan(v) ? "NaN"
+                              : v > 0  ? "inf"
+                                       : "-inf");
+    }
     return DDTS_OK;
 }
 
@@ -228,17 +265,29 @@ enum ddts_status ddts_data_load_ex(const char *path, const char *key, unsigned f
         return st;
     switch (f) {
     case DDTS_FORMAT_NPY:
-        return load_npy(path, flags, out, err);
+        st = load_npy(path, flags, out, err);
+        break;
     case DDTS_FORMAT_NPZ:
-        return ddts__npz_load(path, key, out, err);
+        st = ddts__npz_load(path, key, out, err);
+        break;
     case DDTS_FORMAT_XLSX:
-        return ddts__xlsx_load(path, key, out, err);
+        return ddts__xlsx_load(path, key, flags, out, err);
     case DDTS_FORMAT_IDX:
-        return ddts__idx_load(path, out, err);
+        st = ddts__idx_load(path, out, err);
+        break;
     case DDTS_FORMAT_CSV:
-        return load_csv(path, out, err);
+        return load_csv(path, flags, out, err);
     default:
         break;
+    }
+    if (f == DDTS_FORMAT_NPY || f == DDTS_FORMAT_NPZ || f == DDTS_FORMAT_IDX) {
+        if (st == DDTS_OK && (flags & DDTS_LOAD_FINITE))
+            st = check_finite(path, *out, err);
+        if (st != DDTS_OK) {
+            ddts_array_destroy(*out);
+            *out = NULL;
+        }
+        return st;
     }
     char *buf = NULL;
     size_t n = 0;
@@ -340,13 +389,111 @@ static enum ddts_status read_npy_into(const char *path, struct ddts_array *view,
     return st;
 }
 
+/* Whether two arrays hold samples of one shape: shape[1:] equal once
+ * trailing 1s are dropped, so labels of shape (N,) and (N, 1) (the same
+ * values) concatenate; the result takes the first file's shape. */
+static int same_samples(const struct ddts_array *a, const struct ddts_array *b)
+{
+    int ra = a->rank, rb = b->rank;
+    while (ra > 1 && a->shape[ra - 1] == 1)
+        ra--;
+    while (rb > 1 && b->shape[rb - 1] == 1)
+        rb--;
+    if (ra != rb)
+        return 0;
+    for (int k = 1; k < ra; k++)
+        if (a->shape[k] != b->shape[k])
+            return 0;
+    return 1;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* How a folder's files are read: the npz array to take, the names taken
+ * without one, the flag that chooses (for messages), ddts_data_load_ex flags. */
+struct dir_opts {
+    const char *key;
+    const char *const *defaults; /* NULL-terminated, or NULL */
+    const char *flag;            /* "--x-key", or NULL */
+    unsigned flags;
+};
+
+/* The array of an .npz inside a folder: o->key; without one the only array,
+ * else the first of o->defaults present, else an error listing the names. */
+static enum ddts_status npz_key(const char *path, const struct dir_opts *o, char *key, size_t cap,
+                                struct ddts_error *err)
+{
+    key[0] = '\0';
+    if (o->key != NULL) {
+        snprintf(key, cap, "%s", o->key);
+        return DDTS_OK;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    enum ddts_status st = ddts_data_keys(path, &names, &n, err);
+    if (st != DDTS_OK || n <= 1) {
+        ddts_free(names);
+        return st;
+    }
+    for (size_t d = 0; o->defaults != NULL && o->defaults[d] != NULL && key[0] == '\0'; d++)
+        for (size_t i = 0; i < n && key[0] == '\0'; i++)
+            if (strcmp(names[i], o->defaults[d]) == 0)
+                snprintf(key, cap, "%s", names[i]);
+    if (key[0] == '\0') {
+        char list[400];
+        size_t at = 0;
+        list[0] = '\0';
+        for (size_t i = 0; i < n && at < sizeof list; i++)
+            at += (size_t)snprintf(list + at, sizeof list - at, "%s'%s'", i ? ", " : "", names[i]);
+        char want[160] = "";
+        for (size_t d = 0, w = 0; o->defaults != NULL && o->defaults[d] != NULL && w < sizeof want;
+             d++)
+            w += (size_t)snprintf(want + w, sizeof want - w, "%s'%s'", d ? " or " : "",
+                                  o->defaults[d]);
+        st = ddts_error_set(
+            err, DDTS_EINVAL, "%s holds %zu arrays (%s)%s%s; choose one with %s NAME", path, n,
+            list, want[0] ? " and none is named " : "", want, o->flag != NULL ? o->flag : "a key");
+    }
+    ddts_free(names);
+    return st;
+}
+
+/* One file of a folder (see struct dir_opts). */
+static enum ddts_status load_member(const char *path, const struct dir_opts *o,
+                                    struct ddts_array **out, struct ddts_error *err)
+{
+    *out = NULL;
+    if (ddts_data_format_of(path) != DDTS_FORMAT_NPZ)
+        return ddts_data_load_ex(path, NULL, o->flags, out, err);
+    char key[256];
+    enum ddts_status st = npz_key(path, o, key, sizeof key, err);
+    if (st != DDTS_OK)
+        return st;
+    return ddts_data_load_ex(path, key[0] ? key : NULL, o->flags, out, err);
+}
+
+static enum ddts_status load_dir(const char *dir, const struct dir_opts *o, struct ddts_array **out,
+                                 struct ddts_error *err);
+
 enum ddts_status ddts_data_load_dir(const char *dir, struct ddts_array **out,
                                     struct ddts_error *err)
+{
+    struct dir_opts o = {NULL, NULL, NULL, 0};
+    return load_dir(dir, &o, out, err);
+}
+
+enum ddts_status ddts_data_load_dir_ex(const char *dir, const char *key, unsigned flags,
+                                       struct ddts_array **out, struct ddts_error *err)
+{
+    struct dir_opts o = {key, NULL, NULL, flags};
+    return load_dir(dir, &o, out, err);
+}
+
+static enum ddts_status load_dir(const char *dir, const struct dir_opts *o, struct ddts_array **out,
+                                 struct ddts_error *err)
 {
     *out = NULL;
     DIR *d = opendir(dir);
@@ -415,7 +562,7 @@ enum ddts_status ddts_data_load_dir(const char *dir, struct ddts_array **out,
     for (size_t i = 0; i < n; i++) {
         if (ddts_data_format_of(names[i]) != DDTS_FORMAT_NPY ||
             probe_npy(names[i], &infos[i]) != 0) {
-            st = ddts_data_load(names[i], NULL, &parts[i], err);
+            st = load_member(names[i], o, &parts[i], err);
             if (st != DDTS_OK)
                 goto out;
             infos[i] = *parts[i];
@@ -426,16 +573,14 @@ enum ddts_status ddts_data_load_dir(const char *dir, struct ddts_array **out,
             st = ddts_error_set(err, DDTS_ESHAPE, "%s: a scalar, not samples", names[i]);
             goto out;
         }
-        int same = p0->rank == pi->rank;
-        for (int k = 1; same && k < p0->rank; k++)
-            same = p0->shape[k] == pi->shape[k];
-        if (!same) {
+        if (!same_samples(p0, pi)) {
             char s0[160], si[160];
             ddts_array_shape_str(p0, s0, sizeof s0);
             ddts_array_shape_str(pi, si, sizeof si);
             st = ddts_error_set(err, DDTS_ESHAPE,
-                                "%s has shape %s but %s has shape %s: samples differ", names[0], s0,
-                                names[i], si);
+                                "%s has shape %s but %s has shape %s: their samples differ in "
+                                "shape",
+                                names[0], s0, names[i], si);
             goto out;
         }
         if (__builtin_add_overflow(total, pi->shape[0], &total)) {
@@ -471,12 +616,16 @@ enum ddts_status ddts_data_load_dir(const char *dir, struct ddts_array **out,
         at += view.nbytes;
         if (parts[i] == NULL && infos[i].dtype == dt) {
             st = read_npy_into(names[i], &view, err);
+            if (st == DDTS_OK && (o->flags & DDTS_LOAD_FINITE)) {
+                view.dtype = infos[i].dtype;
+                st = check_finite(names[i], &view, err);
+            }
             if (st != DDTS_OK)
                 goto out;
             continue;
         }
         if (parts[i] == NULL) {
-            st = ddts_data_load(names[i], NULL, &parts[i], err);
+            st = load_member(names[i], o, &parts[i], err);
             if (st != DDTS_OK)
                 goto out;
             int same = parts[i]->rank == infos[i].rank;
@@ -512,6 +661,20 @@ out:
 enum ddts_status ddts_data_load_xy(const char *dir, struct ddts_array **x, struct ddts_array **y,
                                    struct ddts_error *err)
 {
+    return ddts_data_load_xy_ex(dir, NULL, x, y, err);
+}
+
+enum ddts_status ddts_data_load_xy_ex(const char *dir, const struct ddts_xy_options *opts,
+                                      struct ddts_array **x, struct ddts_array **y,
+                                      struct ddts_error *err)
+{
+    static const char *const x_names[] = {"x", "x_train", NULL};
+    static const char *const y_names[] = {"y", "y_train", NULL};
+    struct ddts_xy_options none = {NULL, NULL, 0, false};
+    if (opts == NULL)
+        opts = &none;
+    struct dir_opts xo = {opts->x_key, x_names, "--x-key", opts->flags};
+    struct dir_opts yo = {opts->y_key, y_names, "--y-key", opts->flags};
     *x = NULL;
     *y = NULL;
     char *xd = ddts_path_join(dir, "X"), *yd = ddts_path_join(dir, "Y");
@@ -520,13 +683,13 @@ enum ddts_status ddts_data_load_xy(const char *dir, struct ddts_array **x, struc
         st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
         goto out;
     }
-    st = ddts_data_load_dir(xd, x, err);
+    st = load_dir(xd, &xo, x, err);
+    if (st != DDTS_OK || opts->no_y)
+        goto out;
+    st = load_dir(yd, &yo, y, err);
     if (st != DDTS_OK)
         goto out;
-    st = ddts_data_load_dir(yd, y, err);
-    if (st != DDTS_OK)
-        goto out;
-    if ((*x)->shape[0] != (*y)->shape[0])
+    if (*y != NULL && (*x)->shape[0] != (*y)->shape[0])
         st = ddts_error_set(err, DDTS_ESHAPE, "%s holds %lld samples but %s holds %lld", xd,
                             (long long)(*x)->shape[0], yd, (long long)(*y)->shape[0]);
 out:

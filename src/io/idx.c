@@ -277,3 +277,73 @@ out:
         ddts_error_prefix(err, "%s: ", path);
     return st;
 }
+
+/* A whole gzip file inflated into memory (the CIFAR .tar.gz archives);
+ * refused above max_nbytes inflated. zlib's only home is this file. */
+enum ddts_status ddts__gunzip_file(const char *path, size_t max_nbytes, uint8_t **out, size_t *n,
+                                   struct ddts_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL)
+        return ddts_error_set_errno(err, errno == ENOENT ? DDTS_ENOTFOUND : DDTS_EIO, errno,
+                                    "%s: cannot open", path);
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    uint8_t *chunk = ddts_malloc(FILE_CHUNK), *buf = NULL;
+    size_t cap = 0, used = 0;
+    enum ddts_status st = DDTS_OK;
+    if (chunk == NULL || inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
+        ddts_free(chunk);
+        fclose(fp);
+        return ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", path);
+    }
+    int rc = Z_OK;
+    while (rc != Z_STREAM_END && st == DDTS_OK) {
+        if (zs.avail_in == 0) {
+            size_t got = fread(chunk, 1, FILE_CHUNK, fp);
+            if (got == 0) {
+                st = ddts_error_set(err, DDTS_EFORMAT, "%s: truncated gzip data", path);
+                break;
+            }
+            zs.next_in = chunk;
+            zs.avail_in = (uInt)got;
+        }
+        if (used == cap) {
+            size_t nc = cap ? cap * 2 : (size_t)1 << 20;
+            if (cap >= max_nbytes) {
+                st = ddts_error_set(err, DDTS_ELIMIT, "%s: inflates to more than %zu bytes", path,
+                                    max_nbytes);
+                break;
+            }
+            if (nc > max_nbytes)
+                nc = max_nbytes;
+            uint8_t *g = ddts_realloc(buf, nc);
+            if (g == NULL) {
+                st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+            buf = g;
+            cap = nc;
+        }
+        zs.next_out = buf + used;
+        zs.avail_out = (uInt)(cap - used < (1u << 30) ? cap - used : (1u << 30));
+        size_t before = zs.avail_out;
+        rc = inflate(&zs, Z_NO_FLUSH);
+        used += before - zs.avail_out;
+        if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
+            st = ddts_error_set(err, DDTS_EFORMAT, "%s: %s", path,
+                                zs.msg ? zs.msg : "gzip data is corrupt");
+    }
+    inflateEnd(&zs);
+    ddts_free(chunk);
+    fclose(fp);
+    if (st != DDTS_OK) {
+        ddts_free(buf);
+        return st;
+    }
+    *out = buf;
+    *n = used;
+    return DDTS_OK;
+}

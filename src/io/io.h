@@ -30,12 +30,25 @@ enum ddts_status ddts__npy_read_into(ddts__read_fn read, void *ctx, uint64_t tot
 int ddts__parse_double(const char *s, size_t n, double *out, void **c_locale);
 void ddts__parse_locale_free(void *c_locale);
 
+/* ddts_csv_parse with ddts_data_load_ex's flags (DDTS_LOAD_FINITE). */
+enum ddts_status ddts__csv_parse(const void *buf, size_t nbytes, const char *name, unsigned flags,
+                                 struct ddts_array **out, struct ddts_error *err);
+
 /* .npz and .xlsx files read from disk through libzip (streamed, no whole-file copy). */
 enum ddts_status ddts__npz_load(const char *path, const char *key, struct ddts_array **out,
                                 struct ddts_error *err);
 enum ddts_status ddts__idx_load(const char *path, struct ddts_array **out, struct ddts_error *err);
-enum ddts_status ddts__xlsx_load(const char *path, const char *sheet, struct ddts_array **out,
-                                 struct ddts_error *err);
+enum ddts_status ddts__xlsx_load(const char *path, const char *sheet, unsigned flags,
+                                 struct ddts_array **out, struct ddts_error *err);
+/* A gzip file inflated whole into *out (at most max_nbytes); idx.c, zlib's home. */
+enum ddts_status ddts__gunzip_file(const char *path, size_t max_nbytes, uint8_t **out, size_t *n,
+                                   struct ddts_error *err);
+/* An npz member holding an object array, unpickled by pickle.c (see pickle.h). */
+struct ddts__pickle;
+struct ddts__pk_value;
+enum ddts_status ddts__npz_load_object(const char *path, const char *key, uint8_t **buf,
+                                       struct ddts__pickle **pk, struct ddts__pk_value *root,
+                                       struct ddts_error *err);
 /* Member names of an npz / sheet names of an xlsx; see ddts_data_keys for *names. */
 enum ddts_status ddts__zip_keys(const char *path, int xlsx, char ***names, size_t *n_names,
                                 struct ddts_error *err);

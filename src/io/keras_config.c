@@ -315,6 +315,47 @@ enum ddts_status ddts_keras_training_info(const struct ddts_keras_model *m,
     return DDTS_OK;
 }
 
+/*
+ * Keras 3 keeps compile() in config.json under "compile_config": optimizer
+ * (an object {"class_name", "config"} or a name), loss, metrics. Written here
+ * in tf.keras 2's training_config layout ("optimizer_config" object), the
+ * one every reader of m->training_config (the engine, inspect, the .h5
+ * writer) knows. No compile_config (or null): *out stays NULL.
+ */
+enum ddts_status ddts__keras_compile_config(const char *config_json, char **out,
+                                            struct ddts_error *err)
+{
+    *out = NULL;
+    json_t *root = json_loads(config_json, 0, NULL);
+    json_t *cc = json_is_object(root) ? json_object_get(root, "compile_config") : NULL;
+    if (!json_is_object(cc)) {
+        json_decref(root);
+        return DDTS_OK;
+    }
+    json_t *tc = json_object(), *opt = json_object_get(cc, "optimizer");
+    int bad = tc == NULL;
+    static const char *const keys[] = {"loss", "metrics", "weighted_metrics", "loss_weights"};
+    for (size_t i = 0; !bad && i < sizeof keys / sizeof keys[0]; i++) {
+        json_t *v = json_object_get(cc, keys[i]);
+        if (v != NULL && !json_is_null(v))
+            bad = json_object_set(tc, keys[i], v) != 0;
+    }
+    if (!bad && json_is_string(opt)) {
+        json_t *o = json_pack("{s:O,s:{}}", "class_name", opt, "config");
+        bad = o == NULL || json_object_set_new(tc, "optimizer_config", o) != 0;
+    } else if (!bad && json_is_object(opt)) {
+        bad = json_object_set(tc, "optimizer_config", opt) != 0;
+    }
+    char *dumped = bad ? NULL : json_dumps(tc, JSON_COMPACT);
+    json_decref(tc);
+    json_decref(root);
+    if (dumped == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "keras: out of memory");
+    *out = ddts_strdup(dumped);
+    free(dumped);
+    return *out != NULL ? DDTS_OK : ddts_error_set(err, DDTS_ENOMEM, "keras: out of memory");
+}
+
 /* ---- output-averaging ensembles ----------------------------------------- */
 
 enum ddts_status ddts__keras_config_ensemble(const char *const *configs, size_t n, char **out_json,

@@ -50,6 +50,10 @@ enum ddts_status ddts__keras_config_ensemble(const char *const *configs, size_t 
 
 /* Keras 3's naming.to_snake_case(class_name) into a new string (NULL: ENOMEM). */
 char *ddts__keras_snake_case(const char *class_name);
+/* config.json's compile_config (Keras 3) as a tf.keras 2 training_config
+ * JSON text (*out NULL when the model was not compiled). */
+enum ddts_status ddts__keras_compile_config(const char *config_json, char **out,
+                                            struct ddts_error *err);
 /* The short name of weight `index` of a layer of class `cl` (may be NULL)
  * into a new string, following the variable order of Keras 3's layers. */
 char *ddts__keras_short_name(const struct ddts_keras_config_layer *cl, size_t index);

@@ -149,6 +149,11 @@ enum ddts_status ddts__keras_zip_read(const char *path, struct ddts_keras_model 
     }
     m->model_config = config;
     config = NULL;
+    if (m->training_config == NULL) {
+        st = ddts__keras_compile_config(m->model_config, &m->training_config, err);
+        if (st != DDTS_OK)
+            goto done;
+    }
     st = require_member(za, path, WEIGHTS_MEMBER, (size_t)DDTS_MAX_KERAS_FILE_BYTES, &weights,
                         &n_weights, err);
     if (st != DDTS_OK)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "io.h"
+#include "pickle.h"
 
 /* The member of `key` (with or without ".npy"); NULL key: the only member. */
 static enum ddts_status find_member(struct ddts__zip *z, const char *name, const char *key,
@@ -108,6 +109,69 @@ enum ddts_status ddts_npz_parse(const void *buf, size_t nbytes, const char *name
         return st;
     st = read_npz(z, name, key, out, err);
     ddts__zip_close(z);
+    return st;
+}
+
+/*
+ * An object array (numpy's '|O' dtype: a pickle after the .npy header, what
+ * np.save(allow_pickle=True) writes) through the restricted unpickler.
+ * *buf holds the member's bytes, which the result points into.
+ */
+enum ddts_status ddts__npz_load_object(const char *path, const char *key, uint8_t **buf,
+                                       struct ddts__pickle **pk, struct ddts__pk_value *root,
+                                       struct ddts_error *err)
+{
+    *buf = NULL;
+    *pk = NULL;
+    struct ddts__zip *z;
+    enum ddts_status st = ddts__zip_open_file(path, &z, err);
+    if (st != DDTS_OK)
+        return st;
+    size_t index;
+    uint64_t size = 0;
+    st = find_member(z, path, key, &index, err);
+    if (st == DDTS_OK)
+        st = ddts__zip_member_open(z, index, DDTS_MAX_PICKLE_BYTES, &size, err);
+    char name[600];
+    snprintf(name, sizeof name, "%s: %s", path, st == DDTS_OK ? ddts__zip_name(z, index) : "");
+    if (st == DDTS_OK && (*buf = ddts_malloc(size ? (size_t)size : 1)) == NULL)
+        st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", name);
+    if (st == DDTS_OK)
+        st = ddts__zip_member_read_exact(z, *buf, (size_t)size, err);
+    if (st == DDTS_OK) {
+        /* Reading to the declared end lets libzip check the CRC. */
+        size_t got = 0;
+        char extra[16];
+        st = ddts__zip_member_read(z, extra, sizeof extra, &got, err);
+        if (st == DDTS_OK && got != 0)
+            st = ddts_error_set(err, DDTS_EFORMAT, "%s: bytes after the array", name);
+    }
+    if (st == DDTS_OK) {
+        ddts__zip_member_close(z);
+        const uint8_t *b = *buf;
+        size_t start = 0, hlen = 0;
+        if (size >= 10 && memcmp(b, "\x93NUMPY", 6) == 0 && b[6] == 1) {
+            hlen = (size_t)b[8] | (size_t)b[9] << 8;
+            start = 10;
+        } else if (size >= 12 && memcmp(b, "\x93NUMPY", 6) == 0 && (b[6] == 2 || b[6] == 3)) {
+            hlen = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
+            start = 12;
+        }
+        if (start == 0 || hlen > DDTS_MAX_NPY_HEADER || size - start < hlen)
+            st = ddts_error_set(err, DDTS_EFORMAT, "%s: not a .npy array", name);
+        else if (memmem(b + start, hlen, "'descr': '|O'", 13) == NULL)
+            st =
+                ddts_error_set(err, DDTS_EFORMAT,
+                               "%s: not an object array (expected a pickled array of lists)", name);
+        else
+            st = ddts__pickle_load(b + start + hlen, (size_t)(size - start - hlen), name, pk, root,
+                                   err);
+    }
+    ddts__zip_close(z);
+    if (st != DDTS_OK) {
+        ddts_free(*buf);
+        *buf = NULL;
+    }
     return st;
 }
 

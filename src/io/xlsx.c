@@ -20,6 +20,7 @@
 #include <expat.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <math.h>
 #include <string.h>
 
 #include "io.h"
@@ -371,7 +372,47 @@ struct sheet {
     double *data;
     size_t n_cols;
     long expect_row, expect_col;
+    /* The first row's texts, HDR_TEXT bytes per column (from column 0), for
+     * messages when it is the header; finite: DDTS_LOAD_FINITE. */
+    char *hdr;
+    long hdr_cols;
+    int finite;
 };
+
+#define HDR_TEXT 44
+
+/* Keeps the first row's text of column col (shortened) for messages. */
+static void keep_header_text(struct sheet *s, long col, const char *text)
+{
+    if (col >= s->hdr_cols) {
+        long n = col + 16;
+        char *g = ddts_realloc(s->hdr, (size_t)n * HDR_TEXT);
+        if (g == NULL)
+            return; /* messages then give the column letter only */
+        memset(g + (size_t)s->hdr_cols * HDR_TEXT, 0, (size_t)(n - s->hdr_cols) * HDR_TEXT);
+        s->hdr = g;
+        s->hdr_cols = n;
+    }
+    char *d = s->hdr + (size_t)col * HDR_TEXT;
+    size_t k = 0;
+    for (; text[k] != '\0' && k + 1 < HDR_TEXT; k++)
+        d[k] = (unsigned char)text[k] < 0x20 || text[k] == '\'' ? ' ' : text[k];
+    d[k] = '\0';
+}
+
+static void col_name(long col, char *buf);
+
+/* "B" or, when the sheet has a header, "B ('species')". */
+static const char *col_label(const struct sheet *s, long col, char *buf, size_t cap)
+{
+    char cn[8];
+    col_name(col, cn);
+    if (s->header && col < s->hdr_cols && s->hdr[(size_t)col * HDR_TEXT] != '\0')
+        snprintf(buf, cap, "%s ('%s')", cn, s->hdr + (size_t)col * HDR_TEXT);
+    else
+        snprintf(buf, cap, "%s", cn);
+    return buf;
+}
 
 /* "AB12" to column 27 (0-based) and row 12 (1-based). */
 static int parse_ref(const char *r, long *row, long *col)
@@ -586,15 +627,23 @@ static void end_cell(struct sheet *s)
             s->c_max = s->col;
         if (s->row == s->first_row) {
             /* Whether row 1 is a header is known at its end; count it apart. */
-            if (str != NULL)
+            if (str != NULL) {
                 s->header = 1;
+                keep_header_text(s, s->col, str);
+            }
             s->first_row_cells++;
             return keep_value(s, v);
         }
+        char cl[64];
         if (str != NULL)
             return xml_fail(&s->x, DDTS_EFORMAT,
                             "row %ld, column %s (cell %s%ld): text '%.40s' is not a number", s->row,
-                            cn, cn, s->row, str);
+                            col_label(s, s->col, cl, sizeof cl), cn, s->row, str);
+        if (s->finite && !isfinite(v))
+            return xml_fail(&s->x, DDTS_EFORMAT,
+                            "row %ld, column %s (cell %s%ld): '%.40s' is not a finite number "
+                            "(training data must not hold NaN or infinities)",
+                            s->row, col_label(s, s->col, cl, sizeof cl), cn, s->row, s->text);
         if (s->data_first == 0)
             s->data_first = s->row;
         if (s->row != s->last_row)
@@ -607,12 +656,13 @@ static void end_cell(struct sheet *s)
     if (s->header && s->row == s->first_row)
         return;
     if (s->row != s->expect_row || s->col != s->expect_col) {
-        char en[8];
+        char en[8], cl[64];
         col_name(s->expect_col, en);
         return xml_fail(&s->x, DDTS_EFORMAT,
                         "row %ld, column %s (cell %s%ld): empty cell "
                         "(missing value)",
-                        s->expect_row, en, en, s->expect_row);
+                        s->expect_row, col_label(s, s->expect_col, cl, sizeof cl), en,
+                        s->expect_row);
     }
     if (s->data != NULL)
         s->data[(size_t)(s->row - s->data_first) * s->n_cols + (size_t)(s->col - s->c_min)] = v;
@@ -637,15 +687,15 @@ static void XMLCALL sh_end(void *ud, const XML_Char *el)
     } else if (strcmp(n, "row") == 0 && s->pass == 1 && s->expect_row == s->row &&
                s->expect_col != s->c_min) {
         /* The row ended before its last column. */
-        char en[8];
+        char en[8], cl[64];
         col_name(s->expect_col, en);
         xml_fail(&s->x, DDTS_EFORMAT, "row %ld, column %s (cell %s%ld): empty cell (missing value)",
-                 s->row, en, en, s->row);
+                 s->row, col_label(s, s->expect_col, cl, sizeof cl), en, s->row);
     }
 }
 
 static enum ddts_status load_sheet(struct ddts__zip *z, const char *name, const char *want,
-                                   struct ddts_array **out, struct ddts_error *err)
+                                   unsigned flags, struct ddts_array **out, struct ddts_error *err)
 {
     *out = NULL;
     struct workbook w;
@@ -715,6 +765,7 @@ static enum ddts_status load_sheet(struct ddts__zip *z, const char *name, const 
         goto out;
     s.x.name = name;
     s.shared = &ss.s;
+    s.finite = (flags & DDTS_LOAD_FINITE) != 0;
     s.c_min = -1;
     s.c_max = -1;
     st = parse_member(z, path, &s.x, sh_start, sh_end, sh_text, chunk, err);
@@ -767,11 +818,11 @@ static enum ddts_status load_sheet(struct ddts__zip *z, const char *name, const 
     st = parse_member(z, path, &s.x, sh_start, sh_end, sh_text, chunk, err);
     if (st == DDTS_OK && !complete) {
         /* A missing last row part or a missing row at the end. */
-        char en[8];
+        char en[8], cl[64];
         col_name(s.expect_col, en);
-        st = ddts_error_set(err, DDTS_EFORMAT,
-                            "%s: row %ld, column %s (cell %s%ld): empty cell (missing value)", name,
-                            s.expect_row, en, en, s.expect_row);
+        st = ddts_error_set(
+            err, DDTS_EFORMAT, "%s: row %ld, column %s (cell %s%ld): empty cell (missing value)",
+            name, s.expect_row, col_label(&s, s.expect_col, cl, sizeof cl), en, s.expect_row);
     }
 out:
     if (st != DDTS_OK) {
@@ -783,6 +834,7 @@ out:
     strlist_free(&ss.s);
     ddts__parse_locale_free(s.loc);
     ddts_free(s.text);
+    ddts_free(s.hdr);
     ddts_free(chunk);
     *out = a;
     return st;
@@ -798,20 +850,20 @@ enum ddts_status ddts_xlsx_parse(const void *buf, size_t nbytes, const char *nam
     enum ddts_status st = ddts__zip_open_buffer(buf, nbytes, name, &z, err);
     if (st != DDTS_OK)
         return st;
-    st = load_sheet(z, name, sheet, out, err);
+    st = load_sheet(z, name, sheet, 0, out, err);
     ddts__zip_close(z);
     return st;
 }
 
-enum ddts_status ddts__xlsx_load(const char *path, const char *sheet, struct ddts_array **out,
-                                 struct ddts_error *err)
+enum ddts_status ddts__xlsx_load(const char *path, const char *sheet, unsigned flags,
+                                 struct ddts_array **out, struct ddts_error *err)
 {
     *out = NULL;
     struct ddts__zip *z;
     enum ddts_status st = ddts__zip_open_file(path, &z, err);
     if (st != DDTS_OK)
         return st;
-    st = load_sheet(z, path, sheet, out, err);
+    st = load_sheet(z, path, sheet, flags, out, err);
     ddts__zip_close(z);
     return st;
 }

@@ -56,6 +56,13 @@ enum setting {
     S_THREADS,
     S_KEEP_SERVING,
     S_IO_TIMEOUT,
+    S_X_KEY,
+    S_Y_KEY,
+    S_NUM_WORDS,
+    S_SKIP_TOP,
+    S_MAXLEN,
+    S_LABEL_MODE,
+    S_MONITOR,
     S_COUNT
 };
 
@@ -105,6 +112,17 @@ static const struct ddts_job_setting_info settings[S_COUNT] = {
     [S_THREADS] = {"threads", "N", "compute threads per process (0: all cores)", "0", true},
     [S_KEEP_SERVING] = {"keep-serving", NULL, "stay up after the job is done", "off", true},
     [S_IO_TIMEOUT] = {"io-timeout", "SECONDS", "limit of every network read and write", "30", true},
+    [S_X_KEY] = {"x-key", "NAME", "array taken from .npz files in DIR/X", "x or x_train", false},
+    [S_Y_KEY] = {"y-key", "NAME", "array taken from .npz files in DIR/Y", "y or y_train", false},
+    [S_NUM_WORDS] = {"num-words", "N", "imdb, reuters: keep the N most frequent words (0: all)",
+                     "all", false},
+    [S_SKIP_TOP] = {"skip-top", "N", "imdb, reuters: drop the N most frequent words", "0", false},
+    [S_MAXLEN] = {"maxlen", "N", "imdb, reuters: drop longer sequences, pad to N", "the longest",
+                  false},
+    [S_LABEL_MODE] = {"label-mode", "MODE", "cifar100: fine (100 classes) or coarse (20)", "fine",
+                      false},
+    [S_MONITOR] = {"monitor", "NAME", "best model by: val_loss, val_accuracy, val_mae, ...",
+                   "val_accuracy, else val_loss", false},
 };
 
 static const char *const optimizers[] = {"adam",    "adamw",    "sgd",    "rmsprop",
@@ -477,6 +495,35 @@ static enum ddts_status job_set_index(struct ddts_job *job, int i, const char *v
     case S_THREADS:
         st = parse_int(i, v, 0, 4096, &j.threads, err);
         break;
+    case S_X_KEY:
+        st = copy_text(i, j.x_key, sizeof j.x_key, v, err);
+        break;
+    case S_Y_KEY:
+        st = copy_text(i, j.y_key, sizeof j.y_key, v, err);
+        break;
+    case S_NUM_WORDS:
+        if (ieq(v, "all")) {
+            j.num_words = 0;
+            break;
+        }
+        st = parse_int(i, v, 0, DDTS_MAX_DATASET_WORDS, &j.num_words, err);
+        break;
+    case S_SKIP_TOP:
+        st = parse_int(i, v, 0, DDTS_MAX_DATASET_WORDS, &j.skip_top, err);
+        break;
+    case S_MAXLEN:
+        st = parse_int(i, v, 0, DDTS_MAX_SEQUENCE_LENGTH, &j.maxlen, err);
+        break;
+    case S_LABEL_MODE:
+        if (!ieq(v, "fine") && !ieq(v, "coarse"))
+            return bad(err, i, v, "is not fine or coarse");
+        snprintf(j.label_mode, sizeof j.label_mode, "%s", ieq(v, "fine") ? "fine" : "coarse");
+        break;
+    case S_MONITOR:
+        st = parse_metrics(i, j.monitor, sizeof j.monitor, v, err);
+        if (st == DDTS_OK && strchr(v, ',') != NULL)
+            return bad(err, i, v, "is one metric name (val_loss, val_accuracy, loss, ...)");
+        break;
     case S_COUNT:
         break;
     }
@@ -578,6 +625,9 @@ static enum kind setting_kind(int i)
     case S_CLIENT_TIMEOUT:
     case S_IO_TIMEOUT:
     case S_THREADS:
+    case S_NUM_WORDS:
+    case S_SKIP_TOP:
+    case S_MAXLEN:
         return K_INT;
     case S_LEARNING_RATE:
     case S_VALIDATION_SPLIT:
@@ -687,6 +737,27 @@ static void get_index(const struct ddts_job *job, int i, char *buf, size_t cap)
     case S_THREADS:
         snprintf(buf, cap, "%d", job->threads);
         return;
+    case S_X_KEY:
+        t = job->x_key;
+        break;
+    case S_Y_KEY:
+        t = job->y_key;
+        break;
+    case S_NUM_WORDS:
+        snprintf(buf, cap, "%d", job->num_words);
+        return;
+    case S_SKIP_TOP:
+        snprintf(buf, cap, "%d", job->skip_top);
+        return;
+    case S_MAXLEN:
+        snprintf(buf, cap, "%d", job->maxlen);
+        return;
+    case S_LABEL_MODE:
+        t = job->label_mode[0] ? job->label_mode : "fine";
+        break;
+    case S_MONITOR:
+        t = job->monitor;
+        break;
     case S_COUNT:
         break;
     }

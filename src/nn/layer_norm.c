@@ -86,8 +86,7 @@ static enum ddts_status normalization_parse(struct nn_parse *p, struct nn_node *
         st = ddts__nn_cfg_null(p, "mean");
     if (st == DDTS_OK)
         st = ddts__nn_cfg_null(p, "variance");
-    if (st == DDTS_OK && ddts__nn_cfg_bool(p, "invert", 0))
-        st = ddts__nn_unsup(p, "invert");
+    nd->invert = ddts__nn_cfg_bool(p, "invert", 0);
     return st;
 }
 
@@ -372,6 +371,8 @@ static void layernorm(struct ddts_model *m, struct nn_node *nd, size_t b, int ba
     }
 }
 
+/* y = (x - mean) / max(sqrt(variance), 1e-7) over the last axis; with invert
+ * (Keras >= 2.10, 3): y = mean + x * max(sqrt(variance), 1e-7). */
 static void normalization(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
@@ -387,9 +388,9 @@ static void normalization(struct ddts_model *m, struct nn_node *nd, size_t b, in
             float den = sd > 1e-7f ? sd : 1e-7f;
             size_t i = r * C + c;
             if (backward)
-                dx[i] = (acc ? dx[i] : 0) + nd->dz[i] / den;
+                dx[i] = (acc ? dx[i] : 0) + (nd->invert ? nd->dz[i] * den : nd->dz[i] / den);
             else
-                nd->z[i] = (a->y[i] - mean[c]) / den;
+                nd->z[i] = nd->invert ? mean[c] + a->y[i] * den : (a->y[i] - mean[c]) / den;
         }
 }
 

@@ -129,6 +129,7 @@ struct nn_node {
     float eps, momentum;  /* batch norm */
     int center, scale;    /* batch norm */
     float r_scale, r_off; /* rescaling */
+    int invert;           /* Normalization(invert=True): y = mean + x * max(sqrt(var), eps) */
     int axis;             /* concatenate: per-sample axis */
     int keepdims;         /* global pooling */
     int pool1d;           /* global pooling over (T, C) instead of (H, W, C) */

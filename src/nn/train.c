@@ -495,6 +495,37 @@ static enum ddts_status keep_best(struct ddts_model *m, const char *mon, double 
     return DDTS_OK;
 }
 
+/*
+ * The checkpoint monitor among the logged names: "auto" is the original
+ * tool's choice (val_accuracy when the model has an accuracy metric, else
+ * val_loss; accuracy / loss without validation data); a name that is not
+ * logged is an error listing those that are.
+ */
+static enum ddts_status resolve_monitor(const struct ddts_logs *proto, int has_val,
+                                        const char **mon, struct ddts_error *err)
+{
+    double unused;
+    if (strcmp(*mon, "auto") == 0) {
+        for (size_t i = 0; i < proto->n; i++)
+            if (strcmp(proto->names[i], has_val ? "val_accuracy" : "accuracy") == 0) {
+                *mon = proto->names[i];
+                return DDTS_OK;
+            }
+        *mon = has_val ? "val_loss" : "loss";
+        return DDTS_OK;
+    }
+    if (ddts_logs_get(proto, *mon, &unused) == 0)
+        return DDTS_OK;
+    char names[160];
+    size_t at = 0;
+    names[0] = '\0';
+    for (size_t i = 0; i < proto->n && at < sizeof names; i++)
+        at += (size_t)snprintf(names + at, sizeof names - at, "%s%s", i ? ", " : "",
+                               proto->names[i]);
+    return ddts_error_set(err, DDTS_EINVAL, "fit: monitor '%s' is not logged (logged: %s)", *mon,
+                          names);
+}
+
 enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset *train,
                                 const struct ddts_fit_options *o, struct ddts_history **out,
                                 struct ddts_error *err)
@@ -535,6 +566,11 @@ enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset 
         return ddts_error_set(err, DDTS_ENOMEM, "fit: out of memory");
     }
     const char *mon = o->checkpoint_monitor;
+    if (mon != NULL && (st = resolve_monitor(&proto, o->validation != NULL, &mon, err)) != DDTS_OK) {
+        ddts_history_destroy(h);
+        ddts_free(order);
+        return st;
+    }
     const char *es_mon = mon ? mon : (o->validation ? "val_loss" : "loss");
     /* The best value carries over fit calls (epoch-by-epoch fitting) until
      * the next compile or a change of monitor. */

@@ -194,7 +194,8 @@ static void inserted_free(struct inserted *ins)
 }
 
 static enum ddts_status make_inserted(const json_t *layers, int rank, const int64_t *shape,
-                                      int keras3, struct inserted *ins, struct ddts_error *err)
+                                      int keras3, int invert, struct inserted *ins,
+                                      struct ddts_error *err)
 {
     memset(ins, 0, sizeof *ins);
     int64_t f = 1;
@@ -203,7 +204,8 @@ static enum ddts_status make_inserted(const json_t *layers, int rank, const int6
     int wrap = rank > 1;
     if (wrap)
         unique_name(layers, "reshape", ins->names[0], sizeof ins->names[0]);
-    unique_name(layers, "normalization", ins->names[wrap], sizeof ins->names[0]);
+    unique_name(layers, invert ? "denormalization" : "normalization", ins->names[wrap],
+                sizeof ins->names[0]);
     if (wrap) {
         /* The second Reshape must not reuse the first one's name. */
         char cand[128];
@@ -223,8 +225,8 @@ static enum ddts_status make_inserted(const json_t *layers, int rank, const int6
             ok = json_object_set_new(cfg, "axis", json_pack("[i]", -1)) == 0 &&
                  json_object_set_new(cfg, "mean", json_null()) == 0 &&
                  json_object_set_new(cfg, "variance", json_null()) == 0;
-            if (ok && keras3)
-                ok = json_object_set_new(cfg, "invert", json_false()) == 0;
+            if (ok && (keras3 || invert))
+                ok = json_object_set_new(cfg, "invert", json_boolean(invert)) == 0;
         } else {
             ok = json_object_set_new(cfg, "target_shape",
                                      i == 0 ? json_pack("[I]", (json_int_t)f)
@@ -254,7 +256,7 @@ static enum ddts_status insert_sequential(json_t *cfg, int rank, const int64_t *
         return ddts_error_set(err, DDTS_EFORMAT, "model config: Sequential without layers");
     json_t *first = json_array_get(layers, 0);
     int keras3 = is_keras3_layer(first);
-    enum ddts_status st = make_inserted(layers, rank, shape, keras3, ins, err);
+    enum ddts_status st = make_inserted(layers, rank, shape, keras3, 0, ins, err);
     if (st != DDTS_OK)
         return st;
     size_t pos = 0;
@@ -315,7 +317,7 @@ static enum ddts_status insert_functional(json_t *cfg, int rank, const int64_t *
         return ddts_error_set(err, DDTS_EFORMAT, "model config: input layer '%s' is not listed",
                               input);
     int keras3 = is_keras3_layer(json_array_get(layers, pos));
-    enum ddts_status st = make_inserted(layers, rank, shape, keras3, ins, err);
+    enum ddts_status st = make_inserted(layers, rank, shape, keras3, 0, ins, err);
     if (st != DDTS_OK)
         return st;
     const char *last = ins->names[ins->n - 1];
@@ -346,6 +348,82 @@ static enum ddts_status insert_functional(json_t *cfg, int rank, const int64_t *
         prev = ins->names[k];
     }
     return DDTS_OK;
+}
+
+/*
+ * The inverse at the output (--order XX): [Reshape((F,)),]
+ * Normalization(invert=True)[, Reshape(shape)] appended after the last layer
+ * of a Sequential, or after the single output of a Functional model (which
+ * then becomes the output).
+ */
+static enum ddts_status append_denormalization(json_t *root, int rank, const int64_t *shape,
+                                               char **norm_name, struct ddts_error *err)
+{
+    json_t *obj = model_object(root);
+    const char *cls = jstr(obj, "class_name");
+    json_t *cfg = json_object_get(obj, "config");
+    json_t *layers = json_is_array(cfg) ? cfg : json_object_get(cfg, "layers");
+    if (!json_is_array(layers) || json_array_size(layers) == 0)
+        return ddts_error_set(err, DDTS_EFORMAT, "model config: no layers");
+    int functional = cls != NULL && strcmp(cls, "Sequential") != 0;
+    json_t *outs = functional ? json_object_get(cfg, "output_layers") : NULL;
+    const json_t *ref = outs;
+    if (functional && json_array_size(outs) == 1 && json_is_array(json_array_get(outs, 0)))
+        ref = json_array_get(outs, 0);
+    if (functional && (!json_is_array(ref) || !json_is_string(json_array_get(ref, 0))))
+        return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                              "model config: the output denormalizer needs a single-output model");
+    int keras3 = is_keras3_layer(json_array_get(layers, 0));
+    struct inserted ins;
+    enum ddts_status st = make_inserted(layers, rank, shape, keras3, 1, &ins, err);
+    if (st != DDTS_OK)
+        return st;
+    char prev[256] = "";
+    int node = 0;
+    if (functional) {
+        snprintf(prev, sizeof prev, "%s", json_string_value(json_array_get(ref, 0)));
+        node = (int)json_integer_value(json_array_get(ref, 1));
+    }
+    int64_t flat = 1;
+    for (int d = 0; d < rank; d++)
+        flat *= shape[d];
+    for (size_t k = 0; k < ins.n; k++) {
+        json_t *e = ins.entries[k];
+        if (functional) {
+            int in_rank = (ins.n == 3 && k > 0) ? 1 : rank;
+            const int64_t *in_shape = (ins.n == 3 && k > 0) ? &flat : shape;
+            if (json_object_set_new(e, "name", json_string(ins.names[k])) != 0 ||
+                json_object_set_new(
+                    e, "inbound_nodes",
+                    inbound_from(prev, k == 0 ? node : 0, keras3, in_rank, in_shape)) != 0)
+                st = oom(err);
+            snprintf(prev, sizeof prev, "%s", ins.names[k]);
+        }
+        if (st == DDTS_OK && json_array_append(layers, e) != 0)
+            st = oom(err);
+    }
+    if (st == DDTS_OK && functional &&
+        rewire(outs, json_string_value(json_array_get(ref, 0)), ins.names[ins.n - 1], 0) != 0)
+        st = oom(err);
+    if (st == DDTS_OK && functional) {
+        /* The new output is node 0 of the last new layer. */
+        json_t *r = (json_t *)ref;
+        if (json_array_set_new(r, 1, json_integer(0)) != 0)
+            st = oom(err);
+    }
+    if (st == DDTS_OK && (*norm_name = ddts_strdup(ins.names[ins.n == 3 ? 1 : 0])) == NULL)
+        st = oom(err);
+    inserted_free(&ins);
+    return st;
+}
+
+/* The configuration text of `root` as a ddts_malloc string. */
+static enum ddts_status dump(json_t *root, char **out, struct ddts_error *err)
+{
+    char *s = json_dumps(root, JSON_COMPACT);
+    *out = s != NULL ? ddts_strdup(s) : NULL;
+    free(s);
+    return *out != NULL ? DDTS_OK : oom(err);
 }
 
 enum ddts_status ddts_surgery_insert_normalization(const char *config_json, int input_rank,
@@ -457,10 +535,30 @@ enum ddts_status ddts_surgery_write_normalized(struct ddts_model *m,
                                   "normalizer: value %zu is not finite (mean %g, variance %g) or "
                                   "the variance is negative",
                                   i, (double)norm->mean[i], (double)norm->variance[i]);
-    char *config = NULL, *norm_name = NULL;
+    char *config = NULL, *norm_name = NULL, *denorm_name = NULL;
     struct ddts_model *m2 = NULL;
     enum ddts_status st =
         ddts_surgery_insert_normalization(k->model_config, rank, shape, &config, &norm_name, err);
+    if (st == DDTS_OK && norm->invert_output) {
+        int64_t oshape[DDTS_MAX_RANK];
+        int orank = ddts_model_output_shape(m, oshape);
+        json_t *root = NULL;
+        if (ddts_model_output_size(m) != norm->n_features)
+            st = ddts_error_set(err, DDTS_ESHAPE,
+                                "normalizer: the output has %zu values, the input %zu (XX needs "
+                                "an output shaped like the input)",
+                                ddts_model_output_size(m), norm->n_features);
+        if (st == DDTS_OK)
+            st = parse_json(config, &root, err);
+        if (st == DDTS_OK)
+            st = append_denormalization(root, orank, oshape, &denorm_name, err);
+        if (st == DDTS_OK) {
+            ddts_free(config);
+            config = NULL;
+            st = dump(root, &config, err);
+        }
+        json_decref(root);
+    }
     if (st == DDTS_OK)
         st = build(config, &m2, err);
     size_t n_layers = m2 != NULL ? ddts_model_n_layers(m2) : 0;
@@ -469,7 +567,8 @@ enum ddts_status ddts_surgery_write_normalized(struct ddts_model *m,
         st = ddts_model_layer_info(m2, i, &info);
         if (st != DDTS_OK || info.n_weights == 0)
             continue;
-        int is_norm = strcmp(info.name, norm_name) == 0;
+        int is_norm = strcmp(info.name, norm_name) == 0 ||
+                      (denorm_name != NULL && strcmp(info.name, denorm_name) == 0);
         long src = is_norm ? -1 : layer_index(m, info.name);
         for (size_t j = 0; st == DDTS_OK && j < info.n_weights; j++) {
             struct ddts_weight_view v, w;
@@ -513,6 +612,7 @@ enum ddts_status ddts_surgery_write_normalized(struct ddts_model *m,
     ddts_model_destroy(m2);
     ddts_free(config);
     ddts_free(norm_name);
+    ddts_free(denorm_name);
     return st;
 }
 

@@ -225,6 +225,7 @@ static enum ddts_status norm_layer(const struct ddts_job *job, const struct ddts
                                    size_t n_features, float **mean, float **var,
                                    struct ddts_norm_layer *out, struct ddts_error *err)
 {
+    out->invert_output = job->order == DDTS_JOB_ORDER_XX;
     *mean = ddts_mallocarray(n_features ? n_features : 1, sizeof(float));
     *var = ddts_mallocarray(n_features ? n_features : 1, sizeof(float));
     if (*mean == NULL || *var == NULL)
@@ -257,6 +258,16 @@ static double log_value(const struct ddts_history *h, const char *name)
         if (strcmp(h->columns[c], name) == 0 && h->n_epochs > 0)
             return h->values[(h->n_epochs - 1) * h->n_columns + c];
     return NAN;
+}
+
+/* The monitor fit chose for the best model ("auto" resolved as fit does). */
+static const char *best_monitor_name(const struct ddts_history *h, const struct ddts_job *job,
+                                     int has_val)
+{
+    if (job->monitor[0] != '\0' && strcmp(job->monitor, "auto") != 0)
+        return job->monitor;
+    const char *acc = has_val ? "val_accuracy" : "accuracy";
+    return !isnan(log_value(h, acc)) ? acc : has_val ? "val_loss" : "loss";
 }
 
 /* One fit (a whole run, or one fold) into `dir`. */
@@ -308,7 +319,7 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
         .seed = job->seed + (uint64_t)fold,
         .validation = val,
         .callbacks = &cbs,
-        .checkpoint_monitor = val != NULL ? "val_loss" : "loss",
+        .checkpoint_monitor = job->monitor[0] ? job->monitor : "auto",
     };
     double t0 = ddts_now();
     st = ddts_model_fit(m, train, &fo, &hist, err);
@@ -343,7 +354,7 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
         goto out;
     if (best != NULL)
         ddts_textlog_printf(r.textlog, "best model: epoch %d by %s", best_epoch + 1,
-                            fo.checkpoint_monitor);
+                            best_monitor_name(hist, job, val != NULL));
     ddts_history_writer_close(r.history);
     r.history = NULL;
     snprintf(path, sizeof path, "%s/history.csv", dir);

@@ -122,7 +122,7 @@ static void check_normalized(const char *config, int rank, const int64_t *sample
 
     struct ddts_keras_model *k = NULL;
     assert_int_equal(ddts_bridge_new_keras(m, config, NULL, &k, &err), DDTS_OK);
-    struct ddts_norm_layer norm = {mean, var, f, 1234};
+    struct ddts_norm_layer norm = {mean, var, f, 1234, false};
     enum ddts_status st = ddts_surgery_write_normalized(m, k, &norm, path, &err);
     if (st != DDTS_OK)
         fail_msg("%s", err.msg);
