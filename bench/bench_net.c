@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "ddts/ddts.h"
+#include "../src/net/conn.h"
 
 struct rx {
     struct ddts_listener *l;

@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "ddts/ddts.h"
-#include "ddts/net.h"
+#include "../src/net/conn.h"
 
 #define BUF_BYTES (1u << 20)
 

@@ -174,8 +174,11 @@ struct cli_live *cli_live_create(FILE *fp, const struct ddts_logger *inner);
 void cli_live_destroy(struct cli_live *lv);
 /* A logger that prints through `inner` without breaking the table. */
 struct ddts_logger cli_live_logger(struct cli_live *lv);
-/* ddts_server_config.on_client, with the cli_live as userdata. */
+/* The job whose snapshot the table shows (borrowed; set before serving). */
+void cli_live_attach(struct cli_live *lv, struct ddts_serve *job);
+/* ddts_serve_hooks.on_client and .on_epoch_end, with the cli_live as userdata. */
 void cli_live_on_client(void *lv, const struct ddts_server_client *c);
+void cli_live_on_epoch_end(void *lv, const struct ddts_server_client *c);
 /* Call often (every 0.2 s): redraws when the table changed, or each second
  * while a client trains (its ETA counts down). */
 void cli_live_tick(struct cli_live *lv);

@@ -76,9 +76,9 @@ static enum ddts_status load_opt(const char *dir, const char *name, struct ddts_
 {
     *out = NULL;
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (access(path, R_OK) != 0)
-        return DDTS_OK;
+    enum ddts_status st = ddts_format(path, sizeof path, err, "%s/%s", dir, name);
+    if (st != DDTS_OK || access(path, R_OK) != 0)
+        return st;
     return ddts_data_load(path, NULL, out, err);
 }
 
@@ -96,6 +96,8 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
     }
     if (ctx->threads > 0)
         job.threads = ctx->threads;
+    /* A new attempt (a retry after a lost connection): an earlier error.log is stale. */
+    ddts_error_log_remove(cj->result_dir);
     struct ddts_array *x = NULL, *y = NULL, *xt = NULL, *yt = NULL;
     struct ddts_stats *stats = NULL;
     float *init = NULL;
@@ -111,7 +113,8 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         if (st == DDTS_OK && x == NULL)
             st = ddts_error_set(err, DDTS_ENOTFOUND, "the share from the server has no x.npy");
         char path[4096];
-        snprintf(path, sizeof path, "%s/stats.bin", cj->shard_dir);
+        if (st == DDTS_OK)
+            st = ddts_format(path, sizeof path, err, "%s/stats.bin", cj->shard_dir);
         char *buf = NULL;
         size_t nbytes = 0;
         if (st == DDTS_OK && access(path, R_OK) == 0) {
@@ -120,7 +123,8 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
                 st = ddts_stats_decode((const uint8_t *)buf, nbytes, &stats, err);
             ddts_free(buf);
         }
-        snprintf(path, sizeof path, "%s/info.txt", cj->shard_dir);
+        if (st == DDTS_OK)
+            st = ddts_format(path, sizeof path, err, "%s/info.txt", cj->shard_dir);
         if (st == DDTS_OK && access(path, R_OK) == 0) {
             st = ddts_read_file(path, 4096, &buf, &nbytes, err);
             if (st == DDTS_OK) {
@@ -135,7 +139,7 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         /* --data client: this machine's own X/ and Y/. */
         if (ctx->dataset != NULL)
             snprintf(job.dataset, sizeof job.dataset, "%s", ctx->dataset);
-        st = cli_load_job_xy(&job, job.dataset, &x, &y, err);
+        st = ddts_serve_load_xy(&job, job.dataset, &x, &y, err);
     }
     if (st == DDTS_OK && cj->init_weights_path != NULL) {
         char *buf = NULL;
@@ -148,7 +152,6 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         goto out;
     if (min_share == 0 && x != NULL)
         min_share = (size_t)x->shape[0];
-    size_t batch = job.batch_size > 0 ? (size_t)job.batch_size : 32;
     int syncing = cj->sync != DDTS_SYNC_NONE;
     char run_name[256];
     snprintf(run_name, sizeof run_name, "%s %s (share %u/%u)", cj->job, cj->client_name,
@@ -156,10 +159,10 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
     /* A share taken over (or resumed) mid-job skips the epochs it already
      * contributed to the rounds: rounds per epoch as trainer.c exchanges. */
     int initial_epoch = 0;
+    /* Every client exchanges at the same points (src/train/syncplan.c). */
+    int has_val = job.method == DDTS_JOB_FIT && xt != NULL && yt != NULL;
     if (syncing && job.method == DDTS_JOB_FIT && cj->share_rounds > 0) {
-        uint64_t k = cj->sync_steps > 0 ? cj->sync_steps : 1;
-        uint64_t per_epoch =
-            cj->sync == DDTS_SYNC_EPOCH ? 1 : (uint64_t)(min_share / batch) / k + 1;
+        uint64_t per_epoch = ddts_train_rounds_per_epoch(&job, min_share, has_val);
         uint64_t e = cj->share_rounds / per_epoch;
         initial_epoch = e >= (uint64_t)job.epochs ? job.epochs - 1 : (int)e;
         ddts_log(&ctx->log, DDTS_LOG_INFO,
@@ -182,7 +185,7 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         .sync_steps = cj->sync == DDTS_SYNC_STEPS || cj->sync == DDTS_SYNC_STEP
                           ? (cj->sync_steps > 0 ? cj->sync_steps : 1)
                           : 0,
-        .sync_batch_limit = min_share / batch,
+        .sync_batch_limit = ddts_train_sync_batch_limit(&job, min_share, has_val),
         .initial_epoch = initial_epoch,
         .run_name = run_name,
         .logger = &ctx->log,
@@ -197,6 +200,17 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
                  "trained %zu samples in %.1f s (%.0f samples/s): loss %.4f, val_accuracy %.4f",
                  res.n_samples, res.seconds, res.samples_per_s, res.loss, res.val_accuracy);
 out:
+    if (st != DDTS_OK) {
+        /* error.log beside train.log, uploaded with the results: the full error and context. */
+        char context[512];
+        snprintf(context, sizeof context, "job %s, share %u of %u, client %s, model %s", cj->job,
+                 cj->shard + 1, cj->n_shards, cj->client_name,
+                 cj->model_path != NULL ? cj->model_path : "-");
+        struct ddts_error e2;
+        const char *settings = cj->settings_json[0] ? cj->settings_json : NULL;
+        if (ddts_error_log_write(cj->result_dir, err, context, settings, &e2) != DDTS_OK)
+            ddts_log(&ctx->log, DDTS_LOG_WARN, "error.log: %s", e2.msg);
+    }
     ddts_free(init);
     ddts_stats_destroy(stats);
     ddts_array_destroy(x);
@@ -265,9 +279,10 @@ int cmd_client(int argc, char **argv)
     if (colon != NULL) {
         if (cli_parse_long("client", "--server", colon + 1, 1, 65535, &port) != CLI_OK)
             return CLI_USAGE;
-        snprintf(host, sizeof host, "%.*s", (int)(colon - server), server);
-    } else {
-        snprintf(host, sizeof host, "%s", server);
+        if (ddts_format(host, sizeof host, NULL, "%.*s", (int)(colon - server), server) != DDTS_OK)
+            return cli_usage_error("client", "--server: host name longer than 255 bytes");
+    } else if (ddts_format(host, sizeof host, NULL, "%s", server) != DDTS_OK) {
+        return cli_usage_error("client", "--server: host name longer than 255 bytes");
     }
     struct ddts_error err;
     ddts_error_clear(&err);
@@ -292,8 +307,15 @@ int cmd_client(int argc, char **argv)
     };
     st = ddts_client_run(&cfg, &err);
     ddts_passphrase_destroy(pw);
-    if (st != DDTS_OK)
+    if (st != DDTS_OK) {
+        /* Retries spent (or a failure they cannot fix): what was done is kept here. */
+        ddts_log(&ctx.log, DDTS_LOG_INFO,
+                 "this client's results (if any) are kept in %s: when the server runs again "
+                 "with 'ddts server --collect --workdir DIR' (DIR: the job's work folder), run "
+                 "this client again with the same --workdir to hand them over",
+                 workdir);
         return cli_fail("client", &err);
+    }
     ddts_log(&ctx.log, DDTS_LOG_INFO, "done: results kept in %s", workdir);
     return CLI_OK;
 }

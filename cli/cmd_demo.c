@@ -3,8 +3,10 @@
  * Fashion-MNIST (Debian's dataset-fashion-mnist), collect everything and say
  * where the results are. Real processes, real network, real encryption.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -26,7 +28,9 @@ const char cli_usage_demo[] =
     "epoch), collect every result and print the final test accuracy and where the\n"
     "models, logs and plots are.\n"
     "\n"
-    "  --workdir DIR    where everything goes (default ./demo-work, emptied first)\n"
+    "  --workdir DIR    where everything goes (default ./demo-work); a folder of an\n"
+    "                   earlier demo is emptied first, so that every run is a fresh\n"
+    "                   job; another non-empty folder is refused\n"
     "  --model NAME     mlp (default) or cnn: the example models of examples/\n"
     "  --epochs N       epochs (default 5)\n"
     "  --samples N      training samples used (default 60000: all)\n"
@@ -90,6 +94,55 @@ static int write_random_passphrase(const char *path, struct ddts_error *err)
     return st;
 }
 
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    return (flag == FTW_DP ? rmdir(path) : unlink(path)) == 0 ? 0 : -1;
+}
+
+/* The marker of a demo folder: only such a folder is emptied. */
+#define DEMO_MARKER ".ddts-demo"
+
+/*
+ * Makes `workdir` a fresh demo folder: created when missing; emptied when an
+ * earlier demo made it (its marker, or the passphrase file and server/
+ * folder of a demo from before the marker); refused when it holds anything
+ * else, so that a --workdir of other files is never emptied.
+ */
+static enum ddts_status fresh_workdir(const char *workdir, struct ddts_error *err)
+{
+    char marker[4200], pass[4200], server[4200];
+    snprintf(marker, sizeof marker, "%s/" DEMO_MARKER, workdir);
+    snprintf(pass, sizeof pass, "%s/passphrase", workdir);
+    snprintf(server, sizeof server, "%s/server", workdir);
+    struct stat sb;
+    int ours = access(marker, F_OK) == 0 ||
+               (access(pass, F_OK) == 0 && stat(server, &sb) == 0 && S_ISDIR(sb.st_mode));
+    DIR *d = opendir(workdir);
+    int empty = 1;
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL)
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                empty = 0;
+        closedir(d);
+    }
+    if (!empty && !ours)
+        return ddts_error_set(err, DDTS_EEXIST,
+                              "%s holds files that an earlier demo did not make: choose an empty "
+                              "or new --workdir",
+                              workdir);
+    if (!empty && nftw(workdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return ddts_error_set_errno(err, DDTS_EIO, errno, "%s: cannot empty the demo folder",
+                                    workdir);
+    enum ddts_status st = ddts_mkdir_p(workdir, err);
+    static const char note[] = "ddts demo folder: emptied by each 'ddts demo'\n";
+    if (st == DDTS_OK)
+        st = ddts_write_file_atomic(marker, note, sizeof note - 1, err);
+    return st;
+}
+
 int cmd_demo(int argc, char **argv)
 {
     const char *workdir = "demo-work";
@@ -133,11 +186,17 @@ int cmd_demo(int argc, char **argv)
     else
         return cli_usage_error("demo", "--model: '%s' is not mlp or cnn", model_name);
 
+    /* Every path below is the work folder plus at most 64 bytes (the job and
+     * file names are ours), so bounding the folder once rules out truncation. */
+    if (strlen(workdir) > 4000)
+        return cli_usage_error("demo", "--workdir: longer than 4000 bytes");
     struct ddts_error err;
     ddts_error_clear(&err);
     struct ddts_logger log = cli_logger(DDTS_LOG_INFO);
     char path[4096], model_path[4096], pass_path[4096], port_str[16], server_arg[64];
     char server_log[4096], client_log[2][4096], client_dir[2][4096];
+    if (fresh_workdir(workdir, &err) != DDTS_OK)
+        return cli_fail("demo", &err);
     snprintf(path, sizeof path, "%s/model", workdir);
     if (ddts_mkdir_p(path, &err) != DDTS_OK)
         return cli_fail("demo", &err);

@@ -58,13 +58,29 @@ int cli_inspect_model(const char *path)
         ddts_keras_destroy(k);
         return cli_fail("inspect", &err);
     }
-    const char *rule = "_________________________________________________________________";
-    const char *dbl = "=================================================================";
+    /* Columns as wide as their widest cell (Keras' widths at least), so every row aligns. */
+    size_t n_layers = ddts_model_n_layers(m);
+    int w_name = 28, w_shape = 25;
+    for (size_t i = 0; i < n_layers; i++) {
+        struct ddts_layer_info info;
+        if (ddts_model_layer_info(m, i, &info) != DDTS_OK)
+            continue;
+        char name[128], shape[128];
+        int len = snprintf(name, sizeof name, "%s (%s)", info.name, info.class_name);
+        w_name = len > w_name ? (len < (int)sizeof name ? len : (int)sizeof name - 1) : w_name;
+        shape_text(&info, shape, sizeof shape);
+        w_shape = (int)strlen(shape) > w_shape ? (int)strlen(shape) : w_shape;
+    }
+    char rule[320], dbl[320];
+    int width = 1 + w_name + 1 + w_shape + 1 + 10;
+    width = width < 65 ? 65 : (width < (int)sizeof rule ? width : (int)sizeof rule - 1);
+    memset(rule, '_', (size_t)width);
+    memset(dbl, '=', (size_t)width);
+    rule[width] = dbl[width] = '\0';
     printf("Model: \"%s\"  (%s, Keras %s)\n%s\n", ddts_model_name(m),
            k->format == DDTS_KERAS_ZIP ? ".keras" : "HDF5",
            k->keras_version ? k->keras_version : "?", rule);
-    printf(" %-28s %-25s %s\n%s\n", "Layer (type)", "Output Shape", "Param #", dbl);
-    size_t n_layers = ddts_model_n_layers(m);
+    printf(" %-*s %-*s %s\n%s\n", w_name, "Layer (type)", w_shape, "Output Shape", "Param #", dbl);
     for (size_t i = 0; i < n_layers; i++) {
         struct ddts_layer_info info;
         if (ddts_model_layer_info(m, i, &info) != DDTS_OK)
@@ -72,7 +88,7 @@ int cli_inspect_model(const char *path)
         char name[128], shape[128];
         snprintf(name, sizeof name, "%s (%s)", info.name, info.class_name);
         shape_text(&info, shape, sizeof shape);
-        printf(" %-28s %-25s %zu\n", name, shape, info.n_params);
+        printf(" %-*s %-*s %zu\n", w_name, name, w_shape, shape, info.n_params);
         if (i + 1 < n_layers)
             printf("\n");
     }

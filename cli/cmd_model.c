@@ -1,4 +1,5 @@
 /* ddts model new: Keras model files without TensorFlow. */
+#include <ctype.h>
 #include <dirent.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -55,10 +56,31 @@ static double default_lr(const char *name)
     return 0.001;
 }
 
+/* Keras names of losses and metrics: [A-Za-z0-9_.] only (they go into JSON as they are). */
+static int keras_name_ok(const char *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.')
+            return 0;
+    return 1;
+}
+
 enum ddts_status cli_model_new(const char *spec_path, const char *out_path, uint64_t seed,
                                const char *loss, const char *optimizer, double learning_rate,
                                const char *metrics, struct ddts_error *err)
 {
+    if (!keras_name_ok(loss, strlen(loss)))
+        return ddts_error_set(err, DDTS_EINVAL, "--loss: '%s' is not a Keras loss name", loss);
+    for (const char *p = metrics; p != NULL && *p != '\0';) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (!keras_name_ok(p, len))
+            return ddts_error_set(err, DDTS_EINVAL, "--metrics: '%.*s' is not a Keras metric name",
+                                  (int)len, p);
+        p = comma ? comma + 1 : NULL;
+    }
     char *spec = NULL;
     size_t n = 0;
     struct ddts_model *m = NULL;
@@ -78,19 +100,28 @@ enum ddts_status cli_model_new(const char *spec_path, const char *out_path, uint
     char metrics_json[512] = "";
     size_t used = 0;
     const char *p = metrics;
-    while (p != NULL && *p != '\0' && used < sizeof metrics_json) {
+    while (p != NULL && *p != '\0') {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        used += (size_t)snprintf(metrics_json + used, sizeof metrics_json - used, "%s\"%.*s\"",
-                                 used ? ", " : "", (int)len, p);
+        st = ddts_format(metrics_json + used, sizeof metrics_json - used, err, "%s\"%.*s\"",
+                         used ? ", " : "", (int)len, p);
+        if (st != DDTS_OK) {
+            ddts_error_prefix(err, "--metrics: ");
+            goto out;
+        }
+        used += strlen(metrics_json + used);
         p = comma ? comma + 1 : NULL;
     }
     char training_config[2048];
-    snprintf(training_config, sizeof training_config,
-             "{\"loss\": \"%s\", \"metrics\": [%s], \"weighted_metrics\": null, "
-             "\"loss_weights\": null, \"optimizer_config\": {\"class_name\": \"%s\", "
-             "\"config\": {\"name\": \"%s\", \"learning_rate\": %.17g}}}",
-             loss, metrics_json, cls, cls, learning_rate);
+    st = ddts_format(training_config, sizeof training_config, err,
+                     "{\"loss\": \"%s\", \"metrics\": [%s], \"weighted_metrics\": null, "
+                     "\"loss_weights\": null, \"optimizer_config\": {\"class_name\": \"%s\", "
+                     "\"config\": {\"name\": \"%s\", \"learning_rate\": %.17g}}}",
+                     loss, metrics_json, cls, cls, learning_rate);
+    if (st != DDTS_OK) {
+        ddts_error_prefix(err, "--loss/--metrics: ");
+        goto out;
+    }
     st = ddts_model_from_keras_config(spec, n, &m, err);
     if (st != DDTS_OK) {
         ddts_error_prefix(err, "%s: ", spec_path);

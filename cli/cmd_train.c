@@ -56,20 +56,19 @@ int cmd_train(int argc, char **argv)
     struct ddts_logger log = cli_logger(DDTS_LOG_INFO);
     struct ddts_error err;
     ddts_error_clear(&err);
-    char out_dir[4096];
-    if (flags.out != NULL)
-        snprintf(out_dir, sizeof out_dir, "%s", flags.out);
-    else
-        snprintf(out_dir, sizeof out_dir, "%s/%s/train", job.workdir, job.name);
+    char out_dir[4096], model_path[4096];
+    if ((flags.out != NULL ? ddts_format(out_dir, sizeof out_dir, &err, "%s", flags.out)
+                           : ddts_format(out_dir, sizeof out_dir, &err, "%s/%s/train", job.workdir,
+                                         job.name)) != DDTS_OK ||
+        /* cli_job_complete already turned a --model folder into its one model file. */
+        ddts_format(model_path, sizeof model_path, &err, "%s", job.model) != DDTS_OK)
+        return cli_fail("train", &err);
     ddts_log(&log, DDTS_LOG_INFO, "seed %llu", (unsigned long long)job.seed);
 
     struct ddts_array *x = NULL, *y = NULL, *xt = NULL, *yt = NULL;
-    enum ddts_status st = cli_load_job_data(&job, &x, &y, &xt, &yt, &err);
+    enum ddts_status st = ddts_serve_load_data(&job, &x, &y, &xt, &yt, &err);
     if (st != DDTS_OK)
         return cli_fail("train", &err);
-    char model_path[4096];
-    /* cli_job_complete already turned a --model folder into its one model file. */
-    snprintf(model_path, sizeof model_path, "%s", job.model);
     struct ddts_train_request req = {
         .job = &job,
         .model_path = model_path,
@@ -83,9 +82,17 @@ int cmd_train(int argc, char **argv)
         .progress = stderr,
     };
     struct ddts_train_result res;
+    ddts_error_log_remove(out_dir);
     st = ddts_train_run(&req, &res, &err);
-    if (st != DDTS_OK)
+    if (st != DDTS_OK) {
+        /* error.log beside train.log: the full error and what ran. */
+        char context[4400]; /* the model path and job name whole */
+        snprintf(context, sizeof context, "ddts train of job %s, model %s", job.name, model_path);
+        struct ddts_error e2;
+        if (ddts_error_log_write(out_dir, &err, context, NULL, &e2) != DDTS_OK)
+            ddts_log(&log, DDTS_LOG_WARN, "error.log: %s", e2.msg);
         goto out;
+    }
     printf("samples: %zu\nseconds: %.2f\nsamples_per_second: %.1f\n", res.n_samples, res.seconds,
            res.samples_per_s);
     printf("loss: %.6f\naccuracy: %.6f\nval_loss: %.6f\nval_accuracy: %.6f\n", res.loss,

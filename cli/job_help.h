@@ -45,6 +45,8 @@
     "  --maxlen N                 imdb, reuters: drop longer sequences, pad to N [the longest]\n"  \
     "  --label-mode MODE          cifar100: fine (100 classes) or coarse (20) [fine]\n"            \
     "  --monitor NAME             best model by: val_loss, val_accuracy, val_mae, ... "            \
-    "[val_accuracy, else val_loss]\n"
+    "[val_accuracy, else val_loss]\n"                                                              \
+    "  --resume                   continue the job in --workdir with its recorded settings "       \
+    "[off]\n"
 
 #endif

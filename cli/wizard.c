@@ -294,13 +294,57 @@ static bool ask_model(struct wizard *w)
                  false, map_model, &menu);
         if (!ok)
             break;
-        if (stat(w->job->model, &st) == 0 && S_ISREG(st.st_mode))
+        if (stat(w->job->model, &st) != 0 || !S_ISREG(st.st_mode)) {
+            fprintf(w->out, "  invalid answer: %s is not a model file; please try again\n",
+                    w->job->model);
+            continue;
+        }
+        /* The file must load as a Keras model: checked now, not after the questions. */
+        struct ddts_keras_model *k = NULL;
+        struct ddts_error err;
+        if (ddts_keras_read(w->job->model, &k, &err) == DDTS_OK) {
+            ddts_keras_destroy(k);
             break;
-        fprintf(w->out, "  invalid answer: %s is not a model file; please try again\n",
-                w->job->model);
+        }
+        fprintf(w->out, "  invalid answer: %s; please try again\n", err.msg);
     }
     for (size_t i = 0; i < n; i++)
         ddts_free(paths[i]);
+    return ok;
+}
+
+/*
+ * Collecting: the work folder must hold a job (asked again otherwise); with
+ * several, the user picks one (a number or a name) unless --name gave it.
+ */
+static bool ask_collect_job(struct wizard *w)
+{
+    struct ddts_job *job = w->job;
+    char **names = NULL;
+    size_t n = 0;
+    for (bool asked = false;; asked = true) {
+        if ((asked || !ddts_job_is_set(job, "workdir")) &&
+            !ask(w, "workdir", "Work folder of the job", NULL, true, NULL, NULL))
+            return false;
+        if (ddts_serve_list_jobs(job->workdir, &names, &n, NULL) == DDTS_OK && n > 0)
+            break;
+        ddts_serve_jobs_free(names, n);
+        names = NULL;
+        n = 0;
+        fprintf(w->out, "  invalid answer: %s holds no job to collect; please try again\n",
+                job->workdir);
+    }
+    bool ok = true;
+    if (n > 1 && !ddts_job_is_set(job, "name")) {
+        fprintf(w->out, "Jobs in %s:\n", job->workdir);
+        for (size_t i = 0; i < n; i++)
+            fprintf(w->out, "  %zu) %s\n", i + 1, names[i]);
+        struct model_menu menu = {names, n};
+        ok = ask(w, "name", "Job to collect (number or name)", "1", false, map_model, &menu);
+    } else if (n == 1 && !ddts_job_is_set(job, "name")) {
+        ok = ddts_job_set(job, "name", names[0], NULL) == DDTS_OK;
+    }
+    ddts_serve_jobs_free(names, n);
     return ok;
 }
 
@@ -330,7 +374,8 @@ int cli_wizard_run(struct ddts_job *job, FILE *in, FILE *out, int in_fd, char *p
     if (ok && need_pass)
         ok = ask_passphrase(&w, passphrase, cap);
     if (job->collect) {
-        ASK("workdir", "Work folder of the job", NULL, true);
+        if (ok)
+            ok = ask_collect_job(&w);
         goto done;
     }
     if (ok)
@@ -359,10 +404,24 @@ int cli_wizard_run(struct ddts_job *job, FILE *in, FILE *out, int in_fd, char *p
         ok = ask(&w, "data", "Data source", def, true, NULL, NULL);
     }
     if (job->data == DDTS_JOB_DATA_KERAS) {
-        ASK("keras-dataset",
-            "Keras dataset (mnist, fashion_mnist, cifar10, cifar100, boston_housing, imdb, "
-            "reuters)",
-            "", false);
+        /* Only the datasets ddts loads are offered; another answer is asked again. */
+        while (ok && !ddts_job_is_set(job, "keras-dataset")) {
+            struct ddts_job scratch = *job;
+            w.job = &scratch;
+            ok = ask(&w, "keras-dataset",
+                     "Keras dataset (mnist, fashion_mnist, cifar10, cifar100, imdb, reuters, "
+                     "boston_housing)",
+                     "", false, NULL, NULL);
+            w.job = job;
+            if (ok && ddts_keras_dataset_supported(scratch.keras_dataset))
+                *job = scratch;
+            else if (ok)
+                fprintf(out,
+                        "  invalid answer: ddts cannot load the Keras dataset '%s' (it loads "
+                        "mnist, fashion_mnist, cifar10, cifar100, imdb, reuters and "
+                        "boston_housing); please try again\n",
+                        scratch.keras_dataset);
+        }
     } else if (job->data == DDTS_JOB_DATA_SERVER) {
         while (ok && !ddts_job_is_set(job, "dataset")) {
             /* Asked on a copy, kept only when the folder looks like a dataset. */

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "ddts/ddts.h"
+#include "net/auth.h"
+#include "net/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ddts/ddts.h"
+#include "net/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -19,8 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "auth.h"
 #include "core.h"
+#include "passphrase.h"
 #include "server.h"
 
 #ifdef __cplusplus
@@ -68,19 +68,18 @@ enum ddts_reduce_op {
  * DDTS_ECLOSED / DDTS_ETIMEOUT / DDTS_EPROTO when the server is gone or
  * refuses (e.g. a mismatched `n`); train should then return that status.
  */
-DDTS_NODISCARD enum ddts_status ddts_client_sync_exchange(struct ddts_client_sync *sync,
-                                                          float *weights, size_t n,
-                                                          uint64_t n_samples,
-                                                          struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_client_sync_exchange(struct ddts_client_sync *sync,
+                                                                   float *weights, size_t n,
+                                                                   uint64_t n_samples,
+                                                                   struct ddts_error *err);
 /*
  * As exchange, with another reduction and without touching the global
  * weights: e.g. merging normalizer statistics before training (MEAN of
  * per-feature means and of means of squares; MIN/MAX of minima/maxima).
  */
-DDTS_NODISCARD enum ddts_status ddts_client_sync_reduce(struct ddts_client_sync *sync,
-                                                        enum ddts_reduce_op op, float *values,
-                                                        size_t n, uint64_t n_samples,
-                                                        struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_client_sync_reduce(struct ddts_client_sync *sync, enum ddts_reduce_op op, float *values,
+                        size_t n, uint64_t n_samples, struct ddts_error *err);
 
 /*
  * Reports training progress to the server (a PROGRESS message, for its live
@@ -94,9 +93,9 @@ DDTS_NODISCARD enum ddts_status ddts_client_sync_reduce(struct ddts_client_sync 
  * upload. Returns DDTS_OK, DDTS_EINVAL (sync or p NULL), or the send's
  * failure.
  */
-DDTS_NODISCARD enum ddts_status ddts_client_send_progress(struct ddts_client_sync *sync,
-                                                          const struct ddts_wire_progress *p,
-                                                          struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_client_send_progress(struct ddts_client_sync *sync, const struct ddts_wire_progress *p,
+                          struct ddts_error *err);
 
 /* Trains one share; returns DDTS_OK or a failure status (err filled). */
 typedef enum ddts_status (*ddts_train_fn)(void *userdata, const struct ddts_client_job *job,
@@ -131,8 +130,8 @@ struct ddts_client_config {
  * DDTS_EBANNED, DDTS_EEXIST when this client's id is already connected,
  * the train callback's status, or a connection failure after the retries.
  */
-DDTS_NODISCARD enum ddts_status ddts_client_run(const struct ddts_client_config *cfg,
-                                                struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_client_run(const struct ddts_client_config *cfg,
+                                                         struct ddts_error *err);
 
 #ifdef __cplusplus
 }

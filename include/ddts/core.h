@@ -24,10 +24,19 @@
 extern "C" {
 #endif
 
+/*
+ * DDTS_API marks every function of the public API, and only those: the
+ * library is built with -fvisibility=hidden, so libddts.so exports what
+ * include/ddts/ declares and nothing else (not the internal ddts__ functions,
+ * not the private headers under src/). tests/integration/test_install.sh
+ * checks both directions.
+ */
 #if defined(__GNUC__)
+#define DDTS_API          __attribute__((visibility("default")))
 #define DDTS_NODISCARD    __attribute__((warn_unused_result))
 #define DDTS_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
+#define DDTS_API
 #define DDTS_NODISCARD
 #define DDTS_PRINTF(a, b)
 #endif
@@ -55,7 +64,7 @@ enum ddts_status {
 };
 
 /* Returns a short English name for `status` ("invalid argument"); never NULL. */
-const char *ddts_status_str(enum ddts_status status);
+DDTS_API const char *ddts_status_str(enum ddts_status status);
 
 /* Error details. Callers own the storage; the library fills it on failure. */
 #define DDTS_ERROR_MSG_MAX 512
@@ -66,19 +75,20 @@ struct ddts_error {
 };
 
 /* Clears `err` (may be NULL). */
-void ddts_error_clear(struct ddts_error *err);
+DDTS_API void ddts_error_clear(struct ddts_error *err);
 
 /*
  * Fills `err` (may be NULL) with `status` and a formatted message; returns
  * `status` so that a failure path can read `return ddts_error_set(...)`.
  */
-enum ddts_status ddts_error_set(struct ddts_error *err, enum ddts_status status, const char *fmt,
-                                ...) DDTS_PRINTF(3, 4);
-enum ddts_status ddts_error_setv(struct ddts_error *err, enum ddts_status status, const char *fmt,
-                                 va_list ap);
+DDTS_API enum ddts_status ddts_error_set(struct ddts_error *err, enum ddts_status status,
+                                         const char *fmt, ...) DDTS_PRINTF(3, 4);
+DDTS_API enum ddts_status ddts_error_setv(struct ddts_error *err, enum ddts_status status,
+                                          const char *fmt, va_list ap);
 /* As ddts_error_set, with `sys_errno` recorded and strerror(sys_errno) appended. */
-enum ddts_status ddts_error_set_errno(struct ddts_error *err, enum ddts_status status,
-                                      int sys_errno, const char *fmt, ...) DDTS_PRINTF(4, 5);
+DDTS_API enum ddts_status ddts_error_set_errno(struct ddts_error *err, enum ddts_status status,
+                                               int sys_errno, const char *fmt, ...)
+    DDTS_PRINTF(4, 5);
 /*
  * For the static analyzer only (clang-tidy's clang-analyzer-*): it analyses one
  * translation unit at a time and cannot see that these return `status`, so it
@@ -92,7 +102,18 @@ enum ddts_status ddts_error_set_errno(struct ddts_error *err, enum ddts_status s
     (ddts_error_set_errno((err), (status), (sys_errno), __VA_ARGS__), (status))
 #endif
 /* Prefixes the message already in `err` with formatted context ("model.h5: "). */
-void ddts_error_prefix(struct ddts_error *err, const char *fmt, ...) DDTS_PRINTF(2, 3);
+DDTS_API void ddts_error_prefix(struct ddts_error *err, const char *fmt, ...) DDTS_PRINTF(2, 3);
+
+/*
+ * snprintf for text that must not be cut short (a path, a name): formats
+ * into `buf` (capacity `cap`) and returns DDTS_OK, or DDTS_ELIMIT when the
+ * text needs more room (the message shows its start and length) and
+ * DDTS_EINVAL for an encoding error; on failure `buf` holds "" rather than
+ * a truncated text. Text that may be shortened (a message, a terminal line)
+ * uses plain snprintf; error messages are cut at DDTS_ERROR_MSG_MAX.
+ */
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_format(char *buf, size_t cap, struct ddts_error *err,
+                                                     const char *fmt, ...) DDTS_PRINTF(4, 5);
 
 /*
  * Allocation. Every allocation of the library goes through these wrappers so
@@ -101,21 +122,21 @@ void ddts_error_prefix(struct ddts_error *err, const char *fmt, ...) DDTS_PRINTF
  * ddts_aligned_alloc returns 64-byte aligned memory; free it with ddts_free.
  * Sizes given as count and element size are checked for overflow.
  */
-void *ddts_malloc(size_t nbytes);
-void *ddts_calloc(size_t count, size_t size);
-void *ddts_realloc(void *p, size_t nbytes);
-void *ddts_mallocarray(size_t count, size_t size);
-void *ddts_aligned_alloc(size_t nbytes);
-void ddts_free(void *p);
-char *ddts_strdup(const char *s);
-char *ddts_strndup(const char *s, size_t n);
+DDTS_API void *ddts_malloc(size_t nbytes);
+DDTS_API void *ddts_calloc(size_t count, size_t size);
+DDTS_API void *ddts_realloc(void *p, size_t nbytes);
+DDTS_API void *ddts_mallocarray(size_t count, size_t size);
+DDTS_API void *ddts_aligned_alloc(size_t nbytes);
+DDTS_API void ddts_free(void *p);
+DDTS_API char *ddts_strdup(const char *s);
+DDTS_API char *ddts_strndup(const char *s, size_t n);
 
 /*
  * Test hook (per thread): after `n` more successful allocations, every
  * allocation fails until reset with n = -1 (the default: never fail).
  * Returns the number of allocations made since the last call.
  */
-long ddts_alloc_fail_after(long n);
+DDTS_API long ddts_alloc_fail_after(long n);
 
 /* Overflow-checked size arithmetic; return 0 on success, -1 on overflow. */
 static inline int ddts_size_mul(size_t a, size_t b, size_t *out)
@@ -141,9 +162,9 @@ struct ddts_logger {
     enum ddts_log_level min; /* messages below this level are dropped */
 };
 /* Formats and sends one message; `logger` may be NULL. */
-void ddts_log(const struct ddts_logger *logger, enum ddts_log_level level, const char *fmt, ...)
-    DDTS_PRINTF(3, 4);
-const char *ddts_log_level_str(enum ddts_log_level level);
+DDTS_API void ddts_log(const struct ddts_logger *logger, enum ddts_log_level level, const char *fmt,
+                       ...) DDTS_PRINTF(3, 4);
+DDTS_API const char *ddts_log_level_str(enum ddts_log_level level);
 
 /*
  * Seeded pseudo-random numbers (xoshiro256**, seeded through splitmix64).
@@ -153,21 +174,21 @@ const char *ddts_log_level_str(enum ddts_log_level level);
 struct ddts_rng {
     uint64_t s[4];
 };
-void ddts_rng_seed(struct ddts_rng *rng, uint64_t seed);
-uint64_t ddts_rng_u64(struct ddts_rng *rng);
+DDTS_API void ddts_rng_seed(struct ddts_rng *rng, uint64_t seed);
+DDTS_API uint64_t ddts_rng_u64(struct ddts_rng *rng);
 /* Uniform in [0, bound), without modulo bias; bound > 0. */
-uint64_t ddts_rng_below(struct ddts_rng *rng, uint64_t bound);
+DDTS_API uint64_t ddts_rng_below(struct ddts_rng *rng, uint64_t bound);
 /* Uniform double in [0, 1). */
-double ddts_rng_uniform(struct ddts_rng *rng);
+DDTS_API double ddts_rng_uniform(struct ddts_rng *rng);
 /* Standard normal (Box-Muller, one value per call, deterministic). */
-double ddts_rng_normal(struct ddts_rng *rng);
+DDTS_API double ddts_rng_normal(struct ddts_rng *rng);
 /* Fisher-Yates shuffle of `n` indices. */
-void ddts_rng_shuffle_u32(struct ddts_rng *rng, uint32_t *idx, size_t n);
+DDTS_API void ddts_rng_shuffle_u32(struct ddts_rng *rng, uint32_t *idx, size_t n);
 /* Derives an independent stream: a new generator seeded from (seed, stream). */
-void ddts_rng_derive(struct ddts_rng *out, uint64_t seed, uint64_t stream);
+DDTS_API void ddts_rng_derive(struct ddts_rng *out, uint64_t seed, uint64_t stream);
 
 /* Monotonic clock in seconds. */
-double ddts_now(void);
+DDTS_API double ddts_now(void);
 
 #ifdef __cplusplus
 }

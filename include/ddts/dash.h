@@ -6,8 +6,8 @@
  *                                  .workdir = "ddts-work", .live_job = "mnist"};
  *   struct ddts_dash *d;
  *   ddts_dash_create(&cfg, &d, &err);        // listening from here on
- *   ...  ddts_dash_on_client(d, c);          // from ddts_server_config.on_client
- *   ...  ddts_dash_on_round(d, round);       // from ddts_server_config.on_round
+ *   ...  ddts_dash_on_client(d, c);          // from ddts_serve_hooks.on_client
+ *   ...  ddts_dash_on_round(d, round);       // from ddts_serve_hooks.on_round
  *   ...  ddts_dash_on_log(d, level, msg);    // from the server's logger
  *   ddts_dash_destroy(d);
  *
@@ -52,34 +52,36 @@ struct ddts_dash_config {
  * live_job that is not a valid name, DDTS_EIO when the address cannot be
  * bound (the message says why), DDTS_ENOMEM. *out is NULL on failure.
  */
-DDTS_NODISCARD enum ddts_status ddts_dash_create(const struct ddts_dash_config *cfg,
-                                                 struct ddts_dash **out, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_dash_create(const struct ddts_dash_config *cfg,
+                                                          struct ddts_dash **out,
+                                                          struct ddts_error *err);
 /* Stops the HTTP thread (open connections are closed) and frees everything. NULL: no-op. */
-void ddts_dash_destroy(struct ddts_dash *d);
+DDTS_API void ddts_dash_destroy(struct ddts_dash *d);
 
 /* The port it listens on. */
-uint16_t ddts_dash_port(const struct ddts_dash *d);
+DDTS_API uint16_t ddts_dash_port(const struct ddts_dash *d);
 /* The page's full URL, "http://ADDR:PORT/" with "?token=..." where a token is required. */
-const char *ddts_dash_url(const struct ddts_dash *d);
+DDTS_API const char *ddts_dash_url(const struct ddts_dash *d);
 
 /* The live job's feed (see the top of this header); `d` may be NULL (no-op). */
-void ddts_dash_on_client(struct ddts_dash *d, const struct ddts_server_client *c);
-void ddts_dash_on_round(struct ddts_dash *d, uint64_t round);
+DDTS_API void ddts_dash_on_client(struct ddts_dash *d, const struct ddts_server_client *c);
+DDTS_API void ddts_dash_on_round(struct ddts_dash *d, uint64_t round);
 /* Every log line is an event, except the server's "round N complete: ..." lines
  * (the rounds are on the page's timeline, from ddts_dash_on_round). */
-void ddts_dash_on_log(struct ddts_dash *d, enum ddts_log_level level, const char *msg);
+DDTS_API void ddts_dash_on_log(struct ddts_dash *d, enum ddts_log_level level, const char *msg);
 /* The live job's status as the page shows it (at most 15 characters, copied):
  * "running" initially; `ddts server` sets "finishing" while it evaluates the
  * global model and writes the report. */
-void ddts_dash_set_status(struct ddts_dash *d, const char *status);
+DDTS_API void ddts_dash_set_status(struct ddts_dash *d, const char *status);
 
 /*
  * Parses "[ADDR:]PORT" ("7880", "0.0.0.0:7880", "[::1]:7880") into `addr`
  * (cap bytes; "127.0.0.1" when absent) and `*port` (0..65535). DDTS_EINVAL
  * naming what is wrong.
  */
-DDTS_NODISCARD enum ddts_status ddts_dash_parse_listen(const char *text, char *addr, size_t cap,
-                                                       uint16_t *port, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_dash_parse_listen(const char *text, char *addr,
+                                                                size_t cap, uint16_t *port,
+                                                                struct ddts_error *err);
 
 #ifdef __cplusplus
 }

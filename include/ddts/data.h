@@ -63,9 +63,9 @@ enum ddts_data_format {
 
 /* The format a file name implies (".npy", ".idx.gz", "train-images-idx3-ubyte.gz", ...);
  * DDTS_FORMAT_UNKNOWN for anything else. */
-enum ddts_data_format ddts_data_format_of(const char *path);
+DDTS_API enum ddts_data_format ddts_data_format_of(const char *path);
 /* "npy", "npz", "csv", "xlsx", "idx" or "unknown". */
-const char *ddts_data_format_name(enum ddts_data_format format);
+DDTS_API const char *ddts_data_format_name(enum ddts_data_format format);
 
 /*
  * Loads one file, its format chosen by extension. `key` is the npz array
@@ -76,8 +76,8 @@ const char *ddts_data_format_name(enum ddts_data_format format);
  * Returns DDTS_OK, DDTS_EIO, DDTS_EFORMAT, DDTS_ELIMIT, DDTS_EUNSUPPORTED,
  * DDTS_ENOTFOUND, DDTS_EINVAL or DDTS_ENOMEM; messages start with the path.
  */
-DDTS_NODISCARD enum ddts_status ddts_data_load(const char *path, const char *key,
-                                               struct ddts_array **out, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_data_load(const char *path, const char *key, struct ddts_array **out, struct ddts_error *err);
 
 /* Flags of ddts_data_load_ex. */
 enum ddts_load_flags {
@@ -101,18 +101,18 @@ enum ddts_load_flags {
 };
 
 /* ddts_data_load with flags (enum ddts_load_flags, or 0). */
-DDTS_NODISCARD enum ddts_status ddts_data_load_ex(const char *path, const char *key, unsigned flags,
-                                                  struct ddts_array **out, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_data_load_ex(const char *path, const char *key,
+                                                           unsigned flags, struct ddts_array **out,
+                                                           struct ddts_error *err);
 
 /*
  * Parses a file already in memory (what the fuzz targets call). `name` is
  * used in messages only; `format` must not be UNKNOWN. Same statuses as
  * ddts_data_load. The buffer is borrowed.
  */
-DDTS_NODISCARD enum ddts_status ddts_data_parse(const void *buf, size_t nbytes,
-                                                enum ddts_data_format format, const char *name,
-                                                const char *key, struct ddts_array **out,
-                                                struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_data_parse(const void *buf, size_t nbytes, enum ddts_data_format format, const char *name,
+                const char *key, struct ddts_array **out, struct ddts_error *err);
 
 /*
  * The names inside a container file: npz arrays (without ".npy") or xlsx
@@ -120,8 +120,8 @@ DDTS_NODISCARD enum ddts_status ddts_data_parse(const void *buf, size_t nbytes,
  * *names is one allocation (an array of n pointers followed by the strings):
  * release it with ddts_free.
  */
-DDTS_NODISCARD enum ddts_status ddts_data_keys(const char *path, char ***names, size_t *n_names,
-                                               struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_data_keys(const char *path, char ***names,
+                                                        size_t *n_names, struct ddts_error *err);
 
 /*
  * All data files of a folder (names starting with '.' and files of unknown
@@ -130,22 +130,24 @@ DDTS_NODISCARD enum ddts_status ddts_data_keys(const char *path, char ***names, 
  * agree (DDTS_ESHAPE naming both files and shapes); dtypes are promoted as
  * numpy would (ddts_dtype_promote). An empty folder is DDTS_ENOTFOUND.
  */
-DDTS_NODISCARD enum ddts_status ddts_data_load_dir(const char *dir, struct ddts_array **out,
-                                                   struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_data_load_dir(const char *dir, struct ddts_array **out, struct ddts_error *err);
 
 /*
  * dir/X and dir/Y loaded with ddts_data_load_dir; their sample counts must
  * agree (DDTS_ESHAPE naming both counts and both folders). On failure both
  * outputs are NULL.
  */
-DDTS_NODISCARD enum ddts_status ddts_data_load_xy(const char *dir, struct ddts_array **x,
-                                                  struct ddts_array **y, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_data_load_xy(const char *dir, struct ddts_array **x,
+                                                           struct ddts_array **y,
+                                                           struct ddts_error *err);
 
 /* ddts_data_load_dir with an npz array name (`key`, applied to the folder's
  * .npz files; NULL: each one's only array) and ddts_data_load_ex flags. */
-DDTS_NODISCARD enum ddts_status ddts_data_load_dir_ex(const char *dir, const char *key,
-                                                      unsigned flags, struct ddts_array **out,
-                                                      struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_data_load_dir_ex(const char *dir, const char *key,
+                                                               unsigned flags,
+                                                               struct ddts_array **out,
+                                                               struct ddts_error *err);
 
 /* How ddts_data_load_xy_ex reads dir/X and dir/Y. */
 struct ddts_xy_options {
@@ -158,10 +160,9 @@ struct ddts_xy_options {
 };
 
 /* ddts_data_load_xy with options (NULL: the defaults above). */
-DDTS_NODISCARD enum ddts_status ddts_data_load_xy_ex(const char *dir,
-                                                     const struct ddts_xy_options *opts,
-                                                     struct ddts_array **x, struct ddts_array **y,
-                                                     struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_data_load_xy_ex(const char *dir, const struct ddts_xy_options *opts, struct ddts_array **x,
+                     struct ddts_array **y, struct ddts_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Per-format entry points (in memory; used by ddts_data_parse and fuzzing) */
@@ -184,36 +185,39 @@ struct ddts_npy_header {
  * malformed header, DDTS_EUNSUPPORTED for a valid but unsupported dtype
  * (complex, structured, object, strings), DDTS_ELIMIT for rank or size
  * limits. */
-DDTS_NODISCARD enum ddts_status ddts_npy_parse_header(const void *buf, size_t nbytes,
-                                                      struct ddts_npy_header *hdr,
-                                                      struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_npy_parse_header(const void *buf, size_t nbytes,
+                                                               struct ddts_npy_header *hdr,
+                                                               struct ddts_error *err);
 /* A whole .npy file in memory to a native-endian C-ordered array. */
-DDTS_NODISCARD enum ddts_status ddts_npy_parse(const void *buf, size_t nbytes,
-                                               struct ddts_array **out, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_npy_parse(const void *buf, size_t nbytes, struct ddts_array **out, struct ddts_error *err);
 /* Writes `a` as a version 1.0 .npy file (native little endian, C order), atomically. */
-DDTS_NODISCARD enum ddts_status ddts_npy_write(const char *path, const struct ddts_array *a,
-                                               struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_npy_write(const char *path, const struct ddts_array *a, struct ddts_error *err);
 /* idx (MNIST) bytes, plain or gzip-compressed, to an array (uint8, int8,
  * int16, int32, float32 or float64 as the magic says). */
-DDTS_NODISCARD enum ddts_status ddts_idx_parse(const void *buf, size_t nbytes,
-                                               struct ddts_array **out, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_idx_parse(const void *buf, size_t nbytes, struct ddts_array **out, struct ddts_error *err);
 /* CSV bytes to a float64 (rows, columns) array; `name` appears in messages
  * ("data.csv: row 3, column 2: 'abc' is not a number"); rows and columns
  * count from 1 as a spreadsheet shows them, the header row included. */
-DDTS_NODISCARD enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes, const char *name,
-                                               struct ddts_array **out, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_csv_parse(const void *buf, size_t nbytes,
+                                                        const char *name, struct ddts_array **out,
+                                                        struct ddts_error *err);
 
 /* A zip (.npz) in memory: the member `key` (".npy" optional; NULL: the only
  * member). Members larger than their declared size or compressed beyond
  * DDTS_MAX_ZIP_RATIO are refused. */
-DDTS_NODISCARD enum ddts_status ddts_npz_parse(const void *buf, size_t nbytes, const char *name,
-                                               const char *key, struct ddts_array **out,
-                                               struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_npz_parse(const void *buf, size_t nbytes,
+                                                        const char *name, const char *key,
+                                                        struct ddts_array **out,
+                                                        struct ddts_error *err);
 /* An .xlsx workbook in memory: sheet `sheet` (NULL: the first) to float64
  * (rows, columns); a first row holding any text is taken as a header. */
-DDTS_NODISCARD enum ddts_status ddts_xlsx_parse(const void *buf, size_t nbytes, const char *name,
-                                                const char *sheet, struct ddts_array **out,
-                                                struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_xlsx_parse(const void *buf, size_t nbytes,
+                                                         const char *name, const char *sheet,
+                                                         struct ddts_array **out,
+                                                         struct ddts_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Arrays                                                                   */
@@ -221,26 +225,29 @@ DDTS_NODISCARD enum ddts_status ddts_xlsx_parse(const void *buf, size_t nbytes, 
 
 /* The dtype both a and b convert to without loss, as numpy's promote_types
  * (int64 with uint64 gives float64). */
-enum ddts_dtype ddts_dtype_promote(enum ddts_dtype a, enum ddts_dtype b);
+DDTS_API enum ddts_dtype ddts_dtype_promote(enum ddts_dtype a, enum ddts_dtype b);
 
 /* A new array of dtype `to` with a's shape and values (C casts: floats to
  * integers truncate toward zero, out of range saturates; to bool: != 0). */
-DDTS_NODISCARD enum ddts_status ddts_array_convert(const struct ddts_array *a, enum ddts_dtype to,
-                                                   struct ddts_array **out, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_array_convert(const struct ddts_array *a,
+                                                            enum ddts_dtype to,
+                                                            struct ddts_array **out,
+                                                            struct ddts_error *err);
 /* The same into dst, a buffer of ddts_array_count(a) elements of `to`. */
-void ddts_array_convert_into(const struct ddts_array *a, enum ddts_dtype to, void *dst);
+DDTS_API void ddts_array_convert_into(const struct ddts_array *a, enum ddts_dtype to, void *dst);
 
 /* Samples idx[0..n) of `a` (axis 0) gathered into a new array of shape
  * (n, a.shape[1:]). An index out of range is DDTS_EINVAL. */
-DDTS_NODISCARD enum ddts_status ddts_array_take(const struct ddts_array *a, const uint32_t *idx,
-                                                size_t n, struct ddts_array **out,
-                                                struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_array_take(const struct ddts_array *a,
+                                                         const uint32_t *idx, size_t n,
+                                                         struct ddts_array **out,
+                                                         struct ddts_error *err);
 
 /* Concatenates `parts` along axis 0 into a new array of their promoted
  * dtype; sample shapes must agree (DDTS_ESHAPE). Rank-0 parts are refused. */
-DDTS_NODISCARD enum ddts_status ddts_array_concat(const struct ddts_array *const *parts,
-                                                  size_t n_parts, struct ddts_array **out,
-                                                  struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_array_concat(const struct ddts_array *const *parts,
+                                                           size_t n_parts, struct ddts_array **out,
+                                                           struct ddts_error *err);
 
 /*
  * Reshapes `a` in place so that each sample has `sample_shape` (rank
@@ -249,10 +256,9 @@ DDTS_NODISCARD enum ddts_status ddts_array_concat(const struct ddts_array *const
  * DDTS_ESHAPE with a message naming both shapes. `what` names the data in
  * the message ("X"). Sets *changed when the shape changed (may be NULL).
  */
-DDTS_NODISCARD enum ddts_status ddts_array_fit_samples(struct ddts_array *a, int sample_rank,
-                                                       const int64_t *sample_shape,
-                                                       const char *what, bool *changed,
-                                                       struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_array_fit_samples(struct ddts_array *a, int sample_rank, const int64_t *sample_shape,
+                       const char *what, bool *changed, struct ddts_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Keras built-in datasets                                                  */
@@ -284,7 +290,7 @@ DDTS_NODISCARD enum ddts_status ddts_array_fit_samples(struct ddts_array *a, int
  * DDTS_ENOTFOUND naming every place searched and why the download failed.
  * Downloads block the calling thread.
  */
-DDTS_NODISCARD enum ddts_status
+DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_keras_dataset_load(const char *name, struct ddts_array **x_train, struct ddts_array **y_train,
                         struct ddts_array **x_test, struct ddts_array **y_test,
                         struct ddts_error *err);
@@ -299,13 +305,13 @@ struct ddts_keras_dataset_options {
 };
 
 /* ddts_keras_dataset_load with options (NULL: the defaults). */
-DDTS_NODISCARD enum ddts_status
+DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_keras_dataset_load_ex(const char *name, const struct ddts_keras_dataset_options *opt,
                            struct ddts_array **x_train, struct ddts_array **y_train,
                            struct ddts_array **x_test, struct ddts_array **y_test,
                            struct ddts_error *err);
 /* True for the dataset names ddts_keras_dataset_load supports. */
-bool ddts_keras_dataset_supported(const char *name);
+DDTS_API bool ddts_keras_dataset_supported(const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Statistics and normalizers                                               */
@@ -321,13 +327,14 @@ struct ddts_feature_stats {
     double min, max, absmax, mean, m2;
 };
 
-DDTS_NODISCARD enum ddts_status ddts_stats_create(size_t n_features, struct ddts_stats **out,
-                                                  struct ddts_error *err);
-void ddts_stats_destroy(struct ddts_stats *stats);
-size_t ddts_stats_n_features(const struct ddts_stats *stats);
-uint64_t ddts_stats_count(const struct ddts_stats *stats);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_stats_create(size_t n_features, struct ddts_stats **out, struct ddts_error *err);
+DDTS_API void ddts_stats_destroy(struct ddts_stats *stats);
+DDTS_API size_t ddts_stats_n_features(const struct ddts_stats *stats);
+DDTS_API uint64_t ddts_stats_count(const struct ddts_stats *stats);
 /* Feature j's figures (j < n_features). */
-void ddts_stats_feature(const struct ddts_stats *stats, size_t j, struct ddts_feature_stats *out);
+DDTS_API void ddts_stats_feature(const struct ddts_stats *stats, size_t j,
+                                 struct ddts_feature_stats *out);
 
 /*
  * Adds samples of `x` (shape (N, ...), elements per sample must equal
@@ -335,24 +342,27 @@ void ddts_stats_feature(const struct ddts_stats *stats, size_t j, struct ddts_fe
  * NULL. NaN values are DDTS_ENUMERIC naming the row and feature. Uses
  * Welford's update per row, in row order (deterministic).
  */
-DDTS_NODISCARD enum ddts_status ddts_stats_update(struct ddts_stats *stats,
-                                                  const struct ddts_array *x, const uint32_t *idx,
-                                                  size_t n, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_stats_update(struct ddts_stats *stats,
+                                                           const struct ddts_array *x,
+                                                           const uint32_t *idx, size_t n,
+                                                           struct ddts_error *err);
 /* dst += src (Chan et al.'s pairwise formula; count, min, max and max|x|
  * exact). Feature counts must agree (DDTS_ESHAPE). */
-DDTS_NODISCARD enum ddts_status
+DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_stats_merge(struct ddts_stats *dst, const struct ddts_stats *src, struct ddts_error *err);
 
 /* Serialized size: 24 + 40 * n_features bytes. */
-size_t ddts_stats_encoded_size(const struct ddts_stats *stats);
+DDTS_API size_t ddts_stats_encoded_size(const struct ddts_stats *stats);
 /* Little-endian encoding: "DSTA" magic, u32 version 1, u64 n_features,
  * u64 count, then per feature f64 min, max, absmax, mean, m2 (IEEE bits).
  * `buf` holds at least ddts_stats_encoded_size bytes (DDTS_EINVAL if not). */
-DDTS_NODISCARD enum ddts_status ddts_stats_encode(const struct ddts_stats *stats, uint8_t *buf,
-                                                  size_t buf_nbytes, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_stats_encode(const struct ddts_stats *stats,
+                                                           uint8_t *buf, size_t buf_nbytes,
+                                                           struct ddts_error *err);
 /* The inverse; every length is checked (DDTS_EFORMAT). */
-DDTS_NODISCARD enum ddts_status ddts_stats_decode(const uint8_t *buf, size_t nbytes,
-                                                  struct ddts_stats **out, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_stats_decode(const uint8_t *buf, size_t nbytes,
+                                                           struct ddts_stats **out,
+                                                           struct ddts_error *err);
 
 enum ddts_normalizer {
     DDTS_NORM_NONE = 0,   /* x */
@@ -361,9 +371,9 @@ enum ddts_normalizer {
     DDTS_NORM_ZSCORE = 3, /* (x - mean) / std (population) */
 };
 /* Parses "none", "simple", "minmax", "zscore" (any case) or the seed's "0"-"3". */
-DDTS_NODISCARD enum ddts_status ddts_normalizer_parse(const char *s, enum ddts_normalizer *out,
-                                                      struct ddts_error *err);
-const char *ddts_normalizer_name(enum ddts_normalizer kind);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_normalizer_parse(const char *s, enum ddts_normalizer *out, struct ddts_error *err);
+DDTS_API const char *ddts_normalizer_name(enum ddts_normalizer kind);
 
 /*
  * The normalizer per feature as x' = (x - offset) * scale (offset_out and
@@ -374,14 +384,13 @@ const char *ddts_normalizer_name(enum ddts_normalizer kind);
  * never a division by zero. An empty stats (count 0) is DDTS_EINVAL unless
  * kind is NONE.
  */
-DDTS_NODISCARD enum ddts_status ddts_normalizer_from_stats(enum ddts_normalizer kind,
-                                                           const struct ddts_stats *stats,
-                                                           float *mean_out, float *variance_out,
-                                                           struct ddts_error *err);
-DDTS_NODISCARD enum ddts_status ddts_normalizer_affine(enum ddts_normalizer kind,
-                                                       const struct ddts_stats *stats,
-                                                       float *offset_out, float *scale_out,
-                                                       struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_normalizer_from_stats(enum ddts_normalizer kind, const struct ddts_stats *stats,
+                           float *mean_out, float *variance_out, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_normalizer_affine(enum ddts_normalizer kind,
+                                                                const struct ddts_stats *stats,
+                                                                float *offset_out, float *scale_out,
+                                                                struct ddts_error *err);
 
 /*
  * Converts rows [first, first + n_rows) of `x` (shape (N, ...), F = elements
@@ -390,10 +399,9 @@ DDTS_NODISCARD enum ddts_status ddts_normalizer_affine(enum ddts_normalizer kind
  * both NULL: conversion only). `out` holds n_rows * F floats. Rows out of
  * range: DDTS_EINVAL.
  */
-DDTS_NODISCARD enum ddts_status ddts_normalize_rows(const struct ddts_array *x, size_t first,
-                                                    size_t n_rows, const float *offset,
-                                                    const float *scale, float *out,
-                                                    struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_normalize_rows(const struct ddts_array *x, size_t first, size_t n_rows, const float *offset,
+                    const float *scale, float *out, struct ddts_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Splits                                                                   */
@@ -409,9 +417,9 @@ DDTS_NODISCARD enum ddts_status ddts_normalize_rows(const struct ddts_array *x, 
  * and each shard's indices in shuffled order; counts[n_clients] (caller's).
  * n_clients 0 or > n, or labels of another length: DDTS_EINVAL.
  */
-DDTS_NODISCARD enum ddts_status ddts_split_shards(size_t n, size_t n_clients, uint64_t seed,
-                                                  const struct ddts_array *labels, uint32_t **idx,
-                                                  size_t *counts, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_split_shards(size_t n, size_t n_clients, uint64_t seed, const struct ddts_array *labels,
+                  uint32_t **idx, size_t *counts, struct ddts_error *err);
 
 /*
  * Fold `fold` (0-based) of a shuffled k-fold split with sklearn's
@@ -421,9 +429,10 @@ DDTS_NODISCARD enum ddts_status ddts_split_shards(size_t n, size_t n_clients, ui
  * index in ascending order. Both are new allocations (ddts_free).
  * k < 2, k > n or fold >= k: DDTS_EINVAL.
  */
-DDTS_NODISCARD enum ddts_status ddts_kfold(size_t n, size_t k, uint64_t seed, size_t fold,
-                                           uint32_t **train, size_t *n_train, uint32_t **val,
-                                           size_t *n_val, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_kfold(size_t n, size_t k, uint64_t seed, size_t fold,
+                                                    uint32_t **train, size_t *n_train,
+                                                    uint32_t **val, size_t *n_val,
+                                                    struct ddts_error *err);
 
 /*
  * Keras' validation_split: samples [0, n_train) train and [n_train, n)
@@ -431,8 +440,9 @@ DDTS_NODISCARD enum ddts_status ddts_kfold(size_t n, size_t k, uint64_t seed, si
  * shuffling. fraction must be in [0, 1) (DDTS_EINVAL); a split that leaves
  * no training sample is DDTS_EINVAL.
  */
-DDTS_NODISCARD enum ddts_status ddts_validation_split(size_t n, double fraction, size_t *n_train,
-                                                      size_t *n_val, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_validation_split(size_t n, double fraction,
+                                                               size_t *n_train, size_t *n_val,
+                                                               struct ddts_error *err);
 
 #ifdef __cplusplus
 }

@@ -12,14 +12,16 @@
  *   nn.h       the training engine: layers, losses, optimizers, fit
  *   job.h      job settings (flags, job files, JSON)
  *   report.h   history.csv, train.log, plots, progress lines, summaries
- *   wire.h     frames and messages of the protocol (pure encode/decode)
- *   auth.h     CPace handshake, passphrases, encrypted channel
- *   net.h      connections: handshake, typed messages, file streaming
- *   server.h   the job server; client.h the client
+ *   passphrase.h  passphrases in guarded memory (the server and client borrow one)
+ *   server.h   the job server; client.h the client (the protocol itself,
+ *              docs/protocol.md, is private to the library: src/net/)
+ *   serve.h    a whole job served from this machine (what `ddts server` runs)
  *   trainer.h  one training run of a job, tying the above together
  *
  * Every fallible function returns an enum ddts_status and fills an optional
- * struct ddts_error with a message naming what is wrong.
+ * struct ddts_error with a message naming what is wrong. These headers are
+ * the whole public API: libddts.so exports the functions they declare
+ * (DDTS_API) and nothing else.
  */
 #ifndef DDTS_DDTS_H
 #define DDTS_DDTS_H
@@ -35,10 +37,9 @@
 #include "nn.h"
 #include "job.h"
 #include "report.h"
-#include "wire.h"
-#include "auth.h"
-#include "net.h"
+#include "passphrase.h"
 #include "server.h"
+#include "serve.h"
 #include "client.h"
 #include "trainer.h"
 #include "dash.h"

@@ -81,6 +81,7 @@ struct ddts_job {
     int port;                     /* DDTS_DEFAULT_PORT (limits.h) */
     bool collect;                 /* collect an earlier job's results instead of training */
     bool keep_serving;            /* stay up after the job is done */
+    bool resume; /* continue the job in workdir/name with its recorded settings (serve.h) */
     char passphrase_file[DDTS_JOB_PATH_MAX]; /* "" = $DDTS_PASSPHRASE or a prompt */
 
     /* The model and how it trains. */
@@ -143,10 +144,10 @@ struct ddts_job_setting_info {
 
 /* The table of settings, in the wizard's (the original workflow's) order
  * first; *n_out receives its length. Never NULL. */
-const struct ddts_job_setting_info *ddts_job_settings(size_t *n_out);
+DDTS_API const struct ddts_job_setting_info *ddts_job_settings(size_t *n_out);
 
 /* Fills `job` with the defaults of SPEC §2; nothing is marked as set. */
-void ddts_job_init_defaults(struct ddts_job *job);
+DDTS_API void ddts_job_init_defaults(struct ddts_job *job);
 
 /*
  * Sets one setting from text. `name` is the flag name without "--" (dashes or
@@ -158,17 +159,18 @@ void ddts_job_init_defaults(struct ddts_job *job);
  * DDTS_ELIMIT for text longer than its field; the message names "--flag".
  * On failure the job is unchanged.
  */
-DDTS_NODISCARD enum ddts_status ddts_job_set(struct ddts_job *job, const char *name,
-                                             const char *value, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_job_set(struct ddts_job *job, const char *name,
+                                                      const char *value, struct ddts_error *err);
 
 /* Writes a setting's current value as text (the inverse of ddts_job_set) into
  * buf (cap bytes, truncated, NUL-terminated). DDTS_ENOTFOUND for an unknown
  * name. An unset optional text setting gives "". */
-DDTS_NODISCARD enum ddts_status ddts_job_get(const struct ddts_job *job, const char *name,
-                                             char *buf, size_t cap, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_job_get(const struct ddts_job *job, const char *name,
+                                                      char *buf, size_t cap,
+                                                      struct ddts_error *err);
 
 /* True when `name` was given explicitly (file, flag, wizard, JSON). */
-bool ddts_job_is_set(const struct ddts_job *job, const char *name);
+DDTS_API bool ddts_job_is_set(const struct ddts_job *job, const char *name);
 
 /*
  * Reads a job file (a JSON object, see above) into `job`; each key is applied
@@ -180,12 +182,12 @@ bool ddts_job_is_set(const struct ddts_job *job, const char *name);
  * its flag would refuse), DDTS_ELIMIT (file over 1 MiB). `null` and "" mean
  * "not given". On failure the job is unchanged.
  */
-DDTS_NODISCARD enum ddts_status ddts_job_load_file(struct ddts_job *job, const char *path,
-                                                   struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_job_load_file(struct ddts_job *job, const char *path,
+                                                            struct ddts_error *err);
 
 /* As ddts_job_load_file, from `nbytes` bytes of JSON text (need not end in NUL). */
-DDTS_NODISCARD enum ddts_status ddts_job_from_json(struct ddts_job *job, const char *json,
-                                                   size_t nbytes, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_job_from_json(struct ddts_job *job, const char *json,
+                                                            size_t nbytes, struct ddts_error *err);
 
 /* Flags of ddts_job_to_json. */
 #define DDTS_JOB_JSON_ALL        0u /* every setting (a job file) */
@@ -200,12 +202,13 @@ DDTS_NODISCARD enum ddts_status ddts_job_from_json(struct ddts_job *job, const c
  * while 0, text settings that are "" (their default applies). Indented with a
  * final newline unless DDTS_JOB_JSON_COMPACT. DDTS_ENOMEM.
  */
-DDTS_NODISCARD enum ddts_status ddts_job_to_json(const struct ddts_job *job, unsigned flags,
-                                                 char **out, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_job_to_json(const struct ddts_job *job, unsigned flags, char **out, struct ddts_error *err);
 
 /* Writes ddts_job_to_json(job, flags) to `path` atomically (mode 0644). */
-DDTS_NODISCARD enum ddts_status ddts_job_write_file(const struct ddts_job *job, const char *path,
-                                                    unsigned flags, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_job_write_file(const struct ddts_job *job,
+                                                             const char *path, unsigned flags,
+                                                             struct ddts_error *err);
 
 /*
  * Checks that a job can run: --model and --clients (unless --collect),
@@ -215,8 +218,8 @@ DDTS_NODISCARD enum ddts_status ddts_job_write_file(const struct ddts_job *job, 
  * clients that share the data)"). The passphrase is the caller's to check
  * (it may come from the environment or a prompt). DDTS_EINVAL.
  */
-DDTS_NODISCARD enum ddts_status ddts_job_check_required(const struct ddts_job *job,
-                                                        struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_job_check_required(const struct ddts_job *job,
+                                                                 struct ddts_error *err);
 
 /*
  * Fills what is derived: a random seed when none was given (from the system's
@@ -226,7 +229,8 @@ DDTS_NODISCARD enum ddts_status ddts_job_check_required(const struct ddts_job *j
  * --name was given. Resolved values are not marked as set. DDTS_EIO if the
  * random source fails.
  */
-DDTS_NODISCARD enum ddts_status ddts_job_resolve(struct ddts_job *job, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_job_resolve(struct ddts_job *job,
+                                                          struct ddts_error *err);
 
 /*
  * The equivalent non-interactive command line, e.g.
@@ -235,17 +239,18 @@ DDTS_NODISCARD enum ddts_status ddts_job_resolve(struct ddts_job *job, struct dd
  * `all` is true) are listed in table order, values shell-quoted when needed.
  * Never contains a passphrase. New string in *out (ddts_free). DDTS_ENOMEM.
  */
-DDTS_NODISCARD enum ddts_status ddts_job_command_line(const struct ddts_job *job, const char *cmd,
-                                                      bool all, char **out, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_job_command_line(const struct ddts_job *job,
+                                                               const char *cmd, bool all,
+                                                               char **out, struct ddts_error *err);
 
 /* Names of the enum values as flags spell them ("zscore", "kfold", "keras",
  * "XX", "steps"); never NULL. */
-const char *ddts_job_normalizer_name(enum ddts_job_normalizer v);
-const char *ddts_job_method_name(enum ddts_job_method v);
-const char *ddts_job_data_name(enum ddts_job_data v);
-const char *ddts_job_order_name(enum ddts_job_order v);
+DDTS_API const char *ddts_job_normalizer_name(enum ddts_job_normalizer v);
+DDTS_API const char *ddts_job_method_name(enum ddts_job_method v);
+DDTS_API const char *ddts_job_data_name(enum ddts_job_data v);
+DDTS_API const char *ddts_job_order_name(enum ddts_job_order v);
 /* "none", "epoch", "step" or "steps:K" into buf. */
-void ddts_job_sync_format(const struct ddts_job *job, char *buf, size_t cap);
+DDTS_API void ddts_job_sync_format(const struct ddts_job *job, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -17,7 +17,9 @@
  *
  * Threads: Debian's libhdf5 is the serial build, which is not thread-safe.
  * Call the functions of this header from one thread at a time (the server
- * and client read and write models from their control thread).
+ * and client read and write models from their control thread). HDF5's
+ * automatic error printing is off while a call runs; the program's own
+ * handler (H5Eset_auto2) is back in place when it returns.
  */
 #ifndef DDTS_KERAS_H
 #define DDTS_KERAS_H
@@ -103,11 +105,11 @@ struct ddts_keras_model {
  * attribute), DDTS_EUNSUPPORTED (a dataset dtype that is not numeric),
  * DDTS_ENOMEM.
  */
-DDTS_NODISCARD enum ddts_status ddts_keras_read(const char *path, struct ddts_keras_model **out,
-                                                struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_keras_read(const char *path, struct ddts_keras_model **out, struct ddts_error *err);
 
 /* Releases everything the model owns; accepts NULL. */
-void ddts_keras_destroy(struct ddts_keras_model *m);
+DDTS_API void ddts_keras_destroy(struct ddts_keras_model *m);
 
 /*
  * Writes m to `path` in the format of its source (m->format, reading
@@ -123,8 +125,8 @@ void ddts_keras_destroy(struct ddts_keras_model *m);
  * DDTS_ESHAPE (a weight whose shape no longer matches the file), DDTS_EIO, DDTS_EFORMAT (the source
  * changed since it was read), DDTS_ENOMEM.
  */
-DDTS_NODISCARD enum ddts_status ddts_keras_write(const struct ddts_keras_model *m, const char *path,
-                                                 struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_keras_write(const struct ddts_keras_model *m,
+                                                          const char *path, struct ddts_error *err);
 
 /*
  * Writes a NEW tf.keras-2.x-style .h5 file (readable by tf.keras and Keras 3
@@ -144,18 +146,19 @@ DDTS_NODISCARD enum ddts_status ddts_keras_write(const struct ddts_keras_model *
  * Atomic (temporary name + rename). Returns DDTS_EINVAL (no model_config, a layer or weight without
  * a name, duplicate names), DDTS_EIO, DDTS_ENOMEM.
  */
-DDTS_NODISCARD enum ddts_status ddts_keras_write_new(const struct ddts_keras_model *m,
-                                                     const char *path, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_keras_write_new(const struct ddts_keras_model *m, const char *path, struct ddts_error *err);
 
 /* The layer named `name`, or NULL. */
-struct ddts_keras_layer *ddts_keras_layer_find(const struct ddts_keras_model *m, const char *name);
+DDTS_API struct ddts_keras_layer *ddts_keras_layer_find(const struct ddts_keras_model *m,
+                                                        const char *name);
 
 /* The weight of `layer` whose short_name is `short_name` ("kernel"), or NULL. */
-struct ddts_keras_weight *ddts_keras_weight_find(const struct ddts_keras_layer *layer,
-                                                 const char *short_name);
+DDTS_API struct ddts_keras_weight *ddts_keras_weight_find(const struct ddts_keras_layer *layer,
+                                                          const char *short_name);
 
 /* Total number of weight values (parameters) of all layers. */
-size_t ddts_keras_param_count(const struct ddts_keras_model *m);
+DDTS_API size_t ddts_keras_param_count(const struct ddts_keras_model *m);
 
 /*
  * The layers listed by a model configuration (config.json of a .keras file
@@ -187,10 +190,10 @@ struct ddts_keras_config {
  * names the JSON path at fault), DDTS_ELIMIT (DDTS_MAX_CONFIG_BYTES,
  * DDTS_MAX_LAYERS, DDTS_MAX_KERAS_NESTING), DDTS_ENOMEM.
  */
-DDTS_NODISCARD enum ddts_status ddts_keras_config_parse(const char *json, size_t nbytes,
-                                                        struct ddts_keras_config **out,
-                                                        struct ddts_error *err);
-void ddts_keras_config_destroy(struct ddts_keras_config *c);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_keras_config_parse(const char *json, size_t nbytes,
+                                                                 struct ddts_keras_config **out,
+                                                                 struct ddts_error *err);
+DDTS_API void ddts_keras_config_destroy(struct ddts_keras_config *c);
 
 /*
  * A new model from a compact spec, for `ddts model new` (no TensorFlow).
@@ -224,9 +227,9 @@ struct ddts_keras_spec {
  * setting at fault, DDTS_ESHAPE when a layer does not fit its input
  * (a kernel larger than the image, a reshape of the wrong size), DDTS_ELIMIT
  * (DDTS_MAX_LAYERS, DDTS_MAX_KERAS_PARAMS), DDTS_ENOMEM. */
-DDTS_NODISCARD enum ddts_status ddts_keras_spec_build(const struct ddts_keras_spec *spec,
-                                                      struct ddts_keras_model **out,
-                                                      struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_keras_spec_build(const struct ddts_keras_spec *spec,
+                                                               struct ddts_keras_model **out,
+                                                               struct ddts_error *err);
 
 /*
  * The normalizer of a job travels with the model as a Keras Normalization
@@ -255,10 +258,10 @@ struct ddts_keras_training {
 };
 /* Fills *out (zeroed first). Returns DDTS_OK also for a model that was not
  * compiled (all NULL), DDTS_EFORMAT when the JSON does not parse, DDTS_ENOMEM. */
-DDTS_NODISCARD enum ddts_status ddts_keras_training_info(const struct ddts_keras_model *m,
-                                                         struct ddts_keras_training *out,
-                                                         struct ddts_error *err);
-void ddts_keras_training_deinit(struct ddts_keras_training *t);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_keras_training_info(const struct ddts_keras_model *m,
+                                                                  struct ddts_keras_training *out,
+                                                                  struct ddts_error *err);
+DDTS_API void ddts_keras_training_deinit(struct ddts_keras_training *t);
 
 /*
  * One model from several, averaging their outputs (`ddts ensemble`): a
@@ -275,7 +278,7 @@ void ddts_keras_training_deinit(struct ddts_keras_training *t);
  * DDTS_MAX_CLIENTS models), DDTS_EUNSUPPORTED (a Keras 3 configuration),
  * DDTS_ESHAPE (input shapes differ), DDTS_EFORMAT, DDTS_ENOMEM.
  */
-DDTS_NODISCARD enum ddts_status
+DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_keras_ensemble_build(const struct ddts_keras_model *const *models, size_t n,
                           struct ddts_keras_model **out, struct ddts_error *err);
 

@@ -41,7 +41,7 @@
 /* Keras text datasets (imdb, reuters): word indices and padded lengths.
  * imdb has 88,584 words and reviews of up to 2,494 words; the bounds leave
  * room while keeping a hostile file from asking for absurd padding. */
-#define DDTS_MAX_DATASET_WORDS 10000000
+#define DDTS_MAX_DATASET_WORDS   10000000
 #define DDTS_MAX_SEQUENCE_LENGTH 1000000
 /* A pickle (an npz object array; a CIFAR batch: 31 MB, cifar-100's train:
  * 155 MB; a CIFAR .tar.gz inflated: 178 MB) is read whole; the unpickler's

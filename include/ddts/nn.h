@@ -26,7 +26,9 @@
  *
  * A model is used by one thread at a time. Its compute uses `threads` threads
  * (OpenMP and OpenBLAS, never both at once); for a fixed seed and thread count
- * results are bit-identical.
+ * results are bit-identical. OpenBLAS's own thread count is process-wide:
+ * fit, evaluate and predict set it to 1 while they run and put the program's
+ * value back when they return (the last of concurrent calls, if several).
  */
 #ifndef DDTS_NN_H
 #define DDTS_NN_H
@@ -57,16 +59,17 @@ struct ddts_model;
  * implement, DDTS_ESHAPE when shapes do not agree, DDTS_ELIMIT beyond
  * DDTS_MAX_CONFIG_BYTES or DDTS_MAX_LAYERS, DDTS_ENOMEM.
  */
-DDTS_NODISCARD enum ddts_status ddts_model_from_keras_config(const char *json, size_t json_nbytes,
-                                                             struct ddts_model **out,
-                                                             struct ddts_error *err);
-void ddts_model_destroy(struct ddts_model *m);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_model_from_keras_config(const char *json,
+                                                                      size_t json_nbytes,
+                                                                      struct ddts_model **out,
+                                                                      struct ddts_error *err);
+DDTS_API void ddts_model_destroy(struct ddts_model *m);
 
 /* The model's name from its config ("sequential"). */
-const char *ddts_model_name(const struct ddts_model *m);
+DDTS_API const char *ddts_model_name(const struct ddts_model *m);
 
 /* Number of top-level layers, weightless ones (InputLayer, Flatten...) included. */
-size_t ddts_model_n_layers(const struct ddts_model *m);
+DDTS_API size_t ddts_model_n_layers(const struct ddts_model *m);
 
 struct ddts_layer_info {
     const char *name;                 /* Keras layer name ("dense_1") */
@@ -78,8 +81,8 @@ struct ddts_layer_info {
     size_t n_trainable;               /* trainable parameters */
 };
 /* Describes top-level layer `i` (< ddts_model_n_layers). DDTS_EINVAL when out of range. */
-DDTS_NODISCARD enum ddts_status ddts_model_layer_info(const struct ddts_model *m, size_t i,
-                                                      struct ddts_layer_info *out);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_model_layer_info(const struct ddts_model *m, size_t i,
+                                                               struct ddts_layer_info *out);
 
 struct ddts_weight_view {
     const char *name;       /* Keras weight name without layer prefix: "kernel", "bias",
@@ -94,32 +97,51 @@ struct ddts_weight_view {
     int trainable;
 };
 /* Weight `j` (< n_weights) of top-level layer `layer`. DDTS_EINVAL when out of range. */
-DDTS_NODISCARD enum ddts_status ddts_model_weight(struct ddts_model *m, size_t layer, size_t j,
-                                                  struct ddts_weight_view *out);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_model_weight(struct ddts_model *m, size_t layer,
+                                                           size_t j, struct ddts_weight_view *out);
 
 /* The flat buffer of all weights (trainable and not, BN moving statistics
  * included), in the order of the header comment; its length in *n_floats.
  * Writable: the cluster layer averages and overwrites it between steps. */
-float *ddts_model_weights_flat(struct ddts_model *m, size_t *n_floats);
+DDTS_API float *ddts_model_weights_flat(struct ddts_model *m, size_t *n_floats);
 /* Total and trainable parameter counts. */
-size_t ddts_model_n_params(const struct ddts_model *m);
-size_t ddts_model_n_trainable(const struct ddts_model *m);
+DDTS_API size_t ddts_model_n_params(const struct ddts_model *m);
+DDTS_API size_t ddts_model_n_trainable(const struct ddts_model *m);
 
 /* Fresh weights from each layer's configured initializers (kernel_initializer
  * etc., Keras defaults: glorot_uniform kernels, zero biases, BN ones/zeros),
  * drawn from one RNG seeded with `seed`, layer by layer in order. Initializer
  * seeds in the config are ignored so that `seed` decides everything.
  * DDTS_EUNSUPPORTED was already reported at build time for unknown ones. */
-DDTS_NODISCARD enum ddts_status ddts_model_init_weights(struct ddts_model *m, uint64_t seed,
-                                                        struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_model_init_weights(struct ddts_model *m, uint64_t seed, struct ddts_error *err);
 
 /* Per-sample input/output shape, batch excluded; returns the rank and fills
  * shape[0..rank). (28, 28, 1) for a Conv2D MNIST model, (10) for its output. */
-int ddts_model_input_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK]);
-int ddts_model_output_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK]);
+DDTS_API int ddts_model_input_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK]);
+DDTS_API int ddts_model_output_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK]);
+/*
+ * The Keras version that wrote the model's file ("2.15.0", "3.3.3"; NULL or
+ * unparsable: no change) decides what the config alone can only guess (the
+ * config reader goes by Keras 3's module keys, which tf.keras 2.13+ .keras
+ * files have too): hard_sigmoid's slope (0.2 up to Keras 2, 1/6 in Keras 3)
+ * and the batch-norm variance update. ddts_bridge_load calls it.
+ */
+DDTS_API void ddts_model_set_keras_version(struct ddts_model *m, const char *version);
+
+/*
+ * For a model whose config leaves an input dimension of unknown size (None,
+ * as variable-length sequence models do): gives it the size of x's matching
+ * dimension (x is (samples, ...)) and sizes every layer again. Models
+ * without such dimensions are left alone. DDTS_ESHAPE when x's rank does
+ * not fit or some layer's weights would not fit the new size (the model is
+ * then unchanged). fit, evaluate and predict call it themselves.
+ */
+DDTS_API enum ddts_status ddts_model_bind_input(struct ddts_model *m, const struct ddts_array *x,
+                                                struct ddts_error *err);
 /* Elements per sample of the input and of the output. */
-size_t ddts_model_input_size(const struct ddts_model *m);
-size_t ddts_model_output_size(const struct ddts_model *m);
+DDTS_API size_t ddts_model_input_size(const struct ddts_model *m);
+DDTS_API size_t ddts_model_output_size(const struct ddts_model *m);
 
 struct ddts_compile_options {
     const char *loss;      /* Keras name or alias ("sparse_categorical_crossentropy", "mse");
@@ -135,18 +157,18 @@ struct ddts_compile_options {
 /* Sets loss, metrics and optimizer (state reset to zero). May be called again.
  * DDTS_EUNSUPPORTED for an unknown loss/optimizer/metric, DDTS_EFORMAT for a bad
  * training_config, DDTS_EINVAL when no loss is given anywhere. */
-DDTS_NODISCARD enum ddts_status ddts_model_compile(struct ddts_model *m,
-                                                   const struct ddts_compile_options *o,
-                                                   struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_model_compile(struct ddts_model *m,
+                                                            const struct ddts_compile_options *o,
+                                                            struct ddts_error *err);
 /* After compile: canonical loss and optimizer names ("sparse_categorical_crossentropy",
  * "adam"), the learning rate in use; NULL/0 before compile. */
-const char *ddts_model_loss_name(const struct ddts_model *m);
-const char *ddts_model_optimizer_name(const struct ddts_model *m);
-double ddts_model_learning_rate(const struct ddts_model *m);
+DDTS_API const char *ddts_model_loss_name(const struct ddts_model *m);
+DDTS_API const char *ddts_model_optimizer_name(const struct ddts_model *m);
+DDTS_API double ddts_model_learning_rate(const struct ddts_model *m);
 /* Changes the learning rate (e.g. a schedule run by the caller). */
-void ddts_model_set_learning_rate(struct ddts_model *m, double lr);
+DDTS_API void ddts_model_set_learning_rate(struct ddts_model *m, double lr);
 /* Changes the thread count (<= 0: 1). */
-void ddts_model_set_threads(struct ddts_model *m, int threads);
+DDTS_API void ddts_model_set_threads(struct ddts_model *m, int threads);
 
 /* Optimizer state as one flat buffer, for checkpoints: k vectors of
  * ddts_model_n_params floats each, in the flat weight layout (Adam: m then v
@@ -155,10 +177,10 @@ void ddts_model_set_threads(struct ddts_model *m, int threads);
  * m then u; Nadam: m, v, then one float, the momentum product). NULL (and 0)
  * for plain SGD or before compile. Writable: import by copying into it; the
  * step counter is ddts_model_iterations. compile resets both. */
-float *ddts_model_optimizer_state(struct ddts_model *m, size_t *n_floats);
+DDTS_API float *ddts_model_optimizer_state(struct ddts_model *m, size_t *n_floats);
 /* Optimizer steps taken (Keras' `iterations`). */
-uint64_t ddts_model_iterations(const struct ddts_model *m);
-void ddts_model_set_iterations(struct ddts_model *m, uint64_t iterations);
+DDTS_API uint64_t ddts_model_iterations(const struct ddts_model *m);
+DDTS_API void ddts_model_set_iterations(struct ddts_model *m, uint64_t iterations);
 
 /*
  * Data: samples selected by index from arrays of any dtype, converted to
@@ -186,7 +208,7 @@ struct ddts_logs {
     double values[DDTS_LOGS_MAX];
 };
 /* Value of log `name`; returns 0 and sets *value when found, -1 otherwise. */
-int ddts_logs_get(const struct ddts_logs *logs, const char *name, double *value);
+DDTS_API int ddts_logs_get(const struct ddts_logs *logs, const char *name, double *value);
 
 struct ddts_fit_callbacks {
     void *userdata;
@@ -237,28 +259,29 @@ struct ddts_history {
  * DDTS_ECANCELED when a callback asked to stop (the history so far is still
  * returned).
  */
-DDTS_NODISCARD enum ddts_status ddts_model_fit(struct ddts_model *m,
-                                               const struct ddts_dataset *train,
-                                               const struct ddts_fit_options *o,
-                                               struct ddts_history **out, struct ddts_error *err);
-void ddts_history_destroy(struct ddts_history *h);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_model_fit(struct ddts_model *m, const struct ddts_dataset *train,
+               const struct ddts_fit_options *o, struct ddts_history **out, struct ddts_error *err);
+DDTS_API void ddts_history_destroy(struct ddts_history *h);
 
 /* Best weights kept by fit's checkpoint_monitor (same layout as the flat
  * buffer), or NULL when none; *epoch (may be NULL) gets its epoch. The best
  * value carries over fit calls (fitting epoch by epoch) until the next
  * compile or a different monitor. */
-const float *ddts_model_best_weights(const struct ddts_model *m, int *epoch);
+DDTS_API const float *ddts_model_best_weights(const struct ddts_model *m, int *epoch);
 
 /* Loss and metrics over `d` in inference mode (dropout off, BN moving stats).
  * Keras' sample-weighted means over all samples. */
-DDTS_NODISCARD enum ddts_status ddts_model_evaluate(struct ddts_model *m,
-                                                    const struct ddts_dataset *d, int batch_size,
-                                                    struct ddts_logs *out, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_model_evaluate(struct ddts_model *m,
+                                                             const struct ddts_dataset *d,
+                                                             int batch_size, struct ddts_logs *out,
+                                                             struct ddts_error *err);
 
 /* Outputs for every sample of x: float32 (N, out...), caller destroys it. */
-DDTS_NODISCARD enum ddts_status ddts_model_predict(struct ddts_model *m, const struct ddts_array *x,
-                                                   int batch_size, struct ddts_array **out,
-                                                   struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_model_predict(struct ddts_model *m,
+                                                            const struct ddts_array *x,
+                                                            int batch_size, struct ddts_array **out,
+                                                            struct ddts_error *err);
 
 /* A layer class of the engine's registry (src/nn/layer.h), for listings
  * (`ddts inspect --layers`). Strings are static. */
@@ -272,10 +295,11 @@ struct ddts_layer_class {
 };
 /* Layer class `i` of the registry, in registry order (families, then their
  * classes). DDTS_ENOTFOUND past the last. */
-DDTS_NODISCARD enum ddts_status ddts_nn_layer_class(size_t i, struct ddts_layer_class *out);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_nn_layer_class(size_t i,
+                                                             struct ddts_layer_class *out);
 
 /* The BLAS kernel family OpenBLAS chose for this CPU ("Haswell", "SkylakeX"). */
-const char *ddts_nn_blas_core(void);
+DDTS_API const char *ddts_nn_blas_core(void);
 /*
  * A value for the OPENBLAS_CORETYPE environment variable when OpenBLAS fell
  * back to generic SSE3 kernels on a CPU that has AVX2 or AVX-512 (its CPU
@@ -284,7 +308,7 @@ const char *ddts_nn_blas_core(void);
  * a program sets it and re-executes itself (the CLI does this at start-up).
  * Measured here: sgemm 13 GFLOP/s with the fallback, 70-140 with SkylakeX.
  */
-const char *ddts_nn_blas_coretype_hint(void);
+DDTS_API const char *ddts_nn_blas_coretype_hint(void);
 
 /*
  * Environment settings the engine runs best with, for variables not already
@@ -304,7 +328,7 @@ const char *ddts_nn_blas_coretype_hint(void);
  *
  * Fills out[0..max) with static "NAME=value" strings; returns how many.
  */
-size_t ddts_nn_env_hints(const char *out[], size_t max);
+DDTS_API size_t ddts_nn_env_hints(const char *out[], size_t max);
 
 #ifdef __cplusplus
 }

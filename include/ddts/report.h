@@ -39,7 +39,7 @@ extern "C" {
  * notation for 1e-4 <= |v| < 1e16 ("0.0001", "123.0"), else scientific
  * ("1e-05", "1.5e+16"); "nan", "inf", "-inf". Returns the length (< 32);
  * buf holds at least 32 bytes. */
-size_t ddts_format_pyfloat(double v, char buf[32]);
+DDTS_API size_t ddts_format_pyfloat(double v, char buf[32]);
 
 /* ------------------------------------------------------------------------ */
 /* history.csv (Keras CSVLogger)                                            */
@@ -62,21 +62,30 @@ struct ddts_history_writer; /* opaque */
  * written. DDTS_EIO, DDTS_ENOMEM, DDTS_EFORMAT (append to a file that is
  * not a history).
  */
-DDTS_NODISCARD enum ddts_status ddts_history_writer_open(const char *path, bool append,
-                                                         struct ddts_history_writer **out,
-                                                         struct ddts_error *err);
+/*
+ * Keeps the header of history.csv at `path` and its rows of epochs below
+ * `n_epochs` (0-based, in order), dropping the rest: a run resumed at epoch
+ * n_epochs appends its rows after the ones it keeps, so that no epoch is
+ * lost or written twice. A missing file is DDTS_OK.
+ */
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_history_keep_epochs(const char *path, long n_epochs,
+                                                                  struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_history_writer_open(const char *path, bool append,
+                                                                  struct ddts_history_writer **out,
+                                                                  struct ddts_error *err);
 /*
  * Writes one epoch (0-based). The first row fixes the columns: its metric
  * names, sorted by strcmp (as Python's sorted()). Later rows write "NA" for a
  * missing column; a metric that is not a column is ignored (as CSVLogger).
  * Names must be non-empty, without ',', '"' or line breaks (DDTS_EINVAL).
  */
-DDTS_NODISCARD enum ddts_status ddts_history_writer_row(struct ddts_history_writer *w,
-                                                        int64_t epoch,
-                                                        const struct ddts_metric *metrics,
-                                                        size_t n_metrics, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_history_writer_row(struct ddts_history_writer *w,
+                                                                 int64_t epoch,
+                                                                 const struct ddts_metric *metrics,
+                                                                 size_t n_metrics,
+                                                                 struct ddts_error *err);
 /* Closes the file; accepts NULL. */
-void ddts_history_writer_close(struct ddts_history_writer *w);
+DDTS_API void ddts_history_writer_close(struct ddts_history_writer *w);
 
 /* A history read back: n_epochs rows of n_keys values (NaN for "NA"). */
 struct ddts_csv_history {
@@ -90,15 +99,16 @@ struct ddts_csv_history {
 /* Reads a CSVLogger file (any line ending; "," separator). Errors name the
  * file, row and column: DDTS_EIO, DDTS_EFORMAT, DDTS_ELIMIT, DDTS_ENOMEM.
  * *out is a new history (ddts_csv_history_destroy). */
-DDTS_NODISCARD enum ddts_status
+DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_csv_history_read(const char *path, struct ddts_csv_history **out, struct ddts_error *err);
 /* As ddts_csv_history_read, from a buffer (`name` is used in messages). */
-DDTS_NODISCARD enum ddts_status ddts_csv_history_parse(const char *name, const char *text,
-                                                       size_t nbytes, struct ddts_csv_history **out,
-                                                       struct ddts_error *err);
-void ddts_csv_history_destroy(struct ddts_csv_history *h);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_csv_history_parse(const char *name, const char *text,
+                                                                size_t nbytes,
+                                                                struct ddts_csv_history **out,
+                                                                struct ddts_error *err);
+DDTS_API void ddts_csv_history_destroy(struct ddts_csv_history *h);
 /* Column index of `key`, or -1. */
-long ddts_csv_history_column(const struct ddts_csv_history *h, const char *key);
+DDTS_API long ddts_csv_history_column(const struct ddts_csv_history *h, const char *key);
 
 /* ------------------------------------------------------------------------ */
 /* train.log, error.log                                                     */
@@ -107,17 +117,31 @@ long ddts_csv_history_column(const struct ddts_csv_history *h, const char *key);
 struct ddts_textlog; /* opaque; thread-safe */
 
 /* Opens (appending to) a text log. DDTS_EIO, DDTS_ENOMEM. */
-DDTS_NODISCARD enum ddts_status ddts_textlog_open(const char *path, struct ddts_textlog **out,
-                                                  struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_textlog_open(const char *path, struct ddts_textlog **out, struct ddts_error *err);
 /* Writes "YYYY-MM-DD HH:MM:SS <message>\n" (local time) and flushes. A message
  * with line breaks becomes several lines with the same stamp. Returns
  * DDTS_EIO when the write failed (the log stays usable). */
-enum ddts_status ddts_textlog_printf(struct ddts_textlog *log, const char *fmt, ...)
+DDTS_API enum ddts_status ddts_textlog_printf(struct ddts_textlog *log, const char *fmt, ...)
     DDTS_PRINTF(2, 3);
 /* A logger (core.h) that writes "<LEVEL> message" lines to this log; the log
  * must outlive the logger's use. */
-struct ddts_logger ddts_textlog_logger(struct ddts_textlog *log, enum ddts_log_level min);
-void ddts_textlog_close(struct ddts_textlog *log);
+DDTS_API struct ddts_logger ddts_textlog_logger(struct ddts_textlog *log, enum ddts_log_level min);
+DDTS_API void ddts_textlog_close(struct ddts_textlog *log);
+
+/*
+ * error.log in `dir` (created; appended to): the exception log of a failed
+ * run, beside its train.log, uploaded with a client's results. Lines:
+ * "error: <message>", "status: <status name>[, <errno text>]", "context:
+ * <context>" and "settings: <settings_json>" (both when not NULL).
+ */
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_error_log_write(const char *dir, const struct ddts_error *failure, const char *context,
+                     const char *settings_json, struct ddts_error *err);
+/* Removes dir/error.log, if any: a new attempt at the run begins. */
+DDTS_API void ddts_error_log_remove(const char *dir);
+/* The message of the first "error:" line of dir/error.log into buf; false when there is none. */
+DDTS_API bool ddts_error_log_reason(const char *dir, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------ */
 /* Plots (PNG, cairo)                                                       */
@@ -150,10 +174,10 @@ struct ddts_plot_panel {
  * white background, axes with "nice" ticks and labels, grid, a legend per
  * panel. Written atomically. DDTS_EIO, DDTS_ENOMEM, DDTS_EINVAL.
  */
-DDTS_NODISCARD enum ddts_status ddts_plot_write_png(const char *path, const char *title,
-                                                    const struct ddts_plot_panel *panels,
-                                                    size_t n_panels, int width, int height,
-                                                    struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_plot_write_png(const char *path, const char *title,
+                                                             const struct ddts_plot_panel *panels,
+                                                             size_t n_panels, int width, int height,
+                                                             struct ddts_error *err);
 
 /* Default size of the plots below (pixels). */
 #define DDTS_PLOT_WIDTH  1200
@@ -167,9 +191,9 @@ DDTS_NODISCARD enum ddts_status ddts_plot_write_png(const char *path, const char
  * column order). DDTS_PLOT_WIDTH x DDTS_PLOT_HEIGHT. DDTS_EINVAL for a history
  * without a loss column or without rows.
  */
-DDTS_NODISCARD enum ddts_status ddts_plot_history(const char *path, const char *title,
-                                                  const struct ddts_csv_history *h,
-                                                  struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_plot_history(const char *path, const char *title,
+                                                           const struct ddts_csv_history *h,
+                                                           struct ddts_error *err);
 
 /*
  * The server's combined plot: each client's validation loss and accuracy (or
@@ -177,18 +201,17 @@ DDTS_NODISCARD enum ddts_status ddts_plot_history(const char *path, const char *
  * colour per client named names[i], plus the global model's curves (NULL if
  * none) thick and black. Same layout and size as ddts_plot_history.
  */
-DDTS_NODISCARD enum ddts_status ddts_plot_combined(const char *path, const char *title,
-                                                   const struct ddts_csv_history *const *clients,
-                                                   const char *const *names, size_t n_clients,
-                                                   const struct ddts_csv_history *global,
-                                                   struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_plot_combined(const char *path, const char *title,
+                   const struct ddts_csv_history *const *clients, const char *const *names,
+                   size_t n_clients, const struct ddts_csv_history *global, struct ddts_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Progress lines (Keras fit) and the server's live table                   */
 /* ------------------------------------------------------------------------ */
 
 /* "Epoch 3/10" (1-based epoch given). Returns the length needed. */
-size_t ddts_progress_epoch_header(char *buf, size_t cap, int epoch, int epochs);
+DDTS_API size_t ddts_progress_epoch_header(char *buf, size_t cap, int epoch, int epochs);
 
 /*
  * A progress line like Keras' Progbar counting samples, e.g.
@@ -199,14 +222,15 @@ size_t ddts_progress_epoch_header(char *buf, size_t cap, int epoch, int epochs);
  * "1:02:03" or "12s". No colour, no carriage return: the caller adds "\r" on a
  * terminal. Returns the length the line needs (snprintf-like).
  */
-size_t ddts_progress_format(char *buf, size_t cap, int64_t done, int64_t total, double elapsed_s,
-                            const struct ddts_metric *metrics, size_t n_metrics);
+DDTS_API size_t ddts_progress_format(char *buf, size_t cap, int64_t done, int64_t total,
+                                     double elapsed_s, const struct ddts_metric *metrics,
+                                     size_t n_metrics);
 
 /* "3:01", "1:02:03" or "12s" (Keras' ETA format); negative or non-finite: "-". */
-size_t ddts_format_duration(char *buf, size_t cap, double seconds);
+DDTS_API size_t ddts_format_duration(char *buf, size_t cap, double seconds);
 
 /* "1.5 KiB", "12.3 MiB", "2.00 GiB" (binary units), "512 B". Returns the length needed. */
-size_t ddts_format_bytes(char *buf, size_t cap, double nbytes);
+DDTS_API size_t ddts_format_bytes(char *buf, size_t cap, double nbytes);
 
 /*
  * A transfer's progress line, e.g.
@@ -214,8 +238,8 @@ size_t ddts_format_bytes(char *buf, size_t cap, double nbytes);
  * and once done == total: "model.h5  45.0 MiB [====================] 100% 3.1 MiB/s 14s".
  * total 0 (unknown): no bar, no ETA. Returns the length needed (snprintf-like).
  */
-size_t ddts_transfer_format(char *buf, size_t cap, const char *label, uint64_t done, uint64_t total,
-                            double elapsed_s);
+DDTS_API size_t ddts_transfer_format(char *buf, size_t cap, const char *label, uint64_t done,
+                                     uint64_t total, double elapsed_s);
 
 /* One client in the server's live view. NaN numbers print as "-". */
 struct ddts_client_row {
@@ -245,11 +269,12 @@ struct ddts_client_row {
  * *n_lines_out (may be NULL) receives the line count, so a terminal caller
  * can move the cursor up that many lines before the next refresh.
  */
-size_t ddts_client_table_format_width(char *buf, size_t cap, const struct ddts_client_row *rows,
-                                      size_t n_rows, int width, size_t *n_lines_out);
+DDTS_API size_t ddts_client_table_format_width(char *buf, size_t cap,
+                                               const struct ddts_client_row *rows, size_t n_rows,
+                                               int width, size_t *n_lines_out);
 /* ddts_client_table_format_width for an 80-column terminal. */
-size_t ddts_client_table_format(char *buf, size_t cap, const struct ddts_client_row *rows,
-                                size_t n_rows, size_t *n_lines_out);
+DDTS_API size_t ddts_client_table_format(char *buf, size_t cap, const struct ddts_client_row *rows,
+                                         size_t n_rows, size_t *n_lines_out);
 
 /* ------------------------------------------------------------------------ */
 /* summary.json and summary.txt                                             */
@@ -263,12 +288,13 @@ struct ddts_summary_client {
     int epochs_done;
     const struct ddts_metric *final; /* last epoch's metrics (loss, val_loss, ...) */
     size_t n_final;
-    const char *dir; /* its results folder, relative to the job folder */
+    const char *dir;   /* its results folder, relative to the job folder */
+    const char *error; /* why its training failed (the client's error text), or NULL */
 };
 
 struct ddts_summary {
     const char *job;           /* job name */
-    const char *status;        /* "ok", "failed", "canceled" */
+    const char *status;        /* "ok", "partial" (some shares failed), "failed", "canceled" */
     const char *error;         /* why, when failed; NULL otherwise */
     const char *settings_json; /* ddts_job_to_json output (an object), or NULL */
     uint64_t seed;
@@ -285,10 +311,10 @@ struct ddts_summary {
 /* Writes summary.json (atomically) at `path`. settings_json is embedded as
  * is (DDTS_EINVAL unless it starts with '{' and ends with '}'); NaN and
  * infinite metrics become null. DDTS_EIO, DDTS_ENOMEM. */
-DDTS_NODISCARD enum ddts_status
+DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_summary_write_json(const char *path, const struct ddts_summary *s, struct ddts_error *err);
 /* Writes the human-readable summary (aligned text) atomically at `path`. */
-DDTS_NODISCARD enum ddts_status
+DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_summary_write_text(const char *path, const struct ddts_summary *s, struct ddts_error *err);
 
 #ifdef __cplusplus

@@ -20,9 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "auth.h"
 #include "core.h"
-#include "wire.h"
+#include "passphrase.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,9 +49,25 @@ enum ddts_client_state {
 };
 /* "waiting", "sending", "training", "syncing", "uploading", "done", "failed", "left", "lost"
  * (at most 9 characters); "?" for another value. */
-const char *ddts_client_state_str(enum ddts_client_state s);
+DDTS_API const char *ddts_client_state_str(enum ddts_client_state s);
 
 #define DDTS_CLIENT_ID_BYTES 16
+
+/*
+ * Training progress of a client's share: what ddts_client_send_progress sends
+ * (a PROGRESS message, docs/protocol.md) and the server's live view shows.
+ */
+struct ddts_wire_progress {
+    uint32_t fold, n_folds; /* 1-based fold of n_folds; both 0 without k-fold */
+    uint32_t epoch, epochs; /* 1-based epoch of epochs */
+    uint64_t done, total;   /* samples done in this epoch, samples in the epoch */
+    double loss;            /* running mean over the epoch so far; NaN: unknown */
+    double accuracy;        /* in [0, 1]; NaN: the model has no accuracy metric */
+    double samples_per_s;   /* throughput of this epoch so far, >= 0 */
+    double elapsed_s;       /* seconds since the epoch began, >= 0 */
+    uint8_t flags;          /* DDTS_PROGRESS_EPOCH_END, other bits 0 */
+};
+#define DDTS_PROGRESS_EPOCH_END 1u /* the epoch is over: done == total, final figures */
 
 /* One client as the server sees it: given to on_client, borrowed for the call. */
 struct ddts_server_client {
@@ -65,6 +80,7 @@ struct ddts_server_client {
     int has_progress; /* progress holds the latest PROGRESS of the current share */
     struct ddts_wire_progress progress;
     double progress_at; /* ddts_now() when that PROGRESS arrived */
+    const char *error;  /* state FAILED: the client's error text (as it sent it); else NULL */
 };
 
 /*
@@ -73,7 +89,7 @@ struct ddts_server_client {
  * this one) over its rate, less the time since the report arrived (never
  * below 0). NaN when unknown: no progress, or a rate of 0.
  */
-double ddts_server_client_eta(const struct ddts_server_client *c, double now);
+DDTS_API double ddts_server_client_eta(const struct ddts_server_client *c, double now);
 
 struct ddts_server_config {
     const char *host; /* listen address; NULL: 0.0.0.0 */
@@ -82,7 +98,7 @@ struct ddts_server_config {
     const struct ddts_passphrase *passphrase; /* borrowed */
     size_t n_clients;                         /* shares of the job, 1..DDTS_MAX_CLIENTS */
     const char *workdir;                      /* results and state go under workdir/job */
-    const char *job;                          /* job name: a valid name (ddts_wire_check_name) */
+    const char *job;                  /* job name: 1..DDTS_MAX_NAME_BYTES of [A-Za-z0-9._-] */
     unsigned ban_after;               /* failed handshakes before an address is refused (0: 3) */
     double ban_s;                     /* how long a ban lasts; <= 0: for the life of the job */
     double client_timeout_s;          /* silence after which a client is lost (0: 60) */
@@ -99,6 +115,10 @@ struct ddts_server_config {
     enum ddts_sync_mode sync; /* sent to clients; any mode but NONE enables rounds */
     uint32_t sync_steps;      /* K of steps:K */
     int keep_serving;         /* non-zero: do not return when the job is complete */
+    /* Non-zero: collect only. The job must exist (its state file); a client is
+     * only taken when it holds trained results of this job not yet received,
+     * any other is told the job is done (DONE) and given nothing to train. */
+    int collect;
     /* Polled every 0.2 s; a non-zero answer stops the server. May be NULL. */
     int (*should_stop)(void *userdata);
     /* Out: the port actually bound (useful with any_port); may be NULL. */
@@ -125,13 +145,15 @@ struct ddts_server_config {
 };
 
 /*
- * Runs the job to completion; resumes from WORKDIR/<job>/state when present.
+ * Runs the job to completion; resumes from WORKDIR/<job>/state when present
+ * (a new job's state is written once the server listens: a failed start
+ * leaves none).
  * Returns DDTS_OK once every share's results are received, DDTS_ECANCELED
  * when stopped, or the status of a fatal failure (the listening socket,
  * the work folder).
  */
-DDTS_NODISCARD enum ddts_status ddts_server_run(const struct ddts_server_config *cfg,
-                                                struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_server_run(const struct ddts_server_config *cfg,
+                                                         struct ddts_error *err);
 
 #ifdef __cplusplus
 }

@@ -81,10 +81,25 @@ struct ddts_train_result {
     char fold_metric[32];
 };
 
+/*
+ * The exchange points of --sync steps:K and step, the same on every client:
+ * from the smallest share of the job (`min_share` samples) less the
+ * validation part held out when the share has no separate validation data
+ * (`has_val_data` 0), mid-epoch exchanges after batches K, 2K, ... up to
+ * ddts_train_sync_batch_limit, which always ends before the last batch of
+ * every share, so that the exchange at each epoch end is never empty.
+ * ddts_train_rounds_per_epoch: the averaging rounds of one epoch (fit;
+ * 1 for --sync epoch; 0 without sync or for k-fold).
+ */
+DDTS_API size_t ddts_train_sync_batch_limit(const struct ddts_job *job, size_t min_share,
+                                            int has_val_data);
+DDTS_API uint64_t ddts_train_rounds_per_epoch(const struct ddts_job *job, size_t min_share,
+                                              int has_val_data);
+
 /* Runs the request; see the header comment. Statuses of the modules it uses. */
-DDTS_NODISCARD enum ddts_status ddts_train_run(const struct ddts_train_request *req,
-                                               struct ddts_train_result *out,
-                                               struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_train_run(const struct ddts_train_request *req,
+                                                        struct ddts_train_result *out,
+                                                        struct ddts_error *err);
 
 /*
  * Bridges between Keras files and the engine.
@@ -93,19 +108,23 @@ DDTS_NODISCARD enum ddts_status ddts_train_run(const struct ddts_train_request *
  * shape; a layer the file has no weights for keeps fresh weights from
  * `seed`. ddts_bridge_store: copies the model's weights back into `k`.
  */
-DDTS_NODISCARD enum ddts_status ddts_bridge_load(const struct ddts_keras_model *k, uint64_t seed,
-                                                 struct ddts_model **out, struct ddts_error *err);
-DDTS_NODISCARD enum ddts_status ddts_bridge_store(struct ddts_model *m, struct ddts_keras_model *k,
-                                                  struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_bridge_load(const struct ddts_keras_model *k,
+                                                          uint64_t seed, struct ddts_model **out,
+                                                          struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_bridge_store(struct ddts_model *m, struct ddts_keras_model *k, struct ddts_error *err);
 /* A new in-memory Keras file for `m` (config and training config given as
  * JSON text), to be written with ddts_keras_write_new. */
-DDTS_NODISCARD enum ddts_status ddts_bridge_new_keras(struct ddts_model *m, const char *config_json,
-                                                      const char *training_config_json,
-                                                      struct ddts_keras_model **out,
-                                                      struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_bridge_new_keras(struct ddts_model *m,
+                                                               const char *config_json,
+                                                               const char *training_config_json,
+                                                               struct ddts_keras_model **out,
+                                                               struct ddts_error *err);
 /* Writes `m` to `path` in the format of `k` (k's layout, m's weights). */
-DDTS_NODISCARD enum ddts_status ddts_bridge_write(struct ddts_model *m, struct ddts_keras_model *k,
-                                                  const char *path, struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_bridge_write(struct ddts_model *m,
+                                                           struct ddts_keras_model *k,
+                                                           const char *path,
+                                                           struct ddts_error *err);
 
 /* The server's global model: the source file with averaged weights, evaluated on test data. */
 struct ddts_global_request {
@@ -115,12 +134,13 @@ struct ddts_global_request {
     size_t n_weights;
     const struct ddts_stats *norm_stats;      /* the job's normalizer statistics, or NULL */
     const struct ddts_array *x_test, *y_test; /* may be NULL: no evaluation */
-    const char *out_path; /* where the global model is written; NULL: not written */
+    const char *out_path;   /* where the global model is written; NULL: not written */
+    struct ddts_logs *logs; /* out (may be NULL): every figure of the evaluation (n 0: none) */
 };
 /* Writes and evaluates the global model; *loss and *accuracy are NaN without test data. */
-DDTS_NODISCARD enum ddts_status ddts_train_global(const struct ddts_global_request *req,
-                                                  double *loss, double *accuracy,
-                                                  struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_train_global(const struct ddts_global_request *req,
+                                                           double *loss, double *accuracy,
+                                                           struct ddts_error *err);
 
 /*
  * Model surgery (src/train/surgery.c): configuration JSON in, JSON out, and
@@ -150,11 +170,10 @@ struct ddts_norm_layer {
  * Returns DDTS_EFORMAT (not a model config), DDTS_EUNSUPPORTED (several
  * inputs), DDTS_ENOMEM.
  */
-DDTS_NODISCARD enum ddts_status ddts_surgery_insert_normalization(const char *config_json,
-                                                                  int input_rank,
-                                                                  const int64_t *input_shape,
-                                                                  char **out_json, char **norm_name,
-                                                                  struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_surgery_insert_normalization(const char *config_json, int input_rank,
+                                  const int64_t *input_shape, char **out_json, char **norm_name,
+                                  struct ddts_error *err);
 
 /*
  * Writes `m` (its current weights; built from `k`) as a new tf.keras 2.x .h5
@@ -166,11 +185,10 @@ DDTS_NODISCARD enum ddts_status ddts_surgery_insert_normalization(const char *co
  * and Keras 3 load it) with the same statistics, wrapped in Reshapes like the
  * input's; the output must then have n_features values too.
  */
-DDTS_NODISCARD enum ddts_status ddts_surgery_write_normalized(struct ddts_model *m,
-                                                              const struct ddts_keras_model *k,
-                                                              const struct ddts_norm_layer *norm,
-                                                              const char *path,
-                                                              struct ddts_error *err);
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_surgery_write_normalized(struct ddts_model *m, const struct ddts_keras_model *k,
+                              const struct ddts_norm_layer *norm, const char *path,
+                              struct ddts_error *err);
 
 /*
  * The configuration of a Functional model that averages the outputs of
@@ -179,7 +197,7 @@ DDTS_NODISCARD enum ddts_status ddts_surgery_write_normalized(struct ddts_model 
  * Sequential or Functional) nested as "member_<i>" (1-based) and called at
  * node index 1, and an Average layer "average". *out_json: ddts_free.
  */
-DDTS_NODISCARD enum ddts_status
+DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_surgery_ensemble_config(const char *const *member_configs, size_t n, int input_rank,
                              const int64_t *input_shape, char **out_json, struct ddts_error *err);
 
@@ -191,7 +209,7 @@ ddts_surgery_ensemble_config(const char *const *member_configs, size_t n, int in
  * member's training config. `names` (the members' file names) appear in
  * error messages. DDTS_ESHAPE when members' inputs or outputs differ.
  */
-DDTS_NODISCARD enum ddts_status
+DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_surgery_write_ensemble(const struct ddts_keras_model *const *members, const char *const *names,
                             size_t n, const char *path, struct ddts_error *err);
 

@@ -119,3 +119,24 @@ void ddts_error_prefix(struct ddts_error *err, const char *fmt, ...)
     memcpy(err->msg + lp, old, lo);
     err->msg[lp + lo] = '\0';
 }
+
+enum ddts_status ddts_format(char *buf, size_t cap, struct ddts_error *err, const char *fmt, ...)
+{
+    if (buf == NULL || cap == 0)
+        return ddts_error_set(err, DDTS_EINVAL, "format: no room for the text");
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        buf[0] = '\0';
+        return ddts_error_set(err, DDTS_EINVAL, "format: encoding error in \"%s\"", fmt);
+    }
+    if ((size_t)n >= cap) {
+        enum ddts_status st = ddts_error_set(
+            err, DDTS_ELIMIT, "\"%.48s...\" is %d bytes long (max %zu)", buf, n, cap - 1);
+        buf[0] = '\0';
+        return st;
+    }
+    return DDTS_OK;
+}

@@ -479,14 +479,17 @@ static size_t client_histories(int jobfd, const char *name, struct ddts_csv_hist
                                size_t max)
 {
     char rel[256];
-    snprintf(rel, sizeof rel, "clients/%s/history.csv", name);
-    h[0] = read_history(jobfd, rel);
     folds[0] = 0;
+    if (ddts_format(rel, sizeof rel, NULL, "clients/%s/history.csv", name) != DDTS_OK)
+        return 0; /* a name too long to be a client's (checked by the caller) */
+    h[0] = read_history(jobfd, rel);
     if (h[0] != NULL)
         return 1;
     size_t n = 0;
     for (int f = 1; n < max && f <= (int)DDTS_MAX_PROGRESS_FOLDS; f++) {
-        snprintf(rel, sizeof rel, "clients/%s/fold_%d/history.csv", name, f);
+        if (ddts_format(rel, sizeof rel, NULL, "clients/%s/fold_%d/history.csv", name, f) !=
+            DDTS_OK)
+            break;
         struct ddts_csv_history *one = read_history(jobfd, rel);
         if (one == NULL)
             break;
@@ -513,10 +516,11 @@ static json_t *disk_client(int jobfd, const char *name)
     /* A client's upload holds error.log when its training failed (src/train/trainer.c). */
     char rel[256];
     struct stat sb;
-    snprintf(rel, sizeof rel, "clients/%s/error.log", name);
-    int failed = fstatat(jobfd, rel, &sb, AT_SYMLINK_NOFOLLOW) == 0;
-    snprintf(rel, sizeof rel, "clients/%s/summary.json", name);
-    int done = fstatat(jobfd, rel, &sb, AT_SYMLINK_NOFOLLOW) == 0 || n > 0;
+    int failed = ddts_format(rel, sizeof rel, NULL, "clients/%s/error.log", name) == DDTS_OK &&
+                 fstatat(jobfd, rel, &sb, AT_SYMLINK_NOFOLLOW) == 0;
+    int done =
+        n > 0 || (ddts_format(rel, sizeof rel, NULL, "clients/%s/summary.json", name) == DDTS_OK &&
+                  fstatat(jobfd, rel, &sb, AT_SYMLINK_NOFOLLOW) == 0);
     const char *state = failed ? "failed" : done ? "done" : "incomplete";
     json_t *o = json_pack("{s:s, s:n, s:s, s:n}", "name", name, "address", "state", state, "share");
     const struct ddts_csv_history *last = n > 0 ? h[n - 1] : NULL;

@@ -11,7 +11,7 @@
 
 #include "ddts/dash.h"
 #include "ddts/limits.h"
-#include "ddts/wire.h"
+#include "net/wire.h"
 
 /* One epoch end of a live client (its training figures, from PROGRESS). */
 struct ddts__dash_point {

@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 #include "dash_int.h"
-#include "ddts/auth.h"
+#include "crypto/crypto.h"
+#include "ddts/passphrase.h"
 
 /* Headers of every answer: nothing from elsewhere, no framing, no referrer (the token). */
 static void add_headers(struct MHD_Response *resp, int api)
@@ -189,6 +190,8 @@ enum ddts_status ddts_dash_create(const struct ddts_dash_config *cfg, struct ddt
         return DDTS_EINVAL;
     if (cfg->workdir == NULL)
         return ddts_error_set(err, DDTS_EINVAL, "dashboard: no work folder");
+    if (ddts__crypto_init(err) != DDTS_OK) /* the token's random bytes */
+        return DDTS_EIO;
     struct ddts_dash *d = ddts_calloc(1, sizeof *d);
     if (d == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "dashboard: out of memory");
@@ -208,8 +211,7 @@ enum ddts_status ddts_dash_create(const struct ddts_dash_config *cfg, struct ddt
     if (d->need_token) {
         uint8_t raw[16];
         ddts_secure_random(raw, sizeof raw);
-        for (size_t i = 0; i < sizeof raw; i++)
-            snprintf(d->token + 2 * i, 3, "%02x", raw[i]);
+        ddts__hex(raw, sizeof raw, d->token);
         ddts_secure_wipe(raw, sizeof raw);
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "crypto/crypto.h"
 #include "ddts/fs.h"
 #include "io.h"
 
@@ -47,9 +48,10 @@ enum ddts_status ddts__download(const char *url, const char *dest, uint64_t max_
     struct sink s;
     memset(&s, 0, sizeof s);
     s.max = max_nbytes;
-    ddts__sha256_init(&s.sha);
-    enum ddts_status st = ddts_atomic_open(&s.f, dest, err);
+    enum ddts_status st = ddts__sha256_init(&s.sha, err);
     if (st != DDTS_OK)
+        return st;
+    if ((st = ddts_atomic_open(&s.f, dest, err)) != DDTS_OK)
         return st;
     CURL *c = curl_easy_init();
     if (c == NULL) {

@@ -59,19 +59,6 @@ enum ddts_status ddts__zip_keys(const char *path, int xlsx, char ***names, size_
 uint32_t ddts__crc32(uint32_t crc, const void *data, size_t n);
 int ddts__crc32_fast(void);
 
-/* SHA-256 of a stream (sha256.c). */
-struct ddts__sha256 {
-    uint32_t h[8];
-    uint64_t nbytes;
-    uint8_t buf[64];
-    size_t used;
-};
-void ddts__sha256_init(struct ddts__sha256 *s);
-void ddts__sha256_update(struct ddts__sha256 *s, const void *data, size_t n);
-void ddts__sha256_final(struct ddts__sha256 *s, uint8_t out[32]);
-/* Finishes and writes the 64 lowercase hex digits and a NUL. */
-void ddts__sha256_hex(struct ddts__sha256 *s, char out[65]);
-
 /*
  * Downloads `url` (http or https) to `dest` atomically (download.c, the only
  * user of libcurl): at most `max_nbytes`, checked against `sha256_hex` when

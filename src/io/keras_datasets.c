@@ -141,8 +141,10 @@ static enum ddts_status download(const char *cache, int mnist, struct outs *o,
             continue;
         const char *file = mnist ? "mnist.npz" : fashion[i];
         char url[1024];
-        snprintf(url, sizeof url, "%s%s%s", origin, origin[strlen(origin) - 1] == '/' ? "" : "/",
-                 file);
+        st = ddts_format(url, sizeof url, err, "%s%s%s", origin,
+                         origin[strlen(origin) - 1] == '/' ? "" : "/", file);
+        if (st != DDTS_OK)
+            break;
         char *dest = ddts_path_join(dir, file);
         if (dest == NULL) {
             st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
@@ -831,25 +833,24 @@ static enum ddts_status load_extra_at(const struct extra *e, const char *path, i
 /* The first of e's files present in cache folder dir: 1 and its path/kind, else 0. */
 static int find_extra(const struct extra *e, const char *dir, char *path, size_t cap, int *kind)
 {
+    /* A path that does not fit is a file that is not there (never a truncated one). */
     if (e->npz != NULL) {
-        snprintf(path, cap, "%s/%s", dir, e->npz);
         *kind = 0;
-        return exists(path);
+        return ddts_format(path, cap, NULL, "%s/%s", dir, e->npz) == DDTS_OK && exists(path);
     }
     for (int i = 0; i < 2; i++) {
         char probe[1200];
-        snprintf(path, cap, "%s/%s", dir, e->folders[i]);
-        snprintf(probe, sizeof probe, "%s/%s", path, e->check);
         *kind = 1;
-        if (exists(probe))
+        if (ddts_format(path, cap, NULL, "%s/%s", dir, e->folders[i]) == DDTS_OK &&
+            ddts_format(probe, sizeof probe, NULL, "%s/%s", path, e->check) == DDTS_OK &&
+            exists(probe))
             return 1;
     }
     for (int i = 0; i < 2; i++) {
         if (e->archives[i] == NULL)
             continue;
-        snprintf(path, cap, "%s/%s", dir, e->archives[i]);
         *kind = 2;
-        if (exists(path))
+        if (ddts_format(path, cap, NULL, "%s/%s", dir, e->archives[i]) == DDTS_OK && exists(path))
             return 1;
     }
     return 0;

@@ -6,9 +6,10 @@
  *
  * Error mapping: any HDF5 call that fails becomes DDTS_EFORMAT (reading) or
  * DDTS_EIO (writing) with a message naming the file and the object path;
- * HDF5's own error printing is switched off (H5Eset_auto2) at every entry
- * point. Memory images (core driver without a backing store) let the .keras
- * reader, the writers and the fuzz targets work without temporary files.
+ * HDF5's own error printing is switched off (H5Eset_auto2) inside every entry
+ * point and the program's handler restored on return (QUIET). Memory images (core driver without a
+ * backing store) let the .keras reader, the writers and the fuzz targets work without temporary
+ * files.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -31,10 +32,34 @@ struct ctx {
     size_t total_params; /* float values read so far (DDTS_MAX_KERAS_PARAMS) */
 };
 
-static void quiet(void)
+/*
+ * HDF5 prints its error stack to stderr unless its error handler is switched
+ * off. The handler belongs to the program (libhdf5 keeps it per process, or
+ * per thread in thread-safe builds), so each entry point switches it off with
+ * QUIET() for its own duration only: the cleanup attribute restores the
+ * program's handler on every return path.
+ */
+struct h5_handler {
+    H5E_auto2_t fn;
+    void *data;
+};
+
+static struct h5_handler quiet_begin(void)
 {
+    struct h5_handler h = {NULL, NULL};
+    if (H5Eget_auto2(H5E_DEFAULT, &h.fn, &h.data) < 0)
+        h.fn = NULL, h.data = NULL;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    return h;
 }
+
+static void quiet_end(const struct h5_handler *h)
+{
+    H5Eset_auto2(H5E_DEFAULT, h->fn, h->data);
+}
+
+#define QUIET()                                                                                    \
+    __attribute__((cleanup(quiet_end), unused)) struct h5_handler quiet_scope_ = quiet_begin()
 
 static void close_id(hid_t id)
 {
@@ -686,7 +711,7 @@ static hid_t open_image(const void *image, size_t nbytes, unsigned flags)
 enum ddts_status ddts__keras_h5_read_legacy(const char *path, struct ddts_keras_model *m,
                                             struct ddts_error *err)
 {
-    quiet();
+    QUIET();
     struct ctx c = {path, err, 0};
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
@@ -700,7 +725,7 @@ enum ddts_status ddts__keras_h5_read_legacy_image(const void *image, size_t nbyt
                                                   const char *label, struct ddts_keras_model *m,
                                                   struct ddts_error *err)
 {
-    quiet();
+    QUIET();
     struct ctx c = {label, err, 0};
     hid_t f = open_image(image, nbytes, H5F_ACC_RDONLY);
     if (f < 0)
@@ -930,6 +955,16 @@ static enum ddts_status collect(struct zip_reader *z, const char *path, long ci,
     else if (it < 0)
         st = ddts_error_set(z->c->err, DDTS_EFORMAT, "%s: %s: cannot list the group", z->c->label,
                             path);
+    /* Bidirectional: Keras lists the forward layer's weights first, while
+     * name order would put backward_layer first. */
+    for (size_t k = 0; k + 1 < l.n; k++)
+        if (strcmp(l.names[k], "backward_layer") == 0)
+            for (size_t q = k + 1; q < l.n; q++)
+                if (strcmp(l.names[q], "forward_layer") == 0) {
+                    char *t = l.names[k];
+                    l.names[k] = l.names[q];
+                    l.names[q] = t;
+                }
     for (size_t k = 0; k < l.n && st == DDTS_OK; k++) {
         if (strcmp(l.names[k], "vars") == 0 ||
             (has_children && strcmp(l.names[k], z->container) == 0))
@@ -951,7 +986,7 @@ enum ddts_status ddts__keras_h5_read_zip_weights(const void *image, size_t nbyte
                                                  const struct ddts_keras_config *cfg,
                                                  struct ddts_keras_model *m, struct ddts_error *err)
 {
-    quiet();
+    QUIET();
     struct ctx c = {label, err, 0};
     hid_t f = open_image(image, nbytes, H5F_ACC_RDONLY);
     if (f < 0)
@@ -1224,7 +1259,7 @@ enum ddts_status ddts__keras_h5_update_image(const void *image, size_t nbytes, c
                                              const struct ddts_keras_model *m, void **out,
                                              size_t *out_nbytes, struct ddts_error *err)
 {
-    quiet();
+    QUIET();
     *out = NULL;
     *out_nbytes = 0;
     struct ctx c = {label, err, 0};
@@ -1458,7 +1493,7 @@ enum ddts_status ddts_keras_write_new(const struct ddts_keras_model *m, const ch
     for (size_t i = 0; i < m->n_layers; i++)
         if (m->layers[i].name == NULL || m->layers[i].name[0] == '\0')
             return ddts_error_set(err, DDTS_EINVAL, "%s: layer %zu has no name", path, i);
-    quiet();
+    QUIET();
     struct ctx c = {path, err, 0};
     enum ddts_status st = DDTS_OK;
     hid_t fapl = image_fapl(NULL, 0);

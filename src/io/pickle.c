@@ -43,7 +43,9 @@ struct ddts__pickle {
 static enum ddts_status fail(struct ddts_error *err, const char *name, size_t at, const char *fmt,
                              const char *detail)
 {
-    char what[160];
+    /* Room for the longest literal fmt and an 81-byte detail: nothing is cut
+     * (the whole message is then bounded by DDTS_ERROR_MSG_MAX). */
+    char what[256];
     snprintf(what, sizeof what, fmt, detail != NULL ? detail : "");
     return ddts_error_set(err, DDTS_EFORMAT, "%s: pickle byte %zu: %s", name, at, what);
 }

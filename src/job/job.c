@@ -63,6 +63,7 @@ enum setting {
     S_MAXLEN,
     S_LABEL_MODE,
     S_MONITOR,
+    S_RESUME,
     S_COUNT
 };
 
@@ -123,6 +124,8 @@ static const struct ddts_job_setting_info settings[S_COUNT] = {
                       false},
     [S_MONITOR] = {"monitor", "NAME", "best model by: val_loss, val_accuracy, val_mae, ...",
                    "val_accuracy, else val_loss", false},
+    [S_RESUME] = {"resume", NULL, "continue the job in --workdir with its recorded settings", "off",
+                  true},
 };
 
 static const char *const optimizers[] = {"adam",    "adamw",    "sgd",    "rmsprop",
@@ -377,6 +380,9 @@ static enum ddts_status job_set_index(struct ddts_job *job, int i, const char *v
         break;
     case S_KEEP_SERVING:
         st = parse_bool(i, v, &j.keep_serving, err);
+        break;
+    case S_RESUME:
+        st = parse_bool(i, v, &j.resume, err);
         break;
     case S_PASSPHRASE_FILE:
         st = copy_text(i, j.passphrase_file, sizeof j.passphrase_file, v, err);
@@ -634,6 +640,7 @@ static enum kind setting_kind(int i)
         return K_REAL;
     case S_COLLECT:
     case S_KEEP_SERVING:
+    case S_RESUME:
         return K_BOOL;
     default:
         return K_TEXT;
@@ -655,6 +662,9 @@ static void get_index(const struct ddts_job *job, int i, char *buf, size_t cap)
         break;
     case S_KEEP_SERVING:
         t = job->keep_serving ? "true" : "false";
+        break;
+    case S_RESUME:
+        t = job->resume ? "true" : "false";
         break;
     case S_PASSPHRASE_FILE:
         t = job->passphrase_file;

@@ -1,8 +1,9 @@
 /*
  * CPace (draft-irtf-cfrg-cpace) over ristretto255 with BLAKE2b-512, key
  * confirmation in both directions, then crypto_secretstream_xchacha20poly1305
- * in each direction. The only user of libsodium in ddts. The computation is
- * written out in docs/protocol.md ("Handshake").
+ * in each direction. With src/crypto/crypto.c (hashing, random bytes, hex,
+ * wiping), the only user of libsodium in ddts. The computation is written
+ * out in docs/protocol.md ("Handshake").
  *
  * Bulk frames go through OpenSSL's ChaCha20-Poly1305 (libcrypto; this is its
  * only user in ddts), about 2.5 times faster than libsodium's on AVX-512
@@ -33,9 +34,9 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
-#include "ddts/auth.h"
+#include "auth.h"
 #include "ddts/limits.h"
-#include "ddts/wire.h"
+#include "wire.h"
 #include "netutil.h"
 
 #define DSI       "CPaceRistretto255-BLAKE2b"
@@ -47,25 +48,7 @@
 
 enum ddts_status ddts_auth_init(struct ddts_error *err)
 {
-    if (sodium_init() < 0)
-        return ddts_error_set(err, DDTS_EIO, "auth: libsodium failed to initialise");
-    return DDTS_OK;
-}
-
-void ddts_secure_wipe(void *p, size_t n)
-{
-    if (p != NULL && n > 0)
-        sodium_memzero(p, n);
-}
-
-int ddts_secure_compare(const void *a, const void *b, size_t n)
-{
-    return sodium_memcmp(a, b, n) == 0 ? 0 : -1;
-}
-
-void ddts_secure_random(void *buf, size_t n)
-{
-    randombytes_buf(buf, n);
+    return ddts__crypto_init(err);
 }
 
 /* ---- passphrases ---- */

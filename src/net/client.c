@@ -20,8 +20,8 @@
 #include "ddts/client.h"
 #include "ddts/fs.h"
 #include "ddts/limits.h"
-#include "ddts/net.h"
-#include "ddts/wire.h"
+#include "conn.h"
+#include "wire.h"
 #include "netutil.h"
 
 #define ID_BYTES    16
@@ -253,12 +253,7 @@ static void *heartbeat_main(void *arg)
     struct heartbeat *hb = arg;
     pthread_mutex_lock(&hb->mu);
     while (!hb->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        double t = (double)ts.tv_sec + ts.tv_nsec * 1e-9 + hb->period;
-        ts.tv_sec = (time_t)t;
-        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-        pthread_cond_timedwait(&hb->cv, &hb->mu, &ts);
+        ddts__cond_wait_for(&hb->cv, &hb->mu, hb->period);
         if (hb->stop)
             break;
         pthread_mutex_unlock(&hb->mu);
@@ -524,18 +519,21 @@ static enum ddts_status run_share(struct client *cl, struct ddts_conn *c, const 
         struct ddts_client_sync sync = {.conn = c, .round = j.round, .net_failure = DDTS_OK};
         struct heartbeat hb = {.conn = c, .period = j.heartbeat};
         pthread_mutex_init(&hb.mu, NULL);
-        pthread_cond_init(&hb.cv, NULL);
-        int hb_running = pthread_create(&hb.thread, NULL, heartbeat_main, &hb) == 0;
+        /* Without the heartbeat thread (it could not start), training still runs. */
+        int hb_cv = ddts__cond_init(&hb.cv) == 0;
+        int hb_running = hb_cv && pthread_create(&hb.thread, NULL, heartbeat_main, &hb) == 0;
         ddts_error_clear(train_err);
         enum ddts_status ts = cfg->train(cfg->userdata, &job, &sync, train_err);
-        pthread_mutex_lock(&hb.mu);
-        hb.stop = 1;
-        pthread_cond_signal(&hb.cv);
-        pthread_mutex_unlock(&hb.mu);
-        if (hb_running)
+        if (hb_running) {
+            pthread_mutex_lock(&hb.mu);
+            hb.stop = 1;
+            pthread_cond_signal(&hb.cv);
+            pthread_mutex_unlock(&hb.mu);
             pthread_join(hb.thread, NULL);
+        }
         pthread_mutex_destroy(&hb.mu);
-        pthread_cond_destroy(&hb.cv);
+        if (hb_cv)
+            pthread_cond_destroy(&hb.cv);
         ddts_free(model);
         if (sync.net_failure != DDTS_OK) {
             /* The connection broke during an exchange: reconnect and train again. */
@@ -606,6 +604,9 @@ static enum ddts_status run_connection(struct client *cl, int *fatal,
     ddts_wire_put_u32(&w, cl->held.share);
     ddts_wire_put_u8(&w, (uint8_t)cl->held.flags);
     st = ddts_conn_send_w(c, &w, err);
+    if (st == DDTS_OK)
+        ddts_log(cl->log, DDTS_LOG_INFO,
+                 "joined: waiting for a share (a job starts once every client has joined)");
     while (st == DDTS_OK) {
         uint8_t type;
         const uint8_t *p;
@@ -631,6 +632,9 @@ static enum ddts_status run_connection(struct client *cl, int *fatal,
             break;
         }
         st = ddts_conn_send(c, DDTS_MSG_NEXT, NULL, 0, err);
+        if (st == DDTS_OK)
+            ddts_log(cl->log, DDTS_LOG_INFO,
+                     "waiting for another share or the end of the job (the other clients)");
     }
     /* EEXIST is worth retrying: after a drop, the server keeps our old session until it
      * times out. */

@@ -27,7 +27,7 @@
 
 #include "ddts/fs.h"
 #include "ddts/limits.h"
-#include "ddts/net.h"
+#include "conn.h"
 
 #define MAX_BODY_AUTH ((size_t)DDTS_MAX_FRAME + DDTS_AUTH_ABYTES)
 /*

@@ -2,9 +2,11 @@
 #ifndef DDTS_NET_NETUTIL_H
 #define DDTS_NET_NETUTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../crypto/crypto.h"
 #include "ddts/core.h"
 #include "ddts/limits.h"
 
@@ -18,10 +20,7 @@ void ddts__file_list_free(struct ddts__file_list *fl);
 DDTS_NODISCARD enum ddts_status ddts__list_files(const char *root, const char *rel,
                                                  struct ddts__file_list *fl, int depth,
                                                  struct ddts_error *err);
-/* Lower-case hex of n bytes into out (2n + 1 bytes). */
-void ddts__hex(const uint8_t *p, size_t n, char *out);
-/* Parses exactly 2n hex digits; 0 on success, -1 otherwise. */
-int ddts__unhex(const char *s, uint8_t *out, size_t n);
+/* ddts__hex and ddts__unhex: crypto/crypto.h. */
 /* Creates the parent folder of `path`. */
 DDTS_NODISCARD enum ddts_status ddts__mkdir_parent(const char *path, struct ddts_error *err);
 
@@ -48,5 +47,14 @@ DDTS_NODISCARD enum ddts_status ddts__recv_file_begin(struct ddts_conn *c, uint3
  */
 struct ddts_channel;
 void ddts__channel_set_fast(struct ddts_channel *ch, int on);
+
+/*
+ * Timed waits measure on CLOCK_MONOTONIC, so that a change of the wall clock
+ * (NTP, an administrator) neither stretches nor cuts a heartbeat or a poll.
+ * ddts__cond_init makes such a condition variable (0, or an errno value);
+ * ddts__cond_wait_for waits on it (`mu` held) at most `seconds`.
+ */
+int ddts__cond_init(pthread_cond_t *cv);
+void ddts__cond_wait_for(pthread_cond_t *cv, pthread_mutex_t *mu, double seconds);
 
 #endif

@@ -21,9 +21,9 @@
 
 #include "ddts/fs.h"
 #include "ddts/limits.h"
-#include "ddts/net.h"
+#include "conn.h"
 #include "ddts/server.h"
-#include "ddts/wire.h"
+#include "wire.h"
 #include "netutil.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -84,6 +84,7 @@ struct session {
     int has_progress;
     struct ddts_wire_progress progress;
     double progress_at;
+    char failure[DDTS_ERROR_MSG_MAX]; /* the error text of its last failed share */
 };
 
 struct ban {
@@ -139,16 +140,7 @@ struct server {
 
 static void timed_wait(struct server *srv, double seconds)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long ns = (long)((seconds - (double)(long)seconds) * 1e9);
-    ts.tv_sec += (time_t)seconds;
-    ts.tv_nsec += ns;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&srv->cv, &srv->mu, &ts);
+    ddts__cond_wait_for(&srv->cv, &srv->mu, seconds);
 }
 
 /* ---- the live view ---- */
@@ -215,6 +207,7 @@ static void notify(struct session *se, enum ddts_client_state state)
         .has_progress = se->has_progress,
         .progress = se->progress,
         .progress_at = se->progress_at,
+        .error = state == DDTS_CLIENT_FAILED ? se->failure : NULL,
     };
     srv->cfg->on_client(srv->cfg->userdata, &c);
 }
@@ -1012,6 +1005,12 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
     ddts_log(srv->log, DDTS_LOG_INFO, "client '%s' joined from %s", se->name, se->addr);
     int same_job = memcmp(j.job_id, srv->job_id, ID_BYTES) == 0;
     int claims_trained = same_job && (j.flags & 2) && !(j.flags & 4);
+    if (srv->cfg->collect && !claims_trained) {
+        /* Collecting: nothing to train, and its pointer to its own job stays. */
+        ddts_log(srv->log, DDTS_LOG_INFO, "client '%s' holds no results of this job", se->name);
+        st = ddts_conn_send(se->conn, DDTS_MSG_DONE, NULL, 0, err);
+        return st != DDTS_OK ? st : DDTS_ECLOSED;
+    }
     for (;;) {
         /* After a share, it stays "done" while it waits for another. */
         if (se->state != DDTS_CLIENT_DONE && se->state != DDTS_CLIENT_FAILED)
@@ -1091,9 +1090,11 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
         pthread_mutex_unlock(&srv->mu);
         if (!ours)
             return ddts_error_set(err, DDTS_ETIMEOUT, "share %ld was given up meanwhile", i);
-        if (status != 0)
+        if (status != 0) {
             ddts_log(srv->log, DDTS_LOG_ERROR, "share %ld: client '%s' failed: %s", i, se->name,
                      msg);
+            snprintf(se->failure, sizeof se->failure, "%s", msg[0] ? msg : "failed");
+        }
         notify(se, DDTS_CLIENT_UPLOADING);
         st = receive_results(se, i, err);
         if (st != DDTS_OK)
@@ -1256,7 +1257,11 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
     memset(&srv, 0, sizeof srv);
     pthread_mutex_init(&srv.mu, NULL);
     pthread_mutex_init(&srv.flush_mu, NULL);
-    pthread_cond_init(&srv.cv, NULL);
+    if (ddts__cond_init(&srv.cv) != 0) {
+        pthread_mutex_destroy(&srv.flush_mu);
+        pthread_mutex_destroy(&srv.mu);
+        return ddts_error_set(err, DDTS_ENOMEM, "server: cannot create a condition variable");
+    }
     srv.cfg = cfg;
     srv.log = cfg->logger;
     srv.client_timeout = cfg->client_timeout_s > 0 ? cfg->client_timeout_s : 60;
@@ -1299,10 +1304,10 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
                  "resuming job '%s': %zu of %zu shares done, round %" PRIu64, cfg->job, done,
                  srv.n_shards, srv.round);
         srv.complete = all_done(&srv);
-    } else {
-        ddts_secure_random(srv.job_id, ID_BYTES);
-        if ((st = save_state(&srv, err)) != DDTS_OK)
-            goto out;
+    } else if (cfg->collect) {
+        st = ddts_error_set(err, DDTS_ENOTFOUND, "%s: no job to collect (no state file)",
+                            srv.jobdir);
+        goto out;
     }
     st = ddts_listener_open(cfg->host,
                             cfg->any_port ? 0
@@ -1311,6 +1316,12 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
                             &l, err);
     if (st != DDTS_OK)
         goto out;
+    if (access(srv.state_path, F_OK) != 0) {
+        /* A new job exists once the server listens: a failed start leaves no state. */
+        ddts_secure_random(srv.job_id, ID_BYTES);
+        if ((st = save_state(&srv, err)) != DDTS_OK)
+            goto out;
+    }
     uint16_t port = ddts_listener_port(l);
     if (cfg->bound_port != NULL)
         *cfg->bound_port = port;

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "ddts/limits.h"
-#include "ddts/wire.h"
+#include "wire.h"
 
 const char *ddts_msg_str(uint8_t type)
 {

@@ -14,6 +14,7 @@ struct ctx {
     struct ddts_model *m;
     struct ddts_error *err;
     int depth;
+    unsigned free_dims; /* None dimensions of the shape read_shape read last */
 };
 
 #define MAX_DEPTH 32
@@ -148,7 +149,7 @@ static enum ddts_status parse_init(struct ctx *c, const json_t *v, const char *n
                         ? DIST_TRUNCATED
                     : strcmp(di, "untruncated_normal") == 0 ? DIST_NORMAL
                                                             : DIST_UNIFORM;
-    } else if (strcmp(k, "orthogonal") == 0) {
+    } else if (strcmp(k, "orthogonal") == 0 || strcmp(k, "orthogonal_initializer") == 0) {
         out->kind = INIT_ORTHOGONAL;
         out->a = jnum(cf, "gain", 1);
     } else if (strcmp(k, "identity") == 0) {
@@ -185,9 +186,9 @@ static enum ddts_status parse_reg(struct ctx *c, const json_t *v, const char *na
     return DDTS_OK;
 }
 
-const struct nn_init ddts__nn_init_glorot = {INIT_VARIANCE_SCALING, 1, 0, FAN_AVG, DIST_UNIFORM};
-const struct nn_init ddts__nn_init_zeros = {INIT_ZEROS, 0, 0, 0, 0};
-const struct nn_init ddts__nn_init_ones = {INIT_ONES, 0, 0, 0, 0};
+const struct nn_init ddts__nn_init_glorot = {INIT_VARIANCE_SCALING, 1, 0, FAN_AVG, DIST_UNIFORM, 0};
+const struct nn_init ddts__nn_init_zeros = {INIT_ZEROS, 0, 0, 0, 0, 0};
+const struct nn_init ddts__nn_init_ones = {INIT_ONES, 0, 0, 0, 0, 0};
 
 static int is_model_class(const char *cls)
 {
@@ -384,6 +385,10 @@ enum ddts_status ddts__nn_cfg_padding(struct nn_parse *p, int *same)
         *same = 0;
     else if (strcmp(s, "same") == 0)
         *same = 1;
+    else if (strcmp(s, "causal") == 0 &&
+             (strcmp(p->m->nodes[p->idx].class_name, "Conv1D") == 0 ||
+              strcmp(p->m->nodes[p->idx].class_name, "Convolution1D") == 0))
+        *same = 2; /* left padding of dilation * (kernel - 1) steps */
     else
         return ddts__nn_unsup(p, "this padding");
     return DDTS_OK;
@@ -405,7 +410,7 @@ enum ddts_status ddts__nn_cfg_weight(struct nn_parse *p, const char *wname, int 
                                      const int64_t *shape, int trainable, const char *init_key,
                                      struct nn_init def, const char *reg_key)
 {
-    struct ctx c = {p->m, p->err, 0};
+    struct ctx c = {p->m, p->err, 0, 0};
     const struct nn_node *nd = &p->m->nodes[p->idx];
     const json_t *cfg = cfg_of(p);
     struct nn_init in;
@@ -430,12 +435,174 @@ enum ddts_status ddts__nn_cfg_weight(struct nn_parse *p, const char *wname, int 
             return st;                                                                             \
     } while (0)
 
+/* ---- sequences: masks, recurrent layers, wrappers ---- */
+
+/* 1 + the node that starts the mask node i emits, 0 for none: Embedding
+ * with mask_zero and Masking start one; layers that keep the time axis
+ * pass theirs on; a recurrent layer returning only its last step, pooling,
+ * Flatten and the rest end it (as Keras' compute_mask does). */
+static int mask_out(const struct ddts_model *m, int i)
+{
+    const struct nn_node *nd = &m->nodes[i];
+    switch (nd->kind) {
+    case NN_EMBEDDING:
+        return nd->mask_zero ? i + 1 : 0;
+    case NN_MASKING:
+        return i + 1;
+    case NN_RNN:
+        return nd->rnn.return_sequences ? nd->mask_src : 0;
+    case NN_DROPOUT:
+    case NN_ACTIVATION:
+    case NN_DENSE:
+    case NN_CONCAT:
+    case NN_ADD:
+    case NN_AVERAGE:
+    case NN_MULTIPLY:
+        return nd->mask_src;
+    default:
+        return 0;
+    }
+}
+
+/* Which axes of node i's output follow a None input dimension; refuses one
+ * that would size the node's weights. */
+static enum ddts_status track_free_dims(struct ctx *c, int i)
+{
+    struct nn_node *nd = &c->m->nodes[i];
+    unsigned f = 0;
+    for (int t = 0; t < nd->n_in; t++)
+        f |= c->m->nodes[nd->in[t]].free_dims;
+    const struct nn_node *a = &c->m->nodes[nd->in[0]];
+    if (f == 0) {
+        nd->free_dims = 0;
+        return DDTS_OK;
+    }
+    unsigned last = 1u << (a->rank - 1);
+    int weighted = nd->kind == NN_DENSE || nd->kind == NN_CONV2D || nd->kind == NN_CONV2DT ||
+                   nd->kind == NN_RNN || nd->kind == NN_BATCHNORM || nd->kind == NN_LAYERNORM ||
+                   nd->kind == NN_NORMALIZATION;
+    if (weighted && (f & last))
+        return unsup(c, nd->name, nd->class_name,
+                     "an input dimension of unknown size (None) that sizes the weights");
+    switch (nd->kind) {
+    case NN_EMBEDDING:
+        nd->free_dims = f;
+        break;
+    case NN_RNN:
+        nd->free_dims = nd->rnn.return_sequences ? (f & 1u) : 0;
+        break;
+    case NN_GAP:
+    case NN_GMP:
+        nd->free_dims = nd->keepdims ? f & ~last : 0;
+        break;
+    case NN_REPEAT:
+        nd->free_dims = f << 1;
+        break;
+    default:
+        /* same rank: the same axes (a weighted layer's last is its own);
+         * otherwise every axis may depend on them */
+        nd->free_dims = nd->rank == a->rank ? (weighted ? f & ~last : f) : (1u << nd->rank) - 1;
+        break;
+    }
+    return DDTS_OK;
+}
+
+static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *name,
+                                  const json_t *cfg, const int *in, int n_in, int entry, int *out);
+
+/* Bidirectional: a forward and a backward recurrent node (weights in that
+ * order, as Keras lists them) and a merge node named after the wrapper.
+ * TimeDistributed: its inner layer when that layer already maps the last
+ * axis alone (Dense, Dropout, Activation), which is what TimeDistributed
+ * makes of it. */
+static enum ddts_status add_wrapper(struct ctx *c, const char *cls, const char *name,
+                                    const json_t *cfg, const int *in, int n_in, int entry, int *out)
+{
+    enum ddts_status st;
+    const json_t *l = json_object_get(cfg, "layer");
+    const char *icls = jstr(l, "class_name");
+    const json_t *icfg = json_object_get(l, "config");
+    if (icls == NULL || !json_is_object(icfg))
+        return bad(c, name, cls, "no inner layer");
+    if (n_in != 1)
+        return bad(c, name, cls, "expects exactly one input");
+    if (strcmp(cls, "TimeDistributed") == 0) {
+        if (strcmp(icls, "Dense") != 0 && strcmp(icls, "Dropout") != 0 &&
+            strcmp(icls, "Activation") != 0)
+            return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                                  "layer '%s' (%s): an inner %s is not supported (Dense, Dropout "
+                                  "and Activation are)",
+                                  name, cls, icls);
+        return add_layer(c, icls, name, icfg, in, 1, entry, out);
+    }
+    if (strcmp(icls, "LSTM") != 0 && strcmp(icls, "GRU") != 0 && strcmp(icls, "SimpleRNN") != 0)
+        return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                              "layer '%s' (%s): an inner %s is not supported (LSTM, GRU and "
+                              "SimpleRNN are)",
+                              name, cls, icls);
+    const json_t *mm = json_object_get(cfg, "merge_mode");
+    const char *mode = json_is_string(mm) ? json_string_value(mm) : NULL;
+    const char *mcls;
+    if (mode == NULL)
+        return unsup(c, name, cls, "merge_mode None (a layer with two outputs)");
+    if (strcmp(mode, "concat") == 0)
+        mcls = "Concatenate";
+    else if (strcmp(mode, "sum") == 0)
+        mcls = "Add";
+    else if (strcmp(mode, "mul") == 0)
+        mcls = "Multiply";
+    else if (strcmp(mode, "ave") == 0)
+        mcls = "Average";
+    else
+        return unsup(c, name, cls, "this merge_mode");
+    /* Keras 3 writes the backward layer's own config (go_backwards already
+     * flipped); older files leave it to be derived from the forward one. */
+    const json_t *bl = json_object_get(cfg, "backward_layer");
+    const char *bcls = icls;
+    const json_t *bcfg = icfg;
+    if (bl != NULL && !json_is_null(bl)) {
+        bcls = jstr(bl, "class_name");
+        bcfg = json_object_get(bl, "config");
+        if (bcls == NULL || !json_is_object(bcfg))
+            return bad(c, name, cls, "bad backward_layer");
+        if (strcmp(bcls, icls) != 0)
+            return unsup(c, name, cls, "a backward_layer of another class");
+    }
+    const char *iname = jstr(icfg, "name");
+    char fname[256], bname[256];
+    snprintf(fname, sizeof fname, "forward_%s", iname ? iname : "rnn");
+    snprintf(bname, sizeof bname, "backward_%s", iname ? iname : "rnn");
+    int two[2];
+    TRY(add_layer(c, icls, fname, icfg, in, 1, entry, &two[0]));
+    TRY(add_layer(c, bcls, bname, bcfg, in, 1, entry, &two[1]));
+    struct ddts__rnn_spec *fs = &c->m->nodes[two[0]].rnn, *bs = &c->m->nodes[two[1]].rnn;
+    if (bcfg == icfg)
+        bs->go_backwards = !bs->go_backwards;
+    if (bs->U != fs->U || bs->return_sequences != fs->return_sequences ||
+        bs->go_backwards == fs->go_backwards)
+        return unsup(c, name, cls, "a backward_layer that does not mirror the forward one");
+    bs->reverse_out = bs->return_sequences;
+    int idx;
+    /* the merge layer's descriptor, under the wrapper's name and class */
+    TRY(ddts__nn_add_node(c->m, name, cls, ddts__nn_layer_find(mcls), entry, two, 2, &idx, c->err));
+    struct nn_node *nd = &c->m->nodes[idx];
+    nd->trainable = jbool(cfg, "trainable", 1);
+    nd->axis = -1;
+    TRY(ddts__nn_infer_shape(c->m, idx, c->err));
+    TRY(track_free_dims(c, idx));
+    c->m->nodes[idx].mask_src = mask_out(c->m, two[0]);
+    *out = idx;
+    return DDTS_OK;
+}
+
 /* A layer of class `cls`: its descriptor parses the config, infers the
  * shape and adds the weights (src/nn/layer_*.c). */
 static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *name,
                                   const json_t *cfg, const int *in, int n_in, int entry, int *out)
 {
     enum ddts_status st;
+    if (strcmp(cls, "Bidirectional") == 0 || strcmp(cls, "TimeDistributed") == 0)
+        return add_wrapper(c, cls, name, cfg, in, n_in, entry, out);
     const struct nn_layer_ops *d = ddts__nn_layer_find(cls);
     if (d == NULL || d->parse == NULL || d == &ddts__nn_input_ops)
         return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
@@ -454,6 +621,8 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
     TRY(ddts__nn_infer_shape(c->m, idx, c->err));
     if (d->add_weights != NULL)
         TRY(d->add_weights(&p, &c->m->nodes[idx]));
+    TRY(track_free_dims(c, idx));
+    c->m->nodes[idx].mask_src = mask_out(c->m, in[0]);
     *out = idx;
     return DDTS_OK;
 }
@@ -464,6 +633,7 @@ static enum ddts_status read_shape(struct ctx *c, const json_t *v, int drop_batc
 {
     if (!json_is_array(v))
         return bad(c, name, cls, "input shape is not a list");
+    c->free_dims = 0;
     size_t n = json_array_size(v), s = drop_batch ? 1 : 0;
     if (n < s || n - s > DDTS_MAX_RANK)
         return ddts_error_set(c->err, DDTS_ELIMIT, "layer '%s' (%s): input rank %zu (max %d)", name,
@@ -471,8 +641,13 @@ static enum ddts_status read_shape(struct ctx *c, const json_t *v, int drop_batc
     *rank = (int)(n - s);
     for (size_t i = s; i < n; i++) {
         const json_t *e = json_array_get(v, i);
-        if (json_is_null(e))
-            return unsup(c, name, cls, "an input dimension of unknown size (None)");
+        if (json_is_null(e)) {
+            /* a dimension of unknown size (variable-length sequences): a
+             * placeholder until the data binds it (ddts_model_bind_input) */
+            c->free_dims |= 1u << (i - s);
+            shape[i - s] = DDTS_FREE_DIM_PLACEHOLDER;
+            continue;
+        }
         if (!json_is_integer(e) || json_integer_value(e) <= 0 || json_integer_value(e) > (1 << 30))
             return bad(c, name, cls, "bad input shape");
         shape[i - s] = json_integer_value(e);
@@ -488,6 +663,8 @@ static enum ddts_status make_input(struct ctx *c, const char *name, const char *
     struct nn_node *nd = &c->m->nodes[*out];
     nd->rank = rank;
     memcpy(nd->shape, shape, (size_t)rank * sizeof *shape);
+    nd->free_dims = c->free_dims;
+    c->free_dims = 0;
     return ddts__nn_infer_shape(c->m, *out, c->err);
 }
 
@@ -838,7 +1015,7 @@ enum ddts_status ddts_model_from_keras_config(const char *json, size_t json_nbyt
     const json_t *cfg = json_object_get(obj, "config");
     const char *nm = json_is_object(cfg) ? jstr(cfg, "name") : NULL;
     m->name = ddts_strdup(nm ? nm : "model");
-    struct ctx c = {m, err, 0};
+    struct ctx c = {m, err, 0, 0};
     if (m->name == NULL) {
         st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
         goto fail;

@@ -134,5 +134,8 @@ enum ddts_status ddts__nn_init_weight(struct ddts_model *m, struct nn_weight *w,
         break;
     }
     }
+    if (in->unit_forget) /* Keras' LSTM unit_forget_bias: (i, f, c, o) blocks, f = 1 */
+        for (size_t i = w->n / 4; i < w->n / 2; i++)
+            p[i] = 1;
     return DDTS_OK;
 }

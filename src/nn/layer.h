@@ -61,11 +61,15 @@
  * an output index to nn_node.in references (config.c's collect_refs already
  * refuses tensor indices other than 0 with a clear message).
  *
- * Masks (Embedding mask_zero feeding a recurrent layer): not implemented.
- * The place for it is a per-sample mask buffer planned by the producing
- * family (nd->mask, (cap, steps)), propagated by a `mask` hook in this
- * descriptor that consumers read; Embedding's parse refuses mask_zero until
- * then.
+ * Masks: a node's nd->mask_src names the node that started the mask it
+ * receives (Embedding with mask_zero, Masking), set by config.c from what
+ * each input emits; a consumer (recurrent layers, GlobalAveragePooling1D)
+ * computes the (b, steps) mask with ddts__nn_mask (layer_recurrent.c) into
+ * scratch its plan hook sized.
+ *
+ * Wrappers: Bidirectional and TimeDistributed have no descriptor; config.c
+ * builds them from the descriptors of their inner layers (two recurrent
+ * nodes and a merge node; the inner Dense, Dropout or Activation).
  */
 #ifndef DDTS_NN_LAYER_H
 #define DDTS_NN_LAYER_H

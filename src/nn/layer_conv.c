@@ -123,7 +123,14 @@ enum ddts_status ddts__nn_window_shape(struct ddts_model *m, struct nn_node *nd,
                               nd->name, nd->class_name, nd->dim1 ? "(T, C)" : "(H, W, C)", a->rank);
     int tph, tpw;
     long long oh = out_len(nn_h(a), nd->kh, nd->sh, nd->dh, nd->same, &nd->pt, &tph);
-    long long ow = out_len(nn_w(a), nd->kw, nd->sw, nd->dw, nd->same, &nd->pl, &tpw);
+    long long ow;
+    if (nd->same == 2) { /* causal (Conv1D): all the padding on the left */
+        tpw = nd->dw * (nd->kw - 1);
+        nd->pl = tpw;
+        ow = (nn_w(a) - 1) / nd->sw + 1;
+    } else {
+        ow = out_len(nn_w(a), nd->kw, nd->sw, nd->dw, nd->same, &nd->pl, &tpw);
+    }
     nd->pb = tph - nd->pt;
     nd->pr = tpw - nd->pl;
     if (oh <= 0 || ow <= 0)

@@ -1,7 +1,8 @@
 /*
  * The dropout family: Dropout, inverted as in Keras (y = x * mask / (1 -
  * rate) in training, y = x in inference), the mask drawn from the model's
- * seeded RNG (seed, epoch). Shape unchanged.
+ * seeded RNG (seed, epoch); SpatialDropout1D draws one value per (sample,
+ * channel) for every step. Shape unchanged.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 static enum ddts_status dropout_parse(struct nn_parse *p, struct nn_node *nd)
 {
+    nd->spatial = strcmp(nd->class_name, "SpatialDropout1D") == 0;
     if (ddts__nn_cfg_float(p, "rate", 0, 1, 0, &nd->rate) != 0 || !(nd->rate < 1))
         return ddts__nn_bad(p, "rate must be in [0, 1)");
     return ddts__nn_cfg_null(p, "noise_shape");
@@ -31,6 +33,19 @@ static void dropout_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
         return;
     }
     float keep = 1.0f / (1.0f - nd->rate);
+    if (nd->spatial) {
+        /* SpatialDropout1D: one draw per (sample, channel), kept for every step */
+        size_t C = (size_t)nd->shape[nd->rank - 1], T = nd->size / C;
+        for (size_t s = 0; s < b; s++)
+            for (size_t c = 0; c < C; c++) {
+                float k = ddts_rng_uniform(&m->drop_rng) >= nd->rate ? keep : 0.0f;
+                for (size_t t = 0; t < T; t++)
+                    nd->aux[(s * T + t) * C + c] = k;
+            }
+        for (size_t i = 0; i < n; i++)
+            nd->y[i] = a->y[i] * nd->aux[i];
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         nd->aux[i] = ddts_rng_uniform(&m->drop_rng) >= nd->rate ? keep : 0.0f;
         nd->y[i] = a->y[i] * nd->aux[i];
@@ -80,4 +95,18 @@ static const struct nn_layer_ops dropout_ops = {
     .spec = dropout_spec,
 };
 
-const struct nn_layer_ops *const ddts__nn_family_dropout[] = {&dropout_ops, NULL};
+static const struct nn_layer_ops spatial_dropout_ops = {
+    .class_names = (const char *const[]){"SpatialDropout1D", NULL},
+    .kind = NN_DROPOUT,
+    .doc = "dropout of whole channels over (T, C): one draw per sample and channel",
+    .min_in = 1,
+    .max_in = 1,
+    .parse = dropout_parse,
+    .infer_shape = ddts__nn_shape_same,
+    .plan = dropout_plan,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
+};
+
+const struct nn_layer_ops *const ddts__nn_family_dropout[] = {&dropout_ops, &spatial_dropout_ops,
+                                                              NULL};

@@ -4,8 +4,8 @@
  * Input values are class indices; indices outside [0, input_dim) give zero
  * vectors and indices have no gradient.
  *
- * mask_zero is refused: a mask facility (layer.h, "Masks") would plan a
- * (cap, steps) mask here for the recurrent layers that consume it.
+ * mask_zero starts a mask (id 0 is padding) that the recurrent layers and
+ * GlobalAveragePooling1D read (layer_recurrent.c, ddts__nn_mask).
  */
 #include <string.h>
 
@@ -17,8 +17,7 @@ static enum ddts_status embedding_parse(struct nn_parse *p, struct nn_node *nd)
     if (ddts__nn_cfg_int(p, "output_dim", 1, 1 << 24, 0, &nd->units) != 0 ||
         ddts__nn_cfg_int(p, "input_dim", 1, 1 << 30, 0, &input_dim) != 0)
         return ddts__nn_bad(p, "input_dim and output_dim must be positive");
-    if (ddts__nn_cfg_bool(p, "mask_zero", 0))
-        return ddts__nn_unsup(p, "mask_zero");
+    nd->mask_zero = ddts__nn_cfg_bool(p, "mask_zero", 0);
     return DDTS_OK;
 }
 
@@ -37,7 +36,7 @@ static enum ddts_status embedding_shape(struct ddts_model *m, struct nn_node *nd
 
 static enum ddts_status embedding_weights(struct nn_parse *p, struct nn_node *nd)
 {
-    static const struct nn_init uniform = {INIT_RANDOM_UNIFORM, -0.05, 0.05, 0, 0};
+    static const struct nn_init uniform = {INIT_RANDOM_UNIFORM, -0.05, 0.05, 0, 0, 0};
     int input_dim = 0;
     if (ddts__nn_cfg_int(p, "input_dim", 1, 1 << 30, 0, &input_dim) != 0)
         return ddts__nn_bad(p, "input_dim and output_dim must be positive");

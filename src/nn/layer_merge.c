@@ -44,7 +44,9 @@ static enum ddts_status concat_shape(struct ddts_model *m, struct nn_node *nd,
                                      struct ddts_error *err)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    int ax = nd->axis < 0 ? a->rank + nd->axis : nd->axis - 1;
+    if (nd->keras_axis == 0) /* the config's axis, kept for inferring again */
+        nd->keras_axis = nd->axis;
+    int ax = nd->keras_axis < 0 ? a->rank + nd->keras_axis : nd->keras_axis - 1;
     if (ax < 0 || ax >= a->rank)
         return ddts_error_set(err, DDTS_ESHAPE, "layer '%s' (%s): axis %d out of range", nd->name,
                               nd->class_name, nd->axis);

@@ -274,11 +274,62 @@ static void avgpool(struct ddts_model *m, struct nn_node *nd, size_t b, int back
     }
 }
 
+/* GlobalAveragePooling1D after a mask: the mean over the steps that count
+ * (zero when none does). nd->scratch holds the mask (cap, T). */
+static void masked_gap(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    size_t C = (size_t)a->shape[a->rank - 1], T = a->size / C;
+    float *mask = nd->scratch;
+    if (!backward)
+        ddts__nn_mask(m, nd, b, mask);
+    int acc;
+    float *dx = backward ? ddts__nn_dx(m, nd, 0, &acc) : NULL;
+    for (size_t n = 0; n < b; n++) {
+        const float *mk = mask + n * T;
+        float cnt = 0;
+        for (size_t t = 0; t < T; t++)
+            cnt += mk[t];
+        float inv = cnt > 0 ? 1.0f / cnt : 0.0f;
+        if (!backward) {
+            float *y = nd->y + n * C;
+            const float *x = a->y + n * a->size;
+            for (size_t c = 0; c < C; c++)
+                y[c] = 0;
+            for (size_t t = 0; t < T; t++)
+                for (size_t c = 0; c < C && mk[t] != 0.0f; c++)
+                    y[c] += x[t * C + c];
+            for (size_t c = 0; c < C; c++)
+                y[c] *= inv;
+        } else {
+            float *d = dx + n * a->size;
+            const float *dy = nd->dy + n * C;
+            for (size_t t = 0; t < T; t++)
+                for (size_t c = 0; c < C; c++) {
+                    float v = dy[c] * inv * mk[t];
+                    d[t * C + c] = acc ? d[t * C + c] + v : v;
+                }
+        }
+    }
+}
+
+/* A masked GlobalAveragePooling1D keeps its mask, (cap, T). */
+static void gap_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_need *need)
+{
+    struct nn_node *nd = &m->nodes[i];
+    if (nd->mask_src)
+        nd->scratch = ddts__nn_plan_buf(cap, (size_t)m->nodes[nd->in[0]].shape[0], &need->fail);
+}
+
 static void global_pool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
     size_t C = (size_t)a->shape[a->rank - 1], HW = a->size / C;
     int32_t *arg = (int32_t *)nd->aux;
+    if (nd->kind == NN_GAP && nd->mask_src) {
+        masked_gap(m, nd, b, 0);
+        return;
+    }
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
         const float *x = a->y + (size_t)n * a->size;
@@ -314,6 +365,10 @@ static void gap_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     float *dx = ddts__nn_dx(m, nd, 0, &acc);
     if (dx == NULL)
         return;
+    if (nd->mask_src) {
+        masked_gap(m, nd, b, 1);
+        return;
+    }
     size_t C = (size_t)a->shape[a->rank - 1], HW = a->size / C;
     float inv = 1.0f / (float)HW;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
@@ -427,6 +482,7 @@ static const struct nn_layer_ops gap_ops = {
     .max_in = 1,
     .parse = global_parse,
     .infer_shape = global_shape,
+    .plan = gap_plan,
     .forward = global_pool_forward,
     .backward = gap_backward,
     .spec_word = "globalavgpool2d",

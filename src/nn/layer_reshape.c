@@ -6,6 +6,7 @@
  *   Reshape        (...) -> target_shape (one -1 allowed)
  *   UpSampling2D   (H, W, C) -> (H sh, W sw, C)
  *   ZeroPadding2D  (H, W, C) -> (H + top + bottom, W + left + right, C)
+ *   UpSampling1D, ZeroPadding1D, Cropping1D: the same over (T, C)
  */
 #include <string.h>
 
@@ -42,6 +43,8 @@ static enum ddts_status reshape_shape(struct ddts_model *m, struct nn_node *nd,
     const char *nm = nd->name, *cl = nd->class_name;
     int neg = -1;
     size_t known = 1;
+    if (nd->axis > 0) /* inferred again (ddts_model_bind_input): the -1 it resolved */
+        nd->shape[nd->axis - 1] = -1;
     for (int t = 0; t < nd->rank; t++) {
         if (nd->shape[t] == -1) {
             if (neg >= 0)
@@ -57,6 +60,7 @@ static enum ddts_status reshape_shape(struct ddts_model *m, struct nn_node *nd,
             return ddts_error_set(err, DDTS_ESHAPE, "layer '%s' (%s): cannot reshape %zu elements",
                                   nm, cl, a->size);
         nd->shape[neg] = (int64_t)(a->size / known);
+        nd->axis = neg + 1;
         known = a->size;
     }
     if (known != a->size)
@@ -69,6 +73,13 @@ static enum ddts_status reshape_shape(struct ddts_model *m, struct nn_node *nd,
 static enum ddts_status upsample_parse(struct nn_parse *p, struct nn_node *nd)
 {
     int two[2];
+    if (strcmp(nd->class_name, "UpSampling1D") == 0) {
+        nd->dim1 = 1;
+        if (ddts__nn_cfg_ints(p, "size", 1, 2, two) != 0)
+            return ddts__nn_bad(p, "bad size");
+        nd->kw = two[0];
+        return DDTS_OK;
+    }
     if (ddts__nn_cfg_ints(p, "size", 2, 2, two) != 0)
         return ddts__nn_bad(p, "bad size");
     nd->kh = two[0];
@@ -77,6 +88,29 @@ static enum ddts_status upsample_parse(struct nn_parse *p, struct nn_node *nd)
     if (ip != NULL && strcmp(ip, "nearest") != 0)
         return ddts__nn_unsup(p, "interpolation other than nearest");
     return ddts__nn_cfg_channels_last(p);
+}
+
+/* ZeroPadding1D / Cropping1D: an int or [left, right] steps; cropping is
+ * padding by a negative amount. */
+static enum ddts_status pad1d_parse(struct nn_parse *p, struct nn_node *nd)
+{
+    int crop = strcmp(nd->class_name, "Cropping1D") == 0;
+    const char *key = crop ? "cropping" : "padding";
+    int lr[2];
+    int64_t v[2];
+    if (ddts__nn_cfg_int(p, key, 0, 1 << 20, 1, &lr[0]) == 0) {
+        lr[1] = lr[0];
+    } else if (ddts__nn_cfg_int_list(p, key, 2, v) == 2 && v[0] >= 0 && v[1] >= 0 &&
+               v[0] <= (1 << 20) && v[1] <= (1 << 20)) {
+        lr[0] = (int)v[0];
+        lr[1] = (int)v[1];
+    } else {
+        return ddts__nn_bad(p, crop ? "bad cropping" : "bad padding");
+    }
+    nd->dim1 = 1;
+    nd->pl = crop ? -lr[0] : lr[0];
+    nd->pr = crop ? -lr[1] : lr[1];
+    return DDTS_OK;
 }
 
 static enum ddts_status zeropad_parse(struct nn_parse *p, struct nn_node *nd)
@@ -96,6 +130,21 @@ static enum ddts_status image_shape(struct ddts_model *m, struct nn_node *nd,
                                     struct ddts_error *err)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
+    if (nd->dim1) { /* (T, C) */
+        if (a->rank != 2)
+            return ddts_error_set(err, DDTS_ESHAPE,
+                                  "layer '%s' (%s) needs (T, C) input, got rank %d", nd->name,
+                                  nd->class_name, a->rank);
+        nd->rank = 2;
+        nd->shape[0] =
+            nd->kind == NN_UPSAMPLE ? a->shape[0] * nd->kw : a->shape[0] + nd->pl + nd->pr;
+        nd->shape[1] = a->shape[1];
+        if (nd->shape[0] <= 0)
+            return ddts_error_set(err, DDTS_ESHAPE,
+                                  "layer '%s' (%s): cropping leaves no step of %lld", nd->name,
+                                  nd->class_name, (long long)a->shape[0]);
+        return DDTS_OK;
+    }
     if (a->rank != 3)
         return ddts_error_set(err, DDTS_ESHAPE,
                               "layer '%s' (%s) needs (H, W, C) input, got rank %d", nd->name,
@@ -141,23 +190,35 @@ static void upsample(struct ddts_model *m, struct nn_node *nd, size_t b, int bac
 
 static void zeropad(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
 {
+    /* ZeroPadding1D/2D and Cropping1D (negative pl, pr): the input rows and
+     * columns that land inside the output are copied, the rest is zero */
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    int H = (int)a->shape[0], W = (int)a->shape[1], C = (int)a->shape[2];
-    int OW = (int)nd->shape[1];
+    int H = (int)nn_h(a), W = (int)nn_w(a), C = (int)nn_c(a);
+    int OH = (int)nn_h(nd), OW = (int)nn_w(nd);
+    int pt = nd->dim1 ? 0 : nd->pt;
+    int w0 = nd->pl < 0 ? -nd->pl : 0, w1 = W < OW - nd->pl ? W : OW - nd->pl;
     int acc = 0;
     float *dx = backward ? ddts__nn_dx(m, nd, 0, &acc) : NULL;
     if (backward && dx == NULL)
         return;
     if (!backward)
         memset(nd->y, 0, b * nd->size * sizeof *nd->y);
+    else if (!acc)
+        memset(dx, 0, b * a->size * sizeof *dx);
+    if (w1 <= w0)
+        return;
+    size_t len = (size_t)(w1 - w0) * C;
     for (size_t n = 0; n < b; n++)
         for (int h = 0; h < H; h++) {
-            size_t i = n * a->size + (size_t)h * W * C;
-            size_t o = n * nd->size + ((size_t)(h + nd->pt) * OW + nd->pl) * C;
+            int oh = h + pt;
+            if (oh < 0 || oh >= OH)
+                continue;
+            size_t i = n * a->size + ((size_t)h * W + w0) * C;
+            size_t o = n * nd->size + ((size_t)oh * OW + w0 + nd->pl) * C;
             if (backward)
-                ddts__nn_put(dx + i, nd->dy + o, (size_t)W * C, acc);
+                ddts__nn_put(dx + i, nd->dy + o, len, 1);
             else
-                memcpy(nd->y + o, a->y + i, (size_t)W * C * sizeof *nd->y);
+                memcpy(nd->y + o, a->y + i, len * sizeof *nd->y);
         }
 }
 
@@ -268,7 +329,7 @@ static const struct nn_layer_ops reshape_ops = {
 };
 
 static const struct nn_layer_ops upsample_ops = {
-    .class_names = (const char *const[]){"UpSampling2D", NULL},
+    .class_names = (const char *const[]){"UpSampling2D", "UpSampling1D", NULL},
     .kind = NN_UPSAMPLE,
     .doc = "nearest-neighbour upsampling by (sh, sw)",
     .min_in = 1,
@@ -291,5 +352,17 @@ static const struct nn_layer_ops zeropad_ops = {
     .backward = zeropad_bwd,
 };
 
-const struct nn_layer_ops *const ddts__nn_family_reshape[] = {&flatten_ops, &reshape_ops,
-                                                              &upsample_ops, &zeropad_ops, NULL};
+static const struct nn_layer_ops pad1d_ops = {
+    .class_names = (const char *const[]){"ZeroPadding1D", "Cropping1D", NULL},
+    .kind = NN_ZEROPAD,
+    .doc = "zeros added to (or steps cropped from) both ends of (T, C)",
+    .min_in = 1,
+    .max_in = 1,
+    .parse = pad1d_parse,
+    .infer_shape = image_shape,
+    .forward = zeropad_fwd,
+    .backward = zeropad_bwd,
+};
+
+const struct nn_layer_ops *const ddts__nn_family_reshape[] = {
+    &flatten_ops, &reshape_ops, &upsample_ops, &zeropad_ops, &pad1d_ops, NULL};

@@ -1,7 +1,9 @@
 /* The model graph: building, shape inference, the flat weight buffer, buffer
  * planning and the public accessors. */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nn/layer.h"
@@ -212,6 +214,8 @@ static void unplan(struct ddts_model *m)
         ddts_free(nd->aux);
         ddts_free(nd->aux2);
         ddts_free(nd->colbuf);
+        ddts_free(nd->scratch);
+        nd->scratch = NULL;
         nd->y = nd->z = nd->dy = nd->dz = nd->aux = nd->aux2 = nd->colbuf = NULL;
         nd->own_y = nd->own_z = nd->own_dz = 0;
     }
@@ -461,6 +465,78 @@ int ddts_model_input_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RA
     return nd->rank;
 }
 
+/* Whether node i's weights still fit its input after shapes were inferred again. */
+static int weights_fit(const struct ddts_model *m, const struct nn_node *nd)
+{
+    if (nd->n_w == 0 || nd->n_in == 0)
+        return 1;
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    const struct nn_weight *w = &m->w[nd->w0];
+    switch (nd->kind) {
+    case NN_DENSE:
+    case NN_RNN:
+        return w->shape[0] == a->shape[a->rank - 1];
+    case NN_CONV2D:
+        return w->shape[w->rank - 2] == nn_c(a);
+    case NN_EMBEDDING:
+        return 1;
+    default:
+        return (int64_t)w->n == nd->shape[nd->rank - 1] || w->rank == 0;
+    }
+}
+
+static enum ddts_status infer_all(struct ddts_model *m, struct ddts_error *err)
+{
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        enum ddts_status st = ddts__nn_infer_shape(m, (int)i, err);
+        if (st != DDTS_OK)
+            return st;
+        if (!weights_fit(m, &m->nodes[i]))
+            return ddts_error_set(err, DDTS_ESHAPE,
+                                  "layer '%s' (%s): its weights do not fit an input of this size",
+                                  m->nodes[i].name, m->nodes[i].class_name);
+    }
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_model_bind_input(struct ddts_model *m, const struct ddts_array *x,
+                                       struct ddts_error *err)
+{
+    struct nn_node *in = &m->nodes[m->input_node];
+    if (in->free_dims == 0 || x == NULL)
+        return DDTS_OK;
+    if (x->rank != in->rank + 1)
+        return ddts_error_set(err, DDTS_ESHAPE,
+                              "the model's input has a dimension of unknown size (None): x needs "
+                              "rank %d (samples first) to give it, got rank %d",
+                              in->rank + 1, x->rank);
+    int64_t old[DDTS_MAX_RANK];
+    memcpy(old, in->shape, sizeof old);
+    int changed = 0;
+    for (int i = 0; i < in->rank; i++) {
+        if (!(in->free_dims & (1u << i)))
+            continue;
+        int64_t v = x->shape[i + 1];
+        if (v <= 0 || v > (1 << 24))
+            return ddts_error_set(err, DDTS_ESHAPE,
+                                  "x dimension %d is %lld, cannot size the model's input", i + 1,
+                                  (long long)v);
+        changed |= v != in->shape[i];
+        in->shape[i] = v;
+    }
+    if (!changed)
+        return DDTS_OK;
+    enum ddts_status st = infer_all(m, err);
+    if (st != DDTS_OK) {
+        /* back to the shapes before: they were consistent */
+        memcpy(m->nodes[m->input_node].shape, old, sizeof old);
+        (void)infer_all(m, NULL);
+        return st;
+    }
+    unplan(m);
+    return DDTS_OK;
+}
+
 int ddts_model_output_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK])
 {
     const struct nn_node *nd = &m->nodes[m->output_node];
@@ -552,4 +628,20 @@ enum ddts_status ddts_model_init_weights(struct ddts_model *m, uint64_t seed,
         }
     }
     return DDTS_OK;
+}
+
+void ddts_model_set_keras_version(struct ddts_model *m, const char *version)
+{
+    if (m == NULL || version == NULL || !isdigit((unsigned char)version[0]))
+        return;
+    long major = strtol(version, NULL, 10);
+    m->keras3 = major >= 3;
+    /* hard_sigmoid: clip(0.2 x + 0.5) up to Keras 2, clip(x / 6 + 0.5) in Keras 3 */
+    float slope = m->keras3 ? 1.0f / 6.0f : 0.2f;
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        struct nn_act *acts[3] = {&m->nodes[i].act, &m->nodes[i].cell_act, &m->nodes[i].ract};
+        for (int k = 0; k < 3; k++)
+            if (acts[k]->kind == ACT_HARD_SIGMOID)
+                acts[k]->alpha = slope;
+    }
 }

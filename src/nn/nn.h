@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "ddts/nn.h"
+#include "nn/recurrent.h"
 
 enum nn_kind {
     NN_INPUT,
@@ -37,7 +38,10 @@ enum nn_kind {
     NN_RESCALING,
     NN_EMBEDDING,
     NN_LAYERNORM,
-    NN_NAMED, /* a class known by name only (its files' weight names), not built */
+    NN_RNN,     /* SimpleRNN, LSTM, GRU (layer_recurrent.c); Bidirectional is two plus a merge */
+    NN_MASKING, /* Masking: zeroes masked steps and starts a mask */
+    NN_REPEAT,  /* RepeatVector: (F) -> (n, F) */
+    NN_NAMED,   /* a class known by name only (its files' weight names), not built */
 };
 
 enum nn_act_kind {
@@ -84,6 +88,7 @@ struct nn_init {
     enum nn_init_kind kind;
     double a, b; /* constant value; mean/stddev; minval/maxval; scale (VS); gain */
     int mode, dist;
+    int unit_forget; /* LSTM bias: the forget block (second quarter) set to ones after */
 };
 
 struct nn_reg {
@@ -131,6 +136,7 @@ struct nn_node {
     float r_scale, r_off; /* rescaling */
     int invert;           /* Normalization(invert=True): y = mean + x * max(sqrt(var), eps) */
     int axis;             /* concatenate: per-sample axis */
+    int keras_axis;       /* concatenate: the config's axis (batch included) */
     int keepdims;         /* global pooling */
     int pool1d;           /* global pooling over (T, C) instead of (H, W, C) */
     int dim1;             /* Conv1D / pooling 1D: (T, C) seen as (1, T, C) */
@@ -138,6 +144,18 @@ struct nn_node {
     int dchunk;           /* conv: images per input-gradient (dcol) chunk */
     int direct;           /* conv: direct kernels (short windows), no im2col GEMM */
     int w0, n_w;          /* weight slots w0 .. w0 + n_w - 1 */
+
+    /* sequences (layer_recurrent.c) */
+    struct ddts__rnn_spec rnn; /* recurrent cell settings */
+    struct nn_act cell_act;    /* the cell's activation (nd->act stays linear) */
+    struct nn_act ract;        /* recurrent activation */
+    int mask_src;              /* 1 + the node that starts this node's input mask; 0: none */
+    int mask_zero;             /* Embedding: id 0 is masked */
+    float mask_value;          /* Masking */
+    int spatial;               /* SpatialDropout1D: one draw per (sample, channel) */
+    int repeat;                /* RepeatVector n */
+    float *scratch;            /* recurrent: planned scratch (ddts__rnn_scratch_floats) */
+    unsigned free_dims;        /* bit i: output axis i follows an input dimension that was None */
 
     /* buffers planned for the model's batch capacity: (cap, size) each */
     float *z;      /* pre-activation; == y when the activation is linear */
@@ -274,6 +292,14 @@ static inline int64_t nn_c(const struct nn_node *x)
 {
     return x->shape[x->rank - 1];
 }
+
+/* layer_recurrent.c: a node's received mask as (b, T) floats, 1 for a step
+ * that counts (nd->mask_src names the node that started it) */
+void ddts__nn_mask(const struct ddts_model *m, const struct nn_node *nd, size_t b, float *out);
+
+/* A None input dimension's size until data binds it: large enough for the
+ * windows of 1-D convolutions and poolings over it. */
+#define DDTS_FREE_DIM_PLACEHOLDER 64
 
 /* model.c: building (used by config.c); a node's class lives in its descriptor (layer.h) */
 enum ddts_status ddts__nn_add_node(struct ddts_model *m, const char *name, const char *class_name,

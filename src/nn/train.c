@@ -144,6 +144,9 @@ static enum ddts_status check_data(struct ddts_model *m, const struct ddts_datas
     if (d == NULL || d->x == NULL)
         return ddts_error_set(err, DDTS_EINVAL, "%s: no x data", what);
     const struct ddts_array *x = d->x;
+    enum ddts_status st = ddts_model_bind_input(m, x, err);
+    if (st != DDTS_OK)
+        return st;
     size_t nx = x->rank > 0 ? (size_t)x->shape[0] : 1;
     o->x_count = ddts_array_sample_count(x);
     size_t in_size = ddts_model_input_size(m);
@@ -319,7 +322,6 @@ static size_t inference_batch(const struct ddts_model *m, size_t bs, size_t targ
 static enum ddts_status prepare(struct ddts_model *m, const struct data *dt, size_t bs,
                                 struct ddts_error *err)
 {
-    ddts__tensor_set_threads(1); /* GEMMs are split by our OpenMP threads */
     size_t ts = dt->y_count;
     if (ts != m->target_size) {
         m->target_size = ts;
@@ -328,8 +330,8 @@ static enum ddts_status prepare(struct ddts_model *m, const struct data *dt, siz
     return ddts__nn_plan(m, bs, err);
 }
 
-enum ddts_status ddts_model_evaluate(struct ddts_model *m, const struct ddts_dataset *d,
-                                     int batch_size, struct ddts_logs *out, struct ddts_error *err)
+static enum ddts_status evaluate(struct ddts_model *m, const struct ddts_dataset *d, int batch_size,
+                                 struct ddts_logs *out, struct ddts_error *err)
 {
     memset(out, 0, sizeof *out);
     if (!m->compiled)
@@ -353,8 +355,8 @@ enum ddts_status ddts_model_evaluate(struct ddts_model *m, const struct ddts_dat
     return DDTS_OK;
 }
 
-enum ddts_status ddts_model_predict(struct ddts_model *m, const struct ddts_array *x,
-                                    int batch_size, struct ddts_array **out, struct ddts_error *err)
+static enum ddts_status predict(struct ddts_model *m, const struct ddts_array *x, int batch_size,
+                                struct ddts_array **out, struct ddts_error *err)
 {
     *out = NULL;
     struct ddts_dataset d = {.x = x};
@@ -363,7 +365,6 @@ enum ddts_status ddts_model_predict(struct ddts_model *m, const struct ddts_arra
     if (st != DDTS_OK)
         return st;
     size_t bs = inference_batch(m, batch_size > 0 ? (size_t)batch_size : 32, m->target_size);
-    ddts__tensor_set_threads(1); /* GEMMs are split by our OpenMP threads */
     if ((st = ddts__nn_plan(m, bs, err)) != DDTS_OK)
         return st;
     const struct nn_node *o = &m->nodes[m->output_node];
@@ -526,9 +527,9 @@ static enum ddts_status resolve_monitor(const struct ddts_logs *proto, int has_v
                           names);
 }
 
-enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset *train,
-                                const struct ddts_fit_options *o, struct ddts_history **out,
-                                struct ddts_error *err)
+static enum ddts_status fit(struct ddts_model *m, const struct ddts_dataset *train,
+                           const struct ddts_fit_options *o, struct ddts_history **out,
+                           struct ddts_error *err)
 {
     if (out)
         *out = NULL;
@@ -621,5 +622,36 @@ done:
         *out = h;
     else
         ddts_history_destroy(h);
+    return st;
+}
+
+/* The public entry points run the engine with OpenBLAS on one thread (the
+ * engine splits GEMMs over its own OpenMP threads) and give the program its
+ * OpenBLAS thread count back on return (tensor/tensor.h). */
+enum ddts_status ddts_model_evaluate(struct ddts_model *m, const struct ddts_dataset *d,
+                                     int batch_size, struct ddts_logs *out, struct ddts_error *err)
+{
+    ddts__tensor_blas_enter();
+    enum ddts_status st = evaluate(m, d, batch_size, out, err);
+    ddts__tensor_blas_leave();
+    return st;
+}
+
+enum ddts_status ddts_model_predict(struct ddts_model *m, const struct ddts_array *x,
+                                    int batch_size, struct ddts_array **out, struct ddts_error *err)
+{
+    ddts__tensor_blas_enter();
+    enum ddts_status st = predict(m, x, batch_size, out, err);
+    ddts__tensor_blas_leave();
+    return st;
+}
+
+enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset *train,
+                                const struct ddts_fit_options *o, struct ddts_history **out,
+                                struct ddts_error *err)
+{
+    ddts__tensor_blas_enter();
+    enum ddts_status st = fit(m, train, o, out, err);
+    ddts__tensor_blas_leave();
     return st;
 }

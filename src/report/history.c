@@ -391,3 +391,31 @@ enum ddts_status ddts_csv_history_read(const char *path, struct ddts_csv_history
     ddts_free(text);
     return st;
 }
+
+enum ddts_status ddts_history_keep_epochs(const char *path, long n_epochs, struct ddts_error *err)
+{
+    char *text = NULL;
+    size_t n = 0;
+    if (access(path, F_OK) != 0)
+        return DDTS_OK;
+    enum ddts_status st = ddts_read_file(path, (size_t)1 << 30, &text, &n, err);
+    if (st != DDTS_OK)
+        return st;
+    /* The header, then each row while its epoch (the first field) is below n_epochs. */
+    size_t keep = 0;
+    for (size_t line = 0; keep < n; line++) {
+        const char *eol = memchr(text + keep, '\n', n - keep);
+        size_t end = eol != NULL ? (size_t)(eol - text) + 1 : n;
+        if (line > 0) {
+            char *stop = NULL;
+            long epoch = strtol(text + keep, &stop, 10);
+            if (stop == text + keep || *stop != ',' || epoch < 0 || epoch >= n_epochs)
+                break;
+        }
+        keep = end;
+    }
+    if (keep < n)
+        st = ddts_write_file_atomic(path, text, keep, err);
+    ddts_free(text);
+    return st;
+}

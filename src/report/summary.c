@@ -131,6 +131,10 @@ enum ddts_status ddts_summary_write_json(const char *path, const struct ddts_sum
         json_str(fp, c->dir);
         fputs(", \"final\": ", fp);
         json_metrics(fp, c->final, c->n_final);
+        if (c->error != NULL) {
+            fputs(", \"error\": ", fp);
+            json_str(fp, c->error);
+        }
         fputc('}', fp);
     }
     fputs(s->n_clients ? "\n  ]\n}\n" : "]\n}\n", fp);
@@ -149,6 +153,21 @@ static void text_metrics(FILE *fp, const struct ddts_metric *m, size_t n)
     }
 }
 
+/* Text from another machine on one line: control characters as \n, \t or \xHH. */
+static void text_escaped(FILE *fp, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '\n')
+            fputs("\\n", fp);
+        else if (*p == '\t')
+            fputs("\\t", fp);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(fp, "\\x%02x", *p);
+        else
+            fputc(*p, fp);
+    }
+}
+
 enum ddts_status ddts_summary_write_text(const char *path, const struct ddts_summary *s,
                                          struct ddts_error *err)
 {
@@ -163,8 +182,10 @@ enum ddts_status ddts_summary_write_text(const char *path, const struct ddts_sum
     ddts_format_duration(d, sizeof d,
                          s->finished > 0 && s->started > 0 ? s->finished - s->started : NAN);
     fprintf(fp, "Job        %s\n", s->job ? s->job : "-");
-    fprintf(fp, "Status     %s%s%s\n", s->status ? s->status : "-", s->error ? ": " : "",
-            s->error ? s->error : "");
+    fprintf(fp, "Status     %s%s", s->status ? s->status : "-", s->error ? ": " : "");
+    if (s->error != NULL)
+        text_escaped(fp, s->error);
+    fputc('\n', fp);
     fprintf(fp, "Seed       %llu\n", (unsigned long long)s->seed);
     fprintf(fp, "Started    %s\nFinished   %s (%s)\n", t0, t1, d);
     fprintf(fp, "Global     ");
@@ -183,6 +204,11 @@ enum ddts_status ddts_summary_write_text(const char *path, const struct ddts_sum
                 c->epochs_done);
         text_metrics(fp, c->final, c->n_final);
         fprintf(fp, "%s%s\n", c->dir ? "  in " : "", c->dir ? c->dir : "");
+        if (c->error != NULL) {
+            fputs("                 failed: ", fp);
+            text_escaped(fp, c->error);
+            fputc('\n', fp);
+        }
     }
     return ddts_atomic_commit(&f, err);
 }

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "ddts/fs.h"
 #include "ddts/report.h"
 
 struct ddts_textlog {
@@ -81,4 +83,62 @@ struct ddts_logger ddts_textlog_logger(struct ddts_textlog *log, enum ddts_log_l
 {
     struct ddts_logger l = {textlog_sink, log, min};
     return l;
+}
+
+enum ddts_status ddts_error_log_write(const char *dir, const struct ddts_error *failure,
+                                      const char *context, const char *settings_json,
+                                      struct ddts_error *err)
+{
+    enum ddts_status st = ddts_mkdir_p(dir, err);
+    if (st != DDTS_OK)
+        return st;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/error.log", dir);
+    struct ddts_textlog *log = NULL;
+    st = ddts_textlog_open(path, &log, err);
+    if (st != DDTS_OK)
+        return st;
+    const char *msg = failure != NULL && failure->msg[0] ? failure->msg : "failed";
+    enum ddts_status fs = failure != NULL ? failure->status : DDTS_OK;
+    st = ddts_textlog_printf(log, "error: %s", msg);
+    if (st == DDTS_OK)
+        st = ddts_textlog_printf(
+            log, "status: %s%s%s", ddts_status_str(fs),
+            failure != NULL && failure->sys_errno ? ", " : "",
+            failure != NULL && failure->sys_errno ? strerror(failure->sys_errno) : "");
+    if (st == DDTS_OK && context != NULL)
+        st = ddts_textlog_printf(log, "context: %s", context);
+    if (st == DDTS_OK && settings_json != NULL)
+        st = ddts_textlog_printf(log, "settings: %s", settings_json);
+    ddts_textlog_close(log);
+    if (st != DDTS_OK)
+        return ddts_error_set(err, st, "%s: cannot write", path);
+    return DDTS_OK;
+}
+
+bool ddts_error_log_reason(const char *dir, char *buf, size_t cap)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/error.log", dir);
+    char *text = NULL;
+    size_t n = 0;
+    if (cap == 0 || ddts_read_file(path, 1 << 20, &text, &n, NULL) != DDTS_OK)
+        return false;
+    /* "YYYY-MM-DD HH:MM:SS error: <message>" (the first such line). */
+    const char *p = strstr(text, " error: ");
+    bool found = p != NULL;
+    if (found) {
+        p += 8;
+        size_t len = strcspn(p, "\n");
+        snprintf(buf, cap, "%.*s", (int)len, p);
+    }
+    ddts_free(text);
+    return found;
+}
+
+void ddts_error_log_remove(const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/error.log", dir);
+    (void)unlink(path);
 }

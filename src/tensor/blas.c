@@ -1,6 +1,7 @@
 /* The only user of CBLAS (OpenBLAS): sgemm and thread settings. */
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -53,6 +54,34 @@ void ddts__tensor_sgemm_par(int threads, int ta, int tb, size_t M, size_t N, siz
 void ddts__tensor_set_threads(int n)
 {
     openblas_set_num_threads(n > 0 ? n : 1);
+}
+
+/*
+ * OpenBLAS's thread count is process-wide and belongs to the program. The
+ * engine splits GEMMs over its own OpenMP threads and needs OpenBLAS on one:
+ * the first engine call to enter sets 1 and the last to leave puts the
+ * program's count back, however many models run at once.
+ */
+static pthread_mutex_t blas_mu = PTHREAD_MUTEX_INITIALIZER;
+static int blas_users;         /* engine calls inside enter/leave */
+static int blas_saved_threads; /* the program's count, restored by the last leave */
+
+void ddts__tensor_blas_enter(void)
+{
+    pthread_mutex_lock(&blas_mu);
+    if (blas_users++ == 0) {
+        blas_saved_threads = openblas_get_num_threads();
+        openblas_set_num_threads(1);
+    }
+    pthread_mutex_unlock(&blas_mu);
+}
+
+void ddts__tensor_blas_leave(void)
+{
+    pthread_mutex_lock(&blas_mu);
+    if (blas_users > 0 && --blas_users == 0)
+        openblas_set_num_threads(blas_saved_threads);
+    pthread_mutex_unlock(&blas_mu);
 }
 
 const char *ddts_nn_blas_core(void)

@@ -19,6 +19,7 @@
  * padded im2col block, as ddts__tensor_im2col would write them.
  */
 #include <omp.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "tensor/tensor.h"
@@ -381,13 +382,12 @@ wgrad_avx512(const struct direct_args *a, size_t i0, size_t i1, float *s, float 
 }
 #endif
 
-static int isa_cap = 2;
+/* Tests and benchmarks cap it from one thread while kernels may read it on others. */
+static atomic_int isa_cap = 2;
 
 int ddts__tensor_conv_direct_cap_isa(int level)
 {
-    int old = isa_cap;
-    isa_cap = level;
-    return old;
+    return atomic_exchange_explicit(&isa_cap, level, memory_order_relaxed);
 }
 
 /* 2: AVX-512, 1: AVX2 with FMA, 0: the generic build; at most isa_cap. */
@@ -401,7 +401,8 @@ static int isa_level(void)
     else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         level = 1;
 #endif
-    return level < isa_cap ? level : isa_cap;
+    int cap = atomic_load_explicit(&isa_cap, memory_order_relaxed);
+    return level < cap ? level : cap;
 }
 
 /* The kernels of each build, by isa_level(). */

@@ -26,9 +26,14 @@ void ddts__tensor_sgemm_par(int threads, int ta, int tb, size_t M, size_t N, siz
                             const float *A, size_t lda, const float *B, size_t ldb, float beta,
                             float *C, size_t ldc);
 
-/* Sets the number of OpenBLAS's own threads (<= 0: 1). OpenBLAS keeps this
- * per process; the engine sets 1 and splits GEMMs itself. */
+/* Sets the number of OpenBLAS's own threads (<= 0: 1), for benchmarks.
+ * OpenBLAS keeps this per process; the library itself only uses enter/leave. */
 void ddts__tensor_set_threads(int n);
+/* Around every engine entry point (fit, evaluate, predict): OpenBLAS runs on
+ * one thread inside (the engine splits GEMMs itself), and the program's own
+ * thread count is restored when the last concurrent call leaves. */
+void ddts__tensor_blas_enter(void);
+void ddts__tensor_blas_leave(void);
 
 /* Geometry of a 2-D convolution window over an (H, W, C) image. */
 struct ddts__conv_geom {

@@ -40,6 +40,7 @@ enum ddts_status ddts_bridge_load(const struct ddts_keras_model *k, uint64_t see
         ddts_model_from_keras_config(k->model_config, strlen(k->model_config), &m, err);
     if (st != DDTS_OK)
         return st;
+    ddts_model_set_keras_version(m, k->keras_version);
     st = ddts_model_init_weights(m, seed, err);
     if (st != DDTS_OK)
         goto fail;

@@ -5,8 +5,12 @@
  * results of SPEC §5.
  */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "ddts/fs.h"
 #include "ddts/report.h"
@@ -204,7 +208,9 @@ static enum ddts_status write_model(struct ddts_model *m, struct ddts_keras_mode
                                     struct ddts_error *err)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
+    enum ddts_status fst = ddts_format(path, sizeof path, err, "%s/%s%s", dir, name, ext);
+    if (fst != DDTS_OK)
+        return fst;
     if (weights == NULL)
         return save(m, k, norm, path, err);
     size_t n = 0;
@@ -242,14 +248,17 @@ static enum ddts_status norm_layer(const struct ddts_job *job, const struct ddts
 }
 
 /* "DIR/model.keras" -> "DIR/model.h5": a model with a normalizer layer is a new .h5 file. */
-static void h5_path(const char *path, char *out, size_t cap)
+static enum ddts_status h5_path(const char *path, char *out, size_t cap, struct ddts_error *err)
 {
-    snprintf(out, cap, "%s", path);
+    enum ddts_status st = ddts_format(out, cap, err, "%s", path);
+    if (st != DDTS_OK)
+        return st;
     char *dot = strrchr(out, '.');
     char *slash = strrchr(out, '/');
     if (dot != NULL && (slash == NULL || dot > slash) && strcmp(dot, ".keras") == 0 &&
         (size_t)(dot - out) + 4 < cap)
         memcpy(dot, ".h5", 4);
+    return DDTS_OK;
 }
 
 static double log_value(const struct ddts_history *h, const char *name)
@@ -293,12 +302,20 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     enum ddts_status st = ddts_mkdir_p(dir, err);
     if (st != DDTS_OK)
         return st;
-    snprintf(path, sizeof path, "%s/history.csv", dir);
-    st = ddts_history_writer_open(path, false, &r.history, err);
+    int initial_epoch = n_folds > 0 || req->initial_epoch < 0 ? 0
+                        : req->initial_epoch < job->epochs    ? req->initial_epoch
+                                                              : job->epochs - 1;
+    st = ddts_format(path, sizeof path, err, "%s/history.csv", dir);
+    /* Resumed at epoch E: the rows of epochs 0..E-1 stay, the new ones follow them. */
+    if (st == DDTS_OK && initial_epoch > 0)
+        st = ddts_history_keep_epochs(path, initial_epoch, err);
+    if (st == DDTS_OK)
+        st = ddts_history_writer_open(path, initial_epoch > 0, &r.history, err);
     if (st != DDTS_OK)
         goto out;
-    snprintf(path, sizeof path, "%s/train.log", dir);
-    st = ddts_textlog_open(path, &r.textlog, err);
+    st = ddts_format(path, sizeof path, err, "%s/train.log", dir);
+    if (st == DDTS_OK)
+        st = ddts_textlog_open(path, &r.textlog, err);
     if (st != DDTS_OK)
         goto out;
     ddts_textlog_printf(r.textlog,
@@ -311,9 +328,7 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     struct ddts_fit_callbacks cbs = {&r, on_batch_end, on_epoch_end};
     struct ddts_fit_options fo = {
         .epochs = job->epochs,
-        .initial_epoch = n_folds > 0 || req->initial_epoch < 0 ? 0
-                         : req->initial_epoch < job->epochs    ? req->initial_epoch
-                                                               : job->epochs - 1,
+        .initial_epoch = initial_epoch,
         .batch_size = job->batch_size,
         .shuffle = 1,
         .seed = job->seed + (uint64_t)fold,
@@ -357,11 +372,13 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
                             best_monitor_name(hist, job, val != NULL));
     ddts_history_writer_close(r.history);
     r.history = NULL;
-    snprintf(path, sizeof path, "%s/history.csv", dir);
-    st = ddts_csv_history_read(path, &csv, err);
+    st = ddts_format(path, sizeof path, err, "%s/history.csv", dir);
+    if (st == DDTS_OK)
+        st = ddts_csv_history_read(path, &csv, err);
+    if (st == DDTS_OK)
+        st = ddts_format(path, sizeof path, err, "%s/history.png", dir);
     if (st != DDTS_OK)
         goto out;
-    snprintf(path, sizeof path, "%s/history.png", dir);
     char title[256];
     if (n_folds > 0)
         snprintf(title, sizeof title, "%s - fold %d/%d", req->run_name ? req->run_name : "train",
@@ -377,51 +394,56 @@ out:
     return st;
 }
 
+/* A number, or null when it is not finite (JSON has no NaN). */
+static int put_num(json_t *o, const char *name, double v)
+{
+    return json_object_set_new(o, name, isfinite(v) ? json_real(v) : json_null());
+}
+
+/* The run's summary.json through jansson (names escaped, numbers to 10
+ * significant digits, keys in this order). */
 static enum ddts_status write_summary(const struct ddts_train_request *req,
                                       const struct ddts_train_result *res, const double *fold_vals,
                                       struct ddts_error *err)
 {
-    char buf[8192];
-    size_t used = 0;
-#define PUT(...)                                                                                   \
-    do {                                                                                           \
-        if (used < sizeof buf)                                                                     \
-            used += (size_t)snprintf(buf + used, sizeof buf - used, __VA_ARGS__);                  \
-    } while (0)
-#define NUM(name, v)                                                                               \
-    do {                                                                                           \
-        if (isfinite(v))                                                                           \
-            PUT(",\n  \"%s\": %.10g", name, v);                                                    \
-        else                                                                                       \
-            PUT(",\n  \"%s\": null", name);                                                        \
-    } while (0)
-    PUT("{\n  \"run\": \"%s\"", req->run_name ? req->run_name : "train");
-    PUT(",\n  \"samples\": %zu", res->n_samples);
-    PUT(",\n  \"epochs\": %d", req->job->epochs);
-    NUM("seconds", res->seconds);
-    NUM("samples_per_second", res->samples_per_s);
-    NUM("loss", res->loss);
-    NUM("accuracy", res->accuracy);
-    NUM("val_loss", res->val_loss);
-    NUM("val_accuracy", res->val_accuracy);
+    json_t *o = json_object();
+    int bad = o == NULL;
+    bad =
+        bad || json_object_set_new(o, "run", json_string(req->run_name ? req->run_name : "train"));
+    bad = bad || json_object_set_new(o, "samples", json_integer((json_int_t)res->n_samples));
+    bad = bad || json_object_set_new(o, "epochs", json_integer(req->job->epochs));
+    bad = bad || put_num(o, "seconds", res->seconds);
+    bad = bad || put_num(o, "samples_per_second", res->samples_per_s);
+    bad = bad || put_num(o, "loss", res->loss);
+    bad = bad || put_num(o, "accuracy", res->accuracy);
+    bad = bad || put_num(o, "val_loss", res->val_loss);
+    bad = bad || put_num(o, "val_accuracy", res->val_accuracy);
     if (res->n_folds > 0) {
-        PUT(",\n  \"folds\": %d,\n  \"fold_metric\": \"%s\",\n  \"fold_values\": [", res->n_folds,
-            res->fold_metric);
-        for (int i = 0; i < res->n_folds; i++)
-            PUT("%s%.10g", i ? ", " : "", fold_vals[i]);
-        PUT("]");
-        NUM("fold_mean", res->fold_mean);
-        NUM("fold_std", res->fold_std);
+        json_t *vals = json_array();
+        bad = bad || vals == NULL;
+        for (int i = 0; !bad && i < res->n_folds; i++)
+            bad = json_array_append_new(vals, json_real(fold_vals[i])) != 0;
+        bad = bad || json_object_set_new(o, "folds", json_integer(res->n_folds));
+        bad = bad || json_object_set_new(o, "fold_metric", json_string(res->fold_metric));
+        bad = bad || json_object_set_new(o, "fold_values", vals);
+        bad = bad || put_num(o, "fold_mean", res->fold_mean);
+        bad = bad || put_num(o, "fold_std", res->fold_std);
     }
-    PUT("\n}\n");
-#undef PUT
-#undef NUM
-    if (used >= sizeof buf)
-        return ddts_error_set(err, DDTS_ELIMIT, "summary.json: too long");
+    char *text =
+        bad ? NULL : json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    json_decref(o);
+    if (text == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "summary.json: out of memory");
     char *path = ddts_path_join(req->out_dir, "summary.json");
-    if (path == NULL)
-        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-    enum ddts_status st = ddts_write_file_atomic(path, buf, used, err);
+    struct ddts_atomic_file f;
+    enum ddts_status st = path == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
+                                       : ddts_atomic_open(&f, path, err);
+    if (st == DDTS_OK) {
+        fputs(text, f.fp);
+        fputc('\n', f.fp);
+        st = ddts_atomic_commit(&f, err);
+    }
+    free(text);
     ddts_free(path);
     return st;
 }
@@ -475,6 +497,9 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
     /* The data must fit the model's input, reshaped when element counts agree. */
     const struct ddts_array *x = req->x, *xv = req->x_val;
     size_t n = x->rank > 0 ? (size_t)x->shape[0] : 0;
+    st = ddts_model_bind_input(m, x, err);
+    if (st != DDTS_OK)
+        goto out;
     size_t in_size = ddts_model_input_size(m);
     if (ddts_array_sample_count(x) != in_size) {
         int64_t shape[DDTS_MAX_RANK];
@@ -559,10 +584,11 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
             struct ddts_dataset dtr = {x, y, tr, ntr, offset, scale, yo, ys},
                                 dva = {x, y, va, nva, offset, scale, yo, ys};
             char dir[4096];
-            snprintf(dir, sizeof dir, "%s/fold_%zu", req->out_dir, f + 1);
             struct ddts_train_result fr;
             memset(&fr, 0, sizeof fr);
-            st = run_one(req, m, k, normp, &dtr, &dva, dir, (int)f + 1, (int)kf, &fr, err);
+            st = ddts_format(dir, sizeof dir, err, "%s/fold_%zu", req->out_dir, f + 1);
+            if (st == DDTS_OK)
+                st = run_one(req, m, k, normp, &dtr, &dva, dir, (int)f + 1, (int)kf, &fr, err);
             if (st != DDTS_OK)
                 goto out;
             int acc = isfinite(fr.val_accuracy);
@@ -640,6 +666,8 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
 {
     const struct ddts_job *job = req->job;
     *loss = *accuracy = NAN;
+    if (req->logs != NULL)
+        req->logs->n = 0;
     struct ddts_keras_model *k = NULL;
     struct ddts_model *m = NULL;
     float *offset = NULL, *scale = NULL, *nmean = NULL, *nvar = NULL;
@@ -663,9 +691,10 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
         if (job->normalizer != DDTS_JOB_NORM_NONE && req->norm_stats != NULL) {
             struct ddts_norm_layer norm;
             char path[4096];
-            h5_path(req->out_path, path, sizeof path);
-            st = norm_layer(job, req->norm_stats, ddts_model_input_size(m), &nmean, &nvar, &norm,
-                            err);
+            st = h5_path(req->out_path, path, sizeof path, err);
+            if (st == DDTS_OK)
+                st = norm_layer(job, req->norm_stats, ddts_model_input_size(m), &nmean, &nvar,
+                                &norm, err);
             if (st == DDTS_OK)
                 st = ddts_surgery_write_normalized(m, k, &norm, path, err);
         } else {
@@ -687,6 +716,9 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
     if (st != DDTS_OK)
         goto out;
     const struct ddts_array *x = req->x_test;
+    st = ddts_model_bind_input(m, x, err);
+    if (st != DDTS_OK)
+        goto out;
     size_t in_size = ddts_model_input_size(m);
     if (job->normalizer != DDTS_JOB_NORM_NONE && req->norm_stats != NULL) {
         offset = ddts_mallocarray(in_size, sizeof(float));
@@ -714,6 +746,8 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
     st = ddts_model_evaluate(m, &d, job->batch_size > 0 ? job->batch_size : 32, &logs, err);
     if (st != DDTS_OK)
         goto out;
+    if (req->logs != NULL)
+        *req->logs = logs;
     double v;
     if (ddts_logs_get(&logs, "loss", &v) == 0)
         *loss = v;

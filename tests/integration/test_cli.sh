@@ -19,4 +19,8 @@ for cmd in server client train inspect convert evaluate predict ensemble model d
     grep -q "usage: ddts $cmd" "$OUT" || fail "$cmd --help has no usage line"
 done
 run_expect 2 "$DDTS" help no-such-command
+# A host name that does not fit is refused, not cut short (it would be another host).
+long_host=$(printf 'h%.0s' $(seq 300))
+DDTS_PASSPHRASE=secret run_expect 2 "$DDTS" client --server "$long_host:7878" --workdir "$WORK/cw"
+grep -q 'host name longer than 255 bytes' "$ERR" || fail "long --server host not refused"
 finish

@@ -247,6 +247,13 @@ grep -q "already contributed [1-9][0-9]* rounds" "$WORK/restart/c1.err" "$WORK/r
     fail "restart: the clients started their shares over"
 echo "server restarted mid-job: test accuracy $(accuracy restart)"
 [ -n "$(accuracy restart)" ] || fail "restart: no final accuracy"
+# Every epoch once in each client's history.csv: none lost, none twice (issue 13).
+for i in 1 2; do
+    h="$WORK/restart/server/restart/clients/c$i/history.csv"
+    want=$(seq 0 $((EPOCHS - 1)) | tr '\n' ' ')
+    got=$(tail -n +2 "$h" | cut -d, -f1 | tr '\n' ' ')
+    [ "$got" = "$want" ] || fail "restart: c$i's history.csv epochs '$got' (want '$want')"
+done
 fi
 
 # ---- 5. the other synchronisation modes and k-fold ----
@@ -283,10 +290,14 @@ for i in 1 2; do
     grep -q '"fold_values"' "$WORK/kfold/server/kfold/clients/c$i/summary.json" ||
         fail "kfold: c$i has no per-fold results"
 done
-grep -q 'kfold_mean' "$WORK/kfold/server/kfold/summary.json" ||
-    fail "kfold: the job's summary has no k-fold mean"
-grep -q 'kfold_std' "$WORK/kfold/server/kfold/summary.txt" ||
-    fail "kfold: the readable summary has no k-fold std"
+grep -q '"kfold_mean_val_accuracy"' "$WORK/kfold/server/kfold/summary.json" ||
+    fail "kfold: the job's summary has no k-fold mean naming its metric"
+grep -q 'kfold_std_val_accuracy' "$WORK/kfold/server/kfold/summary.txt" ||
+    fail "kfold: the readable summary has no k-fold std naming its metric"
+for f in 1 2 3; do
+    grep -q "\"fold_${f}_val_accuracy\"" "$WORK/kfold/server/kfold/summary.json" ||
+        fail "kfold: fold $f is not labelled in the job's summary"
+done
 fi
 
 finish

@@ -10,6 +10,28 @@ for f in bin/ddts lib/libddts.a lib/libddts.so include/ddts/ddts.h lib/pkgconfig
     [ -e "$WORK/inst/$f" ] || fail "install: $f missing"
 done
 run_expect 0 "$WORK/inst/bin/ddts" --version
+
+# The shared library exports exactly the public API: every function that the
+# installed headers declare (DDTS_API), and nothing else, no internal ddts__
+# function in particular (it is built with -fvisibility=hidden).
+nm -D --defined-only "$WORK/inst/lib/libddts.so" | awk '$2 ~ /^[TWDBR]$/ {print $3}' | sort \
+    >"$WORK/exported" || fail "nm failed"
+[ -s "$WORK/exported" ] || fail "libddts.so exports nothing"
+if grep '^ddts__' "$WORK/exported" >"$WORK/internal"; then
+    fail "libddts.so exports internal symbols: $(tr '\n' ' ' <"$WORK/internal")"
+fi
+python3 "$DDTS_SOURCE_DIR/tests/integration/public_api.py" "$WORK/inst/include" \
+    >"$WORK/declared" || fail "could not list the public declarations"
+[ "$(wc -l <"$WORK/declared")" -gt 100 ] || fail "public_api.py found too few declarations"
+comm -23 "$WORK/declared" "$WORK/exported" >"$WORK/missing"
+[ -s "$WORK/missing" ] && fail "declared in include/ddts but not exported: $(tr '\n' ' ' <"$WORK/missing")"
+comm -13 "$WORK/declared" "$WORK/exported" >"$WORK/extra"
+[ -s "$WORK/extra" ] && fail "exported but declared in no public header: $(tr '\n' ' ' <"$WORK/extra")"
+# The CLI needs nothing beyond that API: the same objects linked against
+# libddts.so (ddts_shared_cli, built next to ddts) link and run.
+run_expect 0 "$BUILD_DIR/ddts_shared_cli" --version
+grep -q '^ddts ' "$OUT" || fail "ddts_shared_cli --version: $(cat "$OUT")"
+ldd "$BUILD_DIR/ddts_shared_cli" | grep -q 'libddts\.so' || fail "ddts_shared_cli is not linked dynamically"
 cat >"$WORK/use.c" <<'CEOF'
 #include <ddts/ddts.h>
 #include <stdio.h>

@@ -14,17 +14,26 @@ run_expect 0 "$DDTS" model new --layers dense:16:relu,dense:3:softmax --input-sh
     -o "$WORK/small.h5" --seed 2
 run_expect 0 "$DDTS" inspect "$WORK/small.h5"
 grep -q 'Total params: 131' "$OUT" || fail "compact model: params $(cat "$OUT")"
-# The layer registry: every spec word's class is trained, LSTM is known by name only.
+# The layer registry: every spec word's class is trained, LSTM too; ConvLSTM is known by name only.
 run_expect 0 "$DDTS" inspect --layers
 grep -q '^trains    BatchNormalization' "$OUT" || fail "inspect --layers: BN row: $(cat "$OUT")"
 grep -q -- '--layers dense:UNITS\[:ACTIVATION\]' "$OUT" || fail "inspect --layers: dense spec"
-grep -q '^read-only SimpleRNN (LSTM, GRU' "$OUT" || fail "inspect --layers: LSTM row"
+grep -q '^trains    LSTM (GRU, SimpleRNN)' "$OUT" || fail "inspect --layers: LSTM row"
+grep -q '^read-only .*ConvLSTM2D' "$OUT" || fail "inspect --layers: ConvLSTM2D row"
 run_expect 2 "$DDTS" model new --layers dense:3 -o "$WORK/x.h5"
 run_expect 1 "$DDTS" model new --layers dense:zz --input-shape 4 -o "$WORK/x.h5"
+# Loss and metric names go into the file's JSON: anything but a name is refused, naming the flag.
+run_expect 1 "$DDTS" model new "$DDTS_SOURCE_DIR/examples/fashion_mlp.json" --loss 'mse"' \
+    -o "$WORK/q.h5"
+grep -q -- "--loss: 'mse\"' is not a Keras loss name" "$ERR" || fail "quoted --loss: $(cat "$ERR")"
+run_expect 1 "$DDTS" model new "$DDTS_SOURCE_DIR/examples/fashion_mlp.json" \
+    --metrics 'accuracy,a"b' -o "$WORK/q.h5"
+grep -q -- "--metrics: 'a\"b' is not a Keras metric name" "$ERR" || fail "quoted --metrics: $(cat "$ERR")"
+[ -e "$WORK/q.h5" ] && fail "a refused model was written"
 # An unsupported layer is an error naming the layer and its class.
-sed 's/"MaxPooling2D"/"LSTM"/' "$DDTS_SOURCE_DIR/examples/fashion_cnn.json" >"$WORK/bad.json"
+sed 's/"MaxPooling2D"/"ConvLSTM2D"/' "$DDTS_SOURCE_DIR/examples/fashion_cnn.json" >"$WORK/bad.json"
 run_expect 1 "$DDTS" model new "$WORK/bad.json" -o "$WORK/bad.h5"
-grep -q 'max_pooling2d' "$ERR" && grep -q 'LSTM' "$ERR" || fail "unsupported layer not named: $(cat "$ERR")"
+grep -q 'max_pooling2d' "$ERR" && grep -q 'ConvLSTM2D' "$ERR" || fail "unsupported layer not named: $(cat "$ERR")"
 [ -e "$WORK/bad.h5" ] && fail "a model was written despite the error"
 
 # evaluate and predict on data files; predictions agree with evaluate's accuracy.

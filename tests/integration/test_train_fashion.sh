@@ -32,6 +32,20 @@ assert cols == ['epoch', 'accuracy', 'loss', 'val_accuracy', 'val_loss'], cols
 assert float(rows[1]['loss']) < float(rows[0]['loss']) * 1.05, rows
 print('history.csv ok:', cols)
 PYEOF
+    # summary.json parses, in its documented order, and agrees with history.csv.
+    $PY - "$WORK/out-$model/summary.json" "$WORK/out-$model/history.csv" <<'PYEOF' ||
+import csv, json, math, sys
+s = json.load(open(sys.argv[1]))
+keys = ['run', 'samples', 'epochs', 'seconds', 'samples_per_second', 'loss', 'accuracy',
+        'val_loss', 'val_accuracy']
+assert list(s.keys()) == keys, list(s.keys())
+assert s['epochs'] == 2 and isinstance(s['samples'], int) and s['samples'] > 0, s
+last = list(csv.DictReader(open(sys.argv[2])))[-1]
+for k in ('loss', 'accuracy', 'val_loss', 'val_accuracy'):
+    assert math.isclose(s[k], float(last[k]), rel_tol=1e-8), (k, s[k], last[k])
+print('summary.json ok')
+PYEOF
+        fail "$model: summary.json"
     # The trained file keeps the structure of the file it came from, with new
     # weights, plus the normalizer's Reshape/Normalization/Reshape at the input
     # (test_normalizer_layer.sh checks those layers).

@@ -98,8 +98,12 @@ class Pty:
 def dialogue(work):
     """The full wizard: every question, one wrong answer, one empty answer."""
     os.mkdir(os.path.join(work, "model"))
-    for name in ("b_cnn.keras", "a_mlp.h5", "notes.txt"):
-        open(os.path.join(work, "model", name), "w").close()
+    src = os.environ.get("DDTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+    shutil.copy(os.path.join(src, "tests", "data", "keras", "nested.keras"),
+                os.path.join(work, "model", "b_cnn.keras"))
+    shutil.copy(os.path.join(src, "tests", "data", "keras", "tf2_sequential.h5"),
+                os.path.join(work, "model", "a_mlp.h5"))
+    open(os.path.join(work, "model", "notes.txt"), "w").close()
     p = Pty([DDTS, "wizard", "--job-out", "job.json"], work)
     # Order of questions, answers, and what must be printed in between.
     check(p.expect("Address to listen on [0.0.0.0]: "), "address question")
@@ -122,6 +126,10 @@ def dialogue(work):
     check(p.expect("Model files found:\r\n  1) model/a_mlp.h5\r\n  2) model/b_cnn.keras\r\n"),
           "model files listed, sorted, only *.h5/*.keras")
     check(p.expect("Model (number or path) [1]: "), "model question")
+    p.send("model/notes.txt")
+    check(p.expect("invalid answer: model/notes.txt: neither an HDF5"),
+          "a file that is not a model is refused when given")
+    check(p.expect("Model (number or path) [1]: "), "model asked again")
     p.send("2")
     check(p.expect("Number of clients: "), "clients question")
     p.send("")
@@ -149,7 +157,12 @@ def dialogue(work):
     p.send("5")
     check(p.expect("Data source [1]: "), "data source question")
     p.send("3")
-    check(p.expect("Keras dataset ("), "keras dataset question")
+    check(p.expect("Keras dataset (mnist, fashion_mnist, cifar10, cifar100, imdb, reuters, boston_housing): "),
+          "keras dataset question lists only the datasets ddts loads")
+    p.send("cifar1000")
+    check(p.expect("invalid answer: --keras-dataset: 'cifar1000' is not one of"),
+          "a dataset ddts cannot load is refused when given")
+    check(p.expect("Keras dataset (mnist, fashion_mnist, cifar10, cifar100, imdb, reuters, boston_housing): "), "keras dataset asked again")
     p.send("fashion-mnist")
     check(p.expect("Training samples to use [all]: "), "dataset length question")
     p.send("6000")
@@ -195,14 +208,27 @@ def collect_and_eof(work):
     p.send("127.0.0.1")
     check(p.expect("(n)? [y]: "), "port given as flag is not asked")
     p.send("n")
+    for job in ("first", "second"):
+        os.makedirs(os.path.join(work, "results", job))
+        open(os.path.join(work, "results", job, "state"), "w").close()
+    os.makedirs(os.path.join(work, "nojobs"))
     check(p.expect("Work folder of the job [./ddts-work]: "), "collect asks the work folder")
+    p.send("nojobs")
+    check(p.expect("invalid answer: nojobs holds no job to collect"),
+          "a folder without a job is refused when given")
+    check(p.expect("Work folder of the job [nojobs]: "), "the work folder asked again")
     p.send("results")
+    check(p.expect("Jobs in results:\r\n  1) first\r\n  2) second\r\n"),
+          "the jobs of the folder listed")
+    check(p.expect("Job to collect (number or name) [1]: "), "which job to collect")
+    p.send("2")
     rc = p.wait()
     check(rc == 0, "collect wizard exit 0 (got %s)" % rc)
     check("Passphrase" not in p.transcript, "no passphrase question with --passphrase-file")
     job = json.load(open(os.path.join(work, "c.json")))
     check(job.get("collect") is True and job.get("workdir") == "results" and
-          job.get("host") == "127.0.0.1" and job.get("port") == 7000, "collect job file: %r" % job)
+          job.get("host") == "127.0.0.1" and job.get("port") == 7000 and
+          job.get("name") == "second", "collect job file: %r" % job)
 
     p = Pty([DDTS, "wizard", "--job-out", "never.json"], work)
     check(p.expect("Address to listen on [0.0.0.0]: "), "address question (EOF run)")
@@ -216,8 +242,11 @@ def collect_and_eof(work):
 def folder_and_dataset(work):
     """--model FOLDER lists that folder's models; a dataset folder without X/ and Y/ is refused."""
     os.makedirs(os.path.join(work, "zoo"))
-    for name in ("mlp.keras", "cnn.h5"):
-        open(os.path.join(work, "zoo", name), "w").close()
+    src = os.environ.get("DDTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+    shutil.copy(os.path.join(src, "tests", "data", "keras", "nested.keras"),
+                os.path.join(work, "zoo", "mlp.keras"))
+    shutil.copy(os.path.join(src, "tests", "data", "keras", "keras22_sequential.h5"),
+                os.path.join(work, "zoo", "cnn.h5"))
     os.makedirs(os.path.join(work, "data", "X"))
     os.makedirs(os.path.join(work, "data", "Y"))
     p = Pty([DDTS, "wizard", "--host", "127.0.0.1", "--port", "7001", "--collect=no",

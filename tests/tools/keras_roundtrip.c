@@ -203,7 +203,7 @@ int main(int argc, char **argv)
             var[k] = (float)((k + 1) * (k + 1)) / 4.0f;
         }
         struct ddts_model *e = NULL;
-        struct ddts_norm_layer norm = {mean, var, count, 7};
+        struct ddts_norm_layer norm = {mean, var, count, 7, false};
         st = ddts_bridge_load(m, 0, &e, &err);
         if (st == DDTS_OK && out != NULL)
             st = ddts_surgery_write_normalized(e, m, &norm, out, &err);

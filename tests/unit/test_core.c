@@ -24,6 +24,23 @@ static void test_error_messages(void **state)
     assert_string_equal(ddts_status_str(DDTS_EAUTH), "authentication failed");
 }
 
+/* ddts_format: text that fits is written whole; text that does not is an
+ * error naming its length, and the buffer is left empty, never truncated. */
+static void test_format(void **state)
+{
+    (void)state;
+    char buf[8];
+    struct ddts_error err;
+    assert_int_equal(ddts_format(buf, sizeof buf, &err, "%s/%d", "ab", 1234), DDTS_OK);
+    assert_string_equal(buf, "ab/1234"); /* 7 bytes + NUL: exactly full */
+    assert_int_equal(ddts_format(buf, sizeof buf, &err, "%s/%d", "ab", 12345), DDTS_ELIMIT);
+    assert_string_equal(buf, "");
+    assert_non_null(strstr(err.msg, "is 8 bytes long (max 7)"));
+    assert_int_equal(ddts_format(buf, sizeof buf, NULL, "%s", "a longer text"), DDTS_ELIMIT);
+    assert_string_equal(buf, "");
+    assert_int_equal(ddts_format(buf, 0, NULL, "x"), DDTS_EINVAL);
+}
+
 static void test_alloc_fault_injection(void **state)
 {
     (void)state;
@@ -164,9 +181,10 @@ static void test_atomic_write(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_error_messages),    cmocka_unit_test(test_alloc_fault_injection),
-        cmocka_unit_test(test_rng_deterministic), cmocka_unit_test(test_array_basics),
-        cmocka_unit_test(test_half_conversion),   cmocka_unit_test(test_atomic_write),
+        cmocka_unit_test(test_error_messages),        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_alloc_fault_injection), cmocka_unit_test(test_rng_deterministic),
+        cmocka_unit_test(test_array_basics),          cmocka_unit_test(test_half_conversion),
+        cmocka_unit_test(test_atomic_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

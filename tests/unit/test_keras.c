@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hdf5.h>
+
 #include "test.h"
 
 #include "io/keras_internal.h"
@@ -442,7 +444,7 @@ static void test_normalization(void **state)
         size_t f = ddts_model_input_size(m);
         assert_true(f <= 6);
         float mean[6] = {0, 1, 2, 3, 4, 5}, var[6] = {1, 4, 9, 16, 25, 36};
-        struct ddts_norm_layer norm = {mean, var, f, 77};
+        struct ddts_norm_layer norm = {mean, var, f, 77, false};
         int done = 0;
         for (long n = 0; n < 100000 && !done; n++) {
             ddts_alloc_fail_after(n);
@@ -475,9 +477,9 @@ static void test_normalization(void **state)
         unlink(out);
         /* Bad values are refused before anything is written. */
         float bad[6] = {1, -1, 1, 1, 1, 1};
-        struct ddts_norm_layer nb = {mean, bad, f, 1};
+        struct ddts_norm_layer nb = {mean, bad, f, 1, false};
         assert_int_equal(ddts_surgery_write_normalized(m, k, &nb, out, &err), DDTS_EINVAL);
-        struct ddts_norm_layer n5 = {mean, var, f + 1, 1};
+        struct ddts_norm_layer n5 = {mean, var, f + 1, 1, false};
         assert_int_equal(ddts_surgery_write_normalized(m, k, &n5, out, &err), DDTS_ESHAPE);
         assert_int_equal(access(out, F_OK), -1);
         ddts_model_destroy(m);
@@ -533,6 +535,45 @@ static void test_ensemble(void **state)
     ddts_free(p);
 }
 
+static herr_t program_handler(hid_t stack, void *data)
+{
+    (void)stack;
+    ++*(int *)data;
+    return 0;
+}
+
+/* The HDF5 error handler is the program's: the reader silences HDF5 while it
+ * runs (the handler is not called for its failures) and puts it back. */
+static void test_hdf5_handler_restored(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    char *path = ddts_path_join(dir, "not.h5");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("this is not an HDF5 file\n", f);
+    fclose(f);
+    int calls = 0;
+    H5E_auto2_t saved_fn;
+    void *saved_data;
+    assert_true(H5Eget_auto2(H5E_DEFAULT, &saved_fn, &saved_data) >= 0);
+    assert_true(H5Eset_auto2(H5E_DEFAULT, program_handler, &calls) >= 0);
+    struct ddts_keras_model m;
+    struct ddts_error err;
+    assert_int_equal(ddts__keras_h5_read_legacy(path, &m, &err), DDTS_EFORMAT);
+    assert_int_equal(calls, 0);
+    H5E_auto2_t fn = NULL;
+    void *data = NULL;
+    assert_true(H5Eget_auto2(H5E_DEFAULT, &fn, &data) >= 0);
+    assert_ptr_equal(fn, program_handler);
+    assert_ptr_equal(data, &calls);
+    H5Eset_auto2(H5E_DEFAULT, saved_fn, saved_data);
+    unlink(path);
+    rmdir(dir);
+    ddts_free(path);
+    ddts_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -540,7 +581,7 @@ int main(void)
         cmocka_unit_test(test_config_parse), cmocka_unit_test(test_write_new_and_rewrite),
         cmocka_unit_test(test_fixtures),     cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_spec),         cmocka_unit_test(test_normalization),
-        cmocka_unit_test(test_ensemble),
+        cmocka_unit_test(test_ensemble),     cmocka_unit_test(test_hdf5_handler_restored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "net/conn.h"
 #include "test.h"
 
 static struct ddts_wire_progress sample(void)

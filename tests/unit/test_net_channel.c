@@ -7,10 +7,13 @@
  * the other, over a long sequence of lengths that mixes both paths (so the
  * stream states, which chain every MAC into the next nonce, stay in step),
  * and tampered, replayed or reordered frames must fail on the fast path too.
+ * Also the monotonic timed wait of src/net/netutil.c.
  */
+#include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "ddts/auth.h"
+#include "net/auth.h"
 #include "net/netutil.h"
 #include "test.h"
 
@@ -219,6 +222,70 @@ static void test_fast_replay_reorder(void **state)
     pair_free(&q);
 }
 
+struct signaller {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+};
+
+static void *signal_later(void *arg)
+{
+    struct signaller *sg = arg;
+    usleep(50000);
+    pthread_mutex_lock(&sg->mu);
+    sg->done = 1;
+    pthread_cond_signal(&sg->cv);
+    pthread_mutex_unlock(&sg->mu);
+    return NULL;
+}
+
+/* The monotonic timed wait (heartbeats, the server's polls): it times out
+ * after the period when nothing signals, and a signal ends it early. */
+static void test_cond_wait_for(void **state)
+{
+    (void)state;
+    struct signaller sg = {.done = 0};
+    pthread_mutex_init(&sg.mu, NULL);
+    assert_int_equal(ddts__cond_init(&sg.cv), 0);
+    pthread_mutex_lock(&sg.mu);
+    double t0 = ddts_now();
+    ddts__cond_wait_for(&sg.cv, &sg.mu, 0.1);
+    double waited = ddts_now() - t0;
+    assert_true(waited >= 0.099);
+    assert_true(waited < 5.0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, signal_later, &sg), 0);
+    t0 = ddts_now();
+    while (!sg.done && ddts_now() - t0 < 30)
+        ddts__cond_wait_for(&sg.cv, &sg.mu, 30.0);
+    waited = ddts_now() - t0;
+    pthread_mutex_unlock(&sg.mu);
+    pthread_join(th, NULL);
+    assert_true(sg.done);
+    assert_true(waited < 10.0);
+    pthread_cond_destroy(&sg.cv);
+    pthread_mutex_destroy(&sg.mu);
+}
+
+/* Client and job ids in state files: hex through libsodium (src/crypto). */
+static void test_hex(void **state)
+{
+    (void)state;
+    const uint8_t id[4] = {0x00, 0x9f, 0xa0, 0xff};
+    char hex[9];
+    ddts__hex(id, sizeof id, hex);
+    assert_string_equal(hex, "009fa0ff");
+    uint8_t back[4] = {0};
+    assert_int_equal(ddts__unhex("009fa0ff", back, 4), 0);
+    assert_memory_equal(back, id, 4);
+    assert_int_equal(ddts__unhex("009FA0FF", back, 4), 0);
+    assert_memory_equal(back, id, 4);
+    assert_int_equal(ddts__unhex("009fa0f", back, 4), -1);   /* too short */
+    assert_int_equal(ddts__unhex("009fa0ff0", back, 4), -1); /* too long */
+    assert_int_equal(ddts__unhex("009fa0fg", back, 4), -1);  /* not a digit */
+    assert_int_equal(ddts__unhex("009f a0f", back, 4), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +294,8 @@ int main(void)
         cmocka_unit_test(test_fast_both_ways),
         cmocka_unit_test(test_fast_tamper),
         cmocka_unit_test(test_fast_replay_reorder),
+        cmocka_unit_test(test_cond_wait_for),
+        cmocka_unit_test(test_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

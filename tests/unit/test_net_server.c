@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "net/conn.h"
 #include "test.h"
 
 #define N_WEIGHTS 1000

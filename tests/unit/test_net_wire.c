@@ -1,6 +1,7 @@
 /* Wire format: frame headers, field encoding, bounds, paths and names. */
 #include <string.h>
 
+#include "net/conn.h"
 #include "test.h"
 
 static void test_frame_header(void **state)

@@ -302,6 +302,21 @@ static void test_conv1d(void **state)
           "mse", T_REAL);
 }
 
+/* causal Conv1D (strided and dilated), UpSampling1D, ZeroPadding1D, Cropping1D */
+static void test_conv1d_seq(void **state)
+{
+    (void)state;
+    check("9,2",
+          "{\"class_name\":\"Conv1D\",\"config\":{\"name\":\"c\",\"filters\":3,\"kernel_size\":3,"
+          "\"dilation_rate\":2,\"padding\":\"causal\",\"activation\":\"tanh\"}},"
+          "{\"class_name\":\"Cropping1D\",\"config\":{\"name\":\"k\",\"cropping\":[2,1]}},"
+          "{\"class_name\":\"UpSampling1D\",\"config\":{\"name\":\"u\",\"size\":2}},"
+          "{\"class_name\":\"Conv1D\",\"config\":{\"name\":\"c2\",\"filters\":2,\"kernel_size\":2,"
+          "\"strides\":2,\"padding\":\"causal\"}},"
+          "{\"class_name\":\"ZeroPadding1D\",\"config\":{\"name\":\"z\",\"padding\":1}}" HEAD,
+          "mse", T_REAL);
+}
+
 static void test_conv_transpose(void **state)
 {
     (void)state;
@@ -543,21 +558,122 @@ static void test_loss_values(void **state)
     ddts_model_destroy(m);
 }
 
+/* ---- recurrent layers: gradients through time ---- */
+#define FLAT ",{\"class_name\":\"Flatten\",\"config\":{\"name\":\"f\"}}"
+
+/* A recurrent layer config: class, units, extra keys. */
+static void rnn_cfg(char *buf, size_t n, const char *cls, const char *name, const char *extra)
+{
+    snprintf(buf, n,
+             "{\"class_name\":\"%s\",\"config\":{\"name\":\"%s\",\"units\":4,\"activation\":"
+             "\"tanh\",\"recurrent_activation\":\"sigmoid\"%s}}",
+             cls, name, extra);
+}
+
+static void test_recurrent(void **state)
+{
+    (void)state;
+    const char *cells[][2] = {{"LSTM", ""},
+                              {"GRU", ",\"reset_after\":true"},
+                              {"GRU", ",\"reset_after\":false"},
+                              {"SimpleRNN", ""}};
+    char r[512], l[2048];
+    for (size_t c = 0; c < 4; c++) {
+        for (int seq = 0; seq <= 1; seq++)
+            for (int back = 0; back <= 1; back++) {
+                char extra[256];
+                snprintf(extra, sizeof extra, "%s,\"return_sequences\":%s,\"go_backwards\":%s",
+                         cells[c][1], seq ? "true" : "false", back ? "true" : "false");
+                rnn_cfg(r, sizeof r, cells[c][0], "r", extra);
+                /* a Dense before it: the recurrent input gradient reaches its weights */
+                snprintf(l, sizeof l, "%s,%s%s,%s", DENSE(3, "tanh"), r, seq ? FLAT : "",
+                         DENSE(2, "linear"));
+                check("5,2", l, "mse", T_REAL);
+            }
+        /* dropout and recurrent dropout (masks replayed), no bias, other activations */
+        char extra[256];
+        snprintf(extra, sizeof extra,
+                 "%s,\"dropout\":0.3,\"recurrent_dropout\":0.4,\"use_bias\":false,"
+                 "\"return_sequences\":true",
+                 cells[c][1]);
+        rnn_cfg(r, sizeof r, cells[c][0], "r", extra);
+        snprintf(l, sizeof l, "%s,%s%s,%s", DENSE(3, "tanh"), r, FLAT, DENSE(2, "linear"));
+        check("4,2", l, "mse", T_REAL);
+        snprintf(l, sizeof l,
+                 "%s,{\"class_name\":\"%s\",\"config\":{\"name\":\"r\",\"units\":3,"
+                 "\"activation\":\"softsign\",\"recurrent_activation\":\"hard_sigmoid\"%s}},%s",
+                 DENSE(3, "tanh"), cells[c][0], cells[c][1], DENSE(2, "linear"));
+        check("4,2", l, "mse", T_REAL);
+        /* a mask from Embedding(mask_zero): ids 0..2, so about a third are padding */
+        int_inputs = 3;
+        for (int seq = 0; seq <= 1; seq++) {
+            snprintf(extra, sizeof extra, "%s,\"return_sequences\":%s", cells[c][1],
+                     seq ? "true" : "false");
+            rnn_cfg(r, sizeof r, cells[c][0], "r", extra);
+            snprintf(l, sizeof l,
+                     "{\"class_name\":\"Embedding\",\"config\":{\"name\":\"e\",\"input_dim\":3,"
+                     "\"output_dim\":3,\"mask_zero\":true}},%s%s,%s",
+                     r, seq ? FLAT : "", DENSE(2, "linear"));
+            check("6", l, "mse", T_REAL);
+        }
+        int_inputs = 0;
+    }
+    /* Bidirectional: every merge mode, sequences out (the backward half's
+     * outputs reversed back), an inner layer going backwards, and a mask */
+    const char *modes[] = {"concat", "sum", "mul", "ave"};
+    for (size_t k = 0; k < 4; k++)
+        for (int seq = 0; seq <= 1; seq++) {
+            snprintf(l, sizeof l,
+                     "%s,{\"class_name\":\"Bidirectional\",\"config\":{\"name\":\"b\","
+                     "\"merge_mode\":\"%s\",\"layer\":{\"class_name\":\"LSTM\",\"config\":{"
+                     "\"name\":\"l\",\"units\":3,\"return_sequences\":%s,\"go_backwards\":%s}}}}"
+                     "%s,%s",
+                     DENSE(3, "tanh"), modes[k], seq ? "true" : "false", k == 1 ? "true" : "false",
+                     seq ? FLAT : "", DENSE(2, "linear"));
+            check("5,2", l, "mse", T_REAL);
+        }
+    int_inputs = 3;
+    check("6",
+          "{\"class_name\":\"Embedding\",\"config\":{\"name\":\"e\",\"input_dim\":3,"
+          "\"output_dim\":3,\"mask_zero\":true}},{\"class_name\":\"Bidirectional\",\"config\":{"
+          "\"name\":\"b\",\"merge_mode\":\"concat\",\"layer\":{\"class_name\":\"GRU\",\"config\":{"
+          "\"name\":\"g\",\"units\":3,\"return_sequences\":true}}}},{\"class_name\":\"GRU\","
+          "\"config\":{\"name\":\"g2\",\"units\":2}}," DENSE(2, "linear"),
+          "mse", T_REAL);
+    /* masked GlobalAveragePooling1D: the mean over the steps that count */
+    check("6",
+          "{\"class_name\":\"Embedding\",\"config\":{\"name\":\"e\",\"input_dim\":3,"
+          "\"output_dim\":3,\"mask_zero\":true}},{\"class_name\":\"SpatialDropout1D\",\"config\":"
+          "{\"name\":\"s\",\"rate\":0.3}},{\"class_name\":\"GlobalAveragePooling1D\",\"config\":{"
+          "\"name\":\"g\"}}," DENSE(2, "tanh"),
+          "mse", T_REAL);
+    /* Masking: integer inputs make all-zero steps */
+    check("5,2",
+          "{\"class_name\":\"Masking\",\"config\":{\"name\":\"m\",\"mask_value\":0}},"
+          "{\"class_name\":\"LSTM\",\"config\":{\"name\":\"l\",\"units\":3}}," DENSE(2, "linear"),
+          "mse", T_REAL);
+    int_inputs = 0;
+    /* RepeatVector, TimeDistributed(Dense) */
+    check("3",
+          DENSE(3, "tanh") ",{\"class_name\":\"RepeatVector\",\"config\":{\"name\":\"rv\","
+                           "\"n\":4}},{\"class_name\":\"SimpleRNN\",\"config\":{\"name\":"
+                           "\"s\",\"units\":3,\"return_sequences\":true}},{\"class_name\":"
+                           "\"TimeDistributed\",\"config\":{\"name\":\"td\",\"layer\":{"
+                           "\"class_name\":\"Dense\",\"config\":{\"name\":\"d\",\"units\":2,"
+                           "\"activation\":\"softmax\"}}}}" FLAT,
+          "mse", T_REAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dense),
-        cmocka_unit_test(test_activations),
-        cmocka_unit_test(test_conv),
-        cmocka_unit_test(test_conv_transpose),
-        cmocka_unit_test(test_conv1d),
-        cmocka_unit_test(test_pooling),
-        cmocka_unit_test(test_shape_layers),
-        cmocka_unit_test(test_batchnorm),
-        cmocka_unit_test(test_layernorm_embedding),
-        cmocka_unit_test(test_merge),
-        cmocka_unit_test(test_losses),
-        cmocka_unit_test(test_loss_values),
+        cmocka_unit_test(test_dense),     cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_conv),      cmocka_unit_test(test_conv_transpose),
+        cmocka_unit_test(test_conv1d),    cmocka_unit_test(test_conv1d_seq),
+        cmocka_unit_test(test_pooling),   cmocka_unit_test(test_shape_layers),
+        cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_layernorm_embedding),
+        cmocka_unit_test(test_merge),     cmocka_unit_test(test_recurrent),
+        cmocka_unit_test(test_losses),    cmocka_unit_test(test_loss_values),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     printf("gradient entries checked: %d (%d skipped on kinks)\n", n_checked, n_skipped);

@@ -197,8 +197,8 @@ static void test_read_only_refused(void **state)
 {
     (void)state;
     struct ddts_error err;
-    assert_int_equal(build_one("5, 2", "LSTM", "\"units\": 3", &err), DDTS_EUNSUPPORTED);
-    assert_non_null(strstr(err.msg, "layer class 'LSTM' is not supported"));
+    assert_int_equal(build_one("5, 2", "ConvLSTM1D", "\"filters\": 3", &err), DDTS_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, "layer class 'ConvLSTM1D' is not supported"));
     assert_int_equal(build_one("4", "NoSuchLayer", "", &err), DDTS_EUNSUPPORTED);
 }
 

@@ -347,10 +347,27 @@ static void expect_error(const char *j, enum ddts_status want, const char *s1, c
 static void test_errors(void **state)
 {
     (void)state;
-    expect_error(
-        "{\"class_name\":\"Sequential\",\"config\":{\"layers\":[{\"class_name\":\"LSTM\","
-        "\"config\":{\"name\":\"lstm_1\",\"units\":4,\"batch_input_shape\":[null,3,2]}}]}}",
-        DDTS_EUNSUPPORTED, "lstm_1", "LSTM");
+    expect_error("{\"class_name\":\"Sequential\",\"config\":{\"layers\":[{\"class_name\":\"LSTM\","
+                 "\"config\":{\"name\":\"lstm_1\",\"units\":4,\"stateful\":true,"
+                 "\"batch_input_shape\":[null,3,2]}}]}}",
+                 DDTS_EUNSUPPORTED, "lstm_1", "stateful");
+    expect_error("{\"class_name\":\"Sequential\",\"config\":{\"layers\":[{\"class_name\":\"GRU\","
+                 "\"config\":{\"name\":\"g\",\"units\":4,\"return_state\":true,"
+                 "\"batch_input_shape\":[null,3,2]}}]}}",
+                 DDTS_EUNSUPPORTED, "'g'", "return_state");
+    expect_error("{\"class_name\":\"Sequential\",\"config\":{\"layers\":[{\"class_name\":"
+                 "\"Bidirectional\",\"config\":{\"name\":\"b\",\"merge_mode\":null,\"layer\":"
+                 "{\"class_name\":\"LSTM\",\"config\":{\"name\":\"l\",\"units\":2}},"
+                 "\"batch_input_shape\":[null,3,2]}}]}}",
+                 DDTS_EUNSUPPORTED, "'b'", "merge_mode None");
+    expect_error("{\"class_name\":\"Sequential\",\"config\":{\"layers\":[{\"class_name\":"
+                 "\"TimeDistributed\",\"config\":{\"name\":\"t\",\"layer\":"
+                 "{\"class_name\":\"Conv1D\",\"config\":{\"name\":\"c\",\"filters\":2,"
+                 "\"kernel_size\":1}},\"batch_input_shape\":[null,3,2,2]}}]}}",
+                 DDTS_EUNSUPPORTED, "'t'", "Conv1D");
+    expect_error("{\"class_name\":\"Sequential\",\"config\":{\"layers\":[{\"class_name\":\"LSTM\","
+                 "\"config\":{\"name\":\"l\",\"units\":4,\"batch_input_shape\":[null,3,null]}}]}}",
+                 DDTS_EUNSUPPORTED, "'l'", "None");
     expect_error("{\"class_name\":\"Sequential\",\"config\":{\"layers\":[{\"class_name\":\"Dense\","
                  "\"config\":{\"name\":\"d9\",\"units\":4,\"activation\":\"crelu\","
                  "\"batch_input_shape\":[null,3]}}]}}",

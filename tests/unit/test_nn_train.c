@@ -4,6 +4,7 @@
  * evaluate/predict agree; callbacks, early stopping, checkpoints, NaN and
  * data errors.
  */
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -245,6 +246,48 @@ static void test_no_alloc_in_step(void **state)
         m->training = 0;
     }
     assert_int_equal(ddts_alloc_fail_after(-1), 0);
+    ddts_model_destroy(m);
+}
+
+static int blas_threads_in_batch(void *userdata, struct ddts_model *m, int epoch, size_t batch,
+                                 size_t n_batches, size_t samples_done,
+                                 const struct ddts_logs *running)
+{
+    *(int *)userdata = openblas_get_num_threads();
+    return 0;
+}
+
+/* OpenBLAS's thread count is the program's: 1 inside fit (the engine splits
+ * GEMMs itself), and whatever the program had after fit, evaluate, predict
+ * and a failed call. */
+static void test_blas_threads_restored(void **state)
+{
+    (void)state;
+    openblas_set_num_threads(2);
+    int program = openblas_get_num_threads(); /* 2, or 1 on a one-core machine */
+    struct ddts_array *x, *y;
+    make_data(&x, &y);
+    struct ddts_model *m = build(CNN, "sparse_categorical_crossentropy", "adam", 0, 1);
+    struct ddts_dataset d = {.x = x, .y = y};
+    int inside = -1;
+    struct ddts_fit_callbacks cb = {.userdata = &inside, .on_batch_end = blas_threads_in_batch};
+    struct ddts_fit_options fo = {.epochs = 1, .batch_size = 8, .seed = 1, .callbacks = &cb};
+    struct ddts_error err;
+    assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK);
+    assert_int_equal(inside, 1);
+    assert_int_equal(openblas_get_num_threads(), program);
+    struct ddts_logs logs;
+    assert_int_equal(ddts_model_evaluate(m, &d, 16, &logs, &err), DDTS_OK);
+    assert_int_equal(openblas_get_num_threads(), program);
+    struct ddts_array *p;
+    assert_int_equal(ddts_model_predict(m, x, 16, &p, &err), DDTS_OK);
+    assert_int_equal(openblas_get_num_threads(), program);
+    ddts_array_destroy(p);
+    struct ddts_dataset empty = {.x = NULL};
+    assert_int_not_equal(ddts_model_fit(m, &empty, &fo, NULL, &err), DDTS_OK);
+    assert_int_equal(openblas_get_num_threads(), program);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
     ddts_model_destroy(m);
 }
 
@@ -520,6 +563,7 @@ int main(void)
         cmocka_unit_test(test_continue),
         cmocka_unit_test(test_no_alloc_in_step),
         cmocka_unit_test(test_predict_evaluate),
+        cmocka_unit_test(test_blas_threads_restored),
         cmocka_unit_test(test_callbacks_and_stopping),
         cmocka_unit_test(test_best_across_calls),
         cmocka_unit_test(test_errors),

@@ -314,8 +314,8 @@ static void test_summary(void **state)
     char *tpath = ddts_path_join(dir, "summary.txt");
     struct ddts_metric fin[2] = {{"loss", 0.25}, {"val_loss", NAN}};
     struct ddts_summary_client cl[2] = {
-        {"alpha", "10.0.0.2:5000", "done", 30000, 10, fin, 2, "clients/alpha"},
-        {"b\"eta", NULL, "lost", 30000, 4, NULL, 0, NULL},
+        {"alpha", "10.0.0.2:5000", "done", 30000, 10, fin, 2, "clients/alpha", NULL},
+        {"b\"eta", NULL, "failed", 30000, 4, NULL, 0, NULL, "bad\nlabel \x1b[2J\"x\""},
     };
     struct ddts_summary s = {
         "mnist", "ok", NULL, "{\"epochs\": 10}\n", 42,         1.7e9, 1.7e9 + 75, cl,
@@ -343,6 +343,10 @@ static void test_summary(void **state)
     assert_true(json_is_null(json_object_get(json_object_get(c0, "final"), "val_loss")));
     assert_string_equal(json_string_value(json_object_get(json_array_get(clients, 1), "name")),
                         "b\"eta");
+    /* A client's error text comes back exactly from the JSON, and is absent when none. */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(clients, 1), "error")),
+                        "bad\nlabel \x1b[2J\"x\"");
+    assert_null(json_object_get(c0, "error"));
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(root, "settings"), "epochs")), 10);
     assert_string_equal(
@@ -353,6 +357,9 @@ static void test_summary(void **state)
     text = slurp(tpath, &n);
     assert_non_null(strstr(text, "Job        mnist"));
     assert_non_null(strstr(text, "alpha"));
+    /* In summary.txt the error is one line, its control characters escaped. */
+    assert_non_null(strstr(text, "failed: bad\\nlabel \\x1b[2J\"x\"\n"));
+    assert_null(strchr(text, 0x1b));
     ddts_free(text);
     s.settings_json = "not json";
     assert_int_equal(ddts_summary_write_json(path, &s, NULL), DDTS_EINVAL);

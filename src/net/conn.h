@@ -1,6 +1,7 @@
 /*
  * Connections: a TCP socket, the CPace handshake, then typed encrypted
- * messages in length-prefixed frames (docs/protocol.md).
+ * messages in length-prefixed frames (docs/protocol.md). Private to the
+ * library (src/net/); the public API is server.h and client.h.
  *
  *     struct ddts_conn *c;
  *     ddts_conn_connect("10.0.0.2", 7878, 10.0, &c, err);
@@ -20,14 +21,14 @@
  * from several threads at once (they serialise on a mutex), e.g. a heartbeat
  * thread beside the main one.
  */
-#ifndef DDTS_NET_H
-#define DDTS_NET_H
+#ifndef DDTS_NET_CONN_H
+#define DDTS_NET_CONN_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "auth.h"
-#include "core.h"
+#include "ddts/core.h"
 #include "wire.h"
 
 #ifdef __cplusplus

@@ -1,5 +1,6 @@
 /*
  * The ddts wire format: pure encoding and decoding over byte buffers.
+ * Private to the library (src/net/); the public API is server.h and client.h.
  *
  * Everything on a ddts connection is a frame: a 4-byte little-endian length
  * L followed by L bytes of body. Before authentication the body is a plain
@@ -36,7 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core.h"
+#include "ddts/core.h"
+#include "ddts/server.h" /* struct ddts_wire_progress */
 
 #ifdef __cplusplus
 extern "C" {
@@ -151,22 +153,11 @@ DDTS_NODISCARD enum ddts_status ddts_wire_reader_end(const struct ddts_wire_read
                                                      const char *what, struct ddts_error *err);
 
 /*
- * PROGRESS (client to server, while training): where the client is in its
- * share, for the server's live view. 66 bytes with the type byte:
+ * PROGRESS (client to server, while training): struct ddts_wire_progress
+ * (public, in include/ddts/server.h). 66 bytes with the type byte:
  *   u8 type, u32 fold, u32 n_folds, u32 epoch, u32 epochs, u64 done, u64 total,
  *   f64 loss, f64 accuracy, f64 samples_per_s, f64 elapsed_s, u8 flags
  */
-struct ddts_wire_progress {
-    uint32_t fold, n_folds; /* 1-based fold of n_folds; both 0 without k-fold */
-    uint32_t epoch, epochs; /* 1-based epoch of epochs */
-    uint64_t done, total;   /* samples done in this epoch, samples in the epoch */
-    double loss;            /* running mean over the epoch so far; NaN: unknown */
-    double accuracy;        /* in [0, 1]; NaN: the model has no accuracy metric */
-    double samples_per_s;   /* throughput of this epoch so far, >= 0 */
-    double elapsed_s;       /* seconds since the epoch began, >= 0 */
-    uint8_t flags;          /* DDTS_PROGRESS_EPOCH_END, other bits 0 */
-};
-#define DDTS_PROGRESS_EPOCH_END  1u /* the epoch is over: done == total, final figures */
 #define DDTS_WIRE_PROGRESS_BYTES 66 /* the whole message, type byte included */
 
 /* Writes a whole PROGRESS message (type byte first); check w->status. */

@@ -17,7 +17,9 @@
  * sides end with DDTS_EAUTH. Nothing in a failure tells an attacker more than
  * "this one guess was wrong" (see docs/protocol.md).
  *
- * This header is the only door to libsodium: src/net/auth.c is its only user.
+ * Private to the library (src/net/). Passphrases, which the integrator
+ * creates, are public: include/ddts/passphrase.h. src/net/auth.c is the only
+ * user of libsodium.
  */
 #ifndef DDTS_AUTH_H
 #define DDTS_AUTH_H
@@ -25,7 +27,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core.h"
+#include "../crypto/crypto.h" /* ddts_secure_random */
+#include "ddts/core.h"
+#include "ddts/passphrase.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -41,35 +45,6 @@ extern "C" {
 
 /* Initialises libsodium (idempotent, thread-safe). DDTS_EIO if it fails. */
 DDTS_NODISCARD enum ddts_status ddts_auth_init(struct ddts_error *err);
-
-/* Overwrites `n` bytes at `p` with zeros in a way the compiler keeps. */
-void ddts_secure_wipe(void *p, size_t n);
-/* Constant-time comparison of two `n`-byte buffers: 0 when equal, -1 otherwise. */
-int ddts_secure_compare(const void *a, const void *b, size_t n);
-/* Fills `buf` with `n` bytes from the system CSPRNG. */
-void ddts_secure_random(void *buf, size_t n);
-
-/* A passphrase held in guarded memory (sodium_malloc, read-only after creation). */
-struct ddts_passphrase;
-/*
- * Copies `n` bytes of `s` into guarded memory. DDTS_EINVAL for an empty
- * passphrase, DDTS_ELIMIT beyond DDTS_MAX_PASSPHRASE_BYTES, DDTS_ENOMEM.
- * The caller remains responsible for wiping its own copy.
- */
-DDTS_NODISCARD enum ddts_status ddts_passphrase_create(const char *s, size_t n,
-                                                       struct ddts_passphrase **out,
-                                                       struct ddts_error *err);
-/* Wipes and frees; accepts NULL. */
-void ddts_passphrase_destroy(struct ddts_passphrase *pw);
-/*
- * Reads the passphrase from `file` (when not NULL: its first line, without
- * the line end; DDTS_EINVAL if the file is readable by every user) or else
- * from the environment variable
- * DDTS_PASSPHRASE. DDTS_ENOTFOUND when neither is given (the CLI then
- * prompts without echo), DDTS_EIO when the file cannot be read.
- */
-DDTS_NODISCARD enum ddts_status ddts_passphrase_read(const char *file, struct ddts_passphrase **out,
-                                                     struct ddts_error *err);
 
 enum ddts_role {
     DDTS_ROLE_CLIENT = 0, /* CPace initiator */
