@@ -471,6 +471,7 @@ static json_t *live_client(const struct ddts__dash_row *r, double mono_now)
     json_object_set_new(o, "accuracy", num(has ? p->accuracy : NAN));
     json_object_set_new(o, "samples_per_s", num(has && running ? p->samples_per_s : NAN));
     json_object_set_new(o, "eta_s", num(running ? ddts_server_client_eta(&c, mono_now) : NAN));
+    json_object_set_new(o, "error", r->error[0] ? peer_text(r->error) : json_null());
     return o;
 }
 
@@ -508,7 +509,7 @@ static double hist_value(const struct ddts_csv_history *h, const char *key)
 }
 
 /* A client of a job on disk: its uploaded results. */
-static json_t *disk_client(int jobfd, const char *name)
+static json_t *disk_client(int jobfd, const char *job_dir, const char *name)
 {
     struct ddts_csv_history *h[64];
     int folds[64];
@@ -539,13 +540,25 @@ static json_t *disk_client(int jobfd, const char *name)
     json_object_set_new(o, "accuracy", num(last ? hist_value(last, "accuracy") : NAN));
     json_object_set_new(o, "samples_per_s", json_null());
     json_object_set_new(o, "eta_s", json_null());
+    /* Why it failed: the first "error:" line of its error.log (a regular file, not a link). */
+    char reason[256] = "", dir[4200];
+    snprintf(rel, sizeof rel, "clients/%s/error.log", name);
+    snprintf(dir, sizeof dir, "%s/clients/%s", job_dir, name);
+    if (failed && fstatat(jobfd, rel, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
+        ddts_error_log_reason(dir, reason, sizeof reason))
+        json_object_set_new(o, "error", peer_text(reason));
+    else
+        json_object_set_new(o, "error", json_null());
     for (size_t i = 0; i < n; i++)
         ddts_csv_history_destroy(h[i]);
     return o;
 }
 
-static json_t *api_clients(const char *job, int jobfd, const struct ddts__dash_snapshot *s)
+static json_t *api_clients(const struct ddts_dash *d, const char *job, int jobfd,
+                           const struct ddts__dash_snapshot *s)
 {
+    char job_dir[4200];
+    snprintf(job_dir, sizeof job_dir, "%s/%s", d->workdir, job);
     json_t *list = json_array();
     if (s != NULL) {
         double mono = ddts_now();
@@ -562,7 +575,7 @@ static json_t *api_clients(const char *job, int jobfd, const struct ddts__dash_s
                json_array_size(list) < 4 * DDTS_MAX_CLIENTS)
             if (e->d_name[0] != '.' && ddts_wire_check_name(e->d_name, NULL) == DDTS_OK &&
                 fstatat(cfd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(sb.st_mode))
-                json_array_append_new(list, disk_client(jobfd, e->d_name));
+                json_array_append_new(list, disk_client(jobfd, job_dir, e->d_name));
         if (dir != NULL)
             closedir(dir);
     }
@@ -731,7 +744,7 @@ void ddts__dash_route(struct ddts_dash *d, const char *path,
     if (strcmp(path, "/api/job") == 0) {
         reply_json(r, 200, api_job(d, job, jobfd, need_snap ? &snap : NULL));
     } else if (strcmp(path, "/api/clients") == 0) {
-        reply_json(r, 200, api_clients(job, jobfd, need_snap ? &snap : NULL));
+        reply_json(r, 200, api_clients(d, job, jobfd, need_snap ? &snap : NULL));
     } else if (strcmp(path, "/api/history") == 0) {
         const char *client = arg(cls, "client");
         unsigned status = 200;

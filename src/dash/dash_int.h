@@ -30,6 +30,7 @@ struct ddts__dash_row {
     int has_progress;
     struct ddts_wire_progress progress;
     double progress_at;
+    char error[256]; /* state FAILED: the client's error text (as it sent it, cut); "" else */
     struct ddts__dash_point *points; /* not copied by snapshots */
     size_t n_points, cap_points;
 };

@@ -106,6 +106,7 @@ void ddts_dash_on_client(struct ddts_dash *d, const struct ddts_server_client *c
         snprintf(r->address, sizeof r->address, "%s", c->address != NULL ? c->address : "");
         r->state = c->state;
         r->share = c->share;
+        snprintf(r->error, sizeof r->error, "%s", c->error != NULL ? c->error : "");
         /* A new share starts without figures; a finished one keeps its last ones. */
         if (c->has_progress || c->state == DDTS_CLIENT_SENDING) {
             r->has_progress = c->has_progress;

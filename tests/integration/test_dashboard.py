@@ -161,7 +161,7 @@ def check_schema(base):
           "/api/job events lack the joins: %r" % job["events"][-5:])
     clients = api(base, "/api/clients")
     cols = {"name", "address", "state", "share", "fold", "folds", "epoch", "epochs", "progress",
-            "loss", "accuracy", "samples_per_s", "eta_s"}
+            "loss", "accuracy", "samples_per_s", "eta_s", "error"}
     check(sorted(c["name"] for c in clients.get("clients", [])) == sorted(NAMES),
           "/api/clients names: %r" % clients)
     for c in clients.get("clients", []):
@@ -430,6 +430,9 @@ def check_escaping(work, chrome):
         check(ev, "the failure with markup is not in the events: %s" % open(errf).read()[-2000:])
         st, raw, _ = http(base + "/api/job")
         check(evil.encode() in raw or json.dumps(evil).encode()[1:-1] in raw, "API lost the text")
+        cl = api(base, "/api/clients").get("clients", [])
+        check(cl and cl[0].get("state") == "failed" and evil in (cl[0].get("error") or ""),
+              "the failed client's error is not in /api/clients: %r" % cl)
         if chrome.ok and ev:
             dom = chrome.dom(base + "/")
             check("<img src" not in dom.replace("&lt;img src", ""),

@@ -231,6 +231,24 @@ static void test_live_api(void **state)
     assert_string_equal(json_string_value(json_object_get(b, "name")),
                         "<img src=x onerror=\"alert(1)\">\\");
     assert_true(json_is_null(json_object_get(b, "loss"))); /* NaN is null, not invalid JSON */
+    assert_true(json_is_null(json_object_get(b, "error")));
+    json_decref(c);
+
+    /* A failed client's own words, as it sent them. */
+    uint8_t id3[DDTS_CLIENT_ID_BYTES] = {3};
+    struct ddts_server_client failed = {.session = 3,
+                                        .id = id3,
+                                        .name = "gamma",
+                                        .address = "127.0.0.1",
+                                        .state = DDTS_CLIENT_FAILED,
+                                        .share = 1,
+                                        .error = "data: <b>x.npy</b> \xff is not a npy file"};
+    ddts_dash_on_client(f.d, &failed);
+    c = get_json(f.port, "/api/clients");
+    json_t *g = json_array_get(json_object_get(c, "clients"), 2);
+    assert_string_equal(json_string_value(json_object_get(g, "state")), "failed");
+    assert_string_equal(json_string_value(json_object_get(g, "error")),
+                        "data: <b>x.npy</b> ? is not a npy file");
     json_decref(c);
 
     json_t *h = get_json(f.port, "/api/history?client=alpha");

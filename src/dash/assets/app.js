@@ -177,6 +177,12 @@
       sw.style.background = color(c.name);
       name.append(sw, document.createTextNode(c.name));
       const st = el('td'); st.append(pill(c.state));
+      if (c.error) {
+        /* The client's own words: text only, cut, whole in the tooltip. */
+        const why = el('div', 'why', c.error.length > 90 ? c.error.slice(0, 90) + '…' : c.error);
+        why.setAttribute('title', c.error);
+        st.append(why);
+      }
       const prog = el('td');
       const bar = el('span', 'bar'), fill = el('span');
       fill.style.width = (c.progress !== null ? Math.round(100 * c.progress) : 0) + '%';
