@@ -542,9 +542,10 @@ static json_t *disk_client(int jobfd, const char *job_dir, const char *name)
     json_object_set_new(o, "eta_s", json_null());
     /* Why it failed: the first "error:" line of its error.log (a regular file, not a link). */
     char reason[256] = "", dir[4200];
-    snprintf(rel, sizeof rel, "clients/%s/error.log", name);
-    snprintf(dir, sizeof dir, "%s/clients/%s", job_dir, name);
-    if (failed && fstatat(jobfd, rel, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
+    if (failed && job_dir[0] != '\0' &&
+        ddts_format(rel, sizeof rel, NULL, "clients/%s/error.log", name) == DDTS_OK &&
+        ddts_format(dir, sizeof dir, NULL, "%s/clients/%s", job_dir, name) == DDTS_OK &&
+        fstatat(jobfd, rel, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
         ddts_error_log_reason(dir, reason, sizeof reason))
         json_object_set_new(o, "error", peer_text(reason));
     else
@@ -558,7 +559,8 @@ static json_t *api_clients(const struct ddts_dash *d, const char *job, int jobfd
                            const struct ddts__dash_snapshot *s)
 {
     char job_dir[4200];
-    snprintf(job_dir, sizeof job_dir, "%s/%s", d->workdir, job);
+    if (ddts_format(job_dir, sizeof job_dir, NULL, "%s/%s", d->workdir, job) != DDTS_OK)
+        job_dir[0] = '\0'; /* no error texts from disk (the job's folder was opened by fd) */
     json_t *list = json_array();
     if (s != NULL) {
         double mono = ddts_now();
