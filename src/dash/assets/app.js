@@ -92,10 +92,16 @@
     $('card-elapsed').textContent = duration(dur);
     $('card-elapsed-sub').textContent = j.started ? 'since ' + clock(j.started) : '';
     const acc = finalOf(j.summary, 'test_accuracy'), loss = finalOf(j.summary, 'test_loss');
-    const km = finalOf(j.summary, 'kfold_mean'), ks = finalOf(j.summary, 'kfold_std');
+    // A k-fold report names the metric of its mean and std: kfold_mean_<metric>, kfold_std_<metric>.
+    const f = j.summary && j.summary.global && j.summary.global.final;
+    const names = !f ? [] : Array.isArray(f) ? f.map(m => m.name) : Object.keys(f);
+    const meanKey = names.find(n => typeof n === 'string' && n.startsWith('kfold_mean_'));
+    const metric = meanKey ? meanKey.slice('kfold_mean_'.length) : null;
+    const km = metric ? finalOf(j.summary, meanKey) : null;
+    const ks = metric ? finalOf(j.summary, 'kfold_std_' + metric) : null;
     if (km !== null) {
       $('card-global').textContent = fmt(km, 4) + ' ± ' + fmt(ks, 4);
-      $('card-global-sub').textContent = 'k-fold mean over the folds';
+      $('card-global-sub').textContent = 'k-fold mean of ' + metric + ' over the folds';
     } else {
       $('card-global').textContent = acc !== null ? fmt(acc, 4) : (loss !== null ? fmt(loss, 4) : '–');
       $('card-global-sub').textContent = acc !== null ? 'test accuracy · loss ' + fmt(loss, 4) :
