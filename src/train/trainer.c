@@ -476,7 +476,7 @@ static enum ddts_status write_summary(const struct ddts_train_request *req,
     bad = bad || put_num(o, "accuracy", res->accuracy);
     bad = bad || put_num(o, "val_loss", res->val_loss);
     bad = bad || put_num(o, "val_accuracy", res->val_accuracy);
-    if (res->n_folds > 0) {
+    if (res->n_folds > 0 && fold_vals != NULL) {
         json_t *vals = json_array();
         bad = bad || vals == NULL;
         for (int i = 0; !bad && i < res->n_folds; i++)
