@@ -303,14 +303,7 @@ def run_live(work, chrome):
         done = "every share's results are received" in open(errfile).read()
         print("flood: %.1f s, %d answers, %d refused; rounds %d -> %d" % (
             t1 - t0, counts["ok"], counts["err"], r0, r1), flush=True)
-        if counts["ok"] == 0:
-            # Connections beyond the limit are closed at once while idle ones hold
-            # the slots; an idle connection is dropped after 15 s (docs/cli.md), so
-            # on a loaded machine the page may stay unavailable that long, never longer.
-            back = wait_for(lambda: http(base + "/api/job", timeout=2)[0] == 200, 17)
-            print("flood: no answer during the hammering; answered again: %s" % back, flush=True)
-            counts["ok"] = 1 if back else 0
-        check(counts["ok"] > 0, "the flood got no answer at all, nor within the idle timeout")
+        check(counts["ok"] > 0, "the flood got no answer at all")
         check(r1 > r0 or done, "no round completed during the flood (rounds %d -> %d)" % (r0, r1))
         st = wait_for(lambda: http(base + "/api/jobs", timeout=2)[0] == 200 or done, 3)
         check(st, "the dashboard does not answer after the flood")
