@@ -42,6 +42,5 @@
 #include "serve.h"
 #include "client.h"
 #include "trainer.h"
-#include "dash.h"
 
 #endif
