@@ -395,8 +395,8 @@ static void luong_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     float *dk = nd->n_in > 2 ? ddts__nn_dx(m, nd, 2, &ak) : dv;
     if (nd->n_in == 2)
         ak = 1; /* key = value: its gradient adds to the value's */
-        /* Each sample writes only its own rows; inputs shared between the
-         * slots (self-attention) are written in slot order within a sample. */
+                /* Each sample writes only its own rows; inputs shared between the
+                 * slots (self-attention) are written in slot order within a sample. */
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
         const float *P = nd->aux + (size_t)n * T * S, *dz = nd->dz + (size_t)n * nd->size;

@@ -524,15 +524,15 @@ static enum ddts_status resolve_monitor(const struct ddts_logs *proto, int has_v
     size_t at = 0;
     names[0] = '\0';
     for (size_t i = 0; i < proto->n && at < sizeof names; i++)
-        at += (size_t)snprintf(names + at, sizeof names - at, "%s%s", i ? ", " : "",
-                               proto->names[i]);
+        at +=
+            (size_t)snprintf(names + at, sizeof names - at, "%s%s", i ? ", " : "", proto->names[i]);
     return ddts_error_set(err, DDTS_EINVAL, "fit: monitor '%s' is not logged (logged: %s)", *mon,
                           names);
 }
 
 static enum ddts_status fit(struct ddts_model *m, const struct ddts_dataset *train,
-                           const struct ddts_fit_options *o, struct ddts_history **out,
-                           struct ddts_error *err)
+                            const struct ddts_fit_options *o, struct ddts_history **out,
+                            struct ddts_error *err)
 {
     if (out)
         *out = NULL;
@@ -570,7 +570,8 @@ static enum ddts_status fit(struct ddts_model *m, const struct ddts_dataset *tra
         return ddts_error_set(err, DDTS_ENOMEM, "fit: out of memory");
     }
     const char *mon = o->checkpoint_monitor;
-    if (mon != NULL && (st = resolve_monitor(&proto, o->validation != NULL, &mon, err)) != DDTS_OK) {
+    if (mon != NULL &&
+        (st = resolve_monitor(&proto, o->validation != NULL, &mon, err)) != DDTS_OK) {
         ddts_history_destroy(h);
         ddts_free(order);
         return st;

@@ -492,14 +492,16 @@ static void test_csv_table(void **state)
         {"a|b|c\n1|2|3\n", DDTS_OK, 1, 3, NULL},
         {"1\r2\r3\r", DDTS_OK, 3, 1, NULL},
         {"a,b\n1,\n", DDTS_EFORMAT, 0, 0, "row 2 (line 2), column 2 ('b'): empty cell"},
-        {"a,b\n1,2\n3,x\n", DDTS_EFORMAT, 0, 0, "row 3 (line 3), column 2 ('b'): 'x' is not a number"},
+        {"a,b\n1,2\n3,x\n", DDTS_EFORMAT, 0, 0,
+         "row 3 (line 3), column 2 ('b'): 'x' is not a number"},
         {"a,b\n1,2\n\n3\n", DDTS_EFORMAT, 0, 0, "row 3 (line 4) has 1 columns, row 1 has 2"},
         {"a,\"b\n1,2\n", DDTS_EFORMAT, 0, 0, "malformed quoted field"},
         {"\"a\"x,b\n1,2\n", DDTS_EFORMAT, 0, 0, "row 1 (line 1), column 1: malformed"},
         {"a,b\n1,2,3,4\n", DDTS_EFORMAT, 0, 0, "row 2 (line 2) has 4 columns, row 1 has 2"},
         {"a,b\r\n1,2\r\n3\r\n", DDTS_EFORMAT, 0, 0, "row 3 (line 3) has 1 columns, row 1 has 2"},
         {"x,y\n 1 ,\t2\n+inf,-nan\n1e400,1\n", DDTS_OK, 3, 2, NULL},
-        {"a,b\n1,2\n1,2e\n", DDTS_EFORMAT, 0, 0, "row 3 (line 3), column 2 ('b'): '2e' is not a number"},
+        {"a,b\n1,2\n1,2e\n", DDTS_EFORMAT, 0, 0,
+         "row 3 (line 3), column 2 ('b'): '2e' is not a number"},
         {",,,,,,,,\n1\n1\n1\n", DDTS_EFORMAT, 0, 0, "row 2 (line 2) has 1 columns, row 1 has 9"},
         {"", DDTS_EFORMAT, 0, 0, "no data rows"},
         {"\n\n  \n", DDTS_EFORMAT, 0, 0, "no data rows"},
@@ -548,7 +550,8 @@ static void test_csv_chunks(void **state)
     assert_non_null(bad);
     bad[1] = 'z';
     assert_int_equal(ddts_csv_parse(text, used, "big.csv", &a, &err), DDTS_EFORMAT);
-    assert_string_equal(err.msg, "big.csv: row 9001 (line 9002), column 1 ('x y'): 'z999' is not a number");
+    assert_string_equal(err.msg,
+                        "big.csv: row 9001 (line 9002), column 1 ('x y'): 'z999' is not a number");
     free(text);
 }
 
