@@ -166,15 +166,21 @@
 #define DDTS_PROGRESS_INTERVAL_S 0.5
 
 /* Dashboard (src/dash/): connections served at once (100 open pages poll with
- * one keep-alive connection each, plus room), an idle connection's lifetime,
- * and what it remembers of a live job: event lines and rounds (the newest
- * kept), and the epoch ends of one client's share (10^4 epochs x 100 folds
- * would exceed it; a page draws a few thousand points at most). */
-#define DDTS_DASH_MAX_CONNECTIONS 256u
-#define DDTS_DASH_TIMEOUT_S       15u
-#define DDTS_DASH_MAX_EVENTS      1000u
-#define DDTS_DASH_MAX_ROUNDS      2000u
-#define DDTS_DASH_MAX_POINTS      100000u
+ * one keep-alive connection each, plus room), those from one IP address (the
+ * 100 pages of one machine fit; a flood from one address leaves half the slots
+ * to the others), the seconds a new connection has to send its first full
+ * request (idle or slow connections cannot hold the slots for long), an idle
+ * connection's lifetime once it made a request, and what it remembers of a
+ * live job: event lines and rounds (the newest kept), and the epoch ends of
+ * one client's share (10^4 epochs x 100 folds would exceed it; a page draws a
+ * few thousand points at most). */
+#define DDTS_DASH_MAX_CONNECTIONS   256u
+#define DDTS_DASH_MAX_PER_IP        128u
+#define DDTS_DASH_REQUEST_TIMEOUT_S 3u
+#define DDTS_DASH_TIMEOUT_S         15u
+#define DDTS_DASH_MAX_EVENTS        1000u
+#define DDTS_DASH_MAX_ROUNDS        2000u
+#define DDTS_DASH_MAX_POINTS        100000u
 /* Dashboard: a URL path, a query value, and the default listen port. */
 #define DDTS_DASH_MAX_URL_BYTES 1024u
 #define DDTS_DASH_DEFAULT_PORT  7880

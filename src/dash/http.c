@@ -2,10 +2,15 @@
  * The dashboard's HTTP front: the only user of libmicrohttpd. One internal
  * thread (epoll) serves every connection; it never calls into the server:
  * requests read the dashboard's own copy of the live job (state.c) and the
- * job folder (api.c). Connections are bounded (DDTS_DASH_MAX_CONNECTIONS;
- * more are refused at accept) and an idle one is closed after
- * DDTS_DASH_TIMEOUT_S, so a flood of requests costs this thread, not the
- * training.
+ * job folder (api.c), so a flood of requests costs this thread, not the
+ * training. Connections are bounded in all (DDTS_DASH_MAX_CONNECTIONS) and
+ * per IP address (DDTS_DASH_MAX_PER_IP; more are closed at accept, so one
+ * address cannot take every slot). A new connection that stays silent for
+ * DDTS_DASH_REQUEST_TIMEOUT_S before its first full request is closed: idle
+ * connections from the page's own address lock it out for that long at most
+ * (a client that trickles its headers byte by byte is bounded only by the
+ * per-address limit). Once a request came, the connection may stay idle
+ * between requests for DDTS_DASH_TIMEOUT_S (a page's keep-alive polling).
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -73,6 +78,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     (void)version;
     (void)upload_data;
     (void)req_cls;
+    /* A full request came: from now on the connection lives as a page's
+     * keep-alive connection (it started with the short request timeout). */
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)DDTS_DASH_TIMEOUT_S);
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         *upload_data_size = 0;
         return send_static(conn, 405, "application/json", not_allowed, sizeof not_allowed - 1);
@@ -214,14 +222,15 @@ enum ddts_status ddts_dash_create(const struct ddts_dash_config *cfg, struct ddt
         ddts__hex(raw, sizeof raw, d->token);
         ddts_secure_wipe(raw, sizeof raw);
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    d->mhd = MHD_start_daemon(flags, cfg->port, NULL, NULL, handle, d, MHD_OPTION_SOCK_ADDR,
-                              (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-                              (unsigned)DDTS_DASH_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-                              (unsigned)DDTS_DASH_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                              (size_t)64 * 1024, MHD_OPTION_END);
+    d->mhd = MHD_start_daemon(
+        flags, cfg->port, NULL, NULL, handle, d, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)DDTS_DASH_MAX_CONNECTIONS,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)DDTS_DASH_MAX_PER_IP,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)DDTS_DASH_REQUEST_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_END);
     if (d->mhd == NULL) {
         ddts_dash_destroy(d);
         return ddts_error_set(err, DDTS_EIO, "dashboard: cannot listen on %s port %u", address,

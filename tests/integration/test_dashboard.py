@@ -36,6 +36,12 @@ After the job, `ddts dashboard --workdir` serves it from disk:
 8. The token: on 0.0.0.0 the page and the API answer 403 without the token or
    with a wrong one, 200 with the one printed at start; the page's script and
    style need none.
+9. Idle connections do not lock the page out: with 300 held open from another
+   address (127.0.0.2) the page answers within 2 s (at most 128 per address
+   are kept, the rest closed at once); with 300 held open from the page's own
+   address it answers again within 8 s (a connection that sends no full
+   request within 3 s is closed; before, every slot stayed taken for the 15 s
+   idle timeout).
 
 The browser parts are skipped, with a message, only where Chromium cannot start.
 """
@@ -43,6 +49,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -198,26 +205,61 @@ def log_rounds(errfile):
     return int(found[-1]) if found else 0
 
 
+def hold_idle(host, port, src, n=300):
+    """n connections from address `src` that send nothing, held open."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(2)
+        try:
+            s.bind((src, 0))
+            s.connect((host, port))
+            socks.append(s)
+        except OSError:
+            s.close()
+    return socks
+
+
+def closed_by_server(socks):
+    """How many of `socks` the server has closed (EOF or reset) by now."""
+    readable, _, _ = select.select(socks, [], [], 0)
+    n = 0
+    for s in readable:
+        try:
+            n += s.recv(1) == b""
+        except OSError:
+            n += 1
+    return n
+
+
+def answer_time(base, limit):
+    """Seconds until GET /api/job answers 200 (tries with a 1 s timeout, no
+    pause); None when not within `limit`."""
+    t0 = time.time()
+    while time.time() - t0 < limit:
+        if http(base + "/api/job", timeout=1)[0] == 200:
+            return time.time() - t0
+    return None
+
+
 def flood(base, seconds):
     """300 idle connections (beyond the limit) for 2 s, then requests from 16
     threads for `seconds`; returns the answers counted."""
     host, port = re.match(r"http://([^:/]+):(\d+)", base).groups()
-    socks = []
-    for _ in range(300):
-        try:
-            socks.append(socket.create_connection((host, int(port)), timeout=2))
-        except OSError:
-            pass
+    socks = hold_idle(host, int(port), "127.0.0.1")
     time.sleep(2)
     for s in socks:
         s.close()
     stop = time.time() + seconds
-    counts = {"ok": 0, "err": 0}
+    counts = {"ok": 0, "err": 0, "why": {}}
 
     def hammer():
         while time.time() < stop:
-            st, _, _ = http(base + "/api/job", timeout=3)
+            st, body, _ = http(base + "/api/job", timeout=3)
             counts["ok" if st == 200 else "err"] += 1
+            if st != 200:
+                why = "HTTP %d" % st if st else body.decode(errors="replace")[:80]
+                counts["why"][why] = counts["why"].get(why, 0) + 1
     threads = [threading.Thread(target=hammer) for _ in range(16)]
     for t in threads:
         t.start()
@@ -301,8 +343,8 @@ def run_live(work, chrome):
         r1 = log_rounds(errfile)
         t1 = time.time()
         done = "every share's results are received" in open(errfile).read()
-        print("flood: %.1f s, %d answers, %d refused; rounds %d -> %d" % (
-            t1 - t0, counts["ok"], counts["err"], r0, r1), flush=True)
+        print("flood: %.1f s, %d answers, %d refused %r; rounds %d -> %d" % (
+            t1 - t0, counts["ok"], counts["err"], counts["why"], r0, r1), flush=True)
         check(counts["ok"] > 0, "the flood got no answer at all")
         check(r1 > r0 or done, "no round completed during the flood (rounds %d -> %d)" % (r0, r1))
         st = wait_for(lambda: http(base + "/api/jobs", timeout=2)[0] == 200 or done, 3)
@@ -548,6 +590,49 @@ def check_token(work, workdir):
         p.wait(timeout=10)
 
 
+def check_idle(work, workdir):
+    """Idle connections held open must not lock the page out (issue 18: with
+    every slot taken by them the page stayed unreachable for the whole 15 s
+    idle timeout, and longer on a loaded machine)."""
+    p, url = start_dashboard(work, workdir, "127.0.0.1:0", "dash-idle")
+    try:
+        m = re.match(r"http://127\.0\.0\.1:(\d+)/$", url or "")
+        check(m, "loopback URL: %r" % url)
+        if not m:
+            return
+        base, port = "http://127.0.0.1:" + m.group(1), int(m.group(1))
+        # From another address: at most 128 are kept, the rest closed at once;
+        # the page (from 127.0.0.1) answers while they are held.
+        socks = hold_idle("127.0.0.1", port, "127.0.0.2")
+        time.sleep(0.5)  # within the 3 s request timeout: only the per-address limit closes any
+        closed = closed_by_server(socks)
+        other = answer_time(base, 10)
+        for s in socks:
+            s.close()
+        # From the page's own address: they take every slot it may use until
+        # the 3 s request timeout closes them (it was the 15 s idle timeout).
+        socks = hold_idle("127.0.0.1", port, "127.0.0.1")
+        held = len(socks)
+        own = answer_time(base, 20)
+        for s in socks:
+            s.close()
+        secs = ["%.2f s" % a if a is not None else "no answer" for a in (other, own)]
+        print("idle flood: 300 held from 127.0.0.2 (%d closed by the server at once), page "
+              "answered after %s; %d held from 127.0.0.1, page answered after %s" % (
+                  closed, secs[0], held, secs[1]), flush=True)
+        check(held == 300, "only %d of 300 idle connections could be opened" % held)
+        check(closed >= 300 - 128, "only %d of 300 idle connections from one address were "
+              "closed at once (at most 128 are kept)" % closed)
+        check(other is not None and other < 2, "300 idle connections from another address "
+              "locked the page out (answered after %s)" % secs[0])
+        check(own is not None and own < 8, "300 idle connections from the page's own address "
+              "locked it out for more than 8 s (answered after %s; a connection must send its "
+              "request within 3 s)" % secs[1])
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+
+
 def check_usage(work):
     """Bad --listen / --dashboard values and folders: usage errors naming the flag."""
     for argv, want in (([DDTS, "dashboard", "--workdir", work, "--listen", "nope"], "--listen"),
@@ -580,6 +665,7 @@ def main():
     if workdir is not None:
         check_finished(work, workdir, chrome)
         check_token(work, workdir)
+        check_idle(work, workdir)
     check_kfold(work, chrome)
     check_escaping(work, chrome)
     print("%d checks passed, %d failed" % (check.passed, check.failed))
