@@ -6,7 +6,8 @@
 Runs the same job (a server with --dashboard on 127.0.0.1 and two clients, 32000 samples of
 8 features, an MLP 8-256-256-3, 8 epochs, weights averaged every 200 steps: 32 rounds)
 alternately without pages and with N simulated pages. A page does what the real one does:
-one keep-alive connection, GET /api/job and /api/clients every second, /api/history for
+one http.client connection (reopened for each request: the dashboard closes it after every
+answer), GET /api/job and /api/clients every second, /api/history for
 each client and the global model every 2 seconds. Round times are the intervals between
 the rounds' completion times as the server recorded them (/api/job, rounds.recent), read
 once near the end of each run. Prints, per run, the median and 90th percentile interval

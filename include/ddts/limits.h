@@ -165,12 +165,12 @@
  * each epoch end (the server's live view redraws at most 4 times a second). */
 #define DDTS_PROGRESS_INTERVAL_S 0.5
 
-/* Dashboard (src/dash/): connections served at once (100 open pages poll with
- * one keep-alive connection each, plus room), those from one IP address (the
- * 100 pages of one machine fit; a flood from one address leaves half the slots
- * to the others), the seconds a new connection has to send its first full
- * request (idle or slow connections cannot hold the slots for long), an idle
- * connection's lifetime once it made a request, and what it remembers of a
+/* Dashboard (src/dash/): connections served at once (every answer closes its
+ * connection: 100 open pages polling every second hold far fewer), those from
+ * one IP address (a flood from one address leaves half the slots to the
+ * others), the seconds a new connection has to send its full request (silent
+ * connections cannot hold the slots for long), the inactivity allowed once a
+ * request came (a slow reader of a large file), and what it remembers of a
  * live job: event lines and rounds (the newest kept), and the epoch ends of
  * one client's share (10^4 epochs x 100 folds would exceed it; a page draws a
  * few thousand points at most). */

@@ -9,8 +9,10 @@
  * DDTS_DASH_REQUEST_TIMEOUT_S before its first full request is closed: idle
  * connections from the page's own address lock it out for that long at most
  * (a client that trickles its headers byte by byte is bounded only by the
- * per-address limit). Once a request came, the connection may stay idle
- * between requests for DDTS_DASH_TIMEOUT_S (a page's keep-alive polling).
+ * per-address limit). Once a request came, its answer may stall for up to
+ * DDTS_DASH_TIMEOUT_S (a slow reader of a large file). Every answer closes
+ * its connection (libmicrohttpd does when the answer is queued at the first
+ * call), so open pages hold connections only while they ask.
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -78,8 +80,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     (void)version;
     (void)upload_data;
     (void)req_cls;
-    /* A full request came: from now on the connection lives as a page's
-     * keep-alive connection (it started with the short request timeout). */
+    /* A full request came: its answer may stall longer than the short
+     * timeout that a new connection has to send it. */
     MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)DDTS_DASH_TIMEOUT_S);
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         *upload_data_size = 0;

@@ -1,12 +1,14 @@
 /* Unit tests of src/dash: the [ADDR:]PORT parser, the result-path rule, and
  * the dashboard over real HTTP on 127.0.0.1 (the live feed as the JSON API
  * returns it, hostile text escaped, rings bounded, the token, links refused,
- * every allocation failure of creation). */
+ * every allocation failure of creation, idle connections that cannot lock
+ * the page out). */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -504,6 +506,87 @@ static void test_token(void **state)
     stop(&g);
 }
 
+/* A TCP connection from `src` (a 127.0.0.0/8 address) to 127.0.0.1:port. */
+static int connect_from(const char *src, uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, src, &sa.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+/* 1 when the server has closed fd (EOF or reset) within `seconds`. */
+static int closed_within(int fd, double seconds)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, (int)(seconds * 1000)) != 1)
+        return 0;
+    char c;
+    return read(fd, &c, 1) <= 0;
+}
+
+/* Idle connections cannot lock the page out: at most DDTS_DASH_MAX_PER_IP from
+ * one address are kept (the rest closed at once), a silent one is closed after
+ * DDTS_DASH_REQUEST_TIMEOUT_S, and one that made its request may then be
+ * idle for longer (DDTS_DASH_TIMEOUT_S: a slow reader of a large file). */
+static void test_idle_connections(void **state)
+{
+    (void)state;
+    struct fixture f;
+    start(&f, "127.0.0.1");
+    enum { N = DDTS_DASH_MAX_PER_IP + 40 };
+    int fds[N];
+    for (int i = 0; i < N; i++)
+        fds[i] = connect_from("127.0.0.2", f.port);
+    /* Well within the request timeout: only the per-address limit closed any. */
+    usleep(500 * 1000);
+    struct pollfd p[N];
+    for (int i = 0; i < N; i++)
+        p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+    int closed = poll(p, N, 0);
+    assert_int_equal(closed, N - (int)DDTS_DASH_MAX_PER_IP);
+    char *body = NULL;
+    assert_int_equal(http_get(f.port, "/api/jobs", &body), 200); /* from 127.0.0.1 */
+    ddts_free(body);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+
+    /* A silent connection is closed after the request timeout; a slow reader
+     * of a large download (its request made) may stall longer than that. */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/job1/global", f.dir);
+    assert_int_equal(ddts_mkdir_p(path, NULL), DDTS_OK);
+    snprintf(path, sizeof path, "%s/job1/global/model.h5", f.dir);
+    int file = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const off_t size = (off_t)64 << 20; /* far beyond the socket buffers */
+    assert_true(file >= 0 && ftruncate(file, size) == 0);
+    close(file);
+    int idle = connect_from("127.0.0.1", f.port), slow = connect_from("127.0.0.1", f.port);
+    static const char req[] = "GET /files/global/model.h5 HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(write(slow, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+    char *buf = ddts_malloc(1 << 16);
+    ssize_t got = read(slow, buf, 1024);
+    assert_true(got > 0);
+    double t0 = ddts_now();
+    assert_true(closed_within(idle, DDTS_DASH_REQUEST_TIMEOUT_S + 3.0));
+    assert_true(ddts_now() - t0 > DDTS_DASH_REQUEST_TIMEOUT_S - 1.0);
+    sleep(2); /* the slow reader has stalled past the request timeout */
+    long long total = got;
+    for (ssize_t r; (r = read(slow, buf, 1 << 16)) > 0;)
+        total += r;
+    assert_true(total > (long long)size);
+    assert_true(total < (long long)size + 1024); /* the headers */
+    ddts_free(buf);
+    close(slow);
+    close(idle);
+    stop(&f);
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -555,7 +638,7 @@ int main(void)
         cmocka_unit_test(test_live_api),     cmocka_unit_test(test_rings),
         cmocka_unit_test(test_files),        cmocka_unit_test(test_jobs_on_disk),
         cmocka_unit_test(test_token),        cmocka_unit_test(test_bad_config),
-        cmocka_unit_test(test_enomem),
+        cmocka_unit_test(test_enomem),       cmocka_unit_test(test_idle_connections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
