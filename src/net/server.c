@@ -1134,138 +1134,152 @@ static enum ddts_status send_job(struct session *se, long i, int client_has_file
     return st;
 }
 
-/* Receives one SYNC contribution, waits for the round and sends the result. */
-static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t n,
-                                    struct ddts_error *err)
+/* A SYNC frame's header: the reduction, its flags and its length, checked
+ * against the model, the open round and the client's share before anything
+ * is allocated (with the model's length known, no client sets it). */
+struct sync_head {
+    uint8_t op, flags;
+    uint64_t samples, count;
+};
+
+static enum ddts_status sync_head_read(struct session *se, const uint8_t *p, size_t n,
+                                       struct sync_head *h, struct ddts_error *err)
 {
     struct server *srv = se->srv;
     struct ddts_wire_reader r;
-    uint8_t op, flags;
-    uint64_t samples, count;
     ddts_wire_reader_init(&r, p, n);
-    ddts_wire_get_u8(&r, &op);
-    ddts_wire_get_u8(&r, &flags);
-    ddts_wire_get_u64(&r, &samples);
-    ddts_wire_get_u64(&r, &count);
+    ddts_wire_get_u8(&r, &h->op);
+    ddts_wire_get_u8(&r, &h->flags);
+    ddts_wire_get_u64(&r, &h->samples);
+    ddts_wire_get_u64(&r, &h->count);
     enum ddts_status st = ddts_wire_reader_end(&r, "SYNC", err);
     if (st != DDTS_OK)
         return st;
-    if (op > DDTS_REDUCE_MAX || count == 0 || count > DDTS_MAX_SYNC_FLOATS ||
-        (op == DDTS_REDUCE_MEAN && samples == 0))
+    if (h->op > DDTS_REDUCE_MAX || h->count == 0 || h->count > DDTS_MAX_SYNC_FLOATS ||
+        (h->op == DDTS_REDUCE_MEAN && h->samples == 0))
         return ddts_error_set(err, DDTS_EPROTO,
-                              "SYNC: op %u, %" PRIu64 " values, %" PRIu64 " samples is invalid", op,
-                              count, samples);
-    /* Lengths are checked against the model, the round and the global weights before
-     * allocating: with the model's length known, no client sets it. */
+                              "SYNC: op %u, %" PRIu64 " values, %" PRIu64 " samples is invalid",
+                              h->op, h->count, h->samples);
     uint64_t model_n = srv->cfg->n_weights;
-    if (model_n > 0 && (flags & DDTS_SYNC_WEIGHTS) && count != model_n)
+    if (model_n > 0 && (h->flags & DDTS_SYNC_WEIGHTS) && h->count != model_n)
         return ddts_error_set(err, DDTS_EPROTO,
-                              "SYNC of %" PRIu64 " weights where the model has %" PRIu64, count,
+                              "SYNC of %" PRIu64 " weights where the model has %" PRIu64, h->count,
                               model_n);
-    if (model_n > 0 && count > model_n)
+    if (model_n > 0 && h->count > model_n)
         return ddts_error_set(err, DDTS_EPROTO,
-                              "SYNC of %" PRIu64 " values: more than the model's %" PRIu64, count,
-                              model_n);
+                              "SYNC of %" PRIu64 " values: more than the model's %" PRIu64,
+                              h->count, model_n);
     pthread_mutex_lock(&srv->mu);
-    uint64_t expect = srv->open ? srv->n : (flags & DDTS_SYNC_WEIGHTS) ? srv->n_floats : 0;
+    uint64_t expect = srv->open ? srv->n : (h->flags & DDTS_SYNC_WEIGHTS) ? srv->n_floats : 0;
     uint64_t cap = UINT64_MAX;
     if (srv->cfg->share_samples != NULL && se->shard >= 0)
         cap = srv->cfg->share_samples[se->shard];
     pthread_mutex_unlock(&srv->mu);
-    if (expect != 0 && count != expect)
+    if (expect != 0 && h->count != expect)
         return ddts_error_set(err, DDTS_EPROTO,
-                              "SYNC of %" PRIu64 " values where the job has %" PRIu64, count,
+                              "SYNC of %" PRIu64 " values where the job has %" PRIu64, h->count,
                               expect);
-    if (op == DDTS_REDUCE_MEAN && samples > cap) {
+    if (h->op == DDTS_REDUCE_MEAN && h->samples > cap) {
         peer_warn(srv, se->key,
                   "client '%s' (%s) claims %" PRIu64 " samples for share %ld of %" PRIu64
                   ": counted as %" PRIu64,
-                  se->name, se->addr, samples, se->shard, cap, cap);
-        samples = cap > 0 ? cap : 1;
+                  se->name, se->addr, h->samples, se->shard, cap, cap);
+        h->samples = cap > 0 ? cap : 1;
     }
+    return DDTS_OK;
+}
+
+/* The contribution's values, all finite; *out is the caller's to free. */
+static enum ddts_status sync_values_read(struct session *se, uint64_t count, float **out,
+                                         struct ddts_error *err)
+{
     float *v = ddts_mallocarray((size_t)count, sizeof *v);
     if (v == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "SYNC: out of memory for %" PRIu64 " values",
                               count);
-    st = ddts_conn_recv_data(se->conn, v, (size_t)count * sizeof *v, err);
+    enum ddts_status st = ddts_conn_recv_data(se->conn, v, (size_t)count * sizeof *v, err);
+    for (uint64_t i = 0; st == DDTS_OK && i < count; i++)
+        if (!isfinite(v[i]))
+            st = ddts_error_set(err, DDTS_ENUMERIC, "SYNC: value %" PRIu64 " is not finite", i);
     if (st != DDTS_OK) {
         ddts_free(v);
         return st;
     }
-    for (uint64_t i = 0; i < count; i++)
-        if (!isfinite(v[i])) {
-            ddts_free(v);
-            return ddts_error_set(err, DDTS_ENUMERIC, "SYNC: value %" PRIu64 " is not finite", i);
-        }
-    pthread_mutex_lock(&srv->mu);
+    *out = v;
+    return DDTS_OK;
+}
+
+/* Adds one contribution to the round, opening it if it is the first.
+ * Called with srv->mu held. */
+static enum ddts_status round_add_unlocked(struct session *se, const struct sync_head *h,
+                                           const float *v, struct ddts_error *err)
+{
+    struct server *srv = se->srv;
     struct shard *s = se->shard >= 0 ? &srv->shards[se->shard] : NULL;
-    if (s == NULL || !s->training || s->sess != se) {
-        st = ddts_error_set(err, DDTS_EPROTO, "SYNC from a client that is not training");
-    } else if (srv->open && (srv->op != op || srv->flags != flags || srv->n != count)) {
-        st = ddts_error_set(err, DDTS_EPROTO,
-                            "SYNC of %" PRIu64 " values (op %u) in a round of %" PRIu64
-                            " values (op %u)",
-                            count, op, srv->n, srv->op);
-    } else if (s->contrib_seq == srv->seq + 1) {
-        st = ddts_error_set(err, DDTS_EPROTO, "two SYNC in one round");
-    } else if (!srv->open) {
-        srv->acc = ddts_mallocarray((size_t)count, 2 * sizeof *srv->acc);
-        if (srv->acc == NULL) {
-            st = ddts_error_set(err, DDTS_ENOMEM, "round: out of memory");
+    if (s == NULL || !s->training || s->sess != se)
+        return ddts_error_set(err, DDTS_EPROTO, "SYNC from a client that is not training");
+    if (srv->open && (srv->op != h->op || srv->flags != h->flags || srv->n != h->count))
+        return ddts_error_set(err, DDTS_EPROTO,
+                              "SYNC of %" PRIu64 " values (op %u) in a round of %" PRIu64
+                              " values (op %u)",
+                              h->count, h->op, srv->n, srv->op);
+    if (s->contrib_seq == srv->seq + 1)
+        return ddts_error_set(err, DDTS_EPROTO, "two SYNC in one round");
+    uint8_t op = h->op;
+    if (!srv->open) {
+        srv->acc = ddts_mallocarray((size_t)h->count, 2 * sizeof *srv->acc);
+        if (srv->acc == NULL)
+            return ddts_error_set(err, DDTS_ENOMEM, "round: out of memory");
+        srv->open = 1;
+        srv->op = op;
+        srv->flags = h->flags;
+        srv->n = h->count;
+        srv->opened_at = ddts_now();
+        for (uint64_t i = 0; i < h->count; i++) {
+            srv->acc[2 * i] = op == DDTS_REDUCE_MIN ? 1e300 : op == DDTS_REDUCE_MAX ? -1e300 : 0.0;
+            srv->acc[2 * i + 1] = 0.0;
+        }
+    }
+    /*
+     * The running reduction: memory of one model, whatever the number of clients.
+     * Sums are double-double (Knuth's TwoSum keeps each addition's rounding error in
+     * lo), so the result does not depend on the order in which clients arrive: the
+     * float it rounds to is the same unless the exact mean lies within ~2^-100 of a
+     * rounding boundary. samples * x is exact in double for samples < 2^29.
+     */
+    double w = op == DDTS_REDUCE_MEAN ? (double)h->samples : 1.0;
+    for (uint64_t i = 0; i < h->count; i++) {
+        double x = v[i];
+        double *hi = &srv->acc[2 * i], *lo = &srv->acc[2 * i + 1];
+        if (op == DDTS_REDUCE_MEAN || op == DDTS_REDUCE_SUM) {
+            double t = w * x;
+            double sum = *hi + t;
+            double bv = sum - *hi;
+            *lo += (*hi - (sum - bv)) + (t - bv);
+            *hi = sum;
+        } else if (op == DDTS_REDUCE_MIN) {
+            *hi = x < *hi ? x : *hi;
         } else {
-            srv->open = 1;
-            srv->op = op;
-            srv->flags = flags;
-            srv->n = count;
-            srv->opened_at = ddts_now();
-            for (uint64_t i = 0; i < count; i++) {
-                srv->acc[2 * i] = op == DDTS_REDUCE_MIN   ? 1e300
-                                  : op == DDTS_REDUCE_MAX ? -1e300
-                                                          : 0.0;
-                srv->acc[2 * i + 1] = 0.0;
-            }
+            *hi = x > *hi ? x : *hi;
         }
     }
-    if (st == DDTS_OK) {
-        /*
-         * The running reduction: memory of one model, whatever the number of clients.
-         * Sums are double-double (Knuth's TwoSum keeps each addition's rounding error in
-         * lo), so the result does not depend on the order in which clients arrive: the
-         * float it rounds to is the same unless the exact mean lies within ~2^-100 of a
-         * rounding boundary. samples * x is exact in double for samples < 2^29.
-         */
-        double w = op == DDTS_REDUCE_MEAN ? (double)samples : 1.0;
-        for (uint64_t i = 0; i < count; i++) {
-            double x = v[i];
-            double *hi = &srv->acc[2 * i], *lo = &srv->acc[2 * i + 1];
-            if (op == DDTS_REDUCE_MEAN || op == DDTS_REDUCE_SUM) {
-                double t = w * x;
-                double sum = *hi + t;
-                double bv = sum - *hi;
-                *lo += (*hi - (sum - bv)) + (t - bv);
-                *hi = sum;
-            } else if (op == DDTS_REDUCE_MIN) {
-                *hi = x < *hi ? x : *hi;
-            } else {
-                *hi = x > *hi ? x : *hi;
-            }
-        }
-        srv->total_samples += samples;
-        srv->n_contrib++;
-        s->contrib_seq = srv->seq + 1;
-        /* Waiting for the round is not a lack of progress: the round's deadline applies. */
-        if (se->alive_at > 0)
-            se->alive_at = -1;
-        maybe_complete(srv);
-    }
-    ddts_free(v);
-    int waits = st == DDTS_OK && se->res == NULL && !srv->stopping;
-    if (waits) {
-        pthread_mutex_unlock(&srv->mu);
-        notify(se, DDTS_CLIENT_SYNCING);
-        pthread_mutex_lock(&srv->mu);
-    }
-    /* Wait for the result, sending heartbeats. */
+    srv->total_samples += h->samples;
+    srv->n_contrib++;
+    s->contrib_seq = srv->seq + 1;
+    /* Waiting for the round is not a lack of progress: the round's deadline applies. */
+    if (se->alive_at > 0)
+        se->alive_at = -1;
+    maybe_complete(srv);
+    return DDTS_OK;
+}
+
+/* Waits for the round's result, sending heartbeats, and sends it; after a
+ * failed contribution (st) it only releases a result. Called with srv->mu
+ * held; returns with it released. */
+static enum ddts_status sync_answer_unlocked(struct session *se, enum ddts_status st,
+                                             struct ddts_error *err)
+{
+    struct server *srv = se->srv;
     double last_hb = ddts_now();
     while (st == DDTS_OK && se->res == NULL && !srv->stopping) {
         timed_wait(srv, srv->heartbeat / 2);
@@ -1279,26 +1293,51 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
     pthread_mutex_unlock(&srv->mu);
     if (st == DDTS_OK && res == NULL)
         st = ddts_error_set(err, DDTS_ECANCELED, "server stopping");
-    if (res != NULL) {
-        if (st == DDTS_OK) {
-            uint8_t m[32];
-            struct ddts_wire_writer w;
-            ddts_wire_writer_init(&w, m, sizeof m);
-            ddts_wire_put_u8(&w, DDTS_MSG_SYNC_RESULT);
-            ddts_wire_put_u64(&w, res->round);
-            ddts_wire_put_u64(&w, res->total_samples);
-            ddts_wire_put_u64(&w, res->n);
-            st = ddts_conn_send_w(se->conn, &w, err);
-            if (st == DDTS_OK)
-                st = ddts_conn_send_data(se->conn, res->v, (size_t)res->n * sizeof(float), err);
-        }
-        pthread_mutex_lock(&srv->mu);
-        if (--res->refs == 0) {
-            ddts_free(res->v);
-            ddts_free(res);
-        }
-        pthread_mutex_unlock(&srv->mu);
+    if (res == NULL)
+        return st;
+    if (st == DDTS_OK) {
+        uint8_t m[32];
+        struct ddts_wire_writer w;
+        ddts_wire_writer_init(&w, m, sizeof m);
+        ddts_wire_put_u8(&w, DDTS_MSG_SYNC_RESULT);
+        ddts_wire_put_u64(&w, res->round);
+        ddts_wire_put_u64(&w, res->total_samples);
+        ddts_wire_put_u64(&w, res->n);
+        st = ddts_conn_send_w(se->conn, &w, err);
+        if (st == DDTS_OK)
+            st = ddts_conn_send_data(se->conn, res->v, (size_t)res->n * sizeof(float), err);
     }
+    pthread_mutex_lock(&srv->mu);
+    if (--res->refs == 0) {
+        ddts_free(res->v);
+        ddts_free(res);
+    }
+    pthread_mutex_unlock(&srv->mu);
+    return st;
+}
+
+/* Receives one SYNC contribution, waits for the round and sends the result. */
+static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t n,
+                                    struct ddts_error *err)
+{
+    struct server *srv = se->srv;
+    struct sync_head h;
+    float *v = NULL;
+    enum ddts_status st = sync_head_read(se, p, n, &h, err);
+    if (st == DDTS_OK)
+        st = sync_values_read(se, h.count, &v, err);
+    if (st != DDTS_OK)
+        return st;
+    pthread_mutex_lock(&srv->mu);
+    st = round_add_unlocked(se, &h, v, err);
+    ddts_free(v);
+    int waits = st == DDTS_OK && se->res == NULL && !srv->stopping;
+    if (waits) {
+        pthread_mutex_unlock(&srv->mu);
+        notify(se, DDTS_CLIENT_SYNCING);
+        pthread_mutex_lock(&srv->mu);
+    }
+    st = sync_answer_unlocked(se, st, err);
     pthread_mutex_lock(&srv->mu);
     if (se->alive_at != 0)
         se->alive_at = ddts_now();
