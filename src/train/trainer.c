@@ -366,6 +366,10 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
                         job->epochs, job->batch_size, ddts_model_loss_name(m),
                         ddts_model_optimizer_name(m), ddts_model_learning_rate(m));
 
+    if (initial_epoch > 0)
+        ddts_textlog_printf(r.textlog, "resumed at epoch %d (epochs 1-%d were trained before)",
+                            initial_epoch + 1, initial_epoch);
+
     struct ddts_fit_callbacks cbs = {
         .userdata = &r,
         .on_batch_end = on_batch_end,
@@ -396,7 +400,8 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     }
     res->n_samples = train->n;
     res->seconds += seconds;
-    res->samples_per_s = seconds > 0 ? (double)train->n * job->epochs / seconds : 0;
+    res->samples_per_s =
+        seconds > 0 ? (double)train->n * (job->epochs - initial_epoch) / seconds : 0;
     res->loss = log_value(hist, "loss");
     res->accuracy = log_value(hist, "accuracy");
     double v;
@@ -569,6 +574,11 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
     }
     if (req->init_opt_state != NULL && job->method != DDTS_JOB_KFOLD) {
         st = import_opt_state(m, req, err);
+        if (st != DDTS_OK)
+            goto out;
+    }
+    if (req->init_best != NULL && job->method != DDTS_JOB_KFOLD) {
+        st = ddts_model_set_best_state(m, req->init_best, err);
         if (st != DDTS_OK)
             goto out;
     }
