@@ -199,6 +199,12 @@ struct ddts_dataset {
      * both NULL (none) or both x_count (y_count) long. */
     const float *x_offset, *x_scale;
     const float *y_offset, *y_scale;
+    /* With y_offset/y_scale (non-sparse losses): non-zero reports the loss and
+     * metrics of fit and evaluate in y's own units, on outputs and targets
+     * mapped back by v / scale + offset (what a model whose output undoes the
+     * normalization, --order XX's saved model, gives on the raw data), while
+     * the gradients stay those of the loss on the normalized values. */
+    int figures_in_y_units;
 };
 
 #define DDTS_LOGS_MAX 16

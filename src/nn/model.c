@@ -383,6 +383,7 @@ void ddts_model_destroy(struct ddts_model *m)
     ddts_free(m->grads);
     ddts_free(m->opt.state);
     ddts_free(m->best);
+    ddts_free(m->units_row);
     ddts_free(m->name);
     ddts_free(m);
 }

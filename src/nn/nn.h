@@ -278,6 +278,15 @@ struct ddts_model {
     float *ones; /* ones_n ones: bias gradients as one GEMM */
     size_t ones_n;
 
+    /* Figures in the targets' own units (ddts_dataset.figures_in_y_units): set by
+     * fit and evaluate for the data at hand (borrowed, o->size values each; NULL:
+     * none), with a scratch of two output rows; the loss of the last
+     * ddts__nn_loss in those units. */
+    const float *units_offset, *units_scale;
+    float *units_row;
+    size_t units_row_n;
+    double units_loss;
+
     float *best;
     int best_epoch;
     int best_valid;    /* best/best_value hold a result of this training */

@@ -634,7 +634,9 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
     }
     const struct ddts_array *y = job->order == DDTS_JOB_ORDER_XX ? x : req->y;
     const struct ddts_array *yv = job->order == DDTS_JOB_ORDER_XX ? xv : req->y_val;
-    /* XX (autoencoder): the target is the normalized input. */
+    /* XX (autoencoder): the target is the normalized input; the figures (loss,
+     * metrics) are in the data's own units, those of the saved model, whose output
+     * undoes the normalization (ddts evaluate on it gives the same). */
     const float *yo = job->order == DDTS_JOB_ORDER_XX ? offset : NULL;
     const float *ys = job->order == DDTS_JOB_ORDER_XX ? scale : NULL;
     if (y == NULL) {
@@ -672,8 +674,8 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
             st = ddts_model_compile(m, &co, err);
             if (st != DDTS_OK)
                 goto out;
-            struct ddts_dataset dtr = {x, y, tr, ntr, offset, scale, yo, ys},
-                                dva = {x, y, va, nva, offset, scale, yo, ys};
+            struct ddts_dataset dtr = {x, y, tr, ntr, offset, scale, yo, ys, yo != NULL},
+                                dva = {x, y, va, nva, offset, scale, yo, ys, yo != NULL};
             char dir[4096];
             struct ddts_train_result fr;
             memset(&fr, 0, sizeof fr);
@@ -710,8 +712,8 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
         ddts_log(req->logger, DDTS_LOG_INFO, "%zu-fold %s: %.4f +/- %.4f", kf, out->fold_metric,
                  out->fold_mean, out->fold_std);
     } else {
-        struct ddts_dataset dtr = {x, y, NULL, n, offset, scale, yo, ys},
-                            dva = {xv, yv, NULL, 0, offset, scale, yo, ys};
+        struct ddts_dataset dtr = {x, y, NULL, n, offset, scale, yo, ys, yo != NULL},
+                            dva = {xv, yv, NULL, 0, offset, scale, yo, ys, yo != NULL};
         const struct ddts_dataset *val = NULL;
         if (xv != NULL) {
             dva.n = xv->rank > 0 ? (size_t)xv->shape[0] : 0;
@@ -730,7 +732,7 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
                 idx[i] = (uint32_t)i;
             dtr.idx = idx;
             dtr.n = ntr;
-            dva = (struct ddts_dataset){x, y, idx + ntr, nva, offset, scale, yo, ys};
+            dva = (struct ddts_dataset){x, y, idx + ntr, nva, offset, scale, yo, ys, yo != NULL};
             val = nva > 0 ? &dva : NULL;
         }
         st = run_one(req, m, k, normp, &dtr, val, req->out_dir, 0, 0, out, err);
@@ -828,14 +830,10 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
     }
     int xx = job->order == DDTS_JOB_ORDER_XX;
     const struct ddts_array *y = xx ? x : req->y_test;
-    struct ddts_dataset d = {x,
-                             y,
-                             NULL,
-                             x->rank > 0 ? (size_t)x->shape[0] : 0,
-                             offset,
-                             scale,
-                             xx ? offset : NULL,
-                             xx ? scale : NULL};
+    struct ddts_dataset d = {x, y, NULL, x->rank > 0 ? (size_t)x->shape[0] : 0, offset, scale,
+                             xx ? offset : NULL, xx ? scale : NULL,
+                             /* the saved global model's figures: raw units */
+                             xx};
     struct ddts_logs logs;
     st = ddts_model_evaluate(m, &d, job->batch_size > 0 ? job->batch_size : 32, &logs, err);
     if (st != DDTS_OK)

@@ -243,12 +243,11 @@ if check(rc == 0, "XX zscore: " + out):
         raw_mse = float(np.mean((pred.astype(np.float64) - xr) ** 2))
         check(abs(ev[0] - raw_mse) <= 1e-3 * raw_mse + 1e-6,
               "evaluate %g vs numpy mse of the predictions %g" % (ev[0], raw_mse))
-        # Raw units: the normalized training loss times the features' variance
-        # (within the spread of per-feature errors), far from the ~2500 of an
-        # output left in normalized units.
-        ratio = ev[0] / (train_loss * float(np.mean(xr.var(0))))
-        check(0.3 < ratio < 3, "raw loss %g, training loss %g, ratio %g" % (ev[0], train_loss,
-                                                                          ratio))
+        # The training figures are in raw units too (those of the saved model): the
+        # last epoch's loss, a running mean over its batches, equals evaluate's on
+        # the final weights once training has settled (no dropout in this model).
+        check(abs(ev[0] - train_loss) <= 0.02 * ev[0],
+              "evaluate's loss %g vs the last epoch's %g (history.csv)" % (ev[0], train_loss))
     if h5py is not None and pred is not None:
         import json
         f = h5py.File(saved, "r")
