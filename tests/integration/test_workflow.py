@@ -409,7 +409,7 @@ def section6_round(work):
                             "--workdir", os.path.join(work, "s6r"), "--name", "r"],
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
+    wait_listening(port, proc=srv)
     fast = start_client(work, port, "fast", "-")
     slow = start_client(work, port, "slow", "-")
     end = time.time() + 30
