@@ -752,6 +752,65 @@ static void XMLCALL sh_end(void *ud, const XML_Char *el)
     }
 }
 
+/* The index of sheet `want` (NULL: the first), or DDTS_ENOTFOUND listing the sheets. */
+static enum ddts_status find_sheet(const struct workbook *w, const char *name, const char *want,
+                                   size_t *si, struct ddts_error *err)
+{
+    *si = 0;
+    if (want == NULL)
+        return DDTS_OK;
+    for (*si = 0; *si < w->names.n; (*si)++)
+        if (strcmp(strlist_get(&w->names, *si), want) == 0)
+            return DDTS_OK;
+    char list[300];
+    size_t used = 0;
+    list[0] = '\0';
+    for (size_t i = 0; i < w->names.n && used + 1 < sizeof list; i++) {
+        int k = snprintf(list + used, sizeof list - used, "%s'%s'", i ? ", " : "",
+                         strlist_get(&w->names, i));
+        if (k < 0)
+            break;
+        used += (size_t)k;
+    }
+    return ddts_error_set(err, DDTS_ENOTFOUND, "%s: no sheet '%s' (sheets: %s)", name, want, list);
+}
+
+/* The zip paths of sheet si (through the workbook's relationships) and of
+ * the shared strings, each into a buffer of cap bytes. */
+static void sheet_paths(const struct workbook *w, size_t si, char *path, char *ss_path, size_t cap)
+{
+    const char *rid = strlist_get(&w->rids, si);
+    const char *target = NULL;
+    for (size_t i = 0; i < w->rel_id.n; i++)
+        if (strcmp(strlist_get(&w->rel_id, i), rid) == 0)
+            target = strlist_get(&w->rel_to, i);
+    if (target != NULL)
+        resolve(target, path, cap);
+    else
+        snprintf(path, cap, "xl/worksheets/sheet%zu.xml", si + 1);
+    if (w->shared_target.n > 0)
+        resolve(strlist_get(&w->shared_target, 0), ss_path, cap);
+    else
+        snprintf(ss_path, cap, "xl/sharedStrings.xml");
+}
+
+/* Pass 0 kept every value, row by row, in blocks: into out, the header's
+ * values left out; the blocks are freed. */
+static void take_values(struct sheet *s, double *out)
+{
+    size_t skip = s->header ? s->first_row_cells : 0, at = 0;
+    for (size_t b = 0; b < s->n_blocks; b++) {
+        size_t lo = b * VAL_BLOCK, hi = lo + VAL_BLOCK < s->n_vals ? lo + VAL_BLOCK : s->n_vals;
+        if (hi > skip) {
+            size_t from = lo > skip ? lo : skip;
+            memcpy(out + at, s->blocks[b] + (from - lo), (hi - from) * sizeof(double));
+            at += hi - from;
+        }
+        ddts_free(s->blocks[b]);
+        s->blocks[b] = NULL;
+    }
+}
+
 static enum ddts_status load_sheet(struct ddts__zip *z, const char *name, const char *want,
                                    unsigned flags, struct ddts_array **out, struct ddts_error *err)
 {
@@ -778,41 +837,11 @@ static enum ddts_status load_sheet(struct ddts__zip *z, const char *name, const 
         goto out;
     }
     size_t si = 0;
-    if (want != NULL) {
-        for (si = 0; si < w.names.n; si++)
-            if (strcmp(strlist_get(&w.names, si), want) == 0)
-                break;
-        if (si == w.names.n) {
-            char list[300];
-            size_t used = 0;
-            list[0] = '\0';
-            for (size_t i = 0; i < w.names.n && used + 1 < sizeof list; i++) {
-                int k = snprintf(list + used, sizeof list - used, "%s'%s'", i ? ", " : "",
-                                 strlist_get(&w.names, i));
-                if (k < 0)
-                    break;
-                used += (size_t)k;
-            }
-            st = ddts_error_set(err, DDTS_ENOTFOUND, "%s: no sheet '%s' (sheets: %s)", name, want,
-                                list);
-            goto out;
-        }
-    }
-    const char *rid = strlist_get(&w.rids, si);
-    const char *target = NULL;
-    for (size_t i = 0; i < w.rel_id.n; i++)
-        if (strcmp(strlist_get(&w.rel_id, i), rid) == 0)
-            target = strlist_get(&w.rel_to, i);
-    char path[512];
-    if (target != NULL)
-        resolve(target, path, sizeof path);
-    else
-        snprintf(path, sizeof path, "xl/worksheets/sheet%zu.xml", si + 1);
-    char ss_path[512];
-    if (w.shared_target.n > 0)
-        resolve(strlist_get(&w.shared_target, 0), ss_path, sizeof ss_path);
-    else
-        snprintf(ss_path, sizeof ss_path, "xl/sharedStrings.xml");
+    char path[512], ss_path[512];
+    st = find_sheet(&w, name, want, &si, err);
+    if (st != DDTS_OK)
+        goto out;
+    sheet_paths(&w, si, path, ss_path, sizeof path);
     ss.x.name = name;
     st = parse_member(z, ss_path, &ss.x, ss_start, ss_end, ss_text, chunk, err);
     if (st == DDTS_ENOTFOUND) {
@@ -856,18 +885,7 @@ static enum ddts_status load_sheet(struct ddts__zip *z, const char *name, const 
         st = ddts_array_create_uninit(DDTS_F64, 2, shape, &a, err);
         if (st != DDTS_OK)
             goto out;
-        size_t skip = s.header ? s.first_row_cells : 0, at = 0;
-        for (size_t b = 0; b < s.n_blocks; b++) {
-            size_t lo = b * VAL_BLOCK, hi = lo + VAL_BLOCK < s.n_vals ? lo + VAL_BLOCK : s.n_vals;
-            if (hi > skip) {
-                size_t from = lo > skip ? lo : skip;
-                memcpy((double *)a->data + at, s.blocks[b] + (from - lo),
-                       (hi - from) * sizeof(double));
-                at += hi - from;
-            }
-            ddts_free(s.blocks[b]);
-            s.blocks[b] = NULL;
-        }
+        take_values(&s, (double *)a->data);
         goto out;
     }
     free_blocks(&s);
