@@ -558,11 +558,11 @@ static enum ddts_status add_wrapper(struct ctx *c, const char *cls, const char *
     if (n_in != 1)
         return bad(c, name, cls, "expects exactly one input");
     if (strcmp(cls, "TimeDistributed") == 0) {
-        if (strcmp(icls, "Dense") != 0 && strcmp(icls, "Dropout") != 0 &&
-            strcmp(icls, "Activation") != 0)
+        const struct nn_layer_ops *iops = ddts__nn_layer_find(icls);
+        if (iops == NULL || !iops->per_step)
             return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
-                                  "layer '%s' (%s): an inner %s is not supported (Dense, Dropout "
-                                  "and Activation are)",
+                                  "layer '%s' (%s): an inner %s is not supported (layers that map "
+                                  "the last axis alone are: Dense, Dropout, activations)",
                                   name, cls, icls);
         return add_layer(c, icls, name, icfg, in, 1, entry, out);
     }

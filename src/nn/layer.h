@@ -138,6 +138,9 @@ struct nn_layer_ops {
      * variables first, then the others), or NULL past the last. */
     const char *(*weight_name)(const struct nn_weight_flags *f, size_t index);
     int weights_optional; /* a config may give them instead (Normalization) */
+    /* It maps the last axis alone, so TimeDistributed(it) is it (Dense,
+     * Dropout, activations): the wrapper adds it as it is. */
+    int per_step;
     /* .keras files: the sub-groups holding its variables (MultiHeadAttention's
      * query_dense, ...) in Keras' weight order, NULL-terminated; NULL: by name. */
     const char *const *sub_groups;

@@ -121,6 +121,7 @@ static enum ddts_status dense_spec(struct nn_spec *s)
 static const struct nn_layer_ops dense_ops = {
     .class_names = (const char *const[]){"Dense", NULL},
     .kind = NN_DENSE,
+    .per_step = 1,
     .doc = "z = x W + b on the last axis, then the activation",
     .min_in = 1,
     .max_in = 1,

@@ -82,6 +82,7 @@ static enum ddts_status dropout_spec(struct nn_spec *s)
 static const struct nn_layer_ops dropout_ops = {
     .class_names = (const char *const[]){"Dropout", NULL},
     .kind = NN_DROPOUT,
+    .per_step = 1,
     .doc = "inverted dropout in training, identity in inference",
     .min_in = 1,
     .max_in = 1,
