@@ -74,9 +74,13 @@ void ddts__nn_act_backward(const struct nn_act *a, size_t rows, size_t k, const 
         return;
     }
     if (a->kind == ACT_RELU && a->alpha == 0 && a->max_value <= 0 && a->threshold == 0) {
+        /* Both values loaded first: a select the compiler vectorises,
+         * instead of a branch that half the signs mispredict. */
 #pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
-        for (long i = 0; i < (long)n; i++)
-            dz[i] = z[i] > 0 ? dy[i] : 0;
+        for (long i = 0; i < (long)n; i++) {
+            float g = dy[i];
+            dz[i] = z[i] > 0 ? g : 0.0f;
+        }
         return;
     }
 #pragma omp parallel for num_threads(threads) schedule(static) if (n > 16384)

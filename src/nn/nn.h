@@ -334,6 +334,9 @@ void ddts__nn_act_backward(const struct nn_act *a, size_t rows, size_t k, const 
 int ddts__nn_act_parse(const char *name, int keras3, struct nn_act *out);
 
 /* layer.c: the forward and backward passes over all nodes for batch b */
+/* A dropout mask of n values: 1 / (1 - rate) with probability 1 - rate,
+ * else 0, from 32-bit draws of rng (layer_dropout.c); 0 <= rate < 1. */
+void ddts__nn_dropout_mask(struct ddts_rng *rng, float *mask, size_t n, float rate);
 void ddts__nn_forward(struct ddts_model *m, size_t b);
 void ddts__nn_backward(struct ddts_model *m, size_t b);
 

@@ -5,6 +5,7 @@
  * DDTS_EFORMAT naming the key, never undefined behaviour or a silent
  * truncation).
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -202,12 +203,46 @@ static void test_read_only_refused(void **state)
     assert_int_equal(build_one("4", "NoSuchLayer", "", &err), DDTS_EUNSUPPORTED);
 }
 
+/* Dropout masks: every value 0 or 1 / (1 - rate), the kept share within 5
+ * standard deviations of 1 - rate (a fixed seed: the check is deterministic),
+ * rate 0 keeps all, the same seed gives the same mask. */
+static void test_dropout_mask(void **state)
+{
+    (void)state;
+    enum { N = 100001 };
+    static float mask[N], again[N];
+    const float rates[] = {0.0f, 0.2f, 0.5f, 0.9f};
+    for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++) {
+        struct ddts_rng rng, rng2;
+        ddts_rng_seed(&rng, 11 + r);
+        ddts_rng_seed(&rng2, 11 + r);
+        float rate = rates[r], keep = 1.0f / (1.0f - rate);
+        ddts__nn_dropout_mask(&rng, mask, N, rate);
+        ddts__nn_dropout_mask(&rng2, again, N, rate);
+        size_t kept = 0;
+        double sum = 0;
+        for (size_t i = 0; i < N; i++) {
+            assert_true(mask[i] == 0.0f || mask[i] == keep);
+            assert_true(mask[i] == again[i]);
+            kept += mask[i] != 0.0f;
+            sum += mask[i];
+        }
+        double p = 1.0 - rate, sd = sqrt(p * (1 - p) / N);
+        assert_true(fabs((double)kept / N - p) <= 5 * sd + 1e-12);
+        if (rate == 0.0f)
+            assert_int_equal(kept, N);
+        /* inverted dropout: the mask's mean is 1 */
+        assert_true(fabs(sum / N - 1.0) <= 5 * sd * keep + 1e-6);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_unique),    cmocka_unit_test(test_hooks),
         cmocka_unit_test(test_public_listing),  cmocka_unit_test(test_weight_names),
         cmocka_unit_test(test_bounded_numbers), cmocka_unit_test(test_read_only_refused),
+        cmocka_unit_test(test_dropout_mask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
