@@ -21,7 +21,8 @@
 #include <zlib.h>
 
 #include "ddts/ddts.h"
-#include "../src/tensor/tensor.h"
+#include "nn/nn.h"
+#include "tensor/tensor.h"
 #include "models.h"
 
 static struct ddts_array *load_idx(const char *path)
@@ -87,6 +88,16 @@ static struct ddts_model *build(const char *json, int threads, uint64_t init_see
         exit(1);
     }
     return m;
+}
+
+/* Training FLOPs per sample from the layer shapes (ddts__nn_flops). */
+static struct ddts__nn_flops flops_of(const char *json)
+{
+    struct ddts_model *m = build(json, 1, 42);
+    struct ddts__nn_flops f;
+    ddts__nn_flops(m, &f);
+    ddts_model_destroy(m);
+    return f;
 }
 
 static double throughput(const char *json, int threads, struct ddts_array *x, struct ddts_array *y,
@@ -175,6 +186,58 @@ static double sgemm_gflops(int threads)
     return 2.0 * n * n * n * reps / dt / 1e9;
 }
 
+/* sgemm 1024^3 GFLOP/s with `threads` threads, in a child process: the
+ * reference GEMM's 12 MiB of matrices and OpenBLAS's buffers for it are not
+ * part of training's peak RSS. 0 when the child fails. */
+static double sgemm_in_child(int threads)
+{
+    int fd[2];
+    if (pipe(fd) != 0)
+        return 0;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        double g = sgemm_gflops(threads);
+        ssize_t w = write(fd[1], &g, sizeof g);
+        _exit(w == (ssize_t)sizeof g ? 0 : 1);
+    }
+    close(fd[1]);
+    double g = 0;
+    if (pid < 0 || read(fd[0], &g, sizeof g) != (ssize_t)sizeof g)
+        g = 0;
+    close(fd[0]);
+    if (pid > 0)
+        (void)waitpid(pid, NULL, 0);
+    return g;
+}
+
+/* samples/s at 1 and 2 threads, each measured right after the sgemm
+ * reference at the same thread count (the VM's speed drifts over minutes),
+ * and the model's FLOP rate against it. */
+static void throughput_line(const char *name, const char *json, struct ddts_array *x,
+                            struct ddts_array *y, size_t n)
+{
+    struct ddts__nn_flops f = flops_of(json);
+    double per = f.forward + f.weight_grad + f.input_grad, sps[2], ref[2];
+    for (int t = 1; t <= 2; t++) {
+        ref[t - 1] = sgemm_in_child(t);
+        sps[t - 1] = throughput(json, t, x, y, n);
+    }
+    printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads)\n", name, sps[0],
+           sps[1]);
+    printf("%s: training FLOPs per sample %.0f (forward %.0f, weight gradients %.0f, input "
+           "gradients %.0f%s)\n",
+           name, per, f.forward, f.weight_grad, f.input_grad,
+           f.n_uncounted ? ", some layers uncounted: a lower bound" : "");
+    for (int t = 0; t < 2; t++)
+        printf("%s: %d thread(s): %.1f GFLOP/s = %.0f %% of sgemm 1024^3 %.1f GFLOP/s measured just "
+               "before\n",
+               name, t + 1, sps[t] * per / 1e9, ref[t] > 0 ? 100 * sps[t] * per / 1e9 / ref[t] : 0,
+               ref[t]);
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     /* OpenBLAS's real kernels and sleeping OpenMP threads (see nn.h). */
@@ -221,18 +284,8 @@ int main(int argc, char **argv)
     as_images(raw[0]);
     as_images(raw[2]);
     struct ddts_array *x = raw[0], *tx = raw[2];
-    /* In a child process: the reference GEMM's 12 MiB of matrices and
-     * OpenBLAS's buffers for it are not part of training's peak RSS. */
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        printf("sgemm 1024^3: %.1f GFLOP/s (1 thread), %.1f GFLOP/s (2 threads)\n", sgemm_gflops(1),
-               sgemm_gflops(2));
-        fflush(stdout);
-        _exit(0);
-    }
-    if (pid > 0)
-        (void)waitpid(pid, NULL, 0);
+    double g1 = sgemm_in_child(1), g2 = sgemm_in_child(2);
+    printf("sgemm 1024^3: %.1f GFLOP/s (1 thread), %.1f GFLOP/s (2 threads)\n", g1, g2);
     struct {
         const char *name, *json;
         size_t n_tp;
@@ -240,18 +293,10 @@ int main(int argc, char **argv)
     for (int k = 0; k < 2; k++) {
         if (only && strcmp(only, models[k].name) != 0)
             continue;
-        if (tp_only) {
-            printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads)\n",
-                   models[k].name, throughput(models[k].json, 1, x, raw[1], models[k].n_tp),
-                   throughput(models[k].json, 2, x, raw[1], models[k].n_tp));
+        if (!acc_only)
+            throughput_line(models[k].name, models[k].json, x, raw[1], models[k].n_tp);
+        if (tp_only)
             continue;
-        }
-        if (!acc_only) {
-            double s1 = throughput(models[k].json, 1, x, raw[1], models[k].n_tp);
-            double s2 = throughput(models[k].json, 2, x, raw[1], models[k].n_tp);
-            printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads)\n",
-                   models[k].name, s1, s2);
-        }
         /* One draw of initial weights and one shuffling order move the
          * accuracy by up to a point (by +-2 on 6000 samples): the median of
          * SEEDS runs, seed s giving both the initial weights and the order. */

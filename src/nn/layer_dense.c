@@ -96,6 +96,13 @@ static void dense_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                                ddts__nn_wdata(m, nd->w0), u, acc ? 1.0f : 0.0f, dx, in);
 }
 
+static double dense_macs(const struct ddts_model *m, const struct nn_node *nd)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    size_t in = (size_t)a->shape[a->rank - 1];
+    return (double)(a->size / in) * (double)in * (double)nd->units;
+}
+
 /* "dense:UNITS[:ACTIVATION]": glorot_uniform kernel, zero bias. */
 static enum ddts_status dense_spec(struct nn_spec *s)
 {
@@ -131,6 +138,7 @@ static const struct nn_layer_ops dense_ops = {
     .plan = dense_plan,
     .forward = dense_forward,
     .backward = dense_backward,
+    .macs = dense_macs,
     .spec_word = "dense",
     .spec_usage = "dense:UNITS[:ACTIVATION]",
     .spec = dense_spec,
