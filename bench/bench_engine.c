@@ -231,10 +231,11 @@ static void throughput_line(const char *name, const char *json, struct ddts_arra
            name, per, f.forward, f.weight_grad, f.input_grad,
            f.n_uncounted ? ", some layers uncounted: a lower bound" : "");
     for (int t = 0; t < 2; t++)
-        printf("%s: %d thread(s): %.1f GFLOP/s = %.0f %% of sgemm 1024^3 %.1f GFLOP/s measured just "
-               "before\n",
-               name, t + 1, sps[t] * per / 1e9, ref[t] > 0 ? 100 * sps[t] * per / 1e9 / ref[t] : 0,
-               ref[t]);
+        printf(
+            "%s: %d thread(s): %.1f GFLOP/s = %.0f %% of sgemm 1024^3 %.1f GFLOP/s measured just "
+            "before\n",
+            name, t + 1, sps[t] * per / 1e9, ref[t] > 0 ? 100 * sps[t] * per / 1e9 / ref[t] : 0,
+            ref[t]);
     fflush(stdout);
 }
 
@@ -249,8 +250,9 @@ int main(int argc, char **argv)
         setenv("DDTS_REEXEC", "1", 1);
         execv("/proc/self/exe", argv);
     }
-    printf("OpenBLAS core: %s, OMP_WAIT_POLICY=%s\n", ddts_nn_blas_core(),
-           getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(default)");
+    printf("OpenBLAS core: %s, OMP_WAIT_POLICY=%s, GOMP_SPINCOUNT=%s\n", ddts_nn_blas_core(),
+           getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(default)",
+           getenv("GOMP_SPINCOUNT") ? getenv("GOMP_SPINCOUNT") : "(default)");
     const char *dir = "/usr/share/datasets/fashion-mnist";
     int quick = 0, tp_only = 0, acc_only = 0, seed0 = 1;
     const char *only = NULL;

@@ -33,6 +33,8 @@ struct run {
     struct ddts_error error;
     struct ddts_logs merged; /* the last epoch's logs after req->merge_logs */
     int have_merged;
+    double run_t0;       /* ddts_train_run's start (after the data load) */
+    double first_step_s; /* from run_t0 to the end of the first training step; < 0 before */
 };
 
 static void to_metrics(const struct ddts_logs *logs, struct ddts_metric *out, size_t *n)
@@ -135,6 +137,8 @@ static int on_batch_end(void *userdata, struct ddts_model *m, int epoch, size_t 
     (void)m;
     (void)n_batches;
     struct run *r = userdata;
+    if (r->first_step_s < 0)
+        r->first_step_s = ddts_now() - r->run_t0;
     if (batch == 0) {
         r->epoch_t0 = ddts_now();
         r->last_samples_done = 0;
@@ -320,12 +324,14 @@ static const char *best_monitor_name(const struct ddts_history *h, const struct 
 static enum ddts_status run_one(const struct ddts_train_request *req, struct ddts_model *m,
                                 struct ddts_keras_model *k, const struct ddts_norm_layer *norm,
                                 const struct ddts_dataset *train, const struct ddts_dataset *val,
-                                const char *dir, int fold, int n_folds,
+                                const char *dir, int fold, int n_folds, double run_t0,
                                 struct ddts_train_result *res, struct ddts_error *err)
 {
     const struct ddts_job *job = req->job;
     struct run r;
     memset(&r, 0, sizeof r);
+    r.run_t0 = run_t0;
+    r.first_step_s = -1;
     r.req = req;
     r.model = m;
     r.epochs = job->epochs;
@@ -407,6 +413,11 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     res->val_loss = log_value(hist, "val_loss");
     res->val_accuracy = log_value(hist, "val_accuracy");
     ddts_textlog_printf(r.textlog, "done in %.1f s (%.0f samples/s)", seconds, res->samples_per_s);
+    /* Start-up: reading the model, building and compiling it, the normalizer's
+     * statistics and planning, up to the end of the first training step. */
+    if (r.first_step_s >= 0)
+        ddts_textlog_printf(r.textlog, "first training step done %.1f ms after the run started",
+                            r.first_step_s * 1e3);
     if (dir == NULL)
         goto out;
 
@@ -526,6 +537,7 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
                                 struct ddts_error *err)
 {
     const struct ddts_job *job = req->job;
+    double run_t0 = ddts_now();
     memset(out, 0, sizeof *out);
     out->loss = out->accuracy = out->val_loss = out->val_accuracy = NAN;
     struct ddts_keras_model *k = NULL;
@@ -671,7 +683,7 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
                 st = ddts_format(dir, sizeof dir, err, "%s/fold_%zu", req->out_dir, f + 1);
             if (st == DDTS_OK)
                 st = run_one(req, m, k, normp, &dtr, &dva, req->out_dir != NULL ? dir : NULL,
-                             (int)f + 1, (int)kf, &fr, err);
+                             (int)f + 1, (int)kf, run_t0, &fr, err);
             if (st != DDTS_OK)
                 goto out;
             int acc = isfinite(fr.val_accuracy);
@@ -723,7 +735,7 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
             dva = (struct ddts_dataset){x, y, idx + ntr, nva, offset, scale, yo, ys};
             val = nva > 0 ? &dva : NULL;
         }
-        st = run_one(req, m, k, normp, &dtr, val, req->out_dir, 0, 0, out, err);
+        st = run_one(req, m, k, normp, &dtr, val, req->out_dir, 0, 0, run_t0, out, err);
         if (st != DDTS_OK)
             goto out;
     }

@@ -245,7 +245,7 @@ static struct ddts_model *model_of(const char *json)
 }
 
 #define DENSE_L(NAME, UNITS, ACT, TRAIN)                                                           \
-    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"" NAME "\",\"units\":" #UNITS            \
+    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"" NAME "\",\"units\":" #UNITS                \
     ",\"activation\":\"" ACT "\",\"trainable\":" TRAIN "}}"
 
 /* Training FLOPs from the layer shapes, against counts worked out by hand. */
@@ -254,11 +254,11 @@ static void test_flops(void **state)
     (void)state;
     /* MLP 784-256-128-10: forward 2 (784*256 + 256*128 + 128*10) = 469504; the same
      * for the weight gradients; no input gradient into the first layer. */
-    const char *mlp = "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
-                      "{\"class_name\":\"Flatten\",\"config\":{\"name\":\"f\","
-                      "\"batch_input_shape\":[null,28,28,1]}}," DENSE_L("d1", 256, "relu", "true")
-                      "," DENSE_L("d2", 128, "relu", "true") "," DENSE_L("d3", 10, "softmax",
-                                                                         "true") "]}}";
+    const char *mlp =
+        "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+        "{\"class_name\":\"Flatten\",\"config\":{\"name\":\"f\","
+        "\"batch_input_shape\":[null,28,28,1]}}," DENSE_L("d1", 256, "relu", "true") "," DENSE_L(
+            "d2", 128, "relu", "true") "," DENSE_L("d3", 10, "softmax", "true") "]}}";
     struct ddts__nn_flops f;
     struct ddts_model *m = model_of(mlp);
     ddts__nn_flops(m, &f);
@@ -269,11 +269,11 @@ static void test_flops(void **state)
     ddts_model_destroy(m);
     /* The first layer frozen: no weight gradient for it, and no input gradient
      * into it either (nothing before it learns). */
-    const char *frozen = "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
-                         "{\"class_name\":\"Flatten\",\"config\":{\"name\":\"f\","
-                         "\"batch_input_shape\":[null,28,28,1]}}," DENSE_L(
-                             "d1", 256, "relu", "false") "," DENSE_L("d2", 128, "relu", "true")
-                             "," DENSE_L("d3", 10, "softmax", "true") "]}}";
+    const char *frozen =
+        "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+        "{\"class_name\":\"Flatten\",\"config\":{\"name\":\"f\","
+        "\"batch_input_shape\":[null,28,28,1]}}," DENSE_L("d1", 256, "relu", "false") "," DENSE_L(
+            "d2", 128, "relu", "true") "," DENSE_L("d3", 10, "softmax", "true") "]}}";
     m = model_of(frozen);
     ddts__nn_flops(m, &f);
     assert_true(f.forward == 469504.0);
@@ -303,9 +303,10 @@ static void test_flops(void **state)
     assert_true(f.input_grad == 2 * (c2 + d));
     ddts_model_destroy(m);
     /* A layer with weights that is not one GEMM is reported, not guessed. */
-    const char *lstm = "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
-                       "{\"class_name\":\"LSTM\",\"config\":{\"name\":\"l\",\"units\":4,"
-                       "\"batch_input_shape\":[null,5,3]}}," DENSE_L("d", 2, "linear", "true") "]}}";
+    const char *lstm =
+        "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+        "{\"class_name\":\"LSTM\",\"config\":{\"name\":\"l\",\"units\":4,"
+        "\"batch_input_shape\":[null,5,3]}}," DENSE_L("d", 2, "linear", "true") "]}}";
     m = model_of(lstm);
     ddts__nn_flops(m, &f);
     assert_int_equal(f.n_uncounted, 1);
@@ -319,8 +320,7 @@ int main(void)
         cmocka_unit_test(test_names_unique),    cmocka_unit_test(test_hooks),
         cmocka_unit_test(test_public_listing),  cmocka_unit_test(test_weight_names),
         cmocka_unit_test(test_bounded_numbers), cmocka_unit_test(test_read_only_refused),
-        cmocka_unit_test(test_dropout_mask),
-        cmocka_unit_test(test_flops),
+        cmocka_unit_test(test_dropout_mask),    cmocka_unit_test(test_flops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
