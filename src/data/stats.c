@@ -116,6 +116,49 @@ static void row_to_f64(const struct ddts_array *x, size_t r, size_t nf, double *
  */
 enum { U8_BLOCK = 32768 }; /* rows: 32768 * 255^2 < 2^32, so sum2 fits uint32 */
 
+#define U8_BLOCK_BODY                                                                              \
+    for (size_t i = b0; i < b0 + nb; i++) {                                                        \
+        const uint8_t *restrict p = data + (idx ? idx[i] : i) * nf;                                \
+        for (size_t j = 0; j < nf; j++) {                                                          \
+            uint32_t v = p[j];                                                                     \
+            sum[j] += v;                                                                           \
+            sum2[j] += v * v;                                                                      \
+            lo[j] = p[j] < lo[j] ? p[j] : lo[j];                                                   \
+            hi[j] = p[j] > hi[j] ? p[j] : hi[j];                                                   \
+        }                                                                                          \
+    }
+
+/* Rows b0 .. b0 + nb of the block into the sums and extremes. */
+#define U8_BLOCK_ARGS                                                                              \
+    const uint8_t *data, const uint32_t *idx, size_t b0, size_t nb, size_t nf,                     \
+        uint32_t *restrict sum, uint32_t *restrict sum2, uint8_t *restrict lo,                     \
+        uint8_t *restrict hi
+
+static void u8_block_base(U8_BLOCK_ARGS)
+{
+    U8_BLOCK_BODY
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* AVX2 has the 32-bit multiply (pmulld) that SSE2 lacks: 2-3x on the squares. */
+__attribute__((target("avx2"))) static void u8_block_avx2(U8_BLOCK_ARGS)
+{
+    U8_BLOCK_BODY
+}
+#endif
+
+static void u8_block(U8_BLOCK_ARGS)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) {
+        u8_block_avx2(data, idx, b0, nb, nf, sum, sum2, lo, hi);
+        return;
+    }
+#endif
+    u8_block_base(data, idx, b0, nb, nf, sum, sum2, lo, hi);
+}
+
 static enum ddts_status update_u8(struct ddts_stats *s, const struct ddts_array *x,
                                   const uint32_t *idx, size_t n, struct ddts_error *err)
 {
@@ -135,16 +178,7 @@ static enum ddts_status update_u8(struct ddts_stats *s, const struct ddts_array 
         memset(sum, 0, 2 * nf * sizeof *sum);
         memset(lo, 0xff, nf);
         memset(hi, 0, nf);
-        for (size_t i = b0; i < b0 + nb; i++) {
-            const uint8_t *restrict p = data + (idx ? idx[i] : i) * nf;
-            for (size_t j = 0; j < nf; j++) {
-                uint32_t v = p[j];
-                sum[j] += v;
-                sum2[j] += v * v;
-                lo[j] = p[j] < lo[j] ? p[j] : lo[j];
-                hi[j] = p[j] > hi[j] ? p[j] : hi[j];
-            }
-        }
+        u8_block(data, idx, b0, nb, nf, sum, sum2, lo, hi);
         double na = (double)s->count, nbd = (double)nb, tot = na + nbd;
         for (size_t j = 0; j < nf; j++) {
             double bmean = (double)sum[j] / nbd;
