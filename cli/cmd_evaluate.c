@@ -21,7 +21,7 @@ const char cli_usage_predict[] =
     "                    -o OUT.npy [--batch-size N] [--threads N]\n"
     "\n"
     "Run a trained Keras model on data and write its outputs as a float32 .npy\n"
-    "array of shape (N, outputs...).\n";
+    "array of shape (N, outputs...). Prints the prediction's samples/s on stderr.\n";
 
 struct eval_args {
     const char *model, *x, *y, *dataset, *keras, *out;
