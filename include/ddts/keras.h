@@ -220,7 +220,7 @@ struct ddts_keras_spec {
     const char *loss;           /* Keras loss name; NULL: no training_config */
     const char *optimizer;      /* adam, sgd, rmsprop, adagrad, adamax, nadam; NULL: adam */
     double learning_rate;       /* <= 0: the optimizer's Keras default */
-    const char *metrics;        /* one Keras metric name ("accuracy") or NULL */
+    const char *metrics;        /* Keras metric names, comma-separated ("accuracy,mae"), or NULL */
     uint64_t seed;              /* weight initialisation */
 };
 /* Returns DDTS_EINVAL naming the layer (by position and text) or the
