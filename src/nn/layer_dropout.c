@@ -34,8 +34,8 @@ void ddts__nn_dropout_mask(struct ddts_rng *rng, float *mask, size_t n, float ra
     float keep = 1.0f / (1.0f - rate);
     double t = (double)rate * 4294967296.0;
     uint32_t thr = t >= 4294967295.0 ? UINT32_MAX : (uint32_t)t;
-    uint32_t *r =
-        (uint32_t *)mask; /* allocated storage: each value is read, then stored as float */
+    /* The mask is allocated storage: each value is read as uint32, then stored as float. */
+    uint32_t *r = (uint32_t *)mask;
     ddts_rng_fill_u32(rng, r, n);
     for (size_t i = 0; i < n; i++) {
         uint32_t v = r[i];
