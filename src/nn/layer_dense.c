@@ -98,9 +98,8 @@ static void dense_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 
 static double dense_macs(const struct ddts_model *m, const struct nn_node *nd)
 {
-    const struct nn_node *a = &m->nodes[nd->in[0]];
-    size_t in = (size_t)a->shape[a->rank - 1];
-    return (double)(a->size / in) * (double)in * (double)nd->units;
+    /* (rows per sample x in) inputs, each times `units` weights */
+    return (double)m->nodes[nd->in[0]].size * (double)nd->units;
 }
 
 /* "dense:UNITS[:ACTIVATION]": glorot_uniform kernel, zero bias. */
