@@ -26,7 +26,7 @@ case " $CASES " in *" engine "*)
     # 6000 (a smoke run: +-2 points from the shuffling alone).
     EQ=; [ "$Q" = 1 ] && EQ=--quick
     "$B/bench_engine" $EQ >"$W/ddts_engine.txt" 2>&1 || echo "bench_engine failed: $(tail -3 "$W/ddts_engine.txt")"
-    grep -E 'sgemm|OpenBLAS' "$W/ddts_engine.txt"
+    grep -E '^(sgemm|OpenBLAS)' "$W/ddts_engine.txt"
     if [ $HAVE_TORCH = 1 ]; then
         $PY "$SRC/bench/torch_engine.py" $EQ >"$W/torch_engine.txt" 2>&1 || echo "torch_engine failed"
     else
