@@ -245,6 +245,9 @@ static void throughput_line(const char *name, const char *json, struct ddts_arra
            "gradients %.0f%s)\n",
            name, per, f.forward, f.weight_grad, f.input_grad,
            f.n_uncounted ? ", some layers uncounted: a lower bound" : "");
+    printf("%s: 1 thread: %.0f samples per CPU second (getrusage: less sensitive to other jobs "
+           "than the wall figure)\n",
+           name, cpu1);
     for (int t = 0; t < 2; t++)
         printf(
             "%s: %d thread(s): %.1f GFLOP/s = %.0f %% of sgemm 1024^3 %.1f GFLOP/s measured just "
