@@ -95,9 +95,10 @@ case " $CASES " in *" train "*)
     # The path users run (issue 16): `ddts train` (the CLI) for one epoch with
     # its validation pass against bench/torch_train.py doing the same work.
     TN=${BENCH_TRAIN_SAMPLES:-60000}; TR=${BENCH_TRAIN_ROUNDS:-3}; PN=6000; PR=3
-    # quick: one round, one prediction pass, the peer's default threading (no search)
-    [ "$Q" = 1 ] && { TN=2000; TR=1; PN=0; PR=1; }
     TMODELS="mlp mlp_dropout cnn cnn_dropout"
+    # quick (< 1 min): two models, one round, one prediction pass, no search
+    # of the peer's threading (OPENBLAS_NUM_THREADS=1: never oversubscribed)
+    [ "$Q" = 1 ] && { TN=2000; TR=1; PN=0; PR=1; TMODELS="mlp cnn_dropout"; }
     echo "== train (issue 16): ddts train CLI vs PyTorch, Fashion-MNIST $TN training samples, 1 epoch at batch 128 + validation on 10000, --normalizer simple, Adam; $TR round(s) alternating =="
     "$B/ddts" model new "$SRC/examples/fashion_mlp.json" -o "$W/t_mlp.h5" >/dev/null 2>&1 &&
         "$B/ddts" model new "$SRC/examples/fashion_cnn.json" -o "$W/t_cnn.h5" >/dev/null 2>&1 &&
@@ -122,8 +123,8 @@ case " $CASES " in *" train "*)
                 fi
             done
         fi
-        eval "TCFG_$t=\${best:-default}"
-        echo "train peer configuration, $t thread(s): using ${best:-default (not searched)}"
+        eval "TCFG_$t=\${best:-OPENBLAS_NUM_THREADS=1}"
+        echo "train peer configuration, $t thread(s): using ${best:-OPENBLAS_NUM_THREADS=1 (not searched)}"
     done
     # tfield FILE NAME: a "NAME: value" line of ddts train's output
     tfield() { sed -n "s/^$2: //p" "$1" 2>/dev/null; }
