@@ -187,6 +187,8 @@ int ddts__nn_layer_always_weighted(const char *cls);
 
 /* The input node's descriptor (InputLayer is handled by the config reader). */
 extern const struct nn_layer_ops ddts__nn_input_ops;
+/* layer_recurrent.c: return_state's outputs (added by the config reader, not a Keras class) */
+extern const struct nn_layer_ops ddts__nn_rnn_state_ops;
 /* One list per family file. */
 extern const struct nn_layer_ops *const ddts__nn_family_dense[];
 extern const struct nn_layer_ops *const ddts__nn_family_conv[];
