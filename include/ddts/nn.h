@@ -346,9 +346,12 @@ DDTS_API const char *ddts_nn_blas_coretype_hint(void);
 /*
  * Environment settings the engine runs best with, for variables not already
  * set: "OPENBLAS_CORETYPE=SkylakeX" when OpenBLAS's detection fell back (see
- * above) and "OMP_WAIT_POLICY=passive" (idle OpenMP threads sleep instead of
- * spinning; on a shared 2-core machine this made 2-thread training 6x faster
- * and cost nothing with 1 thread). Both libraries read them when loaded, so a
+ * above), "OMP_WAIT_POLICY=passive" (idle OpenMP threads sleep instead of
+ * spinning for milliseconds; on a shared 2-core machine this made 2-thread
+ * training 6x faster and cost nothing with 1 thread) and, unless either is
+ * set, "GOMP_SPINCOUNT=2000" (a short spin before sleeping, ~50-100 us, so that
+ * the parallel regions of one training step, microseconds apart, do not pay a
+ * wake-up each). Both libraries read them when loaded, so a
  * program exports them and re-executes itself once, early in main():
  *
  *   const char *hints[4];

@@ -155,6 +155,10 @@ struct nn_layer_ops {
     void (*plan_link)(struct ddts_model *m, size_t i, struct nn_plan_need *need);
     void (*forward)(struct ddts_model *m, struct nn_node *nd, size_t b);
     void (*backward)(struct ddts_model *m, struct nn_node *nd, size_t b);
+    /* Multiply-adds per sample of the forward matrix product, for layers
+     * that are one GEMM (Dense, Conv2D): the weight gradient and the input
+     * gradient are each a product of the same size (ddts__nn_flops). */
+    double (*macs)(const struct ddts_model *m, const struct nn_node *nd);
     /* Output buffers: 0 its own, NN_OUT_VIEW its input's y (Flatten),
      * NN_OUT_ACT z is its input's y and y its own (Activation). */
     int out;

@@ -116,9 +116,7 @@ static inline size_t t_out(const struct ddts__rnn_spec *s, size_t st)
 
 static void draw_mask(float *m, size_t n, float rate, struct ddts_rng *rng)
 {
-    float keep = 1.0f / (1.0f - rate);
-    for (size_t i = 0; i < n; i++)
-        m[i] = ddts_rng_uniform(rng) >= rate ? keep : 0.0f;
+    ddts__nn_dropout_mask(rng, m, n, rate);
 }
 
 /* One step's fused gate nonlinearities and state update, rows [0, N). */

@@ -347,6 +347,20 @@ void ddts__nn_act_backward(const struct nn_act *a, size_t rows, size_t k, const 
 int ddts__nn_act_parse(const char *name, int keras3, struct nn_act *out);
 
 /* layer.c: the forward and backward passes over all nodes for batch b */
+/* A dropout mask of n values: 1 / (1 - rate) with probability 1 - rate,
+ * else 0, from 32-bit draws of rng (layer_dropout.c); 0 <= rate < 1. */
+void ddts__nn_dropout_mask(struct ddts_rng *rng, float *mask, size_t n, float rate);
+/* Analytic FLOPs per sample (2 per multiply-add) of one training step's
+ * matrix products, from the layer shapes: the forward products, the weight
+ * gradients of trainable weights, and the input gradients that the engine
+ * computes (none for the model's input). Layers with weights that are not
+ * one GEMM (recurrent, attention, normalisation, depthwise) are not counted:
+ * n_uncounted says how many there are (the figures are then a lower bound). */
+struct ddts__nn_flops {
+    double forward, weight_grad, input_grad;
+    size_t n_uncounted;
+};
+void ddts__nn_flops(const struct ddts_model *m, struct ddts__nn_flops *out);
 void ddts__nn_forward(struct ddts_model *m, size_t b);
 void ddts__nn_backward(struct ddts_model *m, size_t b);
 
