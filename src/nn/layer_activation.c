@@ -63,6 +63,7 @@ static const char *prelu_names(const struct nn_weight_flags *f, size_t index)
 static const struct nn_layer_ops activation_ops = {
     .class_names = (const char *const[]){"Activation", "ReLU", "LeakyReLU", "Softmax", "ELU", NULL},
     .kind = NN_ACTIVATION,
+    .per_step = 1,
     .doc = "an activation function as a layer",
     .min_in = 1,
     .max_in = 1,

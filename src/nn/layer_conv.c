@@ -37,13 +37,9 @@ static const char *kernel_bias(const struct nn_weight_flags *f, size_t index)
 
 /* ---- config ---- */
 
-/* kernel_size, strides, dilation_rate, groups, padding, activation. */
-static enum ddts_status conv_parse(struct nn_parse *p, struct nn_node *nd)
+enum ddts_status ddts__nn_cfg_conv_window(struct nn_parse *p, struct nn_node *nd)
 {
-    enum ddts_status st;
-    int two[2], g;
-    if (ddts__nn_cfg_int(p, "filters", 1, 1 << 24, 0, &nd->units) != 0)
-        return ddts__nn_bad(p, "filters must be a positive integer");
+    int two[2];
     /* 1-D layers run as 2-D ones over a (1, T) image */
     nd->dim1 = strstr(nd->class_name, "1D") != NULL;
     int nk = nd->dim1 ? 1 : 2;
@@ -59,6 +55,18 @@ static enum ddts_status conv_parse(struct nn_parse *p, struct nn_node *nd)
         return ddts__nn_bad(p, "bad dilation_rate");
     nd->dh = nd->dim1 ? 1 : two[0];
     nd->dw = nd->dim1 ? two[0] : two[1];
+    return DDTS_OK;
+}
+
+/* kernel_size, strides, dilation_rate, groups, padding, activation. */
+static enum ddts_status conv_parse(struct nn_parse *p, struct nn_node *nd)
+{
+    enum ddts_status st;
+    int g;
+    if (ddts__nn_cfg_int(p, "filters", 1, 1 << 24, 0, &nd->units) != 0)
+        return ddts__nn_bad(p, "filters must be a positive integer");
+    if ((st = ddts__nn_cfg_conv_window(p, nd)) != DDTS_OK)
+        return st;
     if ((nd->dh > 1 || nd->dw > 1) && (nd->sh > 1 || nd->sw > 1))
         return ddts__nn_unsup(p, "dilation with strides");
     if (ddts__nn_cfg_int(p, "groups", 1, 1, 1, &g) != 0)
@@ -417,6 +425,16 @@ static void convt_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     }
 }
 
+/* (positions x K x F) of the forward GEMM; Conv2DTranspose: (input positions x K x Cin). */
+static double conv_macs(const struct ddts_model *m, const struct nn_node *nd)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    struct ddts__conv_geom g;
+    conv_geom(nd, a, &g);
+    double K = (double)g.KH * g.KW * g.C, P = (double)g.OH * g.OW;
+    return P * K * (double)(nd->kind == NN_CONV2DT ? a->shape[2] : nd->units);
+}
+
 /* ---- `ddts model new --layers` ---- */
 
 /* "conv2d:FILTERS:K[xK2][:ACTIVATION][:same|valid]", strides 1. */
@@ -476,6 +494,7 @@ static const struct nn_layer_ops conv_ops = {
     .plan = conv_plan,
     .forward = conv_forward,
     .backward = conv_backward,
+    .macs = conv_macs,
     .spec_word = "conv2d",
     .spec_usage = "conv2d:FILTERS:K[xK2][:ACTIVATION][:same|valid]",
     .spec = conv_spec,
@@ -495,6 +514,7 @@ static const struct nn_layer_ops convt_ops = {
     .plan = conv_plan,
     .forward = convt_forward,
     .backward = convt_backward,
+    .macs = conv_macs,
 };
 
 /* Known by name (their files' weights are named), not run by the engine. */
