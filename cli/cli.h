@@ -198,6 +198,29 @@ void cli_live_finish(struct cli_live *lv);
  * that file; none or several is a usage error listing them. A file: CLI_OK. */
 int cli_job_resolve_model_folder(const char *cmd, struct ddts_job *job);
 
+/* `ddts dashboard`: the jobs of a work folder as a web page (cli/cmd_dashboard.c). */
+int cmd_dashboard(int argc, char **argv);
+extern const char cli_usage_dashboard[];
+/*
+ * Starts the dashboard on `listen` ("[ADDR:]PORT", given with `flag`) for the jobs under
+ * `workdir`, `live_job` (may be NULL) being the one this process runs with
+ * `settings_json` (may be NULL); prints its URL (with the token where one is
+ * needed) to stderr. CLI_OK with *out set, or an exit code after a message.
+ */
+int cli_dashboard_start(const char *cmd, const char *flag, const char *listen, const char *workdir,
+                        const char *live_job, const char *settings_json, struct ddts_dash **out);
+/* cli_dashboard_start for the live job `job` (its settings shown on the page). */
+int cli_dashboard_start_job(const char *cmd, const char *listen, const struct ddts_job *job,
+                            struct ddts_dash **out);
+/* A logger that prints through `inner` (copied) and adds every line to the page's
+ * event log; `tee` (caller's storage) must outlive the logger. */
+struct cli_dash_tee {
+    struct ddts_logger inner;
+    struct ddts_dash *dash;
+};
+struct ddts_logger cli_dashboard_logger(struct cli_dash_tee *tee, const struct ddts_logger *inner,
+                                        struct ddts_dash *dash);
+
 /* `ddts wizard`: the wizard alone, writing a job file (cli/cmd_wizard.c). */
 int cmd_wizard(int argc, char **argv);
 extern const char cli_usage_wizard[];

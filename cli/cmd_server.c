@@ -12,7 +12,7 @@
 #include "cli.h"
 
 const char cli_usage_server[] =
-    "usage: ddts server [--job FILE] [JOB SETTINGS...]\n"
+    "usage: ddts server [--job FILE] [--dashboard [ADDR:]PORT] [JOB SETTINGS...]\n"
     "\n"
     "Start a coordinator: split the data among --clients clients, send them the\n"
     "model, the settings and their shares, average their weights (--sync), and\n"
@@ -29,6 +29,9 @@ const char cli_usage_server[] =
     "On a terminal, a table of the clients (state, fold, epoch, progress, loss,\n"
     "accuracy, samples/s, ETA) stays below the log lines, redrawn in place;\n"
     "otherwise each client's epoch ends are logged, one line each.\n"
+    "With --dashboard [ADDR:]PORT (address 127.0.0.1 unless given; port 0: any),\n"
+    "also serves the job as a live web page (see `ddts dashboard --help`); its\n"
+    "URL is printed at start, with a token when the address is not loopback.\n"
     "\n"
     "Job settings (also the keys of a JSON job file given with --job FILE):\n"
     "  --host ADDR            listen address (0.0.0.0)\n"
@@ -72,11 +75,37 @@ static void on_signal(int sig)
     stop_requested = 1;
 }
 
+/* What the job's hooks share: the terminal's live view and the web page (each may be NULL). */
+struct server_ctx {
+    struct cli_live *live;
+    struct ddts_dash *dash;
+};
+
 /* Polled every 0.2 s by the server: also the live view's clock. */
 static int should_stop(void *userdata)
 {
-    cli_live_tick(userdata);
+    cli_live_tick(((struct server_ctx *)userdata)->live);
     return stop_requested;
+}
+
+static void on_client(void *userdata, const struct ddts_server_client *c)
+{
+    struct server_ctx *ctx = userdata;
+    if (ctx->live != NULL)
+        cli_live_on_client(ctx->live, c);
+    ddts_dash_on_client(ctx->dash, c);
+}
+
+static void on_epoch_end(void *userdata, const struct ddts_server_client *c)
+{
+    struct server_ctx *ctx = userdata;
+    if (ctx->live != NULL)
+        cli_live_on_epoch_end(ctx->live, c);
+}
+
+static void on_round(void *userdata, uint64_t round)
+{
+    ddts_dash_on_round(((struct server_ctx *)userdata)->dash, round);
 }
 
 /* The passphrase: typed in the wizard, or from a file, $DDTS_PASSPHRASE or a prompt. */
@@ -94,13 +123,18 @@ static int get_passphrase(const struct ddts_job *job, char *typed, size_t typed_
 
 /* Prepares, serves and reports the job (include/ddts/serve.h). */
 static enum ddts_status serve_job(const struct ddts_job *job, const struct ddts_passphrase *pw,
-                                  struct ddts_error *err)
+                                  struct ddts_dash *dash, struct ddts_error *err)
 {
     struct ddts_logger log = cli_logger(DDTS_LOG_INFO);
     /* Log lines go through the live view, which keeps its table below them. */
     struct cli_live *live = cli_live_create(stderr, &log);
     if (live != NULL)
         log = cli_live_logger(live);
+    /* ... and to the web page's event log. */
+    struct cli_dash_tee tee;
+    if (dash != NULL)
+        log = cli_dashboard_logger(&tee, &log, dash);
+    struct server_ctx ctx = {live, dash};
     struct ddts_serve *sv = NULL;
     enum ddts_status st = ddts_serve_create(job, &log, &sv, err);
     if (st == DDTS_OK)
@@ -110,12 +144,14 @@ static enum ddts_status serve_job(const struct ddts_job *job, const struct ddts_
         struct ddts_serve_hooks hooks = {
             .passphrase = pw,
             .should_stop = should_stop,
-            .on_client = live != NULL ? cli_live_on_client : NULL,
-            .on_epoch_end = live != NULL ? cli_live_on_epoch_end : NULL,
-            .userdata = live,
+            .on_client = on_client,
+            .on_epoch_end = on_epoch_end,
+            .on_round = on_round,
+            .userdata = &ctx,
         };
         st = ddts_serve_run(sv, &hooks, err);
         cli_live_finish(live);
+        ddts_dash_set_status(dash, "finishing");
     }
     struct ddts_serve_result res;
     if (st == DDTS_OK)
@@ -140,12 +176,23 @@ static enum ddts_status serve_job(const struct ddts_job *job, const struct ddts_
     return st;
 }
 
+static int server_flag(void *userdata, int val, const char *arg)
+{
+    (void)val;
+    *(const char **)userdata = arg; /* --dashboard, checked when the page starts */
+    return CLI_OK;
+}
+
 int cmd_server(int argc, char **argv)
 {
     struct ddts_job job;
     ddts_job_init_defaults(&job);
     int first = 0;
-    int rc = cli_job_parse_flags("server", argc, argv, &job, NULL, NULL, NULL, &first);
+    const char *dash_listen = NULL;
+    static const struct option extra[] = {{"dashboard", required_argument, NULL, 1000},
+                                          {NULL, 0, NULL, 0}};
+    int rc =
+        cli_job_parse_flags("server", argc, argv, &job, extra, server_flag, &dash_listen, &first);
     if (rc != CLI_OK)
         return rc;
     if (first < argc)
@@ -154,16 +201,27 @@ int cmd_server(int argc, char **argv)
     rc = cli_job_complete("server", &job, false, NULL, typed, sizeof typed);
     if (rc != CLI_OK)
         return rc;
+    struct ddts_dash *dash = NULL;
+    if (dash_listen != NULL) {
+        rc = cli_dashboard_start_job("server", dash_listen, &job, &dash);
+        if (rc != CLI_OK) {
+            ddts_secure_wipe(typed, sizeof typed);
+            return rc;
+        }
+    }
     struct ddts_passphrase *pw = NULL;
     rc = get_passphrase(&job, typed, sizeof typed, &pw);
-    if (rc != CLI_OK)
+    if (rc != CLI_OK) {
+        ddts_dash_destroy(dash);
         return rc;
+    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
     struct ddts_error err;
     ddts_error_clear(&err);
-    enum ddts_status st = serve_job(&job, pw, &err);
+    enum ddts_status st = serve_job(&job, pw, dash, &err);
+    ddts_dash_destroy(dash);
     ddts_passphrase_destroy(pw);
     return st == DDTS_OK ? CLI_OK : cli_fail("server", &err);
 }

@@ -24,6 +24,8 @@ const struct cli_command cli_commands[] = {
      cmd_demo},
     {"wizard", "ask the job settings on a terminal and write a job file", cli_usage_wizard,
      cmd_wizard},
+    {"dashboard", "serve the jobs of a work folder as a web page", cli_usage_dashboard,
+     cmd_dashboard},
 };
 const size_t cli_n_commands = sizeof cli_commands / sizeof cli_commands[0];
 

@@ -42,5 +42,6 @@
 #include "serve.h"
 #include "client.h"
 #include "trainer.h"
+#include "dash.h"
 
 #endif

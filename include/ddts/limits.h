@@ -169,4 +169,24 @@
  * the round completes at once). */
 #define DDTS_SYNC_WAIT_NOTE_S 2.0
 
+/* Dashboard (src/dash/): connections served at once (every answer closes its
+ * connection: 100 open pages polling every second hold far fewer), those from
+ * one IP address (a flood from one address leaves half the slots to the
+ * others), the seconds a new connection has to send its full request (silent
+ * connections cannot hold the slots for long), the inactivity allowed once a
+ * request came (a slow reader of a large file), and what it remembers of a
+ * live job: event lines and rounds (the newest kept), and the epoch ends of
+ * one client's share (10^4 epochs x 100 folds would exceed it; a page draws a
+ * few thousand points at most). */
+#define DDTS_DASH_MAX_CONNECTIONS   256u
+#define DDTS_DASH_MAX_PER_IP        128u
+#define DDTS_DASH_REQUEST_TIMEOUT_S 3u
+#define DDTS_DASH_TIMEOUT_S         15u
+#define DDTS_DASH_MAX_EVENTS        1000u
+#define DDTS_DASH_MAX_ROUNDS        2000u
+#define DDTS_DASH_MAX_POINTS        100000u
+/* Dashboard: a URL path, a query value, and the default listen port. */
+#define DDTS_DASH_MAX_URL_BYTES 1024u
+#define DDTS_DASH_DEFAULT_PORT  7880
+
 #endif

@@ -134,6 +134,9 @@ struct ddts_serve_hooks {
     void (*on_client)(void *userdata, const struct ddts_server_client *c);
     /* Once for each epoch that a client reports finished (same threads as on_client). */
     void (*on_epoch_end)(void *userdata, const struct ddts_server_client *c);
+    /* After each weight-averaging round (`round` 1, 2, ...): on a connection thread
+     * with the job locked, so it must be quick (the dashboard's timeline). */
+    void (*on_round)(void *userdata, uint64_t round);
     void *userdata;
 };
 

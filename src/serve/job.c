@@ -259,6 +259,8 @@ static void on_round(void *userdata, uint64_t round, const float *w, size_t n)
 {
     struct ddts_serve *sv = userdata;
     ddts__serve_round(sv);
+    if (sv->hooks->on_round != NULL)
+        sv->hooks->on_round(sv->hooks->userdata, round);
     if (sv->rounds_per_epoch == 0 || round % sv->rounds_per_epoch != 0)
         return;
     char path[4300];

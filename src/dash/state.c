@@ -1,0 +1,245 @@
+/*
+ * The live job as the dashboard sees it: the server's reports (on_client,
+ * on_round, the log) copied into rows and rings under one mutex. Each call
+ * holds it for a copy of a few hundred bytes; requests copy the state out
+ * (ddts__dash_snapshot_take) and render without it, so neither the server's
+ * threads nor the page wait on each other.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "dash_int.h"
+
+/* Rows kept: each new client id is a row (the server serves 1024 at once). */
+#define MAX_ROWS (4 * DDTS_MAX_CLIENTS)
+
+static double wall_now(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + tv.tv_usec * 1e-6;
+}
+
+enum ddts_status ddts__dash_live_init(struct ddts__dash_live *lv, struct ddts_error *err)
+{
+    memset(lv, 0, sizeof *lv);
+    lv->events = ddts_calloc(DDTS_DASH_MAX_EVENTS, sizeof *lv->events);
+    lv->rounds = ddts_calloc(DDTS_DASH_MAX_ROUNDS, sizeof *lv->rounds);
+    if (lv->events == NULL || lv->rounds == NULL) {
+        ddts_free(lv->events);
+        ddts_free(lv->rounds);
+        return ddts_error_set(err, DDTS_ENOMEM, "dashboard: out of memory");
+    }
+    pthread_mutex_init(&lv->mu, NULL);
+    snprintf(lv->status, sizeof lv->status, "running");
+    lv->started = wall_now();
+    return DDTS_OK;
+}
+
+void ddts__dash_live_deinit(struct ddts__dash_live *lv)
+{
+    for (size_t i = 0; i < lv->n_rows; i++)
+        ddts_free(lv->rows[i].points);
+    ddts_free(lv->rows);
+    ddts_free(lv->events);
+    ddts_free(lv->rounds);
+    pthread_mutex_destroy(&lv->mu);
+}
+
+/* The row of client `id`, added when new (caller holds mu); NULL when full. */
+static struct ddts__dash_row *row_for(struct ddts__dash_live *lv, const uint8_t *id)
+{
+    for (size_t i = 0; i < lv->n_rows; i++)
+        if (memcmp(lv->rows[i].id, id, DDTS_CLIENT_ID_BYTES) == 0)
+            return &lv->rows[i];
+    if (lv->n_rows >= MAX_ROWS)
+        return NULL;
+    if (lv->n_rows == lv->cap_rows) {
+        size_t cap = lv->cap_rows ? 2 * lv->cap_rows : 8;
+        struct ddts__dash_row *bigger = ddts_realloc(lv->rows, cap * sizeof *bigger);
+        if (bigger == NULL)
+            return NULL;
+        lv->rows = bigger;
+        lv->cap_rows = cap;
+    }
+    struct ddts__dash_row *r = &lv->rows[lv->n_rows++];
+    memset(r, 0, sizeof *r);
+    memcpy(r->id, id, DDTS_CLIENT_ID_BYTES);
+    r->share = -1;
+    return r;
+}
+
+/* Records an epoch end once (PROGRESS repeats it while the client syncs). */
+static void add_point(struct ddts__dash_row *r, const struct ddts_wire_progress *p)
+{
+    if (r->n_points > 0) {
+        const struct ddts__dash_point *last = &r->points[r->n_points - 1];
+        if (last->fold == p->fold && last->epoch == p->epoch)
+            return;
+    }
+    if (r->n_points >= DDTS_DASH_MAX_POINTS)
+        return;
+    if (r->n_points == r->cap_points) {
+        size_t cap = r->cap_points ? 2 * r->cap_points : 16;
+        struct ddts__dash_point *bigger = ddts_realloc(r->points, cap * sizeof *bigger);
+        if (bigger == NULL)
+            return;
+        r->points = bigger;
+        r->cap_points = cap;
+    }
+    r->points[r->n_points++] = (struct ddts__dash_point){
+        p->fold, p->epoch, p->loss, p->accuracy, wall_now(),
+    };
+}
+
+void ddts_dash_on_client(struct ddts_dash *d, const struct ddts_server_client *c)
+{
+    if (d == NULL || c == NULL)
+        return;
+    struct ddts__dash_live *lv = &d->live;
+    pthread_mutex_lock(&lv->mu);
+    struct ddts__dash_row *r = row_for(lv, c->id);
+    if (r != NULL) {
+        snprintf(r->name, sizeof r->name, "%s", c->name != NULL ? c->name : "");
+        snprintf(r->address, sizeof r->address, "%s", c->address != NULL ? c->address : "");
+        r->state = c->state;
+        r->share = c->share;
+        snprintf(r->error, sizeof r->error, "%s", c->error != NULL ? c->error : "");
+        /* A new share starts without figures; a finished one keeps its last ones. */
+        if (c->has_progress || c->state == DDTS_CLIENT_SENDING) {
+            r->has_progress = c->has_progress;
+            r->progress = c->progress;
+            r->progress_at = c->progress_at;
+        }
+        if (c->has_progress && (c->progress.flags & DDTS_PROGRESS_EPOCH_END))
+            add_point(r, &c->progress);
+    }
+    pthread_mutex_unlock(&lv->mu);
+}
+
+void ddts_dash_on_round(struct ddts_dash *d, uint64_t round)
+{
+    if (d == NULL)
+        return;
+    struct ddts__dash_live *lv = &d->live;
+    double t = wall_now();
+    pthread_mutex_lock(&lv->mu);
+    lv->rounds[lv->n_rounds % DDTS_DASH_MAX_ROUNDS] = (struct ddts__dash_round){round, t};
+    lv->n_rounds++;
+    pthread_mutex_unlock(&lv->mu);
+}
+
+void ddts_dash_on_log(struct ddts_dash *d, enum ddts_log_level level, const char *msg)
+{
+    if (d == NULL || msg == NULL)
+        return;
+    /* The server logs each round ("round 12 complete: ..."): on_round records
+     * those for the timeline, and the event log keeps room for the rest. */
+    if (level == DDTS_LOG_INFO &&
+        (strncmp(msg, "round ", 6) == 0 || strncmp(msg, "reduction ", 10) == 0) &&
+        strstr(msg, " complete: ") != NULL)
+        return;
+    struct ddts__dash_live *lv = &d->live;
+    double t = wall_now();
+    pthread_mutex_lock(&lv->mu);
+    struct ddts__dash_event *e = &lv->events[lv->n_events % DDTS_DASH_MAX_EVENTS];
+    e->t = t;
+    e->level = level;
+    snprintf(e->msg, sizeof e->msg, "%s", msg);
+    lv->n_events++;
+    pthread_mutex_unlock(&lv->mu);
+}
+
+void ddts_dash_set_status(struct ddts_dash *d, const char *status)
+{
+    if (d == NULL || status == NULL)
+        return;
+    pthread_mutex_lock(&d->live.mu);
+    snprintf(d->live.status, sizeof d->live.status, "%s", status);
+    pthread_mutex_unlock(&d->live.mu);
+}
+
+/* Copies the newest min(total, cap) entries of a ring, oldest first. */
+static void *ring_copy(const void *ring, size_t size, uint64_t total, size_t cap, size_t *n)
+{
+    size_t k = total < cap ? (size_t)total : cap;
+    *n = 0;
+    char *out = ddts_mallocarray(k ? k : 1, size);
+    if (out == NULL)
+        return NULL;
+    uint64_t first = total - k;
+    for (size_t i = 0; i < k; i++)
+        memcpy(out + i * size, (const char *)ring + ((first + i) % cap) * size, size);
+    *n = k;
+    return out;
+}
+
+enum ddts_status ddts__dash_snapshot_take(struct ddts__dash_live *lv,
+                                          struct ddts__dash_snapshot *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&lv->mu);
+    memcpy(out->status, lv->status, sizeof out->status);
+    out->started = lv->started;
+    out->now = wall_now();
+    out->n_rounds_total = lv->n_rounds;
+    out->rows = ddts_mallocarray(lv->n_rows ? lv->n_rows : 1, sizeof *out->rows);
+    if (out->rows != NULL) {
+        if (lv->n_rows > 0)
+            memcpy(out->rows, lv->rows, lv->n_rows * sizeof *out->rows);
+        out->n_rows = lv->n_rows;
+        for (size_t i = 0; i < out->n_rows; i++) {
+            out->rows[i].points = NULL;
+            out->rows[i].n_points = out->rows[i].cap_points = 0;
+        }
+    }
+    out->events = ring_copy(lv->events, sizeof *lv->events, lv->n_events, DDTS_DASH_MAX_EVENTS,
+                            &out->n_events);
+    out->rounds = ring_copy(lv->rounds, sizeof *lv->rounds, lv->n_rounds, DDTS_DASH_MAX_ROUNDS,
+                            &out->n_rounds);
+    pthread_mutex_unlock(&lv->mu);
+    if (out->rows == NULL || out->events == NULL || out->rounds == NULL) {
+        ddts__dash_snapshot_deinit(out);
+        return DDTS_ENOMEM;
+    }
+    return DDTS_OK;
+}
+
+void ddts__dash_snapshot_deinit(struct ddts__dash_snapshot *s)
+{
+    ddts_free(s->rows);
+    ddts_free(s->events);
+    ddts_free(s->rounds);
+    memset(s, 0, sizeof *s);
+}
+
+enum ddts_status ddts__dash_points_take(struct ddts__dash_live *lv, const char *name,
+                                        struct ddts__dash_point **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    enum ddts_status st = DDTS_OK;
+    pthread_mutex_lock(&lv->mu);
+    size_t total = 0;
+    for (size_t i = 0; i < lv->n_rows; i++)
+        if (strcmp(lv->rows[i].name, name) == 0)
+            total += lv->rows[i].n_points;
+    if (total > 0) {
+        *out = ddts_mallocarray(total, sizeof **out);
+        if (*out == NULL) {
+            st = DDTS_ENOMEM;
+        } else {
+            for (size_t i = 0; i < lv->n_rows; i++) {
+                const struct ddts__dash_row *r = &lv->rows[i];
+                if (strcmp(r->name, name) != 0 || r->n_points == 0)
+                    continue;
+                memcpy(*out + *n, r->points, r->n_points * sizeof **out);
+                *n += r->n_points;
+            }
+        }
+    }
+    pthread_mutex_unlock(&lv->mu);
+    return st;
+}
