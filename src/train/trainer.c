@@ -576,6 +576,16 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
     /* The data must fit the model's input, reshaped when element counts agree. */
     const struct ddts_array *x = req->x, *xv = req->x_val;
     size_t n = x->rank > 0 ? (size_t)x->shape[0] : 0;
+    if (req->x_inputs > 0 && (st = ddts_model_check_n_inputs(
+                                  m, req->x_inputs, "the data (X/, X2/, ...)", err)) != DDTS_OK)
+        goto out;
+    if (ddts_model_n_inputs(m) > 1 && job->normalizer != DDTS_JOB_NORM_NONE) {
+        st = ddts_error_set(err, DDTS_EUNSUPPORTED,
+                            "--normalizer with a model of %zu inputs is not supported (the "
+                            "Normalization layer is inserted after a single input)",
+                            ddts_model_n_inputs(m));
+        goto out;
+    }
     st = ddts_model_bind_input(m, x, err);
     if (st != DDTS_OK)
         goto out;
