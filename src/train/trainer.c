@@ -579,6 +579,13 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
     if (req->x_inputs > 0 && (st = ddts_model_check_n_inputs(
                                   m, req->x_inputs, "the data (X/, X2/, ...)", err)) != DDTS_OK)
         goto out;
+    if (ddts_model_n_inputs(m) > 1 && job->order == DDTS_JOB_ORDER_XX) {
+        st = ddts_error_set(err, DDTS_EUNSUPPORTED,
+                            "--order XX (reconstruct X) with a model of %zu inputs is not "
+                            "supported",
+                            ddts_model_n_inputs(m));
+        goto out;
+    }
     if (ddts_model_n_inputs(m) > 1 && job->normalizer != DDTS_JOB_NORM_NONE) {
         st = ddts_error_set(err, DDTS_EUNSUPPORTED,
                             "--normalizer with a model of %zu inputs is not supported (the "

@@ -12,7 +12,8 @@ user id and of a job id, Flatten, Dot), a real tf.keras 2.13 file. The data are 
 2. A server job (`--data server`, 2 clients) on that folder: both shares train, and
    each share's rows (the packed x.npy of the share and its y.npy) are rows of the
    original data, user, job and rating of one sample together (row-aligned).
-3. Clear errors when the number of inputs differs from the model's: one --x for the
+3. `ddts inspect` lists the inputs in order. Clear errors when the number of inputs
+   differs from the model's: one --x for the
    two-input model, a folder with X/ only, X/ and X2/ for a one-input model (train
    and a server job, which refuses at start), and X2/ holding other rows than X/.
 
@@ -171,6 +172,9 @@ def section2(tmp, data, users, jobs, rating):
 
 def section3(tmp, data):
     xs = [os.path.join(tmp, "users.npy"), os.path.join(tmp, "jobs.npy")]
+    p = run([DDTS, "inspect", MODEL])
+    check(p.returncode == 0 and "Inputs (--x and X/, X2/, ... in this order): input_1 (None, 1), "
+          "input_2 (None, 1)" in p.stdout, "inspect does not list the inputs: %s" % p.stdout[-400:])
     p = run([DDTS, "predict", "--model", MODEL, "--x", xs[0], "-o",
              os.path.join(tmp, "p.npy")])
     check(p.returncode != 0 and "takes 2 inputs (input_1, input_2, in this order); --x gives 1"
