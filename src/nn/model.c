@@ -522,6 +522,7 @@ static int weights_fit(const struct ddts_model *m, const struct nn_node *nd)
     case NN_RNN:
         return w->shape[0] == a->shape[a->rank - 1];
     case NN_CONV2D:
+    case NN_CONV3D:
         return w->shape[w->rank - 2] == nn_c(a);
     case NN_EMBEDDING:
         return 1;

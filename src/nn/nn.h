@@ -34,7 +34,9 @@ enum nn_kind {
     NN_SUBTRACT,
     NN_MULTIPLY,
     NN_CONCAT,
-    NN_DOT, /* Dot: batched dot product over one axis of each input */
+    NN_DOT,    /* Dot: batched dot product over one axis of each input */
+    NN_CONV3D, /* Conv3D over (D, H, W, C) */
+    NN_POOL3D, /* MaxPooling3D, AveragePooling3D */
     NN_NORMALIZATION,
     NN_RESCALING,
     NN_EMBEDDING,
@@ -137,6 +139,8 @@ struct nn_node {
     int heads, key_dim, value_dim; /* MultiHeadAttention */
     int kh, kw, sh, sw, dh, dw, same;
     int pt, pl, pb, pr;
+    int kd, sd, dd, pf;   /* 3-D windows: depth kernel, stride, dilation, front padding */
+    int avg;              /* 3-D pooling: average (else max) */
     float rate;           /* dropout */
     float eps, momentum;  /* batch norm */
     int center, scale;    /* batch norm */

@@ -17,8 +17,7 @@ A file with two inputs (the Embedding + Dot recommender) takes its two inputs as
 `--x` flags in the model's input order, and trains on a folder with X/, X2/ and Y/.
 
 Not here: tfk2_4_mobilenetv2 (8 x 224 x 224 x 3 is too heavy for this shared test
-machine; it matches by hand, see docs/engine.md); the Attention (Luong) files and
-Conv3D (not supported yet).
+machine; it matches by hand, see docs/engine.md).
 
 Run by CTest with the build folder as working directory.
 """
@@ -56,6 +55,8 @@ FIXTURES = [
     ("tfk2_15_lstm_dot_attention.h5", "numpy", "dense"),
     # two inputs (NAME.x0.npy, NAME.x1.npy): Embedding, Flatten and Dot
     ("tfk2_13_embedding_dot_recommender.h5", "tfjs", "embedding"),
+    # Conv3D and MaxPooling3D on (32, 64, 45, 1) volumes
+    ("tfk2_13_conv3d_maxpool3d.h5", "tfjs", "conv3d"),
 ]
 NEEDS = ["layer class 'LSTM' is not supported"]
 

@@ -554,6 +554,47 @@ static void test_batchnorm(void **state)
           "mse", T_REAL);
 }
 
+/* Conv3D (valid, same with strides, dilation, no bias) and the 3-D
+ * poolings (max and average, valid and same, overlapping windows), with a
+ * Conv3D before each pooling so that its gradient reaches weights. */
+#define CONV3(extra)                                                                               \
+    "{\"class_name\":\"Conv3D\",\"config\":{\"name\":\"c\",\"filters\":3,\"kernel_size\":[2,3,2]," \
+    "\"activation\":\"tanh\"" extra "}}"
+/* before a max pooling: linear (tanh saturates near 1, making near-ties
+ * whose argmax flips within the finite-difference step) */
+#define CONV3_LINEAR                                                                               \
+    "{\"class_name\":\"Conv3D\",\"config\":{\"name\":\"c\",\"filters\":2,\"kernel_size\":2,"       \
+    "\"padding\":\"same\"}}"
+static void test_conv3d(void **state)
+{
+    (void)state;
+    check("4,5,3,2", CONV3("") HEAD, "mse", T_REAL);
+    check("5,4,5,2", CONV3(",\"padding\":\"same\",\"strides\":[2,1,2]") HEAD, "mse", T_REAL);
+    check("5,6,5,1", CONV3(",\"dilation_rate\":[2,1,2],\"use_bias\":false") HEAD, "mse", T_REAL);
+    check("3,3,3,2", CONV3(",\"padding\":\"same\"") "," CONV3(",\"padding\":\"same\"") HEAD, "mse",
+          T_REAL);
+    static const char *const pools[] = {
+        "\"pool_size\":2",
+        "\"pool_size\":[2,2,2],\"padding\":\"same\"",
+        "\"pool_size\":[2,3,2],\"strides\":[1,1,1],\"padding\":\"same\"",
+        "\"pool_size\":[3,2,2],\"strides\":[2,1,1]",
+    };
+    for (int avg = 0; avg < 2; avg++)
+        for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
+            /* max pooling with stride 1 puts every cell in many windows: the
+             * near-ties there flip within the step (its forward pass is
+             * checked against TF.js in test_nn_forward) */
+            if (!avg && i == 2)
+                continue;
+            char layers[1024];
+            snprintf(layers, sizeof layers,
+                     CONV3_LINEAR ",{\"class_name\":\"%s\",\"config\":{"
+                                  "\"name\":\"p\",%s}}" HEAD,
+                     avg ? "AveragePooling3D" : "MaxPooling3D", pools[i]);
+            check("4,3,4,1", layers, "mse", T_REAL);
+        }
+}
+
 /* Functional graphs: a residual Add, Concatenate, Average, Subtract, Multiply. */
 static void test_merge(void **state)
 {
@@ -829,15 +870,15 @@ static void test_recurrent(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dense),       cmocka_unit_test(test_activations),
-        cmocka_unit_test(test_conv),        cmocka_unit_test(test_conv_transpose),
-        cmocka_unit_test(test_conv1d),      cmocka_unit_test(test_conv1d_seq),
-        cmocka_unit_test(test_depthwise),   cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_pooling),     cmocka_unit_test(test_shape_layers),
-        cmocka_unit_test(test_batchnorm),   cmocka_unit_test(test_layernorm_embedding),
-        cmocka_unit_test(test_merge),       cmocka_unit_test(test_dot),
-        cmocka_unit_test(test_recurrent),   cmocka_unit_test(test_losses),
-        cmocka_unit_test(test_loss_values),
+        cmocka_unit_test(test_dense),     cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_conv),      cmocka_unit_test(test_conv_transpose),
+        cmocka_unit_test(test_conv1d),    cmocka_unit_test(test_conv1d_seq),
+        cmocka_unit_test(test_depthwise), cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_pooling),   cmocka_unit_test(test_shape_layers),
+        cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_layernorm_embedding),
+        cmocka_unit_test(test_merge),     cmocka_unit_test(test_dot),
+        cmocka_unit_test(test_conv3d),    cmocka_unit_test(test_recurrent),
+        cmocka_unit_test(test_losses),    cmocka_unit_test(test_loss_values),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     printf("gradient entries checked: %d (%d skipped on kinks)\n", n_checked, n_skipped);
