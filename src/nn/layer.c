@@ -14,15 +14,25 @@
 #include "nn/layer.h"
 #include "tensor/tensor.h"
 
+/* One family per line (helpers add lines here side by side). */
+/* clang-format off */
 const struct nn_layer_ops *const *const ddts__nn_families[] = {
-    ddts__nn_family_dense,      ddts__nn_family_conv,
-    ddts__nn_family_pool,       ddts__nn_family_norm,
-    ddts__nn_family_reshape,    ddts__nn_family_merge,
-    ddts__nn_family_activation, ddts__nn_family_dropout,
-    ddts__nn_family_embedding,  ddts__nn_family_recurrent,
-    ddts__nn_family_depthwise,  ddts__nn_family_attention,
-    ddts__nn_family_conv3d,     NULL,
+    ddts__nn_family_dense,
+    ddts__nn_family_conv,
+    ddts__nn_family_pool,
+    ddts__nn_family_norm,
+    ddts__nn_family_reshape,
+    ddts__nn_family_merge,
+    ddts__nn_family_activation,
+    ddts__nn_family_dropout,
+    ddts__nn_family_embedding,
+    ddts__nn_family_recurrent,
+    ddts__nn_family_depthwise,
+    ddts__nn_family_attention,
+    ddts__nn_family_conv3d,
+    NULL,
 };
+/* clang-format on */
 
 const struct nn_layer_ops ddts__nn_input_ops = {
     .class_names = (const char *const[]){"InputLayer", NULL},
