@@ -248,8 +248,9 @@ static void pool3d_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_pl
         nd->aux = ddts__nn_plan_buf(cap, nd->size, &need->fail);
 }
 
-/* One output cell (od, oh, ow) of sample s: max (argmax into arg) or the
- * mean of the window's cells inside the volume, for every channel. */
+/* One output cell (od, oh, ow) of sample s, every channel: the mean of the
+ * window's cells inside the volume (arg NULL, average pooling), else the max
+ * and its input cell in arg. */
 static void pool3d_cell(const struct nn_node *nd, const struct nn_node *a, const float *x, int od,
                         int oh, int ow, float *y, int32_t *arg)
 {
@@ -258,8 +259,8 @@ static void pool3d_cell(const struct nn_node *nd, const struct nn_node *a, const
     int d0 = od * nd->sd - nd->pf, h0 = oh * nd->sh - nd->pt, w0 = ow * nd->sw - nd->pl;
     int cells = 0;
     for (int c = 0; c < C; c++) {
-        y[c] = nd->avg ? 0.0f : -FLT_MAX;
-        if (arg)
+        y[c] = arg == NULL ? 0.0f : -FLT_MAX;
+        if (arg != NULL)
             arg[c] = -1;
     }
     for (int kd = 0; kd < nd->kd; kd++)
@@ -270,17 +271,18 @@ static void pool3d_cell(const struct nn_node *nd, const struct nn_node *a, const
                     continue;
                 int32_t at = (int32_t)((((size_t)id * H + ih) * Wd + iw) * C);
                 cells++;
-                for (int c = 0; c < C; c++) {
-                    float v = x[at + c];
-                    if (nd->avg) {
-                        y[c] += v;
-                    } else if (v > y[c] || arg[c] < 0) {
-                        y[c] = v;
+                if (arg == NULL) {
+                    for (int c = 0; c < C; c++)
+                        y[c] += x[at + c];
+                    continue;
+                }
+                for (int c = 0; c < C; c++)
+                    if (x[at + c] > y[c] || arg[c] < 0) {
+                        y[c] = x[at + c];
                         arg[c] = at + c;
                     }
-                }
             }
-    if (nd->avg && cells > 0)
+    if (arg == NULL && cells > 0)
         for (int c = 0; c < C; c++)
             y[c] /= (float)cells;
 }

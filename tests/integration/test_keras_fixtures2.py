@@ -133,14 +133,14 @@ def one(tmp, fname, ref_kind, trained_layer):
     xs = [x] if os.path.exists(x) else [os.path.join(FIX, "%s.x%d.npy" % (name, i))
                                         for i in range(2)]
     ref = np.load(os.path.join(FIX, "%s.%s.npy" % (name, ref_kind)))
-    p = run([DDTS, "predict", "--model", model] + x_flags(xs) +
-            ["-o", os.path.join(tmp, "probe.npy"), "--threads", "2"])
+    pred = os.path.join(tmp, name + ".pred.npy")
+    p = run([DDTS, "predict", "--model", model] + x_flags(xs) + ["-o", pred, "--threads", "2"])
     if p.returncode != 0 and any(n in p.stderr for n in NEEDS):
         print("SKIP %s: %s" % (name, p.stderr.strip()))
         return
-    got = predict(model, xs, os.path.join(tmp, name + ".pred.npy"))
-    if got is None:
+    if not check(p.returncode == 0, "predict %s: %s" % (model, p.stderr.strip())):
         return
+    got = np.load(pred)
     check(close(got, ref), "%s: predict differs from the reference by %g"
           % (name, float(np.abs(got - ref).max()) if got.shape == ref.shape else -1))
     # one epoch on the fixed input with labels cycling through the classes
