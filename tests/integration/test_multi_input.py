@@ -122,13 +122,20 @@ def section2(tmp, data, users, jobs, rating):
     os.chmod(os.path.join(tmp, "pass"), 0o600)
     port = free_port()
     wd = os.path.join(tmp, "work")
-    srv = subprocess.Popen(
-        [DDTS, "server", "--host", "127.0.0.1", "--port", str(port), "--passphrase-file",
-         os.path.join(tmp, "pass"), "--model", MODEL, "--clients", "2", "--data", "server",
-         "--dataset", data, "--epochs", "2", "--batch-size", "16", "--threads", "1", "--seed",
-         "1", "--workdir", wd, "--name", "rec", "--client-timeout", "30"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    srv_log = os.path.join(tmp, "server.err")
+    with open(srv_log, "w") as log:
+        srv = subprocess.Popen(
+            [DDTS, "server", "--host", "127.0.0.1", "--port", str(port), "--passphrase-file",
+             os.path.join(tmp, "pass"), "--model", MODEL, "--clients", "2", "--data", "server",
+             "--dataset", data, "--epochs", "2", "--batch-size", "16", "--threads", "1",
+             "--seed", "1", "--workdir", wd, "--name", "rec", "--client-timeout", "30"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    # the clients start once the server listens (a loaded machine may take seconds)
+    t0 = time.time()
+    while time.time() - t0 < 60 and srv.poll() is None:
+        if "waiting for 2 clients" in open(srv_log).read():
+            break
+        time.sleep(0.1)
     procs = []
     for name in ("c0", "c1"):
         log = open(os.path.join(tmp, name + ".err"), "w")
@@ -138,12 +145,12 @@ def section2(tmp, data, users, jobs, rating):
              name, "--threads", "1", "--retries", "0", "--dataset", "-"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log))
     try:
-        _, err = srv.communicate(timeout=100)
-        rc = srv.returncode
+        rc = srv.wait(timeout=100)
     except subprocess.TimeoutExpired:
         srv.kill()
-        _, err = srv.communicate()
+        srv.wait()
         rc = "timeout"
+    err = open(srv_log).read()
     for p in procs:
         try:
             p.wait(timeout=30)
