@@ -224,6 +224,11 @@ static void dw_wgrad(const struct dw_geom *g, size_t b, const float *x, const fl
                         continue;
                     const float *xi = x + n * xs + ((size_t)ih * g->W + iw) * g->C;
                     const float *dzo = dz + n * zs + ((size_t)oh * g->OW + ow) * CM;
+                    if (g->M == 1) { /* MobileNets: a vectorisable loop over channels */
+                        for (int c = 0; c < g->C; c++)
+                            dw[c] += xi[c] * dzo[c];
+                        continue;
+                    }
                     for (int c = 0; c < g->C; c++)
                         for (int mm = 0; mm < g->M; mm++)
                             dw[(size_t)c * g->M + mm] += xi[c] * dzo[(size_t)c * g->M + mm];
@@ -256,6 +261,11 @@ static void dw_dgrad(const struct dw_geom *g, size_t b, const float *dz, const f
                             continue;
                         float *dxi = dxn + ((size_t)ih * g->W + iw) * g->C;
                         const float *wk = W + ((size_t)i * g->KW + j) * CM;
+                        if (g->M == 1) { /* the same sums as below, vectorisable */
+                            for (int c = 0; c < g->C; c++)
+                                dxi[c] += dzo[c] * wk[c];
+                            continue;
+                        }
                         for (int c = 0; c < g->C; c++) {
                             float s = 0.0f;
                             for (int mm = 0; mm < g->M; mm++)

@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port  # noqa: E402
+from checks import Checks, free_port, wait_listening  # noqa: E402
 
 DDTS = os.environ.get("DDTS", os.path.abspath("ddts"))
 SRC = os.environ.get("DDTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -130,12 +130,7 @@ def section2(tmp, data, users, jobs, rating):
              "--dataset", data, "--epochs", "2", "--batch-size", "16", "--threads", "1",
              "--seed", "1", "--workdir", wd, "--name", "rec", "--client-timeout", "30"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
-    # the clients start once the server listens (a loaded machine may take seconds)
-    t0 = time.time()
-    while time.time() - t0 < 60 and srv.poll() is None:
-        if "waiting for 2 clients" in open(srv_log).read():
-            break
-        time.sleep(0.1)
+    wait_listening(port, proc=srv)  # the server checks the model and data before it listens
     procs = []
     for name in ("c0", "c1"):
         log = open(os.path.join(tmp, name + ".err"), "w")
