@@ -245,20 +245,22 @@ case " $CASES " in *" mpi "*)
     fi
 ;; esac
 case " $CASES " in *" examples "*)
-    # Issue 20: a depthwise-separable CNN and a Transformer encoder, on the
+    # Issue 20: a depthwise-separable CNN and a Transformer encoder (and issue
+    # 15's bidirectional GRU over the same token sequences), on the
     # product path: `ddts train` (samples/s of fit time, validation passes
     # included, from summary.json) against bench/torch_examples.py doing the
     # same epochs on the same data (its first epoch a warm-up), 1 and 2
     # threads, ddts and PyTorch alternating, median of 3 rounds.
-    echo "== examples (issue 20): ddts train vs PyTorch, same data, batch 32, Adam, validation 30 % =="
+    echo "== examples (issues 20, 15): ddts train vs PyTorch, same data, batch 32, Adam, validation 30 % =="
     EN=1200; EE=2; RR=3
     [ "$Q" = 1 ] && { EN=300; EE=1; RR=1; }
     $PY -c "import sys; sys.path.insert(0, '$SRC/tests/integration'); import test_examples_mobile as T
-T.cifar_like('$W/ex_cifar_mobilenet', $EN); T.imdb_like('$W/ex_imdb_transformer', $EN)" ||
+T.cifar_like('$W/ex_cifar_mobilenet', $EN); T.imdb_like('$W/ex_imdb_transformer', $EN)" &&
+        ln -s "$W/ex_imdb_transformer" "$W/ex_text_gru" ||
         echo "examples: data generation failed"
-    for m in cifar_mobilenet imdb_transformer; do
+    for m in cifar_mobilenet imdb_transformer text_gru; do
         loss=sparse_categorical_crossentropy
-        [ $m = imdb_transformer ] && loss=binary_crossentropy
+        [ $m != cifar_mobilenet ] && loss=binary_crossentropy
         "$B/ddts" model new "$SRC/examples/$m.json" --loss $loss --seed 3 -o "$W/$m.h5" >/dev/null ||
             echo "examples: ddts model new $m failed"
         for th in 1 2; do

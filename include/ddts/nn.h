@@ -214,6 +214,12 @@ struct ddts_dataset {
      * both NULL (none) or both x_count (y_count) long. */
     const float *x_offset, *x_scale;
     const float *y_offset, *y_scale;
+    /* With y_offset/y_scale (non-sparse losses): non-zero reports the loss and
+     * metrics of fit and evaluate in y's own units, on outputs and targets
+     * mapped back by v / scale + offset (what a model whose output undoes the
+     * normalization, --order XX's saved model, gives on the raw data), while
+     * the gradients stay those of the loss on the normalized values. */
+    int figures_in_y_units;
 };
 
 #define DDTS_LOGS_MAX 16
@@ -292,6 +298,25 @@ DDTS_API void ddts_history_destroy(struct ddts_history *h);
  * value carries over fit calls (fitting epoch by epoch) until the next
  * compile or a different monitor. */
 DDTS_API const float *ddts_model_best_weights(const struct ddts_model *m, int *epoch);
+
+/* What fit's checkpoint_monitor keeps (the best weights, their epoch, the
+ * monitored value and its name), so that a checkpoint carries it over a
+ * restart. ddts_model_best_state: false (and *out cleared, epoch -1) when
+ * there is none; out->weights borrows the model's copy.
+ * ddts_model_set_best_state (after compile, which clears it): the next fit
+ * with the same monitor continues from it. DDTS_ESHAPE when n_weights is not
+ * the model's, DDTS_EINVAL without an epoch or a monitor, DDTS_ENOMEM. */
+struct ddts_best_state {
+    const float *weights;
+    size_t n_weights;
+    int epoch;        /* 0-based */
+    double value;     /* the monitored value at that epoch */
+    char monitor[32]; /* "val_loss", "val_accuracy", ... */
+};
+DDTS_API bool ddts_model_best_state(const struct ddts_model *m, struct ddts_best_state *out);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_model_set_best_state(struct ddts_model *m,
+                                                                   const struct ddts_best_state *b,
+                                                                   struct ddts_error *err);
 
 /* Loss and metrics over `d` in inference mode (dropout off, BN moving stats).
  * Keras' sample-weighted means over all samples. */

@@ -174,11 +174,11 @@ struct choice {
 
 struct field {
     enum vkind kind;
-    size_t off, size; /* the member of struct ddts_job */
+    bool lo_open, hi_open; /* V_REAL: whether rlo, rhi are excluded */
+    size_t off, size;      /* the member of struct ddts_job */
     int64_t lo, hi;
     const char *all;
     double rlo, rhi;
-    bool lo_open, hi_open;
     const char *const *words;
     const struct choice *choices;
     const char *why;   /* V_CHOICE: what the error says a value is not */
@@ -467,18 +467,19 @@ _Static_assert(sizeof(enum ddts_job_normalizer) == sizeof(int) &&
                    sizeof(enum ddts_job_order) == sizeof(int),
                "menu settings are stored as int");
 
-#define AT(member) offsetof(struct ddts_job, member), sizeof(((struct ddts_job *)0)->member)
+#define AT(member)                                                                                 \
+    .off = offsetof(struct ddts_job, member), .size = sizeof(((struct ddts_job *)0)->member)
 #define TEXT(member, chk)                                                                          \
     {                                                                                              \
-        .kind = V_TEXT, AT(member), .check = chk                                                   \
+        .kind = V_TEXT, AT(member), .check = (chk)                                                 \
     }
 #define WORD(member, list)                                                                         \
     {                                                                                              \
-        .kind = V_WORD, AT(member), .words = list                                                  \
+        .kind = V_WORD, AT(member), .words = (list)                                                \
     }
 #define INT(member, lo_, hi_)                                                                      \
     {                                                                                              \
-        .kind = V_INT, AT(member), .lo = lo_, .hi = hi_                                            \
+        .kind = V_INT, AT(member), .lo = (lo_), .hi = (hi_)                                        \
     }
 #define BOOL(member)                                                                               \
     {                                                                                              \
@@ -486,7 +487,7 @@ _Static_assert(sizeof(enum ddts_job_normalizer) == sizeof(int) &&
     }
 #define CHOICE(member, list, why_)                                                                 \
     {                                                                                              \
-        .kind = V_CHOICE, AT(member), .choices = list, .why = why_                                 \
+        .kind = V_CHOICE, AT(member), .choices = (list), .why = (why_)                             \
     }
 
 /* Where each setting lives in struct ddts_job and how its text reads:
@@ -709,6 +710,48 @@ enum ddts_status ddts_job_get(const struct ddts_job *job, const char *name, char
     if (cap > 0)
         get_index(job, i, buf, cap);
     return DDTS_OK;
+}
+
+/* The settings that make a job what it is: a rerun must agree on each. */
+static const char *const defining[] = {
+    "model",
+    "clients",
+    "epochs",
+    "batch-size",
+    "optimizer",
+    "learning-rate",
+    "loss",
+    "metrics",
+    "normalizer",
+    "method",
+    "folds",
+    "data",
+    "dataset",
+    "keras-dataset",
+    "samples",
+    "order",
+    "validation-split",
+    "sync",
+    "seed",
+};
+
+size_t ddts_job_differences(const struct ddts_job *old, const struct ddts_job *now, char *buf,
+                            size_t cap)
+{
+    size_t n = 0, used = 0;
+    if (cap > 0)
+        buf[0] = '\0';
+    for (size_t i = 0; i < sizeof defining / sizeof defining[0]; i++) {
+        char a[DDTS_JOB_PATH_MAX + 32], b[DDTS_JOB_PATH_MAX + 32];
+        if (ddts_job_get(old, defining[i], a, sizeof a, NULL) != DDTS_OK ||
+            ddts_job_get(now, defining[i], b, sizeof b, NULL) != DDTS_OK || strcmp(a, b) == 0)
+            continue;
+        n++;
+        if (used < cap)
+            used += (size_t)snprintf(buf + used, cap - used, "%s--%s %s (now %s)", used ? ", " : "",
+                                     defining[i], a[0] ? a : "\"\"", b[0] ? b : "\"\"");
+    }
+    return n;
 }
 
 /* Whether a setting belongs in the JSON or on the command line. */

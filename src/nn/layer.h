@@ -184,6 +184,8 @@ int ddts__nn_layer_always_weighted(const char *cls);
 
 /* The input node's descriptor (InputLayer is handled by the config reader). */
 extern const struct nn_layer_ops ddts__nn_input_ops;
+/* layer_recurrent.c: return_state's outputs (added by the config reader, not a Keras class) */
+extern const struct nn_layer_ops ddts__nn_rnn_state_ops;
 /* One list per family file. */
 extern const struct nn_layer_ops *const ddts__nn_family_dense[];
 extern const struct nn_layer_ops *const ddts__nn_family_conv[];
@@ -296,6 +298,10 @@ void ddts__nn_identity_backward(struct ddts_model *m, struct nn_node *nd, size_t
 /* Output shape = the first input's shape (element-wise layers). */
 enum ddts_status ddts__nn_shape_same(struct ddts_model *m, struct nn_node *nd,
                                      struct ddts_error *err);
+/* A convolution's kernel_size, strides and dilation_rate (1 or 2 numbers:
+ * nd->dim1 from the class name's "1D"), into nd->kh/kw, sh/sw, dh/dw; a
+ * 1-D layer is a (1, T) image (layer_conv.c). */
+enum ddts_status ddts__nn_cfg_conv_window(struct nn_parse *p, struct nn_node *nd);
 /* Output (H', W', channels) of a window (convolution, pooling) over the
  * input image, TF's valid/same rules; sets nd->pt/pl/pb/pr (layer_conv.c). */
 enum ddts_status ddts__nn_window_shape(struct ddts_model *m, struct nn_node *nd, int64_t channels,

@@ -45,10 +45,11 @@ enum nn_kind {
     NN_SEPARABLE,
     NN_MHA,
     NN_LUONG,
-    NN_RNN,     /* SimpleRNN, LSTM, GRU (layer_recurrent.c); Bidirectional is two plus a merge */
-    NN_MASKING, /* Masking: zeroes masked steps and starts a mask */
-    NN_REPEAT,  /* RepeatVector: (F) -> (n, F) */
-    NN_NAMED,   /* a class known by name only (its files' weight names), not built */
+    NN_RNN,       /* SimpleRNN, LSTM, GRU (layer_recurrent.c); Bidirectional is two plus a merge */
+    NN_MASKING,   /* Masking: zeroes masked steps and starts a mask */
+    NN_REPEAT,    /* RepeatVector: (F) -> (n, F) */
+    NN_RNN_STATE, /* a recurrent layer's final state h or c (return_state's extra outputs) */
+    NN_NAMED,     /* a class known by name only (its files' weight names), not built */
 };
 
 enum nn_act_kind {
@@ -168,6 +169,9 @@ struct nn_node {
     float mask_value;          /* Masking */
     int spatial;               /* SpatialDropout1D: one draw per (sample, channel) */
     int repeat;                /* RepeatVector n */
+    int return_state;          /* recurrent: its final states are outputs too (state_out) */
+    int state_out[2];          /* recurrent: 1 + the node of its final state h, c; 0: none */
+    int state_which;           /* NN_RNN_STATE: 0 h, 1 c (of its input, a recurrent node) */
     float *scratch;            /* recurrent: planned scratch (ddts__rnn_scratch_floats) */
     unsigned free_dims;        /* bit i: output axis i follows an input dimension that was None */
 
@@ -289,6 +293,15 @@ struct ddts_model {
     size_t tmp_n;
     float *ones; /* ones_n ones: bias gradients as one GEMM */
     size_t ones_n;
+
+    /* Figures in the targets' own units (ddts_dataset.figures_in_y_units): set by
+     * fit and evaluate for the data at hand (borrowed, o->size values each; NULL:
+     * none), with a scratch of two output rows; the loss of the last
+     * ddts__nn_loss in those units. */
+    const float *units_offset, *units_scale;
+    float *units_row;
+    size_t units_row_n;
+    double units_loss;
 
     float *best;
     int best_epoch;

@@ -408,6 +408,9 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
                         req->run_name ? req->run_name : "train", train->n, val ? val->n : 0,
                         job->epochs, job->batch_size, ddts_model_loss_name(m),
                         ddts_model_optimizer_name(m), ddts_model_learning_rate(m));
+    if (initial_epoch > 0)
+        ddts_textlog_printf(r.textlog, "resumed at epoch %d (epochs 1-%d were trained before)",
+                            initial_epoch + 1, initial_epoch);
 
     struct ddts_fit_callbacks cbs = {
         .userdata = &r,
@@ -439,7 +442,8 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     }
     res->n_samples = train->n;
     res->seconds += seconds;
-    res->samples_per_s = seconds > 0 ? (double)train->n * job->epochs / seconds : 0;
+    res->samples_per_s =
+        seconds > 0 ? (double)train->n * (job->epochs - initial_epoch) / seconds : 0;
     res->loss = log_value(hist, "loss");
     res->accuracy = log_value(hist, "accuracy");
     double v;
@@ -629,8 +633,11 @@ static enum ddts_status bind_input(struct ddts_model *m, const struct ddts_array
 struct train_data {
     const struct ddts_array *x, *y, *xv, *yv;
     size_t n;
-    float *offset, *scale;    /* NULL without a normalizer */
-    const float *yo, *ys;     /* XX: the target is the normalized input */
+    float *offset, *scale; /* NULL without a normalizer */
+    /* XX: the target is the normalized input; the figures (loss, metrics) are in the
+     * data's own units, those of the saved model, whose output undoes the
+     * normalization (ddts evaluate on it gives the same) */
+    const float *yo, *ys;
     struct ddts_stats *stats; /* this run's own statistics, when none were given */
     float *nmean, *nvar;
     struct ddts_norm_layer norm, *normp;
@@ -723,7 +730,8 @@ static void train_data_destroy(struct train_data *d)
 
 static struct ddts_dataset subset(const struct train_data *d, const uint32_t *idx, size_t n)
 {
-    return (struct ddts_dataset){d->x, d->y, idx, n, d->offset, d->scale, d->yo, d->ys};
+    return (struct ddts_dataset){d->x,  d->y,  idx,          n, d->offset, d->scale,
+                                 d->yo, d->ys, d->yo != NULL};
 }
 
 /* k-fold: every fold from the same initial weights and a fresh optimizer,
@@ -845,6 +853,8 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
         ddts_error_prefix(err, "%s: ", req->model_path);
     if (st == DDTS_OK && req->init_opt_state != NULL && job->method != DDTS_JOB_KFOLD)
         st = import_opt_state(p.m, req, err);
+    if (st == DDTS_OK && req->init_best != NULL && job->method != DDTS_JOB_KFOLD)
+        st = ddts_model_set_best_state(p.m, req->init_best, err);
     if (st == DDTS_OK)
         st = train_data_init(req, p.m, &d, err);
     if (st == DDTS_OK && req->out_dir != NULL)
@@ -906,14 +916,10 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
     }
     int xx = job->order == DDTS_JOB_ORDER_XX;
     const struct ddts_array *y = xx ? x : req->y_test;
-    struct ddts_dataset d = {x,
-                             y,
-                             NULL,
-                             x->rank > 0 ? (size_t)x->shape[0] : 0,
-                             offset,
-                             scale,
-                             xx ? offset : NULL,
-                             xx ? scale : NULL};
+    struct ddts_dataset d = {x, y, NULL, x->rank > 0 ? (size_t)x->shape[0] : 0, offset, scale,
+                             xx ? offset : NULL, xx ? scale : NULL,
+                             /* the saved global model's figures: raw units */
+                             xx};
     struct ddts_logs logs;
     st = ddts_model_evaluate(p.m, &d, job->batch_size > 0 ? job->batch_size : 32, &logs, err);
     if (st != DDTS_OK)
