@@ -186,6 +186,10 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
         .model_path = cj->model_path,
         .x = x,
         .y = y,
+        /* a share was checked by the server; this machine's own data is checked here */
+        .x_inputs = job.data == DDTS_JOB_DATA_CLIENT && ctx->dataset != NULL
+                        ? ddts_data_n_inputs(ctx->dataset)
+                        : 0,
         .x_val = job.method == DDTS_JOB_FIT ? xt : NULL,
         .y_val = job.method == DDTS_JOB_FIT ? yt : NULL,
         .norm_stats = stats,

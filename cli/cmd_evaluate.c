@@ -8,23 +8,29 @@
 #include "integ.h"
 
 const char cli_usage_evaluate[] =
-    "usage: ddts evaluate --model PATH (--x FILE --y FILE | --dataset DIR |\n"
+    "usage: ddts evaluate --model PATH (--x FILE [--x FILE...] --y FILE | --dataset DIR |\n"
     "                     --keras-dataset NAME) [--batch-size N] [--threads N]\n"
     "\n"
     "Evaluate a trained Keras model: loss and metrics over the data, as Keras'\n"
-    "model.evaluate. Data: two files (any supported format), a folder with X/\n"
+    "model.evaluate. Data: files (any supported format), a folder with X/\n"
     "and Y/, or a Keras dataset's test split. Samples are reshaped to the model's\n"
-    "input when their element counts match.\n";
+    "input when their element counts match.\n"
+    "A model with several inputs takes one --x per input, in the model's input\n"
+    "order (ddts inspect lists them), or a folder with X/, X2/, ... and Y/.\n";
 
 const char cli_usage_predict[] =
-    "usage: ddts predict --model PATH (--x FILE | --dataset DIR | --keras-dataset NAME)\n"
-    "                    -o OUT.npy [--batch-size N] [--threads N]\n"
+    "usage: ddts predict --model PATH (--x FILE [--x FILE...] | --dataset DIR |\n"
+    "                    --keras-dataset NAME) -o OUT.npy [--batch-size N] [--threads N]\n"
     "\n"
     "Run a trained Keras model on data and write its outputs as a float32 .npy\n"
-    "array of shape (N, outputs...). Prints the prediction's samples/s on stderr.\n";
+    "array of shape (N, outputs...). A model with several inputs takes one --x\n"
+    "per input, in the model's input order, or a folder with X/, X2/, ...\n"
+    "Prints the prediction's samples/s on stderr.\n";
 
 struct eval_args {
-    const char *model, *x, *y, *dataset, *keras, *out;
+    const char *model, *y, *dataset, *keras, *out;
+    const char *x[DDTS_MAX_INPUTS]; /* one per input, in the model's input order */
+    size_t n_x;
     long batch, threads;
 };
 
@@ -51,7 +57,10 @@ static int parse(const char *cmd, int argc, char **argv, struct eval_args *a)
             a->model = optarg;
             break;
         case 'x':
-            a->x = optarg;
+            if (a->n_x == DDTS_MAX_INPUTS)
+                return cli_usage_error(cmd, "--x: at most %d (one per input of the model)",
+                                       DDTS_MAX_INPUTS);
+            a->x[a->n_x++] = optarg;
             break;
         case 'y':
             a->y = optarg;
@@ -81,27 +90,65 @@ static int parse(const char *cmd, int argc, char **argv, struct eval_args *a)
         return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (a->model == NULL)
         return cli_usage_error(cmd, "--model PATH is required");
-    if (a->x == NULL && a->dataset == NULL && a->keras == NULL)
+    if (a->n_x == 0 && a->dataset == NULL && a->keras == NULL)
         return cli_usage_error(cmd, "data is required: --x FILE, --dataset DIR or "
                                     "--keras-dataset NAME");
     return CLI_OK;
 }
 
-static enum ddts_status load(const struct eval_args *a, int need_y, struct ddts_array **x,
-                             struct ddts_array **y, struct ddts_error *err)
+/* The --x files, one per input of m: each fitted to its input's shape, then
+ * packed side by side (ddts_array_hstack) as the engine takes them. */
+static enum ddts_status load_inputs(const struct eval_args *a, const struct ddts_model *m,
+                                    struct ddts_array **x, struct ddts_error *err)
+{
+    enum ddts_status st = ddts_model_check_n_inputs(m, a->n_x, "--x", err);
+    if (st != DDTS_OK || a->n_x == 1)
+        return st == DDTS_OK ? ddts_data_load(a->x[0], NULL, x, err) : st;
+    struct ddts_array *parts[DDTS_MAX_INPUTS] = {NULL};
+    for (size_t k = 0; k < a->n_x && st == DDTS_OK; k++) {
+        int64_t shape[DDTS_MAX_RANK];
+        int rank = ddts_model_input_shape_at(m, k, shape);
+        st = ddts_data_load(a->x[k], NULL, &parts[k], err);
+        if (st == DDTS_OK)
+            st = ddts_array_fit_samples(parts[k], rank, shape, a->x[k], NULL, err);
+        if (st == DDTS_OK && parts[k]->shape[0] != parts[0]->shape[0])
+            st = ddts_error_set(err, DDTS_ESHAPE, "--x %s holds %lld samples, --x %s holds %lld",
+                                a->x[0], (long long)parts[0]->shape[0], a->x[k],
+                                (long long)parts[k]->shape[0]);
+        if (st != DDTS_OK)
+            ddts_error_prefix(err, "input %zu (%s): ", k + 1, ddts_model_input_name(m, k));
+    }
+    if (st == DDTS_OK)
+        st = ddts_array_hstack((const struct ddts_array *const *)parts, a->n_x, x, err);
+    for (size_t k = 0; k < a->n_x; k++)
+        ddts_array_destroy(parts[k]);
+    return st;
+}
+
+static enum ddts_status load(const struct eval_args *a, const struct ddts_model *m, int need_y,
+                             struct ddts_array **x, struct ddts_array **y, struct ddts_error *err)
 {
     *x = *y = NULL;
     enum ddts_status st;
     if (a->keras != NULL) {
         struct ddts_array *xtr = NULL, *ytr = NULL;
-        st = ddts_keras_dataset_load(a->keras, &xtr, &ytr, x, y, err);
+        st = ddts_model_check_n_inputs(m, 1, "a Keras dataset", err);
+        if (st == DDTS_OK)
+            st = ddts_keras_dataset_load(a->keras, &xtr, &ytr, x, y, err);
         ddts_array_destroy(xtr);
         ddts_array_destroy(ytr);
         return st;
     }
-    if (a->dataset != NULL)
-        return ddts_data_load_xy(a->dataset, x, y, err);
-    st = ddts_data_load(a->x, NULL, x, err);
+    if (a->dataset != NULL) {
+        /* no X/ at all: the loader says what is missing */
+        size_t n_in = ddts_data_n_inputs(a->dataset);
+        char what[4200];
+        st = ddts_format(what, sizeof what, err, "%s (X/, X2/, ...)", a->dataset);
+        if (st == DDTS_OK && n_in > 0)
+            st = ddts_model_check_n_inputs(m, n_in, what, err);
+        return st == DDTS_OK ? ddts_data_load_xy(a->dataset, x, y, err) : st;
+    }
+    st = load_inputs(a, m, x, err);
     if (st == DDTS_OK && a->y != NULL)
         st = ddts_data_load(a->y, NULL, y, err);
     else if (st == DDTS_OK && need_y)
@@ -146,9 +193,9 @@ int cmd_evaluate(int argc, char **argv)
     ddts_error_clear(&err);
     struct ddts_array *x = NULL, *y = NULL;
     struct ddts_model *m = NULL;
-    enum ddts_status st = load(&a, 1, &x, &y, &err);
+    enum ddts_status st = open_model(&a, &m, &err);
     if (st == DDTS_OK)
-        st = open_model(&a, &m, &err);
+        st = load(&a, m, 1, &x, &y, &err);
     if (st == DDTS_OK) {
         struct ddts_dataset d = {.x = x, .y = y, .n = (size_t)x->shape[0]};
         struct ddts_logs logs;
@@ -177,9 +224,9 @@ int cmd_predict(int argc, char **argv)
     ddts_error_clear(&err);
     struct ddts_array *x = NULL, *y = NULL, *pred = NULL;
     struct ddts_model *m = NULL;
-    enum ddts_status st = load(&a, 0, &x, &y, &err);
+    enum ddts_status st = open_model(&a, &m, &err);
     if (st == DDTS_OK)
-        st = open_model(&a, &m, &err);
+        st = load(&a, m, 0, &x, &y, &err);
     double t0 = ddts_now();
     if (st == DDTS_OK)
         st = ddts_model_predict(m, x, (int)a.batch, &pred, &err);

@@ -100,6 +100,18 @@ int cli_inspect_model(const char *path)
     printf("%s\nTotal params: %zu (%s)\nTrainable params: %zu (%s)\n"
            "Non-trainable params: %zu (%s)\n%s\n",
            dbl, total, b1, trainable, b2, total - trainable, b3, rule);
+    if (ddts_model_n_inputs(m) > 1) { /* the order of --x flags and X/, X2/, ... folders */
+        printf("Inputs (--x and X/, X2/, ... in this order):");
+        for (size_t i = 0; i < ddts_model_n_inputs(m); i++) {
+            int64_t shape[DDTS_MAX_RANK];
+            int rank = ddts_model_input_shape_at(m, i, shape);
+            printf("%s %s (None", i ? "," : "", ddts_model_input_name(m, i));
+            for (int q = 0; q < rank; q++)
+                printf(", %lld", (long long)shape[q]);
+            printf(")");
+        }
+        printf("\n");
+    }
     struct ddts_compile_options co = {.training_config_json = k->training_config};
     if (k->training_config != NULL && ddts_model_compile(m, &co, &err) == DDTS_OK)
         printf("Optimizer: %s (learning rate %g)\nLoss: %s\n", ddts_model_optimizer_name(m),

@@ -212,6 +212,7 @@ int cmd_train(int argc, char **argv)
         .model_path = model_path,
         .x = x,
         .y = y,
+        .x_inputs = job.data == DDTS_JOB_DATA_KERAS ? 1 : ddts_data_n_inputs(job.dataset),
         .x_val = job.method == DDTS_JOB_FIT ? xt : NULL,
         .y_val = job.method == DDTS_JOB_FIT ? yt : NULL,
         .out_dir = out_dir,

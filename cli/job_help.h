@@ -21,7 +21,7 @@
     "  --folds K                  folds of k-fold cross-validation [10]\n"                         \
     "  --data SRC                 server (its DIR/X, DIR/Y), client (their own), keras (1-3) "     \
     "[server]\n"                                                                                   \
-    "  --dataset DIR              folder holding X/ and Y/ data files\n"                           \
+    "  --dataset DIR              folder holding X/ and Y/ (X2/, X3/...: further inputs)\n"        \
     "  --keras-dataset NAME       Keras dataset (mnist, fashion_mnist, cifar10, ...)\n"            \
     "  --samples N                training samples the job uses (0: all) [all]\n"                  \
     "  --order XY|XX              XY: predict Y from X; XX: reconstruct X (autoencoder) [XY]\n"    \

@@ -136,11 +136,19 @@ ddts_data_load_dir(const char *dir, struct ddts_array **out, struct ddts_error *
 /*
  * dir/X and dir/Y loaded with ddts_data_load_dir; their sample counts must
  * agree (DDTS_ESHAPE naming both counts and both folders). On failure both
- * outputs are NULL.
+ * outputs are NULL. Data for a model with several inputs has one folder per
+ * input in the model's input order, X/ (the first), X2/, X3/, ... (up to
+ * DDTS_MAX_INPUTS, the first missing one ends the list); each holds the same
+ * samples row by row, and *x gets them packed side by side
+ * (ddts_array_hstack), which is what the engine takes.
  */
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_data_load_xy(const char *dir, struct ddts_array **x,
                                                            struct ddts_array **y,
                                                            struct ddts_error *err);
+
+/* How many input folders dir holds: 1 for X/ alone, 2 for X/ and X2/, ...;
+ * 0 without X/. */
+DDTS_API size_t ddts_data_n_inputs(const char *dir);
 
 /* ddts_data_load_dir with an npz array name (`key`, applied to the folder's
  * .npz files; NULL: each one's only array) and ddts_data_load_ex flags. */
@@ -246,6 +254,16 @@ DDTS_API DDTS_NODISCARD enum ddts_status ddts_array_take(const struct ddts_array
 /* Concatenates `parts` along axis 0 into a new array of their promoted
  * dtype; sample shapes must agree (DDTS_ESHAPE). Rank-0 parts are refused. */
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_array_concat(const struct ddts_array *const *parts,
+                                                           size_t n_parts, struct ddts_array **out,
+                                                           struct ddts_error *err);
+
+/* The samples of `parts` side by side: (N, a...) and (N, b...) give
+ * (N, size(a...) + size(b...)) of their promoted dtype, each sample the
+ * flattened samples of the parts in order. This is how data for a model with
+ * several inputs travels (one array, so splits and shares stay row-aligned):
+ * the engine hands each input its part (ddts_model_n_inputs). The sample
+ * counts must agree (DDTS_ESHAPE); rank-0 parts are refused. */
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_array_hstack(const struct ddts_array *const *parts,
                                                            size_t n_parts, struct ddts_array **out,
                                                            struct ddts_error *err);
 

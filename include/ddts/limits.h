@@ -51,6 +51,8 @@
 /* Keras files: config JSON and layer counts. */
 #define DDTS_MAX_CONFIG_BYTES (64u << 20)
 #define DDTS_MAX_LAYERS       100000
+/* Inputs of one model (a recommender's two, a siamese network's two or three). */
+#define DDTS_MAX_INPUTS 16
 
 /* Keras files (keras_h5.c, keras_zip.c, keras_config.c). */
 /* Names of layers and weights: real ones are a few dozen bytes. */

@@ -117,9 +117,24 @@ DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_model_init_weights(struct ddts_model *m, uint64_t seed, struct ddts_error *err);
 
 /* Per-sample input/output shape, batch excluded; returns the rank and fills
- * shape[0..rank). (28, 28, 1) for a Conv2D MNIST model, (10) for its output. */
+ * shape[0..rank). (28, 28, 1) for a Conv2D MNIST model, (10) for its output.
+ * A model with several inputs takes packed samples (ddts_array_hstack): its
+ * input shape is (the sum of its inputs' sizes), rank 1. */
 DDTS_API int ddts_model_input_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK]);
 DDTS_API int ddts_model_output_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK]);
+/* The model's inputs (1 to DDTS_MAX_INPUTS) in the order of its config's
+ * input_layers; input k's per-sample shape (its rank, or -1 when k is out of
+ * range) and name (NULL out of range). fit, evaluate and predict take x as
+ * the packed samples of all inputs in this order (ddts_array_hstack). */
+DDTS_API size_t ddts_model_n_inputs(const struct ddts_model *m);
+DDTS_API int ddts_model_input_shape_at(const struct ddts_model *m, size_t k,
+                                       int64_t shape[DDTS_MAX_RANK]);
+DDTS_API const char *ddts_model_input_name(const struct ddts_model *m, size_t k);
+/* DDTS_ESHAPE unless the data gives exactly the model's number of inputs:
+ * "the model takes 2 inputs (user, item, in this order); <what> gives 1". */
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_model_check_n_inputs(const struct ddts_model *m,
+                                                                   size_t n, const char *what,
+                                                                   struct ddts_error *err);
 /*
  * The Keras version that wrote the model's file ("2.15.0", "3.3.3"; NULL or
  * unparsable: no change) decides what the config alone can only guess (the
@@ -139,7 +154,7 @@ DDTS_API void ddts_model_set_keras_version(struct ddts_model *m, const char *ver
  */
 DDTS_API enum ddts_status ddts_model_bind_input(struct ddts_model *m, const struct ddts_array *x,
                                                 struct ddts_error *err);
-/* Elements per sample of the input and of the output. */
+/* Elements per sample of the input (all inputs together) and of the output. */
 DDTS_API size_t ddts_model_input_size(const struct ddts_model *m);
 DDTS_API size_t ddts_model_output_size(const struct ddts_model *m);
 

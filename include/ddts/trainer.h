@@ -66,9 +66,13 @@ struct ddts_train_progress {
 typedef void (*ddts_train_progress_fn)(void *userdata, const struct ddts_train_progress *p);
 
 struct ddts_train_request {
-    const struct ddts_job *job;             /* settings (epochs, batch size, loss, method, ...) */
-    const char *model_path;                 /* the Keras .h5 or .keras file */
-    const struct ddts_array *x, *y;         /* training samples; y NULL with order XX */
+    const struct ddts_job *job;     /* settings (epochs, batch size, loss, method, ...) */
+    const char *model_path;         /* the Keras .h5 or .keras file */
+    const struct ddts_array *x, *y; /* training samples; y NULL with order XX */
+    /* How many inputs x packs (ddts_data_n_inputs: 1 for X/ alone, 2 for X/
+     * and X2/, ...), checked against the model's; 0: not known (a share of
+     * a job whose server checked it). */
+    size_t x_inputs;
     const struct ddts_array *x_val, *y_val; /* NULL: job->validation_split of x, y */
     const struct ddts_stats *norm_stats;    /* job-wide normalizer statistics; NULL: from x */
     const float *init_weights;              /* start from these (flat), or NULL: the file's */

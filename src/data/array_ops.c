@@ -370,6 +370,43 @@ enum ddts_status ddts_array_concat(const struct ddts_array *const *parts, size_t
     return DDTS_OK;
 }
 
+enum ddts_status ddts_array_hstack(const struct ddts_array *const *parts, size_t n_parts,
+                                   struct ddts_array **out, struct ddts_error *err)
+{
+    *out = NULL;
+    if (n_parts == 0)
+        return ddts_error_set(err, DDTS_EINVAL, "hstack: no arrays");
+    enum ddts_dtype dt = parts[0]->dtype;
+    size_t total = 0;
+    for (size_t k = 0; k < n_parts; k++) {
+        const struct ddts_array *p = parts[k];
+        if (p->rank == 0)
+            return ddts_error_set(err, DDTS_ESHAPE, "hstack: array %zu is a scalar", k);
+        if (p->shape[0] != parts[0]->shape[0])
+            return ddts_error_set(err, DDTS_ESHAPE,
+                                  "hstack: array 0 holds %lld samples, array %zu holds %lld",
+                                  (long long)parts[0]->shape[0], k, (long long)p->shape[0]);
+        if (__builtin_add_overflow(total, ddts_array_sample_count(p), &total) ||
+            total > (size_t)INT64_MAX)
+            return ddts_error_set(err, DDTS_ELIMIT, "hstack: samples too large");
+        dt = ddts_dtype_promote(dt, p->dtype);
+    }
+    int64_t shape[DDTS_MAX_ARRAY_RANK] = {parts[0]->shape[0], (int64_t)total};
+    struct ddts_array *b;
+    enum ddts_status st = ddts_array_create(dt, 2, shape, &b, err);
+    if (st != DDTS_OK)
+        return st;
+    size_t off = 0;
+    for (size_t k = 0; k < n_parts; k++) {
+        size_t c = ddts_array_sample_count(parts[k]);
+        for (size_t i = 0; i < (size_t)shape[0]; i++)
+            convert_range(parts[k], i * c, c, b->data, dt, i * total + off);
+        off += c;
+    }
+    *out = b;
+    return DDTS_OK;
+}
+
 enum ddts_status ddts_array_fit_samples(struct ddts_array *a, int sample_rank,
                                         const int64_t *sample_shape, const char *what,
                                         bool *changed, struct ddts_error *err)

@@ -703,6 +703,68 @@ enum ddts_status ddts_data_load_xy(const char *dir, struct ddts_array **x, struc
     return ddts_data_load_xy_ex(dir, NULL, x, y, err);
 }
 
+/* The name of the folder of input k (0-based): "X", "X2", "X3", ... */
+static void x_folder_name(size_t k, char name[16])
+{
+    if (k == 0)
+        snprintf(name, 16, "X");
+    else
+        snprintf(name, 16, "X%zu", k + 1);
+}
+
+size_t ddts_data_n_inputs(const char *dir)
+{
+    size_t k = 0;
+    for (; k < DDTS_MAX_INPUTS; k++) {
+        char name[16];
+        x_folder_name(k, name);
+        char *p = ddts_path_join(dir, name);
+        struct stat sb;
+        int there = p != NULL && stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+        ddts_free(p);
+        if (!there)
+            break;
+    }
+    return k;
+}
+
+/* DIR/X, DIR/X2, ... loaded and packed side by side (ddts_array_hstack). */
+static enum ddts_status load_inputs(const char *dir, const struct dir_opts *xo,
+                                    struct ddts_array **x, struct ddts_error *err)
+{
+    size_t n = ddts_data_n_inputs(dir);
+    if (n <= 1) { /* X/ alone (or missing: load_dir names it) */
+        char *xd = ddts_path_join(dir, "X");
+        if (xd == NULL)
+            return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        enum ddts_status st = load_dir(xd, xo, x, err);
+        ddts_free(xd);
+        return st;
+    }
+    struct ddts_array *parts[DDTS_MAX_INPUTS] = {NULL};
+    enum ddts_status st = DDTS_OK;
+    for (size_t k = 0; k < n && st == DDTS_OK; k++) {
+        char name[16];
+        x_folder_name(k, name);
+        char *xd = ddts_path_join(dir, name);
+        st = xd == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
+                        : load_dir(xd, xo, &parts[k], err);
+        if (st == DDTS_OK && parts[k]->rank > 0 && parts[0]->rank > 0 &&
+            parts[k]->shape[0] != parts[0]->shape[0])
+            st = ddts_error_set(err, DDTS_ESHAPE,
+                                "%s/X holds %lld samples but %s holds %lld: the inputs' folders "
+                                "must hold the same samples, row by row",
+                                dir, (long long)parts[0]->shape[0], xd,
+                                (long long)parts[k]->shape[0]);
+        ddts_free(xd);
+    }
+    if (st == DDTS_OK)
+        st = ddts_array_hstack((const struct ddts_array *const *)parts, n, x, err);
+    for (size_t k = 0; k < n; k++)
+        ddts_array_destroy(parts[k]);
+    return st;
+}
+
 enum ddts_status ddts_data_load_xy_ex(const char *dir, const struct ddts_xy_options *opts,
                                       struct ddts_array **x, struct ddts_array **y,
                                       struct ddts_error *err)
@@ -716,20 +778,20 @@ enum ddts_status ddts_data_load_xy_ex(const char *dir, const struct ddts_xy_opti
     struct dir_opts yo = {opts->y_key, y_names, "--y-key", opts->flags};
     *x = NULL;
     *y = NULL;
-    char *xd = ddts_path_join(dir, "X"), *yd = ddts_path_join(dir, "Y");
+    char *yd = ddts_path_join(dir, "Y");
     enum ddts_status st;
-    if (xd == NULL || yd == NULL) {
+    if (yd == NULL) {
         st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
         goto out;
     }
-    st = load_dir(xd, &xo, x, err);
+    st = load_inputs(dir, &xo, x, err);
     if (st != DDTS_OK || opts->no_y)
         goto out;
     st = load_dir(yd, &yo, y, err);
     if (st != DDTS_OK)
         goto out;
     if (*y != NULL && (*x)->shape[0] != (*y)->shape[0])
-        st = ddts_error_set(err, DDTS_ESHAPE, "%s holds %lld samples but %s holds %lld", xd,
+        st = ddts_error_set(err, DDTS_ESHAPE, "%s/X holds %lld samples but %s holds %lld", dir,
                             (long long)(*x)->shape[0], yd, (long long)(*y)->shape[0]);
 out:
     if (st != DDTS_OK) {
@@ -738,7 +800,6 @@ out:
         *x = NULL;
         *y = NULL;
     }
-    ddts_free(xd);
     ddts_free(yd);
     return st;
 }

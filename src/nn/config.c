@@ -479,8 +479,8 @@ static enum ddts_status track_free_dims(struct ctx *c, int i)
     }
     unsigned last = 1u << (a->rank - 1);
     int weighted = nd->kind == NN_DENSE || nd->kind == NN_CONV2D || nd->kind == NN_CONV2DT ||
-                   nd->kind == NN_RNN || nd->kind == NN_BATCHNORM || nd->kind == NN_LAYERNORM ||
-                   nd->kind == NN_NORMALIZATION;
+                   nd->kind == NN_CONV3D || nd->kind == NN_RNN || nd->kind == NN_BATCHNORM ||
+                   nd->kind == NN_LAYERNORM || nd->kind == NN_NORMALIZATION;
     if (weighted && (f & last))
         return unsup(c, nd->name, nd->class_name,
                      "an input dimension of unknown size (None) that sizes the weights");
@@ -921,8 +921,8 @@ static enum ddts_status lookup(struct ctx *c, json_t *scope, const char **names,
 /* Layer `i` of a Functional config: its node(s) added (a nested model's
  * too), the name bound to its output node in `scope`. */
 static enum ddts_status functional_layer(struct ctx *c, const json_t *layer, size_t i,
-                                         const char *input_name, int in_node, int entry, int mtrain,
-                                         json_t *scope)
+                                         const char *const *input_names, int n_inputs, int in_node,
+                                         int entry, int mtrain, json_t *scope)
 {
     enum ddts_status st;
     const char *names[MAX_INBOUND];
@@ -939,10 +939,12 @@ static enum ddts_status functional_layer(struct ctx *c, const json_t *layer, siz
     int node = -1, e = entry;
     size_t first = c->m->n_nodes;
     if (strcmp(cls, "InputLayer") == 0) {
-        if (strcmp(name, input_name) != 0)
+        int listed = 0;
+        for (int k = 0; k < n_inputs; k++)
+            listed |= strcmp(name, input_names[k]) == 0;
+        if (!listed)
             return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
-                                  "layer '%s' (InputLayer): models with several inputs are "
-                                  "not supported",
+                                  "layer '%s' (InputLayer): not one of the model's input_layers",
                                   name);
         if (e < 0)
             TRY(new_entry(c, name, cls, &e));
@@ -1002,17 +1004,21 @@ static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int i
     const json_t *layers = json_object_get(cfg, "layers");
     if (!json_is_array(layers))
         return ddts_error_set(c->err, DDTS_EFORMAT, "Functional config has no layer list");
-    const char *names[MAX_INBOUND];
-    int ids[1] = {-1}, tidx[MAX_INBOUND], n = 0;
+    const char *names[MAX_INBOUND], *in_names[DDTS_MAX_INPUTS];
+    int ids[DDTS_MAX_INPUTS] = {-1}, tidx[MAX_INBOUND], in_tidx[DDTS_MAX_INPUTS], n = 0, n_in;
     int mtrain = jbool(cfg, "trainable", 1);
     st = collect_refs(c, json_object_get(cfg, "input_layers"), names, tidx, &n, MAX_INBOUND, 0);
     if (st != DDTS_OK)
         return st;
-    if (n != 1)
-        return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
-                              "model '%s': %d inputs (only single-input models are supported)",
-                              jstr(cfg, "name") ? jstr(cfg, "name") : "?", n);
-    const char *input_name = names[0];
+    /* Several inputs at the top only: a nested model is called on one tensor. */
+    if (n < 1 || n > DDTS_MAX_INPUTS || (in_node >= 0 && n != 1))
+        return ddts_error_set(c->err, DDTS_EUNSUPPORTED, "model '%s': %d inputs (%s)",
+                              jstr(cfg, "name") ? jstr(cfg, "name") : "?", n,
+                              in_node >= 0 ? "a nested model with several inputs is not supported"
+                                           : "1 to 16 are supported (DDTS_MAX_INPUTS)");
+    n_in = n;
+    memcpy(in_names, names, (size_t)n * sizeof *names);
+    memcpy(in_tidx, tidx, (size_t)n * sizeof *tidx);
     json_t *scope = json_object();
     if (scope == NULL)
         return ddts_error_set(c->err, DDTS_ENOMEM, "out of memory");
@@ -1020,9 +1026,28 @@ static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int i
     json_t *layer;
     json_array_foreach(layers, i, layer)
     {
-        st = functional_layer(c, layer, i, input_name, in_node, entry, mtrain, scope);
+        st = functional_layer(c, layer, i, in_names, n_in, in_node, entry, mtrain, scope);
         if (st != DDTS_OK)
             goto done;
+    }
+    if (in_node < 0) { /* the top model: its inputs in input_layers order */
+        if ((st = lookup(c, scope, in_names, in_tidx, n_in, ids, "input_layers")) != DDTS_OK)
+            goto done;
+        for (int k = 0; k < n_in; k++) {
+            if (c->m->nodes[ids[k]].kind != NN_INPUT) {
+                st = ddts_error_set(c->err, DDTS_EFORMAT, "input_layers: '%s' is not an InputLayer",
+                                    in_names[k]);
+                goto done;
+            }
+            for (int q = 0; q < k; q++)
+                if (ids[q] == ids[k]) {
+                    st = ddts_error_set(c->err, DDTS_EFORMAT, "input_layers: '%s' listed twice",
+                                        in_names[k]);
+                    goto done;
+                }
+            c->m->input_nodes[k] = ids[k];
+        }
+        c->m->n_inputs = n_in;
     }
     n = 0;
     if ((st = collect_refs(c, json_object_get(cfg, "output_layers"), names, tidx, &n, MAX_INBOUND,
@@ -1123,11 +1148,14 @@ enum ddts_status ddts_model_from_keras_config(const char *json, size_t json_nbyt
     if (st != DDTS_OK)
         goto fail;
     m->input_node = -1;
-    for (size_t i = 0; i < m->n_nodes; i++)
-        if (m->nodes[i].kind == NN_INPUT) {
-            m->input_node = (int)i;
-            break;
-        }
+    if (m->n_inputs == 0) /* a Sequential: its first node */
+        for (size_t i = 0; i < m->n_nodes; i++)
+            if (m->nodes[i].kind == NN_INPUT) {
+                m->input_nodes[m->n_inputs++] = (int)i;
+                break;
+            }
+    if (m->n_inputs > 0)
+        m->input_node = m->input_nodes[0];
     if (m->input_node < 0 || m->output_node < 0) {
         st = ddts_error_set(err, DDTS_EFORMAT, "model config: no input or output");
         goto fail;

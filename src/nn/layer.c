@@ -14,6 +14,8 @@
 #include "nn/layer.h"
 #include "tensor/tensor.h"
 
+/* One family per line (helpers add lines here side by side). */
+/* clang-format off */
 const struct nn_layer_ops *const *const ddts__nn_families[] = {
     ddts__nn_family_dense,
     ddts__nn_family_conv,
@@ -27,8 +29,10 @@ const struct nn_layer_ops *const *const ddts__nn_families[] = {
     ddts__nn_family_recurrent,
     ddts__nn_family_depthwise,
     ddts__nn_family_attention,
+    ddts__nn_family_conv3d,
     NULL,
 };
+/* clang-format on */
 
 const struct nn_layer_ops ddts__nn_input_ops = {
     .class_names = (const char *const[]){"InputLayer", NULL},

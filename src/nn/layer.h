@@ -4,7 +4,8 @@
  * Everything ddts knows about a layer class lives in one family file under
  * src/nn/ (layer_dense.c, layer_conv.c, layer_pool.c, layer_norm.c,
  * layer_reshape.c, layer_merge.c, layer_activation.c, layer_dropout.c,
- * layer_embedding.c, layer_recurrent.c, layer_depthwise.c, layer_attention.c): its Keras class
+ * layer_embedding.c, layer_recurrent.c, layer_depthwise.c, layer_attention.c,
+ * layer_conv3d.c): its Keras class
  * names, how its config is parsed, its weights in Keras' order, its shape, the buffers it plans,
  * its forward and backward pass, and the words `ddts model new
  * --layers` knows it by. Each family exports `struct nn_layer_ops`
@@ -205,6 +206,7 @@ extern const struct nn_layer_ops *const ddts__nn_family_embedding[];
 extern const struct nn_layer_ops *const ddts__nn_family_recurrent[];
 extern const struct nn_layer_ops *const ddts__nn_family_depthwise[];
 extern const struct nn_layer_ops *const ddts__nn_family_attention[];
+extern const struct nn_layer_ops *const ddts__nn_family_conv3d[];
 
 /* ---- config accessors for parse hooks (config.c) ---- */
 
@@ -311,6 +313,11 @@ enum ddts_status ddts__nn_cfg_conv_window(struct nn_parse *p, struct nn_node *nd
  * input image, TF's valid/same rules; sets nd->pt/pl/pb/pr (layer_conv.c). */
 enum ddts_status ddts__nn_window_shape(struct ddts_model *m, struct nn_node *nd, int64_t channels,
                                        struct ddts_error *err);
+/* TF's output length of a window (kernel k, stride s, dilation d) over `in`
+ * cells, valid (same 0) or same (1), with the padding before and in all
+ * (layer_conv.c); 0 when the window does not fit. */
+long long ddts__nn_window_len(long long in, long long k, long long s, long long d, int same,
+                              int *pad_lead, int *pad_total);
 /* Zeroed (a, b) floats, aligned; sets *fail on overflow or out of memory. */
 float *ddts__nn_plan_buf(size_t a, size_t b, int *fail);
 

@@ -1,8 +1,9 @@
 /*
  * The convolution family: Conv2D and Conv1D (a 1-D layer runs as the 2-D
  * one over a (1, T) image), Conv2DTranspose, and the convolution classes of
- * Keras files ddts reads by name only (Conv3D); depthwise and separable
- * convolutions live in layer_depthwise.c.
+ * Keras files ddts reads by name only (the transposed 1-D and 3-D ones);
+ * depthwise and separable convolutions live in layer_depthwise.c, Conv3D
+ * in layer_conv3d.c.
  *
  *   Conv2D           (H, W, C) -> (H', W', F)   kernel (kh, kw, C, F), bias (F)
  *                    valid: H' = (H - dk) / s + 1; same: H' = ceil(H / s)
@@ -89,8 +90,8 @@ static enum ddts_status conv_parse(struct nn_parse *p, struct nn_node *nd)
 
 /* TF's output length and leading padding of a window over `in` cells (in
  * 64 bits: kernel sizes and dilations up to 2^24 each). */
-static long long out_len(long long in, long long k, long long s, long long d, int same,
-                         int *pad_lead, int *pad_total)
+long long ddts__nn_window_len(long long in, long long k, long long s, long long d, int same,
+                              int *pad_lead, int *pad_total)
 {
     long long dk = d * (k - 1) + 1, o;
     if (same) {
@@ -119,14 +120,14 @@ enum ddts_status ddts__nn_window_shape(struct ddts_model *m, struct nn_node *nd,
         return ddts_error_set(err, DDTS_ESHAPE, "layer '%s' (%s) needs %s input, got rank %d",
                               nd->name, nd->class_name, nd->dim1 ? "(T, C)" : "(H, W, C)", a->rank);
     int tph, tpw;
-    long long oh = out_len(nn_h(a), nd->kh, nd->sh, nd->dh, nd->same, &nd->pt, &tph);
+    long long oh = ddts__nn_window_len(nn_h(a), nd->kh, nd->sh, nd->dh, nd->same, &nd->pt, &tph);
     long long ow;
     if (nd->same == 2) { /* causal (Conv1D): all the padding on the left */
         tpw = nd->dw * (nd->kw - 1);
         nd->pl = tpw;
         ow = (nn_w(a) - 1) / nd->sw + 1;
     } else {
-        ow = out_len(nn_w(a), nd->kw, nd->sw, nd->dw, nd->same, &nd->pl, &tpw);
+        ow = ddts__nn_window_len(nn_w(a), nd->kw, nd->sw, nd->dw, nd->same, &nd->pl, &tpw);
     }
     nd->pb = tph - nd->pt;
     nd->pr = tpw - nd->pl;
@@ -517,11 +518,11 @@ static const struct nn_layer_ops convt_ops = {
     .macs = conv_macs,
 };
 
-/* Known by name (their files' weights are named), not run by the engine. */
+/* Known by name (their files' weights are named), not run by the engine;
+ * Conv3D lives in layer_conv3d.c. */
 static const struct nn_layer_ops conv_other_ops = {
-    .class_names =
-        (const char *const[]){"Conv3D", "Convolution3D", "Conv1DTranspose", "Conv3DTranspose",
-                              "Convolution3DTranspose", "Deconvolution3D", NULL},
+    .class_names = (const char *const[]){"Conv1DTranspose", "Conv3DTranspose",
+                                         "Convolution3DTranspose", "Deconvolution3D", NULL},
     .kind = NN_NAMED,
     .doc = "not supported by the engine; weights kernel, bias",
     .weight_name = kernel_bias,

@@ -1,8 +1,10 @@
 /*
  * The merge family: Add, Average, Subtract, Multiply (inputs of one shape,
- * no broadcasting) and Concatenate (any axis). Layers with several inputs:
- * nd->in[0 .. n_in) in call order.
+ * no broadcasting), Concatenate (any axis) and Dot (Keras' batch_dot of two
+ * inputs over one axis each, optionally of l2-normalized inputs: cosine
+ * similarity). Layers with several inputs: nd->in[0 .. n_in) in call order.
  */
+#include <math.h>
 #include <string.h>
 
 #include "nn/layer.h"
@@ -139,8 +141,6 @@ static void concat(struct ddts_model *m, struct nn_node *nd, size_t b, int backw
     }
 }
 
-/* Normalization: y = (x - mean) / max(sqrt(variance), 1e-7) over the last axis. */
-
 static void concat_fwd(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     concat(m, nd, b, 0);
@@ -149,6 +149,201 @@ static void concat_fwd(struct ddts_model *m, struct nn_node *nd, size_t b)
 static void concat_bwd(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     concat(m, nd, b, 1);
+}
+
+/* ---- Dot ---- */
+
+/* Keras' `axes`: one int for both inputs or a pair; batch included, may be negative. */
+static enum ddts_status dot_parse(struct nn_parse *p, struct nn_node *nd)
+{
+    int64_t ax[2];
+    if (ddts__nn_cfg_is_number(p, "axes")) {
+        if (ddts__nn_cfg_int(p, "axes", -DDTS_MAX_RANK - 1, DDTS_MAX_RANK + 1, 0,
+                             &nd->dot_axes[0]) != 0)
+            return ddts__nn_bad(p, "bad axes");
+        nd->dot_axes[1] = nd->dot_axes[0];
+    } else if (ddts__nn_cfg_int_list(p, "axes", 2, ax) == 2 && ax[0] > -DDTS_MAX_RANK - 2 &&
+               ax[0] < DDTS_MAX_RANK + 2 && ax[1] > -DDTS_MAX_RANK - 2 &&
+               ax[1] < DDTS_MAX_RANK + 2) {
+        nd->dot_axes[0] = (int)ax[0];
+        nd->dot_axes[1] = (int)ax[1];
+    } else {
+        return ddts__nn_bad(p, "axes must be an int or a list of two ints");
+    }
+    nd->normalize = ddts__nn_cfg_bool(p, "normalize", 0);
+    return DDTS_OK;
+}
+
+/* One input of a Dot seen as a matrix (U, K) per sample: element (u, k) at
+ * u * su + k * sk; K runs along the contracted axis. */
+struct dot_view {
+    size_t U, K, su, sk;
+    int other; /* the per-sample axis that is not contracted, -1 for a vector */
+};
+
+/* The per-sample axis of input t (0 or 1) that Dot contracts, or -1. */
+static int dot_axis(const struct nn_node *nd, const struct nn_node *a, int t)
+{
+    int ax = nd->dot_axes[t];
+    ax = ax < 0 ? ax + a->rank + 1 : ax;
+    return ax >= 1 && ax <= a->rank ? ax - 1 : -1;
+}
+
+static struct dot_view dot_view_of(const struct nn_node *nd, const struct nn_node *a, int t)
+{
+    struct dot_view v = {1, (size_t)a->shape[0], 0, 1, -1};
+    if (a->rank == 2) {
+        int p = dot_axis(nd, a, t) == 1; /* dot_shape checked it is 0 or 1 */
+        v.other = 1 - p;
+        v.K = (size_t)a->shape[p];
+        v.U = (size_t)a->shape[v.other];
+        v.sk = p == 0 ? (size_t)a->shape[1] : 1;
+        v.su = p == 0 ? 1 : (size_t)a->shape[1];
+    }
+    return v;
+}
+
+static enum ddts_status dot_shape(struct ddts_model *m, struct nn_node *nd, struct ddts_error *err)
+{
+    if (nd->n_in != 2)
+        return ddts_error_set(err, DDTS_ESHAPE, "layer '%s' (Dot) needs 2 inputs, got %d", nd->name,
+                              nd->n_in);
+    const struct nn_node *a = &m->nodes[nd->in[0]], *b = &m->nodes[nd->in[1]];
+    for (int t = 0; t < 2; t++) {
+        const struct nn_node *x = t ? b : a;
+        if (x->rank < 1 || x->rank > 2)
+            return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                                  "layer '%s' (Dot): input '%s' has %d dimensions besides the "
+                                  "batch; only 1 or 2 are supported",
+                                  nd->name, x->name, x->rank);
+        if (dot_axis(nd, x, t) < 0)
+            return ddts_error_set(err, DDTS_ESHAPE,
+                                  "layer '%s' (Dot): axis %d out of range for input '%s'", nd->name,
+                                  nd->dot_axes[t], x->name);
+    }
+    struct dot_view va = dot_view_of(nd, a, 0), vb = dot_view_of(nd, b, 1);
+    if (va.K != vb.K)
+        return ddts_error_set(err, DDTS_ESHAPE,
+                              "layer '%s' (Dot): the contracted axes differ in size (%zu in "
+                              "'%s', %zu in '%s')",
+                              nd->name, va.K, a->name, vb.K, b->name);
+    nd->rank = 0;
+    if (va.other >= 0)
+        nd->shape[nd->rank++] = (int64_t)va.U;
+    if (vb.other >= 0)
+        nd->shape[nd->rank++] = (int64_t)vb.U;
+    if (nd->rank == 0) /* two vectors: (batch, 1) as in Keras */
+        nd->shape[nd->rank++] = 1;
+    return DDTS_OK;
+}
+
+/* The l2-normalized copies of both inputs (normalize=True). */
+static void dot_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_need *need)
+{
+    struct nn_node *nd = &m->nodes[i];
+    if (!nd->normalize)
+        return;
+    nd->aux = ddts__nn_plan_buf(cap, m->nodes[nd->in[0]].size, &need->fail);
+    nd->aux2 = ddts__nn_plan_buf(cap, m->nodes[nd->in[1]].size, &need->fail);
+}
+
+/* Keras' l2_normalize epsilon: x / sqrt(max(sum x^2, 1e-12)). */
+#define DOT_EPS 1e-12
+
+static float dot_inv_norm(const float *x, const struct dot_view *v, size_t u, double *sq)
+{
+    double s = 0;
+    for (size_t k = 0; k < v->K; k++) {
+        double e = x[u * v->su + k * v->sk];
+        s += e * e;
+    }
+    *sq = s;
+    return (float)(1.0 / sqrt(s > DOT_EPS ? s : DOT_EPS));
+}
+
+static void dot_normalize(const float *x, float *xn, const struct dot_view *v, size_t b,
+                          size_t size)
+{
+    for (size_t s = 0; s < b; s++)
+        for (size_t u = 0; u < v->U; u++) {
+            double sq;
+            const float *xs = x + s * size;
+            float inv = dot_inv_norm(xs, v, u, &sq);
+            for (size_t k = 0; k < v->K; k++) {
+                size_t at = u * v->su + k * v->sk;
+                xn[s * size + at] = xs[at] * inv;
+            }
+        }
+}
+
+static void dot_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]], *c = &m->nodes[nd->in[1]];
+    struct dot_view va = dot_view_of(nd, a, 0), vc = dot_view_of(nd, c, 1);
+    const float *x = a->y, *y = c->y;
+    if (nd->normalize) {
+        dot_normalize(a->y, nd->aux, &va, b, a->size);
+        dot_normalize(c->y, nd->aux2, &vc, b, c->size);
+        x = nd->aux;
+        y = nd->aux2;
+    }
+    for (size_t s = 0; s < b; s++) {
+        const float *xs = x + s * a->size, *ys = y + s * c->size;
+        float *z = nd->z + s * nd->size;
+        for (size_t u = 0; u < va.U; u++)
+            for (size_t v = 0; v < vc.U; v++) {
+                double acc = 0;
+                for (size_t k = 0; k < va.K; k++)
+                    acc += (double)xs[u * va.su + k * va.sk] * ys[v * vc.su + k * vc.sk];
+                z[u * vc.U + v] = (float)acc;
+            }
+    }
+}
+
+/* Gradient of input t: d(normalized or plain input)[u, k] = sum_v dz(u, v) other[v, k]
+ * (dz transposed for the second input), then back through the normalization:
+ * dx = (dxn - xn (xn . dxn)) / |x| where |x|^2 > eps, dxn / sqrt(eps) below. */
+static void dot_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    for (int t = 0; t < 2; t++) {
+        int acc;
+        float *dx = ddts__nn_dx(m, nd, t, &acc);
+        if (dx == NULL)
+            continue;
+        const struct nn_node *a = &m->nodes[nd->in[t]], *o = &m->nodes[nd->in[1 - t]];
+        struct dot_view va = dot_view_of(nd, a, t), vo = dot_view_of(nd, o, 1 - t);
+        const float *xn = nd->normalize ? (t ? nd->aux2 : nd->aux) : a->y;
+        const float *on = nd->normalize ? (t ? nd->aux : nd->aux2) : o->y;
+        /* dz (U0, U1): element (u, v) of input t's view */
+        size_t du = t == 0 ? vo.U : 1, dv = t == 0 ? 1 : va.U;
+        for (size_t s = 0; s < b; s++) {
+            const float *dz = nd->dz + s * nd->size, *os = on + s * o->size;
+            const float *xs = xn + s * a->size, *raw = a->y + s * a->size;
+            float *dxs = dx + s * a->size;
+            for (size_t u = 0; u < va.U; u++) {
+                double proj = 0, sq = 0;
+                float inv = 1.0f;
+                if (nd->normalize) {
+                    inv = dot_inv_norm(raw, &va, u, &sq);
+                    for (size_t k = 0; k < va.K && sq > DOT_EPS; k++) {
+                        double g = 0;
+                        for (size_t v = 0; v < vo.U; v++)
+                            g += (double)dz[u * du + v * dv] * os[v * vo.su + k * vo.sk];
+                        proj += g * xs[u * va.su + k * va.sk];
+                    }
+                }
+                for (size_t k = 0; k < va.K; k++) {
+                    double g = 0;
+                    for (size_t v = 0; v < vo.U; v++)
+                        g += (double)dz[u * du + v * dv] * os[v * vo.su + k * vo.sk];
+                    size_t at = u * va.su + k * va.sk;
+                    if (nd->normalize)
+                        g = (g - xs[at] * proj) * inv;
+                    dxs[at] = acc ? dxs[at] + (float)g : (float)g;
+                }
+            }
+        }
+    }
 }
 
 static const struct nn_layer_ops add_ops = {
@@ -211,6 +406,19 @@ static const struct nn_layer_ops concat_ops = {
     .backward = concat_bwd,
 };
 
+static const struct nn_layer_ops dot_ops = {
+    .class_names = (const char *const[]){"Dot", NULL},
+    .kind = NN_DOT,
+    .doc = "dot product of two inputs over one axis each (batch_dot; normalize: cosine)",
+    .min_in = 2,
+    .max_in = 2,
+    .parse = dot_parse,
+    .infer_shape = dot_shape,
+    .plan = dot_plan,
+    .forward = dot_forward,
+    .backward = dot_backward,
+};
+
 const struct nn_layer_ops *const ddts__nn_family_merge[] = {
-    &add_ops, &average_ops, &subtract_ops, &multiply_ops, &concat_ops, NULL,
+    &add_ops, &average_ops, &subtract_ops, &multiply_ops, &concat_ops, &dot_ops, NULL,
 };

@@ -461,9 +461,54 @@ size_t ddts_model_n_trainable(const struct ddts_model *m)
 
 int ddts_model_input_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_RANK])
 {
+    if (m->n_inputs > 1) { /* the packed sample: every input flattened, in order */
+        memset(shape, 0, DDTS_MAX_RANK * sizeof *shape);
+        shape[0] = (int64_t)ddts_model_input_size(m);
+        return 1;
+    }
     const struct nn_node *nd = &m->nodes[m->input_node];
     memcpy(shape, nd->shape, sizeof nd->shape);
     return nd->rank;
+}
+
+size_t ddts_model_n_inputs(const struct ddts_model *m)
+{
+    return (size_t)m->n_inputs;
+}
+
+int ddts_model_input_shape_at(const struct ddts_model *m, size_t k, int64_t shape[DDTS_MAX_RANK])
+{
+    if (k >= (size_t)m->n_inputs)
+        return -1;
+    const struct nn_node *nd = &m->nodes[m->input_nodes[k]];
+    memcpy(shape, nd->shape, sizeof nd->shape);
+    return nd->rank;
+}
+
+const char *ddts_model_input_name(const struct ddts_model *m, size_t k)
+{
+    return k < (size_t)m->n_inputs ? m->nodes[m->input_nodes[k]].name : NULL;
+}
+
+enum ddts_status ddts_model_check_n_inputs(const struct ddts_model *m, size_t n, const char *what,
+                                           struct ddts_error *err)
+{
+    if (n == (size_t)m->n_inputs)
+        return DDTS_OK;
+    char names[512];
+    size_t at = 0;
+    names[0] = '\0';
+    for (int k = 0; k < m->n_inputs; k++) { /* "a, b, c", cut to fit */
+        const char *sep = k ? ", " : "", *nm = m->nodes[m->input_nodes[k]].name;
+        for (const char *q = sep; *q && at + 1 < sizeof names; q++)
+            names[at++] = *q;
+        for (const char *q = nm; *q && at + 1 < sizeof names; q++)
+            names[at++] = *q;
+        names[at] = '\0';
+    }
+    return ddts_error_set(err, DDTS_ESHAPE, "the model takes %d input%s (%s%s); %s gives %zu",
+                          m->n_inputs, m->n_inputs == 1 ? "" : "s", names,
+                          m->n_inputs > 1 ? ", in this order" : "", what ? what : "the data", n);
 }
 
 /* Whether node i's weights still fit its input after shapes were inferred again. */
@@ -478,6 +523,7 @@ static int weights_fit(const struct ddts_model *m, const struct nn_node *nd)
     case NN_RNN:
         return w->shape[0] == a->shape[a->rank - 1];
     case NN_CONV2D:
+    case NN_CONV3D:
         return w->shape[w->rank - 2] == nn_c(a);
     case NN_EMBEDDING:
         return 1;
@@ -504,6 +550,15 @@ enum ddts_status ddts_model_bind_input(struct ddts_model *m, const struct ddts_a
                                        struct ddts_error *err)
 {
     struct nn_node *in = &m->nodes[m->input_node];
+    if (m->n_inputs > 1) {
+        for (int k = 0; k < m->n_inputs; k++)
+            if (m->nodes[m->input_nodes[k]].free_dims != 0)
+                return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                                      "input '%s' has a dimension of unknown size (None): not "
+                                      "supported in a model with several inputs",
+                                      m->nodes[m->input_nodes[k]].name);
+        return DDTS_OK;
+    }
     if (in->free_dims == 0 || x == NULL)
         return DDTS_OK;
     if (x->rank != in->rank + 1)
@@ -547,7 +602,10 @@ int ddts_model_output_shape(const struct ddts_model *m, int64_t shape[DDTS_MAX_R
 
 size_t ddts_model_input_size(const struct ddts_model *m)
 {
-    return m->nodes[m->input_node].size;
+    size_t n = 0;
+    for (int k = 0; k < m->n_inputs; k++)
+        n += m->nodes[m->input_nodes[k]].size;
+    return n;
 }
 
 size_t ddts_model_output_size(const struct ddts_model *m)

@@ -34,6 +34,9 @@ enum nn_kind {
     NN_SUBTRACT,
     NN_MULTIPLY,
     NN_CONCAT,
+    NN_DOT,    /* Dot: batched dot product over one axis of each input */
+    NN_CONV3D, /* Conv3D over (D, H, W, C) */
+    NN_POOL3D, /* MaxPooling3D, AveragePooling3D */
     NN_NORMALIZATION,
     NN_RESCALING,
     NN_EMBEDDING,
@@ -137,6 +140,8 @@ struct nn_node {
     int heads, key_dim, value_dim; /* MultiHeadAttention */
     int kh, kw, sh, sw, dh, dw, same;
     int pt, pl, pb, pr;
+    int kd, sd, dd, pf;   /* 3-D windows: depth kernel, stride, dilation, front padding */
+    int avg;              /* 3-D pooling: average (else max) */
     float rate;           /* dropout */
     float eps, momentum;  /* batch norm */
     int center, scale;    /* batch norm */
@@ -144,6 +149,8 @@ struct nn_node {
     int invert;           /* Normalization(invert=True): y = mean + x * max(sqrt(var), eps) */
     int axis;             /* concatenate: per-sample axis */
     int keras_axis;       /* concatenate: the config's axis (batch included) */
+    int dot_axes[2];      /* Dot: the config's axes (batch included, may be negative) */
+    int normalize;        /* Dot: l2-normalize both inputs along their axes first */
     int keepdims;         /* global pooling */
     int pool1d;           /* global pooling over (T, C) instead of (H, W, C) */
     int chfirst;          /* GlobalAveragePooling1D channels_first: mean over the last axis */
@@ -248,7 +255,12 @@ struct ddts_model {
     size_t n_w, cap_w;
     struct nn_entry *entries;
     size_t n_entries, cap_entries;
-    int input_node, output_node;
+    int input_node, output_node; /* input_node == input_nodes[0] */
+    /* The model's inputs in its config's input_layers order. A sample of a
+     * model with several is the concatenation of their flattened samples in
+     * this order (the data path packs them: ddts_array_hstack). */
+    int input_nodes[DDTS_MAX_INPUTS];
+    int n_inputs;
 
     float *params, *grads; /* n_params each */
     size_t n_params, n_trainable;

@@ -202,17 +202,23 @@ static inline size_t sample_at(const struct ddts_dataset *d, const uint32_t *ord
 static enum ddts_status gather(struct ddts_model *m, const struct data *dt, const uint32_t *order,
                                size_t start, size_t b, int with_y, struct ddts_error *err)
 {
-    struct nn_node *in = &m->nodes[m->input_node];
     const struct ddts_dataset *d = dt->d;
     size_t xc = dt->x_count, yc = dt->y_count;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b * xc > 65536)
     for (long s = 0; s < (long)b; s++) {
         size_t i = sample_at(d, order, start + (size_t)s);
-        float *xr = in->y + (size_t)s * xc;
-        ddts_array_to_f32(d->x, i * xc, xc, xr);
-        if (d->x_offset != NULL && d->x_scale != NULL)
-            for (size_t j = 0; j < xc; j++)
-                xr[j] = (xr[j] - d->x_offset[j]) * d->x_scale[j];
+        /* A packed sample: each input's part (in input order) into its node. */
+        size_t off = 0;
+        for (int k = 0; k < m->n_inputs; k++) {
+            const struct nn_node *in = &m->nodes[m->input_nodes[k]];
+            size_t n = in->size;
+            float *xr = in->y + (size_t)s * n;
+            ddts_array_to_f32(d->x, i * xc + off, n, xr);
+            if (d->x_offset != NULL && d->x_scale != NULL)
+                for (size_t j = 0; j < n; j++)
+                    xr[j] = (xr[j] - d->x_offset[off + j]) * d->x_scale[off + j];
+            off += n;
+        }
         if (with_y) {
             float *yr = m->target + (size_t)s * yc;
             ddts_array_to_f32(d->y, i * yc, yc, yr);

@@ -111,6 +111,19 @@ static enum ddts_status check_data(const struct ddts_serve *sv, struct ddts_mode
 {
     const struct ddts_array *x = sv->x;
     size_t in_size = ddts_model_input_size(m);
+    if (sv->job.data == DDTS_JOB_DATA_SERVER) { /* one folder per input: X/, X2/, ... */
+        char what[4200];
+        enum ddts_status st =
+            ddts_format(what, sizeof what, err, "%s (X/, X2/, ...)", sv->job.dataset);
+        if (st == DDTS_OK)
+            st = ddts_model_check_n_inputs(m, ddts_data_n_inputs(sv->job.dataset), what, err);
+        if (st != DDTS_OK) {
+            ddts_error_prefix(err, "%s: ", sv->model_path);
+            return st;
+        }
+    } else if (sv->job.data == DDTS_JOB_DATA_KERAS && ddts_model_n_inputs(m) != 1) {
+        return ddts_model_check_n_inputs(m, 1, sv->job.keras_dataset, err);
+    }
     if (ddts_array_sample_count(x) != in_size) {
         int64_t shape[DDTS_MAX_RANK];
         int rank = ddts_model_input_shape(m, shape);

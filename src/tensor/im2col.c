@@ -1,4 +1,4 @@
-/* im2col / col2im for NHWC convolutions (see tensor.h for the layouts). */
+/* im2col / col2im for NHWC and NDHWC convolutions (see tensor.h for the layouts). */
 #include <string.h>
 
 #include "tensor/tensor.h"
@@ -43,5 +43,67 @@ void ddts__tensor_col2im(const struct ddts__conv_geom *g, size_t n, const float 
                 }
             }
         }
+    }
+}
+
+/* A 3-D im2col row is the 2-D rows of the KD depth slices it reads, one after
+ * the other (zeros for a slice outside the image). */
+void ddts__tensor_im2col3(const struct ddts__conv3_geom *g, size_t n, const float *x, float *col,
+                          int threads)
+{
+    const struct ddts__conv_geom *g2 = &g->g;
+    const size_t K2 = (size_t)g2->KH * g2->KW * g2->C, K = K2 * (size_t)g->KD;
+    const size_t slice = (size_t)g2->H * g2->W * g2->C;
+    const long rows = (long)(n * (size_t)g->OD * (size_t)g2->OH);
+#pragma omp parallel for num_threads(threads) schedule(static) if (rows > 8)
+    for (long r = 0; r < rows; r++) {
+        size_t img = (size_t)r / ((size_t)g->OD * g2->OH);
+        size_t rem = (size_t)r % ((size_t)g->OD * g2->OH);
+        int od = (int)(rem / (size_t)g2->OH), oh = (int)(rem % (size_t)g2->OH);
+        const float *xi = x + img * (size_t)g->D * slice;
+        float *dst = col + (size_t)r * g2->OW * K;
+        for (int ow = 0; ow < g2->OW; ow++)
+            for (int kd = 0; kd < g->KD; kd++) {
+                int id = od * g->SD - g->PF + kd * g->DD;
+                float *d = dst + (size_t)ow * K + (size_t)kd * K2;
+                if (id < 0 || id >= g->D)
+                    memset(d, 0, K2 * sizeof *d);
+                else
+                    ddts__tensor_im2col_row(g2, xi + (size_t)id * slice, oh, ow, d);
+            }
+    }
+}
+
+void ddts__tensor_col2im3(const struct ddts__conv3_geom *g, size_t n, const float *col, float *dx,
+                          int threads)
+{
+    const struct ddts__conv_geom *g2 = &g->g;
+    const size_t K2 = (size_t)g2->KH * g2->KW * g2->C, K = K2 * (size_t)g->KD;
+    const size_t slice = (size_t)g2->H * g2->W * g2->C;
+#pragma omp parallel for num_threads(threads) schedule(static) if (n > 1)
+    for (long img = 0; img < (long)n; img++) {
+        float *xi = dx + (size_t)img * g->D * slice;
+        const float *src = col + (size_t)img * g->OD * g2->OH * g2->OW * K;
+        for (int od = 0; od < g->OD; od++)
+            for (int oh = 0; oh < g2->OH; oh++)
+                for (int ow = 0; ow < g2->OW; ow++, src += K)
+                    for (int kd = 0; kd < g->KD; kd++) {
+                        int id = od * g->SD - g->PF + kd * g->DD;
+                        if (id < 0 || id >= g->D)
+                            continue;
+                        const float *s = src + (size_t)kd * K2;
+                        float *xs = xi + (size_t)id * slice;
+                        for (int kh = 0; kh < g2->KH; kh++) {
+                            int ih = oh * g2->SH - g2->PT + kh * g2->DH;
+                            for (int kw = 0; kw < g2->KW; kw++, s += g2->C) {
+                                int iw = ow * g2->SW - g2->PL + kw * g2->DW;
+                                if (ih < 0 || ih >= g2->H || iw < 0 || iw >= g2->W)
+                                    continue;
+                                float *d = xs + ((size_t)ih * g2->W + iw) * g2->C;
+                                for (int c = 0; c < g2->C; c++)
+                                    d[c] += s[c];
+                            }
+                        }
+                    }
     }
 }

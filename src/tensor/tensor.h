@@ -79,6 +79,22 @@ void ddts__tensor_im2col(const struct ddts__conv_geom *g, size_t n, const float 
 void ddts__tensor_col2im(const struct ddts__conv_geom *g, size_t n, const float *col, float *dx,
                          int threads);
 
+/* A 3-D convolution over (D, H, W, C) images: the 2-D geometry of each
+ * depth slice plus the depth axis. Kernel taps in (kd, kh, kw, c) order, as
+ * Keras stores Conv3D kernels (kd, kh, kw, C, F). */
+struct ddts__conv3_geom {
+    struct ddts__conv_geom g;  /* H, W, C, KH, KW, SH, SW, DH, DW, PT, PL, OH, OW */
+    int D, KD, SD, DD, PF, OD; /* depth: input, kernel, stride, dilation, front padding, output */
+};
+/* im2col over n images (n, D, H, W, C) into col (n * OD * OH * OW, K),
+ * K = KD * KH * KW * C, zero outside the image. Parallel over rows. */
+void ddts__tensor_im2col3(const struct ddts__conv3_geom *g, size_t n, const float *x, float *col,
+                          int threads);
+/* Its adjoint: adds col's taps into dx (n, D, H, W, C), which the caller
+ * zeroes (or not, to accumulate). Parallel over images. */
+void ddts__tensor_col2im3(const struct ddts__conv3_geom *g, size_t n, const float *col, float *dx,
+                          int threads);
+
 /*
  * Direct convolution (conv_direct.c) for windows of at most
  * DDTS_CONV_DIRECT_MAX_K taps (KH * KW * C), where a GEMM over im2col rows

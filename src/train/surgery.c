@@ -525,6 +525,11 @@ enum ddts_status ddts_surgery_write_normalized(struct ddts_model *m,
 {
     int64_t shape[DDTS_MAX_RANK];
     int rank = ddts_model_input_shape(m, shape);
+    if (ddts_model_n_inputs(m) > 1)
+        return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                              "normalizer: a model with %zu inputs (the Normalization layer goes "
+                              "after a single input)",
+                              ddts_model_n_inputs(m));
     if (norm->n_features != ddts_model_input_size(m))
         return ddts_error_set(err, DDTS_ESHAPE,
                               "normalizer: %zu features, the model's input has %zu values",

@@ -656,6 +656,33 @@ struct train_data {
     struct ddts_norm_layer norm, *normp;
 };
 
+/* A model with several inputs: the data gives as many (X/, X2/, ...; a
+ * share's count is not known here, its server checked it), and the settings
+ * that assume a single input are refused. */
+static enum ddts_status check_inputs(const struct ddts_train_request *req,
+                                     const struct ddts_model *m, struct ddts_error *err)
+{
+    const struct ddts_job *job = req->job;
+    size_t n_in = ddts_model_n_inputs(m);
+    if (req->x_inputs > 0) {
+        enum ddts_status st =
+            ddts_model_check_n_inputs(m, req->x_inputs, "the data (X/, X2/, ...)", err);
+        if (st != DDTS_OK)
+            return st;
+    }
+    if (n_in > 1 && job->order == DDTS_JOB_ORDER_XX)
+        return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                              "--order XX (reconstruct X) with a model of %zu inputs is not "
+                              "supported",
+                              n_in);
+    if (n_in > 1 && job->normalizer != DDTS_JOB_NORM_NONE)
+        return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                              "--normalizer with a model of %zu inputs is not supported (the "
+                              "Normalization layer is inserted after a single input)",
+                              n_in);
+    return DDTS_OK;
+}
+
 static enum ddts_status train_data_init(const struct ddts_train_request *req, struct ddts_model *m,
                                         struct train_data *d, struct ddts_error *err)
 {
@@ -664,7 +691,10 @@ static enum ddts_status train_data_init(const struct ddts_train_request *req, st
     d->x = req->x;
     d->xv = req->x_val;
     d->n = d->x->rank > 0 ? (size_t)d->x->shape[0] : 0;
-    enum ddts_status st = bind_input(m, d->x, err);
+    enum ddts_status st = check_inputs(req, m, err);
+    if (st != DDTS_OK)
+        return st;
+    st = bind_input(m, d->x, err);
     if (st != DDTS_OK)
         return st;
     size_t in_size = ddts_model_input_size(m);

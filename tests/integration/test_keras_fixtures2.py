@@ -13,9 +13,11 @@ For each file of FIXTURES:
      which reads every weight by name, independently of ddts) within the same
      tolerance: the trained weights were written where Keras looks for them.
 
+A file with two inputs (the Embedding + Dot recommender) takes its two inputs as two
+`--x` flags in the model's input order, and trains on a folder with X/, X2/ and Y/.
+
 Not here: tfk2_4_mobilenetv2 (8 x 224 x 224 x 3 is too heavy for this shared test
-machine; it matches by hand, see docs/engine.md); the Attention (Luong) files,
-Conv3D and two-input files (not supported yet).
+machine; it matches by hand, see docs/engine.md).
 
 Run by CTest with the build folder as working directory.
 """
@@ -51,6 +53,10 @@ FIXTURES = [
     # said so, while it reports the class unsupported)
     ("k3_13_lstm_dot_attention.keras", "numpy", "dense"),
     ("tfk2_15_lstm_dot_attention.h5", "numpy", "dense"),
+    # two inputs (NAME.x0.npy, NAME.x1.npy): Embedding, Flatten and Dot
+    ("tfk2_13_embedding_dot_recommender.h5", "tfjs", "embedding"),
+    # Conv3D and MaxPooling3D on (32, 64, 45, 1) volumes
+    ("tfk2_13_conv3d_maxpool3d.h5", "tfjs", "conv3d"),
 ]
 NEEDS = ["layer class 'LSTM' is not supported"]
 
@@ -63,8 +69,13 @@ def run(args, timeout=300):
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
 
 
-def predict(model, x, out):
-    p = run([DDTS, "predict", "--model", model, "--x", x, "-o", out, "--threads", "2"])
+def x_flags(xs):
+    """One --x per input, in the model's input order."""
+    return [a for x in xs for a in ("--x", x)]
+
+
+def predict(model, xs, out):
+    p = run([DDTS, "predict", "--model", model] + x_flags(xs) + ["-o", out, "--threads", "2"])
     if not check(p.returncode == 0, "predict %s: %s" % (model, p.stderr.strip())):
         return None
     return np.load(out)
@@ -119,28 +130,36 @@ def one(tmp, fname, ref_kind, trained_layer):
     ext = fname.rsplit(".", 1)[1]
     model = os.path.join(FIX, fname)
     x = os.path.join(FIX, name + ".x.npy")
+    xs = [x] if os.path.exists(x) else [os.path.join(FIX, "%s.x%d.npy" % (name, i))
+                                        for i in range(2)]
     ref = np.load(os.path.join(FIX, "%s.%s.npy" % (name, ref_kind)))
-    p = run([DDTS, "predict", "--model", model, "--x", x, "-o", os.path.join(tmp, "probe.npy"),
-             "--threads", "2"])
+    pred = os.path.join(tmp, name + ".pred.npy")
+    p = run([DDTS, "predict", "--model", model] + x_flags(xs) + ["-o", pred, "--threads", "2"])
     if p.returncode != 0 and any(n in p.stderr for n in NEEDS):
         print("SKIP %s: %s" % (name, p.stderr.strip()))
         return
-    got = predict(model, x, os.path.join(tmp, name + ".pred.npy"))
-    if got is None:
+    if not check(p.returncode == 0, "predict %s: %s" % (model, p.stderr.strip())):
         return
+    got = np.load(pred)
     check(close(got, ref), "%s: predict differs from the reference by %g"
           % (name, float(np.abs(got - ref).max()) if got.shape == ref.shape else -1))
     # one epoch on the fixed input with labels cycling through the classes
+    # (a model with several inputs: one folder per input, X/, X2/, ...)
     data = os.path.join(tmp, name + "_data")
-    os.makedirs(os.path.join(data, "X"))
     os.makedirs(os.path.join(data, "Y"))
-    xs = np.load(x)
+    for i, xi in enumerate(xs):
+        os.makedirs(os.path.join(data, "X%s" % (i + 1 if i else "")))
+        np.save(os.path.join(data, "X%s" % (i + 1 if i else ""), "x.npy"), np.load(xi))
     k = ref.shape[1]
-    labels = np.arange(len(xs)) % k
-    sparse = "sparse" in loss_text(model)
-    np.save(os.path.join(data, "X", "x.npy"), xs)
-    np.save(os.path.join(data, "Y", "y.npy"),
-            labels.astype(np.float32) if sparse else np.eye(k, dtype=np.float32)[labels])
+    labels = np.arange(len(ref)) % k
+    loss = loss_text(model)
+    if '"loss": "mse"' in loss:  # a regression (the recommender's rating)
+        target = (ref + 1.0).astype(np.float32)
+    elif "sparse" in loss:
+        target = labels.astype(np.float32)
+    else:
+        target = np.eye(k, dtype=np.float32)[labels]
+    np.save(os.path.join(data, "Y", "y.npy"), target)
     out = os.path.join(tmp, name + "_train")
     p = run([DDTS, "train", "--model", model, "--data", "server", "--dataset", data, "--epochs",
              "1", "--batch-size", "4", "--validation-split", "0", "--threads", "2", "--out", out])
@@ -163,9 +182,10 @@ def one(tmp, fname, ref_kind, trained_layer):
     check(len(changed) > 0, "%s: no weight changed in training" % name)
     # the new layers' weights are among the trained ones
     check(any(trained_layer in n for n in changed), "%s: %s not trained" % (name, trained_layer))
-    got2 = predict(trained, x, os.path.join(tmp, name + ".pred2.npy"))
+    got2 = predict(trained, xs, os.path.join(tmp, name + ".pred2.npy"))
     np_out = os.path.join(tmp, name + ".npref.npy")
-    p = run([sys.executable, os.path.join(FIX, "tools", "npref.py"), trained, x, np_out])
+    p = run([sys.executable, os.path.join(FIX, "tools", "npref.py"), trained, ",".join(xs),
+             np_out])
     if not check(p.returncode == 0, "%s: npref: %s" % (name, p.stderr.strip()[-500:])):
         return
     npr = np.load(np_out)

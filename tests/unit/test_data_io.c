@@ -719,6 +719,70 @@ static void test_folders(void **state)
     ddts_free(dir);
 }
 
+/* Data for a model with several inputs: X/, X2/, X3/ hold the same samples,
+ * packed side by side in folder order (ddts_array_hstack), promoted dtype;
+ * a gap ends the list; row counts that differ name both folders. */
+static void test_input_folders(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    char *xd = ddts_path_join(dir, "X"), *x2 = ddts_path_join(dir, "X2"),
+         *x4 = ddts_path_join(dir, "X4"), *yd = ddts_path_join(dir, "Y");
+    assert_int_equal(ddts_data_n_inputs(dir), 0);
+    assert_int_equal(ddts_mkdir_p(xd, NULL), DDTS_OK);
+    assert_int_equal(ddts_mkdir_p(yd, NULL), DDTS_OK);
+    int64_t s32[2] = {3, 2}, s322[3] = {3, 2, 2}, s3[1] = {3};
+    write_npy(xd, "a.npy", DDTS_U8, 2, s32, 1); /* rows {1,2} {3,4} {5,6} */
+    write_npy(yd, "y.npy", DDTS_U8, 1, s3, 0);
+    assert_int_equal(ddts_data_n_inputs(dir), 1);
+    assert_int_equal(ddts_mkdir_p(x2, NULL), DDTS_OK);
+    write_npy(x2, "b.npy", DDTS_F32, 3, s322, 0.5);    /* rows of 4: 0.5.. */
+    assert_int_equal(ddts_mkdir_p(x4, NULL), DDTS_OK); /* no X3/: X4/ is not an input */
+    write_npy(x4, "c.npy", DDTS_U8, 2, s32, 0);
+    assert_int_equal(ddts_data_n_inputs(dir), 2);
+    struct ddts_array *x = NULL, *y = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_data_load_xy(dir, &x, &y, &err), DDTS_OK);
+    assert_int_equal(x->dtype, DDTS_F32);
+    assert_int_equal(x->rank, 2);
+    assert_int_equal(x->shape[0], 3);
+    assert_int_equal(x->shape[1], 6);
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 6; c++) {
+            double want = c < 2 ? 1 + 2 * r + c : 0.5 + 4 * r + (c - 2);
+            assert_close(((float *)x->data)[r * 6 + c], want, 0);
+        }
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    /* X2/ with one sample more names both folders. */
+    int64_t s122[3] = {1, 2, 2};
+    write_npy(x2, "c.npy", DDTS_F32, 3, s122, 0);
+    assert_int_equal(ddts_data_load_xy(dir, &x, &y, &err), DDTS_ESHAPE);
+    assert_null(x);
+    assert_null(y);
+    assert_non_null(strstr(err.msg, "/X holds 3 samples but"));
+    assert_non_null(strstr(err.msg, "/X2 holds 4"));
+    /* ddts_array_hstack on its own: sample counts must agree. */
+    struct ddts_array *a = NULL, *b = NULL, *h = NULL;
+    int64_t s2[1] = {2};
+    assert_int_equal(ddts_array_create(DDTS_U8, 2, s32, &a, NULL), DDTS_OK);
+    assert_int_equal(ddts_array_create(DDTS_U8, 1, s2, &b, NULL), DDTS_OK);
+    const struct ddts_array *parts[2] = {a, b};
+    assert_int_equal(ddts_array_hstack(parts, 2, &h, &err), DDTS_ESHAPE);
+    assert_null(h);
+    assert_non_null(strstr(err.msg, "array 0 holds 3 samples, array 1 holds 2"));
+    ddts_array_destroy(a);
+    ddts_array_destroy(b);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    ddts_free(xd);
+    ddts_free(x2);
+    ddts_free(x4);
+    ddts_free(yd);
+    ddts_free(dir);
+}
+
 /* A folder of .npy files read straight into the result's slices (native,
  * big endian, Fortran order, a csv among them) equals the concatenation of
  * the files loaded one by one. */
@@ -965,6 +1029,7 @@ int main(void)
         cmocka_unit_test(test_idx_memory),
         cmocka_unit_test(test_npy_mmap),
         cmocka_unit_test(test_folders),
+        cmocka_unit_test(test_input_folders),
         cmocka_unit_test(test_folder_slices),
         cmocka_unit_test(test_promote_convert_fit),
         cmocka_unit_test(test_parsers_alloc_failures),

@@ -369,12 +369,118 @@ static void test_activation_values(void **state)
     assert_int_equal(ddts__nn_act_parse("crelu", 0, &bad), -1);
 }
 
+/* Dot against TensorFlow.js (tests/data/tfjs/make_dot_refs.js): a two-input
+ * model on the script's fixed inputs, every case of axes and normalize. */
+struct dot_ref {
+    const char *a, *b, *axes;
+    int normalize, rank;
+    int64_t shape[4];
+    size_t n;
+    float y[40];
+};
+static const struct dot_ref dot_refs[] = {
+#include "data/tfjs/dot_refs.inc"
+};
+
+static void test_dot(void **state)
+{
+    (void)state;
+    for (size_t c = 0; c < sizeof dot_refs / sizeof dot_refs[0]; c++) {
+        const struct dot_ref *r = &dot_refs[c];
+        char j[2048];
+        snprintf(j, sizeof j,
+                 "{\"class_name\":\"Functional\",\"config\":{\"name\":\"f\",\"layers\":["
+                 "{\"name\":\"a\",\"class_name\":\"InputLayer\",\"config\":{\"name\":\"a\","
+                 "\"batch_input_shape\":[null,%s]},\"inbound_nodes\":[]},"
+                 "{\"name\":\"b\",\"class_name\":\"InputLayer\",\"config\":{\"name\":\"b\","
+                 "\"batch_input_shape\":[null,%s]},\"inbound_nodes\":[]},"
+                 "{\"name\":\"d\",\"class_name\":\"Dot\",\"config\":{\"name\":\"d\",\"axes\":%s,"
+                 "\"normalize\":%s},\"inbound_nodes\":[[[\"a\",0,0,{}],[\"b\",0,0,{}]]]}],"
+                 "\"input_layers\":[[\"a\",0,0],[\"b\",0,0]],\"output_layers\":[[\"d\",0,0]]}}",
+                 r->a, r->b, r->axes, r->normalize ? "true" : "false");
+        struct ddts_error err = {0};
+        struct ddts_model *m = NULL;
+        if (ddts_model_from_keras_config(j, strlen(j), &m, &err) != DDTS_OK)
+            fail_msg("%s: %s", j, err.msg);
+        assert_int_equal(ddts_model_n_inputs(m), 2);
+        assert_int_equal(ddts__nn_plan(m, B, &err), DDTS_OK);
+        struct nn_node *a = &m->nodes[m->input_nodes[0]], *b = &m->nodes[m->input_nodes[1]];
+        for (size_t i = 0; i < B * a->size; i++)
+            a->y[i] = (float)sin(0.7 * (double)i + 0.3);
+        for (size_t i = 0; i < B * b->size; i++)
+            b->y[i] = (float)cos(1.3 * (double)i - 0.2);
+        ddts__nn_forward(m, B);
+        const struct nn_node *o = &m->nodes[m->output_node];
+        assert_int_equal(o->rank + 1, r->rank);
+        for (int q = 0; q < o->rank; q++)
+            assert_int_equal(o->shape[q], r->shape[q + 1]);
+        assert_int_equal(B * o->size, r->n);
+        for (size_t i = 0; i < r->n; i++)
+            if (fabs(o->y[i] - r->y[i]) > 1e-5 + 1e-4 * fabs(r->y[i]))
+                fail_msg("Dot axes %s normalize %d: output %zu = %.7g, TF.js %.7g", r->axes,
+                         r->normalize, i, (double)o->y[i], (double)r->y[i]);
+        ddts_model_destroy(m);
+    }
+}
+
+/* Conv3D and the 3-D poolings against TensorFlow.js
+ * (tests/data/tfjs/make_conv3d_refs.js): same padding with strides,
+ * dilation, overlapping max windows, averages over the cells inside. */
+struct conv3d_ref {
+    const char *cls, *shape, *cfg;
+    int rank;
+    int64_t out[5];
+    size_t n;
+    float y[256];
+};
+static const struct conv3d_ref conv3d_refs[] = {
+#include "data/tfjs/conv3d_refs.inc"
+};
+
+static void test_conv3d(void **state)
+{
+    (void)state;
+    for (size_t c = 0; c < sizeof conv3d_refs / sizeof conv3d_refs[0]; c++) {
+        const struct conv3d_ref *r = &conv3d_refs[c];
+        char j[1024];
+        snprintf(j, sizeof j,
+                 "{\"class_name\":\"Sequential\",\"config\":{\"layers\":[{\"class_name\":"
+                 "\"InputLayer\",\"config\":{\"name\":\"in\",\"batch_input_shape\":[null,%s]}},"
+                 "{\"class_name\":\"%s\",\"config\":{\"name\":\"l\",%s}}]}}",
+                 r->shape, r->cls, r->cfg);
+        struct ddts_error err = {0};
+        struct ddts_model *m = NULL;
+        if (ddts_model_from_keras_config(j, strlen(j), &m, &err) != DDTS_OK)
+            fail_msg("%s: %s", j, err.msg);
+        for (size_t w = 0; w < m->n_w; w++) /* kernel, then bias */
+            for (size_t i = 0; i < m->w[w].n; i++)
+                m->params[m->w[w].off + i] =
+                    w == 0 ? (float)(0.3 * cos(0.21 * (double)i)) : (float)(0.1 * (double)i - 0.05);
+        assert_int_equal(ddts__nn_plan(m, B, &err), DDTS_OK);
+        float *x = m->nodes[m->input_node].y;
+        for (size_t i = 0; i < B * ddts_model_input_size(m); i++)
+            x[i] = (float)sin(0.37 * (double)i + 0.1);
+        ddts__nn_forward(m, B);
+        const struct nn_node *o = &m->nodes[m->output_node];
+        assert_int_equal(o->rank + 1, r->rank);
+        for (int q = 0; q < o->rank; q++)
+            assert_int_equal(o->shape[q], r->out[q + 1]);
+        assert_int_equal(B * o->size, r->n);
+        for (size_t i = 0; i < r->n; i++)
+            if (fabs(o->y[i] - r->y[i]) > 1e-5 + 1e-4 * fabs(r->y[i]))
+                fail_msg("%s {%s}: output %zu = %.7g, TF.js %.7g", r->cls, r->cfg, i,
+                         (double)o->y[i], (double)r->y[i]);
+        ddts_model_destroy(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv2d),      cmocka_unit_test(test_conv2d_transpose),
         cmocka_unit_test(test_conv1d),      cmocka_unit_test(test_pooling),
         cmocka_unit_test(test_misc_layers), cmocka_unit_test(test_activation_values),
+        cmocka_unit_test(test_dot),         cmocka_unit_test(test_conv3d),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

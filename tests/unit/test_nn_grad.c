@@ -85,10 +85,13 @@ static void check_json(const char *json, const char *loss, const char *loss_cfg,
     for (size_t i = 0; dchunk_one && i < m->n_nodes; i++)
         if (m->nodes[i].kind == NN_CONV2D)
             m->nodes[i].dchunk = 1;
-    fill_uniform(&r, m->nodes[m->input_node].y, B * ddts_model_input_size(m), -1, 1);
-    if (int_inputs)
-        for (size_t i = 0; i < B * ddts_model_input_size(m); i++)
-            m->nodes[m->input_node].y[i] = (float)ddts_rng_below(&r, (uint64_t)int_inputs);
+    for (int k = 0; k < m->n_inputs; k++) { /* every input of a multi-input model */
+        struct nn_node *in = &m->nodes[m->input_nodes[k]];
+        fill_uniform(&r, in->y, B * in->size, -1, 1);
+        if (int_inputs)
+            for (size_t i = 0; i < B * in->size; i++)
+                in->y[i] = (float)ddts_rng_below(&r, (uint64_t)int_inputs);
+    }
     size_t tn = B * m->target_size;
     for (size_t i = 0; i < tn; i++) {
         double u = ddts_rng_uniform(&r);
@@ -551,6 +554,47 @@ static void test_batchnorm(void **state)
           "mse", T_REAL);
 }
 
+/* Conv3D (valid, same with strides, dilation, no bias) and the 3-D
+ * poolings (max and average, valid and same, overlapping windows), with a
+ * Conv3D before each pooling so that its gradient reaches weights. */
+#define CONV3(extra)                                                                               \
+    "{\"class_name\":\"Conv3D\",\"config\":{\"name\":\"c\",\"filters\":3,\"kernel_size\":[2,3,2]," \
+    "\"activation\":\"tanh\"" extra "}}"
+/* before a max pooling: linear (tanh saturates near 1, making near-ties
+ * whose argmax flips within the finite-difference step) */
+#define CONV3_LINEAR                                                                               \
+    "{\"class_name\":\"Conv3D\",\"config\":{\"name\":\"c\",\"filters\":2,\"kernel_size\":2,"       \
+    "\"padding\":\"same\"}}"
+static void test_conv3d(void **state)
+{
+    (void)state;
+    check("4,5,3,2", CONV3("") HEAD, "mse", T_REAL);
+    check("5,4,5,2", CONV3(",\"padding\":\"same\",\"strides\":[2,1,2]") HEAD, "mse", T_REAL);
+    check("5,6,5,1", CONV3(",\"dilation_rate\":[2,1,2],\"use_bias\":false") HEAD, "mse", T_REAL);
+    check("3,3,3,2", CONV3(",\"padding\":\"same\"") "," CONV3(",\"padding\":\"same\"") HEAD, "mse",
+          T_REAL);
+    static const char *const pools[] = {
+        "\"pool_size\":2",
+        "\"pool_size\":[2,2,2],\"padding\":\"same\"",
+        "\"pool_size\":[2,3,2],\"strides\":[1,1,1],\"padding\":\"same\"",
+        "\"pool_size\":[3,2,2],\"strides\":[2,1,1]",
+    };
+    for (int avg = 0; avg < 2; avg++)
+        for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
+            /* max pooling with stride 1 puts every cell in many windows: the
+             * near-ties there flip within the step (its forward pass is
+             * checked against TF.js in test_nn_forward) */
+            if (!avg && i == 2)
+                continue;
+            char layers[1024];
+            snprintf(layers, sizeof layers,
+                     CONV3_LINEAR ",{\"class_name\":\"%s\",\"config\":{"
+                                  "\"name\":\"p\",%s}}" HEAD,
+                     avg ? "AveragePooling3D" : "MaxPooling3D", pools[i]);
+            check("4,3,4,1", layers, "mse", T_REAL);
+        }
+}
+
 /* Functional graphs: a residual Add, Concatenate, Average, Subtract, Multiply. */
 static void test_merge(void **state)
 {
@@ -574,6 +618,54 @@ static void test_merge(void **state)
                  merges[i]);
         check_json(j, "mse", NULL, T_REAL, 2e-2);
     }
+}
+
+/* Dot of two inputs (a two-input Functional): vectors (the recommender's
+ * form), matrices with each axis pairing, a vector with a matrix, and
+ * normalize (cosine similarity), each after a Dense per input so that the
+ * gradient reaches weights through both sides of the Dot. */
+static void test_dot(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *shape_a, *shape_b, *axes;
+        int normalize;
+    } cases[] = {
+        {"4", "5", "1", 0},         {"4", "5", "-1", 1},        {"2,4", "3,5", "2", 0},
+        {"2,4", "3,5", "[2,2]", 1}, {"3,4", "3,5", "[1,1]", 0}, {"3,4", "5,3", "[1,2]", 1},
+        {"2,4", "5", "[2,1]", 0},   {"4", "3,5", "[1,-1]", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char j[4096];
+        snprintf(j, sizeof j,
+                 "{\"class_name\":\"Functional\",\"config\":{\"name\":\"f\",\"layers\":["
+                 "{\"name\":\"a\",\"class_name\":\"InputLayer\",\"config\":{\"name\":\"a\","
+                 "\"batch_input_shape\":[null,%s]},\"inbound_nodes\":[]},"
+                 "{\"name\":\"b\",\"class_name\":\"InputLayer\",\"config\":{\"name\":\"b\","
+                 "\"batch_input_shape\":[null,%s]},\"inbound_nodes\":[]},"
+                 "{\"name\":\"da\",\"class_name\":\"Dense\",\"config\":{\"name\":\"da\","
+                 "\"units\":3,\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"a\",0,0,{}]]]},"
+                 "{\"name\":\"db\",\"class_name\":\"Dense\",\"config\":{\"name\":\"db\","
+                 "\"units\":3,\"activation\":\"sigmoid\"},\"inbound_nodes\":[[[\"b\",0,0,{}]]]},"
+                 "{\"name\":\"m\",\"class_name\":\"Dot\",\"config\":{\"name\":\"m\",\"axes\":%s,"
+                 "\"normalize\":%s},\"inbound_nodes\":[[[\"da\",0,0,{}],[\"db\",0,0,{}]]]},"
+                 "{\"name\":\"o\",\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":2},"
+                 "\"inbound_nodes\":[[[\"m\",0,0,{}]]]}],"
+                 "\"input_layers\":[[\"a\",0,0],[\"b\",0,0]],\"output_layers\":[[\"o\",0,0]]}}",
+                 cases[i].shape_a, cases[i].shape_b, cases[i].axes,
+                 cases[i].normalize ? "true" : "false");
+        check_json(j, "mse", NULL, T_REAL, 2e-2);
+    }
+    /* x . x: both sides of the Dot reach one node (gradients accumulate) */
+    check_json("{\"class_name\":\"Functional\",\"config\":{\"name\":\"f\",\"layers\":["
+               "{\"name\":\"a\",\"class_name\":\"InputLayer\",\"config\":{\"name\":\"a\","
+               "\"batch_input_shape\":[null,2,4]},\"inbound_nodes\":[]},"
+               "{\"name\":\"da\",\"class_name\":\"Dense\",\"config\":{\"name\":\"da\","
+               "\"units\":3,\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"a\",0,0,{}]]]},"
+               "{\"name\":\"m\",\"class_name\":\"Dot\",\"config\":{\"name\":\"m\",\"axes\":2,"
+               "\"normalize\":false},\"inbound_nodes\":[[[\"da\",0,0,{}],[\"da\",0,0,{}]]]}],"
+               "\"input_layers\":[[\"a\",0,0]],\"output_layers\":[[\"m\",0,0]]}}",
+               "mse", NULL, T_REAL, 2e-2);
 }
 
 static void test_losses(void **state)
@@ -896,6 +988,8 @@ int main(void)
         cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_layernorm_embedding),
         cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_dot),
+        cmocka_unit_test(test_conv3d),
         cmocka_unit_test(test_recurrent),
         cmocka_unit_test(test_losses),
         cmocka_unit_test(test_loss_values),
