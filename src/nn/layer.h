@@ -137,7 +137,8 @@ struct nn_layer_ops {
     /* Keras 3 variable `index` of a layer with these flags (trainable
      * variables first, then the others), or NULL past the last. */
     const char *(*weight_name)(const struct nn_weight_flags *f, size_t index);
-    int weights_optional; /* a config may give them instead (Normalization) */
+    int weights_optional; /* some configs have none (Normalization with mean and variance,
+                             Attention with score_mode dot) */
     /* .keras files: the sub-groups holding its variables (MultiHeadAttention's
      * query_dense, ...) in Keras' weight order, NULL-terminated; NULL: by name. */
     const char *const *sub_groups;

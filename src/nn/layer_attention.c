@@ -611,13 +611,19 @@ static void luong_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     }
 }
 
-/* .keras variable names: AdditiveAttention's one weight; Attention's
- * depend on use_scale and score_mode, which the flags do not carry (read
- * by position as var0, var1). */
+/* .keras variable names (f->scale: use_scale). AdditiveAttention: scale;
+ * Attention: scale (use_scale), then concat_score_weight (concat) -- so
+ * without use_scale the first is concat_score_weight. */
 static const char *additive_names(const struct nn_weight_flags *f, size_t index)
 {
-    (void)f;
-    return index == 0 ? "scale" : NULL;
+    return index == 0 && f->scale ? "scale" : NULL;
+}
+
+static const char *luong_names(const struct nn_weight_flags *f, size_t index)
+{
+    if (f->scale)
+        return index == 0 ? "scale" : index == 1 ? "concat_score_weight" : NULL;
+    return index == 0 ? "concat_score_weight" : NULL;
 }
 
 static const struct nn_layer_ops luong_ops = {
@@ -626,6 +632,8 @@ static const struct nn_layer_ops luong_ops = {
     .doc = "attention softmax(scores) v: dot q k^T (no scaling) or concat (additive)",
     .min_in = 2,
     .max_in = 3,
+    .weight_name = luong_names,
+    .weights_optional = 1, /* none with score_mode dot */
     .parse = luong_parse,
     .infer_shape = luong_shape,
     .add_weights = luong_weights,

@@ -86,7 +86,8 @@ static enum ddts_status ln_parse(struct nn_parse *p, struct nn_node *nd)
         if (ax[i] < 0)
             ax[i] += rank + 1;
         if (ax[i] != rank - n + 1 + i)
-            return ddts__nn_unsup(p, "axes other than a sorted trailing block ([.., -2, -1])");
+            return ddts__nn_unsup(
+                p, "an axis list other than a sorted trailing block ([..., -2, -1])");
     }
     nd->norm_axis = rank - n;
     if (ddts__nn_cfg_float(p, "epsilon", 0, 1e30, 1e-3, &nd->eps) != 0)
