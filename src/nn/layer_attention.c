@@ -24,7 +24,7 @@
  * (Bahdanau) and Attention(score_mode="concat") over [query (T, D), value
  * (S, E)(, key (S, D))]:
  *
- *   dot       scores = q k^T                                  (no scaling, no weights)
+ *   dot       scores = q k^T, times scale () with use_scale
  *   additive  scores[t, s] = c sum_d w_d tanh(a (q[t, d] + k[s, d]))
  *             AdditiveAttention: w = scale (D) (use_scale, else 1), a = c = 1
  *             Attention concat:  a = scale () (use_scale, else 1), w = 1,
@@ -329,8 +329,8 @@ static const struct nn_layer_ops mha_ops = {
  * inputs [query (T, D), value (S, D)] or [query, value, key]; P kept in aux
  * (cap, T, S), its gradient in aux2. */
 
-/* Attention: score_mode dot (use_scale refused) or concat (use_scale
- * read); AdditiveAttention: use_scale (default true). */
+/* Attention: score_mode dot or concat, use_scale (default false);
+ * AdditiveAttention: use_scale (default true). */
 static enum ddts_status luong_parse(struct nn_parse *p, struct nn_node *nd)
 {
     int additive = strcmp(nd->class_name, "AdditiveAttention") == 0;
@@ -339,8 +339,6 @@ static enum ddts_status luong_parse(struct nn_parse *p, struct nn_node *nd)
     if (!additive && mode != NULL && strcmp(mode, "dot") != 0 && !nd->score_concat)
         return ddts__nn_bad(p, "score_mode must be dot or concat");
     nd->scale = ddts__nn_cfg_bool(p, "use_scale", additive);
-    if (!additive && !nd->score_concat && nd->scale)
-        return ddts__nn_unsup(p, "use_scale with score_mode dot");
     if (ddts__nn_cfg_bool(p, "causal", 0))
         return ddts__nn_unsup(p, "causal");
     if (ddts__nn_cfg_float(p, "dropout", 0, 1, 0, &nd->rate) != 0 || nd->rate >= 1)
@@ -349,7 +347,7 @@ static enum ddts_status luong_parse(struct nn_parse *p, struct nn_node *nd)
 }
 
 /* In build()'s order: AdditiveAttention scale (D), glorot_uniform;
- * Attention concat: scale () then concat_score_weight (), ones. */
+ * Attention: scale () (use_scale) then concat_score_weight () (concat), ones. */
 static enum ddts_status luong_weights(struct nn_parse *p, struct nn_node *nd)
 {
     int64_t d = in_q(p->m, nd)->shape[1];
@@ -384,8 +382,9 @@ static enum ddts_status luong_shape(struct ddts_model *m, struct nn_node *nd,
     return DDTS_OK;
 }
 
-/* P (cap, T, S) and its gradient; additive scores sum their weight
- * gradients per sample in m->tmp (cap, D + 2) doubles. */
+/* P (cap, T, S) and its gradient; weight gradients are summed per sample
+ * in m->tmp (cap, D + 2) doubles; a scaled dot product keeps dS k (cap, T, D)
+ * in colbuf for the scale's gradient. */
 static void luong_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_need *need)
 {
     struct nn_node *nd = &m->nodes[i];
@@ -396,6 +395,8 @@ static void luong_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_pla
         nd->aux2 = ddts__nn_plan_buf(cap, ts, &need->fail);
     if (nd->n_w > 0)
         need->tmp_n = tn > need->tmp_n ? tn : need->tmp_n;
+    if (nd->kind == NN_LUONG && !nd->score_concat && nd->scale && nd->needs_grad)
+        nd->colbuf = ddts__nn_plan_buf(cap, (size_t)in_q(m, nd)->size, &need->fail);
 }
 
 /* The additive score's parameters: weight slots (-1: none) and values. */
@@ -556,10 +557,11 @@ static void luong_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     const struct nn_node *q = in_q(m, nd), *v = in_v(m, nd), *k = in_k(m, nd);
     size_t T = (size_t)q->shape[0], S = (size_t)v->shape[0], D = (size_t)q->shape[1];
     size_t E = (size_t)v->shape[1];
+    float sc = nd->scale ? ddts__nn_wdata(m, nd->w0)[0] : 1.0f; /* use_scale */
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
         float *P = nd->aux + (size_t)n * T * S;
-        ddts__tensor_sgemm(0, 1, T, S, D, 1.0f, q->y + (size_t)n * q->size, D,
+        ddts__tensor_sgemm(0, 1, T, S, D, sc, q->y + (size_t)n * q->size, D,
                            k->y + (size_t)n * k->size, D, 0.0f, P, S);
         softmax_rows(P, T, S); /* fused, stable softmax over s */
         ddts__tensor_sgemm(0, 0, T, E, S, 1.0f, P, S, v->y + (size_t)n * v->size, E, 0.0f,
@@ -582,8 +584,11 @@ static void luong_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     float *dk = nd->n_in > 2 ? ddts__nn_dx(m, nd, 2, &ak) : dv;
     if (nd->n_in == 2)
         ak = 1; /* key = value: its gradient adds to the value's */
-                /* Each sample writes only its own rows; inputs shared between the
-                 * slots (self-attention) are written in slot order within a sample. */
+    /* scores = sc q k^T: dq = sc dS k, dk = sc dS^T q, dsc = sum q . (dS k) */
+    float sc = nd->scale ? ddts__nn_wdata(m, nd->w0)[0] : 1.0f;
+    int wgrad = nd->scale && m->w[nd->w0].trainable;
+    /* Each sample writes only its own rows; inputs shared between the
+     * slots (self-attention) are written in slot order within a sample. */
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
         const float *P = nd->aux + (size_t)n * T * S, *dz = nd->dz + (size_t)n * nd->size;
@@ -599,15 +604,32 @@ static void luong_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
             for (size_t s = 0; s < S; s++)
                 r[s] = pr[s] * (r[s] - dot);
         }
-        if (dq != NULL)
+        if (nd->scale) {
+            float *G = nd->colbuf + (size_t)n * q->size, *g = dq ? dq + (size_t)n * q->size : NULL;
+            double dsc = 0.0;
+            ddts__tensor_sgemm(0, 0, T, D, S, 1.0f, dP, S, ky, D, 0.0f, G, D);
+            for (size_t i = 0; i < T * D; i++) {
+                dsc += (double)qy[i] * G[i];
+                if (g != NULL)
+                    g[i] = (aq ? g[i] : 0.0f) + sc * G[i];
+            }
+            m->tmp[n] = dsc;
+        } else if (dq != NULL) {
             ddts__tensor_sgemm(0, 0, T, D, S, 1.0f, dP, S, ky, D, aq ? 1.0f : 0.0f,
                                dq + (size_t)n * q->size, D);
+        }
         if (dv != NULL)
             ddts__tensor_sgemm(1, 0, S, E, T, 1.0f, P, S, dz, E, av ? 1.0f : 0.0f,
                                dv + (size_t)n * v->size, E);
         if (dk != NULL)
-            ddts__tensor_sgemm(1, 0, S, D, T, 1.0f, dP, S, qy, D, ak ? 1.0f : 0.0f,
+            ddts__tensor_sgemm(1, 0, S, D, T, sc, dP, S, qy, D, ak ? 1.0f : 0.0f,
                                dk + (size_t)n * k->size, D);
+    }
+    if (wgrad) { /* over the samples in order: the same bits for any thread count */
+        double sum = 0.0;
+        for (size_t n = 0; n < b; n++)
+            sum += m->tmp[n];
+        ddts__nn_gdata(m, nd->w0)[0] = (float)sum;
     }
 }
 
@@ -629,7 +651,7 @@ static const char *luong_names(const struct nn_weight_flags *f, size_t index)
 static const struct nn_layer_ops luong_ops = {
     .class_names = (const char *const[]){"Attention", NULL},
     .kind = NN_LUONG,
-    .doc = "attention softmax(scores) v: dot q k^T (no scaling) or concat (additive)",
+    .doc = "attention softmax(scores) v: dot q k^T (times scale with use_scale) or concat",
     .min_in = 2,
     .max_in = 3,
     .weight_name = luong_names,

@@ -4,7 +4,8 @@ make_fixtures.py as tf.keras 2.15 writes them): predict, train, write back.
 For each file, the checks of keras_fixture_harness.py: `ddts predict` matches the
 committed reference (TF.js 4.22 for the PReLU / Cropping2D / Permute / Maximum /
 Minimum / noise-layer model; the float64 numpy pass of npref20.py for the
-AdditiveAttention / Attention(concat) model, which TF.js cannot run) within 1e-5
+AdditiveAttention / Attention(concat) / Attention(use_scale) model, which TF.js
+cannot run) within 1e-5
 absolute + 1e-4 relative; one epoch of `ddts train` writes a file of the same
 structure, the new layers' weights changed, and its predictions agree with
 npref20.py on the written file.
@@ -35,7 +36,8 @@ FIXTURES = [
     ("tfk2_prelu_crop_permute_maxmin.h5", "tfjs",
      ["p_re_lu/p_re_lu/", "p_re_lu_1/", "layer_normalization/"]),
     ("tfk2_additive_concat_attention.h5", "numpy",
-     ["additive_attention/", "attention/attention/scale", "attention/attention/concat"]),
+     ["additive_attention/", "attention/attention/scale", "attention/attention/concat",
+      "attention_1/"]),
 ]
 
 

@@ -428,7 +428,8 @@ static void test_attention(void **state)
     check_att("Attention", 2, "\"score_mode\":\"dot\"",
               "[\"q\",0,0,{}],[\"pv\",0,0,{}],[\"pk\",0,0,{}]");
     /* AdditiveAttention (scale (D) weights) and Attention with score_mode
-     * concat (scalar scale and concat_score_weight): self, and [q, v, k];
+     * concat (scalar scale and concat_score_weight), Attention dot with
+     * use_scale: self, and [q, v, k];
      * their score weights' gradients are ~3e-3, so the floor is 1.5e-5 (the
      * float32 noise of the differences; a 10% error in any of them fails) */
     floor_mult = 0.05;
@@ -440,6 +441,10 @@ static void test_attention(void **state)
     check_att("Attention", 2, "\"score_mode\":\"concat\",\"use_scale\":true",
               "[\"q\",0,0,{}],[\"pv\",0,0,{}],[\"pk\",0,0,{}]");
     check_att("Attention", 0, "\"score_mode\":\"concat\"", "[\"q\",0,0,{}],[\"q\",0,0,{}]");
+    /* Attention dot with use_scale: scores scale q k^T */
+    check_att("Attention", 2, "\"use_scale\":true",
+              "[\"q\",0,0,{}],[\"pv\",0,0,{}],[\"pk\",0,0,{}]");
+    check_att("Attention", 0, "\"use_scale\":true", "[\"q\",0,0,{}],[\"q\",0,0,{}]");
     floor_mult = 1.0;
     /* one input (a Sequential use): query, value and key are the same tensor */
     check("5,4",

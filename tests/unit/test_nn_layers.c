@@ -255,7 +255,7 @@ static void test_issue20_refused(void **state)
     static const struct {
         const char *cls, *cfg, *word;
     } att[] = {
-        {"Attention", "\"use_scale\": true", "use_scale with score_mode dot"},
+        {"Attention", "\"dropout\": 1.5", "dropout"},
         {"Attention", "\"score_mode\": \"general\"", "score_mode"},
         {"AdditiveAttention", "\"causal\": true", "causal"},
         {"Attention", "\"score_mode\": \"concat\", \"causal\": true", "causal"},

@@ -16,7 +16,8 @@ The models (see the README for what each checks):
   tfk2_prelu_crop_permute_maxmin   PReLU, Cropping2D, Permute, Maximum, Minimum, SpatialDropout2D,
                                    GaussianNoise, GaussianDropout, LayerNormalization(axis=[2, 3])
   tfk2_additive_concat_attention   AdditiveAttention(use_scale), Attention(score_mode="concat",
-                                   use_scale) on [q, v, k], LayerNormalization(axis=[1, 2])
+                                   use_scale) on [q, v, k], Attention(use_scale) (dot) on [q, v],
+                                   LayerNormalization(axis=[1, 2])
 TF.js has no SpatialDropout2D: its reference model has Dropout at that place (both are the
 identity in inference, which is what the reference checks). TF.js has neither attention
 layer: that model's reference is npref20.py's; for the first model npref20.py agrees with TF.js
@@ -125,7 +126,10 @@ def model_b():
                causal=False, dropout=0.0),
          layer('Attention', 'attention', ['dense', 'dense_1', 'dense_2'], use_scale=True,
                score_mode='concat', causal=False, dropout=0.0),
-         layer('Concatenate', 'concatenate', ['additive_attention', 'attention'], axis=-1),
+         layer('Attention', 'attention_1', ['dense', 'dense_1'], use_scale=True,
+               score_mode='dot', causal=False, dropout=0.0),
+         layer('Concatenate', 'concatenate', ['additive_attention', 'attention', 'attention_1'],
+               axis=-1),
          layernorm('layer_normalization', 'concatenate', [1, 2]),
          layer('Flatten', 'flatten', ['layer_normalization'], data_format='channels_last'),
          dense('dense_3', 'flatten', 3, 'softmax')]
@@ -134,8 +138,9 @@ def model_b():
          'dense_2': [('kernel', (4, 6)), ('bias', (6,))],
          'additive_attention': [('scale', (6,))],
          'attention': [('scale', ()), ('concat_score_weight', ())],
-         'layer_normalization': [('gamma', (5, 12)), ('beta', (5, 12))],
-         'dense_3': [('kernel', (60, 3)), ('bias', (3,))]}
+         'attention_1': [('scale', ())],
+         'layer_normalization': [('gamma', (5, 18)), ('beta', (5, 18))],
+         'dense_3': [('kernel', (90, 3)), ('bias', (3,))]}
     return functional('model_1', [5, 4], L, 'dense_3'), W, [5, 4]
 
 
