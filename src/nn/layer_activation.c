@@ -133,11 +133,12 @@ static void prelu_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     size_t st[DDTS_MAX_RANK];
     prelu_strides(nd, st);
     size_t C = (size_t)nd->shape[nd->rank - 1], rows = nd->size / C, sc = st[nd->rank - 1];
-    for (size_t n = 0; n < b; n++)
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b * nd->size > 65536)
+    for (long n = 0; n < (long)b; n++)
         for (size_t r = 0; r < rows; r++) {
             const float *al = alpha + prelu_row(nd, st, r);
-            const float *xr = x + n * nd->size + r * C;
-            float *zr = nd->z + n * nd->size + r * C;
+            const float *xr = x + (size_t)n * nd->size + r * C;
+            float *zr = nd->z + (size_t)n * nd->size + r * C;
             for (size_t c = 0; c < C; c++)
                 zr[c] = xr[c] > 0 ? xr[c] : al[c * sc] * xr[c];
         }

@@ -216,10 +216,12 @@ static void permute(struct ddts_model *m, struct nn_node *nd, size_t b, int back
     }
     for (int i = 0; i < r; i++)
         st[i] = ist[nd->perm[i]]; /* input stride of output axis i */
-    for (size_t n = 0; n < b; n++) {
-        const float *x = a->y + n * a->size;
-        float *y = nd->y + n * nd->size, *g = dx ? dx + n * a->size : NULL;
-        const float *gy = nd->dz + n * nd->size;
+        /* samples in parallel: each writes only its own rows */
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b * nd->size > 65536)
+    for (long n = 0; n < (long)b; n++) {
+        const float *x = a->y + (size_t)n * a->size;
+        float *y = nd->y + (size_t)n * nd->size, *g = dx ? dx + (size_t)n * a->size : NULL;
+        const float *gy = nd->dz + (size_t)n * nd->size;
         int64_t idx[DDTS_MAX_RANK] = {0};
         size_t off = 0;
         for (size_t o = 0; o < nd->size; o++) {
