@@ -130,7 +130,7 @@ static size_t prelu_row(const struct nn_node *nd, const size_t *st, size_t r)
 static void prelu_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const float *x = m->nodes[nd->in[0]].y, *alpha = ddts__nn_wdata(m, nd->w0);
-    size_t st[DDTS_MAX_RANK];
+    size_t st[DDTS_MAX_RANK] = {0};
     prelu_strides(nd, st);
     size_t C = (size_t)nd->shape[nd->rank - 1], rows = nd->size / C, sc = st[nd->rank - 1];
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b * nd->size > 65536)
@@ -150,7 +150,7 @@ static void prelu_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const float *x = m->nodes[nd->in[0]].y, *alpha = ddts__nn_wdata(m, nd->w0);
     const struct nn_weight *w = &m->w[nd->w0];
-    size_t st[DDTS_MAX_RANK];
+    size_t st[DDTS_MAX_RANK] = {0};
     prelu_strides(nd, st);
     size_t C = (size_t)nd->shape[nd->rank - 1], rows = nd->size / C, sc = st[nd->rank - 1];
     int acc;
