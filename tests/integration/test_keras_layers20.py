@@ -1,5 +1,6 @@
 """The layer classes of issue 20 in Keras files (tests/data/keras20, made by its
-make_fixtures.py as tf.keras 2.15 writes them): predict, train, write back.
+make_fixtures.py as tf.keras 2.15 writes a .h5 and as Keras 3.13 writes a .keras):
+predict, train, write back in the same format.
 
 For each file, the checks of keras_fixture_harness.py: `ddts predict` matches the
 committed reference (TF.js 4.22 for the PReLU / Cropping2D / Permute / Maximum /
@@ -38,6 +39,11 @@ FIXTURES = [
     ("tfk2_additive_concat_attention.h5", "numpy",
      ["additive_attention/", "attention/attention/scale", "attention/attention/concat",
       "attention_1/"]),
+    # the same models as Keras 3.13 .keras files (weights under layers/<class>/vars/<i>)
+    ("k3_prelu_crop_permute_maxmin.keras", "tfjs",
+     ["p_re_lu/vars", "p_re_lu_1/vars", "layer_normalization/vars"]),
+    ("k3_additive_concat_attention.keras", "numpy",
+     ["additive_attention/vars", "attention/vars/0", "attention/vars/1", "attention_1/vars"]),
 ]
 
 

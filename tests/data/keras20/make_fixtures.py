@@ -18,15 +18,22 @@ The models (see the README for what each checks):
   tfk2_additive_concat_attention   AdditiveAttention(use_scale), Attention(score_mode="concat",
                                    use_scale) on [q, v, k], Attention(use_scale) (dot) on [q, v],
                                    LayerNormalization(axis=[1, 2])
+Each model is also written as a Keras 3.13 `.keras` zip (k3_* names: config.json in Keras 3's
+form, layers with module / registered_name / build_config, DTypePolicy dtypes, inbound nodes as
+args of __keras_tensor__ objects, merge and attention inputs as one list argument;
+model.weights.h5 keyed layers/<snake_case(class)>[_n]/vars/<i>), with the same weights, input
+and reference (checked: TF.js on the .keras file gives the same output, or npref20.py does).
 TF.js has no SpatialDropout2D: its reference model has Dropout at that place (both are the
 identity in inference, which is what the reference checks). TF.js has neither attention
 layer: that model's reference is npref20.py's; for the first model npref20.py agrees with TF.js
 (printed)."""
-import base64
+import copy
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import h5py
 import numpy as np
@@ -195,6 +202,108 @@ def write_h5(path, cfg, W):
         g.create_group('top_level_model_weights').attrs['weight_names'] = np.zeros((0,))
 
 
+INIT3 = {'GlorotUniform': {'seed': None}, 'Zeros': {}, 'Ones': {}}
+DTYPE3 = {'module': 'keras', 'class_name': 'DTypePolicy', 'config': {'name': 'float32'},
+          'registered_name': None}
+
+
+def keras3(cfg, shapes):
+    """The tf.keras 2.15 config as Keras 3.13 writes it; shapes: each layer's output shape."""
+    def tensor(name):
+        return {'class_name': '__keras_tensor__',
+                'config': {'shape': [None] + list(shapes[name]), 'dtype': 'float32',
+                           'keras_history': [name, 0, 0]}}
+    out = []
+    for l in cfg['config']['layers']:
+        c = copy.deepcopy(l['config'])
+        name = c['name']
+        if l['class_name'] == 'InputLayer':
+            out.append({'module': 'keras.layers', 'class_name': 'InputLayer',
+                        'config': {'batch_shape': c['batch_input_shape'], 'dtype': 'float32',
+                                   'sparse': False, 'ragged': False, 'name': name,
+                                   'optional': False},
+                        'registered_name': None, 'name': name, 'inbound_nodes': []})
+            continue
+        c['dtype'] = DTYPE3
+        c.pop('causal', None)  # not a Keras 3 argument
+        for k, v in list(c.items()):
+            if isinstance(v, dict) and v.get('class_name') in INIT3:
+                c[k] = {'module': 'keras.initializers', 'class_name': v['class_name'],
+                        'config': INIT3[v['class_name']], 'registered_name': None}
+        if l['class_name'] == 'LayerNormalization':
+            c['rms_scaling'] = False
+        if l['class_name'] == 'Dense':
+            c['quantization_config'] = None
+        srcs = [i[0] for i in l['inbound_nodes'][0]]
+        many = len(srcs) > 1
+        args = [[tensor(n) for n in srcs]] if many else [tensor(srcs[0])]
+        ins = [[None] + list(shapes[n]) for n in srcs]
+        out.append({'module': 'keras.layers', 'class_name': l['class_name'], 'config': c,
+                    'registered_name': None,
+                    'build_config': {'input_shape': ins if many else ins[0]},
+                    'name': name, 'inbound_nodes': [{'args': args, 'kwargs': {}}]})
+    o = cfg['config']['output_layers'][0][0]
+    return {'module': 'keras.src.models.functional', 'class_name': 'Functional',
+            'config': {'name': cfg['config']['name'], 'trainable': True, 'layers': out,
+                       'input_layers': [['input_1', 0, 0]], 'output_layers': [[o, 0, 0]]},
+            'registered_name': 'Functional', 'build_config': {'input_shape': None},
+            'compile_config': {
+                'optimizer': {'module': 'keras.optimizers', 'class_name': 'Adam', 'config': {
+                    'name': 'adam', 'learning_rate': 0.01, 'weight_decay': None,
+                    'clipnorm': None, 'global_clipnorm': None, 'clipvalue': None,
+                    'use_ema': False, 'ema_momentum': 0.99, 'ema_overwrite_frequency': None,
+                    'loss_scale_factor': None, 'gradient_accumulation_steps': None,
+                    'beta_1': 0.9, 'beta_2': 0.999, 'epsilon': 1e-07, 'amsgrad': False},
+                    'registered_name': None},
+                'loss': 'categorical_crossentropy', 'loss_weights': None,
+                'metrics': ['accuracy'], 'weighted_metrics': None, 'run_eagerly': False,
+                'steps_per_execution': 1, 'jit_compile': False}}
+
+
+def write_keras(path, cfg3, h5path):
+    """A .keras zip whose model.weights.h5 holds the .h5 file's weights, keyed as Keras 3 does."""
+    buf = io.BytesIO()
+    with h5py.File(h5path, 'r') as src, h5py.File(buf, 'w') as f:
+        mw = src['model_weights']
+        lg = f.create_group('layers')
+        used = {}
+        for l in cfg3['config']['layers']:
+            key = h5_to_tfjs.snake(l['class_name'])
+            used[key] = used.get(key, -1) + 1
+            if used[key]:
+                key = '%s_%d' % (key, used[key])
+            v = lg.create_group(key).create_group('vars')
+            v.attrs['name'] = l['name']
+            names = [n if isinstance(n, str) else n.decode()
+                     for n in mw[l['name']].attrs['weight_names']]
+            for i, wn in enumerate(names):
+                v.create_dataset(str(i), data=mw[l['name']][wn][()])
+        f.create_group('vars').attrs['name'] = cfg3['config']['name']
+    with zipfile.ZipFile(path, 'w') as z:  # fixed entry times: the same bytes on every run
+        for n, data in (('metadata.json', json.dumps({'keras_version': '3.13.2',
+                                                      'date_saved': '2026-12-03@12:00:00'})),
+                        ('config.json', json.dumps(cfg3)), ('model.weights.h5', buf.getvalue())):
+            z.writestr(zipfile.ZipInfo(n, date_time=(2026, 12, 3, 12, 0, 0)), data)
+
+
+def shapes_of(path, x):
+    """Each layer's output shape (batch excluded), from a numpy pass."""
+    shapes = {}
+    base = npref20.npref.layer_call
+
+    def rec(cls, c, W, xs, kmajor, kwargs):
+        y = base(cls, c, W, xs, kmajor, kwargs)
+        shapes[c['name']] = y.shape[1:]
+        return y
+    npref20.npref.layer_call = rec
+    try:
+        npref20.npref.forward(path, [x.astype(np.float64)])
+    finally:
+        npref20.npref.layer_call = base
+    shapes['input_1'] = x.shape[1:]
+    return shapes
+
+
 def tfjs(path, x, out, swap):
     js = out + '.model.json'
     h5_to_tfjs.main(path, js)
@@ -227,6 +336,17 @@ def main():
             y = npy
         np.save('%s.%s.npy' % (name, ref), y)
         print(name, ref, y.shape, 'outputs', np.round(y, 3).tolist()[:2])
+        # the same model as Keras 3.13 writes it
+        k3 = 'k3' + name[4:]
+        write_keras(k3 + '.keras', keras3(cfg, shapes_of(name + '.h5', x)), name + '.h5')
+        np.save(k3 + '.x.npy', x)
+        np.save('%s.%s.npy' % (k3, ref), y)
+        if ref == 'tfjs':
+            y3 = tfjs(k3 + '.keras', k3 + '.x.npy', k3, {'SpatialDropout2D': 'Dropout'})
+        else:
+            y3 = npref20.npref.forward(k3 + '.keras', [x.astype(np.float64)]).astype(np.float32)
+        print('%s: %s on the .keras file vs the .h5 reference: max |diff| %.3g'
+              % (k3, ref, float(np.abs(y3 - y).max())))
 
 
 if __name__ == '__main__':

@@ -9,7 +9,8 @@ name and layer maths), plus the layer forms of issue 20 that it refuses:
                                            (scale = 1 with use_scale false)
   Attention(score_mode="concat")           scores[t, s] = concat_score_weight
                                                           * sum_d tanh(scale (q[t, d] + k[s, d]))
-  then softmax over s and the product with value (keras/src/layers/attention/*.py).
+  then softmax over s and the product with value (keras/src/layers/attention/*.py);
+  in .keras files AdditiveAttention's variable 0 is its scale.
 
 Written from the Keras layer definitions, independently of ddts' C code."""
 import os
@@ -59,6 +60,19 @@ def layer_call(cls, c, W, xs, kmajor, kwargs):
 
 
 npref.layer_call = layer_call
+
+_zip_layer = npref.ZipWeights.layer
+
+
+def zip_layer(self, l, kmajor):
+    """.keras weights: AdditiveAttention's one variable is its scale (D)."""
+    if l['class_name'] == 'AdditiveAttention':
+        g = self.g[self.key(l)]['vars']
+        return {'scale': np.asarray(g['0'], dtype=np.float64)} if '0' in g else {}
+    return _zip_layer(self, l, kmajor)
+
+
+npref.ZipWeights.layer = zip_layer
 
 if __name__ == '__main__':
     xs = [np.load(p).astype(np.float64) for p in sys.argv[2].split(',')]
