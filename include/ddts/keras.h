@@ -221,7 +221,7 @@ struct ddts_keras_spec {
     const char *loss;           /* Keras loss name; NULL: no training_config */
     const char *optimizer;      /* adam, sgd, rmsprop, adagrad, adamax, nadam; NULL: adam */
     double learning_rate;       /* <= 0: the optimizer's Keras default */
-    const char *metrics;        /* one Keras metric name ("accuracy") or NULL */
+    const char *metrics;        /* Keras metric names, comma-separated ("accuracy,mae"), or NULL */
     uint64_t seed;              /* weight initialisation */
 };
 /* Returns DDTS_EINVAL naming the layer (by position and text) or the
@@ -263,25 +263,6 @@ DDTS_API DDTS_NODISCARD enum ddts_status ddts_keras_training_info(const struct d
                                                                   struct ddts_keras_training *out,
                                                                   struct ddts_error *err);
 DDTS_API void ddts_keras_training_deinit(struct ddts_keras_training *t);
-
-/*
- * One model from several, averaging their outputs (`ddts ensemble`): a
- * tf.keras 2.x Functional model with an InputLayer "ensemble_input", each
- * model nested as "model_<i>" (called at node index 1, as tf.keras writes
- * nested models), and an Average layer "average" as output. Every model
- * must be a tf.keras 2.x / Keras 2 configuration (from an .h5 file) with the
- * same batch_input_shape and, for Keras, the same output shape. The result
- * (no source_path) owns copies of all weights: model_<i> holds model i's
- * weights in the legacy order of a nested model (trainable first, then
- * moving statistics and Normalization values), named
- * "<layer>/<weight>:0"; training_config is model 1's. Write it with
- * ddts_keras_write_new. Returns DDTS_EINVAL (fewer than 2 or more than
- * DDTS_MAX_CLIENTS models), DDTS_EUNSUPPORTED (a Keras 3 configuration),
- * DDTS_ESHAPE (input shapes differ), DDTS_EFORMAT, DDTS_ENOMEM.
- */
-DDTS_API DDTS_NODISCARD enum ddts_status
-ddts_keras_ensemble_build(const struct ddts_keras_model *const *models, size_t n,
-                          struct ddts_keras_model **out, struct ddts_error *err);
 
 #ifdef __cplusplus
 }

@@ -73,11 +73,6 @@ enum ddts_status ddts__keras_zip_write(const struct ddts_keras_model *m, const c
 enum ddts_status ddts__keras_json_string(const char *json, size_t nbytes, const char *key,
                                          char **out, struct ddts_error *err);
 
-/* The Functional configuration of an output-averaging ensemble of `n`
- * tf.keras 2.x model configurations (see ddts_keras_ensemble_build). */
-enum ddts_status ddts__keras_config_ensemble(const char *const *configs, size_t n, char **out_json,
-                                             struct ddts_error *err);
-
 /* Keras 3's naming.to_snake_case(class_name) into a new string (NULL: ENOMEM). */
 char *ddts__keras_snake_case(const char *class_name);
 /* config.json's compile_config (Keras 3) as a tf.keras 2 training_config

@@ -309,9 +309,16 @@ enum ddts_status ddts_keras_spec_build(const struct ddts_keras_spec *spec,
     const char *opt = spec->optimizer ? spec->optimizer : "adam";
     if (spec->loss != NULL && !ddts__nn_spec_word_ok(spec->loss))
         return ddts_error_set(err, DDTS_EINVAL, "model spec: bad loss name \"%s\"", spec->loss);
-    if (spec->metrics != NULL && !ddts__nn_spec_word_ok(spec->metrics))
-        return ddts_error_set(err, DDTS_EINVAL, "model spec: bad metric name \"%s\"",
-                              spec->metrics);
+    /* metrics: a comma-separated list, each a Keras name (they go into JSON as they are). */
+    for (const char *p = spec->metrics; p != NULL;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        char word[72];
+        if (n >= sizeof word || (memcpy(word, p, n), word[n] = '\0', !ddts__nn_spec_word_ok(word)))
+            return ddts_error_set(err, DDTS_EINVAL, "model spec: bad metric name \"%.*s\"",
+                                  (int)(n < 64 ? n : 64), p);
+        p = comma ? comma + 1 : NULL;
+    }
     struct builder b;
     memset(&b, 0, sizeof b);
     b.err = err;
@@ -376,9 +383,16 @@ enum ddts_status ddts_keras_spec_build(const struct ddts_keras_spec *spec,
     sb_add(&b.cfg, "]}, \"keras_version\": \"2.15.0\", \"backend\": \"tensorflow\"}");
     if (spec->loss != NULL) {
         sb_add(&tc, "{\"loss\": \"%s\", \"metrics\": ", spec->loss);
-        if (spec->metrics != NULL)
-            sb_add(&tc, "[\"%s\"]", spec->metrics);
-        else
+        if (spec->metrics != NULL) {
+            sb_add(&tc, "[");
+            for (const char *p = spec->metrics; p != NULL;) {
+                const char *comma = strchr(p, ',');
+                int n = comma ? (int)(comma - p) : (int)strlen(p);
+                sb_add(&tc, "%s\"%.*s\"", p == spec->metrics ? "" : ", ", n, p);
+                p = comma ? comma + 1 : NULL;
+            }
+            sb_add(&tc, "]");
+        } else
             sb_add(&tc, "null");
         sb_add(&tc, ", \"weighted_metrics\": null, \"loss_weights\": null, ");
         if (optimizer_json(&tc, opt, spec->learning_rate) != 0) {

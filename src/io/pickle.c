@@ -425,10 +425,103 @@ static enum ddts_status add_items(struct vm *m, size_t first, int dict)
     return DDTS_OK;
 }
 
+/* The opcodes of step() that take more than a few lines. */
+
+/* MARK: remembers where the next TUPLE, LIST, DICT, APPENDS, SETITEMS starts. */
+static enum ddts_status op_mark(struct vm *m)
+{
+    if (m->n_marks == m->marks_cap) {
+        size_t cap = m->marks_cap ? m->marks_cap * 2 : 16;
+        size_t *g = grow(m->marks, cap, sizeof *g);
+        if (g == NULL)
+            return oom(m);
+        m->marks = g;
+        m->marks_cap = cap;
+    }
+    m->marks[m->n_marks++] = m->sp;
+    return DDTS_OK;
+}
+
+/* TUPLE 't', LIST 'l', DICT 'd': the items since the last MARK. */
+static enum ddts_status op_from_mark(struct vm *m, uint8_t op)
+{
+    size_t first = 0;
+    enum ddts_status st = pop_mark(m, &first);
+    if (st != DDTS_OK)
+        return st;
+    if (op != 'd')
+        return make_seq(m, op == 't' ? PK_TUPLE : PK_LIST, first);
+    struct ddts__pk_obj *o = new_obj(m->p, PK_DICT);
+    if (o == NULL)
+        return oom(m);
+    if ((m->sp - first) % 2 != 0)
+        return bad(m, "DICT with a key but no value%s", NULL);
+    for (size_t i = first; i < m->sp; i++)
+        if (push_item(o, m->stack[i]) != 0)
+            return oom(m);
+    m->sp = first;
+    return push(m, val_obj(o));
+}
+
+/* LONG1: little-endian two's complement of n bytes, at most 8. */
+static enum ddts_status op_long1(struct vm *m)
+{
+    const uint8_t *s;
+    if (take(m, 1, &s) != 0)
+        return bad(m, "truncated LONG1%s", NULL);
+    size_t k = s[0];
+    if (k > 8)
+        return bad(m, "an integer above 64 bits%s", NULL);
+    if (take(m, k, &s) != 0)
+        return bad(m, "truncated LONG1%s", NULL);
+    uint64_t v = le(s, k);
+    if (k > 0 && k < 8 && (s[k - 1] & 0x80))
+        v |= ~UINT64_C(0) << (8 * k);
+    return push(m, val_int((int64_t)v, PK_INT));
+}
+
+/* BINFLOAT: a big-endian IEEE double. */
+static enum ddts_status op_binfloat(struct vm *m)
+{
+    const uint8_t *s;
+    if (take(m, 8, &s) != 0)
+        return bad(m, "truncated BINFLOAT%s", NULL);
+    uint64_t bits = 0;
+    for (int i = 0; i < 8; i++)
+        bits = bits << 8 | s[i];
+    struct ddts__pk_value v = {0};
+    v.kind = PK_FLOAT;
+    memcpy(&v.f, &bits, sizeof v.f);
+    return push(m, v);
+}
+
+static enum ddts_status op_global(struct vm *m)
+{
+    const uint8_t *mod = m->b + m->at, *nl = memchr(mod, '\n', m->n - m->at);
+    if (nl == NULL)
+        return bad(m, "truncated GLOBAL%s", NULL);
+    const uint8_t *name = nl + 1, *nl2 = memchr(name, '\n', (size_t)(m->b + m->n - name));
+    if (nl2 == NULL)
+        return bad(m, "truncated GLOBAL%s", NULL);
+    m->at = (size_t)(nl2 + 1 - m->b);
+    return global(m, (const char *)mod, (size_t)(nl - mod), (const char *)name,
+                  (size_t)(nl2 - name));
+}
+
+static enum ddts_status op_stack_global(struct vm *m)
+{
+    if (m->sp < 2 || m->stack[m->sp - 1].kind != PK_STR || m->stack[m->sp - 2].kind != PK_STR)
+        return bad(m, "STACK_GLOBAL without module and name%s", NULL);
+    const struct ddts__pk_obj *mo = m->stack[m->sp - 2].o, *na = m->stack[m->sp - 1].o;
+    m->sp -= 2;
+    return global(m, (const char *)mo->bytes, mo->nbytes, (const char *)na->bytes, na->nbytes);
+}
+
 /*
  * One opcode; *stop set at STOP. Longer than our usual limit on purpose:
  * this switch is the whole list of opcodes the unpickler accepts, each case
- * a few lines, and reading it in one place is how the whitelist is audited.
+ * a few lines (the longer ones call op_* above), and reading it in one place
+ * is how the whitelist is audited.
  */
 static enum ddts_status step(struct vm *m, int *stop)
 {
@@ -449,16 +542,7 @@ static enum ddts_status step(struct vm *m, int *stop)
         *stop = 1;
         return DDTS_OK;
     case '(':
-        if (m->n_marks == m->marks_cap) {
-            size_t cap = m->marks_cap ? m->marks_cap * 2 : 16;
-            size_t *g = grow(m->marks, cap, sizeof *g);
-            if (g == NULL)
-                return oom(m);
-            m->marks = g;
-            m->marks_cap = cap;
-        }
-        m->marks[m->n_marks++] = m->sp;
-        return DDTS_OK;
+        return op_mark(m);
     case ']':
     case '}':
     case ')': {
@@ -469,24 +553,8 @@ static enum ddts_status step(struct vm *m, int *stop)
     }
     case 't':
     case 'l':
-    case 'd': {
-        enum ddts_status st = pop_mark(m, &first);
-        if (st != DDTS_OK)
-            return st;
-        if (op == 'd') {
-            struct ddts__pk_obj *o = new_obj(m->p, PK_DICT);
-            if (o == NULL)
-                return oom(m);
-            if ((m->sp - first) % 2 != 0)
-                return bad(m, "DICT with a key but no value%s", NULL);
-            for (size_t i = first; i < m->sp; i++)
-                if (push_item(o, m->stack[i]) != 0)
-                    return oom(m);
-            m->sp = first;
-            return push(m, val_obj(o));
-        }
-        return make_seq(m, op == 't' ? PK_TUPLE : PK_LIST, first);
-    }
+    case 'd':
+        return op_from_mark(m, op);
     case 0x85: /* TUPLE1..3 */
     case 0x86:
     case 0x87: {
@@ -525,30 +593,10 @@ static enum ddts_status step(struct vm *m, int *stop)
         if (take(m, 4, &s) != 0)
             return bad(m, "truncated BININT%s", NULL);
         return push(m, val_int((int32_t)(uint32_t)le(s, 4), PK_INT));
-    case 0x8a: { /* LONG1: little-endian two's complement of n bytes */
-        if (take(m, 1, &s) != 0)
-            return bad(m, "truncated LONG1%s", NULL);
-        size_t k = s[0];
-        if (k > 8)
-            return bad(m, "an integer above 64 bits%s", NULL);
-        if (take(m, k, &s) != 0)
-            return bad(m, "truncated LONG1%s", NULL);
-        uint64_t v = le(s, k);
-        if (k > 0 && k < 8 && (s[k - 1] & 0x80))
-            v |= ~UINT64_C(0) << (8 * k);
-        return push(m, val_int((int64_t)v, PK_INT));
-    }
-    case 'G': {
-        if (take(m, 8, &s) != 0)
-            return bad(m, "truncated BINFLOAT%s", NULL);
-        uint64_t bits = 0;
-        for (int i = 0; i < 8; i++)
-            bits = bits << 8 | s[i];
-        struct ddts__pk_value v = {0};
-        v.kind = PK_FLOAT;
-        memcpy(&v.f, &bits, sizeof v.f);
-        return push(m, v);
-    }
+    case 0x8a: /* LONG1 */
+        return op_long1(m);
+    case 'G':
+        return op_binfloat(m);
     case 'U':  /* SHORT_BINSTRING (Python 2 str): bytes */
     case 'C':  /* SHORT_BINBYTES */
     case 0x8c: /* SHORT_BINUNICODE */
@@ -566,24 +614,10 @@ static enum ddts_status step(struct vm *m, int *stop)
         if (take(m, 8, &s) != 0 || le(s, 8) > m->n)
             return bad(m, "bad string length%s", NULL);
         return string_value(m, (size_t)le(s, 8), op == 0x8d ? PK_STR : PK_BYTES);
-    case 'c': { /* GLOBAL "module\nname\n" */
-        const uint8_t *mod = m->b + m->at, *nl = memchr(mod, '\n', m->n - m->at);
-        if (nl == NULL)
-            return bad(m, "truncated GLOBAL%s", NULL);
-        const uint8_t *name = nl + 1, *nl2 = memchr(name, '\n', (size_t)(m->b + m->n - name));
-        if (nl2 == NULL)
-            return bad(m, "truncated GLOBAL%s", NULL);
-        m->at = (size_t)(nl2 + 1 - m->b);
-        return global(m, (const char *)mod, (size_t)(nl - mod), (const char *)name,
-                      (size_t)(nl2 - name));
-    }
-    case 0x93: { /* STACK_GLOBAL */
-        if (m->sp < 2 || m->stack[m->sp - 1].kind != PK_STR || m->stack[m->sp - 2].kind != PK_STR)
-            return bad(m, "STACK_GLOBAL without module and name%s", NULL);
-        const struct ddts__pk_obj *mo = m->stack[m->sp - 2].o, *na = m->stack[m->sp - 1].o;
-        m->sp -= 2;
-        return global(m, (const char *)mo->bytes, mo->nbytes, (const char *)na->bytes, na->nbytes);
-    }
+    case 'c': /* GLOBAL "module\nname\n" */
+        return op_global(m);
+    case 0x93: /* STACK_GLOBAL */
+        return op_stack_global(m);
     case 'R':
         return reduce(m);
     case 'b':

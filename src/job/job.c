@@ -155,6 +155,39 @@ static const char *const losses[] = {"categorical_crossentropy",
 static const char *const keras_datasets[] = {
     "mnist", "fashion_mnist", "cifar10", "cifar100", "boston_housing", "imdb", "reuters", NULL};
 
+/* How a setting's text is read and stored (see fields[] below). */
+enum vkind {
+    V_TEXT,  /* a string member (after .check, if any) */
+    V_WORD,  /* one of .words, lower-cased */
+    V_INT,   /* an int member in [.lo, .hi] (.all: a word for 0) */
+    V_I64,   /* an int64_t member, likewise */
+    V_BOOL,  /* a bool member: y/n, yes/no, true/false, 1/0, on/off */
+    V_REAL,  /* a double member in [.rlo, .rhi], ends open as flagged */
+    V_CHOICE /* an enum member, named by .choices */
+};
+
+struct choice {
+    const char *name;
+    int value;
+};
+
+struct field {
+    enum vkind kind;
+    size_t off, size; /* the member of struct ddts_job */
+    int64_t lo, hi;
+    const char *all;
+    double rlo, rhi;
+    bool lo_open, hi_open;
+    const char *const *words;
+    const struct choice *choices;
+    const char *why;   /* V_CHOICE: what the error says a value is not */
+    const char *shown; /* written for an empty text member */
+    enum ddts_status (*check)(int i, const char *v, struct ddts_error *err);
+    /* Settings no kind describes: their own reading and writing. */
+    enum ddts_status (*set)(struct ddts_job *j, int i, const char *v, struct ddts_error *err);
+    void (*get)(const struct ddts_job *j, char *buf, size_t cap);
+};
+
 const struct ddts_job_setting_info *ddts_job_settings(size_t *n_out)
 {
     if (n_out != NULL)
@@ -227,16 +260,6 @@ static enum ddts_status parse_i64(int i, const char *value, int64_t min, int64_t
     return DDTS_OK;
 }
 
-static enum ddts_status parse_int(int i, const char *value, int min, int max, int *out,
-                                  struct ddts_error *err)
-{
-    int64_t v = 0;
-    enum ddts_status st = parse_i64(i, value, min, max, &v, err);
-    if (st == DDTS_OK)
-        *out = (int)v;
-    return st;
-}
-
 static enum ddts_status parse_bool(int i, const char *value, bool *out, struct ddts_error *err)
 {
     static const char *const yes[] = {"y", "yes", "true", "1", "on"};
@@ -291,15 +314,14 @@ static enum ddts_status copy_word(int i, char *dst, size_t cap, const char *valu
     return bad(err, i, value, why);
 }
 
-static enum ddts_status parse_metrics(int i, char *dst, size_t cap, const char *value,
-                                      struct ddts_error *err)
+static enum ddts_status check_metrics(int i, const char *value, struct ddts_error *err)
 {
     for (const char *p = value; *p != '\0'; p++) {
         unsigned char c = (unsigned char)*p;
         if (!(isalnum(c) || c == '_' || c == ',' || c == ' '))
             return bad(err, i, value, "is not a comma-separated list of metric names");
     }
-    return copy_text(i, dst, cap, value, err);
+    return DDTS_OK;
 }
 
 static enum ddts_status parse_sync(int i, const char *value, enum ddts_job_sync *mode, int *k,
@@ -326,8 +348,7 @@ static enum ddts_status parse_sync(int i, const char *value, enum ddts_job_sync 
 }
 
 /* Job names become folder names: a safe subset only. */
-static enum ddts_status parse_name(int i, char *dst, size_t cap, const char *value,
-                                   struct ddts_error *err)
+static enum ddts_status check_name(int i, const char *value, struct ddts_error *err)
 {
     if (value[0] == '.' || value[0] == '-')
         return bad(err, i, value, "must not start with '.' or '-'");
@@ -336,7 +357,7 @@ static enum ddts_status parse_name(int i, char *dst, size_t cap, const char *val
         if (!(isalnum(c) || c == '_' || c == '-' || c == '.'))
             return bad(err, i, value, "may hold only letters, digits, '_', '-' and '.'");
     }
-    return copy_text(i, dst, cap, value, err);
+    return DDTS_OK;
 }
 
 static enum ddts_status parse_double_in(int i, const char *value, double lo, double hi,
@@ -358,184 +379,215 @@ static enum ddts_status parse_double_in(int i, const char *value, double lo, dou
     return DDTS_OK;
 }
 
+/* Checks of text settings, run before the text is stored. */
+static enum ddts_status check_host(int i, const char *v, struct ddts_error *err)
+{
+    for (const char *p = v; *p != '\0'; p++)
+        if (isspace((unsigned char)*p) || *p == '/')
+            return bad(err, i, v, "is not a host name or address");
+    return DDTS_OK;
+}
+
+static enum ddts_status check_monitor(int i, const char *v, struct ddts_error *err)
+{
+    enum ddts_status st = check_metrics(i, v, err);
+    if (st == DDTS_OK && strchr(v, ',') != NULL)
+        return bad(err, i, v, "is one metric name (val_loss, val_accuracy, loss, ...)");
+    return st;
+}
+
+/* Settings that no generic kind describes: their own text form. */
+static enum ddts_status set_sync(struct ddts_job *j, int i, const char *v, struct ddts_error *err)
+{
+    return parse_sync(i, v, &j->sync, &j->sync_steps, err);
+}
+
+static void get_sync(const struct ddts_job *j, char *buf, size_t cap)
+{
+    ddts_job_sync_format(j, buf, cap);
+}
+
+/* "random" clears the seed (job_set_index then clears its bit too). */
+static enum ddts_status set_seed(struct ddts_job *j, int i, const char *v, struct ddts_error *err)
+{
+    int64_t n = 0;
+    if (ieq(v, "random")) {
+        j->seed = 0;
+        j->seed_set = false;
+        return DDTS_OK;
+    }
+    enum ddts_status st = parse_i64(i, v, 0, INT64_MAX, &n, err);
+    if (st == DDTS_OK) {
+        j->seed = (uint64_t)n;
+        j->seed_set = true;
+    }
+    return st;
+}
+
+static void get_seed(const struct ddts_job *j, char *buf, size_t cap)
+{
+    if (j->seed_set)
+        snprintf(buf, cap, "%" PRIu64, j->seed);
+    else
+        snprintf(buf, cap, "random");
+}
+
+/* The menus: each name (and its numeric synonym from the original
+ * wizard) with its value; the first name of a value is the one written. */
+static const struct choice normalizer_choices[] = {{"none", DDTS_JOB_NORM_NONE},
+                                                   {"0", DDTS_JOB_NORM_NONE},
+                                                   {"simple", DDTS_JOB_NORM_SIMPLE},
+                                                   {"1", DDTS_JOB_NORM_SIMPLE},
+                                                   {"minmax", DDTS_JOB_NORM_MINMAX},
+                                                   {"2", DDTS_JOB_NORM_MINMAX},
+                                                   {"zscore", DDTS_JOB_NORM_ZSCORE},
+                                                   {"3", DDTS_JOB_NORM_ZSCORE},
+                                                   {NULL, 0}};
+static const struct choice method_choices[] = {
+    {"fit", DDTS_JOB_FIT},      {"2", DDTS_JOB_FIT},   {"kfold", DDTS_JOB_KFOLD},
+    {"k-fold", DDTS_JOB_KFOLD}, {"1", DDTS_JOB_KFOLD}, {NULL, 0}};
+static const struct choice data_choices[] = {{"server", DDTS_JOB_DATA_SERVER},
+                                             {"1", DDTS_JOB_DATA_SERVER},
+                                             {"client", DDTS_JOB_DATA_CLIENT},
+                                             {"2", DDTS_JOB_DATA_CLIENT},
+                                             {"keras", DDTS_JOB_DATA_KERAS},
+                                             {"3", DDTS_JOB_DATA_KERAS},
+                                             {NULL, 0}};
+static const struct choice order_choices[] = {{"XY", DDTS_JOB_ORDER_XY},
+                                              {"1", DDTS_JOB_ORDER_XY},
+                                              {"XX", DDTS_JOB_ORDER_XX},
+                                              {"2", DDTS_JOB_ORDER_XX},
+                                              {NULL, 0}};
+static const char *const label_modes[] = {"fine", "coarse", NULL};
+
+_Static_assert(sizeof(enum ddts_job_normalizer) == sizeof(int) &&
+                   sizeof(enum ddts_job_method) == sizeof(int) &&
+                   sizeof(enum ddts_job_data) == sizeof(int) &&
+                   sizeof(enum ddts_job_order) == sizeof(int),
+               "menu settings are stored as int");
+
+#define AT(member) offsetof(struct ddts_job, member), sizeof(((struct ddts_job *)0)->member)
+#define TEXT(member, chk)                                                                          \
+    {                                                                                              \
+        .kind = V_TEXT, AT(member), .check = chk                                                   \
+    }
+#define WORD(member, list)                                                                         \
+    {                                                                                              \
+        .kind = V_WORD, AT(member), .words = list                                                  \
+    }
+#define INT(member, lo_, hi_)                                                                      \
+    {                                                                                              \
+        .kind = V_INT, AT(member), .lo = lo_, .hi = hi_                                            \
+    }
+#define BOOL(member)                                                                               \
+    {                                                                                              \
+        .kind = V_BOOL, AT(member)                                                                 \
+    }
+#define CHOICE(member, list, why_)                                                                 \
+    {                                                                                              \
+        .kind = V_CHOICE, AT(member), .choices = list, .why = why_                                 \
+    }
+
+/* Where each setting lives in struct ddts_job and how its text reads:
+ * job_set_index (text -> job), get_index (job -> text) and the JSON
+ * reader and writer (its kind) all work from this one table. */
+static const struct field fields[S_COUNT] = {
+    [S_HOST] = TEXT(host, check_host),
+    [S_PORT] = INT(port, 0, 65535),
+    [S_COLLECT] = BOOL(collect),
+    [S_KEEP_SERVING] = BOOL(keep_serving),
+    [S_RESUME] = BOOL(resume),
+    [S_PASSPHRASE_FILE] = TEXT(passphrase_file, NULL),
+    [S_MODEL] = TEXT(model, NULL),
+    [S_CLIENTS] = INT(clients, 1, DDTS_MAX_CLIENTS),
+    [S_EPOCHS] = INT(epochs, 1, 1000000),
+    [S_BATCH_SIZE] = INT(batch_size, 1, 1 << 24),
+    [S_OPTIMIZER] = WORD(optimizer, optimizers),
+    [S_LOSS] = WORD(loss, losses),
+    [S_LEARNING_RATE] =
+        {.kind = V_REAL, AT(learning_rate), .rlo = 0.0, .rhi = 100.0, .lo_open = true},
+    [S_METRICS] = TEXT(metrics, check_metrics),
+    [S_NORMALIZER] =
+        CHOICE(normalizer, normalizer_choices, "is not none, simple, minmax or zscore (0-3)"),
+    [S_METHOD] = CHOICE(method, method_choices, "is not fit or kfold (2 = fit, 1 = kfold)"),
+    [S_FOLDS] = INT(folds, 2, 1000),
+    [S_DATA] = CHOICE(data, data_choices, "is not server, client or keras (1-3)"),
+    [S_DATASET] = TEXT(dataset, NULL),
+    [S_KERAS_DATASET] = WORD(keras_dataset, keras_datasets),
+    [S_SAMPLES] = {.kind = V_I64, AT(samples), .lo = 0, .hi = INT64_MAX, .all = "all"},
+    [S_ORDER] = CHOICE(order, order_choices, "is not XY or XX"),
+    [S_VALIDATION_SPLIT] =
+        {.kind = V_REAL, AT(validation_split), .rlo = 0.0, .rhi = 1.0, .hi_open = true},
+    [S_SYNC] = {.kind = V_TEXT, .set = set_sync, .get = get_sync},
+    [S_SEED] = {.kind = V_I64, .set = set_seed, .get = get_seed},
+    [S_WORKDIR] = TEXT(workdir, NULL),
+    [S_NAME] = TEXT(name, check_name),
+    [S_BAN_AFTER] = INT(ban_after, 1, 1000000),
+    [S_CLIENT_TIMEOUT] = INT(client_timeout, 1, 7 * 86400),
+    [S_IO_TIMEOUT] = INT(io_timeout, 1, 86400),
+    [S_THREADS] = INT(threads, 0, 4096),
+    [S_X_KEY] = TEXT(x_key, NULL),
+    [S_Y_KEY] = TEXT(y_key, NULL),
+    [S_NUM_WORDS] =
+        {.kind = V_INT, AT(num_words), .lo = 0, .hi = DDTS_MAX_DATASET_WORDS, .all = "all"},
+    [S_SKIP_TOP] = INT(skip_top, 0, DDTS_MAX_DATASET_WORDS),
+    [S_MAXLEN] = INT(maxlen, 0, DDTS_MAX_SEQUENCE_LENGTH),
+    [S_LABEL_MODE] = {.kind = V_WORD, AT(label_mode), .words = label_modes, .shown = "fine"},
+    [S_MONITOR] = TEXT(monitor, check_monitor),
+};
+
+static const char *choice_name(const struct choice *c, int value)
+{
+    for (; c->name != NULL; c++)
+        if (c->value == value)
+            return c->name;
+    return "";
+}
+
 /* Applies one setting to a scratch copy, so that a failure leaves job as is. */
 static enum ddts_status job_set_index(struct ddts_job *job, int i, const char *v,
                                       struct ddts_error *err)
 {
+    const struct field *f = &fields[i];
     struct ddts_job j = *job;
+    char *at = (char *)&j + f->off;
     enum ddts_status st = DDTS_OK;
     int64_t n = 0;
-    switch ((enum setting)i) {
-    case S_HOST:
-        for (const char *p = v; *p != '\0'; p++)
-            if (isspace((unsigned char)*p) || *p == '/')
-                return bad(err, i, v, "is not a host name or address");
-        st = copy_text(i, j.host, sizeof j.host, v, err);
-        break;
-    case S_PORT:
-        st = parse_int(i, v, 0, 65535, &j.port, err);
-        break;
-    case S_COLLECT:
-        st = parse_bool(i, v, &j.collect, err);
-        break;
-    case S_KEEP_SERVING:
-        st = parse_bool(i, v, &j.keep_serving, err);
-        break;
-    case S_RESUME:
-        st = parse_bool(i, v, &j.resume, err);
-        break;
-    case S_PASSPHRASE_FILE:
-        st = copy_text(i, j.passphrase_file, sizeof j.passphrase_file, v, err);
-        break;
-    case S_MODEL:
-        st = copy_text(i, j.model, sizeof j.model, v, err);
-        break;
-    case S_CLIENTS:
-        st = parse_int(i, v, 1, DDTS_MAX_CLIENTS, &j.clients, err);
-        break;
-    case S_EPOCHS:
-        st = parse_int(i, v, 1, 1000000, &j.epochs, err);
-        break;
-    case S_BATCH_SIZE:
-        st = parse_int(i, v, 1, 1 << 24, &j.batch_size, err);
-        break;
-    case S_OPTIMIZER:
-        st = copy_word(i, j.optimizer, sizeof j.optimizer, v, optimizers, err);
-        break;
-    case S_LOSS:
-        st = copy_word(i, j.loss, sizeof j.loss, v, losses, err);
-        break;
-    case S_LEARNING_RATE:
-        st = parse_double_in(i, v, 0.0, 100.0, true, false, &j.learning_rate, err);
-        break;
-    case S_METRICS:
-        st = parse_metrics(i, j.metrics, sizeof j.metrics, v, err);
-        break;
-    case S_NORMALIZER:
-        if (ieq(v, "none") || ieq(v, "0"))
-            j.normalizer = DDTS_JOB_NORM_NONE;
-        else if (ieq(v, "simple") || ieq(v, "1"))
-            j.normalizer = DDTS_JOB_NORM_SIMPLE;
-        else if (ieq(v, "minmax") || ieq(v, "2"))
-            j.normalizer = DDTS_JOB_NORM_MINMAX;
-        else if (ieq(v, "zscore") || ieq(v, "3"))
-            j.normalizer = DDTS_JOB_NORM_ZSCORE;
+    if (f->set != NULL) {
+        st = f->set(&j, i, v, err);
+    } else if (f->kind == V_TEXT) {
+        st = f->check != NULL ? f->check(i, v, err) : DDTS_OK;
+        if (st == DDTS_OK)
+            st = copy_text(i, at, f->size, v, err);
+    } else if (f->kind == V_WORD) {
+        st = copy_word(i, at, f->size, v, f->words, err);
+    } else if (f->kind == V_INT || f->kind == V_I64) {
+        if (f->all != NULL && ieq(v, f->all))
+            n = 0;
         else
-            return bad(err, i, v, "is not none, simple, minmax or zscore (0-3)");
-        break;
-    case S_METHOD:
-        if (ieq(v, "fit") || ieq(v, "2"))
-            j.method = DDTS_JOB_FIT;
-        else if (ieq(v, "kfold") || ieq(v, "k-fold") || ieq(v, "1"))
-            j.method = DDTS_JOB_KFOLD;
-        else
-            return bad(err, i, v, "is not fit or kfold (2 = fit, 1 = kfold)");
-        break;
-    case S_FOLDS:
-        st = parse_int(i, v, 2, 1000, &j.folds, err);
-        break;
-    case S_DATA:
-        if (ieq(v, "server") || ieq(v, "1"))
-            j.data = DDTS_JOB_DATA_SERVER;
-        else if (ieq(v, "client") || ieq(v, "2"))
-            j.data = DDTS_JOB_DATA_CLIENT;
-        else if (ieq(v, "keras") || ieq(v, "3"))
-            j.data = DDTS_JOB_DATA_KERAS;
-        else
-            return bad(err, i, v, "is not server, client or keras (1-3)");
-        break;
-    case S_DATASET:
-        st = copy_text(i, j.dataset, sizeof j.dataset, v, err);
-        break;
-    case S_KERAS_DATASET:
-        st = copy_word(i, j.keras_dataset, sizeof j.keras_dataset, v, keras_datasets, err);
-        break;
-    case S_SAMPLES:
-        if (ieq(v, "all")) {
-            j.samples = 0;
-            break;
-        }
-        st = parse_i64(i, v, 0, INT64_MAX, &j.samples, err);
-        break;
-    case S_ORDER:
-        if (ieq(v, "xy") || ieq(v, "1"))
-            j.order = DDTS_JOB_ORDER_XY;
-        else if (ieq(v, "xx") || ieq(v, "2"))
-            j.order = DDTS_JOB_ORDER_XX;
-        else
-            return bad(err, i, v, "is not XY or XX");
-        break;
-    case S_VALIDATION_SPLIT:
-        st = parse_double_in(i, v, 0.0, 1.0, false, true, &j.validation_split, err);
-        break;
-    case S_SYNC:
-        st = parse_sync(i, v, &j.sync, &j.sync_steps, err);
-        break;
-    case S_SEED:
-        if (ieq(v, "random")) {
-            j.seed = 0;
-            j.seed_set = false;
-            *job = j;
-            job->set_mask &= ~(UINT64_C(1) << i);
-            return DDTS_OK;
-        }
-        st = parse_i64(i, v, 0, INT64_MAX, &n, err);
-        j.seed = (uint64_t)n;
-        j.seed_set = true;
-        break;
-    case S_WORKDIR:
-        st = copy_text(i, j.workdir, sizeof j.workdir, v, err);
-        break;
-    case S_NAME:
-        st = parse_name(i, j.name, sizeof j.name, v, err);
-        break;
-    case S_BAN_AFTER:
-        st = parse_int(i, v, 1, 1000000, &j.ban_after, err);
-        break;
-    case S_CLIENT_TIMEOUT:
-        st = parse_int(i, v, 1, 7 * 86400, &j.client_timeout, err);
-        break;
-    case S_IO_TIMEOUT:
-        st = parse_int(i, v, 1, 86400, &j.io_timeout, err);
-        break;
-    case S_THREADS:
-        st = parse_int(i, v, 0, 4096, &j.threads, err);
-        break;
-    case S_X_KEY:
-        st = copy_text(i, j.x_key, sizeof j.x_key, v, err);
-        break;
-    case S_Y_KEY:
-        st = copy_text(i, j.y_key, sizeof j.y_key, v, err);
-        break;
-    case S_NUM_WORDS:
-        if (ieq(v, "all")) {
-            j.num_words = 0;
-            break;
-        }
-        st = parse_int(i, v, 0, DDTS_MAX_DATASET_WORDS, &j.num_words, err);
-        break;
-    case S_SKIP_TOP:
-        st = parse_int(i, v, 0, DDTS_MAX_DATASET_WORDS, &j.skip_top, err);
-        break;
-    case S_MAXLEN:
-        st = parse_int(i, v, 0, DDTS_MAX_SEQUENCE_LENGTH, &j.maxlen, err);
-        break;
-    case S_LABEL_MODE:
-        if (!ieq(v, "fine") && !ieq(v, "coarse"))
-            return bad(err, i, v, "is not fine or coarse");
-        snprintf(j.label_mode, sizeof j.label_mode, "%s", ieq(v, "fine") ? "fine" : "coarse");
-        break;
-    case S_MONITOR:
-        st = parse_metrics(i, j.monitor, sizeof j.monitor, v, err);
-        if (st == DDTS_OK && strchr(v, ',') != NULL)
-            return bad(err, i, v, "is one metric name (val_loss, val_accuracy, loss, ...)");
-        break;
-    case S_COUNT:
-        break;
+            st = parse_i64(i, v, f->lo, f->hi, &n, err);
+        if (st == DDTS_OK && f->kind == V_INT)
+            *(int *)(void *)at = (int)n;
+        else if (st == DDTS_OK)
+            *(int64_t *)(void *)at = n;
+    } else if (f->kind == V_BOOL) {
+        st = parse_bool(i, v, (bool *)(void *)at, err);
+    } else if (f->kind == V_REAL) {
+        st = parse_double_in(i, v, f->rlo, f->rhi, f->lo_open, f->hi_open, (double *)(void *)at,
+                             err);
+    } else {
+        const struct choice *c = f->choices;
+        while (c->name != NULL && !ieq(v, c->name))
+            c++;
+        if (c->name == NULL)
+            return bad(err, i, v, f->why);
+        *(int *)(void *)at = c->value;
     }
     if (st != DDTS_OK)
         return st;
     j.set_mask |= UINT64_C(1) << i;
+    if (i == S_SEED && !j.seed_set)
+        j.set_mask &= ~(UINT64_C(1) << i); /* "random": as if never given */
     *job = j;
     return DDTS_OK;
 }
@@ -569,16 +621,8 @@ static void format_double(double v, char *buf, size_t cap)
 
 const char *ddts_job_normalizer_name(enum ddts_job_normalizer v)
 {
-    switch (v) {
-    case DDTS_JOB_NORM_SIMPLE:
-        return "simple";
-    case DDTS_JOB_NORM_MINMAX:
-        return "minmax";
-    case DDTS_JOB_NORM_ZSCORE:
-        return "zscore";
-    default:
-        return "none";
-    }
+    const char *t = choice_name(normalizer_choices, (int)v);
+    return t[0] != '\0' ? t : "none";
 }
 
 const char *ddts_job_method_name(enum ddts_job_method v)
@@ -588,7 +632,8 @@ const char *ddts_job_method_name(enum ddts_job_method v)
 
 const char *ddts_job_data_name(enum ddts_job_data v)
 {
-    return v == DDTS_JOB_DATA_CLIENT ? "client" : v == DDTS_JOB_DATA_KERAS ? "keras" : "server";
+    const char *t = choice_name(data_choices, (int)v);
+    return t[0] != '\0' ? t : "server";
 }
 
 const char *ddts_job_order_name(enum ddts_job_order v)
@@ -619,28 +664,13 @@ enum kind { K_TEXT, K_INT, K_REAL, K_BOOL };
 
 static enum kind setting_kind(int i)
 {
-    switch ((enum setting)i) {
-    case S_PORT:
-    case S_CLIENTS:
-    case S_EPOCHS:
-    case S_BATCH_SIZE:
-    case S_FOLDS:
-    case S_SAMPLES:
-    case S_SEED:
-    case S_BAN_AFTER:
-    case S_CLIENT_TIMEOUT:
-    case S_IO_TIMEOUT:
-    case S_THREADS:
-    case S_NUM_WORDS:
-    case S_SKIP_TOP:
-    case S_MAXLEN:
+    switch (fields[i].kind) {
+    case V_INT:
+    case V_I64:
         return K_INT;
-    case S_LEARNING_RATE:
-    case S_VALIDATION_SPLIT:
+    case V_REAL:
         return K_REAL;
-    case S_COLLECT:
-    case S_KEEP_SERVING:
-    case S_RESUME:
+    case V_BOOL:
         return K_BOOL;
     default:
         return K_TEXT;
@@ -649,129 +679,22 @@ static enum kind setting_kind(int i)
 
 static void get_index(const struct ddts_job *job, int i, char *buf, size_t cap)
 {
-    const char *t = NULL;
-    switch ((enum setting)i) {
-    case S_HOST:
-        t = job->host;
-        break;
-    case S_PORT:
-        snprintf(buf, cap, "%d", job->port);
-        return;
-    case S_COLLECT:
-        t = job->collect ? "true" : "false";
-        break;
-    case S_KEEP_SERVING:
-        t = job->keep_serving ? "true" : "false";
-        break;
-    case S_RESUME:
-        t = job->resume ? "true" : "false";
-        break;
-    case S_PASSPHRASE_FILE:
-        t = job->passphrase_file;
-        break;
-    case S_MODEL:
-        t = job->model;
-        break;
-    case S_CLIENTS:
-        snprintf(buf, cap, "%d", job->clients);
-        return;
-    case S_EPOCHS:
-        snprintf(buf, cap, "%d", job->epochs);
-        return;
-    case S_BATCH_SIZE:
-        snprintf(buf, cap, "%d", job->batch_size);
-        return;
-    case S_OPTIMIZER:
-        t = job->optimizer;
-        break;
-    case S_LOSS:
-        t = job->loss;
-        break;
-    case S_LEARNING_RATE:
-        format_double(job->learning_rate, buf, cap);
-        return;
-    case S_METRICS:
-        t = job->metrics;
-        break;
-    case S_NORMALIZER:
-        t = ddts_job_normalizer_name(job->normalizer);
-        break;
-    case S_METHOD:
-        t = ddts_job_method_name(job->method);
-        break;
-    case S_FOLDS:
-        snprintf(buf, cap, "%d", job->folds);
-        return;
-    case S_DATA:
-        t = ddts_job_data_name(job->data);
-        break;
-    case S_DATASET:
-        t = job->dataset;
-        break;
-    case S_KERAS_DATASET:
-        t = job->keras_dataset;
-        break;
-    case S_SAMPLES:
-        snprintf(buf, cap, "%" PRId64, job->samples);
-        return;
-    case S_ORDER:
-        t = ddts_job_order_name(job->order);
-        break;
-    case S_VALIDATION_SPLIT:
-        format_double(job->validation_split, buf, cap);
-        return;
-    case S_SYNC:
-        ddts_job_sync_format(job, buf, cap);
-        return;
-    case S_SEED:
-        if (job->seed_set)
-            snprintf(buf, cap, "%" PRIu64, job->seed);
-        else
-            snprintf(buf, cap, "random");
-        return;
-    case S_WORKDIR:
-        t = job->workdir;
-        break;
-    case S_NAME:
-        t = job->name;
-        break;
-    case S_BAN_AFTER:
-        snprintf(buf, cap, "%d", job->ban_after);
-        return;
-    case S_CLIENT_TIMEOUT:
-        snprintf(buf, cap, "%d", job->client_timeout);
-        return;
-    case S_IO_TIMEOUT:
-        snprintf(buf, cap, "%d", job->io_timeout);
-        return;
-    case S_THREADS:
-        snprintf(buf, cap, "%d", job->threads);
-        return;
-    case S_X_KEY:
-        t = job->x_key;
-        break;
-    case S_Y_KEY:
-        t = job->y_key;
-        break;
-    case S_NUM_WORDS:
-        snprintf(buf, cap, "%d", job->num_words);
-        return;
-    case S_SKIP_TOP:
-        snprintf(buf, cap, "%d", job->skip_top);
-        return;
-    case S_MAXLEN:
-        snprintf(buf, cap, "%d", job->maxlen);
-        return;
-    case S_LABEL_MODE:
-        t = job->label_mode[0] ? job->label_mode : "fine";
-        break;
-    case S_MONITOR:
-        t = job->monitor;
-        break;
-    case S_COUNT:
-        break;
-    }
-    snprintf(buf, cap, "%s", t != NULL ? t : "");
+    const struct field *f = &fields[i];
+    const char *at = (const char *)job + f->off;
+    if (f->get != NULL)
+        f->get(job, buf, cap);
+    else if (f->kind == V_INT)
+        snprintf(buf, cap, "%d", *(const int *)(const void *)at);
+    else if (f->kind == V_I64)
+        snprintf(buf, cap, "%" PRId64, *(const int64_t *)(const void *)at);
+    else if (f->kind == V_BOOL)
+        snprintf(buf, cap, "%s", *(const bool *)(const void *)at ? "true" : "false");
+    else if (f->kind == V_REAL)
+        format_double(*(const double *)(const void *)at, buf, cap);
+    else if (f->kind == V_CHOICE)
+        snprintf(buf, cap, "%s", choice_name(f->choices, *(const int *)(const void *)at));
+    else
+        snprintf(buf, cap, "%s", at[0] == '\0' && f->shown != NULL ? f->shown : at);
 }
 
 enum ddts_status ddts_job_get(const struct ddts_job *job, const char *name, char *buf, size_t cap,
@@ -813,8 +736,7 @@ static bool json_type_ok(int i, json_type t)
     if (t == JSON_TRUE || t == JSON_FALSE)
         return k == K_BOOL;
     if (t == JSON_INTEGER)
-        return k == K_INT || k == K_REAL || i == S_NORMALIZER || i == S_METHOD || i == S_DATA ||
-               i == S_ORDER;
+        return k == K_INT || k == K_REAL || fields[i].kind == V_CHOICE;
     if (t == JSON_REAL)
         return k == K_INT || k == K_REAL; /* 5.0 for an integer is refused by its validator */
     return false;

@@ -1134,138 +1134,152 @@ static enum ddts_status send_job(struct session *se, long i, int client_has_file
     return st;
 }
 
-/* Receives one SYNC contribution, waits for the round and sends the result. */
-static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t n,
-                                    struct ddts_error *err)
+/* A SYNC frame's header: the reduction, its flags and its length, checked
+ * against the model, the open round and the client's share before anything
+ * is allocated (with the model's length known, no client sets it). */
+struct sync_head {
+    uint8_t op, flags;
+    uint64_t samples, count;
+};
+
+static enum ddts_status sync_head_read(struct session *se, const uint8_t *p, size_t n,
+                                       struct sync_head *h, struct ddts_error *err)
 {
     struct server *srv = se->srv;
     struct ddts_wire_reader r;
-    uint8_t op, flags;
-    uint64_t samples, count;
     ddts_wire_reader_init(&r, p, n);
-    ddts_wire_get_u8(&r, &op);
-    ddts_wire_get_u8(&r, &flags);
-    ddts_wire_get_u64(&r, &samples);
-    ddts_wire_get_u64(&r, &count);
+    ddts_wire_get_u8(&r, &h->op);
+    ddts_wire_get_u8(&r, &h->flags);
+    ddts_wire_get_u64(&r, &h->samples);
+    ddts_wire_get_u64(&r, &h->count);
     enum ddts_status st = ddts_wire_reader_end(&r, "SYNC", err);
     if (st != DDTS_OK)
         return st;
-    if (op > DDTS_REDUCE_MAX || count == 0 || count > DDTS_MAX_SYNC_FLOATS ||
-        (op == DDTS_REDUCE_MEAN && samples == 0))
+    if (h->op > DDTS_REDUCE_MAX || h->count == 0 || h->count > DDTS_MAX_SYNC_FLOATS ||
+        (h->op == DDTS_REDUCE_MEAN && h->samples == 0))
         return ddts_error_set(err, DDTS_EPROTO,
-                              "SYNC: op %u, %" PRIu64 " values, %" PRIu64 " samples is invalid", op,
-                              count, samples);
-    /* Lengths are checked against the model, the round and the global weights before
-     * allocating: with the model's length known, no client sets it. */
+                              "SYNC: op %u, %" PRIu64 " values, %" PRIu64 " samples is invalid",
+                              h->op, h->count, h->samples);
     uint64_t model_n = srv->cfg->n_weights;
-    if (model_n > 0 && (flags & DDTS_SYNC_WEIGHTS) && count != model_n)
+    if (model_n > 0 && (h->flags & DDTS_SYNC_WEIGHTS) && h->count != model_n)
         return ddts_error_set(err, DDTS_EPROTO,
-                              "SYNC of %" PRIu64 " weights where the model has %" PRIu64, count,
+                              "SYNC of %" PRIu64 " weights where the model has %" PRIu64, h->count,
                               model_n);
-    if (model_n > 0 && count > model_n)
+    if (model_n > 0 && h->count > model_n)
         return ddts_error_set(err, DDTS_EPROTO,
-                              "SYNC of %" PRIu64 " values: more than the model's %" PRIu64, count,
-                              model_n);
+                              "SYNC of %" PRIu64 " values: more than the model's %" PRIu64,
+                              h->count, model_n);
     pthread_mutex_lock(&srv->mu);
-    uint64_t expect = srv->open ? srv->n : (flags & DDTS_SYNC_WEIGHTS) ? srv->n_floats : 0;
+    uint64_t expect = srv->open ? srv->n : (h->flags & DDTS_SYNC_WEIGHTS) ? srv->n_floats : 0;
     uint64_t cap = UINT64_MAX;
     if (srv->cfg->share_samples != NULL && se->shard >= 0)
         cap = srv->cfg->share_samples[se->shard];
     pthread_mutex_unlock(&srv->mu);
-    if (expect != 0 && count != expect)
+    if (expect != 0 && h->count != expect)
         return ddts_error_set(err, DDTS_EPROTO,
-                              "SYNC of %" PRIu64 " values where the job has %" PRIu64, count,
+                              "SYNC of %" PRIu64 " values where the job has %" PRIu64, h->count,
                               expect);
-    if (op == DDTS_REDUCE_MEAN && samples > cap) {
+    if (h->op == DDTS_REDUCE_MEAN && h->samples > cap) {
         peer_warn(srv, se->key,
                   "client '%s' (%s) claims %" PRIu64 " samples for share %ld of %" PRIu64
                   ": counted as %" PRIu64,
-                  se->name, se->addr, samples, se->shard, cap, cap);
-        samples = cap > 0 ? cap : 1;
+                  se->name, se->addr, h->samples, se->shard, cap, cap);
+        h->samples = cap > 0 ? cap : 1;
     }
+    return DDTS_OK;
+}
+
+/* The contribution's values, all finite; *out is the caller's to free. */
+static enum ddts_status sync_values_read(struct session *se, uint64_t count, float **out,
+                                         struct ddts_error *err)
+{
     float *v = ddts_mallocarray((size_t)count, sizeof *v);
     if (v == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "SYNC: out of memory for %" PRIu64 " values",
                               count);
-    st = ddts_conn_recv_data(se->conn, v, (size_t)count * sizeof *v, err);
+    enum ddts_status st = ddts_conn_recv_data(se->conn, v, (size_t)count * sizeof *v, err);
+    for (uint64_t i = 0; st == DDTS_OK && i < count; i++)
+        if (!isfinite(v[i]))
+            st = ddts_error_set(err, DDTS_ENUMERIC, "SYNC: value %" PRIu64 " is not finite", i);
     if (st != DDTS_OK) {
         ddts_free(v);
         return st;
     }
-    for (uint64_t i = 0; i < count; i++)
-        if (!isfinite(v[i])) {
-            ddts_free(v);
-            return ddts_error_set(err, DDTS_ENUMERIC, "SYNC: value %" PRIu64 " is not finite", i);
-        }
-    pthread_mutex_lock(&srv->mu);
+    *out = v;
+    return DDTS_OK;
+}
+
+/* Adds one contribution to the round, opening it if it is the first.
+ * Called with srv->mu held. */
+static enum ddts_status round_add_unlocked(struct session *se, const struct sync_head *h,
+                                           const float *v, struct ddts_error *err)
+{
+    struct server *srv = se->srv;
     struct shard *s = se->shard >= 0 ? &srv->shards[se->shard] : NULL;
-    if (s == NULL || !s->training || s->sess != se) {
-        st = ddts_error_set(err, DDTS_EPROTO, "SYNC from a client that is not training");
-    } else if (srv->open && (srv->op != op || srv->flags != flags || srv->n != count)) {
-        st = ddts_error_set(err, DDTS_EPROTO,
-                            "SYNC of %" PRIu64 " values (op %u) in a round of %" PRIu64
-                            " values (op %u)",
-                            count, op, srv->n, srv->op);
-    } else if (s->contrib_seq == srv->seq + 1) {
-        st = ddts_error_set(err, DDTS_EPROTO, "two SYNC in one round");
-    } else if (!srv->open) {
-        srv->acc = ddts_mallocarray((size_t)count, 2 * sizeof *srv->acc);
-        if (srv->acc == NULL) {
-            st = ddts_error_set(err, DDTS_ENOMEM, "round: out of memory");
+    if (s == NULL || !s->training || s->sess != se)
+        return ddts_error_set(err, DDTS_EPROTO, "SYNC from a client that is not training");
+    if (srv->open && (srv->op != h->op || srv->flags != h->flags || srv->n != h->count))
+        return ddts_error_set(err, DDTS_EPROTO,
+                              "SYNC of %" PRIu64 " values (op %u) in a round of %" PRIu64
+                              " values (op %u)",
+                              h->count, h->op, srv->n, srv->op);
+    if (s->contrib_seq == srv->seq + 1)
+        return ddts_error_set(err, DDTS_EPROTO, "two SYNC in one round");
+    uint8_t op = h->op;
+    if (!srv->open) {
+        srv->acc = ddts_mallocarray((size_t)h->count, 2 * sizeof *srv->acc);
+        if (srv->acc == NULL)
+            return ddts_error_set(err, DDTS_ENOMEM, "round: out of memory");
+        srv->open = 1;
+        srv->op = op;
+        srv->flags = h->flags;
+        srv->n = h->count;
+        srv->opened_at = ddts_now();
+        for (uint64_t i = 0; i < h->count; i++) {
+            srv->acc[2 * i] = op == DDTS_REDUCE_MIN ? 1e300 : op == DDTS_REDUCE_MAX ? -1e300 : 0.0;
+            srv->acc[2 * i + 1] = 0.0;
+        }
+    }
+    /*
+     * The running reduction: memory of one model, whatever the number of clients.
+     * Sums are double-double (Knuth's TwoSum keeps each addition's rounding error in
+     * lo), so the result does not depend on the order in which clients arrive: the
+     * float it rounds to is the same unless the exact mean lies within ~2^-100 of a
+     * rounding boundary. samples * x is exact in double for samples < 2^29.
+     */
+    double w = op == DDTS_REDUCE_MEAN ? (double)h->samples : 1.0;
+    for (uint64_t i = 0; i < h->count; i++) {
+        double x = v[i];
+        double *hi = &srv->acc[2 * i], *lo = &srv->acc[2 * i + 1];
+        if (op == DDTS_REDUCE_MEAN || op == DDTS_REDUCE_SUM) {
+            double t = w * x;
+            double sum = *hi + t;
+            double bv = sum - *hi;
+            *lo += (*hi - (sum - bv)) + (t - bv);
+            *hi = sum;
+        } else if (op == DDTS_REDUCE_MIN) {
+            *hi = x < *hi ? x : *hi;
         } else {
-            srv->open = 1;
-            srv->op = op;
-            srv->flags = flags;
-            srv->n = count;
-            srv->opened_at = ddts_now();
-            for (uint64_t i = 0; i < count; i++) {
-                srv->acc[2 * i] = op == DDTS_REDUCE_MIN   ? 1e300
-                                  : op == DDTS_REDUCE_MAX ? -1e300
-                                                          : 0.0;
-                srv->acc[2 * i + 1] = 0.0;
-            }
+            *hi = x > *hi ? x : *hi;
         }
     }
-    if (st == DDTS_OK) {
-        /*
-         * The running reduction: memory of one model, whatever the number of clients.
-         * Sums are double-double (Knuth's TwoSum keeps each addition's rounding error in
-         * lo), so the result does not depend on the order in which clients arrive: the
-         * float it rounds to is the same unless the exact mean lies within ~2^-100 of a
-         * rounding boundary. samples * x is exact in double for samples < 2^29.
-         */
-        double w = op == DDTS_REDUCE_MEAN ? (double)samples : 1.0;
-        for (uint64_t i = 0; i < count; i++) {
-            double x = v[i];
-            double *hi = &srv->acc[2 * i], *lo = &srv->acc[2 * i + 1];
-            if (op == DDTS_REDUCE_MEAN || op == DDTS_REDUCE_SUM) {
-                double t = w * x;
-                double sum = *hi + t;
-                double bv = sum - *hi;
-                *lo += (*hi - (sum - bv)) + (t - bv);
-                *hi = sum;
-            } else if (op == DDTS_REDUCE_MIN) {
-                *hi = x < *hi ? x : *hi;
-            } else {
-                *hi = x > *hi ? x : *hi;
-            }
-        }
-        srv->total_samples += samples;
-        srv->n_contrib++;
-        s->contrib_seq = srv->seq + 1;
-        /* Waiting for the round is not a lack of progress: the round's deadline applies. */
-        if (se->alive_at > 0)
-            se->alive_at = -1;
-        maybe_complete(srv);
-    }
-    ddts_free(v);
-    int waits = st == DDTS_OK && se->res == NULL && !srv->stopping;
-    if (waits) {
-        pthread_mutex_unlock(&srv->mu);
-        notify(se, DDTS_CLIENT_SYNCING);
-        pthread_mutex_lock(&srv->mu);
-    }
-    /* Wait for the result, sending heartbeats. */
+    srv->total_samples += h->samples;
+    srv->n_contrib++;
+    s->contrib_seq = srv->seq + 1;
+    /* Waiting for the round is not a lack of progress: the round's deadline applies. */
+    if (se->alive_at > 0)
+        se->alive_at = -1;
+    maybe_complete(srv);
+    return DDTS_OK;
+}
+
+/* Waits for the round's result, sending heartbeats, and sends it; after a
+ * failed contribution (st) it only releases a result. Called with srv->mu
+ * held; returns with it released. */
+static enum ddts_status sync_answer_unlocked(struct session *se, enum ddts_status st,
+                                             struct ddts_error *err)
+{
+    struct server *srv = se->srv;
     double last_hb = ddts_now();
     while (st == DDTS_OK && se->res == NULL && !srv->stopping) {
         timed_wait(srv, srv->heartbeat / 2);
@@ -1279,26 +1293,51 @@ static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t
     pthread_mutex_unlock(&srv->mu);
     if (st == DDTS_OK && res == NULL)
         st = ddts_error_set(err, DDTS_ECANCELED, "server stopping");
-    if (res != NULL) {
-        if (st == DDTS_OK) {
-            uint8_t m[32];
-            struct ddts_wire_writer w;
-            ddts_wire_writer_init(&w, m, sizeof m);
-            ddts_wire_put_u8(&w, DDTS_MSG_SYNC_RESULT);
-            ddts_wire_put_u64(&w, res->round);
-            ddts_wire_put_u64(&w, res->total_samples);
-            ddts_wire_put_u64(&w, res->n);
-            st = ddts_conn_send_w(se->conn, &w, err);
-            if (st == DDTS_OK)
-                st = ddts_conn_send_data(se->conn, res->v, (size_t)res->n * sizeof(float), err);
-        }
-        pthread_mutex_lock(&srv->mu);
-        if (--res->refs == 0) {
-            ddts_free(res->v);
-            ddts_free(res);
-        }
-        pthread_mutex_unlock(&srv->mu);
+    if (res == NULL)
+        return st;
+    if (st == DDTS_OK) {
+        uint8_t m[32];
+        struct ddts_wire_writer w;
+        ddts_wire_writer_init(&w, m, sizeof m);
+        ddts_wire_put_u8(&w, DDTS_MSG_SYNC_RESULT);
+        ddts_wire_put_u64(&w, res->round);
+        ddts_wire_put_u64(&w, res->total_samples);
+        ddts_wire_put_u64(&w, res->n);
+        st = ddts_conn_send_w(se->conn, &w, err);
+        if (st == DDTS_OK)
+            st = ddts_conn_send_data(se->conn, res->v, (size_t)res->n * sizeof(float), err);
     }
+    pthread_mutex_lock(&srv->mu);
+    if (--res->refs == 0) {
+        ddts_free(res->v);
+        ddts_free(res);
+    }
+    pthread_mutex_unlock(&srv->mu);
+    return st;
+}
+
+/* Receives one SYNC contribution, waits for the round and sends the result. */
+static enum ddts_status handle_sync(struct session *se, const uint8_t *p, size_t n,
+                                    struct ddts_error *err)
+{
+    struct server *srv = se->srv;
+    struct sync_head h;
+    float *v = NULL;
+    enum ddts_status st = sync_head_read(se, p, n, &h, err);
+    if (st == DDTS_OK)
+        st = sync_values_read(se, h.count, &v, err);
+    if (st != DDTS_OK)
+        return st;
+    pthread_mutex_lock(&srv->mu);
+    st = round_add_unlocked(se, &h, v, err);
+    ddts_free(v);
+    int waits = st == DDTS_OK && se->res == NULL && !srv->stopping;
+    if (waits) {
+        pthread_mutex_unlock(&srv->mu);
+        notify(se, DDTS_CLIENT_SYNCING);
+        pthread_mutex_lock(&srv->mu);
+    }
+    st = sync_answer_unlocked(se, st, err);
     pthread_mutex_lock(&srv->mu);
     if (se->alive_at != 0)
         se->alive_at = ddts_now();
@@ -1375,20 +1414,19 @@ static enum ddts_status receive_results(struct session *se, long i, struct ddts_
     return st;
 }
 
-static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
+/* Records a JOIN's id and name; a second session with the same id is refused. */
+static enum ddts_status register_join(struct session *se, const struct join *j,
+                                      struct ddts_error *err)
 {
     struct server *srv = se->srv;
-    struct join j;
-    enum ddts_status st = recv_join(se, &j, err);
-    if (st != DDTS_OK)
-        return st;
+    enum ddts_status st = DDTS_OK;
     pthread_mutex_lock(&srv->mu);
     for (struct session *o = srv->sessions; o != NULL; o = o->next)
-        if (o != se && o->joined && memcmp(o->id, j.id, ID_BYTES) == 0)
+        if (o != se && o->joined && memcmp(o->id, j->id, ID_BYTES) == 0)
             st = DDTS_EEXIST;
     if (st == DDTS_OK) {
-        memcpy(se->id, j.id, ID_BYTES);
-        snprintf(se->name, sizeof se->name, "%s", j.name);
+        memcpy(se->id, j->id, ID_BYTES);
+        snprintf(se->name, sizeof se->name, "%s", j->name);
         se->joined = 1;
         se->reports_progress = ddts__conn_version(se->conn) >= 2;
     }
@@ -1396,9 +1434,143 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
     if (st == DDTS_EEXIST) {
         ddts_conn_send_error(se->conn, DDTS_EEXIST, "a client with this id is already connected");
         return ddts_error_set(err, DDTS_EEXIST, "'%s': a client with this id is already connected",
-                              j.name);
+                              j->name);
     }
     ddts_log(srv->log, DDTS_LOG_INFO, "client '%s' joined from %s", se->name, se->addr);
+    return DDTS_OK;
+}
+
+/* Waits, sending heartbeats, for a share and the job's start: *share is the
+ * share, or -1 when the job is complete or the server stops (*stopping). */
+static enum ddts_status wait_for_share(struct session *se, int claims_trained, long *share,
+                                       int *stopping, struct ddts_error *err)
+{
+    struct server *srv = se->srv;
+    enum ddts_status st = DDTS_OK;
+    long i = -1;
+    double last_hb = ddts_now();
+    pthread_mutex_lock(&srv->mu);
+    while (st == DDTS_OK && !srv->stopping) {
+        if (i < 0 && !srv->complete)
+            i = find_share(srv, se, claims_trained);
+        if (i >= 0)
+            se->shard = i;
+        if ((i >= 0 && srv->started) || (i < 0 && srv->complete))
+            break;
+        timed_wait(srv, srv->heartbeat / 2);
+        if (ddts_now() - last_hb >= srv->heartbeat) {
+            st = heartbeat_unlocked(se, err);
+            last_hb = ddts_now();
+        }
+    }
+    *stopping = srv->stopping;
+    pthread_mutex_unlock(&srv->mu);
+    *share = i;
+    return st;
+}
+
+/* Sends share i and serves its training (SYNC, PROGRESS) until TRAINED,
+ * whose status and message (the client's error text) it returns. */
+static enum ddts_status train_share(struct session *se, long i, int has_files, uint32_t *status,
+                                    char *msg, size_t msg_cap, struct ddts_error *err)
+{
+    struct server *srv = se->srv;
+    se->has_progress = 0;
+    notify(se, DDTS_CLIENT_SENDING);
+    enum ddts_status st = send_job(se, i, has_files, err);
+    const uint8_t *p;
+    size_t n;
+    if (st == DDTS_OK)
+        st = ddts_conn_expect(se->conn, DDTS_MSG_READY, &p, &n, err);
+    if (st != DDTS_OK)
+        return st;
+    /* Training: rounds until TRAINED. Silence beyond client_timeout loses the client,
+     * and so does training that makes no progress for as long (check_deadlines). */
+    ddts_conn_set_timeout(se->conn, srv->client_timeout);
+    pthread_mutex_lock(&srv->mu);
+    se->alive_at = se->reports_progress ? ddts_now() : 0;
+    pthread_mutex_unlock(&srv->mu);
+    notify(se, DDTS_CLIENT_TRAINING);
+    uint8_t type = 0;
+    while (st == DDTS_OK) {
+        st = ddts_conn_recv(se->conn, &type, &p, &n, err);
+        if (st != DDTS_OK || type == DDTS_MSG_TRAINED)
+            break;
+        if (type == DDTS_MSG_SYNC)
+            st = handle_sync(se, p, n, err);
+        else if (type == DDTS_MSG_PROGRESS)
+            st = handle_progress(se, p, n, err);
+        else
+            st = ddts_error_set(err, DDTS_EPROTO, "unexpected %s while training",
+                                ddts_msg_str(type));
+    }
+    ddts_conn_set_timeout(se->conn, srv->io_timeout);
+    pthread_mutex_lock(&srv->mu);
+    se->alive_at = 0;
+    pthread_mutex_unlock(&srv->mu);
+    if (st != DDTS_OK)
+        return st;
+    struct ddts_wire_reader r;
+    ddts_wire_reader_init(&r, p, n);
+    ddts_wire_get_u32(&r, status);
+    ddts_wire_get_str(&r, DDTS_ERROR_MSG_MAX - 1, msg, msg_cap);
+    return ddts_wire_reader_end(&r, "TRAINED", err);
+}
+
+/* After TRAINED: receives share i's results and records it done (or
+ * failed, with the client's reason). */
+static enum ddts_status finish_share(struct session *se, long i, uint32_t status, const char *msg,
+                                     struct ddts_error *err)
+{
+    struct server *srv = se->srv;
+    struct shard *s = &srv->shards[i];
+    pthread_mutex_lock(&srv->mu);
+    int ours = se->shard == i;
+    if (ours)
+        s->training = 0;
+    maybe_complete(srv);
+    pthread_mutex_unlock(&srv->mu);
+    if (!ours)
+        return ddts_error_set(err, DDTS_ETIMEOUT, "share %ld was given up meanwhile", i);
+    if (status != 0) {
+        char safe[DDTS_ERROR_MSG_MAX];
+        ddts__escape(msg, safe, sizeof safe); /* the client's words: control bytes escaped */
+        ddts_log(srv->log, DDTS_LOG_ERROR, "share %ld: client '%s' failed: %s", i, se->name, safe);
+        snprintf(se->failure, sizeof se->failure, "%s", safe[0] ? safe : "failed");
+    }
+    notify(se, DDTS_CLIENT_UPLOADING);
+    enum ddts_status st = receive_results(se, i, err);
+    if (st != DDTS_OK)
+        return st;
+    pthread_mutex_lock(&srv->mu);
+    s->state = SH_DONE;
+    s->status = (int)status;
+    s->training = 0;
+    if (s->sess == se)
+        s->sess = NULL;
+    se->shard = -1;
+    struct ddts_error e2;
+    if (save_state(srv, &e2) != DDTS_OK)
+        ddts_log(srv->log, DDTS_LOG_ERROR, "cannot save the job state: %s", e2.msg);
+    if (all_done(srv) && !srv->complete) {
+        srv->complete = 1;
+        ddts_log(srv->log, DDTS_LOG_INFO, "every share's results are received");
+    }
+    pthread_cond_broadcast(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
+    notify(se, status != 0 ? DDTS_CLIENT_FAILED : DDTS_CLIENT_DONE);
+    return DDTS_OK;
+}
+
+static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
+{
+    struct server *srv = se->srv;
+    struct join j;
+    enum ddts_status st = recv_join(se, &j, err);
+    if (st == DDTS_OK)
+        st = register_join(se, &j, err);
+    if (st != DDTS_OK)
+        return st;
     int same_job = memcmp(j.job_id, srv->job_id, ID_BYTES) == 0;
     int claims_trained =
         same_job && (j.flags & DDTS_JOIN_TRAINED) && !(j.flags & DDTS_JOIN_RECEIVED);
@@ -1412,25 +1584,9 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
         /* After a share, it stays "done" while it waits for another. */
         if (se->state != DDTS_CLIENT_DONE && se->state != DDTS_CLIENT_FAILED)
             notify(se, DDTS_CLIENT_WAITING);
-        /* A share, then the job's start. */
         long i = -1;
-        double last_hb = ddts_now();
-        pthread_mutex_lock(&srv->mu);
-        while (st == DDTS_OK && !srv->stopping) {
-            if (i < 0 && !srv->complete)
-                i = find_share(srv, se, claims_trained);
-            if (i >= 0)
-                se->shard = i;
-            if ((i >= 0 && srv->started) || (i < 0 && srv->complete))
-                break;
-            timed_wait(srv, srv->heartbeat / 2);
-            if (ddts_now() - last_hb >= srv->heartbeat) {
-                st = heartbeat_unlocked(se, err);
-                last_hb = ddts_now();
-            }
-        }
-        int stopping = srv->stopping;
-        pthread_mutex_unlock(&srv->mu);
+        int stopping = 0;
+        st = wait_for_share(se, claims_trained, &i, &stopping, err);
         if (st != DDTS_OK)
             return st;
         if (i < 0 || stopping) {
@@ -1439,91 +1595,19 @@ static enum ddts_status serve_client(struct session *se, struct ddts_error *err)
             return st != DDTS_OK ? st : DDTS_ECLOSED;
         }
         int has_files = same_job && (j.flags & DDTS_JOIN_HAS_FILES) && j.share == (uint32_t)i;
-        struct shard *s = &srv->shards[i];
         ddts_log(srv->log, DDTS_LOG_INFO, "share %ld -> client '%s'%s", i, se->name,
                  has_files ? " (it has the files)" : "");
-        se->has_progress = 0;
-        notify(se, DDTS_CLIENT_SENDING);
-        st = send_job(se, i, has_files, err);
-        const uint8_t *p;
-        size_t n;
-        if (st == DDTS_OK)
-            st = ddts_conn_expect(se->conn, DDTS_MSG_READY, &p, &n, err);
-        if (st != DDTS_OK)
-            return st;
-        /* Training: rounds until TRAINED. Silence beyond client_timeout loses the client,
-         * and so does training that makes no progress for as long (check_deadlines). */
-        ddts_conn_set_timeout(se->conn, srv->client_timeout);
-        pthread_mutex_lock(&srv->mu);
-        se->alive_at = se->reports_progress ? ddts_now() : 0;
-        pthread_mutex_unlock(&srv->mu);
-        notify(se, DDTS_CLIENT_TRAINING);
-        uint8_t type = 0;
-        while (st == DDTS_OK) {
-            st = ddts_conn_recv(se->conn, &type, &p, &n, err);
-            if (st != DDTS_OK || type == DDTS_MSG_TRAINED)
-                break;
-            if (type == DDTS_MSG_SYNC)
-                st = handle_sync(se, p, n, err);
-            else if (type == DDTS_MSG_PROGRESS)
-                st = handle_progress(se, p, n, err);
-            else
-                st = ddts_error_set(err, DDTS_EPROTO, "unexpected %s while training",
-                                    ddts_msg_str(type));
-        }
-        ddts_conn_set_timeout(se->conn, srv->io_timeout);
-        pthread_mutex_lock(&srv->mu);
-        se->alive_at = 0;
-        pthread_mutex_unlock(&srv->mu);
-        if (st != DDTS_OK)
-            return st;
-        struct ddts_wire_reader r;
-        uint32_t status;
+        uint32_t status = 0;
         char msg[DDTS_ERROR_MSG_MAX];
-        ddts_wire_reader_init(&r, p, n);
-        ddts_wire_get_u32(&r, &status);
-        ddts_wire_get_str(&r, DDTS_ERROR_MSG_MAX - 1, msg, sizeof msg);
-        st = ddts_wire_reader_end(&r, "TRAINED", err);
+        st = train_share(se, i, has_files, &status, msg, sizeof msg, err);
+        if (st == DDTS_OK)
+            st = finish_share(se, i, status, msg, err);
         if (st != DDTS_OK)
             return st;
-        pthread_mutex_lock(&srv->mu);
-        int ours = se->shard == i;
-        if (ours)
-            srv->shards[i].training = 0;
-        maybe_complete(srv);
-        pthread_mutex_unlock(&srv->mu);
-        if (!ours)
-            return ddts_error_set(err, DDTS_ETIMEOUT, "share %ld was given up meanwhile", i);
-        if (status != 0) {
-            char safe[DDTS_ERROR_MSG_MAX];
-            ddts__escape(msg, safe, sizeof safe); /* the client's words: control bytes escaped */
-            ddts_log(srv->log, DDTS_LOG_ERROR, "share %ld: client '%s' failed: %s", i, se->name,
-                     safe);
-            snprintf(se->failure, sizeof se->failure, "%s", safe[0] ? safe : "failed");
-        }
-        notify(se, DDTS_CLIENT_UPLOADING);
-        st = receive_results(se, i, err);
-        if (st != DDTS_OK)
-            return st;
-        pthread_mutex_lock(&srv->mu);
-        s->state = SH_DONE;
-        s->status = (int)status;
-        s->training = 0;
-        if (s->sess == se)
-            s->sess = NULL;
-        se->shard = -1;
-        struct ddts_error e2;
-        if (save_state(srv, &e2) != DDTS_OK)
-            ddts_log(srv->log, DDTS_LOG_ERROR, "cannot save the job state: %s", e2.msg);
-        if (all_done(srv) && !srv->complete) {
-            srv->complete = 1;
-            ddts_log(srv->log, DDTS_LOG_INFO, "every share's results are received");
-        }
-        pthread_cond_broadcast(&srv->cv);
-        pthread_mutex_unlock(&srv->mu);
-        notify(se, status != 0 ? DDTS_CLIENT_FAILED : DDTS_CLIENT_DONE);
         claims_trained = 0;
         /* NEXT asks for more work; anything else ends the session. */
+        const uint8_t *p;
+        size_t n;
         st = ddts_conn_expect(se->conn, DDTS_MSG_NEXT, &p, &n, err);
         if (st != DDTS_OK)
             return st;
@@ -1805,6 +1889,153 @@ static void server_deinit(struct server *srv)
     pthread_cond_destroy(&srv->cv);
 }
 
+/* The server's state before it listens: its job folder, every share's
+ * folder checked, the bans read. On failure server_deinit releases it. */
+static enum ddts_status server_init(struct server *srv, const struct ddts_server_config *cfg,
+                                    struct ddts_error *err)
+{
+    srv->cfg = cfg;
+    srv->log = cfg->logger;
+    srv->client_timeout = cfg->client_timeout_s > 0 ? cfg->client_timeout_s : 60;
+    srv->io_timeout = cfg->io_timeout_s > 0 ? cfg->io_timeout_s : DDTS_IO_TIMEOUT_S;
+    srv->turn_wait = srv->io_timeout * DDTS_TURN_WAIT_FACTOR;
+    srv->heartbeat =
+        srv->client_timeout / 4 < DDTS_HEARTBEAT_S ? srv->client_timeout / 4 : DDTS_HEARTBEAT_S;
+    srv->ban_after = cfg->ban_after > 0 ? cfg->ban_after : 3;
+    srv->n_shards = cfg->n_clients;
+    srv->shards = ddts_calloc(srv->n_shards, sizeof *srv->shards);
+    srv->jobdir = ddts_path_join(cfg->workdir, cfg->job);
+    char *global = srv->jobdir ? ddts_path_join(srv->jobdir, "global") : NULL;
+    srv->state_path = srv->jobdir ? ddts_path_join(srv->jobdir, "state") : NULL;
+    srv->weights_path = global ? ddts_path_join(global, "weights.f32") : NULL;
+    srv->bans_path = srv->jobdir ? ddts_path_join(srv->jobdir, "bans") : NULL;
+    for (size_t i = 0; i < LINGER_SLOTS; i++)
+        srv->linger_fd[i] = -1;
+    enum ddts_status st = DDTS_OK;
+    if (srv->shards == NULL || global == NULL || srv->state_path == NULL ||
+        srv->weights_path == NULL || srv->bans_path == NULL)
+        st = ddts_error_set(err, DDTS_ENOMEM, "server: out of memory");
+    if (st == DDTS_OK)
+        st = ddts_mkdir_p(global, err);
+    ddts_free(global);
+    if (st != DDTS_OK)
+        return st;
+    (void)chmod(srv->jobdir, 0700); /* the job's shares and results are private */
+    /* Every share's folder must exist before anyone is served. */
+    for (size_t i = 0; cfg->shards_dir != NULL && i < srv->n_shards; i++) {
+        struct ddts__file_list fl = {0};
+        char *dir = shard_dir(srv, i);
+        st = dir == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
+                         : ddts__list_files(dir, "", &fl, 0, err);
+        ddts__file_list_free(&fl);
+        ddts_free(dir);
+        if (st != DDTS_OK)
+            return st;
+    }
+    return load_bans(srv, err);
+}
+
+/* An earlier run's state, when the job folder has one (resume, collect). */
+static enum ddts_status server_load_job(struct server *srv, struct ddts_error *err)
+{
+    const struct ddts_server_config *cfg = srv->cfg;
+    if (access(srv->state_path, F_OK) != 0)
+        return cfg->collect ? ddts_error_set(err, DDTS_ENOTFOUND,
+                                             "%s: no job to collect (no state file)", srv->jobdir)
+                            : DDTS_OK;
+    enum ddts_status st = load_state(srv, err);
+    if (st != DDTS_OK)
+        return st;
+    size_t done = 0;
+    for (size_t i = 0; i < srv->n_shards; i++)
+        done += srv->shards[i].state == SH_DONE;
+    ddts_log(srv->log, DDTS_LOG_INFO, "resuming job '%s': %zu of %zu shares done, round %" PRIu64,
+             cfg->job, done, srv->n_shards, srv->round);
+    if (cfg->n_weights > 0 && srv->n_floats > 0 && srv->n_floats != cfg->n_weights) {
+        ddts_log(srv->log, DDTS_LOG_WARN,
+                 "the saved global weights hold %" PRIu64 " values, the model %" PRIu64
+                 ": not used",
+                 srv->n_floats, cfg->n_weights);
+        srv->n_floats = srv->saved_n = 0;
+    }
+    srv->complete = all_done(srv);
+    return DDTS_OK;
+}
+
+/* Accepts and serves clients until the job is complete (and the stragglers
+ * had their grace), the caller asks to stop, or an internal failure. */
+static enum ddts_status serve_loop(struct server *srv, struct ddts_listener *l,
+                                   struct ddts_error *err)
+{
+    const struct ddts_server_config *cfg = srv->cfg;
+    double complete_at = 0;
+    for (;;) {
+        pthread_mutex_lock(&srv->mu);
+        check_deadlines(srv);
+        int complete = srv->complete, stopping = srv->stopping;
+        size_t n_sessions = srv->n_sessions;
+        pthread_mutex_unlock(&srv->mu);
+        if (stopping)
+            return ddts_error_set(err, DDTS_ENOMEM, "server: stopped after an internal failure");
+        if (cfg->should_stop != NULL && cfg->should_stop(cfg->userdata))
+            return ddts_error_set(err, DDTS_ECANCELED, "server: stopped on request");
+        if (complete && complete_at == 0)
+            complete_at = ddts_now();
+        /* Once complete, stragglers get a few seconds to say goodbye. */
+        if (complete && !cfg->keep_serving &&
+            (n_sessions == 0 || ddts_now() - complete_at > COMPLETE_GRACE_S))
+            return DDTS_OK;
+        reap(srv, 0);
+        flush_weights(srv);
+        drain_refused(srv, 0);
+        promote_queued(srv);
+        int fd = -1;
+        struct sockaddr_storage peer;
+        struct ddts_error aerr;
+        enum ddts_status ast =
+            ddts__listener_accept_fd(l, srv->n_queued > 0 ? 0.01 : 0.2, &fd, &peer, &aerr);
+        if (ast == DDTS_ETIMEOUT)
+            continue;
+        if (ast != DDTS_OK) {
+            ddts_log(srv->log, DDTS_LOG_WARN, "accept: %s", aerr.msg);
+            continue;
+        }
+        accept_one(srv, fd, &peer, n_sessions);
+    }
+}
+
+/* Stops every session and saves the global weights; a job that ended well
+ * (st) fails if they cannot be saved. */
+static enum ddts_status server_stop(struct server *srv, enum ddts_status st, struct ddts_error *err)
+{
+    const struct ddts_server_config *cfg = srv->cfg;
+    pthread_mutex_lock(&srv->mu);
+    srv->stopping = 1;
+    pthread_cond_broadcast(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
+    reap(srv, 1);
+    /* The global weights must be on disk before the job ends well: retry a while. */
+    for (double t0 = ddts_now(); !flush_weights(srv) && ddts_now() - t0 < SAVE_RETRY_S;) {
+        struct timespec ts = {0, 250000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (!flush_weights(srv) && st == DDTS_OK)
+        st = ddts_error_set(err, DDTS_EIO,
+                            "job '%s': the global weights of round %" PRIu64
+                            " could not be saved: %s",
+                            cfg->job, srv->round, srv->save_err.msg);
+    promote_queued(srv); /* stopping: closes them all */
+    drain_refused(srv, 1);
+    for (struct peer *p = srv->peers; p != NULL; p = p->next)
+        if (p->suppressed > 0)
+            ddts_log(srv->log, DDTS_LOG_WARN, "%u more warnings about %s were left out",
+                     p->suppressed, p->key);
+    if (st == DDTS_OK)
+        ddts_log(srv->log, DDTS_LOG_INFO, "job '%s' complete: results in %s", cfg->job,
+                 srv->jobdir);
+    return st;
+}
+
 enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct ddts_error *err)
 {
     enum ddts_status st = check_config(cfg, err);
@@ -1821,153 +2052,33 @@ enum ddts_status ddts_server_run(const struct ddts_server_config *cfg, struct dd
         pthread_mutex_destroy(&srv.mu);
         return ddts_error_set(err, DDTS_ENOMEM, "server: cannot create a condition variable");
     }
-    srv.cfg = cfg;
-    srv.log = cfg->logger;
-    srv.client_timeout = cfg->client_timeout_s > 0 ? cfg->client_timeout_s : 60;
-    srv.io_timeout = cfg->io_timeout_s > 0 ? cfg->io_timeout_s : DDTS_IO_TIMEOUT_S;
-    srv.turn_wait = srv.io_timeout * DDTS_TURN_WAIT_FACTOR;
-    srv.heartbeat =
-        srv.client_timeout / 4 < DDTS_HEARTBEAT_S ? srv.client_timeout / 4 : DDTS_HEARTBEAT_S;
-    srv.ban_after = cfg->ban_after > 0 ? cfg->ban_after : 3;
-    srv.n_shards = cfg->n_clients;
-    srv.shards = ddts_calloc(srv.n_shards, sizeof *srv.shards);
-    srv.jobdir = ddts_path_join(cfg->workdir, cfg->job);
-    char *global = srv.jobdir ? ddts_path_join(srv.jobdir, "global") : NULL;
-    srv.state_path = srv.jobdir ? ddts_path_join(srv.jobdir, "state") : NULL;
-    srv.weights_path = global ? ddts_path_join(global, "weights.f32") : NULL;
-    srv.bans_path = srv.jobdir ? ddts_path_join(srv.jobdir, "bans") : NULL;
-    for (size_t i = 0; i < LINGER_SLOTS; i++)
-        srv.linger_fd[i] = -1;
     struct ddts_listener *l = NULL;
-    if (srv.shards == NULL || global == NULL || srv.state_path == NULL ||
-        srv.weights_path == NULL || srv.bans_path == NULL) {
-        st = ddts_error_set(err, DDTS_ENOMEM, "server: out of memory");
-        goto out;
-    }
-    if ((st = ddts_mkdir_p(global, err)) != DDTS_OK)
-        goto out;
-    (void)chmod(srv.jobdir, 0700); /* the job's shares and results are private */
-    /* Every share's folder must exist before anyone is served. */
-    for (size_t i = 0; cfg->shards_dir != NULL && i < srv.n_shards; i++) {
-        struct ddts__file_list fl = {0};
-        char *dir = shard_dir(&srv, i);
-        st = dir == NULL ? ddts_error_set(err, DDTS_ENOMEM, "out of memory")
-                         : ddts__list_files(dir, "", &fl, 0, err);
-        ddts__file_list_free(&fl);
-        ddts_free(dir);
-        if (st != DDTS_OK)
-            goto out;
-    }
-    if ((st = load_bans(&srv, err)) != DDTS_OK)
-        goto out;
-    if (access(srv.state_path, F_OK) == 0) {
-        if ((st = load_state(&srv, err)) != DDTS_OK)
-            goto out;
-        size_t done = 0;
-        for (size_t i = 0; i < srv.n_shards; i++)
-            done += srv.shards[i].state == SH_DONE;
-        ddts_log(srv.log, DDTS_LOG_INFO,
-                 "resuming job '%s': %zu of %zu shares done, round %" PRIu64, cfg->job, done,
-                 srv.n_shards, srv.round);
-        if (cfg->n_weights > 0 && srv.n_floats > 0 && srv.n_floats != cfg->n_weights) {
-            ddts_log(srv.log, DDTS_LOG_WARN,
-                     "the saved global weights hold %" PRIu64 " values, the model %" PRIu64
-                     ": not used",
-                     srv.n_floats, cfg->n_weights);
-            srv.n_floats = srv.saved_n = 0;
-        }
-        srv.complete = all_done(&srv);
-    } else if (cfg->collect) {
-        st = ddts_error_set(err, DDTS_ENOTFOUND, "%s: no job to collect (no state file)",
-                            srv.jobdir);
-        goto out;
-    }
-    st = ddts_listener_open(cfg->host,
-                            cfg->any_port ? 0
-                            : cfg->port   ? cfg->port
-                                          : DDTS_DEFAULT_PORT,
-                            &l, err);
-    if (st != DDTS_OK)
-        goto out;
-    if (access(srv.state_path, F_OK) != 0) {
-        /* A new job exists once the server listens: a failed start leaves no state. */
-        ddts_secure_random(srv.job_id, ID_BYTES);
-        if ((st = save_state(&srv, err)) != DDTS_OK)
-            goto out;
-    }
-    uint16_t port = ddts_listener_port(l);
-    if (cfg->bound_port != NULL)
-        *cfg->bound_port = port;
-    ddts_log(srv.log, DDTS_LOG_INFO, "job '%s': waiting for %zu clients on %s:%u", cfg->job,
-             srv.n_shards, cfg->host ? cfg->host : "0.0.0.0", (unsigned)port);
-    if (cfg->on_listening != NULL)
-        cfg->on_listening(cfg->userdata, port);
-    double complete_at = 0;
-    for (;;) {
-        pthread_mutex_lock(&srv.mu);
-        check_deadlines(&srv);
-        int complete = srv.complete, stopping = srv.stopping;
-        size_t n_sessions = srv.n_sessions;
-        pthread_mutex_unlock(&srv.mu);
-        if (stopping) {
-            st = ddts_error_set(err, DDTS_ENOMEM, "server: stopped after an internal failure");
-            break;
-        }
-        if (cfg->should_stop != NULL && cfg->should_stop(cfg->userdata)) {
-            st = ddts_error_set(err, DDTS_ECANCELED, "server: stopped on request");
-            break;
-        }
-        if (complete && complete_at == 0)
-            complete_at = ddts_now();
-        /* Once complete, stragglers get a few seconds to say goodbye. */
-        if (complete && !cfg->keep_serving &&
-            (n_sessions == 0 || ddts_now() - complete_at > COMPLETE_GRACE_S)) {
-            st = DDTS_OK;
-            break;
-        }
-        reap(&srv, 0);
-        flush_weights(&srv);
-        drain_refused(&srv, 0);
-        promote_queued(&srv);
-        int fd = -1;
-        struct sockaddr_storage peer;
-        struct ddts_error aerr;
-        enum ddts_status ast =
-            ddts__listener_accept_fd(l, srv.n_queued > 0 ? 0.01 : 0.2, &fd, &peer, &aerr);
-        if (ast == DDTS_ETIMEOUT)
-            continue;
-        if (ast != DDTS_OK) {
-            ddts_log(srv.log, DDTS_LOG_WARN, "accept: %s", aerr.msg);
-            continue;
-        }
-        accept_one(&srv, fd, &peer, n_sessions);
-    }
-    pthread_mutex_lock(&srv.mu);
-    srv.stopping = 1;
-    pthread_cond_broadcast(&srv.cv);
-    pthread_mutex_unlock(&srv.mu);
-    reap(&srv, 1);
-    /* The global weights must be on disk before the job ends well: retry a while. */
-    for (double t0 = ddts_now(); !flush_weights(&srv) && ddts_now() - t0 < SAVE_RETRY_S;) {
-        struct timespec ts = {0, 250000000L};
-        nanosleep(&ts, NULL);
-    }
-    if (!flush_weights(&srv) && st == DDTS_OK)
-        st = ddts_error_set(err, DDTS_EIO,
-                            "job '%s': the global weights of round %" PRIu64
-                            " could not be saved: %s",
-                            cfg->job, srv.round, srv.save_err.msg);
-    promote_queued(&srv); /* stopping: closes them all */
-    drain_refused(&srv, 1);
-    for (struct peer *p = srv.peers; p != NULL; p = p->next)
-        if (p->suppressed > 0)
-            ddts_log(srv.log, DDTS_LOG_WARN, "%u more warnings about %s were left out",
-                     p->suppressed, p->key);
+    st = server_init(&srv, cfg, err);
     if (st == DDTS_OK)
-        ddts_log(srv.log, DDTS_LOG_INFO, "job '%s' complete: results in %s", cfg->job, srv.jobdir);
-out:
+        st = server_load_job(&srv, err);
+    if (st == DDTS_OK)
+        st = ddts_listener_open(cfg->host,
+                                cfg->any_port ? 0
+                                : cfg->port   ? cfg->port
+                                              : DDTS_DEFAULT_PORT,
+                                &l, err);
+    /* A new job exists once the server listens: a failed start leaves no state. */
+    if (st == DDTS_OK && access(srv.state_path, F_OK) != 0) {
+        ddts_secure_random(srv.job_id, ID_BYTES);
+        st = save_state(&srv, err);
+    }
+    if (st == DDTS_OK) {
+        uint16_t port = ddts_listener_port(l);
+        if (cfg->bound_port != NULL)
+            *cfg->bound_port = port;
+        ddts_log(srv.log, DDTS_LOG_INFO, "job '%s': waiting for %zu clients on %s:%u", cfg->job,
+                 srv.n_shards, cfg->host ? cfg->host : "0.0.0.0", (unsigned)port);
+        if (cfg->on_listening != NULL)
+            cfg->on_listening(cfg->userdata, port);
+        st = serve_loop(&srv, l, err);
+        st = server_stop(&srv, st, err);
+    }
     ddts_listener_close(l);
-    ddts_free(global);
     server_deinit(&srv);
     return st;
 }

@@ -128,12 +128,19 @@ static enum ddts_status mha_weights(struct nn_parse *p, struct nn_node *nd)
                          {in_v(m, nd)->shape[1], H, dv},
                          {H, dv, nd->units}};
     int64_t bs[4][2] = {{H, dk}, {H, dk}, {H, dv}, {nd->units, 0}};
+    /* tf.keras 2.x names the weights after MHA's EinsumDense sublayers
+     * ("query/kernel:0", ...): what a new .h5 gets (a .keras file keeps
+     * them in the sub_groups below, by position). */
+    static const char *const names[4][2] = {{"query/kernel", "query/bias"},
+                                            {"key/kernel", "key/bias"},
+                                            {"value/kernel", "value/bias"},
+                                            {"attention_output/kernel", "attention_output/bias"}};
     enum ddts_status st = DDTS_OK;
     for (int i = 0; i < 4 && st == DDTS_OK; i++) {
-        st = ddts__nn_cfg_weight(p, "kernel", 3, shp[i], 1, "kernel_initializer",
+        st = ddts__nn_cfg_weight(p, names[i][0], 3, shp[i], 1, "kernel_initializer",
                                  ddts__nn_init_glorot, "kernel_regularizer");
         if (st == DDTS_OK && nd->use_bias)
-            st = ddts__nn_cfg_weight(p, "bias", i < 3 ? 2 : 1, bs[i], 1, "bias_initializer",
+            st = ddts__nn_cfg_weight(p, names[i][1], i < 3 ? 2 : 1, bs[i], 1, "bias_initializer",
                                      ddts__nn_init_zeros, "bias_regularizer");
     }
     return st;

@@ -316,6 +316,50 @@ static const char *best_monitor_name(const struct ddts_history *h, const struct 
     return !isnan(log_value(h, acc)) ? acc : has_val ? "val_loss" : "loss";
 }
 
+/* A finished run's files in dir: model and best model (with the
+ * normalizer as a layer), and history.png drawn from history.csv. */
+static enum ddts_status write_outputs(const struct ddts_train_request *req, struct ddts_model *m,
+                                      struct ddts_keras_model *k,
+                                      const struct ddts_norm_layer *norm,
+                                      const struct ddts_history *hist, int has_val, const char *dir,
+                                      int fold, int n_folds, struct ddts_textlog *textlog,
+                                      struct ddts_error *err)
+{
+    struct ddts_csv_history *csv = NULL;
+    char path[4096];
+    enum ddts_status st = DDTS_OK;
+    /* With a normalizer the model changes structure: always a new .h5 file. */
+    const char *ext = norm != NULL ? ".h5" : model_ext(req->model_path);
+    st = write_model(m, k, NULL, dir, "model", ext, norm, err);
+    if (st != DDTS_OK)
+        goto out;
+    int best_epoch = -1;
+    const float *best = ddts_model_best_weights(m, &best_epoch);
+    st = write_model(m, k, best, dir, "best_model", ext, norm, err);
+    if (st != DDTS_OK)
+        goto out;
+    if (best != NULL)
+        ddts_textlog_printf(textlog, "best model: epoch %d by %s", best_epoch + 1,
+                            best_monitor_name(hist, req->job, has_val));
+    st = ddts_format(path, sizeof path, err, "%s/history.csv", dir);
+    if (st == DDTS_OK)
+        st = ddts_csv_history_read(path, &csv, err);
+    if (st == DDTS_OK)
+        st = ddts_format(path, sizeof path, err, "%s/history.png", dir);
+    if (st != DDTS_OK)
+        goto out;
+    char title[256];
+    if (n_folds > 0)
+        snprintf(title, sizeof title, "%s - fold %d/%d", req->run_name ? req->run_name : "train",
+                 fold, n_folds);
+    else
+        snprintf(title, sizeof title, "%s", req->run_name ? req->run_name : "train");
+    st = ddts_plot_history(path, title, csv, err);
+out:
+    ddts_csv_history_destroy(csv);
+    return st;
+}
+
 /* One fit (a whole run, or one fold) into `dir`. */
 static enum ddts_status run_one(const struct ddts_train_request *req, struct ddts_model *m,
                                 struct ddts_keras_model *k, const struct ddts_norm_layer *norm,
@@ -334,7 +378,6 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     r.n_train = train->n;
     r.tty = req->progress != NULL && isatty(fileno(req->progress));
     struct ddts_history *hist = NULL;
-    struct ddts_csv_history *csv = NULL;
     char path[4096];
     int initial_epoch = n_folds > 0 || req->initial_epoch < 0 ? 0
                         : req->initial_epoch < job->epochs    ? req->initial_epoch
@@ -410,37 +453,11 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     if (dir == NULL)
         goto out;
 
-    /* With a normalizer the model changes structure: always a new .h5 file. */
-    const char *ext = norm != NULL ? ".h5" : model_ext(req->model_path);
-    st = write_model(m, k, NULL, dir, "model", ext, norm, err);
-    if (st != DDTS_OK)
-        goto out;
-    int best_epoch = -1;
-    const float *best = ddts_model_best_weights(m, &best_epoch);
-    st = write_model(m, k, best, dir, "best_model", ext, norm, err);
-    if (st != DDTS_OK)
-        goto out;
-    if (best != NULL)
-        ddts_textlog_printf(r.textlog, "best model: epoch %d by %s", best_epoch + 1,
-                            best_monitor_name(hist, job, val != NULL));
     ddts_history_writer_close(r.history);
     r.history = NULL;
-    st = ddts_format(path, sizeof path, err, "%s/history.csv", dir);
-    if (st == DDTS_OK)
-        st = ddts_csv_history_read(path, &csv, err);
-    if (st == DDTS_OK)
-        st = ddts_format(path, sizeof path, err, "%s/history.png", dir);
-    if (st != DDTS_OK)
-        goto out;
-    char title[256];
-    if (n_folds > 0)
-        snprintf(title, sizeof title, "%s - fold %d/%d", req->run_name ? req->run_name : "train",
-                 fold, n_folds);
-    else
-        snprintf(title, sizeof title, "%s", req->run_name ? req->run_name : "train");
-    st = ddts_plot_history(path, title, csv, err);
+    if (dir != NULL)
+        st = write_outputs(req, m, k, norm, hist, val != NULL, dir, fold, n_folds, r.textlog, err);
 out:
-    ddts_csv_history_destroy(csv);
     ddts_history_destroy(hist);
     ddts_history_writer_close(r.history);
     ddts_textlog_close(r.textlog);
@@ -522,162 +539,202 @@ static enum ddts_status import_opt_state(struct ddts_model *m, const struct ddts
     return DDTS_OK;
 }
 
-enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddts_train_result *out,
-                                struct ddts_error *err)
-{
-    const struct ddts_job *job = req->job;
-    memset(out, 0, sizeof *out);
-    out->loss = out->accuracy = out->val_loss = out->val_accuracy = NAN;
-    struct ddts_keras_model *k = NULL;
-    struct ddts_model *m = NULL;
-    struct ddts_stats *stats = NULL;
-    float *offset = NULL, *scale = NULL, *init = NULL, *nmean = NULL, *nvar = NULL;
-    uint32_t *idx = NULL, *tr = NULL, *va = NULL;
-    struct ddts_norm_layer norm, *normp = NULL;
-    double *fold_vals = NULL;
+/* What ddts_train_run and ddts_train_global both set up: the model read,
+ * built and given its starting weights, and the job's compile options. */
+struct prepared {
+    struct ddts_keras_model *k;
+    struct ddts_model *m;
+    float *flat; /* the model's weights */
+    size_t n_weights;
+    struct ddts_compile_options co;
+};
 
-    enum ddts_status st = ddts_keras_read(req->model_path, &k, err);
+static enum ddts_status prepare_model(const char *path, const struct ddts_job *job,
+                                      const float *weights, size_t n_weights, const char *what,
+                                      struct prepared *p, struct ddts_error *err)
+{
+    memset(p, 0, sizeof *p);
+    enum ddts_status st = ddts_keras_read(path, &p->k, err);
     if (st != DDTS_OK)
-        goto out;
-    st = ddts_bridge_load(k, job->seed, &m, err);
+        return st;
+    st = ddts_bridge_load(p->k, job->seed, &p->m, err);
     if (st != DDTS_OK) {
-        ddts_error_prefix(err, "%s: ", req->model_path);
-        goto out;
+        ddts_error_prefix(err, "%s: ", path);
+        return st;
     }
-    size_t n_weights = 0;
-    float *flat = ddts_model_weights_flat(m, &n_weights);
-    if (req->init_weights != NULL) {
-        if (req->n_init_weights != n_weights) {
-            st = ddts_error_set(err, DDTS_ESHAPE, "initial weights hold %zu values, the model %zu",
-                                req->n_init_weights, n_weights);
-            goto out;
-        }
-        memcpy(flat, req->init_weights, n_weights * sizeof(float));
+    p->flat = ddts_model_weights_flat(p->m, &p->n_weights);
+    if (weights != NULL) {
+        if (n_weights != p->n_weights)
+            return ddts_error_set(err, DDTS_ESHAPE, "%s weights hold %zu values, the model %zu",
+                                  what, n_weights, p->n_weights);
+        memcpy(p->flat, weights, n_weights * sizeof(float));
     }
-    struct ddts_compile_options co = {
+    p->co = (struct ddts_compile_options){
         .loss = job->loss[0] ? job->loss : NULL,
         .optimizer = job->optimizer[0] ? job->optimizer : NULL,
         .learning_rate = job->learning_rate,
         .metrics = job->metrics[0] ? job->metrics : NULL,
-        .training_config_json = k->training_config,
+        .training_config_json = p->k->training_config,
         .threads = job->threads > 0 ? job->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
     };
-    st = ddts_model_compile(m, &co, err);
-    if (st != DDTS_OK) {
-        ddts_error_prefix(err, "%s: ", req->model_path);
-        goto out;
-    }
-    if (req->init_opt_state != NULL && job->method != DDTS_JOB_KFOLD) {
-        st = import_opt_state(m, req, err);
-        if (st != DDTS_OK)
-            goto out;
-    }
+    return DDTS_OK;
+}
 
-    /* The data must fit the model's input, reshaped when element counts agree. */
-    const struct ddts_array *x = req->x, *xv = req->x_val;
-    size_t n = x->rank > 0 ? (size_t)x->shape[0] : 0;
-    st = ddts_model_bind_input(m, x, err);
+static void prepared_destroy(struct prepared *p)
+{
+    ddts_model_destroy(p->m);
+    ddts_keras_destroy(p->k);
+    memset(p, 0, sizeof *p);
+}
+
+/* The per-feature affine map of the job's normalizer (offset and scale
+ * arrays of in_size values each, the caller frees both). */
+static enum ddts_status normalizer_affine(const struct ddts_job *job,
+                                          const struct ddts_stats *stats, size_t in_size,
+                                          float **offset, float **scale, struct ddts_error *err)
+{
+    *offset = ddts_mallocarray(in_size, sizeof(float));
+    *scale = ddts_mallocarray(in_size, sizeof(float));
+    if (*offset == NULL || *scale == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    return ddts_normalizer_affine((enum ddts_normalizer)job->normalizer, stats, *offset, *scale,
+                                  err);
+}
+
+/* The data must fit the model's input, reshaped when element counts agree. */
+static enum ddts_status bind_input(struct ddts_model *m, const struct ddts_array *x,
+                                   struct ddts_error *err)
+{
+    enum ddts_status st = ddts_model_bind_input(m, x, err);
     if (st != DDTS_OK)
-        goto out;
+        return st;
     size_t in_size = ddts_model_input_size(m);
-    if (ddts_array_sample_count(x) != in_size) {
-        int64_t shape[DDTS_MAX_RANK];
-        int rank = ddts_model_input_shape(m, shape);
-        char a[128], b[128];
-        ddts_array_shape_str(x, a, sizeof a);
-        struct ddts_array tmp = {.rank = rank};
-        memcpy(tmp.shape, shape, sizeof(int64_t) * (size_t)rank);
-        ddts_array_shape_str(&tmp, b, sizeof b);
-        st = ddts_error_set(err, DDTS_ESHAPE,
-                            "X has shape %s (%zu values per sample), the model's input is %s (%zu "
-                            "values)",
-                            a, ddts_array_sample_count(x), b, in_size);
-        goto out;
-    }
+    if (ddts_array_sample_count(x) == in_size)
+        return DDTS_OK;
+    int64_t shape[DDTS_MAX_RANK];
+    int rank = ddts_model_input_shape(m, shape);
+    char a[128], b[128];
+    ddts_array_shape_str(x, a, sizeof a);
+    struct ddts_array tmp = {.rank = rank};
+    memcpy(tmp.shape, shape, sizeof(int64_t) * (size_t)rank);
+    ddts_array_shape_str(&tmp, b, sizeof b);
+    return ddts_error_set(err, DDTS_ESHAPE,
+                          "X has shape %s (%zu values per sample), the model's input is %s (%zu "
+                          "values)",
+                          a, ddts_array_sample_count(x), b, in_size);
+}
+
+/* A training run's data: the samples with their normalizer applied per
+ * batch, and the Normalization layer the written models get. */
+struct train_data {
+    const struct ddts_array *x, *y, *xv, *yv;
+    size_t n;
+    float *offset, *scale;    /* NULL without a normalizer */
+    const float *yo, *ys;     /* XX: the target is the normalized input */
+    struct ddts_stats *stats; /* this run's own statistics, when none were given */
+    float *nmean, *nvar;
+    struct ddts_norm_layer norm, *normp;
+};
+
+static enum ddts_status train_data_init(const struct ddts_train_request *req, struct ddts_model *m,
+                                        struct train_data *d, struct ddts_error *err)
+{
+    const struct ddts_job *job = req->job;
+    memset(d, 0, sizeof *d);
+    d->x = req->x;
+    d->xv = req->x_val;
+    d->n = d->x->rank > 0 ? (size_t)d->x->shape[0] : 0;
+    enum ddts_status st = bind_input(m, d->x, err);
+    if (st != DDTS_OK)
+        return st;
+    size_t in_size = ddts_model_input_size(m);
     if (job->normalizer != DDTS_JOB_NORM_NONE) {
         const struct ddts_stats *use = req->norm_stats;
         if (use == NULL) {
-            st = ddts_stats_create(in_size, &stats, err);
+            st = ddts_stats_create(in_size, &d->stats, err);
             if (st == DDTS_OK)
-                st = ddts_stats_update(stats, x, NULL, n, err);
+                st = ddts_stats_update(d->stats, d->x, NULL, d->n, err);
             if (st != DDTS_OK)
-                goto out;
-            use = stats;
+                return st;
+            use = d->stats;
         }
-        offset = ddts_mallocarray(in_size, sizeof(float));
-        scale = ddts_mallocarray(in_size, sizeof(float));
-        if (offset == NULL || scale == NULL) {
-            st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-            goto out;
-        }
-        st = ddts_normalizer_affine((enum ddts_normalizer)job->normalizer, use, offset, scale, err);
+        st = normalizer_affine(job, use, in_size, &d->offset, &d->scale, err);
         if (st == DDTS_OK)
-            st = norm_layer(job, use, in_size, &nmean, &nvar, &norm, err);
-        if (st == DDTS_OK)
-            normp = &norm;
+            st = norm_layer(job, use, in_size, &d->nmean, &d->nvar, &d->norm, err);
         if (st != DDTS_OK)
-            goto out;
+            return st;
+        d->normp = &d->norm;
         /* Applied per batch as fit gathers samples: the data stays in its
          * stored dtype (no float32 copy of the whole shard). */
         ddts_log(req->logger, DDTS_LOG_INFO, "normalizer %s over %zu features",
                  ddts_job_normalizer_name(job->normalizer), in_size);
     }
-    const struct ddts_array *y = job->order == DDTS_JOB_ORDER_XX ? x : req->y;
-    const struct ddts_array *yv = job->order == DDTS_JOB_ORDER_XX ? xv : req->y_val;
-    /* XX (autoencoder): the target is the normalized input. */
-    const float *yo = job->order == DDTS_JOB_ORDER_XX ? offset : NULL;
-    const float *ys = job->order == DDTS_JOB_ORDER_XX ? scale : NULL;
-    if (y == NULL) {
-        st = ddts_error_set(err, DDTS_EINVAL, "no Y data for order XY");
-        goto out;
-    }
-    size_t ny = y->rank > 0 ? (size_t)y->shape[0] : 0;
-    if (ny != n) {
-        st = ddts_error_set(err, DDTS_ESHAPE, "X holds %zu samples but Y holds %zu", n, ny);
-        goto out;
-    }
-    if (req->out_dir != NULL) {
-        st = ddts_mkdir_p(req->out_dir, err);
-        if (st != DDTS_OK)
-            goto out;
-    }
+    int xx = job->order == DDTS_JOB_ORDER_XX;
+    d->y = xx ? d->x : req->y;
+    d->yv = xx ? d->xv : req->y_val;
+    d->yo = xx ? d->offset : NULL;
+    d->ys = xx ? d->scale : NULL;
+    if (d->y == NULL)
+        return ddts_error_set(err, DDTS_EINVAL, "no Y data for order XY");
+    size_t ny = d->y->rank > 0 ? (size_t)d->y->shape[0] : 0;
+    if (ny != d->n)
+        return ddts_error_set(err, DDTS_ESHAPE, "X holds %zu samples but Y holds %zu", d->n, ny);
+    return DDTS_OK;
+}
 
-    if (job->method == DDTS_JOB_KFOLD) {
-        size_t kf = (size_t)job->folds;
-        init = ddts_mallocarray(n_weights, sizeof(float));
-        fold_vals = ddts_calloc(kf, sizeof(double));
-        if (init == NULL || fold_vals == NULL) {
-            st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-            goto out;
-        }
-        memcpy(init, flat, n_weights * sizeof(float));
-        out->n_folds = (int)kf;
-        for (size_t f = 0; f < kf; f++) {
-            size_t ntr = 0, nva = 0;
-            st = ddts_kfold(n, kf, job->seed, f, &tr, &ntr, &va, &nva, err);
-            if (st != DDTS_OK)
-                goto out;
-            /* Every fold starts from the same initial weights and a fresh optimizer. */
-            memcpy(flat, init, n_weights * sizeof(float));
-            st = ddts_model_compile(m, &co, err);
-            if (st != DDTS_OK)
-                goto out;
-            struct ddts_dataset dtr = {x, y, tr, ntr, offset, scale, yo, ys},
-                                dva = {x, y, va, nva, offset, scale, yo, ys};
-            char dir[4096];
-            struct ddts_train_result fr;
-            memset(&fr, 0, sizeof fr);
-            if (req->out_dir != NULL)
-                st = ddts_format(dir, sizeof dir, err, "%s/fold_%zu", req->out_dir, f + 1);
-            if (st == DDTS_OK)
-                st = run_one(req, m, k, normp, &dtr, &dva, req->out_dir != NULL ? dir : NULL,
-                             (int)f + 1, (int)kf, &fr, err);
-            if (st != DDTS_OK)
-                goto out;
+static void train_data_destroy(struct train_data *d)
+{
+    ddts_free(d->offset);
+    ddts_free(d->scale);
+    ddts_free(d->nmean);
+    ddts_free(d->nvar);
+    ddts_stats_destroy(d->stats);
+}
+
+static struct ddts_dataset subset(const struct train_data *d, const uint32_t *idx, size_t n)
+{
+    return (struct ddts_dataset){d->x, d->y, idx, n, d->offset, d->scale, d->yo, d->ys};
+}
+
+/* k-fold: every fold from the same initial weights and a fresh optimizer,
+ * into out_dir/fold_K; out gets the last fold's figures and the folds'
+ * mean and spread of val_accuracy (else val_loss). */
+static enum ddts_status run_kfold(const struct ddts_train_request *req, struct prepared *p,
+                                  const struct train_data *d, struct ddts_train_result *out,
+                                  double **fold_vals, struct ddts_error *err)
+{
+    size_t kf = (size_t)req->job->folds;
+    uint32_t *tr = NULL, *va = NULL;
+    float *init = ddts_mallocarray(p->n_weights, sizeof(float));
+    *fold_vals = ddts_calloc(kf, sizeof(double));
+    enum ddts_status st = DDTS_OK;
+    if (init == NULL || *fold_vals == NULL) {
+        st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(init, p->flat, p->n_weights * sizeof(float));
+    out->n_folds = (int)kf;
+    for (size_t f = 0; f < kf && st == DDTS_OK; f++) {
+        size_t ntr = 0, nva = 0;
+        st = ddts_kfold(d->n, kf, req->job->seed, f, &tr, &ntr, &va, &nva, err);
+        if (st != DDTS_OK)
+            break;
+        memcpy(p->flat, init, p->n_weights * sizeof(float));
+        st = ddts_model_compile(p->m, &p->co, err);
+        struct ddts_dataset dtr = subset(d, tr, ntr), dva = subset(d, va, nva);
+        char dir[4096];
+        struct ddts_train_result fr;
+        memset(&fr, 0, sizeof fr);
+        if (st == DDTS_OK && req->out_dir != NULL)
+            st = ddts_format(dir, sizeof dir, err, "%s/fold_%zu", req->out_dir, f + 1);
+        if (st == DDTS_OK)
+            st = run_one(req, p->m, p->k, d->normp, &dtr, &dva, req->out_dir != NULL ? dir : NULL,
+                         (int)f + 1, (int)kf, &fr, err);
+        if (st == DDTS_OK) {
             int acc = isfinite(fr.val_accuracy);
             snprintf(out->fold_metric, sizeof out->fold_metric, "%s",
                      acc ? "val_accuracy" : "val_loss");
-            fold_vals[f] = acc ? fr.val_accuracy : fr.val_loss;
+            (*fold_vals)[f] = acc ? fr.val_accuracy : fr.val_loss;
             out->seconds += fr.seconds;
             out->n_samples = fr.n_samples;
             out->samples_per_s = fr.samples_per_s;
@@ -685,63 +742,91 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
             out->accuracy = fr.accuracy;
             out->val_loss = fr.val_loss;
             out->val_accuracy = fr.val_accuracy;
-            ddts_free(tr);
-            ddts_free(va);
-            tr = va = NULL;
         }
-        double mean = 0, var = 0;
-        for (size_t f = 0; f < kf; f++)
-            mean += fold_vals[f];
-        mean /= (double)kf;
-        for (size_t f = 0; f < kf; f++)
-            var += (fold_vals[f] - mean) * (fold_vals[f] - mean);
-        out->fold_mean = mean;
-        out->fold_std = sqrt(var / (double)kf);
-        ddts_log(req->logger, DDTS_LOG_INFO, "%zu-fold %s: %.4f +/- %.4f", kf, out->fold_metric,
-                 out->fold_mean, out->fold_std);
-    } else {
-        struct ddts_dataset dtr = {x, y, NULL, n, offset, scale, yo, ys},
-                            dva = {xv, yv, NULL, 0, offset, scale, yo, ys};
-        const struct ddts_dataset *val = NULL;
-        if (xv != NULL) {
-            dva.n = xv->rank > 0 ? (size_t)xv->shape[0] : 0;
-            val = &dva;
-        } else if (job->validation_split > 0) {
-            size_t ntr = 0, nva = 0;
-            st = ddts_validation_split(n, job->validation_split, &ntr, &nva, err);
-            if (st != DDTS_OK)
-                goto out;
-            idx = ddts_mallocarray(n ? n : 1, sizeof(uint32_t));
-            if (idx == NULL) {
-                st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-                goto out;
-            }
-            for (size_t i = 0; i < n; i++)
-                idx[i] = (uint32_t)i;
-            dtr.idx = idx;
-            dtr.n = ntr;
-            dva = (struct ddts_dataset){x, y, idx + ntr, nva, offset, scale, yo, ys};
-            val = nva > 0 ? &dva : NULL;
-        }
-        st = run_one(req, m, k, normp, &dtr, val, req->out_dir, 0, 0, out, err);
-        if (st != DDTS_OK)
-            goto out;
+        ddts_free(tr);
+        ddts_free(va);
+        tr = va = NULL;
     }
-    if (req->out_dir != NULL)
-        st = write_summary(req, out, fold_vals, err);
+    if (st != DDTS_OK)
+        goto out;
+    double mean = 0, var = 0;
+    for (size_t f = 0; f < kf; f++)
+        mean += (*fold_vals)[f];
+    mean /= (double)kf;
+    for (size_t f = 0; f < kf; f++)
+        var += ((*fold_vals)[f] - mean) * ((*fold_vals)[f] - mean);
+    out->fold_mean = mean;
+    out->fold_std = sqrt(var / (double)kf);
+    ddts_log(req->logger, DDTS_LOG_INFO, "%zu-fold %s: %.4f +/- %.4f", kf, out->fold_metric,
+             out->fold_mean, out->fold_std);
 out:
-    ddts_free(fold_vals);
-    ddts_free(tr);
-    ddts_free(va);
-    ddts_free(idx);
     ddts_free(init);
-    ddts_free(offset);
-    ddts_free(scale);
-    ddts_free(nmean);
-    ddts_free(nvar);
-    ddts_stats_destroy(stats);
-    ddts_model_destroy(m);
-    ddts_keras_destroy(k);
+    return st;
+}
+
+/* One fit on all samples: validation on x_val/y_val when given, else on the
+ * last validation_split of the samples, as Keras takes it. */
+static enum ddts_status run_fit(const struct ddts_train_request *req, struct prepared *p,
+                                const struct train_data *d, struct ddts_train_result *out,
+                                struct ddts_error *err)
+{
+    struct ddts_dataset dtr = subset(d, NULL, d->n), dva = subset(d, NULL, 0);
+    const struct ddts_dataset *val = NULL;
+    uint32_t *idx = NULL;
+    enum ddts_status st = DDTS_OK;
+    if (d->xv != NULL) {
+        dva.x = d->xv;
+        dva.y = d->yv;
+        dva.n = d->xv->rank > 0 ? (size_t)d->xv->shape[0] : 0;
+        val = &dva;
+    } else if (req->job->validation_split > 0) {
+        size_t ntr = 0, nva = 0;
+        st = ddts_validation_split(d->n, req->job->validation_split, &ntr, &nva, err);
+        if (st != DDTS_OK)
+            return st;
+        idx = ddts_mallocarray(d->n ? d->n : 1, sizeof(uint32_t));
+        if (idx == NULL)
+            return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        for (size_t i = 0; i < d->n; i++)
+            idx[i] = (uint32_t)i;
+        dtr = subset(d, idx, ntr);
+        dva = subset(d, idx + ntr, nva);
+        val = nva > 0 ? &dva : NULL;
+    }
+    st = run_one(req, p->m, p->k, d->normp, &dtr, val, req->out_dir, 0, 0, out, err);
+    ddts_free(idx);
+    return st;
+}
+
+enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddts_train_result *out,
+                                struct ddts_error *err)
+{
+    const struct ddts_job *job = req->job;
+    memset(out, 0, sizeof *out);
+    out->loss = out->accuracy = out->val_loss = out->val_accuracy = NAN;
+    struct prepared p;
+    struct train_data d;
+    memset(&d, 0, sizeof d);
+    double *fold_vals = NULL;
+
+    enum ddts_status st = prepare_model(req->model_path, job, req->init_weights,
+                                        req->n_init_weights, "initial", &p, err);
+    if (st == DDTS_OK && (st = ddts_model_compile(p.m, &p.co, err)) != DDTS_OK)
+        ddts_error_prefix(err, "%s: ", req->model_path);
+    if (st == DDTS_OK && req->init_opt_state != NULL && job->method != DDTS_JOB_KFOLD)
+        st = import_opt_state(p.m, req, err);
+    if (st == DDTS_OK)
+        st = train_data_init(req, p.m, &d, err);
+    if (st == DDTS_OK && req->out_dir != NULL)
+        st = ddts_mkdir_p(req->out_dir, err);
+    if (st == DDTS_OK)
+        st = job->method == DDTS_JOB_KFOLD ? run_kfold(req, &p, &d, out, &fold_vals, err)
+                                           : run_fit(req, &p, &d, out, err);
+    if (st == DDTS_OK && req->out_dir != NULL)
+        st = write_summary(req, out, fold_vals, err);
+    ddts_free(fold_vals);
+    train_data_destroy(&d);
+    prepared_destroy(&p);
     return st;
 }
 
@@ -752,67 +837,40 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
     *loss = *accuracy = NAN;
     if (req->logs != NULL)
         req->logs->n = 0;
-    struct ddts_keras_model *k = NULL;
-    struct ddts_model *m = NULL;
+    struct prepared p;
     float *offset = NULL, *scale = NULL, *nmean = NULL, *nvar = NULL;
-    enum ddts_status st = ddts_keras_read(req->model_path, &k, err);
-    if (st != DDTS_OK)
-        return st;
-    st = ddts_bridge_load(k, job->seed, &m, err);
+    enum ddts_status st =
+        prepare_model(req->model_path, job, req->weights, req->n_weights, "global", &p, err);
     if (st != DDTS_OK)
         goto out;
-    size_t n = 0;
-    float *flat = ddts_model_weights_flat(m, &n);
-    if (req->weights != NULL) {
-        if (req->n_weights != n) {
-            st = ddts_error_set(err, DDTS_ESHAPE, "global weights hold %zu values, the model %zu",
-                                req->n_weights, n);
-            goto out;
-        }
-        memcpy(flat, req->weights, n * sizeof(float));
-    }
     if (req->out_path != NULL) {
         if (job->normalizer != DDTS_JOB_NORM_NONE && req->norm_stats != NULL) {
             struct ddts_norm_layer norm;
             char path[4096];
             st = h5_path(req->out_path, path, sizeof path, err);
             if (st == DDTS_OK)
-                st = norm_layer(job, req->norm_stats, ddts_model_input_size(m), &nmean, &nvar,
+                st = norm_layer(job, req->norm_stats, ddts_model_input_size(p.m), &nmean, &nvar,
                                 &norm, err);
             if (st == DDTS_OK)
-                st = ddts_surgery_write_normalized(m, k, &norm, path, err);
+                st = ddts_surgery_write_normalized(p.m, p.k, &norm, path, err);
         } else {
-            st = ddts_bridge_write(m, k, req->out_path, err);
+            st = ddts_bridge_write(p.m, p.k, req->out_path, err);
         }
         if (st != DDTS_OK)
             goto out;
     }
     if (req->x_test == NULL || req->y_test == NULL)
         goto out;
-    struct ddts_compile_options co = {
-        .loss = job->loss[0] ? job->loss : NULL,
-        .optimizer = job->optimizer[0] ? job->optimizer : NULL,
-        .metrics = job->metrics[0] ? job->metrics : NULL,
-        .training_config_json = k->training_config,
-        .threads = job->threads > 0 ? job->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
-    };
-    st = ddts_model_compile(m, &co, err);
+    st = ddts_model_compile(p.m, &p.co, err);
     if (st != DDTS_OK)
         goto out;
     const struct ddts_array *x = req->x_test;
-    st = ddts_model_bind_input(m, x, err);
+    st = ddts_model_bind_input(p.m, x, err);
     if (st != DDTS_OK)
         goto out;
-    size_t in_size = ddts_model_input_size(m);
     if (job->normalizer != DDTS_JOB_NORM_NONE && req->norm_stats != NULL) {
-        offset = ddts_mallocarray(in_size, sizeof(float));
-        scale = ddts_mallocarray(in_size, sizeof(float));
-        if (offset == NULL || scale == NULL) {
-            st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-            goto out;
-        }
-        st = ddts_normalizer_affine((enum ddts_normalizer)job->normalizer, req->norm_stats, offset,
-                                    scale, err);
+        st = normalizer_affine(job, req->norm_stats, ddts_model_input_size(p.m), &offset, &scale,
+                               err);
         if (st != DDTS_OK)
             goto out;
     }
@@ -827,7 +885,7 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
                              xx ? offset : NULL,
                              xx ? scale : NULL};
     struct ddts_logs logs;
-    st = ddts_model_evaluate(m, &d, job->batch_size > 0 ? job->batch_size : 32, &logs, err);
+    st = ddts_model_evaluate(p.m, &d, job->batch_size > 0 ? job->batch_size : 32, &logs, err);
     if (st != DDTS_OK)
         goto out;
     if (req->logs != NULL)
@@ -842,8 +900,7 @@ out:
     ddts_free(scale);
     ddts_free(nmean);
     ddts_free(nvar);
-    ddts_model_destroy(m);
-    ddts_keras_destroy(k);
+    prepared_destroy(&p);
     return st;
 }
 

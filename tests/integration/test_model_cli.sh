@@ -30,6 +30,16 @@ run_expect 1 "$DDTS" model new "$DDTS_SOURCE_DIR/examples/fashion_mlp.json" \
     --metrics 'accuracy,a"b' -o "$WORK/q.h5"
 grep -q -- "--metrics: 'a\"b' is not a Keras metric name" "$ERR" || fail "quoted --metrics: $(cat "$ERR")"
 [ -e "$WORK/q.h5" ] && fail "a refused model was written"
+# --layers takes the same list of metrics, written to training_config as a list (h5py reads it).
+run_expect 0 "$DDTS" model new --layers dense:8:relu,dense:3:softmax --input-shape 4 \
+    --metrics accuracy,mae -o "$WORK/metrics.h5"
+$PY -c 'import h5py, json, sys
+m = json.loads(h5py.File(sys.argv[1], "r").attrs["training_config"])["metrics"]
+sys.exit(0 if m == ["accuracy", "mae"] else "metrics %r" % (m,))' "$WORK/metrics.h5" ||
+    fail "--layers --metrics accuracy,mae not written as a list"
+run_expect 1 "$DDTS" model new --layers dense:3 --input-shape 4 --metrics 'accuracy,' \
+    -o "$WORK/q2.h5"
+grep -q 'bad metric name ""' "$ERR" || fail "empty metric name: $(cat "$ERR")"
 # An unsupported layer is an error naming the layer and its class.
 sed 's/"MaxPooling2D"/"ConvLSTM2D"/' "$DDTS_SOURCE_DIR/examples/fashion_cnn.json" >"$WORK/bad.json"
 run_expect 1 "$DDTS" model new "$WORK/bad.json" -o "$WORK/bad.h5"

@@ -45,7 +45,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port  # noqa: E402
+from checks import Checks, free_port, wait_listening  # noqa: E402
 
 DDTS = os.path.abspath(os.environ.get("DDTS", "build/ddts"))
 check = Checks()
@@ -136,7 +136,7 @@ def serve_with_clients(work, wd, name, clients, timeout=90, extra=()):
             "--workdir", wd, "--name", name, "--client-timeout", "30"] + list(extra)
     srv = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    wait_listening(port, proc=srv)  # the server checks the model and data before it listens
     procs = [start_client(work, port, n, d) for n, d in clients]
     t0 = time.time()
     try:
@@ -216,7 +216,7 @@ def serve_data(work, wd, name, data, n_clients, extra, timeout=120):
             "--seed", "1", "--workdir", wd, "--name", name, "--client-timeout", "30"] + list(extra)
     srv = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    wait_listening(port, proc=srv)  # the server checks the model and data before it listens
     names = ["%s-c%d" % (name, i) for i in range(n_clients)]
     procs = [start_client(work, port, n, "-") for n in names]
     try:
@@ -323,7 +323,7 @@ def section3(work):
                             "--passphrase-file", os.path.join(work, "pass"), "--collect",
                             "--workdir", other, "--threads", "1"], stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1)
+    wait_listening(port, proc=srv)
     cl = subprocess.run([DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
                          os.path.join(work, "pass"), "--workdir", os.path.join(work, "c-r-c0"),
                          "--name", "r-c0", "--threads", "1", "--retries", "0"],
@@ -370,7 +370,7 @@ def section6_waiting(work):
                             "--workdir", os.path.join(work, "s6w"), "--name", "w"],
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
+    wait_listening(port, proc=srv)
     cl = start_client(work, port, "lonely", "-", retries=5)
     log = ""
     end = time.time() + 20
@@ -426,8 +426,8 @@ def section6_metrics(work):
                             "--seed", "1", "--workdir", wd, "--name", "mt"],
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
-    cl = start_client(work, port, "mt-c", "-", retries=20)  # mnist loads first
+    wait_listening(port, proc=srv)  # Fashion-MNIST loads first
+    cl = start_client(work, port, "mt-c", "-", retries=20)
     try:
         _, err = srv.communicate(timeout=120)
     except subprocess.TimeoutExpired:

@@ -10,7 +10,7 @@
  *       (mean[i] = i / 2, variance[i] = (i + 1)^2 / 4, count 7) through the one
  *       implementation, ddts_surgery_write_normalized, after listing IN.
  *   keras_roundtrip --ensemble OUT IN1 IN2 ...
- *       ddts_keras_ensemble_build + ddts_keras_write_new, then lists OUT.
+ *       ddts_surgery_write_ensemble (what `ddts ensemble` runs), then lists OUT.
  *   keras_roundtrip --spec LAYERS --input 28x28x1 [--loss L] [--optimizer O] OUT
  *       builds a model with ddts_keras_spec_build and writes it with
  *       ddts_keras_write_new, then lists OUT as above.
@@ -84,12 +84,9 @@ static int ensemble_main(int argc, char **argv)
     enum ddts_status st = DDTS_OK;
     for (size_t i = 0; i < n && st == DDTS_OK; i++)
         st = ddts_keras_read(argv[3 + i], &ms[i], &err);
-    struct ddts_keras_model *e = NULL;
     if (st == DDTS_OK)
-        st = ddts_keras_ensemble_build((const struct ddts_keras_model *const *)ms, n, &e, &err);
-    if (st == DDTS_OK)
-        st = ddts_keras_write_new(e, argv[2], &err);
-    ddts_keras_destroy(e);
+        st = ddts_surgery_write_ensemble((const struct ddts_keras_model *const *)ms,
+                                         (const char *const *)argv + 3, n, argv[2], &err);
     for (size_t i = 0; i < n; i++)
         ddts_keras_destroy(ms[i]);
     free(ms);

@@ -491,50 +491,6 @@ static void test_normalization(void **state)
     ddts_free(dir);
 }
 
-static void test_ensemble(void **state)
-{
-    (void)state;
-    char *p = fixture("tf2_sequential.h5");
-    struct ddts_keras_model *a = NULL, *b = NULL, *e = NULL;
-    struct ddts_error err;
-    assert_int_equal(ddts_keras_read(p, &a, &err), DDTS_OK);
-    assert_int_equal(ddts_keras_read(p, &b, &err), DDTS_OK);
-    const struct ddts_keras_model *ms[2] = {a, b};
-    assert_int_equal(ddts_keras_ensemble_build(ms, 1, &e, &err), DDTS_EINVAL);
-    char *dir = test_tmpdir();
-    char *out = ddts_path_join(dir, "ens.h5");
-    int done = 0;
-    for (long k = 0; k < 100000 && !done; k++) {
-        ddts_alloc_fail_after(k);
-        enum ddts_status st = ddts_keras_ensemble_build(ms, 2, &e, &err);
-        if (st == DDTS_OK)
-            st = ddts_keras_write_new(e, out, &err);
-        ddts_alloc_fail_after(-1);
-        if (st == DDTS_OK) {
-            done = 1;
-            assert_int_equal(e->n_layers, 4);
-            assert_int_equal(ddts_keras_param_count(e), 2 * ddts_keras_param_count(a));
-        } else if (st != DDTS_ENOMEM) {
-            fail_msg("allocation %ld failing gave %s: %s", k, ddts_status_str(st), err.msg);
-        }
-        ddts_keras_destroy(e);
-        e = NULL;
-    }
-    assert_true(done);
-    struct ddts_keras_model *r = NULL;
-    assert_int_equal(ddts_keras_read(out, &r, &err), DDTS_OK);
-    assert_string_equal(r->layers[1].class_name, "Sequential");
-    assert_string_equal(r->layers[3].class_name, "Average");
-    ddts_keras_destroy(r);
-    ddts_keras_destroy(a);
-    ddts_keras_destroy(b);
-    unlink(out);
-    rmdir(dir);
-    ddts_free(out);
-    ddts_free(dir);
-    ddts_free(p);
-}
-
 static herr_t program_handler(hid_t stack, void *data)
 {
     (void)stack;
@@ -577,11 +533,15 @@ static void test_hdf5_handler_restored(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_snake_case),   cmocka_unit_test(test_split_weight_name),
-        cmocka_unit_test(test_config_parse), cmocka_unit_test(test_write_new_and_rewrite),
-        cmocka_unit_test(test_fixtures),     cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_spec),         cmocka_unit_test(test_normalization),
-        cmocka_unit_test(test_ensemble),     cmocka_unit_test(test_hdf5_handler_restored),
+        cmocka_unit_test(test_snake_case),
+        cmocka_unit_test(test_split_weight_name),
+        cmocka_unit_test(test_config_parse),
+        cmocka_unit_test(test_write_new_and_rewrite),
+        cmocka_unit_test(test_fixtures),
+        cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_spec),
+        cmocka_unit_test(test_normalization),
+        cmocka_unit_test(test_hdf5_handler_restored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
