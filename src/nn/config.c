@@ -484,7 +484,7 @@ static enum ddts_status track_free_dims(struct ctx *c, int i)
     unsigned last = 1u << (a->rank - 1);
     int weighted = nd->kind == NN_DENSE || nd->kind == NN_CONV2D || nd->kind == NN_CONV2DT ||
                    nd->kind == NN_RNN || nd->kind == NN_BATCHNORM || nd->kind == NN_LAYERNORM ||
-                   nd->kind == NN_NORMALIZATION;
+                   nd->kind == NN_NORMALIZATION || (nd->kind == NN_ADDITIVE && nd->scale);
     if (weighted && (f & last))
         return unsup(c, nd->name, nd->class_name,
                      "an input dimension of unknown size (None) that sizes the weights");

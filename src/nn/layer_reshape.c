@@ -201,7 +201,8 @@ static enum ddts_status permute_shape(struct ddts_model *m, struct nn_node *nd,
 
 /* y[i0, .., ir] = x[j] with j's axis perm[k] = ik: the output walked in
  * order, the input offset advanced by its strides (odometer). Backward adds
- * dy back through the same map. */
+ * dy back through the same map. Samples run in parallel, each writing only
+ * its own rows. */
 static void permute(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
@@ -216,7 +217,6 @@ static void permute(struct ddts_model *m, struct nn_node *nd, size_t b, int back
     }
     for (int i = 0; i < r; i++)
         st[i] = ist[nd->perm[i]]; /* input stride of output axis i */
-        /* samples in parallel: each writes only its own rows */
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b * nd->size > 65536)
     for (long n = 0; n < (long)b; n++) {
         const float *x = a->y + (size_t)n * a->size;

@@ -254,22 +254,25 @@ static void test_issue20_refused(void **state)
     /* the attention layers on [x, x] */
     static const struct {
         const char *cls, *cfg, *word;
+        const char *shape;
     } att[] = {
-        {"Attention", "\"dropout\": 1.5", "dropout"},
-        {"Attention", "\"score_mode\": \"general\"", "score_mode"},
-        {"AdditiveAttention", "\"causal\": true", "causal"},
-        {"Attention", "\"score_mode\": \"concat\", \"causal\": true", "causal"},
+        {"Attention", "\"dropout\": 1.5", "dropout", "3, 2"},
+        {"Attention", "\"score_mode\": \"general\"", "score_mode", "3, 2"},
+        {"AdditiveAttention", "\"causal\": true", "causal", "3, 2"},
+        {"Attention", "\"score_mode\": \"concat\", \"causal\": true", "causal", "3, 2"},
+        /* a scale whose width (the query's last axis) is unknown */
+        {"AdditiveAttention", "\"use_scale\": true", "unknown size", "null, null"},
     };
     for (size_t i = 0; i < sizeof att / sizeof att[0]; i++) {
         char j[1024];
         snprintf(j, sizeof j,
                  "{\"class_name\": \"Functional\", \"config\": {\"name\": \"f\", \"layers\": ["
                  "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": "
-                 "[null, 3, 2], \"name\": \"x\"}, \"name\": \"x\", \"inbound_nodes\": []},"
+                 "[null, %s], \"name\": \"x\"}, \"name\": \"x\", \"inbound_nodes\": []},"
                  "{\"class_name\": \"%s\", \"config\": {\"name\": \"a\", %s}, \"name\": \"a\", "
                  "\"inbound_nodes\": [[[\"x\", 0, 0, {}], [\"x\", 0, 0, {}]]]}], "
                  "\"input_layers\": [[\"x\", 0, 0]], \"output_layers\": [[\"a\", 0, 0]]}}",
-                 att[i].cls, att[i].cfg);
+                 att[i].shape, att[i].cls, att[i].cfg);
         struct ddts_model *m = NULL;
         struct ddts_error err;
         enum ddts_status st = ddts_model_from_keras_config(j, strlen(j), &m, &err);
