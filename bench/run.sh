@@ -2,13 +2,13 @@
 # ddts benchmarks (`make bench`): never tests. One result line per case, the
 # peer's figure beside ddts' and the ratio ddts/peer. See docs/benchmarks.md.
 #   sh bench/run.sh BUILD_DIR        BENCH_QUICK=1: a fast smoke run
-#   BENCH_CASES="engine data transfer dist mpi" picks cases; BENCH_MB sets the shard size.
+#   BENCH_CASES="engine data transfer dist mpi examples" picks cases; BENCH_MB sets the shard size.
 set -u
 B=${1:-build}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 PY=/usr/bin/python3
 Q=${BENCH_QUICK:-0}
-CASES=${BENCH_CASES:-engine data transfer dist mpi}
+CASES=${BENCH_CASES:-engine data transfer dist mpi examples}
 W=$(mktemp -d "${TMPDIR:-/tmp}/ddts-bench.XXXXXX")
 trap 'rm -rf "$W"' EXIT INT TERM
 HAVE_TORCH=0
@@ -243,5 +243,47 @@ case " $CASES " in *" mpi "*)
             echo "server path, $mb MB model: each client sends and receives $(awk -v m="$mb" 'BEGIN{printf "%.2f", m}') MB per round; the server moves $(awk -v m="$mb" 'BEGIN{printf "%.2f", 4 * m}') MB (2 clients)"
         done
     fi
+;; esac
+case " $CASES " in *" examples "*)
+    # Issue 20: a depthwise-separable CNN and a Transformer encoder (and issue
+    # 15's bidirectional GRU over the same token sequences), on the
+    # product path: `ddts train` (samples/s of fit time, validation passes
+    # included, from summary.json) against bench/torch_examples.py doing the
+    # same epochs on the same data (its first epoch a warm-up), 1 and 2
+    # threads, ddts and PyTorch alternating, median of 3 rounds.
+    echo "== examples (issues 20, 15): ddts train vs PyTorch, same data, batch 32, Adam, validation 30 % =="
+    EN=1200; EE=2; RR=3
+    [ "$Q" = 1 ] && { EN=300; EE=1; RR=1; }
+    $PY -c "import sys; sys.path.insert(0, '$SRC/tests/integration'); import test_examples_mobile as T
+T.cifar_like('$W/ex_cifar_mobilenet', $EN); T.imdb_like('$W/ex_imdb_transformer', $EN)" &&
+        ln -s "$W/ex_imdb_transformer" "$W/ex_text_gru" ||
+        echo "examples: data generation failed"
+    for m in cifar_mobilenet imdb_transformer text_gru; do
+        loss=sparse_categorical_crossentropy
+        [ $m != cifar_mobilenet ] && loss=binary_crossentropy
+        "$B/ddts" model new "$SRC/examples/$m.json" --loss $loss --seed 3 -o "$W/$m.h5" >/dev/null ||
+            echo "examples: ddts model new $m failed"
+        for th in 1 2; do
+            D=; P=; RS=
+            for r in $(seq 1 $RR); do
+                o="$W/ex_$m.$th.$r"
+                OMP_WAIT_POLICY=passive "$B/ddts" train --model "$W/$m.h5" --dataset "$W/ex_$m" \
+                    --epochs $EE --batch-size 32 --threads $th --seed 1 --metrics accuracy \
+                    --out "$o" >"$o.out" 2>&1 || echo "examples: ddts train $m failed: $(tail -2 "$o.out")"
+                d=$(sed -n 's/.*"samples_per_second": *\([0-9.]*\).*/\1/p' "$o/summary.json" 2>/dev/null)
+                p=
+                if [ $HAVE_TORCH = 1 ]; then
+                    # The peer's best configuration here: torch's own threads only
+                    # (OpenBLAS at 1 thread, passive OpenMP waits; spinning
+                    # threads on 2 cores made 2 threads 30x slower).
+                    p=$(OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1 $PY "$SRC/bench/torch_examples.py" \
+                        "$W/ex_$m" $m $th $EE 2>&1 | sed -n 's/^samples\/s //p')
+                fi
+                D="$D $d"; P="$P $p"; RS="$RS $(ratio "$d" "$p")"
+            done
+            med() { echo $* | tr ' ' '\n' | grep -v '^$' | grep -v n/a | sort -g | awk '{v[NR]=$1} END{ if (NR) print v[int((NR + 1) / 2)]; else print "n/a" }'; }
+            echo "examples $m samples/s, $th thread(s): ddts $(med $D)  PyTorch $(med $P)  ratio $(med $RS) (rounds:$RS; target >= 1.5)"
+        done
+    done
 ;; esac
 echo "load at the end:$(uptime | sed 's/.*load average://')"

@@ -391,6 +391,19 @@ static void set_out(struct outs *o, int i, struct ddts_array *a)
         ddts_array_destroy(a);
 }
 
+/* A loader's four results (x_train, y_train, x_test, y_test) to the caller
+ * when st is DDTS_OK, else released; returns st. */
+static enum ddts_status give_out(struct outs *o, struct ddts_array *res[4], enum ddts_status st)
+{
+    for (int i = 0; i < 4; i++) {
+        if (st == DDTS_OK)
+            set_out(o, i, res[i]);
+        else
+            ddts_array_destroy(res[i]);
+    }
+    return st;
+}
+
 /* The longest kept sequence with its start char. */
 static int64_t longest(const struct seqs *s, const size_t *kept, size_t n)
 {
@@ -454,13 +467,7 @@ static enum ddts_status load_imdb(const char *path, const struct text_opts *t, s
         ddts_free(order[k]);
         ddts_free(kept[k]);
     }
-    for (int i = 0; i < 4; i++) {
-        if (st == DDTS_OK)
-            set_out(o, i, res[i]);
-        else
-            ddts_array_destroy(res[i]);
-    }
-    return st;
+    return give_out(o, res, st);
 }
 
 /* Keras' test_split=0.2 cut: int(len * (1 - 0.2)) in double arithmetic. */
@@ -514,13 +521,7 @@ static enum ddts_status load_reuters(const char *path, const struct text_opts *t
     ddts_array_destroy(y);
     ddts_free(order);
     ddts_free(kept);
-    for (int i = 0; i < 4; i++) {
-        if (st == DDTS_OK)
-            set_out(o, i, res[i]);
-        else
-            ddts_array_destroy(res[i]);
-    }
-    return st;
+    return give_out(o, res, st);
 }
 
 /* boston_housing.npz: x (506, 13), y (506,) shuffled with RandomState(113), cut at 80 %. */
@@ -561,13 +562,7 @@ static enum ddts_status load_boston(const char *path, struct outs *o, struct ddt
     ddts_array_destroy(y);
     ddts_free(order);
     ddts_free(idx);
-    for (int i = 0; i < 4; i++) {
-        if (st == DDTS_OK)
-            set_out(o, i, res[i]);
-        else
-            ddts_array_destroy(res[i]);
-    }
-    return st;
+    return give_out(o, res, st);
 }
 
 /*
@@ -734,13 +729,7 @@ static enum ddts_status load_cifar(const struct cifar_src *s, int c100, const ch
         ddts_array_destroy(px[i]);
         ddts_array_destroy(py[i]);
     }
-    for (int i = 0; i < 4; i++) {
-        if (st == DDTS_OK)
-            set_out(o, i, res[i]);
-        else
-            ddts_array_destroy(res[i]);
-    }
-    return st;
+    return give_out(o, res, st);
 }
 
 /* The new datasets: what a cache folder may hold, in Keras' layouts. */

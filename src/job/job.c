@@ -173,11 +173,11 @@ struct choice {
 
 struct field {
     enum vkind kind;
-    size_t off, size; /* the member of struct ddts_job */
+    bool lo_open, hi_open; /* V_REAL: whether rlo, rhi are excluded */
+    size_t off, size;      /* the member of struct ddts_job */
     int64_t lo, hi;
     const char *all;
     double rlo, rhi;
-    bool lo_open, hi_open;
     const char *const *words;
     const struct choice *choices;
     const char *why;   /* V_CHOICE: what the error says a value is not */
@@ -469,15 +469,15 @@ _Static_assert(sizeof(enum ddts_job_normalizer) == sizeof(int) &&
 #define AT(member) offsetof(struct ddts_job, member), sizeof(((struct ddts_job *)0)->member)
 #define TEXT(member, chk)                                                                          \
     {                                                                                              \
-        .kind = V_TEXT, AT(member), .check = chk                                                   \
+        .kind = V_TEXT, AT(member), .check = (chk)                                                 \
     }
 #define WORD(member, list)                                                                         \
     {                                                                                              \
-        .kind = V_WORD, AT(member), .words = list                                                  \
+        .kind = V_WORD, AT(member), .words = (list)                                                \
     }
 #define INT(member, lo_, hi_)                                                                      \
     {                                                                                              \
-        .kind = V_INT, AT(member), .lo = lo_, .hi = hi_                                            \
+        .kind = V_INT, AT(member), .lo = (lo_), .hi = (hi_)                                        \
     }
 #define BOOL(member)                                                                               \
     {                                                                                              \
@@ -485,7 +485,7 @@ _Static_assert(sizeof(enum ddts_job_normalizer) == sizeof(int) &&
     }
 #define CHOICE(member, list, why_)                                                                 \
     {                                                                                              \
-        .kind = V_CHOICE, AT(member), .choices = list, .why = why_                                 \
+        .kind = V_CHOICE, AT(member), .choices = (list), .why = (why_)                             \
     }
 
 /* Where each setting lives in struct ddts_job and how its text reads:

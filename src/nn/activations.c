@@ -45,6 +45,16 @@ void ddts__nn_act_forward(const struct nn_act *a, size_t rows, size_t k, const f
             y[i] = z[i] > 0 ? z[i] : 0;
         return;
     }
+    if (a->kind == ACT_RELU && a->alpha == 0 && a->max_value > 0 && a->threshold == 0) {
+        /* ReLU6 and other clipped ReLUs (MobileNets): relu_f's branches, vectorised. */
+        const float mv = a->max_value;
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (n > 65536)
+        for (long i = 0; i < (long)n; i++) {
+            float v = z[i] > 0 ? z[i] : 0;
+            y[i] = v < mv ? v : mv;
+        }
+        return;
+    }
 #pragma omp parallel for num_threads(threads) schedule(static) if (n > 16384)
     for (long i = 0; i < (long)n; i++)
         y[i] = act_f(a, z[i]);
@@ -75,8 +85,20 @@ void ddts__nn_act_backward(const struct nn_act *a, size_t rows, size_t k, const 
     }
     if (a->kind == ACT_RELU && a->alpha == 0 && a->max_value <= 0 && a->threshold == 0) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
-        for (long i = 0; i < (long)n; i++)
-            dz[i] = z[i] > 0 ? dy[i] : 0;
+        for (long i = 0; i < (long)n; i++) {
+            float g = dy[i]; /* loaded unconditionally: a select the compiler vectorises */
+            dz[i] = z[i] > 0 ? g : 0.0f;
+        }
+        return;
+    }
+    if (a->kind == ACT_RELU && a->alpha == 0 && a->max_value > 0 && a->threshold == 0) {
+        /* act_d for a clipped ReLU: 1 strictly inside (0, max_value), else 0. */
+        const float mv = a->max_value;
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (n > 65536)
+        for (long i = 0; i < (long)n; i++) {
+            float g = dy[i], v = z[i]; /* both loaded: a select the compiler vectorises */
+            dz[i] = v > 0 && v < mv ? g : 0.0f;
+        }
         return;
     }
 #pragma omp parallel for num_threads(threads) schedule(static) if (n > 16384)

@@ -295,6 +295,10 @@ void ddts__nn_identity_backward(struct ddts_model *m, struct nn_node *nd, size_t
 /* Output shape = the first input's shape (element-wise layers). */
 enum ddts_status ddts__nn_shape_same(struct ddts_model *m, struct nn_node *nd,
                                      struct ddts_error *err);
+/* A convolution's kernel_size, strides and dilation_rate (1 or 2 numbers:
+ * nd->dim1 from the class name's "1D"), into nd->kh/kw, sh/sw, dh/dw; a
+ * 1-D layer is a (1, T) image (layer_conv.c). */
+enum ddts_status ddts__nn_cfg_conv_window(struct nn_parse *p, struct nn_node *nd);
 /* Output (H', W', channels) of a window (convolution, pooling) over the
  * input image, TF's valid/same rules; sets nd->pt/pl/pb/pr (layer_conv.c). */
 enum ddts_status ddts__nn_window_shape(struct ddts_model *m, struct nn_node *nd, int64_t channels,

@@ -37,13 +37,9 @@ static const char *kernel_bias(const struct nn_weight_flags *f, size_t index)
 
 /* ---- config ---- */
 
-/* kernel_size, strides, dilation_rate, groups, padding, activation. */
-static enum ddts_status conv_parse(struct nn_parse *p, struct nn_node *nd)
+enum ddts_status ddts__nn_cfg_conv_window(struct nn_parse *p, struct nn_node *nd)
 {
-    enum ddts_status st;
-    int two[2], g;
-    if (ddts__nn_cfg_int(p, "filters", 1, 1 << 24, 0, &nd->units) != 0)
-        return ddts__nn_bad(p, "filters must be a positive integer");
+    int two[2];
     /* 1-D layers run as 2-D ones over a (1, T) image */
     nd->dim1 = strstr(nd->class_name, "1D") != NULL;
     int nk = nd->dim1 ? 1 : 2;
@@ -59,6 +55,18 @@ static enum ddts_status conv_parse(struct nn_parse *p, struct nn_node *nd)
         return ddts__nn_bad(p, "bad dilation_rate");
     nd->dh = nd->dim1 ? 1 : two[0];
     nd->dw = nd->dim1 ? two[0] : two[1];
+    return DDTS_OK;
+}
+
+/* kernel_size, strides, dilation_rate, groups, padding, activation. */
+static enum ddts_status conv_parse(struct nn_parse *p, struct nn_node *nd)
+{
+    enum ddts_status st;
+    int g;
+    if (ddts__nn_cfg_int(p, "filters", 1, 1 << 24, 0, &nd->units) != 0)
+        return ddts__nn_bad(p, "filters must be a positive integer");
+    if ((st = ddts__nn_cfg_conv_window(p, nd)) != DDTS_OK)
+        return st;
     if ((nd->dh > 1 || nd->dw > 1) && (nd->sh > 1 || nd->sw > 1))
         return ddts__nn_unsup(p, "dilation with strides");
     if (ddts__nn_cfg_int(p, "groups", 1, 1, 1, &g) != 0)

@@ -46,25 +46,12 @@ static int is_separable(const struct nn_node *nd)
 static enum ddts_status dw_parse(struct nn_parse *p, struct nn_node *nd)
 {
     enum ddts_status st;
-    int two[2];
-    nd->dim1 = strstr(nd->class_name, "1D") != NULL;
-    int nk = nd->dim1 ? 1 : 2;
     if (ddts__nn_cfg_int(p, "depth_multiplier", 1, 1 << 20, 1, &nd->depth_mult) != 0)
         return ddts__nn_bad(p, "depth_multiplier must be a positive integer");
     if (is_separable(nd) && ddts__nn_cfg_int(p, "filters", 1, 1 << 24, 0, &nd->units) != 0)
         return ddts__nn_bad(p, "filters must be a positive integer");
-    if (ddts__nn_cfg_ints(p, "kernel_size", nk, 0, two) != 0 || two[0] <= 0)
-        return ddts__nn_bad(p, "bad kernel_size");
-    nd->kh = nd->dim1 ? 1 : two[0];
-    nd->kw = nd->dim1 ? two[0] : two[1];
-    if (ddts__nn_cfg_ints(p, "strides", nk, 1, two) != 0)
-        return ddts__nn_bad(p, "bad strides");
-    nd->sh = nd->dim1 ? 1 : two[0];
-    nd->sw = nd->dim1 ? two[0] : two[1];
-    if (ddts__nn_cfg_ints(p, "dilation_rate", nk, 1, two) != 0)
-        return ddts__nn_bad(p, "bad dilation_rate");
-    nd->dh = nd->dim1 ? 1 : two[0];
-    nd->dw = nd->dim1 ? two[0] : two[1];
+    if ((st = ddts__nn_cfg_conv_window(p, nd)) != DDTS_OK)
+        return st;
     if ((st = ddts__nn_cfg_channels_last(p)) != DDTS_OK ||
         (st = ddts__nn_cfg_padding(p, &nd->same)) != DDTS_OK)
         return st;
@@ -224,6 +211,11 @@ static void dw_wgrad(const struct dw_geom *g, size_t b, const float *x, const fl
                         continue;
                     const float *xi = x + n * xs + ((size_t)ih * g->W + iw) * g->C;
                     const float *dzo = dz + n * zs + ((size_t)oh * g->OW + ow) * CM;
+                    if (g->M == 1) { /* MobileNets: a vectorisable loop over channels */
+                        for (int c = 0; c < g->C; c++)
+                            dw[c] += xi[c] * dzo[c];
+                        continue;
+                    }
                     for (int c = 0; c < g->C; c++)
                         for (int mm = 0; mm < g->M; mm++)
                             dw[(size_t)c * g->M + mm] += xi[c] * dzo[(size_t)c * g->M + mm];
@@ -256,6 +248,11 @@ static void dw_dgrad(const struct dw_geom *g, size_t b, const float *dz, const f
                             continue;
                         float *dxi = dxn + ((size_t)ih * g->W + iw) * g->C;
                         const float *wk = W + ((size_t)i * g->KW + j) * CM;
+                        if (g->M == 1) { /* the same sums as below, vectorisable */
+                            for (int c = 0; c < g->C; c++)
+                                dxi[c] += dzo[c] * wk[c];
+                            continue;
+                        }
                         for (int c = 0; c < g->C; c++) {
                             float s = 0.0f;
                             for (int mm = 0; mm < g->M; mm++)

@@ -171,14 +171,15 @@ static enum ddts_status normalization_weights(struct nn_parse *p, struct nn_node
 
 /* ---- planning ---- */
 
-/* BN: xhat (cap, size), batch mean and inverse std (2 C); per-channel sums. */
+/* BN: xhat (cap, size); batch mean and inverse std (2 C), then two per-channel
+ * scratch rows (the passes' gamma and beta, or g inv); per-channel sums. */
 static void bn_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_need *need)
 {
     struct nn_node *nd = &m->nodes[i];
     size_t c = (size_t)nd->shape[nd->rank - 1];
     need->tmp_n = 4 * c > need->tmp_n ? 4 * c : need->tmp_n;
     nd->aux = ddts__nn_plan_buf(cap, nd->size, &need->fail);
-    nd->aux2 = ddts__nn_plan_buf(2, c, &need->fail);
+    nd->aux2 = ddts__nn_plan_buf(4, c, &need->fail);
 }
 
 /* Values per LayerNormalization row: the normalized trailing block. */
@@ -276,13 +277,19 @@ static void bn_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
             inv[c] = (float)(1.0 / sqrt((double)w.mv[c] + nd->eps));
         }
     }
+    /* gamma and beta as arrays (ones, zeros when absent): a branch-free loop. */
+    float *gm = nd->aux2 + 2 * C, *bt = nd->aux2 + 3 * C;
+    for (size_t c = 0; c < C; c++) {
+        gm[c] = w.gamma ? w.gamma[c] : 1.0f;
+        bt[c] = w.beta ? w.beta[c] : 0.0f;
+    }
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (R * C > 65536)
     for (long r = 0; r < (long)R; r++) {
         const float *x = a->y + (size_t)r * C;
         float *xh = nd->aux + (size_t)r * C, *z = nd->z + (size_t)r * C;
         for (size_t c = 0; c < C; c++) {
             xh[c] = (x[c] - mean[c]) * inv[c];
-            z[c] = xh[c] * (w.gamma ? w.gamma[c] : 1.0f) + (w.beta ? w.beta[c] : 0.0f);
+            z[c] = xh[c] * gm[c] + bt[c];
         }
     }
 }
@@ -315,19 +322,27 @@ static void bn_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     float *dx = ddts__nn_dx(m, nd, 0, &acc);
     if (dx == NULL)
         return;
+    /* dx = g inv / R (R dy - sum dy - xhat sum(dy xhat)) in training, else
+     * g inv dy: per channel k = g inv, and the sums divided by R once (sdy,
+     * sdyx hold the means from here), so that the loop over rows is
+     * branch-free and vectorises. */
     int train = bn_training(m, nd);
+    float *k = nd->aux2 + 2 * C;
+    for (size_t c = 0; c < C; c++) {
+        k[c] = (w.gamma ? w.gamma[c] : 1.0f) * inv[c];
+        sdy[c] = train ? sdy[c] / (double)R : 0.0;
+        sdyx[c] = train ? sdyx[c] / (double)R : 0.0;
+    }
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (R * C > 65536)
     for (long r = 0; r < (long)R; r++) {
         const float *dz = nd->dz + (size_t)r * C, *xh = nd->aux + (size_t)r * C;
         float *d = dx + (size_t)r * C;
-        for (size_t c = 0; c < C; c++) {
-            float g = w.gamma ? w.gamma[c] : 1.0f;
-            float v;
-            if (train) /* dx = g inv / R (R dy - sum dy - xhat sum(dy xhat)) */
-                v = g * inv[c] * (float)(dz[c] - sdy[c] / (double)R - xh[c] * sdyx[c] / (double)R);
-            else
-                v = g * inv[c] * dz[c];
-            d[c] = acc ? d[c] + v : v;
+        if (acc) {
+            for (size_t c = 0; c < C; c++)
+                d[c] += k[c] * (float)(dz[c] - sdy[c] - xh[c] * sdyx[c]);
+        } else {
+            for (size_t c = 0; c < C; c++)
+                d[c] = k[c] * (float)(dz[c] - sdy[c] - xh[c] * sdyx[c]);
         }
     }
 }

@@ -31,6 +31,24 @@ run_expect() {
     fi
 }
 
+# free_port: a TCP port on 127.0.0.1 that was free a moment ago.
+free_port() {
+    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_server PID ERRFILE: waits (up to 2 min) until the server PID says in
+# ERRFILE that it listens ("waiting for N clients"; it checks the model and
+# loads and splits the data first); a failure when it exits or never does.
+wait_server() {
+    for _ in $(seq 1 600); do
+        grep -q 'waiting for' "$2" 2>/dev/null && return 0
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.2
+    done
+    fail "the server did not start: $(head -c 2000 "$2")"
+    return 1
+}
+
 finish() {
     echo "$TEST_NAME: $N_PASS passed, $N_FAIL failed"
     [ "$N_FAIL" = 0 ]

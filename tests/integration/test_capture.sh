@@ -12,7 +12,7 @@ fi
 printf 'a very secret passphrase 1234\n' >"$WORK/pass"
 chmod 600 "$WORK/pass"
 run_expect 0 "$DDTS" model new "$DDTS_SOURCE_DIR/examples/fashion_mlp.json" -o "$WORK/mlp.h5"
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 dumpcap -q -i lo -f "tcp port $PORT" -w "$WORK/job.pcapng" >"$WORK/dumpcap.err" 2>&1 &
 CAP=$!
 PIDS+=("$CAP")
@@ -31,10 +31,7 @@ fi
     --samples 2000 --sync epoch --seed 3 --threads 1 --workdir "$WORK/server" --name cap \
     >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER=$!
-for _ in $(seq 1 600); do
-    grep -q 'waiting for' "$WORK/server.err" 2>/dev/null && break
-    sleep 0.2
-done
+wait_server "$SERVER" "$WORK/server.err"
 run_expect 0 timeout 300 "$DDTS" client --server "127.0.0.1:$PORT" --passphrase-file "$WORK/pass" \
     --workdir "$WORK/client" --threads 1
 wait "$SERVER" || fail "server failed: $(tail -5 "$WORK/server.err")"

@@ -10,7 +10,7 @@ printf 'correct horse battery staple\n' >"$WORK/pass"
 printf 'wrong passphrase\n' >"$WORK/bad"
 chmod 600 "$WORK/pass" "$WORK/bad"
 run_expect 0 "$DDTS" model new "$DDTS_SOURCE_DIR/examples/fashion_mlp.json" -o "$WORK/mlp.h5"
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 
 "$DDTS" server --host 127.0.0.1 --port "$PORT" --passphrase-file "$WORK/pass" \
     --model "$WORK/mlp.h5" --clients 2 --epochs 2 --batch-size 32 --data keras \
@@ -19,13 +19,7 @@ PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(
     >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER=$!
 PIDS+=("$SERVER")
-# The server loads and splits the data before it listens.
-for _ in $(seq 1 600); do
-    grep -q 'waiting for' "$WORK/server.err" 2>/dev/null && break
-    kill -0 "$SERVER" 2>/dev/null || break
-    sleep 0.2
-done
-grep -q 'waiting for' "$WORK/server.err" || fail "the server did not start: $(cat "$WORK/server.err")"
+wait_server "$SERVER" "$WORK/server.err"
 # A wrong passphrase is refused with a clear error and does not stop the job.
 timeout 60 "$DDTS" client --server "127.0.0.1:$PORT" --passphrase-file "$WORK/bad" \
     --workdir "$WORK/bad-client" --retries 0 >"$WORK/bad.out" 2>"$WORK/bad.err"

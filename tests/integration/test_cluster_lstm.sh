@@ -20,7 +20,7 @@ lstm[0]["config"]["units"] = 32
 json.dump(m, open(sys.argv[2], "w"))
 PYEOF
 run_expect 0 "$DDTS" model new "$WORK/lstm.json" -o "$WORK/lstm.h5"
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 
 "$DDTS" server --host 127.0.0.1 --port "$PORT" --passphrase-file "$WORK/pass" \
     --model "$WORK/lstm.h5" --clients 2 --epochs 2 --batch-size 32 --data keras \
@@ -29,12 +29,7 @@ PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(
     >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER=$!
 PIDS+=("$SERVER")
-for _ in $(seq 1 600); do
-    grep -q 'waiting for' "$WORK/server.err" 2>/dev/null && break
-    kill -0 "$SERVER" 2>/dev/null || break
-    sleep 0.2
-done
-grep -q 'waiting for' "$WORK/server.err" || fail "the server did not start: $(cat "$WORK/server.err")"
+wait_server "$SERVER" "$WORK/server.err"
 
 for i in 1 2; do
     timeout 600 "$DDTS" client --server "127.0.0.1:$PORT" --passphrase-file "$WORK/pass" \

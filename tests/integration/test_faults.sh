@@ -23,10 +23,6 @@ printf 'fault tolerant passphrase\n' >"$WORK/pass"
 chmod 600 "$WORK/pass"
 run_expect 0 "$DDTS" model new "$DDTS_SOURCE_DIR/examples/fashion_mlp.json" -o "$WORK/mlp.h5"
 
-free_port() {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # start_server TAG PORT EPOCHS EXTRA...: a job named TAG in $WORK/TAG/server.
 start_server() {
     local tag=$1 port=$2 epochs=$3

@@ -17,7 +17,6 @@ Only loopback addresses are used. Run by CTest with env DDTS and DDTS_SOURCE_DIR
 import os
 import resource
 import select
-import shutil
 import socket
 import struct
 import subprocess
@@ -26,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port  # noqa: E402
+from checks import Checks, free_port, start_client  # noqa: E402
 
 DDTS = os.environ["DDTS"]
 SRC = os.environ["DDTS_SOURCE_DIR"]
@@ -90,14 +89,6 @@ def hello_s_status(port):
     if len(data) < 4 + 8 or data[4] != 0x02:
         return None
     return data[4 + 7]
-
-
-def start_client(work, port, name):
-    return subprocess.Popen(
-        [DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
-         os.path.join(work, "pass"), "--workdir", os.path.join(work, name),
-         "--name", name, "--threads", "1", "--retries", "0"],
-        stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, name + ".err"), "w"))
 
 
 def main():
@@ -169,7 +160,7 @@ def main():
         print("%d idle connections made in %.1f s" % (N_IDLE, time.monotonic() - t0), flush=True)
         # A real client from 127.0.0.1 joins within seconds.
         t_join = time.monotonic()
-        client = start_client(work, port, "real")
+        client = start_client(DDTS, work, port, "real")
         procs.append(client)
         joined = None
         while time.monotonic() - t_join < 20 and client.poll() is None:
@@ -197,7 +188,7 @@ def main():
               "the ban is not kept in %s" % bans)
 
         # A second real client (the job needs two) joins while the ban holds.
-        procs.append(start_client(work, port, "second"))
+        procs.append(start_client(DDTS, work, port, "second"))
         for name, p in (("real", client), ("second", procs[-1])):
             try:
                 rc = p.wait(120)
@@ -228,12 +219,7 @@ def main():
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        print("test_flood: %d passed, %d failed (%.1f s)" %
-              (check.passed, check.failed, time.monotonic() - t_start), flush=True)
-        if check.failed == 0 and not os.environ.get("DDTS_KEEP_WORK"):
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print("work folder kept:", work)
+        check.finish("test_flood", work, t_start)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Run by CTest with env DDTS (the program) and DDTS_SOURCE_DIR.
 import os
 import random
 import select
-import shutil
 import socket
 import struct
 import subprocess
@@ -28,7 +27,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port  # noqa: E402
+from checks import Checks, free_port, start_client  # noqa: E402
 
 DDTS = os.environ["DDTS"]
 SRC = os.environ["DDTS_SOURCE_DIR"]
@@ -179,16 +178,6 @@ class Relay:
             return bytes(self.recorded)
 
 
-def start_client(work, name, port):
-    wd = os.path.join(work, name)
-    err = open(os.path.join(work, name + ".err"), "w")
-    return subprocess.Popen(
-        [DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
-         os.path.join(work, "pass"), "--workdir", wd, "--name", name, "--threads", "1",
-         "--retries", "0"],
-        stdout=subprocess.DEVNULL, stderr=err)
-
-
 def hostile_raw(srv, port, name, payload, expect_log, close_within, stall=True):
     """Connects, sends `payload`, then waits for the server to close.
 
@@ -263,7 +252,7 @@ def main():
 
         # The first real client, through a relay that records what it sends.
         rec = Relay(port)
-        c1 = start_client(work, "client-1", rec.port)
+        c1 = start_client(DDTS, work, rec.port, "client-1")
         procs.append(c1)
         check(srv.wait_log("client 'client-1' joined", 60) >= 0,
               "client-1 did not join: " + srv.log())
@@ -282,11 +271,11 @@ def main():
         # drop that client after --io-timeout while the two others get their shares.
         stall = Relay(port, stall=True)
         start = len(srv.log())
-        c_stall = start_client(work, "stalled", stall.port)
+        c_stall = start_client(DDTS, work, stall.port, "stalled")
         procs.append(c_stall)
         check(srv.wait_log("client 'stalled' joined", 30, start) >= 0,
               "the stalled client did not join: " + srv.log()[start:])
-        c2 = start_client(work, "client-2", port)
+        c2 = start_client(DDTS, work, port, "client-2")
         procs.append(c2)
         check(srv.wait_log("share 1 -> client 'stalled'", 30, start) >= 0,
               "the stalled client got no share: " + srv.log()[start:])
@@ -343,12 +332,7 @@ def main():
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        print("test_hostile: %d passed, %d failed (%.1f s)" %
-              (check.passed, check.failed, time.monotonic() - t_start), flush=True)
-        if check.failed == 0 and not os.environ.get("DDTS_KEEP_WORK"):
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print("work folder kept:", work)
+        check.finish("test_hostile", work, t_start)
 
 
 if __name__ == "__main__":
