@@ -466,7 +466,8 @@ _Static_assert(sizeof(enum ddts_job_normalizer) == sizeof(int) &&
                    sizeof(enum ddts_job_order) == sizeof(int),
                "menu settings are stored as int");
 
-#define AT(member) offsetof(struct ddts_job, member), sizeof(((struct ddts_job *)0)->member)
+#define AT(member)                                                                                 \
+    .off = offsetof(struct ddts_job, member), .size = sizeof(((struct ddts_job *)0)->member)
 #define TEXT(member, chk)                                                                          \
     {                                                                                              \
         .kind = V_TEXT, AT(member), .check = (chk)                                                 \
