@@ -21,7 +21,8 @@
 #include <zlib.h>
 
 #include "ddts/ddts.h"
-#include "../src/tensor/tensor.h"
+#include "nn/nn.h"
+#include "tensor/tensor.h"
 #include "models.h"
 
 static struct ddts_array *load_idx(const char *path)
@@ -89,8 +90,30 @@ static struct ddts_model *build(const char *json, int threads, uint64_t init_see
     return m;
 }
 
+/* Training FLOPs per sample from the layer shapes (ddts__nn_flops). */
+static struct ddts__nn_flops flops_of(const char *json)
+{
+    struct ddts_model *m = build(json, 1, 42);
+    struct ddts__nn_flops f;
+    ddts__nn_flops(m, &f);
+    ddts_model_destroy(m);
+    return f;
+}
+
+/* User + system CPU seconds of the process (all its threads). */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+/* samples/s of wall time, and in *cpu_rate (if not NULL) per CPU second of
+ * the process: with 1 thread the latter is what a quiet machine would give,
+ * much less sensitive to other jobs than the wall figure. */
 static double throughput(const char *json, int threads, struct ddts_array *x, struct ddts_array *y,
-                         size_t n)
+                         size_t n, double *cpu_rate)
 {
     struct ddts_model *m = build(json, threads, 42);
     struct ddts_dataset d = {.x = x, .y = y, .n = n, .x_offset = OFFSET, .x_scale = SCALE};
@@ -103,16 +126,19 @@ static double throughput(const char *json, int threads, struct ddts_array *x, st
         exit(1);
     }
     /* best of three: the machine may be shared */
-    double best = 0;
+    double best = 0, cpu_best = 0;
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = ddts_now();
+        double t0 = ddts_now(), c0 = cpu_seconds();
         if (ddts_model_fit(m, &d, &fo, NULL, &err) != DDTS_OK) {
             fprintf(stderr, "fit: %s\n", err.msg);
             exit(1);
         }
-        double sps = (double)n / (ddts_now() - t0);
+        double sps = (double)n / (ddts_now() - t0), cps = (double)n / (cpu_seconds() - c0);
         best = sps > best ? sps : best;
+        cpu_best = cps > cpu_best ? cps : cpu_best;
     }
+    if (cpu_rate != NULL)
+        *cpu_rate = cpu_best;
     ddts_model_destroy(m);
     return best;
 }
@@ -175,6 +201,62 @@ static double sgemm_gflops(int threads)
     return 2.0 * n * n * n * reps / dt / 1e9;
 }
 
+/* sgemm 1024^3 GFLOP/s with `threads` threads, in a child process: the
+ * reference GEMM's 12 MiB of matrices and OpenBLAS's buffers for it are not
+ * part of training's peak RSS. 0 when the child fails. */
+static double sgemm_in_child(int threads)
+{
+    int fd[2];
+    if (pipe(fd) != 0)
+        return 0;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        double g = sgemm_gflops(threads);
+        ssize_t w = write(fd[1], &g, sizeof g);
+        _exit(w == (ssize_t)sizeof g ? 0 : 1);
+    }
+    close(fd[1]);
+    double g = 0;
+    if (pid < 0 || read(fd[0], &g, sizeof g) != (ssize_t)sizeof g)
+        g = 0;
+    close(fd[0]);
+    if (pid > 0)
+        (void)waitpid(pid, NULL, 0);
+    return g;
+}
+
+/* samples/s at 1 and 2 threads, each measured right after the sgemm
+ * reference at the same thread count (the VM's speed drifts over minutes),
+ * and the model's FLOP rate against it. */
+static void throughput_line(const char *name, const char *json, struct ddts_array *x,
+                            struct ddts_array *y, size_t n)
+{
+    struct ddts__nn_flops f = flops_of(json);
+    double per = f.forward + f.weight_grad + f.input_grad, sps[2], ref[2], cpu1 = 0;
+    for (int t = 1; t <= 2; t++) {
+        ref[t - 1] = sgemm_in_child(t);
+        sps[t - 1] = throughput(json, t, x, y, n, t == 1 ? &cpu1 : NULL);
+    }
+    printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads)\n", name, sps[0],
+           sps[1]);
+    printf("%s: training FLOPs per sample %.0f (forward %.0f, weight gradients %.0f, input "
+           "gradients %.0f%s)\n",
+           name, per, f.forward, f.weight_grad, f.input_grad,
+           f.n_uncounted ? ", some layers uncounted: a lower bound" : "");
+    printf("%s: 1 thread: %.0f samples per CPU second (getrusage: less sensitive to other jobs "
+           "than the wall figure)\n",
+           name, cpu1);
+    for (int t = 0; t < 2; t++)
+        printf(
+            "%s: %d thread(s): %.1f GFLOP/s = %.0f %% of sgemm 1024^3 %.1f GFLOP/s measured just "
+            "before\n",
+            name, t + 1, sps[t] * per / 1e9, ref[t] > 0 ? 100 * sps[t] * per / 1e9 / ref[t] : 0,
+            ref[t]);
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     /* OpenBLAS's real kernels and sleeping OpenMP threads (see nn.h). */
@@ -186,8 +268,9 @@ int main(int argc, char **argv)
         setenv("DDTS_REEXEC", "1", 1);
         execv("/proc/self/exe", argv);
     }
-    printf("OpenBLAS core: %s, OMP_WAIT_POLICY=%s\n", ddts_nn_blas_core(),
-           getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(default)");
+    printf("OpenBLAS core: %s, OMP_WAIT_POLICY=%s, GOMP_SPINCOUNT=%s\n", ddts_nn_blas_core(),
+           getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "(default)",
+           getenv("GOMP_SPINCOUNT") ? getenv("GOMP_SPINCOUNT") : "(default)");
     const char *dir = "/usr/share/datasets/fashion-mnist";
     int quick = 0, tp_only = 0, acc_only = 0, seed0 = 1;
     const char *only = NULL;
@@ -221,18 +304,8 @@ int main(int argc, char **argv)
     as_images(raw[0]);
     as_images(raw[2]);
     struct ddts_array *x = raw[0], *tx = raw[2];
-    /* In a child process: the reference GEMM's 12 MiB of matrices and
-     * OpenBLAS's buffers for it are not part of training's peak RSS. */
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        printf("sgemm 1024^3: %.1f GFLOP/s (1 thread), %.1f GFLOP/s (2 threads)\n", sgemm_gflops(1),
-               sgemm_gflops(2));
-        fflush(stdout);
-        _exit(0);
-    }
-    if (pid > 0)
-        (void)waitpid(pid, NULL, 0);
+    double g1 = sgemm_in_child(1), g2 = sgemm_in_child(2);
+    printf("sgemm 1024^3: %.1f GFLOP/s (1 thread), %.1f GFLOP/s (2 threads)\n", g1, g2);
     struct {
         const char *name, *json;
         size_t n_tp;
@@ -240,18 +313,10 @@ int main(int argc, char **argv)
     for (int k = 0; k < 2; k++) {
         if (only && strcmp(only, models[k].name) != 0)
             continue;
-        if (tp_only) {
-            printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads)\n",
-                   models[k].name, throughput(models[k].json, 1, x, raw[1], models[k].n_tp),
-                   throughput(models[k].json, 2, x, raw[1], models[k].n_tp));
+        if (!acc_only)
+            throughput_line(models[k].name, models[k].json, x, raw[1], models[k].n_tp);
+        if (tp_only)
             continue;
-        }
-        if (!acc_only) {
-            double s1 = throughput(models[k].json, 1, x, raw[1], models[k].n_tp);
-            double s2 = throughput(models[k].json, 2, x, raw[1], models[k].n_tp);
-            printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads)\n",
-                   models[k].name, s1, s2);
-        }
         /* One draw of initial weights and one shuffling order move the
          * accuracy by up to a point (by +-2 on 6000 samples): the median of
          * SEEDS runs, seed s giving both the initial weights and the order. */

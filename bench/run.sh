@@ -2,13 +2,14 @@
 # ddts benchmarks (`make bench`): never tests. One result line per case, the
 # peer's figure beside ddts' and the ratio ddts/peer. See docs/benchmarks.md.
 #   sh bench/run.sh BUILD_DIR        BENCH_QUICK=1: a fast smoke run
-#   BENCH_CASES="engine data transfer dist mpi examples" picks cases; BENCH_MB sets the shard size.
+#   BENCH_CASES="engine train data transfer dist mpi examples" picks cases; BENCH_MB sets the
+#   shard size; BENCH_TRAIN_SAMPLES / BENCH_TRAIN_ROUNDS size the train case.
 set -u
 B=${1:-build}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 PY=/usr/bin/python3
 Q=${BENCH_QUICK:-0}
-CASES=${BENCH_CASES:-engine data transfer dist mpi examples}
+CASES=${BENCH_CASES:-engine train data transfer dist mpi examples}
 W=$(mktemp -d "${TMPDIR:-/tmp}/ddts-bench.XXXXXX")
 trap 'rm -rf "$W"' EXIT INT TERM
 HAVE_TORCH=0
@@ -25,7 +26,7 @@ case " $CASES " in *" engine "*)
     # 6000 (a smoke run: +-2 points from the shuffling alone).
     EQ=; [ "$Q" = 1 ] && EQ=--quick
     "$B/bench_engine" $EQ >"$W/ddts_engine.txt" 2>&1 || echo "bench_engine failed: $(tail -3 "$W/ddts_engine.txt")"
-    grep -E 'sgemm|OpenBLAS' "$W/ddts_engine.txt"
+    grep -E '^(sgemm|OpenBLAS)' "$W/ddts_engine.txt"
     if [ $HAVE_TORCH = 1 ]; then
         $PY "$SRC/bench/torch_engine.py" $EQ >"$W/torch_engine.txt" 2>&1 || echo "torch_engine failed"
     else
@@ -59,6 +60,11 @@ case " $CASES " in *" engine "*)
             # shellcheck disable=SC2086
             echo "engine $m samples/s, $t thread(s): ddts $(med3 $ds)  PyTorch $(med3 $ps)  ratio $(med3 $rs)  (rounds: ddts$ds; PyTorch$ps; ratios$rs)"
         done
+        # the FLOP rate of each round against the sgemm measured right before it
+        sed -n "s/^$m: training FLOPs per sample/engine $m training FLOPs per sample (from the layer shapes)/p" "$W/ddts_tp1.txt"
+        for r in 1 2 3; do
+            sed -n "s/^$m: \([12]\) thread(s): /engine $m round $r, \1 thread(s): /p; s/^$m: 1 thread: /engine $m round $r, 1 thread: /p" "$W/ddts_tp$r.txt"
+        done
         d=$(sed -n "s/^$m: test accuracy.*: \([0-9.]*\) (.*/\1/p" "$W/ddts_engine.txt")
         p=$(sed -n "s/^$m: test accuracy.*: \([0-9.]*\) (.*/\1/p" "$W/torch_engine.txt")
         echo "engine $m test accuracy: ddts ${d:-n/a}  PyTorch ${p:-n/a}  difference $(awk -v a="$d" -v b="$p" 'BEGIN{ if (a == "" || b == "") print "n/a"; else printf "%+.4f", a - b }')"
@@ -76,9 +82,115 @@ case " $CASES " in *" engine "*)
             echo "fidelity $m: n/a (PyTorch not installed)"
         fi
     done
+    # ddts' idle threads spin GOMP_SPINCOUNT=2000 rounds before they sleep
+    # (ddts_nn_env_hints); GOMP_SPINCOUNT=0 is the pure passive waiting of
+    # earlier runs: one throughput round of each, for the 2-thread figures.
+    GOMP_SPINCOUNT=0 "$B/bench_engine" $EQ --throughput 2>&1 | sed -n 's/^\(mlp\|cnn\): train samples/engine (GOMP_SPINCOUNT=0, previous setting) \1: train samples/p'
     d=$(sed -n 's/^peak RSS: \([0-9.]*\).*/\1/p' "$W/ddts_engine.txt")
     p=$(sed -n 's/^peak RSS: \([0-9.]*\).*/\1/p' "$W/torch_engine.txt")
     echo "engine peak RSS MiB: ddts ${d:-n/a}  PyTorch ${p:-n/a}  ratio $(ratio "$d" "$p")"
+;; esac
+
+case " $CASES " in *" train "*)
+    # The path users run (issue 16): `ddts train` (the CLI) for one epoch with
+    # its validation pass against bench/torch_train.py doing the same work.
+    TN=${BENCH_TRAIN_SAMPLES:-60000}; TR=${BENCH_TRAIN_ROUNDS:-3}; PN=6000; PR=3
+    TMODELS="mlp mlp_dropout cnn cnn_dropout"
+    # quick (< 1 min): two models, one round, one prediction pass, no search
+    # of the peer's threading (OPENBLAS_NUM_THREADS=1: never oversubscribed)
+    [ "$Q" = 1 ] && { TN=2000; TR=1; PN=0; PR=1; TMODELS="mlp cnn_dropout"; }
+    echo "== train (issue 16): ddts train CLI vs PyTorch, Fashion-MNIST $TN training samples, 1 epoch at batch 128 + validation on 10000, --normalizer simple, Adam; $TR round(s) alternating =="
+    "$B/ddts" model new "$SRC/examples/fashion_mlp.json" -o "$W/t_mlp.h5" >/dev/null 2>&1 &&
+        "$B/ddts" model new "$SRC/examples/fashion_cnn.json" -o "$W/t_cnn.h5" >/dev/null 2>&1 &&
+        "$B/ddts" model new --input-shape 28,28,1 -o "$W/t_mlp_dropout.h5" \
+            --layers flatten,dense:256:relu,dropout:0.2,dense:128:relu,dropout:0.2,dense:10:softmax >/dev/null 2>&1 &&
+        "$B/ddts" model new --input-shape 28,28,1 -o "$W/t_cnn_dropout.h5" \
+            --layers conv2d:32:3:relu,maxpool2d:2,conv2d:64:3:relu,maxpool2d:2,flatten,dropout:0.25,dense:128:relu,dropout:0.5,dense:10:softmax >/dev/null 2>&1 ||
+        echo "train: ddts model new failed"
+    # The peer's thread configuration, per thread count: the fastest of
+    # PyTorch's default, OMP_WAIT_POLICY=passive and OPENBLAS_NUM_THREADS=1
+    # (each with torch.set_num_threads(N)) on a short run of the MLP and CNN.
+    for t in 1 2; do
+        best='' bestv=''
+        if [ $HAVE_TORCH = 1 ] && [ $PN -gt 0 ]; then
+            for cfg in default OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1; do
+                e=; [ $cfg = default ] || e=$cfg
+                v=$(env $e $PY "$SRC/bench/torch_train.py" --models mlp,cnn --threads $t --samples $PN 2>/dev/null |
+                    sed -n 's/.*: epoch \([0-9.]*\) s.*/\1/p' | awk '{ s += $1 } END { if (NR == 2) print s }')
+                echo "train peer configuration, $t thread(s), $cfg: mlp + cnn epoch ${v:-n/a} s ($PN samples)"
+                if [ -n "$v" ] && { [ -z "$bestv" ] || awk -v a="$v" -v b="$bestv" 'BEGIN{ exit !(a < b) }'; }; then
+                    best=$cfg bestv=$v
+                fi
+            done
+        fi
+        eval "TCFG_$t=\${best:-OPENBLAS_NUM_THREADS=1}"
+        echo "train peer configuration, $t thread(s): using ${best:-OPENBLAS_NUM_THREADS=1 (not searched)}"
+    done
+    # tfield FILE NAME: a "NAME: value" line of ddts train's output
+    tfield() { sed -n "s/^$2: //p" "$1" 2>/dev/null; }
+    for r in $(seq 1 "$TR"); do
+        for t in 1 2; do
+            for m in $TMODELS; do
+                o="$W/train-$m-$t"
+                rm -rf "$o"
+                t0=$(now)
+                "$B/ddts" train --model "$W/t_$m.h5" --data keras --keras-dataset fashion_mnist \
+                    --samples $TN --epochs 1 --batch-size 128 --normalizer simple --seed 1 \
+                    --threads $t --out "$o" >"$o.out" 2>"$o.err" || echo "train $m failed: $(tail -2 "$o.err")"
+                t1=$(now)
+                ep=$(tfield "$o.out" seconds)
+                fs=$(sed -n 's/.*first training step done \([0-9.]*\) ms.*/\1/p' "$o/train.log" 2>/dev/null)
+                pb=
+                for k in $(seq 1 $PR); do
+                    p=$("$B/ddts" predict --model "$o/model.h5" --keras-dataset fashion_mnist --batch-size 128 \
+                        --threads $t -o "$W/pred.npy" 2>&1 >/dev/null | sed -n 's/.*(\([0-9.]*\) samples\/s).*/\1/p')
+                    [ -n "$p" ] && { [ -z "$pb" ] || awk -v a="$p" -v b="$pb" 'BEGIN{ exit !(a > b) }'; } && pb=$p
+                done
+                echo "$r $t $m ${ep:-n/a} $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}') ${fs:-n/a} ${pb:-n/a} $(tfield "$o.out" val_accuracy)" >>"$W/train_ddts.txt"
+            done
+            if [ $HAVE_TORCH = 1 ]; then
+                eval "cfg=\$TCFG_$t"
+                e=; [ "$cfg" = default ] || e=$cfg
+                env $e $PY "$SRC/bench/torch_train.py" --models "$(echo $TMODELS | tr ' ' ,)" --threads $t \
+                    --samples $TN --predict-passes $PR 2>"$W/torch_train.err" | sed "s/^/$r /" >>"$W/train_torch.txt" ||
+                    echo "torch_train failed: $(tail -2 "$W/torch_train.err")"
+            fi
+        done
+    done
+    # stats V...: "median (min-max)" of the values that are not n/a
+    stats() { printf '%s\n' "$@" | grep -v '^n/a$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else printf "%s (%s-%s)", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
+    med() { stats "$@" | cut -d' ' -f1; }
+    echo "train table: seconds per epoch incl. validation (median (min-max) over rounds), samples/s = $TN / that, ratio = PyTorch s / ddts s"
+    for t in 1 2; do
+        eval "cfg=\$TCFG_$t"
+        for m in $TMODELS; do
+            ds=$(awk -v t=$t -v m=$m '$2 == t && $3 == m { print $4 }' "$W/train_ddts.txt")
+            ps=$(sed -n "s/^\([0-9]*\) train $m threads $t: epoch \([0-9.]*\) s.*/\2/p" "$W/train_torch.txt" 2>/dev/null)
+            rs=
+            for r in $(seq 1 "$TR"); do
+                d=$(awk -v r=$r -v t=$t -v m=$m '$1 == r && $2 == t && $3 == m { print $4 }' "$W/train_ddts.txt")
+                p=$(sed -n "s/^$r train $m threads $t: epoch \([0-9.]*\) s.*/\1/p" "$W/train_torch.txt" 2>/dev/null)
+                rs="$rs $(ratio "$p" "$d")"
+            done
+            # shellcheck disable=SC2086
+            dm=$(med $ds) pm=$(med $ps)
+            echo "train $m, $t thread(s): ddts $(stats $ds) s = $(awk -v n=$TN -v s="$dm" 'BEGIN{ if (s + 0 > 0) printf "%.0f", n / s; else print "n/a" }') samples/s  PyTorch ($cfg) $(stats $ps) s = $(awk -v n=$TN -v s="$pm" 'BEGIN{ if (s + 0 > 0) printf "%.0f", n / s; else print "n/a" }') samples/s  ratio $(stats $rs) (target >= 2.0)"
+        done
+    done
+    for t in 1 2; do
+        for m in $TMODELS; do
+            # shellcheck disable=SC2046
+            dp=$(stats $(awk -v t=$t -v m=$m '$2 == t && $3 == m { print $7 }' "$W/train_ddts.txt"))
+            # shellcheck disable=SC2046
+            pp=$(stats $(sed -n "s/^[0-9]* train $m threads $t: .*predict samples\/s \([0-9.]*\).*/\1/p" "$W/train_torch.txt" 2>/dev/null))
+            echo "predict $m, $t thread(s), 10000 samples at batch 128 (best of $PR per round): ddts $dp samples/s  PyTorch eval()+no_grad $pp samples/s  ratio $(ratio "${dp%% *}" "${pp%% *}") (target >= 2.0)"
+        done
+    done
+    for m in $TMODELS; do
+        # shellcheck disable=SC2046
+        echo "start-up $m: ddts train start to the end of its first training step, data load excluded: $(stats $(awk -v m=$m '$3 == m { print $6 }' "$W/train_ddts.txt")) ms (target < 100 for the MLP); whole process wall $(stats $(awk -v m=$m '$2 == 1 && $3 == m { print $5 }' "$W/train_ddts.txt")) s at 1 thread"
+    done
+    echo "train validation accuracy after the epoch (round 1, 1 thread): $(awk '$1 == 1 && $2 == 1 { printf "%s %s  ", $3, $8 }' "$W/train_ddts.txt")| PyTorch: $(sed -n 's/^1 train \([a-z_]*\) threads 1: .*val_accuracy \([0-9.]*\).*/\1 \2/p' "$W/train_torch.txt" 2>/dev/null | tr '\n' ' ')"
 ;; esac
 
 case " $CASES " in *" data "*)

@@ -21,7 +21,7 @@ const char cli_usage_predict[] =
     "                    -o OUT.npy [--batch-size N] [--threads N]\n"
     "\n"
     "Run a trained Keras model on data and write its outputs as a float32 .npy\n"
-    "array of shape (N, outputs...).\n";
+    "array of shape (N, outputs...). Prints the prediction's samples/s on stderr.\n";
 
 struct eval_args {
     const char *model, *x, *y, *dataset, *keras, *out;
@@ -180,10 +180,16 @@ int cmd_predict(int argc, char **argv)
     enum ddts_status st = load(&a, 0, &x, &y, &err);
     if (st == DDTS_OK)
         st = open_model(&a, &m, &err);
+    double t0 = ddts_now();
     if (st == DDTS_OK)
         st = ddts_model_predict(m, x, (int)a.batch, &pred, &err);
-    if (st == DDTS_OK)
+    double secs = ddts_now() - t0;
+    if (st == DDTS_OK) {
+        size_t n = (size_t)pred->shape[0];
+        fprintf(stderr, "predicted %zu samples in %.4f s (%.0f samples/s)\n", n, secs,
+                secs > 0 ? (double)n / secs : 0.0);
         st = ddts_npy_write(a.out, pred, &err);
+    }
     if (st == DDTS_OK) {
         char shape[128];
         ddts_array_shape_str(pred, shape, sizeof shape);

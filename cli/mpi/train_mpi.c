@@ -35,6 +35,7 @@ struct mpi_run {
     struct ddts_array *x, *y, *x_val, *y_val;
     struct ddts_stats *stats; /* merged over the ranks; NULL without a normalizer */
     struct ddts_checkpoint resume;
+    struct ddts_best_state best; /* resume's best model, for the request */
     bool resuming;
     float *last_w; /* --sync none: this rank's weights after its latest epoch */
     size_t n_last_w;
@@ -343,20 +344,12 @@ static enum ddts_status epoch_done(void *userdata, struct ddts_model *m, int epo
     }
     if (r->rank != 0 || r->job->method != DDTS_JOB_FIT)
         return DDTS_OK;
-    struct ddts_checkpoint ck = {
-        .epochs_done = epoch + 1, .iterations = ddts_model_iterations(m), .seed = r->job->seed};
-    ck.weights = ddts_model_weights_flat(m, &ck.n_weights);
-    ck.opt_state = ddts_model_optimizer_state(m, &ck.n_opt_state);
-    uint8_t *buf = NULL;
-    size_t nb = 0;
-    enum ddts_status st = ddts_checkpoint_encode(&ck, &buf, &nb, err);
-    if (st != DDTS_OK)
-        return st;
+    struct ddts_checkpoint ck;
+    ddts_checkpoint_from_model(m, epoch + 1, r->job->seed, &ck);
     char *path = ddts_path_join(r->out_dir, "checkpoint.bin");
-    st = path != NULL ? ddts_write_file_atomic(path, buf, nb, err)
-                      : ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    enum ddts_status st = path != NULL ? ddts_checkpoint_write(path, &ck, err)
+                                       : ddts_error_set(err, DDTS_ENOMEM, "out of memory");
     ddts_free(path);
-    ddts_free(buf);
     return st;
 }
 
@@ -493,6 +486,14 @@ static enum ddts_status train(struct mpi_run *r, struct ddts_error *err)
         req.init_iterations = r->resume.iterations;
         req.initial_epoch = r->resume.epochs_done;
         req.append_history = true;
+        if (r->resume.n_best > 0) {
+            r->best.weights = r->resume.best;
+            r->best.n_weights = r->resume.n_best;
+            r->best.epoch = r->resume.best_epoch;
+            r->best.value = r->resume.best_value;
+            memcpy(r->best.monitor, r->resume.best_monitor, sizeof r->best.monitor);
+            req.init_best = &r->best;
+        }
     }
     if (r->rank == 0)
         ddts_log(&log, DDTS_LOG_INFO, "%d ranks, %llu training samples (%zu per rank), sync %s%s",

@@ -176,6 +176,9 @@ struct ddts_rng {
 };
 DDTS_API void ddts_rng_seed(struct ddts_rng *rng, uint64_t seed);
 DDTS_API uint64_t ddts_rng_u64(struct ddts_rng *rng);
+/* n 32-bit values: out[2i] and out[2i+1] are the low and high halves of the
+ * i-th 64-bit value (an odd n drops the last high half). */
+DDTS_API void ddts_rng_fill_u32(struct ddts_rng *rng, uint32_t *out, size_t n);
 /* Uniform in [0, bound), without modulo bias; bound > 0. */
 DDTS_API uint64_t ddts_rng_below(struct ddts_rng *rng, uint64_t bound);
 /* Uniform double in [0, 1). */

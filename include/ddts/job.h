@@ -251,6 +251,18 @@ DDTS_API DDTS_NODISCARD enum ddts_status ddts_job_command_line(const struct ddts
                                                                const char *cmd, bool all,
                                                                char **out, struct ddts_error *err);
 
+/*
+ * The settings that make a job what it is (model, clients, epochs, batch
+ * size, optimizer, learning rate, loss, metrics, normalizer, method, folds,
+ * data, dataset, Keras dataset, samples, order, validation split, sync,
+ * seed) on which `now` differs from `old`, as "--epochs 3 (now 5), --seed 1
+ * (now 2)" into buf (cap bytes, cut short when longer); returns how many
+ * differ. A rerun of a job (ddts server) or of a run (ddts train --out)
+ * must agree on each.
+ */
+DDTS_API size_t ddts_job_differences(const struct ddts_job *old, const struct ddts_job *now,
+                                     char *buf, size_t cap);
+
 /* Names of the enum values as flags spell them ("zscore", "kfold", "keras",
  * "XX", "steps"); never NULL. */
 DDTS_API const char *ddts_job_normalizer_name(enum ddts_job_normalizer v);

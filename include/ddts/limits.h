@@ -164,5 +164,9 @@
 /* Net: a client sends at most one PROGRESS per this many seconds, plus one at
  * each epoch end (the server's live view redraws at most 4 times a second). */
 #define DDTS_PROGRESS_INTERVAL_S 0.5
+/* Net: a client whose round (a --sync exchange) is not answered within this
+ * many seconds says it waits for the other clients (the log stays quiet when
+ * the round completes at once). */
+#define DDTS_SYNC_WAIT_NOTE_S 2.0
 
 #endif

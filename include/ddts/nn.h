@@ -199,6 +199,12 @@ struct ddts_dataset {
      * both NULL (none) or both x_count (y_count) long. */
     const float *x_offset, *x_scale;
     const float *y_offset, *y_scale;
+    /* With y_offset/y_scale (non-sparse losses): non-zero reports the loss and
+     * metrics of fit and evaluate in y's own units, on outputs and targets
+     * mapped back by v / scale + offset (what a model whose output undoes the
+     * normalization, --order XX's saved model, gives on the raw data), while
+     * the gradients stay those of the loss on the normalized values. */
+    int figures_in_y_units;
 };
 
 #define DDTS_LOGS_MAX 16
@@ -278,6 +284,25 @@ DDTS_API void ddts_history_destroy(struct ddts_history *h);
  * compile or a different monitor. */
 DDTS_API const float *ddts_model_best_weights(const struct ddts_model *m, int *epoch);
 
+/* What fit's checkpoint_monitor keeps (the best weights, their epoch, the
+ * monitored value and its name), so that a checkpoint carries it over a
+ * restart. ddts_model_best_state: false (and *out cleared, epoch -1) when
+ * there is none; out->weights borrows the model's copy.
+ * ddts_model_set_best_state (after compile, which clears it): the next fit
+ * with the same monitor continues from it. DDTS_ESHAPE when n_weights is not
+ * the model's, DDTS_EINVAL without an epoch or a monitor, DDTS_ENOMEM. */
+struct ddts_best_state {
+    const float *weights;
+    size_t n_weights;
+    int epoch;        /* 0-based */
+    double value;     /* the monitored value at that epoch */
+    char monitor[32]; /* "val_loss", "val_accuracy", ... */
+};
+DDTS_API bool ddts_model_best_state(const struct ddts_model *m, struct ddts_best_state *out);
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_model_set_best_state(struct ddts_model *m,
+                                                                   const struct ddts_best_state *b,
+                                                                   struct ddts_error *err);
+
 /* Loss and metrics over `d` in inference mode (dropout off, BN moving stats).
  * Keras' sample-weighted means over all samples. */
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_model_evaluate(struct ddts_model *m,
@@ -321,9 +346,12 @@ DDTS_API const char *ddts_nn_blas_coretype_hint(void);
 /*
  * Environment settings the engine runs best with, for variables not already
  * set: "OPENBLAS_CORETYPE=SkylakeX" when OpenBLAS's detection fell back (see
- * above) and "OMP_WAIT_POLICY=passive" (idle OpenMP threads sleep instead of
- * spinning; on a shared 2-core machine this made 2-thread training 6x faster
- * and cost nothing with 1 thread). Both libraries read them when loaded, so a
+ * above), "OMP_WAIT_POLICY=passive" (idle OpenMP threads sleep instead of
+ * spinning for milliseconds; on a shared 2-core machine this made 2-thread
+ * training 6x faster and cost nothing with 1 thread) and, unless either is
+ * set, "GOMP_SPINCOUNT=2000" (a short spin before sleeping, ~50-100 us, so that
+ * the parallel regions of one training step, microseconds apart, do not pay a
+ * wake-up each). Both libraries read them when loaded, so a
  * program exports them and re-executes itself once, early in main():
  *
  *   const char *hints[4];

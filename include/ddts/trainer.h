@@ -93,7 +93,10 @@ struct ddts_train_request {
     const float *init_opt_state;
     size_t n_init_opt_state;
     uint64_t init_iterations;
-    bool append_history;           /* resume: history.csv and train.log continue */
+    bool append_history; /* resume: history.csv and train.log continue */
+    /* Resume: the best model so far (fit's checkpoint_monitor), so that the
+     * best_model written at the end is the best over every epoch. NULL: none. */
+    const struct ddts_best_state *init_best;
     ddts_merge_logs_fn merge_logs; /* NULL: this worker's figures */
     void *merge_logs_userdata;
     ddts_epoch_done_fn on_epoch_done; /* NULL: none */
@@ -164,11 +167,15 @@ DDTS_API DDTS_NODISCARD enum ddts_status ddts_bridge_write(struct ddts_model *m,
                                                            struct ddts_error *err);
 
 /*
- * A training checkpoint: what `ddts train --distributed mpi` writes after
- * every epoch (OUT/checkpoint.bin) and --resume continues from. The file:
- * "DDTSCKPT", then little-endian u32 version (1), i32 epochs_done, u64
- * iterations, u64 seed, u64 n_weights, u64 n_opt_state, the weights and the
- * optimizer state as float32, and a CRC-32 (zip's) of everything before it.
+ * A training checkpoint: what `ddts train` writes after every epoch
+ * (OUT/checkpoint.bin) and a rerun with the same --out (or, with
+ * --distributed mpi, --resume) continues from. The file: "DDTSCKPT", then
+ * little-endian u32 version, i32 epochs_done, u64 iterations, u64 seed,
+ * u64 n_weights, u64 n_opt_state; version 2 (with a best model) adds i32
+ * best_epoch, f64 best_value, 32 bytes best_monitor (NUL-padded), u64 n_best
+ * (= n_weights); then the weights, the optimizer state and the best weights
+ * as float32, and a CRC-32 (zip's) of everything before it. Version 1 is
+ * written when there is no best model.
  */
 struct ddts_checkpoint {
     int32_t epochs_done; /* epochs completed (the next epoch to train, 0-based) */
@@ -178,6 +185,11 @@ struct ddts_checkpoint {
     size_t n_weights;
     float *opt_state; /* ddts_model_optimizer_state's layout; NULL when 0 */
     size_t n_opt_state;
+    float *best;        /* the best model so far (ddts_best_state); NULL when n_best is 0 */
+    size_t n_best;      /* 0 or n_weights */
+    int32_t best_epoch; /* 0-based; -1 without a best model */
+    double best_value;  /* its monitored value */
+    char best_monitor[32];
 };
 /* Encodes `c` into a new buffer *out of *out_nbytes bytes (ddts_free). DDTS_ENOMEM. */
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_checkpoint_encode(const struct ddts_checkpoint *c,
@@ -190,6 +202,16 @@ DDTS_API DDTS_NODISCARD enum ddts_status ddts_checkpoint_decode(const uint8_t *b
                                                                 struct ddts_error *err);
 /* Frees the arrays of `c` (fields cleared); NULL: nothing. */
 DDTS_API void ddts_checkpoint_deinit(struct ddts_checkpoint *c);
+/* The checkpoint of model `m` after `epochs_done` epochs: *out borrows the
+ * model's weights, optimizer state and best model (do not deinit it). */
+DDTS_API void ddts_checkpoint_from_model(struct ddts_model *m, int epochs_done, uint64_t seed,
+                                         struct ddts_checkpoint *out);
+/* Encodes `c` and writes it to `path` atomically. */
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_checkpoint_write(const char *path, const struct ddts_checkpoint *c, struct ddts_error *err);
+/* Reads and decodes the checkpoint at `path` (errors name it; ddts_checkpoint_deinit). */
+DDTS_API DDTS_NODISCARD enum ddts_status
+ddts_checkpoint_read(const char *path, struct ddts_checkpoint *out, struct ddts_error *err);
 
 /* The server's global model: the source file with averaged weights, evaluated on test data. */
 struct ddts_global_request {

@@ -48,6 +48,22 @@ uint64_t ddts_rng_u64(struct ddts_rng *rng)
     return result;
 }
 
+void ddts_rng_fill_u32(struct ddts_rng *rng, uint32_t *out, size_t n)
+{
+    /* The state in locals: one call per buffer instead of one per value
+     * (dropout draws a value per activation of every batch). */
+    struct ddts_rng r = *rng;
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        uint64_t v = ddts_rng_u64(&r);
+        out[i] = (uint32_t)v;
+        out[i + 1] = (uint32_t)(v >> 32);
+    }
+    if (i < n)
+        out[i] = (uint32_t)ddts_rng_u64(&r);
+    *rng = r;
+}
+
 uint64_t ddts_rng_below(struct ddts_rng *rng, uint64_t bound)
 {
     /* Rejection sampling: drop the top partial range to avoid modulo bias. */

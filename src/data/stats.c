@@ -108,6 +108,95 @@ static void row_to_f64(const struct ddts_array *x, size_t r, size_t nf, double *
     }
 }
 
+/*
+ * uint8 data (images): integer sums over blocks of rows, exact, then one
+ * Chan merge per block and feature; min and max in uint8. Vectorises, where
+ * Welford's double recurrence per value cost ~0.1 s for Fashion-MNIST, most
+ * of `ddts train`'s start-up. A block's M2 = sum2 - sum^2 / count.
+ */
+enum { U8_BLOCK = 32768 }; /* rows: 32768 * 255^2 < 2^32, so sum2 fits uint32 */
+
+#define U8_BLOCK_BODY                                                                              \
+    for (size_t i = b0; i < b0 + nb; i++) {                                                        \
+        const uint8_t *restrict p = data + (idx ? idx[i] : i) * nf;                                \
+        for (size_t j = 0; j < nf; j++) {                                                          \
+            uint32_t v = p[j];                                                                     \
+            sum[j] += v;                                                                           \
+            sum2[j] += v * v;                                                                      \
+            lo[j] = p[j] < lo[j] ? p[j] : lo[j];                                                   \
+            hi[j] = p[j] > hi[j] ? p[j] : hi[j];                                                   \
+        }                                                                                          \
+    }
+
+/* Rows b0 .. b0 + nb of the block into the sums and extremes. */
+#define U8_BLOCK_ARGS                                                                              \
+    const uint8_t *data, const uint32_t *idx, size_t b0, size_t nb, size_t nf,                     \
+        uint32_t *restrict sum, uint32_t *restrict sum2, uint8_t *restrict lo,                     \
+        uint8_t *restrict hi
+
+static void u8_block_base(U8_BLOCK_ARGS)
+{
+    U8_BLOCK_BODY
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* AVX2 has the 32-bit multiply (pmulld) that SSE2 lacks: 2-3x on the squares. */
+__attribute__((target("avx2"))) static void u8_block_avx2(U8_BLOCK_ARGS)
+{
+    U8_BLOCK_BODY
+}
+#endif
+
+static void u8_block(U8_BLOCK_ARGS)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) {
+        u8_block_avx2(data, idx, b0, nb, nf, sum, sum2, lo, hi);
+        return;
+    }
+#endif
+    u8_block_base(data, idx, b0, nb, nf, sum, sum2, lo, hi);
+}
+
+static enum ddts_status update_u8(struct ddts_stats *s, const struct ddts_array *x,
+                                  const uint32_t *idx, size_t n, struct ddts_error *err)
+{
+    size_t nf = s->n_features;
+    uint32_t *sum = ddts_mallocarray(nf, 2 * sizeof *sum);
+    uint8_t *lo = ddts_mallocarray(nf, 2);
+    if (sum == NULL || lo == NULL) {
+        ddts_free(sum);
+        ddts_free(lo);
+        return ddts_error_set(err, DDTS_ENOMEM, "stats: out of memory");
+    }
+    uint32_t *sum2 = sum + nf;
+    uint8_t *hi = lo + nf;
+    const uint8_t *data = x->data;
+    for (size_t b0 = 0; b0 < n; b0 += U8_BLOCK) {
+        size_t nb = n - b0 < U8_BLOCK ? n - b0 : U8_BLOCK;
+        memset(sum, 0, 2 * nf * sizeof *sum);
+        memset(lo, 0xff, nf);
+        memset(hi, 0, nf);
+        u8_block(data, idx, b0, nb, nf, sum, sum2, lo, hi);
+        double na = (double)s->count, nbd = (double)nb, tot = na + nbd;
+        for (size_t j = 0; j < nf; j++) {
+            double bmean = (double)sum[j] / nbd;
+            double bm2 = (double)sum2[j] - (double)sum[j] * (double)sum[j] / nbd;
+            s->min[j] = lo[j] < s->min[j] ? lo[j] : s->min[j];
+            s->max[j] = hi[j] > s->max[j] ? hi[j] : s->max[j];
+            s->absmax[j] = hi[j] > s->absmax[j] ? hi[j] : s->absmax[j];
+            double d = bmean - s->mean[j];
+            s->mean[j] += d * (nbd / tot);
+            s->m2[j] += bm2 + d * d * (na * nbd / tot);
+        }
+        s->count += nb;
+    }
+    ddts_free(sum);
+    ddts_free(lo);
+    return DDTS_OK;
+}
+
 enum ddts_status ddts_stats_update(struct ddts_stats *s, const struct ddts_array *x,
                                    const uint32_t *idx, size_t n, struct ddts_error *err)
 {
@@ -124,6 +213,8 @@ enum ddts_status ddts_stats_update(struct ddts_stats *s, const struct ddts_array
         if (idx[i] >= rows)
             return ddts_error_set(err, DDTS_EINVAL, "stats: row index %u out of range (%zu rows)",
                                   idx[i], rows);
+    if (x->dtype == DDTS_U8)
+        return update_u8(s, x, idx, n, err);
     double *row = ddts_mallocarray(nf, sizeof *row);
     if (row == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "stats: out of memory");

@@ -168,7 +168,8 @@ static enum ddts_status idx_read(struct idx_src *src, struct ddts_array **out,
             goto out;
         }
     }
-    st = ddts_array_create(dt, rank, shape, &a, err);
+    /* Every byte is read below (or the array is dropped): no zeroing pass. */
+    st = ddts_array_create_uninit(dt, rank, shape, &a, err);
     if (st != DDTS_OK)
         goto out;
     if (a->nbytes > 0) {

@@ -292,6 +292,39 @@ static int optimizer_json(struct sb *s, const char *name, double lr)
     return -1;
 }
 
+/* metrics: a comma-separated list (or NULL), each a Keras name (they go
+ * into the JSON as they are). */
+static enum ddts_status check_metrics(const char *metrics, struct ddts_error *err)
+{
+    for (const char *p = metrics; p != NULL;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        char word[72];
+        if (n >= sizeof word || (memcpy(word, p, n), word[n] = '\0', !ddts__nn_spec_word_ok(word)))
+            return ddts_error_set(err, DDTS_EINVAL, "model spec: bad metric name \"%.*s\"",
+                                  (int)(n < 64 ? n : 64), p);
+        p = comma ? comma + 1 : NULL;
+    }
+    return DDTS_OK;
+}
+
+/* The metrics as a JSON list of names, or null. */
+static void metrics_json(struct sb *tc, const char *metrics)
+{
+    if (metrics == NULL) {
+        sb_add(tc, "null");
+        return;
+    }
+    sb_add(tc, "[");
+    for (const char *p = metrics; p != NULL;) {
+        const char *comma = strchr(p, ',');
+        int n = comma ? (int)(comma - p) : (int)strlen(p);
+        sb_add(tc, "%s\"%.*s\"", p == metrics ? "" : ", ", n, p);
+        p = comma ? comma + 1 : NULL;
+    }
+    sb_add(tc, "]");
+}
+
 enum ddts_status ddts_keras_spec_build(const struct ddts_keras_spec *spec,
                                        struct ddts_keras_model **out, struct ddts_error *err)
 {
@@ -309,23 +342,15 @@ enum ddts_status ddts_keras_spec_build(const struct ddts_keras_spec *spec,
     const char *opt = spec->optimizer ? spec->optimizer : "adam";
     if (spec->loss != NULL && !ddts__nn_spec_word_ok(spec->loss))
         return ddts_error_set(err, DDTS_EINVAL, "model spec: bad loss name \"%s\"", spec->loss);
-    /* metrics: a comma-separated list, each a Keras name (they go into JSON as they are). */
-    for (const char *p = spec->metrics; p != NULL;) {
-        const char *comma = strchr(p, ',');
-        size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        char word[72];
-        if (n >= sizeof word || (memcpy(word, p, n), word[n] = '\0', !ddts__nn_spec_word_ok(word)))
-            return ddts_error_set(err, DDTS_EINVAL, "model spec: bad metric name \"%.*s\"",
-                                  (int)(n < 64 ? n : 64), p);
-        p = comma ? comma + 1 : NULL;
-    }
+    enum ddts_status st = check_metrics(spec->metrics, err);
+    if (st != DDTS_OK)
+        return st;
     struct builder b;
     memset(&b, 0, sizeof b);
     b.err = err;
     b.rank = spec->input_rank;
     memcpy(b.shape, spec->input_shape, (size_t)spec->input_rank * sizeof *b.shape);
     ddts_rng_seed(&b.rng, spec->seed);
-    enum ddts_status st = DDTS_OK;
     char *text = ddts_strdup(spec->layers);
     struct sb tc = {0};
     b.m = ddts_calloc(1, sizeof *b.m);
@@ -383,17 +408,7 @@ enum ddts_status ddts_keras_spec_build(const struct ddts_keras_spec *spec,
     sb_add(&b.cfg, "]}, \"keras_version\": \"2.15.0\", \"backend\": \"tensorflow\"}");
     if (spec->loss != NULL) {
         sb_add(&tc, "{\"loss\": \"%s\", \"metrics\": ", spec->loss);
-        if (spec->metrics != NULL) {
-            sb_add(&tc, "[");
-            for (const char *p = spec->metrics; p != NULL;) {
-                const char *comma = strchr(p, ',');
-                int n = comma ? (int)(comma - p) : (int)strlen(p);
-                sb_add(&tc, "%s\"%.*s\"", p == spec->metrics ? "" : ", ", n, p);
-                p = comma ? comma + 1 : NULL;
-            }
-            sb_add(&tc, "]");
-        } else
-            sb_add(&tc, "null");
+        metrics_json(&tc, spec->metrics);
         sb_add(&tc, ", \"weighted_metrics\": null, \"loss_weights\": null, ");
         if (optimizer_json(&tc, opt, spec->learning_rate) != 0) {
             st = ddts_error_set(err, DDTS_EINVAL,

@@ -12,7 +12,9 @@
  * chunks: pass 0 finds the rectangle of cells, the header row, checks every
  * cell and keeps the values in 1 MiB blocks; when the cells fill the
  * rectangle the blocks are copied into the array (one pass). Otherwise a
- * second pass finds the first gap, to name it. A first row holding any text is the header. Cells
+ * second pass finds the first gap, to name it. A first row holding any text is the header, and so
+ * is a first row 0, 1, ..., K-1 over all K columns (pandas' column index) that no row of the next
+ * thousand repeats. Errors name the row and the column by number and header text. Cells
  * are numbers, booleans (0/1) or cached formula results; inside the data rectangle an absent cell,
  * a text cell or an error cell (#DIV/0!) is an error naming it. A DOCTYPE is refused, so entity
  * expansion (billion laughs) cannot happen.
@@ -363,6 +365,12 @@ struct sheet {
     /* Pass 0 findings. */
     long first_row, last_row, c_min, c_max;
     int header;
+    int index_row;     /* row 1 so far holds 0, 1, ... in adjacent columns (pandas' column index) */
+    long first_row_c0; /* row 1's first column */
+    int index_repeat;  /* a later row (of the next INDEX_LOOKAHEAD) holds row 1's values */
+    long match_row;    /* the row being compared with row 1 ... */
+    size_t row_cells;  /* ... its cells so far ... */
+    int row_match;     /* ... and whether they equal row 1's */
     size_t n_cells, first_row_cells; /* data cells after the first row; cells of the first */
     long data_first, n_data_rows;
     /* Pass 0 keeps every cell's value, in order, in blocks of VAL_BLOCK. */
@@ -402,15 +410,55 @@ static void keep_header_text(struct sheet *s, long col, const char *text)
 
 static void col_name(long col, char *buf);
 
-/* "B" or, when the sheet has a header, "B ('species')". */
-static const char *col_label(const struct sheet *s, long col, char *buf, size_t cap)
+/*
+ * Whether row 1 (numbers only) is the column index 0, 1, ..., K-1 (K >= 2)
+ * that pandas.DataFrame.to_excel(index=False) writes as the header of
+ * unnamed columns: in every column of the sheet, and no row among the next
+ * INDEX_LOOKAHEAD rows holds the same values (one-hot rows 0, 1 of a
+ * 2-column sheet are data then), as CSV decides (csv.c). While pass 0 runs
+ * (`final` 0) the sheet's last column is not known yet: messages name the
+ * columns by the index that row 1 holds so far.
+ */
+#define INDEX_LOOKAHEAD 1000
+
+static int is_index_header(const struct sheet *s, int final)
+{
+    size_t k = s->first_row_cells;
+    if (s->header || !s->index_row || s->index_repeat || k < 2 || s->first_row_c0 != s->c_min)
+        return 0;
+    return !final || (long)k == s->c_max - s->c_min + 1;
+}
+
+/* Pass 0, a cell of a row after row 1: whether the row repeats row 1 so far. */
+static void match_first_row(struct sheet *s, double v)
+{
+    if (s->row != s->match_row) {
+        s->match_row = s->row;
+        s->row_cells = 0;
+        s->row_match = 1;
+    }
+    s->row_match =
+        s->row_match && s->col == s->first_row_c0 + (long)s->row_cells && v == (double)s->row_cells;
+    s->row_cells++;
+    if (s->row_match && s->row_cells == s->first_row_cells &&
+        s->row - s->first_row <= INDEX_LOOKAHEAD)
+        s->index_repeat = 1;
+}
+
+/* "3 (cell C7)" or, when the sheet has a header, "3 ('species') (cell C7)": the
+ * column's number (1-based, A = 1) and header text, as CSV messages name a column. */
+static const char *col_label(const struct sheet *s, long col, long row, char *buf, size_t cap)
 {
     char cn[8];
     col_name(col, cn);
     if (s->header && col < s->hdr_cols && s->hdr[(size_t)col * HDR_TEXT] != '\0')
-        snprintf(buf, cap, "%s ('%s')", cn, s->hdr + (size_t)col * HDR_TEXT);
+        snprintf(buf, cap, "%ld ('%s') (cell %s%ld)", col + 1, s->hdr + (size_t)col * HDR_TEXT, cn,
+                 row);
+    else if (s->pass == 0 && row > s->first_row && is_index_header(s, 0) &&
+             col >= s->first_row_c0 && col < s->first_row_c0 + (long)s->first_row_cells)
+        snprintf(buf, cap, "%ld ('%ld') (cell %s%ld)", col + 1, col - s->first_row_c0, cn, row);
     else
-        snprintf(buf, cap, "%s", cn);
+        snprintf(buf, cap, "%ld (cell %s%ld)", col + 1, cn, row);
     return buf;
 }
 
@@ -575,11 +623,21 @@ static void free_blocks(struct sheet *s)
     s->n_blocks = s->n_vals = 0;
 }
 
+/* Row 1 becomes the header: its numbers are the columns' names in messages. */
+static void use_index_header(struct sheet *s)
+{
+    s->header = 1;
+    for (size_t j = 0; j < s->first_row_cells; j++) {
+        char t[24];
+        snprintf(t, sizeof t, "%zu", j);
+        keep_header_text(s, s->first_row_c0 + (long)j, t);
+    }
+}
+
 /* A finished cell: judge it (pass 0) or store it (pass 1). */
 static void end_cell(struct sheet *s)
 {
-    char cn[8];
-    col_name(s->col, cn);
+    char cl[80];
     s->text[s->text_n] = '\0';
     if (!s->have_v ||
         (s->text_n == 0 && !s->in_f_seen && (s->type == CELL_NUMBER || s->type == CELL_BOOL)))
@@ -591,8 +649,9 @@ static void end_cell(struct sheet *s)
         char *end;
         unsigned long i = strtoul(s->text, &end, 10);
         if (end == s->text || *end != '\0' || i >= s->shared->n)
-            return xml_fail(&s->x, DDTS_EFORMAT, "cell %s%ld: shared string %.20s out of range", cn,
-                            s->row, s->text);
+            return xml_fail(&s->x, DDTS_EFORMAT,
+                            "row %ld, column %s: shared string %.20s out of range", s->row,
+                            col_label(s, s->col, s->row, cl, sizeof cl), s->text);
         str = strlist_get(s->shared, i);
         break;
     }
@@ -601,21 +660,21 @@ static void end_cell(struct sheet *s)
         str = s->text;
         break;
     case CELL_ERROR:
-        return xml_fail(&s->x, DDTS_EFORMAT, "cell %s%ld holds the error %.20s", cn, s->row,
-                        s->text);
+        return xml_fail(&s->x, DDTS_EFORMAT, "row %ld, column %s holds the error %.20s", s->row,
+                        col_label(s, s->col, s->row, cl, sizeof cl), s->text);
     case CELL_DATE:
-        return xml_fail(&s->x, DDTS_EUNSUPPORTED, "cell %s%ld: ISO dates are not supported", cn,
-                        s->row);
+        return xml_fail(&s->x, DDTS_EUNSUPPORTED, "row %ld, column %s: ISO dates are not supported",
+                        s->row, col_label(s, s->col, s->row, cl, sizeof cl));
     case CELL_BOOL:
     case CELL_NUMBER:
         if (s->text_n == 0 && s->in_f_seen)
             return xml_fail(&s->x, DDTS_EFORMAT,
-                            "cell %s%ld: a formula without a cached value (open and save the "
-                            "file in a spreadsheet program to compute it)",
-                            cn, s->row);
+                            "row %ld, column %s: a formula without a cached value (open and save "
+                            "the file in a spreadsheet program to compute it)",
+                            s->row, col_label(s, s->col, s->row, cl, sizeof cl));
         if (ddts__parse_double(s->text, s->text_n, &v, &s->loc) != 0)
-            return xml_fail(&s->x, DDTS_EFORMAT, "cell %s%ld: '%.40s' is not a number", cn, s->row,
-                            s->text);
+            return xml_fail(&s->x, DDTS_EFORMAT, "row %ld, column %s: '%.40s' is not a number",
+                            s->row, col_label(s, s->col, s->row, cl, sizeof cl), s->text);
         break;
     }
     if (s->pass == 0) {
@@ -631,19 +690,25 @@ static void end_cell(struct sheet *s)
                 s->header = 1;
                 keep_header_text(s, s->col, str);
             }
+            if (s->first_row_cells == 0) {
+                s->first_row_c0 = s->col;
+                s->index_row = 1;
+            }
+            s->index_row = s->index_row && str == NULL && !s->in_f_seen &&
+                           s->col == s->first_row_c0 + (long)s->first_row_cells &&
+                           v == (double)s->first_row_cells;
             s->first_row_cells++;
             return keep_value(s, v);
         }
-        char cl[64];
         if (str != NULL)
-            return xml_fail(&s->x, DDTS_EFORMAT,
-                            "row %ld, column %s (cell %s%ld): text '%.40s' is not a number", s->row,
-                            col_label(s, s->col, cl, sizeof cl), cn, s->row, str);
+            return xml_fail(&s->x, DDTS_EFORMAT, "row %ld, column %s: text '%.40s' is not a number",
+                            s->row, col_label(s, s->col, s->row, cl, sizeof cl), str);
         if (s->finite && !isfinite(v))
             return xml_fail(&s->x, DDTS_EFORMAT,
-                            "row %ld, column %s (cell %s%ld): '%.40s' is not a finite number "
+                            "row %ld, column %s: '%.40s' is not a finite number "
                             "(training data must not hold NaN or infinities)",
-                            s->row, col_label(s, s->col, cl, sizeof cl), cn, s->row, s->text);
+                            s->row, col_label(s, s->col, s->row, cl, sizeof cl), s->text);
+        match_first_row(s, v);
         if (s->data_first == 0)
             s->data_first = s->row;
         if (s->row != s->last_row)
@@ -655,15 +720,9 @@ static void end_cell(struct sheet *s)
     /* Pass 1: cells arrive row by row in column order; any skip is a gap. */
     if (s->header && s->row == s->first_row)
         return;
-    if (s->row != s->expect_row || s->col != s->expect_col) {
-        char en[8], cl[64];
-        col_name(s->expect_col, en);
-        return xml_fail(&s->x, DDTS_EFORMAT,
-                        "row %ld, column %s (cell %s%ld): empty cell "
-                        "(missing value)",
-                        s->expect_row, col_label(s, s->expect_col, cl, sizeof cl), en,
-                        s->expect_row);
-    }
+    if (s->row != s->expect_row || s->col != s->expect_col)
+        return xml_fail(&s->x, DDTS_EFORMAT, "row %ld, column %s: empty cell (missing value)",
+                        s->expect_row, col_label(s, s->expect_col, s->expect_row, cl, sizeof cl));
     if (s->data != NULL)
         s->data[(size_t)(s->row - s->data_first) * s->n_cols + (size_t)(s->col - s->c_min)] = v;
     s->expect_col++;
@@ -687,10 +746,68 @@ static void XMLCALL sh_end(void *ud, const XML_Char *el)
     } else if (strcmp(n, "row") == 0 && s->pass == 1 && s->expect_row == s->row &&
                s->expect_col != s->c_min) {
         /* The row ended before its last column. */
-        char en[8], cl[64];
-        col_name(s->expect_col, en);
-        xml_fail(&s->x, DDTS_EFORMAT, "row %ld, column %s (cell %s%ld): empty cell (missing value)",
-                 s->row, col_label(s, s->expect_col, cl, sizeof cl), en, s->row);
+        char cl[80];
+        xml_fail(&s->x, DDTS_EFORMAT, "row %ld, column %s: empty cell (missing value)", s->row,
+                 col_label(s, s->expect_col, s->row, cl, sizeof cl));
+    }
+}
+
+/* The index of sheet `want` (NULL: the first), or DDTS_ENOTFOUND listing the sheets. */
+static enum ddts_status find_sheet(const struct workbook *w, const char *name, const char *want,
+                                   size_t *si, struct ddts_error *err)
+{
+    *si = 0;
+    if (want == NULL)
+        return DDTS_OK;
+    for (*si = 0; *si < w->names.n; (*si)++)
+        if (strcmp(strlist_get(&w->names, *si), want) == 0)
+            return DDTS_OK;
+    char list[300];
+    size_t used = 0;
+    list[0] = '\0';
+    for (size_t i = 0; i < w->names.n && used + 1 < sizeof list; i++) {
+        int k = snprintf(list + used, sizeof list - used, "%s'%s'", i ? ", " : "",
+                         strlist_get(&w->names, i));
+        if (k < 0)
+            break;
+        used += (size_t)k;
+    }
+    return ddts_error_set(err, DDTS_ENOTFOUND, "%s: no sheet '%s' (sheets: %s)", name, want, list);
+}
+
+/* The zip paths of sheet si (through the workbook's relationships) and of
+ * the shared strings, each into a buffer of cap bytes. */
+static void sheet_paths(const struct workbook *w, size_t si, char *path, char *ss_path, size_t cap)
+{
+    const char *rid = strlist_get(&w->rids, si);
+    const char *target = NULL;
+    for (size_t i = 0; i < w->rel_id.n; i++)
+        if (strcmp(strlist_get(&w->rel_id, i), rid) == 0)
+            target = strlist_get(&w->rel_to, i);
+    if (target != NULL)
+        resolve(target, path, cap);
+    else
+        snprintf(path, cap, "xl/worksheets/sheet%zu.xml", si + 1);
+    if (w->shared_target.n > 0)
+        resolve(strlist_get(&w->shared_target, 0), ss_path, cap);
+    else
+        snprintf(ss_path, cap, "xl/sharedStrings.xml");
+}
+
+/* Pass 0 kept every value, row by row, in blocks: into out, the header's
+ * values left out; the blocks are freed. */
+static void take_values(struct sheet *s, double *out)
+{
+    size_t skip = s->header ? s->first_row_cells : 0, at = 0;
+    for (size_t b = 0; b < s->n_blocks; b++) {
+        size_t lo = b * VAL_BLOCK, hi = lo + VAL_BLOCK < s->n_vals ? lo + VAL_BLOCK : s->n_vals;
+        if (hi > skip) {
+            size_t from = lo > skip ? lo : skip;
+            memcpy(out + at, s->blocks[b] + (from - lo), (hi - from) * sizeof(double));
+            at += hi - from;
+        }
+        ddts_free(s->blocks[b]);
+        s->blocks[b] = NULL;
     }
 }
 
@@ -720,41 +837,11 @@ static enum ddts_status load_sheet(struct ddts__zip *z, const char *name, const 
         goto out;
     }
     size_t si = 0;
-    if (want != NULL) {
-        for (si = 0; si < w.names.n; si++)
-            if (strcmp(strlist_get(&w.names, si), want) == 0)
-                break;
-        if (si == w.names.n) {
-            char list[300];
-            size_t used = 0;
-            list[0] = '\0';
-            for (size_t i = 0; i < w.names.n && used + 1 < sizeof list; i++) {
-                int k = snprintf(list + used, sizeof list - used, "%s'%s'", i ? ", " : "",
-                                 strlist_get(&w.names, i));
-                if (k < 0)
-                    break;
-                used += (size_t)k;
-            }
-            st = ddts_error_set(err, DDTS_ENOTFOUND, "%s: no sheet '%s' (sheets: %s)", name, want,
-                                list);
-            goto out;
-        }
-    }
-    const char *rid = strlist_get(&w.rids, si);
-    const char *target = NULL;
-    for (size_t i = 0; i < w.rel_id.n; i++)
-        if (strcmp(strlist_get(&w.rel_id, i), rid) == 0)
-            target = strlist_get(&w.rel_to, i);
-    char path[512];
-    if (target != NULL)
-        resolve(target, path, sizeof path);
-    else
-        snprintf(path, sizeof path, "xl/worksheets/sheet%zu.xml", si + 1);
-    char ss_path[512];
-    if (w.shared_target.n > 0)
-        resolve(strlist_get(&w.shared_target, 0), ss_path, sizeof ss_path);
-    else
-        snprintf(ss_path, sizeof ss_path, "xl/sharedStrings.xml");
+    char path[512], ss_path[512];
+    st = find_sheet(&w, name, want, &si, err);
+    if (st != DDTS_OK)
+        goto out;
+    sheet_paths(&w, si, path, ss_path, sizeof path);
     ss.x.name = name;
     st = parse_member(z, ss_path, &ss.x, ss_start, ss_end, ss_text, chunk, err);
     if (st == DDTS_ENOTFOUND) {
@@ -771,6 +858,8 @@ static enum ddts_status load_sheet(struct ddts__zip *z, const char *name, const 
     st = parse_member(z, path, &s.x, sh_start, sh_end, sh_text, chunk, err);
     if (st != DDTS_OK)
         goto out;
+    if (s.first_row != 0 && is_index_header(&s, 1))
+        use_index_header(&s);
     if (!s.header && s.first_row != 0) {
         s.n_cells += s.first_row_cells;
         s.n_data_rows++;
@@ -796,18 +885,7 @@ static enum ddts_status load_sheet(struct ddts__zip *z, const char *name, const 
         st = ddts_array_create_uninit(DDTS_F64, 2, shape, &a, err);
         if (st != DDTS_OK)
             goto out;
-        size_t skip = s.header ? s.first_row_cells : 0, at = 0;
-        for (size_t b = 0; b < s.n_blocks; b++) {
-            size_t lo = b * VAL_BLOCK, hi = lo + VAL_BLOCK < s.n_vals ? lo + VAL_BLOCK : s.n_vals;
-            if (hi > skip) {
-                size_t from = lo > skip ? lo : skip;
-                memcpy((double *)a->data + at, s.blocks[b] + (from - lo),
-                       (hi - from) * sizeof(double));
-                at += hi - from;
-            }
-            ddts_free(s.blocks[b]);
-            s.blocks[b] = NULL;
-        }
+        take_values(&s, (double *)a->data);
         goto out;
     }
     free_blocks(&s);
@@ -818,11 +896,10 @@ static enum ddts_status load_sheet(struct ddts__zip *z, const char *name, const 
     st = parse_member(z, path, &s.x, sh_start, sh_end, sh_text, chunk, err);
     if (st == DDTS_OK && !complete) {
         /* A missing last row part or a missing row at the end. */
-        char en[8], cl[64];
-        col_name(s.expect_col, en);
-        st = ddts_error_set(
-            err, DDTS_EFORMAT, "%s: row %ld, column %s (cell %s%ld): empty cell (missing value)",
-            name, s.expect_row, col_label(&s, s.expect_col, cl, sizeof cl), en, s.expect_row);
+        char cl[80];
+        st = ddts_error_set(err, DDTS_EFORMAT, "%s: row %ld, column %s: empty cell (missing value)",
+                            name, s.expect_row,
+                            col_label(&s, s.expect_col, s.expect_row, cl, sizeof cl));
     }
 out:
     if (st != DDTS_OK) {

@@ -711,6 +711,48 @@ enum ddts_status ddts_job_get(const struct ddts_job *job, const char *name, char
     return DDTS_OK;
 }
 
+/* The settings that make a job what it is: a rerun must agree on each. */
+static const char *const defining[] = {
+    "model",
+    "clients",
+    "epochs",
+    "batch-size",
+    "optimizer",
+    "learning-rate",
+    "loss",
+    "metrics",
+    "normalizer",
+    "method",
+    "folds",
+    "data",
+    "dataset",
+    "keras-dataset",
+    "samples",
+    "order",
+    "validation-split",
+    "sync",
+    "seed",
+};
+
+size_t ddts_job_differences(const struct ddts_job *old, const struct ddts_job *now, char *buf,
+                            size_t cap)
+{
+    size_t n = 0, used = 0;
+    if (cap > 0)
+        buf[0] = '\0';
+    for (size_t i = 0; i < sizeof defining / sizeof defining[0]; i++) {
+        char a[DDTS_JOB_PATH_MAX + 32], b[DDTS_JOB_PATH_MAX + 32];
+        if (ddts_job_get(old, defining[i], a, sizeof a, NULL) != DDTS_OK ||
+            ddts_job_get(now, defining[i], b, sizeof b, NULL) != DDTS_OK || strcmp(a, b) == 0)
+            continue;
+        n++;
+        if (used < cap)
+            used += (size_t)snprintf(buf + used, cap - used, "%s--%s %s (now %s)", used ? ", " : "",
+                                     defining[i], a[0] ? a : "\"\"", b[0] ? b : "\"\"");
+    }
+    return n;
+}
+
 /* Whether a setting belongs in the JSON or on the command line. */
 static bool worth_writing(const struct ddts_job *job, int i, unsigned flags)
 {

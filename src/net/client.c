@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,9 +53,10 @@ struct client {
 struct ddts_client_sync {
     struct ddts_conn *conn;
     uint64_t round;
-    enum ddts_status net_failure; /* a connection failure seen by an exchange */
-    double progress_at;           /* ddts_now() of the last PROGRESS sent (0: none) */
-    int progress_off;             /* a PROGRESS send failed: no more */
+    enum ddts_status net_failure;  /* a connection failure seen by an exchange */
+    double progress_at;            /* ddts_now() of the last PROGRESS sent (0: none) */
+    int progress_off;              /* a PROGRESS send failed: no more */
+    const struct ddts_logger *log; /* says so when a round keeps this client waiting */
 };
 
 static enum ddts_status save_held(struct client *cl, struct ddts_error *err)
@@ -152,6 +154,20 @@ static enum ddts_status sync_run(struct ddts_client_sync *sync, unsigned op, uns
     enum ddts_status st = ddts_conn_send_w(sync->conn, &w, err);
     if (st == DDTS_OK)
         st = ddts_conn_send_data(sync->conn, values, n * sizeof *values, err);
+    /* The server answers once every client has sent its part of the round:
+     * a wait longer than a moment is said, not left silent. */
+    if (st == DDTS_OK && sync->log != NULL) {
+        struct pollfd pfd = {.fd = ddts_conn_fd(sync->conn), .events = POLLIN};
+        int ready;
+        do
+            ready = poll(&pfd, 1, (int)(DDTS_SYNC_WAIT_NOTE_S * 1000));
+        while (ready < 0 && errno == EINTR);
+        if (ready == 0)
+            ddts_log(sync->log, DDTS_LOG_INFO,
+                     "round %" PRIu64 ": sent; waiting for the other clients (the server "
+                     "averages once every client has sent its part)",
+                     sync->round + 1);
+    }
     const uint8_t *p;
     size_t pn;
     if (st == DDTS_OK)
@@ -527,7 +543,8 @@ static enum ddts_status run_share(struct client *cl, struct ddts_conn *c, const 
             .round = j.round,
             .share_rounds = j.share_rounds,
         };
-        struct ddts_client_sync sync = {.conn = c, .round = j.round, .net_failure = DDTS_OK};
+        struct ddts_client_sync sync = {
+            .conn = c, .round = j.round, .net_failure = DDTS_OK, .log = cl->log};
         struct heartbeat hb = {.conn = c, .period = j.heartbeat};
         pthread_mutex_init(&hb.mu, NULL);
         /* Without the heartbeat thread (it could not start), training still runs. */
@@ -700,7 +717,8 @@ enum ddts_status ddts_client_run(const struct ddts_client_config *cfg, struct dd
         st = run_connection(&cl, &fatal, &train_status, &train_err, err);
         if (fatal || attempt >= cfg->retries)
             break;
-        ddts_log(cl.log, DDTS_LOG_WARN, "%s; reconnecting in %.1f s (%u of %u)",
+        ddts_log(cl.log, DDTS_LOG_WARN,
+                 "%s; waiting for the server: reconnecting in %.1f s (attempt %u of %u)",
                  err ? err->msg : ddts_status_str(st), cfg->retry_s, attempt + 1, cfg->retries);
         if (cfg->retry_s > 0) {
             struct timespec ts = {(time_t)cfg->retry_s,

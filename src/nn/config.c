@@ -527,13 +527,44 @@ static enum ddts_status track_free_dims(struct ctx *c, int i)
 static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *name,
                                   const json_t *cfg, const int *in, int n_in, int entry, int *out);
 
+/* The output nodes of one layer, in Keras' order (tensor index). */
+#define MAX_LAYER_OUTPUTS 6
+struct layer_outs {
+    int n;
+    int node[MAX_LAYER_OUTPUTS];
+};
+
+/* return_state of recurrent node `rnn`: a node per final state (h, then c
+ * for LSTM) appended to *o. */
+static enum ddts_status add_state_outputs(struct ctx *c, int rnn, int entry, struct layer_outs *o)
+{
+    enum ddts_status st;
+    if (!c->m->nodes[rnn].return_state)
+        return DDTS_OK;
+    int n_states = c->m->nodes[rnn].rnn.cell == RNN_LSTM ? 2 : 1;
+    for (int k = 0; k < n_states && o->n < MAX_LAYER_OUTPUTS; k++) {
+        char sname[300];
+        snprintf(sname, sizeof sname, "%s/state_%s", c->m->nodes[rnn].name, k ? "c" : "h");
+        int idx;
+        TRY(ddts__nn_add_node(c->m, sname, "RecurrentState", &ddts__nn_rnn_state_ops, entry, &rnn,
+                              1, &idx, c->err));
+        c->m->nodes[idx].state_which = k;
+        c->m->nodes[idx].trainable = c->m->nodes[rnn].trainable;
+        TRY(ddts__nn_infer_shape(c->m, idx, c->err));
+        c->m->nodes[rnn].state_out[k] = idx + 1;
+        o->node[o->n++] = idx;
+    }
+    return DDTS_OK;
+}
+
 /* Bidirectional: a forward and a backward recurrent node (weights in that
  * order, as Keras lists them) and a merge node named after the wrapper.
  * TimeDistributed: its inner layer when that layer already maps the last
  * axis alone (Dense, Dropout, Activation), which is what TimeDistributed
  * makes of it. */
 static enum ddts_status add_wrapper(struct ctx *c, const char *cls, const char *name,
-                                    const json_t *cfg, const int *in, int n_in, int entry, int *out)
+                                    const json_t *cfg, const int *in, int n_in, int entry, int *out,
+                                    struct layer_outs *o)
 {
     enum ddts_status st;
     const json_t *l = json_object_get(cfg, "layer");
@@ -544,11 +575,11 @@ static enum ddts_status add_wrapper(struct ctx *c, const char *cls, const char *
     if (n_in != 1)
         return bad(c, name, cls, "expects exactly one input");
     if (strcmp(cls, "TimeDistributed") == 0) {
-        if (strcmp(icls, "Dense") != 0 && strcmp(icls, "Dropout") != 0 &&
-            strcmp(icls, "Activation") != 0)
+        const struct nn_layer_ops *iops = ddts__nn_layer_find(icls);
+        if (iops == NULL || !iops->per_step)
             return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
-                                  "layer '%s' (%s): an inner %s is not supported (Dense, Dropout "
-                                  "and Activation are)",
+                                  "layer '%s' (%s): an inner %s is not supported (layers that map "
+                                  "the last axis alone are: Dense, Dropout, activations)",
                                   name, cls, icls);
         return add_layer(c, icls, name, icfg, in, 1, entry, out);
     }
@@ -559,10 +590,14 @@ static enum ddts_status add_wrapper(struct ctx *c, const char *cls, const char *
                               name, cls, icls);
     const json_t *mm = json_object_get(cfg, "merge_mode");
     const char *mode = json_is_string(mm) ? json_string_value(mm) : NULL;
-    const char *mcls;
+    const char *mcls = NULL;
+    if (o == NULL && mode == NULL)
+        return unsup(c, name, cls, "merge_mode None (two outputs) outside a functional model");
+    if (o == NULL && jbool(icfg, "return_state", 0))
+        return unsup(c, name, cls, "return_state (several outputs) outside a functional model");
     if (mode == NULL)
-        return unsup(c, name, cls, "merge_mode None (a layer with two outputs)");
-    if (strcmp(mode, "concat") == 0)
+        mcls = NULL; /* two outputs: the forward and the backward layer's */
+    else if (strcmp(mode, "concat") == 0)
         mcls = "Concatenate";
     else if (strcmp(mode, "sum") == 0)
         mcls = "Add";
@@ -599,6 +634,16 @@ static enum ddts_status add_wrapper(struct ctx *c, const char *cls, const char *
         bs->go_backwards == fs->go_backwards)
         return unsup(c, name, cls, "a backward_layer that does not mirror the forward one");
     bs->reverse_out = bs->return_sequences;
+    if (mcls == NULL) {
+        /* merge_mode None: [forward output, backward output, forward states, backward states] */
+        o->n = 0;
+        o->node[o->n++] = two[0];
+        o->node[o->n++] = two[1];
+        TRY(add_state_outputs(c, two[0], entry, o));
+        TRY(add_state_outputs(c, two[1], entry, o));
+        *out = two[0];
+        return DDTS_OK;
+    }
     int idx;
     /* the merge layer's descriptor, under the wrapper's name and class */
     TRY(ddts__nn_add_node(c->m, name, cls, ddts__nn_layer_find(mcls), entry, two, 2, &idx, c->err));
@@ -609,6 +654,31 @@ static enum ddts_status add_wrapper(struct ctx *c, const char *cls, const char *
     TRY(track_free_dims(c, idx));
     c->m->nodes[idx].mask_src = mask_out(c->m, two[0]);
     *out = idx;
+    if (o != NULL) {
+        /* [merged output, forward states, backward states] */
+        o->n = 0;
+        o->node[o->n++] = idx;
+        TRY(add_state_outputs(c, two[0], entry, o));
+        TRY(add_state_outputs(c, two[1], entry, o));
+    }
+    return DDTS_OK;
+}
+
+/* A functional model's layer with all its outputs (return_state, a
+ * Bidirectional's merge_mode None). */
+static enum ddts_status add_layer_outs(struct ctx *c, const char *cls, const char *name,
+                                       const json_t *cfg, const int *in, int n_in, int entry,
+                                       struct layer_outs *o)
+{
+    enum ddts_status st;
+    o->n = 0;
+    int node;
+    if (strcmp(cls, "Bidirectional") == 0)
+        return add_wrapper(c, cls, name, cfg, in, n_in, entry, &node, o);
+    TRY(add_layer(c, cls, name, cfg, in, n_in, entry, &node));
+    o->node[o->n++] = node;
+    if (c->m->nodes[node].kind == NN_RNN)
+        TRY(add_state_outputs(c, node, entry, o));
     return DDTS_OK;
 }
 
@@ -619,7 +689,7 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
 {
     enum ddts_status st;
     if (strcmp(cls, "Bidirectional") == 0 || strcmp(cls, "TimeDistributed") == 0)
-        return add_wrapper(c, cls, name, cfg, in, n_in, entry, out);
+        return add_wrapper(c, cls, name, cfg, in, n_in, entry, out, NULL);
     const struct nn_layer_ops *d = ddts__nn_layer_find(cls);
     if (d == NULL || d->parse == NULL || d == &ddts__nn_input_ops)
         return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
@@ -771,6 +841,8 @@ static enum ddts_status parse_sequential(struct ctx *c, const json_t *cfg, int i
             TRY(parse_model(c, layer, cur, e, &cur));
         } else {
             TRY(add_layer(c, cls, name, lc, &cur, 1, e, &cur));
+            if (c->m->nodes[cur].kind == NN_RNN && c->m->nodes[cur].return_state)
+                return unsup(c, name, cls, "return_state (several outputs) in a Sequential model");
         }
         if (!mtrain)
             for (size_t q = first; q < c->m->n_nodes; q++)
@@ -784,10 +856,12 @@ static enum ddts_status parse_sequential(struct ctx *c, const json_t *cfg, int i
     return DDTS_OK;
 }
 
-/* Collects layer names of Keras 2 refs ["name", node, tensor, {...}] and
- * Keras 3 {"class_name": "__keras_tensor__", "config": {"keras_history": [...]}}. */
-static enum ddts_status collect_refs(struct ctx *c, const json_t *v, const char **names, int *n,
-                                     int max, int depth)
+/* Collects layer names (and tensor indices: which output of a layer with
+ * several) of Keras 2 refs ["name", node, tensor, {...}] and Keras 3
+ * {"class_name": "__keras_tensor__", "config": {"keras_history": [...]}};
+ * a Keras 3 call's kwargs.initial_state follows its args. */
+static enum ddts_status collect_refs(struct ctx *c, const json_t *v, const char **names, int *tidx,
+                                     int *n, int max, int depth)
 {
     if (depth > 16)
         return ddts_error_set(c->err, DDTS_EFORMAT, "inbound_nodes nested too deeply");
@@ -795,21 +869,25 @@ static enum ddts_status collect_refs(struct ctx *c, const json_t *v, const char 
         if (json_array_size(v) >= 3 && json_is_string(json_array_get(v, 0)) &&
             json_is_integer(json_array_get(v, 1))) {
             const json_t *ti = json_array_get(v, 2);
-            if (json_is_integer(ti) && json_integer_value(ti) != 0)
-                return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
-                                      "layer '%s': outputs other than the first of a layer are "
-                                      "not supported",
-                                      json_string_value(json_array_get(v, 0)));
+            json_int_t t = json_is_integer(ti) ? json_integer_value(ti) : 0;
+            if (t < 0 || t > 64)
+                return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s': tensor index %lld",
+                                      json_string_value(json_array_get(v, 0)), (long long)t);
             if (*n >= max)
                 return ddts_error_set(c->err, DDTS_ELIMIT, "a layer has more than %d inputs", max);
+            tidx[*n] = (int)t;
             names[(*n)++] = json_string_value(json_array_get(v, 0));
+            /* tf.keras may keep a call's tensor kwargs here: {"initial_state": [refs]} */
+            const json_t *is = json_object_get(json_array_get(v, 3), "initial_state");
+            if (is != NULL && !json_is_null(is))
+                return collect_refs(c, is, names, tidx, n, max, depth + 1);
             return DDTS_OK;
         }
         size_t i;
         json_t *e;
         json_array_foreach(v, i, e)
         {
-            enum ddts_status st = collect_refs(c, e, names, n, max, depth + 1);
+            enum ddts_status st = collect_refs(c, e, names, tidx, n, max, depth + 1);
             if (st != DDTS_OK)
                 return st;
         }
@@ -819,26 +897,39 @@ static enum ddts_status collect_refs(struct ctx *c, const json_t *v, const char 
         const char *cn = jstr(v, "class_name");
         if (cn && strcmp(cn, "__keras_tensor__") == 0) {
             const json_t *h = json_object_get(json_object_get(v, "config"), "keras_history");
-            return collect_refs(c, h, names, n, max, depth + 1);
+            return collect_refs(c, h, names, tidx, n, max, depth + 1);
         }
         const json_t *args = json_object_get(v, "args");
+        enum ddts_status st = DDTS_OK;
         if (args)
-            return collect_refs(c, args, names, n, max, depth + 1);
+            st = collect_refs(c, args, names, tidx, n, max, depth + 1);
+        const json_t *is = json_object_get(json_object_get(v, "kwargs"), "initial_state");
+        if (st == DDTS_OK && is != NULL && !json_is_null(is))
+            st = collect_refs(c, is, names, tidx, n, max, depth + 1);
+        return st;
     }
     return DDTS_OK;
 }
 
 #define MAX_INBOUND 256
 
-static enum ddts_status lookup(struct ctx *c, json_t *scope, const char **names, int n, int *out,
-                               const char *who)
+/* The nodes of refs (name, tensor index): a layer with several outputs is
+ * bound in `scope` to the array of their nodes, any other to its node. */
+static enum ddts_status lookup(struct ctx *c, json_t *scope, const char **names, const int *tidx,
+                               int n, int *out, const char *who)
 {
     for (int i = 0; i < n; i++) {
         const json_t *v = json_object_get(scope, names[i]);
+        if (json_is_array(v) && (size_t)tidx[i] < json_array_size(v))
+            v = json_array_get(v, (size_t)tidx[i]);
+        else if (json_is_integer(v) && tidx[i] != 0)
+            v = NULL;
         if (!json_is_integer(v))
-            return ddts_error_set(c->err, DDTS_EFORMAT,
-                                  "layer '%s': inbound layer '%s' is not defined before it", who,
-                                  names[i]);
+            return ddts_error_set(
+                c->err, DDTS_EFORMAT,
+                "layer '%s': inbound layer '%s' (output %d) is not defined before "
+                "it",
+                who, names[i], tidx[i]);
         out[i] = (int)json_integer_value(v);
     }
     return DDTS_OK;
@@ -852,7 +943,8 @@ static enum ddts_status functional_layer(struct ctx *c, const json_t *layer, siz
 {
     enum ddts_status st;
     const char *names[MAX_INBOUND];
-    int ids[MAX_INBOUND], n = 0;
+    int ids[MAX_INBOUND], tidx[MAX_INBOUND], n = 0;
+    struct layer_outs outs = {0, {0}};
     const char *cls = jstr(layer, "class_name");
     const json_t *lc = json_object_get(layer, "config");
     if (cls == NULL || !json_is_object(lc))
@@ -888,8 +980,8 @@ static enum ddts_status functional_layer(struct ctx *c, const json_t *layer, siz
                                   cls);
         if (json_array_size(ib) > 1)
             return unsup(c, name, cls, "a layer called several times (shared layer)");
-        TRY(collect_refs(c, json_array_get(ib, 0), names, &n, MAX_INBOUND, 0));
-        TRY(lookup(c, scope, names, n, ids, name));
+        TRY(collect_refs(c, json_array_get(ib, 0), names, tidx, &n, MAX_INBOUND, 0));
+        TRY(lookup(c, scope, names, tidx, n, ids, name));
         if (n == 0)
             return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inputs", name, cls);
         if (e < 0)
@@ -899,7 +991,8 @@ static enum ddts_status functional_layer(struct ctx *c, const json_t *layer, siz
                 return unsup(c, name, cls, "a nested model with several inputs");
             TRY(parse_model(c, layer, ids[0], e, &node));
         } else {
-            TRY(add_layer(c, cls, name, lc, ids, n, e, &node));
+            TRY(add_layer_outs(c, cls, name, lc, ids, n, e, &outs));
+            node = outs.node[0];
         }
     }
     if (!mtrain)
@@ -907,7 +1000,13 @@ static enum ddts_status functional_layer(struct ctx *c, const json_t *layer, siz
             c->m->nodes[q].trainable = 0;
     if (entry < 0)
         c->m->entries[e].node_out = node;
-    json_t *jv = json_integer(node);
+    /* One output: its node; several: the array of their nodes (tensor index order). */
+    json_t *jv = outs.n > 1 ? json_array() : json_integer(node);
+    for (int k = 0; jv != NULL && outs.n > 1 && k < outs.n; k++)
+        if (json_array_append_new(jv, json_integer(outs.node[k])) != 0) {
+            json_decref(jv);
+            jv = NULL;
+        }
     if (jv == NULL || json_object_set_new(scope, name, jv) != 0)
         return ddts_error_set(c->err, DDTS_ENOMEM, "out of memory");
     return DDTS_OK;
@@ -921,9 +1020,9 @@ static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int i
     if (!json_is_array(layers))
         return ddts_error_set(c->err, DDTS_EFORMAT, "Functional config has no layer list");
     const char *names[MAX_INBOUND];
-    int ids[1] = {-1}, n = 0;
+    int ids[1] = {-1}, tidx[MAX_INBOUND], n = 0;
     int mtrain = jbool(cfg, "trainable", 1);
-    st = collect_refs(c, json_object_get(cfg, "input_layers"), names, &n, MAX_INBOUND, 0);
+    st = collect_refs(c, json_object_get(cfg, "input_layers"), names, tidx, &n, MAX_INBOUND, 0);
     if (st != DDTS_OK)
         return st;
     if (n != 1)
@@ -943,8 +1042,8 @@ static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int i
             goto done;
     }
     n = 0;
-    if ((st = collect_refs(c, json_object_get(cfg, "output_layers"), names, &n, MAX_INBOUND, 0)) !=
-        DDTS_OK)
+    if ((st = collect_refs(c, json_object_get(cfg, "output_layers"), names, tidx, &n, MAX_INBOUND,
+                           0)) != DDTS_OK)
         goto done;
     if (n != 1) {
         st = ddts_error_set(c->err, DDTS_EUNSUPPORTED,
@@ -952,7 +1051,7 @@ static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int i
                             jstr(cfg, "name") ? jstr(cfg, "name") : "?", n);
         goto done;
     }
-    st = lookup(c, scope, names, 1, ids, "output_layers");
+    st = lookup(c, scope, names, tidx, 1, ids, "output_layers");
     if (st == DDTS_OK)
         *out_node = ids[0];
 done:

@@ -232,6 +232,29 @@ void ddts__nn_identity_backward(struct ddts_model *m, struct nn_node *nd, size_t
 
 /* ---- the passes ---- */
 
+void ddts__nn_flops(const struct ddts_model *m, struct ddts__nn_flops *out)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const struct nn_node *nd = &m->nodes[i];
+        if (nd->ops == NULL)
+            continue;
+        if (nd->ops->macs == NULL) {
+            int trained = 0;
+            for (int t = 0; t < nd->n_w; t++)
+                trained |= m->w[nd->w0 + t].trainable;
+            out->n_uncounted += trained != 0;
+            continue;
+        }
+        double f = 2.0 * nd->ops->macs(m, nd);
+        out->forward += f;
+        if (nd->n_w > 0 && m->w[nd->w0].trainable)
+            out->weight_grad += f;
+        if (m->nodes[nd->in[0]].needs_grad)
+            out->input_grad += f;
+    }
+}
+
 void ddts__nn_forward(struct ddts_model *m, size_t b)
 {
     for (size_t i = 0; i < m->n_nodes; i++) {

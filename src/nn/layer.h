@@ -139,6 +139,9 @@ struct nn_layer_ops {
     const char *(*weight_name)(const struct nn_weight_flags *f, size_t index);
     int weights_optional; /* some configs have none (Normalization with mean and variance,
                              Attention with score_mode dot) */
+    /* It maps the last axis alone, so TimeDistributed(it) is it (Dense,
+     * Dropout, activations): the wrapper adds it as it is. */
+    int per_step;
     /* .keras files: the sub-groups holding its variables (MultiHeadAttention's
      * query_dense, ...) in Keras' weight order, NULL-terminated; NULL: by name. */
     const char *const *sub_groups;
@@ -153,6 +156,10 @@ struct nn_layer_ops {
     void (*plan_link)(struct ddts_model *m, size_t i, struct nn_plan_need *need);
     void (*forward)(struct ddts_model *m, struct nn_node *nd, size_t b);
     void (*backward)(struct ddts_model *m, struct nn_node *nd, size_t b);
+    /* Multiply-adds per sample of the forward matrix product, for layers
+     * that are one GEMM (Dense, Conv2D): the weight gradient and the input
+     * gradient are each a product of the same size (ddts__nn_flops). */
+    double (*macs)(const struct ddts_model *m, const struct nn_node *nd);
     /* Output buffers: 0 its own, NN_OUT_VIEW its input's y (Flatten),
      * NN_OUT_ACT z is its input's y and y its own (Activation). */
     int out;
@@ -184,6 +191,8 @@ int ddts__nn_layer_always_weighted(const char *cls);
 
 /* The input node's descriptor (InputLayer is handled by the config reader). */
 extern const struct nn_layer_ops ddts__nn_input_ops;
+/* layer_recurrent.c: return_state's outputs (added by the config reader, not a Keras class) */
+extern const struct nn_layer_ops ddts__nn_rnn_state_ops;
 /* One list per family file. */
 extern const struct nn_layer_ops *const ddts__nn_family_dense[];
 extern const struct nn_layer_ops *const ddts__nn_family_conv[];

@@ -180,6 +180,7 @@ static void prelu_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 static const struct nn_layer_ops activation_ops = {
     .class_names = (const char *const[]){"Activation", "ReLU", "LeakyReLU", "Softmax", "ELU", NULL},
     .kind = NN_ACTIVATION,
+    .per_step = 1,
     .doc = "an activation function as a layer",
     .min_in = 1,
     .max_in = 1,

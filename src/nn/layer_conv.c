@@ -425,6 +425,16 @@ static void convt_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     }
 }
 
+/* (positions x K x F) of the forward GEMM; Conv2DTranspose: (input positions x K x Cin). */
+static double conv_macs(const struct ddts_model *m, const struct nn_node *nd)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    struct ddts__conv_geom g;
+    conv_geom(nd, a, &g);
+    double K = (double)g.KH * g.KW * g.C, P = (double)g.OH * g.OW;
+    return P * K * (double)(nd->kind == NN_CONV2DT ? a->shape[2] : nd->units);
+}
+
 /* ---- `ddts model new --layers` ---- */
 
 /* "conv2d:FILTERS:K[xK2][:ACTIVATION][:same|valid]", strides 1. */
@@ -484,6 +494,7 @@ static const struct nn_layer_ops conv_ops = {
     .plan = conv_plan,
     .forward = conv_forward,
     .backward = conv_backward,
+    .macs = conv_macs,
     .spec_word = "conv2d",
     .spec_usage = "conv2d:FILTERS:K[xK2][:ACTIVATION][:same|valid]",
     .spec = conv_spec,
@@ -503,6 +514,7 @@ static const struct nn_layer_ops convt_ops = {
     .plan = conv_plan,
     .forward = convt_forward,
     .backward = convt_backward,
+    .macs = conv_macs,
 };
 
 /* Known by name (their files' weights are named), not run by the engine. */

@@ -96,6 +96,12 @@ static void dense_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                                ddts__nn_wdata(m, nd->w0), u, acc ? 1.0f : 0.0f, dx, in);
 }
 
+static double dense_macs(const struct ddts_model *m, const struct nn_node *nd)
+{
+    /* (rows per sample x in) inputs, each times `units` weights */
+    return (double)m->nodes[nd->in[0]].size * (double)nd->units;
+}
+
 /* "dense:UNITS[:ACTIVATION]": glorot_uniform kernel, zero bias. */
 static enum ddts_status dense_spec(struct nn_spec *s)
 {
@@ -121,6 +127,7 @@ static enum ddts_status dense_spec(struct nn_spec *s)
 static const struct nn_layer_ops dense_ops = {
     .class_names = (const char *const[]){"Dense", NULL},
     .kind = NN_DENSE,
+    .per_step = 1,
     .doc = "z = x W + b on the last axis, then the activation",
     .min_in = 1,
     .max_in = 1,
@@ -131,6 +138,7 @@ static const struct nn_layer_ops dense_ops = {
     .plan = dense_plan,
     .forward = dense_forward,
     .backward = dense_backward,
+    .macs = dense_macs,
     .spec_word = "dense",
     .spec_usage = "dense:UNITS[:ACTIVATION]",
     .spec = dense_spec,

@@ -11,10 +11,12 @@
  * Shape unchanged.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nn/layer.h"
+#include "nn/nn.h"
 
 static enum ddts_status dropout_parse(struct nn_parse *p, struct nn_node *nd)
 {
@@ -91,6 +93,23 @@ static void dropout_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_p
     nd->aux = ddts__nn_plan_buf(cap, nd->size, &need->fail);
 }
 
+void ddts__nn_dropout_mask(struct ddts_rng *rng, float *mask, size_t n, float rate)
+{
+    /* u = r / 2^32 is dropped when u < rate, i.e. when r < rate * 2^32: an
+     * integer compare on a 32-bit draw (two per generator step), drawn in
+     * bulk into the mask's own memory and turned into floats in place. */
+    float keep = 1.0f / (1.0f - rate);
+    double t = (double)rate * 4294967296.0;
+    uint32_t thr = t >= 4294967295.0 ? UINT32_MAX : (uint32_t)t;
+    /* The mask is allocated storage: each value is read as uint32, then stored as float. */
+    uint32_t *r = (uint32_t *)mask;
+    ddts_rng_fill_u32(rng, r, n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = r[i];
+        mask[i] = v >= thr ? keep : 0.0f;
+    }
+}
+
 static void dropout_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
@@ -99,24 +118,23 @@ static void dropout_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
         memcpy(nd->y, a->y, n * sizeof *nd->y);
         return;
     }
-    float keep = 1.0f / (1.0f - nd->rate);
     if (nd->spatial) {
-        /* SpatialDropout1D: one draw per (sample, channel), kept for every step */
+        /* SpatialDropout1D: one draw per (sample, channel), kept for every
+         * step; the (b, C) draws sit at the front of the (b, T, C) mask and
+         * are spread from the back so that none is overwritten before use. */
         size_t C = (size_t)nd->shape[nd->rank - 1], T = nd->size / C;
-        for (size_t s = 0; s < b; s++)
-            for (size_t c = 0; c < C; c++) {
-                float k = ddts_rng_uniform(&m->drop_rng) >= nd->rate ? keep : 0.0f;
-                for (size_t t = 0; t < T; t++)
-                    nd->aux[(s * T + t) * C + c] = k;
-            }
-        for (size_t i = 0; i < n; i++)
-            nd->y[i] = a->y[i] * nd->aux[i];
-        return;
+        ddts__nn_dropout_mask(&m->drop_rng, nd->aux, b * C, nd->rate);
+        for (size_t s = b; s-- > 0;)
+            for (size_t t = T; t-- > 0;)
+                for (size_t c = C; c-- > 0;)
+                    nd->aux[(s * T + t) * C + c] = nd->aux[s * C + c];
+    } else {
+        ddts__nn_dropout_mask(&m->drop_rng, nd->aux, n, nd->rate);
     }
-    for (size_t i = 0; i < n; i++) {
-        nd->aux[i] = ddts_rng_uniform(&m->drop_rng) >= nd->rate ? keep : 0.0f;
-        nd->y[i] = a->y[i] * nd->aux[i];
-    }
+    const float *restrict x = a->y, *restrict k = nd->aux;
+    float *restrict y = nd->y;
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] * k[i];
 }
 
 static void dropout_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
@@ -126,10 +144,16 @@ static void dropout_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     if (dx == NULL)
         return;
     size_t n = b * nd->size;
-    int masked = m->training && nd->rate > 0;
-    for (size_t i = 0; i < n; i++) {
-        float g = masked ? nd->dy[i] * nd->aux[i] : nd->dy[i];
-        dx[i] = acc ? dx[i] + g : g;
+    const float *restrict dy = nd->dy, *restrict k = nd->aux;
+    if (!(m->training && nd->rate > 0)) {
+        for (size_t i = 0; i < n; i++)
+            dx[i] = acc ? dx[i] + dy[i] : dy[i];
+    } else if (acc) {
+        for (size_t i = 0; i < n; i++)
+            dx[i] += dy[i] * k[i];
+    } else {
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dy[i] * k[i];
     }
 }
 
@@ -149,6 +173,7 @@ static enum ddts_status dropout_spec(struct nn_spec *s)
 static const struct nn_layer_ops dropout_ops = {
     .class_names = (const char *const[]){"Dropout", NULL},
     .kind = NN_DROPOUT,
+    .per_step = 1,
     .doc = "inverted dropout in training, identity in inference",
     .min_in = 1,
     .max_in = 1,

@@ -116,9 +116,7 @@ static inline size_t t_out(const struct ddts__rnn_spec *s, size_t st)
 
 static void draw_mask(float *m, size_t n, float rate, struct ddts_rng *rng)
 {
-    float keep = 1.0f / (1.0f - rate);
-    for (size_t i = 0; i < n; i++)
-        m[i] = ddts_rng_uniform(rng) >= rate ? keep : 0.0f;
+    ddts__nn_dropout_mask(rng, m, n, rate);
 }
 
 /* One step's fused gate nonlinearities and state update, rows [0, N). */
@@ -235,10 +233,20 @@ static void step_gru_h(const struct ddts__rnn_spec *s, const struct nn_act *act,
     }
 }
 
+const float *ddts__rnn_final_state(const struct ddts__rnn_spec *s, size_t N, const float *scratch,
+                                   int which)
+{
+    struct rnn_bufs b;
+    layout(s, N, (float *)scratch, &b);
+    const float *base = which == 1 ? b.c : b.h;
+    return base != NULL ? base + (size_t)s->T * N * (size_t)s->U : NULL;
+}
+
 void ddts__rnn_forward(const struct ddts__rnn_spec *s, const struct nn_act *act,
                        const struct nn_act *ract, size_t N, const float *x, const float *mask,
-                       const float *W, const float *R, const float *bias, float *y, float *scratch,
-                       int training, struct ddts_rng *rng, int threads)
+                       const float *W, const float *R, const float *bias, const float *h0,
+                       const float *c0, float *y, float *scratch, int training,
+                       struct ddts_rng *rng, int threads)
 {
     struct rnn_bufs b;
     layout(s, N, scratch, &b);
@@ -269,8 +277,14 @@ void ddts__rnn_forward(const struct ddts__rnn_spec *s, const struct nn_act *act,
         for (size_t r = 0; r < T * N; r++)
             for (size_t j = 0; j < G; j++)
                 b.pre[r * G + j] += bias[j];
-    memset(b.h, 0, N * U * sizeof *b.h);
-    if (b.c)
+    /* The initial state: given (initial_state), else zeros. */
+    if (h0 != NULL)
+        memcpy(b.h, h0, N * U * sizeof *b.h);
+    else
+        memset(b.h, 0, N * U * sizeof *b.h);
+    if (b.c != NULL && c0 != NULL)
+        memcpy(b.c, c0, N * U * sizeof *b.c);
+    else if (b.c != NULL)
         memset(b.c, 0, N * U * sizeof *b.c);
     const float *brec = s->cell == RNN_GRU && s->reset_after && bias ? bias + G : NULL;
     for (size_t st = 0; st < T; st++) {
@@ -437,8 +451,9 @@ static void col_sums(const float *a, size_t rows, size_t k, float *out)
 
 void ddts__rnn_backward(const struct ddts__rnn_spec *s, const struct nn_act *act,
                         const struct nn_act *ract, size_t N, const float *x, const float *mask,
-                        const float *W, const float *R, const float *dy, float *dx, int acc_dx,
-                        float *dW, float *dR, float *db, float *scratch, int training, int threads)
+                        const float *W, const float *R, const float *dy,
+                        const struct ddts__rnn_state_grads *sg, float *dx, int acc_dx, float *dW,
+                        float *dR, float *db, float *scratch, int training, int threads)
 {
     (void)x;
     (void)mask;
@@ -447,8 +462,15 @@ void ddts__rnn_backward(const struct ddts__rnn_spec *s, const struct nn_act *act
     size_t T = (size_t)s->T, U = (size_t)s->U, F = (size_t)s->F;
     size_t G = (size_t)ddts__rnn_gates(s) * U;
     int drop = training && s->dropout > 0, rdrop = training && s->recurrent_dropout > 0;
-    memset(b.dh, 0, N * U * sizeof *b.dh);
-    memset(b.dc, 0, N * U * sizeof *b.dc);
+    /* The final states' own gradients (return_state) seed the last step. */
+    if (sg != NULL && sg->dh_T != NULL)
+        memcpy(b.dh, sg->dh_T, N * U * sizeof *b.dh);
+    else
+        memset(b.dh, 0, N * U * sizeof *b.dh);
+    if (s->cell == RNN_LSTM && sg != NULL && sg->dc_T != NULL)
+        memcpy(b.dc, sg->dc_T, N * U * sizeof *b.dc);
+    else
+        memset(b.dc, 0, N * U * sizeof *b.dc);
     for (size_t st = T; st-- > 0;) {
         /* dh += the output's gradient at this step */
         if (s->return_sequences || st == T - 1)
@@ -493,6 +515,13 @@ void ddts__rnn_backward(const struct ddts__rnn_spec *s, const struct nn_act *act
             }
         }
     }
+    /* dh, dc now hold the gradients of the initial state (initial_state). */
+    if (sg != NULL && sg->dh0 != NULL)
+        for (size_t i = 0; i < N * U; i++)
+            sg->dh0[i] = sg->acc_h0 ? sg->dh0[i] + b.dh[i] : b.dh[i];
+    if (s->cell == RNN_LSTM && sg != NULL && sg->dc0 != NULL)
+        for (size_t i = 0; i < N * U; i++)
+            sg->dc0[i] = sg->acc_c0 ? sg->dc0[i] + b.dc[i] : b.dc[i];
     size_t TN = T * N;
     if (dW)
         ddts__tensor_sgemm_par(threads, 1, 0, F, G, TN, 1.0f, b.xs, F, b.dg, G, 0.0f, dW, G);
@@ -578,9 +607,23 @@ static void rnn_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     }
     const float *p = m->params;
     const float *bias = nd->rnn.use_bias ? p + m->w[nd->w0 + 2].off : NULL;
+    /* initial_state: inputs 1 (h) and 2 (c, LSTM) */
+    const float *h0 = nd->n_in > 1 ? m->nodes[nd->in[1]].y : NULL;
+    const float *c0 = nd->n_in > 2 ? m->nodes[nd->in[2]].y : NULL;
     ddts__rnn_forward(&nd->rnn, &nd->cell_act, &nd->ract, b, a->y, mask, p + m->w[nd->w0].off,
-                      p + m->w[nd->w0 + 1].off, bias, nd->y, nd->scratch, m->training, &m->drop_rng,
-                      m->threads);
+                      p + m->w[nd->w0 + 1].off, bias, h0, c0, nd->y, nd->scratch, m->training,
+                      &m->drop_rng, m->threads);
+}
+
+/* The gradient of a final-state output (return_state), or NULL when none
+ * reaches it (an output nobody uses has no gradient: its dy is not written). */
+static const float *state_grad(const struct ddts_model *m, const struct nn_node *nd, int which)
+{
+    int k = nd->state_out[which] - 1;
+    if (k < 0)
+        return NULL;
+    const struct nn_node *st = &m->nodes[k];
+    return st->needs_grad && (st->n_consumers > 0 || k == m->output_node) ? st->dy : NULL;
 }
 
 static void rnn_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
@@ -590,12 +633,64 @@ static void rnn_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     int train = m->w[nd->w0].trainable;
     float *g = m->grads;
     float *db = train && nd->rnn.use_bias ? g + m->w[nd->w0 + 2].off : NULL;
+    struct ddts__rnn_state_grads sg = {
+        state_grad(m, nd, 0), state_grad(m, nd, 1), NULL, NULL, 0, 0};
+    if (nd->n_in > 1 && m->nodes[nd->in[1]].needs_grad) {
+        sg.dh0 = m->nodes[nd->in[1]].dy;
+        sg.acc_h0 = m->nodes[nd->in[1]].n_consumers > 1;
+    }
+    if (nd->n_in > 2 && m->nodes[nd->in[2]].needs_grad) {
+        sg.dc0 = m->nodes[nd->in[2]].dy;
+        sg.acc_c0 = m->nodes[nd->in[2]].n_consumers > 1;
+    }
     ddts__rnn_backward(&nd->rnn, &nd->cell_act, &nd->ract, b, a->y, mask,
-                       m->params + m->w[nd->w0].off, m->params + m->w[nd->w0 + 1].off, nd->dy,
+                       m->params + m->w[nd->w0].off, m->params + m->w[nd->w0 + 1].off, nd->dy, &sg,
                        a->needs_grad ? a->dy : NULL, a->n_consumers > 1,
                        train ? g + m->w[nd->w0].off : NULL, train ? g + m->w[nd->w0 + 1].off : NULL,
                        db, nd->scratch, m->training, m->threads);
 }
+
+/* NN_RNN_STATE: copies its recurrent input's final state h or c. */
+static void state_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    memcpy(nd->y, ddts__rnn_final_state(&a->rnn, b, a->scratch, nd->state_which),
+           b * nd->size * sizeof *nd->y);
+}
+
+/* The recurrent node reads this node's dy itself (state_grad); when this is
+ * the recurrent node's only consumer (its sequence output unused), the
+ * gradient of that output is zero. */
+static void state_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    struct nn_node *a = &m->nodes[nd->in[0]];
+    if (a->needs_grad && a->n_consumers == 1)
+        memset(a->dy, 0, b * a->size * sizeof *a->dy);
+}
+
+static enum ddts_status state_shape(struct ddts_model *m, struct nn_node *nd,
+                                    struct ddts_error *err)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    if (a->kind != NN_RNN || (nd->state_which == 1 && a->rnn.cell != RNN_LSTM))
+        return ddts_error_set(err, DDTS_EINVAL, "layer '%s': no such recurrent state", nd->name);
+    nd->rank = 1;
+    nd->shape[0] = a->rnn.U;
+    return DDTS_OK;
+}
+
+/* Not in the registry (not a Keras class): the config reader adds these
+ * nodes for the return_state outputs of LSTM, GRU and SimpleRNN. */
+const struct nn_layer_ops ddts__nn_rnn_state_ops = {
+    .class_names = (const char *const[]){"RecurrentState", NULL},
+    .kind = NN_RNN_STATE,
+    .doc = "a recurrent layer's final state (return_state)",
+    .min_in = 1,
+    .max_in = 1,
+    .infer_shape = state_shape,
+    .forward = state_forward,
+    .backward = state_backward,
+};
 
 static void seq_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
@@ -691,8 +786,8 @@ static enum ddts_status rnn_parse(struct nn_parse *p, struct nn_node *nd)
     nd->units = s->U;
     if (ddts__nn_cfg_bool(p, "stateful", 0))
         return ddts__nn_unsup(p, "stateful=True (state kept across batches)");
-    if (ddts__nn_cfg_bool(p, "return_state", 0))
-        return ddts__nn_unsup(p, "return_state (a layer with several outputs)");
+    /* return_state: the config reader adds the state outputs (functional models). */
+    nd->return_state = ddts__nn_cfg_bool(p, "return_state", 0);
     if (ddts__nn_cfg_bool(p, "time_major", 0))
         return ddts__nn_unsup(p, "time_major");
     s->return_sequences = ddts__nn_cfg_bool(p, "return_sequences", 0);
@@ -719,6 +814,19 @@ static enum ddts_status rnn_shape(struct ddts_model *m, struct nn_node *nd, stru
     if (a->rank != 2)
         return ddts_error_set(err, DDTS_ESHAPE, "layer '%s' (%s) needs (T, F) input, got rank %d",
                               nd->name, nd->class_name, a->rank);
+    /* initial_state: one (U) state per input after the sequence: h, then c for LSTM */
+    int n_states = nd->rnn.cell == RNN_LSTM ? 2 : 1;
+    if (nd->n_in > 1 && nd->n_in != 1 + n_states)
+        return ddts_error_set(err, DDTS_ESHAPE,
+                              "layer '%s' (%s): initial_state has %d tensors, the cell %d",
+                              nd->name, nd->class_name, nd->n_in - 1, n_states);
+    for (int k = 1; k < nd->n_in; k++) {
+        const struct nn_node *s0 = &m->nodes[nd->in[k]];
+        if (s0->rank != 1 || s0->shape[0] != nd->rnn.U)
+            return ddts_error_set(err, DDTS_ESHAPE,
+                                  "layer '%s' (%s): initial state %d from '%s' is not (%d,)",
+                                  nd->name, nd->class_name, k, s0->name, nd->rnn.U);
+    }
     nd->rnn.T = (int)a->shape[0];
     nd->rnn.F = (int)a->shape[1];
     nd->rank = nd->rnn.return_sequences ? 2 : 1;
@@ -762,7 +870,7 @@ static const struct nn_layer_ops recurrent_ops = {
     .kind = NN_RNN,
     .doc = "recurrent layers over (T, F): one GEMM for the inputs of all steps, fused gates",
     .min_in = 1,
-    .max_in = 1,
+    .max_in = 3, /* the sequence, then initial_state (h, and c for LSTM) */
     .weight_name = recurrent_names,
     .parse = rnn_parse,
     .infer_shape = rnn_shape,

@@ -245,11 +245,26 @@ double ddts__nn_loss(struct ddts_model *m, size_t b, int grad, double *acc_sum, 
     int logits = m->fused || m->loss.from_logits;
     const float *yin = m->fused ? o->z : o->y;
     float *gout = grad ? (m->fused ? o->dz : o->dy) : NULL;
-    double sc = 1.0 / (double)R, total = 0, acc = 0, se = 0, ae = 0;
+    double sc = 1.0 / (double)R, total = 0, acc = 0, se = 0, ae = 0, units_total = 0;
+    /* Figures in the targets' own units: outputs and targets mapped back (v / scale +
+     * offset) into a scratch row each; the gradient stays the normalized loss's. */
+    int units = m->units_scale != NULL && !sparse;
+    size_t per_sample = o->size / K;
     for (size_t r = 0; r < R; r++) {
         const float *t = m->target + r * tk;
         total += row_loss(&m->loss, logits, K, yin + r * K, t, gout ? gout + r * K : NULL, sc);
         const float *y = o->y + r * K;
+        if (units) {
+            float *yu = m->units_row, *tu = m->units_row + K;
+            size_t e0 = (r % per_sample) * K;
+            for (size_t j = 0; j < K; j++) {
+                yu[j] = y[j] / m->units_scale[e0 + j] + m->units_offset[e0 + j];
+                tu[j] = t[j] / m->units_scale[e0 + j] + m->units_offset[e0 + j];
+            }
+            units_total += row_loss(&m->loss, 0, K, yu, tu, NULL, sc);
+            y = yu;
+            t = tu;
+        }
         if (m->acc_kind == ACC_SPARSE) {
             acc += argmax(y, K) == (size_t)t[0];
         } else if (m->acc_kind == ACC_CATEGORICAL) {
@@ -279,5 +294,6 @@ double ddts__nn_loss(struct ddts_model *m, size_t b, int grad, double *acc_sum, 
         *mae_sum += ae;
     if (rows_out)
         *rows_out = R;
+    m->units_loss = units ? units_total / (double)R : total / (double)R;
     return total / (double)R;
 }

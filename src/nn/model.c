@@ -383,6 +383,7 @@ void ddts_model_destroy(struct ddts_model *m)
     ddts_free(m->grads);
     ddts_free(m->opt.state);
     ddts_free(m->best);
+    ddts_free(m->units_row);
     ddts_free(m->name);
     ddts_free(m);
 }
@@ -601,6 +602,43 @@ const float *ddts_model_best_weights(const struct ddts_model *m, int *epoch)
     if (epoch)
         *epoch = m->best && m->best_valid ? m->best_epoch : -1;
     return m->best_valid ? m->best : NULL;
+}
+
+bool ddts_model_best_state(const struct ddts_model *m, struct ddts_best_state *out)
+{
+    memset(out, 0, sizeof *out);
+    out->epoch = -1;
+    if (!m->best_valid || m->best == NULL)
+        return false;
+    out->weights = m->best;
+    out->n_weights = m->n_params;
+    out->epoch = m->best_epoch;
+    out->value = m->best_value;
+    snprintf(out->monitor, sizeof out->monitor, "%s", m->best_monitor);
+    return true;
+}
+
+enum ddts_status ddts_model_set_best_state(struct ddts_model *m, const struct ddts_best_state *b,
+                                           struct ddts_error *err)
+{
+    if (b->n_weights != m->n_params)
+        return ddts_error_set(err, DDTS_ESHAPE,
+                              "the saved best model holds %zu values, the model %zu", b->n_weights,
+                              m->n_params);
+    if (b->epoch < 0 || b->monitor[0] == '\0' ||
+        memchr(b->monitor, '\0', sizeof b->monitor) == NULL)
+        return ddts_error_set(err, DDTS_EINVAL, "the saved best model has no epoch or monitor");
+    if (m->best == NULL) {
+        m->best = ddts_aligned_alloc((m->n_params ? m->n_params : 1) * sizeof(float));
+        if (m->best == NULL)
+            return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    }
+    memcpy(m->best, b->weights, m->n_params * sizeof(float));
+    m->best_epoch = b->epoch;
+    m->best_value = b->value;
+    snprintf(m->best_monitor, sizeof m->best_monitor, "%s", b->monitor);
+    m->best_valid = 1;
+    return DDTS_OK;
 }
 
 int ddts_logs_get(const struct ddts_logs *logs, const char *name, double *value)

@@ -42,12 +42,13 @@ enum nn_kind {
     NN_SEPARABLE,
     NN_MHA,
     NN_LUONG,
-    NN_RNN,     /* SimpleRNN, LSTM, GRU (layer_recurrent.c); Bidirectional is two plus a merge */
-    NN_MASKING, /* Masking: zeroes masked steps and starts a mask */
-    NN_REPEAT,  /* RepeatVector: (F) -> (n, F) */
-    NN_PRELU,   /* PReLU: learned negative slopes (layer_activation.c) */
-    NN_PERMUTE, /* Permute: per-sample axes reordered (layer_reshape.c) */
-    NN_MAXIMUM, /* Maximum, Minimum: element-wise over the inputs (layer_merge.c) */
+    NN_RNN,       /* SimpleRNN, LSTM, GRU (layer_recurrent.c); Bidirectional is two plus a merge */
+    NN_MASKING,   /* Masking: zeroes masked steps and starts a mask */
+    NN_REPEAT,    /* RepeatVector: (F) -> (n, F) */
+    NN_RNN_STATE, /* a recurrent layer's final state h or c (return_state's extra outputs) */
+    NN_PRELU,     /* PReLU: learned negative slopes (layer_activation.c) */
+    NN_PERMUTE,   /* Permute: per-sample axes reordered (layer_reshape.c) */
+    NN_MAXIMUM,   /* Maximum, Minimum: element-wise over the inputs (layer_merge.c) */
     NN_MINIMUM,
     NN_NOISE,    /* GaussianNoise, GaussianDropout (training only; layer_dropout.c) */
     NN_ADDITIVE, /* AdditiveAttention, Attention(score_mode concat) (layer_attention.c) */
@@ -167,6 +168,9 @@ struct nn_node {
     float mask_value;          /* Masking */
     int spatial;               /* SpatialDropout1D: one draw per (sample, channel) */
     int repeat;                /* RepeatVector n */
+    int return_state;          /* recurrent: its final states are outputs too (state_out) */
+    int state_out[2];          /* recurrent: 1 + the node of its final state h, c; 0: none */
+    int state_which;           /* NN_RNN_STATE: 0 h, 1 c (of its input, a recurrent node) */
     float *scratch;            /* recurrent: planned scratch (ddts__rnn_scratch_floats) */
     unsigned free_dims;        /* bit i: output axis i follows an input dimension that was None */
     unsigned shared_axes;      /* PReLU: bit i, per-sample axis i shares one alpha */
@@ -289,6 +293,15 @@ struct ddts_model {
     float *ones; /* ones_n ones: bias gradients as one GEMM */
     size_t ones_n;
 
+    /* Figures in the targets' own units (ddts_dataset.figures_in_y_units): set by
+     * fit and evaluate for the data at hand (borrowed, o->size values each; NULL:
+     * none), with a scratch of two output rows; the loss of the last
+     * ddts__nn_loss in those units. */
+    const float *units_offset, *units_scale;
+    float *units_row;
+    size_t units_row_n;
+    double units_loss;
+
     float *best;
     int best_epoch;
     int best_valid;    /* best/best_value hold a result of this training */
@@ -345,6 +358,20 @@ void ddts__nn_act_backward(const struct nn_act *a, size_t rows, size_t k, const 
 int ddts__nn_act_parse(const char *name, int keras3, struct nn_act *out);
 
 /* layer.c: the forward and backward passes over all nodes for batch b */
+/* A dropout mask of n values: 1 / (1 - rate) with probability 1 - rate,
+ * else 0, from 32-bit draws of rng (layer_dropout.c); 0 <= rate < 1. */
+void ddts__nn_dropout_mask(struct ddts_rng *rng, float *mask, size_t n, float rate);
+/* Analytic FLOPs per sample (2 per multiply-add) of one training step's
+ * matrix products, from the layer shapes: the forward products, the weight
+ * gradients of trainable weights, and the input gradients that the engine
+ * computes (none for the model's input). Layers with weights that are not
+ * one GEMM (recurrent, attention, normalisation, depthwise) are not counted:
+ * n_uncounted says how many there are (the figures are then a lower bound). */
+struct ddts__nn_flops {
+    double forward, weight_grad, input_grad;
+    size_t n_uncounted;
+};
+void ddts__nn_flops(const struct ddts_model *m, struct ddts__nn_flops *out);
 void ddts__nn_forward(struct ddts_model *m, size_t b);
 void ddts__nn_backward(struct ddts_model *m, size_t b);
 

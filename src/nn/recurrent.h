@@ -46,23 +46,42 @@ size_t ddts__rnn_scratch_floats(const struct ddts__rnn_spec *s, size_t N);
 /*
  * Forward pass over x (N, T, F). mask (N, T) or NULL: 0 marks a step whose
  * state and output are carried over from the step before, as Keras does
- * with an input mask. act is the activation, ract the recurrent one. With
- * `training`, dropout masks are drawn from rng (which may be NULL
- * otherwise). Writes y and keeps in scratch what backward needs.
+ * with an input mask. act is the activation, ract the recurrent one. h0, c0
+ * (N, U): the initial state (Keras' initial_state; c0 for LSTM only), NULL:
+ * zeros. With `training`, dropout masks are drawn from rng (which may be
+ * NULL otherwise). Writes y and keeps in scratch what backward needs.
  */
 void ddts__rnn_forward(const struct ddts__rnn_spec *s, const struct nn_act *act,
                        const struct nn_act *ract, size_t N, const float *x, const float *mask,
-                       const float *W, const float *R, const float *b, float *y, float *scratch,
-                       int training, struct ddts_rng *rng, int threads);
+                       const float *W, const float *R, const float *b, const float *h0,
+                       const float *c0, float *y, float *scratch, int training,
+                       struct ddts_rng *rng, int threads);
+
+/* After ddts__rnn_forward over N sequences: the final state (N, U) in its
+ * scratch, which 0 the output state h, 1 the LSTM cell state c (NULL for
+ * other cells). What return_state gives (after masked steps: the last kept). */
+const float *ddts__rnn_final_state(const struct ddts__rnn_spec *s, size_t N, const float *scratch,
+                                   int which);
+
+/* The state's gradients of ddts__rnn_backward, each (N, U) or NULL: dh_T,
+ * dc_T in (the gradients of the final states, return_state), dh0, dc0 out
+ * (of the initial state; acc_* adds instead of overwriting). c: LSTM only. */
+struct ddts__rnn_state_grads {
+    const float *dh_T, *dc_T;
+    float *dh0, *dc0;
+    int acc_h0, acc_c0;
+};
 
 /*
  * Backward pass after ddts__rnn_forward with the same arguments: dy has y's
- * shape. Writes dW, dR, db (each may be NULL: not wanted) and dx (N, T, F)
- * (NULL: not wanted; acc_dx adds to it instead of overwriting).
+ * shape; sg (NULL: none) the states' gradients. Writes dW, dR, db (each may
+ * be NULL: not wanted) and dx (N, T, F) (NULL: not wanted; acc_dx adds to it
+ * instead of overwriting).
  */
 void ddts__rnn_backward(const struct ddts__rnn_spec *s, const struct nn_act *act,
                         const struct nn_act *ract, size_t N, const float *x, const float *mask,
-                        const float *W, const float *R, const float *dy, float *dx, int acc_dx,
-                        float *dW, float *dR, float *db, float *scratch, int training, int threads);
+                        const float *W, const float *R, const float *dy,
+                        const struct ddts__rnn_state_grads *sg, float *dx, int acc_dx, float *dW,
+                        float *dR, float *db, float *scratch, int training, int threads);
 
 #endif

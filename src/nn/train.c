@@ -289,11 +289,44 @@ static double batch_loss(struct ddts_model *m, size_t b, int grad, struct sums *
 {
     ddts__nn_forward(m, b);
     size_t rows = 0;
-    double l = ddts__nn_loss(m, b, grad, &s->acc, &s->mse, &s->mae, &rows) + reg_loss(m);
-    s->loss += l * (double)b;
+    double reg = reg_loss(m);
+    double l = ddts__nn_loss(m, b, grad, &s->acc, &s->mse, &s->mae, &rows) + reg;
+    /* The figure: in y's own units when the data asks for them (units_loss), else l. */
+    s->loss += (m->units_loss + reg) * (double)b;
     s->samples += b;
     s->rows += rows;
     return l;
+}
+
+/* Whether the data's figures are in y's own units (ddts_dataset.figures_in_y_units). */
+static int wants_units(const struct ddts_dataset *d)
+{
+    return d != NULL && d->figures_in_y_units && d->y_offset != NULL && d->y_scale != NULL;
+}
+
+/* The figures of the batches that follow: in dt's y units when it asks for them. */
+static void use_units(struct ddts_model *m, const struct data *dt)
+{
+    int on = wants_units(dt->d);
+    m->units_offset = on ? dt->d->y_offset : NULL;
+    m->units_scale = on ? dt->d->y_scale : NULL;
+}
+
+/* Scratch for figures in y's units: two rows of the output (before any step). */
+static enum ddts_status units_scratch(struct ddts_model *m, const struct ddts_dataset *a,
+                                      const struct ddts_dataset *b, struct ddts_error *err)
+{
+    const struct nn_node *o = &m->nodes[m->output_node];
+    size_t need = 2 * (size_t)(o->rank > 0 ? o->shape[o->rank - 1] : 1);
+    if ((!wants_units(a) && !wants_units(b)) || m->units_row_n >= need)
+        return DDTS_OK;
+    float *row = ddts_mallocarray(need, sizeof(float));
+    if (row == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    ddts_free(m->units_row);
+    m->units_row = row;
+    m->units_row_n = need;
+    return DDTS_OK;
 }
 
 static enum ddts_status run_eval(struct ddts_model *m, const struct data *dt, size_t bs,
@@ -301,6 +334,7 @@ static enum ddts_status run_eval(struct ddts_model *m, const struct data *dt, si
 {
     memset(s, 0, sizeof *s);
     m->training = 0;
+    use_units(m, dt);
     for (size_t start = 0; start < dt->n; start += bs) {
         size_t b = dt->n - start < bs ? dt->n - start : bs;
         enum ddts_status st = gather(m, dt, NULL, start, b, 1, err);
@@ -346,10 +380,13 @@ static enum ddts_status evaluate(struct ddts_model *m, const struct ddts_dataset
     if (dt.n == 0)
         return ddts_error_set(err, DDTS_EINVAL, "evaluate: no samples");
     bs = inference_batch(m, bs, dt.y_count);
-    if ((st = prepare(m, &dt, bs, err)) != DDTS_OK)
+    if ((st = prepare(m, &dt, bs, err)) != DDTS_OK ||
+        (st = units_scratch(m, d, NULL, err)) != DDTS_OK)
         return st;
     struct sums s;
-    if ((st = run_eval(m, &dt, bs, &s, err)) != DDTS_OK)
+    st = run_eval(m, &dt, bs, &s, err);
+    m->units_offset = m->units_scale = NULL; /* borrowed from d: not kept */
+    if (st != DDTS_OK)
         return st;
     fill_logs(m, &s, 0, out);
     return DDTS_OK;
@@ -447,6 +484,7 @@ static enum ddts_status fit_epoch(struct ddts_model *m, const struct ddts_datase
         ddts_rng_shuffle_u32(&r, order, dt->n);
     }
     ddts_rng_derive(&m->drop_rng, o->seed ^ 0x9e3779b97f4a7c15ull, (uint64_t)ep);
+    use_units(m, dt);
     for (size_t bi = 0; bi < n_batches; bi++) {
         size_t start = bi * bs, b = dt->n - start < bs ? dt->n - start : bs;
         if ((st = gather(m, dt, order, start, b, 1, err)) != DDTS_OK)
@@ -551,7 +589,8 @@ static enum ddts_status fit(struct ddts_model *m, const struct ddts_dataset *tra
     size_t bs = o->batch_size > 0 ? (size_t)o->batch_size : 32;
     if (bs > dt.n)
         bs = dt.n;
-    if ((st = prepare(m, &dt, bs, err)) != DDTS_OK)
+    if ((st = prepare(m, &dt, bs, err)) != DDTS_OK ||
+        (st = units_scratch(m, train, o->validation, err)) != DDTS_OK)
         return st;
     int e0 = o->initial_epoch > 0 ? o->initial_epoch : 0;
     size_t n_ep = o->epochs > e0 ? (size_t)(o->epochs - e0) : 0;
@@ -621,6 +660,7 @@ static enum ddts_status fit(struct ddts_model *m, const struct ddts_dataset *tra
     }
 done:
     m->training = 0;
+    m->units_offset = m->units_scale = NULL; /* borrowed from the data: not kept */
     ddts_free(order);
     if (out && (st == DDTS_OK || st == DDTS_ECANCELED))
         *out = h;

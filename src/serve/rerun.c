@@ -17,29 +17,6 @@
 #include "ddts/fs.h"
 #include "serve.h"
 
-/* The settings that make a job what it is: a rerun must agree on each. */
-static const char *const defining[] = {
-    "model",
-    "clients",
-    "epochs",
-    "batch-size",
-    "optimizer",
-    "learning-rate",
-    "loss",
-    "metrics",
-    "normalizer",
-    "method",
-    "folds",
-    "data",
-    "dataset",
-    "keras-dataset",
-    "samples",
-    "order",
-    "validation-split",
-    "sync",
-    "seed",
-};
-
 static int is_job(const char *workdir, const char *name)
 {
     char path[4400];
@@ -209,19 +186,8 @@ enum ddts_status ddts__serve_check_rerun(struct ddts_job *job, struct ddts_error
         adopt(job, &old);
         return DDTS_OK;
     }
-    char diff[DDTS_ERROR_MSG_MAX / 2] = "";
-    size_t used = 0;
-    for (size_t i = 0; i < sizeof defining / sizeof defining[0]; i++) {
-        char a[DDTS_JOB_PATH_MAX + 32], b[DDTS_JOB_PATH_MAX + 32];
-        if (ddts_job_get(&old, defining[i], a, sizeof a, NULL) != DDTS_OK ||
-            ddts_job_get(job, defining[i], b, sizeof b, NULL) != DDTS_OK || strcmp(a, b) == 0)
-            continue;
-        if (used < sizeof diff)
-            used += (size_t)snprintf(diff + used, sizeof diff - used, "%s--%s %s (now %s)",
-                                     used ? ", " : "", defining[i], a[0] ? a : "\"\"",
-                                     b[0] ? b : "\"\"");
-    }
-    if (diff[0] == '\0')
+    char diff[DDTS_ERROR_MSG_MAX / 2];
+    if (ddts_job_differences(&old, job, diff, sizeof diff) == 0)
         return DDTS_OK;
     return ddts_error_set(err, DDTS_EEXIST,
                           "job '%s' in %s was made with other settings: %s. Run with --name NEW "

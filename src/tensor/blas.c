@@ -115,7 +115,17 @@ size_t ddts_nn_env_hints(const char *out[], size_t max)
     if (core && getenv("OPENBLAS_CORETYPE") == NULL && n < max)
         out[n++] = strcmp(core, "SkylakeX") == 0 ? "OPENBLAS_CORETYPE=SkylakeX"
                                                  : "OPENBLAS_CORETYPE=Haswell";
+    /* Between parallel regions libgomp's threads spin GOMP_SPINCOUNT times
+     * (300000 by default, milliseconds) before they sleep: on a shared
+     * machine that starves the working threads, so idle threads sleep
+     * (passive). But a training step opens several regions a few
+     * microseconds apart, and waking a sleeping thread costs tens of
+     * microseconds on a VM: a short spin (2000 rounds, ~50-100 us here)
+     * keeps the team awake within a step and sleeps between steps' idle
+     * stretches. GOMP_SPINCOUNT=0 gives pure passive waiting. */
     if (getenv("OMP_WAIT_POLICY") == NULL && n < max)
         out[n++] = "OMP_WAIT_POLICY=passive";
+    if (getenv("OMP_WAIT_POLICY") == NULL && getenv("GOMP_SPINCOUNT") == NULL && n < max)
+        out[n++] = "GOMP_SPINCOUNT=2000";
     return n;
 }

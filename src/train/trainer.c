@@ -33,6 +33,8 @@ struct run {
     struct ddts_error error;
     struct ddts_logs merged; /* the last epoch's logs after req->merge_logs */
     int have_merged;
+    double run_t0;       /* the run's start, after the data load (prepared.t0) */
+    double first_step_s; /* from run_t0 to the end of the first training step; < 0 before */
 };
 
 static void to_metrics(const struct ddts_logs *logs, struct ddts_metric *out, size_t *n)
@@ -135,6 +137,8 @@ static int on_batch_end(void *userdata, struct ddts_model *m, int epoch, size_t 
     (void)m;
     (void)n_batches;
     struct run *r = userdata;
+    if (r->first_step_s < 0)
+        r->first_step_s = ddts_now() - r->run_t0;
     if (batch == 0) {
         r->epoch_t0 = ddts_now();
         r->last_samples_done = 0;
@@ -364,12 +368,14 @@ out:
 static enum ddts_status run_one(const struct ddts_train_request *req, struct ddts_model *m,
                                 struct ddts_keras_model *k, const struct ddts_norm_layer *norm,
                                 const struct ddts_dataset *train, const struct ddts_dataset *val,
-                                const char *dir, int fold, int n_folds,
+                                const char *dir, int fold, int n_folds, double run_t0,
                                 struct ddts_train_result *res, struct ddts_error *err)
 {
     const struct ddts_job *job = req->job;
     struct run r;
     memset(&r, 0, sizeof r);
+    r.run_t0 = run_t0;
+    r.first_step_s = -1;
     r.req = req;
     r.model = m;
     r.epochs = job->epochs;
@@ -408,6 +414,9 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
                         req->run_name ? req->run_name : "train", train->n, val ? val->n : 0,
                         job->epochs, job->batch_size, ddts_model_loss_name(m),
                         ddts_model_optimizer_name(m), ddts_model_learning_rate(m));
+    if (initial_epoch > 0)
+        ddts_textlog_printf(r.textlog, "resumed at epoch %d (epochs 1-%d were trained before)",
+                            initial_epoch + 1, initial_epoch);
 
     struct ddts_fit_callbacks cbs = {
         .userdata = &r,
@@ -439,7 +448,8 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     }
     res->n_samples = train->n;
     res->seconds += seconds;
-    res->samples_per_s = seconds > 0 ? (double)train->n * job->epochs / seconds : 0;
+    res->samples_per_s =
+        seconds > 0 ? (double)train->n * (job->epochs - initial_epoch) / seconds : 0;
     res->loss = log_value(hist, "loss");
     res->accuracy = log_value(hist, "accuracy");
     double v;
@@ -450,6 +460,11 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
     res->val_loss = log_value(hist, "val_loss");
     res->val_accuracy = log_value(hist, "val_accuracy");
     ddts_textlog_printf(r.textlog, "done in %.1f s (%.0f samples/s)", seconds, res->samples_per_s);
+    /* Start-up: reading the model, building and compiling it, the normalizer's
+     * statistics and planning, up to the end of the first training step. */
+    if (r.first_step_s >= 0)
+        ddts_textlog_printf(r.textlog, "first training step done %.1f ms after the run started",
+                            r.first_step_s * 1e3);
     if (dir == NULL)
         goto out;
 
@@ -547,6 +562,7 @@ struct prepared {
     float *flat; /* the model's weights */
     size_t n_weights;
     struct ddts_compile_options co;
+    double t0; /* when the model began to be read: the run's start, after the data load */
 };
 
 static enum ddts_status prepare_model(const char *path, const struct ddts_job *job,
@@ -554,6 +570,7 @@ static enum ddts_status prepare_model(const char *path, const struct ddts_job *j
                                       struct prepared *p, struct ddts_error *err)
 {
     memset(p, 0, sizeof *p);
+    p->t0 = ddts_now();
     enum ddts_status st = ddts_keras_read(path, &p->k, err);
     if (st != DDTS_OK)
         return st;
@@ -629,8 +646,11 @@ static enum ddts_status bind_input(struct ddts_model *m, const struct ddts_array
 struct train_data {
     const struct ddts_array *x, *y, *xv, *yv;
     size_t n;
-    float *offset, *scale;    /* NULL without a normalizer */
-    const float *yo, *ys;     /* XX: the target is the normalized input */
+    float *offset, *scale; /* NULL without a normalizer */
+    /* XX: the target is the normalized input; the figures (loss, metrics) are in the
+     * data's own units, those of the saved model, whose output undoes the
+     * normalization (ddts evaluate on it gives the same) */
+    const float *yo, *ys;
     struct ddts_stats *stats; /* this run's own statistics, when none were given */
     float *nmean, *nvar;
     struct ddts_norm_layer norm, *normp;
@@ -693,7 +713,8 @@ static void train_data_destroy(struct train_data *d)
 
 static struct ddts_dataset subset(const struct train_data *d, const uint32_t *idx, size_t n)
 {
-    return (struct ddts_dataset){d->x, d->y, idx, n, d->offset, d->scale, d->yo, d->ys};
+    return (struct ddts_dataset){d->x,  d->y,  idx,          n, d->offset, d->scale,
+                                 d->yo, d->ys, d->yo != NULL};
 }
 
 /* k-fold: every fold from the same initial weights and a fresh optimizer,
@@ -729,7 +750,7 @@ static enum ddts_status run_kfold(const struct ddts_train_request *req, struct p
             st = ddts_format(dir, sizeof dir, err, "%s/fold_%zu", req->out_dir, f + 1);
         if (st == DDTS_OK)
             st = run_one(req, p->m, p->k, d->normp, &dtr, &dva, req->out_dir != NULL ? dir : NULL,
-                         (int)f + 1, (int)kf, &fr, err);
+                         (int)f + 1, (int)kf, p->t0, &fr, err);
         if (st == DDTS_OK) {
             int acc = isfinite(fr.val_accuracy);
             snprintf(out->fold_metric, sizeof out->fold_metric, "%s",
@@ -793,7 +814,7 @@ static enum ddts_status run_fit(const struct ddts_train_request *req, struct pre
         dva = subset(d, idx + ntr, nva);
         val = nva > 0 ? &dva : NULL;
     }
-    st = run_one(req, p->m, p->k, d->normp, &dtr, val, req->out_dir, 0, 0, out, err);
+    st = run_one(req, p->m, p->k, d->normp, &dtr, val, req->out_dir, 0, 0, p->t0, out, err);
     ddts_free(idx);
     return st;
 }
@@ -815,6 +836,8 @@ enum ddts_status ddts_train_run(const struct ddts_train_request *req, struct ddt
         ddts_error_prefix(err, "%s: ", req->model_path);
     if (st == DDTS_OK && req->init_opt_state != NULL && job->method != DDTS_JOB_KFOLD)
         st = import_opt_state(p.m, req, err);
+    if (st == DDTS_OK && req->init_best != NULL && job->method != DDTS_JOB_KFOLD)
+        st = ddts_model_set_best_state(p.m, req->init_best, err);
     if (st == DDTS_OK)
         st = train_data_init(req, p.m, &d, err);
     if (st == DDTS_OK && req->out_dir != NULL)
@@ -876,14 +899,10 @@ enum ddts_status ddts_train_global(const struct ddts_global_request *req, double
     }
     int xx = job->order == DDTS_JOB_ORDER_XX;
     const struct ddts_array *y = xx ? x : req->y_test;
-    struct ddts_dataset d = {x,
-                             y,
-                             NULL,
-                             x->rank > 0 ? (size_t)x->shape[0] : 0,
-                             offset,
-                             scale,
-                             xx ? offset : NULL,
-                             xx ? scale : NULL};
+    struct ddts_dataset d = {x, y, NULL, x->rank > 0 ? (size_t)x->shape[0] : 0, offset, scale,
+                             xx ? offset : NULL, xx ? scale : NULL,
+                             /* the saved global model's figures: raw units */
+                             xx};
     struct ddts_logs logs;
     st = ddts_model_evaluate(p.m, &d, job->batch_size > 0 ? job->batch_size : 32, &logs, err);
     if (st != DDTS_OK)

@@ -422,7 +422,7 @@ def test_xlsx():
         wb = openpyxl.Workbook()
         wb.active.append([1, "=A1*2"])
         wb.save(path("formula_nocache.xlsx"))
-        convert_fails(path("formula_nocache.xlsx"), "cell B1: a formula without a cached value")
+        convert_fails(path("formula_nocache.xlsx"), "row 1, column 2 (cell B1): a formula without a cached value")
         if pd is not None:
             df = pd.DataFrame(np.arange(12.0).reshape(4, 3) / 7, columns=["a", "b", "c"])
             df.to_excel(path("pandas.xlsx"), index=False, sheet_name="S")
@@ -451,15 +451,15 @@ def test_xlsx():
                what="xlsx without header, second sheet")
     # Errors naming the cell.
     gap = '<row r="1"><c r="A1"><v>1</v></c><c r="B1"><v>2</v></c></row><row r="2"><c r="B2"><v>4</v></c></row>'
-    convert_fails(xlsx("gap.xlsx", [("S", gap)]), "row 2, column A (cell A2): empty cell")
+    convert_fails(xlsx("gap.xlsx", [("S", gap)]), "row 2, column 1 (cell A2): empty cell")
     gap_end = '<row r="1"><c r="A1"><v>1</v></c><c r="B1"><v>2</v></c></row><row r="2"><c r="A2"><v>4</v></c></row>'
-    convert_fails(xlsx("gap_end.xlsx", [("S", gap_end)]), "row 2, column B (cell B2): empty cell")
+    convert_fails(xlsx("gap_end.xlsx", [("S", gap_end)]), "row 2, column 2 (cell B2): empty cell")
     gap_row = ('<row r="1"><c r="A1"><v>1</v></c></row><row r="3"><c r="A3"><v>4</v></c></row>')
-    convert_fails(xlsx("gap_row.xlsx", [("S", gap_row)]), "row 2, column A (cell A2): empty cell")
+    convert_fails(xlsx("gap_row.xlsx", [("S", gap_row)]), "row 2, column 1 (cell A2): empty cell")
     text = '<row r="1"><c r="A1"><v>1</v></c></row><row r="2"><c r="A2" t="inlineStr"><is><t>oops</t></is></c></row>'
-    convert_fails(xlsx("text.xlsx", [("S", text)]), "row 2, column A (cell A2): text 'oops' is not a number")
+    convert_fails(xlsx("text.xlsx", [("S", text)]), "row 2, column 1 (cell A2): text 'oops' is not a number")
     errc = '<row r="1"><c r="A1" t="e"><v>#DIV/0!</v></c></row>'
-    convert_fails(xlsx("errcell.xlsx", [("S", errc)]), "cell A1 holds the error #DIV/0!")
+    convert_fails(xlsx("errcell.xlsx", [("S", errc)]), "row 1, column 1 (cell A1) holds the error #DIV/0!")
     convert_fails(xlsx("badss.xlsx", [("S", '<row r="1"><c r="A1" t="s"><v>5</v></c></row>')], ["a"]),
                   "shared string 5 out of range")
     convert_fails(xlsx("badref.xlsx", [("S", '<row r="1"><c r="1A"><v>5</v></c></row>')]), "bad cell reference")

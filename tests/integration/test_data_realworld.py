@@ -102,6 +102,45 @@ with open(path("onehot.csv"), "w") as f:
 rc, out = run("convert", "onehot.csv", "onehot.npy")
 check(rc == 0 and np.load(path("onehot.npy")).shape == (3, 2), "one-hot rows: " + out)
 
+# The same in .xlsx: pandas.DataFrame.to_excel(index=False) writes the column
+# index 0..K-1 as numbers in row 1; it is the header, not a row of data.
+if openpyxl is not None:
+    if pd is not None:
+        pd.DataFrame(x).to_excel(path("pandas.xlsx"), index=False)
+    else:
+        wb = openpyxl.Workbook()
+        wb.active.append([0, 1, 2, 3])
+        for r in x:
+            wb.active.append([float(v) for v in r])
+        wb.save(path("pandas.xlsx"))
+    rc, out = run("convert", "pandas.xlsx", "pandas_xlsx.npy")
+    got = np.load(path("pandas_xlsx.npy")) if rc == 0 else None
+    check(rc == 0 and got.shape == (5, 4) and np.allclose(got, x, atol=1e-12),
+          "xlsx index header: shape %s, %s" % (None if got is None else got.shape, out))
+    # One-hot rows 0, 1 repeated below are data; a row 0, 1, 2 over 4 columns too.
+    for name, rows_, shape in (("onehot.xlsx", [[0, 1], [1, 0], [0, 1]], (3, 2)),
+                               ("short.xlsx", [[0, 1, 2, None], [5, 6, 7, 8], [1, 2, 3, 4]],
+                                None),
+                               ("notindex.xlsx", [[0, 2, 1], [5, 6, 7]], (2, 3))):
+        wb = openpyxl.Workbook()
+        for r in rows_:
+            wb.active.append(r)
+        wb.save(path(name))
+        rc, out = run("convert", name, name + ".npy")
+        if shape is None:
+            check(rc == 1 and "row 1, column 4 (cell D1): empty cell" in out,
+                  "%s: row 1 is data (0,1,2 is not the index of 4 columns): %s" % (name, out))
+        else:
+            check(rc == 0 and np.load(path(name + ".npy")).shape == shape, "%s: %s" % (name, out))
+    # An error in a sheet with the index header names the column by number and header.
+    wb = openpyxl.Workbook()
+    for r in ([0, 1, 2], [1, 2, 3], [4, "x", 6]):
+        wb.active.append(r)
+    wb.save(path("index_bad.xlsx"))
+    rc, out = run("convert", "index_bad.xlsx", "index_bad.npy")
+    check(rc == 1 and "row 3, column 2 ('1') (cell B3): text 'x' is not a number" in out,
+          "xlsx index header in a message: " + out)
+
 # Header names in CSV messages.
 with open(path("iris.csv"), "w") as f:
     f.write("sepal,petal,width,species\n1,2,3,4\n5,6,7,x\n")
@@ -116,7 +155,7 @@ if openpyxl is not None:
     ws.append([4, 5, "oops"])
     wb.save(path("iris.xlsx"))
     rc, out = run("convert", "iris.xlsx", "iris2.npy")
-    check(rc == 1 and "row 3, column C ('species') (cell C3): text 'oops'" in out,
+    check(rc == 1 and "row 3, column 3 ('species') (cell C3): text 'oops'" in out,
           "xlsx column name: " + out)
     # openpyxl writes NaN as an empty value: a missing cell in training data.
     wb = openpyxl.Workbook()
@@ -129,7 +168,7 @@ if openpyxl is not None:
     wb.save(path("bad_xlsx", "X", "a.xlsx"))
     np.save(path("bad_xlsx", "Y", "a.npy"), np.array([0, 1]))
     rc, out = train(path("bad_xlsx"))
-    check(rc == 1 and "X/a.xlsx: row 3, column B ('f2') (cell B3): empty cell" in out,
+    check(rc == 1 and "X/a.xlsx: row 3, column 2 ('f2') (cell B3): empty cell" in out,
           "NaN in xlsx: " + out)
 
 # NaN, nan, inf and empty cells in training data: file, row and column.
@@ -204,12 +243,11 @@ if check(rc == 0, "XX zscore: " + out):
         raw_mse = float(np.mean((pred.astype(np.float64) - xr) ** 2))
         check(abs(ev[0] - raw_mse) <= 1e-3 * raw_mse + 1e-6,
               "evaluate %g vs numpy mse of the predictions %g" % (ev[0], raw_mse))
-        # Raw units: the normalized training loss times the features' variance
-        # (within the spread of per-feature errors), far from the ~2500 of an
-        # output left in normalized units.
-        ratio = ev[0] / (train_loss * float(np.mean(xr.var(0))))
-        check(0.3 < ratio < 3, "raw loss %g, training loss %g, ratio %g" % (ev[0], train_loss,
-                                                                          ratio))
+        # The training figures are in raw units too (those of the saved model): the
+        # last epoch's loss, a running mean over its batches, equals evaluate's on
+        # the final weights once training has settled (no dropout in this model).
+        check(abs(ev[0] - train_loss) <= 0.02 * ev[0],
+              "evaluate's loss %g vs the last epoch's %g (history.csv)" % (ev[0], train_loss))
     if h5py is not None and pred is not None:
         import json
         f = h5py.File(saved, "r")

@@ -28,7 +28,8 @@
    the job that it is done without changing the client's current job. A
    failed start (port in use) leaves no job: the next run with other
    settings is not refused.
-6. A client says what it waits for (the other clients) instead of silence.
+6. A client says what it waits for (the other clients, a round that a slower
+   client holds up) instead of silence.
    A client whose retries are spent says its results are kept in its folder
    and how --collect fetches them; `ddts inspect` aligns every row of its
    table, however long a layer's name. summary.json carries every metric of
@@ -385,6 +386,64 @@ def section6_waiting(work):
           "a client waiting for the others says nothing: %r" % log[-600:])
 
 
+def section6_round(work):
+    """A client whose round waits for a slower client says so (the slower one is stopped)."""
+    import signal
+    # Epochs of about a second: the slow client is stopped once it trains (only a
+    # client that trains takes part in a round).
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(40000, 8)).astype("float32")
+    for d in ("big/X", "big/Y"):
+        os.makedirs(os.path.join(work, d), exist_ok=True)
+    np.save(os.path.join(work, "big/X/x.npy"), x)
+    np.save(os.path.join(work, "big/Y/y.npy"), (x[:, 0] > 0).astype("int64"))
+    subprocess.run([DDTS, "model", "new", "--layers", "dense:256:relu,dense:256:relu,dense:2:softmax",
+                    "--input-shape", "8", "-o", os.path.join(work, "big.h5")], check=True,
+                   stdout=subprocess.DEVNULL)
+    port = free_port()
+    srv = subprocess.Popen([DDTS, "server", "--host", "127.0.0.1", "--port", str(port),
+                            "--passphrase-file", os.path.join(work, "pass"), "--model",
+                            os.path.join(work, "big.h5"), "--clients", "2", "--epochs", "3",
+                            "--sync", "epoch", "--dataset", os.path.join(work, "big"),
+                            "--threads", "1", "--seed", "1", "--client-timeout", "30",
+                            "--workdir", os.path.join(work, "s6r"), "--name", "r"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    wait_listening(port, proc=srv)
+    fast = start_client(work, port, "fast", "-")
+    slow = start_client(work, port, "slow", "-")
+    end = time.time() + 30
+    stopped = False
+    while time.time() < end:
+        if "Epoch 1/3" in open(os.path.join(work, "slow.err")).read():
+            slow.send_signal(signal.SIGSTOP)
+            stopped = True
+            break
+        time.sleep(0.05)
+    log = ""
+    end = time.time() + 10
+    while stopped and time.time() < end and "waiting for the other clients" not in log:
+        time.sleep(0.2)
+        log = open(os.path.join(work, "fast.err")).read()
+    if stopped:
+        slow.send_signal(signal.SIGCONT)
+    try:
+        srv.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        srv.kill()
+        srv.wait()
+    for p in (fast, slow):
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    check(stopped, "the slow client never trained")
+    check(": sent; waiting for the other clients" in log,
+          "a client waiting for a round says nothing: %r" % log[-600:])
+    check(srv.returncode == 0, "the job with a stopped client did not finish: %s" % srv.returncode)
+
+
 def section6(work):
     port = free_port()  # nothing listens there
     cl = subprocess.run([DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
@@ -456,6 +515,7 @@ def main():
     section2_sync(work)
     section3(work)
     section6_waiting(work)
+    section6_round(work)
     section6(work)
     section6_metrics(work)
     print("test_workflow: %d passed, %d failed" % (check.passed, check.failed))

@@ -105,6 +105,27 @@ static void test_rng_deterministic(void **state)
     assert_true(moved > 50);
 }
 
+/* The bulk 32-bit draws are the halves of the 64-bit stream, low half first,
+ * and leave the generator where that many u64 draws would. */
+static void test_rng_fill_u32(void **state)
+{
+    (void)state;
+    struct ddts_rng a, b;
+    ddts_rng_seed(&a, 7);
+    ddts_rng_seed(&b, 7);
+    uint32_t got[11];
+    ddts_rng_fill_u32(&a, got, 11);
+    for (int i = 0; i < 5; i++) {
+        uint64_t v = ddts_rng_u64(&b);
+        assert_int_equal(got[2 * i], (uint32_t)v);
+        assert_int_equal(got[2 * i + 1], (uint32_t)(v >> 32));
+    }
+    assert_int_equal(got[10], (uint32_t)ddts_rng_u64(&b)); /* odd count: the low half */
+    assert_int_equal(ddts_rng_u64(&a), ddts_rng_u64(&b));
+    ddts_rng_fill_u32(&a, got, 0); /* nothing drawn */
+    assert_int_equal(ddts_rng_u64(&a), ddts_rng_u64(&b));
+}
+
 static void test_array_basics(void **state)
 {
     (void)state;
@@ -204,8 +225,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_messages),        cmocka_unit_test(test_format),
         cmocka_unit_test(test_alloc_fault_injection), cmocka_unit_test(test_rng_deterministic),
-        cmocka_unit_test(test_array_basics),          cmocka_unit_test(test_half_conversion),
-        cmocka_unit_test(test_atomic_write),          cmocka_unit_test(test_atomic_write_umask),
+        cmocka_unit_test(test_rng_fill_u32),          cmocka_unit_test(test_array_basics),
+        cmocka_unit_test(test_half_conversion),       cmocka_unit_test(test_atomic_write),
+        cmocka_unit_test(test_atomic_write_umask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

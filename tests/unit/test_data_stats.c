@@ -53,6 +53,65 @@ static void reference(const struct ddts_array *a, size_t j, const uint32_t *idx,
     *var = (double)(ss / (long double)n);
 }
 
+/* uint8 data go through integer block sums (more than one block of 32768
+ * rows here, with and without an index, in one update and in two): the same
+ * figures as the two-pass reference over the values as float64. */
+static void test_stats_u8_blocks(void **state)
+{
+    (void)state;
+    const size_t rows = 70001, cols = 4;
+    int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
+    struct ddts_array *u = NULL, *f = NULL;
+    assert_int_equal(ddts_array_create(DDTS_U8, 2, shape, &u, NULL), DDTS_OK);
+    assert_int_equal(ddts_array_create(DDTS_F64, 2, shape, &f, NULL), DDTS_OK);
+    struct ddts_rng rng;
+    ddts_rng_seed(&rng, 5);
+    uint8_t *ud = u->data;
+    double *fd = f->data;
+    for (size_t i = 0; i < rows * cols; i++) {
+        size_t c = i % cols;
+        uint8_t v = c == 0   ? 255 /* constant */
+                    : c == 1 ? (uint8_t)ddts_rng_below(&rng, 256)
+                    : c == 2 ? (uint8_t)ddts_rng_below(&rng, 2)
+                             : (uint8_t)(100 + ddts_rng_below(&rng, 11));
+        ud[i] = v;
+        fd[i] = v;
+    }
+    uint32_t *idx = ddts_mallocarray(rows, sizeof *idx);
+    assert_non_null(idx);
+    for (size_t i = 0; i < rows; i++)
+        idx[i] = (uint32_t)((i * 7919) % rows); /* a permutation: 7919 is prime */
+    for (int mode = 0; mode < 3; mode++) {
+        struct ddts_stats *s = NULL;
+        assert_int_equal(ddts_stats_create(cols, &s, NULL), DDTS_OK);
+        const uint32_t *ix = mode == 1 ? idx : NULL;
+        size_t n = mode == 1 ? 50000 : rows;
+        if (mode == 2) { /* two updates: 1000 rows, then the rest */
+            assert_int_equal(ddts_stats_update(s, u, NULL, 1000, NULL), DDTS_OK);
+            struct ddts_array tail = *u;
+            tail.data = ud + 1000 * cols;
+            tail.shape[0] = (int64_t)(rows - 1000);
+            assert_int_equal(ddts_stats_update(s, &tail, NULL, rows - 1000, NULL), DDTS_OK);
+        } else {
+            assert_int_equal(ddts_stats_update(s, u, ix, n, NULL), DDTS_OK);
+        }
+        assert_int_equal(ddts_stats_count(s), n);
+        for (size_t j = 0; j < cols; j++) {
+            struct ddts_feature_stats fs;
+            ddts_stats_feature(s, j, &fs);
+            double mean, var, mn, mx;
+            reference(f, j, ix, n, &mean, &var, &mn, &mx);
+            assert_close(fs.mean, mean, 1e-12 * fmax(1, fabs(mean)));
+            assert_close(fs.m2 / (double)fs.count, var, 1e-9 * fmax(1, var));
+            assert_true(fs.min == mn && fs.max == mx && fs.absmax == mx);
+        }
+        ddts_stats_destroy(s);
+    }
+    ddts_free(idx);
+    ddts_array_destroy(u);
+    ddts_array_destroy(f);
+}
+
 static void test_stats_match_two_pass(void **state)
 {
     (void)state;
@@ -445,15 +504,11 @@ static void test_alloc_failures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stats_match_two_pass),
-        cmocka_unit_test(test_stats_merge_exact),
-        cmocka_unit_test(test_stats_errors_and_decode),
-        cmocka_unit_test(test_normalizers),
-        cmocka_unit_test(test_shards),
-        cmocka_unit_test(test_shards_stratified),
-        cmocka_unit_test(test_kfold),
-        cmocka_unit_test(test_validation_split),
-        cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_stats_match_two_pass), cmocka_unit_test(test_stats_u8_blocks),
+        cmocka_unit_test(test_stats_merge_exact),    cmocka_unit_test(test_stats_errors_and_decode),
+        cmocka_unit_test(test_normalizers),          cmocka_unit_test(test_shards),
+        cmocka_unit_test(test_shards_stratified),    cmocka_unit_test(test_kfold),
+        cmocka_unit_test(test_validation_split),     cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -851,6 +851,111 @@ static int reset(void **state)
     return 0;
 }
 
+/* Functional configs: an input "inp", layers, and the output ref. */
+#define F_IN(shape)                                                                                \
+    "{\"class_name\":\"InputLayer\",\"name\":\"inp\",\"config\":{\"name\":\"inp\","                \
+    "\"batch_input_shape\":[null," shape "]},\"inbound_nodes\":[]}"
+#define F_L(cls, name, cfg, inbound)                                                               \
+    ",{\"class_name\":\"" cls "\",\"name\":\"" name "\",\"config\":{\"name\":\"" name "\"" cfg     \
+    "},\"inbound_nodes\":[[" inbound "]]}"
+#define F_R(name, t) "[\"" name "\",0," #t ",{}]"
+#define F_MODEL(layers, out, t)                                                                    \
+    "{\"class_name\":\"Functional\",\"config\":{\"name\":\"f\",\"layers\":[" layers                \
+    "],\"input_layers\":[[\"inp\",0,0]],\"output_layers\":[[\"" out "\",0," #t "]]}}"
+#define F_DENSE(name, units, in) F_L("Dense", name, ",\"units\":" #units, in)
+
+/* return_state's outputs and initial_state's inputs: the gradient reaches
+ * the first layer's weights only through the states. */
+static void test_recurrent_state(void **state)
+{
+    (void)state;
+    /* an encoder's states start a decoder (dropout in the decoder, masks replayed) */
+    check_json(F_MODEL(F_IN("4,3")
+                           F_L("LSTM", "enc", ",\"units\":3,\"return_state\":true", F_R("inp", 0))
+                               F_L("LSTM", "dec",
+                                   ",\"units\":3,\"return_sequences\":true,\"dropout\":0.2,"
+                                   "\"recurrent_dropout\":0.3",
+                                   F_R("inp", 0) "," F_R("enc", 1) "," F_R("enc", 2))
+                                   F_DENSE("out", 2, F_R("dec", 0)),
+                       "out", 0),
+               "mse", NULL, T_REAL, 2e-2);
+    /* GRU (both formulas) and SimpleRNN states concatenated; a backwards GRU started
+     * from a state; the sequence output of the first GRU used too */
+    for (int ra = 0; ra <= 1; ra++) {
+        const char *j =
+            ra ? F_MODEL(
+                     F_IN("5,2") F_L("GRU", "g",
+                                     ",\"units\":3,\"return_sequences\":true,\"return_state\":true,"
+                                     "\"reset_after\":true",
+                                     F_R("inp", 0))
+                         F_L("SimpleRNN", "s", ",\"units\":2,\"return_state\":true", F_R("g", 0))
+                             F_L("GRU", "g2",
+                                 ",\"units\":3,\"go_backwards\":true,\"reset_after\":true",
+                                 F_R("inp", 0) "," F_R("g", 1))
+                                 F_L("Concatenate", "cat", ",\"axis\":-1",
+                                     F_R("g", 1) "," F_R("s", 0) "," F_R("s", 1) "," F_R("g2", 0))
+                                     F_DENSE("out", 2, F_R("cat", 0)),
+                     "out", 0)
+               : F_MODEL(
+                     F_IN("5,2") F_L("GRU", "g",
+                                     ",\"units\":3,\"return_sequences\":true,\"return_state\":true,"
+                                     "\"reset_after\":false",
+                                     F_R("inp", 0))
+                         F_L("SimpleRNN", "s", ",\"units\":2,\"return_state\":true", F_R("g", 0))
+                             F_L("GRU", "g2",
+                                 ",\"units\":3,\"go_backwards\":true,\"reset_after\":false",
+                                 F_R("inp", 0) "," F_R("g", 1))
+                                 F_L("Concatenate", "cat", ",\"axis\":-1",
+                                     F_R("g", 1) "," F_R("s", 0) "," F_R("s", 1) "," F_R("g2", 0))
+                                     F_DENSE("out", 2, F_R("cat", 0)),
+                     "out", 0);
+        check_json(j, "mse", NULL, T_REAL, 2e-2);
+    }
+    /* Bidirectional(merge_mode=None, return_state): six outputs, every one used */
+    check_json(
+        F_MODEL(F_IN("4,2") F_L("Bidirectional", "bi",
+                                ",\"merge_mode\":null,\"layer\":{\"class_name\":\"LSTM\","
+                                "\"config\":{\"name\":\"l\",\"units\":3,\"return_sequences\":true,"
+                                "\"return_state\":true}}",
+                                F_R("inp", 0))
+                    F_L("Concatenate", "c1", ",\"axis\":-1", F_R("bi", 0) "," F_R("bi", 1))
+                        F_L("LSTM", "l2", ",\"units\":3",
+                            F_R("c1", 0) "," F_R("bi", 4) "," F_R("bi", 5))
+                            F_L("Concatenate", "c2", ",\"axis\":-1",
+                                F_R("l2", 0) "," F_R("bi", 2) "," F_R("bi", 3))
+                                F_DENSE("out", 2, F_R("c2", 0)),
+                "out", 0),
+        "mse", NULL, T_REAL, 2e-2);
+    /* merge mode concat with states; a state left unused (c), and one as the output */
+    check_json(F_MODEL(F_IN("4,2") F_L("Bidirectional", "bi",
+                                       ",\"merge_mode\":\"concat\",\"layer\":{\"class_name\":"
+                                       "\"GRU\",\"config\":{\"name\":\"g\",\"units\":2,"
+                                       "\"return_state\":true}}",
+                                       F_R("inp", 0))
+                           F_L("Concatenate", "c", ",\"axis\":-1",
+                               F_R("bi", 0) "," F_R("bi", 1) "," F_R("bi", 2)),
+                       "c", 0),
+               "mse", NULL, T_REAL, 2e-2);
+    check_json(F_MODEL(F_IN("4,2") F_L("LSTM", "l", ",\"units\":3,\"return_state\":true",
+                                       F_R("inp", 0)) F_DENSE("d", 2, F_R("l", 1)),
+                       "d", 0),
+               "mse", NULL, T_REAL, 2e-2);
+    check_json(F_MODEL(F_IN("4,2") F_DENSE("d", 3, F_R("inp", 0))
+                           F_L("LSTM", "l", ",\"units\":3,\"return_state\":true", F_R("d", 0)),
+                       "l", 2),
+               "mse", NULL, T_REAL, 2e-2);
+    /* a mask (Masking over integer inputs: a third of the steps are all zero) carries the
+     * states over masked steps, return_state gives the last kept one */
+    int_inputs = 3;
+    check_json(F_MODEL(F_IN("5,1") F_L("Masking", "m", ",\"mask_value\":0", F_R("inp", 0))
+                           F_L("LSTM", "enc", ",\"units\":3,\"return_state\":true", F_R("m", 0))
+                               F_L("GRU", "dec", ",\"units\":3,\"return_sequences\":true",
+                                   F_R("m", 0) "," F_R("enc", 1)) F_DENSE("out", 2, F_R("dec", 0)),
+                       "out", 0),
+               "mse", NULL, T_REAL, 2e-2);
+    int_inputs = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -871,6 +976,7 @@ int main(void)
         cmocka_unit_test_setup(test_losses, reset),
         cmocka_unit_test_setup(test_loss_values, reset),
         cmocka_unit_test_setup(test_issue20_layers, reset),
+        cmocka_unit_test_setup(test_recurrent_state, reset),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     printf("gradient entries checked: %d (%d skipped on kinks)\n", n_checked, n_skipped);

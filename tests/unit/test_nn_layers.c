@@ -382,6 +382,117 @@ static void test_noise_training(void **state)
     }
 }
 
+/* Dropout masks: every value 0 or 1 / (1 - rate), the kept share within 5
+ * standard deviations of 1 - rate (a fixed seed: the check is deterministic),
+ * rate 0 keeps all, the same seed gives the same mask. */
+static void test_dropout_mask(void **state)
+{
+    (void)state;
+    enum { N = 100001 };
+    static float mask[N], again[N];
+    const float rates[] = {0.0f, 0.2f, 0.5f, 0.9f};
+    for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++) {
+        struct ddts_rng rng, rng2;
+        ddts_rng_seed(&rng, 11 + r);
+        ddts_rng_seed(&rng2, 11 + r);
+        float rate = rates[r], keep = 1.0f / (1.0f - rate);
+        ddts__nn_dropout_mask(&rng, mask, N, rate);
+        ddts__nn_dropout_mask(&rng2, again, N, rate);
+        size_t kept = 0;
+        double sum = 0;
+        for (size_t i = 0; i < N; i++) {
+            assert_true(mask[i] == 0.0f || mask[i] == keep);
+            assert_true(mask[i] == again[i]);
+            kept += mask[i] != 0.0f;
+            sum += mask[i];
+        }
+        double p = 1.0 - rate, sd = sqrt(p * (1 - p) / N);
+        assert_true(fabs((double)kept / N - p) <= 5 * sd + 1e-12);
+        if (rate == 0.0f)
+            assert_int_equal(kept, N);
+        /* inverted dropout: the mask's mean is 1 */
+        assert_true(fabs(sum / N - 1.0) <= 5 * sd * keep + 1e-6);
+    }
+}
+
+static struct ddts_model *model_of(const char *json)
+{
+    struct ddts_model *m = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_model_from_keras_config(json, strlen(json), &m, &err), DDTS_OK);
+    return m;
+}
+
+#define DENSE_L(NAME, UNITS, ACT, TRAIN)                                                           \
+    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"" NAME "\",\"units\":" #UNITS                \
+    ",\"activation\":\"" ACT "\",\"trainable\":" TRAIN "}}"
+
+/* Training FLOPs from the layer shapes, against counts worked out by hand. */
+static void test_flops(void **state)
+{
+    (void)state;
+    /* MLP 784-256-128-10: forward 2 (784*256 + 256*128 + 128*10) = 469504; the same
+     * for the weight gradients; no input gradient into the first layer. */
+    const char *mlp =
+        "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+        "{\"class_name\":\"Flatten\",\"config\":{\"name\":\"f\","
+        "\"batch_input_shape\":[null,28,28,1]}}," DENSE_L("d1", 256, "relu", "true") "," DENSE_L(
+            "d2", 128, "relu", "true") "," DENSE_L("d3", 10, "softmax", "true") "]}}";
+    struct ddts__nn_flops f;
+    struct ddts_model *m = model_of(mlp);
+    ddts__nn_flops(m, &f);
+    assert_true(f.forward == 469504.0);
+    assert_true(f.weight_grad == 469504.0);
+    assert_true(f.input_grad == 2.0 * (256 * 128 + 128 * 10));
+    assert_int_equal(f.n_uncounted, 0);
+    ddts_model_destroy(m);
+    /* The first layer frozen: no weight gradient for it, and no input gradient
+     * into it either (nothing before it learns). */
+    const char *frozen =
+        "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+        "{\"class_name\":\"Flatten\",\"config\":{\"name\":\"f\","
+        "\"batch_input_shape\":[null,28,28,1]}}," DENSE_L("d1", 256, "relu", "false") "," DENSE_L(
+            "d2", 128, "relu", "true") "," DENSE_L("d3", 10, "softmax", "true") "]}}";
+    m = model_of(frozen);
+    ddts__nn_flops(m, &f);
+    assert_true(f.forward == 469504.0);
+    assert_true(f.weight_grad == 2.0 * (256 * 128 + 128 * 10));
+    assert_true(f.input_grad == 2.0 * (128 * 10));
+    ddts_model_destroy(m);
+    /* The CNN of the benchmarks: conv 3x3x1->32 over 26x26 positions, conv
+     * 3x3x32->64 over 11x11, dense 1600->128, dense 128->10. */
+    const char *cnn =
+        "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+        "{\"class_name\":\"InputLayer\",\"config\":{\"name\":\"in\",\"batch_input_shape\":"
+        "[null,28,28,1]}},"
+        "{\"class_name\":\"Conv2D\",\"config\":{\"name\":\"c1\",\"filters\":32,\"kernel_size\":"
+        "[3,3],\"activation\":\"relu\"}},"
+        "{\"class_name\":\"MaxPooling2D\",\"config\":{\"name\":\"p1\",\"pool_size\":[2,2]}},"
+        "{\"class_name\":\"Conv2D\",\"config\":{\"name\":\"c2\",\"filters\":64,\"kernel_size\":"
+        "[3,3],\"activation\":\"relu\"}},"
+        "{\"class_name\":\"MaxPooling2D\",\"config\":{\"name\":\"p2\",\"pool_size\":[2,2]}},"
+        "{\"class_name\":\"Flatten\",\"config\":{\"name\":\"fl\"}},"
+        "{\"class_name\":\"Dropout\",\"config\":{\"name\":\"dr\",\"rate\":0.5}}," DENSE_L(
+            "d1", 128, "relu", "true") "," DENSE_L("d2", 10, "softmax", "true") "]}}";
+    m = model_of(cnn);
+    ddts__nn_flops(m, &f);
+    double c1 = 26.0 * 26 * 9 * 32, c2 = 11.0 * 11 * 288 * 64, d = 1600.0 * 128 + 128 * 10;
+    assert_true(f.forward == 2 * (c1 + c2 + d));
+    assert_true(f.weight_grad == 2 * (c1 + c2 + d));
+    assert_true(f.input_grad == 2 * (c2 + d));
+    ddts_model_destroy(m);
+    /* A layer with weights that is not one GEMM is reported, not guessed. */
+    const char *lstm =
+        "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+        "{\"class_name\":\"LSTM\",\"config\":{\"name\":\"l\",\"units\":4,"
+        "\"batch_input_shape\":[null,5,3]}}," DENSE_L("d", 2, "linear", "true") "]}}";
+    m = model_of(lstm);
+    ddts__nn_flops(m, &f);
+    assert_int_equal(f.n_uncounted, 1);
+    assert_true(f.forward == 2.0 * 4 * 2);
+    ddts_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,7 +500,8 @@ int main(void)
         cmocka_unit_test(test_public_listing),  cmocka_unit_test(test_weight_names),
         cmocka_unit_test(test_bounded_numbers), cmocka_unit_test(test_read_only_refused),
         cmocka_unit_test(test_issue20_refused), cmocka_unit_test(test_noise_inference),
-        cmocka_unit_test(test_noise_training),
+        cmocka_unit_test(test_noise_training),  cmocka_unit_test(test_dropout_mask),
+        cmocka_unit_test(test_flops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

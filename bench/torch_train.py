@@ -1,0 +1,159 @@
+#!/usr/bin/python3
+"""PyTorch peer of the `train` case of bench/run.sh (issue 16): what one
+`ddts train` epoch does, in PyTorch.
+
+The work of `ddts train --data keras --keras-dataset fashion_mnist
+--normalizer simple --batch-size 128 --epochs 1 [--samples N]`:
+  - the first N training samples of Debian's Fashion-MNIST files (those ddts
+    reads), ddts' `simple` normalizer: x divided by the feature's largest |x|
+    over those training samples (1 where it is 0), computed before the timing
+    as ddts computes its statistics before fit;
+  - the model of examples/fashion_mlp.json, examples/fashion_cnn.json, or the
+    Dropout variants that run.sh builds with `ddts model new --layers`
+    (mlp_dropout: Dropout 0.2 after each hidden Dense; cnn_dropout: Dropout
+    0.25 after Flatten and 0.5 after Dense(128)), Keras initialisation;
+  - Adam with Keras' defaults (lr 1e-3, eps 1e-7), batch 128, the samples
+    shuffled every epoch, softmax + sparse categorical crossentropy;
+  - after the epoch, the validation pass over the 10000 test samples at batch
+    128 (eval(), no_grad: loss and accuracy), as Keras' fit with
+    validation_data and `ddts train` do.
+The epoch's wall time covers the training loop and the validation pass.
+ddts keeps the images uint8 and normalises each batch as it gathers it; this
+peer normalises the whole array once, before the timing (its best case).
+
+Prediction: eval() under no_grad over the 10000 test samples at batch 128,
+the outputs copied out (what `ddts predict` computes), best of 3 passes
+(--predict-passes).
+
+Prints one line per model and thread count (run.sh parses them):
+  train mlp threads 1: epoch 2.345 s, samples/s 25586, val_accuracy 0.8421, predict samples/s 250000
+
+  torch_train.py --models mlp,cnn --threads 1,2 [--samples N] [--epochs E] [--seed S]
+Thread settings come from the environment (run.sh tries OMP_WAIT_POLICY and
+OPENBLAS_NUM_THREADS) plus torch.set_num_threads(N). Exit status 3 when
+PyTorch is not importable.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+try:
+    import torch
+    import torch.nn as nn
+except ImportError:
+    print("PyTorch not installed", file=sys.stderr)
+    sys.exit(3)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_engine import keras_init, load_idx  # noqa: E402 (the engine bench's loader)
+
+
+def mlp(dropout):
+    layers = [nn.Flatten(), nn.Linear(784, 256), nn.ReLU()]
+    layers += [nn.Dropout(0.2)] if dropout else []
+    layers += [nn.Linear(256, 128), nn.ReLU()]
+    layers += [nn.Dropout(0.2)] if dropout else []
+    return nn.Sequential(*layers, nn.Linear(128, 10))
+
+
+def cnn(dropout):
+    layers = [nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
+              nn.MaxPool2d(2), nn.Flatten()]
+    layers += [nn.Dropout(0.25)] if dropout else []
+    layers += [nn.Linear(64 * 5 * 5, 128), nn.ReLU()]
+    layers += [nn.Dropout(0.5)] if dropout else []
+    return nn.Sequential(*layers, nn.Linear(128, 10))
+
+
+MODELS = {
+    "mlp": lambda: mlp(False),
+    "mlp_dropout": lambda: mlp(True),
+    "cnn": lambda: cnn(False),
+    "cnn_dropout": lambda: cnn(True),
+}
+
+
+def load(n):
+    """The first n training samples and the test set, as ddts' `simple` normalizer."""
+    x = load_idx("train-images-idx3-ubyte.gz")[:n].astype(np.float32)
+    y = load_idx("train-labels-idx1-ubyte.gz")[:n].astype(np.int64)
+    tx = load_idx("t10k-images-idx3-ubyte.gz").astype(np.float32)
+    ty = load_idx("t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    d = np.abs(x).reshape(x.shape[0], -1).max(axis=0)
+    d[d == 0] = 1
+    d = d.reshape(1, 28, 28)
+    x = torch.from_numpy((x / d).reshape(-1, 1, 28, 28))
+    tx = torch.from_numpy((tx / d).reshape(-1, 1, 28, 28))
+    return x, torch.from_numpy(y), tx, torch.from_numpy(ty)
+
+
+def epoch(m, opt, x, y, tx, ty, batch, gen):
+    """One shuffled training epoch, then the validation pass; (seconds, val_accuracy)."""
+    loss_fn = nn.CrossEntropyLoss()
+    t0 = time.perf_counter()
+    m.train()
+    perm = torch.randperm(x.shape[0], generator=gen)
+    for i in range(0, x.shape[0], batch):
+        idx = perm[i:i + batch]
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(m(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
+    m.eval()
+    correct, total_loss = 0, 0.0
+    with torch.no_grad():
+        for i in range(0, tx.shape[0], batch):
+            out = m(tx[i:i + batch])
+            total_loss += loss_fn(out, ty[i:i + batch]).item() * out.shape[0]
+            correct += (out.argmax(1) == ty[i:i + batch]).sum().item()
+    return time.perf_counter() - t0, correct / tx.shape[0]
+
+
+def predict_rate(m, tx, batch, passes):
+    m.eval()
+    best = 0.0
+    out = torch.empty(tx.shape[0], 10)
+    with torch.no_grad():
+        for _ in range(passes):
+            t0 = time.perf_counter()
+            for i in range(0, tx.shape[0], batch):
+                out[i:i + batch] = torch.softmax(m(tx[i:i + batch]), 1)
+            best = max(best, tx.shape[0] / (time.perf_counter() - t0))
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="mlp,cnn")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--samples", type=int, default=60000)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--predict-passes", type=int, default=3)
+    a = ap.parse_args()
+    x, y, tx, ty = load(a.samples)
+    for name in a.models.split(","):
+        for t in [int(v) for v in a.threads.split(",")]:
+            torch.set_num_threads(t)
+            torch.manual_seed(a.seed)
+            m = MODELS[name]()
+            keras_init(m)
+            opt = torch.optim.Adam(m.parameters(), lr=1e-3, eps=1e-7)
+            gen = torch.Generator().manual_seed(a.seed)
+            secs, acc = 0.0, 0.0
+            for _ in range(a.epochs):
+                s, acc = epoch(m, opt, x, y, tx, ty, a.batch, gen)
+                secs += s
+            secs /= a.epochs
+            print("train %s threads %d: epoch %.3f s, samples/s %.0f, val_accuracy %.4f, "
+                  "predict samples/s %.0f" % (name, t, secs, x.shape[0] / secs, acc,
+                                              predict_rate(m, tx, a.batch, a.predict_passes)))
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
