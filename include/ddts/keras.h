@@ -175,7 +175,8 @@ struct ddts_keras_config_layer {
     int parent;   /* index of the enclosing nested model's entry, or -1 */
     int use_bias; /* "use_bias" of the layer config; 1 when absent */
     int center;   /* BatchNormalization "center"; 1 when absent */
-    int scale;    /* BatchNormalization "scale"; 1 when absent */
+    int scale;    /* BatchNormalization "scale" (1 when absent); Attention and
+                     AdditiveAttention "use_scale" (absent: 0 and 1) */
 };
 struct ddts_keras_config {
     char *model_class; /* "Sequential", "Functional", "Model", ... */

@@ -113,6 +113,12 @@ static enum ddts_status list_layers(struct lister *l, json_t *layers, int depth,
         cl->use_bias = flag(cfg, "use_bias");
         cl->center = flag(cfg, "center");
         cl->scale = flag(cfg, "scale");
+        /* the attention layers' scale weight: "use_scale", whose default is
+         * false for Attention and true for AdditiveAttention */
+        if (json_is_object(cfg) && json_object_get(cfg, "use_scale") != NULL)
+            cl->scale = flag(cfg, "use_scale");
+        else if (strcmp(cl->class_name, "Attention") == 0)
+            cl->scale = 0;
         json_t *inner = layers_of(entry);
         if (inner != NULL) {
             int self = (int)(l->c->n_layers - 1);

@@ -452,7 +452,11 @@ static int mask_out(const struct ddts_model *m, int i)
     case NN_RNN:
         return nd->rnn.return_sequences ? nd->mask_src : 0;
     case NN_DROPOUT:
+    case NN_NOISE:
     case NN_ACTIVATION:
+    case NN_PRELU:
+    case NN_MAXIMUM:
+    case NN_MINIMUM:
     case NN_DENSE:
     case NN_CONCAT:
     case NN_ADD:
@@ -480,8 +484,17 @@ static enum ddts_status track_free_dims(struct ctx *c, int i)
     unsigned last = 1u << (a->rank - 1);
     int weighted = nd->kind == NN_DENSE || nd->kind == NN_CONV2D || nd->kind == NN_CONV2DT ||
                    nd->kind == NN_CONV3D || nd->kind == NN_RNN || nd->kind == NN_BATCHNORM ||
-                   nd->kind == NN_LAYERNORM || nd->kind == NN_NORMALIZATION;
+                   nd->kind == NN_LAYERNORM || nd->kind == NN_NORMALIZATION ||
+                   (nd->kind == NN_ADDITIVE && nd->scale);
     if (weighted && (f & last))
+        return unsup(c, nd->name, nd->class_name,
+                     "an input dimension of unknown size (None) that sizes the weights");
+    /* PReLU's alpha has every axis it does not share; LayerNormalization's
+     * gamma and beta every normalized axis */
+    unsigned sized = nd->kind == NN_PRELU       ? ~nd->shared_axes
+                     : nd->kind == NN_LAYERNORM ? ~((1u << nd->norm_axis) - 1)
+                                                : 0;
+    if (f & sized)
         return unsup(c, nd->name, nd->class_name,
                      "an input dimension of unknown size (None) that sizes the weights");
     switch (nd->kind) {
@@ -497,6 +510,11 @@ static enum ddts_status track_free_dims(struct ctx *c, int i)
         break;
     case NN_REPEAT:
         nd->free_dims = f << 1;
+        break;
+    case NN_PERMUTE:
+        nd->free_dims = 0;
+        for (int k = 0; k < nd->rank; k++)
+            nd->free_dims |= (f >> nd->perm[k] & 1u) << k;
         break;
     default:
         /* same rank: the same axes (a weighted layer's last is its own);

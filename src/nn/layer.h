@@ -138,7 +138,8 @@ struct nn_layer_ops {
     /* Keras 3 variable `index` of a layer with these flags (trainable
      * variables first, then the others), or NULL past the last. */
     const char *(*weight_name)(const struct nn_weight_flags *f, size_t index);
-    int weights_optional; /* a config may give them instead (Normalization) */
+    int weights_optional; /* some configs have none (Normalization with mean and variance,
+                             Attention with score_mode dot) */
     /* It maps the last axis alone, so TimeDistributed(it) is it (Dense,
      * Dropout, activations): the wrapper adds it as it is. */
     int per_step;

@@ -19,6 +19,17 @@
  * Supported: self- and cross-attention without masks, `attention_axes` null
  * or [1] on (T, D) inputs, use_bias, output_shape an integer. The attention
  * dropout is not applied in training (documented in docs/engine.md).
+ *
+ * Attention (Luong, dot) and the additive scores of AdditiveAttention
+ * (Bahdanau) and Attention(score_mode="concat") over [query (T, D), value
+ * (S, E)(, key (S, D))]:
+ *
+ *   dot       scores = q k^T, times scale () with use_scale
+ *   additive  scores[t, s] = c sum_d w_d tanh(a (q[t, d] + k[s, d]))
+ *             AdditiveAttention: w = scale (D) (use_scale, else 1), a = c = 1
+ *             Attention concat:  a = scale () (use_scale, else 1), w = 1,
+ *                                c = concat_score_weight ()
+ *   then      z = softmax over s (scores) v
  */
 #include <math.h>
 #include <string.h>
@@ -325,18 +336,39 @@ static const struct nn_layer_ops mha_ops = {
  * inputs [query (T, D), value (S, D)] or [query, value, key]; P kept in aux
  * (cap, T, S), its gradient in aux2. */
 
+/* Attention: score_mode dot or concat, use_scale (default false);
+ * AdditiveAttention: use_scale (default true). */
 static enum ddts_status luong_parse(struct nn_parse *p, struct nn_node *nd)
 {
+    int additive = strcmp(nd->class_name, "AdditiveAttention") == 0;
     const char *mode = ddts__nn_cfg_str(p, "score_mode");
-    if (mode != NULL && strcmp(mode, "dot") != 0)
-        return ddts__nn_unsup(p, "score_mode other than dot");
-    if (ddts__nn_cfg_bool(p, "use_scale", 0))
-        return ddts__nn_unsup(p, "use_scale");
+    nd->score_concat = !additive && mode != NULL && strcmp(mode, "concat") == 0;
+    if (!additive && mode != NULL && strcmp(mode, "dot") != 0 && !nd->score_concat)
+        return ddts__nn_bad(p, "score_mode must be dot or concat");
+    nd->scale = ddts__nn_cfg_bool(p, "use_scale", additive);
     if (ddts__nn_cfg_bool(p, "causal", 0))
         return ddts__nn_unsup(p, "causal");
     if (ddts__nn_cfg_float(p, "dropout", 0, 1, 0, &nd->rate) != 0 || nd->rate >= 1)
         return ddts__nn_bad(p, "dropout must be in [0, 1)");
     return DDTS_OK;
+}
+
+/* In build()'s order: AdditiveAttention scale (D), glorot_uniform;
+ * Attention: scale () (use_scale) then concat_score_weight () (concat), ones. */
+static enum ddts_status luong_weights(struct nn_parse *p, struct nn_node *nd)
+{
+    int64_t d = in_q(p->m, nd)->shape[1];
+    enum ddts_status st = DDTS_OK;
+    if (strcmp(nd->class_name, "AdditiveAttention") == 0)
+        return nd->scale
+                   ? ddts__nn_cfg_weight(p, "scale", 1, &d, 1, NULL, ddts__nn_init_glorot, NULL)
+                   : DDTS_OK;
+    if (nd->scale)
+        st = ddts__nn_cfg_weight(p, "scale", 0, &d, 1, NULL, ddts__nn_init_ones, NULL);
+    if (st == DDTS_OK && nd->score_concat)
+        st =
+            ddts__nn_cfg_weight(p, "concat_score_weight", 0, &d, 1, NULL, ddts__nn_init_ones, NULL);
+    return st;
 }
 
 static enum ddts_status luong_shape(struct ddts_model *m, struct nn_node *nd,
@@ -357,35 +389,188 @@ static enum ddts_status luong_shape(struct ddts_model *m, struct nn_node *nd,
     return DDTS_OK;
 }
 
+/* P (cap, T, S) and its gradient; weight gradients are summed per sample
+ * in m->tmp (cap, D + 2) doubles; a scaled dot product keeps dS k (cap, T, D)
+ * in colbuf for the scale's gradient. */
 static void luong_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_need *need)
 {
     struct nn_node *nd = &m->nodes[i];
     size_t ts = (size_t)in_q(m, nd)->shape[0] * (size_t)in_v(m, nd)->shape[0];
+    size_t tn = cap * ((size_t)in_q(m, nd)->shape[1] + 2);
     nd->aux = ddts__nn_plan_buf(cap, ts, &need->fail);
     if (nd->needs_grad)
         nd->aux2 = ddts__nn_plan_buf(cap, ts, &need->fail);
+    if (nd->n_w > 0)
+        need->tmp_n = tn > need->tmp_n ? tn : need->tmp_n;
+    if (nd->kind == NN_LUONG && !nd->score_concat && nd->scale && nd->needs_grad)
+        nd->colbuf = ddts__nn_plan_buf(cap, (size_t)in_q(m, nd)->size, &need->fail);
 }
 
-static void luong_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+/* The additive score's parameters: weight slots (-1: none) and values. */
+struct add_par {
+    int sa, sw, sc; /* slots of a (scalar), w (D), c (scalar) */
+    float a, c;
+    const float *w; /* NULL: all ones */
+};
+
+static void add_par(const struct ddts_model *m, const struct nn_node *nd, struct add_par *q)
+{
+    q->sa = q->sw = q->sc = -1;
+    if (strcmp(nd->class_name, "AdditiveAttention") == 0) {
+        q->sw = nd->scale ? nd->w0 : -1;
+    } else {
+        q->sa = nd->scale ? nd->w0 : -1;
+        q->sc = nd->w0 + (nd->scale ? 1 : 0);
+    }
+    q->a = q->sa >= 0 ? ddts__nn_wdata(m, q->sa)[0] : 1.0f;
+    q->c = q->sc >= 0 ? ddts__nn_wdata(m, q->sc)[0] : 1.0f;
+    q->w = q->sw >= 0 ? ddts__nn_wdata(m, q->sw) : NULL;
+}
+
+/* Softmax over each of the T rows of P (T, S), max subtracted. */
+static void softmax_rows(float *P, size_t T, size_t S)
+{
+    for (size_t t = 0; t < T; t++) {
+        float *r = P + t * S, mx = r[0];
+        for (size_t s = 1; s < S; s++)
+            mx = r[s] > mx ? r[s] : mx;
+        float sum = 0.0f;
+        for (size_t s = 0; s < S; s++)
+            sum += (r[s] = expf(r[s] - mx));
+        for (size_t s = 0; s < S; s++)
+            r[s] /= sum;
+    }
+}
+
+static void additive_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *q = in_q(m, nd), *v = in_v(m, nd), *k = in_k(m, nd);
     size_t T = (size_t)q->shape[0], S = (size_t)v->shape[0], D = (size_t)q->shape[1];
     size_t E = (size_t)v->shape[1];
+    struct add_par pr;
+    add_par(m, nd, &pr);
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
         float *P = nd->aux + (size_t)n * T * S;
-        ddts__tensor_sgemm(0, 1, T, S, D, 1.0f, q->y + (size_t)n * q->size, D,
-                           k->y + (size_t)n * k->size, D, 0.0f, P, S);
-        for (size_t t = 0; t < T; t++) { /* fused, stable softmax over s */
-            float *r = P + t * S, mx = r[0];
-            for (size_t s = 1; s < S; s++)
-                mx = r[s] > mx ? r[s] : mx;
-            float sum = 0.0f;
+        const float *qy = q->y + (size_t)n * q->size, *ky = k->y + (size_t)n * k->size;
+        for (size_t t = 0; t < T; t++)
+            for (size_t s = 0; s < S; s++) {
+                float acc = 0.0f;
+                for (size_t d = 0; d < D; d++)
+                    acc += (pr.w ? pr.w[d] : 1.0f) * tanhf(pr.a * (qy[t * D + d] + ky[s * D + d]));
+                P[t * S + s] = pr.c * acc;
+            }
+        softmax_rows(P, T, S);
+        ddts__tensor_sgemm(0, 0, T, E, S, 1.0f, P, S, v->y + (size_t)n * v->size, E, 0.0f,
+                           nd->z + (size_t)n * nd->size, E);
+    }
+}
+
+/* dS = P (dP - rowsum(P dP)), dP = dz v^T; with th = tanh(a (q + k)) and
+ * g = dS c w_d (1 - th^2): dq[t] += a g, dk[s] += a g, dw_d += dS c th,
+ * da += g (q + k), dc += dS sum_d w_d th. Weight gradients are summed per
+ * sample in m->tmp, then over the samples in order (same bits for any
+ * thread count). */
+static void additive_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    const struct nn_node *q = in_q(m, nd), *v = in_v(m, nd), *k = in_k(m, nd);
+    size_t T = (size_t)q->shape[0], S = (size_t)v->shape[0], D = (size_t)q->shape[1];
+    size_t E = (size_t)v->shape[1], G = D + 2;
+    struct add_par pr;
+    add_par(m, nd, &pr);
+    int aq = 0, av = 0, ak = 1;
+    float *dq = ddts__nn_dx(m, nd, 0, &aq);
+    float *dv = ddts__nn_dx(m, nd, 1, &av);
+    float *dk = nd->n_in > 2 ? ddts__nn_dx(m, nd, 2, &ak) : dv;
+    if (nd->n_in == 2)
+        ak = 1; /* key = value: its gradient adds to the value's */
+    int wgrad = nd->n_w > 0 && m->w[nd->w0].trainable;
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
+    for (long n = 0; n < (long)b; n++) {
+        const float *P = nd->aux + (size_t)n * T * S, *dz = nd->dz + (size_t)n * nd->size;
+        float *dP = nd->aux2 + (size_t)n * T * S;
+        const float *qy = q->y + (size_t)n * q->size, *ky = k->y + (size_t)n * k->size;
+        float *gq = dq ? dq + (size_t)n * q->size : NULL,
+              *gk = dk ? dk + (size_t)n * k->size : NULL;
+        double *gw = m->tmp + (size_t)n * G; /* dw (D), da, dc */
+        ddts__tensor_sgemm(0, 1, T, S, E, 1.0f, dz, E, v->y + (size_t)n * v->size, E, 0.0f, dP, S);
+        for (size_t t = 0; t < T; t++) {
+            const float *pt = P + t * S;
+            float *r = dP + t * S, dot = 0.0f;
             for (size_t s = 0; s < S; s++)
-                sum += (r[s] = expf(r[s] - mx));
+                dot += pt[s] * r[s];
             for (size_t s = 0; s < S; s++)
-                r[s] /= sum;
+                r[s] = pt[s] * (r[s] - dot);
         }
+        /* value first, then query and key (inputs shared between the slots
+         * accumulate in slot order) */
+        if (dv != NULL)
+            ddts__tensor_sgemm(1, 0, S, E, T, 1.0f, P, S, dz, E, av ? 1.0f : 0.0f,
+                               dv + (size_t)n * v->size, E);
+        if (gq != NULL && !aq)
+            memset(gq, 0, q->size * sizeof *gq);
+        if (gk != NULL && !ak)
+            memset(gk, 0, k->size * sizeof *gk);
+        if (wgrad)
+            memset(gw, 0, G * sizeof *gw);
+        for (size_t t = 0; t < T; t++)
+            for (size_t s = 0; s < S; s++) {
+                float ds = dP[t * S + s], cds = pr.c * ds;
+                double sw = 0.0;
+                for (size_t d = 0; d < D; d++) {
+                    float u = qy[t * D + d] + ky[s * D + d], th = tanhf(pr.a * u);
+                    float wd = pr.w ? pr.w[d] : 1.0f;
+                    float g = cds * wd * (1.0f - th * th);
+                    if (gq != NULL)
+                        gq[t * D + d] += pr.a * g;
+                    if (gk != NULL)
+                        gk[s * D + d] += pr.a * g;
+                    if (wgrad) {
+                        gw[d] += (double)cds * th;
+                        gw[D] += (double)g * u;
+                        sw += (double)wd * th;
+                    }
+                }
+                if (wgrad)
+                    gw[D + 1] += ds * sw;
+            }
+    }
+    if (!wgrad)
+        return;
+    double da = 0, dc = 0;
+    float *dw = pr.sw >= 0 ? ddts__nn_gdata(m, pr.sw) : NULL;
+    for (size_t d = 0; dw != NULL && d < D; d++) {
+        double sum = 0;
+        for (size_t n = 0; n < b; n++)
+            sum += m->tmp[n * G + d];
+        dw[d] = (float)sum;
+    }
+    for (size_t n = 0; n < b; n++) {
+        da += m->tmp[n * G + D];
+        dc += m->tmp[n * G + D + 1];
+    }
+    if (pr.sa >= 0)
+        ddts__nn_gdata(m, pr.sa)[0] = (float)da;
+    if (pr.sc >= 0)
+        ddts__nn_gdata(m, pr.sc)[0] = (float)dc;
+}
+
+static void luong_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    if (nd->kind == NN_ADDITIVE || nd->score_concat) {
+        additive_forward(m, nd, b);
+        return;
+    }
+    const struct nn_node *q = in_q(m, nd), *v = in_v(m, nd), *k = in_k(m, nd);
+    size_t T = (size_t)q->shape[0], S = (size_t)v->shape[0], D = (size_t)q->shape[1];
+    size_t E = (size_t)v->shape[1];
+    float sc = nd->scale ? ddts__nn_wdata(m, nd->w0)[0] : 1.0f; /* use_scale */
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
+    for (long n = 0; n < (long)b; n++) {
+        float *P = nd->aux + (size_t)n * T * S;
+        ddts__tensor_sgemm(0, 1, T, S, D, sc, q->y + (size_t)n * q->size, D,
+                           k->y + (size_t)n * k->size, D, 0.0f, P, S);
+        softmax_rows(P, T, S); /* fused, stable softmax over s */
         ddts__tensor_sgemm(0, 0, T, E, S, 1.0f, P, S, v->y + (size_t)n * v->size, E, 0.0f,
                            nd->z + (size_t)n * nd->size, E);
     }
@@ -393,6 +578,10 @@ static void luong_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 
 static void luong_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
+    if (nd->kind == NN_ADDITIVE || nd->score_concat) {
+        additive_backward(m, nd, b);
+        return;
+    }
     const struct nn_node *q = in_q(m, nd), *v = in_v(m, nd), *k = in_k(m, nd);
     size_t T = (size_t)q->shape[0], S = (size_t)v->shape[0], D = (size_t)q->shape[1];
     size_t E = (size_t)v->shape[1];
@@ -402,8 +591,11 @@ static void luong_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     float *dk = nd->n_in > 2 ? ddts__nn_dx(m, nd, 2, &ak) : dv;
     if (nd->n_in == 2)
         ak = 1; /* key = value: its gradient adds to the value's */
-                /* Each sample writes only its own rows; inputs shared between the
-                 * slots (self-attention) are written in slot order within a sample. */
+    /* scores = sc q k^T: dq = sc dS k, dk = sc dS^T q, dsc = sum q . (dS k) */
+    float sc = nd->scale ? ddts__nn_wdata(m, nd->w0)[0] : 1.0f;
+    int wgrad = nd->scale && m->w[nd->w0].trainable;
+    /* Each sample writes only its own rows; inputs shared between the
+     * slots (self-attention) are written in slot order within a sample. */
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
         const float *P = nd->aux + (size_t)n * T * S, *dz = nd->dz + (size_t)n * nd->size;
@@ -419,29 +611,81 @@ static void luong_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
             for (size_t s = 0; s < S; s++)
                 r[s] = pr[s] * (r[s] - dot);
         }
-        if (dq != NULL)
+        if (nd->scale) {
+            float *G = nd->colbuf + (size_t)n * q->size, *g = dq ? dq + (size_t)n * q->size : NULL;
+            double dsc = 0.0;
+            ddts__tensor_sgemm(0, 0, T, D, S, 1.0f, dP, S, ky, D, 0.0f, G, D);
+            for (size_t i = 0; i < T * D; i++) {
+                dsc += (double)qy[i] * G[i];
+                if (g != NULL)
+                    g[i] = (aq ? g[i] : 0.0f) + sc * G[i];
+            }
+            m->tmp[n] = dsc;
+        } else if (dq != NULL) {
             ddts__tensor_sgemm(0, 0, T, D, S, 1.0f, dP, S, ky, D, aq ? 1.0f : 0.0f,
                                dq + (size_t)n * q->size, D);
+        }
         if (dv != NULL)
             ddts__tensor_sgemm(1, 0, S, E, T, 1.0f, P, S, dz, E, av ? 1.0f : 0.0f,
                                dv + (size_t)n * v->size, E);
         if (dk != NULL)
-            ddts__tensor_sgemm(1, 0, S, D, T, 1.0f, dP, S, qy, D, ak ? 1.0f : 0.0f,
+            ddts__tensor_sgemm(1, 0, S, D, T, sc, dP, S, qy, D, ak ? 1.0f : 0.0f,
                                dk + (size_t)n * k->size, D);
     }
+    if (wgrad) { /* over the samples in order: the same bits for any thread count */
+        double sum = 0.0;
+        for (size_t n = 0; n < b; n++)
+            sum += m->tmp[n];
+        ddts__nn_gdata(m, nd->w0)[0] = (float)sum;
+    }
+}
+
+/* .keras variable names (f->scale: use_scale). AdditiveAttention: scale;
+ * Attention: scale (use_scale), then concat_score_weight (concat) -- so
+ * without use_scale the first is concat_score_weight. */
+static const char *additive_names(const struct nn_weight_flags *f, size_t index)
+{
+    return index == 0 && f->scale ? "scale" : NULL;
+}
+
+static const char *luong_names(const struct nn_weight_flags *f, size_t index)
+{
+    if (f->scale)
+        return index == 0 ? "scale" : index == 1 ? "concat_score_weight" : NULL;
+    return index == 0 ? "concat_score_weight" : NULL;
 }
 
 static const struct nn_layer_ops luong_ops = {
     .class_names = (const char *const[]){"Attention", NULL},
     .kind = NN_LUONG,
-    .doc = "dot-product attention softmax(q k^T) v (Luong), no scaling",
+    .doc = "attention softmax(scores) v: dot q k^T (times scale with use_scale) or concat",
     .min_in = 2,
     .max_in = 3,
+    .weight_name = luong_names,
+    .weights_optional = 1, /* none with score_mode dot */
     .parse = luong_parse,
     .infer_shape = luong_shape,
+    .add_weights = luong_weights,
     .plan = luong_plan,
     .forward = luong_forward,
     .backward = luong_backward,
 };
 
-const struct nn_layer_ops *const ddts__nn_family_attention[] = {&mha_ops, &luong_ops, NULL};
+static const struct nn_layer_ops additive_ops = {
+    .class_names = (const char *const[]){"AdditiveAttention", NULL},
+    .kind = NN_ADDITIVE,
+    .doc = "Bahdanau attention: softmax over s of sum_d scale_d tanh(q_t + k_s), times v",
+    .min_in = 2,
+    .max_in = 3,
+    .weight_name = additive_names,
+    .weights_optional = 1, /* none with use_scale false */
+    .parse = luong_parse,
+    .infer_shape = luong_shape,
+    .add_weights = luong_weights,
+    .plan = luong_plan,
+    .forward = luong_forward,
+    .backward = luong_backward,
+};
+
+const struct nn_layer_ops *const ddts__nn_family_attention[] = {&mha_ops, &luong_ops, &additive_ops,
+                                                                NULL};

@@ -1,9 +1,16 @@
 /*
  * The dropout family: Dropout, inverted as in Keras (y = x * mask / (1 -
  * rate) in training, y = x in inference), the mask drawn from the model's
- * seeded RNG (seed, epoch); SpatialDropout1D draws one value per (sample,
- * channel) for every step. Shape unchanged.
+ * seeded RNG (seed, epoch); SpatialDropout1D and SpatialDropout2D draw one
+ * value per (sample, channel) for every step or pixel. The Gaussian noise
+ * layers, training only too (identity in inference):
+ *
+ *   GaussianNoise    y = x + stddev n,                      n ~ N(0, 1) per element
+ *   GaussianDropout  y = x m, m ~ N(1, rate / (1 - rate)) per element (m kept in aux)
+ *
+ * Shape unchanged.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +20,70 @@
 
 static enum ddts_status dropout_parse(struct nn_parse *p, struct nn_node *nd)
 {
-    nd->spatial = strcmp(nd->class_name, "SpatialDropout1D") == 0;
+    nd->spatial = strncmp(nd->class_name, "SpatialDropout", 14) == 0;
     if (ddts__nn_cfg_float(p, "rate", 0, 1, 0, &nd->rate) != 0 || !(nd->rate < 1))
         return ddts__nn_bad(p, "rate must be in [0, 1)");
+    if (strcmp(nd->class_name, "SpatialDropout2D") == 0) {
+        if (p->m->nodes[nd->in[0]].rank != 3)
+            return ddts__nn_bad(p, "needs (H, W, C) input");
+        return ddts__nn_cfg_channels_last(p);
+    }
     return ddts__nn_cfg_null(p, "noise_shape");
+}
+
+static enum ddts_status noise_parse(struct nn_parse *p, struct nn_node *nd)
+{
+    nd->gauss_mult = strcmp(nd->class_name, "GaussianDropout") == 0;
+    if (nd->gauss_mult) {
+        if (ddts__nn_cfg_float(p, "rate", 0, 1, 0, &nd->rate) != 0 || !(nd->rate < 1))
+            return ddts__nn_bad(p, "rate must be in [0, 1)");
+    } else if (ddts__nn_cfg_float(p, "stddev", 0, 1e30, 0, &nd->rate) != 0) {
+        return ddts__nn_bad(p, "stddev must be a non-negative number");
+    }
+    return DDTS_OK;
+}
+
+/* GaussianDropout's multipliers (cap, size). */
+static void noise_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_need *need)
+{
+    struct nn_node *nd = &m->nodes[i];
+    if (nd->gauss_mult)
+        nd->aux = ddts__nn_plan_buf(cap, nd->size, &need->fail);
+}
+
+static void noise_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    const float *x = m->nodes[nd->in[0]].y;
+    size_t n = b * nd->size;
+    if (!m->training || nd->rate <= 0) {
+        memcpy(nd->y, x, n * sizeof *nd->y);
+        return;
+    }
+    if (!nd->gauss_mult) {
+        for (size_t i = 0; i < n; i++)
+            nd->y[i] = x[i] + (float)(nd->rate * ddts_rng_normal(&m->drop_rng));
+        return;
+    }
+    double sd = sqrt((double)nd->rate / (1.0 - (double)nd->rate));
+    for (size_t i = 0; i < n; i++) {
+        nd->aux[i] = (float)(1.0 + sd * ddts_rng_normal(&m->drop_rng));
+        nd->y[i] = x[i] * nd->aux[i];
+    }
+}
+
+/* Additive noise passes dy through; multiplicative noise scales it. */
+static void noise_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    int acc;
+    float *dx = ddts__nn_dx(m, nd, 0, &acc);
+    if (dx == NULL)
+        return;
+    size_t n = b * nd->size;
+    int masked = m->training && nd->rate > 0 && nd->gauss_mult;
+    for (size_t i = 0; i < n; i++) {
+        float g = masked ? nd->dz[i] * nd->aux[i] : nd->dz[i];
+        dx[i] = acc ? dx[i] + g : g;
+    }
 }
 
 /* The mask, (cap, size), scaled by 1 / (1 - rate). */
@@ -121,9 +188,9 @@ static const struct nn_layer_ops dropout_ops = {
 };
 
 static const struct nn_layer_ops spatial_dropout_ops = {
-    .class_names = (const char *const[]){"SpatialDropout1D", NULL},
+    .class_names = (const char *const[]){"SpatialDropout1D", "SpatialDropout2D", NULL},
     .kind = NN_DROPOUT,
-    .doc = "dropout of whole channels over (T, C): one draw per sample and channel",
+    .doc = "dropout of whole channels over (T, C) or (H, W, C): one draw per sample and channel",
     .min_in = 1,
     .max_in = 1,
     .parse = dropout_parse,
@@ -133,5 +200,18 @@ static const struct nn_layer_ops spatial_dropout_ops = {
     .backward = dropout_backward,
 };
 
+static const struct nn_layer_ops noise_ops = {
+    .class_names = (const char *const[]){"GaussianNoise", "GaussianDropout", NULL},
+    .kind = NN_NOISE,
+    .doc = "Gaussian noise in training (added, stddev; or multiplied, rate), identity in inference",
+    .min_in = 1,
+    .max_in = 1,
+    .parse = noise_parse,
+    .infer_shape = ddts__nn_shape_same,
+    .plan = noise_plan,
+    .forward = noise_forward,
+    .backward = noise_backward,
+};
+
 const struct nn_layer_ops *const ddts__nn_family_dropout[] = {&dropout_ops, &spatial_dropout_ops,
-                                                              NULL};
+                                                              &noise_ops, NULL};

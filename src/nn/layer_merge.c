@@ -1,8 +1,11 @@
 /*
- * The merge family: Add, Average, Subtract, Multiply (inputs of one shape,
- * no broadcasting), Concatenate (any axis) and Dot (Keras' batch_dot of two
- * inputs over one axis each, optionally of l2-normalized inputs: cosine
- * similarity). Layers with several inputs: nd->in[0 .. n_in) in call order.
+ * The merge family: Add, Average, Subtract, Multiply, Maximum, Minimum
+ * (inputs of one shape, no broadcasting), Concatenate (any axis) and Dot
+ * (Keras' batch_dot of two inputs over one axis each, optionally of
+ * l2-normalized inputs: cosine similarity). Maximum/Minimum send each
+ * gradient to the input that won, the first one on a tie (TF's
+ * maximum/minimum gradients, applied input by input as Keras folds them).
+ * Layers with several inputs: nd->in[0 .. n_in) in call order.
  */
 #include <math.h>
 #include <string.h>
@@ -112,6 +115,39 @@ static void merge_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                     if (u != t)
                         g *= m->nodes[nd->in[u]].y[i];
             }
+            dx[i] = acc ? dx[i] + g : g;
+        }
+    }
+}
+
+/* Maximum / Minimum: z = the extreme over the inputs. */
+static void extreme_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    size_t n = b * nd->size;
+    int mx = nd->kind == NN_MAXIMUM;
+    memcpy(nd->z, m->nodes[nd->in[0]].y, n * sizeof *nd->z);
+    for (int t = 1; t < nd->n_in; t++) {
+        const float *x = m->nodes[nd->in[t]].y;
+        for (size_t i = 0; i < n; i++)
+            if (mx ? x[i] > nd->z[i] : x[i] < nd->z[i])
+                nd->z[i] = x[i];
+    }
+}
+
+/* dz goes to the first input whose value equals the output. */
+static void extreme_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    size_t n = b * nd->size;
+    for (int t = 0; t < nd->n_in; t++) {
+        int acc;
+        float *dx = ddts__nn_dx(m, nd, t, &acc);
+        if (dx == NULL)
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            int win = 0;
+            while (win < nd->n_in - 1 && m->nodes[nd->in[win]].y[i] != nd->z[i])
+                win++; /* (a NaN input: the last one) */
+            float g = win == t ? nd->dz[i] : 0.0f;
             dx[i] = acc ? dx[i] + g : g;
         }
     }
@@ -394,6 +430,30 @@ static const struct nn_layer_ops multiply_ops = {
     .backward = merge_backward,
 };
 
+static const struct nn_layer_ops maximum_ops = {
+    .class_names = (const char *const[]){"Maximum", NULL},
+    .kind = NN_MAXIMUM,
+    .doc = "element-wise maximum of its inputs",
+    .min_in = 1,
+    .max_in = NN_MAX_INPUTS,
+    .parse = no_options,
+    .infer_shape = elementwise_shape,
+    .forward = extreme_forward,
+    .backward = extreme_backward,
+};
+
+static const struct nn_layer_ops minimum_ops = {
+    .class_names = (const char *const[]){"Minimum", NULL},
+    .kind = NN_MINIMUM,
+    .doc = "element-wise minimum of its inputs",
+    .min_in = 1,
+    .max_in = NN_MAX_INPUTS,
+    .parse = no_options,
+    .infer_shape = elementwise_shape,
+    .forward = extreme_forward,
+    .backward = extreme_backward,
+};
+
 static const struct nn_layer_ops concat_ops = {
     .class_names = (const char *const[]){"Concatenate", NULL},
     .kind = NN_CONCAT,
@@ -420,5 +480,6 @@ static const struct nn_layer_ops dot_ops = {
 };
 
 const struct nn_layer_ops *const ddts__nn_family_merge[] = {
-    &add_ops, &average_ops, &subtract_ops, &multiply_ops, &concat_ops, &dot_ops, NULL,
+    &add_ops,     &average_ops, &subtract_ops, &multiply_ops, &maximum_ops,
+    &minimum_ops, &concat_ops,  &dot_ops,      NULL,
 };

@@ -1,11 +1,12 @@
 /*
- * The normalization family: BatchNormalization and LayerNormalization over
- * the last axis, the preprocessing Normalization layer (a job's normalizer
- * travels in it) and Rescaling. Shapes are unchanged: (..., C) -> (..., C).
+ * The normalization family: BatchNormalization over the last axis,
+ * LayerNormalization over the last axis or a trailing block of axes, the preprocessing
+ * Normalization layer (a job's normalizer travels in it) and Rescaling. Shapes are unchanged: (...,
+ * C) -> (..., C).
  *
  * Weights in Keras' order:
  *   BatchNormalization  gamma (scale), beta (center), moving_mean, moving_variance   (C)
- *   LayerNormalization  gamma (scale), beta (center)                                 (C)
+ *   LayerNormalization  gamma (scale), beta (center)        (C), or the block's shape
  *   Normalization       mean, variance (C), count (a scalar)
  */
 #include <math.h>
@@ -65,11 +66,30 @@ static enum ddts_status bn_parse(struct nn_parse *p, struct nn_node *nd)
     return DDTS_OK;
 }
 
+/* axis: an int or a list (Keras' numbering, batch 0, negatives from the
+ * end), default -1. The axes must be a trailing block of the input (sorted:
+ * [1, 2] or [-2, -1] over (T, D)); each row of that block is normalized and
+ * gamma/beta have the block's shape. */
 static enum ddts_status ln_parse(struct nn_parse *p, struct nn_node *nd)
 {
-    enum ddts_status st = ddts__nn_cfg_axis_last(p, p->m->nodes[nd->in[0]].rank, 0);
-    if (st != DDTS_OK)
-        return st;
+    int rank = p->m->nodes[nd->in[0]].rank;
+    int64_t ax[DDTS_MAX_RANK + 1];
+    int n = 1, one;
+    ax[0] = -1;
+    if (ddts__nn_cfg_int(p, "axis", -rank, rank, -1, &one) == 0)
+        ax[0] = one;
+    else if ((n = ddts__nn_cfg_int_list(p, "axis", DDTS_MAX_RANK + 1, ax)) < 1)
+        return ddts__nn_bad(p, "axis must be an axis or a list of axes of the input");
+    for (int i = 0; i < n; i++) {
+        if (ax[i] < -rank || ax[i] > rank || ax[i] == 0)
+            return ddts__nn_bad(p, "axis names an axis the input does not have (or the batch)");
+        if (ax[i] < 0)
+            ax[i] += rank + 1;
+        if (ax[i] != rank - n + 1 + i)
+            return ddts__nn_unsup(
+                p, "an axis list other than a sorted trailing block ([..., -2, -1])");
+    }
+    nd->norm_axis = rank - n;
     if (ddts__nn_cfg_float(p, "epsilon", 0, 1e30, 1e-3, &nd->eps) != 0)
         return ddts__nn_bad(p, "epsilon must be a non-negative number");
     nd->center = ddts__nn_cfg_bool(p, "center", 1);
@@ -100,16 +120,17 @@ static enum ddts_status rescaling_parse(struct nn_parse *p, struct nn_node *nd)
     return DDTS_OK;
 }
 
-/* gamma and beta (with scale and center), per channel. */
-static enum ddts_status gamma_beta(struct nn_parse *p, struct nn_node *nd, int64_t c)
+/* gamma and beta (with scale and center) of shape (rank) `shape`. */
+static enum ddts_status gamma_beta(struct nn_parse *p, struct nn_node *nd, int rank,
+                                   const int64_t *shape)
 {
     enum ddts_status st = DDTS_OK;
     int center = nd->center;
     if (nd->scale)
-        st = ddts__nn_cfg_weight(p, "gamma", 1, &c, 1, "gamma_initializer", ddts__nn_init_ones,
-                                 "gamma_regularizer");
+        st = ddts__nn_cfg_weight(p, "gamma", rank, shape, 1, "gamma_initializer",
+                                 ddts__nn_init_ones, "gamma_regularizer");
     if (st == DDTS_OK && center)
-        st = ddts__nn_cfg_weight(p, "beta", 1, &c, 1, "beta_initializer", ddts__nn_init_zeros,
+        st = ddts__nn_cfg_weight(p, "beta", rank, shape, 1, "beta_initializer", ddts__nn_init_zeros,
                                  "beta_regularizer");
     return st;
 }
@@ -117,7 +138,7 @@ static enum ddts_status gamma_beta(struct nn_parse *p, struct nn_node *nd, int64
 static enum ddts_status bn_weights(struct nn_parse *p, struct nn_node *nd)
 {
     int64_t c = nd->shape[nd->rank - 1];
-    enum ddts_status st = gamma_beta(p, nd, c);
+    enum ddts_status st = gamma_beta(p, nd, 1, &c);
     if (st == DDTS_OK)
         st = ddts__nn_cfg_weight(p, "moving_mean", 1, &c, 0, "moving_mean_initializer",
                                  ddts__nn_init_zeros, NULL);
@@ -129,7 +150,7 @@ static enum ddts_status bn_weights(struct nn_parse *p, struct nn_node *nd)
 
 static enum ddts_status ln_weights(struct nn_parse *p, struct nn_node *nd)
 {
-    return gamma_beta(p, nd, nd->shape[nd->rank - 1]);
+    return gamma_beta(p, nd, nd->rank - nd->norm_axis, nd->shape + nd->norm_axis);
 }
 
 /* The adapted state, non-trainable, in Normalization.build's order: mean,
@@ -161,11 +182,20 @@ static void bn_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_n
     nd->aux2 = ddts__nn_plan_buf(4, c, &need->fail);
 }
 
+/* Values per LayerNormalization row: the normalized trailing block. */
+static size_t ln_row(const struct nn_node *nd)
+{
+    size_t c = 1;
+    for (int d = nd->norm_axis; d < nd->rank; d++)
+        c *= (size_t)nd->shape[d];
+    return c;
+}
+
 /* LN: xhat (cap, size) and 1/std per row. */
 static void ln_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_need *need)
 {
     struct nn_node *nd = &m->nodes[i];
-    size_t c = (size_t)nd->shape[nd->rank - 1];
+    size_t c = ln_row(nd);
     need->tmp_n = 4 * c > need->tmp_n ? 4 * c : need->tmp_n;
     nd->aux = ddts__nn_plan_buf(cap, nd->size, &need->fail);
     nd->aux2 = ddts__nn_plan_buf(cap, nd->size / c, &need->fail);
@@ -317,11 +347,11 @@ static void bn_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     }
 }
 
-/* ---- LayerNormalization over the last axis, per row ---- */
+/* ---- LayerNormalization over a trailing block of axes, per row ---- */
 static void layernorm(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    size_t C = (size_t)nd->shape[nd->rank - 1], R = b * (nd->size / C);
+    size_t C = ln_row(nd), R = b * (nd->size / C);
     int s = nd->w0;
     const float *gamma = nd->scale ? ddts__nn_wdata(m, s) : NULL;
     float *dgamma = nd->scale ? ddts__nn_gdata(m, s) : NULL;
@@ -498,7 +528,7 @@ static const struct nn_layer_ops batchnorm_ops = {
 static const struct nn_layer_ops layernorm_ops = {
     .class_names = (const char *const[]){"LayerNormalization", NULL},
     .kind = NN_LAYERNORM,
-    .doc = "per-row mean and biased variance over the last axis",
+    .doc = "per-row mean and biased variance over the last axis (or a trailing block of axes)",
     .min_in = 1,
     .max_in = 1,
     .weight_name = ln_names,

@@ -6,7 +6,9 @@
  *   Reshape        (...) -> target_shape (one -1 allowed)
  *   UpSampling2D   (H, W, C) -> (H sh, W sw, C)
  *   ZeroPadding2D  (H, W, C) -> (H + top + bottom, W + left + right, C)
+ *   Cropping2D     (H, W, C) -> (H - top - bottom, W - left - right, C)
  *   UpSampling1D, ZeroPadding1D, Cropping1D: the same over (T, C)
+ *   Permute        per-sample axes reordered: output axis i is input axis dims[i] - 1
  */
 #include <string.h>
 
@@ -113,15 +115,19 @@ static enum ddts_status pad1d_parse(struct nn_parse *p, struct nn_node *nd)
     return DDTS_OK;
 }
 
+/* ZeroPadding2D / Cropping2D: an int, a pair or a pair of pairs; cropping is
+ * padding by a negative amount (the same passes). */
 static enum ddts_status zeropad_parse(struct nn_parse *p, struct nn_node *nd)
 {
+    int crop = strcmp(nd->class_name, "Cropping2D") == 0;
     int v[4];
-    if (ddts__nn_cfg_pad4(p, "padding", v) != 0)
-        return ddts__nn_bad(p, "bad padding");
-    nd->pt = v[0];
-    nd->pb = v[1];
-    nd->pl = v[2];
-    nd->pr = v[3];
+    if (ddts__nn_cfg_pad4(p, crop ? "cropping" : "padding", v) != 0)
+        return ddts__nn_bad(p, crop ? "bad cropping" : "bad padding");
+    int sg = crop ? -1 : 1;
+    nd->pt = sg * v[0];
+    nd->pb = sg * v[1];
+    nd->pl = sg * v[2];
+    nd->pr = sg * v[3];
     return ddts__nn_cfg_channels_last(p);
 }
 
@@ -158,7 +164,90 @@ static enum ddts_status image_shape(struct ddts_model *m, struct nn_node *nd,
         nd->shape[1] = a->shape[1] + nd->pl + nd->pr;
     }
     nd->shape[2] = a->shape[2];
+    if (nd->shape[0] <= 0 || nd->shape[1] <= 0)
+        return ddts_error_set(err, DDTS_ESHAPE,
+                              "layer '%s' (%s): cropping leaves nothing of %lld x %lld", nd->name,
+                              nd->class_name, (long long)a->shape[0], (long long)a->shape[1]);
     return DDTS_OK;
+}
+
+/* Permute: dims, a permutation of 1 .. rank (Keras' numbering, batch excluded). */
+static enum ddts_status permute_parse(struct nn_parse *p, struct nn_node *nd)
+{
+    int rank = p->m->nodes[nd->in[0]].rank;
+    int64_t dims[DDTS_MAX_RANK];
+    unsigned seen = 0;
+    if (ddts__nn_cfg_int_list(p, "dims", DDTS_MAX_RANK, dims) != rank)
+        return ddts__nn_bad(p, "dims must list every input axis once");
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] < 1 || dims[i] > rank || (seen & (1u << (dims[i] - 1))))
+            return ddts__nn_bad(p, "dims must be a permutation of 1 .. rank");
+        seen |= 1u << (dims[i] - 1);
+        nd->perm[i] = (int)dims[i] - 1;
+    }
+    return DDTS_OK;
+}
+
+static enum ddts_status permute_shape(struct ddts_model *m, struct nn_node *nd,
+                                      struct ddts_error *err)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    (void)err;
+    nd->rank = a->rank;
+    for (int i = 0; i < a->rank; i++)
+        nd->shape[i] = a->shape[nd->perm[i]];
+    return DDTS_OK;
+}
+
+/* y[i0, .., ir] = x[j] with j's axis perm[k] = ik: the output walked in
+ * order, the input offset advanced by its strides (odometer). Backward adds
+ * dy back through the same map. Samples run in parallel, each writing only
+ * its own rows. */
+static void permute(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    int r = nd->rank, acc = 0;
+    float *dx = backward ? ddts__nn_dx(m, nd, 0, &acc) : NULL;
+    if (backward && dx == NULL)
+        return;
+    size_t ist[DDTS_MAX_RANK], st[DDTS_MAX_RANK], s = 1;
+    for (int d = r - 1; d >= 0; d--) {
+        ist[d] = s;
+        s *= (size_t)a->shape[d];
+    }
+    for (int i = 0; i < r; i++)
+        st[i] = ist[nd->perm[i]]; /* input stride of output axis i */
+#pragma omp parallel for num_threads(m->threads) schedule(static) if (b * nd->size > 65536)
+    for (long n = 0; n < (long)b; n++) {
+        const float *x = a->y + (size_t)n * a->size;
+        float *y = nd->y + (size_t)n * nd->size, *g = dx ? dx + (size_t)n * a->size : NULL;
+        const float *gy = nd->dz + (size_t)n * nd->size;
+        int64_t idx[DDTS_MAX_RANK] = {0};
+        size_t off = 0;
+        for (size_t o = 0; o < nd->size; o++) {
+            if (!backward)
+                y[o] = x[off];
+            else
+                g[off] = acc ? g[off] + gy[o] : gy[o];
+            for (int d = r - 1; d >= 0; d--) { /* next output index */
+                off += st[d];
+                if (++idx[d] < nd->shape[d])
+                    break;
+                off -= st[d] * (size_t)nd->shape[d];
+                idx[d] = 0;
+            }
+        }
+    }
+}
+
+static void permute_fwd(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    permute(m, nd, b, 0);
+}
+
+static void permute_bwd(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    permute(m, nd, b, 1);
 }
 
 static void upsample(struct ddts_model *m, struct nn_node *nd, size_t b, int backward)
@@ -341,9 +430,9 @@ static const struct nn_layer_ops upsample_ops = {
 };
 
 static const struct nn_layer_ops zeropad_ops = {
-    .class_names = (const char *const[]){"ZeroPadding2D", NULL},
+    .class_names = (const char *const[]){"ZeroPadding2D", "Cropping2D", NULL},
     .kind = NN_ZEROPAD,
-    .doc = "zeros around the image (int, pair or pair of pairs)",
+    .doc = "zeros added around (or rows and columns cropped from) the image: int, pair or pairs",
     .min_in = 1,
     .max_in = 1,
     .parse = zeropad_parse,
@@ -364,5 +453,17 @@ static const struct nn_layer_ops pad1d_ops = {
     .backward = zeropad_bwd,
 };
 
+static const struct nn_layer_ops permute_ops = {
+    .class_names = (const char *const[]){"Permute", NULL},
+    .kind = NN_PERMUTE,
+    .doc = "per-sample axes reordered (dims, 1-based)",
+    .min_in = 1,
+    .max_in = 1,
+    .parse = permute_parse,
+    .infer_shape = permute_shape,
+    .forward = permute_fwd,
+    .backward = permute_bwd,
+};
+
 const struct nn_layer_ops *const ddts__nn_family_reshape[] = {
-    &flatten_ops, &reshape_ops, &upsample_ops, &zeropad_ops, &pad1d_ops, NULL};
+    &flatten_ops, &reshape_ops, &upsample_ops, &zeropad_ops, &pad1d_ops, &permute_ops, NULL};

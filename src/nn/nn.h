@@ -49,7 +49,13 @@ enum nn_kind {
     NN_MASKING,   /* Masking: zeroes masked steps and starts a mask */
     NN_REPEAT,    /* RepeatVector: (F) -> (n, F) */
     NN_RNN_STATE, /* a recurrent layer's final state h or c (return_state's extra outputs) */
-    NN_NAMED,     /* a class known by name only (its files' weight names), not built */
+    NN_PRELU,     /* PReLU: learned negative slopes (layer_activation.c) */
+    NN_PERMUTE,   /* Permute: per-sample axes reordered (layer_reshape.c) */
+    NN_MAXIMUM,   /* Maximum, Minimum: element-wise over the inputs (layer_merge.c) */
+    NN_MINIMUM,
+    NN_NOISE,    /* GaussianNoise, GaussianDropout (training only; layer_dropout.c) */
+    NN_ADDITIVE, /* AdditiveAttention, Attention(score_mode concat) (layer_attention.c) */
+    NN_NAMED,    /* a class known by name only (its files' weight names), not built */
 };
 
 enum nn_act_kind {
@@ -174,6 +180,11 @@ struct nn_node {
     int state_which;           /* NN_RNN_STATE: 0 h, 1 c (of its input, a recurrent node) */
     float *scratch;            /* recurrent: planned scratch (ddts__rnn_scratch_floats) */
     unsigned free_dims;        /* bit i: output axis i follows an input dimension that was None */
+    unsigned shared_axes;      /* PReLU: bit i, per-sample axis i shares one alpha */
+    int perm[DDTS_MAX_RANK];   /* Permute: output axis i is input axis perm[i] (per sample) */
+    int norm_axis;             /* LayerNormalization: first normalized per-sample axis */
+    int score_concat;          /* Attention score_mode concat (use_scale in nd->scale) */
+    int gauss_mult;            /* GaussianDropout (multiplicative); else GaussianNoise */
 
     /* buffers planned for the model's batch capacity: (cap, size) each */
     float *z;      /* pre-activation; == y when the activation is linear */

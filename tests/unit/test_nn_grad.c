@@ -20,6 +20,9 @@ static int int_inputs; /* stage class indices 0..int_inputs-1 as input (Embeddin
 static int dchunk_one;
 /* convolutions through im2col and GEMM even where direct kernels would run */
 static int gemm_only;
+/* multiplies the absolute floor of the comparison: small for weights whose
+ * gradients are small next to the loss (attention score weights) */
+static double floor_mult = 1.0;
 
 /* A Sequential config from an input shape and a list of layer JSON objects. */
 static char *seq(const char *input_shape, const char *layers)
@@ -147,7 +150,7 @@ static void check_json(const char *json, const char *loss, const char *loss_cfg,
      * the absolute floor proportional to the loss. */
     const double h = 1e-2;
     double l0 = eval_loss(m, &drop);
-    double floor_abs = 3e-4 * fmax(1.0, fabs(l0));
+    double floor_abs = 3e-4 * fmax(1.0, fabs(l0)), floor_cmp = floor_mult * floor_abs;
     int checked = 0, skipped = 0;
     for (size_t wi = 0; wi < m->n_w; wi++) {
         const struct nn_weight *w = &m->w[wi];
@@ -179,7 +182,7 @@ static void check_json(const char *json, const char *loss, const char *loss_cfg,
             }
             double num = (4 * d[1] - d[0]) / 3;
             double diff = fabs(num - a), scale = fmax(fabs(num), fabs(a));
-            if (!(diff <= tol * scale + floor_abs)) /* NaN-safe */
+            if (!(diff <= tol * scale + floor_cmp)) /* NaN-safe */
                 fail_msg("d loss / d %s/%s[%zu]: analytic %.7g, numeric %.7g (loss %s = %g) in %s",
                          w->layer_name, w->name, j, a, num, loss ? loss : "cfg", l0, json);
             checked++;
@@ -427,6 +430,25 @@ static void test_attention(void **state)
     check_att("Attention", 0, "\"use_scale\":false", "[\"q\",0,0,{}],[\"q\",0,0,{}]");
     check_att("Attention", 2, "\"score_mode\":\"dot\"",
               "[\"q\",0,0,{}],[\"pv\",0,0,{}],[\"pk\",0,0,{}]");
+    /* AdditiveAttention (scale (D) weights) and Attention with score_mode
+     * concat (scalar scale and concat_score_weight), Attention dot with
+     * use_scale: self, and [q, v, k];
+     * their score weights' gradients are ~3e-3, so the floor is 1.5e-5 (the
+     * float32 noise of the differences; a 10% error in any of them fails) */
+    floor_mult = 0.05;
+    check_att("AdditiveAttention", 0, "\"use_scale\":true", "[\"q\",0,0,{}],[\"q\",0,0,{}]");
+    check_att("AdditiveAttention", 2, "\"use_scale\":false",
+              "[\"q\",0,0,{}],[\"pv\",0,0,{}],[\"pk\",0,0,{}]");
+    check_att("AdditiveAttention", 2, "\"dropout\":0.0",
+              "[\"q\",0,0,{}],[\"pv\",0,0,{}],[\"pk\",0,0,{}]");
+    check_att("Attention", 2, "\"score_mode\":\"concat\",\"use_scale\":true",
+              "[\"q\",0,0,{}],[\"pv\",0,0,{}],[\"pk\",0,0,{}]");
+    check_att("Attention", 0, "\"score_mode\":\"concat\"", "[\"q\",0,0,{}],[\"q\",0,0,{}]");
+    /* Attention dot with use_scale: scores scale q k^T */
+    check_att("Attention", 2, "\"use_scale\":true",
+              "[\"q\",0,0,{}],[\"pv\",0,0,{}],[\"pk\",0,0,{}]");
+    check_att("Attention", 0, "\"use_scale\":true", "[\"q\",0,0,{}],[\"q\",0,0,{}]");
+    floor_mult = 1.0;
     /* one input (a Sequential use): query, value and key are the same tensor */
     check("5,4",
           DENSE(4, "tanh") ",{\"class_name\":\"MultiHeadAttention\",\"config\":{\"name\":\"m\","
@@ -502,6 +524,49 @@ static void test_shape_layers(void **state)
     check("6",
           "{\"class_name\":\"Normalization\",\"config\":{\"name\":\"n\",\"axis\":-1}}," DENSE(
               3, "tanh"),
+          "mse", T_REAL);
+}
+
+/* Issue 20's layers: PReLU (alpha per element and shared over axes),
+ * Cropping2D, Permute, SpatialDropout2D and the Gaussian noise layers (their
+ * training draws replayed for each evaluation). */
+static void test_issue20_layers(void **state)
+{
+    (void)state;
+    check("4,3,2",
+          CONV("c", 3, 2, "") ",{\"class_name\":\"PReLU\",\"config\":{\"name\":\"p\","
+                              "\"shared_axes\":[1,2]}}" HEAD,
+          "mse", T_REAL);
+    check("4,3,2",
+          CONV("c", 3, 2, "") ",{\"class_name\":\"PReLU\",\"config\":{\"name\":\"p\","
+                              "\"shared_axes\":2}}" HEAD,
+          "mse", T_REAL);
+    check("5",
+          DENSE(6, "linear") ",{\"class_name\":\"PReLU\",\"config\":{\"name\":\"p\"}}," DENSE(
+              2, "tanh"),
+          "mse", T_REAL);
+    check("5,5,2",
+          CONV("c", 2, 2, "") ",{\"class_name\":\"Cropping2D\",\"config\":{\"name\":\"cr\","
+                              "\"cropping\":[[1,0],[0,2]]}}," CONV("c2", 2, 2, "") HEAD,
+          "mse", T_REAL);
+    check("5,4,2",
+          CONV("c", 3, 2, "") ",{\"class_name\":\"Permute\",\"config\":{\"name\":\"pe\","
+                              "\"dims\":[3,1,2]}}," CONV("c2", 2, 2, "") HEAD,
+          "mse", T_REAL);
+    check("4,4,2",
+          CONV("c", 3, 2, "") ",{\"class_name\":\"SpatialDropout2D\",\"config\":{\"name\":"
+                              "\"sd\",\"rate\":0.4}},{\"class_name\":\"GaussianNoise\","
+                              "\"config\":{\"name\":\"gn\",\"stddev\":0.3}},{\"class_name\":"
+                              "\"GaussianDropout\",\"config\":{\"name\":\"gd\",\"rate\":0.3}}" HEAD,
+          "mse", T_REAL);
+    /* LayerNormalization over a trailing block of axes: gamma, beta (2, 4) */
+    check("3,2,4",
+          DENSE(4, "linear") ",{\"class_name\":\"LayerNormalization\",\"config\":{\"name\":"
+                             "\"ln\",\"axis\":[-2,-1]}}" HEAD,
+          "mse", T_REAL);
+    check("2,5",
+          DENSE(4, "linear") ",{\"class_name\":\"LayerNormalization\",\"config\":{\"name\":"
+                             "\"ln\",\"axis\":[1,2],\"scale\":false}}" HEAD,
           "mse", T_REAL);
 }
 
@@ -595,11 +660,13 @@ static void test_conv3d(void **state)
         }
 }
 
-/* Functional graphs: a residual Add, Concatenate, Average, Subtract, Multiply. */
+/* Functional graphs: a residual Add, Concatenate, Average, Subtract,
+ * Multiply, Maximum, Minimum. */
 static void test_merge(void **state)
 {
     (void)state;
-    const char *merges[] = {"Add", "Average", "Subtract", "Multiply", "Concatenate"};
+    const char *merges[] = {"Add",     "Average", "Subtract",   "Multiply",
+                            "Maximum", "Minimum", "Concatenate"};
     for (size_t i = 0; i < sizeof merges / sizeof merges[0]; i++) {
         char j[4096];
         snprintf(j, sizeof j,
@@ -867,6 +934,15 @@ static void test_recurrent(void **state)
           "mse", T_REAL);
 }
 
+/* A test that fails mid-way leaves no setting behind for the next one. */
+static int reset(void **state)
+{
+    (void)state;
+    floor_mult = 1.0;
+    int_inputs = 0;
+    return 0;
+}
+
 /* Functional configs: an input "inp", layers, and the output ref. */
 #define F_IN(shape)                                                                                \
     "{\"class_name\":\"InputLayer\",\"name\":\"inp\",\"config\":{\"name\":\"inp\","                \
@@ -975,25 +1051,26 @@ static void test_recurrent_state(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dense),
-        cmocka_unit_test(test_activations),
-        cmocka_unit_test(test_conv),
-        cmocka_unit_test(test_conv_transpose),
-        cmocka_unit_test(test_conv1d),
-        cmocka_unit_test(test_conv1d_seq),
-        cmocka_unit_test(test_depthwise),
-        cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_pooling),
-        cmocka_unit_test(test_shape_layers),
-        cmocka_unit_test(test_batchnorm),
-        cmocka_unit_test(test_layernorm_embedding),
-        cmocka_unit_test(test_merge),
-        cmocka_unit_test(test_dot),
-        cmocka_unit_test(test_conv3d),
-        cmocka_unit_test(test_recurrent),
-        cmocka_unit_test(test_losses),
-        cmocka_unit_test(test_loss_values),
-        cmocka_unit_test(test_recurrent_state),
+        cmocka_unit_test_setup(test_dense, reset),
+        cmocka_unit_test_setup(test_activations, reset),
+        cmocka_unit_test_setup(test_conv, reset),
+        cmocka_unit_test_setup(test_conv_transpose, reset),
+        cmocka_unit_test_setup(test_conv1d, reset),
+        cmocka_unit_test_setup(test_conv1d_seq, reset),
+        cmocka_unit_test_setup(test_depthwise, reset),
+        cmocka_unit_test_setup(test_attention, reset),
+        cmocka_unit_test_setup(test_pooling, reset),
+        cmocka_unit_test_setup(test_shape_layers, reset),
+        cmocka_unit_test_setup(test_batchnorm, reset),
+        cmocka_unit_test_setup(test_layernorm_embedding, reset),
+        cmocka_unit_test_setup(test_merge, reset),
+        cmocka_unit_test_setup(test_dot, reset),
+        cmocka_unit_test_setup(test_conv3d, reset),
+        cmocka_unit_test_setup(test_recurrent, reset),
+        cmocka_unit_test_setup(test_losses, reset),
+        cmocka_unit_test_setup(test_loss_values, reset),
+        cmocka_unit_test_setup(test_issue20_layers, reset),
+        cmocka_unit_test_setup(test_recurrent_state, reset),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     printf("gradient entries checked: %d (%d skipped on kinks)\n", n_checked, n_skipped);

@@ -121,6 +121,17 @@ static void test_weight_names(void **state)
     assert_true(ddts__nn_layer_always_weighted("BatchNormalization"));
     assert_false(ddts__nn_layer_always_weighted("Normalization")); /* mean/variance in config */
     assert_false(ddts__nn_layer_always_weighted("Dropout"));
+    /* issue 20: PReLU alpha; the attention layers' scale weights (flag
+     * `scale` is their use_scale) */
+    struct nn_weight_flags unscaled = {1, 1, 0};
+    assert_string_equal(ddts__nn_layer_weight_name("PReLU", &all, 0), "alpha");
+    assert_true(ddts__nn_layer_always_weighted("PReLU"));
+    assert_string_equal(ddts__nn_layer_weight_name("AdditiveAttention", &all, 0), "scale");
+    assert_string_equal(ddts__nn_layer_weight_name("Attention", &all, 1), "concat_score_weight");
+    assert_string_equal(ddts__nn_layer_weight_name("Attention", &unscaled, 0),
+                        "concat_score_weight");
+    assert_false(ddts__nn_layer_always_weighted("Attention"));
+    assert_false(ddts__nn_layer_always_weighted("AdditiveAttention"));
 }
 
 /* A Sequential model: an InputLayer of `shape` and one layer. */
@@ -201,6 +212,174 @@ static void test_read_only_refused(void **state)
     assert_int_equal(build_one("5, 2", "ConvLSTM1D", "\"filters\": 3", &err), DDTS_EUNSUPPORTED);
     assert_non_null(strstr(err.msg, "layer class 'ConvLSTM1D' is not supported"));
     assert_int_equal(build_one("4", "NoSuchLayer", "", &err), DDTS_EUNSUPPORTED);
+}
+
+/* The settings of issue 20's layers that ddts refuses, each by name. */
+static void test_issue20_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *shape, *cls, *cfg, *word;
+        enum ddts_status st;
+    } bad[] = {
+        {"4, 4, 2", "PReLU", "\"alpha_constraint\": {\"class_name\": \"NonNeg\"}",
+         "alpha_constraint", DDTS_EUNSUPPORTED},
+        {"4, 4, 2", "PReLU", "\"shared_axes\": [4]", "shared_axes", DDTS_EFORMAT},
+        {"4, 4, 2", "Cropping2D", "\"cropping\": 1, \"data_format\": \"channels_first\"",
+         "channels_first", DDTS_EUNSUPPORTED},
+        {"4, 4, 2", "Cropping2D", "\"cropping\": [[2, 2], [0, 0]]", "cropping leaves nothing",
+         DDTS_ESHAPE},
+        {"4, 4, 2", "Cropping2D", "\"cropping\": -1", "cropping", DDTS_EFORMAT},
+        {"4, 2", "SpatialDropout2D", "\"rate\": 0.5", "(H, W, C)", DDTS_EFORMAT},
+        {"4, 4, 2", "SpatialDropout2D", "\"rate\": 0.5, \"data_format\": \"channels_first\"",
+         "channels_first", DDTS_EUNSUPPORTED},
+        {"4", "GaussianDropout", "\"rate\": 1", "rate", DDTS_EFORMAT},
+        {"4", "GaussianNoise", "\"stddev\": -1", "stddev", DDTS_EFORMAT},
+        {"4, 3", "Permute", "\"dims\": [1, 1]", "permutation", DDTS_EFORMAT},
+        {"4, 3", "Permute", "\"dims\": [2]", "dims", DDTS_EFORMAT},
+        {"4, 3", "LayerNormalization", "\"axis\": [1]", "trailing block", DDTS_EUNSUPPORTED},
+        {"4, 3", "LayerNormalization", "\"axis\": [2, 1]", "trailing block", DDTS_EUNSUPPORTED},
+        {"4, 3", "LayerNormalization", "\"axis\": [0]", "batch", DDTS_EFORMAT},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct ddts_error err;
+        enum ddts_status st = build_one(bad[i].shape, bad[i].cls, bad[i].cfg, &err);
+        printf("%s {%s}: %s: %s\n", bad[i].cls, bad[i].cfg, ddts_status_str(st), err.msg);
+        if (st != bad[i].st || strstr(err.msg, bad[i].word) == NULL ||
+            strstr(err.msg, bad[i].cls) == NULL)
+            fail_msg("%s {%s}: want %s naming the class and '%s', got %s: %s", bad[i].cls,
+                     bad[i].cfg, ddts_status_str(bad[i].st), bad[i].word, ddts_status_str(st),
+                     err.msg);
+    }
+    /* the attention layers on [x, x] */
+    static const struct {
+        const char *cls, *cfg, *word;
+        const char *shape;
+    } att[] = {
+        {"Attention", "\"dropout\": 1.5", "dropout", "3, 2"},
+        {"Attention", "\"score_mode\": \"general\"", "score_mode", "3, 2"},
+        {"AdditiveAttention", "\"causal\": true", "causal", "3, 2"},
+        {"Attention", "\"score_mode\": \"concat\", \"causal\": true", "causal", "3, 2"},
+        /* a scale whose width (the query's last axis) is unknown */
+        {"AdditiveAttention", "\"use_scale\": true", "unknown size", "null, null"},
+    };
+    for (size_t i = 0; i < sizeof att / sizeof att[0]; i++) {
+        char j[1024];
+        snprintf(j, sizeof j,
+                 "{\"class_name\": \"Functional\", \"config\": {\"name\": \"f\", \"layers\": ["
+                 "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": "
+                 "[null, %s], \"name\": \"x\"}, \"name\": \"x\", \"inbound_nodes\": []},"
+                 "{\"class_name\": \"%s\", \"config\": {\"name\": \"a\", %s}, \"name\": \"a\", "
+                 "\"inbound_nodes\": [[[\"x\", 0, 0, {}], [\"x\", 0, 0, {}]]]}], "
+                 "\"input_layers\": [[\"x\", 0, 0]], \"output_layers\": [[\"a\", 0, 0]]}}",
+                 att[i].shape, att[i].cls, att[i].cfg);
+        struct ddts_model *m = NULL;
+        struct ddts_error err;
+        enum ddts_status st = ddts_model_from_keras_config(j, strlen(j), &m, &err);
+        printf("%s {%s}: %s: %s\n", att[i].cls, att[i].cfg, ddts_status_str(st), err.msg);
+        if (st == DDTS_OK || strstr(err.msg, att[i].word) == NULL)
+            fail_msg("%s {%s}: want an error naming '%s', got %s: %s", att[i].cls, att[i].cfg,
+                     att[i].word, ddts_status_str(st), err.msg);
+        ddts_model_destroy(m);
+    }
+}
+
+/* One layer on an input of `shape`, planned for n samples; x = `fill`, or
+ * uniform [-1, 1) when fill is NAN; one forward pass (training or not). */
+static struct ddts_model *pass_one(const char *shape, const char *cls, const char *cfg, size_t n,
+                                   float fill, int training)
+{
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"s\", \"layers\": ["
+             "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, %s], "
+             "\"name\": \"in\"}}, {\"class_name\": \"%s\", \"config\": {\"name\": \"l\", %s}}]}}",
+             shape, cls, cfg);
+    struct ddts_model *m = NULL;
+    struct ddts_error err;
+    if (ddts_model_from_keras_config(json, strlen(json), &m, &err) != DDTS_OK)
+        fail_msg("%s: %s", json, err.msg);
+    assert_int_equal(ddts__nn_plan(m, n, &err), DDTS_OK);
+    struct ddts_rng r;
+    ddts_rng_seed(&r, 8);
+    ddts_rng_seed(&m->drop_rng, 9);
+    float *x = m->nodes[m->input_node].y;
+    for (size_t i = 0; i < n * m->nodes[m->input_node].size; i++)
+        x[i] = isnan(fill) ? (float)(2 * ddts_rng_uniform(&r) - 1) : fill;
+    m->training = training;
+    ddts__nn_forward(m, n);
+    m->training = 0;
+    return m;
+}
+
+/* Inference: the training-only layers are the identity, bit for bit. */
+static void test_noise_inference(void **state)
+{
+    (void)state;
+    static const char *const layers[][2] = {{"SpatialDropout2D", "\"rate\": 0.5"},
+                                            {"GaussianNoise", "\"stddev\": 1.0"},
+                                            {"GaussianDropout", "\"rate\": 0.5"}};
+    for (size_t k = 0; k < 3; k++) {
+        struct ddts_model *m = pass_one("5, 4, 3", layers[k][0], layers[k][1], 7, NAN, 0);
+        const struct nn_node *in = &m->nodes[m->input_node], *out = &m->nodes[m->output_node];
+        assert_int_equal(memcmp(in->y, out->y, 7 * in->size * sizeof(float)), 0);
+        printf("%s inference: y == x for %zu values\n", layers[k][0], 7 * in->size);
+        ddts_model_destroy(m);
+    }
+}
+
+/* Training: SpatialDropout2D drops whole channels (one draw per sample and
+ * channel, the same for every pixel) at the rate, keeping 1 / (1 - rate);
+ * GaussianNoise adds N(0, stddev); GaussianDropout multiplies by
+ * N(1, rate / (1 - rate)). Bounds are 5 standard errors. */
+static void test_noise_training(void **state)
+{
+    (void)state;
+    const size_t N = 400, H = 3, Wd = 4, C = 8;
+    struct ddts_model *m = pass_one("3, 4, 8", "SpatialDropout2D", "\"rate\": 0.3", N, 1.0f, 1);
+    const float *y = m->nodes[m->output_node].y;
+    size_t dropped = 0, mixed = 0;
+    for (size_t n = 0; n < N; n++)
+        for (size_t c = 0; c < C; c++) {
+            float v0 = y[n * H * Wd * C + c];
+            for (size_t p = 1; p < H * Wd; p++)
+                mixed += y[(n * H * Wd + p) * C + c] != v0;
+            if (v0 == 0.0f)
+                dropped++;
+            else if (v0 != 1.0f / 0.7f)
+                fail_msg("kept value %.9g, want 1 / 0.7", v0);
+        }
+    double frac = (double)dropped / (double)(N * C), se = sqrt(0.3 * 0.7 / (double)(N * C));
+    printf("SpatialDropout2D: %zu of %zu channels dropped (%.4f, want 0.3 +- %.4f), %zu pixels "
+           "differ from their channel's first\n",
+           dropped, N * C, frac, 5 * se, mixed);
+    assert_int_equal(mixed, 0);
+    assert_true(fabs(frac - 0.3) < 5 * se);
+    ddts_model_destroy(m);
+
+    static const struct {
+        const char *cls, *cfg;
+        float fill;
+        double mean, sd;
+    } g[] = {{"GaussianNoise", "\"stddev\": 0.5", 0.0f, 0.0, 0.5},
+             {"GaussianDropout", "\"rate\": 0.2", 1.0f, 1.0, 0.5}};
+    for (size_t k = 0; k < 2; k++) {
+        const size_t n = 50, F = 400;
+        m = pass_one("400", g[k].cls, g[k].cfg, n, g[k].fill, 1);
+        y = m->nodes[m->output_node].y;
+        double s1 = 0, s2 = 0;
+        for (size_t i = 0; i < n * F; i++) {
+            s1 += y[i];
+            s2 += (double)y[i] * y[i];
+        }
+        double cnt = (double)(n * F), mean = s1 / cnt, sd = sqrt(s2 / cnt - mean * mean);
+        double se_m = g[k].sd / sqrt(cnt), se_sd = g[k].sd / sqrt(2 * cnt);
+        printf("%s training on x = %g: mean %.5f (want %g +- %.5f), sd %.5f (want %g +- %.5f)\n",
+               g[k].cls, g[k].fill, mean, g[k].mean, 5 * se_m, sd, g[k].sd, 5 * se_sd);
+        assert_true(fabs(mean - g[k].mean) < 5 * se_m);
+        assert_true(fabs(sd - g[k].sd) < 5 * se_sd);
+        ddts_model_destroy(m);
+    }
 }
 
 /* Dropout masks: every value 0 or 1 / (1 - rate), the kept share within 5
@@ -320,7 +499,9 @@ int main(void)
         cmocka_unit_test(test_names_unique),    cmocka_unit_test(test_hooks),
         cmocka_unit_test(test_public_listing),  cmocka_unit_test(test_weight_names),
         cmocka_unit_test(test_bounded_numbers), cmocka_unit_test(test_read_only_refused),
-        cmocka_unit_test(test_dropout_mask),    cmocka_unit_test(test_flops),
+        cmocka_unit_test(test_issue20_refused), cmocka_unit_test(test_noise_inference),
+        cmocka_unit_test(test_noise_training),  cmocka_unit_test(test_dropout_mask),
+        cmocka_unit_test(test_flops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
