@@ -38,8 +38,8 @@ def run(args, timeout=300):
 
 
 def x_flags(xs):
-    """One --x per input, in the model's input order."""
-    return [a for x in xs for a in ("--x", x)]
+    """One --x per input, in the model's input order (xs: a path or a list of them)."""
+    return [a for x in ([xs] if isinstance(xs, str) else xs) for a in ("--x", x)]
 
 
 def predict(check, model, xs, out):
