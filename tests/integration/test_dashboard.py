@@ -251,7 +251,7 @@ def flood(base, seconds):
     for s in socks:
         s.close()
     stop = time.time() + seconds
-    counts = {"ok": 0, "err": 0, "why": {}}
+    counts = {"ok": 0, "err": 0, "why": {}, "start": time.time()}
 
     def hammer():
         while time.time() < stop:
@@ -345,7 +345,16 @@ def run_live(work, chrome):
         done = "every share's results are received" in open(errfile).read()
         print("flood: %.1f s, %d answers, %d refused %r; rounds %d -> %d" % (
             t1 - t0, counts["ok"], counts["err"], counts["why"], r0, r1), flush=True)
-        check(counts["ok"] > 0, "the flood got no answer at all")
+        # On a fast machine the job can end (and its server exit, taking the page
+        # with it) soon after the requests start: then no answer proves nothing.
+        summary = os.path.join(work, "w", "dash", "summary.json")
+        ran = (time.time() if not os.path.exists(summary) else os.path.getmtime(summary)) - \
+            counts["start"]
+        if counts["ok"] == 0 and ran < 1.5:
+            print("flood: the job ended %.1f s into the requests; not judged" % ran, flush=True)
+        else:
+            check(counts["ok"] > 0, "the flood got no answer at all (the job ran %.1f s into it)"
+                  % ran)
         check(r1 > r0 or done, "no round completed during the flood (rounds %d -> %d)" % (r0, r1))
         st = wait_for(lambda: http(base + "/api/jobs", timeout=2)[0] == 200 or done, 3)
         check(st, "the dashboard does not answer after the flood")
