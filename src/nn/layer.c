@@ -264,8 +264,8 @@ void ddts__nn_forward(struct ddts_model *m, size_t b)
     for (size_t i = 0; i < m->n_nodes; i++) {
         struct nn_node *nd = &m->nodes[i];
         nd->act_done = 0;
-        /* No hook: the input, views (Flatten, Reshape) and Activation, whose z is its
-         * input's y. */
+        /* No hook: the input and views (Flatten, Reshape). An Activation's z is
+         * its input's y, and the activation below computes its y. */
         if (nd->ops->forward != NULL)
             nd->ops->forward(m, nd, b);
         if (nd->act.kind != ACT_LINEAR && !nd->act_done) {

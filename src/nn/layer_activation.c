@@ -177,6 +177,21 @@ static void prelu_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     }
 }
 
+/* A ReLU that the BatchNormalization before it computes (layer_norm.c,
+ * bn_link) has nothing left to do in either pass. */
+static void activation_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    (void)m;
+    (void)b;
+    nd->act_done = nd->act_in_prev;
+}
+
+static void activation_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    if (!nd->act_in_prev)
+        ddts__nn_identity_backward(m, nd, b);
+}
+
 static const struct nn_layer_ops activation_ops = {
     .class_names = (const char *const[]){"Activation", "ReLU", "LeakyReLU", "Softmax", "ELU", NULL},
     .kind = NN_ACTIVATION,
@@ -186,7 +201,8 @@ static const struct nn_layer_ops activation_ops = {
     .max_in = 1,
     .parse = activation_parse,
     .infer_shape = ddts__nn_shape_same,
-    .backward = ddts__nn_identity_backward,
+    .forward = activation_forward,
+    .backward = activation_backward,
     .out = NN_OUT_ACT,
     .spec_word = "activation",
     .spec_usage = "activation:NAME",

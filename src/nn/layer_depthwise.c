@@ -11,13 +11,11 @@
  *                    pointwise_kernel (1, 1, C M, F), bias (F)
  *
  * Geometry (valid/same, strides, dilation) is Conv2D's: TF's rules through
- * ddts__nn_window_shape. The depthwise part runs direct kernels (no im2col:
- * a window touches one channel, so a GEMM would be mostly zeros), one
- * output row of C M floats at a time; the pointwise part is one GEMM.
- * Threads: samples in the forward pass and for the input gradient; kernel
- * taps for the weight gradient, so every sum has one fixed order.
+ * ddts__nn_window_shape. The depthwise part runs the direct kernels of
+ * src/tensor/depthwise.c (no im2col: a window touches one channel, so a GEMM
+ * would be mostly zeros), vectorised over channels; the pointwise part is
+ * one GEMM.
  */
-#include <string.h>
 
 #include "nn/layer.h"
 #include "tensor/tensor.h"
@@ -124,145 +122,23 @@ static void dw_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_n
     }
 }
 
-/* ---- the direct depthwise kernels ---- */
+/* ---- geometry of the direct kernels (src/tensor/depthwise.c) ---- */
 
-struct dw_geom {
-    int H, W, C, M, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL;
-};
-
-static void dw_geom(const struct nn_node *nd, const struct nn_node *a, struct dw_geom *g)
+static void dw_geom(const struct nn_node *nd, const struct nn_node *a, struct ddts__conv_geom *g)
 {
-    *g = (struct dw_geom){.H = (int)nn_h(a),
-                          .W = (int)nn_w(a),
-                          .C = (int)nn_c(a),
-                          .M = nd->depth_mult,
-                          .OH = (int)nn_h(nd),
-                          .OW = (int)nn_w(nd),
-                          .KH = nd->kh,
-                          .KW = nd->kw,
-                          .SH = nd->sh,
-                          .SW = nd->sw,
-                          .DH = nd->dh,
-                          .DW = nd->dw,
-                          .PT = nd->pt,
-                          .PL = nd->pl};
-}
-
-/* z (b, OH, OW, C M) = depthwise(x) (+ bias). */
-static void dw_conv(const struct dw_geom *g, size_t b, const float *x, const float *W,
-                    const float *bias, float *z, int threads)
-{
-    size_t CM = (size_t)g->C * g->M, xs = (size_t)g->H * g->W * g->C;
-    size_t zs = (size_t)g->OH * g->OW * CM;
-#pragma omp parallel for num_threads(threads) schedule(static) if (b > 1)
-    for (long n = 0; n < (long)b; n++) {
-        const float *xn = x + (size_t)n * xs;
-        for (int oh = 0; oh < g->OH; oh++)
-            for (int ow = 0; ow < g->OW; ow++) {
-                float *zo = z + (size_t)n * zs + ((size_t)oh * g->OW + ow) * CM;
-                if (bias != NULL)
-                    memcpy(zo, bias, CM * sizeof *zo);
-                else
-                    memset(zo, 0, CM * sizeof *zo);
-                for (int i = 0; i < g->KH; i++) {
-                    int ih = oh * g->SH - g->PT + i * g->DH;
-                    if (ih < 0 || ih >= g->H)
-                        continue;
-                    for (int j = 0; j < g->KW; j++) {
-                        int iw = ow * g->SW - g->PL + j * g->DW;
-                        if (iw < 0 || iw >= g->W)
-                            continue;
-                        const float *xi = xn + ((size_t)ih * g->W + iw) * g->C;
-                        const float *wk = W + ((size_t)i * g->KW + j) * CM;
-                        if (g->M == 1) {
-                            for (int c = 0; c < g->C; c++)
-                                zo[c] += xi[c] * wk[c];
-                        } else {
-                            for (int c = 0; c < g->C; c++)
-                                for (int mm = 0; mm < g->M; mm++)
-                                    zo[(size_t)c * g->M + mm] += xi[c] * wk[(size_t)c * g->M + mm];
-                        }
-                    }
-                }
-            }
-    }
-}
-
-/* dW (KH, KW, C, M) = sum of x * dz over samples and positions, one tap per thread. */
-static void dw_wgrad(const struct dw_geom *g, size_t b, const float *x, const float *dz, float *dW,
-                     int threads)
-{
-    size_t CM = (size_t)g->C * g->M, xs = (size_t)g->H * g->W * g->C;
-    size_t zs = (size_t)g->OH * g->OW * CM;
-    int taps = g->KH * g->KW;
-#pragma omp parallel for num_threads(threads) schedule(static) if (taps > 1)
-    for (int t = 0; t < taps; t++) {
-        int i = t / g->KW, j = t % g->KW;
-        float *dw = dW + (size_t)t * CM;
-        memset(dw, 0, CM * sizeof *dw);
-        for (size_t n = 0; n < b; n++)
-            for (int oh = 0; oh < g->OH; oh++) {
-                int ih = oh * g->SH - g->PT + i * g->DH;
-                if (ih < 0 || ih >= g->H)
-                    continue;
-                for (int ow = 0; ow < g->OW; ow++) {
-                    int iw = ow * g->SW - g->PL + j * g->DW;
-                    if (iw < 0 || iw >= g->W)
-                        continue;
-                    const float *xi = x + n * xs + ((size_t)ih * g->W + iw) * g->C;
-                    const float *dzo = dz + n * zs + ((size_t)oh * g->OW + ow) * CM;
-                    if (g->M == 1) { /* MobileNets: a vectorisable loop over channels */
-                        for (int c = 0; c < g->C; c++)
-                            dw[c] += xi[c] * dzo[c];
-                        continue;
-                    }
-                    for (int c = 0; c < g->C; c++)
-                        for (int mm = 0; mm < g->M; mm++)
-                            dw[(size_t)c * g->M + mm] += xi[c] * dzo[(size_t)c * g->M + mm];
-                }
-            }
-    }
-}
-
-/* dx (b, H, W, C) (+)= the adjoint of the depthwise convolution applied to dz. */
-static void dw_dgrad(const struct dw_geom *g, size_t b, const float *dz, const float *W, float *dx,
-                     int acc, int threads)
-{
-    size_t CM = (size_t)g->C * g->M, xs = (size_t)g->H * g->W * g->C;
-    size_t zs = (size_t)g->OH * g->OW * CM;
-#pragma omp parallel for num_threads(threads) schedule(static) if (b > 1)
-    for (long n = 0; n < (long)b; n++) {
-        float *dxn = dx + (size_t)n * xs;
-        if (!acc)
-            memset(dxn, 0, xs * sizeof *dxn);
-        for (int oh = 0; oh < g->OH; oh++)
-            for (int ow = 0; ow < g->OW; ow++) {
-                const float *dzo = dz + (size_t)n * zs + ((size_t)oh * g->OW + ow) * CM;
-                for (int i = 0; i < g->KH; i++) {
-                    int ih = oh * g->SH - g->PT + i * g->DH;
-                    if (ih < 0 || ih >= g->H)
-                        continue;
-                    for (int j = 0; j < g->KW; j++) {
-                        int iw = ow * g->SW - g->PL + j * g->DW;
-                        if (iw < 0 || iw >= g->W)
-                            continue;
-                        float *dxi = dxn + ((size_t)ih * g->W + iw) * g->C;
-                        const float *wk = W + ((size_t)i * g->KW + j) * CM;
-                        if (g->M == 1) { /* the same sums as below, vectorisable */
-                            for (int c = 0; c < g->C; c++)
-                                dxi[c] += dzo[c] * wk[c];
-                            continue;
-                        }
-                        for (int c = 0; c < g->C; c++) {
-                            float s = 0.0f;
-                            for (int mm = 0; mm < g->M; mm++)
-                                s += dzo[(size_t)c * g->M + mm] * wk[(size_t)c * g->M + mm];
-                            dxi[c] += s;
-                        }
-                    }
-                }
-            }
-    }
+    *g = (struct ddts__conv_geom){.H = (int)nn_h(a),
+                                  .W = (int)nn_w(a),
+                                  .C = (int)nn_c(a),
+                                  .OH = (int)nn_h(nd),
+                                  .OW = (int)nn_w(nd),
+                                  .KH = nd->kh,
+                                  .KW = nd->kw,
+                                  .SH = nd->sh,
+                                  .SW = nd->sw,
+                                  .DH = nd->dh,
+                                  .DW = nd->dw,
+                                  .PT = nd->pt,
+                                  .PL = nd->pl};
 }
 
 /* ---- passes ---- */
@@ -270,17 +146,18 @@ static void dw_dgrad(const struct dw_geom *g, size_t b, const float *dz, const f
 static void dw_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    struct dw_geom g;
+    struct ddts__conv_geom g;
     dw_geom(nd, a, &g);
     const float *dk = ddts__nn_wdata(m, nd->w0);
     if (!is_separable(nd)) {
-        dw_conv(&g, b, a->y, dk, nd->use_bias ? ddts__nn_wdata(m, nd->w0 + 1) : NULL, nd->z,
-                m->threads);
+        ddts__tensor_depthwise(&g, nd->depth_mult, b, a->y, dk,
+                               nd->use_bias ? ddts__nn_wdata(m, nd->w0 + 1) : NULL, nd->z,
+                               m->threads);
         return;
     }
     /* z (b P, F) = depthwise(x) (b P, C M) pointwise (C M, F) + bias */
-    size_t CM = (size_t)g.C * g.M, F = (size_t)nd->units, P = (size_t)g.OH * g.OW;
-    dw_conv(&g, b, a->y, dk, NULL, nd->aux, m->threads);
+    size_t CM = (size_t)g.C * nd->depth_mult, F = (size_t)nd->units, P = (size_t)g.OH * g.OW;
+    ddts__tensor_depthwise(&g, nd->depth_mult, b, a->y, dk, NULL, nd->aux, m->threads);
     ddts__tensor_sgemm_par(m->threads, 0, 0, b * P, F, CM, 1.0f, nd->aux, CM,
                            ddts__nn_wdata(m, nd->w0 + 1), F, 0.0f, nd->z, F);
     nd->act_done = ddts__nn_bias_act(
@@ -290,9 +167,9 @@ static void dw_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 static void dw_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    struct dw_geom g;
+    struct ddts__conv_geom g;
     dw_geom(nd, a, &g);
-    size_t CM = (size_t)g.C * g.M, P = (size_t)g.OH * g.OW;
+    size_t CM = (size_t)g.C * nd->depth_mult, P = (size_t)g.OH * g.OW;
     const float *dk = ddts__nn_wdata(m, nd->w0);
     int train = m->w[nd->w0].trainable;
     int acc;
@@ -314,9 +191,10 @@ static void dw_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         ddts__nn_bias_grad(m, b * P, CM, nd->dz, ddts__nn_gdata(m, nd->w0 + 1));
     }
     if (train)
-        dw_wgrad(&g, b, a->y, dzd, ddts__nn_gdata(m, nd->w0), m->threads);
+        ddts__tensor_depthwise_wgrad(&g, nd->depth_mult, b, a->y, dzd, ddts__nn_gdata(m, nd->w0),
+                                     m->threads);
     if (dx)
-        dw_dgrad(&g, b, dzd, dk, dx, acc, m->threads);
+        ddts__tensor_depthwise_dgrad(&g, nd->depth_mult, b, dzd, dk, dx, acc, m->threads);
 }
 
 static const struct nn_layer_ops depthwise_ops = {

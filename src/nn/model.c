@@ -341,10 +341,12 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
         if (nd->ops->plan != NULL)
             nd->ops->plan(m, i, cap, &need);
     }
-    /* Fusions across nodes (layer_pool.c: max pooling with the layer before it). */
+    /* Fusions across nodes (layer_pool.c: max pooling with the layer before it;
+     * layer_norm.c: BatchNormalization with the ReLU after it). */
     for (size_t i = 0; i < m->n_nodes; i++) {
         struct nn_node *nd = &m->nodes[i];
         nd->pool_relu = nd->skip_act_bwd = nd->pool_node = nd->in_conv = 0;
+        nd->act_node = nd->act_in_prev = 0;
     }
     for (size_t i = 0; i < m->n_nodes && !need.fail; i++)
         if (m->nodes[i].ops->plan_link != NULL)

@@ -191,8 +191,8 @@ struct nn_node {
     float *y;      /* output */
     float *dy;     /* gradient of the loss w.r.t. y */
     float *dz;     /* gradient w.r.t. z; == dy when linear */
-    float *aux;    /* dropout mask, BN xhat, pooling argmax (as int32) */
-    float *aux2;   /* BN batch mean and inverse std (2 C) */
+    float *aux;    /* dropout mask, pooling argmax (as int32) */
+    float *aux2;   /* BN batch mean, inverse std and three scratch rows (5 C) */
     float *colbuf; /* conv: this layer's im2col, kept for the backward pass */
     int own_y, own_z, own_dz;
     int act_done;     /* the forward pass already applied the activation */
@@ -200,6 +200,8 @@ struct nn_node {
     int skip_act_bwd; /* relu backward done by the max pooling that consumes it */
     int pool_node;    /* direct conv: the max pooling it computes too (0: none) */
     int in_conv;      /* max pooling computed by the convolution before it */
+    int act_node;     /* BatchNormalization: 1 + the ReLU node it computes too (0: none) */
+    int act_in_prev;  /* ReLU computed by the BatchNormalization before it */
 };
 
 struct nn_entry {

@@ -19,39 +19,12 @@
  * padded im2col block, as ddts__tensor_im2col would write them.
  */
 #include <omp.h>
-#include <stdatomic.h>
 #include <string.h>
 
+#include "tensor/simd.h"
 #include "tensor/tensor.h"
 
-/* The vector helpers below are always inlined, so no v16 ever crosses a
- * call boundary whose ABI the target attributes would change. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 #define PB_MAX 8 /* output positions per block, at most */
-
-typedef float v16 __attribute__((vector_size(64)));
-typedef int v16i __attribute__((vector_size(64)));
-
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
-
-ALWAYS_INLINE v16 vload(const float *p)
-{
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-ALWAYS_INLINE void vstore(float *p, v16 v)
-{
-    memcpy(p, &v, sizeof v);
-}
-
-ALWAYS_INLINE v16 vrelu(v16 v)
-{
-    const v16 zero = {0};
-    return (v16)((v16i)v & (v16i)(v > zero)); /* NaN -> 0, as the fused relu pass */
-}
 
 int ddts__tensor_conv_direct_fits(const struct ddts__conv_geom *g)
 {
@@ -356,62 +329,38 @@ static void wgrad_generic(const struct direct_args *a, size_t i0, size_t i1, flo
     wgrad_images(a, i0, i1, s, t, tmp, 4);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) static void forward_avx2(const struct direct_args *a, long r0,
-                                                             long r1, float *tmp)
+#if DDTS_HAVE_ISA_BUILDS
+DDTS_TARGET_AVX2 static void forward_avx2(const struct direct_args *a, long r0, long r1, float *tmp)
 {
     forward_rows(a, r0, r1, tmp, 4);
 }
 
-__attribute__((target("avx2,fma"))) static void
-wgrad_avx2(const struct direct_args *a, size_t i0, size_t i1, float *s, float *t, float *tmp)
+DDTS_TARGET_AVX2 static void wgrad_avx2(const struct direct_args *a, size_t i0, size_t i1, float *s,
+                                        float *t, float *tmp)
 {
     wgrad_images(a, i0, i1, s, t, tmp, 4);
 }
 
-__attribute__((target("avx512f,fma"))) static void forward_avx512(const struct direct_args *a,
-                                                                  long r0, long r1, float *tmp)
+DDTS_TARGET_AVX512 static void forward_avx512(const struct direct_args *a, long r0, long r1,
+                                              float *tmp)
 {
     forward_rows(a, r0, r1, tmp, 8);
 }
 
-__attribute__((target("avx512f,fma"))) static void
-wgrad_avx512(const struct direct_args *a, size_t i0, size_t i1, float *s, float *t, float *tmp)
+DDTS_TARGET_AVX512 static void wgrad_avx512(const struct direct_args *a, size_t i0, size_t i1,
+                                            float *s, float *t, float *tmp)
 {
     wgrad_images(a, i0, i1, s, t, tmp, 8);
 }
 #endif
 
-/* Tests and benchmarks cap it from one thread while kernels may read it on others. */
-static atomic_int isa_cap = 2;
-
-int ddts__tensor_conv_direct_cap_isa(int level)
-{
-    return atomic_exchange_explicit(&isa_cap, level, memory_order_relaxed);
-}
-
-/* 2: AVX-512, 1: AVX2 with FMA, 0: the generic build; at most isa_cap. */
-static int isa_level(void)
-{
-    int level = 0;
-#if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f"))
-        level = 2;
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        level = 1;
-#endif
-    int cap = atomic_load_explicit(&isa_cap, memory_order_relaxed);
-    return level < cap ? level : cap;
-}
-
-/* The kernels of each build, by isa_level(). */
+/* The kernels of each build, by ddts__tensor_isa_level(). */
 static const struct {
     forward_fn forward;
     wgrad_fn wgrad;
 } kernels[] = {
     {forward_generic, wgrad_generic},
-#if defined(__x86_64__) && defined(__GNUC__)
+#if DDTS_HAVE_ISA_BUILDS
     {forward_avx2, wgrad_avx2},
     {forward_avx512, wgrad_avx512},
 #endif
@@ -451,7 +400,7 @@ void ddts__tensor_conv_direct(const struct ddts__conv_geom *g, size_t n, const f
                             .z = z,
                             .relu = relu || pool != NULL,
                             .pool = pool};
-    forward_fn fn = kernels[isa_level()].forward;
+    forward_fn fn = kernels[ddts__tensor_isa_level()].forward;
     size_t rows = n * (size_t)(pool ? pool->POH : g->OH);
     size_t per = per_thread(g, F, pool ? pool->PH : 0), sums = per_thread(g, F, 0);
     int nt = threads > 1 && rows > 8 ? threads : 1;
@@ -469,7 +418,7 @@ void ddts__tensor_conv_direct_wgrad(const struct ddts__conv_geom *g, size_t n, c
                                     const struct ddts__conv_pool *pool, float *scratch, int threads)
 {
     struct direct_args a = {.g = g, .n = n, .F = F, .x = x, .dz = dz, .pool = pool};
-    wgrad_fn fn = kernels[isa_level()].wgrad;
+    wgrad_fn fn = kernels[ddts__tensor_isa_level()].wgrad;
     const size_t K = (size_t)g->KH * g->KW * g->C, kf = K * F;
     const size_t per = per_thread(g, F, pool ? pool->PH : 0);
     int nt = threads > 1 && n > 1 ? threads : 1, used = 1;

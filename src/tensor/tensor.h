@@ -133,8 +133,22 @@ void ddts__tensor_conv_direct_wgrad(const struct ddts__conv_geom *g, size_t n, c
  * without pooling. */
 size_t ddts__tensor_conv_direct_scratch(const struct ddts__conv_geom *g, size_t F, int PH,
                                         int threads);
-/* Caps the instruction set the direct kernels use (2: AVX-512, 1: AVX2,
+/*
+ * Depthwise convolution (depthwise.c) over x (n, H, W, C) with kernel W
+ * (KH, KW, C, M), M the depth multiplier: z (n, OH, OW, C M) = bias (C M,
+ * may be NULL) + the window sums; dW (KH, KW, C, M) its weight gradient; dx
+ * (n, H, W, C) = (acc: +=) its input gradient, every element written. The
+ * sums run in one order for every thread count and build (bit-identical).
+ */
+void ddts__tensor_depthwise(const struct ddts__conv_geom *g, int M, size_t n, const float *x,
+                            const float *W, const float *bias, float *z, int threads);
+void ddts__tensor_depthwise_wgrad(const struct ddts__conv_geom *g, int M, size_t n, const float *x,
+                                  const float *dz, float *dW, int threads);
+void ddts__tensor_depthwise_dgrad(const struct ddts__conv_geom *g, int M, size_t n, const float *dz,
+                                  const float *W, float *dx, int acc, int threads);
+/* Caps the instruction set the hand-vectorised kernels (direct and
+ * depthwise convolutions, BatchNormalization) use (2: AVX-512, 1: AVX2,
  * 0: generic) so that tests reach each build; returns the previous cap. */
-int ddts__tensor_conv_direct_cap_isa(int level);
+int ddts__tensor_cap_isa(int level);
 
 #endif

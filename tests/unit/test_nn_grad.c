@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "nn/nn.h"
+#include "tensor/tensor.h"
 #include "test.h"
 
 #define B 3 /* batch */
@@ -265,6 +266,19 @@ static void test_activations(void **state)
     ",\"kernel_size\":[" #k "," #k "],\"activation\":\"tanh\"" extra "}}"
 #define HEAD ",{\"class_name\":\"Flatten\",\"config\":{\"name\":\"f\"}}," DENSE(2, "linear")
 
+/* Functional configs: an input "inp", layers, and the output ref. */
+#define F_IN(shape)                                                                                \
+    "{\"class_name\":\"InputLayer\",\"name\":\"inp\",\"config\":{\"name\":\"inp\","                \
+    "\"batch_input_shape\":[null," shape "]},\"inbound_nodes\":[]}"
+#define F_L(cls, name, cfg, inbound)                                                               \
+    ",{\"class_name\":\"" cls "\",\"name\":\"" name "\",\"config\":{\"name\":\"" name "\"" cfg     \
+    "},\"inbound_nodes\":[[" inbound "]]}"
+#define F_R(name, t) "[\"" name "\",0," #t ",{}]"
+#define F_MODEL(layers, out, t)                                                                    \
+    "{\"class_name\":\"Functional\",\"config\":{\"name\":\"f\",\"layers\":[" layers                \
+    "],\"input_layers\":[[\"inp\",0,0]],\"output_layers\":[[\"" out "\",0," #t "]]}}"
+#define F_DENSE(name, units, in) F_L("Dense", name, ",\"units\":" #units, in)
+
 static void test_conv(void **state)
 {
     (void)state;
@@ -351,6 +365,17 @@ static void test_depthwise(void **state)
 {
     (void)state;
     check("5,5,2", DW("DepthwiseConv2D", "d", "[3,3]", "") HEAD, "mse", T_REAL);
+    /* 16 channels and more: the vector path of the kernels (17: and its tail) */
+    check("5,5,17", DW("DepthwiseConv2D", "d", "[3,3]", ",\"padding\":\"same\"") HEAD, "mse",
+          T_REAL);
+    check("6,5,16",
+          DW("DepthwiseConv2D", "d", "[3,3]",
+             ",\"strides\":[2,2],\"padding\":\"same\",\"use_bias\":false") HEAD,
+          "mse", T_REAL);
+    check("7,7,16",
+          CONV("c", 16, 2, "") "," DW("DepthwiseConv2D", "d", "[2,3]",
+                                      ",\"dilation_rate\":[2,1],\"strides\":[1,2]") HEAD,
+          "mse", T_REAL);
     check("6,5,2",
           DW("DepthwiseConv2D", "d", "[3,3]", ",\"depth_multiplier\":2,\"padding\":\"same\"") HEAD,
           "mse", T_REAL);
@@ -606,6 +631,12 @@ static void test_layernorm_embedding(void **state)
     int_inputs = 0;
 }
 
+#define BN(name, extra)                                                                            \
+    "{\"class_name\":\"BatchNormalization\",\"config\":{\"name\":\"" name "\",\"axis\":-1" extra   \
+    "}}"
+#define RELU(name, max)                                                                            \
+    "{\"class_name\":\"ReLU\",\"config\":{\"name\":\"" name "\",\"max_value\":" max "}}"
+
 static void test_batchnorm(void **state)
 {
     (void)state;
@@ -617,6 +648,126 @@ static void test_batchnorm(void **state)
           CONV("c", 3, 2, "") ",{\"class_name\":\"BatchNormalization\",\"config\":{\"name\":"
                               "\"bn\",\"axis\":[3],\"center\":false}}" HEAD,
           "mse", T_REAL);
+    /* BatchNormalization with the ReLU after it fused (layer_norm.c): a
+     * clipped ReLU whose max_value the normalized values cross, a plain one;
+     * a frozen (inference mode) BatchNormalization; a ReLU whose output has
+     * two consumers. 18 channels take the kernels' vector path: without a
+     * ReLU (in training, many channels of ReLU kinks that all move with the
+     * batch statistics defeat finite differences; test_batchnorm_fused_bits
+     * checks the fused ReLU on the vector path against the ReLU layer). */
+    check("4,4,3", CONV("c", 18, 2, "") "," BN("bn", "") HEAD, "mse", T_REAL);
+    check("4,4,3",
+          CONV("c", 3, 2, "") "," BN("bn", "") "," RELU("r", "0.3") "," DW(
+              "DepthwiseConv2D", "d", "[2,2]",
+              ",\"padding\":\"same\"") "," BN("bn2", ",\"scale\":false") "," RELU("r2", "null")
+              HEAD,
+          "mse", T_REAL);
+    check("4,4,3",
+          CONV("c", 18, 2, "") "," BN("bn", ",\"trainable\":false") "," RELU("r", "0.4") HEAD,
+          "mse", T_REAL);
+    check_json(
+        F_MODEL(F_IN("3,3,2") F_L("Conv2D", "c", ",\"filters\":3,\"kernel_size\":2",
+                                  F_R("inp", 0)) F_L("BatchNormalization", "bn", "", F_R("c", 0))
+                    F_L("ReLU", "r", ",\"max_value\":0.5", F_R("bn", 0))
+                        F_L("Dense", "d1", ",\"units\":3", F_R("r", 0))
+                            F_L("Add", "a", "", F_R("r", 0) "," F_R("d1", 0))
+                                F_L("Flatten", "f", "", F_R("a", 0)) F_DENSE("out", 2, F_R("f", 0)),
+                "out", 0),
+        "mse", NULL, T_REAL, 2e-2);
+}
+
+/* One training pass (forward, loss, backward) on the staged batch: the
+ * model's output and the gradients of every parameter, appended to out. */
+static void train_pass(struct ddts_model *m, float *out)
+{
+    const struct nn_node *o = &m->nodes[m->output_node];
+    m->training = 1;
+    ddts__nn_forward(m, B);
+    (void)ddts__nn_loss(m, B, 1, NULL, NULL, NULL, NULL);
+    ddts__nn_backward(m, B);
+    m->training = 0;
+    memcpy(out, o->y, B * o->size * sizeof *out);
+    memcpy(out + B * o->size, m->grads, m->n_params * sizeof *out);
+}
+
+/* Each BatchNormalization of the model computes the ReLU layer after it
+ * (on: as bn_link sets it up), or not (off: the two layers run apart). */
+static void set_fused(struct ddts_model *m, int on)
+{
+    for (size_t i = 0; i + 1 < m->n_nodes; i++) {
+        struct nn_node *bn = &m->nodes[i], *relu = &m->nodes[i + 1];
+        if (bn->kind != NN_BATCHNORM)
+            continue;
+        assert_int_equal(relu->kind, NN_ACTIVATION);
+        bn->act_node = on ? (int)i + 2 : 0;
+        relu->act_in_prev = relu->skip_act_bwd = on;
+    }
+}
+
+/* The fused BatchNormalization + ReLU gives the bits of the two layers run
+ * apart (the fusion undone by hand), in training and in inference mode;
+ * the AVX2 and AVX-512 builds of its kernels (and of the depthwise ones)
+ * give the generic build's bits too (GCC contracts no multiply-add), or
+ * stay within rounding (clang forms FMAs). */
+static void test_batchnorm_fused_bits(void **state)
+{
+    (void)state;
+    static const char *const layers[] = {
+        CONV("c", 18, 2, "") "," BN("bn", "") "," RELU("r", "0.3") "," DW(
+            "DepthwiseConv2D", "d", "[3,3]",
+            ",\"padding\":\"same\"") "," BN("bn2", "") "," RELU("r2", "null") HEAD,
+        CONV("c", 18, 2, "") "," BN("bn", ",\"trainable\":false") "," RELU("r", "6") HEAD,
+    };
+    for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
+        char *json = seq("5,5,3", layers[li]);
+        struct ddts_error err = {0};
+        struct ddts_model *m = NULL;
+        assert_int_equal(ddts_model_from_keras_config(json, strlen(json), &m, &err), DDTS_OK);
+        assert_int_equal(ddts_model_init_weights(m, 3, &err), DDTS_OK);
+        struct ddts_compile_options co = {.loss = "mse", .optimizer = "sgd"};
+        assert_int_equal(ddts_model_compile(m, &co, &err), DDTS_OK);
+        const struct nn_node *o = &m->nodes[m->output_node];
+        m->target_size = o->size;
+        assert_int_equal(ddts__nn_plan(m, B, &err), DDTS_OK);
+        struct ddts_rng r;
+        ddts_rng_seed(&r, 8);
+        for (size_t i = 0; i < m->n_w; i++) /* gamma and beta away from ones and zeros */
+            if (strcmp(m->w[i].name, "moving_variance") != 0)
+                fill_uniform(&r, m->params + m->w[i].off, m->w[i].n, -0.6, 0.6);
+        struct nn_node *in = &m->nodes[m->input_node];
+        fill_uniform(&r, in->y, B * in->size, -1, 1);
+        fill_uniform(&r, m->target, B * m->target_size, -1, 1);
+        int fused = 0;
+        for (size_t i = 0; i < m->n_nodes; i++)
+            fused += m->nodes[i].act_node > 0;
+        assert_int_equal(fused, li == 0 ? 2 : 1); /* every BatchNormalization took its ReLU */
+        size_t n = B * o->size + m->n_params;
+        float *ref = malloc(n * sizeof *ref), *got = malloc(n * sizeof *got);
+        int old = ddts__tensor_cap_isa(0);
+        train_pass(m, ref);
+        set_fused(m, 0); /* the ReLU layers run apart */
+        train_pass(m, got);
+        assert_memory_equal(ref, got, n * sizeof *ref);
+        set_fused(m, 1);
+        for (int isa = 1; isa <= 2; isa++) {
+            ddts__tensor_cap_isa(isa);
+            train_pass(m, got);
+            for (size_t i = 0; i < n; i++) {
+#if defined(__clang__)
+                assert_true(fabsf(got[i] - ref[i]) <= 1e-5f + 1e-4f * fabsf(ref[i]));
+#else
+                if (memcmp(&got[i], &ref[i], sizeof *ref) != 0)
+                    fail_msg("layers %zu isa %d: value %zu is %.9g, generic build %.9g", li, isa, i,
+                             (double)got[i], (double)ref[i]);
+#endif
+            }
+        }
+        ddts__tensor_cap_isa(old);
+        free(ref);
+        free(got);
+        free(json);
+        ddts_model_destroy(m);
+    }
 }
 
 /* Conv3D (valid, same with strides, dilation, no bias) and the 3-D
@@ -943,19 +1094,6 @@ static int reset(void **state)
     return 0;
 }
 
-/* Functional configs: an input "inp", layers, and the output ref. */
-#define F_IN(shape)                                                                                \
-    "{\"class_name\":\"InputLayer\",\"name\":\"inp\",\"config\":{\"name\":\"inp\","                \
-    "\"batch_input_shape\":[null," shape "]},\"inbound_nodes\":[]}"
-#define F_L(cls, name, cfg, inbound)                                                               \
-    ",{\"class_name\":\"" cls "\",\"name\":\"" name "\",\"config\":{\"name\":\"" name "\"" cfg     \
-    "},\"inbound_nodes\":[[" inbound "]]}"
-#define F_R(name, t) "[\"" name "\",0," #t ",{}]"
-#define F_MODEL(layers, out, t)                                                                    \
-    "{\"class_name\":\"Functional\",\"config\":{\"name\":\"f\",\"layers\":[" layers                \
-    "],\"input_layers\":[[\"inp\",0,0]],\"output_layers\":[[\"" out "\",0," #t "]]}}"
-#define F_DENSE(name, units, in) F_L("Dense", name, ",\"units\":" #units, in)
-
 /* return_state's outputs and initial_state's inputs: the gradient reaches
  * the first layer's weights only through the states. */
 static void test_recurrent_state(void **state)
@@ -1062,6 +1200,7 @@ int main(void)
         cmocka_unit_test_setup(test_pooling, reset),
         cmocka_unit_test_setup(test_shape_layers, reset),
         cmocka_unit_test_setup(test_batchnorm, reset),
+        cmocka_unit_test_setup(test_batchnorm_fused_bits, reset),
         cmocka_unit_test_setup(test_layernorm_embedding, reset),
         cmocka_unit_test_setup(test_merge, reset),
         cmocka_unit_test_setup(test_dot, reset),

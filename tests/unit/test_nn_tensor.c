@@ -1,5 +1,6 @@
 /* Tensor kernels: the split GEMM against a naive product, im2col/col2im
- * adjointness, the direct convolution against im2col and a naive product. */
+ * adjointness, the direct convolution against im2col and a naive product,
+ * the depthwise convolution against naive sums. */
 #include <math.h>
 #include <string.h>
 
@@ -115,7 +116,7 @@ static void test_conv_direct(void **state)
             dz[i] = (float)(ddts_rng_uniform(&r) - 0.5);
         ddts__tensor_im2col(G, n, x, col, 1);
         for (int isa = 2; isa >= 0; isa--) {
-            int old = ddts__tensor_conv_direct_cap_isa(isa);
+            int old = ddts__tensor_cap_isa(isa);
             for (int threads = 1; threads <= 3; threads++) {
                 int relu = threads == 2;
                 ddts__tensor_conv_direct(G, n, x, W, F, threads == 3 ? NULL : bias, relu, z, NULL,
@@ -156,7 +157,7 @@ static void test_conv_direct(void **state)
                 ddts__tensor_conv_direct_wgrad(G, n, x, dz, F, dW2, NULL, NULL, scratch, threads);
                 assert_memory_equal(dW, dW2, K * F * 4);
             }
-            ddts__tensor_conv_direct_cap_isa(old);
+            ddts__tensor_cap_isa(old);
         }
         free(x);
         free(W);
@@ -170,6 +171,116 @@ static void test_conv_direct(void **state)
         free(dW2);
         free(db2);
         free(scratch);
+    }
+}
+
+/* The depthwise kernels against naive sums in double: forward (with and
+ * without bias), weight gradient, input gradient (written and accumulated),
+ * for every build and 1-3 threads; a thread count never changes the bits. */
+static void test_depthwise_kernels(void **state)
+{
+    (void)state;
+    /* H, W, C, KH, KW, SH, SW, DH, DW, PT, PL, OH, OW; and M below. 16+
+     * channels take the vector path (19: with a tail); 7x7 has more taps
+     * than one gather takes; M = 3 the scalar path. */
+    struct ddts__conv_geom geoms[] = {
+        {9, 9, 16, 3, 3, 1, 1, 1, 1, 1, 1, 9, 9}, {9, 8, 19, 3, 3, 2, 2, 1, 1, 1, 0, 5, 4},
+        {7, 7, 5, 3, 2, 1, 2, 2, 1, 0, 0, 3, 3},  {6, 6, 32, 5, 5, 1, 1, 1, 1, 2, 2, 6, 6},
+        {8, 8, 16, 7, 7, 1, 1, 1, 1, 3, 3, 8, 8}, {7, 9, 18, 2, 3, 2, 1, 3, 2, 1, 2, 4, 9},
+    };
+    int mults[] = {1, 1, 3, 1, 1, 2};
+    struct ddts_rng r;
+    ddts_rng_seed(&r, 6);
+    for (size_t gi = 0; gi < sizeof geoms / sizeof geoms[0]; gi++) {
+        const struct ddts__conv_geom *G = &geoms[gi];
+        const int M = mults[gi], C = G->C, CM = C * M;
+        const size_t n = 3, xs = n * G->H * G->W * C, zs = n * G->OH * G->OW * CM;
+        const size_t ws = (size_t)G->KH * G->KW * CM;
+        float *x = malloc(xs * 4), *W = malloc(ws * 4), *bias = malloc(CM * 4);
+        float *dz = malloc(zs * 4), *z = malloc(zs * 4), *dW = malloc(ws * 4), *dx = malloc(xs * 4);
+        float *z1 = malloc(zs * 4), *dW1 = malloc(ws * 4), *dx1 = malloc(xs * 4);
+        double *zr = calloc(zs, 8), *dWr = calloc(ws, 8), *dxr = calloc(xs, 8);
+        for (size_t i = 0; i < xs; i++)
+            x[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (size_t i = 0; i < ws; i++)
+            W[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (int i = 0; i < CM; i++)
+            bias[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (size_t i = 0; i < zs; i++)
+            dz[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (size_t s = 0; s < n; s++)
+            for (int oh = 0; oh < G->OH; oh++)
+                for (int ow = 0; ow < G->OW; ow++)
+                    for (int i = 0; i < G->KH; i++)
+                        for (int j = 0; j < G->KW; j++) {
+                            int ih = oh * G->SH - G->PT + i * G->DH;
+                            int iw = ow * G->SW - G->PL + j * G->DW;
+                            if (ih < 0 || ih >= G->H || iw < 0 || iw >= G->W)
+                                continue;
+                            size_t xo = ((s * G->H + ih) * G->W + iw) * C;
+                            size_t zo = ((s * G->OH + oh) * G->OW + ow) * CM;
+                            size_t wo = ((size_t)i * G->KW + j) * CM;
+                            for (int c = 0; c < C; c++)
+                                for (int mm = 0; mm < M; mm++) {
+                                    size_t k = (size_t)c * M + mm;
+                                    zr[zo + k] += (double)x[xo + c] * W[wo + k];
+                                    dWr[wo + k] += (double)x[xo + c] * dz[zo + k];
+                                    dxr[xo + c] += (double)dz[zo + k] * W[wo + k];
+                                }
+                        }
+        for (int isa = 2; isa >= 0; isa--) {
+            int old = ddts__tensor_cap_isa(isa);
+            for (int threads = 1; threads <= 3; threads++) {
+                int with_bias = threads != 2, acc = threads == 3;
+                ddts__tensor_depthwise(G, M, n, x, W, with_bias ? bias : NULL, z, threads);
+                for (size_t i = 0; i < zs; i++) {
+                    double ref = zr[i] + (with_bias ? bias[i % (size_t)CM] : 0);
+                    if (fabs(z[i] - ref) > 1e-5)
+                        fail_msg("geometry %zu isa %d threads %d: z[%zu] = %.7g, naive %.7g", gi,
+                                 isa, threads, i, (double)z[i], ref);
+                }
+                ddts__tensor_depthwise_wgrad(G, M, n, x, dz, dW, threads);
+                for (size_t i = 0; i < ws; i++)
+                    if (fabs(dW[i] - dWr[i]) > 1e-4)
+                        fail_msg("geometry %zu isa %d threads %d: dW[%zu] = %.7g, naive %.7g", gi,
+                                 isa, threads, i, (double)dW[i], dWr[i]);
+                for (size_t i = 0; i < xs; i++) /* garbage unless accumulating onto ones */
+                    dx[i] = acc ? 1.0f : NAN;
+                ddts__tensor_depthwise_dgrad(G, M, n, dz, W, dx, acc, threads);
+                for (size_t i = 0; i < xs; i++)
+                    if (!(fabs(dx[i] - dxr[i] - acc) <= 1e-5))
+                        fail_msg("geometry %zu isa %d threads %d: dx[%zu] = %.7g, naive %.7g", gi,
+                                 isa, threads, i, (double)dx[i], dxr[i] + acc);
+                if (threads == 1) { /* with bias, dx written */
+                    memcpy(z1, z, zs * 4);
+                    memcpy(dW1, dW, ws * 4);
+                    memcpy(dx1, dx, xs * 4);
+                }
+            }
+            /* the bits of one thread again on two and three */
+            for (int threads = 2; threads <= 3; threads++) {
+                ddts__tensor_depthwise(G, M, n, x, W, bias, z, threads);
+                assert_memory_equal(z, z1, zs * 4);
+                ddts__tensor_depthwise_wgrad(G, M, n, x, dz, dW, threads);
+                assert_memory_equal(dW, dW1, ws * 4);
+                ddts__tensor_depthwise_dgrad(G, M, n, dz, W, dx, 0, threads);
+                assert_memory_equal(dx, dx1, xs * 4);
+            }
+            ddts__tensor_cap_isa(old);
+        }
+        free(x);
+        free(W);
+        free(bias);
+        free(dz);
+        free(z);
+        free(dW);
+        free(dx);
+        free(z1);
+        free(dW1);
+        free(dx1);
+        free(zr);
+        free(dWr);
+        free(dxr);
     }
 }
 
@@ -212,7 +323,7 @@ static void test_conv_direct_pool(void **state)
         struct ddts__conv_pool pool = {
             .PH = ph[gi], .PW = pw[gi], .POH = POH, .POW = POW, .y = y, .arg = arg, .dy = dy};
         for (int isa = 2; isa >= 0; isa--) {
-            int old = ddts__tensor_conv_direct_cap_isa(isa);
+            int old = ddts__tensor_cap_isa(isa);
             /* the reference, in this instruction set's sums: relu(conv),
              * then pooling and its backward by hand */
             ddts__tensor_conv_direct(G, n, x, W, F, bias, 1, z, NULL, NULL, 1);
@@ -262,7 +373,7 @@ static void test_conv_direct_pool(void **state)
                 for (size_t f = 0; f < F; f++)
                     assert_close(db2[f], db[f], 1e-4);
             }
-            ddts__tensor_conv_direct_cap_isa(old);
+            ddts__tensor_cap_isa(old);
         }
         free(x);
         free(W);
@@ -284,10 +395,9 @@ static void test_conv_direct_pool(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sgemm_split),
-        cmocka_unit_test(test_im2col_adjoint),
-        cmocka_unit_test(test_conv_direct),
-        cmocka_unit_test(test_conv_direct_pool),
+        cmocka_unit_test(test_sgemm_split),       cmocka_unit_test(test_im2col_adjoint),
+        cmocka_unit_test(test_conv_direct),       cmocka_unit_test(test_conv_direct_pool),
+        cmocka_unit_test(test_depthwise_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
