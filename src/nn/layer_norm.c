@@ -463,6 +463,8 @@ ALWAYS_INLINE void bn_dx_body(const struct bn_args *a, size_t r0, size_t r1)
 typedef void (*bn_sums_fn)(const struct bn_args *, size_t);
 typedef void (*bn_rows_fn)(const struct bn_args *, size_t, size_t);
 
+/* attr is an attribute list: it cannot be parenthesised. */
+/* NOLINTBEGIN(bugprone-macro-parentheses) */
 #define BN_BUILD(suffix, attr)                                                                     \
     attr static void bn_stats_##suffix(const struct bn_args *a, size_t R)                          \
     {                                                                                              \
@@ -480,6 +482,7 @@ typedef void (*bn_rows_fn)(const struct bn_args *, size_t, size_t);
     {                                                                                              \
         bn_dx_body(a, r0, r1);                                                                     \
     }
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 BN_BUILD(generic, )
 #if DDTS_HAVE_ISA_BUILDS

@@ -261,6 +261,8 @@ typedef void (*wgrad_fn)(const struct ddts__conv_geom *, int, size_t, const floa
 typedef void (*dgrad_fn)(const struct ddts__conv_geom *, int, const float *, const float *, float *,
                          int, long, long);
 
+/* attr is an attribute list: it cannot be parenthesised. */
+/* NOLINTBEGIN(bugprone-macro-parentheses) */
 #define DW_BUILD(suffix, attr)                                                                     \
     attr static void fwd_##suffix(const struct ddts__conv_geom *g, int M, const float *x,          \
                                   const float *W, const float *bias, float *z, long r0, long r1)   \
@@ -277,6 +279,7 @@ typedef void (*dgrad_fn)(const struct ddts__conv_geom *, int, const float *, con
     {                                                                                              \
         dgrad_any(g, M, dz, W, dx, acc, r0, r1);                                                   \
     }
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 DW_BUILD(generic, )
 #if DDTS_HAVE_ISA_BUILDS

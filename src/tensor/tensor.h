@@ -50,8 +50,17 @@ struct ddts__conv_geom {
 static inline void ddts__tensor_im2col_row(const struct ddts__conv_geom *g, const float *xi, int oh,
                                            int ow, float *dst)
 {
+    const int iw0 = ow * g->SW - g->PL;
     for (int kh = 0; kh < g->KH; kh++) {
         int ih = oh * g->SH - g->PT + kh * g->DH;
+        if (g->DW == 1 && ih >= 0 && ih < g->H && iw0 >= 0 && iw0 + g->KW <= g->W) {
+            /* the window's row lies inside: KW C contiguous floats */
+            const float *s = xi + ((size_t)ih * g->W + iw0) * g->C;
+            for (int k = 0; k < g->KW * g->C; k++)
+                dst[k] = s[k];
+            dst += (size_t)g->KW * g->C;
+            continue;
+        }
         for (int kw = 0; kw < g->KW; kw++) {
             int iw = ow * g->SW - g->PL + kw * g->DW;
             if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) {
