@@ -11,7 +11,11 @@ PY=/usr/bin/python3
 Q=${BENCH_QUICK:-0}
 CASES=${BENCH_CASES:-engine train data transfer dist mpi examples}
 W=$(mktemp -d "${TMPDIR:-/tmp}/ddts-bench.XXXXXX")
-trap 'rm -rf "$W"' EXIT INT TERM
+# A signal ends the run (the EXIT trap then removes the work folder): a
+# trap that only removed it would let the next case run without its files.
+trap 'rm -rf "$W"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 HAVE_TORCH=0
 $PY -c 'import torch' 2>/dev/null && HAVE_TORCH=1
 # ratio A B: A/B with two decimals, "n/a" when either is missing
