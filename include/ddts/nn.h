@@ -79,6 +79,7 @@ struct ddts_layer_info {
     int64_t out_shape[DDTS_MAX_RANK]; /* out_shape[0] = -1 (batch) */
     size_t n_params;                  /* all parameters */
     size_t n_trainable;               /* trainable parameters */
+    size_t n_calls; /* times the model calls it: > 1 for a shared layer (one set of weights) */
 };
 /* Describes top-level layer `i` (< ddts_model_n_layers). DDTS_EINVAL when out of range. */
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_model_layer_info(const struct ddts_model *m, size_t i,

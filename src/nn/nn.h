@@ -165,6 +165,11 @@ struct nn_node {
     int dchunk;           /* conv: images per input-gradient (dcol) chunk */
     int direct;           /* conv: direct kernels (short windows), no im2col GEMM */
     int w0, n_w;          /* weight slots w0 .. w0 + n_w - 1 */
+    /* Shared layers (a layer called several times): each call is its own
+     * node with its own buffers; a later call's node has share_of = 1 + the
+     * first call's node and uses that node's weight slots (w0, n_w); the
+     * first call's node counts the later ones in n_calls. */
+    int share_of, n_calls;
 
     /* sequences (layer_recurrent.c) */
     struct ddts__rnn_spec rnn; /* recurrent cell settings */
@@ -274,6 +279,7 @@ struct ddts_model {
     int n_inputs;
 
     float *params, *grads; /* n_params each */
+    float *gshare;         /* n_params: the gradient of one call of a shared layer (NULL: none) */
     size_t n_params, n_trainable;
 
     /* compile */
@@ -353,6 +359,12 @@ enum ddts_status ddts__nn_add_weight(struct ddts_model *m, int node, const char 
                                      const struct nn_init *init, struct ddts_error *err);
 enum ddts_status ddts__nn_add_entry(struct ddts_model *m, const char *name, const char *class_name,
                                     int *out_idx, struct ddts_error *err);
+/* Call `call` (>= 1) of a layer, nodes call_first .. call_first + count - 1,
+ * built after its first call (nodes own_first ..): node by node the same
+ * kinds and weight shapes, so the call's nodes take the first call's weight
+ * slots and the slots they added (w_from on, the last ones) are dropped. */
+enum ddts_status ddts__nn_share_call(struct ddts_model *m, int own_first, int call_first, int count,
+                                     size_t w_from, int call, struct ddts_error *err);
 /* Shapes of node `i` from its inputs and settings. */
 enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_error *err);
 /* After all nodes: entries' weight lists, flat buffer, consumers. */
