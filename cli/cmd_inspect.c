@@ -112,6 +112,18 @@ int cli_inspect_model(const char *path)
         }
         printf("\n");
     }
+    /* A shared layer is one row (its weights once); the calls are listed here. */
+    int n_shared = 0;
+    for (size_t i = 0; i < n_layers; i++) {
+        struct ddts_layer_info info;
+        if (ddts_model_layer_info(m, i, &info) != DDTS_OK || info.n_calls < 2)
+            continue;
+        printf("%s %s x%zu",
+               n_shared++ ? "," : "Shared layers (one set of weights, called several times):",
+               info.name, info.n_calls);
+    }
+    if (n_shared > 0)
+        printf("\n");
     struct ddts_compile_options co = {.training_config_json = k->training_config};
     if (k->training_config != NULL && ddts_model_compile(m, &co, &err) == DDTS_OK)
         printf("Optimizer: %s (learning rate %g)\nLoss: %s\n", ddts_model_optimizer_name(m),
