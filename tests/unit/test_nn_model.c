@@ -397,6 +397,33 @@ static void test_errors(void **state)
                  "\"config\":{\"name\":\"d\",\"units\":1},\"inbound_nodes\":[[[\"zz\",0,0,{}]]]}],"
                  "\"input_layers\":[[\"i\",0,0]],\"output_layers\":[[\"d\",0,0]]}}",
                  DDTS_EFORMAT, "zz", NULL);
+    /* shared layers: calls whose inputs do not fit the weights, a call that does not
+     * exist, a call that waits on itself, two layers of one name */
+#define FN2(a_shape, b_shape, d_calls, out_ref)                                                    \
+    "{\"class_name\":\"Functional\",\"config\":{\"layers\":[{\"class_name\":\"InputLayer\","       \
+    "\"name\":\"a\",\"config\":{\"name\":\"a\",\"batch_input_shape\":[null," a_shape "]},"         \
+    "\"inbound_nodes\":[]},{\"class_name\":\"InputLayer\",\"name\":\"b\",\"config\":{\"name\":"    \
+    "\"b\",\"batch_input_shape\":[null," b_shape "]},\"inbound_nodes\":[]},{\"class_name\":"       \
+    "\"Dense\",\"name\":\"d\",\"config\":{\"name\":\"d\",\"units\":4},\"inbound_nodes\":[" d_calls \
+    "]},{\"class_name\":\"Add\",\"name\":\"s\",\"config\":{\"name\":\"s\"},"                       \
+    "\"inbound_nodes\":[[" out_ref "]]}],\"input_layers\":[[\"a\",0,0],[\"b\",0,0]],"              \
+    "\"output_layers\":[[\"s\",0,0]]}}"
+    expect_error(
+        FN2("4", "5", "[[\"a\",0,0,{}]],[[\"b\",0,0,{}]]", "[\"d\",0,0,{}],[\"d\",1,0,{}]"),
+        DDTS_ESHAPE, "'d' (Dense): call 1 needs weight 'kernel' of shape (5, 4)", "(4, 4)");
+    expect_error(
+        FN2("4", "4", "[[\"a\",0,0,{}]],[[\"b\",0,0,{}]]", "[\"d\",0,0,{}],[\"d\",2,0,{}]"),
+        DDTS_EFORMAT, "inbound layer 'd' has no node 2", NULL);
+    expect_error(
+        FN2("4", "4", "[[\"a\",0,0,{}]],[[\"s\",0,0,{}]]", "[\"d\",0,0,{}],[\"d\",1,0,{}]"),
+        DDTS_EFORMAT, "never defined", NULL);
+    expect_error(FN2("4", "4", "[[\"a\",0,0,{}]]",
+                     "[\"d\",0,0,{}],[\"d\",0,0,{}]]]},"
+                     "{\"class_name\":\"Dense\",\"name\":\"d\","
+                     "\"config\":{\"name\":\"d\",\"units\":4},"
+                     "\"inbound_nodes\":[[[\"b\",0,0,{}]"),
+                 DDTS_EFORMAT, "second layer of this name", NULL);
+#undef FN2
 }
 
 /* Every allocation of model building fails in turn: ENOMEM, no leak (ASan). */
