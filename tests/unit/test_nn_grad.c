@@ -812,6 +812,32 @@ static void test_shared_layers(void **state)
         check_json(j, "mse", NULL, T_REAL, 2e-2);
         free(j);
     }
+    /* BatchNormalization called twice (batch statistics per call) */
+    char *j = dq("{'class_name':'Functional','config':{'name':'f','layers':["
+                 "{'name':'a','class_name':'InputLayer','config':{'name':'a','batch_input_shape':"
+                 "[null,4]},'inbound_nodes':[]},{'name':'b','class_name':'InputLayer','config':"
+                 "{'name':'b','batch_input_shape':[null,4]},'inbound_nodes':[]},"
+                 "{'name':'n','class_name':'BatchNormalization','config':{'name':'n','axis':-1},"
+                 "'inbound_nodes':[[['a',0,0,{}]],[['b',0,0,{}]]]},"
+                 "{'name':'m','class_name':'Multiply','config':{'name':'m'},"
+                 "'inbound_nodes':[[['n',0,0,{}],['n',1,0,{}]]]}],"
+                 "'input_layers':[['a',0,0],['b',0,0]],'output_layers':[['m',0,0]]}}");
+    check_json(j, "mse", NULL, T_REAL, 2e-2);
+    free(j);
+    /* one Embedding for both ids (a recommender's shared table), then Dot */
+    int_inputs = 6;
+    j = dq("{'class_name':'Functional','config':{'name':'f','layers':["
+           "{'name':'a','class_name':'InputLayer','config':{'name':'a','batch_input_shape':"
+           "[null,1]},'inbound_nodes':[]},{'name':'b','class_name':'InputLayer','config':"
+           "{'name':'b','batch_input_shape':[null,1]},'inbound_nodes':[]},"
+           "{'name':'e','class_name':'Embedding','config':{'name':'e','input_dim':6,"
+           "'output_dim':3},'inbound_nodes':[[['a',0,0,{}]],[['b',0,0,{}]]]},"
+           "{'name':'d','class_name':'Dot','config':{'name':'d','axes':2},"
+           "'inbound_nodes':[[['e',0,0,{}],['e',1,0,{}]]]}],"
+           "'input_layers':[['a',0,0],['b',0,0]],'output_layers':[['d',0,0]]}}");
+    check_json(j, "mse", NULL, T_REAL, 2e-2);
+    free(j);
+    int_inputs = 0;
 }
 
 /* A model (config with ' for ") after one forward/backward pass: weights

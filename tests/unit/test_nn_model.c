@@ -520,9 +520,10 @@ static void test_ensemble(void **state)
 static void test_fuzz_seeds(void **state)
 {
     (void)state;
-    const char *names[] = {"cnn.json",  "keras22_list.json", "keras2_nested.json",
-                           "text.json", "seq1d.json",        "keras3_functional.json"};
-    for (size_t i = 0; i < 6; i++) {
+    const char *names[] = {
+        "cnn.json",   "keras22_list.json",      "keras2_nested.json",  "text.json",
+        "seq1d.json", "keras3_functional.json", "shared_siamese.json", "shared_k3_nested.json"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char path[512];
         const char *src = getenv("DDTS_SOURCE_DIR");
         snprintf(path, sizeof path, "%s/fuzz/corpus/fuzz_model_config/%s", src ? src : ".",
