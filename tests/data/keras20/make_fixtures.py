@@ -238,7 +238,8 @@ def keras3(cfg, shapes):
         nodes = []
         for call in l['inbound_nodes']:
             many = len(call) > 1
-            args = [[tensor(i[0], i[1]) for i in call]] if many else [tensor(call[0][0], call[0][1])]
+            args = ([[tensor(i[0], i[1]) for i in call]] if many
+                    else [tensor(call[0][0], call[0][1])])
             nodes.append({'args': args, 'kwargs': {}})
         srcs = [i[0] for i in l['inbound_nodes'][0]]
         ins = [[None] + list(shapes[n]) for n in srcs]

@@ -110,7 +110,8 @@ def nested():
          call('Concatenate', 'both', [[('concatenate', 0), ('dot', 0)]], axis=-1),
          k20.dense('out', 'both', 3, 'softmax')]
     W = {'out': [('kernel', (9, 3)), ('bias', (3,))]}
-    inner = [('h', [('kernel', (10, 8)), ('bias', (8,))]), ('e', [('kernel', (8, 4)), ('bias', (4,))])]
+    inner = [('h', [('kernel', (10, 8)), ('bias', (8,))]),
+             ('e', [('kernel', (8, 4)), ('bias', (4,))])]
     cfg = {'class_name': 'Functional',
            'config': {'name': 'siamese_nested', 'trainable': True, 'layers': L,
                       'input_layers': [['left', 0, 0], ['right', 0, 0]],
