@@ -426,6 +426,67 @@ static void test_errors(void **state)
 #undef FN2
 }
 
+/* A nested Sequential `base` called on two inputs: tf.keras numbers its calls
+ * from 1 (its first layer is an InputLayer), Keras 3 from 0 (a Sequential is
+ * not a Functional); the other numbering names a call that does not exist. */
+static void test_shared_nested_sequential(void **state)
+{
+    (void)state;
+    static const char *const fmt =
+        "{\"class_name\":\"Functional\",\"config\":{\"name\":\"s\",\"layers\":["
+        "{\"class_name\":\"InputLayer\",%s\"name\":\"a\",\"config\":{\"name\":\"a\","
+        "\"batch_input_shape\":[null,3]},\"inbound_nodes\":[]},"
+        "{\"class_name\":\"InputLayer\",\"name\":\"b\",\"config\":{\"name\":\"b\","
+        "\"batch_input_shape\":[null,3]},\"inbound_nodes\":[]},"
+        "{\"class_name\":\"Sequential\",\"name\":\"base\",\"config\":{\"name\":\"base\","
+        "\"layers\":[{\"class_name\":\"InputLayer\",\"config\":{\"name\":\"i\","
+        "\"batch_input_shape\":[null,3]}},{\"class_name\":\"Dense\",\"config\":{\"name\":"
+        "\"d\",\"units\":2}}]},\"inbound_nodes\":[[[\"a\",0,0,{}]],[[\"b\",0,0,{}]]]},"
+        "{\"class_name\":\"Subtract\",\"name\":\"s\",\"config\":{\"name\":\"s\"},"
+        "\"inbound_nodes\":[[[\"base\",%d,0,{}],[\"base\",%d,0,{}]]]}],"
+        "\"input_layers\":[[\"a\",0,0],[\"b\",0,0]],\"output_layers\":[[\"s\",0,0]]}}";
+    static const struct {
+        const char *k3; /* a "module" key: Keras 3 */
+        int first, ok;
+    } cases[] = {{"", 1, 1},
+                 {"\"module\":\"keras.layers\",", 0, 1},
+                 {"", 0, 0},
+                 {"\"module\":\"keras.layers\",", 1, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char j[2048];
+        snprintf(j, sizeof j, fmt, cases[i].k3, cases[i].first, cases[i].first + 1);
+        if (!cases[i].ok) {
+            expect_error(j, DDTS_EFORMAT, "inbound layer 'base' has no node", NULL);
+            continue;
+        }
+        struct ddts_model *m = build(j);
+        assert_int_equal(ddts_model_n_params(m), 3 * 2 + 2); /* one Dense */
+        struct ddts_layer_info info;
+        assert_int_equal(ddts_model_layer_info(m, 2, &info), DDTS_OK);
+        assert_string_equal(info.name, "base");
+        assert_int_equal(info.n_calls, 2);
+        /* base(a) - base(b) = (a - b) W: the bias cancels, a == b gives 0 */
+        float *w = ddts_model_weights_flat(m, NULL);
+        for (size_t q = 0; q < 8; q++)
+            w[q] = (float)q - 3.0f;
+        /* each sample is a then b, packed side by side */
+        static const float x[2 * 6] = {1, 2, 3, 1, 0, 3, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
+        struct ddts_array *in = NULL, *out = NULL;
+        struct ddts_error err = {0};
+        int64_t shape[2] = {2, 6};
+        assert_int_equal(ddts_array_create(DDTS_F32, 2, shape, &in, &err), DDTS_OK);
+        memcpy(in->data, x, sizeof x);
+        assert_int_equal(ddts_model_predict(m, in, 2, &out, &err), DDTS_OK);
+        const float *y = out->data;
+        /* sample 0: a - b = (0, 2, 0); W row 1 = (-1, 0) */
+        assert_true(fabsf(y[0] + 2.0f) < 1e-6f && fabsf(y[1]) < 1e-6f);
+        assert_true(fabsf(y[2]) < 1e-6f && fabsf(y[3]) < 1e-6f);
+        ddts_array_destroy(in);
+        ddts_array_destroy(out);
+        ddts_model_destroy(m);
+    }
+}
+
 /* Every allocation of model building fails in turn: ENOMEM, no leak (ASan). */
 static void test_out_of_memory(void **state)
 {
@@ -553,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_init_weights),
         cmocka_unit_test(test_initializers),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_shared_nested_sequential),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_fuzz_seeds),
         cmocka_unit_test(test_ensemble),
