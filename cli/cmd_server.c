@@ -108,6 +108,17 @@ static void on_round(void *userdata, uint64_t round)
     ddts_dash_on_round(((struct server_ctx *)userdata)->dash, round);
 }
 
+static void on_epoch(void *userdata, const struct ddts_server_client *c,
+                     const struct ddts_wire_epoch *e)
+{
+    ddts_dash_on_epoch(((struct server_ctx *)userdata)->dash, c, e);
+}
+
+static void on_global(void *userdata, uint64_t epoch, double loss, double accuracy)
+{
+    ddts_dash_on_global(((struct server_ctx *)userdata)->dash, epoch, loss, accuracy);
+}
+
 /* The passphrase: typed in the wizard, or from a file, $DDTS_PASSPHRASE or a prompt. */
 static int get_passphrase(const struct ddts_job *job, char *typed, size_t typed_cap,
                           struct ddts_passphrase **pw)
@@ -147,6 +158,10 @@ static enum ddts_status serve_job(const struct ddts_job *job, const struct ddts_
             .on_client = on_client,
             .on_epoch_end = on_epoch_end,
             .on_round = on_round,
+            .on_epoch = on_epoch,
+            /* The global model's live curve costs an evaluation per epoch during the
+             * job (the report would make it after): only for a page that shows it. */
+            .on_global = dash != NULL ? on_global : NULL,
             .userdata = &ctx,
         };
         st = ddts_serve_run(sv, &hooks, err);
