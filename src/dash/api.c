@@ -619,8 +619,8 @@ static double live_value(const struct ddts__dash_point *p, int k, const char *na
     return NAN;
 }
 
-/* The live epoch ends as history.csv columns: "loss" (and "accuracy") from PROGRESS, and
- * every column of the EPOCH rows (validation included), one value per epoch, null: none. */
+/* The live epoch ends as history.csv columns: every column of the EPOCH rows (validation
+ * included), else "loss" (and "accuracy") from PROGRESS; one value per epoch, null: none. */
 static json_t *live_folds(const struct ddts__dash_point *pts, size_t n,
                           const struct ddts__dash_keys *keys)
 {
@@ -635,26 +635,22 @@ static json_t *live_folds(const struct ddts__dash_point *pts, size_t n,
         for (size_t j = i; j < end; j++)
             json_array_append_new(ep, json_integer(pts[j].epoch));
         json_object_set_new(cols, "epoch", ep);
-        /* The columns: the row's names, then loss/accuracy when the rows lack them. */
-        const char *names[DDTS_MAX_EPOCH_FIGURES + 2];
-        int index[DDTS_MAX_EPOCH_FIGURES + 2];
+        /* The columns: the rows' names; a client that sends none (protocol 2) has
+         * its PROGRESS figures, loss and (when the model has it) accuracy. */
+        const char *names[DDTS_MAX_EPOCH_FIGURES];
+        int index[DDTS_MAX_EPOCH_FIGURES];
         size_t nc = 0;
         for (size_t k = 0; k < keys->n; k++) {
             names[nc] = keys->names[k];
             index[nc++] = (int)k;
         }
-        int have_loss = 0, have_acc = !any_acc;
-        for (size_t k = 0; k < nc; k++) {
-            have_loss |= strcmp(names[k], "loss") == 0;
-            have_acc |= strcmp(names[k], "accuracy") == 0;
-        }
-        if (!have_loss) {
+        if (nc == 0) {
             names[nc] = "loss";
             index[nc++] = -1;
-        }
-        if (!have_acc) {
-            names[nc] = "accuracy";
-            index[nc++] = -1;
+            if (any_acc) {
+                names[nc] = "accuracy";
+                index[nc++] = -1;
+            }
         }
         for (size_t k = 0; k < nc; k++) {
             json_t *v = json_array();

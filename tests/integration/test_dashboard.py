@@ -38,7 +38,9 @@ After the job, `ddts dashboard --workdir` serves it from disk:
 7b. The global model's curve while the job is served: a Fashion-MNIST job
    (a test split) with --keep-serving shows /api/history?client=@global with
    one point per epoch (source "live", val_loss and val_accuracy) and the
-   page draws them, though the report (global/history.csv) never ran.
+   page draws them, though the report (global/history.csv) never ran; the
+   figures equal the global/history.csv that the report of the same job
+   (same seed) run without a dashboard writes after it.
 8. The token: on 0.0.0.0 the page and the API answer 403 without the token or
    with a wrong one, 200 with the one printed at start; the page's script and
    style need none.
@@ -630,6 +632,7 @@ def check_global_live(work, chrome):
          "--workdir", os.path.join(work, "w4"), "--name", "glob", "--keep-serving"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(errf, "w"), env=env)
     procs = []
+    g = None
     try:
         url = read_url(errf)
         check(url is not None, "global job: no dashboard URL: %s" % open(errf).read()[-2000:])
@@ -692,6 +695,37 @@ def check_global_live(work, chrome):
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+    if g is None:
+        return
+    # The oracle: the same job (same seed: rounds are deterministic) without a
+    # dashboard, whose report evaluates every epoch's weights after the job, as
+    # before; its global/history.csv must hold the figures the page had live.
+    port = free_port()
+    errf = os.path.join(work, "global2-server.err")
+    server = subprocess.Popen(
+        [DDTS, "server", "--host", "127.0.0.1", "--port", str(port),
+         "--passphrase-file", os.path.join(work, "pass"), "--model", model, "--clients", "2",
+         "--epochs", str(epochs), "--batch-size", "32", "--sync", "epoch", "--data", "keras",
+         "--keras-dataset", "fashion_mnist", "--samples", "1200", "--seed", "4", "--threads", "1",
+         "--workdir", os.path.join(work, "w5"), "--name", "glob"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(errf, "w"), env=env)
+    try:
+        wait_for(lambda: "waiting for 2 clients" in open(errf).read(), 60)
+        procs = [start_client(work, port, n) for n in ("h1", "h2")]
+        for p in procs:
+            check(p.wait(timeout=120) == 0, "global job 2: a client failed")
+        check(server.wait(timeout=120) == 0, "global job 2: %s" % open(errf).read()[-2000:])
+    finally:
+        if server.poll() is None:
+            server.kill()
+    path = os.path.join(work, "w5", "glob", "global", "history.csv")
+    disk = np.genfromtxt(path, delimiter=",", names=True) if os.path.exists(path) else None
+    for k in ("val_loss", "val_accuracy"):
+        want = [float(v) for v in disk[k]] if disk is not None else None
+        check(want is not None and len(want) == epochs and all(
+            abs(a - b) <= 1e-6 * max(1, abs(b)) for a, b in zip(cols[k], want)),
+            "global job: live %s %r, the report's (same job, no dashboard) %r" % (
+                k, cols[k], want))
 
 
 def check_token(work, workdir):
