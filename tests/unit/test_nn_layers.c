@@ -258,8 +258,6 @@ static void test_issue20_refused(void **state)
     } att[] = {
         {"Attention", "\"dropout\": 1.5", "dropout", "3, 2"},
         {"Attention", "\"score_mode\": \"general\"", "score_mode", "3, 2"},
-        {"AdditiveAttention", "\"causal\": true", "causal", "3, 2"},
-        {"Attention", "\"score_mode\": \"concat\", \"causal\": true", "causal", "3, 2"},
         /* a scale whose width (the query's last axis) is unknown */
         {"AdditiveAttention", "\"use_scale\": true", "unknown size", "null, null"},
     };
@@ -280,6 +278,109 @@ static void test_issue20_refused(void **state)
         if (st == DDTS_OK || strstr(err.msg, att[i].word) == NULL)
             fail_msg("%s {%s}: want an error naming '%s', got %s: %s", att[i].cls, att[i].cfg,
                      att[i].word, ddts_status_str(st), err.msg);
+        ddts_model_destroy(m);
+    }
+}
+
+/* The call arguments of the attention layers (issue 20): what is read, and
+ * what is refused by name, in tf.keras 2.x's form (every argument but the
+ * first in the first reference's kwargs) and Keras 3's ({"args", "kwargs"}).
+ * x (3, 2) and a second input m. */
+static enum ddts_status build_call(const char *m_shape, const char *cls, const char *node,
+                                   struct ddts_model **out, struct ddts_error *err)
+{
+    char j[2048];
+    snprintf(j, sizeof j,
+             "{\"class_name\": \"Functional\", \"config\": {\"name\": \"f\", \"layers\": ["
+             "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": "
+             "[null, 3, 2], \"name\": \"x\"}, \"name\": \"x\", \"inbound_nodes\": []},"
+             "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": "
+             "[null, %s], \"name\": \"m\"}, \"name\": \"m\", \"inbound_nodes\": []},"
+             "{\"class_name\": \"%s\", \"config\": {\"name\": \"a\", \"num_heads\": 2, "
+             "\"key_dim\": 2}, \"name\": \"a\", \"inbound_nodes\": [%s]}], "
+             "\"input_layers\": [[\"x\", 0, 0], [\"m\", 0, 0]], "
+             "\"output_layers\": [[\"a\", 0, 0]]}}",
+             m_shape, cls, node);
+    *out = NULL;
+    return ddts_model_from_keras_config(j, strlen(j), out, err);
+}
+
+#define K3T(name)                                                                                  \
+    "{\"class_name\": \"__keras_tensor__\", \"config\": {\"keras_history\": [\"" name "\", 0, "    \
+                                                                                      "0]}}"
+
+static void test_attention_calls(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *m_shape, *cls, *node, *word;
+    } bad[] = {
+        /* tf.keras 2.9 wrote a constant attention_mask as its values */
+        {"3", "MultiHeadAttention",
+         "[[\"x\", 0, 0, {\"value\": [\"x\", 0, 0], \"attention_mask\": [[[1, 0, 0]]]}]]",
+         "attention_mask given as constant values"},
+        {"3", "MultiHeadAttention",
+         "{\"args\": [" K3T("x") ", " K3T("x") "], \"kwargs\": {\"query_mask\": " K3T("m") "}}",
+         "query_mask"},
+        {"3", "Attention",
+         "{\"args\": [[" K3T("x") ", " K3T("x") "]], \"kwargs\": {\"mask\": [" K3T("m") ", null]}}",
+         "mask"},
+        {"3", "MultiHeadAttention",
+         "[[\"x\", 0, 0, {\"value\": [\"x\", 0, 0], \"return_attention_scores\": true}]]",
+         "return_attention_scores"},
+        {"3", "MultiHeadAttention", "[[\"x\", 0, 0, {\"value\": [\"x\", 0, 0], \"foo\": 1}]]",
+         "call argument 'foo'"},
+        {"3, 3", "Attention",
+         "[[\"x\", 0, 0, {\"attention_mask\": [\"m\", 0, 0]}], [\"x\", 0, 0, "
+         "{\"attention_mask\": [\"m\", 0, 0]}]]",
+         "attention_mask"},
+        /* Keras broadcasts a (1, S) or (T, 1) mask; not supported */
+        {"1, 3", "MultiHeadAttention",
+         "[[\"x\", 0, 0, {\"value\": [\"x\", 0, 0], \"attention_mask\": [\"m\", 0, 0]}]]",
+         "attention_mask must be (T, S) = (3, 3)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct ddts_model *m;
+        struct ddts_error err;
+        enum ddts_status st = build_call(bad[i].m_shape, bad[i].cls, bad[i].node, &m, &err);
+        printf("%s %s: %s: %s\n", bad[i].cls, bad[i].node, ddts_status_str(st), err.msg);
+        if (st == DDTS_OK || strstr(err.msg, bad[i].word) == NULL ||
+            strstr(err.msg, bad[i].cls) == NULL)
+            fail_msg("%s: want an error naming '%s', got %s: %s", bad[i].node, bad[i].word,
+                     ddts_status_str(st), err.msg);
+        ddts_model_destroy(m);
+    }
+    /* read: the value and the attention_mask passed by keyword become inputs
+     * (query, value, mask), use_causal_mask; null masks Keras filled in */
+    static const struct {
+        const char *cls, *node;
+        int n_in, attn_mask, causal;
+    } good[] = {
+        {"MultiHeadAttention",
+         "[[\"x\", 0, 0, {\"value\": [\"x\", 0, 0], \"attention_mask\": [\"m\", 0, 0], "
+         "\"use_causal_mask\": true}]]",
+         3, 1, 1},
+        {"MultiHeadAttention",
+         "{\"args\": [" K3T("x") ", " K3T("x") "], \"kwargs\": {\"query_mask\": null, "
+                                               "\"value_mask\": null, \"attention_mask\": " K3T(
+                                                   "m") "}}",
+         3, 1, 0},
+        {"Attention", "[[\"x\", 0, 0, {\"use_causal_mask\": true}], [\"x\", 0, 0, {}]]", 2, 0, 1},
+        {"AdditiveAttention",
+         "{\"args\": [[" K3T("x") ", " K3T("x") "]], \"kwargs\": {\"mask\": [null, null], "
+                                                "\"use_causal_mask\": true, \"training\": false}}",
+         2, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        struct ddts_model *m;
+        struct ddts_error err;
+        enum ddts_status st = build_call("3, 3", good[i].cls, good[i].node, &m, &err);
+        if (st != DDTS_OK)
+            fail_msg("%s: %s", good[i].node, err.msg);
+        const struct nn_node *a = &m->nodes[m->output_node];
+        assert_int_equal(a->n_in, good[i].n_in);
+        assert_int_equal(a->attn_mask, good[i].attn_mask);
+        assert_int_equal(a->causal, good[i].causal);
         ddts_model_destroy(m);
     }
 }
@@ -499,9 +600,9 @@ int main(void)
         cmocka_unit_test(test_names_unique),    cmocka_unit_test(test_hooks),
         cmocka_unit_test(test_public_listing),  cmocka_unit_test(test_weight_names),
         cmocka_unit_test(test_bounded_numbers), cmocka_unit_test(test_read_only_refused),
-        cmocka_unit_test(test_issue20_refused), cmocka_unit_test(test_noise_inference),
-        cmocka_unit_test(test_noise_training),  cmocka_unit_test(test_dropout_mask),
-        cmocka_unit_test(test_flops),
+        cmocka_unit_test(test_issue20_refused), cmocka_unit_test(test_attention_calls),
+        cmocka_unit_test(test_noise_inference), cmocka_unit_test(test_noise_training),
+        cmocka_unit_test(test_dropout_mask),    cmocka_unit_test(test_flops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
