@@ -307,7 +307,7 @@ static enum ddts_status build_call(const char *m_shape, const char *cls, const c
 
 #define K3T(name)                                                                                  \
     "{\"class_name\": \"__keras_tensor__\", \"config\": {\"keras_history\": [\"" name "\", 0, "    \
-                                                                                      "0]}}"
+    "0]}}"
 
 static void test_attention_calls(void **state)
 {
@@ -411,6 +411,55 @@ static struct ddts_model *pass_one(const char *shape, const char *cls, const cha
     ddts__nn_forward(m, n);
     m->training = 0;
     return m;
+}
+
+/* MultiHeadAttention's attention dropout: with one query and one key step
+ * the softmax is 1, so with kernels of ones, zero biases and x = 1 each
+ * sample's output is (dropout factor) * value_dim * d: 0 with probability
+ * rate, else value_dim * d / (1 - rate) (Keras' Dropout on the softmax
+ * output); inference gives value_dim * d for every sample. */
+static void test_mha_dropout(void **state)
+{
+    (void)state;
+    const size_t N = 2000, D = 3;
+    const char *json =
+        "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"s\", \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 1, 3], "
+        "\"name\": \"in\"}}, {\"class_name\": \"MultiHeadAttention\", \"config\": {\"name\": "
+        "\"l\", \"num_heads\": 1, \"key_dim\": 2, \"dropout\": 0.3}}]}}";
+    struct ddts_model *m = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_model_from_keras_config(json, strlen(json), &m, &err), DDTS_OK);
+    for (size_t i = 0; i < m->n_w; i++)
+        for (size_t j = 0; j < m->w[i].n; j++)
+            m->params[m->w[i].off + j] = strstr(m->w[i].name, "kernel") != NULL ? 1.0f : 0.0f;
+    assert_int_equal(ddts__nn_plan(m, N, &err), DDTS_OK);
+    ddts_rng_seed(&m->drop_rng, 9);
+    float *x = m->nodes[m->input_node].y;
+    for (size_t i = 0; i < N * D; i++)
+        x[i] = 1.0f;
+    const float *y = m->nodes[m->output_node].y, full = 2.0f * (float)D;
+    for (int training = 1; training >= 0; training--) {
+        m->training = training;
+        ddts__nn_forward(m, N);
+        size_t dropped = 0;
+        for (size_t n = 0; n < N; n++)
+            for (size_t k = 0; k < D; k++) {
+                float v = y[n * D + k];
+                if (training && v == 0.0f)
+                    dropped += k == 0;
+                else if (fabsf(v - (training ? full / 0.7f : full)) > 1e-5f * full)
+                    fail_msg("training %d: sample %zu output %.9g, want 0 or %.9g", training, n, v,
+                             training ? full / 0.7f : full);
+            }
+        if (training) {
+            double frac = (double)dropped / (double)N, se = sqrt(0.3 * 0.7 / (double)N);
+            printf("MultiHeadAttention dropout 0.3: %zu of %zu dropped (%.4f, want 0.3 +- %.4f)\n",
+                   dropped, N, frac, 5 * se);
+            assert_true(fabs(frac - 0.3) < 5 * se);
+        }
+    }
+    ddts_model_destroy(m);
 }
 
 /* Inference: the training-only layers are the identity, bit for bit. */
@@ -601,8 +650,9 @@ int main(void)
         cmocka_unit_test(test_public_listing),  cmocka_unit_test(test_weight_names),
         cmocka_unit_test(test_bounded_numbers), cmocka_unit_test(test_read_only_refused),
         cmocka_unit_test(test_issue20_refused), cmocka_unit_test(test_attention_calls),
-        cmocka_unit_test(test_noise_inference), cmocka_unit_test(test_noise_training),
-        cmocka_unit_test(test_dropout_mask),    cmocka_unit_test(test_flops),
+        cmocka_unit_test(test_mha_dropout),     cmocka_unit_test(test_noise_inference),
+        cmocka_unit_test(test_noise_training),  cmocka_unit_test(test_dropout_mask),
+        cmocka_unit_test(test_flops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
