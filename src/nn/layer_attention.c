@@ -16,9 +16,11 @@
  * over (sample, head); the softmax is fused in the score rows (max
  * subtracted, exp and sum in one pass). Q, K, V, P and O are planned buffers
  * (aux) kept for the backward pass; its gradients use a second one (aux2).
- * Supported: self- and cross-attention without masks, `attention_axes` null
- * or [1] on (T, D) inputs, use_bias, output_shape an integer. The attention
- * dropout is not applied in training (documented in docs/engine.md).
+ * Supported: self- and cross-attention, `attention_axes` null or [1] on
+ * (T, D) inputs, use_bias, output_shape an integer, masks (the inputs'
+ * masks, use_causal_mask, an attention_mask input: see "masks" below) and
+ * the attention dropout on P in training (PD = P * mask (Keras 3) * dropout
+ * mask is what O is made of).
  *
  * Attention (Luong, dot) and the additive scores of AdditiveAttention
  * (Bahdanau) and Attention(score_mode="concat") over [query (T, D), value
@@ -29,7 +31,8 @@
  *             AdditiveAttention: w = scale (D) (use_scale, else 1), a = c = 1
  *             Attention concat:  a = scale () (use_scale, else 1), w = 1,
  *                                c = concat_score_weight ()
- *   then      z = softmax over s (scores) v
+ *   then      z = softmax over s (scores (masked)) v, row t times the
+ *             query's mask; no dropout in training (docs/engine.md)
  */
 #include <math.h>
 #include <string.h>
