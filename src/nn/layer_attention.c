@@ -125,7 +125,8 @@ static const struct nn_node *in_k(const struct ddts_model *m, const struct nn_no
  * the mask, which zeros such a row. Masks are (b, T, S) floats in planned
  * scratch, with the (b, T) query and (b, S) value and key masks. */
 struct attn_masks {
-    float *M, *qm, *vm, *km; /* M NULL: no mask */
+    int on; /* 0: no mask (the regions are not planned) */
+    float *M, *qm, *vm, *km;
 };
 
 static int has_mask(const struct nn_node *nd)
@@ -143,7 +144,8 @@ static size_t mask_floats(const struct nn_node *nd, size_t T, size_t S)
 static void mask_bufs(const struct nn_node *nd, float *base, size_t cap, size_t T, size_t S,
                       struct attn_masks *k)
 {
-    k->M = has_mask(nd) ? base : NULL;
+    k->on = has_mask(nd);
+    k->M = base;
     k->qm = base + cap * T * S;
     k->vm = k->qm + cap * T;
     k->km = k->vm + cap * S;
@@ -358,10 +360,10 @@ static void mha_head(const struct mha_dims *d, const struct mha_bufs *u, int k3,
     size_t ts = d->T * d->S;
     const float *Q = u->q + n * d->T * HK + h * d->dk, *K = u->k + n * d->S * HK + h * d->dk;
     const float *V = u->v + n * d->S * HV + h * d->dv;
-    const float *M = u->mk.M != NULL ? u->mk.M + n * ts : NULL;
+    const float *M = u->mk.M + n * ts;
     float *P = u->p + nh * ts, *O = u->o + n * d->T * HV + h * d->dv;
     ddts__tensor_sgemm(0, 1, d->T, d->S, d->dk, 1.0f, Q, HK, K, HK, 0.0f, P, d->S);
-    if (M != NULL)
+    if (u->mk.on)
         mask_scores(P, M, d->T, d->S);
     softmax_rows(P, d->T, d->S); /* fused, stable softmax over s */
     const float *use = P;
@@ -392,7 +394,7 @@ static void mha_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     float scale = 1.0f / sqrtf((float)d.dk);
     for (size_t i = 0; i < b * d.T * HK; i++)
         u.q[i] *= scale;
-    if (u.mk.M != NULL)
+    if (u.mk.on)
         mask_build(m, nd, b, d.T, d.S, 1, &u.mk);
     /* the attention dropout (Keras: its _dropout_layer on the softmax
      * output), training only, one bulk draw as the Dropout layer makes */
@@ -644,7 +646,7 @@ static void additive_forward(struct ddts_model *m, struct nn_node *nd, size_t b,
                     acc += (pr.w ? pr.w[d] : 1.0f) * tanhf(pr.a * (qy[t * D + d] + ky[s * D + d]));
                 P[t * S + s] = pr.c * acc;
             }
-        if (mk->M != NULL)
+        if (mk->on)
             mask_scores(P, mk->M + (size_t)n * T * S, T, S);
         softmax_rows(P, T, S);
         ddts__tensor_sgemm(0, 0, T, E, S, 1.0f, P, S, v->y + (size_t)n * v->size, E, 0.0f,
@@ -748,7 +750,7 @@ static void luong_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     size_t E = (size_t)v->shape[1];
     struct attn_masks mk;
     luong_masks(m, nd, T, S, &mk);
-    if (mk.M != NULL)
+    if (mk.on)
         mask_build(m, nd, b, T, S, 0, &mk);
     if (nd->kind == NN_ADDITIVE || nd->score_concat) {
         additive_forward(m, nd, b, &mk);
@@ -759,14 +761,14 @@ static void luong_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
             float *P = nd->aux + (size_t)n * T * S;
             ddts__tensor_sgemm(0, 1, T, S, D, sc, q->y + (size_t)n * q->size, D,
                                k->y + (size_t)n * k->size, D, 0.0f, P, S);
-            if (mk.M != NULL)
+            if (mk.on)
                 mask_scores(P, mk.M + (size_t)n * T * S, T, S);
             softmax_rows(P, T, S); /* fused, stable softmax over s */
             ddts__tensor_sgemm(0, 0, T, E, S, 1.0f, P, S, v->y + (size_t)n * v->size, E, 0.0f,
                                nd->z + (size_t)n * nd->size, E);
         }
     }
-    if (mk.M != NULL && nd->mask_src)
+    if (mk.on && nd->mask_src)
         for (size_t n = 0; n < b; n++)
             keep_rows(nd->z + n * nd->size, mk.qm + n * T, T, E);
 }
@@ -778,7 +780,7 @@ static void luong_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     luong_masks(m, nd, T0, S0, &mk);
     /* z = qm (P v): the rows the query's mask zeroed pass no gradient (dz is
      * this node's own, read by nothing after its backward) */
-    if (mk.M != NULL && nd->mask_src)
+    if (mk.on && nd->mask_src)
         for (size_t n = 0; n < b; n++)
             keep_rows(nd->dz + n * nd->size, mk.qm + n * T0, T0, (size_t)nd->shape[1]);
     if (nd->kind == NN_ADDITIVE || nd->score_concat) {
