@@ -32,7 +32,8 @@
  *             Attention concat:  a = scale () (use_scale, else 1), w = 1,
  *                                c = concat_score_weight ()
  *   then      z = softmax over s (scores (masked)) v, row t times the
- *             query's mask; no dropout in training (docs/engine.md)
+ *             query's mask; in training the probabilities times a dropout
+ *             mask (dropout > 0), as MultiHeadAttention
  */
 #include <math.h>
 #include <string.h>
@@ -127,6 +128,10 @@ static const struct nn_node *in_k(const struct ddts_model *m, const struct nn_no
 struct attn_masks {
     int on; /* 0: no mask (the regions are not planned) */
     float *M, *qm, *vm, *km;
+    /* Attention, AdditiveAttention with dropout > 0: the probabilities the
+     * output is made of, PD = P * DM, and the dropout mask DM (b, T, S) */
+    int drop;
+    float *PD, *DM;
 };
 
 static int has_mask(const struct nn_node *nd)
@@ -581,7 +586,8 @@ static void luong_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_pla
     struct nn_node *nd = &m->nodes[i];
     size_t T = (size_t)in_q(m, nd)->shape[0], S = (size_t)in_v(m, nd)->shape[0], ts = T * S;
     size_t tn = cap * ((size_t)in_q(m, nd)->shape[1] + 2);
-    nd->aux = ddts__nn_plan_buf(cap, ts + mask_floats(nd, T, S), &need->fail);
+    size_t drop = nd->rate > 0 ? 2 * ts : 0;
+    nd->aux = ddts__nn_plan_buf(cap, ts + mask_floats(nd, T, S) + drop, &need->fail);
     if (nd->needs_grad)
         nd->aux2 = ddts__nn_plan_buf(cap, ts, &need->fail);
     if (nd->n_w > 0)
@@ -616,6 +622,41 @@ static void luong_masks(const struct ddts_model *m, const struct nn_node *nd, si
                         struct attn_masks *k)
 {
     mask_bufs(nd, nd->aux + m->cap * T * S, m->cap, T, S, k);
+    k->drop = nd->rate > 0;
+    k->PD = nd->aux + m->cap * (T * S + mask_floats(nd, T, S));
+    k->DM = k->PD + m->cap * T * S;
+}
+
+/* The dropout (Keras: on the softmax output, training only, inverted):
+ * a bulk draw from the Dropout layer's RNG and mask routine; ones in
+ * inference. */
+static void drop_draw(struct ddts_model *m, const struct nn_node *nd, float *DM, size_t n)
+{
+    if (m->training)
+        ddts__nn_dropout_mask(&m->drop_rng, DM, n, nd->rate);
+    else
+        for (size_t i = 0; i < n; i++)
+            DM[i] = 1.0f;
+}
+
+/* dP of the output's probabilities -> dP of P (times DM with dropout). */
+static void drop_back(const struct attn_masks *k, float *dP, size_t n, size_t ts)
+{
+    const float *DM = k->DM + n * ts;
+    for (size_t i = 0; k->drop && i < ts; i++)
+        dP[i] *= DM[i];
+}
+
+/* What sample n's output is made of: P, or PD = P * DM with dropout. */
+static const float *drop_probs(const struct attn_masks *k, const float *P, size_t n, size_t ts)
+{
+    if (!k->drop)
+        return P;
+    float *PD = k->PD + n * ts;
+    const float *DM = k->DM + n * ts;
+    for (size_t i = 0; i < ts; i++)
+        PD[i] = P[i] * DM[i];
+    return PD;
 }
 
 /* Keras' Attention: the output times the query's mask, row by row:
@@ -649,8 +690,8 @@ static void additive_forward(struct ddts_model *m, struct nn_node *nd, size_t b,
         if (mk->on)
             mask_scores(P, mk->M + (size_t)n * T * S, T, S);
         softmax_rows(P, T, S);
-        ddts__tensor_sgemm(0, 0, T, E, S, 1.0f, P, S, v->y + (size_t)n * v->size, E, 0.0f,
-                           nd->z + (size_t)n * nd->size, E);
+        ddts__tensor_sgemm(0, 0, T, E, S, 1.0f, drop_probs(mk, P, (size_t)n, T * S), S,
+                           v->y + (size_t)n * v->size, E, 0.0f, nd->z + (size_t)n * nd->size, E);
     }
 }
 
@@ -673,15 +714,19 @@ static void additive_backward(struct ddts_model *m, struct nn_node *nd, size_t b
     if (nd->n_in == 2)
         ak = 1; /* key = value: its gradient adds to the value's */
     int wgrad = nd->n_w > 0 && m->w[nd->w0].trainable;
+    struct attn_masks mk;
+    luong_masks(m, nd, T, S, &mk);
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
     for (long n = 0; n < (long)b; n++) {
         const float *P = nd->aux + (size_t)n * T * S, *dz = nd->dz + (size_t)n * nd->size;
+        const float *use = mk.drop ? mk.PD + (size_t)n * T * S : P;
         float *dP = nd->aux2 + (size_t)n * T * S;
         const float *qy = q->y + (size_t)n * q->size, *ky = k->y + (size_t)n * k->size;
         float *gq = dq ? dq + (size_t)n * q->size : NULL,
               *gk = dk ? dk + (size_t)n * k->size : NULL;
         double *gw = m->tmp + (size_t)n * G; /* dw (D), da, dc */
         ddts__tensor_sgemm(0, 1, T, S, E, 1.0f, dz, E, v->y + (size_t)n * v->size, E, 0.0f, dP, S);
+        drop_back(&mk, dP, (size_t)n, T * S);
         for (size_t t = 0; t < T; t++) {
             const float *pt = P + t * S;
             float *r = dP + t * S, dot = 0.0f;
@@ -693,7 +738,7 @@ static void additive_backward(struct ddts_model *m, struct nn_node *nd, size_t b
         /* value first, then query and key (inputs shared between the slots
          * accumulate in slot order) */
         if (dv != NULL)
-            ddts__tensor_sgemm(1, 0, S, E, T, 1.0f, P, S, dz, E, av ? 1.0f : 0.0f,
+            ddts__tensor_sgemm(1, 0, S, E, T, 1.0f, use, S, dz, E, av ? 1.0f : 0.0f,
                                dv + (size_t)n * v->size, E);
         if (gq != NULL && !aq)
             memset(gq, 0, q->size * sizeof *gq);
@@ -752,6 +797,8 @@ static void luong_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     luong_masks(m, nd, T, S, &mk);
     if (mk.on)
         mask_build(m, nd, b, T, S, 0, &mk);
+    if (mk.drop)
+        drop_draw(m, nd, mk.DM, b * T * S);
     if (nd->kind == NN_ADDITIVE || nd->score_concat) {
         additive_forward(m, nd, b, &mk);
     } else {
@@ -764,8 +811,9 @@ static void luong_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
             if (mk.on)
                 mask_scores(P, mk.M + (size_t)n * T * S, T, S);
             softmax_rows(P, T, S); /* fused, stable softmax over s */
-            ddts__tensor_sgemm(0, 0, T, E, S, 1.0f, P, S, v->y + (size_t)n * v->size, E, 0.0f,
-                               nd->z + (size_t)n * nd->size, E);
+            ddts__tensor_sgemm(0, 0, T, E, S, 1.0f, drop_probs(&mk, P, (size_t)n, T * S), S,
+                               v->y + (size_t)n * v->size, E, 0.0f, nd->z + (size_t)n * nd->size,
+                               E);
         }
     }
     if (mk.on && nd->mask_src)
@@ -807,7 +855,9 @@ static void luong_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         float *dP = nd->aux2 + (size_t)n * T * S;
         const float *vy = v->y + (size_t)n * v->size, *ky = k->y + (size_t)n * k->size;
         const float *qy = q->y + (size_t)n * q->size;
+        const float *use = mk.drop ? mk.PD + (size_t)n * T * S : P;
         ddts__tensor_sgemm(0, 1, T, S, E, 1.0f, dz, E, vy, E, 0.0f, dP, S);
+        drop_back(&mk, dP, (size_t)n, T * S);
         for (size_t t = 0; t < T; t++) {
             const float *pr = P + t * S;
             float *r = dP + t * S, dot = 0.0f;
@@ -831,7 +881,7 @@ static void luong_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                                dq + (size_t)n * q->size, D);
         }
         if (dv != NULL)
-            ddts__tensor_sgemm(1, 0, S, E, T, 1.0f, P, S, dz, E, av ? 1.0f : 0.0f,
+            ddts__tensor_sgemm(1, 0, S, E, T, 1.0f, use, S, dz, E, av ? 1.0f : 0.0f,
                                dv + (size_t)n * v->size, E);
         if (dk != NULL)
             ddts__tensor_sgemm(1, 0, S, D, T, sc, dP, S, qy, D, ak ? 1.0f : 0.0f,

@@ -524,12 +524,13 @@ static void test_attention_masks(void **state)
     /* Attention and AdditiveAttention zero the output rows the query's mask
      * masks, so Flatten sees no fully masked row */
     floor_mult = 0.05;
-    check_masked("Attention", "\"use_scale\":true", "[\"q\",0,0,{}],[\"v\",0,0,{}]", 0, 0, 0);
+    check_masked("Attention", "\"use_scale\":true,\"dropout\":0.3", "[\"q\",0,0,{}],[\"v\",0,0,{}]",
+                 0, 0, 0);
     check_masked("Attention", "\"causal\":true", "[\"q\",0,0,{}],[\"v\",0,0,{}]", 0, 0, 0);
-    check_masked("Attention", "\"score_mode\":\"concat\"",
+    check_masked("Attention", "\"score_mode\":\"concat\",\"dropout\":0.2",
                  "[\"q\",0,0,{\"use_causal_mask\":true}],[\"v\",0,0,{\"use_causal_mask\":true}]", 0,
                  1, 0);
-    check_masked("AdditiveAttention", "\"use_scale\":true",
+    check_masked("AdditiveAttention", "\"use_scale\":true,\"dropout\":0.25",
                  "[\"q\",0,0,{\"use_causal_mask\":true}],[\"v\",0,0,{\"use_causal_mask\":true}],"
                  "[\"q\",0,0,{\"use_causal_mask\":true}]",
                  0, 0, 1);

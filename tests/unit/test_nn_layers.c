@@ -413,23 +413,28 @@ static struct ddts_model *pass_one(const char *shape, const char *cls, const cha
     return m;
 }
 
-/* MultiHeadAttention's attention dropout: with one query and one key step
- * the softmax is 1, so with kernels of ones, zero biases and x = 1 each
- * sample's output is (dropout factor) * value_dim * d: 0 with probability
- * rate, else value_dim * d / (1 - rate) (Keras' Dropout on the softmax
- * output); inference gives value_dim * d for every sample. */
-static void test_mha_dropout(void **state)
+/* The attention dropout: with one query and one key step the softmax is 1,
+ * so with kernels of ones, zero biases and x = 1 each sample's output is
+ * (dropout factor) * (its value): 0 with probability rate, else value /
+ * (1 - rate) (Keras' dropout on the softmax output); inference gives the
+ * value for every sample. MultiHeadAttention (value = value_dim * d) and
+ * Attention, AdditiveAttention on [x, x] (value = x = 1). */
+static void check_attention_dropout(const char *cls, const char *cfg, float full)
 {
-    (void)state;
     const size_t N = 2000, D = 3;
-    const char *json =
-        "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"s\", \"layers\": ["
-        "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 1, 3], "
-        "\"name\": \"in\"}}, {\"class_name\": \"MultiHeadAttention\", \"config\": {\"name\": "
-        "\"l\", \"num_heads\": 1, \"key_dim\": 2, \"dropout\": 0.3}}]}}";
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"class_name\": \"Functional\", \"config\": {\"name\": \"f\", \"layers\": ["
+             "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 1, 3], "
+             "\"name\": \"x\"}, \"name\": \"x\", \"inbound_nodes\": []},"
+             "{\"class_name\": \"%s\", \"config\": {\"name\": \"a\", %s}, \"name\": \"a\", "
+             "\"inbound_nodes\": [[[\"x\", 0, 0, {}], [\"x\", 0, 0, {}]]]}], "
+             "\"input_layers\": [[\"x\", 0, 0]], \"output_layers\": [[\"a\", 0, 0]]}}",
+             cls, cfg);
     struct ddts_model *m = NULL;
     struct ddts_error err;
-    assert_int_equal(ddts_model_from_keras_config(json, strlen(json), &m, &err), DDTS_OK);
+    if (ddts_model_from_keras_config(json, strlen(json), &m, &err) != DDTS_OK)
+        fail_msg("%s: %s", json, err.msg);
     for (size_t i = 0; i < m->n_w; i++)
         for (size_t j = 0; j < m->w[i].n; j++)
             m->params[m->w[i].off + j] = strstr(m->w[i].name, "kernel") != NULL ? 1.0f : 0.0f;
@@ -438,7 +443,7 @@ static void test_mha_dropout(void **state)
     float *x = m->nodes[m->input_node].y;
     for (size_t i = 0; i < N * D; i++)
         x[i] = 1.0f;
-    const float *y = m->nodes[m->output_node].y, full = 2.0f * (float)D;
+    const float *y = m->nodes[m->output_node].y;
     for (int training = 1; training >= 0; training--) {
         m->training = training;
         ddts__nn_forward(m, N);
@@ -449,17 +454,27 @@ static void test_mha_dropout(void **state)
                 if (training && v == 0.0f)
                     dropped += k == 0;
                 else if (fabsf(v - (training ? full / 0.7f : full)) > 1e-5f * full)
-                    fail_msg("training %d: sample %zu output %.9g, want 0 or %.9g", training, n, v,
-                             training ? full / 0.7f : full);
+                    fail_msg("%s training %d: sample %zu output %.9g, want 0 or %.9g", cls,
+                             training, n, v, training ? full / 0.7f : full);
             }
         if (training) {
             double frac = (double)dropped / (double)N, se = sqrt(0.3 * 0.7 / (double)N);
-            printf("MultiHeadAttention dropout 0.3: %zu of %zu dropped (%.4f, want 0.3 +- %.4f)\n",
-                   dropped, N, frac, 5 * se);
+            printf("%s dropout 0.3: %zu of %zu dropped (%.4f, want 0.3 +- %.4f)\n", cls, dropped, N,
+                   frac, 5 * se);
             assert_true(fabs(frac - 0.3) < 5 * se);
         }
     }
     ddts_model_destroy(m);
+}
+
+static void test_attention_dropout(void **state)
+{
+    (void)state;
+    check_attention_dropout("MultiHeadAttention",
+                            "\"num_heads\": 1, \"key_dim\": 2, \"dropout\": 0.3", 6.0f);
+    check_attention_dropout("Attention", "\"dropout\": 0.3", 1.0f);
+    check_attention_dropout("Attention", "\"dropout\": 0.3, \"score_mode\": \"concat\"", 1.0f);
+    check_attention_dropout("AdditiveAttention", "\"dropout\": 0.3, \"use_scale\": false", 1.0f);
 }
 
 /* Inference: the training-only layers are the identity, bit for bit. */
@@ -646,12 +661,18 @@ static void test_flops(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names_unique),    cmocka_unit_test(test_hooks),
-        cmocka_unit_test(test_public_listing),  cmocka_unit_test(test_weight_names),
-        cmocka_unit_test(test_bounded_numbers), cmocka_unit_test(test_read_only_refused),
-        cmocka_unit_test(test_issue20_refused), cmocka_unit_test(test_attention_calls),
-        cmocka_unit_test(test_mha_dropout),     cmocka_unit_test(test_noise_inference),
-        cmocka_unit_test(test_noise_training),  cmocka_unit_test(test_dropout_mask),
+        cmocka_unit_test(test_names_unique),
+        cmocka_unit_test(test_hooks),
+        cmocka_unit_test(test_public_listing),
+        cmocka_unit_test(test_weight_names),
+        cmocka_unit_test(test_bounded_numbers),
+        cmocka_unit_test(test_read_only_refused),
+        cmocka_unit_test(test_issue20_refused),
+        cmocka_unit_test(test_attention_calls),
+        cmocka_unit_test(test_attention_dropout),
+        cmocka_unit_test(test_noise_inference),
+        cmocka_unit_test(test_noise_training),
+        cmocka_unit_test(test_dropout_mask),
         cmocka_unit_test(test_flops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
