@@ -459,12 +459,12 @@ case " $CASES " in *" recurrent "*)
     # Then the accuracy peer: fashion_lstm for 3 epochs at batch 64 on all
     # 60000 training samples, test accuracy, seeds 1-3 on each side (seed s:
     # the initial weights and the shuffling order), 2 threads.
-    RN=${BENCH_RNN_SAMPLES:-20000}; RR=${BENCH_RNN_ROUNDS:-3}; PN=2000; AN=60000; AS=${BENCH_RNN_SEEDS:-3}
+    RN=${BENCH_RNN_SAMPLES:-20000}; RR=${BENCH_RNN_ROUNDS:-3}; PN=2000; AN=60000; AS=${BENCH_RNN_SEEDS:-3}; AT=2
     # quick (about 2 minutes on a quiet 2-core machine): one round on 2000
-    # samples, the peer not searched, one accuracy seed on 6000 samples (a
-    # smoke run: not the target's figure)
+    # samples, the peer not searched, one accuracy seed on 6000 samples at 1
+    # thread (a smoke run: not the target's figure)
     RNOTE=
-    [ "$Q" = 1 ] && { RN=2000; RR=1; PN=0; AN=6000; AS=1
+    [ "$Q" = 1 ] && { RN=2000; RR=1; PN=0; AN=6000; AS=1; AT=1
         RNOTE=" (quick: a 2000-sample epoch against 10000 validated, a smoke run)"; }
     echo "== recurrent (issue 15): ddts train CLI vs PyTorch nn.LSTM / nn.GRU, Fashion-MNIST rows as sequences, $RN training samples, 1 epoch at batch 64 + validation on 10000, --normalizer simple, Adam; $RR round(s) alternating =="
     for m in lstm gru; do
@@ -522,7 +522,7 @@ case " $CASES " in *" recurrent "*)
     done
     # The accuracy peer: ddts' initial weights from `ddts model new --seed s`,
     # its shuffling from `ddts train --seed s`; PyTorch's both from seed s.
-    eval "cfg=\$TCFG_2"
+    eval "cfg=\$TCFG_$AT"
     e=; [ "$cfg" = default ] || e=$cfg
     DA= PA=
     for s in $(seq 1 "$AS"); do
@@ -530,13 +530,13 @@ case " $CASES " in *" recurrent "*)
         "$B/ddts" model new "$SRC/examples/fashion_lstm.json" --seed $s -o "$o.h5" >/dev/null 2>&1 ||
             echo "recurrent: ddts model new fashion_lstm --seed $s failed"
         "$B/ddts" train --model "$o.h5" --data keras --keras-dataset fashion_mnist --samples $AN \
-            --epochs 3 --batch-size 64 --normalizer simple --seed $s --threads 2 --out "$o" \
+            --epochs 3 --batch-size 64 --normalizer simple --seed $s --threads $AT --out "$o" \
             >"$o.out" 2>"$o.err" || echo "recurrent: ddts train lstm seed $s failed: $(tail -2 "$o.err")"
         d=$(tfield "$o.out" val_accuracy)
         DA="$DA ${d:-n/a}"
         if [ $HAVE_TORCH = 1 ]; then
-            p=$(env $e $PY "$SRC/bench/torch_train.py" --models lstm --threads 2 --samples $AN --epochs 3 \
-                --batch 64 --seed $s --predict-passes 0 2>"$o.terr" | sed -n 's/^train lstm threads 2: .*val_accuracy \([0-9.]*\).*/\1/p')
+            p=$(env $e $PY "$SRC/bench/torch_train.py" --models lstm --threads $AT --samples $AN --epochs 3 \
+                --batch 64 --seed $s --predict-passes 0 2>"$o.terr" | sed -n 's/^train lstm threads [12]: .*val_accuracy \([0-9.]*\).*/\1/p')
             [ -n "$p" ] || echo "recurrent: torch_train lstm seed $s failed: $(tail -2 "$o.terr")"
             PA="$PA ${p:-n/a}"
         fi
@@ -544,7 +544,7 @@ case " $CASES " in *" recurrent "*)
     # shellcheck disable=SC2086
     dm=$(med $DA) pm=$(med $PA)
     # shellcheck disable=SC2086
-    echo "recurrent lstm test accuracy after 3 epochs at batch 64 ($AN training samples, 2 threads; median (min-max) of seeds 1-$AS): ddts $(stats $DA)  PyTorch ($cfg) $(stats $PA)  difference $(awk -v a="$dm" -v b="$pm" 'BEGIN{ if (a == "n/a" || b == "n/a" || a == "" || b == "") print "n/a"; else printf "%+.4f", a - b }') (targets: ddts >= 0.85 with 60000 samples; PyTorch within 0.01)${RNOTE:+ (quick: 6000 samples, one seed)}"
+    echo "recurrent lstm test accuracy after 3 epochs at batch 64 ($AN training samples, $AT thread(s); median (min-max) of seeds 1-$AS): ddts $(stats $DA)  PyTorch ($cfg) $(stats $PA)  difference $(awk -v a="$dm" -v b="$pm" 'BEGIN{ if (a == "n/a" || b == "n/a" || a == "" || b == "") print "n/a"; else printf "%+.4f", a - b }') (targets: ddts >= 0.85 with 60000 samples; PyTorch within 0.01)${RNOTE:+ (quick: 6000 samples, one seed)}"
     echo "  per seed: ddts$DA  PyTorch${PA:- n/a}"
 ;; esac
 echo "load at the end:$(uptime | sed 's/.*load average://')"
