@@ -22,8 +22,8 @@ $PY -c 'import torch' 2>/dev/null && HAVE_TORCH=1
 # ratio A B: A/B with two decimals, "n/a" when either is missing
 ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN{ if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 now() { date +%s.%N; }
-# stats V...: "median (min-max)" of the values that are not n/a (the lower middle of two)
-stats() { printf '%s\n' "$@" | grep -v '^n/a$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else printf "%s (%s-%s)", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
+# stats V...: "median (min-max)" of the values that are not n/a or empty (the lower middle of two)
+stats() { printf '%s\n' "$@" | grep -v -e '^n/a$' -e '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else printf "%s (%s-%s)", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
 med() { stats "$@" | cut -d' ' -f1; }
 # tfield FILE NAME: a "NAME: value" line of ddts train's output
 tfield() { sed -n "s/^$2: //p" "$1" 2>/dev/null; }
@@ -458,7 +458,7 @@ case " $CASES " in *" recurrent "*)
     # and PyTorch alternating model by model, rounds; each run's peak RSS.
     # Then the accuracy peer: fashion_lstm for 3 epochs at batch 64 on all
     # 60000 training samples, test accuracy, seeds 1-3 on each side (seed s:
-    # the initial weights and the shuffling order), 2 threads.
+    # the initial weights and the shuffling order), 2 threads (1 when quick).
     RN=${BENCH_RNN_SAMPLES:-20000}; RR=${BENCH_RNN_ROUNDS:-3}; PN=2000; AN=60000; AS=${BENCH_RNN_SEEDS:-3}; AT=2
     # quick (about 2 minutes on a quiet 2-core machine): one round on 2000
     # samples, the peer not searched, one accuracy seed on 6000 samples at 1
