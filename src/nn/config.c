@@ -548,10 +548,9 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
                                   const json_t *cfg, const int *in, int n_in, int entry, int *out);
 
 /* The output nodes of one layer, in Keras' order (tensor index). */
-#define MAX_LAYER_OUTPUTS 6
 struct layer_outs {
     int n;
-    int node[MAX_LAYER_OUTPUTS];
+    int node[NN_MAX_LAYER_OUTPUTS];
 };
 
 /* return_state of recurrent node `rnn`: a node per final state (h, then c
@@ -562,7 +561,7 @@ static enum ddts_status add_state_outputs(struct ctx *c, int rnn, int entry, str
     if (!c->m->nodes[rnn].return_state)
         return DDTS_OK;
     int n_states = c->m->nodes[rnn].rnn.cell == RNN_LSTM ? 2 : 1;
-    for (int k = 0; k < n_states && o->n < MAX_LAYER_OUTPUTS; k++) {
+    for (int k = 0; k < n_states && o->n < NN_MAX_LAYER_OUTPUTS; k++) {
         char sname[300];
         snprintf(sname, sizeof sname, "%s/state_%s", c->m->nodes[rnn].name, k ? "c" : "h");
         int idx;
@@ -1120,8 +1119,13 @@ static enum ddts_status functional_layer(struct ctx *c, const json_t *layer, siz
     if (!mtrain)
         for (size_t q = first; q < c->m->n_nodes; q++)
             c->m->nodes[q].trainable = 0;
-    if (entry < 0)
+    if (entry < 0) {
         c->m->entries[e].node_out = node;
+        if (outs.n > 1) {
+            c->m->entries[e].n_out = outs.n;
+            memcpy(c->m->entries[e].node_outs, outs.node, sizeof outs.node);
+        }
+    }
     /* One output: its node; several: the array of their nodes (tensor index order). */
     json_t *jv = outs.n > 1 ? json_array() : json_integer(node);
     for (int k = 0; jv != NULL && outs.n > 1 && k < outs.n; k++)

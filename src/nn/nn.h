@@ -205,10 +205,16 @@ struct nn_node {
     int in_conv;      /* max pooling computed by the convolution before it */
 };
 
+/* The most outputs one layer has: Bidirectional(LSTM(return_state)) with
+ * merge_mode=None gives two sequences and four states. */
+#define NN_MAX_LAYER_OUTPUTS 6
+
 struct nn_entry {
     char *name;
     char *class_name;
-    int node_out; /* node giving its output shape */
+    int node_out; /* node giving its (first) output shape */
+    int n_out;    /* outputs when several (node_outs, tensor index order); else 0 */
+    int node_outs[NN_MAX_LAYER_OUTPUTS];
     size_t n_w;
     int *w; /* weight slots in Keras order */
 };
