@@ -268,8 +268,9 @@ static enum ddts_status start_bucket(struct ddts_mpi *c, const float *grads, siz
         if (c->n_reqs == c->reqs_cap) {
             /* Grows on the first step only: later steps start the same buckets. */
             size_t cap = c->reqs_cap ? 2 * c->reqs_cap : 16, nbytes = 0;
-            MPI_Request *r =
-                ddts_size_mul(cap, sizeof *r, &nbytes) == 0 ? ddts_realloc(c->reqs, nbytes) : NULL;
+            MPI_Request *r = ddts_size_mul(cap, sizeof(MPI_Request), &nbytes) == 0
+                                 ? ddts_realloc(c->reqs, nbytes)
+                                 : NULL;
             if (r == NULL)
                 return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
             c->reqs = r;
