@@ -560,6 +560,8 @@ int cli_train_mpi(int argc, char **argv, struct ddts_job *job, const char *out, 
     st = ddts_mpi_bcast(r.c, &rc, sizeof rc, 0, &err);
     /* Rank 0's buckets: every rank must start the same collectives. */
     uint64_t bucket_bytes = (uint64_t)(bucket_mb * 1048576.0);
+    if (bucket_mb > 0 && bucket_bytes == 0)
+        bucket_bytes = 1; /* a tiny MB still asks for buckets: one float each */
     if (st == DDTS_OK && rc == CLI_OK)
         st = ddts_mpi_bcast(r.c, &bucket_bytes, sizeof bucket_bytes, 0, &err);
     r.bucket_bytes = (size_t)bucket_bytes;

@@ -60,8 +60,8 @@ CONF
     /usr/sbin/slurmd || return 1
     sleep 1
     PIDS+=("$(cat "$s/slurmd.pid" 2>/dev/null)")
-    for _ in $(seq 1 30); do
-        timeout 20 srun -n 1 true >/dev/null 2>&1 && return 0
+    for _ in $(seq 1 10); do
+        timeout 5 srun -n 1 true >/dev/null 2>&1 && return 0
         sleep 1
     done
     return 1
