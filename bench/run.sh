@@ -359,7 +359,9 @@ case " $CASES " in *" dist "*)
 case " $CASES " in *" mpi "*)
     # ddts train --distributed mpi (issue 17): 1 vs 2 ranks of 1 thread, MLP and
     # CNN of the engine case, --sync step (gradients every step: 2 ranks at
-    # batch 32 train like one process at batch 64) and --sync epoch; then the
+    # batch 32 train like one process at batch 64), the same with the exchange
+    # in buckets overlapped with the backward pass (--bucket-mb 0.1: two per
+    # step for these 0.9 MB models, docs/mpi.md) and --sync epoch; then the
     # exchanges alone, MPI against the server/client path, per model size.
     EP=2; N=${BENCH_SAMPLES:-60000}
     [ "$Q" = 1 ] && { EP=1; N=6000; }
@@ -374,13 +376,15 @@ case " $CASES " in *" mpi "*)
         for m in mlp cnn; do
             [ -s "$W/$m.h5" ] || "$B/ddts" model new "$SRC/examples/fashion_$m.json" -o "$W/$m.h5" >/dev/null 2>&1 ||
                 { echo "model new $m failed"; continue; }
-            for sync in step epoch; do
+            for sync in step step-buckets epoch; do
+                flags=(--sync "${sync%-buckets}")
+                [ "$sync" = step-buckets ] && flags+=(--bucket-mb 0.1)
                 for k in 1 2; do
                     o="$W/mpi-$m-$sync-$k"
                     t0=$(now)
                     mpirun --oversubscribe --bind-to none -np $k "$B/ddts" train --distributed mpi \
                         --model "$W/$m.h5" --epochs $EP --batch-size 32 --data keras \
-                        --keras-dataset fashion_mnist --samples $N --normalizer simple --sync $sync \
+                        --keras-dataset fashion_mnist --samples $N --normalizer simple "${flags[@]}" \
                         --seed 5 --threads 1 --out "$o" >"$o.out" 2>"$o.err" ||
                         echo "mpi $m $sync $k ranks failed: $(tail -2 "$o.err")"
                     t1=$(now)
@@ -389,7 +393,7 @@ case " $CASES " in *" mpi "*)
                     eval "MX_$k=$(field "$o.out" exchanges) MB_$k=$(field "$o.out" exchange_bytes_per_rank) MS_$k=$(field "$o.out" exchange_seconds)"
                 done
                 per_x=$(awk -v b="${MB_2:-}" -v x="${MX_2:-}" -v s="${MS_2:-}" 'BEGIN{ if (x + 0 > 0) printf "%.3f MB, %.3f ms", b / x / 1e6, s / x * 1e3; else print "n/a" }')
-                echo "mpi $m --sync $sync: 1 rank ${MW_1}s (train ${MT_1:-n/a}s) acc ${MA_1:-n/a}; 2 ranks ${MW_2}s (train ${MT_2:-n/a}s) acc ${MA_2:-n/a}; speed-up $(ratio "$MT_1" "$MT_2")x train, $(ratio "$MW_1" "$MW_2")x wall (target >= 1.8, accuracy within 1 point); ${MX_2:-n/a} exchanges, per exchange ${per_x} (incl. waiting)"
+                echo "mpi $m ${flags[*]}: 1 rank ${MW_1}s (train ${MT_1:-n/a}s) acc ${MA_1:-n/a}; 2 ranks ${MW_2}s (train ${MT_2:-n/a}s) acc ${MA_2:-n/a}; speed-up $(ratio "$MT_1" "$MT_2")x train, $(ratio "$MW_1" "$MW_2")x wall (target >= 1.8, accuracy within 1 point); ${MX_2:-n/a} exchanges, per exchange ${per_x} (incl. waiting)"
             done
         done
         # The exchanges alone: MPI_Allreduce (bench_mpi) and a server round

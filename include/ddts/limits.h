@@ -138,6 +138,10 @@
 /* A training checkpoint (ddts train --distributed mpi): weights plus at most
  * three optimizer vectors of a model under the Keras file limit. */
 #define DDTS_MAX_CHECKPOINT_BYTES (4 * DDTS_MAX_KERAS_FILE_BYTES)
+/* --bucket-mb of ddts train --distributed mpi: a bucket of the gradient
+ * exchange need not exceed the largest model (DDTS_MAX_PARAMS floats: 1 GiB);
+ * a larger value is one bucket, i.e. a typo. */
+#define DDTS_MAX_BUCKET_MB 1024
 
 /* Default TCP port of the server (no IANA assignment; free on common hosts). */
 #define DDTS_DEFAULT_PORT 7878

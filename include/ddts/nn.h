@@ -257,6 +257,16 @@ struct ddts_fit_callbacks {
      * May be NULL. */
     int (*on_gradients)(void *userdata, struct ddts_model *m, float *grads, size_t n,
                         size_t batch_samples);
+    /* During the backward pass of each batch, as the layers finish (last to
+     * first): grads[from, n) hold their final values for this batch (what
+     * on_gradients will get) and grads[0, from) are still being computed.
+     * Called with strictly decreasing `from`, the last time with from 0,
+     * then on_gradients is called. Must not write grads. For starting the
+     * exchange of the last layers' gradients while the first layers' are
+     * computed (MPI buckets). Non-zero stops fit with DDTS_ECANCELED after
+     * the backward pass. May be NULL. */
+    int (*on_gradients_ready)(void *userdata, struct ddts_model *m, const float *grads, size_t n,
+                              size_t from, size_t batch_samples);
 };
 
 struct ddts_fit_options {

@@ -397,6 +397,13 @@ struct ddts__nn_flops {
 void ddts__nn_flops(const struct ddts_model *m, struct ddts__nn_flops *out);
 void ddts__nn_forward(struct ddts_model *m, size_t b);
 void ddts__nn_backward(struct ddts_model *m, size_t b);
+/* The backward pass with a hook called after each node ii (last to first,
+ * every node, also those without a backward): the weight gradients of nodes
+ * ii .. n_nodes - 1 are then final for this batch (a node's backward writes
+ * its own weight slots only, and no layer is shared). */
+typedef void (*ddts__nn_node_done_fn)(void *userdata, struct ddts_model *m, size_t ii);
+void ddts__nn_backward_each(struct ddts_model *m, size_t b, ddts__nn_node_done_fn done,
+                            void *userdata);
 
 /* losses.c */
 int ddts__nn_loss_parse(const char *name, struct nn_loss *out);

@@ -226,6 +226,20 @@ static int on_gradients(void *userdata, struct ddts_model *m, float *grads, size
     return 0;
 }
 
+static int on_gradients_ready(void *userdata, struct ddts_model *m, const float *grads, size_t n,
+                              size_t from, size_t batch_samples)
+{
+    (void)m;
+    struct run *r = userdata;
+    enum ddts_status st = r->req->grad_ready(r->req->grad_exchange_userdata, grads, n, from,
+                                             batch_samples, &r->error);
+    if (st != DDTS_OK) {
+        r->status = st;
+        return 1;
+    }
+    return 0;
+}
+
 static const char *model_ext(const char *path)
 {
     const char *dot = strrchr(path, '.');
@@ -424,6 +438,8 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
         .on_batch_end = on_batch_end,
         .on_epoch_end = on_epoch_end,
         .on_gradients = req->grad_exchange != NULL ? on_gradients : NULL,
+        .on_gradients_ready =
+            req->grad_exchange != NULL && req->grad_ready != NULL ? on_gradients_ready : NULL,
     };
     struct ddts_fit_options fo = {
         .epochs = job->epochs,
