@@ -112,3 +112,23 @@ py2 += b"tb" + py2_str(b"labels") + b"](K\x03K\x01eu."
 put("fuzz_pickle", "cifar_py2", py2)
 # A list that holds itself (through the memo), twice: consumers must not recurse.
 put("fuzz_pickle", "self_reference", b"\x80\x03]q\x00h\x00ah\x00ah\x00ah\x00a.")
+
+
+# ---- fuzz_wire_epoch: EPOCH payloads (u32 fold, n_folds, epoch, epochs, u16 n, n x (str, f64)) ----
+def epoch_row(fold, n_folds, epoch, epochs, figs):
+    b = struct.pack("<IIIIH", fold, n_folds, epoch, epochs, len(figs))
+    for name, v in figs:
+        b += struct.pack("<I", len(name)) + name + struct.pack("<d", v)
+    return b
+
+
+put("fuzz_wire_epoch", "train_val", epoch_row(0, 0, 3, 6, [(b"loss", 0.51), (b"accuracy", 0.75),
+                                                           (b"val_loss", 0.61),
+                                                           (b"val_accuracy", 0.69)]))
+put("fuzz_wire_epoch", "kfold_nan", epoch_row(2, 5, 1, 2, [(b"loss", float("nan")),
+                                                           (b"val_mae", float("inf"))]))
+put("fuzz_wire_epoch", "empty", epoch_row(0, 0, 1, 1, []))
+put("fuzz_wire_epoch", "long_name", epoch_row(0, 0, 1, 1, [
+    (b"val_sparse_top_k_categorical_accuracy", 0.5), (b"a" * 64, 1.0)]))
+put("fuzz_wire_epoch", "dup", epoch_row(0, 0, 1, 1, [(b"loss", 1.0), (b"loss", 2.0)]))
+put("fuzz_wire_epoch", "bad_char", epoch_row(0, 0, 1, 1, [(b"val/loss", 1.0)]))

@@ -304,6 +304,12 @@ static void backward_shared(struct ddts_model *m, struct nn_node *nd, size_t b)
 
 void ddts__nn_backward(struct ddts_model *m, size_t b)
 {
+    ddts__nn_backward_each(m, b, NULL, NULL);
+}
+
+void ddts__nn_backward_each(struct ddts_model *m, size_t b, ddts__nn_node_done_fn done,
+                            void *userdata)
+{
     for (size_t i = 0; i < m->n_nodes; i++) {
         struct nn_node *nd = &m->nodes[i];
         if (nd->needs_grad && nd->n_consumers > 1)
@@ -316,16 +322,18 @@ void ddts__nn_backward(struct ddts_model *m, size_t b)
     }
     for (size_t ii = m->n_nodes; ii-- > 0;) {
         struct nn_node *nd = &m->nodes[ii];
-        if (!nd->needs_grad || nd->kind == NN_INPUT)
-            continue;
-        size_t k = (size_t)(nd->rank > 0 ? nd->shape[nd->rank - 1] : 1);
-        int fused_here = m->fused && (int)ii == m->output_node;
-        if (nd->act.kind != ACT_LINEAR && !fused_here && !nd->skip_act_bwd)
-            ddts__nn_act_backward(&nd->act, b * nd->size / k, k, nd->z, nd->y, nd->dy, nd->dz,
-                                  m->threads);
-        if (nd->ops->backward != NULL && m->gshare != NULL && shares_weights(nd))
-            backward_shared(m, nd, b);
-        else if (nd->ops->backward != NULL)
-            nd->ops->backward(m, nd, b);
+        if (nd->needs_grad && nd->kind != NN_INPUT) {
+            size_t k = (size_t)(nd->rank > 0 ? nd->shape[nd->rank - 1] : 1);
+            int fused_here = m->fused && (int)ii == m->output_node;
+            if (nd->act.kind != ACT_LINEAR && !fused_here && !nd->skip_act_bwd)
+                ddts__nn_act_backward(&nd->act, b * nd->size / k, k, nd->z, nd->y, nd->dy, nd->dz,
+                                      m->threads);
+            if (nd->ops->backward != NULL && m->gshare != NULL && shares_weights(nd))
+                backward_shared(m, nd, b);
+            else if (nd->ops->backward != NULL)
+                nd->ops->backward(m, nd, b);
+        }
+        if (done != NULL)
+            done(userdata, m, ii);
     }
 }
