@@ -606,6 +606,18 @@ static void test_gradients_ready(void **state)
     check_ready(CNN, cnn, 2);
     static const char *const branches[] = {"o", "b"};
     check_ready(BRANCHES, branches, 2);
+    /* A shared Dense applied to its own output: its gradient (the sum over both
+     * calls) is announced, whole, only when its first call is done. */
+    static const char *const shared[] = {"o"};
+    check_ready("{\"class_name\":\"Functional\",\"config\":{\"name\":\"sh\",\"layers\":["
+                "{\"class_name\":\"InputLayer\",\"name\":\"in\",\"config\":{\"name\":\"in\","
+                "\"batch_input_shape\":[null,36]},\"inbound_nodes\":[]},"
+                "{\"class_name\":\"Dense\",\"name\":\"s\",\"config\":{\"name\":\"s\",\"units\":36,"
+                "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"in\",0,0,{}]],[[\"s\",0,0,{}]]]},"
+                "{\"class_name\":\"Dense\",\"name\":\"o\",\"config\":{\"name\":\"o\",\"units\":3,"
+                "\"activation\":\"softmax\"},\"inbound_nodes\":[[[\"s\",1,0,{}]]]}],"
+                "\"input_layers\":[[\"in\",0,0]],\"output_layers\":[[\"o\",0,0]]}}",
+                shared, 1);
 }
 
 static void test_best_across_calls(void **state)
