@@ -5,22 +5,24 @@
  * damaged files; in the child that costs the child only.
  *
  * The child is a fork of this process: it closes every inherited descriptor
- * but its end of a pipe (no sockets, no other files), sets limits (CPU
+ * but its end of a pipe and the result file (no sockets, no other files),
+ * sets limits (CPU
  * seconds, address space, open files, no file writes, no core dump),
  * installs a seccomp filter that refuses socket, connect, exec and ptrace
  * where the architecture is known (x86-64, arm64), runs the *_inproc reader
- * of keras_h5.c, writes its result (the model's strings and weights, or an
- * HDF5 image) into a shared memory file (memfd) and its status, message and
- * result length to the pipe. The parent reads the pipe within a wall-clock
- * deadline, reaps the child and only then maps the result and decodes it
- * with every length checked against the file's sealed size.
+ * of keras_h5.c, which reads the weight values straight into a shared
+ * memory file (memfd; ddts__keras_h5_arena), appends the rest of the model
+ * (strings, shapes, offsets of the values) or the HDF5 image it wrote, and
+ * writes its status, message and result length to the pipe. The parent reads the pipe within a
+ * wall-clock deadline, reaps the child and only then maps the result and decodes it with every
+ * length checked against the file's sealed size.
  *
- * Why a memory file and not the pipe (docs/protocol.md, the cost): a pipe
- * copies the weights twice (into the pipe, out of it) into buffers that grow
- * by doubling in both processes; the memory file is written once, in place,
- * and read in place. It is created and sized by the parent and sealed
- * against shrinking and growing, so the child cannot make the parent's
- * mapping fault (SIGBUS) nor grow it beyond its size.
+ * Why a memory file and not the pipe (docs/protocol.md, the cost): through
+ * a pipe the weights were copied three times more (into a growing buffer,
+ * through the pipe into another, out of it), each time into fresh pages; the
+ * memory file is written once, by libhdf5 itself, and read in place. It is created and sized by the
+ * parent and sealed against shrinking and growing, so the child cannot make the parent's mapping
+ * fault (SIGBUS) nor grow it beyond its size.
  *
  * fork in a threaded process: the child runs only this thread. glibc makes
  * malloc usable after fork; libhdf5's own lock (thread-safe builds) is free
@@ -219,6 +221,25 @@ static char *get_str(struct reader *r, int *oom)
     return out;
 }
 
+/*
+ * memcpy into this process's heap after a fork: each page it writes was made
+ * copy-on-write by the fork and faults once; for a large copy the pages are
+ * made writable in one call first (a hint; the copy is the same without it).
+ */
+static void copy_out(void *dst, const void *src, size_t n)
+{
+#ifdef MADV_POPULATE_WRITE
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (n >= 16 * page) {
+        uintptr_t a = ((uintptr_t)dst + page - 1) & ~(uintptr_t)(page - 1);
+        uintptr_t b = ((uintptr_t)dst + n) & ~(uintptr_t)(page - 1);
+        if (b > a)
+            (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+    }
+#endif
+    memcpy(dst, src, n);
+}
+
 static struct ddts_keras_weight *get_weights(struct reader *r, size_t *n_out, int *oom)
 {
     *n_out = 0;
@@ -266,7 +287,7 @@ static struct ddts_keras_weight *get_weights(struct reader *r, size_t *n_out, in
             if (w[i].data == NULL)
                 *oom = 1;
             else
-                memcpy(w[i].data, r->all + at, (size_t)bytes);
+                copy_out(w[i].data, r->all + at, (size_t)bytes);
         }
     }
     return w;

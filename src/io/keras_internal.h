@@ -18,9 +18,9 @@
  * files. The four functions below run their *_inproc twin (keras_h5.c) in a
  * forked child with limits on CPU time, address space, open files and file
  * writes, every inherited descriptor closed and (Linux x86-64/arm64) a
- * seccomp filter that refuses sockets and exec; the result comes back over
- * a pipe. A crash, a limit or a hang of the child is DDTS_EFORMAT "LABEL:
- * the HDF5 reader crashed (...)/timed out: the file is damaged or hostile".
+ * seccomp filter that refuses sockets and exec; the result comes back in a
+ * sealed memory file, the status over a pipe. A crash, a limit or a hang of the child is
+ * DDTS_EFORMAT "LABEL: the HDF5 reader crashed (...)/timed out: the file is damaged or hostile".
  */
 
 /* Reads a legacy HDF5 model file at `path` into `m` (already zeroed, format

@@ -67,7 +67,7 @@ int main(int argc, char **argv)
     int n = 15, first = 1, mode = 3;
     while (first + 1 < argc && argv[first][0] == '-') {
         if (strcmp(argv[first], "-n") == 0)
-            n = atoi(argv[first + 1]);
+            n = (int)strtol(argv[first + 1], NULL, 10);
         else if (strcmp(argv[first], "-m") == 0)
             mode = strcmp(argv[first + 1], "inproc") == 0     ? 1
                    : strcmp(argv[first + 1], "isolated") == 0 ? 2
@@ -78,11 +78,12 @@ int main(int argc, char **argv)
         first += 2;
     }
     if (n < 1 || n > 64 || mode == 0 || first >= argc) {
-        fprintf(stderr, "usage: h5_isolation_cost [-n 1..64] [-m both|inproc|isolated] FILE.h5...\n");
+        fprintf(stderr,
+                "usage: h5_isolation_cost [-n 1..64] [-m both|inproc|isolated] FILE.h5...\n");
         return 2;
     }
-    printf("%-44s %9s %9s %9s | %9s %9s %9s\n", "file", "wall_in", "wall_iso", "extra_ms",
-           "cpu_in", "cpu_iso", "extra_ms");
+    printf("%-44s %9s %9s %9s | %9s %9s %9s\n", "file", "wall_in", "wall_iso", "extra_ms", "cpu_in",
+           "cpu_iso", "extra_ms");
     for (int i = first; i < argc; i++) {
         double wa = 0, wb = 0, ca = 0, cb = 0;
         if ((mode & 1) && measure(argv[i], 0, n, &wa, &ca) != 0)

@@ -245,13 +245,14 @@ static void test_result_checked(void **state)
     assert_int_equal(decode(copy, n, &err, NULL), DDTS_EFORMAT);
     /* The bias: has_data = 1, offset 32 (the only such pair). */
     const uint64_t pair[2] = {1, 32};
-    uint8_t *at = NULL;
+    size_t at_i = 0;
     for (size_t i = 8; i + sizeof pair <= n; i++)
         if (memcmp(copy + i, pair, sizeof pair) == 0) {
-            assert_null(at);
-            at = copy + i + 8;
+            assert_int_equal(at_i, 0);
+            at_i = i + 8;
         }
-    assert_non_null(at);
+    assert_true(at_i > 0);
+    uint8_t *at = copy + at_i;
     memcpy(copy, seed, 8);
     uint64_t off = n - 8 - 8; /* 3 values from 8 bytes before the end: past it */
     memcpy(at, &off, sizeof off);
