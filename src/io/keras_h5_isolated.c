@@ -428,7 +428,7 @@ static void child_main(const char *label, int fd, int res_fd, uint64_t res_cap, 
     if (syscall(SYS_close_range, 5u, ~0u, 0u) != 0)
         for (int i = 5; i < 65536; i++)
             close(i);
-    struct blob payload = {{NULL, 0, 0, 1}}; /* full until mapped: reported below */
+    struct blob payload = {{NULL, 0, 0, 0}};
     void *map = mmap(NULL, (size_t)res_cap, PROT_READ | PROT_WRITE, MAP_SHARED, 4, 0);
     close(4);
     if (map != MAP_FAILED) {
@@ -460,7 +460,10 @@ static void child_main(const char *label, int fd, int res_fd, uint64_t res_cap, 
     ddts_error_clear(&err);
     uint64_t meta = 0;
     enum ddts_status st = payload.a.p != NULL ? fn(arg, &payload, &meta, &err) : DDTS_OK;
-    if (payload.a.full)
+    if (payload.a.p == NULL)
+        st = ddts_error_set(&err, DDTS_ENOMEM, "%s: the HDF5 reader cannot map its result file",
+                            label);
+    else if (payload.a.full)
         st = ddts_error_set(&err, DDTS_ENOMEM,
                             "%s: the HDF5 reader's result is larger than its limit (%" PRIu64
                             " bytes)",
@@ -470,7 +473,7 @@ static void child_main(const char *label, int fd, int res_fd, uint64_t res_cap, 
     uint64_t v[3] = {RESULT_MAGIC, (uint64_t)st, 0};
     uint64_t tail[2] = {0, 0}; /* result length, model offset: none on failure */
     if (st == DDTS_OK)
-        tail[0] = payload.a.n, tail[1] = meta; /* result length, model offset */
+        tail[0] = payload.a.n, tail[1] = meta;
     size_t msg_n = strnlen(err.msg, DDTS_ERROR_MSG_MAX - 1);
     v[2] = (uint64_t)msg_n + 1;
     memcpy(head, v, sizeof v);
