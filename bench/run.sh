@@ -11,7 +11,11 @@ PY=/usr/bin/python3
 Q=${BENCH_QUICK:-0}
 CASES=${BENCH_CASES:-engine train data transfer dist mpi examples}
 W=$(mktemp -d "${TMPDIR:-/tmp}/ddts-bench.XXXXXX")
-trap 'rm -rf "$W"' EXIT INT TERM
+# A signal ends the run (the EXIT trap then removes the work folder): a
+# trap that only removed it would let the next case run without its files.
+trap 'rm -rf "$W"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 HAVE_TORCH=0
 $PY -c 'import torch' 2>/dev/null && HAVE_TORCH=1
 # ratio A B: A/B with two decimals, "n/a" when either is missing
@@ -98,7 +102,9 @@ case " $CASES " in *" train "*)
     TMODELS="mlp mlp_dropout cnn cnn_dropout"
     # quick (< 1 min): two models, one round, one prediction pass, no search
     # of the peer's threading (OPENBLAS_NUM_THREADS=1: never oversubscribed)
-    [ "$Q" = 1 ] && { TN=2000; TR=1; PN=0; PR=1; TMODELS="mlp cnn_dropout"; }
+    QNOTE=
+    [ "$Q" = 1 ] && { TN=2000; TR=1; PN=0; PR=1; TMODELS="mlp cnn_dropout"
+        QNOTE=" (quick: a 2000-sample epoch against 10000 validated, not comparable)"; }
     echo "== train (issue 16): ddts train CLI vs PyTorch, Fashion-MNIST $TN training samples, 1 epoch at batch 128 + validation on 10000, --normalizer simple, Adam; $TR round(s) alternating =="
     "$B/ddts" model new "$SRC/examples/fashion_mlp.json" -o "$W/t_mlp.h5" >/dev/null 2>&1 &&
         "$B/ddts" model new "$SRC/examples/fashion_cnn.json" -o "$W/t_cnn.h5" >/dev/null 2>&1 &&
@@ -148,6 +154,14 @@ case " $CASES " in *" train "*)
                 done
                 echo "$r $t $m ${ep:-n/a} $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}') ${fs:-n/a} ${pb:-n/a} $(tfield "$o.out" val_accuracy)" >>"$W/train_ddts.txt"
             done
+            # the engine's own loop on the same model (bench_engine: training
+            # steps only, 1 and 2 threads in one run), for "ddts train within
+            # 10 % of the engine"
+            for m in $TMODELS; do
+                case $t.$m in 1.mlp | 1.cnn) ;; *) continue ;; esac
+                "$B/bench_engine" --throughput --only "$m" 2>/dev/null |
+                    sed -n "s/^$m: train samples\/s.*: \([0-9.]*\) (1 thread), \([0-9.]*\) (2 threads).*/$r 1 $m \1\n$r 2 $m \2/p" >>"$W/train_engine.txt"
+            done
             if [ $HAVE_TORCH = 1 ]; then
                 eval "cfg=\$TCFG_$t"
                 e=; [ "$cfg" = default ] || e=$cfg
@@ -175,6 +189,19 @@ case " $CASES " in *" train "*)
             # shellcheck disable=SC2086
             dm=$(med $ds) pm=$(med $ps)
             echo "train $m, $t thread(s): ddts $(stats $ds) s = $(awk -v n=$TN -v s="$dm" 'BEGIN{ if (s + 0 > 0) printf "%.0f", n / s; else print "n/a" }') samples/s  PyTorch ($cfg) $(stats $ps) s = $(awk -v n=$TN -v s="$pm" 'BEGIN{ if (s + 0 > 0) printf "%.0f", n / s; else print "n/a" }') samples/s  ratio $(stats $rs) (target >= 2.0)"
+        done
+    done
+    for t in 1 2; do
+        for m in $TMODELS; do
+            case $m in mlp | cnn) ;; *) continue ;; esac
+            rs=
+            for r in $(seq 1 "$TR"); do
+                d=$(awk -v r=$r -v t=$t -v m=$m '$1 == r && $2 == t && $3 == m && $4 + 0 > 0 { print '"$TN"' / $4 }' "$W/train_ddts.txt")
+                e=$(awk -v r=$r -v t=$t -v m=$m '$1 == r && $2 == t && $3 == m { print $4 }' "$W/train_engine.txt")
+                rs="$rs $(ratio "$d" "$e")"
+            done
+            # shellcheck disable=SC2046,SC2086
+            echo "train $m vs engine, $t thread(s): ddts train samples/s (whole epoch, validation included) / bench_engine samples/s (training steps only, the same model) $(stats $rs)  (engine rounds $(stats $(awk -v t=$t -v m=$m '$2 == t && $3 == m { print $4 }' "$W/train_engine.txt")) samples/s; target >= 0.90)${QNOTE:-}"
         done
     done
     for t in 1 2; do

@@ -88,6 +88,61 @@ static enum ddts_status load_opt(const char *dir, const char *name, struct ddts_
     return ddts_data_load(path, NULL, out, err);
 }
 
+/* The share the server sent: x.npy, y.npy, the test split when there is
+ * one, the normalizer statistics and the smallest share's size (info.txt),
+ * which fixes the rounds every client exchanges. xy: x, y, x_test, y_test. */
+static enum ddts_status load_share(const char *dir, struct ddts_array **xy[4],
+                                   struct ddts_stats **stats, size_t *min_share,
+                                   struct ddts_error *err)
+{
+    static const char *const names[] = {"x.npy", "y.npy", "x_test.npy", "y_test.npy"};
+    enum ddts_status st = DDTS_OK;
+    for (int i = 0; i < 4 && st == DDTS_OK; i++)
+        st = load_opt(dir, names[i], xy[i], err);
+    if (st == DDTS_OK && *xy[0] == NULL)
+        st = ddts_error_set(err, DDTS_ENOTFOUND, "the share from the server has no x.npy");
+    char path[4096];
+    if (st == DDTS_OK)
+        st = ddts_format(path, sizeof path, err, "%s/stats.bin", dir);
+    char *buf = NULL;
+    size_t nbytes = 0;
+    if (st == DDTS_OK && access(path, R_OK) == 0) {
+        st = ddts_read_file(path, (size_t)1 << 30, &buf, &nbytes, err);
+        if (st == DDTS_OK)
+            st = ddts_stats_decode((const uint8_t *)buf, nbytes, stats, err);
+        ddts_free(buf);
+    }
+    if (st == DDTS_OK)
+        st = ddts_format(path, sizeof path, err, "%s/info.txt", dir);
+    if (st == DDTS_OK && access(path, R_OK) == 0) {
+        st = ddts_read_file(path, 4096, &buf, &nbytes, err);
+        if (st == DDTS_OK) {
+            char *end = NULL;
+            const char *p = strstr(buf, "min_share ");
+            if (p != NULL)
+                *min_share = (size_t)strtoull(p + 10, &end, 10);
+        }
+        ddts_free(buf);
+    }
+    return st;
+}
+
+/* A share taken over (or resumed) mid-job skips the epochs it already
+ * contributed to the rounds: rounds per epoch as trainer.c exchanges. */
+static int first_epoch(struct client_ctx *ctx, const struct ddts_client_job *cj,
+                       const struct ddts_job *job, size_t min_share, int has_val)
+{
+    if (job->method != DDTS_JOB_FIT || cj->share_rounds == 0)
+        return 0;
+    uint64_t per_epoch = ddts_train_rounds_per_epoch(job, min_share, has_val);
+    uint64_t e = cj->share_rounds / per_epoch;
+    int initial_epoch = e >= (uint64_t)job->epochs ? job->epochs - 1 : (int)e;
+    ddts_log(&ctx->log, DDTS_LOG_INFO,
+             "share %u already contributed %llu rounds: training from epoch %d of %d", cj->shard,
+             (unsigned long long)cj->share_rounds, initial_epoch + 1, job->epochs);
+    return initial_epoch;
+}
+
 static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
                               struct ddts_client_sync *sync, struct ddts_error *err)
 {
@@ -109,38 +164,8 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
     float *init = NULL;
     size_t n_init = 0, min_share = 0;
     if (cj->shard_dir != NULL) {
-        st = load_opt(cj->shard_dir, "x.npy", &x, err);
-        if (st == DDTS_OK)
-            st = load_opt(cj->shard_dir, "y.npy", &y, err);
-        if (st == DDTS_OK)
-            st = load_opt(cj->shard_dir, "x_test.npy", &xt, err);
-        if (st == DDTS_OK)
-            st = load_opt(cj->shard_dir, "y_test.npy", &yt, err);
-        if (st == DDTS_OK && x == NULL)
-            st = ddts_error_set(err, DDTS_ENOTFOUND, "the share from the server has no x.npy");
-        char path[4096];
-        if (st == DDTS_OK)
-            st = ddts_format(path, sizeof path, err, "%s/stats.bin", cj->shard_dir);
-        char *buf = NULL;
-        size_t nbytes = 0;
-        if (st == DDTS_OK && access(path, R_OK) == 0) {
-            st = ddts_read_file(path, (size_t)1 << 30, &buf, &nbytes, err);
-            if (st == DDTS_OK)
-                st = ddts_stats_decode((const uint8_t *)buf, nbytes, &stats, err);
-            ddts_free(buf);
-        }
-        if (st == DDTS_OK)
-            st = ddts_format(path, sizeof path, err, "%s/info.txt", cj->shard_dir);
-        if (st == DDTS_OK && access(path, R_OK) == 0) {
-            st = ddts_read_file(path, 4096, &buf, &nbytes, err);
-            if (st == DDTS_OK) {
-                char *end = NULL;
-                const char *p = strstr(buf, "min_share ");
-                if (p != NULL)
-                    min_share = (size_t)strtoull(p + 10, &end, 10);
-            }
-            ddts_free(buf);
-        }
+        struct ddts_array **xy[4] = {&x, &y, &xt, &yt};
+        st = load_share(cj->shard_dir, xy, &stats, &min_share, err);
     } else if (job.data != DDTS_JOB_DATA_CLIENT) {
         st = ddts_error_set(err, DDTS_EPROTO,
                             "the server sent no share of the data (a job with --data %s must)",
@@ -168,19 +193,9 @@ static enum ddts_status train(void *userdata, const struct ddts_client_job *cj,
     char run_name[256];
     snprintf(run_name, sizeof run_name, "%s %s (share %u/%u)", cj->job, cj->client_name,
              cj->shard + 1, cj->n_shards);
-    /* A share taken over (or resumed) mid-job skips the epochs it already
-     * contributed to the rounds: rounds per epoch as trainer.c exchanges. */
-    int initial_epoch = 0;
     /* Every client exchanges at the same points (src/train/syncplan.c). */
     int has_val = job.method == DDTS_JOB_FIT && xt != NULL && yt != NULL;
-    if (syncing && job.method == DDTS_JOB_FIT && cj->share_rounds > 0) {
-        uint64_t per_epoch = ddts_train_rounds_per_epoch(&job, min_share, has_val);
-        uint64_t e = cj->share_rounds / per_epoch;
-        initial_epoch = e >= (uint64_t)job.epochs ? job.epochs - 1 : (int)e;
-        ddts_log(&ctx->log, DDTS_LOG_INFO,
-                 "share %u already contributed %llu rounds: training from epoch %d of %d",
-                 cj->shard, (unsigned long long)cj->share_rounds, initial_epoch + 1, job.epochs);
-    }
+    int initial_epoch = syncing ? first_epoch(ctx, cj, &job, min_share, has_val) : 0;
     struct ddts_train_request req = {
         .job = &job,
         .model_path = cj->model_path,

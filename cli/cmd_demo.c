@@ -143,11 +143,23 @@ static enum ddts_status fresh_workdir(const char *workdir, struct ddts_error *er
     return st;
 }
 
-int cmd_demo(int argc, char **argv)
+/* One demo run: its options and the paths it makes. Every path is the work
+ * folder plus at most 64 bytes (the job and file names are ours), so
+ * bounding the folder once (parse_demo) rules out truncation. */
+struct demo {
+    const char *workdir, *model_name, *epochs, *samples, *threads, *spec;
+    char model_path[4096], pass_path[4096], port_str[16], server_arg[64];
+    char server_log[4096], server_workdir[4096], client_log[2][4096], client_dir[2][4096];
+};
+
+/* Options into d; 0, or the exit code of a usage error. */
+static int parse_demo(int argc, char **argv, struct demo *d)
 {
-    const char *workdir = "demo-work";
-    const char *model_name = "mlp";
-    const char *epochs = "5", *samples = NULL, *threads = "1";
+    *d = (struct demo){.workdir = "demo-work",
+                       .model_name = "mlp",
+                       .epochs = "5",
+                       .threads = "1",
+                       .spec = ddts_example_fashion_mlp};
     static const struct option opts[] = {
         {"workdir", required_argument, NULL, 'w'}, {"model", required_argument, NULL, 'm'},
         {"epochs", required_argument, NULL, 'e'},  {"samples", required_argument, NULL, 's'},
@@ -158,19 +170,19 @@ int cmd_demo(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'w':
-            workdir = optarg;
+            d->workdir = optarg;
             break;
         case 'm':
-            model_name = optarg;
+            d->model_name = optarg;
             break;
         case 'e':
-            epochs = optarg;
+            d->epochs = optarg;
             break;
         case 's':
-            samples = optarg;
+            d->samples = optarg;
             break;
         case 't':
-            threads = optarg;
+            d->threads = optarg;
             break;
         default:
             return cli_usage_error("demo", "unknown option '%s'", argv[optind - 1]);
@@ -178,141 +190,168 @@ int cmd_demo(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_error("demo", "unexpected argument '%s'", argv[optind]);
-    const char *spec;
-    if (strcmp(model_name, "mlp") == 0)
-        spec = ddts_example_fashion_mlp;
-    else if (strcmp(model_name, "cnn") == 0)
-        spec = ddts_example_fashion_cnn;
+    if (strcmp(d->model_name, "mlp") == 0)
+        d->spec = ddts_example_fashion_mlp;
+    else if (strcmp(d->model_name, "cnn") == 0)
+        d->spec = ddts_example_fashion_cnn;
     else
-        return cli_usage_error("demo", "--model: '%s' is not mlp or cnn", model_name);
-
-    /* Every path below is the work folder plus at most 64 bytes (the job and
-     * file names are ours), so bounding the folder once rules out truncation. */
-    if (strlen(workdir) > 4000)
+        return cli_usage_error("demo", "--model: '%s' is not mlp or cnn", d->model_name);
+    if (strlen(d->workdir) > 4000)
         return cli_usage_error("demo", "--workdir: longer than 4000 bytes");
-    struct ddts_error err;
-    ddts_error_clear(&err);
-    struct ddts_logger log = cli_logger(DDTS_LOG_INFO);
-    char path[4096], model_path[4096], pass_path[4096], port_str[16], server_arg[64];
-    char server_log[4096], client_log[2][4096], client_dir[2][4096];
-    if (fresh_workdir(workdir, &err) != DDTS_OK)
-        return cli_fail("demo", &err);
-    snprintf(path, sizeof path, "%s/model", workdir);
-    if (ddts_mkdir_p(path, &err) != DDTS_OK)
-        return cli_fail("demo", &err);
-    snprintf(path, sizeof path, "%s/model/fashion_%s.json", workdir, model_name);
-    if (ddts_write_file_atomic(path, spec, strlen(spec), &err) != DDTS_OK)
-        return cli_fail("demo", &err);
-    snprintf(model_path, sizeof model_path, "%s/model/fashion_%s.h5", workdir, model_name);
-    if (cli_model_new(path, model_path, 1, "sparse_categorical_crossentropy", "adam", 0, "accuracy",
-                      &err) != DDTS_OK)
-        return cli_fail("demo", &err);
-    snprintf(pass_path, sizeof pass_path, "%s/passphrase", workdir);
-    if (write_random_passphrase(pass_path, &err) != DDTS_OK)
-        return cli_fail("demo", &err);
+    return 0;
+}
+
+/* A fresh work folder with the model file, a passphrase and a free port. */
+static enum ddts_status prepare_demo(struct demo *d, struct ddts_error *err)
+{
+    char path[4096];
+    enum ddts_status st = fresh_workdir(d->workdir, err);
+    snprintf(path, sizeof path, "%s/model", d->workdir);
+    if (st == DDTS_OK)
+        st = ddts_mkdir_p(path, err);
+    snprintf(path, sizeof path, "%s/model/fashion_%s.json", d->workdir, d->model_name);
+    if (st == DDTS_OK)
+        st = ddts_write_file_atomic(path, d->spec, strlen(d->spec), err);
+    snprintf(d->model_path, sizeof d->model_path, "%s/model/fashion_%s.h5", d->workdir,
+             d->model_name);
+    if (st == DDTS_OK)
+        st = cli_model_new(path, d->model_path, 1, "sparse_categorical_crossentropy", "adam", 0,
+                           "accuracy", err);
+    snprintf(d->pass_path, sizeof d->pass_path, "%s/passphrase", d->workdir);
+    if (st == DDTS_OK)
+        st = write_random_passphrase(d->pass_path, err);
+    if (st != DDTS_OK)
+        return st;
     int port = free_port();
-    if (port < 0) {
-        ddts_error_set(&err, DDTS_EIO, "no free TCP port on 127.0.0.1");
-        return cli_fail("demo", &err);
+    if (port < 0)
+        return ddts_error_set(err, DDTS_EIO, "no free TCP port on 127.0.0.1");
+    snprintf(d->port_str, sizeof d->port_str, "%d", port);
+    snprintf(d->server_arg, sizeof d->server_arg, "127.0.0.1:%d", port);
+    snprintf(d->server_log, sizeof d->server_log, "%s/server.log", d->workdir);
+    snprintf(d->server_workdir, sizeof d->server_workdir, "%s/server", d->workdir);
+    for (int i = 0; i < 2; i++) {
+        snprintf(d->client_dir[i], sizeof d->client_dir[i], "%s/client-%d", d->workdir, i + 1);
+        snprintf(d->client_log[i], sizeof d->client_log[i], "%s/client-%d.log", d->workdir, i + 1);
     }
-    snprintf(port_str, sizeof port_str, "%d", port);
-    snprintf(server_arg, sizeof server_arg, "127.0.0.1:%d", port);
-    snprintf(server_log, sizeof server_log, "%s/server.log", workdir);
-    char server_workdir[4096];
-    snprintf(server_workdir, sizeof server_workdir, "%s/server", workdir);
+    return DDTS_OK;
+}
 
-    char *server_argv[40];
+static pid_t start_server(struct demo *d)
+{
+    /* clang-format off */
+    char *argv[40] = {
+        "ddts", "server",
+        "--host", "127.0.0.1",
+        "--port", d->port_str,
+        "--passphrase-file", d->pass_path,
+        "--model", d->model_path,
+        "--clients", "2",
+        "--epochs", (char *)d->epochs,
+        "--batch-size", "32",
+        "--data", "keras",
+        "--keras-dataset", "fashion_mnist",
+        "--normalizer", "simple",
+        "--sync", "epoch",
+        "--seed", "1",
+        "--name", "demo",
+        "--workdir", d->server_workdir
+    };
+    /* clang-format on */
     int n = 0;
-    server_argv[n++] = "ddts";
-    server_argv[n++] = "server";
-    server_argv[n++] = "--host";
-    server_argv[n++] = "127.0.0.1";
-    server_argv[n++] = "--port";
-    server_argv[n++] = port_str;
-    server_argv[n++] = "--passphrase-file";
-    server_argv[n++] = pass_path;
-    server_argv[n++] = "--model";
-    server_argv[n++] = model_path;
-    server_argv[n++] = "--clients";
-    server_argv[n++] = "2";
-    server_argv[n++] = "--epochs";
-    server_argv[n++] = (char *)epochs;
-    server_argv[n++] = "--batch-size";
-    server_argv[n++] = "32";
-    server_argv[n++] = "--data";
-    server_argv[n++] = "keras";
-    server_argv[n++] = "--keras-dataset";
-    server_argv[n++] = "fashion_mnist";
-    if (samples != NULL) {
-        server_argv[n++] = "--samples";
-        server_argv[n++] = (char *)samples;
+    while (argv[n] != NULL) /* the rest of argv is NULL */
+        n++;
+    if (d->samples != NULL) {
+        argv[n++] = "--samples";
+        argv[n++] = (char *)d->samples;
     }
-    server_argv[n++] = "--normalizer";
-    server_argv[n++] = "simple";
-    server_argv[n++] = "--sync";
-    server_argv[n++] = "epoch";
-    server_argv[n++] = "--seed";
-    server_argv[n++] = "1";
-    server_argv[n++] = "--name";
-    server_argv[n++] = "demo";
-    server_argv[n++] = "--workdir";
-    server_argv[n++] = server_workdir;
-    server_argv[n] = NULL;
+    argv[n] = NULL;
+    return spawn(argv, d->server_log);
+}
 
-    ddts_log(&log, DDTS_LOG_INFO, "demo: starting a server on %s (log: %s)", server_arg,
-             server_log);
-    pid_t server = spawn(server_argv, server_log);
-    pid_t clients[2] = {-1, -1};
-    /* The server loads and splits the data before it listens: wait for its log line. */
-    int server_done = 0, server_status = 0;
+/* Waits until the server listens (it loads and splits the data first: its
+ * log says "waiting for"); 1 when it exited before that, its status reaped
+ * into *status. */
+static int wait_server_up(const struct demo *d, pid_t server, int *status)
+{
     for (int i = 0; i < 1200; i++) {
         char *text = NULL;
         size_t len = 0;
         int up = 0;
-        if (ddts_read_file(server_log, 1 << 24, &text, &len, NULL) == DDTS_OK) {
+        if (ddts_read_file(d->server_log, 1 << 24, &text, &len, NULL) == DDTS_OK) {
             up = strstr(text, "waiting for") != NULL;
             ddts_free(text);
         }
         if (up)
-            break;
-        if (waitpid(server, &server_status, WNOHANG) == server) {
-            server_done = 1; /* it failed before listening: reaped here */
-            break;
-        }
+            return 0;
+        if (waitpid(server, status, WNOHANG) == server)
+            return 1;
         usleep(100 * 1000);
     }
+    return 0;
+}
+
+/* Runs both clients to their end; 1 when one failed. */
+static int run_clients(const struct demo *d, struct ddts_logger *log)
+{
+    pid_t clients[2];
     for (int i = 0; i < 2; i++) {
-        snprintf(client_dir[i], sizeof client_dir[i], "%s/client-%d", workdir, i + 1);
-        snprintf(client_log[i], sizeof client_log[i], "%s/client-%d.log", workdir, i + 1);
         char name[32];
         snprintf(name, sizeof name, "client-%d", i + 1);
-        char *client_argv[] = {
-            "ddts",      "client",        "--server",    server_arg, "--passphrase-file",
-            pass_path,   "--workdir",     client_dir[i], "--name",   name,
-            "--threads", (char *)threads, NULL};
-        ddts_log(&log, DDTS_LOG_INFO, "demo: starting %s (log: %s)", name, client_log[i]);
-        clients[i] = spawn(client_argv, client_log[i]);
+        /* clang-format off */
+        char *argv[] = {
+            "ddts", "client",
+            "--server", (char *)d->server_arg,
+            "--passphrase-file", (char *)d->pass_path,
+            "--workdir", (char *)d->client_dir[i],
+            "--name", name,
+            "--threads", (char *)d->threads,
+            NULL
+        };
+        /* clang-format on */
+        ddts_log(log, DDTS_LOG_INFO, "demo: starting %s (log: %s)", name, d->client_log[i]);
+        clients[i] = spawn(argv, d->client_log[i]);
     }
     int failed = 0;
     for (int i = 0; i < 2; i++) {
         int status = 0;
         waitpid(clients[i], &status, 0);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            ddts_log(&log, DDTS_LOG_ERROR, "demo: client-%d failed; see %s", i + 1, client_log[i]);
+            ddts_log(log, DDTS_LOG_ERROR, "demo: client-%d failed; see %s", i + 1,
+                     d->client_log[i]);
             failed = 1;
         }
     }
+    return failed;
+}
+
+int cmd_demo(int argc, char **argv)
+{
+    struct demo d;
+    int rc = parse_demo(argc, argv, &d);
+    if (rc != 0)
+        return rc;
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    struct ddts_logger log = cli_logger(DDTS_LOG_INFO);
+    if (prepare_demo(&d, &err) != DDTS_OK)
+        return cli_fail("demo", &err);
+    ddts_log(&log, DDTS_LOG_INFO, "demo: starting a server on %s (log: %s)", d.server_arg,
+             d.server_log);
+    pid_t server = start_server(&d);
+    int server_status = 0;
+    int server_done = wait_server_up(&d, server, &server_status);
+    int failed = run_clients(&d, &log);
     if (failed && !server_done)
         kill(server, SIGTERM);
     if (!server_done)
         waitpid(server, &server_status, 0);
     if (!WIFEXITED(server_status) || WEXITSTATUS(server_status) != 0) {
-        ddts_log(&log, DDTS_LOG_ERROR, "demo: the server failed; see %s", server_log);
+        ddts_log(&log, DDTS_LOG_ERROR, "demo: the server failed; see %s", d.server_log);
         failed = 1;
     }
     if (failed)
         return CLI_FAIL;
-    return cli_demo_report(server_workdir, "demo");
+    return cli_demo_report(d.server_workdir, "demo");
 }
 
 int cli_demo_report(const char *server_workdir, const char *job)

@@ -306,10 +306,21 @@ void ddts__nn_identity_backward(struct ddts_model *m, struct nn_node *nd, size_t
 /* Output shape = the first input's shape (element-wise layers). */
 enum ddts_status ddts__nn_shape_same(struct ddts_model *m, struct nn_node *nd,
                                      struct ddts_error *err);
-/* A convolution's kernel_size, strides and dilation_rate (1 or 2 numbers:
- * nd->dim1 from the class name's "1D"), into nd->kh/kw, sh/sw, dh/dw; a
- * 1-D layer is a (1, T) image (layer_conv.c). */
+/* A convolution's kernel_size, strides and dilation_rate (1, 2 or 3 numbers:
+ * nd->dim1 from the class name's "1D", three for "3D"), into nd->kd/kh/kw,
+ * sd/sh/sw, dd/dh/dw (1 where the layer has no such axis); a 1-D layer is a
+ * (1, T) image (layer_conv.c). */
 enum ddts_status ddts__nn_cfg_conv_window(struct nn_parse *p, struct nn_node *nd);
+/* The rest of a Conv1D/2D/3D(Transpose) config after its window: no dilation
+ * with strides, groups 1, channels_last, padding, use_bias, activation, and
+ * the keys that must be null (layer_conv.c). */
+enum ddts_status ddts__nn_cfg_conv_rest(struct nn_parse *p, struct nn_node *nd);
+/* The bias weight (nd->units, zeros by default) when nd->use_bias
+ * (layer_conv.c). */
+enum ddts_status ddts__nn_cfg_bias(struct nn_parse *p, const struct nn_node *nd);
+/* Keras 3 variable names of a kernel-and-bias layer: kernel, then bias when
+ * use_bias (layer_dense.c). */
+const char *ddts__nn_kernel_bias(const struct nn_weight_flags *f, size_t index);
 /* Output (H', W', channels) of a window (convolution, pooling) over the
  * input image, TF's valid/same rules; sets nd->pt/pl/pb/pr (layer_conv.c). */
 enum ddts_status ddts__nn_window_shape(struct ddts_model *m, struct nn_node *nd, int64_t channels,

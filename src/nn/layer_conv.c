@@ -30,50 +30,36 @@
 
 /* ---- weight names ---- */
 
-static const char *kernel_bias(const struct nn_weight_flags *f, size_t index)
-{
-    static const char *const kb[] = {"kernel", "bias"};
-    return index < 2 && (index == 0 || f->use_bias) ? kb[index] : NULL;
-}
-
 /* ---- config ---- */
 
 enum ddts_status ddts__nn_cfg_conv_window(struct nn_parse *p, struct nn_node *nd)
 {
-    int two[2];
+    int v[3];
     /* 1-D layers run as 2-D ones over a (1, T) image */
     nd->dim1 = strstr(nd->class_name, "1D") != NULL;
-    int nk = nd->dim1 ? 1 : 2;
-    if (ddts__nn_cfg_ints(p, "kernel_size", nk, 0, two) != 0 || two[0] <= 0)
-        return ddts__nn_bad(p, "bad kernel_size");
-    nd->kh = nd->dim1 ? 1 : two[0];
-    nd->kw = nd->dim1 ? two[0] : two[1];
-    if (ddts__nn_cfg_ints(p, "strides", nk, 1, two) != 0)
-        return ddts__nn_bad(p, "bad strides");
-    nd->sh = nd->dim1 ? 1 : two[0];
-    nd->sw = nd->dim1 ? two[0] : two[1];
-    if (ddts__nn_cfg_ints(p, "dilation_rate", nk, 1, two) != 0)
-        return ddts__nn_bad(p, "bad dilation_rate");
-    nd->dh = nd->dim1 ? 1 : two[0];
-    nd->dw = nd->dim1 ? two[0] : two[1];
+    int n = nd->dim1 ? 1 : strstr(nd->class_name, "3D") ? 3 : 2;
+    static const char *const keys[] = {"kernel_size", "strides", "dilation_rate"};
+    static const char *const bad[] = {"bad kernel_size", "bad strides", "bad dilation_rate"};
+    int *const out[][3] = {
+        {&nd->kd, &nd->kh, &nd->kw}, {&nd->sd, &nd->sh, &nd->sw}, {&nd->dd, &nd->dh, &nd->dw}};
+    for (int k = 0; k < 3; k++) {
+        if (ddts__nn_cfg_ints(p, keys[k], n, k == 0 ? 0 : 1, v) != 0 || v[0] <= 0)
+            return ddts__nn_bad(p, bad[k]); /* a missing kernel_size reads 0 */
+        /* the last n of (depth, height, width); the others are 1 */
+        for (int i = 0; i < 3; i++)
+            *out[k][i] = i < 3 - n ? 1 : v[i - (3 - n)];
+    }
     return DDTS_OK;
 }
 
-/* kernel_size, strides, dilation_rate, groups, padding, activation. */
-static enum ddts_status conv_parse(struct nn_parse *p, struct nn_node *nd)
+enum ddts_status ddts__nn_cfg_conv_rest(struct nn_parse *p, struct nn_node *nd)
 {
     enum ddts_status st;
     int g;
-    if (ddts__nn_cfg_int(p, "filters", 1, 1 << 24, 0, &nd->units) != 0)
-        return ddts__nn_bad(p, "filters must be a positive integer");
-    if ((st = ddts__nn_cfg_conv_window(p, nd)) != DDTS_OK)
-        return st;
-    if ((nd->dh > 1 || nd->dw > 1) && (nd->sh > 1 || nd->sw > 1))
+    if ((nd->dd > 1 || nd->dh > 1 || nd->dw > 1) && (nd->sd > 1 || nd->sh > 1 || nd->sw > 1))
         return ddts__nn_unsup(p, "dilation with strides");
     if (ddts__nn_cfg_int(p, "groups", 1, 1, 1, &g) != 0)
         return ddts__nn_unsup(p, "groups");
-    if (nd->kind == NN_CONV2DT && (st = ddts__nn_cfg_null(p, "output_padding")) != DDTS_OK)
-        return st;
     if ((st = ddts__nn_cfg_channels_last(p)) != DDTS_OK ||
         (st = ddts__nn_cfg_padding(p, &nd->same)) != DDTS_OK)
         return st;
@@ -86,6 +72,18 @@ static enum ddts_status conv_parse(struct nn_parse *p, struct nn_node *nd)
         if ((st = ddts__nn_cfg_null(p, nulls[i])) != DDTS_OK)
             return st;
     return DDTS_OK;
+}
+
+static enum ddts_status conv_parse(struct nn_parse *p, struct nn_node *nd)
+{
+    enum ddts_status st;
+    if (ddts__nn_cfg_int(p, "filters", 1, 1 << 24, 0, &nd->units) != 0)
+        return ddts__nn_bad(p, "filters must be a positive integer");
+    if ((st = ddts__nn_cfg_conv_window(p, nd)) != DDTS_OK)
+        return st;
+    if (nd->kind == NN_CONV2DT && (st = ddts__nn_cfg_null(p, "output_padding")) != DDTS_OK)
+        return st;
+    return ddts__nn_cfg_conv_rest(p, nd);
 }
 
 /* TF's output length and leading padding of a window over `in` cells (in
@@ -182,6 +180,15 @@ static enum ddts_status convt_shape(struct ddts_model *m, struct nn_node *nd,
     return DDTS_OK;
 }
 
+enum ddts_status ddts__nn_cfg_bias(struct nn_parse *p, const struct nn_node *nd)
+{
+    int64_t nb = nd->units;
+    if (!nd->use_bias)
+        return DDTS_OK;
+    return ddts__nn_cfg_weight(p, "bias", 1, &nb, 1, "bias_initializer", ddts__nn_init_zeros,
+                               "bias_regularizer");
+}
+
 static enum ddts_status conv_weights(struct nn_parse *p, struct nn_node *nd)
 {
     const struct nn_node *a = &p->m->nodes[nd->in[0]];
@@ -191,11 +198,7 @@ static enum ddts_status conv_weights(struct nn_parse *p, struct nn_node *nd)
     enum ddts_status st =
         ddts__nn_cfg_weight(p, "kernel", nd->dim1 ? 3 : 4, nd->dim1 ? ws + 1 : ws, 1,
                             "kernel_initializer", ddts__nn_init_glorot, "kernel_regularizer");
-    int64_t nb = nd->units;
-    if (st == DDTS_OK && nd->use_bias)
-        st = ddts__nn_cfg_weight(p, "bias", 1, &nb, 1, "bias_initializer", ddts__nn_init_zeros,
-                                 "bias_regularizer");
-    return st;
+    return st == DDTS_OK ? ddts__nn_cfg_bias(p, nd) : st;
 }
 
 /* ---- planning: im2col chunks, kept columns, direct kernels' scratch ---- */
@@ -488,7 +491,7 @@ static const struct nn_layer_ops conv_ops = {
     .doc = "convolution over (H, W, C) or (T, C): valid/same, strides, dilation",
     .min_in = 1,
     .max_in = 1,
-    .weight_name = kernel_bias,
+    .weight_name = ddts__nn_kernel_bias,
     .parse = conv_parse,
     .infer_shape = conv_shape,
     .add_weights = conv_weights,
@@ -508,7 +511,7 @@ static const struct nn_layer_ops convt_ops = {
     .doc = "transposed convolution (the adjoint of Conv2D)",
     .min_in = 1,
     .max_in = 1,
-    .weight_name = kernel_bias,
+    .weight_name = ddts__nn_kernel_bias,
     .parse = conv_parse,
     .infer_shape = convt_shape,
     .add_weights = conv_weights,
@@ -525,7 +528,7 @@ static const struct nn_layer_ops conv_other_ops = {
                                          "Convolution3DTranspose", "Deconvolution3D", NULL},
     .kind = NN_NAMED,
     .doc = "not supported by the engine; weights kernel, bias",
-    .weight_name = kernel_bias,
+    .weight_name = ddts__nn_kernel_bias,
 };
 
 const struct nn_layer_ops *const ddts__nn_family_conv[] = {

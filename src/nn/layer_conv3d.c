@@ -22,14 +22,7 @@
  * chunks of volumes (a single volume may need more). */
 #define COL3_MAX_FLOATS ((size_t)1 << 24)
 
-static const char *kernel_bias(const struct nn_weight_flags *f, size_t index)
-{
-    static const char *const kb[] = {"kernel", "bias"};
-    return index < 2 && (index == 0 || f->use_bias) ? kb[index] : NULL;
-}
-
-/* Three window sizes (kernel_size, pool_size, strides, dilation_rate): an
- * int or a list of three. */
+/* Three window sizes (pool_size, strides): an int or a list of three. */
 static int three(struct nn_parse *p, const char *key, int def, int *d, int *h, int *w)
 {
     int v[3];
@@ -44,31 +37,11 @@ static int three(struct nn_parse *p, const char *key, int def, int *d, int *h, i
 static enum ddts_status conv3d_parse(struct nn_parse *p, struct nn_node *nd)
 {
     enum ddts_status st;
-    int g;
     if (ddts__nn_cfg_int(p, "filters", 1, 1 << 24, 0, &nd->units) != 0)
         return ddts__nn_bad(p, "filters must be a positive integer");
-    if (three(p, "kernel_size", 0, &nd->kd, &nd->kh, &nd->kw) != 0 || nd->kd <= 0)
-        return ddts__nn_bad(p, "bad kernel_size");
-    if (three(p, "strides", 1, &nd->sd, &nd->sh, &nd->sw) != 0)
-        return ddts__nn_bad(p, "bad strides");
-    if (three(p, "dilation_rate", 1, &nd->dd, &nd->dh, &nd->dw) != 0)
-        return ddts__nn_bad(p, "bad dilation_rate");
-    if ((nd->dd > 1 || nd->dh > 1 || nd->dw > 1) && (nd->sd > 1 || nd->sh > 1 || nd->sw > 1))
-        return ddts__nn_unsup(p, "dilation with strides");
-    if (ddts__nn_cfg_int(p, "groups", 1, 1, 1, &g) != 0)
-        return ddts__nn_unsup(p, "groups");
-    if ((st = ddts__nn_cfg_channels_last(p)) != DDTS_OK ||
-        (st = ddts__nn_cfg_padding(p, &nd->same)) != DDTS_OK)
+    if ((st = ddts__nn_cfg_conv_window(p, nd)) != DDTS_OK)
         return st;
-    nd->use_bias = ddts__nn_cfg_bool(p, "use_bias", 1);
-    if ((st = ddts__nn_cfg_act(p, "activation", &nd->act)) != DDTS_OK)
-        return st;
-    static const char *const nulls[] = {"activity_regularizer", "kernel_constraint",
-                                        "bias_constraint", "lora_rank"};
-    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++)
-        if ((st = ddts__nn_cfg_null(p, nulls[i])) != DDTS_OK)
-            return st;
-    return DDTS_OK;
+    return ddts__nn_cfg_conv_rest(p, nd);
 }
 
 static enum ddts_status pool3d_parse(struct nn_parse *p, struct nn_node *nd)
@@ -139,11 +112,7 @@ static enum ddts_status conv3d_weights(struct nn_parse *p, struct nn_node *nd)
     int64_t ws[5] = {nd->kd, nd->kh, nd->kw, a->shape[3], nd->units};
     enum ddts_status st = ddts__nn_cfg_weight(p, "kernel", 5, ws, 1, "kernel_initializer",
                                               ddts__nn_init_glorot, "kernel_regularizer");
-    int64_t nb = nd->units;
-    if (st == DDTS_OK && nd->use_bias)
-        st = ddts__nn_cfg_weight(p, "bias", 1, &nb, 1, "bias_initializer", ddts__nn_init_zeros,
-                                 "bias_regularizer");
-    return st;
+    return st == DDTS_OK ? ddts__nn_cfg_bias(p, nd) : st;
 }
 
 static void geom3(const struct nn_node *nd, const struct nn_node *a, struct ddts__conv3_geom *g)
@@ -360,7 +329,7 @@ static const struct nn_layer_ops conv3d_ops = {
     .doc = "convolution over (D, H, W, C): valid/same, strides, dilation",
     .min_in = 1,
     .max_in = 1,
-    .weight_name = kernel_bias,
+    .weight_name = ddts__nn_kernel_bias,
     .parse = conv3d_parse,
     .infer_shape = conv3d_shape,
     .add_weights = conv3d_weights,

@@ -8,8 +8,7 @@
 #include "nn/layer.h"
 #include "tensor/tensor.h"
 
-/* Keras 3 variables: kernel, then bias when use_bias. */
-static const char *kernel_bias(const struct nn_weight_flags *f, size_t index)
+const char *ddts__nn_kernel_bias(const struct nn_weight_flags *f, size_t index)
 {
     static const char *const kb[] = {"kernel", "bias"};
     return index < 2 && (index == 0 || f->use_bias) ? kb[index] : NULL;
@@ -131,7 +130,7 @@ static const struct nn_layer_ops dense_ops = {
     .doc = "z = x W + b on the last axis, then the activation",
     .min_in = 1,
     .max_in = 1,
-    .weight_name = kernel_bias,
+    .weight_name = ddts__nn_kernel_bias,
     .parse = dense_parse,
     .infer_shape = dense_shape,
     .add_weights = dense_weights,
@@ -150,7 +149,7 @@ static const struct nn_layer_ops dense_like_ops = {
         (const char *const[]){"EinsumDense", "LocallyConnected1D", "LocallyConnected2D", NULL},
     .kind = NN_NAMED,
     .doc = "not supported by the engine; weights kernel, bias",
-    .weight_name = kernel_bias,
+    .weight_name = ddts__nn_kernel_bias,
 };
 
 const struct nn_layer_ops *const ddts__nn_family_dense[] = {&dense_ops, &dense_like_ops, NULL};

@@ -102,11 +102,7 @@ static enum ddts_status dw_weights(struct nn_parse *p, struct nn_node *nd)
                                  "depthwise_initializer", ddts__nn_init_glorot,
                                  "depthwise_regularizer");
     }
-    int64_t nb = nd->units;
-    if (st == DDTS_OK && nd->use_bias)
-        st = ddts__nn_cfg_weight(p, "bias", 1, &nb, 1, "bias_initializer", ddts__nn_init_zeros,
-                                 "bias_regularizer");
-    return st;
+    return st == DDTS_OK ? ddts__nn_cfg_bias(p, nd) : st;
 }
 
 /* Separable: the depthwise output (aux) and its gradient (aux2), (cap, OH OW C M). */

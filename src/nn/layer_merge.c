@@ -96,6 +96,24 @@ static void merge_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     }
 }
 
+/* dz[i] times d z[i] / d input t[i] for the non-linear merges. Multiply:
+ * the product of the other inputs. Maximum / Minimum: dz goes to the first
+ * input whose value equals the output (a NaN input: the last one). */
+static float merge_grad(const struct ddts_model *m, const struct nn_node *nd, int t, size_t i)
+{
+    float g = nd->dz[i];
+    if (nd->kind == NN_MULTIPLY) {
+        for (int u = 0; u < nd->n_in; u++)
+            if (u != t)
+                g *= m->nodes[nd->in[u]].y[i];
+        return g;
+    }
+    int win = 0;
+    while (win < nd->n_in - 1 && m->nodes[nd->in[win]].y[i] != nd->z[i])
+        win++;
+    return win == t ? g : 0.0f;
+}
+
 static void merge_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     size_t n = b * nd->size;
@@ -104,17 +122,17 @@ static void merge_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         float *dx = ddts__nn_dx(m, nd, t, &acc);
         if (dx == NULL)
             continue;
+        if (nd->kind == NN_ADD || nd->kind == NN_AVERAGE || nd->kind == NN_SUBTRACT) {
+            /* linear: dz times a constant (a loop the compiler vectorises) */
+            float f = nd->kind == NN_AVERAGE              ? 1.0f / (float)nd->n_in
+                      : nd->kind == NN_SUBTRACT && t == 1 ? -1.0f
+                                                          : 1.0f;
+            for (size_t i = 0; i < n; i++)
+                dx[i] = acc ? dx[i] + f * nd->dz[i] : f * nd->dz[i];
+            continue;
+        }
         for (size_t i = 0; i < n; i++) {
-            float g = nd->dz[i];
-            if (nd->kind == NN_AVERAGE) {
-                g /= (float)nd->n_in;
-            } else if (nd->kind == NN_SUBTRACT && t == 1) {
-                g = -g;
-            } else if (nd->kind == NN_MULTIPLY) {
-                for (int u = 0; u < nd->n_in; u++)
-                    if (u != t)
-                        g *= m->nodes[nd->in[u]].y[i];
-            }
+            float g = merge_grad(m, nd, t, i);
             dx[i] = acc ? dx[i] + g : g;
         }
     }
@@ -131,25 +149,6 @@ static void extreme_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
         for (size_t i = 0; i < n; i++)
             if (mx ? x[i] > nd->z[i] : x[i] < nd->z[i])
                 nd->z[i] = x[i];
-    }
-}
-
-/* dz goes to the first input whose value equals the output. */
-static void extreme_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
-{
-    size_t n = b * nd->size;
-    for (int t = 0; t < nd->n_in; t++) {
-        int acc;
-        float *dx = ddts__nn_dx(m, nd, t, &acc);
-        if (dx == NULL)
-            continue;
-        for (size_t i = 0; i < n; i++) {
-            int win = 0;
-            while (win < nd->n_in - 1 && m->nodes[nd->in[win]].y[i] != nd->z[i])
-                win++; /* (a NaN input: the last one) */
-            float g = win == t ? nd->dz[i] : 0.0f;
-            dx[i] = acc ? dx[i] + g : g;
-        }
     }
 }
 
@@ -439,7 +438,7 @@ static const struct nn_layer_ops maximum_ops = {
     .parse = no_options,
     .infer_shape = elementwise_shape,
     .forward = extreme_forward,
-    .backward = extreme_backward,
+    .backward = merge_backward,
 };
 
 static const struct nn_layer_ops minimum_ops = {
@@ -451,7 +450,7 @@ static const struct nn_layer_ops minimum_ops = {
     .parse = no_options,
     .infer_shape = elementwise_shape,
     .forward = extreme_forward,
-    .backward = extreme_backward,
+    .backward = merge_backward,
 };
 
 static const struct nn_layer_ops concat_ops = {
