@@ -148,3 +148,23 @@ def h5r_result():
 
 
 put("fuzz_keras_h5_result", "dense", h5r_result())
+
+
+# ---- fuzz_wire_epoch: EPOCH payloads (u32 fold, n_folds, epoch, epochs, u16 n, n x (str, f64)) ----
+def epoch_row(fold, n_folds, epoch, epochs, figs):
+    b = struct.pack("<IIIIH", fold, n_folds, epoch, epochs, len(figs))
+    for name, v in figs:
+        b += struct.pack("<I", len(name)) + name + struct.pack("<d", v)
+    return b
+
+
+put("fuzz_wire_epoch", "train_val", epoch_row(0, 0, 3, 6, [(b"loss", 0.51), (b"accuracy", 0.75),
+                                                           (b"val_loss", 0.61),
+                                                           (b"val_accuracy", 0.69)]))
+put("fuzz_wire_epoch", "kfold_nan", epoch_row(2, 5, 1, 2, [(b"loss", float("nan")),
+                                                           (b"val_mae", float("inf"))]))
+put("fuzz_wire_epoch", "empty", epoch_row(0, 0, 1, 1, []))
+put("fuzz_wire_epoch", "long_name", epoch_row(0, 0, 1, 1, [
+    (b"val_sparse_top_k_categorical_accuracy", 0.5), (b"a" * 64, 1.0)]))
+put("fuzz_wire_epoch", "dup", epoch_row(0, 0, 1, 1, [(b"loss", 1.0), (b"loss", 2.0)]))
+put("fuzz_wire_epoch", "bad_char", epoch_row(0, 0, 1, 1, [(b"val/loss", 1.0)]))

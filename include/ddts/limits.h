@@ -163,6 +163,12 @@
 #define DDTS_MAX_PROGRESS_SAMPLES (1ULL << 40)
 #define DDTS_MAX_PROGRESS_RATE    1e12
 #define DDTS_MAX_PROGRESS_SECONDS 1e9
+/* Net: an EPOCH report (a finished epoch's history row, protocol 3) carries at
+ * most this many figures (a model's logs: struct ddts_logs holds 16) whose
+ * names are 1..this many bytes of [A-Za-z0-9._-] (Keras' longest built-in,
+ * "val_sparse_top_k_categorical_accuracy", is 37). */
+#define DDTS_MAX_EPOCH_FIGURES    16u
+#define DDTS_MAX_EPOCH_NAME_BYTES 64u
 /* Net: a client sends at most one PROGRESS per this many seconds, plus one at
  * each epoch end (the server's live view redraws at most 4 times a second). */
 #define DDTS_PROGRESS_INTERVAL_S 0.5

@@ -79,10 +79,17 @@ struct ddts_layer_info {
     int64_t out_shape[DDTS_MAX_RANK]; /* out_shape[0] = -1 (batch) */
     size_t n_params;                  /* all parameters */
     size_t n_trainable;               /* trainable parameters */
+    int n_outputs; /* its outputs: 1, or several (an LSTM/GRU/SimpleRNN with return_state,
+                      Bidirectional with merge_mode=None); out_shape is the first */
 };
 /* Describes top-level layer `i` (< ddts_model_n_layers). DDTS_EINVAL when out of range. */
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_model_layer_info(const struct ddts_model *m, size_t i,
                                                                struct ddts_layer_info *out);
+/* Output `k` (< n_outputs, Keras' tensor index order) of top-level layer `i`:
+ * its rank, batch included, with shape[0] = -1 (the batch) as out_shape; -1
+ * when i or k is out of range. */
+DDTS_API int ddts_model_layer_output_shape(const struct ddts_model *m, size_t i, size_t k,
+                                           int64_t shape[DDTS_MAX_RANK]);
 
 struct ddts_weight_view {
     const char *name;       /* Keras weight name without layer prefix: "kernel", "bias",

@@ -61,6 +61,9 @@ struct ddts_train_progress {
     double samples_per_s; /* this epoch's throughput so far */
     double elapsed_s;     /* seconds since the epoch began */
     int epoch_end;        /* non-zero: the epoch is over (done == total) */
+    /* epoch_end: the epoch's history row, every figure history.csv gets for it
+     * (training and validation), borrowed for the call; NULL otherwise. */
+    const struct ddts_logs *epoch_logs;
 };
 /* Called after every batch and once at each epoch end, on the training thread. */
 typedef void (*ddts_train_progress_fn)(void *userdata, const struct ddts_train_progress *p);

@@ -15,6 +15,8 @@ struct ctx {
     struct ddts_error *err;
     int depth;
     unsigned free_dims; /* None dimensions of the shape read_shape read last */
+    /* the call arguments of the attention layer being added (attention_kwargs) */
+    int kw_causal, kw_mask;
 };
 
 #define MAX_DEPTH 32
@@ -410,7 +412,7 @@ enum ddts_status ddts__nn_cfg_weight(struct nn_parse *p, const char *wname, int 
                                      const int64_t *shape, int trainable, const char *init_key,
                                      struct nn_init def, const char *reg_key)
 {
-    struct ctx c = {p->m, p->err, 0, 0};
+    struct ctx c = {p->m, p->err, 0, 0, 0, 0};
     const struct nn_node *nd = &p->m->nodes[p->idx];
     const json_t *cfg = cfg_of(p);
     struct nn_init in;
@@ -462,10 +464,27 @@ static int mask_out(const struct ddts_model *m, int i)
     case NN_ADD:
     case NN_AVERAGE:
     case NN_MULTIPLY:
+    case NN_LAYERNORM:
+    case NN_MHA:   /* the query's mask (Keras: supports_masking, */
+    case NN_LUONG: /* compute_mask gives the first argument's) */
+    case NN_ADDITIVE:
         return nd->mask_src;
     default:
         return 0;
     }
+}
+
+/* An attention node's value and key masks (its query's is nd->mask_src):
+ * what its value and key inputs emit, as Keras derives query_mask,
+ * value_mask and key_mask (MultiHeadAttention) or mask=[q, v] (Attention)
+ * from its inputs' masks. */
+static void attention_masks(const struct ddts_model *m, struct nn_node *nd)
+{
+    if (nd->kind != NN_MHA && nd->kind != NN_LUONG && nd->kind != NN_ADDITIVE)
+        return;
+    int n = nd->n_in - nd->attn_mask; /* query, value(, key) */
+    nd->vmask_src = mask_out(m, nd->in[n > 1 ? 1 : 0]);
+    nd->kmask_src = mask_out(m, nd->in[n > 2 ? 2 : n > 1 ? 1 : 0]);
 }
 
 /* Which axes of node i's output follow a None input dimension; refuses one
@@ -529,10 +548,9 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
                                   const json_t *cfg, const int *in, int n_in, int entry, int *out);
 
 /* The output nodes of one layer, in Keras' order (tensor index). */
-#define MAX_LAYER_OUTPUTS 6
 struct layer_outs {
     int n;
-    int node[MAX_LAYER_OUTPUTS];
+    int node[NN_MAX_LAYER_OUTPUTS];
 };
 
 /* return_state of recurrent node `rnn`: a node per final state (h, then c
@@ -543,7 +561,7 @@ static enum ddts_status add_state_outputs(struct ctx *c, int rnn, int entry, str
     if (!c->m->nodes[rnn].return_state)
         return DDTS_OK;
     int n_states = c->m->nodes[rnn].rnn.cell == RNN_LSTM ? 2 : 1;
-    for (int k = 0; k < n_states && o->n < MAX_LAYER_OUTPUTS; k++) {
+    for (int k = 0; k < n_states && o->n < NN_MAX_LAYER_OUTPUTS; k++) {
         char sname[300];
         snprintf(sname, sizeof sname, "%s/state_%s", c->m->nodes[rnn].name, k ? "c" : "h");
         int idx;
@@ -705,12 +723,15 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
     TRY(ddts__nn_add_node(c->m, name, cls, d, entry, in, n_in, &idx, c->err));
     struct nn_parse p = {c->m, c->err, (const struct nn_cfg *)cfg, idx};
     c->m->nodes[idx].trainable = jbool(cfg, "trainable", 1);
+    c->m->nodes[idx].causal = c->kw_causal;
+    c->m->nodes[idx].attn_mask = c->kw_mask;
     TRY(d->parse(&p, &c->m->nodes[idx]));
     TRY(ddts__nn_infer_shape(c->m, idx, c->err));
     if (d->add_weights != NULL)
         TRY(d->add_weights(&p, &c->m->nodes[idx]));
     TRY(track_free_dims(c, idx));
     c->m->nodes[idx].mask_src = mask_out(c->m, in[0]);
+    attention_masks(c->m, &c->m->nodes[idx]);
     *out = idx;
     return DDTS_OK;
 }
@@ -936,6 +957,98 @@ static enum ddts_status lookup(struct ctx *c, json_t *scope, const char **names,
     return DDTS_OK;
 }
 
+/* A tensor reference: Keras 2 ["name", node, tensor] or a Keras 3 __keras_tensor__. */
+static int is_tensor_ref(const json_t *v)
+{
+    if (json_is_array(v))
+        return json_array_size(v) >= 3 && json_is_string(json_array_get(v, 0)) &&
+               json_is_integer(json_array_get(v, 1));
+    const char *cn = jstr(v, "class_name");
+    return cn != NULL && strcmp(cn, "__keras_tensor__") == 0;
+}
+
+/* 1 when v is null or a list of nulls (a call's mask arguments Keras filled
+ * in without a mask). */
+static int all_null(const json_t *v)
+{
+    size_t i;
+    json_t *e;
+    if (v == NULL || json_is_null(v))
+        return 1;
+    if (!json_is_array(v) || is_tensor_ref(v))
+        return 0;
+    json_array_foreach(v, i, e) if (!json_is_null(e)) return 0;
+    return 1;
+}
+
+/* The call arguments of an attention layer's node (ib0: inbound_nodes[0]):
+ * tf.keras 2.x keeps them in the first reference's fourth element ({"value":
+ * ["v", 0, 0], "attention_mask": [...], "use_causal_mask": true}: every
+ * argument but the first), Keras 3 in the node's "kwargs". Tensors passed by
+ * keyword (value, key, then MultiHeadAttention's attention_mask) follow the
+ * positional inputs; use_causal_mask goes to c->kw_causal. Explicit
+ * query/value/key masks and the rest are refused by name. */
+static enum ddts_status attention_kwargs(struct ctx *c, const json_t *ib0, const char *name,
+                                         const char *cls, const char **names, int *tidx, int *n)
+{
+    enum ddts_status st;
+    int mha = strcmp(cls, "MultiHeadAttention") == 0;
+    if (!mha && strcmp(cls, "Attention") != 0 && strcmp(cls, "AdditiveAttention") != 0)
+        return DDTS_OK;
+    const json_t *kw = json_object_get(ib0, "kwargs");
+    if (json_is_array(ib0) && json_is_array(json_array_get(ib0, 0)))
+        kw = json_array_get(json_array_get(ib0, 0), 3);
+    if (!json_is_object(kw))
+        return DDTS_OK;
+    static const char *const by_kw[] = {"value", "key", "attention_mask"};
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *v = json_object_get(kw, by_kw[i]);
+        if (v == NULL || json_is_null(v))
+            continue;
+        if (!is_tensor_ref(v) || (!mha && i < 2))
+            return unsup(c, name, cls,
+                         i == 2 ? "attention_mask given as constant values"
+                                : "this call's tensor passed by keyword");
+        if (i == 2 && !mha)
+            return unsup(c, name, cls, "attention_mask");
+        int before = *n;
+        TRY(collect_refs(c, v, names, tidx, n, MAX_INBOUND, 1));
+        if (*n != before + 1)
+            return bad(c, name, cls, "a keyword tensor argument is not one tensor");
+        c->kw_mask = i == 2;
+    }
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)kw, key, v)
+    {
+        int known = 0;
+        for (size_t i = 0; i < 3; i++)
+            known |= strcmp(key, by_kw[i]) == 0;
+        if (known || strcmp(key, "training") == 0)
+            continue;
+        if (strcmp(key, "use_causal_mask") == 0) {
+            if (!json_is_boolean(v) && !json_is_null(v))
+                return bad(c, name, cls, "use_causal_mask must be true or false");
+            c->kw_causal = json_is_true(v);
+        } else if (strcmp(key, "return_attention_scores") == 0) {
+            if (json_is_true(v))
+                return unsup(c, name, cls, "return_attention_scores");
+        } else if (strcmp(key, "query_mask") == 0 || strcmp(key, "value_mask") == 0 ||
+                   strcmp(key, "key_mask") == 0 || strcmp(key, "mask") == 0) {
+            if (!all_null(v))
+                return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                                      "layer '%s' (%s): call argument %s given as a tensor is not "
+                                      "supported (masks derived from the inputs are)",
+                                      name, cls, key);
+        } else {
+            return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                                  "layer '%s' (%s): call argument '%s' is not supported", name, cls,
+                                  key);
+        }
+    }
+    return DDTS_OK;
+}
+
 /* Layer `i` of a Functional config: its node(s) added (a nested model's
  * too), the name bound to its output node in `scope`. */
 static enum ddts_status functional_layer(struct ctx *c, const json_t *layer, size_t i,
@@ -984,6 +1097,8 @@ static enum ddts_status functional_layer(struct ctx *c, const json_t *layer, siz
         if (json_array_size(ib) > 1)
             return unsup(c, name, cls, "a layer called several times (shared layer)");
         TRY(collect_refs(c, json_array_get(ib, 0), names, tidx, &n, MAX_INBOUND, 0));
+        c->kw_causal = c->kw_mask = 0;
+        TRY(attention_kwargs(c, json_array_get(ib, 0), name, cls, names, tidx, &n));
         TRY(lookup(c, scope, names, tidx, n, ids, name));
         if (n == 0)
             return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inputs", name, cls);
@@ -994,15 +1109,23 @@ static enum ddts_status functional_layer(struct ctx *c, const json_t *layer, siz
                 return unsup(c, name, cls, "a nested model with several inputs");
             TRY(parse_model(c, layer, ids[0], e, &node));
         } else {
-            TRY(add_layer_outs(c, cls, name, lc, ids, n, e, &outs));
+            st = add_layer_outs(c, cls, name, lc, ids, n, e, &outs);
+            c->kw_causal = c->kw_mask = 0;
+            if (st != DDTS_OK)
+                return st;
             node = outs.node[0];
         }
     }
     if (!mtrain)
         for (size_t q = first; q < c->m->n_nodes; q++)
             c->m->nodes[q].trainable = 0;
-    if (entry < 0)
+    if (entry < 0) {
         c->m->entries[e].node_out = node;
+        if (outs.n > 1) {
+            c->m->entries[e].n_out = outs.n;
+            memcpy(c->m->entries[e].node_outs, outs.node, sizeof outs.node);
+        }
+    }
     /* One output: its node; several: the array of their nodes (tensor index order). */
     json_t *jv = outs.n > 1 ? json_array() : json_integer(node);
     for (int k = 0; jv != NULL && outs.n > 1 && k < outs.n; k++)
@@ -1157,7 +1280,7 @@ enum ddts_status ddts_model_from_keras_config(const char *json, size_t json_nbyt
     const json_t *cfg = json_object_get(obj, "config");
     const char *nm = json_is_object(cfg) ? jstr(cfg, "name") : NULL;
     m->name = ddts_strdup(nm ? nm : "model");
-    struct ctx c = {m, err, 0, 0};
+    struct ctx c = {m, err, 0, 0, 0, 0};
     if (m->name == NULL) {
         st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
         goto fail;

@@ -409,11 +409,8 @@ enum ddts_status ddts_model_layer_info(const struct ddts_model *m, size_t i,
     out->class_name = e->class_name;
     out->n_weights = e->n_w;
     if (e->node_out >= 0) {
-        const struct nn_node *nd = &m->nodes[e->node_out];
-        out->out_rank = nd->rank + 1 <= DDTS_MAX_RANK ? nd->rank + 1 : DDTS_MAX_RANK;
-        out->out_shape[0] = -1;
-        for (int t = 0; t + 1 < out->out_rank; t++)
-            out->out_shape[t + 1] = nd->shape[t];
+        out->n_outputs = e->n_out > 1 ? e->n_out : 1;
+        out->out_rank = ddts_model_layer_output_shape(m, i, 0, out->out_shape);
     }
     for (size_t j = 0; j < e->n_w; j++) {
         const struct nn_weight *w = &m->w[e->w[j]];
@@ -422,6 +419,22 @@ enum ddts_status ddts_model_layer_info(const struct ddts_model *m, size_t i,
             out->n_trainable += w->n;
     }
     return DDTS_OK;
+}
+
+int ddts_model_layer_output_shape(const struct ddts_model *m, size_t i, size_t k,
+                                  int64_t shape[DDTS_MAX_RANK])
+{
+    if (i >= m->n_entries || m->entries[i].node_out < 0)
+        return -1;
+    const struct nn_entry *e = &m->entries[i];
+    if (k >= (size_t)(e->n_out > 1 ? e->n_out : 1))
+        return -1;
+    const struct nn_node *nd = &m->nodes[e->n_out > 1 ? e->node_outs[k] : e->node_out];
+    int rank = nd->rank + 1 <= DDTS_MAX_RANK ? nd->rank + 1 : DDTS_MAX_RANK;
+    shape[0] = -1;
+    for (int t = 0; t + 1 < rank; t++)
+        shape[t + 1] = nd->shape[t];
+    return rank;
 }
 
 enum ddts_status ddts_model_weight(struct ddts_model *m, size_t layer, size_t j,

@@ -184,6 +184,9 @@ struct nn_node {
     int perm[DDTS_MAX_RANK];   /* Permute: output axis i is input axis perm[i] (per sample) */
     int norm_axis;             /* LayerNormalization: first normalized per-sample axis */
     int score_concat;          /* Attention score_mode concat (use_scale in nd->scale) */
+    int causal;                /* attention: use_causal_mask (or Attention's causal) */
+    int attn_mask;             /* MultiHeadAttention: its last input is the attention_mask */
+    int vmask_src, kmask_src;  /* attention: 1 + the node starting the value's, key's mask */
     int gauss_mult;            /* GaussianDropout (multiplicative); else GaussianNoise */
 
     /* buffers planned for the model's batch capacity: (cap, size) each */
@@ -202,10 +205,16 @@ struct nn_node {
     int in_conv;      /* max pooling computed by the convolution before it */
 };
 
+/* The most outputs one layer has: Bidirectional(LSTM(return_state)) with
+ * merge_mode=None gives two sequences and four states. */
+#define NN_MAX_LAYER_OUTPUTS 6
+
 struct nn_entry {
     char *name;
     char *class_name;
-    int node_out; /* node giving its output shape */
+    int node_out; /* node giving its (first) output shape */
+    int n_out;    /* outputs when several (node_outs, tensor index order); else 0 */
+    int node_outs[NN_MAX_LAYER_OUTPUTS];
     size_t n_w;
     int *w; /* weight slots in Keras order */
 };
@@ -339,6 +348,8 @@ static inline int64_t nn_c(const struct nn_node *x)
 /* layer_recurrent.c: a node's received mask as (b, T) floats, 1 for a step
  * that counts (nd->mask_src names the node that started it) */
 void ddts__nn_mask(const struct ddts_model *m, const struct nn_node *nd, size_t b, float *out);
+/* The same for the mask that node src - 1 starts (src: a mask_src value). */
+void ddts__nn_mask_of(const struct ddts_model *m, int src, size_t b, float *out);
 
 /* A None input dimension's size until data binds it: large enough for the
  * windows of 1-D convolutions and poolings over it. */

@@ -96,6 +96,7 @@ static void report_progress(struct run *r, int epoch, size_t done, const struct 
         .samples_per_s = elapsed > 0 ? (double)done / elapsed : 0,
         .elapsed_s = elapsed,
         .epoch_end = epoch_end,
+        .epoch_logs = epoch_end ? logs : NULL,
     };
     r->req->on_progress(r->req->progress_userdata, &p);
 }

@@ -456,6 +456,87 @@ static void test_attention(void **state)
           "mse", T_REAL);
 }
 
+/* Masked attention: "in" (6) ids 0..2 -> Embedding(3, 4, mask_zero) e ->
+ * Dense q (5) and v (5) (the mask passes through) -> `cls` on `args` ->
+ * Flatten -> Dense; with `am` a second input "am" (6, 6) of ids 0..2 is the
+ * attention_mask (0: masked); keras3 marks the config as Keras 3's (its
+ * Softmax also multiplies the probabilities by the mask). */
+static void check_masked(const char *cls, const char *cfg, const char *args, int am, int keras3,
+                         int gap)
+{
+    char j[4096];
+    snprintf(j, sizeof j,
+             "{\"class_name\":\"Functional\",%s\"config\":{\"name\":\"t\",\"layers\":["
+             "{\"class_name\":\"InputLayer\",\"name\":\"in\",\"config\":{\"name\":\"in\","
+             "\"batch_input_shape\":[null,6]},\"inbound_nodes\":[]},%s"
+             "{\"class_name\":\"Embedding\",\"name\":\"e\",\"config\":{\"name\":\"e\","
+             "\"input_dim\":3,\"output_dim\":4,\"mask_zero\":true},"
+             "\"inbound_nodes\":[[[\"in\",0,0,{}]]]},"
+             "{\"class_name\":\"Dense\",\"name\":\"q\",\"config\":{\"name\":\"q\",\"units\":5,"
+             "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"e\",0,0,{}]]]},"
+             "{\"class_name\":\"Dense\",\"name\":\"v\",\"config\":{\"name\":\"v\",\"units\":5,"
+             "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"e\",0,0,{}]]]},"
+             "{\"class_name\":\"%s\",\"name\":\"a\",\"config\":{\"name\":\"a\",%s},"
+             "\"inbound_nodes\":[[%s]]},"
+             "{\"class_name\":\"%s\",\"name\":\"f\",\"config\":{\"name\":\"f\"},"
+             "\"inbound_nodes\":[[[\"a\",0,0,{}]]]},"
+             "{\"class_name\":\"Dense\",\"name\":\"o\",\"config\":{\"name\":\"o\",\"units\":2},"
+             "\"inbound_nodes\":[[[\"f\",0,0,{}]]]}],"
+             "\"input_layers\":[[\"in\",0,0]%s],\"output_layers\":[[\"o\",0,0]]}}",
+             keras3 ? "\"keras_version\":\"3.13.2\"," : "",
+             am ? "{\"class_name\":\"InputLayer\",\"name\":\"am\",\"config\":{\"name\":\"am\","
+                  "\"batch_input_shape\":[null,6,6]},\"inbound_nodes\":[]},"
+                : "",
+             cls, cfg, args, gap ? "GlobalAveragePooling1D" : "Flatten", am ? ",[\"am\",0,0]" : "");
+    int_inputs = 3;
+    check_json(j, "mse", NULL, T_REAL, 2e-2);
+    int_inputs = 0;
+}
+
+/* The attention layers with masks (issue 20): Embedding(mask_zero)'s mask
+ * as query/value masks, use_causal_mask, an attention_mask input,
+ * MultiHeadAttention's attention dropout (the grad check's training passes
+ * replay one dropout draw), in tf.keras 2.x's call form (every argument
+ * but the first in the first reference's kwargs). A query row with every
+ * score masked is, in float32 as in TensorFlow, the softmax of scores that
+ * all rounded to -1e9: flat, so finite differences see no slope where
+ * TensorFlow's (and our) gradient has one. tf.keras 2.x models therefore
+ * pool with GlobalAveragePooling1D, which the query mask passed through the
+ * attention leaves such rows out of, and an attention_mask (which makes
+ * such rows among the unpadded ones) is checked in Keras 3's form, whose
+ * Softmax zeros them. */
+static void test_attention_masks(void **state)
+{
+    (void)state;
+    const char *mha = "\"num_heads\":2,\"key_dim\":3";
+    check_masked("MultiHeadAttention", mha, "[\"q\",0,0,{\"value\":[\"v\",0,0]}]", 0, 1, 0);
+    check_masked("MultiHeadAttention", mha, "[\"q\",0,0,{\"value\":[\"v\",0,0]}]", 0, 0, 1);
+    check_masked("MultiHeadAttention", "\"num_heads\":2,\"key_dim\":3,\"dropout\":0.4",
+                 "[\"q\",0,0,{\"value\":[\"v\",0,0],\"use_causal_mask\":true}]", 0, 0, 1);
+    check_masked("MultiHeadAttention", "\"num_heads\":2,\"key_dim\":3,\"dropout\":0.3",
+                 "[\"q\",0,0,{\"value\":[\"v\",0,0],\"attention_mask\":[\"am\",0,0]}]", 1, 1, 0);
+    check_masked("MultiHeadAttention", mha,
+                 "[\"q\",0,0,{\"value\":[\"v\",0,0],\"key\":[\"q\",0,0],\"attention_mask\":"
+                 "[\"am\",0,0],\"use_causal_mask\":true}]",
+                 1, 1, 1);
+    check_masked("MultiHeadAttention", "\"num_heads\":2,\"key_dim\":3,\"dropout\":0.2",
+                 "[\"q\",0,0,{\"value\":[\"v\",0,0],\"attention_mask\":[\"am\",0,0]}]", 1, 1, 1);
+    /* Attention and AdditiveAttention zero the output rows the query's mask
+     * masks, so Flatten sees no fully masked row */
+    floor_mult = 0.05;
+    check_masked("Attention", "\"use_scale\":true,\"dropout\":0.3", "[\"q\",0,0,{}],[\"v\",0,0,{}]",
+                 0, 0, 0);
+    check_masked("Attention", "\"causal\":true", "[\"q\",0,0,{}],[\"v\",0,0,{}]", 0, 0, 0);
+    check_masked("Attention", "\"score_mode\":\"concat\",\"dropout\":0.2",
+                 "[\"q\",0,0,{\"use_causal_mask\":true}],[\"v\",0,0,{\"use_causal_mask\":true}]", 0,
+                 1, 0);
+    check_masked("AdditiveAttention", "\"use_scale\":true,\"dropout\":0.25",
+                 "[\"q\",0,0,{\"use_causal_mask\":true}],[\"v\",0,0,{\"use_causal_mask\":true}],"
+                 "[\"q\",0,0,{\"use_causal_mask\":true}]",
+                 0, 0, 1);
+    floor_mult = 1.0;
+}
+
 static void test_pooling(void **state)
 {
     (void)state;
@@ -1059,6 +1140,7 @@ int main(void)
         cmocka_unit_test_setup(test_conv1d_seq, reset),
         cmocka_unit_test_setup(test_depthwise, reset),
         cmocka_unit_test_setup(test_attention, reset),
+        cmocka_unit_test_setup(test_attention_masks, reset),
         cmocka_unit_test_setup(test_pooling, reset),
         cmocka_unit_test_setup(test_shape_layers, reset),
         cmocka_unit_test_setup(test_batchnorm, reset),

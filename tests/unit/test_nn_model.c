@@ -102,6 +102,19 @@ static const char *K3_FUNC =
                                                "[[\"input_layer\", 0, 0]], \"output_layers\": "
                                                "[[\"out\", 0, 0]]}}";
 
+/* Keras 2 Functional: an LSTM(4, return_state) over (5, 3) has three outputs
+ * (the last h, then the state h and c), only the first feeding the Dense. */
+static const char *K2_STATE =
+    "{\"class_name\": \"Functional\", \"config\": {\"name\": \"st\", \"layers\": ["
+    "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 5, 3], "
+    "\"name\": \"inp\"}, \"name\": \"inp\", \"inbound_nodes\": []},"
+    "{\"class_name\": \"LSTM\", \"config\": {\"name\": \"enc\", \"units\": 4, "
+    "\"return_state\": true, \"return_sequences\": true}, \"name\": \"enc\", "
+    "\"inbound_nodes\": [[[\"inp\", 0, 0, {}]]]},"
+    "{\"class_name\": \"Dense\", \"config\": {\"name\": \"out\", \"units\": 2}, \"name\": "
+    "\"out\", \"inbound_nodes\": [[[\"enc\", 0, 0, {}]]]}],"
+    "\"input_layers\": [[\"inp\", 0, 0]], \"output_layers\": [[\"out\", 0, 0]]}}";
+
 /* Keras 2 Functional with a nested Sequential holding a BatchNormalization. */
 static const char *K2_NESTED =
     "{\"class_name\": \"Functional\", \"config\": {\"name\": \"outer\", \"layers\": ["
@@ -219,6 +232,40 @@ static void test_keras3_functional(void **state)
     assert_string_equal(li.class_name, "Add");
     assert_int_equal(li.out_shape[1], 4);
     assert_int_equal(ddts_model_n_params(m), 36 + 20 + 15);
+    ddts_model_destroy(m);
+}
+
+/* Every output of a layer with several, in Keras' order: return_sequences
+ * gives (None, 5, 4), the states h and c (None, 4) each. */
+static void test_layer_outputs(void **state)
+{
+    (void)state;
+    struct ddts_model *m = build(K2_STATE);
+    assert_int_equal(ddts_model_n_layers(m), 3);
+    struct ddts_layer_info li;
+    assert_int_equal(ddts_model_layer_info(m, 1, &li), DDTS_OK);
+    assert_string_equal(li.class_name, "LSTM");
+    assert_int_equal(li.n_outputs, 3);
+    assert_int_equal(li.out_rank, 3);
+    assert_int_equal(li.out_shape[1], 5);
+    assert_int_equal(li.out_shape[2], 4);
+    int64_t s[DDTS_MAX_RANK];
+    for (size_t k = 0; k < 3; k++) {
+        int rank = ddts_model_layer_output_shape(m, 1, k, s);
+        assert_int_equal(rank, k == 0 ? 3 : 2);
+        assert_int_equal(s[0], -1);
+        assert_int_equal(s[rank - 1], 4);
+        if (k == 0)
+            assert_int_equal(s[1], 5);
+    }
+    assert_int_equal(ddts_model_layer_output_shape(m, 1, 3, s), -1);
+    /* one output: n_outputs 1, the same shape as out_shape */
+    assert_int_equal(ddts_model_layer_info(m, 2, &li), DDTS_OK);
+    assert_int_equal(li.n_outputs, 1);
+    assert_int_equal(ddts_model_layer_output_shape(m, 2, 0, s), 3);
+    assert_int_equal(s[2], 2);
+    assert_int_equal(ddts_model_layer_output_shape(m, 2, 1, s), -1);
+    assert_int_equal(ddts_model_layer_output_shape(m, 3, 0, s), -1);
     ddts_model_destroy(m);
 }
 
@@ -521,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_cnn_shapes),
         cmocka_unit_test(test_keras3_sequential),
         cmocka_unit_test(test_keras3_functional),
+        cmocka_unit_test(test_layer_outputs),
         cmocka_unit_test(test_nested_weight_order),
         cmocka_unit_test(test_init_weights),
         cmocka_unit_test(test_initializers),
