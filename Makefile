@@ -5,7 +5,7 @@ DEBS := build-essential cmake pkg-config clang libclang-rt-14-dev libomp-14-dev 
 	libopenblas-dev libhdf5-dev libsodium-dev libzip-dev libjansson-dev libexpat1-dev \
 	zlib1g-dev libcairo2-dev fonts-dejavu-core libcmocka-dev libcurl4-openssl-dev \
 	python3 python3-numpy python3-h5py python3-pandas python3-openpyxl dataset-fashion-mnist \
-	tshark socat libssl-dev openmpi-bin libopenmpi-dev libmicrohttpd-dev chromium
+	tshark socat libssl-dev openmpi-bin libopenmpi-dev libmicrohttpd-dev chromium slurm-wlm
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build

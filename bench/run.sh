@@ -2,14 +2,15 @@
 # ddts benchmarks (`make bench`): never tests. One result line per case, the
 # peer's figure beside ddts' and the ratio ddts/peer. See docs/benchmarks.md.
 #   sh bench/run.sh BUILD_DIR        BENCH_QUICK=1: a fast smoke run
-#   BENCH_CASES="engine train data transfer dist mpi examples" picks cases; BENCH_MB sets the
-#   shard size; BENCH_TRAIN_SAMPLES / BENCH_TRAIN_ROUNDS size the train case.
+#   BENCH_CASES="engine train data transfer dist mpi examples recurrent" picks cases; BENCH_MB
+#   sets the shard size; BENCH_TRAIN_SAMPLES / BENCH_TRAIN_ROUNDS size the train case,
+#   BENCH_RNN_SAMPLES / BENCH_RNN_ROUNDS / BENCH_RNN_SEEDS the recurrent case.
 set -u
 B=${1:-build}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 PY=/usr/bin/python3
 Q=${BENCH_QUICK:-0}
-CASES=${BENCH_CASES:-engine train data transfer dist mpi examples}
+CASES=${BENCH_CASES:-engine train data transfer dist mpi examples recurrent}
 W=$(mktemp -d "${TMPDIR:-/tmp}/ddts-bench.XXXXXX")
 # A signal ends the run (the EXIT trap then removes the work folder): a
 # trap that only removed it would let the next case run without its files.
@@ -21,6 +22,49 @@ $PY -c 'import torch' 2>/dev/null && HAVE_TORCH=1
 # ratio A B: A/B with two decimals, "n/a" when either is missing
 ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN{ if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 now() { date +%s.%N; }
+# stats V...: "median (min-max)" of the values that are not n/a or empty (the lower middle of two)
+stats() { printf '%s\n' "$@" | grep -v -e '^n/a$' -e '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else printf "%s (%s-%s)", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
+med() { stats "$@" | cut -d' ' -f1; }
+# tfield FILE NAME: a "NAME: value" line of ddts train's output
+tfield() { sed -n "s/^$2: //p" "$1" 2>/dev/null; }
+# peak_rss FILE CMD...: runs CMD (its output where the caller sends it) and
+# writes its peak RSS in MiB (getrusage of the waited-for child: the same
+# measure for ddts and the peer) to FILE; CMD's exit status.
+peak_rss() {
+    _f=$1
+    shift
+    $PY -c 'import resource, subprocess, sys
+r = subprocess.call(sys.argv[2:])
+open(sys.argv[1], "w").write("%.1f\n" % (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0))
+sys.exit(r)' "$_f" "$@"
+}
+# peer_config CASE MODELS N [ARGS...]: the peer's thread configuration per
+# thread count, in TCFG_1 and TCFG_2: the fastest of PyTorch's default,
+# OMP_WAIT_POLICY=passive and OPENBLAS_NUM_THREADS=1 (each with
+# torch.set_num_threads(N)) on a short bench/torch_train.py run of MODELS
+# (comma-separated) over N samples with ARGS; N = 0 (quick runs): not
+# searched, OPENBLAS_NUM_THREADS=1 (never oversubscribed).
+peer_config() {
+    _case=$1 _models=$2 _n=$3
+    shift 3
+    _count=$(echo "$_models" | tr , '\n' | wc -l)
+    for t in 1 2; do
+        best='' bestv=''
+        if [ $HAVE_TORCH = 1 ] && [ "$_n" -gt 0 ]; then
+            for cfg in default OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1; do
+                e=; [ $cfg = default ] || e=$cfg
+                v=$(env $e $PY "$SRC/bench/torch_train.py" --models "$_models" --threads $t --samples "$_n" "$@" 2>/dev/null |
+                    sed -n 's/.*: epoch \([0-9.]*\) s.*/\1/p' | awk -v n="$_count" '{ s += $1 } END { if (NR == n) print s }')
+                echo "$_case peer configuration, $t thread(s), $cfg: $(echo "$_models" | sed 's/,/ + /g') epoch ${v:-n/a} s ($_n samples)"
+                if [ -n "$v" ] && { [ -z "$bestv" ] || awk -v a="$v" -v b="$bestv" 'BEGIN{ exit !(a < b) }'; }; then
+                    best=$cfg bestv=$v
+                fi
+            done
+        fi
+        eval "TCFG_$t=\${best:-OPENBLAS_NUM_THREADS=1}"
+        echo "$_case peer configuration, $t thread(s): using ${best:-OPENBLAS_NUM_THREADS=1 (not searched)}"
+    done
+}
 echo "ddts bench on $(uname -n), $(nproc) cores, load:$(uptime | sed 's/.*load average://'), quick=$Q"
 
 case " $CASES " in *" engine "*)
@@ -113,27 +157,9 @@ case " $CASES " in *" train "*)
         "$B/ddts" model new --input-shape 28,28,1 -o "$W/t_cnn_dropout.h5" \
             --layers conv2d:32:3:relu,maxpool2d:2,conv2d:64:3:relu,maxpool2d:2,flatten,dropout:0.25,dense:128:relu,dropout:0.5,dense:10:softmax >/dev/null 2>&1 ||
         echo "train: ddts model new failed"
-    # The peer's thread configuration, per thread count: the fastest of
-    # PyTorch's default, OMP_WAIT_POLICY=passive and OPENBLAS_NUM_THREADS=1
-    # (each with torch.set_num_threads(N)) on a short run of the MLP and CNN.
-    for t in 1 2; do
-        best='' bestv=''
-        if [ $HAVE_TORCH = 1 ] && [ $PN -gt 0 ]; then
-            for cfg in default OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1; do
-                e=; [ $cfg = default ] || e=$cfg
-                v=$(env $e $PY "$SRC/bench/torch_train.py" --models mlp,cnn --threads $t --samples $PN 2>/dev/null |
-                    sed -n 's/.*: epoch \([0-9.]*\) s.*/\1/p' | awk '{ s += $1 } END { if (NR == 2) print s }')
-                echo "train peer configuration, $t thread(s), $cfg: mlp + cnn epoch ${v:-n/a} s ($PN samples)"
-                if [ -n "$v" ] && { [ -z "$bestv" ] || awk -v a="$v" -v b="$bestv" 'BEGIN{ exit !(a < b) }'; }; then
-                    best=$cfg bestv=$v
-                fi
-            done
-        fi
-        eval "TCFG_$t=\${best:-OPENBLAS_NUM_THREADS=1}"
-        echo "train peer configuration, $t thread(s): using ${best:-OPENBLAS_NUM_THREADS=1 (not searched)}"
-    done
-    # tfield FILE NAME: a "NAME: value" line of ddts train's output
-    tfield() { sed -n "s/^$2: //p" "$1" 2>/dev/null; }
+    # The peer's thread configuration per thread count (peer_config), on a
+    # short run of the MLP and CNN.
+    peer_config train mlp,cnn $PN
     for r in $(seq 1 "$TR"); do
         for t in 1 2; do
             for m in $TMODELS; do
@@ -171,9 +197,6 @@ case " $CASES " in *" train "*)
             fi
         done
     done
-    # stats V...: "median (min-max)" of the values that are not n/a
-    stats() { printf '%s\n' "$@" | grep -v '^n/a$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else printf "%s (%s-%s)", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
-    med() { stats "$@" | cut -d' ' -f1; }
     echo "train table: seconds per epoch incl. validation (median (min-max) over rounds), samples/s = $TN / that, ratio = PyTorch s / ddts s"
     for t in 1 2; do
         eval "cfg=\$TCFG_$t"
@@ -336,7 +359,9 @@ case " $CASES " in *" dist "*)
 case " $CASES " in *" mpi "*)
     # ddts train --distributed mpi (issue 17): 1 vs 2 ranks of 1 thread, MLP and
     # CNN of the engine case, --sync step (gradients every step: 2 ranks at
-    # batch 32 train like one process at batch 64) and --sync epoch; then the
+    # batch 32 train like one process at batch 64), the same with the exchange
+    # in buckets overlapped with the backward pass (--bucket-mb 0.1: two per
+    # step for these 0.9 MB models, docs/mpi.md) and --sync epoch; then the
     # exchanges alone, MPI against the server/client path, per model size.
     EP=2; N=${BENCH_SAMPLES:-60000}
     [ "$Q" = 1 ] && { EP=1; N=6000; }
@@ -351,13 +376,15 @@ case " $CASES " in *" mpi "*)
         for m in mlp cnn; do
             [ -s "$W/$m.h5" ] || "$B/ddts" model new "$SRC/examples/fashion_$m.json" -o "$W/$m.h5" >/dev/null 2>&1 ||
                 { echo "model new $m failed"; continue; }
-            for sync in step epoch; do
+            for sync in step step-buckets epoch; do
+                flags=(--sync "${sync%-buckets}")
+                [ "$sync" = step-buckets ] && flags+=(--bucket-mb 0.1)
                 for k in 1 2; do
                     o="$W/mpi-$m-$sync-$k"
                     t0=$(now)
                     mpirun --oversubscribe --bind-to none -np $k "$B/ddts" train --distributed mpi \
                         --model "$W/$m.h5" --epochs $EP --batch-size 32 --data keras \
-                        --keras-dataset fashion_mnist --samples $N --normalizer simple --sync $sync \
+                        --keras-dataset fashion_mnist --samples $N --normalizer simple "${flags[@]}" \
                         --seed 5 --threads 1 --out "$o" >"$o.out" 2>"$o.err" ||
                         echo "mpi $m $sync $k ranks failed: $(tail -2 "$o.err")"
                     t1=$(now)
@@ -366,7 +393,7 @@ case " $CASES " in *" mpi "*)
                     eval "MX_$k=$(field "$o.out" exchanges) MB_$k=$(field "$o.out" exchange_bytes_per_rank) MS_$k=$(field "$o.out" exchange_seconds)"
                 done
                 per_x=$(awk -v b="${MB_2:-}" -v x="${MX_2:-}" -v s="${MS_2:-}" 'BEGIN{ if (x + 0 > 0) printf "%.3f MB, %.3f ms", b / x / 1e6, s / x * 1e3; else print "n/a" }')
-                echo "mpi $m --sync $sync: 1 rank ${MW_1}s (train ${MT_1:-n/a}s) acc ${MA_1:-n/a}; 2 ranks ${MW_2}s (train ${MT_2:-n/a}s) acc ${MA_2:-n/a}; speed-up $(ratio "$MT_1" "$MT_2")x train, $(ratio "$MW_1" "$MW_2")x wall (target >= 1.8, accuracy within 1 point); ${MX_2:-n/a} exchanges, per exchange ${per_x} (incl. waiting)"
+                echo "mpi $m ${flags[*]}: 1 rank ${MW_1}s (train ${MT_1:-n/a}s) acc ${MA_1:-n/a}; 2 ranks ${MW_2}s (train ${MT_2:-n/a}s) acc ${MA_2:-n/a}; speed-up $(ratio "$MT_1" "$MT_2")x train, $(ratio "$MW_1" "$MW_2")x wall (target >= 1.8, accuracy within 1 point); ${MX_2:-n/a} exchanges, per exchange ${per_x} (incl. waiting)"
             done
         done
         # The exchanges alone: MPI_Allreduce (bench_mpi) and a server round
@@ -420,9 +447,108 @@ T.cifar_like('$W/ex_cifar_mobilenet', $EN); T.imdb_like('$W/ex_imdb_transformer'
                 fi
                 D="$D $d"; P="$P $p"; RS="$RS $(ratio "$d" "$p")"
             done
-            med() { echo $* | tr ' ' '\n' | grep -v '^$' | grep -v n/a | sort -g | awk '{v[NR]=$1} END{ if (NR) print v[int((NR + 1) / 2)]; else print "n/a" }'; }
             echo "examples $m samples/s, $th thread(s): ddts $(med $D)  PyTorch $(med $P)  ratio $(med $RS) (rounds:$RS; target >= 1.5)"
         done
     done
+;; esac
+case " $CASES " in *" recurrent "*)
+    # Issue 15: LSTM and GRU training on the product path, `ddts train` of
+    # examples/fashion_lstm.json and examples/fashion_gru.json (each image's
+    # 28 rows as 28 steps of 28 features, LSTM(128) or GRU(128) -> Dense(10)),
+    # 1 epoch at batch 64 with its validation pass over the 10000 test
+    # samples, --normalizer simple, Adam, against bench/torch_train.py doing
+    # the same epoch with nn.LSTM / nn.GRU (same sizes, Keras initialisation)
+    # in its best thread configuration (peer_config); 1 and 2 threads, ddts
+    # and PyTorch alternating model by model, rounds; each run's peak RSS.
+    # Then the accuracy peer: fashion_lstm for 3 epochs at batch 64 on all
+    # 60000 training samples, test accuracy, seeds 1-3 on each side (seed s:
+    # the initial weights and the shuffling order), 2 threads (1 when quick).
+    RN=${BENCH_RNN_SAMPLES:-20000}; RR=${BENCH_RNN_ROUNDS:-3}; PN=2000; AN=60000; AS=${BENCH_RNN_SEEDS:-3}; AT=2
+    # quick (about 2 minutes on a quiet 2-core machine): one round on 2000
+    # samples, the peer not searched, one accuracy seed on 6000 samples at 1
+    # thread (a smoke run: not the target's figure)
+    RNOTE=
+    [ "$Q" = 1 ] && { RN=2000; RR=1; PN=0; AN=6000; AS=1; AT=1
+        RNOTE=" (quick: a 2000-sample epoch against 10000 validated, a smoke run)"; }
+    echo "== recurrent (issue 15): ddts train CLI vs PyTorch nn.LSTM / nn.GRU, Fashion-MNIST rows as sequences, $RN training samples, 1 epoch at batch 64 + validation on 10000, --normalizer simple, Adam; $RR round(s) alternating =="
+    for m in lstm gru; do
+        "$B/ddts" model new "$SRC/examples/fashion_$m.json" -o "$W/r_$m.h5" >/dev/null 2>&1 ||
+            echo "recurrent: ddts model new fashion_$m failed"
+    done
+    peer_config recurrent lstm,gru $PN --batch 64 --predict-passes 0
+    for r in $(seq 1 "$RR"); do
+        for t in 1 2; do
+            eval "cfg=\$TCFG_$t"
+            e=; [ "$cfg" = default ] || e=$cfg
+            for m in lstm gru; do
+                o="$W/rnn-$m-$t"
+                rm -rf "$o"
+                peak_rss "$o.rss" "$B/ddts" train --model "$W/r_$m.h5" --data keras --keras-dataset fashion_mnist \
+                    --samples $RN --epochs 1 --batch-size 64 --normalizer simple --seed 1 \
+                    --threads $t --out "$o" >"$o.out" 2>"$o.err" || echo "recurrent: ddts train $m failed: $(tail -2 "$o.err")"
+                ep=$(tfield "$o.out" seconds)
+                echo "$r $t $m ${ep:-n/a} $(cat "$o.rss" 2>/dev/null || echo n/a) $(tfield "$o.out" val_accuracy)" >>"$W/rnn_ddts.txt"
+                [ $HAVE_TORCH = 1 ] || continue
+                peak_rss "$o.trss" env $e $PY "$SRC/bench/torch_train.py" --models $m --threads $t \
+                    --samples $RN --batch 64 --predict-passes 0 >"$o.torch" 2>"$o.terr" ||
+                    echo "recurrent: torch_train $m failed: $(tail -2 "$o.terr")"
+                ps=$(sed -n "s/^train $m threads $t: epoch \([0-9.]*\) s.*/\1/p" "$o.torch")
+                echo "$r $t $m ${ps:-n/a} $(cat "$o.trss" 2>/dev/null || echo n/a) $(sed -n 's/^peak RSS: .*(after the imports \([0-9.]*\) MiB.*/\1/p' "$o.torch")" >>"$W/rnn_torch.txt"
+            done
+        done
+    done
+    # col FILE T M K: column K of the rows of thread count T and model M
+    col() { awk -v t="$2" -v m="$3" -v k="$4" '$2 == t && $3 == m { print $k }' "$1" 2>/dev/null; }
+    echo "recurrent table: seconds per epoch incl. validation (median (min-max) over rounds), samples/s = $RN / that, ratio = PyTorch s / ddts s"
+    for t in 1 2; do
+        eval "cfg=\$TCFG_$t"
+        for m in lstm gru; do
+            ds=$(col "$W/rnn_ddts.txt" $t $m 4) ps=$(col "$W/rnn_torch.txt" $t $m 4) rs=
+            for r in $(seq 1 "$RR"); do
+                d=$(awk -v r=$r -v t=$t -v m=$m '$1 == r && $2 == t && $3 == m { print $4 }' "$W/rnn_ddts.txt")
+                p=$(awk -v r=$r -v t=$t -v m=$m '$1 == r && $2 == t && $3 == m { print $4 }' "$W/rnn_torch.txt" 2>/dev/null)
+                rs="$rs $(ratio "$p" "$d")"
+            done
+            # shellcheck disable=SC2086
+            dm=$(med $ds) pm=$(med $ps)
+            tg="target >= 1.5"; [ $t = 1 ] || tg="reported; the target is at 1 thread"
+            # shellcheck disable=SC2086
+            echo "recurrent $m, $t thread(s): ddts $(stats $ds) s = $(awk -v n=$RN -v s="$dm" 'BEGIN{ if (s + 0 > 0) printf "%.0f", n / s; else print "n/a" }') samples/s  PyTorch ($cfg) $(stats $ps) s = $(awk -v n=$RN -v s="$pm" 'BEGIN{ if (s + 0 > 0) printf "%.0f", n / s; else print "n/a" }') samples/s  ratio $(stats $rs) ($tg)${RNOTE}"
+        done
+    done
+    for t in 1 2; do
+        for m in lstm gru; do
+            # shellcheck disable=SC2046
+            dr=$(med $(col "$W/rnn_ddts.txt" $t $m 5)) pr=$(med $(col "$W/rnn_torch.txt" $t $m 5))
+            # shellcheck disable=SC2046
+            echo "recurrent $m peak RSS MiB, $t thread(s): ddts $(stats $(col "$W/rnn_ddts.txt" $t $m 5))  PyTorch $(stats $(col "$W/rnn_torch.txt" $t $m 5)) (of which the interpreter and torch after the imports $(stats $(col "$W/rnn_torch.txt" $t $m 6)))  ratio ddts/PyTorch $(ratio "$dr" "$pr") (target <= 0.50)"
+        done
+    done
+    # The accuracy peer: ddts' initial weights from `ddts model new --seed s`,
+    # its shuffling from `ddts train --seed s`; PyTorch's both from seed s.
+    eval "cfg=\$TCFG_$AT"
+    e=; [ "$cfg" = default ] || e=$cfg
+    DA= PA=
+    for s in $(seq 1 "$AS"); do
+        o="$W/rnn-acc-$s"
+        "$B/ddts" model new "$SRC/examples/fashion_lstm.json" --seed $s -o "$o.h5" >/dev/null 2>&1 ||
+            echo "recurrent: ddts model new fashion_lstm --seed $s failed"
+        "$B/ddts" train --model "$o.h5" --data keras --keras-dataset fashion_mnist --samples $AN \
+            --epochs 3 --batch-size 64 --normalizer simple --seed $s --threads $AT --out "$o" \
+            >"$o.out" 2>"$o.err" || echo "recurrent: ddts train lstm seed $s failed: $(tail -2 "$o.err")"
+        d=$(tfield "$o.out" val_accuracy)
+        DA="$DA ${d:-n/a}"
+        if [ $HAVE_TORCH = 1 ]; then
+            p=$(env $e $PY "$SRC/bench/torch_train.py" --models lstm --threads $AT --samples $AN --epochs 3 \
+                --batch 64 --seed $s --predict-passes 0 2>"$o.terr" | sed -n 's/^train lstm threads [12]: .*val_accuracy \([0-9.]*\).*/\1/p')
+            [ -n "$p" ] || echo "recurrent: torch_train lstm seed $s failed: $(tail -2 "$o.terr")"
+            PA="$PA ${p:-n/a}"
+        fi
+    done
+    # shellcheck disable=SC2086
+    dm=$(med $DA) pm=$(med $PA)
+    # shellcheck disable=SC2086
+    echo "recurrent lstm test accuracy after 3 epochs at batch 64 ($AN training samples, $AT thread(s); median (min-max) of seeds 1-$AS): ddts $(stats $DA)  PyTorch ($cfg) $(stats $PA)  difference $(awk -v a="$dm" -v b="$pm" 'BEGIN{ if (a == "n/a" || b == "n/a" || a == "" || b == "") print "n/a"; else printf "%+.4f", a - b }') (targets: ddts >= 0.85 with 60000 samples; PyTorch within 0.01)${RNOTE:+ (quick: 6000 samples, one seed)}"
+    echo "  per seed: ddts$DA  PyTorch${PA:- n/a}"
 ;; esac
 echo "load at the end:$(uptime | sed 's/.*load average://')"

@@ -49,10 +49,29 @@ def load_idx(name):
 
 
 def keras_init(model):
+    """Keras' default initialisation: glorot_uniform kernels and zero biases;
+    for nn.LSTM / nn.GRU (one layer, one direction) also an orthogonal
+    recurrent kernel and, for the LSTM, unit_forget_bias (1 on the forget
+    gate's bias). xavier_uniform_ on weight_ih (gates*units, in) has Keras'
+    fans for the kernel (in, gates*units), and orthogonal_ on weight_hh is the
+    transpose of Keras' orthogonal (units, gates*units): the same
+    distribution. PyTorch's bias_ih is Keras' bias; its bias_hh is the GRU's
+    recurrent bias (reset_after=True has both), while a Keras LSTM has no
+    second bias: bias_hh stays zero and untrained, the same function."""
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.xavier_uniform_(m.weight)
             nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.LSTM, nn.GRU)):
+            assert m.num_layers == 1 and not m.bidirectional
+            nn.init.xavier_uniform_(m.weight_ih_l0)
+            nn.init.orthogonal_(m.weight_hh_l0)
+            nn.init.zeros_(m.bias_ih_l0)
+            nn.init.zeros_(m.bias_hh_l0)
+            if isinstance(m, nn.LSTM):  # gates i, f, g, o as Keras' i, f, c, o
+                with torch.no_grad():
+                    m.bias_ih_l0[m.hidden_size:2 * m.hidden_size] = 1.0
+                m.bias_hh_l0.requires_grad_(False)
 
 
 def mlp():

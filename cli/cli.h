@@ -37,9 +37,11 @@ int cmd_demo(int argc, char **argv);
  * yet completed): in the `ddts` program (cli/mpi_launch.c) it re-executes
  * the same command line as the `ddts-mpi` program; in `ddts-mpi`
  * (cli/mpi/train_mpi.c) it runs the job on the MPI ranks. `out`: --out or
- * NULL; `resume`: --resume. argv[0] is "train". Returns a CLI exit code.
+ * NULL; `resume`: --resume; `bucket_mb`: --bucket-mb (0: none). argv[0] is
+ * "train". Returns a CLI exit code.
  */
-int cli_train_mpi(int argc, char **argv, struct ddts_job *job, const char *out, bool resume);
+int cli_train_mpi(int argc, char **argv, struct ddts_job *job, const char *out, bool resume,
+                  double bucket_mb);
 
 /* `ddts inspect DATAFILE`: prints each array of a data file (npz arrays, xlsx
  * sheets) with its shape, dtype, min, max and mean; `key` (may be NULL)

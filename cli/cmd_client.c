@@ -75,6 +75,19 @@ static void forward_progress(void *userdata, const struct ddts_train_progress *t
     };
     /* Best effort: a lost connection shows at the next exchange or the upload. */
     (void)!ddts_client_send_progress(userdata, &p, NULL);
+    if (tp->epoch_end && tp->epoch_logs != NULL) {
+        /* The epoch's history row, validation included: the dashboard's live curves. */
+        struct ddts_wire_epoch e = {
+            .fold = p.fold, .n_folds = p.n_folds, .epoch = p.epoch, .epochs = p.epochs};
+        for (size_t i = 0; i < tp->epoch_logs->n && e.n < DDTS_MAX_EPOCH_FIGURES; i++) {
+            const char *name = tp->epoch_logs->names[i];
+            if (strlen(name) > DDTS_MAX_EPOCH_NAME_BYTES)
+                continue; /* not a name the protocol carries (none of Keras' is) */
+            memcpy(e.names[e.n], name, strlen(name) + 1);
+            e.values[e.n++] = tp->epoch_logs->values[i];
+        }
+        (void)!ddts_client_send_epoch(userdata, &e, NULL);
+    }
 }
 
 static enum ddts_status load_opt(const char *dir, const char *name, struct ddts_array **out,

@@ -26,7 +26,8 @@ const char cli_usage_dashboard[] =
     "                         is printed at start; without it the answer is 403.\n"
     "\n"
     "The page polls a JSON API that scripts can use too: /api/jobs, /api/job,\n"
-    "/api/clients, /api/history?client=NAME (docs/cli.md).\n";
+    "/api/clients, /api/history?client=NAME (client=@global: the global model on\n"
+    "the test data) (docs/cli.md).\n";
 
 int cli_dashboard_start(const char *cmd, const char *flag, const char *listen, const char *workdir,
                         const char *live_job, const char *settings_json, struct ddts_dash **out)

@@ -10,8 +10,12 @@ const char cli_usage_inspect[] =
     "       ddts inspect --layers\n"
     "\n"
     "A Keras model (.h5, .hdf5, .keras): a summary like Keras' model.summary():\n"
-    "each layer's name, type, output shape and parameter count, the totals\n"
-    "(trainable and non-trainable), the compiled optimizer and loss.\n"
+    "each layer's name, type, output shape and parameter count (a layer with\n"
+    "several outputs, return_state or Bidirectional merge_mode=None, lists each\n"
+    "output's shape, one a line), the totals (trainable and non-trainable), the\n"
+    "compiled optimizer and loss. A shared layer (called several times on one\n"
+    "set of weights) is one row with its parameters once; a 'Shared layers'\n"
+    "line lists how often each is called.\n"
     "A data file (.npy, .npz, .csv, .xlsx, .idx, .idx.gz): each array's shape,\n"
     "dtype, minimum, maximum and mean; --key picks an npz array or xlsx sheet.\n"
     "--layers: the Keras layer classes ddts knows (its layer registry): each\n"
@@ -25,13 +29,18 @@ static int is_model_path(const char *path)
                            strcasecmp(dot, ".keras") == 0);
 }
 
-static void shape_text(const struct ddts_layer_info *info, char *buf, size_t cap)
+/* Output k of layer i's n outputs as Keras 2's summary writes it: "(None, 5, 3)"
+ * for one output; one per line for several, "[(None, 5, 3),", " (None, 3),",
+ * ..., " (None, 3)]". */
+static void shape_text(const struct ddts_model *m, size_t i, int k, int n, char *buf, size_t cap)
 {
-    size_t used = (size_t)snprintf(buf, cap, "(None");
-    for (int i = 1; i < info->out_rank && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, ", %lld", (long long)info->out_shape[i]);
+    int64_t shape[DDTS_MAX_RANK];
+    int rank = ddts_model_layer_output_shape(m, i, (size_t)k, shape);
+    size_t used = (size_t)snprintf(buf, cap, "%s(None", n < 2 ? "" : k == 0 ? "[" : " ");
+    for (int d = 1; d < rank && used < cap; d++)
+        used += (size_t)snprintf(buf + used, cap - used, ", %lld", (long long)shape[d]);
     if (used < cap)
-        snprintf(buf + used, cap - used, ")");
+        snprintf(buf + used, cap - used, ")%s", n < 2 ? "" : k + 1 < n ? "," : "]");
 }
 
 static void bytes_text(size_t n_params, char *buf, size_t cap)
@@ -68,8 +77,10 @@ int cli_inspect_model(const char *path)
         char name[128], shape[128];
         int len = snprintf(name, sizeof name, "%s (%s)", info.name, info.class_name);
         w_name = len > w_name ? (len < (int)sizeof name ? len : (int)sizeof name - 1) : w_name;
-        shape_text(&info, shape, sizeof shape);
-        w_shape = (int)strlen(shape) > w_shape ? (int)strlen(shape) : w_shape;
+        for (int o = 0; o < info.n_outputs; o++) {
+            shape_text(m, i, o, info.n_outputs, shape, sizeof shape);
+            w_shape = (int)strlen(shape) > w_shape ? (int)strlen(shape) : w_shape;
+        }
     }
     char rule[320], dbl[320];
     int width = 1 + w_name + 1 + w_shape + 1 + 10;
@@ -87,8 +98,12 @@ int cli_inspect_model(const char *path)
             continue;
         char name[128], shape[128];
         snprintf(name, sizeof name, "%s (%s)", info.name, info.class_name);
-        shape_text(&info, shape, sizeof shape);
+        shape_text(m, i, 0, info.n_outputs, shape, sizeof shape);
         printf(" %-*s %-*s %zu\n", w_name, name, w_shape, shape, info.n_params);
+        for (int o = 1; o < info.n_outputs; o++) { /* a layer's further outputs */
+            shape_text(m, i, o, info.n_outputs, shape, sizeof shape);
+            printf(" %-*s %s\n", w_name, "", shape);
+        }
         if (i + 1 < n_layers)
             printf("\n");
     }
@@ -112,6 +127,18 @@ int cli_inspect_model(const char *path)
         }
         printf("\n");
     }
+    /* A shared layer is one row (its weights once); the calls are listed here. */
+    int n_shared = 0;
+    for (size_t i = 0; i < n_layers; i++) {
+        struct ddts_layer_info info;
+        if (ddts_model_layer_info(m, i, &info) != DDTS_OK || info.n_calls < 2)
+            continue;
+        printf("%s %s x%zu",
+               n_shared++ ? "," : "Shared layers (one set of weights, called several times):",
+               info.name, info.n_calls);
+    }
+    if (n_shared > 0)
+        printf("\n");
     struct ddts_compile_options co = {.training_config_json = k->training_config};
     if (k->training_config != NULL && ddts_model_compile(m, &co, &err) == DDTS_OK)
         printf("Optimizer: %s (learning rate %g)\nLoss: %s\n", ddts_model_optimizer_name(m),

@@ -32,6 +32,9 @@ const char cli_usage_server[] =
     "With --dashboard [ADDR:]PORT (address 127.0.0.1 unless given; port 0: any),\n"
     "also serves the job as a live web page (see `ddts dashboard --help`); its\n"
     "URL is printed at start, with a token when the address is not loopback.\n"
+    "Each client's curves (validation included) grow as its epochs end; with a\n"
+    "test split (--data keras) and --sync, the global model is evaluated after\n"
+    "each epoch during the job for the page (work the report would do anyway).\n"
     "\n"
     "Job settings (also the keys of a JSON job file given with --job FILE):\n"
     "  --host ADDR            listen address (0.0.0.0)\n"
@@ -108,6 +111,17 @@ static void on_round(void *userdata, uint64_t round)
     ddts_dash_on_round(((struct server_ctx *)userdata)->dash, round);
 }
 
+static void on_epoch(void *userdata, const struct ddts_server_client *c,
+                     const struct ddts_wire_epoch *e)
+{
+    ddts_dash_on_epoch(((struct server_ctx *)userdata)->dash, c, e);
+}
+
+static void on_global(void *userdata, uint64_t epoch, double loss, double accuracy)
+{
+    ddts_dash_on_global(((struct server_ctx *)userdata)->dash, epoch, loss, accuracy);
+}
+
 /* The passphrase: typed in the wizard, or from a file, $DDTS_PASSPHRASE or a prompt. */
 static int get_passphrase(const struct ddts_job *job, char *typed, size_t typed_cap,
                           struct ddts_passphrase **pw)
@@ -147,6 +161,10 @@ static enum ddts_status serve_job(const struct ddts_job *job, const struct ddts_
             .on_client = on_client,
             .on_epoch_end = on_epoch_end,
             .on_round = on_round,
+            .on_epoch = on_epoch,
+            /* The global model's live curve costs an evaluation per epoch during the
+             * job (the report would make it after): only for a page that shows it. */
+            .on_global = dash != NULL ? on_global : NULL,
             .userdata = &ctx,
         };
         st = ddts_serve_run(sv, &hooks, err);

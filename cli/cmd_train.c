@@ -43,12 +43,20 @@ const char cli_usage_train[] =
     "  --resume           with --distributed mpi: continue from the checkpoint\n"
     "                     that rank 0 writes after every epoch (OUT/checkpoint),\n"
     "                     with any number of ranks\n"
+    "  --bucket-mb MB     with --distributed mpi --sync step: average the\n"
+    "                     gradients in buckets of at least MB MiB (a decimal),\n"
+    "                     each an MPI_Iallreduce started as soon as the backward\n"
+    "                     pass has finished its layers, overlapping the exchange\n"
+    "                     with the rest of the backward pass; 0 (the default):\n"
+    "                     one fused MPI_Allreduce after the backward pass. The\n"
+    "                     same weights either way on 2 ranks (docs/mpi.md)\n"
     "\n"
     "Run 'ddts help server' for every job setting.\n";
 
 struct train_flags {
     const char *out;
     const char *distributed;
+    const char *bucket_mb;
 };
 
 static int on_extra(void *userdata, int val, const char *arg)
@@ -58,7 +66,20 @@ static int on_extra(void *userdata, int val, const char *arg)
         f->out = arg;
     else if (val == 1001)
         f->distributed = arg;
+    else if (val == 1002)
+        f->bucket_mb = arg;
     return CLI_OK;
+}
+
+/* --bucket-mb: a decimal number of MiB in [0, DDTS_MAX_BUCKET_MB]; -1 when it is not one. */
+static double parse_bucket_mb(const char *s)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < 0 || v > DDTS_MAX_BUCKET_MB)
+        return -1;
+    return v;
 }
 
 static const char interrupted_msg[] =
@@ -154,9 +175,10 @@ int cmd_train(int argc, char **argv)
     struct ddts_job job;
     ddts_job_init_defaults(&job);
     job.clients = 1;
-    struct train_flags flags = {NULL, NULL};
+    struct train_flags flags = {NULL, NULL, NULL};
     static const struct option extra[] = {{"out", required_argument, NULL, 1000},
                                           {"distributed", required_argument, NULL, 1001},
+                                          {"bucket-mb", required_argument, NULL, 1002},
                                           {NULL, 0, NULL, 0}};
     int first = 0;
     int rc = cli_job_parse_flags("train", argc, argv, &job, extra, on_extra, &flags, &first);
@@ -167,9 +189,18 @@ int cmd_train(int argc, char **argv)
     if (flags.distributed != NULL && strcmp(flags.distributed, "mpi") != 0)
         return cli_usage_error("train", "--distributed: '%s' is not a mode (mpi)",
                                flags.distributed);
+    double bucket_mb = 0;
+    if (flags.bucket_mb != NULL) {
+        if (flags.distributed == NULL)
+            return cli_usage_error("train", "--bucket-mb needs --distributed mpi");
+        bucket_mb = parse_bucket_mb(flags.bucket_mb);
+        if (bucket_mb < 0)
+            return cli_usage_error("train", "--bucket-mb: '%s' is not a number of MiB in [0, %d]",
+                                   flags.bucket_mb, DDTS_MAX_BUCKET_MB);
+    }
     /* --resume is a job setting (the server's too); train takes it with MPI only. */
     if (flags.distributed != NULL)
-        return cli_train_mpi(argc, argv, &job, flags.out, job.resume);
+        return cli_train_mpi(argc, argv, &job, flags.out, job.resume, bucket_mb);
     if (job.resume)
         return cli_usage_error("train", "--resume needs --distributed mpi");
     rc = cli_job_complete("train", &job, false, NULL, NULL, 0);

@@ -14,11 +14,13 @@
 
 #include "cli.h"
 
-int cli_train_mpi(int argc, char **argv, struct ddts_job *job, const char *out, bool resume)
+int cli_train_mpi(int argc, char **argv, struct ddts_job *job, const char *out, bool resume,
+                  double bucket_mb)
 {
     (void)job;
     (void)out;
     (void)resume;
+    (void)bucket_mb;
     char **args = calloc((size_t)argc + 2, sizeof *args);
     if (args == NULL) {
         fprintf(stderr, "ddts train: out of memory\n");

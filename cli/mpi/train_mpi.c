@@ -39,8 +39,9 @@ struct mpi_run {
     bool resuming;
     float *last_w; /* --sync none: this rank's weights after its latest epoch */
     size_t n_last_w;
-    uint64_t n_total; /* training samples over all ranks */
-    bool all_know;    /* every rank learned of the failure (agree): no MPI_Abort needed */
+    uint64_t n_total;    /* training samples over all ranks */
+    bool all_know;       /* every rank learned of the failure (agree): no MPI_Abort needed */
+    size_t bucket_bytes; /* --bucket-mb in bytes, rank 0's; 0: the fused exchange */
 };
 
 /* Broadcasts a length-prefixed byte string from rank 0 (*buf: ddts_free on every rank). */
@@ -465,6 +466,10 @@ static enum ddts_status train(struct mpi_run *r, struct ddts_error *err)
     if (job->sync == DDTS_JOB_SYNC_STEP) {
         req.grad_exchange = ddts_mpi_grad_exchange;
         req.grad_exchange_userdata = r->c;
+        if (r->bucket_bytes > 0) {
+            ddts_mpi_set_bucket_bytes(r->c, r->bucket_bytes);
+            req.grad_ready = ddts_mpi_grad_ready;
+        }
     } else if (job->sync != DDTS_JOB_SYNC_NONE) {
         req.exchange = ddts_mpi_weight_exchange;
         req.exchange_userdata = r->c;
@@ -519,6 +524,7 @@ static enum ddts_status train(struct mpi_run *r, struct ddts_error *err)
                res.fold_std);
     printf("exchanges: %llu\nexchange_bytes_per_rank: %llu\nexchange_seconds: %.3f\n",
            (unsigned long long)t.n_exchanges, (unsigned long long)t.bytes, t.seconds);
+    printf("exchange_buckets: %llu\n", (unsigned long long)t.n_buckets);
     printf("results: %s\n", r->out_dir);
     return DDTS_OK;
 }
@@ -532,7 +538,8 @@ static void remove_tmp(struct mpi_run *r)
     r->tmp_dir[0] = '\0';
 }
 
-int cli_train_mpi(int argc, char **argv, struct ddts_job *job, const char *out, bool resume)
+int cli_train_mpi(int argc, char **argv, struct ddts_job *job, const char *out, bool resume,
+                  double bucket_mb)
 {
     struct mpi_run r;
     memset(&r, 0, sizeof r);
@@ -548,7 +555,16 @@ int cli_train_mpi(int argc, char **argv, struct ddts_job *job, const char *out, 
     int32_t rc = CLI_OK;
     if (r.rank == 0)
         rc = cli_job_complete("train", job, false, NULL, NULL, 0);
+    if (r.rank == 0 && rc == CLI_OK && bucket_mb > 0 && job->sync != DDTS_JOB_SYNC_STEP)
+        rc = cli_usage_error("train", "--bucket-mb applies to --sync step only");
     st = ddts_mpi_bcast(r.c, &rc, sizeof rc, 0, &err);
+    /* Rank 0's buckets: every rank must start the same collectives. */
+    uint64_t bucket_bytes = (uint64_t)(bucket_mb * 1048576.0);
+    if (bucket_mb > 0 && bucket_bytes == 0)
+        bucket_bytes = 1; /* a tiny MB still asks for buckets: one float each */
+    if (st == DDTS_OK && rc == CLI_OK)
+        st = ddts_mpi_bcast(r.c, &bucket_bytes, sizeof bucket_bytes, 0, &err);
+    r.bucket_bytes = (size_t)bucket_bytes;
     if (st != DDTS_OK || rc != CLI_OK) {
         ddts_mpi_finalize(r.c);
         return st != DDTS_OK ? cli_fail("train", &err) : (int)rc;

@@ -112,3 +112,59 @@ py2 += b"tb" + py2_str(b"labels") + b"](K\x03K\x01eu."
 put("fuzz_pickle", "cifar_py2", py2)
 # A list that holds itself (through the memo), twice: consumers must not recurse.
 put("fuzz_pickle", "self_reference", b"\x80\x03]q\x00h\x00ah\x00ah\x00ah\x00a.")
+
+
+# fuzz_keras_h5_result: what the isolated HDF5 reader's child leaves in its result file
+# (src/io/keras_h5_isolated.c put_model): weight values first, then the model's description,
+# which refers to them by offset. The seed is u64 meta (where the description starts), then
+# the result.
+def h5r_u64(v):
+    return struct.pack("<Q", v)
+
+
+def h5r_str(s):
+    if s is None:
+        return h5r_u64(0)
+    b = s.encode()
+    return h5r_u64(len(b) + 1) + b
+
+
+def h5r_weight(name, layer, shape, at):
+    count = int(np.prod(shape))
+    out = h5r_str(name) + h5r_str(name.split("/")[-1]) + h5r_str(layer)
+    out += h5r_str("/model_weights/" + name) + h5r_u64(len(shape))
+    out += b"".join(h5r_u64(d) for d in shape) + h5r_u64(count) + h5r_u64(0)
+    return out + (h5r_u64(1) + h5r_u64(at) if at is not None else h5r_u64(0))
+
+
+def h5r_result():
+    values = np.arange(6, dtype="<f4").tobytes() + b"\0" * 8 + np.ones(3, "<f4").tobytes()
+    meta = h5r_str("2.13.1") + h5r_str("tensorflow") + h5r_str('{"class_name": "Sequential"}')
+    meta += h5r_str(None) + h5r_u64(1) + h5r_str("dense") + h5r_str("Dense") + h5r_u64(2)
+    meta += h5r_weight("dense/kernel:0", "dense", (2, 3), 0)
+    meta += h5r_weight("dense/bias:0", "dense", (3,), 32)
+    meta += h5r_u64(1) + h5r_u64(1) + h5r_weight("iter:0", "", (), None)
+    return h5r_u64(len(values)) + values + meta
+
+
+put("fuzz_keras_h5_result", "dense", h5r_result())
+
+
+# ---- fuzz_wire_epoch: EPOCH payloads (u32 fold, n_folds, epoch, epochs, u16 n, n x (str, f64)) ----
+def epoch_row(fold, n_folds, epoch, epochs, figs):
+    b = struct.pack("<IIIIH", fold, n_folds, epoch, epochs, len(figs))
+    for name, v in figs:
+        b += struct.pack("<I", len(name)) + name + struct.pack("<d", v)
+    return b
+
+
+put("fuzz_wire_epoch", "train_val", epoch_row(0, 0, 3, 6, [(b"loss", 0.51), (b"accuracy", 0.75),
+                                                           (b"val_loss", 0.61),
+                                                           (b"val_accuracy", 0.69)]))
+put("fuzz_wire_epoch", "kfold_nan", epoch_row(2, 5, 1, 2, [(b"loss", float("nan")),
+                                                           (b"val_mae", float("inf"))]))
+put("fuzz_wire_epoch", "empty", epoch_row(0, 0, 1, 1, []))
+put("fuzz_wire_epoch", "long_name", epoch_row(0, 0, 1, 1, [
+    (b"val_sparse_top_k_categorical_accuracy", 0.5), (b"a" * 64, 1.0)]))
+put("fuzz_wire_epoch", "dup", epoch_row(0, 0, 1, 1, [(b"loss", 1.0), (b"loss", 2.0)]))
+put("fuzz_wire_epoch", "bad_char", epoch_row(0, 0, 1, 1, [(b"val/loss", 1.0)]))

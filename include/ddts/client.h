@@ -97,6 +97,21 @@ DDTS_API DDTS_NODISCARD enum ddts_status
 ddts_client_send_progress(struct ddts_client_sync *sync, const struct ddts_wire_progress *p,
                           struct ddts_error *err);
 
+/*
+ * Reports a finished epoch's history row to the server (an EPOCH message,
+ * protocol 3: every figure history.csv gets, training and validation, so
+ * that the server's dashboard draws validation curves while the job runs).
+ * Call it after the epoch-end ddts_client_send_progress, from the same
+ * thread. Not throttled (one per epoch). Figures whose name the protocol
+ * does not accept (docs/protocol.md) are left out, and the fold and epoch
+ * are clamped as for PROGRESS. Best effort, like ddts_client_send_progress:
+ * after a failed send no more reports are sent. Returns DDTS_OK,
+ * DDTS_EINVAL (sync or e NULL), or the send's failure.
+ */
+DDTS_API DDTS_NODISCARD enum ddts_status ddts_client_send_epoch(struct ddts_client_sync *sync,
+                                                                const struct ddts_wire_epoch *e,
+                                                                struct ddts_error *err);
+
 /* Trains one share; returns DDTS_OK or a failure status (err filled). */
 typedef enum ddts_status (*ddts_train_fn)(void *userdata, const struct ddts_client_job *job,
                                           struct ddts_client_sync *sync, struct ddts_error *err);

@@ -8,6 +8,8 @@
  *   ddts_dash_create(&cfg, &d, &err);        // listening from here on
  *   ...  ddts_dash_on_client(d, c);          // from ddts_serve_hooks.on_client
  *   ...  ddts_dash_on_round(d, round);       // from ddts_serve_hooks.on_round
+ *   ...  ddts_dash_on_epoch(d, c, e);        // from ddts_serve_hooks.on_epoch
+ *   ...  ddts_dash_on_global(d, epoch, loss, acc);  // from ddts_serve_hooks.on_global
  *   ...  ddts_dash_on_log(d, level, msg);    // from the server's logger
  *   ddts_dash_destroy(d);
  *
@@ -66,6 +68,14 @@ DDTS_API const char *ddts_dash_url(const struct ddts_dash *d);
 /* The live job's feed (see the top of this header); `d` may be NULL (no-op). */
 DDTS_API void ddts_dash_on_client(struct ddts_dash *d, const struct ddts_server_client *c);
 DDTS_API void ddts_dash_on_round(struct ddts_dash *d, uint64_t round);
+/* A client's finished epoch's history row (its live curves get every column,
+ * validation included; names already checked by the protocol). */
+DDTS_API void ddts_dash_on_epoch(struct ddts_dash *d, const struct ddts_server_client *c,
+                                 const struct ddts_wire_epoch *e);
+/* The global model's figures on the test data after epoch `epoch` (1-based): the
+ * live `@global` curve, until the job's global/history.csv exists. */
+DDTS_API void ddts_dash_on_global(struct ddts_dash *d, uint64_t epoch, double loss,
+                                  double accuracy);
 /* Every log line is an event, except the server's "round N complete: ..." lines
  * (the rounds are on the page's timeline, from ddts_dash_on_round). */
 DDTS_API void ddts_dash_on_log(struct ddts_dash *d, enum ddts_log_level level, const char *msg);

@@ -138,6 +138,10 @@
 /* A training checkpoint (ddts train --distributed mpi): weights plus at most
  * three optimizer vectors of a model under the Keras file limit. */
 #define DDTS_MAX_CHECKPOINT_BYTES (4 * DDTS_MAX_KERAS_FILE_BYTES)
+/* --bucket-mb of ddts train --distributed mpi: a bucket of the gradient
+ * exchange need not exceed the largest model (DDTS_MAX_PARAMS floats: 1 GiB);
+ * a larger value is one bucket, i.e. a typo. */
+#define DDTS_MAX_BUCKET_MB 1024
 
 /* Default TCP port of the server (no IANA assignment; free on common hosts). */
 #define DDTS_DEFAULT_PORT 7878
@@ -163,6 +167,12 @@
 #define DDTS_MAX_PROGRESS_SAMPLES (1ULL << 40)
 #define DDTS_MAX_PROGRESS_RATE    1e12
 #define DDTS_MAX_PROGRESS_SECONDS 1e9
+/* Net: an EPOCH report (a finished epoch's history row, protocol 3) carries at
+ * most this many figures (a model's logs: struct ddts_logs holds 16) whose
+ * names are 1..this many bytes of [A-Za-z0-9._-] (Keras' longest built-in,
+ * "val_sparse_top_k_categorical_accuracy", is 37). */
+#define DDTS_MAX_EPOCH_FIGURES    16u
+#define DDTS_MAX_EPOCH_NAME_BYTES 64u
 /* Net: a client sends at most one PROGRESS per this many seconds, plus one at
  * each epoch end (the server's live view redraws at most 4 times a second). */
 #define DDTS_PROGRESS_INTERVAL_S 0.5

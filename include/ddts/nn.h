@@ -79,10 +79,18 @@ struct ddts_layer_info {
     int64_t out_shape[DDTS_MAX_RANK]; /* out_shape[0] = -1 (batch) */
     size_t n_params;                  /* all parameters */
     size_t n_trainable;               /* trainable parameters */
+    int n_outputs;  /* its outputs: 1, or several (an LSTM/GRU/SimpleRNN with return_state,
+                       Bidirectional with merge_mode=None); out_shape is the first */
+    size_t n_calls; /* times the model calls it: > 1 for a shared layer (one set of weights) */
 };
 /* Describes top-level layer `i` (< ddts_model_n_layers). DDTS_EINVAL when out of range. */
 DDTS_API DDTS_NODISCARD enum ddts_status ddts_model_layer_info(const struct ddts_model *m, size_t i,
                                                                struct ddts_layer_info *out);
+/* Output `k` (< n_outputs, Keras' tensor index order) of top-level layer `i`:
+ * its rank, batch included, with shape[0] = -1 (the batch) as out_shape; -1
+ * when i or k is out of range. */
+DDTS_API int ddts_model_layer_output_shape(const struct ddts_model *m, size_t i, size_t k,
+                                           int64_t shape[DDTS_MAX_RANK]);
 
 struct ddts_weight_view {
     const char *name;       /* Keras weight name without layer prefix: "kernel", "bias",
@@ -250,6 +258,16 @@ struct ddts_fit_callbacks {
      * May be NULL. */
     int (*on_gradients)(void *userdata, struct ddts_model *m, float *grads, size_t n,
                         size_t batch_samples);
+    /* During the backward pass of each batch, as the layers finish (last to
+     * first): grads[from, n) hold their final values for this batch (what
+     * on_gradients will get) and grads[0, from) are still being computed.
+     * Called with strictly decreasing `from`, the last time with from 0,
+     * then on_gradients is called. Must not write grads. For starting the
+     * exchange of the last layers' gradients while the first layers' are
+     * computed (MPI buckets). Non-zero stops fit with DDTS_ECANCELED after
+     * the backward pass. May be NULL. */
+    int (*on_gradients_ready)(void *userdata, struct ddts_model *m, const float *grads, size_t n,
+                              size_t from, size_t batch_samples);
 };
 
 struct ddts_fit_options {

@@ -137,6 +137,21 @@ struct ddts_serve_hooks {
     /* After each weight-averaging round (`round` 1, 2, ...): on a connection thread
      * with the job locked, so it must be quick (the dashboard's timeline). */
     void (*on_round)(void *userdata, uint64_t round);
+    /* A client's finished epoch's history row, validation figures included
+     * (ddts_server_config.on_epoch: protocol 3 clients; same threads as on_client). */
+    void (*on_epoch)(void *userdata, const struct ddts_server_client *c,
+                     const struct ddts_wire_epoch *e);
+    /*
+     * The global model's curve while the job runs: after each epoch's last
+     * weight round, a thread of the job's own (never a connection thread)
+     * evaluates those weights on the test split, the figures that
+     * global/history.csv gets at the end (`epoch` 1-based; loss, and
+     * accuracy or NaN). Only for a job with a test split (--data keras) and
+     * rounds (--sync), and only when this hook is set (NULL: the report
+     * computes them all after the job, as before). The report reuses these
+     * figures instead of computing them again.
+     */
+    void (*on_global)(void *userdata, uint64_t epoch, double loss, double accuracy);
     void *userdata;
 };
 

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "core.h"
+#include "limits.h"
 #include "passphrase.h"
 
 #ifdef __cplusplus
@@ -68,6 +69,21 @@ struct ddts_wire_progress {
     uint8_t flags;          /* DDTS_PROGRESS_EPOCH_END, other bits 0 */
 };
 #define DDTS_PROGRESS_EPOCH_END 1u /* the epoch is over: done == total, final figures */
+
+/*
+ * A finished epoch's history row: every figure the client's history.csv gets
+ * for it (training and validation: "loss", "accuracy", "val_loss", ...).
+ * What ddts_client_send_epoch sends (an EPOCH message, protocol 3,
+ * docs/protocol.md) and ddts_server_config.on_epoch receives.
+ */
+struct ddts_wire_epoch {
+    uint32_t fold, n_folds; /* 1-based fold of n_folds; both 0 without k-fold */
+    uint32_t epoch, epochs; /* 1-based epoch of epochs */
+    uint32_t n;             /* figures, 0..DDTS_MAX_EPOCH_FIGURES */
+    /* 1..DDTS_MAX_EPOCH_NAME_BYTES of [A-Za-z0-9._-], each name once */
+    char names[DDTS_MAX_EPOCH_FIGURES][DDTS_MAX_EPOCH_NAME_BYTES + 1];
+    double values[DDTS_MAX_EPOCH_FIGURES]; /* any double; NaN or infinite: not a number */
+};
 
 /* One client as the server sees it: given to on_client, borrowed for the call. */
 struct ddts_server_client {
@@ -156,6 +172,14 @@ struct ddts_server_config {
      * thread-safe and quick (the live view of `ddts server` draws from it).
      */
     void (*on_client)(void *userdata, const struct ddts_server_client *c);
+    /*
+     * May be NULL. Called when a training client reports a finished epoch's
+     * history row (EPOCH, protocol 3 clients; `e` checked by
+     * ddts_wire_epoch_decode, borrowed for the call), after the PROGRESS that
+     * ended the epoch. Same threads and rules as on_client.
+     */
+    void (*on_epoch)(void *userdata, const struct ddts_server_client *c,
+                     const struct ddts_wire_epoch *e);
 };
 
 /*

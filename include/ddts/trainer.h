@@ -35,6 +35,14 @@ typedef enum ddts_status (*ddts_exchange_fn)(void *userdata, float *weights, siz
  * `batch_samples` samples) with the other data-parallel workers, in place. */
 typedef enum ddts_status (*ddts_grad_exchange_fn)(void *userdata, float *grads, size_t n,
                                                   size_t batch_samples, struct ddts_error *err);
+/* During the backward pass (before grad_exchange is called for the batch):
+ * grads[from, n) are final for this batch, `from` decreasing to 0 over the
+ * calls (on_gradients_ready of struct ddts_fit_callbacks). An exchange may
+ * start sending them; grad_exchange must then complete it. Must not write
+ * grads. */
+typedef enum ddts_status (*ddts_grad_ready_fn)(void *userdata, const float *grads, size_t n,
+                                               size_t from, size_t batch_samples,
+                                               struct ddts_error *err);
 /* Replaces an epoch's training figures (the logs not named "val_...") of
  * this worker's `n_samples` samples with those over every worker's samples,
  * e.g. their sample-weighted mean over MPI ranks. Called on every worker at
@@ -61,6 +69,9 @@ struct ddts_train_progress {
     double samples_per_s; /* this epoch's throughput so far */
     double elapsed_s;     /* seconds since the epoch began */
     int epoch_end;        /* non-zero: the epoch is over (done == total) */
+    /* epoch_end: the epoch's history row, every figure history.csv gets for it
+     * (training and validation), borrowed for the call; NULL otherwise. */
+    const struct ddts_logs *epoch_logs;
 };
 /* Called after every batch and once at each epoch end, on the training thread. */
 typedef void (*ddts_train_progress_fn)(void *userdata, const struct ddts_train_progress *p);
@@ -91,6 +102,9 @@ struct ddts_train_request {
      * batch's gradients go through grad_exchange. NULL: none. */
     ddts_grad_exchange_fn grad_exchange;
     void *grad_exchange_userdata;
+    /* With grad_exchange: told during the backward pass which gradients are
+     * final (grad_exchange_userdata is its userdata). NULL: none. */
+    ddts_grad_ready_fn grad_ready;
     uint64_t seed_offset; /* added to the shuffling and dropout seed (MPI rank r: r * step) */
     /* Resume: the optimizer state (ddts_model_optimizer_state's layout) and
      * step count to continue from; NULL: a fresh optimizer. fit only. */

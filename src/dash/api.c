@@ -603,27 +603,84 @@ static json_t *history_fold(const struct ddts_csv_history *h, int fold)
     return json_pack("{s:i, s:o}", "fold", fold, "columns", cols);
 }
 
-static json_t *live_folds(const struct ddts__dash_point *pts, size_t n)
+/*
+ * A live point's figure `name` (column k of the client's keys, -1: none):
+ * from its EPOCH row when it has one, else (a protocol-2 client, or the row
+ * not in yet) the PROGRESS figures for "loss" and "accuracy".
+ */
+static double live_value(const struct ddts__dash_point *p, int k, const char *name)
+{
+    if (p->has_row && k >= 0 && !isnan(p->values[k]))
+        return p->values[k];
+    if (strcmp(name, "loss") == 0)
+        return p->loss;
+    if (strcmp(name, "accuracy") == 0)
+        return p->accuracy;
+    return NAN;
+}
+
+/* The live epoch ends as history.csv columns: every column of the EPOCH rows (validation
+ * included), else "loss" (and "accuracy") from PROGRESS; one value per epoch, null: none. */
+static json_t *live_folds(const struct ddts__dash_point *pts, size_t n,
+                          const struct ddts__dash_keys *keys)
 {
     json_t *folds = json_array();
     for (size_t i = 0; i < n;) {
         uint32_t f = pts[i].fold;
-        json_t *ep = json_array(), *loss = json_array(), *acc = json_array();
+        size_t end = i;
         int any_acc = 0;
-        for (; i < n && pts[i].fold == f; i++) {
-            json_array_append_new(ep, json_integer(pts[i].epoch));
-            json_array_append_new(loss, num(pts[i].loss));
-            json_array_append_new(acc, num(pts[i].accuracy));
-            any_acc |= isfinite(pts[i].accuracy);
+        while (end < n && pts[end].fold == f)
+            any_acc |= isfinite(pts[end++].accuracy);
+        json_t *cols = json_object(), *ep = json_array();
+        for (size_t j = i; j < end; j++)
+            json_array_append_new(ep, json_integer(pts[j].epoch));
+        json_object_set_new(cols, "epoch", ep);
+        /* The columns: the rows' names; a client that sends none (protocol 2) has
+         * its PROGRESS figures, loss and (when the model has it) accuracy. */
+        const char *names[DDTS_MAX_EPOCH_FIGURES];
+        int index[DDTS_MAX_EPOCH_FIGURES];
+        size_t nc = 0;
+        for (size_t k = 0; k < keys->n; k++) {
+            names[nc] = keys->names[k];
+            index[nc++] = (int)k;
         }
-        json_t *cols = json_pack("{s:o, s:o}", "epoch", ep, "loss", loss);
-        if (any_acc)
-            json_object_set_new(cols, "accuracy", acc);
-        else
-            json_decref(acc);
+        if (nc == 0) {
+            names[nc] = "loss";
+            index[nc++] = -1;
+            if (any_acc) {
+                names[nc] = "accuracy";
+                index[nc++] = -1;
+            }
+        }
+        for (size_t k = 0; k < nc; k++) {
+            json_t *v = json_array();
+            for (size_t j = i; j < end; j++)
+                json_array_append_new(v, num(live_value(&pts[j], index[k], names[k])));
+            json_object_set_new(cols, names[k], v);
+        }
         json_array_append_new(folds, json_pack("{s:i, s:o}", "fold", (int)f, "columns", cols));
+        i = end;
     }
     return folds;
+}
+
+/* The global model's live curve: global/history.csv's columns, from ddts_dash_on_global. */
+static json_t *live_global(const struct ddts__dash_global *g, size_t n)
+{
+    json_t *ep = json_array(), *loss = json_array(), *acc = json_array();
+    int any_acc = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(ep, json_integer((json_int_t)g[i].epoch));
+        json_array_append_new(loss, num(g[i].loss));
+        json_array_append_new(acc, num(g[i].accuracy));
+        any_acc |= isfinite(g[i].accuracy);
+    }
+    json_t *cols = json_pack("{s:o, s:o}", "epoch", ep, "val_loss", loss);
+    if (any_acc)
+        json_object_set_new(cols, "val_accuracy", acc);
+    else
+        json_decref(acc);
+    return json_pack("[{s:i, s:o}]", "fold", 0, "columns", cols);
 }
 
 static json_t *api_history(struct ddts_dash *d, const char *job, int jobfd, const char *client,
@@ -636,6 +693,15 @@ static json_t *api_history(struct ddts_dash *d, const char *job, int jobfd, cons
         if (h != NULL) {
             json_array_append_new(folds, history_fold(h, 0));
             source = "history.csv";
+        } else if (live) {
+            struct ddts__dash_global *g = NULL;
+            size_t ng = 0;
+            if (ddts__dash_global_take(&d->live, &g, &ng) == DDTS_OK && ng > 0) {
+                json_decref(folds);
+                folds = live_global(g, ng);
+                source = "live";
+            }
+            ddts_free(g);
         }
         ddts_csv_history_destroy(h);
     } else if (ddts_wire_check_name(client, NULL) != DDTS_OK) {
@@ -655,11 +721,14 @@ static json_t *api_history(struct ddts_dash *d, const char *job, int jobfd, cons
         } else if (live) {
             struct ddts__dash_point *pts = NULL;
             size_t np = 0;
-            if (ddts__dash_points_take(&d->live, client, &pts, &np) == DDTS_OK && np > 0) {
+            struct ddts__dash_keys *keys = ddts_malloc(sizeof *keys); /* 1 KiB */
+            if (keys != NULL &&
+                ddts__dash_points_take(&d->live, client, &pts, &np, keys) == DDTS_OK && np > 0) {
                 json_decref(folds);
-                folds = live_folds(pts, np);
+                folds = live_folds(pts, np, keys);
                 source = "live";
             }
+            ddts_free(keys);
             ddts_free(pts);
         }
     }

@@ -13,11 +13,27 @@
 #include "ddts/limits.h"
 #include "net/wire.h"
 
-/* One epoch end of a live client (its training figures, from PROGRESS). */
+/* One epoch end of a live client: its training figures from PROGRESS, and its
+ * history row from EPOCH (protocol 3 clients) once that arrives. */
 struct ddts__dash_point {
     uint32_t fold, epoch;
-    double loss, accuracy; /* NaN: unknown */
-    double t;              /* ddts_now() */
+    double loss, accuracy; /* from PROGRESS; NaN: unknown */
+    double t;              /* wall clock */
+    bool has_row;          /* values holds the EPOCH row */
+    /* values[k]: the figure named keys[k] of the row's client (NaN: not in this row) */
+    double values[DDTS_MAX_EPOCH_FIGURES];
+};
+
+/* The names of a client's history columns, in the order they first came. */
+struct ddts__dash_keys {
+    size_t n;
+    char names[DDTS_MAX_EPOCH_FIGURES][DDTS_MAX_EPOCH_NAME_BYTES + 1];
+};
+
+/* The global model on the test data after an epoch (ddts_dash_on_global). */
+struct ddts__dash_global {
+    uint64_t epoch;
+    double loss, accuracy;
 };
 
 /* A live client, keyed by its persistent id (a reconnecting client keeps its row). */
@@ -33,6 +49,7 @@ struct ddts__dash_row {
     char error[256]; /* state FAILED: the client's error text (as it sent it, cut); "" else */
     struct ddts__dash_point *points; /* not copied by snapshots */
     size_t n_points, cap_points;
+    struct ddts__dash_keys *keys; /* NULL until an EPOCH row; not copied by snapshots */
 };
 
 struct ddts__dash_event {
@@ -57,6 +74,8 @@ struct ddts__dash_live {
     uint64_t n_events;               /* ever added */
     struct ddts__dash_round *rounds; /* ring of DDTS_DASH_MAX_ROUNDS */
     uint64_t n_rounds;
+    struct ddts__dash_global *global; /* at most DDTS_DASH_MAX_POINTS, by epoch */
+    size_t n_global, cap_global;
 };
 
 /* What one request sees of the live job: copied under mu, read without it. */
@@ -92,9 +111,17 @@ void ddts__dash_live_deinit(struct ddts__dash_live *lv);
 enum ddts_status ddts__dash_snapshot_take(struct ddts__dash_live *lv,
                                           struct ddts__dash_snapshot *out);
 void ddts__dash_snapshot_deinit(struct ddts__dash_snapshot *s);
-/* Copies the epoch ends of every row named `name` (*out NULL and *n 0 when none). */
+/*
+ * Copies the epoch ends of every row named `name` (*out NULL and *n 0 when
+ * none) and the history column names of the last such row with any (*keys
+ * zeroed when none).
+ */
 enum ddts_status ddts__dash_points_take(struct ddts__dash_live *lv, const char *name,
-                                        struct ddts__dash_point **out, size_t *n);
+                                        struct ddts__dash_point **out, size_t *n,
+                                        struct ddts__dash_keys *keys);
+/* Copies the global model's live points (*out NULL and *n 0 when none). */
+enum ddts_status ddts__dash_global_take(struct ddts__dash_live *lv, struct ddts__dash_global **out,
+                                        size_t *n);
 
 /* An answer: a body (owned, ddts_free) with its content type and HTTP status. */
 struct ddts__dash_reply {

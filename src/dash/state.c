@@ -40,9 +40,12 @@ enum ddts_status ddts__dash_live_init(struct ddts__dash_live *lv, struct ddts_er
 
 void ddts__dash_live_deinit(struct ddts__dash_live *lv)
 {
-    for (size_t i = 0; i < lv->n_rows; i++)
+    for (size_t i = 0; i < lv->n_rows; i++) {
         ddts_free(lv->rows[i].points);
+        ddts_free(lv->rows[i].keys);
+    }
     ddts_free(lv->rows);
+    ddts_free(lv->global);
     ddts_free(lv->events);
     ddts_free(lv->rounds);
     pthread_mutex_destroy(&lv->mu);
@@ -71,27 +74,104 @@ static struct ddts__dash_row *row_for(struct ddts__dash_live *lv, const uint8_t 
     return r;
 }
 
-/* Records an epoch end once (PROGRESS repeats it while the client syncs). */
-static void add_point(struct ddts__dash_row *r, const struct ddts_wire_progress *p)
+/*
+ * The point of epoch `epoch` of fold `fold`, else a new one (figures NaN);
+ * NULL when full or out of memory. PROGRESS repeats an epoch end while the
+ * client syncs, EPOCH follows it, and a share trained again (taken over, or
+ * after a lost connection) repeats its epochs: each epoch is one point, with
+ * its newest figures.
+ */
+static struct ddts__dash_point *point_for(struct ddts__dash_row *r, uint32_t fold, uint32_t epoch)
 {
-    if (r->n_points > 0) {
-        const struct ddts__dash_point *last = &r->points[r->n_points - 1];
-        if (last->fold == p->fold && last->epoch == p->epoch)
-            return;
-    }
+    /* Newest first: the match is the last point but for a share trained again. */
+    for (size_t i = r->n_points; i-- > 0;)
+        if (r->points[i].fold == fold && r->points[i].epoch == epoch)
+            return &r->points[i];
     if (r->n_points >= DDTS_DASH_MAX_POINTS)
-        return;
+        return NULL;
     if (r->n_points == r->cap_points) {
         size_t cap = r->cap_points ? 2 * r->cap_points : 16;
         struct ddts__dash_point *bigger = ddts_realloc(r->points, cap * sizeof *bigger);
         if (bigger == NULL)
-            return;
+            return NULL;
         r->points = bigger;
         r->cap_points = cap;
     }
-    r->points[r->n_points++] = (struct ddts__dash_point){
-        p->fold, p->epoch, p->loss, p->accuracy, wall_now(),
-    };
+    struct ddts__dash_point *pt = &r->points[r->n_points++];
+    memset(pt, 0, sizeof *pt);
+    pt->fold = fold;
+    pt->epoch = epoch;
+    pt->loss = pt->accuracy = NAN;
+    pt->t = wall_now();
+    return pt;
+}
+
+/* Records an epoch end's training figures (PROGRESS). */
+static void add_point(struct ddts__dash_row *r, const struct ddts_wire_progress *p)
+{
+    struct ddts__dash_point *pt = point_for(r, p->fold, p->epoch);
+    if (pt != NULL) {
+        pt->loss = p->loss;
+        pt->accuracy = p->accuracy;
+    }
+}
+
+/* The column of figure `name` in the row's keys, added when new; -1 when full. */
+static int key_index(struct ddts__dash_keys *k, const char *name)
+{
+    for (size_t i = 0; i < k->n; i++)
+        if (strcmp(k->names[i], name) == 0)
+            return (int)i;
+    if (k->n >= DDTS_MAX_EPOCH_FIGURES)
+        return -1;
+    snprintf(k->names[k->n], sizeof k->names[k->n], "%s", name);
+    return (int)k->n++;
+}
+
+void ddts_dash_on_epoch(struct ddts_dash *d, const struct ddts_server_client *c,
+                        const struct ddts_wire_epoch *e)
+{
+    if (d == NULL || c == NULL || e == NULL)
+        return;
+    struct ddts__dash_live *lv = &d->live;
+    pthread_mutex_lock(&lv->mu);
+    struct ddts__dash_row *r = row_for(lv, c->id);
+    if (r != NULL && r->keys == NULL)
+        r->keys = ddts_calloc(1, sizeof *r->keys);
+    struct ddts__dash_point *pt =
+        r != NULL && r->keys != NULL ? point_for(r, e->fold, e->epoch) : NULL;
+    if (pt != NULL) {
+        if (r->name[0] == '\0')
+            snprintf(r->name, sizeof r->name, "%s", c->name != NULL ? c->name : "");
+        for (size_t k = 0; k < DDTS_MAX_EPOCH_FIGURES; k++)
+            pt->values[k] = NAN;
+        for (uint32_t i = 0; i < e->n && i < DDTS_MAX_EPOCH_FIGURES; i++) {
+            int k = key_index(r->keys, e->names[i]);
+            if (k >= 0)
+                pt->values[k] = e->values[i];
+        }
+        pt->has_row = true;
+    }
+    pthread_mutex_unlock(&lv->mu);
+}
+
+void ddts_dash_on_global(struct ddts_dash *d, uint64_t epoch, double loss, double accuracy)
+{
+    if (d == NULL)
+        return;
+    struct ddts__dash_live *lv = &d->live;
+    pthread_mutex_lock(&lv->mu);
+    if (lv->n_global == lv->cap_global && lv->n_global < DDTS_DASH_MAX_POINTS) {
+        size_t cap = lv->cap_global ? 2 * lv->cap_global : 64;
+        struct ddts__dash_global *bigger = ddts_realloc(lv->global, cap * sizeof *bigger);
+        if (bigger != NULL) {
+            lv->global = bigger;
+            lv->cap_global = cap;
+        }
+    }
+    if (lv->n_global < lv->cap_global)
+        lv->global[lv->n_global++] = (struct ddts__dash_global){epoch, loss, accuracy};
+    pthread_mutex_unlock(&lv->mu);
 }
 
 void ddts_dash_on_client(struct ddts_dash *d, const struct ddts_server_client *c)
@@ -193,6 +273,7 @@ enum ddts_status ddts__dash_snapshot_take(struct ddts__dash_live *lv,
         for (size_t i = 0; i < out->n_rows; i++) {
             out->rows[i].points = NULL;
             out->rows[i].n_points = out->rows[i].cap_points = 0;
+            out->rows[i].keys = NULL;
         }
     }
     out->events = ring_copy(lv->events, sizeof *lv->events, lv->n_events, DDTS_DASH_MAX_EVENTS,
@@ -215,11 +296,35 @@ void ddts__dash_snapshot_deinit(struct ddts__dash_snapshot *s)
     memset(s, 0, sizeof *s);
 }
 
+/*
+ * Rows of one name (a client that came back with a new id) share the page's
+ * curve: their points' values, indexed by their own row's keys, are moved to
+ * the columns of the merged `keys`.
+ */
+static void remap(struct ddts__dash_keys *keys, const struct ddts__dash_keys *own,
+                  struct ddts__dash_point *pts, size_t n)
+{
+    int to[DDTS_MAX_EPOCH_FIGURES];
+    for (size_t k = 0; k < own->n; k++)
+        to[k] = key_index(keys, own->names[k]);
+    for (size_t i = 0; i < n; i++) {
+        double v[DDTS_MAX_EPOCH_FIGURES];
+        for (size_t k = 0; k < DDTS_MAX_EPOCH_FIGURES; k++)
+            v[k] = NAN;
+        for (size_t k = 0; k < own->n; k++)
+            if (to[k] >= 0)
+                v[to[k]] = pts[i].values[k];
+        memcpy(pts[i].values, v, sizeof v);
+    }
+}
+
 enum ddts_status ddts__dash_points_take(struct ddts__dash_live *lv, const char *name,
-                                        struct ddts__dash_point **out, size_t *n)
+                                        struct ddts__dash_point **out, size_t *n,
+                                        struct ddts__dash_keys *keys)
 {
     *out = NULL;
     *n = 0;
+    memset(keys, 0, sizeof *keys);
     enum ddts_status st = DDTS_OK;
     pthread_mutex_lock(&lv->mu);
     size_t total = 0;
@@ -235,9 +340,32 @@ enum ddts_status ddts__dash_points_take(struct ddts__dash_live *lv, const char *
                 const struct ddts__dash_row *r = &lv->rows[i];
                 if (strcmp(r->name, name) != 0 || r->n_points == 0)
                     continue;
-                memcpy(*out + *n, r->points, r->n_points * sizeof **out);
+                struct ddts__dash_point *dst = *out + *n;
+                memcpy(dst, r->points, r->n_points * sizeof **out);
                 *n += r->n_points;
+                if (r->keys != NULL)
+                    remap(keys, r->keys, dst, r->n_points);
             }
+        }
+    }
+    pthread_mutex_unlock(&lv->mu);
+    return st;
+}
+
+enum ddts_status ddts__dash_global_take(struct ddts__dash_live *lv, struct ddts__dash_global **out,
+                                        size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    enum ddts_status st = DDTS_OK;
+    pthread_mutex_lock(&lv->mu);
+    if (lv->n_global > 0) {
+        *out = ddts_mallocarray(lv->n_global, sizeof **out);
+        if (*out == NULL) {
+            st = DDTS_ENOMEM;
+        } else {
+            memcpy(*out, lv->global, lv->n_global * sizeof **out);
+            *n = lv->n_global;
         }
     }
     pthread_mutex_unlock(&lv->mu);

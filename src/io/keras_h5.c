@@ -417,6 +417,37 @@ static int dtype_of(hid_t t, enum ddts_dtype *out)
  * the element count against DDTS_MAX_KERAS_PARAMS, and that an unfiltered
  * dataset really stores the bytes its shape claims, before allocating.
  */
+struct ddts__keras_h5_arena *ddts__keras_h5_arena;
+
+void ddts__keras_h5_init(void)
+{
+    (void)H5open();
+}
+
+/* Storage for `count` weight values: from the arena when one is set (64-byte aligned). */
+static float *weight_alloc(size_t count)
+{
+    size_t bytes = (count ? count : 1) * sizeof(float);
+    struct ddts__keras_h5_arena *a = ddts__keras_h5_arena;
+    if (a == NULL)
+        return ddts_malloc(bytes);
+    size_t at = (a->n + 63) & ~(size_t)63;
+    if (a->full || at > a->cap || bytes > a->cap - at) {
+        a->full = 1;
+        return NULL;
+    }
+    a->n = at + bytes;
+    return (float *)(void *)(a->p + at);
+}
+
+/* ddts__keras_weights_free for weights read here: their values may be in the arena. */
+static void weights_release(struct ddts_keras_weight *w, size_t n)
+{
+    for (size_t i = 0; w != NULL && ddts__keras_h5_arena != NULL && i < n; i++)
+        w[i].data = NULL; /* arena storage is never freed */
+    ddts__keras_weights_free(w, n);
+}
+
 static enum ddts_status read_weight(struct ctx *c, hid_t loc, const char *rel, const char *full,
                                     struct ddts_keras_weight *w)
 {
@@ -495,7 +526,7 @@ static enum ddts_status read_weight(struct ctx *c, hid_t loc, const char *rel, c
         w->shape[i] = (int64_t)dims[i];
     w->count = count;
     w->stored_dtype = (int)dt;
-    w->data = ddts_malloc((count ? count : 1) * sizeof(float));
+    w->data = weight_alloc(count);
     if (w->data == NULL) {
         st = ddts_error_set(c->err, DDTS_ENOMEM, "%s: %s: out of memory for %zu values", c->label,
                             full, count);
@@ -568,7 +599,7 @@ static enum ddts_status read_weight_group(struct ctx *c, hid_t g, const char *gp
     }
     free_strings(names, n);
     if (st != DDTS_OK) {
-        ddts__keras_weights_free(w, n);
+        weights_release(w, n);
         return st;
     }
     *out = w;

@@ -5,14 +5,24 @@
  * damaged files; in the child that costs the child only.
  *
  * The child is a fork of this process: it closes every inherited descriptor
- * but its end of a pipe (no sockets, no other files), sets limits (CPU
+ * but its end of a pipe and the result file (no sockets, no other files),
+ * sets limits (CPU
  * seconds, address space, open files, no file writes, no core dump),
  * installs a seccomp filter that refuses socket, connect, exec and ptrace
  * where the architecture is known (x86-64, arm64), runs the *_inproc reader
- * of keras_h5.c and writes its result (status, message, the model's strings
- * and weights, or an HDF5 image) to the pipe. The parent reads it within a
- * wall-clock deadline, reaps the child and decodes the result with every
- * length checked against what arrived.
+ * of keras_h5.c, which reads the weight values straight into a shared
+ * memory file (memfd; ddts__keras_h5_arena), appends the rest of the model
+ * (strings, shapes, offsets of the values) or the HDF5 image it wrote, and
+ * writes its status, message and result length to the pipe. The parent reads the pipe within a
+ * wall-clock deadline, reaps the child and only then maps the result and decodes it with every
+ * length checked against the file's sealed size.
+ *
+ * Why a memory file and not the pipe (docs/protocol.md, the cost): through
+ * a pipe the weights were copied three times more (into a growing buffer,
+ * through the pipe into another, out of it), each time into fresh pages; the
+ * memory file is written once, by libhdf5 itself, and read in place. It is created and sized by the
+ * parent and sealed against shrinking and growing, so the child cannot make the parent's mapping
+ * fault (SIGBUS) nor grow it beyond its size.
  *
  * fork in a threaded process: the child runs only this thread. glibc makes
  * malloc usable after fork; libhdf5's own lock (thread-safe builds) is free
@@ -20,6 +30,7 @@
  * does while reading a model (a deadlock there would show as a timeout).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -27,6 +38,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -58,35 +70,47 @@ void ddts__keras_h5_set_child_cpu(double seconds)
 {
     child_cpu_base_ms = seconds >= 1 ? (long)(seconds * 1000) : CHILD_CPU_BASE_S * 1000;
 }
-/* Address space the child may add to what it inherits: 1 GiB plus 8 x the input. */
+
+/* For tests: a smaller result file than the default (0: the default). */
+static _Atomic uint64_t result_cap_override;
+
+void ddts__keras_h5_set_result_cap(uint64_t nbytes)
+{
+    result_cap_override = nbytes;
+}
+/*
+ * Address space the child may add to what it inherits: 1 GiB plus 8 x the
+ * input for its work, and the same again for the result file it maps (the
+ * largest result it can write: a result never holds more than the child's
+ * own memory held).
+ */
 #define CHILD_AS_BASE (1ull << 30)
+/* The pipe carries the header only: magic, status, message length, message, result length,
+ * the offset of the model's description in the result. */
+#define HEAD_MAX (5 * sizeof(uint64_t) + DDTS_ERROR_MSG_MAX)
 
 /* ---- the result stream ---- */
 
+/*
+ * The result as the child writes it, in place into the mapped result file:
+ * first the weight values (the reader allocates them there, keras_h5.c
+ * weight_alloc), then the rest of the model (put_model), which refers to the
+ * values by offset.
+ */
 struct blob {
-    uint8_t *p;
-    size_t n, cap;
-    int oom;
+    struct ddts__keras_h5_arena a;
 };
 
 static void put(struct blob *b, const void *p, size_t n)
 {
-    if (b->oom || n == 0)
+    if (b->a.full || n == 0)
         return;
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + n)
-            cap *= 2;
-        uint8_t *q = ddts_realloc(b->p, cap);
-        if (q == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
+    if (n > b->a.cap - b->a.n) {
+        b->a.full = 1;
+        return;
     }
-    memcpy(b->p + b->n, p, n);
-    b->n += n;
+    memcpy(b->a.p + b->a.n, p, n);
+    b->a.n += n;
 }
 
 static void put_u64(struct blob *b, uint64_t v)
@@ -100,6 +124,18 @@ static void put_str(struct blob *b, const char *s)
     size_t n = s ? strlen(s) : 0;
     put_u64(b, s ? (uint64_t)n + 1 : 0);
     put(b, s, n);
+}
+
+/* Where `count` values at `data` are in the result: in place when the reader put them there. */
+static uint64_t data_offset(struct blob *b, const float *data, size_t count)
+{
+    size_t bytes = count * sizeof(float);
+    const unsigned char *d = (const unsigned char *)data;
+    if (d >= b->a.p && d <= b->a.p + b->a.n && bytes <= (size_t)(b->a.p + b->a.n - d))
+        return (uint64_t)(d - b->a.p);
+    uint64_t at = b->a.n;
+    put(b, data, bytes);
+    return at;
 }
 
 static void put_weights(struct blob *b, const struct ddts_keras_weight *w, size_t n)
@@ -117,7 +153,7 @@ static void put_weights(struct blob *b, const struct ddts_keras_weight *w, size_
         put_u64(b, (uint64_t)(int64_t)w[i].stored_dtype);
         put_u64(b, w[i].data != NULL);
         if (w[i].data != NULL)
-            put(b, w[i].data, w[i].count * sizeof(float));
+            put_u64(b, data_offset(b, w[i].data, w[i].count));
     }
 }
 
@@ -142,6 +178,8 @@ struct reader {
     const uint8_t *p;
     size_t n, pos;
     int bad;
+    const uint8_t *all; /* the whole result: weight values are at offsets into it */
+    size_t all_n;
 };
 
 static uint64_t get_u64(struct reader *r)
@@ -183,6 +221,25 @@ static char *get_str(struct reader *r, int *oom)
     return out;
 }
 
+/*
+ * memcpy into this process's heap after a fork: each page it writes was made
+ * copy-on-write by the fork and faults once; for a large copy the pages are
+ * made writable in one call first (a hint; the copy is the same without it).
+ */
+static void copy_out(void *dst, const void *src, size_t n)
+{
+#ifdef MADV_POPULATE_WRITE
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    if (n >= 16 * page) {
+        uintptr_t a = ((uintptr_t)dst + page - 1) & ~(uintptr_t)(page - 1);
+        uintptr_t b = ((uintptr_t)dst + n) & ~(uintptr_t)(page - 1);
+        if (b > a)
+            (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+    }
+#endif
+    memcpy(dst, src, n);
+}
+
 static struct ddts_keras_weight *get_weights(struct reader *r, size_t *n_out, int *oom)
 {
     *n_out = 0;
@@ -221,12 +278,16 @@ static struct ddts_keras_weight *get_weights(struct reader *r, size_t *n_out, in
             break;
         }
         if (get_u64(r) != 0) {
-            const void *data = get_bytes(r, (uint64_t)w[i].count * sizeof(float));
-            w[i].data = data ? ddts_mallocarray(w[i].count ? w[i].count : 1, sizeof(float)) : NULL;
-            if (data != NULL && w[i].data == NULL)
+            uint64_t at = get_u64(r), bytes = (uint64_t)w[i].count * sizeof(float);
+            if (r->bad || at > r->all_n || bytes > r->all_n - at) {
+                r->bad = 1;
+                break;
+            }
+            w[i].data = ddts_mallocarray(w[i].count ? w[i].count : 1, sizeof(float));
+            if (w[i].data == NULL)
                 *oom = 1;
-            else if (data != NULL)
-                memcpy(w[i].data, data, w[i].count * sizeof(float));
+            else
+                copy_out(w[i].data, r->all + at, (size_t)bytes);
         }
     }
     return w;
@@ -351,23 +412,38 @@ static void write_all(int fd, const uint8_t *p, size_t n)
     }
 }
 
-typedef enum ddts_status (*child_fn)(void *arg, struct blob *out, struct ddts_error *err);
+/* The child's work: its result into *out; *meta: where the model's description starts in it. */
+typedef enum ddts_status (*child_fn)(void *arg, struct blob *out, uint64_t *meta,
+                                     struct ddts_error *err);
 
-/* Runs in the child: never returns. */
-static void child_main(int fd, child_fn fn, void *arg, uint64_t input_bytes, double cpu_s)
+/* Runs in the child: never returns. `fd`: the pipe; `res_fd`: the result file of res_cap bytes. */
+static void child_main(const char *label, int fd, int res_fd, uint64_t res_cap, child_fn fn,
+                       void *arg, uint64_t input_bytes, double cpu_s)
 {
-    if (fd != 3) {
-        if (dup2(fd, 3) < 0)
-            _exit(5);
-        fd = 3;
-    }
-    if (syscall(SYS_close_range, 4u, ~0u, 0u) != 0)
-        for (int i = 4; i < 65536; i++)
+    /* The pipe at 3, the result file at 4 (through higher numbers: either may be 3 or 4). */
+    int hi_fd = fcntl(fd, F_DUPFD, 10), hi_res = fcntl(res_fd, F_DUPFD, 10);
+    if (hi_fd < 0 || hi_res < 0 || dup2(hi_fd, 3) < 0 || dup2(hi_res, 4) < 0)
+        _exit(5);
+    fd = 3;
+    if (syscall(SYS_close_range, 5u, ~0u, 0u) != 0)
+        for (int i = 5; i < 65536; i++)
             close(i);
+    struct blob payload = {{NULL, 0, 0, 0}};
+    void *map = mmap(NULL, (size_t)res_cap, PROT_READ | PROT_WRITE, MAP_SHARED, 4, 0);
+    close(4);
+    if (map != MAP_FAILED) {
+        payload.a = (struct ddts__keras_h5_arena){map, 0, (size_t)res_cap, 0};
+#ifdef MADV_POPULATE_WRITE
+        /* The weights are about as large as the file: their pages in one call rather than
+         * a fault each (a hint: on an older kernel they fault in as they are written). */
+        uint64_t pre = input_bytes < res_cap ? input_bytes : res_cap;
+        if (pre >= (1u << 16))
+            (void)madvise(map, (size_t)pre, MADV_POPULATE_WRITE);
+#endif
+    }
     uint64_t as = vm_size() + CHILD_AS_BASE + 8 * input_bytes;
     set_limit(RLIMIT_CPU, (rlim_t)(cpu_s + 0.999), (rlim_t)cpu_s + 2);
-    if (as > CHILD_AS_BASE)
-        set_limit(RLIMIT_AS, (rlim_t)as, (rlim_t)as);
+    set_limit(RLIMIT_AS, (rlim_t)as, (rlim_t)as);
     set_limit(RLIMIT_NOFILE, 16, 16);
     set_limit(RLIMIT_FSIZE, 0, 0);
     set_limit(RLIMIT_CORE, 0, 0);
@@ -382,137 +458,201 @@ static void child_main(int fd, child_fn fn, void *arg, uint64_t input_bytes, dou
     install_seccomp();
     struct ddts_error err;
     ddts_error_clear(&err);
-    struct blob payload = {0};
-    enum ddts_status st = fn(arg, &payload, &err);
-    if (payload.oom)
-        st = ddts_error_set(&err, DDTS_ENOMEM, "the HDF5 reader ran out of memory");
-    /* The header in fixed storage: it must get out even when memory ran out. */
-    uint8_t head[3 * sizeof(uint64_t) + DDTS_ERROR_MSG_MAX];
+    uint64_t meta = 0;
+    enum ddts_status st = payload.a.p != NULL ? fn(arg, &payload, &meta, &err) : DDTS_OK;
+    if (payload.a.p == NULL)
+        st = ddts_error_set(&err, DDTS_ENOMEM, "%s: the HDF5 reader cannot map its result file",
+                            label);
+    else if (payload.a.full)
+        st = ddts_error_set(&err, DDTS_ENOMEM,
+                            "%s: the HDF5 reader's result is larger than its limit (%" PRIu64
+                            " bytes)",
+                            label, res_cap);
+    /* The header, after the result is in place; in fixed storage. */
+    uint8_t head[HEAD_MAX];
     uint64_t v[3] = {RESULT_MAGIC, (uint64_t)st, 0};
+    uint64_t tail[2] = {0, 0}; /* result length, model offset: none on failure */
+    if (st == DDTS_OK)
+        tail[0] = payload.a.n, tail[1] = meta;
     size_t msg_n = strnlen(err.msg, DDTS_ERROR_MSG_MAX - 1);
     v[2] = (uint64_t)msg_n + 1;
     memcpy(head, v, sizeof v);
     memcpy(head + sizeof v, err.msg, msg_n);
-    write_all(fd, head, sizeof v + msg_n);
-    if (st == DDTS_OK)
-        write_all(fd, payload.p, payload.n);
+    memcpy(head + sizeof v + msg_n, tail, sizeof tail);
+    write_all(fd, head, sizeof v + msg_n + sizeof tail);
     _exit(0);
 }
 
-/*
- * Runs fn in a limited child; its payload in *out (ddts_malloc'd) when it
- * reports DDTS_OK. The child's own failure comes back as its status and
- * message; a crash, a limit or a hang is DDTS_EFORMAT naming `label`.
- */
-static enum ddts_status run_isolated(const char *label, uint64_t input_bytes, child_fn fn,
-                                     void *arg, uint8_t **out, size_t *out_n,
-                                     struct ddts_error *err)
+/* A result in the parent: the child's result file, mapped read-only. */
+struct result {
+    const uint8_t *p;
+    size_t n;
+    size_t meta; /* <= n */
+};
+
+static void result_release(struct result *r)
 {
-    *out = NULL;
-    *out_n = 0;
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return ddts_error_set_errno(err, DDTS_EIO, errno, "%s: cannot start the HDF5 reader",
-                                    label);
-    double cpu_s = (double)child_cpu_base_ms / 1000 + (double)input_bytes * CHILD_CPU_PER_BYTE;
-    pid_t pid = fork();
-    if (pid < 0) {
+    if (r->p != NULL && r->n > 0)
+        munmap((void *)r->p, r->n);
+    *r = (struct result){NULL, 0, 0};
+}
+
+/*
+ * The result file: a memfd of `size` bytes (sparse: only the pages the child
+ * writes exist), sealed so that its size can no longer change. -1: errno.
+ */
+static int result_file(uint64_t size)
+{
+    int fd = memfd_create("ddts-h5-result", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -1;
+    if (ftruncate(fd, (off_t)size) != 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
         int e = errno;
-        close(fds[0]);
-        close(fds[1]);
-        return ddts_error_set_errno(err, DDTS_EIO, e, "%s: cannot start the HDF5 reader", label);
+        close(fd);
+        errno = e;
+        return -1;
     }
-    if (pid == 0) {
-        close(fds[0]);
-        child_main(fds[1], fn, arg, input_bytes, cpu_s);
-    }
-    close(fds[1]);
-    struct blob got = {0};
-    double wall_s = 3 * cpu_s + 2;
-    double deadline = ddts_now() + wall_s;
-    int timed_out = 0;
-    uint64_t cap =
-        2 * (uint64_t)DDTS_MAX_KERAS_PARAMS * sizeof(float) + 4ull * DDTS_MAX_CONFIG_BYTES;
+    return fd;
+}
+
+/*
+ * Reads the child's header from the pipe until it closes or the deadline
+ * passes: *head_n bytes in head; *timed_out, *too_long on those failures.
+ */
+static void read_header(int fd, double deadline, uint8_t *head, size_t *head_n, int *timed_out,
+                        int *too_long)
+{
+    *head_n = 0;
+    *timed_out = *too_long = 0;
     for (;;) {
         double left = deadline - ddts_now();
         if (left <= 0) {
-            timed_out = 1;
-            break;
+            *timed_out = 1;
+            return;
         }
-        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        struct pollfd p = {.fd = fd, .events = POLLIN};
         int rc = poll(&p, 1, (int)(left * 1000) + 1);
-        if (rc < 0 && errno == EINTR)
-            continue;
         if (rc <= 0)
             continue;
-        uint8_t buf[65536];
-        ssize_t r = read(fds[0], buf, sizeof buf);
+        uint8_t spill[1];
+        ssize_t r = *head_n < HEAD_MAX ? read(fd, head + *head_n, HEAD_MAX - *head_n)
+                                       : read(fd, spill, sizeof spill);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
-            break;
-        if (got.n + (size_t)r > cap) {
-            got.oom = 1;
-            break;
+            return;
+        if (*head_n == HEAD_MAX) {
+            *too_long = 1;
+            return;
         }
-        put(&got, buf, (size_t)r);
-        if (got.oom)
-            break;
+        *head_n += (size_t)r;
     }
-    close(fds[0]);
-    if (timed_out || got.oom)
-        kill(pid, SIGKILL);
-    int ws = 0;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
-    }
-    enum ddts_status st = DDTS_OK;
-    if (got.oom && !timed_out) {
-        st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory for the HDF5 reader's result",
-                            label);
-    } else if (timed_out || (WIFSIGNALED(ws) && WTERMSIG(ws) == SIGXCPU)) {
-        st = ddts_error_set(err, DDTS_EFORMAT,
-                            "%s: the HDF5 reader timed out (%.0f s): the file is damaged or "
-                            "hostile",
-                            label, timed_out ? wall_s : cpu_s);
-    } else if (WIFSIGNALED(ws)) {
-        st = ddts_error_set(err, DDTS_EFORMAT,
-                            "%s: the HDF5 reader crashed (signal %d, %s): the file is damaged or "
-                            "hostile",
-                            label, WTERMSIG(ws), strsignal(WTERMSIG(ws)));
-    } else if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
-        st = ddts_error_set(err, DDTS_EFORMAT,
-                            "%s: the HDF5 reader crashed (exit status %d): the file is damaged "
-                            "or hostile",
-                            label, WIFEXITED(ws) ? WEXITSTATUS(ws) : -1);
-    }
-    if (st != DDTS_OK) {
-        ddts_free(got.p);
-        return st;
-    }
-    /* The header: magic, status, message; then the payload. */
-    struct reader r = {got.p, got.n, 0, 0};
+}
+
+/* The error for a child that did not finish normally (DDTS_OK: it did). */
+static enum ddts_status child_failure(const char *label, int ws, int timed_out, double wall_s,
+                                      double cpu_s, struct ddts_error *err)
+{
+    if (timed_out || (WIFSIGNALED(ws) && WTERMSIG(ws) == SIGXCPU))
+        return ddts_error_set(err, DDTS_EFORMAT,
+                              "%s: the HDF5 reader timed out (%.0f s): the file is damaged or "
+                              "hostile",
+                              label, timed_out ? wall_s : cpu_s);
+    if (WIFSIGNALED(ws))
+        return ddts_error_set(err, DDTS_EFORMAT,
+                              "%s: the HDF5 reader crashed (signal %d, %s): the file is damaged "
+                              "or hostile",
+                              label, WTERMSIG(ws), strsignal(WTERMSIG(ws)));
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+        return ddts_error_set(err, DDTS_EFORMAT,
+                              "%s: the HDF5 reader crashed (exit status %d): the file is damaged "
+                              "or hostile",
+                              label, WIFEXITED(ws) ? WEXITSTATUS(ws) : -1);
+    return DDTS_OK;
+}
+
+/* Decodes the child's header; on DDTS_OK maps its result (res_cap bytes at most) into *out. */
+static enum ddts_status take_result(const char *label, const uint8_t *head, size_t head_n,
+                                    int res_fd, uint64_t res_cap, struct result *out,
+                                    struct ddts_error *err)
+{
+    struct reader r = {head, head_n, 0, 0, NULL, 0};
     uint64_t magic = get_u64(&r), child_st = get_u64(&r);
     int oom = 0;
     char *msg = get_str(&r, &oom);
-    if (r.bad || magic != RESULT_MAGIC || child_st > 255) {
+    uint64_t n = get_u64(&r), meta = get_u64(&r);
+    enum ddts_status st = DDTS_OK;
+    if (r.bad || r.pos != r.n || magic != RESULT_MAGIC || child_st > 255 || n > res_cap ||
+        meta > n) {
         st = ddts_error_set(err, DDTS_EFORMAT,
                             "%s: the HDF5 reader crashed (no result): the file is damaged or "
                             "hostile",
                             label);
     } else if (child_st != DDTS_OK) {
         st = ddts_error_set(err, (enum ddts_status)child_st, "%s", msg ? msg : label);
-    } else {
-        size_t n = got.n - r.pos;
-        *out = ddts_malloc(n ? n : 1);
-        if (*out == NULL)
-            st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", label);
-        else {
-            memcpy(*out, got.p + r.pos, n);
-            *out_n = n;
-        }
+    } else if (n > 0) {
+        /* Populated: the child wrote every page; one call instead of a fault per page. */
+        void *p = mmap(NULL, (size_t)n, PROT_READ, MAP_SHARED | MAP_POPULATE, res_fd, 0);
+        if (p == MAP_FAILED)
+            st = ddts_error_set_errno(err, DDTS_ENOMEM, errno,
+                                      "%s: cannot map the HDF5 reader's result", label);
+        else
+            *out = (struct result){p, (size_t)n, (size_t)meta};
     }
     ddts_free(msg);
-    ddts_free(got.p);
+    return st;
+}
+
+/*
+ * Runs fn in a limited child; its result, mapped, in *out (result_release)
+ * when it reports DDTS_OK. The child's own failure comes back as its status
+ * and message; a crash, a limit or a hang is DDTS_EFORMAT naming `label`.
+ */
+static enum ddts_status run_isolated(const char *label, uint64_t input_bytes, child_fn fn,
+                                     void *arg, struct result *out, struct ddts_error *err)
+{
+    *out = (struct result){NULL, 0, 0};
+    uint64_t res_cap = result_cap_override ? result_cap_override : CHILD_AS_BASE + 8 * input_bytes;
+    int fds[2] = {-1, -1};
+    int res_fd = result_file(res_cap);
+    if (res_fd < 0 || pipe2(fds, O_CLOEXEC) != 0) {
+        int e = errno;
+        if (res_fd >= 0)
+            close(res_fd);
+        return ddts_error_set_errno(err, DDTS_EIO, e, "%s: cannot start the HDF5 reader", label);
+    }
+    double cpu_s = (double)child_cpu_base_ms / 1000 + (double)input_bytes * CHILD_CPU_PER_BYTE;
+    ddts__keras_h5_init();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        close(res_fd);
+        return ddts_error_set_errno(err, DDTS_EIO, e, "%s: cannot start the HDF5 reader", label);
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        child_main(label, fds[1], res_fd, res_cap, fn, arg, input_bytes, cpu_s);
+    }
+    close(fds[1]);
+    double wall_s = 3 * cpu_s + 2;
+    uint8_t head[HEAD_MAX];
+    size_t head_n = 0;
+    int timed_out = 0, too_long = 0;
+    read_header(fds[0], ddts_now() + wall_s, head, &head_n, &timed_out, &too_long);
+    close(fds[0]);
+    if (timed_out || too_long)
+        kill(pid, SIGKILL);
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
+    }
+    /* Only now, with the child gone, is the result file read. */
+    enum ddts_status st = child_failure(label, ws, timed_out, wall_s, cpu_s, err);
+    if (st == DDTS_OK)
+        st = take_result(label, head, too_long ? 0 : head_n, res_fd, res_cap, out, err);
+    close(res_fd);
     return st;
 }
 
@@ -528,30 +668,41 @@ struct read_args {
     const struct ddts_keras_model *src;
 };
 
-static enum ddts_status child_read_legacy(void *arg, struct blob *out, struct ddts_error *err)
+/* The reads put the weight values straight into the result (ddts__keras_h5_arena). */
+static enum ddts_status child_read_legacy(void *arg, struct blob *out, uint64_t *meta,
+                                          struct ddts_error *err)
 {
     struct read_args *a = arg;
+    ddts__keras_h5_arena = &out->a;
     enum ddts_status st =
         a->path != NULL
             ? ddts__keras_h5_read_legacy_inproc(a->path, a->m, err)
             : ddts__keras_h5_read_legacy_image_inproc(a->image, a->nbytes, a->label, a->m, err);
+    ddts__keras_h5_arena = NULL;
+    *meta = out->a.n;
     if (st == DDTS_OK)
         put_model(out, a->m);
     return st;
 }
 
-static enum ddts_status child_read_zip(void *arg, struct blob *out, struct ddts_error *err)
+static enum ddts_status child_read_zip(void *arg, struct blob *out, uint64_t *meta,
+                                       struct ddts_error *err)
 {
     struct read_args *a = arg;
+    ddts__keras_h5_arena = &out->a;
     enum ddts_status st =
         ddts__keras_h5_read_zip_weights_inproc(a->image, a->nbytes, a->label, a->cfg, a->m, err);
+    ddts__keras_h5_arena = NULL;
+    *meta = out->a.n;
     if (st == DDTS_OK)
         put_model(out, a->m);
     return st;
 }
 
-static enum ddts_status child_update(void *arg, struct blob *out, struct ddts_error *err)
+static enum ddts_status child_update(void *arg, struct blob *out, uint64_t *meta,
+                                     struct ddts_error *err)
 {
+    *meta = 0;
     struct read_args *a = arg;
     void *img = NULL;
     size_t n = 0;
@@ -562,17 +713,28 @@ static enum ddts_status child_update(void *arg, struct blob *out, struct ddts_er
     return st;
 }
 
+enum ddts_status ddts__keras_h5_decode_result(const void *result, size_t nbytes, size_t meta,
+                                              const char *label, struct ddts_keras_model *m,
+                                              struct ddts_error *err)
+{
+    if (meta > nbytes)
+        return ddts_error_set(err, DDTS_EFORMAT,
+                              "%s: the HDF5 reader sent a malformed result: the file is damaged "
+                              "or hostile",
+                              label);
+    const uint8_t *p = result;
+    struct reader r = {p + meta, nbytes - meta, 0, 0, p, nbytes};
+    return get_model(&r, label, m, err);
+}
+
 static enum ddts_status read_model(struct read_args *a, child_fn fn, uint64_t input_bytes,
                                    struct ddts_error *err)
 {
-    uint8_t *res = NULL;
-    size_t n = 0;
-    enum ddts_status st = run_isolated(a->label, input_bytes, fn, a, &res, &n, err);
-    if (st == DDTS_OK) {
-        struct reader r = {res, n, 0, 0};
-        st = get_model(&r, a->label, a->m, err);
-    }
-    ddts_free(res);
+    struct result res;
+    enum ddts_status st = run_isolated(a->label, input_bytes, fn, a, &res, err);
+    if (st == DDTS_OK)
+        st = ddts__keras_h5_decode_result(res.p, res.n, res.meta, a->label, a->m, err);
+    result_release(&res);
     return st;
 }
 
@@ -615,14 +777,18 @@ enum ddts_status ddts__keras_h5_update_image(const void *image, size_t nbytes, c
                                              size_t *out_nbytes, struct ddts_error *err)
 {
     struct read_args a = {.image = image, .nbytes = nbytes, .label = label, .src = m};
-    uint8_t *res = NULL;
-    size_t n = 0;
+    struct result res;
     *out = NULL;
     *out_nbytes = 0;
-    enum ddts_status st = run_isolated(label, nbytes, child_update, &a, &res, &n, err);
+    enum ddts_status st = run_isolated(label, nbytes, child_update, &a, &res, err);
     if (st == DDTS_OK) {
-        *out = res;
-        *out_nbytes = n;
+        *out = ddts_malloc(res.n ? res.n : 1);
+        if (*out == NULL)
+            st = ddts_error_set(err, DDTS_ENOMEM, "%s: out of memory", label);
+        else if (res.n > 0)
+            memcpy(*out, res.p, res.n);
+        *out_nbytes = *out != NULL ? res.n : 0;
     }
+    result_release(&res);
     return st;
 }

@@ -8,6 +8,7 @@
 #define DDTS_IO_KERAS_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ddts/keras.h"
 
@@ -17,9 +18,9 @@
  * files. The four functions below run their *_inproc twin (keras_h5.c) in a
  * forked child with limits on CPU time, address space, open files and file
  * writes, every inherited descriptor closed and (Linux x86-64/arm64) a
- * seccomp filter that refuses sockets and exec; the result comes back over
- * a pipe. A crash, a limit or a hang of the child is DDTS_EFORMAT "LABEL:
- * the HDF5 reader crashed (...)/timed out: the file is damaged or hostile".
+ * seccomp filter that refuses sockets and exec; the result comes back in a
+ * sealed memory file, the status over a pipe. A crash, a limit or a hang of the child is
+ * DDTS_EFORMAT "LABEL: the HDF5 reader crashed (...)/timed out: the file is damaged or hostile".
  */
 
 /* Reads a legacy HDF5 model file at `path` into `m` (already zeroed, format
@@ -43,8 +44,32 @@ enum ddts_status ddts__keras_h5_read_zip_weights(const void *image, size_t nbyte
 enum ddts_status ddts__keras_h5_update_image(const void *image, size_t nbytes, const char *label,
                                              const struct ddts_keras_model *m, void **out,
                                              size_t *out_nbytes, struct ddts_error *err);
+/*
+ * Where the reader puts weight values: a bump allocator over the isolated
+ * reader's result file, so that the values land in the result without a
+ * copy. Set (ddts__keras_h5_arena) only in that single-threaded child, for
+ * one read; NULL everywhere else: weight values are then ddts_malloc'd.
+ * Storage from the arena is never freed (the child exits).
+ */
+struct ddts__keras_h5_arena {
+    unsigned char *p;
+    size_t n, cap;
+    int full; /* an allocation or a write did not fit */
+};
+extern struct ddts__keras_h5_arena *ddts__keras_h5_arena;
+/* Initialises libhdf5 (once; before a fork, so that no child has to). */
+void ddts__keras_h5_init(void);
 /* For tests: the child's base CPU limit in seconds (>= 1; else the default, 10 s). */
 void ddts__keras_h5_set_child_cpu(double seconds);
+/* For tests: the size of the child's result file in bytes (0: the default, 1 GiB + 8 x the
+ * input); a larger result is DDTS_ENOMEM naming the file. */
+void ddts__keras_h5_set_result_cap(uint64_t nbytes);
+/* Decodes a result of the child (what the parent does once it has exited): the model's
+ * description from byte `meta` on, weight values at offsets into all `nbytes`; every length
+ * and offset checked (DDTS_EFORMAT naming `label`). For the fuzz target and tests. */
+enum ddts_status ddts__keras_h5_decode_result(const void *result, size_t nbytes, size_t meta,
+                                              const char *label, struct ddts_keras_model *m,
+                                              struct ddts_error *err);
 /* The same in this process: for the fuzz targets and the child. */
 enum ddts_status ddts__keras_h5_read_legacy_inproc(const char *path, struct ddts_keras_model *m,
                                                    struct ddts_error *err);

@@ -21,9 +21,11 @@ struct ddts_mpi; /* the communicator, its scratch buffers and traffic counters *
 
 /* Traffic of the exchanges, for logs and benchmarks. */
 struct ddts_mpi_traffic {
-    uint64_t n_exchanges; /* allreduce calls of the gradient and weight exchanges */
-    uint64_t bytes;       /* payload bytes each rank handed to those allreduces */
-    double seconds;       /* wall time spent in them (waiting for slower ranks included) */
+    uint64_t n_exchanges; /* gradient and weight exchanges (one per step with buckets too) */
+    uint64_t bytes;       /* payload bytes each rank handed to their allreduces */
+    double seconds;       /* wall time spent in their MPI calls (waiting for slower ranks
+                             included; with buckets: starting, testing and the final wait) */
+    uint64_t n_buckets;   /* MPI_Iallreduce calls of bucketed gradient exchanges (0: fused) */
 };
 
 /* MPI_Init (a singleton when not started by mpirun: one rank). Not collective
@@ -89,6 +91,33 @@ DDTS_NODISCARD enum ddts_status ddts_mpi_recv(struct ddts_mpi *c, void *buf, siz
 DDTS_NODISCARD enum ddts_status ddts_mpi_grad_exchange(void *userdata, float *grads, size_t n,
                                                        size_t batch_samples,
                                                        struct ddts_error *err);
+
+/*
+ * Buckets overlapped with the backward pass (--bucket-mb). With a bucket size
+ * set (ddts_mpi_set_bucket_bytes, not collective, the same on every rank;
+ * 0: the fused exchange above), ddts_mpi_grad_ready (a ddts_grad_ready_fn)
+ * runs as the backward pass finishes layers, last to first: once the final
+ * gradients not yet sent, grads[from, sent), reach `nbytes` (or `from` is 0)
+ * it scales them by b_r and starts one MPI_Iallreduce (sum) over them in
+ * grad_buf, and it tests the open requests at every call, since OpenMPI
+ * progresses them only inside MPI calls. The first bucket also carries b_r
+ * (index n). ddts_mpi_grad_exchange then starts what is left, waits for
+ * every bucket (MPI_Waitall) and divides by sum_r(b_r) as above. Buckets
+ * depend only on the model and the size, so every rank starts the same ones
+ * in the same order, as collectives must.
+ *
+ * The result is the fused exchange's: every element is the MPI sum of the
+ * same N floats, scaled the same way. On 2 ranks a sum is a0 + a1 in any
+ * algorithm, so the bits are the same (test_mpi_sync.sh checks it); on more
+ * ranks OpenMPI may add in another order for another message size or for
+ * the nonblocking collective (ring segments, recursive doubling), so the
+ * weights agree to float rounding (checked against one process like the
+ * fused path) but not necessarily bit for bit.
+ */
+void ddts_mpi_set_bucket_bytes(struct ddts_mpi *c, size_t nbytes);
+DDTS_NODISCARD enum ddts_status ddts_mpi_grad_ready(void *userdata, const float *grads, size_t n,
+                                                    size_t from, size_t batch_samples,
+                                                    struct ddts_error *err);
 DDTS_NODISCARD enum ddts_status ddts_mpi_weight_exchange(void *userdata, float *weights, size_t n,
                                                          uint64_t n_samples,
                                                          struct ddts_error *err);

@@ -17,6 +17,7 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "ddts/limits.h"
@@ -28,10 +29,20 @@ struct ddts_mpi {
     double *weight_buf; /* n + 1 doubles of the weight exchange */
     size_t weight_cap;
     struct ddts_mpi_traffic traffic;
+    /* Bucketed gradient exchange (ddts_mpi_set_bucket_bytes): a step opens
+     * with its first ddts_mpi_grad_ready and closes in ddts_mpi_grad_exchange. */
+    size_t bucket_floats; /* 0: one fused MPI_Allreduce */
+    MPI_Request *reqs;    /* the open step's MPI_Iallreduce requests */
+    size_t n_reqs, reqs_cap;
+    bool step_open;
+    size_t step_n;    /* the open step's gradient count */
+    float step_b;     /* and its samples */
+    size_t sent_from; /* grad_buf[sent_from, step_n + 1) is in flight */
 };
 
 /* The largest message of one MPI call: counts are ints. */
-#define CHUNK_BYTES ((size_t)1 << 30)
+#define CHUNK_BYTES  ((size_t)1 << 30)
+#define CHUNK_FLOATS (CHUNK_BYTES / sizeof(float))
 
 static enum ddts_status mpi_error(int rc, const char *what, struct ddts_error *err)
 {
@@ -70,6 +81,7 @@ void ddts_mpi_finalize(struct ddts_mpi *c)
         return;
     ddts_free(c->grad_buf);
     ddts_free(c->weight_buf);
+    ddts_free(c->reqs);
     ddts_free(c);
     MPI_Finalize();
 }
@@ -217,21 +229,150 @@ enum ddts_status ddts_mpi_recv_array(struct ddts_mpi *c, int src, struct ddts_ar
     return DDTS_OK;
 }
 
+void ddts_mpi_set_bucket_bytes(struct ddts_mpi *c, size_t nbytes)
+{
+    c->bucket_floats = nbytes == 0 ? 0 : (nbytes < sizeof(float) ? 1 : nbytes / sizeof(float));
+}
+
+/* grad_buf of at least n + 1 floats (allocated on the first step, kept). */
+static enum ddts_status reserve_grads(struct ddts_mpi *c, size_t n, struct ddts_error *err)
+{
+    if (c->grad_cap >= n + 1)
+        return DDTS_OK;
+    ddts_free(c->grad_buf);
+    c->grad_cap = 0;
+    c->grad_buf = ddts_mallocarray(n + 1, sizeof(float));
+    if (c->grad_buf == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    c->grad_cap = n + 1;
+    return DDTS_OK;
+}
+
+/*
+ * Starts the bucket grad_buf[lo, hi) of the open step: b * grads there (and
+ * b at index n when the bucket holds it), then MPI_Iallreduce (sum, in place)
+ * in pieces of at most CHUNK_FLOATS. Every rank starts the same buckets in the
+ * same order: they follow from the model's layers and `bucket_floats` alone.
+ */
+static enum ddts_status start_bucket(struct ddts_mpi *c, const float *grads, size_t lo, size_t hi,
+                                     struct ddts_error *err)
+{
+    float *buf = c->grad_buf, b = c->step_b;
+    size_t n = c->step_n, end = hi < n ? hi : n;
+    for (size_t i = lo; i < end; i++)
+        buf[i] = grads[i] * b;
+    if (hi == n + 1)
+        buf[n] = b;
+    for (size_t at = lo; at < hi;) {
+        size_t len = hi - at < CHUNK_FLOATS ? hi - at : CHUNK_FLOATS;
+        if (c->n_reqs == c->reqs_cap) {
+            /* Grows on the first step only: later steps start the same buckets. */
+            size_t cap = c->reqs_cap ? 2 * c->reqs_cap : 16, nbytes = 0;
+            MPI_Request *r = ddts_size_mul(cap, sizeof(MPI_Request), &nbytes) == 0
+                                 ? ddts_realloc(c->reqs, nbytes)
+                                 : NULL;
+            if (r == NULL)
+                return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+            c->reqs = r;
+            c->reqs_cap = cap;
+        }
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + at, (int)len, MPI_FLOAT, MPI_SUM,
+                                MPI_COMM_WORLD, &c->reqs[c->n_reqs]);
+        if (rc != MPI_SUCCESS)
+            return mpi_error(rc, "MPI_Iallreduce (gradients)", err);
+        c->n_reqs++;
+        c->traffic.n_buckets++;
+        at += len;
+    }
+    c->sent_from = lo;
+    return DDTS_OK;
+}
+
+enum ddts_status ddts_mpi_grad_ready(void *userdata, const float *grads, size_t n, size_t from,
+                                     size_t batch_samples, struct ddts_error *err)
+{
+    struct ddts_mpi *c = userdata;
+    if (c->bucket_floats == 0)
+        return DDTS_OK;
+    double t0 = MPI_Wtime();
+    enum ddts_status st = DDTS_OK;
+    if (!c->step_open) {
+        st = reserve_grads(c, n, err);
+        if (st != DDTS_OK)
+            return st;
+        c->step_open = true;
+        c->step_n = n;
+        c->step_b = (float)batch_samples;
+        c->sent_from = n + 1; /* index n, the sample count, is ready from the start */
+        c->n_reqs = 0;
+    } else if (n != c->step_n || from >= c->sent_from) {
+        return ddts_error_set(err, DDTS_ESTATE, "MPI: gradients [%zu, %zu) announced out of order",
+                              from, n);
+    }
+    /* Everything in [from, sent_from) is final: a bucket once it is large
+     * enough, or the last one when the backward pass is done. */
+    if (c->sent_from - from >= c->bucket_floats || from == 0)
+        st = start_bucket(c, grads, from, c->sent_from, err);
+    /* OpenMPI progresses a nonblocking collective only inside MPI calls (no
+     * progress thread by default): test the open requests at every layer. */
+    int done = 0;
+    if (st == DDTS_OK && c->n_reqs > 0) {
+        int rc = MPI_Testall((int)c->n_reqs, c->reqs, &done, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS)
+            st = mpi_error(rc, "MPI_Testall (gradients)", err);
+    }
+    c->traffic.seconds += MPI_Wtime() - t0;
+    return st;
+}
+
+/* Sum of b_r * g_r over the ranks / sum of b_r, from grad_buf into grads. */
+static enum ddts_status finish_grads(struct ddts_mpi *c, float *grads, size_t n,
+                                     struct ddts_error *err)
+{
+    float *buf = c->grad_buf;
+    c->traffic.n_exchanges++;
+    c->traffic.bytes += (n + 1) * sizeof(float);
+    if (!(buf[n] > 0))
+        return ddts_error_set(err, DDTS_ESTATE, "MPI: a step without samples on any rank");
+    float inv = 1.0f / buf[n];
+    for (size_t i = 0; i < n; i++)
+        grads[i] = buf[i] * inv;
+    return DDTS_OK;
+}
+
+/* The open step of the bucketed exchange: the rest as the last bucket, then wait for all. */
+static enum ddts_status close_step(struct ddts_mpi *c, float *grads, size_t n, size_t batch_samples,
+                                   struct ddts_error *err)
+{
+    c->step_open = false;
+    if (n != c->step_n || (float)batch_samples != c->step_b)
+        return ddts_error_set(err, DDTS_ESTATE,
+                              "MPI: the gradient exchange of %zu gradients and %zu samples "
+                              "follows buckets of %zu and %g",
+                              n, batch_samples, c->step_n, (double)c->step_b);
+    double t0 = MPI_Wtime();
+    enum ddts_status st = c->sent_from > 0 ? start_bucket(c, grads, 0, c->sent_from, err) : DDTS_OK;
+    if (st == DDTS_OK) {
+        int rc = MPI_Waitall((int)c->n_reqs, c->reqs, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS)
+            st = mpi_error(rc, "MPI_Waitall (gradients)", err);
+    }
+    c->traffic.seconds += MPI_Wtime() - t0;
+    return st == DDTS_OK ? finish_grads(c, grads, n, err) : st;
+}
+
 enum ddts_status ddts_mpi_grad_exchange(void *userdata, float *grads, size_t n,
                                         size_t batch_samples, struct ddts_error *err)
 {
     struct ddts_mpi *c = userdata;
+    if (c->step_open)
+        return close_step(c, grads, n, batch_samples, err);
     if (n + 1 > INT_MAX)
         return ddts_error_set(err, DDTS_ELIMIT, "MPI: %zu gradients in one message (max %d)", n,
                               INT_MAX - 1);
-    if (c->grad_cap < n + 1) {
-        ddts_free(c->grad_buf);
-        c->grad_cap = 0;
-        c->grad_buf = ddts_mallocarray(n + 1, sizeof(float));
-        if (c->grad_buf == NULL)
-            return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-        c->grad_cap = n + 1;
-    }
+    enum ddts_status st = reserve_grads(c, n, err);
+    if (st != DDTS_OK)
+        return st;
     /* (n + 1): b_r * g_r, then b_r. A float counts samples exactly up to 2^24. */
     float *buf = c->grad_buf, b = (float)batch_samples;
     for (size_t i = 0; i < n; i++)
@@ -240,16 +381,9 @@ enum ddts_status ddts_mpi_grad_exchange(void *userdata, float *grads, size_t n,
     double t0 = MPI_Wtime();
     int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)(n + 1), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     c->traffic.seconds += MPI_Wtime() - t0;
-    c->traffic.n_exchanges++;
-    c->traffic.bytes += (n + 1) * sizeof(float);
     if (rc != MPI_SUCCESS)
         return mpi_error(rc, "MPI_Allreduce (gradients)", err);
-    if (!(buf[n] > 0))
-        return ddts_error_set(err, DDTS_ESTATE, "MPI: a step without samples on any rank");
-    float inv = 1.0f / buf[n];
-    for (size_t i = 0; i < n; i++)
-        grads[i] = buf[i] * inv;
-    return DDTS_OK;
+    return finish_grads(c, grads, n, err);
 }
 
 enum ddts_status ddts_mpi_weight_exchange(void *userdata, float *weights, size_t n,

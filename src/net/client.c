@@ -255,6 +255,49 @@ enum ddts_status ddts_client_send_progress(struct ddts_client_sync *sync,
     return st;
 }
 
+enum ddts_status ddts_client_send_epoch(struct ddts_client_sync *sync,
+                                        const struct ddts_wire_epoch *e, struct ddts_error *err)
+{
+    if (sync == NULL || e == NULL)
+        return ddts_error_set(err, DDTS_EINVAL, "epoch report: no connection or no report");
+    if (sync->progress_off || sync->net_failure != DDTS_OK)
+        return DDTS_OK;
+    /* What the server's decoder accepts: the position clamped as for PROGRESS,
+     * figures with names it refuses (or given twice) left out. */
+    struct ddts_wire_epoch qs; /* 1.2 KB */
+    struct ddts_wire_epoch *q = &qs;
+    memset(q, 0, sizeof *q);
+    q->fold = e->fold;
+    q->n_folds = e->n_folds;
+    if (q->n_folds > DDTS_MAX_PROGRESS_FOLDS || q->fold > q->n_folds ||
+        (q->n_folds > 0 && q->fold == 0))
+        q->fold = q->n_folds = 0;
+    q->epochs = e->epochs < 1                          ? 1
+                : e->epochs > DDTS_MAX_PROGRESS_EPOCHS ? DDTS_MAX_PROGRESS_EPOCHS
+                                                       : e->epochs;
+    q->epoch = e->epoch < 1 ? 1 : e->epoch > q->epochs ? q->epochs : e->epoch;
+    for (uint32_t i = 0; i < e->n && i < DDTS_MAX_EPOCH_FIGURES; i++) {
+        /* A slot filled without a NUL reads as a 65-byte name, which name_ok refuses. */
+        char name[DDTS_MAX_EPOCH_NAME_BYTES + 2] = "";
+        memcpy(name, e->names[i], strnlen(e->names[i], sizeof e->names[i]));
+        int dup = ddts_wire_epoch_name_ok(name) != 0;
+        for (uint32_t j = 0; !dup && j < q->n; j++)
+            dup = strcmp(q->names[j], name) == 0;
+        if (dup)
+            continue;
+        memcpy(q->names[q->n], name, strlen(name) + 1);
+        q->values[q->n++] = e->values[i];
+    }
+    uint8_t m[DDTS_WIRE_EPOCH_MAX_BYTES];
+    struct ddts_wire_writer w;
+    ddts_wire_writer_init(&w, m, sizeof m);
+    ddts_wire_epoch_encode(&w, q);
+    enum ddts_status st = ddts_conn_send_w(sync->conn, &w, err);
+    if (st != DDTS_OK)
+        sync->progress_off = 1;
+    return st;
+}
+
 /* ---- heartbeats while training ---- */
 
 struct heartbeat {

@@ -277,6 +277,41 @@ static enum ddts_status handle_progress(struct session *se, const uint8_t *p, si
     return DDTS_OK;
 }
 
+/* An EPOCH report (protocol 3): checked and passed on; the server keeps nothing of it. */
+static enum ddts_status handle_epoch(struct session *se, const uint8_t *p, size_t n,
+                                     struct ddts_error *err)
+{
+    /* A version-2 client never sends it: from one it is a violation, as any
+     * message its version does not have. */
+    if (ddts__conn_version(se->conn) < 3)
+        return ddts_error_set(err, DDTS_EPROTO, "unexpected EPOCH while training (protocol %u)",
+                              (unsigned)ddts__conn_version(se->conn));
+    struct ddts_wire_epoch *e = ddts_malloc(sizeof *e);
+    if (e == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    enum ddts_status st = ddts_wire_epoch_decode(p, n, e, err);
+    struct server *srv = se->srv;
+    if (st == DDTS_OK && srv->cfg->on_epoch != NULL) {
+        pthread_mutex_lock(&srv->mu);
+        long share = se->shard;
+        pthread_mutex_unlock(&srv->mu);
+        struct ddts_server_client c = {
+            .session = se->number,
+            .id = se->id,
+            .name = se->name,
+            .address = se->addr,
+            .state = se->state,
+            .share = share,
+            .has_progress = se->has_progress,
+            .progress = se->progress,
+            .progress_at = se->progress_at,
+        };
+        srv->cfg->on_epoch(srv->cfg->userdata, &c, e);
+    }
+    ddts_free(e);
+    return st;
+}
+
 /* ---- persistence ---- */
 
 /* Writes the state file atomically; caller holds mu. */
@@ -1500,6 +1535,8 @@ static enum ddts_status train_share(struct session *se, long i, int has_files, u
             st = handle_sync(se, p, n, err);
         else if (type == DDTS_MSG_PROGRESS)
             st = handle_progress(se, p, n, err);
+        else if (type == DDTS_MSG_EPOCH)
+            st = handle_epoch(se, p, n, err);
         else
             st = ddts_error_set(err, DDTS_EPROTO, "unexpected %s while training",
                                 ddts_msg_str(type));

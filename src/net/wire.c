@@ -67,6 +67,8 @@ const char *ddts_msg_str(uint8_t type)
         return "DONE";
     case DDTS_MSG_PROGRESS:
         return "PROGRESS";
+    case DDTS_MSG_EPOCH:
+        return "EPOCH";
     default:
         return "?";
     }
@@ -320,6 +322,24 @@ void ddts_wire_progress_encode(struct ddts_wire_writer *w, const struct ddts_wir
     ddts_wire_put_u8(w, p->flags);
 }
 
+static int name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+/* Fold of n_folds (both 0, or 1..n_folds <= max) and epoch of epochs (1..epochs <= max). */
+static enum ddts_status check_position(const char *what, uint32_t fold, uint32_t n_folds,
+                                       uint32_t epoch, uint32_t epochs, struct ddts_error *err)
+{
+    if (n_folds > DDTS_MAX_PROGRESS_FOLDS ||
+        (n_folds == 0 ? fold != 0 : fold < 1 || fold > n_folds))
+        return ddts_error_set(err, DDTS_EPROTO, "%s: fold %u of %u", what, fold, n_folds);
+    if (epochs < 1 || epochs > DDTS_MAX_PROGRESS_EPOCHS || epoch < 1 || epoch > epochs)
+        return ddts_error_set(err, DDTS_EPROTO, "%s: epoch %u of %u", what, epoch, epochs);
+    return DDTS_OK;
+}
+
 /* A rate or a duration: finite, 0 <= v <= max. */
 static int in_range(double v, double max)
 {
@@ -348,11 +368,9 @@ enum ddts_status ddts_wire_progress_decode(const uint8_t *payload, size_t n,
     if (st != DDTS_OK)
         return st;
     /* Every count and figure is checked here, so the server never trusts one. */
-    if (p.n_folds > DDTS_MAX_PROGRESS_FOLDS ||
-        (p.n_folds == 0 ? p.fold != 0 : p.fold < 1 || p.fold > p.n_folds))
-        return ddts_error_set(err, DDTS_EPROTO, "PROGRESS: fold %u of %u", p.fold, p.n_folds);
-    if (p.epochs < 1 || p.epochs > DDTS_MAX_PROGRESS_EPOCHS || p.epoch < 1 || p.epoch > p.epochs)
-        return ddts_error_set(err, DDTS_EPROTO, "PROGRESS: epoch %u of %u", p.epoch, p.epochs);
+    st = check_position("PROGRESS", p.fold, p.n_folds, p.epoch, p.epochs, err);
+    if (st != DDTS_OK)
+        return st;
     if (p.total > DDTS_MAX_PROGRESS_SAMPLES || p.done > p.total)
         return ddts_error_set(err, DDTS_EPROTO,
                               "PROGRESS: %llu of %llu samples (at most %llu per epoch)",
@@ -371,10 +389,80 @@ enum ddts_status ddts_wire_progress_decode(const uint8_t *payload, size_t n,
     return DDTS_OK;
 }
 
-static int name_char(char c)
+void ddts_wire_epoch_encode(struct ddts_wire_writer *w, const struct ddts_wire_epoch *e)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
+    uint32_t n = e->n <= DDTS_MAX_EPOCH_FIGURES ? e->n : DDTS_MAX_EPOCH_FIGURES + 1;
+    ddts_wire_put_u8(w, DDTS_MSG_EPOCH);
+    ddts_wire_put_u32(w, e->fold);
+    ddts_wire_put_u32(w, e->n_folds);
+    ddts_wire_put_u32(w, e->epoch);
+    ddts_wire_put_u32(w, e->epochs);
+    ddts_wire_put_u16(w, (uint16_t)n);
+    if (n > DDTS_MAX_EPOCH_FIGURES) {
+        /* A count the decoder refuses is not sent at all. */
+        if (w->status == DDTS_OK)
+            w->status = DDTS_ELIMIT;
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        ddts_wire_put_bytes(w, e->names[i], strnlen(e->names[i], sizeof e->names[i]));
+        ddts_wire_put_f64(w, e->values[i]);
+    }
+}
+
+int ddts_wire_epoch_name_ok(const char *name)
+{
+    size_t n = strnlen(name, DDTS_MAX_EPOCH_NAME_BYTES + 1);
+    if (n == 0 || n > DDTS_MAX_EPOCH_NAME_BYTES)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!name_char(name[i]))
+            return -1;
+    return 0;
+}
+
+enum ddts_status ddts_wire_epoch_decode(const uint8_t *payload, size_t n,
+                                        struct ddts_wire_epoch *out, struct ddts_error *err)
+{
+    memset(out, 0, sizeof *out);
+    struct ddts_wire_reader r;
+    uint16_t count = 0;
+    ddts_wire_reader_init(&r, payload, n);
+    ddts_wire_get_u32(&r, &out->fold);
+    ddts_wire_get_u32(&r, &out->n_folds);
+    ddts_wire_get_u32(&r, &out->epoch);
+    ddts_wire_get_u32(&r, &out->epochs);
+    ddts_wire_get_u16(&r, &count);
+    enum ddts_status st = DDTS_OK;
+    /* The count first: the names that follow go into fixed slots. */
+    if (r.status == DDTS_OK && count > DDTS_MAX_EPOCH_FIGURES)
+        st = ddts_error_set(err, DDTS_EPROTO, "EPOCH: %u figures (at most %u)", count,
+                            DDTS_MAX_EPOCH_FIGURES);
+    for (uint16_t i = 0; st == DDTS_OK && i < count && r.status == DDTS_OK; i++) {
+        ddts_wire_get_str(&r, DDTS_MAX_EPOCH_NAME_BYTES, out->names[i], sizeof out->names[i]);
+        ddts_wire_get_f64(&r, &out->values[i]);
+        if (r.status != DDTS_OK)
+            break;
+        if (ddts_wire_epoch_name_ok(out->names[i]) != 0)
+            st = ddts_error_set(err, DDTS_EPROTO,
+                                "EPOCH: figure %u's name is empty or has a byte outside "
+                                "[A-Za-z0-9._-]",
+                                (unsigned)i + 1);
+        for (uint16_t j = 0; st == DDTS_OK && j < i; j++)
+            if (strcmp(out->names[j], out->names[i]) == 0)
+                st = ddts_error_set(err, DDTS_EPROTO, "EPOCH: figure '%s' given twice",
+                                    out->names[i]);
+    }
+    if (st == DDTS_OK)
+        st = ddts_wire_reader_end(&r, "EPOCH", err);
+    if (st == DDTS_OK)
+        st = check_position("EPOCH", out->fold, out->n_folds, out->epoch, out->epochs, err);
+    if (st != DDTS_OK) {
+        memset(out, 0, sizeof *out);
+        return st;
+    }
+    out->n = count;
+    return DDTS_OK;
 }
 
 enum ddts_status ddts_wire_check_relpath(const char *path, struct ddts_error *err)

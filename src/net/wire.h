@@ -48,11 +48,13 @@ extern "C" {
 #define DDTS_WIRE_MAGIC       "DDTS" /* 4 bytes, no NUL on the wire */
 #define DDTS_WIRE_MAGIC_BYTES 4
 /*
- * 2 added PROGRESS, which a version-1 server refuses. A server accepts
- * clients of DDTS_WIRE_VERSION_MIN..DDTS_WIRE_VERSION and answers in the
- * client's version; a client needs a server of its own version or newer.
+ * 2 added PROGRESS, which a version-1 server refuses; 3 added EPOCH, which a
+ * version-2 server refuses. A server accepts clients of
+ * DDTS_WIRE_VERSION_MIN..DDTS_WIRE_VERSION and answers in the client's
+ * version (and refuses a message newer than it); a client needs a server of
+ * its own version.
  */
-#define DDTS_WIRE_VERSION      2
+#define DDTS_WIRE_VERSION      3
 #define DDTS_WIRE_VERSION_MIN  1
 #define DDTS_WIRE_HEADER_BYTES 4 /* the frame's u32 length */
 
@@ -84,6 +86,7 @@ enum ddts_msg {
     DDTS_MSG_NEXT = 0x34,        /* c->s: ready for another share */
     DDTS_MSG_DONE = 0x35,        /* s->c: the job is complete; no more work */
     DDTS_MSG_PROGRESS = 0x36,    /* c->s: training progress (struct ddts_wire_progress) */
+    DDTS_MSG_EPOCH = 0x37,       /* c->s: a finished epoch's history row (struct ddts_wire_epoch) */
 };
 
 /* FILE_BEGIN's kind: what a file is. Values are stable. */
@@ -193,6 +196,33 @@ void ddts_wire_progress_encode(struct ddts_wire_writer *w, const struct ddts_wir
 DDTS_NODISCARD enum ddts_status ddts_wire_progress_decode(const uint8_t *payload, size_t n,
                                                           struct ddts_wire_progress *out,
                                                           struct ddts_error *err);
+
+/*
+ * EPOCH (client to server, version 3, after the PROGRESS that ends an
+ * epoch): struct ddts_wire_epoch (public, in include/ddts/server.h):
+ *   u8 type, u32 fold, u32 n_folds, u32 epoch, u32 epochs, u16 n,
+ *   n x (str name, f64 value)
+ * At most 19 + 16 x (4 + 64 + 8) = 1235 bytes.
+ */
+#define DDTS_WIRE_EPOCH_MAX_BYTES                                                                  \
+    (19 + DDTS_MAX_EPOCH_FIGURES * (4 + DDTS_MAX_EPOCH_NAME_BYTES + 8))
+
+/* Writes a whole EPOCH message (type byte first); check w->status. */
+void ddts_wire_epoch_encode(struct ddts_wire_writer *w, const struct ddts_wire_epoch *e);
+/*
+ * Decodes an EPOCH payload (the `n` bytes after the type byte) into *out.
+ * DDTS_EPROTO, and *out zeroed, when the length is not exact or a value is
+ * out of range: fold and epoch as for PROGRESS, more than
+ * DDTS_MAX_EPOCH_FIGURES figures, a name empty, longer than
+ * DDTS_MAX_EPOCH_NAME_BYTES, with a byte outside [A-Za-z0-9._-] or given
+ * twice. The values are not judged (a NaN or infinite figure is the
+ * client's to report, and the dashboard shows it as no number).
+ */
+DDTS_NODISCARD enum ddts_status ddts_wire_epoch_decode(const uint8_t *payload, size_t n,
+                                                       struct ddts_wire_epoch *out,
+                                                       struct ddts_error *err);
+/* A figure's name as EPOCH accepts it; 0 when accepted. */
+int ddts_wire_epoch_name_ok(const char *name);
 
 /*
  * Validates a relative path received from a peer: 1..DDTS_MAX_PATH_BYTES

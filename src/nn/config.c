@@ -15,9 +15,12 @@ struct ctx {
     struct ddts_error *err;
     int depth;
     unsigned free_dims; /* None dimensions of the shape read_shape read last */
+    /* the call arguments of the attention layer being added (attention_kwargs) */
+    int kw_causal, kw_mask;
 };
 
-#define MAX_DEPTH 32
+#define MAX_DEPTH   32
+#define MAX_INBOUND 256
 
 static const char *jstr(const json_t *o, const char *key)
 {
@@ -410,7 +413,7 @@ enum ddts_status ddts__nn_cfg_weight(struct nn_parse *p, const char *wname, int 
                                      const int64_t *shape, int trainable, const char *init_key,
                                      struct nn_init def, const char *reg_key)
 {
-    struct ctx c = {p->m, p->err, 0, 0};
+    struct ctx c = {p->m, p->err, 0, 0, 0, 0};
     const struct nn_node *nd = &p->m->nodes[p->idx];
     const json_t *cfg = cfg_of(p);
     struct nn_init in;
@@ -462,10 +465,27 @@ static int mask_out(const struct ddts_model *m, int i)
     case NN_ADD:
     case NN_AVERAGE:
     case NN_MULTIPLY:
+    case NN_LAYERNORM:
+    case NN_MHA:   /* the query's mask (Keras: supports_masking, */
+    case NN_LUONG: /* compute_mask gives the first argument's) */
+    case NN_ADDITIVE:
         return nd->mask_src;
     default:
         return 0;
     }
+}
+
+/* An attention node's value and key masks (its query's is nd->mask_src):
+ * what its value and key inputs emit, as Keras derives query_mask,
+ * value_mask and key_mask (MultiHeadAttention) or mask=[q, v] (Attention)
+ * from its inputs' masks. */
+static void attention_masks(const struct ddts_model *m, struct nn_node *nd)
+{
+    if (nd->kind != NN_MHA && nd->kind != NN_LUONG && nd->kind != NN_ADDITIVE)
+        return;
+    int n = nd->n_in - nd->attn_mask; /* query, value(, key) */
+    nd->vmask_src = mask_out(m, nd->in[n > 1 ? 1 : 0]);
+    nd->kmask_src = mask_out(m, nd->in[n > 2 ? 2 : n > 1 ? 1 : 0]);
 }
 
 /* Which axes of node i's output follow a None input dimension; refuses one
@@ -529,10 +549,9 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
                                   const json_t *cfg, const int *in, int n_in, int entry, int *out);
 
 /* The output nodes of one layer, in Keras' order (tensor index). */
-#define MAX_LAYER_OUTPUTS 6
 struct layer_outs {
     int n;
-    int node[MAX_LAYER_OUTPUTS];
+    int node[NN_MAX_LAYER_OUTPUTS];
 };
 
 /* return_state of recurrent node `rnn`: a node per final state (h, then c
@@ -543,7 +562,7 @@ static enum ddts_status add_state_outputs(struct ctx *c, int rnn, int entry, str
     if (!c->m->nodes[rnn].return_state)
         return DDTS_OK;
     int n_states = c->m->nodes[rnn].rnn.cell == RNN_LSTM ? 2 : 1;
-    for (int k = 0; k < n_states && o->n < MAX_LAYER_OUTPUTS; k++) {
+    for (int k = 0; k < n_states && o->n < NN_MAX_LAYER_OUTPUTS; k++) {
         char sname[300];
         snprintf(sname, sizeof sname, "%s/state_%s", c->m->nodes[rnn].name, k ? "c" : "h");
         int idx;
@@ -705,12 +724,15 @@ static enum ddts_status add_layer(struct ctx *c, const char *cls, const char *na
     TRY(ddts__nn_add_node(c->m, name, cls, d, entry, in, n_in, &idx, c->err));
     struct nn_parse p = {c->m, c->err, (const struct nn_cfg *)cfg, idx};
     c->m->nodes[idx].trainable = jbool(cfg, "trainable", 1);
+    c->m->nodes[idx].causal = c->kw_causal;
+    c->m->nodes[idx].attn_mask = c->kw_mask;
     TRY(d->parse(&p, &c->m->nodes[idx]));
     TRY(ddts__nn_infer_shape(c->m, idx, c->err));
     if (d->add_weights != NULL)
         TRY(d->add_weights(&p, &c->m->nodes[idx]));
     TRY(track_free_dims(c, idx));
     c->m->nodes[idx].mask_src = mask_out(c->m, in[0]);
+    attention_masks(c->m, &c->m->nodes[idx]);
     *out = idx;
     return DDTS_OK;
 }
@@ -857,12 +879,18 @@ static enum ddts_status parse_sequential(struct ctx *c, const json_t *cfg, int i
     return DDTS_OK;
 }
 
-/* Collects layer names (and tensor indices: which output of a layer with
- * several) of Keras 2 refs ["name", node, tensor, {...}] and Keras 3
- * {"class_name": "__keras_tensor__", "config": {"keras_history": [...]}};
- * a Keras 3 call's kwargs.initial_state follows its args. */
-static enum ddts_status collect_refs(struct ctx *c, const json_t *v, const char **names, int *tidx,
-                                     int *n, int max, int depth)
+/* Collects layer names, node indices (which call of a layer called several
+ * times) and tensor indices (which output of a layer with several) of Keras 2
+ * refs ["name", node, tensor, {...}] and Keras 3 {"class_name":
+ * "__keras_tensor__", "config": {"keras_history": [name, node, tensor]}}; a
+ * Keras 3 call's kwargs.initial_state follows its args. */
+struct refs {
+    int n;
+    const char *name[MAX_INBOUND];
+    int node[MAX_INBOUND], tensor[MAX_INBOUND];
+};
+
+static enum ddts_status collect_refs(struct ctx *c, const json_t *v, struct refs *r, int depth)
 {
     if (depth > 16)
         return ddts_error_set(c->err, DDTS_EFORMAT, "inbound_nodes nested too deeply");
@@ -871,24 +899,28 @@ static enum ddts_status collect_refs(struct ctx *c, const json_t *v, const char 
             json_is_integer(json_array_get(v, 1))) {
             const json_t *ti = json_array_get(v, 2);
             json_int_t t = json_is_integer(ti) ? json_integer_value(ti) : 0;
-            if (t < 0 || t > 64)
-                return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s': tensor index %lld",
-                                      json_string_value(json_array_get(v, 0)), (long long)t);
-            if (*n >= max)
-                return ddts_error_set(c->err, DDTS_ELIMIT, "a layer has more than %d inputs", max);
-            tidx[*n] = (int)t;
-            names[(*n)++] = json_string_value(json_array_get(v, 0));
+            json_int_t k = json_integer_value(json_array_get(v, 1));
+            if (t < 0 || t > 64 || k < 0 || k > DDTS_MAX_LAYERS)
+                return ddts_error_set(
+                    c->err, DDTS_EFORMAT, "layer '%s': node index %lld, tensor index %lld",
+                    json_string_value(json_array_get(v, 0)), (long long)k, (long long)t);
+            if (r->n >= MAX_INBOUND)
+                return ddts_error_set(c->err, DDTS_ELIMIT, "a layer has more than %d inputs",
+                                      MAX_INBOUND);
+            r->tensor[r->n] = (int)t;
+            r->node[r->n] = (int)k;
+            r->name[r->n++] = json_string_value(json_array_get(v, 0));
             /* tf.keras may keep a call's tensor kwargs here: {"initial_state": [refs]} */
             const json_t *is = json_object_get(json_array_get(v, 3), "initial_state");
             if (is != NULL && !json_is_null(is))
-                return collect_refs(c, is, names, tidx, n, max, depth + 1);
+                return collect_refs(c, is, r, depth + 1);
             return DDTS_OK;
         }
         size_t i;
         json_t *e;
         json_array_foreach(v, i, e)
         {
-            enum ddts_status st = collect_refs(c, e, names, tidx, n, max, depth + 1);
+            enum ddts_status st = collect_refs(c, e, r, depth + 1);
             if (st != DDTS_OK)
                 return st;
         }
@@ -898,120 +930,339 @@ static enum ddts_status collect_refs(struct ctx *c, const json_t *v, const char 
         const char *cn = jstr(v, "class_name");
         if (cn && strcmp(cn, "__keras_tensor__") == 0) {
             const json_t *h = json_object_get(json_object_get(v, "config"), "keras_history");
-            return collect_refs(c, h, names, tidx, n, max, depth + 1);
+            return collect_refs(c, h, r, depth + 1);
         }
         const json_t *args = json_object_get(v, "args");
         enum ddts_status st = DDTS_OK;
         if (args)
-            st = collect_refs(c, args, names, tidx, n, max, depth + 1);
+            st = collect_refs(c, args, r, depth + 1);
         const json_t *is = json_object_get(json_object_get(v, "kwargs"), "initial_state");
         if (st == DDTS_OK && is != NULL && !json_is_null(is))
-            st = collect_refs(c, is, names, tidx, n, max, depth + 1);
+            st = collect_refs(c, is, r, depth + 1);
         return st;
     }
     return DDTS_OK;
 }
 
-#define MAX_INBOUND 256
-
-/* The nodes of refs (name, tensor index): a layer with several outputs is
- * bound in `scope` to the array of their nodes, any other to its node. */
-static enum ddts_status lookup(struct ctx *c, json_t *scope, const char **names, const int *tidx,
-                               int n, int *out, const char *who)
+/* A functional model's layers by name in `scope`: {"b": the node index of
+ * its first call, "n": its number of calls, "c": [the outputs of each call
+ * built so far]}; an output is a node, or the array of a layer's output
+ * nodes (tensor index order) when it has several. */
+static enum ddts_status scope_add(struct ctx *c, json_t *scope, const char *name, const char *cls,
+                                  int base, int calls)
 {
-    for (int i = 0; i < n; i++) {
-        const json_t *v = json_object_get(scope, names[i]);
-        if (json_is_array(v) && (size_t)tidx[i] < json_array_size(v))
-            v = json_array_get(v, (size_t)tidx[i]);
-        else if (json_is_integer(v) && tidx[i] != 0)
-            v = NULL;
-        if (!json_is_integer(v))
-            return ddts_error_set(
-                c->err, DDTS_EFORMAT,
-                "layer '%s': inbound layer '%s' (output %d) is not defined before "
-                "it",
-                who, names[i], tidx[i]);
-        out[i] = (int)json_integer_value(v);
+    if (json_object_get(scope, name) != NULL)
+        return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): a second layer of this name",
+                              name, cls);
+    json_t *o = json_pack("{s:i, s:i, s:[]}", "b", base, "n", calls, "c");
+    if (o == NULL || json_object_set_new(scope, name, o) != 0)
+        return ddts_error_set(c->err, DDTS_ENOMEM, "out of memory");
+    return DDTS_OK;
+}
+
+/* A tensor reference: Keras 2 ["name", node, tensor] or a Keras 3 __keras_tensor__. */
+static int is_tensor_ref(const json_t *v)
+{
+    if (json_is_array(v))
+        return json_array_size(v) >= 3 && json_is_string(json_array_get(v, 0)) &&
+               json_is_integer(json_array_get(v, 1));
+    const char *cn = jstr(v, "class_name");
+    return cn != NULL && strcmp(cn, "__keras_tensor__") == 0;
+}
+
+/* 1 when v is null or a list of nulls (a call's mask arguments Keras filled
+ * in without a mask). */
+static int all_null(const json_t *v)
+{
+    size_t i;
+    json_t *e;
+    if (v == NULL || json_is_null(v))
+        return 1;
+    if (!json_is_array(v) || is_tensor_ref(v))
+        return 0;
+    json_array_foreach(v, i, e) if (!json_is_null(e)) return 0;
+    return 1;
+}
+
+/* The call arguments of an attention layer's node (ib0: its inbound node):
+ * tf.keras 2.x keeps them in the first reference's fourth element ({"value":
+ * ["v", 0, 0], "attention_mask": [...], "use_causal_mask": true}: every
+ * argument but the first), Keras 3 in the node's "kwargs". Tensors passed by
+ * keyword (value, key, then MultiHeadAttention's attention_mask) follow the
+ * positional inputs; use_causal_mask goes to c->kw_causal. Explicit
+ * query/value/key masks and the rest are refused by name. */
+static enum ddts_status attention_kwargs(struct ctx *c, const json_t *ib0, const char *name,
+                                         const char *cls, struct refs *r)
+{
+    enum ddts_status st;
+    int mha = strcmp(cls, "MultiHeadAttention") == 0;
+    if (!mha && strcmp(cls, "Attention") != 0 && strcmp(cls, "AdditiveAttention") != 0)
+        return DDTS_OK;
+    const json_t *kw = json_object_get(ib0, "kwargs");
+    if (json_is_array(ib0) && json_is_array(json_array_get(ib0, 0)))
+        kw = json_array_get(json_array_get(ib0, 0), 3);
+    if (!json_is_object(kw))
+        return DDTS_OK;
+    static const char *const by_kw[] = {"value", "key", "attention_mask"};
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *v = json_object_get(kw, by_kw[i]);
+        if (v == NULL || json_is_null(v))
+            continue;
+        if (!is_tensor_ref(v) || (!mha && i < 2))
+            return unsup(c, name, cls,
+                         i == 2 ? "attention_mask given as constant values"
+                                : "this call's tensor passed by keyword");
+        if (i == 2 && !mha)
+            return unsup(c, name, cls, "attention_mask");
+        int before = r->n;
+        TRY(collect_refs(c, v, r, 1));
+        if (r->n != before + 1)
+            return bad(c, name, cls, "a keyword tensor argument is not one tensor");
+        c->kw_mask = i == 2;
+    }
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)kw, key, v)
+    {
+        int known = 0;
+        for (size_t i = 0; i < 3; i++)
+            known |= strcmp(key, by_kw[i]) == 0;
+        if (known || strcmp(key, "training") == 0)
+            continue;
+        if (strcmp(key, "use_causal_mask") == 0) {
+            if (!json_is_boolean(v) && !json_is_null(v))
+                return bad(c, name, cls, "use_causal_mask must be true or false");
+            c->kw_causal = json_is_true(v);
+        } else if (strcmp(key, "return_attention_scores") == 0) {
+            if (json_is_true(v))
+                return unsup(c, name, cls, "return_attention_scores");
+        } else if (strcmp(key, "query_mask") == 0 || strcmp(key, "value_mask") == 0 ||
+                   strcmp(key, "key_mask") == 0 || strcmp(key, "mask") == 0) {
+            if (!all_null(v))
+                return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                                      "layer '%s' (%s): call argument %s given as a tensor is not "
+                                      "supported (masks derived from the inputs are)",
+                                      name, cls, key);
+        } else {
+            return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
+                                  "layer '%s' (%s): call argument '%s' is not supported", name, cls,
+                                  key);
+        }
     }
     return DDTS_OK;
 }
 
-/* Layer `i` of a Functional config: its node(s) added (a nested model's
- * too), the name bound to its output node in `scope`. */
-static enum ddts_status functional_layer(struct ctx *c, const json_t *layer, size_t i,
-                                         const char *const *input_names, int n_inputs, int in_node,
-                                         int entry, int mtrain, json_t *scope)
+/* The nodes of refs: 0; 1 when a ref names a call not built yet (its inputs
+ * come later); -1 with the error set when a ref can never resolve. A layer
+ * called once takes any node index: Keras 2.2 counted a nested model's own
+ * first node, later versions do not (Keras' _should_skip_first_node). */
+static int lookup(struct ctx *c, json_t *scope, const struct refs *r, int *out, const char *who)
+{
+    for (int i = 0; i < r->n; i++) {
+        const json_t *o = json_object_get(scope, r->name[i]);
+        if (o == NULL) {
+            ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s': inbound layer '%s' is not defined",
+                           who, r->name[i]);
+            return -1;
+        }
+        json_int_t n = json_integer_value(json_object_get(o, "n"));
+        json_int_t k = n == 1 ? 0 : r->node[i] - json_integer_value(json_object_get(o, "b"));
+        if (k < 0 || k >= n) {
+            ddts_error_set(c->err, DDTS_EFORMAT,
+                           "layer '%s': inbound layer '%s' has no node %d (it is called %lld "
+                           "times)",
+                           who, r->name[i], r->node[i], (long long)n);
+            return -1;
+        }
+        const json_t *v = json_array_get(json_object_get(o, "c"), (size_t)k);
+        if (v == NULL)
+            return 1;
+        if (json_is_array(v) && (size_t)r->tensor[i] < json_array_size(v))
+            v = json_array_get(v, (size_t)r->tensor[i]);
+        else if (json_is_integer(v) && r->tensor[i] != 0)
+            v = NULL;
+        if (!json_is_integer(v)) {
+            ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s': inbound layer '%s' has no output %d",
+                           who, r->name[i], r->tensor[i]);
+            return -1;
+        }
+        out[i] = (int)json_integer_value(v);
+    }
+    return 0;
+}
+
+/* One layer of a Functional config and where its calls stand. */
+struct fn_layer {
+    const json_t *layer, *cfg;
+    const char *name, *cls;
+    int e;                    /* its entry */
+    int calls, next;          /* calls in the config; the next one to build */
+    int own_first, own_count; /* the nodes of its first call */
+};
+
+/* A nested model's node index of its first call: Keras counts the node that
+ * links a model built on an Input to its output (tf.keras: any model whose
+ * first layer is an InputLayer; Keras 3: a Functional, not a Sequential). */
+static int node_base(const struct ctx *c, const char *cls, const json_t *cfg)
+{
+    if (!is_model_class(cls))
+        return 0;
+    if (c->m->keras3)
+        return strcmp(cls, "Sequential") != 0;
+    const json_t *layers = json_is_array(cfg) ? cfg : json_object_get(cfg, "layers");
+    const char *first = jstr(json_array_get(layers, 0), "class_name");
+    return first != NULL && strcmp(first, "InputLayer") == 0;
+}
+
+static enum ddts_status fn_layer_init(struct ctx *c, const json_t *layer, size_t i, int entry,
+                                      json_t *scope, struct fn_layer *L)
 {
     enum ddts_status st;
-    const char *names[MAX_INBOUND];
-    int ids[MAX_INBOUND], tidx[MAX_INBOUND], n = 0;
-    struct layer_outs outs = {0, {0}};
-    const char *cls = jstr(layer, "class_name");
-    const json_t *lc = json_object_get(layer, "config");
-    if (cls == NULL || !json_is_object(lc))
+    L->layer = layer;
+    L->cls = jstr(layer, "class_name");
+    L->cfg = json_object_get(layer, "config");
+    if (L->cls == NULL || !json_is_object(L->cfg))
         return ddts_error_set(c->err, DDTS_EFORMAT, "Functional layer %zu: no class_name/config",
                               i);
-    const char *name = jstr(layer, "name");
-    if (name == NULL)
-        name = layer_name(layer, lc);
-    int node = -1, e = entry;
-    size_t first = c->m->n_nodes;
+    L->name = jstr(layer, "name");
+    if (L->name == NULL)
+        L->name = layer_name(layer, L->cfg);
+    L->calls = 1;
+    if (strcmp(L->cls, "InputLayer") != 0) {
+        const json_t *ib = json_object_get(layer, "inbound_nodes");
+        if (!json_is_array(ib) || json_array_size(ib) == 0)
+            return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inbound_nodes",
+                                  L->name, L->cls);
+        if (json_array_size(ib) > DDTS_MAX_LAYERS)
+            return ddts_error_set(c->err, DDTS_ELIMIT, "layer '%s' (%s): %zu calls", L->name,
+                                  L->cls, json_array_size(ib));
+        L->calls = (int)json_array_size(ib);
+    }
+    L->e = entry;
+    if (entry < 0)
+        TRY(new_entry(c, L->name, L->cls, &L->e));
+    return scope_add(c, scope, L->name, L->cls, node_base(c, L->cls, L->cfg), L->calls);
+}
+
+/* The next call of layer L: its node(s) added (a nested model's too), bound
+ * in `scope`; a call after the first takes the first call's weights
+ * (ddts__nn_share_call). *ready is 0 when its inputs are not built yet. */
+static enum ddts_status functional_call(struct ctx *c, struct fn_layer *L,
+                                        const char *const *input_names, int n_inputs, int in_node,
+                                        int entry, int mtrain, json_t *scope, int *ready)
+{
+    enum ddts_status st;
+    struct refs r = {0};
+    int ids[MAX_INBOUND];
+    struct layer_outs outs = {0, {0}};
+    const char *name = L->name, *cls = L->cls;
+    int node = -1, k = L->next;
+    size_t first = c->m->n_nodes, w_from = c->m->n_w;
+    *ready = 1;
     if (strcmp(cls, "InputLayer") == 0) {
         int listed = 0;
-        for (int k = 0; k < n_inputs; k++)
-            listed |= strcmp(name, input_names[k]) == 0;
+        for (int q = 0; q < n_inputs; q++)
+            listed |= strcmp(name, input_names[q]) == 0;
         if (!listed)
             return ddts_error_set(c->err, DDTS_EUNSUPPORTED,
                                   "layer '%s' (InputLayer): not one of the model's input_layers",
                                   name);
-        if (e < 0)
-            TRY(new_entry(c, name, cls, &e));
         if (in_node >= 0) {
             node = in_node;
         } else {
             int rank, found;
             int64_t shape[DDTS_MAX_RANK];
-            TRY(input_shape_of(c, layer, lc, name, cls, &rank, shape, &found));
+            TRY(input_shape_of(c, L->layer, L->cfg, name, cls, &rank, shape, &found));
             if (!found)
                 return bad(c, name, cls, "no input shape");
-            TRY(make_input(c, name, cls, rank, shape, e, &node));
+            TRY(make_input(c, name, cls, rank, shape, L->e, &node));
         }
     } else {
-        const json_t *ib = json_object_get(layer, "inbound_nodes");
-        if (!json_is_array(ib) || json_array_size(ib) == 0)
-            return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inbound_nodes", name,
-                                  cls);
-        if (json_array_size(ib) > 1)
-            return unsup(c, name, cls, "a layer called several times (shared layer)");
-        TRY(collect_refs(c, json_array_get(ib, 0), names, tidx, &n, MAX_INBOUND, 0));
-        TRY(lookup(c, scope, names, tidx, n, ids, name));
-        if (n == 0)
+        const json_t *ib = json_array_get(json_object_get(L->layer, "inbound_nodes"), (size_t)k);
+        TRY(collect_refs(c, ib, &r, 0));
+        c->kw_causal = c->kw_mask = 0;
+        TRY(attention_kwargs(c, ib, name, cls, &r));
+        if (r.n == 0)
             return ddts_error_set(c->err, DDTS_EFORMAT, "layer '%s' (%s): no inputs", name, cls);
-        if (e < 0)
-            TRY(new_entry(c, name, cls, &e));
+        int lk = lookup(c, scope, &r, ids, name);
+        if (lk < 0)
+            return DDTS_EFORMAT;
+        if (lk > 0) {
+            *ready = 0;
+            return DDTS_OK;
+        }
         if (is_model_class(cls)) {
-            if (n != 1)
+            if (r.n != 1)
                 return unsup(c, name, cls, "a nested model with several inputs");
-            TRY(parse_model(c, layer, ids[0], e, &node));
+            TRY(parse_model(c, L->layer, ids[0], L->e, &node));
         } else {
-            TRY(add_layer_outs(c, cls, name, lc, ids, n, e, &outs));
+            st = add_layer_outs(c, cls, name, L->cfg, ids, r.n, L->e, &outs);
+            c->kw_causal = c->kw_mask = 0;
+            if (st != DDTS_OK)
+                return st;
             node = outs.node[0];
         }
     }
     if (!mtrain)
         for (size_t q = first; q < c->m->n_nodes; q++)
             c->m->nodes[q].trainable = 0;
-    if (entry < 0)
-        c->m->entries[e].node_out = node;
+    if (k == 0) {
+        L->own_first = (int)first;
+        L->own_count = (int)(c->m->n_nodes - first);
+        if (entry < 0) {
+            c->m->entries[L->e].node_out = node;
+            if (outs.n > 1) {
+                c->m->entries[L->e].n_out = outs.n;
+                memcpy(c->m->entries[L->e].node_outs, outs.node, sizeof outs.node);
+            }
+        }
+    } else {
+        TRY(ddts__nn_share_call(c->m, L->own_first, (int)first, L->own_count, w_from, k, c->err));
+    }
+    L->next++;
     /* One output: its node; several: the array of their nodes (tensor index order). */
     json_t *jv = outs.n > 1 ? json_array() : json_integer(node);
-    for (int k = 0; jv != NULL && outs.n > 1 && k < outs.n; k++)
-        if (json_array_append_new(jv, json_integer(outs.node[k])) != 0) {
+    for (int q = 0; jv != NULL && outs.n > 1 && q < outs.n; q++)
+        if (json_array_append_new(jv, json_integer(outs.node[q])) != 0) {
             json_decref(jv);
             jv = NULL;
         }
-    if (jv == NULL || json_object_set_new(scope, name, jv) != 0)
+    json_t *calls = json_object_get(json_object_get(scope, name), "c");
+    if (jv == NULL || json_array_append_new(calls, jv) != 0)
         return ddts_error_set(c->err, DDTS_ENOMEM, "out of memory");
+    return DDTS_OK;
+}
+
+/* Builds every call of every layer: in the config's order, a call whose
+ * inputs come from a later call (a shared layer applied again further down)
+ * waiting for them, as Keras' from_config does. */
+static enum ddts_status functional_calls(struct ctx *c, struct fn_layer *L, size_t n_layers,
+                                         const char *const *in_names, int n_in, int in_node,
+                                         int entry, int mtrain, json_t *scope)
+{
+    enum ddts_status st;
+    for (;;) {
+        int progress = 0, left = 0;
+        for (size_t i = 0; i < n_layers; i++) {
+            int ready = 1;
+            while (ready && L[i].next < L[i].calls) {
+                TRY(functional_call(c, &L[i], in_names, n_in, in_node, entry, mtrain, scope,
+                                    &ready));
+                progress |= ready;
+            }
+            left |= L[i].next < L[i].calls;
+        }
+        if (!left)
+            return DDTS_OK;
+        if (!progress)
+            break;
+    }
+    for (size_t i = 0; i < n_layers; i++)
+        if (L[i].next < L[i].calls)
+            return ddts_error_set(c->err, DDTS_EFORMAT,
+                                  "layer '%s' (%s): its inputs (call %d) are never defined (a "
+                                  "cycle, or a missing layer)",
+                                  L[i].name, L[i].cls, L[i].next);
     return DDTS_OK;
 }
 
@@ -1022,35 +1273,40 @@ static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int i
     const json_t *layers = json_object_get(cfg, "layers");
     if (!json_is_array(layers))
         return ddts_error_set(c->err, DDTS_EFORMAT, "Functional config has no layer list");
-    const char *names[MAX_INBOUND], *in_names[DDTS_MAX_INPUTS];
-    int ids[DDTS_MAX_INPUTS] = {-1}, tidx[MAX_INBOUND], in_tidx[DDTS_MAX_INPUTS], n = 0, n_in;
+    const char *in_names[DDTS_MAX_INPUTS];
+    int ids[DDTS_MAX_INPUTS] = {-1}, n_in;
     int mtrain = jbool(cfg, "trainable", 1);
-    st = collect_refs(c, json_object_get(cfg, "input_layers"), names, tidx, &n, MAX_INBOUND, 0);
+    struct refs r = {0};
+    st = collect_refs(c, json_object_get(cfg, "input_layers"), &r, 0);
     if (st != DDTS_OK)
         return st;
     /* Several inputs at the top only: a nested model is called on one tensor. */
-    if (n < 1 || n > DDTS_MAX_INPUTS || (in_node >= 0 && n != 1))
+    if (r.n < 1 || r.n > DDTS_MAX_INPUTS || (in_node >= 0 && r.n != 1))
         return ddts_error_set(c->err, DDTS_EUNSUPPORTED, "model '%s': %d inputs (%s)",
-                              jstr(cfg, "name") ? jstr(cfg, "name") : "?", n,
+                              jstr(cfg, "name") ? jstr(cfg, "name") : "?", r.n,
                               in_node >= 0 ? "a nested model with several inputs is not supported"
                                            : "1 to 16 are supported (DDTS_MAX_INPUTS)");
-    n_in = n;
-    memcpy(in_names, names, (size_t)n * sizeof *names);
-    memcpy(in_tidx, tidx, (size_t)n * sizeof *tidx);
+    n_in = r.n;
+    struct refs in_refs = r;
+    memcpy(in_names, r.name, (size_t)n_in * sizeof *in_names);
+    size_t n_layers = json_array_size(layers);
     json_t *scope = json_object();
-    if (scope == NULL)
-        return ddts_error_set(c->err, DDTS_ENOMEM, "out of memory");
-    size_t i;
-    json_t *layer;
-    json_array_foreach(layers, i, layer)
-    {
-        st = functional_layer(c, layer, i, in_names, n_in, in_node, entry, mtrain, scope);
-        if (st != DDTS_OK)
-            goto done;
+    struct fn_layer *L = ddts_calloc(n_layers ? n_layers : 1, sizeof *L);
+    if (scope == NULL || L == NULL) {
+        st = ddts_error_set(c->err, DDTS_ENOMEM, "out of memory");
+        goto done;
     }
+    for (size_t i = 0; i < n_layers && st == DDTS_OK; i++)
+        st = fn_layer_init(c, json_array_get(layers, i), i, entry, scope, &L[i]);
+    if (st == DDTS_OK)
+        st = functional_calls(c, L, n_layers, in_names, n_in, in_node, entry, mtrain, scope);
+    if (st != DDTS_OK)
+        goto done;
     if (in_node < 0) { /* the top model: its inputs in input_layers order */
-        if ((st = lookup(c, scope, in_names, in_tidx, n_in, ids, "input_layers")) != DDTS_OK)
+        if (lookup(c, scope, &in_refs, ids, "input_layers") != 0) {
+            st = DDTS_EFORMAT; /* (every call is built by now: lookup set the error) */
             goto done;
+        }
         for (int k = 0; k < n_in; k++) {
             if (c->m->nodes[ids[k]].kind != NN_INPUT) {
                 st = ddts_error_set(c->err, DDTS_EFORMAT, "input_layers: '%s' is not an InputLayer",
@@ -1067,20 +1323,21 @@ static enum ddts_status parse_functional(struct ctx *c, const json_t *cfg, int i
         }
         c->m->n_inputs = n_in;
     }
-    n = 0;
-    if ((st = collect_refs(c, json_object_get(cfg, "output_layers"), names, tidx, &n, MAX_INBOUND,
-                           0)) != DDTS_OK)
+    r.n = 0;
+    if ((st = collect_refs(c, json_object_get(cfg, "output_layers"), &r, 0)) != DDTS_OK)
         goto done;
-    if (n != 1) {
+    if (r.n != 1) {
         st = ddts_error_set(c->err, DDTS_EUNSUPPORTED,
                             "model '%s': %d outputs (only single-output models are supported)",
-                            jstr(cfg, "name") ? jstr(cfg, "name") : "?", n);
+                            jstr(cfg, "name") ? jstr(cfg, "name") : "?", r.n);
         goto done;
     }
-    st = lookup(c, scope, names, tidx, 1, ids, "output_layers");
-    if (st == DDTS_OK)
+    if (lookup(c, scope, &r, ids, "output_layers") != 0)
+        st = DDTS_EFORMAT; /* (lookup set the error) */
+    else
         *out_node = ids[0];
 done:
+    ddts_free(L);
     json_decref(scope);
     return st;
 }
@@ -1157,7 +1414,7 @@ enum ddts_status ddts_model_from_keras_config(const char *json, size_t json_nbyt
     const json_t *cfg = json_object_get(obj, "config");
     const char *nm = json_is_object(cfg) ? jstr(cfg, "name") : NULL;
     m->name = ddts_strdup(nm ? nm : "model");
-    struct ctx c = {m, err, 0, 0};
+    struct ctx c = {m, err, 0, 0, 0, 0};
     if (m->name == NULL) {
         st = ddts_error_set(err, DDTS_ENOMEM, "out of memory");
         goto fail;

@@ -275,23 +275,65 @@ void ddts__nn_forward(struct ddts_model *m, size_t b)
     }
 }
 
+/* Whether node nd's weights are shared with other calls of its layer. */
+static int shares_weights(const struct nn_node *nd)
+{
+    return nd->n_w > 0 && (nd->share_of || nd->n_calls);
+}
+
+/* The backward hook of a node whose weights other calls share: it writes its
+ * weight gradients into m->gshare (at the weights' offsets, m->grads swapped
+ * for the call), which are then added to m->grads: the gradient of a shared
+ * weight is the sum over the calls. */
+static void backward_shared(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    for (int t = 0; t < nd->n_w; t++) {
+        const struct nn_weight *w = &m->w[nd->w0 + t];
+        memset(m->gshare + w->off, 0, w->n * sizeof *m->gshare);
+    }
+    float *grads = m->grads;
+    m->grads = m->gshare;
+    nd->ops->backward(m, nd, b);
+    m->grads = grads;
+    for (int t = 0; t < nd->n_w; t++) {
+        const struct nn_weight *w = &m->w[nd->w0 + t];
+        if (w->trainable)
+            ddts__nn_put(grads + w->off, m->gshare + w->off, w->n, 1);
+    }
+}
+
 void ddts__nn_backward(struct ddts_model *m, size_t b)
+{
+    ddts__nn_backward_each(m, b, NULL, NULL);
+}
+
+void ddts__nn_backward_each(struct ddts_model *m, size_t b, ddts__nn_node_done_fn done,
+                            void *userdata)
 {
     for (size_t i = 0; i < m->n_nodes; i++) {
         struct nn_node *nd = &m->nodes[i];
         if (nd->needs_grad && nd->n_consumers > 1)
             memset(nd->dy, 0, b * nd->size * sizeof *nd->dy);
+        if (m->gshare != NULL && shares_weights(nd) && !nd->share_of)
+            for (int t = 0; t < nd->n_w; t++) {
+                const struct nn_weight *w = &m->w[nd->w0 + t];
+                memset(m->grads + w->off, 0, w->n * sizeof *m->grads);
+            }
     }
     for (size_t ii = m->n_nodes; ii-- > 0;) {
         struct nn_node *nd = &m->nodes[ii];
-        if (!nd->needs_grad || nd->kind == NN_INPUT)
-            continue;
-        size_t k = (size_t)(nd->rank > 0 ? nd->shape[nd->rank - 1] : 1);
-        int fused_here = m->fused && (int)ii == m->output_node;
-        if (nd->act.kind != ACT_LINEAR && !fused_here && !nd->skip_act_bwd)
-            ddts__nn_act_backward(&nd->act, b * nd->size / k, k, nd->z, nd->y, nd->dy, nd->dz,
-                                  m->threads);
-        if (nd->ops->backward != NULL)
-            nd->ops->backward(m, nd, b);
+        if (nd->needs_grad && nd->kind != NN_INPUT) {
+            size_t k = (size_t)(nd->rank > 0 ? nd->shape[nd->rank - 1] : 1);
+            int fused_here = m->fused && (int)ii == m->output_node;
+            if (nd->act.kind != ACT_LINEAR && !fused_here && !nd->skip_act_bwd)
+                ddts__nn_act_backward(&nd->act, b * nd->size / k, k, nd->z, nd->y, nd->dy, nd->dz,
+                                      m->threads);
+            if (nd->ops->backward != NULL && m->gshare != NULL && shares_weights(nd))
+                backward_shared(m, nd, b);
+            else if (nd->ops->backward != NULL)
+                nd->ops->backward(m, nd, b);
+        }
+        if (done != NULL)
+            done(userdata, m, ii);
     }
 }

@@ -66,7 +66,10 @@
  * receives (Embedding with mask_zero, Masking), set by config.c from what
  * each input emits; a consumer (recurrent layers, GlobalAveragePooling1D)
  * computes the (b, steps) mask with ddts__nn_mask (layer_recurrent.c) into
- * scratch its plan hook sized.
+ * scratch its plan hook sized. The attention layers also take their value's
+ * and key's masks (nd->vmask_src, nd->kmask_src) and their call arguments
+ * (use_causal_mask in nd->causal, an attention_mask input: nd->attn_mask),
+ * which config.c reads from the inbound node.
  *
  * Wrappers: Bidirectional and TimeDistributed have no descriptor; config.c
  * builds them from the descriptors of their inner layers (two recurrent

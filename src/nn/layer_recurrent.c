@@ -573,7 +573,12 @@ static size_t seq_scratch(const struct ddts_model *m, const struct nn_node *nd, 
 
 void ddts__nn_mask(const struct ddts_model *m, const struct nn_node *nd, size_t b, float *out)
 {
-    const struct nn_node *src = &m->nodes[nd->mask_src - 1];
+    ddts__nn_mask_of(m, nd->mask_src, b, out);
+}
+
+void ddts__nn_mask_of(const struct ddts_model *m, int mask_src, size_t b, float *out)
+{
+    const struct nn_node *src = &m->nodes[mask_src - 1];
     const struct nn_node *a = &m->nodes[src->in[0]];
     if (src->kind == NN_EMBEDDING) {
         /* token ids (b, T): id 0 is padding */

@@ -108,6 +108,67 @@ enum ddts_status ddts__nn_add_entry(struct ddts_model *m, const char *name, cons
     return DDTS_OK;
 }
 
+static int same_shape(int ra, const int64_t *a, int rb, const int64_t *b)
+{
+    if (ra != rb)
+        return 0;
+    for (int i = 0; i < ra; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+static void shape_text(const struct nn_weight *w, char *buf, size_t cap)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < w->rank && at + 1 < cap; i++) {
+        int k = snprintf(buf + at, cap - at, "%s%lld", i ? ", " : "", (long long)w->shape[i]);
+        at += k > 0 ? (size_t)k : 0;
+    }
+}
+
+enum ddts_status ddts__nn_share_call(struct ddts_model *m, int own_first, int call_first, int count,
+                                     size_t w_from, int call, struct ddts_error *err)
+{
+    const struct nn_node *lead = &m->nodes[own_first];
+    if (count != (int)m->n_nodes - call_first)
+        return ddts_error_set(
+            err, DDTS_EUNSUPPORTED, "layer '%s' (%s): call %d builds %d nodes, its first call %d",
+            lead->name, lead->class_name, call, (int)m->n_nodes - call_first, count);
+    for (int i = 0; i < count; i++) {
+        const struct nn_node *o = &m->nodes[own_first + i], *c = &m->nodes[call_first + i];
+        if (o->kind != c->kind || o->n_w != c->n_w)
+            return ddts_error_set(err, DDTS_EUNSUPPORTED,
+                                  "layer '%s' (%s): call %d builds another graph than its first",
+                                  o->name, o->class_name, call);
+        for (int t = 0; t < o->n_w; t++) {
+            const struct nn_weight *wo = &m->w[o->w0 + t], *wc = &m->w[c->w0 + t];
+            if (same_shape(wo->rank, wo->shape, wc->rank, wc->shape))
+                continue;
+            char a[96], b[96];
+            shape_text(wo, a, sizeof a);
+            shape_text(wc, b, sizeof b);
+            return ddts_error_set(err, DDTS_ESHAPE,
+                                  "layer '%s' (%s): call %d needs weight '%s' of shape (%s), its "
+                                  "first call made it (%s): a shared layer's inputs must fit "
+                                  "one set of weights",
+                                  o->name, o->class_name, call, wo->name, b, a);
+        }
+    }
+    for (size_t s = w_from; s < m->n_w; s++)
+        ddts_free(m->w[s].name);
+    m->n_w = w_from;
+    for (int i = 0; i < count; i++) {
+        struct nn_node *o = &m->nodes[own_first + i], *c = &m->nodes[call_first + i];
+        c->w0 = o->w0;
+        c->n_w = o->n_w;
+        c->share_of = own_first + i + 1;
+        o->n_calls++;
+    }
+    return DDTS_OK;
+}
+
 #define SHAPE_ERR(...) ddts_error_set(err, DDTS_ESHAPE, __VA_ARGS__)
 
 enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_error *err)
@@ -189,6 +250,12 @@ enum ddts_status ddts__nn_finalize(struct ddts_model *m, struct ddts_error *err)
         return ddts_error_set(err, DDTS_ELIMIT, "model: too many parameters");
     m->params = ddts_aligned_alloc(nb);
     m->grads = ddts_aligned_alloc(nb);
+    ddts_free(m->gshare);
+    m->gshare = NULL;
+    for (size_t i = 0; i < m->n_nodes && m->gshare == NULL; i++)
+        if (m->nodes[i].share_of && m->nodes[i].n_w > 0 &&
+            (m->gshare = ddts_aligned_alloc(nb)) == NULL)
+            return ddts_error_set(err, DDTS_ENOMEM, "model: out of memory for %zu parameters", off);
     if (m->params == NULL || m->grads == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "model: out of memory for %zu parameters", off);
     memset(m->params, 0, nb);
@@ -383,6 +450,7 @@ void ddts_model_destroy(struct ddts_model *m)
     ddts_free(m->entries);
     ddts_free(m->params);
     ddts_free(m->grads);
+    ddts_free(m->gshare);
     ddts_free(m->opt.state);
     ddts_free(m->best);
     ddts_free(m->units_row);
@@ -410,12 +478,11 @@ enum ddts_status ddts_model_layer_info(const struct ddts_model *m, size_t i,
     out->name = e->name;
     out->class_name = e->class_name;
     out->n_weights = e->n_w;
+    out->n_calls = 1;
     if (e->node_out >= 0) {
-        const struct nn_node *nd = &m->nodes[e->node_out];
-        out->out_rank = nd->rank + 1 <= DDTS_MAX_RANK ? nd->rank + 1 : DDTS_MAX_RANK;
-        out->out_shape[0] = -1;
-        for (int t = 0; t + 1 < out->out_rank; t++)
-            out->out_shape[t + 1] = nd->shape[t];
+        out->n_calls = 1 + (size_t)m->nodes[e->node_out].n_calls;
+        out->n_outputs = e->n_out > 1 ? e->n_out : 1;
+        out->out_rank = ddts_model_layer_output_shape(m, i, 0, out->out_shape);
     }
     for (size_t j = 0; j < e->n_w; j++) {
         const struct nn_weight *w = &m->w[e->w[j]];
@@ -424,6 +491,22 @@ enum ddts_status ddts_model_layer_info(const struct ddts_model *m, size_t i,
             out->n_trainable += w->n;
     }
     return DDTS_OK;
+}
+
+int ddts_model_layer_output_shape(const struct ddts_model *m, size_t i, size_t k,
+                                  int64_t shape[DDTS_MAX_RANK])
+{
+    if (i >= m->n_entries || m->entries[i].node_out < 0)
+        return -1;
+    const struct nn_entry *e = &m->entries[i];
+    if (k >= (size_t)(e->n_out > 1 ? e->n_out : 1))
+        return -1;
+    const struct nn_node *nd = &m->nodes[e->n_out > 1 ? e->node_outs[k] : e->node_out];
+    int rank = nd->rank + 1 <= DDTS_MAX_RANK ? nd->rank + 1 : DDTS_MAX_RANK;
+    shape[0] = -1;
+    for (int t = 0; t + 1 < rank; t++)
+        shape[t + 1] = nd->shape[t];
+    return rank;
 }
 
 enum ddts_status ddts_model_weight(struct ddts_model *m, size_t layer, size_t j,

@@ -165,6 +165,11 @@ struct nn_node {
     int dchunk;           /* conv: images per input-gradient (dcol) chunk */
     int direct;           /* conv: direct kernels (short windows), no im2col GEMM */
     int w0, n_w;          /* weight slots w0 .. w0 + n_w - 1 */
+    /* Shared layers (a layer called several times): each call is its own
+     * node with its own buffers; a later call's node has share_of = 1 + the
+     * first call's node and uses that node's weight slots (w0, n_w); the
+     * first call's node counts the later ones in n_calls. */
+    int share_of, n_calls;
 
     /* sequences (layer_recurrent.c) */
     struct ddts__rnn_spec rnn; /* recurrent cell settings */
@@ -184,6 +189,9 @@ struct nn_node {
     int perm[DDTS_MAX_RANK];   /* Permute: output axis i is input axis perm[i] (per sample) */
     int norm_axis;             /* LayerNormalization: first normalized per-sample axis */
     int score_concat;          /* Attention score_mode concat (use_scale in nd->scale) */
+    int causal;                /* attention: use_causal_mask (or Attention's causal) */
+    int attn_mask;             /* MultiHeadAttention: its last input is the attention_mask */
+    int vmask_src, kmask_src;  /* attention: 1 + the node starting the value's, key's mask */
     int gauss_mult;            /* GaussianDropout (multiplicative); else GaussianNoise */
 
     /* buffers planned for the model's batch capacity: (cap, size) each */
@@ -204,10 +212,16 @@ struct nn_node {
     int act_in_prev;  /* ReLU computed by the BatchNormalization before it */
 };
 
+/* The most outputs one layer has: Bidirectional(LSTM(return_state)) with
+ * merge_mode=None gives two sequences and four states. */
+#define NN_MAX_LAYER_OUTPUTS 6
+
 struct nn_entry {
     char *name;
     char *class_name;
-    int node_out; /* node giving its output shape */
+    int node_out; /* node giving its (first) output shape */
+    int n_out;    /* outputs when several (node_outs, tensor index order); else 0 */
+    int node_outs[NN_MAX_LAYER_OUTPUTS];
     size_t n_w;
     int *w; /* weight slots in Keras order */
 };
@@ -276,6 +290,7 @@ struct ddts_model {
     int n_inputs;
 
     float *params, *grads; /* n_params each */
+    float *gshare;         /* n_params: the gradient of one call of a shared layer (NULL: none) */
     size_t n_params, n_trainable;
 
     /* compile */
@@ -341,6 +356,8 @@ static inline int64_t nn_c(const struct nn_node *x)
 /* layer_recurrent.c: a node's received mask as (b, T) floats, 1 for a step
  * that counts (nd->mask_src names the node that started it) */
 void ddts__nn_mask(const struct ddts_model *m, const struct nn_node *nd, size_t b, float *out);
+/* The same for the mask that node src - 1 starts (src: a mask_src value). */
+void ddts__nn_mask_of(const struct ddts_model *m, int src, size_t b, float *out);
 
 /* A None input dimension's size until data binds it: large enough for the
  * windows of 1-D convolutions and poolings over it. */
@@ -355,6 +372,12 @@ enum ddts_status ddts__nn_add_weight(struct ddts_model *m, int node, const char 
                                      const struct nn_init *init, struct ddts_error *err);
 enum ddts_status ddts__nn_add_entry(struct ddts_model *m, const char *name, const char *class_name,
                                     int *out_idx, struct ddts_error *err);
+/* Call `call` (>= 1) of a layer, nodes call_first .. call_first + count - 1,
+ * built after its first call (nodes own_first ..): node by node the same
+ * kinds and weight shapes, so the call's nodes take the first call's weight
+ * slots and the slots they added (w_from on, the last ones) are dropped. */
+enum ddts_status ddts__nn_share_call(struct ddts_model *m, int own_first, int call_first, int count,
+                                     size_t w_from, int call, struct ddts_error *err);
 /* Shapes of node `i` from its inputs and settings. */
 enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_error *err);
 /* After all nodes: entries' weight lists, flat buffer, consumers. */
@@ -388,6 +411,15 @@ struct ddts__nn_flops {
 void ddts__nn_flops(const struct ddts_model *m, struct ddts__nn_flops *out);
 void ddts__nn_forward(struct ddts_model *m, size_t b);
 void ddts__nn_backward(struct ddts_model *m, size_t b);
+/* The backward pass with a hook called after each node ii (last to first,
+ * every node, also those without a backward): the weight gradients of nodes
+ * ii .. n_nodes - 1 are then final for this batch (a node's backward writes
+ * its own weight slots only; a shared layer's slots belong to the node of its
+ * first call, which comes before its other calls' nodes, so the sum over the
+ * calls is complete when that node is done). */
+typedef void (*ddts__nn_node_done_fn)(void *userdata, struct ddts_model *m, size_t ii);
+void ddts__nn_backward_each(struct ddts_model *m, size_t b, ddts__nn_node_done_fn done,
+                            void *userdata);
 
 /* losses.c */
 int ddts__nn_loss_parse(const char *name, struct nn_loss *out);

@@ -473,6 +473,53 @@ static int monitor_is_max(const char *name)
     return strstr(name, "acc") != NULL;
 }
 
+/* on_gradients_ready during the backward pass of one batch. */
+struct ready {
+    const struct ddts_fit_callbacks *cb;
+    size_t from; /* grads[from, n_params) announced final so far */
+    size_t b;    /* the batch's samples */
+    int stopped; /* the callback returned non-zero: no more calls */
+};
+
+/* The lowest offset F with every weight slot at or above F final once node
+ * ii's backward is done: the end of the highest slot of a node before ii
+ * (those are still to come). Layers finish last to first, and the flat
+ * layout follows the layers (ddts__nn_finalize), so F mostly falls as each
+ * layer finishes; a layout that interleaves (a nested model's non-trainable
+ * weights after its trainable ones) only holds F back. O(n_w) per layer
+ * with weights. */
+static void node_done(void *userdata, struct ddts_model *m, size_t ii)
+{
+    struct ready *r = userdata;
+    if (r->stopped || (ii > 0 && m->nodes[ii].n_w == 0))
+        return;
+    size_t f = 0;
+    for (size_t s = 0; s < m->n_w; s++)
+        if ((size_t)m->w[s].node < ii && m->w[s].off + m->w[s].n > f)
+            f = m->w[s].off + m->w[s].n;
+    if (f >= r->from)
+        return;
+    r->from = f;
+    if (r->cb->on_gradients_ready(r->cb->userdata, m, m->grads, m->n_params, f, r->b) != 0)
+        r->stopped = 1;
+}
+
+/* The backward pass of a batch of b samples, telling on_gradients_ready (if
+ * any) which gradients are final as the layers finish; non-zero: stopped. */
+static int backward(struct ddts_model *m, const struct ddts_fit_options *o, size_t b)
+{
+    const struct ddts_fit_callbacks *cb = o->callbacks;
+    if (cb == NULL || cb->on_gradients_ready == NULL) {
+        ddts__nn_backward(m, b);
+        return 0;
+    }
+    struct ready r = {cb, m->n_params, b, 0};
+    ddts__nn_backward_each(m, b, node_done, &r);
+    if (!r.stopped && r.from > 0) /* a model without nodes: nothing announced yet */
+        node_done(&r, m, 0);
+    return r.stopped;
+}
+
 /* One epoch of fit: the sample order (shuffled from (seed, epoch)), then a
  * forward, backward and optimizer step per batch; running sums in *s. */
 static enum ddts_status fit_epoch(struct ddts_model *m, const struct ddts_dataset *train,
@@ -501,7 +548,8 @@ static enum ddts_status fit_epoch(struct ddts_model *m, const struct ddts_datase
             return ddts_error_set(err, DDTS_ENUMERIC,
                                   "fit: the loss became %g at epoch %d, batch %zu", l, ep + 1,
                                   bi + 1);
-        ddts__nn_backward(m, b);
+        if (backward(m, o, b) != 0)
+            return ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
         if (o->callbacks && o->callbacks->on_gradients &&
             o->callbacks->on_gradients(o->callbacks->userdata, m, m->grads, m->n_params, b) != 0)
             return ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");

@@ -163,6 +163,7 @@ enum ddts_status ddts_serve_create(const struct ddts_job *job, const struct ddts
     sv->log = (struct ddts_logger){ddts__serve_event_sink, &sv->events, DDTS_LOG_DEBUG};
     sv->started = (double)time(NULL);
     pthread_mutex_init(&sv->mu, NULL);
+    pthread_cond_init(&sv->eval_cv, NULL);
     *out = sv;
     return DDTS_OK;
 }
@@ -177,6 +178,9 @@ void ddts_serve_destroy(struct ddts_serve *sv)
     ddts_array_destroy(sv->y_test);
     ddts_stats_destroy(sv->stats);
     ddts__serve_rows_free(sv);
+    ddts_free(sv->eval_queue);
+    ddts_free(sv->global_rows);
+    pthread_cond_destroy(&sv->eval_cv);
     pthread_mutex_destroy(&sv->mu);
     ddts_free(sv);
 }
@@ -254,7 +258,8 @@ enum ddts_status ddts_serve_prepare(struct ddts_serve *sv, struct ddts_error *er
 }
 
 /* The global model's curve: the weights of every epoch-end round are saved as
- * global/round_<R>.f32, evaluated after the job (ddts__serve_global_history). */
+ * global/round_<R>.f32 and evaluated on the test data while the job goes on
+ * (report.c's thread; after the job, ddts__serve_global_history does the rest). */
 static void on_round(void *userdata, uint64_t round, const float *w, size_t n)
 {
     struct ddts_serve *sv = userdata;
@@ -269,6 +274,16 @@ static void on_round(void *userdata, uint64_t round, const float *w, size_t n)
     struct ddts_error err;
     if (ddts_write_file_atomic(path, w, n * sizeof *w, &err) != DDTS_OK)
         ddts_log(&sv->log, DDTS_LOG_WARN, "global snapshot: %s", err.msg);
+    else
+        ddts__serve_eval_push(sv, round);
+}
+
+static void on_epoch(void *userdata, const struct ddts_server_client *c,
+                     const struct ddts_wire_epoch *e)
+{
+    const struct ddts_serve *sv = userdata;
+    if (sv->hooks->on_epoch != NULL)
+        sv->hooks->on_epoch(sv->hooks->userdata, c, e);
 }
 
 static void on_client(void *userdata, const struct ddts_server_client *c)
@@ -353,9 +368,12 @@ enum ddts_status ddts_serve_run(struct ddts_serve *sv, const struct ddts_serve_h
         .userdata = sv,
         .on_round = on_round,
         .on_client = on_client,
+        .on_epoch = on_epoch,
     };
     ddts__serve_set_phase(sv, DDTS_SERVE_SERVING, NULL);
+    ddts__serve_eval_start(sv);
     st = ddts_server_run(&cfg, err);
+    ddts__serve_eval_stop(sv);
     ddts_free(share_samples);
     ddts_free(settings);
     char why[DDTS_ERROR_MSG_MAX];

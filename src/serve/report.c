@@ -37,16 +37,133 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* ---- the global curve while the job runs ---------------------------------- */
+
+/* The figures of round R's snapshot on the test data (*loss finite on success). */
+static enum ddts_status eval_round(const struct ddts_serve *sv, uint64_t round, double *loss,
+                                   double *acc, struct ddts_error *err)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/global/round_%06llu.f32", sv->job_dir,
+             (unsigned long long)round);
+    float *w = NULL;
+    size_t n_w = 0;
+    *loss = *acc = NAN;
+    enum ddts_status st = ddts__serve_read_f32(path, &w, &n_w, err);
+    if (st == DDTS_OK) {
+        struct ddts_global_request g = {&sv->job,   sv->model_path, w,    n_w, sv->stats,
+                                        sv->x_test, sv->y_test,     NULL, NULL};
+        st = ddts_train_global(&g, loss, acc, err);
+    }
+    ddts_free(w);
+    if (st == DDTS_OK && !isfinite(*loss))
+        st = ddts_error_set(err, DDTS_ENUMERIC, "%s: the loss is not finite", path);
+    return st;
+}
+
+static void *eval_main(void *arg)
+{
+    struct ddts_serve *sv = arg;
+    pthread_mutex_lock(&sv->mu);
+    for (;;) {
+        while (sv->n_eval_queue == 0 && !sv->eval_stop)
+            pthread_cond_wait(&sv->eval_cv, &sv->mu);
+        if (sv->eval_stop)
+            break;
+        uint64_t round = sv->eval_queue[0];
+        memmove(sv->eval_queue, sv->eval_queue + 1, --sv->n_eval_queue * sizeof *sv->eval_queue);
+        pthread_mutex_unlock(&sv->mu);
+        double loss, acc;
+        struct ddts_error err;
+        ddts_error_clear(&err);
+        enum ddts_status st = eval_round(sv, round, &loss, &acc, &err);
+        if (st != DDTS_OK)
+            ddts_log(&sv->log, DDTS_LOG_WARN, "global curve (live): %s", err.msg);
+        pthread_mutex_lock(&sv->mu);
+        if (st != DDTS_OK)
+            continue; /* ddts__serve_global_history tries again after the job */
+        if (sv->n_global_rows == sv->cap_global_rows) {
+            size_t cap = sv->cap_global_rows ? 2 * sv->cap_global_rows : 64;
+            struct ddts__serve_global_row *bigger =
+                ddts_realloc(sv->global_rows, cap * sizeof *bigger);
+            if (bigger == NULL)
+                continue;
+            sv->global_rows = bigger;
+            sv->cap_global_rows = cap;
+        }
+        sv->global_rows[sv->n_global_rows++] = (struct ddts__serve_global_row){round, loss, acc};
+        const struct ddts_serve_hooks *h = sv->hooks;
+        pthread_mutex_unlock(&sv->mu);
+        if (h->on_global != NULL)
+            h->on_global(h->userdata, round / sv->rounds_per_epoch, loss, acc);
+        pthread_mutex_lock(&sv->mu);
+    }
+    pthread_mutex_unlock(&sv->mu);
+    return NULL;
+}
+
+void ddts__serve_eval_start(struct ddts_serve *sv)
+{
+    if (sv->hooks->on_global == NULL || sv->x_test == NULL || sv->y_test == NULL ||
+        sv->model_path[0] == '\0' || sv->rounds_per_epoch == 0)
+        return;
+    sv->eval_stop = false;
+    sv->eval_running = pthread_create(&sv->eval_thread, NULL, eval_main, sv) == 0;
+}
+
+void ddts__serve_eval_push(struct ddts_serve *sv, uint64_t round)
+{
+    pthread_mutex_lock(&sv->mu);
+    if (sv->eval_running && sv->n_eval_queue == sv->cap_eval_queue) {
+        size_t cap = sv->cap_eval_queue ? 2 * sv->cap_eval_queue : 64;
+        uint64_t *bigger = ddts_realloc(sv->eval_queue, cap * sizeof *bigger);
+        if (bigger != NULL) {
+            sv->eval_queue = bigger;
+            sv->cap_eval_queue = cap;
+        }
+    }
+    /* Without room the round waits for the report (ddts__serve_global_history). */
+    if (sv->eval_running && sv->n_eval_queue < sv->cap_eval_queue) {
+        sv->eval_queue[sv->n_eval_queue++] = round;
+        pthread_cond_signal(&sv->eval_cv);
+    }
+    pthread_mutex_unlock(&sv->mu);
+}
+
+void ddts__serve_eval_stop(struct ddts_serve *sv)
+{
+    pthread_mutex_lock(&sv->mu);
+    bool running = sv->eval_running;
+    sv->eval_stop = true;
+    sv->n_eval_queue = 0;
+    pthread_cond_broadcast(&sv->eval_cv);
+    pthread_mutex_unlock(&sv->mu);
+    if (running)
+        pthread_join(sv->eval_thread, NULL);
+    sv->eval_running = false;
+}
+
+/* Round R's figures if the live thread evaluated them (it has stopped: no lock). */
+static bool evaluated(const struct ddts_serve *sv, uint64_t round, double *loss, double *acc)
+{
+    for (size_t i = 0; i < sv->n_global_rows; i++)
+        if (sv->global_rows[i].round == round) {
+            *loss = sv->global_rows[i].loss;
+            *acc = sv->global_rows[i].accuracy;
+            return true;
+        }
+    return false;
+}
+
 /*
- * Evaluates every global/round_*.f32 on the test data, writes
+ * Evaluates every global/round_*.f32 on the test data (or takes the figures
+ * the live thread found), writes
  * global/history.csv (epoch,val_loss,val_accuracy, one row per epoch-end
  * round) and returns it read back, or NULL.
  */
 struct ddts_csv_history *ddts__serve_global_history(const struct ddts_serve *sv)
 {
-    const struct ddts_job *job = &sv->job;
     const char *job_dir = sv->job_dir, *model_path = sv->model_path;
-    const struct ddts_stats *stats = sv->stats;
     const struct ddts_array *xt = sv->x_test, *yt = sv->y_test;
     const struct ddts_logger *log = &sv->log;
     enum { MAXR = 10000 };
@@ -78,19 +195,10 @@ struct ddts_csv_history *ddts__serve_global_history(const struct ddts_serve *sv)
     qsort(rounds, nr, sizeof *rounds, cmp_u64);
     used = (size_t)snprintf(csv, cap, "epoch,val_loss,val_accuracy\n");
     for (size_t i = 0; i < nr; i++) {
-        char path[4400];
-        snprintf(path, sizeof path, "%s/round_%06llu.f32", dir, (unsigned long long)rounds[i]);
-        float *w = NULL;
-        size_t n_w = 0;
         double loss = NAN, acc = NAN;
-        enum ddts_status st = ddts__serve_read_f32(path, &w, &n_w, &err);
-        if (st == DDTS_OK) {
-            struct ddts_global_request g = {job, model_path, w, n_w, stats, xt, yt, NULL, NULL};
-            st = ddts_train_global(&g, &loss, &acc, &err);
-        }
-        ddts_free(w);
-        if (st != DDTS_OK || !isfinite(loss)) {
-            ddts_log(log, DDTS_LOG_WARN, "global curve: %s", st != DDTS_OK ? err.msg : path);
+        if (!evaluated(sv, rounds[i], &loss, &acc) &&
+            eval_round(sv, rounds[i], &loss, &acc, &err) != DDTS_OK) {
+            ddts_log(log, DDTS_LOG_WARN, "global curve: %s", err.msg);
             goto out;
         }
         char row[128];

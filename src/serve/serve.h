@@ -40,6 +40,21 @@ struct ddts_serve {
     struct ddts__serve_failure *failures;
     size_t n_failures;
     char stop_reason[DDTS_ERROR_MSG_MAX];
+    /* The global curve during ddts_serve_run (report.c), under mu: epoch-end
+     * rounds saved but not evaluated yet, and the figures of those evaluated. */
+    pthread_cond_t eval_cv;
+    pthread_t eval_thread;
+    bool eval_running, eval_stop;
+    uint64_t *eval_queue;
+    size_t n_eval_queue, cap_eval_queue;
+    struct ddts__serve_global_row *global_rows;
+    size_t n_global_rows, cap_global_rows;
+};
+
+/* One epoch-end round of the global model evaluated on the test data. */
+struct ddts__serve_global_row {
+    uint64_t round;
+    double loss, accuracy;
 };
 
 /* A share whose training failed, as the client reported it. */
@@ -82,6 +97,13 @@ uint64_t ddts__serve_rounds_per_epoch(const struct ddts_job *job, const char *sh
 /* Raw little-endian float32 weights. */
 enum ddts_status ddts__serve_read_f32(const char *path, float **out, size_t *n,
                                       struct ddts_error *err);
+/* The global curve while the job runs (report.c): a thread evaluates each epoch-end
+ * round's snapshot as on_round queues it (ddts__serve_eval_push, quick: the job is
+ * locked), and tells hooks->on_global. Started and stopped by ddts_serve_run; a
+ * stop leaves the rounds not evaluated yet to ddts__serve_global_history. */
+void ddts__serve_eval_start(struct ddts_serve *sv);
+void ddts__serve_eval_push(struct ddts_serve *sv, uint64_t round);
+void ddts__serve_eval_stop(struct ddts_serve *sv);
 /* The global curve: global/history.csv from global/round_*.f32, read back, or NULL (report.c). */
 struct ddts_csv_history *ddts__serve_global_history(const struct ddts_serve *sv);
 /* summary.json, summary.txt, report.png (report.c); `stopped`: why the job stopped early,

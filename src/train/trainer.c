@@ -96,6 +96,7 @@ static void report_progress(struct run *r, int epoch, size_t done, const struct 
         .samples_per_s = elapsed > 0 ? (double)done / elapsed : 0,
         .elapsed_s = elapsed,
         .epoch_end = epoch_end,
+        .epoch_logs = epoch_end ? logs : NULL,
     };
     r->req->on_progress(r->req->progress_userdata, &p);
 }
@@ -218,6 +219,20 @@ static int on_gradients(void *userdata, struct ddts_model *m, float *grads, size
     struct run *r = userdata;
     enum ddts_status st =
         r->req->grad_exchange(r->req->grad_exchange_userdata, grads, n, batch_samples, &r->error);
+    if (st != DDTS_OK) {
+        r->status = st;
+        return 1;
+    }
+    return 0;
+}
+
+static int on_gradients_ready(void *userdata, struct ddts_model *m, const float *grads, size_t n,
+                              size_t from, size_t batch_samples)
+{
+    (void)m;
+    struct run *r = userdata;
+    enum ddts_status st = r->req->grad_ready(r->req->grad_exchange_userdata, grads, n, from,
+                                             batch_samples, &r->error);
     if (st != DDTS_OK) {
         r->status = st;
         return 1;
@@ -423,6 +438,8 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
         .on_batch_end = on_batch_end,
         .on_epoch_end = on_epoch_end,
         .on_gradients = req->grad_exchange != NULL ? on_gradients : NULL,
+        .on_gradients_ready =
+            req->grad_exchange != NULL && req->grad_ready != NULL ? on_gradients_ready : NULL,
     };
     struct ddts_fit_options fo = {
         .epochs = job->epochs,

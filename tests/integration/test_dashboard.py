@@ -7,7 +7,9 @@ clients, `alpha` and `bravo-2`. While they train:
 
 1. The JSON API has its documented schema (docs/cli.md): /api/jobs, /api/job,
    /api/clients (every column of the table), /api/history?client=NAME
-   (source "live": one point per finished epoch, growing).
+   (source "live": one point per finished epoch, growing, with every column
+   of the client's history.csv: val_loss for each finished epoch while the
+   job runs, equal to the history.csv the client uploads at the end).
 2. Chromium (--dump-dom) renders the page: both clients' rows, a state, and a
    loss chart with at least as many points for each client as /api/history
    had finished epochs just before the page loaded. A screenshot is saved as
@@ -33,6 +35,12 @@ After the job, `ddts dashboard --workdir` serves it from disk:
 7. A k-fold job (3 folds): while it trains /api/history shows each finished
    fold's epochs; afterwards each fold_K/history.csv, the page's fold choice
    and the k-fold mean +- std.
+7b. The global model's curve while the job is served: a Fashion-MNIST job
+   (a test split) with --keep-serving shows /api/history?client=@global with
+   one point per epoch (source "live", val_loss and val_accuracy) and the
+   page draws them, though the report (global/history.csv) never ran; the
+   figures equal the global/history.csv that the report of the same job
+   (same seed) run without a dashboard writes after it.
 8. The token: on 0.0.0.0 the page and the API answer 403 without the token or
    with a wrong one, 200 with the one printed at start; the page's script and
    style need none.
@@ -198,6 +206,24 @@ def live_points(base, name):
     return len(eps)
 
 
+def live_rows(base):
+    """{client: {epoch: {column: value}}} of the live histories, once every
+    client's live history has a value in every column (validation included)
+    for each finished epoch; None before that (an EPOCH row follows its
+    epoch's PROGRESS by a moment)."""
+    out = {}
+    for n in NAMES:
+        h = api(base, "/api/history?client=" + n)
+        if h.get("source") != "live" or not h.get("folds"):
+            return None
+        cols = h["folds"][0]["columns"]
+        keys = [k for k in cols if k != "epoch"]
+        if "val_loss" not in keys or any(v is None for k in keys for v in cols[k]):
+            return None
+        out[n] = {e: {k: cols[k][i] for k in keys} for i, e in enumerate(cols["epoch"])}
+    return out
+
+
 def log_rounds(errfile):
     """The last "round N complete" of the server's log (0: none yet)."""
     with open(errfile, errors="replace") as f:
@@ -315,6 +341,15 @@ def run_live(work, chrome):
     # Both clients have finished an epoch: curves exist.
     got = wait_for(lambda: all(live_points(base, n) >= 1 for n in NAMES), 90, 0.5)
     check(got, "no epoch end reached the dashboard")
+    # While the clients train, each finished epoch's history row (validation
+    # included) is live: /api/history has val_loss for every finished epoch.
+    rows = wait_for(lambda: live_rows(base), 30, 0.2)
+    check(rows and all(len(r) >= 1 for r in rows.values()),
+          "live history has no validation figures: %r" % {
+              n: api(base, "/api/history?client=" + n) for n in NAMES})
+    job_live = api(base, "/api/job")
+    check(job_live.get("status") == "running", "the live rows were taken after the job: %r" %
+          job_live.get("status"))
     check_schema(base)
     if chrome.ok:
         before = {n: live_points(base, n) for n in NAMES}
@@ -329,6 +364,9 @@ def run_live(work, chrome):
             pts = chart_points(dom, "loss", n)
             check(pts >= before[n] >= 1, "live page: loss chart has %d points for %s, %d epochs "
                   "had ended" % (pts, n, before[n]))
+            vpts = chart_points(dom, "val_loss", n)
+            check(vpts >= len(rows.get(n, {})) >= 1 if rows else False,
+                  "live page: val_loss chart has %d points for %s" % (vpts, n))
         check(re.search(r'<span class="pill running" id="job-status">running</span>', dom),
               "live page: job status not 'running'")
         check(chrome.screenshot(base + "/", os.path.join(ARTEFACTS, "dashboard-live.png")),
@@ -373,6 +411,15 @@ def run_live(work, chrome):
         server.kill()
         rc = "timeout"
     check(rc == 0, "server exited %s: %s" % (rc, open(os.path.join(work, "server.err")).read()[-3000:]))
+    # The live rows are the rows of each client's history.csv (its 0-based epochs).
+    for n, by_epoch in (rows or {}).items():
+        path = os.path.join(work, "w", "dash", "clients", n, "history.csv")
+        disk = np.genfromtxt(path, delimiter=",", names=True) if os.path.exists(path) else None
+        for e, figs in by_epoch.items():
+            for k, v in figs.items():
+                want = float(disk[k][e - 1]) if disk is not None and k in disk.dtype.names else None
+                check(want is not None and abs(v - want) <= 1e-9 * max(1, abs(want)),
+                      "%s epoch %d: live %s %r, history.csv %r" % (n, e, k, v, want))
     return os.path.join(work, "w")
 
 
@@ -560,6 +607,127 @@ def check_kfold(work, chrome):
         p.wait(timeout=10)
 
 
+def check_global_live(work, chrome):
+    """The global model's curve while the job is served (issue 18): a job with a
+    test split (Fashion-MNIST, Debian's copy) and --keep-serving, so that the
+    server keeps serving after the last share and never reaches its report:
+    every point of /api/history?client=@global can only come from the live
+    evaluation of each epoch's global weights. The job cannot end under the
+    test's feet, whatever the machine's speed."""
+    src = os.environ.get("DDTS_SOURCE_DIR") or os.path.dirname(os.path.dirname(
+        os.path.dirname(os.path.abspath(__file__))))
+    model = os.path.join(work, "fashion.h5")
+    r = subprocess.run([DDTS, "model", "new", os.path.join(src, "examples", "fashion_mlp.json"),
+                        "-o", model], capture_output=True, text=True)
+    check(r.returncode == 0, "model new: " + r.stderr)
+    port = free_port()
+    errf = os.path.join(work, "global-server.err")
+    epochs = 3
+    env = dict(os.environ, DDTS_OFFLINE="1")
+    server = subprocess.Popen(
+        [DDTS, "server", "--host", "127.0.0.1", "--port", str(port), "--dashboard", "127.0.0.1:0",
+         "--passphrase-file", os.path.join(work, "pass"), "--model", model, "--clients", "2",
+         "--epochs", str(epochs), "--batch-size", "32", "--sync", "epoch", "--data", "keras",
+         "--keras-dataset", "fashion_mnist", "--samples", "1200", "--seed", "4", "--threads", "1",
+         "--workdir", os.path.join(work, "w4"), "--name", "glob", "--keep-serving"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(errf, "w"), env=env)
+    procs = []
+    g = None
+    try:
+        url = read_url(errf)
+        check(url is not None, "global job: no dashboard URL: %s" % open(errf).read()[-2000:])
+        if url is None:
+            return
+        base = url.rstrip("/")
+        if not wait_for(lambda: "waiting for 2 clients" in open(errf).read(), 60):
+            check(False, "global job: the server did not listen: %s" % open(errf).read()[-2000:])
+            return
+        procs = [start_client(work, port, n) for n in ("g1", "g2")]
+        for p in procs:
+            check(p.wait(timeout=120) == 0, "global job: a client failed")
+
+        def curve():
+            h = api(base, "/api/history?client=@global")
+            cols = h["folds"][0]["columns"] if h.get("folds") else {}
+            return h if len(cols.get("epoch", [])) >= epochs else None
+        g = wait_for(curve, 60, 0.2)
+        j = api(base, "/api/job")
+        check(j.get("status") == "running" and not os.path.exists(
+            os.path.join(work, "w4", "glob", "global", "history.csv")),
+            "global job: not still served (status %r)" % j.get("status"))
+        check(g is not None and g.get("source") == "live",
+              "global job: no live global curve of %d epochs: %r" % (
+                  epochs, api(base, "/api/history?client=@global")))
+        if g is None:
+            return
+        cols = g["folds"][0]["columns"]
+        check(g["folds"][0]["fold"] == 0 and cols["epoch"] == list(range(1, epochs + 1)) and
+              set(cols) == {"epoch", "val_loss", "val_accuracy"},
+              "global job: live curve columns %r" % cols)
+        vl, va = cols.get("val_loss", []), cols.get("val_accuracy", [])
+        check(all(v is not None and 0 < v < 1e6 for v in vl) and
+              all(a is not None and 0 <= a <= 1 for a in va),
+              "global job: live figures %r %r" % (vl, va))
+        # Ten classes: chance is 0.1; three averaged epochs of 1200 samples do better.
+        check(va and va[-1] > 0.3, "global job: the global model does not learn: %r" % va)
+        if chrome.ok:
+            dom = chrome.dom(base + "/")
+            with open(os.path.join(ARTEFACTS, "dashboard-global.html"), "w") as f:
+                f.write(dom)
+            for metric in ("val_loss", "val_accuracy"):
+                pts = chart_points(dom, metric, "@global")
+                check(pts == epochs, "global job page: %s chart has %d points for the global "
+                      "model, want %d" % (metric, pts, epochs))
+            card = re.search(r'id="card-global">([^<]*)</div><div class="s" id="card-global-sub">'
+                             r'([^<]*)<', dom)
+            check(card and card.group(1) == "%.4f" % va[-1] and
+                  card.group(2).endswith("after epoch %d (live)" % epochs),
+                  "global job page: card %r, want %.4f after epoch %d (live)" % (
+                      card.groups() if card else None, va[-1], epochs))
+            check(chrome.screenshot(base + "/", os.path.join(ARTEFACTS, "dashboard-global.png")),
+                  "global job page: no screenshot")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    if g is None:
+        return
+    # The oracle: the same job (same seed: rounds are deterministic) without a
+    # dashboard, whose report evaluates every epoch's weights after the job, as
+    # before; its global/history.csv must hold the figures the page had live.
+    port = free_port()
+    errf = os.path.join(work, "global2-server.err")
+    server = subprocess.Popen(
+        [DDTS, "server", "--host", "127.0.0.1", "--port", str(port),
+         "--passphrase-file", os.path.join(work, "pass"), "--model", model, "--clients", "2",
+         "--epochs", str(epochs), "--batch-size", "32", "--sync", "epoch", "--data", "keras",
+         "--keras-dataset", "fashion_mnist", "--samples", "1200", "--seed", "4", "--threads", "1",
+         "--workdir", os.path.join(work, "w5"), "--name", "glob"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(errf, "w"), env=env)
+    try:
+        wait_for(lambda: "waiting for 2 clients" in open(errf).read(), 60)
+        procs = [start_client(work, port, n) for n in ("h1", "h2")]
+        for p in procs:
+            check(p.wait(timeout=120) == 0, "global job 2: a client failed")
+        check(server.wait(timeout=120) == 0, "global job 2: %s" % open(errf).read()[-2000:])
+    finally:
+        if server.poll() is None:
+            server.kill()
+    path = os.path.join(work, "w5", "glob", "global", "history.csv")
+    disk = np.genfromtxt(path, delimiter=",", names=True) if os.path.exists(path) else None
+    for k in ("val_loss", "val_accuracy"):
+        want = [float(v) for v in disk[k]] if disk is not None else None
+        check(want is not None and len(want) == epochs and all(
+            abs(a - b) <= 1e-6 * max(1, abs(b)) for a, b in zip(cols[k], want)),
+            "global job: live %s %r, the report's (same job, no dashboard) %r" % (
+                k, cols[k], want))
+
+
 def check_token(work, workdir):
     p, url = start_dashboard(work, workdir, "0.0.0.0:0", "dash-token")
     try:
@@ -680,6 +848,7 @@ def main():
         check_token(work, workdir)
         check_idle(work, workdir)
     check_kfold(work, chrome)
+    check_global_live(work, chrome)
     check_escaping(work, chrome)
     print("%d checks passed, %d failed" % (check.passed, check.failed))
     if check.failed == 0:

@@ -5,8 +5,8 @@ predict, train, write back in the same format.
 For each file, the checks of keras_fixture_harness.py: `ddts predict` matches the
 committed reference (TF.js 4.22 for the PReLU / Cropping2D / Permute / Maximum /
 Minimum / noise-layer model; the float64 numpy pass of npref20.py for the
-AdditiveAttention / Attention(concat) / Attention(use_scale) model, which TF.js
-cannot run) within 1e-5
+AdditiveAttention / Attention(concat) / Attention(use_scale) model and the masked
+attention models of make_masks.py, which TF.js cannot run) within 1e-5
 absolute + 1e-4 relative; one epoch of `ddts train` writes a file of the same
 structure, the new layers' weights changed, and its predictions agree with
 npref20.py on the written file.
@@ -44,6 +44,15 @@ FIXTURES = [
      ["p_re_lu/vars", "p_re_lu_1/vars", "layer_normalization/vars"]),
     ("k3_additive_concat_attention.keras", "numpy",
      ["additive_attention/vars", "attention/vars/0", "attention/vars/1", "attention_1/vars"]),
+    # masks (make_masks.py): an attention_mask input and use_causal_mask (MultiHeadAttention,
+    # Attention), AdditiveAttention's config causal; Embedding(mask_zero)'s mask through two
+    # MultiHeadAttentions (one causal), Attention and AdditiveAttention to a masked pooling
+    ("tfk2_attention_masks_causal.h5", "numpy",
+     ["multi_head_attention/multi_head_attention/query", "additive_attention/"]),
+    ("k3_attention_masks_causal.keras", "numpy",
+     ["multi_head_attention/query_dense/vars", "additive_attention/vars"]),
+    ("tfk2_mha_mask_zero.h5", "numpy",
+     ["embedding/", "multi_head_attention/", "multi_head_attention_1/", "attention/"]),
 ]
 
 

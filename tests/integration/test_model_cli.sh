@@ -10,6 +10,14 @@ run_expect 0 "$DDTS" inspect "$WORK/cnn.h5"
 grep -q 'conv2d (Conv2D) *(None, 26, 26, 32) *320' "$OUT" || fail "inspect: conv2d row: $(cat "$OUT")"
 grep -q 'Total params: 225034' "$OUT" || fail "inspect: total params"
 grep -q 'Loss: sparse_categorical_crossentropy' "$OUT" || fail "inspect: loss"
+# The recurrent examples (the bench's recurrent case uses them): Keras' own parameter counts,
+# LSTM 4u(in + u + 1) and GRU (reset_after, two biases) 3u(in + u + 2), in 28, u 128, + Dense.
+for m in lstm:81674 gru:61962; do
+    run_expect 0 "$DDTS" model new "$DDTS_SOURCE_DIR/examples/fashion_${m%%:*}.json" -o "$WORK/${m%%:*}.h5"
+    run_expect 0 "$DDTS" inspect "$WORK/${m%%:*}.h5"
+    grep -q "Total params: ${m#*:} " "$OUT" || fail "inspect fashion_${m%%:*}: $(cat "$OUT")"
+done
+grep -q 'gru (GRU) *(None, 128) *60672' "$OUT" || fail "inspect fashion_gru: GRU row: $(cat "$OUT")"
 run_expect 0 "$DDTS" model new --layers dense:16:relu,dense:3:softmax --input-shape 4 \
     -o "$WORK/small.h5" --seed 2
 run_expect 0 "$DDTS" inspect "$WORK/small.h5"

@@ -16,6 +16,15 @@ run_expect 2 "$DDTS" train --distributed tcp "${COMMON[@]}"
 grep -q "distributed" "$ERR" || fail "--distributed tcp: $(cat "$ERR")"
 run_expect 2 "$DDTS" train --resume "${COMMON[@]}"
 grep -q "resume" "$ERR" || fail "--resume alone: $(cat "$ERR")"
+run_expect 2 "$DDTS" train --bucket-mb 1 "${COMMON[@]}"
+grep -q "bucket-mb needs --distributed mpi" "$ERR" || fail "--bucket-mb alone: $(cat "$ERR")"
+for v in -1 abc 2000 nan; do
+    run_expect 2 "$DDTS" train --distributed mpi --bucket-mb "$v" "${COMMON[@]}"
+    grep -q "bucket-mb: '$v' is not a number" "$ERR" || fail "--bucket-mb $v: $(cat "$ERR")"
+done
+run_expect 2 "${MPIRUN[@]}" -np 2 "$DDTS" train --distributed mpi "${COMMON[@]}" --sync epoch \
+    --bucket-mb 1 --out "$WORK/bad"
+grep -q "bucket-mb applies to --sync step" "$ERR" || fail "--bucket-mb, epoch: $(cat "$ERR")"
 run_expect 1 "${MPIRUN[@]}" -np 2 "$DDTS" train --distributed mpi "${COMMON[@]}" \
     --dataset "$WORK/missing" --out "$WORK/bad"
 grep -q "missing" "$ERR" || fail "a missing dataset is not named: $(cat "$ERR")"

@@ -13,10 +13,13 @@ For each: `ddts predict` matches TF.js within 1e-5 absolute + 1e-4 relative;
 the reference depends on the states (the same file with the decoder's
 initial_state removed predicts something else); `ddts train` runs and writes
 the file back with the same HDF5 structure, which loads and predicts again.
-A Sequential model with return_state is refused by name.
+A Sequential model with return_state is refused by name. `ddts inspect`
+lists every output of a layer with several (return_state, merge_mode=None),
+each shape as Keras defines it from the layer's config.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,6 +109,58 @@ got, out = predict(cut, os.path.join(DATA, "encdec_lstm.x.npy"))
 ref = np.load(os.path.join(DATA, "encdec_lstm.tfjs.npy"))
 check(got is not None and float(np.max(np.abs(got - ref))) > 1e-2,
       "without initial_state the prediction should differ from the reference: %s" % out)
+
+
+
+def keras_outputs(layer, steps):
+    """The output shapes Keras gives a recurrent layer (or Bidirectional of
+    one) of this config over `steps` time steps, in tensor index order."""
+    cfg = layer["config"]
+    cell = cfg["layer"] if layer["class_name"] == "Bidirectional" else layer
+    c = cell["config"]
+    seq = "(None, %d, %d)" % (steps, c["units"]) if c.get("return_sequences") else \
+        "(None, %d)" % c["units"]
+    states = ["(None, %d)" % c["units"]] * (2 if cell["class_name"] == "LSTM" else 1)
+    if not c.get("return_state"):
+        states = []
+    if layer["class_name"] != "Bidirectional":
+        return [seq] + states
+    assert cfg.get("merge_mode") is None  # the only Bidirectional in these files
+    return [seq, seq] + states + states
+
+
+def inspect_outputs(text, name, cls):
+    """The shapes `ddts inspect` prints for layer `name`: its row and the
+    continuation lines under it, up to the blank line."""
+    lines = text.split("\n")
+    head = [i for i, l in enumerate(lines) if l.startswith(" %s (%s) " % (name, cls))]
+    if len(head) != 1:
+        return None
+    shapes = []
+    for l in lines[head[0]:]:
+        if not l.strip():
+            break
+        shapes += re.findall(r"\(None(?:, \d+)*\)", l)
+    return shapes
+
+
+n_multi = 0
+for name in ("encdec_lstm", "gru_simple_states", "bidir_none"):
+    path = os.path.join(DATA, name + ".h5")
+    with h5py.File(path, "r") as f:
+        cfg = json.loads(f.attrs["model_config"])
+    steps = [l for l in cfg["config"]["layers"] if l["class_name"] == "InputLayer"][0]
+    steps = steps["config"]["batch_input_shape"][1]
+    p = ddts("inspect", path)
+    for layer in cfg["config"]["layers"]:
+        if layer["class_name"] not in ("LSTM", "GRU", "SimpleRNN", "Bidirectional"):
+            continue
+        want = keras_outputs(layer, steps)
+        n_multi += len(want) > 1
+        got = inspect_outputs(p.stdout, layer["name"], layer["class_name"])
+        check(got == want, "%s: ddts inspect, layer %s: %s, Keras gives %s\n%s"
+              % (name, layer["name"], got, want, p.stdout + p.stderr))
+check(n_multi == 4, "layers with several outputs in the three files (enc, g, s, bi): %d" % n_multi)
 
 # return_state in a Sequential model (Keras itself cannot build one): refused by name.
 seq = os.path.join(WORK, "seq_state.h5")

@@ -1,14 +1,19 @@
 /*
- * The cost of reading Keras .h5 files in the isolated child (keras_h5_isolated.c)
- * against the same reader in this process: median of N loads of each file.
+ * The cost of reading Keras .h5 files in the isolated reader (keras_h5_isolated.c)
+ * against the same reader in this process: N loads of each file.
  *
- *     h5_isolation_cost [-n N] FILE.h5...
+ *     h5_isolation_cost [-n N] [-m both|inproc|isolated] FILE.h5...
  *
- * Prints one line per file: in-process ms, isolated ms, extra ms.
+ * Prints one line per file: the median wall time of a load in process and
+ * isolated and the difference, then the mean CPU time of a load (user + system
+ * of this process and of its reaped children, getrusage) in process and
+ * isolated and the difference. CPU time is the figure to compare on a loaded
+ * machine; wall time only on a quiet one. `-m` runs one side only (for perf).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "../../src/io/keras_internal.h"
 #include "ddts/keras.h"
@@ -19,9 +24,25 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double median_ms(const char *path, int isolated, int n)
+static double tv_s(struct timeval t)
+{
+    return (double)t.tv_sec + (double)t.tv_usec * 1e-6;
+}
+
+/* User + system CPU seconds of this process and its reaped children. */
+static double cpu_s(void)
+{
+    struct rusage self, kids;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &kids);
+    return tv_s(self.ru_utime) + tv_s(self.ru_stime) + tv_s(kids.ru_utime) + tv_s(kids.ru_stime);
+}
+
+/* Median wall ms of n loads in *wall, mean CPU ms in *cpu; -1 on error. */
+static int measure(const char *path, int isolated, int n, double *wall, double *cpu)
 {
     double t[64];
+    double c0 = cpu_s();
     for (int i = 0; i < n; i++) {
         struct ddts_keras_model *m = ddts_calloc(1, sizeof *m);
         struct ddts_error err;
@@ -35,26 +56,43 @@ static double median_ms(const char *path, int isolated, int n)
             return -1;
         }
     }
+    *cpu = (cpu_s() - c0) * 1e3 / n;
     qsort(t, (size_t)n, sizeof t[0], cmp);
-    return t[n / 2];
+    *wall = t[n / 2];
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    int n = 15, first = 1;
-    if (argc > 2 && strcmp(argv[1], "-n") == 0) {
-        n = atoi(argv[2]);
-        first = 3;
+    int n = 15, first = 1, mode = 3;
+    while (first + 1 < argc && argv[first][0] == '-') {
+        if (strcmp(argv[first], "-n") == 0)
+            n = (int)strtol(argv[first + 1], NULL, 10);
+        else if (strcmp(argv[first], "-m") == 0)
+            mode = strcmp(argv[first + 1], "inproc") == 0     ? 1
+                   : strcmp(argv[first + 1], "isolated") == 0 ? 2
+                   : strcmp(argv[first + 1], "both") == 0     ? 3
+                                                              : 0;
+        else
+            break;
+        first += 2;
     }
-    if (n < 1 || n > 64 || first >= argc) {
-        fprintf(stderr, "usage: h5_isolation_cost [-n 1..64] FILE.h5...\n");
+    if (n < 1 || n > 64 || mode == 0 || first >= argc) {
+        fprintf(stderr,
+                "usage: h5_isolation_cost [-n 1..64] [-m both|inproc|isolated] FILE.h5...\n");
         return 2;
     }
-    printf("%-60s %10s %10s %10s\n", "file", "inproc_ms", "isolated", "extra_ms");
+    printf("%-44s %9s %9s %9s | %9s %9s %9s\n", "file", "wall_in", "wall_iso", "extra_ms", "cpu_in",
+           "cpu_iso", "extra_ms");
     for (int i = first; i < argc; i++) {
-        double a = median_ms(argv[i], 0, n), b = median_ms(argv[i], 1, n);
+        double wa = 0, wb = 0, ca = 0, cb = 0;
+        if ((mode & 1) && measure(argv[i], 0, n, &wa, &ca) != 0)
+            return 1;
+        if ((mode & 2) && measure(argv[i], 1, n, &wb, &cb) != 0)
+            return 1;
         const char *base = strrchr(argv[i], '/');
-        printf("%-60s %10.2f %10.2f %10.2f\n", base ? base + 1 : argv[i], a, b, b - a);
+        printf("%-44s %9.2f %9.2f %9.2f | %9.2f %9.2f %9.2f\n", base ? base + 1 : argv[i], wa, wb,
+               wb - wa, ca, cb, cb - ca);
     }
     return 0;
 }

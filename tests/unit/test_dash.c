@@ -262,6 +262,75 @@ static void test_live_api(void **state)
     assert_int_equal(json_integer_value(json_array_get(ep, 1)), 2);
     assert_close(json_real_value(json_array_get(loss, 0)), 0.8, 1e-12);
     assert_close(json_real_value(json_array_get(loss, 1)), 0.5, 1e-12);
+    /* Before any EPOCH row (a protocol-2 client): PROGRESS's loss and accuracy only. */
+    assert_null(json_object_get(cols, "val_loss"));
+    assert_close(json_real_value(json_array_get(json_object_get(cols, "accuracy"), 1)), 0.5, 1e-12);
+    json_decref(h);
+    /* The global model: no curve until an epoch is evaluated. */
+    h = get_json(f.port, "/api/history?client=@global");
+    assert_string_equal(json_string_value(json_object_get(h, "source")), "none");
+    json_decref(h);
+
+    /* EPOCH rows: every column of history.csv, validation included, per epoch. */
+    struct ddts_server_client ca = {.id = id1, .name = "alpha", .state = DDTS_CLIENT_TRAINING};
+    struct ddts_wire_epoch row = {.epoch = 1, .epochs = 2, .n = 3};
+    snprintf(row.names[0], sizeof row.names[0], "loss");
+    snprintf(row.names[1], sizeof row.names[1], "val_loss");
+    snprintf(row.names[2], sizeof row.names[2], "val_accuracy");
+    row.values[0] = 0.8;
+    row.values[1] = 0.85;
+    row.values[2] = NAN;
+    ddts_dash_on_epoch(f.d, &ca, &row);
+    row.epoch = 2;
+    row.n = 2; /* a row without val_accuracy, val_loss before loss: columns keep their order */
+    snprintf(row.names[0], sizeof row.names[0], "val_loss");
+    snprintf(row.names[1], sizeof row.names[1], "loss");
+    row.values[0] = 0.55;
+    row.values[1] = 0.5;
+    ddts_dash_on_epoch(f.d, &ca, &row);
+    /* Epoch 3's row before its PROGRESS (a reconnect can reorder them): a point of its own. */
+    row.epoch = 3;
+    row.epochs = 3;
+    row.n = 1;
+    row.values[0] = 0.45;
+    ddts_dash_on_epoch(f.d, &ca, &row);
+    h = get_json(f.port, "/api/history?client=alpha");
+    assert_string_equal(json_string_value(json_object_get(h, "source")), "live");
+    cols = json_object_get(json_array_get(json_object_get(h, "folds"), 0), "columns");
+    /* The rows' columns only (PROGRESS's accuracy is one of them, under its own name). */
+    const char *want_keys[] = {"epoch", "loss", "val_loss", "val_accuracy"};
+    assert_int_equal(json_object_size(cols), 4);
+    for (size_t i = 0; i < 4; i++)
+        if (json_object_get(cols, want_keys[i]) == NULL)
+            fail_msg("live columns lack %s", want_keys[i]);
+    ep = json_object_get(cols, "epoch");
+    assert_int_equal(json_array_size(ep), 3);
+    assert_int_equal(json_integer_value(json_array_get(ep, 2)), 3);
+    json_t *vl = json_object_get(cols, "val_loss"), *va = json_object_get(cols, "val_accuracy");
+    assert_close(json_real_value(json_array_get(vl, 0)), 0.85, 1e-12);
+    assert_close(json_real_value(json_array_get(vl, 1)), 0.55, 1e-12);
+    assert_close(json_real_value(json_array_get(vl, 2)), 0.45, 1e-12);
+    assert_true(json_is_null(json_array_get(va, 0))); /* NaN */
+    assert_true(json_is_null(json_array_get(va, 1))); /* not in that row */
+    loss = json_object_get(cols, "loss");
+    assert_close(json_real_value(json_array_get(loss, 1)), 0.5, 1e-12);
+    assert_true(json_is_null(json_array_get(loss, 2))); /* row 3 has val_loss only */
+    json_decref(h);
+
+    /* The global model's live curve: global/history.csv's columns. */
+    ddts_dash_on_global(f.d, 1, 1.25, 0.5);
+    ddts_dash_on_global(f.d, 2, 0.75, NAN);
+    h = get_json(f.port, "/api/history?client=@global");
+    assert_string_equal(json_string_value(json_object_get(h, "source")), "live");
+    cols = json_object_get(json_array_get(json_object_get(h, "folds"), 0), "columns");
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(cols, "epoch"), 1)), 2);
+    assert_close(json_real_value(json_array_get(json_object_get(cols, "val_loss"), 0)), 1.25,
+                 1e-12);
+    assert_close(json_real_value(json_array_get(json_object_get(cols, "val_loss"), 1)), 0.75,
+                 1e-12);
+    assert_close(json_real_value(json_array_get(json_object_get(cols, "val_accuracy"), 0)), 0.5,
+                 1e-12);
+    assert_true(json_is_null(json_array_get(json_object_get(cols, "val_accuracy"), 1)));
     json_decref(h);
     h = get_json(f.port, "/api/history?client=nobody");
     assert_string_equal(json_string_value(json_object_get(h, "source")), "none");

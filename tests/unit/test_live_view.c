@@ -1,7 +1,8 @@
 /*
- * The server's live view: the PROGRESS message (encode, decode, hostile
- * encodings refused), the ETA, the table's exact text, and a server and a
- * client in one process whose progress reaches on_client, throttled.
+ * The server's live view: the PROGRESS and EPOCH messages (encode, decode,
+ * hostile encodings refused), the ETA, the table's exact text, and a server
+ * and a client in one process whose progress reaches on_client, throttled,
+ * and whose epoch rows reach on_epoch.
  */
 #include <math.h>
 #include <pthread.h>
@@ -170,6 +171,194 @@ static void test_hostile(void **state)
     assert_non_null(strstr(err.msg, "trailing"));
 }
 
+/* ---- EPOCH: a finished epoch's history row ---- */
+
+static struct ddts_wire_epoch epoch_sample(void)
+{
+    struct ddts_wire_epoch e = {.fold = 0, .n_folds = 0, .epoch = 3, .epochs = 6, .n = 4};
+    static const char *const names[] = {"loss", "accuracy", "val_loss", "val_accuracy"};
+    static const double values[] = {0.5123, 0.75, 0.6125, 0.6875};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(e.names[i], sizeof e.names[i], "%s", names[i]);
+        e.values[i] = values[i];
+    }
+    return e;
+}
+
+/* Raw EPOCH payload bytes (no type byte), written field by field: what a hostile peer sends. */
+struct raw {
+    uint8_t buf[4096];
+    struct ddts_wire_writer w;
+};
+static void raw_head(struct raw *r, uint32_t fold, uint32_t n_folds, uint32_t epoch,
+                     uint32_t epochs, uint16_t n)
+{
+    ddts_wire_writer_init(&r->w, r->buf, sizeof r->buf);
+    ddts_wire_put_u32(&r->w, fold);
+    ddts_wire_put_u32(&r->w, n_folds);
+    ddts_wire_put_u32(&r->w, epoch);
+    ddts_wire_put_u32(&r->w, epochs);
+    ddts_wire_put_u16(&r->w, n);
+}
+static void raw_fig(struct raw *r, const void *name, size_t len, double v)
+{
+    ddts_wire_put_bytes(&r->w, name, len);
+    ddts_wire_put_f64(&r->w, v);
+}
+
+/* Decodes r; fails the test unless it is EPROTO naming `needle`, with nothing left in out. */
+static void refused(struct raw *r, const char *what, const char *needle)
+{
+    assert_int_equal(r->w.status, DDTS_OK);
+    struct ddts_wire_epoch out;
+    memset(&out, 0xab, sizeof out);
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    enum ddts_status st = ddts_wire_epoch_decode(r->buf, r->w.len, &out, &err);
+    if (st != DDTS_EPROTO || strstr(err.msg, needle) == NULL)
+        fail_msg("EPOCH %s: status %s, message '%s' (expected EPROTO naming '%s')", what,
+                 ddts_status_str(st), err.msg, needle);
+    assert_int_equal(out.n, 0);
+    assert_int_equal(out.epoch, 0);
+    assert_int_equal(out.names[0][0], 0);
+}
+
+static void test_epoch_round_trip(void **state)
+{
+    (void)state;
+    uint8_t buf[DDTS_WIRE_EPOCH_MAX_BYTES];
+    struct ddts_wire_writer w;
+    struct ddts_wire_epoch in = epoch_sample(), out;
+    ddts_wire_writer_init(&w, buf, sizeof buf);
+    ddts_wire_epoch_encode(&w, &in);
+    assert_int_equal(w.status, DDTS_OK);
+    /* 1 + 4 x 4 + 2, then 4 + len + 8 per figure. */
+    assert_int_equal(w.len, 19 + (4 + 4 + 8) + (4 + 8 + 8) + (4 + 8 + 8) + (4 + 12 + 8));
+    assert_int_equal(buf[0], DDTS_MSG_EPOCH);
+    assert_string_equal(ddts_msg_str(buf[0]), "EPOCH");
+    assert_int_equal(buf[9], 3);  /* epoch at 9 */
+    assert_int_equal(buf[17], 4); /* the count at 17 */
+    assert_int_equal(ddts_wire_epoch_decode(buf + 1, w.len - 1, &out, NULL), DDTS_OK);
+    assert_int_equal(out.n, 4);
+    assert_int_equal(out.epoch, 3);
+    assert_int_equal(out.epochs, 6);
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(out.names[i], in.names[i]);
+        assert_true(out.values[i] == in.values[i]);
+    }
+    /* The largest message fits its bound: 16 figures of 64-byte names, k-fold. */
+    in = (struct ddts_wire_epoch){.fold = 1000,
+                                  .n_folds = 1000,
+                                  .epoch = 1000000,
+                                  .epochs = 1000000,
+                                  .n = DDTS_MAX_EPOCH_FIGURES};
+    for (size_t i = 0; i < DDTS_MAX_EPOCH_FIGURES; i++) {
+        memset(in.names[i], 'a' + (int)i, DDTS_MAX_EPOCH_NAME_BYTES);
+        in.values[i] = i == 0 ? NAN : i == 1 ? -INFINITY : (double)i;
+    }
+    ddts_wire_writer_init(&w, buf, sizeof buf);
+    ddts_wire_epoch_encode(&w, &in);
+    assert_int_equal(w.status, DDTS_OK);
+    assert_int_equal(w.len, DDTS_WIRE_EPOCH_MAX_BYTES);
+    assert_int_equal(ddts_wire_epoch_decode(buf + 1, w.len - 1, &out, NULL), DDTS_OK);
+    assert_int_equal(out.n, DDTS_MAX_EPOCH_FIGURES);
+    /* Figures are not judged: NaN and infinities come through as sent. */
+    assert_true(isnan(out.values[0]) && out.values[1] == -INFINITY && out.values[15] == 15);
+    assert_int_equal(strlen(out.names[15]), DDTS_MAX_EPOCH_NAME_BYTES);
+    /* No figure at all is a row too (a model without metrics has a loss, but the
+     * protocol does not insist). */
+    in = (struct ddts_wire_epoch){.epoch = 1, .epochs = 1};
+    ddts_wire_writer_init(&w, buf, sizeof buf);
+    ddts_wire_epoch_encode(&w, &in);
+    assert_int_equal(ddts_wire_epoch_decode(buf + 1, w.len - 1, &out, NULL), DDTS_OK);
+    assert_int_equal(out.n, 0);
+    /* The encoder refuses a count the decoder would, and a buffer too small. */
+    in.n = DDTS_MAX_EPOCH_FIGURES + 1;
+    ddts_wire_writer_init(&w, buf, sizeof buf);
+    ddts_wire_epoch_encode(&w, &in);
+    assert_int_equal(w.status, DDTS_ELIMIT);
+    in = epoch_sample();
+    ddts_wire_writer_init(&w, buf, 40);
+    ddts_wire_epoch_encode(&w, &in);
+    assert_int_equal(w.status, DDTS_ELIMIT);
+}
+
+static void test_epoch_hostile(void **state)
+{
+    (void)state;
+    struct raw r;
+    char name65[65];
+    memset(name65, 'x', sizeof name65);
+    /* Counts: one beyond the limit, the u16 maximum (with nothing behind it). */
+    raw_head(&r, 0, 0, 1, 2, DDTS_MAX_EPOCH_FIGURES + 1);
+    for (unsigned i = 0; i < DDTS_MAX_EPOCH_FIGURES + 1; i++)
+        raw_fig(&r, "a", 1, 1.0);
+    refused(&r, "17 figures", "17 figures (at most 16)");
+    raw_head(&r, 0, 0, 1, 2, 65535);
+    refused(&r, "65535 figures", "65535 figures");
+    /* Names: empty, 65 bytes, markup, a slash, a space, a NUL inside, non-ASCII, twice. */
+    raw_head(&r, 0, 0, 1, 2, 1);
+    raw_fig(&r, "", 0, 1.0);
+    refused(&r, "empty name", "figure 1's name is empty");
+    raw_head(&r, 0, 0, 1, 2, 1);
+    raw_fig(&r, name65, sizeof name65, 1.0);
+    refused(&r, "65-byte name", "exceeds its limit");
+    raw_head(&r, 0, 0, 1, 2, 2);
+    raw_fig(&r, "loss", 4, 1.0);
+    raw_fig(&r, "<script>", 8, 1.0);
+    refused(&r, "markup", "figure 2's name");
+    static const char *const bad[] = {"val/loss", "val loss", "l\xc3\xa9oss", "a\"b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        raw_head(&r, 0, 0, 1, 2, 1);
+        raw_fig(&r, bad[i], strlen(bad[i]), 1.0);
+        refused(&r, bad[i], "[A-Za-z0-9._-]");
+    }
+    raw_head(&r, 0, 0, 1, 2, 1);
+    raw_fig(&r, "lo\0ss", 5, 1.0);
+    refused(&r, "NUL in a name", "truncated");
+    raw_head(&r, 0, 0, 1, 2, 3);
+    raw_fig(&r, "loss", 4, 1.0);
+    raw_fig(&r, "val_loss", 8, 2.0);
+    raw_fig(&r, "loss", 4, 3.0);
+    refused(&r, "a name twice", "'loss' given twice");
+    /* A name's length beyond the message (4 GiB), and beyond the limit. */
+    raw_head(&r, 0, 0, 1, 2, 1);
+    ddts_wire_put_u32(&r.w, UINT32_MAX);
+    refused(&r, "4 GiB name", "exceeds its limit");
+    /* Positions, as PROGRESS checks them. */
+    raw_head(&r, 0, 0, 0, 2, 0);
+    refused(&r, "epoch 0", "epoch 0 of 2");
+    raw_head(&r, 0, 0, 3, 2, 0);
+    refused(&r, "epoch 3 of 2", "epoch 3 of 2");
+    raw_head(&r, 0, 0, 1, DDTS_MAX_PROGRESS_EPOCHS + 1, 0);
+    refused(&r, "too many epochs", "epoch 1 of 1000001");
+    raw_head(&r, 4, 3, 1, 2, 0);
+    refused(&r, "fold 4 of 3", "fold 4 of 3");
+    raw_head(&r, 1, 0, 1, 2, 0);
+    refused(&r, "fold without folds", "fold 1 of 0");
+    raw_head(&r, 1, DDTS_MAX_PROGRESS_FOLDS + 1, 1, 2, 0);
+    refused(&r, "too many folds", "fold 1 of 1001");
+    /* Every truncation of a good row, and a trailing byte. */
+    uint8_t buf[DDTS_WIRE_EPOCH_MAX_BYTES + 1];
+    struct ddts_wire_writer w;
+    struct ddts_wire_epoch in = epoch_sample(), out;
+    ddts_wire_writer_init(&w, buf, sizeof buf);
+    ddts_wire_epoch_encode(&w, &in);
+    for (size_t len = 0; len < w.len - 1; len++) {
+        struct ddts_error err;
+        ddts_error_clear(&err);
+        if (ddts_wire_epoch_decode(buf + 1, len, &out, &err) != DDTS_EPROTO ||
+            strstr(err.msg, "truncated") == NULL)
+            fail_msg("an EPOCH of %zu payload bytes: '%s'", len, err.msg);
+        assert_int_equal(out.n, 0);
+    }
+    buf[w.len] = 0;
+    struct ddts_error err;
+    ddts_error_clear(&err);
+    assert_int_equal(ddts_wire_epoch_decode(buf + 1, w.len, &out, &err), DDTS_EPROTO);
+    assert_non_null(strstr(err.msg, "trailing"));
+}
+
 static void test_eta(void **state)
 {
     (void)state;
@@ -299,6 +488,11 @@ static void test_versions(void **state)
     hello_with(pw, 1, &v, &status);
     assert_int_equal(status, 0);
     assert_int_equal(v, 1);
+    /* A version-2 client (before EPOCH) too. */
+    hello_with(pw, 2, &v, &status);
+    assert_int_equal(status, 0);
+    assert_int_equal(v, 2);
+    assert_int_equal(DDTS_WIRE_VERSION, 3);
     hello_with(pw, DDTS_WIRE_VERSION, &v, &status);
     assert_int_equal(status, 0);
     assert_int_equal(v, DDTS_WIRE_VERSION);
@@ -323,6 +517,9 @@ struct live_events {
     struct ddts_wire_progress progress[MAX_EVENTS];
     char name[64];
     atomic_int port;
+    int n_epochs; /* on_epoch calls */
+    struct ddts_wire_epoch epoch;
+    enum ddts_client_state epoch_state;
 };
 
 static void on_listening(void *ud, uint16_t port)
@@ -342,6 +539,16 @@ static void on_client(void *ud, const struct ddts_server_client *c)
         ev->n++;
     }
     snprintf(ev->name, sizeof ev->name, "%s", c->name);
+    pthread_mutex_unlock(&ev->mu);
+}
+
+static void on_epoch(void *ud, const struct ddts_server_client *c, const struct ddts_wire_epoch *e)
+{
+    struct live_events *ev = ud;
+    pthread_mutex_lock(&ev->mu);
+    ev->n_epochs++;
+    ev->epoch = *e;
+    ev->epoch_state = c->state;
     pthread_mutex_unlock(&ev->mu);
 }
 
@@ -374,7 +581,19 @@ static enum ddts_status progress_train(void *ud, const struct ddts_client_job *j
     /* Out-of-range figures are clamped, not refused by the server. */
     p = (struct ddts_wire_progress){
         0, 0, 1, 2, 150, 100, INFINITY, 2.0, -5, NAN, DDTS_PROGRESS_EPOCH_END | 0x40};
-    return ddts_client_send_progress(sync, &p, err);
+    enum ddts_status st = ddts_client_send_progress(sync, &p, err);
+    if (st != DDTS_OK)
+        return st;
+    /* The epoch's row: a name the protocol refuses and a repeated one are left
+     * out by the client, the epoch clamped, the rest arrives as sent. */
+    struct ddts_wire_epoch e = {.epoch = 7, .epochs = 2, .n = 5};
+    static const char *const names[] = {"loss", "val/loss", "val_loss", "loss", "val_accuracy"};
+    for (size_t i = 0; i < 5; i++) {
+        snprintf(e.names[i], sizeof e.names[i], "%s", names[i]);
+        e.values[i] = 0.25 * (double)(i + 1);
+    }
+    e.values[4] = NAN;
+    return ddts_client_send_epoch(sync, &e, err);
 }
 
 static void test_server_reports(void **state)
@@ -400,6 +619,7 @@ static void test_server_reports(void **state)
                 .client_timeout_s = 10,
                 .on_listening = on_listening,
                 .on_client = on_client,
+                .on_epoch = on_epoch,
                 .userdata = &ev},
     };
     pthread_t th;
@@ -451,6 +671,17 @@ static void test_server_reports(void **state)
     assert_true(q->samples_per_s == 0 && q->elapsed_s == 0);
     /* The final state keeps the last figures. */
     assert_true(ev.has_progress[7] && ev.progress[7].done == 100);
+    /* One EPOCH row, during training, as the client cleaned it. */
+    assert_int_equal(ev.n_epochs, 1);
+    assert_int_equal(ev.epoch_state, DDTS_CLIENT_TRAINING);
+    assert_int_equal(ev.epoch.epoch, 2);
+    assert_int_equal(ev.epoch.epochs, 2);
+    assert_int_equal(ev.epoch.n, 3);
+    assert_string_equal(ev.epoch.names[0], "loss");
+    assert_string_equal(ev.epoch.names[1], "val_loss");
+    assert_string_equal(ev.epoch.names[2], "val_accuracy");
+    assert_true(ev.epoch.values[0] == 0.25 && ev.epoch.values[1] == 0.75);
+    assert_true(isnan(ev.epoch.values[2]));
 
     pthread_mutex_destroy(&ev.mu);
     ddts_passphrase_destroy(pw);
@@ -465,9 +696,14 @@ static void test_server_reports(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_hostile),
-        cmocka_unit_test(test_eta),        cmocka_unit_test(test_table),
-        cmocka_unit_test(test_versions),   cmocka_unit_test(test_server_reports),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_eta),
+        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_versions),
+        cmocka_unit_test(test_server_reports),
+        cmocka_unit_test(test_epoch_round_trip),
+        cmocka_unit_test(test_epoch_hostile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -481,6 +481,87 @@ static void test_attention(void **state)
           "mse", T_REAL);
 }
 
+/* Masked attention: "in" (6) ids 0..2 -> Embedding(3, 4, mask_zero) e ->
+ * Dense q (5) and v (5) (the mask passes through) -> `cls` on `args` ->
+ * Flatten -> Dense; with `am` a second input "am" (6, 6) of ids 0..2 is the
+ * attention_mask (0: masked); keras3 marks the config as Keras 3's (its
+ * Softmax also multiplies the probabilities by the mask). */
+static void check_masked(const char *cls, const char *cfg, const char *args, int am, int keras3,
+                         int gap)
+{
+    char j[4096];
+    snprintf(j, sizeof j,
+             "{\"class_name\":\"Functional\",%s\"config\":{\"name\":\"t\",\"layers\":["
+             "{\"class_name\":\"InputLayer\",\"name\":\"in\",\"config\":{\"name\":\"in\","
+             "\"batch_input_shape\":[null,6]},\"inbound_nodes\":[]},%s"
+             "{\"class_name\":\"Embedding\",\"name\":\"e\",\"config\":{\"name\":\"e\","
+             "\"input_dim\":3,\"output_dim\":4,\"mask_zero\":true},"
+             "\"inbound_nodes\":[[[\"in\",0,0,{}]]]},"
+             "{\"class_name\":\"Dense\",\"name\":\"q\",\"config\":{\"name\":\"q\",\"units\":5,"
+             "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"e\",0,0,{}]]]},"
+             "{\"class_name\":\"Dense\",\"name\":\"v\",\"config\":{\"name\":\"v\",\"units\":5,"
+             "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"e\",0,0,{}]]]},"
+             "{\"class_name\":\"%s\",\"name\":\"a\",\"config\":{\"name\":\"a\",%s},"
+             "\"inbound_nodes\":[[%s]]},"
+             "{\"class_name\":\"%s\",\"name\":\"f\",\"config\":{\"name\":\"f\"},"
+             "\"inbound_nodes\":[[[\"a\",0,0,{}]]]},"
+             "{\"class_name\":\"Dense\",\"name\":\"o\",\"config\":{\"name\":\"o\",\"units\":2},"
+             "\"inbound_nodes\":[[[\"f\",0,0,{}]]]}],"
+             "\"input_layers\":[[\"in\",0,0]%s],\"output_layers\":[[\"o\",0,0]]}}",
+             keras3 ? "\"keras_version\":\"3.13.2\"," : "",
+             am ? "{\"class_name\":\"InputLayer\",\"name\":\"am\",\"config\":{\"name\":\"am\","
+                  "\"batch_input_shape\":[null,6,6]},\"inbound_nodes\":[]},"
+                : "",
+             cls, cfg, args, gap ? "GlobalAveragePooling1D" : "Flatten", am ? ",[\"am\",0,0]" : "");
+    int_inputs = 3;
+    check_json(j, "mse", NULL, T_REAL, 2e-2);
+    int_inputs = 0;
+}
+
+/* The attention layers with masks (issue 20): Embedding(mask_zero)'s mask
+ * as query/value masks, use_causal_mask, an attention_mask input,
+ * MultiHeadAttention's attention dropout (the grad check's training passes
+ * replay one dropout draw), in tf.keras 2.x's call form (every argument
+ * but the first in the first reference's kwargs). A query row with every
+ * score masked is, in float32 as in TensorFlow, the softmax of scores that
+ * all rounded to -1e9: flat, so finite differences see no slope where
+ * TensorFlow's (and our) gradient has one. tf.keras 2.x models therefore
+ * pool with GlobalAveragePooling1D, which the query mask passed through the
+ * attention leaves such rows out of, and an attention_mask (which makes
+ * such rows among the unpadded ones) is checked in Keras 3's form, whose
+ * Softmax zeros them. */
+static void test_attention_masks(void **state)
+{
+    (void)state;
+    const char *mha = "\"num_heads\":2,\"key_dim\":3";
+    check_masked("MultiHeadAttention", mha, "[\"q\",0,0,{\"value\":[\"v\",0,0]}]", 0, 1, 0);
+    check_masked("MultiHeadAttention", mha, "[\"q\",0,0,{\"value\":[\"v\",0,0]}]", 0, 0, 1);
+    check_masked("MultiHeadAttention", "\"num_heads\":2,\"key_dim\":3,\"dropout\":0.4",
+                 "[\"q\",0,0,{\"value\":[\"v\",0,0],\"use_causal_mask\":true}]", 0, 0, 1);
+    check_masked("MultiHeadAttention", "\"num_heads\":2,\"key_dim\":3,\"dropout\":0.3",
+                 "[\"q\",0,0,{\"value\":[\"v\",0,0],\"attention_mask\":[\"am\",0,0]}]", 1, 1, 0);
+    check_masked("MultiHeadAttention", mha,
+                 "[\"q\",0,0,{\"value\":[\"v\",0,0],\"key\":[\"q\",0,0],\"attention_mask\":"
+                 "[\"am\",0,0],\"use_causal_mask\":true}]",
+                 1, 1, 1);
+    check_masked("MultiHeadAttention", "\"num_heads\":2,\"key_dim\":3,\"dropout\":0.2",
+                 "[\"q\",0,0,{\"value\":[\"v\",0,0],\"attention_mask\":[\"am\",0,0]}]", 1, 1, 1);
+    /* Attention and AdditiveAttention zero the output rows the query's mask
+     * masks, so Flatten sees no fully masked row */
+    floor_mult = 0.05;
+    check_masked("Attention", "\"use_scale\":true,\"dropout\":0.3", "[\"q\",0,0,{}],[\"v\",0,0,{}]",
+                 0, 0, 0);
+    check_masked("Attention", "\"causal\":true", "[\"q\",0,0,{}],[\"v\",0,0,{}]", 0, 0, 0);
+    check_masked("Attention", "\"score_mode\":\"concat\",\"dropout\":0.2",
+                 "[\"q\",0,0,{\"use_causal_mask\":true}],[\"v\",0,0,{\"use_causal_mask\":true}]", 0,
+                 1, 0);
+    check_masked("AdditiveAttention", "\"use_scale\":true,\"dropout\":0.25",
+                 "[\"q\",0,0,{\"use_causal_mask\":true}],[\"v\",0,0,{\"use_causal_mask\":true}],"
+                 "[\"q\",0,0,{\"use_causal_mask\":true}]",
+                 0, 0, 1);
+    floor_mult = 1.0;
+}
+
 static void test_pooling(void **state)
 {
     (void)state;
@@ -886,6 +967,184 @@ static void test_dot(void **state)
                "mse", NULL, T_REAL, 2e-2);
 }
 
+/* JSON written with ' for " (readable configs below). */
+static char *dq(const char *s)
+{
+    char *o = strdup(s);
+    for (char *c = o; *c; c++)
+        if (*c == '\'')
+            *c = '"';
+    return o;
+}
+
+/* Shared layers: each case's layers are called several times on one set of
+ * weights; the finite differences move a shared weight in every call at
+ * once, so they check that its gradient is the sum over the calls. */
+static void test_shared_layers(void **state)
+{
+    (void)state;
+#define IN2(shape)                                                                                 \
+    "{'name':'a','class_name':'InputLayer','config':{'name':'a','batch_input_shape':[null," shape  \
+    "]},'inbound_nodes':[]},{'name':'b','class_name':'InputLayer','config':{'name':'b',"           \
+    "'batch_input_shape':[null," shape "]},'inbound_nodes':[]},"
+#define FN(layers, out)                                                                            \
+    "{'class_name':'Functional','config':{'name':'f','layers':[" layers "],"                       \
+    "'input_layers':[['a',0,0],['b',0,0]],'output_layers':[['" out "',0,0]]}}"
+    static const char *const cases[] = {
+        /* Dense on both inputs; `p` three times, the third on a tensor listed after it */
+        FN(IN2("4") "{'name':'d','class_name':'Dense','config':{'name':'d','units':5,"
+                    "'activation':'tanh'},'inbound_nodes':[[['a',0,0,{}]],[['b',0,0,{}]]]},"
+                    "{'name':'p','class_name':'Dense','config':{'name':'p','units':5,"
+                    "'activation':'sigmoid'},'inbound_nodes':[[['d',0,0,{}]],[['d',1,0,{}]],"
+                    "[['m',0,0,{}]]]},"
+                    "{'name':'m','class_name':'Multiply','config':{'name':'m'},"
+                    "'inbound_nodes':[[['p',0,0,{}],['p',1,0,{}]]]},"
+                    "{'name':'c','class_name':'Concatenate','config':{'name':'c','axis':-1},"
+                    "'inbound_nodes':[[['p',2,0,{}],['d',1,0,{}]]]},"
+                    "{'name':'o','class_name':'Dense','config':{'name':'o','units':2},"
+                    "'inbound_nodes':[[['c',0,0,{}]]]}",
+           "o"),
+        /* one layer applied to its own output (call 1 reads call 0) */
+        FN(IN2("3") "{'name':'s','class_name':'Dense','config':{'name':'s','units':3,"
+                    "'activation':'tanh'},'inbound_nodes':[[['a',0,0,{}]],[['s',0,0,{}]],"
+                    "[['b',0,0,{}]]]},"
+                    "{'name':'m','class_name':'Add','config':{'name':'m'},"
+                    "'inbound_nodes':[[['s',1,0,{}],['s',2,0,{}]]]}",
+           "m"),
+        /* Conv2D and max pooling on two images, then Subtract (Keras 3 refs) */
+        FN(IN2("5,5,2") "{'name':'k','class_name':'Conv2D','config':{'name':'k','filters':3,"
+                        "'kernel_size':[3,3],'padding':'same','activation':'tanh'},"
+                        "'inbound_nodes':[{'args':[{'class_name':'__keras_tensor__','config':"
+                        "{'keras_history':['a',0,0]}}],'kwargs':{}},{'args':[{'class_name':"
+                        "'__keras_tensor__','config':{'keras_history':['b',0,0]}}],'kwargs':{}}]},"
+                        "{'name':'q','class_name':'MaxPooling2D','config':{'name':'q',"
+                        "'pool_size':[2,2]},'inbound_nodes':[[['k',0,0,{}]],[['k',1,0,{}]]]},"
+                        "{'name':'u','class_name':'Subtract','config':{'name':'u'},"
+                        "'inbound_nodes':[[['q',0,0,{}],['q',1,0,{}]]]},"
+                        "{'name':'f','class_name':'Flatten','config':{'name':'f'},"
+                        "'inbound_nodes':[[['u',0,0,{}]]]},"
+                        "{'name':'o','class_name':'Dense','config':{'name':'o','units':2},"
+                        "'inbound_nodes':[[['f',0,0,{}]]]}",
+           "o"),
+        /* an LSTM and a LayerNormalization on two sequences */
+        FN(IN2("4,3") "{'name':'l','class_name':'LSTM','config':{'name':'l','units':3,"
+                      "'return_sequences':true},'inbound_nodes':[[['a',0,0,{}]],[['b',0,0,{}]]]},"
+                      "{'name':'n','class_name':'LayerNormalization','config':{'name':'n',"
+                      "'axis':-1},'inbound_nodes':[[['l',0,0,{}]],[['l',1,0,{}]]]},"
+                      "{'name':'c','class_name':'Concatenate','config':{'name':'c','axis':-1},"
+                      "'inbound_nodes':[[['n',0,0,{}],['n',1,0,{}]]]},"
+                      "{'name':'g','class_name':'GlobalAveragePooling1D','config':{'name':'g'},"
+                      "'inbound_nodes':[[['c',0,0,{}]]]}",
+           "g"),
+    };
+#undef IN2
+#undef FN
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *j = dq(cases[i]);
+        check_json(j, "mse", NULL, T_REAL, 2e-2);
+        free(j);
+    }
+    /* BatchNormalization called twice (batch statistics per call) */
+    char *j = dq("{'class_name':'Functional','config':{'name':'f','layers':["
+                 "{'name':'a','class_name':'InputLayer','config':{'name':'a','batch_input_shape':"
+                 "[null,4]},'inbound_nodes':[]},{'name':'b','class_name':'InputLayer','config':"
+                 "{'name':'b','batch_input_shape':[null,4]},'inbound_nodes':[]},"
+                 "{'name':'n','class_name':'BatchNormalization','config':{'name':'n','axis':-1},"
+                 "'inbound_nodes':[[['a',0,0,{}]],[['b',0,0,{}]]]},"
+                 "{'name':'m','class_name':'Multiply','config':{'name':'m'},"
+                 "'inbound_nodes':[[['n',0,0,{}],['n',1,0,{}]]]}],"
+                 "'input_layers':[['a',0,0],['b',0,0]],'output_layers':[['m',0,0]]}}");
+    check_json(j, "mse", NULL, T_REAL, 2e-2);
+    free(j);
+    /* one Embedding for both ids (a recommender's shared table), then Dot */
+    int_inputs = 6;
+    j = dq("{'class_name':'Functional','config':{'name':'f','layers':["
+           "{'name':'a','class_name':'InputLayer','config':{'name':'a','batch_input_shape':"
+           "[null,1]},'inbound_nodes':[]},{'name':'b','class_name':'InputLayer','config':"
+           "{'name':'b','batch_input_shape':[null,1]},'inbound_nodes':[]},"
+           "{'name':'e','class_name':'Embedding','config':{'name':'e','input_dim':6,"
+           "'output_dim':3},'inbound_nodes':[[['a',0,0,{}]],[['b',0,0,{}]]]},"
+           "{'name':'d','class_name':'Dot','config':{'name':'d','axes':2},"
+           "'inbound_nodes':[[['e',0,0,{}],['e',1,0,{}]]]}],"
+           "'input_layers':[['a',0,0],['b',0,0]],'output_layers':[['d',0,0]]}}");
+    check_json(j, "mse", NULL, T_REAL, 2e-2);
+    free(j);
+    int_inputs = 0;
+}
+
+/* A model (config with ' for ") after one forward/backward pass: weights
+ * set by position in the flat buffer, fixed inputs and targets. */
+static struct ddts_model *grads_of(const char *json)
+{
+    struct ddts_error err = {0};
+    struct ddts_model *m = NULL;
+    char *j = dq(json);
+    if (ddts_model_from_keras_config(j, strlen(j), &m, &err) != DDTS_OK)
+        fail_msg("config: %s", err.msg);
+    free(j);
+    struct ddts_compile_options co = {.loss = "mse", .optimizer = "sgd"};
+    assert_int_equal(ddts_model_compile(m, &co, &err), DDTS_OK);
+    m->target_size = m->nodes[m->output_node].size;
+    assert_int_equal(ddts__nn_plan(m, B, &err), DDTS_OK);
+    struct ddts_rng r;
+    ddts_rng_seed(&r, 8);
+    for (size_t i = 0; i < m->n_params; i++) /* every 15 (one Dense(3) on 4) the same */
+        m->params[i] = (float)(0.05 * (double)(i % 15) - 0.3);
+    for (int k = 0; k < m->n_inputs; k++) {
+        struct nn_node *in = &m->nodes[m->input_nodes[k]];
+        fill_uniform(&r, in->y, B * in->size, -1, 1);
+    }
+    fill_uniform(&r, m->target, B * m->target_size, -1, 1);
+    m->training = 1;
+    ddts__nn_forward(m, B);
+    (void)ddts__nn_loss(m, B, 1, NULL, NULL, NULL, NULL);
+    ddts__nn_backward(m, B);
+    m->training = 0;
+    return m;
+}
+
+/* A Dense called on two inputs has one kernel and one bias (counted once) whose
+ * gradient is the sum of those of two separate Dense layers with its weights. */
+static void test_shared_sum(void **state)
+{
+    (void)state;
+#define IN2                                                                                        \
+    "{'name':'a','class_name':'InputLayer','config':{'name':'a','batch_input_shape':[null,4]},"    \
+    "'inbound_nodes':[]},{'name':'b','class_name':'InputLayer','config':{'name':'b',"              \
+    "'batch_input_shape':[null,4]},'inbound_nodes':[]},"
+#define DENSE3(n, calls)                                                                           \
+    "{'name':'" n "','class_name':'Dense','config':{'name':'" n "','units':3,'activation':"        \
+    "'tanh'},'inbound_nodes':[" calls "]},"
+#define ADD(x, y)                                                                                  \
+    "{'name':'s','class_name':'Add','config':{'name':'s'},'inbound_nodes':[[" x "," y "]]}],"      \
+    "'input_layers':[['a',0,0],['b',0,0]],'output_layers':[['s',0,0]]}}"
+#define FN "{'class_name':'Functional','config':{'name':'f','layers':["
+    struct ddts_model *sh = grads_of(FN IN2 DENSE3("d", "[['a',0,0,{}]],[['b',0,0,{}]]")
+                                         ADD("['d',0,0,{}]", "['d',1,0,{}]"));
+    struct ddts_model *tw = grads_of(FN IN2 DENSE3("da", "[['a',0,0,{}]]") DENSE3(
+        "db", "[['b',0,0,{}]]") ADD("['da',0,0,{}]", "['db',0,0,{}]"));
+#undef IN2
+#undef DENSE3
+#undef ADD
+#undef FN
+    assert_int_equal(sh->n_params, 4 * 3 + 3);
+    assert_int_equal(tw->n_params, 2 * sh->n_params);
+    assert_int_equal(ddts_model_n_layers(sh), 4); /* a, b, d, s */
+    struct ddts_layer_info info;
+    assert_int_equal(ddts_model_layer_info(sh, 2, &info), DDTS_OK);
+    assert_int_equal(info.n_calls, 2);
+    assert_int_equal(info.n_params, sh->n_params);
+    double gmax = 0;
+    for (size_t i = 0; i < sh->n_params; i++) {
+        double want = (double)tw->grads[i] + tw->grads[sh->n_params + i];
+        assert_true(fabs(sh->grads[i] - want) <= 1e-5 + 1e-5 * fabs(want));
+        gmax = fmax(gmax, fabs(tw->grads[i] - tw->grads[sh->n_params + i]));
+    }
+    assert_true(gmax > 1e-3); /* the two calls' gradients differ: the sum is not one doubled */
+    ddts_model_destroy(sh);
+    ddts_model_destroy(tw);
+}
+
 static void test_losses(void **state)
 {
     (void)state;
@@ -1197,6 +1456,7 @@ int main(void)
         cmocka_unit_test_setup(test_conv1d_seq, reset),
         cmocka_unit_test_setup(test_depthwise, reset),
         cmocka_unit_test_setup(test_attention, reset),
+        cmocka_unit_test_setup(test_attention_masks, reset),
         cmocka_unit_test_setup(test_pooling, reset),
         cmocka_unit_test_setup(test_shape_layers, reset),
         cmocka_unit_test_setup(test_batchnorm, reset),
@@ -1204,6 +1464,8 @@ int main(void)
         cmocka_unit_test_setup(test_layernorm_embedding, reset),
         cmocka_unit_test_setup(test_merge, reset),
         cmocka_unit_test_setup(test_dot, reset),
+        cmocka_unit_test_setup(test_shared_layers, reset),
+        cmocka_unit_test_setup(test_shared_sum, reset),
         cmocka_unit_test_setup(test_conv3d, reset),
         cmocka_unit_test_setup(test_recurrent, reset),
         cmocka_unit_test_setup(test_losses, reset),

@@ -258,8 +258,6 @@ static void test_issue20_refused(void **state)
     } att[] = {
         {"Attention", "\"dropout\": 1.5", "dropout", "3, 2"},
         {"Attention", "\"score_mode\": \"general\"", "score_mode", "3, 2"},
-        {"AdditiveAttention", "\"causal\": true", "causal", "3, 2"},
-        {"Attention", "\"score_mode\": \"concat\", \"causal\": true", "causal", "3, 2"},
         /* a scale whose width (the query's last axis) is unknown */
         {"AdditiveAttention", "\"use_scale\": true", "unknown size", "null, null"},
     };
@@ -280,6 +278,109 @@ static void test_issue20_refused(void **state)
         if (st == DDTS_OK || strstr(err.msg, att[i].word) == NULL)
             fail_msg("%s {%s}: want an error naming '%s', got %s: %s", att[i].cls, att[i].cfg,
                      att[i].word, ddts_status_str(st), err.msg);
+        ddts_model_destroy(m);
+    }
+}
+
+/* The call arguments of the attention layers (issue 20): what is read, and
+ * what is refused by name, in tf.keras 2.x's form (every argument but the
+ * first in the first reference's kwargs) and Keras 3's ({"args", "kwargs"}).
+ * x (3, 2) and a second input m. */
+static enum ddts_status build_call(const char *m_shape, const char *cls, const char *node,
+                                   struct ddts_model **out, struct ddts_error *err)
+{
+    char j[2048];
+    snprintf(j, sizeof j,
+             "{\"class_name\": \"Functional\", \"config\": {\"name\": \"f\", \"layers\": ["
+             "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": "
+             "[null, 3, 2], \"name\": \"x\"}, \"name\": \"x\", \"inbound_nodes\": []},"
+             "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": "
+             "[null, %s], \"name\": \"m\"}, \"name\": \"m\", \"inbound_nodes\": []},"
+             "{\"class_name\": \"%s\", \"config\": {\"name\": \"a\", \"num_heads\": 2, "
+             "\"key_dim\": 2}, \"name\": \"a\", \"inbound_nodes\": [%s]}], "
+             "\"input_layers\": [[\"x\", 0, 0], [\"m\", 0, 0]], "
+             "\"output_layers\": [[\"a\", 0, 0]]}}",
+             m_shape, cls, node);
+    *out = NULL;
+    return ddts_model_from_keras_config(j, strlen(j), out, err);
+}
+
+#define K3T(name)                                                                                  \
+    "{\"class_name\": \"__keras_tensor__\", \"config\": {\"keras_history\": [\"" name "\", 0, "    \
+    "0]}}"
+
+static void test_attention_calls(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *m_shape, *cls, *node, *word;
+    } bad[] = {
+        /* tf.keras 2.9 wrote a constant attention_mask as its values */
+        {"3", "MultiHeadAttention",
+         "[[\"x\", 0, 0, {\"value\": [\"x\", 0, 0], \"attention_mask\": [[[1, 0, 0]]]}]]",
+         "attention_mask given as constant values"},
+        {"3", "MultiHeadAttention",
+         "{\"args\": [" K3T("x") ", " K3T("x") "], \"kwargs\": {\"query_mask\": " K3T("m") "}}",
+         "query_mask"},
+        {"3", "Attention",
+         "{\"args\": [[" K3T("x") ", " K3T("x") "]], \"kwargs\": {\"mask\": [" K3T("m") ", null]}}",
+         "mask"},
+        {"3", "MultiHeadAttention",
+         "[[\"x\", 0, 0, {\"value\": [\"x\", 0, 0], \"return_attention_scores\": true}]]",
+         "return_attention_scores"},
+        {"3", "MultiHeadAttention", "[[\"x\", 0, 0, {\"value\": [\"x\", 0, 0], \"foo\": 1}]]",
+         "call argument 'foo'"},
+        {"3, 3", "Attention",
+         "[[\"x\", 0, 0, {\"attention_mask\": [\"m\", 0, 0]}], [\"x\", 0, 0, "
+         "{\"attention_mask\": [\"m\", 0, 0]}]]",
+         "attention_mask"},
+        /* Keras broadcasts a (1, S) or (T, 1) mask; not supported */
+        {"1, 3", "MultiHeadAttention",
+         "[[\"x\", 0, 0, {\"value\": [\"x\", 0, 0], \"attention_mask\": [\"m\", 0, 0]}]]",
+         "attention_mask must be (T, S) = (3, 3)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct ddts_model *m;
+        struct ddts_error err;
+        enum ddts_status st = build_call(bad[i].m_shape, bad[i].cls, bad[i].node, &m, &err);
+        printf("%s %s: %s: %s\n", bad[i].cls, bad[i].node, ddts_status_str(st), err.msg);
+        if (st == DDTS_OK || strstr(err.msg, bad[i].word) == NULL ||
+            strstr(err.msg, bad[i].cls) == NULL)
+            fail_msg("%s: want an error naming '%s', got %s: %s", bad[i].node, bad[i].word,
+                     ddts_status_str(st), err.msg);
+        ddts_model_destroy(m);
+    }
+    /* read: the value and the attention_mask passed by keyword become inputs
+     * (query, value, mask), use_causal_mask; null masks Keras filled in */
+    static const struct {
+        const char *cls, *node;
+        int n_in, attn_mask, causal;
+    } good[] = {
+        {"MultiHeadAttention",
+         "[[\"x\", 0, 0, {\"value\": [\"x\", 0, 0], \"attention_mask\": [\"m\", 0, 0], "
+         "\"use_causal_mask\": true}]]",
+         3, 1, 1},
+        {"MultiHeadAttention",
+         "{\"args\": [" K3T("x") ", " K3T("x") "], \"kwargs\": {\"query_mask\": null, "
+                                               "\"value_mask\": null, \"attention_mask\": " K3T(
+                                                   "m") "}}",
+         3, 1, 0},
+        {"Attention", "[[\"x\", 0, 0, {\"use_causal_mask\": true}], [\"x\", 0, 0, {}]]", 2, 0, 1},
+        {"AdditiveAttention",
+         "{\"args\": [[" K3T("x") ", " K3T("x") "]], \"kwargs\": {\"mask\": [null, null], "
+                                                "\"use_causal_mask\": true, \"training\": false}}",
+         2, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        struct ddts_model *m;
+        struct ddts_error err;
+        enum ddts_status st = build_call("3, 3", good[i].cls, good[i].node, &m, &err);
+        if (st != DDTS_OK)
+            fail_msg("%s: %s", good[i].node, err.msg);
+        const struct nn_node *a = &m->nodes[m->output_node];
+        assert_int_equal(a->n_in, good[i].n_in);
+        assert_int_equal(a->attn_mask, good[i].attn_mask);
+        assert_int_equal(a->causal, good[i].causal);
         ddts_model_destroy(m);
     }
 }
@@ -310,6 +411,70 @@ static struct ddts_model *pass_one(const char *shape, const char *cls, const cha
     ddts__nn_forward(m, n);
     m->training = 0;
     return m;
+}
+
+/* The attention dropout: with one query and one key step the softmax is 1,
+ * so with kernels of ones, zero biases and x = 1 each sample's output is
+ * (dropout factor) * (its value): 0 with probability rate, else value /
+ * (1 - rate) (Keras' dropout on the softmax output); inference gives the
+ * value for every sample. MultiHeadAttention (value = value_dim * d) and
+ * Attention, AdditiveAttention on [x, x] (value = x = 1). */
+static void check_attention_dropout(const char *cls, const char *cfg, float full)
+{
+    const size_t N = 2000, D = 3;
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"class_name\": \"Functional\", \"config\": {\"name\": \"f\", \"layers\": ["
+             "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 1, 3], "
+             "\"name\": \"x\"}, \"name\": \"x\", \"inbound_nodes\": []},"
+             "{\"class_name\": \"%s\", \"config\": {\"name\": \"a\", %s}, \"name\": \"a\", "
+             "\"inbound_nodes\": [[[\"x\", 0, 0, {}], [\"x\", 0, 0, {}]]]}], "
+             "\"input_layers\": [[\"x\", 0, 0]], \"output_layers\": [[\"a\", 0, 0]]}}",
+             cls, cfg);
+    struct ddts_model *m = NULL;
+    struct ddts_error err;
+    if (ddts_model_from_keras_config(json, strlen(json), &m, &err) != DDTS_OK)
+        fail_msg("%s: %s", json, err.msg);
+    for (size_t i = 0; i < m->n_w; i++)
+        for (size_t j = 0; j < m->w[i].n; j++)
+            m->params[m->w[i].off + j] = strstr(m->w[i].name, "kernel") != NULL ? 1.0f : 0.0f;
+    assert_int_equal(ddts__nn_plan(m, N, &err), DDTS_OK);
+    ddts_rng_seed(&m->drop_rng, 9);
+    float *x = m->nodes[m->input_node].y;
+    for (size_t i = 0; i < N * D; i++)
+        x[i] = 1.0f;
+    const float *y = m->nodes[m->output_node].y;
+    for (int training = 1; training >= 0; training--) {
+        m->training = training;
+        ddts__nn_forward(m, N);
+        size_t dropped = 0;
+        for (size_t n = 0; n < N; n++)
+            for (size_t k = 0; k < D; k++) {
+                float v = y[n * D + k];
+                if (training && v == 0.0f)
+                    dropped += k == 0;
+                else if (fabsf(v - (training ? full / 0.7f : full)) > 1e-5f * full)
+                    fail_msg("%s training %d: sample %zu output %.9g, want 0 or %.9g", cls,
+                             training, n, v, training ? full / 0.7f : full);
+            }
+        if (training) {
+            double frac = (double)dropped / (double)N, se = sqrt(0.3 * 0.7 / (double)N);
+            printf("%s dropout 0.3: %zu of %zu dropped (%.4f, want 0.3 +- %.4f)\n", cls, dropped, N,
+                   frac, 5 * se);
+            assert_true(fabs(frac - 0.3) < 5 * se);
+        }
+    }
+    ddts_model_destroy(m);
+}
+
+static void test_attention_dropout(void **state)
+{
+    (void)state;
+    check_attention_dropout("MultiHeadAttention",
+                            "\"num_heads\": 1, \"key_dim\": 2, \"dropout\": 0.3", 6.0f);
+    check_attention_dropout("Attention", "\"dropout\": 0.3", 1.0f);
+    check_attention_dropout("Attention", "\"dropout\": 0.3, \"score_mode\": \"concat\"", 1.0f);
+    check_attention_dropout("AdditiveAttention", "\"dropout\": 0.3, \"use_scale\": false", 1.0f);
 }
 
 /* Inference: the training-only layers are the identity, bit for bit. */
@@ -496,11 +661,18 @@ static void test_flops(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names_unique),    cmocka_unit_test(test_hooks),
-        cmocka_unit_test(test_public_listing),  cmocka_unit_test(test_weight_names),
-        cmocka_unit_test(test_bounded_numbers), cmocka_unit_test(test_read_only_refused),
-        cmocka_unit_test(test_issue20_refused), cmocka_unit_test(test_noise_inference),
-        cmocka_unit_test(test_noise_training),  cmocka_unit_test(test_dropout_mask),
+        cmocka_unit_test(test_names_unique),
+        cmocka_unit_test(test_hooks),
+        cmocka_unit_test(test_public_listing),
+        cmocka_unit_test(test_weight_names),
+        cmocka_unit_test(test_bounded_numbers),
+        cmocka_unit_test(test_read_only_refused),
+        cmocka_unit_test(test_issue20_refused),
+        cmocka_unit_test(test_attention_calls),
+        cmocka_unit_test(test_attention_dropout),
+        cmocka_unit_test(test_noise_inference),
+        cmocka_unit_test(test_noise_training),
+        cmocka_unit_test(test_dropout_mask),
         cmocka_unit_test(test_flops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

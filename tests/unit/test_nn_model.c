@@ -102,6 +102,19 @@ static const char *K3_FUNC =
                                                "[[\"input_layer\", 0, 0]], \"output_layers\": "
                                                "[[\"out\", 0, 0]]}}";
 
+/* Keras 2 Functional: an LSTM(4, return_state) over (5, 3) has three outputs
+ * (the last h, then the state h and c), only the first feeding the Dense. */
+static const char *K2_STATE =
+    "{\"class_name\": \"Functional\", \"config\": {\"name\": \"st\", \"layers\": ["
+    "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 5, 3], "
+    "\"name\": \"inp\"}, \"name\": \"inp\", \"inbound_nodes\": []},"
+    "{\"class_name\": \"LSTM\", \"config\": {\"name\": \"enc\", \"units\": 4, "
+    "\"return_state\": true, \"return_sequences\": true}, \"name\": \"enc\", "
+    "\"inbound_nodes\": [[[\"inp\", 0, 0, {}]]]},"
+    "{\"class_name\": \"Dense\", \"config\": {\"name\": \"out\", \"units\": 2}, \"name\": "
+    "\"out\", \"inbound_nodes\": [[[\"enc\", 0, 0, {}]]]}],"
+    "\"input_layers\": [[\"inp\", 0, 0]], \"output_layers\": [[\"out\", 0, 0]]}}";
+
 /* Keras 2 Functional with a nested Sequential holding a BatchNormalization. */
 static const char *K2_NESTED =
     "{\"class_name\": \"Functional\", \"config\": {\"name\": \"outer\", \"layers\": ["
@@ -219,6 +232,40 @@ static void test_keras3_functional(void **state)
     assert_string_equal(li.class_name, "Add");
     assert_int_equal(li.out_shape[1], 4);
     assert_int_equal(ddts_model_n_params(m), 36 + 20 + 15);
+    ddts_model_destroy(m);
+}
+
+/* Every output of a layer with several, in Keras' order: return_sequences
+ * gives (None, 5, 4), the states h and c (None, 4) each. */
+static void test_layer_outputs(void **state)
+{
+    (void)state;
+    struct ddts_model *m = build(K2_STATE);
+    assert_int_equal(ddts_model_n_layers(m), 3);
+    struct ddts_layer_info li;
+    assert_int_equal(ddts_model_layer_info(m, 1, &li), DDTS_OK);
+    assert_string_equal(li.class_name, "LSTM");
+    assert_int_equal(li.n_outputs, 3);
+    assert_int_equal(li.out_rank, 3);
+    assert_int_equal(li.out_shape[1], 5);
+    assert_int_equal(li.out_shape[2], 4);
+    int64_t s[DDTS_MAX_RANK];
+    for (size_t k = 0; k < 3; k++) {
+        int rank = ddts_model_layer_output_shape(m, 1, k, s);
+        assert_int_equal(rank, k == 0 ? 3 : 2);
+        assert_int_equal(s[0], -1);
+        assert_int_equal(s[rank - 1], 4);
+        if (k == 0)
+            assert_int_equal(s[1], 5);
+    }
+    assert_int_equal(ddts_model_layer_output_shape(m, 1, 3, s), -1);
+    /* one output: n_outputs 1, the same shape as out_shape */
+    assert_int_equal(ddts_model_layer_info(m, 2, &li), DDTS_OK);
+    assert_int_equal(li.n_outputs, 1);
+    assert_int_equal(ddts_model_layer_output_shape(m, 2, 0, s), 3);
+    assert_int_equal(s[2], 2);
+    assert_int_equal(ddts_model_layer_output_shape(m, 2, 1, s), -1);
+    assert_int_equal(ddts_model_layer_output_shape(m, 3, 0, s), -1);
     ddts_model_destroy(m);
 }
 
@@ -397,6 +444,94 @@ static void test_errors(void **state)
                  "\"config\":{\"name\":\"d\",\"units\":1},\"inbound_nodes\":[[[\"zz\",0,0,{}]]]}],"
                  "\"input_layers\":[[\"i\",0,0]],\"output_layers\":[[\"d\",0,0]]}}",
                  DDTS_EFORMAT, "zz", NULL);
+    /* shared layers: calls whose inputs do not fit the weights, a call that does not
+     * exist, a call that waits on itself, two layers of one name */
+#define FN2(a_shape, b_shape, d_calls, out_ref)                                                    \
+    "{\"class_name\":\"Functional\",\"config\":{\"layers\":[{\"class_name\":\"InputLayer\","       \
+    "\"name\":\"a\",\"config\":{\"name\":\"a\",\"batch_input_shape\":[null," a_shape "]},"         \
+    "\"inbound_nodes\":[]},{\"class_name\":\"InputLayer\",\"name\":\"b\",\"config\":{\"name\":"    \
+    "\"b\",\"batch_input_shape\":[null," b_shape "]},\"inbound_nodes\":[]},{\"class_name\":"       \
+    "\"Dense\",\"name\":\"d\",\"config\":{\"name\":\"d\",\"units\":4},\"inbound_nodes\":[" d_calls \
+    "]},{\"class_name\":\"Add\",\"name\":\"s\",\"config\":{\"name\":\"s\"},"                       \
+    "\"inbound_nodes\":[[" out_ref "]]}],\"input_layers\":[[\"a\",0,0],[\"b\",0,0]],"              \
+    "\"output_layers\":[[\"s\",0,0]]}}"
+    expect_error(
+        FN2("4", "5", "[[\"a\",0,0,{}]],[[\"b\",0,0,{}]]", "[\"d\",0,0,{}],[\"d\",1,0,{}]"),
+        DDTS_ESHAPE, "'d' (Dense): call 1 needs weight 'kernel' of shape (5, 4)", "(4, 4)");
+    expect_error(
+        FN2("4", "4", "[[\"a\",0,0,{}]],[[\"b\",0,0,{}]]", "[\"d\",0,0,{}],[\"d\",2,0,{}]"),
+        DDTS_EFORMAT, "inbound layer 'd' has no node 2", NULL);
+    expect_error(
+        FN2("4", "4", "[[\"a\",0,0,{}]],[[\"s\",0,0,{}]]", "[\"d\",0,0,{}],[\"d\",1,0,{}]"),
+        DDTS_EFORMAT, "never defined", NULL);
+    expect_error(FN2("4", "4", "[[\"a\",0,0,{}]]",
+                     "[\"d\",0,0,{}],[\"d\",0,0,{}]]]},"
+                     "{\"class_name\":\"Dense\",\"name\":\"d\","
+                     "\"config\":{\"name\":\"d\",\"units\":4},"
+                     "\"inbound_nodes\":[[[\"b\",0,0,{}]"),
+                 DDTS_EFORMAT, "second layer of this name", NULL);
+#undef FN2
+}
+
+/* A nested Sequential `base` called on two inputs: tf.keras numbers its calls
+ * from 1 (its first layer is an InputLayer), Keras 3 from 0 (a Sequential is
+ * not a Functional); the other numbering names a call that does not exist. */
+static void test_shared_nested_sequential(void **state)
+{
+    (void)state;
+    static const char *const fmt =
+        "{\"class_name\":\"Functional\",\"config\":{\"name\":\"s\",\"layers\":["
+        "{\"class_name\":\"InputLayer\",%s\"name\":\"a\",\"config\":{\"name\":\"a\","
+        "\"batch_input_shape\":[null,3]},\"inbound_nodes\":[]},"
+        "{\"class_name\":\"InputLayer\",\"name\":\"b\",\"config\":{\"name\":\"b\","
+        "\"batch_input_shape\":[null,3]},\"inbound_nodes\":[]},"
+        "{\"class_name\":\"Sequential\",\"name\":\"base\",\"config\":{\"name\":\"base\","
+        "\"layers\":[{\"class_name\":\"InputLayer\",\"config\":{\"name\":\"i\","
+        "\"batch_input_shape\":[null,3]}},{\"class_name\":\"Dense\",\"config\":{\"name\":"
+        "\"d\",\"units\":2}}]},\"inbound_nodes\":[[[\"a\",0,0,{}]],[[\"b\",0,0,{}]]]},"
+        "{\"class_name\":\"Subtract\",\"name\":\"s\",\"config\":{\"name\":\"s\"},"
+        "\"inbound_nodes\":[[[\"base\",%d,0,{}],[\"base\",%d,0,{}]]]}],"
+        "\"input_layers\":[[\"a\",0,0],[\"b\",0,0]],\"output_layers\":[[\"s\",0,0]]}}";
+    static const struct {
+        const char *k3; /* a "module" key: Keras 3 */
+        int first, ok;
+    } cases[] = {{"", 1, 1},
+                 {"\"module\":\"keras.layers\",", 0, 1},
+                 {"", 0, 0},
+                 {"\"module\":\"keras.layers\",", 1, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char j[2048];
+        snprintf(j, sizeof j, fmt, cases[i].k3, cases[i].first, cases[i].first + 1);
+        if (!cases[i].ok) {
+            expect_error(j, DDTS_EFORMAT, "inbound layer 'base' has no node", NULL);
+            continue;
+        }
+        struct ddts_model *m = build(j);
+        assert_int_equal(ddts_model_n_params(m), 3 * 2 + 2); /* one Dense */
+        struct ddts_layer_info info;
+        assert_int_equal(ddts_model_layer_info(m, 2, &info), DDTS_OK);
+        assert_string_equal(info.name, "base");
+        assert_int_equal(info.n_calls, 2);
+        /* base(a) - base(b) = (a - b) W: the bias cancels, a == b gives 0 */
+        float *w = ddts_model_weights_flat(m, NULL);
+        for (size_t q = 0; q < 8; q++)
+            w[q] = (float)q - 3.0f;
+        /* each sample is a then b, packed side by side */
+        static const float x[2 * 6] = {1, 2, 3, 1, 0, 3, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
+        struct ddts_array *in = NULL, *out = NULL;
+        struct ddts_error err = {0};
+        int64_t shape[2] = {2, 6};
+        assert_int_equal(ddts_array_create(DDTS_F32, 2, shape, &in, &err), DDTS_OK);
+        memcpy(in->data, x, sizeof x);
+        assert_int_equal(ddts_model_predict(m, in, 2, &out, &err), DDTS_OK);
+        const float *y = out->data;
+        /* sample 0: a - b = (0, 2, 0); W row 1 = (-1, 0) */
+        assert_true(fabsf(y[0] + 2.0f) < 1e-6f && fabsf(y[1]) < 1e-6f);
+        assert_true(fabsf(y[2]) < 1e-6f && fabsf(y[3]) < 1e-6f);
+        ddts_array_destroy(in);
+        ddts_array_destroy(out);
+        ddts_model_destroy(m);
+    }
 }
 
 /* Every allocation of model building fails in turn: ENOMEM, no leak (ASan). */
@@ -493,9 +628,10 @@ static void test_ensemble(void **state)
 static void test_fuzz_seeds(void **state)
 {
     (void)state;
-    const char *names[] = {"cnn.json",  "keras22_list.json", "keras2_nested.json",
-                           "text.json", "seq1d.json",        "keras3_functional.json"};
-    for (size_t i = 0; i < 6; i++) {
+    const char *names[] = {
+        "cnn.json",   "keras22_list.json",      "keras2_nested.json",  "text.json",
+        "seq1d.json", "keras3_functional.json", "shared_siamese.json", "shared_k3_nested.json"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char path[512];
         const char *src = getenv("DDTS_SOURCE_DIR");
         snprintf(path, sizeof path, "%s/fuzz/corpus/fuzz_model_config/%s", src ? src : ".",
@@ -521,10 +657,12 @@ int main(void)
         cmocka_unit_test(test_cnn_shapes),
         cmocka_unit_test(test_keras3_sequential),
         cmocka_unit_test(test_keras3_functional),
+        cmocka_unit_test(test_layer_outputs),
         cmocka_unit_test(test_nested_weight_order),
         cmocka_unit_test(test_init_weights),
         cmocka_unit_test(test_initializers),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_shared_nested_sequential),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_fuzz_seeds),
         cmocka_unit_test(test_ensemble),

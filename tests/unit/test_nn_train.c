@@ -483,6 +483,143 @@ static void test_gradient_hook(void **state)
 }
 
 /* Fitting epoch by epoch keeps the best weights across calls. */
+/* on_gradients_ready: each call's `from` and a copy of what it announced. */
+#define READY_MAX 8
+struct ready_state {
+    size_t n;                        /* parameters */
+    size_t want[READY_MAX], n_want;  /* the froms expected in every batch */
+    size_t n_calls, from[READY_MAX]; /* this batch's calls */
+    float *seen[READY_MAX];          /* grads[from, n) when announced */
+    size_t batches, bad_froms, bad_values, stop_at;
+};
+
+static int on_ready(void *u, struct ddts_model *m, const float *g, size_t n, size_t from, size_t b)
+{
+    (void)m;
+    (void)b;
+    struct ready_state *s = u;
+    assert_int_equal(n, s->n);
+    assert_true(s->n_calls < READY_MAX);
+    memcpy(s->seen[s->n_calls] + from, g + from, (n - from) * sizeof *g);
+    s->from[s->n_calls++] = from;
+    return s->stop_at > 0 && s->n_calls == s->stop_at;
+}
+
+/* After the backward pass: the froms were the expected ones, and each range
+ * held its final values already when it was announced. */
+static int on_final(void *u, struct ddts_model *m, float *g, size_t n, size_t b)
+{
+    (void)m;
+    (void)b;
+    struct ready_state *s = u;
+    if (s->batches == 0) {
+        printf("from per call:");
+        for (size_t k = 0; k < s->n_calls; k++)
+            printf(" %zu", s->from[k]);
+        printf(" (%zu parameters); expected:", n);
+        for (size_t k = 0; k < s->n_want; k++)
+            printf(" %zu", s->want[k]);
+        printf("\n");
+    }
+    if (s->n_calls != s->n_want || memcmp(s->from, s->want, s->n_want * sizeof *s->want) != 0)
+        s->bad_froms++;
+    for (size_t k = 0; k < s->n_calls; k++)
+        if (memcmp(s->seen[k] + s->from[k], g + s->from[k], (n - s->from[k]) * sizeof *g) != 0)
+            s->bad_values++;
+    s->batches++;
+    s->n_calls = 0;
+    return 0;
+}
+
+/* Functional: two branches of the input meet in a Concatenate. */
+static const char *BRANCHES =
+    "{\"class_name\":\"Functional\",\"config\":{\"name\":\"br\",\"layers\":["
+    "{\"class_name\":\"InputLayer\",\"name\":\"in\",\"config\":{\"name\":\"in\","
+    "\"batch_input_shape\":[null,36]},\"inbound_nodes\":[]},"
+    "{\"class_name\":\"Dense\",\"name\":\"a\",\"config\":{\"name\":\"a\",\"units\":4,"
+    "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"in\",0,0,{}]]]},"
+    "{\"class_name\":\"Dense\",\"name\":\"b\",\"config\":{\"name\":\"b\",\"units\":5,"
+    "\"activation\":\"relu\"},\"inbound_nodes\":[[[\"in\",0,0,{}]]]},"
+    "{\"class_name\":\"Concatenate\",\"name\":\"cat\",\"config\":{\"name\":\"cat\","
+    "\"axis\":-1},\"inbound_nodes\":[[[\"a\",0,0,{}],[\"b\",0,0,{}]]]},"
+    "{\"class_name\":\"Dense\",\"name\":\"o\",\"config\":{\"name\":\"o\",\"units\":3,"
+    "\"activation\":\"softmax\"},\"inbound_nodes\":[[[\"cat\",0,0,{}]]]}],"
+    "\"input_layers\":[[\"in\",0,0]],\"output_layers\":[[\"o\",0,0]]}}";
+
+/* The offset of the first weight slot of layer `name`. */
+static size_t layer_off(const struct ddts_model *m, const char *name)
+{
+    for (size_t s = 0; s < m->n_w; s++)
+        if (strcmp(m->w[s].layer_name, name) == 0)
+            return m->w[s].off;
+    fail_msg("no weights of layer %s", name);
+    return 0;
+}
+
+/* Fits `model` for 10 batches with on_gradients_ready: in every batch one
+ * call per layer with weights, `from` at the first weight of layers[0],
+ * layers[1], ... then 0. */
+static void check_ready(const char *model, const char *const *layers, size_t n_layers)
+{
+    struct ddts_array *x, *y;
+    make_data(&x, &y);
+    struct ddts_dataset d = {.x = x, .y = y};
+    struct ddts_model *m = build(model, "sparse_categorical_crossentropy", "adam", 0.01, 1);
+    struct ready_state s = {.n = ddts_model_n_params(m), .n_want = n_layers + 1};
+    for (size_t k = 0; k < READY_MAX; k++)
+        s.seen[k] = ddts_calloc(s.n, sizeof(float));
+    for (size_t k = 0; k < n_layers; k++)
+        s.want[k] = layer_off(m, layers[k]);
+    s.want[n_layers] = 0;
+    struct ddts_fit_callbacks cb = {
+        .userdata = &s, .on_gradients = on_final, .on_gradients_ready = on_ready};
+    struct ddts_fit_options fo = {
+        .epochs = 2, .batch_size = 8, .shuffle = 1, .seed = 3, .callbacks = &cb};
+    struct ddts_error err;
+    assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK);
+    printf("%zu batches: %zu with other froms, %zu ranges not final when announced\n", s.batches,
+           s.bad_froms, s.bad_values);
+    assert_int_equal(s.batches, 10);
+    assert_int_equal(s.bad_froms, 0);
+    assert_int_equal(s.bad_values, 0);
+    /* A non-zero return stops fit after that backward pass, before on_gradients. */
+    s.stop_at = 1;
+    assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_ECANCELED);
+    assert_int_equal(s.n_calls, 1);
+    assert_int_equal(s.batches, 10);
+    for (size_t k = 0; k < READY_MAX; k++)
+        ddts_free(s.seen[k]);
+    ddts_model_destroy(m);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+}
+
+/* on_gradients_ready (MPI buckets' seam): the layers' gradients are announced
+ * last layer first, each range as soon as the layers above it are done, and
+ * each range held its final values (not the previous batch's) when announced. */
+static void test_gradients_ready(void **state)
+{
+    (void)state;
+    /* The CNN: the output Dense, then BatchNormalization (its moving statistics,
+     * not trainable, lie after gamma and beta), then the Conv2D. */
+    static const char *const cnn[] = {"o", "bn"};
+    check_ready(CNN, cnn, 2);
+    static const char *const branches[] = {"o", "b"};
+    check_ready(BRANCHES, branches, 2);
+    /* A shared Dense applied to its own output: its gradient (the sum over both
+     * calls) is announced, whole, only when its first call is done. */
+    static const char *const shared[] = {"o"};
+    check_ready("{\"class_name\":\"Functional\",\"config\":{\"name\":\"sh\",\"layers\":["
+                "{\"class_name\":\"InputLayer\",\"name\":\"in\",\"config\":{\"name\":\"in\","
+                "\"batch_input_shape\":[null,36]},\"inbound_nodes\":[]},"
+                "{\"class_name\":\"Dense\",\"name\":\"s\",\"config\":{\"name\":\"s\",\"units\":36,"
+                "\"activation\":\"tanh\"},\"inbound_nodes\":[[[\"in\",0,0,{}]],[[\"s\",0,0,{}]]]},"
+                "{\"class_name\":\"Dense\",\"name\":\"o\",\"config\":{\"name\":\"o\",\"units\":3,"
+                "\"activation\":\"softmax\"},\"inbound_nodes\":[[[\"s\",1,0,{}]]]}],"
+                "\"input_layers\":[[\"in\",0,0]],\"output_layers\":[[\"o\",0,0]]}}",
+                shared, 1);
+}
+
 static void test_best_across_calls(void **state)
 {
     (void)state;
@@ -632,6 +769,7 @@ int main(void)
         cmocka_unit_test(test_blas_threads_restored),
         cmocka_unit_test(test_callbacks_and_stopping),
         cmocka_unit_test(test_gradient_hook),
+        cmocka_unit_test(test_gradients_ready),
         cmocka_unit_test(test_best_across_calls),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_normalize_per_batch),

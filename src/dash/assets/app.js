@@ -138,6 +138,7 @@
     if (!files.length) files.push(el('li', 'empty', 'Results appear here once they exist.'));
     $('files').replaceChildren(...files);
     renderTimeline(j);
+    liveGlobalCard();
   }
   function renderTimeline(j) {
     const rec = j.rounds.recent;
@@ -267,12 +268,24 @@
     }
     if (curvesCut > 0) legend.push(el('span', null, '(and ' + curvesCut + ' more clients, not drawn)'));
     $('legend').replaceChildren(...legend);
+    liveGlobalCard();
     const keys = Array.from(series.keys()).sort(metricOrder);
     if (!keys.length) {
       $('charts').replaceChildren(el('p', 'empty', 'No finished epoch yet.'));
       return;
     }
     $('charts').replaceChildren(...keys.map(function (k) { return chart(k, series.get(k)); }));
+  }
+  /* Before the report, the Global model card shows the live curve's last point. */
+  function liveGlobalCard() {
+    const g = histories.get(GLOBAL);
+    if (!lastJob || lastJob.summary || !g || g.source !== 'live' || !g.folds.length) return;
+    const c = g.folds[0].columns, n = (c.epoch || []).length;
+    if (!n) return;
+    const acc = c.val_accuracy ? c.val_accuracy[n - 1] : null, loss = c.val_loss[n - 1];
+    $('card-global').textContent = acc !== null && acc !== undefined ? fmt(acc, 4) : fmt(loss, 4);
+    $('card-global-sub').textContent = (acc !== null && acc !== undefined ? 'test accuracy · loss ' +
+      fmt(loss, 4) : 'test loss') + ' after epoch ' + c.epoch[n - 1] + ' (live)';
   }
   function chart(key, list) {
     const W = 420, H = 230, L = 46, R = 12, T = 10, B = 28;

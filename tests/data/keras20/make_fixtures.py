@@ -209,10 +209,10 @@ DTYPE3 = {'module': 'keras', 'class_name': 'DTypePolicy', 'config': {'name': 'fl
 
 def keras3(cfg, shapes):
     """The tf.keras 2.15 config as Keras 3.13 writes it; shapes: each layer's output shape."""
-    def tensor(name):
+    def tensor(name, node=0):
         return {'class_name': '__keras_tensor__',
                 'config': {'shape': [None] + list(shapes[name]), 'dtype': 'float32',
-                           'keras_history': [name, 0, 0]}}
+                           'keras_history': [name, node, 0]}}
     out = []
     for l in cfg['config']['layers']:
         c = copy.deepcopy(l['config'])
@@ -234,18 +234,23 @@ def keras3(cfg, shapes):
             c['rms_scaling'] = False
         if l['class_name'] == 'Dense':
             c['quantization_config'] = None
+        # one inbound node per call (a shared layer has several), refs [layer, node, tensor]
+        nodes = []
+        for call in l['inbound_nodes']:
+            many = len(call) > 1
+            args = ([[tensor(i[0], i[1]) for i in call]] if many
+                    else [tensor(call[0][0], call[0][1])])
+            nodes.append({'args': args, 'kwargs': {}})
         srcs = [i[0] for i in l['inbound_nodes'][0]]
-        many = len(srcs) > 1
-        args = [[tensor(n) for n in srcs]] if many else [tensor(srcs[0])]
         ins = [[None] + list(shapes[n]) for n in srcs]
         out.append({'module': 'keras.layers', 'class_name': l['class_name'], 'config': c,
                     'registered_name': None,
-                    'build_config': {'input_shape': ins if many else ins[0]},
-                    'name': name, 'inbound_nodes': [{'args': args, 'kwargs': {}}]})
-    o = cfg['config']['output_layers'][0][0]
+                    'build_config': {'input_shape': ins if len(srcs) > 1 else ins[0]},
+                    'name': name, 'inbound_nodes': nodes})
     return {'module': 'keras.src.models.functional', 'class_name': 'Functional',
             'config': {'name': cfg['config']['name'], 'trainable': True, 'layers': out,
-                       'input_layers': [['input_1', 0, 0]], 'output_layers': [[o, 0, 0]]},
+                       'input_layers': cfg['config']['input_layers'],
+                       'output_layers': cfg['config']['output_layers']},
             'registered_name': 'Functional', 'build_config': {'input_shape': None},
             'compile_config': {
                 'optimizer': {'module': 'keras.optimizers', 'class_name': 'Adam', 'config': {
@@ -286,8 +291,10 @@ def write_keras(path, cfg3, h5path):
             z.writestr(zipfile.ZipInfo(n, date_time=(2026, 12, 3, 12, 0, 0)), data)
 
 
-def shapes_of(path, x):
-    """Each layer's output shape (batch excluded), from a numpy pass."""
+def shapes_of(path, x, inputs=('input_1',)):
+    """Each layer's output shape (batch excluded), from a numpy pass; x: the input or a list of
+    them (the model's inputs, named `inputs`)."""
+    xs = x if isinstance(x, list) else [x]
     shapes = {}
     base = npref20.npref.layer_call
 
@@ -297,10 +304,11 @@ def shapes_of(path, x):
         return y
     npref20.npref.layer_call = rec
     try:
-        npref20.npref.forward(path, [x.astype(np.float64)])
+        npref20.npref.forward(path, [v.astype(np.float64) for v in xs])
     finally:
         npref20.npref.layer_call = base
-    shapes['input_1'] = x.shape[1:]
+    for n, v in zip(inputs, xs):
+        shapes[n] = v.shape[1:]
     return shapes
 
 
