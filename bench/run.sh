@@ -377,14 +377,14 @@ case " $CASES " in *" mpi "*)
             [ -s "$W/$m.h5" ] || "$B/ddts" model new "$SRC/examples/fashion_$m.json" -o "$W/$m.h5" >/dev/null 2>&1 ||
                 { echo "model new $m failed"; continue; }
             for sync in step step-buckets epoch; do
-                flags=(--sync "${sync%-buckets}")
-                [ "$sync" = step-buckets ] && flags+=(--bucket-mb 0.1)
+                bucket=
+                [ "$sync" = step-buckets ] && bucket="--bucket-mb 0.1"
                 for k in 1 2; do
                     o="$W/mpi-$m-$sync-$k"
                     t0=$(now)
                     mpirun --oversubscribe --bind-to none -np $k "$B/ddts" train --distributed mpi \
                         --model "$W/$m.h5" --epochs $EP --batch-size 32 --data keras \
-                        --keras-dataset fashion_mnist --samples $N --normalizer simple "${flags[@]}" \
+                        --keras-dataset fashion_mnist --samples $N --normalizer simple --sync "${sync%-buckets}" $bucket \
                         --seed 5 --threads 1 --out "$o" >"$o.out" 2>"$o.err" ||
                         echo "mpi $m $sync $k ranks failed: $(tail -2 "$o.err")"
                     t1=$(now)
@@ -393,7 +393,7 @@ case " $CASES " in *" mpi "*)
                     eval "MX_$k=$(field "$o.out" exchanges) MB_$k=$(field "$o.out" exchange_bytes_per_rank) MS_$k=$(field "$o.out" exchange_seconds)"
                 done
                 per_x=$(awk -v b="${MB_2:-}" -v x="${MX_2:-}" -v s="${MS_2:-}" 'BEGIN{ if (x + 0 > 0) printf "%.3f MB, %.3f ms", b / x / 1e6, s / x * 1e3; else print "n/a" }')
-                echo "mpi $m ${flags[*]}: 1 rank ${MW_1}s (train ${MT_1:-n/a}s) acc ${MA_1:-n/a}; 2 ranks ${MW_2}s (train ${MT_2:-n/a}s) acc ${MA_2:-n/a}; speed-up $(ratio "$MT_1" "$MT_2")x train, $(ratio "$MW_1" "$MW_2")x wall (target >= 1.8, accuracy within 1 point); ${MX_2:-n/a} exchanges, per exchange ${per_x} (incl. waiting)"
+                echo "mpi $m --sync ${sync%-buckets}${bucket:+ $bucket}: 1 rank ${MW_1}s (train ${MT_1:-n/a}s) acc ${MA_1:-n/a}; 2 ranks ${MW_2}s (train ${MT_2:-n/a}s) acc ${MA_2:-n/a}; speed-up $(ratio "$MT_1" "$MT_2")x train, $(ratio "$MW_1" "$MW_2")x wall (target >= 1.8, accuracy within 1 point); ${MX_2:-n/a} exchanges, per exchange ${per_x} (incl. waiting)"
             done
         done
         # The exchanges alone: MPI_Allreduce (bench_mpi) and a server round
