@@ -729,18 +729,18 @@ done:
 enum ddts_status ddts_model_evaluate(struct ddts_model *m, const struct ddts_dataset *d,
                                      int batch_size, struct ddts_logs *out, struct ddts_error *err)
 {
-    ddts__tensor_blas_enter();
+    unsigned fp = ddts__tensor_blas_enter();
     enum ddts_status st = evaluate(m, d, batch_size, out, err);
-    ddts__tensor_blas_leave();
+    ddts__tensor_blas_leave(fp);
     return st;
 }
 
 enum ddts_status ddts_model_predict(struct ddts_model *m, const struct ddts_array *x,
                                     int batch_size, struct ddts_array **out, struct ddts_error *err)
 {
-    ddts__tensor_blas_enter();
+    unsigned fp = ddts__tensor_blas_enter();
     enum ddts_status st = predict(m, x, batch_size, out, err);
-    ddts__tensor_blas_leave();
+    ddts__tensor_blas_leave(fp);
     return st;
 }
 
@@ -748,8 +748,8 @@ enum ddts_status ddts_model_fit(struct ddts_model *m, const struct ddts_dataset 
                                 const struct ddts_fit_options *o, struct ddts_history **out,
                                 struct ddts_error *err)
 {
-    ddts__tensor_blas_enter();
+    unsigned fp = ddts__tensor_blas_enter();
     enum ddts_status st = fit(m, train, o, out, err);
-    ddts__tensor_blas_leave();
+    ddts__tensor_blas_leave(fp);
     return st;
 }

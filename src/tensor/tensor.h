@@ -31,9 +31,12 @@ void ddts__tensor_sgemm_par(int threads, int ta, int tb, size_t M, size_t N, siz
 void ddts__tensor_set_threads(int n);
 /* Around every engine entry point (fit, evaluate, predict): OpenBLAS runs on
  * one thread inside (the engine splits GEMMs itself), and the program's own
- * thread count is restored when the last concurrent call leaves. */
-void ddts__tensor_blas_enter(void);
-void ddts__tensor_blas_leave(void);
+ * thread count is restored when the last concurrent call leaves. Inside,
+ * denormal floats are flushed to zero as TensorFlow does (x86: MXCSR FTZ and
+ * DAZ, in the calling thread and the OpenMP team); enter returns the calling
+ * thread's setting, which leave puts back. */
+unsigned ddts__tensor_blas_enter(void);
+void ddts__tensor_blas_leave(unsigned saved);
 
 /* Geometry of a 2-D convolution window over an (H, W, C) image. */
 struct ddts__conv_geom {

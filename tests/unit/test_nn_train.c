@@ -291,6 +291,45 @@ static void test_blas_threads_restored(void **state)
     ddts_model_destroy(m);
 }
 
+/* Denormals are flushed inside the engine as TensorFlow does (FTZ + DAZ):
+ * a Dense(1, linear, no bias) with kernel 1e6 maps a denormal input 1e-40
+ * to 0, where unflushed float arithmetic gives 1e-34; the caller's own
+ * floating-point setting is unchanged on return. */
+static void test_denormals_flushed(void **state)
+{
+    (void)state;
+#if defined(__x86_64__)
+    static const char *ONE = "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+                             "{\"class_name\":\"Dense\",\"config\":{\"name\":\"d\",\"units\":1,"
+                             "\"use_bias\":false,\"batch_input_shape\":[null,4]}}]}}";
+    for (int threads = 1; threads <= 2; threads++) {
+        struct ddts_model *m = build(ONE, "mse", "sgd", 0.01, threads);
+        size_t n;
+        float *w = ddts_model_weights_flat(m, &n);
+        assert_int_equal(n, 4);
+        for (size_t i = 0; i < n; i++)
+            w[i] = 1e6f;
+        struct ddts_array *x = arr(DDTS_F32, 2, 64, 4, 0, 0);
+        float *xv = x->data;
+        volatile float tiny = 1e-40f; /* a denormal, not folded away */
+        for (size_t i = 0; i < 64 * 4; i++)
+            xv[i] = i % 4 == 0 ? tiny : 0.0f;
+        volatile float unflushed = tiny * 1e6f; /* this thread does not flush */
+        assert_true(unflushed > 1e-35f);
+        struct ddts_array *p = NULL;
+        struct ddts_error err;
+        assert_int_equal(ddts_model_predict(m, x, 16, &p, &err), DDTS_OK);
+        for (int64_t i = 0; i < 64; i++)
+            assert_true(((const float *)p->data)[i] == 0.0f);
+        volatile float after = tiny * 1e6f; /* the caller's setting is back */
+        assert_true(after > 1e-35f);
+        ddts_array_destroy(p);
+        ddts_array_destroy(x);
+        ddts_model_destroy(m);
+    }
+#endif
+}
+
 static void test_predict_evaluate(void **state)
 {
     (void)state;
@@ -767,6 +806,7 @@ int main(void)
         cmocka_unit_test(test_no_alloc_in_step),
         cmocka_unit_test(test_predict_evaluate),
         cmocka_unit_test(test_blas_threads_restored),
+        cmocka_unit_test(test_denormals_flushed),
         cmocka_unit_test(test_callbacks_and_stopping),
         cmocka_unit_test(test_gradient_hook),
         cmocka_unit_test(test_gradients_ready),
