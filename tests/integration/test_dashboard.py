@@ -59,6 +59,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -347,6 +348,21 @@ def run_live(work, chrome):
     check(rows and all(len(r) >= 1 for r in rows.values()),
           "live history has no validation figures: %r" % {
               n: api(base, "/api/history?client=" + n) for n in NAMES})
+    # Hold the job while the page is read: both clients stop (SIGSTOP) so that a
+    # fast machine cannot finish the job under the browser; they go on (SIGCONT)
+    # just before the flood, which needs them training.
+    for p in procs:
+        p.send_signal(signal.SIGSTOP)
+    try:
+        live_page_checks(base, chrome, rows)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGCONT)
+    flood_checks(work, base)
+    return finish_live(work, server, procs, rows)
+
+
+def live_page_checks(base, chrome, rows):
     job_live = api(base, "/api/job")
     check(job_live.get("status") == "running", "the live rows were taken after the job: %r" %
           job_live.get("status"))
@@ -371,6 +387,9 @@ def run_live(work, chrome):
               "live page: job status not 'running'")
         check(chrome.screenshot(base + "/", os.path.join(ARTEFACTS, "dashboard-live.png")),
               "live page: no screenshot")
+
+
+def flood_checks(work, base):
     # The flood, while the clients still train: rounds go on (the server's log says).
     errfile = os.path.join(work, "server.err")
     r0 = log_rounds(errfile)
@@ -398,6 +417,9 @@ def run_live(work, chrome):
         check(st, "the dashboard does not answer after the flood")
     else:
         check(False, "the job ended before the flood (states %r)" % states)
+
+
+def finish_live(work, server, procs, rows):
     for p in procs:
         try:
             rc = p.wait(timeout=150)
