@@ -1,6 +1,6 @@
 """Shared by the Python integration tests: counted checks and a free loopback port.
 
-    from checks import Checks, free_port, wait_listening, start_client
+    from checks import Checks, free_port, wait_listening, start_client, run_job
     check = Checks()
     check(cond, "what went wrong")   # counts; prints FAIL: ... when cond is false
     ... check.passed, check.failed
@@ -70,12 +70,75 @@ def wait_listening(port, timeout=60.0, proc=None):
     return False
 
 
-def start_client(ddts, work, port, name, retries=0):
+def write_passphrase(work, phrase):
+    """Writes `phrase` to work/pass, readable by its owner only (as ddts requires)."""
+    fd = os.open(os.path.join(work, "pass"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(phrase + "\n")
+    os.chmod(os.path.join(work, "pass"), 0o600)
+
+
+def start_client(ddts, work, port, name, retries=0, extra=()):
     """A real `ddts client` of the server at 127.0.0.1:port, named `name`, in
-    work/name, with the passphrase in work/pass; its stderr in work/name.err."""
-    err = open(os.path.join(work, name + ".err"), "w")
+    work/name, with the passphrase in work/pass and the further arguments
+    `extra`; its stdout and stderr in work/name.err."""
+    log = open(os.path.join(work, name + ".err"), "w")
     return subprocess.Popen(
         [ddts, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
          os.path.join(work, "pass"), "--workdir", os.path.join(work, name), "--name", name,
-         "--threads", "1", "--retries", str(retries)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+         "--threads", "1", "--retries", str(retries)] + list(extra),
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+
+def stop(proc, timeout):
+    """Waits up to `timeout` s for `proc`, then kills it; its exit status, or
+    "timeout" when it had to be killed."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return "timeout"
+
+
+class Job:
+    """What run_job saw: rc (the server's exit status, or "timeout"), err (its
+    stderr), logs (the clients' logs, one after the other), took (seconds from
+    the clients' start to the server's end)."""
+
+    def __init__(self, rc, err, logs, took):
+        self.rc, self.err, self.logs, self.took = rc, err, logs, took
+
+
+def run_job(ddts, work, server_args, clients, timeout=100, retries=0, client_extra=None):
+    """Runs a whole job on 127.0.0.1: `ddts server --host 127.0.0.1 --port P
+    --passphrase-file work/pass` with `server_args`, waits until it listens (it
+    checks the model and data first), starts the named clients (start_client,
+    with client_extra[name] or the default [] as extra arguments), waits up to
+    `timeout` s for the server (killed after), then up to 30 s for each client.
+    Returns a Job."""
+    port = free_port()
+    srv = subprocess.Popen(
+        [ddts, "server", "--host", "127.0.0.1", "--port", str(port), "--passphrase-file",
+         os.path.join(work, "pass")] + list(server_args),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_listening(port, proc=srv)
+    extra = client_extra or {}
+    procs = [start_client(ddts, work, port, n, retries, extra.get(n, ())) for n in clients]
+    t0 = time.monotonic()
+    try:
+        _, err = srv.communicate(timeout=timeout)
+        rc = srv.returncode
+    except subprocess.TimeoutExpired:
+        srv.kill()
+        _, err = srv.communicate()
+        rc = "timeout"
+    took = time.monotonic() - t0
+    for p in procs:
+        stop(p, 30)
+    logs = ""
+    for n in clients:
+        with open(os.path.join(work, n + ".err"), errors="replace") as f:
+            logs += f.read()
+    return Job(rc, err, logs, took)
+

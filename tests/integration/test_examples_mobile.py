@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port, wait_listening  # noqa: E402
+from checks import Checks, run_job, write_passphrase  # noqa: E402
 
 DDTS = os.path.abspath(os.environ.get("DDTS", "build/ddts"))
 SRC = os.environ.get("DDTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -113,39 +113,19 @@ def one_example(work, name, data, loss, epochs, min_acc, job_epochs):
                 print("%s: ddts evaluate accuracy %.3f" % (name, ev))
                 check(ev >= min_acc, "%s: saved model's accuracy %.3f" % (name, ev))
     # The same model in a 2-client job.
-    port = free_port()
     wd = os.path.join(work, name + "-job")
-    fd = os.open(os.path.join(work, "pass"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(fd, b"examples passphrase\n")
-    os.close(fd)
-    srv = subprocess.Popen(
-        [DDTS, "server", "--host", "127.0.0.1", "--port", str(port), "--passphrase-file",
-         os.path.join(work, "pass"), "--model", model, "--clients", "2", "--epochs", str(job_epochs),
-         "--batch-size", "32", "--dataset", data, "--threads", "1", "--seed", "1", "--metrics",
-         "accuracy", "--workdir", wd, "--name", "j"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_listening(port, proc=srv)
-    clients = [subprocess.Popen(
-        [DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
-         os.path.join(work, "pass"), "--workdir", os.path.join(work, "%s-c%d" % (name, i)),
-         "--name", "c%d" % i, "--threads", "1", "--retries", "2"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for i in range(2)]
-    try:
-        _, err = srv.communicate(timeout=400)
-    except subprocess.TimeoutExpired:
-        srv.kill()
-        _, err = srv.communicate()
-    for c in clients:
-        try:
-            c.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            c.kill()
+    write_passphrase(work, "examples passphrase")
+    job = run_job(DDTS, work, ["--model", model, "--clients", "2", "--epochs", str(job_epochs),
+                               "--batch-size", "32", "--dataset", data, "--threads", "1",
+                               "--seed", "1", "--metrics", "accuracy", "--workdir", wd, "--name",
+                               "j"], ["%s-c%d" % (name, i) for i in range(2)], timeout=400,
+                  retries=2)
+    err = job.err
     s = summary(os.path.join(wd, "j", "summary.json"))
     accs = [(c.get("final") or {}).get("val_accuracy") for c in s.get("clients", [])]
     print("%s: 2-client job status %r, clients' val_accuracy %r" % (name, s.get("status"), accs))
-    check(srv.returncode == 0 and s.get("status") == "ok",
-          "%s: 2-client job: rc %r, status %r: %s" % (name, srv.returncode, s.get("status"),
+    check(job.rc == 0 and s.get("status") == "ok",
+          "%s: 2-client job: rc %r, status %r: %s" % (name, job.rc, s.get("status"),
                                                       err[-600:]))
     glob = os.path.join(wd, "j", "global", "model.h5")
     check(os.path.exists(glob), "%s: the job's global model is missing" % name)

@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port, wait_listening  # noqa: E402
+from checks import Checks, free_port, run_job, write_passphrase  # noqa: E402
 
 DDTS = os.environ.get("DDTS", os.path.abspath("ddts"))
 SRC = os.environ.get("DDTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -117,44 +117,14 @@ def section1(tmp, data):
 
 
 def section2(tmp, data, users, jobs, rating):
-    with open(os.path.join(tmp, "pass"), "w") as f:
-        f.write("multi input passphrase\n")
-    os.chmod(os.path.join(tmp, "pass"), 0o600)
-    port = free_port()
+    write_passphrase(tmp, "multi input passphrase")
     wd = os.path.join(tmp, "work")
-    srv_log = os.path.join(tmp, "server.err")
-    with open(srv_log, "w") as log:
-        srv = subprocess.Popen(
-            [DDTS, "server", "--host", "127.0.0.1", "--port", str(port), "--passphrase-file",
-             os.path.join(tmp, "pass"), "--model", MODEL, "--clients", "2", "--data", "server",
-             "--dataset", data, "--epochs", "2", "--batch-size", "16", "--threads", "1",
-             "--seed", "1", "--workdir", wd, "--name", "rec", "--client-timeout", "30"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
-    wait_listening(port, proc=srv)  # the server checks the model and data before it listens
-    procs = []
-    for name in ("c0", "c1"):
-        log = open(os.path.join(tmp, name + ".err"), "w")
-        procs.append(subprocess.Popen(
-            [DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
-             os.path.join(tmp, "pass"), "--workdir", os.path.join(tmp, "c-" + name), "--name",
-             name, "--threads", "1", "--retries", "0", "--dataset", "-"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log))
-    try:
-        rc = srv.wait(timeout=100)
-    except subprocess.TimeoutExpired:
-        srv.kill()
-        srv.wait()
-        rc = "timeout"
-    err = open(srv_log).read()
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    logs = "".join(open(os.path.join(tmp, n + ".err")).read() for n in ("c0", "c1"))
-    check(rc == 0, "server job on X/ + X2/: exit %s: %s\nclients: %s" % (rc, err[-800:],
-                                                                        logs[-800:]))
+    job = run_job(DDTS, tmp, ["--model", MODEL, "--clients", "2", "--data", "server",
+                              "--dataset", data, "--epochs", "2", "--batch-size", "16",
+                              "--threads", "1", "--seed", "1", "--workdir", wd, "--name", "rec",
+                              "--client-timeout", "30"], ("c0", "c1"))
+    check(job.rc == 0, "server job on X/ + X2/: exit %s: %s\nclients: %s"
+          % (job.rc, job.err[-800:], job.logs[-800:]))
     rows = {(int(u), float(j), float(r)) for u, j, r in zip(users[:, 0], jobs[:, 0], rating[:, 0])}
     seen = 0
     for c in range(2):

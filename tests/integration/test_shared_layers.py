@@ -19,14 +19,13 @@ Run by CTest with the build folder as working directory.
 """
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port, wait_listening  # noqa: E402
+from checks import Checks, run_job, write_passphrase  # noqa: E402
 from keras_fixture_harness import DDTS, SRC, close, one, predict, run, structure  # noqa: E402
 
 DATA = os.path.join(SRC, "tests", "data", "shared_layers")
@@ -58,40 +57,13 @@ def server_job(tmp):
     for sub, arr in (("X", xs[0]), ("X2", xs[1]), ("Y", y)):
         os.makedirs(os.path.join(data, sub))
         np.save(os.path.join(data, sub, "d.npy"), arr)
-    with open(os.path.join(tmp, "pass"), "w") as f:
-        f.write("shared layers passphrase\n")
-    os.chmod(os.path.join(tmp, "pass"), 0o600)
-    port, wd = free_port(), os.path.join(tmp, "work")
-    with open(os.path.join(tmp, "server.err"), "w") as log:
-        srv = subprocess.Popen(
-            [DDTS, "server", "--host", "127.0.0.1", "--port", str(port), "--passphrase-file",
-             os.path.join(tmp, "pass"), "--model", model, "--clients", "2", "--data", "server",
-             "--dataset", data, "--epochs", "2", "--batch-size", "8", "--threads", "1",
-             "--seed", "1", "--workdir", wd, "--name", "siam", "--client-timeout", "30"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
-    wait_listening(port, proc=srv)
-    procs = []
-    for name in ("c0", "c1"):
-        log = open(os.path.join(tmp, name + ".err"), "w")
-        procs.append(subprocess.Popen(
-            [DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
-             os.path.join(tmp, "pass"), "--workdir", os.path.join(tmp, "c-" + name), "--name",
-             name, "--threads", "1", "--retries", "0", "--dataset", "-"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log))
-    try:
-        rc = srv.wait(timeout=100)
-    except subprocess.TimeoutExpired:
-        srv.kill()
-        srv.wait()
-        rc = "timeout"
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    logs = "".join(open(os.path.join(tmp, n)).read() for n in ("server.err", "c0.err", "c1.err"))
-    if not check(rc == 0, "server job: exit %s: %s" % (rc, logs[-1500:])):
+    write_passphrase(tmp, "shared layers passphrase")
+    wd = os.path.join(tmp, "work")
+    job = run_job(DDTS, tmp, ["--model", model, "--clients", "2", "--data", "server",
+                              "--dataset", data, "--epochs", "2", "--batch-size", "8",
+                              "--threads", "1", "--seed", "1", "--workdir", wd, "--name", "siam",
+                              "--client-timeout", "30"], ("c0", "c1"))
+    if not check(job.rc == 0, "server job: exit %s: %s" % (job.rc, (job.err + job.logs)[-1500:])):
         return
     g = os.path.join(wd, "siam", "global", "model.h5")
     if not check(os.path.exists(g), "no global model at %s" % g):

@@ -46,7 +46,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port, wait_listening  # noqa: E402
+import checks  # noqa: E402
+from checks import Checks, free_port, run_job, stop, wait_listening, write_passphrase  # noqa: E402
 
 DDTS = os.path.abspath(os.environ.get("DDTS", "build/ddts"))
 check = Checks()
@@ -80,9 +81,7 @@ def make_data(work):
     yb = y[60:].copy()
     yb[7] = 5
     np.save(os.path.join(work, "bad/Y/b.npy"), yb)
-    with open(os.path.join(work, "pass"), "w") as f:
-        f.write("workflow passphrase\n")
-    os.chmod(os.path.join(work, "pass"), 0o600)
+    write_passphrase(work, "workflow passphrase")
     for name, shape in (("m.h5", "8"), ("m5.h5", "5")):
         subprocess.run([DDTS, "model", "new", "--layers", "dense:16:relu,dense:2:softmax",
                         "--input-shape", shape, "-o", os.path.join(work, name)], check=True,
@@ -120,41 +119,17 @@ def section1(work):
 
 
 def start_client(work, port, name, dataset, retries=0):
-    log = open(os.path.join(work, "%s.err" % name), "w")
-    return subprocess.Popen(
-        [DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
-         os.path.join(work, "pass"), "--workdir", os.path.join(work, "c-" + name), "--name", name,
-         "--threads", "1", "--retries", str(retries), "--dataset", dataset],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    return checks.start_client(DDTS, work, port, name, retries, ["--dataset", dataset])
 
 
 def serve_with_clients(work, wd, name, clients, timeout=90, extra=()):
     """`ddts server --data client` with clients [(name, dataset)]; (rc, stderr, seconds)."""
-    port = free_port()
-    argv = [DDTS, "server", "--host", "127.0.0.1", "--port", str(port), "--passphrase-file",
-            os.path.join(work, "pass"), "--model", os.path.join(work, "m.h5"), "--clients",
-            str(len(clients)), "--data", "client", "--threads", "1", "--seed", "1",
-            "--workdir", wd, "--name", name, "--client-timeout", "30"] + list(extra)
-    srv = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    wait_listening(port, proc=srv)  # the server checks the model and data before it listens
-    procs = [start_client(work, port, n, d) for n, d in clients]
-    t0 = time.time()
-    try:
-        _, err = srv.communicate(timeout=timeout)
-        rc = srv.returncode
-    except subprocess.TimeoutExpired:
-        srv.kill()
-        _, err = srv.communicate()
-        rc = "timeout"
-    took = time.time() - t0
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return rc, err, took
+    job = run_job(DDTS, work, ["--model", os.path.join(work, "m.h5"), "--clients",
+                               str(len(clients)), "--data", "client", "--threads", "1", "--seed",
+                               "1", "--workdir", wd, "--name", name, "--client-timeout", "30"] +
+                  list(extra), [n for n, _ in clients], timeout=timeout,
+                  client_extra={n: ["--dataset", d] for n, d in clients})
+    return job.rc, job.err, job.took
 
 
 def section2(work):
@@ -210,31 +185,12 @@ def section2(work):
 
 def serve_data(work, wd, name, data, n_clients, extra, timeout=120):
     """`ddts server --data server` with n_clients clients; (rc, stderr, client logs)."""
-    port = free_port()
-    argv = [DDTS, "server", "--host", "127.0.0.1", "--port", str(port), "--passphrase-file",
-            os.path.join(work, "pass"), "--model", os.path.join(work, "m.h5"), "--clients",
-            str(n_clients), "--data", "server", "--dataset", data, "--threads", "1",
-            "--seed", "1", "--workdir", wd, "--name", name, "--client-timeout", "30"] + list(extra)
-    srv = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    wait_listening(port, proc=srv)  # the server checks the model and data before it listens
-    names = ["%s-c%d" % (name, i) for i in range(n_clients)]
-    procs = [start_client(work, port, n, "-") for n in names]
-    try:
-        _, err = srv.communicate(timeout=timeout)
-        rc = srv.returncode
-    except subprocess.TimeoutExpired:
-        srv.kill()
-        _, err = srv.communicate()
-        rc = "timeout"
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    logs = "".join(open(os.path.join(work, "%s.err" % n)).read() for n in names)
-    return rc, err, logs
+    job = run_job(DDTS, work, ["--model", os.path.join(work, "m.h5"), "--clients",
+                               str(n_clients), "--data", "server", "--dataset", data, "--threads",
+                               "1", "--seed", "1", "--workdir", wd, "--name", name,
+                               "--client-timeout", "30"] + list(extra),
+                  ["%s-c%d" % (name, i) for i in range(n_clients)], timeout=timeout)
+    return job.rc, job.err, job.logs
 
 
 def section2_sync(work):
@@ -311,7 +267,7 @@ def section3(work):
     check(rc == 1 and "holds 2 jobs (a, b)" in err and "--name" in err,
           "collect with two jobs: %s %s" % (rc, err[-400:]))
     # One job: a client whose current job is another one is told it is done; its pointer stays.
-    cur = os.path.join(work, "c-r-c0", "current")
+    cur = os.path.join(work, "r-c0", "current")
     before = open(cur, "rb").read() if os.path.exists(cur) else None
     other = os.path.join(work, "s3-one")
     os.makedirs(other)
@@ -326,7 +282,7 @@ def section3(work):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_listening(port, proc=srv)
     cl = subprocess.run([DDTS, "client", "--server", "127.0.0.1:%d" % port, "--passphrase-file",
-                         os.path.join(work, "pass"), "--workdir", os.path.join(work, "c-r-c0"),
+                         os.path.join(work, "pass"), "--workdir", os.path.join(work, "r-c0"),
                          "--name", "r-c0", "--threads", "1", "--retries", "0"],
                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
     srv.kill()
@@ -433,11 +389,7 @@ def section6_round(work):
         srv.kill()
         srv.wait()
     for p in (fast, slow):
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop(p, 30)
     check(stopped, "the slow client never trained")
     check(": sent; waiting for the other clients" in log,
           "a client waiting for a round says nothing: %r" % log[-600:])
@@ -492,11 +444,7 @@ def section6_metrics(work):
     except subprocess.TimeoutExpired:
         srv.kill()
         _, err = srv.communicate()
-    try:
-        cl.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        cl.kill()
-        cl.wait()
+    stop(cl, 30)
     sj = os.path.join(wd, "mt", "summary.json")
     summary = json.load(open(sj)) if os.path.exists(sj) else {}
     final = summary.get("global", {}).get("final", {})
