@@ -24,24 +24,9 @@ import tempfile
 import threading
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
-from checks import free_port  # noqa: E402
-
-
-def make_job(work):
-    rng = np.random.default_rng(1)
-    os.makedirs(os.path.join(work, "data", "X"))
-    os.makedirs(os.path.join(work, "data", "Y"))
-    x = rng.normal(size=(32000, 8)).astype("float32")
-    y = (x[:, 0] + x[:, 1] > 0).astype("int64") + (x[:, 2] > 1)
-    np.save(os.path.join(work, "data", "X", "x.npy"), x)
-    np.save(os.path.join(work, "data", "Y", "y.npy"), y)
-    with open(os.path.join(work, "pass"), "w") as f:
-        f.write("bench passphrase\n")
-    os.chmod(os.path.join(work, "pass"), 0o600)
+from checks import free_port, make_mlp_job, mlp_job_argv, start_server  # noqa: E402
 
 
 def page(host, port, stop, counts):
@@ -70,13 +55,9 @@ def page(host, port, stop, counts):
 def run(ddts, work, tag, pages):
     port = free_port()
     errf = os.path.join(work, tag + ".err")
-    server = subprocess.Popen(
-        [ddts, "server", "--host", "127.0.0.1", "--port", str(port), "--dashboard", "127.0.0.1:0",
-         "--passphrase-file", os.path.join(work, "pass"), "--model", os.path.join(work, "m.h5"),
-         "--clients", "2", "--epochs", "8", "--batch-size", "16", "--sync", "steps:200",
-         "--data", "server", "--dataset", os.path.join(work, "data"), "--seed", "3",
-         "--threads", "1", "--workdir", os.path.join(work, tag), "--name", "bench"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(errf, "w"))
+    server = start_server(mlp_job_argv(ddts, work, port, os.path.join(work, tag), "bench", 8,
+                                       ["--dashboard", "127.0.0.1:0", "--sync", "steps:200"]),
+                          errf)
     url = None
     while url is None and server.poll() is None:
         m = re.search(r"dashboard: http://([^:/]+):(\d+)/", open(errf).read())
@@ -129,10 +110,7 @@ def main():
     pairs = int(args[args.index("--pairs") + 1]) if "--pairs" in args else 2
     pages = int(args[args.index("--pages") + 1]) if "--pages" in args else 100
     work = tempfile.mkdtemp(prefix="ddts-bench-dash-")
-    make_job(work)
-    subprocess.run([ddts, "model", "new", "--layers", "dense:256:relu,dense:256:relu,dense:3:softmax",
-                    "--input-shape", "8", "-o", os.path.join(work, "m.h5")], check=True,
-                   stdout=subprocess.DEVNULL)
+    make_mlp_job(ddts, work, 32000, "bench passphrase")
     res = {0: [], pages: []}
     for i in range(pairs):
         for n in (0, pages):

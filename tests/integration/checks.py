@@ -142,3 +142,40 @@ def run_job(ddts, work, server_args, clients, timeout=100, retries=0, client_ext
             logs += f.read()
     return Job(rc, err, logs, took)
 
+
+def make_mlp_job(ddts, work, samples, phrase):
+    """The job of the dashboard and live-view tests and bench/dash_pollers.py:
+    work/data (X/x.npy: `samples` rows of 8 normal features, seed 1; Y/y.npy:
+    3 classes), the passphrase `phrase` in work/pass and work/m.h5, an MLP
+    8-256-256-3 (`ddts model new`)."""
+    import numpy as np  # here: most users of this module need no numpy
+
+    rng = np.random.default_rng(1)
+    os.makedirs(os.path.join(work, "data", "X"))
+    os.makedirs(os.path.join(work, "data", "Y"))
+    x = rng.normal(size=(samples, 8)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int64") + (x[:, 2] > 1)
+    np.save(os.path.join(work, "data", "X", "x.npy"), x)
+    np.save(os.path.join(work, "data", "Y", "y.npy"), y)
+    write_passphrase(work, phrase)
+    subprocess.run([ddts, "model", "new", "--layers",
+                    "dense:256:relu,dense:256:relu,dense:3:softmax", "--input-shape", "8", "-o",
+                    os.path.join(work, "m.h5")], check=True, stdout=subprocess.DEVNULL)
+
+
+def mlp_job_argv(ddts, work, port, workdir, name, epochs, extra=()):
+    """The `ddts server` command line of make_mlp_job's job on 127.0.0.1:port:
+    2 clients, `epochs` epochs, batches of 16, the data on the server, seed 3,
+    1 thread; `extra` appended (--dashboard, --sync, ...)."""
+    return [ddts, "server", "--host", "127.0.0.1", "--port", str(port), "--passphrase-file",
+            os.path.join(work, "pass"), "--model", os.path.join(work, "m.h5"), "--clients", "2",
+            "--epochs", str(epochs), "--batch-size", "16", "--data", "server", "--dataset",
+            os.path.join(work, "data"), "--seed", "3", "--threads", "1", "--workdir", workdir,
+            "--name", name] + list(extra)
+
+
+def start_server(argv, err_path):
+    """Starts the server command line `argv`, its stderr in the file err_path."""
+    with open(err_path, "w") as err:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err)

@@ -72,7 +72,7 @@ import urllib.request
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port  # noqa: E402
+from checks import Checks, free_port, make_mlp_job, mlp_job_argv, start_server  # noqa: E402
 
 DDTS = os.path.abspath(os.environ.get("DDTS", "build/ddts"))
 ARTEFACTS = os.getcwd()  # CTest runs integration tests in the build folder
@@ -295,22 +295,6 @@ def flood(base, seconds):
     return counts
 
 
-def make_job(work):
-    rng = np.random.default_rng(1)
-    os.makedirs(os.path.join(work, "data", "X"))
-    os.makedirs(os.path.join(work, "data", "Y"))
-    x = rng.normal(size=(32000, 8)).astype("float32")
-    y = (x[:, 0] + x[:, 1] > 0).astype("int64") + (x[:, 2] > 1)
-    np.save(os.path.join(work, "data", "X", "x.npy"), x)
-    np.save(os.path.join(work, "data", "Y", "y.npy"), y)
-    with open(os.path.join(work, "pass"), "w") as f:
-        f.write("dashboard passphrase\n")
-    os.chmod(os.path.join(work, "pass"), 0o600)
-    subprocess.run([DDTS, "model", "new", "--layers", "dense:256:relu,dense:256:relu,dense:3:softmax",
-                    "--input-shape", "8", "-o", os.path.join(work, "m.h5")], check=True,
-                   stdout=subprocess.DEVNULL)
-
-
 def start_client(work, port, name, extra=()):
     log = open(os.path.join(work, name.replace("/", "_") + ".err"), "w")
     return subprocess.Popen(
@@ -322,14 +306,10 @@ def start_client(work, port, name, extra=()):
 
 def run_live(work, chrome):
     port = free_port()
-    err = open(os.path.join(work, "server.err"), "w")
-    server = subprocess.Popen(
-        [DDTS, "server", "--host", "127.0.0.1", "--port", str(port), "--dashboard", "127.0.0.1:0",
-         "--passphrase-file", os.path.join(work, "pass"), "--model", os.path.join(work, "m.h5"),
-         "--clients", "2", "--epochs", str(EPOCHS), "--batch-size", "16", "--sync", "steps:200",
-         "--data", "server", "--dataset", os.path.join(work, "data"), "--seed", "3",
-         "--threads", "1", "--workdir", os.path.join(work, "w"), "--name", "dash",
-         "--client-timeout", "60"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    server = start_server(mlp_job_argv(DDTS, work, port, os.path.join(work, "w"), "dash", EPOCHS,
+                                       ["--dashboard", "127.0.0.1:0", "--sync", "steps:200",
+                                        "--client-timeout", "60"]),
+                          os.path.join(work, "server.err"))
     base = read_url(os.path.join(work, "server.err"))
     check(base is not None and "token" not in base, "no loopback dashboard URL printed: %r" % base)
     if base is None:
@@ -859,7 +839,7 @@ def check_usage(work):
 
 def main():
     work = tempfile.mkdtemp(prefix="ddts-test_dashboard-")
-    make_job(work)
+    make_mlp_job(DDTS, work, 32000, "dashboard passphrase")
     check_usage(work)
     chrome = Chromium(work)
     if not chrome.ok:

@@ -28,24 +28,17 @@ import tempfile
 import termios
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port  # noqa: E402
+from checks import Checks, free_port, make_mlp_job, mlp_job_argv, start_server  # noqa: E402
 
 DDTS = os.path.abspath(os.environ.get("DDTS", "build/ddts"))
 NAMES = ["alpha", "a-client-with-a-long-name"]
 check = Checks()
 
 
-
 def server_argv(work, tag, port):
-    return [DDTS, "server", "--host", "127.0.0.1", "--port", str(port),
-            "--passphrase-file", os.path.join(work, "pass"),
-            "--model", os.path.join(work, "m.h5"), "--clients", "2", "--epochs", "5",
-            "--batch-size", "16", "--data", "server", "--dataset", os.path.join(work, "data"),
-            "--seed", "3", "--threads", "1", "--workdir", os.path.join(work, tag),
-            "--name", "live", "--client-timeout", "30"]
+    return mlp_job_argv(DDTS, work, port, os.path.join(work, tag), "live", 5,
+                        ["--client-timeout", "30"])
 
 
 def start_clients(work, tag, port):
@@ -131,19 +124,7 @@ def run_tty(work):
 
 def main():
     work = tempfile.mkdtemp(prefix="ddts-test_live_view-")
-    rng = np.random.default_rng(1)
-    os.makedirs(os.path.join(work, "data", "X"))
-    os.makedirs(os.path.join(work, "data", "Y"))
-    x = rng.normal(size=(16000, 8)).astype("float32")
-    y = (x[:, 0] + x[:, 1] > 0).astype("int64") + (x[:, 2] > 1)
-    np.save(os.path.join(work, "data", "X", "x.npy"), x)
-    np.save(os.path.join(work, "data", "Y", "y.npy"), y)
-    with open(os.path.join(work, "pass"), "w") as f:
-        f.write("live view passphrase\n")
-    os.chmod(os.path.join(work, "pass"), 0o600)
-    subprocess.run([DDTS, "model", "new", "--layers", "dense:256:relu,dense:256:relu,dense:3:softmax",
-                    "--input-shape", "8", "-o", os.path.join(work, "m.h5")], check=True,
-                   stdout=subprocess.DEVNULL)
+    make_mlp_job(DDTS, work, 16000, "live view passphrase")
 
     # 1. On a terminal: the table, redrawn in place.
     text, status = run_tty(work)
@@ -181,22 +162,20 @@ def main():
     # 2. Without a terminal: plain lines, one per client per epoch end.
     port = free_port()
     err_path = os.path.join(work, "plain.err")
-    with open(err_path, "w") as err:
-        server = subprocess.Popen(server_argv(work, "plain", port), stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.time() + 60
-        while time.time() < deadline and server.poll() is None:
-            with open(err_path) as f:
-                if "waiting for 2 clients" in f.read():
-                    break
-            time.sleep(0.05)
-        procs = start_clients(work, "plain", port)
-        wait_clients(procs, deadline)
-        try:
-            rc = server.wait(timeout=max(1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            server.kill()
-            rc = "timeout"
+    server = start_server(server_argv(work, "plain", port), err_path)
+    deadline = time.time() + 60
+    while time.time() < deadline and server.poll() is None:
+        with open(err_path) as f:
+            if "waiting for 2 clients" in f.read():
+                break
+        time.sleep(0.05)
+    procs = start_clients(work, "plain", port)
+    wait_clients(procs, deadline)
+    try:
+        rc = server.wait(timeout=max(1, deadline - time.time()))
+    except subprocess.TimeoutExpired:
+        server.kill()
+        rc = "timeout"
     with open(err_path) as f:
         log = f.read()
     check(rc == 0, "plain server exited %s: %s" % (rc, log[-2000:]))
