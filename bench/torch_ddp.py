@@ -34,8 +34,6 @@ import socket
 import sys
 import time
 
-import numpy as np
-
 try:
     import torch
     import torch.distributed as dist
@@ -48,21 +46,7 @@ except ImportError:
     sys.exit(3)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_engine import cnn, keras_init, load_idx, mlp  # noqa: E402 (the engine bench's models)
-
-
-def load(n):
-    """The first n training samples and the test set, normalised as ddts' `simple`."""
-    x = load_idx("train-images-idx3-ubyte.gz")[:n].astype(np.float32)
-    y = load_idx("train-labels-idx1-ubyte.gz")[:n].astype(np.int64)
-    tx = load_idx("t10k-images-idx3-ubyte.gz").astype(np.float32)
-    ty = load_idx("t10k-labels-idx1-ubyte.gz").astype(np.int64)
-    d = np.abs(x).reshape(x.shape[0], -1).max(axis=0)
-    d[d == 0] = 1
-    d = d.reshape(1, 28, 28)
-    x, tx = x / d, tx / d
-    return (torch.from_numpy(x).reshape(-1, 1, 28, 28), torch.from_numpy(y),
-            torch.from_numpy(tx).reshape(-1, 1, 28, 28), torch.from_numpy(ty))
+from torch_engine import cnn, keras_init, load_simple, mlp  # noqa: E402 (the engine bench's)
 
 
 MODELS = {"mlp": mlp, "cnn": cnn}
@@ -73,7 +57,7 @@ def worker(rank, world, port, a, name, results):
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    x, y, tx, ty = load(a.samples)
+    x, y, tx, ty = load_simple(a.samples)
     torch.manual_seed(a.seed)
     model = MODELS[name]()
     keras_init(model)

@@ -48,6 +48,23 @@ def load_idx(name):
     return np.frombuffer(buf, dtype=np.uint8, offset=4 + 4 * rank).reshape(shape)
 
 
+def load_simple(n):
+    """The first n training samples and the test set as tensors (N, 1, 28, 28),
+    normalised as ddts' `simple` normalizer (each pixel divided by its largest
+    absolute value over the n training samples): bench/torch_train.py and
+    bench/torch_ddp.py."""
+    x = load_idx("train-images-idx3-ubyte.gz")[:n].astype(np.float32)
+    y = load_idx("train-labels-idx1-ubyte.gz")[:n].astype(np.int64)
+    tx = load_idx("t10k-images-idx3-ubyte.gz").astype(np.float32)
+    ty = load_idx("t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    d = np.abs(x).reshape(x.shape[0], -1).max(axis=0)
+    d[d == 0] = 1
+    d = d.reshape(1, 28, 28)
+    x = torch.from_numpy((x / d).reshape(-1, 1, 28, 28))
+    tx = torch.from_numpy((tx / d).reshape(-1, 1, 28, 28))
+    return x, torch.from_numpy(y), tx, torch.from_numpy(ty)
+
+
 def keras_init(model):
     """Keras' default initialisation: glorot_uniform kernels and zero biases;
     for nn.LSTM / nn.GRU (one layer, one direction) also an orthogonal

@@ -50,8 +50,6 @@ import resource
 import sys
 import time
 
-import numpy as np
-
 try:
     import torch
     import torch.nn as nn
@@ -60,7 +58,7 @@ except ImportError:
     sys.exit(3)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_engine import keras_init, load_idx  # noqa: E402 (the engine bench's loader)
+from torch_engine import keras_init, load_simple, run_epoch  # noqa: E402 (the engine bench's)
 
 
 def mlp(dropout):
@@ -109,32 +107,11 @@ def rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def load(n):
-    """The first n training samples and the test set, as ddts' `simple` normalizer."""
-    x = load_idx("train-images-idx3-ubyte.gz")[:n].astype(np.float32)
-    y = load_idx("train-labels-idx1-ubyte.gz")[:n].astype(np.int64)
-    tx = load_idx("t10k-images-idx3-ubyte.gz").astype(np.float32)
-    ty = load_idx("t10k-labels-idx1-ubyte.gz").astype(np.int64)
-    d = np.abs(x).reshape(x.shape[0], -1).max(axis=0)
-    d[d == 0] = 1
-    d = d.reshape(1, 28, 28)
-    x = torch.from_numpy((x / d).reshape(-1, 1, 28, 28))
-    tx = torch.from_numpy((tx / d).reshape(-1, 1, 28, 28))
-    return x, torch.from_numpy(y), tx, torch.from_numpy(ty)
-
-
 def epoch(m, opt, x, y, tx, ty, batch, gen):
     """One shuffled training epoch, then the validation pass; (seconds, val_accuracy)."""
     loss_fn = nn.CrossEntropyLoss()
     t0 = time.perf_counter()
-    m.train()
-    perm = torch.randperm(x.shape[0], generator=gen)
-    for i in range(0, x.shape[0], batch):
-        idx = perm[i:i + batch]
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(m(x[idx]), y[idx])
-        loss.backward()
-        opt.step()
+    run_epoch(m, opt, x, y, batch, gen)
     m.eval()
     correct, total_loss = 0, 0.0
     with torch.no_grad():
@@ -169,7 +146,7 @@ def main():
     ap.add_argument("--predict-passes", type=int, default=3)
     a = ap.parse_args()
     rss_imports = rss_mib()
-    x, y, tx, ty = load(a.samples)
+    x, y, tx, ty = load_simple(a.samples)
     rss_data = rss_mib()
     for name in a.models.split(","):
         for t in [int(v) for v in a.threads.split(",")]:
