@@ -577,14 +577,28 @@ static enum ddts_status add_state_outputs(struct ctx *c, int rnn, int entry, str
     return DDTS_OK;
 }
 
+/* Freezes the nodes from `first` on and their weights: what a model or a
+ * wrapper whose config says "trainable": false holds. Keras gives such a
+ * layer no trainable weights whatever its inner layers' configs say (and a
+ * BatchNormalization inside runs in inference mode); the weights were
+ * created, trainable as their own layers said, while those were parsed. */
+static void freeze_from(struct ddts_model *m, size_t first)
+{
+    for (size_t q = first; q < m->n_nodes; q++)
+        m->nodes[q].trainable = 0;
+    for (size_t s = 0; s < m->n_w; s++)
+        if (m->w[s].node >= (int)first)
+            m->w[s].trainable = 0;
+}
+
 /* Bidirectional: a forward and a backward recurrent node (weights in that
  * order, as Keras lists them) and a merge node named after the wrapper.
  * TimeDistributed: its inner layer when that layer already maps the last
  * axis alone (Dense, Dropout, Activation), which is what TimeDistributed
  * makes of it. */
-static enum ddts_status add_wrapper(struct ctx *c, const char *cls, const char *name,
-                                    const json_t *cfg, const int *in, int n_in, int entry, int *out,
-                                    struct layer_outs *o)
+static enum ddts_status wrapper_layers(struct ctx *c, const char *cls, const char *name,
+                                       const json_t *cfg, const int *in, int n_in, int entry,
+                                       int *out, struct layer_outs *o)
 {
     enum ddts_status st;
     const json_t *l = json_object_get(cfg, "layer");
@@ -682,6 +696,19 @@ static enum ddts_status add_wrapper(struct ctx *c, const char *cls, const char *
         TRY(add_state_outputs(c, two[1], entry, o));
     }
     return DDTS_OK;
+}
+
+/* A wrapper layer (wrapper_layers); "trainable": false on the wrapper
+ * freezes what it wraps. */
+static enum ddts_status add_wrapper(struct ctx *c, const char *cls, const char *name,
+                                    const json_t *cfg, const int *in, int n_in, int entry, int *out,
+                                    struct layer_outs *o)
+{
+    size_t first = c->m->n_nodes;
+    enum ddts_status st = wrapper_layers(c, cls, name, cfg, in, n_in, entry, out, o);
+    if (st == DDTS_OK && !jbool(cfg, "trainable", 1))
+        freeze_from(c->m, first);
+    return st;
 }
 
 /* A functional model's layer with all its outputs (return_state, a
@@ -868,8 +895,7 @@ static enum ddts_status parse_sequential(struct ctx *c, const json_t *cfg, int i
                 return unsup(c, name, cls, "return_state (several outputs) in a Sequential model");
         }
         if (!mtrain)
-            for (size_t q = first; q < c->m->n_nodes; q++)
-                c->m->nodes[q].trainable = 0;
+            freeze_from(c->m, first);
         if (entry < 0)
             c->m->entries[e].node_out = cur;
     }
@@ -1204,8 +1230,7 @@ static enum ddts_status functional_call(struct ctx *c, struct fn_layer *L,
         }
     }
     if (!mtrain)
-        for (size_t q = first; q < c->m->n_nodes; q++)
-            c->m->nodes[q].trainable = 0;
+        freeze_from(c->m, first);
     if (k == 0) {
         L->own_first = (int)first;
         L->own_count = (int)(c->m->n_nodes - first);
