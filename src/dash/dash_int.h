@@ -49,6 +49,10 @@ struct ddts__dash_row {
     char error[256]; /* state FAILED: the client's error text (as it sent it, cut); "" else */
     struct ddts__dash_point *points; /* not copied by snapshots */
     size_t n_points, cap_points;
+    /* points by (fold, epoch): open addressing, slot = point index + 1 (0: empty),
+     * at most half full; index_size a power of two. Not copied by snapshots. */
+    uint32_t *index;
+    size_t index_size;
     struct ddts__dash_keys *keys; /* NULL until an EPOCH row; not copied by snapshots */
 };
 

@@ -42,6 +42,7 @@ void ddts__dash_live_deinit(struct ddts__dash_live *lv)
 {
     for (size_t i = 0; i < lv->n_rows; i++) {
         ddts_free(lv->rows[i].points);
+        ddts_free(lv->rows[i].index);
         ddts_free(lv->rows[i].keys);
     }
     ddts_free(lv->rows);
@@ -74,19 +75,53 @@ static struct ddts__dash_row *row_for(struct ddts__dash_live *lv, const uint8_t 
     return r;
 }
 
+/* The first slot to probe for (fold, epoch) in an index of `size` slots. */
+static size_t point_slot(uint32_t fold, uint32_t epoch, size_t size)
+{
+    uint64_t h = ((uint64_t)fold << 32 | epoch) * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 32) & (size - 1);
+}
+
+/* Indexes point i of the row (its index has a free slot). */
+static void index_put(struct ddts__dash_row *r, size_t i)
+{
+    size_t s = point_slot(r->points[i].fold, r->points[i].epoch, r->index_size);
+    while (r->index[s] != 0)
+        s = (s + 1) & (r->index_size - 1);
+    r->index[s] = (uint32_t)i + 1;
+}
+
+/* The row's index anew with `size` slots; -1 when out of memory. */
+static int index_rebuild(struct ddts__dash_row *r, size_t size)
+{
+    uint32_t *t = ddts_calloc(size, sizeof *t);
+    if (t == NULL)
+        return -1;
+    ddts_free(r->index);
+    r->index = t;
+    r->index_size = size;
+    for (size_t i = 0; i < r->n_points; i++)
+        index_put(r, i);
+    return 0;
+}
+
 /*
  * The point of epoch `epoch` of fold `fold`, else a new one (figures NaN);
  * NULL when full or out of memory. PROGRESS repeats an epoch end while the
  * client syncs, EPOCH follows it, and a share trained again (taken over, or
  * after a lost connection) repeats its epochs: each epoch is one point, with
- * its newest figures.
+ * its newest figures. Found through the row's index: O(1) under the lock,
+ * however many points the row holds.
  */
 static struct ddts__dash_point *point_for(struct ddts__dash_row *r, uint32_t fold, uint32_t epoch)
 {
-    /* Newest first: the match is the last point but for a share trained again. */
-    for (size_t i = r->n_points; i-- > 0;)
-        if (r->points[i].fold == fold && r->points[i].epoch == epoch)
-            return &r->points[i];
+    if (r->index_size > 0)
+        for (size_t s = point_slot(fold, epoch, r->index_size); r->index[s] != 0;
+             s = (s + 1) & (r->index_size - 1)) {
+            struct ddts__dash_point *pt = &r->points[r->index[s] - 1];
+            if (pt->fold == fold && pt->epoch == epoch)
+                return pt;
+        }
     if (r->n_points >= DDTS_DASH_MAX_POINTS)
         return NULL;
     if (r->n_points == r->cap_points) {
@@ -97,12 +132,16 @@ static struct ddts__dash_point *point_for(struct ddts__dash_row *r, uint32_t fol
         r->points = bigger;
         r->cap_points = cap;
     }
+    if (2 * (r->n_points + 1) > r->index_size &&
+        index_rebuild(r, r->index_size ? 2 * r->index_size : 32) != 0)
+        return NULL;
     struct ddts__dash_point *pt = &r->points[r->n_points++];
     memset(pt, 0, sizeof *pt);
     pt->fold = fold;
     pt->epoch = epoch;
     pt->loss = pt->accuracy = NAN;
     pt->t = wall_now();
+    index_put(r, r->n_points - 1);
     return pt;
 }
 
@@ -273,6 +312,8 @@ enum ddts_status ddts__dash_snapshot_take(struct ddts__dash_live *lv,
         for (size_t i = 0; i < out->n_rows; i++) {
             out->rows[i].points = NULL;
             out->rows[i].n_points = out->rows[i].cap_points = 0;
+            out->rows[i].index = NULL;
+            out->rows[i].index_size = 0;
             out->rows[i].keys = NULL;
         }
     }

@@ -374,7 +374,8 @@ static void test_live_api(void **state)
     stop(&f);
 }
 
-/* The rings keep the newest entries and stay bounded. */
+/* The rings keep the newest entries and stay bounded; a long curve keeps one point an
+ * epoch. */
 static void test_rings(void **state)
 {
     (void)state;
@@ -403,6 +404,22 @@ static void test_rings(void **state)
     json_t *recent = json_object_get(rounds, "recent");
     assert_int_equal(json_array_size(recent), DDTS_DASH_MAX_ROUNDS);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(recent, 0), "round")), 11);
+    json_decref(j);
+    /* A client's curve of 3000 epochs, then the same share trained again (its epochs
+     * repeat): one point per epoch, in the order they came, with the newest figures. */
+    uint8_t id[DDTS_CLIENT_ID_BYTES] = {9};
+    for (int pass = 1; pass <= 2; pass++)
+        for (uint32_t e = 1; e <= 3000; e++)
+            report(f.d, id, "long", e, pass * 1e-3 * e, 1);
+    j = get_json(f.port, "/api/history?client=long");
+    json_t *cols = json_object_get(json_array_get(json_object_get(j, "folds"), 0), "columns");
+    json_t *ep = json_object_get(cols, "epoch"), *loss = json_object_get(cols, "loss");
+    assert_int_equal(json_array_size(ep), 3000);
+    assert_int_equal(json_array_size(loss), 3000);
+    for (size_t i = 0; i < 3000; i++) {
+        assert_int_equal(json_integer_value(json_array_get(ep, i)), (json_int_t)i + 1);
+        assert_close(json_real_value(json_array_get(loss, i)), 2e-3 * (double)(i + 1), 1e-12);
+    }
     json_decref(j);
     stop(&f);
 }
