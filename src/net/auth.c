@@ -354,7 +354,7 @@ static enum ddts_status client_step(struct ddts_handshake *hs, struct ddts_wire_
     switch (hs->state) {
     case HS_START:
         randombytes_buf(hs->sid + DDTS_AUTH_NONCE_BYTES, DDTS_AUTH_NONCE_BYTES);
-        put_hello(w, DDTS_MSG_HELLO_C, DDTS_WIRE_VERSION);
+        put_hello(w, DDTS_MSG_HELLO_C, hs->version);
         ddts_wire_put_raw(w, hs->sid + DDTS_AUTH_NONCE_BYTES, DDTS_AUTH_NONCE_BYTES);
         hs->state = HS_HELLO;
         return DDTS_OK;
@@ -373,12 +373,11 @@ static enum ddts_status client_step(struct ddts_handshake *hs, struct ddts_wire_
         if (status == DDTS_EBANNED)
             return ddts_error_set(err, DDTS_EBANNED,
                                   "server refused this address after failed handshakes");
-        if (status != 0 || version != DDTS_WIRE_VERSION)
+        if (status != 0 || version != hs->version)
             return ddts_error_set(err, status == 0 ? DDTS_EUNSUPPORTED : (enum ddts_status)status,
                                   "server refused the connection (protocol version %u, ours %u): "
                                   "%s",
-                                  version, DDTS_WIRE_VERSION,
-                                  ddts_status_str((enum ddts_status)status));
+                                  version, hs->version, ddts_status_str((enum ddts_status)status));
         compute_generator(hs);
         if (make_share(hs, hs->ya) != 0)
             return ddts_error_set(err, DDTS_EAUTH, "handshake: degenerate share");
@@ -764,4 +763,9 @@ enum ddts_status ddts_channel_open(struct ddts_channel *ch, const uint8_t *in, s
 uint16_t ddts__handshake_version(const struct ddts_handshake *hs)
 {
     return hs->version;
+}
+
+void ddts__handshake_offer_version(struct ddts_handshake *hs, uint16_t version)
+{
+    hs->version = version;
 }

@@ -475,9 +475,10 @@ enum ddts_status ddts_conn_expect(struct ddts_conn *c, uint8_t expect, const uin
     return DDTS_OK;
 }
 
-enum ddts_status ddts_conn_handshake(struct ddts_conn *c, enum ddts_role role,
-                                     const struct ddts_passphrase *pw, enum ddts_status refuse,
-                                     struct ddts_error *err)
+/* The handshake; a client offers protocol `version` (0: DDTS_WIRE_VERSION). */
+static enum ddts_status handshake(struct ddts_conn *c, enum ddts_role role,
+                                  const struct ddts_passphrase *pw, enum ddts_status refuse,
+                                  uint16_t version, struct ddts_error *err)
 {
     struct ddts_handshake *hs = NULL;
     uint8_t out[DDTS_AUTH_MSG_MAX];
@@ -490,6 +491,8 @@ enum ddts_status ddts_conn_handshake(struct ddts_conn *c, enum ddts_role role,
         return st;
     if (role == DDTS_ROLE_SERVER && refuse != DDTS_OK)
         ddts_handshake_refuse(hs, refuse);
+    if (role == DDTS_ROLE_CLIENT && version != 0)
+        ddts__handshake_offer_version(hs, version);
     if (role == DDTS_ROLE_CLIENT) {
         st = ddts_handshake_step(hs, NULL, 0, out, sizeof out, &out_n, &done, err);
         if (st == DDTS_OK)
@@ -525,6 +528,19 @@ enum ddts_status ddts_conn_handshake(struct ddts_conn *c, enum ddts_role role,
     if (st != DDTS_OK)
         c->recv_dead = c->send_dead = st;
     return st;
+}
+
+enum ddts_status ddts_conn_handshake(struct ddts_conn *c, enum ddts_role role,
+                                     const struct ddts_passphrase *pw, enum ddts_status refuse,
+                                     struct ddts_error *err)
+{
+    return handshake(c, role, pw, refuse, 0, err);
+}
+
+enum ddts_status ddts__conn_handshake_as(struct ddts_conn *c, const struct ddts_passphrase *pw,
+                                         uint16_t version, struct ddts_error *err)
+{
+    return handshake(c, DDTS_ROLE_CLIENT, pw, DDTS_OK, version, err);
 }
 
 /* ---- streamed transfers ---- */

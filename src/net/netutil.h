@@ -74,8 +74,16 @@ void ddts__escape(const char *in, char *out, size_t cap);
 /* The protocol version a handshake settled on (the client's, on the server). */
 struct ddts_handshake;
 uint16_t ddts__handshake_version(const struct ddts_handshake *hs);
+/* A client handshake offers `version` instead of DDTS_WIRE_VERSION (call
+ * before its first step): how the tests play an older client. */
+void ddts__handshake_offer_version(struct ddts_handshake *hs, uint16_t version);
 /* The protocol version an authenticated connection speaks (0 before). */
 uint16_t ddts__conn_version(const struct ddts_conn *c);
+/* ddts_conn_handshake as a client of protocol `version` (an older client, for
+ * the tests; a server of another version refuses it). */
+DDTS_NODISCARD enum ddts_status ddts__conn_handshake_as(struct ddts_conn *c,
+                                                        const struct ddts_passphrase *pw,
+                                                        uint16_t version, struct ddts_error *err);
 
 /*
  * With on = 0, a channel seals and opens every message through libsodium

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "net/conn.h"
+#include "net/netutil.h"
 #include "test.h"
 
 static struct ddts_wire_progress sample(void)
@@ -520,6 +521,7 @@ struct live_events {
     int n_epochs; /* on_epoch calls */
     struct ddts_wire_epoch epoch;
     enum ddts_client_state epoch_state;
+    atomic_int stop; /* should_stop's answer */
 };
 
 static void on_listening(void *ud, uint16_t port)
@@ -693,6 +695,120 @@ static void test_server_reports(void **state)
     ddts_free(dir);
 }
 
+/* should_stop: the flag the test raises once it has what it needs. */
+static int stop_when_told(void *ud)
+{
+    return atomic_load(&((struct live_events *)ud)->stop);
+}
+
+/*
+ * Protocol 3 added EPOCH: a connection of protocol 2 (a client that
+ * handshook as version 2) that sends one commits a violation, answered with
+ * ERROR EPROTO naming it, while the PROGRESS its version has is taken as
+ * before; on_epoch never sees the row.
+ */
+static void test_epoch_refused_on_v2(void **state)
+{
+    (void)state;
+    struct ddts_error err;
+    struct ddts_passphrase *pw = NULL;
+    assert_int_equal(ddts_passphrase_create("version 2", 9, &pw, &err), DDTS_OK);
+    char *dir = test_tmpdir();
+    char *work = ddts_path_join(dir, "server");
+    struct live_events ev;
+    memset(&ev, 0, sizeof ev);
+    pthread_mutex_init(&ev.mu, NULL);
+    struct server_thread s = {
+        .cfg = {.host = "127.0.0.1",
+                .any_port = 1,
+                .passphrase = pw,
+                .n_clients = 1,
+                .workdir = work,
+                .job = "v2",
+                .io_timeout_s = 5,
+                .client_timeout_s = 10,
+                .on_listening = on_listening,
+                .on_client = on_client,
+                .on_epoch = on_epoch,
+                .should_stop = stop_when_told,
+                .userdata = &ev},
+    };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, server_main, &s), 0);
+    double end = ddts_now() + 10;
+    while (atomic_load(&ev.port) == 0 && ddts_now() < end)
+        usleep(5000);
+    assert_int_not_equal(atomic_load(&ev.port), 0);
+
+    struct ddts_conn *c = NULL;
+    assert_int_equal(ddts_conn_connect("127.0.0.1", (uint16_t)atomic_load(&ev.port), 5, &c, &err),
+                     DDTS_OK);
+    ddts_conn_set_timeout(c, 5);
+    if (ddts__conn_handshake_as(c, pw, 2, &err) != DDTS_OK)
+        fail_msg("handshake as version 2: %s", err.msg);
+    assert_int_equal(ddts__conn_version(c), 2);
+    /* JOIN as a new client, as the real one does; then JOB and FILES_DONE (no files). */
+    uint8_t m[DDTS_WIRE_EPOCH_MAX_BYTES];
+    struct ddts_wire_writer w;
+    ddts_wire_writer_init(&w, m, sizeof m);
+    uint8_t id[DDTS_CLIENT_ID_BYTES] = {7}, job_id[DDTS_CLIENT_ID_BYTES] = {0};
+    ddts_wire_put_u8(&w, DDTS_MSG_JOIN);
+    ddts_wire_put_raw(&w, id, sizeof id);
+    ddts_wire_put_str(&w, "old");
+    ddts_wire_put_str(&w, "");
+    ddts_wire_put_raw(&w, job_id, sizeof job_id);
+    ddts_wire_put_u32(&w, 0);
+    ddts_wire_put_u8(&w, 0);
+    assert_int_equal(ddts_conn_send_w(c, &w, &err), DDTS_OK);
+    uint8_t type = 0;
+    const uint8_t *p;
+    size_t n;
+    assert_int_equal(ddts_conn_recv(c, &type, &p, &n, &err), DDTS_OK);
+    assert_int_equal(type, DDTS_MSG_JOB);
+    assert_int_equal(ddts_conn_recv(c, &type, &p, &n, &err), DDTS_OK);
+    assert_int_equal(type, DDTS_MSG_FILES_DONE);
+    assert_int_equal(ddts_conn_send(c, DDTS_MSG_READY, NULL, 0, &err), DDTS_OK);
+    /* PROGRESS (version 2 has it) is taken ... */
+    struct ddts_wire_progress pr = {
+        0, 0, 1, 2, 100, 100, 0.5, NAN, 1000, 0.1, DDTS_PROGRESS_EPOCH_END};
+    ddts_wire_writer_init(&w, m, sizeof m);
+    ddts_wire_progress_encode(&w, &pr);
+    assert_int_equal(ddts_conn_send_w(c, &w, &err), DDTS_OK);
+    /* ... a well-formed EPOCH row (version 3) is refused. */
+    struct ddts_wire_epoch e = {.epoch = 1, .epochs = 2, .n = 1};
+    snprintf(e.names[0], sizeof e.names[0], "loss");
+    e.values[0] = 0.5;
+    ddts_wire_writer_init(&w, m, sizeof m);
+    ddts_wire_epoch_encode(&w, &e);
+    assert_int_equal(ddts_conn_send_w(c, &w, &err), DDTS_OK);
+    enum ddts_status st = ddts_conn_recv(c, &type, &p, &n, &err);
+    assert_int_not_equal(st, DDTS_OK);
+    if (strstr(err.msg, "unexpected EPOCH while training (protocol 2)") == NULL)
+        fail_msg("the server's answer to EPOCH on protocol 2: %s (%s)", err.msg,
+                 ddts_status_str(st));
+    ddts_conn_destroy(c);
+    /* The PROGRESS arrived (a training state with figures), the row did not. */
+    pthread_mutex_lock(&ev.mu);
+    int saw_progress = 0;
+    for (int i = 0; i < ev.n; i++)
+        saw_progress |= ev.states[i] == DDTS_CLIENT_TRAINING && ev.has_progress[i] &&
+                        ev.progress[i].flags == DDTS_PROGRESS_EPOCH_END;
+    int n_epochs = ev.n_epochs;
+    pthread_mutex_unlock(&ev.mu);
+    assert_true(saw_progress);
+    assert_int_equal(n_epochs, 0);
+    atomic_store(&ev.stop, 1);
+    pthread_join(th, NULL);
+
+    pthread_mutex_destroy(&ev.mu);
+    ddts_passphrase_destroy(pw);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    ddts_free(work);
+    ddts_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -702,6 +818,7 @@ int main(void)
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_versions),
         cmocka_unit_test(test_server_reports),
+        cmocka_unit_test(test_epoch_refused_on_v2),
         cmocka_unit_test(test_epoch_round_trip),
         cmocka_unit_test(test_epoch_hostile),
     };
