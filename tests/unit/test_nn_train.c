@@ -867,7 +867,10 @@ static void test_frozen_model(void **state)
     assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK);
     /* the inner model's 79 floats (its weights come first) are as they were, the head's not */
     assert_memory_equal(before, w, 79 * sizeof *w);
-    assert_true(memcmp(before + 79, w + 79, 5 * sizeof *w) != 0);
+    int moved = 0;
+    for (size_t i = 79; i < n; i++)
+        moved |= before[i] != w[i];
+    assert_true(moved);
     free(before);
     ddts_array_destroy(x);
     ddts_array_destroy(y);
