@@ -301,6 +301,91 @@ static void test_nested_weight_order(void **state)
     ddts_model_destroy(m);
 }
 
+/* A nested model whose config says "trainable": false, its layers saying
+ * nothing (true by default): Keras gives the frozen model no trainable
+ * weights (tf.keras Layer.trainable_weights is [] when trainable is False,
+ * non_trainable_weights then lists each sublayer's weights in turn), so
+ * training changes none of them and its BatchNormalization runs in
+ * inference mode (moving statistics kept). A wrapper with "trainable":
+ * false freezes what it wraps likewise. */
+static const char *FROZEN_WRAPPER =
+    "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+    "{\"class_name\":\"InputLayer\",\"config\":{\"batch_input_shape\":[null,3,2],\"name\":\"i\"}},"
+    "{\"class_name\":\"Bidirectional\",\"config\":{\"name\":\"bi\",\"trainable\":false,"
+    "\"merge_mode\":\"concat\",\"layer\":{\"class_name\":\"LSTM\",\"config\":{\"name\":\"l\","
+    "\"units\":2}}}},"
+    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":1}}]}}";
+
+static void test_frozen_model(void **state)
+{
+    (void)state;
+    /* K2_NESTED with its nested Sequential frozen */
+    static const char inner[] = "{\"name\": \"inner\", ";
+    const char *at = strstr(K2_NESTED, inner);
+    assert_non_null(at);
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "%.*s\"trainable\": false, %s", (int)(at - K2_NESTED + strlen(inner)),
+             K2_NESTED, at + strlen(inner));
+    struct ddts_model *m = build(cfg);
+    struct ddts_error err;
+    struct ddts_compile_options co = {
+        .loss = "binary_crossentropy", .optimizer = "adam", .learning_rate = 0.05, .threads = 1};
+    assert_int_equal(ddts_model_init_weights(m, 1, &err), DDTS_OK);
+    assert_int_equal(ddts_model_compile(m, &co, &err), DDTS_OK);
+    assert_int_equal(ddts_model_n_trainable(m), 4 * 2 + 2);
+    struct ddts_layer_info li;
+    assert_int_equal(ddts_model_layer_info(m, 1, &li), DDTS_OK);
+    assert_int_equal(li.n_weights, 8);
+    assert_int_equal(li.n_trainable, 0);
+    static const char *names[8][2] = {
+        {"d_a", "kernel"},     {"d_a", "bias"},           {"bn", "gamma"},   {"bn", "beta"},
+        {"bn", "moving_mean"}, {"bn", "moving_variance"}, {"d_b", "kernel"}, {"d_b", "bias"}};
+    for (size_t j = 0; j < 8; j++) {
+        struct ddts_weight_view wv;
+        assert_int_equal(ddts_model_weight(m, 1, j, &wv), DDTS_OK);
+        assert_string_equal(wv.layer_name, names[j][0]);
+        assert_string_equal(wv.name, names[j][1]);
+        assert_false(wv.trainable);
+    }
+    size_t n;
+    float *w = ddts_model_weights_flat(m, &n);
+    assert_int_equal(n, 35 + 20 + 24 + 10);
+    float *before = malloc(n * sizeof *before);
+    assert_non_null(before);
+    memcpy(before, w, n * sizeof *before);
+    int64_t xs[2] = {32, 6}, ys[2] = {32, 2};
+    struct ddts_array *x, *y;
+    assert_int_equal(ddts_array_create(DDTS_F32, 2, xs, &x, NULL), DDTS_OK);
+    assert_int_equal(ddts_array_create(DDTS_F32, 2, ys, &y, NULL), DDTS_OK);
+    float *xd = x->data, *yd = y->data;
+    for (int i = 0; i < 32 * 6; i++)
+        xd[i] = (float)((i * 37) % 11) - 4.0f; /* a mean far from 0: BN would move */
+    for (int i = 0; i < 32; i++) {
+        yd[2 * i] = xd[6 * i] > 0;
+        yd[2 * i + 1] = xd[6 * i + 1] > 0;
+    }
+    struct ddts_dataset d = {.x = x, .y = y};
+    struct ddts_fit_options fo = {.epochs = 2, .batch_size = 8, .shuffle = 1, .seed = 3};
+    assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK);
+    /* the inner model's 79 floats (its weights come first) are as they were, the head's not */
+    assert_memory_equal(before, w, 79 * sizeof *w);
+    int moved = 0;
+    for (size_t i = 79; i < n; i++)
+        moved |= before[i] != w[i];
+    assert_true(moved);
+    free(before);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    ddts_model_destroy(m);
+
+    m = build(FROZEN_WRAPPER);
+    assert_int_equal(ddts_model_n_trainable(m), 4 + 1);
+    assert_int_equal(ddts_model_layer_info(m, 0, &li), DDTS_OK);
+    assert_string_equal(li.name, "bi");
+    assert_int_equal(li.n_trainable, 0);
+    ddts_model_destroy(m);
+}
+
 static void test_init_weights(void **state)
 {
     (void)state;
@@ -666,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_fuzz_seeds),
         cmocka_unit_test(test_ensemble),
+        cmocka_unit_test(test_frozen_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

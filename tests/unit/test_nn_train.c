@@ -796,94 +796,6 @@ static void test_normalize_per_batch(void **state)
     ddts_array_destroy(xf);
 }
 
-/* A nested model whose config says "trainable": false, its layers saying
- * nothing (true by default): Keras gives the frozen model no trainable
- * weights (tf.keras Layer.trainable_weights is [] when trainable is False,
- * non_trainable_weights then lists each sublayer's weights in turn), so
- * training changes none of them and its BatchNormalization runs in
- * inference mode (moving statistics kept). A wrapper with "trainable":
- * false freezes what it wraps likewise. */
-static const char *FROZEN_NESTED =
-    "{\"class_name\": \"Functional\", \"config\": {\"name\": \"outer\", \"layers\": ["
-    "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 6], \"name\": "
-    "\"inp\"}, \"name\": \"inp\", \"inbound_nodes\": []},"
-    "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"inner\", \"trainable\": false, "
-    "\"layers\": ["
-    "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 6], \"name\": "
-    "\"inner_in\"}},"
-    "{\"class_name\": \"Dense\", \"config\": {\"name\": \"d_a\", \"units\": 5}},"
-    "{\"class_name\": \"BatchNormalization\", \"config\": {\"name\": \"bn\", \"axis\": [1], "
-    "\"momentum\": 0.9, \"epsilon\": 0.001}},"
-    "{\"class_name\": \"Dense\", \"config\": {\"name\": \"d_b\", \"units\": 4}}]}, \"name\": "
-    "\"inner\", \"inbound_nodes\": [[[\"inp\", 0, 0, {}]]]},"
-    "{\"class_name\": \"Dense\", \"config\": {\"name\": \"head\", \"units\": 1, \"activation\": "
-    "\"sigmoid\"}, \"name\": \"head\", \"inbound_nodes\": [[[\"inner\", 1, 0, {}]]]}],"
-    "\"input_layers\": [[\"inp\", 0, 0]], \"output_layers\": [[\"head\", 0, 0]]}}";
-
-static const char *FROZEN_WRAPPER =
-    "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
-    "{\"class_name\":\"InputLayer\",\"config\":{\"batch_input_shape\":[null,3,2],\"name\":\"i\"}},"
-    "{\"class_name\":\"Bidirectional\",\"config\":{\"name\":\"bi\",\"trainable\":false,"
-    "\"merge_mode\":\"concat\",\"layer\":{\"class_name\":\"LSTM\",\"config\":{\"name\":\"l\","
-    "\"units\":2}}}},"
-    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":1,\"activation\":"
-    "\"sigmoid\"}}]}}";
-
-static void test_frozen_model(void **state)
-{
-    (void)state;
-    struct ddts_model *m = build(FROZEN_NESTED, "binary_crossentropy", "adam", 0.05, 1);
-    assert_int_equal(ddts_model_n_trainable(m), 4 + 1);
-    struct ddts_layer_info li;
-    assert_int_equal(ddts_model_layer_info(m, 1, &li), DDTS_OK);
-    assert_int_equal(li.n_weights, 8);
-    assert_int_equal(li.n_trainable, 0);
-    static const char *names[8][2] = {
-        {"d_a", "kernel"},     {"d_a", "bias"},           {"bn", "gamma"},   {"bn", "beta"},
-        {"bn", "moving_mean"}, {"bn", "moving_variance"}, {"d_b", "kernel"}, {"d_b", "bias"}};
-    for (size_t j = 0; j < 8; j++) {
-        struct ddts_weight_view wv;
-        assert_int_equal(ddts_model_weight(m, 1, j, &wv), DDTS_OK);
-        assert_string_equal(wv.layer_name, names[j][0]);
-        assert_string_equal(wv.name, names[j][1]);
-        assert_false(wv.trainable);
-    }
-    size_t n;
-    float *w = ddts_model_weights_flat(m, &n);
-    assert_int_equal(n, 35 + 20 + 24 + 5);
-    float *before = malloc(n * sizeof *before);
-    assert_non_null(before);
-    memcpy(before, w, n * sizeof *before);
-    struct ddts_array *x = arr(DDTS_F32, 2, 32, 6, 0, 0), *y = arr(DDTS_U8, 1, 32, 0, 0, 0);
-    float *xd = x->data;
-    uint8_t *yd = y->data;
-    for (int i = 0; i < 32 * 6; i++)
-        xd[i] = (float)((i * 37) % 11) - 4.0f; /* a mean far from 0: BN would move */
-    for (int i = 0; i < 32; i++)
-        yd[i] = (uint8_t)(xd[6 * i] > 0);
-    struct ddts_dataset d = {.x = x, .y = y};
-    struct ddts_fit_options fo = {.epochs = 2, .batch_size = 8, .shuffle = 1, .seed = 3};
-    struct ddts_error err;
-    assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK);
-    /* the inner model's 79 floats (its weights come first) are as they were, the head's not */
-    assert_memory_equal(before, w, 79 * sizeof *w);
-    int moved = 0;
-    for (size_t i = 79; i < n; i++)
-        moved |= before[i] != w[i];
-    assert_true(moved);
-    free(before);
-    ddts_array_destroy(x);
-    ddts_array_destroy(y);
-    ddts_model_destroy(m);
-
-    m = build(FROZEN_WRAPPER, "binary_crossentropy", "adam", 0.05, 1);
-    assert_int_equal(ddts_model_n_trainable(m), 4 + 1);
-    assert_int_equal(ddts_model_layer_info(m, 0, &li), DDTS_OK);
-    assert_string_equal(li.name, "bi");
-    assert_int_equal(li.n_trainable, 0);
-    ddts_model_destroy(m);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -901,7 +813,6 @@ int main(void)
         cmocka_unit_test(test_best_across_calls),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_normalize_per_batch),
-        cmocka_unit_test(test_frozen_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
