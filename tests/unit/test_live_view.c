@@ -567,6 +567,50 @@ static void *server_main(void *arg)
     return NULL;
 }
 
+/* should_stop: the flag a test raises once it has what it needs. */
+static int stop_when_told(void *ud)
+{
+    return atomic_load(&((struct live_events *)ud)->stop);
+}
+
+/* A 1-client server for job `job` in `work` on 127.0.0.1 (any port), run in
+ * thread *th and reporting to *ev (cleared here); returns once it listens. */
+static void serve_in_thread(struct server_thread *s, pthread_t *th, struct live_events *ev,
+                            struct ddts_passphrase *pw, const char *work, const char *job)
+{
+    memset(ev, 0, sizeof *ev);
+    pthread_mutex_init(&ev->mu, NULL);
+    *s = (struct server_thread){
+        .cfg = {.host = "127.0.0.1",
+                .any_port = 1,
+                .passphrase = pw,
+                .n_clients = 1,
+                .workdir = work,
+                .job = job,
+                .io_timeout_s = 5,
+                .client_timeout_s = 10,
+                .on_listening = on_listening,
+                .on_client = on_client,
+                .on_epoch = on_epoch,
+                .should_stop = stop_when_told,
+                .userdata = ev},
+    };
+    assert_int_equal(pthread_create(th, NULL, server_main, s), 0);
+    double end = ddts_now() + 10;
+    while (atomic_load(&ev->port) == 0 && ddts_now() < end)
+        usleep(5000);
+    assert_int_not_equal(atomic_load(&ev->port), 0);
+}
+
+/* Removes the test's folder `dir`. */
+static void remove_dir(char *dir)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    ddts_free(dir);
+}
+
 /* Ten reports within a few milliseconds (one goes out), then an epoch end (always). */
 static enum ddts_status progress_train(void *ud, const struct ddts_client_job *job,
                                        struct ddts_client_sync *sync, struct ddts_error *err)
@@ -608,28 +652,9 @@ static void test_server_reports(void **state)
     char *work = ddts_path_join(dir, "server");
     char *cwork = ddts_path_join(dir, "client");
     struct live_events ev;
-    memset(&ev, 0, sizeof ev);
-    pthread_mutex_init(&ev.mu, NULL);
-    struct server_thread s = {
-        .cfg = {.host = "127.0.0.1",
-                .any_port = 1,
-                .passphrase = pw,
-                .n_clients = 1,
-                .workdir = work,
-                .job = "live",
-                .io_timeout_s = 5,
-                .client_timeout_s = 10,
-                .on_listening = on_listening,
-                .on_client = on_client,
-                .on_epoch = on_epoch,
-                .userdata = &ev},
-    };
+    struct server_thread s;
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, server_main, &s), 0);
-    double end = ddts_now() + 10;
-    while (atomic_load(&ev.port) == 0 && ddts_now() < end)
-        usleep(5000);
-    assert_int_not_equal(atomic_load(&ev.port), 0);
+    serve_in_thread(&s, &th, &ev, pw, work, "live");
     struct ddts_client_config cc = {
         .host = "127.0.0.1",
         .port = (uint16_t)atomic_load(&ev.port),
@@ -687,18 +712,9 @@ static void test_server_reports(void **state)
 
     pthread_mutex_destroy(&ev.mu);
     ddts_passphrase_destroy(pw);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_dir(dir);
     ddts_free(work);
     ddts_free(cwork);
-    ddts_free(dir);
-}
-
-/* should_stop: the flag the test raises once it has what it needs. */
-static int stop_when_told(void *ud)
-{
-    return atomic_load(&((struct live_events *)ud)->stop);
 }
 
 /*
@@ -716,29 +732,9 @@ static void test_epoch_refused_on_v2(void **state)
     char *dir = test_tmpdir();
     char *work = ddts_path_join(dir, "server");
     struct live_events ev;
-    memset(&ev, 0, sizeof ev);
-    pthread_mutex_init(&ev.mu, NULL);
-    struct server_thread s = {
-        .cfg = {.host = "127.0.0.1",
-                .any_port = 1,
-                .passphrase = pw,
-                .n_clients = 1,
-                .workdir = work,
-                .job = "v2",
-                .io_timeout_s = 5,
-                .client_timeout_s = 10,
-                .on_listening = on_listening,
-                .on_client = on_client,
-                .on_epoch = on_epoch,
-                .should_stop = stop_when_told,
-                .userdata = &ev},
-    };
+    struct server_thread s;
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, server_main, &s), 0);
-    double end = ddts_now() + 10;
-    while (atomic_load(&ev.port) == 0 && ddts_now() < end)
-        usleep(5000);
-    assert_int_not_equal(atomic_load(&ev.port), 0);
+    serve_in_thread(&s, &th, &ev, pw, work, "v2");
 
     struct ddts_conn *c = NULL;
     assert_int_equal(ddts_conn_connect("127.0.0.1", (uint16_t)atomic_load(&ev.port), 5, &c, &err),
@@ -802,11 +798,8 @@ static void test_epoch_refused_on_v2(void **state)
 
     pthread_mutex_destroy(&ev.mu);
     ddts_passphrase_destroy(pw);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_dir(dir);
     ddts_free(work);
-    ddts_free(dir);
 }
 
 int main(void)
