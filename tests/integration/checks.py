@@ -110,6 +110,15 @@ class Job:
         self.rc, self.err, self.logs, self.took = rc, err, logs, took
 
 
+def data_job_args(model, data, workdir, name, clients=2, extra=()):
+    """run_job's server arguments for a job on `data` that the server splits
+    (--data server) among `clients` clients: 1 thread, seed 1, a client lost
+    after 30 s of silence; `extra` appended (--epochs, --batch-size, ...)."""
+    return ["--model", model, "--clients", str(clients), "--data", "server", "--dataset", data,
+            "--threads", "1", "--seed", "1", "--workdir", workdir, "--name", name,
+            "--client-timeout", "30"] + list(extra)
+
+
 def run_job(ddts, work, server_args, clients, timeout=100, retries=0, client_extra=None):
     """Runs a whole job on 127.0.0.1: `ddts server --host 127.0.0.1 --port P
     --passphrase-file work/pass` with `server_args`, waits until it listens (it

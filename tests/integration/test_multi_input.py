@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, free_port, run_job, write_passphrase  # noqa: E402
+from checks import Checks, data_job_args, free_port, run_job, write_passphrase  # noqa: E402
 
 DDTS = os.environ.get("DDTS", os.path.abspath("ddts"))
 SRC = os.environ.get("DDTS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -119,10 +119,9 @@ def section1(tmp, data):
 def section2(tmp, data, users, jobs, rating):
     write_passphrase(tmp, "multi input passphrase")
     wd = os.path.join(tmp, "work")
-    job = run_job(DDTS, tmp, ["--model", MODEL, "--clients", "2", "--data", "server",
-                              "--dataset", data, "--epochs", "2", "--batch-size", "16",
-                              "--threads", "1", "--seed", "1", "--workdir", wd, "--name", "rec",
-                              "--client-timeout", "30"], ("c0", "c1"))
+    job = run_job(DDTS, tmp, data_job_args(MODEL, data, wd, "rec",
+                                           extra=["--epochs", "2", "--batch-size", "16"]),
+                  ("c0", "c1"))
     check(job.rc == 0, "server job on X/ + X2/: exit %s: %s\nclients: %s"
           % (job.rc, job.err[-800:], job.logs[-800:]))
     rows = {(int(u), float(j), float(r)) for u, j, r in zip(users[:, 0], jobs[:, 0], rating[:, 0])}

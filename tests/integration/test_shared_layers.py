@@ -25,7 +25,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import Checks, run_job, write_passphrase  # noqa: E402
+from checks import Checks, data_job_args, run_job, write_passphrase  # noqa: E402
 from keras_fixture_harness import DDTS, SRC, close, one, predict, run, structure  # noqa: E402
 
 DATA = os.path.join(SRC, "tests", "data", "shared_layers")
@@ -59,10 +59,9 @@ def server_job(tmp):
         np.save(os.path.join(data, sub, "d.npy"), arr)
     write_passphrase(tmp, "shared layers passphrase")
     wd = os.path.join(tmp, "work")
-    job = run_job(DDTS, tmp, ["--model", model, "--clients", "2", "--data", "server",
-                              "--dataset", data, "--epochs", "2", "--batch-size", "8",
-                              "--threads", "1", "--seed", "1", "--workdir", wd, "--name", "siam",
-                              "--client-timeout", "30"], ("c0", "c1"))
+    job = run_job(DDTS, tmp, data_job_args(model, data, wd, "siam",
+                                           extra=["--epochs", "2", "--batch-size", "8"]),
+                  ("c0", "c1"))
     if not check(job.rc == 0, "server job: exit %s: %s" % (job.rc, (job.err + job.logs)[-1500:])):
         return
     g = os.path.join(wd, "siam", "global", "model.h5")

@@ -47,7 +47,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checks  # noqa: E402
-from checks import Checks, free_port, run_job, stop, wait_listening, write_passphrase  # noqa: E402
+from checks import (Checks, data_job_args, free_port, run_job, stop, wait_listening,  # noqa: E402
+                    write_passphrase)
 
 DDTS = os.path.abspath(os.environ.get("DDTS", "build/ddts"))
 check = Checks()
@@ -185,10 +186,8 @@ def section2(work):
 
 def serve_data(work, wd, name, data, n_clients, extra, timeout=120):
     """`ddts server --data server` with n_clients clients; (rc, stderr, client logs)."""
-    job = run_job(DDTS, work, ["--model", os.path.join(work, "m.h5"), "--clients",
-                               str(n_clients), "--data", "server", "--dataset", data, "--threads",
-                               "1", "--seed", "1", "--workdir", wd, "--name", name,
-                               "--client-timeout", "30"] + list(extra),
+    job = run_job(DDTS, work, data_job_args(os.path.join(work, "m.h5"), data, wd, name, n_clients,
+                                            extra),
                   ["%s-c%d" % (name, i) for i in range(n_clients)], timeout=timeout)
     return job.rc, job.err, job.logs
 
