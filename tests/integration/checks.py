@@ -1,10 +1,17 @@
-"""Shared by the Python integration tests: counted checks and a free loopback port.
+"""Shared by the Python integration tests (and bench/dash_pollers.py): counted checks,
+a free loopback port, real clients and whole server+clients jobs.
 
     from checks import Checks, free_port, wait_listening, start_client, run_job
     check = Checks()
     check(cond, "what went wrong")   # counts; prints FAIL: ... when cond is false
     ... check.passed, check.failed
     check.finish("test_x", work, t_start)   # prints the counts, removes work if all passed
+
+    write_passphrase(work, "phrase")         # work/pass, mode 0600
+    job = run_job(DDTS, work, data_job_args(model, data, wd, "name", extra=[...]),
+                  ("c0", "c1"))              # job.rc, job.err, job.logs, job.took
+    make_mlp_job(DDTS, work, 16000, "phrase")   # the dashboard tests' data, pass, m.h5
+    srv = start_server(mlp_job_argv(DDTS, work, port, wd, "name", epochs), err_path)
 """
 import os
 import shutil
