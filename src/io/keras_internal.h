@@ -57,8 +57,9 @@ struct ddts__keras_h5_arena {
     int full; /* an allocation or a write did not fit */
 };
 extern struct ddts__keras_h5_arena *ddts__keras_h5_arena;
-/* Initialises libhdf5 (once; before a fork, so that no child has to). */
-void ddts__keras_h5_init(void);
+/* Before a fork of the reader: initialises libhdf5 (once, so that no child has to) and
+ * returns the blocks on libhdf5's free lists to malloc (H5garbage_collect). */
+void ddts__keras_h5_before_fork(void);
 /* For tests: the child's base CPU limit in seconds (>= 1; else the default, 10 s). */
 void ddts__keras_h5_set_child_cpu(double seconds);
 /* For tests: the size of the child's result file in bytes (0: the default, 1 GiB + 8 x the
