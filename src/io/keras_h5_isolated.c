@@ -8,7 +8,7 @@
  * but its end of a pipe and the result file (no sockets, no other files),
  * sets limits (CPU
  * seconds, address space, open files, no file writes, no core dump),
- * installs a seccomp filter that refuses socket, connect, exec and ptrace
+ * installs a seccomp filter that refuses socket, connect, exec, ptrace and clone/fork
  * where the architecture is known (x86-64, arm64), runs the *_inproc reader
  * of keras_h5.c, which reads the weight values straight into a shared
  * memory file (memfd; ddts__keras_h5_arena), appends the rest of the model
@@ -351,7 +351,12 @@ static enum ddts_status get_model(struct reader *r, const char *label, struct dd
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1),                                               \
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA))
 
-/* Refuses the system calls a parser never needs: networking, exec, tracing. */
+/*
+ * Refuses the system calls a parser never needs: networking, exec, tracing,
+ * and new processes or threads (a child that took over the reader could
+ * otherwise fork copies that outlive the SIGKILL on timeout, each with a
+ * fresh CPU limit).
+ */
 static void install_seccomp(void)
 {
     struct sock_filter filter[] = {
@@ -368,6 +373,16 @@ static void install_seccomp(void)
         DENY(__NR_execve),
         DENY(__NR_execveat),
         DENY(__NR_ptrace),
+        DENY(__NR_clone),
+#ifdef __NR_clone3
+        DENY(__NR_clone3),
+#endif
+#ifdef __NR_fork
+        DENY(__NR_fork),
+#endif
+#ifdef __NR_vfork
+        DENY(__NR_vfork),
+#endif
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     struct sock_fprog prog = {(unsigned short)(sizeof filter / sizeof filter[0]), filter};
@@ -734,6 +749,32 @@ static enum ddts_status child_update(void *arg, struct blob *out, uint64_t *meta
         ddts__keras_h5_update_image_inproc(a->image, a->nbytes, a->label, a->src, &img, &n, err);
     if (st == DDTS_OK)
         put(out, img, n);
+    return st;
+}
+
+struct probe_args {
+    enum ddts_status (*fn)(void *arg, struct ddts_error *err);
+    void *arg;
+};
+
+static enum ddts_status child_probe(void *arg, struct blob *out, uint64_t *meta,
+                                    struct ddts_error *err)
+{
+    (void)out;
+    *meta = 0;
+    struct probe_args *p = arg;
+    return p->fn(p->arg, err);
+}
+
+enum ddts_status ddts__keras_h5_isolated_probe(const char *label,
+                                               enum ddts_status (*fn)(void *arg,
+                                                                      struct ddts_error *err),
+                                               void *arg, struct ddts_error *err)
+{
+    struct probe_args pa = {fn, arg};
+    struct result res;
+    enum ddts_status st = run_isolated(label, 0, child_probe, &pa, &res, err);
+    result_release(&res);
     return st;
 }
 
