@@ -419,9 +419,15 @@ static int dtype_of(hid_t t, enum ddts_dtype *out)
  */
 struct ddts__keras_h5_arena *ddts__keras_h5_arena;
 
-void ddts__keras_h5_init(void)
+void ddts__keras_h5_before_fork(void)
 {
     (void)H5open();
+    /* libhdf5 keeps freed blocks on its own free lists (H5FL), one list per block size,
+     * searched in turn; after a few reads in this process they hold megabytes. A child
+     * forked with them inherits the lists and every block it takes from them is a
+     * copy-on-write fault; the lists' length also slows libhdf5 down. Returned to malloc
+     * here, the child starts with empty lists (docs/protocol.md, the cost). */
+    (void)H5garbage_collect();
 }
 
 /* Storage for `count` weight values: from the arena when one is set (64-byte aligned). */

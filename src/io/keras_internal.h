@@ -18,7 +18,7 @@
  * files. The four functions below run their *_inproc twin (keras_h5.c) in a
  * forked child with limits on CPU time, address space, open files and file
  * writes, every inherited descriptor closed and (Linux x86-64/arm64) a
- * seccomp filter that refuses sockets and exec; the result comes back in a
+ * seccomp filter that refuses sockets, exec and new processes; the result comes back in a
  * sealed memory file, the status over a pipe. A crash, a limit or a hang of the child is
  * DDTS_EFORMAT "LABEL: the HDF5 reader crashed (...)/timed out: the file is damaged or hostile".
  */
@@ -57,13 +57,21 @@ struct ddts__keras_h5_arena {
     int full; /* an allocation or a write did not fit */
 };
 extern struct ddts__keras_h5_arena *ddts__keras_h5_arena;
-/* Initialises libhdf5 (once; before a fork, so that no child has to). */
-void ddts__keras_h5_init(void);
+/* Before a fork of the reader: initialises libhdf5 (once, so that no child has to) and
+ * returns the blocks on libhdf5's free lists to malloc (H5garbage_collect). */
+void ddts__keras_h5_before_fork(void);
 /* For tests: the child's base CPU limit in seconds (>= 1; else the default, 10 s). */
 void ddts__keras_h5_set_child_cpu(double seconds);
 /* For tests: the size of the child's result file in bytes (0: the default, 1 GiB + 8 x the
  * input); a larger result is DDTS_ENOMEM naming the file. */
 void ddts__keras_h5_set_result_cap(uint64_t nbytes);
+/* For tests: runs fn in the reader's limited child (the same limits, closed descriptors and
+ * seccomp filter) and returns its status and message, or the crash/timeout error naming
+ * `label`. */
+enum ddts_status ddts__keras_h5_isolated_probe(const char *label,
+                                               enum ddts_status (*fn)(void *arg,
+                                                                      struct ddts_error *err),
+                                               void *arg, struct ddts_error *err);
 /* Decodes a result of the child (what the parent does once it has exited): the model's
  * description from byte `meta` on, weight values at offsets into all `nbytes`; every length
  * and offset checked (DDTS_EFORMAT naming `label`). For the fuzz target and tests. */

@@ -4,6 +4,7 @@
  * report. The network layer (src/net/server.c) does the serving; this
  * module gives it the files and turns its results into the job's report.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -225,7 +226,14 @@ static enum ddts_status prepare_data(struct ddts_serve *sv, struct ddts_error *e
     ddts_log(&sv->log, DDTS_LOG_INFO, "splitting %lld samples into %d shares",
              (long long)sv->x->shape[0], job->clients);
     (void)unlink(ready);
-    st = ddts__serve_write_shards(sv, err);
+    /* The shares are training data: their job folder is private before the first is
+     * written (issue 14 item 15; the server makes it so again when it starts). */
+    st = ddts_mkdir_p(sv->job_dir, err);
+    if (st == DDTS_OK && chmod(sv->job_dir, 0700) != 0)
+        st = ddts_error_set_errno(err, DDTS_EIO, errno, "%s: cannot make the folder private",
+                                  sv->job_dir);
+    if (st == DDTS_OK)
+        st = ddts__serve_write_shards(sv, err);
     if (st == DDTS_OK)
         st = ddts_write_file_atomic(ready, "", 0, err);
     return st;

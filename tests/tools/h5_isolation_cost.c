@@ -5,9 +5,9 @@
  *     h5_isolation_cost [-n N] [-m both|inproc|isolated] FILE.h5...
  *
  * Prints one line per file: the median wall time of a load in process and
- * isolated and the difference, then the mean CPU time of a load (user + system
- * of this process and of its reaped children, getrusage) in process and
- * isolated and the difference. CPU time is the figure to compare on a loaded
+ * isolated and the difference, then the median CPU time of a load (user + system
+ * of this process and of its reaped children, getrusage, around each load) in
+ * process and isolated and the difference. CPU time is the figure to compare on a loaded
  * machine; wall time only on a quiet one. `-m` runs one side only (for perf).
  */
 #include <stdio.h>
@@ -38,27 +38,28 @@ static double cpu_s(void)
     return tv_s(self.ru_utime) + tv_s(self.ru_stime) + tv_s(kids.ru_utime) + tv_s(kids.ru_stime);
 }
 
-/* Median wall ms of n loads in *wall, mean CPU ms in *cpu; -1 on error. */
+/* Median wall ms of n loads in *wall, median CPU ms of a load in *cpu; -1 on error. */
 static int measure(const char *path, int isolated, int n, double *wall, double *cpu)
 {
-    double t[64];
-    double c0 = cpu_s();
+    double t[64], c[64];
     for (int i = 0; i < n; i++) {
         struct ddts_keras_model *m = ddts_calloc(1, sizeof *m);
         struct ddts_error err;
-        double t0 = ddts_now();
+        double c0 = cpu_s(), t0 = ddts_now();
         enum ddts_status st = isolated ? ddts__keras_h5_read_legacy(path, m, &err)
                                        : ddts__keras_h5_read_legacy_inproc(path, m, &err);
         t[i] = (ddts_now() - t0) * 1e3;
         ddts_keras_destroy(m);
+        c[i] = (cpu_s() - c0) * 1e3;
         if (st != DDTS_OK) {
             fprintf(stderr, "%s: %s\n", path, err.msg);
             return -1;
         }
     }
-    *cpu = (cpu_s() - c0) * 1e3 / n;
     qsort(t, (size_t)n, sizeof t[0], cmp);
+    qsort(c, (size_t)n, sizeof c[0], cmp);
     *wall = t[n / 2];
+    *cpu = c[n / 2];
     return 0;
 }
 

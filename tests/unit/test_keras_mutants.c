@@ -8,8 +8,15 @@
  * of the same files in this process (the old behaviour) would crash the test.
  */
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -265,14 +272,123 @@ static void test_result_checked(void **state)
     assert_int_equal(decode(copy, n, &err, NULL), DDTS_EFORMAT);
 }
 
+/* ---- what the reader's child may not do (run inside it by ddts__keras_h5_isolated_probe) ---- */
+
+static enum ddts_status refused(int rc, int want_errno, const char *what, struct ddts_error *err)
+{
+    if (rc >= 0)
+        return ddts_error_set(err, DDTS_ESTATE, "%s: allowed in the reader's child", what);
+    if (errno != want_errno)
+        return ddts_error_set(err, DDTS_ESTATE, "%s: refused with %s, want %s", what,
+                              strerror(errno), strerror(want_errno));
+    return DDTS_OK;
+}
+
+static enum ddts_status probe_socket(void *arg, struct ddts_error *err)
+{
+    (void)arg;
+    return refused(socket(AF_INET, SOCK_STREAM, 0), EPERM, "socket", err);
+}
+
+static enum ddts_status probe_fork(void *arg, struct ddts_error *err)
+{
+    (void)arg;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    if (pid > 0)
+        (void)waitpid(pid, NULL, 0);
+    return refused(pid, EPERM, "fork", err);
+}
+
+static enum ddts_status probe_exec(void *arg, struct ddts_error *err)
+{
+    (void)arg;
+    char *const argv[] = {"true", NULL};
+    char *const envp[] = {NULL};
+    /* Had it run, /bin/true would exit 0 without a result: "crashed (no result)". */
+    return refused(execve("/bin/true", argv, envp), EPERM, "execve", err);
+}
+
+static enum ddts_status probe_fds_closed(void *arg, struct ddts_error *err)
+{
+    const int *fds = arg;
+    for (int i = 0; i < 2; i++)
+        if (refused(fcntl(fds[i], F_GETFD), EBADF, "an inherited descriptor", err) != DDTS_OK)
+            return DDTS_ESTATE;
+    return DDTS_OK;
+}
+
+static enum ddts_status probe_file_write(void *arg, struct ddts_error *err)
+{
+    const char *path = arg;
+    signal(SIGXFSZ, SIG_IGN); /* the limit then shows as EFBIG instead of the signal */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ddts_error_set(err, DDTS_ESTATE, "cannot open %s: %s", path, strerror(errno));
+    ssize_t w = write(fd, "x", 1);
+    close(fd);
+    return refused((int)w, EFBIG, "a file write", err);
+}
+
+static enum ddts_status probe_memory(void *arg, struct ddts_error *err)
+{
+    (void)arg;
+    /* mmap rather than malloc: AddressSanitizer's malloc aborts instead of returning NULL. */
+    size_t n = (size_t)64 << 30;
+    void *p =
+        mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p != MAP_FAILED)
+        munmap(p, n);
+    return refused(p != MAP_FAILED ? 0 : -1, ENOMEM, "64 GiB of address space", err);
+}
+
+/*
+ * Issue 14 item 3: the reader's child has no network, cannot start programs
+ * or processes (a child taken over by a hostile file could otherwise fork
+ * copies that outlive the SIGKILL on timeout), holds none of the parent's
+ * descriptors, writes no file and cannot take the machine's memory.
+ */
+static void test_child_is_limited(void **state)
+{
+    (void)state;
+    struct ddts_error err;
+    static const struct {
+        const char *name;
+        enum ddts_status (*fn)(void *, struct ddts_error *);
+    } probes[] = {{"socket", probe_socket},
+                  {"fork", probe_fork},
+                  {"exec", probe_exec},
+                  {"memory", probe_memory}};
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+        enum ddts_status st = ddts__keras_h5_isolated_probe("probe", probes[i].fn, NULL, &err);
+        if (st != DDTS_OK)
+            fail_msg("%s: %s", probes[i].name, err.msg);
+    }
+    char *dir = test_tmpdir();
+    char *file = ddts_path_join(dir, "written-by-the-child");
+    int fds[2] = {open(dir, O_RDONLY), socket(AF_INET, SOCK_STREAM, 0)}; /* no O_CLOEXEC */
+    assert_true(fds[0] >= 0 && fds[1] >= 0);
+    enum ddts_status st = ddts__keras_h5_isolated_probe("probe", probe_fds_closed, fds, &err);
+    if (st != DDTS_OK)
+        fail_msg("descriptors: %s", err.msg);
+    st = ddts__keras_h5_isolated_probe("probe", probe_file_write, file, &err);
+    if (st != DDTS_OK)
+        fail_msg("file write: %s", err.msg);
+    close(fds[0]);
+    close(fds[1]);
+    unlink(file);
+    rmdir(dir);
+    ddts_free(file);
+    ddts_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_isolated_equals_inproc),
-        cmocka_unit_test(test_result_over_limit),
-        cmocka_unit_test(test_failure_keeps_message),
-        cmocka_unit_test(test_result_checked),
-        cmocka_unit_test(test_mutants),
+        cmocka_unit_test(test_isolated_equals_inproc), cmocka_unit_test(test_result_over_limit),
+        cmocka_unit_test(test_failure_keeps_message),  cmocka_unit_test(test_result_checked),
+        cmocka_unit_test(test_child_is_limited),       cmocka_unit_test(test_mutants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

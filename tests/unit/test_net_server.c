@@ -15,7 +15,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "net/conn.h"
+#include "ddts/limits.h"
+#include "net/netutil.h"
 #include "test.h"
 
 #define N_WEIGHTS 1000
@@ -1500,6 +1505,106 @@ static void test_ban_counts_real_attempts(void **state)
     ddts_passphrase_destroy(bad);
 }
 
+/*
+ * Issue 14 item 8: guesses are limited per job, not only per address (one
+ * attacker with many addresses). With the per-address ban out of reach
+ * (ban_after 1000), DDTS_MAX_FAILED_AUTH_PER_MIN wrong passphrases within a
+ * minute make the server refuse the next connection at accept, even one with
+ * the right passphrase (before, each address had its own unlimited count).
+ */
+static void test_guesses_per_job(void **state)
+{
+    (void)state;
+    struct ddts_passphrase *pw = pass("good-pw"), *bad = pass("bad-pw");
+    struct server_run sr;
+    server_prepare(&sr, pw, 1, DDTS_SYNC_NONE, 3.0);
+    sr.cfg.ban_after = 1000;
+    server_go(&sr);
+    struct client_run cr;
+    for (int i = 0; i < DDTS_MAX_FAILED_AUTH_PER_MIN; i++) {
+        client_start(&cr, &sr, bad, "mallory", NULL);
+        client_go(&cr);
+        client_join(&cr, DDTS_EAUTH);
+        client_free(&cr);
+    }
+    assert_int_equal(log_count(&sr.log, "banned"), 0);
+    /* Another address, which never failed, is refused at accept too: closed at once, not
+     * after the 5 s handshake timeout (127.0.0.2 is loopback as well). */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in from = {.sin_family = AF_INET}, to = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, "127.0.0.2", &from.sin_addr), 1);
+    assert_int_equal(inet_pton(AF_INET, "127.0.0.1", &to.sin_addr), 1);
+    to.sin_port = htons((uint16_t)atomic_load(&sr.port));
+    assert_int_equal(bind(fd, (struct sockaddr *)&from, sizeof from), 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+    double took = wait_closed(fd);
+    if (took > 2.5)
+        fail_msg("127.0.0.2 was not refused at accept (closed after %.1f s); log:\n%s", took,
+                 sr.log.text);
+    char want[128];
+    snprintf(want, sizeof want,
+             "refused 127.0.0.2: %d failed handshakes in the last minute (from any address)",
+             DDTS_MAX_FAILED_AUTH_PER_MIN);
+    wait_log(&sr.log, want, 1, 5);
+    /* And the right passphrase from the guessing address does not get in either. */
+    client_start(&cr, &sr, pw, "alice", NULL);
+    cr.cfg.retries = 0;
+    client_go(&cr);
+    pthread_join(cr.thread, NULL);
+    if (cr.st == DDTS_OK)
+        fail_msg("a client joined after %d failed guesses in a minute; log:\n%s",
+                 DDTS_MAX_FAILED_AUTH_PER_MIN, sr.log.text);
+    assert_int_equal(log_count(&sr.log, "client 'alice' joined"), 0);
+    client_free(&cr);
+    atomic_store(&sr.stop, 1);
+    server_join(&sr, DDTS_ECANCELED);
+    server_free(&sr);
+    ddts_passphrase_destroy(pw);
+    ddts_passphrase_destroy(bad);
+}
+
+/* Issue 14 item 8: IPv6 peers are counted by their /64 (one host can hold all of it). */
+static void test_ipv6_counted_by_64(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *a, *b;
+        int same;
+    } cases[] = {
+        {"2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe", 1},
+        {"2001:db8:1:2::1", "2001:db8:1:3::1", 0},
+        {"fe80::1", "fe80::2", 1},
+        {"::ffff:192.0.2.7", "::ffff:192.0.2.8", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char ka[DDTS__ADDR_KEY_BYTES], kb[DDTS__ADDR_KEY_BYTES];
+        struct sockaddr_storage sa, sb;
+        memset(&sa, 0, sizeof sa);
+        memset(&sb, 0, sizeof sb);
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)(void *)&sa,
+                            *b6 = (struct sockaddr_in6 *)(void *)&sb;
+        a6->sin6_family = b6->sin6_family = AF_INET6;
+        assert_int_equal(inet_pton(AF_INET6, cases[i].a, &a6->sin6_addr), 1);
+        assert_int_equal(inet_pton(AF_INET6, cases[i].b, &b6->sin6_addr), 1);
+        ddts__addr_key(&sa, ka);
+        ddts__addr_key(&sb, kb);
+        printf("%s -> %s; %s -> %s\n", cases[i].a, ka, cases[i].b, kb);
+        if ((strcmp(ka, kb) == 0) != cases[i].same)
+            fail_msg("%s (%s) and %s (%s): want %s", cases[i].a, ka, cases[i].b, kb,
+                     cases[i].same ? "one key" : "two keys");
+    }
+    /* An IPv4 address mapped into IPv6 is counted as the IPv4 address itself. */
+    struct sockaddr_storage s4;
+    memset(&s4, 0, sizeof s4);
+    struct sockaddr_in6 *m6 = (struct sockaddr_in6 *)(void *)&s4;
+    m6->sin6_family = AF_INET6;
+    assert_int_equal(inet_pton(AF_INET6, "::ffff:192.0.2.7", &m6->sin6_addr), 1);
+    char k4[DDTS__ADDR_KEY_BYTES];
+    ddts__addr_key(&s4, k4);
+    assert_string_equal(k4, "192.0.2.7");
+}
+
 static void test_ban_expires(void **state)
 {
     (void)state;
@@ -1549,6 +1654,8 @@ int main(void)
         cmocka_unit_test(test_bad_state_file),
         cmocka_unit_test(test_ban_expires),
         cmocka_unit_test(test_ban_counts_real_attempts),
+        cmocka_unit_test(test_guesses_per_job),
+        cmocka_unit_test(test_ipv6_counted_by_64),
         cmocka_unit_test(test_client_takes_no_path),
         cmocka_unit_test(test_no_progress_is_lost),
         cmocka_unit_test(test_model_fixes_length),

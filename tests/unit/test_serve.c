@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "serve/serve.h"
@@ -122,7 +123,12 @@ static void write_data(const char *dir, float bad)
     ddts_array_destroy(y);
 }
 
-/* Prepare writes one share per client with every sample once. */
+/*
+ * Prepare writes one share per client with every sample once, in a job
+ * folder that is private from the start (issue 14 item 15: the shares are
+ * training data; under the usual umask 022 they were in a 0755 folder until
+ * the server started).
+ */
 static void prepare_writes_shares(void **state)
 {
     (void)state;
@@ -135,8 +141,16 @@ static void prepare_writes_shares(void **state)
     struct ddts_serve *sv = NULL;
     assert_int_equal(ddts_serve_create(&job, NULL, &sv, NULL), DDTS_OK);
     struct ddts_error err;
-    if (ddts_serve_prepare(sv, &err) != DDTS_OK)
+    mode_t old_mask = umask(022);
+    enum ddts_status st = ddts_serve_prepare(sv, &err);
+    umask(old_mask);
+    if (st != DDTS_OK)
         fail_msg("prepare: %s", err.msg);
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/t", dir);
+    assert_int_equal(stat(path, &sb), 0);
+    if ((sb.st_mode & 0777) != 0700)
+        fail_msg("%s: mode %03o, want 0700", path, (unsigned)(sb.st_mode & 0777));
     size_t total = 0;
     for (int c = 0; c < 2; c++) {
         struct ddts_array *part = NULL;
@@ -183,12 +197,47 @@ static void prepare_checks_labels(void **state)
     free(dir);
 }
 
+/*
+ * Issue 14 item 3: the server reads its model itself (in the isolated
+ * reader) before it serves, so it never ships a file it cannot read: a
+ * mutant that crashes libhdf5 (tests/data/h5-mutants) stops prepare with the
+ * reader's error, no share written and this process alive.
+ */
+static void prepare_refuses_a_damaged_model(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    char path[4200];
+    write_data(dir, 1);
+    struct ddts_job job;
+    job_in(&job, dir);
+    snprintf(job.model, sizeof job.model, "tests/data/h5-mutants/m095-field.h5");
+    snprintf(job.dataset, sizeof job.dataset, "%s/data", dir);
+    struct ddts_serve *sv = NULL;
+    assert_int_equal(ddts_serve_create(&job, NULL, &sv, NULL), DDTS_OK);
+    struct ddts_error err;
+    enum ddts_status st = ddts_serve_prepare(sv, &err);
+    printf("prepare: %s: %s\n", ddts_status_str(st), err.msg);
+    assert_int_not_equal(st, DDTS_OK);
+    assert_non_null(strstr(err.msg, "m095-field.h5"));
+    assert_non_null(strstr(err.msg, "the HDF5 reader crashed"));
+    snprintf(path, sizeof path, "%s/t/shards", dir);
+    assert_int_not_equal(access(path, F_OK), 0);
+    struct ddts_serve_snapshot s;
+    assert_int_equal(ddts_serve_snapshot(sv, &s, NULL), DDTS_OK);
+    assert_int_equal(s.phase, DDTS_SERVE_FAILED);
+    ddts_serve_snapshot_deinit(&s);
+    ddts_serve_destroy(sv);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(snapshot_rows),
         cmocka_unit_test(prepare_writes_shares),
         cmocka_unit_test(prepare_checks_labels),
+        cmocka_unit_test(prepare_refuses_a_damaged_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
