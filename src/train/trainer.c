@@ -240,6 +240,20 @@ static int on_gradients_ready(void *userdata, struct ddts_model *m, const float 
     return 0;
 }
 
+static int on_validation_sums(void *userdata, struct ddts_model *m, double *sums, size_t n,
+                              size_t n_samples)
+{
+    (void)m;
+    struct run *r = userdata;
+    enum ddts_status st =
+        r->req->merge_val_sums(r->req->merge_logs_userdata, sums, n, n_samples, &r->error);
+    if (st != DDTS_OK) {
+        r->status = st;
+        return 1;
+    }
+    return 0;
+}
+
 static const char *model_ext(const char *path)
 {
     const char *dot = strrchr(path, '.');
@@ -440,6 +454,7 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
         .on_gradients = req->grad_exchange != NULL ? on_gradients : NULL,
         .on_gradients_ready =
             req->grad_exchange != NULL && req->grad_ready != NULL ? on_gradients_ready : NULL,
+        .on_validation_sums = req->merge_val_sums != NULL ? on_validation_sums : NULL,
     };
     struct ddts_fit_options fo = {
         .epochs = job->epochs,
