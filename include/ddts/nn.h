@@ -268,6 +268,11 @@ struct ddts_fit_callbacks {
      * the backward pass. May be NULL. */
     int (*on_gradients_ready)(void *userdata, struct ddts_model *m, const float *grads, size_t n,
                               size_t from, size_t batch_samples);
+    /* After each epoch's training, before its validation pass: may modify
+     * the flat weights (an epoch-end weight average that the validation and
+     * the best weights are to see). Non-zero stops fit with DDTS_ECANCELED.
+     * May be NULL. */
+    int (*on_epoch_trained)(void *userdata, struct ddts_model *m, int epoch);
     /* After each epoch's validation pass, before its figures are computed:
      * `sums` (n doubles) are the pass's totals over this worker's
      * `n_samples` validation samples (losses, metric counts, samples, rows:

@@ -129,7 +129,9 @@ struct ddts_train_request {
      * one) and the figures are combined over the slices through this
      * (merge_logs_userdata is its userdata), so that every worker logs and
      * decides (best model, early stopping) on the same figures, those of the
-     * whole validation set. NULL: this worker's figures. */
+     * whole validation set. With an exchange, the epoch-end exchange then
+     * comes before the validation pass (not after it), so that the workers
+     * validate the same averaged weights. NULL: this worker's figures. */
     ddts_merge_val_sums_fn merge_val_sums;
     ddts_epoch_done_fn on_epoch_done; /* NULL: none */
     void *epoch_done_userdata;

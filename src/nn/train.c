@@ -698,6 +698,11 @@ static enum ddts_status fit(struct ddts_model *m, const struct ddts_dataset *tra
             goto done;
         struct ddts_logs logs = {0};
         fill_logs(m, &s, 0, &logs);
+        if (o->callbacks && o->callbacks->on_epoch_trained &&
+            o->callbacks->on_epoch_trained(o->callbacks->userdata, m, ep) != 0) {
+            st = ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
+            goto done;
+        }
         if (o->validation) {
             struct sums vs;
             if ((st = run_eval(m, &dv, bs, &vs, err)) != DDTS_OK ||

@@ -3,7 +3,8 @@
 # validation samples and the figures are combined over the ranks
 # (docs/mpi.md). --sync step on 2 and 4 ranks: history.csv's val_loss and
 # val_accuracy of every epoch equal one process at the combined batch
-# validating on all the held-out samples (tests/tools/mpi_step_ref.c), and
+# validating on all the held-out samples (tests/tools/mpi_step_ref.c;
+# --sync epoch: the averaged model validating on all of them), and
 # stdout lists how many samples each rank validated; fewer validation
 # samples than ranks (a rank with none); --data client, where each rank
 # holds back its own files' last samples: the figures are those of the
@@ -15,21 +16,21 @@ mk_data "$WORK/data" 192 1
 mk_model "$WORK/small.h5"
 COMMON=(--model "$WORK/small.h5" --data server --dataset "$WORK/data" --epochs 2 --batch-size 8
     --threads 1 --seed 7 --normalizer zscore --learning-rate 0.05
-    --loss sparse_categorical_crossentropy --sync step)
+    --loss sparse_categorical_crossentropy)
 
-# check_val N OPTIMIZER SPLIT COUNTS: N ranks with --validation-split SPLIT;
-# COUNTS: the validation samples each rank must report, in rank order.
+# check_val N OPTIMIZER SPLIT COUNTS [SYNC]: N ranks with --validation-split
+# SPLIT; COUNTS: the validation samples each rank must report, in rank order.
 check_val() {
-    local n=$1 opt=$2 split=$3 counts=$4 out="$WORK/out-$1-$2-$3"
+    local n=$1 opt=$2 split=$3 counts=$4 sync=${5:-step} out="$WORK/out-$1-$2-$3-${5:-step}"
     run_expect 0 "${MPIRUN[@]}" -np "$n" "$DDTS" train --distributed mpi "${COMMON[@]}" \
-        --optimizer "$opt" --validation-split "$split" --out "$out"
+        --sync "$sync" --optimizer "$opt" --validation-split "$split" --out "$out"
     cp "$OUT" "$out.stdout"
     if grep -qx "validation_samples_per_rank: $counts" "$OUT"; then
         N_PASS=$((N_PASS + 1))
     else
         fail "$n ranks, split $split: $(grep validation_samples "$OUT"), expected $counts"
     fi
-    "$REF" step "$WORK/small.h5" "$WORK/data/X/x.npy" "$WORK/data/Y/y.npy" "$n" 8 7 2 "$opt" \
+    "$REF" "$sync" "$WORK/small.h5" "$WORK/data/X/x.npy" "$WORK/data/Y/y.npy" "$n" 8 7 2 "$opt" \
         0.05 zscore "$out/checkpoint.bin" "$split" >"$WORK/ref.out" 2>&1 ||
         fail "$n ranks, split $split: weights: $(cat "$WORK/ref.out")"
     cat "$WORK/ref.out"
@@ -52,8 +53,12 @@ check_val 2 adam 0.25 "24 24"
 check_val 4 adam 0.25 "12 12 12 12"
 # 3 held-out samples on 4 ranks: the last rank validates none.
 check_val 4 sgd 0.015 "1 1 1 0"
+# --sync epoch: the weights are averaged at the end of every epoch, before
+# the validation pass: the figures are the averaged model's (the reference's
+# mean of 2 models) over all 48 samples, not a rank's own model's.
+check_val 2 adam 0.25 "24 24" epoch
 # The figures are of the one model every rank holds: rank 0's stdout says them.
-$PY - "$WORK/out-2-adam-0.25" <<'PYEOF' || fail "stdout val_loss is not history.csv's"
+$PY - "$WORK/out-2-adam-0.25-step" <<'PYEOF' || fail "stdout val_loss is not history.csv's"
 import csv, re, sys
 last = list(csv.DictReader(open(sys.argv[1] + "/history.csv")))[-1]
 shown = re.search(r"^val_loss: (\S+)$", open(sys.argv[1] + ".stdout").read(), re.M).group(1)

@@ -24,13 +24,13 @@
  * the N weight vectors (each keeps its own optimizer state, as each rank
  * does). The control skips the averaging (rank 0's model alone).
  *
- * VALIDATION_SPLIT (step only; default 0): the last samples are held out as
- * Keras' validation_split takes them, the shares are drawn from the others,
- * the normalizer's statistics include the held-out samples (as ddts train's
- * do), and the one process validates on all of them after every epoch at
- * batch N*b: it prints its val_loss and val_accuracy per epoch, what
- * history.csv of the MPI run (each rank validating a slice, the sums
- * combined) must show.
+ * VALIDATION_SPLIT (default 0): the last samples are held out as Keras'
+ * validation_split takes them, the shares are drawn from the others, the
+ * normalizer's statistics include the held-out samples (as ddts train's
+ * do), and after every epoch the one process (step, at batch N*b) or the
+ * averaged model (epoch) is validated on all of them: it prints val_loss and
+ * val_accuracy per epoch, what history.csv of the MPI run (each rank
+ * validating a slice, the sums combined) must show.
  *
  * Prints both comparisons; exit 0 when the MPI weights match within the
  * tolerance and the control does not, 1 otherwise.
@@ -118,8 +118,6 @@ int main(int argc, char **argv)
     }
     int epoch_mode = strcmp(argv[1], "epoch") == 0;
     double val_split = argc == 14 ? strtod(argv[13], NULL) : 0;
-    if (val_split > 0 && epoch_mode)
-        return 2;
     argv++;
     size_t n_ranks = strtoul(argv[4], NULL, 10), b = strtoul(argv[5], NULL, 10);
     uint64_t seed = strtoull(argv[6], NULL, 10);
@@ -254,6 +252,13 @@ int main(int argc, char **argv)
                     for (size_t i = 0; i < nw; i++)
                         wr[i] = (float)(sum[i] / ((double)share * (double)n_ranks));
                 }
+                struct ddts_logs vl;
+                if (ref_val != NULL &&
+                    ddts_model_evaluate(m[0], ref_val, (int)b, &vl, &err) != DDTS_OK)
+                    return die("validation", &err);
+                if (ref_val != NULL && (ddts_logs_get(&vl, "loss", &ref_val_loss[ep]) != 0 ||
+                                        ddts_logs_get(&vl, "accuracy", &ref_val_acc[ep]) != 0))
+                    return die("validation figures", &err);
             }
             free(sum);
         }
