@@ -116,7 +116,13 @@ def worker(rank, world, port, a, name, results):
                 correct += (model(tx[i:i + 1000]).argmax(1) == ty[i:i + 1000]).sum().item()
         results.put((train_s, correct / tx.shape[0]))
     dist.barrier()
-    dist.destroy_process_group()
+    # Not dist.destroy_process_group(): on PyTorch 1.13, rank 0 (the TCPStore's
+    # host) sometimes never returns from it once the other ranks have gone (its
+    # store thread spins on their closed sockets), hanging mp.spawn. Every rank
+    # passed the barrier and rank 0's result is in the queue (a pipe, written
+    # synchronously): leave now; the sockets close with the process.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def validate_slice(model, tx, ty, rank, world, batch):
