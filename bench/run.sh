@@ -361,8 +361,14 @@ case " $CASES " in *" mpi "*)
     # CNN of the engine case, --sync step (gradients every step: 2 ranks at
     # batch 32 train like one process at batch 64), the same with the exchange
     # in buckets overlapped with the backward pass (--bucket-mb 0.1: two per
-    # step for these 0.9 MB models, docs/mpi.md) and --sync epoch; then the
-    # exchanges alone, MPI against the server/client path, per model size.
+    # step for these 0.9 MB models, docs/mpi.md) and --sync epoch; each rank
+    # validates its slice of the 10000 test samples after every epoch. Then
+    # the peer, PyTorch DDP (gloo, bench/torch_ddp.py --validate epoch): the
+    # same models, samples, epochs, batch per process and per-epoch
+    # validation split over the processes, 1 and 2 processes, against ddts
+    # --sync step (both all-reduce gradients every step) in samples/s of the
+    # training loop with its validation passes. Then the exchanges alone, MPI
+    # against the server/client path, per model size.
     EP=2; N=${BENCH_SAMPLES:-60000}
     [ "$Q" = 1 ] && { EP=1; N=6000; }
     if [ ! -x "$B/ddts-mpi" ] || ! command -v mpirun >/dev/null 2>&1; then
@@ -391,11 +397,28 @@ case " $CASES " in *" mpi "*)
                     eval "MW_$k=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b - a}')"
                     eval "MT_$k=$(field "$o.out" seconds) MA_$k=$(field "$o.out" val_accuracy)"
                     eval "MX_$k=$(field "$o.out" exchanges) MB_$k=$(field "$o.out" exchange_bytes_per_rank) MS_$k=$(field "$o.out" exchange_seconds)"
+                    [ "$sync" = step ] && eval "MSPS_${m}_$k=$(field "$o.out" samples_per_second)"
                 done
                 per_x=$(awk -v b="${MB_2:-}" -v x="${MX_2:-}" -v s="${MS_2:-}" 'BEGIN{ if (x + 0 > 0) printf "%.3f MB, %.3f ms", b / x / 1e6, s / x * 1e3; else print "n/a" }')
                 echo "mpi $m --sync ${sync%-buckets}${bucket:+ $bucket}: 1 rank ${MW_1}s (train ${MT_1:-n/a}s) acc ${MA_1:-n/a}; 2 ranks ${MW_2}s (train ${MT_2:-n/a}s) acc ${MA_2:-n/a}; speed-up $(ratio "$MT_1" "$MT_2")x train, $(ratio "$MW_1" "$MW_2")x wall (target >= 1.8, accuracy within 1 point); ${MX_2:-n/a} exchanges, per exchange ${per_x} (incl. waiting)"
             done
         done
+        if [ $HAVE_TORCH = 1 ]; then
+            $PY "$SRC/bench/torch_ddp.py" --models mlp,cnn --worlds 1,2 --epochs $EP --samples $N \
+                --batch 32 --seed 5 --validate epoch >"$W/mpi_ddp.txt" 2>"$W/mpi_ddp.err" ||
+                echo "torch_ddp failed: $(tail -3 "$W/mpi_ddp.err")"
+            head -1 "$W/mpi_ddp.txt"
+            for m in mlp cnn; do
+                for k in 1 2; do
+                    eval "d=\${MSPS_${m}_$k:-}"
+                    p=$(sed -n "s/^ddp $m world $k: .*samples\/s \([0-9.]*\),.*/\1/p" "$W/mpi_ddp.txt")
+                    pa=$(sed -n "s/^ddp $m world $k: .*accuracy \([0-9.]*\).*/\1/p" "$W/mpi_ddp.txt")
+                    echo "mpi vs DDP $m $k process(es): ddts --sync step ${d:-n/a} samples/s, PyTorch DDP gloo ${p:-n/a} samples/s (val accuracy ${pa:-n/a}); ddts/DDP $(ratio "$d" "$p")x (target >= 1.5)"
+                done
+            done
+        else
+            echo "(PyTorch DDP peer skipped: python3-torch not installed, Debian python3-torch)"
+        fi
         # The exchanges alone: MPI_Allreduce (bench_mpi) and a server round
         # (bench_sync: 2 clients on loopback, encrypted) for the same model sizes.
         SIZES="0.2 1 5 25"; R=20

@@ -7,13 +7,20 @@
  *   2. Rank 0 loads the data, holds the validation samples back, splits the
  *      training samples into one equal share per rank (a seeded permutation,
  *      ddts_split_shards; the n % N samples left over are not trained on) and
- *      sends each rank its share. With --data client every rank loads its own
- *      --dataset and all trim to the smallest.
+ *      sends each rank its share, then each rank a slice of the validation
+ *      samples (contiguous, sizes within one of each other). With --data
+ *      client every rank loads its own --dataset, holds back its own
+ *      --validation-split slice, and all trim the training samples to the
+ *      smallest. (--sync none: every rank trains its own model, so rank 0
+ *      validates its model on all the validation samples, as before.)
  *   3. The normalizer's statistics of every share are gathered and merged in
  *      rank order on every rank (ddts_stats_merge is exact).
  *   4. Every rank runs ddts_train_run on its share with the MPI exchange of
- *      the sync mode; rank 0 alone writes results and, after every epoch, a
- *      checkpoint that --resume continues from.
+ *      the sync mode; after every epoch each rank validates its slice and the
+ *      sums of the figures are combined over the ranks
+ *      (ddts_mpi_merge_val_sums), so every rank sees the figures of the
+ *      whole validation set; rank 0 alone writes results and, after every
+ *      epoch, a checkpoint that --resume continues from.
  */
 #include <limits.h>
 #include <math.h>
@@ -43,6 +50,13 @@ struct mpi_run {
     bool all_know;       /* every rank learned of the failure (agree): no MPI_Abort needed */
     size_t bucket_bytes; /* --bucket-mb in bytes, rank 0's; 0: the fused exchange */
 };
+
+/* Whether the ranks validate slices of the validation samples: one model
+ * over several ranks (with --sync none each rank's model is its own). */
+static bool val_sliced(const struct mpi_run *r)
+{
+    return r->size > 1 && r->job->sync != DDTS_JOB_SYNC_NONE;
+}
 
 /* Broadcasts a length-prefixed byte string from rank 0 (*buf: ddts_free on every rank). */
 static enum ddts_status bcast_bytes(struct mpi_run *r, char **buf, size_t *nbytes,
@@ -254,9 +268,10 @@ static enum ddts_status load_own_data(struct mpi_run *r, struct ddts_array **sta
     struct ddts_array *x = NULL, *y = NULL;
     enum ddts_status st = ddts_serve_load_data(r->job, &x, &y, NULL, NULL, err);
     size_t n_all = st == DDTS_OK && x->rank > 0 ? (size_t)x->shape[0] : 0, n_train = n_all;
-    if (st == DDTS_OK && r->rank == 0 && r->job->method == DDTS_JOB_FIT &&
+    if (st == DDTS_OK && (r->rank == 0 || val_sliced(r)) && r->job->method == DDTS_JOB_FIT &&
         r->job->validation_split > 0) {
-        /* Rank 0 validates on the last samples of its own files (Keras' validation_split). */
+        /* Every rank (rank 0 alone with --sync none) validates on the last
+         * samples of its own files (Keras' validation_split). */
         size_t n_val = 0;
         st = ddts_validation_split(n_all, r->job->validation_split, &n_train, &n_val, err);
         if (st == DDTS_OK)
@@ -284,6 +299,81 @@ static enum ddts_status load_own_data(struct mpi_run *r, struct ddts_array **sta
     }
     ddts_array_destroy(x);
     ddts_array_destroy(y);
+    return st;
+}
+
+/* Rank 0's validation samples [from, to) to rank `dest` (x, then y when has_y). */
+static enum ddts_status send_val_slice(struct mpi_run *r, size_t from, size_t to, int dest,
+                                       struct ddts_error *err)
+{
+    struct ddts_array *sx = NULL, *sy = NULL;
+    enum ddts_status st = range(r->x_val, from, to, &sx, err);
+    if (st == DDTS_OK)
+        st = range(r->y_val, from, to, &sy, err);
+    if (st == DDTS_OK)
+        st = ddts_mpi_send_array(r->c, sx, dest, err);
+    if (st == DDTS_OK && sy != NULL)
+        st = ddts_mpi_send_array(r->c, sy, dest, err);
+    ddts_array_destroy(sx);
+    ddts_array_destroy(sy);
+    return st;
+}
+
+/*
+ * The validation samples in one slice per rank (val_sliced): rank 0 keeps
+ * the first and sends rank i samples [off_i, off_i + n_i) of its set, n_i =
+ * nv / N, one more for the first nv % N ranks (ranks past nv get an empty
+ * slice). With --data client every rank holds its own slice already. With
+ * no validation sample on any rank, none validates (as `ddts train`).
+ */
+static enum ddts_status share_validation(struct mpi_run *r, struct ddts_error *err)
+{
+    if (!val_sliced(r))
+        return DDTS_OK;
+    uint64_t head[2] = {0, 0}; /* samples, whether y travels */
+    uint64_t *all = ddts_calloc((size_t)r->size, sizeof *all);
+    if (all == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory"); /* cannot go on alone */
+    enum ddts_status st = DDTS_OK;
+    if (r->job->data == DDTS_JOB_DATA_CLIENT) {
+        uint64_t mine = r->x_val != NULL ? (uint64_t)r->x_val->shape[0] : 0;
+        st = ddts_mpi_allgather(r->c, &mine, sizeof mine, all, err);
+        for (int i = 0; i < r->size && st == DDTS_OK; i++)
+            head[0] += all[i];
+    } else {
+        if (r->rank == 0 && r->x_val != NULL) {
+            head[0] = (uint64_t)r->x_val->shape[0];
+            head[1] = r->y_val != NULL;
+        }
+        st = ddts_mpi_bcast(r->c, head, sizeof head, 0, err);
+        size_t nv = (size_t)head[0], n = (size_t)r->size, off = nv / n + (nv % n > 0);
+        for (size_t i = 1; i < n && st == DDTS_OK && nv > 0; i++) {
+            size_t ni = nv / n + (i < nv % n);
+            if (r->rank == 0)
+                st = send_val_slice(r, off, off + ni, (int)i, err);
+            off += ni;
+        }
+        if (st == DDTS_OK && nv > 0 && r->rank != 0) {
+            st = ddts_mpi_recv_array(r->c, 0, &r->x_val, err);
+            if (st == DDTS_OK && head[1])
+                st = ddts_mpi_recv_array(r->c, 0, &r->y_val, err);
+        } else if (st == DDTS_OK && nv > 0) {
+            struct ddts_array *x0 = NULL, *y0 = NULL;
+            st = range(r->x_val, 0, nv / n + (nv % n > 0), &x0, err);
+            if (st == DDTS_OK)
+                st = range(r->y_val, 0, nv / n + (nv % n > 0), &y0, err);
+            ddts_array_destroy(r->x_val);
+            ddts_array_destroy(r->y_val);
+            r->x_val = x0;
+            r->y_val = y0;
+        }
+    }
+    if (st == DDTS_OK && head[0] == 0) {
+        ddts_array_destroy(r->x_val);
+        ddts_array_destroy(r->y_val);
+        r->x_val = r->y_val = NULL;
+    }
+    ddts_free(all);
     return st;
 }
 
@@ -481,6 +571,9 @@ static enum ddts_status train(struct mpi_run *r, struct ddts_error *err)
         req.merge_logs = ddts_mpi_merge_logs;
         req.merge_logs_userdata = r->c;
     }
+    if (val_sliced(r) && (r->x_val != NULL || job->method == DDTS_JOB_KFOLD))
+        /* and its validation figures those over every rank's slice (k-fold: of the fold). */
+        req.merge_val_sums = ddts_mpi_merge_val_sums;
     req.on_epoch_done = epoch_done;
     req.epoch_done_userdata = r;
     if (r->resuming) {
@@ -501,9 +594,13 @@ static enum ddts_status train(struct mpi_run *r, struct ddts_error *err)
         }
     }
     if (r->rank == 0)
-        ddts_log(&log, DDTS_LOG_INFO, "%d ranks, %llu training samples (%zu per rank), sync %s%s",
+        ddts_log(&log, DDTS_LOG_INFO,
+                 "%d ranks, %llu training samples (%zu per rank), sync %s%s; validation: %s",
                  r->size, (unsigned long long)r->n_total, (size_t)r->x->shape[0], sync,
-                 r->resuming ? ", resumed" : "");
+                 r->resuming ? ", resumed" : "",
+                 r->x_val == NULL             ? "none"
+                 : req.merge_val_sums != NULL ? "a slice per rank"
+                                              : "rank 0");
     struct ddts_train_result res;
     enum ddts_status st = ddts_train_run(&req, &res, err);
     if (st == DDTS_OK && job->sync == DDTS_JOB_SYNC_NONE && r->size > 1)
@@ -525,6 +622,14 @@ static enum ddts_status train(struct mpi_run *r, struct ddts_error *err)
     printf("exchanges: %llu\nexchange_bytes_per_rank: %llu\nexchange_seconds: %.3f\n",
            (unsigned long long)t.n_exchanges, (unsigned long long)t.bytes, t.seconds);
     printf("exchange_buckets: %llu\n", (unsigned long long)t.n_buckets);
+    const uint64_t *vc = ddts_mpi_val_counts(r->c);
+    if (vc != NULL) {
+        /* What each rank validated in the last validation pass (its own count, gathered). */
+        printf("validation_samples_per_rank:");
+        for (int i = 0; i < r->size; i++)
+            printf(" %llu", (unsigned long long)vc[i]);
+        printf("\n");
+    }
     printf("results: %s\n", r->out_dir);
     return DDTS_OK;
 }
@@ -594,6 +699,8 @@ int cli_train_mpi(int argc, char **argv, struct ddts_job *job, const char *out, 
                                                : scatter_data(&r, &extra, &err);
     if (st == DDTS_OK && job->normalizer != DDTS_JOB_NORM_NONE)
         st = merge_stats(&r, extra, &err);
+    if (st == DDTS_OK)
+        st = share_validation(&r, &err);
     ddts_array_destroy(extra);
     if (st == DDTS_OK)
         st = train(&r, &err);

@@ -268,6 +268,23 @@ struct ddts_fit_callbacks {
      * the backward pass. May be NULL. */
     int (*on_gradients_ready)(void *userdata, struct ddts_model *m, const float *grads, size_t n,
                               size_t from, size_t batch_samples);
+    /* After each epoch's training, before its validation pass: may modify
+     * the flat weights (an epoch-end weight average that the validation and
+     * the best weights are to see). Non-zero stops fit with DDTS_ECANCELED.
+     * May be NULL. */
+    int (*on_epoch_trained)(void *userdata, struct ddts_model *m, int epoch);
+    /* After each epoch's validation pass, before its figures are computed:
+     * `sums` (n doubles) are the pass's totals over this worker's
+     * `n_samples` validation samples (losses, metric counts, samples, rows:
+     * an opaque layout), each additive over disjoint sets of samples. A
+     * data-parallel worker that validates a slice of the validation samples
+     * replaces each by its sum over every worker's slice: the figures (and
+     * the best weights and early stopping that follow from them) are then
+     * those of the whole validation set, to float rounding. Called with
+     * n_samples 0 when this worker's slice is empty. Non-zero stops fit with
+     * DDTS_ECANCELED. May be NULL. */
+    int (*on_validation_sums)(void *userdata, struct ddts_model *m, double *sums, size_t n,
+                              size_t n_samples);
 };
 
 struct ddts_fit_options {

@@ -38,6 +38,9 @@ struct ddts_mpi {
     size_t step_n;    /* the open step's gradient count */
     float step_b;     /* and its samples */
     size_t sent_from; /* grad_buf[sent_from, step_n + 1) is in flight */
+    double *val_buf;  /* size * (n + 1) doubles of ddts_mpi_merge_val_sums */
+    size_t val_cap;
+    uint64_t *val_counts; /* each rank's validation samples of the latest merge */
 };
 
 /* The largest message of one MPI call: counts are ints. */
@@ -82,6 +85,8 @@ void ddts_mpi_finalize(struct ddts_mpi *c)
     ddts_free(c->grad_buf);
     ddts_free(c->weight_buf);
     ddts_free(c->reqs);
+    ddts_free(c->val_buf);
+    ddts_free(c->val_counts);
     ddts_free(c);
     MPI_Finalize();
 }
@@ -439,4 +444,47 @@ enum ddts_status ddts_mpi_merge_logs(void *userdata, struct ddts_logs *logs, uin
         if (strncmp(logs->names[i], "val_", 4) != 0)
             logs->values[i] = buf[j++] / buf[k];
     return DDTS_OK;
+}
+
+enum ddts_status ddts_mpi_merge_val_sums(void *userdata, double *sums, size_t n, size_t n_samples,
+                                         struct ddts_error *err)
+{
+    struct ddts_mpi *c = userdata;
+    size_t per = n + 1, size = (size_t)c->size;
+    if (per > 64)
+        return ddts_error_set(err, DDTS_ELIMIT, "MPI: %zu validation sums (max 63)", n);
+    if (c->val_cap < size * per) {
+        ddts_free(c->val_buf);
+        c->val_cap = 0;
+        c->val_buf = ddts_mallocarray(size * per, sizeof(double));
+        if (c->val_buf == NULL)
+            return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+        c->val_cap = size * per;
+    }
+    if (c->val_counts == NULL) {
+        c->val_counts = ddts_calloc(size, sizeof *c->val_counts);
+        if (c->val_counts == NULL)
+            return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
+    }
+    double mine[64];
+    memcpy(mine, sums, n * sizeof(double));
+    mine[n] = (double)n_samples;
+    int rc =
+        MPI_Allgather(mine, (int)per, MPI_DOUBLE, c->val_buf, (int)per, MPI_DOUBLE, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS)
+        return mpi_error(rc, "MPI_Allgather (validation)", err);
+    for (size_t i = 0; i < n; i++) {
+        double t = 0;
+        for (size_t r = 0; r < size; r++)
+            t += c->val_buf[r * per + i];
+        sums[i] = t;
+    }
+    for (size_t r = 0; r < size; r++)
+        c->val_counts[r] = (uint64_t)c->val_buf[r * per + n];
+    return DDTS_OK;
+}
+
+const uint64_t *ddts_mpi_val_counts(const struct ddts_mpi *c)
+{
+    return c->val_counts;
 }

@@ -200,7 +200,7 @@ static int on_epoch_end(void *userdata, struct ddts_model *m, int epoch,
     ddts_textlog_printf(r->textlog, "%s", line);
     ddts_log(r->req->logger, DDTS_LOG_DEBUG, "%s: %s", r->req->run_name ? r->req->run_name : "",
              line);
-    if (r->req->exchange != NULL && exchange_now(r) != 0)
+    if (r->req->exchange != NULL && r->req->merge_val_sums == NULL && exchange_now(r) != 0)
         return 1;
     if (r->req->on_epoch_done != NULL) {
         st = r->req->on_epoch_done(r->req->epoch_done_userdata, m, epoch, &r->error);
@@ -233,6 +233,31 @@ static int on_gradients_ready(void *userdata, struct ddts_model *m, const float 
     struct run *r = userdata;
     enum ddts_status st = r->req->grad_ready(r->req->grad_exchange_userdata, grads, n, from,
                                              batch_samples, &r->error);
+    if (st != DDTS_OK) {
+        r->status = st;
+        return 1;
+    }
+    return 0;
+}
+
+/* Data-parallel validation (merge_val_sums): the epoch-end exchange comes
+ * before the validation pass, so that every worker validates its slice with
+ * the same (averaged) weights, the combined figures are that model's, and the
+ * best weights are averaged ones, like the model written at the end. */
+static int on_epoch_trained(void *userdata, struct ddts_model *m, int epoch)
+{
+    (void)m;
+    (void)epoch;
+    return exchange_now(userdata);
+}
+
+static int on_validation_sums(void *userdata, struct ddts_model *m, double *sums, size_t n,
+                              size_t n_samples)
+{
+    (void)m;
+    struct run *r = userdata;
+    enum ddts_status st =
+        r->req->merge_val_sums(r->req->merge_logs_userdata, sums, n, n_samples, &r->error);
     if (st != DDTS_OK) {
         r->status = st;
         return 1;
@@ -440,6 +465,9 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
         .on_gradients = req->grad_exchange != NULL ? on_gradients : NULL,
         .on_gradients_ready =
             req->grad_exchange != NULL && req->grad_ready != NULL ? on_gradients_ready : NULL,
+        .on_epoch_trained =
+            req->exchange != NULL && req->merge_val_sums != NULL ? on_epoch_trained : NULL,
+        .on_validation_sums = req->merge_val_sums != NULL ? on_validation_sums : NULL,
     };
     struct ddts_fit_options fo = {
         .epochs = job->epochs,

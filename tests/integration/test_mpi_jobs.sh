@@ -56,7 +56,7 @@ for f in 1 2 3; do [ -s "$WORK/kfold/fold_$f/history.csv" ] || fail "kfold: fold
 [ "$(json_get "$WORK/kfold/summary.json" folds)" = 3 ] || fail "kfold: summary.json"
 
 # --data client: each rank reads its own --dataset (here the same folder);
-# rank 0 holds back 25 % to validate, all ranks trim to the smallest (144).
+# each rank holds back 25 % of its own to validate, all trim to the smallest (144).
 run_expect 0 "${MPIRUN[@]}" -np 2 "$DDTS" train --distributed mpi "${COMMON[@]}" --epochs 1 \
     --sync epoch --data client --validation-split 0.25 --out "$WORK/client"
 grep -q "^samples: 288$" "$OUT" || fail "--data client: $(grep samples "$OUT")"

@@ -5,7 +5,7 @@
  * computed the sample-weighted average of N models trained on the shares.
  *
  * usage: mpi_step_ref step|epoch MODEL.h5 X.npy Y.npy N B SEED EPOCHS OPTIMIZER LR NORMALIZER
- *                     CHECKPOINT
+ *                     CHECKPOINT [VALIDATION_SPLIT]
  *
  * It rebuilds, with the library's public functions, the global batches of
  * the MPI run: the equal shares (ddts_split_shards with the job's seed, each
@@ -23,6 +23,14 @@
  * rank r's shuffled share at batch b, then all take the weighted mean of
  * the N weight vectors (each keeps its own optimizer state, as each rank
  * does). The control skips the averaging (rank 0's model alone).
+ *
+ * VALIDATION_SPLIT (default 0): the last samples are held out as Keras'
+ * validation_split takes them, the shares are drawn from the others, the
+ * normalizer's statistics include the held-out samples (as ddts train's
+ * do), and after every epoch the one process (step, at batch N*b) or the
+ * averaged model (epoch) is validated on all of them: it prints val_loss and
+ * val_accuracy per epoch, what history.csv of the MPI run (each rank
+ * validating a slice, the sums combined) must show.
  *
  * Prints both comparisons; exit 0 when the MPI weights match within the
  * tolerance and the control does not, 1 otherwise.
@@ -42,22 +50,35 @@ static int die(const char *what, const struct ddts_error *err)
 
 /* Training loss of each epoch of the reference (not the control), for the caller to print. */
 static double ref_loss[64];
+/* Validation figures of each epoch of the reference (VALIDATION_SPLIT > 0). */
+static double ref_val_loss[64], ref_val_acc[64];
+static const struct ddts_dataset *ref_val; /* the held-out samples; NULL: none */
 
 /* Fits epoch `ep` of `m` over the samples order[0..n), in that order; adds
- * `share` times the epoch's training loss to *loss_sum (may be NULL). */
+ * `share` times the epoch's training loss to *loss_sum (may be NULL); the
+ * reference (loss_sum given, step) also validates on ref_val. */
 static enum ddts_status fit_epoch(struct ddts_model *m, struct ddts_dataset *d,
                                   const uint32_t *order, size_t n, int ep, int batch, double share,
                                   double *loss_sum, struct ddts_error *err)
 {
     d->idx = order;
     d->n = n;
-    struct ddts_fit_options fo = {
-        .epochs = ep + 1, .initial_epoch = ep, .batch_size = batch, .shuffle = 0};
+    struct ddts_fit_options fo = {.epochs = ep + 1,
+                                  .initial_epoch = ep,
+                                  .batch_size = batch,
+                                  .shuffle = 0,
+                                  .validation = share == 1.0 && loss_sum ? ref_val : NULL};
     struct ddts_history *h = NULL;
     enum ddts_status st = ddts_model_fit(m, d, &fo, &h, err);
     if (st == DDTS_OK && loss_sum != NULL && h->n_epochs == 1 && h->n_columns > 0 &&
         strcmp(h->columns[0], "loss") == 0)
         *loss_sum += share * h->values[0];
+    for (size_t c = 0; st == DDTS_OK && fo.validation != NULL && c < h->n_columns; c++) {
+        if (strcmp(h->columns[c], "val_loss") == 0)
+            ref_val_loss[ep] = h->values[c];
+        if (strcmp(h->columns[c], "val_accuracy") == 0)
+            ref_val_acc[ep] = h->values[c];
+    }
     ddts_history_destroy(h);
     return st;
 }
@@ -89,12 +110,14 @@ static double max_diff(const float *a, const float *b, size_t n, double *max_abs
 
 int main(int argc, char **argv)
 {
-    if (argc != 13 || (strcmp(argv[1], "step") != 0 && strcmp(argv[1], "epoch") != 0)) {
+    if ((argc != 13 && argc != 14) ||
+        (strcmp(argv[1], "step") != 0 && strcmp(argv[1], "epoch") != 0)) {
         fprintf(stderr, "usage: mpi_step_ref step|epoch MODEL X Y N B SEED EPOCHS OPTIMIZER LR "
-                        "NORMALIZER CHECKPOINT\n");
+                        "NORMALIZER CHECKPOINT [VALIDATION_SPLIT]\n");
         return 2;
     }
     int epoch_mode = strcmp(argv[1], "epoch") == 0;
+    double val_split = argc == 14 ? strtod(argv[13], NULL) : 0;
     argv++;
     size_t n_ranks = strtoul(argv[4], NULL, 10), b = strtoul(argv[5], NULL, 10);
     uint64_t seed = strtoull(argv[6], NULL, 10);
@@ -110,7 +133,12 @@ int main(int argc, char **argv)
     if (ddts_data_load(argv[2], NULL, &x, &err) != DDTS_OK ||
         ddts_data_load(argv[3], NULL, &y, &err) != DDTS_OK)
         return die("data", &err);
-    size_t n = (size_t)x->shape[0];
+    size_t n = (size_t)x->shape[0], n_all = n, n_val = 0;
+    if (val_split > 0 && ddts_validation_split(n_all, val_split, &n, &n_val, &err) != DDTS_OK)
+        return die("validation split", &err);
+    uint32_t *val_idx = malloc((n_val ? n_val : 1) * sizeof *val_idx);
+    for (size_t i = 0; i < n_val; i++)
+        val_idx[i] = (uint32_t)(n + i);
 
     /* The shares and each rank's order, as ddts-mpi and fit draw them. */
     uint32_t *idx = NULL;
@@ -162,6 +190,7 @@ int main(int argc, char **argv)
         if (ddts_normalizer_parse(argv[10], &kind, &err) != DDTS_OK ||
             ddts_stats_create(nf, &stats, &err) != DDTS_OK ||
             ddts_stats_update(stats, x, orders[0], total, &err) != DDTS_OK ||
+            ddts_stats_update(stats, x, val_idx, n_val, &err) != DDTS_OK ||
             ddts_normalizer_affine(kind, stats, offset, scale, &err) != DDTS_OK)
             return die("normalizer", &err);
         ddts_stats_destroy(stats);
@@ -180,6 +209,9 @@ int main(int argc, char **argv)
                                       .learning_rate = lr,
                                       .threads = 1};
     struct ddts_dataset d = {.x = x, .y = y, .x_offset = offset, .x_scale = scale};
+    struct ddts_dataset dv = {
+        .x = x, .y = y, .idx = val_idx, .n = n_val, .x_offset = offset, .x_scale = scale};
+    ref_val = n_val > 0 ? &dv : NULL;
     for (int control = 0; control < 2; control++) {
         /* step: one model; epoch: one per rank. */
         size_t n_models = epoch_mode ? n_ranks : 1;
@@ -220,6 +252,13 @@ int main(int argc, char **argv)
                     for (size_t i = 0; i < nw; i++)
                         wr[i] = (float)(sum[i] / ((double)share * (double)n_ranks));
                 }
+                struct ddts_logs vl;
+                if (ref_val != NULL &&
+                    ddts_model_evaluate(m[0], ref_val, (int)b, &vl, &err) != DDTS_OK)
+                    return die("validation", &err);
+                if (ref_val != NULL && (ddts_logs_get(&vl, "loss", &ref_val_loss[ep]) != 0 ||
+                                        ddts_logs_get(&vl, "accuracy", &ref_val_acc[ep]) != 0))
+                    return die("validation figures", &err);
             }
             free(sum);
         }
@@ -255,6 +294,15 @@ int main(int argc, char **argv)
     for (int ep = 0; ep < epochs; ep++)
         printf(" %.9g", ref_loss[ep]);
     printf("\n");
+    if (ref_val != NULL) {
+        printf("reference val_loss per epoch:");
+        for (int ep = 0; ep < epochs; ep++)
+            printf(" %.9g", ref_val_loss[ep]);
+        printf("\nreference val_accuracy per epoch:");
+        for (int ep = 0; ep < epochs; ep++)
+            printf(" %.9g", ref_val_acc[ep]);
+        printf("\n");
+    }
     int ok = diff[0] <= tol && diff[1] > 100 * tol;
     printf("%s\n", ok ? "match" : "MISMATCH");
     return ok ? 0 : 1;

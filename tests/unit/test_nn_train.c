@@ -659,6 +659,128 @@ static void test_gradients_ready(void **state)
                 shared, 1);
 }
 
+/* on_validation_sums: a record of each epoch's sums (source), or their addition (sink). */
+struct val_sums_state {
+    double rec[4][8];       /* per epoch: the sums a source saw */
+    size_t n, calls;        /* sums per call; calls so far */
+    size_t want_samples;    /* n_samples every call must pass */
+    const double (*add)[8]; /* sink: added to each epoch's sums; NULL: a source */
+    int stop;               /* non-zero: ask fit to stop */
+};
+
+static int on_val_sums(void *u, struct ddts_model *m, double *sums, size_t n, size_t n_samples)
+{
+    (void)m;
+    struct val_sums_state *s = u;
+    assert_true(n <= 8 && s->calls < 4);
+    assert_int_equal(n_samples, s->want_samples);
+    s->n = n;
+    memcpy(s->rec[s->calls], sums, n * sizeof *sums);
+    for (size_t i = 0; s->add != NULL && i < n; i++)
+        sums[i] += s->add[s->calls][i];
+    s->calls++;
+    return s->stop;
+}
+
+/* Fits 3 epochs of the first 24 samples, validating on idx[0..nv). */
+static struct ddts_history *fit_val(const struct ddts_array *x, const struct ddts_array *y,
+                                    const uint32_t *idx, size_t nv, struct val_sums_state *s,
+                                    enum ddts_status want)
+{
+    const char *mlp = "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+                      "{\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":3,"
+                      "\"activation\":\"softmax\",\"batch_input_shape\":[null,36]}}]}}";
+    struct ddts_model *m = build(mlp, "sparse_categorical_crossentropy", "adam", 0.01, 1);
+    struct ddts_dataset d = {.x = x, .y = y, .n = 24};
+    struct ddts_dataset v = {.x = x, .y = y, .idx = idx, .n = nv};
+    struct ddts_fit_callbacks cb = {.userdata = s, .on_validation_sums = on_val_sums};
+    struct ddts_fit_options fo = {.epochs = 3,
+                                  .batch_size = 7,
+                                  .shuffle = 1,
+                                  .seed = 5,
+                                  .validation = &v,
+                                  .callbacks = s != NULL ? &cb : NULL,
+                                  .checkpoint_monitor = "val_loss"};
+    struct ddts_history *h = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_model_fit(m, &d, &fo, &h, &err), want);
+    ddts_model_destroy(m);
+    return h;
+}
+
+/* The largest relative difference of the validation columns of two histories. */
+static double val_diff(const struct ddts_history *a, const struct ddts_history *b)
+{
+    assert_int_equal(a->n_epochs, b->n_epochs);
+    assert_int_equal(a->n_columns, b->n_columns);
+    double d = 0;
+    int cols = 0;
+    for (size_t c = 0; c < a->n_columns; c++) {
+        if (strncmp(a->columns[c], "val_", 4) != 0)
+            continue;
+        cols++;
+        for (size_t e = 0; e < a->n_epochs; e++) {
+            double p = a->values[e * a->n_columns + c], q = b->values[e * b->n_columns + c];
+            d = fmax(d, fabs(p - q) / fmax(1.0, fabs(q)));
+        }
+    }
+    assert_int_equal(cols, 2); /* val_loss, val_accuracy */
+    return d;
+}
+
+/* on_validation_sums (data-parallel validation's seam): a worker that
+ * validates one slice and adds the other slice's sums logs, and keeps as its
+ * best model, what one process validating every sample does; a worker with
+ * an empty slice too; without the addition the figures differ. */
+static void test_validation_sums(void **state)
+{
+    (void)state;
+    struct ddts_array *x, *y;
+    make_data(&x, &y);
+    uint32_t idx[N];
+    for (size_t i = 0; i < N; i++)
+        idx[i] = (uint32_t)i;
+    size_t nv = N - 24, na = nv / 2 + 1;
+    struct ddts_history *all = fit_val(x, y, idx + 24, nv, NULL, DDTS_OK);
+    /* Worker B validates samples [24 + na, N) and records its sums. */
+    struct val_sums_state b = {.want_samples = nv - na};
+    struct ddts_history *hb = fit_val(x, y, idx + 24 + na, nv - na, &b, DDTS_OK);
+    assert_int_equal(b.calls, 3);
+    assert_int_equal(b.n, 6);
+    /* Worker A validates [24, 24 + na) and adds B's sums. */
+    struct val_sums_state a = {.want_samples = na, .add = (const double(*)[8])b.rec};
+    struct ddts_history *ha = fit_val(x, y, idx + 24, na, &a, DDTS_OK);
+    /* An empty slice plus every sample's sums (those A combined). */
+    struct val_sums_state whole = {.want_samples = na};
+    for (int e = 0; e < 3; e++)
+        for (size_t i = 0; i < a.n; i++)
+            whole.rec[e][i] = a.rec[e][i] + b.rec[e][i];
+    struct val_sums_state z = {.want_samples = 0, .add = (const double(*)[8])whole.rec};
+    struct ddts_history *hz = fit_val(x, y, idx, 0, &z, DDTS_OK);
+    struct ddts_history *alone = fit_val(x, y, idx + 24, na, NULL, DDTS_OK);
+    double da = val_diff(ha, all), dz = val_diff(hz, all), dn = val_diff(alone, all);
+    printf("validation figures vs one pass over all %zu samples: combined %.3g, empty slice + "
+           "sums %.3g, slice of %zu alone %.3g\n",
+           nv, da, dz, na, dn);
+    assert_true(da <= 1e-6); /* per-batch means are float: rounding */
+    assert_true(dz <= 1e-6);
+    assert_true(dn > 1e-4);
+    assert_int_equal(ha->best_epoch, all->best_epoch);
+    assert_int_equal(hz->best_epoch, all->best_epoch);
+    /* A non-zero return stops fit after the first validation pass. */
+    struct val_sums_state stop = {.want_samples = na, .stop = 1};
+    struct ddts_history *hs = fit_val(x, y, idx + 24, na, &stop, DDTS_ECANCELED);
+    assert_int_equal(stop.calls, 1);
+    ddts_history_destroy(hs);
+    ddts_history_destroy(all);
+    ddts_history_destroy(ha);
+    ddts_history_destroy(hb);
+    ddts_history_destroy(hz);
+    ddts_history_destroy(alone);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+}
+
 static void test_best_across_calls(void **state)
 {
     (void)state;
@@ -810,6 +932,7 @@ int main(void)
         cmocka_unit_test(test_callbacks_and_stopping),
         cmocka_unit_test(test_gradient_hook),
         cmocka_unit_test(test_gradients_ready),
+        cmocka_unit_test(test_validation_sums),
         cmocka_unit_test(test_best_across_calls),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_normalize_per_batch),
