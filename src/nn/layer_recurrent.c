@@ -364,6 +364,24 @@ void ddts__rnn_forward(const struct ddts__rnn_spec *s, const struct nn_act *act,
     }
 }
 
+/* back_lstm's row for tanh and sigmoid (the Keras defaults): act_d's
+ * formulas from the outputs, 1 - y^2 and y (1 - y), in the same order, in a
+ * loop the compiler vectorises. */
+static void lstm_grad_row(size_t U, const float *restrict g, const float *restrict cp,
+                          const float *restrict ac, const float *restrict dh, float *restrict dc,
+                          float *restrict dg)
+{
+    for (size_t j = 0; j < U; j++) {
+        float gi = g[j], gf = g[U + j], gc = g[2 * U + j], go = g[3 * U + j];
+        float dct = dc[j] + dh[j] * go * (1 - ac[j] * ac[j]);
+        dg[j] = dct * gc * (gi * (1 - gi));
+        dg[U + j] = dct * cp[j] * (gf * (1 - gf));
+        dg[2 * U + j] = dct * gi * (1 - gc * gc);
+        dg[3 * U + j] = dh[j] * ac[j] * (go * (1 - go));
+        dc[j] = dct * gf;
+    }
+}
+
 /* LSTM: dg of step st from dh and dc (rows [lo, hi) not masked); dc becomes dc'. */
 static void back_lstm(const struct ddts__rnn_spec *s, const struct nn_act *act,
                       const struct nn_act *ract, size_t N, size_t st, size_t lo, size_t hi,
@@ -382,6 +400,10 @@ static void back_lstm(const struct ddts__rnn_spec *s, const struct nn_act *act,
         const float *ac = b->actc + (st * N + n) * U;
         const float *dh = b->dh + n * U;
         float *dc = b->dc + n * U;
+        if (act->kind == ACT_TANH && ract->kind == ACT_SIGMOID) {
+            lstm_grad_row(U, g, cp, ac, dh, dc, dg);
+            continue;
+        }
         for (size_t j = 0; j < U; j++) {
             float gi = g[j], gf = g[U + j], gc = g[2 * U + j], go = g[3 * U + j];
             float dct = dc[j] + dh[j] * go * act_d(act, c[j], ac[j]);
@@ -412,6 +434,24 @@ static void back_simple(const struct ddts__rnn_spec *s, const struct nn_act *act
     }
 }
 
+/* back_gru1's row with reset_after for tanh and sigmoid, as lstm_grad_row. */
+static void gru_grad_row(size_t U, const float *restrict g, const float *restrict hp,
+                         const float *restrict dh, const float *restrict rh, float *restrict direct,
+                         float *restrict dg, float *restrict dgr)
+{
+    for (size_t j = 0; j < U; j++) {
+        float u = g[j], r = g[U + j], hh = g[2 * U + j];
+        float dph = dh[j] * (1.0f - u) * (1 - hh * hh);
+        dg[2 * U + j] = dph;
+        dg[j] = dh[j] * (hp[j] - hh) * (u * (1 - u));
+        direct[j] = dh[j] * u;
+        dg[U + j] = dph * rh[j] * (r * (1 - r));
+        dgr[j] = dg[j];
+        dgr[U + j] = dg[U + j];
+        dgr[2 * U + j] = dph * r;
+    }
+}
+
 /* GRU, first part: the candidate's pre-activation gradient (dg's h block),
  * the z gradient before ract' (kept in dg's z block) and the direct part
  * of dh' (in dc). With reset_after also r's and dgr. */
@@ -434,6 +474,10 @@ static void back_gru1(const struct ddts__rnn_spec *s, const struct nn_act *act,
         const float *hp = b->h + (st * N + n) * U, *dh = b->dh + n * U;
         const float *rh = b->rech + (st * N + n) * U;
         float *direct = b->dc + n * U;
+        if (act->kind == ACT_TANH && ract->kind == ACT_SIGMOID && dgr) {
+            gru_grad_row(U, g, hp, dh, rh, direct, dg, dgr);
+            continue;
+        }
         for (size_t j = 0; j < U; j++) {
             float u = g[j], r = g[U + j], hh = g[2 * U + j];
             float dph = dh[j] * (1.0f - u) * act_d(act, z[2 * U + j], hh);
