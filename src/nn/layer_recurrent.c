@@ -288,11 +288,10 @@ static void forward_rows(const struct rnn_loop *L, size_t lo, size_t hi)
         }
         size_t cols = s->reset_after ? G : 2 * U;
         float *tmp = b->tmp + lo * G;
-        ddts__tensor_sgemm(0, 0, M, cols, U, 1.0f, hds + lo * U, U, R, G, 0.0f, tmp, G);
-        if (L->brec)
-            for (size_t n = 0; n < M; n++)
-                for (size_t j = 0; j < G; j++)
-                    tmp[n * G + j] += L->brec[j];
+        for (size_t n = 0; n < M && L->brec; n++)
+            memcpy(tmp + n * G, L->brec, G * sizeof *tmp);
+        ddts__tensor_sgemm(0, 0, M, cols, U, 1.0f, hds + lo * U, U, R, G, L->brec ? 1.0f : 0.0f,
+                           tmp, G);
         step_gru_zr(s, L->act, L->ract, N, st, lo, hi, b, hds);
         if (!s->reset_after)
             ddts__tensor_sgemm(0, 0, M, U, U, 1.0f, b->rech + r0 * U, U, R + 2 * U, G, 0.0f,
@@ -330,12 +329,14 @@ void ddts__rnn_forward(const struct ddts__rnn_spec *s, const struct nn_act *act,
             b.msk[st * N + n] = mask == NULL || mask[n * T + t] != 0.0f ? 1.0f : 0.0f;
         }
     }
-    /* The input projection of every step: pre (T N, G) = xs W + b. */
-    ddts__tensor_sgemm_par(threads, 0, 0, T * N, G, F, 1.0f, b.xs, F, W, G, 0.0f, b.pre, G);
-    if (bias != NULL)
-        for (size_t r = 0; r < T * N; r++)
-            for (size_t j = 0; j < G; j++)
-                b.pre[r * G + j] += bias[j];
+    /* The input projection of every step: pre (T N, G) = xs W + b, the
+     * GEMM adding onto the bias rows (no separate pass over pre). */
+    for (size_t r = 0; r < T * N; r++)
+        if (bias != NULL)
+            memcpy(b.pre + r * G, bias, G * sizeof *b.pre);
+        else
+            memset(b.pre + r * G, 0, G * sizeof *b.pre);
+    ddts__tensor_sgemm_par(threads, 0, 0, T * N, G, F, 1.0f, b.xs, F, W, G, 1.0f, b.pre, G);
     /* The initial state: given (initial_state), else zeros. */
     if (h0 != NULL)
         memcpy(b.h, h0, N * U * sizeof *b.h);
