@@ -2,6 +2,7 @@
  * adjointness, the direct convolution against im2col and a naive product,
  * the depthwise convolution against naive sums. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "tensor/tensor.h"
@@ -392,6 +393,13 @@ static void test_conv_direct_pool(void **state)
     }
 }
 
+static uint32_t float_bits(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+}
+
 /* The vectorised sigmoid and tanh (vmath.c, simd.h) against double libm over
  * [-100, 100] and the special values, in every build (the same bits in
  * each), with a tail shorter than a vector and in place. */
@@ -429,7 +437,7 @@ static void test_vmath(void **state)
                 fail_msg("%s(%.9g) = %.9g, libm %.9g", f ? "tanh" : "sigmoid", v, got, ref[f]);
             worst[f] = err > worst[f] ? err : worst[f];
             for (int isa = 0; isa < 2; isa++)
-                if (memcmp(&y[f][isa][i], &y[f][2][i], sizeof(float)) != 0)
+                if (float_bits(y[f][isa][i]) != float_bits(y[f][2][i]))
                     fail_msg("build %d differs at %.9g", isa, v);
         }
     }
