@@ -5,6 +5,7 @@
 #include "nn/nn.h"
 
 #include "nn/act.h"
+#include "tensor/tensor.h"
 
 static void softmax_rows(size_t rows, size_t k, const float *z, float *y, int threads)
 {
@@ -24,6 +25,19 @@ static void softmax_rows(size_t rows, size_t k, const float *z, float *y, int th
         for (size_t j = 0; j < k; j++)
             yr[j] *= inv;
     }
+}
+
+void ddts__nn_act_apply(const struct nn_act *a, size_t n, const float *z, float *y)
+{
+    if (a->kind == ACT_SIGMOID)
+        ddts__tensor_vsigmoid(n, z, y);
+    else if (a->kind == ACT_TANH)
+        ddts__tensor_vtanh(n, z, y);
+    else if (a->kind == ACT_LINEAR && y != z)
+        memcpy(y, z, n * sizeof *y);
+    else if (a->kind != ACT_LINEAR)
+        for (size_t i = 0; i < n; i++)
+            y[i] = act_f(a, z[i]);
 }
 
 void ddts__nn_act_forward(const struct nn_act *a, size_t rows, size_t k, const float *z, float *y,
@@ -58,9 +72,13 @@ void ddts__nn_act_forward(const struct nn_act *a, size_t rows, size_t k, const f
         }
         return;
     }
+    /* blocks of 4096: each thread's share is whole blocks */
+    size_t nb = (n + 4095) / 4096;
 #pragma omp parallel for num_threads(threads) schedule(static) if (n > 16384)
-    for (long i = 0; i < (long)n; i++)
-        y[i] = act_f(a, z[i]);
+    for (long i = 0; i < (long)nb; i++) {
+        size_t lo = (size_t)i * 4096, len = n - lo < 4096 ? n - lo : 4096;
+        ddts__nn_act_apply(a, len, z + lo, y + lo);
+    }
 }
 
 void ddts__nn_act_backward(const struct nn_act *a, size_t rows, size_t k, const float *z,

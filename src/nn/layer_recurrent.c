@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <float.h>
+#include <omp.h>
 
 #include "nn/act.h"
 #include "nn/layer.h"
@@ -119,16 +120,33 @@ static void draw_mask(float *m, size_t n, float rate, struct ddts_rng *rng)
     ddts__nn_dropout_mask(rng, m, n, rate);
 }
 
-/* One step's fused gate nonlinearities and state update, rows [0, N). */
+/* Threads for the step loops: each owns a block of whole sequences (batch
+ * rows) through every step, so the loops need no barrier; at least 16 rows
+ * each, below which a thread's GEMM gains less than it costs. */
+static int row_threads(size_t N, int threads)
+{
+    size_t most = N / 16;
+    if (threads <= 1 || most < 2)
+        return 1;
+    return (size_t)threads < most ? threads : (int)most;
+}
+
+/* Rows [lo, hi) of N for thread t of nt. */
+static void split_rows(size_t N, int t, int nt, size_t *lo, size_t *hi)
+{
+    size_t blk = (N + (size_t)nt - 1) / (size_t)nt;
+    *lo = (size_t)t * blk < N ? (size_t)t * blk : N;
+    *hi = *lo + blk < N ? *lo + blk : N;
+}
+
+/* One step's fused gate nonlinearities and state update, rows [lo, hi). */
 static void step_lstm(const struct ddts__rnn_spec *s, const struct nn_act *act,
-                      const struct nn_act *ract, size_t N, size_t st, const struct rnn_bufs *b,
-                      int threads)
+                      const struct nn_act *ract, size_t N, size_t st, size_t lo, size_t hi,
+                      const struct rnn_bufs *b)
 {
     size_t U = (size_t)s->U, G = 4 * U;
     const float *msk = b->msk + st * N;
-#pragma omp parallel for num_threads(threads) schedule(static) if (N * G > 32768)
-    for (long nn = 0; nn < (long)N; nn++) {
-        size_t n = (size_t)nn;
+    for (size_t n = lo; n < hi; n++) {
         const float *cp = b->c + (st * N + n) * U, *hp = b->h + (st * N + n) * U;
         float *c = b->c + ((st + 1) * N + n) * U, *h = b->h + ((st + 1) * N + n) * U;
         if (msk[n] == 0.0f) {
@@ -138,63 +156,53 @@ static void step_lstm(const struct ddts__rnn_spec *s, const struct nn_act *act,
         }
         const float *z = b->pre + (st * N + n) * G;
         float *g = b->gat + (st * N + n) * G, *ac = b->actc + (st * N + n) * U;
-        for (size_t j = 0; j < U; j++) {
-            float gi = act_f(ract, z[j]), gf = act_f(ract, z[U + j]);
-            float gc = act_f(act, z[2 * U + j]), go = act_f(ract, z[3 * U + j]);
-            g[j] = gi;
-            g[U + j] = gf;
-            g[2 * U + j] = gc;
-            g[3 * U + j] = go;
-            c[j] = gf * cp[j] + gi * gc;
-            ac[j] = act_f(act, c[j]);
-            h[j] = go * ac[j];
-        }
+        ddts__nn_act_apply(ract, 2 * U, z, g); /* i, f */
+        ddts__nn_act_apply(act, U, z + 2 * U, g + 2 * U);
+        ddts__nn_act_apply(ract, U, z + 3 * U, g + 3 * U); /* o */
+        for (size_t j = 0; j < U; j++)
+            c[j] = g[U + j] * cp[j] + g[j] * g[2 * U + j];
+        ddts__nn_act_apply(act, U, c, ac);
+        for (size_t j = 0; j < U; j++)
+            h[j] = g[3 * U + j] * ac[j];
     }
 }
 
 static void step_simple(const struct ddts__rnn_spec *s, const struct nn_act *act, size_t N,
-                        size_t st, const struct rnn_bufs *b, int threads)
+                        size_t st, size_t lo, size_t hi, const struct rnn_bufs *b)
 {
     size_t U = (size_t)s->U;
     const float *msk = b->msk + st * N;
-#pragma omp parallel for num_threads(threads) schedule(static) if (N * U > 32768)
-    for (long nn = 0; nn < (long)N; nn++) {
-        size_t n = (size_t)nn;
+    for (size_t n = lo; n < hi; n++) {
         const float *hp = b->h + (st * N + n) * U;
         float *h = b->h + ((st + 1) * N + n) * U;
-        if (msk[n] == 0.0f) {
+        if (msk[n] == 0.0f)
             memcpy(h, hp, U * sizeof *h);
-            continue;
-        }
-        const float *z = b->pre + (st * N + n) * U;
-        for (size_t j = 0; j < U; j++)
-            h[j] = act_f(act, z[j]);
+        else
+            ddts__nn_act_apply(act, U, b->pre + (st * N + n) * U, h);
     }
 }
 
 /* GRU: z and r from pre (input part) + tmp (recurrent part); with
- * reset_after also the h candidate (tmp's h block is h' R_h + b'_h). */
+ * reset_after also the h candidate (tmp's h block is h' R_h + b'_h). hds:
+ * the step's h' (with recurrent dropout). */
 static void step_gru_zr(const struct ddts__rnn_spec *s, const struct nn_act *act,
-                        const struct nn_act *ract, size_t N, size_t st, const struct rnn_bufs *b,
-                        const float *hds, int threads)
+                        const struct nn_act *ract, size_t N, size_t st, size_t lo, size_t hi,
+                        const struct rnn_bufs *b, const float *hds)
 {
     size_t U = (size_t)s->U, G = 3 * U;
-#pragma omp parallel for num_threads(threads) schedule(static) if (N * G > 32768)
-    for (long nn = 0; nn < (long)N; nn++) {
-        size_t n = (size_t)nn;
+    for (size_t n = lo; n < hi; n++) {
         float *z = b->pre + (st * N + n) * G, *g = b->gat + (st * N + n) * G;
         const float *t = b->tmp + n * G;
         float *rh = b->rech + (st * N + n) * U;
-        for (size_t j = 0; j < 2 * U; j++) {
+        for (size_t j = 0; j < 2 * U; j++)
             z[j] += t[j];
-            g[j] = act_f(ract, z[j]);
-        }
+        ddts__nn_act_apply(ract, 2 * U, z, g);
         if (s->reset_after) {
             for (size_t j = 0; j < U; j++) {
                 rh[j] = t[2 * U + j];
                 z[2 * U + j] += g[U + j] * rh[j];
-                g[2 * U + j] = act_f(act, z[2 * U + j]);
             }
+            ddts__nn_act_apply(act, U, z + 2 * U, g + 2 * U);
         } else {
             const float *hd = hds + n * U;
             for (size_t j = 0; j < U; j++)
@@ -205,13 +213,11 @@ static void step_gru_zr(const struct ddts__rnn_spec *s, const struct nn_act *act
 
 /* GRU: (reset_after = 0) the candidate from tmp's h block, then the update. */
 static void step_gru_h(const struct ddts__rnn_spec *s, const struct nn_act *act, size_t N,
-                       size_t st, const struct rnn_bufs *b, int threads)
+                       size_t st, size_t lo, size_t hi, const struct rnn_bufs *b)
 {
     size_t U = (size_t)s->U, G = 3 * U;
     const float *msk = b->msk + st * N;
-#pragma omp parallel for num_threads(threads) schedule(static) if (N * G > 32768)
-    for (long nn = 0; nn < (long)N; nn++) {
-        size_t n = (size_t)nn;
+    for (size_t n = lo; n < hi; n++) {
         const float *hp = b->h + (st * N + n) * U;
         float *h = b->h + ((st + 1) * N + n) * U;
         if (msk[n] == 0.0f) {
@@ -221,10 +227,9 @@ static void step_gru_h(const struct ddts__rnn_spec *s, const struct nn_act *act,
         float *z = b->pre + (st * N + n) * G, *g = b->gat + (st * N + n) * G;
         if (!s->reset_after) {
             const float *t = b->tmp + n * G;
-            for (size_t j = 0; j < U; j++) {
+            for (size_t j = 0; j < U; j++)
                 z[2 * U + j] += t[2 * U + j];
-                g[2 * U + j] = act_f(act, z[2 * U + j]);
-            }
+            ddts__nn_act_apply(act, U, z + 2 * U, g + 2 * U);
         }
         for (size_t j = 0; j < U; j++) {
             float u = g[j];
@@ -240,6 +245,59 @@ const float *ddts__rnn_final_state(const struct ddts__rnn_spec *s, size_t N, con
     layout(s, N, (float *)scratch, &b);
     const float *base = which == 1 ? b.c : b.h;
     return base != NULL ? base + (size_t)s->T * N * (size_t)s->U : NULL;
+}
+
+/* What the step loops of one pass share. */
+struct rnn_loop {
+    const struct ddts__rnn_spec *s;
+    const struct nn_act *act, *ract;
+    size_t N;
+    const struct rnn_bufs *b;
+    const float *R;
+    const float *brec; /* GRU reset_after: the recurrent bias, or NULL */
+    const float *dy;   /* backward: the output's gradient */
+    int rdrop;         /* recurrent dropout on */
+};
+
+/* The forward recurrence of rows [lo, hi): per step one GEMM of those rows'
+ * h' with R, then the fused gates (GRU without reset_after: two). */
+static void forward_rows(const struct rnn_loop *L, size_t lo, size_t hi)
+{
+    const struct ddts__rnn_spec *s = L->s;
+    const struct rnn_bufs *b = L->b;
+    size_t T = (size_t)s->T, U = (size_t)s->U, N = L->N, M = hi - lo;
+    size_t G = (size_t)ddts__rnn_gates(s) * U;
+    const float *R = L->R;
+    for (size_t st = 0; st < T; st++) {
+        size_t r0 = st * N + lo; /* this step's first row */
+        const float *hds = b->h + st * N * U;
+        if (L->rdrop) {
+            float *hd = b->hd + st * N * U;
+            for (size_t i = lo * U; i < hi * U; i++)
+                hd[i] = hds[i] * b->rmask[i];
+            hds = hd;
+        }
+        if (s->cell != RNN_GRU) {
+            ddts__tensor_sgemm(0, 0, M, G, U, 1.0f, hds + lo * U, U, R, G, 1.0f, b->pre + r0 * G,
+                               G);
+            if (s->cell == RNN_LSTM)
+                step_lstm(s, L->act, L->ract, N, st, lo, hi, b);
+            else
+                step_simple(s, L->act, N, st, lo, hi, b);
+            continue;
+        }
+        size_t cols = s->reset_after ? G : 2 * U;
+        float *tmp = b->tmp + lo * G;
+        for (size_t n = 0; n < M && L->brec; n++)
+            memcpy(tmp + n * G, L->brec, G * sizeof *tmp);
+        ddts__tensor_sgemm(0, 0, M, cols, U, 1.0f, hds + lo * U, U, R, G, L->brec ? 1.0f : 0.0f,
+                           tmp, G);
+        step_gru_zr(s, L->act, L->ract, N, st, lo, hi, b, hds);
+        if (!s->reset_after)
+            ddts__tensor_sgemm(0, 0, M, U, U, 1.0f, b->rech + r0 * U, U, R + 2 * U, G, 0.0f,
+                               tmp + 2 * U, G);
+        step_gru_h(s, L->act, N, st, lo, hi, b);
+    }
 }
 
 void ddts__rnn_forward(const struct ddts__rnn_spec *s, const struct nn_act *act,
@@ -271,12 +329,14 @@ void ddts__rnn_forward(const struct ddts__rnn_spec *s, const struct nn_act *act,
             b.msk[st * N + n] = mask == NULL || mask[n * T + t] != 0.0f ? 1.0f : 0.0f;
         }
     }
-    /* The input projection of every step: pre (T N, G) = xs W + b. */
-    ddts__tensor_sgemm_par(threads, 0, 0, T * N, G, F, 1.0f, b.xs, F, W, G, 0.0f, b.pre, G);
-    if (bias != NULL)
-        for (size_t r = 0; r < T * N; r++)
-            for (size_t j = 0; j < G; j++)
-                b.pre[r * G + j] += bias[j];
+    /* The input projection of every step: pre (T N, G) = xs W + b, the
+     * GEMM adding onto the bias rows (no separate pass over pre). */
+    for (size_t r = 0; r < T * N; r++)
+        if (bias != NULL)
+            memcpy(b.pre + r * G, bias, G * sizeof *b.pre);
+        else
+            memset(b.pre + r * G, 0, G * sizeof *b.pre);
+    ddts__tensor_sgemm_par(threads, 0, 0, T * N, G, F, 1.0f, b.xs, F, W, G, 1.0f, b.pre, G);
     /* The initial state: given (initial_state), else zeros. */
     if (h0 != NULL)
         memcpy(b.h, h0, N * U * sizeof *b.h);
@@ -286,37 +346,15 @@ void ddts__rnn_forward(const struct ddts__rnn_spec *s, const struct nn_act *act,
         memcpy(b.c, c0, N * U * sizeof *b.c);
     else if (b.c != NULL)
         memset(b.c, 0, N * U * sizeof *b.c);
-    const float *brec = s->cell == RNN_GRU && s->reset_after && bias ? bias + G : NULL;
-    for (size_t st = 0; st < T; st++) {
-        const float *hp = b.h + st * N * U;
-        const float *hds = hp;
-        if (rdrop) {
-            float *hd = b.hd + st * N * U;
-            for (size_t i = 0; i < N * U; i++)
-                hd[i] = hp[i] * b.rmask[i];
-            hds = hd;
-        }
-        if (s->cell == RNN_LSTM) {
-            ddts__tensor_sgemm_par(threads, 0, 0, N, G, U, 1.0f, hds, U, R, G, 1.0f,
-                                   b.pre + st * N * G, G);
-            step_lstm(s, act, ract, N, st, &b, threads);
-        } else if (s->cell == RNN_SIMPLE) {
-            ddts__tensor_sgemm_par(threads, 0, 0, N, G, U, 1.0f, hds, U, R, G, 1.0f,
-                                   b.pre + st * N * G, G);
-            step_simple(s, act, N, st, &b, threads);
-        } else {
-            size_t cols = s->reset_after ? G : 2 * U;
-            ddts__tensor_sgemm_par(threads, 0, 0, N, cols, U, 1.0f, hds, U, R, G, 0.0f, b.tmp, G);
-            if (brec)
-                for (size_t n = 0; n < N; n++)
-                    for (size_t j = 0; j < G; j++)
-                        b.tmp[n * G + j] += brec[j];
-            step_gru_zr(s, act, ract, N, st, &b, hds, threads);
-            if (!s->reset_after)
-                ddts__tensor_sgemm_par(threads, 0, 0, N, U, U, 1.0f, b.rech + st * N * U, U,
-                                       R + 2 * U, G, 0.0f, b.tmp + 2 * U, G);
-            step_gru_h(s, act, N, st, &b, threads);
-        }
+    struct rnn_loop L = {s, act, ract, N, &b, R, NULL, NULL, rdrop};
+    if (s->cell == RNN_GRU && s->reset_after && bias)
+        L.brec = bias + G;
+    int nt = row_threads(N, threads);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        size_t lo, hi;
+        split_rows(N, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        forward_rows(&L, lo, hi);
     }
     if (s->return_sequences) {
         for (size_t st = 0; st < T; st++)
@@ -327,16 +365,32 @@ void ddts__rnn_forward(const struct ddts__rnn_spec *s, const struct nn_act *act,
     }
 }
 
-/* LSTM: dg of step st from dh and dc (rows not masked); dc becomes dc'. */
+/* back_lstm's row for tanh and sigmoid (the Keras defaults): act_d's
+ * formulas from the outputs, 1 - y^2 and y (1 - y), in the same order, in a
+ * loop the compiler vectorises. */
+static void lstm_grad_row(size_t U, const float *restrict g, const float *restrict cp,
+                          const float *restrict ac, const float *restrict dh, float *restrict dc,
+                          float *restrict dg)
+{
+    for (size_t j = 0; j < U; j++) {
+        float gi = g[j], gf = g[U + j], gc = g[2 * U + j], go = g[3 * U + j];
+        float dct = dc[j] + dh[j] * go * (1 - ac[j] * ac[j]);
+        dg[j] = dct * gc * (gi * (1 - gi));
+        dg[U + j] = dct * cp[j] * (gf * (1 - gf));
+        dg[2 * U + j] = dct * gi * (1 - gc * gc);
+        dg[3 * U + j] = dh[j] * ac[j] * (go * (1 - go));
+        dc[j] = dct * gf;
+    }
+}
+
+/* LSTM: dg of step st from dh and dc (rows [lo, hi) not masked); dc becomes dc'. */
 static void back_lstm(const struct ddts__rnn_spec *s, const struct nn_act *act,
-                      const struct nn_act *ract, size_t N, size_t st, const struct rnn_bufs *b,
-                      int threads)
+                      const struct nn_act *ract, size_t N, size_t st, size_t lo, size_t hi,
+                      const struct rnn_bufs *b)
 {
     size_t U = (size_t)s->U, G = 4 * U;
     const float *msk = b->msk + st * N;
-#pragma omp parallel for num_threads(threads) schedule(static) if (N * G > 32768)
-    for (long nn = 0; nn < (long)N; nn++) {
-        size_t n = (size_t)nn;
+    for (size_t n = lo; n < hi; n++) {
         float *dg = b->dg + (st * N + n) * G;
         if (msk[n] == 0.0f) {
             memset(dg, 0, G * sizeof *dg);
@@ -347,6 +401,10 @@ static void back_lstm(const struct ddts__rnn_spec *s, const struct nn_act *act,
         const float *ac = b->actc + (st * N + n) * U;
         const float *dh = b->dh + n * U;
         float *dc = b->dc + n * U;
+        if (act->kind == ACT_TANH && ract->kind == ACT_SIGMOID) {
+            lstm_grad_row(U, g, cp, ac, dh, dc, dg);
+            continue;
+        }
         for (size_t j = 0; j < U; j++) {
             float gi = g[j], gf = g[U + j], gc = g[2 * U + j], go = g[3 * U + j];
             float dct = dc[j] + dh[j] * go * act_d(act, c[j], ac[j]);
@@ -360,11 +418,11 @@ static void back_lstm(const struct ddts__rnn_spec *s, const struct nn_act *act,
 }
 
 static void back_simple(const struct ddts__rnn_spec *s, const struct nn_act *act, size_t N,
-                        size_t st, const struct rnn_bufs *b)
+                        size_t st, size_t lo, size_t hi, const struct rnn_bufs *b)
 {
     size_t U = (size_t)s->U;
     const float *msk = b->msk + st * N;
-    for (size_t n = 0; n < N; n++) {
+    for (size_t n = lo; n < hi; n++) {
         float *dg = b->dg + (st * N + n) * U;
         if (msk[n] == 0.0f) {
             memset(dg, 0, U * sizeof *dg);
@@ -377,15 +435,34 @@ static void back_simple(const struct ddts__rnn_spec *s, const struct nn_act *act
     }
 }
 
+/* back_gru1's row with reset_after for tanh and sigmoid, as lstm_grad_row. */
+static void gru_grad_row(size_t U, const float *restrict g, const float *restrict hp,
+                         const float *restrict dh, const float *restrict rh, float *restrict direct,
+                         float *restrict dg, float *restrict dgr)
+{
+    for (size_t j = 0; j < U; j++) {
+        float u = g[j], r = g[U + j], hh = g[2 * U + j];
+        float dph = dh[j] * (1.0f - u) * (1 - hh * hh);
+        dg[2 * U + j] = dph;
+        dg[j] = dh[j] * (hp[j] - hh) * (u * (1 - u));
+        direct[j] = dh[j] * u;
+        dg[U + j] = dph * rh[j] * (r * (1 - r));
+        dgr[j] = dg[j];
+        dgr[U + j] = dg[U + j];
+        dgr[2 * U + j] = dph * r;
+    }
+}
+
 /* GRU, first part: the candidate's pre-activation gradient (dg's h block),
  * the z gradient before ract' (kept in dg's z block) and the direct part
  * of dh' (in dc). With reset_after also r's and dgr. */
 static void back_gru1(const struct ddts__rnn_spec *s, const struct nn_act *act,
-                      const struct nn_act *ract, size_t N, size_t st, const struct rnn_bufs *b)
+                      const struct nn_act *ract, size_t N, size_t st, size_t lo, size_t hi,
+                      const struct rnn_bufs *b)
 {
     size_t U = (size_t)s->U, G = 3 * U;
     const float *msk = b->msk + st * N;
-    for (size_t n = 0; n < N; n++) {
+    for (size_t n = lo; n < hi; n++) {
         float *dg = b->dg + (st * N + n) * G;
         float *dgr = b->dgr ? b->dgr + (st * N + n) * G : NULL;
         if (msk[n] == 0.0f) {
@@ -398,6 +475,10 @@ static void back_gru1(const struct ddts__rnn_spec *s, const struct nn_act *act,
         const float *hp = b->h + (st * N + n) * U, *dh = b->dh + n * U;
         const float *rh = b->rech + (st * N + n) * U;
         float *direct = b->dc + n * U;
+        if (act->kind == ACT_TANH && ract->kind == ACT_SIGMOID && dgr) {
+            gru_grad_row(U, g, hp, dh, rh, direct, dg, dgr);
+            continue;
+        }
         for (size_t j = 0; j < U; j++) {
             float u = g[j], r = g[U + j], hh = g[2 * U + j];
             float dph = dh[j] * (1.0f - u) * act_d(act, z[2 * U + j], hh);
@@ -417,11 +498,11 @@ static void back_gru1(const struct ddts__rnn_spec *s, const struct nn_act *act,
 /* GRU reset_after = 0, second part: with drh = dph R_h^T in dhd, r's
  * gradient, and dhd becomes the gradient w.r.t. h' through r h'. */
 static void back_gru2(const struct ddts__rnn_spec *s, const struct nn_act *ract, size_t N,
-                      size_t st, const struct rnn_bufs *b, const float *hds)
+                      size_t st, size_t lo, size_t hi, const struct rnn_bufs *b, const float *hds)
 {
     size_t U = (size_t)s->U, G = 3 * U;
     const float *msk = b->msk + st * N;
-    for (size_t n = 0; n < N; n++) {
+    for (size_t n = lo; n < hi; n++) {
         float *dhd = b->dhd + n * U;
         if (msk[n] == 0.0f) {
             memset(dhd, 0, U * sizeof *dhd);
@@ -438,14 +519,80 @@ static void back_gru2(const struct ddts__rnn_spec *s, const struct nn_act *ract,
     }
 }
 
-/* Sums of the rows of a (rows, k) matrix into out (k), in double. */
+/* The backward recurrence of rows [lo, hi): per step the fused gate
+ * gradients, then dh' = dg R^T for those rows (one GEMM; GRU without
+ * reset_after: two). The weight gradients wait for all steps. */
+static void backward_rows(const struct rnn_loop *L, size_t lo, size_t hi)
+{
+    const struct ddts__rnn_spec *s = L->s;
+    const struct rnn_bufs *b = L->b;
+    size_t T = (size_t)s->T, U = (size_t)s->U, N = L->N, M = hi - lo;
+    size_t G = (size_t)ddts__rnn_gates(s) * U;
+    const float *R = L->R;
+    for (size_t st = T; st-- > 0;) {
+        /* dh += the output's gradient at this step */
+        if (s->return_sequences || st == T - 1)
+            for (size_t n = lo; n < hi; n++) {
+                const float *d =
+                    s->return_sequences ? L->dy + (n * T + t_out(s, st)) * U : L->dy + n * U;
+                for (size_t j = 0; j < U; j++)
+                    b->dh[n * U + j] += d[j];
+            }
+        const float *hds = L->rdrop ? b->hd + st * N * U : b->h + st * N * U;
+        const float *dgs = b->dg + (st * N + lo) * G;
+        float *dhd = b->dhd + lo * U;
+        if (s->cell == RNN_LSTM) {
+            back_lstm(s, L->act, L->ract, N, st, lo, hi, b);
+            ddts__tensor_sgemm(0, 1, M, U, G, 1.0f, dgs, G, R, G, 0.0f, dhd, U);
+        } else if (s->cell == RNN_SIMPLE) {
+            back_simple(s, L->act, N, st, lo, hi, b);
+            ddts__tensor_sgemm(0, 1, M, U, G, 1.0f, dgs, G, R, G, 0.0f, dhd, U);
+        } else {
+            back_gru1(s, L->act, L->ract, N, st, lo, hi, b);
+            if (s->reset_after) {
+                ddts__tensor_sgemm(0, 1, M, U, G, 1.0f, b->dgr + (st * N + lo) * G, G, R, G, 0.0f,
+                                   dhd, U);
+            } else {
+                /* d(r h') = dph R_h^T, then r's gradient; then h' through z, r */
+                ddts__tensor_sgemm(0, 1, M, U, U, 1.0f, dgs + 2 * U, G, R + 2 * U, G, 0.0f, dhd, U);
+                back_gru2(s, L->ract, N, st, lo, hi, b, hds);
+                ddts__tensor_sgemm(0, 1, M, U, 2 * U, 1.0f, dgs, G, R, G, 1.0f, dhd, U);
+            }
+        }
+        /* dh' = (direct part) + dhd * recurrent mask; masked rows carry dh */
+        const float *msk = b->msk + st * N;
+        for (size_t n = lo; n < hi; n++) {
+            if (msk[n] == 0.0f)
+                continue;
+            float *dh = b->dh + n * U;
+            const float *dn = b->dhd + n * U, *rm = b->rmask + n * U;
+            const float *direct = b->dc + n * U;
+            if (L->rdrop)
+                for (size_t j = 0; j < U; j++)
+                    dh[j] = dn[j] * rm[j];
+            else
+                memcpy(dh, dn, U * sizeof *dh);
+            if (s->cell == RNN_GRU)
+                for (size_t j = 0; j < U; j++)
+                    dh[j] = direct[j] + dh[j];
+        }
+    }
+}
+
+/* Sums of the rows of a (rows, k) matrix into out (k), in double: row by
+ * row over blocks of columns (each column's sum in row order). */
 static void col_sums(const float *a, size_t rows, size_t k, float *out)
 {
-    for (size_t j = 0; j < k; j++) {
-        double sum = 0;
+    double acc[256];
+    for (size_t j0 = 0; j0 < k; j0 += 256) {
+        size_t w = k - j0 < 256 ? k - j0 : 256;
+        for (size_t j = 0; j < w; j++)
+            acc[j] = 0;
         for (size_t r = 0; r < rows; r++)
-            sum += a[r * k + j];
-        out[j] = (float)sum;
+            for (size_t j = 0; j < w; j++)
+                acc[j] += a[r * k + j0 + j];
+        for (size_t j = 0; j < w; j++)
+            out[j0 + j] = (float)acc[j];
     }
 }
 
@@ -471,49 +618,13 @@ void ddts__rnn_backward(const struct ddts__rnn_spec *s, const struct nn_act *act
         memcpy(b.dc, sg->dc_T, N * U * sizeof *b.dc);
     else
         memset(b.dc, 0, N * U * sizeof *b.dc);
-    for (size_t st = T; st-- > 0;) {
-        /* dh += the output's gradient at this step */
-        if (s->return_sequences || st == T - 1)
-            for (size_t n = 0; n < N; n++) {
-                const float *d = s->return_sequences ? dy + (n * T + t_out(s, st)) * U : dy + n * U;
-                for (size_t j = 0; j < U; j++)
-                    b.dh[n * U + j] += d[j];
-            }
-        const float *hds = rdrop ? b.hd + st * N * U : b.h + st * N * U;
-        float *dgs = b.dg + st * N * G;
-        if (s->cell == RNN_LSTM) {
-            back_lstm(s, act, ract, N, st, &b, threads);
-            ddts__tensor_sgemm_par(threads, 0, 1, N, U, G, 1.0f, dgs, G, R, G, 0.0f, b.dhd, U);
-        } else if (s->cell == RNN_SIMPLE) {
-            back_simple(s, act, N, st, &b);
-            ddts__tensor_sgemm_par(threads, 0, 1, N, U, G, 1.0f, dgs, G, R, G, 0.0f, b.dhd, U);
-        } else {
-            back_gru1(s, act, ract, N, st, &b);
-            if (s->reset_after) {
-                ddts__tensor_sgemm_par(threads, 0, 1, N, U, G, 1.0f, b.dgr + st * N * G, G, R, G,
-                                       0.0f, b.dhd, U);
-            } else {
-                /* d(r h') = dph R_h^T, then r's gradient; then h' through z, r */
-                ddts__tensor_sgemm_par(threads, 0, 1, N, U, U, 1.0f, dgs + 2 * U, G, R + 2 * U, G,
-                                       0.0f, b.dhd, U);
-                back_gru2(s, ract, N, st, &b, hds);
-                ddts__tensor_sgemm_par(threads, 0, 1, N, U, 2 * U, 1.0f, dgs, G, R, G, 1.0f, b.dhd,
-                                       U);
-            }
-        }
-        /* dh' = (direct part) + dhd * recurrent mask; masked rows carry dh */
-        const float *msk = b.msk + st * N;
-        for (size_t n = 0; n < N; n++) {
-            if (msk[n] == 0.0f)
-                continue;
-            float *dh = b.dh + n * U;
-            const float *dhd = b.dhd + n * U, *rm = b.rmask + n * U;
-            const float *direct = b.dc + n * U;
-            for (size_t j = 0; j < U; j++) {
-                float v = rdrop ? dhd[j] * rm[j] : dhd[j];
-                dh[j] = s->cell == RNN_GRU ? direct[j] + v : v;
-            }
-        }
+    struct rnn_loop L = {s, act, ract, N, &b, R, NULL, dy, rdrop};
+    int nt = row_threads(N, threads);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        size_t lo, hi;
+        split_rows(N, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        backward_rows(&L, lo, hi);
     }
     /* dh, dc now hold the gradients of the initial state (initial_state). */
     if (sg != NULL && sg->dh0 != NULL)
@@ -522,6 +633,7 @@ void ddts__rnn_backward(const struct ddts__rnn_spec *s, const struct nn_act *act
     if (s->cell == RNN_LSTM && sg != NULL && sg->dc0 != NULL)
         for (size_t i = 0; i < N * U; i++)
             sg->dc0[i] = sg->acc_c0 ? sg->dc0[i] + b.dc[i] : b.dc[i];
+    /* The weight gradients over all steps at once: (T N)-deep GEMMs. */
     size_t TN = T * N;
     if (dW)
         ddts__tensor_sgemm_par(threads, 1, 0, F, G, TN, 1.0f, b.xs, F, b.dg, G, 0.0f, dW, G);

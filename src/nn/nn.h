@@ -388,6 +388,9 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
 /* activations.c */
 void ddts__nn_act_forward(const struct nn_act *a, size_t rows, size_t k, const float *z, float *y,
                           int threads);
+/* y = act(z) over n floats in this thread (y may be z; not softmax):
+ * sigmoid and tanh vectorised (ddts__tensor_vsigmoid, _vtanh). */
+void ddts__nn_act_apply(const struct nn_act *a, size_t n, const float *z, float *y);
 /* dz = dy * act'(z); may alias dz == dy. */
 void ddts__nn_act_backward(const struct nn_act *a, size_t rows, size_t k, const float *z,
                            const float *y, const float *dy, float *dz, int threads);

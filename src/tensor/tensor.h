@@ -158,8 +158,13 @@ void ddts__tensor_depthwise_wgrad(const struct ddts__conv_geom *g, int M, size_t
                                   const float *dz, float *dW, int threads);
 void ddts__tensor_depthwise_dgrad(const struct ddts__conv_geom *g, int M, size_t n, const float *dz,
                                   const float *W, float *dx, int acc, int threads);
+/* y = sigmoid(x), tanh(x) over n floats (y may be x), with simd.h's
+ * vectorised functions: within a few 1e-7 relative of libm, the same bits
+ * in every build (ddts__tensor_cap_isa). */
+void ddts__tensor_vsigmoid(size_t n, const float *x, float *y);
+void ddts__tensor_vtanh(size_t n, const float *x, float *y);
 /* Caps the instruction set the hand-vectorised kernels (direct and
- * depthwise convolutions, BatchNormalization) use (2: AVX-512, 1: AVX2,
+ * depthwise convolutions, BatchNormalization, sigmoid and tanh) use (2: AVX-512, 1: AVX2,
  * 0: generic) so that tests reach each build; returns the previous cap. */
 int ddts__tensor_cap_isa(int level);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "nn/nn.h"
+#include "nn/recurrent.h"
 #include "test.h"
 
 enum { N = 3, T = 5, F = 2, U = 3 };
@@ -363,12 +364,97 @@ static void test_out_of_memory(void **state)
     ddts_array_destroy(x);
 }
 
+/* Relative-or-absolute closeness of two float arrays, with a message. */
+static void close_arrays(const char *what, const float *a, const float *b, size_t n, int threads)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(a[i] - b[i]) <= 1e-5f + 1e-5f * fabsf(b[i])))
+            fail_msg("%s, %d threads: [%zu] = %.7g, 1 thread %.7g", what, threads, i, (double)a[i],
+                     (double)b[i]);
+}
+
+/* The step loops split the batch rows over threads (each thread owns whole
+ * sequences through every step): forward and backward at 2 and 3 threads
+ * give 1 thread's outputs and gradients, for every cell, with masks,
+ * dropout and recurrent dropout, go_backwards and return_sequences; 40 rows
+ * (at 3 threads: 2 blocks of 20, the 16-row minimum) and 20 units (not a
+ * multiple of the 16-float vectors). */
+static void test_thread_split(void **state)
+{
+    (void)state;
+    enum { BN = 40, BT = 4, BF = 3, BU = 20 };
+    struct nn_act act, ract;
+    assert_int_equal(ddts__nn_act_parse("tanh", 0, &act), 0);
+    assert_int_equal(ddts__nn_act_parse("sigmoid", 0, &ract), 0);
+    int cases = 0;
+    for (int cell = 0; cell < 4; cell++) {
+        struct ddts__rnn_spec s = {.cell = cell == 0   ? RNN_SIMPLE
+                                           : cell == 1 ? RNN_LSTM
+                                                       : RNN_GRU,
+                                   .U = BU,
+                                   .F = BF,
+                                   .T = BT,
+                                   .reset_after = cell == 3,
+                                   .go_backwards = cell % 2,
+                                   .return_sequences = cell < 2,
+                                   .use_bias = 1,
+                                   .dropout = 0.25f,
+                                   .recurrent_dropout = 0.25f};
+        size_t G = (size_t)ddts__rnn_gates(&s) * BU, ns = ddts__rnn_scratch_floats(&s, BN);
+        size_t ny = (size_t)BN * (s.return_sequences ? BT : 1) * BU;
+        size_t nx = (size_t)BN * BT * BF, nw = BF * G, nr = BU * G, nb = 2 * G;
+        /* [0]: 1 thread's, [1]: more threads' */
+        float *sc = test_malloc(ns * sizeof *sc), *x = test_malloc(nx * sizeof *x);
+        float *W = test_malloc(nw * sizeof *W), *R = test_malloc(nr * sizeof *R);
+        float *b = test_malloc(nb * sizeof *b), *dys = test_malloc(ny * sizeof *dys);
+        float *mask = test_malloc((size_t)BN * BT * sizeof *mask);
+        float *y[2], *dx[2], *dW[2], *dR[2], *db[2];
+        for (int k = 0; k < 2; k++) {
+            y[k] = test_malloc(ny * sizeof *y[k]);
+            dx[k] = test_malloc(nx * sizeof *dx[k]);
+            dW[k] = test_malloc(nw * sizeof *dW[k]);
+            dR[k] = test_malloc(nr * sizeof *dR[k]);
+            db[k] = test_malloc(nb * sizeof *db[k]);
+        }
+        fill(x, (int)nx, 1);
+        fill(W, (int)nw, 2);
+        fill(R, (int)nr, 3);
+        fill(b, (int)nb, 4);
+        fill(dys, (int)ny, 5);
+        for (int i = 0; i < BN * BT; i++)
+            mask[i] = (i * 7 + cell) % 5 != 0; /* some steps of most rows masked */
+        for (int threads = 1; threads <= 3; threads++) {
+            struct ddts_rng rng;
+            ddts_rng_seed(&rng, 9);
+            int k = threads > 1;
+            ddts__rnn_forward(&s, &act, &ract, BN, x, mask, W, R, b, NULL, NULL, y[k], sc, 1, &rng,
+                              threads);
+            ddts__rnn_backward(&s, &act, &ract, BN, x, mask, W, R, dys, NULL, dx[k], 0, dW[k],
+                               dR[k], db[k], sc, 1, threads);
+            if (!k)
+                continue;
+            close_arrays("y", y[1], y[0], ny, threads);
+            close_arrays("dx", dx[1], dx[0], nx, threads);
+            close_arrays("dW", dW[1], dW[0], nw, threads);
+            close_arrays("dR", dR[1], dR[0], nr, threads);
+            close_arrays("db", db[1], db[0], s.reset_after ? 2 * G : G, threads);
+            cases++;
+        }
+        float *all[] = {sc,    x,     W,     R,     b,     dys,   mask,  y[0], y[1],
+                        dx[0], dx[1], dW[0], dW[1], dR[0], dR[1], db[0], db[1]};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            test_free(all[i]);
+    }
+    print_message("thread-split recurrent passes equal to 1 thread's: %d\n", cases);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_reference), cmocka_unit_test(test_hard_sigmoid_versions),
         cmocka_unit_test(test_unit_forget_bias),  cmocka_unit_test(test_1d_layers),
         cmocka_unit_test(test_no_alloc_in_step),  cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_thread_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

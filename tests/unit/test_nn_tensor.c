@@ -2,6 +2,7 @@
  * adjointness, the direct convolution against im2col and a naive product,
  * the depthwise convolution against naive sums. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "tensor/tensor.h"
@@ -392,12 +393,83 @@ static void test_conv_direct_pool(void **state)
     }
 }
 
+static uint32_t float_bits(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+}
+
+/* The vectorised sigmoid and tanh (vmath.c, simd.h) against double libm over
+ * [-100, 100] and the special values, in every build (the same bits in
+ * each), with a tail shorter than a vector and in place. */
+static void test_vmath(void **state)
+{
+    (void)state;
+    enum { NV = 200003 }; /* not a multiple of 16: the tail path */
+    float *x = test_malloc(NV * sizeof *x), *y[2][3];
+    static const float special[] = {0.0f,  -0.0f,  1e-30f, -1e-30f, 0.625f, -0.625f,
+                                    87.5f, -87.5f, -88.0f, 1e30f,   -1e30f};
+    size_t ns = sizeof special / sizeof special[0];
+    for (size_t i = 0; i < NV; i++)
+        x[i] = i < ns ? special[i] : (float)(-100.0 + 200.0 * (double)i / NV);
+    for (int isa = 2; isa >= 0; isa--) {
+        int old = ddts__tensor_cap_isa(isa);
+        for (int f = 0; f < 2; f++) {
+            y[f][isa] = test_malloc(NV * sizeof *y[f][isa]);
+            if (f == 0)
+                ddts__tensor_vsigmoid(NV, x, y[f][isa]);
+            else
+                ddts__tensor_vtanh(NV, x, y[f][isa]);
+        }
+        ddts__tensor_cap_isa(old);
+    }
+    double worst[2] = {0, 0};
+    for (size_t i = 0; i < NV; i++) {
+        double v = x[i], ref[2] = {1 / (1 + exp(-v)), tanh(v)};
+        for (int f = 0; f < 2; f++) {
+            double got = y[f][2][i];
+            /* below e^-87.3 the sigmoid is denormal: 0 (flush to zero) */
+            double err = ref[f] < 1.2e-38 ? fabs(got - ref[f]) : fabs(got - ref[f]) / fabs(ref[f]);
+            if (ref[f] == 0.0)
+                err = fabs(got);
+            if (!(err <= 4e-7))
+                fail_msg("%s(%.9g) = %.9g, libm %.9g", f ? "tanh" : "sigmoid", v, got, ref[f]);
+            worst[f] = err > worst[f] ? err : worst[f];
+            for (int isa = 0; isa < 2; isa++)
+                if (float_bits(y[f][isa][i]) != float_bits(y[f][2][i]))
+                    fail_msg("build %d differs at %.9g", isa, v);
+        }
+    }
+    assert_true(signbit(y[1][2][1]) && y[1][2][1] == 0.0f); /* tanh(-0) = -0 */
+    float t[19] = {NAN, INFINITY, -INFINITY};
+    for (int i = 3; i < 19; i++)
+        t[i] = (float)i - 10.0f;
+    float u[19];
+    memcpy(u, t, sizeof u);
+    ddts__tensor_vtanh(19, t, t); /* in place */
+    ddts__tensor_vsigmoid(19, u, u);
+    assert_true(isnan(t[0]) && isnan(u[0]));
+    assert_true(t[1] == 1.0f && t[2] == -1.0f && u[1] == 1.0f && u[2] == 0.0f);
+    for (int i = 3; i < 19; i++) {
+        double v = (double)i - 10.0;
+        assert_true(fabs(t[i] - tanh(v)) <= 4e-7 * fabs(tanh(v)) + 1e-30);
+        assert_true(fabs(u[i] - 1 / (1 + exp(-v))) <= 4e-7 / (1 + exp(-v)));
+    }
+    print_message("vectorised sigmoid, tanh: worst relative error %.3g, %.3g over %d values\n",
+                  worst[0], worst[1], NV);
+    for (int f = 0; f < 2; f++)
+        for (int isa = 0; isa < 3; isa++)
+            test_free(y[f][isa]);
+    test_free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sgemm_split),       cmocka_unit_test(test_im2col_adjoint),
         cmocka_unit_test(test_conv_direct),       cmocka_unit_test(test_conv_direct_pool),
-        cmocka_unit_test(test_depthwise_kernels),
+        cmocka_unit_test(test_depthwise_kernels), cmocka_unit_test(test_vmath),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
