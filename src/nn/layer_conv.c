@@ -350,12 +350,31 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     else if (train && nd->use_bias)
         ddts__nn_bias_grad(m, b * P, F, nd->dz, ddts__nn_gdata(m, nd->w0 + 1));
     if (conv_is_pointwise(&g)) {
-        if (train)
-            ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, b * P, 1.0f, a->y, K, nd->dz, F, 0.0f,
-                                   ddts__nn_gdata(m, nd->w0), F);
-        if (dx)
-            ddts__tensor_sgemm_par(m->threads, 0, 1, b * P, K, F, 1.0f, nd->dz, F, W, F,
-                                   acc ? 1.0f : 0.0f, dx, K);
+        /* dW (K, F) = x^T dz and dx = dz W^T in one parallel region */
+        struct ddts__gemm dw = {.ta = 1,
+                                .M = K,
+                                .N = train ? F : 0,
+                                .K = b * P,
+                                .alpha = 1.0f,
+                                .A = a->y,
+                                .lda = K,
+                                .B = nd->dz,
+                                .ldb = F,
+                                .C = ddts__nn_gdata(m, nd->w0),
+                                .ldc = F};
+        struct ddts__gemm dxg = {.tb = 1,
+                                 .M = b * P,
+                                 .N = dx ? K : 0,
+                                 .K = F,
+                                 .alpha = 1.0f,
+                                 .A = nd->dz,
+                                 .lda = F,
+                                 .B = W,
+                                 .ldb = F,
+                                 .beta = acc ? 1.0f : 0.0f,
+                                 .C = dx,
+                                 .ldc = K};
+        ddts__tensor_sgemm_par2(m->threads, &dw, &dxg);
         return;
     }
     /* dW (K, F) += col^T dz; the forward pass's im2col when kept */

@@ -26,6 +26,28 @@ void ddts__tensor_sgemm_par(int threads, int ta, int tb, size_t M, size_t N, siz
                             const float *A, size_t lda, const float *B, size_t ldb, float beta,
                             float *C, size_t ldc);
 
+/* One GEMM's arguments, for ddts__tensor_sgemm_par2. */
+struct ddts__gemm {
+    int ta, tb;
+    size_t M, N, K;
+    float alpha;
+    const float *A;
+    size_t lda;
+    const float *B;
+    size_t ldb;
+    float beta;
+    float *C;
+    size_t ldc;
+};
+
+/*
+ * Two independent GEMMs (a backward pass's weight and input gradients), each
+ * split exactly as ddts__tensor_sgemm_par splits it (so bit-identical to two
+ * calls of it), in one OpenMP region: one fork and join instead of two. A
+ * GEMM with M or N zero is skipped.
+ */
+void ddts__tensor_sgemm_par2(int threads, const struct ddts__gemm *g1, const struct ddts__gemm *g2);
+
 /* Sets the number of OpenBLAS's own threads (<= 0: 1), for benchmarks.
  * OpenBLAS keeps this per process; the library itself only uses enter/leave. */
 void ddts__tensor_set_threads(int n);
