@@ -393,10 +393,7 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         size_t nb = b - n0 < (size_t)nd->dchunk ? b - n0 : (size_t)nd->dchunk;
         ddts__tensor_sgemm_par(m->threads, 0, 1, nb * P, K, F, 1.0f, nd->dz + n0 * nd->size, F, W,
                                F, 0.0f, m->col, K);
-        float *dxi = dx + n0 * a->size;
-        if (!acc)
-            memset(dxi, 0, nb * a->size * sizeof *dxi);
-        ddts__tensor_col2im(&g, nb, m->col, dxi, m->threads);
+        ddts__tensor_col2im(&g, nb, m->col, dx + n0 * a->size, !acc, m->threads);
     }
 }
 
@@ -413,9 +410,7 @@ static void convt_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
         size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
         ddts__tensor_sgemm_par(m->threads, 0, 1, nb * P, K, Cin, 1.0f, a->y + n0 * a->size, Cin, W,
                                Cin, 0.0f, m->col, K);
-        float *z = nd->z + n0 * nd->size;
-        memset(z, 0, nb * nd->size * sizeof *z);
-        ddts__tensor_col2im(&g, nb, m->col, z, m->threads);
+        ddts__tensor_col2im(&g, nb, m->col, nd->z + n0 * nd->size, 1, m->threads);
     }
     if (nd->use_bias)
         ddts__nn_add_bias(b * (nd->size / (size_t)nd->units), (size_t)nd->units,

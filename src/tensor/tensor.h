@@ -108,10 +108,11 @@ static inline void ddts__tensor_im2col_row(const struct ddts__conv_geom *g, cons
  */
 void ddts__tensor_im2col(const struct ddts__conv_geom *g, size_t n, const float *x, float *col,
                          int threads);
-/* col2im: the adjoint of im2col; adds col's taps into dx (n, H, W, C), which
- * the caller zeroes (or not, to accumulate). Parallel over images. */
+/* col2im: the adjoint of im2col; adds col's taps into dx (n, H, W, C), each
+ * image zeroed first when `zero` (by the thread that scatters into it: no
+ * serial pass over dx), else accumulated into. Parallel over images. */
 void ddts__tensor_col2im(const struct ddts__conv_geom *g, size_t n, const float *col, float *dx,
-                         int threads);
+                         int zero, int threads);
 
 /* A 3-D convolution over (D, H, W, C) images: the 2-D geometry of each
  * depth slice plus the depth axis. Kernel taps in (kd, kh, kw, c) order, as

@@ -124,19 +124,28 @@ static void test_im2col_adjoint(void **state)
     for (size_t g = 0; g < 3; g++) {
         const struct ddts__conv_geom *G = &geoms[g];
         size_t n = 2, xs = n * G->H * G->W * G->C, cs = n * G->OH * G->OW * G->KH * G->KW * G->C;
-        float *x = malloc(xs * 4), *col = malloc(cs * 4), *c2 = malloc(cs * 4), *dx = calloc(xs, 4);
+        float *x = malloc(xs * 4), *col = malloc(cs * 4), *c2 = malloc(cs * 4),
+              *dx = malloc(xs * 4);
+        for (size_t i = 0; i < xs; i++)
+            dx[i] = 1e30f; /* col2im with zero = 1 must not add into this */
         for (size_t i = 0; i < xs; i++)
             x[i] = (float)ddts_rng_uniform(&r);
         for (size_t i = 0; i < cs; i++)
             col[i] = (float)ddts_rng_uniform(&r);
         ddts__tensor_im2col(G, n, x, c2, 2);
-        ddts__tensor_col2im(G, n, col, dx, 2);
+        ddts__tensor_col2im(G, n, col, dx, 1, 2);
         double l = 0, rr = 0;
         for (size_t i = 0; i < cs; i++)
             l += (double)col[i] * c2[i];
         for (size_t i = 0; i < xs; i++)
             rr += (double)dx[i] * x[i];
         assert_close(l, rr, 1e-5);
+        /* zero = 0 adds into dx: twice the product */
+        ddts__tensor_col2im(G, n, col, dx, 0, 2);
+        rr = 0;
+        for (size_t i = 0; i < xs; i++)
+            rr += (double)dx[i] * x[i];
+        assert_close(2 * l, rr, 2e-5);
         free(x);
         free(col);
         free(c2);
