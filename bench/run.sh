@@ -232,7 +232,7 @@ case " $CASES " in *" train "*)
             echo "train $m vs engine, $t thread(s): ddts train samples/s (whole epoch, validation included) / bench_engine samples/s (training steps only, the same model, one epoch of the same $TN samples) $(stats $rs)  (engine rounds $(stats $(awk -v t=$t -v m=$m '$2 == t && $3 == m { print $4 }' "$W/train_engine.txt")) samples/s; target >= 0.90)${QNOTE:-}"
             # the same with ddts train's training steps alone, and what its
             # validation pass cost per validated sample against a trained one
-            rs= vs=
+            rs='' vs=''
             for r in $(seq 1 "$TR"); do
                 d=$(awk -v r=$r -v t=$t -v m=$m '$1 == r && $2 == t && $3 == m && $9 + 0 > 0 { print '"$TN"' / $9 }' "$W/train_ddts.txt")
                 e=$(awk -v r=$r -v t=$t -v m=$m '$1 == r && $2 == t && $3 == m { print $4 }' "$W/train_engine.txt")
