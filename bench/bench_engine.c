@@ -6,11 +6,16 @@
  * normalized per batch, as `ddts train` does), and OpenBLAS's sgemm GFLOP/s.
  *
  *   bench_engine [--quick] [--throughput | --accuracy] [--only mlp|cnn] [--first-seed S]
- *                [--data DIR]
+ *                [--data DIR] [--samples N] [--reps R] [--threads 1|2]
  *
  * --quick trains on 6000 samples only (a smoke run); --throughput measures
  * samples/s only (run.sh alternates it with the peer's), --accuracy the
- * accuracy only, over seeds S to S + 9 (default 1).
+ * accuracy only, over seeds S to S + 9 (default 1). --samples N sets the
+ * throughput epoch's samples for both models (default MLP 20000, CNN 4096)
+ * and --reps R its timed epochs, the best kept (default 3): run.sh's train
+ * case measures the engine on the epoch `ddts train` runs (N = its samples,
+ * R = 1, like its one epoch). --threads T measures T threads only (for
+ * profiling; the other count prints 0).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +117,9 @@ static double cpu_seconds(void)
 /* samples/s of wall time, and in *cpu_rate (if not NULL) per CPU second of
  * the process: with 1 thread the latter is what a quiet machine would give,
  * much less sensitive to other jobs than the wall figure. */
+static int REPS = 3;         /* timed epochs per throughput figure (--reps) */
+static int ONLY_THREADS = 0; /* --threads T: that count only (profiling), else 1 and 2 */
+
 static double throughput(const char *json, int threads, struct ddts_array *x, struct ddts_array *y,
                          size_t n, double *cpu_rate)
 {
@@ -125,9 +133,9 @@ static double throughput(const char *json, int threads, struct ddts_array *x, st
         fprintf(stderr, "fit: %s\n", err.msg);
         exit(1);
     }
-    /* best of three: the machine may be shared */
+    /* best of REPS (three): the machine may be shared */
     double best = 0, cpu_best = 0;
-    for (int rep = 0; rep < 3; rep++) {
+    for (int rep = 0; rep < REPS; rep++) {
         double t0 = ddts_now(), c0 = cpu_seconds();
         if (ddts_model_fit(m, &d, &fo, NULL, &err) != DDTS_OK) {
             fprintf(stderr, "fit: %s\n", err.msg);
@@ -234,20 +242,29 @@ static void throughput_line(const char *name, const char *json, struct ddts_arra
                             struct ddts_array *y, size_t n)
 {
     struct ddts__nn_flops f = flops_of(json);
-    double per = f.forward + f.weight_grad + f.input_grad, sps[2], ref[2], cpu1 = 0;
+    double per = f.forward + f.weight_grad + f.input_grad, sps[2], ref[2], cpu[2];
     for (int t = 1; t <= 2; t++) {
+        ref[t - 1] = sps[t - 1] = cpu[t - 1] = 0;
+        if (ONLY_THREADS > 0 && t != ONLY_THREADS)
+            continue;
         ref[t - 1] = sgemm_in_child(t);
-        sps[t - 1] = throughput(json, t, x, y, n, t == 1 ? &cpu1 : NULL);
+        sps[t - 1] = throughput(json, t, x, y, n, &cpu[t - 1]);
     }
-    printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads)\n", name, sps[0],
-           sps[1]);
+    printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads); %zu samples, "
+           "best of %d epoch(s)\n",
+           name, sps[0], sps[1], n, REPS);
     printf("%s: training FLOPs per sample %.0f (forward %.0f, weight gradients %.0f, input "
            "gradients %.0f%s)\n",
            name, per, f.forward, f.weight_grad, f.input_grad,
            f.n_uncounted ? ", some layers uncounted: a lower bound" : "");
     printf("%s: 1 thread: %.0f samples per CPU second (getrusage: less sensitive to other jobs "
            "than the wall figure)\n",
-           name, cpu1);
+           name, cpu[0]);
+    /* Both threads' CPU time: idle waiting (passive) costs none, spinning
+     * and serial stretches with the other thread busy do. */
+    printf("%s: 2 threads: %.0f samples per CPU second (%.2f of the 1-thread figure: the CPU "
+           "cost of splitting the work)\n",
+           name, cpu[1], cpu[0] > 0 ? cpu[1] / cpu[0] : 0);
     for (int t = 0; t < 2; t++)
         printf(
             "%s: %d thread(s): %.1f GFLOP/s = %.0f %% of sgemm 1024^3 %.1f GFLOP/s measured just "
@@ -273,6 +290,7 @@ int main(int argc, char **argv)
            getenv("GOMP_SPINCOUNT") ? getenv("GOMP_SPINCOUNT") : "(default)");
     const char *dir = "/usr/share/datasets/fashion-mnist";
     int quick = 0, tp_only = 0, acc_only = 0, seed0 = 1;
+    long n_samples = 0;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
@@ -287,6 +305,20 @@ int main(int argc, char **argv)
             only = argv[++i];
         else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
             dir = argv[++i];
+        else if (strcmp(argv[i], "--samples") == 0 && i + 1 < argc)
+            n_samples = atol(argv[++i]);
+        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
+            REPS = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            ONLY_THREADS = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "bench_engine: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (REPS < 1 || n_samples < 0) {
+        fprintf(stderr, "bench_engine: --reps needs R >= 1, --samples N >= 1\n");
+        return 2;
     }
     char p[4][512];
     const char *names[4] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -310,6 +342,8 @@ int main(int argc, char **argv)
         const char *name, *json;
         size_t n_tp;
     } models[2] = {{"mlp", MLP, quick ? 6000 : 20000}, {"cnn", CNN, quick ? 1024 : 4096}};
+    for (int k = 0; k < 2 && n_samples > 0; k++)
+        models[k].n_tp = (size_t)n_samples < ntr ? (size_t)n_samples : ntr;
     for (int k = 0; k < 2; k++) {
         if (only && strcmp(only, models[k].name) != 0)
             continue;

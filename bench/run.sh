@@ -178,15 +178,20 @@ case " $CASES " in *" train "*)
                         --threads $t -o "$W/pred.npy" 2>&1 >/dev/null | sed -n 's/.*(\([0-9.]*\) samples\/s).*/\1/p')
                     [ -n "$p" ] && { [ -z "$pb" ] || awk -v a="$p" -v b="$pb" 'BEGIN{ exit !(a > b) }'; } && pb=$p
                 done
-                echo "$r $t $m ${ep:-n/a} $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}') ${fs:-n/a} ${pb:-n/a} $(tfield "$o.out" val_accuracy)" >>"$W/train_ddts.txt"
+                # train.log: the epoch's training steps and its validation pass apart
+                tv=$(sed -n 's/.*timing of epoch 1: training \([0-9.]*\) s, validation \([0-9.]*\) s.*/\1 \2/p' "$o/train.log" 2>/dev/null)
+                echo "$r $t $m ${ep:-n/a} $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}') ${fs:-n/a} ${pb:-n/a} $(tfield "$o.out" val_accuracy) ${tv:-n/a n/a}" >>"$W/train_ddts.txt"
             done
             # the engine's own loop on the same model (bench_engine: training
             # steps only, 1 and 2 threads in one run), for "ddts train within
-            # 10 % of the engine"
+            # 10 % of the engine": one epoch of the same TN samples (--reps 1,
+            # as ddts train runs one), after the sgemm reference of this round
             for m in $TMODELS; do
                 case $t.$m in 1.mlp | 1.cnn) ;; *) continue ;; esac
-                "$B/bench_engine" --throughput --only "$m" 2>/dev/null |
-                    sed -n "s/^$m: train samples\/s.*: \([0-9.]*\) (1 thread), \([0-9.]*\) (2 threads).*/$r 1 $m \1\n$r 2 $m \2/p" >>"$W/train_engine.txt"
+                "$B/bench_engine" --throughput --only "$m" --samples $TN --reps 1 >"$W/engine-$r-$m.txt" 2>&1 ||
+                    echo "train: bench_engine $m failed: $(tail -2 "$W/engine-$r-$m.txt")"
+                sed -n "s/^$m: train samples\/s.*: \([0-9.]*\) (1 thread), \([0-9.]*\) (2 threads).*/$r 1 $m \1\n$r 2 $m \2/p" \
+                    "$W/engine-$r-$m.txt" >>"$W/train_engine.txt"
             done
             if [ $HAVE_TORCH = 1 ]; then
                 eval "cfg=\$TCFG_$t"
@@ -224,7 +229,33 @@ case " $CASES " in *" train "*)
                 rs="$rs $(ratio "$d" "$e")"
             done
             # shellcheck disable=SC2046,SC2086
-            echo "train $m vs engine, $t thread(s): ddts train samples/s (whole epoch, validation included) / bench_engine samples/s (training steps only, the same model) $(stats $rs)  (engine rounds $(stats $(awk -v t=$t -v m=$m '$2 == t && $3 == m { print $4 }' "$W/train_engine.txt")) samples/s; target >= 0.90)${QNOTE:-}"
+            echo "train $m vs engine, $t thread(s): ddts train samples/s (whole epoch, validation included) / bench_engine samples/s (training steps only, the same model, one epoch of the same $TN samples) $(stats $rs)  (engine rounds $(stats $(awk -v t=$t -v m=$m '$2 == t && $3 == m { print $4 }' "$W/train_engine.txt")) samples/s; target >= 0.90)${QNOTE:-}"
+            # the same with ddts train's training steps alone, and what its
+            # validation pass cost per validated sample against a trained one
+            rs='' vs=''
+            for r in $(seq 1 "$TR"); do
+                d=$(awk -v r=$r -v t=$t -v m=$m '$1 == r && $2 == t && $3 == m && $9 + 0 > 0 { print '"$TN"' / $9 }' "$W/train_ddts.txt")
+                e=$(awk -v r=$r -v t=$t -v m=$m '$1 == r && $2 == t && $3 == m { print $4 }' "$W/train_engine.txt")
+                rs="$rs $(ratio "$d" "$e")"
+                vs="$vs $(awk -v r=$r -v t=$t -v m=$m '$1 == r && $2 == t && $3 == m && $9 + 0 > 0 && $10 != "n/a" { printf "%.2f", ($10 / 10000) / ($9 / '"$TN"') }' "$W/train_ddts.txt")"
+            done
+            # shellcheck disable=SC2086
+            echo "train $m vs engine, $t thread(s), training steps only: $(stats $rs); ddts train's validation: $(stats $vs) training samples' time per validated sample (forward only)"
+        done
+    done
+    # The sgemm reference of each round, next to the model measured after it
+    # (bench_engine: sgemm 1024^3 at the thread count, then the epoch), and
+    # ddts train's FLOP rate of that round's training steps against it.
+    for r in $(seq 1 "$TR"); do
+        for m in $TMODELS; do
+            case $m in mlp | cnn) ;; *) continue ;; esac
+            f=$(sed -n "s/^$m: training FLOPs per sample \([0-9]*\) .*/\1/p" "$W/engine-$r-$m.txt" 2>/dev/null)
+            for t in 1 2; do
+                ref=$(sed -n "s/^$m: $t thread(s): .* of sgemm 1024^3 \([0-9.]*\) GFLOP\/s.*/\1/p" "$W/engine-$r-$m.txt" 2>/dev/null)
+                eg=$(sed -n "s/^$m: $t thread(s): \([0-9.]*\) GFLOP\/s.*/\1/p" "$W/engine-$r-$m.txt" 2>/dev/null)
+                dg=$(awk -v r=$r -v t=$t -v m=$m -v f="$f" '$1 == r && $2 == t && $3 == m && $9 + 0 > 0 && f != "" { printf "%.1f", '"$TN"' / $9 * f / 1e9 }' "$W/train_ddts.txt")
+                echo "train round $r $m, $t thread(s): sgemm 1024^3 ${ref:-n/a} GFLOP/s; engine ${eg:-n/a} GFLOP/s ($(ratio "$eg" "$ref") of sgemm); ddts train's training steps ${dg:-n/a} GFLOP/s ($(ratio "$dg" "$ref") of sgemm); ${f:-n/a} training FLOPs per sample from the layer shapes"
+            done
         done
     done
     for t in 1 2; do

@@ -192,6 +192,8 @@ DDTS_API void ddts_rng_derive(struct ddts_rng *out, uint64_t seed, uint64_t stre
 
 /* Monotonic clock in seconds. */
 DDTS_API double ddts_now(void);
+/* CPU seconds the process has used (all its threads); 0 where unknown. */
+DDTS_API double ddts_cpu_now(void);
 
 #ifdef __cplusplus
 }

@@ -350,12 +350,31 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     else if (train && nd->use_bias)
         ddts__nn_bias_grad(m, b * P, F, nd->dz, ddts__nn_gdata(m, nd->w0 + 1));
     if (conv_is_pointwise(&g)) {
-        if (train)
-            ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, b * P, 1.0f, a->y, K, nd->dz, F, 0.0f,
-                                   ddts__nn_gdata(m, nd->w0), F);
-        if (dx)
-            ddts__tensor_sgemm_par(m->threads, 0, 1, b * P, K, F, 1.0f, nd->dz, F, W, F,
-                                   acc ? 1.0f : 0.0f, dx, K);
+        /* dW (K, F) = x^T dz and dx = dz W^T in one parallel region */
+        struct ddts__gemm dw = {.ta = 1,
+                                .M = K,
+                                .N = train ? F : 0,
+                                .K = b * P,
+                                .alpha = 1.0f,
+                                .A = a->y,
+                                .lda = K,
+                                .B = nd->dz,
+                                .ldb = F,
+                                .C = ddts__nn_gdata(m, nd->w0),
+                                .ldc = F};
+        struct ddts__gemm dxg = {.tb = 1,
+                                 .M = b * P,
+                                 .N = dx ? K : 0,
+                                 .K = F,
+                                 .alpha = 1.0f,
+                                 .A = nd->dz,
+                                 .lda = F,
+                                 .B = W,
+                                 .ldb = F,
+                                 .beta = acc ? 1.0f : 0.0f,
+                                 .C = dx,
+                                 .ldc = K};
+        ddts__tensor_sgemm_par2(m->threads, &dw, &dxg);
         return;
     }
     /* dW (K, F) += col^T dz; the forward pass's im2col when kept */
@@ -374,10 +393,7 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         size_t nb = b - n0 < (size_t)nd->dchunk ? b - n0 : (size_t)nd->dchunk;
         ddts__tensor_sgemm_par(m->threads, 0, 1, nb * P, K, F, 1.0f, nd->dz + n0 * nd->size, F, W,
                                F, 0.0f, m->col, K);
-        float *dxi = dx + n0 * a->size;
-        if (!acc)
-            memset(dxi, 0, nb * a->size * sizeof *dxi);
-        ddts__tensor_col2im(&g, nb, m->col, dxi, m->threads);
+        ddts__tensor_col2im(&g, nb, m->col, dx + n0 * a->size, !acc, m->threads);
     }
 }
 
@@ -394,9 +410,7 @@ static void convt_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
         size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
         ddts__tensor_sgemm_par(m->threads, 0, 1, nb * P, K, Cin, 1.0f, a->y + n0 * a->size, Cin, W,
                                Cin, 0.0f, m->col, K);
-        float *z = nd->z + n0 * nd->size;
-        memset(z, 0, nb * nd->size * sizeof *z);
-        ddts__tensor_col2im(&g, nb, m->col, z, m->threads);
+        ddts__tensor_col2im(&g, nb, m->col, nd->z + n0 * nd->size, 1, m->threads);
     }
     if (nd->use_bias)
         ddts__nn_add_bias(b * (nd->size / (size_t)nd->units), (size_t)nd->units,

@@ -81,18 +81,37 @@ static void dense_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
     size_t in = (size_t)a->shape[a->rank - 1], rows = b * (a->size / in), u = (size_t)nd->units;
-    if (m->w[nd->w0].trainable) {
-        /* dW (in, units) = x^T dz */
-        ddts__tensor_sgemm_par(m->threads, 1, 0, in, u, rows, 1.0f, a->y, in, nd->dz, u, 0.0f,
-                               ddts__nn_gdata(m, nd->w0), u);
-        if (nd->use_bias)
-            ddts__nn_bias_grad(m, rows, u, nd->dz, ddts__nn_gdata(m, nd->w0 + 1));
-    }
+    int train = m->w[nd->w0].trainable;
+    if (train && nd->use_bias)
+        ddts__nn_bias_grad(m, rows, u, nd->dz, ddts__nn_gdata(m, nd->w0 + 1));
     int acc;
     float *dx = ddts__nn_dx(m, nd, 0, &acc);
-    if (dx) /* dx (R, in) = dz W^T */
-        ddts__tensor_sgemm_par(m->threads, 0, 1, rows, in, u, 1.0f, nd->dz, u,
-                               ddts__nn_wdata(m, nd->w0), u, acc ? 1.0f : 0.0f, dx, in);
+    /* dW (in, units) = x^T dz and dx (R, in) = dz W^T, independent: split
+     * in one parallel region (an empty GEMM where one is not needed) */
+    struct ddts__gemm dw = {.ta = 1,
+                            .M = in,
+                            .N = train ? u : 0,
+                            .K = rows,
+                            .alpha = 1.0f,
+                            .A = a->y,
+                            .lda = in,
+                            .B = nd->dz,
+                            .ldb = u,
+                            .C = ddts__nn_gdata(m, nd->w0),
+                            .ldc = u};
+    struct ddts__gemm dxg = {.tb = 1,
+                             .M = rows,
+                             .N = dx ? in : 0,
+                             .K = u,
+                             .alpha = 1.0f,
+                             .A = nd->dz,
+                             .lda = u,
+                             .B = ddts__nn_wdata(m, nd->w0),
+                             .ldb = u,
+                             .beta = acc ? 1.0f : 0.0f,
+                             .C = dx,
+                             .ldc = in};
+    ddts__tensor_sgemm_par2(m->threads, &dw, &dxg);
 }
 
 static double dense_macs(const struct ddts_model *m, const struct nn_node *nd)

@@ -23,33 +23,75 @@ void ddts__tensor_sgemm(int ta, int tb, size_t M, size_t N, size_t K, float alph
                 C, (blasint)ldc);
 }
 
+/* Whether ddts__tensor_sgemm_par runs the GEMM on one thread: below ~2
+ * MFLOP a split costs more than it saves. */
+static int gemm_serial(int threads, size_t M, size_t N, size_t K)
+{
+    return threads <= 1 || (double)M * N * K < 1e6 || (M < 32 && N < 32);
+}
+
+/* Thread t's block of nt of a split GEMM: rows (or columns when C is wider
+ * than tall) in blocks rounded to 16, the kernels' register tiles. */
+static void gemm_block(const struct ddts__gemm *g, size_t t, size_t nt)
+{
+    int by_rows = g->M >= g->N;
+    size_t len = by_rows ? g->M : g->N;
+    size_t blk = (len + nt - 1) / nt;
+    blk = (blk + 15) / 16 * 16;
+    size_t lo = t * blk, hi = lo + blk < len ? lo + blk : len;
+    if (lo >= hi)
+        return;
+    if (by_rows) {
+        const float *a = g->ta ? g->A + lo : g->A + lo * g->lda;
+        ddts__tensor_sgemm(g->ta, g->tb, hi - lo, g->N, g->K, g->alpha, a, g->lda, g->B, g->ldb,
+                           g->beta, g->C + lo * g->ldc, g->ldc);
+    } else {
+        const float *b = g->tb ? g->B + lo * g->ldb : g->B + lo;
+        ddts__tensor_sgemm(g->ta, g->tb, g->M, hi - lo, g->K, g->alpha, g->A, g->lda, b, g->ldb,
+                           g->beta, g->C + lo, g->ldc);
+    }
+}
+
+static void gemm_whole(const struct ddts__gemm *g)
+{
+    ddts__tensor_sgemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, g->A, g->lda, g->B, g->ldb,
+                       g->beta, g->C, g->ldc);
+}
+
 void ddts__tensor_sgemm_par(int threads, int ta, int tb, size_t M, size_t N, size_t K, float alpha,
                             const float *A, size_t lda, const float *B, size_t ldb, float beta,
                             float *C, size_t ldc)
 {
-    /* Below ~2 MFLOP a split costs more than it saves. */
-    if (threads <= 1 || (double)M * N * K < 1e6 || (M < 32 && N < 32)) {
-        ddts__tensor_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    struct ddts__gemm g = {ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
+    if (gemm_serial(threads, M, N, K)) {
+        gemm_whole(&g);
         return;
     }
-    int by_rows = M >= N;
-    size_t len = by_rows ? M : N;
+#pragma omp parallel num_threads(threads)
+    gemm_block(&g, (size_t)omp_get_thread_num(), (size_t)omp_get_num_threads());
+}
+
+void ddts__tensor_sgemm_par2(int threads, const struct ddts__gemm *g1, const struct ddts__gemm *g2)
+{
+    const struct ddts__gemm *g[2] = {g1, g2};
+    int split[2];
+    for (int i = 0; i < 2; i++)
+        split[i] = g[i]->M > 0 && g[i]->N > 0 && !gemm_serial(threads, g[i]->M, g[i]->N, g[i]->K);
+    if (!split[0] && !split[1]) {
+        gemm_whole(g1);
+        gemm_whole(g2);
+        return;
+    }
+    /* A GEMM too small to split runs whole on the first thread, as
+     * ddts__tensor_sgemm_par would run it on the calling one. */
 #pragma omp parallel num_threads(threads)
     {
         size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-        /* blocks rounded to 16 rows/columns, the kernels' register tiles */
-        size_t blk = (len + nt - 1) / nt;
-        blk = (blk + 15) / 16 * 16;
-        size_t lo = t * blk, hi = lo + blk < len ? lo + blk : len;
-        if (lo < hi) {
-            if (by_rows) {
-                const float *a = ta ? A + lo : A + lo * lda;
-                ddts__tensor_sgemm(ta, tb, hi - lo, N, K, alpha, a, lda, B, ldb, beta, C + lo * ldc,
-                                   ldc);
-            } else {
-                const float *b = tb ? B + lo * ldb : B + lo;
-                ddts__tensor_sgemm(ta, tb, M, hi - lo, K, alpha, A, lda, b, ldb, beta, C + lo, ldc);
-            }
+        for (int i = 0; i < 2; i++) {
+            if (split[i])
+                gemm_block(g[i], t, nt);
+            else if (t == 0)
+                gemm_whole(g[i]);
         }
     }
 }

@@ -20,12 +20,14 @@ void ddts__tensor_im2col(const struct ddts__conv_geom *g, size_t n, const float 
 }
 
 void ddts__tensor_col2im(const struct ddts__conv_geom *g, size_t n, const float *col, float *dx,
-                         int threads)
+                         int zero, int threads)
 {
-    const size_t K = (size_t)g->KH * g->KW * g->C;
+    const size_t K = (size_t)g->KH * g->KW * g->C, image = (size_t)g->H * g->W * g->C;
 #pragma omp parallel for num_threads(threads) schedule(static) if (n > 1)
     for (long img = 0; img < (long)n; img++) {
-        float *xi = dx + (size_t)img * g->H * g->W * g->C;
+        float *xi = dx + (size_t)img * image;
+        if (zero)
+            memset(xi, 0, image * sizeof *xi);
         const float *src = col + (size_t)img * g->OH * g->OW * K;
         for (int oh = 0; oh < g->OH; oh++) {
             for (int ow = 0; ow < g->OW; ow++) {

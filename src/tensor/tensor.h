@@ -26,6 +26,28 @@ void ddts__tensor_sgemm_par(int threads, int ta, int tb, size_t M, size_t N, siz
                             const float *A, size_t lda, const float *B, size_t ldb, float beta,
                             float *C, size_t ldc);
 
+/* One GEMM's arguments, for ddts__tensor_sgemm_par2. */
+struct ddts__gemm {
+    int ta, tb;
+    size_t M, N, K;
+    float alpha;
+    const float *A;
+    size_t lda;
+    const float *B;
+    size_t ldb;
+    float beta;
+    float *C;
+    size_t ldc;
+};
+
+/*
+ * Two independent GEMMs (a backward pass's weight and input gradients), each
+ * split exactly as ddts__tensor_sgemm_par splits it (so bit-identical to two
+ * calls of it), in one OpenMP region: one fork and join instead of two. A
+ * GEMM with M or N zero is skipped.
+ */
+void ddts__tensor_sgemm_par2(int threads, const struct ddts__gemm *g1, const struct ddts__gemm *g2);
+
 /* Sets the number of OpenBLAS's own threads (<= 0: 1), for benchmarks.
  * OpenBLAS keeps this per process; the library itself only uses enter/leave. */
 void ddts__tensor_set_threads(int n);
@@ -86,10 +108,11 @@ static inline void ddts__tensor_im2col_row(const struct ddts__conv_geom *g, cons
  */
 void ddts__tensor_im2col(const struct ddts__conv_geom *g, size_t n, const float *x, float *col,
                          int threads);
-/* col2im: the adjoint of im2col; adds col's taps into dx (n, H, W, C), which
- * the caller zeroes (or not, to accumulate). Parallel over images. */
+/* col2im: the adjoint of im2col; adds col's taps into dx (n, H, W, C), each
+ * image zeroed first when `zero` (by the thread that scatters into it: no
+ * serial pass over dx), else accumulated into. Parallel over images. */
 void ddts__tensor_col2im(const struct ddts__conv_geom *g, size_t n, const float *col, float *dx,
-                         int threads);
+                         int zero, int threads);
 
 /* A 3-D convolution over (D, H, W, C) images: the 2-D geometry of each
  * depth slice plus the depth axis. Kernel taps in (kd, kh, kw, c) order, as

@@ -22,6 +22,22 @@ for model in mlp cnn; do
     for f in model.h5 best_model.h5 history.csv train.log history.png summary.json; do
         [ -s "$WORK/out-$model/$f" ] || fail "$model: $f missing"
     done
+    # train.log: each epoch's training steps and validation pass apart, wall
+    # and CPU seconds (bench/run.sh's train case reads them); the parts
+    # cannot exceed the fit's whole time in summary.json.
+    $PY - "$WORK/out-$model/train.log" "$WORK/out-$model/summary.json" <<'PYEOF' || fail "$model: train.log timing"
+import json, re, sys
+pat = re.compile(r'timing of epoch (\d+): training ([0-9.]+) s, validation ([0-9.]+) s; '
+                 r'CPU \(all threads\): training ([0-9.]+) s, validation ([0-9.]+) s')
+rows = [pat.search(l) for l in open(sys.argv[1])]
+rows = [r for r in rows if r]
+assert [int(r.group(1)) for r in rows] == [1, 2], rows
+total = sum(float(r.group(2)) + float(r.group(3)) for r in rows)
+seconds = json.load(open(sys.argv[2]))['seconds']
+assert all(float(r.group(k)) > 0 for r in rows for k in (2, 3, 4, 5)), rows
+assert total <= seconds + 0.01, (total, seconds)
+print('train.log timing ok: %.2f s of %.2f s' % (total, seconds))
+PYEOF
     # history.csv has Keras CSVLogger's columns, one row per epoch.
     $PY - "$WORK/out-$model/history.csv" <<'PYEOF' || fail "$model: history.csv"
 import csv, sys

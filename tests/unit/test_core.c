@@ -107,6 +107,26 @@ static void test_rng_deterministic(void **state)
 
 /* The bulk 32-bit draws are the halves of the 64-bit stream, low half first,
  * and leave the generator where that many u64 draws would. */
+/* ddts_cpu_now counts this process's CPU time: it grows while the process
+ * computes (10 ms of CPU reached within 20 s of wall time, however loaded
+ * the machine) and never runs ahead of the wall clock by more than the
+ * threads there are. */
+static void test_cpu_now(void **state)
+{
+    (void)state;
+    double c0 = ddts_cpu_now(), w0 = ddts_now(), c1 = c0;
+    volatile double sink = 0;
+    while (c1 - c0 < 0.01 && ddts_now() - w0 < 20) {
+        for (int i = 0; i < 100000; i++)
+            sink += i * 0.5;
+        c1 = ddts_cpu_now();
+    }
+    assert_true(sink >= 0);
+    assert_true(c0 > 0);
+    assert_true(c1 - c0 >= 0.01);
+    assert_true(c1 - c0 <= (ddts_now() - w0) * 4 + 0.01);
+}
+
 static void test_rng_fill_u32(void **state)
 {
     (void)state;
@@ -225,9 +245,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_messages),        cmocka_unit_test(test_format),
         cmocka_unit_test(test_alloc_fault_injection), cmocka_unit_test(test_rng_deterministic),
-        cmocka_unit_test(test_rng_fill_u32),          cmocka_unit_test(test_array_basics),
-        cmocka_unit_test(test_half_conversion),       cmocka_unit_test(test_atomic_write),
-        cmocka_unit_test(test_atomic_write_umask),
+        cmocka_unit_test(test_rng_fill_u32),          cmocka_unit_test(test_cpu_now),
+        cmocka_unit_test(test_array_basics),          cmocka_unit_test(test_half_conversion),
+        cmocka_unit_test(test_atomic_write),          cmocka_unit_test(test_atomic_write_umask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

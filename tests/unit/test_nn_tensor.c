@@ -1,4 +1,5 @@
-/* Tensor kernels: the split GEMM against a naive product, im2col/col2im
+/* Tensor kernels: the split GEMM against a naive product, two GEMMs in one
+ * region against two split calls, im2col/col2im
  * adjointness, the direct convolution against im2col and a naive product,
  * the depthwise convolution against naive sums. */
 #include <math.h>
@@ -47,6 +48,69 @@ static void test_sgemm_split(void **state)
                 }
 }
 
+/* Two GEMMs in one region (a backward pass's dW and dx) give bit for bit
+ * what two ddts__tensor_sgemm_par calls give: both split (tall and wide),
+ * one too small to split (run whole by one thread), one empty (N = 0). */
+static void test_sgemm_par2(void **state)
+{
+    (void)state;
+    struct ddts_rng r;
+    ddts_rng_seed(&r, 2);
+    /* {M, N, K} of the first and the second GEMM per case */
+    static const size_t cases[][2][3] = {{{301, 37, 150}, {45, 333, 101}},
+                                         {{300, 40, 120}, {8, 9, 10}},
+                                         {{5, 6, 7}, {200, 64, 128}},
+                                         {{300, 0, 120}, {128, 256, 64}},
+                                         {{6, 5, 4}, {3, 2, 1}}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int t = 0; t < 4; t++)
+            for (int threads = 1; threads <= 3; threads++) {
+                int ta = t & 1, tb = t >> 1;
+                float *A[2], *B[2], *C1[2], *C2[2];
+                struct ddts__gemm g[2];
+                for (int k = 0; k < 2; k++) {
+                    size_t M = cases[c][k][0], N = cases[c][k][1], K = cases[c][k][2];
+                    A[k] = malloc((M * K + 1) * 4);
+                    B[k] = malloc((K * N + 1) * 4);
+                    C1[k] = malloc((M * N + 1) * 4);
+                    C2[k] = malloc((M * N + 1) * 4);
+                    for (size_t i = 0; i < M * K; i++)
+                        A[k][i] = (float)(ddts_rng_uniform(&r) - 0.5);
+                    for (size_t i = 0; i < K * N; i++)
+                        B[k][i] = (float)(ddts_rng_uniform(&r) - 0.5);
+                    for (size_t i = 0; i < M * N; i++)
+                        C1[k][i] = C2[k][i] = (float)ddts_rng_uniform(&r);
+                    g[k] = (struct ddts__gemm){.ta = ta,
+                                               .tb = tb,
+                                               .M = M,
+                                               .N = N,
+                                               .K = K,
+                                               .alpha = 1.5f,
+                                               .A = A[k],
+                                               .lda = ta ? M : K,
+                                               .B = B[k],
+                                               .ldb = tb ? K : N,
+                                               .beta = k ? 1.0f : 0.0f,
+                                               .C = C1[k],
+                                               .ldc = N};
+                    ddts__tensor_sgemm_par(threads, ta, tb, M, N, K, g[k].alpha, A[k], g[k].lda,
+                                           B[k], g[k].ldb, g[k].beta, C2[k], N);
+                }
+                ddts__tensor_sgemm_par2(threads, &g[0], &g[1]);
+                for (int k = 0; k < 2; k++) {
+                    size_t n = cases[c][k][0] * cases[c][k][1];
+                    if (n > 0 && memcmp(C1[k], C2[k], n * 4) != 0)
+                        fail_msg("case %zu GEMM %d ta %d tb %d threads %d: not the two-call "
+                                 "result",
+                                 c, k, ta, tb, threads);
+                    free(A[k]);
+                    free(B[k]);
+                    free(C1[k]);
+                    free(C2[k]);
+                }
+            }
+}
+
 /* <col, im2col(x)> = <col2im(col), x> for strided, padded, dilated windows. */
 static void test_im2col_adjoint(void **state)
 {
@@ -61,19 +125,28 @@ static void test_im2col_adjoint(void **state)
     for (size_t g = 0; g < 3; g++) {
         const struct ddts__conv_geom *G = &geoms[g];
         size_t n = 2, xs = n * G->H * G->W * G->C, cs = n * G->OH * G->OW * G->KH * G->KW * G->C;
-        float *x = malloc(xs * 4), *col = malloc(cs * 4), *c2 = malloc(cs * 4), *dx = calloc(xs, 4);
+        float *x = malloc(xs * 4), *col = malloc(cs * 4), *c2 = malloc(cs * 4),
+              *dx = malloc(xs * 4);
+        for (size_t i = 0; i < xs; i++)
+            dx[i] = 1e30f; /* col2im with zero = 1 must not add into this */
         for (size_t i = 0; i < xs; i++)
             x[i] = (float)ddts_rng_uniform(&r);
         for (size_t i = 0; i < cs; i++)
             col[i] = (float)ddts_rng_uniform(&r);
         ddts__tensor_im2col(G, n, x, c2, 2);
-        ddts__tensor_col2im(G, n, col, dx, 2);
+        ddts__tensor_col2im(G, n, col, dx, 1, 2);
         double l = 0, rr = 0;
         for (size_t i = 0; i < cs; i++)
             l += (double)col[i] * c2[i];
         for (size_t i = 0; i < xs; i++)
             rr += (double)dx[i] * x[i];
         assert_close(l, rr, 1e-5);
+        /* zero = 0 adds into dx: twice the product */
+        ddts__tensor_col2im(G, n, col, dx, 0, 2);
+        rr = 0;
+        for (size_t i = 0; i < xs; i++)
+            rr += (double)dx[i] * x[i];
+        assert_close(2 * l, rr, 2e-5);
         free(x);
         free(col);
         free(c2);
@@ -467,9 +540,13 @@ static void test_vmath(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sgemm_split),       cmocka_unit_test(test_im2col_adjoint),
-        cmocka_unit_test(test_conv_direct),       cmocka_unit_test(test_conv_direct_pool),
-        cmocka_unit_test(test_depthwise_kernels), cmocka_unit_test(test_vmath),
+        cmocka_unit_test(test_sgemm_split),
+        cmocka_unit_test(test_sgemm_par2),
+        cmocka_unit_test(test_im2col_adjoint),
+        cmocka_unit_test(test_conv_direct),
+        cmocka_unit_test(test_conv_direct_pool),
+        cmocka_unit_test(test_depthwise_kernels),
+        cmocka_unit_test(test_vmath),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
