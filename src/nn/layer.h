@@ -296,6 +296,9 @@ static inline float *ddts__nn_dx(const struct ddts_model *m, const struct nn_nod
 void ddts__nn_put(float *dst, const float *src, size_t n, int acc);
 /* z (rows, k) += bias (k). */
 void ddts__nn_add_bias(size_t rows, size_t k, const float *bias, float *z, int nt);
+/* Conv2D (layer_conv.c): compute and store only the leading rows x cols of
+ * node conv's output, the cells its max pooling reads; returns whether. */
+int ddts__nn_conv_crop(struct ddts_model *m, size_t conv, int rows, int cols);
 /* Whether the node's activation is a plain relu applied in place (z == y). */
 int ddts__nn_plain_relu_in_place(const struct nn_node *nd);
 /* z += bias, then y = act(z) for a plain relu in place, fused in one pass.

@@ -207,6 +207,7 @@ static void conv_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan
 {
     struct nn_node *nd = &m->nodes[i];
     const struct nn_node *a = &m->nodes[nd->in[0]];
+    nd->crop_h = nd->crop_w = 0; /* the max pooling after it may set them (plan_link) */
     size_t rows = cap * (nd->size / (size_t)nd->shape[nd->rank - 1]);
     need->ones_n = rows > need->ones_n ? rows : need->ones_n;
     size_t per;
@@ -254,7 +255,9 @@ static void conv_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan
 
 /* ---- passes ---- */
 
-static void conv_geom(const struct nn_node *nd, const struct nn_node *a, struct ddts__conv_geom *g)
+/* The layer's whole geometry (conv_geom below: the part it computes). */
+static void conv_geom_full(const struct nn_node *nd, const struct nn_node *a,
+                           struct ddts__conv_geom *g)
 {
     if (nd->kind == NN_CONV2DT) {
         /* The image is the output; the input plays the convolution's output. */
@@ -280,9 +283,47 @@ static void conv_geom(const struct nn_node *nd, const struct nn_node *a, struct 
     g->PL = nd->pl;
 }
 
+/* The output rows and columns the passes compute: all, or the leading
+ * crop_h x crop_w that a max pooling reads (stored packed). im2col, col2im
+ * and the direct kernels take OH and OW as the positions to visit. */
+static void conv_geom(const struct nn_node *nd, const struct nn_node *a, struct ddts__conv_geom *g)
+{
+    conv_geom_full(nd, a, g);
+    if (nd->crop_h > 0) {
+        g->OH = nd->crop_h;
+        g->OW = nd->crop_w;
+    }
+}
+
 static int conv_is_pointwise(const struct ddts__conv_geom *g)
 {
     return g->KH == 1 && g->KW == 1 && g->SH == 1 && g->SW == 1 && g->PT == 0 && g->PL == 0;
+}
+
+/*
+ * A Conv2D whose only reader is a max pooling with tiling windows that
+ * leave a remainder ('valid' pooling of 11 by 2 reads rows and columns 0-9)
+ * computes only the rows and columns the windows read, and stores them
+ * packed as (n, rows, cols, F): the GEMMs, im2col and col2im skip the rest
+ * (a sixth of the second convolution of examples/fashion_cnn.json). Not for
+ * the model's output, a 1x1 convolution (its GEMM reads the input in
+ * place), or a direct convolution computing the pooling itself. The pooling
+ * reads its input as stored (layer_pool.c, stored_in). Returns whether it
+ * crops.
+ */
+int ddts__nn_conv_crop(struct ddts_model *m, size_t conv, int rows, int cols)
+{
+    struct nn_node *nd = &m->nodes[conv];
+    struct ddts__conv_geom g;
+    if (nd->kind != NN_CONV2D || nd->pool_node != 0 || (int)conv == m->output_node)
+        return 0;
+    conv_geom_full(nd, &m->nodes[nd->in[0]], &g);
+    if (conv_is_pointwise(&g) || rows <= 0 || cols <= 0 || rows > g.OH || cols > g.OW ||
+        (rows == g.OH && cols == g.OW))
+        return 0;
+    nd->crop_h = rows;
+    nd->crop_w = cols;
+    return 1;
 }
 
 static const struct ddts__conv_pool *fused_pool(const struct ddts_model *m,
@@ -320,16 +361,29 @@ static void conv_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     }
     if (conv_is_pointwise(&g)) {
         ddts__tensor_sgemm_par(m->threads, 0, 0, b * P, F, K, 1.0f, a->y, K, W, F, 0.0f, nd->z, F);
-    } else {
-        float *col = nd->colbuf ? nd->colbuf : m->col;
+        nd->act_done = ddts__nn_bias_act(nd, b * P, F, bias, m->threads);
+        return;
+    }
+    float *col = nd->colbuf ? nd->colbuf : m->col;
+    if (nd->chunk < m->threads) { /* large images: each pass split over the threads */
         for (size_t n0 = 0; n0 < b; n0 += (size_t)nd->chunk) {
             size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
             ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, col, m->threads);
             ddts__tensor_sgemm_par(m->threads, 0, 0, nb * P, F, K, 1.0f, col, K, W, F, 0.0f,
-                                   nd->z + n0 * nd->size, F);
+                                   nd->z + n0 * P * F, F);
         }
+        nd->act_done = ddts__nn_bias_act(nd, b * P, F, bias, m->threads);
+        return;
     }
-    nd->act_done = ddts__nn_bias_act(nd, b * P, F, bias, m->threads);
+    /* im2col, GEMM, bias and relu: one parallel region per chunk, the
+     * threads splitting its images */
+    int relu = ddts__nn_plain_relu_in_place(nd);
+    for (size_t n0 = 0; n0 < b; n0 += (size_t)nd->chunk) {
+        size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
+        ddts__tensor_conv_fwd(&g, nb, a->y + n0 * a->size, W, F, bias, relu, nd->z + n0 * P * F,
+                              col, m->threads);
+    }
+    nd->act_done = relu;
 }
 
 static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
@@ -385,14 +439,22 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
             ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
             col = m->col;
         }
-        ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, nb * P, 1.0f, col, K, nd->dz + n0 * nd->size,
-                               F, n0 ? 1.0f : 0.0f, ddts__nn_gdata(m, nd->w0), F);
+        ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, nb * P, 1.0f, col, K, nd->dz + n0 * P * F, F,
+                               n0 ? 1.0f : 0.0f, ddts__nn_gdata(m, nd->w0), F);
     }
-    /* dcol (nb*P, K) = dz W^T, scattered back onto the image, in dchunks */
+    /* dcol (nb*P, K) = dz W^T, scattered back onto the image, in dchunks:
+     * one parallel region, each thread on its images in groups through its
+     * part of the dchunk's scratch; or, where a dchunk holds fewer images
+     * than threads (large images), each GEMM split over the threads */
+    size_t group = (size_t)nd->dchunk / (size_t)m->threads;
+    if (dx && group >= 1) {
+        ddts__tensor_conv_dx(&g, b, nd->dz, W, F, dx, !acc, m->col, group, m->threads);
+        return;
+    }
     for (size_t n0 = 0; dx && n0 < b; n0 += (size_t)nd->dchunk) {
         size_t nb = b - n0 < (size_t)nd->dchunk ? b - n0 : (size_t)nd->dchunk;
-        ddts__tensor_sgemm_par(m->threads, 0, 1, nb * P, K, F, 1.0f, nd->dz + n0 * nd->size, F, W,
-                               F, 0.0f, m->col, K);
+        ddts__tensor_sgemm_par(m->threads, 0, 1, nb * P, K, F, 1.0f, nd->dz + n0 * P * F, F, W, F,
+                               0.0f, m->col, K);
         ddts__tensor_col2im(&g, nb, m->col, dx + n0 * a->size, !acc, m->threads);
     }
 }
@@ -448,7 +510,7 @@ static double conv_macs(const struct ddts_model *m, const struct nn_node *nd)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
     struct ddts__conv_geom g;
-    conv_geom(nd, a, &g);
+    conv_geom_full(nd, a, &g); /* the layer's count, cropped or not (as the peer computes) */
     double K = (double)g.KH * g.KW * g.C, P = (double)g.OH * g.OW;
     return P * K * (double)(nd->kind == NN_CONV2DT ? a->shape[2] : nd->units);
 }

@@ -119,20 +119,35 @@ static void maxpool_link(struct ddts_model *m, size_t i, struct nn_plan_need *ne
             .KH = a->kh, .KW = a->kw, .C = (int)nn_c(&m->nodes[a->in[0]]), .OW = (int)nn_w(a)};
         size_t col = ddts__tensor_conv_direct_scratch(&tg, (size_t)a->units, nd->kh, m->threads);
         need->col_n = col > need->col_n ? col : need->col_n;
+        return;
     }
+    /* Otherwise a convolution computes only the cells the windows read. */
+    (void)ddts__nn_conv_crop(m, (size_t)nd->in[0], (int)nn_h(nd) * nd->kh, (int)nn_w(nd) * nd->kw);
+}
+
+/* The input's (H, W, C) as stored and its floats per sample: a convolution
+ * may store only the rows and columns this pooling reads (crop_h, crop_w,
+ * packed; layer_conv.c). */
+static size_t stored_in(const struct nn_node *a, int *H, int *W, int *C)
+{
+    *H = a->crop_h > 0 ? a->crop_h : (int)nn_h(a);
+    *W = a->crop_h > 0 ? a->crop_w : (int)nn_w(a);
+    *C = (int)nn_c(a);
+    return (size_t)*H * (size_t)*W * (size_t)*C;
 }
 
 static void maxpool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    int H = (int)nn_h(a), W = (int)nn_w(a), C = (int)nn_c(a);
+    int H, W, C;
+    size_t asz = stored_in(a, &H, &W, &C);
     int OH = (int)nn_h(nd), OW = (int)nn_w(nd);
     int32_t *arg = (int32_t *)nd->aux;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b * nd->size > 65536)
     for (long r = 0; r < (long)(b * (size_t)OH); r++) {
         size_t n = (size_t)r / (size_t)OH;
         int oh = (int)((size_t)r % (size_t)OH);
-        const float *x = a->y + n * a->size;
+        const float *x = a->y + n * asz;
         float *y = nd->y + n * nd->size + (size_t)oh * OW * C;
         int32_t *ar = arg + n * nd->size + (size_t)oh * OW * C;
         int h0 = oh * nd->sh - nd->pt;
@@ -182,13 +197,14 @@ static void argmax_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                 nd->pt == 0 && nd->pl == 0 && nn_h(a) >= nn_h(nd) * nd->kh &&
                 nn_w(a) >= nn_w(nd) * nd->kw;
     if (tiles) {
-        int W = (int)nn_w(a), C = (int)nn_c(a), OH = (int)nn_h(nd), OW = (int)nn_w(nd);
-        int H = (int)nn_h(a), tail = (W - OW * nd->kw) * C;
+        int H, W, C, OH = (int)nn_h(nd), OW = (int)nn_w(nd);
+        size_t asz = stored_in(a, &H, &W, &C);
+        int tail = (W - OW * nd->kw) * C;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
         for (long r = 0; r < (long)(b * (size_t)OH); r++) {
             size_t n = (size_t)r / (size_t)OH;
             int oh = (int)((size_t)r % (size_t)OH);
-            float *d = dx + n * a->size;
+            float *d = dx + n * asz;
             const float *dy = nd->dy + n * nd->size + (size_t)oh * OW * C;
             const int32_t *ar = arg + n * nd->size + (size_t)oh * OW * C;
             const float *py = nd->y + n * nd->size + (size_t)oh * OW * C;

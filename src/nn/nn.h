@@ -210,6 +210,9 @@ struct nn_node {
     int in_conv;      /* max pooling computed by the convolution before it */
     int act_node;     /* BatchNormalization: 1 + the ReLU node it computes too (0: none) */
     int act_in_prev;  /* ReLU computed by the BatchNormalization before it */
+    /* Conv2D: the output rows and columns computed and stored, packed as
+     * (n, crop_h, crop_w, F): those its max pooling reads (0: all) */
+    int crop_h, crop_w;
 };
 
 /* The most outputs one layer has: Bidirectional(LSTM(return_state)) with

@@ -1,4 +1,5 @@
 /* im2col / col2im for NHWC and NDHWC convolutions (see tensor.h for the layouts). */
+#include <omp.h>
 #include <string.h>
 
 #include "tensor/tensor.h"
@@ -19,31 +20,99 @@ void ddts__tensor_im2col(const struct ddts__conv_geom *g, size_t n, const float 
     }
 }
 
+/* [lo, hi) of n items for thread t of T: contiguous static blocks. */
+static void split_static(size_t n, size_t t, size_t T, size_t *lo, size_t *hi)
+{
+    size_t blk = (n + T - 1) / T;
+    *lo = t * blk < n ? t * blk : n;
+    *hi = *lo + blk < n ? *lo + blk : n;
+}
+
+void ddts__tensor_conv_fwd(const struct ddts__conv_geom *g, size_t n, const float *x,
+                           const float *W, size_t F, const float *bias, int relu, float *z,
+                           float *col, int threads)
+{
+    const size_t K = (size_t)g->KH * g->KW * g->C, image = (size_t)g->H * g->W * g->C;
+    const size_t P = (size_t)g->OH * g->OW;
+    int nt = threads > 1 && n > 1 ? threads : 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        size_t lo, hi;
+        split_static(n, (size_t)omp_get_thread_num(), (size_t)omp_get_num_threads(), &lo, &hi);
+        for (size_t i = lo; i < hi; i++)
+            for (int oh = 0; oh < g->OH; oh++)
+                for (int ow = 0; ow < g->OW; ow++)
+                    ddts__tensor_im2col_row(g, x + i * image, oh, ow,
+                                            col + ((i * (size_t)g->OH + (size_t)oh) * g->OW + ow) *
+                                                      K);
+        if (hi > lo)
+            ddts__tensor_sgemm(0, 0, (hi - lo) * P, F, K, 1.0f, col + lo * P * K, K, W, F, 0.0f,
+                               z + lo * P * F, F);
+        /* bias and relu as ddts__nn_bias_act applies them */
+        for (size_t r = lo * P; r < hi * P && (bias || relu); r++) {
+            float *zr = z + r * F;
+            for (size_t j = 0; j < F; j++) {
+                float v = zr[j] + (bias ? bias[j] : 0.0f);
+                zr[j] = relu ? (v > 0 ? v : 0.0f) : v;
+            }
+        }
+    }
+}
+
+/* col2im of one image: adds src (OH * OW, K) into xi (H, W, C), zeroed first when asked. */
+static void col2im_image(const struct ddts__conv_geom *g, const float *src, float *xi, int zero)
+{
+    if (zero)
+        memset(xi, 0, (size_t)g->H * g->W * g->C * sizeof *xi);
+    for (int oh = 0; oh < g->OH; oh++) {
+        for (int ow = 0; ow < g->OW; ow++) {
+            for (int kh = 0; kh < g->KH; kh++) {
+                int ih = oh * g->SH - g->PT + kh * g->DH;
+                for (int kw = 0; kw < g->KW; kw++) {
+                    int iw = ow * g->SW - g->PL + kw * g->DW;
+                    if (ih >= 0 && ih < g->H && iw >= 0 && iw < g->W) {
+                        float *d = xi + ((size_t)ih * g->W + iw) * g->C;
+                        for (int c = 0; c < g->C; c++)
+                            d[c] += src[c];
+                    }
+                    src += g->C;
+                }
+            }
+        }
+    }
+}
+
 void ddts__tensor_col2im(const struct ddts__conv_geom *g, size_t n, const float *col, float *dx,
                          int zero, int threads)
 {
     const size_t K = (size_t)g->KH * g->KW * g->C, image = (size_t)g->H * g->W * g->C;
+    const size_t P = (size_t)g->OH * g->OW;
 #pragma omp parallel for num_threads(threads) schedule(static) if (n > 1)
-    for (long img = 0; img < (long)n; img++) {
-        float *xi = dx + (size_t)img * image;
-        if (zero)
-            memset(xi, 0, image * sizeof *xi);
-        const float *src = col + (size_t)img * g->OH * g->OW * K;
-        for (int oh = 0; oh < g->OH; oh++) {
-            for (int ow = 0; ow < g->OW; ow++) {
-                for (int kh = 0; kh < g->KH; kh++) {
-                    int ih = oh * g->SH - g->PT + kh * g->DH;
-                    for (int kw = 0; kw < g->KW; kw++) {
-                        int iw = ow * g->SW - g->PL + kw * g->DW;
-                        if (ih >= 0 && ih < g->H && iw >= 0 && iw < g->W) {
-                            float *d = xi + ((size_t)ih * g->W + iw) * g->C;
-                            for (int c = 0; c < g->C; c++)
-                                d[c] += src[c];
-                        }
-                        src += g->C;
-                    }
-                }
-            }
+    for (long img = 0; img < (long)n; img++)
+        col2im_image(g, col + (size_t)img * P * K, dx + (size_t)img * image, zero);
+}
+
+void ddts__tensor_conv_dx(const struct ddts__conv_geom *g, size_t n, const float *dz,
+                          const float *W, size_t F, float *dx, int zero, float *col, size_t group,
+                          int threads)
+{
+    const size_t K = (size_t)g->KH * g->KW * g->C, image = (size_t)g->H * g->W * g->C;
+    const size_t P = (size_t)g->OH * g->OW;
+    int nt = threads > 1 && n > 1 ? threads : 1;
+    if (group < 1)
+        group = 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        /* images [lo, hi) in contiguous static blocks, in groups of at most
+         * `group` through this thread's part of col */
+        size_t t = (size_t)omp_get_thread_num(), lo, hi;
+        split_static(n, t, (size_t)omp_get_num_threads(), &lo, &hi);
+        float *mine = col + t * group * P * K;
+        for (size_t i0 = lo; i0 < hi; i0 += group) {
+            size_t nb = hi - i0 < group ? hi - i0 : group;
+            ddts__tensor_sgemm(0, 1, nb * P, K, F, 1.0f, dz + i0 * P * F, F, W, F, 0.0f, mine, K);
+            for (size_t i = 0; i < nb; i++)
+                col2im_image(g, mine + i * P * K, dx + (i0 + i) * image, zero);
         }
     }
 }

@@ -113,6 +113,29 @@ void ddts__tensor_im2col(const struct ddts__conv_geom *g, size_t n, const float 
  * serial pass over dx), else accumulated into. Parallel over images. */
 void ddts__tensor_col2im(const struct ddts__conv_geom *g, size_t n, const float *col, float *dx,
                          int zero, int threads);
+/* A convolution's forward pass through im2col and a GEMM: col (n * OH *
+ * OW, K) = im2col(x), z (n * OH * OW, F) = col W (W (K, F)), then z += bias
+ * (if not NULL) and relu (if set) as ddts__nn_bias_act applies them. The
+ * threads split the images, each running its im2col, its GEMM (one thread
+ * of OpenBLAS) and its bias and relu: one parallel region. Per image the
+ * operations of the passes run apart (OpenBLAS may round differently at
+ * another row count); a fixed thread count gives fixed bits. col holds
+ * n * OH * OW * K floats. */
+void ddts__tensor_conv_fwd(const struct ddts__conv_geom *g, size_t n, const float *x,
+                           const float *W, size_t F, const float *bias, int relu, float *z,
+                           float *col, int threads);
+/* A convolution's input gradient: per image dcol (OH * OW, K) = dz (OH * OW,
+ * F) W^T (W (K, F), K = KH * KW * C), scattered by col2im into dx (n, H, W,
+ * C) (added, or over zeros when `zero`). The threads split the images, and
+ * each runs its GEMMs (one thread of OpenBLAS) and scatters on groups of up
+ * to `group` images in its own part of col, `threads` * group * OH * OW * K
+ * floats: one parallel region for the whole batch. Per image the
+ * operations of sgemm + col2im over the batch (OpenBLAS may round
+ * differently at another row count); a fixed thread count and group give
+ * fixed bits. */
+void ddts__tensor_conv_dx(const struct ddts__conv_geom *g, size_t n, const float *dz,
+                          const float *W, size_t F, float *dx, int zero, float *col, size_t group,
+                          int threads);
 
 /* A 3-D convolution over (D, H, W, C) images: the 2-D geometry of each
  * depth slice plus the depth axis. Kernel taps in (kd, kh, kw, c) order, as

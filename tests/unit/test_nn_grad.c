@@ -574,6 +574,23 @@ static void test_pooling(void **state)
     check("7,5,2", RELU_CONV POOL2 HEAD, "mse", T_REAL);
     check("7,5,2", CONV("c0", 2, 1, "") "," CONV("c", 3, 3, ",\"padding\":\"same\"") POOL2 HEAD,
           "mse", T_REAL);
+    /* A relu convolution that the pooling reads only in part computes only
+     * those cells (layer_conv.c, ddts__nn_conv_crop): over the input through
+     * the GEMMs, after a 1x1 convolution (its input gradient) through the
+     * direct kernels and the GEMMs, with strides (7x5x3: with 2 channels
+     * a max-pooling kink lies within the finite differences' step). */
+    for (gemm_only = 0; gemm_only <= 1; gemm_only++) {
+        check("7,5,2", RELU_CONV POOL2 HEAD, "mse", T_REAL);
+        check("7,5,3", CONV("c0", 2, 1, "") "," RELU_CONV POOL2 HEAD, "mse", T_REAL);
+        check("9,8,2",
+              CONV("c0", 2, 1, "") ",{\"class_name\":\"Conv2D\",\"config\":{\"name\":\"c\","
+                                   "\"filters\":3,\"kernel_size\":3,\"strides\":[2,1],"
+                                   "\"padding\":\"same\",\"activation\":\"relu\"}},"
+                                   "{\"class_name\":\"MaxPooling2D\",\"config\":{\"name\":"
+                                   "\"p\",\"pool_size\":[3,3]}}" HEAD,
+              "mse", T_REAL);
+    }
+    gemm_only = 0;
     /* relu convolution into tiling max pooling: the pooling applies the relu
      * derivative itself (a fused path) */
     check("6,4,2",
@@ -849,6 +866,84 @@ static void test_batchnorm_fused_bits(void **state)
         free(json);
         ddts_model_destroy(m);
     }
+}
+
+/* A relu convolution whose max pooling leaves a remainder computes and
+ * stores only the cells the pooling reads (crop_h x crop_w, layer_conv.c):
+ * the same output and gradients as the whole layer (the crop undone by
+ * hand), bit for bit on the direct kernels (only exact zeros leave their
+ * sums) and to float rounding through the GEMMs (whose inner blocking
+ * moves with the row count). */
+static void test_conv_crop(void **state)
+{
+    (void)state;
+#define RELU_CONV_S(f, extra)                                                                      \
+    "{\"class_name\":\"Conv2D\",\"config\":{\"name\":\"c\",\"filters\":" #f                        \
+    ",\"kernel_size\":3,\"activation\":\"relu\"" extra "}}"
+#define POOL_S(p)                                                                                  \
+    ",{\"class_name\":\"MaxPooling2D\",\"config\":{\"name\":\"p\",\"pool_size\":[" p "]}}"
+    static const struct {
+        const char *input, *layers;
+        int rows, cols;
+    } cases[] = {
+        /* the second convolution of examples/fashion_cnn.json in small:
+         * 13x13 -> 11x11 (K = 36 taps: direct kernels unless gemm_only),
+         * pooled by 2: rows and columns 0-9 */
+        {"13,13,3", CONV("c0", 4, 1, "") "," RELU_CONV_S(19, "") POOL_S("2,2") HEAD, 10, 10},
+        /* over the input (no input gradient), K = 72: the GEMMs either way */
+        {"13,12,8", RELU_CONV_S(16, "") POOL_S("2,2") HEAD, 10, 10},
+        /* strides and 'same' padding: 9x8 -> 5x8, pooled by 3: rows 0-2, columns 0-5 */
+        {"9,8,2",
+         CONV("c0", 2, 1, "") "," RELU_CONV_S(5, ",\"strides\":[2,1],\"padding\":\"same\"")
+             POOL_S("3,3") HEAD,
+         3, 6},
+    };
+    for (size_t li = 0; li < sizeof cases / sizeof cases[0]; li++)
+        for (int g = 0; g <= 1; g++) {
+            char *json = seq(cases[li].input, cases[li].layers);
+            struct ddts_error err = {0};
+            struct ddts_model *m = NULL;
+            assert_int_equal(ddts_model_from_keras_config(json, strlen(json), &m, &err), DDTS_OK);
+            assert_int_equal(ddts_model_init_weights(m, 3, &err), DDTS_OK);
+            struct ddts_compile_options co = {.loss = "mse", .optimizer = "sgd"};
+            assert_int_equal(ddts_model_compile(m, &co, &err), DDTS_OK);
+            const struct nn_node *o = &m->nodes[m->output_node];
+            m->target_size = o->size;
+            m->conv_gemm_only = g;
+            assert_int_equal(ddts__nn_plan(m, B, &err), DDTS_OK);
+            struct nn_node *c = NULL;
+            for (size_t i = 0; i < m->n_nodes; i++)
+                if (strcmp(m->nodes[i].name, "c") == 0)
+                    c = &m->nodes[i];
+            assert_non_null(c);
+            assert_int_equal(c->crop_h, cases[li].rows);
+            assert_int_equal(c->crop_w, cases[li].cols);
+            assert_int_equal(c->direct, li != 1 && !g);
+            struct ddts_rng r;
+            ddts_rng_seed(&r, 8);
+            for (size_t i = 0; i < m->n_w; i++)
+                fill_uniform(&r, m->params + m->w[i].off, m->w[i].n, -0.6, 0.6);
+            struct nn_node *in = &m->nodes[m->input_node];
+            fill_uniform(&r, in->y, B * in->size, -1, 1);
+            fill_uniform(&r, m->target, B * m->target_size, -1, 1);
+            size_t n = B * o->size + m->n_params;
+            float *ref = malloc(n * sizeof *ref), *got = malloc(n * sizeof *got);
+            train_pass(m, got);
+            c->crop_h = c->crop_w = 0; /* the whole layer, its pooling reading all of it */
+            train_pass(m, ref);
+            for (size_t i = 0; i < n; i++) {
+                if (!g && li != 1 ? memcmp(&got[i], &ref[i], sizeof *ref) != 0
+                                  : fabsf(got[i] - ref[i]) > 1e-5f + 1e-5f * fabsf(ref[i]))
+                    fail_msg("case %zu gemm_only %d: value %zu is %.9g, the whole layer's %.9g", li,
+                             g, i, (double)got[i], (double)ref[i]);
+            }
+            free(ref);
+            free(got);
+            free(json);
+            ddts_model_destroy(m);
+        }
+#undef RELU_CONV_S
+#undef POOL_S
 }
 
 /* Conv3D (valid, same with strides, dilation, no bias) and the 3-D
@@ -1458,6 +1553,7 @@ int main(void)
         cmocka_unit_test_setup(test_attention, reset),
         cmocka_unit_test_setup(test_attention_masks, reset),
         cmocka_unit_test_setup(test_pooling, reset),
+        cmocka_unit_test_setup(test_conv_crop, reset),
         cmocka_unit_test_setup(test_shape_layers, reset),
         cmocka_unit_test_setup(test_batchnorm, reset),
         cmocka_unit_test_setup(test_batchnorm_fused_bits, reset),

@@ -1,7 +1,8 @@
 /* Tensor kernels: the split GEMM against a naive product, two GEMMs in one
- * region against two split calls, im2col/col2im
- * adjointness, the direct convolution against im2col and a naive product,
- * the depthwise convolution against naive sums. */
+ * region against two split calls, im2col/col2im adjointness, the forward
+ * pass and the input gradient in one region against the passes apart, the
+ * direct convolution against im2col and a naive product, the depthwise
+ * convolution against naive sums. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -151,6 +152,154 @@ static void test_im2col_adjoint(void **state)
         free(col);
         free(c2);
         free(dx);
+    }
+}
+
+/* The forward pass in one parallel region (ddts__tensor_conv_fwd) against
+ * im2col, a whole-batch GEMM, and bias and relu applied after (to float
+ * rounding: OpenBLAS may sum in another order at another row count), and
+ * those against a naive sum in double; 1 to 3 threads, with and without
+ * bias and relu; a second call gives the same bits. */
+static void test_conv_fwd(void **state)
+{
+    (void)state;
+    /* H W C KH KW SH SW DH DW PT PL OH OW */
+    struct ddts__conv_geom geoms[] = {
+        {13, 13, 32, 3, 3, 1, 1, 1, 1, 0, 0, 10, 10}, /* the CNN's second layer, pooled cells */
+        {7, 6, 3, 3, 3, 2, 1, 1, 1, 1, 1, 4, 6},      /* strided, 'same' padding */
+        {6, 6, 1, 3, 3, 1, 1, 1, 1, 0, 0, 4, 4},      /* one input channel */
+        {5, 5, 2, 2, 2, 1, 1, 2, 2, 1, 1, 5, 5},      /* dilated, padded */
+    };
+    size_t filters[] = {64, 7, 5, 3};
+    struct ddts_rng r;
+    ddts_rng_seed(&r, 6);
+    for (size_t gi = 0; gi < sizeof geoms / sizeof geoms[0]; gi++) {
+        const struct ddts__conv_geom *G = &geoms[gi];
+        size_t n = 5, F = filters[gi], K = (size_t)G->KH * G->KW * G->C;
+        size_t P = (size_t)G->OH * G->OW, xs = n * G->H * G->W * G->C;
+        float *x = malloc(xs * 4), *W = malloc(K * F * 4), *bias = malloc(F * 4);
+        float *col = malloc(n * P * K * 4), *ref = malloc(n * P * F * 4);
+        float *z = malloc(n * P * F * 4), *z2 = malloc(n * P * F * 4);
+        for (size_t i = 0; i < xs; i++)
+            x[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (size_t i = 0; i < K * F; i++)
+            W[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (size_t i = 0; i < F; i++)
+            bias[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (int mode = 0; mode < 4; mode++) {
+            const float *b = mode & 1 ? bias : NULL;
+            int relu = mode >> 1;
+            ddts__tensor_im2col(G, n, x, col, 1);
+            ddts__tensor_sgemm(0, 0, n * P, F, K, 1.0f, col, K, W, F, 0.0f, ref, F);
+            for (size_t p = 0; p < n * P; p++)
+                for (size_t f = 0; f < F; f++) {
+                    float v = ref[p * F + f] + (b ? b[f] : 0.0f);
+                    ref[p * F + f] = relu ? (v > 0 ? v : 0.0f) : v;
+                    double d = b ? b[f] : 0; /* the naive value */
+                    for (size_t k = 0; k < K; k++)
+                        d += (double)col[p * K + k] * W[k * F + f];
+                    assert_close(ref[p * F + f], relu && d < 0 ? 0 : d, 1e-5);
+                }
+            for (int threads = 1; threads <= 3; threads++) {
+                memset(col, 0xff, n * P * K * 4); /* NaNs: every row written again */
+                ddts__tensor_conv_fwd(G, n, x, W, F, b, relu, z, col, threads);
+                for (size_t i = 0; i < n * P * F; i++)
+                    assert_close(z[i], ref[i], 1e-6);
+                memcpy(z2, z, n * P * F * 4);
+                ddts__tensor_conv_fwd(G, n, x, W, F, b, relu, z, col, threads);
+                assert_memory_equal(z, z2, n * P * F * 4);
+            }
+        }
+        free(x);
+        free(W);
+        free(bias);
+        free(col);
+        free(ref);
+        free(z);
+        free(z2);
+    }
+}
+
+/* The input gradient in one parallel region (ddts__tensor_conv_dx) against
+ * a whole-batch GEMM and col2im (to float rounding), and that against a
+ * naive sum in double over the windows; 1 to 3 threads, groups of 1 to 4
+ * images, over zeros (never adding into dx) and added into dx; a second
+ * call gives the same bits. */
+static void test_conv_dx(void **state)
+{
+    (void)state;
+    /* H W C KH KW SH SW DH DW PT PL OH OW */
+    struct ddts__conv_geom geoms[] = {
+        {13, 13, 32, 3, 3, 1, 1, 1, 1, 0, 0, 10, 10}, /* the CNN's second layer, pooled cells */
+        {7, 6, 3, 3, 3, 2, 1, 1, 1, 1, 1, 4, 6},      /* strided, 'same' padding */
+        {6, 6, 1, 3, 3, 1, 1, 1, 1, 0, 0, 4, 4},      /* one input channel */
+        {5, 5, 2, 2, 2, 1, 1, 2, 2, 1, 1, 5, 5},      /* dilated, padded */
+    };
+    size_t filters[] = {64, 7, 5, 3};
+    struct ddts_rng r;
+    ddts_rng_seed(&r, 4);
+    for (size_t gi = 0; gi < sizeof geoms / sizeof geoms[0]; gi++) {
+        const struct ddts__conv_geom *G = &geoms[gi];
+        size_t n = 5, F = filters[gi], K = (size_t)G->KH * G->KW * G->C;
+        size_t P = (size_t)G->OH * G->OW, xs = n * G->H * G->W * G->C;
+        float *dz = malloc(n * P * F * 4), *W = malloc(K * F * 4), *col = malloc(n * P * K * 4);
+        float *ref = malloc(xs * 4), *dx = malloc(xs * 4), *base = malloc(xs * 4);
+        float *again = malloc(xs * 4);
+        float *scratch = malloc(3 * 4 * P * K * 4);
+        for (size_t i = 0; i < n * P * F; i++)
+            dz[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (size_t i = 0; i < K * F; i++)
+            W[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (size_t i = 0; i < xs; i++)
+            base[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        /* the naive sum: dx[n, ih, iw, c] over the windows that read it */
+        double *naive = calloc(xs, sizeof *naive);
+        for (size_t i = 0; i < n; i++)
+            for (int oh = 0; oh < G->OH; oh++)
+                for (int ow = 0; ow < G->OW; ow++)
+                    for (int kh = 0; kh < G->KH; kh++)
+                        for (int kw = 0; kw < G->KW; kw++) {
+                            int ih = oh * G->SH - G->PT + kh * G->DH;
+                            int iw = ow * G->SW - G->PL + kw * G->DW;
+                            if (ih < 0 || ih >= G->H || iw < 0 || iw >= G->W)
+                                continue;
+                            for (int c = 0; c < G->C; c++) {
+                                size_t k = ((size_t)kh * G->KW + kw) * G->C + c;
+                                double v = 0;
+                                for (size_t f = 0; f < F; f++)
+                                    v += (double)dz[(i * P + (size_t)oh * G->OW + ow) * F + f] *
+                                         W[k * F + f];
+                                naive[((i * G->H + ih) * G->W + iw) * G->C + c] += v;
+                            }
+                        }
+        for (int zero = 1; zero >= 0; zero--) {
+            /* the whole batch: one GEMM, then col2im */
+            memcpy(ref, base, xs * 4);
+            ddts__tensor_sgemm(0, 1, n * P, K, F, 1.0f, dz, F, W, F, 0.0f, col, K);
+            ddts__tensor_col2im(G, n, col, ref, zero, 1);
+            for (size_t i = 0; i < xs; i++)
+                assert_close(ref[i], naive[i] + (zero ? 0 : base[i]), 1e-5);
+            for (int threads = 1; threads <= 3; threads++)
+                for (size_t group = 1; group <= 4; group *= 2) {
+                    for (size_t i = 0; i < xs; i++)
+                        dx[i] = zero ? 1e30f : base[i]; /* over zeros: never added into */
+                    ddts__tensor_conv_dx(G, n, dz, W, F, dx, zero, scratch, group, threads);
+                    for (size_t i = 0; i < xs; i++)
+                        assert_close(dx[i], ref[i], 1e-6);
+                    memcpy(again, base, xs * 4);
+                    ddts__tensor_conv_dx(G, n, dz, W, F, again, zero, scratch, group, threads);
+                    assert_memory_equal(dx, again, xs * 4);
+                }
+        }
+        free(naive);
+        free(dz);
+        free(W);
+        free(col);
+        free(ref);
+        free(dx);
+        free(base);
+        free(again);
+        free(scratch);
     }
 }
 
@@ -543,6 +692,8 @@ int main(void)
         cmocka_unit_test(test_sgemm_split),
         cmocka_unit_test(test_sgemm_par2),
         cmocka_unit_test(test_im2col_adjoint),
+        cmocka_unit_test(test_conv_fwd),
+        cmocka_unit_test(test_conv_dx),
         cmocka_unit_test(test_conv_direct),
         cmocka_unit_test(test_conv_direct_pool),
         cmocka_unit_test(test_depthwise_kernels),
