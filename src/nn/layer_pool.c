@@ -125,23 +125,27 @@ static void maxpool_link(struct ddts_model *m, size_t i, struct nn_plan_need *ne
     (void)ddts__nn_conv_crop(m, (size_t)nd->in[0], (int)nn_h(nd) * nd->kh, (int)nn_w(nd) * nd->kw);
 }
 
-/* The input's (H, W, C) as stored and its floats per sample: a convolution
- * may store only the rows and columns this pooling reads (crop_h, crop_w,
- * packed; layer_conv.c). */
-static size_t stored_in(const struct nn_node *a, int *H, int *W, int *C)
+/* The input's (H, W, C) as stored: a convolution may store only the rows
+ * and columns this pooling reads (crop_h, crop_w, packed; layer_conv.c).
+ * Returned by value: an address-taken C would be reloaded after every
+ * int32 store of the argmax loops, which then do not vectorise. */
+struct hwc {
+    int H, W, C;
+};
+
+static struct hwc stored_in(const struct nn_node *a)
 {
-    *H = a->crop_h > 0 ? a->crop_h : (int)nn_h(a);
-    *W = a->crop_h > 0 ? a->crop_w : (int)nn_w(a);
-    *C = (int)nn_c(a);
-    return (size_t)*H * (size_t)*W * (size_t)*C;
+    struct hwc s = {a->crop_h > 0 ? a->crop_h : (int)nn_h(a),
+                    a->crop_h > 0 ? a->crop_w : (int)nn_w(a), (int)nn_c(a)};
+    return s;
 }
 
 static void maxpool_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
-    int H, W, C;
-    size_t asz = stored_in(a, &H, &W, &C);
-    int OH = (int)nn_h(nd), OW = (int)nn_w(nd);
+    const struct hwc in = stored_in(a);
+    const int H = in.H, W = in.W, C = in.C, OH = (int)nn_h(nd), OW = (int)nn_w(nd);
+    const size_t asz = (size_t)H * W * C;
     int32_t *arg = (int32_t *)nd->aux;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b * nd->size > 65536)
     for (long r = 0; r < (long)(b * (size_t)OH); r++) {
@@ -197,9 +201,10 @@ static void argmax_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                 nd->pt == 0 && nd->pl == 0 && nn_h(a) >= nn_h(nd) * nd->kh &&
                 nn_w(a) >= nn_w(nd) * nd->kw;
     if (tiles) {
-        int H, W, C, OH = (int)nn_h(nd), OW = (int)nn_w(nd);
-        size_t asz = stored_in(a, &H, &W, &C);
-        int tail = (W - OW * nd->kw) * C;
+        const struct hwc in = stored_in(a);
+        const int H = in.H, W = in.W, C = in.C, OH = (int)nn_h(nd), OW = (int)nn_w(nd);
+        const size_t asz = (size_t)H * W * C;
+        const int tail = (W - OW * nd->kw) * C;
 #pragma omp parallel for num_threads(m->threads) schedule(static) if (b > 1)
         for (long r = 0; r < (long)(b * (size_t)OH); r++) {
             size_t n = (size_t)r / (size_t)OH;

@@ -28,32 +28,39 @@ static void split_static(size_t n, size_t t, size_t T, size_t *lo, size_t *hi)
     *hi = *lo + blk < n ? *lo + blk : n;
 }
 
+/* Floats of im2col that conv_fwd writes and multiplies at a time, per
+ * thread (1 MiB): the GEMM packs them while they are still in L2. */
+#define FWD_GROUP_FLOATS ((size_t)1 << 18)
+
 void ddts__tensor_conv_fwd(const struct ddts__conv_geom *g, size_t n, const float *x,
                            const float *W, size_t F, const float *bias, int relu, float *z,
                            float *col, int threads)
 {
     const size_t K = (size_t)g->KH * g->KW * g->C, image = (size_t)g->H * g->W * g->C;
     const size_t P = (size_t)g->OH * g->OW;
+    const size_t group = P * K > 0 && P * K < FWD_GROUP_FLOATS ? FWD_GROUP_FLOATS / (P * K) : 1;
     int nt = threads > 1 && n > 1 ? threads : 1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         size_t lo, hi;
         split_static(n, (size_t)omp_get_thread_num(), (size_t)omp_get_num_threads(), &lo, &hi);
-        for (size_t i = lo; i < hi; i++)
-            for (int oh = 0; oh < g->OH; oh++)
-                for (int ow = 0; ow < g->OW; ow++)
-                    ddts__tensor_im2col_row(g, x + i * image, oh, ow,
-                                            col + ((i * (size_t)g->OH + (size_t)oh) * g->OW + ow) *
-                                                      K);
-        if (hi > lo)
-            ddts__tensor_sgemm(0, 0, (hi - lo) * P, F, K, 1.0f, col + lo * P * K, K, W, F, 0.0f,
-                               z + lo * P * F, F);
-        /* bias and relu as ddts__nn_bias_act applies them */
-        for (size_t r = lo * P; r < hi * P && (bias || relu); r++) {
-            float *zr = z + r * F;
-            for (size_t j = 0; j < F; j++) {
-                float v = zr[j] + (bias ? bias[j] : 0.0f);
-                zr[j] = relu ? (v > 0 ? v : 0.0f) : v;
+        for (size_t i0 = lo; i0 < hi; i0 += group) {
+            size_t nb = hi - i0 < group ? hi - i0 : group;
+            for (size_t i = i0; i < i0 + nb; i++)
+                for (int oh = 0; oh < g->OH; oh++)
+                    for (int ow = 0; ow < g->OW; ow++)
+                        ddts__tensor_im2col_row(
+                            g, x + i * image, oh, ow,
+                            col + ((i * (size_t)g->OH + (size_t)oh) * g->OW + ow) * K);
+            ddts__tensor_sgemm(0, 0, nb * P, F, K, 1.0f, col + i0 * P * K, K, W, F, 0.0f,
+                               z + i0 * P * F, F);
+            /* bias and relu as ddts__nn_bias_act applies them */
+            for (size_t r = i0 * P; r < (i0 + nb) * P && (bias || relu); r++) {
+                float *zr = z + r * F;
+                for (size_t j = 0; j < F; j++) {
+                    float v = zr[j] + (bias ? bias[j] : 0.0f);
+                    zr[j] = relu ? (v > 0 ? v : 0.0f) : v;
+                }
             }
         }
     }

@@ -169,8 +169,10 @@ static void test_conv_fwd(void **state)
         {7, 6, 3, 3, 3, 2, 1, 1, 1, 1, 1, 4, 6},      /* strided, 'same' padding */
         {6, 6, 1, 3, 3, 1, 1, 1, 1, 0, 0, 4, 4},      /* one input channel */
         {5, 5, 2, 2, 2, 1, 1, 2, 2, 1, 1, 5, 5},      /* dilated, padded */
+        {40, 40, 32, 3, 3, 1, 1, 1, 1, 0, 0, 38,
+         38}, /* over 1 MiB of im2col an image: groups of 1 */
     };
-    size_t filters[] = {64, 7, 5, 3};
+    size_t filters[] = {64, 7, 5, 3, 6};
     struct ddts_rng r;
     ddts_rng_seed(&r, 6);
     for (size_t gi = 0; gi < sizeof geoms / sizeof geoms[0]; gi++) {
