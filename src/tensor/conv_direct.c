@@ -24,7 +24,7 @@
 #include "tensor/simd.h"
 #include "tensor/tensor.h"
 
-#define PB_MAX 8 /* output positions per block, at most */
+#define PB_MAX 13 /* output positions per block, at most */
 
 int ddts__tensor_conv_direct_fits(const struct ddts__conv_geom *g)
 {
@@ -272,11 +272,35 @@ ALWAYS_INLINE void forward_rows(const struct direct_args *a, long r0, long r1, f
     }
 }
 
+/* dz of the PH conv rows under pooled row po (row pr of the batch's pooled
+ * rows) into tmp (PH, OW, F): dy where the cell is the window's argmax and
+ * the pooled value positive (relu), zero elsewhere. Every cell written by a
+ * select over the filters, which vectorises (a scatter of dy through the
+ * argmax after zeroing tmp branched on each value). */
+ALWAYS_INLINE void pool_dz(const struct direct_args *a, size_t pr, int po, float *tmp)
+{
+    const struct ddts__conv_pool *pl = a->pool;
+    const int OW = a->g->OW, F = (int)a->F;
+    const size_t at = pr * (size_t)pl->POW * (size_t)F;
+    if (OW > pl->POW * pl->PW) /* columns no window reads */
+        memset(tmp, 0, (size_t)pl->PH * OW * F * sizeof *tmp);
+    for (int q = 0; q < pl->PH; q++)
+        for (int pw = 0; pw < pl->POW; pw++)
+            for (int j = 0; j < pl->PW; j++) {
+                int32_t cell = (int32_t)(((po * pl->PH + q) * OW + pw * pl->PW + j) * F);
+                float *restrict d = tmp + ((size_t)q * OW + (size_t)pw * pl->PW + j) * F;
+                const float *restrict y = pl->y + at + (size_t)pw * F;
+                const float *restrict dy = pl->dy + at + (size_t)pw * F;
+                const int32_t *restrict arg = pl->arg + at + (size_t)pw * F;
+                for (int f = 0; f < F; f++)
+                    d[f] = (arg[f] == cell + f) & (y[f] > 0) ? dy[f] : 0.0f;
+            }
+}
+
 /* Images [i0, i1) into sums (dW (K, F) then db (F), zeroed here), each image
  * summed apart first (in img_sums, as large) so that no float sum runs over
  * a whole batch. With pooling, dz of the PH conv rows under each pooled row
- * is rebuilt in tmp (PH, OW, F) from the pooling's gradient: dy where the
- * argmax cell's value is positive (relu), zero elsewhere. */
+ * is rebuilt in tmp (PH, OW, F) from the pooling's gradient (pool_dz). */
 ALWAYS_INLINE void wgrad_images(const struct direct_args *a, size_t i0, size_t i1, float *sums,
                                 float *img_sums, float *tmp, const int PB)
 {
@@ -295,14 +319,8 @@ ALWAYS_INLINE void wgrad_images(const struct direct_args *a, size_t i0, size_t i
                 wgrad_row(a, &c, xi, oh, a->dz + (i * (size_t)g->OH + (size_t)oh) * row, img_sums,
                           PB);
         } else {
-            size_t prow = (size_t)pl->POW * a->F;
             for (int po = 0; po < pl->POH; po++) {
-                size_t at = (i * (size_t)pl->POH + (size_t)po) * prow;
-                size_t base = (size_t)po * pl->PH * row;
-                memset(tmp, 0, (size_t)pl->PH * row * sizeof *tmp);
-                for (size_t e = 0; e < prow; e++)
-                    if (pl->y[at + e] > 0)
-                        tmp[(size_t)pl->arg[at + e] - base] = pl->dy[at + e];
+                pool_dz(a, i * (size_t)pl->POH + (size_t)po, po, tmp);
                 for (int q = 0; q < pl->PH; q++)
                     wgrad_row(a, &c, xi, po * pl->PH + q, tmp + (size_t)q * row, img_sums, PB);
             }
@@ -330,6 +348,15 @@ static void wgrad_generic(const struct direct_args *a, size_t i0, size_t i1, flo
 }
 
 #if DDTS_HAVE_ISA_BUILDS
+/* The AVX-512 build takes 8 positions a block, or 13 where that computes
+ * fewer in all (a row of 26: 2 blocks of 13, not 4 of 8 with 6 positions
+ * computed twice); 13 accumulators and a weight vector fit its 32
+ * registers. Each position's sums run in the same order either way. */
+static int wide_blocks(const struct ddts__conv_geom *g)
+{
+    return (g->OW + 12) / 13 * 13 < (g->OW + 7) / 8 * 8;
+}
+
 DDTS_TARGET_AVX2 static void forward_avx2(const struct direct_args *a, long r0, long r1, float *tmp)
 {
     forward_rows(a, r0, r1, tmp, 4);
@@ -344,13 +371,19 @@ DDTS_TARGET_AVX2 static void wgrad_avx2(const struct direct_args *a, size_t i0, 
 DDTS_TARGET_AVX512 static void forward_avx512(const struct direct_args *a, long r0, long r1,
                                               float *tmp)
 {
-    forward_rows(a, r0, r1, tmp, 8);
+    if (wide_blocks(a->g))
+        forward_rows(a, r0, r1, tmp, 13);
+    else
+        forward_rows(a, r0, r1, tmp, 8);
 }
 
 DDTS_TARGET_AVX512 static void wgrad_avx512(const struct direct_args *a, size_t i0, size_t i1,
                                             float *s, float *t, float *tmp)
 {
-    wgrad_images(a, i0, i1, s, t, tmp, 8);
+    if (wide_blocks(a->g))
+        wgrad_images(a, i0, i1, s, t, tmp, 13);
+    else
+        wgrad_images(a, i0, i1, s, t, tmp, 8);
 }
 #endif
 
