@@ -293,7 +293,7 @@ ALWAYS_INLINE void pool_dz(const struct direct_args *a, size_t pr, int po, float
                 const float *restrict dy = pl->dy + at + (size_t)pw * F;
                 const int32_t *restrict arg = pl->arg + at + (size_t)pw * F;
                 for (int f = 0; f < F; f++)
-                    d[f] = (arg[f] == cell + f) & (y[f] > 0) ? dy[f] : 0.0f;
+                    d[f] = ((arg[f] == cell + f) & (y[f] > 0)) ? dy[f] : 0.0f;
             }
 }
 
