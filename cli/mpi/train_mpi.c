@@ -17,10 +17,11 @@
  *      rank order on every rank (ddts_stats_merge is exact).
  *   4. Every rank runs ddts_train_run on its share with the MPI exchange of
  *      the sync mode; after every epoch each rank validates its slice and the
- *      sums of the figures are combined over the ranks
- *      (ddts_mpi_merge_val_sums), so every rank sees the figures of the
- *      whole validation set; rank 0 alone writes results and, after every
- *      epoch, a checkpoint that --resume continues from.
+ *      sums of the figures are combined over the ranks, those of the
+ *      training steps too (ddts_mpi_merge_sums), so every rank sees the
+ *      figures over every rank's samples and decides alike; rank 0 alone
+ *      writes results and, after every epoch, a checkpoint that --resume
+ *      continues from.
  */
 #include <limits.h>
 #include <math.h>
@@ -566,14 +567,13 @@ static enum ddts_status train(struct mpi_run *r, struct ddts_error *err)
         req.sync_steps = job->sync == DDTS_JOB_SYNC_STEPS ? (uint32_t)job->sync_steps : 0;
         req.sync_batch_limit = SIZE_MAX; /* equal shares: every rank has every batch */
     }
-    if (job->sync != DDTS_JOB_SYNC_NONE && r->size > 1) {
-        /* One model: its training figures are those over every rank's samples. */
-        req.merge_logs = ddts_mpi_merge_logs;
-        req.merge_logs_userdata = r->c;
+    if (val_sliced(r)) {
+        /* One model: its training figures are those over every rank's
+         * samples, its validation figures those over every rank's slice
+         * (k-fold: of the fold). */
+        req.merge_sums = ddts_mpi_merge_sums;
+        req.merge_sums_userdata = r->c;
     }
-    if (val_sliced(r) && (r->x_val != NULL || job->method == DDTS_JOB_KFOLD))
-        /* and its validation figures those over every rank's slice (k-fold: of the fold). */
-        req.merge_val_sums = ddts_mpi_merge_val_sums;
     req.on_epoch_done = epoch_done;
     req.epoch_done_userdata = r;
     if (r->resuming) {
@@ -598,9 +598,9 @@ static enum ddts_status train(struct mpi_run *r, struct ddts_error *err)
                  "%d ranks, %llu training samples (%zu per rank), sync %s%s; validation: %s",
                  r->size, (unsigned long long)r->n_total, (size_t)r->x->shape[0], sync,
                  r->resuming ? ", resumed" : "",
-                 r->x_val == NULL             ? "none"
-                 : req.merge_val_sums != NULL ? "a slice per rank"
-                                              : "rank 0");
+                 r->x_val == NULL         ? "none"
+                 : req.merge_sums != NULL ? "a slice per rank"
+                                          : "rank 0");
     struct ddts_train_result res;
     enum ddts_status st = ddts_train_run(&req, &res, err);
     if (st == DDTS_OK && job->sync == DDTS_JOB_SYNC_NONE && r->size > 1)

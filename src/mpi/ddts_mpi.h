@@ -123,31 +123,24 @@ DDTS_NODISCARD enum ddts_status ddts_mpi_weight_exchange(void *userdata, float *
                                                          struct ddts_error *err);
 
 /*
- * ddts_mpi_merge_logs (a ddts_merge_logs_fn): an epoch's training figures
- * (every log not named "val_...", in the same order on every rank) become
- * their mean over the ranks weighted by each rank's `n_samples`: one
- * MPI_Allreduce of at most DDTS_LOGS_MAX + 1 doubles. The loss is a mean over
- * samples, so with --sync step this is the loss one process reports at the
- * combined batch. Validation figures stay: they are combined when they are
- * computed (ddts_mpi_merge_val_sums).
+ * ddts_mpi_merge_sums (a ddts_merge_sums_fn): every rank trained on its own
+ * share (validation 0), or validated its own slice of the validation
+ * samples (validation 1); `sums` (n doubles, each additive over disjoint
+ * samples: loss sum, correct predictions, metric sums, samples, rows) become
+ * their sums over the ranks, so the figures computed from them are those
+ * over every rank's samples (to float rounding): with --sync step the
+ * training figures of one process at the combined batch, the validation
+ * figures of the whole validation set. One MPI_Allgather of n + 1 doubles
+ * per rank (the sums and the rank's sample count), then every rank adds
+ * them up in rank order: the same bits on every rank whatever MPI's
+ * reduction algorithm, since early stopping and the best model must decide
+ * alike everywhere. ddts_mpi_val_counts: each rank's validation samples of
+ * the latest validation call (size() values, rank order), or NULL before
+ * the first (not collective).
  */
-DDTS_NODISCARD enum ddts_status ddts_mpi_merge_logs(void *userdata, struct ddts_logs *logs,
-                                                    uint64_t n_samples, struct ddts_error *err);
-
-/*
- * ddts_mpi_merge_val_sums (a ddts_merge_val_sums_fn): every rank validated its
- * own slice of the validation samples; `sums` (n doubles, each additive over
- * disjoint samples) become their sums over the ranks, so the figures computed
- * from them are those of the whole validation set (to float rounding), the
- * same on every rank. One MPI_Allgather of n + 1 doubles per rank (the sums
- * and the rank's sample count), then every rank adds them up in rank order:
- * the same bits on every rank whatever MPI's reduction algorithm, since
- * early stopping and the best model must decide alike everywhere.
- * ddts_mpi_val_counts: each rank's validation samples of the latest call
- * (size() values, rank order), or NULL before the first (not collective).
- */
-DDTS_NODISCARD enum ddts_status ddts_mpi_merge_val_sums(void *userdata, double *sums, size_t n,
-                                                        size_t n_samples, struct ddts_error *err);
+DDTS_NODISCARD enum ddts_status ddts_mpi_merge_sums(void *userdata, int validation, double *sums,
+                                                    size_t n, size_t n_samples,
+                                                    struct ddts_error *err);
 const uint64_t *ddts_mpi_val_counts(const struct ddts_mpi *c);
 
 #endif

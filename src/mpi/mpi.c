@@ -38,8 +38,8 @@ struct ddts_mpi {
     size_t step_n;    /* the open step's gradient count */
     float step_b;     /* and its samples */
     size_t sent_from; /* grad_buf[sent_from, step_n + 1) is in flight */
-    double *val_buf;  /* size * (n + 1) doubles of ddts_mpi_merge_val_sums */
-    size_t val_cap;
+    double *sums_buf; /* size * (n + 1) doubles of ddts_mpi_merge_sums */
+    size_t sums_cap;
     uint64_t *val_counts; /* each rank's validation samples of the latest merge */
 };
 
@@ -85,7 +85,7 @@ void ddts_mpi_finalize(struct ddts_mpi *c)
     ddts_free(c->grad_buf);
     ddts_free(c->weight_buf);
     ddts_free(c->reqs);
-    ddts_free(c->val_buf);
+    ddts_free(c->sums_buf);
     ddts_free(c->val_counts);
     ddts_free(c);
     MPI_Finalize();
@@ -424,44 +424,22 @@ enum ddts_status ddts_mpi_weight_exchange(void *userdata, float *weights, size_t
     return DDTS_OK;
 }
 
-enum ddts_status ddts_mpi_merge_logs(void *userdata, struct ddts_logs *logs, uint64_t n_samples,
-                                     struct ddts_error *err)
-{
-    (void)userdata;
-    double buf[DDTS_LOGS_MAX + 1];
-    size_t k = 0;
-    for (size_t i = 0; i < logs->n && i < DDTS_LOGS_MAX; i++)
-        if (strncmp(logs->names[i], "val_", 4) != 0)
-            buf[k++] = logs->values[i] * (double)n_samples;
-    buf[k] = (double)n_samples;
-    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)(k + 1), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    if (rc != MPI_SUCCESS)
-        return mpi_error(rc, "MPI_Allreduce (logs)", err);
-    if (!(buf[k] > 0))
-        return DDTS_OK;
-    size_t j = 0;
-    for (size_t i = 0; i < logs->n && i < DDTS_LOGS_MAX; i++)
-        if (strncmp(logs->names[i], "val_", 4) != 0)
-            logs->values[i] = buf[j++] / buf[k];
-    return DDTS_OK;
-}
-
-enum ddts_status ddts_mpi_merge_val_sums(void *userdata, double *sums, size_t n, size_t n_samples,
-                                         struct ddts_error *err)
+enum ddts_status ddts_mpi_merge_sums(void *userdata, int validation, double *sums, size_t n,
+                                     size_t n_samples, struct ddts_error *err)
 {
     struct ddts_mpi *c = userdata;
     size_t per = n + 1, size = (size_t)c->size;
     if (per > 64)
-        return ddts_error_set(err, DDTS_ELIMIT, "MPI: %zu validation sums (max 63)", n);
-    if (c->val_cap < size * per) {
-        ddts_free(c->val_buf);
-        c->val_cap = 0;
-        c->val_buf = ddts_mallocarray(size * per, sizeof(double));
-        if (c->val_buf == NULL)
+        return ddts_error_set(err, DDTS_ELIMIT, "MPI: %zu sums (max 63)", n);
+    if (c->sums_cap < size * per) {
+        ddts_free(c->sums_buf);
+        c->sums_cap = 0;
+        c->sums_buf = ddts_mallocarray(size * per, sizeof(double));
+        if (c->sums_buf == NULL)
             return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-        c->val_cap = size * per;
+        c->sums_cap = size * per;
     }
-    if (c->val_counts == NULL) {
+    if (validation && c->val_counts == NULL) {
         c->val_counts = ddts_calloc(size, sizeof *c->val_counts);
         if (c->val_counts == NULL)
             return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
@@ -469,18 +447,20 @@ enum ddts_status ddts_mpi_merge_val_sums(void *userdata, double *sums, size_t n,
     double mine[64];
     memcpy(mine, sums, n * sizeof(double));
     mine[n] = (double)n_samples;
-    int rc =
-        MPI_Allgather(mine, (int)per, MPI_DOUBLE, c->val_buf, (int)per, MPI_DOUBLE, MPI_COMM_WORLD);
+    int rc = MPI_Allgather(mine, (int)per, MPI_DOUBLE, c->sums_buf, (int)per, MPI_DOUBLE,
+                           MPI_COMM_WORLD);
     if (rc != MPI_SUCCESS)
-        return mpi_error(rc, "MPI_Allgather (validation)", err);
+        return mpi_error(
+            rc, validation ? "MPI_Allgather (validation sums)" : "MPI_Allgather (training sums)",
+            err);
     for (size_t i = 0; i < n; i++) {
         double t = 0;
         for (size_t r = 0; r < size; r++)
-            t += c->val_buf[r * per + i];
+            t += c->sums_buf[r * per + i];
         sums[i] = t;
     }
-    for (size_t r = 0; r < size; r++)
-        c->val_counts[r] = (uint64_t)c->val_buf[r * per + n];
+    for (size_t r = 0; validation && r < size; r++)
+        c->val_counts[r] = (uint64_t)c->sums_buf[r * per + n];
     return DDTS_OK;
 }
 
