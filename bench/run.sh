@@ -418,8 +418,14 @@ case " $CASES " in *" mpi "*)
                 [ "$sync" = step-buckets ] && bucket="--bucket-mb 0.1"
                 for k in 1 2; do
                     o="$W/mpi-$m-$sync-$k"
+                    # Each rank on a core of its own when there are enough
+                    # (OpenMPI's default for 2 ranks; docs/mpi.md): unbound,
+                    # a rank that busy-polls in the allreduce can share a core
+                    # with the rank it waits for. More ranks than cores: none.
+                    bind=core
+                    [ "$k" -gt "$(nproc)" ] && bind=none
                     t0=$(now)
-                    mpirun --oversubscribe --bind-to none -np $k "$B/ddts" train --distributed mpi \
+                    mpirun --oversubscribe --bind-to $bind -np $k "$B/ddts" train --distributed mpi \
                         --model "$W/$m.h5" --epochs $EP --batch-size 32 --data keras \
                         --keras-dataset fashion_mnist --samples $N --normalizer simple --sync "${sync%-buckets}" $bucket \
                         --seed 5 --threads 1 --out "$o" >"$o.out" 2>"$o.err" ||
