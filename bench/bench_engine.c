@@ -120,10 +120,13 @@ static double cpu_seconds(void)
 static int REPS = 3;         /* timed epochs per throughput figure (--reps) */
 static int ONLY_THREADS = 0; /* --threads T: that count only (profiling), else 1 and 2 */
 
-static double throughput(const char *json, int threads, struct ddts_array *x, struct ddts_array *y,
-                         size_t n, double *cpu_rate)
+/* no_split: the GEMM split even where the batch split applies (nn.h,
+ * struct nn_split); *split_steps: the training steps that took the batch split. */
+static double throughput(const char *json, int threads, int no_split, struct ddts_array *x,
+                         struct ddts_array *y, size_t n, double *cpu_rate, uint64_t *split_steps)
 {
     struct ddts_model *m = build(json, threads, 42);
+    m->no_batch_split = no_split;
     struct ddts_dataset d = {.x = x, .y = y, .n = n, .x_offset = OFFSET, .x_scale = SCALE};
     struct ddts_fit_options fo = {.epochs = 1, .batch_size = 128, .shuffle = 1, .seed = 1};
     struct ddts_error err = {0};
@@ -147,6 +150,8 @@ static double throughput(const char *json, int threads, struct ddts_array *x, st
     }
     if (cpu_rate != NULL)
         *cpu_rate = cpu_best;
+    if (split_steps != NULL)
+        *split_steps = m->split.steps;
     ddts_model_destroy(m);
     return best;
 }
@@ -243,12 +248,13 @@ static void throughput_line(const char *name, const char *json, struct ddts_arra
 {
     struct ddts__nn_flops f = flops_of(json);
     double per = f.forward + f.weight_grad + f.input_grad, sps[2], ref[2], cpu[2];
+    uint64_t split = 0;
     for (int t = 1; t <= 2; t++) {
         ref[t - 1] = sps[t - 1] = cpu[t - 1] = 0;
         if (ONLY_THREADS > 0 && t != ONLY_THREADS)
             continue;
         ref[t - 1] = sgemm_in_child(t);
-        sps[t - 1] = throughput(json, t, x, y, n, &cpu[t - 1]);
+        sps[t - 1] = throughput(json, t, 0, x, y, n, &cpu[t - 1], t == 2 ? &split : NULL);
     }
     printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads); %zu samples, "
            "best of %d epoch(s)\n",
@@ -265,6 +271,15 @@ static void throughput_line(const char *name, const char *json, struct ddts_arra
     printf("%s: 2 threads: %.0f samples per CPU second (%.2f of the 1-thread figure: the CPU "
            "cost of splitting the work)\n",
            name, cpu[1], cpu[0] > 0 ? cpu[1] / cpu[0] : 0);
+    if (split > 0) {
+        /* The same at 2 threads with each layer's GEMMs split instead of the
+         * batch (docs/engine.md, "Threads and determinism"). */
+        double c2 = 0, s2 = throughput(json, 2, 1, x, y, n, &c2, NULL);
+        printf("%s: 2 threads, batch split (every step): %.0f samples/s, %.2fx the 1-thread "
+               "rate; GEMM split instead: %.0f samples/s, %.2fx, %.0f samples per CPU second\n",
+               name, sps[1], sps[0] > 0 ? sps[1] / sps[0] : 0, s2, sps[0] > 0 ? s2 / sps[0] : 0,
+               c2);
+    }
     for (int t = 0; t < 2; t++)
         printf(
             "%s: %d thread(s): %.1f GFLOP/s = %.0f %% of sgemm 1024^3 %.1f GFLOP/s measured just "

@@ -40,6 +40,7 @@ const struct nn_layer_ops ddts__nn_input_ops = {
     .doc = "the model's input: data is copied into its output",
     .min_in = 0,
     .max_in = 0,
+    .rows = 1,
 };
 
 const struct nn_layer_ops *ddts__nn_layer_find(const char *cls)
@@ -273,6 +274,13 @@ void ddts__nn_forward(struct ddts_model *m, size_t b)
             ddts__nn_act_forward(&nd->act, b * nd->size / k, k, nd->z, nd->y, m->threads);
         }
     }
+}
+
+void ddts__nn_draw(struct ddts_model *m, size_t b)
+{
+    for (size_t i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].ops->draw != NULL)
+            m->nodes[i].ops->draw(m, &m->nodes[i], b);
 }
 
 /* Whether node nd's weights are shared with other calls of its layer. */
