@@ -115,6 +115,18 @@ enum ddts_status ddts__nn_opt_alloc(struct ddts_model *m, struct ddts_error *err
 /* NOLINTBEGIN(clang-analyzer-core.NullDereference): s0..s2 are the state vectors
  * that ddts__nn_opt_alloc allocates for each kind that reads them (n_state_vec);
  * the analyzer cannot see that invariant across functions. */
+/* Adam's update of parameter j (a: the step's rate, c1 = 1 - beta1, c2 = 1 - beta2). */
+static inline void adam_one(float *restrict p, const float *restrict g, float *restrict s0,
+                            float *restrict s1, long j, float a, float c1, float c2, float eps)
+{
+    float gj = g[j];
+    float mm = s0[j] + (gj - s0[j]) * c1;
+    float vv = s1[j] + (gj * gj - s1[j]) * c2;
+    s0[j] = mm;
+    s1[j] = vv;
+    p[j] -= a * mm / (sqrtf(vv) + eps);
+}
+
 /* One optimizer update of n parameters p with gradients g and state s0..s2,
  * each a straight loop the compiler can vectorise. */
 static void update(const struct nn_opt *o, float *restrict p, const float *restrict g,
@@ -161,15 +173,15 @@ static void update(const struct nn_opt *o, float *restrict p, const float *restr
         /* Memory-bound (7 streams of n floats per step, 15 % of an MLP step at
          * one thread): split from 64k parameters, where each thread's half
          * still outweighs waking it; elementwise, so bit-identical for any
-         * thread count. */
-#pragma omp parallel for num_threads(nt) schedule(static) if (N > 65536)
-        for (long j = 0; j < N; j++) {
-            float gj = g[j];
-            float mm = s0[j] + (gj - s0[j]) * c1;
-            float vv = s1[j] + (gj * gj - s1[j]) * c2;
-            s0[j] = mm;
-            s1[j] = vv;
-            p[j] -= a * mm / (sqrtf(vv) + eps);
+         * thread count. No region on one thread (libgomp makes a system call
+         * at the end of every region). */
+        if (nt > 1 && N > 65536) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (long j = 0; j < N; j++)
+                adam_one(p, g, s0, s1, j, a, c1, c2, eps);
+        } else {
+            for (long j = 0; j < N; j++)
+                adam_one(p, g, s0, s1, j, a, c1, c2, eps);
         }
         break;
     }

@@ -259,9 +259,14 @@ static enum ddts_status label_error(const struct ddts_model *m, const struct dat
 static enum ddts_status gather(struct ddts_model *m, const struct data *dt, const uint32_t *order,
                                size_t start, size_t b, int with_y, struct ddts_error *err)
 {
-#pragma omp parallel for num_threads(m->threads) schedule(static) if (b * dt->x_count > 65536)
-    for (long s = 0; s < (long)b; s++)
-        gather_one(m, dt, order, start, (size_t)s, with_y);
+    if (m->threads > 1 && b * dt->x_count > 65536) {
+#pragma omp parallel for num_threads(m->threads) schedule(static)
+        for (long s = 0; s < (long)b; s++)
+            gather_one(m, dt, order, start, (size_t)s, with_y);
+    } else { /* no region on one thread: libgomp makes a system call at its end */
+        for (size_t s = 0; s < b; s++)
+            gather_one(m, dt, order, start, s, with_y);
+    }
     long bad = with_y ? bad_label(m, 0, b * dt->y_count) : -1;
     return bad >= 0 ? label_error(m, dt, order, start, bad, err) : DDTS_OK;
 }
