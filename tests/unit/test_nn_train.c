@@ -1173,6 +1173,35 @@ static void test_batch_split_errors(void **state)
     }
 }
 
+/* A split step allocates nothing: four more epochs (16 split steps) cost the
+ * same allocations as two (the fit's order and history). */
+static void test_batch_split_no_alloc(void **state)
+{
+    (void)state;
+    struct ddts_model *m = build(MLP_DROP, "sparse_categorical_crossentropy", "adam", 0, 2);
+    struct ddts_array *x, *y;
+    split_data(&x, &y);
+    struct ddts_dataset d = {.x = x, .y = y};
+    struct ddts_fit_options fo = {.epochs = 1, .batch_size = SB, .shuffle = 1, .seed = 3};
+    struct ddts_error err;
+    assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK); /* plans */
+    long count[2];
+    for (int k = 0; k < 2; k++) {
+        fo.initial_epoch = fo.epochs;
+        fo.epochs += 2 + 2 * k;
+        (void)ddts_alloc_fail_after(-1);
+        assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK);
+        count[k] = ddts_alloc_fail_after(-1);
+    }
+    printf("allocations: %ld (2 epochs), %ld (4 epochs); %llu split steps\n", count[0], count[1],
+           (unsigned long long)m->split.steps);
+    assert_int_equal(m->split.steps, 4 * 7);
+    assert_int_equal(count[0], count[1]);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    ddts_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1194,6 +1223,7 @@ int main(void)
         cmocka_unit_test(test_batch_split),
         cmocka_unit_test(test_batch_split_not_bn),
         cmocka_unit_test(test_batch_split_errors),
+        cmocka_unit_test(test_batch_split_no_alloc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
