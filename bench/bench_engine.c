@@ -6,7 +6,7 @@
  * normalized per batch, as `ddts train` does), and OpenBLAS's sgemm GFLOP/s.
  *
  *   bench_engine [--quick] [--throughput | --accuracy] [--only mlp|cnn] [--first-seed S]
- *                [--data DIR] [--samples N] [--reps R] [--threads 1|2]
+ *                [--data DIR] [--samples N] [--reps R] [--threads 1|2] [--batch B]
  *
  * --quick trains on 6000 samples only (a smoke run); --throughput measures
  * samples/s only (run.sh alternates it with the peer's), --accuracy the
@@ -15,7 +15,8 @@
  * and --reps R its timed epochs, the best kept (default 3): run.sh's train
  * case measures the engine on the epoch `ddts train` runs (N = its samples,
  * R = 1, like its one epoch). --threads T measures T threads only (for
- * profiling; the other count prints 0).
+ * profiling; the other count prints 0). --batch B sets the throughput
+ * epochs' batch size (default 128: the issue's figure).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,7 @@ static double cpu_seconds(void)
  * the process: with 1 thread the latter is what a quiet machine would give,
  * much less sensitive to other jobs than the wall figure. */
 static int REPS = 3;         /* timed epochs per throughput figure (--reps) */
+static int BATCH = 128;      /* the throughput epochs' batch size (--batch) */
 static int ONLY_THREADS = 0; /* --threads T: that count only (profiling), else 1 and 2 */
 
 /* no_split: the GEMM split even where the batch split applies (nn.h,
@@ -128,7 +130,7 @@ static double throughput(const char *json, int threads, int no_split, struct ddt
     struct ddts_model *m = build(json, threads, 42);
     m->no_batch_split = no_split;
     struct ddts_dataset d = {.x = x, .y = y, .n = n, .x_offset = OFFSET, .x_scale = SCALE};
-    struct ddts_fit_options fo = {.epochs = 1, .batch_size = 128, .shuffle = 1, .seed = 1};
+    struct ddts_fit_options fo = {.epochs = 1, .batch_size = BATCH, .shuffle = 1, .seed = 1};
     struct ddts_error err = {0};
     /* warm-up epoch on a slice, then the timed one */
     struct ddts_dataset w = {.x = x, .y = y, .n = 512, .x_offset = OFFSET, .x_scale = SCALE};
@@ -256,9 +258,9 @@ static void throughput_line(const char *name, const char *json, struct ddts_arra
         ref[t - 1] = sgemm_in_child(t);
         sps[t - 1] = throughput(json, t, 0, x, y, n, &cpu[t - 1], t == 2 ? &split : NULL);
     }
-    printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads); %zu samples, "
+    printf("%s: train samples/s at batch %d: %.0f (1 thread), %.0f (2 threads); %zu samples, "
            "best of %d epoch(s)\n",
-           name, sps[0], sps[1], n, REPS);
+           name, BATCH, sps[0], sps[1], n, REPS);
     printf("%s: training FLOPs per sample %.0f (forward %.0f, weight gradients %.0f, input "
            "gradients %.0f%s)\n",
            name, per, f.forward, f.weight_grad, f.input_grad,
@@ -326,13 +328,15 @@ int main(int argc, char **argv)
             REPS = atoi(argv[++i]);
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             ONLY_THREADS = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc)
+            BATCH = atoi(argv[++i]);
         else {
             fprintf(stderr, "bench_engine: unknown argument '%s'\n", argv[i]);
             return 2;
         }
     }
-    if (REPS < 1 || n_samples < 0) {
-        fprintf(stderr, "bench_engine: --reps needs R >= 1, --samples N >= 1\n");
+    if (REPS < 1 || n_samples < 0 || BATCH < 1) {
+        fprintf(stderr, "bench_engine: --reps needs R >= 1, --samples N >= 1, --batch B >= 1\n");
         return 2;
     }
     char p[4][512];
