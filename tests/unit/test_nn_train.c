@@ -1202,6 +1202,80 @@ static void test_batch_split_no_alloc(void **state)
     ddts_model_destroy(m);
 }
 
+/* on_gradients under the batch split: the first batch's summed gradients
+ * (the same weights on both sides) equal one thread's to float rounding, and
+ * the callback's changes reach the update (doubled gradients and half the
+ * rate give the same run). */
+struct first_grads {
+    float *g;
+    size_t n, calls;
+    float scale;
+};
+
+static int keep_first(void *userdata, struct ddts_model *m, float *grads, size_t n,
+                      size_t batch_samples)
+{
+    (void)m;
+    (void)batch_samples;
+    struct first_grads *f = userdata;
+    if (f->calls++ == 0)
+        memcpy(f->g, grads, n * sizeof *grads);
+    for (size_t i = 0; i < n; i++)
+        grads[i] *= f->scale;
+    return 0;
+}
+
+static void test_batch_split_gradients(void **state)
+{
+    (void)state;
+    struct ddts_array *x, *y;
+    split_data(&x, &y);
+    struct ddts_dataset d = {.x = x, .y = y};
+    struct ddts_error err;
+    float *w[3] = {0};
+    float *g[2] = {0};
+    size_t n = 0;
+    uint64_t steps[3];
+    for (int k = 0; k < 3; k++) {
+        /* k 0: 1 thread; 1: 2 threads, gradients doubled and half the rate; 2: 2 threads */
+        struct ddts_model *m = build(MLP_DROP, "sparse_categorical_crossentropy", "sgd",
+                                     k == 1 ? 0.05 : 0.1, k == 0 ? 1 : 2);
+        n = ddts_model_n_params(m);
+        struct first_grads f = {malloc(n * sizeof(float)), n, 0, k == 1 ? 2.0f : 1.0f};
+        assert_non_null(f.g);
+        struct ddts_fit_callbacks cb = {.userdata = &f, .on_gradients = keep_first};
+        struct ddts_fit_options fo = {
+            .epochs = 1, .batch_size = SB, .shuffle = 1, .seed = 4, .callbacks = &cb};
+        assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK);
+        assert_int_equal(f.calls, 4);
+        steps[k] = m->split.steps;
+        w[k] = malloc(n * sizeof(float));
+        assert_non_null(w[k]);
+        memcpy(w[k], ddts_model_weights_flat(m, NULL), n * sizeof(float));
+        if (k < 2)
+            g[k] = f.g;
+        else
+            free(f.g);
+        ddts_model_destroy(m);
+    }
+    assert_int_equal(steps[0], 0);
+    assert_int_equal(steps[1], 4);
+    assert_int_equal(steps[2], 4);
+    double gmax = 0;
+    for (size_t i = 0; i < n; i++)
+        gmax = fmax(gmax, fabs((double)g[0][i]));
+    assert_true(gmax > 1e-3);
+    split_close("first batch's gradients, 2 threads / 1", g[1], g[0], n, 1e-6 * gmax, 1e-9);
+    split_close("weights, 2 threads with doubled gradients / 1 thread", w[1], w[0], n, 1e-6, 1e-8);
+    split_close("weights, 2 threads with doubled gradients / 2 threads", w[1], w[2], n, 1e-6, 1e-8);
+    for (int k = 0; k < 3; k++)
+        free(w[k]);
+    free(g[0]);
+    free(g[1]);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1224,6 +1298,7 @@ int main(void)
         cmocka_unit_test(test_batch_split_not_bn),
         cmocka_unit_test(test_batch_split_errors),
         cmocka_unit_test(test_batch_split_no_alloc),
+        cmocka_unit_test(test_batch_split_gradients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
