@@ -17,10 +17,11 @@
  *      rank order on every rank (ddts_stats_merge is exact).
  *   4. Every rank runs ddts_train_run on its share with the MPI exchange of
  *      the sync mode; after every epoch each rank validates its slice and the
- *      sums of the figures are combined over the ranks
- *      (ddts_mpi_merge_val_sums), so every rank sees the figures of the
- *      whole validation set; rank 0 alone writes results and, after every
- *      epoch, a checkpoint that --resume continues from.
+ *      sums of the figures are combined over the ranks, those of the
+ *      training steps too (ddts_mpi_merge_sums), so every rank sees the
+ *      figures over every rank's samples and decides alike; rank 0 alone
+ *      writes results and, after every epoch, a checkpoint that --resume
+ *      continues from.
  */
 #include <limits.h>
 #include <math.h>
@@ -529,6 +530,69 @@ static void sync_name(const struct ddts_job *job, char *buf, size_t cap)
     ddts_job_sync_format(job, buf, cap);
 }
 
+/* Per rank (gathered on every rank, printed by rank 0): the training run's
+ * wall seconds, its CPU seconds (all threads, from the model's load to the
+ * last epoch's files) and the seconds inside the exchanges' MPI calls. A
+ * rank that waits less in the exchanges than the others is the slower one. */
+static enum ddts_status print_per_rank(struct mpi_run *r, const struct ddts_train_result *res,
+                                       double cpu, struct ddts_error *err)
+{
+    struct ddts_mpi_traffic t;
+    ddts_mpi_traffic(r->c, &t);
+    double mine[3] = {res->seconds, cpu, t.seconds};
+    double *all = ddts_mallocarray((size_t)r->size, sizeof mine);
+    if (all == NULL)
+        return ddts_error_set(err, DDTS_ENOMEM, "out of memory"); /* cannot go on alone */
+    enum ddts_status st = ddts_mpi_allgather(r->c, mine, sizeof mine, all, err);
+    static const char *const names[3] = {"seconds_per_rank", "cpu_seconds_per_rank",
+                                         "exchange_seconds_per_rank"};
+    for (int k = 0; k < 3 && st == DDTS_OK && r->rank == 0; k++) {
+        printf("%s:", names[k]);
+        for (int i = 0; i < r->size; i++)
+            printf(" %.3f", all[(size_t)i * 3 + (size_t)k]);
+        printf("\n");
+    }
+    ddts_free(all);
+    return st;
+}
+
+/* Rank 0's standard output: the run's figures (collective: every rank calls it). */
+static enum ddts_status print_results(struct mpi_run *r, const struct ddts_train_result *res,
+                                      double cpu, const char *sync, int initial_epoch,
+                                      struct ddts_error *err)
+{
+    if (r->rank == 0) {
+        printf("ranks: %d\nsync: %s\n", r->size, sync);
+        printf("samples: %llu\nseconds: %.2f\nsamples_per_second: %.1f\n",
+               (unsigned long long)r->n_total, res->seconds,
+               res->seconds > 0
+                   ? (double)r->n_total * (r->job->epochs - initial_epoch) / res->seconds
+                   : 0.0);
+        printf("loss: %.6f\naccuracy: %.6f\nval_loss: %.6f\nval_accuracy: %.6f\n", res->loss,
+               res->accuracy, res->val_loss, res->val_accuracy);
+        if (res->n_folds > 0)
+            printf("%d-fold %s: %.6f +/- %.6f\n", res->n_folds, res->fold_metric, res->fold_mean,
+                   res->fold_std);
+        struct ddts_mpi_traffic t;
+        ddts_mpi_traffic(r->c, &t);
+        printf("exchanges: %llu\nexchange_bytes_per_rank: %llu\nexchange_seconds: %.3f\n",
+               (unsigned long long)t.n_exchanges, (unsigned long long)t.bytes, t.seconds);
+        printf("exchange_buckets: %llu\n", (unsigned long long)t.n_buckets);
+        const uint64_t *vc = ddts_mpi_val_counts(r->c);
+        if (vc != NULL) {
+            /* What each rank validated in the last validation pass (its own count, gathered). */
+            printf("validation_samples_per_rank:");
+            for (int i = 0; i < r->size; i++)
+                printf(" %llu", (unsigned long long)vc[i]);
+            printf("\n");
+        }
+    }
+    enum ddts_status st = print_per_rank(r, res, cpu, err);
+    if (st == DDTS_OK && r->rank == 0)
+        printf("results: %s\n", r->out_dir);
+    return st;
+}
+
 static enum ddts_status train(struct mpi_run *r, struct ddts_error *err)
 {
     struct ddts_job *job = r->job;
@@ -566,14 +630,13 @@ static enum ddts_status train(struct mpi_run *r, struct ddts_error *err)
         req.sync_steps = job->sync == DDTS_JOB_SYNC_STEPS ? (uint32_t)job->sync_steps : 0;
         req.sync_batch_limit = SIZE_MAX; /* equal shares: every rank has every batch */
     }
-    if (job->sync != DDTS_JOB_SYNC_NONE && r->size > 1) {
-        /* One model: its training figures are those over every rank's samples. */
-        req.merge_logs = ddts_mpi_merge_logs;
-        req.merge_logs_userdata = r->c;
+    if (val_sliced(r)) {
+        /* One model: its training figures are those over every rank's
+         * samples, its validation figures those over every rank's slice
+         * (k-fold: of the fold). */
+        req.merge_sums = ddts_mpi_merge_sums;
+        req.merge_sums_userdata = r->c;
     }
-    if (val_sliced(r) && (r->x_val != NULL || job->method == DDTS_JOB_KFOLD))
-        /* and its validation figures those over every rank's slice (k-fold: of the fold). */
-        req.merge_val_sums = ddts_mpi_merge_val_sums;
     req.on_epoch_done = epoch_done;
     req.epoch_done_userdata = r;
     if (r->resuming) {
@@ -598,40 +661,18 @@ static enum ddts_status train(struct mpi_run *r, struct ddts_error *err)
                  "%d ranks, %llu training samples (%zu per rank), sync %s%s; validation: %s",
                  r->size, (unsigned long long)r->n_total, (size_t)r->x->shape[0], sync,
                  r->resuming ? ", resumed" : "",
-                 r->x_val == NULL             ? "none"
-                 : req.merge_val_sums != NULL ? "a slice per rank"
-                                              : "rank 0");
+                 r->x_val == NULL         ? "none"
+                 : req.merge_sums != NULL ? "a slice per rank"
+                                          : "rank 0");
     struct ddts_train_result res;
+    double cpu0 = ddts_cpu_now();
     enum ddts_status st = ddts_train_run(&req, &res, err);
+    double cpu = ddts_cpu_now() - cpu0;
     if (st == DDTS_OK && job->sync == DDTS_JOB_SYNC_NONE && r->size > 1)
         st = gather_models(r, r->last_w, r->n_last_w, err);
-    if (st != DDTS_OK || r->rank != 0)
-        return st;
-    struct ddts_mpi_traffic t;
-    ddts_mpi_traffic(r->c, &t);
-    printf("ranks: %d\nsync: %s\n", r->size, sync);
-    printf("samples: %llu\nseconds: %.2f\nsamples_per_second: %.1f\n",
-           (unsigned long long)r->n_total, res.seconds,
-           res.seconds > 0 ? (double)r->n_total * (job->epochs - req.initial_epoch) / res.seconds
-                           : 0.0);
-    printf("loss: %.6f\naccuracy: %.6f\nval_loss: %.6f\nval_accuracy: %.6f\n", res.loss,
-           res.accuracy, res.val_loss, res.val_accuracy);
-    if (res.n_folds > 0)
-        printf("%d-fold %s: %.6f +/- %.6f\n", res.n_folds, res.fold_metric, res.fold_mean,
-               res.fold_std);
-    printf("exchanges: %llu\nexchange_bytes_per_rank: %llu\nexchange_seconds: %.3f\n",
-           (unsigned long long)t.n_exchanges, (unsigned long long)t.bytes, t.seconds);
-    printf("exchange_buckets: %llu\n", (unsigned long long)t.n_buckets);
-    const uint64_t *vc = ddts_mpi_val_counts(r->c);
-    if (vc != NULL) {
-        /* What each rank validated in the last validation pass (its own count, gathered). */
-        printf("validation_samples_per_rank:");
-        for (int i = 0; i < r->size; i++)
-            printf(" %llu", (unsigned long long)vc[i]);
-        printf("\n");
-    }
-    printf("results: %s\n", r->out_dir);
-    return DDTS_OK;
+    if (st == DDTS_OK)
+        st = print_results(r, &res, cpu, sync, req.initial_epoch, err);
+    return st;
 }
 
 static void remove_tmp(struct mpi_run *r)

@@ -288,6 +288,17 @@ struct ddts_fit_callbacks {
      * DDTS_ECANCELED. May be NULL. */
     int (*on_validation_sums)(void *userdata, struct ddts_model *m, double *sums, size_t n,
                               size_t n_samples);
+    /* The same for each epoch's training steps, after the last one and
+     * before the epoch's training figures are computed: `sums` are the
+     * epoch's running totals over this worker's `n_samples` training samples
+     * (the layout of on_validation_sums). Data-parallel workers that train
+     * one model replace each by its sum over every worker: the training
+     * figures, and the best weights and early stopping that follow from them
+     * (monitor loss, accuracy), are then those over every worker's samples,
+     * alike on every worker. Non-zero stops fit with DDTS_ECANCELED. May be
+     * NULL. */
+    int (*on_training_sums)(void *userdata, struct ddts_model *m, double *sums, size_t n,
+                            size_t n_samples);
 };
 
 struct ddts_fit_options {

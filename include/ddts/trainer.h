@@ -43,19 +43,15 @@ typedef enum ddts_status (*ddts_grad_exchange_fn)(void *userdata, float *grads, 
 typedef enum ddts_status (*ddts_grad_ready_fn)(void *userdata, const float *grads, size_t n,
                                                size_t from, size_t batch_samples,
                                                struct ddts_error *err);
-/* Replaces an epoch's training figures (the logs not named "val_...") of
- * this worker's `n_samples` samples with those over every worker's samples,
- * e.g. their sample-weighted mean over MPI ranks. Called on every worker at
- * the end of every epoch, before the figures are shown or written. */
-typedef enum ddts_status (*ddts_merge_logs_fn)(void *userdata, struct ddts_logs *logs,
-                                               uint64_t n_samples, struct ddts_error *err);
-/* Replaces the totals of a validation pass over this worker's `n_samples`
- * validation samples (`sums`, n doubles, each additive over disjoint sets of
- * samples: on_validation_sums of struct ddts_fit_callbacks) with their sums
- * over every worker's validation slice, the same values on every worker.
- * Called on every worker after every validation pass (collective). */
-typedef enum ddts_status (*ddts_merge_val_sums_fn)(void *userdata, double *sums, size_t n,
-                                                   size_t n_samples, struct ddts_error *err);
+/* Replaces the totals of an epoch over this worker's `n_samples` samples
+ * (`sums`, n doubles, each additive over disjoint sets of samples:
+ * on_training_sums and on_validation_sums of struct ddts_fit_callbacks) with
+ * their sums over every worker's samples, the same values on every worker:
+ * `validation` 0 for the epoch's training steps, 1 for its validation pass
+ * over this worker's slice. Called on every worker after every epoch's
+ * training and after every validation pass (collective). */
+typedef enum ddts_status (*ddts_merge_sums_fn)(void *userdata, int validation, double *sums,
+                                               size_t n, size_t n_samples, struct ddts_error *err);
 /* Called at the end of every epoch (0-based `epoch`), after the exchange: the
  * model holds the epoch's final weights (checkpoints). A failure stops the run. */
 typedef enum ddts_status (*ddts_epoch_done_fn)(void *userdata, struct ddts_model *m, int epoch,
@@ -122,17 +118,18 @@ struct ddts_train_request {
     /* Resume: the best model so far (fit's checkpoint_monitor), so that the
      * best_model written at the end is the best over every epoch. NULL: none. */
     const struct ddts_best_state *init_best;
-    ddts_merge_logs_fn merge_logs; /* NULL: this worker's figures */
-    void *merge_logs_userdata;
-    /* Data-parallel validation: x_val/y_val are this worker's slice of the
-     * validation samples (possibly empty, never NULL when any worker has
-     * one) and the figures are combined over the slices through this
-     * (merge_logs_userdata is its userdata), so that every worker logs and
-     * decides (best model, early stopping) on the same figures, those of the
-     * whole validation set. With an exchange, the epoch-end exchange then
-     * comes before the validation pass (not after it), so that the workers
-     * validate the same averaged weights. NULL: this worker's figures. */
-    ddts_merge_val_sums_fn merge_val_sums;
+    /* Data-parallel workers that train one model (MPI ranks): the figures
+     * of every epoch are combined over the workers through this, so that
+     * every worker logs and decides (best model, early stopping) on the same
+     * figures: the training figures over every worker's samples, and the
+     * validation figures over every worker's slice of the validation
+     * samples (x_val/y_val are then this worker's slice, possibly empty,
+     * never NULL when any worker has one). With an exchange, the epoch-end
+     * exchange then comes before the validation pass and the best-model
+     * choice (not after them), so that the workers validate and keep the
+     * same averaged weights. NULL: this worker's figures. */
+    ddts_merge_sums_fn merge_sums;
+    void *merge_sums_userdata;
     ddts_epoch_done_fn on_epoch_done; /* NULL: none */
     void *epoch_done_userdata;
     int n_ranks;           /* > 0: summary.json records the ranks and sync mode of an MPI job */

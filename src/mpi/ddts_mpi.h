@@ -78,10 +78,12 @@ DDTS_NODISCARD enum ddts_status ddts_mpi_recv(struct ddts_mpi *c, void *buf, siz
  *
  * ddts_mpi_grad_exchange: synchronous data-parallel SGD. `grads` (n floats)
  * is the gradient of the mean loss over this rank's `batch_samples` samples;
- * it becomes sum_r(b_r * g_r) / sum_r(b_r), the gradient of the mean loss
- * over all ranks' samples of the step, i.e. what one process computes on the
- * combined batch. One MPI_Allreduce (MPI_FLOAT, MPI_SUM) over one fused
- * buffer of n + 1 floats (the weighted gradients, then b_r), allocated once.
+ * it becomes sum_r(g_r) / N, the gradient of the mean loss over all ranks'
+ * samples of the step (what one process computes on the combined batch)
+ * when every rank steps with the same batch, as ddts-mpi's equal shares
+ * make them do (ddts_mpi_merge_sums checks it once per epoch). One
+ * MPI_Allreduce (MPI_FLOAT, MPI_SUM) in place on `grads`, then one scaling
+ * pass; no copy, no buffer (one rank: nothing to scale).
  *
  * ddts_mpi_weight_exchange: the server's weighted model average:
  * sum_r(n_r * w_r) / sum_r(n_r) with n_r the samples rank r trained since the
@@ -98,11 +100,12 @@ DDTS_NODISCARD enum ddts_status ddts_mpi_grad_exchange(void *userdata, float *gr
  * 0: the fused exchange above), ddts_mpi_grad_ready (a ddts_grad_ready_fn)
  * runs as the backward pass finishes layers, last to first: once the final
  * gradients not yet sent, grads[from, sent), reach `nbytes` (or `from` is 0)
- * it scales them by b_r and starts one MPI_Iallreduce (sum) over them in
- * grad_buf, and it tests the open requests at every call, since OpenMPI
- * progresses them only inside MPI calls. The first bucket also carries b_r
- * (index n). ddts_mpi_grad_exchange then starts what is left, waits for
- * every bucket (MPI_Waitall) and divides by sum_r(b_r) as above. Buckets
+ * it copies them into grad_buf (the engine's own may not be written while
+ * the backward pass runs) and starts one MPI_Iallreduce (sum) over them
+ * there, and it tests the open requests at every call, since OpenMPI
+ * progresses them only inside MPI calls. ddts_mpi_grad_exchange then starts
+ * what is left, waits for every bucket (MPI_Waitall) and divides by N into
+ * grads, as the fused path does. Buckets
  * depend only on the model and the size, so every rank starts the same ones
  * in the same order, as collectives must.
  *
@@ -123,31 +126,24 @@ DDTS_NODISCARD enum ddts_status ddts_mpi_weight_exchange(void *userdata, float *
                                                          struct ddts_error *err);
 
 /*
- * ddts_mpi_merge_logs (a ddts_merge_logs_fn): an epoch's training figures
- * (every log not named "val_...", in the same order on every rank) become
- * their mean over the ranks weighted by each rank's `n_samples`: one
- * MPI_Allreduce of at most DDTS_LOGS_MAX + 1 doubles. The loss is a mean over
- * samples, so with --sync step this is the loss one process reports at the
- * combined batch. Validation figures stay: they are combined when they are
- * computed (ddts_mpi_merge_val_sums).
+ * ddts_mpi_merge_sums (a ddts_merge_sums_fn): every rank trained on its own
+ * share (validation 0), or validated its own slice of the validation
+ * samples (validation 1); `sums` (n doubles, each additive over disjoint
+ * samples: loss sum, correct predictions, metric sums, samples, rows) become
+ * their sums over the ranks, so the figures computed from them are those
+ * over every rank's samples (to float rounding): with --sync step the
+ * training figures of one process at the combined batch, the validation
+ * figures of the whole validation set. One MPI_Allgather of n + 1 doubles
+ * per rank (the sums and the rank's sample count), then every rank adds
+ * them up in rank order: the same bits on every rank whatever MPI's
+ * reduction algorithm, since early stopping and the best model must decide
+ * alike everywhere. ddts_mpi_val_counts: each rank's validation samples of
+ * the latest validation call (size() values, rank order), or NULL before
+ * the first (not collective).
  */
-DDTS_NODISCARD enum ddts_status ddts_mpi_merge_logs(void *userdata, struct ddts_logs *logs,
-                                                    uint64_t n_samples, struct ddts_error *err);
-
-/*
- * ddts_mpi_merge_val_sums (a ddts_merge_val_sums_fn): every rank validated its
- * own slice of the validation samples; `sums` (n doubles, each additive over
- * disjoint samples) become their sums over the ranks, so the figures computed
- * from them are those of the whole validation set (to float rounding), the
- * same on every rank. One MPI_Allgather of n + 1 doubles per rank (the sums
- * and the rank's sample count), then every rank adds them up in rank order:
- * the same bits on every rank whatever MPI's reduction algorithm, since
- * early stopping and the best model must decide alike everywhere.
- * ddts_mpi_val_counts: each rank's validation samples of the latest call
- * (size() values, rank order), or NULL before the first (not collective).
- */
-DDTS_NODISCARD enum ddts_status ddts_mpi_merge_val_sums(void *userdata, double *sums, size_t n,
-                                                        size_t n_samples, struct ddts_error *err);
+DDTS_NODISCARD enum ddts_status ddts_mpi_merge_sums(void *userdata, int validation, double *sums,
+                                                    size_t n, size_t n_samples,
+                                                    struct ddts_error *err);
 const uint64_t *ddts_mpi_val_counts(const struct ddts_mpi *c);
 
 #endif

@@ -24,7 +24,7 @@
 
 struct ddts_mpi {
     int rank, size;
-    float *grad_buf; /* n + 1 floats of the gradient exchange, kept between steps */
+    float *grad_buf; /* n floats of the bucketed gradient exchange, kept between steps */
     size_t grad_cap;
     double *weight_buf; /* n + 1 doubles of the weight exchange */
     size_t weight_cap;
@@ -38,9 +38,10 @@ struct ddts_mpi {
     size_t step_n;    /* the open step's gradient count */
     float step_b;     /* and its samples */
     size_t sent_from; /* grad_buf[sent_from, step_n + 1) is in flight */
-    double *val_buf;  /* size * (n + 1) doubles of ddts_mpi_merge_val_sums */
-    size_t val_cap;
+    double *sums_buf; /* size * (n + 1) doubles of ddts_mpi_merge_sums */
+    size_t sums_cap;
     uint64_t *val_counts; /* each rank's validation samples of the latest merge */
+    bool grad_steps;      /* gradients were exchanged (their plain mean: equal batches) */
 };
 
 /* The largest message of one MPI call: counts are ints. */
@@ -85,7 +86,7 @@ void ddts_mpi_finalize(struct ddts_mpi *c)
     ddts_free(c->grad_buf);
     ddts_free(c->weight_buf);
     ddts_free(c->reqs);
-    ddts_free(c->val_buf);
+    ddts_free(c->sums_buf);
     ddts_free(c->val_counts);
     ddts_free(c);
     MPI_Finalize();
@@ -239,35 +240,32 @@ void ddts_mpi_set_bucket_bytes(struct ddts_mpi *c, size_t nbytes)
     c->bucket_floats = nbytes == 0 ? 0 : (nbytes < sizeof(float) ? 1 : nbytes / sizeof(float));
 }
 
-/* grad_buf of at least n + 1 floats (allocated on the first step, kept). */
+/* grad_buf of at least n floats (allocated on the first step, kept). */
 static enum ddts_status reserve_grads(struct ddts_mpi *c, size_t n, struct ddts_error *err)
 {
-    if (c->grad_cap >= n + 1)
+    if (c->grad_cap >= n)
         return DDTS_OK;
     ddts_free(c->grad_buf);
     c->grad_cap = 0;
-    c->grad_buf = ddts_mallocarray(n + 1, sizeof(float));
+    c->grad_buf = ddts_mallocarray(n ? n : 1, sizeof(float));
     if (c->grad_buf == NULL)
         return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-    c->grad_cap = n + 1;
+    c->grad_cap = n;
     return DDTS_OK;
 }
 
 /*
- * Starts the bucket grad_buf[lo, hi) of the open step: b * grads there (and
- * b at index n when the bucket holds it), then MPI_Iallreduce (sum, in place)
- * in pieces of at most CHUNK_FLOATS. Every rank starts the same buckets in the
- * same order: they follow from the model's layers and `bucket_floats` alone.
+ * Starts the bucket grad_buf[lo, hi) of the open step: a copy of grads
+ * there (the engine's own are not written while it runs), then
+ * MPI_Iallreduce (sum, in place) in pieces of at most CHUNK_FLOATS. Every
+ * rank starts the same buckets in the same order: they follow from the
+ * model's layers and `bucket_floats` alone.
  */
 static enum ddts_status start_bucket(struct ddts_mpi *c, const float *grads, size_t lo, size_t hi,
                                      struct ddts_error *err)
 {
-    float *buf = c->grad_buf, b = c->step_b;
-    size_t n = c->step_n, end = hi < n ? hi : n;
-    for (size_t i = lo; i < end; i++)
-        buf[i] = grads[i] * b;
-    if (hi == n + 1)
-        buf[n] = b;
+    float *buf = c->grad_buf;
+    memcpy(buf + lo, grads + lo, (hi - lo) * sizeof(float));
     for (size_t at = lo; at < hi;) {
         size_t len = hi - at < CHUNK_FLOATS ? hi - at : CHUNK_FLOATS;
         if (c->n_reqs == c->reqs_cap) {
@@ -308,7 +306,7 @@ enum ddts_status ddts_mpi_grad_ready(void *userdata, const float *grads, size_t 
         c->step_open = true;
         c->step_n = n;
         c->step_b = (float)batch_samples;
-        c->sent_from = n + 1; /* index n, the sample count, is ready from the start */
+        c->sent_from = n; /* nothing in flight yet */
         c->n_reqs = 0;
     } else if (n != c->step_n || from >= c->sent_from) {
         return ddts_error_set(err, DDTS_ESTATE, "MPI: gradients [%zu, %zu) announced out of order",
@@ -330,19 +328,17 @@ enum ddts_status ddts_mpi_grad_ready(void *userdata, const float *grads, size_t 
     return st;
 }
 
-/* Sum of b_r * g_r over the ranks / sum of b_r, from grad_buf into grads. */
-static enum ddts_status finish_grads(struct ddts_mpi *c, float *grads, size_t n,
-                                     struct ddts_error *err)
+/* grads = sum (in `sum`, which may be grads itself) / size: the ranks' mean. */
+static void finish_grads(struct ddts_mpi *c, float *grads, const float *sum, size_t n)
 {
-    float *buf = c->grad_buf;
     c->traffic.n_exchanges++;
-    c->traffic.bytes += (n + 1) * sizeof(float);
-    if (!(buf[n] > 0))
-        return ddts_error_set(err, DDTS_ESTATE, "MPI: a step without samples on any rank");
-    float inv = 1.0f / buf[n];
+    c->traffic.bytes += n * sizeof(float);
+    c->grad_steps = true;
+    if (c->size == 1 && sum == grads)
+        return;
+    float inv = 1.0f / (float)c->size;
     for (size_t i = 0; i < n; i++)
-        grads[i] = buf[i] * inv;
-    return DDTS_OK;
+        grads[i] = sum[i] * inv;
 }
 
 /* The open step of the bucketed exchange: the rest as the last bucket, then wait for all. */
@@ -363,7 +359,9 @@ static enum ddts_status close_step(struct ddts_mpi *c, float *grads, size_t n, s
             st = mpi_error(rc, "MPI_Waitall (gradients)", err);
     }
     c->traffic.seconds += MPI_Wtime() - t0;
-    return st == DDTS_OK ? finish_grads(c, grads, n, err) : st;
+    if (st == DDTS_OK)
+        finish_grads(c, grads, c->grad_buf, n);
+    return st;
 }
 
 enum ddts_status ddts_mpi_grad_exchange(void *userdata, float *grads, size_t n,
@@ -372,23 +370,17 @@ enum ddts_status ddts_mpi_grad_exchange(void *userdata, float *grads, size_t n,
     struct ddts_mpi *c = userdata;
     if (c->step_open)
         return close_step(c, grads, n, batch_samples, err);
-    if (n + 1 > INT_MAX)
+    if (n > INT_MAX)
         return ddts_error_set(err, DDTS_ELIMIT, "MPI: %zu gradients in one message (max %d)", n,
-                              INT_MAX - 1);
-    enum ddts_status st = reserve_grads(c, n, err);
-    if (st != DDTS_OK)
-        return st;
-    /* (n + 1): b_r * g_r, then b_r. A float counts samples exactly up to 2^24. */
-    float *buf = c->grad_buf, b = (float)batch_samples;
-    for (size_t i = 0; i < n; i++)
-        buf[i] = grads[i] * b;
-    buf[n] = b;
+                              INT_MAX);
+    /* In place on the engine's gradients: no copy, no second buffer. */
     double t0 = MPI_Wtime();
-    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)(n + 1), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, grads, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     c->traffic.seconds += MPI_Wtime() - t0;
     if (rc != MPI_SUCCESS)
         return mpi_error(rc, "MPI_Allreduce (gradients)", err);
-    return finish_grads(c, grads, n, err);
+    finish_grads(c, grads, grads, n);
+    return DDTS_OK;
 }
 
 enum ddts_status ddts_mpi_weight_exchange(void *userdata, float *weights, size_t n,
@@ -424,44 +416,22 @@ enum ddts_status ddts_mpi_weight_exchange(void *userdata, float *weights, size_t
     return DDTS_OK;
 }
 
-enum ddts_status ddts_mpi_merge_logs(void *userdata, struct ddts_logs *logs, uint64_t n_samples,
-                                     struct ddts_error *err)
-{
-    (void)userdata;
-    double buf[DDTS_LOGS_MAX + 1];
-    size_t k = 0;
-    for (size_t i = 0; i < logs->n && i < DDTS_LOGS_MAX; i++)
-        if (strncmp(logs->names[i], "val_", 4) != 0)
-            buf[k++] = logs->values[i] * (double)n_samples;
-    buf[k] = (double)n_samples;
-    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)(k + 1), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    if (rc != MPI_SUCCESS)
-        return mpi_error(rc, "MPI_Allreduce (logs)", err);
-    if (!(buf[k] > 0))
-        return DDTS_OK;
-    size_t j = 0;
-    for (size_t i = 0; i < logs->n && i < DDTS_LOGS_MAX; i++)
-        if (strncmp(logs->names[i], "val_", 4) != 0)
-            logs->values[i] = buf[j++] / buf[k];
-    return DDTS_OK;
-}
-
-enum ddts_status ddts_mpi_merge_val_sums(void *userdata, double *sums, size_t n, size_t n_samples,
-                                         struct ddts_error *err)
+enum ddts_status ddts_mpi_merge_sums(void *userdata, int validation, double *sums, size_t n,
+                                     size_t n_samples, struct ddts_error *err)
 {
     struct ddts_mpi *c = userdata;
     size_t per = n + 1, size = (size_t)c->size;
     if (per > 64)
-        return ddts_error_set(err, DDTS_ELIMIT, "MPI: %zu validation sums (max 63)", n);
-    if (c->val_cap < size * per) {
-        ddts_free(c->val_buf);
-        c->val_cap = 0;
-        c->val_buf = ddts_mallocarray(size * per, sizeof(double));
-        if (c->val_buf == NULL)
+        return ddts_error_set(err, DDTS_ELIMIT, "MPI: %zu sums (max 63)", n);
+    if (c->sums_cap < size * per) {
+        ddts_free(c->sums_buf);
+        c->sums_cap = 0;
+        c->sums_buf = ddts_mallocarray(size * per, sizeof(double));
+        if (c->sums_buf == NULL)
             return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
-        c->val_cap = size * per;
+        c->sums_cap = size * per;
     }
-    if (c->val_counts == NULL) {
+    if (validation && c->val_counts == NULL) {
         c->val_counts = ddts_calloc(size, sizeof *c->val_counts);
         if (c->val_counts == NULL)
             return ddts_error_set(err, DDTS_ENOMEM, "out of memory");
@@ -469,18 +439,29 @@ enum ddts_status ddts_mpi_merge_val_sums(void *userdata, double *sums, size_t n,
     double mine[64];
     memcpy(mine, sums, n * sizeof(double));
     mine[n] = (double)n_samples;
-    int rc =
-        MPI_Allgather(mine, (int)per, MPI_DOUBLE, c->val_buf, (int)per, MPI_DOUBLE, MPI_COMM_WORLD);
+    int rc = MPI_Allgather(mine, (int)per, MPI_DOUBLE, c->sums_buf, (int)per, MPI_DOUBLE,
+                           MPI_COMM_WORLD);
     if (rc != MPI_SUCCESS)
-        return mpi_error(rc, "MPI_Allgather (validation)", err);
+        return mpi_error(
+            rc, validation ? "MPI_Allgather (validation sums)" : "MPI_Allgather (training sums)",
+            err);
     for (size_t i = 0; i < n; i++) {
         double t = 0;
         for (size_t r = 0; r < size; r++)
-            t += c->val_buf[r * per + i];
+            t += c->sums_buf[r * per + i];
         sums[i] = t;
     }
-    for (size_t r = 0; r < size; r++)
-        c->val_counts[r] = (uint64_t)c->val_buf[r * per + n];
+    for (size_t r = 0; validation && r < size; r++)
+        c->val_counts[r] = (uint64_t)c->sums_buf[r * per + n];
+    /* The gradient exchange averages the ranks' gradients unweighted, which is
+     * the combined batch's gradient when every rank steps with the same batch:
+     * equal shares, the same batch size. Checked here, once per epoch. */
+    for (size_t r = 1; !validation && c->grad_steps && r < size; r++)
+        if (c->sums_buf[r * per + n] != c->sums_buf[n])
+            return ddts_error_set(err, DDTS_ESTATE,
+                                  "MPI: rank %zu trained %.0f samples in the epoch, rank 0 %.0f: "
+                                  "--sync step needs equal shares",
+                                  r, c->sums_buf[r * per + n], c->sums_buf[n]);
     return DDTS_OK;
 }
 

@@ -859,19 +859,24 @@ static enum ddts_status resolve_monitor(const struct ddts_logs *proto, int has_v
                           names);
 }
 
-/* on_validation_sums: the validation pass's sums over every worker's slice. */
-static enum ddts_status combine_val_sums(struct ddts_model *m, const struct ddts_fit_callbacks *cb,
-                                         struct sums *s, struct ddts_error *err)
+/* on_training_sums (val 0) or on_validation_sums (val 1): an epoch's sums
+ * over every worker's samples (training) or slice (validation). */
+static enum ddts_status combine_sums(struct ddts_model *m, const struct ddts_fit_callbacks *cb,
+                                     int val, struct sums *s, struct ddts_error *err)
 {
-    if (cb == NULL || cb->on_validation_sums == NULL)
+    int (*hook)(void *, struct ddts_model *, double *, size_t, size_t) =
+        cb == NULL ? NULL
+        : val      ? cb->on_validation_sums
+                   : cb->on_training_sums;
+    if (hook == NULL)
         return DDTS_OK;
     /* Counts below 2^53 are exact as doubles. */
     double v[6] = {s->loss, s->acc, s->mse, s->mae, (double)s->samples, (double)s->rows};
-    if (cb->on_validation_sums(cb->userdata, m, v, 6, s->samples) != 0)
+    if (hook(cb->userdata, m, v, 6, s->samples) != 0)
         return ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
     if (!(v[4] >= 0 && v[5] >= 0 && v[4] < 9007199254740992.0 && v[5] < 9007199254740992.0))
-        return ddts_error_set(err, DDTS_EINVAL, "fit: combined validation counts %g, %g", v[4],
-                              v[5]);
+        return ddts_error_set(err, DDTS_EINVAL, "fit: combined %s counts %g, %g",
+                              val ? "validation" : "training", v[4], v[5]);
     *s = (struct sums){v[0], v[1], v[2], v[3], (size_t)v[4], (size_t)v[5]};
     return DDTS_OK;
 }
@@ -931,7 +936,8 @@ static enum ddts_status fit(struct ddts_model *m, const struct ddts_dataset *tra
     int have_es = 0, wait = 0;
     for (int ep = e0; ep < o->epochs; ep++) {
         struct sums s = {0};
-        if ((st = fit_epoch(m, train, o, &dt, order, bs, ep, &s, err)) != DDTS_OK)
+        if ((st = fit_epoch(m, train, o, &dt, order, bs, ep, &s, err)) != DDTS_OK ||
+            (st = combine_sums(m, o->callbacks, 0, &s, err)) != DDTS_OK)
             goto done;
         struct ddts_logs logs = {0};
         fill_logs(m, &s, 0, &logs);
@@ -943,7 +949,7 @@ static enum ddts_status fit(struct ddts_model *m, const struct ddts_dataset *tra
         if (o->validation) {
             struct sums vs;
             if ((st = run_eval(m, &dv, bs, &vs, err)) != DDTS_OK ||
-                (st = combine_val_sums(m, o->callbacks, &vs, err)) != DDTS_OK)
+                (st = combine_sums(m, o->callbacks, 1, &vs, err)) != DDTS_OK)
                 goto done;
             fill_logs(m, &vs, 1, &logs);
         }

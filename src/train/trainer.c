@@ -31,8 +31,6 @@ struct run {
     int tty;
     enum ddts_status status; /* a callback's failure, reported after fit */
     struct ddts_error error;
-    struct ddts_logs merged; /* the last epoch's logs after req->merge_logs */
-    int have_merged;
     double epoch_start; /* the end of the previous epoch's callback (or fit's start) */
     double train_end;   /* the end of the epoch's last training step */
     double epoch_start_cpu, train_end_cpu; /* the same in process CPU seconds */
@@ -171,18 +169,6 @@ static int on_epoch_end(void *userdata, struct ddts_model *m, int epoch,
 {
     (void)m;
     struct run *r = userdata;
-    if (r->req->merge_logs != NULL) {
-        /* The training figures over every worker's samples (MPI ranks). */
-        r->merged = *logs;
-        enum ddts_status mst =
-            r->req->merge_logs(r->req->merge_logs_userdata, &r->merged, r->n_train, &r->error);
-        if (mst != DDTS_OK) {
-            r->status = mst;
-            return 1;
-        }
-        r->have_merged = 1;
-        logs = &r->merged;
-    }
     if (!r->tty)
         epoch_header(r, epoch);
     draw_progress(r, (int64_t)r->n_train, logs, 1);
@@ -214,7 +200,7 @@ static int on_epoch_end(void *userdata, struct ddts_model *m, int epoch,
                         "threads): training %.3f s, validation %.3f s",
                         epoch + 1, r->train_end - r->epoch_start, now - r->train_end,
                         r->train_end_cpu - r->epoch_start_cpu, cpu - r->train_end_cpu);
-    if (r->req->exchange != NULL && r->req->merge_val_sums == NULL && exchange_now(r) != 0)
+    if (r->req->exchange != NULL && r->req->merge_sums == NULL && exchange_now(r) != 0)
         return 1;
     if (r->req->on_epoch_done != NULL) {
         st = r->req->on_epoch_done(r->req->epoch_done_userdata, m, epoch, &r->error);
@@ -256,10 +242,11 @@ static int on_gradients_ready(void *userdata, struct ddts_model *m, const float 
     return 0;
 }
 
-/* Data-parallel validation (merge_val_sums): the epoch-end exchange comes
- * before the validation pass, so that every worker validates its slice with
- * the same (averaged) weights, the combined figures are that model's, and the
- * best weights are averaged ones, like the model written at the end. */
+/* Data-parallel workers (merge_sums): the epoch-end exchange comes before
+ * the validation pass and the best-model choice, so that every worker
+ * validates its slice with the same (averaged) weights, the combined figures
+ * are that model's, and the best weights are averaged ones, like the model
+ * written at the end. */
 static int on_epoch_trained(void *userdata, struct ddts_model *m, int epoch)
 {
     (void)m;
@@ -267,18 +254,30 @@ static int on_epoch_trained(void *userdata, struct ddts_model *m, int epoch)
     return exchange_now(userdata);
 }
 
-static int on_validation_sums(void *userdata, struct ddts_model *m, double *sums, size_t n,
-                              size_t n_samples)
+/* on_training_sums (validation 0) and on_validation_sums (1) through req->merge_sums. */
+static int merge_sums(struct run *r, int validation, double *sums, size_t n, size_t n_samples)
 {
-    (void)m;
-    struct run *r = userdata;
     enum ddts_status st =
-        r->req->merge_val_sums(r->req->merge_logs_userdata, sums, n, n_samples, &r->error);
+        r->req->merge_sums(r->req->merge_sums_userdata, validation, sums, n, n_samples, &r->error);
     if (st != DDTS_OK) {
         r->status = st;
         return 1;
     }
     return 0;
+}
+
+static int on_training_sums(void *userdata, struct ddts_model *m, double *sums, size_t n,
+                            size_t n_samples)
+{
+    (void)m;
+    return merge_sums(userdata, 0, sums, n, n_samples);
+}
+
+static int on_validation_sums(void *userdata, struct ddts_model *m, double *sums, size_t n,
+                              size_t n_samples)
+{
+    (void)m;
+    return merge_sums(userdata, 1, sums, n, n_samples);
 }
 
 static const char *model_ext(const char *path)
@@ -482,8 +481,9 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
         .on_gradients_ready =
             req->grad_exchange != NULL && req->grad_ready != NULL ? on_gradients_ready : NULL,
         .on_epoch_trained =
-            req->exchange != NULL && req->merge_val_sums != NULL ? on_epoch_trained : NULL,
-        .on_validation_sums = req->merge_val_sums != NULL ? on_validation_sums : NULL,
+            req->exchange != NULL && req->merge_sums != NULL ? on_epoch_trained : NULL,
+        .on_validation_sums = req->merge_sums != NULL ? on_validation_sums : NULL,
+        .on_training_sums = req->merge_sums != NULL ? on_training_sums : NULL,
     };
     struct ddts_fit_options fo = {
         .epochs = job->epochs,
@@ -515,11 +515,6 @@ static enum ddts_status run_one(const struct ddts_train_request *req, struct ddt
         seconds > 0 ? (double)train->n * (job->epochs - initial_epoch) / seconds : 0;
     res->loss = log_value(hist, "loss");
     res->accuracy = log_value(hist, "accuracy");
-    double v;
-    if (r.have_merged && ddts_logs_get(&r.merged, "loss", &v) == 0)
-        res->loss = v;
-    if (r.have_merged && ddts_logs_get(&r.merged, "accuracy", &v) == 0)
-        res->accuracy = v;
     res->val_loss = log_value(hist, "val_loss");
     res->val_accuracy = log_value(hist, "val_accuracy");
     ddts_textlog_printf(r.textlog, "done in %.1f s (%.0f samples/s)", seconds, res->samples_per_s);

@@ -33,12 +33,16 @@ class Checks:
             print("FAIL:", what, flush=True)
         return cond
 
-    def finish(self, name, work, t_start=None):
-        """Prints the counts; removes `work` when every check passed (unless
-        DDTS_KEEP_WORK is set). True when every check passed and some ran."""
+    def finish(self, name, work=None, t_start=None):
+        """Prints the counts; removes `work` (if any: a TemporaryDirectory
+        removes itself) when every check passed, unless DDTS_KEEP_WORK is set.
+        True when every check passed and some ran: a test that ran no check
+        fails."""
         took = " (%.1f s)" % (time.monotonic() - t_start) if t_start is not None else ""
         print("%s: %d passed, %d failed%s" % (name, self.passed, self.failed, took), flush=True)
-        if self.failed == 0 and not os.environ.get("DDTS_KEEP_WORK"):
+        if work is None:
+            pass
+        elif self.failed == 0 and not os.environ.get("DDTS_KEEP_WORK"):
             shutil.rmtree(work, ignore_errors=True)
         else:
             print("work folder kept:", work)

@@ -852,12 +852,7 @@ def main():
     check_kfold(work, chrome)
     check_global_live(work, chrome)
     check_escaping(work, chrome)
-    print("%d checks passed, %d failed" % (check.passed, check.failed))
-    if check.failed == 0:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print("work folder kept: %s" % work)
-    return 1 if check.failed else 0
+    return 0 if check.finish("test_dashboard", work) else 1
 
 
 if __name__ == "__main__":

@@ -8,9 +8,7 @@ Run by CTest with DDTS=path/to/ddts (Debian's /usr/bin/python3 with numpy;
 pandas and openpyxl are used when installed: python3-pandas, python3-openpyxl).
 """
 import gzip
-import io
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -19,10 +17,11 @@ import zipfile
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import Checks  # noqa: E402
+
 DDTS = os.environ.get("DDTS", "build/ddts")
 WORK = tempfile.mkdtemp(prefix="ddts-test_data_formats-")
-N_PASS = 0
-N_FAIL = 0
 
 try:
     import pandas as pd
@@ -34,15 +33,15 @@ except ImportError:  # pragma: no cover
     openpyxl = None
 
 
+check = Checks()
+
+
 def fail(msg):
-    global N_FAIL
-    N_FAIL += 1
-    print("FAIL:", msg, file=sys.stderr)
+    check(False, msg)
 
 
 def ok():
-    global N_PASS
-    N_PASS += 1
+    check(True, "")
 
 
 def path(name):
@@ -654,14 +653,9 @@ def test_usage():
 
 
 def main():
-    try:
-        for t in [test_npy, test_npz, test_csv, test_xlsx, test_idx, test_keras, test_download, test_usage]:
-            t()
-    finally:
-        if N_FAIL == 0:
-            shutil.rmtree(WORK, ignore_errors=True)
-    print(f"test_data_formats: {N_PASS} passed, {N_FAIL} failed")
-    return 1 if N_FAIL else 0
+    for t in [test_npy, test_npz, test_csv, test_xlsx, test_idx, test_keras, test_download, test_usage]:
+        t()
+    return 0 if check.finish("test_data_formats", WORK) else 1
 
 
 if __name__ == "__main__":

@@ -146,12 +146,7 @@ def main():
     # moving statistics (momentum 0.9) need about as many steps as ddts train's 4 epochs.
     one_example(work, "cifar_mobilenet", cifar, "sparse_categorical_crossentropy", 4, 0.5, 9)
     one_example(work, "imdb_transformer", imdb, "binary_crossentropy", 3, 0.8, 3)
-    print("test_examples_mobile: %d passed, %d failed" % (check.passed, check.failed))
-    if check.failed == 0:
-        subprocess.run(["rm", "-rf", work])
-    else:
-        print("work folder kept:", work)
-    return 1 if check.failed else 0
+    return 0 if check.finish("test_examples_mobile", work) else 1
 
 
 if __name__ == "__main__":

@@ -631,8 +631,7 @@ def main():
         test_normalizer(tmp)
         test_ensemble(tmp)
         test_hostile(tmp)
-    print("%d passed, %d failed" % (check.passed, check.failed))
-    return 1 if check.failed else 0
+    return 0 if check.finish("test_keras_files") else 1
 
 
 if __name__ == "__main__":

@@ -51,8 +51,7 @@ def main():
         for fname, ref_kind, trained_layer in FIXTURES:
             one(check, tmp, FIX, fname, ref_kind, trained_layer,
                 os.path.join(FIX, "tools", "npref.py"), NEEDS)
-    print("%d passed, %d failed" % (check.passed, check.failed))
-    return 1 if check.failed else 0
+    return 0 if check.finish("test_keras_fixtures2") else 1
 
 
 if __name__ == "__main__":

@@ -188,12 +188,7 @@ def main():
             check(n == 1, "%d lines for %s epoch %d (expected 1):\n%s" % (n, name, e, log))
     check("joined from 127.0.0.1" in log, "the usual event lines are gone")
 
-    print("test_live_view: %d passed, %d failed" % (check.passed, check.failed))
-    if check.failed == 0:
-        subprocess.run(["rm", "-rf", work])
-    else:
-        print("work folder kept:", work)
-    return 1 if check.failed else 0
+    return 0 if check.finish("test_live_view", work) else 1
 
 
 if __name__ == "__main__":

@@ -24,6 +24,11 @@ check_sync() {
         --sync "$sync" --optimizer "$opt" --out "$out" "$@"
     cp "$OUT" "$out.stdout"
     grep -q "^ranks: $n$" "$OUT" || fail "$n ranks, $sync: no 'ranks: $n' in $(cat "$OUT")"
+    # Each rank's wall, CPU and exchange seconds, gathered (one value per rank).
+    for k in seconds cpu_seconds exchange_seconds; do
+        grep -Eq "^${k}_per_rank:( [0-9]+\.[0-9]{3}){$n}$" "$OUT" ||
+            fail "$n ranks: $(grep "^${k}_per_rank" "$OUT"), expected $n values"
+    done
     [ "$(json_get "$out/summary.json" ranks)" = "$n" ] || fail "summary.json: ranks != $n"
     [ "$(json_get "$out/summary.json" sync)" = "$sync" ] || fail "summary.json: sync != $sync"
     for f in model.h5 best_model.h5 history.csv history.png train.log checkpoint.bin; do
@@ -51,15 +56,15 @@ check_sync 2 step adam
 check_sync 4 step adam
 check_sync 2 epoch adam
 
-# The gradient exchange moved (n_params + 1) floats per step: 24 steps of 259 + 1 floats on 2 ranks.
+# The gradient exchange moved n_params floats per step: 24 steps of 259 floats on 2 ranks.
 S="$WORK/out-2-step-sgd.stdout"
 grep -q "^exchanges: 24$" "$S" || fail "exchanges: $(grep exchanges "$S")"
-grep -q "^exchange_bytes_per_rank: $((24 * 260 * 4))$" "$S" || fail "bytes: $(grep bytes "$S")"
+grep -q "^exchange_bytes_per_rank: $((24 * 259 * 4))$" "$S" || fail "bytes: $(grep bytes "$S")"
 grep -q "^exchange_buckets: 0$" "$S" || fail "fused: $(grep buckets "$S")"
 
 # --bucket-mb: the gradients in buckets, each an MPI_Iallreduce started as the
 # backward pass finishes a layer. 0.0001 MiB (26 floats) makes each of the two
-# Dense layers a bucket: the output layer's 51 gradients and the sample count
+# Dense layers a bucket: the output layer's 51 gradients
 # while the hidden layer's 208 are computed, then those; 48 buckets in 24
 # steps, the same bytes. On 2 ranks every sum is a0 + a1 in any order, so the
 # weights, optimizer state and history are the fused run's bit for bit; on 4
@@ -68,7 +73,7 @@ check_sync 2 step adam bucket --bucket-mb 0.0001
 check_sync 4 step adam bucket --bucket-mb 0.0001
 B="$WORK/out-2-step-adam-bucket"
 grep -q "^exchanges: 24$" "$B.stdout" || fail "buckets: $(grep exchanges "$B.stdout")"
-grep -q "^exchange_bytes_per_rank: $((24 * 260 * 4))$" "$B.stdout" ||
+grep -q "^exchange_bytes_per_rank: $((24 * 259 * 4))$" "$B.stdout" ||
     fail "buckets: $(grep bytes "$B.stdout")"
 if grep -q "^exchange_buckets: 48$" "$B.stdout"; then N_PASS=$((N_PASS + 1)); else
     fail "buckets: $(grep buckets "$B.stdout"), expected 48"; fi

@@ -191,8 +191,7 @@ def main():
         section1(tmp, data)
         section2(tmp, data, users, jobs, rating)
         section3(tmp, data)
-    print("%d passed, %d failed" % (check.passed, check.failed))
-    return 1 if check.failed else 0
+    return 0 if check.finish("test_multi_input") else 1
 
 
 if __name__ == "__main__":

@@ -174,7 +174,4 @@ p = ddts("inspect", seq)
 check(p.returncode != 0 and "return_state" in p.stderr and "Sequential" in p.stderr,
       "a Sequential with return_state: %s" % (p.stdout + p.stderr)[-400:])
 
-print("%d checks passed, %d failed" % (check.passed, check.failed))
-if not check.failed:
-    shutil.rmtree(WORK, ignore_errors=True)
-sys.exit(1 if check.failed else 0)
+sys.exit(0 if check.finish("test_recurrent_state", WORK) else 1)

@@ -99,8 +99,7 @@ def main():
             check(re.search(r"^Shared layers .*: %s$" % shared, p.stdout, re.M) is not None,
                   "%s: the shared layers' calls are not listed:\n%s" % (fname, p.stdout))
         server_job(tmp)
-    print("%d passed, %d failed" % (check.passed, check.failed))
-    return 1 if check.failed else 0
+    return 0 if check.finish("test_shared_layers") else 1
 
 
 if __name__ == "__main__":

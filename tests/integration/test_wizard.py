@@ -351,8 +351,7 @@ def main():
         ctrl_c_restores_echo(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("%d passed, %d failed" % (check.passed, check.failed))
-    return 1 if check.failed else 0
+    return 0 if check.finish("test_wizard") else 1
 
 
 if __name__ == "__main__":

@@ -465,12 +465,7 @@ def main():
     section6_round(work)
     section6(work)
     section6_metrics(work)
-    print("test_workflow: %d passed, %d failed" % (check.passed, check.failed))
-    if check.failed == 0:
-        subprocess.run(["rm", "-rf", work])
-    else:
-        print("work folder kept:", work)
-    return 1 if check.failed else 0
+    return 0 if check.finish("test_workflow", work) else 1
 
 
 if __name__ == "__main__":

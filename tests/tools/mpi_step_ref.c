@@ -48,15 +48,20 @@ static int die(const char *what, const struct ddts_error *err)
     return 1;
 }
 
-/* Training loss of each epoch of the reference (not the control), for the caller to print. */
-static double ref_loss[64];
+/* Training loss and accuracy of each epoch of the reference (not the
+ * control), for the caller to print. */
+static double ref_loss[64], ref_acc[64];
+/* The reference's weights after each epoch (step: the one process; epoch:
+ * the averaged model), to compare with the checkpoint's best model. */
+static float *ref_w[64];
 /* Validation figures of each epoch of the reference (VALIDATION_SPLIT > 0). */
 static double ref_val_loss[64], ref_val_acc[64];
 static const struct ddts_dataset *ref_val; /* the held-out samples; NULL: none */
 
 /* Fits epoch `ep` of `m` over the samples order[0..n), in that order; adds
- * `share` times the epoch's training loss to *loss_sum (may be NULL); the
- * reference (loss_sum given, step) also validates on ref_val. */
+ * `share` times the epoch's training loss to *loss_sum (may be NULL) and its
+ * accuracy to ref_acc[ep]; the reference (loss_sum given, step) also
+ * validates on ref_val. */
 static enum ddts_status fit_epoch(struct ddts_model *m, struct ddts_dataset *d,
                                   const uint32_t *order, size_t n, int ep, int batch, double share,
                                   double *loss_sum, struct ddts_error *err)
@@ -73,6 +78,9 @@ static enum ddts_status fit_epoch(struct ddts_model *m, struct ddts_dataset *d,
     if (st == DDTS_OK && loss_sum != NULL && h->n_epochs == 1 && h->n_columns > 0 &&
         strcmp(h->columns[0], "loss") == 0)
         *loss_sum += share * h->values[0];
+    for (size_t c = 0; st == DDTS_OK && loss_sum != NULL && c < h->n_columns; c++)
+        if (strcmp(h->columns[c], "accuracy") == 0)
+            ref_acc[ep] += share * h->values[c];
     for (size_t c = 0; st == DDTS_OK && fo.validation != NULL && c < h->n_columns; c++) {
         if (strcmp(h->columns[c], "val_loss") == 0)
             ref_val_loss[ep] = h->values[c];
@@ -81,6 +89,16 @@ static enum ddts_status fit_epoch(struct ddts_model *m, struct ddts_dataset *d,
     }
     ddts_history_destroy(h);
     return st;
+}
+
+/* ref_w[ep]: a copy of m's weights after epoch ep. */
+static void keep_weights(struct ddts_model *m, int ep)
+{
+    size_t nw = 0;
+    const float *w = ddts_model_weights_flat(m, &nw);
+    free(ref_w[ep]);
+    ref_w[ep] = malloc((nw ? nw : 1) * sizeof *w);
+    memcpy(ref_w[ep], w, nw * sizeof *w);
 }
 
 /* Fits `m` (fresh from the file) epoch by epoch over the given global orders. */
@@ -93,6 +111,8 @@ static enum ddts_status fit_orders(struct ddts_model *m, struct ddts_dataset *d,
             fit_epoch(m, d, orders[ep], n, ep, batch, 1.0, losses ? &losses[ep] : NULL, err);
         if (st != DDTS_OK)
             return st;
+        if (losses != NULL)
+            keep_weights(m, ep);
     }
     return DDTS_OK;
 }
@@ -106,6 +126,25 @@ static double max_diff(const float *a, const float *b, size_t n, double *max_abs
         *max_abs = fmax(*max_abs, fabs((double)b[i]));
     }
     return d;
+}
+
+/* The checkpoint's best model (when it has one): its monitor, epoch and
+ * value, and its weights against the reference's after that epoch (for
+ * the caller to check the choice against the reference's figures). */
+static int check_best(const struct ddts_checkpoint *ck, double tol)
+{
+    if (ck->n_best == 0)
+        return 1;
+    int ep = ck->best_epoch;
+    if (ep < 0 || ep >= 64 || ref_w[ep] == NULL || ck->n_best != ck->n_weights) {
+        printf("checkpoint best: epoch %d, %zu weights: no reference\n", ep, ck->n_best);
+        return 0;
+    }
+    double wmax = 0, d = max_diff(ck->best, ref_w[ep], ck->n_best, &wmax);
+    printf("checkpoint best: %s epoch %d value %.9g\n", ck->best_monitor, ep + 1, ck->best_value);
+    printf("best weights: max |w_best - reference after epoch %d| = %.3g (tolerance %.3g)\n",
+           ep + 1, d, tol);
+    return d <= tol;
 }
 
 int main(int argc, char **argv)
@@ -252,6 +291,7 @@ int main(int argc, char **argv)
                     for (size_t i = 0; i < nw; i++)
                         wr[i] = (float)(sum[i] / ((double)share * (double)n_ranks));
                 }
+                keep_weights(m[0], ep);
                 struct ddts_logs vl;
                 if (ref_val != NULL &&
                     ddts_model_evaluate(m[0], ref_val, (int)b, &vl, &err) != DDTS_OK)
@@ -293,6 +333,9 @@ int main(int argc, char **argv)
     printf("reference training loss per epoch:");
     for (int ep = 0; ep < epochs; ep++)
         printf(" %.9g", ref_loss[ep]);
+    printf("\nreference training accuracy per epoch:");
+    for (int ep = 0; ep < epochs; ep++)
+        printf(" %.9g", ref_acc[ep]);
     printf("\n");
     if (ref_val != NULL) {
         printf("reference val_loss per epoch:");
@@ -303,7 +346,7 @@ int main(int argc, char **argv)
             printf(" %.9g", ref_val_acc[ep]);
         printf("\n");
     }
-    int ok = diff[0] <= tol && diff[1] > 100 * tol;
+    int ok = diff[0] <= tol && diff[1] > 100 * tol && check_best(&ck, tol);
     printf("%s\n", ok ? "match" : "MISMATCH");
     return ok ? 0 : 1;
 }

@@ -782,6 +782,90 @@ static void test_validation_sums(void **state)
     ddts_array_destroy(y);
 }
 
+/* Fits 3 epochs of idx[0..n) with on_training_sums (s; NULL: none), best model by loss. */
+static struct ddts_history *fit_train(const struct ddts_array *x, const struct ddts_array *y,
+                                      const uint32_t *idx, size_t n, struct val_sums_state *s,
+                                      enum ddts_status want)
+{
+    const char *mlp = "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+                      "{\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":3,"
+                      "\"activation\":\"softmax\",\"batch_input_shape\":[null,36]}}]}}";
+    struct ddts_model *m = build(mlp, "sparse_categorical_crossentropy", "adam", 0.01, 1);
+    struct ddts_dataset d = {.x = x, .y = y, .idx = idx, .n = n};
+    struct ddts_fit_callbacks cb = {.userdata = s, .on_training_sums = on_val_sums};
+    struct ddts_fit_options fo = {.epochs = 3,
+                                  .batch_size = 5,
+                                  .shuffle = 1,
+                                  .seed = 5,
+                                  .callbacks = s != NULL ? &cb : NULL,
+                                  .checkpoint_monitor = "loss"};
+    struct ddts_history *h = NULL;
+    struct ddts_error err;
+    assert_int_equal(ddts_model_fit(m, &d, &fo, &h, &err), want);
+    ddts_model_destroy(m);
+    return h;
+}
+
+/* on_training_sums (data-parallel training's seam): a worker that trains on
+ * its share and adds another worker's training sums logs the figures over
+ * both shares (sums over samples and rows of the two records, added) and
+ * chooses its best model by them; alone, its figures are its share's. */
+static void test_training_sums(void **state)
+{
+    (void)state;
+    struct ddts_array *x, *y;
+    make_data(&x, &y);
+    uint32_t idx[N];
+    for (size_t i = 0; i < N; i++)
+        idx[i] = (uint32_t)i;
+    size_t na = N / 2;
+    /* Worker B trains on [na, N) and records its sums. */
+    struct val_sums_state b = {.want_samples = N - na};
+    struct ddts_history *hb = fit_train(x, y, idx + na, N - na, &b, DDTS_OK);
+    assert_int_equal(b.calls, 3);
+    assert_int_equal(b.n, 6);
+    /* Worker A trains on [0, na) and adds B's sums; it records its own first. */
+    struct val_sums_state a = {.want_samples = na, .add = (const double(*)[8])b.rec};
+    struct ddts_history *ha = fit_train(x, y, idx, na, &a, DDTS_OK);
+    struct ddts_history *alone = fit_train(x, y, idx, na, NULL, DDTS_OK);
+    assert_int_equal(ha->n_columns, 2);
+    assert_string_equal(ha->columns[0], "loss");
+    assert_string_equal(ha->columns[1], "accuracy");
+    int best = -1;
+    double best_loss = 0, diff_alone = 0;
+    for (int e = 0; e < 3; e++) {
+        /* sums: loss, correct, mse, mae, samples, rows */
+        double loss = (a.rec[e][0] + b.rec[e][0]) / (a.rec[e][4] + b.rec[e][4]);
+        double acc = (a.rec[e][1] + b.rec[e][1]) / (a.rec[e][5] + b.rec[e][5]);
+        assert_true(a.rec[e][4] == (double)na && b.rec[e][4] == (double)(N - na));
+        assert_true(ha->values[e * 2] == loss);
+        assert_true(ha->values[e * 2 + 1] == acc);
+        /* Alone: its own share's figures, the same as A's own record. */
+        assert_true(alone->values[e * 2] == a.rec[e][0] / a.rec[e][4]);
+        diff_alone = fmax(diff_alone, fabs(alone->values[e * 2] - loss));
+        if (best < 0 || loss < best_loss) {
+            best = e;
+            best_loss = loss;
+        }
+    }
+    printf("training loss over both shares vs share A alone: max difference %.3g; best epoch "
+           "%d\n",
+           diff_alone, best + 1);
+    assert_true(diff_alone > 1e-4);
+    assert_int_equal(ha->best_epoch, best);
+    /* A non-zero return stops fit after the first epoch's training. */
+    struct val_sums_state stop = {.want_samples = na, .stop = 1};
+    struct ddts_history *hs = fit_train(x, y, idx, na, &stop, DDTS_ECANCELED);
+    assert_int_equal(stop.calls, 1);
+    assert_int_equal(hs->n_epochs, 0);
+    ddts_history_destroy(hs);
+    ddts_history_destroy(ha);
+    ddts_history_destroy(hb);
+    ddts_history_destroy(alone);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+}
+
 static void test_best_across_calls(void **state)
 {
     (void)state;
@@ -1291,6 +1375,7 @@ int main(void)
         cmocka_unit_test(test_gradient_hook),
         cmocka_unit_test(test_gradients_ready),
         cmocka_unit_test(test_validation_sums),
+        cmocka_unit_test(test_training_sums),
         cmocka_unit_test(test_best_across_calls),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_normalize_per_batch),
