@@ -6,7 +6,7 @@
  * normalized per batch, as `ddts train` does), and OpenBLAS's sgemm GFLOP/s.
  *
  *   bench_engine [--quick] [--throughput | --accuracy] [--only mlp|cnn] [--first-seed S]
- *                [--data DIR] [--samples N] [--reps R] [--threads 1|2]
+ *                [--data DIR] [--samples N] [--reps R] [--threads 1|2] [--batch B]
  *
  * --quick trains on 6000 samples only (a smoke run); --throughput measures
  * samples/s only (run.sh alternates it with the peer's), --accuracy the
@@ -15,7 +15,8 @@
  * and --reps R its timed epochs, the best kept (default 3): run.sh's train
  * case measures the engine on the epoch `ddts train` runs (N = its samples,
  * R = 1, like its one epoch). --threads T measures T threads only (for
- * profiling; the other count prints 0).
+ * profiling; the other count prints 0). --batch B sets the throughput
+ * epochs' batch size (default 128: the issue's figure).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,14 +119,18 @@ static double cpu_seconds(void)
  * the process: with 1 thread the latter is what a quiet machine would give,
  * much less sensitive to other jobs than the wall figure. */
 static int REPS = 3;         /* timed epochs per throughput figure (--reps) */
+static int BATCH = 128;      /* the throughput epochs' batch size (--batch) */
 static int ONLY_THREADS = 0; /* --threads T: that count only (profiling), else 1 and 2 */
 
-static double throughput(const char *json, int threads, struct ddts_array *x, struct ddts_array *y,
-                         size_t n, double *cpu_rate)
+/* no_split: the GEMM split even where the batch split applies (nn.h,
+ * struct nn_split); *split_steps: the training steps that took the batch split. */
+static double throughput(const char *json, int threads, int no_split, struct ddts_array *x,
+                         struct ddts_array *y, size_t n, double *cpu_rate, uint64_t *split_steps)
 {
     struct ddts_model *m = build(json, threads, 42);
+    m->no_batch_split = no_split;
     struct ddts_dataset d = {.x = x, .y = y, .n = n, .x_offset = OFFSET, .x_scale = SCALE};
-    struct ddts_fit_options fo = {.epochs = 1, .batch_size = 128, .shuffle = 1, .seed = 1};
+    struct ddts_fit_options fo = {.epochs = 1, .batch_size = BATCH, .shuffle = 1, .seed = 1};
     struct ddts_error err = {0};
     /* warm-up epoch on a slice, then the timed one */
     struct ddts_dataset w = {.x = x, .y = y, .n = 512, .x_offset = OFFSET, .x_scale = SCALE};
@@ -147,6 +152,8 @@ static double throughput(const char *json, int threads, struct ddts_array *x, st
     }
     if (cpu_rate != NULL)
         *cpu_rate = cpu_best;
+    if (split_steps != NULL)
+        *split_steps = m->split.steps;
     ddts_model_destroy(m);
     return best;
 }
@@ -243,16 +250,17 @@ static void throughput_line(const char *name, const char *json, struct ddts_arra
 {
     struct ddts__nn_flops f = flops_of(json);
     double per = f.forward + f.weight_grad + f.input_grad, sps[2], ref[2], cpu[2];
+    uint64_t split = 0;
     for (int t = 1; t <= 2; t++) {
         ref[t - 1] = sps[t - 1] = cpu[t - 1] = 0;
         if (ONLY_THREADS > 0 && t != ONLY_THREADS)
             continue;
         ref[t - 1] = sgemm_in_child(t);
-        sps[t - 1] = throughput(json, t, x, y, n, &cpu[t - 1]);
+        sps[t - 1] = throughput(json, t, 0, x, y, n, &cpu[t - 1], t == 2 ? &split : NULL);
     }
-    printf("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads); %zu samples, "
+    printf("%s: train samples/s at batch %d: %.0f (1 thread), %.0f (2 threads); %zu samples, "
            "best of %d epoch(s)\n",
-           name, sps[0], sps[1], n, REPS);
+           name, BATCH, sps[0], sps[1], n, REPS);
     printf("%s: training FLOPs per sample %.0f (forward %.0f, weight gradients %.0f, input "
            "gradients %.0f%s)\n",
            name, per, f.forward, f.weight_grad, f.input_grad,
@@ -265,6 +273,15 @@ static void throughput_line(const char *name, const char *json, struct ddts_arra
     printf("%s: 2 threads: %.0f samples per CPU second (%.2f of the 1-thread figure: the CPU "
            "cost of splitting the work)\n",
            name, cpu[1], cpu[0] > 0 ? cpu[1] / cpu[0] : 0);
+    if (split > 0) {
+        /* The same at 2 threads with each layer's GEMMs split instead of the
+         * batch (docs/engine.md, "Threads and determinism"). */
+        double c2 = 0, s2 = throughput(json, 2, 1, x, y, n, &c2, NULL);
+        printf("%s: 2 threads, batch split (every step): %.0f samples/s, %.2fx the 1-thread "
+               "rate; GEMM split instead: %.0f samples/s, %.2fx, %.0f samples per CPU second\n",
+               name, sps[1], sps[0] > 0 ? sps[1] / sps[0] : 0, s2, sps[0] > 0 ? s2 / sps[0] : 0,
+               c2);
+    }
     for (int t = 0; t < 2; t++)
         printf(
             "%s: %d thread(s): %.1f GFLOP/s = %.0f %% of sgemm 1024^3 %.1f GFLOP/s measured just "
@@ -311,13 +328,15 @@ int main(int argc, char **argv)
             REPS = atoi(argv[++i]);
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             ONLY_THREADS = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc)
+            BATCH = atoi(argv[++i]);
         else {
             fprintf(stderr, "bench_engine: unknown argument '%s'\n", argv[i]);
             return 2;
         }
     }
-    if (REPS < 1 || n_samples < 0) {
-        fprintf(stderr, "bench_engine: --reps needs R >= 1, --samples N >= 1\n");
+    if (REPS < 1 || n_samples < 0 || BATCH < 1) {
+        fprintf(stderr, "bench_engine: --reps needs R >= 1, --samples N >= 1, --batch B >= 1\n");
         return 2;
     }
     char p[4][512];

@@ -111,7 +111,7 @@ case " $CASES " in *" engine "*)
         # the FLOP rate of each round against the sgemm measured right before it
         sed -n "s/^$m: training FLOPs per sample/engine $m training FLOPs per sample (from the layer shapes)/p" "$W/ddts_tp1.txt"
         for r in 1 2 3; do
-            sed -n "s/^$m: \([12]\) thread(s): /engine $m round $r, \1 thread(s): /p; s/^$m: 1 thread: /engine $m round $r, 1 thread: /p" "$W/ddts_tp$r.txt"
+            sed -n "s/^$m: \([12]\) thread(s): /engine $m round $r, \1 thread(s): /p; s/^$m: 1 thread: /engine $m round $r, 1 thread: /p; s/^$m: 2 threads, batch split/engine $m round $r, 2 threads, batch split/p" "$W/ddts_tp$r.txt"
         done
         d=$(sed -n "s/^$m: test accuracy.*: \([0-9.]*\) (.*/\1/p" "$W/ddts_engine.txt")
         p=$(sed -n "s/^$m: test accuracy.*: \([0-9.]*\) (.*/\1/p" "$W/torch_engine.txt")

@@ -26,7 +26,10 @@
  *
  * A model is used by one thread at a time. Its compute uses `threads` threads
  * (OpenMP and OpenBLAS, never both at once); for a fixed seed and thread count
- * results are bit-identical. OpenBLAS's own thread count is process-wide:
+ * results are bit-identical, and other thread counts differ from them by float
+ * rounding only (docs/engine.md, "Threads and determinism": small models of
+ * per-sample layers split the batch, which sums the weight gradients in
+ * blocks). OpenBLAS's own thread count is process-wide:
  * fit, evaluate and predict set it to 1 while they run and put the program's
  * value back when they return (the last of concurrent calls, if several).
  */

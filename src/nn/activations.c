@@ -7,23 +7,37 @@
 #include "nn/act.h"
 #include "tensor/tensor.h"
 
+/*
+ * Each loop below opens an OpenMP region only when it runs on several
+ * threads: libgomp enters the kernel (a futex wake) at the end of every
+ * region, even one of a single thread ("if" false, or nested inside the batch
+ * split's region), ~12 system calls per MLP step.
+ */
+
+static void softmax_row(size_t k, const float *zr, float *yr)
+{
+    float mx = zr[0];
+    for (size_t j = 1; j < k; j++)
+        mx = zr[j] > mx ? zr[j] : mx;
+    double s = 0;
+    for (size_t j = 0; j < k; j++) {
+        yr[j] = expf(zr[j] - mx);
+        s += yr[j];
+    }
+    float inv = (float)(1.0 / s);
+    for (size_t j = 0; j < k; j++)
+        yr[j] *= inv;
+}
+
 static void softmax_rows(size_t rows, size_t k, const float *z, float *y, int threads)
 {
-#pragma omp parallel for num_threads(threads) schedule(static) if (rows * k > 16384)
-    for (long r = 0; r < (long)rows; r++) {
-        const float *zr = z + (size_t)r * k;
-        float *yr = y + (size_t)r * k;
-        float mx = zr[0];
-        for (size_t j = 1; j < k; j++)
-            mx = zr[j] > mx ? zr[j] : mx;
-        double s = 0;
-        for (size_t j = 0; j < k; j++) {
-            yr[j] = expf(zr[j] - mx);
-            s += yr[j];
-        }
-        float inv = (float)(1.0 / s);
-        for (size_t j = 0; j < k; j++)
-            yr[j] *= inv;
+    if (threads > 1 && rows * k > 16384) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (long r = 0; r < (long)rows; r++)
+            softmax_row(k, z + (size_t)r * k, y + (size_t)r * k);
+    } else {
+        for (size_t r = 0; r < rows; r++)
+            softmax_row(k, z + r * k, y + r * k);
     }
 }
 
@@ -54,9 +68,14 @@ void ddts__nn_act_forward(const struct nn_act *a, size_t rows, size_t k, const f
         return;
     }
     if (a->kind == ACT_RELU && a->alpha == 0 && a->max_value <= 0 && a->threshold == 0) {
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
-        for (long i = 0; i < (long)n; i++)
-            y[i] = z[i] > 0 ? z[i] : 0;
+        if (threads > 1 && n > 65536) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+            for (long i = 0; i < (long)n; i++)
+                y[i] = z[i] > 0 ? z[i] : 0;
+        } else {
+            for (size_t i = 0; i < n; i++)
+                y[i] = z[i] > 0 ? z[i] : 0;
+        }
         return;
     }
     if (a->kind == ACT_RELU && a->alpha == 0 && a->max_value > 0 && a->threshold == 0) {
@@ -72,13 +91,33 @@ void ddts__nn_act_forward(const struct nn_act *a, size_t rows, size_t k, const f
         }
         return;
     }
+    if (threads <= 1 || n <= 16384) {
+        ddts__nn_act_apply(a, n, z, y);
+        return;
+    }
     /* blocks of 4096: each thread's share is whole blocks */
     size_t nb = (n + 4095) / 4096;
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 16384)
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (long i = 0; i < (long)nb; i++) {
         size_t lo = (size_t)i * 4096, len = n - lo < 4096 ? n - lo : 4096;
         ddts__nn_act_apply(a, len, z + lo, y + lo);
     }
+}
+
+static inline void relu_backward_one(const float *z, const float *dy, float *dz, size_t i)
+{
+    float g = dy[i]; /* loaded unconditionally: a select the compiler vectorises */
+    dz[i] = z[i] > 0 ? g : 0.0f;
+}
+
+/* dz_j = y_j (dy_j - sum_i dy_i y_i) over one row of k. */
+static void softmax_row_backward(size_t k, const float *yr, const float *dyr, float *dzr)
+{
+    double s = 0;
+    for (size_t j = 0; j < k; j++)
+        s += (double)dyr[j] * yr[j];
+    for (size_t j = 0; j < k; j++)
+        dzr[j] = yr[j] * (dyr[j] - (float)s);
 }
 
 void ddts__nn_act_backward(const struct nn_act *a, size_t rows, size_t k, const float *z,
@@ -91,24 +130,24 @@ void ddts__nn_act_backward(const struct nn_act *a, size_t rows, size_t k, const 
         return;
     }
     if (a->kind == ACT_SOFTMAX) {
-        /* dz_j = y_j (dy_j - sum_i dy_i y_i) */
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 16384)
-        for (long r = 0; r < (long)rows; r++) {
-            const float *yr = y + (size_t)r * k, *dyr = dy + (size_t)r * k;
-            float *dzr = dz + (size_t)r * k;
-            double s = 0;
-            for (size_t j = 0; j < k; j++)
-                s += (double)dyr[j] * yr[j];
-            for (size_t j = 0; j < k; j++)
-                dzr[j] = yr[j] * (dyr[j] - (float)s);
+        if (threads > 1 && n > 16384) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+            for (long r = 0; r < (long)rows; r++)
+                softmax_row_backward(k, y + (size_t)r * k, dy + (size_t)r * k, dz + (size_t)r * k);
+        } else {
+            for (size_t r = 0; r < rows; r++)
+                softmax_row_backward(k, y + r * k, dy + r * k, dz + r * k);
         }
         return;
     }
     if (a->kind == ACT_RELU && a->alpha == 0 && a->max_value <= 0 && a->threshold == 0) {
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > 65536)
-        for (long i = 0; i < (long)n; i++) {
-            float g = dy[i]; /* loaded unconditionally: a select the compiler vectorises */
-            dz[i] = z[i] > 0 ? g : 0.0f;
+        if (threads > 1 && n > 65536) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+            for (long i = 0; i < (long)n; i++)
+                relu_backward_one(z, dy, dz, (size_t)i);
+        } else {
+            for (size_t i = 0; i < n; i++)
+                relu_backward_one(z, dy, dz, i);
         }
         return;
     }

@@ -40,6 +40,7 @@ const struct nn_layer_ops ddts__nn_input_ops = {
     .doc = "the model's input: data is copied into its output",
     .min_in = 0,
     .max_in = 0,
+    .rows = 1,
 };
 
 const struct nn_layer_ops *ddts__nn_layer_find(const char *cls)
@@ -160,13 +161,27 @@ const char ddts__nn_spec_initializers[] =
 
 /* ---- helpers shared by the family files ---- */
 
-void ddts__nn_add_bias(size_t rows, size_t k, const float *bias, float *z, int nt)
+/* The loops below open an OpenMP region only on several threads: libgomp
+ * makes a system call at the end of every region, even one of a single
+ * thread (activations.c). */
+
+static void add_bias_rows(size_t lo, size_t hi, size_t k, const float *bias, float *z)
 {
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * k > 65536)
-    for (long r = 0; r < (long)rows; r++) {
-        float *zr = z + (size_t)r * k;
+    for (size_t r = lo; r < hi; r++) {
+        float *zr = z + r * k;
         for (size_t j = 0; j < k; j++)
             zr[j] += bias[j];
+    }
+}
+
+void ddts__nn_add_bias(size_t rows, size_t k, const float *bias, float *z, int nt)
+{
+    if (nt > 1 && rows * k > 65536) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (long r = 0; r < (long)rows; r++)
+            add_bias_rows((size_t)r, (size_t)r + 1, k, bias, z);
+    } else {
+        add_bias_rows(0, rows, k, bias, z);
     }
 }
 
@@ -178,19 +193,29 @@ int ddts__nn_plain_relu_in_place(const struct nn_node *nd)
            a->max_value <= 0;
 }
 
+static void bias_relu_rows(size_t lo, size_t hi, size_t k, const float *bias, float *y)
+{
+    for (size_t r = lo; r < hi; r++) {
+        float *yr = y + r * k;
+        for (size_t j = 0; j < k; j++) {
+            float v = yr[j] + (bias ? bias[j] : 0.0f);
+            yr[j] = v > 0 ? v : 0.0f;
+        }
+    }
+}
+
 /* z += bias, then y = act(z); plain relu in place is fused into one pass.
  * Returns 1 when the activation was applied. */
 int ddts__nn_bias_act(struct nn_node *nd, size_t rows, size_t k, const float *bias, int nt)
 {
     if (ddts__nn_plain_relu_in_place(nd)) {
         float *y = nd->y;
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * k > 65536)
-        for (long r = 0; r < (long)rows; r++) {
-            float *yr = y + (size_t)r * k;
-            for (size_t j = 0; j < k; j++) {
-                float v = yr[j] + (bias ? bias[j] : 0.0f);
-                yr[j] = v > 0 ? v : 0.0f;
-            }
+        if (nt > 1 && rows * k > 65536) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (long r = 0; r < (long)rows; r++)
+                bias_relu_rows((size_t)r, (size_t)r + 1, k, bias, y);
+        } else {
+            bias_relu_rows(0, rows, k, bias, y);
         }
         return 1;
     }
@@ -273,6 +298,13 @@ void ddts__nn_forward(struct ddts_model *m, size_t b)
             ddts__nn_act_forward(&nd->act, b * nd->size / k, k, nd->z, nd->y, m->threads);
         }
     }
+}
+
+void ddts__nn_draw(struct ddts_model *m, size_t b)
+{
+    for (size_t i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].ops->draw != NULL)
+            m->nodes[i].ops->draw(m, &m->nodes[i], b);
 }
 
 /* Whether node nd's weights are shared with other calls of its layer. */

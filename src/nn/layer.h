@@ -167,6 +167,19 @@ struct nn_layer_ops {
     /* Output buffers: 0 its own, NN_OUT_VIEW its input's y (Flatten),
      * NN_OUT_ACT z is its input's y and y its own (Activation). */
     int out;
+    /* Its forward and backward passes treat each sample alone and touch
+     * only the node's buffers (y, z, dy, dz, aux: (batch, size) each),
+     * m->params, its weight gradients (written over the batch, never added
+     * to) and m->ones: no model-wide scratch (m->col, m->tmp, m->gshare),
+     * no per-thread scratch. A model made of such layers takes the batch
+     * split (train.c): each thread runs the hooks over a block of the
+     * batch in its own view of the model (ddts__nn_split_view). */
+    int rows;
+    /* The batch's random draws (a dropout mask) into the node's buffers,
+     * from m->drop_rng, in training. Its forward makes them itself unless
+     * m->drawn: the batch split draws every node's for the whole batch, in
+     * node order, before the threads start (the same draws as one thread). */
+    void (*draw)(struct ddts_model *m, struct nn_node *nd, size_t b);
     /* `ddts model new --layers` word and its hook, or NULL. */
     const char *spec_word;
     const char *spec_usage; /* "dense:UNITS[:ACTIVATION]" */

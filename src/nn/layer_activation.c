@@ -204,6 +204,7 @@ static const struct nn_layer_ops activation_ops = {
     .forward = activation_forward,
     .backward = activation_backward,
     .out = NN_OUT_ACT,
+    .rows = 1,
     .spec_word = "activation",
     .spec_usage = "activation:NAME",
     .spec = activation_spec,

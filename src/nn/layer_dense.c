@@ -157,6 +157,7 @@ static const struct nn_layer_ops dense_ops = {
     .forward = dense_forward,
     .backward = dense_backward,
     .macs = dense_macs,
+    .rows = 1,
     .spec_word = "dense",
     .spec_usage = "dense:UNITS[:ACTIVATION]",
     .spec = dense_spec,

@@ -110,14 +110,10 @@ void ddts__nn_dropout_mask(struct ddts_rng *rng, float *mask, size_t n, float ra
     }
 }
 
-static void dropout_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+static void dropout_draw(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
-    const struct nn_node *a = &m->nodes[nd->in[0]];
-    size_t n = b * nd->size;
-    if (!m->training || nd->rate <= 0) {
-        memcpy(nd->y, a->y, n * sizeof *nd->y);
+    if (!m->training || nd->rate <= 0)
         return;
-    }
     if (nd->spatial) {
         /* SpatialDropout1D: one draw per (sample, channel), kept for every
          * step; the (b, C) draws sit at the front of the (b, T, C) mask and
@@ -129,8 +125,20 @@ static void dropout_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
                 for (size_t c = C; c-- > 0;)
                     nd->aux[(s * T + t) * C + c] = nd->aux[s * C + c];
     } else {
-        ddts__nn_dropout_mask(&m->drop_rng, nd->aux, n, nd->rate);
+        ddts__nn_dropout_mask(&m->drop_rng, nd->aux, b * nd->size, nd->rate);
     }
+}
+
+static void dropout_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
+{
+    const struct nn_node *a = &m->nodes[nd->in[0]];
+    size_t n = b * nd->size;
+    if (!m->training || nd->rate <= 0) {
+        memcpy(nd->y, a->y, n * sizeof *nd->y);
+        return;
+    }
+    if (!m->drawn)
+        dropout_draw(m, nd, b);
     const float *restrict x = a->y, *restrict k = nd->aux;
     float *restrict y = nd->y;
     for (size_t i = 0; i < n; i++)
@@ -182,6 +190,8 @@ static const struct nn_layer_ops dropout_ops = {
     .plan = dropout_plan,
     .forward = dropout_forward,
     .backward = dropout_backward,
+    .rows = 1,
+    .draw = dropout_draw,
     .spec_word = "dropout",
     .spec_usage = "dropout:RATE",
     .spec = dropout_spec,
@@ -198,6 +208,8 @@ static const struct nn_layer_ops spatial_dropout_ops = {
     .plan = dropout_plan,
     .forward = dropout_forward,
     .backward = dropout_backward,
+    .rows = 1,
+    .draw = dropout_draw,
 };
 
 static const struct nn_layer_ops noise_ops = {

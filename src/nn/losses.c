@@ -235,21 +235,21 @@ static double row_loss(const struct nn_loss *L, int logits, size_t K, const floa
     return l / (double)K;
 }
 
-double ddts__nn_loss(struct ddts_model *m, size_t b, int grad, double *acc_sum, double *mse_sum,
-                     double *mae_sum, size_t *rows_out)
+void ddts__nn_loss_rows(struct ddts_model *m, size_t b, size_t b_all, int grad,
+                        struct ddts__nn_loss_sums *out)
 {
     struct nn_node *o = &m->nodes[m->output_node];
-    size_t K = (size_t)o->shape[o->rank - 1], R = b * (o->size / K);
+    size_t K = (size_t)o->shape[o->rank - 1], per_sample = o->size / K, R = b * per_sample;
+    size_t R_all = b_all * per_sample; /* the rows the mean is over */
     int sparse = m->loss.kind == LOSS_SPARSE_CCE;
     size_t tk = sparse ? 1 : K;
     int logits = m->fused || m->loss.from_logits;
     const float *yin = m->fused ? o->z : o->y;
     float *gout = grad ? (m->fused ? o->dz : o->dy) : NULL;
-    double sc = 1.0 / (double)R, total = 0, acc = 0, se = 0, ae = 0, units_total = 0;
+    double sc = 1.0 / (double)R_all, total = 0, acc = 0, se = 0, ae = 0, units_total = 0;
     /* Figures in the targets' own units: outputs and targets mapped back (v / scale +
      * offset) into a scratch row each; the gradient stays the normalized loss's. */
     int units = m->units_scale != NULL && !sparse;
-    size_t per_sample = o->size / K;
     for (size_t r = 0; r < R; r++) {
         const float *t = m->target + r * tk;
         total += row_loss(&m->loss, logits, K, yin + r * K, t, gout ? gout + r * K : NULL, sc);
@@ -286,14 +286,27 @@ double ddts__nn_loss(struct ddts_model *m, size_t b, int grad, double *acc_sum, 
             ae += s1 / (double)K;
         }
     }
+    out->loss += total;
+    out->units += units ? units_total : total;
+    out->acc += acc;
+    out->mse += se;
+    out->mae += ae;
+    out->rows += R;
+}
+
+double ddts__nn_loss(struct ddts_model *m, size_t b, int grad, double *acc_sum, double *mse_sum,
+                     double *mae_sum, size_t *rows_out)
+{
+    struct ddts__nn_loss_sums s = {0};
+    ddts__nn_loss_rows(m, b, b, grad, &s);
     if (acc_sum)
-        *acc_sum += acc;
+        *acc_sum += s.acc;
     if (mse_sum)
-        *mse_sum += se;
+        *mse_sum += s.mse;
     if (mae_sum)
-        *mae_sum += ae;
+        *mae_sum += s.mae;
     if (rows_out)
-        *rows_out = R;
-    m->units_loss = units ? units_total / (double)R : total / (double)R;
-    return total / (double)R;
+        *rows_out = s.rows;
+    m->units_loss = s.units / (double)s.rows;
+    return s.loss / (double)s.rows;
 }

@@ -286,6 +286,11 @@ static void unplan(struct ddts_model *m)
         nd->y = nd->z = nd->dy = nd->dz = nd->aux = nd->aux2 = nd->colbuf = NULL;
         nd->own_y = nd->own_z = nd->own_dz = 0;
     }
+    ddts_free(m->split.views);
+    ddts_free(m->split.nodes);
+    ddts_free(m->split.grads);
+    ddts_free(m->split.parts);
+    memset(&m->split, 0, sizeof m->split);
     ddts_free(m->target);
     ddts_free(m->col);
     ddts_free(m->tmp);
@@ -387,6 +392,69 @@ static void plan_shared(struct ddts_model *m, size_t cap, const struct nn_plan_n
         m->target = ddts__nn_plan_buf(cap, m->target_size, fail);
 }
 
+/* The batch split's views and buffers (nn.h, struct nn_split), when more
+ * than one thread runs, every layer works on each sample alone
+ * (nn_layer_ops.rows) and no layer is shared (a shared layer's gradient is
+ * summed over its calls in m->gshare). */
+static void plan_split(struct ddts_model *m, int *fail)
+{
+    struct nn_split *sp = &m->split;
+    if (*fail || m->threads < 2 || m->gshare != NULL)
+        return;
+    for (size_t i = 0; i < m->n_nodes; i++)
+        if (!m->nodes[i].ops->rows)
+            return;
+    size_t n = (size_t)m->threads, nn;
+    if (ddts_size_mul(n, m->n_nodes, &nn) != 0) {
+        *fail = 1;
+        return;
+    }
+    sp->views = ddts_calloc(n, sizeof *sp->views);
+    sp->nodes = ddts_calloc(nn, sizeof *sp->nodes);
+    sp->parts = ddts_calloc(n, sizeof *sp->parts);
+    sp->grads = ddts__nn_plan_buf(n - 1, m->n_params, fail);
+    if (sp->views == NULL || sp->nodes == NULL || sp->parts == NULL)
+        *fail = 1;
+    struct ddts__nn_flops fl;
+    ddts__nn_flops(m, &fl);
+    sp->macs = fl.forward / 2;
+    for (size_t i = 0; i < m->n_nodes; i++)
+        sp->draws |= m->nodes[i].ops->draw != NULL;
+    sp->n = *fail ? 0 : m->threads;
+}
+
+static float *shift(float *p, size_t n)
+{
+    return p != NULL ? p + n : NULL;
+}
+
+struct ddts_model *ddts__nn_split_view(struct ddts_model *m, int t, size_t lo)
+{
+    struct ddts_model *v = &m->split.views[t];
+    struct nn_node *nodes = m->split.nodes + (size_t)t * m->n_nodes;
+    memcpy(nodes, m->nodes, m->n_nodes * sizeof *nodes);
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        /* Views and aliases (Flatten's y, an Activation's z) have the size
+         * of the buffer they alias, so each moves with it. */
+        struct nn_node *nd = &nodes[i];
+        size_t off = lo * nd->size;
+        nd->y = shift(nd->y, off);
+        nd->z = shift(nd->z, off);
+        nd->dy = shift(nd->dy, off);
+        nd->dz = shift(nd->dz, off);
+        nd->aux = shift(nd->aux, off);
+    }
+    *v = *m;
+    v->nodes = nodes;
+    v->threads = 1;
+    v->drawn = 1;
+    v->grads = t == 0 ? m->grads : m->split.grads + (size_t)(t - 1) * m->n_params;
+    v->target = shift(m->target, lo * m->target_size);
+    /* units_scratch (train.c) plans two output rows per thread */
+    v->units_row = shift(m->units_row, (size_t)t * (m->units_row_n / (size_t)m->split.n));
+    return v;
+}
+
 enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_error *err)
 {
     /* Buffers only grow: a smaller batch (evaluation, the last batch) runs in
@@ -419,6 +487,7 @@ enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_err
         if (m->nodes[i].ops->plan_link != NULL)
             m->nodes[i].ops->plan_link(m, i, &need);
     plan_shared(m, cap, &need, &need.fail);
+    plan_split(m, &need.fail);
     if (need.fail) {
         unplan(m);
         return ddts_error_set(err, DDTS_ENOMEM, "model: out of memory planning batch %zu", cap);

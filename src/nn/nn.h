@@ -276,6 +276,42 @@ struct nn_opt {
 enum { ACC_NONE, ACC_BINARY, ACC_CATEGORICAL, ACC_SPARSE };
 enum { MET_ACCURACY = 1, MET_MSE = 2, MET_MAE = 4 };
 
+/* A batch's loss figures, each a sum over its rows (ddts__nn_loss_rows). */
+struct ddts__nn_loss_sums {
+    double loss;  /* the rows' losses */
+    double units; /* the same in y's own units (figures_in_y_units), else loss */
+    double acc, mse, mae;
+    size_t rows;
+};
+
+/* One thread's part of a batch-split pass (train.c). */
+struct nn_split_part {
+    struct ddts__nn_loss_sums sums;
+    long bad; /* its first target value that is not a class index (an index into
+                 the batch's targets), or -1 */
+};
+
+/*
+ * The batch split (docs/engine.md, "Threads and determinism"): with several
+ * threads, a model whose every layer works on each sample's rows alone
+ * (nn_layer_ops.rows) runs a training step as one parallel region in which
+ * each thread takes a block of the batch through gather, forward, loss and
+ * backward in its own view of the model (every buffer from its first sample
+ * on, its own weight gradients), then sums the threads' gradients of its
+ * slice of the parameters in thread order and updates that slice. Planned by
+ * model.c for the planned thread count (n 0: the model does not split).
+ */
+struct nn_split {
+    int n;                       /* threads planned for */
+    struct ddts_model *views;    /* n per-thread views (ddts__nn_split_view) */
+    struct nn_node *nodes;       /* n x n_nodes: the views' nodes */
+    float *grads;                /* (n - 1) x n_params: threads 1 .. n-1's weight gradients */
+    struct nn_split_part *parts; /* n */
+    double macs;                 /* forward multiply-adds per sample (ddts__nn_flops) */
+    int draws;                   /* some layer draws random numbers (nn_layer_ops.draw) */
+    uint64_t steps;              /* training steps run split (tests) */
+};
+
 struct ddts_model {
     char *name;
     int keras3;
@@ -311,6 +347,7 @@ struct ddts_model {
     int has_reg;  /* some weight has a regularizer */
     int training; /* current pass is a training pass */
     struct ddts_rng drop_rng;
+    int drawn; /* the batch's random draws are made (a batch-split view) */
 
     /* plan */
     size_t cap;       /* batch capacity of the buffers */
@@ -324,6 +361,9 @@ struct ddts_model {
     size_t tmp_n;
     float *ones; /* ones_n ones: bias gradients as one GEMM */
     size_t ones_n;
+    struct nn_split split; /* the batch split's views and buffers (n 0: none) */
+    int no_batch_split;    /* the GEMM split only, even where the batch split applies
+                              (tests, benchmarks: compare the two) */
 
     /* Figures in the targets' own units (ddts_dataset.figures_in_y_units): set by
      * fit and evaluate for the data at hand (borrowed, o->size values each; NULL:
@@ -387,6 +427,11 @@ enum ddts_status ddts__nn_infer_shape(struct ddts_model *m, int i, struct ddts_e
 enum ddts_status ddts__nn_finalize(struct ddts_model *m, struct ddts_error *err);
 /* Buffers for batch capacity `cap`. */
 enum ddts_status ddts__nn_plan(struct ddts_model *m, size_t cap, struct ddts_error *err);
+/* Thread t's view of the planned model for the batch split: every node's
+ * buffers (and the targets) from sample `lo` on, its own weight gradients
+ * (thread 0: m->grads), one thread, the batch's draws made. The view is
+ * valid until the next plan; its nodes are copied afresh on each call. */
+struct ddts_model *ddts__nn_split_view(struct ddts_model *m, int t, size_t lo);
 
 /* activations.c */
 void ddts__nn_act_forward(const struct nn_act *a, size_t rows, size_t k, const float *z, float *y,
@@ -416,6 +461,9 @@ struct ddts__nn_flops {
 };
 void ddts__nn_flops(const struct ddts_model *m, struct ddts__nn_flops *out);
 void ddts__nn_forward(struct ddts_model *m, size_t b);
+/* Every node's random draws for a training batch of b samples, in node order
+ * (nn_layer_ops.draw): what the forward pass would draw. */
+void ddts__nn_draw(struct ddts_model *m, size_t b);
 void ddts__nn_backward(struct ddts_model *m, size_t b);
 /* The backward pass with a hook called after each node ii (last to first,
  * every node, also those without a backward): the weight gradients of nodes
@@ -434,12 +482,36 @@ const char *ddts__nn_loss_name(enum nn_loss_kind k);
  * when grad is non-zero; metrics sums into met[] (accuracy, mse, mae counts). */
 double ddts__nn_loss(struct ddts_model *m, size_t b, int grad, double *acc_sum, double *mse_sum,
                      double *mae_sum, size_t *rows);
+/* The figures of b samples added into *out; with grad, the output gradient of
+ * the mean over the rows of b_all samples (the batch; a batch-split thread's
+ * b samples are a block of it). */
+void ddts__nn_loss_rows(struct ddts_model *m, size_t b, size_t b_all, int grad,
+                        struct ddts__nn_loss_sums *out);
 
 /* optim.c */
 int ddts__nn_opt_parse(const char *name, struct nn_opt *out);
 const char *ddts__nn_opt_name(enum nn_opt_kind k);
 enum ddts_status ddts__nn_opt_alloc(struct ddts_model *m, struct ddts_error *err);
+/* One update from m->grads (regularization, clipping, the optimizer). */
 void ddts__nn_opt_step(struct ddts_model *m);
+/* The same in parts, for the batch split: the step's constants from the state
+ * before it (reads only: any thread may call it); the update of the
+ * parameters [lo, hi) of the flat buffer on nt threads, elementwise, so that
+ * any split of the range gives the bits of one call over all of it; then,
+ * once the whole range is updated, the optimizer's own state advances.
+ * Splits only without clipnorm and global_clipnorm (norms over a whole
+ * weight or all of them): ddts__nn_opt_splits. */
+struct ddts__nn_opt_k {
+    float lr, b1, b2, eps, mom, rho, alpha_adam, lr_adamax, u_t, u_t1, up_t, up_t1, b2p;
+    double gscale;  /* global_clipnorm's factor */
+    int reg_here;   /* the update adds the regularization gradients */
+    double nadam_p; /* Nadam's momentum product after this step */
+};
+int ddts__nn_opt_splits(const struct ddts_model *m);
+void ddts__nn_opt_consts(const struct ddts_model *m, struct ddts__nn_opt_k *k);
+void ddts__nn_opt_apply(struct ddts_model *m, const struct ddts__nn_opt_k *k, size_t lo, size_t hi,
+                        int nt);
+void ddts__nn_opt_advance(struct ddts_model *m, const struct ddts__nn_opt_k *k);
 
 /* config.c: the parts of a Keras training_config that compile uses */
 struct ddts__nn_tc {

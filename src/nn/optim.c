@@ -110,19 +110,28 @@ enum ddts_status ddts__nn_opt_alloc(struct ddts_model *m, struct ddts_error *err
     return DDTS_OK;
 }
 
-/* Per-step constants, in float as Keras computes. */
-struct step_k {
-    float lr, b1, b2, eps, mom, rho, alpha_adam, lr_adamax, u_t, u_t1, up_t, up_t1, b2p;
-};
+/* Per-step constants (struct ddts__nn_opt_k, nn.h), in float as Keras computes. */
 
 /* NOLINTBEGIN(clang-analyzer-core.NullDereference): s0..s2 are the state vectors
  * that ddts__nn_opt_alloc allocates for each kind that reads them (n_state_vec);
  * the analyzer cannot see that invariant across functions. */
+/* Adam's update of parameter j (a: the step's rate, c1 = 1 - beta1, c2 = 1 - beta2). */
+static inline void adam_one(float *restrict p, const float *restrict g, float *restrict s0,
+                            float *restrict s1, long j, float a, float c1, float c2, float eps)
+{
+    float gj = g[j];
+    float mm = s0[j] + (gj - s0[j]) * c1;
+    float vv = s1[j] + (gj * gj - s1[j]) * c2;
+    s0[j] = mm;
+    s1[j] = vv;
+    p[j] -= a * mm / (sqrtf(vv) + eps);
+}
+
 /* One optimizer update of n parameters p with gradients g and state s0..s2,
  * each a straight loop the compiler can vectorise. */
 static void update(const struct nn_opt *o, float *restrict p, const float *restrict g,
                    float *restrict s0, float *restrict s1, float *restrict s2, size_t n,
-                   const struct step_k *k, int nt)
+                   const struct ddts__nn_opt_k *k, int nt)
 {
     const long N = (long)n;
     const float lr = k->lr, b1 = k->b1, b2 = k->b2, eps = k->eps, mom = k->mom, rho = k->rho;
@@ -164,15 +173,15 @@ static void update(const struct nn_opt *o, float *restrict p, const float *restr
         /* Memory-bound (7 streams of n floats per step, 15 % of an MLP step at
          * one thread): split from 64k parameters, where each thread's half
          * still outweighs waking it; elementwise, so bit-identical for any
-         * thread count. */
-#pragma omp parallel for num_threads(nt) schedule(static) if (N > 65536)
-        for (long j = 0; j < N; j++) {
-            float gj = g[j];
-            float mm = s0[j] + (gj - s0[j]) * c1;
-            float vv = s1[j] + (gj * gj - s1[j]) * c2;
-            s0[j] = mm;
-            s1[j] = vv;
-            p[j] -= a * mm / (sqrtf(vv) + eps);
+         * thread count. No region on one thread (libgomp makes a system call
+         * at the end of every region). */
+        if (nt > 1 && N > 65536) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (long j = 0; j < N; j++)
+                adam_one(p, g, s0, s1, j, a, c1, c2, eps);
+        } else {
+            for (long j = 0; j < N; j++)
+                adam_one(p, g, s0, s1, j, a, c1, c2, eps);
         }
         break;
     }
@@ -244,56 +253,35 @@ static void update(const struct nn_opt *o, float *restrict p, const float *restr
 }
 /* NOLINTEND(clang-analyzer-core.NullDereference) */
 
-/* Adds regularization gradients, clips, and applies one update. */
-void ddts__nn_opt_step(struct ddts_model *m)
+/* g += the regularization gradient of p, n values of weight w. */
+static void add_reg(const struct nn_weight *w, const float *p, float *g, size_t n)
 {
-    struct nn_opt *o = &m->opt;
-    const size_t P = m->n_params;
-    float *S0 = o->state && o->n_state_vec > 0 ? o->state : NULL,
-          *S1 = o->state && o->n_state_vec > 1 ? o->state + P : NULL,
-          *S2 = o->state && o->n_state_vec > 2 ? o->state + 2 * P : NULL;
+    for (size_t j = 0; j < n; j++)
+        g[j] += (float)(2 * w->reg.l2 * p[j] + w->reg.l1 * (p[j] > 0 ? 1 : (p[j] < 0 ? -1 : 0)));
+}
+
+int ddts__nn_opt_splits(const struct ddts_model *m)
+{
+    return !(m->opt.clipnorm > 0) && !(m->opt.global_clipnorm > 0);
+}
+
+void ddts__nn_opt_consts(const struct ddts_model *m, struct ddts__nn_opt_k *k)
+{
+    const struct nn_opt *o = &m->opt;
     double t = (double)m->iterations + 1;
     double lr = o->lr;
-    int nt = m->threads;
-    double gscale = 1;
-    /* Regularization gradients first: they are part of the loss's gradient. */
-    if (m->has_reg)
-        for (size_t wi = 0; wi < m->n_w; wi++) {
-            const struct nn_weight *w = &m->w[wi];
-            if (!w->trainable || (w->reg.l1 == 0 && w->reg.l2 == 0))
-                continue;
-            float *p = m->params + w->off, *g = m->grads + w->off;
-            for (size_t j = 0; j < w->n; j++)
-                g[j] += (float)(2 * w->reg.l2 * p[j] +
-                                w->reg.l1 * (p[j] > 0 ? 1 : (p[j] < 0 ? -1 : 0)));
-        }
-    if (o->global_clipnorm > 0) {
-        double s = 0;
-        for (size_t i = 0; i < m->n_w; i++) {
-            const struct nn_weight *w = &m->w[i];
-            if (!w->trainable)
-                continue;
-            const float *g = m->grads + w->off;
-            for (size_t j = 0; j < w->n; j++)
-                s += (double)g[j] * g[j];
-        }
-        s = sqrt(s);
-        if (s > o->global_clipnorm)
-            gscale = o->global_clipnorm / s;
-    }
     /* Nadam's momentum schedule (Keras): u_t = b1 (1 - 0.5 * 0.96^(0.004 t)). */
     double u_t = 0, u_t1 = 0, up_t = 1, up_t1 = 1;
     if (o->kind == OPT_NADAM) {
-        float *up = o->state + o->n_state - 1;
+        const float *up = o->state + o->n_state - 1;
         u_t = o->beta1 * (1 - 0.5 * pow(0.96, 0.004 * t));
         u_t1 = o->beta1 * (1 - 0.5 * pow(0.96, 0.004 * (t + 1)));
         /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): Nadam always has state */
         up_t = (double)*up * u_t;
         up_t1 = up_t * u_t1;
-        *up = (float)up_t;
     }
     double b1p = pow(o->beta1, t), b2p = pow(o->beta2, t);
-    struct step_k k = {
+    *k = (struct ddts__nn_opt_k){
         .lr = (float)lr,
         .b1 = (float)o->beta1,
         .b2 = (float)o->beta2,
@@ -307,26 +295,43 @@ void ddts__nn_opt_step(struct ddts_model *m)
         .up_t = (float)up_t,
         .up_t1 = (float)up_t1,
         .b2p = (float)b2p,
+        .gscale = 1,
+        .reg_here = 1,
+        .nadam_p = up_t,
     };
+}
+
+void ddts__nn_opt_apply(struct ddts_model *m, const struct ddts__nn_opt_k *k, size_t lo, size_t hi,
+                        int nt)
+{
+    struct nn_opt *o = &m->opt;
+    const size_t P = m->n_params;
+    float *S0 = o->state && o->n_state_vec > 0 ? o->state : NULL,
+          *S1 = o->state && o->n_state_vec > 1 ? o->state + P : NULL,
+          *S2 = o->state && o->n_state_vec > 2 ? o->state + 2 * P : NULL;
     for (size_t wi = 0; wi < m->n_w; wi++) {
         const struct nn_weight *w = &m->w[wi];
-        if (!w->trainable)
+        /* The part of the weight inside [lo, hi). */
+        size_t off = w->off > lo ? w->off : lo, end = w->off + w->n < hi ? w->off + w->n : hi;
+        if (!w->trainable || off >= end)
             continue;
-        float *p = m->params + w->off, *g = m->grads + w->off;
-        const size_t n = w->n, off = w->off;
-        double sc = gscale;
-        if (o->clipnorm > 0) {
+        float *p = m->params + off, *g = m->grads + off;
+        const size_t n = end - off;
+        if (k->reg_here && (w->reg.l1 != 0 || w->reg.l2 != 0))
+            add_reg(w, p, g, n);
+        double sc = k->gscale;
+        if (o->clipnorm > 0) { /* a whole weight: ddts__nn_opt_splits */
             double s = 0;
             for (size_t j = 0; j < n; j++)
                 s += (double)g[j] * g[j];
-            s = sqrt(s) * gscale;
+            s = sqrt(s) * k->gscale;
             if (s > o->clipnorm)
                 sc *= o->clipnorm / s;
         }
         const float cv = (float)o->clipvalue;
         if (o->weight_decay > 0) /* Keras 3: decoupled decay on every optimizer */
             for (size_t j = 0; j < n; j++)
-                p[j] -= (float)(p[j] * o->weight_decay * lr);
+                p[j] -= (float)(p[j] * o->weight_decay * o->lr);
         /* The scaled, clipped gradient replaces g in place (g is rewritten
          * by the next backward pass). */
         if (sc != 1.0 || cv > 0)
@@ -336,8 +341,45 @@ void ddts__nn_opt_step(struct ddts_model *m)
                     gj = gj > cv ? cv : (gj < -cv ? -cv : gj);
                 g[j] = gj;
             }
-        update(o, p, g, S0 ? S0 + off : NULL, S1 ? S1 + off : NULL, S2 ? S2 + off : NULL, n, &k,
-               nt);
+        update(o, p, g, S0 ? S0 + off : NULL, S1 ? S1 + off : NULL, S2 ? S2 + off : NULL, n, k, nt);
     }
+}
+
+void ddts__nn_opt_advance(struct ddts_model *m, const struct ddts__nn_opt_k *k)
+{
+    struct nn_opt *o = &m->opt;
+    if (o->kind == OPT_NADAM)
+        /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): Nadam always has state */
+        o->state[o->n_state - 1] = (float)k->nadam_p;
     m->iterations++;
+}
+
+/* Adds regularization gradients, clips, and applies one update. */
+void ddts__nn_opt_step(struct ddts_model *m)
+{
+    struct ddts__nn_opt_k k;
+    ddts__nn_opt_consts(m, &k);
+    if (m->opt.global_clipnorm > 0) {
+        /* Regularization gradients first: they are part of the loss's gradient. */
+        for (size_t wi = 0; m->has_reg && wi < m->n_w; wi++) {
+            const struct nn_weight *w = &m->w[wi];
+            if (w->trainable && (w->reg.l1 != 0 || w->reg.l2 != 0))
+                add_reg(w, m->params + w->off, m->grads + w->off, w->n);
+        }
+        k.reg_here = 0;
+        double s = 0;
+        for (size_t i = 0; i < m->n_w; i++) {
+            const struct nn_weight *w = &m->w[i];
+            if (!w->trainable)
+                continue;
+            const float *g = m->grads + w->off;
+            for (size_t j = 0; j < w->n; j++)
+                s += (double)g[j] * g[j];
+        }
+        s = sqrt(s);
+        if (s > m->opt.global_clipnorm)
+            k.gscale = m->opt.global_clipnorm / s;
+    }
+    ddts__nn_opt_apply(m, &k, 0, m->n_params, m->threads);
+    ddts__nn_opt_advance(m, &k);
 }

@@ -1,5 +1,6 @@
 /* compile, fit, evaluate, predict: the training loop over planned buffers. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -198,47 +199,76 @@ static inline size_t sample_at(const struct ddts_dataset *d, const uint32_t *ord
     return d->idx ? d->idx[k] : k;
 }
 
+/* Copies sample s of the batch (sample start + s of the order) into row s
+ * of the input and (with_y) target buffers. */
+static void gather_one(struct ddts_model *m, const struct data *dt, const uint32_t *order,
+                       size_t start, size_t s, int with_y)
+{
+    const struct ddts_dataset *d = dt->d;
+    size_t xc = dt->x_count, yc = dt->y_count;
+    size_t i = sample_at(d, order, start + s);
+    /* A packed sample: each input's part (in input order) into its node. */
+    size_t off = 0;
+    for (int k = 0; k < m->n_inputs; k++) {
+        const struct nn_node *in = &m->nodes[m->input_nodes[k]];
+        size_t n = in->size;
+        float *xr = in->y + s * n;
+        ddts_array_to_f32(d->x, i * xc + off, n, xr);
+        if (d->x_offset != NULL && d->x_scale != NULL)
+            for (size_t j = 0; j < n; j++)
+                xr[j] = (xr[j] - d->x_offset[off + j]) * d->x_scale[off + j];
+        off += n;
+    }
+    if (with_y) {
+        float *yr = m->target + s * yc;
+        ddts_array_to_f32(d->y, i * yc, yc, yr);
+        if (d->y_offset != NULL && d->y_scale != NULL)
+            for (size_t j = 0; j < yc; j++)
+                yr[j] = (yr[j] - d->y_offset[j]) * d->y_scale[j];
+    }
+}
+
+/* The first of the targets [lo, hi) that is not a class index of a sparse
+ * crossentropy, or -1 (any other loss: -1). */
+static long bad_label(const struct ddts_model *m, size_t lo, size_t hi)
+{
+    if (m->loss.kind != LOSS_SPARSE_CCE)
+        return -1;
+    const struct nn_node *out = &m->nodes[m->output_node];
+    float K = (float)out->shape[out->rank - 1];
+    for (size_t s = lo; s < hi; s++) {
+        float v = m->target[s];
+        if (!(v >= 0 && v < K && v == floorf(v)))
+            return (long)s;
+    }
+    return -1;
+}
+
+static enum ddts_status label_error(const struct ddts_model *m, const struct data *dt,
+                                    const uint32_t *order, size_t start, long bad,
+                                    struct ddts_error *err)
+{
+    const struct nn_node *out = &m->nodes[m->output_node];
+    return ddts_error_set(
+        err, DDTS_EINVAL, "label %g of sample %zu is not a class index in [0, %g)",
+        (double)m->target[bad], sample_at(dt->d, order, start + (size_t)bad / dt->y_count),
+        (double)out->shape[out->rank - 1]);
+}
+
 /* Copies samples [start, start+b) of the order into the input and target buffers. */
 static enum ddts_status gather(struct ddts_model *m, const struct data *dt, const uint32_t *order,
                                size_t start, size_t b, int with_y, struct ddts_error *err)
 {
-    const struct ddts_dataset *d = dt->d;
-    size_t xc = dt->x_count, yc = dt->y_count;
-#pragma omp parallel for num_threads(m->threads) schedule(static) if (b * xc > 65536)
-    for (long s = 0; s < (long)b; s++) {
-        size_t i = sample_at(d, order, start + (size_t)s);
-        /* A packed sample: each input's part (in input order) into its node. */
-        size_t off = 0;
-        for (int k = 0; k < m->n_inputs; k++) {
-            const struct nn_node *in = &m->nodes[m->input_nodes[k]];
-            size_t n = in->size;
-            float *xr = in->y + (size_t)s * n;
-            ddts_array_to_f32(d->x, i * xc + off, n, xr);
-            if (d->x_offset != NULL && d->x_scale != NULL)
-                for (size_t j = 0; j < n; j++)
-                    xr[j] = (xr[j] - d->x_offset[off + j]) * d->x_scale[off + j];
-            off += n;
-        }
-        if (with_y) {
-            float *yr = m->target + (size_t)s * yc;
-            ddts_array_to_f32(d->y, i * yc, yc, yr);
-            if (d->y_offset != NULL && d->y_scale != NULL)
-                for (size_t j = 0; j < yc; j++)
-                    yr[j] = (yr[j] - d->y_offset[j]) * d->y_scale[j];
-        }
+    if (m->threads > 1 && b * dt->x_count > 65536) {
+#pragma omp parallel for num_threads(m->threads) schedule(static)
+        for (long s = 0; s < (long)b; s++)
+            gather_one(m, dt, order, start, (size_t)s, with_y);
+    } else { /* no region on one thread: libgomp makes a system call at its end */
+        for (size_t s = 0; s < b; s++)
+            gather_one(m, dt, order, start, s, with_y);
     }
-    if (with_y && m->loss.kind == LOSS_SPARSE_CCE) {
-        const struct nn_node *out = &m->nodes[m->output_node];
-        float K = (float)out->shape[out->rank - 1];
-        for (size_t s = 0; s < b * yc; s++) {
-            float v = m->target[s];
-            if (!(v >= 0 && v < K && v == floorf(v)))
-                return ddts_error_set(err, DDTS_EINVAL,
-                                      "label %g of sample %zu is not a class index in [0, %g)",
-                                      (double)v, sample_at(d, order, start + s / yc), (double)K);
-        }
-    }
-    return DDTS_OK;
+    long bad = with_y ? bad_label(m, 0, b * dt->y_count) : -1;
+    return bad >= 0 ? label_error(m, dt, order, start, bad, err) : DDTS_OK;
 }
 
 static double reg_loss(const struct ddts_model *m)
@@ -290,18 +320,164 @@ static void fill_logs(const struct ddts_model *m, const struct sums *s, int val,
     }
 }
 
+/* A batch's loss figures (tot, reg: its regularization loss) into the sums. */
+static void add_sums(struct ddts_model *m, struct sums *s, const struct ddts__nn_loss_sums *tot,
+                     double reg, size_t b)
+{
+    /* The figure: in y's own units when the data asks for them, else the loss. */
+    m->units_loss = tot->units / (double)tot->rows;
+    s->loss += (m->units_loss + reg) * (double)b;
+    s->samples += b;
+    s->rows += tot->rows;
+    s->acc += tot->acc;
+    s->mse += tot->mse;
+    s->mae += tot->mae;
+}
+
 /* One forward pass (+ loss) over a batch, adding to the sums. */
 static double batch_loss(struct ddts_model *m, size_t b, int grad, struct sums *s)
 {
     ddts__nn_forward(m, b);
-    size_t rows = 0;
     double reg = reg_loss(m);
-    double l = ddts__nn_loss(m, b, grad, &s->acc, &s->mse, &s->mae, &rows) + reg;
-    /* The figure: in y's own units when the data asks for them (units_loss), else l. */
-    s->loss += (m->units_loss + reg) * (double)b;
-    s->samples += b;
-    s->rows += rows;
-    return l;
+    struct ddts__nn_loss_sums tot = {0};
+    ddts__nn_loss_rows(m, b, b, grad, &tot);
+    add_sums(m, s, &tot, reg, b);
+    return tot.loss / (double)tot.rows + reg;
+}
+
+/* ---- the batch split (nn.h, struct nn_split; docs/engine.md) ---- */
+
+/* The fewest samples per thread that take the batch split: with fewer, the
+ * weights that every thread packs again for its GEMMs cost more than the
+ * synchronisations saved. */
+#define SPLIT_MIN_ROWS 16
+
+/* Whether a batch of b samples takes the batch split: planned for this
+ * model and thread count (layers that work on each sample alone), at least
+ * SPLIT_MIN_ROWS samples per thread, and the 10^6 forward multiply-adds
+ * below which one GEMM is not split either (ddts__tensor_sgemm_par). */
+static int split_applies(const struct ddts_model *m, size_t b)
+{
+    return m->split.n > 1 && m->split.n == m->threads && !m->no_batch_split &&
+           b >= (size_t)m->split.n * SPLIT_MIN_ROWS && (double)b * m->split.macs >= 1e6;
+}
+
+/* Thread t of nt's block [lo, hi) of n. */
+static void block(size_t n, int t, int nt, size_t *lo, size_t *hi)
+{
+    *lo = n * (size_t)t / (size_t)nt;
+    *hi = n * (size_t)(t + 1) / (size_t)nt;
+}
+
+/* Thread t's part of a batch-split pass over samples [start, start + b) of
+ * the order: its block's gather, forward, loss and (train) backward, in its
+ * view of the model. */
+static void split_rows(struct ddts_model *m, const struct data *dt, const uint32_t *order,
+                       size_t start, size_t b, int train, int t, int nt)
+{
+    size_t lo, hi, yc = dt->y_count;
+    block(b, t, nt, &lo, &hi);
+    struct nn_split_part *p = &m->split.parts[t];
+    memset(p, 0, sizeof *p);
+    for (size_t s = lo; s < hi; s++)
+        gather_one(m, dt, order, start, s, 1);
+    p->bad = bad_label(m, lo * yc, hi * yc);
+    if (train && m->split.draws) {
+        /* Every node's draws for the whole batch in node order, as one
+         * thread makes them: the masks do not depend on the thread count. */
+        if (t == 0)
+            ddts__nn_draw(m, b);
+#pragma omp barrier
+    }
+    if (p->bad >= 0)
+        return; /* the batch fails: nothing may read that label */
+    struct ddts_model *v = ddts__nn_split_view(m, t, lo);
+    ddts__nn_forward(v, hi - lo);
+    ddts__nn_loss_rows(v, hi - lo, b, train, &p->sums);
+    if (train)
+        ddts__nn_backward(v, hi - lo);
+}
+
+/* The nt threads' figures summed in thread order; *bad: the first bad label
+ * of the batch, or -1. */
+static void split_total(const struct ddts_model *m, int nt, struct ddts__nn_loss_sums *tot,
+                        long *bad)
+{
+    memset(tot, 0, sizeof *tot);
+    *bad = -1;
+    for (int t = 0; t < nt; t++) {
+        const struct nn_split_part *p = &m->split.parts[t];
+        if (*bad < 0)
+            *bad = p->bad;
+        tot->loss += p->sums.loss;
+        tot->units += p->sums.units;
+        tot->acc += p->sums.acc;
+        tot->mse += p->sums.mse;
+        tot->mae += p->sums.mae;
+        tot->rows += p->sums.rows;
+    }
+}
+
+/* Thread t's slice of the parameters (whole 64-byte lines): the threads'
+ * weight gradients summed in thread order into m->grads (thread 0's), then
+ * the update of the slice when k is given. */
+static void split_update(struct ddts_model *m, int t, int nt, const struct ddts__nn_opt_k *k)
+{
+    size_t P = m->n_params, lo, hi;
+    block(P, t, nt, &lo, &hi);
+    lo = lo / 16 * 16;
+    hi = t + 1 == nt ? P : hi / 16 * 16;
+    float *restrict g = m->grads;
+    for (int u = 1; u < nt; u++) {
+        const float *restrict gu = m->split.grads + (size_t)(u - 1) * P;
+        for (size_t j = lo; j < hi; j++)
+            g[j] += gu[j];
+    }
+    if (k != NULL)
+        ddts__nn_opt_apply(m, k, lo, hi, 1);
+}
+
+/* A batch-split pass as one parallel region; in training, after one barrier,
+ * the summed gradients and (k given) the update, unless the batch failed (a
+ * bad label, a loss that is not finite: every thread decides alike from the
+ * same sums). reg: the regularization loss. Returns the team's size. */
+static int split_region(struct ddts_model *m, const struct data *dt, const uint32_t *order,
+                        size_t start, size_t b, int train, const struct ddts__nn_opt_k *k,
+                        double reg)
+{
+    int team = 1;
+#pragma omp parallel num_threads(m->split.n)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        if (t == 0)
+            team = nt;
+        split_rows(m, dt, order, start, b, train, t, nt);
+        if (train) {
+#pragma omp barrier
+            struct ddts__nn_loss_sums tot;
+            long bad;
+            split_total(m, nt, &tot, &bad);
+            if (bad < 0 && isfinite(tot.loss / (double)tot.rows + reg))
+                split_update(m, t, nt, k);
+        }
+    }
+    return team;
+}
+
+/* The sums of a batch-split pass into *s: DDTS_EINVAL for a bad label;
+ * *loss: the batch's loss with reg. */
+static enum ddts_status split_sums(struct ddts_model *m, const struct data *dt,
+                                   const uint32_t *order, size_t start, size_t b, int nt,
+                                   double reg, struct sums *s, double *loss, struct ddts_error *err)
+{
+    struct ddts__nn_loss_sums tot;
+    long bad;
+    split_total(m, nt, &tot, &bad);
+    if (bad >= 0)
+        return label_error(m, dt, order, start, bad, err);
+    add_sums(m, s, &tot, reg, b);
+    *loss = tot.loss / (double)tot.rows + reg;
+    return DDTS_OK;
 }
 
 /* Whether the data's figures are in y's own units (ddts_dataset.figures_in_y_units). */
@@ -318,12 +494,14 @@ static void use_units(struct ddts_model *m, const struct data *dt)
     m->units_scale = on ? dt->d->y_scale : NULL;
 }
 
-/* Scratch for figures in y's units: two rows of the output (before any step). */
+/* Scratch for figures in y's units: two rows of the output per thread of
+ * the batch split (before any step, after planning). */
 static enum ddts_status units_scratch(struct ddts_model *m, const struct ddts_dataset *a,
                                       const struct ddts_dataset *b, struct ddts_error *err)
 {
     const struct nn_node *o = &m->nodes[m->output_node];
-    size_t need = 2 * (size_t)(o->rank > 0 ? o->shape[o->rank - 1] : 1);
+    size_t need = 2 * (size_t)(o->rank > 0 ? o->shape[o->rank - 1] : 1) *
+                  (size_t)(m->split.n > 1 ? m->split.n : 1);
     if ((!wants_units(a) && !wants_units(b)) || m->units_row_n >= need)
         return DDTS_OK;
     float *row = ddts_mallocarray(need, sizeof(float));
@@ -343,10 +521,17 @@ static enum ddts_status run_eval(struct ddts_model *m, const struct data *dt, si
     use_units(m, dt);
     for (size_t start = 0; start < dt->n; start += bs) {
         size_t b = dt->n - start < bs ? dt->n - start : bs;
-        enum ddts_status st = gather(m, dt, NULL, start, b, 1, err);
+        enum ddts_status st;
+        double l;
+        if (split_applies(m, b)) {
+            double reg = reg_loss(m);
+            int nt = split_region(m, dt, NULL, start, b, 0, NULL, reg);
+            st = split_sums(m, dt, NULL, start, b, nt, reg, s, &l, err);
+        } else if ((st = gather(m, dt, NULL, start, b, 1, err)) == DDTS_OK) {
+            (void)batch_loss(m, b, 0, s);
+        }
         if (st != DDTS_OK)
             return st;
-        (void)batch_loss(m, b, 0, s);
     }
     return DDTS_OK;
 }
@@ -520,8 +705,66 @@ static int backward(struct ddts_model *m, const struct ddts_fit_options *o, size
     return r.stopped;
 }
 
+/* A training step by the batch split over samples [start, start + b) of
+ * the order; the update runs inside the parallel region unless the
+ * optimizer needs norms over whole weights or a callback sees the summed
+ * gradients first. */
+static enum ddts_status split_step(struct ddts_model *m, const struct ddts_fit_options *o,
+                                   const struct data *dt, const uint32_t *order, size_t start,
+                                   size_t b, int ep, size_t bi, struct sums *s,
+                                   struct ddts_error *err)
+{
+    const struct ddts_fit_callbacks *cb = o->callbacks;
+    int inside = ddts__nn_opt_splits(m) && !(cb && cb->on_gradients);
+    struct ddts__nn_opt_k k;
+    ddts__nn_opt_consts(m, &k);
+    double reg = reg_loss(m), l;
+    int nt = split_region(m, dt, order, start, b, 1, inside ? &k : NULL, reg);
+    enum ddts_status st = split_sums(m, dt, order, start, b, nt, reg, s, &l, err);
+    if (st != DDTS_OK)
+        return st;
+    if (!isfinite(l)) /* the region did not update */
+        return ddts_error_set(err, DDTS_ENUMERIC, "fit: the loss became %g at epoch %d, batch %zu",
+                              l, ep + 1, bi + 1);
+    m->split.steps++;
+    if (inside) {
+        ddts__nn_opt_advance(m, &k);
+        return DDTS_OK;
+    }
+    if (cb && cb->on_gradients && cb->on_gradients(cb->userdata, m, m->grads, m->n_params, b) != 0)
+        return ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
+    ddts__nn_opt_step(m);
+    return DDTS_OK;
+}
+
+/* A training step with the work of each layer split over the threads:
+ * gather, forward, loss, backward (announcing final gradients to
+ * on_gradients_ready), on_gradients, the update. */
+static enum ddts_status gemm_step(struct ddts_model *m, const struct ddts_fit_options *o,
+                                  const struct data *dt, const uint32_t *order, size_t start,
+                                  size_t b, int ep, size_t bi, struct sums *s,
+                                  struct ddts_error *err)
+{
+    const struct ddts_fit_callbacks *cb = o->callbacks;
+    enum ddts_status st = gather(m, dt, order, start, b, 1, err);
+    if (st != DDTS_OK)
+        return st;
+    double l = batch_loss(m, b, 1, s);
+    if (!isfinite(l))
+        return ddts_error_set(err, DDTS_ENUMERIC, "fit: the loss became %g at epoch %d, batch %zu",
+                              l, ep + 1, bi + 1);
+    if (backward(m, o, b) != 0)
+        return ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
+    if (cb && cb->on_gradients && cb->on_gradients(cb->userdata, m, m->grads, m->n_params, b) != 0)
+        return ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
+    ddts__nn_opt_step(m);
+    return DDTS_OK;
+}
+
 /* One epoch of fit: the sample order (shuffled from (seed, epoch)), then a
- * forward, backward and optimizer step per batch; running sums in *s. */
+ * forward, backward and optimizer step per batch; running sums in *s. The
+ * batch split takes a step where it applies, except when gradients are
+ * announced layer by layer as they become final (on_gradients_ready). */
 static enum ddts_status fit_epoch(struct ddts_model *m, const struct ddts_dataset *train,
                                   const struct ddts_fit_options *o, const struct data *dt,
                                   uint32_t *order, size_t bs, int ep, struct sums *s,
@@ -529,6 +772,7 @@ static enum ddts_status fit_epoch(struct ddts_model *m, const struct ddts_datase
 {
     enum ddts_status st;
     size_t n_batches = (dt->n + bs - 1) / bs;
+    int ready = o->callbacks && o->callbacks->on_gradients_ready;
     for (size_t i = 0; i < dt->n; i++)
         order[i] = (uint32_t)(train->idx ? train->idx[i] : i);
     if (o->shuffle) {
@@ -540,21 +784,14 @@ static enum ddts_status fit_epoch(struct ddts_model *m, const struct ddts_datase
     use_units(m, dt);
     for (size_t bi = 0; bi < n_batches; bi++) {
         size_t start = bi * bs, b = dt->n - start < bs ? dt->n - start : bs;
-        if ((st = gather(m, dt, order, start, b, 1, err)) != DDTS_OK)
-            return st;
         m->training = 1;
-        double l = batch_loss(m, b, 1, s);
-        if (!isfinite(l))
-            return ddts_error_set(err, DDTS_ENUMERIC,
-                                  "fit: the loss became %g at epoch %d, batch %zu", l, ep + 1,
-                                  bi + 1);
-        if (backward(m, o, b) != 0)
-            return ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
-        if (o->callbacks && o->callbacks->on_gradients &&
-            o->callbacks->on_gradients(o->callbacks->userdata, m, m->grads, m->n_params, b) != 0)
-            return ddts_error_set(err, DDTS_ECANCELED, "fit: stopped by a callback");
-        ddts__nn_opt_step(m);
+        if (split_applies(m, b) && !ready)
+            st = split_step(m, o, dt, order, start, b, ep, bi, s, err);
+        else
+            st = gemm_step(m, o, dt, order, start, b, ep, bi, s, err);
         m->training = 0;
+        if (st != DDTS_OK)
+            return st;
         if (o->callbacks && o->callbacks->on_batch_end) {
             struct ddts_logs run = {0};
             fill_logs(m, s, 0, &run);

@@ -298,6 +298,63 @@ static void test_compile_overrides(void **state)
     ddts_model_destroy(m);
 }
 
+/* The update in parts (the batch split's threads each update a slice of
+ * the flat buffer) gives the bits of one whole step, for every optimizer,
+ * with a regularizer and weight decay; clipnorm does not split. */
+static void test_apply_in_parts(void **state)
+{
+    (void)state;
+    static const char *const tcs[] = {
+        TC("SGD", "{\"learning_rate\":0.1,\"momentum\":0.9,\"nesterov\":true}"),
+        TC("Adam", "{}"),
+        TC("Adam", "{\"amsgrad\":true}"),
+        TC("AdamW", "{}"),
+        TC("Adamax", "{}"),
+        TC("Nadam", "{}"),
+        TC("RMSprop", "{\"centered\":true,\"momentum\":0.5}"),
+        TC("Adagrad", "{}"),
+        TC("Adadelta", "{}"),
+        TC("SGD", "{\"learning_rate\":0.1,\"clipvalue\":0.15}"),
+    };
+    for (size_t c = 0; c < sizeof tcs / sizeof tcs[0]; c++) {
+        struct ddts_model *a = model_with(tcs[c]), *b = model_with(tcs[c]);
+        assert_true(ddts__nn_opt_splits(a));
+        for (int k = 0; k < 2; k++) {
+            struct ddts_model *m = k ? b : a;
+            m->w[0].reg.l2 = 0.01;
+            m->has_reg = 1;
+        }
+        for (int t = 0; t < STEPS; t++) {
+            for (int i = 0; i < P; i++)
+                a->grads[i] = b->grads[i] = (float)G[t][i];
+            ddts__nn_opt_step(a);
+            struct ddts__nn_opt_k k;
+            ddts__nn_opt_consts(b, &k);
+            /* [0, 1), [1, 3): the weight's three parameters cut in two */
+            ddts__nn_opt_apply(b, &k, 1, 3, 1);
+            ddts__nn_opt_apply(b, &k, 0, 1, 1);
+            ddts__nn_opt_advance(b, &k);
+        }
+        size_t ns;
+        float *sa = ddts_model_optimizer_state(a, &ns), *sb = ddts_model_optimizer_state(b, NULL);
+        if (memcmp(a->params, b->params, P * sizeof(float)) != 0 ||
+            (ns > 0 && memcmp(sa, sb, ns * sizeof(float)) != 0))
+            fail_msg("%s: the update in parts differs from one step (w[0] %.9g against %.9g)",
+                     tcs[c], (double)b->params[0], (double)a->params[0]);
+        /* and the parameters moved (the test can fail) */
+        assert_true(a->params[0] != (float)W0[0]);
+        assert_int_equal(ddts_model_iterations(b), STEPS);
+        ddts_model_destroy(a);
+        ddts_model_destroy(b);
+    }
+    struct ddts_model *m = model_with(TC("SGD", "{\"clipnorm\":0.25}"));
+    assert_false(ddts__nn_opt_splits(m));
+    ddts_model_destroy(m);
+    m = model_with(TC("SGD", "{\"global_clipnorm\":0.25}"));
+    assert_false(ddts__nn_opt_splits(m));
+    ddts_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_rmsprop_adagrad_adadelta),
         cmocka_unit_test(test_adam_first_step),
         cmocka_unit_test(test_compile_overrides),
+        cmocka_unit_test(test_apply_in_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

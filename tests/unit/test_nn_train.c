@@ -6,6 +6,7 @@
  */
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ddts/data.h"
@@ -1002,6 +1003,363 @@ static void test_normalize_per_batch(void **state)
     ddts_array_destroy(xf);
 }
 
+/* ---- the batch split (train.c; docs/engine.md, "Threads and determinism") ---- */
+
+/* 100 -> 128 -> Dropout -> 64 -> 10: every layer works on each sample alone,
+ * and a batch of 64 has 1.4 M forward multiply-adds, so 2 and 3 threads
+ * split the batch (at least 16 samples each). */
+static const char *MLP_DROP =
+    "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"h1\",\"units\":128,\"activation\":\"relu\","
+    "\"batch_input_shape\":[null,100]}},"
+    "{\"class_name\":\"Dropout\",\"config\":{\"name\":\"dr\",\"rate\":0.3}},"
+    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"h2\",\"units\":64,\"activation\":\"relu\"}},"
+    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":10,\"activation\":"
+    "\"softmax\"}}]}}";
+
+/* The same with a BatchNormalization, which mixes the batch's samples. */
+static const char *MLP_BN =
+    "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"h1\",\"units\":128,\"activation\":\"relu\","
+    "\"batch_input_shape\":[null,100]}},"
+    "{\"class_name\":\"BatchNormalization\",\"config\":{\"name\":\"bn\",\"axis\":-1}},"
+    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"h2\",\"units\":64,\"activation\":\"relu\"}},"
+    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":10,\"activation\":"
+    "\"softmax\"}}]}}";
+
+/* tanh keeps a NaN (relu turns it into 0); 1.1 M multiply-adds per batch of 64. */
+static const char *MLP_TANH =
+    "{\"class_name\":\"Sequential\",\"config\":{\"layers\":["
+    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"h1\",\"units\":160,\"activation\":\"tanh\","
+    "\"batch_input_shape\":[null,100]}},"
+    "{\"class_name\":\"Dense\",\"config\":{\"name\":\"o\",\"units\":10,\"activation\":"
+    "\"softmax\"}}]}}";
+
+enum { SN = 250, SF = 100, SB = 64, SMASK = SB * 128 };
+
+/* x (SN, SF) in [0, 1); y: the index of the largest of the first 10 features. */
+static void split_data(struct ddts_array **x, struct ddts_array **y)
+{
+    *x = arr(DDTS_F32, 2, SN, SF, 0, 0);
+    *y = arr(DDTS_I64, 2, SN, 1, 0, 0);
+    struct ddts_rng r;
+    ddts_rng_seed(&r, 11);
+    float *xd = (*x)->data;
+    int64_t *yd = (*y)->data;
+    for (int i = 0; i < SN; i++) {
+        int best = 0;
+        for (int j = 0; j < SF; j++) {
+            xd[i * SF + j] = (float)ddts_rng_uniform(&r);
+            if (j < 10 && xd[i * SF + j] > xd[i * SF + best])
+                best = j;
+        }
+        yd[i] = best;
+    }
+}
+
+struct split_out {
+    float *w; /* the weights after fit */
+    size_t n_w;
+    float mask[SMASK];  /* the dropout mask of the first step */
+    double hist[2 * 4]; /* two epochs x (loss, accuracy, val_loss, val_accuracy) */
+    uint64_t steps;     /* steps run split */
+    int split_n;        /* threads the split was planned for */
+    uint64_t iterations;
+};
+
+static int copy_mask(void *userdata, struct ddts_model *m, int epoch, size_t batch,
+                     size_t n_batches, size_t samples_done, const struct ddts_logs *running)
+{
+    (void)n_batches;
+    (void)samples_done;
+    (void)running;
+    struct split_out *o = userdata;
+    for (size_t i = 0; epoch == 0 && batch == 0 && i < m->n_nodes; i++)
+        if (m->nodes[i].kind == NN_DROPOUT)
+            memcpy(o->mask, m->nodes[i].aux, sizeof o->mask);
+    return 0;
+}
+
+/* Two epochs at batch 64 (batches of 64, 64, 64 and 58 samples), validated
+ * on the first 128 samples; no_split: the GEMM split only. */
+static void split_fit(const char *json, const char *opt, int threads, int no_split,
+                      struct split_out *o)
+{
+    struct ddts_model *m = build(json, "sparse_categorical_crossentropy", opt, 0, threads);
+    m->no_batch_split = no_split;
+    if (strcmp(opt, "sgd") == 0)
+        m->opt.clipnorm = 0.5;
+    struct ddts_array *x, *y;
+    split_data(&x, &y);
+    struct ddts_dataset d = {.x = x, .y = y}, v = {.x = x, .y = y, .n = 128};
+    struct ddts_fit_callbacks cb = {.userdata = o, .on_batch_end = copy_mask};
+    struct ddts_fit_options fo = {
+        .epochs = 2, .batch_size = SB, .shuffle = 1, .seed = 7, .validation = &v, .callbacks = &cb};
+    struct ddts_history *h = NULL;
+    struct ddts_error err;
+    memset(o->mask, 0, sizeof o->mask);
+    if (ddts_model_fit(m, &d, &fo, &h, &err) != DDTS_OK)
+        fail_msg("fit: %s", err.msg);
+    assert_int_equal(h->n_epochs, 2);
+    assert_int_equal(h->n_columns, 4);
+    memcpy(o->hist, h->values, sizeof o->hist);
+    const float *w = ddts_model_weights_flat(m, &o->n_w);
+    o->w = malloc(o->n_w * sizeof *o->w);
+    assert_non_null(o->w);
+    memcpy(o->w, w, o->n_w * sizeof *w);
+    o->steps = m->split.steps;
+    o->split_n = m->split.n;
+    o->iterations = ddts_model_iterations(m);
+    ddts_history_destroy(h);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    ddts_model_destroy(m);
+}
+
+/* a and b (n floats): each within tol (absolute, plus relative to b), and
+ * their mean difference within mean_tol; prints both. */
+static void split_close(const char *what, const float *a, const float *b, size_t n, double tol,
+                        double mean_tol)
+{
+    double worst = 0, sum = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]) / (1 + fabs((double)b[i]));
+        sum += d;
+        if (d > worst) {
+            worst = d;
+            at = i;
+        }
+    }
+    printf("%s: largest difference %.3g at [%zu] (%.9g against %.9g), mean %.3g; tolerances "
+           "%.1g, %.1g\n",
+           what, worst, at, (double)a[at], (double)b[at], sum / (double)n, tol, mean_tol);
+    if (worst > tol || sum / (double)n > mean_tol)
+        fail_msg("%s: [%zu] = %.9g, expected %.9g within %.1g (mean difference %.3g)", what, at,
+                 (double)a[at], (double)b[at], tol, sum / (double)n);
+}
+
+/* The batch split at 2 and 3 threads trains as one thread does, to float
+ * rounding: the same dropout masks (bit for bit), the weights and the
+ * history's figures close after 8 steps; at 2 threads two runs give the same
+ * bits. Adam (updated inside the parallel region) and SGD with clipnorm
+ * (updated after it: norms over whole weights). */
+static void test_batch_split(void **state)
+{
+    (void)state;
+    const char *opts[] = {"adam", "nadam", "sgd"};
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+        struct split_out *one = calloc(1, sizeof *one), *two = calloc(1, sizeof *two),
+                         *again = calloc(1, sizeof *again), *three = calloc(1, sizeof *three),
+                         *gemm = calloc(1, sizeof *gemm);
+        assert_true(one && two && again && three && gemm);
+        split_fit(MLP_DROP, opts[k], 1, 0, one);
+        split_fit(MLP_DROP, opts[k], 2, 0, two);
+        split_fit(MLP_DROP, opts[k], 2, 0, again);
+        split_fit(MLP_DROP, opts[k], 3, 0, three);
+        split_fit(MLP_DROP, opts[k], 2, 1, gemm);
+        printf("%s: split steps %llu (1 thread), %llu (2), %llu (3), %llu (2, GEMM split)\n",
+               opts[k], (unsigned long long)one->steps, (unsigned long long)two->steps,
+               (unsigned long long)three->steps, (unsigned long long)gemm->steps);
+        assert_int_equal(one->split_n, 0);
+        assert_int_equal(one->steps, 0);
+        assert_int_equal(two->split_n, 2);
+        assert_int_equal(two->steps, 8); /* 2 epochs x 4 batches */
+        assert_int_equal(three->steps, 8);
+        assert_int_equal(gemm->steps, 0);
+        assert_int_equal(two->iterations, 8);
+        /* the masks: drawn as one thread draws them (and not all ones) */
+        size_t kept = 0;
+        for (size_t i = 0; i < SMASK; i++)
+            kept += one->mask[i] != 0;
+        assert_true(kept > SMASK / 2 && kept < SMASK);
+        assert_memory_equal(two->mask, one->mask, sizeof one->mask);
+        assert_memory_equal(three->mask, one->mask, sizeof one->mask);
+        /* the same bits at a given thread count */
+        assert_int_equal(two->n_w, again->n_w);
+        assert_memory_equal(two->w, again->w, two->n_w * sizeof(float));
+        assert_memory_equal(two->hist, again->hist, sizeof two->hist);
+        /* training moved the weights well beyond the tolerance below */
+        assert_true(memcmp(one->w, two->w, one->n_w * sizeof(float)) != 0);
+        /* SGD moves each weight by lr times its gradient, so the gradients'
+         * rounding (the batch summed in blocks) stays at float rounding of
+         * the weights. Adam and Nadam divide each gradient by its running
+         * root mean square: where a weight's gradient nearly cancels over
+         * the batch, its rounding shows at the scale of the learning rate
+         * (1e-3 per step, 8 steps), for a few weights; the mean stays at
+         * float rounding. */
+        double tol = k == 2 ? 1e-6 : 1e-4;
+        split_close("2 threads, weights", two->w, one->w, one->n_w, tol, 1e-7);
+        split_close("3 threads, weights", three->w, one->w, one->n_w, tol, 1e-7);
+        split_close("2 threads GEMM split, weights", gemm->w, one->w, one->n_w, tol, 1e-7);
+        for (int i = 0; i < 8; i++)
+            if (fabs(two->hist[i] - one->hist[i]) > 1e-6 * (1 + fabs(one->hist[i])) ||
+                fabs(three->hist[i] - one->hist[i]) > 1e-6 * (1 + fabs(one->hist[i])))
+                fail_msg("%s: history value %d: %.9g (2 threads), %.9g (3), %.9g (1)", opts[k], i,
+                         two->hist[i], three->hist[i], one->hist[i]);
+        struct split_out *all[] = {one, two, again, three, gemm};
+        for (size_t i = 0; i < 5; i++) {
+            free(all[i]->w);
+            free(all[i]);
+        }
+    }
+}
+
+/* A model with BatchNormalization keeps the GEMM split at any thread count. */
+static void test_batch_split_not_bn(void **state)
+{
+    (void)state;
+    struct split_out *o = calloc(1, sizeof *o);
+    assert_non_null(o);
+    split_fit(MLP_BN, "adam", 2, 0, o);
+    assert_int_equal(o->split_n, 0);
+    assert_int_equal(o->steps, 0);
+    assert_int_equal(o->iterations, 8);
+    free(o->w);
+    free(o);
+}
+
+/* A bad label or a loss that is not finite stops a split step before any
+ * update: every thread sees the failure after the barrier. */
+static void test_batch_split_errors(void **state)
+{
+    (void)state;
+    for (int c = 0; c < 2; c++) {
+        struct ddts_model *m =
+            build(c == 0 ? MLP_DROP : MLP_TANH, "sparse_categorical_crossentropy", "adam", 0, 2);
+        struct ddts_array *x, *y;
+        split_data(&x, &y);
+        /* sample 40: the second thread's block of the first batch */
+        if (c == 0)
+            ((int64_t *)y->data)[40] = 10;
+        else
+            ((float *)x->data)[40 * SF + 3] = NAN;
+        size_t n;
+        float *w = ddts_model_weights_flat(m, &n);
+        float *w0 = malloc(n * sizeof *w0);
+        assert_non_null(w0);
+        memcpy(w0, w, n * sizeof *w);
+        struct ddts_dataset d = {.x = x, .y = y};
+        struct ddts_fit_options fo = {.epochs = 1, .batch_size = SB};
+        struct ddts_error err;
+        enum ddts_status st = ddts_model_fit(m, &d, &fo, NULL, &err);
+        printf("case %d: %s\n", c, err.msg);
+        assert_int_equal(st, c == 0 ? DDTS_EINVAL : DDTS_ENUMERIC);
+        assert_non_null(strstr(err.msg, c == 0 ? "sample 40" : "batch 1"));
+        assert_int_equal(m->split.n, 2);
+        assert_int_equal(m->split.steps, 0);
+        assert_int_equal(ddts_model_iterations(m), 0);
+        assert_memory_equal(ddts_model_weights_flat(m, NULL), w0, n * sizeof *w0);
+        free(w0);
+        ddts_array_destroy(x);
+        ddts_array_destroy(y);
+        ddts_model_destroy(m);
+    }
+}
+
+/* A split step allocates nothing: four more epochs (16 split steps) cost the
+ * same allocations as two (the fit's order and history). */
+static void test_batch_split_no_alloc(void **state)
+{
+    (void)state;
+    struct ddts_model *m = build(MLP_DROP, "sparse_categorical_crossentropy", "adam", 0, 2);
+    struct ddts_array *x, *y;
+    split_data(&x, &y);
+    struct ddts_dataset d = {.x = x, .y = y};
+    struct ddts_fit_options fo = {.epochs = 1, .batch_size = SB, .shuffle = 1, .seed = 3};
+    struct ddts_error err;
+    assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK); /* plans */
+    long count[2];
+    for (int k = 0; k < 2; k++) {
+        fo.initial_epoch = fo.epochs;
+        fo.epochs += 2 + 2 * k;
+        (void)ddts_alloc_fail_after(-1);
+        assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK);
+        count[k] = ddts_alloc_fail_after(-1);
+    }
+    printf("allocations: %ld (2 epochs), %ld (4 epochs); %llu split steps\n", count[0], count[1],
+           (unsigned long long)m->split.steps);
+    assert_int_equal(m->split.steps, 4 * 7);
+    assert_int_equal(count[0], count[1]);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+    ddts_model_destroy(m);
+}
+
+/* on_gradients under the batch split: the first batch's summed gradients
+ * (the same weights on both sides) equal one thread's to float rounding, and
+ * the callback's changes reach the update (doubled gradients and half the
+ * rate give the same run). */
+struct first_grads {
+    float *g;
+    size_t n, calls;
+    float scale;
+};
+
+static int keep_first(void *userdata, struct ddts_model *m, float *grads, size_t n,
+                      size_t batch_samples)
+{
+    (void)m;
+    (void)batch_samples;
+    struct first_grads *f = userdata;
+    if (f->calls++ == 0)
+        memcpy(f->g, grads, n * sizeof *grads);
+    for (size_t i = 0; i < n; i++)
+        grads[i] *= f->scale;
+    return 0;
+}
+
+static void test_batch_split_gradients(void **state)
+{
+    (void)state;
+    struct ddts_array *x, *y;
+    split_data(&x, &y);
+    struct ddts_dataset d = {.x = x, .y = y};
+    struct ddts_error err;
+    float *w[3] = {0};
+    float *g[2] = {0};
+    size_t n = 0;
+    uint64_t steps[3];
+    for (int k = 0; k < 3; k++) {
+        /* k 0: 1 thread; 1: 2 threads, gradients doubled and half the rate; 2: 2 threads */
+        struct ddts_model *m = build(MLP_DROP, "sparse_categorical_crossentropy", "sgd",
+                                     k == 1 ? 0.05 : 0.1, k == 0 ? 1 : 2);
+        n = ddts_model_n_params(m);
+        struct first_grads f = {malloc(n * sizeof(float)), n, 0, k == 1 ? 2.0f : 1.0f};
+        assert_non_null(f.g);
+        struct ddts_fit_callbacks cb = {.userdata = &f, .on_gradients = keep_first};
+        struct ddts_fit_options fo = {
+            .epochs = 1, .batch_size = SB, .shuffle = 1, .seed = 4, .callbacks = &cb};
+        assert_int_equal(ddts_model_fit(m, &d, &fo, NULL, &err), DDTS_OK);
+        assert_int_equal(f.calls, 4);
+        steps[k] = m->split.steps;
+        w[k] = malloc(n * sizeof(float));
+        assert_non_null(w[k]);
+        memcpy(w[k], ddts_model_weights_flat(m, NULL), n * sizeof(float));
+        if (k < 2)
+            g[k] = f.g;
+        else
+            free(f.g);
+        ddts_model_destroy(m);
+    }
+    assert_int_equal(steps[0], 0);
+    assert_int_equal(steps[1], 4);
+    assert_int_equal(steps[2], 4);
+    double gmax = 0;
+    for (size_t i = 0; i < n; i++)
+        gmax = fmax(gmax, fabs((double)g[0][i]));
+    assert_true(gmax > 1e-3);
+    split_close("first batch's gradients, 2 threads / 1", g[1], g[0], n, 1e-6 * gmax, 1e-9);
+    split_close("weights, 2 threads with doubled gradients / 1 thread", w[1], w[0], n, 1e-6, 1e-8);
+    split_close("weights, 2 threads with doubled gradients / 2 threads", w[1], w[2], n, 1e-6, 1e-8);
+    for (int k = 0; k < 3; k++)
+        free(w[k]);
+    free(g[0]);
+    free(g[1]);
+    ddts_array_destroy(x);
+    ddts_array_destroy(y);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1021,6 +1379,11 @@ int main(void)
         cmocka_unit_test(test_best_across_calls),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_normalize_per_batch),
+        cmocka_unit_test(test_batch_split),
+        cmocka_unit_test(test_batch_split_not_bn),
+        cmocka_unit_test(test_batch_split_errors),
+        cmocka_unit_test(test_batch_split_no_alloc),
+        cmocka_unit_test(test_batch_split_gradients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
