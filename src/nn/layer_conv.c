@@ -404,31 +404,8 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     else if (train && nd->use_bias)
         ddts__nn_bias_grad(m, b * P, F, nd->dz, ddts__nn_gdata(m, nd->w0 + 1));
     if (conv_is_pointwise(&g)) {
-        /* dW (K, F) = x^T dz and dx = dz W^T in one parallel region */
-        struct ddts__gemm dw = {.ta = 1,
-                                .M = K,
-                                .N = train ? F : 0,
-                                .K = b * P,
-                                .alpha = 1.0f,
-                                .A = a->y,
-                                .lda = K,
-                                .B = nd->dz,
-                                .ldb = F,
-                                .C = ddts__nn_gdata(m, nd->w0),
-                                .ldc = F};
-        struct ddts__gemm dxg = {.tb = 1,
-                                 .M = b * P,
-                                 .N = dx ? K : 0,
-                                 .K = F,
-                                 .alpha = 1.0f,
-                                 .A = nd->dz,
-                                 .lda = F,
-                                 .B = W,
-                                 .ldb = F,
-                                 .beta = acc ? 1.0f : 0.0f,
-                                 .C = dx,
-                                 .ldc = K};
-        ddts__tensor_sgemm_par2(m->threads, &dw, &dxg);
+        ddts__tensor_linear_grads(m->threads, b * P, K, F, a->y, nd->dz, W,
+                                  train ? ddts__nn_gdata(m, nd->w0) : NULL, dx, acc);
         return;
     }
     /* dW (K, F) += col^T dz; the forward pass's im2col when kept */

@@ -86,32 +86,8 @@ static void dense_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
         ddts__nn_bias_grad(m, rows, u, nd->dz, ddts__nn_gdata(m, nd->w0 + 1));
     int acc;
     float *dx = ddts__nn_dx(m, nd, 0, &acc);
-    /* dW (in, units) = x^T dz and dx (R, in) = dz W^T, independent: split
-     * in one parallel region (an empty GEMM where one is not needed) */
-    struct ddts__gemm dw = {.ta = 1,
-                            .M = in,
-                            .N = train ? u : 0,
-                            .K = rows,
-                            .alpha = 1.0f,
-                            .A = a->y,
-                            .lda = in,
-                            .B = nd->dz,
-                            .ldb = u,
-                            .C = ddts__nn_gdata(m, nd->w0),
-                            .ldc = u};
-    struct ddts__gemm dxg = {.tb = 1,
-                             .M = rows,
-                             .N = dx ? in : 0,
-                             .K = u,
-                             .alpha = 1.0f,
-                             .A = nd->dz,
-                             .lda = u,
-                             .B = ddts__nn_wdata(m, nd->w0),
-                             .ldb = u,
-                             .beta = acc ? 1.0f : 0.0f,
-                             .C = dx,
-                             .ldc = in};
-    ddts__tensor_sgemm_par2(m->threads, &dw, &dxg);
+    ddts__tensor_linear_grads(m->threads, rows, in, u, a->y, nd->dz, ddts__nn_wdata(m, nd->w0),
+                              train ? ddts__nn_gdata(m, nd->w0) : NULL, dx, acc);
 }
 
 static double dense_macs(const struct ddts_model *m, const struct nn_node *nd)

@@ -96,6 +96,35 @@ void ddts__tensor_sgemm_par2(int threads, const struct ddts__gemm *g1, const str
     }
 }
 
+void ddts__tensor_linear_grads(int threads, size_t rows, size_t in, size_t out, const float *x,
+                               const float *dz, const float *w, float *dw, float *dx, int acc)
+{
+    struct ddts__gemm gw = {.ta = 1,
+                            .M = in,
+                            .N = dw ? out : 0,
+                            .K = rows,
+                            .alpha = 1.0f,
+                            .A = x,
+                            .lda = in,
+                            .B = dz,
+                            .ldb = out,
+                            .C = dw,
+                            .ldc = out};
+    struct ddts__gemm gx = {.tb = 1,
+                            .M = rows,
+                            .N = dx ? in : 0,
+                            .K = out,
+                            .alpha = 1.0f,
+                            .A = dz,
+                            .lda = out,
+                            .B = w,
+                            .ldb = out,
+                            .beta = acc ? 1.0f : 0.0f,
+                            .C = dx,
+                            .ldc = in};
+    ddts__tensor_sgemm_par2(threads, &gw, &gx);
+}
+
 void ddts__tensor_set_threads(int n)
 {
     openblas_set_num_threads(n > 0 ? n : 1);

@@ -48,6 +48,15 @@ struct ddts__gemm {
  */
 void ddts__tensor_sgemm_par2(int threads, const struct ddts__gemm *g1, const struct ddts__gemm *g2);
 
+/*
+ * The two gradients of a linear map z (rows, out) = x (rows, in) W (in, out),
+ * in one region (ddts__tensor_sgemm_par2): dW = x^T dz (skipped when dw is
+ * NULL) and dx = dz W^T, added to dx when acc (skipped when dx is NULL).
+ * Dense layers and pointwise convolutions share it.
+ */
+void ddts__tensor_linear_grads(int threads, size_t rows, size_t in, size_t out, const float *x,
+                               const float *dz, const float *w, float *dw, float *dx, int acc);
+
 /* Sets the number of OpenBLAS's own threads (<= 0: 1), for benchmarks.
  * OpenBLAS keeps this per process; the library itself only uses enter/leave. */
 void ddts__tensor_set_threads(int n);
