@@ -14,6 +14,7 @@
  * blas.c); 1x1 stride-1 convolutions skip im2col; short windows run the
  * direct kernels of src/tensor/conv_direct.c.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "nn/layer.h"
@@ -248,6 +249,11 @@ static void conv_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan
         dn = dn < 1 ? 1 : dn > cap ? cap : dn;
         nd->dchunk = (int)dn;
         col = a->needs_grad ? dn * per : 0;
+        /* the weight gradient's pieces (ddts__tensor_sgemm_tn_split), before
+         * the input gradient uses the scratch */
+        size_t kf = per / (size_t)(nn_h(nd) * nn_w(nd)) * (size_t)nd->units;
+        size_t wp = m->threads > 1 ? ddts__tensor_sgemm_tn_pieces(m->threads, SIZE_MAX) * kf : 0;
+        col = wp > col ? wp : col;
     }
     if (col > need->col_n)
         need->col_n = col;
@@ -408,8 +414,13 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                                   train ? ddts__nn_gdata(m, nd->w0) : NULL, dx, acc);
         return;
     }
-    /* dW (K, F) += col^T dz; the forward pass's im2col when kept */
-    for (size_t n0 = 0; train && !nd->direct && n0 < b; n0 += (size_t)nd->chunk) {
+    /* dW (K, F) = col^T dz; the forward pass's im2col when kept, its rows
+     * (the batch's positions) in pieces the threads take in turn */
+    if (train && !nd->direct && nd->colbuf != NULL && m->threads > 1)
+        ddts__tensor_sgemm_tn_split(m->threads, K, F, b * P, nd->colbuf, K, nd->dz, F, 0,
+                                    ddts__nn_gdata(m, nd->w0), F, m->col);
+    for (size_t n0 = 0; train && !nd->direct && (nd->colbuf == NULL || m->threads == 1) && n0 < b;
+         n0 += (size_t)nd->chunk) {
         size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
         const float *col = nd->colbuf;
         if (col == NULL) {

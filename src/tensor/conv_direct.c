@@ -399,25 +399,33 @@ static const struct {
 #endif
 };
 
-/* [lo, hi) of n items for thread t of T: contiguous static blocks. */
-static void split(size_t n, int t, int T, size_t *lo, size_t *hi)
-{
-    size_t blk = (n + (size_t)T - 1) / (size_t)T;
-    *lo = (size_t)t * blk < n ? (size_t)t * blk : n;
-    *hi = *lo + blk < n ? *lo + blk : n;
-}
+/*
+ * Work is handed out in chunks, each thread taking the next free one
+ * (dynamic scheduling), not in one static half per thread: the two cores of
+ * a VM do not run equally fast (a neighbour's load, an interrupt, a thread
+ * woken late at the region's start), and with static halves every region
+ * ended with one thread waiting for the other, 15 % of a 2-thread CNN step.
+ * Chunk boundaries depend on the work's size only, so results do not
+ * depend on which thread took which chunk.
+ */
+#define CHUNKS_PER_THREAD 8
+/* Weight gradient: this many chunks of images, each summed into its own
+ * slot and the slots added in order, so that the result does not depend on
+ * the thread count either. */
+#define WGRAD_CHUNKS 16
 
-/* Floats per thread of the scratch: two sums of (K + 1) F, the PH conv rows. */
+/* Floats per thread of the scratch: one image's sums of (K + 1) F, the PH conv rows. */
 static size_t per_thread(const struct ddts__conv_geom *g, size_t F, int PH)
 {
     size_t K = (size_t)g->KH * g->KW * g->C;
-    return 2 * (K + 1) * F + (size_t)PH * g->OW * F;
+    return (K + 1) * F + (size_t)PH * g->OW * F;
 }
 
 size_t ddts__tensor_conv_direct_scratch(const struct ddts__conv_geom *g, size_t F, int PH,
                                         int threads)
 {
-    return (size_t)(threads > 1 ? threads : 1) * per_thread(g, F, PH);
+    size_t K = (size_t)g->KH * g->KW * g->C;
+    return WGRAD_CHUNKS * (K + 1) * F + (size_t)(threads > 1 ? threads : 1) * per_thread(g, F, PH);
 }
 
 void ddts__tensor_conv_direct(const struct ddts__conv_geom *g, size_t n, const float *x,
@@ -434,15 +442,23 @@ void ddts__tensor_conv_direct(const struct ddts__conv_geom *g, size_t n, const f
                             .relu = relu || pool != NULL,
                             .pool = pool};
     forward_fn fn = kernels[ddts__tensor_isa_level()].forward;
+    const size_t K = (size_t)g->KH * g->KW * g->C;
     size_t rows = n * (size_t)(pool ? pool->POH : g->OH);
-    size_t per = per_thread(g, F, pool ? pool->PH : 0), sums = per_thread(g, F, 0);
+    size_t per = per_thread(g, F, pool ? pool->PH : 0), sums = (K + 1) * F;
+    float *tmp0 = pool ? scratch + WGRAD_CHUNKS * (K + 1) * F : NULL;
     int nt = threads > 1 && rows > 8 ? threads : 1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
+    if (nt == 1) {
+        fn(&a, 0, (long)rows, tmp0 ? tmp0 + sums : NULL);
+        return;
+    }
+    long chunk =
+        (long)((rows + (size_t)nt * CHUNKS_PER_THREAD - 1) / ((size_t)nt * CHUNKS_PER_THREAD));
+#pragma omp parallel num_threads(nt)
     {
-        size_t lo, hi;
-        int t = omp_get_thread_num();
-        split(rows, t, omp_get_num_threads(), &lo, &hi);
-        fn(&a, (long)lo, (long)hi, pool ? scratch + (size_t)t * per + sums : NULL);
+        float *tmp = tmp0 ? tmp0 + (size_t)omp_get_thread_num() * per + sums : NULL;
+#pragma omp for schedule(dynamic, 1) nowait
+        for (long r0 = 0; r0 < (long)rows; r0 += chunk)
+            fn(&a, r0, r0 + chunk < (long)rows ? r0 + chunk : (long)rows, tmp);
     }
 }
 
@@ -454,24 +470,26 @@ void ddts__tensor_conv_direct_wgrad(const struct ddts__conv_geom *g, size_t n, c
     wgrad_fn fn = kernels[ddts__tensor_isa_level()].wgrad;
     const size_t K = (size_t)g->KH * g->KW * g->C, kf = K * F;
     const size_t per = per_thread(g, F, pool ? pool->PH : 0);
-    int nt = threads > 1 && n > 1 ? threads : 1, used = 1;
+    const long nc = n < WGRAD_CHUNKS ? (long)n : WGRAD_CHUNKS;
+    float *own = scratch + WGRAD_CHUNKS * (kf + F); /* the threads' image sums and rows */
+    int nt = threads > 1 && n > 1 ? threads : 1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        int t = omp_get_thread_num(), T = omp_get_num_threads();
-        size_t lo, hi;
-        split(n, t, T, &lo, &hi);
-        float *mine = scratch + (size_t)t * per;
-        fn(&a, lo, hi, mine, mine + kf + F, mine + 2 * (kf + F));
-        if (t == 0)
-            used = T;
+        float *mine = own + (size_t)omp_get_thread_num() * per;
+#pragma omp for schedule(dynamic, 1) nowait
+        for (long c = 0; c < nc; c++)
+            fn(&a, (size_t)c * n / (size_t)nc, (size_t)(c + 1) * n / (size_t)nc,
+               scratch + (size_t)c * (kf + F), mine, mine + kf + F);
     }
-    /* partial sums added in thread order: a fixed thread count gives
-     * bit-identical results */
-    for (int t = 1; t < used; t++) {
-        const float *p = scratch + (size_t)t * per;
+    /* the chunks' sums added in chunk order: bit-identical results whatever
+     * the thread count */
+    for (long c = 1; c < nc; c++) {
+        const float *p = scratch + (size_t)c * (kf + F);
         for (size_t j = 0; j < kf + F; j++)
             scratch[j] += p[j];
     }
+    if (n == 0)
+        memset(scratch, 0, (kf + F) * sizeof *scratch);
     if (dW)
         memcpy(dW, scratch, kf * sizeof *dW);
     if (db)

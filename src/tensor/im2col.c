@@ -20,17 +20,27 @@ void ddts__tensor_im2col(const struct ddts__conv_geom *g, size_t n, const float 
     }
 }
 
-/* [lo, hi) of n items for thread t of T: contiguous static blocks. */
-static void split_static(size_t n, size_t t, size_t T, size_t *lo, size_t *hi)
-{
-    size_t blk = (n + T - 1) / T;
-    *lo = t * blk < n ? t * blk : n;
-    *hi = *lo + blk < n ? *lo + blk : n;
-}
-
 /* Floats of im2col that conv_fwd writes and multiplies at a time, per
  * thread (1 MiB): the GEMM packs them while they are still in L2. */
 #define FWD_GROUP_FLOATS ((size_t)1 << 18)
+
+/*
+ * Both passes hand out groups of images dynamically (each thread takes the
+ * next free group), not a static half of the batch per thread: the two
+ * cores of a VM do not run equally fast, and with static halves each
+ * region ended with one thread waiting for the other (see conv_direct.c).
+ * At least CHUNKS_PER_THREAD groups per thread; group boundaries depend on
+ * the batch and the thread count, not on which thread took which group.
+ */
+#define CHUNKS_PER_THREAD 4
+
+static size_t group_for(size_t n, size_t group, int nt)
+{
+    size_t most = nt > 1 ? n / ((size_t)nt * CHUNKS_PER_THREAD) : n;
+    if (group > most)
+        group = most;
+    return group < 1 ? 1 : group;
+}
 
 void ddts__tensor_conv_fwd(const struct ddts__conv_geom *g, size_t n, const float *x,
                            const float *W, size_t F, const float *bias, int relu, float *z,
@@ -38,29 +48,26 @@ void ddts__tensor_conv_fwd(const struct ddts__conv_geom *g, size_t n, const floa
 {
     const size_t K = (size_t)g->KH * g->KW * g->C, image = (size_t)g->H * g->W * g->C;
     const size_t P = (size_t)g->OH * g->OW;
-    const size_t group = P * K > 0 && P * K < FWD_GROUP_FLOATS ? FWD_GROUP_FLOATS / (P * K) : 1;
     int nt = threads > 1 && n > 1 ? threads : 1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        size_t lo, hi;
-        split_static(n, (size_t)omp_get_thread_num(), (size_t)omp_get_num_threads(), &lo, &hi);
-        for (size_t i0 = lo; i0 < hi; i0 += group) {
-            size_t nb = hi - i0 < group ? hi - i0 : group;
-            for (size_t i = i0; i < i0 + nb; i++)
-                for (int oh = 0; oh < g->OH; oh++)
-                    for (int ow = 0; ow < g->OW; ow++)
-                        ddts__tensor_im2col_row(
-                            g, x + i * image, oh, ow,
-                            col + ((i * (size_t)g->OH + (size_t)oh) * g->OW + ow) * K);
-            ddts__tensor_sgemm(0, 0, nb * P, F, K, 1.0f, col + i0 * P * K, K, W, F, 0.0f,
-                               z + i0 * P * F, F);
-            /* bias and relu as ddts__nn_bias_act applies them */
-            for (size_t r = i0 * P; r < (i0 + nb) * P && (bias || relu); r++) {
-                float *zr = z + r * F;
-                for (size_t j = 0; j < F; j++) {
-                    float v = zr[j] + (bias ? bias[j] : 0.0f);
-                    zr[j] = relu ? (v > 0 ? v : 0.0f) : v;
-                }
+    const size_t group =
+        group_for(n, P * K > 0 && P * K < FWD_GROUP_FLOATS ? FWD_GROUP_FLOATS / (P * K) : 1, nt);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+    for (long gi = 0; gi < (long)((n + group - 1) / group); gi++) {
+        size_t i0 = (size_t)gi * group, nb = n - i0 < group ? n - i0 : group;
+        for (size_t i = i0; i < i0 + nb; i++)
+            for (int oh = 0; oh < g->OH; oh++)
+                for (int ow = 0; ow < g->OW; ow++)
+                    ddts__tensor_im2col_row(g, x + i * image, oh, ow,
+                                            col + ((i * (size_t)g->OH + (size_t)oh) * g->OW + ow) *
+                                                      K);
+        ddts__tensor_sgemm(0, 0, nb * P, F, K, 1.0f, col + i0 * P * K, K, W, F, 0.0f,
+                           z + i0 * P * F, F);
+        /* bias and relu as ddts__nn_bias_act applies them */
+        for (size_t r = i0 * P; r < (i0 + nb) * P && (bias || relu); r++) {
+            float *zr = z + r * F;
+            for (size_t j = 0; j < F; j++) {
+                float v = zr[j] + (bias ? bias[j] : 0.0f);
+                zr[j] = relu ? (v > 0 ? v : 0.0f) : v;
             }
         }
     }
@@ -106,17 +113,14 @@ void ddts__tensor_conv_dx(const struct ddts__conv_geom *g, size_t n, const float
     const size_t K = (size_t)g->KH * g->KW * g->C, image = (size_t)g->H * g->W * g->C;
     const size_t P = (size_t)g->OH * g->OW;
     int nt = threads > 1 && n > 1 ? threads : 1;
-    if (group < 1)
-        group = 1;
+    group = group_for(n, group, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        /* images [lo, hi) in contiguous static blocks, in groups of at most
-         * `group` through this thread's part of col */
-        size_t t = (size_t)omp_get_thread_num(), lo, hi;
-        split_static(n, t, (size_t)omp_get_num_threads(), &lo, &hi);
-        float *mine = col + t * group * P * K;
-        for (size_t i0 = lo; i0 < hi; i0 += group) {
-            size_t nb = hi - i0 < group ? hi - i0 : group;
+        /* groups of images through this thread's part of col */
+        float *mine = col + (size_t)omp_get_thread_num() * group * P * K;
+#pragma omp for schedule(dynamic, 1) nowait
+        for (long gi = 0; gi < (long)((n + group - 1) / group); gi++) {
+            size_t i0 = (size_t)gi * group, nb = n - i0 < group ? n - i0 : group;
             ddts__tensor_sgemm(0, 1, nb * P, K, F, 1.0f, dz + i0 * P * F, F, W, F, 0.0f, mine, K);
             for (size_t i = 0; i < nb; i++)
                 col2im_image(g, mine + i * P * K, dx + (i0 + i) * image, zero);

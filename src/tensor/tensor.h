@@ -26,6 +26,20 @@ void ddts__tensor_sgemm_par(int threads, int ta, int tb, size_t M, size_t N, siz
                             const float *A, size_t lda, const float *B, size_t ldb, float beta,
                             float *C, size_t ldc);
 
+/*
+ * C (M, N) = A^T B (+ C when acc) for A (K, M), B (K, N) with a long K and
+ * a small C: a convolution's weight gradient, K the batch's output
+ * positions. Split by rows of C, each thread would run a static half and
+ * the faster waits; here K is cut into ddts__tensor_sgemm_tn_pieces pieces
+ * that the threads take in turn (dynamic), each piece's product in its own
+ * part of scratch (pieces * M * N floats), the parts then added in piece
+ * order: a fixed thread count gives bit-identical results.
+ */
+size_t ddts__tensor_sgemm_tn_pieces(int threads, size_t K);
+void ddts__tensor_sgemm_tn_split(int threads, size_t M, size_t N, size_t K, const float *A,
+                                 size_t lda, const float *B, size_t ldb, int acc, float *C,
+                                 size_t ldc, float *scratch);
+
 /* One GEMM's arguments, for ddts__tensor_sgemm_par2. */
 struct ddts__gemm {
     int ta, tb;
@@ -125,20 +139,20 @@ void ddts__tensor_col2im(const struct ddts__conv_geom *g, size_t n, const float 
 /* A convolution's forward pass through im2col and a GEMM: col (n * OH *
  * OW, K) = im2col(x), z (n * OH * OW, F) = col W (W (K, F)), then z += bias
  * (if not NULL) and relu (if set) as ddts__nn_bias_act applies them. The
- * threads split the images, each running its im2col, its GEMM (one thread
- * of OpenBLAS) and its bias and relu: one parallel region. Per image the
- * operations of the passes run apart (OpenBLAS may round differently at
- * another row count); a fixed thread count gives fixed bits. col holds
- * n * OH * OW * K floats. */
+ * threads take groups of images in turn, each running the group's im2col,
+ * its GEMM (one thread of OpenBLAS) and its bias and relu: one parallel
+ * region. Per image the operations of the passes run apart (OpenBLAS may
+ * round differently at another row count); a fixed thread count gives fixed
+ * bits. col holds n * OH * OW * K floats. */
 void ddts__tensor_conv_fwd(const struct ddts__conv_geom *g, size_t n, const float *x,
                            const float *W, size_t F, const float *bias, int relu, float *z,
                            float *col, int threads);
 /* A convolution's input gradient: per image dcol (OH * OW, K) = dz (OH * OW,
  * F) W^T (W (K, F), K = KH * KW * C), scattered by col2im into dx (n, H, W,
- * C) (added, or over zeros when `zero`). The threads split the images, and
- * each runs its GEMMs (one thread of OpenBLAS) and scatters on groups of up
- * to `group` images in its own part of col, `threads` * group * OH * OW * K
- * floats: one parallel region for the whole batch. Per image the
+ * C) (added, or over zeros when `zero`). The threads take groups of up to
+ * `group` images in turn, and each runs the group's GEMM (one thread of
+ * OpenBLAS) and scatter in its own part of col, `threads` * group * OH * OW
+ * * K floats: one parallel region for the whole batch. Per image the
  * operations of sgemm + col2im over the batch (OpenBLAS may round
  * differently at another row count); a fixed thread count and group give
  * fixed bits. */
@@ -190,8 +204,9 @@ void ddts__tensor_conv_direct(const struct ddts__conv_geom *g, size_t n, const f
                               const struct ddts__conv_pool *pool, float *scratch, int threads);
 /* dW (K, F) = im2col(x)^T dz and db (F) = column sums of dz, either NULL
  * when not wanted. With pool, dz is the relu'd pooling's input gradient,
- * rebuilt from pool's y, arg and dy (and the dz argument is not read). A
- * fixed thread count gives bit-identical results. */
+ * rebuilt from pool's y, arg and dy (and the dz argument is not read). The
+ * images are summed in fixed chunks added in order: bit-identical results
+ * whatever the thread count. */
 void ddts__tensor_conv_direct_wgrad(const struct ddts__conv_geom *g, size_t n, const float *x,
                                     const float *dz, size_t F, float *dW, float *db,
                                     const struct ddts__conv_pool *pool, float *scratch,

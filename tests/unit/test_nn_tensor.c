@@ -112,6 +112,56 @@ static void test_sgemm_par2(void **state)
             }
 }
 
+/* A weight gradient's long-K product in pieces (ddts__tensor_sgemm_tn_split)
+ * against a double-precision A^T B, replacing C or added to it; the same
+ * thread count again gives the same bits. */
+static void test_sgemm_tn_split(void **state)
+{
+    (void)state;
+    const size_t M = 37, N = 19, K = 1003, lda = 40, ldb = 21, ldc = 23;
+    struct ddts_rng r;
+    ddts_rng_seed(&r, 11);
+    float *A = malloc(K * lda * 4), *B = malloc(K * ldb * 4), *C = malloc(M * ldc * 4);
+    float *C2 = malloc(M * ldc * 4), *C0 = malloc(M * ldc * 4);
+    float *scratch = malloc(ddts__tensor_sgemm_tn_pieces(3, SIZE_MAX) * M * N * 4);
+    for (size_t i = 0; i < K * lda; i++)
+        A[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+    for (size_t i = 0; i < K * ldb; i++)
+        B[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+    for (size_t i = 0; i < M * ldc; i++)
+        C0[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+    assert_int_equal(ddts__tensor_sgemm_tn_pieces(1, K), 1);
+    assert_true(ddts__tensor_sgemm_tn_pieces(2, K) > 2);
+    assert_int_equal(ddts__tensor_sgemm_tn_pieces(3, 5), 5);
+    for (int threads = 1; threads <= 3; threads++)
+        for (int acc = 0; acc <= 1; acc++) {
+            memcpy(C, C0, M * ldc * 4);
+            ddts__tensor_sgemm_tn_split(threads, M, N, K, A, lda, B, ldb, acc, C, ldc, scratch);
+            for (size_t i = 0; i < M; i++)
+                for (size_t j = 0; j < ldc; j++) {
+                    if (j >= N) { /* outside C's columns: untouched */
+                        assert_true(C[i * ldc + j] == C0[i * ldc + j]);
+                        continue;
+                    }
+                    double ref = acc ? C0[i * ldc + j] : 0;
+                    for (size_t k = 0; k < K; k++)
+                        ref += (double)A[k * lda + i] * B[k * ldb + j];
+                    if (fabs(C[i * ldc + j] - ref) > 1e-4)
+                        fail_msg("threads %d acc %d: C[%zu,%zu] = %.7g, naive %.7g", threads, acc,
+                                 i, j, (double)C[i * ldc + j], ref);
+                }
+            memcpy(C2, C0, M * ldc * 4);
+            ddts__tensor_sgemm_tn_split(threads, M, N, K, A, lda, B, ldb, acc, C2, ldc, scratch);
+            assert_memory_equal(C, C2, M * ldc * 4);
+        }
+    free(A);
+    free(B);
+    free(C);
+    free(C2);
+    free(C0);
+    free(scratch);
+}
+
 /* <col, im2col(x)> = <col2im(col), x> for strided, padded, dilated windows. */
 static void test_im2col_adjoint(void **state)
 {
@@ -324,12 +374,12 @@ static void test_conv_direct(void **state)
     for (size_t gi = 0; gi < sizeof geoms / sizeof geoms[0]; gi++) {
         const struct ddts__conv_geom *G = &geoms[gi];
         assert_true(ddts__tensor_conv_direct_fits(G));
-        size_t n = 3, F = filters[gi], K = (size_t)G->KH * G->KW * G->C;
+        size_t n = gi == 0 ? 20 : 3, F = filters[gi], K = (size_t)G->KH * G->KW * G->C;
         size_t P = (size_t)G->OH * G->OW, xs = n * G->H * G->W * G->C;
         float *x = malloc(xs * 4), *W = malloc(K * F * 4), *bias = malloc(F * 4);
         float *col = malloc(n * P * K * 4), *z = malloc(n * P * F * 4), *z2 = malloc(n * P * F * 4);
         float *dz = malloc(n * P * F * 4), *dW = malloc(K * F * 4), *db = malloc(F * 4);
-        float *dW2 = malloc(K * F * 4), *db2 = malloc(F * 4);
+        float *dW2 = malloc(K * F * 4), *db2 = malloc(F * 4), *dW1 = malloc(K * F * 4);
         float *scratch = malloc(ddts__tensor_conv_direct_scratch(G, F, 0, 3) * 4);
         for (size_t i = 0; i < xs; i++)
             x[i] = (float)(ddts_rng_uniform(&r) - 0.5);
@@ -381,6 +431,11 @@ static void test_conv_direct(void **state)
                 assert_memory_equal(z, z2, n * P * F * 4);
                 ddts__tensor_conv_direct_wgrad(G, n, x, dz, F, dW2, NULL, NULL, scratch, threads);
                 assert_memory_equal(dW, dW2, K * F * 4);
+                /* and whatever the thread count: images summed in fixed chunks */
+                if (threads == 1)
+                    memcpy(dW1, dW, K * F * 4);
+                else
+                    assert_memory_equal(dW, dW1, K * F * 4);
             }
             ddts__tensor_cap_isa(old);
         }
@@ -395,6 +450,7 @@ static void test_conv_direct(void **state)
         free(db);
         free(dW2);
         free(db2);
+        free(dW1);
         free(scratch);
     }
 }
@@ -691,15 +747,11 @@ static void test_vmath(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sgemm_split),
-        cmocka_unit_test(test_sgemm_par2),
-        cmocka_unit_test(test_im2col_adjoint),
-        cmocka_unit_test(test_conv_fwd),
-        cmocka_unit_test(test_conv_dx),
-        cmocka_unit_test(test_conv_direct),
-        cmocka_unit_test(test_conv_direct_pool),
-        cmocka_unit_test(test_depthwise_kernels),
-        cmocka_unit_test(test_vmath),
+        cmocka_unit_test(test_sgemm_split),       cmocka_unit_test(test_sgemm_par2),
+        cmocka_unit_test(test_sgemm_tn_split),    cmocka_unit_test(test_im2col_adjoint),
+        cmocka_unit_test(test_conv_fwd),          cmocka_unit_test(test_conv_dx),
+        cmocka_unit_test(test_conv_direct),       cmocka_unit_test(test_conv_direct_pool),
+        cmocka_unit_test(test_depthwise_kernels), cmocka_unit_test(test_vmath),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
