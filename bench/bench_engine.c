@@ -294,8 +294,8 @@ static void throughput_line(const char *name, const char *json, struct ddts_arra
 int main(int argc, char **argv)
 {
     /* OpenBLAS's real kernels and sleeping OpenMP threads (see nn.h). */
-    const char *hints[4];
-    size_t n_hints = ddts_nn_env_hints(hints, 4);
+    const char *hints[8];
+    size_t n_hints = ddts_nn_env_hints(hints, 8);
     if (n_hints > 0 && getenv("DDTS_REEXEC") == NULL) {
         for (size_t i = 0; i < n_hints; i++)
             putenv((char *)hints[i]);

@@ -3,7 +3,8 @@
 # peer's figure beside ddts' and the ratio ddts/peer. See docs/benchmarks.md.
 #   sh bench/run.sh BUILD_DIR        BENCH_QUICK=1: a fast smoke run
 #   BENCH_CASES="engine train data transfer dist mpi examples recurrent" picks cases; BENCH_MB
-#   sets the shard size; BENCH_TRAIN_SAMPLES / BENCH_TRAIN_ROUNDS size the train case,
+#   sets the shard size; BENCH_TRAIN_SAMPLES / BENCH_TRAIN_ROUNDS size the train case
+#   (BENCH_TRAIN_MODELS="cnn cnn_dropout" picks its models),
 #   BENCH_RNN_SAMPLES / BENCH_RNN_ROUNDS / BENCH_RNN_SEEDS the recurrent case.
 set -u
 B=${1:-build}
@@ -143,7 +144,7 @@ case " $CASES " in *" train "*)
     # The path users run (issue 16): `ddts train` (the CLI) for one epoch with
     # its validation pass against bench/torch_train.py doing the same work.
     TN=${BENCH_TRAIN_SAMPLES:-60000}; TR=${BENCH_TRAIN_ROUNDS:-3}; PN=6000; PR=3
-    TMODELS="mlp mlp_dropout cnn cnn_dropout"
+    TMODELS=${BENCH_TRAIN_MODELS:-mlp mlp_dropout cnn cnn_dropout}
     # quick (< 1 min): two models, one round, one prediction pass, no search
     # of the peer's threading (OPENBLAS_NUM_THREADS=1: never oversubscribed)
     QNOTE=

@@ -137,8 +137,8 @@ static void apply_engine_hints(char **argv)
 {
     if (getenv("DDTS_REEXEC") != NULL)
         return;
-    const char *hints[4];
-    size_t n = ddts_nn_env_hints(hints, 4);
+    const char *hints[8];
+    size_t n = ddts_nn_env_hints(hints, 8);
     if (n == 0)
         return;
     for (size_t i = 0; i < n; i++)

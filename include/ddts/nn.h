@@ -415,11 +415,14 @@ DDTS_API const char *ddts_nn_blas_coretype_hint(void);
  * training 6x faster and cost nothing with 1 thread) and, unless either is
  * set, "GOMP_SPINCOUNT=2000" (a short spin before sleeping, ~50-100 us, so that
  * the parallel regions of one training step, microseconds apart, do not pay a
- * wake-up each). Both libraries read them when loaded, so a
- * program exports them and re-executes itself once, early in main():
+ * wake-up each), and "OPENBLAS_THREAD_TIMEOUT=4" (OpenBLAS's own worker
+ * threads, which the engine does not use, sleep at once instead of spinning
+ * ~0.1 s after they start: OpenBLAS restarts them after every fork). Both
+ * libraries read them when loaded, so a program exports them and
+ * re-executes itself once, early in main():
  *
- *   const char *hints[4];
- *   size_t n = ddts_nn_env_hints(hints, 4);
+ *   const char *hints[8];
+ *   size_t n = ddts_nn_env_hints(hints, 8);
  *   if (n > 0 && getenv("DDTS_REEXEC") == NULL) {
  *       for (size_t i = 0; i < n; i++) putenv((char *)hints[i]);
  *       setenv("DDTS_REEXEC", "1", 1);

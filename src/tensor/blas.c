@@ -293,5 +293,13 @@ size_t ddts_nn_env_hints(const char *out[], size_t max)
         out[n++] = "OMP_WAIT_POLICY=passive";
     if (getenv("OMP_WAIT_POLICY") == NULL && getenv("GOMP_SPINCOUNT") == NULL && n < max)
         out[n++] = "GOMP_SPINCOUNT=2000";
+    /* OpenBLAS's own worker threads spin-yield 2^28 cycles (~0.1 s) after
+     * they start and after each threaded call before they sleep. The engine
+     * calls OpenBLAS on one thread, but OpenBLAS restarts its pool after
+     * every fork (the isolated HDF5 parse forks): a worker then spun through
+     * the first 0.1 s of training, on the core the engine's second thread
+     * needs. 2^4 cycles: its workers sleep at once. */
+    if (getenv("OPENBLAS_THREAD_TIMEOUT") == NULL && n < max)
+        out[n++] = "OPENBLAS_THREAD_TIMEOUT=4";
     return n;
 }
