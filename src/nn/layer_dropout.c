@@ -17,6 +17,7 @@
 
 #include "nn/layer.h"
 #include "nn/nn.h"
+#include "tensor/simd.h"
 
 static enum ddts_status dropout_parse(struct nn_parse *p, struct nn_node *nd)
 {
@@ -93,23 +94,101 @@ static void dropout_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_p
     nd->aux = ddts__nn_plan_buf(cap, nd->size, &need->fail);
 }
 
-void ddts__nn_dropout_mask(struct ddts_rng *rng, float *mask, size_t n, float rate)
+/*
+ * A mask is a function of one 64-bit key drawn from the model's generator
+ * and of the position in the mask: the 32-bit values 2j and 2j + 1 are the
+ * halves of SplitMix64's j-th output (Steele, Lea, Flood 2014: the Weyl
+ * sequence key + (j + 1) * golden gamma through its finalizer, which passes
+ * BigCrush), so any thread can compute any part. Drawn in sequence (the
+ * generator's own values, one after another), the batch split's first
+ * thread drew every mask of a step while the other waited: ~4 % of an
+ * MLP+Dropout step at 2 threads.
+ */
+ALWAYS_INLINE uint64_t mix64(uint64_t key, uint64_t j)
 {
-    /* u = r / 2^32 is dropped when u < rate, i.e. when r < rate * 2^32: an
-     * integer compare on a 32-bit draw (two per generator step), drawn in
-     * bulk into the mask's own memory and turned into floats in place. */
-    float keep = 1.0f / (1.0f - rate);
+    uint64_t z = key + (j + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Generator values per block: computed into a buffer (a loop of independent
+ * lanes, which the AVX builds vectorise), then compared as 32-bit halves. */
+#define MIX_BLOCK 256
+
+ALWAYS_INLINE void mix_body(uint64_t key, uint64_t j0, size_t n, uint64_t *out)
+{
+    for (size_t j = 0; j < n; j++)
+        out[j] = mix64(key, j0 + j);
+}
+
+static void mix_generic(uint64_t key, uint64_t j0, size_t n, uint64_t *out)
+{
+    mix_body(key, j0, n, out);
+}
+
+#if DDTS_HAVE_ISA_BUILDS
+DDTS_TARGET_AVX2 static void mix_avx2(uint64_t key, uint64_t j0, size_t n, uint64_t *out)
+{
+    mix_body(key, j0, n, out);
+}
+
+DDTS_TARGET_AVX512 static void mix_avx512(uint64_t key, uint64_t j0, size_t n, uint64_t *out)
+{
+    mix_body(key, j0, n, out);
+}
+#endif
+
+/* By ddts__tensor_isa_level(); every build computes the same integers. */
+static void (*const mix_builds[])(uint64_t, uint64_t, size_t, uint64_t *) = {
+    mix_generic,
+#if DDTS_HAVE_ISA_BUILDS
+    mix_avx2,
+    mix_avx512,
+#endif
+};
+
+/* u = r / 2^32 is dropped when u < rate, i.e. when r < rate * 2^32: an
+ * integer compare on a 32-bit value. */
+static uint32_t drop_threshold(float rate)
+{
     double t = (double)rate * 4294967296.0;
-    uint32_t thr = t >= 4294967295.0 ? UINT32_MAX : (uint32_t)t;
-    /* The mask is allocated storage: each value is read as uint32, then stored as float. */
-    uint32_t *r = (uint32_t *)mask;
-    ddts_rng_fill_u32(rng, r, n);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t v = r[i];
-        mask[i] = v >= thr ? keep : 0.0f;
+    return t >= 4294967295.0 ? UINT32_MAX : (uint32_t)t;
+}
+
+void ddts__nn_dropout_fill(uint64_t key, float *mask, size_t i0, size_t n, float rate)
+{
+    const float keep = 1.0f / (1.0f - rate);
+    const uint32_t thr = drop_threshold(rate);
+    void (*mix)(uint64_t, uint64_t, size_t, uint64_t *) = mix_builds[ddts__tensor_isa_level()];
+    /* value 2j is the low half of generator value j, 2j + 1 its high half
+     * (the halves of the 64-bit value in memory order on x86-64) */
+    union {
+        uint64_t v[MIX_BLOCK];
+        uint32_t h[2 * MIX_BLOCK];
+    } u;
+    for (size_t g = i0, end = i0 + n; g < end;) {
+        uint64_t j0 = g >> 1;
+        size_t pairs = ((end + 1) >> 1) - j0;
+        pairs = pairs < MIX_BLOCK ? pairs : MIX_BLOCK;
+        mix(key, j0, pairs, u.v);
+        size_t s = (size_t)(g - 2 * j0), cnt = 2 * pairs - s;
+        cnt = cnt < end - g ? cnt : end - g;
+        float *restrict out = mask + (g - i0);
+        for (size_t k = 0; k < cnt; k++)
+            out[k] = u.h[s + k] >= thr ? keep : 0.0f;
+        g += cnt;
     }
 }
 
+void ddts__nn_dropout_mask(struct ddts_rng *rng, float *mask, size_t n, float rate)
+{
+    ddts__nn_dropout_fill(ddts_rng_u64(rng), mask, 0, n, rate);
+}
+
+/* Spatial dropout draws its (b, C) mask here; Dropout only its key, the
+ * mask made with the forward pass (by each thread of the batch split for
+ * its rows). */
 static void dropout_draw(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
     if (!m->training || nd->rate <= 0)
@@ -125,9 +204,13 @@ static void dropout_draw(struct ddts_model *m, struct nn_node *nd, size_t b)
                 for (size_t c = C; c-- > 0;)
                     nd->aux[(s * T + t) * C + c] = nd->aux[s * C + c];
     } else {
-        ddts__nn_dropout_mask(&m->drop_rng, nd->aux, b * nd->size, nd->rate);
+        nd->drop_key = ddts_rng_u64(&m->drop_rng);
     }
 }
+
+/* Masked values per thread below which the forward pass makes its mask and
+ * product on one thread. */
+#define DROPOUT_PAR_MIN 65536
 
 static void dropout_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
 {
@@ -139,10 +222,29 @@ static void dropout_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
     }
     if (!m->drawn)
         dropout_draw(m, nd, b);
-    const float *restrict x = a->y, *restrict k = nd->aux;
-    float *restrict y = nd->y;
-    for (size_t i = 0; i < n; i++)
-        y[i] = x[i] * k[i];
+    const float *restrict x = a->y;
+    float *restrict k = nd->aux, *restrict y = nd->y;
+    if (nd->spatial) {
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] * k[i];
+        return;
+    }
+    /* this pass's rows of the mask (a batch-split view's from its row0),
+     * then the product; blocks of 4096 values split over the threads */
+    const size_t at = m->row0 * nd->size, blk = 4096, nb = (n + blk - 1) / blk;
+    if (m->threads < 2 || n < 2 * DROPOUT_PAR_MIN) { /* no region for one thread */
+        ddts__nn_dropout_fill(nd->drop_key, k, at, n, nd->rate);
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] * k[i];
+        return;
+    }
+#pragma omp parallel for num_threads(m->threads) schedule(static)
+    for (long j = 0; j < (long)nb; j++) {
+        size_t lo = (size_t)j * blk, len = n - lo < blk ? n - lo : blk;
+        ddts__nn_dropout_fill(nd->drop_key, k + lo, at + lo, len, nd->rate);
+        for (size_t i = lo; i < lo + len; i++)
+            y[i] = x[i] * k[i];
+    }
 }
 
 static void dropout_backward(struct ddts_model *m, struct nn_node *nd, size_t b)

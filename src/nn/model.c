@@ -448,6 +448,7 @@ struct ddts_model *ddts__nn_split_view(struct ddts_model *m, int t, size_t lo)
     v->nodes = nodes;
     v->threads = 1;
     v->drawn = 1;
+    v->row0 = lo;
     v->grads = t == 0 ? m->grads : m->split.grads + (size_t)(t - 1) * m->n_params;
     v->target = shift(m->target, lo * m->target_size);
     /* units_scratch (train.c) plans two output rows per thread */

@@ -149,6 +149,7 @@ struct nn_node {
     int kd, sd, dd, pf;   /* 3-D windows: depth kernel, stride, dilation, front padding */
     int avg;              /* 3-D pooling: average (else max) */
     float rate;           /* dropout */
+    uint64_t drop_key;    /* Dropout: this step's mask key (ddts__nn_dropout_fill) */
     float eps, momentum;  /* batch norm */
     int center, scale;    /* batch norm */
     float r_scale, r_off; /* rescaling */
@@ -347,7 +348,8 @@ struct ddts_model {
     int has_reg;  /* some weight has a regularizer */
     int training; /* current pass is a training pass */
     struct ddts_rng drop_rng;
-    int drawn; /* the batch's random draws are made (a batch-split view) */
+    int drawn;   /* the batch's random draws are made (a batch-split view) */
+    size_t row0; /* a batch-split view's first row of the batch (0 otherwise) */
 
     /* plan */
     size_t cap;       /* batch capacity of the buffers */
@@ -449,6 +451,9 @@ int ddts__nn_act_parse(const char *name, int keras3, struct nn_act *out);
 /* A dropout mask of n values: 1 / (1 - rate) with probability 1 - rate,
  * else 0, from 32-bit draws of rng (layer_dropout.c); 0 <= rate < 1. */
 void ddts__nn_dropout_mask(struct ddts_rng *rng, float *mask, size_t n, float rate);
+/* Values [i0, i0 + n) of the dropout mask of `key` into mask[0, n): any
+ * part of a mask, computed by any thread, equals that part of the whole. */
+void ddts__nn_dropout_fill(uint64_t key, float *mask, size_t i0, size_t n, float rate);
 /* Analytic FLOPs per sample (2 per multiply-add) of one training step's
  * matrix products, from the layer shapes: the forward products, the weight
  * gradients of trainable weights, and the input gradients that the engine

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "nn/layer.h"
+#include "tensor/tensor.h"
 #include "test.h"
 
 static size_t n_descriptors(void)
@@ -577,6 +578,23 @@ static void test_dropout_mask(void **state)
             assert_int_equal(kept, N);
         /* inverted dropout: the mask's mean is 1 */
         assert_true(fabs(sum / N - 1.0) <= 5 * sd * keep + 1e-6);
+        /* any part, at any offset (odd ones start in the middle of a
+         * generator value), equals that part of the whole: what each
+         * thread of the batch split and of the GEMM split computes */
+        uint64_t key = 0x1234567890ABCDEFull + r;
+        ddts__nn_dropout_fill(key, mask, 0, N, rate);
+        const size_t cuts[] = {0, 1, 2, 7, 4096, 4097, 50001, N};
+        for (size_t c = 0; c + 1 < sizeof cuts / sizeof cuts[0]; c++) {
+            ddts__nn_dropout_fill(key, again + cuts[c], cuts[c], cuts[c + 1] - cuts[c], rate);
+        }
+        assert_memory_equal(mask, again, sizeof mask);
+        /* the generic, AVX2 and AVX-512 builds: the same values */
+        for (int isa = 0; isa <= 2; isa++) {
+            int old = ddts__tensor_cap_isa(isa);
+            ddts__nn_dropout_fill(key, again, 0, N, rate);
+            ddts__tensor_cap_isa(old);
+            assert_memory_equal(mask, again, sizeof mask);
+        }
     }
 }
 
