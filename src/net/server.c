@@ -975,21 +975,18 @@ static void handshake_end(struct server *srv, const char *key, int ran, int fail
         p->until = srv->cfg->ban_s > 0 ? now + len : 1e300;
         p->fails = 0;
         banned = 1;
+        if (srv->cfg->ban_s > 0)
+            ddts_log(srv->log, DDTS_LOG_WARN,
+                     "address %s banned for %.1f s after %u failed handshakes", key,
+                     srv->cfg->ban_s, srv->ban_after);
+        else
+            ddts_log(srv->log, DDTS_LOG_WARN,
+                     "address %s banned for the rest of the job after %u failed handshakes", key,
+                     srv->ban_after);
     }
     pthread_mutex_unlock(&srv->mu);
-    if (!banned)
-        return;
-    /* saved first, then said: once the log reports a ban, WORKDIR/<job>/bans
-     * holds it (test_flood read the file right after the line and found it
-     * not yet written under load) */
-    save_bans(srv);
-    if (srv->cfg->ban_s > 0)
-        ddts_log(srv->log, DDTS_LOG_WARN, "address %s banned for %.1f s after %u failed handshakes",
-                 key, srv->cfg->ban_s, srv->ban_after);
-    else
-        ddts_log(srv->log, DDTS_LOG_WARN,
-                 "address %s banned for the rest of the job after %u failed handshakes", key,
-                 srv->ban_after);
+    if (banned)
+        save_bans(srv);
 }
 
 /*
