@@ -186,7 +186,10 @@ case " $CASES " in *" train "*)
                 done
                 # train.log: the epoch's training steps and its validation pass apart
                 tv=$(sed -n 's/.*timing of epoch 1: training \([0-9.]*\) s, validation \([0-9.]*\) s.*/\1 \2/p' "$o/train.log" 2>/dev/null)
-                echo "$r $t $m ${ep:-n/a} $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}') ${fs:-n/a} ${pb:-n/a} $(tfield "$o.out" val_accuracy) ${tv:-n/a n/a}" >>"$W/train_ddts.txt"
+                # and the CPU time of all its threads over the same epoch
+                tc=$(sed -n 's/.*timing of epoch 1: .*CPU (all threads): training \([0-9.]*\) s, validation \([0-9.]*\) s.*/\1 \2/p' "$o/train.log" 2>/dev/null |
+                    awk '{ printf "%.3f", $1 + $2 }')
+                echo "$r $t $m ${ep:-n/a} $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}') ${fs:-n/a} ${pb:-n/a} $(tfield "$o.out" val_accuracy) ${tv:-n/a n/a} ${tc:-n/a}" >>"$W/train_ddts.txt"
             done
             # the engine's own loop on the same model (bench_engine: training
             # steps only, 1 and 2 threads in one run), for "ddts train within
@@ -227,6 +230,16 @@ case " $CASES " in *" train "*)
             # shellcheck disable=SC2086
             dm=$(med $ds) pm=$(med $ps)
             echo "train $m, $t thread(s): ddts $(stats $ds) s = $(awk -v n=$TN -v s="$dm" 'BEGIN{ if (s + 0 > 0) printf "%.0f", n / s; else print "n/a" }') samples/s  PyTorch ($cfg) $(stats $ps) s = $(awk -v n=$TN -v s="$pm" 'BEGIN{ if (s + 0 > 0) printf "%.0f", n / s; else print "n/a" }') samples/s  ratio $(stats $rs) (target >= 2.0)"
+            # cores busy over the epoch (CPU time of all threads / wall time,
+            # training steps and validation): at 1 thread both sides must
+            # stay near 1.0 (torch_engine.set_threads keeps OpenBLAS there)
+            dc='' pc=''
+            for r in $(seq 1 "$TR"); do
+                dc="$dc $(awk -v r=$r -v t=$t -v m=$m '$1 == r && $2 == t && $3 == m && $9 + $10 > 0 && $11 + 0 > 0 { printf "%.2f", $11 / ($9 + $10) }' "$W/train_ddts.txt")"
+                pc="$pc $(sed -n "s/^$r train $m threads $t: epoch \([0-9.]*\) s, cpu \([0-9.]*\) s.*/\1 \2/p" "$W/train_torch.txt" 2>/dev/null | awk '$1 > 0 { printf "%.2f", $2 / $1 }')"
+            done
+            # shellcheck disable=SC2086
+            echo "train $m, $t thread(s), cores busy over the epoch (CPU s / wall s): ddts $(stats $dc)  PyTorch $(stats $pc)"
         done
     done
     for t in 1 2; do
@@ -270,8 +283,15 @@ case " $CASES " in *" train "*)
             gs="$gs $(ratio "$(sed -n "s/^$m: 2 thread(s): .* of sgemm 1024^3 \([0-9.]*\) GFLOP\/s.*/\1/p" "$W/engine-$r-$m.txt" 2>/dev/null)" \
                 "$(sed -n "s/^$m: 1 thread(s): .* of sgemm 1024^3 \([0-9.]*\) GFLOP\/s.*/\1/p" "$W/engine-$r-$m.txt" 2>/dev/null)")"
         done
+        # A per-round ratio divides by one 1-thread run, and a slow one (the
+        # VM's speed drifts 10-25 % over minutes) can push it above 2.0, more
+        # than two cores give: beside it, the median 2-thread epoch against
+        # the fastest 1-thread one, which such noise can only lower.
+        f1=$(awk -v m=$m '$2 == 1 && $3 == m && $4 + 0 > 0 { print $4 }' "$W/train_ddts.txt" | sort -g | head -1)
         # shellcheck disable=SC2086
-        echo "train $m, 2 threads over 1 (per round): ddts train whole epoch $(stats $rs), its training steps $(stats $ss)${es:+; bench_engine $(stats $es); the sgemm 1024^3 reference $(stats $gs)} (target: MLP >= 1.2, CNN >= 1.7)${QNOTE:-}"
+        m2=$(med $(awk -v m=$m '$2 == 2 && $3 == m { print $4 }' "$W/train_ddts.txt"))
+        # shellcheck disable=SC2086
+        echo "train $m, 2 threads over 1 (per round): ddts train whole epoch $(stats $rs), its training steps $(stats $ss)${es:+; bench_engine $(stats $es); the sgemm 1024^3 reference $(stats $gs)}; the median 2-thread epoch over the fastest 1-thread one $(ratio "$f1" "$m2") (target: MLP >= 1.2, CNN >= 1.7)${QNOTE:-}"
     done
     # The sgemm reference of each round, next to the model measured after it
     # (bench_engine: sgemm 1024^3 at the thread count, then the epoch), and

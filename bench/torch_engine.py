@@ -18,6 +18,7 @@ shuffling order.
                   [--mlp-n N] [--cnn-n N] [--acc-n N]
 """
 import argparse
+import ctypes
 import gzip
 import os
 import resource
@@ -123,8 +124,36 @@ def run_epoch(m, opt, x, y, batch, gen):
         opt.step()
 
 
-def throughput(factory, threads, x, y, n):
+_OPENBLAS = None  # [(library, its thread count at start)], found at the first call
+
+
+def set_threads(threads):
+    """torch.set_num_threads(threads), and at one thread OpenBLAS on one
+    thread too. Debian's PyTorch calls the pthreads OpenBLAS, which starts a
+    thread per core whatever torch.set_num_threads says: a "1-thread" peer
+    ran its GEMMs on both cores of the bench machine (the MLP epoch 1.6x and
+    prediction 1.85x faster than on one core, CPU time above wall time), so
+    the 1-thread ratios compared one core of ddts with two of PyTorch. At
+    more threads OpenBLAS keeps the count it started with (the environment
+    decides: run.sh's peer_config)."""
+    global _OPENBLAS
     torch.set_num_threads(threads)
+    if _OPENBLAS is None:
+        _OPENBLAS = []
+        with open("/proc/self/maps") as f:
+            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.split()[-1]})
+        for path in paths:
+            try:
+                lib = ctypes.CDLL(path)
+                _OPENBLAS.append((lib, lib.openblas_get_num_threads()))
+            except (OSError, AttributeError):
+                pass
+    for lib, start in _OPENBLAS:
+        lib.openblas_set_num_threads(1 if threads == 1 else start)
+
+
+def throughput(factory, threads, x, y, n):
+    set_threads(threads)
     m, opt = build(factory)
     gen = torch.Generator().manual_seed(1)
     run_epoch(m, opt, x[:512], y[:512], 128, gen)
@@ -137,7 +166,7 @@ def throughput(factory, threads, x, y, n):
 
 
 def accuracy(factory, threads, x, y, n, tx, ty, seed):
-    torch.set_num_threads(threads)
+    set_threads(threads)
     m, opt = build(factory, seed)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()

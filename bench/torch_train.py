@@ -32,10 +32,11 @@ the outputs copied out (what `ddts predict` computes), best of 3 passes
 (--predict-passes; 0: none, and no predict figure).
 
 Prints one line per model and thread count (run.sh parses them), the
-validation accuracy that of the last epoch, the epoch time the mean over the
-epochs, then the process's peak RSS so far after the imports, after the data
+validation accuracy that of the last epoch, the epoch time and its CPU time
+(all threads: above the wall time when more than one core works) the means
+over the epochs, then the process's peak RSS so far after the imports, after the data
 and at the end:
-  train mlp threads 1: epoch 2.345 s, samples/s 25586, val_accuracy 0.8421, predict samples/s 250000
+  train mlp threads 1: epoch 2.345 s, cpu 2.351 s, samples/s 25586, val_accuracy 0.8421, predict samples/s 250000
   peak RSS: 412.0 MiB (after the imports 180.1 MiB, after the data 330.2 MiB)
 
   torch_train.py --models mlp,cnn --threads 1,2 [--samples N] [--epochs E] [--seed S]
@@ -58,7 +59,7 @@ except ImportError:
     sys.exit(3)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_engine import keras_init, load_simple, run_epoch  # noqa: E402 (the engine bench's)
+from torch_engine import keras_init, load_simple, run_epoch, set_threads  # noqa: E402 (the engine bench's)
 
 
 def mlp(dropout):
@@ -108,8 +109,10 @@ def rss_mib():
 
 
 def epoch(m, opt, x, y, tx, ty, batch, gen):
-    """One shuffled training epoch, then the validation pass; (seconds, val_accuracy)."""
+    """One shuffled training epoch, then the validation pass; (seconds, CPU
+    seconds of all the process's threads, val_accuracy)."""
     loss_fn = nn.CrossEntropyLoss()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     run_epoch(m, opt, x, y, batch, gen)
     m.eval()
@@ -119,7 +122,7 @@ def epoch(m, opt, x, y, tx, ty, batch, gen):
             out = m(tx[i:i + batch])
             total_loss += loss_fn(out, ty[i:i + batch]).item() * out.shape[0]
             correct += (out.argmax(1) == ty[i:i + batch]).sum().item()
-    return time.perf_counter() - t0, correct / tx.shape[0]
+    return time.perf_counter() - t0, time.process_time() - c0, correct / tx.shape[0]
 
 
 def predict_rate(m, tx, batch, passes):
@@ -150,19 +153,21 @@ def main():
     rss_data = rss_mib()
     for name in a.models.split(","):
         for t in [int(v) for v in a.threads.split(",")]:
-            torch.set_num_threads(t)
+            set_threads(t)
             torch.manual_seed(a.seed)
             m = MODELS[name]()
             keras_init(m)
             opt = torch.optim.Adam(m.parameters(), lr=1e-3, eps=1e-7)
             gen = torch.Generator().manual_seed(a.seed)
-            secs, acc = 0.0, 0.0
+            secs, cpu, acc = 0.0, 0.0, 0.0
             for _ in range(a.epochs):
-                s, acc = epoch(m, opt, x, y, tx, ty, a.batch, gen)
+                s, c, acc = epoch(m, opt, x, y, tx, ty, a.batch, gen)
                 secs += s
+                cpu += c
             secs /= a.epochs
-            line = "train %s threads %d: epoch %.3f s, samples/s %.0f, val_accuracy %.4f" % (
-                name, t, secs, x.shape[0] / secs, acc)
+            cpu /= a.epochs
+            line = "train %s threads %d: epoch %.3f s, cpu %.3f s, samples/s %.0f, val_accuracy %.4f" % (
+                name, t, secs, cpu, x.shape[0] / secs, acc)
             if a.predict_passes > 0:
                 line += ", predict samples/s %.0f" % predict_rate(m, tx, a.batch, a.predict_passes)
             print(line)
