@@ -18,6 +18,8 @@
  * profiling; the other count prints 0). --batch B sets the throughput
  * epochs' batch size (default 128: the issue's figure).
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,6 +293,27 @@ static void throughput_line(const char *name, const char *json, struct ddts_arra
     fflush(stdout);
 }
 
+/* A whole decimal argument in [lo, hi]; otherwise a clear error and exit 2. */
+static long arg_num(const char *opt, const char *s, long lo, long hi)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "bench_engine: %s needs a whole number from %ld to %ld, not '%s'\n", opt,
+                lo, hi, s);
+        exit(2);
+    }
+    return v;
+}
+
+static const char USAGE[] =
+    "usage: bench_engine [--quick] [--throughput | --accuracy] [--only mlp|cnn]\n"
+    "                    [--data DIR] [--samples N] [--reps R] [--threads 1|2]\n"
+    "                    [--batch B] [--first-seed S]\n"
+    "Trains the bench models on Fashion-MNIST (DIR, default /usr/share/datasets/fashion-mnist)\n"
+    "and prints samples/s at 1 and 2 threads, FLOPs per sample and the sgemm reference.\n";
+
 int main(int argc, char **argv)
 {
     /* OpenBLAS's real kernels and sleeping OpenMP threads (see nn.h). */
@@ -310,34 +333,33 @@ int main(int argc, char **argv)
     long n_samples = 0;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--quick") == 0)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--quick") == 0)
             quick = 1;
         else if (strcmp(argv[i], "--throughput") == 0)
             tp_only = 1;
         else if (strcmp(argv[i], "--accuracy") == 0)
             acc_only = 1;
         else if (strcmp(argv[i], "--first-seed") == 0 && i + 1 < argc)
-            seed0 = atoi(argv[++i]);
+            seed0 = (int)arg_num("--first-seed", argv[++i], 0, INT_MAX);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
         else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
             dir = argv[++i];
         else if (strcmp(argv[i], "--samples") == 0 && i + 1 < argc)
-            n_samples = atol(argv[++i]);
+            n_samples = arg_num("--samples", argv[++i], 1, LONG_MAX);
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
-            REPS = atoi(argv[++i]);
+            REPS = (int)arg_num("--reps", argv[++i], 1, 1000);
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
-            ONLY_THREADS = atoi(argv[++i]);
+            ONLY_THREADS = (int)arg_num("--threads", argv[++i], 1, 2);
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc)
-            BATCH = atoi(argv[++i]);
+            BATCH = (int)arg_num("--batch", argv[++i], 1, 1 << 20);
         else {
-            fprintf(stderr, "bench_engine: unknown argument '%s'\n", argv[i]);
+            fprintf(stderr, "bench_engine: unknown argument '%s'\n%s", argv[i], USAGE);
             return 2;
         }
-    }
-    if (REPS < 1 || n_samples < 0 || BATCH < 1) {
-        fprintf(stderr, "bench_engine: --reps needs R >= 1, --samples N >= 1, --batch B >= 1\n");
-        return 2;
     }
     char p[4][512];
     const char *names[4] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -376,8 +398,8 @@ int main(int argc, char **argv)
         double accs[SEEDS], secs = 0;
         for (int sd = 0; sd < SEEDS; sd++) {
             double s;
-            accs[sd] =
-                accuracy(models[k].json, 1, x, raw[1], ntr, tx, raw[3], (uint64_t)(sd + seed0), &s);
+            accs[sd] = accuracy(models[k].json, 1, x, raw[1], ntr, tx, raw[3],
+                                (uint64_t)sd + (uint64_t)seed0, &s);
             secs += s / SEEDS;
         }
         double sorted[SEEDS];

@@ -46,10 +46,24 @@ int main(int argc, char **argv)
     int rank = ddts_mpi_rank(c), n_ranks = ddts_mpi_size(c);
     double *t = calloc((size_t)repeats, sizeof *t);
     char *list = strdup(sizes);
+    float *w = NULL;
+    if (t == NULL || list == NULL) {
+        snprintf(err.msg, sizeof err.msg, "out of memory");
+        goto fail;
+    }
     for (char *tok = strtok(list, ","); tok != NULL; tok = strtok(NULL, ",")) {
         double mb = strtod(tok, NULL);
+        if (!(mb > 0 && mb <= 4096)) {
+            snprintf(err.msg, sizeof err.msg, "--sizes: '%s' is not a size in MB from 0 to 4096",
+                     tok);
+            goto fail;
+        }
         size_t n = (size_t)(mb * 1e6 / 4);
-        float *w = calloc(n ? n : 1, sizeof *w);
+        w = calloc(n ? n : 1, sizeof *w);
+        if (w == NULL) {
+            snprintf(err.msg, sizeof err.msg, "out of memory for a %.2f MB model", mb);
+            goto fail;
+        }
         for (size_t i = 0; i < n; i++)
             w[i] = (float)(i % 97) * 0.01f;
         for (int mode = 0; mode < 2; mode++) {
@@ -78,12 +92,16 @@ int main(int argc, char **argv)
                        bytes / 1e6 * 2.0 * (n_ranks - 1) / n_ranks);
         }
         free(w);
+        w = NULL;
     }
     free(list);
     free(t);
     ddts_mpi_finalize(c);
     return 0;
 fail:
+    free(w);
+    free(list);
+    free(t);
     fprintf(stderr, "bench_mpi: %s\n", err.msg);
     ddts_mpi_fail(c, 1);
     return 1;

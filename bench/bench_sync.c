@@ -121,9 +121,11 @@ int main(int argc, char **argv)
         .on_listening = on_listening,
     };
     pthread_t st;
-    if (!join)
-        pthread_create(&st, NULL, server_main, &sc);
-    if (serve) {
+    if (!join && pthread_create(&st, NULL, server_main, &sc) != 0) {
+        fprintf(stderr, "bench_sync: cannot start the server thread\n");
+        return 1;
+    }
+    if (serve && !join) {
         pthread_join(st, NULL);
         printf("sync server on %s:%ld: job done\n", host, fixed_port);
         ddts_passphrase_destroy(pw);

@@ -234,7 +234,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    double enc[50], plain[50], enc_cpu[50], plain_cpu[50];
+    double enc[50], plain[50], enc_cpu[50] = {0}, plain_cpu[50] = {0};
     for (int r = 0; r < repeats; r++) {
         enc[r] = one(1, path, bytes, pw, &enc_cpu[r]);
         plain[r] = one(0, path, bytes, pw, &plain_cpu[r]);

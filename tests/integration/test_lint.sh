@@ -1,5 +1,6 @@
 #!/bin/bash
-# clang-tidy (the repo's .clang-tidy) reports no warning on src/ and cli/ (cli/mpi/ too).
+# clang-tidy (the repo's .clang-tidy) reports no warning on src/, cli/ (cli/mpi/ too)
+# and bench/.
 # Runs one clang-tidy per file, two at a time (about 60-110 s on 2 cores); one
 # process per file also avoids clang 14's cross-file valist false positives.
 # Skipped, with the reason printed, when clang-tidy or compile_commands.json is
@@ -17,7 +18,7 @@ fi
 cd "$DDTS_SOURCE_DIR" || exit 1
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-ls src/*/*.c cli/*.c cli/*/*.c |
+ls src/*/*.c cli/*.c cli/*/*.c bench/*.c |
     xargs -P2 -n1 clang-tidy -p "$db" --quiet --extra-arg=-Wno-unknown-warning-option \
         >"$out" 2>/dev/null
 n=$(grep -cE 'warning:|error:' "$out")
