@@ -76,26 +76,77 @@ case " $CASES " in *" engine "*)
     EQ=; [ "$Q" = 1 ] && EQ=--quick
     "$B/bench_engine" $EQ >"$W/ddts_engine.txt" 2>&1 || echo "bench_engine failed: $(tail -3 "$W/ddts_engine.txt")"
     grep -E '^(sgemm|OpenBLAS)' "$W/ddts_engine.txt"
+    # The peer's thread configuration per model and thread count: the fastest
+    # of PyTorch's default, OMP_WAIT_POLICY=passive and OPENBLAS_NUM_THREADS=1
+    # (each with torch.set_num_threads(T)) on a short throughput run of that
+    # model at T threads; BENCH_QUICK=1: not searched, OPENBLAS_NUM_THREADS=1.
+    # Each model and thread count then runs in its own process in its own
+    # configuration (until session 7 one process ran both thread counts in
+    # PyTorch's default, whose OpenMP and OpenBLAS threads oversubscribe two
+    # cores at 2 threads).
+    # peer_tp M T [ARGS...]: the peer's samples/s for model M at T threads
+    peer_tp() {
+        _m=$1 _t=$2
+        shift 2
+        eval "_c=\${ECFG_${_m}_$_t:-OPENBLAS_NUM_THREADS=1}"
+        e=; [ "$_c" = default ] || e=$_c
+        env $e $PY "$SRC/bench/torch_engine.py" --throughput --only "$_m" --threads "$_t" "$@" 2>/dev/null |
+            sed -n "s/^$_m: train samples\/s at batch 128, $_t thread(s): \([0-9.]*\)$/\1/p"
+    }
+    # peer_round R: one throughput round of the peer, into torch_tpR.txt
+    peer_round() {
+        : >"$W/torch_tp$1.txt"
+        [ $HAVE_TORCH = 1 ] || return 0
+        for m in mlp cnn; do
+            for t in 1 2; do
+                echo "$m: train samples/s at batch 128, $t thread(s): $(peer_tp $m $t $EQ)" >>"$W/torch_tp$1.txt"
+            done
+        done
+    }
     if [ $HAVE_TORCH = 1 ]; then
-        $PY "$SRC/bench/torch_engine.py" $EQ >"$W/torch_engine.txt" 2>&1 || echo "torch_engine failed"
+        for m in mlp cnn; do
+            for t in 1 2; do
+                best='' bestv=''
+                if [ "$Q" != 1 ]; then
+                    for cfg in default OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1; do
+                        eval "ECFG_${m}_$t=$cfg"
+                        v=$(peer_tp $m $t --mlp-n 6000 --cnn-n 1024)
+                        echo "engine peer configuration, $m, $t thread(s), $cfg: ${v:-n/a} samples/s (short run)"
+                        if [ -n "$v" ] && { [ -z "$bestv" ] || awk -v a="$v" -v b="$bestv" 'BEGIN{ exit !(a > b) }'; }; then
+                            best=$cfg bestv=$v
+                        fi
+                    done
+                fi
+                eval "ECFG_${m}_$t=\${best:-OPENBLAS_NUM_THREADS=1}"
+                echo "engine peer configuration, $m, $t thread(s): using ${best:-OPENBLAS_NUM_THREADS=1 (not searched)}"
+            done
+        done
+        peer_round 1
+        # accuracy at 2 threads, each model in its 2-thread configuration
+        : >"$W/torch_engine.txt"
+        for m in mlp cnn; do
+            eval "_c=\$ECFG_${m}_2"
+            e=; [ "$_c" = default ] || e=$_c
+            env $e $PY "$SRC/bench/torch_engine.py" $EQ --accuracy --only $m >>"$W/torch_engine.txt" 2>&1 || echo "torch_engine $m failed"
+        done
     else
         echo "(PyTorch not installed: Debian python3-torch; peer figures n/a)" >"$W/torch_engine.txt"
+        peer_round 1
     fi
     # Samples/s move by 10-25 % over minutes on a shared VM, on both sides:
     # two more throughput rounds, ddts and PyTorch alternating, and the
     # median over the three rounds of each side's figure and of the ratio.
     cp "$W/ddts_engine.txt" "$W/ddts_tp1.txt"
-    cp "$W/torch_engine.txt" "$W/torch_tp1.txt"
     for r in 2 3; do
         "$B/bench_engine" $EQ --throughput >"$W/ddts_tp$r.txt" 2>&1
-        if [ $HAVE_TORCH = 1 ]; then
-            $PY "$SRC/bench/torch_engine.py" $EQ --throughput >"$W/torch_tp$r.txt" 2>&1
-        else
-            : >"$W/torch_tp$r.txt"
-        fi
+        peer_round $r
     done
     # tp FILE MODEL THREADS: samples/s from one bench_engine / torch_engine output
-    tp() { sed -n "s/^$2: train samples\/s.*: \([0-9.]*\) (1 thread), \([0-9.]*\) (2 threads).*/\\$3/p" "$1"; }
+    # (bench_engine's line has both thread counts, the peer's a line each)
+    tp() {
+        sed -n -e "s/^$2: train samples\/s.*: \([0-9.]*\) (1 thread), \([0-9.]*\) (2 threads).*/\\$3/p" \
+            -e "s/^$2: train samples\/s at batch 128, $3 thread(s): \([0-9.]*\)$/\1/p" "$1"
+    }
     # med3 V...: the median of the values that are not n/a (the lower middle of two)
     med3() { printf '%s\n' "$@" | grep -v '^n/a$' | sort -g | awk '{ v[NR] = $1 } END { if (NR > 0) print v[int((NR + 1) / 2)] }'; }
     for m in mlp cnn; do
@@ -136,7 +187,8 @@ case " $CASES " in *" engine "*)
     # earlier runs: one throughput round of each, for the 2-thread figures.
     GOMP_SPINCOUNT=0 "$B/bench_engine" $EQ --throughput 2>&1 | sed -n 's/^\(mlp\|cnn\): train samples/engine (GOMP_SPINCOUNT=0, previous setting) \1: train samples/p'
     d=$(sed -n 's/^peak RSS: \([0-9.]*\).*/\1/p' "$W/ddts_engine.txt")
-    p=$(sed -n 's/^peak RSS: \([0-9.]*\).*/\1/p' "$W/torch_engine.txt")
+    # the peer's largest process (each model's accuracy run holds the data set)
+    p=$(sed -n 's/^peak RSS: \([0-9.]*\).*/\1/p' "$W/torch_engine.txt" | sort -g | tail -n 1)
     echo "engine peak RSS MiB: ddts ${d:-n/a}  PyTorch ${p:-n/a}  ratio $(ratio "$d" "$p")"
 ;; esac
 

@@ -15,7 +15,13 @@ median over seeds 1-10, seed s giving both the initial weights and the
 shuffling order.
 
   torch_engine.py [--quick] [--only mlp|cnn] [--throughput | --accuracy]
-                  [--mlp-n N] [--cnn-n N] [--acc-n N]
+                  [--threads T] [--mlp-n N] [--cnn-n N] [--acc-n N]
+
+--threads T measures the throughput at T threads only and prints
+  mlp: train samples/s at batch 128, T thread(s): S
+so that run.sh can start each thread count in its own environment (the
+thread configuration is fixed when the process starts: OMP_WAIT_POLICY,
+OPENBLAS_NUM_THREADS).
 """
 import argparse
 import ctypes
@@ -191,6 +197,8 @@ def main():
     ap.add_argument("--throughput", action="store_true", help="samples/s only")
     ap.add_argument("--accuracy", action="store_true", help="accuracy only")
     ap.add_argument("--first-seed", type=int, default=1, help="accuracy seeds S to S + 9")
+    ap.add_argument("--threads", type=int, choices=(1, 2),
+                    help="throughput at this thread count only")
     a = ap.parse_args()
     x = torch.from_numpy(load_idx("train-images-idx3-ubyte.gz").astype(np.float32) / 255.0)
     x = x.reshape(-1, 1, 28, 28)
@@ -205,7 +213,11 @@ def main():
     for name, factory, n_tp in models:
         if a.only and a.only != name:
             continue
-        if not a.accuracy:
+        if not a.accuracy and a.threads:
+            print("%s: train samples/s at batch 128, %d thread(s): %.0f" %
+                  (name, a.threads, throughput(factory, a.threads, x, y, n_tp)))
+            sys.stdout.flush()
+        elif not a.accuracy:
             s1 = throughput(factory, 1, x, y, n_tp)
             s2 = throughput(factory, 2, x, y, n_tp)
             print("%s: train samples/s at batch 128: %.0f (1 thread), %.0f (2 threads)" %
