@@ -78,8 +78,11 @@ case " $CASES " in *" engine "*)
     grep -E '^(sgemm|OpenBLAS)' "$W/ddts_engine.txt"
     # The peer's thread configuration per model and thread count: the fastest
     # of PyTorch's default, OMP_WAIT_POLICY=passive and OPENBLAS_NUM_THREADS=1
-    # (each with torch.set_num_threads(T)) on a short throughput run of that
-    # model at T threads; BENCH_QUICK=1: not searched, OPENBLAS_NUM_THREADS=1.
+    # (each with torch.set_num_threads(T)) over two alternating passes of a
+    # round's own throughput run of that model at T threads, each
+    # configuration's best (a probe of a quarter of the samples picked a
+    # configuration 25 % slower over a round); BENCH_QUICK=1: not searched,
+    # OPENBLAS_NUM_THREADS=1.
     # Each model and thread count then runs in its own process in its own
     # configuration (until session 7 one process ran both thread counts in
     # PyTorch's default, whose OpenMP and OpenBLAS threads oversubscribe two
@@ -108,13 +111,23 @@ case " $CASES " in *" engine "*)
             for t in 1 2; do
                 best='' bestv=''
                 if [ "$Q" != 1 ]; then
+                    vs=
+                    for pass in 1 2; do
+                        for cfg in default OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1; do
+                            eval "ECFG_${m}_$t=$cfg"
+                            v=$(peer_tp $m $t)
+                            echo "engine peer configuration, $m, $t thread(s), $cfg, pass $pass: ${v:-n/a} samples/s"
+                            [ -n "$v" ] && vs="$vs $cfg:$v"
+                        done
+                    done
                     for cfg in default OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1; do
-                        eval "ECFG_${m}_$t=$cfg"
-                        v=$(peer_tp $m $t --mlp-n 6000 --cnn-n 1024)
-                        echo "engine peer configuration, $m, $t thread(s), $cfg: ${v:-n/a} samples/s (short run)"
-                        if [ -n "$v" ] && { [ -z "$bestv" ] || awk -v a="$v" -v b="$bestv" 'BEGIN{ exit !(a > b) }'; }; then
-                            best=$cfg bestv=$v
-                        fi
+                        for cv in $vs; do
+                            [ "${cv%:*}" = $cfg ] || continue
+                            v=${cv##*:}
+                            if [ -z "$bestv" ] || awk -v a="$v" -v b="$bestv" 'BEGIN{ exit !(a > b) }'; then
+                                best=$cfg bestv=$v
+                            fi
+                        done
                     done
                 fi
                 eval "ECFG_${m}_$t=\${best:-OPENBLAS_NUM_THREADS=1}"
