@@ -42,9 +42,11 @@ sys.exit(r)' "$_f" "$@"
 # peer_config CASE MODELS N [ARGS...]: the peer's thread configuration per
 # thread count, in TCFG_1 and TCFG_2: the fastest of PyTorch's default,
 # OMP_WAIT_POLICY=passive and OPENBLAS_NUM_THREADS=1 (each with
-# torch.set_num_threads(N)) on a short bench/torch_train.py run of MODELS
-# (comma-separated) over N samples with ARGS; N = 0 (quick runs): not
-# searched, OPENBLAS_NUM_THREADS=1 (never oversubscribed).
+# torch.set_num_threads(N)) on short bench/torch_train.py runs of MODELS
+# (comma-separated) over N samples with ARGS, two alternating passes (one
+# short run picks a slower configuration when the VM drifts during it);
+# N = 0 (quick runs): not searched, OPENBLAS_NUM_THREADS=1 (never
+# oversubscribed).
 peer_config() {
     _case=$1 _models=$2 _n=$3
     shift 3
@@ -52,14 +54,16 @@ peer_config() {
     for t in 1 2; do
         best='' bestv=''
         if [ $HAVE_TORCH = 1 ] && [ "$_n" -gt 0 ]; then
-            for cfg in default OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1; do
-                e=; [ $cfg = default ] || e=$cfg
-                v=$(env $e $PY "$SRC/bench/torch_train.py" --models "$_models" --threads $t --samples "$_n" "$@" 2>/dev/null |
-                    sed -n 's/.*: epoch \([0-9.]*\) s.*/\1/p' | awk -v n="$_count" '{ s += $1 } END { if (NR == n) print s }')
-                echo "$_case peer configuration, $t thread(s), $cfg: $(echo "$_models" | sed 's/,/ + /g') epoch ${v:-n/a} s ($_n samples)"
-                if [ -n "$v" ] && { [ -z "$bestv" ] || awk -v a="$v" -v b="$bestv" 'BEGIN{ exit !(a < b) }'; }; then
-                    best=$cfg bestv=$v
-                fi
+            for pass in 1 2; do
+                for cfg in default OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1; do
+                    e=; [ $cfg = default ] || e=$cfg
+                    v=$(env $e $PY "$SRC/bench/torch_train.py" --models "$_models" --threads $t --samples "$_n" "$@" 2>/dev/null |
+                        sed -n 's/.*: epoch \([0-9.]*\) s.*/\1/p' | awk -v n="$_count" '{ s += $1 } END { if (NR == n) print s }')
+                    echo "$_case peer configuration, $t thread(s), $cfg, pass $pass: $(echo "$_models" | sed 's/,/ + /g') epoch ${v:-n/a} s ($_n samples)"
+                    if [ -n "$v" ] && { [ -z "$bestv" ] || awk -v a="$v" -v b="$bestv" 'BEGIN{ exit !(a < b) }'; }; then
+                        best=$cfg bestv=$v
+                    fi
+                done
             done
         fi
         eval "TCFG_$t=\${best:-OPENBLAS_NUM_THREADS=1}"
@@ -111,20 +115,12 @@ case " $CASES " in *" engine "*)
             for t in 1 2; do
                 best='' bestv=''
                 if [ "$Q" != 1 ]; then
-                    vs=
                     for pass in 1 2; do
                         for cfg in default OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1; do
                             eval "ECFG_${m}_$t=$cfg"
                             v=$(peer_tp $m $t)
                             echo "engine peer configuration, $m, $t thread(s), $cfg, pass $pass: ${v:-n/a} samples/s"
-                            [ -n "$v" ] && vs="$vs $cfg:$v"
-                        done
-                    done
-                    for cfg in default OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1; do
-                        for cv in $vs; do
-                            [ "${cv%:*}" = $cfg ] || continue
-                            v=${cv##*:}
-                            if [ -z "$bestv" ] || awk -v a="$v" -v b="$bestv" 'BEGIN{ exit !(a > b) }'; then
+                            if [ -n "$v" ] && { [ -z "$bestv" ] || awk -v a="$v" -v b="$bestv" 'BEGIN{ exit !(a > b) }'; }; then
                                 best=$cfg bestv=$v
                             fi
                         done
