@@ -39,35 +39,56 @@ r = subprocess.call(sys.argv[2:])
 open(sys.argv[1], "w").write("%.1f\n" % (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0))
 sys.exit(r)' "$_f" "$@"
 }
+# cfg_env CFG: the environment assignment of a peer thread configuration
+# (nothing for PyTorch's default), for `env $(cfg_env CFG) CMD`
+cfg_env() { [ "$1" = default ] || echo "$1"; }
+# pick_config LABEL UNIT BETTER MEASURE [ARGS...]: runs "MEASURE CFG ARGS..."
+# (it prints one figure) for PyTorch's default, OMP_WAIT_POLICY=passive and
+# OPENBLAS_NUM_THREADS=1 (each with torch.set_num_threads(N)) in two
+# alternating passes, since one short run picks a slower configuration when
+# the VM drifts during it; prints "LABEL, CFG, pass P: FIGURE UNIT" and sets
+# PICKED to the configuration of the best single figure (BETTER: < for
+# seconds, > for rates), empty when every run failed.
+pick_config() {
+    _label=$1 _unit=$2 _better=$3 _measure=$4
+    shift 4
+    PICKED='' _bestv=''
+    for pass in 1 2; do
+        for cfg in default OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1; do
+            v=$("$_measure" "$cfg" "$@")
+            echo "$_label, $cfg, pass $pass: ${v:-n/a} $_unit"
+            if [ -n "$v" ] && { [ -z "$_bestv" ] || awk -v a="$v" -v b="$_bestv" "BEGIN{ exit !(a $_better b) }"; }; then
+                PICKED=$cfg _bestv=$v
+            fi
+        done
+    done
+}
+# train_epoch CFG T N MODELS [ARGS...]: the summed epoch seconds of a
+# bench/torch_train.py run of MODELS (comma-separated) at T threads over N
+# samples in configuration CFG; nothing when a model's line is missing
+train_epoch() {
+    _cfg=$1 _t=$2 _n=$3 _models=$4
+    shift 4
+    # shellcheck disable=SC2046 # cfg_env: no word for the default
+    env $(cfg_env "$_cfg") $PY "$SRC/bench/torch_train.py" --models "$_models" --threads "$_t" --samples "$_n" "$@" 2>/dev/null |
+        sed -n 's/.*: epoch \([0-9.]*\) s.*/\1/p' |
+        awk -v n="$(echo "$_models" | tr , '\n' | wc -l)" '{ s += $1 } END { if (NR == n) print s }'
+}
 # peer_config CASE MODELS N [ARGS...]: the peer's thread configuration per
-# thread count, in TCFG_1 and TCFG_2: the fastest of PyTorch's default,
-# OMP_WAIT_POLICY=passive and OPENBLAS_NUM_THREADS=1 (each with
-# torch.set_num_threads(N)) on short bench/torch_train.py runs of MODELS
-# (comma-separated) over N samples with ARGS, two alternating passes (one
-# short run picks a slower configuration when the VM drifts during it);
-# N = 0 (quick runs): not searched, OPENBLAS_NUM_THREADS=1 (never
-# oversubscribed).
+# thread count, in TCFG_1 and TCFG_2: pick_config over short torch_train.py
+# runs of MODELS over N samples with ARGS; N = 0 (quick runs): not searched,
+# OPENBLAS_NUM_THREADS=1 (never oversubscribed).
 peer_config() {
-    _case=$1 _models=$2 _n=$3
+    _case=$1 _pmodels=$2 _pn=$3
     shift 3
-    _count=$(echo "$_models" | tr , '\n' | wc -l)
     for t in 1 2; do
-        best='' bestv=''
-        if [ $HAVE_TORCH = 1 ] && [ "$_n" -gt 0 ]; then
-            for pass in 1 2; do
-                for cfg in default OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1; do
-                    e=; [ $cfg = default ] || e=$cfg
-                    v=$(env $e $PY "$SRC/bench/torch_train.py" --models "$_models" --threads $t --samples "$_n" "$@" 2>/dev/null |
-                        sed -n 's/.*: epoch \([0-9.]*\) s.*/\1/p' | awk -v n="$_count" '{ s += $1 } END { if (NR == n) print s }')
-                    echo "$_case peer configuration, $t thread(s), $cfg, pass $pass: $(echo "$_models" | sed 's/,/ + /g') epoch ${v:-n/a} s ($_n samples)"
-                    if [ -n "$v" ] && { [ -z "$bestv" ] || awk -v a="$v" -v b="$bestv" 'BEGIN{ exit !(a < b) }'; }; then
-                        best=$cfg bestv=$v
-                    fi
-                done
-            done
+        PICKED=
+        if [ $HAVE_TORCH = 1 ] && [ "$_pn" -gt 0 ]; then
+            pick_config "$_case peer configuration, $t thread(s)" \
+                "s, $(echo "$_pmodels" | sed 's/,/ + /g') epoch ($_pn samples)" '<' train_epoch $t "$_pn" "$_pmodels" "$@"
         fi
-        eval "TCFG_$t=\${best:-OPENBLAS_NUM_THREADS=1}"
-        echo "$_case peer configuration, $t thread(s), for $(echo "$_models" | sed 's/,/ + /g'): using ${best:-OPENBLAS_NUM_THREADS=1 (not searched)}"
+        eval "TCFG_$t=\${PICKED:-OPENBLAS_NUM_THREADS=1}"
+        echo "$_case peer configuration, $t thread(s), for $(echo "$_pmodels" | sed 's/,/ + /g'): using ${PICKED:-OPENBLAS_NUM_THREADS=1 (not searched, or no run succeeded)}"
     done
 }
 echo "ddts bench on $(uname -n), $(nproc) cores, load:$(uptime | sed 's/.*load average://'), quick=$Q"
@@ -80,24 +101,20 @@ case " $CASES " in *" engine "*)
     EQ=; [ "$Q" = 1 ] && EQ=--quick
     "$B/bench_engine" $EQ >"$W/ddts_engine.txt" 2>&1 || echo "bench_engine failed: $(tail -3 "$W/ddts_engine.txt")"
     grep -E '^(sgemm|OpenBLAS)' "$W/ddts_engine.txt"
-    # The peer's thread configuration per model and thread count: the fastest
-    # of PyTorch's default, OMP_WAIT_POLICY=passive and OPENBLAS_NUM_THREADS=1
-    # (each with torch.set_num_threads(T)) over two alternating passes of a
-    # round's own throughput run of that model at T threads, each
-    # configuration's best (a probe of a quarter of the samples picked a
+    # The peer's thread configuration per model and thread count (ECFG_M_T):
+    # pick_config over a round's own throughput run of that model at T
+    # threads (a one-pass probe of a quarter of the samples once picked a
     # configuration 25 % slower over a round); BENCH_QUICK=1: not searched,
-    # OPENBLAS_NUM_THREADS=1.
-    # Each model and thread count then runs in its own process in its own
-    # configuration (until session 7 one process ran both thread counts in
-    # PyTorch's default, whose OpenMP and OpenBLAS threads oversubscribe two
-    # cores at 2 threads).
-    # peer_tp M T [ARGS...]: the peer's samples/s for model M at T threads
+    # OPENBLAS_NUM_THREADS=1. Each model and thread count then runs in its
+    # own process in its own configuration (until session 8 one process ran
+    # both thread counts in PyTorch's default, whose OpenMP and OpenBLAS
+    # threads oversubscribe two cores at 2 threads).
+    # peer_tp CFG M T [ARGS...]: the peer's samples/s for model M at T threads
     peer_tp() {
-        _m=$1 _t=$2
-        shift 2
-        eval "_c=\${ECFG_${_m}_$_t:-OPENBLAS_NUM_THREADS=1}"
-        e=; [ "$_c" = default ] || e=$_c
-        env $e $PY "$SRC/bench/torch_engine.py" --throughput --only "$_m" --threads "$_t" "$@" 2>/dev/null |
+        _c=$1 _m=$2 _t=$3
+        shift 3
+        # shellcheck disable=SC2046 # cfg_env: no word for the default
+        env $(cfg_env "$_c") $PY "$SRC/bench/torch_engine.py" --throughput --only "$_m" --threads "$_t" "$@" 2>/dev/null |
             sed -n "s/^$_m: train samples\/s at batch 128, $_t thread(s): \([0-9.]*\)$/\1/p"
     }
     # peer_round R: one throughput round of the peer, into torch_tpR.txt
@@ -106,28 +123,18 @@ case " $CASES " in *" engine "*)
         [ $HAVE_TORCH = 1 ] || return 0
         for m in mlp cnn; do
             for t in 1 2; do
-                echo "$m: train samples/s at batch 128, $t thread(s): $(peer_tp $m $t $EQ)" >>"$W/torch_tp$1.txt"
+                eval "_c=\$ECFG_${m}_$t"
+                echo "$m: train samples/s at batch 128, $t thread(s): $(peer_tp "$_c" $m $t $EQ)" >>"$W/torch_tp$1.txt"
             done
         done
     }
     if [ $HAVE_TORCH = 1 ]; then
         for m in mlp cnn; do
             for t in 1 2; do
-                best='' bestv=''
-                if [ "$Q" != 1 ]; then
-                    for pass in 1 2; do
-                        for cfg in default OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1; do
-                            eval "ECFG_${m}_$t=$cfg"
-                            v=$(peer_tp $m $t)
-                            echo "engine peer configuration, $m, $t thread(s), $cfg, pass $pass: ${v:-n/a} samples/s"
-                            if [ -n "$v" ] && { [ -z "$bestv" ] || awk -v a="$v" -v b="$bestv" 'BEGIN{ exit !(a > b) }'; }; then
-                                best=$cfg bestv=$v
-                            fi
-                        done
-                    done
-                fi
-                eval "ECFG_${m}_$t=\${best:-OPENBLAS_NUM_THREADS=1}"
-                echo "engine peer configuration, $m, $t thread(s): using ${best:-OPENBLAS_NUM_THREADS=1 (not searched)}"
+                PICKED=
+                [ "$Q" = 1 ] || pick_config "engine peer configuration, $m, $t thread(s)" samples/s '>' peer_tp $m $t
+                eval "ECFG_${m}_$t=\${PICKED:-OPENBLAS_NUM_THREADS=1}"
+                echo "engine peer configuration, $m, $t thread(s): using ${PICKED:-OPENBLAS_NUM_THREADS=1 (not searched, or no run succeeded)}"
             done
         done
         peer_round 1
@@ -135,8 +142,9 @@ case " $CASES " in *" engine "*)
         : >"$W/torch_engine.txt"
         for m in mlp cnn; do
             eval "_c=\$ECFG_${m}_2"
-            e=; [ "$_c" = default ] || e=$_c
-            env $e $PY "$SRC/bench/torch_engine.py" $EQ --accuracy --only $m >>"$W/torch_engine.txt" 2>&1 || echo "torch_engine $m failed"
+            # shellcheck disable=SC2046 # cfg_env: no word for the default
+            env $(cfg_env "$_c") $PY "$SRC/bench/torch_engine.py" $EQ --accuracy --only $m >>"$W/torch_engine.txt" 2>&1 ||
+                echo "torch_engine $m failed: $(tail -n 1 "$W/torch_engine.txt")"
         done
     else
         echo "(PyTorch not installed: Debian python3-torch; peer figures n/a)" >"$W/torch_engine.txt"
@@ -268,8 +276,8 @@ case " $CASES " in *" train "*)
                     ms=$(for m in $TMODELS; do case $m in "$fam"*) printf '%s,' "$m" ;; esac; done)
                     [ -n "$ms" ] || continue
                     eval "cfg=\$TCFG_${fam}_$t"
-                    e=; [ "$cfg" = default ] || e=$cfg
-                    env $e $PY "$SRC/bench/torch_train.py" --models "${ms%,}" --threads $t \
+                    # shellcheck disable=SC2046 # cfg_env: no word for the default
+                    env $(cfg_env "$cfg") $PY "$SRC/bench/torch_train.py" --models "${ms%,}" --threads $t \
                         --samples $TN --predict-passes $PR 2>"$W/torch_train.err" | sed "s/^/$r /" >>"$W/train_torch.txt" ||
                         echo "torch_train failed: $(tail -2 "$W/torch_train.err")"
                 done
@@ -652,7 +660,6 @@ case " $CASES " in *" recurrent "*)
     for r in $(seq 1 "$RR"); do
         for t in 1 2; do
             eval "cfg=\$TCFG_$t"
-            e=; [ "$cfg" = default ] || e=$cfg
             for m in lstm gru; do
                 o="$W/rnn-$m-$t"
                 rm -rf "$o"
@@ -662,7 +669,8 @@ case " $CASES " in *" recurrent "*)
                 ep=$(tfield "$o.out" seconds)
                 echo "$r $t $m ${ep:-n/a} $(cat "$o.rss" 2>/dev/null || echo n/a) $(tfield "$o.out" val_accuracy)" >>"$W/rnn_ddts.txt"
                 [ $HAVE_TORCH = 1 ] || continue
-                peak_rss "$o.trss" env $e $PY "$SRC/bench/torch_train.py" --models $m --threads $t \
+                # shellcheck disable=SC2046 # cfg_env: no word for the default
+                peak_rss "$o.trss" env $(cfg_env "$cfg") $PY "$SRC/bench/torch_train.py" --models $m --threads $t \
                     --samples $RN --batch 64 --predict-passes 0 >"$o.torch" 2>"$o.terr" ||
                     echo "recurrent: torch_train $m failed: $(tail -2 "$o.terr")"
                 ps=$(sed -n "s/^train $m threads $t: epoch \([0-9.]*\) s.*/\1/p" "$o.torch")
@@ -700,7 +708,6 @@ case " $CASES " in *" recurrent "*)
     # The accuracy peer: ddts' initial weights from `ddts model new --seed s`,
     # its shuffling from `ddts train --seed s`; PyTorch's both from seed s.
     eval "cfg=\$TCFG_$AT"
-    e=; [ "$cfg" = default ] || e=$cfg
     DA= PA=
     for s in $(seq 1 "$AS"); do
         o="$W/rnn-acc-$s"
@@ -712,7 +719,8 @@ case " $CASES " in *" recurrent "*)
         d=$(tfield "$o.out" val_accuracy)
         DA="$DA ${d:-n/a}"
         if [ $HAVE_TORCH = 1 ]; then
-            p=$(env $e $PY "$SRC/bench/torch_train.py" --models lstm --threads $AT --samples $AN --epochs 3 \
+            # shellcheck disable=SC2046 # cfg_env: no word for the default
+            p=$(env $(cfg_env "$cfg") $PY "$SRC/bench/torch_train.py" --models lstm --threads $AT --samples $AN --epochs 3 \
                 --batch 64 --seed $s --predict-passes 0 2>"$o.terr" | sed -n 's/^train lstm threads [12]: .*val_accuracy \([0-9.]*\).*/\1/p')
             [ -n "$p" ] || echo "recurrent: torch_train lstm seed $s failed: $(tail -2 "$o.terr")"
             PA="$PA ${p:-n/a}"
