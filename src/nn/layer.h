@@ -312,6 +312,10 @@ void ddts__nn_add_bias(size_t rows, size_t k, const float *bias, float *z, int n
 /* Conv2D (layer_conv.c): compute and store only the leading rows x cols of
  * node conv's output, the cells its max pooling reads; returns whether. */
 int ddts__nn_conv_crop(struct ddts_model *m, size_t conv, int rows, int cols);
+/* A Conv2D's (or Conv2DTranspose's) whole geometry, a its input. */
+struct ddts__conv_geom;
+void ddts__nn_conv_geom_full(const struct nn_node *nd, const struct nn_node *a,
+                             struct ddts__conv_geom *g);
 /* Whether the node's activation is a plain relu applied in place (z == y). */
 int ddts__nn_plain_relu_in_place(const struct nn_node *nd);
 /* z += bias, then y = act(z) for a plain relu in place, fused in one pass.

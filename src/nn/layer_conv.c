@@ -23,10 +23,9 @@
 /* Largest im2col scratch we plan, in floats (64 MiB): bigger batches are
  * convolved in chunks of images. */
 #define COL_MAX_FLOATS ((size_t)1 << 24)
-/* A convolution that keeps its im2col for the backward pass needs the
- * shared scratch only for the input gradient's columns; those are computed
- * in chunks of at most this many floats (2 MiB) rather than for the whole
- * batch: the GEMMs stay large (thousands of rows) and the scratch small. */
+/* The input gradient's columns are computed in chunks of at most this many
+ * floats (2 MiB) rather than for the whole batch: the GEMMs stay large
+ * (thousands of rows) and the scratch small. */
 #define DCOL_MAX_FLOATS ((size_t)1 << 19)
 
 /* ---- weight names ---- */
@@ -202,7 +201,7 @@ static enum ddts_status conv_weights(struct nn_parse *p, struct nn_node *nd)
     return st == DDTS_OK ? ddts__nn_cfg_bias(p, nd) : st;
 }
 
-/* ---- planning: im2col chunks, kept columns, direct kernels' scratch ---- */
+/* ---- planning: im2col chunks, the direct kernels' scratch ---- */
 
 static void conv_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan_need *need)
 {
@@ -222,38 +221,28 @@ static void conv_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan
     if (nb > cap)
         nb = cap;
     nd->chunk = nd->dchunk = (int)nb;
-    /* A convolution whose whole batch fits one chunk keeps its im2col
-     * for the backward pass instead of recomputing it. */
     int pointwise =
         nd->kh == 1 && nd->kw == 1 && nd->sh == 1 && nd->sw == 1 && nd->pt == 0 && nd->pl == 0;
     size_t col = nb * per;
-    struct ddts__conv_geom tg = {.KH = nd->kh, .KW = nd->kw, .C = (int)nn_c(a)};
+    struct ddts__conv_geom tg;
+    ddts__nn_conv_geom_full(nd, a, &tg);
     nd->direct = nd->kind == NN_CONV2D && !pointwise && !m->conv_gemm_only &&
                  ddts__tensor_conv_direct_fits(&tg);
-    if (nd->direct) {
-        /* no im2col but the input gradient's, in dchunks; the
-         * weight gradient's per-thread sums */
+    if (nd->kind == NN_CONV2D && !pointwise) {
+        /* the input gradient's columns in dchunks of DCOL_MAX_FLOATS: the
+         * GEMMs stay large, the scratch small and in cache */
         size_t dn = per > 0 ? DCOL_MAX_FLOATS / per : cap;
         dn = dn < 1 ? 1 : dn > cap ? cap : dn;
         nd->dchunk = (int)dn;
-        col = a->needs_grad ? dn * per : 0;
+        /* no larger than the forward's chunks; a direct convolution has no
+         * forward im2col */
+        if (nd->direct)
+            col = a->needs_grad ? dn * per : 0;
+        /* the weight gradient without im2col (conv_direct.c): the chunks'
+         * and threads' sums */
         size_t wg = ddts__tensor_conv_direct_scratch(&tg, (size_t)nd->units, 0, m->threads);
         if (nd->needs_grad && m->w[nd->w0].trainable && wg > col)
             col = wg;
-    }
-    if (nd->kind == NN_CONV2D && !pointwise && !nd->direct && nb == cap && nd->needs_grad &&
-        m->w[nd->w0].trainable && need->kept + cap * per <= 4 * COL_MAX_FLOATS) {
-        nd->colbuf = ddts__nn_plan_buf(cap, per, &need->fail);
-        need->kept += cap * per;
-        size_t dn = per > 0 ? DCOL_MAX_FLOATS / per : cap;
-        dn = dn < 1 ? 1 : dn > cap ? cap : dn;
-        nd->dchunk = (int)dn;
-        col = a->needs_grad ? dn * per : 0;
-        /* the weight gradient's pieces (ddts__tensor_sgemm_tn_split), before
-         * the input gradient uses the scratch */
-        size_t kf = per / (size_t)(nn_h(nd) * nn_w(nd)) * (size_t)nd->units;
-        size_t wp = m->threads > 1 ? ddts__tensor_sgemm_tn_pieces(m->threads, SIZE_MAX) * kf : 0;
-        col = wp > col ? wp : col;
     }
     if (col > need->col_n)
         need->col_n = col;
@@ -262,8 +251,8 @@ static void conv_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan
 /* ---- passes ---- */
 
 /* The layer's whole geometry (conv_geom below: the part it computes). */
-static void conv_geom_full(const struct nn_node *nd, const struct nn_node *a,
-                           struct ddts__conv_geom *g)
+void ddts__nn_conv_geom_full(const struct nn_node *nd, const struct nn_node *a,
+                             struct ddts__conv_geom *g)
 {
     if (nd->kind == NN_CONV2DT) {
         /* The image is the output; the input plays the convolution's output. */
@@ -294,7 +283,7 @@ static void conv_geom_full(const struct nn_node *nd, const struct nn_node *a,
  * and the direct kernels take OH and OW as the positions to visit. */
 static void conv_geom(const struct nn_node *nd, const struct nn_node *a, struct ddts__conv_geom *g)
 {
-    conv_geom_full(nd, a, g);
+    ddts__nn_conv_geom_full(nd, a, g);
     if (nd->crop_h > 0) {
         g->OH = nd->crop_h;
         g->OW = nd->crop_w;
@@ -323,7 +312,7 @@ int ddts__nn_conv_crop(struct ddts_model *m, size_t conv, int rows, int cols)
     struct ddts__conv_geom g;
     if (nd->kind != NN_CONV2D || nd->pool_node != 0 || (int)conv == m->output_node)
         return 0;
-    conv_geom_full(nd, &m->nodes[nd->in[0]], &g);
+    ddts__nn_conv_geom_full(nd, &m->nodes[nd->in[0]], &g);
     if (conv_is_pointwise(&g) || rows <= 0 || cols <= 0 || rows > g.OH || cols > g.OW ||
         (rows == g.OH && cols == g.OW))
         return 0;
@@ -370,7 +359,7 @@ static void conv_forward(struct ddts_model *m, struct nn_node *nd, size_t b)
         nd->act_done = ddts__nn_bias_act(nd, b * P, F, bias, m->threads);
         return;
     }
-    float *col = nd->colbuf ? nd->colbuf : m->col;
+    float *col = m->col;
     if (nd->chunk < m->threads) { /* large images: each pass split over the threads */
         for (size_t n0 = 0; n0 < b; n0 += (size_t)nd->chunk) {
             size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
@@ -403,33 +392,20 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
     int acc;
     float *dx = ddts__nn_dx(m, nd, 0, &acc);
     struct ddts__conv_pool pool;
-    if (train && nd->direct)
-        ddts__tensor_conv_direct_wgrad(&g, b, a->y, nd->dz, F, ddts__nn_gdata(m, nd->w0),
-                                       nd->use_bias ? ddts__nn_gdata(m, nd->w0 + 1) : NULL,
-                                       fused_pool(m, nd, &pool), m->col, m->threads);
-    else if (train && nd->use_bias)
-        ddts__nn_bias_grad(m, b * P, F, nd->dz, ddts__nn_gdata(m, nd->w0 + 1));
     if (conv_is_pointwise(&g)) {
+        if (train && nd->use_bias)
+            ddts__nn_bias_grad(m, b * P, F, nd->dz, ddts__nn_gdata(m, nd->w0 + 1));
         ddts__tensor_linear_grads(m->threads, b * P, K, F, a->y, nd->dz, W,
                                   train ? ddts__nn_gdata(m, nd->w0) : NULL, dx, acc);
         return;
     }
-    /* dW (K, F) = col^T dz; the forward pass's im2col when kept, its rows
-     * (the batch's positions) in pieces the threads take in turn */
-    if (train && !nd->direct && nd->colbuf != NULL && m->threads > 1)
-        ddts__tensor_sgemm_tn_split(m->threads, K, F, b * P, nd->colbuf, K, nd->dz, F, 0,
-                                    ddts__nn_gdata(m, nd->w0), F, m->col);
-    for (size_t n0 = 0; train && !nd->direct && (nd->colbuf == NULL || m->threads == 1) && n0 < b;
-         n0 += (size_t)nd->chunk) {
-        size_t nb = b - n0 < (size_t)nd->chunk ? b - n0 : (size_t)nd->chunk;
-        const float *col = nd->colbuf;
-        if (col == NULL) {
-            ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
-            col = m->col;
-        }
-        ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, nb * P, 1.0f, col, K, nd->dz + n0 * P * F, F,
-                               n0 ? 1.0f : 0.0f, ddts__nn_gdata(m, nd->w0), F);
-    }
+    /* dW (K, F) = im2col(x)^T dz and db without an im2col (conv_direct.c);
+     * a direct convolution fused with its pooling rebuilds dz from the
+     * pooling's gradient */
+    if (train)
+        ddts__tensor_conv_direct_wgrad(&g, b, a->y, nd->dz, F, ddts__nn_gdata(m, nd->w0),
+                                       nd->use_bias ? ddts__nn_gdata(m, nd->w0 + 1) : NULL,
+                                       fused_pool(m, nd, &pool), m->col, m->threads);
     /* dcol (nb*P, K) = dz W^T, scattered back onto the image, in dchunks:
      * one parallel region, each thread on its images in groups through its
      * part of the dchunk's scratch; or, where a dchunk holds fewer images
@@ -498,7 +474,8 @@ static double conv_macs(const struct ddts_model *m, const struct nn_node *nd)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
     struct ddts__conv_geom g;
-    conv_geom_full(nd, a, &g); /* the layer's count, cropped or not (as the peer computes) */
+    ddts__nn_conv_geom_full(nd, a,
+                            &g); /* the layer's count, cropped or not (as the peer computes) */
     double K = (double)g.KH * g.KW * g.C, P = (double)g.OH * g.OW;
     return P * K * (double)(nd->kind == NN_CONV2DT ? a->shape[2] : nd->units);
 }

@@ -115,8 +115,8 @@ static void maxpool_link(struct ddts_model *m, size_t i, struct nn_plan_need *ne
     if (a->direct && !m->nodes[a->in[0]].needs_grad) {
         a->pool_node = (int)i;
         nd->in_conv = 1;
-        struct ddts__conv_geom tg = {
-            .KH = a->kh, .KW = a->kw, .C = (int)nn_c(&m->nodes[a->in[0]]), .OW = (int)nn_w(a)};
+        struct ddts__conv_geom tg;
+        ddts__nn_conv_geom_full(a, &m->nodes[a->in[0]], &tg);
         size_t col = ddts__tensor_conv_direct_scratch(&tg, (size_t)a->units, nd->kh, m->threads);
         need->col_n = col > need->col_n ? col : need->col_n;
         return;

@@ -202,7 +202,7 @@ struct nn_node {
     float *dz;     /* gradient w.r.t. z; == dy when linear */
     float *aux;    /* dropout mask, pooling argmax (as int32) */
     float *aux2;   /* BN batch mean, inverse std and three scratch rows (5 C) */
-    float *colbuf; /* conv: this layer's im2col, kept for the backward pass */
+    float *colbuf; /* a layer's own kept buffer (attention: dS k for the backward pass) */
     int own_y, own_z, own_dz;
     int act_done;     /* the forward pass already applied the activation */
     int pool_relu;    /* max pooling that also applies its input's relu backward */

@@ -125,47 +125,6 @@ void ddts__tensor_linear_grads(int threads, size_t rows, size_t in, size_t out, 
     ddts__tensor_sgemm_par2(threads, &gw, &gx);
 }
 
-/* Pieces per thread of a K split: enough that a thread slowed down for a
- * while hands its share to the other. */
-#define TN_PIECES_PER_THREAD 4
-
-size_t ddts__tensor_sgemm_tn_pieces(int threads, size_t K)
-{
-    size_t p = threads > 1 ? (size_t)threads * TN_PIECES_PER_THREAD : 1;
-    return p < K ? p : K > 0 ? K : 1;
-}
-
-void ddts__tensor_sgemm_tn_split(int threads, size_t M, size_t N, size_t K, const float *A,
-                                 size_t lda, const float *B, size_t ldb, int acc, float *C,
-                                 size_t ldc, float *scratch)
-{
-    const size_t np = ddts__tensor_sgemm_tn_pieces(threads, K), mn = M * N;
-    if (np == 1 || M == 0 || N == 0) {
-        ddts__tensor_sgemm(1, 0, M, N, K, 1.0f, A, lda, B, ldb, acc ? 1.0f : 0.0f, C, ldc);
-        return;
-    }
-#pragma omp parallel num_threads(threads)
-    {
-#pragma omp for schedule(dynamic, 1)
-        for (long p = 0; p < (long)np; p++) {
-            size_t k0 = (size_t)p * K / np, k1 = (size_t)(p + 1) * K / np;
-            ddts__tensor_sgemm(1, 0, M, N, k1 - k0, 1.0f, A + k0 * lda, lda, B + k0 * ldb, ldb,
-                               0.0f, scratch + (size_t)p * mn, N);
-        }
-        /* the pieces added in order, each thread on its rows of C */
-#pragma omp for schedule(static)
-        for (long i = 0; i < (long)M; i++) {
-            float *c = C + (size_t)i * ldc;
-            const float *s = scratch + (size_t)i * N;
-            for (size_t j = 0; j < N; j++)
-                c[j] = acc ? c[j] + s[j] : s[j];
-            for (size_t q = 1; q < np; q++)
-                for (size_t j = 0; j < N; j++)
-                    c[j] += s[q * mn + j];
-        }
-    }
-}
-
 void ddts__tensor_set_threads(int n)
 {
     openblas_set_num_threads(n > 0 ? n : 1);

@@ -51,23 +51,28 @@ void ddts__tensor_conv_fwd(const struct ddts__conv_geom *g, size_t n, const floa
     int nt = threads > 1 && n > 1 ? threads : 1;
     const size_t group =
         group_for(n, P * K > 0 && P * K < FWD_GROUP_FLOATS ? FWD_GROUP_FLOATS / (P * K) : 1, nt);
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
-    for (long gi = 0; gi < (long)((n + group - 1) / group); gi++) {
-        size_t i0 = (size_t)gi * group, nb = n - i0 < group ? n - i0 : group;
-        for (size_t i = i0; i < i0 + nb; i++)
-            for (int oh = 0; oh < g->OH; oh++)
-                for (int ow = 0; ow < g->OW; ow++)
-                    ddts__tensor_im2col_row(g, x + i * image, oh, ow,
-                                            col + ((i * (size_t)g->OH + (size_t)oh) * g->OW + ow) *
-                                                      K);
-        ddts__tensor_sgemm(0, 0, nb * P, F, K, 1.0f, col + i0 * P * K, K, W, F, 0.0f,
-                           z + i0 * P * F, F);
-        /* bias and relu as ddts__nn_bias_act applies them */
-        for (size_t r = i0 * P; r < (i0 + nb) * P && (bias || relu); r++) {
-            float *zr = z + r * F;
-            for (size_t j = 0; j < F; j++) {
-                float v = zr[j] + (bias ? bias[j] : 0.0f);
-                zr[j] = relu ? (v > 0 ? v : 0.0f) : v;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        /* groups of images through this thread's part of col, which stays
+         * in cache from the im2col to the GEMM's packing */
+        float *mine = col + (size_t)omp_get_thread_num() * group * P * K;
+#pragma omp for schedule(dynamic, 1) nowait
+        for (long gi = 0; gi < (long)((n + group - 1) / group); gi++) {
+            size_t i0 = (size_t)gi * group, nb = n - i0 < group ? n - i0 : group;
+            for (size_t i = 0; i < nb; i++)
+                for (int oh = 0; oh < g->OH; oh++)
+                    for (int ow = 0; ow < g->OW; ow++)
+                        ddts__tensor_im2col_row(
+                            g, x + (i0 + i) * image, oh, ow,
+                            mine + ((i * (size_t)g->OH + (size_t)oh) * g->OW + ow) * K);
+            ddts__tensor_sgemm(0, 0, nb * P, F, K, 1.0f, mine, K, W, F, 0.0f, z + i0 * P * F, F);
+            /* bias and relu as ddts__nn_bias_act applies them */
+            for (size_t r = i0 * P; r < (i0 + nb) * P && (bias || relu); r++) {
+                float *zr = z + r * F;
+                for (size_t j = 0; j < F; j++) {
+                    float v = zr[j] + (bias ? bias[j] : 0.0f);
+                    zr[j] = relu ? (v > 0 ? v : 0.0f) : v;
+                }
             }
         }
     }

@@ -26,20 +26,6 @@ void ddts__tensor_sgemm_par(int threads, int ta, int tb, size_t M, size_t N, siz
                             const float *A, size_t lda, const float *B, size_t ldb, float beta,
                             float *C, size_t ldc);
 
-/*
- * C (M, N) = A^T B (+ C when acc) for A (K, M), B (K, N) with a long K and
- * a small C: a convolution's weight gradient, K the batch's output
- * positions. Split by rows of C, each thread would run a static half and
- * the faster waits; here K is cut into ddts__tensor_sgemm_tn_pieces pieces
- * that the threads take in turn (dynamic), each piece's product in its own
- * part of scratch (pieces * M * N floats), the parts then added in piece
- * order: a fixed thread count gives bit-identical results.
- */
-size_t ddts__tensor_sgemm_tn_pieces(int threads, size_t K);
-void ddts__tensor_sgemm_tn_split(int threads, size_t M, size_t N, size_t K, const float *A,
-                                 size_t lda, const float *B, size_t ldb, int acc, float *C,
-                                 size_t ldc, float *scratch);
-
 /* One GEMM's arguments, for ddts__tensor_sgemm_par2. */
 struct ddts__gemm {
     int ta, tb;
@@ -136,14 +122,14 @@ void ddts__tensor_im2col(const struct ddts__conv_geom *g, size_t n, const float 
  * serial pass over dx), else accumulated into. Parallel over images. */
 void ddts__tensor_col2im(const struct ddts__conv_geom *g, size_t n, const float *col, float *dx,
                          int zero, int threads);
-/* A convolution's forward pass through im2col and a GEMM: col (n * OH *
- * OW, K) = im2col(x), z (n * OH * OW, F) = col W (W (K, F)), then z += bias
- * (if not NULL) and relu (if set) as ddts__nn_bias_act applies them. The
- * threads take groups of images in turn, each running the group's im2col,
- * its GEMM (one thread of OpenBLAS) and its bias and relu: one parallel
- * region. Per image the operations of the passes run apart (OpenBLAS may
- * round differently at another row count); a fixed thread count gives fixed
- * bits. col holds n * OH * OW * K floats. */
+/* A convolution's forward pass through im2col and a GEMM: z (n * OH * OW,
+ * F) = im2col(x) W (W (K, F)), then z += bias (if not NULL) and relu (if
+ * set) as ddts__nn_bias_act applies them. The threads take groups of images
+ * in turn, each running the group's im2col into its own part of col, its
+ * GEMM (one thread of OpenBLAS) and its bias and relu: one parallel region.
+ * Per image the operations of the passes run apart (OpenBLAS may round
+ * differently at another row count); a fixed thread count gives fixed
+ * bits. col: scratch of n * OH * OW * K floats (a group per thread used). */
 void ddts__tensor_conv_fwd(const struct ddts__conv_geom *g, size_t n, const float *x,
                            const float *W, size_t F, const float *bias, int relu, float *z,
                            float *col, int threads);
@@ -203,16 +189,18 @@ void ddts__tensor_conv_direct(const struct ddts__conv_geom *g, size_t n, const f
                               const float *W, size_t F, const float *bias, int relu, float *z,
                               const struct ddts__conv_pool *pool, float *scratch, int threads);
 /* dW (K, F) = im2col(x)^T dz and db (F) = column sums of dz, either NULL
- * when not wanted. With pool, dz is the relu'd pooling's input gradient,
- * rebuilt from pool's y, arg and dy (and the dz argument is not read). The
- * images are summed in fixed chunks added in order: bit-identical results
- * whatever the thread count. */
+ * when not wanted, without an im2col and for any K: every Conv2D's weight
+ * gradient, direct or not. g's OH and OW: the positions visited (dz holds
+ * those). With pool, dz is the relu'd pooling's input gradient, rebuilt
+ * from pool's y, arg and dy (and the dz argument is not read). The images
+ * are summed in fixed chunks added in order, each multiply-add rounded
+ * once: bit-identical results whatever the thread count and build. */
 void ddts__tensor_conv_direct_wgrad(const struct ddts__conv_geom *g, size_t n, const float *x,
                                     const float *dz, size_t F, float *dW, float *db,
                                     const struct ddts__conv_pool *pool, float *scratch,
                                     int threads);
-/* Scratch floats for either call; PH is the pooling's window height, 0
- * without pooling. */
+/* Scratch floats for either call, g the layer's whole geometry; PH is the
+ * pooling's window height, 0 without pooling. */
 size_t ddts__tensor_conv_direct_scratch(const struct ddts__conv_geom *g, size_t F, int PH,
                                         int threads);
 /*

@@ -112,56 +112,6 @@ static void test_sgemm_par2(void **state)
             }
 }
 
-/* A weight gradient's long-K product in pieces (ddts__tensor_sgemm_tn_split)
- * against a double-precision A^T B, replacing C or added to it; the same
- * thread count again gives the same bits. */
-static void test_sgemm_tn_split(void **state)
-{
-    (void)state;
-    const size_t M = 37, N = 19, K = 1003, lda = 40, ldb = 21, ldc = 23;
-    struct ddts_rng r;
-    ddts_rng_seed(&r, 11);
-    float *A = malloc(K * lda * 4), *B = malloc(K * ldb * 4), *C = malloc(M * ldc * 4);
-    float *C2 = malloc(M * ldc * 4), *C0 = malloc(M * ldc * 4);
-    float *scratch = malloc(ddts__tensor_sgemm_tn_pieces(3, SIZE_MAX) * M * N * 4);
-    for (size_t i = 0; i < K * lda; i++)
-        A[i] = (float)(ddts_rng_uniform(&r) - 0.5);
-    for (size_t i = 0; i < K * ldb; i++)
-        B[i] = (float)(ddts_rng_uniform(&r) - 0.5);
-    for (size_t i = 0; i < M * ldc; i++)
-        C0[i] = (float)(ddts_rng_uniform(&r) - 0.5);
-    assert_int_equal(ddts__tensor_sgemm_tn_pieces(1, K), 1);
-    assert_true(ddts__tensor_sgemm_tn_pieces(2, K) > 2);
-    assert_int_equal(ddts__tensor_sgemm_tn_pieces(3, 5), 5);
-    for (int threads = 1; threads <= 3; threads++)
-        for (int acc = 0; acc <= 1; acc++) {
-            memcpy(C, C0, M * ldc * 4);
-            ddts__tensor_sgemm_tn_split(threads, M, N, K, A, lda, B, ldb, acc, C, ldc, scratch);
-            for (size_t i = 0; i < M; i++)
-                for (size_t j = 0; j < ldc; j++) {
-                    if (j >= N) { /* outside C's columns: untouched */
-                        assert_true(C[i * ldc + j] == C0[i * ldc + j]);
-                        continue;
-                    }
-                    double ref = acc ? C0[i * ldc + j] : 0;
-                    for (size_t k = 0; k < K; k++)
-                        ref += (double)A[k * lda + i] * B[k * ldb + j];
-                    if (fabs(C[i * ldc + j] - ref) > 1e-4)
-                        fail_msg("threads %d acc %d: C[%zu,%zu] = %.7g, naive %.7g", threads, acc,
-                                 i, j, (double)C[i * ldc + j], ref);
-                }
-            memcpy(C2, C0, M * ldc * 4);
-            ddts__tensor_sgemm_tn_split(threads, M, N, K, A, lda, B, ldb, acc, C2, ldc, scratch);
-            assert_memory_equal(C, C2, M * ldc * 4);
-        }
-    free(A);
-    free(B);
-    free(C);
-    free(C2);
-    free(C0);
-    free(scratch);
-}
-
 /* <col, im2col(x)> = <col2im(col), x> for strided, padded, dilated windows. */
 static void test_im2col_adjoint(void **state)
 {
@@ -451,6 +401,80 @@ static void test_conv_direct(void **state)
         free(dW2);
         free(db2);
         free(dW1);
+        free(scratch);
+    }
+}
+
+/* The weight gradient of every Conv2D (ddts__tensor_conv_direct_wgrad) at
+ * im2col widths beyond the direct forward's: against a naive product in
+ * double over ddts__tensor_im2col; 1-3 threads and every build the CPU has
+ * giving the same bits (one order of sums, each multiply-add rounded once).
+ * Filter counts take every tile width (64, 32, 16) and the scalar tail. */
+static void test_conv_wgrad(void **state)
+{
+    (void)state;
+    /* H W C KH KW SH SW DH DW PT PL OH OW */
+    struct ddts__conv_geom geoms[] = {
+        {13, 13, 32, 3, 3, 1, 1, 1, 1, 0, 0, 10, 10}, /* fashion_cnn's second layer, cropped */
+        {9, 11, 20, 3, 3, 2, 1, 1, 1, 1, 1, 5, 11},   /* strided, 'same' padding, K = 180 */
+        {10, 8, 12, 3, 2, 1, 2, 2, 1, 2, 0, 10, 4},   /* dilated, padded top and bottom */
+        {6, 6, 40, 2, 2, 1, 1, 1, 1, 0, 0, 5, 5},     /* K = 160: a last tile of 4 taps */
+    };
+    size_t filters[] = {64, 117, 48, 21};
+    struct ddts_rng r;
+    ddts_rng_seed(&r, 11);
+    for (size_t gi = 0; gi < sizeof geoms / sizeof geoms[0]; gi++) {
+        const struct ddts__conv_geom *G = &geoms[gi];
+        assert_false(ddts__tensor_conv_direct_fits(G));
+        size_t n = gi == 0 ? 19 : 3, F = filters[gi], K = (size_t)G->KH * G->KW * G->C;
+        size_t P = (size_t)G->OH * G->OW, xs = n * G->H * G->W * G->C;
+        float *x = malloc(xs * 4), *col = malloc(n * P * K * 4), *dz = malloc(n * P * F * 4);
+        float *dW = malloc(K * F * 4), *db = malloc(F * 4), *dW1 = malloc(K * F * 4);
+        float *db1 = malloc(F * 4),
+              *scratch = malloc(ddts__tensor_conv_direct_scratch(G, F, 0, 3) * 4);
+        for (size_t i = 0; i < xs; i++)
+            x[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        for (size_t i = 0; i < n * P * F; i++)
+            dz[i] = (float)(ddts_rng_uniform(&r) - 0.5);
+        ddts__tensor_im2col(G, n, x, col, 1);
+        int first = 1;
+        for (int isa = 2; isa >= 0; isa--) {
+            int old = ddts__tensor_cap_isa(isa);
+            for (int threads = 1; threads <= 3; threads++) {
+                ddts__tensor_conv_direct_wgrad(G, n, x, dz, F, dW, db, NULL, scratch, threads);
+                if (!first) { /* the bits of the first build and thread count */
+                    assert_memory_equal(dW, dW1, K * F * 4);
+                    assert_memory_equal(db, db1, F * 4);
+                    continue;
+                }
+                first = 0;
+                memcpy(dW1, dW, K * F * 4);
+                memcpy(db1, db, F * 4);
+                for (size_t k = 0; k < K; k++)
+                    for (size_t f = 0; f < F; f++) {
+                        double ref = 0;
+                        for (size_t p = 0; p < n * P; p++)
+                            ref += (double)col[p * K + k] * dz[p * F + f];
+                        if (fabs(dW[k * F + f] - ref) > 1e-4)
+                            fail_msg("geometry %zu: dW[%zu,%zu] = %.7g, naive %.7g", gi, k, f,
+                                     (double)dW[k * F + f], ref);
+                    }
+                for (size_t f = 0; f < F; f++) {
+                    double ref = 0;
+                    for (size_t p = 0; p < n * P; p++)
+                        ref += dz[p * F + f];
+                    assert_close(db[f], ref, 1e-4);
+                }
+            }
+            ddts__tensor_cap_isa(old);
+        }
+        free(x);
+        free(col);
+        free(dz);
+        free(dW);
+        free(db);
+        free(dW1);
+        free(db1);
         free(scratch);
     }
 }
@@ -747,11 +771,12 @@ static void test_vmath(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sgemm_split),       cmocka_unit_test(test_sgemm_par2),
-        cmocka_unit_test(test_sgemm_tn_split),    cmocka_unit_test(test_im2col_adjoint),
-        cmocka_unit_test(test_conv_fwd),          cmocka_unit_test(test_conv_dx),
-        cmocka_unit_test(test_conv_direct),       cmocka_unit_test(test_conv_direct_pool),
-        cmocka_unit_test(test_depthwise_kernels), cmocka_unit_test(test_vmath),
+        cmocka_unit_test(test_sgemm_split),    cmocka_unit_test(test_sgemm_par2),
+        cmocka_unit_test(test_im2col_adjoint),
+        cmocka_unit_test(test_conv_fwd),       cmocka_unit_test(test_conv_dx),
+        cmocka_unit_test(test_conv_direct),    cmocka_unit_test(test_conv_direct_pool),
+        cmocka_unit_test(test_conv_wgrad),     cmocka_unit_test(test_depthwise_kernels),
+        cmocka_unit_test(test_vmath),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
