@@ -238,9 +238,12 @@ static void conv_plan(struct ddts_model *m, size_t i, size_t cap, struct nn_plan
          * forward im2col */
         if (nd->direct)
             col = a->needs_grad ? dn * per : 0;
-        /* the weight gradient without im2col (conv_direct.c): the chunks'
-         * and threads' sums */
-        size_t wg = ddts__tensor_conv_direct_scratch(&tg, (size_t)nd->units, 0, m->threads);
+        /* the weight gradient: the direct kernels' or, for the others, the
+         * AVX-512 one's (conv_direct.c; elsewhere im2col in dchunks and a
+         * GEMM, within col) */
+        size_t wg = nd->direct
+                        ? ddts__tensor_conv_direct_scratch(&tg, (size_t)nd->units, 0, m->threads)
+                        : ddts__tensor_conv_wgrad_scratch(&tg, (size_t)nd->units, m->threads);
         if (nd->needs_grad && m->w[nd->w0].trainable && wg > col)
             col = wg;
     }
@@ -399,13 +402,26 @@ static void conv_backward(struct ddts_model *m, struct nn_node *nd, size_t b)
                                   train ? ddts__nn_gdata(m, nd->w0) : NULL, dx, acc);
         return;
     }
-    /* dW (K, F) = im2col(x)^T dz and db without an im2col (conv_direct.c);
-     * a direct convolution fused with its pooling rebuilds dz from the
-     * pooling's gradient */
-    if (train)
-        ddts__tensor_conv_direct_wgrad(&g, b, a->y, nd->dz, F, ddts__nn_gdata(m, nd->w0),
-                                       nd->use_bias ? ddts__nn_gdata(m, nd->w0 + 1) : NULL,
-                                       fused_pool(m, nd, &pool), m->col, m->threads);
+    /* dW (K, F) = im2col(x)^T dz and db: the direct kernels' (a direct
+     * convolution fused with its pooling rebuilds dz from the pooling's
+     * gradient), or for the others the AVX-512 kernel without im2col; in
+     * the other builds im2col in dchunks and a GEMM over each */
+    float *dW = train ? ddts__nn_gdata(m, nd->w0) : NULL;
+    float *db = train && nd->use_bias ? ddts__nn_gdata(m, nd->w0 + 1) : NULL;
+    if (train && nd->direct)
+        ddts__tensor_conv_direct_wgrad(&g, b, a->y, nd->dz, F, dW, db, fused_pool(m, nd, &pool),
+                                       m->col, m->threads);
+    else if (train &&
+             !ddts__tensor_conv_wgrad(&g, b, a->y, nd->dz, F, dW, db, m->col, m->threads)) {
+        if (db)
+            ddts__nn_bias_grad(m, b * P, F, nd->dz, db);
+        for (size_t n0 = 0; n0 < b; n0 += (size_t)nd->dchunk) {
+            size_t nb = b - n0 < (size_t)nd->dchunk ? b - n0 : (size_t)nd->dchunk;
+            ddts__tensor_im2col(&g, nb, a->y + n0 * a->size, m->col, m->threads);
+            ddts__tensor_sgemm_par(m->threads, 1, 0, K, F, nb * P, 1.0f, m->col, K,
+                                   nd->dz + n0 * P * F, F, n0 ? 1.0f : 0.0f, dW, F);
+        }
+    }
     /* dcol (nb*P, K) = dz W^T, scattered back onto the image, in dchunks:
      * one parallel region, each thread on its images in groups through its
      * part of the dchunk's scratch; or, where a dchunk holds fewer images

@@ -35,13 +35,12 @@ typedef int v16i __attribute__((vector_size(64)));
 #endif
 
 /*
- * Kernels that round each multiply-add once (the convolution weight
- * gradient, conv_direct.c): the AVX2 and AVX-512 wrappers are also marked
- * DDTS_CONTRACT, so that GCC makes one FMA of each `acc += a * b` (an FMA
- * is one instruction where a multiply and an add are two, 25 % faster on
- * the weight gradient); the generic build, whose baseline has no FMA
- * instruction, calls vfmaf (fmaf lane by lane). Every build gives the same
- * bits. Clang forms FMAs within an expression by default.
+ * A kernel built for one instruction set only (the AVX-512 weight gradient
+ * of conv_direct.c) may round each multiply-add once: its wrapper, marked
+ * DDTS_CONTRACT, lets GCC make one FMA of each `acc += a * b` (one
+ * instruction where a multiply and an add are two). Kernels compiled for
+ * every build keep them apart, so that the builds give the same bits.
+ * Clang forms FMAs within an expression by default.
  */
 #if defined(__GNUC__) && !defined(__clang__)
 #define DDTS_CONTRACT __attribute__((optimize("fp-contract=fast")))
@@ -63,15 +62,6 @@ ALWAYS_INLINE v16 vload(const float *p)
 ALWAYS_INLINE void vstore(float *p, v16 v)
 {
     memcpy(p, &v, sizeof v);
-}
-
-/* c + a * b lane by lane, each rounded once (see DDTS_CONTRACT). */
-ALWAYS_INLINE v16 vfmaf(float a, v16 b, v16 c)
-{
-    v16 r;
-    for (int i = 0; i < 16; i++)
-        r[i] = __builtin_fmaf(a, b[i], c[i]);
-    return r;
 }
 
 ALWAYS_INLINE v16 vrelu(v16 v)

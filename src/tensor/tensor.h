@@ -189,20 +189,28 @@ void ddts__tensor_conv_direct(const struct ddts__conv_geom *g, size_t n, const f
                               const float *W, size_t F, const float *bias, int relu, float *z,
                               const struct ddts__conv_pool *pool, float *scratch, int threads);
 /* dW (K, F) = im2col(x)^T dz and db (F) = column sums of dz, either NULL
- * when not wanted, without an im2col and for any K: every Conv2D's weight
- * gradient, direct or not. g's OH and OW: the positions visited (dz holds
- * those). With pool, dz is the relu'd pooling's input gradient, rebuilt
- * from pool's y, arg and dy (and the dz argument is not read). The images
- * are summed in fixed chunks added in order, each multiply-add rounded
- * once: bit-identical results whatever the thread count and build. */
+ * when not wanted. With pool, dz is the relu'd pooling's input gradient,
+ * rebuilt from pool's y, arg and dy (and the dz argument is not read). The
+ * images are summed in fixed chunks added in order: bit-identical results
+ * whatever the thread count. */
 void ddts__tensor_conv_direct_wgrad(const struct ddts__conv_geom *g, size_t n, const float *x,
                                     const float *dz, size_t F, float *dW, float *db,
                                     const struct ddts__conv_pool *pool, float *scratch,
                                     int threads);
-/* Scratch floats for either call, g the layer's whole geometry; PH is the
- * pooling's window height, 0 without pooling. */
+/* Scratch floats for either call; PH is the pooling's window height, 0
+ * without pooling. */
 size_t ddts__tensor_conv_direct_scratch(const struct ddts__conv_geom *g, size_t F, int PH,
                                         int threads);
+/* The same weight gradient (and bias gradient) for any K, without an
+ * im2col, in the AVX-512 build; returns 0 (nothing written) in the others,
+ * where the caller runs im2col and a GEMM. g's OH and OW: the positions
+ * visited (dz holds those). Bit-identical whatever the thread count.
+ * scratch: ddts__tensor_conv_wgrad_scratch floats (g: the whole geometry
+ * or the part visited). */
+int ddts__tensor_conv_wgrad(const struct ddts__conv_geom *g, size_t n, const float *x,
+                            const float *dz, size_t F, float *dW, float *db, float *scratch,
+                            int threads);
+size_t ddts__tensor_conv_wgrad_scratch(const struct ddts__conv_geom *g, size_t F, int threads);
 /*
  * Depthwise convolution (depthwise.c) over x (n, H, W, C) with kernel W
  * (KH, KW, C, M), M the depth multiplier: z (n, OH, OW, C M) = bias (C M,

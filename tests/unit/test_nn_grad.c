@@ -284,31 +284,37 @@ static void test_conv(void **state)
 {
     (void)state;
     /* windows of up to 64 taps take the direct kernels (conv_direct.c), the
-     * others im2col and GEMM: each case both ways */
-    for (gemm_only = 0; gemm_only <= 1; gemm_only++) {
-        check("5,5,2", CONV("c", 3, 3, "") HEAD, "mse", T_REAL);
-        check("6,5,2", CONV("c", 3, 3, ",\"padding\":\"same\"") HEAD, "mse", T_REAL);
-        check("7,6,2", CONV("c", 2, 3, ",\"strides\":[2,2],\"padding\":\"same\"") HEAD, "mse",
-              T_REAL);
-        check("7,7,1", CONV("c", 2, 3, ",\"strides\":[2,1]") HEAD, "mse", T_REAL);
-        check("7,7,2", CONV("c", 2, 2, ",\"dilation_rate\":[2,2],\"padding\":\"same\"") HEAD, "mse",
-              T_REAL);
-        /* 16 filters in vectors and 3 more (relu in the kernel: test_pooling) */
-        check("6,5,2", CONV("c", 19, 3, ",\"padding\":\"same\"") HEAD, "mse", T_REAL);
-        check("4,4,3", CONV("c", 2, 1, "") HEAD, "mse", T_REAL); /* pointwise fast path */
-        /* two convolutions: the second's backward feeds the first */
-        check("6,6,2", CONV("c1", 3, 3, "") "," CONV("c2", 2, 2, ",\"use_bias\":false") HEAD, "mse",
-              T_REAL);
-        /* the same with the input gradient computed image by image, as a
-         * layer whose columns exceed the scratch is (model.c, DCOL_MAX_FLOATS) */
-        dchunk_one = 1;
-        check("6,6,2", CONV("c1", 3, 3, "") "," CONV("c2", 2, 2, ",\"padding\":\"same\"") HEAD,
-              "mse", T_REAL);
-        dchunk_one = 0;
-    }
+     * others the AVX-512 weight gradient or (other builds) im2col and GEMM:
+     * each case each way */
+    for (int isa = 2; isa >= 1; isa--)
+        for (gemm_only = 0; gemm_only <= 1; gemm_only++) {
+            int old_isa = ddts__tensor_cap_isa(isa);
+            check("5,5,2", CONV("c", 3, 3, "") HEAD, "mse", T_REAL);
+            check("6,5,2", CONV("c", 3, 3, ",\"padding\":\"same\"") HEAD, "mse", T_REAL);
+            check("7,6,2", CONV("c", 2, 3, ",\"strides\":[2,2],\"padding\":\"same\"") HEAD, "mse",
+                  T_REAL);
+            check("7,7,1", CONV("c", 2, 3, ",\"strides\":[2,1]") HEAD, "mse", T_REAL);
+            check("7,7,2", CONV("c", 2, 2, ",\"dilation_rate\":[2,2],\"padding\":\"same\"") HEAD,
+                  "mse", T_REAL);
+            /* 16 filters in vectors and 3 more (relu in the kernel: test_pooling) */
+            check("6,5,2", CONV("c", 19, 3, ",\"padding\":\"same\"") HEAD, "mse", T_REAL);
+            check("4,4,3", CONV("c", 2, 1, "") HEAD, "mse", T_REAL); /* pointwise fast path */
+            /* two convolutions: the second's backward feeds the first */
+            check("6,6,2", CONV("c1", 3, 3, "") "," CONV("c2", 2, 2, ",\"use_bias\":false") HEAD,
+                  "mse", T_REAL);
+            /* the same with the input gradient computed image by image, as a
+             * layer whose columns exceed the scratch is (model.c, DCOL_MAX_FLOATS) */
+            dchunk_one = 1;
+            check("6,6,2", CONV("c1", 3, 3, "") "," CONV("c2", 2, 2, ",\"padding\":\"same\"") HEAD,
+                  "mse", T_REAL);
+            dchunk_one = 0;
+            ddts__tensor_cap_isa(old_isa);
+        }
     gemm_only = 0;
-    /* 8 channels by 3x3: 72 taps, past the direct kernels' limit */
+    /* 8 channels by 3x3: 72 taps, past the direct kernels' limit; 17 filters
+     * (a 16-filter tile and the tail) */
     check("5,5,8", CONV("c", 3, 3, "") HEAD, "mse", T_REAL);
+    check("6,5,8", CONV("c", 17, 3, ",\"padding\":\"same\"") HEAD, "mse", T_REAL);
 }
 
 static void test_conv1d(void **state)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "tensor/simd.h"
 #include "tensor/tensor.h"
 #include "test.h"
 
@@ -405,11 +406,11 @@ static void test_conv_direct(void **state)
     }
 }
 
-/* The weight gradient of every Conv2D (ddts__tensor_conv_direct_wgrad) at
- * im2col widths beyond the direct forward's: against a naive product in
- * double over ddts__tensor_im2col; 1-3 threads and every build the CPU has
- * giving the same bits (one order of sums, each multiply-add rounded once).
- * Filter counts take every tile width (64, 32, 16) and the scalar tail. */
+/* The weight gradient without im2col of the Conv2D layers the direct
+ * kernels do not take (ddts__tensor_conv_wgrad): against a naive product in
+ * double over ddts__tensor_im2col, 1-3 threads giving the same bits; the
+ * builds without it return 0. Filter counts take both tile widths (64, 16)
+ * and the scalar tail. */
 static void test_conv_wgrad(void **state)
 {
     (void)state;
@@ -430,24 +431,27 @@ static void test_conv_wgrad(void **state)
         size_t P = (size_t)G->OH * G->OW, xs = n * G->H * G->W * G->C;
         float *x = malloc(xs * 4), *col = malloc(n * P * K * 4), *dz = malloc(n * P * F * 4);
         float *dW = malloc(K * F * 4), *db = malloc(F * 4), *dW1 = malloc(K * F * 4);
-        float *db1 = malloc(F * 4),
-              *scratch = malloc(ddts__tensor_conv_direct_scratch(G, F, 0, 3) * 4);
+        float *db1 = malloc(F * 4), *scratch = malloc(ddts__tensor_conv_wgrad_scratch(G, F, 3) * 4);
         for (size_t i = 0; i < xs; i++)
             x[i] = (float)(ddts_rng_uniform(&r) - 0.5);
         for (size_t i = 0; i < n * P * F; i++)
             dz[i] = (float)(ddts_rng_uniform(&r) - 0.5);
         ddts__tensor_im2col(G, n, x, col, 1);
-        int first = 1;
         for (int isa = 2; isa >= 0; isa--) {
             int old = ddts__tensor_cap_isa(isa);
+            if (ddts__tensor_isa_level() < 2) {
+                assert_int_equal(ddts__tensor_conv_wgrad(G, n, x, dz, F, dW, db, scratch, 1), 0);
+                ddts__tensor_cap_isa(old);
+                continue;
+            }
             for (int threads = 1; threads <= 3; threads++) {
-                ddts__tensor_conv_direct_wgrad(G, n, x, dz, F, dW, db, NULL, scratch, threads);
-                if (!first) { /* the bits of the first build and thread count */
+                assert_int_equal(ddts__tensor_conv_wgrad(G, n, x, dz, F, dW, db, scratch, threads),
+                                 1);
+                if (threads > 1) { /* the bits of one thread */
                     assert_memory_equal(dW, dW1, K * F * 4);
                     assert_memory_equal(db, db1, F * 4);
                     continue;
                 }
-                first = 0;
                 memcpy(dW1, dW, K * F * 4);
                 memcpy(db1, db, F * 4);
                 for (size_t k = 0; k < K; k++)
@@ -771,12 +775,11 @@ static void test_vmath(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sgemm_split),    cmocka_unit_test(test_sgemm_par2),
-        cmocka_unit_test(test_im2col_adjoint),
-        cmocka_unit_test(test_conv_fwd),       cmocka_unit_test(test_conv_dx),
-        cmocka_unit_test(test_conv_direct),    cmocka_unit_test(test_conv_direct_pool),
-        cmocka_unit_test(test_conv_wgrad),     cmocka_unit_test(test_depthwise_kernels),
-        cmocka_unit_test(test_vmath),
+        cmocka_unit_test(test_sgemm_split),       cmocka_unit_test(test_sgemm_par2),
+        cmocka_unit_test(test_im2col_adjoint),    cmocka_unit_test(test_conv_fwd),
+        cmocka_unit_test(test_conv_dx),           cmocka_unit_test(test_conv_direct),
+        cmocka_unit_test(test_conv_direct_pool),  cmocka_unit_test(test_conv_wgrad),
+        cmocka_unit_test(test_depthwise_kernels), cmocka_unit_test(test_vmath),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
