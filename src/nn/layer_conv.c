@@ -490,8 +490,8 @@ static double conv_macs(const struct ddts_model *m, const struct nn_node *nd)
 {
     const struct nn_node *a = &m->nodes[nd->in[0]];
     struct ddts__conv_geom g;
-    ddts__nn_conv_geom_full(nd, a,
-                            &g); /* the layer's count, cropped or not (as the peer computes) */
+    /* the layer's count, cropped or not (as the peer computes) */
+    ddts__nn_conv_geom_full(nd, a, &g);
     double K = (double)g.KH * g.KW * g.C, P = (double)g.OH * g.OW;
     return P * K * (double)(nd->kind == NN_CONV2DT ? a->shape[2] : nd->units);
 }

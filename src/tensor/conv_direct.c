@@ -300,17 +300,19 @@ ALWAYS_INLINE void pool_dz(const struct direct_args *a, size_t pr, int po, float
 }
 
 /* Images [i0, i1) into sums (dW (K, F) then db (F), zeroed here), each image
- * summed apart first (in img_sums, as large) so that no float sum runs over
- * a whole batch. With pooling, dz of the PH conv rows under each pooled row
- * is rebuilt in tmp (PH, OW, F) from the pooling's gradient (pool_dz). */
+ * summed apart first (in own's first (K + 1) F floats) so that no float sum
+ * runs over a whole batch. With pooling, dz of the PH conv rows under each
+ * pooled row is rebuilt in the rest of own (PH, OW, F) from the pooling's
+ * gradient (pool_dz). */
 ALWAYS_INLINE void wgrad_images(const struct direct_args *a, size_t i0, size_t i1, float *sums,
-                                float *img_sums, float *tmp, const int PB)
+                                float *own, const int PB)
 {
     const struct ddts__conv_geom *g = a->g;
     const struct ddts__conv_pool *pl = a->pool;
     struct row_ctx c;
     row_ctx_init(g, &c);
     const size_t kf = (size_t)g->KH * g->KW * g->C * a->F, img = (size_t)g->H * g->W * g->C;
+    float *img_sums = own, *tmp = own + kf + a->F;
     const size_t row = (size_t)g->OW * a->F;
     memset(sums, 0, (kf + a->F) * sizeof *sums);
     for (size_t i = i0; i < i1; i++) {
@@ -336,17 +338,17 @@ ALWAYS_INLINE void wgrad_images(const struct direct_args *a, size_t i0, size_t i
  * the callers below: a region inside a target-specific function would be
  * outlined without its target. */
 typedef void (*forward_fn)(const struct direct_args *, long, long, float *);
-typedef void (*wgrad_fn)(const struct direct_args *, size_t, size_t, float *, float *, float *);
+/* Images [i0, i1) into sums; own: the thread's scratch. */
+typedef void (*wgrad_fn)(const struct direct_args *, size_t, size_t, float *, float *);
 
 static void forward_generic(const struct direct_args *a, long r0, long r1, float *tmp)
 {
     forward_rows(a, r0, r1, tmp, 4);
 }
 
-static void wgrad_generic(const struct direct_args *a, size_t i0, size_t i1, float *s, float *t,
-                          float *tmp)
+static void wgrad_generic(const struct direct_args *a, size_t i0, size_t i1, float *s, float *own)
 {
-    wgrad_images(a, i0, i1, s, t, tmp, 4);
+    wgrad_images(a, i0, i1, s, own, 4);
 }
 
 #if DDTS_HAVE_ISA_BUILDS
@@ -365,9 +367,9 @@ DDTS_TARGET_AVX2 static void forward_avx2(const struct direct_args *a, long r0, 
 }
 
 DDTS_TARGET_AVX2 static void wgrad_avx2(const struct direct_args *a, size_t i0, size_t i1, float *s,
-                                        float *t, float *tmp)
+                                        float *own)
 {
-    wgrad_images(a, i0, i1, s, t, tmp, 4);
+    wgrad_images(a, i0, i1, s, own, 4);
 }
 
 DDTS_TARGET_AVX512 static void forward_avx512(const struct direct_args *a, long r0, long r1,
@@ -380,12 +382,12 @@ DDTS_TARGET_AVX512 static void forward_avx512(const struct direct_args *a, long 
 }
 
 DDTS_TARGET_AVX512 static void wgrad_avx512(const struct direct_args *a, size_t i0, size_t i1,
-                                            float *s, float *t, float *tmp)
+                                            float *s, float *own)
 {
     if (wide_blocks(a->g))
-        wgrad_images(a, i0, i1, s, t, tmp, 13);
+        wgrad_images(a, i0, i1, s, own, 13);
     else
-        wgrad_images(a, i0, i1, s, t, tmp, 8);
+        wgrad_images(a, i0, i1, s, own, 8);
 }
 #endif
 
@@ -464,19 +466,34 @@ void ddts__tensor_conv_direct(const struct ddts__conv_geom *g, size_t n, const f
     }
 }
 
-/* The nc chunks' sums of a weight gradient (each kf + F floats, from
- * scratch on) added in chunk order, bit-identical whatever the thread count,
- * then copied to dW (K, F) and db (F), either NULL when not wanted. */
-static void sum_chunks(float *scratch, long nc, size_t each, float *dW, float *db, size_t kf,
-                       size_t F)
+/* A weight gradient (a->n images) over WGRAD_CHUNKS fixed chunks of images
+ * that the threads take in turn, fn summing each into its own slot of
+ * scratch ((K + 1) F floats: dW then db) with the thread's `per` floats
+ * after the slots as its own scratch; the slots then added in chunk order,
+ * bit-identical whatever the thread count, and copied to dW (K, F) and db
+ * (F), either NULL when not wanted. */
+static void wgrad_chunks(const struct direct_args *a, wgrad_fn fn, size_t per, float *dW, float *db,
+                         float *scratch, int threads)
 {
+    const size_t n = a->n, F = a->F, kf = (size_t)a->g->KH * a->g->KW * a->g->C * F;
+    const long nc = n < WGRAD_CHUNKS ? (long)n : WGRAD_CHUNKS;
+    float *own = scratch + WGRAD_CHUNKS * (kf + F);
+    int nt = threads > 1 && n > 1 ? threads : 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *mine = own + (size_t)omp_get_thread_num() * per;
+#pragma omp for schedule(dynamic, 1) nowait
+        for (long c = 0; c < nc; c++)
+            fn(a, (size_t)c * n / (size_t)nc, (size_t)(c + 1) * n / (size_t)nc,
+               scratch + (size_t)c * (kf + F), mine);
+    }
     for (long c = 1; c < nc; c++) {
-        const float *p = scratch + (size_t)c * each;
-        for (size_t j = 0; j < each; j++)
+        const float *p = scratch + (size_t)c * (kf + F);
+        for (size_t j = 0; j < kf + F; j++)
             scratch[j] += p[j];
     }
     if (nc == 0)
-        memset(scratch, 0, each * sizeof *scratch);
+        memset(scratch, 0, (kf + F) * sizeof *scratch);
     if (dW)
         memcpy(dW, scratch, kf * sizeof *dW);
     if (db)
@@ -488,21 +505,8 @@ void ddts__tensor_conv_direct_wgrad(const struct ddts__conv_geom *g, size_t n, c
                                     const struct ddts__conv_pool *pool, float *scratch, int threads)
 {
     struct direct_args a = {.g = g, .n = n, .F = F, .x = x, .dz = dz, .pool = pool};
-    wgrad_fn fn = kernels[ddts__tensor_isa_level()].wgrad;
-    const size_t K = (size_t)g->KH * g->KW * g->C, kf = K * F;
-    const size_t per = per_thread(g, F, pool ? pool->PH : 0);
-    const long nc = n < WGRAD_CHUNKS ? (long)n : WGRAD_CHUNKS;
-    float *own = scratch + WGRAD_CHUNKS * (kf + F); /* the threads' image sums and rows */
-    int nt = threads > 1 && n > 1 ? threads : 1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        float *mine = own + (size_t)omp_get_thread_num() * per;
-#pragma omp for schedule(dynamic, 1) nowait
-        for (long c = 0; c < nc; c++)
-            fn(&a, (size_t)c * n / (size_t)nc, (size_t)(c + 1) * n / (size_t)nc,
-               scratch + (size_t)c * (kf + F), mine, mine + kf + F);
-    }
-    sum_chunks(scratch, nc, kf + F, dW, db, kf, F);
+    wgrad_chunks(&a, kernels[ddts__tensor_isa_level()].wgrad, per_thread(g, F, pool ? pool->PH : 0),
+                 dW, db, scratch, threads);
 }
 
 /*
@@ -680,19 +684,7 @@ int ddts__tensor_conv_wgrad(const struct ddts__conv_geom *g, size_t n, const flo
     if (ddts__tensor_isa_level() < 2)
         return 0;
     struct direct_args a = {.g = g, .n = n, .F = F, .x = x, .dz = dz};
-    const size_t K = (size_t)g->KH * g->KW * g->C, kf = K * F, per = tiled_per_thread(g);
-    const long nc = n < WGRAD_CHUNKS ? (long)n : WGRAD_CHUNKS;
-    float *own = scratch + WGRAD_CHUNKS * (kf + F); /* the threads' padded images */
-    int nt = threads > 1 && n > 1 ? threads : 1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        float *mine = own + (size_t)omp_get_thread_num() * per;
-#pragma omp for schedule(dynamic, 1) nowait
-        for (long c = 0; c < nc; c++)
-            wgrad_tiled_avx512(&a, (size_t)c * n / (size_t)nc, (size_t)(c + 1) * n / (size_t)nc,
-                               scratch + (size_t)c * (kf + F), mine);
-    }
-    sum_chunks(scratch, nc, kf + F, dW, db, kf, F);
+    wgrad_chunks(&a, wgrad_tiled_avx512, tiled_per_thread(g), dW, db, scratch, threads);
     return 1;
 #else
     (void)g, (void)n, (void)x, (void)dz, (void)F, (void)dW, (void)db, (void)scratch, (void)threads;

@@ -306,6 +306,28 @@ static void test_conv_dx(void **state)
     }
 }
 
+/* A convolution's weight gradient dW (K, F) and bias gradient db (F) against
+ * im2col(x)^T dz and dz's column sums in double, over np positions. */
+static void check_wgrad(size_t gi, int isa, int threads, size_t np, size_t K, size_t F,
+                        const float *col, const float *dz, const float *dW, const float *db)
+{
+    for (size_t k = 0; k < K; k++)
+        for (size_t f = 0; f < F; f++) {
+            double ref = 0;
+            for (size_t p = 0; p < np; p++)
+                ref += (double)col[p * K + k] * dz[p * F + f];
+            if (fabs(dW[k * F + f] - ref) > 1e-4)
+                fail_msg("geometry %zu isa %d threads %d: dW[%zu,%zu] = %.7g, naive %.7g", gi, isa,
+                         threads, k, f, (double)dW[k * F + f], ref);
+        }
+    for (size_t f = 0; f < F; f++) {
+        double ref = 0;
+        for (size_t p = 0; p < np; p++)
+            ref += dz[p * F + f];
+        assert_close(db[f], ref, 1e-4);
+    }
+}
+
 /* The direct convolution and its weight gradient against im2col and a naive
  * product in double, for each instruction set the CPU has, 1 to 3 threads;
  * a second run with the same thread count gives the same bits. */
@@ -360,22 +382,7 @@ static void test_conv_direct(void **state)
                                      gi, isa, threads, p, f, (double)z[p * F + f], ref);
                     }
                 ddts__tensor_conv_direct_wgrad(G, n, x, dz, F, dW, db, NULL, scratch, threads);
-                for (size_t k = 0; k < K; k++)
-                    for (size_t f = 0; f < F; f++) {
-                        double ref = 0;
-                        for (size_t p = 0; p < n * P; p++)
-                            ref += (double)col[p * K + k] * dz[p * F + f];
-                        if (fabs(dW[k * F + f] - ref) > 1e-4)
-                            fail_msg("geometry %zu isa %d threads %d: dW[%zu,%zu] = %.7g, naive "
-                                     "%.7g",
-                                     gi, isa, threads, k, f, (double)dW[k * F + f], ref);
-                    }
-                for (size_t f = 0; f < F; f++) {
-                    double ref = 0;
-                    for (size_t p = 0; p < n * P; p++)
-                        ref += dz[p * F + f];
-                    assert_close(db[f], ref, 1e-4);
-                }
+                check_wgrad(gi, isa, threads, n * P, K, F, col, dz, dW, db);
                 /* the same thread count again: the same bits; no bias gradient wanted */
                 ddts__tensor_conv_direct(G, n, x, W, F, threads == 3 ? NULL : bias, relu, z2, NULL,
                                          scratch, threads);
@@ -454,21 +461,7 @@ static void test_conv_wgrad(void **state)
                 }
                 memcpy(dW1, dW, K * F * 4);
                 memcpy(db1, db, F * 4);
-                for (size_t k = 0; k < K; k++)
-                    for (size_t f = 0; f < F; f++) {
-                        double ref = 0;
-                        for (size_t p = 0; p < n * P; p++)
-                            ref += (double)col[p * K + k] * dz[p * F + f];
-                        if (fabs(dW[k * F + f] - ref) > 1e-4)
-                            fail_msg("geometry %zu: dW[%zu,%zu] = %.7g, naive %.7g", gi, k, f,
-                                     (double)dW[k * F + f], ref);
-                    }
-                for (size_t f = 0; f < F; f++) {
-                    double ref = 0;
-                    for (size_t p = 0; p < n * P; p++)
-                        ref += dz[p * F + f];
-                    assert_close(db[f], ref, 1e-4);
-                }
+                check_wgrad(gi, isa, threads, n * P, K, F, col, dz, dW, db);
             }
             ddts__tensor_cap_isa(old);
         }
